@@ -1,0 +1,128 @@
+"""Canonical JSON and base64 encodings (appendices, "Signing JSON").
+
+Hashes and signatures are computed over bytes, so every server must turn the
+same JSON value into the same bytes. The ``canonicaljson`` library does the
+key sorting and minimal formatting but happily emits floats and integers
+outside the interoperable range; those would produce signatures other
+servers cannot reproduce, so this module rejects them first.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import canonicaljson
+
+__all__ = [
+    "MAX_SAFE_INTEGER",
+    "MIN_SAFE_INTEGER",
+    "CanonicalJSONError",
+    "check_canonical_json",
+    "decode_base64",
+    "encode_base64",
+    "encode_canonical_json",
+    "parse_json_strict",
+]
+
+MAX_SAFE_INTEGER = 2**53 - 1
+MIN_SAFE_INTEGER = -(2**53) + 1
+
+
+class CanonicalJSONError(ValueError):
+    """A value cannot be represented in canonical JSON (maps to ``M_BAD_JSON``)."""
+
+
+def _normalise(value: Any, *, allow_integral_floats: bool) -> Any:
+    # bool is a subclass of int, so test it first.
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        if not MIN_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            raise CanonicalJSONError(f"Integer out of canonical JSON range: {value}")
+        return value
+    if isinstance(value, float):
+        if allow_integral_floats and value.is_integer():
+            return _normalise(int(value), allow_integral_floats=False)
+        raise CanonicalJSONError(f"Floats are not allowed in canonical JSON: {value!r}")
+    if isinstance(value, Mapping):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise CanonicalJSONError(f"Object keys must be strings: {key!r}")
+            out[key] = _normalise(item, allow_integral_floats=allow_integral_floats)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_normalise(v, allow_integral_floats=allow_integral_floats) for v in value]
+    raise CanonicalJSONError(f"Not a JSON value: {type(value).__name__}")
+
+
+def encode_canonical_json(value: Any) -> bytes:
+    """Encode ``value`` as canonical JSON bytes.
+
+    Floats with an integral value are written as integers, because a JSON
+    parser will have turned a wire value such as ``1e10`` into a float and
+    the spec's own example expects ``10000000000`` for it. Fractional
+    floats and out-of-range integers raise :class:`CanonicalJSONError`.
+    """
+    return canonicaljson.encode_canonical_json(_normalise(value, allow_integral_floats=True))
+
+
+def check_canonical_json(value: Any) -> None:
+    """Reject values that are not strictly valid canonical JSON (any float included).
+
+    Used when validating incoming PDUs: room versions 6+ require servers to
+    discard events whose JSON the spec's grammar does not allow.
+    """
+    _normalise(value, allow_integral_floats=False)
+
+
+def _reject_constant(name: str) -> Any:
+    raise CanonicalJSONError(f"Non-finite number not allowed: {name}")
+
+
+def _reject_float(text: str) -> Any:
+    raise CanonicalJSONError(f"Floats are not allowed: {text}")
+
+
+def parse_json_strict(data: bytes | str) -> Any:
+    """Parse JSON, refusing anything outside the canonical JSON value space.
+
+    Lets a request handler turn bad JSON into ``M_BAD_JSON`` before the value
+    reaches code that would later fail to hash or sign it.
+    """
+    try:
+        value = json.loads(data, parse_constant=_reject_constant, parse_float=_reject_float)
+    except ValueError as exc:
+        if isinstance(exc, CanonicalJSONError):
+            raise
+        raise CanonicalJSONError(f"Invalid JSON: {exc}") from exc
+    check_canonical_json(value)
+    return value
+
+
+def encode_base64(data: bytes, *, urlsafe: bool = False) -> str:
+    """Unpadded base64, standard or URL-safe alphabet."""
+    encoded = base64.urlsafe_b64encode(data) if urlsafe else base64.b64encode(data)
+    return encoded.rstrip(b"=").decode("ascii")
+
+
+def decode_base64(data: str) -> bytes:
+    """Decode base64 in either alphabet, padded or not.
+
+    The spec asks decoders to be liberal here (keys in
+    ``m.room.third_party_invite`` may use either alphabet), so both are
+    accepted; mixed alphabets or garbage raise ``ValueError``.
+    """
+    if not isinstance(data, str):
+        raise ValueError("base64 data must be a string")
+    stripped = data.rstrip("=")
+    padded = stripped + "=" * (-len(stripped) % 4)
+    altchars = b"-_" if ("-" in padded or "_" in padded) else None
+    try:
+        return base64.b64decode(padded, altchars=altchars, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"Invalid base64: {exc}") from exc

@@ -1,0 +1,113 @@
+"""The redaction algorithm (room versions, "Redactions").
+
+Redaction is not only a moderation feature: signatures and reference hashes
+are computed over the *redacted* form of an event, so that a server holding
+only a redacted copy can still verify it and compute its ID. That makes the
+per-version lists of surviving keys part of the wire protocol; one wrong key
+and event IDs stop matching other servers'.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+from .room_versions import RoomVersion, get_room_version
+
+__all__ = ["redact_content", "redact_event", "redaction_target"]
+
+_KEPT_TOP_LEVEL = frozenset(
+    {
+        "event_id",
+        "type",
+        "room_id",
+        "sender",
+        "state_key",
+        "content",
+        "hashes",
+        "signatures",
+        "depth",
+        "prev_events",
+        "auth_events",
+        "origin_server_ts",
+    }
+)
+_KEPT_TOP_LEVEL_PRE_V11 = _KEPT_TOP_LEVEL | {"origin", "membership", "prev_state"}
+
+_POWER_LEVEL_KEYS = frozenset(
+    {"ban", "events", "events_default", "kick", "redact", "state_default", "users", "users_default"}
+)
+
+
+def redact_content(
+    event_type: str, content: Mapping[str, Any], room_version: str | RoomVersion
+) -> dict[str, Any]:
+    """The part of ``content`` that survives redaction for this event type."""
+    rv = get_room_version(room_version)
+
+    def keep(*keys: str) -> dict[str, Any]:
+        return {k: copy.deepcopy(content[k]) for k in keys if k in content}
+
+    if event_type == "m.room.member":
+        kept = keep("membership", "join_authorised_via_users_server")
+        if rv.redaction_keeps_third_party_invite_signed:
+            invite = content.get("third_party_invite")
+            if isinstance(invite, Mapping):
+                kept["third_party_invite"] = (
+                    {"signed": copy.deepcopy(invite["signed"])} if "signed" in invite else {}
+                )
+        return kept
+    if event_type == "m.room.create":
+        if rv.redaction_keeps_all_create_content:
+            return copy.deepcopy(dict(content))
+        return keep("creator")
+    if event_type == "m.room.join_rules":
+        return keep("join_rule", "allow")
+    if event_type == "m.room.power_levels":
+        keys = set(_POWER_LEVEL_KEYS)
+        if rv.redaction_keeps_power_levels_invite:
+            keys.add("invite")
+        return keep(*sorted(keys))
+    if event_type == "m.room.history_visibility":
+        return keep("history_visibility")
+    if event_type == "m.room.redaction" and rv.redaction_keeps_redaction_redacts:
+        return keep("redacts")
+    return {}
+
+
+def redact_event(event: Mapping[str, Any], room_version: str | RoomVersion) -> dict[str, Any]:
+    """Return a redacted deep copy of ``event``; the input is not modified.
+
+    ``unsigned`` is dropped like any other unlisted key: a server serving the
+    redacted event to clients adds ``redacted_because`` back itself.
+    """
+    rv = get_room_version(room_version)
+    kept_keys = (
+        _KEPT_TOP_LEVEL_PRE_V11 if rv.redaction_keeps_origin_membership_prev_state else _KEPT_TOP_LEVEL
+    )
+    redacted = {k: copy.deepcopy(v) for k, v in event.items() if k in kept_keys and k != "content"}
+    content = event.get("content")
+    event_type = event.get("type")
+    if isinstance(content, Mapping) and isinstance(event_type, str):
+        redacted["content"] = redact_content(event_type, content, rv)
+    else:
+        redacted["content"] = {}
+    return redacted
+
+
+def redaction_target(event: Mapping[str, Any], room_version: str | RoomVersion) -> str | None:
+    """The event ID an ``m.room.redaction`` event redacts, wherever the version keeps it.
+
+    v11 moved ``redacts`` into ``content``; reading it through here keeps
+    callers from having to know which room version they are in.
+    """
+    rv = get_room_version(room_version)
+    if event.get("type") != "m.room.redaction":
+        return None
+    if rv.redacts_in_content:
+        content = event.get("content")
+        target = content.get("redacts") if isinstance(content, Mapping) else None
+    else:
+        target = event.get("redacts")
+    return target if isinstance(target, str) else None

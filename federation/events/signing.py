@@ -1,0 +1,225 @@
+"""Signing JSON and events (appendices "Signing JSON", server-server "Signing Events").
+
+Signing keys are ``signedjson``/PyNaCl key objects, which carry ``alg`` and
+``version`` so the key ID (``ed25519:abc``) travels with the key. Verify
+keys are passed as a mapping of key ID to key because a server publishes
+several and a signature names the one it used.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import nacl.exceptions
+import nacl.signing
+from signedjson.key import (
+    decode_signing_key_base64,
+    decode_verify_key_bytes,
+    encode_signing_key_base64,
+    encode_verify_key_base64,
+    generate_signing_key,
+    get_verify_key,
+)
+from signedjson.types import SigningKey
+
+from .canonical import decode_base64, encode_base64, encode_canonical_json
+from .hashing import compute_content_hash, pdu_json
+from .identifiers import domain_of
+from .redaction import redact_event
+from .room_versions import RoomVersion, get_room_version
+
+__all__ = [
+    "SignatureError",
+    "add_hashes_and_signature",
+    "decode_signing_key_base64",
+    "decode_verify_key_base64",
+    "decode_verify_key_bytes",
+    "encode_signing_key_base64",
+    "encode_verify_key_base64",
+    "generate_signing_key",
+    "get_verify_key",
+    "key_id_of",
+    "servers_required_to_sign",
+    "sign_event",
+    "sign_json",
+    "signing_key_from_seed",
+    "verify_event_signatures",
+    "verify_json_signature",
+    "verify_signed_by",
+]
+
+VerifyKey = nacl.signing.VerifyKey
+
+
+class SignatureError(Exception):
+    """A required signature is missing, malformed or does not verify."""
+
+
+def key_id_of(signing_key: SigningKey) -> str:
+    return f"{signing_key.alg}:{signing_key.version}"
+
+
+def signing_key_from_seed(seed: bytes, version: str) -> SigningKey:
+    """Build a signing key from a raw 32-byte ed25519 seed (as in the appendix vectors)."""
+    return decode_signing_key_base64("ed25519", version, encode_base64(seed))
+
+
+def decode_verify_key_base64(key_id: str, key_base64: str) -> VerifyKey:
+    """A verify key from its published base64 form, under its ``alg:version`` key ID."""
+    return decode_verify_key_bytes(key_id, decode_base64(key_base64))
+
+
+def _signable_bytes(obj: Mapping[str, Any]) -> bytes:
+    return encode_canonical_json({k: v for k, v in obj.items() if k not in ("signatures", "unsigned")})
+
+
+def sign_json(obj: Mapping[str, Any], server_name: str, signing_key: SigningKey) -> dict[str, Any]:
+    """Return a copy of ``obj`` with this server's signature added.
+
+    Existing signatures (ours under other key IDs, or other servers') are
+    preserved, since objects such as key responses and invites are
+    co-signed.
+    """
+    signed = copy.deepcopy(dict(obj))
+    signature = signing_key.sign(_signable_bytes(obj)).signature
+    signatures = signed.get("signatures")
+    if not isinstance(signatures, dict):
+        signatures = {}
+    signatures.setdefault(server_name, {})[key_id_of(signing_key)] = encode_base64(signature)
+    signed["signatures"] = signatures
+    return signed
+
+
+def verify_json_signature(
+    obj: Mapping[str, Any], server_name: str, key_id: str, verify_key: VerifyKey
+) -> None:
+    """Check one specific signature; raise :class:`SignatureError` unless it verifies."""
+    signatures = obj.get("signatures")
+    server_sigs = signatures.get(server_name) if isinstance(signatures, Mapping) else None
+    if not isinstance(server_sigs, Mapping) or key_id not in server_sigs:
+        raise SignatureError(f"Missing signature for {server_name} {key_id}")
+    encoded = server_sigs[key_id]
+    try:
+        signature = decode_base64(encoded)
+    except ValueError as exc:
+        raise SignatureError(f"Invalid base64 in signature {server_name} {key_id}") from exc
+    try:
+        verify_key.verify(_signable_bytes(obj), signature)
+    except (nacl.exceptions.BadSignatureError, ValueError, TypeError) as exc:
+        raise SignatureError(f"Invalid signature for {server_name} {key_id}") from exc
+
+
+def verify_signed_by(
+    obj: Mapping[str, Any], server_name: str, verify_keys: Mapping[str, VerifyKey]
+) -> None:
+    """Check that ``server_name`` signed ``obj`` with at least one of ``verify_keys``.
+
+    Follows "Checking for a Signature": signatures under unknown algorithms
+    or key IDs are ignored, every remaining one must verify, and at least one
+    must remain.
+    """
+    signatures = obj.get("signatures")
+    server_sigs = signatures.get(server_name) if isinstance(signatures, Mapping) else None
+    if not isinstance(server_sigs, Mapping) or not server_sigs:
+        raise SignatureError(f"Not signed by {server_name}")
+    checked = 0
+    for key_id in server_sigs:
+        if not key_id.startswith("ed25519:") or key_id not in verify_keys:
+            continue
+        verify_json_signature(obj, server_name, key_id, verify_keys[key_id])
+        checked += 1
+    if checked == 0:
+        raise SignatureError(f"No signature from {server_name} with a known key")
+
+
+def add_hashes_and_signature(
+    event: Mapping[str, Any],
+    room_version: str | RoomVersion,
+    server_name: str,
+    signing_key: SigningKey,
+) -> dict[str, Any]:
+    """Compute ``hashes.sha256`` then sign the redacted form; returns a new event.
+
+    The signature covers only the redacted event (plus the content hash) so
+    that it stays verifiable after redaction; the content hash is what ties
+    the signature to the full content.
+    """
+    rv = get_room_version(room_version)
+    out = copy.deepcopy(dict(event))
+    out["hashes"] = {"sha256": encode_base64(compute_content_hash(out))}
+    redacted = redact_event(pdu_json(out), rv)
+    signed = sign_json(redacted, server_name, signing_key)
+    out["signatures"] = signed["signatures"]
+    return out
+
+
+def sign_event(
+    event: Mapping[str, Any],
+    room_version: str | RoomVersion,
+    server_name: str,
+    signing_key: SigningKey,
+) -> dict[str, Any]:
+    """Add another server's signature to an event that already has its hashes.
+
+    Used when co-signing (restricted joins, invites); re-hashing there would
+    be wrong if we only hold the redacted form.
+    """
+    rv = get_room_version(room_version)
+    out = copy.deepcopy(dict(event))
+    redacted = redact_event(pdu_json(out), rv)
+    signed = sign_json(redacted, server_name, signing_key)
+    out["signatures"] = signed["signatures"]
+    return out
+
+
+def servers_required_to_sign(
+    event: Mapping[str, Any], room_version: str | RoomVersion
+) -> set[str]:
+    """Which servers' signatures an event must carry to be accepted.
+
+    The sender's server always, except for third-party-invite membership
+    events (the invited user's server may create those on the inviter's
+    behalf; the auth rules check the identity server's signature instead).
+    Restricted joins also need the authorising user's server, which is how
+    auth rule "join_authorised_via_users_server ... validly signed" is
+    enforced: the receipt pipeline checks these signatures before auth runs.
+    """
+    rv = get_room_version(room_version)
+    required: set[str] = set()
+    content = event.get("content")
+    content = content if isinstance(content, Mapping) else {}
+    membership = content.get("membership")
+    is_member = event.get("type") == "m.room.member"
+    if not (is_member and membership == "invite" and "third_party_invite" in content):
+        required.add(domain_of(event["sender"]))
+    authoriser = content.get("join_authorised_via_users_server")
+    if rv.restricted_join_rule and is_member and membership == "join" and isinstance(authoriser, str):
+        try:
+            required.add(domain_of(authoriser))
+        except ValueError:
+            # Leave a malformed authoriser to the auth rules, which reject it.
+            pass
+    return required
+
+
+def verify_event_signatures(
+    event: Mapping[str, Any],
+    room_version: str | RoomVersion,
+    verify_keys: Mapping[str, Mapping[str, VerifyKey]],
+) -> None:
+    """Verify the signatures of every server in :func:`servers_required_to_sign`.
+
+    ``verify_keys`` maps server name to ``{key_id: verify_key}`` holding the
+    keys valid at the event's ``origin_server_ts`` (choosing those is the
+    key store's job). Verification is done on the redacted event, so it
+    succeeds for both full and redacted copies.
+    """
+    rv = get_room_version(room_version)
+    redacted = redact_event(pdu_json(event), rv)
+    for server in sorted(servers_required_to_sign(event, rv)):
+        keys = verify_keys.get(server)
+        if not keys:
+            raise SignatureError(f"No known keys for {server}")
+        verify_signed_by(redacted, server, keys)

@@ -1,0 +1,206 @@
+"""Access tokens: issuing, checking every request, refreshing and revoking.
+
+The token hash -> owner lookup runs on every authenticated request, so it sits
+behind a bounded in-memory cache; revocation removes entries from it at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import string
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from homeserver.errors import MatrixError
+from homeserver.storage.database import Txn
+from homeserver.storage.devices import DeviceStore
+
+if TYPE_CHECKING:
+    from homeserver.server import HomeServer
+
+DEFAULT_REFRESHABLE_LIFETIME_MS = 5 * 60 * 1000
+_CACHE_SIZE = 10_000
+
+
+@dataclass(frozen=True)
+class Requester:
+    user_id: str
+    device_id: str
+    is_guest: bool
+    token_hash: str
+
+
+@dataclass
+class _CachedToken:
+    user_id: str
+    device_id: str
+    expires_ts: int | None
+    is_guest: bool
+    needs_use_mark: bool
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def new_token(prefix: str) -> str:
+    """An unguessable bearer token (256 bits of randomness)."""
+    return f"{prefix}_{secrets.token_urlsafe(32)}"
+
+
+def new_device_id() -> str:
+    return "".join(secrets.choice(string.ascii_uppercase) for _ in range(10))
+
+
+def token_from_request(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise MatrixError(401, "M_MISSING_TOKEN", "Invalid Authorization header")
+        return value.strip()
+    return request.query.get("access_token")
+
+
+class AuthService:
+    def __init__(self, hs: HomeServer) -> None:
+        self.hs = hs
+        self.devices: DeviceStore = hs.devices
+        self._cache: OrderedDict[str, _CachedToken] = OrderedDict()
+
+    # --- issuing ---
+
+    async def issue_session(
+        self,
+        txn: Txn,
+        user_id: str,
+        device_id: str | None,
+        display_name: str | None,
+        *,
+        want_refresh: bool,
+        ip: str | None,
+        user_agent: str | None,
+    ) -> dict[str, Any]:
+        """Create (or reuse) a device and give it tokens, inside the caller's transaction."""
+        now = self.hs.clock.time_ms()
+        device_id = device_id or new_device_id()
+        await DeviceStore.upsert_device(txn, user_id, device_id, display_name, now, ip, user_agent)
+        result = await self._issue_tokens(txn, user_id, device_id, now, want_refresh)
+        result["device_id"] = device_id
+        result["user_id"] = user_id
+        return result
+
+    async def _issue_tokens(
+        self, txn: Txn, user_id: str, device_id: str, now: int, want_refresh: bool
+    ) -> dict[str, Any]:
+        access = new_token("acc")
+        result: dict[str, Any] = {"access_token": access}
+        refresh_hash = None
+        expires = None
+        if want_refresh:
+            refresh = new_token("ref")
+            refresh_hash = hash_token(refresh)
+            lifetime = self.hs.config.auth.access_token_lifetime_ms or DEFAULT_REFRESHABLE_LIFETIME_MS
+            expires = now + lifetime
+            rt_life = self.hs.config.auth.refresh_token_lifetime_ms
+            await DeviceStore.insert_refresh_token(
+                txn, refresh_hash, user_id, device_id, now, now + rt_life if rt_life else None
+            )
+            result["refresh_token"] = refresh
+            result["expires_in_ms"] = lifetime
+        await DeviceStore.insert_access_token(
+            txn, hash_token(access), user_id, device_id, now, expires, refresh_hash
+        )
+        return result
+
+    async def refresh(self, refresh_token: str) -> dict[str, Any]:
+        old_hash = hash_token(refresh_token)
+        now = self.hs.clock.time_ms()
+
+        async def fn(txn: Txn) -> dict[str, Any]:
+            rec = await DeviceStore.get_refresh_token(txn, old_hash)
+            if rec is None:
+                raise MatrixError(401, "M_UNKNOWN_TOKEN", "Unknown refresh token", soft_logout=False)
+            if rec.expires_ts is not None and rec.expires_ts < now:
+                raise MatrixError(401, "M_UNKNOWN_TOKEN", "Refresh token expired", soft_logout=False)
+            # Tokens that this refresh token superseded are now certainly unused by the client.
+            predecessors = await txn.fetchall(
+                "SELECT token_hash FROM refresh_tokens WHERE next_token_hash = ?", (old_hash,)
+            )
+            for (h,) in predecessors:
+                await txn.execute("DELETE FROM refresh_tokens WHERE token_hash = ?", (h,))
+                await txn.execute("DELETE FROM access_tokens WHERE refresh_token_hash = ?", (h,))
+            # A retried refresh replaces the pair the previous attempt issued.
+            if rec.next_token_hash:
+                await txn.execute("DELETE FROM refresh_tokens WHERE token_hash = ?", (rec.next_token_hash,))
+                await txn.execute(
+                    "DELETE FROM access_tokens WHERE refresh_token_hash = ?", (rec.next_token_hash,)
+                )
+            result = await self._issue_tokens(txn, rec.user_id, rec.device_id, now, True)
+            await txn.execute(
+                "UPDATE refresh_tokens SET next_token_hash = ? WHERE token_hash = ?",
+                (hash_token(result["refresh_token"]), old_hash),
+            )
+            return result
+
+        result = await self.hs.db.write(fn)
+        self._cache.clear()  # superseded tokens may be cached; refreshes are rare
+        return result
+
+    # --- checking ---
+
+    async def get_requester(
+        self, request: web.Request, *, allow_guest: bool = False
+    ) -> Requester:
+        token = token_from_request(request)
+        if not token:
+            raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
+        token_hash = hash_token(token)
+        entry = self._cache.get(token_hash)
+        if entry is None:
+            rec = await self.devices.get_access_token(token_hash)
+            if rec is None:
+                raise MatrixError(401, "M_UNKNOWN_TOKEN", "Unknown access token", soft_logout=False)
+            user = await self.hs.users.get_user(rec.user_id)
+            if user is None or user.deactivated:
+                raise MatrixError(401, "M_UNKNOWN_TOKEN", "Unknown access token", soft_logout=False)
+            entry = _CachedToken(
+                rec.user_id, rec.device_id, rec.expires_ts, user.is_guest,
+                needs_use_mark=rec.refresh_token_hash is not None and not rec.used,
+            )
+            self._cache[token_hash] = entry
+            if len(self._cache) > _CACHE_SIZE:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(token_hash)
+        if entry.expires_ts is not None and entry.expires_ts <= self.hs.clock.time_ms():
+            raise MatrixError(401, "M_UNKNOWN_TOKEN", "Access token has expired", soft_logout=True)
+        if entry.needs_use_mark:
+            await self.devices.mark_access_token_used(token_hash)
+            entry.needs_use_mark = False
+        if entry.is_guest and not allow_guest:
+            raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access not allowed")
+        return Requester(entry.user_id, entry.device_id, entry.is_guest, token_hash)
+
+    # --- revoking ---
+
+    def forget_tokens(self, token_hashes: list[str]) -> None:
+        for h in token_hashes:
+            self._cache.pop(h, None)
+
+    async def logout(self, requester: Requester) -> None:
+        """Logging out deletes the device too, as the spec requires."""
+        dropped = await self.hs.db.write(
+            lambda txn: DeviceStore.delete_devices(txn, requester.user_id, [requester.device_id])
+        )
+        self.forget_tokens(dropped + [requester.token_hash])
+
+    async def delete_devices(self, user_id: str, device_ids: list[str] | None) -> None:
+        dropped = await self.hs.db.write(
+            lambda txn: DeviceStore.delete_devices(txn, user_id, device_ids)
+        )
+        self.forget_tokens(dropped)

@@ -1,0 +1,87 @@
+"""Password login, rate limited per client address and per account."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from homeserver.accounts.passwords import verify_password
+from homeserver.errors import MatrixError
+from homeserver.identifiers import make_user_id, parse_user_id
+
+if TYPE_CHECKING:
+    from homeserver.server import HomeServer
+
+PASSWORD_LOGIN = "m.login.password"
+
+
+class LoginService:
+    def __init__(self, hs: HomeServer) -> None:
+        self.hs = hs
+
+    def flows(self) -> list[dict[str, Any]]:
+        return [{"type": PASSWORD_LOGIN}]
+
+    def _user_id_from(self, body: dict[str, Any]) -> str:
+        ident = body.get("identifier")
+        if ident is not None:
+            if not isinstance(ident, dict):
+                raise MatrixError(400, "M_BAD_JSON", "Field 'identifier' must be an object")
+            if ident.get("type") != "m.id.user":
+                raise MatrixError(400, "M_UNKNOWN", "Unsupported identifier type")
+            user = ident.get("user")
+        else:
+            user = body.get("user")  # deprecated top-level form
+        if not isinstance(user, str) or not user:
+            raise MatrixError(400, "M_BAD_JSON", "Field 'identifier.user' must be a non-empty string")
+        if user.startswith("@"):
+            parsed = parse_user_id(user)
+            if parsed is None:
+                raise MatrixError(403, "M_FORBIDDEN", "Invalid username or password")
+            return user
+        return make_user_id(user, self.hs.config.server_name)
+
+    async def login(self, body: dict[str, Any], ip: str, user_agent: str | None) -> dict[str, Any]:
+        login_type = body.get("type")
+        if login_type != PASSWORD_LOGIN:
+            raise MatrixError(400, "M_UNKNOWN", f"Unknown login type {login_type!r}")
+        limiter = self.hs.ratelimiter
+        limiter.check("login", ip)
+        user_id = self._user_id_from(body)
+        password = body.get("password")
+        if not isinstance(password, str):
+            raise MatrixError(400, "M_BAD_JSON", "Field 'password' must be a string")
+        device_id = body.get("device_id")
+        if device_id is not None and (not isinstance(device_id, str) or not device_id or len(device_id) > 255):
+            raise MatrixError(400, "M_BAD_JSON", "Field 'device_id' must be a non-empty string")
+        display = body.get("initial_device_display_name")
+        if display is not None and not isinstance(display, str):
+            raise MatrixError(400, "M_BAD_JSON", "Field 'initial_device_display_name' must be a string")
+        want_refresh = body.get("refresh_token", False)
+        if not isinstance(want_refresh, bool):
+            raise MatrixError(400, "M_BAD_JSON", "Field 'refresh_token' must be a boolean")
+
+        # Failed attempts against one account are limited separately so that a
+        # guessing attack from many addresses still stalls.
+        if not limiter.would_allow("login_failures", user_id.lower()):
+            limiter.check("login_failures", user_id.lower())
+        user = await self.hs.users.get_user(user_id)
+        if user is None:
+            matches = await self.hs.users.get_user_case_insensitive(user_id)
+            user = matches[0] if len(matches) == 1 else None
+        ok = user is not None and await verify_password(password, user.password_hash)
+        if not ok or user is None:
+            limiter.check("login_failures", user_id.lower())
+            raise MatrixError(403, "M_FORBIDDEN", "Invalid username or password")
+        if user.deactivated:
+            raise MatrixError(403, "M_USER_DEACTIVATED", "This account has been deactivated")
+        if user.locked:
+            raise MatrixError(401, "M_USER_LOCKED", "This account has been locked", soft_logout=True)
+
+        result = await self.hs.db.write(
+            lambda txn: self.hs.auth.issue_session(
+                txn, user.user_id, device_id, display, want_refresh=want_refresh, ip=ip,
+                user_agent=user_agent,
+            )
+        )
+        result["home_server"] = self.hs.config.server_name
+        return result

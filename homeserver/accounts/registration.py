@@ -1,0 +1,164 @@
+"""Creating accounts: open, token-gated or closed registration, guests, and the
+shared-secret admin registration that operators' scripts use."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from typing import TYPE_CHECKING, Any
+
+from homeserver.accounts.passwords import hash_password
+from homeserver.errors import MatrixError
+from homeserver.identifiers import MAX_USER_ID_BYTES, is_valid_localpart, make_user_id
+from homeserver.storage.database import Txn
+from homeserver.storage.registration_tokens import RegistrationTokenStore
+from homeserver.storage.users import UserStore
+
+if TYPE_CHECKING:
+    from homeserver.server import HomeServer
+
+NONCE_LIFETIME_MS = 60_000
+
+
+class RegistrationService:
+    def __init__(self, hs: HomeServer) -> None:
+        self.hs = hs
+        self._nonces: dict[str, int] = {}
+
+    def flows(self) -> list[list[str]]:
+        policy = self.hs.config.registration.policy
+        if policy == "open":
+            return [["m.login.dummy"]]
+        if policy == "token":
+            return [["m.login.registration_token"]]
+        return []
+
+    def check_localpart(self, localpart: str) -> str:
+        """The user ID a requested username maps to, or the spec's error for a bad one."""
+        if not isinstance(localpart, str) or not localpart:
+            raise MatrixError(400, "M_INVALID_USERNAME", "Username must not be empty")
+        localpart = localpart.lower()
+        if not is_valid_localpart(localpart):
+            raise MatrixError(
+                400, "M_INVALID_USERNAME", "Username may only contain a-z, 0-9, and ._=-/+"
+            )
+        if localpart.isdigit():
+            # Numeric localparts are reserved for guests, whose IDs are allocated from a counter.
+            raise MatrixError(400, "M_INVALID_USERNAME", "Numeric user IDs are reserved for guests")
+        user_id = make_user_id(localpart, self.hs.config.server_name)
+        if len(user_id.encode()) > MAX_USER_ID_BYTES:
+            raise MatrixError(400, "M_INVALID_USERNAME", "User ID is too long")
+        return user_id
+
+    async def check_available(self, localpart: str) -> str:
+        user_id = self.check_localpart(localpart)
+        if await self.hs.users.is_taken(user_id):
+            raise MatrixError(400, "M_USER_IN_USE", "User ID already taken.")
+        return user_id
+
+    def check_password(self, password: Any) -> None:
+        if not isinstance(password, str):
+            raise MatrixError(400, "M_BAD_JSON", "Field 'password' must be a string")
+        if len(password) < self.hs.config.registration.password_min_length:
+            raise MatrixError(
+                400, "M_WEAK_PASSWORD",
+                f"Password must be at least {self.hs.config.registration.password_min_length} characters",
+            )
+        if len(password) > 512:
+            raise MatrixError(400, "M_BAD_JSON", "Password is too long")
+
+    async def create_account(
+        self,
+        user_id: str,
+        password: str | None,
+        *,
+        admin: bool = False,
+        is_guest: bool = False,
+        user_type: str | None = None,
+        displayname: str | None = None,
+        login: bool = True,
+        device_id: str | None = None,
+        device_display_name: str | None = None,
+        want_refresh: bool = False,
+        registration_token: str | None = None,
+        ip: str | None = None,
+        user_agent: str | None = None,
+    ) -> dict[str, Any]:
+        """Create the user and (unless inhibited) its first device and tokens, atomically."""
+        pw_hash = (
+            await hash_password(password, self.hs.config.auth.scrypt_n) if password else None
+        )
+        now = self.hs.clock.time_ms()
+        localpart = user_id[1:].split(":", 1)[0]
+
+        async def fn(txn: Txn) -> dict[str, Any]:
+            ok = await UserStore.insert_user(
+                txn, user_id, pw_hash, now, admin=admin, is_guest=is_guest,
+                user_type=user_type, displayname=displayname or localpart,
+            )
+            if not ok:
+                raise MatrixError(400, "M_USER_IN_USE", "User ID already taken.")
+            if registration_token is not None:
+                await RegistrationTokenStore.complete(txn, registration_token)
+            if not login:
+                return {"user_id": user_id}
+            return await self.hs.auth.issue_session(
+                txn, user_id, device_id, device_display_name, want_refresh=want_refresh,
+                ip=ip, user_agent=user_agent,
+            )
+
+        result = await self.hs.db.write(fn)
+        result["home_server"] = self.hs.config.server_name
+        return result
+
+    async def register_guest(self, body: dict[str, Any], ip: str | None, ua: str | None) -> dict[str, Any]:
+        if not self.hs.config.registration.allow_guests:
+            raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is disabled")
+        for _ in range(5):
+            localpart = str(secrets.randbelow(10**12) + 10**11)
+            user_id = make_user_id(localpart, self.hs.config.server_name)
+            if not await self.hs.users.is_taken(user_id):
+                break
+        display = body.get("initial_device_display_name")
+        return await self.create_account(
+            user_id, None, is_guest=True, login=True,
+            device_display_name=display if isinstance(display, str) else None,
+            want_refresh=body.get("refresh_token") is True, ip=ip, user_agent=ua,
+        )
+
+    # --- shared-secret registration (Synapse admin API compatible) ---
+
+    def new_nonce(self) -> str:
+        if not self.hs.config.registration.shared_secret:
+            raise MatrixError(400, "M_UNKNOWN", "Shared secret registration is not enabled")
+        now = self.hs.clock.time_ms()
+        self._nonces = {n: t for n, t in self._nonces.items() if t + NONCE_LIFETIME_MS > now}
+        nonce = secrets.token_hex(32)
+        self._nonces[nonce] = now
+        return nonce
+
+    def check_shared_secret_mac(self, body: dict[str, Any]) -> None:
+        secret = self.hs.config.registration.shared_secret
+        if not secret:
+            raise MatrixError(400, "M_UNKNOWN", "Shared secret registration is not enabled")
+        nonce = body.get("nonce")
+        issued = self._nonces.pop(nonce, None) if isinstance(nonce, str) else None
+        if issued is None or issued + NONCE_LIFETIME_MS < self.hs.clock.time_ms():
+            raise MatrixError(400, "M_UNKNOWN", "unrecognised nonce")
+        for key in ("username", "password", "mac"):
+            if not isinstance(body.get(key), str):
+                raise MatrixError(400, "M_INVALID_PARAM", f"Field '{key}' must be a string")
+        admin = body.get("admin", False)
+        if not isinstance(admin, bool):
+            raise MatrixError(400, "M_INVALID_PARAM", "Field 'admin' must be a boolean")
+        user_type = body.get("user_type")
+        if user_type is not None and not isinstance(user_type, str):
+            raise MatrixError(400, "M_INVALID_PARAM", "Field 'user_type' must be a string")
+        mac = hmac.new(secret.encode(), digestmod=hashlib.sha1)
+        parts = [nonce, body["username"], body["password"], "admin" if admin else "notadmin"]
+        if user_type:
+            parts.append(user_type)
+        mac.update(b"\x00".join(p.encode("utf-8") for p in parts))
+        if not hmac.compare_digest(mac.hexdigest(), body["mac"]):
+            raise MatrixError(403, "M_FORBIDDEN", "HMAC incorrect")

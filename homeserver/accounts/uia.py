@@ -1,0 +1,158 @@
+"""User-interactive authentication (the spec's UIA), shared by registration,
+device deletion, password change and deactivation.
+
+A session remembers which stages are done and the request's non-secret
+parameters; passwords are never written to it.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import TYPE_CHECKING, Any
+
+from homeserver.errors import MatrixError
+from homeserver.identifiers import make_user_id, parse_user_id
+
+if TYPE_CHECKING:
+    from homeserver.accounts.auth import Requester
+    from homeserver.server import HomeServer
+
+SESSION_LIFETIME_MS = 30 * 60 * 1000
+_SECRET_KEYS = ("password", "new_password", "auth")
+
+DUMMY = "m.login.dummy"
+PASSWORD = "m.login.password"
+REGISTRATION_TOKEN = "m.login.registration_token"
+
+
+class UiaRequired(MatrixError):
+    """The 401 answer that tells the client which stages remain."""
+
+    def __init__(self, body: dict[str, Any], errcode: str | None = None, message: str | None = None) -> None:
+        super().__init__(401, errcode or "M_FORBIDDEN", message or "Additional authentication required")
+        self.body = body
+        self.has_error = errcode is not None
+
+    def to_json(self) -> dict[str, Any]:
+        body = dict(self.body)
+        if self.has_error:
+            body["errcode"] = self.errcode
+            body["error"] = self.message
+        return body
+
+
+class UiaService:
+    def __init__(self, hs: HomeServer) -> None:
+        self.hs = hs
+
+    async def check(
+        self,
+        body: dict[str, Any],
+        *,
+        uri: str,
+        method: str,
+        flows: list[list[str]],
+        requester: Requester | None = None,
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Run one UIA step; returns (completed stage results, remembered parameters)
+        when a flow is complete, else raises UiaRequired."""
+        now = self.hs.clock.time_ms()
+        store = self.hs.uia_store
+        auth = body.get("auth")
+        params = {k: v for k, v in body.items() if k not in _SECRET_KEYS}
+        if auth is not None and not isinstance(auth, dict):
+            raise MatrixError(400, "M_BAD_JSON", "Field 'auth' must be an object")
+        session_id = auth.get("session") if auth else None
+        if session_id is not None and not isinstance(session_id, str):
+            raise MatrixError(400, "M_BAD_JSON", "Field 'auth.session' must be a string")
+
+        if session_id is None:
+            session_id = secrets.token_urlsafe(24)
+            await store.create(session_id, now, uri, method, params)
+            completed: dict[str, Any] = {}
+            stored_params = params
+        else:
+            found = await store.get(session_id)
+            if found is None or found[0] + SESSION_LIFETIME_MS < now:
+                raise MatrixError(400, "M_UNKNOWN", "Unknown or expired UIA session")
+            _, s_uri, s_method, completed, stored_params = found
+            if s_uri != uri or s_method != method:
+                raise MatrixError(
+                    403, "M_FORBIDDEN", "Requested operation has changed during the UI authentication session."
+                )
+            stored_params = {**stored_params, **params}
+
+        def challenge(errcode: str | None = None, message: str | None = None) -> UiaRequired:
+            return UiaRequired(
+                {
+                    "flows": [{"stages": f} for f in flows],
+                    "params": {},
+                    "session": session_id,
+                    "completed": list(completed),
+                },
+                errcode,
+                message,
+            )
+
+        if auth is not None and "type" in auth:
+            stage = auth["type"]
+            allowed = {s for f in flows for s in f}
+            if not isinstance(stage, str) or stage not in allowed:
+                raise challenge("M_UNRECOGNIZED", f"Unrecognised or disallowed auth type: {stage!r}")
+            result = await self._check_stage(stage, auth, requester, now)
+            if result is None:
+                raise challenge("M_FORBIDDEN", "Invalid authentication")
+            completed[stage] = result
+            await store.set_completed(session_id, completed)
+
+        for flow in flows:
+            if all(s in completed for s in flow):
+                await store.delete(session_id)
+                return completed, stored_params
+        raise challenge()
+
+    async def _check_stage(
+        self, stage: str, auth: dict[str, Any], requester: Requester | None, now: int
+    ) -> Any:
+        if stage == DUMMY:
+            return True
+        if stage == REGISTRATION_TOKEN:
+            token = auth.get("token")
+            if not isinstance(token, str) or not token:
+                return None
+            if not await self.hs.registration_tokens.reserve(token, now):
+                return None
+            return token
+        if stage == PASSWORD:
+            if requester is None:
+                return None
+            user_id = _identifier_user_id(auth, self.hs.config.server_name)
+            if user_id is not None and user_id != requester.user_id:
+                return None
+            password = auth.get("password")
+            if not isinstance(password, str):
+                return None
+            user = await self.hs.users.get_user(requester.user_id)
+            if user is None:
+                return None
+            from homeserver.accounts.passwords import verify_password
+
+            if not await verify_password(password, user.password_hash):
+                return None
+            return requester.user_id
+        return None
+
+
+def _identifier_user_id(auth: dict[str, Any], server_name: str) -> str | None:
+    """The user an auth dict names (m.id.user identifier or the legacy 'user' key)."""
+    ident = auth.get("identifier")
+    user = None
+    if isinstance(ident, dict) and ident.get("type") == "m.id.user":
+        user = ident.get("user")
+    elif "user" in auth:
+        user = auth.get("user")
+    if not isinstance(user, str):
+        return None
+    if user.startswith("@"):
+        return user if parse_user_id(user) else None
+    return make_user_id(user.lower(), server_name)

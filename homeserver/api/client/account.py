@@ -1,0 +1,53 @@
+"""Account management: whoami, password change, deactivation."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from homeserver.api.http import ClientRoutes, field, get_hs, json_response, read_json, requester
+from homeserver.errors import MatrixError
+
+PASSWORD_FLOWS = [["m.login.password"]]
+
+
+async def get_whoami(request: web.Request) -> web.Response:
+    req = await requester(request, allow_guest=True)
+    return json_response(
+        {"user_id": req.user_id, "device_id": req.device_id, "is_guest": req.is_guest}
+    )
+
+
+async def post_password(request: web.Request) -> web.Response:
+    hs = get_hs(request)
+    req = await requester(request)
+    body = await read_json(request)
+    new_password = field(body, "new_password", str)
+    logout_devices = field(body, "logout_devices", bool, default=True)
+    if new_password is not None:
+        hs.registration.check_password(new_password)
+    await hs.uia.check(
+        body, uri="/account/password", method="POST", flows=PASSWORD_FLOWS, requester=req
+    )
+    if new_password is None:
+        raise MatrixError(400, "M_MISSING_PARAM", "Missing required field 'new_password'")
+    await hs.accounts.change_password(req, new_password, logout_devices)
+    return json_response({})
+
+
+async def post_deactivate(request: web.Request) -> web.Response:
+    hs = get_hs(request)
+    req = await requester(request)
+    body = await read_json(request, allow_empty=True)
+    field(body, "erase", bool)
+    field(body, "id_server", str)
+    await hs.uia.check(
+        body, uri="/account/deactivate", method="POST", flows=PASSWORD_FLOWS, requester=req
+    )
+    await hs.accounts.deactivate(req.user_id)
+    return json_response({"id_server_unbind_result": "no-support"})
+
+
+def register(routes: ClientRoutes) -> None:
+    routes.add("GET", "/account/whoami", get_whoami)
+    routes.add("POST", "/account/password", post_password)
+    routes.add("POST", "/account/deactivate", post_deactivate)

@@ -1,0 +1,36 @@
+"""GET /capabilities: what this server lets the user do."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from homeserver.api.http import ClientRoutes, json_response, requester
+
+KNOWN_ROOM_VERSIONS = ("10", "11", "12")
+DEFAULT_ROOM_VERSION = "12"
+
+
+async def get_capabilities(request: web.Request) -> web.Response:
+    await requester(request, allow_guest=True)
+    return json_response(
+        {
+            "capabilities": {
+                "m.change_password": {"enabled": True},
+                "m.room_versions": {
+                    "default": DEFAULT_ROOM_VERSION,
+                    "available": {v: "stable" for v in KNOWN_ROOM_VERSIONS},
+                },
+                "m.set_displayname": {"enabled": True},
+                "m.set_avatar_url": {"enabled": True},
+                "m.3pid_changes": {"enabled": False},
+                "m.get_login_token": {"enabled": False},
+                "m.profile_fields": {"enabled": True},
+                "org.matrix.msc3882.get_login_token": {"enabled": False},
+                "m.account_moderation": {"lock": False, "suspend": False},
+            }
+        }
+    )
+
+
+def register(routes: ClientRoutes) -> None:
+    routes.add("GET", "/capabilities", get_capabilities)

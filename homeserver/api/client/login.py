@@ -1,0 +1,53 @@
+"""Login, logout and token refresh."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from homeserver.api.http import (
+    ClientRoutes,
+    client_ip,
+    field,
+    get_hs,
+    json_response,
+    read_json,
+    requester,
+)
+
+
+async def get_login(request: web.Request) -> web.Response:
+    return json_response({"flows": get_hs(request).login.flows()})
+
+
+async def post_login(request: web.Request) -> web.Response:
+    hs = get_hs(request)
+    body = await read_json(request)
+    result = await hs.login.login(body, client_ip(request), request.headers.get("User-Agent"))
+    return json_response(result)
+
+
+async def post_logout(request: web.Request) -> web.Response:
+    req = await requester(request, allow_guest=True)
+    await get_hs(request).auth.logout(req)
+    return json_response({})
+
+
+async def post_logout_all(request: web.Request) -> web.Response:
+    req = await requester(request, allow_guest=True)
+    await get_hs(request).auth.delete_devices(req.user_id, None)
+    return json_response({})
+
+
+async def post_refresh(request: web.Request) -> web.Response:
+    hs = get_hs(request)
+    body = await read_json(request)
+    token = field(body, "refresh_token", str, required=True)
+    return json_response(await hs.auth.refresh(token))
+
+
+def register(routes: ClientRoutes) -> None:
+    routes.add("GET", "/login", get_login)
+    routes.add("POST", "/login", post_login)
+    routes.add("POST", "/logout", post_logout)
+    routes.add("POST", "/logout/all", post_logout_all)
+    routes.add("POST", "/refresh", post_refresh)

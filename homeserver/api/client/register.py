@@ -1,0 +1,105 @@
+"""Account registration: POST /register, /register/available and registration-token validity."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from homeserver.api.http import ClientRoutes, client_ip, field, get_hs, json_response, read_json
+from homeserver.errors import MatrixError
+
+
+async def post_register(request: web.Request) -> web.Response:
+    hs = get_hs(request)
+    ip = client_ip(request)
+    ua = request.headers.get("User-Agent")
+    kind = request.query.get("kind", "user")
+    body = await read_json(request, allow_empty=True)
+    hs.ratelimiter.check("registration", ip)
+    if kind == "guest":
+        return json_response(await hs.registration.register_guest(body, ip, ua))
+    if kind != "user":
+        raise MatrixError(400, "M_INVALID_PARAM", "kind must be 'user' or 'guest'")
+    if hs.config.registration.policy == "closed":
+        raise MatrixError(403, "M_FORBIDDEN", "Registration has been disabled")
+
+    # Check what can be checked before asking the client to authenticate.
+    username = field(body, "username", str)
+    password = body.get("password")
+    device_id = field(body, "device_id", str)
+    display = field(body, "initial_device_display_name", str)
+    inhibit_login = field(body, "inhibit_login", bool, default=False)
+    want_refresh = field(body, "refresh_token", bool, default=False)
+    if username is not None:
+        await hs.registration.check_available(username)
+    if password is not None:
+        hs.registration.check_password(password)
+
+    completed, params = await hs.uia.check(
+        body, uri="/register", method="POST", flows=hs.registration.flows()
+    )
+    # The final request may carry only `auth`; fall back to what the session remembered.
+    username = username if username is not None else params.get("username")
+    if username is None:
+        user_id = await _generate_user_id(request)
+    else:
+        user_id = await hs.registration.check_available(username)
+    if password is None:
+        raise MatrixError(400, "M_MISSING_PARAM", "Missing required field 'password'")
+    result = await hs.registration.create_account(
+        user_id,
+        password,
+        login=not (inhibit_login or params.get("inhibit_login") is True),
+        device_id=device_id or params.get("device_id"),
+        device_display_name=display or params.get("initial_device_display_name"),
+        want_refresh=want_refresh or params.get("refresh_token") is True,
+        registration_token=completed.get("m.login.registration_token"),
+        ip=ip,
+        user_agent=ua,
+    )
+    return json_response(result)
+
+
+async def _generate_user_id(request: web.Request) -> str:
+    import secrets
+
+    hs = get_hs(request)
+    for _ in range(10):
+        candidate = "user" + secrets.token_hex(5)
+        user_id = hs.registration.check_localpart(candidate)
+        if not await hs.users.is_taken(user_id):
+            return user_id
+    raise MatrixError(500, "M_UNKNOWN", "Could not allocate a user ID")
+
+
+async def get_available(request: web.Request) -> web.Response:
+    hs = get_hs(request)
+    hs.ratelimiter.check("registration", client_ip(request))
+    username = request.query.get("username")
+    if username is None:
+        raise MatrixError(400, "M_MISSING_PARAM", "Missing query parameter 'username'")
+    await hs.registration.check_available(username)
+    return json_response({"available": True})
+
+
+async def get_token_validity(request: web.Request) -> web.Response:
+    hs = get_hs(request)
+    if hs.config.registration.policy != "token":
+        raise MatrixError(403, "M_FORBIDDEN", "Registration tokens are not enabled")
+    hs.ratelimiter.check("registration", client_ip(request))
+    token = request.query.get("token")
+    if token is None:
+        raise MatrixError(400, "M_MISSING_PARAM", "Missing query parameter 'token'")
+    valid = await hs.registration_tokens.is_valid(token, hs.clock.time_ms())
+    return json_response({"valid": valid})
+
+
+def register(routes: ClientRoutes) -> None:
+    routes.add("POST", "/register", post_register)
+    routes.add("GET", "/register/available", get_available)
+    routes.add("GET", "/register/m.login.registration_token/validity", get_token_validity)
+    routes.add(
+        "GET",
+        "/register/m.login.registration_token/validity",
+        get_token_validity,
+        prefixes=("/_matrix/client/v1",),
+    )

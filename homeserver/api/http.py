@@ -1,0 +1,155 @@
+"""HTTP plumbing shared by every API: JSON in and out, errors, CORS, routing helpers.
+
+Every response, including errors raised by aiohttp itself (unknown path, wrong
+method, oversized body), leaves through `matrix_middleware`, so clients always
+get the spec's JSON error shape and CORS headers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import web
+
+from homeserver.errors import MatrixError, bad_json, missing_param
+
+if TYPE_CHECKING:
+    from homeserver.server import HomeServer
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+HS_KEY: web.AppKey[HomeServer] = web.AppKey("hs")
+
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, HEAD, POST, PUT, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": "X-Requested-With, Content-Type, Authorization",
+}
+
+CLIENT_PREFIXES = ("/_matrix/client/v3", "/_matrix/client/r0")
+
+
+def get_hs(request: web.Request) -> HomeServer:
+    return request.app[HS_KEY]
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(data),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def error_response(err: MatrixError) -> web.Response:
+    return json_response(err.to_json(), status=err.status, headers=err.headers or None)
+
+
+@web.middleware
+async def matrix_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.method == "OPTIONS":
+        resp: web.StreamResponse = web.Response(status=204)
+    else:
+        try:
+            resp = await handler(request)
+        except MatrixError as e:
+            resp = error_response(e)
+        except web.HTTPNotFound:
+            resp = error_response(MatrixError(404, "M_UNRECOGNIZED", "Unrecognized request"))
+        except web.HTTPMethodNotAllowed:
+            resp = error_response(MatrixError(405, "M_UNRECOGNIZED", "Method not allowed"))
+        except web.HTTPRequestEntityTooLarge:
+            resp = error_response(MatrixError(413, "M_TOO_LARGE", "Request body too large"))
+        except web.HTTPException as e:
+            resp = error_response(MatrixError(e.status, "M_UNKNOWN", e.reason))
+        except Exception:
+            logger.exception("unhandled error in %s %s", request.method, request.path)
+            resp = error_response(MatrixError(500, "M_UNKNOWN", "Internal server error"))
+    if not resp.prepared:
+        resp.headers.update(CORS_HEADERS)
+    return resp
+
+
+async def read_json(request: web.Request, *, allow_empty: bool = False) -> dict[str, Any]:
+    """The request body as a JSON object, or the spec's error for anything else."""
+    hs = get_hs(request)
+    limit = hs.config.limits.max_request_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise MatrixError(413, "M_TOO_LARGE", "Request body too large")
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(65536):
+        body.extend(chunk)
+        if len(body) > limit:
+            raise MatrixError(413, "M_TOO_LARGE", "Request body too large")
+    if not body.strip():
+        if allow_empty:
+            return {}
+        raise MatrixError(400, "M_NOT_JSON", "Request body is empty; expected a JSON object")
+    try:
+        data = orjson.loads(bytes(body))
+    except orjson.JSONDecodeError:
+        raise MatrixError(400, "M_NOT_JSON", "Content not JSON") from None
+    if not isinstance(data, dict):
+        raise bad_json("Request body must be a JSON object")
+    return data
+
+
+_TYPE_NAMES = {str: "a string", bool: "a boolean", int: "an integer", dict: "an object", list: "an array"}
+
+
+def field(body: dict[str, Any], name: str, tp: type, *, required: bool = False, default: Any = None) -> Any:
+    """A typed field of a JSON body; M_MISSING_PARAM / M_BAD_JSON name the field on failure."""
+    if name not in body or body[name] is None:
+        if required:
+            raise missing_param(f"Missing required field '{name}'")
+        return default
+    value = body[name]
+    ok = isinstance(value, tp) and not (tp is int and isinstance(value, bool))
+    if not ok:
+        raise bad_json(f"Field '{name}' must be {_TYPE_NAMES.get(tp, tp.__name__)}")
+    return value
+
+
+def query_bool(request: web.Request, name: str, default: bool = False) -> bool:
+    v = request.query.get(name)
+    if v is None:
+        return default
+    if v in ("true", "1"):
+        return True
+    if v in ("false", "0"):
+        return False
+    raise MatrixError(400, "M_INVALID_PARAM", f"Query parameter '{name}' must be true or false")
+
+
+class ClientRoutes:
+    """Registers client-server endpoints under every supported version prefix."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+
+    def add(self, method: str, path: str, handler: Handler, prefixes: tuple[str, ...] = CLIENT_PREFIXES) -> None:
+        for prefix in prefixes:
+            self.app.router.add_route(method, prefix + path, handler)
+
+
+X_FORWARDED_KEY: web.AppKey[bool] = web.AppKey("x_forwarded")
+
+
+def client_ip(request: web.Request) -> str:
+    """The client's address; X-Forwarded-For is trusted only on listeners configured for it."""
+    if request.app.get(X_FORWARDED_KEY):
+        fwd = request.headers.get("X-Forwarded-For")
+        if fwd:
+            return fwd.split(",")[0].strip()
+    return request.remote or "unknown"
+
+
+async def requester(request: web.Request, *, allow_guest: bool = False):  # noqa: ANN201
+    """The authenticated user of a request (401/403 per the spec otherwise)."""
+    return await get_hs(request).auth.get_requester(request, allow_guest=allow_guest)

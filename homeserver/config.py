@@ -1,0 +1,465 @@
+"""Configuration: typed sections, strict loading, and the commented example file.
+
+The dataclasses below are the single source of truth: loading validates a YAML
+document against them (unknown keys, wrong types and bad choices are refused with
+the offending key named), and `render_example` writes the documented config file
+from the same fields, so the example can never drift from what the server accepts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+
+class ConfigError(Exception):
+    """A config problem, phrased as one line naming the key."""
+
+
+def _doc(text: str, choices: tuple[str, ...] | None = None) -> dict[str, Any]:
+    return {"doc": text, "choices": choices}
+
+
+RESOURCES = ("client", "federation", "keys", "media", "admin", "metrics")
+
+
+@dataclass(frozen=True)
+class ListenerConfig:
+    port: int = field(default=8008, metadata=_doc("TCP port to listen on."))
+    bind_addresses: list[str] = field(
+        default_factory=lambda: ["127.0.0.1"],
+        metadata=_doc("Addresses to bind; use '::' or '0.0.0.0' for all interfaces."),
+    )
+    tls: bool = field(default=False, metadata=_doc("Serve HTTPS on this listener."))
+    tls_certificate_path: str | None = field(
+        default=None, metadata=_doc("PEM certificate chain (required when tls is true).")
+    )
+    tls_private_key_path: str | None = field(
+        default=None, metadata=_doc("PEM private key (required when tls is true).")
+    )
+    resources: list[str] = field(
+        default_factory=lambda: ["client"],
+        metadata=_doc("APIs served here, any of: " + ", ".join(RESOURCES) + "."),
+    )
+    x_forwarded: bool = field(
+        default=False,
+        metadata=_doc("Trust X-Forwarded-For for the client address (behind a reverse proxy)."),
+    )
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    engine: str = field(
+        default="sqlite",
+        metadata=_doc("Storage engine.", choices=("sqlite", "postgres")),
+    )
+    path: str = field(
+        default="homeserver.db",
+        metadata=_doc("SQLite database file; relative paths are under data_dir."),
+    )
+    dsn: str | None = field(
+        default=None,
+        metadata=_doc("PostgreSQL DSN, e.g. postgresql://accord@localhost/accord."),
+    )
+    synchronous: str = field(
+        default="full",
+        metadata=_doc(
+            "SQLite durability: 'full' survives power loss, 'normal' only process crashes.",
+            choices=("full", "normal"),
+        ),
+    )
+    read_connections: int = field(
+        default=4, metadata=_doc("Reader connections (SQLite) / pool size (PostgreSQL).")
+    )
+    max_batch: int = field(
+        default=256, metadata=_doc("Most queued write transactions committed together.")
+    )
+
+
+@dataclass(frozen=True)
+class RegistrationConfig:
+    policy: str = field(
+        default="closed",
+        metadata=_doc(
+            "Who may register: open (anyone), token (with a registration token), closed.",
+            choices=("open", "token", "closed"),
+        ),
+    )
+    allow_guests: bool = field(default=False, metadata=_doc("Allow guest accounts."))
+    shared_secret: str | None = field(
+        default=None,
+        metadata=_doc("Secret for /_synapse/admin/v1/register (tools like register_new_matrix_user)."),
+    )
+    password_min_length: int = field(default=8, metadata=_doc("Shortest password accepted."))
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    access_token_lifetime_ms: int | None = field(
+        default=None,
+        metadata=_doc(
+            "Lifetime of access tokens issued with a refresh token (null: 5 minutes)."
+        ),
+    )
+    refresh_token_lifetime_ms: int | None = field(
+        default=None,
+        metadata=_doc("Lifetime of refresh tokens (null: they never expire)."),
+    )
+    scrypt_n: int = field(
+        default=16384, metadata=_doc("scrypt cost parameter N for password hashes.")
+    )
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    per_second: float = field(default=1.0, metadata=_doc("Sustained requests per second."))
+    burst: int = field(default=10, metadata=_doc("Requests allowed at once."))
+
+
+def _default_rate_limits() -> dict[str, RateLimit]:
+    return {
+        "login": RateLimit(per_second=0.5, burst=10),
+        "login_failures": RateLimit(per_second=0.1, burst=5),
+        "registration": RateLimit(per_second=1.0, burst=10),
+        "message": RateLimit(per_second=10.0, burst=50),
+        "profile": RateLimit(per_second=2.0, burst=20),
+    }
+
+
+@dataclass(frozen=True)
+class RateLimitConfig:
+    enabled: bool = field(default=True, metadata=_doc("Turn rate limiting on or off."))
+    actions: dict[str, RateLimit] = field(
+        default_factory=_default_rate_limits,
+        metadata=_doc(
+            "Token buckets per action (login, login_failures, registration, message, profile); "
+            "each applies per user, or per client IP before login."
+        ),
+    )
+    exempt_users: list[str] = field(
+        default_factory=list,
+        metadata=_doc("User IDs never rate limited (bots); admins can also exempt users by API."),
+    )
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_request_body_bytes: int = field(
+        default=1048576, metadata=_doc("Largest JSON request body accepted (bytes).")
+    )
+
+
+@dataclass(frozen=True)
+class WellKnownConfig:
+    client_base_url: str | None = field(
+        default=None,
+        metadata=_doc("Base URL advertised in /.well-known/matrix/client (null: not served)."),
+    )
+    server_delegation: str | None = field(
+        default=None,
+        metadata=_doc("host:port advertised in /.well-known/matrix/server (null: not served)."),
+    )
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = field(
+        default="INFO",
+        metadata=_doc("Log level.", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
+    )
+
+
+@dataclass(frozen=True)
+class Config:
+    server_name: str = field(
+        default="", metadata=_doc("The domain part of user IDs; never change it after users exist.")
+    )
+    data_dir: str = field(
+        default=".", metadata=_doc("Directory for the database, keys and media.")
+    )
+    signing_key_path: str = field(
+        default="signing.key",
+        metadata=_doc("Ed25519 server signing key; relative paths are under data_dir."),
+    )
+    listeners: list[ListenerConfig] = field(
+        default_factory=lambda: [ListenerConfig()],
+        metadata=_doc("HTTP listeners; one may serve every API or each API its own port."),
+    )
+    database: DatabaseConfig = field(default_factory=DatabaseConfig, metadata=_doc("Storage."))
+    registration: RegistrationConfig = field(
+        default_factory=RegistrationConfig, metadata=_doc("Account registration.")
+    )
+    auth: AuthConfig = field(default_factory=AuthConfig, metadata=_doc("Tokens and passwords."))
+    rate_limits: RateLimitConfig = field(
+        default_factory=RateLimitConfig, metadata=_doc("Rate limiting.")
+    )
+    limits: LimitsConfig = field(default_factory=LimitsConfig, metadata=_doc("Request limits."))
+    well_known: WellKnownConfig = field(
+        default_factory=WellKnownConfig, metadata=_doc("Server discovery documents.")
+    )
+    logging: LoggingConfig = field(default_factory=LoggingConfig, metadata=_doc("Logging."))
+
+    def resolve_path(self, path: str) -> str:
+        """Paths in the config are relative to data_dir, so a data dir can be moved whole."""
+        return path if os.path.isabs(path) else os.path.join(self.data_dir, path)
+
+
+# --- loading -------------------------------------------------------------------------
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _type_name(args[0]) + " or null"
+    if origin is list:
+        return "list"
+    if origin is dict:
+        return "mapping"
+    if dataclasses.is_dataclass(tp):
+        return "mapping"
+    return {str: "string", int: "integer", bool: "boolean", float: "number"}.get(tp, str(tp))
+
+
+def _convert(value: Any, tp: Any, key: str, choices: tuple[str, ...] | None = None) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        inner = [a for a in typing.get_args(tp) if a is not type(None)][0]
+        return _convert(value, inner, key, choices)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{key}' must be a mapping")
+        return _load_dataclass(tp, value, key + ".")
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"config key '{key}' must be a list")
+        return [_convert(v, item_tp, f"{key}[{i}]", choices) for i, v in enumerate(value)]
+    if origin is dict:
+        _, val_tp = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{key}' must be a mapping")
+        return {str(k): _convert(v, val_tp, f"{key}.{k}") for k, v in value.items()}
+    ok: bool
+    if tp is bool:
+        ok = isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif tp is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, tp)
+    if not ok:
+        raise ConfigError(
+            f"config key '{key}' must be a {_type_name(tp)}, not {type(value).__name__}"
+        )
+    if choices is not None and value not in choices:
+        raise ConfigError(f"config key '{key}' must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
+def _load_dataclass(cls: Any, data: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for k in data:
+        if k not in fields:
+            raise ConfigError(f"unknown config key '{prefix}{k}'")
+    kwargs = {}
+    for name, f in fields.items():
+        if name in data:
+            kwargs[name] = _convert(data[name], hints[name], prefix + name, f.metadata.get("choices"))
+    return cls(**kwargs)
+
+
+def parse_config(data: Any) -> Config:
+    """Validate a parsed YAML document and check the rules that span several keys."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("the config file must be a YAML mapping")
+    config: Config = _load_dataclass(Config, data)
+    _check(config)
+    return config
+
+
+def _check(config: Config) -> None:
+    from homeserver.identifiers import is_valid_server_name
+
+    if not config.server_name:
+        raise ConfigError("config key 'server_name' is required")
+    if not is_valid_server_name(config.server_name):
+        raise ConfigError(f"config key 'server_name' is not a valid server name: {config.server_name!r}")
+    if not config.listeners:
+        raise ConfigError("config key 'listeners' must name at least one listener")
+    for i, lst in enumerate(config.listeners):
+        key = f"listeners[{i}]"
+        if not 0 <= lst.port <= 65535:
+            raise ConfigError(f"config key '{key}.port' must be between 0 and 65535")
+        for r in lst.resources:
+            if r not in RESOURCES:
+                raise ConfigError(
+                    f"config key '{key}.resources' has unknown resource {r!r} "
+                    f"(known: {', '.join(RESOURCES)})"
+                )
+        if lst.tls:
+            for k in ("tls_certificate_path", "tls_private_key_path"):
+                path = getattr(lst, k)
+                if not path:
+                    raise ConfigError(f"config key '{key}.{k}' is required when tls is true")
+                _check_readable(config.resolve_path(path), f"{key}.{k}")
+    if config.database.engine == "postgres" and not config.database.dsn:
+        raise ConfigError("config key 'database.dsn' is required when database.engine is postgres")
+    if config.database.read_connections < 1:
+        raise ConfigError("config key 'database.read_connections' must be at least 1")
+    if config.database.max_batch < 1:
+        raise ConfigError("config key 'database.max_batch' must be at least 1")
+    if config.limits.max_request_body_bytes < 1024:
+        raise ConfigError("config key 'limits.max_request_body_bytes' must be at least 1024")
+    for name, rl in config.rate_limits.actions.items():
+        if rl.per_second <= 0 or rl.burst < 1:
+            raise ConfigError(
+                f"config key 'rate_limits.actions.{name}' needs per_second > 0 and burst >= 1"
+            )
+    key_path = config.resolve_path(config.signing_key_path)
+    _check_readable(key_path, "signing_key_path")
+    from homeserver.keys import KeyFileError, load_signing_key
+
+    try:
+        load_signing_key(key_path)
+    except KeyFileError as e:
+        raise ConfigError(f"config key 'signing_key_path': {e}") from None
+
+
+def _check_readable(path: str, key: str) -> None:
+    try:
+        with open(path, "rb"):
+            pass
+    except FileNotFoundError:
+        raise ConfigError(f"config key '{key}': file not found: {path}") from None
+    except OSError as e:
+        raise ConfigError(f"config key '{key}': cannot read {path}: {e.strerror}") from None
+
+
+def load_config(path: str) -> Config:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}") from None
+    config = parse_config(data)
+    base = os.path.dirname(os.path.abspath(path))
+    if not os.path.isabs(config.data_dir):
+        config = dataclasses.replace(config, data_dir=os.path.normpath(os.path.join(base, config.data_dir)))
+    return config
+
+
+# --- rendering the documented example ------------------------------------------------
+
+
+def _yaml_scalar(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True, width=1000).strip().removesuffix("\n...").strip()
+
+
+def _render_value(name: str, value: Any, tp: Any, indent: int, out: list[str]) -> None:
+    pad = "  " * indent
+    if dataclasses.is_dataclass(value):
+        out.append(f"{pad}{name}:")
+        _render_fields(value, indent + 1, out)
+    elif isinstance(value, list) and value and dataclasses.is_dataclass(value[0]):
+        out.append(f"{pad}{name}:")
+        for item in value:
+            lines: list[str] = []
+            _render_fields(item, indent + 2, lines)
+            # Put the first key of each item on the "- " line, its comment just above.
+            idx = next(i for i, ln in enumerate(lines) if not ln.lstrip().startswith("#"))
+            head = [f"{pad}  " + ln.lstrip() for ln in lines[:idx]]
+            out.extend(head + [f"{pad}  - " + lines[idx].lstrip()] + lines[idx + 1 :])
+    elif isinstance(value, dict) and value and dataclasses.is_dataclass(next(iter(value.values()))):
+        out.append(f"{pad}{name}:")
+        for k, v in value.items():
+            out.append(f"{pad}  {k}:")
+            _render_fields(v, indent + 2, out, comments=False)
+    else:
+        out.append(f"{pad}{name}: {_yaml_scalar(value)}")
+
+
+def _render_fields(obj: Any, indent: int, out: list[str], comments: bool = True) -> None:
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        if comments:
+            doc = f.metadata.get("doc", "")
+            default = _default_of(f)
+            if default == "":
+                doc += " (required)"
+            elif default is not dataclasses.MISSING and _is_scalarish(default):
+                doc += f" (default: {_yaml_scalar(default)})"
+            out.append("  " * indent + f"# {doc}")
+        _render_value(f.name, getattr(obj, f.name), hints[f.name], indent, out)
+
+
+def _default_of(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
+def _is_scalarish(value: Any) -> bool:
+    if isinstance(value, list):
+        return all(isinstance(v, str | int | float | bool) for v in value)
+    return value is None or isinstance(value, str | int | float | bool)
+
+
+def example_config() -> Config:
+    """The configuration shown in config.example.yaml: defaults plus the usual two listeners."""
+    return Config(
+        server_name="example.org",
+        data_dir="/var/lib/accord",
+        listeners=[
+            ListenerConfig(port=8008, resources=["client", "admin", "media", "metrics"]),
+            ListenerConfig(
+                port=8448,
+                bind_addresses=["0.0.0.0"],
+                tls=True,
+                tls_certificate_path="tls.crt",
+                tls_private_key_path="tls.key",
+                resources=["federation", "keys"],
+            ),
+        ],
+    )
+
+
+EXAMPLE_HEADER = """\
+# Accord homeserver configuration: every key, with what it does and its default.
+# Generate a config of your own with:
+#   accord generate-config --server-name NAME --data-dir DIR --output PATH
+# Relative paths are resolved under data_dir.
+"""
+
+
+def render_config(config: Config, header: str = "") -> str:
+    """A complete YAML config, every key present and commented with what it does."""
+    out: list[str] = [header.rstrip()] if header else []
+    _render_fields(config, 0, out)
+    return "\n".join(out) + "\n"
+
+
+def to_plain(obj: Any) -> Any:
+    """The config as plain YAML-able data (for tests and tools)."""
+    return dataclasses.asdict(obj)

@@ -1,0 +1,70 @@
+"""Identifier grammars from the spec's appendix (server names, user IDs).
+
+Kept in one place because registration, login, profiles and federation all have
+to agree on what a valid ID is.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+_HOSTNAME = re.compile(r"^[A-Za-z0-9\-.]{1,255}$")
+_LOCALPART = re.compile(r"^[a-z0-9._=\-/+]+$")
+# Historical user IDs (received over federation) may use any printable ASCII but ':'.
+_HISTORICAL_LOCALPART = re.compile(r"^[\x21-\x39\x3b-\x7e]+$")
+MAX_USER_ID_BYTES = 255
+
+
+def split_server_name(name: str) -> tuple[str, int | None] | None:
+    """Split host and port; None when the name breaks the grammar."""
+    if name.startswith("["):
+        end = name.find("]")
+        if end < 0:
+            return None
+        host, rest = name[1 : end], name[end + 1 :]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return None
+        host = f"[{host}]"
+    else:
+        host, sep, port_s = name.partition(":")
+        rest = sep + port_s
+        if not _HOSTNAME.match(host):
+            return None
+    if not rest:
+        return host, None
+    if not rest.startswith(":") or not rest[1:].isdigit() or len(rest) > 6:
+        return None
+    port = int(rest[1:])
+    if not 0 < port < 65536:
+        return None
+    return host, port
+
+
+def is_valid_server_name(name: str) -> bool:
+    return bool(name) and split_server_name(name) is not None
+
+
+def is_valid_localpart(localpart: str) -> bool:
+    """The grammar for new user IDs: lower-case letters, digits and ._=-/+."""
+    return bool(_LOCALPART.match(localpart))
+
+
+def parse_user_id(user_id: str) -> tuple[str, str] | None:
+    """(localpart, server_name) of a syntactically valid user ID, or None."""
+    if not isinstance(user_id, str) or not user_id.startswith("@"):
+        return None
+    if len(user_id.encode("utf-8")) > MAX_USER_ID_BYTES:
+        return None
+    localpart, sep, server = user_id[1:].partition(":")
+    if not sep or not localpart or not _HISTORICAL_LOCALPART.match(localpart):
+        return None
+    if not is_valid_server_name(server):
+        return None
+    return localpart, server
+
+
+def make_user_id(localpart: str, server_name: str) -> str:
+    return f"@{localpart}:{server_name}"

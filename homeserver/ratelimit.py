@@ -1,0 +1,65 @@
+"""Token-bucket rate limiting per action and per user or client IP.
+
+Buckets live in memory (they are cheap to lose on restart) and are dropped once
+refilled, so memory grows with the number of recently active keys only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from homeserver.config import RateLimitConfig
+from homeserver.errors import limit_exceeded
+
+
+class RateLimiter:
+    def __init__(self, config: RateLimitConfig, clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.clock = clock
+        self._buckets: dict[tuple[str, str], tuple[float, float]] = {}  # -> (tokens, updated)
+        self._exempt = set(config.exempt_users)
+        self._ops = 0
+
+    def exempt(self, user_id: str | None) -> bool:
+        return user_id is not None and user_id in self._exempt
+
+    def check(self, action: str, key: str, *, exempt: bool = False, cost: float = 1.0) -> None:
+        """Take `cost` tokens or raise 429 M_LIMIT_EXCEEDED with the wait until one is back."""
+        if not self.config.enabled or exempt:
+            return
+        limit = self.config.actions.get(action)
+        if limit is None:
+            return
+        now = self.clock()
+        tokens, updated = self._buckets.get((action, key), (float(limit.burst), now))
+        tokens = min(float(limit.burst), tokens + (now - updated) * limit.per_second)
+        if tokens < cost:
+            wait_ms = int((cost - tokens) / limit.per_second * 1000) + 1
+            self._buckets[(action, key)] = (tokens, now)
+            raise limit_exceeded(wait_ms)
+        self._buckets[(action, key)] = (tokens - cost, now)
+        self._ops += 1
+        if self._ops % 1024 == 0:
+            self._sweep(now)
+
+    def would_allow(self, action: str, key: str) -> bool:
+        """Peek without taking a token (used to refuse before expensive work)."""
+        try:
+            limit = self.config.actions[action]
+        except KeyError:
+            return True
+        if not self.config.enabled:
+            return True
+        now = self.clock()
+        tokens, updated = self._buckets.get((action, key), (float(limit.burst), now))
+        return min(float(limit.burst), tokens + (now - updated) * limit.per_second) >= 1.0
+
+    def _sweep(self, now: float) -> None:
+        full = []
+        for (action, key), (tokens, updated) in self._buckets.items():
+            limit = self.config.actions.get(action)
+            if limit is None or tokens + (now - updated) * limit.per_second >= limit.burst:
+                full.append((action, key))
+        for k in full:
+            del self._buckets[k]

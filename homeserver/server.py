@@ -1,0 +1,109 @@
+"""The object graph: one HomeServer holds config, database, stores and services,
+built once at startup and handed to every part that needs it."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Callable
+
+from aiohttp import web
+
+from homeserver.accounts.account import AccountService
+from homeserver.accounts.auth import AuthService
+from homeserver.accounts.login import LoginService
+from homeserver.accounts.registration import RegistrationService
+from homeserver.accounts.uia import UiaService
+from homeserver.api.http import HS_KEY, matrix_middleware
+from homeserver.clock import Clock
+from homeserver.config import Config, ListenerConfig
+from homeserver.keys import SigningKey, load_signing_key
+from homeserver.ratelimit import RateLimiter
+from homeserver.storage import make_database
+from homeserver.storage.devices import DeviceStore
+from homeserver.storage.migrations import migrate
+from homeserver.storage.registration_tokens import RegistrationTokenStore
+from homeserver.storage.uia import UiaStore
+from homeserver.storage.users import UserStore
+
+logger = logging.getLogger(__name__)
+
+SERVER_VERSION = "0.1.0"
+
+
+class HomeServer:
+    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or Clock()
+        self.signing_key: SigningKey = load_signing_key(config.resolve_path(config.signing_key_path))
+        self.db = make_database(config.database, config.resolve_path(config.database.path))
+        # stores
+        self.users = UserStore(self.db)
+        self.devices = DeviceStore(self.db)
+        self.registration_tokens = RegistrationTokenStore(self.db)
+        self.uia_store = UiaStore(self.db)
+        # services
+        self.ratelimiter = RateLimiter(config.rate_limits, self.clock.monotonic)
+        self.auth = AuthService(self)
+        self.uia = UiaService(self)
+        self.registration = RegistrationService(self)
+        self.login = LoginService(self)
+        self.accounts = AccountService(self)
+        self._runners: list[web.AppRunner] = []
+        self.bound: list[tuple[ListenerConfig, str, int]] = []
+
+    async def start(self) -> None:
+        await self.db.open()
+        await migrate(self.db)
+
+    async def stop(self) -> None:
+        for runner in self._runners:
+            await runner.cleanup()
+        self._runners.clear()
+        await self.db.close()
+
+    def is_ratelimit_exempt(self, user_id: str) -> bool:
+        return self.ratelimiter.exempt(user_id)
+
+    def build_app(self, resources: list[str]) -> web.Application:
+        """One aiohttp application serving the given APIs."""
+        app = web.Application(middlewares=[matrix_middleware], client_max_size=64 * 1024 * 1024)
+        app[HS_KEY] = self
+        registrars: dict[str, Callable[[web.Application], None]] = {}
+        from homeserver.api import admin, client, wellknown
+
+        registrars["client"] = client.register_routes
+        registrars["admin"] = admin.register_routes
+        for r in resources:
+            if r in registrars:
+                registrars[r](app)
+        if "client" in resources:
+            wellknown.register_routes(app)
+        return app
+
+    async def start_listeners(self) -> None:
+        for lst in self.config.listeners:
+            app = self.build_app(lst.resources)
+            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            await runner.setup()
+            self._runners.append(runner)
+            ssl_ctx = None
+            if lst.tls:
+                ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+                assert lst.tls_certificate_path and lst.tls_private_key_path
+                ssl_ctx.load_cert_chain(
+                    self.config.resolve_path(lst.tls_certificate_path),
+                    self.config.resolve_path(lst.tls_private_key_path),
+                )
+            for addr in lst.bind_addresses:
+                site = web.TCPSite(runner, addr, lst.port, ssl_context=ssl_ctx, reuse_address=True)
+                await site.start()
+                server = site._server
+                port = lst.port
+                if server is not None and server.sockets:  # port 0: learn the real one
+                    port = server.sockets[0].getsockname()[1]
+                self.bound.append((lst, addr, port))
+                scheme = "https" if lst.tls else "http"
+                logger.info(
+                    "listening on %s://%s:%d for %s", scheme, addr, port, ", ".join(lst.resources)
+                )

@@ -1,0 +1,186 @@
+"""Devices, access tokens and refresh tokens.
+
+Tokens are stored only as SHA-256 hashes: they are long random strings, so a fast
+hash is enough to make a leaked database useless for impersonation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from homeserver.storage.database import Database, Txn
+
+
+@dataclass(frozen=True)
+class DeviceRecord:
+    user_id: str
+    device_id: str
+    display_name: str | None
+    last_seen_ts: int | None
+    last_seen_ip: str | None
+    last_seen_user_agent: str | None
+
+
+@dataclass(frozen=True)
+class AccessTokenRecord:
+    user_id: str
+    device_id: str
+    expires_ts: int | None
+    refresh_token_hash: str | None
+    used: bool
+
+
+@dataclass(frozen=True)
+class RefreshTokenRecord:
+    user_id: str
+    device_id: str
+    expires_ts: int | None
+    next_token_hash: str | None
+
+
+class DeviceStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @staticmethod
+    async def upsert_device(
+        txn: Txn, user_id: str, device_id: str, display_name: str | None, now_ms: int, ip: str | None,
+        user_agent: str | None,
+    ) -> None:
+        """Create the device, or keep an existing one (logging in again with a device ID)."""
+        await txn.execute(
+            "INSERT INTO devices (user_id, device_id, display_name, last_seen_ts, last_seen_ip,"
+            " last_seen_user_agent) VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (user_id, device_id) DO UPDATE SET last_seen_ts = excluded.last_seen_ts,"
+            " last_seen_ip = excluded.last_seen_ip,"
+            " last_seen_user_agent = excluded.last_seen_user_agent",
+            (user_id, device_id, display_name, now_ms, ip, user_agent),
+        )
+
+    async def get_device(self, user_id: str, device_id: str) -> DeviceRecord | None:
+        row = await self.db.fetchone(
+            "SELECT user_id, device_id, display_name, last_seen_ts, last_seen_ip,"
+            " last_seen_user_agent FROM devices WHERE user_id = ? AND device_id = ?",
+            (user_id, device_id),
+        )
+        return DeviceRecord(*row) if row else None
+
+    async def list_devices(self, user_id: str) -> list[DeviceRecord]:
+        rows = await self.db.fetchall(
+            "SELECT user_id, device_id, display_name, last_seen_ts, last_seen_ip,"
+            " last_seen_user_agent FROM devices WHERE user_id = ? ORDER BY device_id",
+            (user_id,),
+        )
+        return [DeviceRecord(*r) for r in rows]
+
+    async def set_display_name(self, user_id: str, device_id: str, name: str | None) -> bool:
+        n = await self.db.execute(
+            "UPDATE devices SET display_name = ? WHERE user_id = ? AND device_id = ?",
+            (name, user_id, device_id),
+        )
+        return n > 0
+
+    async def touch(self, user_id: str, device_id: str, now_ms: int, ip: str | None, ua: str | None) -> None:
+        await self.db.execute(
+            "UPDATE devices SET last_seen_ts = ?, last_seen_ip = ?, last_seen_user_agent = ?"
+            " WHERE user_id = ? AND device_id = ?",
+            (now_ms, ip, ua, user_id, device_id),
+        )
+
+    @staticmethod
+    async def delete_devices(txn: Txn, user_id: str, device_ids: list[str] | None) -> list[str]:
+        """Delete devices with their tokens; None deletes all. Returns the token hashes dropped."""
+        if device_ids is None:
+            rows = await txn.fetchall(
+                "SELECT token_hash FROM access_tokens WHERE user_id = ?", (user_id,)
+            )
+            await txn.execute("DELETE FROM access_tokens WHERE user_id = ?", (user_id,))
+            await txn.execute("DELETE FROM refresh_tokens WHERE user_id = ?", (user_id,))
+            await txn.execute("DELETE FROM devices WHERE user_id = ?", (user_id,))
+            return [r[0] for r in rows]
+        dropped: list[str] = []
+        for device_id in device_ids:
+            rows = await txn.fetchall(
+                "SELECT token_hash FROM access_tokens WHERE user_id = ? AND device_id = ?",
+                (user_id, device_id),
+            )
+            dropped.extend(r[0] for r in rows)
+            for table in ("access_tokens", "refresh_tokens", "devices"):
+                await txn.execute(
+                    f"DELETE FROM {table} WHERE user_id = ? AND device_id = ?", (user_id, device_id)
+                )
+        return dropped
+
+    # --- tokens ---
+
+    @staticmethod
+    async def insert_access_token(
+        txn: Txn, token_hash: str, user_id: str, device_id: str, now_ms: int,
+        expires_ts: int | None, refresh_token_hash: str | None,
+    ) -> None:
+        await txn.execute(
+            "INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts, expires_ts,"
+            " refresh_token_hash) VALUES (?, ?, ?, ?, ?, ?)",
+            (token_hash, user_id, device_id, now_ms, expires_ts, refresh_token_hash),
+        )
+
+    @staticmethod
+    async def insert_refresh_token(
+        txn: Txn, token_hash: str, user_id: str, device_id: str, now_ms: int, expires_ts: int | None
+    ) -> None:
+        await txn.execute(
+            "INSERT INTO refresh_tokens (token_hash, user_id, device_id, created_ts, expires_ts)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (token_hash, user_id, device_id, now_ms, expires_ts),
+        )
+
+    async def get_access_token(self, token_hash: str) -> AccessTokenRecord | None:
+        row = await self.db.fetchone(
+            "SELECT user_id, device_id, expires_ts, refresh_token_hash, used FROM access_tokens"
+            " WHERE token_hash = ?",
+            (token_hash,),
+        )
+        if row is None:
+            return None
+        return AccessTokenRecord(row[0], row[1], row[2], row[3], bool(row[4]))
+
+    @staticmethod
+    async def get_refresh_token(txn: Txn, token_hash: str) -> RefreshTokenRecord | None:
+        row = await txn.fetchone(
+            "SELECT user_id, device_id, expires_ts, next_token_hash FROM refresh_tokens"
+            " WHERE token_hash = ?",
+            (token_hash,),
+        )
+        return RefreshTokenRecord(*row) if row else None
+
+    async def mark_access_token_used(self, token_hash: str) -> str | None:
+        """First use of a refreshed access token retires the refresh token that preceded it.
+
+        Returns the old refresh token hash that was retired, if any.
+        """
+
+        async def fn(txn: Txn) -> str | None:
+            n = await txn.execute(
+                "UPDATE access_tokens SET used = 1 WHERE token_hash = ? AND used = 0", (token_hash,)
+            )
+            if n == 0:
+                return None
+            row = await txn.fetchone(
+                "SELECT refresh_token_hash FROM access_tokens WHERE token_hash = ?", (token_hash,)
+            )
+            if not row or not row[0]:
+                return None
+            # Tokens issued by an older refresh token are superseded now that this one is in use.
+            old = await txn.fetchall(
+                "SELECT token_hash FROM refresh_tokens WHERE next_token_hash = ?", (row[0],)
+            )
+            for (h,) in old:
+                await txn.execute("DELETE FROM refresh_tokens WHERE token_hash = ?", (h,))
+                await txn.execute("DELETE FROM access_tokens WHERE refresh_token_hash = ?", (h,))
+            return old[0][0] if old else None
+
+        return await self.db.write(fn)
+
+    @staticmethod
+    async def delete_access_token(txn: Txn, token_hash: str) -> None:
+        await txn.execute("DELETE FROM access_tokens WHERE token_hash = ?", (token_hash,))
