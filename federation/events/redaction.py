@@ -13,9 +13,11 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+from .identifiers import domain_of
+from .power_levels import StateMap, get_named_level, get_user_power_level
 from .room_versions import RoomVersion, get_room_version
 
-__all__ = ["redact_content", "redact_event", "redaction_target"]
+__all__ = ["redact_content", "redact_event", "redaction_should_apply", "redaction_target"]
 
 _KEPT_TOP_LEVEL = frozenset(
     {
@@ -111,3 +113,29 @@ def redaction_target(event: Mapping[str, Any], room_version: str | RoomVersion) 
     else:
         target = event.get("redacts")
     return target if isinstance(target, str) else None
+
+
+def redaction_should_apply(
+    redaction: Mapping[str, Any],
+    target: Mapping[str, Any],
+    state: StateMap,
+    room_version: str | RoomVersion,
+) -> bool:
+    """"Handling redactions": whether an accepted redaction may be applied to ``target``.
+
+    The auth rules let almost any member send ``m.room.redaction``; this is
+    the separate check, made once both events are known, that the redacter
+    either holds the redact level (in ``state``, normally the state before
+    the redaction) or is on the same server as the original sender.
+    """
+    rv = get_room_version(room_version)
+    sender = redaction.get("sender")
+    if not isinstance(sender, str):
+        return False
+    if get_user_power_level(sender, state, rv) >= get_named_level(state, "redact"):
+        return True
+    target_sender = target.get("sender")
+    try:
+        return isinstance(target_sender, str) and domain_of(sender) == domain_of(target_sender)
+    except ValueError:
+        return False

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from homeserver.storage.database import Database, IntegrityError, Txn
+from homeserver.storage.database import Database, Txn
 
 
 @dataclass(frozen=True)
@@ -53,13 +53,14 @@ class UserStore:
         displayname: str | None = None,
     ) -> bool:
         """Insert inside a caller's transaction; False when the ID is taken."""
-        try:
-            await txn.execute(
-                "INSERT INTO users (user_id, password_hash, created_ts, admin, is_guest, user_type)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (user_id, password_hash, now_ms, int(admin), int(is_guest), user_type),
-            )
-        except IntegrityError:
+        # ON CONFLICT rather than catching the error: PostgreSQL aborts the whole
+        # transaction on a constraint violation, SQLite does not.
+        inserted = await txn.execute(
+            "INSERT INTO users (user_id, password_hash, created_ts, admin, is_guest, user_type)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (user_id) DO NOTHING",
+            (user_id, password_hash, now_ms, int(admin), int(is_guest), user_type),
+        )
+        if inserted == 0:
             return False
         await txn.execute(
             "INSERT INTO profiles (user_id, displayname) VALUES (?, ?)", (user_id, displayname)

@@ -1,0 +1,195 @@
+"""Shared fixtures: a real homeserver on a real database file, driven over HTTP."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from homeserver.config import RESOURCES, Config, parse_config
+from homeserver.keys import write_new_signing_key
+from homeserver.server import HomeServer
+
+SERVER_NAME = "test.local"
+PASSWORD = "correct horse battery"
+
+
+def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in overrides.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def config_dict(data_dir: Path, **overrides: Any) -> dict[str, Any]:
+    """A test config: open registration, cheap scrypt, no rate limits unless asked."""
+    key = data_dir / "signing.key"
+    if not key.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        write_new_signing_key(str(key))
+    base = {
+        "server_name": SERVER_NAME,
+        "data_dir": str(data_dir),
+        "listeners": [{"port": 0, "resources": list(RESOURCES)}],
+        "registration": {"policy": "open", "shared_secret": "test-shared-secret"},
+        "auth": {"scrypt_n": 1024},
+        "rate_limits": {"enabled": False},
+        "database": {"synchronous": "normal"},
+    }
+    return _merge(base, overrides)
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> Callable[..., Config]:
+    def make(**overrides: Any) -> Config:
+        return parse_config(config_dict(tmp_path / "hs", **overrides))
+
+    return make
+
+
+HsFactory = Callable[..., Awaitable[HomeServer]]
+
+
+@pytest.fixture
+async def make_hs(make_config: Callable[..., Config]) -> AsyncIterator[HsFactory]:
+    started: list[HomeServer] = []
+
+    async def make(**overrides: Any) -> HomeServer:
+        hs = HomeServer(make_config(**overrides))
+        await hs.start()
+        started.append(hs)
+        return hs
+
+    yield make
+    for hs in started:
+        await hs.stop()
+
+
+ClientFactory = Callable[..., Awaitable["Api"]]
+
+
+@pytest.fixture
+async def make_api(make_hs: HsFactory, aiohttp_client: Any) -> ClientFactory:
+    async def make(**overrides: Any) -> Api:
+        hs = await make_hs(**overrides)
+        client = await aiohttp_client(hs.build_app(list(RESOURCES)))
+        return Api(client, hs)
+
+    return make
+
+
+@pytest.fixture
+async def api(make_api: ClientFactory) -> Api:
+    return await make_api()
+
+
+class Api:
+    """A thin client over the test server: raw requests plus the common multi-step flows."""
+
+    def __init__(self, client: TestClient, hs: HomeServer) -> None:
+        self.client = client
+        self.hs = hs
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        json: Any = None,
+        *,
+        token: str | None = None,
+        data: bytes | str | None = None,
+        headers: dict[str, str] | None = None,
+        expect: int | None = 200,
+    ) -> tuple[int, Any]:
+        hdrs = dict(headers or {})
+        if token is not None:
+            hdrs["Authorization"] = f"Bearer {token}"
+        if not path.startswith("/"):
+            path = "/_matrix/client/v3/" + path
+        kwargs: dict[str, Any] = {"headers": hdrs}
+        if json is not None:
+            kwargs["json"] = json
+        elif data is not None:
+            kwargs["data"] = data
+        async with self.client.request(method, path, **kwargs) as resp:
+            body = await resp.json(content_type=None) if resp.content_length != 0 else None
+            if expect is not None:
+                assert resp.status == expect, (resp.status, body)
+            return resp.status, body
+
+    async def get(self, path: str, **kw: Any) -> Any:
+        return (await self.request("GET", path, **kw))[1]
+
+    async def post(self, path: str, json: Any = None, **kw: Any) -> Any:
+        return (await self.request("POST", path, json if json is not None else {}, **kw))[1]
+
+    async def put(self, path: str, json: Any = None, **kw: Any) -> Any:
+        return (await self.request("PUT", path, json if json is not None else {}, **kw))[1]
+
+    async def register(
+        self, username: str, password: str = PASSWORD, **extra: Any
+    ) -> dict[str, Any]:
+        """Register through the full UIA dance (dummy stage)."""
+        body = {"username": username, "password": password, **extra}
+        status, challenge = await self.request("POST", "register", body, expect=401)
+        assert challenge["flows"] == [{"stages": ["m.login.dummy"]}]
+        body["auth"] = {"type": "m.login.dummy", "session": challenge["session"]}
+        return await self.post("register", body)
+
+    async def login(self, username: str, password: str = PASSWORD, **extra: Any) -> dict[str, Any]:
+        return await self.post(
+            "login",
+            {
+                "type": "m.login.password",
+                "identifier": {"type": "m.id.user", "user": username},
+                "password": password,
+                **extra,
+            },
+        )
+
+
+PG_ADMIN_DSN = os.environ.get("ACCORD_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+async def _pg_admin() -> Any:
+    """A connection to the test PostgreSQL, or a skip (a failure under CI) when none answers."""
+    import asyncpg
+
+    try:
+        return await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as e:
+        reason = f"PostgreSQL not reachable at {PG_ADMIN_DSN} ({e}); these tests need a running PostgreSQL"
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the PostgreSQL tests: " + reason)
+        pytest.skip(reason)
+
+
+@contextlib.asynccontextmanager
+async def fresh_pg_database() -> AsyncIterator[str]:
+    """A fresh, empty PostgreSQL database, dropped afterwards; yields its DSN."""
+    import secrets
+
+    admin = await _pg_admin()
+    name = "accord_test_" + secrets.token_hex(6)
+    await admin.execute(f"CREATE DATABASE {name}")
+    base, _, _ = PG_ADMIN_DSN.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await admin.close()
+
+
+@pytest.fixture
+async def pg_dsn() -> AsyncIterator[str]:
+    async with fresh_pg_database() as dsn:
+        yield dsn

@@ -1,0 +1,140 @@
+"""The database interface on both engines: transactions, group commit, migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from homeserver.storage.database import Database, DatabaseError, IntegrityError, Txn
+from homeserver.storage.migrations import SchemaTooNewError, all_migrations, migrate
+from homeserver.storage.postgres import PostgresDatabase, convert_placeholders
+from homeserver.storage.sqlite import SqliteDatabase
+from tests.conftest import fresh_pg_database
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    async with contextlib.AsyncExitStack() as stack:
+        if request.param == "sqlite":
+            database: Database = SqliteDatabase(str(tmp_path / "t.db"), synchronous="normal")
+        else:
+            database = PostgresDatabase(await stack.enter_async_context(fresh_pg_database()))
+        await database.open()
+        await migrate(database)
+        await database.execute("CREATE TABLE kv (k TEXT PRIMARY KEY, v INTEGER NOT NULL)")
+        yield database
+        await database.close()
+
+
+async def test_write_then_read(db: Database) -> None:
+    async def put(txn: Txn) -> int:
+        await txn.execute("INSERT INTO kv (k, v) VALUES (?, ?)", ("a", 1))
+        await txn.executemany("INSERT INTO kv (k, v) VALUES (?, ?)", [("b", 2), ("c", 3)])
+        return await txn.execute("UPDATE kv SET v = v + 10 WHERE v >= ?", (2,))
+
+    assert await db.write(put) == 2
+    assert await db.fetchall("SELECT k, v FROM kv ORDER BY k") == [("a", 1), ("b", 12), ("c", 13)]
+    assert await db.fetchone("SELECT v FROM kv WHERE k = ?", ("zz",)) is None
+
+    async def both(txn: Txn) -> tuple:
+        return await txn.fetchone("SELECT count(*) FROM kv"), await txn.fetchall("SELECT k FROM kv WHERE k = 'a'")
+
+    assert await db.read(both) == ((3,), [("a",)])
+
+
+async def test_failed_transaction_rolls_back_only_itself(db: Database) -> None:
+    await db.execute("INSERT INTO kv (k, v) VALUES ('x', 0)")
+
+    async def good(i: int) -> None:
+        await db.execute("INSERT INTO kv (k, v) VALUES (?, ?)", (f"g{i}", i))
+
+    async def bad(txn: Txn) -> None:
+        await txn.execute("INSERT INTO kv (k, v) VALUES ('half', 1)")
+        raise ValueError("boom")
+
+    async def dup(txn: Txn) -> None:
+        await txn.execute("INSERT INTO kv (k, v) VALUES ('x', 1)")
+
+    results = await asyncio.gather(
+        *(good(i) for i in range(20)), db.write(bad), db.write(dup), return_exceptions=True
+    )
+    assert isinstance(results[20], ValueError)
+    assert isinstance(results[21], IntegrityError)
+    assert all(r is None for r in results[:20])
+    rows = dict(await db.fetchall("SELECT k, v FROM kv"))
+    assert "half" not in rows
+    assert rows["x"] == 0
+    assert len(rows) == 21
+
+
+async def test_group_commit_batches_concurrent_writers(tmp_path: Path) -> None:
+    db = SqliteDatabase(str(tmp_path / "g.db"), synchronous="full")
+    await db.open()
+    try:
+        await db.execute("CREATE TABLE kv (k TEXT PRIMARY KEY, v INTEGER NOT NULL)")
+        before = db.commits
+        await asyncio.gather(
+            *(db.execute("INSERT INTO kv (k, v) VALUES (?, ?)", (str(i), i)) for i in range(300))
+        )
+        commits = db.commits - before
+        assert (await db.fetchone("SELECT count(*) FROM kv")) == (300,)
+        # 300 writers queued at once share a handful of commits (max_batch is 256).
+        assert 2 <= commits <= 10, commits
+    finally:
+        await db.close()
+
+
+async def test_close_commits_queued_writes(tmp_path: Path) -> None:
+    path = str(tmp_path / "c.db")
+    db = SqliteDatabase(path)
+    await db.open()
+    await db.execute("CREATE TABLE kv (k TEXT PRIMARY KEY, v INTEGER NOT NULL)")
+    pending = [
+        asyncio.ensure_future(db.execute("INSERT INTO kv (k, v) VALUES (?, ?)", (str(i), i)))
+        for i in range(50)
+    ]
+    await asyncio.sleep(0)
+    await db.close()
+    assert all(p.done() and p.exception() is None for p in pending)
+    db2 = SqliteDatabase(path)
+    await db2.open()
+    try:
+        assert await db2.fetchone("SELECT count(*) FROM kv") == (50,)
+        with pytest.raises(DatabaseError):
+            await SqliteDatabase(path).write(lambda txn: txn.execute("SELECT 1"))
+    finally:
+        await db2.close()
+
+
+async def test_sqlite_uses_wal_and_readers_are_read_only(tmp_path: Path) -> None:
+    db = SqliteDatabase(str(tmp_path / "w.db"))
+    await db.open()
+    try:
+        assert await db.fetchone("PRAGMA journal_mode") == ("wal",)
+        with pytest.raises(Exception, match="readonly|read-only|attempt to write"):
+            await db.fetchall("CREATE TABLE nope (x INTEGER)")
+    finally:
+        await db.close()
+
+
+async def test_migrations_are_idempotent(db: Database) -> None:
+    latest = all_migrations()[-1].version
+    assert await db.fetchone("SELECT version FROM schema_version") == (latest,)
+    assert await migrate(db) == latest
+    assert await db.fetchone("SELECT count(*) FROM schema_version") == (1,)
+
+
+async def test_newer_schema_is_refused(db: Database) -> None:
+    latest = all_migrations()[-1].version
+    await db.execute("UPDATE schema_version SET version = ?", (latest + 5,))
+    with pytest.raises(SchemaTooNewError, match=f"version {latest + 5}.*newer Accord"):
+        await migrate(db)
+
+
+def test_placeholder_conversion_skips_literals() -> None:
+    sql = "SELECT '?', \"a?\" FROM t WHERE a = ? AND b = ?"
+    assert convert_placeholders(sql) == "SELECT '?', \"a?\" FROM t WHERE a = $1 AND b = $2"
