@@ -280,13 +280,20 @@ def _load_dataclass(cls: Any, data: dict[str, Any], prefix: str = "") -> Any:
     return cls(**kwargs)
 
 
-def parse_config(data: Any) -> Config:
-    """Validate a parsed YAML document and check the rules that span several keys."""
+def parse_config(data: Any, base_dir: str | None = None) -> Config:
+    """Validate a parsed YAML document and check the rules that span several keys.
+
+    A relative data_dir is taken relative to `base_dir` (the config file's folder).
+    """
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError("the config file must be a YAML mapping")
     config: Config = _load_dataclass(Config, data)
+    if base_dir is not None and not os.path.isabs(config.data_dir):
+        config = dataclasses.replace(
+            config, data_dir=os.path.normpath(os.path.join(base_dir, config.data_dir))
+        )
     _check(config)
     return config
 
@@ -361,11 +368,7 @@ def load_config(path: str) -> Config:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError(f"config file {path} is not valid YAML{where}") from None
-    config = parse_config(data)
-    base = os.path.dirname(os.path.abspath(path))
-    if not os.path.isabs(config.data_dir):
-        config = dataclasses.replace(config, data_dir=os.path.normpath(os.path.join(base, config.data_dir)))
-    return config
+    return parse_config(data, base_dir=os.path.dirname(os.path.abspath(path)))
 
 
 # --- rendering the documented example ------------------------------------------------

@@ -54,7 +54,12 @@ class HomeServer:
 
     async def start(self) -> None:
         await self.db.open()
-        await migrate(self.db)
+        try:
+            await migrate(self.db)
+        except BaseException:
+            # An open engine keeps non-daemon threads alive: close it or the process hangs.
+            await self.db.close()
+            raise
 
     async def stop(self) -> None:
         for runner in self._runners:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from homeserver.clock import Clock
 from homeserver.config import RESOURCES, Config, parse_config
 from homeserver.keys import write_new_signing_key
 from homeserver.server import HomeServer
@@ -59,12 +60,35 @@ def make_config(tmp_path: Path) -> Callable[..., Config]:
 HsFactory = Callable[..., Awaitable[HomeServer]]
 
 
+class FakeClock(Clock):
+    """A clock that moves only when a test says so (token expiry, UIA sessions, rate limits)."""
+
+    def __init__(self, start_ms: int = 1_700_000_000_000) -> None:
+        self.now_ms = start_ms
+        self.mono = 1000.0
+
+    def time_ms(self) -> int:
+        return self.now_ms
+
+    def monotonic(self) -> float:
+        return self.mono
+
+    def advance(self, ms: int) -> None:
+        self.now_ms += ms
+        self.mono += ms / 1000
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
 @pytest.fixture
 async def make_hs(make_config: Callable[..., Config]) -> AsyncIterator[HsFactory]:
     started: list[HomeServer] = []
 
-    async def make(**overrides: Any) -> HomeServer:
-        hs = HomeServer(make_config(**overrides))
+    async def make(*, clock: Clock | None = None, **overrides: Any) -> HomeServer:
+        hs = HomeServer(make_config(**overrides), clock=clock)
         await hs.start()
         started.append(hs)
         return hs
@@ -79,8 +103,8 @@ ClientFactory = Callable[..., Awaitable["Api"]]
 
 @pytest.fixture
 async def make_api(make_hs: HsFactory, aiohttp_client: Any) -> ClientFactory:
-    async def make(**overrides: Any) -> Api:
-        hs = await make_hs(**overrides)
+    async def make(*, clock: Clock | None = None, **overrides: Any) -> Api:
+        hs = await make_hs(clock=clock, **overrides)
         client = await aiohttp_client(hs.build_app(list(RESOURCES)))
         return Api(client, hs)
 

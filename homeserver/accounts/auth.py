@@ -84,15 +84,24 @@ class AuthService:
         want_refresh: bool,
         ip: str | None,
         user_agent: str | None,
-    ) -> dict[str, Any]:
-        """Create (or reuse) a device and give it tokens, inside the caller's transaction."""
+    ) -> tuple[dict[str, Any], list[str]]:
+        """Create (or reuse) a device and give it tokens, inside the caller's transaction.
+
+        Reusing a device ID revokes the tokens the device had (the spec's relationship
+        between tokens and devices), so returns the revoked token hashes too: the caller
+        must `forget_tokens` them once the transaction has committed.
+        """
         now = self.hs.clock.time_ms()
-        device_id = device_id or new_device_id()
+        revoked: list[str] = []
+        if device_id is None:
+            device_id = new_device_id()
+        else:
+            revoked = await DeviceStore.revoke_device_tokens(txn, user_id, device_id)
         await DeviceStore.upsert_device(txn, user_id, device_id, display_name, now, ip, user_agent)
         result = await self._issue_tokens(txn, user_id, device_id, now, want_refresh)
         result["device_id"] = device_id
         result["user_id"] = user_id
-        return result
+        return result, revoked
 
     async def _issue_tokens(
         self, txn: Txn, user_id: str, device_id: str, now: int, want_refresh: bool
@@ -120,8 +129,18 @@ class AuthService:
     async def refresh(self, refresh_token: str) -> dict[str, Any]:
         old_hash = hash_token(refresh_token)
         now = self.hs.clock.time_ms()
+        dropped: list[str] = []
+
+        async def drop_issued_by(txn: Txn, refresh_hash: str) -> None:
+            rows = await txn.fetchall(
+                "SELECT token_hash FROM access_tokens WHERE refresh_token_hash = ?", (refresh_hash,)
+            )
+            dropped.extend(r[0] for r in rows)
+            await txn.execute("DELETE FROM refresh_tokens WHERE token_hash = ?", (refresh_hash,))
+            await txn.execute("DELETE FROM access_tokens WHERE refresh_token_hash = ?", (refresh_hash,))
 
         async def fn(txn: Txn) -> dict[str, Any]:
+            dropped.clear()  # the engine may run this function again after a failed commit
             rec = await DeviceStore.get_refresh_token(txn, old_hash)
             if rec is None:
                 raise MatrixError(401, "M_UNKNOWN_TOKEN", "Unknown refresh token", soft_logout=False)
@@ -132,14 +151,10 @@ class AuthService:
                 "SELECT token_hash FROM refresh_tokens WHERE next_token_hash = ?", (old_hash,)
             )
             for (h,) in predecessors:
-                await txn.execute("DELETE FROM refresh_tokens WHERE token_hash = ?", (h,))
-                await txn.execute("DELETE FROM access_tokens WHERE refresh_token_hash = ?", (h,))
+                await drop_issued_by(txn, h)
             # A retried refresh replaces the pair the previous attempt issued.
             if rec.next_token_hash:
-                await txn.execute("DELETE FROM refresh_tokens WHERE token_hash = ?", (rec.next_token_hash,))
-                await txn.execute(
-                    "DELETE FROM access_tokens WHERE refresh_token_hash = ?", (rec.next_token_hash,)
-                )
+                await drop_issued_by(txn, rec.next_token_hash)
             result = await self._issue_tokens(txn, rec.user_id, rec.device_id, now, True)
             await txn.execute(
                 "UPDATE refresh_tokens SET next_token_hash = ? WHERE token_hash = ?",
@@ -148,7 +163,7 @@ class AuthService:
             return result
 
         result = await self.hs.db.write(fn)
-        self._cache.clear()  # superseded tokens may be cached; refreshes are rare
+        self.forget_tokens(dropped)
         return result
 
     # --- checking ---
@@ -180,7 +195,9 @@ class AuthService:
         if entry.expires_ts is not None and entry.expires_ts <= self.hs.clock.time_ms():
             raise MatrixError(401, "M_UNKNOWN_TOKEN", "Access token has expired", soft_logout=True)
         if entry.needs_use_mark:
-            await self.devices.mark_access_token_used(token_hash)
+            # First use of a refreshed token retires the tokens it superseded; they
+            # may sit in the cache, so drop them there too.
+            self.forget_tokens(await self.devices.mark_access_token_used(token_hash))
             entry.needs_use_mark = False
         if entry.is_guest and not allow_guest:
             raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access not allowed")

@@ -45,8 +45,9 @@ class LoginService:
         if login_type != PASSWORD_LOGIN:
             raise MatrixError(400, "M_UNKNOWN", f"Unknown login type {login_type!r}")
         limiter = self.hs.ratelimiter
-        limiter.check("login", ip)
         user_id = self._user_id_from(body)
+        # Per address; users the operator exempts (bots that log in often) skip it.
+        limiter.check("login", ip, exempt=self.hs.is_ratelimit_exempt(user_id))
         password = body.get("password")
         if not isinstance(password, str):
             raise MatrixError(400, "M_BAD_JSON", "Field 'password' must be a string")
@@ -68,20 +69,26 @@ class LoginService:
         if user is None:
             matches = await self.hs.users.get_user_case_insensitive(user_id)
             user = matches[0] if len(matches) == 1 else None
+        if user is not None and user.deactivated:
+            # Deactivation wipes the password, so no password could prove anything here;
+            # the spec's dedicated code tells the client why rather than "wrong password".
+            raise MatrixError(403, "M_USER_DEACTIVATED", "This account has been deactivated")
         ok = user is not None and await verify_password(password, user.password_hash)
         if not ok or user is None:
             limiter.check("login_failures", user_id.lower())
             raise MatrixError(403, "M_FORBIDDEN", "Invalid username or password")
-        if user.deactivated:
-            raise MatrixError(403, "M_USER_DEACTIVATED", "This account has been deactivated")
         if user.locked:
             raise MatrixError(401, "M_USER_LOCKED", "This account has been locked", soft_logout=True)
 
-        result = await self.hs.db.write(
+        result, revoked = await self.hs.db.write(
             lambda txn: self.hs.auth.issue_session(
                 txn, user.user_id, device_id, display, want_refresh=want_refresh, ip=ip,
                 user_agent=user_agent,
             )
         )
+        self.hs.auth.forget_tokens(revoked)
         result["home_server"] = self.hs.config.server_name
+        base_url = self.hs.config.well_known.client_base_url
+        if base_url:
+            result["well_known"] = {"m.homeserver": {"base_url": base_url}}
         return result

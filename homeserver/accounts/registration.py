@@ -13,6 +13,7 @@ from homeserver.errors import MatrixError
 from homeserver.identifiers import MAX_USER_ID_BYTES, is_valid_localpart, make_user_id
 from homeserver.storage.database import Txn
 from homeserver.storage.registration_tokens import RegistrationTokenStore
+from homeserver.storage.uia import UiaStore
 from homeserver.storage.users import UserStore
 
 if TYPE_CHECKING:
@@ -82,10 +83,15 @@ class RegistrationService:
         device_display_name: str | None = None,
         want_refresh: bool = False,
         registration_token: str | None = None,
+        uia_session: str | None = None,
         ip: str | None = None,
         user_agent: str | None = None,
     ) -> dict[str, Any]:
-        """Create the user and (unless inhibited) its first device and tokens, atomically."""
+        """Create the user and (unless inhibited) its first device and tokens, atomically.
+
+        The UIA session that authorised the registration ends in the same transaction,
+        so it can neither outlive the account nor be lost when creation fails.
+        """
         pw_hash = (
             await hash_password(password, self.hs.config.auth.scrypt_n) if password else None
         )
@@ -101,12 +107,16 @@ class RegistrationService:
                 raise MatrixError(400, "M_USER_IN_USE", "User ID already taken.")
             if registration_token is not None:
                 await RegistrationTokenStore.complete(txn, registration_token)
+            if uia_session is not None:
+                await UiaStore.delete_in(txn, uia_session)
             if not login:
                 return {"user_id": user_id}
-            return await self.hs.auth.issue_session(
+            # A brand-new user has no devices, so no tokens can be revoked here.
+            session, _ = await self.hs.auth.issue_session(
                 txn, user_id, device_id, device_display_name, want_refresh=want_refresh,
                 ip=ip, user_agent=user_agent,
             )
+            return session
 
         result = await self.hs.db.write(fn)
         result["home_server"] = self.hs.config.server_name
@@ -120,11 +130,13 @@ class RegistrationService:
             user_id = make_user_id(localpart, self.hs.config.server_name)
             if not await self.hs.users.is_taken(user_id):
                 break
+        # The spec: every parameter but initial_device_display_name MUST be ignored
+        # for guests, and the server picks the device ID.
         display = body.get("initial_device_display_name")
         return await self.create_account(
             user_id, None, is_guest=True, login=True,
             device_display_name=display if isinstance(display, str) else None,
-            want_refresh=body.get("refresh_token") is True, ip=ip, user_agent=ua,
+            ip=ip, user_agent=ua,
         )
 
     # --- shared-secret registration (Synapse admin API compatible) ---

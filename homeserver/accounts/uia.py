@@ -8,16 +8,21 @@ parameters; passwords are never written to it.
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from homeserver.errors import MatrixError
 from homeserver.identifiers import make_user_id, parse_user_id
+from homeserver.storage.database import Txn
+from homeserver.storage.registration_tokens import RegistrationTokenStore
+from homeserver.storage.uia import UiaStore
 
 if TYPE_CHECKING:
     from homeserver.accounts.auth import Requester
     from homeserver.server import HomeServer
 
 SESSION_LIFETIME_MS = 30 * 60 * 1000
+_SWEEP_INTERVAL_MS = 60 * 1000
 _SECRET_KEYS = ("password", "new_password", "auth")
 
 DUMMY = "m.login.dummy"
@@ -41,9 +46,21 @@ class UiaRequired(MatrixError):
         return body
 
 
+@dataclass(frozen=True)
+class UiaResult:
+    """A completed flow: the session stays alive until the caller's operation succeeds
+    (`UiaService.finish`), so a request that fails after authentication (a username
+    taken meanwhile, a missing field) can be retried without authenticating again."""
+
+    session_id: str
+    completed: dict[str, Any]
+    params: dict[str, Any]
+
+
 class UiaService:
     def __init__(self, hs: HomeServer) -> None:
         self.hs = hs
+        self._last_sweep_ms = 0
 
     async def check(
         self,
@@ -53,10 +70,11 @@ class UiaService:
         method: str,
         flows: list[list[str]],
         requester: Requester | None = None,
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Run one UIA step; returns (completed stage results, remembered parameters)
-        when a flow is complete, else raises UiaRequired."""
+    ) -> UiaResult:
+        """Run one UIA step; returns the session's completed stage results and
+        remembered parameters when a flow is complete, else raises UiaRequired."""
         now = self.hs.clock.time_ms()
+        await self.sweep_expired()
         store = self.hs.uia_store
         auth = body.get("auth")
         params = {k: v for k, v in body.items() if k not in _SECRET_KEYS}
@@ -73,13 +91,20 @@ class UiaService:
             stored_params = params
         else:
             found = await store.get(session_id)
-            if found is None or found[0] + SESSION_LIFETIME_MS < now:
+            if found is not None and found[0] + SESSION_LIFETIME_MS < now:
+                await self.sweep_expired(force=True)
+                found = None
+            if found is None:
                 raise MatrixError(400, "M_UNKNOWN", "Unknown or expired UIA session")
             _, s_uri, s_method, completed, stored_params = found
             if s_uri != uri or s_method != method:
                 raise MatrixError(
                     403, "M_FORBIDDEN", "Requested operation has changed during the UI authentication session."
                 )
+            # A session proven with one user's password must not authorise another user.
+            proven = completed.get(PASSWORD)
+            if requester is not None and proven is not None and proven != requester.user_id:
+                raise MatrixError(403, "M_FORBIDDEN", "This session belongs to another user")
             stored_params = {**stored_params, **params}
 
         def challenge(errcode: str | None = None, message: str | None = None) -> UiaRequired:
@@ -99,17 +124,40 @@ class UiaService:
             allowed = {s for f in flows for s in f}
             if not isinstance(stage, str) or stage not in allowed:
                 raise challenge("M_UNRECOGNIZED", f"Unrecognised or disallowed auth type: {stage!r}")
-            result = await self._check_stage(stage, auth, requester, now)
-            if result is None:
-                raise challenge("M_FORBIDDEN", "Invalid authentication")
-            completed[stage] = result
-            await store.set_completed(session_id, completed)
+            # Completed stages are not re-run (the spec forbids retrying them): re-running
+            # the token stage would reserve a second use of the same registration token.
+            if stage not in completed:
+                result = await self._check_stage(stage, auth, requester, now)
+                if result is None:
+                    raise challenge("M_FORBIDDEN", "Invalid authentication")
+                completed[stage] = result
+                await store.set_completed(session_id, completed)
 
         for flow in flows:
             if all(s in completed for s in flow):
-                await store.delete(session_id)
-                return completed, stored_params
+                return UiaResult(session_id, completed, stored_params)
         raise challenge()
+
+    async def finish(self, result: UiaResult) -> None:
+        """The authorised operation succeeded: the session cannot be used again."""
+        await self.hs.uia_store.delete(result.session_id)
+
+    async def sweep_expired(self, *, force: bool = False) -> None:
+        """Drop expired sessions and give back the registration-token uses they held,
+        so abandoned registrations do not use up a token. Runs at most once a minute
+        unless forced."""
+        now = self.hs.clock.time_ms()
+        if not force and now - self._last_sweep_ms < _SWEEP_INTERVAL_MS:
+            return
+        self._last_sweep_ms = now
+
+        async def fn(txn: Txn) -> None:
+            for completed in await UiaStore.take_expired(txn, now - SESSION_LIFETIME_MS):
+                token = completed.get(REGISTRATION_TOKEN)
+                if isinstance(token, str):
+                    await RegistrationTokenStore.release_in(txn, token)
+
+        await self.hs.db.write(fn)
 
     async def _check_stage(
         self, stage: str, auth: dict[str, Any], requester: Requester | None, now: int

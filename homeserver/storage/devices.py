@@ -153,33 +153,53 @@ class DeviceStore:
         )
         return RefreshTokenRecord(*row) if row else None
 
-    async def mark_access_token_used(self, token_hash: str) -> str | None:
-        """First use of a refreshed access token retires the refresh token that preceded it.
+    async def mark_access_token_used(self, token_hash: str) -> list[str]:
+        """First use of a refreshed access token retires the refresh token that preceded it,
+        with the access tokens that one issued.
 
-        Returns the old refresh token hash that was retired, if any.
+        Returns the hashes of the access tokens retired, so callers can drop them from caches.
         """
 
-        async def fn(txn: Txn) -> str | None:
+        async def fn(txn: Txn) -> list[str]:
             n = await txn.execute(
                 "UPDATE access_tokens SET used = 1 WHERE token_hash = ? AND used = 0", (token_hash,)
             )
             if n == 0:
-                return None
+                return []
             row = await txn.fetchone(
                 "SELECT refresh_token_hash FROM access_tokens WHERE token_hash = ?", (token_hash,)
             )
             if not row or not row[0]:
-                return None
+                return []
             # Tokens issued by an older refresh token are superseded now that this one is in use.
             old = await txn.fetchall(
                 "SELECT token_hash FROM refresh_tokens WHERE next_token_hash = ?", (row[0],)
             )
+            retired: list[str] = []
             for (h,) in old:
+                rows = await txn.fetchall(
+                    "SELECT token_hash FROM access_tokens WHERE refresh_token_hash = ?", (h,)
+                )
+                retired.extend(r[0] for r in rows)
                 await txn.execute("DELETE FROM refresh_tokens WHERE token_hash = ?", (h,))
                 await txn.execute("DELETE FROM access_tokens WHERE refresh_token_hash = ?", (h,))
-            return old[0][0] if old else None
+            return retired
 
         return await self.db.write(fn)
+
+    @staticmethod
+    async def revoke_device_tokens(txn: Txn, user_id: str, device_id: str) -> list[str]:
+        """Delete a device's access and refresh tokens but keep the device (a new login
+        that names it takes it over). Returns the access token hashes deleted."""
+        rows = await txn.fetchall(
+            "SELECT token_hash FROM access_tokens WHERE user_id = ? AND device_id = ?",
+            (user_id, device_id),
+        )
+        for table in ("access_tokens", "refresh_tokens"):
+            await txn.execute(
+                f"DELETE FROM {table} WHERE user_id = ? AND device_id = ?", (user_id, device_id)
+            )
+        return [r[0] for r in rows]
 
     @staticmethod
     async def delete_access_token(txn: Txn, token_hash: str) -> None:

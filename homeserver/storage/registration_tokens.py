@@ -62,7 +62,12 @@ class RegistrationTokenStore:
         )
 
     async def release(self, token: str) -> None:
-        await self.db.execute(
+        await self.db.write(lambda txn: RegistrationTokenStore.release_in(txn, token))
+
+    @staticmethod
+    async def release_in(txn: Txn, token: str) -> None:
+        """Give back a use reserved by a registration that will never finish."""
+        await txn.execute(
             "UPDATE registration_tokens SET pending = pending - 1 WHERE token = ? AND pending > 0",
             (token,),
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import orjson
 
-from homeserver.storage.database import Database
+from homeserver.storage.database import Database, Txn
 
 
 class UiaStore:
@@ -41,6 +41,24 @@ class UiaStore:
 
     async def delete(self, session_id: str) -> None:
         await self.db.execute("DELETE FROM uia_sessions WHERE session_id = ?", (session_id,))
+
+    @staticmethod
+    async def delete_in(txn: Txn, session_id: str) -> None:
+        """Delete inside a caller's transaction, so finishing the session and the
+        operation it authorised commit (or fail) together."""
+        await txn.execute("DELETE FROM uia_sessions WHERE session_id = ?", (session_id,))
+
+    @staticmethod
+    async def take_expired(txn: Txn, created_before_ms: int) -> list[dict]:
+        """Delete sessions created before the cutoff; returns their completed stages so
+        the caller can give back what they held (reserved registration tokens)."""
+        rows = await txn.fetchall(
+            "SELECT session_id, completed FROM uia_sessions WHERE created_ts < ?",
+            (created_before_ms,),
+        )
+        for session_id, _ in rows:
+            await txn.execute("DELETE FROM uia_sessions WHERE session_id = ?", (session_id,))
+        return [orjson.loads(completed) for _, completed in rows]
 
     async def expire(self, before_ms: int) -> int:
         return await self.db.execute("DELETE FROM uia_sessions WHERE created_ts < ?", (before_ms,))

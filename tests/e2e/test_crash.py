@@ -24,7 +24,7 @@ async def _register(session: aiohttp.ClientSession, url: str, i: int) -> str | N
                 return None
             result = await r.json()
             return result["user_id"]
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError):
         return None
 
 

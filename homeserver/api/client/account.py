@@ -25,12 +25,13 @@ async def post_password(request: web.Request) -> web.Response:
     logout_devices = field(body, "logout_devices", bool, default=True)
     if new_password is not None:
         hs.registration.check_password(new_password)
-    await hs.uia.check(
+    uia = await hs.uia.check(
         body, uri="/account/password", method="POST", flows=PASSWORD_FLOWS, requester=req
     )
     if new_password is None:
         raise MatrixError(400, "M_MISSING_PARAM", "Missing required field 'new_password'")
     await hs.accounts.change_password(req, new_password, logout_devices)
+    await hs.uia.finish(uia)
     return json_response({})
 
 
@@ -40,10 +41,11 @@ async def post_deactivate(request: web.Request) -> web.Response:
     body = await read_json(request, allow_empty=True)
     field(body, "erase", bool)
     field(body, "id_server", str)
-    await hs.uia.check(
+    uia = await hs.uia.check(
         body, uri="/account/deactivate", method="POST", flows=PASSWORD_FLOWS, requester=req
     )
     await hs.accounts.deactivate(req.user_id)
+    await hs.uia.finish(uia)
     return json_response({"id_server_unbind_result": "no-support"})
 
 

@@ -26,7 +26,8 @@ async def get_capabilities(request: web.Request) -> web.Response:
                 "m.get_login_token": {"enabled": False},
                 "m.profile_fields": {"enabled": True},
                 "org.matrix.msc3882.get_login_token": {"enabled": False},
-                "m.account_moderation": {"lock": False, "suspend": False},
+                # m.account_moderation is left out: the spec says to omit it when
+                # neither lock nor suspend is available.
             }
         }
     )

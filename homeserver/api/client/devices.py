@@ -57,12 +57,13 @@ async def delete_device(request: web.Request) -> web.Response:
     req = await requester(request)
     device_id = request.match_info["device_id"]
     body = await read_json(request, allow_empty=True)
-    if await hs.devices.get_device(req.user_id, device_id) is None:
-        raise not_found("Device not found")
-    await hs.uia.check(
+    # No 404 for an unknown device: the spec answers 200 for a device "removed
+    # previously", so a client retrying a deletion whose answer it lost still succeeds.
+    uia = await hs.uia.check(
         body, uri=f"/devices/{device_id}", method="DELETE", flows=PASSWORD_FLOWS, requester=req
     )
     await hs.auth.delete_devices(req.user_id, [device_id])
+    await hs.uia.finish(uia)
     return json_response({})
 
 
@@ -73,10 +74,11 @@ async def post_delete_devices(request: web.Request) -> web.Response:
     devices = field(body, "devices", list, required=True)
     if not all(isinstance(d, str) for d in devices):
         raise MatrixError(400, "M_BAD_JSON", "Field 'devices' must be an array of strings")
-    await hs.uia.check(
+    uia = await hs.uia.check(
         body, uri="/delete_devices", method="POST", flows=PASSWORD_FLOWS, requester=req
     )
     await hs.auth.delete_devices(req.user_id, list(dict.fromkeys(devices)))
+    await hs.uia.finish(uia)
     return json_response({})
 
 

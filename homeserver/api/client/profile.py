@@ -66,11 +66,12 @@ async def _authorise_change(request: web.Request) -> tuple[str, str, dict[str, A
     key = request.match_info["key"]
     if len(key.encode()) > 255:
         raise MatrixError(400, "M_KEY_TOO_LARGE", "Profile key is longer than 255 bytes")
-    if not _KEY.match(key):
+    if not _KEY.fullmatch(key):
         raise MatrixError(400, "M_INVALID_PARAM", "Invalid profile key")
-    user_id, profile = await _profile_of(request)
-    if user_id != req.user_id:
+    # Ownership first: whether someone else's profile exists is none of the caller's business.
+    if request.match_info["user_id"] != req.user_id:
         raise MatrixError(403, "M_FORBIDDEN", "You may only change your own profile")
+    user_id, profile = await _profile_of(request)
     hs.ratelimiter.check("profile", req.user_id, exempt=hs.is_ratelimit_exempt(req.user_id))
     return user_id, key, profile
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
+from homeserver.accounts.uia import REGISTRATION_TOKEN
 from homeserver.api.http import ClientRoutes, client_ip, field, get_hs, json_response, read_json
 from homeserver.errors import MatrixError
 
@@ -22,23 +25,20 @@ async def post_register(request: web.Request) -> web.Response:
     if hs.config.registration.policy == "closed":
         raise MatrixError(403, "M_FORBIDDEN", "Registration has been disabled")
 
-    # Check what can be checked before asking the client to authenticate.
+    # The spec requires the username checks before user-interactive auth starts.
+    _check_fields(body)
     username = field(body, "username", str)
     password = body.get("password")
-    device_id = field(body, "device_id", str)
-    display = field(body, "initial_device_display_name", str)
-    inhibit_login = field(body, "inhibit_login", bool, default=False)
-    want_refresh = field(body, "refresh_token", bool, default=False)
     if username is not None:
         await hs.registration.check_available(username)
     if password is not None:
         hs.registration.check_password(password)
 
-    completed, params = await hs.uia.check(
-        body, uri="/register", method="POST", flows=hs.registration.flows()
-    )
-    # The final request may carry only `auth`; fall back to what the session remembered.
-    username = username if username is not None else params.get("username")
+    uia = await hs.uia.check(body, uri="/register", method="POST", flows=hs.registration.flows())
+    # The final request may carry only `auth`: the session remembers the earlier
+    # requests' parameters (never the password), with this request's taking precedence.
+    params = uia.params
+    username = field(params, "username", str)
     if username is None:
         user_id = await _generate_user_id(request)
     else:
@@ -48,15 +48,25 @@ async def post_register(request: web.Request) -> web.Response:
     result = await hs.registration.create_account(
         user_id,
         password,
-        login=not (inhibit_login or params.get("inhibit_login") is True),
-        device_id=device_id or params.get("device_id"),
-        device_display_name=display or params.get("initial_device_display_name"),
-        want_refresh=want_refresh or params.get("refresh_token") is True,
-        registration_token=completed.get("m.login.registration_token"),
+        login=not field(params, "inhibit_login", bool, default=False),
+        device_id=field(params, "device_id", str),
+        device_display_name=field(params, "initial_device_display_name", str),
+        want_refresh=field(params, "refresh_token", bool, default=False),
+        registration_token=uia.completed.get(REGISTRATION_TOKEN),
+        uia_session=uia.session_id,
         ip=ip,
         user_agent=ua,
     )
     return json_response(result)
+
+
+def _check_fields(body: dict[str, Any]) -> None:
+    """Refuse wrongly typed fields on every request, so the session never stores them."""
+    field(body, "username", str)
+    field(body, "device_id", str)
+    field(body, "initial_device_display_name", str)
+    field(body, "inhibit_login", bool)
+    field(body, "refresh_token", bool)
 
 
 async def _generate_user_id(request: web.Request) -> str:
@@ -89,6 +99,7 @@ async def get_token_validity(request: web.Request) -> web.Response:
     token = request.query.get("token")
     if token is None:
         raise MatrixError(400, "M_MISSING_PARAM", "Missing query parameter 'token'")
+    await hs.uia.sweep_expired()  # abandoned registrations give their token uses back
     valid = await hs.registration_tokens.is_valid(token, hs.clock.time_ms())
     return json_response({"valid": valid})
 
