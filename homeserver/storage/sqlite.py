@@ -92,16 +92,19 @@ class SqliteDatabase(Database):
         try:
             self._writer = await self._connect()
             mode = await self._writer.execute_fetchall("PRAGMA journal_mode = WAL")
-        except sqlite3.Error as e:
+            if list(mode)[0][0].lower() != "wal":
+                raise DatabaseError(f"SQLite database {self.path} refused WAL mode")
+            await self._writer.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
+            for _ in range(self.read_connections):
+                conn = await self._connect()
+                self._all_readers.append(conn)
+                await conn.execute("PRAGMA query_only = ON")
+                self._readers.put_nowait(conn)
+        except (sqlite3.Error, DatabaseError) as e:
+            await self.close()
+            if isinstance(e, DatabaseError):
+                raise
             raise DatabaseError(f"cannot open SQLite database {self.path}: {e}") from e
-        if list(mode)[0][0].lower() != "wal":
-            raise DatabaseError(f"SQLite database {self.path} refused WAL mode")
-        await self._writer.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
-        for _ in range(self.read_connections):
-            conn = await self._connect()
-            await conn.execute("PRAGMA query_only = ON")
-            self._all_readers.append(conn)
-            self._readers.put_nowait(conn)
         self._writer_task = asyncio.create_task(self._write_loop(), name="sqlite-writer")
 
     async def close(self) -> None:
@@ -141,25 +144,8 @@ class SqliteDatabase(Database):
                 for fut in stopping:
                     fut.set_result(None)
                 return
-            outcomes: list[tuple[bool, Any]] = []
             try:
-                await conn.execute("BEGIN IMMEDIATE")
-                for fn, fut in batch:
-                    if fut.cancelled():
-                        outcomes.append((False, None))
-                        continue
-                    await conn.execute("SAVEPOINT job")
-                    try:
-                        result = await fn(txn)
-                    except Exception as e:  # the job's own failure: undo just its part
-                        await conn.execute("ROLLBACK TO job")
-                        await conn.execute("RELEASE job")
-                        outcomes.append((False, e))
-                    else:
-                        await conn.execute("RELEASE job")
-                        outcomes.append((True, result))
-                await conn.execute("COMMIT")
-                self.commits += 1
+                outcomes = await self._commit_batch(conn, txn, batch)
             except asyncio.CancelledError:
                 for _, fut in batch:
                     if not fut.done():
@@ -186,6 +172,49 @@ class SqliteDatabase(Database):
                 for fut in stopping:
                     fut.set_result(None)
                 return
+
+    async def _commit_batch(
+        self, conn: aiosqlite.Connection, txn: _SqliteTxn, batch: list[tuple[TxnFn[Any], asyncio.Future[Any]]]
+    ) -> list[tuple[bool, Any]]:
+        """Run a batch in one transaction and commit it once.
+
+        Optimistic first: no savepoints, since every statement costs a hop to the
+        SQLite thread. Only if some job fails is the batch rolled back and re-run
+        with a savepoint around each job, so a failure undoes just its own job.
+        """
+        live = [(fn, fut) for fn, fut in batch if not fut.cancelled()]
+        await conn.execute("BEGIN IMMEDIATE")
+        results: list[Any] = []
+        try:
+            for fn, _ in live:
+                results.append(await fn(txn))
+        except Exception:
+            await conn.execute("ROLLBACK")
+        else:
+            await conn.execute("COMMIT")
+            self.commits += 1
+            it = iter(results)
+            return [(False, None) if fut.cancelled() else (True, next(it)) for _, fut in batch]
+
+        outcomes: list[tuple[bool, Any]] = []
+        await conn.execute("BEGIN IMMEDIATE")
+        for fn, fut in batch:
+            if fut.cancelled():
+                outcomes.append((False, None))
+                continue
+            await conn.execute("SAVEPOINT job")
+            try:
+                result = await fn(txn)
+            except Exception as e:  # the job's own failure: undo just its part
+                await conn.execute("ROLLBACK TO job")
+                await conn.execute("RELEASE job")
+                outcomes.append((False, e))
+            else:
+                await conn.execute("RELEASE job")
+                outcomes.append((True, result))
+        await conn.execute("COMMIT")
+        self.commits += 1
+        return outcomes
 
     async def read(self, fn: TxnFn[T]) -> T:
         conn = await self._readers.get()

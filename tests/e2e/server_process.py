@@ -40,7 +40,7 @@ class ServerProcess:
                     config[key] = value
             self.config_path.write_text(yaml.safe_dump(config))
 
-    async def start(self, timeout: float = 30) -> None:
+    async def start(self, ready_within: float = 30) -> None:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "homeserver", "run", "--config", str(self.config_path),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
@@ -61,7 +61,7 @@ class ServerProcess:
                 if "register the first admin" in line:
                     return
 
-        await asyncio.wait_for(wait_ready(), timeout)
+        await asyncio.wait_for(wait_ready(), ready_within)
         self._drain = asyncio.ensure_future(self._drain_output())
 
     async def _drain_output(self) -> None:

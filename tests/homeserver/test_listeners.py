@@ -1,0 +1,51 @@
+"""Listeners: each serves exactly the APIs configured for it, over TLS where asked."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import aiohttp
+
+from homeserver.config import parse_config
+from homeserver.keys import write_self_signed_cert
+from homeserver.server import HomeServer
+from tests.conftest import config_dict
+
+
+async def test_split_listeners_and_tls(tmp_path: Path) -> None:
+    data = tmp_path / "hs"
+    data.mkdir()
+    write_self_signed_cert(str(data / "tls.crt"), str(data / "tls.key"), "127.0.0.1")
+    config = parse_config(
+        config_dict(
+            data,
+            listeners=[
+                {"port": 0, "bind_addresses": ["127.0.0.1"], "resources": ["client"]},
+                {"port": 0, "bind_addresses": ["127.0.0.1"], "resources": ["admin"], "tls": True,
+                 "tls_certificate_path": "tls.crt", "tls_private_key_path": "tls.key"},
+            ],
+        )
+    )
+    hs = HomeServer(config)
+    await hs.start()
+    try:
+        await hs.start_listeners()
+        (_, _, client_port), (_, _, admin_port) = hs.bound
+        client_url = f"http://127.0.0.1:{client_port}"
+        admin_url = f"https://127.0.0.1:{admin_port}"
+        ctx = ssl.create_default_context(cafile=str(data / "tls.crt"))
+        async with aiohttp.ClientSession() as s:
+            async with s.get(f"{client_url}/_matrix/client/versions") as r:
+                assert r.status == 200
+            async with s.get(f"{client_url}/_synapse/admin/v1/register") as r:
+                assert r.status == 404
+                assert (await r.json())["errcode"] == "M_UNRECOGNIZED"
+            # The TLS listener verifies against its own self-signed certificate.
+            async with s.get(f"{admin_url}/_synapse/admin/v1/register", ssl=ctx) as r:
+                assert r.status == 200
+                assert len((await r.json())["nonce"]) == 64
+            async with s.get(f"{admin_url}/_matrix/client/versions", ssl=ctx) as r:
+                assert r.status == 404
+    finally:
+        await hs.stop()
