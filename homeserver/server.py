@@ -18,6 +18,7 @@ from homeserver.api.http import HS_KEY, matrix_middleware
 from homeserver.clock import Clock
 from homeserver.config import Config, ListenerConfig
 from homeserver.keys import SigningKey, load_signing_key
+from homeserver.metrics import Metrics
 from homeserver.ratelimit import RateLimiter
 from homeserver.storage import make_database
 from homeserver.storage.devices import DeviceStore
@@ -43,6 +44,7 @@ class HomeServer:
         self.registration_tokens = RegistrationTokenStore(self.db)
         self.uia_store = UiaStore(self.db)
         # services
+        self.metrics = Metrics()
         self.ratelimiter = RateLimiter(config.rate_limits, self.clock.monotonic)
         self.auth = AuthService(self)
         self.uia = UiaService(self)
@@ -75,10 +77,11 @@ class HomeServer:
         app = web.Application(middlewares=[matrix_middleware], client_max_size=64 * 1024 * 1024)
         app[HS_KEY] = self
         registrars: dict[str, Callable[[web.Application], None]] = {}
-        from homeserver.api import admin, client, wellknown
+        from homeserver.api import admin, client, metrics, wellknown
 
         registrars["client"] = client.register_routes
         registrars["admin"] = admin.register_routes
+        registrars["metrics"] = metrics.register_routes
         for r in resources:
             if r in registrars:
                 registrars[r](app)

@@ -8,6 +8,7 @@ get the spec's JSON error shape and CORS headers.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +54,7 @@ def error_response(err: MatrixError) -> web.Response:
 
 @web.middleware
 async def matrix_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
     if request.method == "OPTIONS":
         resp: web.StreamResponse = web.Response(status=204)
     else:
@@ -73,6 +75,11 @@ async def matrix_middleware(request: web.Request, handler: Handler) -> web.Strea
             resp = error_response(MatrixError(500, "M_UNKNOWN", "Internal server error"))
     if not resp.prepared:
         resp.headers.update(CORS_HEADERS)
+    route = request.match_info.route.resource
+    template = route.canonical if route is not None else "unmatched"
+    get_hs(request).metrics.observe_request(
+        request.method, template, resp.status, time.perf_counter() - started
+    )
     return resp
 
 

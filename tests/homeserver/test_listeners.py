@@ -49,3 +49,16 @@ async def test_split_listeners_and_tls(tmp_path: Path) -> None:
                 assert r.status == 404
     finally:
         await hs.stop()
+
+
+async def test_metrics_count_requests_by_route(make_api) -> None:  # noqa: ANN001
+    api = await make_api()
+    await api.get("/_matrix/client/versions")
+    await api.request("GET", "profile/@nobody:test.local", expect=404)
+    async with api.client.get("/metrics") as r:
+        text = await r.text()
+        assert r.status == 200
+    assert 'accord_http_requests_total{method="GET",route="/_matrix/client/versions",status="200"} 1' in text
+    assert 'route="/_matrix/client/v3/profile/{user_id}",status="404"} 1' in text
+    rss = next(line for line in text.splitlines() if line.startswith("process_resident_memory_bytes"))
+    assert int(rss.split()[1]) > 1_000_000
