@@ -213,6 +213,18 @@ async def fresh_pg_database() -> AsyncIterator[str]:
         await admin.close()
 
 
+def password_auth(session: str | None, user: str, password: str = PASSWORD) -> dict[str, Any]:
+    """A UIA m.login.password stage naming the user by an m.id.user identifier."""
+    auth: dict[str, Any] = {
+        "type": "m.login.password",
+        "identifier": {"type": "m.id.user", "user": user},
+        "password": password,
+    }
+    if session is not None:
+        auth["session"] = session
+    return auth
+
+
 @pytest.fixture
 async def pg_dsn() -> AsyncIterator[str]:
     async with fresh_pg_database() as dsn:

@@ -93,7 +93,7 @@ class AuthService:
         """
         now = self.hs.clock.time_ms()
         revoked: list[str] = []
-        if device_id is None:
+        if not device_id:  # absent or empty: the server picks one
             device_id = new_device_id()
         else:
             revoked = await DeviceStore.revoke_device_tokens(txn, user_id, device_id)

@@ -40,7 +40,9 @@ class RegistrationService:
         if not isinstance(localpart, str) or not localpart:
             raise MatrixError(400, "M_INVALID_USERNAME", "Username must not be empty")
         localpart = localpart.lower()
-        if not is_valid_localpart(localpart):
+        # "\n" is checked here because the grammar's regex ends in `$`, which also
+        # matches just before a trailing newline.
+        if "\n" in localpart or not is_valid_localpart(localpart):
             raise MatrixError(
                 400, "M_INVALID_USERNAME", "Username may only contain a-z, 0-9, and ._=-/+"
             )

@@ -11,6 +11,7 @@ import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from homeserver.accounts.passwords import verify_password
 from homeserver.errors import MatrixError
 from homeserver.identifiers import make_user_id, parse_user_id
 from homeserver.storage.database import Txn
@@ -172,35 +173,49 @@ class UiaService:
                 return None
             return token
         if stage == PASSWORD:
-            if requester is None:
-                return None
-            user_id = _identifier_user_id(auth, self.hs.config.server_name)
-            if user_id is not None and user_id != requester.user_id:
-                return None
-            password = auth.get("password")
-            if not isinstance(password, str):
-                return None
-            user = await self.hs.users.get_user(requester.user_id)
-            if user is None:
-                return None
-            from homeserver.accounts.passwords import verify_password
-
-            if not await verify_password(password, user.password_hash):
-                return None
-            return requester.user_id
+            return await self._check_password(auth, requester)
         return None
+
+    async def _check_password(self, auth: dict[str, Any], requester: Requester | None) -> str | None:
+        """The m.login.password stage: the requester's own password, rate limited like
+        failed logins so a stolen access token cannot be used to guess it."""
+        if requester is None:
+            return None
+        named = _identifier_user_id(auth, self.hs.config.server_name)
+        if named is _UNUSABLE or (named is not None and named.lower() != requester.user_id.lower()):
+            return None
+        password = auth.get("password")
+        if not isinstance(password, str):
+            return None
+        limiter = self.hs.ratelimiter
+        key = requester.user_id.lower()
+        if not limiter.would_allow("login_failures", key):
+            limiter.check("login_failures", key)
+        user = await self.hs.users.get_user(requester.user_id)
+        if user is None or not await verify_password(password, user.password_hash):
+            limiter.check("login_failures", key)
+            return None
+        return requester.user_id
+
+
+_UNUSABLE = "\x00unusable"
 
 
 def _identifier_user_id(auth: dict[str, Any], server_name: str) -> str | None:
-    """The user an auth dict names (m.id.user identifier or the legacy 'user' key)."""
+    """The user an auth dict names (m.id.user identifier or the legacy 'user' key):
+    None when it names none, _UNUSABLE when it names one this server cannot resolve
+    (a third-party ID: Accord binds none, so the stage must fail)."""
     ident = auth.get("identifier")
-    user = None
-    if isinstance(ident, dict) and ident.get("type") == "m.id.user":
+    if ident is not None:
+        if not isinstance(ident, dict) or ident.get("type") != "m.id.user":
+            return _UNUSABLE
         user = ident.get("user")
     elif "user" in auth:
         user = auth.get("user")
-    if not isinstance(user, str):
+    else:
         return None
+    if not isinstance(user, str):
+        return _UNUSABLE
     if user.startswith("@"):
-        return user if parse_user_id(user) else None
+        return user if parse_user_id(user) else _UNUSABLE
     return make_user_id(user.lower(), server_name)

@@ -46,7 +46,9 @@ async def post_deactivate(request: web.Request) -> web.Response:
     )
     await hs.accounts.deactivate(req.user_id)
     await hs.uia.finish(uia)
-    return json_response({"id_server_unbind_result": "no-support"})
+    # Accord binds no third-party identifiers, so there is never anything to unbind,
+    # and the spec requires "success" in that case.
+    return json_response({"id_server_unbind_result": "success"})
 
 
 def register(routes: ClientRoutes) -> None:

@@ -44,10 +44,14 @@ async def put_device(request: web.Request) -> web.Response:
     name = field(body, "display_name", str)
     if name is not None and len(name) > 100:
         raise MatrixError(400, "M_INVALID_PARAM", "Device display name is too long (max 100)")
-    ok = await get_hs(request).devices.set_display_name(
-        req.user_id, request.match_info["device_id"], name
-    )
-    if not ok:
+    hs = get_hs(request)
+    device_id = request.match_info["device_id"]
+    if name is None:
+        # The spec: without display_name the name is unchanged (not cleared).
+        if await hs.devices.get_device(req.user_id, device_id) is None:
+            raise not_found("Device not found")
+        return json_response({})
+    if not await hs.devices.set_display_name(req.user_id, device_id, name):
         raise not_found("Device not found")
     return json_response({})
 

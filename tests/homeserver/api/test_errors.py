@@ -1,0 +1,230 @@
+"""Discovery endpoints and the behaviour every endpoint shares: error shapes, bodies,
+access tokens and CORS."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from tests.conftest import Api
+
+V3 = "/_matrix/client/v3"
+
+CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, HEAD, POST, PUT, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": "X-Requested-With, Content-Type, Authorization",
+}
+
+
+# --- discovery ----------------------------------------------------------------------
+
+
+async def test_versions(api: Api) -> None:
+    async with api.client.get("/_matrix/client/versions") as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("application/json")
+        body = await resp.json()
+    assert body == {
+        "versions": [f"v1.{n}" for n in range(1, 17)],
+        "unstable_features": {},
+    }
+
+
+async def test_versions_ignores_a_bad_token(api: Api) -> None:
+    """/versions is public: an unknown token must not turn it into a 401."""
+    body = await api.get("/_matrix/client/versions", token="nonsense")
+    assert "v1.16" in body["versions"]
+
+
+async def test_well_known_not_configured(api: Api) -> None:
+    status, body = await api.request("GET", "/.well-known/matrix/client", expect=404)
+    assert body["errcode"] == "M_NOT_FOUND"
+    status, body = await api.request("GET", "/.well-known/matrix/server", expect=404)
+    assert body["errcode"] == "M_NOT_FOUND"
+
+
+async def test_well_known_configured(make_api) -> None:
+    api = await make_api(
+        well_known={
+            "client_base_url": "https://matrix.example.org",
+            "server_delegation": "matrix.example.org:443",
+        }
+    )
+    async with api.client.get("/.well-known/matrix/client") as resp:
+        assert resp.status == 200
+        assert resp.headers["Access-Control-Allow-Origin"] == "*"
+        assert await resp.json() == {"m.homeserver": {"base_url": "https://matrix.example.org"}}
+    assert await api.get("/.well-known/matrix/server") == {"m.server": "matrix.example.org:443"}
+
+
+async def test_capabilities_requires_auth(api: Api) -> None:
+    _, body = await api.request("GET", "capabilities", expect=401)
+    assert body["errcode"] == "M_MISSING_TOKEN"
+
+
+async def test_capabilities(api: Api) -> None:
+    reg = await api.register("alice")
+    body = await api.get("capabilities", token=reg["access_token"])
+    assert body == {
+        "capabilities": {
+            "m.change_password": {"enabled": True},
+            "m.room_versions": {
+                "default": "12",
+                "available": {"10": "stable", "11": "stable", "12": "stable"},
+            },
+            "m.set_displayname": {"enabled": True},
+            "m.set_avatar_url": {"enabled": True},
+            "m.3pid_changes": {"enabled": False},
+            "m.get_login_token": {"enabled": False},
+            "m.profile_fields": {"enabled": True},
+            "org.matrix.msc3882.get_login_token": {"enabled": False},
+        }
+    }
+
+
+async def test_r0_prefix_is_served(api: Api) -> None:
+    reg = await api.register("alice")
+    body = await api.get("/_matrix/client/r0/account/whoami", token=reg["access_token"])
+    assert body["user_id"] == "@alice:test.local"
+
+
+# --- routing and bodies -------------------------------------------------------------
+
+
+async def test_unknown_endpoint(api: Api) -> None:
+    _, body = await api.request("GET", f"{V3}/no/such/endpoint", expect=404)
+    assert body["errcode"] == "M_UNRECOGNIZED"
+    assert isinstance(body["error"], str)
+    _, body = await api.request("GET", "/_matrix/nothing", expect=404)
+    assert body["errcode"] == "M_UNRECOGNIZED"
+
+
+async def test_wrong_method(api: Api) -> None:
+    _, body = await api.request("DELETE", "login", expect=405)
+    assert body["errcode"] == "M_UNRECOGNIZED"
+    _, body = await api.request("PUT", "/_matrix/client/versions", {}, expect=405)
+    assert body["errcode"] == "M_UNRECOGNIZED"
+
+
+async def test_invalid_json(api: Api) -> None:
+    _, body = await api.request("POST", "login", data=b"{not json", expect=400)
+    assert body["errcode"] == "M_NOT_JSON"
+    _, body = await api.request("POST", "login", data=b"\xff\xfe", expect=400)
+    assert body["errcode"] == "M_NOT_JSON"
+
+
+async def test_empty_body_where_object_required(api: Api) -> None:
+    _, body = await api.request("POST", "login", data=b"", expect=400)
+    assert body["errcode"] == "M_NOT_JSON"
+
+
+async def test_non_object_json(api: Api) -> None:
+    for payload in (b"[]", b"42", b'"text"', b"null", b"true"):
+        _, body = await api.request("POST", "login", data=payload, expect=400)
+        assert body["errcode"] == "M_BAD_JSON", payload
+
+
+async def test_oversized_body(make_api) -> None:
+    api = await make_api(limits={"max_request_body_bytes": 1024})
+    big = {"type": "m.login.password", "padding": "x" * 2000}
+    _, body = await api.request("POST", "login", big, expect=413)
+    assert body["errcode"] == "M_TOO_LARGE"
+    # Just under the limit is read (and fails for its content, not its size).
+    ok = {"type": "m.login.password", "padding": "x" * 900}
+    _, body = await api.request("POST", "login", ok, expect=400)
+    assert body["errcode"] == "M_BAD_JSON"
+
+
+async def test_oversized_chunked_body(make_api) -> None:
+    """Without a Content-Length the limit still holds while the body streams in."""
+    api = await make_api(limits={"max_request_body_bytes": 1024})
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"type": "m.login.password", "padding": "'
+        for _ in range(10):
+            yield b"x" * 500
+        yield b'"}'
+
+    async with api.client.post(f"{V3}/login", data=chunks()) as resp:
+        assert resp.status == 413
+        assert (await resp.json())["errcode"] == "M_TOO_LARGE"
+
+
+# --- access tokens ------------------------------------------------------------------
+
+
+async def test_missing_token(api: Api) -> None:
+    _, body = await api.request("GET", "account/whoami", expect=401)
+    assert body["errcode"] == "M_MISSING_TOKEN"
+
+
+async def test_unknown_token(api: Api) -> None:
+    _, body = await api.request("GET", "account/whoami", token="acc_nonsense", expect=401)
+    assert body["errcode"] == "M_UNKNOWN_TOKEN"
+    assert body["soft_logout"] is False
+
+
+async def test_token_in_query_parameter(api: Api) -> None:
+    reg = await api.register("alice")
+    body = await api.get(f"account/whoami?access_token={reg['access_token']}")
+    assert body["user_id"] == "@alice:test.local"
+    _, body = await api.request("GET", "account/whoami?access_token=bogus", expect=401)
+    assert body["errcode"] == "M_UNKNOWN_TOKEN"
+
+
+async def test_malformed_authorization_header(api: Api) -> None:
+    reg = await api.register("alice")
+    for header in (f"Basic {reg['access_token']}", "Bearer", "Bearer    ", reg["access_token"]):
+        _, body = await api.request(
+            "GET", "account/whoami", headers={"Authorization": header}, expect=401
+        )
+        assert body["errcode"] == "M_MISSING_TOKEN", header
+
+
+async def test_bearer_scheme_is_case_insensitive(api: Api) -> None:
+    reg = await api.register("alice")
+    body = await api.get(
+        "account/whoami", headers={"Authorization": f"bearer {reg['access_token']}"}
+    )
+    assert body["user_id"] == "@alice:test.local"
+
+
+# --- CORS ---------------------------------------------------------------------------
+
+
+async def test_cors_preflight_on_any_path(api: Api) -> None:
+    for path in (f"{V3}/login", f"{V3}/account/whoami", f"{V3}/no/such/thing", "/anything"):
+        async with api.client.options(
+            path,
+            headers={
+                "Origin": "https://app.example.org",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "Authorization",
+            },
+        ) as resp:
+            assert resp.status == 204, path
+            for name, value in CORS.items():
+                assert resp.headers[name] == value, (path, name)
+
+
+async def test_options_does_not_run_the_endpoint(api: Api) -> None:
+    """The spec: no endpoint logic for OPTIONS (here: logout must not log out)."""
+    reg = await api.register("alice")
+    async with api.client.options(
+        f"{V3}/logout", headers={"Authorization": f"Bearer {reg['access_token']}"}
+    ) as resp:
+        assert resp.status == 204
+    await api.get("account/whoami", token=reg["access_token"])
+
+
+async def test_cors_on_normal_and_error_responses(api: Api) -> None:
+    for path, status in (
+        ("/_matrix/client/versions", 200),
+        (f"{V3}/login", 200),
+        (f"{V3}/account/whoami", 401),
+        (f"{V3}/nope", 404),
+    ):
+        async with api.client.get(path, headers={"Origin": "https://app.example.org"}) as resp:
+            assert resp.status == status
+            assert resp.headers["Access-Control-Allow-Origin"] == "*", path
+            assert resp.headers["Content-Type"].startswith("application/json")
