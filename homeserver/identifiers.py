@@ -9,10 +9,11 @@ from __future__ import annotations
 import ipaddress
 import re
 
-_HOSTNAME = re.compile(r"^[A-Za-z0-9\-.]{1,255}$")
-_LOCALPART = re.compile(r"^[a-z0-9._=\-/+]+$")
+# fullmatch, not match with "$": "$" also matches before a trailing newline.
+_HOSTNAME = re.compile(r"[A-Za-z0-9\-.]{1,255}")
+_LOCALPART = re.compile(r"[a-z0-9._=\-/+]+")
 # Historical user IDs (received over federation) may use any printable ASCII but ':'.
-_HISTORICAL_LOCALPART = re.compile(r"^[\x21-\x39\x3b-\x7e]+$")
+_HISTORICAL_LOCALPART = re.compile(r"[\x21-\x39\x3b-\x7e]+")
 MAX_USER_ID_BYTES = 255
 
 
@@ -31,7 +32,7 @@ def split_server_name(name: str) -> tuple[str, int | None] | None:
     else:
         host, sep, port_s = name.partition(":")
         rest = sep + port_s
-        if not _HOSTNAME.match(host):
+        if not _HOSTNAME.fullmatch(host):
             return None
     if not rest:
         return host, None
@@ -49,7 +50,7 @@ def is_valid_server_name(name: str) -> bool:
 
 def is_valid_localpart(localpart: str) -> bool:
     """The grammar for new user IDs: lower-case letters, digits and ._=-/+."""
-    return bool(_LOCALPART.match(localpart))
+    return bool(_LOCALPART.fullmatch(localpart))
 
 
 def parse_user_id(user_id: str) -> tuple[str, str] | None:
@@ -59,7 +60,7 @@ def parse_user_id(user_id: str) -> tuple[str, str] | None:
     if len(user_id.encode("utf-8")) > MAX_USER_ID_BYTES:
         return None
     localpart, sep, server = user_id[1:].partition(":")
-    if not sep or not localpart or not _HISTORICAL_LOCALPART.match(localpart):
+    if not sep or not localpart or not _HISTORICAL_LOCALPART.fullmatch(localpart):
         return None
     if not is_valid_server_name(server):
         return None

@@ -21,6 +21,12 @@ class RateLimiter:
         self._exempt = set(config.exempt_users)
         self._ops = 0
 
+    def set_exempt(self, user_id: str, exempt: bool) -> None:
+        if exempt:
+            self._exempt.add(user_id)
+        else:
+            self._exempt.discard(user_id)
+
     def exempt(self, user_id: str | None) -> bool:
         return user_id is not None and user_id in self._exempt
 

@@ -14,7 +14,7 @@ from homeserver.accounts.auth import AuthService
 from homeserver.accounts.login import LoginService
 from homeserver.accounts.registration import RegistrationService
 from homeserver.accounts.uia import UiaService
-from homeserver.api.http import HS_KEY, matrix_middleware
+from homeserver.api.http import HS_KEY, X_FORWARDED_KEY, matrix_middleware
 from homeserver.clock import Clock
 from homeserver.config import Config, ListenerConfig
 from homeserver.keys import SigningKey, load_signing_key
@@ -58,6 +58,8 @@ class HomeServer:
         await self.db.open()
         try:
             await migrate(self.db)
+            for user_id in await self.users.list_ratelimit_exempt():
+                self.ratelimiter.set_exempt(user_id, True)
         except BaseException:
             # An open engine keeps non-daemon threads alive: close it or the process hangs.
             await self.db.close()
@@ -72,10 +74,16 @@ class HomeServer:
     def is_ratelimit_exempt(self, user_id: str) -> bool:
         return self.ratelimiter.exempt(user_id)
 
-    def build_app(self, resources: list[str]) -> web.Application:
+    async def set_ratelimit_exempt(self, user_id: str, exempt: bool) -> None:
+        """Exempt a user (a bot) from rate limits, durably and at once."""
+        await self.users.set_ratelimit_exempt(user_id, exempt)
+        self.ratelimiter.set_exempt(user_id, exempt or user_id in self.config.rate_limits.exempt_users)
+
+    def build_app(self, resources: list[str], *, x_forwarded: bool = False) -> web.Application:
         """One aiohttp application serving the given APIs."""
         app = web.Application(middlewares=[matrix_middleware], client_max_size=64 * 1024 * 1024)
         app[HS_KEY] = self
+        app[X_FORWARDED_KEY] = x_forwarded
         registrars: dict[str, Callable[[web.Application], None]] = {}
         from homeserver.api import admin, client, metrics, wellknown
 
@@ -91,7 +99,7 @@ class HomeServer:
 
     async def start_listeners(self) -> None:
         for lst in self.config.listeners:
-            app = self.build_app(lst.resources)
+            app = self.build_app(lst.resources, x_forwarded=lst.x_forwarded)
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
             self._runners.append(runner)

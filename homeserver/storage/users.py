@@ -95,6 +95,10 @@ class UserStore:
     async def set_admin(self, user_id: str, admin: bool) -> None:
         await self.db.execute("UPDATE users SET admin = ? WHERE user_id = ?", (int(admin), user_id))
 
+    async def list_ratelimit_exempt(self) -> list[str]:
+        rows = await self.db.fetchall("SELECT user_id FROM users WHERE ratelimit_exempt = 1")
+        return [r[0] for r in rows]
+
     async def set_ratelimit_exempt(self, user_id: str, exempt: bool) -> None:
         await self.db.execute(
             "UPDATE users SET ratelimit_exempt = ? WHERE user_id = ?", (int(exempt), user_id)

@@ -142,3 +142,48 @@ async def test_actions_not_configured_are_not_limited(make_api, clock: FakeClock
     await api.register("alice")  # two requests: the challenge and the dummy stage
     for _ in range(5):
         await api.post("login", login_body("alice"))
+
+
+async def test_x_forwarded_for_is_trusted_only_where_configured(make_hs, aiohttp_client) -> None:  # noqa: ANN001
+    """Behind a proxy, limits apply per real client address, not per proxy."""
+    from homeserver.config import RESOURCES
+
+    hs = await make_hs(
+        rate_limits={"enabled": True, "actions": {"registration": {"per_second": 0.001, "burst": 1}}}
+    )
+    proxied = await aiohttp_client(hs.build_app(list(RESOURCES), x_forwarded=True))
+    direct = await aiohttp_client(hs.build_app(list(RESOURCES)))
+    url = "/_matrix/client/v3/register/available?username=free"
+    for ip in ("10.0.0.1", "10.0.0.2"):
+        async with proxied.get(url, headers={"X-Forwarded-For": f"{ip}, 127.0.0.1"}) as r:
+            assert r.status == 200
+    async with proxied.get(url, headers={"X-Forwarded-For": "10.0.0.1"}) as r:
+        assert r.status == 429
+    # Without x_forwarded the header is ignored: both requests come from the test client.
+    async with direct.get(url, headers={"X-Forwarded-For": "10.0.0.3"}) as r:
+        assert r.status == 200
+    async with direct.get(url, headers={"X-Forwarded-For": "10.0.0.4"}) as r:
+        assert r.status == 429
+
+
+async def test_exemption_set_by_api_survives_restart(make_config) -> None:  # noqa: ANN001
+    from homeserver.server import HomeServer
+
+    config = make_config()
+    hs = HomeServer(config)
+    await hs.start()
+    try:
+        await hs.registration.create_account("@bot:test.local", "bot-password-1", login=False)
+        assert not hs.is_ratelimit_exempt("@bot:test.local")
+        await hs.set_ratelimit_exempt("@bot:test.local", True)
+        assert hs.is_ratelimit_exempt("@bot:test.local")
+    finally:
+        await hs.stop()
+    hs = HomeServer(config)
+    await hs.start()
+    try:
+        assert hs.is_ratelimit_exempt("@bot:test.local")
+        await hs.set_ratelimit_exempt("@bot:test.local", False)
+        assert not hs.is_ratelimit_exempt("@bot:test.local")
+    finally:
+        await hs.stop()
