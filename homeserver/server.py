@@ -12,6 +12,7 @@ from aiohttp import web
 from homeserver.accounts.account import AccountService
 from homeserver.accounts.auth import AuthService
 from homeserver.accounts.login import LoginService
+from homeserver.accounts.passwords import PasswordHasher
 from homeserver.accounts.registration import RegistrationService
 from homeserver.accounts.uia import UiaService
 from homeserver.api.http import HS_KEY, X_FORWARDED_KEY, matrix_middleware
@@ -45,6 +46,7 @@ class HomeServer:
         self.uia_store = UiaStore(self.db)
         # services
         self.metrics = Metrics()
+        self.passwords = PasswordHasher(config.auth.scrypt_n)
         self.ratelimiter = RateLimiter(config.rate_limits, self.clock.monotonic)
         self.auth = AuthService(self)
         self.uia = UiaService(self)

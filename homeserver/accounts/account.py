@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from homeserver.accounts.passwords import hash_password
 from homeserver.storage.database import Txn
 from homeserver.storage.devices import DeviceStore
 from homeserver.storage.users import UserStore
@@ -20,7 +19,7 @@ class AccountService:
 
     async def change_password(self, requester: Requester, new_password: str, logout_devices: bool) -> None:
         self.hs.registration.check_password(new_password)
-        pw_hash = await hash_password(new_password, self.hs.config.auth.scrypt_n)
+        pw_hash = await self.hs.passwords.hash(new_password)
         await self.hs.users.set_password_hash(requester.user_id, pw_hash)
         if logout_devices:
             devices = await self.hs.devices.list_devices(requester.user_id)

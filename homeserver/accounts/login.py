@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from homeserver.accounts.passwords import verify_password
 from homeserver.errors import MatrixError
 from homeserver.identifiers import make_user_id, parse_user_id
 
@@ -73,7 +72,7 @@ class LoginService:
             # Deactivation wipes the password, so no password could prove anything here;
             # the spec's dedicated code tells the client why rather than "wrong password".
             raise MatrixError(403, "M_USER_DEACTIVATED", "This account has been deactivated")
-        ok = user is not None and await verify_password(password, user.password_hash)
+        ok = await self.hs.passwords.verify(password, user.password_hash if user else None)
         if not ok or user is None:
             limiter.check("login_failures", user_id.lower())
             raise MatrixError(403, "M_FORBIDDEN", "Invalid username or password")

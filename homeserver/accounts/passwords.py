@@ -11,6 +11,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import os
 import secrets
 
 _R, _P, _DKLEN = 8, 1, 32
@@ -44,9 +45,32 @@ def verify_password_sync(password: str, stored: str | None) -> bool:
     return hmac.compare_digest(actual, expected)
 
 
-async def hash_password(password: str, n: int = 16384) -> str:
-    return await asyncio.to_thread(hash_password_sync, password, n)
+class PasswordHasher:
+    """Runs the KDF in worker threads, at most one per core at a time.
 
+    Each scrypt call holds 128 * N * r bytes (16 MiB at the default N) while it
+    runs, so an unbounded burst of logins would balloon memory for no gain in
+    throughput: the cores are the limit either way.
+    """
 
-async def verify_password(password: str, stored: str | None) -> bool:
-    return await asyncio.to_thread(verify_password_sync, password, stored)
+    def __init__(self, n: int = 16384, concurrency: int | None = None) -> None:
+        self.n = n
+        self._slots = asyncio.Semaphore(concurrency or os.cpu_count() or 2)
+        self._dummy: str | None = None
+
+    async def hash(self, password: str) -> str:
+        async with self._slots:
+            return await asyncio.to_thread(hash_password_sync, password, self.n)
+
+    async def verify(self, password: str, stored: str | None) -> bool:
+        """Check a password; with no stored hash, spend the same time and say no,
+        so response times do not reveal which accounts exist."""
+        if not stored:
+            if self._dummy is None:
+                self._dummy = await self.hash(secrets.token_urlsafe(16))
+            stored, password = self._dummy, ""
+            async with self._slots:
+                await asyncio.to_thread(verify_password_sync, password, stored)
+            return False
+        async with self._slots:
+            return await asyncio.to_thread(verify_password_sync, password, stored)

@@ -8,7 +8,6 @@ import hmac
 import secrets
 from typing import TYPE_CHECKING, Any
 
-from homeserver.accounts.passwords import hash_password
 from homeserver.errors import MatrixError
 from homeserver.identifiers import MAX_USER_ID_BYTES, is_valid_localpart, make_user_id
 from homeserver.storage.database import Txn
@@ -95,7 +94,7 @@ class RegistrationService:
         so it can neither outlive the account nor be lost when creation fails.
         """
         pw_hash = (
-            await hash_password(password, self.hs.config.auth.scrypt_n) if password else None
+            await self.hs.passwords.hash(password) if password else None
         )
         now = self.hs.clock.time_ms()
         localpart = user_id[1:].split(":", 1)[0]

@@ -11,7 +11,6 @@ import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from homeserver.accounts.passwords import verify_password
 from homeserver.errors import MatrixError
 from homeserver.identifiers import make_user_id, parse_user_id
 from homeserver.storage.database import Txn
@@ -192,7 +191,7 @@ class UiaService:
         if not limiter.would_allow("login_failures", key):
             limiter.check("login_failures", key)
         user = await self.hs.users.get_user(requester.user_id)
-        if user is None or not await verify_password(password, user.password_hash):
+        if user is None or not await self.hs.passwords.verify(password, user.password_hash):
             limiter.check("login_failures", key)
             return None
         return requester.user_id
