@@ -21,10 +21,17 @@ from homeserver.config import Config, ListenerConfig
 from homeserver.keys import SigningKey, load_signing_key
 from homeserver.metrics import Metrics
 from homeserver.ratelimit import RateLimiter
+from homeserver.rooms.directory import DirectoryService
+from homeserver.rooms.membership import MembershipService
+from homeserver.rooms.service import RoomService
+from homeserver.rooms.visibility import VisibilityService
 from homeserver.storage import make_database
 from homeserver.storage.devices import DeviceStore
+from homeserver.storage.events import EventStore
 from homeserver.storage.migrations import migrate
 from homeserver.storage.registration_tokens import RegistrationTokenStore
+from homeserver.storage.rooms import RoomStore
+from homeserver.storage.state import StateStore
 from homeserver.storage.uia import UiaStore
 from homeserver.storage.users import UserStore
 
@@ -44,6 +51,9 @@ class HomeServer:
         self.devices = DeviceStore(self.db)
         self.registration_tokens = RegistrationTokenStore(self.db)
         self.uia_store = UiaStore(self.db)
+        self.room_store = RoomStore(self.db)
+        self.event_store = EventStore(self.db)
+        self.state_store = StateStore(self.db)
         # services
         self.metrics = Metrics()
         self.passwords = PasswordHasher(config.auth.scrypt_n)
@@ -53,6 +63,10 @@ class HomeServer:
         self.registration = RegistrationService(self)
         self.login = LoginService(self)
         self.accounts = AccountService(self)
+        self.room_service = RoomService(self)
+        self.membership = MembershipService(self)
+        self.directory = DirectoryService(self)
+        self.visibility = VisibilityService(self)
         self._runners: list[web.AppRunner] = []
         self.bound: list[tuple[ListenerConfig, str, int]] = []
 
@@ -62,6 +76,7 @@ class HomeServer:
             await migrate(self.db)
             for user_id in await self.users.list_ratelimit_exempt():
                 self.ratelimiter.set_exempt(user_id, True)
+            await self.room_service.start()
         except BaseException:
             # An open engine keeps non-daemon threads alive: close it or the process hangs.
             await self.db.close()

@@ -29,6 +29,7 @@ from .hashing import compute_event_id, create_event_id_from_room_id
 from .identifiers import domain_of, is_valid_user_id
 from .power_levels import (
     CREATE_KEY,
+    CREATOR_POWER_LEVEL,
     POWER_LEVELS_KEY,
     Event,
     StateKey,
@@ -110,12 +111,13 @@ def _membership(state: StateMap, user_id: str) -> str | None:
     return membership if isinstance(membership, str) else None
 
 
-def _join_rule(state: StateMap) -> str | None:
-    # No join rules event means no join rule: the spec gives no default, so
-    # only the creator's first join (and nothing else) can pass the join
-    # rules, as in Ruma. Synapse instead assumes "invite" here.
-    join_rule = _content(state.get(JOIN_RULES_KEY)).get("join_rule")
-    return join_rule if isinstance(join_rule, str) else None
+def _join_rule(state: StateMap) -> str:
+    # The spec gives no join rule when there is no m.room.join_rules event
+    # (state resolution v2 can produce such a state). Synapse treats it as
+    # "invite", Ruma as "nothing matches"; we follow Synapse so that invited
+    # users can join such rooms on both, keeping servers converged.
+    join_rule = _content(state.get(JOIN_RULES_KEY)).get("join_rule", "invite")
+    return join_rule if isinstance(join_rule, str) else "invite"
 
 
 def event_id_of(event: Event, room_version: str | RoomVersion) -> str:
@@ -308,7 +310,7 @@ def check_auth(
         raise AuthError(
             _rule(rv, "7"),
             f"Insufficient power level to send {event['type']} "
-            f"(need {required}, have {sender_level})",
+            f"(need {required}, have {_show_level(sender_level)})",
         )
 
     if isinstance(state_key, str) and state_key.startswith("@") and state_key != sender:
@@ -700,6 +702,10 @@ def _check_power_levels(
             )
         if in_new and _level(users[user]) > sender_level:
             raise AuthError(_rule(rv, "9.9.1"), f"Cannot raise {user} above your own level")
+
+
+def _show_level(level: int | float) -> str:
+    return "creator" if level == CREATOR_POWER_LEVEL else str(level)
 
 
 def _level(value: Any) -> int | float:

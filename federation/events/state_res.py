@@ -263,16 +263,28 @@ class _Resolver:
             event = self.get(current)
             current = self._pl_auth_event(event) if event is not None else None
 
+        # Memo of PL event ID -> position, shared by every event whose PL
+        # ancestry passes through it (long histories make this quadratic otherwise).
+        memo: dict[str, float] = dict(mainline_position)
+
         def position(event: Event) -> float:
-            seen: set[str] = set()
+            path: list[str] = []
+            on_path: set[str] = set()
             pl_id = self._pl_auth_event(event)
-            while pl_id is not None and pl_id not in seen:
-                if pl_id in mainline_position:
-                    return mainline_position[pl_id]
-                seen.add(pl_id)
+            found = math.inf
+            while pl_id is not None:
+                if pl_id in memo:
+                    found = memo[pl_id]
+                    break
+                if pl_id in on_path:  # malformed cycle
+                    break
+                path.append(pl_id)
+                on_path.add(pl_id)
                 pl_event = self.get(pl_id)
                 pl_id = self._pl_auth_event(pl_event) if pl_event is not None else None
-            return math.inf
+            for visited in path:
+                memo[visited] = found
+            return found
 
         def sort_key(event_id: str) -> tuple[float, int, str]:
             event = self.get(event_id) or {}
@@ -335,9 +347,10 @@ def resolve_state(
     """Resolve several room states into one.
 
     ``auth_chains``, if given, must hold the full auth chain of each state
-    set (same order as ``state_sets``); otherwise they are computed by
-    walking ``auth_events`` through ``events``. Passing them lets the
-    homeserver use an auth chain index instead of the walk.
+    set (same order as ``state_sets``; whether the set's own events are
+    included does not matter); otherwise they are computed by walking
+    ``auth_events`` through ``events``. Passing them lets the homeserver use
+    an auth chain index instead of the walk.
     """
     rv = get_room_version(room_version)
     fetch = _fetcher(events)
@@ -351,7 +364,13 @@ def resolve_state(
 
     if auth_chains is None:
         auth_chains = [compute_auth_chain(s.values(), resolver.get, rv) for s in state_sets]
-    chain_sets = [set(c) for c in auth_chains]
+    # Each state set's own events count as part of its auth chain, as in
+    # Synapse: an event a state already contains is not "missing" from it.
+    # (Read literally, the spec's union of per-event auth chains excludes
+    # them; the difference only matters for v2.1, where it decides whether an
+    # unconflicted event is replayed into the partial state, so we follow
+    # the implementation most of the federation runs.)
+    chain_sets = [set(c) | set(s.values()) for c, s in zip(auth_chains, state_sets, strict=True)]
     auth_difference = set().union(*chain_sets) - set.intersection(*chain_sets)
 
     conflicted_ids: set[str] = set().union(*conflicted.values())

@@ -15,10 +15,11 @@ def register_routes(app: web.Application) -> None:
         login,
         profile,
         register,
+        rooms,
         versions,
     )
 
     routes = ClientRoutes(app)
     versions.register(app)
-    for module in (capabilities, register, login, account, devices, profile):
+    for module in (capabilities, register, login, account, devices, profile, rooms):
         module.register(routes)

@@ -16,6 +16,8 @@ import pytest
 
 from federation.events import resolve_state
 
+from .dag import replay
+
 VECTORS = Path(os.environ.get("ACCORD_STATE_RES_VECTORS", "/work/shared/test-vectors/state-res"))
 FIXTURES = VECTORS / "fixtures"
 
@@ -102,30 +104,9 @@ def _key(event: dict[str, Any]) -> tuple[str, str]:
 
 def _resolve_along_dag(room_version: str, pdus: list[dict[str, Any]]) -> dict:
     events = {e["event_id"]: e for e in pdus}
-    children: dict[str, list[str]] = {e: [] for e in events}
-    for e in pdus:
-        for prev in e["prev_events"]:
-            children[prev].append(e["event_id"])
-    state_after: dict[str, dict[tuple[str, str], str]] = {}
-    # Kahn's algorithm over prev_events so every event sees its parents' states.
-    pending = {e["event_id"]: len(e["prev_events"]) for e in pdus}
-    ready = [eid for eid, n in pending.items() if n == 0]
-    while ready:
-        event_id = ready.pop()
-        event = events[event_id]
-        before = resolve_state(
-            room_version, [state_after[p] for p in event["prev_events"]], events
-        )
-        after = dict(before)
-        if "state_key" in event:
-            after[_key(event)] = event_id
-        state_after[event_id] = after
-        for child in children[event_id]:
-            pending[child] -= 1
-            if pending[child] == 0:
-                ready.append(child)
-    assert len(state_after) == len(events), "prev_events reference unknown PDUs"
-    leaves = [eid for eid, kids in children.items() if not kids]
+    state_after = replay(room_version, pdus)
+    parents = {p for e in pdus for p in e["prev_events"]}
+    leaves = [eid for eid in events if eid not in parents]
     return resolve_state(room_version, [state_after[leaf] for leaf in leaves], events)
 
 

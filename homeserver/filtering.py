@@ -1,0 +1,103 @@
+"""Event filters (the spec's RoomEventFilter), shared by /messages, /context and /sync."""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from homeserver.errors import MatrixError
+
+
+def _str_list(obj: dict[str, Any], key: str) -> list[str] | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise MatrixError(400, "M_BAD_JSON", f"Filter field '{key}' must be a list of strings")
+    return value
+
+
+def _type_matches(event_type: str, patterns: list[str]) -> bool:
+    # Types allow a '*' wildcard; fnmatch also knows '?' and '[', which the spec does not.
+    return any(
+        fnmatch.fnmatchcase(event_type, p.replace("[", "[[]").replace("?", "[?]")) for p in patterns
+    )
+
+
+@dataclass(frozen=True)
+class RoomEventFilter:
+    limit: int | None = None
+    types: list[str] | None = None
+    not_types: list[str] | None = None
+    senders: list[str] | None = None
+    not_senders: list[str] | None = None
+    rooms: list[str] | None = None
+    not_rooms: list[str] | None = None
+    contains_url: bool | None = None
+    lazy_load_members: bool = False
+    include_redundant_members: bool = False
+
+    @classmethod
+    def parse(cls, obj: Any) -> RoomEventFilter:
+        if obj is None:
+            return cls()
+        if not isinstance(obj, dict):
+            raise MatrixError(400, "M_BAD_JSON", "A room event filter must be an object")
+        limit = obj.get("limit")
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
+            raise MatrixError(400, "M_BAD_JSON", "Filter field 'limit' must be a non-negative integer")
+        contains_url = obj.get("contains_url")
+        if contains_url is not None and not isinstance(contains_url, bool):
+            raise MatrixError(400, "M_BAD_JSON", "Filter field 'contains_url' must be a boolean")
+        flags = {}
+        for key in ("lazy_load_members", "include_redundant_members"):
+            v = obj.get(key, False)
+            if not isinstance(v, bool):
+                raise MatrixError(400, "M_BAD_JSON", f"Filter field '{key}' must be a boolean")
+            flags[key] = v
+        return cls(
+            limit=limit,
+            types=_str_list(obj, "types"),
+            not_types=_str_list(obj, "not_types"),
+            senders=_str_list(obj, "senders"),
+            not_senders=_str_list(obj, "not_senders"),
+            rooms=_str_list(obj, "rooms"),
+            not_rooms=_str_list(obj, "not_rooms"),
+            contains_url=contains_url,
+            **flags,
+        )
+
+    @classmethod
+    def from_query(cls, text: str | None) -> RoomEventFilter:
+        if text is None:
+            return cls()
+        try:
+            obj = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            raise MatrixError(400, "M_NOT_JSON", "Query parameter 'filter' is not valid JSON") from None
+        return cls.parse(obj)
+
+    def matches(self, event: dict[str, Any], room_id: str | None = None) -> bool:
+        event_type = event.get("type", "")
+        sender = event.get("sender", "")
+        if self.not_types and _type_matches(event_type, self.not_types):
+            return False
+        if self.types is not None and not _type_matches(event_type, self.types):
+            return False
+        if self.not_senders and sender in self.not_senders:
+            return False
+        if self.senders is not None and sender not in self.senders:
+            return False
+        if room_id is not None:
+            if self.not_rooms and room_id in self.not_rooms:
+                return False
+            if self.rooms is not None and room_id not in self.rooms:
+                return False
+        if self.contains_url is not None:
+            has_url = isinstance(event.get("content", {}).get("url"), str)
+            if has_url != self.contains_url:
+                return False
+        return True

@@ -1,0 +1,1 @@
+"""Rooms: creating and persisting events, state, membership and what users may see."""

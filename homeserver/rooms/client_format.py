@@ -1,0 +1,48 @@
+"""Events as clients see them (the spec's ClientEvent format).
+
+The stored PDU carries federation fields clients do not need; redacted events
+are served redacted, with the redaction under unsigned.redacted_because.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from federation.events import redact_event
+from homeserver.storage.events import StoredEvent
+
+_CLIENT_KEYS = ("content", "event_id", "origin_server_ts", "room_id", "sender", "type", "state_key")
+
+
+def client_event(
+    stored: StoredEvent,
+    room_id: str,
+    room_version: str,
+    now_ms: int,
+    *,
+    device_id: str | None = None,
+    redaction: StoredEvent | None = None,
+    prev_content: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Shape one event for a client; `device_id` is the requesting device, which
+    alone sees the transaction ID it sent the event with."""
+    source = stored.event
+    if stored.redacted_by is not None:
+        source = redact_event(source, room_version)
+    out: dict[str, Any] = {k: source[k] for k in _CLIENT_KEYS if k in source}
+    out["event_id"] = stored.event_id
+    out["room_id"] = room_id
+    unsigned: dict[str, Any] = {"age": max(0, now_ms - int(source.get("origin_server_ts", now_ms)))}
+    if device_id is not None and stored.txn_device == device_id and stored.txn_id is not None:
+        unsigned["transaction_id"] = stored.txn_id
+    if redaction is not None and stored.redacted_by is not None:
+        unsigned["redacted_because"] = client_event(redaction, room_id, room_version, now_ms)
+    if prev_content is not None:
+        unsigned["prev_content"] = prev_content
+    if stored.event["type"] == "m.room.redaction":
+        # v11 moved `redacts` into content; clients still look for it at the top level too.
+        target = stored.event.get("redacts") or stored.event.get("content", {}).get("redacts")
+        if isinstance(target, str):
+            out["redacts"] = target
+    out["unsigned"] = unsigned
+    return out

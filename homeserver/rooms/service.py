@@ -1,0 +1,340 @@
+"""Creating, authorising and persisting room events.
+
+Everything that changes a room goes through `RoomService.create_event`, which
+holds the room's lock from reading the DAG head to committing the new event, so
+events of one room are strictly ordered while different rooms proceed
+concurrently. The event is a complete, signed PDU of the room's version from
+the moment it is built, so it can later be shared over federation unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from federation.events import (
+    AuthError,
+    EventFormatError,
+    auth_types_for_event,
+    build_event,
+    check_auth,
+    get_named_level,
+    get_room_version,
+    get_user_power_level,
+    select_auth_event_ids,
+)
+from federation.events.room_versions import RoomVersion
+from homeserver.errors import MatrixError, not_found
+from homeserver.rooms.stream import StreamTracker
+from homeserver.storage.database import Txn
+from homeserver.storage.events import EventStore, StoredEvent
+from homeserver.storage.rooms import RoomRecord, RoomStore
+
+if TYPE_CHECKING:
+    from homeserver.server import HomeServer
+
+StateKey = tuple[str, str]
+CREATE: StateKey = ("m.room.create", "")
+MAX_PREV_EVENTS = 10
+
+
+@dataclass
+class _Head:
+    """The DAG head of a room: its forward extremities and the state after them."""
+
+    extremities: list[int]
+    snapshot: int | None
+
+
+@dataclass(frozen=True)
+class TxnInfo:
+    user_id: str
+    device_id: str
+    txn_id: str
+
+
+class RoomService:
+    def __init__(self, hs: HomeServer) -> None:
+        self.hs = hs
+        self.rooms: RoomStore = hs.room_store
+        self.events: EventStore = hs.event_store
+        self.state = hs.state_store
+        self.stream = StreamTracker(0)
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._heads: dict[int, _Head] = {}
+        self.listeners: list[Any] = []  # callables(StoredEvent, RoomRecord) run after each persist
+
+    async def start(self) -> None:
+        self.stream = StreamTracker(await self.events.max_stream_ordering())
+
+    def lock(self, room_id: str) -> asyncio.Lock:
+        lock = self._locks.get(room_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[room_id] = lock
+        return lock
+
+    # --- reading state ---
+
+    async def get_room(self, room_id: str) -> RoomRecord:
+        room = await self.rooms.get_room(room_id)
+        if room is None:
+            raise not_found("Room not found")
+        return room
+
+    async def _head(self, room: RoomRecord) -> _Head:
+        head = self._heads.get(room.room_nid)
+        if head is None:
+            extremities = await self.rooms.forward_extremities(room.room_nid)
+            events = await self.events.get_events_by_nid(extremities)
+            snapshots = {ev.state_after for ev in events.values()}
+            if len(snapshots) > 1:
+                # Several extremities with differing state only arise with federation,
+                # where state resolution picks the head state; locally one suffices.
+                newest = max(events.values(), key=lambda e: e.stream_ordering or 0)
+                snapshots = {newest.state_after}
+            head = _Head(extremities, next(iter(snapshots), None))
+            self._heads[room.room_nid] = head
+        return head
+
+    async def current_state_ids(self, room: RoomRecord) -> dict[StateKey, int]:
+        """The room's current state as (type, state_key) -> event nid."""
+        head = await self._head(room)
+        return await self.state_ids_at_snapshot(head.snapshot)
+
+    async def state_ids_at_snapshot(self, snapshot: int | None) -> dict[StateKey, int]:
+        if snapshot is None:
+            return {}
+        nid_state = await self.state.get_state(snapshot)
+        keys = await self.state.keys_for(set(nid_state))
+        return {keys[k]: e for k, e in nid_state.items()}
+
+    async def state_events(
+        self, state_ids: dict[StateKey, int], keys: Iterable[StateKey] | None = None
+    ) -> dict[StateKey, StoredEvent]:
+        wanted = state_ids if keys is None else {k: state_ids[k] for k in keys if k in state_ids}
+        by_nid = await self.events.get_events_by_nid(wanted.values())
+        return {k: by_nid[n] for k, n in wanted.items() if n in by_nid}
+
+    async def current_state_events(
+        self, room: RoomRecord, keys: Iterable[StateKey] | None = None
+    ) -> dict[StateKey, StoredEvent]:
+        return await self.state_events(await self.current_state_ids(room), keys)
+
+    async def current_state_event(self, room: RoomRecord, key: StateKey) -> StoredEvent | None:
+        return (await self.current_state_events(room, [key])).get(key)
+
+    async def state_ids_before(self, event: StoredEvent) -> dict[StateKey, int]:
+        return await self.state_ids_at_snapshot(event.state_before)
+
+    async def state_ids_after(self, event: StoredEvent) -> dict[StateKey, int]:
+        return await self.state_ids_at_snapshot(event.state_after)
+
+    async def require_power(self, room: RoomRecord, user_id: str, action: str) -> None:
+        """Refuse with M_FORBIDDEN unless the user has the named power (redact, kick, ...)."""
+        rv = get_room_version(room.room_version)
+        state = await self.current_state_events(room, [("m.room.power_levels", ""), CREATE])
+        plain = {k: ev.event for k, ev in state.items()}
+        if get_user_power_level(user_id, plain, rv) < get_named_level(plain, action):
+            raise MatrixError(403, "M_FORBIDDEN", f"You don't have permission to {action}")
+
+    async def ignored_users(self, user_id: str) -> set[str]:
+        """Users whose events this user has chosen not to see (m.ignored_user_list)."""
+        getter = getattr(self.hs, "account_data", None)
+        if getter is None:
+            return set()
+        content = await getter.get_global(user_id, "m.ignored_user_list")
+        ignored = content.get("ignored_users", {}) if isinstance(content, dict) else {}
+        return set(ignored) if isinstance(ignored, dict) else set()
+
+    # --- creating events ---
+
+    async def create_event(
+        self,
+        room: RoomRecord,
+        sender: str,
+        event_type: str,
+        content: dict[str, Any],
+        *,
+        state_key: str | None = None,
+        redacts: str | None = None,
+        txn: TxnInfo | None = None,
+    ) -> StoredEvent:
+        """Build, authorise and persist one event; idempotent per (user, device, txn_id)."""
+        async with self.lock(room.room_id):
+            if txn is not None:
+                existing = await self.rooms.get_txn_event(txn.user_id, txn.device_id, txn.txn_id)
+                if existing is not None:
+                    found = await self.events.get_event(existing)
+                    assert found is not None
+                    return found
+            rv = get_room_version(room.room_version)
+            head = await self._head(room)
+            event = await self._build(room, rv, head, sender, event_type, content, state_key, redacts)
+            return await self._persist(room, rv, head, event, txn)
+
+    async def _build(
+        self,
+        room: RoomRecord,
+        rv: RoomVersion,
+        head: _Head,
+        sender: str,
+        event_type: str,
+        content: dict[str, Any],
+        state_key: str | None,
+        redacts: str | None,
+    ) -> dict[str, Any]:
+        prev = await self.events.get_events_by_nid(head.extremities[-MAX_PREV_EVENTS:])
+        state_ids = await self.state_ids_at_snapshot(head.snapshot)
+        partial: dict[str, Any] = {"type": event_type, "sender": sender, "content": content}
+        if state_key is not None:
+            partial["state_key"] = state_key
+        needed = auth_types_for_event(partial, rv) | {CREATE}
+        auth_state = await self.state_events(state_ids, needed)
+        auth_ids = select_auth_event_ids(
+            partial, {k: ev.event_id for k, ev in auth_state.items()}, rv
+        )
+        try:
+            event = build_event(
+                rv,
+                room_id=room.room_id,
+                sender=sender,
+                event_type=event_type,
+                content=content,
+                prev_events=[ev.event_id for ev in prev.values()],
+                auth_events=auth_ids,
+                depth=max((ev.event["depth"] for ev in prev.values()), default=0) + 1,
+                origin_server_ts=self.hs.clock.time_ms(),
+                state_key=state_key,
+                redacts=redacts,
+                signing_key=self.hs.signing_key,
+                server_name=self.hs.config.server_name,
+            )
+        except EventFormatError as e:
+            raise _format_error(e) from None
+        try:
+            check_auth(event, {k: ev.event for k, ev in auth_state.items()}, rv)
+        except AuthError as e:
+            raise MatrixError(403, "M_FORBIDDEN", e.reason) from None
+        return event
+
+    async def create_room_event(
+        self, room_id: str, rv: RoomVersion, creator: str, federate: bool, create_event: dict[str, Any]
+    ) -> tuple[RoomRecord, StoredEvent]:
+        """Persist a new room together with its m.room.create event."""
+        try:
+            check_auth(create_event, {}, rv)
+        except AuthError as e:
+            raise MatrixError(400, "M_INVALID_PARAM", e.reason) from None
+        now = self.hs.clock.time_ms()
+        pos = self.stream.allocate()
+        try:
+
+            async def fn(txn: Txn) -> tuple[int, StoredEvent, int, int]:
+                room_nid = await RoomStore.insert_room(txn, room_id, rv.identifier, creator, federate, now)
+                stored, key_nid, snapshot, _ = await self._write_event(
+                    txn, room_nid, create_event, None, [], pos, None
+                )
+                assert key_nid is not None and snapshot is not None
+                return room_nid, stored, key_nid, snapshot
+
+            room_nid, stored, key_nid, snapshot = await self.hs.db.write(fn)
+        finally:
+            self.stream.finish(pos)
+        room = await self.rooms.get_room_by_nid(room_nid)
+        assert room is not None
+        self.events.remember(stored)
+        self.state.remember_key(CREATE, key_nid)
+        self.state.remember_snapshot(snapshot, 0, {key_nid: stored.nid})
+        self._heads[room_nid] = _Head([stored.nid], snapshot)
+        self._notify(stored, room)
+        return room, stored
+
+    async def _write_event(
+        self,
+        txn: Txn,
+        room_nid: int,
+        event: dict[str, Any],
+        snapshot: int | None,
+        prev_nids: list[int],
+        pos: int,
+        txn_info: TxnInfo | None,
+    ) -> tuple[StoredEvent, int | None, int | None, int | None]:
+        """All rows of one event, inside the caller's transaction. Returns
+        (event, state key nid, snapshot after, chain length of a new snapshot)."""
+        is_state = "state_key" in event
+        key_nid = await self.state.key_nid(txn, (event["type"], event["state_key"])) if is_state else None
+        stored = await EventStore.insert(
+            txn, event, room_nid=room_nid, stream_ordering=pos, state_key_nid=key_nid,
+            state_before=snapshot, state_after=None if is_state else snapshot,
+            txn_device=txn_info.device_id if txn_info else None,
+            txn_id=txn_info.txn_id if txn_info else None,
+        )
+        after, length = snapshot, None
+        if key_nid is not None:
+            after, length = await self.state.create_snapshot(txn, room_nid, snapshot, {key_nid: stored.nid})
+            await EventStore.set_state_after(txn, stored.nid, after)
+            stored.state_after = after
+            await RoomStore.set_current_state(txn, room_nid, {key_nid: stored.nid})
+            if event["type"] == "m.room.member":
+                membership = event["content"].get("membership")
+                await RoomStore.set_membership(
+                    txn, room_nid, event["state_key"], str(membership), stored.nid, pos
+                )
+        target = _redaction_target(event)
+        if target is not None:
+            await EventStore.mark_redacted(txn, target, event["event_id"])
+        await RoomStore.set_forward_extremities(txn, room_nid, prev_nids, stored.nid)
+        if txn_info is not None:
+            await RoomStore.insert_txn(
+                txn, txn_info.user_id, txn_info.device_id, txn_info.txn_id, event["event_id"],
+                self.hs.clock.time_ms(),
+            )
+        return stored, key_nid, after, length
+
+    async def _persist(
+        self, room: RoomRecord, rv: RoomVersion, head: _Head, event: dict[str, Any], txn_info: TxnInfo | None
+    ) -> StoredEvent:
+        pos = self.stream.allocate()
+        prev_nids = list(head.extremities)
+        try:
+            stored, key_nid, after, length = await self.hs.db.write(
+                lambda txn: self._write_event(txn, room.room_nid, event, head.snapshot, prev_nids, pos, txn_info)
+            )
+        finally:
+            self.stream.finish(pos)
+        self.events.remember(stored)
+        if key_nid is not None and after is not None:
+            self.state.remember_key((event["type"], event["state_key"]), key_nid)
+            if length is not None and head.snapshot is not None:
+                parent = await self.state.get_state(head.snapshot)
+                parent[key_nid] = stored.nid
+                self.state.remember_snapshot(after, length, parent)
+        self._heads[room.room_nid] = _Head([stored.nid], after)
+        target = _redaction_target(event)
+        if target is not None:
+            cached = await self.events.get_event(target)
+            if cached is not None and cached.redacted_by is None:
+                cached.redacted_by = stored.event_id
+        self._notify(stored, room)
+        return stored
+
+    def _notify(self, event: StoredEvent, room: RoomRecord) -> None:
+        for listener in self.listeners:
+            listener(event, room)
+
+
+def _redaction_target(event: dict[str, Any]) -> str | None:
+    if event["type"] != "m.room.redaction":
+        return None
+    target = event.get("redacts") or event.get("content", {}).get("redacts")
+    return target if isinstance(target, str) else None
+
+
+def _format_error(e: EventFormatError) -> MatrixError:
+    if e.too_large:
+        return MatrixError(413, "M_TOO_LARGE", str(e))
+    return MatrixError(400, "M_BAD_JSON", str(e))

@@ -1,0 +1,226 @@
+"""Events: stored once as JSON, addressed by compact integer IDs inside the server.
+
+Parsed events are kept in a bounded LRU keyed both ways (event ID and nid),
+since auth checks, state resolution and every read path look up the same
+recent events again and again.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from homeserver.storage.database import Database, Row, Txn
+
+_CACHE_SIZE = 20_000
+_COLUMNS = (
+    "event_nid, event_id, room_nid, stream_ordering, state_before, state_after, outlier, "
+    "rejected, redacted_by, txn_device, txn_id, json"
+)
+
+
+@dataclass
+class StoredEvent:
+    nid: int
+    event_id: str
+    room_nid: int
+    stream_ordering: int | None
+    state_before: int | None
+    state_after: int | None
+    outlier: bool
+    rejected: str | None
+    redacted_by: str | None
+    txn_device: str | None
+    txn_id: str | None
+    event: dict[str, Any]
+
+    @property
+    def type(self) -> str:
+        return self.event["type"]
+
+    @property
+    def state_key(self) -> str | None:
+        return self.event.get("state_key")
+
+    @property
+    def sender(self) -> str:
+        return self.event["sender"]
+
+
+def _from_row(row: Row) -> StoredEvent:
+    return StoredEvent(
+        nid=int(row[0]), event_id=row[1], room_nid=int(row[2]),
+        stream_ordering=None if row[3] is None else int(row[3]),
+        state_before=row[4], state_after=row[5], outlier=bool(row[6]), rejected=row[7],
+        redacted_by=row[8], txn_device=row[9], txn_id=row[10], event=orjson.loads(row[11]),
+    )
+
+
+class EventStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._by_id: OrderedDict[str, StoredEvent] = OrderedDict()
+        self._id_by_nid: dict[int, str] = {}
+
+    def _cache(self, ev: StoredEvent) -> None:
+        self._by_id[ev.event_id] = ev
+        self._id_by_nid[ev.nid] = ev.event_id
+        if len(self._by_id) > _CACHE_SIZE:
+            _, old = self._by_id.popitem(last=False)
+            self._id_by_nid.pop(old.nid, None)
+
+    def remember(self, ev: StoredEvent) -> None:
+        """Cache an event the caller has just committed."""
+        self._cache(ev)
+
+    def forget(self, event_id: str) -> None:
+        ev = self._by_id.pop(event_id, None)
+        if ev is not None:
+            self._id_by_nid.pop(ev.nid, None)
+
+    async def get_event(self, event_id: str) -> StoredEvent | None:
+        return (await self.get_events([event_id])).get(event_id)
+
+    async def get_events(self, event_ids: Iterable[str]) -> dict[str, StoredEvent]:
+        out: dict[str, StoredEvent] = {}
+        missing: list[str] = []
+        for eid in event_ids:
+            ev = self._by_id.get(eid)
+            if ev is not None:
+                out[eid] = ev
+            else:
+                missing.append(eid)
+        for i in range(0, len(missing), 500):
+            chunk = missing[i : i + 500]
+            rows = await self.db.fetchall(
+                f"SELECT {_COLUMNS} FROM events WHERE event_id IN ({','.join('?' * len(chunk))})", chunk
+            )
+            for row in rows:
+                ev = _from_row(row)
+                self._cache(ev)
+                out[ev.event_id] = ev
+        return out
+
+    async def get_events_by_nid(self, nids: Iterable[int]) -> dict[int, StoredEvent]:
+        out: dict[int, StoredEvent] = {}
+        missing: list[int] = []
+        for nid in nids:
+            eid = self._id_by_nid.get(nid)
+            ev = self._by_id.get(eid) if eid is not None else None
+            if ev is not None:
+                out[nid] = ev
+            else:
+                missing.append(nid)
+        for i in range(0, len(missing), 500):
+            chunk = missing[i : i + 500]
+            rows = await self.db.fetchall(
+                f"SELECT {_COLUMNS} FROM events WHERE event_nid IN ({','.join('?' * len(chunk))})", chunk
+            )
+            for row in rows:
+                ev = _from_row(row)
+                self._cache(ev)
+                out[ev.nid] = ev
+        return out
+
+    @staticmethod
+    async def insert(
+        txn: Txn,
+        event: dict[str, Any],
+        *,
+        room_nid: int,
+        stream_ordering: int | None,
+        state_key_nid: int | None,
+        state_before: int | None,
+        state_after: int | None,
+        outlier: bool = False,
+        rejected: str | None = None,
+        txn_device: str | None = None,
+        txn_id: str | None = None,
+    ) -> StoredEvent:
+        row = await txn.fetchone(
+            "INSERT INTO events (event_id, room_nid, stream_ordering, depth, event_type, state_key_nid,"
+            " sender, origin_server_ts, state_before, state_after, outlier, rejected, txn_device,"
+            " txn_id, json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING event_nid",
+            (
+                event["event_id"], room_nid, stream_ordering, event["depth"], event["type"],
+                state_key_nid, event["sender"], event["origin_server_ts"], state_before,
+                state_after, int(outlier), rejected, txn_device, txn_id, orjson.dumps(event).decode(),
+            ),
+        )
+        assert row is not None
+        return StoredEvent(
+            int(row[0]), event["event_id"], room_nid, stream_ordering, state_before, state_after,
+            outlier, rejected, None, txn_device, txn_id, event,
+        )
+
+    @staticmethod
+    async def set_state_after(txn: Txn, event_nid: int, snapshot: int) -> None:
+        await txn.execute("UPDATE events SET state_after = ? WHERE event_nid = ?", (snapshot, event_nid))
+
+    @staticmethod
+    async def mark_redacted(txn: Txn, target_event_id: str, redaction_event_id: str) -> None:
+        await txn.execute(
+            "UPDATE events SET redacted_by = ? WHERE event_id = ? AND redacted_by IS NULL",
+            (redaction_event_id, target_event_id),
+        )
+
+    async def max_stream_ordering(self) -> int:
+        row = await self.db.fetchone("SELECT COALESCE(MAX(stream_ordering), 0) FROM events")
+        return int(row[0]) if row else 0
+
+    async def room_stream(
+        self,
+        room_nid: int,
+        *,
+        from_pos: int,
+        to_pos: int | None,
+        backwards: bool,
+        limit: int,
+    ) -> list[StoredEvent]:
+        """Events of a room by stream order: (to, from] going back, (from, to] going forward."""
+        if backwards:
+            sql = (
+                f"SELECT {_COLUMNS} FROM events WHERE room_nid = ? AND stream_ordering <= ?"
+                + (" AND stream_ordering > ?" if to_pos is not None else "")
+                + " ORDER BY stream_ordering DESC LIMIT ?"
+            )
+        else:
+            sql = (
+                f"SELECT {_COLUMNS} FROM events WHERE room_nid = ? AND stream_ordering > ?"
+                + (" AND stream_ordering <= ?" if to_pos is not None else "")
+                + " ORDER BY stream_ordering ASC LIMIT ?"
+            )
+        args: list[Any] = [room_nid, from_pos]
+        if to_pos is not None:
+            args.append(to_pos)
+        args.append(limit)
+        rows = await self.db.fetchall(sql, args)
+        out = []
+        for row in rows:
+            cached = self._by_id.get(row[1])
+            if cached is not None and cached.redacted_by == row[8]:  # still current
+                out.append(cached)
+            else:
+                ev = _from_row(row)
+                self._cache(ev)
+                out.append(ev)
+        return out
+
+    async def stream_ordering_at_or_before_ts(self, room_nid: int, ts: int, backwards: bool) -> str | None:
+        if backwards:
+            row = await self.db.fetchone(
+                "SELECT event_id FROM events WHERE room_nid = ? AND stream_ordering IS NOT NULL"
+                " AND origin_server_ts <= ? ORDER BY origin_server_ts DESC, stream_ordering DESC LIMIT 1",
+                (room_nid, ts),
+            )
+        else:
+            row = await self.db.fetchone(
+                "SELECT event_id FROM events WHERE room_nid = ? AND stream_ordering IS NOT NULL"
+                " AND origin_server_ts >= ? ORDER BY origin_server_ts ASC, stream_ordering ASC LIMIT 1",
+                (room_nid, ts),
+            )
+        return row[0] if row else None

@@ -1,0 +1,201 @@
+"""Rooms: the room table, current state, memberships, forward extremities,
+transaction IDs for idempotent sends, aliases and the published directory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from homeserver.storage.database import Database, Txn
+
+
+@dataclass(frozen=True)
+class RoomRecord:
+    room_nid: int
+    room_id: str
+    room_version: str
+    creator: str
+    federate: bool
+    created_ts: int
+    published: bool
+
+
+_ROOM_COLUMNS = "room_nid, room_id, room_version, creator, federate, created_ts, published"
+
+
+def _room(row: tuple) -> RoomRecord:
+    return RoomRecord(int(row[0]), row[1], row[2], row[3], bool(row[4]), int(row[5]), bool(row[6]))
+
+
+class RoomStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._rooms: dict[str, RoomRecord] = {}
+        self._rooms_by_nid: dict[int, RoomRecord] = {}
+
+    # --- rooms ---
+
+    @staticmethod
+    async def insert_room(
+        txn: Txn, room_id: str, room_version: str, creator: str, federate: bool, now_ms: int
+    ) -> int:
+        row = await txn.fetchone(
+            "INSERT INTO rooms (room_id, room_version, creator, federate, created_ts)"
+            " VALUES (?, ?, ?, ?, ?) RETURNING room_nid",
+            (room_id, room_version, creator, int(federate), now_ms),
+        )
+        assert row is not None
+        return int(row[0])
+
+    def _cache(self, room: RoomRecord) -> RoomRecord:
+        self._rooms[room.room_id] = room
+        self._rooms_by_nid[room.room_nid] = room
+        return room
+
+    async def get_room(self, room_id: str) -> RoomRecord | None:
+        room = self._rooms.get(room_id)
+        if room is not None:
+            return room
+        row = await self.db.fetchone(f"SELECT {_ROOM_COLUMNS} FROM rooms WHERE room_id = ?", (room_id,))
+        return self._cache(_room(row)) if row else None
+
+    async def get_room_by_nid(self, room_nid: int) -> RoomRecord | None:
+        room = self._rooms_by_nid.get(room_nid)
+        if room is not None:
+            return room
+        row = await self.db.fetchone(f"SELECT {_ROOM_COLUMNS} FROM rooms WHERE room_nid = ?", (room_nid,))
+        return self._cache(_room(row)) if row else None
+
+    async def set_published(self, room_id: str, published: bool) -> None:
+        await self.db.execute("UPDATE rooms SET published = ? WHERE room_id = ?", (int(published), room_id))
+        self._rooms.pop(room_id, None)
+        self._rooms_by_nid = {k: v for k, v in self._rooms_by_nid.items() if v.room_id != room_id}
+
+    async def published_rooms(self) -> list[RoomRecord]:
+        rows = await self.db.fetchall(f"SELECT {_ROOM_COLUMNS} FROM rooms WHERE published = 1")
+        return [_room(r) for r in rows]
+
+    # --- current state, extremities, memberships ---
+
+    async def current_state(self, room_nid: int) -> dict[int, int]:
+        rows = await self.db.fetchall(
+            "SELECT state_key_nid, event_nid FROM current_state WHERE room_nid = ?", (room_nid,)
+        )
+        return {int(k): int(e) for k, e in rows}
+
+    @staticmethod
+    async def set_current_state(txn: Txn, room_nid: int, changes: dict[int, int | None]) -> None:
+        for key_nid, event_nid in changes.items():
+            if event_nid is None:
+                await txn.execute(
+                    "DELETE FROM current_state WHERE room_nid = ? AND state_key_nid = ?", (room_nid, key_nid)
+                )
+            else:
+                await txn.execute(
+                    "INSERT INTO current_state (room_nid, state_key_nid, event_nid) VALUES (?, ?, ?)"
+                    " ON CONFLICT (room_nid, state_key_nid) DO UPDATE SET event_nid = excluded.event_nid",
+                    (room_nid, key_nid, event_nid),
+                )
+
+    async def forward_extremities(self, room_nid: int) -> list[int]:
+        rows = await self.db.fetchall(
+            "SELECT event_nid FROM forward_extremities WHERE room_nid = ?", (room_nid,)
+        )
+        return [int(r[0]) for r in rows]
+
+    @staticmethod
+    async def set_forward_extremities(txn: Txn, room_nid: int, remove: list[int], add: int) -> None:
+        for nid in remove:
+            await txn.execute(
+                "DELETE FROM forward_extremities WHERE room_nid = ? AND event_nid = ?", (room_nid, nid)
+            )
+        await txn.execute(
+            "INSERT INTO forward_extremities (room_nid, event_nid) VALUES (?, ?)"
+            " ON CONFLICT (room_nid, event_nid) DO NOTHING",
+            (room_nid, add),
+        )
+
+    @staticmethod
+    async def set_membership(
+        txn: Txn, room_nid: int, user_id: str, membership: str, event_nid: int, stream_ordering: int
+    ) -> None:
+        await txn.execute(
+            "INSERT INTO memberships (room_nid, user_id, membership, event_nid, stream_ordering)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (room_nid, user_id) DO UPDATE SET"
+            " membership = excluded.membership, event_nid = excluded.event_nid,"
+            " stream_ordering = excluded.stream_ordering, forgotten = 0",
+            (room_nid, user_id, membership, event_nid, stream_ordering),
+        )
+
+    async def rooms_for_user(self, user_id: str, memberships: tuple[str, ...] = ("join",)) -> list[tuple[str, str]]:
+        """(room_id, membership) for the user's rooms in the given memberships."""
+        rows = await self.db.fetchall(
+            "SELECT r.room_id, m.membership FROM memberships m JOIN rooms r ON r.room_nid = m.room_nid"
+            f" WHERE m.user_id = ? AND m.membership IN ({','.join('?' * len(memberships))})"
+            " AND m.forgotten = 0",
+            (user_id, *memberships),
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    async def membership_of(self, room_nid: int, user_id: str) -> tuple[str, int, bool] | None:
+        """(membership, event_nid, forgotten) of a user in a room."""
+        row = await self.db.fetchone(
+            "SELECT membership, event_nid, forgotten FROM memberships WHERE room_nid = ? AND user_id = ?",
+            (room_nid, user_id),
+        )
+        return (row[0], int(row[1]), bool(row[2])) if row else None
+
+    async def members(self, room_nid: int, membership: str | None = None) -> list[tuple[str, str, int]]:
+        """(user_id, membership, event_nid) for a room's current members."""
+        if membership is None:
+            rows = await self.db.fetchall(
+                "SELECT user_id, membership, event_nid FROM memberships WHERE room_nid = ?", (room_nid,)
+            )
+        else:
+            rows = await self.db.fetchall(
+                "SELECT user_id, membership, event_nid FROM memberships WHERE room_nid = ? AND membership = ?",
+                (room_nid, membership),
+            )
+        return [(r[0], r[1], int(r[2])) for r in rows]
+
+    async def forget(self, room_nid: int, user_id: str) -> None:
+        await self.db.execute(
+            "UPDATE memberships SET forgotten = 1 WHERE room_nid = ? AND user_id = ?", (room_nid, user_id)
+        )
+
+    # --- idempotent sends ---
+
+    async def get_txn_event(self, user_id: str, device_id: str, txn_id: str) -> str | None:
+        row = await self.db.fetchone(
+            "SELECT event_id FROM event_txns WHERE user_id = ? AND device_id = ? AND txn_id = ?",
+            (user_id, device_id, txn_id),
+        )
+        return row[0] if row else None
+
+    @staticmethod
+    async def insert_txn(txn: Txn, user_id: str, device_id: str, txn_id: str, event_id: str, now_ms: int) -> None:
+        await txn.execute(
+            "INSERT INTO event_txns (user_id, device_id, txn_id, event_id, created_ts) VALUES (?, ?, ?, ?, ?)",
+            (user_id, device_id, txn_id, event_id, now_ms),
+        )
+
+    # --- aliases ---
+
+    async def get_alias(self, alias: str) -> tuple[str, str] | None:
+        """(room_id, creator) of an alias."""
+        row = await self.db.fetchone("SELECT room_id, creator FROM room_aliases WHERE alias = ?", (alias,))
+        return (row[0], row[1]) if row else None
+
+    async def create_alias(self, alias: str, room_id: str, creator: str, now_ms: int) -> bool:
+        n = await self.db.execute(
+            "INSERT INTO room_aliases (alias, room_id, creator, created_ts) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (alias) DO NOTHING",
+            (alias, room_id, creator, now_ms),
+        )
+        return n > 0
+
+    async def delete_alias(self, alias: str) -> None:
+        await self.db.execute("DELETE FROM room_aliases WHERE alias = ?", (alias,))
+
+    async def aliases_for_room(self, room_id: str) -> list[str]:
+        rows = await self.db.fetchall("SELECT alias FROM room_aliases WHERE room_id = ? ORDER BY alias", (room_id,))
+        return [r[0] for r in rows]

@@ -1,0 +1,187 @@
+"""Room state as layered snapshots.
+
+A snapshot is a delta (keys added, replaced or removed) against a parent
+snapshot, so storing the state after a state event costs one row per changed
+key instead of a copy of the whole room state. Chains are cut at
+MAX_CHAIN_LEN by writing a full snapshot, which bounds the rows read to
+materialise any state. Materialised snapshots are kept in a bounded LRU.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping
+
+from homeserver.storage.database import Database, Txn
+
+MAX_CHAIN_LEN = 16
+_CACHE_SIZE = 512
+
+StateKey = tuple[str, str]
+# state as state_key_nid -> event_nid
+NidState = dict[int, int]
+
+
+class StateStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._snapshots: OrderedDict[int, tuple[int, NidState]] = OrderedDict()  # nid -> (chain_len, state)
+        self._key_nids: dict[StateKey, int] = {}
+        self._keys_by_nid: dict[int, StateKey] = {}
+
+    # --- state keys ---
+
+    async def key_nid(self, txn: Txn, key: StateKey) -> int:
+        """The compact ID of a (type, state_key), created on first use.
+
+        Nothing read or written inside a write transaction is cached here: the
+        transaction (or, with SQLite group commit, its whole batch) may still roll
+        back and the IDs be handed out again. Callers call `remember_key` after
+        the commit.
+        """
+        nid = self._key_nids.get(key)
+        if nid is not None:
+            return nid
+        row = await txn.fetchone(
+            "SELECT state_key_nid FROM state_keys WHERE event_type = ? AND state_key = ?", key
+        )
+        if row is None:
+            row = await txn.fetchone(
+                "INSERT INTO state_keys (event_type, state_key) VALUES (?, ?) RETURNING state_key_nid",
+                key,
+            )
+            assert row is not None
+        return int(row[0])
+
+    def remember_key(self, key: StateKey, nid: int) -> None:
+        self._remember_key(key, nid)
+
+    def remember_snapshot(self, snapshot: int, chain_len: int, state: NidState) -> None:
+        """Cache a snapshot the caller has just committed (the caller gives up `state`)."""
+        self._snapshots[snapshot] = (chain_len, state)
+        if len(self._snapshots) > _CACHE_SIZE:
+            self._snapshots.popitem(last=False)
+
+    def _remember_key(self, key: StateKey, nid: int) -> None:
+        self._key_nids[key] = nid
+        self._keys_by_nid[nid] = key
+
+    async def lookup_key_nid(self, key: StateKey) -> int | None:
+        nid = self._key_nids.get(key)
+        if nid is not None:
+            return nid
+        row = await self.db.fetchone(
+            "SELECT state_key_nid FROM state_keys WHERE event_type = ? AND state_key = ?", key
+        )
+        if row is None:
+            return None
+        self._remember_key(key, int(row[0]))
+        return int(row[0])
+
+    async def keys_for(self, nids: set[int]) -> dict[int, StateKey]:
+        missing = [n for n in nids if n not in self._keys_by_nid]
+        for chunk in _chunks(missing, 500):
+            rows = await self.db.fetchall(
+                "SELECT state_key_nid, event_type, state_key FROM state_keys WHERE state_key_nid IN "
+                f"({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            for nid, t, sk in rows:
+                self._remember_key((t, sk), int(nid))
+        return {n: self._keys_by_nid[n] for n in nids if n in self._keys_by_nid}
+
+    # --- snapshots ---
+
+    async def create_snapshot(
+        self, txn: Txn, room_nid: int, parent: int | None, changes: Mapping[int, int | None]
+    ) -> tuple[int, int]:
+        """Write the state `parent` + `changes`; returns (snapshot ID, chain length)."""
+        parent_len = 0
+        full: NidState | None = None
+        if parent is not None:
+            parent_len, parent_state = await self._load(txn, parent, cache=False)
+            if parent_len + 1 >= MAX_CHAIN_LEN:
+                full = dict(parent_state)
+                for k, v in changes.items():
+                    if v is None:
+                        full.pop(k, None)
+                    else:
+                        full[k] = v
+        if full is not None:
+            row = await txn.fetchone(
+                "INSERT INTO state_snapshots (room_nid, parent_nid, chain_len) VALUES (?, NULL, 0)"
+                " RETURNING snapshot_nid",
+                (room_nid,),
+            )
+            rows: list[tuple[int, int, int | None]] = []
+            assert row is not None
+            rows = [(int(row[0]), k, v) for k, v in full.items()]
+            length = 0
+        else:
+            length = parent_len + 1 if parent is not None else 0
+            row = await txn.fetchone(
+                "INSERT INTO state_snapshots (room_nid, parent_nid, chain_len) VALUES (?, ?, ?)"
+                " RETURNING snapshot_nid",
+                (room_nid, parent, length),
+            )
+            assert row is not None
+            rows = [(int(row[0]), k, v) for k, v in changes.items()]
+        if rows:
+            await txn.executemany(
+                "INSERT INTO state_deltas (snapshot_nid, state_key_nid, event_nid) VALUES (?, ?, ?)",
+                rows,
+            )
+        return int(row[0]), length
+
+    async def get_state(self, snapshot: int) -> NidState:
+        """The full state of a snapshot (a copy the caller may change)."""
+        cached = self._snapshots.get(snapshot)
+        if cached is not None:
+            self._snapshots.move_to_end(snapshot)
+            return dict(cached[1])
+        _, state = await self.db.read(lambda txn: self._load(txn, snapshot))
+        return dict(state)
+
+    async def _load(self, txn: Txn, snapshot: int, cache: bool = True) -> tuple[int, NidState]:
+        cached = self._snapshots.get(snapshot)
+        if cached is not None:
+            return cached
+        chain: list[int] = []
+        base: NidState = {}
+        base_len = -1
+        nid: int | None = snapshot
+        while nid is not None:
+            hit = self._snapshots.get(nid)
+            if hit is not None:
+                base_len, base = hit
+                break
+            chain.append(nid)
+            row = await txn.fetchone(
+                "SELECT parent_nid, chain_len FROM state_snapshots WHERE snapshot_nid = ?", (nid,)
+            )
+            if row is None:
+                raise KeyError(f"unknown state snapshot {nid}")
+            nid = row[0]
+        state = dict(base)
+        placeholders = ",".join("?" * len(chain))
+        rows = await txn.fetchall(
+            f"SELECT snapshot_nid, state_key_nid, event_nid FROM state_deltas WHERE snapshot_nid IN ({placeholders})",
+            chain,
+        ) if chain else []
+        by_snapshot: dict[int, list[tuple[int, int | None]]] = {}
+        for s, k, e in rows:
+            by_snapshot.setdefault(int(s), []).append((int(k), e))
+        for s in reversed(chain):  # root first
+            for k, e in by_snapshot.get(s, []):
+                if e is None:
+                    state.pop(k, None)
+                else:
+                    state[k] = int(e)
+        length = base_len + len(chain)
+        if cache:
+            self.remember_snapshot(snapshot, length, state)
+        return length, state
+
+
+def _chunks(items: list[int], size: int) -> list[list[int]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
