@@ -99,6 +99,57 @@ async def bench_api(tmp: str, n: int) -> dict[str, float]:
     return out
 
 
+async def _db_bytes(hs: HomeServer) -> int:
+    rows = await hs.db.fetchall("PRAGMA page_count")
+    size = await hs.db.fetchall("PRAGMA page_size")
+    free = await hs.db.fetchall("PRAGMA freelist_count")
+    return (rows[0][0] - free[0][0]) * size[0][0]
+
+
+async def bench_room_storage(tmp: str, n: int) -> dict[str, float]:
+    """Bytes added per message and per state change, and whether a state change
+    costs more in a room with large state (it should not: snapshots are deltas)."""
+    data = Path(tmp) / "rooms"
+    data.mkdir()
+    write_new_signing_key(str(data / "signing.key"))
+    hs = HomeServer(parse_config({
+        "server_name": "bench.local", "data_dir": str(data),
+        "listeners": [{"port": 0, "resources": ["client"]}],
+        "database": {"synchronous": "normal"},
+    }))
+    await hs.start()
+    out: dict[str, float] = {}
+    try:
+        from homeserver.rooms.creation import create_room
+
+        user = "@bench:bench.local"
+        await hs.registration.create_account(user, "benchmark-password", login=False)
+        room = await hs.room_store.get_room(await create_room(hs, user, {}))
+        assert room is not None
+        rs = hs.room_service
+
+        async def measure(label: str, count: int, make) -> None:  # noqa: ANN001
+            before = await _db_bytes(hs)
+            t0 = time.perf_counter()
+            for i in range(count):
+                await make(i)
+            out[f"{label}_per_s"] = count / (time.perf_counter() - t0)
+            out[f"{label}_bytes"] = (await _db_bytes(hs) - before) / count
+
+        await measure("message", n, lambda i: rs.create_event(
+            room, user, "m.room.message", {"msgtype": "m.text", "body": f"message number {i}"}))
+        await measure("state_small", 100, lambda i: rs.create_event(
+            room, user, "org.bench.small", {"v": i}, state_key="k"))
+        await measure("state_grow", 500, lambda i: rs.create_event(
+            room, user, "org.bench.key", {"v": i}, state_key=f"key{i}"))
+        await measure("state_large", 100, lambda i: rs.create_event(
+            room, user, "org.bench.small", {"v": i + 1000}, state_key="k"))
+        out["state_entries"] = len(await rs.current_state_ids(room))
+    finally:
+        await hs.stop()
+    return out
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer iterations")
@@ -111,6 +162,13 @@ async def main() -> None:
         print(f"  {n} concurrent writers (group commit, {gc['grouped_commits']:.0f} commits): "
               f"{gc['grouped_rows_per_s']:8.0f} rows/s")
         print(f"  ratio grouped/baseline: {gc['grouped_rows_per_s'] / gc['serial_rows_per_s']:.1f}x")
+        st = await bench_room_storage(tmp, n)
+        print(f"room storage ({n} messages; state changes at ~10 and ~{st['state_entries']:.0f} state entries):")
+        print(f"  message: {st['message_bytes']:.0f} bytes/event, {st['message_per_s']:.0f} events/s (one sender, sequential)")
+        print(f"  state change, small state (baseline): {st['state_small_bytes']:.0f} bytes")
+        print(f"  state change adding a key: {st['state_grow_bytes']:.0f} bytes")
+        print(f"  state change, large state: {st['state_large_bytes']:.0f} bytes"
+              f" ({st['state_large_bytes'] / st['state_small_bytes']:.2f}x the small-state baseline)")
         api = await bench_api(tmp, n)
         print("client API (in-process server, loopback HTTP):")
         print(f"  50 concurrent registrations: {api['registrations_per_s']:.0f}/s (scrypt N=16384)")

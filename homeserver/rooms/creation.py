@@ -8,6 +8,7 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from federation.events import (
+    CanonicalJSONError,
     DEFAULT_ROOM_VERSION,
     EventFormatError,
     UnsupportedRoomVersionError,
@@ -161,6 +162,8 @@ async def create_room(hs: HomeServer, creator: str, body: dict[str, Any]) -> str
         )
     except EventFormatError as e:
         raise MatrixError(413 if e.too_large else 400, "M_TOO_LARGE" if e.too_large else "M_BAD_JSON", str(e)) from None
+    except CanonicalJSONError as e:
+        raise MatrixError(400, "M_BAD_JSON", f"Content is not valid canonical JSON: {e}") from None
     if room_id is None:
         room_id = room_id_from_create_event_id(create_event["event_id"])
     rooms = hs.room_service

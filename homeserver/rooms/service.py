@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from federation.events import (
     AuthError,
+    CanonicalJSONError,
     EventFormatError,
     auth_types_for_event,
     build_event,
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
 
 StateKey = tuple[str, str]
 CREATE: StateKey = ("m.room.create", "")
+# Called with the current state IDs under the room lock; see `RoomService.create_event`.
+Precondition = Callable[[dict[StateKey, int]], Awaitable[StoredEvent | None]]
 MAX_PREV_EVENTS = 10
 
 
@@ -162,8 +165,17 @@ class RoomService:
         state_key: str | None = None,
         redacts: str | None = None,
         txn: TxnInfo | None = None,
+        precondition: Precondition | None = None,
     ) -> StoredEvent:
-        """Build, authorise and persist one event; idempotent per (user, device, txn_id)."""
+        """Build, authorise and persist one event; idempotent per (user, device, txn_id).
+
+        `precondition` sees the room's current state under the lock, so checks
+        that go beyond the auth rules (unban only the banned, no duplicate
+        membership events) cannot race a concurrent change: it raises to
+        refuse, or returns an existing event to make the call a no-op. It runs
+        before the event is built, so it may still complete `content` from that
+        state (a restricted join's authorising user).
+        """
         async with self.lock(room.room_id):
             if txn is not None:
                 existing = await self.rooms.get_txn_event(txn.user_id, txn.device_id, txn.txn_id)
@@ -173,6 +185,10 @@ class RoomService:
                     return found
             rv = get_room_version(room.room_version)
             head = await self._head(room)
+            if precondition is not None:
+                unchanged = await precondition(await self.state_ids_at_snapshot(head.snapshot))
+                if unchanged is not None:
+                    return unchanged
             event = await self._build(room, rv, head, sender, event_type, content, state_key, redacts)
             return await self._persist(room, rv, head, event, txn)
 
@@ -215,6 +231,8 @@ class RoomService:
             )
         except EventFormatError as e:
             raise _format_error(e) from None
+        except CanonicalJSONError as e:
+            raise MatrixError(400, "M_BAD_JSON", f"Content is not valid canonical JSON: {e}") from None
         try:
             check_auth(event, {k: ev.event for k, ev in auth_state.items()}, rv)
         except AuthError as e:

@@ -97,26 +97,40 @@ class StateStore:
     ) -> tuple[int, int]:
         """Write the state `parent` + `changes`; returns (snapshot ID, chain length)."""
         parent_len = 0
-        full: NidState | None = None
+        rebase: tuple[int | None, NidState] | None = None  # (new parent, state to diff against)
         if parent is not None:
             parent_len, parent_state = await self._load(txn, parent, cache=False)
             if parent_len + 1 >= MAX_CHAIN_LEN:
-                full = dict(parent_state)
+                target = dict(parent_state)
                 for k, v in changes.items():
                     if v is None:
-                        full.pop(k, None)
+                        target.pop(k, None)
                     else:
-                        full[k] = v
-        if full is not None:
+                        target[k] = v
+                # Two levels: re-base on the chain's root (a full snapshot) while the
+                # difference from it stays small; write a new full snapshot only once
+                # it does not. This keeps chains short without copying large states
+                # every MAX_CHAIN_LEN changes.
+                root = await self._root_of(txn, parent)
+                _, root_state = await self._load(txn, root, cache=False)
+                delta: dict[int, int | None] = {
+                    k: v for k, v in target.items() if root_state.get(k) != v
+                }
+                delta.update({k: None for k in root_state if k not in target})
+                if len(delta) * 2 <= len(target):
+                    rebase = (root, delta)  # type: ignore[assignment]
+                else:
+                    rebase = (None, target)
+        if rebase is not None:
+            new_parent, rows_state = rebase
+            length = 0 if new_parent is None else 1
             row = await txn.fetchone(
-                "INSERT INTO state_snapshots (room_nid, parent_nid, chain_len) VALUES (?, NULL, 0)"
+                "INSERT INTO state_snapshots (room_nid, parent_nid, chain_len) VALUES (?, ?, ?)"
                 " RETURNING snapshot_nid",
-                (room_nid,),
+                (room_nid, new_parent, length),
             )
-            rows: list[tuple[int, int, int | None]] = []
             assert row is not None
-            rows = [(int(row[0]), k, v) for k, v in full.items()]
-            length = 0
+            rows: list[tuple[int, int, int | None]] = [(int(row[0]), k, v) for k, v in rows_state.items()]
         else:
             length = parent_len + 1 if parent is not None else 0
             row = await txn.fetchone(
@@ -132,6 +146,15 @@ class StateStore:
                 rows,
             )
         return int(row[0]), length
+
+    @staticmethod
+    async def _root_of(txn: Txn, snapshot: int) -> int:
+        nid = snapshot
+        while True:
+            row = await txn.fetchone("SELECT parent_nid FROM state_snapshots WHERE snapshot_nid = ?", (nid,))
+            if row is None or row[0] is None:
+                return nid
+            nid = int(row[0])
 
     async def get_state(self, snapshot: int) -> NidState:
         """The full state of a snapshot (a copy the caller may change)."""

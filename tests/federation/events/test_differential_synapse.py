@@ -46,6 +46,13 @@ ORACLE = Path(__file__).with_name("synapse_oracle.py")
 CASES = int(os.environ.get("ACCORD_DIFF_CASES", "12"))
 EVENTS_PER_CASE = int(os.environ.get("ACCORD_DIFF_EVENTS", "45"))
 
+if os.environ.get("CI") and not (SYNAPSE_PYTHON and Path(SYNAPSE_PYTHON).exists()):
+    pytest.fail(
+        "CI must run the Synapse differential tests; scripts/test installs Synapse and sets "
+        "ACCORD_SYNAPSE_PYTHON",
+        pytrace=False,
+    )
+
 pytestmark = pytest.mark.skipif(
     not SYNAPSE_PYTHON or not Path(SYNAPSE_PYTHON).exists(),
     reason="set ACCORD_SYNAPSE_PYTHON to a Python with matrix-synapse installed",
