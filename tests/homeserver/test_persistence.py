@@ -62,3 +62,28 @@ async def test_restart_keeps_users_devices_tokens(
         status, body = await api.request("GET", "account/whoami", token=token, expect=401)
         assert body["errcode"] == "M_UNKNOWN_TOKEN"
         assert (await api.get("account/whoami", token=second["access_token"]))["user_id"] == "@alice:test.local"
+
+
+async def test_restart_keeps_rooms_and_continues_the_dag(
+    tmp_path: Path, aiohttp_client: Any, db_overrides: dict[str, Any]
+) -> None:
+    async with running(tmp_path, aiohttp_client, db_overrides) as api:
+        token = (await api.register("alice"))["access_token"]
+        room = (await api.post("createRoom", {"name": "Durable"}, token=token))["room_id"]
+        sent = [
+            (await api.put(f"rooms/{room}/send/m.room.message/{i}", {"body": str(i)}, token=token))["event_id"]
+            for i in range(5)
+        ]
+
+    async with running(tmp_path, aiohttp_client, db_overrides) as api:
+        # The transaction ID still maps to the same event after a restart.
+        again = await api.put(f"rooms/{room}/send/m.room.message/4", {"body": "4"}, token=token)
+        assert again["event_id"] == sent[4]
+        new = (await api.put(f"rooms/{room}/send/m.room.message/5", {"body": "5"}, token=token))["event_id"]
+        msgs = await api.get(f"rooms/{room}/messages?dir=b&limit=6", token=token)
+        assert [m["event_id"] for m in msgs["chunk"]] == [new, *reversed(sent)]
+        event = await api.get(f"rooms/{room}/event/{new}", token=token)
+        stored = await api.hs.event_store.get_event(new)
+        assert stored is not None and stored.event["prev_events"] == [sent[4]]
+        assert event["content"] == {"body": "5"}
+        assert await api.get(f"rooms/{room}/state/m.room.name", token=token) == {"name": "Durable"}
