@@ -24,6 +24,7 @@ from homeserver.ratelimit import RateLimiter
 from homeserver.rooms.directory import DirectoryService
 from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.service import RoomService
+from homeserver.rooms.upgrade import RoomUpgradeService
 from homeserver.rooms.visibility import VisibilityService
 from homeserver.storage import make_database
 from homeserver.storage.devices import DeviceStore
@@ -34,6 +35,7 @@ from homeserver.storage.rooms import RoomStore
 from homeserver.storage.state import StateStore
 from homeserver.storage.uia import UiaStore
 from homeserver.storage.users import UserStore
+from homeserver.sync.notifier import Notifier
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +58,7 @@ class HomeServer:
         self.state_store = StateStore(self.db)
         # services
         self.metrics = Metrics()
+        self.notifier = Notifier()
         self.passwords = PasswordHasher(config.auth.scrypt_n)
         self.ratelimiter = RateLimiter(config.rate_limits, self.clock.monotonic)
         self.auth = AuthService(self)
@@ -66,6 +69,7 @@ class HomeServer:
         self.room_service = RoomService(self)
         self.membership = MembershipService(self)
         self.directory = DirectoryService(self)
+        self.upgrades = RoomUpgradeService(self)
         self.visibility = VisibilityService(self)
         self._runners: list[web.AppRunner] = []
         self.bound: list[tuple[ListenerConfig, str, int]] = []

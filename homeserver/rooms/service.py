@@ -69,6 +69,9 @@ class RoomService:
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._heads: dict[int, _Head] = {}
         self.listeners: list[Any] = []  # callables(StoredEvent, RoomRecord) run after each persist
+        # room nid -> local users joined now; kept exact by _notify after each membership change.
+        self._joined_local: dict[int, set[str]] = {}
+        self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self.stream = StreamTracker(await self.events.max_stream_ordering())
@@ -340,7 +343,39 @@ class RoomService:
         self._notify(stored, room)
         return stored
 
+    async def joined_local_users(self, room: RoomRecord) -> set[str]:
+        """Local users joined to the room now (cached; the notifier asks on every event)."""
+        joined = self._joined_local.get(room.room_nid)
+        if joined is None:
+            suffix = ":" + self.hs.config.server_name
+            members = await self.rooms.members(room.room_nid, "join")
+            joined = {u for u, _, _ in members if u.endswith(suffix)}
+            self._joined_local[room.room_nid] = joined
+        return joined
+
     def _notify(self, event: StoredEvent, room: RoomRecord) -> None:
+        concerned: set[str] = set()
+        joined = self._joined_local.get(room.room_nid)
+        if event.type == "m.room.member" and event.state_key is not None:
+            target = event.state_key
+            concerned.add(target)  # invitees, the kicked and the banned hear of it too
+            if joined is not None and target.endswith(":" + self.hs.config.server_name):
+                if event.event["content"].get("membership") == "join":
+                    joined.add(target)
+                else:
+                    joined.discard(target)
+        if joined is not None:
+            concerned |= joined
+            self.hs.notifier.notify_users(concerned)
+        else:
+            # First event seen for this room since start: load its members, then wake them.
+            async def load_and_notify() -> None:
+                concerned.update(await self.joined_local_users(room))
+                self.hs.notifier.notify_users(concerned)
+
+            task = asyncio.ensure_future(load_and_notify())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         for listener in self.listeners:
             listener(event, room)
 

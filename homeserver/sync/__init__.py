@@ -1,0 +1,1 @@
+"""Real time: the notifier that wakes waiting /sync requests, sync tokens, and /sync itself."""
