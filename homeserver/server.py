@@ -28,14 +28,15 @@ from homeserver.rooms.upgrade import RoomUpgradeService
 from homeserver.rooms.visibility import VisibilityService
 from homeserver.storage import make_database
 from homeserver.storage.devices import DeviceStore
-from homeserver.storage.events import EventStore
+from homeserver.storage.events import EventPositions, EventStore
 from homeserver.storage.migrations import migrate
 from homeserver.storage.registration_tokens import RegistrationTokenStore
-from homeserver.storage.rooms import RoomStore
+from homeserver.storage.rooms import MembershipQueries, RoomStore
 from homeserver.storage.state import StateStore
 from homeserver.storage.uia import UiaStore
 from homeserver.storage.users import UserStore
 from homeserver.sync.notifier import Notifier
+from homeserver.sync.service import SyncService
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ class HomeServer:
         self.room_store = RoomStore(self.db)
         self.event_store = EventStore(self.db)
         self.state_store = StateStore(self.db)
+        self.event_positions = EventPositions(self.db)
+        self.membership_queries = MembershipQueries(self.db)
         # services
         self.metrics = Metrics()
         self.notifier = Notifier()
@@ -71,6 +74,7 @@ class HomeServer:
         self.directory = DirectoryService(self)
         self.upgrades = RoomUpgradeService(self)
         self.visibility = VisibilityService(self)
+        self.sync = SyncService(self)
         self._runners: list[web.AppRunner] = []
         self.bound: list[tuple[ListenerConfig, str, int]] = []
 

@@ -72,6 +72,7 @@ class RoomService:
         # room nid -> local users joined now; kept exact by _notify after each membership change.
         self._joined_local: dict[int, set[str]] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._last_pos: dict[int, int] = {}  # room nid -> stream position of its newest event
 
     async def start(self) -> None:
         self.stream = StreamTracker(await self.events.max_stream_ordering())
@@ -353,7 +354,19 @@ class RoomService:
             self._joined_local[room.room_nid] = joined
         return joined
 
+    async def last_position(self, room_nid: int) -> int:
+        """Stream position of the room's newest event: /sync skips rooms with nothing new
+        without touching the database."""
+        pos = self._last_pos.get(room_nid)
+        if pos is None:
+            loaded = await self.hs.event_positions.last_position(room_nid)
+            pos = max(loaded, self._last_pos.get(room_nid, 0))
+            self._last_pos[room_nid] = pos
+        return pos
+
     def _notify(self, event: StoredEvent, room: RoomRecord) -> None:
+        if event.stream_ordering is not None:
+            self._last_pos[room.room_nid] = max(self._last_pos.get(room.room_nid, 0), event.stream_ordering)
         concerned: set[str] = set()
         joined = self._joined_local.get(room.room_nid)
         if event.type == "m.room.member" and event.state_key is not None:

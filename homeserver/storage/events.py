@@ -224,3 +224,63 @@ class EventStore:
                 (room_nid, ts),
             )
         return row[0] if row else None
+
+    async def events_by_timestamp(
+        self, room_nid: int, ts: int, *, backwards: bool, after: tuple[int, int] | None, limit: int
+    ) -> list[StoredEvent]:
+        """A room's events ordered by distance in time from `ts` in one direction:
+        at or before it going back, at or after it going forward, ties by stream
+        order. `after` is the (origin_server_ts, stream_ordering) of the last event
+        of the previous batch, so callers can skip events they may not see."""
+        op, order = ("<", "DESC") if backwards else (">", "ASC")
+        sql = (
+            f"SELECT {_COLUMNS} FROM events WHERE room_nid = ? AND stream_ordering IS NOT NULL"
+            f" AND origin_server_ts {op}= ?"
+        )
+        args: list[Any] = [room_nid, ts]
+        if after is not None:
+            sql += f" AND (origin_server_ts {op} ? OR (origin_server_ts = ? AND stream_ordering {op} ?))"
+            args += [after[0], after[0], after[1]]
+        sql += f" ORDER BY origin_server_ts {order}, stream_ordering {order} LIMIT ?"
+        args.append(limit)
+        out = []
+        for row in await self.db.fetchall(sql, args):
+            cached = self._by_id.get(row[1])
+            if cached is not None and cached.redacted_by == row[8]:
+                out.append(cached)
+            else:
+                ev = _from_row(row)
+                self._cache(ev)
+                out.append(ev)
+        return out
+
+
+class EventPositions:
+    """Stream-position lookups for /sync: the last event of a room up to a position."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def last_event_at_or_before(self, room_nid: int, pos: int) -> tuple[int, int | None] | None:
+        """(stream ordering, state snapshot after) of the room's last event at or before pos."""
+        row = await self.db.fetchone(
+            "SELECT stream_ordering, state_after FROM events WHERE room_nid = ? AND stream_ordering <= ?"
+            " ORDER BY stream_ordering DESC LIMIT 1",
+            (room_nid, pos),
+        )
+        return (int(row[0]), row[1]) if row else None
+
+    async def last_position(self, room_nid: int) -> int:
+        row = await self.db.fetchone(
+            "SELECT COALESCE(MAX(stream_ordering), 0) FROM events WHERE room_nid = ?", (room_nid,)
+        )
+        return int(row[0]) if row else 0
+
+    async def count_after(self, room_nid: int, after: int, upto: int, types: tuple[str, ...], not_sender: str) -> list[tuple[int, str]]:
+        """(event nid, sender) of events of the given types after a position, for unread counts."""
+        rows = await self.db.fetchall(
+            "SELECT event_nid, sender FROM events WHERE room_nid = ? AND stream_ordering > ?"
+            f" AND stream_ordering <= ? AND event_type IN ({','.join('?' * len(types))}) AND sender != ?",
+            (room_nid, after, upto, *types, not_sender),
+        )
+        return [(int(r[0]), r[1]) for r in rows]

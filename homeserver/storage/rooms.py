@@ -118,11 +118,15 @@ class RoomStore:
     async def set_membership(
         txn: Txn, room_nid: int, user_id: str, membership: str, event_nid: int, stream_ordering: int
     ) -> None:
+        """Record a user's current membership. A forgotten room stays forgotten
+        until the user joins, is invited or knocks (the spec's "Leaving rooms"):
+        being banned after forgetting must not bring it back."""
         await txn.execute(
             "INSERT INTO memberships (room_nid, user_id, membership, event_nid, stream_ordering)"
             " VALUES (?, ?, ?, ?, ?) ON CONFLICT (room_nid, user_id) DO UPDATE SET"
             " membership = excluded.membership, event_nid = excluded.event_nid,"
-            " stream_ordering = excluded.stream_ordering, forgotten = 0",
+            " stream_ordering = excluded.stream_ordering, forgotten = CASE WHEN"
+            " excluded.membership IN ('join', 'invite', 'knock') THEN 0 ELSE memberships.forgotten END",
             (room_nid, user_id, membership, event_nid, stream_ordering),
         )
 
@@ -199,3 +203,36 @@ class RoomStore:
     async def aliases_for_room(self, room_id: str) -> list[str]:
         rows = await self.db.fetchall("SELECT alias FROM room_aliases WHERE room_id = ? ORDER BY alias", (room_id,))
         return [r[0] for r in rows]
+
+    async def move_aliases(self, old_room_id: str, new_room_id: str) -> None:
+        """Point every alias of a room at its replacement (room upgrades); each alias
+        keeps its creator, who may still delete it."""
+        await self.db.execute("UPDATE room_aliases SET room_id = ? WHERE room_id = ?", (new_room_id, old_room_id))
+
+
+@dataclass(frozen=True)
+class UserMembership:
+    room_nid: int
+    room_id: str
+    room_version: str
+    membership: str
+    event_nid: int
+    stream_ordering: int
+
+
+class MembershipQueries:
+    """Reads that /sync makes on every request, kept apart from RoomStore's writes."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def memberships_for_user(self, user_id: str) -> list[UserMembership]:
+        rows = await self.db.fetchall(
+            "SELECT m.room_nid, r.room_id, r.room_version, m.membership, m.event_nid, m.stream_ordering"
+            " FROM memberships m JOIN rooms r ON r.room_nid = m.room_nid"
+            " WHERE m.user_id = ? AND m.forgotten = 0",
+            (user_id,),
+        )
+        return [
+            UserMembership(int(r[0]), r[1], r[2], r[3], int(r[4]), int(r[5])) for r in rows
+        ]

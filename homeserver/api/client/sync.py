@@ -1,0 +1,59 @@
+"""GET /sync."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from homeserver.api.http import ClientRoutes, get_hs, json_response, query_bool, requester
+from homeserver.errors import MatrixError
+from homeserver.sync.service import SyncFilter
+from homeserver.sync.tokens import SyncToken
+
+MAX_TIMEOUT_MS = 5 * 60 * 1000
+
+
+async def _filter(request: web.Request, user_id: str) -> SyncFilter:
+    hs = get_hs(request)
+    param = request.query.get("filter")
+    if param is None:
+        return SyncFilter()
+    filters = getattr(hs, "filters", None)
+    if filters is not None:
+        obj: Any = await filters.load_filter(user_id, param)
+    else:
+        try:
+            obj = orjson.loads(param)
+        except orjson.JSONDecodeError:
+            raise MatrixError(400, "M_INVALID_PARAM", "Unknown filter") from None
+    if not isinstance(obj, dict):
+        raise MatrixError(400, "M_BAD_JSON", "Filter must be an object")
+    return SyncFilter.parse(obj)
+
+
+async def get_sync(request: web.Request) -> web.Response:
+    hs = get_hs(request)
+    req = await requester(request, allow_guest=True)
+    since_param = request.query.get("since")
+    since = SyncToken.parse(since_param) if since_param else None
+    try:
+        timeout_ms = int(request.query.get("timeout", "0"))
+    except ValueError:
+        raise MatrixError(400, "M_INVALID_PARAM", "Query parameter 'timeout' must be an integer") from None
+    timeout_ms = max(0, min(timeout_ms, MAX_TIMEOUT_MS))
+    full_state = query_bool(request, "full_state")
+    set_presence = request.query.get("set_presence", "online")
+    if set_presence not in ("online", "offline", "unavailable"):
+        raise MatrixError(400, "M_INVALID_PARAM", "set_presence must be online, offline or unavailable")
+    sync_filter = await _filter(request, req.user_id)
+    presence = getattr(hs, "presence", None)
+    if presence is not None and hasattr(presence, "sync_activity"):
+        await presence.sync_activity(req.user_id, set_presence)
+    result = await hs.sync.sync(req, since, timeout_ms, sync_filter, full_state)
+    return json_response(result)
+
+
+def register(routes: ClientRoutes) -> None:
+    routes.add("GET", "/sync", get_sync)
