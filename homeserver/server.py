@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from homeserver.account_data import AccountDataService
 from homeserver.accounts.account import AccountService
 from homeserver.accounts.auth import AuthService
 from homeserver.accounts.login import LoginService
@@ -74,6 +75,7 @@ class HomeServer:
         self.directory = DirectoryService(self)
         self.upgrades = RoomUpgradeService(self)
         self.visibility = VisibilityService(self)
+        self.account_data = AccountDataService(self)
         self.sync = SyncService(self)
         self._runners: list[web.AppRunner] = []
         self.bound: list[tuple[ListenerConfig, str, int]] = []
@@ -137,7 +139,9 @@ class HomeServer:
                     self.config.resolve_path(lst.tls_private_key_path),
                 )
             for addr in lst.bind_addresses:
-                site = web.TCPSite(runner, addr, lst.port, ssl_context=ssl_ctx, reuse_address=True)
+                site = web.TCPSite(
+                    runner, addr, lst.port, ssl_context=ssl_ctx, reuse_address=True, backlog=1024
+                )
                 await site.start()
                 server = site._server
                 port = lst.port

@@ -9,6 +9,7 @@ sync to a couple of cheap queries.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -93,14 +94,14 @@ class SyncService:
     def __init__(self, hs: HomeServer) -> None:
         self.hs = hs
 
-    def current_token(self) -> SyncToken:
+    async def current_token(self) -> SyncToken:
         hs = self.hs
         positions: dict[str, int] = {"events": hs.room_service.stream.current}
-        for stream, attr in (("typing", "typing"), ("receipts", "receipts"), ("presence", "presence"),
-                             ("account_data", "account_data")):
-            source = getattr(hs, attr, None)
+        for stream in ("typing", "receipts", "presence", "account_data"):
+            source = getattr(hs, stream, None)
             if source is not None and hasattr(source, "current_position"):
-                positions[stream] = source.current_position()
+                pos = source.current_position()
+                positions[stream] = await pos if inspect.isawaitable(pos) else pos
         return SyncToken(**positions)
 
     async def sync(
@@ -113,12 +114,12 @@ class SyncService:
     ) -> dict[str, Any]:
         notifier = self.hs.notifier
         if since is None or full_state or timeout_ms <= 0:
-            return await self._compute(_Request(requester, since, self.current_token(), sync_filter, full_state))
+            return await self._compute(_Request(requester, since, await self.current_token(), sync_filter, full_state))
         waiter = notifier.register(requester.user_id)
         try:
             deadline = self.hs.clock.monotonic() + timeout_ms / 1000
             while True:
-                req = _Request(requester, since, self.current_token(), sync_filter, full_state)
+                req = _Request(requester, since, await self.current_token(), sync_filter, full_state)
                 result = await self._compute(req)
                 remaining = deadline - self.hs.clock.monotonic()
                 if _has_news(result) or remaining <= 0:
