@@ -1,0 +1,286 @@
+"""Real-time benchmark: the same client workload against Accord and, when installed, Synapse.
+
+Both servers run as separate processes on loopback, so their CPU time and resident
+memory are read from /proc the same way. Figures: delivery latency (a message sent
+by one user, seen by another's waiting /sync), initial sync of a user in many rooms,
+the cost of an incremental sync with nothing new, and resident memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _proc_cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _proc_rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@dataclass
+class Server:
+    name: str
+    url: str
+    proc: subprocess.Popen[bytes]
+
+    def cpu(self) -> float:
+        return _proc_cpu_s(self.proc.pid)
+
+    def rss(self) -> float:
+        return _proc_rss_mb(self.proc.pid)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+async def _wait_up(url: str, proc: subprocess.Popen[bytes], seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    async with aiohttp.ClientSession() as s:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode}")
+            try:
+                async with s.get(f"{url}/_matrix/client/versions") as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+    raise RuntimeError("server did not come up")
+
+
+async def start_accord(tmp: Path, port: int) -> Server:
+    data = tmp / "accord"
+    cfg = data / "homeserver.yaml"
+    subprocess.run(
+        [sys.executable, "-m", "homeserver", "generate-config", "--server-name", "localhost",
+         "--data-dir", str(data), "--output", str(cfg), "--client-port", str(port),
+         "--federation-port", str(port + 1)],
+        check=True, capture_output=True, cwd=REPO,
+    )
+    config = yaml.safe_load(cfg.read_text())
+    config["registration"]["policy"] = "open"
+    config["rate_limits"]["enabled"] = False
+    config["logging"]["level"] = "WARNING"
+    cfg.write_text(yaml.safe_dump(config))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "homeserver", "run", "--config", str(cfg)],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    await _wait_up(url, proc)
+    return Server("accord", url, proc)
+
+
+async def start_synapse(tmp: Path, port: int, python: str) -> Server:
+    data = tmp / "synapse"
+    data.mkdir()
+    cfg = data / "homeserver.yaml"
+    subprocess.run(
+        [python, "-m", "synapse.app.homeserver", "--server-name", "localhost", "--config-path",
+         str(cfg), "--data-directory", str(data), "--generate-config", "--report-stats=no"],
+        check=True, capture_output=True, cwd=data,
+    )
+    config = yaml.safe_load(cfg.read_text())
+    config["listeners"] = [{
+        "port": port, "bind_addresses": ["127.0.0.1"], "type": "http", "tls": False,
+        "x_forwarded": False, "resources": [{"names": ["client"], "compress": False}],
+    }]
+    config["enable_registration"] = True
+    config["enable_registration_without_verification"] = True
+    config["trusted_key_servers"] = []
+    config["suppress_key_server_warning"] = True
+    big = {"per_second": 100000, "burst_count": 100000}
+    for key in ("rc_message", "rc_registration", "rc_joins", "rc_invites", "rc_login",
+                "rc_presence", "rc_room_creation", "rc_3pid_validation", "rc_admin_redaction",
+                "rc_joins_per_room", "rc_delayed_event_mgmt", "rc_reports"):
+        config[key] = big if key not in ("rc_login", "rc_joins", "rc_invites") else {
+            "address": big, "account": big, "failed_attempts": big,
+            "local": big, "remote": big, "per_room": big, "per_user": big, "per_issuer": big,
+        }
+    log_cfg = data / "localhost.log.config"
+    if log_cfg.exists():
+        text = log_cfg.read_text().replace("level: INFO", "level: WARNING")
+        log_cfg.write_text(text)
+    cfg.write_text(yaml.safe_dump(config))
+    proc = subprocess.Popen(
+        [python, "-m", "synapse.app.homeserver", "--config-path", str(cfg)],
+        cwd=data, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    await _wait_up(url, proc)
+    return Server("synapse", url, proc)
+
+
+class Client:
+    def __init__(self, session: aiohttp.ClientSession, url: str) -> None:
+        self.s = session
+        self.url = url + "/_matrix/client/v3"
+        self.token = ""
+        self.user_id = ""
+
+    async def call(self, method: str, path: str, body: Any = None) -> Any:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        async with self.s.request(method, self.url + path, json=body, headers=headers) as r:
+            data = await r.json()
+            if r.status != 200:
+                raise RuntimeError(f"{method} {path}: {r.status} {data}")
+            return data
+
+    async def register(self, name: str) -> None:
+        body = {"username": name, "password": "bench-password-123", "auth": {"type": "m.login.dummy"},
+                "initial_device_display_name": "bench"}
+        async with self.s.post(self.url + "/register", json=body) as r:
+            data = await r.json()
+            if r.status == 401:  # servers that insist on the two-step dance
+                body["auth"]["session"] = data["session"]
+                async with self.s.post(self.url + "/register", json=body) as r2:
+                    data = await r2.json()
+        self.token = data["access_token"]
+        self.user_id = data["user_id"]
+
+
+def _pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+async def run_workload(server: Server, rooms: int, events: int, rounds: int) -> dict[str, float]:
+    out: dict[str, float] = {}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+        sender, receiver, reader = Client(s, server.url), Client(s, server.url), Client(s, server.url)
+        await sender.register("sender")
+        await receiver.register("receiver")
+        await reader.register("reader")
+        await asyncio.sleep(1)
+        out["rss_idle_mb"] = server.rss()
+        peak = [out["rss_idle_mb"]]
+
+        # Delivery latency: one message, seen by another user's waiting /sync.
+        room = (await sender.call("POST", "/createRoom", {"preset": "public_chat"}))["room_id"]
+        await receiver.call("POST", f"/rooms/{room}/join", {})
+        token = (await receiver.call("GET", "/sync?timeout=0"))["next_batch"]
+        latencies = []
+        for i in range(rounds):
+            waiting = asyncio.ensure_future(receiver.call("GET", f"/sync?since={token}&timeout=30000"))
+            await asyncio.sleep(0.02)
+            t0 = time.perf_counter()
+            await sender.call("PUT", f"/rooms/{room}/send/m.room.message/d{i}", {"msgtype": "m.text", "body": str(i)})
+            while True:
+                body = await waiting
+                token = body["next_batch"]
+                timeline = body.get("rooms", {}).get("join", {}).get(room, {}).get("timeline", {})
+                if any(e.get("content", {}).get("body") == str(i) for e in timeline.get("events", [])):
+                    break
+                waiting = asyncio.ensure_future(receiver.call("GET", f"/sync?since={token}&timeout=30000"))
+            latencies.append((time.perf_counter() - t0) * 1000)
+        out["delivery_p50_ms"] = statistics.median(latencies)
+        out["delivery_p99_ms"] = _pct(latencies, 99)
+        peak.append(server.rss())
+
+        # A reader in many rooms with history.
+        for r in range(rooms):
+            rid = (await sender.call("POST", "/createRoom", {"preset": "public_chat", "name": f"room {r}"}))["room_id"]
+            await reader.call("POST", f"/rooms/{rid}/join", {})
+            for e in range(events):
+                await sender.call("PUT", f"/rooms/{rid}/send/m.room.message/r{r}e{e}",
+                                  {"msgtype": "m.text", "body": f"message {e} in room {r}"})
+        peak.append(server.rss())
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            initial = await reader.call("GET", "/sync?timeout=0")
+            times.append((time.perf_counter() - t0) * 1000)
+        out["initial_sync_ms"] = statistics.median(times)
+        token = initial["next_batch"]
+        peak.append(server.rss())
+
+        # Incremental sync with nothing new: the steady-state cost of every client.
+        cpu0 = server.cpu()
+        inc = []
+        for _ in range(rounds * 2):
+            t0 = time.perf_counter()
+            body = await reader.call("GET", f"/sync?since={token}&timeout=0")
+            inc.append((time.perf_counter() - t0) * 1000)
+            token = body["next_batch"]
+        out["incremental_p50_ms"] = statistics.median(inc)
+        out["incremental_cpu_ms"] = (server.cpu() - cpu0) * 1000 / len(inc)
+        peak.append(server.rss())
+        out["rss_load_mb"] = max(peak)
+    return out
+
+
+async def bench_sync(quick: bool) -> list[tuple[str, dict[str, float]]]:
+    rooms, events, rounds = (10, 20, 30) if quick else (50, 100, 100)
+    results = []
+    tmp = Path(tempfile.mkdtemp(prefix="accord-bench-"))
+    try:
+        server = await start_accord(tmp, 18600)
+        try:
+            results.append(("accord", await run_workload(server, rooms, events, rounds)))
+        finally:
+            server.stop()
+        synapse_python = os.environ.get("ACCORD_SYNAPSE_PYTHON") or str(REPO / ".venv-synapse/bin/python")
+        if Path(synapse_python).exists():
+            server = await start_synapse(tmp, 18700, synapse_python)
+            try:
+                results.append(("synapse", await run_workload(server, rooms, events, rounds)))
+            finally:
+                server.stop()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return results
+
+
+def report(results: list[tuple[str, dict[str, float]]], rooms_events: str) -> None:
+    rows = [
+        ("delivery p50 (ms)", "delivery_p50_ms"), ("delivery p99 (ms)", "delivery_p99_ms"),
+        (f"initial sync, {rooms_events} (ms)", "initial_sync_ms"),
+        ("incremental sync p50 (ms)", "incremental_p50_ms"),
+        ("server CPU per incremental sync (ms)", "incremental_cpu_ms"),
+        ("RSS idle (MB)", "rss_idle_mb"), ("RSS under load (MB)", "rss_load_mb"),
+    ]
+    names = [n for n, _ in results]
+    print("real time (servers as separate processes, same client workload):")
+    header = f"  {'':40s}" + "".join(f"{n:>12s}" for n in names)
+    if len(results) == 2:
+        header += f"{'ratio':>10s}"
+    print(header)
+    for label, key in rows:
+        line = f"  {label:40s}" + "".join(f"{r[key]:12.2f}" for _, r in results)
+        if len(results) == 2 and results[1][1][key]:
+            line += f"{results[0][1][key] / results[1][1][key]:10.2f}"
+        print(line)
+
+
+if __name__ == "__main__":
+    quick = "--quick" in sys.argv
+    res = asyncio.run(bench_sync(quick))
+    report(res, "10 rooms x 20 events" if quick else "50 rooms x 100 events")
