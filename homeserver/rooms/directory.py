@@ -1,21 +1,148 @@
-"""Room aliases and the published room directory."""
+"""Room aliases and the published room directory.
+
+Aliases are server-local names for rooms; the published directory is the list
+this server shows on /publicRooms. Both are changed only by people who run the
+room (power to send m.room.canonical_alias) or the server (admins), because a
+name or a listing speaks for the room to everyone on the server.
+"""
 
 from __future__ import annotations
 
+import base64
+import bisect
+import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from homeserver.errors import MatrixError
+import orjson
+
+from federation.events import get_required_power_level, get_room_version, get_user_power_level
+from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
+from homeserver.identifiers import is_valid_server_name
 from homeserver.storage.rooms import RoomRecord
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
 
+logger = logging.getLogger(__name__)
+
 MAX_ALIAS_BYTES = 255
+CANONICAL_ALIAS = ("m.room.canonical_alias", "")
+# Join rules under which a published room is actually listed (besides world-readable
+# rooms): a room nobody can enter without an invite would only be an advert for a
+# closed door. The spec's published-directory warning allows this filter.
+LISTABLE_JOIN_RULES = ("public", "knock", "knock_restricted")
+_SUMMARY_KEYS = [
+    ("m.room.create", ""),
+    ("m.room.name", ""),
+    ("m.room.topic", ""),
+    ("m.room.avatar", ""),
+    ("m.room.canonical_alias", ""),
+    ("m.room.join_rules", ""),
+    ("m.room.history_visibility", ""),
+    ("m.room.guest_access", ""),
+]
+
+
+def parse_alias(alias: str) -> tuple[str, str]:
+    """(localpart, server name) of a room alias, or M_INVALID_PARAM for anything the
+    appendix grammar forbids: '#', a localpart without ':' or NUL, a valid server name,
+    at most 255 bytes in all."""
+    if not isinstance(alias, str) or not alias.startswith("#"):
+        raise invalid_param("Room alias invalid: must start with '#'")
+    if len(alias.encode("utf-8", "surrogatepass")) > MAX_ALIAS_BYTES:
+        raise invalid_param("Room alias invalid: longer than 255 bytes")
+    localpart, sep, server = alias[1:].partition(":")
+    if not sep or not localpart:
+        raise invalid_param("Room alias invalid: expected #localpart:server")
+    if "\x00" in localpart or any(0xD800 <= ord(c) <= 0xDFFF for c in localpart):
+        raise invalid_param("Room alias invalid: forbidden character in localpart")
+    if not is_valid_server_name(server):
+        raise invalid_param("Room alias invalid: bad server name")
+    return localpart, server
+
+
+@dataclass
+class _Listed:
+    """One published room as /publicRooms shows it, with its sort key."""
+
+    members: int
+    room_id: str
+    entry: dict[str, Any]
+    search_text: str
+    room_type: str | None
+
+    @property
+    def key(self) -> tuple[int, str]:
+        # Ascending order of this key is the listing order: most members first,
+        # then room ID, so pages are stable while membership counts are.
+        return (-self.members, self.room_id)
+
+
+def _encode_token(direction: str, key: tuple[int, str]) -> str:
+    raw = orjson.dumps([direction, -key[0], key[1]])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_token(token: str) -> tuple[bool, tuple[int, str]]:
+    """(forwards, sort key) of a since token; M_INVALID_PARAM for anything we did not issue."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        direction, members, room_id = orjson.loads(raw)
+        if direction not in ("n", "p") or type(members) is not int or not isinstance(room_id, str):
+            raise ValueError
+    except (ValueError, TypeError, orjson.JSONDecodeError):
+        raise invalid_param("Invalid 'since' pagination token") from None
+    return direction == "n", (-members, room_id)
+
+
+def _str(content: dict[str, Any], key: str) -> str | None:
+    value = content.get(key)
+    return value if isinstance(value, str) else None
+
+
+def plain_topic(content: dict[str, Any]) -> str | None:
+    """The text/plain topic: the m.topic representation if there is one, else `topic`."""
+    reps = content.get("m.topic")
+    if isinstance(reps, list):
+        for rep in reps:
+            if (
+                isinstance(rep, dict)
+                and rep.get("mimetype", "text/plain") == "text/plain"
+                and isinstance(rep.get("body"), str)
+            ):
+                return str(rep["body"])
+    return _str(content, "topic")
 
 
 class DirectoryService:
     def __init__(self, hs: HomeServer) -> None:
         self.hs = hs
+
+    # --- permissions ---
+
+    async def is_admin(self, user_id: str) -> bool:
+        user = await self.hs.users.get_user(user_id)
+        return bool(user and user.admin)
+
+    async def is_joined(self, room: RoomRecord, user_id: str) -> bool:
+        m = await self.hs.room_store.membership_of(room.room_nid, user_id)
+        return m is not None and m[0] == "join"
+
+    async def can_edit_directory(self, room: RoomRecord, user_id: str) -> bool:
+        """Whether a joined member may speak for the room's names and listing: the power
+        to send m.room.canonical_alias, the state event that advertises those names."""
+        if not await self.is_joined(room, user_id):
+            return False
+        state = await self.hs.room_service.current_state_events(
+            room, [("m.room.power_levels", ""), ("m.room.create", "")]
+        )
+        plain = {k: ev.event for k, ev in state.items()}
+        rv = get_room_version(room.room_version)
+        needed = get_required_power_level(plain, "m.room.canonical_alias", "")
+        return get_user_power_level(user_id, plain, rv) >= needed
+
+    # --- aliases ---
 
     def check_new_alias_localpart(self, localpart: str) -> str:
         """The full alias for a room_alias_name, refusing what the grammar forbids."""
@@ -44,3 +171,197 @@ class DirectoryService:
             found = await self.hs.room_store.get_alias(alias)
             if found is None or found[0] != room.room_id:
                 raise MatrixError(400, "M_BAD_ALIAS", f"Alias {alias} does not point to this room")
+
+    async def create_alias(self, user_id: str, alias: str, room_id: str) -> None:
+        """Map a new local alias to a room the user is joined to (admins: any room)."""
+        localpart, server = parse_alias(alias)
+        if server != self.hs.config.server_name:
+            raise invalid_param("Room aliases can only be created on this server")
+        self.check_new_alias_localpart(localpart)
+        room = await self.hs.room_store.get_room(room_id)
+        if room is None:
+            raise not_found("Room not found")
+        if not await self.is_joined(room, user_id) and not await self.is_admin(user_id):
+            raise forbidden("You must be joined to the room to give it an alias")
+        if not await self.hs.room_store.create_alias(alias, room_id, user_id, self.hs.clock.time_ms()):
+            raise MatrixError(409, "M_UNKNOWN", f"Room alias {alias} already exists.")
+
+    async def resolve_alias(self, alias: str) -> dict[str, Any]:
+        """The room an alias names and servers that can help a client join it."""
+        _, server = parse_alias(alias)
+        if server != self.hs.config.server_name:
+            # Resolving another server's alias needs a federation query, which this
+            # server cannot make yet; to the client that alias is unknown here.
+            raise not_found(f"Room alias {alias} not found (remote aliases cannot be resolved yet).")
+        found = await self.hs.room_store.get_alias(alias)
+        if found is None:
+            raise not_found(f"Room alias {alias} not found.")
+        room_id = found[0]
+        servers = [self.hs.config.server_name]
+        room = await self.hs.room_store.get_room(room_id)
+        if room is not None:
+            others = {
+                member.split(":", 1)[1]
+                for member, _, _ in await self.hs.room_store.members(room.room_nid, "join")
+            }
+            servers.extend(sorted(others - {self.hs.config.server_name}))
+        return {"room_id": room_id, "servers": servers}
+
+    async def delete_alias(self, user_id: str, alias: str) -> None:
+        """Remove an alias: its creator, the room's moderators or a server admin may.
+        The room's m.room.canonical_alias then stops naming it, when the user may send that."""
+        _, server = parse_alias(alias)
+        found = await self.hs.room_store.get_alias(alias) if server == self.hs.config.server_name else None
+        if found is None:
+            raise not_found(f"Room alias {alias} not found.")
+        room_id, creator = found
+        room = await self.hs.room_store.get_room(room_id)
+        allowed = (
+            creator == user_id
+            or (room is not None and await self.can_edit_directory(room, user_id))
+            or await self.is_admin(user_id)
+        )
+        if not allowed:
+            raise forbidden("You may not delete this alias")
+        await self.hs.room_store.delete_alias(alias)
+        if room is not None:
+            await self._drop_from_canonical_alias(room, user_id, alias)
+
+    async def _drop_from_canonical_alias(self, room: RoomRecord, user_id: str, alias: str) -> None:
+        """Stop m.room.canonical_alias advertising a deleted alias. The spec recommends the
+        deletion succeed even when the user may not update the event, so a refusal is
+        logged, not raised."""
+        current = await self.hs.room_service.current_state_event(room, CANONICAL_ALIAS)
+        if current is None:
+            return
+        content = dict(current.event["content"])
+        alt = content.get("alt_aliases")
+        changed = False
+        if content.get("alias") == alias:
+            del content["alias"]
+            changed = True
+        if isinstance(alt, list) and alias in alt:
+            content["alt_aliases"] = [a for a in alt if a != alias]
+            changed = True
+        if not changed:
+            return
+        try:
+            await self.hs.room_service.create_event(room, user_id, "m.room.canonical_alias", content, state_key="")
+        except MatrixError as e:
+            logger.info("alias %s deleted but canonical alias of %s not updated: %s", alias, room.room_id, e.message)
+
+    async def local_aliases(self, user_id: str, room_id: str) -> list[str]:
+        """The room's local aliases, for members (or anyone when world readable) and admins."""
+        room = await self.hs.room_store.get_room(room_id)
+        if room is None:
+            if await self.is_admin(user_id):
+                raise not_found("Room not found")
+            raise forbidden("You are not a member of the room.")
+        if not await self.hs.visibility.can_see_current_state(user_id, room) and not await self.is_admin(user_id):
+            raise forbidden("You are not a member of the room.")
+        return await self.hs.room_store.aliases_for_room(room_id)
+
+    # --- the published room directory ---
+
+    async def get_visibility(self, room_id: str) -> str:
+        room = await self.hs.room_store.get_room(room_id)
+        if room is None:
+            raise not_found("Room not found")
+        return "public" if room.published else "private"
+
+    async def set_visibility(self, user_id: str, room_id: str, visibility: str) -> None:
+        """Publish or unpublish a room: its moderators or a server admin may."""
+        if visibility not in ("public", "private"):
+            raise invalid_param("'visibility' must be 'public' or 'private'")
+        room = await self.hs.room_store.get_room(room_id)
+        if room is None:
+            raise not_found("Room not found")
+        if not await self.can_edit_directory(room, user_id) and not await self.is_admin(user_id):
+            raise forbidden("You may not change this room's visibility in the directory")
+        if room.published != (visibility == "public"):
+            await self.hs.room_store.set_published(room_id, visibility == "public")
+
+    async def _listed(self, room: RoomRecord) -> _Listed | None:
+        """The directory entry of a published room, or None when it is not listable
+        (no one joined, or neither enterable without invite nor world readable)."""
+        members = len(await self.hs.room_store.members(room.room_nid, "join"))
+        if members == 0:
+            return None
+        state = await self.hs.room_service.current_state_events(room, _SUMMARY_KEYS)
+
+        def content(event_type: str) -> dict[str, Any]:
+            ev = state.get((event_type, ""))
+            c = ev.event.get("content") if ev is not None else None
+            return c if isinstance(c, dict) else {}
+
+        join_rule = _str(content("m.room.join_rules"), "join_rule")
+        world_readable = content("m.room.history_visibility").get("history_visibility") == "world_readable"
+        if join_rule not in LISTABLE_JOIN_RULES and not world_readable:
+            return None
+        entry: dict[str, Any] = {
+            "room_id": room.room_id,
+            "num_joined_members": members,
+            "world_readable": world_readable,
+            "guest_can_join": content("m.room.guest_access").get("guest_access") == "can_join",
+        }
+        optional = {
+            "name": _str(content("m.room.name"), "name"),
+            "topic": plain_topic(content("m.room.topic")),
+            "canonical_alias": _str(content("m.room.canonical_alias"), "alias"),
+            "avatar_url": _str(content("m.room.avatar"), "url"),
+            "join_rule": join_rule,
+            "room_type": _str(content("m.room.create"), "type"),
+        }
+        entry.update({k: v for k, v in optional.items() if v})
+        alt = content("m.room.canonical_alias").get("alt_aliases")
+        searchable = [entry.get("name"), entry.get("topic"), entry.get("canonical_alias")]
+        if isinstance(alt, list):
+            searchable.extend(a for a in alt if isinstance(a, str))
+        text = "\n".join(s for s in searchable if s).casefold()
+        return _Listed(members, room.room_id, entry, text, optional["room_type"])
+
+    async def public_rooms(
+        self,
+        *,
+        limit: int | None,
+        since: str | None,
+        search_term: str | None = None,
+        room_types: list[str | None] | None = None,
+        third_party_instance_id: str | None = None,
+    ) -> dict[str, Any]:
+        """One page of the published directory, most joined members first.
+
+        Tokens name the last (next_batch) or first (prev_batch) room shown, so a page
+        boundary stays put when rooms are published or unpublished in between.
+        """
+        forwards, bound = _decode_token(since) if since else (True, None)
+        if third_party_instance_id is not None:
+            # No application service publishes networks here, so any named network is empty.
+            return {"chunk": [], "total_room_count_estimate": 0}
+        listed = [entry for room in await self.hs.room_store.published_rooms() if (entry := await self._listed(room))]
+        if room_types:
+            wanted = set(room_types)
+            listed = [r for r in listed if r.room_type in wanted]
+        total = len(listed)
+        if search_term:
+            term = search_term.casefold()
+            listed = [r for r in listed if term in r.search_text]
+        listed.sort(key=lambda r: r.key)
+        keys = [r.key for r in listed]
+        size = limit if limit else len(listed)
+        if bound is None:
+            start = 0
+            end = min(size, len(listed))
+        elif forwards:
+            start = bisect.bisect_right(keys, bound)
+            end = min(start + size, len(listed))
+        else:
+            end = bisect.bisect_left(keys, bound)
+            start = max(0, end - size)
+        chunk = listed[start:end]
+        out: dict[str, Any] = {"chunk": [r.entry for r in chunk], "total_room_count_estimate": total}
+        if chunk and end < len(listed):
+            out["next_batch"] = _encode_token("n", chunk[-1].key)
+        if chunk and start > 0:
+            out["prev_batch"] = _encode_token("p", chunk[0].key)
+        return out

@@ -1,0 +1,129 @@
+"""Room aliases (/directory/room), local alias lists and the published room
+directory (/directory/list/room, /publicRooms). Behaviour lives in
+`homeserver.rooms.directory`; this module only speaks HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from homeserver.api.http import ClientRoutes, field, get_hs, json_response, read_json, requester
+from homeserver.errors import MatrixError, bad_json, invalid_param, not_found
+from homeserver.identifiers import is_valid_server_name
+
+
+async def put_alias(request: web.Request) -> web.Response:
+    hs = get_hs(request)
+    req = await requester(request)
+    body = await read_json(request)
+    room_id = field(body, "room_id", str, required=True)
+    if not room_id.startswith("!"):
+        raise invalid_param("'room_id' must be a room ID")
+    await hs.directory.create_alias(req.user_id, request.match_info["room_alias"], room_id)
+    return json_response({})
+
+
+async def get_alias(request: web.Request) -> web.Response:
+    # No access token needed: the spec lists no security for alias lookups.
+    hs = get_hs(request)
+    return json_response(await hs.directory.resolve_alias(request.match_info["room_alias"]))
+
+
+async def delete_alias(request: web.Request) -> web.Response:
+    hs = get_hs(request)
+    req = await requester(request)
+    await hs.directory.delete_alias(req.user_id, request.match_info["room_alias"])
+    return json_response({})
+
+
+async def get_room_aliases(request: web.Request) -> web.Response:
+    hs = get_hs(request)
+    req = await requester(request)
+    aliases = await hs.directory.local_aliases(req.user_id, request.match_info["room_id"])
+    return json_response({"aliases": aliases})
+
+
+async def get_visibility(request: web.Request) -> web.Response:
+    hs = get_hs(request)
+    return json_response({"visibility": await hs.directory.get_visibility(request.match_info["room_id"])})
+
+
+async def put_visibility(request: web.Request) -> web.Response:
+    hs = get_hs(request)
+    req = await requester(request)
+    body = await read_json(request, allow_empty=True)
+    visibility = field(body, "visibility", str, default="public")
+    await hs.directory.set_visibility(req.user_id, request.match_info["room_id"], visibility)
+    return json_response({})
+
+
+def _check_server(request: web.Request) -> None:
+    """Only our own directory can be listed: remote ones need federation, which
+    this server does not speak yet, so another server's directory is not found here."""
+    hs = get_hs(request)
+    server = request.query.get("server")
+    if server is None or server == hs.config.server_name:
+        return
+    if not is_valid_server_name(server):
+        raise invalid_param("Query parameter 'server' is not a valid server name")
+    raise not_found(f"Cannot list the room directory of {server}: federation is not available")
+
+
+def _limit(value: Any) -> int | None:
+    """A page size; absent or 0 means every room."""
+    if value is None:
+        return None
+    if type(value) is not int or value < 0:
+        raise invalid_param("'limit' must be a non-negative integer")
+    return value or None
+
+
+async def get_public_rooms(request: web.Request) -> web.Response:
+    hs = get_hs(request)
+    if request.headers.get("Authorization") or "access_token" in request.query:
+        await requester(request, allow_guest=True)  # optional, but a bad token is still refused
+    _check_server(request)
+    raw = request.query.get("limit")
+    try:
+        limit = _limit(int(raw)) if raw is not None else None
+    except ValueError:
+        raise invalid_param("Query parameter 'limit' must be an integer") from None
+    return json_response(await hs.directory.public_rooms(limit=limit, since=request.query.get("since")))
+
+
+async def post_public_rooms(request: web.Request) -> web.Response:
+    hs = get_hs(request)
+    await requester(request)
+    _check_server(request)
+    body = await read_json(request, allow_empty=True)
+    limit = _limit(body.get("limit"))
+    since = field(body, "since", str)
+    flt = field(body, "filter", dict, default={})
+    term = field(flt, "generic_search_term", str)
+    room_types = field(flt, "room_types", list)
+    if room_types is not None and not all(t is None or isinstance(t, str) for t in room_types):
+        raise bad_json("'room_types' must list strings or null")
+    include_all = field(body, "include_all_networks", bool, default=False)
+    instance = field(body, "third_party_instance_id", str)
+    if include_all and instance is not None:
+        raise MatrixError(
+            400, "M_INVALID_PARAM", "'third_party_instance_id' cannot be used with 'include_all_networks'"
+        )
+    return json_response(
+        await hs.directory.public_rooms(
+            limit=limit, since=since, search_term=term, room_types=room_types,
+            third_party_instance_id=instance,
+        )
+    )
+
+
+def register(routes: ClientRoutes) -> None:
+    routes.add("PUT", "/directory/room/{room_alias}", put_alias)
+    routes.add("GET", "/directory/room/{room_alias}", get_alias)
+    routes.add("DELETE", "/directory/room/{room_alias}", delete_alias)
+    routes.add("GET", "/rooms/{room_id}/aliases", get_room_aliases)
+    routes.add("GET", "/directory/list/room/{room_id}", get_visibility)
+    routes.add("PUT", "/directory/list/room/{room_id}", put_visibility)
+    routes.add("GET", "/publicRooms", get_public_rooms)
+    routes.add("POST", "/publicRooms", post_public_rooms)
