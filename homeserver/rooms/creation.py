@@ -8,8 +8,8 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from federation.events import (
-    CanonicalJSONError,
     DEFAULT_ROOM_VERSION,
+    CanonicalJSONError,
     EventFormatError,
     UnsupportedRoomVersionError,
     build_event,
@@ -119,6 +119,11 @@ def _validate(hs: HomeServer, body: dict[str, Any]) -> dict[str, Any]:
 async def create_room(hs: HomeServer, creator: str, body: dict[str, Any]) -> str:
     """Create a room as the spec's createRoom describes; returns its room ID."""
     req = _validate(hs, body)
+    # The creator is joined already; inviting them would fail after the room exists.
+    req["invite"] = [u for u in req["invite"] if u != creator]
+    for invitee in req["invite"]:
+        # Before the room exists: a refused invitee must not leave a half-made room.
+        await hs.membership.check_invitee(invitee)
     rv = req["rv"]
     preset = PRESETS[req["preset"]]
     alias = None

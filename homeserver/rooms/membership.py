@@ -1,28 +1,70 @@
-"""Membership changes: join, invite, leave, kick, ban, unban, knock.
+"""Membership changes: join, invite, leave, kick, ban, unban, knock, forget.
 
-Each is an m.room.member event authorised by the room's rules; this module adds
-what the client-server API layers on top (profile in the content, aliases,
-restricted-join authorisation by a local user).
+Each change is an m.room.member event authorised by the room's auth rules;
+this module adds what the client-server API layers on top of them:
+
+* the joiner's profile in the content (the spec asks servers to include it),
+* checks the auth rules cannot express (unban only whom is banned, kick only
+  whom is in the room, guests only into rooms that admit them) and friendlier
+  refusals than the rule texts, run under the room lock so they cannot race,
+* no-ops instead of duplicate events (joining twice, inviting the invited),
+* restricted joins: naming a local user who may invite as the spec's
+  ``join_authorised_via_users_server`` when the joiner qualifies,
+* propagating profile changes into every joined room, and removing guests
+  from rooms that stop admitting them.
+
+Rooms and users on other servers need federation, which this server does not
+speak yet: they are refused with messages that say so.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
-from federation.events import get_room_version, get_user_power_level
-from homeserver.errors import MatrixError, not_found
+from federation.events import get_named_level, get_room_version, get_user_power_level
+from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
+from homeserver.identifiers import parse_user_id
 from homeserver.storage.events import StoredEvent
 from homeserver.storage.rooms import RoomRecord
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
 
+logger = logging.getLogger(__name__)
+
+StateKey = tuple[str, str]
+CREATE: StateKey = ("m.room.create", "")
+JOIN_RULES: StateKey = ("m.room.join_rules", "")
+POWER_LEVELS: StateKey = ("m.room.power_levels", "")
+GUEST_ACCESS: StateKey = ("m.room.guest_access", "")
+
+# What a request asks for, which is more than the membership it results in:
+# "leave" is leaving, rejecting an invite or retracting a knock; "kick" and
+# "unban" also end in leave; "profile" re-sends a join with a new profile.
+ACTIONS = ("join", "invite", "leave", "kick", "ban", "unban", "knock", "profile")
+_MEMBERSHIP_OF_ACTION = {"kick": "leave", "unban": "leave", "profile": "join"}
+_NO_FEDERATION = "federation with other servers is not supported yet"
+
+
+def _membership(event: StoredEvent | None) -> str | None:
+    if event is None:
+        return None
+    value = event.event.get("content", {}).get("membership")
+    return value if isinstance(value, str) else None
+
 
 class MembershipService:
     def __init__(self, hs: HomeServer) -> None:
         self.hs = hs
 
+    def is_local(self, user_id: str) -> bool:
+        parsed = parse_user_id(user_id)
+        return parsed is not None and parsed[1] == self.hs.config.server_name
+
     async def member_content(self, user_id: str, membership: str) -> dict[str, Any]:
+        """Content for a membership event, with the user's profile where the spec
+        wants it (so clients need no extra profile lookups)."""
         content: dict[str, Any] = {"membership": membership}
         if membership in ("join", "invite", "knock"):
             profile = await self.hs.users.get_full_profile(user_id)
@@ -33,17 +75,92 @@ class MembershipService:
         return content
 
     async def resolve_room(self, room_id_or_alias: str) -> RoomRecord:
+        """The local room a room ID or alias names; 404 M_NOT_FOUND when this
+        server does not know it (rooms elsewhere would need federation)."""
+        server_name = self.hs.config.server_name
         if room_id_or_alias.startswith("#"):
+            _, sep, domain = room_id_or_alias.partition(":")
+            if not sep or len(room_id_or_alias) < 3:
+                raise invalid_param("Invalid room alias")
             found = await self.hs.room_store.get_alias(room_id_or_alias)
             if found is None:
+                if domain != server_name:
+                    raise not_found(f"Room alias {room_id_or_alias} is not known here; {_NO_FEDERATION}")
                 raise not_found("Room alias not found")
             room_id_or_alias = found[0]
-        elif not room_id_or_alias.startswith("!"):
-            raise MatrixError(400, "M_INVALID_PARAM", "Expected a room ID or room alias")
+        elif not room_id_or_alias.startswith("!") or len(room_id_or_alias) < 2:
+            raise invalid_param("Expected a room ID or room alias")
         room = await self.hs.room_store.get_room(room_id_or_alias)
         if room is None:
+            _, sep, domain = room_id_or_alias.partition(":")
+            if sep and domain != server_name:
+                raise not_found(f"Room {room_id_or_alias} is not known here; {_NO_FEDERATION}")
             raise not_found("Room not found")
         return room
+
+    async def check_invitee(self, user_id: str) -> None:
+        """Refuse invites that could never be delivered or accepted.
+
+        Inviting a local ID nobody holds would hand the room to whoever
+        registers it later; inviting a remote user needs federation to deliver;
+        and users may block invites altogether.
+        """
+        parsed = parse_user_id(user_id)
+        if parsed is None:
+            raise invalid_param(f"Invalid user ID {user_id!r}")
+        if parsed[1] != self.hs.config.server_name:
+            raise forbidden(f"Cannot invite {user_id}: {_NO_FEDERATION}")
+        user = await self.hs.users.get_user(user_id)
+        if user is None:
+            raise not_found(f"User {user_id} does not exist")
+        if user.deactivated:
+            raise forbidden(f"User {user_id} has been deactivated")
+        # The spec's invite permission (v1.18): a user may refuse all invites.
+        config = await self.hs.account_data.get_global(user_id, "m.invite_permission_config")
+        if isinstance(config, dict) and config.get("default_action") == "block":
+            raise MatrixError(403, "M_INVITE_BLOCKED", f"{user_id} does not accept invites")
+
+    # --- the client-server actions ---
+
+    async def join(
+        self, room: RoomRecord, user_id: str, *, reason: str | None = None, is_guest: bool = False
+    ) -> StoredEvent:
+        return await self.update(room, user_id, user_id, "join", reason=reason, is_guest=is_guest)
+
+    async def invite(self, room: RoomRecord, sender: str, target: str, *, reason: str | None = None) -> StoredEvent:
+        await self.check_invitee(target)
+        return await self.update(room, sender, target, "invite", reason=reason)
+
+    async def leave(self, room: RoomRecord, user_id: str, *, reason: str | None = None) -> StoredEvent:
+        return await self.update(room, user_id, user_id, "leave", reason=reason)
+
+    async def kick(self, room: RoomRecord, sender: str, target: str, *, reason: str | None = None) -> StoredEvent:
+        return await self.update(room, sender, target, "leave", reason=reason, action="kick")
+
+    async def ban(self, room: RoomRecord, sender: str, target: str, *, reason: str | None = None) -> StoredEvent:
+        return await self.update(room, sender, target, "ban", reason=reason)
+
+    async def unban(self, room: RoomRecord, sender: str, target: str, *, reason: str | None = None) -> StoredEvent:
+        return await self.update(room, sender, target, "leave", reason=reason, action="unban")
+
+    async def knock(self, room: RoomRecord, user_id: str, *, reason: str | None = None) -> StoredEvent:
+        return await self.update(room, user_id, user_id, "knock", reason=reason)
+
+    async def forget(self, room: RoomRecord, user_id: str) -> None:
+        """Hide a room the user has left from them, until they are next
+        invited, join or knock (the storage resets the flag on those)."""
+        async with self.hs.room_service.lock(room.room_id):  # no membership change in between
+            current = await self.hs.room_store.membership_of(room.room_nid, user_id)
+            if current is None:
+                raise not_found("You have never been in this room")
+            if current[0] in ("join", "invite", "knock"):
+                what = {"join": "are in", "invite": "are invited to", "knock": "have knocked on"}[current[0]]
+                raise MatrixError(
+                    400, "M_UNKNOWN", f"You {what} room {room.room_id}; leave it before forgetting it"
+                )
+            await self.hs.room_store.forget(room.room_nid, user_id)
+
+    # --- the one way membership changes ---
 
     async def update(
         self,
@@ -55,7 +172,15 @@ class MembershipService:
         reason: str | None = None,
         is_direct: bool = False,
         extra: dict[str, Any] | None = None,
+        action: str | None = None,
+        is_guest: bool = False,
     ) -> StoredEvent:
+        """Send the m.room.member event for `action` (by default the membership
+        itself; "leave" of someone else counts as a kick)."""
+        if action is None:
+            action = "kick" if membership == "leave" and sender != target else membership
+        if action not in ACTIONS or _MEMBERSHIP_OF_ACTION.get(action, action) != membership:
+            raise ValueError(f"membership {membership!r} does not fit action {action!r}")
         content = await self.member_content(target, membership)
         if membership == "invite" and is_direct:
             content["is_direct"] = True
@@ -63,49 +188,162 @@ class MembershipService:
             content["reason"] = reason
         if extra:
             content.update(extra)
-        if membership == "join":
-            await self._authorise_restricted_join(room, target, content)
+
+        async def precondition(state_ids: dict[StateKey, int]) -> StoredEvent | None:
+            return await self._precondition(room, state_ids, action, sender, target, content, is_guest)
+
         return await self.hs.room_service.create_event(
-            room, sender, "m.room.member", content, state_key=target
+            room, sender, "m.room.member", content, state_key=target, precondition=precondition
         )
 
-    async def _authorise_restricted_join(self, room: RoomRecord, user_id: str, content: dict[str, Any]) -> None:
-        """For restricted rooms, name a local user who may invite (the spec's
-        join_authorised_via_users_server) when the joiner qualifies through an allow rule."""
+    async def _precondition(
+        self,
+        room: RoomRecord,
+        state_ids: dict[StateKey, int],
+        action: str,
+        sender: str,
+        target: str,
+        content: dict[str, Any],
+        is_guest: bool,
+    ) -> StoredEvent | None:
+        """Checks beyond the auth rules, against the state the event will follow.
+        Returns the current member event when the request is already satisfied."""
         service = self.hs.room_service
-        state = await service.current_state_events(
-            room, [("m.room.join_rules", ""), ("m.room.member", user_id), ("m.room.power_levels", ""), ("m.room.create", "")]
-        )
-        rules = state.get(("m.room.join_rules", ""))
-        join_rule = rules.event["content"].get("join_rule") if rules else None
+        keys = [("m.room.member", sender), ("m.room.member", target), JOIN_RULES, GUEST_ACCESS]
+        state = await service.state_events(state_ids, keys)
+        current = state.get(("m.room.member", target))
+        target_m = _membership(current)
+        sender_m = _membership(state.get(("m.room.member", sender)))
+        if action in ("invite", "kick", "ban", "unban") and sender_m != "join":
+            # Before anything about the target: strangers learn nothing about members.
+            raise forbidden("You are not joined to this room")
+
+        if action == "join":
+            if is_guest:
+                guest = state.get(GUEST_ACCESS)
+                if guest is None or guest.event["content"].get("guest_access") != "can_join":
+                    raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guests may not join this room")
+            if target_m == "ban":
+                raise forbidden("You are banned from this room")
+            if target_m == "join" and current is not None and current.event["content"] == content:
+                return current
+            if target_m not in ("join", "invite"):
+                await self._authorise_restricted_join(room, state_ids, state.get(JOIN_RULES), target, content)
+        elif action == "profile":
+            if target_m != "join" or current is None:
+                raise forbidden("No longer joined to this room")
+            if current.event["content"] == content:
+                return current
+        elif action == "invite":
+            if target_m == "invite":
+                return current  # the spec: 200 when "already invited"
+            if target_m == "join":
+                raise forbidden(f"{target} is already in the room")
+            if target_m == "ban":
+                raise forbidden(f"{target} is banned from the room")
+        elif action == "leave":
+            if target_m is None:
+                raise forbidden("You are not a member of this room")
+            if target_m == "leave":
+                return current  # already gone (left or kicked): what was asked holds
+            if target_m == "ban":
+                raise forbidden("You are banned from this room")
+        elif action == "kick":
+            if target_m not in ("join", "invite", "knock"):
+                raise forbidden(f"{target} is not in the room")
+        elif action == "ban":
+            if target_m == "ban" and current is not None and current.event["content"] == content:
+                return current
+        elif action == "unban":
+            if target_m != "ban":
+                raise MatrixError(403, "M_BAD_STATE", f"{target} is not banned from this room")
+        elif action == "knock":
+            refusal = {
+                "join": "You are already in this room",
+                "invite": "You are already invited to this room; join it instead",
+                "ban": "You are banned from this room",
+            }.get(str(target_m))
+            if refusal is not None:
+                raise forbidden(refusal)
+        return None
+
+    async def _authorise_restricted_join(
+        self,
+        room: RoomRecord,
+        state_ids: dict[StateKey, int],
+        join_rules: StoredEvent | None,
+        user_id: str,
+        content: dict[str, Any],
+    ) -> None:
+        """For restricted rooms, name a local user who may invite (the spec's
+        join_authorised_via_users_server) when the joiner is joined to a room
+        the allow rules list; refuse with a clear reason otherwise."""
+        rules = join_rules.event["content"] if join_rules is not None else {}
+        join_rule = rules.get("join_rule")
         if join_rule not in ("restricted", "knock_restricted"):
             return
-        current = state.get(("m.room.member", user_id))
-        if current is not None and current.event["content"].get("membership") in ("join", "invite"):
-            return
-        allow = rules.event["content"].get("allow", []) if rules else []
+        allow = rules.get("allow", [])
         qualifies = False
         for entry in allow if isinstance(allow, list) else []:
-            if isinstance(entry, dict) and entry.get("type") == "m.room_membership":
-                other = await self.hs.room_store.get_room(str(entry.get("room_id")))
-                if other is None:
-                    continue
-                m = await self.hs.room_store.membership_of(other.room_nid, user_id)
-                if m is not None and m[0] == "join":
-                    qualifies = True
-                    break
-        if not qualifies:
-            return  # the auth rules will refuse the join with the right message
-        rv = get_room_version(room.room_version)
-        auth_state = {k: ev.event for k, ev in state.items()}
-        levels = state.get(("m.room.power_levels", ""))
-        invite_level = 0
-        if levels is not None:
-            invite_level = levels.event["content"].get("invite", 0)
-        for member, _membership, _ in await self.hs.room_store.members(room.room_nid, "join"):
-            if not member.endswith(":" + self.hs.config.server_name):
+            if not isinstance(entry, dict) or entry.get("type") != "m.room_membership":
                 continue
-            if get_user_power_level(member, auth_state, rv) >= invite_level:
+            room_id = entry.get("room_id")
+            other = await self.hs.room_store.get_room(room_id) if isinstance(room_id, str) else None
+            if other is None:
+                continue  # rooms this server is not in cannot be verified
+            m = await self.hs.room_store.membership_of(other.room_nid, user_id)
+            if m is not None and m[0] == "join":
+                qualifies = True
+                break
+        if not qualifies:
+            hint = "; you may knock to ask for one" if join_rule == "knock_restricted" else ""
+            raise forbidden(
+                "You need an invite to join this room, or to be joined to one of the rooms "
+                f"its join rule allows{hint}"
+            )
+        rv = get_room_version(room.room_version)
+        plain = {
+            k: ev.event
+            for k, ev in (await self.hs.room_service.state_events(state_ids, [POWER_LEVELS, CREATE])).items()
+        }
+        invite_level = get_named_level(plain, "invite")
+        # The room's memberships table is current state, and we hold the room lock.
+        joined = sorted(m for m, _, _ in await self.hs.room_store.members(room.room_nid, "join"))
+        for member in joined:
+            if self.is_local(member) and get_user_power_level(member, plain, rv) >= invite_level:
                 content["join_authorised_via_users_server"] = member
                 return
-        raise MatrixError(403, "M_FORBIDDEN", "No local user can authorise this join")
+        raise forbidden("No user on this server who may invite is in the room to authorise the join")
+
+    # --- side effects of other changes ---
+
+    async def propagate_profile(self, user_id: str) -> None:
+        """Re-send the user's join event, with the new displayname and avatar_url,
+        in every room they are joined to (the spec's "Events on Change of
+        Profile Information"). A room that refuses is skipped, not fatal: the
+        profile itself has changed either way."""
+        for room_id, _ in await self.hs.room_store.rooms_for_user(user_id, ("join",)):
+            room = await self.hs.room_store.get_room(room_id)
+            if room is None:
+                continue
+            try:
+                await self.update(room, user_id, user_id, "join", action="profile")
+            except MatrixError as e:
+                logger.info("profile change of %s not sent to %s: %s", user_id, room_id, e.message)
+
+    async def enforce_guest_access(self, room: RoomRecord) -> None:
+        """Once a room stops admitting guests, its guests must leave (the spec's
+        guest access "Server behaviour"); each leaves under their own name."""
+        guest = await self.hs.room_service.current_state_event(room, GUEST_ACCESS)
+        if guest is not None and guest.event["content"].get("guest_access") == "can_join":
+            return
+        for member, _, _ in await self.hs.room_store.members(room.room_nid, "join"):
+            if not self.is_local(member):
+                continue
+            user = await self.hs.users.get_user(member)
+            if user is None or not user.is_guest:
+                continue
+            try:
+                await self.update(room, member, member, "leave")
+            except MatrixError as e:
+                logger.warning("could not remove guest %s from %s: %s", member, room.room_id, e.message)

@@ -16,6 +16,8 @@ _KEY = re.compile(r"^(avatar_url|displayname|m\.tz|[a-z][a-z0-9_]*(\.[a-z][a-z0-
 MAX_PROFILE_BYTES = 64 * 1024
 MAX_DISPLAYNAME_CHARS = 256
 MAX_AVATAR_URL_CHARS = 1000
+# Fields joined members carry in their m.room.member events: changing one re-sends those.
+_IN_MEMBER_EVENTS = ("displayname", "avatar_url")
 
 
 async def _profile_of(request: web.Request) -> tuple[str, dict[str, Any]]:
@@ -86,13 +88,19 @@ async def put_profile_field(request: web.Request) -> web.Response:
     profile[key] = value
     if len(orjson.dumps(profile)) > MAX_PROFILE_BYTES:
         raise MatrixError(400, "M_PROFILE_TOO_LARGE", "Profile would exceed 64 KiB")
-    await get_hs(request).users.set_profile_field(user_id, key, value)
+    hs = get_hs(request)
+    await hs.users.set_profile_field(user_id, key, value)
+    if key in _IN_MEMBER_EVENTS:
+        await hs.membership.propagate_profile(user_id)
     return json_response({})
 
 
 async def delete_profile_field(request: web.Request) -> web.Response:
     user_id, key, _ = await _authorise_change(request)
-    await get_hs(request).users.set_profile_field(user_id, key, None, delete=True)
+    hs = get_hs(request)
+    await hs.users.set_profile_field(user_id, key, None, delete=True)
+    if key in _IN_MEMBER_EVENTS:
+        await hs.membership.propagate_profile(user_id)
     return json_response({})
 
 

@@ -1,0 +1,167 @@
+"""Room membership: join, invite, leave, forget, kick, ban, unban and knock.
+
+The handlers only parse requests; `MembershipService` decides. Unknown rooms
+are 404 M_NOT_FOUND on every endpoint; whatever the room's rules refuse is
+403 M_FORBIDDEN with the reason. Guests may join and leave (the spec's list of
+guest endpoints) and nothing else here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from homeserver.api.http import ClientRoutes, field, get_hs, json_response, read_json, requester
+from homeserver.errors import MatrixError, invalid_param
+from homeserver.identifiers import parse_user_id
+from homeserver.storage.rooms import RoomRecord
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    # The spec marks these bodies required, but clients commonly send none for
+    # /leave and /forget; an absent body means "no reason".
+    return await read_json(request, allow_empty=True)
+
+
+def _reason(body: dict[str, Any]) -> str | None:
+    reason: str | None = field(body, "reason", str)
+    return reason
+
+
+def _target(body: dict[str, Any]) -> str:
+    user_id: str = field(body, "user_id", str, required=True)
+    if parse_user_id(user_id) is None:
+        raise invalid_param(f"Invalid user ID {user_id!r}")
+    return user_id
+
+
+def _refuse_third_party(body: dict[str, Any]) -> None:
+    if body.get("third_party_signed") is not None:
+        raise MatrixError(400, "M_UNRECOGNIZED", "Third-party invites are not supported by this server")
+
+
+async def _room_in_path(request: web.Request) -> RoomRecord:
+    room_id = request.match_info["room_id"]
+    if not room_id.startswith("!"):
+        raise invalid_param("Expected a room ID")
+    return await get_hs(request).membership.resolve_room(room_id)
+
+
+def _check_rate(request: web.Request, user_id: str) -> None:
+    # Membership changes are room events: they share the message bucket.
+    hs = get_hs(request)
+    hs.ratelimiter.check("message", user_id, exempt=hs.is_ratelimit_exempt(user_id))
+
+
+async def post_join(request: web.Request) -> web.Response:
+    """POST /join/{roomIdOrAlias}; `via`/`server_name` only matter for remote
+    rooms, which need federation, so they are accepted and ignored."""
+    hs = get_hs(request)
+    req = await requester(request, allow_guest=True)
+    body = await _body(request)
+    reason = _reason(body)
+    _refuse_third_party(body)
+    room = await hs.membership.resolve_room(request.match_info["room_id_or_alias"])
+    _check_rate(request, req.user_id)
+    await hs.membership.join(room, req.user_id, reason=reason, is_guest=req.is_guest)
+    return json_response({"room_id": room.room_id})
+
+
+async def post_room_join(request: web.Request) -> web.Response:
+    hs = get_hs(request)
+    req = await requester(request, allow_guest=True)
+    body = await _body(request)
+    reason = _reason(body)
+    _refuse_third_party(body)
+    room = await _room_in_path(request)
+    _check_rate(request, req.user_id)
+    await hs.membership.join(room, req.user_id, reason=reason, is_guest=req.is_guest)
+    return json_response({"room_id": room.room_id})
+
+
+async def post_invite(request: web.Request) -> web.Response:
+    hs = get_hs(request)
+    req = await requester(request)
+    body = await _body(request)
+    if "user_id" not in body and {"id_server", "medium", "address"} & set(body):
+        raise MatrixError(400, "M_UNRECOGNIZED", "Third-party invites are not supported by this server")
+    target, reason = _target(body), _reason(body)
+    room = await _room_in_path(request)
+    _check_rate(request, req.user_id)
+    await hs.membership.invite(room, req.user_id, target, reason=reason)
+    return json_response({})
+
+
+async def post_leave(request: web.Request) -> web.Response:
+    hs = get_hs(request)
+    req = await requester(request, allow_guest=True)
+    reason = _reason(await _body(request))
+    room = await _room_in_path(request)
+    _check_rate(request, req.user_id)
+    await hs.membership.leave(room, req.user_id, reason=reason)
+    return json_response({})
+
+
+async def post_forget(request: web.Request) -> web.Response:
+    hs = get_hs(request)
+    req = await requester(request)
+    await _body(request)
+    room = await _room_in_path(request)
+    await hs.membership.forget(room, req.user_id)
+    return json_response({})
+
+
+async def post_kick(request: web.Request) -> web.Response:
+    hs = get_hs(request)
+    req = await requester(request)
+    body = await _body(request)
+    target, reason = _target(body), _reason(body)
+    room = await _room_in_path(request)
+    _check_rate(request, req.user_id)
+    await hs.membership.kick(room, req.user_id, target, reason=reason)
+    return json_response({})
+
+
+async def post_ban(request: web.Request) -> web.Response:
+    hs = get_hs(request)
+    req = await requester(request)
+    body = await _body(request)
+    target, reason = _target(body), _reason(body)
+    room = await _room_in_path(request)
+    _check_rate(request, req.user_id)
+    await hs.membership.ban(room, req.user_id, target, reason=reason)
+    return json_response({})
+
+
+async def post_unban(request: web.Request) -> web.Response:
+    hs = get_hs(request)
+    req = await requester(request)
+    body = await _body(request)
+    target, reason = _target(body), _reason(body)
+    room = await _room_in_path(request)
+    _check_rate(request, req.user_id)
+    await hs.membership.unban(room, req.user_id, target, reason=reason)
+    return json_response({})
+
+
+async def post_knock(request: web.Request) -> web.Response:
+    hs = get_hs(request)
+    req = await requester(request)
+    reason = _reason(await _body(request))
+    room = await hs.membership.resolve_room(request.match_info["room_id_or_alias"])
+    _check_rate(request, req.user_id)
+    await hs.membership.knock(room, req.user_id, reason=reason)
+    return json_response({"room_id": room.room_id})
+
+
+def register(routes: ClientRoutes) -> None:
+    routes.add("POST", "/join/{room_id_or_alias}", post_join)
+    routes.add("POST", "/knock/{room_id_or_alias}", post_knock)
+    routes.add("POST", "/rooms/{room_id}/join", post_room_join)
+    routes.add("POST", "/rooms/{room_id}/invite", post_invite)
+    routes.add("POST", "/rooms/{room_id}/leave", post_leave)
+    routes.add("POST", "/rooms/{room_id}/forget", post_forget)
+    routes.add("POST", "/rooms/{room_id}/kick", post_kick)
+    routes.add("POST", "/rooms/{room_id}/ban", post_ban)
+    routes.add("POST", "/rooms/{room_id}/unban", post_unban)
