@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
+from homeserver.errors import MatrixError
 from homeserver.storage.database import Txn
 from homeserver.storage.devices import DeviceStore
 from homeserver.storage.users import UserStore
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from homeserver.accounts.auth import Requester
@@ -27,7 +31,16 @@ class AccountService:
             await self.hs.auth.delete_devices(requester.user_id, others)
 
     async def deactivate(self, user_id: str) -> None:
-        """Deactivation is permanent: credentials, devices and profile go at once."""
+        """Deactivation is permanent: credentials, devices and profile go at once, and the
+        user leaves (or declines) every room, so no room keeps a ghost member."""
+        for room_id, _ in await self.hs.room_store.rooms_for_user(user_id, ("join", "invite", "knock")):
+            room = await self.hs.room_store.get_room(room_id)
+            if room is None:
+                continue
+            try:
+                await self.hs.membership.update(room, user_id, user_id, "leave")
+            except MatrixError as e:
+                logger.warning("deactivation of %s could not leave %s: %s", user_id, room_id, e.message)
 
         async def fn(txn: Txn) -> list[str]:
             dropped = await DeviceStore.delete_devices(txn, user_id, None)

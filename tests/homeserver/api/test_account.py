@@ -402,3 +402,20 @@ async def test_uia_sessions_never_store_passwords(api: Api) -> None:
     for row in await api.hs.db.fetchall("SELECT * FROM uia_sessions"):
         assert NEW_PASSWORD not in repr(row)
         assert "wrong password!" not in repr(row)
+
+
+async def test_deactivation_leaves_rooms_and_declines_invites(api: Api) -> None:
+    owner = (await api.register("owner"))["access_token"]
+    leaver = await api.register("leaver")
+    room = (await api.post("createRoom", {"preset": "public_chat"}, token=owner))["room_id"]
+    invited_room = (await api.post("createRoom", {}, token=owner))["room_id"]
+    await api.post(f"rooms/{room}/join", {}, token=leaver["access_token"])
+    await api.post(f"rooms/{invited_room}/invite", {"user_id": leaver["user_id"]}, token=owner)
+    status, challenge = await api.request("POST", "account/deactivate", {}, token=leaver["access_token"], expect=401)
+    await api.post("account/deactivate", {"auth": {
+        "type": "m.login.password", "session": challenge["session"],
+        "identifier": {"type": "m.id.user", "user": "leaver"}, "password": PASSWORD,
+    }}, token=leaver["access_token"])
+    for rid in (room, invited_room):
+        member = await api.get(f"rooms/{rid}/state/m.room.member/{leaver['user_id']}", token=owner)
+        assert member["membership"] == "leave", rid
