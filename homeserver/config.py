@@ -168,6 +168,14 @@ class WellKnownConfig:
 
 
 @dataclass(frozen=True)
+class PresenceConfig:
+    enabled: bool = field(
+        default=True,
+        metadata=_doc("Track and share online/idle/offline status (costs CPU on busy servers)."),
+    )
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = field(
         default="INFO",
@@ -203,6 +211,7 @@ class Config:
     well_known: WellKnownConfig = field(
         default_factory=WellKnownConfig, metadata=_doc("Server discovery documents.")
     )
+    presence: PresenceConfig = field(default_factory=PresenceConfig, metadata=_doc("Presence."))
     logging: LoggingConfig = field(default_factory=LoggingConfig, metadata=_doc("Logging."))
 
     def resolve_path(self, path: str) -> str:

@@ -19,9 +19,13 @@ from homeserver.accounts.uia import UiaService
 from homeserver.api.http import HS_KEY, X_FORWARDED_KEY, matrix_middleware
 from homeserver.clock import Clock
 from homeserver.config import Config, ListenerConfig
+from homeserver.filters import FilterService
 from homeserver.keys import SigningKey, load_signing_key
 from homeserver.metrics import Metrics
+from homeserver.presence import PresenceService
+from homeserver.push_rules import PushRulesService
 from homeserver.ratelimit import RateLimiter
+from homeserver.receipts import ReceiptService
 from homeserver.rooms.directory import DirectoryService
 from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.service import RoomService
@@ -38,6 +42,7 @@ from homeserver.storage.uia import UiaStore
 from homeserver.storage.users import UserStore
 from homeserver.sync.notifier import Notifier
 from homeserver.sync.service import SyncService
+from homeserver.typing import TypingService
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +81,11 @@ class HomeServer:
         self.upgrades = RoomUpgradeService(self)
         self.visibility = VisibilityService(self)
         self.account_data = AccountDataService(self)
+        self.typing = TypingService(self)
+        self.receipts = ReceiptService(self)
+        self.presence = PresenceService(self)
+        self.filters = FilterService(self)
+        self.push_rules = PushRulesService(self)
         self.sync = SyncService(self)
         self._runners: list[web.AppRunner] = []
         self.bound: list[tuple[ListenerConfig, str, int]] = []
@@ -96,6 +106,7 @@ class HomeServer:
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()
+        await self.presence.flush()  # batched presence writes, before the database closes
         await self.db.close()
 
     def is_ratelimit_exempt(self, user_id: str) -> bool:

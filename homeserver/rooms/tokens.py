@@ -18,6 +18,6 @@ def parse_stream_position(token: str) -> int:
     """The event stream position in a room (t...) or sync (s..._...) token."""
     if token[:1] in ("t", "s"):
         head = token[1:].split("_", 1)[0]
-        if head.isdigit():
+        if head.isascii() and head.isdigit():  # str.isdigit alone admits "²", which int() refuses
             return int(head)
     raise MatrixError(400, "M_INVALID_PARAM", f"Invalid pagination token {token!r}")

@@ -2,13 +2,19 @@
 at each event (the spec's "Server behaviour" for m.room.history_visibility).
 
 Every read path (messages, context, single events, state, members, sync)
-filters through `VisibilityService.filter`, so no path can leak history.
+filters through `VisibilityService.filter` (or a `Viewer` when it filters in
+batches), so no path can leak history. `room_access` is the coarser gate the
+room-wide reads (messages, state, members) pass first: members, users who left
+(who read the room as it was when they left) and anyone for world-readable rooms.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from homeserver.errors import MatrixError
 from homeserver.storage.events import StoredEvent
 from homeserver.storage.rooms import RoomRecord
 
@@ -16,65 +22,181 @@ if TYPE_CHECKING:
     from homeserver.server import HomeServer
 
 _KNOWN = ("world_readable", "shared", "invited", "joined")
+HISTORY_VISIBILITY = ("m.room.history_visibility", "")
+# Membership histories are walked event by event; a user who joined, left and was
+# re-invited hundreds of times is not worth unbounded reads (they lose old history).
+_MAX_MEMBERSHIP_HOPS = 100
+
+
+def forbidden_room() -> MatrixError:
+    """The one refusal for rooms a user may not read, whether or not the room exists."""
+    return MatrixError(403, "M_FORBIDDEN", "You are not allowed to view this room")
+
+
+@dataclass(frozen=True)
+class RoomAccess:
+    """What a user may read of a room, decided once per request.
+
+    `until` is set for users who left or were banned (and the room is not world
+    readable): they read the room as it was when they left, so state comes from
+    that event and timelines stop there.
+    """
+
+    user_id: str
+    membership: str | None
+    world_readable: bool
+    until: StoredEvent | None
+
+    @property
+    def joined(self) -> bool:
+        return self.membership == "join"
+
+    def stream_bound(self, current: int) -> int:
+        """The highest stream position this user may read up to."""
+        if self.until is not None and self.until.stream_ordering is not None:
+            return min(current, self.until.stream_ordering)
+        return current
+
+
+class Viewer:
+    """One user's view of one room's history, with the per-request lookups
+    (their membership history, the visibility at each state snapshot) cached, so
+    filtering page after page of a timeline costs one lookup per state change."""
+
+    def __init__(self, hs: HomeServer, user_id: str, room: RoomRecord) -> None:
+        self.hs = hs
+        self.user_id = user_id
+        self.room = room
+        self._at: dict[int | None, tuple[str, str | None]] = {}
+        self._joined_until: float | None = None
+        self._forgotten = False
+
+    async def _prepare(self) -> None:
+        if self._joined_until is not None:
+            return
+        current = await self.hs.room_store.membership_of(self.room.room_nid, self.user_id)
+        self._forgotten = current is not None and current[2]
+        self._joined_until = await self._last_joined(current)
+
+    async def _last_joined(self, current: tuple[str, int, bool] | None) -> float:
+        """The stream position up to which the user was last joined: +inf while
+        they are, -inf if they never were (or forgot the room, which gives up its
+        history). Rule 3 ("shared, and the user joined at any point after the
+        event") holds exactly for events before this position."""
+        if current is None or current[2]:
+            return -math.inf
+        if current[0] == "join":
+            return math.inf
+        ev = (await self.hs.event_store.get_events_by_nid([current[1]])).get(current[1])
+        for _ in range(_MAX_MEMBERSHIP_HOPS):
+            if ev is None or ev.stream_ordering is None:
+                return -math.inf
+            prev = await self._member_event(ev.state_before)
+            if prev is None:
+                return -math.inf
+            if prev.event["content"].get("membership") == "join":
+                return ev.stream_ordering  # joined until this change of membership
+            ev = prev
+        return -math.inf
+
+    async def _state_entries(self, snapshot: int | None, keys: list[tuple[str, str]]) -> list[StoredEvent | None]:
+        if snapshot is None:
+            return [None] * len(keys)
+        state = await self.hs.state_store.get_state(snapshot)
+        nids: list[int | None] = []
+        for key in keys:
+            key_nid = await self.hs.state_store.lookup_key_nid(key)
+            nids.append(state.get(key_nid) if key_nid is not None else None)
+        found = await self.hs.event_store.get_events_by_nid([n for n in nids if n is not None])
+        return [found.get(n) if n is not None else None for n in nids]
+
+    async def _member_event(self, snapshot: int | None) -> StoredEvent | None:
+        return (await self._state_entries(snapshot, [("m.room.member", self.user_id)]))[0]
+
+    async def _visibility_and_membership(self, snapshot: int | None) -> tuple[str, str | None]:
+        cached = self._at.get(snapshot)
+        if cached is not None:
+            return cached
+        hv, member = await self._state_entries(
+            snapshot, [HISTORY_VISIBILITY, ("m.room.member", self.user_id)]
+        )
+        visibility = hv.event["content"].get("history_visibility") if hv else None
+        if visibility not in _KNOWN:
+            visibility = "shared"  # the spec's default for absent or unknown values
+        membership = member.event["content"].get("membership") if member else None
+        result = (str(visibility), membership if isinstance(membership, str) else None)
+        self._at[snapshot] = result
+        return result
+
+    def _allowed(self, visibility: str, membership: str | None, event_pos: int | None) -> bool:
+        if visibility == "world_readable":
+            return True
+        if self._forgotten:
+            return False
+        if membership == "join":
+            return True
+        assert self._joined_until is not None
+        if visibility == "shared" and event_pos is not None and event_pos < self._joined_until:
+            return True
+        return visibility == "invited" and membership == "invite"
+
+    async def can_see(self, ev: StoredEvent) -> bool:
+        await self._prepare()
+        if ev.rejected is not None or ev.room_nid != self.room.room_nid:
+            return False
+        visibility, membership = await self._visibility_and_membership(ev.state_before)
+        if self._allowed(visibility, membership, ev.stream_ordering):
+            return True
+        if ev.type == "m.room.history_visibility" or (
+            ev.type == "m.room.member" and ev.state_key == self.user_id
+        ):
+            # Visible if the state before *or* after the event would allow it.
+            visibility, membership = await self._visibility_and_membership(ev.state_after)
+            return self._allowed(visibility, membership, ev.stream_ordering)
+        return False
+
+    async def filter(self, events: list[StoredEvent]) -> list[StoredEvent]:
+        return [ev for ev in events if await self.can_see(ev)]
 
 
 class VisibilityService:
     def __init__(self, hs: HomeServer) -> None:
         self.hs = hs
 
-    async def _visibility_and_membership(
-        self, snapshot: int | None, user_id: str
-    ) -> tuple[str, str | None]:
-        rooms = self.hs.room_service
-        ids = await rooms.state_ids_at_snapshot(snapshot)
-        evs = await rooms.state_events(
-            ids, [("m.room.history_visibility", ""), ("m.room.member", user_id)]
-        )
-        hv = evs.get(("m.room.history_visibility", ""))
-        visibility = hv.event["content"].get("history_visibility") if hv else None
-        if visibility not in _KNOWN:
-            visibility = "shared"
-        member = evs.get(("m.room.member", user_id))
-        membership = member.event["content"].get("membership") if member else None
-        return str(visibility), membership
-
-    @staticmethod
-    def _allowed(visibility: str, membership: str | None, currently_joined: bool) -> bool:
-        if visibility == "world_readable" or membership == "join":
-            return True
-        if visibility == "shared" and currently_joined:
-            return True
-        return visibility == "invited" and membership == "invite"
+    def viewer(self, user_id: str, room: RoomRecord) -> Viewer:
+        return Viewer(self.hs, user_id, room)
 
     async def filter(self, user_id: str, room: RoomRecord, events: list[StoredEvent]) -> list[StoredEvent]:
-        current = await self.hs.room_store.membership_of(room.room_nid, user_id)
-        currently_joined = current is not None and current[0] == "join"
-        cache: dict[int | None, tuple[str, str | None]] = {}
+        """The events, in order, that the user may see."""
+        return await self.viewer(user_id, room).filter(events)
 
-        async def at(snapshot: int | None) -> tuple[str, str | None]:
-            if snapshot not in cache:
-                cache[snapshot] = await self._visibility_and_membership(snapshot, user_id)
-            return cache[snapshot]
-
-        out = []
-        for ev in events:
-            visibility, membership = await at(ev.state_before)
-            allowed = self._allowed(visibility, membership, currently_joined)
-            special = ev.type == "m.room.history_visibility" or (
-                ev.type == "m.room.member" and ev.state_key == user_id
-            )
-            if not allowed and special:
-                # Visible if the state before *or* after the event would allow it.
-                visibility, membership = await at(ev.state_after)
-                allowed = self._allowed(visibility, membership, currently_joined)
-            if allowed:
-                out.append(ev)
-        return out
+    async def is_world_readable(self, room: RoomRecord) -> bool:
+        hv = await self.hs.room_service.current_state_event(room, HISTORY_VISIBILITY)
+        return bool(hv and hv.event["content"].get("history_visibility") == "world_readable")
 
     async def can_see_current_state(self, user_id: str, room: RoomRecord) -> bool:
         """Whether the user may read the room's current state (joined, or world readable)."""
         current = await self.hs.room_store.membership_of(room.room_nid, user_id)
         if current is not None and current[0] == "join":
             return True
-        head_state = await self.hs.room_service.current_state_event(room, ("m.room.history_visibility", ""))
-        return bool(head_state and head_state.event["content"].get("history_visibility") == "world_readable")
+        return await self.is_world_readable(room)
+
+    async def room_access(self, user_id: str, room: RoomRecord | None) -> RoomAccess:
+        """The gate of room-wide reads: joined users, anyone in a world-readable
+        room, and users who left or were banned (as of that moment, unless they
+        forgot the room). Everyone else, including the invited who have not
+        joined yet ("a user needs to join a room to view events"), gets
+        M_FORBIDDEN, as do rooms that do not exist so existence does not leak."""
+        if room is None:
+            raise forbidden_room()
+        current = await self.hs.room_store.membership_of(room.room_nid, user_id)
+        membership = current[0] if current else None
+        if membership == "join":
+            return RoomAccess(user_id, membership, False, None)
+        if await self.is_world_readable(room):
+            return RoomAccess(user_id, membership, True, None)
+        if current is not None and membership in ("leave", "ban") and not current[2]:
+            left = (await self.hs.event_store.get_events_by_nid([current[1]])).get(current[1])
+            if left is not None:
+                return RoomAccess(user_id, membership, False, left)
+        raise forbidden_room()

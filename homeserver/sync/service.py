@@ -363,7 +363,7 @@ class SyncService:
         receipts = getattr(self.hs, "receipts", None)
         if receipts is not None:
             found = await receipts.receipts_since(
-                [room.room_id], req.since.receipts if req.since else 0, req.user_id
+                [room.room_id], req.since.receipts if req.since else 0, req.user_id, upto=req.now.receipts
             )
             if room.room_id in found:
                 events.append(found[room.room_id])

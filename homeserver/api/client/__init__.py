@@ -10,16 +10,27 @@ from homeserver.api.http import ClientRoutes
 def register_routes(app: web.Application) -> None:
     from homeserver.api.client import (
         account,
+        account_data,
         capabilities,
         devices,
+        directory,
+        filter,
         login,
+        membership,
+        presence,
         profile,
+        push_rules,
+        receipts,
         register,
+        room_history,
+        room_upgrades,
         rooms,
+        sync,
+        typing,
         versions,
     )
 
     routes = ClientRoutes(app)
     versions.register(app)
-    for module in (capabilities, register, login, account, devices, profile, rooms):
+    for module in (capabilities, register, login, account, devices, profile, rooms, membership, directory, room_upgrades, sync, room_history, account_data, typing, receipts, presence, filter, push_rules):
         module.register(routes)

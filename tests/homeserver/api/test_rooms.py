@@ -132,7 +132,7 @@ async def test_send_errors(api: Api) -> None:
     room = (await api.post("createRoom", {}, token=alice))["room_id"]
     _, err = await api.request("PUT", f"rooms/{room}/send/m.room.message/1", {"body": "x"}, token=bob, expect=403)
     assert err["errcode"] == "M_FORBIDDEN"
-    _, err = await api.request("PUT", f"rooms/!nope:test.local/send/m.room.message/1", {}, token=alice, expect=403)
+    _, err = await api.request("PUT", "rooms/!nope:test.local/send/m.room.message/1", {}, token=alice, expect=403)
     assert err["errcode"] == "M_FORBIDDEN"
     _, err = await api.request("PUT", f"rooms/{room}/send/{'t' * 256}/1", {}, token=alice, expect=400)
     assert err["errcode"] == "M_INVALID_PARAM"
@@ -169,9 +169,22 @@ async def test_state_put_get_and_power(api: Api) -> None:
     assert err["errcode"] == "M_FORBIDDEN"
     _, err = await api.request("GET", f"rooms/{room}/state/m.room.topic", token=bob, expect=404)
     assert err["errcode"] == "M_NOT_FOUND"
-    _, err = await api.request(
-        "PUT", f"rooms/{room}/state/m.room.member/@bob:test.local", {"membership": "leave"}, token=bob, expect=400
+    # A per-room nickname is an m.room.member state change the auth rules allow.
+    await api.put(
+        f"rooms/{room}/state/m.room.member/@bob:test.local",
+        {"membership": "join", "displayname": "Bobby here"}, token=bob,
     )
+    member = await api.get(f"rooms/{room}/state/m.room.member/@bob:test.local", token=alice)
+    assert member == {"membership": "join", "displayname": "Bobby here"}
+    _, err = await api.request(
+        "PUT", f"rooms/{room}/state/m.room.member/@alice:test.local", {"membership": "leave"},
+        token=bob, expect=403,
+    )
+    assert err["errcode"] == "M_FORBIDDEN"
+    _, err = await api.request(
+        "PUT", f"rooms/{room}/state/m.room.member/@bob:test.local", {"displayname": "x"}, token=bob, expect=400
+    )
+    assert err["errcode"] == "M_BAD_JSON"
     carol = await _user(api, "carol")
     _, err = await api.request("GET", f"rooms/{room}/state", token=carol, expect=403)
     assert err["errcode"] == "M_FORBIDDEN"

@@ -1,0 +1,134 @@
+"""Account data: what clients store per user (global or per room) and read back
+through the API and /sync, and what the server itself consults (the
+m.ignored_user_list that hides ignored users' events).
+
+Writes take positions on their own stream so /sync can send only what changed
+since a token; a user's writes are serialised so positions commit in the order
+they were handed out for that user, and a later write never loses to an earlier
+one. Global entries are read on every timeline page (the ignore list), so they
+are cached; this process is the only writer, so the cache is exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from homeserver.rooms.stream import StreamTracker
+from homeserver.storage.account_data import GLOBAL, AccountDataEntry, AccountDataStore
+
+if TYPE_CHECKING:
+    from homeserver.server import HomeServer
+
+# Types the server manages; the spec has clients change them through their own APIs.
+SERVER_MANAGED_TYPES = frozenset({"m.fully_read", "m.push_rules"})
+_CACHE_SIZE = 10_000
+_Key = tuple[str, str, str]  # (user_id, room_id, type)
+# Called after each committed write with (user_id, room_id or "", type, stream position).
+Listener = Callable[[str, str, str, int], None]
+
+
+class AccountDataService:
+    def __init__(self, hs: HomeServer) -> None:
+        self.hs = hs
+        self.store = AccountDataStore(hs.db)
+        self.listeners: list[Listener] = []
+        self._stream: StreamTracker | None = None
+        self._stream_lock = asyncio.Lock()
+        self._user_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._cache: OrderedDict[_Key, dict[str, Any] | None] = OrderedDict()
+        self._writes = 0  # bumped by every write: a read that raced one is not cached
+
+    async def _tracker(self) -> StreamTracker:
+        # Loaded on first use: the database is only open once the server has started.
+        if self._stream is None:
+            async with self._stream_lock:
+                if self._stream is None:
+                    # Never below 1: position 0 then only ever means "from the start"
+                    # (an initial sync), which m.push_rules relies on (homeserver/push_rules.py).
+                    self._stream = StreamTracker(max(await self.store.max_stream_id(), 1))
+        return self._stream
+
+    async def current_position(self) -> int:
+        """Every account data change up to this position is committed."""
+        return (await self._tracker()).current
+
+    def _user_lock(self, user_id: str) -> asyncio.Lock:
+        lock = self._user_locks.get(user_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._user_locks[user_id] = lock
+        return lock
+
+    def _remember(self, key: _Key, content: dict[str, Any] | None) -> None:
+        self._cache[key] = content
+        self._cache.move_to_end(key)
+        if len(self._cache) > _CACHE_SIZE:
+            self._cache.popitem(last=False)
+
+    async def _get(self, key: _Key) -> dict[str, Any] | None:
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        writes = self._writes
+        content = await self.store.get(*key)
+        if self._writes == writes:
+            self._remember(key, content)
+        return content
+
+    async def get_global(self, user_id: str, data_type: str) -> dict[str, Any] | None:
+        return await self._get((user_id, GLOBAL, data_type))
+
+    async def get_room(self, user_id: str, room_id: str, data_type: str) -> dict[str, Any] | None:
+        return await self._get((user_id, room_id, data_type))
+
+    async def _set(self, key: _Key, content: dict[str, Any]) -> int:
+        tracker = await self._tracker()
+        async with self._user_lock(key[0]):
+            pos = tracker.allocate()
+            self._writes += 1
+            try:
+                await self.store.put(*key, content, pos)
+            except BaseException:
+                self._cache.pop(key, None)
+                raise
+            finally:
+                tracker.finish(pos)
+                self._writes += 1  # before and after: any read overlapping the write
+            self._remember(key, content)
+        for listener in self.listeners:
+            listener(*key, pos)
+        notifier = getattr(self.hs, "notifier", None)
+        if notifier is not None:
+            notifier.notify_users([key[0]])  # the owner's waiting /sync requests
+        return pos
+
+    async def set_global(self, user_id: str, data_type: str, content: dict[str, Any]) -> int:
+        """Store global account data; returns its stream position."""
+        return await self._set((user_id, GLOBAL, data_type), content)
+
+    async def set_room(self, user_id: str, room_id: str, data_type: str, content: dict[str, Any]) -> int:
+        """Store account data for one room; returns its stream position."""
+        return await self._set((user_id, room_id, data_type), content)
+
+    async def changes(self, user_id: str, after: int, upto: int | None = None) -> list[AccountDataEntry]:
+        """What changed for the user in (after, upto]: the latest content of each
+        entry written in that range (room_id "" for global entries)."""
+        return await self.store.changed(user_id, after, upto)
+
+    async def global_changes_since(self, user_id: str, since: int) -> list[dict[str, Any]]:
+        """Global entries changed after `since`, as /sync's account data events."""
+        entries = await self.store.changed_in_room(user_id, GLOBAL, since)
+        events = [{"type": e.data_type, "content": e.content} for e in entries]
+        push_rules = getattr(self.hs, "push_rules", None)
+        if push_rules is not None:  # m.push_rules: present from the first sync, always current
+            events = await push_rules.sync_account_data(user_id, since, events)
+        return events
+
+    async def room_changes_since(self, user_id: str, room_id: str, since: int) -> list[dict[str, Any]]:
+        """One room's entries changed after `since`, as /sync's per-room account data events."""
+        entries = await self.store.changed_in_room(user_id, room_id, since)
+        return [{"type": e.data_type, "content": e.content} for e in entries]

@@ -1,0 +1,276 @@
+"""Reading rooms: /messages, /context, /event, /state, /members, /joined_members
+and /timestamp_to_event.
+
+Each handler passes the same two checks before reading: the room-wide gate
+(`VisibilityService.room_access`: members, users who left, or anyone for a
+world-readable room; M_FORBIDDEN otherwise, also for rooms that do not exist),
+and per-event history visibility. Single events the user may not see are
+M_NOT_FOUND, exactly like events that do not exist.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from homeserver.api.http import ClientRoutes, get_hs, json_response, requester
+from homeserver.errors import MatrixError, missing_param, not_found
+from homeserver.filtering import RoomEventFilter
+from homeserver.rooms import history
+from homeserver.rooms.tokens import parse_stream_position, room_token
+from homeserver.rooms.visibility import RoomAccess
+from homeserver.storage.events import StoredEvent
+from homeserver.storage.rooms import RoomRecord
+
+DEFAULT_LIMIT = 10
+MAX_LIMIT = 1000
+MEMBERSHIPS = ("join", "invite", "knock", "leave", "ban")
+# /timestamp_to_event skips events the user may not see, but only so many.
+MAX_TIMESTAMP_SCAN = 1000
+
+
+def _limit(request: web.Request) -> int:
+    raw = request.query.get("limit")
+    if raw is None:
+        return DEFAULT_LIMIT
+    if not raw.isascii() or not raw.lstrip("-").isdigit():
+        raise MatrixError(400, "M_INVALID_PARAM", "Query parameter 'limit' must be an integer")
+    limit = int(raw)
+    if limit < 0:
+        raise MatrixError(400, "M_INVALID_PARAM", "Query parameter 'limit' must not be negative")
+    return min(limit, MAX_LIMIT)
+
+
+def _token(request: web.Request, name: str) -> int | None:
+    value = request.query.get(name)
+    return None if value is None else parse_stream_position(value)
+
+
+async def _room_and_access(request: web.Request, user_id: str) -> tuple[RoomRecord, RoomAccess]:
+    hs = get_hs(request)
+    room = await hs.room_store.get_room(request.match_info["room_id"])
+    access = await hs.visibility.room_access(user_id, room)
+    assert room is not None
+    return room, access
+
+
+async def _format(
+    request: web.Request, room: RoomRecord, events: list[StoredEvent], device_id: str | None = None,
+    *, timeline: bool = True,
+) -> list[dict[str, Any]]:
+    return await history.format_client_events(
+        get_hs(request), room, events, device_id, with_prev_content=timeline
+    )
+
+
+async def get_messages(request: web.Request) -> web.Response:
+    hs = get_hs(request)
+    req = await requester(request, allow_guest=True)
+    room, access = await _room_and_access(request, req.user_id)
+    direction = request.query.get("dir", "b")
+    if direction not in ("b", "f"):
+        raise MatrixError(400, "M_INVALID_PARAM", "Query parameter 'dir' must be 'b' or 'f'")
+    backwards = direction == "b"
+    limit = _limit(request)
+    event_filter = RoomEventFilter.from_query(request.query.get("filter"))
+    if event_filter.limit:  # the spec requires a filter's limit to be positive; 0 is no limit
+        limit = min(limit, event_filter.limit)
+    from_token = request.query.get("from")
+    from_pos = _token(request, "from")
+    to_pos = _token(request, "to")
+    if from_pos is None:
+        # No token: from the newest (or the first) event the user may see.
+        from_pos = access.stream_bound(hs.room_service.stream.current) if backwards else 0
+    page = await history.paginate(
+        hs, room, hs.visibility.viewer(req.user_id, room), access,
+        from_pos=from_pos, backwards=backwards, limit=limit, to_pos=to_pos,
+        event_filter=event_filter, ignored=await history.ignored_senders(hs, req.user_id),
+    )
+    out: dict[str, Any] = {
+        "chunk": await _format(request, room, page.events, req.device_id),
+        "start": from_token if from_token is not None else room_token(from_pos),
+    }
+    if page.more:
+        out["end"] = room_token(page.next_pos)
+    if event_filter.lazy_load_members and page.events:
+        members = await history.member_events_for(hs, page.events, (ev.sender for ev in page.events))
+        out["state"] = await _format(request, room, members, timeline=False)
+    return json_response(out)
+
+
+async def _event_in_room(request: web.Request, room: RoomRecord | None) -> StoredEvent:
+    hs = get_hs(request)
+    event = await hs.event_store.get_event(request.match_info["event_id"])
+    if room is None or event is None or event.room_nid != room.room_nid or event.stream_ordering is None:
+        raise not_found("Event not found")
+    return event
+
+
+async def get_event(request: web.Request) -> web.Response:
+    hs = get_hs(request)
+    req = await requester(request, allow_guest=True)
+    room = await hs.room_store.get_room(request.match_info["room_id"])
+    event = await _event_in_room(request, room)
+    assert room is not None
+    if not await hs.visibility.viewer(req.user_id, room).can_see(event):
+        raise not_found("Event not found")
+    return json_response((await _format(request, room, [event], req.device_id))[0])
+
+
+async def get_context(request: web.Request) -> web.Response:
+    hs = get_hs(request)
+    req = await requester(request, allow_guest=True)
+    room, access = await _room_and_access(request, req.user_id)
+    limit = _limit(request)
+    event_filter = RoomEventFilter.from_query(request.query.get("filter"))
+    event = await _event_in_room(request, room)
+    viewer = hs.visibility.viewer(req.user_id, room)
+    ignored = await history.ignored_senders(hs, req.user_id)
+    if not await viewer.can_see(event) or (event.sender in ignored and event.state_key is None):
+        raise not_found("Event not found")
+    ctx = await history.context(
+        hs, room, viewer, access, event, limit=limit, event_filter=event_filter, ignored=ignored
+    )
+    return json_response({
+        "event": (await _format(request, room, [event], req.device_id))[0],
+        "events_before": await _format(request, room, ctx.before.events, req.device_id),
+        "events_after": await _format(request, room, ctx.after.events, req.device_id),
+        "state": await _format(request, room, ctx.state, timeline=False),
+        "start": room_token(ctx.before.next_pos),
+        "end": room_token(ctx.after.next_pos),
+    })
+
+
+async def get_state(request: web.Request) -> web.Response:
+    hs = get_hs(request)
+    req = await requester(request, allow_guest=True)
+    room, access = await _room_and_access(request, req.user_id)
+    state = await hs.room_service.state_events(await history.readable_state_ids(hs, room, access))
+    return json_response(await _format(request, room, list(state.values()), timeline=False))
+
+
+async def get_state_event(request: web.Request) -> web.Response:
+    hs = get_hs(request)
+    req = await requester(request, allow_guest=True)
+    room, access = await _room_and_access(request, req.user_id)
+    key = (request.match_info["event_type"], request.match_info.get("state_key", ""))
+    ids = await history.readable_state_ids(hs, room, access)
+    event = (await hs.room_service.state_events(ids, [key])).get(key)
+    if event is None:
+        raise not_found("State event not found")
+    formatted = (await _format(request, room, [event], timeline=False))[0]
+    if request.query.get("format", "content") == "event":
+        return json_response(formatted)
+    return json_response(formatted["content"])
+
+
+def _membership_param(request: web.Request, name: str) -> str | None:
+    value = request.query.get(name)
+    if value is not None and value not in MEMBERSHIPS:
+        raise MatrixError(400, "M_INVALID_PARAM", f"Query parameter '{name}' must be one of {', '.join(MEMBERSHIPS)}")
+    return value
+
+
+async def get_members(request: web.Request) -> web.Response:
+    hs = get_hs(request)
+    req = await requester(request, allow_guest=True)
+    room, access = await _room_and_access(request, req.user_id)
+    membership = _membership_param(request, "membership")
+    not_membership = _membership_param(request, "not_membership")
+    at = _token(request, "at")
+    if at is None:
+        ids = await history.readable_state_ids(hs, room, access)
+    else:
+        # Members as of a point in time, never later than the user may read,
+        # and only at a point of history they may see.
+        last, ids = await history.state_at_position(
+            hs, room, min(at, access.stream_bound(hs.room_service.stream.current))
+        )
+        if last is not None and not await hs.visibility.viewer(req.user_id, room).can_see(last):
+            raise MatrixError(403, "M_FORBIDDEN", "You may not see the room at that point")
+    state = await hs.room_service.state_events(ids, [k for k in ids if k[0] == "m.room.member"])
+    chunk = []
+    for ev in state.values():
+        m = ev.event["content"].get("membership")
+        if membership is None and not_membership is None:
+            chunk.append(ev)
+        # With both given the spec makes them an "or": either is enough.
+        elif (membership is not None and m == membership) or (not_membership is not None and m != not_membership):
+            chunk.append(ev)
+    return json_response({"chunk": await _format(request, room, chunk, timeline=False)})
+
+
+async def get_joined_members(request: web.Request) -> web.Response:
+    hs = get_hs(request)
+    req = await requester(request, allow_guest=True)
+    room = await hs.room_store.get_room(request.match_info["room_id"])
+    current = await hs.room_store.membership_of(room.room_nid, req.user_id) if room else None
+    if room is None or current is None or current[0] != "join":
+        raise MatrixError(403, "M_FORBIDDEN", "You are not joined to this room")
+    ids = await hs.room_service.current_state_ids(room)
+    state = await hs.room_service.state_events(ids, [k for k in ids if k[0] == "m.room.member"])
+    joined: dict[str, dict[str, str]] = {}
+    for (_, user_id), ev in state.items():
+        content = ev.event["content"]
+        if content.get("membership") != "join":
+            continue
+        profile = {}
+        for src, dst in (("displayname", "display_name"), ("avatar_url", "avatar_url")):
+            if isinstance(content.get(src), str):
+                profile[dst] = content[src]
+        joined[user_id] = profile
+    return json_response({"joined": joined})
+
+
+async def get_timestamp_to_event(request: web.Request) -> web.Response:
+    hs = get_hs(request)
+    req = await requester(request, allow_guest=True)
+    room, access = await _room_and_access(request, req.user_id)
+    raw_ts = request.query.get("ts")
+    if raw_ts is None:
+        raise missing_param("Missing query parameter 'ts'")
+    if not raw_ts.isascii() or not raw_ts.lstrip("-").isdigit():
+        raise MatrixError(400, "M_INVALID_PARAM", "Query parameter 'ts' must be an integer")
+    ts = int(raw_ts)
+    direction = request.query.get("dir")
+    if direction is None:
+        raise missing_param("Missing query parameter 'dir'")
+    if direction not in ("f", "b"):
+        raise MatrixError(400, "M_INVALID_PARAM", "Query parameter 'dir' must be 'f' or 'b'")
+    viewer = hs.visibility.viewer(req.user_id, room)
+    bound = access.stream_bound(hs.room_service.stream.current)
+    after: tuple[int, int] | None = None
+    scanned = 0
+    while scanned < MAX_TIMESTAMP_SCAN:
+        batch = await hs.event_store.events_by_timestamp(
+            room.room_nid, ts, backwards=direction == "b", after=after, limit=100
+        )
+        for ev in batch:
+            assert ev.stream_ordering is not None
+            if ev.stream_ordering <= bound and await viewer.can_see(ev):
+                return json_response({"event_id": ev.event_id, "origin_server_ts": ev.event["origin_server_ts"]})
+        if len(batch) < 100:
+            break
+        scanned += len(batch)
+        last = batch[-1]
+        after = (int(last.event["origin_server_ts"]), last.stream_ordering or 0)
+    word = "forward" if direction == "f" else "backward"
+    raise not_found(f"Unable to find event from {ts} in {word} direction")
+
+
+def register(routes: ClientRoutes) -> None:
+    routes.add("GET", "/rooms/{room_id}/messages", get_messages)
+    routes.add("GET", "/rooms/{room_id}/context/{event_id}", get_context)
+    routes.add("GET", "/rooms/{room_id}/event/{event_id}", get_event)
+    routes.add("GET", "/rooms/{room_id}/state", get_state)
+    routes.add("GET", "/rooms/{room_id}/state/{event_type}", get_state_event)
+    routes.add("GET", "/rooms/{room_id}/state/{event_type}/", get_state_event)  # empty state key
+    routes.add("GET", "/rooms/{room_id}/state/{event_type}/{state_key}", get_state_event)
+    routes.add("GET", "/rooms/{room_id}/members", get_members)
+    routes.add("GET", "/rooms/{room_id}/joined_members", get_joined_members)
+    routes.add(
+        "GET", "/rooms/{room_id}/timestamp_to_event", get_timestamp_to_event,
+        prefixes=("/_matrix/client/v1",),
+    )
+

@@ -1,0 +1,402 @@
+"""Presence: whether local users are online, idle or offline, with a status message
+and the time they were last active, shown to the users who share a room with them.
+
+Presence is the busiest of the ephemeral streams (every message and every /sync
+touches it), so all of it lives in memory and each touch costs a dict lookup:
+activity only moves `last_active_ts` unless it changes what others see (the
+state, or `currently_active` flipping on). Only visible changes take a presence
+stream position and wake anyone. The database keeps each user's last state so
+it survives a restart; explicit changes (PUT) are written before the request
+returns, everything else in batches a few seconds later.
+
+Timeouts (the spec's idle timeout, and going offline once a user stops syncing)
+are checked by a periodic sweep measured on `hs.clock`, so tests can move time
+and call `check_timeouts()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Coroutine, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from homeserver.errors import invalid_param
+from homeserver.storage.database import Txn
+from homeserver.storage.events import StoredEvent
+from homeserver.storage.rooms import RoomRecord
+
+if TYPE_CHECKING:
+    from homeserver.config import Config
+    from homeserver.server import HomeServer
+
+logger = logging.getLogger(__name__)
+
+ONLINE = "online"
+UNAVAILABLE = "unavailable"
+OFFLINE = "offline"
+STATES = (ONLINE, UNAVAILABLE, OFFLINE)
+
+IDLE_AFTER_MS = 5 * 60_000  # online -> unavailable without activity (the spec's example)
+# currently_active stays true this long after the last activity; while it is
+# true, further activity sends no updates (the spec's Last active ago).
+ACTIVE_WINDOW_MS = 60_000
+# Offline once the user has neither started a /sync nor acted (sent a message,
+# set presence) for this long. A /sync reports itself only
+# when it starts, so this must exceed the longest long-poll (/sync caps its
+# timeout at 5 minutes) or a client waiting quietly would flicker offline.
+SYNC_OFFLINE_AFTER_MS = 6 * 60_000
+SWEEP_INTERVAL_S = 10.0
+FLUSH_DELAY_S = 5.0
+
+
+def presence_enabled(config: Config) -> bool:
+    return config.presence.enabled
+
+
+@dataclass
+class _Presence:
+    state: str = OFFLINE
+    status_msg: str | None = None
+    last_active_ts: int = 0
+    currently_active: bool = False
+    last_sync_ts: int = 0
+    stream_id: int = 0
+
+
+class PresenceService:
+    def __init__(self, hs: HomeServer) -> None:
+        self.hs = hs
+        self.enabled = presence_enabled(hs.config)
+        self._states: dict[str, _Presence] = {}
+        self._live: set[str] = set()  # users not offline: the only ones timeouts concern
+        self._position = 0
+        # user_id -> position of their last visible change, oldest first, so
+        # `presence_since` walks back from the newest change only as far as needed.
+        self._log: OrderedDict[str, int] = OrderedDict()
+        self._loaded = False
+        self._load_lock = asyncio.Lock()
+        self._dirty: set[str] = set()
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self._sweep_timer: asyncio.TimerHandle | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        # user_id -> local users sharing a joined room with them (themselves
+        # included); dropped whenever any membership changes.
+        self._audiences: dict[str, frozenset[str]] = {}
+        self._suffix = ":" + hs.config.server_name
+        hs.room_service.listeners.append(self._on_event)
+
+    async def _load(self) -> None:
+        # On first use: the database only opens once the server starts.
+        if self._loaded:
+            return
+        async with self._load_lock:
+            if self._loaded:
+                return
+            rows = await self.hs.db.fetchall(
+                "SELECT user_id, state, status_msg, last_active_ts, stream_id FROM presence"
+                " ORDER BY stream_id"
+            )
+            now = self.hs.clock.time_ms()
+            for user_id, state, status_msg, last_active_ts, stream_id in rows:
+                # Whoever was online gets the sync timeout's grace to reconnect.
+                p = _Presence(state, status_msg, int(last_active_ts), False, now, int(stream_id))
+                self._states[user_id] = p
+                self._log[user_id] = p.stream_id
+                if p.state != OFFLINE:
+                    self._live.add(user_id)
+                self._position = max(self._position, p.stream_id)
+            self._loaded = True
+        self._arm_sweep()
+
+    async def current_position(self) -> int:
+        """The presence stream position; every change up to it is visible."""
+        await self._load()
+        return self._position
+
+    # --- changes ---
+
+    async def set_presence(self, user_id: str, state: str, status_msg: str | None) -> None:
+        """PUT /presence: the user's own choice, durable before it returns. Setting
+        any state counts as activity (the spec: "the activity time is updated")."""
+        if state not in STATES:
+            raise invalid_param(f"presence must be one of {', '.join(STATES)}")
+        if not self.enabled:
+            return
+        await self._load()
+        p = self._get(user_id)
+        now = self.hs.clock.time_ms()
+        p.last_active_ts = now
+        p.last_sync_ts = now  # a client that sets presence is connected
+        changed = (state, status_msg) != (p.state, p.status_msg)
+        p.state, p.status_msg = state, status_msg
+        active = state == ONLINE
+        if active != p.currently_active:
+            p.currently_active = active
+            changed = True
+        if changed:
+            self._changed(user_id, p)
+            await self._notify(user_id)
+        self._dirty.discard(user_id)
+        await self._persist([user_id])
+
+    async def sync_activity(self, user_id: str, set_presence: str | None) -> None:
+        """Called by /sync as each request starts, with its `set_presence`
+        (default online). "online" brings an offline user online; "unavailable"
+        marks them idle; "offline" leaves presence alone (the client does not
+        want to appear connected). Syncing keeps a user from going offline but
+        is not activity: an idle user syncing stays idle."""
+        set_presence = set_presence or ONLINE
+        if set_presence not in STATES:
+            raise invalid_param(f"set_presence must be one of {', '.join(STATES)}")
+        if not self.enabled or set_presence == OFFLINE:
+            return
+        await self._load()
+        p = self._get(user_id)
+        now = self.hs.clock.time_ms()
+        p.last_sync_ts = now
+        if set_presence == ONLINE and p.state == OFFLINE:
+            # Coming online is pro-active (the spec's Last active ago).
+            p.state, p.last_active_ts, p.currently_active = ONLINE, now, True
+        elif set_presence == UNAVAILABLE and p.state != UNAVAILABLE:
+            p.state, p.currently_active = UNAVAILABLE, False
+        else:
+            return
+        self._changed(user_id, p)
+        self._mark_dirty(user_id)
+        await self._notify(user_id)
+
+    async def bump_activity(self, user_id: str) -> None:
+        """A pro-active action (sending an event): online, and currently active."""
+        if not self.enabled:
+            return
+        await self._load()
+        p = self._get(user_id)
+        # A client that acts is connected, even one that never syncs (a bot).
+        p.last_active_ts = p.last_sync_ts = self.hs.clock.time_ms()
+        self._mark_dirty(user_id)
+        if p.state == ONLINE and p.currently_active:
+            return
+        p.state, p.currently_active = ONLINE, True
+        self._changed(user_id, p)
+        await self._notify(user_id)
+
+    def check_timeouts(self) -> list[str]:
+        """Apply the idle and offline timeouts and end stale currently_active;
+        returns the users whose presence changed (their audiences are woken)."""
+        now = self.hs.clock.time_ms()
+        changed: list[str] = []
+        for user_id in list(self._live):
+            p = self._states[user_id]
+            if now - p.last_sync_ts > SYNC_OFFLINE_AFTER_MS:
+                p.state, p.currently_active = OFFLINE, False
+            elif p.state == ONLINE and now - p.last_active_ts > IDLE_AFTER_MS:
+                p.state, p.currently_active = UNAVAILABLE, False
+            elif p.currently_active and now - p.last_active_ts > ACTIVE_WINDOW_MS:
+                p.currently_active = False
+            else:
+                continue
+            self._changed(user_id, p)
+            self._mark_dirty(user_id)
+            changed.append(user_id)
+        if changed:
+            self._spawn(self._notify_many(changed))
+        return changed
+
+    # --- reads ---
+
+    async def get_presence(self, user_id: str) -> dict[str, Any]:
+        """The content of the user's m.presence event as of now."""
+        if not self.enabled:
+            return {"presence": OFFLINE}
+        await self._load()
+        p = self._states.get(user_id)
+        return self._content(p) if p is not None else {"presence": OFFLINE}
+
+    async def shares_room(self, user_id: str, other_id: str) -> bool:
+        return user_id == other_id or other_id in await self.audience(user_id)
+
+    async def audience(self, user_id: str) -> frozenset[str]:
+        """Local users sharing a joined room with the user, the user included:
+        those who see their presence (and whose presence they see)."""
+        cached = self._audiences.get(user_id)
+        if cached is not None:
+            return cached
+        users = {user_id}
+        for room_id, _ in await self.hs.room_store.rooms_for_user(user_id):
+            room = await self.hs.room_store.get_room(room_id)
+            if room is not None:
+                users |= await self.hs.room_service.joined_local_users(room)
+        result = frozenset(users)
+        self._audiences[user_id] = result
+        return result
+
+    async def presence_since(self, user_id: str, since_pos: int) -> list[dict[str, Any]]:
+        """m.presence events of the user and of users sharing a room with them whose
+        presence changed after `since_pos`. At 0 (initial sync) only those not
+        offline are worth sending; a position beyond the current one comes from a
+        previous run that did not get to persist it, and is answered like 0."""
+        if not self.enabled:
+            return []
+        await self._load()
+        if since_pos > self._position:
+            since_pos = 0
+        changed: list[str] = []
+        for other, pos in reversed(self._log.items()):
+            if pos <= since_pos:
+                break
+            changed.append(other)
+        if not changed:
+            return []
+        audience = await self.audience(user_id)
+        events = []
+        for other in reversed(changed):
+            p = self._states[other]
+            if other not in audience or (since_pos == 0 and p.state == OFFLINE):
+                continue
+            events.append({"type": "m.presence", "sender": other, "content": self._content(p)})
+        return events
+
+    async def drain(self) -> None:
+        """Wait for background work started so far (wake-ups after timeouts and
+        activity); for tests and an orderly shutdown."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    # --- internals ---
+
+    def _get(self, user_id: str) -> _Presence:
+        p = self._states.get(user_id)
+        if p is None:
+            p = self._states[user_id] = _Presence()
+        return p
+
+    def _content(self, p: _Presence) -> dict[str, Any]:
+        content: dict[str, Any] = {"presence": p.state}
+        if p.last_active_ts:
+            content["last_active_ago"] = max(0, self.hs.clock.time_ms() - p.last_active_ts)
+        if p.state == ONLINE:
+            content["currently_active"] = p.currently_active
+        if p.status_msg is not None:
+            content["status_msg"] = p.status_msg
+        return content
+
+    def _changed(self, user_id: str, p: _Presence) -> None:
+        """Give a visible change the next stream position."""
+        self._position += 1
+        p.stream_id = self._position
+        self._log[user_id] = self._position
+        self._log.move_to_end(user_id)
+        if p.state == OFFLINE:
+            self._live.discard(user_id)
+        else:
+            self._live.add(user_id)
+            self._arm_sweep()
+
+    async def _notify(self, user_id: str) -> None:
+        self.hs.notifier.notify_users(await self.audience(user_id))
+
+    async def _notify_many(self, user_ids: Iterable[str]) -> None:
+        concerned: set[str] = set()
+        for user_id in user_ids:
+            concerned |= await self.audience(user_id)
+        self.hs.notifier.notify_users(concerned)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _on_event(self, event: StoredEvent, room: RoomRecord) -> None:
+        """Every persisted event: a membership change changes who shares rooms with
+        whom; a message is activity of its local sender (state events are not:
+        the server sends some on users' behalf, and the spec's example of a
+        pro-active event is a message)."""
+        if event.type == "m.room.member":
+            self._audiences.clear()
+            self._announce_join(event)
+        sender = event.sender
+        if not self.enabled or event.state_key is not None or not sender.endswith(self._suffix):
+            return
+        p = self._states.get(sender) if self._loaded else None
+        if p is not None and p.state == ONLINE and p.currently_active:
+            p.last_active_ts = p.last_sync_ts = self.hs.clock.time_ms()  # the hot path: nothing anyone sees
+            self._mark_dirty(sender)
+            return
+        self._spawn(self.bump_activity(sender))
+
+    def _announce_join(self, event: StoredEvent) -> None:
+        """A local user who joins a room starts sharing it with its members, who
+        have been sent nothing about them yet: re-announce their presence (one
+        stream position) so incremental syncs of the new room-mates carry it."""
+        user_id = event.state_key
+        if (
+            not self.enabled
+            or user_id is None
+            or event.event["content"].get("membership") != "join"
+            or not user_id.endswith(self._suffix)
+        ):
+            return
+        p = self._states.get(user_id)
+        if p is None or p.state == OFFLINE:
+            return
+        self._changed(user_id, p)
+        self._spawn(self._notify(user_id))
+
+    # --- persistence and timers (TimerHandles, not tasks: a stopped server leaves
+    # nothing pending behind) ---
+
+    def _mark_dirty(self, user_id: str) -> None:
+        self._dirty.add(user_id)
+        if self._flush_timer is None:
+            self._flush_timer = asyncio.get_running_loop().call_later(FLUSH_DELAY_S, self._on_flush_timer)
+
+    def _on_flush_timer(self) -> None:
+        self._flush_timer = None
+        self._spawn(self.flush())
+
+    async def flush(self) -> None:
+        """Write every user changed since the last flush (in one transaction)."""
+        users, self._dirty = self._dirty, set()
+        if not users:
+            return
+        try:
+            await self._persist(users)
+        except Exception:
+            logger.warning("could not persist presence; will retry", exc_info=True)
+            self._dirty |= users
+            if self._flush_timer is None:
+                self._flush_timer = asyncio.get_running_loop().call_later(
+                    FLUSH_DELAY_S, self._on_flush_timer
+                )
+
+    async def _persist(self, user_ids: Iterable[str]) -> None:
+        rows = [
+            (u, p.state, p.status_msg, p.last_active_ts, p.stream_id)
+            for u in user_ids
+            if (p := self._states.get(u)) is not None
+        ]
+
+        async def fn(txn: Txn) -> None:
+            for row in rows:
+                await txn.execute(
+                    "INSERT INTO presence (user_id, state, status_msg, last_active_ts, stream_id)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET"
+                    " state = excluded.state, status_msg = excluded.status_msg,"
+                    " last_active_ts = excluded.last_active_ts, stream_id = excluded.stream_id",
+                    row,
+                )
+
+        if rows:
+            await self.hs.db.write(fn)
+
+    def _arm_sweep(self) -> None:
+        if self._sweep_timer is None and self._live:
+            self._sweep_timer = asyncio.get_running_loop().call_later(SWEEP_INTERVAL_S, self._on_sweep)
+
+    def _on_sweep(self) -> None:
+        self._sweep_timer = None
+        self.check_timeouts()
+        self._arm_sweep()

@@ -1,0 +1,224 @@
+"""Read receipts and fully-read markers (the spec's Receipts and Read markers modules).
+
+Receipts are "up to" markers: each (user, type, thread) points at one event and
+never moves backwards, so a slow device cannot undo what a faster one recorded.
+They take positions on their own stream, which /sync reads through
+`receipts_since`; a room's latest position is kept in memory so the common
+incremental sync skips rooms with nothing new without touching the database.
+
+`m.read` receipts are shown to the room; `m.read.private` ones only to their
+owner (the spec's "Servers MUST NOT send the m.read.private receipt to any
+other user"). The fully-read marker is not a receipt: it lives in room account
+data as `m.fully_read` (the spec's Read markers), written through the account
+data service so /sync delivers it like any other account data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Any
+
+from homeserver.errors import MatrixError, invalid_param, not_found
+from homeserver.rooms.stream import StreamTracker
+from homeserver.storage.events import StoredEvent
+from homeserver.storage.receipts import UNTHREADED, Receipt, ReceiptStore
+from homeserver.storage.rooms import RoomRecord
+
+if TYPE_CHECKING:
+    from homeserver.server import HomeServer
+
+READ = "m.read"
+READ_PRIVATE = "m.read.private"
+FULLY_READ = "m.fully_read"
+RECEIPT_TYPES = (READ, READ_PRIVATE)
+MAIN_THREAD = "main"
+# The spec recommends following at most 3 relations to find an event's thread.
+_MAX_THREAD_HOPS = 3
+_READ_CACHE_SIZE = 50_000
+
+
+class ReceiptService:
+    def __init__(self, hs: HomeServer) -> None:
+        self.hs = hs
+        self.store = ReceiptStore(hs.db)
+        self._stream: StreamTracker | None = None
+        self._room_pos: dict[str, int] = {}
+        self._init_lock = asyncio.Lock()
+        # (user, room) -> stream ordering read up to; `_writes` guards against
+        # caching a value read from the database while a write was landing.
+        self._read_cache: OrderedDict[tuple[str, str], int | None] = OrderedDict()
+        self._writes = 0
+
+    async def _tracker(self) -> StreamTracker:
+        # Loaded on first use: the database only opens once the server starts.
+        if self._stream is None:
+            async with self._init_lock:
+                if self._stream is None:
+                    self._room_pos = await self.store.room_positions()
+                    self._stream = StreamTracker(await self.store.max_stream_id())
+        return self._stream
+
+    async def current_position(self) -> int:
+        """Every receipt change up to this position is committed."""
+        return (await self._tracker()).current
+
+    # --- checks shared by /receipt and /read_markers ---
+
+    async def target_event(self, room: RoomRecord, user_id: str, event_id: str) -> StoredEvent:
+        """The acknowledged event: it must be in the room's timeline and visible to the user."""
+        event = await self.hs.event_store.get_event(event_id)
+        if (
+            event is None
+            or event.room_nid != room.room_nid
+            or event.stream_ordering is None
+            or not await self.hs.visibility.filter(user_id, room, [event])
+        ):
+            raise not_found("Event not found")
+        return event
+
+    async def thread_of(self, event: StoredEvent) -> str | None:
+        """"main", the event ID of the thread root the event belongs to, or None
+        when a relation points at an event this server does not have."""
+        current = event
+        for _ in range(_MAX_THREAD_HOPS):
+            rel = current.event.get("content", {}).get("m.relates_to")
+            parent_id = rel.get("event_id") if isinstance(rel, dict) else None
+            if not isinstance(parent_id, str):
+                return MAIN_THREAD
+            if rel.get("rel_type") == "m.thread":
+                return parent_id
+            parent = await self.hs.event_store.get_event(parent_id)
+            if parent is None:
+                return None
+            current = parent
+        return MAIN_THREAD
+
+    async def check_thread(self, event: StoredEvent, thread_id: str) -> None:
+        """Refuse a thread_id the event is known not to belong to (the spec's 400
+        "The event_id is not related to the thread_id"). A thread root counts as
+        part of its own thread as well as of the main timeline."""
+        if thread_id != MAIN_THREAD and not thread_id.startswith("$"):
+            raise invalid_param("thread_id must be 'main' or the event ID of a thread root")
+        if thread_id == event.event_id:
+            return
+        actual = await self.thread_of(event)
+        if actual is not None and actual != thread_id:
+            raise invalid_param(f"The event is not in thread {thread_id}")
+
+    # --- writing ---
+
+    async def send_receipt(
+        self, room: RoomRecord, user_id: str, receipt_type: str, event: StoredEvent, thread_id: str | None
+    ) -> None:
+        """Move the user's receipt to the event, unless it already points at the same
+        or a later one; wakes the room (public receipt) or only the owner (private)."""
+        assert receipt_type in RECEIPT_TYPES and event.stream_ordering is not None
+        tracker = await self._tracker()
+        pos = tracker.allocate()
+        self._writes += 1
+        try:
+            stored = await self.store.put(
+                Receipt(
+                    room.room_id, user_id, receipt_type, thread_id or UNTHREADED, event.event_id,
+                    event.stream_ordering, self.hs.clock.time_ms(), pos,
+                )
+            )
+        finally:
+            self._writes += 1
+            tracker.finish(pos)
+        if not stored:
+            return
+        self._room_pos[room.room_id] = max(self._room_pos.get(room.room_id, 0), pos)
+        if thread_id in (None, MAIN_THREAD):
+            key = (user_id, room.room_id)
+            if key in self._read_cache:
+                self._read_cache[key] = max(self._read_cache[key] or 0, event.stream_ordering)
+        if receipt_type == READ_PRIVATE:
+            self.hs.notifier.notify_users([user_id])
+        else:
+            self.hs.notifier.notify_users(await self.hs.room_service.joined_local_users(room))
+
+    async def set_fully_read(self, room: RoomRecord, user_id: str, event: StoredEvent) -> None:
+        """Move the m.fully_read marker (room account data) forward to the event;
+        never backwards, so a lagging device cannot undo what the user already
+        read elsewhere."""
+        assert event.stream_ordering is not None
+        current = await self.fully_read_marker(user_id, room.room_id)
+        if current is not None:
+            if current == event.event_id:
+                return
+            previous = await self.hs.event_store.get_event(current)
+            if previous is not None and (previous.stream_ordering or 0) > event.stream_ordering:
+                return
+        await self.hs.account_data.set_room(user_id, room.room_id, FULLY_READ, {"event_id": event.event_id})
+        self.hs.notifier.notify_users([user_id])
+
+    async def fully_read_marker(self, user_id: str, room_id: str) -> str | None:
+        """The event ID of the user's fully-read marker in the room, if set."""
+        content = await self.hs.account_data.get_room(user_id, room_id, FULLY_READ)
+        event_id = content.get("event_id") if isinstance(content, dict) else None
+        return event_id if isinstance(event_id, str) else None
+
+    # --- what /sync reads ---
+
+    async def receipts_since(
+        self, room_ids: Collection[str], since_pos: int, user_id: str, upto: int | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """room_id -> one m.receipt event holding every receipt in the room that
+        changed in (since_pos, upto] (upto: the current position), as the user may
+        see them: other users' private receipts are left out."""
+        tracker = await self._tracker()
+        upto = tracker.current if upto is None else upto
+        if since_pos >= upto:
+            return {}
+        rooms = [r for r in room_ids if self._room_pos.get(r, 0) > since_pos]
+        if not rooms:
+            return {}
+        out: dict[str, dict[str, Any]] = {}
+        for r in await self.store.changed_in_rooms(rooms, since_pos, upto):
+            if r.receipt_type == READ_PRIVATE and r.user_id != user_id:
+                continue
+            event = out.setdefault(r.room_id, {"type": "m.receipt", "content": {}})
+            body: dict[str, Any] = {"ts": r.ts}
+            if r.thread_id != UNTHREADED:
+                body["thread_id"] = r.thread_id
+            by_type = event["content"].setdefault(r.event_id, {})
+            by_type.setdefault(r.receipt_type, {})[r.user_id] = body
+        return out
+
+    async def read_up_to(self, user_id: str, room_id: str) -> int | None:
+        """The stream ordering of the latest event the user has read in the room's
+        main timeline: the further of their m.read and m.read.private receipts,
+        unthreaded or for thread "main" (None: no receipt). Unread counts start
+        after it."""
+        key = (user_id, room_id)
+        if key in self._read_cache:
+            self._read_cache.move_to_end(key)
+            return self._read_cache[key]
+        writes = self._writes
+        receipts = await self.store.user_receipts(room_id, user_id)
+        positions = [
+            r.event_stream_ordering
+            for r in receipts
+            if r.receipt_type in RECEIPT_TYPES and r.thread_id in (UNTHREADED, MAIN_THREAD)
+        ]
+        value = max(positions, default=None)
+        if writes == self._writes:
+            self._read_cache[key] = value
+            if len(self._read_cache) > _READ_CACHE_SIZE:
+                self._read_cache.popitem(last=False)
+        return value
+
+
+def check_thread_id(body: dict[str, Any], receipt_type: str) -> str | None:
+    """The optional thread_id of a receipt body, per the spec's 400 cases."""
+    if "thread_id" not in body:
+        return None
+    thread_id = body["thread_id"]
+    if not isinstance(thread_id, str) or not thread_id:
+        raise MatrixError(400, "M_INVALID_PARAM", "thread_id field must be a non-empty string")
+    if receipt_type not in RECEIPT_TYPES:
+        raise MatrixError(400, "M_INVALID_PARAM", f"thread_id is not allowed for {receipt_type}")
+    return thread_id

@@ -1,0 +1,95 @@
+"""Read receipts.
+
+A receipt is keyed by (room, user, type, thread); thread_id '' stands for an
+unthreaded receipt. Every write that moves a receipt records the receipt stream
+position it was made at, so /sync can ask for what changed after a position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+from homeserver.storage.database import Database, Txn
+
+UNTHREADED = ""  # the thread_id column value of an unthreaded receipt
+# Rooms per IN (...) list: well under SQLite's and asyncpg's parameter limits.
+_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class Receipt:
+    room_id: str
+    user_id: str
+    receipt_type: str
+    thread_id: str  # UNTHREADED, "main" or a thread root's event ID
+    event_id: str
+    event_stream_ordering: int
+    ts: int
+    stream_id: int
+
+
+_COLUMNS = "room_id, user_id, receipt_type, thread_id, event_id, event_stream_ordering, ts, stream_id"
+
+
+def _receipt(row: tuple[Any, ...]) -> Receipt:
+    return Receipt(row[0], row[1], row[2], row[3], row[4], int(row[5]), int(row[6]), int(row[7]))
+
+
+class ReceiptStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def put(self, receipt: Receipt) -> bool:
+        """Store a receipt unless the user's receipt of that type and thread already
+        points at the same or a later event; True if it was stored.
+
+        The comparison happens inside the upsert, so two devices racing cannot
+        move a receipt backwards whatever order their writes commit in.
+        """
+
+        async def fn(txn: Txn) -> int:
+            return await txn.execute(
+                f"INSERT INTO receipts ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (room_id, user_id, receipt_type, thread_id) DO UPDATE SET"
+                " event_id = excluded.event_id, event_stream_ordering = excluded.event_stream_ordering,"
+                " ts = excluded.ts, stream_id = excluded.stream_id"
+                " WHERE receipts.event_stream_ordering < excluded.event_stream_ordering",
+                (
+                    receipt.room_id, receipt.user_id, receipt.receipt_type, receipt.thread_id,
+                    receipt.event_id, receipt.event_stream_ordering, receipt.ts, receipt.stream_id,
+                ),
+            )
+
+        return await self.db.write(fn) > 0
+
+    async def max_stream_id(self) -> int:
+        row = await self.db.fetchone("SELECT COALESCE(MAX(stream_id), 0) FROM receipts")
+        return int(row[0]) if row else 0
+
+    async def room_positions(self) -> dict[str, int]:
+        """Each room's latest receipt stream position (loaded once at start, so
+        /sync can skip rooms with nothing new without a query)."""
+        rows = await self.db.fetchall("SELECT room_id, MAX(stream_id) FROM receipts GROUP BY room_id")
+        return {r[0]: int(r[1]) for r in rows}
+
+    async def changed_in_rooms(self, room_ids: Collection[str], after: int, upto: int) -> list[Receipt]:
+        """Receipts in the given rooms whose last change lies in (after, upto]."""
+        ids = list(room_ids)
+        found: list[Receipt] = []
+        for i in range(0, len(ids), _CHUNK):
+            chunk = ids[i : i + _CHUNK]
+            rows = await self.db.fetchall(
+                f"SELECT {_COLUMNS} FROM receipts WHERE room_id IN ({','.join('?' * len(chunk))})"
+                " AND stream_id > ? AND stream_id <= ? ORDER BY stream_id",
+                (*chunk, after, upto),
+            )
+            found.extend(_receipt(r) for r in rows)
+        return found
+
+    async def user_receipts(self, room_id: str, user_id: str) -> list[Receipt]:
+        rows = await self.db.fetchall(
+            f"SELECT {_COLUMNS} FROM receipts WHERE room_id = ? AND user_id = ?", (room_id, user_id)
+        )
+        return [_receipt(r) for r in rows]

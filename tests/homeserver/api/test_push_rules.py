@@ -1,0 +1,371 @@
+"""Push rules over the client API: listing, creating and ordering rules, enabling and
+re-acting server defaults, the spec's errors, m.push_rules in /sync, and persistence."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from homeserver.push_rules import KINDS
+from homeserver.server import HomeServer
+from tests.conftest import Api, fresh_pg_database
+from tests.homeserver.api.reading_helpers import uid, user
+
+ALICE = uid("alice")
+
+
+def rule_path(kind: str, rule_id: str, suffix: str = "", query: str = "") -> str:
+    return f"pushrules/global/{kind}/{quote(rule_id, safe='')}{suffix}{query}"
+
+
+async def ids(api: Api, token: str, kind: str, *, user_only: bool = False) -> list[str]:
+    rules = (await api.get("pushrules/global/", token=token))[kind]
+    return [r["rule_id"] for r in rules if not (user_only and r["default"])]
+
+
+async def put_rule(api: Api, token: str, kind: str, rule_id: str, body: dict[str, Any] | None = None,
+                   query: str = "", expect: int = 200) -> Any:
+    body = body if body is not None else {"actions": ["notify"]}
+    return (await api.request("PUT", rule_path(kind, rule_id, query=query), body, token=token, expect=expect))[1]
+
+
+async def test_get_all_rules_defaults(api: Api) -> None:
+    alice = await user(api, "alice")
+    body = await api.get("pushrules/", token=alice)
+    assert list(body) == ["global"]
+    ruleset = body["global"]
+    assert set(ruleset) == set(KINDS)
+    assert await api.get("pushrules/global/", token=alice) == ruleset
+    override = [r["rule_id"] for r in ruleset["override"]]
+    assert override[0] == ".m.rule.master"
+    for rid in (".m.rule.suppress_notices", ".m.rule.invite_for_me", ".m.rule.member_event",
+                ".m.rule.is_user_mention", ".m.rule.is_room_mention", ".m.rule.tombstone",
+                ".m.rule.reaction", ".m.rule.room.server_acl", ".m.rule.suppress_edits"):
+        assert rid in override
+    assert ruleset["override"][0] == {"rule_id": ".m.rule.master", "default": True, "enabled": False,
+                                      "conditions": [], "actions": []}
+    assert ruleset["content"] == [{
+        "rule_id": ".m.rule.contains_user_name", "default": True, "enabled": True, "pattern": "alice",
+        "actions": ["notify", {"set_tweak": "sound", "value": "default"}, {"set_tweak": "highlight"}],
+    }]
+    assert ruleset["room"] == [] and ruleset["sender"] == []
+    assert [r["rule_id"] for r in ruleset["underride"]] == [
+        ".m.rule.call", ".m.rule.encrypted_room_one_to_one", ".m.rule.room_one_to_one",
+        ".m.rule.message", ".m.rule.encrypted",
+    ]
+    invite = next(r for r in ruleset["override"] if r["rule_id"] == ".m.rule.invite_for_me")
+    assert {"key": "state_key", "kind": "event_match", "pattern": ALICE} in invite["conditions"]
+    # the legacy r0 prefix serves the same
+    assert await api.get("/_matrix/client/r0/pushrules/", token=alice) == body
+
+
+async def test_requires_auth(api: Api) -> None:
+    for method, path in (("GET", "pushrules/"), ("GET", "pushrules/global/"),
+                         ("GET", rule_path("override", ".m.rule.master")),
+                         ("PUT", rule_path("override", "x")), ("DELETE", rule_path("override", "x")),
+                         ("PUT", rule_path("override", "x", "/enabled"))):
+        _, err = await api.request(method, path, {"actions": []} if method == "PUT" else None, expect=401)
+        assert err["errcode"] == "M_MISSING_TOKEN"
+
+
+async def test_create_get_and_replace_override_rule(api: Api) -> None:
+    alice = await user(api, "alice")
+    conditions = [{"kind": "event_match", "key": "content.body", "pattern": "beer"},
+                  {"kind": "room_member_count", "is": "<=10"}]
+    actions = ["notify", {"set_tweak": "sound", "value": "beeroclock.wav"}]
+    assert await put_rule(api, alice, "override", "beer", {"conditions": conditions, "actions": actions}) == {}
+    rule = await api.get(rule_path("override", "beer"), token=alice)
+    assert rule == {"rule_id": "beer", "default": False, "enabled": True, "conditions": conditions, "actions": actions}
+    # user overrides come after master but before the other server defaults
+    assert (await ids(api, alice, "override"))[:3] == [".m.rule.master", "beer", ".m.rule.suppress_notices"]
+    # without conditions, an override rule has none (and always matches)
+    await put_rule(api, alice, "underride", "all", {"actions": []})
+    assert (await api.get(rule_path("underride", "all"), token=alice))["conditions"] == []
+    # replacing keeps its place and its enabled state, takes the new definition
+    await put_rule(api, alice, "override", "second")
+    await api.put(rule_path("override", "beer", "/enabled"), {"enabled": False}, token=alice)
+    await put_rule(api, alice, "override", "beer", {"conditions": [], "actions": ["dont_notify"]})
+    assert await ids(api, alice, "override", user_only=True) == ["second", "beer"]
+    rule = await api.get(rule_path("override", "beer"), token=alice)
+    assert rule == {"rule_id": "beer", "default": False, "enabled": False, "conditions": [], "actions": []}
+
+
+async def test_content_room_and_sender_rules(api: Api) -> None:
+    alice = await user(api, "alice")
+    await put_rule(api, alice, "content", "cake", {"pattern": "cake*lie", "actions": ["notify"],
+                                                   "conditions": [{"kind": "ignored"}]})
+    assert await api.get(rule_path("content", "cake"), token=alice) == {
+        "rule_id": "cake", "default": False, "enabled": True, "pattern": "cake*lie", "actions": ["notify"]}
+    assert await ids(api, alice, "content") == ["cake", ".m.rule.contains_user_name"]
+    _, err = await api.request("PUT", rule_path("content", "nopattern"), {"actions": []}, token=alice, expect=400)
+    assert err["errcode"] == "M_MISSING_PARAM"
+    _, err = await api.request("PUT", rule_path("content", "bad"), {"actions": [], "pattern": 3}, token=alice, expect=400)
+    assert err["errcode"] == "M_BAD_JSON"
+    room = "!dj234r78wl45Gh4D:matrix.org"
+    await put_rule(api, alice, "room", room, {"actions": []})
+    assert await api.get(rule_path("room", room), token=alice) == {
+        "rule_id": room, "default": False, "enabled": True, "actions": []}
+    await put_rule(api, alice, "sender", "@spambot:matrix.org", {"actions": []})
+    assert await ids(api, alice, "sender") == ["@spambot:matrix.org"]
+    for kind, rid in (("room", "not-a-room"), ("sender", "spambot")):
+        _, err = await api.request("PUT", rule_path(kind, rid), {"actions": []}, token=alice, expect=400)
+        assert err["errcode"] == "M_INVALID_PARAM"
+
+
+async def test_before_and_after(api: Api) -> None:
+    alice = await user(api, "alice")
+    for rid in ("c", "b", "a"):  # each new rule goes to the top
+        await put_rule(api, alice, "override", rid)
+    assert await ids(api, alice, "override", user_only=True) == ["a", "b", "c"]
+    await put_rule(api, alice, "override", "x", query="?before=b")
+    assert await ids(api, alice, "override", user_only=True) == ["a", "x", "b", "c"]
+    await put_rule(api, alice, "override", "y", query="?after=c")
+    assert await ids(api, alice, "override", user_only=True) == ["a", "x", "b", "c", "y"]
+    await put_rule(api, alice, "override", "z", query="?after=a")
+    assert await ids(api, alice, "override", user_only=True) == ["a", "z", "x", "b", "c", "y"]
+    # both given: 'before' decides
+    await put_rule(api, alice, "override", "w", query="?before=a&after=y")
+    assert await ids(api, alice, "override", user_only=True) == ["w", "a", "z", "x", "b", "c", "y"]
+    # an existing rule moves
+    await put_rule(api, alice, "override", "y", query="?before=w")
+    assert await ids(api, alice, "override", user_only=True) == ["y", "w", "a", "z", "x", "b", "c"]
+    await put_rule(api, alice, "override", "y", query="?after=c")
+    assert await ids(api, alice, "override", user_only=True) == ["w", "a", "z", "x", "b", "c", "y"]
+    # kinds are separate: no anchor across kinds
+    err = await put_rule(api, alice, "underride", "u", query="?before=a", expect=400)
+    assert err["errcode"] == "M_UNKNOWN" and "a" in err["error"]
+    err = await put_rule(api, alice, "override", "n", query="?after=nope", expect=400)
+    assert err["errcode"] == "M_UNKNOWN"
+    # not relative to server-default rules, nor to itself
+    err = await put_rule(api, alice, "override", "n", query="?after=.m.rule.master", expect=400)
+    assert err["errcode"] == "M_UNKNOWN"
+    err = await put_rule(api, alice, "override", "a", query="?before=a", expect=400)
+    assert err["errcode"] == "M_UNKNOWN"
+    # failed placements changed nothing
+    assert await ids(api, alice, "override", user_only=True) == ["w", "a", "z", "x", "b", "c", "y"]
+    assert await ids(api, alice, "underride", user_only=True) == []
+    # deleting keeps the order of the rest
+    await api.request("DELETE", rule_path("override", "z"), token=alice)
+    await put_rule(api, alice, "override", "v", query="?after=a")
+    assert await ids(api, alice, "override", user_only=True) == ["w", "a", "v", "x", "b", "c", "y"]
+
+
+async def test_put_errors(api: Api) -> None:
+    alice = await user(api, "alice")
+    cases: list[tuple[str, str, Any, int, str]] = [
+        ("override", ".m.rule.master", {"actions": []}, 400, "M_INVALID_PARAM"),  # server-default: not replaceable
+        ("override", ".mine", {"actions": []}, 400, "M_INVALID_PARAM"),  # '.' is reserved
+        ("override", "back\\slash", {"actions": []}, 400, "M_INVALID_PARAM"),
+        ("override", "a/b", {"actions": []}, 400, "M_INVALID_PARAM"),
+        ("nonsense", "x", {"actions": []}, 400, "M_INVALID_PARAM"),
+        ("override", "x", {}, 400, "M_MISSING_PARAM"),
+        ("override", "x", {"actions": "notify"}, 400, "M_BAD_JSON"),
+        ("override", "x", {"actions": ["bogus"]}, 400, "M_BAD_JSON"),
+        ("override", "x", {"actions": [{"value": 1}]}, 400, "M_BAD_JSON"),
+        ("override", "x", {"actions": [], "conditions": {}}, 400, "M_BAD_JSON"),
+        ("override", "x", {"actions": [], "conditions": [{"kind": "event_match", "key": "type"}]}, 400, "M_BAD_JSON"),
+        ("override", "x", {"actions": [], "conditions": [{"kind": "room_member_count", "is": "many"}]}, 400, "M_BAD_JSON"),
+        ("override", "x", {"actions": [], "conditions": [{"kind": "event_property_is", "key": "a", "value": {}}]}, 400, "M_BAD_JSON"),
+    ]
+    for kind, rid, body, status, errcode in cases:
+        _, err = await api.request("PUT", rule_path(kind, rid), body, token=alice, expect=status)
+        assert err["errcode"] == errcode, (kind, rid, body, err)
+    _, err = await api.request("PUT", rule_path("override", "x"), data="not json", token=alice, expect=400)
+    assert err["errcode"] == "M_NOT_JSON"
+    assert await ids(api, alice, "override", user_only=True) == []
+    # Unknown condition kinds are accepted (they never match).
+    await put_rule(api, alice, "override", "future", {"actions": ["notify"], "conditions": [{"kind": "org.example.new"}]})
+
+
+async def test_get_and_delete_errors(api: Api) -> None:
+    alice = await user(api, "alice")
+    for path in (rule_path("override", "nope"), rule_path("underride", ".m.rule.master"),
+                 rule_path("override", "nope", "/enabled"), rule_path("override", "nope", "/actions")):
+        _, err = await api.request("GET", path, token=alice, expect=404)
+        assert err["errcode"] == "M_NOT_FOUND", path
+    _, err = await api.request("GET", rule_path("nonsense", "x"), token=alice, expect=400)
+    assert err["errcode"] == "M_INVALID_PARAM"
+    _, err = await api.request("DELETE", rule_path("override", "nope"), token=alice, expect=404)
+    assert err["errcode"] == "M_NOT_FOUND"
+    _, err = await api.request("DELETE", rule_path("override", ".m.rule.nothing"), token=alice, expect=404)
+    assert err["errcode"] == "M_NOT_FOUND"
+    for kind, rid in (("override", ".m.rule.master"), ("underride", ".m.rule.message"),
+                      ("content", ".m.rule.contains_user_name")):
+        _, err = await api.request("DELETE", rule_path(kind, rid), token=alice, expect=403)
+        assert err["errcode"] == "M_FORBIDDEN"
+    assert ".m.rule.master" in await ids(api, alice, "override")
+    # A user rule: delete once, then it is gone.
+    await put_rule(api, alice, "sender", "@x:test.local")
+    assert await api.request("DELETE", rule_path("sender", "@x:test.local"), token=alice) == (200, {})
+    await api.request("GET", rule_path("sender", "@x:test.local"), token=alice, expect=404)
+    await api.request("DELETE", rule_path("sender", "@x:test.local"), token=alice, expect=404)
+
+
+async def test_enable_and_disable(api: Api) -> None:
+    alice = await user(api, "alice")
+    assert await api.get(rule_path("override", ".m.rule.master", "/enabled"), token=alice) == {"enabled": False}
+    assert await api.put(rule_path("override", ".m.rule.master", "/enabled"), {"enabled": True}, token=alice) == {}
+    assert await api.get(rule_path("override", ".m.rule.master", "/enabled"), token=alice) == {"enabled": True}
+    await api.put(rule_path("underride", ".m.rule.message", "/enabled"), {"enabled": False}, token=alice)
+    rule = await api.get(rule_path("underride", ".m.rule.message"), token=alice)
+    assert rule["enabled"] is False and rule["default"] is True and rule["actions"] == ["notify"]
+    await api.put(rule_path("underride", ".m.rule.message", "/enabled"), {"enabled": True}, token=alice)
+    assert (await api.get(rule_path("underride", ".m.rule.message"), token=alice))["enabled"] is True
+    # user rules
+    await put_rule(api, alice, "room", "!r:test.local")
+    await api.put(rule_path("room", "!r:test.local", "/enabled"), {"enabled": False}, token=alice)
+    assert await api.get(rule_path("room", "!r:test.local", "/enabled"), token=alice) == {"enabled": False}
+    # errors
+    for body, errcode in (({}, "M_MISSING_PARAM"), ({"enabled": "yes"}, "M_BAD_JSON")):
+        _, err = await api.request("PUT", rule_path("override", ".m.rule.master", "/enabled"), body, token=alice, expect=400)
+        assert err["errcode"] == errcode
+    for kind, rid in (("override", "nope"), ("underride", ".m.rule.master"), ("override", ".m.rule.nothing")):
+        _, err = await api.request("PUT", rule_path(kind, rid, "/enabled"), {"enabled": True}, token=alice, expect=404)
+        assert err["errcode"] == "M_NOT_FOUND"
+    _, err = await api.request("PUT", rule_path("nonsense", "x", "/enabled"), {"enabled": True}, token=alice, expect=400)
+    assert err["errcode"] == "M_INVALID_PARAM"
+
+
+async def test_actions(api: Api) -> None:
+    alice = await user(api, "alice")
+    assert await api.get(rule_path("underride", ".m.rule.message", "/actions"), token=alice) == {"actions": ["notify"]}
+    new = ["notify", {"set_tweak": "sound", "value": "bing"}, {"set_tweak": "highlight", "value": False}]
+    assert await api.put(rule_path("underride", ".m.rule.message", "/actions"), {"actions": new}, token=alice) == {}
+    assert await api.get(rule_path("underride", ".m.rule.message", "/actions"), token=alice) == {"actions": new}
+    rule = await api.get(rule_path("underride", ".m.rule.message"), token=alice)
+    assert rule["default"] is True and rule["enabled"] is True and rule["actions"] == new
+    # changing actions leaves enabled alone, and vice versa
+    await api.put(rule_path("underride", ".m.rule.message", "/enabled"), {"enabled": False}, token=alice)
+    assert (await api.get(rule_path("underride", ".m.rule.message"), token=alice))["actions"] == new
+    await put_rule(api, alice, "content", "tea", {"pattern": "tea", "actions": ["notify"]})
+    await api.put(rule_path("content", "tea", "/actions"), {"actions": ["dont_notify"]}, token=alice)
+    assert await api.get(rule_path("content", "tea", "/actions"), token=alice) == {"actions": []}
+    for body, errcode in (({}, "M_MISSING_PARAM"), ({"actions": "notify"}, "M_BAD_JSON"), ({"actions": [5]}, "M_BAD_JSON")):
+        _, err = await api.request("PUT", rule_path("content", "tea", "/actions"), body, token=alice, expect=400)
+        assert err["errcode"] == errcode
+    _, err = await api.request("PUT", rule_path("content", "nope", "/actions"), {"actions": []}, token=alice, expect=404)
+    assert err["errcode"] == "M_NOT_FOUND"
+
+
+async def test_rules_are_per_user(api: Api) -> None:
+    alice = await user(api, "alice")
+    bob = await user(api, "bob")
+    await put_rule(api, alice, "override", "mine")
+    await api.put(rule_path("override", ".m.rule.master", "/enabled"), {"enabled": True}, token=alice)
+    assert await ids(api, bob, "override", user_only=True) == []
+    assert await api.get(rule_path("override", ".m.rule.master", "/enabled"), token=bob) == {"enabled": False}
+    await api.request("GET", rule_path("override", "mine"), token=bob, expect=404)
+    await api.request("DELETE", rule_path("override", "mine"), token=bob, expect=404)
+    bob_rules = await api.get("pushrules/global/", token=bob)
+    assert bob_rules["content"][0]["pattern"] == "bob"
+
+
+async def test_rule_ids_with_special_characters(api: Api) -> None:
+    alice = await user(api, "alice")
+    for rid in ("with space", "ünïcødé", "a:b@c!d", "#alias:x"):
+        await put_rule(api, alice, "override", rid)
+        assert (await api.get(rule_path("override", rid), token=alice))["rule_id"] == rid
+    assert await ids(api, alice, "override", user_only=True) == ["#alias:x", "a:b@c!d", "ünïcødé", "with space"]
+
+
+def _push_rules_event(body: dict[str, Any]) -> dict[str, Any] | None:
+    events = body.get("account_data", {}).get("events", [])
+    found = [e for e in events if e["type"] == "m.push_rules"]
+    assert len(found) <= 1
+    return found[0] if found else None
+
+
+async def test_sync_delivers_push_rules(api: Api) -> None:
+    alice = await user(api, "alice")
+    initial = await api.get("sync", token=alice)
+    event = _push_rules_event(initial)
+    assert event is not None
+    assert event["content"] == {"global": await api.get("pushrules/global/", token=alice)}
+    since = initial["next_batch"]
+    idle = await api.get(f"sync?since={since}", token=alice)
+    assert _push_rules_event(idle) is None and idle["next_batch"] == since
+    # A change wakes a waiting sync, which carries the whole new ruleset.
+    waiting = asyncio.ensure_future(api.get(f"sync?since={since}&timeout=20000", token=alice))
+    await asyncio.sleep(0.2)
+    assert not waiting.done()
+    await put_rule(api, alice, "override", "new")
+    body = await asyncio.wait_for(waiting, 5)
+    event = _push_rules_event(body)
+    assert event is not None
+    assert [r["rule_id"] for r in event["content"]["global"]["override"]][:2] == [".m.rule.master", "new"]
+    since = body["next_batch"]
+    for change in (
+        lambda: api.put(rule_path("override", "new", "/enabled"), {"enabled": False}, token=alice),
+        lambda: api.put(rule_path("underride", ".m.rule.message", "/actions"), {"actions": []}, token=alice),
+        lambda: api.request("DELETE", rule_path("override", "new"), token=alice),
+    ):
+        await change()
+        body = await api.get(f"sync?since={since}", token=alice)
+        event = _push_rules_event(body)
+        assert event is not None and event["content"] == {"global": await api.get("pushrules/global/", token=alice)}
+        since = body["next_batch"]
+    # Failed changes publish nothing.
+    await api.request("DELETE", rule_path("override", "new"), token=alice, expect=404)
+    idle = await api.get(f"sync?since={since}", token=alice)
+    assert _push_rules_event(idle) is None
+    # Another user's change is not ours to see.
+    bob = await user(api, "bob")
+    await put_rule(api, bob, "override", "bobs")
+    assert _push_rules_event(await api.get(f"sync?since={since}", token=alice)) is None
+    # Every initial sync carries the current rules.
+    again = _push_rules_event(await api.get("sync", token=alice))
+    assert again is not None and again["content"] == {"global": await api.get("pushrules/global/", token=alice)}
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def db_overrides(request: pytest.FixtureRequest) -> AsyncIterator[dict[str, Any]]:
+    if request.param == "sqlite":
+        yield {}
+        return
+    async with fresh_pg_database() as dsn:
+        yield {"database": {"engine": "postgres", "dsn": dsn}}
+
+
+async def test_persists_across_restart(make_hs: Any, db_overrides: dict[str, Any]) -> None:
+    hs: HomeServer = await make_hs(**db_overrides)
+    service = hs.push_rules
+    await service.put_rule(ALICE, "override", "one", {"actions": ["notify"], "conditions": []})
+    await service.put_rule(ALICE, "override", "two", {"actions": []}, after="one")
+    await service.put_rule(ALICE, "content", "c", {"actions": ["notify"], "pattern": "tea"})
+    await service.set_enabled(ALICE, "override", ".m.rule.master", True)
+    await service.set_actions(ALICE, "underride", ".m.rule.call", ["notify"])
+    await service.set_enabled(ALICE, "override", "two", False)
+    before = await service.ruleset(ALICE)
+    await hs.stop()
+    again: HomeServer = await make_hs(**db_overrides)
+    assert await again.push_rules.ruleset(ALICE) == before
+    after = await again.push_rules.ruleset(ALICE)
+    assert [r["rule_id"] for r in after["override"][:3]] == [".m.rule.master", "one", "two"]
+    assert after["override"][0]["enabled"] is True and after["override"][2]["enabled"] is False
+    assert after["underride"][0]["actions"] == ["notify"]
+    # Moving and deleting work on this engine too.
+    await again.push_rules.put_rule(ALICE, "override", "two", {"actions": []}, before="one")
+    await again.push_rules.delete_rule(ALICE, "override", "one")
+    assert [r["rule_id"] for r in (await again.push_rules.ruleset(ALICE))["override"][:3]] == [
+        ".m.rule.master", "two", ".m.rule.suppress_notices"]
+
+
+async def test_concurrent_changes_end_consistent(api: Api) -> None:
+    alice = await user(api, "alice")
+    await asyncio.gather(*(put_rule(api, alice, "override", f"r{i}") for i in range(10)))
+    order = await ids(api, alice, "override", user_only=True)
+    assert sorted(order) == [f"r{i}" for i in range(10)]
+    # The last m.push_rules written matches what the API serves.
+    stored = await api.hs.account_data.get_global(ALICE, "m.push_rules")
+    assert stored == {"global": await api.get("pushrules/global/", token=alice)}
+
+
+@pytest.mark.parametrize("path", ["pushrules/device/override/x", "pushrules/global/override/"])
+async def test_unknown_paths(api: Api, path: str) -> None:
+    alice = await user(api, "alice")
+    _, err = await api.request("GET", path, token=alice, expect=404)
+    assert err["errcode"] == "M_UNRECOGNIZED"
