@@ -153,6 +153,7 @@ async def bench_room_storage(tmp: str, n: int) -> dict[str, float]:
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer iterations")
+    ap.add_argument("--no-synapse", action="store_true", help="(for bench_servers.py)")
     args = ap.parse_args()
     n = 200 if args.quick else 1000
     with tempfile.TemporaryDirectory() as tmp:

@@ -138,3 +138,24 @@ async def test_newer_schema_is_refused(db: Database) -> None:
 def test_placeholder_conversion_skips_literals() -> None:
     sql = "SELECT '?', \"a?\" FROM t WHERE a = ? AND b = ?"
     assert convert_placeholders(sql) == "SELECT '?', \"a?\" FROM t WHERE a = $1 AND b = $2"
+
+
+async def test_sqlite_refuses_transactions_that_await_other_things(tmp_path: Path) -> None:
+    """Transaction functions run inside the SQLite thread; one that waits on the event
+    loop would deadlock the writer, so it is refused and rolled back."""
+    db = SqliteDatabase(str(tmp_path / "r.db"))
+    await db.open()
+    try:
+        await db.execute("CREATE TABLE kv (k TEXT PRIMARY KEY, v INTEGER NOT NULL)")
+
+        async def sleepy(txn: Txn) -> None:
+            await txn.execute("INSERT INTO kv (k, v) VALUES ('a', 1)")
+            await asyncio.sleep(0)  # yields to "the event loop": there is none in the SQLite thread
+
+        with pytest.raises(RuntimeError, match="awaited something other than its Txn"):
+            await db.write(sleepy)
+        assert await db.fetchone("SELECT count(*) FROM kv") == (0,)
+        await db.execute("INSERT INTO kv (k, v) VALUES ('b', 2)")  # the writer still works
+        assert await db.fetchone("SELECT count(*) FROM kv") == (1,)
+    finally:
+        await db.close()

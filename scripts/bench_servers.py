@@ -1,4 +1,4 @@
-"""Real-time benchmark: the same client workload against Accord and, when installed, Synapse.
+"""Server benchmarks: the same client workloads against Accord and, when installed, Synapse.
 
 Both servers run as separate processes on loopback, so their CPU time and resident
 memory are read from /proc the same way. Figures: delivery latency (a message sent
@@ -45,6 +45,8 @@ class Server:
     name: str
     url: str
     proc: subprocess.Popen[bytes]
+
+    idle_rss: float = 0.0  # read right after start-up, before any workload
 
     def cpu(self) -> float:
         return _proc_cpu_s(self.proc.pid)
@@ -96,7 +98,8 @@ async def start_accord(tmp: Path, port: int) -> Server:
     )
     url = f"http://127.0.0.1:{port}"
     await _wait_up(url, proc)
-    return Server("accord", url, proc)
+    await asyncio.sleep(1)
+    return Server("accord", url, proc, idle_rss=_proc_rss_mb(proc.pid))
 
 
 async def start_synapse(tmp: Path, port: int, python: str) -> Server:
@@ -136,7 +139,8 @@ async def start_synapse(tmp: Path, port: int, python: str) -> Server:
     )
     url = f"http://127.0.0.1:{port}"
     await _wait_up(url, proc)
-    return Server("synapse", url, proc)
+    await asyncio.sleep(1)
+    return Server("synapse", url, proc, idle_rss=_proc_rss_mb(proc.pid))
 
 
 class Client:
@@ -180,7 +184,7 @@ async def run_workload(server: Server, rooms: int, events: int, rounds: int) -> 
         await receiver.register("receiver")
         await reader.register("reader")
         await asyncio.sleep(1)
-        out["rss_idle_mb"] = server.rss()
+        out["rss_idle_mb"] = server.idle_rss
         peak = [out["rss_idle_mb"]]
 
         # Delivery latency: one message, seen by another user's waiting /sync.
@@ -237,44 +241,92 @@ async def run_workload(server: Server, rooms: int, events: int, rounds: int) -> 
     return out
 
 
-async def bench_sync(quick: bool) -> list[tuple[str, dict[str, float]]]:
+async def run_rooms_workload(server: Server, n: int) -> dict[str, float]:
+    """Sending and reading room events: latency, throughput, CPU per event, pagination."""
+    out: dict[str, float] = {}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+        c = Client(s, server.url)
+        await c.register("roombench")
+        room = (await c.call("POST", "/createRoom", {}))["room_id"]
+        for i in range(20):  # warm up
+            await c.call("PUT", f"/rooms/{room}/send/m.room.message/w{i}", {"msgtype": "m.text", "body": "w"})
+
+        cpu0 = server.cpu()
+        lat = []
+        for i in range(n):
+            t0 = time.perf_counter()
+            await c.call("PUT", f"/rooms/{room}/send/m.room.message/s{i}", {"msgtype": "m.text", "body": f"seq {i}"})
+            lat.append((time.perf_counter() - t0) * 1000)
+        out["seq_send_p50_ms"] = statistics.median(lat)
+        out["seq_send_p99_ms"] = _pct(lat, 99)
+        out["cpu_per_event_ms"] = (server.cpu() - cpu0) * 1000 / n
+
+        async def burst(rooms: list[str], total: int, tag: str) -> float:
+            sem = asyncio.Semaphore(64)
+
+            async def one(i: int) -> None:
+                async with sem:
+                    await c.call("PUT", f"/rooms/{rooms[i % len(rooms)]}/send/m.room.message/{tag}{i}",
+                                 {"msgtype": "m.text", "body": f"{tag} {i}"})
+
+            t0 = time.perf_counter()
+            await asyncio.gather(*(one(i) for i in range(total)))
+            return total / (time.perf_counter() - t0)
+
+        out["one_room_events_per_s"] = await burst([room], n * 2, "c")
+        many = [(await c.call("POST", "/createRoom", {}))["room_id"] for _ in range(10)]
+        out["ten_rooms_events_per_s"] = await burst(many, n * 2, "m")
+
+        pages = 0
+        t0 = time.perf_counter()
+        token = None
+        while pages < 50:
+            q = "/messages?dir=b&limit=100" + (f"&from={token}" if token else "")
+            body = await c.call("GET", f"/rooms/{room}{q}")
+            pages += 1
+            token = body.get("end")
+            if not token:
+                break
+        out["messages_page_ms"] = (time.perf_counter() - t0) * 1000 / pages
+    return out
+
+
+def _synapse_python() -> str | None:
+    path = os.environ.get("ACCORD_SYNAPSE_PYTHON") or str(REPO / ".venv-synapse/bin/python")
+    return path if Path(path).exists() else None
+
+
+async def bench(quick: bool, with_synapse: bool) -> tuple[list[tuple[str, dict[str, float]]], list[tuple[str, dict[str, float]]]]:
     rooms, events, rounds = (10, 20, 30) if quick else (50, 100, 100)
-    results = []
+    n = 200 if quick else 500
+    sync_results, room_results = [], []
     tmp = Path(tempfile.mkdtemp(prefix="accord-bench-"))
     try:
-        server = await start_accord(tmp, 18600)
-        try:
-            results.append(("accord", await run_workload(server, rooms, events, rounds)))
-        finally:
-            server.stop()
-        synapse_python = os.environ.get("ACCORD_SYNAPSE_PYTHON") or str(REPO / ".venv-synapse/bin/python")
-        if Path(synapse_python).exists():
-            server = await start_synapse(tmp, 18700, synapse_python)
+        servers = [("accord", lambda: start_accord(tmp, 18600))]
+        synapse = _synapse_python() if with_synapse else None
+        if synapse:
+            servers.append(("synapse", lambda: start_synapse(tmp, 18700, synapse)))
+        for name, start in servers:
+            server = await start()
             try:
-                results.append(("synapse", await run_workload(server, rooms, events, rounds)))
+                room_results.append((name, await run_rooms_workload(server, n)))
+                sync_results.append((name, await run_workload(server, rooms, events, rounds)))
             finally:
                 server.stop()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return results
+    return room_results, sync_results
 
 
-def report(results: list[tuple[str, dict[str, float]]], rooms_events: str) -> None:
-    rows = [
-        ("delivery p50 (ms)", "delivery_p50_ms"), ("delivery p99 (ms)", "delivery_p99_ms"),
-        (f"initial sync, {rooms_events} (ms)", "initial_sync_ms"),
-        ("incremental sync p50 (ms)", "incremental_p50_ms"),
-        ("server CPU per incremental sync (ms)", "incremental_cpu_ms"),
-        ("RSS idle (MB)", "rss_idle_mb"), ("RSS under load (MB)", "rss_load_mb"),
-    ]
+def report(title: str, results: list[tuple[str, dict[str, float]]], rows: list[tuple[str, str]]) -> None:
     names = [n for n, _ in results]
-    print("real time (servers as separate processes, same client workload):")
-    header = f"  {'':40s}" + "".join(f"{n:>12s}" for n in names)
+    print(title)
+    header = f"  {'':44s}" + "".join(f"{n:>12s}" for n in names)
     if len(results) == 2:
         header += f"{'ratio':>10s}"
     print(header)
     for label, key in rows:
-        line = f"  {label:40s}" + "".join(f"{r[key]:12.2f}" for _, r in results)
+        line = f"  {label:44s}" + "".join(f"{r[key]:12.2f}" for _, r in results)
         if len(results) == 2 and results[1][1][key]:
             line += f"{results[0][1][key] / results[1][1][key]:10.2f}"
         print(line)
@@ -282,5 +334,19 @@ def report(results: list[tuple[str, dict[str, float]]], rooms_events: str) -> No
 
 if __name__ == "__main__":
     quick = "--quick" in sys.argv
-    res = asyncio.run(bench_sync(quick))
-    report(res, "10 rooms x 20 events" if quick else "50 rooms x 100 events")
+    room_res, sync_res = asyncio.run(bench(quick, "--no-synapse" not in sys.argv))
+    report("rooms (servers as separate processes, same client workload; ratio = accord/synapse):", room_res, [
+        ("sequential send p50 (ms)", "seq_send_p50_ms"), ("sequential send p99 (ms)", "seq_send_p99_ms"),
+        ("server CPU per sent event (ms)", "cpu_per_event_ms"),
+        ("concurrent sends, one room (events/s)", "one_room_events_per_s"),
+        ("concurrent sends, ten rooms (events/s)", "ten_rooms_events_per_s"),
+        ("/messages page of 100 (ms)", "messages_page_ms"),
+    ])
+    rooms_events = "10 rooms x 20 events" if quick else "50 rooms x 100 events"
+    report("real time:", sync_res, [
+        ("delivery p50 (ms)", "delivery_p50_ms"), ("delivery p99 (ms)", "delivery_p99_ms"),
+        (f"initial sync, {rooms_events} (ms)", "initial_sync_ms"),
+        ("incremental sync p50 (ms)", "incremental_p50_ms"),
+        ("server CPU per incremental sync (ms)", "incremental_cpu_ms"),
+        ("RSS idle (MB)", "rss_idle_mb"), ("RSS under load (MB)", "rss_load_mb"),
+    ])
