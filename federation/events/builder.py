@@ -7,7 +7,6 @@ builder runs the validator on its own output.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,6 +18,7 @@ from .canonical import (
     check_canonical_json,
     encode_base64,
     encode_canonical_json,
+    json_copy,
 )
 from .hashing import (
     compute_content_hash,
@@ -165,7 +165,7 @@ def build_event(
     pdu: dict[str, Any] = {
         "type": event_type,
         "sender": sender,
-        "content": copy.deepcopy(dict(content)),
+        "content": json_copy(dict(content)),
         "prev_events": list(prev_events),
         "auth_events": list(auth_events),
         "depth": min(depth, MAX_SAFE_INTEGER),

@@ -1,10 +1,10 @@
 """Canonical JSON and base64 encodings (appendices, "Signing JSON").
 
 Hashes and signatures are computed over bytes, so every server must turn the
-same JSON value into the same bytes. The ``canonicaljson`` library does the
-key sorting and minimal formatting but happily emits floats and integers
-outside the interoperable range; those would produce signatures other
-servers cannot reproduce, so this module rejects them first.
+same JSON value into the same bytes. A JSON encoder does the key sorting and
+minimal formatting but happily emits floats and integers outside the
+interoperable range; those would produce signatures other servers cannot
+reproduce, so this module rejects them first.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-import canonicaljson
+import orjson
 
 __all__ = [
     "MAX_SAFE_INTEGER",
@@ -25,6 +25,7 @@ __all__ = [
     "decode_base64",
     "encode_base64",
     "encode_canonical_json",
+    "json_copy",
     "parse_json_strict",
 ]
 
@@ -60,6 +61,27 @@ def _normalise(value: Any, *, allow_integral_floats: bool) -> Any:
     raise CanonicalJSONError(f"Not a JSON value: {type(value).__name__}")
 
 
+def _plain(value: Any) -> bool:
+    """True if ``value`` is already in canonical JSON's value space as it stands:
+    no floats, integers in range, string keys. Raises for what can never be."""
+    if value is None or isinstance(value, (bool, str)):
+        return True
+    if isinstance(value, int):
+        if not MIN_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            raise CanonicalJSONError(f"Integer out of canonical JSON range: {value}")
+        return True
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise CanonicalJSONError(f"Object keys must be strings: {key!r}")
+            if not _plain(item):
+                return False
+        return True
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    return False  # floats, tuples, other mappings: take the normalising path
+
+
 def encode_canonical_json(value: Any) -> bytes:
     """Encode ``value`` as canonical JSON bytes.
 
@@ -67,8 +89,19 @@ def encode_canonical_json(value: Any) -> bytes:
     parser will have turned a wire value such as ``1e10`` into a float and
     the spec's own example expects ``10000000000`` for it. Fractional
     floats and out-of-range integers raise :class:`CanonicalJSONError`.
+
+    orjson with sorted keys produces exactly canonical JSON's bytes (compact,
+    UTF-8, keys in code point order, the same string escapes) several times
+    faster than the ``json`` module; this runs for every event built or checked.
     """
-    return canonicaljson.encode_canonical_json(_normalise(value, allow_integral_floats=True))
+    if not _plain(value):
+        value = _normalise(value, allow_integral_floats=True)
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def json_copy(value: Any) -> Any:
+    """A deep copy of JSON data, much cheaper than ``copy.deepcopy``."""
+    return orjson.loads(orjson.dumps(value))
 
 
 def check_canonical_json(value: Any) -> None:

@@ -9,10 +9,10 @@ and event IDs stop matching other servers'.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from typing import Any
 
+from .canonical import json_copy
 from .identifiers import domain_of
 from .power_levels import StateMap, get_named_level, get_user_power_level
 from .room_versions import RoomVersion, get_room_version
@@ -49,7 +49,7 @@ def redact_content(
     rv = get_room_version(room_version)
 
     def keep(*keys: str) -> dict[str, Any]:
-        return {k: copy.deepcopy(content[k]) for k in keys if k in content}
+        return json_copy({k: content[k] for k in keys if k in content})
 
     if event_type == "m.room.member":
         kept = keep("membership", "join_authorised_via_users_server")
@@ -57,12 +57,12 @@ def redact_content(
             invite = content.get("third_party_invite")
             if isinstance(invite, Mapping):
                 kept["third_party_invite"] = (
-                    {"signed": copy.deepcopy(invite["signed"])} if "signed" in invite else {}
+                    {"signed": json_copy(invite["signed"])} if "signed" in invite else {}
                 )
         return kept
     if event_type == "m.room.create":
         if rv.redaction_keeps_all_create_content:
-            return copy.deepcopy(dict(content))
+            return json_copy(dict(content))
         return keep("creator")
     if event_type == "m.room.join_rules":
         return keep("join_rule", "allow")
@@ -88,7 +88,7 @@ def redact_event(event: Mapping[str, Any], room_version: str | RoomVersion) -> d
     kept_keys = (
         _KEPT_TOP_LEVEL_PRE_V11 if rv.redaction_keeps_origin_membership_prev_state else _KEPT_TOP_LEVEL
     )
-    redacted = {k: copy.deepcopy(v) for k, v in event.items() if k in kept_keys and k != "content"}
+    redacted = json_copy({k: v for k, v in event.items() if k in kept_keys and k != "content"})
     content = event.get("content")
     event_type = event.get("type")
     if isinstance(content, Mapping) and isinstance(event_type, str):

@@ -8,7 +8,6 @@ several and a signature names the one it used.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,7 +23,7 @@ from signedjson.key import (
 )
 from signedjson.types import SigningKey
 
-from .canonical import decode_base64, encode_base64, encode_canonical_json
+from .canonical import decode_base64, encode_base64, encode_canonical_json, json_copy
 from .hashing import compute_content_hash, pdu_json
 from .identifiers import domain_of
 from .redaction import redact_event
@@ -82,7 +81,7 @@ def sign_json(obj: Mapping[str, Any], server_name: str, signing_key: SigningKey)
     preserved, since objects such as key responses and invites are
     co-signed.
     """
-    signed = copy.deepcopy(dict(obj))
+    signed = json_copy(dict(obj))
     signature = signing_key.sign(_signable_bytes(obj)).signature
     signatures = signed.get("signatures")
     if not isinstance(signatures, dict):
@@ -147,7 +146,7 @@ def add_hashes_and_signature(
     the signature to the full content.
     """
     rv = get_room_version(room_version)
-    out = copy.deepcopy(dict(event))
+    out = json_copy(dict(event))
     out["hashes"] = {"sha256": encode_base64(compute_content_hash(out))}
     redacted = redact_event(pdu_json(out), rv)
     signed = sign_json(redacted, server_name, signing_key)
@@ -167,7 +166,7 @@ def sign_event(
     be wrong if we only hold the redacted form.
     """
     rv = get_room_version(room_version)
-    out = copy.deepcopy(dict(event))
+    out = json_copy(dict(event))
     redacted = redact_event(pdu_json(out), rv)
     signed = sign_json(redacted, server_name, signing_key)
     out["signatures"] = signed["signatures"]
