@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -30,7 +31,7 @@ from federation.events import (
 from federation.events.room_versions import RoomVersion
 from homeserver.errors import MatrixError, not_found
 from homeserver.rooms.stream import StreamTracker
-from homeserver.storage.database import Txn
+from homeserver.storage.database import IntegrityError, Txn
 from homeserver.storage.events import EventStore, StoredEvent
 from homeserver.storage.rooms import RoomRecord, RoomStore
 
@@ -73,6 +74,8 @@ class RoomService:
         self._joined_local: dict[int, set[str]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._last_pos: dict[int, int] = {}  # room nid -> stream position of its newest event
+        # (user, device, txn ID) -> event ID of recent sends, for cheap idempotent retries
+        self._recent_txns: OrderedDict[tuple[str, str, str], str] = OrderedDict()
 
     async def start(self) -> None:
         self.stream = StreamTracker(await self.events.max_stream_ordering())
@@ -182,11 +185,13 @@ class RoomService:
         """
         async with self.lock(room.room_id):
             if txn is not None:
-                existing = await self.rooms.get_txn_event(txn.user_id, txn.device_id, txn.txn_id)
-                if existing is not None:
-                    found = await self.events.get_event(existing)
-                    assert found is not None
-                    return found
+                # Retries usually come soon after the first attempt: answer those from
+                # memory. Older ones are caught by the unique transaction key on write.
+                recent = self._recent_txns.get((txn.user_id, txn.device_id, txn.txn_id))
+                if recent is not None:
+                    found = await self.events.get_event(recent)
+                    if found is not None:
+                        return found
             rv = get_room_version(room.room_version)
             head = await self._head(room)
             if precondition is not None:
@@ -194,7 +199,16 @@ class RoomService:
                 if unchanged is not None:
                     return unchanged
             event = await self._build(room, rv, head, sender, event_type, content, state_key, redacts)
-            return await self._persist(room, rv, head, event, txn)
+            try:
+                return await self._persist(room, rv, head, event, txn)
+            except IntegrityError:
+                if txn is None:
+                    raise
+                existing = await self.rooms.get_txn_event(txn.user_id, txn.device_id, txn.txn_id)
+                found = await self.events.get_event(existing) if existing else None
+                if found is None:
+                    raise
+                return found
 
     async def _build(
         self,
@@ -336,6 +350,10 @@ class RoomService:
                 parent[key_nid] = stored.nid
                 self.state.remember_snapshot(after, length, parent)
         self._heads[room.room_nid] = _Head([stored.nid], after)
+        if txn_info is not None:
+            self._recent_txns[(txn_info.user_id, txn_info.device_id, txn_info.txn_id)] = stored.event_id
+            if len(self._recent_txns) > 10_000:
+                self._recent_txns.popitem(last=False)
         target = _redaction_target(event)
         if target is not None:
             cached = await self.events.get_event(target)

@@ -34,10 +34,8 @@ async def member_room(request: web.Request, user_id: str) -> RoomRecord:
     """The room in the path; M_FORBIDDEN unless the user is joined (no existence leak for others)."""
     hs = get_hs(request)
     room = await hs.room_store.get_room(request.match_info["room_id"])
-    if room is not None:
-        m = await hs.room_store.membership_of(room.room_nid, user_id)
-        if m is not None and m[0] == "join":
-            return room
+    if room is not None and user_id in await hs.room_service.joined_local_users(room):
+        return room
     raise MatrixError(403, "M_FORBIDDEN", "You are not joined to this room")
 
 
