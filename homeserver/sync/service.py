@@ -84,6 +84,11 @@ class _Request:
     now: SyncToken
     filter: SyncFilter
     full_state: bool
+    receipts: dict[str, Any] = field(default_factory=dict)  # room ID -> m.receipt, read once
+
+    def advanced(self, stream: str) -> bool:
+        """Whether a stream moved since the token (always, on an initial sync)."""
+        return self.since is None or getattr(self.now, stream) > getattr(self.since, stream)
 
     @property
     def user_id(self) -> str:
@@ -134,7 +139,17 @@ class SyncService:
 
     async def _compute(self, req: _Request) -> dict[str, Any]:
         hs = self.hs
+        if req.since is not None and not req.full_state and not req.now.is_after(req.since):
+            # No stream has moved: nothing can have changed for anyone. Idle clients'
+            # syncs end here without touching the database.
+            return {"next_batch": str(req.now)}
         memberships = await hs.membership_queries.memberships_for_user(req.user_id)
+        receipts = getattr(hs, "receipts", None)
+        if receipts is not None and req.advanced("receipts"):
+            joined_ids = [m.room_id for m in memberships if m.membership == "join"]
+            req.receipts = await receipts.receipts_since(
+                joined_ids, req.since.receipts if req.since else 0, req.user_id, upto=req.now.receipts
+            )
         join: dict[str, Any] = {}
         invite: dict[str, Any] = {}
         knock: dict[str, Any] = {}
@@ -360,32 +375,27 @@ class SyncService:
             ev = typing.typing_events_since(room.room_id, req.since.typing if req.since else 0)
             if ev is not None:
                 events.append(ev)
-        receipts = getattr(self.hs, "receipts", None)
-        if receipts is not None:
-            found = await receipts.receipts_since(
-                [room.room_id], req.since.receipts if req.since else 0, req.user_id, upto=req.now.receipts
-            )
-            if room.room_id in found:
-                events.append(found[room.room_id])
+        if room.room_id in req.receipts:
+            events.append(req.receipts[room.room_id])
         return [e for e in events if req.filter.ephemeral.matches(e, room.room_id)]
 
     async def _room_account_data(self, req: _Request, room: RoomRecord) -> list[dict[str, Any]]:
         source = getattr(self.hs, "account_data", None)
-        if source is None or not hasattr(source, "room_changes_since"):
+        if source is None or not hasattr(source, "room_changes_since") or not req.advanced("account_data"):
             return []
         events = await source.room_changes_since(req.user_id, room.room_id, req.since.account_data if req.since else 0)
         return [e for e in events if req.filter.room_account_data.matches(e, room.room_id)]
 
     async def _global_account_data(self, req: _Request) -> list[dict[str, Any]]:
         source = getattr(self.hs, "account_data", None)
-        if source is None or not hasattr(source, "global_changes_since"):
+        if source is None or not hasattr(source, "global_changes_since") or not req.advanced("account_data"):
             return []
         events = await source.global_changes_since(req.user_id, req.since.account_data if req.since else 0)
         return [e for e in events if req.filter.account_data.matches(e)]
 
     async def _presence(self, req: _Request) -> list[dict[str, Any]]:
         source = getattr(self.hs, "presence", None)
-        if source is None or not hasattr(source, "presence_since"):
+        if source is None or not hasattr(source, "presence_since") or not req.advanced("presence"):
             return []
         events = await source.presence_since(req.user_id, req.since.presence if req.since else 0)
         return [e for e in events if req.filter.presence.matches(e)]
