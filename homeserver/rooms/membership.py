@@ -159,6 +159,7 @@ class MembershipService:
                     400, "M_UNKNOWN", f"You {what} room {room.room_id}; leave it before forgetting it"
                 )
             await self.hs.room_store.forget(room.room_nid, user_id)
+            self.hs.sync.invalidate_memberships(user_id)  # forgetting sends no event
 
     # --- the one way membership changes ---
 

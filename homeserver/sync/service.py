@@ -98,6 +98,30 @@ class _Request:
 class SyncService:
     def __init__(self, hs: HomeServer) -> None:
         self.hs = hs
+        # user -> (version, memberships): every sync reads these, few events change them.
+        self._memberships: dict[str, tuple[int, list[UserMembership]]] = {}
+        self._membership_versions: dict[str, int] = {}
+        hs.room_service.listeners.append(self._on_event)
+
+    def _on_event(self, event: StoredEvent, room: RoomRecord) -> None:
+        if event.type == "m.room.member" and event.state_key is not None:
+            self.invalidate_memberships(event.state_key)
+
+    def invalidate_memberships(self, user_id: str) -> None:
+        self._membership_versions[user_id] = self._membership_versions.get(user_id, 0) + 1
+        self._memberships.pop(user_id, None)
+
+    async def memberships(self, user_id: str) -> list[UserMembership]:
+        cached = self._memberships.get(user_id)
+        version = self._membership_versions.get(user_id, 0)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        loaded = await self.hs.membership_queries.memberships_for_user(user_id)
+        if self._membership_versions.get(user_id, 0) == version:  # no change landed meanwhile
+            self._memberships[user_id] = (version, loaded)
+            if len(self._memberships) > 50_000:
+                self._memberships.pop(next(iter(self._memberships)))
+        return loaded
 
     async def current_token(self) -> SyncToken:
         hs = self.hs
@@ -143,7 +167,7 @@ class SyncService:
             # No stream has moved: nothing can have changed for anyone. Idle clients'
             # syncs end here without touching the database.
             return {"next_batch": str(req.now)}
-        memberships = await hs.membership_queries.memberships_for_user(req.user_id)
+        memberships = await self.memberships(req.user_id)
         receipts = getattr(hs, "receipts", None)
         if receipts is not None and req.advanced("receipts"):
             joined_ids = [m.room_id for m in memberships if m.membership == "join"]
@@ -212,6 +236,11 @@ class SyncService:
             start = None if (newly_joined or req.full_state) else since_pos
             timeline, limited = await self._timeline(req, room, start, req.now.events, limit)
         state = await self._state(req, room, timeline, since_pos if not (newly_joined or req.full_state) else None, limited)
+        # The summary only changes with membership: send it when that may have moved.
+        summary_due = (
+            req.since is None or newly_joined or req.full_state
+            or any(e.type == "m.room.member" for e in timeline) or any(e.type == "m.room.member" for e in state)
+        )
         entry: dict[str, Any] = {
             "timeline": {
                 "events": await self._format(req, room, timeline),
@@ -221,7 +250,7 @@ class SyncService:
             "state": {"events": await self._format(req, room, state)},
             "ephemeral": {"events": ephemeral},
             "account_data": {"events": room_account_data},
-            "summary": await self._summary(req, room),
+            "summary": await self._summary(req, room) if summary_due else {},
             "unread_notifications": await self._unread(req, room, m),
         }
         return entry
