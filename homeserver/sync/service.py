@@ -19,6 +19,7 @@ from homeserver.rooms.tokens import room_token
 from homeserver.storage.events import StoredEvent
 from homeserver.storage.rooms import RoomRecord, UserMembership
 from homeserver.sync.tokens import SyncToken
+from homeserver.sync.unread import UnreadCounter
 
 if TYPE_CHECKING:
     from homeserver.accounts.auth import Requester
@@ -31,7 +32,6 @@ STRIPPED_STATE_TYPES = (
     "m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar",
     "m.room.canonical_alias", "m.room.encryption", "m.room.topic",
 )
-NOTIFYING_TYPES = ("m.room.message", "m.room.encrypted")
 
 
 @dataclass
@@ -102,6 +102,7 @@ class SyncService:
         self._memberships: dict[str, tuple[int, list[UserMembership]]] = {}
         self._membership_versions: dict[str, int] = {}
         hs.room_service.listeners.append(self._on_event)
+        self.unread = UnreadCounter(hs)
 
     def _on_event(self, event: StoredEvent, room: RoomRecord) -> None:
         if event.type == "m.room.member" and event.state_key is not None:
@@ -339,28 +340,7 @@ class SyncService:
         return summary
 
     async def _unread(self, req: _Request, room: RoomRecord, m: UserMembership) -> dict[str, int]:
-        hs = self.hs
-        read_upto = m.stream_ordering
-        receipts = getattr(hs, "receipts", None)
-        if receipts is not None and hasattr(receipts, "read_up_to"):
-            read = await receipts.read_up_to(req.user_id, room.room_id)
-            if read is not None:
-                read_upto = max(read_upto, read)
-        unread = await hs.event_positions.count_after(
-            room.room_nid, read_upto, req.now.events, NOTIFYING_TYPES, req.user_id
-        )
-        highlight = 0
-        if unread:
-            localpart = req.user_id[1:].split(":", 1)[0].lower()
-            events = await hs.event_store.get_events_by_nid([nid for nid, _ in unread])
-            for ev in events.values():
-                body = ev.event.get("content", {}).get("body")
-                mentions = ev.event.get("content", {}).get("m.mentions", {})
-                if (isinstance(mentions, dict) and req.user_id in (mentions.get("user_ids") or [])) or (
-                    isinstance(body, str) and localpart in body.lower()
-                ):
-                    highlight += 1
-        return {"notification_count": len(unread), "highlight_count": highlight}
+        return await self.unread.counts(req.user_id, room, m.stream_ordering, req.now.events)
 
     # --- other memberships ---
 
