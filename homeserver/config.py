@@ -168,6 +168,44 @@ class WellKnownConfig:
 
 
 @dataclass(frozen=True)
+class TrustedKeyServer:
+    server_name: str = field(default="", metadata=_doc("Notary server name."))
+    verify_keys: dict[str, str] = field(
+        default_factory=dict,
+        metadata=_doc("Key ID -> base64 ed25519 public key the notary signs with."),
+    )
+
+
+@dataclass(frozen=True)
+class FederationConfig:
+    enabled: bool = field(
+        default=True, metadata=_doc("Talk to other servers at all (false: a closed island).")
+    )
+    verify_certificates: bool = field(
+        default=True,
+        metadata=_doc("Verify other servers' TLS certificates (never turn off in production)."),
+    )
+    ca_bundle_path: str | None = field(
+        default=None,
+        metadata=_doc("Extra PEM CA bundle trusted for federation (private PKI, tests)."),
+    )
+    static_hosts: dict[str, str] = field(
+        default_factory=dict,
+        metadata=_doc(
+            "Server name -> host:port to connect to, skipping discovery (development, tests)."
+        ),
+    )
+    trusted_key_servers: list[TrustedKeyServer] = field(
+        default_factory=list,
+        metadata=_doc("Notaries asked for other servers' keys when those cannot be reached."),
+    )
+    key_validity_ms: int = field(
+        default=86_400_000,
+        metadata=_doc("How long the keys this server publishes stay valid (valid_until_ts)."),
+    )
+
+
+@dataclass(frozen=True)
 class PresenceConfig:
     enabled: bool = field(
         default=True,
@@ -210,6 +248,9 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig, metadata=_doc("Request limits."))
     well_known: WellKnownConfig = field(
         default_factory=WellKnownConfig, metadata=_doc("Server discovery documents.")
+    )
+    federation: FederationConfig = field(
+        default_factory=FederationConfig, metadata=_doc("Server-server federation.")
     )
     presence: PresenceConfig = field(default_factory=PresenceConfig, metadata=_doc("Presence."))
     logging: LoggingConfig = field(default_factory=LoggingConfig, metadata=_doc("Logging."))
@@ -308,7 +349,7 @@ def parse_config(data: Any, base_dir: str | None = None) -> Config:
 
 
 def _check(config: Config) -> None:
-    from homeserver.identifiers import is_valid_server_name
+    from homeserver.identifiers import is_valid_server_name, split_server_name
 
     if not config.server_name:
         raise ConfigError("config key 'server_name' is required")
@@ -338,6 +379,11 @@ def _check(config: Config) -> None:
         raise ConfigError("config key 'database.read_connections' must be at least 1")
     if config.database.max_batch < 1:
         raise ConfigError("config key 'database.max_batch' must be at least 1")
+    if config.federation.ca_bundle_path:
+        _check_readable(config.resolve_path(config.federation.ca_bundle_path), "federation.ca_bundle_path")
+    for name, target in config.federation.static_hosts.items():
+        if not is_valid_server_name(name) or split_server_name(target) is None:
+            raise ConfigError(f"config key 'federation.static_hosts.{name}' must map a server name to host:port")
     if config.limits.max_request_body_bytes < 1024:
         raise ConfigError("config key 'limits.max_request_body_bytes' must be at least 1024")
     for name, rl in config.rate_limits.actions.items():
