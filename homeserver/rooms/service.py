@@ -72,6 +72,7 @@ class RoomService:
         self.listeners: list[Any] = []  # callables(StoredEvent, RoomRecord) run after each persist
         # room nid -> local users joined now; kept exact by _notify after each membership change.
         self._joined_local: dict[int, set[str]] = {}
+        self._member_versions: dict[int, int] = {}  # bumped per membership event, guards lazy loads
         self._background: set[asyncio.Task[None]] = set()
         self._last_pos: dict[int, int] = {}  # room nid -> stream position of its newest event
         # (user, device, txn ID) -> event ID of recent sends, for cheap idempotent retries
@@ -106,8 +107,8 @@ class RoomService:
                 # where state resolution picks the head state; locally one suffices.
                 newest = max(events.values(), key=lambda e: e.stream_ordering or 0)
                 snapshots = {newest.state_after}
-            head = _Head(extremities, next(iter(snapshots), None))
-            self._heads[room.room_nid] = head
+            # setdefault: a persist that finished while we read must win over our older view.
+            head = self._heads.setdefault(room.room_nid, _Head(extremities, next(iter(snapshots), None)))
         return head
 
     async def current_state_ids(self, room: RoomRecord) -> dict[StateKey, int]:
@@ -286,6 +287,7 @@ class RoomService:
         self.state.remember_key(CREATE, key_nid)
         self.state.remember_snapshot(snapshot, 0, {key_nid: stored.nid})
         self._heads[room_nid] = _Head([stored.nid], snapshot)
+        self._joined_local[room_nid] = set()  # a new room has no members yet
         self._notify(stored, room)
         return room, stored
 
@@ -366,10 +368,15 @@ class RoomService:
         """Local users joined to the room now (cached; the notifier asks on every event)."""
         joined = self._joined_local.get(room.room_nid)
         if joined is None:
+            version = self._member_versions.get(room.room_nid, 0)
             suffix = ":" + self.hs.config.server_name
             members = await self.rooms.members(room.room_nid, "join")
-            joined = {u for u, _, _ in members if u.endswith(suffix)}
-            self._joined_local[room.room_nid] = joined
+            loaded = {u for u, _, _ in members if u.endswith(suffix)}
+            joined = self._joined_local.get(room.room_nid)
+            if joined is None:
+                if self._member_versions.get(room.room_nid, 0) != version:
+                    return loaded  # a membership change landed meanwhile: don't cache this read
+                self._joined_local[room.room_nid] = joined = loaded
         return joined
 
     async def last_position(self, room_nid: int) -> int:
@@ -390,6 +397,7 @@ class RoomService:
         if event.type == "m.room.member" and event.state_key is not None:
             target = event.state_key
             concerned.add(target)  # invitees, the kicked and the banned hear of it too
+            self._member_versions[room.room_nid] = self._member_versions.get(room.room_nid, 0) + 1
             if joined is not None and target.endswith(":" + self.hs.config.server_name):
                 if event.event["content"].get("membership") == "join":
                     joined.add(target)
