@@ -9,6 +9,8 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from federation.client import FederationClient, make_ssl_context
+from federation.discovery import ServerResolver
 from homeserver.account_data import AccountDataService
 from homeserver.accounts.account import AccountService
 from homeserver.accounts.auth import AuthService
@@ -19,6 +21,7 @@ from homeserver.accounts.uia import UiaService
 from homeserver.api.http import HS_KEY, X_FORWARDED_KEY, matrix_middleware
 from homeserver.clock import Clock
 from homeserver.config import Config, ListenerConfig
+from homeserver.federation.keyring import KeyRing
 from homeserver.filters import FilterService
 from homeserver.keys import SigningKey, load_signing_key
 from homeserver.metrics import Metrics
@@ -37,6 +40,7 @@ from homeserver.storage.events import EventPositions, EventStore
 from homeserver.storage.migrations import migrate
 from homeserver.storage.registration_tokens import RegistrationTokenStore
 from homeserver.storage.rooms import MembershipQueries, RoomStore
+from homeserver.storage.server_keys import ServerKeyStore
 from homeserver.storage.state import StateStore
 from homeserver.storage.uia import UiaStore
 from homeserver.storage.users import UserStore
@@ -65,6 +69,7 @@ class HomeServer:
         self.state_store = StateStore(self.db)
         self.event_positions = EventPositions(self.db)
         self.membership_queries = MembershipQueries(self.db)
+        self.server_keys = ServerKeyStore(self.db)
         # services
         self.metrics = Metrics()
         self.notifier = Notifier()
@@ -87,8 +92,33 @@ class HomeServer:
         self.filters = FilterService(self)
         self.push_rules = PushRulesService(self)
         self.sync = SyncService(self)
+        self.federation_client = self._make_federation_client()
+        self.keyring = KeyRing(
+            server_name=config.server_name,
+            signing_key=self.signing_key,
+            store=self.server_keys,
+            client=self.federation_client,
+            clock=self.clock,
+            trusted_key_servers=config.federation.trusted_key_servers,
+            key_validity_ms=config.federation.key_validity_ms,
+        )
         self._runners: list[web.AppRunner] = []
         self.bound: list[tuple[ListenerConfig, str, int]] = []
+
+    def _make_federation_client(self) -> FederationClient | None:
+        """The outbound client (None when federation is off): TLS trust, static
+        hosts and signing key from the config; nothing connects until used."""
+        fed = self.config.federation
+        if not fed.enabled:
+            return None
+        ssl_ctx = make_ssl_context(
+            verify=fed.verify_certificates,
+            ca_bundle_path=self.config.resolve_path(fed.ca_bundle_path) if fed.ca_bundle_path else None,
+        )
+        resolver = ServerResolver(ssl_context=ssl_ctx, static_hosts=fed.static_hosts)
+        return FederationClient(
+            self.config.server_name, self.signing_key, resolver=resolver, ssl_context=ssl_ctx
+        )
 
     async def start(self) -> None:
         await self.db.open()
@@ -106,6 +136,8 @@ class HomeServer:
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()
+        if self.federation_client is not None:
+            await self.federation_client.close()
         await self.presence.flush()  # batched presence writes, before the database closes
         await self.db.close()
 
@@ -123,11 +155,14 @@ class HomeServer:
         app[HS_KEY] = self
         app[X_FORWARDED_KEY] = x_forwarded
         registrars: dict[str, Callable[[web.Application], None]] = {}
-        from homeserver.api import admin, client, metrics, wellknown
+        from homeserver.api import admin, client, federation, metrics, wellknown
 
         registrars["client"] = client.register_routes
         registrars["admin"] = admin.register_routes
         registrars["metrics"] = metrics.register_routes
+        if self.config.federation.enabled:
+            registrars["federation"] = federation.register_federation_routes
+            registrars["keys"] = federation.register_key_routes
         for r in resources:
             if r in registrars:
                 registrars[r](app)

@@ -1,0 +1,203 @@
+"""The outbound federation HTTPS client.
+
+Every request is resolved through server discovery (connect address, Host
+header, certificate name), sent over verified TLS, and signed with the
+``X-Matrix`` header. Failures come back as typed errors so callers can tell a
+peer that refused (:class:`RemoteError`, with the peer's ``errcode``) from one
+that could not be reached (:class:`ConnectError`).
+
+Independent of the homeserver: the server name, signing key, TLS context and
+resolver are handed in.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import aiohttp
+import orjson
+from signedjson.types import SigningKey
+from yarl import URL
+
+from .discovery import ServerResolver
+from .request_auth import sign_request
+
+__all__ = [
+    "BadResponseError",
+    "ConnectError",
+    "FederationClient",
+    "FederationError",
+    "RemoteError",
+    "make_ssl_context",
+    "quote_path_segment",
+]
+
+DEFAULT_TIMEOUT_S = 30.0
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+USER_AGENT = "Accord"
+
+
+class FederationError(Exception):
+    """Any failure of an outbound federation request."""
+
+
+class ConnectError(FederationError):
+    """The peer could not be reached or did not complete TLS (certificate, timeout, refused)."""
+
+
+class RemoteError(FederationError):
+    """The peer answered with an error status; ``errcode`` as the peer sent it when it did."""
+
+    def __init__(self, status: int, errcode: str, message: str, body: Any = None) -> None:
+        super().__init__(f"{status} {errcode}: {message}")
+        self.status = status
+        self.errcode = errcode
+        self.message = message
+        self.body = body
+
+
+class BadResponseError(FederationError):
+    """The peer answered 2xx with something that is not JSON."""
+
+
+def make_ssl_context(*, verify: bool = True, ca_bundle_path: str | None = None) -> ssl.SSLContext:
+    """The TLS context for talking to peers: system trust plus an optional extra bundle.
+
+    ``verify=False`` exists for development only; the config documents it as such.
+    """
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    if ca_bundle_path:
+        ctx.load_verify_locations(cafile=ca_bundle_path)
+    if not verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def quote_path_segment(value: str) -> str:
+    """Percent-encode a path parameter (server names, IDs) so it stays one segment."""
+    return quote(value, safe="")
+
+
+class FederationClient:
+    """Signed JSON requests to other homeservers."""
+
+    def __init__(
+        self,
+        server_name: str,
+        signing_key: SigningKey,
+        *,
+        resolver: ServerResolver,
+        ssl_context: ssl.SSLContext,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        user_agent: str = USER_AGENT,
+    ) -> None:
+        self.server_name = server_name
+        self.signing_key = signing_key
+        self.resolver = resolver
+        self.ssl_context = ssl_context
+        self.timeout_s = timeout_s
+        self.user_agent = user_agent
+        self._session: aiohttp.ClientSession | None = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=self.ssl_context, limit=200, limit_per_host=20),
+                json_serialize=lambda v: orjson.dumps(v).decode(),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        await self.resolver.close()
+
+    async def request(
+        self,
+        method: str,
+        destination: str,
+        path: str,
+        *,
+        query: Mapping[str, str | list[str]] | None = None,
+        content: Any = None,
+        signed: bool = True,
+        timeout_s: float | None = None,
+    ) -> Any:
+        """Send one request and return the parsed JSON response.
+
+        ``path`` is already percent-encoded (use :func:`quote_path_segment` for
+        parameters); it is signed exactly as it goes on the wire.
+        """
+        target = path
+        if query:
+            target += "?" + urlencode(
+                [(k, v) for k, vs in query.items() for v in ([vs] if isinstance(vs, str) else vs)]
+            )
+        try:
+            resolved = await self.resolver.resolve(destination)
+        except ValueError as exc:
+            raise ConnectError(f"Cannot resolve {destination}: {exc}") from exc
+        headers = {"Host": resolved.host_header, "User-Agent": self.user_agent}
+        body: bytes | None = None
+        if content is not None:
+            body = orjson.dumps(content)
+            headers["Content-Type"] = "application/json"
+        if signed:
+            headers["Authorization"] = sign_request(
+                method=method,
+                uri=target,
+                origin=self.server_name,
+                destination=destination,
+                signing_key=self.signing_key,
+                content=content,
+            )
+        url = URL(resolved.url_base + target, encoded=True)
+        timeout = aiohttp.ClientTimeout(total=timeout_s or self.timeout_s)
+        try:
+            async with self._get_session().request(
+                method,
+                url,
+                data=body,
+                headers=headers,
+                timeout=timeout,
+                server_hostname=resolved.tls_name,
+                allow_redirects=False,
+            ) as resp:
+                raw = await resp.content.read(MAX_RESPONSE_BYTES + 1)
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError, OSError, ssl.SSLError) as exc:
+            raise ConnectError(
+                f"{method} {destination}{path} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        if len(raw) > MAX_RESPONSE_BYTES:
+            raise BadResponseError(f"Response from {destination} is too large")
+        try:
+            data: Any = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            data = None
+            if 200 <= status < 300:
+                raise BadResponseError(f"Response from {destination} is not JSON") from None
+        if not 200 <= status < 300:
+            errcode = "M_UNKNOWN"
+            message = f"HTTP {status}"
+            if isinstance(data, dict):
+                if isinstance(data.get("errcode"), str):
+                    errcode = data["errcode"]
+                if isinstance(data.get("error"), str):
+                    message = data["error"]
+            raise RemoteError(status, errcode, message, data)
+        return data
+
+    async def get_json(self, destination: str, path: str, **kwargs: Any) -> Any:
+        return await self.request("GET", destination, path, **kwargs)
+
+    async def post_json(self, destination: str, path: str, content: Any, **kwargs: Any) -> Any:
+        return await self.request("POST", destination, path, content=content, **kwargs)
+
+    async def put_json(self, destination: str, path: str, content: Any, **kwargs: Any) -> Any:
+        return await self.request("PUT", destination, path, content=content, **kwargs)

@@ -1,0 +1,22 @@
+"""The server-server API (resource "federation") and the key API (resource "keys").
+
+Kept thin: the X-Matrix check is the pure :mod:`federation.request_auth`, the
+keys come from the key ring; these modules only shape HTTP.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+
+def register_federation_routes(app: web.Application) -> None:
+    from homeserver.api.federation import auth, version
+
+    auth.install(app)
+    version.register(app)
+
+
+def register_key_routes(app: web.Application) -> None:
+    from homeserver.api.federation import keys
+
+    keys.register(app)

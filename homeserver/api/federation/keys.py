@@ -1,0 +1,78 @@
+"""The key API: our keys (``/_matrix/key/v2/server``) and, as a notary, other
+servers' keys co-signed by us (``/_matrix/key/v2/query``). Unauthenticated,
+as the spec defines it: the responses carry their own signatures."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from homeserver.api.http import get_hs, json_response, read_json
+from homeserver.errors import bad_json, invalid_param, missing_param
+from homeserver.identifiers import is_valid_server_name
+
+# Bound the work one anonymous notary query can cause (each server may be a fetch).
+MAX_SERVERS_PER_QUERY = 100
+
+
+async def get_server_keys(request: web.Request) -> web.Response:
+    return json_response(get_hs(request).keyring.own_key_response())
+
+
+def _min_ts(value: Any) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise bad_json("minimum_valid_until_ts must be an integer")
+    return value
+
+
+async def query_one(request: web.Request) -> web.Response:
+    server_name = request.match_info["server_name"]
+    if not is_valid_server_name(server_name):
+        raise invalid_param("Invalid server name")
+    raw = request.query.get("minimum_valid_until_ts")
+    min_ts: int | None = None
+    if raw is not None:
+        try:
+            min_ts = int(raw)
+        except ValueError:
+            raise invalid_param("minimum_valid_until_ts must be an integer") from None
+    keys = await get_hs(request).keyring.notary_query(server_name, [], min_ts)
+    return json_response({"server_keys": keys})
+
+
+async def query_many(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    criteria = body.get("server_keys")
+    if criteria is None:
+        raise missing_param("Missing required field 'server_keys'")
+    if not isinstance(criteria, dict):
+        raise bad_json("'server_keys' must be an object")
+    if len(criteria) > MAX_SERVERS_PER_QUERY:
+        raise invalid_param(f"At most {MAX_SERVERS_PER_QUERY} servers per query")
+    jobs = []
+    keyring = get_hs(request).keyring
+    for server_name, by_key in criteria.items():
+        if not isinstance(by_key, dict) or not is_valid_server_name(server_name):
+            raise bad_json(f"Invalid query for server {server_name!r}")
+        min_ts: int | None = None
+        for key_id, crit in by_key.items():
+            if not isinstance(crit, dict):
+                raise bad_json(f"Criteria for {server_name} {key_id} must be an object")
+            ts = _min_ts(crit.get("minimum_valid_until_ts"))
+            if ts is not None:
+                min_ts = ts if min_ts is None else max(min_ts, ts)
+        jobs.append(keyring.notary_query(server_name, list(by_key), min_ts))
+    results = await asyncio.gather(*jobs)
+    return json_response({"server_keys": [r for rs in results for r in rs]})
+
+
+def register(app: web.Application) -> None:
+    app.router.add_get("/_matrix/key/v2/server", get_server_keys)
+    # Deprecated form: the key ID is ignored and every current key returned.
+    app.router.add_get("/_matrix/key/v2/server/{key_id}", get_server_keys)
+    app.router.add_get("/_matrix/key/v2/query/{server_name}", query_one)
+    app.router.add_post("/_matrix/key/v2/query", query_many)

@@ -1,0 +1,260 @@
+"""The key ring: which public keys of other servers we trust, and until when.
+
+Keys are fetched from the server itself (``GET /_matrix/key/v2/server``) and,
+failing that, through the configured notaries (``POST /_matrix/key/v2/query``),
+verified (see :mod:`federation.server_keys`), and cached in memory (bounded)
+and in the database, so a restart or an unreachable peer does not stop us
+checking signatures we could check before.
+
+Validity: each key carries a ``valid_until_ts`` (for a retired key, its
+``expired_ts``). A caller asks for keys valid until at least some time:
+``now`` for request authentication, the event's ``origin_server_ts`` for event
+signatures in room versions 5 and later (the auth code passes it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+from federation.client import FederationClient, FederationError
+from federation.events.canonical import encode_base64
+from federation.events.signing import VerifyKey, decode_verify_key_base64, key_id_of
+from federation.server_keys import (
+    KeyResponseError,
+    ServerKeys,
+    build_server_keys,
+    notary_sign,
+    parse_notary_response,
+    parse_server_keys,
+)
+from homeserver.clock import Clock
+from homeserver.config import TrustedKeyServer
+from homeserver.keys import SigningKey
+from homeserver.storage.server_keys import ServerKeyStore, StoredKey, StoredResponse
+
+logger = logging.getLogger(__name__)
+
+# A peer signing with a key ID we cannot find must not make us re-fetch its keys
+# on every request: at most one fetch per server per this many seconds.
+REFETCH_INTERVAL_S = 30.0
+MAX_CACHED_KEYS = 10_000
+
+
+@dataclass(frozen=True)
+class _CachedKey:
+    verify_key: VerifyKey
+    valid_until_ts: int
+
+
+class KeyRing:
+    """Fetches, verifies, caches and serves server signing keys."""
+
+    def __init__(
+        self,
+        *,
+        server_name: str,
+        signing_key: SigningKey,
+        store: ServerKeyStore,
+        client: FederationClient | None,
+        clock: Clock,
+        trusted_key_servers: Sequence[TrustedKeyServer] = (),
+        key_validity_ms: int = 86_400_000,
+    ) -> None:
+        self.server_name = server_name
+        self.signing_key = signing_key
+        self.store = store
+        self.client = client  # None: federation disabled, use what is stored only
+        self.clock = clock
+        self.key_validity_ms = key_validity_ms
+        self.notaries: list[tuple[str, dict[str, VerifyKey]]] = [
+            (
+                t.server_name,
+                {kid: decode_verify_key_base64(kid, k) for kid, k in t.verify_keys.items()},
+            )
+            for t in trusted_key_servers
+        ]
+        self._cache: OrderedDict[tuple[str, str], _CachedKey] = OrderedDict()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._last_fetch: dict[str, float] = {}
+        self._own_response: dict | None = None
+
+    # --- our own keys --------------------------------------------------------
+
+    def own_key_response(self) -> dict:
+        """Our signed ``/_matrix/key/v2/server`` response.
+
+        Re-signed once less than half its validity remains, so peers (and
+        notaries, who cache for half the lifetime) never get a nearly-expired one.
+        """
+        now = self.clock.time_ms()
+        cached = self._own_response
+        if cached is None or cached["valid_until_ts"] - now < self.key_validity_ms // 2:
+            cached = build_server_keys(
+                self.server_name, [self.signing_key], now + self.key_validity_ms
+            )
+            self._own_response = cached
+        return cached
+
+    # --- lookups -------------------------------------------------------------
+
+    async def get_verify_keys(
+        self,
+        server_name: str,
+        key_ids: Collection[str],
+        minimum_valid_until_ts: int | None = None,
+    ) -> dict[str, VerifyKey]:
+        """Those of ``key_ids`` we can vouch for as valid until at least
+        ``minimum_valid_until_ts`` (default: now), fetching what is missing.
+
+        Returns fewer keys than asked when some cannot be found or verified;
+        the caller decides whether that fails the signature check.
+        """
+        min_ts = self.clock.time_ms() if minimum_valid_until_ts is None else minimum_valid_until_ts
+        wanted = set(key_ids)
+        if server_name == self.server_name:
+            kid = key_id_of(self.signing_key)
+            return {kid: self.signing_key.verify_key} if kid in wanted else {}
+        found = self._from_memory(server_name, wanted, min_ts)
+        if len(found) == len(wanted):
+            return found
+        for k in await self.store.get_keys(server_name, wanted - found.keys()):
+            self._remember(server_name, k.key_id, decode_verify_key_base64(k.key_id, k.verify_key),
+                           k.valid_until_ts)
+        found = self._from_memory(server_name, wanted, min_ts)
+        if len(found) == len(wanted) or self.client is None:
+            return found
+        lock = self._locks.setdefault(server_name, asyncio.Lock())
+        async with lock:
+            # Another task may have fetched while we waited for the lock.
+            found = self._from_memory(server_name, wanted, min_ts)
+            if len(found) == len(wanted):
+                return found
+            last = self._last_fetch.get(server_name)
+            if last is not None and self.clock.monotonic() - last < REFETCH_INTERVAL_S:
+                return found
+            self._last_fetch[server_name] = self.clock.monotonic()
+            await self._fetch_direct(server_name)
+            found = self._from_memory(server_name, wanted, min_ts)
+            missing = wanted - found.keys()
+            if missing:
+                await self._fetch_from_notaries(server_name, missing, min_ts)
+                found = self._from_memory(server_name, wanted, min_ts)
+        if len(self._locks) > MAX_CACHED_KEYS:
+            self._locks = {k: v for k, v in self._locks.items() if v.locked()}
+        return found
+
+    def _from_memory(self, server_name: str, key_ids: set[str], min_ts: int) -> dict[str, VerifyKey]:
+        out: dict[str, VerifyKey] = {}
+        for kid in key_ids:
+            entry = self._cache.get((server_name, kid))
+            if entry is not None and entry.valid_until_ts >= min_ts:
+                out[kid] = entry.verify_key
+                self._cache.move_to_end((server_name, kid))
+        return out
+
+    def _remember(self, server_name: str, key_id: str, vk: VerifyKey, valid_until_ts: int) -> None:
+        key = (server_name, key_id)
+        old = self._cache.get(key)
+        if old is not None and old.valid_until_ts > valid_until_ts:
+            return
+        self._cache[key] = _CachedKey(vk, valid_until_ts)
+        self._cache.move_to_end(key)
+        while len(self._cache) > MAX_CACHED_KEYS:
+            self._cache.popitem(last=False)
+
+    async def _save(self, keys: ServerKeys, source: str) -> None:
+        now = self.clock.time_ms()
+        rows = [
+            StoredKey(keys.server_name, kid, encode_base64(vk.encode()), keys.valid_until_ts, None,
+                      now, source)
+            for kid, vk in keys.verify_keys.items()
+        ]
+        rows += [
+            StoredKey(keys.server_name, kid, encode_base64(old.verify_key.encode()), old.expired_ts,
+                      old.expired_ts, now, source)
+            for kid, old in keys.old_verify_keys.items()
+            if kid not in keys.verify_keys
+        ]
+        await self.store.store_keys(
+            rows, StoredResponse(keys.server_name, keys.valid_until_ts, now, keys.raw)
+        )
+        for r in rows:
+            self._remember(r.server_name, r.key_id, decode_verify_key_base64(r.key_id, r.verify_key),
+                           r.valid_until_ts)
+
+    async def _fetch_direct(self, server_name: str) -> ServerKeys | None:
+        """Ask the server itself; None (logged) if it cannot be reached or lies."""
+        assert self.client is not None
+        try:
+            response = await self.client.get_json(server_name, "/_matrix/key/v2/server", signed=False)
+            keys = parse_server_keys(
+                response, expected_server_name=server_name, now_ms=self.clock.time_ms()
+            )
+        except (FederationError, KeyResponseError) as exc:
+            logger.info("cannot fetch keys of %s directly: %s", server_name, exc)
+            return None
+        await self._save(keys, server_name)
+        return keys
+
+    async def _fetch_from_notaries(self, server_name: str, key_ids: Collection[str], min_ts: int) -> None:
+        assert self.client is not None
+        criteria = {kid: {"minimum_valid_until_ts": min_ts} for kid in key_ids}
+        for notary, notary_keys in self.notaries:
+            if notary == server_name:
+                continue
+            try:
+                response = await self.client.post_json(
+                    notary, "/_matrix/key/v2/query", {"server_keys": {server_name: criteria}},
+                    signed=False,
+                )
+                results = parse_notary_response(
+                    response, notary_name=notary, notary_keys=notary_keys,
+                    now_ms=self.clock.time_ms(), expected_servers=[server_name],
+                )
+            except (FederationError, KeyResponseError) as exc:
+                logger.info("notary %s could not vouch for %s's keys: %s", notary, server_name, exc)
+                continue
+            for keys in results:
+                await self._save(keys, notary)
+            if all(self._from_memory(server_name, {kid}, min_ts) for kid in key_ids):
+                return
+
+    # --- acting as a notary --------------------------------------------------
+
+    async def notary_query(
+        self, server_name: str, key_ids: Collection[str], minimum_valid_until_ts: int | None
+    ) -> list[dict]:
+        """Key responses for ``server_name``, co-signed by us (``/_matrix/key/v2/query``).
+
+        Served from what we stored when it is fresh enough and names the
+        requested keys; otherwise fetched anew; if the server cannot be reached,
+        the last response we have is still returned (the spec wants that, so
+        old events stay checkable). Empty when we know nothing.
+        """
+        if server_name == self.server_name:
+            return [self.own_key_response()]
+        min_ts = self.clock.time_ms() if minimum_valid_until_ts is None else minimum_valid_until_ts
+        stored = await self.store.get_response(server_name)
+        if self.client is not None and not _satisfies(stored, key_ids, min_ts):
+            last = self._last_fetch.get(server_name)
+            if last is None or self.clock.monotonic() - last >= REFETCH_INTERVAL_S:
+                self._last_fetch[server_name] = self.clock.monotonic()
+                lock = self._locks.setdefault(server_name, asyncio.Lock())
+                async with lock:
+                    await self._fetch_direct(server_name)
+                stored = await self.store.get_response(server_name)
+        if stored is None:
+            return []
+        return [notary_sign(stored.response, self.server_name, self.signing_key)]
+
+
+def _satisfies(stored: StoredResponse | None, key_ids: Collection[str], min_ts: int) -> bool:
+    if stored is None or stored.valid_until_ts < min_ts:
+        return False
+    listed = set(stored.response.get("verify_keys", {})) | set(stored.response.get("old_verify_keys", {}))
+    return all(kid in listed for kid in key_ids)
+
