@@ -94,15 +94,8 @@ class EventStore:
                 out[eid] = ev
             else:
                 missing.append(eid)
-        for i in range(0, len(missing), 500):
-            chunk = missing[i : i + 500]
-            rows = await self.db.fetchall(
-                f"SELECT {_COLUMNS} FROM events WHERE event_id IN ({','.join('?' * len(chunk))})", chunk
-            )
-            for row in rows:
-                ev = _from_row(row)
-                self._cache(ev)
-                out[ev.event_id] = ev
+        for ev in await self._load("event_id", missing):
+            out[ev.event_id] = ev
         return out
 
     async def get_events_by_nid(self, nids: Iterable[int]) -> dict[int, StoredEvent]:
@@ -115,16 +108,23 @@ class EventStore:
                 out[nid] = ev
             else:
                 missing.append(nid)
-        for i in range(0, len(missing), 500):
-            chunk = missing[i : i + 500]
+        for ev in await self._load("event_nid", missing):
+            out[ev.nid] = ev
+        return out
+
+    async def _load(self, column: str, keys: list[Any]) -> list[StoredEvent]:
+        """Read uncached events by one of the two ID columns, in chunks, and cache them."""
+        loaded = []
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
             rows = await self.db.fetchall(
-                f"SELECT {_COLUMNS} FROM events WHERE event_nid IN ({','.join('?' * len(chunk))})", chunk
+                f"SELECT {_COLUMNS} FROM events WHERE {column} IN ({','.join('?' * len(chunk))})", chunk
             )
             for row in rows:
                 ev = _from_row(row)
                 self._cache(ev)
-                out[ev.nid] = ev
-        return out
+                loaded.append(ev)
+        return loaded
 
     @staticmethod
     async def insert(

@@ -8,6 +8,7 @@ guest endpoints) and nothing else here.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -112,37 +113,25 @@ async def post_forget(request: web.Request) -> web.Response:
     return json_response({})
 
 
-async def post_kick(request: web.Request) -> web.Response:
-    hs = get_hs(request)
-    req = await requester(request)
-    body = await _body(request)
-    target, reason = _target(body), _reason(body)
-    room = await _room_in_path(request)
-    _check_rate(request, req.user_id)
-    await hs.membership.kick(room, req.user_id, target, reason=reason)
-    return json_response({})
+def _moderation(action: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """kick, ban and unban share one request shape: a target user and an optional reason."""
+
+    async def handler(request: web.Request) -> web.Response:
+        hs = get_hs(request)
+        req = await requester(request)
+        body = await _body(request)
+        target, reason = _target(body), _reason(body)
+        room = await _room_in_path(request)
+        _check_rate(request, req.user_id)
+        await getattr(hs.membership, action)(room, req.user_id, target, reason=reason)
+        return json_response({})
+
+    return handler
 
 
-async def post_ban(request: web.Request) -> web.Response:
-    hs = get_hs(request)
-    req = await requester(request)
-    body = await _body(request)
-    target, reason = _target(body), _reason(body)
-    room = await _room_in_path(request)
-    _check_rate(request, req.user_id)
-    await hs.membership.ban(room, req.user_id, target, reason=reason)
-    return json_response({})
-
-
-async def post_unban(request: web.Request) -> web.Response:
-    hs = get_hs(request)
-    req = await requester(request)
-    body = await _body(request)
-    target, reason = _target(body), _reason(body)
-    room = await _room_in_path(request)
-    _check_rate(request, req.user_id)
-    await hs.membership.unban(room, req.user_id, target, reason=reason)
-    return json_response({})
+post_kick = _moderation("kick")
+post_ban = _moderation("ban")
+post_unban = _moderation("unban")
 
 
 async def post_knock(request: web.Request) -> web.Response:
