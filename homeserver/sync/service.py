@@ -9,6 +9,7 @@ sync to a couple of cheap queries.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -175,33 +176,36 @@ class SyncService:
             req.receipts = await receipts.receipts_since(
                 joined_ids, req.since.receipts if req.since else 0, req.user_id, upto=req.now.receipts
             )
-        join: dict[str, Any] = {}
-        invite: dict[str, Any] = {}
-        knock: dict[str, Any] = {}
-        leave: dict[str, Any] = {}
         since_pos = req.since.events if req.since else 0
-        for m in memberships:
-            if not req.filter.wants_room(m.room_id) or m.stream_ordering > req.now.events:
-                continue  # filtered out, or a change the next sync will carry
+        sections: dict[str, dict[str, Any]] = {"join": {}, "invite": {}, "knock": {}, "leave": {}}
+
+        async def one(m: UserMembership) -> tuple[str, str, dict[str, Any] | None]:
             changed_membership = req.since is None or m.stream_ordering > since_pos
             room = await hs.room_store.get_room_by_nid(m.room_nid)
             assert room is not None
             if m.membership == "join":
-                entry = await self._joined_room(req, room, m)
-                if entry is not None:
-                    join[room.room_id] = entry
-            elif m.membership == "invite" and changed_membership:
-                invite[room.room_id] = {"invite_state": {"events": await self._stripped_state(room, m)}}
-            elif m.membership == "knock" and changed_membership:
-                knock[room.room_id] = {"knock_state": {"events": await self._stripped_state(room, m)}}
-            elif m.membership in ("leave", "ban"):
+                return "join", room.room_id, await self._joined_room(req, room, m)
+            if m.membership == "invite" and changed_membership:
+                return "invite", room.room_id, {"invite_state": {"events": await self._stripped_state(room, m)}}
+            if m.membership == "knock" and changed_membership:
+                return "knock", room.room_id, {"knock_state": {"events": await self._stripped_state(room, m)}}
+            if m.membership in ("leave", "ban") and changed_membership:
                 if req.since is None and not req.filter.include_leave:
-                    continue
-                if req.since is not None and not changed_membership:
-                    continue
-                entry = await self._left_room(req, room, m)
-                if entry is not None:
-                    leave[room.room_id] = entry
+                    return "leave", room.room_id, None
+                return "leave", room.room_id, await self._left_room(req, room, m)
+            return "", room.room_id, None
+
+        wanted = [
+            m for m in memberships
+            # filtered out, or a change the next sync will carry
+            if req.filter.wants_room(m.room_id) and m.stream_ordering <= req.now.events
+        ]
+        # Rooms are independent and their work is mostly waiting on the database:
+        # compute them concurrently (the reader pool bounds the parallelism).
+        for section, room_id, entry in await asyncio.gather(*(one(m) for m in wanted)):
+            if entry is not None:
+                sections[section][room_id] = entry
+        join, invite, knock, leave = (sections[k] for k in ("join", "invite", "knock", "leave"))
         out: dict[str, Any] = {"next_batch": str(req.now)}
         rooms: dict[str, Any] = {}
         for name, section in (("join", join), ("invite", invite), ("knock", knock), ("leave", leave)):
