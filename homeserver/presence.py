@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +86,9 @@ class PresenceService:
         # included); dropped whenever any membership changes.
         self._audiences: dict[str, frozenset[str]] = {}
         self._suffix = ":" + hs.config.server_name
+        # callables(user_id, m.presence content) told of every visible change (the
+        # federation sender turns them into m.presence EDUs).
+        self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
         hs.room_service.listeners.append(self._on_event)
 
     async def _load(self) -> None:
@@ -294,6 +297,10 @@ class PresenceService:
         else:
             self._live.add(user_id)
             self._arm_sweep()
+        if self.listeners:
+            content = self._content(p)
+            for listener in self.listeners:
+                listener(user_id, content)
 
     async def _notify(self, user_id: str) -> None:
         self.hs.notifier.notify_users(await self.audience(user_id))

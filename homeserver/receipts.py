@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 from homeserver.errors import MatrixError, invalid_param, not_found
@@ -50,6 +50,9 @@ class ReceiptService:
         # caching a value read from the database while a write was landing.
         self._read_cache: OrderedDict[tuple[str, str], int | None] = OrderedDict()
         self._writes = 0
+        # callables(room, receipt) told of every receipt that moved (the federation
+        # sender turns public ones into m.receipt EDUs).
+        self.listeners: list[Callable[[RoomRecord, Receipt], None]] = []
 
     async def _tracker(self) -> StreamTracker:
         # Loaded on first use: the database only opens once the server starts.
@@ -119,17 +122,18 @@ class ReceiptService:
         pos = tracker.allocate()
         self._writes += 1
         try:
-            stored = await self.store.put(
-                Receipt(
-                    room.room_id, user_id, receipt_type, thread_id or UNTHREADED, event.event_id,
-                    event.stream_ordering, self.hs.clock.time_ms(), pos,
-                )
+            receipt = Receipt(
+                room.room_id, user_id, receipt_type, thread_id or UNTHREADED, event.event_id,
+                event.stream_ordering, self.hs.clock.time_ms(), pos,
             )
+            stored = await self.store.put(receipt)
         finally:
             self._writes += 1
             tracker.finish(pos)
         if not stored:
             return
+        for listener in self.listeners:
+            listener(room, receipt)
         self._room_pos[room.room_id] = max(self._room_pos.get(room.room_id, 0), pos)
         if thread_id in (None, MAIN_THREAD):
             key = (user_id, room.room_id)

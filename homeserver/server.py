@@ -21,7 +21,10 @@ from homeserver.accounts.uia import UiaService
 from homeserver.api.http import HS_KEY, X_FORWARDED_KEY, matrix_middleware
 from homeserver.clock import Clock
 from homeserver.config import Config, ListenerConfig
+from homeserver.federation.inbound import InboundTransactions
 from homeserver.federation.keyring import KeyRing
+from homeserver.federation.reads import FederationReads
+from homeserver.federation.sender import FederationSender
 from homeserver.filters import FilterService
 from homeserver.keys import SigningKey, load_signing_key
 from homeserver.metrics import Metrics
@@ -31,6 +34,7 @@ from homeserver.ratelimit import RateLimiter
 from homeserver.receipts import ReceiptService
 from homeserver.rooms.directory import DirectoryService
 from homeserver.rooms.membership import MembershipService
+from homeserver.rooms.servers import RoomServers
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.upgrade import RoomUpgradeService
 from homeserver.rooms.visibility import VisibilityService
@@ -85,6 +89,8 @@ class HomeServer:
         self.directory = DirectoryService(self)
         self.upgrades = RoomUpgradeService(self)
         self.visibility = VisibilityService(self)
+        self.federation_reads = FederationReads(self)  # what other servers may read
+        self.inbound_transactions = InboundTransactions(self)  # what other servers send us
         self.account_data = AccountDataService(self)
         self.typing = TypingService(self)
         self.receipts = ReceiptService(self)
@@ -102,6 +108,8 @@ class HomeServer:
             trusted_key_servers=config.federation.trusted_key_servers,
             key_validity_ms=config.federation.key_validity_ms,
         )
+        self.room_servers = RoomServers(self)  # servers_in_room(room), cached per room
+        self.federation_sender = FederationSender(self)
         self._runners: list[web.AppRunner] = []
         self.bound: list[tuple[ListenerConfig, str, int]] = []
 
@@ -127,6 +135,7 @@ class HomeServer:
             for user_id in await self.users.list_ratelimit_exempt():
                 self.ratelimiter.set_exempt(user_id, True)
             await self.room_service.start()
+            await self.federation_sender.start()
         except BaseException:
             # An open engine keeps non-daemon threads alive: close it or the process hangs.
             await self.db.close()
@@ -136,6 +145,7 @@ class HomeServer:
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()
+        await self.federation_sender.stop()  # before the client and the database close
         if self.federation_client is not None:
             await self.federation_client.close()
         await self.presence.flush()  # batched presence writes, before the database closes

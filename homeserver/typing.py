@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,9 @@ class TypingService:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due: int | None = None
         self._background: set[asyncio.Task[None]] = set()
+        # callables(room, user_id, typing) told of every start, refresh and stop
+        # (the federation sender turns them into m.typing EDUs).
+        self.listeners: list[Callable[[RoomRecord, str, bool], None]] = []
         hs.room_service.listeners.append(self._on_event)
 
     def current_position(self) -> int:
@@ -68,9 +72,11 @@ class TypingService:
             state.users[user_id] = expiry
             heapq.heappush(self._expiries, (expiry, room.room_id, user_id))
             self._schedule()
+            self._tell(room, user_id, True)  # refreshes too: other servers time typing out
             if newly:
                 await self._changed(state)
         elif state is not None and state.users.pop(user_id, None) is not None:
+            self._tell(room, user_id, False)
             await self._changed(state)
         self.expire()
 
@@ -104,6 +110,7 @@ class TypingService:
             if state is not None and state.users.get(user_id) == expiry:
                 del state.users[user_id]
                 touched[room_id] = state
+                self._tell(state.room, user_id, False)
         for state in touched.values():
             self._bump(state)
             self._spawn(self._notify(state.room))
@@ -115,6 +122,10 @@ class TypingService:
             await asyncio.gather(*list(self._background), return_exceptions=True)
 
     # --- internals ---
+
+    def _tell(self, room: RoomRecord, user_id: str, typing: bool) -> None:
+        for listener in self.listeners:
+            listener(room, user_id, typing)
 
     def _bump(self, state: _RoomTyping) -> None:
         self._position += 1
@@ -160,5 +171,6 @@ class TypingService:
             return
         state = self._rooms.get(room.room_id)
         if state is not None and state.users.pop(event.state_key, None) is not None:
+            self._tell(room, event.state_key, False)
             self._bump(state)
             self._spawn(self._notify(room))

@@ -100,16 +100,29 @@ class RoomService:
         head = self._heads.get(room.room_nid)
         if head is None:
             extremities = await self.rooms.forward_extremities(room.room_nid)
-            events = await self.events.get_events_by_nid(extremities)
-            snapshots = {ev.state_after for ev in events.values()}
-            if len(snapshots) > 1:
-                # Several extremities with differing state only arise with federation,
-                # where state resolution picks the head state; locally one suffices.
-                newest = max(events.values(), key=lambda e: e.stream_ordering or 0)
-                snapshots = {newest.state_after}
+            row = await self.hs.db.fetchone(
+                "SELECT snapshot_nid FROM room_heads WHERE room_nid = ?", (room.room_nid,)
+            )
+            if row is not None:
+                snapshot: int | None = int(row[0])  # resolved state of several extremities
+            else:
+                events = await self.events.get_events_by_nid(extremities)
+                newest = max(events.values(), key=lambda e: e.stream_ordering or 0, default=None)
+                snapshot = newest.state_after if newest is not None else None
             # setdefault: a persist that finished while we read must win over our older view.
-            head = self._heads.setdefault(room.room_nid, _Head(extremities, next(iter(snapshots), None)))
+            head = self._heads.setdefault(room.room_nid, _Head(extremities, snapshot))
         return head
+
+    async def head(self, room: RoomRecord) -> _Head:
+        """The room's forward extremities and current state snapshot."""
+        return await self._head(room)
+
+    def set_head(self, room_nid: int, extremities: list[int], snapshot: int) -> None:
+        self._heads[room_nid] = _Head(list(extremities), snapshot)
+
+    def notify(self, event: StoredEvent, room: RoomRecord) -> None:
+        """Tell waiting clients and listeners (federation sender, presence) of an event."""
+        self._notify(event, room)
 
     async def current_state_ids(self, room: RoomRecord) -> dict[StateKey, int]:
         """The room's current state as (type, state_key) -> event nid."""
@@ -326,6 +339,9 @@ class RoomService:
         if target is not None:
             await EventStore.mark_redacted(txn, target, event["event_id"])
         await RoomStore.set_forward_extremities(txn, room_nid, prev_nids, stored.nid)
+        # A local event cites every extremity, so the room's state is again that of one
+        # event: drop any stored resolved head (its snapshot would now be stale).
+        await txn.execute("DELETE FROM room_heads WHERE room_nid = ?", (room_nid,))
         if txn_info is not None:
             await RoomStore.insert_txn(
                 txn, txn_info.user_id, txn_info.device_id, txn_info.txn_id, event["event_id"],

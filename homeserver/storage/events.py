@@ -16,7 +16,7 @@ import orjson
 
 from homeserver.storage.database import Database, Row, Txn
 
-_CACHE_SIZE = 20_000
+_CACHE_SIZE = 10_000
 _COLUMNS = (
     "event_nid, event_id, room_nid, stream_ordering, state_before, state_after, outlier, "
     "rejected, redacted_by, txn_device, txn_id, json"

@@ -10,10 +10,15 @@ from aiohttp import web
 
 
 def register_federation_routes(app: web.Application) -> None:
-    from homeserver.api.federation import auth, version
+    from homeserver.api.federation import auth, backfill, events, public_rooms, query, send, version
 
     auth.install(app)
     version.register(app)
+    events.register(app)
+    backfill.register(app)
+    query.register(app)
+    public_rooms.register(app)
+    send.register(app)
 
 
 def register_key_routes(app: web.Application) -> None:

@@ -22,7 +22,8 @@ from federation.server_keys import parse_notary_response, parse_server_keys
 from tests.homeserver.federation.servers import ServerSpec, running_server
 from tests.tls_ca import TestCA
 
-AUTHED_PATH = "/_matrix/federation/v1/query/profile?user_id=%40a%3Ax"
+# A signed-only path no route serves, so a verified request gets 404 M_UNRECOGNIZED.
+AUTHED_PATH = "/_matrix/federation/v1/no_such_endpoint?user_id=%40a%3Ax"
 
 
 @pytest.fixture

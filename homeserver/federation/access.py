@@ -1,0 +1,165 @@
+"""Which rooms and which events another server may read.
+
+Two decisions, kept apart because they answer different questions:
+
+* `authorise_server` is the room-wide gate every room-scoped read passes first:
+  the room exists, federates, its server ACL admits the server, and the server
+  is in the room (one of its users is joined now) or the room is world readable
+  now (anyone may read it, so any server may too).
+* `ServerViewer` decides event by event, from the room state *at* each event,
+  whether the server may see it: the client history-visibility rules applied to
+  "any user of that server" (a server may receive an event if any of its users
+  could see it). Events it may not see are served redacted, never in full: the
+  event ID is a hash of the redacted form, so the requester can still link the
+  DAG, check the signatures and run the auth rules, but learns no content.
+
+`server_in_room` is the single membership test, read from the memberships table
+(kept by every persisted m.room.member event, local or received over federation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from federation.acl import server_allowed_by_acl
+from federation.events import get_room_version, pdu_json, redact_event
+from homeserver.errors import MatrixError, not_found
+from homeserver.storage.events import StoredEvent
+from homeserver.storage.rooms import RoomRecord
+
+if TYPE_CHECKING:
+    from homeserver.server import HomeServer
+
+HISTORY_VISIBILITY = ("m.room.history_visibility", "")
+SERVER_ACL = ("m.room.server_acl", "")
+_KNOWN_VISIBILITY = ("world_readable", "shared", "invited", "joined")
+
+
+def server_of(user_id: str) -> str:
+    """The server part of a user ID (localparts cannot contain ':')."""
+    return user_id.partition(":")[2]
+
+
+def forbidden_server(message: str = "Your server is not allowed to read this room") -> MatrixError:
+    return MatrixError(403, "M_FORBIDDEN", message)
+
+
+async def server_in_room(hs: HomeServer, room: RoomRecord, server_name: str) -> bool:
+    """Whether any user of `server_name` is joined to the room now."""
+    members = await hs.room_store.members(room.room_nid, "join")
+    return any(server_of(user_id) == server_name for user_id, _, _ in members)
+
+
+async def server_allowed(hs: HomeServer, room: RoomRecord, server_name: str) -> bool:
+    """The room's current m.room.server_acl applied to `server_name`."""
+    acl = await hs.room_service.current_state_event(room, SERVER_ACL)
+    content = acl.event.get("content") if acl is not None else None
+    return server_allowed_by_acl(server_name, content if isinstance(content, dict) else None)
+
+
+@dataclass(frozen=True)
+class ServerAccess:
+    """The outcome of the room gate: `joined` when the server has a member now,
+    otherwise it reads only because the room is world readable."""
+
+    room: RoomRecord
+    server_name: str
+    joined: bool
+
+
+async def authorise_server(hs: HomeServer, room_id: str, server_name: str) -> ServerAccess:
+    """The room gate: 404 M_NOT_FOUND for unknown rooms, 403 M_FORBIDDEN for a
+    room that does not federate, an ACL that denies the server, or a server that
+    is neither in the room nor reading a world-readable one."""
+    room = await hs.room_store.get_room(room_id)
+    if room is None:
+        raise not_found("Unknown room")
+    if not room.federate:
+        raise forbidden_server("This room does not federate")
+    if not await server_allowed(hs, room, server_name):
+        raise forbidden_server("Your server is denied by the room's server ACL")
+    if await server_in_room(hs, room, server_name):
+        return ServerAccess(room, server_name, True)
+    if await hs.visibility.is_world_readable(room):
+        return ServerAccess(room, server_name, False)
+    raise forbidden_server("Your server is not in this room")
+
+
+def federation_pdu(event: StoredEvent, room_version: str, *, redact: bool = False) -> dict[str, Any]:
+    """The PDU as it goes over federation: without internal keys, with the stored
+    hashes and signatures, redacted when it was redacted here or must be withheld."""
+    pdu = pdu_json(event.event)
+    if redact or event.redacted_by is not None:
+        pdu = redact_event(pdu, get_room_version(room_version))
+    return pdu
+
+
+class ServerViewer:
+    """One server's view of one room's history for one request; the visibility and
+    the server's memberships are cached per state snapshot, so walking a page of
+    the DAG costs one state read per state change."""
+
+    def __init__(self, hs: HomeServer, access: ServerAccess) -> None:
+        self.hs = hs
+        self.access = access
+        self._at: dict[int | None, tuple[str, frozenset[str]]] = {}
+
+    async def _state_at(self, snapshot: int | None) -> tuple[str, frozenset[str]]:
+        """(history visibility, memberships of the server's users) in a snapshot."""
+        cached = self._at.get(snapshot)
+        if cached is not None:
+            return cached
+        visibility: Any = None
+        memberships: set[str] = set()
+        if snapshot is not None:
+            state = await self.hs.state_store.get_state(snapshot)
+            keys = await self.hs.state_store.keys_for(set(state))
+            wanted: dict[int, tuple[str, str]] = {}
+            for key_nid, key in keys.items():
+                if key == HISTORY_VISIBILITY or (
+                    key[0] == "m.room.member" and server_of(key[1]) == self.access.server_name
+                ):
+                    wanted[state[key_nid]] = key
+            events = await self.hs.event_store.get_events_by_nid(wanted)
+            for nid, key in wanted.items():
+                ev = events.get(nid)
+                if ev is None:
+                    continue
+                content = ev.event.get("content") or {}
+                if key == HISTORY_VISIBILITY:
+                    visibility = content.get("history_visibility")
+                elif isinstance(content.get("membership"), str):
+                    memberships.add(content["membership"])
+        if visibility not in _KNOWN_VISIBILITY:
+            visibility = "shared"  # the spec's default for absent or unknown values
+        result = (str(visibility), frozenset(memberships))
+        self._at[snapshot] = result
+        return result
+
+    def _allowed(self, visibility: str, memberships: frozenset[str]) -> bool:
+        if visibility == "world_readable" or "join" in memberships:
+            return True
+        if visibility == "shared":
+            # "The user joined at any point after the event": a server in the room
+            # now has a user who did.
+            return self.access.joined
+        return visibility == "invited" and "invite" in memberships
+
+    async def can_see(self, event: StoredEvent) -> bool:
+        if event.room_nid != self.access.room.room_nid:
+            return False
+        if self._allowed(*await self._state_at(event.state_before)):
+            return True
+        if event.type == "m.room.history_visibility" or (
+            event.type == "m.room.member" and server_of(event.state_key or "") == self.access.server_name
+        ):
+            # Visible if the state before *or* after the event allows it (a join
+            # is visible to the joining server, a visibility change to both sides).
+            return self._allowed(*await self._state_at(event.state_after))
+        return False
+
+    async def pdu(self, event: StoredEvent) -> dict[str, Any]:
+        """The event for this server: whole if it may see it, redacted otherwise."""
+        visible = await self.can_see(event)
+        return federation_pdu(event, self.access.room.room_version, redact=not visible)

@@ -1,0 +1,238 @@
+"""Inbound transactions: PUT /_matrix/federation/v1/send/{txnId}.
+
+Each PDU goes through the checks the spec orders: format, signatures of every
+server that must have signed it (keys valid at the event's timestamp), content
+hash (a mismatch means the event is stored redacted), then the auth rules
+against its auth events, the state before it and the current state (see
+homeserver/rooms/received.py). Missing prev events are asked of the sending
+server with /get_missing_events, missing auth events with /event_auth, each
+fetched event going through the same checks. A transaction is answered once:
+a retry of the same (origin, txn ID) gets the first answer back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+from federation.events import (
+    EventFormatError,
+    SignatureError,
+    compute_event_id,
+    content_hash_matches,
+    get_room_version,
+    redact_event,
+    servers_required_to_sign,
+    validate_pdu,
+    verify_event_signatures,
+)
+from federation.events.room_versions import RoomVersion
+from homeserver.errors import MatrixError
+from homeserver.rooms.received import MissingEventsError, ReceivedEvents
+from homeserver.storage.rooms import RoomRecord
+
+if TYPE_CHECKING:
+    from homeserver.server import HomeServer
+
+logger = logging.getLogger(__name__)
+
+MAX_PDUS = 50
+MAX_EDUS = 100
+MAX_MISSING = 20
+_SEEN_TXNS = 10_000
+
+
+def _event_id_or_placeholder(pdu: dict[str, Any], rv: RoomVersion | None) -> str:
+    """The ID an answer is keyed by: computed, since PDUs travel without one."""
+    try:
+        return compute_event_id({k: v for k, v in pdu.items() if k != "event_id"}, rv or "12")
+    except Exception:
+        return str(pdu.get("event_id", "?"))
+
+
+class PduError(Exception):
+    """This PDU is refused; the reason goes back to the sender for this event only."""
+
+
+class InboundTransactions:
+    def __init__(self, hs: HomeServer) -> None:
+        self.hs = hs
+        self.received = ReceivedEvents(hs.room_service)
+        self._answered: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
+
+    async def on_send(self, origin: str, txn_id: str, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise MatrixError(400, "M_BAD_JSON", "Transaction must be an object")
+        pdus = body.get("pdus", [])
+        edus = body.get("edus", [])
+        if not isinstance(pdus, list) or not isinstance(edus, list):
+            raise MatrixError(400, "M_BAD_JSON", "'pdus' and 'edus' must be arrays")
+        if len(pdus) > MAX_PDUS or len(edus) > MAX_EDUS:
+            raise MatrixError(400, "M_BAD_JSON", f"At most {MAX_PDUS} PDUs and {MAX_EDUS} EDUs")
+        key = (origin, txn_id)
+        if key in self._answered:
+            return self._answered[key]
+        results: dict[str, dict[str, Any]] = {}
+        for pdu in pdus:
+            event_id, error = await self._on_pdu(origin, pdu)
+            results[event_id] = {} if error is None else {"error": error}
+        for edu in edus:
+            try:
+                await self._on_edu(origin, edu)
+            except Exception as e:  # EDUs are best effort: one bad EDU must not fail the rest
+                logger.info("ignoring EDU from %s: %s", origin, e)
+        answer = {"pdus": results}
+        self._answered[key] = answer
+        if len(self._answered) > _SEEN_TXNS:
+            self._answered.popitem(last=False)
+        return answer
+
+    # --- PDUs ---
+
+    async def _on_pdu(self, origin: str, pdu: Any) -> tuple[str, str | None]:
+        if not isinstance(pdu, dict) or not isinstance(pdu.get("room_id"), str):
+            return "?", "PDU must be an object with a room_id"
+        room = await self.hs.room_store.get_room(pdu["room_id"])
+        if room is None:
+            return _event_id_or_placeholder(pdu, None), "Unknown room"
+        rv = get_room_version(room.room_version)
+        try:
+            event = await self.check(pdu, rv)
+        except PduError as e:
+            return _event_id_or_placeholder(pdu, rv), str(e)
+        try:
+            async with self.hs.room_service.lock(room.room_id):
+                outcome = await self._persist(origin, room, rv, event, depth=0)
+        except PduError as e:
+            return event["event_id"], str(e)
+        if outcome.status == "rejected":
+            return event["event_id"], f"Rejected: {outcome.reason}"
+        return event["event_id"], None
+
+    async def check(self, pdu: dict[str, Any], rv: RoomVersion) -> dict[str, Any]:
+        """Format, signatures and content hash; returns the event (with its ID) to persist."""
+        event = {k: v for k, v in pdu.items() if k != "event_id"}
+        try:
+            validate_pdu(event, rv)
+        except EventFormatError as e:
+            raise PduError(f"Invalid PDU: {e}") from None
+        event["event_id"] = compute_event_id(event, rv)
+        keys = {}
+        for server in servers_required_to_sign(event, rv):
+            sigs = event.get("signatures", {}).get(server, {})
+            key_ids = list(sigs) if isinstance(sigs, dict) else []
+            try:
+                keys[server] = await self.hs.keyring.get_verify_keys(
+                    server, key_ids, minimum_valid_until_ts=event["origin_server_ts"]
+                )
+            except Exception as e:
+                raise PduError(f"Cannot get keys of {server}: {e}") from None
+        try:
+            verify_event_signatures(event, rv, keys)
+        except SignatureError as e:
+            raise PduError(f"Bad signature: {e}") from None
+        if not content_hash_matches(event):
+            # The signature covers the redacted form only: keep that much, drop the content.
+            redacted = redact_event(event, rv)
+            redacted["event_id"] = event["event_id"]
+            return redacted
+        return event
+
+    async def _persist(self, origin: str, room: RoomRecord, rv: RoomVersion, event: dict[str, Any], depth: int) -> Any:
+        """Persist with the room lock held, fetching what is missing from `origin` once."""
+        for _ in range(3):
+            try:
+                return await self.received.persist(room, event)
+            except MissingEventsError as missing:
+                if depth > 0:
+                    raise PduError(str(missing)) from None
+                if missing.kind == "auth":
+                    await self._fetch_auth_chain(origin, room, rv, event["event_id"])
+                else:
+                    await self._fetch_missing_prevs(origin, room, rv, event)
+        raise PduError("Could not complete the event's history")
+
+    async def _fetch_auth_chain(self, origin: str, room: RoomRecord, rv: RoomVersion, event_id: str) -> None:
+        try:
+            body = await self.hs.federation_client.get_json(
+                origin, f"/_matrix/federation/v1/event_auth/{room.room_id}/{event_id}"
+            )
+        except Exception as e:
+            raise PduError(f"Cannot fetch auth events: {e}") from None
+        chain = body.get("auth_chain", []) if isinstance(body, dict) else []
+        checked = []
+        for pdu in chain[:500]:
+            if isinstance(pdu, dict):
+                checked.append(await self.check(pdu, rv))
+        checked.sort(key=lambda e: e.get("depth", 0))
+        await self.received.persist_outliers(room, checked)
+
+    async def _fetch_missing_prevs(self, origin: str, room: RoomRecord, rv: RoomVersion, event: dict[str, Any]) -> None:
+        head = await self.hs.room_service.head(room)
+        latest = await self.hs.event_store.get_events_by_nid(head.extremities)
+        try:
+            body = await self.hs.federation_client.post_json(
+                origin,
+                f"/_matrix/federation/v1/get_missing_events/{room.room_id}",
+                {
+                    "earliest_events": [e.event_id for e in latest.values()],
+                    "latest_events": [event["event_id"]],
+                    "limit": MAX_MISSING,
+                    "min_depth": 0,
+                },
+            )
+        except Exception as e:
+            raise PduError(f"Cannot fetch missing events: {e}") from None
+        found = body.get("events", []) if isinstance(body, dict) else []
+        events = [await self.check(pdu, rv) for pdu in found if isinstance(pdu, dict)]
+        events.sort(key=lambda e: e.get("depth", 0))
+        for missing_event in events:
+            await self._persist(origin, room, rv, missing_event, depth=1)
+
+    # --- EDUs ---
+
+    async def _on_edu(self, origin: str, edu: Any) -> None:
+        if not isinstance(edu, dict) or not isinstance(edu.get("content"), dict):
+            return
+        kind, content = edu.get("edu_type"), edu["content"]
+        if kind == "m.typing":
+            await self._on_typing(origin, content)
+        elif kind == "m.receipt":
+            await self._on_receipts(origin, content)
+
+    def _from_origin(self, user_id: Any, origin: str) -> bool:
+        return isinstance(user_id, str) and user_id.endswith(":" + origin)
+
+    async def _on_typing(self, origin: str, content: dict[str, Any]) -> None:
+        user_id, room_id = content.get("user_id"), content.get("room_id")
+        if not self._from_origin(user_id, origin) or not isinstance(room_id, str):
+            return
+        room = await self.hs.room_store.get_room(room_id)
+        if room is None:
+            return
+        member = await self.hs.room_store.membership_of(room.room_nid, str(user_id))
+        if member is None or member[0] != "join":
+            return
+        await self.hs.typing.set_typing(room, str(user_id), bool(content.get("typing")), 30_000)
+
+    async def _on_receipts(self, origin: str, content: dict[str, Any]) -> None:
+        for room_id, by_type in content.items():
+            room = await self.hs.room_store.get_room(room_id) if isinstance(room_id, str) else None
+            if room is None or not isinstance(by_type, dict):
+                continue
+            for receipt_type, by_user in by_type.items():
+                if receipt_type != "m.read" or not isinstance(by_user, dict):
+                    continue
+                for user_id, receipt in by_user.items():
+                    if not self._from_origin(user_id, origin) or not isinstance(receipt, dict):
+                        continue
+                    event_ids = receipt.get("event_ids")
+                    if not isinstance(event_ids, list) or not event_ids:
+                        continue
+                    event = await self.hs.event_store.get_event(str(event_ids[-1]))
+                    if event is None or event.room_nid != room.room_nid or event.stream_ordering is None:
+                        continue
+                    data = receipt.get("data") if isinstance(receipt.get("data"), dict) else {}
+                    thread = data.get("thread_id") if isinstance(data.get("thread_id"), str) else None
+                    await self.hs.receipts.send_receipt(room, user_id, "m.read", event, thread)

@@ -1,0 +1,398 @@
+"""The outbound federation sender: local events and EDUs to the other servers of a room.
+
+Flow: RoomService, typing, receipts and presence tell the sender of changes
+through their listeners (plain synchronous callbacks, so they never slow the
+hot paths). One intake worker takes them in order, works out the destinations
+and queues them: PDUs and read receipts in the database (``federation_outbox``,
+so they survive a restart), typing and presence in memory only (they are
+worthless after a restart and change too often to be worth a write). Each
+destination then has at most one task, which sends one transaction at a time
+(``PUT /_matrix/federation/v1/send/{txnId}``) with at most 50 PDUs and 100 EDUs,
+in queue order, and deletes what was delivered.
+
+Failures: 429, 5xx and unreachable peers are retried with the same transaction
+(same ID, same content, as the spec's "wait and retry for a 200 OK" asks) after
+an exponential backoff with jitter, reset by a success. Any other 4xx means the
+peer will never take this transaction: it is dropped (logged) so one bad item
+cannot wedge the destination forever.
+
+Only events created here (sender on our server) in rooms with ``m.federate``
+true are sent; with ``federation.enabled: false`` the sender does nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from federation.client import (
+    BadResponseError,
+    FederationError,
+    RemoteError,
+    quote_path_segment,
+)
+from federation.events.hashing import pdu_json
+from federation.events.identifiers import domain_of
+from homeserver.storage.events import StoredEvent
+from homeserver.storage.federation_outbox import (
+    EDU,
+    PDU,
+    FederationOutboxStore,
+    OutboxBatch,
+    OutboxItem,
+)
+from homeserver.storage.receipts import UNTHREADED, Receipt
+from homeserver.storage.rooms import RoomRecord
+
+if TYPE_CHECKING:
+    from homeserver.server import HomeServer
+
+logger = logging.getLogger(__name__)
+
+SEND_PATH = "/_matrix/federation/v1/send/"
+MAX_PDUS = 50  # per transaction, the spec's limit
+MAX_EDUS = 100
+BACKOFF_BASE_S = 1.0
+BACKOFF_CAP_S = 3600.0
+STOP_DRAIN_TIMEOUT_S = 10.0
+# Memberships whose target may be on a server that is not (or no longer) joined.
+_TARGET_TOO = ("invite", "leave", "ban")
+
+EphemeralKey = tuple[str, ...]
+
+
+@dataclass
+class _Destination:
+    name: str
+    # Coalesced in-memory EDUs (typing, presence): a newer one for the same key
+    # replaces the queued one, so a burst of changes costs one EDU.
+    ephemeral: dict[EphemeralKey, dict[str, Any]] = field(default_factory=dict)
+    task: asyncio.Task[None] | None = None
+    dirty: bool = False  # something was queued since the task last looked
+    failures: int = 0
+    sending: bool = False
+
+
+@dataclass
+class _Intake:
+    """One change handed over by a listener, waiting for the intake worker."""
+
+    kind: str
+    room: RoomRecord | None = None
+    event: StoredEvent | None = None
+    receipt: Receipt | None = None
+    user_id: str = ""
+    typing: bool = False
+    presence: dict[str, Any] | None = None
+
+
+class FederationSender:
+    def __init__(
+        self,
+        hs: HomeServer,
+        *,
+        backoff_base_s: float = BACKOFF_BASE_S,
+        backoff_cap_s: float = BACKOFF_CAP_S,
+        max_pdus: int = MAX_PDUS,
+        max_edus: int = MAX_EDUS,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.hs = hs
+        self.server_name = hs.config.server_name
+        self.store = FederationOutboxStore(hs.db)
+        self.enabled = hs.federation_client is not None
+        self.backoff_base_s = backoff_base_s
+        self.backoff_cap_s = backoff_cap_s
+        self.max_pdus = max_pdus
+        self.max_edus = max_edus
+        self._rng = rng or random.Random()
+        self._suffix = ":" + self.server_name
+        self._intake: asyncio.Queue[_Intake] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+        self._destinations: dict[str, _Destination] = {}
+        self._epoch = 0
+        self._txn_counter = itertools.count(1)
+        self._running = False
+
+    # --- lifecycle ---
+
+    async def start(self) -> None:
+        """Listen for changes and resume destinations with queued items. Listeners
+        are attached here, not in __init__, so nothing is queued by a sender that
+        never starts."""
+        if not self.enabled:
+            return
+        self._epoch = await self.store.next_epoch()
+        self.hs.room_service.listeners.append(self._on_event)
+        self.hs.typing.listeners.append(self._on_typing)
+        self.hs.receipts.listeners.append(self._on_receipt)
+        self.hs.presence.listeners.append(self._on_presence)
+        self._running = True
+        self._worker = asyncio.ensure_future(self._intake_loop())
+        for name in await self.store.pending_destinations():
+            self._wake(name)
+
+    async def stop(self) -> None:
+        """Queue to the database what listeners already handed over, then cancel
+        every send and backoff wait; undelivered items stay queued for the next start."""
+        if not self._running:
+            return
+        self._running = False
+        try:
+            await asyncio.wait_for(self._intake.join(), STOP_DRAIN_TIMEOUT_S)
+        except TimeoutError:
+            logger.warning("federation sender: intake not drained at shutdown")
+        tasks = [d.task for d in self._destinations.values() if d.task is not None]
+        if self._worker is not None:
+            tasks.append(self._worker)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._worker = None
+
+    # --- what tests and operators may look at ---
+
+    def destination_state(self, name: str) -> tuple[int, bool]:
+        """(consecutive failures, transaction in flight) of a destination."""
+        d = self._destinations.get(name)
+        return (d.failures, d.sending) if d else (0, False)
+
+    async def drain_intake(self) -> None:
+        """Wait until every change handed over so far has been queued."""
+        await self._intake.join()
+
+    # --- listeners (synchronous: called on the hot paths) ---
+
+    def _on_event(self, event: StoredEvent, room: RoomRecord) -> None:
+        if not self._running or not room.federate or not event.sender.endswith(self._suffix):
+            return
+        if event.outlier or event.rejected is not None:
+            return
+        self._intake.put_nowait(_Intake("pdu", room=room, event=event))
+
+    def _on_typing(self, room: RoomRecord, user_id: str, typing: bool) -> None:
+        if self._running and room.federate and user_id.endswith(self._suffix):
+            self._intake.put_nowait(_Intake("typing", room=room, user_id=user_id, typing=typing))
+
+    def _on_receipt(self, room: RoomRecord, receipt: Receipt) -> None:
+        # Private receipts never leave the server (the spec's m.read.private).
+        if (
+            self._running
+            and room.federate
+            and receipt.receipt_type == "m.read"
+            and receipt.user_id.endswith(self._suffix)
+        ):
+            self._intake.put_nowait(_Intake("receipt", room=room, receipt=receipt))
+
+    def _on_presence(self, user_id: str, content: dict[str, Any]) -> None:
+        if self._running and user_id.endswith(self._suffix):
+            self._intake.put_nowait(_Intake("presence", user_id=user_id, presence=dict(content)))
+
+    # --- intake: destinations, then the queues ---
+
+    async def _intake_loop(self) -> None:
+        """One worker, so items are queued in the order the listeners saw them."""
+        while True:
+            batch = [await self._intake.get()]
+            while not self._intake.empty():
+                batch.append(self._intake.get_nowait())
+            try:
+                await self._queue(batch)
+            except Exception:
+                logger.exception("federation sender: could not queue %d changes", len(batch))
+            finally:
+                for _ in batch:
+                    self._intake.task_done()
+
+    async def _queue(self, batch: list[_Intake]) -> None:
+        rows: list[OutboxItem] = []
+        ephemeral: list[tuple[str, EphemeralKey, dict[str, Any]]] = []
+        for item in batch:
+            if item.kind == "pdu":
+                assert item.event is not None and item.room is not None
+                for dest in sorted(await self._pdu_destinations(item.event, item.room)):
+                    rows.append(OutboxItem(dest, PDU, event_id=item.event.event_id))
+            elif item.kind == "receipt":
+                assert item.receipt is not None and item.room is not None
+                edu_json = orjson.dumps(_receipt_edu(item.receipt)).decode()
+                for dest in sorted(await self.hs.room_servers.servers_in_room(item.room)):
+                    rows.append(OutboxItem(dest, EDU, edu_json=edu_json))
+            elif item.kind == "typing":
+                assert item.room is not None
+                edu = {
+                    "edu_type": "m.typing",
+                    "content": {"room_id": item.room.room_id, "user_id": item.user_id, "typing": item.typing},
+                }
+                key = ("m.typing", item.room.room_id, item.user_id)
+                for dest in await self.hs.room_servers.servers_in_room(item.room):
+                    ephemeral.append((dest, key, edu))
+            elif item.kind == "presence":
+                assert item.presence is not None
+                push = {"user_id": item.user_id, **item.presence}
+                push.setdefault("last_active_ago", 0)  # required by the EDU's schema
+                edu = {"edu_type": "m.presence", "content": {"push": [push]}}
+                for dest in await self._presence_destinations(item.user_id):
+                    ephemeral.append((dest, ("m.presence", item.user_id), edu))
+        await self.store.add(rows)
+        for dest, key, edu in ephemeral:
+            self._dest(dest).ephemeral[key] = edu
+        for dest in {r.destination for r in rows} | {e[0] for e in ephemeral}:
+            self._wake(dest)
+
+    async def _pdu_destinations(self, event: StoredEvent, room: RoomRecord) -> set[str]:
+        """Servers with a joined member, plus the target's server for an invite,
+        leave, kick or ban (it must hear of it though it is not, or no longer, joined)."""
+        dests = await self.hs.room_servers.servers_in_room(room)
+        if event.type == "m.room.member" and event.state_key is not None:
+            if event.event.get("content", {}).get("membership") in _TARGET_TOO:
+                try:
+                    dests.add(domain_of(event.state_key))
+                except ValueError:
+                    pass
+        dests.discard(self.server_name)
+        return dests
+
+    async def _presence_destinations(self, user_id: str) -> set[str]:
+        """Servers sharing a federated room with the user (the spec: only servers
+        likely to be interested)."""
+        dests: set[str] = set()
+        for room_id, _ in await self.hs.room_store.rooms_for_user(user_id):
+            room = await self.hs.room_store.get_room(room_id)
+            if room is not None and room.federate:
+                dests |= await self.hs.room_servers.servers_in_room(room)
+        return dests
+
+    # --- per destination: one transaction in flight at a time ---
+
+    def _dest(self, name: str) -> _Destination:
+        d = self._destinations.get(name)
+        if d is None:
+            d = self._destinations[name] = _Destination(name)
+        return d
+
+    def _wake(self, name: str) -> None:
+        d = self._dest(name)
+        d.dirty = True
+        if d.task is None and self._running:
+            d.task = asyncio.ensure_future(self._run(d))
+
+    async def _run(self, d: _Destination) -> None:
+        """Send transactions until the destination's queue is empty; the only task
+        that sends to it."""
+        try:
+            while True:
+                d.dirty = False
+                try:
+                    batch = await self.store.next_batch(d.name, self.max_pdus, self.max_edus)
+                    room_left = self.max_edus - len(batch.edus)
+                    ephemeral = list(itertools.islice(d.ephemeral.items(), max(0, room_left)))
+                    if not batch.seqs and not ephemeral:
+                        if d.dirty:
+                            continue  # queued while we read: look again
+                        return
+                    await self._deliver(d, batch, ephemeral)
+                except Exception:
+                    # A storage failure or a bug: keep the queue and try again later
+                    # rather than leave the destination without a task.
+                    logger.exception("federation sender: sending to %s failed", d.name)
+                    d.sending = False
+                    await asyncio.sleep(self._backoff(d))
+        finally:
+            d.task = None
+            d.sending = False
+
+    async def _deliver(
+        self, d: _Destination, batch: OutboxBatch, ephemeral: list[tuple[EphemeralKey, dict[str, Any]]]
+    ) -> None:
+        pdus: list[dict[str, Any]] = []
+        for _, event_id in batch.pdus:
+            stored = await self.hs.event_store.get_event(event_id)
+            if stored is None:
+                logger.warning("federation sender: queued event %s is gone; not sending it", event_id)
+                continue
+            pdus.append(pdu_json(stored.event))
+        edus = [orjson.loads(j) for _, j in batch.edus] + [edu for _, edu in ephemeral]
+        body: dict[str, Any] = {
+            "origin": self.server_name,
+            "origin_server_ts": self.hs.clock.time_ms(),
+            "pdus": pdus,
+        }
+        if edus:
+            body["edus"] = edus
+        txn_id = f"{self._epoch}.{next(self._txn_counter)}"
+        path = SEND_PATH + quote_path_segment(txn_id)
+        client = self.hs.federation_client
+        assert client is not None
+        d.sending = True
+        while True:
+            try:
+                response = await client.put_json(d.name, path, body)
+            except RemoteError as e:
+                if 400 <= e.status < 500 and e.status != 429:
+                    logger.warning(
+                        "federation sender: %s refused transaction %s (%d PDUs, %d EDUs) with %s;"
+                        " dropping it", d.name, txn_id, len(pdus), len(edus), e,
+                    )
+                    break
+                await self._retry_later(d, txn_id, e)
+                continue
+            except BadResponseError as e:
+                # 2xx: the peer took the transaction, it only answered oddly.
+                logger.info("federation sender: %s accepted %s with a bad response: %s", d.name, txn_id, e)
+                break
+            except FederationError as e:
+                await self._retry_later(d, txn_id, e)
+                continue
+            _log_pdu_errors(d.name, response)
+            break
+        d.sending = False
+        d.failures = 0
+        await self.store.remove(batch.seqs)
+        for key, edu in ephemeral:
+            if d.ephemeral.get(key) is edu:  # not replaced by a newer one meanwhile
+                del d.ephemeral[key]
+
+    async def _retry_later(self, d: _Destination, txn_id: str, error: Exception) -> None:
+        delay = self._backoff(d)
+        logger.info(
+            "federation sender: transaction %s to %s failed (%s); retry %d in %.1fs",
+            txn_id, d.name, error, d.failures, delay,
+        )
+        await asyncio.sleep(delay)
+
+    def _backoff(self, d: _Destination) -> float:
+        """The next wait: base doubling per consecutive failure up to the cap, less
+        up to a quarter at random so destinations that failed together spread out."""
+        d.failures += 1
+        delay = min(self.backoff_cap_s, self.backoff_base_s * 2 ** min(d.failures - 1, 40))
+        return delay * (0.75 + 0.25 * self._rng.random())
+
+
+def _receipt_edu(r: Receipt) -> dict[str, Any]:
+    data: dict[str, Any] = {"ts": r.ts}
+    if r.thread_id != UNTHREADED:
+        data["thread_id"] = r.thread_id
+    return {
+        "edu_type": "m.receipt",
+        "content": {r.room_id: {r.receipt_type: {r.user_id: {"event_ids": [r.event_id], "data": data}}}},
+    }
+
+
+def _log_pdu_errors(destination: str, response: Any) -> None:
+    """The peer's per-PDU results: errors are its verdict on our events, not a
+    reason to resend them, so they are only logged."""
+    results = response.get("pdus") if isinstance(response, dict) else None
+    if not isinstance(results, dict):
+        return
+    errors: Iterable[tuple[str, Any]] = (
+        (eid, r.get("error")) for eid, r in results.items() if isinstance(r, dict) and r.get("error")
+    )
+    for event_id, error in errors:
+        logger.info("federation sender: %s rejected %s: %s", destination, event_id, error)

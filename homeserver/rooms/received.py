@@ -1,0 +1,279 @@
+"""Persisting events built elsewhere (received over federation) into a room's DAG.
+
+A received event is checked against the state before it, which is the state
+after its prev events (resolved with the room version's algorithm when there
+are several), and then against the room's current state: failing the first
+rejects it, failing only the second soft-fails it (kept in the DAG, never shown
+to clients, never an extremity). Accepted events become forward extremities;
+with several extremities the room's current state is their resolved state,
+which is stored as the room head so it survives a restart.
+
+The caller holds the room's lock and has already checked the event's format,
+signatures and content hash (those need the network and the key ring).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from federation.events import (
+    AuthError,
+    auth_types_for_event,
+    check_auth,
+    check_auth_events,
+    get_room_version,
+    resolve_state,
+)
+from federation.events.room_versions import RoomVersion
+from homeserver.storage.database import Txn
+from homeserver.storage.events import EventStore, StoredEvent
+from homeserver.storage.rooms import RoomRecord, RoomStore
+
+if TYPE_CHECKING:
+    from homeserver.rooms.service import RoomService
+
+StateKey = tuple[str, str]
+CREATE: StateKey = ("m.room.create", "")
+
+
+class MissingEventsError(Exception):
+    """Prev or auth events the caller must fetch before the event can be persisted."""
+
+    def __init__(self, kind: str, event_ids: list[str]) -> None:
+        super().__init__(f"missing {kind} events: {', '.join(event_ids)}")
+        self.kind = kind
+        self.event_ids = event_ids
+
+
+@dataclass(frozen=True)
+class Outcome:
+    event_id: str
+    status: str  # "accepted", "soft_failed", "rejected" or "duplicate"
+    reason: str | None = None
+
+
+class ReceivedEvents:
+    def __init__(self, rooms: RoomService) -> None:
+        self.rs = rooms
+        self.hs = rooms.hs
+
+    async def persist_outliers(self, room: RoomRecord, events: Iterable[dict[str, Any]]) -> None:
+        """Store events known only as auth or state of others (no place in the timeline)."""
+        fresh = []
+        seen = await self.rs.events.get_events(e["event_id"] for e in events)
+        for e in events:
+            if e["event_id"] not in seen:
+                fresh.append(e)
+        if not fresh:
+            return
+
+        async def fn(txn: Txn) -> list[StoredEvent]:
+            out = []
+            for e in fresh:
+                key_nid = None
+                if "state_key" in e:
+                    key_nid = await self.rs.state.key_nid(txn, (e["type"], e["state_key"]))
+                out.append(await EventStore.insert(
+                    txn, e, room_nid=room.room_nid, stream_ordering=None, state_key_nid=key_nid,
+                    state_before=None, state_after=None, outlier=True,
+                ))
+            return out
+
+        for stored in await self.hs.db.write(fn):
+            self.rs.events.remember(stored)
+
+    async def _load_with_auth_chains(self, event_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The events and everything their auth chains reach, for state resolution."""
+        loaded: dict[str, dict[str, Any]] = {}
+        frontier = set(event_ids)
+        while frontier:
+            found = await self.rs.events.get_events(frontier)
+            frontier = set()
+            for eid, ev in found.items():
+                loaded[eid] = ev.event
+                for a in ev.event.get("auth_events", []):
+                    if isinstance(a, str) and a not in loaded:
+                        frontier.add(a)
+            frontier -= set(loaded)
+        return loaded
+
+    async def resolve(self, rv: RoomVersion, states: list[dict[StateKey, int]]) -> dict[StateKey, int]:
+        """Resolve several states given as (type, state_key) -> event nid."""
+        if len(states) == 1:
+            return dict(states[0])
+        nids = {n for s in states for n in s.values()}
+        by_nid = await self.rs.events.get_events_by_nid(nids)
+        id_states = [{k: by_nid[n].event_id for k, n in s.items() if n in by_nid} for s in states]
+        events = await self._load_with_auth_chains({e for s in id_states for e in s.values()})
+        rejected = {eid for eid, ev in (await self.rs.events.get_events(events)).items() if ev.rejected}
+        resolved = resolve_state(rv, id_states, events, rejected=rejected)
+        stored = await self.rs.events.get_events(resolved.values())
+        return {k: stored[e].nid for k, e in resolved.items() if e in stored}
+
+    async def persist(self, room: RoomRecord, event: dict[str, Any]) -> Outcome:
+        rs = self.rs
+        rv = get_room_version(room.room_version)
+        event_id = event["event_id"]
+        if await rs.events.get_event(event_id) is not None:
+            return Outcome(event_id, "duplicate")
+        prev_ids = [p for p in event.get("prev_events", []) if isinstance(p, str)]
+        prevs = await rs.events.get_events(prev_ids)
+        missing = [p for p in prev_ids if p not in prevs or prevs[p].state_after is None]
+        if missing:
+            raise MissingEventsError("prev", missing)
+        auth_ids = [a for a in event.get("auth_events", []) if isinstance(a, str)]
+        auth = await rs.events.get_events(auth_ids)
+        missing = [a for a in auth_ids if a not in auth]
+        if missing:
+            raise MissingEventsError("auth", missing)
+
+        prev_states = [await rs.state_ids_at_snapshot(p.state_after) for p in prevs.values()]
+        before = await self.resolve(rv, prev_states) if prev_states else {}
+        reason = await self._auth_failure(rv, event, list(auth.values()), before)
+        soft_failed = False
+        head = await rs.head(room)
+        current = await rs.state_ids_at_snapshot(head.snapshot)
+        if reason is None:
+            soft_failed = await self._auth_failure(rv, event, None, current) is not None
+
+        accepted = reason is None and not soft_failed
+        new_extremities = list(head.extremities)
+        if accepted:
+            prev_nids = {p.nid for p in prevs.values()}
+            new_extremities = [n for n in head.extremities if n not in prev_nids]
+        # The state after the event, and the room's new current state.
+        after = dict(before)
+        is_state = "state_key" in event and reason is None
+        stream_pos = rs.stream.allocate() if accepted else None
+        try:
+            return await self._write(
+                room, rv, event, prevs, before, after, is_state, reason, soft_failed,
+                new_extremities, current, head, stream_pos,
+            )
+        finally:
+            if stream_pos is not None:
+                rs.stream.finish(stream_pos)
+
+    async def _auth_failure(
+        self, rv: RoomVersion, event: dict[str, Any], auth_events: list[StoredEvent] | None,
+        state_ids: dict[StateKey, int],
+    ) -> str | None:
+        rs = self.rs
+        try:
+            if auth_events is not None:
+                rejected = {e.event_id for e in auth_events if e.rejected}
+                check_auth_events(event, [e.event for e in auth_events], rv, is_rejected=rejected.__contains__)
+            keys = auth_types_for_event(event, rv) | {CREATE}
+            state = await rs.state_events(state_ids, keys)
+            check_auth(event, {k: ev.event for k, ev in state.items()}, rv)
+        except AuthError as e:
+            return e.reason
+        return None
+
+    async def _write(
+        self, room: RoomRecord, rv: RoomVersion, event: dict[str, Any], prevs: dict[str, StoredEvent],
+        before: dict[StateKey, int], after: dict[StateKey, int], is_state: bool, reason: str | None,
+        soft_failed: bool, new_extremities: list[int], current: dict[StateKey, int], head: Any,
+        pos: int | None,
+    ) -> Outcome:
+        rs = self.rs
+        key = (event["type"], event["state_key"]) if is_state else None
+        # Key nids for everything we will write into snapshots (they exist: the events do).
+        needed_keys = set(before) | ({key} if key else set())
+        first_prev = next(iter(prevs.values()), None)
+        # Reads happen before the write: a transaction function may only use its Txn.
+        base = first_prev.state_after if first_prev is not None else None
+        base_state = await rs.state_ids_at_snapshot(base) if base is not None else {}
+        needed_keys |= set(base_state)
+
+        async def fn(txn: Txn) -> tuple[StoredEvent, int | None, dict[StateKey, int] | None]:
+            key_nids = {k: await rs.state.key_nid(txn, k) for k in needed_keys}
+            before_snap: int | None = None
+            if first_prev is not None and len(prevs) == 1:
+                before_snap = first_prev.state_after
+            elif before:
+                changes: dict[int, int | None] = {
+                    key_nids[k]: v for k, v in before.items() if base_state.get(k) != v
+                }
+                changes.update({key_nids[k]: None for k in base_state if k not in before and k in key_nids})
+                before_snap, _ = await rs.state.create_snapshot(txn, room.room_nid, base, changes)
+            key_nid = key_nids[key] if key else None
+            stored = await EventStore.insert(
+                txn, event, room_nid=room.room_nid, stream_ordering=pos, state_key_nid=key_nid,
+                state_before=None if reason else before_snap,
+                state_after=None if (reason or is_state) else before_snap,
+                rejected=reason,
+            )
+            if reason is not None:
+                return stored, None, None
+            after_snap = before_snap
+            if key_nid is not None:
+                after_snap, _ = await rs.state.create_snapshot(txn, room.room_nid, before_snap, {key_nid: stored.nid})
+                await EventStore.set_state_after(txn, stored.nid, after_snap)
+                stored.state_after = after_snap
+                after[key] = stored.nid  # type: ignore[index]
+            if pos is None:  # soft-failed: part of the DAG, not of the room's present
+                return stored, None, None
+            extremities = new_extremities + [stored.nid]
+            await txn.execute("DELETE FROM forward_extremities WHERE room_nid = ?", (room.room_nid,))
+            for nid in extremities:
+                await txn.execute(
+                    "INSERT INTO forward_extremities (room_nid, event_nid) VALUES (?, ?)", (room.room_nid, nid)
+                )
+            return stored, after_snap, None
+
+        stored, after_snap, _ = await self.hs.db.write(fn)
+        rs.events.remember(stored)
+        if reason is not None:
+            return Outcome(stored.event_id, "rejected", reason)
+        if pos is None:
+            return Outcome(stored.event_id, "soft_failed", "fails authorisation against the current state")
+        await self._update_head(room, rv, new_extremities + [stored.nid], current, stored, pos)
+        rs.notify(stored, room)
+        return Outcome(stored.event_id, "accepted")
+
+    async def _update_head(
+        self, room: RoomRecord, rv: RoomVersion, extremities: list[int], old_current: dict[StateKey, int],
+        newest: StoredEvent, pos: int,
+    ) -> None:
+        """Make the room's current state the (resolved) state after its extremities."""
+        rs = self.rs
+        events = await rs.events.get_events_by_nid(extremities)
+        states = [await rs.state_ids_at_snapshot(e.state_after) for e in events.values()]
+        current = await self.resolve(rv, states)
+        changed = {k: v for k, v in current.items() if old_current.get(k) != v}
+        removed = [k for k in old_current if k not in current]
+        member_events = await rs.events.get_events_by_nid(
+            [v for k, v in changed.items() if k[0] == "m.room.member"]
+        )
+        base = newest.state_after
+        base_state = await rs.state_ids_at_snapshot(base) if base is not None else {}
+
+        async def fn(txn: Txn) -> int:
+            key_nids = {k: await rs.state.key_nid(txn, k) for k in set(changed) | set(removed)}
+            if len(extremities) == 1:
+                snapshot = newest.state_after
+            else:
+                all_keys = {k: await rs.state.key_nid(txn, k) for k in set(current) | set(base_state)}
+                delta: dict[int, int | None] = {all_keys[k]: v for k, v in current.items() if base_state.get(k) != v}
+                delta.update({all_keys[k]: None for k in base_state if k not in current})
+                snapshot, _ = await rs.state.create_snapshot(txn, room.room_nid, base, delta)
+            assert snapshot is not None
+            await RoomStore.set_current_state(
+                txn, room.room_nid, {**{key_nids[k]: v for k, v in changed.items()}, **{key_nids[k]: None for k in removed}}
+            )
+            for ev in member_events.values():
+                await RoomStore.set_membership(
+                    txn, room.room_nid, str(ev.state_key), str(ev.event["content"].get("membership")), ev.nid, pos
+                )
+            await txn.execute(
+                "INSERT INTO room_heads (room_nid, snapshot_nid) VALUES (?, ?) ON CONFLICT (room_nid)"
+                " DO UPDATE SET snapshot_nid = excluded.snapshot_nid",
+                (room.room_nid, snapshot),
+            )
+            return snapshot
+
+        snapshot = await self.hs.db.write(fn)
+        rs.set_head(room.room_nid, extremities, snapshot)
