@@ -22,6 +22,7 @@ from homeserver.api.http import HS_KEY, X_FORWARDED_KEY, matrix_middleware
 from homeserver.clock import Clock
 from homeserver.config import Config, ListenerConfig
 from homeserver.federation.inbound import InboundTransactions
+from homeserver.federation.joins import FederatedJoins
 from homeserver.federation.keyring import KeyRing
 from homeserver.federation.reads import FederationReads
 from homeserver.federation.sender import FederationSender
@@ -91,6 +92,7 @@ class HomeServer:
         self.visibility = VisibilityService(self)
         self.federation_reads = FederationReads(self)  # what other servers may read
         self.inbound_transactions = InboundTransactions(self)  # what other servers send us
+        self.federated_joins = FederatedJoins(self)
         self.account_data = AccountDataService(self)
         self.typing = TypingService(self)
         self.receipts = ReceiptService(self)

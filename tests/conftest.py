@@ -45,6 +45,9 @@ def config_dict(data_dir: Path, **overrides: Any) -> dict[str, Any]:
         "auth": {"scrypt_n": 1024},
         "rate_limits": {"enabled": False},
         "database": {"synchronous": "normal"},
+        # Tests that federate say so; no other test may try to reach another server
+        # (a remote name in a room would otherwise send it transactions via DNS).
+        "federation": {"enabled": False},
     }
     return _merge(base, overrides)
 

@@ -44,7 +44,7 @@ GUEST_ACCESS: StateKey = ("m.room.guest_access", "")
 # "unban" also end in leave; "profile" re-sends a join with a new profile.
 ACTIONS = ("join", "invite", "leave", "kick", "ban", "unban", "knock", "profile")
 _MEMBERSHIP_OF_ACTION = {"kick": "leave", "unban": "leave", "profile": "join"}
-_NO_FEDERATION = "federation with other servers is not supported yet"
+_NO_FEDERATION = "joining it needs federation with its server"
 
 
 def _membership(event: StoredEvent | None) -> str | None:
@@ -267,6 +267,13 @@ class MembershipService:
             if refusal is not None:
                 raise forbidden(refusal)
         return None
+
+    async def authorise_restricted_join_content(self, room: RoomRecord, user_id: str, content: dict[str, Any]) -> None:
+        """For a join built elsewhere (make_join): name our authorising user in a
+        restricted room, from the room's current state."""
+        state_ids = await self.hs.room_service.current_state_ids(room)
+        rules = (await self.hs.room_service.state_events(state_ids, [JOIN_RULES])).get(JOIN_RULES)
+        await self._authorise_restricted_join(room, state_ids, rules, user_id, content)
 
     async def _authorise_restricted_join(
         self,

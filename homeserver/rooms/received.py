@@ -156,6 +156,32 @@ class ReceivedEvents:
             if stream_pos is not None:
                 rs.stream.finish(stream_pos)
 
+    async def persist_joined(self, room: RoomRecord, event: dict[str, Any], state_ids: dict[StateKey, str]) -> Outcome:
+        """Persist our own join into a room we learn of from its resident server: its
+        prev events are unknown here, so the state before it is the one the resident
+        server sent (already stored as outliers and checked by the caller)."""
+        rs = self.rs
+        rv = get_room_version(room.room_version)
+        stored_state = await rs.events.get_events(state_ids.values())
+        missing = [e for e in state_ids.values() if e not in stored_state]
+        if missing:
+            raise MissingEventsError("state", missing)
+        before = {k: stored_state[e].nid for k, e in state_ids.items()}
+        auth_ids = [a for a in event.get("auth_events", []) if isinstance(a, str)]
+        auth = await rs.events.get_events(auth_ids)
+        reason = await self._auth_failure(rv, event, list(auth.values()), before)
+        if reason is not None:
+            return Outcome(event["event_id"], "rejected", reason)
+        head = await rs.head(room)
+        current = await rs.state_ids_at_snapshot(head.snapshot)
+        pos = rs.stream.allocate()
+        try:
+            return await self._write(
+                room, rv, event, {}, before, dict(before), True, None, False, [], current, head, pos,
+            )
+        finally:
+            rs.stream.finish(pos)
+
     async def _auth_failure(
         self, rv: RoomVersion, event: dict[str, Any], auth_events: list[StoredEvent] | None,
         state_ids: dict[StateKey, int],

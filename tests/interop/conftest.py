@@ -1,4 +1,8 @@
-"""Interop test plumbing: show Synapse's log when a test against it fails.
+"""Interop test plumbing: the shared test CA and Synapse, and Synapse's log on failure.
+
+``ca`` and ``synapse`` are module-scoped: starting Synapse costs seconds, so each test module gets
+one and its tests only add users and rooms, never change its config. The same CA issues every
+certificate, ours included, and Synapse trusts it alone for federation.
 
 A failing interop test is usually explained by a warning Synapse logged (a rejected signature,
 an unreachable destination), so the tail of every running Synapse's log is attached to the
@@ -7,12 +11,29 @@ failure report rather than left for someone to dig out of a temp directory.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import AsyncIterator, Generator
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
-from .synapse import SynapseServer
+from tests.tls_ca import TestCA
+
+from .synapse import SynapseServer, synapse_python
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory: pytest.TempPathFactory) -> TestCA:
+    return TestCA(tmp_path_factory.mktemp("ca"))
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def synapse(
+    tmp_path_factory: pytest.TempPathFactory, ca: TestCA
+) -> AsyncIterator[SynapseServer]:
+    python = synapse_python()
+    async with SynapseServer(tmp_path_factory.mktemp("synapse"), ca, python=python) as server:
+        yield server
 
 
 @pytest.hookimpl(wrapper=True)

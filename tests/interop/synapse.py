@@ -363,6 +363,9 @@ class SynapseServer:
             "enable_metrics": False,
             "presence": {"enabled": True},
             "allow_public_rooms_over_federation": True,
+            # Synapse's default publication rules let no one publish a room (createRoom with
+            # visibility "public" silently leaves it unpublished); interop tests need to.
+            "room_list_publication_rules": [{"action": "allow"}],
             # Rate limits of federation ingress, per origin: sleep/reject far beyond any test.
             "rc_federation": {
                 "window_size": 1000, "sleep_limit": 100_000, "sleep_delay": 1,

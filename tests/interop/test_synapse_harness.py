@@ -2,21 +2,18 @@
 conversation, its federation endpoints answer over TLS from the test CA, its signing keys verify
 with our protocol core, and its outbound federation trusts our CA (and only our CA).
 
-One Synapse serves the whole module: starting it costs seconds, and these tests only add users
-and rooms, never change its config.
+One Synapse (the ``synapse`` fixture of conftest.py) serves the whole module.
 """
 
 from __future__ import annotations
 
 import ssl
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-import pytest_asyncio
 from aiohttp import web
 
 from federation.events import (
@@ -31,27 +28,13 @@ from federation.events import (
 )
 from tests.tls_ca import TestCA
 
-from .synapse import SynapseServer, free_port, synapse_python, timeline_events
+from .synapse import SynapseServer, free_port, timeline_events
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 PASSWORD = "interop password 1"
 PEER_SIGNING_KEY = signing_key_from_seed(bytes(range(32)), "interop")
 PEER_KEY_ID = key_id_of(PEER_SIGNING_KEY)
-
-
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory: pytest.TempPathFactory) -> TestCA:
-    return TestCA(tmp_path_factory.mktemp("ca"))
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def synapse(
-    tmp_path_factory: pytest.TempPathFactory, ca: TestCA
-) -> AsyncIterator[SynapseServer]:
-    python = synapse_python()
-    async with SynapseServer(tmp_path_factory.mktemp("synapse"), ca, python=python) as server:
-        yield server
 
 
 async def test_two_users_talk_in_a_room(synapse: SynapseServer) -> None:

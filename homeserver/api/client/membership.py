@@ -63,10 +63,35 @@ async def post_join(request: web.Request) -> web.Response:
     body = await _body(request)
     reason = _reason(body)
     _refuse_third_party(body)
-    room = await hs.membership.resolve_room(request.match_info["room_id_or_alias"])
+    target = request.match_info["room_id_or_alias"]
     _check_rate(request, req.user_id)
+    try:
+        room = await hs.membership.resolve_room(target)
+    except MatrixError as e:
+        if e.status != 404 or req.is_guest:
+            raise
+        return json_response({"room_id": await _join_remote(request, req.user_id, target, e)})
     await hs.membership.join(room, req.user_id, reason=reason, is_guest=req.is_guest)
     return json_response({"room_id": room.room_id})
+
+
+async def _join_remote(request: web.Request, user_id: str, target: str, not_here: MatrixError) -> str:
+    """Join a room this server is not in, over federation, through the servers the
+    client named (`via`, or the older `server_name`) and those the ID or alias implies."""
+    hs = get_hs(request)
+    if not hs.config.federation.enabled:
+        raise not_here  # nothing may leave this server, not even a directory query
+    via = request.query.getall("via", []) + request.query.getall("server_name", [])
+    try:
+        room_id, servers = await hs.federated_joins.locate(target, via)
+    except MatrixError:
+        raise
+    except Exception:
+        raise not_here from None
+    servers = [s for s in servers if s != hs.config.server_name]
+    if not servers:  # our own room ID or alias: it simply does not exist
+        raise not_here
+    return await hs.federated_joins.join_remote(user_id, room_id, servers)
 
 
 async def post_room_join(request: web.Request) -> web.Response:
@@ -75,8 +100,13 @@ async def post_room_join(request: web.Request) -> web.Response:
     body = await _body(request)
     reason = _reason(body)
     _refuse_third_party(body)
-    room = await _room_in_path(request)
     _check_rate(request, req.user_id)
+    try:
+        room = await _room_in_path(request)
+    except MatrixError as e:
+        if e.status != 404 or req.is_guest:
+            raise
+        return json_response({"room_id": await _join_remote(request, req.user_id, request.match_info["room_id"], e)})
     await hs.membership.join(room, req.user_id, reason=reason, is_guest=req.is_guest)
     return json_response({"room_id": room.room_id})
 

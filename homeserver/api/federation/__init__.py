@@ -10,7 +10,16 @@ from aiohttp import web
 
 
 def register_federation_routes(app: web.Application) -> None:
-    from homeserver.api.federation import auth, backfill, events, public_rooms, query, send, version
+    from homeserver.api.federation import (
+        auth,
+        backfill,
+        events,
+        membership,
+        public_rooms,
+        query,
+        send,
+        version,
+    )
 
     auth.install(app)
     version.register(app)
@@ -19,6 +28,7 @@ def register_federation_routes(app: web.Application) -> None:
     query.register(app)
     public_rooms.register(app)
     send.register(app)
+    membership.register(app)
 
 
 def register_key_routes(app: web.Application) -> None:

@@ -61,7 +61,7 @@ async def running_server(
         cert = ca.issue(spec.ip, name=f"{spec.ip}-{spec.port}")
         listener.update(tls=True, tls_certificate_path=str(cert.cert_path),
                         tls_private_key_path=str(cert.key_path))
-    fed = dict(federation)
+    fed = {"enabled": True, **federation}
     if trust_ca and ca is not None:
         fed["ca_bundle_path"] = str(ca.ca_path)
     config = parse_config(

@@ -117,7 +117,7 @@ async def accord(
     """Our server (client API over the test client), trusting the test CA, with
     a sender whose backoff is short enough for tests. Presence is off unless
     asked for: its EDUs would otherwise make transaction counts timing-dependent."""
-    fed = {"ca_bundle_path": str(ca.ca_path), **overrides.pop("federation", {})}
+    fed = {"enabled": True, "ca_bundle_path": str(ca.ca_path), **overrides.pop("federation", {})}
     overrides.setdefault("presence", {"enabled": False})
     hs = HomeServer(parse_config(config_dict(tmp_path / "hs", federation=fed, **overrides)))
     hs.federation_sender = FederationSender(hs, backoff_base_s=backoff_s, backoff_cap_s=backoff_s * 4)

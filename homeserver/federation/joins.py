@@ -1,0 +1,245 @@
+"""Joining rooms across servers: make_join and send_join (v2), from both ends.
+
+The resident server (one already in the room) offers a join template built on
+its DAG head; the joining server signs it and sends it back; the resident
+server checks and persists it like any received event and answers with the
+room state before the join and its auth chain, from which the joining server
+builds its own copy of the room.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from federation.events import (
+    AuthError,
+    CanonicalJSONError,
+    EventFormatError,
+    add_hashes_and_signature,
+    auth_types_for_event,
+    check_auth,
+    compute_auth_chain,
+    compute_event_id,
+    get_room_version,
+    pdu_json,
+    room_id_from_create_event_id,
+    select_auth_event_ids,
+)
+from federation.events.room_versions import SUPPORTED_ROOM_VERSIONS
+from homeserver.errors import MatrixError, forbidden, not_found
+from homeserver.federation.access import server_allowed, server_of
+from homeserver.federation.inbound import PduError
+from homeserver.identifiers import parse_user_id
+from homeserver.rooms.received import ReceivedEvents
+from homeserver.storage.database import Txn
+from homeserver.storage.rooms import RoomRecord, RoomStore
+
+if TYPE_CHECKING:
+    from homeserver.server import HomeServer
+
+logger = logging.getLogger(__name__)
+CREATE = ("m.room.create", "")
+
+
+class FederatedJoins:
+    def __init__(self, hs: HomeServer) -> None:
+        self.hs = hs
+
+    # --- resident side ---
+
+    async def _joinable_room(self, origin: str, room_id: str, user_id: str) -> RoomRecord:
+        if parse_user_id(user_id) is None or server_of(user_id) != origin:
+            raise forbidden("The joining user must belong to the requesting server")
+        room = await self.hs.room_store.get_room(room_id)
+        if room is None:
+            raise not_found("Unknown room")
+        if not room.federate:
+            raise forbidden("This room does not federate: remote users cannot join")
+        if not await server_allowed(self.hs, room, origin):
+            raise forbidden("Your server is denied by the room's server ACL")
+        return room
+
+    async def make_join(self, origin: str, room_id: str, user_id: str, versions: list[str]) -> dict[str, Any]:
+        room = await self._joinable_room(origin, room_id, user_id)
+        if room.room_version not in versions:
+            raise MatrixError(
+                400, "M_INCOMPATIBLE_ROOM_VERSION", f"The room is version {room.room_version}",
+                room_version=room.room_version,
+            )
+        rs = self.hs.room_service
+        rv = get_room_version(room.room_version)
+        content: dict[str, Any] = {"membership": "join"}
+        await self.hs.membership.authorise_restricted_join_content(room, user_id, content)
+        head = await rs.head(room)
+        prev = await self.hs.event_store.get_events_by_nid(head.extremities)
+        state_ids = await rs.state_ids_at_snapshot(head.snapshot)
+        partial = {"type": "m.room.member", "sender": user_id, "state_key": user_id, "content": content}
+        needed = auth_types_for_event(partial, rv) | {CREATE}
+        state = await rs.state_events(state_ids, needed)
+        template = {
+            **partial,
+            "room_id": room.room_id,
+            "origin_server_ts": self.hs.clock.time_ms(),
+            "depth": max((e.event["depth"] for e in prev.values()), default=0) + 1,
+            "prev_events": [e.event_id for e in prev.values()],
+            "auth_events": select_auth_event_ids(partial, {k: e.event_id for k, e in state.items()}, rv),
+        }
+        try:
+            check_auth({**template, "hashes": {}, "signatures": {}}, {k: e.event for k, e in state.items()}, rv)
+        except AuthError as e:
+            raise forbidden(f"You are not allowed to join this room: {e.reason}") from None
+        return {"event": template, "room_version": room.room_version}
+
+    async def send_join(self, origin: str, room_id: str, event_id: str, pdu: Any) -> dict[str, Any]:
+        if not isinstance(pdu, dict):
+            raise MatrixError(400, "M_BAD_JSON", "The join event must be an object")
+        user_id = pdu.get("state_key")
+        room = await self._joinable_room(origin, room_id, str(user_id))
+        rv = get_room_version(room.room_version)
+        if (
+            pdu.get("type") != "m.room.member"
+            or pdu.get("sender") != user_id
+            or pdu.get("room_id") != room.room_id
+            or not isinstance(pdu.get("content"), dict)
+            or pdu["content"].get("membership") != "join"
+        ):
+            raise MatrixError(400, "M_BAD_JSON", "Not a join event for this room and user")
+        try:
+            event = await self.hs.inbound_transactions.check(pdu, rv)
+        except PduError as e:
+            raise MatrixError(400, "M_BAD_JSON", str(e)) from None
+        if event["event_id"] != event_id:
+            raise MatrixError(400, "M_BAD_JSON", "The event ID in the path does not match the event")
+        received = ReceivedEvents(self.hs.room_service)
+        async with self.hs.room_service.lock(room.room_id):
+            outcome = await received.persist(room, event)
+        if outcome.status in ("rejected", "soft_failed"):
+            raise forbidden(f"Join refused: {outcome.reason}")
+        stored = await self.hs.event_store.get_event(event["event_id"])
+        assert stored is not None
+        state_ids = await self.hs.room_service.state_ids_before(stored)
+        state = await self.hs.room_service.state_events(state_ids)
+        events = await received._load_with_auth_chains([stored.event_id, *(e.event_id for e in state.values())])
+        chain = compute_auth_chain([stored.event_id, *(e.event_id for e in state.values())], events, rv)
+        chain_events = await self.hs.event_store.get_events(chain)
+        return {
+            "origin": self.hs.config.server_name,
+            "members_omitted": False,
+            "state": [pdu_json(e.event) for e in state.values()],
+            "auth_chain": [pdu_json(e.event) for e in chain_events.values()],
+            "event": pdu_json(stored.event),
+        }
+
+    # --- joining side ---
+
+    async def locate(self, room_id_or_alias: str, via: list[str]) -> tuple[str, list[str]]:
+        """A remote room's ID and servers to ask: an alias is resolved by its own
+        server (/query/directory); a room ID's own domain (before v12) is a candidate."""
+        if room_id_or_alias.startswith("#"):
+            domain = room_id_or_alias.partition(":")[2]
+            answer = await self.hs.federation_client.get_json(
+                domain, "/_matrix/federation/v1/query/directory", query={"room_alias": room_id_or_alias}
+            )
+            if not isinstance(answer, dict) or not isinstance(answer.get("room_id"), str):
+                raise not_found("Room alias not found")
+            servers = [s for s in answer.get("servers", []) if isinstance(s, str)]
+            return answer["room_id"], [*via, *servers, domain]
+        _, sep, domain = room_id_or_alias.partition(":")
+        return room_id_or_alias, [*via, domain] if sep else list(via)
+
+    async def join_remote(self, user_id: str, room_id: str, servers: list[str]) -> str:
+        """Join a room this server is not in, through the first server that helps."""
+        if not self.hs.config.federation.enabled:
+            raise forbidden("Federation is disabled on this server")
+        errors = []
+        for server in dict.fromkeys(s for s in servers if s and s != self.hs.config.server_name):
+            try:
+                return await self._join_via(user_id, room_id, server)
+            except (MatrixError, PduError) as e:
+                errors.append(f"{server}: {e}")
+            except Exception as e:  # unreachable, bad answer: try the next server
+                errors.append(f"{server}: {e}")
+        if not errors:
+            raise not_found("Room not found, and no server to ask about it was given")
+        raise MatrixError(404, "M_NOT_FOUND", "Could not join through any server: " + "; ".join(errors))
+
+    async def _join_via(self, user_id: str, room_id: str, server: str) -> str:
+        hs = self.hs
+        client = hs.federation_client
+        versions = list(SUPPORTED_ROOM_VERSIONS)
+        made = await client.get_json(
+            server, f"/_matrix/federation/v1/make_join/{room_id}/{user_id}", query={"ver": versions}
+        )
+        version = made.get("room_version") if isinstance(made, dict) else None
+        template = made.get("event") if isinstance(made, dict) else None
+        if version not in SUPPORTED_ROOM_VERSIONS or not isinstance(template, dict):
+            raise PduError("make_join answered with an unusable template")
+        rv = get_room_version(version)
+        content = dict(template.get("content") or {})
+        content.update(await hs.membership.member_content(user_id, "join"))
+        content["membership"] = "join"
+        if "join_authorised_via_users_server" in (template.get("content") or {}):
+            content["join_authorised_via_users_server"] = template["content"]["join_authorised_via_users_server"]
+        event = {
+            k: template[k] for k in ("type", "room_id", "sender", "state_key", "origin_server_ts", "depth",
+                                      "prev_events", "auth_events") if k in template
+        }
+        if event.get("sender") != user_id or event.get("state_key") != user_id or event.get("room_id") != room_id:
+            raise PduError("make_join answered with a template for someone else")
+        event.update(content=content, origin_server_ts=hs.clock.time_ms())
+        try:
+            event = add_hashes_and_signature(event, rv, hs.config.server_name, hs.signing_key)
+        except (EventFormatError, CanonicalJSONError) as e:
+            raise PduError(f"Cannot sign the join: {e}") from None
+        event_id = compute_event_id(event, rv)
+        answer = await client.put_json(
+            server, f"/_matrix/federation/v2/send_join/{room_id}/{event_id}", pdu_json(event)
+        )
+        if not isinstance(answer, dict):
+            raise PduError("send_join answered with something that is not an object")
+        if isinstance(answer.get("event"), dict):
+            event = {**answer["event"]}  # may carry the resident server's co-signature
+        event["event_id"] = event_id
+        return await self._build_room(room_id, rv, event, answer)
+
+    async def _build_room(self, room_id: str, rv: Any, join: dict[str, Any], answer: dict[str, Any]) -> str:
+        hs = self.hs
+        inbound = hs.inbound_transactions
+        checked: dict[str, dict[str, Any]] = {}
+        for pdu in [*answer.get("auth_chain", []), *answer.get("state", [])]:
+            if isinstance(pdu, dict):
+                ev = await inbound.check(pdu, rv)
+                checked[ev["event_id"]] = ev
+        state_ids = {
+            (e["type"], e["state_key"]): eid
+            for pdu in answer.get("state", []) if isinstance(pdu, dict)
+            for eid, e in [(compute_event_id({k: v for k, v in pdu.items() if k != "event_id"}, rv), pdu)]
+            if "state_key" in e
+        }
+        create_id = state_ids.get(CREATE)
+        if create_id is None or create_id not in checked:
+            raise PduError("The room state has no create event")
+        create = checked[create_id]
+        if rv.room_id_is_create_event_id and room_id_from_create_event_id(create_id) != room_id:
+            raise PduError("The create event does not belong to this room")
+        content = create.get("content", {})
+        creator = create.get("sender", "")
+        federate = content.get("m.federate", True) is not False
+        room = await hs.room_store.get_room(room_id)
+        if room is None:
+            async def fn(txn: Txn) -> int:
+                return await RoomStore.insert_room(txn, room_id, rv.identifier, creator, federate, hs.clock.time_ms())
+
+            await hs.db.write(fn)
+            room = await hs.room_store.get_room(room_id)
+        assert room is not None
+        received = ReceivedEvents(hs.room_service)
+        async with hs.room_service.lock(room_id):
+            ordered = sorted(checked.values(), key=lambda e: e.get("depth", 0))
+            await received.persist_outliers(room, ordered)
+            outcome = await received.persist_joined(room, join, state_ids)
+        if outcome.status != "accepted":
+            raise PduError(f"Our join was not accepted here: {outcome.reason}")
+        hs.room_servers.invalidate(room.room_nid)
+        return room_id
