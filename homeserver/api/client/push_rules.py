@@ -7,6 +7,8 @@ this module is needed for them to start at all. Only the `global` scope exists.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
 
 from homeserver.api.http import ClientRoutes, field, get_hs, json_response, read_json, requester
@@ -49,11 +51,20 @@ async def delete_rule(request: web.Request) -> web.Response:
     return json_response({})
 
 
-async def get_enabled(request: web.Request) -> web.Response:
-    req = await requester(request)
-    kind, rule_id = _rule_path(request)
-    rule = await get_hs(request).push_rules.get_rule(req.user_id, kind, rule_id)
-    return json_response({"enabled": rule["enabled"]})
+def _get_attribute(name: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """GET .../enabled and .../actions: one attribute of one rule."""
+
+    async def handler(request: web.Request) -> web.Response:
+        req = await requester(request)
+        kind, rule_id = _rule_path(request)
+        rule = await get_hs(request).push_rules.get_rule(req.user_id, kind, rule_id)
+        return json_response({name: rule[name]})
+
+    return handler
+
+
+get_enabled = _get_attribute("enabled")
+get_actions = _get_attribute("actions")
 
 
 async def put_enabled(request: web.Request) -> web.Response:
@@ -64,11 +75,6 @@ async def put_enabled(request: web.Request) -> web.Response:
     return json_response({})
 
 
-async def get_actions(request: web.Request) -> web.Response:
-    req = await requester(request)
-    kind, rule_id = _rule_path(request)
-    rule = await get_hs(request).push_rules.get_rule(req.user_id, kind, rule_id)
-    return json_response({"actions": rule["actions"]})
 
 
 async def put_actions(request: web.Request) -> web.Response:
