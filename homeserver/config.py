@@ -203,6 +203,14 @@ class FederationConfig:
         default=86_400_000,
         metadata=_doc("How long the keys this server publishes stay valid (valid_until_ts)."),
     )
+    retry_base_s: float = field(
+        default=1.0,
+        metadata=_doc("First wait before resending to a server that failed; doubles per failure."),
+    )
+    retry_cap_s: float = field(
+        default=3600.0,
+        metadata=_doc("Longest wait between resends to a server that keeps failing."),
+    )
 
 
 @dataclass(frozen=True)
@@ -384,6 +392,9 @@ def _check(config: Config) -> None:
     for name, target in config.federation.static_hosts.items():
         if not is_valid_server_name(name) or split_server_name(target) is None:
             raise ConfigError(f"config key 'federation.static_hosts.{name}' must map a server name to host:port")
+    fed = config.federation
+    if not 0 < fed.retry_base_s <= fed.retry_cap_s:
+        raise ConfigError("config keys 'federation.retry_base_s' and 'retry_cap_s' need 0 < base <= cap")
     if config.limits.max_request_body_bytes < 1024:
         raise ConfigError("config key 'limits.max_request_body_bytes' must be at least 1024")
     for name, rl in config.rate_limits.actions.items():

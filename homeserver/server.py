@@ -111,7 +111,11 @@ class HomeServer:
             key_validity_ms=config.federation.key_validity_ms,
         )
         self.room_servers = RoomServers(self)  # servers_in_room(room), cached per room
-        self.federation_sender = FederationSender(self)
+        self.federation_sender = FederationSender(
+            self,
+            backoff_base_s=config.federation.retry_base_s,
+            backoff_cap_s=config.federation.retry_cap_s,
+        )
         self._runners: list[web.AppRunner] = []
         self.bound: list[tuple[ListenerConfig, str, int]] = []
 

@@ -100,3 +100,12 @@ def test_relative_data_dir_is_relative_to_config(tmp_path: Path) -> None:
     config = load_config(str(path))
     assert config.data_dir == str(tmp_path / "d")
     assert config.resolve_path("homeserver.db") == str(tmp_path / "d" / "homeserver.db")
+
+
+def test_federation_retry_bounds(tmp_path: Path) -> None:
+    config = parse_config(config_dict(tmp_path, federation={"retry_base_s": 2, "retry_cap_s": 60}))
+    assert (config.federation.retry_base_s, config.federation.retry_cap_s) == (2.0, 60.0)
+    with pytest.raises(ConfigError, match="federation.retry_base_s"):
+        parse_config(config_dict(tmp_path, federation={"retry_base_s": 10, "retry_cap_s": 5}))
+    with pytest.raises(ConfigError, match="federation.retry_base_s"):
+        parse_config(config_dict(tmp_path, federation={"retry_base_s": 0}))
