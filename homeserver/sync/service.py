@@ -14,7 +14,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from homeserver.filtering import RoomEventFilter
+from homeserver.filters import SyncFilter
 from homeserver.rooms.client_format import client_event
 from homeserver.rooms.tokens import room_token
 from homeserver.storage.events import StoredEvent
@@ -33,49 +33,6 @@ STRIPPED_STATE_TYPES = (
     "m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar",
     "m.room.canonical_alias", "m.room.encryption", "m.room.topic",
 )
-
-
-@dataclass
-class SyncFilter:
-    timeline: RoomEventFilter = field(default_factory=RoomEventFilter)
-    state: RoomEventFilter = field(default_factory=RoomEventFilter)
-    ephemeral: RoomEventFilter = field(default_factory=RoomEventFilter)
-    room_account_data: RoomEventFilter = field(default_factory=RoomEventFilter)
-    account_data: RoomEventFilter = field(default_factory=RoomEventFilter)
-    presence: RoomEventFilter = field(default_factory=RoomEventFilter)
-    rooms: list[str] | None = None
-    not_rooms: list[str] | None = None
-    include_leave: bool = False
-
-    @classmethod
-    def parse(cls, obj: dict[str, Any] | None) -> SyncFilter:
-        from homeserver.errors import MatrixError
-
-        if not obj:
-            return cls()
-        room = obj.get("room", {})
-        if not isinstance(room, dict):
-            raise MatrixError(400, "M_BAD_JSON", "Filter field 'room' must be an object")
-        include_leave = room.get("include_leave", False)
-        if not isinstance(include_leave, bool):
-            raise MatrixError(400, "M_BAD_JSON", "Filter field 'include_leave' must be a boolean")
-        top = RoomEventFilter.parse({k: room[k] for k in ("rooms", "not_rooms") if k in room})
-        return cls(
-            timeline=RoomEventFilter.parse(room.get("timeline")),
-            state=RoomEventFilter.parse(room.get("state")),
-            ephemeral=RoomEventFilter.parse(room.get("ephemeral")),
-            room_account_data=RoomEventFilter.parse(room.get("account_data")),
-            account_data=RoomEventFilter.parse(obj.get("account_data")),
-            presence=RoomEventFilter.parse(obj.get("presence")),
-            rooms=top.rooms,
-            not_rooms=top.not_rooms,
-            include_leave=include_leave,
-        )
-
-    def wants_room(self, room_id: str) -> bool:
-        if self.not_rooms and room_id in self.not_rooms:
-            return False
-        return self.rooms is None or room_id in self.rooms
 
 
 @dataclass
@@ -198,7 +155,7 @@ class SyncService:
         wanted = [
             m for m in memberships
             # filtered out, or a change the next sync will carry
-            if req.filter.wants_room(m.room_id) and m.stream_ordering <= req.now.events
+            if req.filter.includes_room(m.room_id) and m.stream_ordering <= req.now.events
         ]
         # Rooms are independent and their work is mostly waiting on the database:
         # compute them concurrently (the reader pool bounds the parallelism).

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from homeserver.api.http import ClientRoutes, get_hs, json_response, query_bool, requester
 from homeserver.errors import MatrixError
-from homeserver.sync.service import SyncFilter
+from homeserver.filters import SyncFilter
 from homeserver.sync.tokens import SyncToken
 
 MAX_TIMEOUT_MS = 5 * 60 * 1000
