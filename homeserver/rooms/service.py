@@ -167,10 +167,7 @@ class RoomService:
 
     async def ignored_users(self, user_id: str) -> set[str]:
         """Users whose events this user has chosen not to see (m.ignored_user_list)."""
-        getter = getattr(self.hs, "account_data", None)
-        if getter is None:
-            return set()
-        content = await getter.get_global(user_id, "m.ignored_user_list")
+        content = await self.hs.account_data.get_global(user_id, "m.ignored_user_list")
         ignored = content.get("ignored_users", {}) if isinstance(content, dict) else {}
         return set(ignored) if isinstance(ignored, dict) else set()
 

@@ -10,7 +10,6 @@ sync to a couple of cheap queries.
 from __future__ import annotations
 
 import asyncio
-import inspect
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -84,13 +83,13 @@ class SyncService:
 
     async def current_token(self) -> SyncToken:
         hs = self.hs
-        positions: dict[str, int] = {"events": hs.room_service.stream.current}
-        for stream in ("typing", "receipts", "presence", "account_data"):
-            source = getattr(hs, stream, None)
-            if source is not None and hasattr(source, "current_position"):
-                pos = source.current_position()
-                positions[stream] = await pos if inspect.isawaitable(pos) else pos
-        return SyncToken(**positions)
+        return SyncToken(
+            events=hs.room_service.stream.current,
+            typing=hs.typing.current_position(),
+            receipts=await hs.receipts.current_position(),
+            presence=await hs.presence.current_position(),
+            account_data=await hs.account_data.current_position(),
+        )
 
     async def sync(
         self,
@@ -127,10 +126,9 @@ class SyncService:
             # syncs end here without touching the database.
             return {"next_batch": str(req.now)}
         memberships = await self.memberships(req.user_id)
-        receipts = getattr(hs, "receipts", None)
-        if receipts is not None and req.advanced("receipts"):
+        if req.advanced("receipts"):
             joined_ids = [m.room_id for m in memberships if m.membership == "join"]
-            req.receipts = await receipts.receipts_since(
+            req.receipts = await hs.receipts.receipts_since(
                 joined_ids, req.since.receipts if req.since else 0, req.user_id, upto=req.now.receipts
             )
         since_pos = req.since.events if req.since else 0
@@ -340,34 +338,29 @@ class SyncService:
 
     async def _ephemeral(self, req: _Request, room: RoomRecord) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []
-        typing = getattr(self.hs, "typing", None)
-        if typing is not None:
-            ev = typing.typing_events_since(room.room_id, req.since.typing if req.since else 0)
-            if ev is not None:
-                events.append(ev)
+        ev = self.hs.typing.typing_events_since(room.room_id, req.since.typing if req.since else 0)
+        if ev is not None:
+            events.append(ev)
         if room.room_id in req.receipts:
             events.append(req.receipts[room.room_id])
         return [e for e in events if req.filter.ephemeral.matches(e, room.room_id)]
 
     async def _room_account_data(self, req: _Request, room: RoomRecord) -> list[dict[str, Any]]:
-        source = getattr(self.hs, "account_data", None)
-        if source is None or not hasattr(source, "room_changes_since") or not req.advanced("account_data"):
+        if not req.advanced("account_data"):
             return []
-        events = await source.room_changes_since(req.user_id, room.room_id, req.since.account_data if req.since else 0)
+        events = await self.hs.account_data.room_changes_since(req.user_id, room.room_id, req.since.account_data if req.since else 0)
         return [e for e in events if req.filter.room_account_data.matches(e, room.room_id)]
 
     async def _global_account_data(self, req: _Request) -> list[dict[str, Any]]:
-        source = getattr(self.hs, "account_data", None)
-        if source is None or not hasattr(source, "global_changes_since") or not req.advanced("account_data"):
+        if not req.advanced("account_data"):
             return []
-        events = await source.global_changes_since(req.user_id, req.since.account_data if req.since else 0)
+        events = await self.hs.account_data.global_changes_since(req.user_id, req.since.account_data if req.since else 0)
         return [e for e in events if req.filter.account_data.matches(e)]
 
     async def _presence(self, req: _Request) -> list[dict[str, Any]]:
-        source = getattr(self.hs, "presence", None)
-        if source is None or not hasattr(source, "presence_since") or not req.advanced("presence"):
+        if not req.advanced("presence"):
             return []
-        events = await source.presence_since(req.user_id, req.since.presence if req.since else 0)
+        events = await self.hs.presence.presence_since(req.user_id, req.since.presence if req.since else 0)
         return [e for e in events if req.filter.presence.matches(e)]
 
     async def _format(self, req: _Request, room: RoomRecord, events: list[StoredEvent]) -> list[dict[str, Any]]:

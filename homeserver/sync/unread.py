@@ -40,11 +40,9 @@ class UnreadCounter:
 
     async def counts(self, user_id: str, room: RoomRecord, joined_at: int, now: int) -> dict[str, int]:
         start = joined_at
-        receipts = getattr(self.hs, "receipts", None)
-        if receipts is not None:
-            read = await receipts.read_up_to(user_id, room.room_id)
-            if read is not None:
-                start = max(start, read)
+        read = await self.hs.receipts.read_up_to(user_id, room.room_id)
+        if read is not None:
+            start = max(start, read)
         key = (user_id, room.room_nid)
         counts = self._cache.get(key)
         if counts is None or counts.start != start or counts.upto > now:

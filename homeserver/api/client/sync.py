@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from homeserver.api.http import ClientRoutes, get_hs, json_response, query_bool, requester
@@ -20,14 +19,7 @@ async def _filter(request: web.Request, user_id: str) -> SyncFilter:
     param = request.query.get("filter")
     if param is None:
         return SyncFilter()
-    filters = getattr(hs, "filters", None)
-    if filters is not None:
-        obj: Any = await filters.load_filter(user_id, param)
-    else:
-        try:
-            obj = orjson.loads(param)
-        except orjson.JSONDecodeError:
-            raise MatrixError(400, "M_INVALID_PARAM", "Unknown filter") from None
+    obj: Any = await hs.filters.load_filter(user_id, param)
     if not isinstance(obj, dict):
         raise MatrixError(400, "M_BAD_JSON", "Filter must be an object")
     return SyncFilter.parse(obj)
@@ -48,9 +40,7 @@ async def get_sync(request: web.Request) -> web.Response:
     if set_presence not in ("online", "offline", "unavailable"):
         raise MatrixError(400, "M_INVALID_PARAM", "set_presence must be online, offline or unavailable")
     sync_filter = await _filter(request, req.user_id)
-    presence = getattr(hs, "presence", None)
-    if presence is not None and hasattr(presence, "sync_activity"):
-        await presence.sync_activity(req.user_id, set_presence)
+    await hs.presence.sync_activity(req.user_id, set_presence)
     result = await hs.sync.sync(req, since, timeout_ms, sync_filter, full_state)
     return json_response(result)
 
