@@ -143,14 +143,11 @@ class ReceivedEvents:
         if accepted:
             prev_nids = {p.nid for p in prevs.values()}
             new_extremities = [n for n in head.extremities if n not in prev_nids]
-        # The state after the event, and the room's new current state.
-        after = dict(before)
         is_state = "state_key" in event and reason is None
         stream_pos = rs.stream.allocate() if accepted else None
         try:
             return await self._write(
-                room, rv, event, prevs, before, after, is_state, reason, soft_failed,
-                new_extremities, current, head, stream_pos,
+                room, rv, event, prevs, before, is_state, reason, new_extremities, current, stream_pos
             )
         finally:
             if stream_pos is not None:
@@ -176,9 +173,7 @@ class ReceivedEvents:
         current = await rs.state_ids_at_snapshot(head.snapshot)
         pos = rs.stream.allocate()
         try:
-            return await self._write(
-                room, rv, event, {}, before, dict(before), True, None, False, [], current, head, pos,
-            )
+            return await self._write(room, rv, event, {}, before, True, None, [], current, pos)
         finally:
             rs.stream.finish(pos)
 
@@ -200,10 +195,10 @@ class ReceivedEvents:
 
     async def _write(
         self, room: RoomRecord, rv: RoomVersion, event: dict[str, Any], prevs: dict[str, StoredEvent],
-        before: dict[StateKey, int], after: dict[StateKey, int], is_state: bool, reason: str | None,
-        soft_failed: bool, new_extremities: list[int], current: dict[StateKey, int], head: Any,
-        pos: int | None,
+        before: dict[StateKey, int], is_state: bool, reason: str | None, new_extremities: list[int],
+        current: dict[StateKey, int], pos: int | None,
     ) -> Outcome:
+        """Write the event; `pos` None means it soft-failed (stored, outside the timeline)."""
         rs = self.rs
         key = (event["type"], event["state_key"]) if is_state else None
         # Key nids for everything we will write into snapshots (they exist: the events do).
@@ -214,7 +209,7 @@ class ReceivedEvents:
         base_state = await rs.state_ids_at_snapshot(base) if base is not None else {}
         needed_keys |= set(base_state)
 
-        async def fn(txn: Txn) -> tuple[StoredEvent, int | None, dict[StateKey, int] | None]:
+        async def fn(txn: Txn) -> StoredEvent:
             key_nids = {k: await rs.state.key_nid(txn, k) for k in needed_keys}
             before_snap: int | None = None
             if first_prev is not None and len(prevs) == 1:
@@ -233,24 +228,22 @@ class ReceivedEvents:
                 rejected=reason,
             )
             if reason is not None:
-                return stored, None, None
-            after_snap = before_snap
+                return stored
             if key_nid is not None:
                 after_snap, _ = await rs.state.create_snapshot(txn, room.room_nid, before_snap, {key_nid: stored.nid})
                 await EventStore.set_state_after(txn, stored.nid, after_snap)
                 stored.state_after = after_snap
-                after[key] = stored.nid  # type: ignore[index]
             if pos is None:  # soft-failed: part of the DAG, not of the room's present
-                return stored, None, None
+                return stored
             extremities = new_extremities + [stored.nid]
             await txn.execute("DELETE FROM forward_extremities WHERE room_nid = ?", (room.room_nid,))
             for nid in extremities:
                 await txn.execute(
                     "INSERT INTO forward_extremities (room_nid, event_nid) VALUES (?, ?)", (room.room_nid, nid)
                 )
-            return stored, after_snap, None
+            return stored
 
-        stored, after_snap, _ = await self.hs.db.write(fn)
+        stored = await self.hs.db.write(fn)
         rs.events.remember(stored)
         if reason is not None:
             return Outcome(stored.event_id, "rejected", reason)
