@@ -19,6 +19,7 @@ from homeserver.accounts.passwords import PasswordHasher
 from homeserver.accounts.registration import RegistrationService
 from homeserver.accounts.uia import UiaService
 from homeserver.api.http import HS_KEY, X_FORWARDED_KEY, matrix_middleware
+from homeserver.audit import AuditLog
 from homeserver.clock import Clock
 from homeserver.config import Config, ListenerConfig
 from homeserver.federation.inbound import InboundTransactions
@@ -68,6 +69,7 @@ class HomeServer:
         self.users = UserStore(self.db)
         self.devices = DeviceStore(self.db)
         self.registration_tokens = RegistrationTokenStore(self.db)
+        self.audit = AuditLog(self.db, self.clock)
         self.uia_store = UiaStore(self.db)
         self.room_store = RoomStore(self.db)
         self.event_store = EventStore(self.db)
