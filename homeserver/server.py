@@ -23,6 +23,7 @@ from homeserver.audit import AuditLog
 from homeserver.clock import Clock
 from homeserver.config import Config, ListenerConfig
 from homeserver.federation.inbound import InboundTransactions
+from homeserver.federation.invites import FederatedInvites
 from homeserver.federation.joins import FederatedJoins
 from homeserver.federation.keyring import KeyRing
 from homeserver.federation.reads import FederationReads
@@ -95,6 +96,7 @@ class HomeServer:
         self.federation_reads = FederationReads(self)  # what other servers may read
         self.inbound_transactions = InboundTransactions(self)  # what other servers send us
         self.federated_joins = FederatedJoins(self)
+        self.federated_invites = FederatedInvites(self)
         self.account_data = AccountDataService(self)
         self.typing = TypingService(self)
         self.receipts = ReceiptService(self)

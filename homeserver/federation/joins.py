@@ -1,10 +1,13 @@
-"""Joining rooms across servers: make_join and send_join (v2), from both ends.
+"""Membership handshakes across servers: make_join/send_join (v2),
+make_leave/send_leave (v2) and make_knock/send_knock, from both ends.
 
-The resident server (one already in the room) offers a join template built on
-its DAG head; the joining server signs it and sends it back; the resident
-server checks and persists it like any received event and answers with the
+The resident server (one already in the room) offers a template built on its
+DAG head; the other server signs it and sends it back; the resident server
+checks and persists it like any received event. For a join it answers with the
 room state before the join and its auth chain, from which the joining server
-builds its own copy of the room.
+builds its own copy of the room; for a knock with the room's stripped state;
+for a leave (which is how a user rejects an invite to a room their server is
+not in) with nothing.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from federation.client import quote_path_segment
 from federation.events import (
     AuthError,
     CanonicalJSONError,
@@ -32,8 +36,7 @@ from homeserver.federation.access import server_allowed, server_of
 from homeserver.federation.inbound import PduError
 from homeserver.identifiers import parse_user_id
 from homeserver.rooms.received import ReceivedEvents
-from homeserver.storage.database import Txn
-from homeserver.storage.rooms import RoomRecord, RoomStore
+from homeserver.storage.rooms import RoomRecord
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
@@ -61,16 +64,29 @@ class FederatedJoins:
         return room
 
     async def make_join(self, origin: str, room_id: str, user_id: str, versions: list[str]) -> dict[str, Any]:
+        return await self.make_membership(origin, room_id, user_id, "join", versions)
+
+    async def make_membership(
+        self, origin: str, room_id: str, user_id: str, membership: str, versions: list[str] | None
+    ) -> dict[str, Any]:
+        """A template for `membership` ("join", "leave" or "knock") built on our head;
+        make_leave carries no versions (the leaver's server already knows the room)."""
         room = await self._joinable_room(origin, room_id, user_id)
-        if room.room_version not in versions:
+        if versions is not None and room.room_version not in versions:
             raise MatrixError(
                 400, "M_INCOMPATIBLE_ROOM_VERSION", f"The room is version {room.room_version}",
                 room_version=room.room_version,
             )
         rs = self.hs.room_service
         rv = get_room_version(room.room_version)
-        content: dict[str, Any] = {"membership": "join"}
-        await self.hs.membership.authorise_restricted_join_content(room, user_id, content)
+        if membership == "knock" and not rv.knock_join_rule:
+            raise MatrixError(
+                400, "M_INCOMPATIBLE_ROOM_VERSION", f"Room version {rv.identifier} does not allow knocking",
+                room_version=room.room_version,
+            )
+        content: dict[str, Any] = {"membership": membership}
+        if membership == "join":
+            await self.hs.membership.authorise_restricted_join_content(room, user_id, content)
         head = await rs.head(room)
         prev = await self.hs.event_store.get_events_by_nid(head.extremities)
         state_ids = await rs.state_ids_at_snapshot(head.snapshot)
@@ -88,36 +104,13 @@ class FederatedJoins:
         try:
             check_auth({**template, "hashes": {}, "signatures": {}}, {k: e.event for k, e in state.items()}, rv)
         except AuthError as e:
-            raise forbidden(f"You are not allowed to join this room: {e.reason}") from None
+            raise forbidden(f"You are not allowed to {membership} this room: {e.reason}") from None
         return {"event": template, "room_version": room.room_version}
 
     async def send_join(self, origin: str, room_id: str, event_id: str, pdu: Any) -> dict[str, Any]:
-        if not isinstance(pdu, dict):
-            raise MatrixError(400, "M_BAD_JSON", "The join event must be an object")
-        user_id = pdu.get("state_key")
-        room = await self._joinable_room(origin, room_id, str(user_id))
+        room, stored = await self._accept_membership(origin, room_id, event_id, pdu, "join")
         rv = get_room_version(room.room_version)
-        if (
-            pdu.get("type") != "m.room.member"
-            or pdu.get("sender") != user_id
-            or pdu.get("room_id") != room.room_id
-            or not isinstance(pdu.get("content"), dict)
-            or pdu["content"].get("membership") != "join"
-        ):
-            raise MatrixError(400, "M_BAD_JSON", "Not a join event for this room and user")
-        try:
-            event = await self.hs.inbound_transactions.check(pdu, rv)
-        except PduError as e:
-            raise MatrixError(400, "M_BAD_JSON", str(e)) from None
-        if event["event_id"] != event_id:
-            raise MatrixError(400, "M_BAD_JSON", "The event ID in the path does not match the event")
         received = ReceivedEvents(self.hs.room_service)
-        async with self.hs.room_service.lock(room.room_id):
-            outcome = await received.persist(room, event)
-        if outcome.status in ("rejected", "soft_failed"):
-            raise forbidden(f"Join refused: {outcome.reason}")
-        stored = await self.hs.event_store.get_event(event["event_id"])
-        assert stored is not None
         state_ids = await self.hs.room_service.state_ids_before(stored)
         state = await self.hs.room_service.state_events(state_ids)
         events = await received._load_with_auth_chains([stored.event_id, *(e.event_id for e in state.values())])
@@ -130,6 +123,46 @@ class FederatedJoins:
             "auth_chain": [pdu_json(e.event) for e in chain_events.values()],
             "event": pdu_json(stored.event),
         }
+
+    async def send_leave(self, origin: str, room_id: str, event_id: str, pdu: Any) -> dict[str, Any]:
+        await self._accept_membership(origin, room_id, event_id, pdu, "leave")
+        return {}
+
+    async def send_knock(self, origin: str, room_id: str, event_id: str, pdu: Any) -> dict[str, Any]:
+        room, _ = await self._accept_membership(origin, room_id, event_id, pdu, "knock")
+        return {"knock_room_state": await self.hs.federated_invites.room_state_for_invite(room)}
+
+    async def _accept_membership(
+        self, origin: str, room_id: str, event_id: str, pdu: Any, membership: str
+    ) -> tuple[RoomRecord, Any]:
+        """Check and persist a membership event a remote server signed from our template."""
+        if not isinstance(pdu, dict):
+            raise MatrixError(400, "M_BAD_JSON", f"The {membership} event must be an object")
+        user_id = pdu.get("state_key")
+        room = await self._joinable_room(origin, room_id, str(user_id))
+        rv = get_room_version(room.room_version)
+        if (
+            pdu.get("type") != "m.room.member"
+            or pdu.get("sender") != user_id
+            or pdu.get("room_id") != room.room_id
+            or not isinstance(pdu.get("content"), dict)
+            or pdu["content"].get("membership") != membership
+        ):
+            raise MatrixError(400, "M_BAD_JSON", f"Not a {membership} event for this room and user")
+        try:
+            event = await self.hs.inbound_transactions.check(pdu, rv)
+        except PduError as e:
+            raise MatrixError(400, "M_BAD_JSON", str(e)) from None
+        if event["event_id"] != event_id:
+            raise MatrixError(400, "M_BAD_JSON", "The event ID in the path does not match the event")
+        received = ReceivedEvents(self.hs.room_service)
+        async with self.hs.room_service.lock(room.room_id):
+            outcome = await received.persist(room, event)
+        if outcome.status in ("rejected", "soft_failed"):
+            raise forbidden(f"{membership.capitalize()} refused: {outcome.reason}")
+        stored = await self.hs.event_store.get_event(event["event_id"])
+        assert stored is not None
+        return room, stored
 
     # --- joining side ---
 
@@ -164,44 +197,92 @@ class FederatedJoins:
             raise not_found("Room not found, and no server to ask about it was given")
         raise MatrixError(404, "M_NOT_FOUND", "Could not join through any server: " + "; ".join(errors))
 
+    async def knock_remote(self, user_id: str, room_id: str, servers: list[str], reason: str | None) -> str:
+        """Knock on a room this server is not in; the knock and the stripped state the
+        resident server answers with are kept outside the room's DAG."""
+        if not self.hs.config.federation.enabled:
+            raise forbidden("Federation is disabled on this server")
+        errors = []
+        for server in dict.fromkeys(s for s in servers if s and s != self.hs.config.server_name):
+            try:
+                version, event, answer = await self.remote_membership(
+                    user_id, room_id, server, "knock", reason=reason
+                )
+                stripped = await self.hs.federated_invites.stripped_room_state(
+                    server, room_id, version, answer.get("knock_room_state")
+                )
+                received = ReceivedEvents(self.hs.room_service)
+                room = await received.ensure_room(room_id, version.identifier, user_id)
+                await received.persist_membership_outlier(room, event, stripped)
+                return room_id
+            except (MatrixError, PduError) as e:
+                errors.append(f"{server}: {e}")
+            except Exception as e:  # unreachable, bad answer: try the next server
+                errors.append(f"{server}: {e}")
+        if not errors:
+            raise not_found("Room not found, and no server to ask about it was given")
+        raise MatrixError(404, "M_NOT_FOUND", "Could not knock through any server: " + "; ".join(errors))
+
     async def _join_via(self, user_id: str, room_id: str, server: str) -> str:
+        rv, event, answer = await self._handshake(user_id, room_id, server, "join")
+        if isinstance(answer.get("event"), dict):
+            # may carry the resident server's co-signature (restricted joins)
+            event = {**answer["event"], "event_id": event["event_id"]}
+        return await self._build_room(room_id, rv, event, answer)
+
+    async def remote_membership(
+        self, user_id: str, room_id: str, server: str, membership: str, *, reason: str | None = None
+    ) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+        """Leave or knock on a room this server is not in, through `server`; returns
+        the room version, the event (with its ID) and the resident server's answer."""
+        return await self._handshake(user_id, room_id, server, membership, reason=reason)
+
+    async def _handshake(
+        self, user_id: str, room_id: str, server: str, membership: str, *, reason: str | None = None
+    ) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+        """make_<membership>, sign the template, send_<membership>."""
         hs = self.hs
         client = hs.federation_client
-        versions = list(SUPPORTED_ROOM_VERSIONS)
+        room_q, user_q = quote_path_segment(room_id), quote_path_segment(user_id)
+        query = None if membership == "leave" else {"ver": list(SUPPORTED_ROOM_VERSIONS)}
         made = await client.get_json(
-            server, f"/_matrix/federation/v1/make_join/{room_id}/{user_id}", query={"ver": versions}
+            server, f"/_matrix/federation/v1/make_{membership}/{room_q}/{user_q}", query=query
         )
         version = made.get("room_version") if isinstance(made, dict) else None
         template = made.get("event") if isinstance(made, dict) else None
         if version not in SUPPORTED_ROOM_VERSIONS or not isinstance(template, dict):
-            raise PduError("make_join answered with an unusable template")
+            raise PduError(f"make_{membership} answered with an unusable template")
         rv = get_room_version(version)
-        content = dict(template.get("content") or {})
-        content.update(await hs.membership.member_content(user_id, "join"))
-        content["membership"] = "join"
-        if "join_authorised_via_users_server" in (template.get("content") or {}):
-            content["join_authorised_via_users_server"] = template["content"]["join_authorised_via_users_server"]
+        offered = template.get("content") if isinstance(template.get("content"), dict) else {}
+        content = await hs.membership.member_content(user_id, membership)
+        if membership == "join" and "join_authorised_via_users_server" in offered:
+            content["join_authorised_via_users_server"] = offered["join_authorised_via_users_server"]
+        if reason is not None:
+            content["reason"] = reason
         event = {
             k: template[k] for k in ("type", "room_id", "sender", "state_key", "origin_server_ts", "depth",
                                       "prev_events", "auth_events") if k in template
         }
-        if event.get("sender") != user_id or event.get("state_key") != user_id or event.get("room_id") != room_id:
-            raise PduError("make_join answered with a template for someone else")
+        if (
+            event.get("sender") != user_id or event.get("state_key") != user_id
+            or event.get("room_id") != room_id or event.get("type") != "m.room.member"
+        ):
+            raise PduError(f"make_{membership} answered with a template for someone else")
         event.update(content=content, origin_server_ts=hs.clock.time_ms())
         try:
             event = add_hashes_and_signature(event, rv, hs.config.server_name, hs.signing_key)
         except (EventFormatError, CanonicalJSONError) as e:
-            raise PduError(f"Cannot sign the join: {e}") from None
+            raise PduError(f"Cannot sign the {membership}: {e}") from None
         event_id = compute_event_id(event, rv)
+        api = "v1" if membership == "knock" else "v2"
         answer = await client.put_json(
-            server, f"/_matrix/federation/v2/send_join/{room_id}/{event_id}", pdu_json(event)
+            server, f"/_matrix/federation/{api}/send_{membership}/{room_q}/{quote_path_segment(event_id)}",
+            pdu_json(event),
         )
         if not isinstance(answer, dict):
-            raise PduError("send_join answered with something that is not an object")
-        if isinstance(answer.get("event"), dict):
-            event = {**answer["event"]}  # may carry the resident server's co-signature
+            raise PduError(f"send_{membership} answered with something that is not an object")
         event["event_id"] = event_id
-        return await self._build_room(room_id, rv, event, answer)
+        return rv, event, answer
 
     async def _build_room(self, room_id: str, rv: Any, join: dict[str, Any], answer: dict[str, Any]) -> str:
         hs = self.hs
@@ -226,15 +307,10 @@ class FederatedJoins:
         content = create.get("content", {})
         creator = create.get("sender", "")
         federate = content.get("m.federate", True) is not False
-        room = await hs.room_store.get_room(room_id)
-        if room is None:
-            async def fn(txn: Txn) -> int:
-                return await RoomStore.insert_room(txn, room_id, rv.identifier, creator, federate, hs.clock.time_ms())
-
-            await hs.db.write(fn)
-            room = await hs.room_store.get_room(room_id)
-        assert room is not None
+        if not federate:
+            raise PduError("The room does not federate")
         received = ReceivedEvents(hs.room_service)
+        room = await received.ensure_room(room_id, rv.identifier, creator)
         async with hs.room_service.lock(room_id):
             ordered = sorted(checked.values(), key=lambda e: e.get("depth", 0))
             await received.persist_outliers(room, ordered)

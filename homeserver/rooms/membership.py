@@ -13,8 +13,11 @@ this module adds what the client-server API layers on top of them:
 * propagating profile changes into every joined room, and removing guests
   from rooms that stop admitting them.
 
-Rooms and users on other servers need federation, which this server does not
-speak yet: they are refused with messages that say so.
+Rooms this server is not in (it holds no part of their DAG, or nobody here is
+joined any more while other servers are) are joined, left and knocked on
+through a server that is in them; users on other servers are invited through
+their own server, which countersigns the invite. Internal rooms
+(``m.federate: false``) admit this server's users only.
 """
 
 from __future__ import annotations
@@ -98,18 +101,56 @@ class MembershipService:
             raise not_found("Room not found")
         return room
 
-    async def check_invitee(self, user_id: str) -> None:
+    async def is_resident(self, room: RoomRecord | None) -> bool:
+        """Whether this server takes part in the room, so that membership changes
+        are events built on its own DAG head. A room known only from an invite or
+        a knock has no head here; one that everybody here has left, while other
+        servers remain, has a stale one: both are reached through those servers."""
+        if room is None:
+            return False
+        head = await self.hs.room_service.head(room)
+        if head.snapshot is None:
+            return False
+        if await self.hs.room_service.joined_local_users(room):
+            return True
+        return not await self.hs.room_servers.servers_in_room(room)
+
+    async def servers_to_ask(self, room_id: str, user_id: str, via: list[str]) -> list[str]:
+        """Servers that may be in a room this server is not in: those the client
+        named, the server that invited us, those we last saw there, the room ID's."""
+        servers = list(via)
+        room = await self.hs.room_store.get_room(room_id)
+        if room is not None:
+            current = await self.hs.room_store.membership_of(room.room_nid, user_id)
+            if current is not None:
+                event = (await self.hs.event_store.get_events_by_nid([current[1]])).get(current[1])
+                if event is not None:
+                    servers.append(event.sender.partition(":")[2])
+            servers.extend(sorted(await self.hs.room_servers.servers_in_room(room)))
+        if ":" in room_id:
+            servers.append(room_id.partition(":")[2])
+        own = self.hs.config.server_name
+        return [s for s in dict.fromkeys(servers) if s and s != own]
+
+    async def check_invitee(self, user_id: str, room: RoomRecord | None = None) -> None:
         """Refuse invites that could never be delivered or accepted.
 
         Inviting a local ID nobody holds would hand the room to whoever
-        registers it later; inviting a remote user needs federation to deliver;
+        registers it later; a remote user can only be invited into a room that
+        federates, by a server that federates (their server answers for them);
         and users may block invites altogether.
         """
         parsed = parse_user_id(user_id)
         if parsed is None:
             raise invalid_param(f"Invalid user ID {user_id!r}")
         if parsed[1] != self.hs.config.server_name:
-            raise forbidden(f"Cannot invite {user_id}: {_NO_FEDERATION}")
+            if not self.hs.config.federation.enabled:
+                raise forbidden(f"Cannot invite {user_id}: federation is disabled on this server")
+            if room is not None and not room.federate:
+                raise forbidden(
+                    f"Cannot invite {user_id}: this room is internal to {self.hs.config.server_name}"
+                )
+            return
         user = await self.hs.users.get_user(user_id)
         if user is None:
             raise not_found(f"User {user_id} does not exist")
@@ -123,15 +164,33 @@ class MembershipService:
     # --- the client-server actions ---
 
     async def join(
-        self, room: RoomRecord, user_id: str, *, reason: str | None = None, is_guest: bool = False
-    ) -> StoredEvent:
-        return await self.update(room, user_id, user_id, "join", reason=reason, is_guest=is_guest)
+        self, room: RoomRecord, user_id: str, *, reason: str | None = None, is_guest: bool = False,
+        via: list[str] | None = None,
+    ) -> str:
+        """Join; returns the room ID (a room this server is not in is joined remotely)."""
+        if not is_guest and not await self.is_resident(room):
+            servers = await self.servers_to_ask(room.room_id, user_id, via or [])
+            if servers:
+                return await self.hs.federated_joins.join_remote(user_id, room.room_id, servers)
+            if (await self.hs.room_service.head(room)).snapshot is None:
+                raise not_found("This server is not in the room and knows no server that is")
+        await self.update(room, user_id, user_id, "join", reason=reason, is_guest=is_guest)
+        return room.room_id
 
     async def invite(self, room: RoomRecord, sender: str, target: str, *, reason: str | None = None) -> StoredEvent:
-        await self.check_invitee(target)
+        await self.check_invitee(target, room)
         return await self.update(room, sender, target, "invite", reason=reason)
 
-    async def leave(self, room: RoomRecord, user_id: str, *, reason: str | None = None) -> StoredEvent:
+    async def leave(self, room: RoomRecord, user_id: str, *, reason: str | None = None) -> StoredEvent | None:
+        if not await self.is_resident(room):
+            current = await self.hs.room_store.membership_of(room.room_nid, user_id)
+            if current is None:
+                raise forbidden("You are not a member of this room")
+            if current[0] in ("invite", "knock"):
+                event = (await self.hs.event_store.get_events_by_nid([current[1]]))[current[1]]
+                return await self.hs.federated_invites.reject(room, user_id, event, reason)
+            if current[0] in ("leave", "ban"):
+                return None  # already out: what was asked holds
         return await self.update(room, user_id, user_id, "leave", reason=reason)
 
     async def kick(self, room: RoomRecord, sender: str, target: str, *, reason: str | None = None) -> StoredEvent:
@@ -183,6 +242,10 @@ class MembershipService:
         if action not in ACTIONS or _MEMBERSHIP_OF_ACTION.get(action, action) != membership:
             raise ValueError(f"membership {membership!r} does not fit action {action!r}")
         content = await self.member_content(target, membership)
+        before_persist = None
+        if membership == "invite" and not self.is_local(target):
+            async def before_persist(event: dict[str, Any]) -> dict[str, Any]:
+                return await self.hs.federated_invites.send_invite(room, event)
         if membership == "invite" and is_direct:
             content["is_direct"] = True
         if reason is not None:
@@ -194,7 +257,8 @@ class MembershipService:
             return await self._precondition(room, state_ids, action, sender, target, content, is_guest)
 
         return await self.hs.room_service.create_event(
-            room, sender, "m.room.member", content, state_key=target, precondition=precondition
+            room, sender, "m.room.member", content, state_key=target, precondition=precondition,
+            before_persist=before_persist,
         )
 
     async def _precondition(

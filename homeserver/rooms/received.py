@@ -84,6 +84,58 @@ class ReceivedEvents:
         for stored in await self.hs.db.write(fn):
             self.rs.events.remember(stored)
 
+    async def ensure_room(self, room_id: str, room_version: str, creator: str) -> RoomRecord:
+        """The room's record, created as an empty shell for a room known only from
+        the outside (an invite, a knock, a join about to fetch its state)."""
+        room = await self.hs.room_store.get_room(room_id)
+        if room is not None:
+            return room
+        now = self.hs.clock.time_ms()
+
+        async def fn(txn: Txn) -> None:
+            if await txn.fetchone("SELECT 1 FROM rooms WHERE room_id = ?", (room_id,)) is None:
+                await RoomStore.insert_room(txn, room_id, room_version, creator, True, now)
+
+        await self.hs.db.write(fn)
+        room = await self.hs.room_store.get_room(room_id)
+        assert room is not None
+        return room
+
+    async def persist_membership_outlier(
+        self, room: RoomRecord, event: dict[str, Any], stripped: list[dict[str, Any]] | None
+    ) -> StoredEvent:
+        """Record a local user's membership in a room this server is not in: the
+        event is stored outside the DAG (its prev events are unknown here), the
+        stripped state is all the user sees of the room, and the membership takes
+        a stream position of its own so /sync reports the change."""
+        rs = self.rs
+        user_id = event["state_key"]
+        membership = str(event["content"].get("membership"))
+        existing = await rs.events.get_event(event["event_id"])
+        pos = rs.stream.allocate()
+        try:
+            async def fn(txn: Txn) -> StoredEvent:
+                if existing is not None:
+                    stored = existing
+                else:
+                    key_nid = await rs.state.key_nid(txn, (event["type"], user_id))
+                    stored = await EventStore.insert(
+                        txn, event, room_nid=room.room_nid, stream_ordering=None, state_key_nid=key_nid,
+                        state_before=None, state_after=None, outlier=True,
+                    )
+                if stripped is not None:
+                    await RoomStore.set_invite_state(txn, stored.nid, stripped)
+                await RoomStore.set_membership(txn, room.room_nid, user_id, membership, stored.nid, pos)
+                return stored
+
+            stored = await self.hs.db.write(fn)
+        finally:
+            rs.stream.finish(pos)
+        rs.events.remember(stored)
+        self.hs.sync.invalidate_memberships(user_id)
+        self.hs.notifier.notify_users({user_id})
+        return stored
+
     async def _load_with_auth_chains(self, event_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """The events and everything their auth chains reach, for state resolution."""
         loaded: dict[str, dict[str, Any]] = {}

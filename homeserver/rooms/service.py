@@ -184,6 +184,7 @@ class RoomService:
         redacts: str | None = None,
         txn: TxnInfo | None = None,
         precondition: Precondition | None = None,
+        before_persist: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = None,
     ) -> StoredEvent:
         """Build, authorise and persist one event; idempotent per (user, device, txn_id).
 
@@ -192,7 +193,9 @@ class RoomService:
         membership events) cannot race a concurrent change: it raises to
         refuse, or returns an existing event to make the call a no-op. It runs
         before the event is built, so it may still complete `content` from that
-        state (a restricted join's authorising user).
+        state (a restricted join's authorising user). `before_persist` sees the
+        built event and returns what to persist: an invite to another server's
+        user carries that server's signature too.
         """
         async with self.lock(room.room_id):
             if txn is not None:
@@ -210,6 +213,8 @@ class RoomService:
                 if unchanged is not None:
                     return unchanged
             event = await self._build(room, rv, head, sender, event_type, content, state_key, redacts)
+            if before_persist is not None:
+                event = await before_persist(event)
             try:
                 return await self._persist(room, rv, head, event, txn)
             except IntegrityError:

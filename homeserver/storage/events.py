@@ -169,8 +169,14 @@ class EventStore:
         )
 
     async def max_stream_ordering(self) -> int:
-        row = await self.db.fetchone("SELECT COALESCE(MAX(stream_ordering), 0) FROM events")
-        return int(row[0]) if row else 0
+        """The newest stream position in use. Memberships in rooms this server is not
+        in (a remote invite, our knock) hold positions of their own, with no timeline
+        event: counting them keeps a restart from handing those positions out again."""
+        row = await self.db.fetchone(
+            "SELECT MAX(p) FROM (SELECT COALESCE(MAX(stream_ordering), 0) AS p FROM events"
+            " UNION ALL SELECT COALESCE(MAX(stream_ordering), 0) AS p FROM memberships) AS positions"
+        )
+        return int(row[0]) if row and row[0] is not None else 0
 
     async def room_stream(
         self,

@@ -4,6 +4,9 @@ transaction IDs for idempotent sends, aliases and the published directory."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+import orjson
 
 from homeserver.storage.database import Database, Txn
 
@@ -160,6 +163,19 @@ class RoomStore:
                 (room_nid, membership),
             )
         return [(r[0], r[1], int(r[2])) for r in rows]
+
+    @staticmethod
+    async def set_invite_state(txn: Txn, event_nid: int, stripped: list[dict[str, Any]]) -> None:
+        """Keep the stripped state that came with an out-of-room membership event."""
+        await txn.execute(
+            "INSERT INTO invite_state (event_nid, stripped) VALUES (?, ?)"
+            " ON CONFLICT (event_nid) DO UPDATE SET stripped = excluded.stripped",
+            (event_nid, orjson.dumps(stripped).decode()),
+        )
+
+    async def invite_state(self, event_nid: int) -> list[dict[str, Any]] | None:
+        row = await self.db.fetchone("SELECT stripped FROM invite_state WHERE event_nid = ?", (event_nid,))
+        return orjson.loads(row[0]) if row else None
 
     async def forget(self, room_nid: int, user_id: str) -> None:
         await self.db.execute(

@@ -306,21 +306,38 @@ class SyncService:
     async def _stripped_state(self, room: RoomRecord, m: UserMembership) -> list[dict[str, Any]]:
         rs = self.hs.room_service
         member = (await self.hs.event_store.get_events_by_nid([m.event_nid]))[m.event_nid]
+        member_entry = {
+            "type": member.type, "state_key": member.state_key, "content": member.event["content"],
+            "sender": member.sender, "event_id": member.event_id,
+            "origin_server_ts": member.event["origin_server_ts"],
+        }
+        if member.outlier:
+            # A room this server is not in: what its server sent is all there is.
+            remote = await self.hs.room_store.invite_state(member.nid) or []
+            return [e for e in remote if (e.get("type"), e.get("state_key")) != ("m.room.member", member.state_key)] + [
+                member_entry
+            ]
         ids = await rs.state_ids_before(member)
         events = await rs.state_events(ids, [(t, "") for t in STRIPPED_STATE_TYPES])
         stripped = [
             {"type": e.type, "state_key": e.state_key, "content": e.event["content"], "sender": e.sender}
             for e in events.values()
         ]
-        stripped.append(
-            {"type": member.type, "state_key": member.state_key, "content": member.event["content"],
-             "sender": member.sender, "event_id": member.event_id,
-             "origin_server_ts": member.event["origin_server_ts"]}
-        )
+        stripped.append(member_entry)
         return stripped
 
     async def _left_room(self, req: _Request, room: RoomRecord, m: UserMembership) -> dict[str, Any] | None:
         since_pos = req.since.events if req.since else None
+        member = (await self.hs.event_store.get_events_by_nid([m.event_nid])).get(m.event_nid)
+        if member is not None and member.outlier:
+            # Rejecting a remote invite or retracting a knock on a room this server is
+            # not in: the leave event is the room's whole known timeline.
+            return {
+                "timeline": {"events": await self._format(req, room, [member]), "limited": False,
+                             "prev_batch": room_token(m.stream_ordering)},
+                "state": {"events": []},
+                "account_data": {"events": await self._room_account_data(req, room)},
+            }
         limit = req.filter.timeline.limit if req.filter.timeline.limit is not None else DEFAULT_TIMELINE_LIMIT
         timeline, limited = await self._timeline(req, room, since_pos, m.stream_ordering, min(limit, MAX_TIMELINE_LIMIT))
         state = await self._state(req, room, timeline, since_pos, limited or since_pos is None)

@@ -55,9 +55,15 @@ def _check_rate(request: web.Request, user_id: str) -> None:
     hs.ratelimiter.check("message", user_id, exempt=hs.is_ratelimit_exempt(user_id))
 
 
+def _via(request: web.Request) -> list[str]:
+    """Servers the client suggests for a room this server is not in (`via`, or the
+    older `server_name`)."""
+    return request.query.getall("via", []) + request.query.getall("server_name", [])
+
+
 async def post_join(request: web.Request) -> web.Response:
-    """POST /join/{roomIdOrAlias}; `via`/`server_name` only matter for remote
-    rooms, which need federation, so they are accepted and ignored."""
+    """POST /join/{roomIdOrAlias}; `via`/`server_name` name servers to join a
+    remote room through."""
     hs = get_hs(request)
     req = await requester(request, allow_guest=True)
     body = await _body(request)
@@ -71,17 +77,17 @@ async def post_join(request: web.Request) -> web.Response:
         if e.status != 404 or req.is_guest:
             raise
         return json_response({"room_id": await _join_remote(request, req.user_id, target, e)})
-    await hs.membership.join(room, req.user_id, reason=reason, is_guest=req.is_guest)
-    return json_response({"room_id": room.room_id})
+    room_id = await hs.membership.join(room, req.user_id, reason=reason, is_guest=req.is_guest, via=_via(request))
+    return json_response({"room_id": room_id})
 
 
-async def _join_remote(request: web.Request, user_id: str, target: str, not_here: MatrixError) -> str:
-    """Join a room this server is not in, over federation, through the servers the
-    client named (`via`, or the older `server_name`) and those the ID or alias implies."""
+async def _locate_remote(request: web.Request, target: str, not_here: MatrixError) -> tuple[str, list[str]]:
+    """The room ID and servers to ask for a room this server has never seen: those
+    the client named and those the ID or alias implies."""
     hs = get_hs(request)
     if not hs.config.federation.enabled:
         raise not_here  # nothing may leave this server, not even a directory query
-    via = request.query.getall("via", []) + request.query.getall("server_name", [])
+    via = _via(request)
     try:
         room_id, servers = await hs.federated_joins.locate(target, via)
     except MatrixError:
@@ -91,7 +97,12 @@ async def _join_remote(request: web.Request, user_id: str, target: str, not_here
     servers = [s for s in servers if s != hs.config.server_name]
     if not servers:  # our own room ID or alias: it simply does not exist
         raise not_here
-    return await hs.federated_joins.join_remote(user_id, room_id, servers)
+    return room_id, servers
+
+
+async def _join_remote(request: web.Request, user_id: str, target: str, not_here: MatrixError) -> str:
+    room_id, servers = await _locate_remote(request, target, not_here)
+    return await get_hs(request).federated_joins.join_remote(user_id, room_id, servers)
 
 
 async def post_room_join(request: web.Request) -> web.Response:
@@ -107,8 +118,8 @@ async def post_room_join(request: web.Request) -> web.Response:
         if e.status != 404 or req.is_guest:
             raise
         return json_response({"room_id": await _join_remote(request, req.user_id, request.match_info["room_id"], e)})
-    await hs.membership.join(room, req.user_id, reason=reason, is_guest=req.is_guest)
-    return json_response({"room_id": room.room_id})
+    room_id = await hs.membership.join(room, req.user_id, reason=reason, is_guest=req.is_guest, via=_via(request))
+    return json_response({"room_id": room_id})
 
 
 async def post_invite(request: web.Request) -> web.Response:
@@ -168,8 +179,20 @@ async def post_knock(request: web.Request) -> web.Response:
     hs = get_hs(request)
     req = await requester(request)
     reason = _reason(await _body(request))
-    room = await hs.membership.resolve_room(request.match_info["room_id_or_alias"])
+    target = request.match_info["room_id_or_alias"]
     _check_rate(request, req.user_id)
+    try:
+        room = await hs.membership.resolve_room(target)
+    except MatrixError as e:
+        if e.status != 404:
+            raise
+        room_id, servers = await _locate_remote(request, target, e)
+        return json_response({"room_id": await hs.federated_joins.knock_remote(req.user_id, room_id, servers, reason)})
+    if not await hs.membership.is_resident(room):
+        servers = await hs.membership.servers_to_ask(room.room_id, req.user_id, _via(request))
+        if servers:
+            room_id = await hs.federated_joins.knock_remote(req.user_id, room.room_id, servers, reason)
+            return json_response({"room_id": room_id})
     await hs.membership.knock(room, req.user_id, reason=reason)
     return json_response({"room_id": room.room_id})
 

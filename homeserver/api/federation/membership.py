@@ -1,6 +1,15 @@
-"""make_join (v1) and send_join (v2): remote users joining our rooms."""
+"""Membership over federation: make/send for join, leave and knock, and invites.
+
+Current versions are served (make_join v1 with send_join v2, make_leave v1 with
+send_leave v2, make_knock/send_knock v1, invite v2) together with the legacy
+send_join, send_leave and invite v1, which answer in their old `[200, body]` shape
+for the older servers that still call them.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -8,24 +17,55 @@ from homeserver.api.federation.auth import federation_content, origin_of
 from homeserver.api.http import get_hs, json_response
 
 
-async def get_make_join(request: web.Request) -> web.Response:
-    hs = get_hs(request)
-    versions = request.query.getall("ver", ["1"])
-    answer = await hs.federated_joins.make_join(
-        origin_of(request), request.match_info["room_id"], request.match_info["user_id"], versions
-    )
-    return json_response(answer)
+def _make(membership: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handler(request: web.Request) -> web.Response:
+        hs = get_hs(request)
+        versions: list[str] | None = None
+        if membership != "leave":
+            versions = request.query.getall("ver", ["1"])
+        answer = await hs.federated_joins.make_membership(
+            origin_of(request), request.match_info["room_id"], request.match_info["user_id"], membership, versions
+        )
+        return json_response(answer)
+
+    return handler
 
 
-async def put_send_join(request: web.Request) -> web.Response:
-    hs = get_hs(request)
-    answer = await hs.federated_joins.send_join(
-        origin_of(request), request.match_info["room_id"], request.match_info["event_id"],
-        federation_content(request),
-    )
-    return json_response(answer)
+def _send(membership: str, *, legacy: bool = False) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handler(request: web.Request) -> web.Response:
+        hs = get_hs(request)
+        method = getattr(hs.federated_joins, f"send_{membership}")
+        answer: Any = await method(
+            origin_of(request), request.match_info["room_id"], request.match_info["event_id"],
+            federation_content(request),
+        )
+        if legacy and membership == "join":
+            answer = {k: v for k, v in answer.items() if k in ("origin", "state", "auth_chain", "event")}
+        return json_response([200, answer] if legacy else answer)
+
+    return handler
+
+
+def _invite(*, v1: bool) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handler(request: web.Request) -> web.Response:
+        hs = get_hs(request)
+        answer = await hs.federated_invites.on_invite(
+            origin_of(request), request.match_info["room_id"], request.match_info["event_id"],
+            federation_content(request), v1=v1,
+        )
+        return json_response([200, answer] if v1 else answer)
+
+    return handler
 
 
 def register(app: web.Application) -> None:
-    app.router.add_get("/_matrix/federation/v1/make_join/{room_id}/{user_id}", get_make_join)
-    app.router.add_put("/_matrix/federation/v2/send_join/{room_id}/{event_id}", put_send_join)
+    base = "/_matrix/federation"
+    for membership in ("join", "leave", "knock"):
+        app.router.add_get(f"{base}/v1/make_{membership}/{{room_id}}/{{user_id}}", _make(membership))
+    app.router.add_put(f"{base}/v2/send_join/{{room_id}}/{{event_id}}", _send("join"))
+    app.router.add_put(f"{base}/v1/send_join/{{room_id}}/{{event_id}}", _send("join", legacy=True))
+    app.router.add_put(f"{base}/v2/send_leave/{{room_id}}/{{event_id}}", _send("leave"))
+    app.router.add_put(f"{base}/v1/send_leave/{{room_id}}/{{event_id}}", _send("leave", legacy=True))
+    app.router.add_put(f"{base}/v1/send_knock/{{room_id}}/{{event_id}}", _send("knock"))
+    app.router.add_put(f"{base}/v2/invite/{{room_id}}/{{event_id}}", _invite(v1=False))
+    app.router.add_put(f"{base}/v1/invite/{{room_id}}/{{event_id}}", _invite(v1=True))
