@@ -13,7 +13,7 @@ resolver are handed in.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -28,9 +28,12 @@ from .request_auth import sign_request
 __all__ = [
     "BadResponseError",
     "ConnectError",
+    "DestinationRefusedError",
     "FederationClient",
     "FederationError",
     "RemoteError",
+    "OutboundPolicy",
+    "RequestObserver",
     "make_ssl_context",
     "quote_path_segment",
 ]
@@ -61,6 +64,37 @@ class RemoteError(FederationError):
 
 class BadResponseError(FederationError):
     """The peer answered 2xx with something that is not JSON."""
+
+
+class DestinationRefusedError(FederationError):
+    """Our own federation policy forbids this request: nothing was sent, and
+    retrying cannot help until the policy changes (callers must not back off and
+    resend, as they would for an unreachable peer)."""
+
+    def __init__(self, destination: str, path: str) -> None:
+        super().__init__(f"Federation with {destination} is not permitted by this server's policy")
+        self.destination = destination
+        self.path = path
+
+
+# (destination, path) -> may this request be sent? Given by whoever runs the
+# client (the homeserver's federation policy), consulted before every request.
+OutboundPolicy = Callable[[str, str], bool]
+# (method, destination, path with query, JSON content): told of every request
+# about to go out, after the policy allowed it (metrics, tests, debugging).
+RequestObserver = Callable[[str, str, str, Any], None]
+
+
+async def _read_capped(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    """The body up to ``limit`` bytes. One ``read(n)`` returns only what has arrived
+    so far (at most n), so a large answer must be read until EOF."""
+    raw = bytearray()
+    while len(raw) < limit:
+        chunk = await stream.read(limit - len(raw))
+        if not chunk:
+            break
+        raw += chunk
+    return bytes(raw)
 
 
 def make_ssl_context(*, verify: bool = True, ca_bundle_path: str | None = None) -> ssl.SSLContext:
@@ -94,8 +128,11 @@ class FederationClient:
         ssl_context: ssl.SSLContext,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         user_agent: str = USER_AGENT,
+        policy: OutboundPolicy | None = None,
     ) -> None:
         self.server_name = server_name
+        self.policy = policy
+        self.observers: list[RequestObserver] = []
         self.signing_key = signing_key
         self.resolver = resolver
         self.ssl_context = ssl_context
@@ -131,13 +168,19 @@ class FederationClient:
         """Send one request and return the parsed JSON response.
 
         ``path`` is already percent-encoded (use :func:`quote_path_segment` for
-        parameters); it is signed exactly as it goes on the wire.
+        parameters); it is signed exactly as it goes on the wire. Raises
+        :class:`DestinationRefusedError`, before any network use, when the
+        policy forbids the request.
         """
+        if self.policy is not None and not self.policy(destination, path):
+            raise DestinationRefusedError(destination, path)
         target = path
         if query:
             target += "?" + urlencode(
                 [(k, v) for k, vs in query.items() for v in ([vs] if isinstance(vs, str) else vs)]
             )
+        for observe in self.observers:
+            observe(method, destination, target, content)
         try:
             resolved = await self.resolver.resolve(destination)
         except ValueError as exc:
@@ -168,7 +211,7 @@ class FederationClient:
                 server_hostname=resolved.tls_name,
                 allow_redirects=False,
             ) as resp:
-                raw = await resp.content.read(MAX_RESPONSE_BYTES + 1)
+                raw = await _read_capped(resp.content, MAX_RESPONSE_BYTES + 1)
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError, OSError, ssl.SSLError) as exc:
             raise ConnectError(

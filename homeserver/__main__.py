@@ -1,4 +1,5 @@
-"""The `accord` command line: generate-config, check-config, run, register-user.
+"""The `accord` command line: generate-config, check-config, run, register-user,
+rotate-signing-key.
 
 Operators script these flags, so they are kept stable.
 """
@@ -22,7 +23,12 @@ from homeserver.config import (
     load_config,
     render_config,
 )
-from homeserver.keys import KeyFileError, write_new_signing_key, write_self_signed_cert
+from homeserver.keys import (
+    KeyFileError,
+    rotate_signing_key,
+    write_new_signing_key,
+    write_self_signed_cert,
+)
 
 HEADER = """\
 # Accord homeserver configuration.
@@ -171,6 +177,34 @@ def register_user(args: argparse.Namespace) -> int:
     return 0
 
 
+def rotate_key(args: argparse.Namespace) -> int:
+    """Replace the signing key and print the `old_signing_keys` block the config needs
+    from the next start on (the config file itself is left alone: its comments and
+    layout are the operator's). Run it while the server is stopped: a running server
+    keeps signing with the key it loaded, after the expiry this records."""
+    import time
+
+    import yaml
+
+    try:
+        config = load_config(args.config)
+        rotation = rotate_signing_key(
+            config.resolve_path(config.signing_key_path),
+            int(time.time() * 1000),
+            avoid_versions={kid.partition(":")[2] for kid in config.old_signing_keys},
+        )
+    except (ConfigError, KeyFileError) as e:
+        return _fail(str(e))
+    except OSError as e:
+        return _fail(f"cannot rotate the signing key: {e}")
+    entries = {kid: {"key": old.key, "expired_ts": old.expired_ts} for kid, old in config.old_signing_keys.items()}
+    entries[rotation.old_key_id] = {"key": rotation.old_public_key, "expired_ts": rotation.expired_ts}
+    print(f"new signing key {rotation.new_key_id}; the old one was moved to {rotation.archived_path}")
+    print(f"replace old_signing_keys in {args.config} with the following, then start the server:\n")
+    print(yaml.safe_dump({"old_signing_keys": entries}, sort_keys=False), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="accord", description="Accord Matrix homeserver")
     sub = p.add_subparsers(dest="command", required=True)
@@ -194,6 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--password")
     u.add_argument("--admin", action="store_true")
     u.set_defaults(func=register_user)
+
+    k = sub.add_parser("rotate-signing-key", help="replace the signing key, keeping the old one verifiable")
+    k.add_argument("--config", required=True)
+    k.set_defaults(func=rotate_key)
 
     c = sub.add_parser("check-config", help="validate a config file")
     c.add_argument("--config", required=True)

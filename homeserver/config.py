@@ -168,6 +168,15 @@ class WellKnownConfig:
 
 
 @dataclass(frozen=True)
+class OldSigningKey:
+    key: str = field(default="", metadata=_doc("Base64 ed25519 public key of the retired key."))
+    expired_ts: int = field(
+        default=0,
+        metadata=_doc("When this server stopped signing with it (ms since the epoch)."),
+    )
+
+
+@dataclass(frozen=True)
 class TrustedKeyServer:
     server_name: str = field(default="", metadata=_doc("Notary server name."))
     verify_keys: dict[str, str] = field(
@@ -211,6 +220,44 @@ class FederationConfig:
         default=3600.0,
         metadata=_doc("Longest wait between resends to a server that keeps failing."),
     )
+    policy: str = field(
+        default="open",
+        metadata=_doc(
+            "Which servers we federate with: open (any Matrix server, as standard) or partners"
+            " (only servers with an active partnership, plus allowed_servers).",
+            choices=("open", "partners"),
+        ),
+    )
+    allowed_servers: list[str] = field(
+        default_factory=list,
+        metadata=_doc("Server names always federated with under policy 'partners', partnership or not."),
+    )
+
+
+@dataclass(frozen=True)
+class ProfilesConfig:
+    require_auth: bool = field(
+        default=False,
+        metadata=_doc("Serve GET /profile only to signed-in users (the spec lets it be public)."),
+    )
+    limit_to_shared_rooms: bool = field(
+        default=False,
+        metadata=_doc(
+            "Serve a profile only to its owner and to users who share a room with them"
+            " (implies require_auth)."
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class RoomsConfig:
+    internal_by_default: bool = field(
+        default=False,
+        metadata=_doc(
+            "New rooms are internal (m.federate false: they never leave this server) unless"
+            " the client's creation_content says otherwise."
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -218,6 +265,56 @@ class PresenceConfig:
     enabled: bool = field(
         default=True,
         metadata=_doc("Track and share online/idle/offline status (costs CPU on busy servers)."),
+    )
+
+
+@dataclass(frozen=True)
+class OrganizationConfig:
+    name: str | None = field(
+        default=None,
+        metadata=_doc("The organization's name in partner directories (null: publish nothing)."),
+    )
+    description: str | None = field(default=None, metadata=_doc("What the organization does."))
+    specialties: list[str] = field(
+        default_factory=list, metadata=_doc("Fields of work partners can search for.")
+    )
+    location: str | None = field(default=None, metadata=_doc("City, region or country."))
+    website: str | None = field(default=None, metadata=_doc("http(s) URL of the organization."))
+    contacts: list[str] = field(
+        default_factory=list, metadata=_doc("Matrix user IDs partners may contact.")
+    )
+    rooms: list[str] = field(
+        default_factory=list, metadata=_doc("Public room IDs or aliases to list with the profile.")
+    )
+    publish_partners: bool = field(
+        default=False,
+        metadata=_doc("List our active partners in the profile (enables mutual-partner recommendations)."),
+    )
+
+
+@dataclass(frozen=True)
+class PartnerDirectoryConfig:
+    serve: bool = field(
+        default=False,
+        metadata=_doc("Act as a partner directory: accept signed profiles from other servers."),
+    )
+    entry_ttl_s: int = field(
+        default=86_400,
+        metadata=_doc("Seconds a published profile stays listed unless its server republishes."),
+    )
+    max_entries: int = field(
+        default=10_000, metadata=_doc("Most organizations this directory lists at once.")
+    )
+    publish_to: list[str] = field(
+        default_factory=list,
+        metadata=_doc("Directories (server names) our organization profile is published to."),
+    )
+    search: list[str] = field(
+        default_factory=list,
+        metadata=_doc("Directories (server names) our users search and get recommendations from."),
+    )
+    search_timeout_s: float = field(
+        default=5.0, metadata=_doc("How long a search waits for each directory.")
     )
 
 
@@ -241,6 +338,14 @@ class Config:
         default="signing.key",
         metadata=_doc("Ed25519 server signing key; relative paths are under data_dir."),
     )
+    old_signing_keys: dict[str, OldSigningKey] = field(
+        default_factory=dict,
+        metadata=_doc(
+            "Keys this server signed with before (key ID -> public key and expired_ts), published"
+            " as old_verify_keys so what they signed stays verifiable; `accord rotate-signing-key`"
+            " prints the entry to add."
+        ),
+    )
     listeners: list[ListenerConfig] = field(
         default_factory=lambda: [ListenerConfig()],
         metadata=_doc("HTTP listeners; one may serve every API or each API its own port."),
@@ -261,6 +366,18 @@ class Config:
         default_factory=FederationConfig, metadata=_doc("Server-server federation.")
     )
     presence: PresenceConfig = field(default_factory=PresenceConfig, metadata=_doc("Presence."))
+    rooms: RoomsConfig = field(default_factory=RoomsConfig, metadata=_doc("Rooms."))
+    profiles: ProfilesConfig = field(
+        default_factory=ProfilesConfig, metadata=_doc("Who may look up users' profiles.")
+    )
+    organization: OrganizationConfig = field(
+        default_factory=OrganizationConfig,
+        metadata=_doc("The organization running this server, as partner directories show it."),
+    )
+    partner_directory: PartnerDirectoryConfig = field(
+        default_factory=PartnerDirectoryConfig,
+        metadata=_doc("The shared partner directory: serving one, publishing to and searching others."),
+    )
     logging: LoggingConfig = field(default_factory=LoggingConfig, metadata=_doc("Logging."))
 
     def resolve_path(self, path: str) -> str:
@@ -395,6 +512,10 @@ def _check(config: Config) -> None:
     fed = config.federation
     if not 0 < fed.retry_base_s <= fed.retry_cap_s:
         raise ConfigError("config keys 'federation.retry_base_s' and 'retry_cap_s' need 0 < base <= cap")
+    for name in fed.allowed_servers:
+        if not is_valid_server_name(name):
+            raise ConfigError(f"config key 'federation.allowed_servers' has an invalid server name: {name!r}")
+    _check_partner_directory(config)
     if config.limits.max_request_body_bytes < 1024:
         raise ConfigError("config key 'limits.max_request_body_bytes' must be at least 1024")
     for name, rl in config.rate_limits.actions.items():
@@ -407,9 +528,59 @@ def _check(config: Config) -> None:
     from homeserver.keys import KeyFileError, load_signing_key
 
     try:
-        load_signing_key(key_path)
+        current = load_signing_key(key_path)
     except KeyFileError as e:
         raise ConfigError(f"config key 'signing_key_path': {e}") from None
+    _check_old_signing_keys(config, f"{current.alg}:{current.version}")
+
+
+def _check_old_signing_keys(config: Config, current_key_id: str) -> None:
+    """Retired keys must decode and have a real expiry: a typo here would otherwise
+    surface only as peers failing to verify our old events."""
+    import re
+
+    from federation.events.signing import decode_verify_key_base64
+
+    for key_id, old in config.old_signing_keys.items():
+        key = f"old_signing_keys.{key_id}"
+        if not re.fullmatch(r"ed25519:[a-zA-Z0-9_]+", key_id):
+            raise ConfigError(f"config key '{key}' must be named ed25519:<version>")
+        if key_id == current_key_id:
+            raise ConfigError(f"config key '{key}' is the current signing key; it cannot also be retired")
+        if old.expired_ts <= 0:
+            raise ConfigError(f"config key '{key}.expired_ts' must be a positive timestamp in ms")
+        try:
+            decode_verify_key_base64(key_id, old.key)
+        except Exception:
+            raise ConfigError(f"config key '{key}.key' is not a base64 ed25519 public key") from None
+
+
+def _check_partner_directory(config: Config) -> None:
+    """The organization profile must be one a directory would accept, so a typo is
+    found at startup rather than as a refused publish in the log hours later."""
+    from homeserver.errors import MatrixError
+    from homeserver.identifiers import is_valid_server_name
+    from homeserver.partners.directory_profile import validate_profile
+
+    org = config.organization
+    if org.name:
+        try:
+            validate_profile(dataclasses.asdict(org))
+        except MatrixError as e:
+            raise ConfigError(f"config section 'organization': {e.message}") from None
+    pd = config.partner_directory
+    for key in ("publish_to", "search"):
+        for name in getattr(pd, key):
+            if not is_valid_server_name(name):
+                raise ConfigError(f"config key 'partner_directory.{key}' has an invalid server name: {name!r}")
+    if pd.publish_to and not org.name:
+        raise ConfigError("config key 'partner_directory.publish_to' needs 'organization.name' set")
+    if pd.entry_ttl_s < 60:
+        raise ConfigError("config key 'partner_directory.entry_ttl_s' must be at least 60")
+    if pd.max_entries < 1:
+        raise ConfigError("config key 'partner_directory.max_entries' must be at least 1")
+    if not 0 < pd.search_timeout_s <= 120:
+        raise ConfigError("config key 'partner_directory.search_timeout_s' must be in (0, 120]")
 
 
 def _check_readable(path: str, key: str) -> None:

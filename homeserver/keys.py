@@ -9,11 +9,14 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
 from signedjson.key import (
     decode_signing_key_base64,
     encode_signing_key_base64,
+    encode_verify_key_base64,
     generate_signing_key,
     get_verify_key,
 )
@@ -25,12 +28,58 @@ class KeyFileError(Exception):
     pass
 
 
-def write_new_signing_key(path: str) -> None:
-    key = generate_signing_key(os.urandom(4).hex()[:6])
+def write_new_signing_key(path: str, *, avoid_versions: Collection[str] = ()) -> SigningKey:
+    """A fresh key at ``path`` (which must not exist). Its version is random and
+    differs from ``avoid_versions``: a peer caches keys by ID, so reusing an ID
+    after a rotation would make it check new signatures with the old key."""
+    version = os.urandom(4).hex()[:6]
+    while version in avoid_versions:
+        version = os.urandom(4).hex()[:6]
+    key = generate_signing_key(version)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(f"{key.alg} {key.version} {encode_signing_key_base64(key)}\n")
+    return key
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """What `rotate_signing_key` did: the retired key's entry for ``old_signing_keys``
+    and where its private half was kept."""
+
+    old_key_id: str
+    old_public_key: str  # base64, as old_verify_keys publishes it
+    expired_ts: int
+    new_key_id: str
+    archived_path: str
+
+
+def rotate_signing_key(path: str, now_ms: int, avoid_versions: Collection[str] = ()) -> Rotation:
+    """Replace the key at ``path`` with a new one.
+
+    The old private key is moved aside (``<path>.<version>.old``), not deleted: an
+    operator who rotated by mistake can put it back. Its public half and ``now_ms``
+    are what the config's ``old_signing_keys`` must list from the next start on, so
+    peers can still verify what it signed until then.
+    """
+    old = load_signing_key(path)
+    archived = f"{path}.{old.version}.old"
+    if os.path.exists(archived):
+        raise KeyFileError(f"{archived} already exists; refusing to overwrite a retired key")
+    os.rename(path, archived)
+    try:
+        new = write_new_signing_key(path, avoid_versions={old.version, *avoid_versions})
+    except OSError:
+        os.rename(archived, path)  # leave the server able to start as before
+        raise
+    return Rotation(
+        old_key_id=key_id(old),
+        old_public_key=encode_verify_key_base64(get_verify_key(old)),
+        expired_ts=now_ms,
+        new_key_id=key_id(new),
+        archived_path=archived,
+    )
 
 
 def load_signing_key(path: str) -> SigningKey:

@@ -12,6 +12,14 @@ returns, everything else in batches a few seconds later.
 Timeouts (the spec's idle timeout, and going offline once a user stops syncing)
 are checked by a periodic sweep measured on `hs.clock`, so tests can move time
 and call `check_timeouts()`.
+
+Users of other servers: their presence arrives in m.presence EDUs and is taken
+only from their own server, and only for users who share a room with one of
+ours (nobody here could see anything else). It lives in memory only (their
+server has the truth and will tell us again); a remote user not heard of for
+REMOTE_OFFLINE_AFTER_MS is taken as offline, in case their server went away
+without saying so. Changes of local users go to the federation sender through
+`listeners`.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from homeserver.errors import invalid_param
+from homeserver.identifiers import parse_user_id
 from homeserver.storage.database import Txn
 from homeserver.storage.events import StoredEvent
 from homeserver.storage.rooms import RoomRecord
@@ -50,6 +59,9 @@ ACTIVE_WINDOW_MS = 60_000
 SYNC_OFFLINE_AFTER_MS = 6 * 60_000
 SWEEP_INTERVAL_S = 10.0
 FLUSH_DELAY_S = 5.0
+REMOTE_OFFLINE_AFTER_MS = 30 * 60_000
+MAX_STATUS_MSG = 1024  # characters kept of a remote user's status message
+MAX_PUSH = 500  # presence updates taken from one EDU
 
 
 def presence_enabled(config: Config) -> bool:
@@ -171,6 +183,38 @@ class PresenceService:
         self._mark_dirty(user_id)
         await self._notify(user_id)
 
+    async def on_remote_presence(self, origin: str, push: Any) -> None:
+        """The `push` list of an m.presence EDU sent by `origin`. Updates for users
+        of another server, malformed ones, and users who share no room with a
+        local user are dropped; the rest are visible changes like local ones."""
+        if not self.enabled or not isinstance(push, list):
+            return
+        await self._load()
+        now = self.hs.clock.time_ms()
+        for item in push[:MAX_PUSH]:
+            if not isinstance(item, dict):
+                continue
+            user_id = item.get("user_id")
+            parsed = parse_user_id(user_id) if isinstance(user_id, str) else None
+            state = item.get("presence")
+            if parsed is None or parsed[1] != origin or state not in STATES or user_id.endswith(self._suffix):
+                continue
+            if not (await self.audience(user_id)) - {user_id}:
+                continue  # no local user shares a room with them
+            status_msg = item.get("status_msg")
+            status_msg = status_msg[:MAX_STATUS_MSG] if isinstance(status_msg, str) else None
+            ago = item.get("last_active_ago")
+            ago = ago if type(ago) is int and 0 <= ago <= now else 0
+            active = item.get("currently_active") is True and state == ONLINE
+            p = self._get(user_id)
+            p.last_sync_ts = now  # when we last heard of them, for REMOTE_OFFLINE_AFTER_MS
+            p.last_active_ts = now - ago
+            if (state, status_msg, active) == (p.state, p.status_msg, p.currently_active):
+                continue
+            p.state, p.status_msg, p.currently_active = state, status_msg, active
+            self._changed(user_id, p)
+            await self._notify(user_id)
+
     async def bump_activity(self, user_id: str) -> None:
         """A pro-active action (sending an event): online, and currently active."""
         if not self.enabled:
@@ -193,6 +237,14 @@ class PresenceService:
         changed: list[str] = []
         for user_id in list(self._live):
             p = self._states[user_id]
+            if not user_id.endswith(self._suffix):
+                # Remote: their server reports idleness; we only give up on silence.
+                if now - p.last_sync_ts <= REMOTE_OFFLINE_AFTER_MS:
+                    continue
+                p.state, p.currently_active = OFFLINE, False
+                self._changed(user_id, p)
+                changed.append(user_id)
+                continue
             if now - p.last_sync_ts > SYNC_OFFLINE_AFTER_MS:
                 p.state, p.currently_active = OFFLINE, False
             elif p.state == ONLINE and now - p.last_active_ts > IDLE_AFTER_MS:
@@ -219,11 +271,15 @@ class PresenceService:
         return self._content(p) if p is not None else {"presence": OFFLINE}
 
     async def shares_room(self, user_id: str, other_id: str) -> bool:
-        return user_id == other_id or other_id in await self.audience(user_id)
+        """Whether the two share a joined room; `user_id` is local, `other_id` may
+        be remote (audiences list local users only, so ask from the other side)."""
+        if user_id == other_id or other_id in await self.audience(user_id):
+            return True
+        return not other_id.endswith(self._suffix) and user_id in await self.audience(other_id)
 
     async def audience(self, user_id: str) -> frozenset[str]:
-        """Local users sharing a joined room with the user, the user included:
-        those who see their presence (and whose presence they see)."""
+        """Local users sharing a joined room with the user (local or remote), the
+        user included: those who see their presence (and whose presence they see)."""
         cached = self._audiences.get(user_id)
         if cached is not None:
             return cached
@@ -257,7 +313,11 @@ class PresenceService:
         events = []
         for other in reversed(changed):
             p = self._states[other]
-            if other not in audience or (since_pos == 0 and p.state == OFFLINE):
+            if since_pos == 0 and p.state == OFFLINE:
+                continue
+            if other not in audience and (
+                other.endswith(self._suffix) or user_id not in await self.audience(other)
+            ):
                 continue
             events.append({"type": "m.presence", "sender": other, "content": self._content(p)})
         return events

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from homeserver.config import RateLimitConfig
+from homeserver.config import RateLimit, RateLimitConfig
 from homeserver.errors import limit_exceeded
 
 
@@ -19,7 +19,18 @@ class RateLimiter:
         self.clock = clock
         self._buckets: dict[tuple[str, str], tuple[float, float]] = {}  # -> (tokens, updated)
         self._exempt = set(config.exempt_users)
+        self._overrides: dict[str, RateLimit] = {}  # user -> an admin's message rate for them
         self._ops = 0
+
+    def set_override(self, user_id: str, per_second: int, burst: int) -> None:
+        """Give one user their own message rate (the admin API's override_ratelimit);
+        a rate of 0 means unlimited, as in Synapse."""
+        self._overrides[user_id] = RateLimit(per_second=float(per_second), burst=max(1, burst))
+        self._buckets.pop(("message", user_id), None)  # a new rate starts with a full burst
+
+    def clear_override(self, user_id: str) -> None:
+        self._overrides.pop(user_id, None)
+        self._buckets.pop(("message", user_id), None)
 
     def set_exempt(self, user_id: str, exempt: bool) -> None:
         if exempt:
@@ -34,7 +45,11 @@ class RateLimiter:
         """Take `cost` tokens or raise 429 M_LIMIT_EXCEEDED with the wait until one is back."""
         if not self.config.enabled or exempt:
             return
-        limit = self.config.actions.get(action)
+        limit = self._overrides.get(key) if action == "message" else None
+        if limit is not None and limit.per_second <= 0:
+            return
+        if limit is None:
+            limit = self.config.actions.get(action)
         if limit is None:
             return
         now = self.clock()
@@ -64,7 +79,7 @@ class RateLimiter:
     def _sweep(self, now: float) -> None:
         full = []
         for (action, key), (tokens, updated) in self._buckets.items():
-            limit = self.config.actions.get(action)
+            limit = (self._overrides.get(key) if action == "message" else None) or self.config.actions.get(action)
             if limit is None or tokens + (now - updated) * limit.per_second >= limit.burst:
                 full.append((action, key))
         for k in full:

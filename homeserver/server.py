@@ -18,19 +18,29 @@ from homeserver.accounts.login import LoginService
 from homeserver.accounts.passwords import PasswordHasher
 from homeserver.accounts.registration import RegistrationService
 from homeserver.accounts.uia import UiaService
+from homeserver.admin.rooms import RoomAdmin
+from homeserver.admin.users import UserAdmin
 from homeserver.api.http import HS_KEY, X_FORWARDED_KEY, matrix_middleware
 from homeserver.audit import AuditLog
 from homeserver.clock import Clock
 from homeserver.config import Config, ListenerConfig
+from homeserver.federation.backfill import RoomBackfill
 from homeserver.federation.inbound import InboundTransactions
 from homeserver.federation.invites import FederatedInvites
 from homeserver.federation.joins import FederatedJoins
 from homeserver.federation.keyring import KeyRing
+from homeserver.federation.queries import RemoteProfiles
 from homeserver.federation.reads import FederationReads
 from homeserver.federation.sender import FederationSender
+from homeserver.federation.state_fetch import StateFetcher
 from homeserver.filters import FilterService
 from homeserver.keys import SigningKey, load_signing_key
 from homeserver.metrics import Metrics
+from homeserver.partners.directory import PartnerDirectory
+from homeserver.partners.directory_publisher import DirectoryPublisher
+from homeserver.partners.directory_search import DirectorySearch
+from homeserver.partners.partnerships import Partnerships
+from homeserver.partners.policy import FederationPolicy
 from homeserver.presence import PresenceService
 from homeserver.push_rules import PushRulesService
 from homeserver.ratelimit import RateLimiter
@@ -43,6 +53,7 @@ from homeserver.rooms.upgrade import RoomUpgradeService
 from homeserver.rooms.visibility import VisibilityService
 from homeserver.storage import make_database
 from homeserver.storage.devices import DeviceStore
+from homeserver.storage.event_reports import EventReportStore
 from homeserver.storage.events import EventPositions, EventStore
 from homeserver.storage.migrations import migrate
 from homeserver.storage.registration_tokens import RegistrationTokenStore
@@ -71,6 +82,7 @@ class HomeServer:
         self.devices = DeviceStore(self.db)
         self.registration_tokens = RegistrationTokenStore(self.db)
         self.audit = AuditLog(self.db, self.clock)
+        self.event_reports = EventReportStore(self.db)
         self.uia_store = UiaStore(self.db)
         self.room_store = RoomStore(self.db)
         self.event_store = EventStore(self.db)
@@ -95,8 +107,11 @@ class HomeServer:
         self.visibility = VisibilityService(self)
         self.federation_reads = FederationReads(self)  # what other servers may read
         self.inbound_transactions = InboundTransactions(self)  # what other servers send us
+        self.state_fetcher = StateFetcher(self)  # the state at events we do not have
+        self.room_backfill = RoomBackfill(self)  # history from before we joined
         self.federated_joins = FederatedJoins(self)
         self.federated_invites = FederatedInvites(self)
+        self.remote_profiles = RemoteProfiles(self)  # other servers' users, cached briefly
         self.account_data = AccountDataService(self)
         self.typing = TypingService(self)
         self.receipts = ReceiptService(self)
@@ -104,6 +119,18 @@ class HomeServer:
         self.filters = FilterService(self)
         self.push_rules = PushRulesService(self)
         self.sync = SyncService(self)
+        self.user_admin = UserAdmin(self)
+        self.room_admin = RoomAdmin(self)
+        # Partnerships before the client: the policy the client enforces asks them.
+        self.partners = Partnerships(self)
+        self.federation_policy = FederationPolicy(
+            mode=config.federation.policy,
+            server_name=config.server_name,
+            allowed_servers=config.federation.allowed_servers,
+            partners=self.partners,
+            audit=self.audit,
+            monotonic=self.clock.monotonic,
+        )
         self.federation_client = self._make_federation_client()
         self.keyring = KeyRing(
             server_name=config.server_name,
@@ -113,6 +140,7 @@ class HomeServer:
             clock=self.clock,
             trusted_key_servers=config.federation.trusted_key_servers,
             key_validity_ms=config.federation.key_validity_ms,
+            old_signing_keys=config.old_signing_keys,
         )
         self.room_servers = RoomServers(self)  # servers_in_room(room), cached per room
         self.federation_sender = FederationSender(
@@ -120,6 +148,10 @@ class HomeServer:
             backoff_base_s=config.federation.retry_base_s,
             backoff_cap_s=config.federation.retry_cap_s,
         )
+        # The shared partner directory: the one we serve, our profile in others, searching them.
+        self.partner_directory = PartnerDirectory(self)
+        self.partner_directory_publisher = DirectoryPublisher(self)
+        self.partner_directory_search = DirectorySearch(self)
         self._runners: list[web.AppRunner] = []
         self.bound: list[tuple[ListenerConfig, str, int]] = []
 
@@ -135,7 +167,8 @@ class HomeServer:
         )
         resolver = ServerResolver(ssl_context=ssl_ctx, static_hosts=fed.static_hosts)
         return FederationClient(
-            self.config.server_name, self.signing_key, resolver=resolver, ssl_context=ssl_ctx
+            self.config.server_name, self.signing_key, resolver=resolver, ssl_context=ssl_ctx,
+            policy=self.federation_policy.allow_outbound,
         )
 
     async def start(self) -> None:
@@ -144,8 +177,12 @@ class HomeServer:
             await migrate(self.db)
             for user_id in await self.users.list_ratelimit_exempt():
                 self.ratelimiter.set_exempt(user_id, True)
+            await self.user_admin.start()
             await self.room_service.start()
+            await self.partners.start()  # the active partners, before anything federates
             await self.federation_sender.start()
+            await self.partner_directory.start()
+            await self.partner_directory_publisher.start()  # needs partners for publish_partners
         except BaseException:
             # An open engine keeps non-daemon threads alive: close it or the process hangs.
             await self.db.close()
@@ -155,10 +192,14 @@ class HomeServer:
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()
+        await self.partners.stop()  # deliveries to peers still retrying
+        await self.partner_directory_publisher.stop()  # publishes in flight use the client
+        await self.partner_directory.stop()
         await self.federation_sender.stop()  # before the client and the database close
         if self.federation_client is not None:
             await self.federation_client.close()
         await self.presence.flush()  # batched presence writes, before the database closes
+        await self.federation_policy.flush()  # refusal audit records
         await self.db.close()
 
     def is_ratelimit_exempt(self, user_id: str) -> bool:

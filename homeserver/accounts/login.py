@@ -39,6 +39,13 @@ class LoginService:
             return user
         return make_user_id(user, self.hs.config.server_name)
 
+    async def _audit_failure(self, user_id: str, ip: str, reason: str) -> None:
+        """A refused login, under the account it claimed (which may not exist)."""
+        await self.hs.audit.record(
+            "login.failed", actor=user_id, target=user_id, ip=ip, outcome="failed",
+            details={"reason": reason},
+        )
+
     async def login(self, body: dict[str, Any], ip: str, user_agent: str | None) -> dict[str, Any]:
         login_type = body.get("type")
         if login_type != PASSWORD_LOGIN:
@@ -71,12 +78,15 @@ class LoginService:
         if user is not None and user.deactivated:
             # Deactivation wipes the password, so no password could prove anything here;
             # the spec's dedicated code tells the client why rather than "wrong password".
+            await self._audit_failure(user.user_id, ip, "deactivated")
             raise MatrixError(403, "M_USER_DEACTIVATED", "This account has been deactivated")
         ok = await self.hs.passwords.verify(password, user.password_hash if user else None)
         if not ok or user is None:
+            await self._audit_failure(user.user_id if user else user_id, ip, "bad_credentials")
             limiter.check("login_failures", user_id.lower())
             raise MatrixError(403, "M_FORBIDDEN", "Invalid username or password")
         if user.locked:
+            await self._audit_failure(user.user_id, ip, "locked")
             raise MatrixError(401, "M_USER_LOCKED", "This account has been locked", soft_logout=True)
 
         result, revoked = await self.hs.db.write(
@@ -86,6 +96,10 @@ class LoginService:
             )
         )
         self.hs.auth.forget_tokens(revoked)
+        await self.hs.audit.record(
+            "login", actor=user.user_id, target=user.user_id, ip=ip,
+            details={"device_id": result["device_id"], "user_agent": user_agent},
+        )
         result["home_server"] = self.hs.config.server_name
         base_url = self.hs.config.well_known.client_base_url
         if base_url:

@@ -120,6 +120,10 @@ class RegistrationService:
             return session
 
         result = await self.hs.db.write(fn)
+        await self.hs.audit.record(
+            "register", actor=user_id, target=user_id, ip=ip,
+            details={"guest": is_guest, "admin": admin, "user_type": user_type},
+        )
         result["home_server"] = self.hs.config.server_name
         return result
 

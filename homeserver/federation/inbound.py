@@ -6,16 +6,30 @@ hash (a mismatch means the event is stored redacted), then the auth rules
 against its auth events, the state before it and the current state (see
 homeserver/rooms/received.py). Missing prev events are asked of the sending
 server with /get_missing_events, missing auth events with /event_auth, each
-fetched event going through the same checks. A transaction is answered once:
-a retry of the same (origin, txn ID) gets the first answer back.
+fetched event going through the same checks. When /get_missing_events cannot
+close the gap (the sender returns too few events: its limit, or history it
+will not share), the state at the prev events still missing is asked for with
+/state_ids instead (homeserver/federation/state_fetch.py) and the event is
+checked against that: the hole stays in the DAG, the room moves on. Each PDU
+has a small budget of such fetches, so a peer cannot make one transaction
+cost an unbounded number of requests. A transaction is answered once: a retry
+of the same (origin, txn ID) gets the first answer back.
+
+The room's m.room.server_acl applies to the transaction's origin: PDUs of a
+room whose ACL denies it are refused one by one, and typing notifications and
+receipts for such a room are dropped (the spec's "Server Access Control Lists").
+Presence EDUs are taken only for users of the origin who share a room with a
+user of ours.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from federation.client import quote_path_segment
 from federation.events import (
     EventFormatError,
     SignatureError,
@@ -23,13 +37,15 @@ from federation.events import (
     content_hash_matches,
     get_room_version,
     redact_event,
+    room_id_from_create_event_id,
     servers_required_to_sign,
     validate_pdu,
     verify_event_signatures,
 )
 from federation.events.room_versions import RoomVersion
 from homeserver.errors import MatrixError
-from homeserver.rooms.received import MissingEventsError, ReceivedEvents
+from homeserver.federation.access import server_allowed
+from homeserver.rooms.received import MissingEventsError, Outcome, ReceivedEvents
 from homeserver.storage.rooms import RoomRecord
 
 if TYPE_CHECKING:
@@ -51,8 +67,30 @@ def _event_id_or_placeholder(pdu: dict[str, Any], rv: RoomVersion | None) -> str
         return str(pdu.get("event_id", "?"))
 
 
+def event_in_room(event: dict[str, Any], room_id: str, rv: RoomVersion) -> bool:
+    """Whether a checked event (with its computed ID) belongs to the room: by its
+    room_id, or, for a create event of a version without one, by its ID. Events a
+    peer hands over as part of something else are filtered with this, so no room
+    can be given another room's events."""
+    if "room_id" in event:
+        return event["room_id"] == room_id
+    return (
+        rv.room_id_is_create_event_id
+        and event.get("type") == "m.room.create"
+        and room_id_from_create_event_id(event["event_id"]) == room_id
+    )
+
+
 class PduError(Exception):
     """This PDU is refused; the reason goes back to the sender for this event only."""
+
+
+@dataclass
+class _Budget:
+    """What one received PDU may still cost in requests back to its sender."""
+
+    auth_chains: int = 3
+    states: int = 2
 
 
 class InboundTransactions:
@@ -97,13 +135,15 @@ class InboundTransactions:
         if room is None:
             return _event_id_or_placeholder(pdu, None), "Unknown room"
         rv = get_room_version(room.room_version)
+        if not await server_allowed(self.hs, room, origin):
+            return _event_id_or_placeholder(pdu, rv), "Your server is denied by the room's server ACL"
         try:
             event = await self.check(pdu, rv)
         except PduError as e:
             return _event_id_or_placeholder(pdu, rv), str(e)
         try:
             async with self.hs.room_service.lock(room.room_id):
-                outcome = await self._persist(origin, room, rv, event, depth=0)
+                outcome = await self._persist(origin, room, rv, event, depth=0, budget=_Budget())
         except PduError as e:
             return event["event_id"], str(e)
         if outcome.status == "rejected":
@@ -139,42 +179,68 @@ class InboundTransactions:
             return redacted
         return event
 
-    async def _persist(self, origin: str, room: RoomRecord, rv: RoomVersion, event: dict[str, Any], depth: int) -> Any:
-        """Persist with the room lock held, fetching what is missing from `origin` once."""
-        for _ in range(3):
+    async def _persist(
+        self, origin: str, room: RoomRecord, rv: RoomVersion, event: dict[str, Any], depth: int, budget: _Budget
+    ) -> Outcome:
+        """Persist with the room lock held, fetching what is missing from `origin`:
+        the auth chain with /event_auth; missing prev events with /get_missing_events
+        (only for the PDU itself, not for the events that fetches), then, for what
+        is still missing, the state at the prev events with /state_ids."""
+        state: dict[tuple[str, str], int] | None = None
+        asked_missing = depth > 0
+        for _ in range(5):
             try:
-                return await self.received.persist(room, event)
+                return await self.received.persist(room, event, state_before=state)
             except MissingEventsError as missing:
-                if depth > 0:
-                    raise PduError(str(missing)) from None
                 if missing.kind == "auth":
-                    await self._fetch_auth_chain(origin, room, rv, event["event_id"])
+                    if budget.auth_chains <= 0:
+                        raise PduError(str(missing)) from None
+                    budget.auth_chains -= 1
+                    await self.fetch_auth_chain(origin, room, rv, event["event_id"])
+                elif not asked_missing:
+                    asked_missing = True
+                    await self._fetch_missing_prevs(origin, room, rv, event, budget)
+                elif state is None and budget.states > 0:
+                    budget.states -= 1
+                    state = await self.hs.state_fetcher.state_at_prevs(origin, room, rv, event)
                 else:
-                    await self._fetch_missing_prevs(origin, room, rv, event)
+                    raise PduError(str(missing)) from None
         raise PduError("Could not complete the event's history")
 
-    async def _fetch_auth_chain(self, origin: str, room: RoomRecord, rv: RoomVersion, event_id: str) -> None:
+    async def fetch_auth_chain(self, origin: str, room: RoomRecord, rv: RoomVersion, event_id: str) -> None:
+        """Store (as outliers) the auth chain of `event_id` as `origin` gives it, each
+        event checked; also used by backfill."""
         try:
             body = await self.hs.federation_client.get_json(
-                origin, f"/_matrix/federation/v1/event_auth/{room.room_id}/{event_id}"
+                origin,
+                f"/_matrix/federation/v1/event_auth/{quote_path_segment(room.room_id)}/{quote_path_segment(event_id)}",
             )
         except Exception as e:
             raise PduError(f"Cannot fetch auth events: {e}") from None
         chain = body.get("auth_chain", []) if isinstance(body, dict) else []
+        if not isinstance(chain, list):
+            raise PduError("event_auth answered without an auth chain")
         checked = []
         for pdu in chain[:500]:
             if isinstance(pdu, dict):
-                checked.append(await self.check(pdu, rv))
+                event = await self.check(pdu, rv)
+                if event_in_room(event, room.room_id, rv):  # never another room's events
+                    checked.append(event)
         checked.sort(key=lambda e: e.get("depth", 0))
         await self.received.persist_outliers(room, checked)
 
-    async def _fetch_missing_prevs(self, origin: str, room: RoomRecord, rv: RoomVersion, event: dict[str, Any]) -> None:
+    async def _fetch_missing_prevs(
+        self, origin: str, room: RoomRecord, rv: RoomVersion, event: dict[str, Any], budget: _Budget
+    ) -> None:
+        """Ask the sender for the events between our forward extremities and `event`
+        (at most MAX_MISSING, nearest to `event` first) and persist them oldest
+        first; one that cannot be persisted is skipped, the rest may still fit."""
         head = await self.hs.room_service.head(room)
         latest = await self.hs.event_store.get_events_by_nid(head.extremities)
         try:
             body = await self.hs.federation_client.post_json(
                 origin,
-                f"/_matrix/federation/v1/get_missing_events/{room.room_id}",
+                f"/_matrix/federation/v1/get_missing_events/{quote_path_segment(room.room_id)}",
                 {
                     "earliest_events": [e.event_id for e in latest.values()],
                     "latest_events": [event["event_id"]],
@@ -185,10 +251,21 @@ class InboundTransactions:
         except Exception as e:
             raise PduError(f"Cannot fetch missing events: {e}") from None
         found = body.get("events", []) if isinstance(body, dict) else []
-        events = [await self.check(pdu, rv) for pdu in found if isinstance(pdu, dict)]
+        if not isinstance(found, list):
+            return
+        events = []
+        for pdu in found[:MAX_MISSING]:
+            if isinstance(pdu, dict) and pdu.get("room_id") == room.room_id:  # never a create event
+                try:
+                    events.append(await self.check(pdu, rv))
+                except PduError as e:
+                    logger.info("missing event from %s refused: %s", origin, e)
         events.sort(key=lambda e: e.get("depth", 0))
         for missing_event in events:
-            await self._persist(origin, room, rv, missing_event, depth=1)
+            try:
+                await self._persist(origin, room, rv, missing_event, depth=1, budget=budget)
+            except PduError as e:
+                logger.info("missing event %s from %s not persisted: %s", missing_event["event_id"], origin, e)
 
     # --- EDUs ---
 
@@ -200,6 +277,8 @@ class InboundTransactions:
             await self._on_typing(origin, content)
         elif kind == "m.receipt":
             await self._on_receipts(origin, content)
+        elif kind == "m.presence":
+            await self.hs.presence.on_remote_presence(origin, content.get("push"))
 
     def _from_origin(self, user_id: Any, origin: str) -> bool:
         return isinstance(user_id, str) and user_id.endswith(":" + origin)
@@ -209,7 +288,7 @@ class InboundTransactions:
         if not self._from_origin(user_id, origin) or not isinstance(room_id, str):
             return
         room = await self.hs.room_store.get_room(room_id)
-        if room is None:
+        if room is None or not await server_allowed(self.hs, room, origin):
             return
         member = await self.hs.room_store.membership_of(room.room_nid, str(user_id))
         if member is None or member[0] != "join":
@@ -219,7 +298,7 @@ class InboundTransactions:
     async def _on_receipts(self, origin: str, content: dict[str, Any]) -> None:
         for room_id, by_type in content.items():
             room = await self.hs.room_store.get_room(room_id) if isinstance(room_id, str) else None
-            if room is None or not isinstance(by_type, dict):
+            if room is None or not isinstance(by_type, dict) or not await server_allowed(self.hs, room, origin):
                 continue
             for receipt_type, by_user in by_type.items():
                 if receipt_type != "m.read" or not isinstance(by_user, dict):

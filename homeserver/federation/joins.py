@@ -13,9 +13,10 @@ not in) with nothing.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from federation.client import quote_path_segment
+from federation.client import DestinationRefusedError, RemoteError, quote_path_segment
 from federation.events import (
     AuthError,
     CanonicalJSONError,
@@ -183,45 +184,53 @@ class FederatedJoins:
 
     async def join_remote(self, user_id: str, room_id: str, servers: list[str]) -> str:
         """Join a room this server is not in, through the first server that helps."""
-        if not self.hs.config.federation.enabled:
-            raise forbidden("Federation is disabled on this server")
-        errors = []
-        for server in dict.fromkeys(s for s in servers if s and s != self.hs.config.server_name):
-            try:
-                return await self._join_via(user_id, room_id, server)
-            except (MatrixError, PduError) as e:
-                errors.append(f"{server}: {e}")
-            except Exception as e:  # unreachable, bad answer: try the next server
-                errors.append(f"{server}: {e}")
-        if not errors:
-            raise not_found("Room not found, and no server to ask about it was given")
-        raise MatrixError(404, "M_NOT_FOUND", "Could not join through any server: " + "; ".join(errors))
+        return await self._through_servers(
+            "join", servers, lambda server: self._join_via(user_id, room_id, server)
+        )
 
     async def knock_remote(self, user_id: str, room_id: str, servers: list[str], reason: str | None) -> str:
         """Knock on a room this server is not in; the knock and the stripped state the
         resident server answers with are kept outside the room's DAG."""
+
+        async def attempt(server: str) -> str:
+            version, event, answer = await self.remote_membership(user_id, room_id, server, "knock", reason=reason)
+            stripped = await self.hs.federated_invites.stripped_room_state(
+                server, room_id, version, answer.get("knock_room_state")
+            )
+            received = ReceivedEvents(self.hs.room_service)
+            room = await received.ensure_room(room_id, version.identifier, user_id)
+            await received.persist_membership_outlier(room, event, stripped)
+            return room_id
+
+        return await self._through_servers("knock", servers, attempt)
+
+    async def _through_servers(
+        self, what: str, servers: list[str], attempt: Callable[[str], Awaitable[str]]
+    ) -> str:
+        """Try each server in turn. When every one refused (our federation policy,
+        or the room's server answering 403), the user is told it is forbidden, not
+        that the room cannot be found."""
         if not self.hs.config.federation.enabled:
             raise forbidden("Federation is disabled on this server")
-        errors = []
+        errors: list[str] = []
+        refused = 0
         for server in dict.fromkeys(s for s in servers if s and s != self.hs.config.server_name):
             try:
-                version, event, answer = await self.remote_membership(
-                    user_id, room_id, server, "knock", reason=reason
-                )
-                stripped = await self.hs.federated_invites.stripped_room_state(
-                    server, room_id, version, answer.get("knock_room_state")
-                )
-                received = ReceivedEvents(self.hs.room_service)
-                room = await received.ensure_room(room_id, version.identifier, user_id)
-                await received.persist_membership_outlier(room, event, stripped)
-                return room_id
-            except (MatrixError, PduError) as e:
+                return await attempt(server)
+            except DestinationRefusedError:
+                refused += 1
+                errors.append(f"{server}: this server's federation policy does not allow it")
+            except RemoteError as e:
+                refused += e.status == 403
                 errors.append(f"{server}: {e}")
             except Exception as e:  # unreachable, bad answer: try the next server
                 errors.append(f"{server}: {e}")
         if not errors:
             raise not_found("Room not found, and no server to ask about it was given")
-        raise MatrixError(404, "M_NOT_FOUND", "Could not knock through any server: " + "; ".join(errors))
+        message = f"Could not {what} through any server: " + "; ".join(errors)
+        if refused == len(errors):
+            raise forbidden(message)
+        raise MatrixError(404, "M_NOT_FOUND", message)
 
     async def _join_via(self, user_id: str, room_id: str, server: str) -> str:
         rv, event, answer = await self._handshake(user_id, room_id, server, "join")

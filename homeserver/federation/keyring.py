@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from federation.client import FederationClient, FederationError
@@ -25,6 +25,7 @@ from federation.events.canonical import encode_base64
 from federation.events.signing import VerifyKey, decode_verify_key_base64, key_id_of
 from federation.server_keys import (
     KeyResponseError,
+    OldVerifyKey,
     ServerKeys,
     build_server_keys,
     notary_sign,
@@ -32,7 +33,7 @@ from federation.server_keys import (
     parse_server_keys,
 )
 from homeserver.clock import Clock
-from homeserver.config import TrustedKeyServer
+from homeserver.config import OldSigningKey, TrustedKeyServer
 from homeserver.keys import SigningKey
 from homeserver.storage.server_keys import ServerKeyStore, StoredKey, StoredResponse
 
@@ -41,6 +42,10 @@ logger = logging.getLogger(__name__)
 # A peer signing with a key ID we cannot find must not make us re-fetch its keys
 # on every request: at most one fetch per server per this many seconds.
 REFETCH_INTERVAL_S = 30.0
+# ...except for key IDs the last fetch did not look for: a peer that has just rotated
+# its key signs with a new ID, and its next events must not wait out the 30 s.
+# Still at most one fetch per server per second, however many new IDs are named.
+NEW_KEY_REFETCH_INTERVAL_S = 1.0
 MAX_CACHED_KEYS = 10_000
 
 
@@ -63,9 +68,17 @@ class KeyRing:
         clock: Clock,
         trusted_key_servers: Sequence[TrustedKeyServer] = (),
         key_validity_ms: int = 86_400_000,
+        old_signing_keys: Mapping[str, OldSigningKey] | None = None,
     ) -> None:
         self.server_name = server_name
         self.signing_key = signing_key
+        # Our retired keys (config `old_signing_keys`): published as old_verify_keys
+        # so peers can still verify what we signed with them before expired_ts.
+        self.old_verify_keys: dict[str, OldVerifyKey] = {
+            kid: OldVerifyKey(decode_verify_key_base64(kid, old.key), old.expired_ts)
+            for kid, old in (old_signing_keys or {}).items()
+            if kid != key_id_of(signing_key)
+        }
         self.store = store
         self.client = client  # None: federation disabled, use what is stored only
         self.clock = clock
@@ -79,7 +92,8 @@ class KeyRing:
         ]
         self._cache: OrderedDict[tuple[str, str], _CachedKey] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
-        self._last_fetch: dict[str, float] = {}
+        # server -> (monotonic time of the last fetch, key IDs it was made for)
+        self._last_fetch: dict[str, tuple[float, frozenset[str]]] = {}
         self._own_response: dict | None = None
 
     # --- our own keys --------------------------------------------------------
@@ -94,7 +108,8 @@ class KeyRing:
         cached = self._own_response
         if cached is None or cached["valid_until_ts"] - now < self.key_validity_ms // 2:
             cached = build_server_keys(
-                self.server_name, [self.signing_key], now + self.key_validity_ms
+                self.server_name, [self.signing_key], now + self.key_validity_ms,
+                old_verify_keys=self.old_verify_keys,
             )
             self._own_response = cached
         return cached
@@ -116,8 +131,7 @@ class KeyRing:
         min_ts = self.clock.time_ms() if minimum_valid_until_ts is None else minimum_valid_until_ts
         wanted = set(key_ids)
         if server_name == self.server_name:
-            kid = key_id_of(self.signing_key)
-            return {kid: self.signing_key.verify_key} if kid in wanted else {}
+            return self._own_keys(wanted, min_ts)
         found = self._from_memory(server_name, wanted, min_ts)
         if len(found) == len(wanted):
             return found
@@ -133,10 +147,8 @@ class KeyRing:
             found = self._from_memory(server_name, wanted, min_ts)
             if len(found) == len(wanted):
                 return found
-            last = self._last_fetch.get(server_name)
-            if last is not None and self.clock.monotonic() - last < REFETCH_INTERVAL_S:
+            if self._throttled(server_name, wanted - found.keys()):
                 return found
-            self._last_fetch[server_name] = self.clock.monotonic()
             await self._fetch_direct(server_name)
             found = self._from_memory(server_name, wanted, min_ts)
             missing = wanted - found.keys()
@@ -146,6 +158,32 @@ class KeyRing:
         if len(self._locks) > MAX_CACHED_KEYS:
             self._locks = {k: v for k, v in self._locks.items() if v.locked()}
         return found
+
+    def _throttled(self, server_name: str, missing: set[str]) -> bool:
+        """Whether a fetch of ``server_name``'s keys for ``missing`` must wait; if not,
+        the fetch about to happen is recorded."""
+        now = self.clock.monotonic()
+        last = self._last_fetch.get(server_name)
+        if last is not None:
+            elapsed = now - last[0]
+            if elapsed < NEW_KEY_REFETCH_INTERVAL_S:
+                return True
+            if elapsed < REFETCH_INTERVAL_S and missing <= last[1]:
+                return True
+        self._last_fetch[server_name] = (now, frozenset(missing))
+        return False
+
+    def _own_keys(self, wanted: set[str], min_ts: int) -> dict[str, VerifyKey]:
+        """Our current key, and each retired one for what was signed before it expired
+        (events of ours we get back, e.g. in a peer's state, may predate a rotation)."""
+        out: dict[str, VerifyKey] = {}
+        kid = key_id_of(self.signing_key)
+        if kid in wanted:
+            out[kid] = self.signing_key.verify_key
+        for old_id, old in self.old_verify_keys.items():
+            if old_id in wanted and old.expired_ts >= min_ts:
+                out[old_id] = old.verify_key
+        return out
 
     def _from_memory(self, server_name: str, key_ids: set[str], min_ts: int) -> dict[str, VerifyKey]:
         out: dict[str, VerifyKey] = {}
@@ -240,9 +278,7 @@ class KeyRing:
         min_ts = self.clock.time_ms() if minimum_valid_until_ts is None else minimum_valid_until_ts
         stored = await self.store.get_response(server_name)
         if self.client is not None and not _satisfies(stored, key_ids, min_ts):
-            last = self._last_fetch.get(server_name)
-            if last is None or self.clock.monotonic() - last >= REFETCH_INTERVAL_S:
-                self._last_fetch[server_name] = self.clock.monotonic()
+            if not self._throttled(server_name, set(key_ids)):
                 lock = self._locks.setdefault(server_name, asyncio.Lock())
                 async with lock:
                     await self._fetch_direct(server_name)

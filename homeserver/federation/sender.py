@@ -18,6 +18,8 @@ cannot wedge the destination forever.
 
 Only events created here (sender on our server) in rooms with ``m.federate``
 true are sent; with ``federation.enabled: false`` the sender does nothing.
+Nothing is queued for a server the federation policy refuses (``partners``
+mode), and a revoked partner's queue is dropped (``drop_destination``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import orjson
 
 from federation.client import (
     BadResponseError,
+    DestinationRefusedError,
     FederationError,
     RemoteError,
     quote_path_segment,
@@ -129,11 +132,18 @@ class FederationSender:
         never starts."""
         if not self.enabled:
             return
+        if self._running:
+            return
         self._epoch = await self.store.next_epoch()
-        self.hs.room_service.listeners.append(self._on_event)
-        self.hs.typing.listeners.append(self._on_typing)
-        self.hs.receipts.listeners.append(self._on_receipt)
-        self.hs.presence.listeners.append(self._on_presence)
+        # A sender stopped and started again keeps its listeners (they check _running).
+        for listeners, listener in (
+            (self.hs.room_service.listeners, self._on_event),
+            (self.hs.typing.listeners, self._on_typing),
+            (self.hs.receipts.listeners, self._on_receipt),
+            (self.hs.presence.listeners, self._on_presence),
+        ):
+            if listener not in listeners:
+                listeners.append(listener)
         self._running = True
         self._worker = asyncio.ensure_future(self._intake_loop())
         for name in await self.store.pending_destinations():
@@ -240,6 +250,13 @@ class FederationSender:
                 edu = {"edu_type": "m.presence", "content": {"push": [push]}}
                 for dest in await self._presence_destinations(item.user_id):
                     ephemeral.append((dest, ("m.presence", item.user_id), edu))
+        # The federation policy: nothing is even queued for a server we do not federate with.
+        allowed = {
+            dest: self.hs.federation_policy.allow_destination(dest, SEND_PATH)
+            for dest in {r.destination for r in rows} | {e[0] for e in ephemeral}
+        }
+        rows = [r for r in rows if allowed[r.destination]]
+        ephemeral = [e for e in ephemeral if allowed[e[0]]]
         await self.store.add(rows)
         for dest, key, edu in ephemeral:
             self._dest(dest).ephemeral[key] = edu
@@ -343,6 +360,11 @@ class FederationSender:
                     break
                 await self._retry_later(d, txn_id, e)
                 continue
+            except DestinationRefusedError:
+                # Our policy no longer allows the destination (a revoked partner):
+                # drop what was queued before, as a retry could never send it.
+                logger.info("federation sender: %s is refused by policy; dropping %s", d.name, txn_id)
+                break
             except BadResponseError as e:
                 # 2xx: the peer took the transaction, it only answered oddly.
                 logger.info("federation sender: %s accepted %s with a bad response: %s", d.name, txn_id, e)
@@ -366,6 +388,17 @@ class FederationSender:
             txn_id, d.name, error, d.failures, delay,
         )
         await asyncio.sleep(delay)
+
+    async def drop_destination(self, name: str) -> None:
+        """Stop sending to `name` at once and forget its queue (a revoked partner):
+        the transaction in flight is cancelled, queued PDUs, EDUs and ephemeral
+        EDUs are dropped. The caller has already made the policy refuse `name`,
+        so nothing is queued for it again."""
+        d = self._destinations.pop(name, None)
+        if d is not None and d.task is not None:
+            d.task.cancel()
+            await asyncio.gather(d.task, return_exceptions=True)
+        await self.store.remove_destination(name)
 
     def _backoff(self, d: _Destination) -> float:
         """The next wait: base doubling per consecutive failure up to the cap, less

@@ -152,6 +152,8 @@ async def create_room(hs: HomeServer, creator: str, body: dict[str, Any]) -> str
             creation_content.pop("additional_creators")
         elif not isinstance(extra, list) or not all(isinstance(u, str) and parse_user_id(u) for u in extra):
             raise MatrixError(400, "M_BAD_JSON", "'additional_creators' must be a list of user IDs")
+    if "m.federate" not in creation_content and hs.config.rooms.internal_by_default:
+        creation_content["m.federate"] = False  # an internal room unless the client asks otherwise
     federate = creation_content.get("m.federate", True)
     if not isinstance(federate, bool):
         raise MatrixError(400, "M_BAD_JSON", "'m.federate' must be a boolean")

@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from federation.client import FederationClient, FederationError, RemoteError
 from federation.events import get_required_power_level, get_room_version, get_user_power_level
 from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
+from homeserver.federation.queries import RemoteAnswerError, TtlCache, remote_failure
 from homeserver.identifiers import is_valid_server_name
 from homeserver.storage.rooms import RoomRecord
 
@@ -42,6 +44,17 @@ _SUMMARY_KEYS = [
     ("m.room.history_visibility", ""),
     ("m.room.guest_access", ""),
 ]
+# Other servers' directories: what one page may hold, how long a page is reused,
+# and the longest string (name, topic, token, ...) passed on from one.
+MAX_REMOTE_ROOMS = 500
+REMOTE_ROOMS_TTL_S = 60.0
+REMOTE_ROOMS_CACHE_ENTRIES = 1000
+REMOTE_QUERY_TIMEOUT_S = 15.0
+MAX_REMOTE_STRING = 4096
+# Optional fields of a remote entry, each kept when it is a string with this prefix.
+_OPTIONAL_ROOM_FIELDS = {
+    "name": "", "topic": "", "canonical_alias": "#", "avatar_url": "mxc://", "join_rule": "", "room_type": "",
+}
 
 
 def parse_alias(alias: str) -> tuple[str, str]:
@@ -118,6 +131,9 @@ def plain_topic(content: dict[str, Any]) -> str | None:
 class DirectoryService:
     def __init__(self, hs: HomeServer) -> None:
         self.hs = hs
+        self._remote_rooms: TtlCache[tuple[Any, ...], dict[str, Any]] = TtlCache(
+            REMOTE_ROOMS_CACHE_ENTRIES, REMOTE_ROOMS_TTL_S, hs.clock.monotonic
+        )
 
     # --- permissions ---
 
@@ -365,3 +381,148 @@ class DirectoryService:
         if chunk and start > 0:
             out["prev_batch"] = _encode_token("p", chunk[0].key)
         return out
+
+    # --- other servers' directories -------------------------------------------
+
+    async def remote_public_rooms(
+        self,
+        server: str,
+        *,
+        limit: int | None,
+        since: str | None,
+        search_term: str | None = None,
+        room_types: list[str | None] | None = None,
+        include_all_networks: bool = False,
+        third_party_instance_id: str | None = None,
+    ) -> dict[str, Any]:
+        """One page of ``server``'s published directory, fetched over federation
+        (briefly cached), with every entry checked before a client sees it.
+
+        A filter goes out as POST; without one, as GET, which every server
+        implements. A server that does not know the POST form gets the GET one
+        and the search term is applied here, to the page it returned.
+        """
+        client = self.hs.federation_client
+        if client is None:
+            raise not_found(f"Cannot list the room directory of {server}: this server does not federate")
+        limit = min(limit or MAX_REMOTE_ROOMS, MAX_REMOTE_ROOMS)
+        filtered = bool(search_term) or bool(room_types)
+        key = (server, limit, since, search_term, tuple(room_types or ()), include_all_networks,
+               third_party_instance_id)
+
+        async def fetch() -> dict[str, Any]:
+            try:
+                page = await self._fetch_remote_rooms(
+                    client, server, limit=limit, since=since, search_term=search_term,
+                    room_types=room_types, include_all_networks=include_all_networks,
+                    third_party_instance_id=third_party_instance_id, filtered=filtered,
+                )
+            except (FederationError, RemoteAnswerError) as exc:
+                logger.info("public rooms of %s: %s", server, exc)
+                raise remote_failure(exc, server, "room directory") from None
+            self._remote_rooms.put(key, page)
+            return page
+
+        return await self._remote_rooms.get_or_compute(key, fetch)
+
+    async def _fetch_remote_rooms(
+        self,
+        client: FederationClient,
+        server: str,
+        *,
+        limit: int,
+        since: str | None,
+        search_term: str | None,
+        room_types: list[str | None] | None,
+        include_all_networks: bool,
+        third_party_instance_id: str | None,
+        filtered: bool,
+    ) -> dict[str, Any]:
+        path = "/_matrix/federation/v1/publicRooms"
+        if filtered:
+            body: dict[str, Any] = {"limit": limit, "include_all_networks": include_all_networks}
+            flt: dict[str, Any] = {}
+            if search_term:
+                flt["generic_search_term"] = search_term
+            if room_types:
+                flt["room_types"] = room_types
+            body["filter"] = flt
+            if since is not None:
+                body["since"] = since
+            if third_party_instance_id is not None:
+                body["third_party_instance_id"] = third_party_instance_id
+            try:
+                answer = await client.post_json(server, path, body, timeout_s=REMOTE_QUERY_TIMEOUT_S)
+                return clean_public_rooms(answer, limit)
+            except RemoteError as exc:
+                if not (exc.status in (404, 405) or exc.errcode == "M_UNRECOGNIZED"):
+                    raise
+        query: dict[str, str] = {"limit": str(limit)}
+        if since is not None:
+            query["since"] = since
+        if include_all_networks:
+            query["include_all_networks"] = "true"
+        if third_party_instance_id is not None:
+            query["third_party_instance_id"] = third_party_instance_id
+        answer = await client.get_json(server, path, query=query, timeout_s=REMOTE_QUERY_TIMEOUT_S)
+        page = clean_public_rooms(answer, limit)
+        if filtered:
+            page["chunk"] = [e for e in page["chunk"] if _matches(e, search_term, room_types)]
+        return page
+
+
+def _matches(entry: dict[str, Any], search_term: str | None, room_types: list[str | None] | None) -> bool:
+    """The local stand-in for a filter the remote could not apply."""
+    if room_types and entry.get("room_type") not in set(room_types):
+        return False
+    if search_term:
+        text = "\n".join(str(entry.get(k) or "") for k in ("name", "topic", "canonical_alias"))
+        return search_term.casefold() in text.casefold()
+    return True
+
+
+def _clean_room(raw: Any) -> dict[str, Any] | None:
+    """A remote directory entry with its required fields well-typed, its optional
+    ones kept only when valid, and nothing else; None when it cannot be shown."""
+    if not isinstance(raw, dict):
+        return None
+    room_id = raw.get("room_id")
+    members = raw.get("num_joined_members")
+    if (
+        not isinstance(room_id, str)
+        or not room_id.startswith("!")
+        or len(room_id) > MAX_REMOTE_STRING
+        or type(members) is not int
+        or members < 0
+        or type(raw.get("world_readable")) is not bool
+        or type(raw.get("guest_can_join")) is not bool
+    ):
+        return None
+    entry: dict[str, Any] = {
+        "room_id": room_id,
+        "num_joined_members": members,
+        "world_readable": raw["world_readable"],
+        "guest_can_join": raw["guest_can_join"],
+    }
+    for name, prefix in _OPTIONAL_ROOM_FIELDS.items():
+        value = raw.get(name)
+        if isinstance(value, str) and value.startswith(prefix) and len(value) <= MAX_REMOTE_STRING:
+            entry[name] = value
+    return entry
+
+
+def clean_public_rooms(answer: Any, limit: int) -> dict[str, Any]:
+    """A remote /publicRooms answer as we pass it on: at most ``limit`` valid entries,
+    the paging tokens only when they are sane strings."""
+    if not isinstance(answer, dict) or not isinstance(answer.get("chunk"), list):
+        raise RemoteAnswerError("public rooms answer has no 'chunk' list")
+    chunk = [e for raw in answer["chunk"][: limit * 2] if (e := _clean_room(raw)) is not None]
+    out: dict[str, Any] = {"chunk": chunk[:limit]}
+    for token in ("next_batch", "prev_batch"):
+        value = answer.get(token)
+        if isinstance(value, str) and 0 < len(value) <= MAX_REMOTE_STRING:
+            out[token] = value
+    estimate = answer.get("total_room_count_estimate")
+    if type(estimate) is int and estimate >= 0:
+        out["total_room_count_estimate"] = estimate
+    return out

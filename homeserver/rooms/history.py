@@ -10,6 +10,11 @@ N+1. Paginating backwards from it yields events at N and below, forwards
 events above N, so the token ending one page starts the next without
 duplicates or gaps, and tokens of /sync (whose first field is the same
 position) and /context work the same way.
+
+History older than this server's first event of a room (a room joined over
+federation) is fetched when backwards pagination runs out of it
+(homeserver/federation/backfill.py); it takes positions below zero, so the
+same tokens keep working across it.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ StateKey = tuple[str, str]
 # the whole room.
 MAX_SCAN = 2000
 _BATCH = 100
+# Backfill requests one page may make; the client's next page makes more.
+MAX_BACKFILLS_PER_PAGE = 2
 
 
 @dataclass
@@ -68,18 +75,22 @@ async def paginate(
     ignored: set[str] | frozenset[str] = frozenset(),
 ) -> Page:
     """Up to `limit` events the viewer may see, in the direction of travel:
-    positions in (to, from] going back, (from, to] going forward."""
+    positions in (to, from] going back, (from, to] going forward. Going back
+    without a `to` past the oldest event held here, older history is backfilled
+    from other servers of the room first."""
     bound = access.stream_bound(hs.room_service.stream.current)
+    stop: int | None
     if backwards:
         pos = min(from_pos, bound)
-        stop = max(to_pos or 0, 0)
+        stop = to_pos
     else:
         pos = from_pos
         stop = bound if to_pos is None else min(to_pos, bound)
     chunk: list[StoredEvent] = []
     scanned = 0
+    backfills = 0
     while len(chunk) < limit:
-        if (backwards and pos <= stop) or (not backwards and pos >= stop):
+        if stop is not None and ((backwards and pos <= stop) or (not backwards and pos >= stop)):
             return Page(chunk, pos, False)
         if scanned >= MAX_SCAN:
             return Page(chunk, pos, True)
@@ -104,7 +115,15 @@ async def paginate(
                 if len(chunk) >= limit:
                     break
         if len(batch) < want and consumed == len(batch):
-            return Page(chunk, pos, False)  # the range ran out within this batch
+            # The range ran out within this batch: going back, older history may
+            # still be on other servers.
+            if not backwards or stop is not None:
+                return Page(chunk, pos, False)
+            if backfills >= MAX_BACKFILLS_PER_PAGE:
+                return Page(chunk, pos, True)
+            backfills += 1
+            if not await hs.room_backfill.backfill(room, limit):
+                return Page(chunk, pos, False)
     return Page(chunk, pos, True)
 
 

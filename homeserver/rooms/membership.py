@@ -168,6 +168,7 @@ class MembershipService:
         via: list[str] | None = None,
     ) -> str:
         """Join; returns the room ID (a room this server is not in is joined remotely)."""
+        await self.hs.room_admin.check_not_blocked(room.room_id, user_id)
         if not is_guest and not await self.is_resident(room):
             servers = await self.servers_to_ask(room.room_id, user_id, via or [])
             if servers:
@@ -241,6 +242,8 @@ class MembershipService:
             action = "kick" if membership == "leave" and sender != target else membership
         if action not in ACTIONS or _MEMBERSHIP_OF_ACTION.get(action, action) != membership:
             raise ValueError(f"membership {membership!r} does not fit action {action!r}")
+        if membership in ("join", "invite", "knock"):
+            await self.hs.room_admin.check_not_blocked(room.room_id, target)
         content = await self.member_content(target, membership)
         before_persist = None
         if membership == "invite" and not self.is_local(target):

@@ -23,9 +23,12 @@ from federation.events import (
     auth_types_for_event,
     check_auth,
     check_auth_events,
+    get_named_level,
     get_room_version,
+    get_user_power_level,
     resolve_state,
 )
+from federation.events.identifiers import domain_of
 from federation.events.room_versions import RoomVersion
 from homeserver.storage.database import Txn
 from homeserver.storage.events import EventStore, StoredEvent
@@ -50,7 +53,7 @@ class MissingEventsError(Exception):
 @dataclass(frozen=True)
 class Outcome:
     event_id: str
-    status: str  # "accepted", "soft_failed", "rejected" or "duplicate"
+    status: str  # "accepted", "soft_failed", "rejected", "duplicate" or "backfilled"
     reason: str | None = None
 
 
@@ -164,7 +167,12 @@ class ReceivedEvents:
         stored = await self.rs.events.get_events(resolved.values())
         return {k: stored[e].nid for k, e in resolved.items() if e in stored}
 
-    async def persist(self, room: RoomRecord, event: dict[str, Any]) -> Outcome:
+    async def persist(
+        self, room: RoomRecord, event: dict[str, Any], *, state_before: dict[StateKey, int] | None = None
+    ) -> Outcome:
+        """Persist a live event. `state_before` is given when some prev events could
+        not be fetched (a gap in the DAG): the state at them was asked of another
+        server instead, and the event is checked against that."""
         rs = self.rs
         rv = get_room_version(room.room_version)
         event_id = event["event_id"]
@@ -173,16 +181,20 @@ class ReceivedEvents:
         prev_ids = [p for p in event.get("prev_events", []) if isinstance(p, str)]
         prevs = await rs.events.get_events(prev_ids)
         missing = [p for p in prev_ids if p not in prevs or prevs[p].state_after is None]
-        if missing:
+        if missing and state_before is None:
             raise MissingEventsError("prev", missing)
+        prevs = {p: ev for p, ev in prevs.items() if p not in missing}
         auth_ids = [a for a in event.get("auth_events", []) if isinstance(a, str)]
         auth = await rs.events.get_events(auth_ids)
         missing = [a for a in auth_ids if a not in auth]
         if missing:
             raise MissingEventsError("auth", missing)
 
-        prev_states = [await rs.state_ids_at_snapshot(p.state_after) for p in prevs.values()]
-        before = await self.resolve(rv, prev_states) if prev_states else {}
+        if state_before is not None:
+            before = dict(state_before)
+        else:
+            prev_states = [await rs.state_ids_at_snapshot(p.state_after) for p in prevs.values()]
+            before = await self.resolve(rv, prev_states) if prev_states else {}
         reason = await self._auth_failure(rv, event, list(auth.values()), before)
         soft_failed = False
         head = await rs.head(room)
@@ -229,6 +241,51 @@ class ReceivedEvents:
         finally:
             rs.stream.finish(pos)
 
+    async def persist_backfilled(
+        self, room: RoomRecord, event: dict[str, Any], pos: int,
+        *, state_before: dict[StateKey, int] | None = None,
+    ) -> Outcome:
+        """Persist an event from the room's past (backfill) at stream position `pos`
+        (below everything the room had, see homeserver/federation/backfill.py).
+
+        It is checked against the state before it like any received event, but it
+        is history: it never becomes a forward extremity, never changes the current
+        state or memberships, and nobody is notified (no /sync wakes, nothing is
+        sent on). An event held as an outlier (it came as state or auth of others)
+        is promoted into the timeline in place. `state_before` stands in for prev
+        events this server does not have (the oldest events of a backfilled batch).
+        """
+        rs = self.rs
+        rv = get_room_version(room.room_version)
+        event_id = event["event_id"]
+        existing = await rs.events.get_event(event_id)
+        if existing is not None and not existing.outlier:
+            return Outcome(event_id, "duplicate")
+        prev_ids = [p for p in event.get("prev_events", []) if isinstance(p, str)]
+        prevs = await rs.events.get_events(prev_ids)
+        missing = [p for p in prev_ids if p not in prevs or prevs[p].state_after is None]
+        if missing and state_before is None:
+            raise MissingEventsError("prev", missing)
+        prevs = {p: ev for p, ev in prevs.items() if p not in missing}
+        auth_ids = [a for a in event.get("auth_events", []) if isinstance(a, str)]
+        auth = await rs.events.get_events(auth_ids)
+        missing = [a for a in auth_ids if a not in auth]
+        if missing:
+            raise MissingEventsError("auth", missing)
+        if state_before is not None:
+            before = dict(state_before)
+        else:
+            prev_states = [await rs.state_ids_at_snapshot(p.state_after) for p in prevs.values()]
+            before = await self.resolve(rv, prev_states) if prev_states else {}
+        reason = await self._auth_failure(rv, event, list(auth.values()), before)
+        if reason is not None and existing is not None:
+            return Outcome(event_id, "rejected", reason)  # stays an outlier, out of the timeline
+        is_state = "state_key" in event and reason is None
+        return await self._write(
+            room, rv, event, prevs, before, is_state, reason, [], {}, None if reason else pos,
+            historical=True, outlier=existing,
+        )
+
     async def _auth_failure(
         self, rv: RoomVersion, event: dict[str, Any], auth_events: list[StoredEvent] | None,
         state_ids: dict[StateKey, int],
@@ -245,14 +302,44 @@ class ReceivedEvents:
             return e.reason
         return None
 
+    async def _redaction_target(
+        self, room: RoomRecord, rv: RoomVersion, event: dict[str, Any], before: dict[StateKey, int]
+    ) -> str | None:
+        """The event a received m.room.redaction redacts, if it may: the auth rules accept
+        any redaction (room versions 3+), so it applies only when its sender's server also
+        sent the original or its sender has the redact level in the state before it (the
+        spec's "Handling redactions"). None for other events, a redaction that may not
+        apply, and a target this server does not have.
+        """
+        if event["type"] != "m.room.redaction":
+            return None
+        target_id = event.get("redacts") or event.get("content", {}).get("redacts")
+        if not isinstance(target_id, str):
+            return None
+        target = await self.rs.events.get_event(target_id)
+        if target is None or target.room_nid != room.room_nid:
+            return None
+        sender = event["sender"]
+        if domain_of(target.sender) == domain_of(sender):
+            return target_id
+        state = await self.rs.state_events(before, {("m.room.power_levels", ""), CREATE})
+        plain = {k: ev.event for k, ev in state.items()}
+        if get_user_power_level(sender, plain, rv) >= get_named_level(plain, "redact"):
+            return target_id
+        return None
+
     async def _write(
         self, room: RoomRecord, rv: RoomVersion, event: dict[str, Any], prevs: dict[str, StoredEvent],
         before: dict[StateKey, int], is_state: bool, reason: str | None, new_extremities: list[int],
-        current: dict[StateKey, int], pos: int | None,
+        current: dict[StateKey, int], pos: int | None, *, historical: bool = False,
+        outlier: StoredEvent | None = None,
     ) -> Outcome:
-        """Write the event; `pos` None means it soft-failed (stored, outside the timeline)."""
+        """Write the event; `pos` None means it soft-failed (stored, outside the timeline).
+        `historical` (backfill) writes the event and its state only, promoting
+        `outlier` (the same event, held as an outlier) instead of inserting it."""
         rs = self.rs
         key = (event["type"], event["state_key"]) if is_state else None
+        redacts = await self._redaction_target(room, rv, event, before) if reason is None else None
         # Key nids for everything we will write into snapshots (they exist: the events do).
         needed_keys = set(before) | ({key} if key else set())
         first_prev = next(iter(prevs.values()), None)
@@ -264,7 +351,7 @@ class ReceivedEvents:
         async def fn(txn: Txn) -> StoredEvent:
             key_nids = {k: await rs.state.key_nid(txn, k) for k in needed_keys}
             before_snap: int | None = None
-            if first_prev is not None and len(prevs) == 1:
+            if first_prev is not None and base_state == before:
                 before_snap = first_prev.state_after
             elif before:
                 changes: dict[int, int | None] = {
@@ -273,19 +360,27 @@ class ReceivedEvents:
                 changes.update({key_nids[k]: None for k in base_state if k not in before and k in key_nids})
                 before_snap, _ = await rs.state.create_snapshot(txn, room.room_nid, base, changes)
             key_nid = key_nids[key] if key else None
-            stored = await EventStore.insert(
-                txn, event, room_nid=room.room_nid, stream_ordering=pos, state_key_nid=key_nid,
-                state_before=None if reason else before_snap,
-                state_after=None if (reason or is_state) else before_snap,
-                rejected=reason,
-            )
+            if outlier is not None:
+                stored = await EventStore.promote_outlier(
+                    txn, outlier, stream_ordering=pos, state_before=before_snap,
+                    state_after=None if is_state else before_snap,
+                )
+            else:
+                stored = await EventStore.insert(
+                    txn, event, room_nid=room.room_nid, stream_ordering=pos, state_key_nid=key_nid,
+                    state_before=None if reason else before_snap,
+                    state_after=None if (reason or is_state) else before_snap,
+                    rejected=reason,
+                )
             if reason is not None:
                 return stored
+            if redacts is not None and pos is not None:  # a soft-failed redaction redacts nothing
+                await EventStore.mark_redacted(txn, redacts, stored.event_id)
             if key_nid is not None:
                 after_snap, _ = await rs.state.create_snapshot(txn, room.room_nid, before_snap, {key_nid: stored.nid})
                 await EventStore.set_state_after(txn, stored.nid, after_snap)
                 stored.state_after = after_snap
-            if pos is None:  # soft-failed: part of the DAG, not of the room's present
+            if pos is None or historical:  # soft-failed or history: not the room's present
                 return stored
             extremities = new_extremities + [stored.nid]
             await txn.execute("DELETE FROM forward_extremities WHERE room_nid = ?", (room.room_nid,))
@@ -297,8 +392,14 @@ class ReceivedEvents:
 
         stored = await self.hs.db.write(fn)
         rs.events.remember(stored)
+        if redacts is not None and pos is not None:
+            target = await rs.events.get_event(redacts)
+            if target is not None and target.redacted_by is None:
+                target.redacted_by = stored.event_id
         if reason is not None:
             return Outcome(stored.event_id, "rejected", reason)
+        if historical:
+            return Outcome(stored.event_id, "backfilled")
         if pos is None:
             return Outcome(stored.event_id, "soft_failed", "fails authorisation against the current state")
         await self._update_head(room, rv, new_extremities + [stored.nid], current, stored, pos)

@@ -158,6 +158,23 @@ class EventStore:
         )
 
     @staticmethod
+    async def promote_outlier(
+        txn: Txn, outlier: StoredEvent, *, stream_ordering: int | None, state_before: int | None,
+        state_after: int | None,
+    ) -> StoredEvent:
+        """Give an event known only as an outlier (auth or state of others) its place
+        in the timeline, once backfill has found where it sits in the DAG."""
+        await txn.execute(
+            "UPDATE events SET stream_ordering = ?, state_before = ?, state_after = ?, outlier = 0"
+            " WHERE event_nid = ? AND outlier = 1",
+            (stream_ordering, state_before, state_after, outlier.nid),
+        )
+        return StoredEvent(
+            outlier.nid, outlier.event_id, outlier.room_nid, stream_ordering, state_before, state_after,
+            False, None, outlier.redacted_by, outlier.txn_device, outlier.txn_id, outlier.event,
+        )
+
+    @staticmethod
     async def set_state_after(txn: Txn, event_nid: int, snapshot: int) -> None:
         await txn.execute("UPDATE events SET state_after = ? WHERE event_nid = ?", (snapshot, event_nid))
 
@@ -177,6 +194,26 @@ class EventStore:
             " UNION ALL SELECT COALESCE(MAX(stream_ordering), 0) AS p FROM memberships) AS positions"
         )
         return int(row[0]) if row and row[0] is not None else 0
+
+    async def min_stream_ordering(self) -> int:
+        """The lowest position in use: backfilled history is numbered downwards from it."""
+        row = await self.db.fetchone("SELECT COALESCE(MIN(stream_ordering), 0) FROM events")
+        return int(row[0]) if row else 0
+
+    async def oldest_in_room(self, room_nid: int, limit: int) -> list[StoredEvent]:
+        """A room's first timeline events by stream order (where backfill looks for
+        prev events this server does not have)."""
+        rows = await self.db.fetchall(
+            f"SELECT {_COLUMNS} FROM events WHERE room_nid = ? AND stream_ordering IS NOT NULL"
+            " ORDER BY stream_ordering ASC LIMIT ?",
+            (room_nid, limit),
+        )
+        out = []
+        for row in rows:
+            ev = _from_row(row)
+            self._cache(ev)
+            out.append(ev)
+        return out
 
     async def room_stream(
         self,

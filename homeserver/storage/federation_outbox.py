@@ -85,6 +85,10 @@ class FederationOutboxStore:
 
         await self.db.write(fn)
 
+    async def remove_destination(self, destination: str) -> None:
+        """Forget everything queued for a destination we no longer federate with."""
+        await self.db.execute("DELETE FROM federation_outbox WHERE destination = ?", (destination,))
+
     async def pending_destinations(self) -> list[str]:
         rows = await self.db.fetchall("SELECT DISTINCT destination FROM federation_outbox")
         return sorted(r[0] for r in rows)

@@ -71,3 +71,27 @@ class RegistrationTokenStore:
             "UPDATE registration_tokens SET pending = pending - 1 WHERE token = ? AND pending > 0",
             (token,),
         )
+
+    # --- the admin API ---
+
+    async def list_all(self) -> list[tuple[str, int | None, int, int, int | None]]:
+        """(token, uses_allowed, pending, completed, expiry_time) of every token."""
+        rows = await self.db.fetchall(
+            "SELECT token, uses_allowed, pending, completed, expiry_time FROM registration_tokens"
+            " ORDER BY token"
+        )
+        return [(r[0], r[1], int(r[2]), int(r[3]), r[4]) for r in rows]
+
+    async def update(self, token: str, changes: dict[str, int | None]) -> bool:
+        """Set uses_allowed and/or expiry_time; False when there is no such token."""
+        assert set(changes) <= {"uses_allowed", "expiry_time"}
+        if not changes:
+            return await self.get(token) is not None
+        assignments = ", ".join(f"{k} = ?" for k in changes)
+        n = await self.db.execute(
+            f"UPDATE registration_tokens SET {assignments} WHERE token = ?", (*changes.values(), token)
+        )
+        return n > 0
+
+    async def delete(self, token: str) -> bool:
+        return await self.db.execute("DELETE FROM registration_tokens WHERE token = ?", (token,)) > 0

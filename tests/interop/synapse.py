@@ -425,14 +425,10 @@ class SynapseServer:
         expect: int | None = 200,
     ) -> Any:
         """A JSON request to this server; raises MatrixError unless the status is ``expect``."""
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        async with self.session.request(
-            method, self.base_url + path, json=body, headers=headers, params=params
-        ) as resp:
-            data = await resp.json(content_type=None) if resp.content_length != 0 else None
-            if expect is not None and resp.status != expect:
-                raise MatrixError(method, path, resp.status, data)
-            return data
+        return await _json_request(
+            self.session, method, self.base_url + path, body,
+            token=token, params=params, expect=expect,
+        )
 
     async def register_user(
         self, localpart: str, password: str, admin: bool = False
@@ -460,17 +456,75 @@ class SynapseServer:
         return SynapseClient(self, user)
 
 
+async def _json_request(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    body: Any,
+    *,
+    token: str | None,
+    params: Mapping[str, str] | None,
+    expect: int | None,
+) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with session.request(method, url, json=body, headers=headers, params=params) as resp:
+        data = await resp.json(content_type=None) if resp.content_length != 0 else None
+        if expect is not None and resp.status != expect:
+            raise MatrixError(method, url, resp.status, data)
+        return data
+
+
+class ClientAPI:
+    """Any homeserver's HTTP API at ``base_url`` (ours, in interop tests), with the same
+    ``request`` as ``SynapseServer``, so ``SynapseClient`` can act as a user of either side.
+    TLS is verified against ``ca_path`` only. Use as ``async with ClientAPI(...) as api:``."""
+
+    def __init__(self, base_url: str, ca_path: Path) -> None:
+        self.base_url = base_url
+        self.ca_path = ca_path
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> ClientAPI:
+        context = ssl.create_default_context(cafile=str(self.ca_path))
+        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        token: str | None = None,
+        params: Mapping[str, str] | None = None,
+        expect: int | None = 200,
+    ) -> Any:
+        if self._session is None:
+            raise RuntimeError("ClientAPI is not open")
+        return await _json_request(
+            self._session, method, self.base_url + path, body,
+            token=token, params=params, expect=expect,
+        )
+
+
 def _q(value: str) -> str:
     """Percent-encode a path segment (room IDs, user IDs and event types contain reserved chars)."""
     return urllib.parse.quote(value, safe="")
 
 
 class SynapseClient:
-    """The client-server calls interop tests make as a Synapse user, returning parsed JSON."""
+    """The client-server calls interop tests make as a Synapse user, returning parsed JSON.
+
+    Nothing here is Synapse-specific: over a ``ClientAPI`` it is a user of our server."""
 
     _txn = itertools.count()
 
-    def __init__(self, server: SynapseServer, user: SynapseUser) -> None:
+    def __init__(self, server: SynapseServer | ClientAPI, user: SynapseUser) -> None:
         self.server = server
         self.user = user
 
@@ -499,6 +553,33 @@ class SynapseClient:
 
     async def leave(self, room_id: str) -> None:
         await self.request("POST", f"/rooms/{_q(room_id)}/leave", {})
+
+    async def kick(self, room_id: str, user_id: str, reason: str | None = None) -> None:
+        body = {"user_id": user_id, **({"reason": reason} if reason else {})}
+        await self.request("POST", f"/rooms/{_q(room_id)}/kick", body)
+
+    async def ban(self, room_id: str, user_id: str, reason: str | None = None) -> None:
+        body = {"user_id": user_id, **({"reason": reason} if reason else {})}
+        await self.request("POST", f"/rooms/{_q(room_id)}/ban", body)
+
+    async def redact(self, room_id: str, event_id: str, reason: str | None = None) -> str:
+        txn = f"interop{os.getpid()}.{next(self._txn)}"
+        path = f"/rooms/{_q(room_id)}/redact/{_q(event_id)}/{txn}"
+        body = {"reason": reason} if reason else {}
+        return (await self.request("PUT", path, body))["event_id"]
+
+    async def set_displayname(self, displayname: str) -> None:
+        path = f"/profile/{_q(self.user_id)}/displayname"
+        await self.request("PUT", path, {"displayname": displayname})
+
+    async def event(self, room_id: str, event_id: str) -> dict[str, Any]:
+        return await self.request("GET", f"/rooms/{_q(room_id)}/event/{_q(event_id)}")
+
+    async def messages(
+        self, room_id: str, direction: str = "b", limit: int = 100, **params: str
+    ) -> dict[str, Any]:
+        query = {"dir": direction, "limit": str(limit), **params}
+        return await self.request("GET", f"/rooms/{_q(room_id)}/messages", params=query)
 
     async def send(
         self, room_id: str, content: Mapping[str, Any], event_type: str = "m.room.message"
@@ -531,10 +612,12 @@ class SynapseClient:
         await self.request("PUT", f"/rooms/{_q(room_id)}/typing/{_q(self.user_id)}", body)
 
     async def receipt(
-        self, room_id: str, event_id: str, receipt_type: str = "m.read"
+        self, room_id: str, event_id: str, receipt_type: str = "m.read",
+        thread_id: str | None = None,
     ) -> None:
+        body = {} if thread_id is None else {"thread_id": thread_id}
         await self.request(
-            "POST", f"/rooms/{_q(room_id)}/receipt/{_q(receipt_type)}/{_q(event_id)}", {}
+            "POST", f"/rooms/{_q(room_id)}/receipt/{_q(receipt_type)}/{_q(event_id)}", body
         )
 
     async def sync(self, since: str | None = None, timeout_ms: int = 0, **params: str) -> Any:

@@ -1,4 +1,5 @@
-"""The admin API: a Synapse-compatible subset, so operators' existing tools work."""
+"""The admin API: a Synapse-compatible subset, so operators' existing tools work,
+and Accord's own audit log under /_accord/admin."""
 
 from __future__ import annotations
 
@@ -6,6 +7,22 @@ from aiohttp import web
 
 
 def register_routes(app: web.Application) -> None:
-    from homeserver.api.admin import register
+    from homeserver.api.admin import (
+        audit,
+        event_reports,
+        ratelimit,
+        register,
+        registration_tokens,
+        rooms,
+        server_version,
+        users,
+    )
 
-    register.register(app)
+    for module in (register, users, ratelimit, rooms, registration_tokens, event_reports, server_version, audit):
+        module.register(app)
+    from homeserver.api.admin import partner_directory
+
+    partner_directory.register(app)
+    from homeserver.api.admin import partners
+
+    partners.register(app)

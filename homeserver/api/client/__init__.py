@@ -34,3 +34,9 @@ def register_routes(app: web.Application) -> None:
     versions.register(app)
     for module in (capabilities, register, login, account, devices, profile, rooms, membership, directory, room_upgrades, sync, room_history, account_data, typing, receipts, presence, filter, push_rules):
         module.register(routes)
+    from homeserver.api.client import partner_directory
+
+    partner_directory.register(routes)
+    from homeserver.api.client import report
+
+    report.register(routes)

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from homeserver.api.http import ClientRoutes, field, get_hs, json_response, read_json, requester
+from homeserver.api.http import (
+    ClientRoutes,
+    client_ip,
+    field,
+    get_hs,
+    json_response,
+    read_json,
+    requester,
+)
 from homeserver.errors import MatrixError
 
 PASSWORD_FLOWS = [["m.login.password"]]
@@ -32,6 +40,10 @@ async def post_password(request: web.Request) -> web.Response:
         raise MatrixError(400, "M_MISSING_PARAM", "Missing required field 'new_password'")
     await hs.accounts.change_password(req, new_password, logout_devices)
     await hs.uia.finish(uia)
+    await hs.audit.record(
+        "password.change", actor=req.user_id, target=req.user_id, ip=client_ip(request),
+        details={"logout_devices": logout_devices},
+    )
     return json_response({})
 
 
@@ -46,6 +58,7 @@ async def post_deactivate(request: web.Request) -> web.Response:
     )
     await hs.accounts.deactivate(req.user_id)
     await hs.uia.finish(uia)
+    await hs.audit.record("account.deactivate", actor=req.user_id, target=req.user_id, ip=client_ip(request))
     # Accord binds no third-party identifiers, so there is never anything to unbind,
     # and the spec requires "success" in that case.
     return json_response({"id_server_unbind_result": "success"})

@@ -6,7 +6,15 @@ from typing import Any
 
 from aiohttp import web
 
-from homeserver.api.http import ClientRoutes, field, get_hs, json_response, read_json, requester
+from homeserver.api.http import (
+    ClientRoutes,
+    client_ip,
+    field,
+    get_hs,
+    json_response,
+    read_json,
+    requester,
+)
 from homeserver.errors import MatrixError, not_found
 from homeserver.storage.devices import DeviceRecord
 
@@ -68,6 +76,10 @@ async def delete_device(request: web.Request) -> web.Response:
     )
     await hs.auth.delete_devices(req.user_id, [device_id])
     await hs.uia.finish(uia)
+    await hs.audit.record(
+        "device.delete", actor=req.user_id, target=req.user_id, ip=client_ip(request),
+        details={"device_ids": [device_id]},
+    )
     return json_response({})
 
 
@@ -83,6 +95,10 @@ async def post_delete_devices(request: web.Request) -> web.Response:
     )
     await hs.auth.delete_devices(req.user_id, list(dict.fromkeys(devices)))
     await hs.uia.finish(uia)
+    await hs.audit.record(
+        "device.delete", actor=req.user_id, target=req.user_id, ip=client_ip(request),
+        details={"device_ids": list(dict.fromkeys(devices))},
+    )
     return json_response({})
 
 

@@ -1,5 +1,6 @@
 """Room aliases (/directory/room), local alias lists and the published room
-directory (/directory/list/room, /publicRooms). Behaviour lives in
+directory (/directory/list/room, /publicRooms, ours or, with `?server=`, another
+server's over federation). Behaviour lives in
 `homeserver.rooms.directory`; this module only speaks HTTP."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from homeserver.api.http import ClientRoutes, field, get_hs, json_response, read_json, requester
-from homeserver.errors import MatrixError, bad_json, invalid_param, not_found
+from homeserver.errors import MatrixError, bad_json, invalid_param
 from homeserver.identifiers import is_valid_server_name
 
 
@@ -58,16 +59,15 @@ async def put_visibility(request: web.Request) -> web.Response:
     return json_response({})
 
 
-def _check_server(request: web.Request) -> None:
-    """Only our own directory can be listed: remote ones need federation, which
-    this server does not speak yet, so another server's directory is not found here."""
+def _remote_server(request: web.Request) -> str | None:
+    """The other server whose directory is asked for (`?server=`), None for our own."""
     hs = get_hs(request)
     server = request.query.get("server")
     if server is None or server == hs.config.server_name:
-        return
+        return None
     if not is_valid_server_name(server):
         raise invalid_param("Query parameter 'server' is not a valid server name")
-    raise not_found(f"Cannot list the room directory of {server}: federation is not available")
+    return server
 
 
 def _limit(value: Any) -> int | None:
@@ -83,19 +83,22 @@ async def get_public_rooms(request: web.Request) -> web.Response:
     hs = get_hs(request)
     if request.headers.get("Authorization") or "access_token" in request.query:
         await requester(request, allow_guest=True)  # optional, but a bad token is still refused
-    _check_server(request)
+    server = _remote_server(request)
     raw = request.query.get("limit")
     try:
         limit = _limit(int(raw)) if raw is not None else None
     except ValueError:
         raise invalid_param("Query parameter 'limit' must be an integer") from None
-    return json_response(await hs.directory.public_rooms(limit=limit, since=request.query.get("since")))
+    since = request.query.get("since")
+    if server is not None:
+        return json_response(await hs.directory.remote_public_rooms(server, limit=limit, since=since))
+    return json_response(await hs.directory.public_rooms(limit=limit, since=since))
 
 
 async def post_public_rooms(request: web.Request) -> web.Response:
     hs = get_hs(request)
     await requester(request)
-    _check_server(request)
+    server = _remote_server(request)
     body = await read_json(request, allow_empty=True)
     limit = _limit(body.get("limit"))
     since = field(body, "since", str)
@@ -109,6 +112,13 @@ async def post_public_rooms(request: web.Request) -> web.Response:
     if include_all and instance is not None:
         raise MatrixError(
             400, "M_INVALID_PARAM", "'third_party_instance_id' cannot be used with 'include_all_networks'"
+        )
+    if server is not None:
+        return json_response(
+            await hs.directory.remote_public_rooms(
+                server, limit=limit, since=since, search_term=term, room_types=room_types,
+                include_all_networks=include_all, third_party_instance_id=instance,
+            )
         )
     return json_response(
         await hs.directory.public_rooms(

@@ -28,13 +28,20 @@ async def post_login(request: web.Request) -> web.Response:
 
 async def post_logout(request: web.Request) -> web.Response:
     req = await requester(request, allow_guest=True)
-    await get_hs(request).auth.logout(req)
+    hs = get_hs(request)
+    await hs.auth.logout(req)
+    await hs.audit.record(
+        "logout", actor=req.user_id, target=req.user_id, ip=client_ip(request),
+        details={"device_id": req.device_id},
+    )
     return json_response({})
 
 
 async def post_logout_all(request: web.Request) -> web.Response:
     req = await requester(request, allow_guest=True)
-    await get_hs(request).auth.delete_devices(req.user_id, None)
+    hs = get_hs(request)
+    await hs.auth.delete_devices(req.user_id, None)
+    await hs.audit.record("logout.all", actor=req.user_id, target=req.user_id, ip=client_ip(request))
     return json_response({})
 
 

@@ -1,8 +1,9 @@
 """Presence: PUT and GET /presence/{userId}/status.
 
-Only users themselves set their presence (403). Reading needs the user to
-exist (404) and to share a room with the reader (403), as presence is only
-published to those who share a room (the spec's Security considerations).
+Only users themselves set their presence (403). Reading needs a local user to
+exist (404) and any user to share a room with the reader (403), as presence is
+only published to those who share a room (the spec's Security considerations);
+users of other servers are known through the m.presence EDUs their server sends.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ async def get_presence(request: web.Request) -> web.Response:
     req = await requester(request)
     user_id = request.match_info["user_id"]
     if user_id != req.user_id:
-        if await hs.users.get_user(user_id) is None:
+        # Users of other servers are known here only through the rooms they share.
+        local = user_id.endswith(":" + hs.config.server_name)
+        if local and await hs.users.get_user(user_id) is None:
             raise not_found("Unknown user")
         if not await hs.presence.shares_room(req.user_id, user_id):
             raise forbidden("You are not allowed to see their presence")

@@ -32,13 +32,51 @@ async def _profile_of(request: web.Request) -> tuple[str, dict[str, Any]]:
     return user_id, profile
 
 
+def _remote_user(request: web.Request) -> str | None:
+    """The user ID in the path when it names a user of another server (M_INVALID_PARAM
+    when it is no user ID at all): their profile is theirs to tell, over federation."""
+    user_id = request.match_info["user_id"]
+    parsed = parse_user_id(user_id)
+    if parsed is None:
+        raise MatrixError(400, "M_INVALID_PARAM", "Invalid user ID")
+    return user_id if parsed[1] != get_hs(request).config.server_name else None
+
+
+async def _check_lookup_allowed(request: web.Request) -> None:
+    """The operator's limits on profile lookups (config `profiles`): a missing token is
+    401 as usual; a user who shares no room with the target gets the spec's 403, which
+    says nothing about whether the profile exists."""
+    hs = get_hs(request)
+    limits = hs.config.profiles
+    if not (limits.require_auth or limits.limit_to_shared_rooms):
+        return  # public, as the spec defines it: a token, good or bad, changes nothing
+    req = await requester(request, allow_guest=True)
+    target = request.match_info["user_id"]
+    if not limits.limit_to_shared_rooms or req.user_id == target:
+        return
+    mine = {room_id for room_id, _ in await hs.room_store.rooms_for_user(req.user_id)}
+    theirs = await hs.room_store.rooms_for_user(target, ("join", "invite"))
+    if not any(room_id in mine for room_id, _ in theirs):
+        raise MatrixError(403, "M_FORBIDDEN", "You do not share a room with this user")
+
+
 async def get_profile(request: web.Request) -> web.Response:
+    remote = _remote_user(request)
+    await _check_lookup_allowed(request)
+    if remote is not None:
+        return json_response(await get_hs(request).remote_profiles.get(remote))
     _, profile = await _profile_of(request)
     return json_response(profile)
 
 
 async def get_profile_field(request: web.Request) -> web.Response:
     key = request.match_info["key"]
+    remote = _remote_user(request)
+    await _check_lookup_allowed(request)
+    if remote is not None:
+        if len(key.encode()) > 255 or not _KEY.fullmatch(key):
+            raise not_found("Profile field not found")  # no profile can hold such a key
+        return json_response(await get_hs(request).remote_profiles.get(remote, key))
     _, profile = await _profile_of(request)
     if key not in profile:
         raise not_found("Profile field not found")

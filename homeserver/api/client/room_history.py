@@ -80,8 +80,12 @@ async def get_messages(request: web.Request) -> web.Response:
     from_pos = _token(request, "from")
     to_pos = _token(request, "to")
     if from_pos is None:
-        # No token: from the newest (or the first) event the user may see.
-        from_pos = access.stream_bound(hs.room_service.stream.current) if backwards else 0
+        # No token: from the newest (or the first) event the user may see; backfilled
+        # history sits below zero.
+        if backwards:
+            from_pos = access.stream_bound(hs.room_service.stream.current)
+        else:
+            from_pos = min(0, await hs.event_store.min_stream_ordering() - 1)
     page = await history.paginate(
         hs, room, hs.visibility.viewer(req.user_id, room), access,
         from_pos=from_pos, backwards=backwards, limit=limit, to_pos=to_pos,

@@ -29,6 +29,12 @@ def register_federation_routes(app: web.Application) -> None:
     public_rooms.register(app)
     send.register(app)
     membership.register(app)
+    from homeserver.api.federation import partner_directory
+
+    partner_directory.register(app)
+    from homeserver.api.federation import partners
+
+    partners.register(app)
 
 
 def register_key_routes(app: web.Application) -> None:

@@ -115,6 +115,10 @@ async def federation_auth_middleware(request: web.Request, handler: Handler) -> 
         origin = await authenticate(request)
         if origin is None and request.path not in PUBLIC_PATHS:
             raise unauthorized("Missing X-Matrix Authorization header")
+        if origin is not None:
+            # The federation policy, once we know who is asking: 403 for a server
+            # we do not federate with (only partnership endpoints stay open to it).
+            await get_hs(request).federation_policy.check_inbound(origin, request.path, request.remote)
     return await handler(request)
 
 

@@ -117,7 +117,7 @@ async def test_sync_tokens_are_accepted(api: Api) -> None:
 @pytest.mark.parametrize(
     "params",
     [
-        {"from": "garbage"}, {"from": ""}, {"from": "t"}, {"from": "t12x"}, {"from": "t-3"},
+        {"from": "garbage"}, {"from": ""}, {"from": "t"}, {"from": "t12x"}, {"from": "t-"}, {"from": "t--3"}, {"from": "s-3"},
         {"from": "t\u00b2"}, {"from": "s_1"}, {"from": "x12"}, {"to": "nope"}, {"to": "t1.5"},
         {"dir": "x"}, {"limit": "-1"}, {"limit": "ten"}, {"limit": "1e3"},
     ],

@@ -76,5 +76,5 @@ async def test_join_across_servers_and_talk(tmp_path: Path) -> None:
         # A room that does not federate refuses remote joins.
         private = (await alice.call("POST", "/createRoom", {
             "preset": "public_chat", "creation_content": {"m.federate": False}}))["room_id"]
-        err = await bob.call("POST", f"/join/{private}?server_name={a_spec.name}", {}, expect=404)
+        err = await bob.call("POST", f"/join/{private}?server_name={a_spec.name}", {}, expect=403)
         assert "does not federate" in err["error"]

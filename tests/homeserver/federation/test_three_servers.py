@@ -157,7 +157,7 @@ async def test_three_servers_share_a_room(tmp_path: Path) -> None:
             await alice.call("POST", f"/rooms/{room}/ban", {"user_id": carol_id, "reason": "enough"})
             for client in (alice, bob):
                 await wait_membership(client, room, carol_id, "ban")
-            err = await carol.call("POST", f"/join/{room}?server_name={a_spec.name}", {}, expect=404)
+            err = await carol.call("POST", f"/join/{room}?server_name={a_spec.name}", {}, expect=403)
             assert "banned" in err["error"]
             await bob.call("POST", f"/rooms/{room}/leave", {})
             await wait_membership(alice, room, bob_id, "leave")

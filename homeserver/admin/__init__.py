@@ -1,0 +1,1 @@
+"""Server administration: what the admin API does beyond reading and writing rows."""

@@ -1,0 +1,159 @@
+"""Account administration: what admins see of accounts, and what they may change,
+including bot accounts (exempt from rate limits, given long-lived tokens by an admin)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from homeserver.accounts.auth import hash_token, new_device_id, new_token
+from homeserver.errors import MatrixError
+from homeserver.storage.admin_users import AdminUserStore, UserListing
+from homeserver.storage.database import Txn
+from homeserver.storage.devices import DeviceStore
+from homeserver.storage.users import UserRecord
+
+if TYPE_CHECKING:
+    from homeserver.server import HomeServer
+
+BOT = "bot"
+USER_TYPES = (BOT, "support")
+
+
+class UserAdmin:
+    def __init__(self, hs: HomeServer) -> None:
+        self.hs = hs
+        self.store = AdminUserStore(hs.db)
+
+    async def start(self) -> None:
+        """Give the rate limiter the admins' per-user overrides (exemptions are loaded
+        with the users' flags by the server itself)."""
+        for user_id, (per_second, burst) in (await self.store.all_overrides()).items():
+            self.hs.ratelimiter.set_override(user_id, per_second, burst)
+
+    # --- reading ---
+
+    async def user_json(self, user: UserRecord) -> dict[str, Any]:
+        """An account as the admin API's "query user account" shows it."""
+        profile = await self.hs.users.get_profile(user.user_id) or (None, None)
+        return {
+            "name": user.user_id,
+            "displayname": profile[0],
+            "threepids": [],
+            "avatar_url": profile[1],
+            "is_guest": user.is_guest,
+            "admin": user.admin,
+            "deactivated": user.deactivated,
+            "erased": await self.store.is_erased(user.user_id),
+            "shadow_banned": False,
+            "creation_ts": user.created_ts,
+            "last_seen_ts": await self.store.last_seen_ts(user.user_id),
+            "appservice_id": None,
+            "consent_server_notice_sent": None,
+            "consent_version": None,
+            "consent_ts": None,
+            "external_ids": [],
+            "user_type": user.user_type,
+            "locked": user.locked,
+            "suspended": False,
+        }
+
+    @staticmethod
+    def listing_json(u: UserListing, erased: bool) -> dict[str, Any]:
+        return {
+            "name": u.user_id,
+            "is_guest": u.is_guest,
+            "admin": u.admin,
+            "user_type": u.user_type,
+            "deactivated": u.deactivated,
+            "erased": erased,
+            "shadow_banned": False,
+            "displayname": u.displayname,
+            "avatar_url": u.avatar_url,
+            "creation_ts": u.created_ts,
+            "last_seen_ts": u.last_seen_ts,
+            "locked": u.locked,
+        }
+
+    async def get(self, user_id: str) -> UserRecord:
+        user = await self.hs.users.get_user(user_id)
+        if user is None:
+            raise MatrixError(404, "M_NOT_FOUND", "User not found")
+        return user
+
+    async def whois(self, user_id: str) -> dict[str, Any]:
+        devices: dict[str, Any] = {}
+        for d in await self.hs.devices.list_devices(user_id):
+            connections = []
+            if d.last_seen_ts is not None:
+                connections.append(
+                    {"ip": d.last_seen_ip, "last_seen": d.last_seen_ts, "user_agent": d.last_seen_user_agent}
+                )
+            devices[d.device_id] = {"sessions": [{"connections": connections}]}
+        return {"user_id": user_id, "devices": devices}
+
+    # --- changing ---
+
+    async def set_password(self, user_id: str, password: str, logout_devices: bool) -> None:
+        """Set a password as an admin: every device is logged out unless told otherwise,
+        since a reset usually means the old credentials may be in the wrong hands."""
+        pw_hash = await self.hs.passwords.hash(password)
+        await self.hs.users.set_password_hash(user_id, pw_hash)
+        if logout_devices:
+            await self.hs.auth.delete_devices(user_id, None)
+
+    async def set_user_type(self, user_id: str, user_type: str | None) -> None:
+        """Bots are never rate limited: making an account a bot (or no longer one)
+        exempts it (or ends the exemption) at once."""
+        before = await self.get(user_id)
+        await self.store.set_user_type(user_id, user_type)
+        if (before.user_type == BOT) != (user_type == BOT):
+            await self.set_ratelimit_override(user_id, (0, 0) if user_type == BOT else None)
+
+    async def reactivate(self, user_id: str, password: str) -> None:
+        pw_hash = await self.hs.passwords.hash(password)
+
+        async def fn(txn: Txn) -> None:
+            await AdminUserStore.reactivate(txn, user_id, pw_hash)
+
+        await self.hs.db.write(fn)
+        await self.store.set_erased(user_id, False, self.hs.clock.time_ms())
+
+    async def deactivate(self, user_id: str, erase: bool) -> None:
+        await self.hs.accounts.deactivate(user_id)
+        if erase:
+            await self.store.set_erased(user_id, True, self.hs.clock.time_ms())
+
+    async def login_as(self, user_id: str, valid_until_ms: int | None) -> str:
+        """A token for the user that expires only when asked to, whatever the server's
+        refresh-token lifetimes: this is how bots and operators' scripts get credentials
+        that last. No device is listed for it (the user cannot tell), as in Synapse."""
+        token = new_token("acc")
+        now = self.hs.clock.time_ms()
+        device_id = new_device_id()
+
+        async def fn(txn: Txn) -> None:
+            await DeviceStore.insert_access_token(
+                txn, hash_token(token), user_id, device_id, now, valid_until_ms, None
+            )
+
+        await self.hs.db.write(fn)
+        return token
+
+    # --- rate limit overrides ---
+
+    async def get_ratelimit_override(self, user_id: str) -> tuple[int, int] | None:
+        user = await self.get(user_id)
+        if user.ratelimit_exempt:
+            return (0, 0)
+        return await self.store.get_override(user_id)
+
+    async def set_ratelimit_override(self, user_id: str, override: tuple[int, int] | None) -> None:
+        """Durably and at once: (0, 0) exempts the user, None drops any override."""
+        await self.store.set_override(user_id, override)
+        limiter = self.hs.ratelimiter
+        limiter.clear_override(user_id)
+        if override is not None and override != (0, 0):
+            limiter.set_override(user_id, *override)
+        limiter.set_exempt(
+            user_id, override == (0, 0) or user_id in self.hs.config.rate_limits.exempt_users
+        )

@@ -1,0 +1,109 @@
+"""What every admin endpoint shares: the server-admin check, path and query parsing in
+Synapse's manner (so tools see the errors they expect), and the audit record of writes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from homeserver.accounts.auth import Requester
+from homeserver.api.http import client_ip, get_hs
+from homeserver.errors import MatrixError
+from homeserver.identifiers import parse_user_id
+
+ADMIN_V1 = "/_synapse/admin/v1"
+ADMIN_V2 = "/_synapse/admin/v2"
+
+
+async def require_admin(request: web.Request) -> Requester:
+    """The requester, who must be a server admin: 401 without a valid token, 403 otherwise.
+
+    Guests are let through the token check so that they get the same 403 as any other
+    non-admin rather than a guest-specific code that would reveal nothing useful."""
+    hs = get_hs(request)
+    req = await hs.auth.get_requester(request, allow_guest=True)
+    user = await hs.users.get_user(req.user_id)
+    if user is None or not user.admin:
+        raise MatrixError(403, "M_FORBIDDEN", "You are not a server admin")
+    return req
+
+
+def user_id_param(request: web.Request, *, local_message: str = "Can only look up local users") -> str:
+    """The path's user ID, which must be well-formed and one of ours."""
+    user_id = request.match_info["user_id"]
+    parsed = parse_user_id(user_id)
+    if parsed is None:
+        raise MatrixError(400, "M_INVALID_PARAM", f"Invalid user id: {user_id!r}")
+    if parsed[1] != get_hs(request).config.server_name:
+        raise MatrixError(400, "M_UNKNOWN", local_message)
+    return user_id
+
+
+def room_id_param(request: web.Request) -> str:
+    room_id = request.match_info["room_id"]
+    if not room_id.startswith("!") or len(room_id) < 2:
+        raise MatrixError(400, "M_INVALID_PARAM", f"{room_id} is not a legal room ID")
+    return room_id
+
+
+def query_int(request: web.Request, name: str, default: int, *, minimum: int = 0) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise MatrixError(
+            400, "M_INVALID_PARAM", f"Query parameter {name!r} must be a string representing an integer"
+        ) from None
+    if value < minimum:
+        raise MatrixError(400, "M_INVALID_PARAM", f"Query parameter {name!r} must be >= {minimum}")
+    return value
+
+
+def query_optional_bool(request: web.Request, name: str) -> bool | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    if raw == "true":
+        return True
+    if raw == "false":
+        return False
+    raise MatrixError(400, "M_INVALID_PARAM", f"Boolean query parameter {name!r} must be one of ['true', 'false']")
+
+
+def query_bool(request: web.Request, name: str, default: bool) -> bool:
+    value = query_optional_bool(request, name)
+    return default if value is None else value
+
+
+def query_choice(request: web.Request, name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = request.query.get(name, default)
+    if raw not in choices:
+        raise MatrixError(
+            400, "M_INVALID_PARAM", f"Query parameter {name!r} must be one of [{', '.join(choices)}]"
+        )
+    return raw
+
+
+def body_bool(body: dict[str, Any], name: str, default: bool) -> bool:
+    value = body.get(name, default)
+    if not isinstance(value, bool):
+        raise MatrixError(400, "M_BAD_JSON", f"Param '{name}' must be a boolean, if given")
+    return value
+
+
+async def audit(
+    request: web.Request,
+    req: Requester,
+    action: str,
+    *,
+    target: str | None = None,
+    outcome: str = "ok",
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Record one admin write (scrubbed of credentials by the audit log itself)."""
+    await get_hs(request).audit.record(
+        action, actor=req.user_id, target=target, ip=client_ip(request), outcome=outcome, details=details
+    )

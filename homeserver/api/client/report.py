@@ -1,0 +1,83 @@
+"""Reporting content (the spec's report_content module): events and rooms, for the
+server's admins to review through the admin API."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from homeserver.api.http import ClientRoutes, client_ip, get_hs, json_response, read_json, requester
+from homeserver.errors import MatrixError, not_found
+
+MAX_REASON = 1000  # a report's reason is for a human to read, not a place to store data
+
+
+def _reason(value: object, *, required: bool) -> str | None:
+    if value is None:
+        if required:
+            raise MatrixError(400, "M_MISSING_PARAM", "Missing required field 'reason'")
+        return None
+    if not isinstance(value, str):
+        raise MatrixError(400, "M_BAD_JSON", "Field 'reason' must be a string")
+    if len(value) > MAX_REASON:
+        raise MatrixError(400, "M_INVALID_PARAM", f"Field 'reason' is too long (max {MAX_REASON})")
+    return value
+
+
+async def post_report_event(request: web.Request) -> web.Response:
+    """The reporter must be joined and able to see the event; anything else is the same
+    404, so a report cannot be used to learn whether an event exists."""
+    hs = get_hs(request)
+    req = await requester(request)
+    body = await read_json(request)
+    reason = _reason(body.get("reason"), required=False)
+    score = body.get("score")  # removed from the spec in v1.18; older clients still send it
+    if score is not None and (
+        not isinstance(score, int) or isinstance(score, bool) or not -100 <= score <= 0
+    ):
+        raise MatrixError(400, "M_INVALID_PARAM", "Field 'score' must be an integer in the range -100 to 0")
+    hs.ratelimiter.check("message", req.user_id, exempt=hs.is_ratelimit_exempt(req.user_id))
+    room_id = request.match_info["room_id"]
+    missing = not_found("The event was not found or you are not joined to the room.")
+    room = await hs.room_store.get_room(room_id)
+    if room is None:
+        raise missing
+    membership = await hs.room_store.membership_of(room.room_nid, req.user_id)
+    if membership is None or membership[0] != "join":
+        raise missing
+    event = await hs.event_store.get_event(request.match_info["event_id"])
+    if event is None or event.room_nid != room.room_nid or event.stream_ordering is None:
+        raise missing
+    if not await hs.visibility.viewer(req.user_id, room).can_see(event):
+        raise missing
+    report_id = await hs.event_reports.add_event_report(
+        hs.clock.time_ms(), room.room_id, event.event_id, req.user_id, reason, score, event.sender
+    )
+    await hs.audit.record(
+        "report.event", actor=req.user_id, target=event.event_id, ip=client_ip(request),
+        details={"room_id": room.room_id, "report_id": report_id},
+    )
+    return json_response({})
+
+
+async def post_report_room(request: web.Request) -> web.Response:
+    """Anyone may report a room, joined or not (the spec forbids requiring it)."""
+    hs = get_hs(request)
+    req = await requester(request)
+    body = await read_json(request)
+    reason = _reason(body.get("reason"), required=True)
+    assert reason is not None
+    hs.ratelimiter.check("message", req.user_id, exempt=hs.is_ratelimit_exempt(req.user_id))
+    room = await hs.room_store.get_room(request.match_info["room_id"])
+    if room is None:
+        raise not_found("The room was not found.")
+    report_id = await hs.event_reports.add_room_report(hs.clock.time_ms(), room.room_id, req.user_id, reason)
+    await hs.audit.record(
+        "report.room", actor=req.user_id, target=room.room_id, ip=client_ip(request),
+        details={"report_id": report_id},
+    )
+    return json_response({})
+
+
+def register(routes: ClientRoutes) -> None:
+    routes.add("POST", "/rooms/{room_id}/report/{event_id}", post_report_event)
+    routes.add("POST", "/rooms/{room_id}/report", post_report_room)

@@ -1,0 +1,165 @@
+"""Learning the room state at events this server does not have, from another server.
+
+When the DAG has a hole (prev events that /get_missing_events could not
+supply, or the oldest events of a backfilled batch) the state before an event
+cannot be computed from its prev events. It is asked for instead, the way the
+spec's "Retrieving events" section describes: `GET /state_ids/{roomId}?event_id=P`
+names the state before P and its auth chain by event ID; the events not held
+here are fetched (one by one with `/event`, or all at once with `/state` when
+many are missing), checked (format, signatures, content hash) and stored as
+outliers. The state *after* a missing prev P is then that state plus P itself
+when P is a state event, and the state before the event whose prevs these are
+is the resolution of the states after each prev, as for any event.
+
+Everything the peer answers is bounded and checked: IDs must be event IDs of
+this room, fetched events must hash to the ID they were asked for, and a state
+naming two events for one (type, state_key) is refused.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from federation.client import quote_path_segment
+from federation.events.room_versions import RoomVersion
+from homeserver.federation.inbound import PduError, event_in_room
+from homeserver.rooms.received import ReceivedEvents
+from homeserver.storage.rooms import RoomRecord
+
+if TYPE_CHECKING:
+    from homeserver.server import HomeServer
+
+StateKey = tuple[str, str]
+V1 = "/_matrix/federation/v1"
+# A state (or auth chain) larger than this is not taken from a peer in one go.
+MAX_STATE_IDS = 50_000
+# Missing events up to this many are fetched one by one; beyond, with one /state.
+MAX_SINGLE_FETCHES = 20
+# A gap is closed from at most this many prev events.
+MAX_PREVS = 10
+
+
+def _event_ids(value: Any) -> list[str]:
+    if not isinstance(value, list) or len(value) > MAX_STATE_IDS:
+        raise PduError("state_ids answered with an unusable list")
+    ids = [v for v in value if isinstance(v, str) and v.startswith("$")]
+    if len(ids) != len(value):
+        raise PduError("state_ids answered with something that is not an event ID")
+    return list(dict.fromkeys(ids))
+
+
+class StateFetcher:
+    def __init__(self, hs: HomeServer) -> None:
+        self.hs = hs
+        self.received = ReceivedEvents(hs.room_service)
+
+    async def _get(self, server: str, path: str, query: dict[str, str] | None = None) -> Any:
+        client = self.hs.federation_client
+        if client is None:
+            raise PduError("Federation is disabled")
+        try:
+            return await client.get_json(server, path, query=query)
+        except Exception as e:
+            raise PduError(f"{server} did not answer {path.split('/')[4]}: {e}") from None
+
+    async def fetch_events(
+        self, server: str, room: RoomRecord, rv: RoomVersion, event_ids: list[str]
+    ) -> dict[str, dict[str, Any]]:
+        """The events with these IDs, each from `/event` and checked; an answer that
+        is not the event asked for (another ID, another room) is refused."""
+        out: dict[str, dict[str, Any]] = {}
+        for event_id in event_ids:
+            body = await self._get(server, f"{V1}/event/{quote_path_segment(event_id)}")
+            pdus = body.get("pdus") if isinstance(body, dict) else None
+            if not isinstance(pdus, list) or len(pdus) != 1 or not isinstance(pdus[0], dict):
+                raise PduError(f"/event answered without the event {event_id}")
+            event = await self.hs.inbound_transactions.check(pdus[0], rv)
+            if event["event_id"] != event_id or not event_in_room(event, room.room_id, rv):
+                raise PduError(f"/event answered with another event than {event_id}")
+            out[event_id] = event
+        return out
+
+    async def _fetch_by_state(
+        self, server: str, room: RoomRecord, rv: RoomVersion, at: str, wanted: set[str]
+    ) -> dict[str, dict[str, Any]]:
+        """Many missing events at once: the full `/state` answer at `at`, keeping
+        only the checked events that were asked for."""
+        body = await self._get(
+            server, f"{V1}/state/{quote_path_segment(room.room_id)}", {"event_id": at}
+        )
+        if not isinstance(body, dict):
+            raise PduError("/state answered with something that is not an object")
+        out: dict[str, dict[str, Any]] = {}
+        for key in ("pdus", "auth_chain"):
+            pdus = body.get(key)
+            if not isinstance(pdus, list) or len(pdus) > MAX_STATE_IDS:
+                raise PduError(f"/state answered without a usable '{key}'")
+            for pdu in pdus:
+                if not isinstance(pdu, dict):
+                    continue
+                event = await self.hs.inbound_transactions.check(pdu, rv)
+                if event["event_id"] in wanted and event_in_room(event, room.room_id, rv):
+                    out[event["event_id"]] = event
+        return out
+
+    async def state_before(
+        self, server: str, room: RoomRecord, rv: RoomVersion, event_id: str
+    ) -> dict[StateKey, int]:
+        """The state before `event_id` according to `server`, every event of it and
+        of its auth chain stored here (as outliers when they were new)."""
+        body = await self._get(
+            server, f"{V1}/state_ids/{quote_path_segment(room.room_id)}", {"event_id": event_id}
+        )
+        if not isinstance(body, dict):
+            raise PduError("state_ids answered with something that is not an object")
+        pdu_ids = _event_ids(body.get("pdu_ids"))
+        auth_ids = _event_ids(body.get("auth_chain_ids"))
+        wanted = list(dict.fromkeys([*pdu_ids, *auth_ids]))
+        have = await self.hs.event_store.get_events(wanted)
+        missing = [e for e in wanted if e not in have]
+        if len(missing) > MAX_SINGLE_FETCHES:
+            fetched = await self._fetch_by_state(server, room, rv, event_id, set(missing))
+        else:
+            fetched = await self.fetch_events(server, room, rv, missing)
+        if len(fetched) != len(missing):
+            raise PduError(f"{server} could not supply the state at {event_id}")
+        await self.received.persist_outliers(room, sorted(fetched.values(), key=lambda e: e.get("depth", 0)))
+        stored = await self.hs.event_store.get_events(pdu_ids)
+        state: dict[StateKey, int] = {}
+        for eid in pdu_ids:
+            ev = stored.get(eid)
+            if ev is None or ev.room_nid != room.room_nid or ev.state_key is None:
+                raise PduError(f"The state at {event_id} names {eid}, which is not a state event of the room")
+            key = (ev.type, ev.state_key)
+            if key in state:
+                raise PduError(f"The state at {event_id} names two events for {key}")
+            state[key] = ev.nid
+        return state
+
+    async def state_at_prevs(
+        self, server: str, room: RoomRecord, rv: RoomVersion, event: dict[str, Any]
+    ) -> dict[StateKey, int]:
+        """The state before `event`: the resolved states after its prev events, those
+        held here read locally, the others asked of `server`."""
+        prev_ids = list(dict.fromkeys(p for p in event.get("prev_events", []) if isinstance(p, str)))
+        if not prev_ids or len(prev_ids) > MAX_PREVS:
+            raise PduError("Cannot recover the state at this many prev events")
+        rs = self.hs.room_service
+        known = await self.hs.event_store.get_events(prev_ids)
+        unknown = [p for p in prev_ids if p not in known]
+        fetched = await self.fetch_events(server, room, rv, unknown)
+        await self.received.persist_outliers(room, sorted(fetched.values(), key=lambda e: e.get("depth", 0)))
+        known = await self.hs.event_store.get_events(prev_ids)
+        states: list[dict[StateKey, int]] = []
+        for prev_id in prev_ids:
+            prev = known.get(prev_id)
+            if prev is None or prev.room_nid != room.room_nid:
+                raise PduError(f"Prev event {prev_id} is not an event of the room")
+            if prev.state_after is not None:
+                states.append(await rs.state_ids_at_snapshot(prev.state_after))
+                continue
+            state = await self.state_before(server, room, rv, prev_id)
+            if prev.state_key is not None and prev.rejected is None:
+                state[(prev.type, prev.state_key)] = prev.nid
+            states.append(state)
+        return await self.received.resolve(rv, states)

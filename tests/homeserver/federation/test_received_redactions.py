@@ -1,0 +1,90 @@
+"""Redactions received over federation: the auth rules of room versions 3+ accept any
+redaction, so the server itself decides whether one applies (the spec's "Handling
+redactions"): when its sender's server sent the original too, or its sender has the
+redact level. Otherwise the redacted event keeps its content."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from federation.events import build_event, pdu_json, select_auth_event_ids
+from homeserver.rooms.creation import create_room
+from homeserver.server import HomeServer
+from homeserver.storage.rooms import RoomRecord
+from tests.homeserver.federation.servers import ServerSpec, running_server
+from tests.tls_ca import TestCA
+
+
+async def _remote_event(
+    hs: HomeServer, room: RoomRecord, spec: ServerSpec, sender: str, event_type: str,
+    content: dict[str, Any], *, state_key: str | None = None, redacts: str | None = None,
+) -> dict[str, Any]:
+    """An event of ``spec``'s server on top of our room's current head."""
+    head = await hs.room_service.head(room)
+    prev = list((await hs.event_store.get_events_by_nid(head.extremities)).values())
+    nids = await hs.room_service.current_state_ids(room)
+    by_nid = await hs.event_store.get_events_by_nid(nids.values())
+    state_ids = {k: by_nid[n].event_id for k, n in nids.items()}
+    partial: dict[str, Any] = {"type": event_type, "sender": sender, "content": content}
+    if state_key is not None:
+        partial["state_key"] = state_key
+    return build_event(
+        room.room_version, room_id=room.room_id, sender=sender, event_type=event_type,
+        content=content, prev_events=[e.event_id for e in prev],
+        auth_events=select_auth_event_ids(partial, state_ids, room.room_version),
+        depth=max(e.event["depth"] for e in prev) + 1, origin_server_ts=hs.clock.time_ms(),
+        state_key=state_key, redacts=redacts, signing_key=spec.signing_key, server_name=spec.name,
+    )
+
+
+@pytest.mark.parametrize("version", ["10", "11"])  # `redacts` at the top level, then in content
+async def test_remote_redactions_apply_only_when_allowed(tmp_path: Path, version: str) -> None:
+    ca = TestCA(tmp_path / "ca")
+    a_spec, b_spec = ServerSpec(tmp_path, "127.0.0.2"), ServerSpec(tmp_path, "127.0.0.3")
+    async with running_server(a_spec, ca) as a, running_server(b_spec, ca) as b:
+        alice, bob = f"@alice:{a_spec.name}", f"@bob:{b_spec.name}"
+        await a.registration.create_account(alice, "alice-password", login=False)
+        room_id = await create_room(a, alice, {"preset": "public_chat", "room_version": version})
+        room = await a.room_store.get_room(room_id)
+        assert room is not None
+        txns = iter(range(100))
+
+        async def receive(event_type: str, content: dict[str, Any], **kw: Any) -> str:
+            pdu = await _remote_event(a, room, b_spec, bob, event_type, content, **kw)
+            answer = await b.federation_client.put_json(
+                a_spec.name, f"/_matrix/federation/v1/send/t{next(txns)}",
+                {"origin": b_spec.name, "origin_server_ts": b.clock.time_ms(), "pdus": [pdu_json(pdu)]},
+            )
+            assert answer == {"pdus": {pdu["event_id"]: {}}}
+            return str(pdu["event_id"])
+
+        async def redacted_by(event_id: str) -> str | None:
+            stored = await a.event_store.get_event(event_id)
+            assert stored is not None
+            return stored.redacted_by
+
+        await receive("m.room.member", {"membership": "join"}, state_key=bob)
+        text = {"msgtype": "m.text", "body": "alice's"}
+        alices = (await a.room_service.create_event(room, alice, "m.room.message", text)).event_id
+        bobs = await receive("m.room.message", {"msgtype": "m.text", "body": "bob's"})
+
+        # Bob (power 0, another server) redacting Alice's event: accepted, not applied.
+        refused = await receive("m.room.redaction", {}, redacts=alices)
+        assert await redacted_by(alices) is None
+        assert (await a.event_store.get_event(refused)) is not None
+        # His own event: his server sent both.
+        own = await receive("m.room.redaction", {"reason": "mine"}, redacts=bobs)
+        assert await redacted_by(bobs) == own
+        # Once he has the redact level, Alice's event too.
+        levels = await a.room_service.current_state_event(room, ("m.room.power_levels", ""))
+        assert levels is not None
+        content = levels.event["content"]
+        await a.room_service.create_event(
+            room, alice, "m.room.power_levels",
+            {**content, "users": {**content["users"], bob: content.get("redact", 50)}}, state_key="",
+        )
+        allowed = await receive("m.room.redaction", {}, redacts=alices)
+        assert await redacted_by(alices) == allowed
