@@ -1,5 +1,5 @@
 """Three of our servers on loopback with real TLS share one room and everything a room
-does: invites and joins both ways, messages, typing, receipts, a concurrent state fork
+does: invites and joins both ways, messages, typing, receipts, presence, a concurrent state fork
 that all three resolve the same way, kick, ban, leave, and a peer stopped in the middle
 of the conversation and restarted, which then holds every message in order."""
 
@@ -102,6 +102,12 @@ async def test_three_servers_share_a_room(tmp_path: Path) -> None:
                     carol_id in e["content"].get(last["event_id"], {}).get("m.read", {})
                     for e in ephemeral(r, room, "m.receipt")))
 
+            # --- presence: carol's status reaches the two servers she shares the room with ---
+            await carol.call("PUT", f"/presence/{carol_id}/status", {"presence": "unavailable", "status_msg": "away"})
+            for client in (alice, bob):
+                got = await eventually(lambda c=client: _presence_is(c, carol_id, "unavailable"))
+                assert got.get("status_msg") == "away"
+
             # --- a concurrent state fork, resolved the same way everywhere -----------------
             forked = await asyncio.gather(
                 alice.call("PUT", f"/rooms/{room}/state/m.room.topic", {"topic": "from A"}),
@@ -170,6 +176,11 @@ async def test_three_servers_share_a_room(tmp_path: Path) -> None:
 async def _power_of(client: Client, room: str, user_id: str, level: int) -> bool:
     levels = await client.call("GET", f"/rooms/{room}/state/m.room.power_levels")
     return bool(levels.get("users", {}).get(user_id) == level)
+
+
+async def _presence_is(client: Client, user_id: str, state: str) -> dict[str, Any] | None:
+    got: dict[str, Any] = await client.call("GET", f"/presence/{user_id}/status")
+    return got if got.get("presence") == state else None
 
 
 async def _has_event(client: Client, room: str, event_id: str) -> bool:
