@@ -178,24 +178,7 @@ class ReceivedEvents:
         event_id = event["event_id"]
         if await rs.events.get_event(event_id) is not None:
             return Outcome(event_id, "duplicate")
-        prev_ids = [p for p in event.get("prev_events", []) if isinstance(p, str)]
-        prevs = await rs.events.get_events(prev_ids)
-        missing = [p for p in prev_ids if p not in prevs or prevs[p].state_after is None]
-        if missing and state_before is None:
-            raise MissingEventsError("prev", missing)
-        prevs = {p: ev for p, ev in prevs.items() if p not in missing}
-        auth_ids = [a for a in event.get("auth_events", []) if isinstance(a, str)]
-        auth = await rs.events.get_events(auth_ids)
-        missing = [a for a in auth_ids if a not in auth]
-        if missing:
-            raise MissingEventsError("auth", missing)
-
-        if state_before is not None:
-            before = dict(state_before)
-        else:
-            prev_states = [await rs.state_ids_at_snapshot(p.state_after) for p in prevs.values()]
-            before = await self.resolve(rv, prev_states) if prev_states else {}
-        reason = await self._auth_failure(rv, event, list(auth.values()), before)
+        prevs, before, reason = await self._check_against_prev_state(rv, event, state_before)
         soft_failed = False
         head = await rs.head(room)
         current = await rs.state_ids_at_snapshot(head.snapshot)
@@ -261,6 +244,22 @@ class ReceivedEvents:
         existing = await rs.events.get_event(event_id)
         if existing is not None and not existing.outlier:
             return Outcome(event_id, "duplicate")
+        prevs, before, reason = await self._check_against_prev_state(rv, event, state_before)
+        if reason is not None and existing is not None:
+            return Outcome(event_id, "rejected", reason)  # stays an outlier, out of the timeline
+        is_state = "state_key" in event and reason is None
+        return await self._write(
+            room, rv, event, prevs, before, is_state, reason, [], {}, None if reason else pos,
+            historical=True, outlier=existing,
+        )
+
+    async def _check_against_prev_state(
+        self, rv: RoomVersion, event: dict[str, Any], state_before: dict[StateKey, int] | None
+    ) -> tuple[dict[str, StoredEvent], dict[StateKey, int], str | None]:
+        """The event's prev events, the state before it (resolved from theirs, or the
+        `state_before` given for prev events that could not be fetched) and why it
+        fails the auth rules there (None when it passes); raises for missing events."""
+        rs = self.rs
         prev_ids = [p for p in event.get("prev_events", []) if isinstance(p, str)]
         prevs = await rs.events.get_events(prev_ids)
         missing = [p for p in prev_ids if p not in prevs or prevs[p].state_after is None]
@@ -277,14 +276,7 @@ class ReceivedEvents:
         else:
             prev_states = [await rs.state_ids_at_snapshot(p.state_after) for p in prevs.values()]
             before = await self.resolve(rv, prev_states) if prev_states else {}
-        reason = await self._auth_failure(rv, event, list(auth.values()), before)
-        if reason is not None and existing is not None:
-            return Outcome(event_id, "rejected", reason)  # stays an outlier, out of the timeline
-        is_state = "state_key" in event and reason is None
-        return await self._write(
-            room, rv, event, prevs, before, is_state, reason, [], {}, None if reason else pos,
-            historical=True, outlier=existing,
-        )
+        return prevs, before, await self._auth_failure(rv, event, list(auth.values()), before)
 
     async def _auth_failure(
         self, rv: RoomVersion, event: dict[str, Any], auth_events: list[StoredEvent] | None,
