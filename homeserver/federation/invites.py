@@ -34,6 +34,7 @@ from homeserver.errors import MatrixError, forbidden
 from homeserver.federation.access import federation_pdu, server_of
 from homeserver.federation.inbound import PduError
 from homeserver.identifiers import parse_user_id
+from homeserver.rooms.membership import STRIPPED_STATE_TYPES
 from homeserver.rooms.received import ReceivedEvents
 from homeserver.storage.events import StoredEvent
 from homeserver.storage.rooms import RoomRecord
@@ -43,12 +44,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# What a would-be member sees of a room before joining (the spec's stripped state);
-# the create event comes first and is required over federation since v1.16.
-STRIPPED_STATE_TYPES = (
-    "m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar",
-    "m.room.canonical_alias", "m.room.encryption", "m.room.topic",
-)
 MAX_INVITE_STATE = 50  # entries kept from a remote server's invite_room_state
 
 

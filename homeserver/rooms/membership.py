@@ -41,6 +41,12 @@ CREATE: StateKey = ("m.room.create", "")
 JOIN_RULES: StateKey = ("m.room.join_rules", "")
 POWER_LEVELS: StateKey = ("m.room.power_levels", "")
 GUEST_ACCESS: StateKey = ("m.room.guest_access", "")
+# What a would-be member sees of a room before joining (the spec's stripped state, for
+# invites and knocks); the create event comes first and is required over federation.
+STRIPPED_STATE_TYPES = (
+    "m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar",
+    "m.room.canonical_alias", "m.room.encryption", "m.room.topic",
+)
 
 # What a request asks for, which is more than the membership it results in:
 # "leave" is leaving, rejecting an invite or retracting a knock; "kick" and

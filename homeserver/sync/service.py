@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from homeserver.filters import SyncFilter
 from homeserver.rooms.client_format import client_event
+from homeserver.rooms.membership import STRIPPED_STATE_TYPES
 from homeserver.rooms.tokens import room_token
 from homeserver.storage.events import StoredEvent
 from homeserver.storage.rooms import RoomRecord, UserMembership
@@ -28,10 +29,6 @@ if TYPE_CHECKING:
 StateKey = tuple[str, str]
 DEFAULT_TIMELINE_LIMIT = 10
 MAX_TIMELINE_LIMIT = 500
-STRIPPED_STATE_TYPES = (
-    "m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar",
-    "m.room.canonical_alias", "m.room.encryption", "m.room.topic",
-)
 
 
 @dataclass
