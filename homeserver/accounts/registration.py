@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from homeserver.errors import MatrixError
 from homeserver.identifiers import MAX_USER_ID_BYTES, is_valid_localpart, make_user_id
+from homeserver.partners.notices import SYSTEM_LOCALPART
 from homeserver.storage.database import Txn
 from homeserver.storage.registration_tokens import RegistrationTokenStore
 from homeserver.storage.uia import UiaStore
@@ -19,6 +20,9 @@ if TYPE_CHECKING:
     from homeserver.server import HomeServer
 
 NONCE_LIFETIME_MS = 60_000
+# Localparts of the server's own accounts, created by the server when it first
+# needs them: nobody may register them first (the server notices sender).
+RESERVED_LOCALPARTS = frozenset({SYSTEM_LOCALPART})
 
 
 class RegistrationService:
@@ -35,7 +39,8 @@ class RegistrationService:
         return []
 
     def check_localpart(self, localpart: str) -> str:
-        """The user ID a requested username maps to, or the spec's error for a bad one."""
+        """The user ID a requested username maps to, or the spec's error for a bad one
+        (M_USER_IN_USE for a system account's: it belongs to the server, created or not)."""
         if not isinstance(localpart, str) or not localpart:
             raise MatrixError(400, "M_INVALID_USERNAME", "Username must not be empty")
         localpart = localpart.lower()
@@ -51,6 +56,8 @@ class RegistrationService:
         user_id = make_user_id(localpart, self.hs.config.server_name)
         if len(user_id.encode()) > MAX_USER_ID_BYTES:
             raise MatrixError(400, "M_INVALID_USERNAME", "User ID is too long")
+        if localpart in RESERVED_LOCALPARTS:
+            raise MatrixError(400, "M_USER_IN_USE", "User ID is reserved for the server.")
         return user_id
 
     async def check_available(self, localpart: str) -> str:

@@ -94,6 +94,7 @@ class _Intake:
     user_id: str = ""
     typing: bool = False
     presence: dict[str, Any] | None = None
+    servers_version: int = 0  # the room's membership version when the event was persisted
 
 
 class FederationSender:
@@ -178,6 +179,13 @@ class FederationSender:
         """Wait until every change handed over so far has been queued."""
         await self._intake.join()
 
+    def idle(self, name: str) -> bool:
+        """No task sending to `name` and no ephemeral EDU waiting for it. After
+        `drain_intake`, with nothing in the outbox for `name` either, everything
+        ever queued for it has been delivered or dropped."""
+        d = self._destinations.get(name)
+        return d is None or (d.task is None and not d.ephemeral)
+
     # --- listeners (synchronous: called on the hot paths) ---
 
     def _on_event(self, event: StoredEvent, room: RoomRecord) -> None:
@@ -185,7 +193,11 @@ class FederationSender:
             return
         if event.outlier or event.rejected is not None:
             return
-        self._intake.put_nowait(_Intake("pdu", room=room, event=event))
+        # The room's servers are worked out later, by the intake worker, as they were
+        # after this event: not as they are by then (a server that joined meanwhile
+        # must not be sent history from before its join as if it were new).
+        version = self.hs.room_servers.version(room.room_nid)
+        self._intake.put_nowait(_Intake("pdu", room=room, event=event, servers_version=version))
 
     def _on_typing(self, room: RoomRecord, user_id: str, typing: bool) -> None:
         if self._running and room.federate and user_id.endswith(self._suffix):
@@ -227,7 +239,7 @@ class FederationSender:
         for item in batch:
             if item.kind == "pdu":
                 assert item.event is not None and item.room is not None
-                for dest in sorted(await self._pdu_destinations(item.event, item.room)):
+                for dest in sorted(await self._pdu_destinations(item.event, item.room, item.servers_version)):
                     rows.append(OutboxItem(dest, PDU, event_id=item.event.event_id))
             elif item.kind == "receipt":
                 assert item.receipt is not None and item.room is not None
@@ -263,10 +275,11 @@ class FederationSender:
         for dest in {r.destination for r in rows} | {e[0] for e in ephemeral}:
             self._wake(dest)
 
-    async def _pdu_destinations(self, event: StoredEvent, room: RoomRecord) -> set[str]:
-        """Servers with a joined member, plus the target's server for an invite,
-        leave, kick or ban (it must hear of it though it is not, or no longer, joined)."""
-        dests = await self.hs.room_servers.servers_in_room(room)
+    async def _pdu_destinations(self, event: StoredEvent, room: RoomRecord, servers_version: int) -> set[str]:
+        """Servers with a member joined once the event was applied, plus the target's
+        server for an invite, leave, kick or ban (it must hear of it though it is
+        not, or no longer, joined)."""
+        dests = await self.hs.room_servers.servers_after(room, event, servers_version)
         if event.type == "m.room.member" and event.state_key is not None:
             if event.event.get("content", {}).get("membership") in _TARGET_TOO:
                 try:

@@ -4,6 +4,7 @@ paginates back into history from before the join, which B fetches from A with
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,47 @@ async def test_backfill_shared_history(tmp_path: Path) -> None:
         a_record = await a.room_store.get_room(room)
         assert a_record is not None
         assert len((await a.room_service.head(a_record)).extremities) == 1
+
+
+async def test_history_from_before_a_join_is_not_pushed_to_the_joiner(tmp_path: Path) -> None:
+    """A's sender works out where an event goes after the event was created: when it
+    lags behind (here it is held until bob has joined), a server that joined
+    meanwhile must still not be sent the events from before its join as if they
+    were new. B gets them by backfill, as history, like any other."""
+    ca = TestCA(tmp_path / "ca")
+    a_spec, b_spec = ServerSpec(tmp_path, "127.0.0.2"), ServerSpec(tmp_path, "127.0.0.3")
+    ctx = ssl.create_default_context(cafile=str(ca.ca_path))
+    async with running_server(a_spec, ca) as a, running_server(b_spec, ca) as b, aiohttp.ClientSession() as s:
+        alice, bob = Client(s, a_spec, ctx), Client(s, b_spec, ctx)
+        await alice.register("alice")
+        await bob.register("bob")
+        sender = a.federation_sender
+        queue, held = sender._queue, asyncio.Event()
+
+        async def held_queue(batch: Any) -> None:
+            await held.wait()
+            await queue(batch)
+
+        sent: list[dict[str, Any]] = []
+        assert a.federation_client is not None
+        a.federation_client.observers.append(
+            lambda method, dest, path, content: sent.extend(content.get("pdus", []) if "/send/" in path else [])
+        )
+        sender._queue = held_queue  # type: ignore[method-assign]
+        room = await _room_with_history(alice, 3, "shared")
+        await bob.call("POST", f"/join/{room}?server_name={a_spec.name}", {})
+        held.set()
+        await alice.call("PUT", f"/rooms/{room}/send/m.room.message/late", {"msgtype": "m.text", "body": "late"})
+        await bob.wait_for_message(room, "late")
+        await sender.drain_intake()
+        assert [p["content"].get("body") for p in sent] == ["late"]  # nothing from before the join
+        # B has the history all the same, as history.
+        record = await b.room_store.get_room(room)
+        assert record is not None
+        stream_before = b.room_service.stream.current
+        events, _ = await _paginate_all(bob, room)
+        assert _bodies(events) == ["late", "m3", "m2", "m1"]
+        assert b.room_service.stream.current == stream_before
 
 
 async def test_backfill_respects_joined_visibility(tmp_path: Path) -> None:

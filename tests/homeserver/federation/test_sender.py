@@ -190,6 +190,16 @@ def verify_key(api: Api) -> Any:
     return api.hs.signing_key.verify_key
 
 
+async def settled(api: Api, *receivers: Receiver) -> None:
+    """Wait until everything handed to the sender so far has been delivered to (or
+    dropped for) each receiver: then what a receiver lacks was never queued for it."""
+    sender = api.hs.federation_sender
+    await sender.drain_intake()
+    for r in receivers:
+        await until(lambda r=r: _is_zero(sender.store.count(r.name)))
+        await until(lambda r=r: sender.idle(r.name))
+
+
 # --- tests ---
 
 
@@ -241,7 +251,7 @@ async def test_retries_with_backoff_then_delivers_in_order(
             await until(lambda: len(b.attempts) >= 2)
             await say(api, alice, room_id, "second")  # queued behind the failing transaction
             await until(lambda: b.messages() == ["first", "second"])
-            first_txn = [a for a in b.attempts if a[1]["pdus"][0]["content"]["body"] == "first"]
+            first_txn = [a for a in b.attempts if "first" in _bodies(a[1])]
             # The same transaction (ID and content) until it is taken; then the next one.
             assert [a[2] for a in first_txn] == [500, 503, 429, 200]
             assert len({a[0] for a in first_txn}) == 1
@@ -344,7 +354,7 @@ async def test_rooms_with_m_federate_false_send_nothing(
             await api.post(f"rooms/{local}/ban", {"user_id": f"@zoe:{b.name}"}, token=alice)
             await say(api, alice, shared, "public")  # a control: the receiver does hear this room
             await until(lambda: b.messages() == ["public"])
-            await asyncio.sleep(0.2)
+            await settled(api, b)
             assert {p["room_id"] for p in b.pdus()} == {shared}
             assert not [e for e in b.edus("m.typing") + b.edus("m.receipt") if local in json.dumps(e)]
 
@@ -360,8 +370,7 @@ async def test_federation_disabled_sends_nothing(
             for i in range(3):
                 await say(api, alice, room_id, f"m{i}")
             await api.put(f"rooms/{room_id}/typing/{ALICE}", {"typing": True, "timeout": 20000}, token=alice)
-            await api.hs.federation_sender.drain_intake()
-            await asyncio.sleep(0.2)
+            await settled(api, b)
             assert b.attempts == []
             assert await api.hs.federation_sender.store.count() == 0
 
@@ -378,14 +387,15 @@ async def test_ban_of_a_remote_user_reaches_their_server(
             room_id = await room(api, alice)
             await add_remote_member(api, room_id, f"@zoe:{b.name}")
             await api.post(f"rooms/{room_id}/ban", {"user_id": f"@carl:{c.name}"}, token=alice)
+            await settled(api, b, c)
             for r in (b, c):
-                await until(lambda r=r: any(p["type"] == "m.room.member" for p in r.pdus()))
-                [ban] = [p for p in r.pdus() if p["type"] == "m.room.member"]
-                assert (ban["state_key"], ban["content"]["membership"]) == (f"@carl:{c.name}", "ban")
+                [ban] = r.pdus()  # the ban only: the room's creation came before b joined
+                assert (ban["type"], ban["state_key"]) == ("m.room.member", f"@carl:{c.name}")
+                assert ban["content"]["membership"] == "ban"
             await say(api, alice, room_id, "after")  # c is not in the room: only b hears on
             await until(lambda: b.messages() == ["after"])
-            await asyncio.sleep(0.2)
-            assert c.messages() == []
+            await settled(api, b, c)
+            assert c.messages() == [] and len(c.pdus()) == 1
 
 
 async def test_edus_reach_the_servers_of_the_room_only(
@@ -433,13 +443,18 @@ async def test_edus_reach_the_servers_of_the_room_only(
             await api.put(f"presence/{BOB}/status", {"presence": "online"}, token=bob)
             await until(lambda: any(_presence_of(e, BOB) for e in c.edus("m.presence")))
 
-            await asyncio.sleep(0.3)
+            await settled(api, b, c)
             # nothing crossed over
             assert all(_presence_of(e, ALICE) == {} for e in c.edus("m.presence"))
             assert all(_presence_of(e, BOB) == {} for e in b.edus("m.presence"))
             assert c.edus("m.typing") == [] and b.edus("m.receipt") == []
             assert b.messages() == [] and c.messages() == ["read me"]
             assert b.bad_signatures == c.bad_signatures == 0
+
+
+def _bodies(body: dict[str, Any]) -> list[str]:
+    """The message bodies in one transaction."""
+    return [p["content"]["body"] for p in body["pdus"] if p["type"] == "m.room.message"]
 
 
 def _presence_of(edu: dict[str, Any], user_id: str) -> dict[str, Any]:

@@ -5,12 +5,13 @@ does talk to a peer."""
 
 from __future__ import annotations
 
-import asyncio
+import secrets
 import ssl
 from pathlib import Path
 
 import aiohttp
 
+from homeserver.server import HomeServer
 from tests.homeserver.federation.servers import ServerSpec
 from tests.homeserver.partners.helpers import Client, Recorder, partner_server, until
 from tests.tls_ca import TestCA
@@ -42,37 +43,59 @@ async def test_internal_room_sends_nothing_to_any_server(tmp_path: Path) -> None
         await bob.wait_for_message(shared, "warm up")
 
         sent = Recorder(a)
+        # Unique strings, long enough that no signature or hash could contain them by chance.
+        tag = secrets.token_hex(12)
+        bodies = [f"internal message {i} {tag}" for i in range(3)] + [f"internal from alice {tag}"]
+        statuses = [f"carol's status {i} {tag}" for i in range(3)]
         await carol.call("POST", f"/join/{internal}", {})
         for i in range(3):
-            event_id = await carol.say(internal, f"internal {i}")
+            event_id = await carol.say(internal, bodies[i])
             await alice.call("PUT", f"/rooms/{internal}/typing/{alice_id}", {"typing": True, "timeout": 5000})
             await alice.call("POST", f"/rooms/{internal}/receipt/m.read/{event_id}", {})
             await carol.call("PUT", f"/rooms/{internal}/typing/{carol_id}", {"typing": True, "timeout": 5000})
-            await carol.call("PUT", f"/presence/{carol_id}/status", {"presence": "online", "status_msg": f"s{i}"})
-        await alice.say(internal, "internal from alice")
+            await carol.call("PUT", f"/presence/{carol_id}/status", {"presence": "online", "status_msg": statuses[i]})
+        await alice.say(internal, bodies[3])
         await alice.call("PUT", f"/rooms/{internal}/typing/{alice_id}", {"typing": False})
         # The remote user cannot join the internal room, nor be invited to it.
         status, err = await bob.raw("POST", f"/join/{internal}?server_name={a_spec.name}", {})
         assert status != 200 and "federate" in err["error"], err
         status, err = await alice.raw("POST", f"/rooms/{internal}/invite", {"user_id": bob_id})
         assert (status, err["errcode"]) == (403, "M_FORBIDDEN"), err
+        page = await alice.call("GET", f"/rooms/{internal}/messages?dir=b&limit=100")
+        internal_events = {ev["event_id"] for ev in page["chunk"]}
+        assert {ev["content"].get("body") for ev in page["chunk"]} >= set(bodies)
+        assert any(ev["type"] == "m.room.create" for ev in page["chunk"])  # the whole room, from its start
 
         # Something in the federated room, queued after all of the above (one
         # intake worker keeps order), proves the recorder sees what does go out.
         await alice.say(shared, "federated after")
         await bob.wait_for_message(shared, "federated after")
+        # Everything queued for b so far (PDUs, receipts, the typing and presence
+        # EDUs that ride along with the next transaction) has gone out.
         await a.federation_sender.drain_intake()
-        await asyncio.sleep(0.3)  # ephemeral EDUs (typing, presence) go out with the next transaction
-        assert sent.to(b_spec.name, "/send/"), "the recorder saw nothing at all"
+        await until(lambda: _settled(a, b_spec.name))
+        transactions = sent.to(b_spec.name, "/send/")
+        assert transactions, "the recorder saw nothing at all"
+        assert {x.destination for x in sent.sent} == {b_spec.name}
         everything = sent.text()
         assert internal not in everything
         assert carol_id not in everything  # carol shares no federated room: not even her presence
-        for i in range(3):
-            assert f"internal {i}" not in everything and f"s{i}" not in everything
-        assert "internal from alice" not in everything
-        assert {x.destination for x in sent.sent} == {b_spec.name}
-        await until(lambda: _no_queue(a, b_spec.name))
+        for text in [*internal_events, *bodies, *statuses]:
+            assert text not in everything, text
+        # The same, structurally: no PDU of the room, no typing or receipt EDU naming
+        # it, no presence of carol.
+        for x in transactions:
+            assert all(pdu["room_id"] != internal for pdu in x.content.get("pdus", []))
+            for edu in x.content.get("edus", []):
+                content = edu["content"]
+                if edu["edu_type"] == "m.typing":
+                    assert content["room_id"] != internal
+                elif edu["edu_type"] == "m.receipt":
+                    assert internal not in content
+                elif edu["edu_type"] == "m.presence":
+                    assert all(push["user_id"] != carol_id for push in content["push"])
 
 
-async def _no_queue(hs: object, dest: str) -> bool:
-    return await hs.federation_sender.store.count(dest) == 0  # type: ignore[attr-defined]
+async def _settled(hs: HomeServer, dest: str) -> bool:
+    """Nothing left for `dest`: the outbox empty and no transaction in flight or pending."""
+    return await hs.federation_sender.store.count(dest) == 0 and hs.federation_sender.idle(dest)
