@@ -36,7 +36,8 @@ def split_server_name(name: str) -> tuple[str, int | None] | None:
             return None
     if not rest:
         return host, None
-    if not rest.startswith(":") or not rest[1:].isdigit() or len(rest) > 6:
+    # isascii: str.isdigit alone admits digits such as "²" that int() refuses.
+    if not rest.startswith(":") or not rest[1:].isascii() or not rest[1:].isdigit() or len(rest) > 6:
         return None
     port = int(rest[1:])
     if not 0 < port < 65536:
@@ -69,3 +70,19 @@ def parse_user_id(user_id: str) -> tuple[str, str] | None:
 
 def make_user_id(localpart: str, server_name: str) -> str:
     return f"@{localpart}:{server_name}"
+
+
+# Device IDs: the spec leaves their grammar open (clients choose them), so any text is
+# accepted except what breaks storage, logs and other servers' parsers: the length is
+# that of the appendix's opaque identifiers (1 to 255 characters), and control
+# characters (NUL, newlines, C0, DEL, C1) are refused.
+MAX_DEVICE_ID_LENGTH = 255
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def is_valid_device_id(device_id: object) -> bool:
+    return (
+        isinstance(device_id, str)
+        and 0 < len(device_id) <= MAX_DEVICE_ID_LENGTH
+        and _CONTROL.search(device_id) is None
+    )

@@ -31,7 +31,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from homeserver.errors import invalid_param
+from homeserver.errors import MatrixError, invalid_param
 from homeserver.identifiers import parse_user_id
 from homeserver.storage.database import Txn
 from homeserver.storage.events import StoredEvent
@@ -60,7 +60,10 @@ SYNC_OFFLINE_AFTER_MS = 6 * 60_000
 SWEEP_INTERVAL_S = 10.0
 FLUSH_DELAY_S = 5.0
 REMOTE_OFFLINE_AFTER_MS = 30 * 60_000
-MAX_STATUS_MSG = 1024  # characters kept of a remote user's status message
+# Longest status message, in characters: a local user's longer one is refused (400
+# M_TOO_LARGE), a remote user's is cut. Status lines are a sentence or two; the bound
+# keeps every copy of them (database, each sync, each EDU to every peer) small.
+MAX_STATUS_MSG = 1024
 MAX_PUSH = 500  # presence updates taken from one EDU
 
 
@@ -138,6 +141,8 @@ class PresenceService:
         any state counts as activity (the spec: "the activity time is updated")."""
         if state not in STATES:
             raise invalid_param(f"presence must be one of {', '.join(STATES)}")
+        if status_msg is not None and len(status_msg) > MAX_STATUS_MSG:
+            raise MatrixError(400, "M_TOO_LARGE", f"status_msg is longer than {MAX_STATUS_MSG} characters")
         if not self.enabled:
             return
         await self._load()

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from homeserver.errors import MatrixError
+from homeserver.identifiers import MAX_DEVICE_ID_LENGTH, is_valid_device_id
 from homeserver.storage.database import Txn
 from homeserver.storage.devices import DeviceStore
 
@@ -56,6 +57,22 @@ def new_device_id() -> str:
     return "".join(secrets.choice(string.ascii_uppercase) for _ in range(10))
 
 
+def check_device_id(value: Any, name: str = "device_id") -> str | None:
+    """A client-chosen device ID from a request body (None when absent or empty: the
+    server picks one). Checked before anything is stored, as it becomes a key in
+    the database, in logs and in other servers' device lists."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise MatrixError(400, "M_BAD_JSON", f"Field '{name}' must be a string")
+    if not is_valid_device_id(value):
+        raise MatrixError(
+            400, "M_INVALID_PARAM",
+            f"Field '{name}' must be 1 to {MAX_DEVICE_ID_LENGTH} characters without control characters",
+        )
+    return value
+
+
 def token_from_request(request: web.Request) -> str | None:
     header = request.headers.get("Authorization")
     if header is not None:
@@ -93,7 +110,8 @@ class AuthService:
         """
         now = self.hs.clock.time_ms()
         revoked: list[str] = []
-        if not device_id:  # absent or empty: the server picks one
+        device_id = check_device_id(device_id)  # callers check first; this is the last line
+        if device_id is None:  # absent or empty: the server picks one
             device_id = new_device_id()
         else:
             revoked = await DeviceStore.revoke_device_tokens(txn, user_id, device_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from homeserver.accounts.auth import check_device_id
 from homeserver.errors import MatrixError
 from homeserver.identifiers import make_user_id, parse_user_id
 
@@ -57,9 +58,9 @@ class LoginService:
         password = body.get("password")
         if not isinstance(password, str):
             raise MatrixError(400, "M_BAD_JSON", "Field 'password' must be a string")
-        device_id = body.get("device_id")
-        if device_id is not None and (not isinstance(device_id, str) or not device_id or len(device_id) > 255):
+        if body.get("device_id") == "":
             raise MatrixError(400, "M_BAD_JSON", "Field 'device_id' must be a non-empty string")
+        device_id = check_device_id(body.get("device_id"))
         display = body.get("initial_device_display_name")
         if display is not None and not isinstance(display, str):
             raise MatrixError(400, "M_BAD_JSON", "Field 'initial_device_display_name' must be a string")

@@ -106,7 +106,7 @@ class SearchQuery:
         if limit is None or limit == "":
             limit = DEFAULT_LIMIT
         elif strings and isinstance(limit, str):
-            if not limit.isdigit() or len(limit) > 6:
+            if not limit.isascii() or not limit.isdigit() or len(limit) > 6:
                 raise invalid_param("'limit' must be a positive integer")
             limit = int(limit)
         if type(limit) is not int:

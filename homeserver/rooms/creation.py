@@ -22,6 +22,8 @@ from homeserver.identifiers import parse_user_id
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
 
+MAX_KEY_BYTES = 255  # event types and state keys (the spec's size limits)
+
 PRESETS = {
     "private_chat": {"join_rule": "invite", "history": "shared", "guest": "can_join", "trusted": False},
     "trusted_private_chat": {"join_rule": "invite", "history": "shared", "guest": "can_join", "trusted": True},
@@ -63,15 +65,46 @@ def _str_field(body: dict[str, Any], key: str) -> str | None:
     return value
 
 
+_LEVEL_KEYS = ("ban", "kick", "redact", "invite", "users_default", "events_default", "state_default")
+
+
+def _is_level(value: Any) -> bool:
+    return type(value) is int
+
+
+def _check_power_level_override(override: dict[str, Any]) -> None:
+    """Every supported room version (10+) wants integer levels. Checked before the room
+    exists: the auth rules would refuse the power levels event only after the create
+    event and the creator's join were stored, leaving a half-made room behind."""
+    for key in _LEVEL_KEYS:
+        if key in override and not _is_level(override[key]):
+            raise MatrixError(400, "M_BAD_JSON", f"power_level_content_override.{key} must be an integer")
+    for key in ("events", "users", "notifications"):
+        if key not in override:
+            continue
+        value = override[key]
+        if not isinstance(value, dict) or not all(_is_level(v) for v in value.values()):
+            raise MatrixError(
+                400, "M_BAD_JSON", f"power_level_content_override.{key} must map names to integers"
+            )
+    users = override.get("users", {})
+    if not all(parse_user_id(u) for u in users):
+        raise MatrixError(400, "M_BAD_JSON", "power_level_content_override.users keys must be user IDs")
+
+
 def _validate(hs: HomeServer, body: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    # Every field is type-checked before it is used: an object where a string belongs
+    # would otherwise reach a dict lookup or comparison and fail as a 500.
     visibility = body.get("visibility", "private")
-    if visibility not in ("public", "private"):
+    if not isinstance(visibility, str) or visibility not in ("public", "private"):
         raise MatrixError(400, "M_BAD_JSON", "Field 'visibility' must be 'public' or 'private'")
     out["visibility"] = visibility
-    preset = body.get("preset", "public_chat" if visibility == "public" else "private_chat")
-    if preset not in PRESETS:
-        raise MatrixError(400, "M_BAD_JSON", f"Unknown preset {preset!r}")
+    preset = body.get("preset")
+    if preset is None:
+        preset = "public_chat" if visibility == "public" else "private_chat"
+    if not isinstance(preset, str) or preset not in PRESETS:
+        raise MatrixError(400, "M_BAD_JSON", f"Field 'preset' must be one of {', '.join(PRESETS)}")
     out["preset"] = preset
     version = body.get("room_version", DEFAULT_ROOM_VERSION)
     if not isinstance(version, str):
@@ -88,13 +121,17 @@ def _validate(hs: HomeServer, body: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(invite, list) or not all(isinstance(u, str) and parse_user_id(u) for u in invite):
         raise MatrixError(400, "M_INVALID_PARAM", "Field 'invite' must be a list of user IDs")
     out["invite"] = list(dict.fromkeys(invite))
-    if body.get("invite_3pid"):
+    invite_3pid = body.get("invite_3pid")
+    if invite_3pid is not None and not isinstance(invite_3pid, list):
+        raise MatrixError(400, "M_BAD_JSON", "Field 'invite_3pid' must be a list")
+    if invite_3pid:
         raise MatrixError(400, "M_UNRECOGNIZED", "Third-party invites are not supported by this server")
     for key in ("creation_content", "power_level_content_override"):
         value = body.get(key)
         if value is not None and not isinstance(value, dict):
             raise MatrixError(400, "M_BAD_JSON", f"Field '{key}' must be an object")
         out[key] = copy.deepcopy(value) if value else {}
+    _check_power_level_override(out["power_level_content_override"])
     initial_state = body.get("initial_state", [])
     if not isinstance(initial_state, list):
         raise MatrixError(400, "M_BAD_JSON", "Field 'initial_state' must be a list")
@@ -108,6 +145,8 @@ def _validate(hs: HomeServer, body: dict[str, Any]) -> dict[str, Any]:
             raise MatrixError(
                 400, "M_BAD_JSON", "Each initial_state entry needs type, content and a string state_key"
             )
+        if not ev["type"] or len(ev["type"].encode()) > MAX_KEY_BYTES or len(ev.get("state_key", "").encode()) > MAX_KEY_BYTES:
+            raise MatrixError(400, "M_INVALID_PARAM", "initial_state types and state keys are 1 to 255 bytes")
     out["initial_state"] = initial_state
     is_direct = body.get("is_direct", False)
     if not isinstance(is_direct, bool):

@@ -9,6 +9,7 @@ the prev_batch of a /sync timeline.
 from __future__ import annotations
 
 from homeserver.errors import MatrixError
+from homeserver.params import INT64_MIN, try_parse_int
 
 
 def room_token(pos: int) -> str:
@@ -19,8 +20,9 @@ def parse_stream_position(token: str) -> int:
     """The event stream position in a room (t...) or sync (s..._...) token."""
     if token[:1] in ("t", "s"):
         head = token[1:].split("_", 1)[0]
-        # Room tokens go below zero in backfilled history (homeserver/federation/backfill.py).
-        digits = head[1:] if token[0] == "t" and head.startswith("-") else head
-        if digits.isascii() and digits.isdigit():  # str.isdigit alone admits "²", which int() refuses
-            return int(head)
+        # Room tokens go below zero in backfilled history (homeserver/federation/backfill.py);
+        # positions are 64-bit in the database, so anything beyond is no position at all.
+        pos = try_parse_int(head, minimum=INT64_MIN if token[0] == "t" else 0)
+        if pos is not None:
+            return pos
     raise MatrixError(400, "M_INVALID_PARAM", f"Invalid pagination token {token!r}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 
 from homeserver.errors import MatrixError
+from homeserver.params import try_parse_int
 
 
 @dataclass(frozen=True)
@@ -32,9 +33,11 @@ class SyncToken:
             raise MatrixError(400, "M_INVALID_PARAM", "Invalid sync token")
         parts = token[1:].split("_")
         names = [f.name for f in fields(cls)]
-        if not parts or len(parts) > len(names) or not all(p.isdigit() for p in parts):
+        # Every position is a non-negative 64-bit database integer.
+        values = [try_parse_int(p, minimum=0) for p in parts]
+        if not parts or len(parts) > len(names) or any(v is None for v in values):
             raise MatrixError(400, "M_INVALID_PARAM", "Invalid sync token")
-        return cls(**{n: int(p) for n, p in zip(names, parts, strict=False)})
+        return cls(**{n: v for n, v in zip(names, values, strict=False)})
 
     def advance(self, **positions: int) -> SyncToken:
         return replace(self, **positions)

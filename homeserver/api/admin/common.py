@@ -11,6 +11,7 @@ from homeserver.accounts.auth import Requester
 from homeserver.api.http import client_ip, get_hs
 from homeserver.errors import MatrixError
 from homeserver.identifiers import parse_user_id
+from homeserver.params import try_parse_int
 
 ADMIN_V1 = "/_synapse/admin/v1"
 ADMIN_V2 = "/_synapse/admin/v2"
@@ -51,12 +52,11 @@ def query_int(request: web.Request, name: str, default: int, *, minimum: int = 0
     raw = request.query.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
+    value = try_parse_int(raw)  # 64-bit: it ends up in SQL
+    if value is None:
         raise MatrixError(
             400, "M_INVALID_PARAM", f"Query parameter {name!r} must be a string representing an integer"
-        ) from None
+        )
     if value < minimum:
         raise MatrixError(400, "M_INVALID_PARAM", f"Query parameter {name!r} must be >= {minimum}")
     return value

@@ -9,6 +9,7 @@ from aiohttp import web
 from homeserver.api.admin.common import ADMIN_V1, audit, query_choice, query_int, require_admin
 from homeserver.api.http import get_hs, json_response
 from homeserver.errors import MatrixError
+from homeserver.params import try_parse_int
 from homeserver.storage.event_reports import EventReport
 
 if TYPE_CHECKING:
@@ -46,9 +47,10 @@ async def _report_json(hs: HomeServer, report: EventReport) -> dict[str, Any]:
 
 def _report_id(request: web.Request) -> int:
     raw = request.match_info["report_id"]
-    if not raw.isdigit():
+    report_id = try_parse_int(raw, minimum=0)
+    if report_id is None:
         raise MatrixError(400, "M_INVALID_PARAM", "The report_id parameter must be a string representing a positive integer.")
-    return int(raw)
+    return report_id
 
 
 async def list_reports(request: web.Request) -> web.Response:

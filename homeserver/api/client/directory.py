@@ -12,6 +12,7 @@ from aiohttp import web
 from homeserver.api.http import ClientRoutes, field, get_hs, json_response, read_json, requester
 from homeserver.errors import MatrixError, bad_json, invalid_param
 from homeserver.identifiers import is_valid_server_name
+from homeserver.params import INT64_MAX, query_int
 
 
 async def put_alias(request: web.Request) -> web.Response:
@@ -74,7 +75,7 @@ def _limit(value: Any) -> int | None:
     """A page size; absent or 0 means every room."""
     if value is None:
         return None
-    if type(value) is not int or value < 0:
+    if type(value) is not int or not 0 <= value <= INT64_MAX:
         raise invalid_param("'limit' must be a non-negative integer")
     return value or None
 
@@ -84,11 +85,7 @@ async def get_public_rooms(request: web.Request) -> web.Response:
     if request.headers.get("Authorization") or "access_token" in request.query:
         await requester(request, allow_guest=True)  # optional, but a bad token is still refused
     server = _remote_server(request)
-    raw = request.query.get("limit")
-    try:
-        limit = _limit(int(raw)) if raw is not None else None
-    except ValueError:
-        raise invalid_param("Query parameter 'limit' must be an integer") from None
+    limit = _limit(query_int(request.query, "limit", minimum=0))
     since = request.query.get("since")
     if server is not None:
         return json_response(await hs.directory.remote_public_rooms(server, limit=limit, since=since))

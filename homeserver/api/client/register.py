@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
+from homeserver.accounts.auth import check_device_id
 from homeserver.accounts.uia import REGISTRATION_TOKEN
 from homeserver.api.http import ClientRoutes, client_ip, field, get_hs, json_response, read_json
 from homeserver.errors import MatrixError
@@ -63,7 +64,7 @@ async def post_register(request: web.Request) -> web.Response:
 def _check_fields(body: dict[str, Any]) -> None:
     """Refuse wrongly typed fields on every request, so the session never stores them."""
     field(body, "username", str)
-    field(body, "device_id", str)
+    check_device_id(field(body, "device_id", str))
     field(body, "initial_device_display_name", str)
     field(body, "inhibit_login", bool)
     field(body, "refresh_token", bool)

@@ -17,6 +17,7 @@ from aiohttp import web
 from homeserver.api.http import ClientRoutes, get_hs, json_response, requester
 from homeserver.errors import MatrixError, missing_param, not_found
 from homeserver.filtering import RoomEventFilter
+from homeserver.params import parse_int, query_int
 from homeserver.rooms import history
 from homeserver.rooms.tokens import parse_stream_position, room_token
 from homeserver.rooms.visibility import RoomAccess
@@ -31,14 +32,8 @@ MAX_TIMESTAMP_SCAN = 1000
 
 
 def _limit(request: web.Request) -> int:
-    raw = request.query.get("limit")
-    if raw is None:
-        return DEFAULT_LIMIT
-    if not raw.isascii() or not raw.lstrip("-").isdigit():
-        raise MatrixError(400, "M_INVALID_PARAM", "Query parameter 'limit' must be an integer")
-    limit = int(raw)
-    if limit < 0:
-        raise MatrixError(400, "M_INVALID_PARAM", "Query parameter 'limit' must not be negative")
+    limit = query_int(request.query, "limit", DEFAULT_LIMIT, minimum=0)
+    assert limit is not None
     return min(limit, MAX_LIMIT)
 
 
@@ -234,9 +229,7 @@ async def get_timestamp_to_event(request: web.Request) -> web.Response:
     raw_ts = request.query.get("ts")
     if raw_ts is None:
         raise missing_param("Missing query parameter 'ts'")
-    if not raw_ts.isascii() or not raw_ts.lstrip("-").isdigit():
-        raise MatrixError(400, "M_INVALID_PARAM", "Query parameter 'ts' must be an integer")
-    ts = int(raw_ts)
+    ts = parse_int(raw_ts, "Query parameter 'ts'")  # compared in SQL: 64-bit at most
     direction = request.query.get("dir")
     if direction is None:
         raise missing_param("Missing query parameter 'dir'")

@@ -9,6 +9,7 @@ from aiohttp import web
 from homeserver.api.http import ClientRoutes, get_hs, json_response, query_bool, requester
 from homeserver.errors import MatrixError
 from homeserver.filters import SyncFilter
+from homeserver.params import query_int
 from homeserver.sync.tokens import SyncToken
 
 MAX_TIMEOUT_MS = 5 * 60 * 1000
@@ -30,10 +31,7 @@ async def get_sync(request: web.Request) -> web.Response:
     req = await requester(request, allow_guest=True)
     since_param = request.query.get("since")
     since = SyncToken.parse(since_param) if since_param else None
-    try:
-        timeout_ms = int(request.query.get("timeout", "0"))
-    except ValueError:
-        raise MatrixError(400, "M_INVALID_PARAM", "Query parameter 'timeout' must be an integer") from None
+    timeout_ms = query_int(request.query, "timeout", 0) or 0
     timeout_ms = max(0, min(timeout_ms, MAX_TIMEOUT_MS))
     full_state = query_bool(request, "full_state")
     set_presence = request.query.get("set_presence", "online")

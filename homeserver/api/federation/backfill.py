@@ -12,6 +12,7 @@ from homeserver.api.federation.events import V1, room_id_param, transaction
 from homeserver.api.http import field, get_hs, json_response
 from homeserver.errors import bad_json, invalid_param, missing_param
 from homeserver.federation.reads import DEFAULT_MISSING_EVENTS
+from homeserver.params import INT64_MAX, parse_int
 
 
 def _event_ids(values: list[Any], name: str) -> list[str]:
@@ -23,11 +24,8 @@ def _event_ids(values: list[Any], name: str) -> list[str]:
 def _int(value: Any, name: str) -> int:
     """A non-negative integer parameter (query string or JSON)."""
     if isinstance(value, str):
-        try:
-            value = int(value)
-        except ValueError:
-            raise invalid_param(f"'{name}' must be an integer") from None
-    if type(value) is not int or value < 0:
+        value = parse_int(value, f"'{name}'", minimum=0)
+    if type(value) is not int or not 0 <= value <= INT64_MAX:
         raise invalid_param(f"'{name}' must be a non-negative integer")
     return value
 

@@ -14,6 +14,7 @@ from homeserver.api.federation.auth import federation_content, origin_of
 from homeserver.api.federation.events import V1
 from homeserver.api.http import field, get_hs, json_response, query_bool
 from homeserver.errors import bad_json, invalid_param
+from homeserver.params import INT64_MAX, parse_int
 
 
 def _limit(value: Any) -> int | None:
@@ -21,11 +22,8 @@ def _limit(value: Any) -> int | None:
     if value is None:
         return None
     if isinstance(value, str):
-        try:
-            value = int(value)
-        except ValueError:
-            raise invalid_param("'limit' must be an integer") from None
-    if type(value) is not int or value < 0:
+        value = parse_int(value, "'limit'", minimum=0)
+    if type(value) is not int or not 0 <= value <= INT64_MAX:
         raise invalid_param("'limit' must be a non-negative integer")
     return value or None
 
