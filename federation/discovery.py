@@ -40,7 +40,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from .events.identifiers import is_valid_server_name
+from .events.identifiers import is_valid_server_address
 
 __all__ = [
     "DEFAULT_PORT",
@@ -89,23 +89,33 @@ class ResolvedServer:
 
 
 def split_host_port(name: str) -> tuple[str, int | None, bool]:
-    """``(host, port, is_ip_literal)``; the host of an IPv6 literal loses its brackets."""
+    """``(host, port, is_ip_literal)``; the host of an IPv6 literal loses its brackets.
+
+    ValueError for a port that is not 1 to 65535 (``example.org:99999`` matches the
+    server name grammar's ``1*5DIGIT``), so no such port ever reaches a socket.
+    """
     if name.startswith("["):
         end = name.index("]")
         host, rest = name[1:end], name[end + 1 :]
-        port = int(rest[1:]) if rest.startswith(":") else None
+        port = _port(rest[1:]) if rest.startswith(":") else None
         return host, port, True
     host, sep, port_s = name.rpartition(":")
     if not sep:
         host, port = name, None
     else:
-        port = int(port_s)
+        port = _port(port_s)
     try:
         ipaddress.ip_address(host)
         is_ip = True
     except ValueError:
         is_ip = False
     return host, port, is_ip
+
+
+def _port(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError(f"Invalid port {text!r}")
+    return int(text)
 
 
 _MAX_AGE = re.compile(r"(?:^|[,\s])max-age\s*=\s*\"?(\d+)\"?", re.IGNORECASE)
@@ -230,7 +240,7 @@ class ServerResolver:
             self._session = None
 
     async def resolve(self, server_name: str) -> ResolvedServer:
-        if not is_valid_server_name(server_name):
+        if not is_valid_server_address(server_name):
             raise ValueError(f"Invalid server name {server_name!r}")
         host, port, is_ip = split_host_port(server_name)
         static = self.static_hosts.get(server_name)
@@ -316,7 +326,7 @@ class ServerResolver:
         except orjson.JSONDecodeError as exc:
             raise _WellKnownError("not JSON") from exc
         delegated = data.get("m.server") if isinstance(data, dict) else None
-        if not isinstance(delegated, str) or not is_valid_server_name(delegated):
+        if not isinstance(delegated, str) or not is_valid_server_address(delegated):
             raise _WellKnownError("no valid 'm.server'")
         return delegated, ttl
 

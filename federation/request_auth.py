@@ -17,7 +17,7 @@ from typing import Any
 
 from signedjson.types import SigningKey
 
-from .events.identifiers import is_valid_server_name
+from .events.identifiers import is_valid_server_address
 from .events.signing import SignatureError, VerifyKey, key_id_of, sign_json, verify_json_signature
 
 __all__ = [
@@ -186,11 +186,13 @@ def parse_authorization_header(value: str) -> XMatrixAuth:
     for required in ("origin", "key", "sig"):
         if required not in found:
             raise RequestAuthError(f"X-Matrix header lacks the {required!r} parameter")
+    # Server names that could be connected to: a port beyond 65535 would otherwise
+    # reach the key fetch (and a socket) as a 500 instead of this 401.
     origin = found["origin"]
-    if not is_valid_server_name(origin):
+    if not is_valid_server_address(origin):
         raise RequestAuthError("X-Matrix origin is not a valid server name")
     destination = found.get("destination")
-    if destination is not None and not is_valid_server_name(destination):
+    if destination is not None and not is_valid_server_address(destination):
         raise RequestAuthError("X-Matrix destination is not a valid server name")
     key_id = found["key"]
     if not key_id.startswith("ed25519:") or len(key_id) == len("ed25519:"):

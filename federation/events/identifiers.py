@@ -14,6 +14,7 @@ import re
 __all__ = [
     "MAX_IDENTIFIER_BYTES",
     "domain_of",
+    "is_valid_server_address",
     "is_valid_server_name",
     "is_valid_user_id",
     "is_strictly_valid_user_id",
@@ -51,6 +52,24 @@ def is_valid_server_name(server_name: str) -> bool:
         parts = host.split(".")
         return len(parts) == 4 and all(int(p) <= 255 for p in parts)
     return True
+
+
+def is_valid_server_address(server_name: str) -> bool:
+    """A server name this server may connect to or be connected from: the grammar,
+    and an explicit port (``1*5DIGIT`` in the grammar) that is a real TCP port,
+    1 to 65535.
+
+    Kept apart from :func:`is_valid_server_name`, which the auth rules apply to
+    user IDs inside events: other servers accept ``:99999`` there, and refusing
+    such an event would fork the room. A request's origin or a destination is
+    different: it must name a reachable server.
+    """
+    if not isinstance(server_name, str) or not is_valid_server_name(server_name):
+        return False
+    tail = server_name.rsplit("]", 1)[-1] if server_name.startswith("[") else server_name
+    if ":" not in tail:
+        return True
+    return 1 <= int(tail.rsplit(":", 1)[1]) <= 65535
 
 
 def is_valid_user_id(user_id: object) -> bool:

@@ -167,3 +167,17 @@ async def test_presence_status_msg_bounded(api: Api) -> None:
         api, "PUT", path, {"presence": "online", "status_msg": "x" * (MAX_STATUS_MSG + 1)}, token=alice
     )
     assert status == 400
+
+
+# --- server names in requests ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("origin", ["127.0.0.1:99999", "127.0.0.1:0", "[::1]:65536"])
+async def test_x_matrix_origin_with_impossible_port(make_api: Any, origin: str) -> None:
+    api = await make_api(federation={"enabled": True})
+    header = f'X-Matrix origin="{origin}",destination="test.local",key="ed25519:a",sig="c2ln"'
+    status, err = await _status(
+        api, "GET", "/_matrix/federation/v1/query/profile?user_id=@a:test.local",
+        headers={"Authorization": header},
+    )
+    assert (status, err["errcode"]) == (401, "M_UNAUTHORIZED")
