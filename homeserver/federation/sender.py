@@ -1,18 +1,27 @@
 """The outbound federation sender: local events and EDUs to the other servers of a room.
 
-Flow: RoomService, typing, receipts and presence tell the sender of changes
-through their listeners (plain synchronous callbacks, so they never slow the
-hot paths). One intake worker takes them in order, works out the destinations
-and queues them: PDUs and read receipts in the database (``federation_outbox``,
-so they survive a restart), typing and presence in memory only (they are
-worthless after a restart and change too often to be worth a write). Each
+Flow: a local event's outbox rows are written by the very transaction that
+persists the event (`queue_event`, called by RoomService and ReceivedEvents
+inside their write), with the destinations worked out from the membership
+after that event; once it commits, the sender only needs a wakeup (`wake`).
+So an event acknowledged to its client can never be lost to a crash between
+its commit and its queueing, and a server that joins later is not pushed
+earlier history as if it were live.
+
+Typing, receipts and presence tell the sender of changes through listeners
+(plain synchronous callbacks, so they never slow the hot paths). One intake
+worker takes them in order, works out the destinations and queues them: read
+receipts in the database (``federation_outbox``, so they survive a restart),
+typing and presence in memory only (they are worthless after a restart and
+change too often to be worth a write). Each
 destination then has at most one task, which sends one transaction at a time
 (``PUT /_matrix/federation/v1/send/{txnId}``) with at most 50 PDUs and 100 EDUs,
 in queue order, and deletes what was delivered.
 
 Failures: 429, 5xx and unreachable peers are retried with the same transaction
 (same ID, same content, as the spec's "wait and retry for a 200 OK" asks) after
-an exponential backoff with jitter, reset by a success. Any other 4xx means the
+an exponential backoff with jitter, reset by a success or by any sign that the
+peer is back (an inbound request from it: `peer_seen`). Any other 4xx means the
 peer will never take this transaction: it is dropped (logged) so one bad item
 cannot wedge the destination forever.
 
@@ -43,7 +52,7 @@ from federation.client import (
 )
 from federation.events.hashing import pdu_json
 from federation.events.identifiers import domain_of
-from homeserver.storage.events import StoredEvent
+from homeserver.storage.database import Txn
 from homeserver.storage.federation_outbox import (
     EDU,
     PDU,
@@ -81,6 +90,8 @@ class _Destination:
     dirty: bool = False  # something was queued since the task last looked
     failures: int = 0
     sending: bool = False
+    # Set by `peer_seen` to cut a backoff wait short.
+    retry_now: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass
@@ -89,12 +100,10 @@ class _Intake:
 
     kind: str
     room: RoomRecord | None = None
-    event: StoredEvent | None = None
     receipt: Receipt | None = None
     user_id: str = ""
     typing: bool = False
     presence: dict[str, Any] | None = None
-    servers_version: int = 0  # the room's membership version when the event was persisted
 
 
 class FederationSender:
@@ -138,7 +147,6 @@ class FederationSender:
         self._epoch = await self.store.next_epoch()
         # A sender stopped and started again keeps its listeners (they check _running).
         for listeners, listener in (
-            (self.hs.room_service.listeners, self._on_event),
             (self.hs.typing.listeners, self._on_typing),
             (self.hs.receipts.listeners, self._on_receipt),
             (self.hs.presence.listeners, self._on_presence),
@@ -186,18 +194,69 @@ class FederationSender:
         d = self._destinations.get(name)
         return d is None or (d.task is None and not d.ephemeral)
 
-    # --- listeners (synchronous: called on the hot paths) ---
+    # --- local events: queued by the transaction that persists them ---
 
-    def _on_event(self, event: StoredEvent, room: RoomRecord) -> None:
-        if not self._running or not room.federate or not event.sender.endswith(self._suffix):
+    def sends(self, room: RoomRecord, event: dict[str, Any]) -> bool:
+        """Whether `event`, about to be persisted as a live event of `room`, is ours
+        to send: federation on, the room federates, and its sender is one of ours."""
+        return self.enabled and room.federate and str(event.get("sender", "")).endswith(self._suffix)
+
+    async def queue_event(
+        self, txn: Txn, room: RoomRecord, event: dict[str, Any], joined: Iterable[str] | None = None
+    ) -> list[str]:
+        """Queue `event` for its destinations inside `txn`, the transaction that
+        persists it, so the event and its outbox rows commit together. The
+        destinations are the servers with a member joined once the event is
+        applied: `joined` (user IDs or server names) when the caller knows them,
+        else read from the room's memberships in `txn` (which must then already
+        hold the event's own membership row), plus the target's server for an
+        invite, leave, kick or ban (it must hear of it though it is not, or no
+        longer, joined). Returns the destinations, to `wake` once committed.
+        """
+        if joined is None:
+            rows = await txn.fetchall(
+                "SELECT user_id FROM memberships WHERE room_nid = ? AND membership = 'join'", (room.room_nid,)
+            )
+            joined = (str(r[0]) for r in rows)
+        dests: set[str] = set()
+        for name in joined:
+            try:
+                dests.add(domain_of(name) if name.startswith("@") else name)
+            except ValueError:
+                continue
+        if event.get("type") == "m.room.member" and isinstance(event.get("state_key"), str):
+            if event.get("content", {}).get("membership") in _TARGET_TOO:
+                try:
+                    dests.add(domain_of(event["state_key"]))
+                except ValueError:
+                    pass
+        dests.discard(self.server_name)
+        # The federation policy: nothing is even queued for a server we do not federate with.
+        allowed = sorted(d for d in dests if self.hs.federation_policy.allow_destination(d, SEND_PATH))
+        await FederationOutboxStore.add_in_txn(
+            txn, [OutboxItem(d, PDU, event_id=event["event_id"]) for d in allowed]
+        )
+        return allowed
+
+    def wake(self, destinations: Iterable[str]) -> None:
+        """Start sending what was just committed to the outbox for `destinations`."""
+        if not self.enabled:
             return
-        if event.outlier or event.rejected is not None:
+        for name in destinations:
+            self._wake(name)
+
+    def peer_seen(self, server_name: str) -> None:
+        """`server_name` is up (it just sent us an authenticated request): forget its
+        backoff and retry what is queued for it now, rather than at the end of a
+        wait that grew while it was down. Cheap: called on every inbound request."""
+        d = self._destinations.get(server_name)
+        if d is None or d.failures == 0:
             return
-        # The room's servers are worked out later, by the intake worker, as they were
-        # after this event: not as they are by then (a server that joined meanwhile
-        # must not be sent history from before its join as if it were new).
-        version = self.hs.room_servers.version(room.room_nid)
-        self._intake.put_nowait(_Intake("pdu", room=room, event=event, servers_version=version))
+        d.failures = 0
+        d.retry_now.set()
+        self._wake(server_name)
+
+    # --- listeners (synchronous: called on the hot paths) ---
 
     def _on_typing(self, room: RoomRecord, user_id: str, typing: bool) -> None:
         if self._running and room.federate and user_id.endswith(self._suffix):
@@ -237,11 +296,7 @@ class FederationSender:
         rows: list[OutboxItem] = []
         ephemeral: list[tuple[str, EphemeralKey, dict[str, Any]]] = []
         for item in batch:
-            if item.kind == "pdu":
-                assert item.event is not None and item.room is not None
-                for dest in sorted(await self._pdu_destinations(item.event, item.room, item.servers_version)):
-                    rows.append(OutboxItem(dest, PDU, event_id=item.event.event_id))
-            elif item.kind == "receipt":
+            if item.kind == "receipt":
                 assert item.receipt is not None and item.room is not None
                 edu_json = orjson.dumps(_receipt_edu(item.receipt)).decode()
                 for dest in sorted(await self.hs.room_servers.servers_in_room(item.room)):
@@ -274,20 +329,6 @@ class FederationSender:
             self._dest(dest).ephemeral[key] = edu
         for dest in {r.destination for r in rows} | {e[0] for e in ephemeral}:
             self._wake(dest)
-
-    async def _pdu_destinations(self, event: StoredEvent, room: RoomRecord, servers_version: int) -> set[str]:
-        """Servers with a member joined once the event was applied, plus the target's
-        server for an invite, leave, kick or ban (it must hear of it though it is
-        not, or no longer, joined)."""
-        dests = await self.hs.room_servers.servers_after(room, event, servers_version)
-        if event.type == "m.room.member" and event.state_key is not None:
-            if event.event.get("content", {}).get("membership") in _TARGET_TOO:
-                try:
-                    dests.add(domain_of(event.state_key))
-                except ValueError:
-                    pass
-        dests.discard(self.server_name)
-        return dests
 
     async def _presence_destinations(self, user_id: str) -> set[str]:
         """Servers sharing a federated room with the user (the spec: only servers
@@ -333,7 +374,7 @@ class FederationSender:
                     # rather than leave the destination without a task.
                     logger.exception("federation sender: sending to %s failed", d.name)
                     d.sending = False
-                    await asyncio.sleep(self._backoff(d))
+                    await self._wait(d, self._backoff(d))
         finally:
             d.task = None
             d.sending = False
@@ -400,7 +441,15 @@ class FederationSender:
             "federation sender: transaction %s to %s failed (%s); retry %d in %.1fs",
             txn_id, d.name, error, d.failures, delay,
         )
-        await asyncio.sleep(delay)
+        await self._wait(d, delay)
+
+    async def _wait(self, d: _Destination, delay: float) -> None:
+        """Sleep out a backoff, or less if `peer_seen` says the peer is back."""
+        d.retry_now.clear()
+        try:
+            await asyncio.wait_for(d.retry_now.wait(), delay)
+        except TimeoutError:
+            pass
 
     async def drop_destination(self, name: str) -> None:
         """Stop sending to `name` at once and forget its queue (a revoked partner):

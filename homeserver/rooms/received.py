@@ -339,6 +339,13 @@ class ReceivedEvents:
         base = first_prev.state_after if first_prev is not None else None
         base_state = await rs.state_ids_at_snapshot(base) if base is not None else {}
         needed_keys |= set(base_state)
+        # One of our own events persisted from outside (our join through a resident
+        # server) is queued to the room's other servers by its own transaction.
+        sender = self.hs.federation_sender
+        joined: list[str] | None = None
+        if reason is None and pos is not None and not historical and sender.sends(room, event):
+            joined = await self._joined_after(event, before)
+        dests: list[str] = []
 
         async def fn(txn: Txn) -> StoredEvent:
             key_nids = {k: await rs.state.key_nid(txn, k) for k in needed_keys}
@@ -380,9 +387,12 @@ class ReceivedEvents:
                 await txn.execute(
                     "INSERT INTO forward_extremities (room_nid, event_nid) VALUES (?, ?)", (room.room_nid, nid)
                 )
+            if joined is not None:
+                dests[:] = await sender.queue_event(txn, room, event, joined)
             return stored
 
         stored = await self.hs.db.write(fn)
+        sender.wake(dests)
         rs.events.remember(stored)
         if redacts is not None and pos is not None:
             target = await rs.events.get_event(redacts)
@@ -397,6 +407,21 @@ class ReceivedEvents:
         await self._update_head(room, rv, new_extremities + [stored.nid], current, stored, pos)
         rs.notify(stored, room)
         return Outcome(stored.event_id, "accepted")
+
+    async def _joined_after(self, event: dict[str, Any], before: dict[StateKey, int]) -> list[str]:
+        """Users joined in the state after `event`, given the state before it."""
+        key = (event["type"], event.get("state_key"))
+        members = await self.rs.events.get_events_by_nid(
+            nid for k, nid in before.items() if k[0] == "m.room.member" and k != key
+        )
+        joined = [
+            str(m.state_key) for m in members.values()
+            if m.state_key is not None and m.event.get("content", {}).get("membership") == "join"
+        ]
+        if key[0] == "m.room.member" and isinstance(key[1], str):
+            if event.get("content", {}).get("membership") == "join":
+                joined.append(key[1])
+        return joined
 
     async def _update_head(
         self, room: RoomRecord, rv: RoomVersion, extremities: list[int], old_current: dict[StateKey, int],

@@ -4,10 +4,10 @@ Every outbound PDU and room EDU asks this, so the answer is cached per room and
 dropped whenever a membership event of the room is persisted (RoomService
 listeners see every persisted event, local or received over federation).
 
-A PDU goes to the servers in the room once it was applied, not to those there
-when the sender gets round to it: `version` taken when the event is persisted
-and `servers_after` tell the two apart, so a server that joined meanwhile is not
-sent history it was never part of (it backfills that if it wants it).
+A local PDU's destinations are worked out by the transaction that persists it
+(`FederationSender.queue_event`), from the membership after that event, so a
+server that joins later is not sent history it was never part of (it backfills
+that if it wants it).
 """
 
 from __future__ import annotations
@@ -51,31 +51,8 @@ class RoomServers:
         return set(cached)
 
     def version(self, room_nid: int) -> int:
-        """Bumped by every membership change of the room (see `servers_after`)."""
+        """Bumped by every membership change of the room."""
         return self._versions.get(room_nid, 0)
-
-    async def servers_after(self, room: RoomRecord, event: StoredEvent, version: int) -> set[str]:
-        """Domains of the members joined in the state after `event`, ours excluded.
-        `version` is `version(room)` when the event was persisted: while no
-        membership has changed since, that is the room's servers now (cached);
-        otherwise it is read from the state after the event."""
-        if self.version(room.room_nid) == version:
-            servers = await self.servers_in_room(room)
-            if self.version(room.room_nid) == version:
-                return servers
-        state = await self.hs.room_service.state_ids_after(event)
-        members = await self.hs.event_store.get_events_by_nid(
-            nid for (event_type, _), nid in state.items() if event_type == "m.room.member"
-        )
-        joined: set[str] = set()
-        for member in members.values():
-            if member.state_key is not None and member.event.get("content", {}).get("membership") == "join":
-                try:
-                    joined.add(domain_of(member.state_key))
-                except ValueError:
-                    continue
-        joined.discard(self.server_name)
-        return joined
 
     def invalidate(self, room_nid: int) -> None:
         """Forget a room's servers; for writers of memberships that bypass RoomService."""

@@ -354,14 +354,28 @@ class RoomService:
     async def _persist(
         self, room: RoomRecord, rv: RoomVersion, head: _Head, event: dict[str, Any], txn_info: TxnInfo | None
     ) -> StoredEvent:
+        sender = self.hs.federation_sender
+        federated = sender.sends(room, event)
+        joined: set[str] | None = None
+        if federated and event["type"] != "m.room.member":
+            # Under the room lock no membership of the room changes, so the servers in
+            # the room now are those after this event. A membership event reads them in
+            # its own transaction instead, once its membership row is written.
+            joined = await self.hs.room_servers.servers_in_room(room)
         pos = self.stream.allocate()
         prev_nids = list(head.extremities)
+
+        async def write(txn: Txn) -> tuple[tuple[StoredEvent, int | None, int | None, int | None], list[str]]:
+            written = await self._write_event(txn, room.room_nid, event, head.snapshot, prev_nids, pos, txn_info)
+            # The outbox rows commit with the event: a crash cannot keep one without the other.
+            dests = await sender.queue_event(txn, room, event, joined) if federated else []
+            return written, dests
+
         try:
-            stored, key_nid, after, length = await self.hs.db.write(
-                lambda txn: self._write_event(txn, room.room_nid, event, head.snapshot, prev_nids, pos, txn_info)
-            )
+            (stored, key_nid, after, length), dests = await self.hs.db.write(write)
         finally:
             self.stream.finish(pos)
+        sender.wake(dests)
         self.events.remember(stored)
         if key_nid is not None and after is not None:
             self.state.remember_key((event["type"], event["state_key"]), key_nid)

@@ -46,15 +46,22 @@ class FederationOutboxStore:
         """Queue items in the given order (one transaction for all)."""
         if not items:
             return
-        rows = [(i.destination, i.kind, i.event_id, i.edu_json) for i in items]
 
         async def fn(txn: Txn) -> None:
-            await txn.executemany(
-                "INSERT INTO federation_outbox (destination, kind, event_id, edu_json) VALUES (?, ?, ?, ?)",
-                rows,
-            )
+            await self.add_in_txn(txn, items)
 
         await self.db.write(fn)
+
+    @staticmethod
+    async def add_in_txn(txn: Txn, items: Sequence[OutboxItem]) -> None:
+        """Queue items inside the caller's transaction (a local event's own write,
+        so the event and its outbox rows commit together or not at all)."""
+        if not items:
+            return
+        await txn.executemany(
+            "INSERT INTO federation_outbox (destination, kind, event_id, edu_json) VALUES (?, ?, ?, ?)",
+            [(i.destination, i.kind, i.event_id, i.edu_json) for i in items],
+        )
 
     async def next_batch(self, destination: str, max_pdus: int, max_edus: int) -> OutboxBatch:
         """The oldest PDUs and EDUs queued for the destination, each in queue order."""
