@@ -15,7 +15,13 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from federation.client import ConnectError, RemoteError, quote_path_segment
+from federation.client import (
+    ConnectError,
+    DestinationRefusedError,
+    FederationError,
+    RemoteError,
+    quote_path_segment,
+)
 from federation.events import (
     CanonicalJSONError,
     EventFormatError,
@@ -85,14 +91,25 @@ class FederatedInvites:
             f"/_matrix/federation/v2/invite/{quote_path_segment(room.room_id)}"
             f"/{quote_path_segment(event['event_id'])}"
         )
+        client = self.hs.federation_client
+        if client is None:
+            raise MatrixError(403, "M_FORBIDDEN", "Federation is disabled on this server")
         try:
-            answer = await self.hs.federation_client.put_json(destination, path, body)
+            answer = await client.put_json(destination, path, body)
+        except DestinationRefusedError:
+            # Our own policy (partners only, say): the spec's answer for an invite the
+            # server will not make is 403, as for joins through such a server.
+            raise MatrixError(
+                403, "M_FORBIDDEN", f"This server's federation policy does not allow inviting users of {destination}"
+            ) from None
         except RemoteError as e:
             if e.status in (400, 403):
                 raise MatrixError(403, "M_FORBIDDEN", f"{destination} refused the invite: {e}") from None
             raise MatrixError(502, "M_UNKNOWN", f"{destination} could not take the invite: {e}") from None
         except (ConnectError, OSError) as e:
             raise MatrixError(502, "M_UNKNOWN", f"Cannot reach {destination} to deliver the invite: {e}") from None
+        except FederationError as e:  # a malformed answer
+            raise MatrixError(502, "M_UNKNOWN", f"{destination} answered the invite badly: {e}") from None
         signed = answer.get("event") if isinstance(answer, dict) else None
         if not isinstance(signed, dict):
             raise MatrixError(502, "M_UNKNOWN", f"{destination} answered the invite with no event")

@@ -36,7 +36,7 @@ from homeserver.errors import MatrixError, forbidden, not_found
 from homeserver.federation.access import server_allowed, server_of
 from homeserver.federation.inbound import PduError
 from homeserver.identifiers import parse_user_id
-from homeserver.rooms.received import ReceivedEvents
+from homeserver.rooms.received import MissingEventsError, ReceivedEvents
 from homeserver.storage.rooms import RoomRecord
 
 if TYPE_CHECKING:
@@ -157,8 +157,16 @@ class FederatedJoins:
         if event["event_id"] != event_id:
             raise MatrixError(400, "M_BAD_JSON", "The event ID in the path does not match the event")
         received = ReceivedEvents(self.hs.room_service)
-        async with self.hs.room_service.lock(room.room_id):
-            outcome = await received.persist(room, event)
+        try:
+            async with self.hs.room_service.lock(room.room_id):
+                outcome = await received.persist(room, event)
+        except MissingEventsError as e:
+            # The event was meant to be built from our own make_* template, whose prev
+            # and auth events are all ours: naming others makes the request invalid
+            # (the spec's 400), not something to fetch from the requester.
+            raise MatrixError(
+                400, "M_BAD_JSON", f"The {membership} event references {e.kind} events this server does not have"
+            ) from None
         if outcome.status in ("rejected", "soft_failed"):
             raise forbidden(f"{membership.capitalize()} refused: {outcome.reason}")
         stored = await self.hs.event_store.get_event(event["event_id"])

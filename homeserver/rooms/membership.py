@@ -156,6 +156,11 @@ class MembershipService:
                 raise forbidden(
                     f"Cannot invite {user_id}: this room is internal to {self.hs.config.server_name}"
                 )
+            if not self.hs.federation_policy.allow_destination(parsed[1], "invite"):
+                # Before any event exists (and, from createRoom, before the room does).
+                raise forbidden(
+                    f"Cannot invite {user_id}: this server's federation policy does not allow {parsed[1]}"
+                )
             return
         user = await self.hs.users.get_user(user_id)
         if user is None:

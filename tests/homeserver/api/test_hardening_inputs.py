@@ -181,3 +181,35 @@ async def test_x_matrix_origin_with_impossible_port(make_api: Any, origin: str) 
         headers={"Authorization": header},
     )
     assert (status, err["errcode"]) == (401, "M_UNAUTHORIZED")
+
+
+# --- our own federation policy -----------------------------------------------------------
+
+
+async def test_invite_refused_by_our_federation_policy(make_api: Any) -> None:
+    api = await make_api(federation={"enabled": True, "policy": "partners"})
+    alice = await user(api, "alice")
+    room = await create(api, alice)
+    status, err = await _status(
+        api, "POST", f"rooms/{room}/invite", {"user_id": "@bob:stranger.example"}, token=alice
+    )
+    assert (status, err["errcode"]) == (403, "M_FORBIDDEN")
+    # From createRoom too, and before any room is made.
+    status, err = await _status(api, "POST", "createRoom", {"invite": ["@bob:stranger.example"]}, token=alice)
+    assert (status, err["errcode"]) == (403, "M_FORBIDDEN")
+    assert (await api.get("joined_rooms", token=alice))["joined_rooms"] == [room]
+
+
+async def test_send_invite_maps_our_policy_refusal_to_403(make_api: Any) -> None:
+    """The last line, for a policy that changes while an invite is being made."""
+    from homeserver.errors import MatrixError
+
+    api = await make_api(federation={"enabled": True, "policy": "partners"})
+    alice = await user(api, "alice")
+    room = await api.hs.room_store.get_room(await create(api, alice))
+    assert room is not None
+    with pytest.raises(MatrixError) as caught:
+        await api.hs.federated_invites.send_invite(
+            room, {"state_key": "@bob:stranger.example", "event_id": "$invite", "type": "m.room.member"}
+        )
+    assert (caught.value.status, caught.value.errcode) == (403, "M_FORBIDDEN")
