@@ -6,9 +6,15 @@ import fnmatch
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
+from federation.json_bounds import JSONBoundsError, loads_bounded
 from homeserver.errors import MatrixError
+
+
+def filter_json_error(e: JSONBoundsError) -> MatrixError:
+    """The spec's error for a `filter` query parameter that is not JSON, or nests too deep."""
+    if e.not_json:
+        return MatrixError(400, "M_NOT_JSON", "Query parameter 'filter' is not valid JSON")
+    return MatrixError(400, "M_BAD_JSON", f"Query parameter 'filter': {e}")
 
 
 def _str_list(obj: dict[str, Any], key: str) -> list[str] | None:
@@ -75,9 +81,9 @@ class RoomEventFilter:
         if text is None:
             return cls()
         try:
-            obj = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            raise MatrixError(400, "M_NOT_JSON", "Query parameter 'filter' is not valid JSON") from None
+            obj = loads_bounded(text)
+        except JSONBoundsError as e:
+            raise filter_json_error(e) from None
         return cls.parse(obj)
 
     def matches(self, event: dict[str, Any], room_id: str | None = None) -> bool:

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from homeserver.errors import MatrixError, bad_json, not_found
-from homeserver.filtering import RoomEventFilter
+from federation.json_bounds import JSONBoundsError, loads_bounded
+from homeserver.errors import bad_json, not_found
+from homeserver.filtering import RoomEventFilter, filter_json_error
 from homeserver.storage.database import Txn
 
 if TYPE_CHECKING:
@@ -171,9 +172,9 @@ class FilterService:
             return {}
         if filter_param.lstrip().startswith("{"):
             try:
-                definition: Any = orjson.loads(filter_param)
-            except orjson.JSONDecodeError:
-                raise MatrixError(400, "M_NOT_JSON", "Query parameter 'filter' is not valid JSON") from None
+                definition: Any = loads_bounded(filter_param)
+            except JSONBoundsError as e:
+                raise filter_json_error(e) from None
             SyncFilter.parse(definition)
             return definition
         return await self.get(user_id, filter_param)

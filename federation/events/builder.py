@@ -12,6 +12,8 @@ from typing import Any
 
 from signedjson.types import SigningKey
 
+from federation.json_bounds import MAX_EVENT_DEPTH, JSONBoundsError, check_depth
+
 from .canonical import (
     MAX_SAFE_INTEGER,
     CanonicalJSONError,
@@ -73,7 +75,13 @@ def validate_pdu(event: Mapping[str, Any], room_version: str | RoomVersion) -> N
     pdu = pdu_json(event)
 
     try:
-        check_canonical_json(pdu)
+        # The depth first: the checks below walk the value recursively.
+        check_depth(pdu, MAX_EVENT_DEPTH, "PDU")
+    except JSONBoundsError as exc:
+        raise EventFormatError(str(exc)) from exc
+    try:
+        if rv.strict_canonical_json:
+            check_canonical_json(pdu)
         size = len(encode_canonical_json(pdu))
     except (CanonicalJSONError, UnicodeEncodeError) as exc:
         raise EventFormatError(f"PDU is not valid canonical JSON: {exc}") from exc
@@ -162,6 +170,11 @@ def build_event(
     ``make_join`` responses).
     """
     rv = get_room_version(room_version)
+    try:
+        # Content sits one level down in the event; check before copying it.
+        check_depth(dict(content), MAX_EVENT_DEPTH - 1, "Event content")
+    except JSONBoundsError as exc:
+        raise EventFormatError(str(exc)) from exc
     pdu: dict[str, Any] = {
         "type": event_type,
         "sender": sender,

@@ -68,6 +68,9 @@ class RoomVersion:
     create_event_in_auth_events: bool
     #: v11+: ``redacts`` moved from the top level into ``content``.
     redacts_in_content: bool
+    #: v6+: an event whose JSON is not canonical JSON's value space (floats,
+    #: integers beyond +-(2**53 - 1)) is rejected; older versions accept it.
+    strict_canonical_json: bool
 
     # --- Redaction algorithm --------------------------------------------
     #: Up to v10 the top-level ``origin``, ``membership`` and ``prev_state``
@@ -105,6 +108,7 @@ _V10 = RoomVersion(
     room_id_is_create_event_id=False,
     create_event_in_auth_events=True,
     redacts_in_content=False,
+    strict_canonical_json=True,
     redaction_keeps_origin_membership_prev_state=True,
     redaction_keeps_all_create_content=False,
     redaction_keeps_redaction_redacts=False,
@@ -125,6 +129,7 @@ _V11 = RoomVersion(
     room_id_is_create_event_id=False,
     create_event_in_auth_events=True,
     redacts_in_content=True,
+    strict_canonical_json=True,
     redaction_keeps_origin_membership_prev_state=False,
     redaction_keeps_all_create_content=True,
     redaction_keeps_redaction_redacts=True,
@@ -145,6 +150,7 @@ _V12 = RoomVersion(
     room_id_is_create_event_id=True,
     create_event_in_auth_events=False,
     redacts_in_content=True,
+    strict_canonical_json=True,
     redaction_keeps_origin_membership_prev_state=False,
     redaction_keeps_all_create_content=True,
     redaction_keeps_redaction_redacts=True,

@@ -7,6 +7,7 @@ get the spec's JSON error shape and CORS headers.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
+from federation.json_bounds import JSONBoundsError, loads_bounded
 from homeserver.errors import MatrixError, bad_json, missing_param
 
 if TYPE_CHECKING:
@@ -39,9 +41,21 @@ def get_hs(request: web.Request) -> HomeServer:
     return request.app[HS_KEY]
 
 
+def encode_json(data: Any) -> bytes:
+    """A response body. Everything accepted since the nesting bound
+    (:mod:`federation.json_bounds`) encodes with orjson; data stored before it
+    existed may nest deeper than orjson allows (254 levels) or hold integers
+    beyond 64 bits, and the standard library encodes those instead of failing
+    every read that includes them."""
+    try:
+        return orjson.dumps(data)
+    except orjson.JSONEncodeError:
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
-        body=orjson.dumps(data),
+        body=encode_json(data),
         status=status,
         content_type="application/json",
         headers=headers,
@@ -98,13 +112,22 @@ async def read_json(request: web.Request, *, allow_empty: bool = False) -> dict[
         if allow_empty:
             return {}
         raise MatrixError(400, "M_NOT_JSON", "Request body is empty; expected a JSON object")
-    try:
-        data = orjson.loads(bytes(body))
-    except orjson.JSONDecodeError:
-        raise MatrixError(400, "M_NOT_JSON", "Content not JSON") from None
+    data = parse_json(bytes(body))
     if not isinstance(data, dict):
         raise bad_json("Request body must be a JSON object")
     return data
+
+
+def parse_json(raw: bytes | str) -> Any:
+    """Parse a JSON body or parameter under the one nesting bound
+    (:mod:`federation.json_bounds`): M_NOT_JSON when it is not JSON, M_BAD_JSON
+    when it nests too deep."""
+    try:
+        return loads_bounded(raw)
+    except JSONBoundsError as e:
+        if e.not_json:
+            raise MatrixError(400, "M_NOT_JSON", "Content not JSON") from None
+        raise bad_json(str(e)) from None
 
 
 _TYPE_NAMES = {str: "a string", bool: "a boolean", int: "an integer", dict: "an object", list: "an array"}

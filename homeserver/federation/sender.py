@@ -52,6 +52,7 @@ from federation.client import (
 )
 from federation.events.hashing import pdu_json
 from federation.events.identifiers import domain_of
+from federation.json_bounds import MAX_EVENT_DEPTH, JSONBoundsError, check_depth
 from homeserver.storage.database import Txn
 from homeserver.storage.federation_outbox import (
     EDU,
@@ -388,7 +389,13 @@ class FederationSender:
             if stored is None:
                 logger.warning("federation sender: queued event %s is gone; not sending it", event_id)
                 continue
-            pdus.append(pdu_json(stored.event))
+            pdu = pdu_json(stored.event)
+            if not _encodable(pdu):
+                # Stored before the nesting bound existed: no peer could take it, and
+                # retrying the transaction would hold back everything queued behind it.
+                logger.warning("federation sender: event %s cannot be encoded; not sending it", event_id)
+                continue
+            pdus.append(pdu)
         edus = [orjson.loads(j) for _, j in batch.edus] + [edu for _, edu in ephemeral]
         body: dict[str, Any] = {
             "origin": self.server_name,
@@ -414,6 +421,11 @@ class FederationSender:
                     break
                 await self._retry_later(d, txn_id, e)
                 continue
+            except (TypeError, ValueError) as e:
+                # The body cannot be encoded or signed (JSONEncodeError is a TypeError):
+                # no retry can succeed, so drop it rather than stall the destination.
+                logger.error("federation sender: transaction %s to %s cannot be sent: %s", txn_id, d.name, e)
+                break
             except DestinationRefusedError:
                 # Our policy no longer allows the destination (a revoked partner):
                 # drop what was queued before, as a retry could never send it.
@@ -491,3 +503,13 @@ def _log_pdu_errors(destination: str, response: Any) -> None:
     )
     for event_id, error in errors:
         logger.info("federation sender: %s rejected %s: %s", destination, event_id, error)
+
+
+def _encodable(pdu: dict[str, Any]) -> bool:
+    """Whether a PDU can travel: within the event nesting bound and encodable."""
+    try:
+        check_depth(pdu, MAX_EVENT_DEPTH)
+        orjson.dumps(pdu)
+    except (JSONBoundsError, orjson.JSONEncodeError):
+        return False
+    return True

@@ -55,9 +55,18 @@ class _Head:
 
 @dataclass(frozen=True)
 class TxnInfo:
+    """A client transaction: a retransmission is the same txn_id from the same
+    device to the same endpoint with the same parameters (`scope`, e.g.
+    "send <room> <type>" or "redact <room> <event>"), and gets the first answer."""
+
     user_id: str
     device_id: str
+    scope: str
     txn_id: str
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.user_id, self.device_id, self.scope, self.txn_id)
 
 
 class RoomService:
@@ -75,8 +84,8 @@ class RoomService:
         self._member_versions: dict[int, int] = {}  # bumped per membership event, guards lazy loads
         self._background: set[asyncio.Task[None]] = set()
         self._last_pos: dict[int, int] = {}  # room nid -> stream position of its newest event
-        # (user, device, txn ID) -> event ID of recent sends, for cheap idempotent retries
-        self._recent_txns: OrderedDict[tuple[str, str, str], str] = OrderedDict()
+        # (user, device, scope, txn ID) -> event ID of recent sends, for cheap idempotent retries
+        self._recent_txns: OrderedDict[tuple[str, str, str, str], str] = OrderedDict()
 
     async def start(self) -> None:
         self.stream = StreamTracker(await self.events.max_stream_ordering())
@@ -186,7 +195,7 @@ class RoomService:
         precondition: Precondition | None = None,
         before_persist: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = None,
     ) -> StoredEvent:
-        """Build, authorise and persist one event; idempotent per (user, device, txn_id).
+        """Build, authorise and persist one event; idempotent per client transaction (`TxnInfo`).
 
         `precondition` sees the room's current state under the lock, so checks
         that go beyond the auth rules (unban only the banned, no duplicate
@@ -201,7 +210,7 @@ class RoomService:
             if txn is not None:
                 # Retries usually come soon after the first attempt: answer those from
                 # memory. Older ones are caught by the unique transaction key on write.
-                recent = self._recent_txns.get((txn.user_id, txn.device_id, txn.txn_id))
+                recent = self._recent_txns.get(txn.key)
                 if recent is not None:
                     found = await self.events.get_event(recent)
                     if found is not None:
@@ -220,7 +229,7 @@ class RoomService:
             except IntegrityError:
                 if txn is None:
                     raise
-                existing = await self.rooms.get_txn_event(txn.user_id, txn.device_id, txn.txn_id)
+                existing = await self.rooms.get_txn_event(*txn.key)
                 found = await self.events.get_event(existing) if existing else None
                 if found is None:
                     raise
@@ -346,7 +355,7 @@ class RoomService:
         await txn.execute("DELETE FROM room_heads WHERE room_nid = ?", (room_nid,))
         if txn_info is not None:
             await RoomStore.insert_txn(
-                txn, txn_info.user_id, txn_info.device_id, txn_info.txn_id, event["event_id"],
+                txn, *txn_info.key, event["event_id"],
                 self.hs.clock.time_ms(),
             )
         return stored, key_nid, after, length
@@ -385,7 +394,7 @@ class RoomService:
                 self.state.remember_snapshot(after, length, parent)
         self._heads[room.room_nid] = _Head([stored.nid], after)
         if txn_info is not None:
-            self._recent_txns[(txn_info.user_id, txn_info.device_id, txn_info.txn_id)] = stored.event_id
+            self._recent_txns[txn_info.key] = stored.event_id
             if len(self._recent_txns) > 10_000:
                 self._recent_txns.popitem(last=False)
         target = _redaction_target(event)

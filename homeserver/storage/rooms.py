@@ -184,18 +184,22 @@ class RoomStore:
 
     # --- idempotent sends ---
 
-    async def get_txn_event(self, user_id: str, device_id: str, txn_id: str) -> str | None:
+    async def get_txn_event(self, user_id: str, device_id: str, scope: str, txn_id: str) -> str | None:
         row = await self.db.fetchone(
-            "SELECT event_id FROM event_txns WHERE user_id = ? AND device_id = ? AND txn_id = ?",
-            (user_id, device_id, txn_id),
+            "SELECT event_id FROM event_txns"
+            " WHERE user_id = ? AND device_id = ? AND scope = ? AND txn_id = ?",
+            (user_id, device_id, scope, txn_id),
         )
         return row[0] if row else None
 
     @staticmethod
-    async def insert_txn(txn: Txn, user_id: str, device_id: str, txn_id: str, event_id: str, now_ms: int) -> None:
+    async def insert_txn(
+        txn: Txn, user_id: str, device_id: str, scope: str, txn_id: str, event_id: str, now_ms: int
+    ) -> None:
         await txn.execute(
-            "INSERT INTO event_txns (user_id, device_id, txn_id, event_id, created_ts) VALUES (?, ?, ?, ?, ?)",
-            (user_id, device_id, txn_id, event_id, now_ms),
+            "INSERT INTO event_txns (user_id, device_id, scope, txn_id, event_id, created_ts)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (user_id, device_id, scope, txn_id, event_id, now_ms),
         )
 
     # --- aliases ---

@@ -57,7 +57,9 @@ async def put_send(request: web.Request) -> web.Response:
     room = await member_room(request, req.user_id)
     stored = await hs.room_service.create_event(
         room, req.user_id, event_type, content,
-        txn=TxnInfo(req.user_id, req.device_id, request.match_info["txn_id"]),
+        txn=TxnInfo(
+            req.user_id, req.device_id, f"send {room.room_id} {event_type}", request.match_info["txn_id"]
+        ),
     )
     return json_response({"event_id": stored.event_id})
 
@@ -87,7 +89,9 @@ async def put_redact(request: web.Request) -> web.Response:
     stored = await hs.room_service.create_event(
         room, req.user_id, "m.room.redaction", content,
         redacts=None if rv.redacts_in_content else target_id,
-        txn=TxnInfo(req.user_id, req.device_id, request.match_info["txn_id"]),
+        txn=TxnInfo(
+            req.user_id, req.device_id, f"redact {room.room_id} {target_id}", request.match_info["txn_id"]
+        ),
     )
     return json_response({"event_id": stored.event_id})
 
