@@ -25,8 +25,12 @@ When both sides ask each other at once, both have consented: the partnership
 becomes active, known by both request IDs.
 
 Every step is audited (``partnership.*``); answers and revokes are delivered to
-the peer in the background with a few retries, since our side's change must not
-wait for (or be undone by) a peer that is down.
+the peer in the background, since our side's change must not wait for (or be
+undone by) a peer that is down. They are queued in the database by the same
+transaction as the change they announce and delivered to each peer in order,
+retried with the federation backoff (``federation.retry_base_s`` and
+``retry_cap_s``) across restarts until the peer takes them, refuses them for
+good (4xx), or they are older than a week.
 """
 
 from __future__ import annotations
@@ -38,7 +42,12 @@ import secrets
 import unicodedata
 from typing import TYPE_CHECKING, Any
 
-from federation.client import FederationError, RemoteError, quote_path_segment
+from federation.client import (
+    DestinationRefusedError,
+    FederationError,
+    RemoteError,
+    quote_path_segment,
+)
 from homeserver.errors import MatrixError, invalid_param, limit_exceeded, not_found
 from homeserver.identifiers import is_valid_server_name
 from homeserver.partners.notices import ServerNotices
@@ -53,6 +62,7 @@ from homeserver.storage.partnerships import (
     PENDING,
     REVOKED,
     STATES,
+    Delivery,
     Partnership,
     PartnershipStore,
 )
@@ -69,8 +79,8 @@ REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._~-]{1,64}$")
 # A peer may open a new request at most this often (a flood of fresh request IDs
 # would otherwise grow our tables and spam our admins).
 MIN_INBOUND_REQUEST_INTERVAL_S = 60.0
-DELIVERY_ATTEMPTS = 5
-DELIVERY_BASE_DELAY_S = 1.0
+# An answer or revoke the peer has not taken after this long is given up (logged).
+DELIVERY_MAX_AGE_MS = 7 * 24 * 3600 * 1000
 
 
 def bad_state(message: str) -> MatrixError:
@@ -113,14 +123,21 @@ class Partnerships:
         self._lock = asyncio.Lock()  # partnership changes are rare: one at a time
         self._last_inbound_request: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._workers: dict[str, asyncio.Task[None]] = {}  # peer -> its delivery task
+        self._delivery_dirty: set[str] = set()  # peers with a delivery queued since their task looked
+        self._running = False
 
     # --- lifecycle ---
 
     async def start(self) -> None:
         self._active = set(await self.store.active_servers())
+        self._running = True
+        for server_name in await self.store.delivery_servers():  # left over from before a restart
+            self._wake_delivery(server_name)
 
     async def stop(self) -> None:
-        """Cancel deliveries still retrying (the peer learns nothing more from us)."""
+        """Cancel deliveries still retrying; they stay queued for the next start."""
+        self._running = False
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -214,7 +231,8 @@ class Partnerships:
         async with self._lock:
             cur = await self._current(server_name)
             if cur.direction == INBOUND and cur.state == ACTIVE:
-                self._deliver(cur.server_name, "respond", cur.request_id, {"response": "accept"})
+                await self.store.add_delivery(self._delivery(cur.server_name, "respond", cur.request_id, accept=True))
+                self._wake_delivery(cur.server_name)
                 return cur  # already accepted: only tell the peer again
             if not (cur.direction == INBOUND and cur.state == PENDING):
                 raise bad_state(f"There is no pending request from {server_name} to accept")
@@ -228,11 +246,11 @@ class Partnerships:
             if not (cur.direction == INBOUND and cur.state == PENDING):
                 raise bad_state(f"There is no pending request from {server_name} to decline")
             p = cur.evolve(state=DECLINED, updated_ts=self.hs.clock.time_ms(), updated_by=by)
-            await self.store.save(p)
+            await self.store.save(p, deliver=self._delivery(server_name, "respond", p.request_id, accept=False))
+        self._wake_delivery(server_name)
         await self.hs.audit.record(
             "partnership.decline", actor=by, target=server_name, ip=ip, details={"request_id": p.request_id}
         )
-        self._deliver(server_name, "respond", p.request_id, {"response": "decline"})
         return p
 
     async def revoke(
@@ -247,13 +265,14 @@ class Partnerships:
                 return cur
             if cur.state not in (ACTIVE, PENDING):
                 raise bad_state(f"There is no partnership or pending request with {server_name} to revoke")
-            p = await self._revoke_locked(cur, by)
+            body = {"reason": reason} if reason else {}
+            now = self.hs.clock.time_ms()
+            p = await self._revoke_locked(cur, by, Delivery(server_name, "revoke", cur.request_id, body, now))
+        self._wake_delivery(server_name)
         await self.hs.audit.record(
             "partnership.revoke", actor=by, target=server_name, ip=ip,
             details={"request_id": p.request_id, "was": cur.state, "reason": reason},
         )
-        body = {"reason": reason} if reason else {}
-        self._deliver(server_name, "revoke", p.request_id, body)
         return p
 
     # --- what peers tell us (the origin is the verified X-Matrix origin) ---
@@ -284,7 +303,9 @@ class Partnerships:
                     state=ACTIVE, alt_request_id=request_id, organization=org, updated_ts=now,
                     updated_by=origin,
                 )
-                await self.store.save(p, seen_request_id=request_id)
+                await self.store.save(
+                    p, seen_request_id=request_id, deliver=self._delivery(origin, "respond", request_id, accept=True)
+                )
                 self._active.add(origin)
                 action, details = "partnership.accept", {"request_id": request_id, "mutual": True}
                 if cur.state != ACTIVE:
@@ -301,7 +322,7 @@ class Partnerships:
         if notice is not None:
             await self.notices.notify_admins(notice)
         if p.state == ACTIVE:
-            self._deliver(origin, "respond", request_id, {"response": "accept"})
+            self._wake_delivery(origin)
         return {"state": p.state}
 
     async def received_response(self, origin: str, request_id: str, *, accept: bool) -> dict[str, Any]:
@@ -368,17 +389,17 @@ class Partnerships:
 
     async def _accept_locked(self, cur: Partnership, by: str, ip: str | None) -> Partnership:
         p = cur.evolve(state=ACTIVE, updated_ts=self.hs.clock.time_ms(), updated_by=by)
-        await self.store.save(p)
+        await self.store.save(p, deliver=self._delivery(p.server_name, "respond", p.request_id, accept=True))
         self._active.add(p.server_name)
+        self._wake_delivery(p.server_name)
         await self.hs.audit.record(
             "partnership.accept", actor=by, target=p.server_name, ip=ip, details={"request_id": p.request_id}
         )
-        self._deliver(p.server_name, "respond", p.request_id, {"response": "accept"})
         return p
 
-    async def _revoke_locked(self, cur: Partnership, by: str) -> Partnership:
+    async def _revoke_locked(self, cur: Partnership, by: str, deliver: Delivery | None = None) -> Partnership:
         p = cur.evolve(state=REVOKED, updated_ts=self.hs.clock.time_ms(), updated_by=by)
-        await self.store.save(p)
+        await self.store.save(p, deliver=deliver)
         self._active.discard(p.server_name)  # the policy refuses the server from now on
         await self.hs.federation_sender.drop_destination(p.server_name)
         return p
@@ -389,33 +410,76 @@ class Partnerships:
             raise MatrixError(403, "M_FORBIDDEN", "Federation is disabled on this server")
         return client
 
-    def _deliver(self, server_name: str, verb: str, request_id: str, body: dict[str, Any]) -> None:
-        """Tell the peer in the background, retrying a few times if it is down."""
+    def _delivery(self, server_name: str, verb: str, request_id: str, *, accept: bool) -> Delivery:
+        body = {"response": "accept" if accept else "decline"}
+        return Delivery(server_name, verb, request_id, body, self.hs.clock.time_ms())
+
+    def _wake_delivery(self, server_name: str) -> None:
+        """Deliver what is queued for the peer, in the background (one task per peer,
+        so the peer hears of our changes in the order we made them)."""
         if self.hs.federation_client is None:
             return
-        task = asyncio.ensure_future(self._deliver_with_retries(server_name, verb, request_id, body))
+        self._delivery_dirty.add(server_name)
+        if server_name in self._workers or not self._running:
+            return  # its task will look again; or start() will
+        task = asyncio.ensure_future(self._deliver_queued(server_name))
+        self._workers[server_name] = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _deliver_with_retries(
-        self, server_name: str, verb: str, request_id: str, body: dict[str, Any]
-    ) -> None:
-        path = API_PREFIX + verb + "/" + quote_path_segment(request_id)
-        for attempt in range(DELIVERY_ATTEMPTS):
-            try:
-                await self._client().put_json(server_name, path, body)
-                return
-            except RemoteError as e:
-                if 400 <= e.status < 500 and e.status != 429:
-                    logger.warning("partners: %s refused our %s of %s: %s", server_name, verb, request_id, e)
-                    return
-                error: Exception = e
-            except FederationError as e:
-                error = e
-            logger.info("partners: %s of %s to %s failed (%s); attempt %d", verb, request_id, server_name,
-                        error, attempt + 1)
-            await asyncio.sleep(DELIVERY_BASE_DELAY_S * 2 ** attempt)
-        logger.warning("partners: gave up telling %s of our %s of %s", server_name, verb, request_id)
+    async def _deliver_queued(self, server_name: str) -> None:
+        fed = self.hs.config.federation
+        failures = 0
+        try:
+            while True:
+                self._delivery_dirty.discard(server_name)
+                try:
+                    d = await self.store.next_delivery(server_name)
+                    if d is None:
+                        if server_name in self._delivery_dirty:
+                            continue  # queued while we read
+                        return
+                    error = await self._try_delivery(d)
+                    if error is not None and self.hs.clock.time_ms() - d.created_ts < DELIVERY_MAX_AGE_MS:
+                        failures += 1
+                        delay = min(fed.retry_cap_s, fed.retry_base_s * 2 ** min(failures - 1, 40))
+                        logger.info("partners: %s of %s to %s failed (%s); retry %d in %.1fs",
+                                    d.verb, d.request_id, server_name, error, failures, delay)
+                        await asyncio.sleep(delay)
+                        continue
+                    if error is not None:
+                        logger.warning("partners: gave up telling %s of our %s of %s: %s",
+                                       server_name, d.verb, d.request_id, error)
+                    failures = 0
+                    await self.store.remove_delivery(d.seq)
+                except Exception:
+                    # A storage failure or a bug: keep the queue and try again later.
+                    logger.exception("partners: delivering to %s failed", server_name)
+                    failures += 1
+                    await asyncio.sleep(min(fed.retry_cap_s, fed.retry_base_s * 2 ** min(failures - 1, 40)))
+        finally:
+            self._workers.pop(server_name, None)
+
+    async def _try_delivery(self, d: Delivery) -> Exception | None:
+        """Send one delivery: None once the peer took it or refused it for good
+        (a 4xx other than 401 and 429: no retry can change its answer), else the
+        error. A 401 is retried: the peer may not have been able to fetch our keys
+        yet (we send as soon as we start, before our key server listens)."""
+        path = API_PREFIX + d.verb + "/" + quote_path_segment(d.request_id)
+        try:
+            await self._client().put_json(d.server_name, path, d.body)
+        except RemoteError as e:
+            if 400 <= e.status < 500 and e.status not in (401, 429):
+                logger.warning("partners: %s refused our %s of %s: %s", d.server_name, d.verb, d.request_id, e)
+                return None
+            return e
+        except DestinationRefusedError:
+            logger.warning("partners: our policy refuses %s; dropping our %s of %s",
+                           d.server_name, d.verb, d.request_id)
+            return None
+        except FederationError as e:
+            return e
+        return None
 
 
 def _request_notice(org: str | None, origin: str, message: str | None) -> str:

@@ -1,10 +1,13 @@
 """Partnerships between this server and others, the request IDs peers have used,
-and the partner service's small settings (the server notice room)."""
+what we still have to tell peers (deliveries), and the partner service's small
+settings (the server notice room)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from typing import Any
+
+import orjson
 
 from homeserver.storage.database import Database, Txn
 
@@ -23,6 +26,18 @@ _COLUMNS = (
     "server_name, state, direction, request_id, alt_request_id, organization, message,"
     " requested_by, created_ts, updated_ts, updated_by"
 )
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A message to a peer about one of our changes: PUT ``<verb>/<request_id>``."""
+
+    server_name: str
+    verb: str  # "respond" or "revoke"
+    request_id: str
+    body: dict[str, Any]
+    created_ts: int
+    seq: int = 0  # assigned when queued
 
 
 @dataclass(frozen=True)
@@ -99,9 +114,12 @@ class PartnershipStore:
         )
         return [r[0] for r in rows]
 
-    async def save(self, p: Partnership, *, seen_request_id: str | None = None) -> None:
+    async def save(
+        self, p: Partnership, *, seen_request_id: str | None = None, deliver: Delivery | None = None
+    ) -> None:
         """Write the partnership with its peer (replacing the previous one), and in
-        the same transaction remember a request ID the peer used."""
+        the same transaction remember a request ID the peer used and queue the
+        message that tells the peer (so the change is never kept untold)."""
         row = (
             p.server_name, p.state, p.direction, p.request_id, p.alt_request_id, p.organization,
             p.message, p.requested_by, p.created_ts, p.updated_ts, p.updated_by,
@@ -124,8 +142,44 @@ class PartnershipStore:
                     " VALUES (?, ?, ?) ON CONFLICT (server_name, request_id) DO NOTHING",
                     (p.server_name, seen_request_id, p.updated_ts),
                 )
+            if deliver is not None:
+                await self._add_delivery(txn, deliver)
 
         await self.db.write(fn)
+
+    # --- deliveries: what peers must still be told, in order ---
+
+    @staticmethod
+    async def _add_delivery(txn: Txn, d: Delivery) -> None:
+        await txn.execute(
+            "INSERT INTO partnership_deliveries (server_name, verb, request_id, body, created_ts)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (d.server_name, d.verb, d.request_id, orjson.dumps(d.body).decode(), d.created_ts),
+        )
+
+    async def add_delivery(self, d: Delivery) -> None:
+        async def fn(txn: Txn) -> None:
+            await self._add_delivery(txn, d)
+
+        await self.db.write(fn)
+
+    async def next_delivery(self, server_name: str) -> Delivery | None:
+        """The oldest message still to be delivered to the peer."""
+        row = await self.db.fetchone(
+            "SELECT seq, verb, request_id, body, created_ts FROM partnership_deliveries"
+            " WHERE server_name = ? ORDER BY seq LIMIT 1",
+            (server_name,),
+        )
+        if row is None:
+            return None
+        return Delivery(server_name, row[1], row[2], orjson.loads(row[3]), int(row[4]), int(row[0]))
+
+    async def remove_delivery(self, seq: int) -> None:
+        await self.db.execute("DELETE FROM partnership_deliveries WHERE seq = ?", (seq,))
+
+    async def delivery_servers(self) -> list[str]:
+        rows = await self.db.fetchall("SELECT DISTINCT server_name FROM partnership_deliveries")
+        return sorted(r[0] for r in rows)
 
     async def seen_request_id(self, server_name: str, request_id: str) -> bool:
         """Whether the peer already sent a request with this ID (a retry or a replay)."""
