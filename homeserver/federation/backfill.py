@@ -26,13 +26,17 @@ are not here yet, is asked for with /state_ids (`StateFetcher`). Who may see
 each backfilled event is decided by the normal history visibility at it.
 
 Bounds: one backfill per room at a time; at most MAX_BATCH events and
-MAX_STATE_FETCHES state requests per batch; extremities no server could extend
-are not asked about again for a while.
+MAX_STATE_FETCHES state requests per batch. Extremities no server could extend
+are not asked about again for a while: for FRUITLESS_RETRY_MS when no server
+answered (in memory: they may be back soon), for NO_OLDER_HISTORY_RETRY_MS when
+the servers answered with nothing older (stored, so a restart does not send
+every client that pages to the top of such a room asking them all again).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import weakref
 from collections import OrderedDict
@@ -56,6 +60,7 @@ MAX_STATE_FETCHES = 3
 MAX_SERVERS = 5  # servers tried per backfill
 OLDEST_SCAN = 20  # oldest timeline events whose prev events are looked at
 FRUITLESS_RETRY_MS = 60_000
+NO_OLDER_HISTORY_RETRY_MS = 3_600_000
 _FRUITLESS_SIZE = 1000
 
 
@@ -129,7 +134,11 @@ class RoomBackfill:
             failed_at = self._fruitless.get(key)
             if failed_at is not None and now - failed_at < FRUITLESS_RETRY_MS:
                 return 0
+            digest = _digest(extremities)
+            if await self._no_older_history_since(room.room_nid, digest, now):
+                return 0
             batch = max(MIN_BATCH, min(limit, MAX_BATCH))
+            answered = False
             for server in servers[:MAX_SERVERS]:
                 try:
                     added = await self._from_server(server, room, extremities, batch)
@@ -138,10 +147,30 @@ class RoomBackfill:
                     continue
                 if added:
                     return added
-            self._fruitless[key] = now
-            if len(self._fruitless) > _FRUITLESS_SIZE:
-                self._fruitless.popitem(last=False)
+                answered = True
+            if answered:
+                await self._record_no_older_history(room.room_nid, digest, now)
+            else:
+                self._fruitless[key] = now
+                if len(self._fruitless) > _FRUITLESS_SIZE:
+                    self._fruitless.popitem(last=False)
             return 0
+
+    async def _no_older_history_since(self, room_nid: int, digest: str, now: int) -> bool:
+        """Whether the servers said lately that they have nothing older than these
+        extremities (a stale record, or one for other extremities, does not count)."""
+        row = await self.hs.db.fetchone(
+            "SELECT extremities, found_ts FROM backfill_exhausted WHERE room_nid = ?", (room_nid,)
+        )
+        return row is not None and row[0] == digest and now - int(row[1]) < NO_OLDER_HISTORY_RETRY_MS
+
+    async def _record_no_older_history(self, room_nid: int, digest: str, now: int) -> None:
+        await self.hs.db.execute(
+            "INSERT INTO backfill_exhausted (room_nid, extremities, found_ts) VALUES (?, ?, ?)"
+            " ON CONFLICT (room_nid) DO UPDATE SET extremities = excluded.extremities,"
+            " found_ts = excluded.found_ts",
+            (room_nid, digest, now),
+        )
 
     async def _from_server(self, server: str, room: RoomRecord, extremities: list[str], limit: int) -> int:
         client = self.hs.federation_client
@@ -217,3 +246,8 @@ class RoomBackfill:
                     logger.info("backfilled event %s not stored: %s", event["event_id"], e)
                     break
         return None, used
+
+
+def _digest(extremities: list[str]) -> str:
+    """A short, order-free name for a set of backward extremities."""
+    return hashlib.sha256("\n".join(sorted(set(extremities))).encode()).hexdigest()
