@@ -23,9 +23,11 @@ from signedjson.types import SigningKey
 from yarl import URL
 
 from .discovery import ServerResolver
+from .outbound_guard import OutboundGuard, RefusedAddressError
 from .request_auth import sign_request
 
 __all__ = [
+    "AddressRefusedError",
     "BadResponseError",
     "ConnectError",
     "DestinationRefusedError",
@@ -49,6 +51,16 @@ class FederationError(Exception):
 
 class ConnectError(FederationError):
     """The peer could not be reached or did not complete TLS (certificate, timeout, refused)."""
+
+
+class AddressRefusedError(ConnectError):
+    """The peer's address is one the outbound address policy refuses (private,
+    loopback, link-local...): no connection was made. ``address`` is the refused
+    address (with the name it came from, when it came from DNS)."""
+
+    def __init__(self, message: str, address: str) -> None:
+        super().__init__(message)
+        self.address = address
 
 
 class RemoteError(FederationError):
@@ -129,8 +141,12 @@ class FederationClient:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         user_agent: str = USER_AGENT,
         policy: OutboundPolicy | None = None,
+        guard: OutboundGuard | None = None,
     ) -> None:
+        """``guard`` decides which addresses may be connected to; without one,
+        only publicly routable addresses (the safe default)."""
         self.server_name = server_name
+        self.guard = guard if guard is not None else OutboundGuard()
         self.policy = policy
         self.observers: list[RequestObserver] = []
         self.signing_key = signing_key
@@ -142,8 +158,8 @@ class FederationClient:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self.ssl_context, limit=200, limit_per_host=20),
+            self._session = self.guard.session(
+                connector_args={"ssl": self.ssl_context, "limit": 200, "limit_per_host": 20},
                 json_serialize=lambda v: orjson.dumps(v).decode(),
             )
         return self._session
@@ -213,6 +229,15 @@ class FederationClient:
             ) as resp:
                 raw = await _read_capped(resp.content, MAX_RESPONSE_BYTES + 1)
                 status = resp.status
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, RefusedAddressError):
+                raise AddressRefusedError(
+                    f"{method} {destination}{path} refused: {exc.os_error.strerror}",
+                    exc.os_error.address,
+                ) from exc
+            raise ConnectError(
+                f"{method} {destination}{path} failed: {type(exc).__name__}: {exc}"
+            ) from exc
         except (aiohttp.ClientError, TimeoutError, OSError, ssl.SSLError) as exc:
             raise ConnectError(
                 f"{method} {destination}{path} failed: {type(exc).__name__}: {exc}"

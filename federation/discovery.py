@@ -16,6 +16,11 @@ their Cache-Control/Expires (default 24 h, at most 48 h), failures with an
 exponential backoff up to an hour, so an unreachable peer costs one request
 per backoff period, not one per message.
 
+Concurrent look-ups of the same hostname share one fetch (:class:`SingleFlight`),
+and every connection, the well-known fetch's included, goes through the
+:class:`OutboundGuard`, so neither a server name nor a delegation can point
+this server at an address the operator has not allowed.
+
 A static map (config ``federation.static_hosts``) short-circuits all of this;
 it says where to connect, not who the peer is: the Host header and the
 certificate name stay the server name's hostname, as in step 2.
@@ -41,6 +46,8 @@ import aiohttp
 import orjson
 
 from .events.identifiers import is_valid_server_address
+from .outbound_guard import OutboundGuard
+from .single_flight import SingleFlight
 
 __all__ = [
     "DEFAULT_PORT",
@@ -211,7 +218,9 @@ class ServerResolver:
 
     ``ssl_context`` verifies well-known servers' certificates (the same trust
     as federation itself); ``srv_lookup`` does DNS (injected in tests);
-    ``well_known_port`` exists so tests can serve the document on a free port.
+    ``well_known_port`` exists so tests can serve the document on a free port;
+    ``guard`` decides which addresses the well-known fetch may connect to
+    (default: publicly routable ones only).
     """
 
     def __init__(
@@ -224,6 +233,7 @@ class ServerResolver:
         wall_clock: Callable[[], float] = time.time,
         well_known_port: int = 443,
         cache: WellKnownCache | None = None,
+        guard: OutboundGuard | None = None,
     ) -> None:
         self.ssl_context = ssl_context if ssl_context is not None else ssl.create_default_context()
         self.static_hosts = dict(static_hosts or {})
@@ -232,7 +242,9 @@ class ServerResolver:
         self.wall_clock = wall_clock
         self.well_known_port = well_known_port
         self.cache = cache or WellKnownCache()
+        self.guard = guard if guard is not None else OutboundGuard()
         self._session: aiohttp.ClientSession | None = None
+        self._well_known_flights: SingleFlight[str, str | None] = SingleFlight()
 
     async def close(self) -> None:
         if self._session is not None:
@@ -279,11 +291,17 @@ class ServerResolver:
         return None
 
     async def well_known(self, hostname: str) -> str | None:
-        """The delegated server name from the cache or a fresh fetch; None on failure."""
-        now = self.monotonic()
-        entry = self.cache.get(hostname, now)
+        """The delegated server name from the cache or a fresh fetch; None on failure.
+
+        Callers asking while a fetch for ``hostname`` is under way share it.
+        """
+        entry = self.cache.get(hostname, self.monotonic())
         if entry is not None:
             return entry.delegated
+        return await self._well_known_flights.run(hostname, lambda: self._look_up_well_known(hostname))
+
+    async def _look_up_well_known(self, hostname: str) -> str | None:
+        now = self.monotonic()
         try:
             delegated, ttl = await self._fetch_well_known(hostname)
         except _WellKnownError as exc:
@@ -301,8 +319,8 @@ class ServerResolver:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self.ssl_context, limit=50),
+            self._session = self.guard.session(
+                connector_args={"ssl": self.ssl_context, "limit": 50},
                 timeout=aiohttp.ClientTimeout(total=WELL_KNOWN_TIMEOUT_S),
             )
         return self._session

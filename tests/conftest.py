@@ -31,6 +31,11 @@ def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# Test servers federate over loopback, which the outbound guard refuses by default:
+# configs of servers that federate allow it with ``outbound=LOOPBACK_OUTBOUND``.
+LOOPBACK_OUTBOUND: dict[str, Any] = {"allowed_ranges": ["127.0.0.0/8", "::1/128"]}
+
+
 def config_dict(data_dir: Path, **overrides: Any) -> dict[str, Any]:
     """A test config: open registration, cheap scrypt, no rate limits unless asked."""
     key = data_dir / "signing.key"

@@ -10,11 +10,17 @@ Validity: each key carries a ``valid_until_ts`` (for a retired key, its
 ``expired_ts``). A caller asks for keys valid until at least some time:
 ``now`` for request authentication, the event's ``origin_server_ts`` for event
 signatures in room versions 5 and later (the auth code passes it).
+
+Fetches are caused by others (a signed request from a server we do not know, a
+notary query), so they are bounded: one fetch per server at a time, shared by
+everyone who asks meanwhile; at most one per server per second counted from
+the end of the last one (30 s for key IDs already looked for); and, for a
+fetch caused by a request, the requester's ``remote_key_fetch`` rate limit.
+Where the fetch may connect to is the federation client's outbound guard.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
@@ -32,9 +38,11 @@ from federation.server_keys import (
     parse_notary_response,
     parse_server_keys,
 )
+from federation.single_flight import SingleFlight
 from homeserver.clock import Clock
 from homeserver.config import OldSigningKey, TrustedKeyServer
 from homeserver.keys import SigningKey
+from homeserver.ratelimit import RateLimiter
 from homeserver.storage.server_keys import ServerKeyStore, StoredKey, StoredResponse
 
 logger = logging.getLogger(__name__)
@@ -69,6 +77,7 @@ class KeyRing:
         trusted_key_servers: Sequence[TrustedKeyServer] = (),
         key_validity_ms: int = 86_400_000,
         old_signing_keys: Mapping[str, OldSigningKey] | None = None,
+        ratelimiter: RateLimiter | None = None,
     ) -> None:
         self.server_name = server_name
         self.signing_key = signing_key
@@ -91,8 +100,11 @@ class KeyRing:
             for t in trusted_key_servers
         ]
         self._cache: OrderedDict[tuple[str, str], _CachedKey] = OrderedDict()
-        self._locks: dict[str, asyncio.Lock] = {}
-        # server -> (monotonic time of the last fetch, key IDs it was made for)
+        self.ratelimiter = ratelimiter
+        # One fetch of a server's keys at a time; whoever asks meanwhile waits for it.
+        self._fetches: SingleFlight[str, None] = SingleFlight()
+        # server -> (monotonic time the last fetch ended, or started while it runs;
+        # key IDs it was made for)
         self._last_fetch: dict[str, tuple[float, frozenset[str]]] = {}
         self._own_response: dict | None = None
 
@@ -121,12 +133,16 @@ class KeyRing:
         server_name: str,
         key_ids: Collection[str],
         minimum_valid_until_ts: int | None = None,
+        *,
+        requester: str | None = None,
     ) -> dict[str, VerifyKey]:
         """Those of ``key_ids`` we can vouch for as valid until at least
         ``minimum_valid_until_ts`` (default: now), fetching what is missing.
 
         Returns fewer keys than asked when some cannot be found or verified;
         the caller decides whether that fails the signature check.
+        ``requester`` (a client IP) is who caused the look-up: a fetch it would
+        start counts against its ``remote_key_fetch`` rate limit (429 when spent).
         """
         min_ts = self.clock.time_ms() if minimum_valid_until_ts is None else minimum_valid_until_ts
         wanted = set(key_ids)
@@ -141,37 +157,48 @@ class KeyRing:
         found = self._from_memory(server_name, wanted, min_ts)
         if len(found) == len(wanted) or self.client is None:
             return found
-        lock = self._locks.setdefault(server_name, asyncio.Lock())
-        async with lock:
-            # Another task may have fetched while we waited for the lock.
-            found = self._from_memory(server_name, wanted, min_ts)
-            if len(found) == len(wanted):
+        missing = wanted - found.keys()
+        if not self._fetches.in_flight(server_name):
+            if self._throttled(server_name, missing):
                 return found
-            if self._throttled(server_name, wanted - found.keys()):
-                return found
+            if requester is not None and self.ratelimiter is not None:
+                self.ratelimiter.check("remote_key_fetch", requester)
+            self._fetch_started(server_name, missing)
+        await self._fetches.run(server_name, lambda: self._fetch(server_name, missing, min_ts))
+        return self._from_memory(server_name, wanted, min_ts)
+
+    async def _fetch(self, server_name: str, key_ids: set[str], min_ts: int) -> None:
+        """From the server itself, then the notaries for what it did not give us."""
+        try:
             await self._fetch_direct(server_name)
-            found = self._from_memory(server_name, wanted, min_ts)
-            missing = wanted - found.keys()
+            missing = {kid for kid in key_ids if not self._from_memory(server_name, {kid}, min_ts)}
             if missing:
                 await self._fetch_from_notaries(server_name, missing, min_ts)
-                found = self._from_memory(server_name, wanted, min_ts)
-        if len(self._locks) > MAX_CACHED_KEYS:
-            self._locks = {k: v for k, v in self._locks.items() if v.locked()}
-        return found
+        finally:
+            self._fetch_ended(server_name)
 
     def _throttled(self, server_name: str, missing: set[str]) -> bool:
-        """Whether a fetch of ``server_name``'s keys for ``missing`` must wait; if not,
-        the fetch about to happen is recorded."""
-        now = self.clock.monotonic()
+        """Whether a fetch of ``server_name``'s keys for ``missing`` must wait."""
+        last = self._last_fetch.get(server_name)
+        if last is None:
+            return False
+        elapsed = self.clock.monotonic() - last[0]
+        return elapsed < NEW_KEY_REFETCH_INTERVAL_S or (
+            elapsed < REFETCH_INTERVAL_S and missing <= last[1]
+        )
+
+    def _fetch_started(self, server_name: str, key_ids: set[str]) -> None:
+        self._last_fetch[server_name] = (self.clock.monotonic(), frozenset(key_ids))
+        if len(self._last_fetch) > MAX_CACHED_KEYS:
+            horizon = self.clock.monotonic() - REFETCH_INTERVAL_S
+            self._last_fetch = {s: v for s, v in self._last_fetch.items() if v[0] > horizon}
+
+    def _fetch_ended(self, server_name: str) -> None:
+        """The intervals count from the end of a fetch: one that took its whole
+        timeout must not let the next start the moment it gives up."""
         last = self._last_fetch.get(server_name)
         if last is not None:
-            elapsed = now - last[0]
-            if elapsed < NEW_KEY_REFETCH_INTERVAL_S:
-                return True
-            if elapsed < REFETCH_INTERVAL_S and missing <= last[1]:
-                return True
-        self._last_fetch[server_name] = (now, frozenset(missing))
-        return False
+            self._last_fetch[server_name] = (self.clock.monotonic(), last[1])
 
     def _own_keys(self, wanted: set[str], min_ts: int) -> dict[str, VerifyKey]:
         """Our current key, and each retired one for what was signed before it expired
@@ -223,6 +250,12 @@ class KeyRing:
         for r in rows:
             self._remember(r.server_name, r.key_id, decode_verify_key_base64(r.key_id, r.verify_key),
                            r.valid_until_ts)
+
+    async def _fetch_direct_only(self, server_name: str) -> None:
+        try:
+            await self._fetch_direct(server_name)
+        finally:
+            self._fetch_ended(server_name)
 
     async def _fetch_direct(self, server_name: str) -> ServerKeys | None:
         """Ask the server itself; None (logged) if it cannot be reached or lies."""
@@ -278,10 +311,12 @@ class KeyRing:
         min_ts = self.clock.time_ms() if minimum_valid_until_ts is None else minimum_valid_until_ts
         stored = await self.store.get_response(server_name)
         if self.client is not None and not _satisfies(stored, key_ids, min_ts):
-            if not self._throttled(server_name, set(key_ids)):
-                lock = self._locks.setdefault(server_name, asyncio.Lock())
-                async with lock:
-                    await self._fetch_direct(server_name)
+            wanted = set(key_ids)
+            joining = self._fetches.in_flight(server_name)
+            if joining or not self._throttled(server_name, wanted):
+                if not joining:
+                    self._fetch_started(server_name, wanted)
+                await self._fetches.run(server_name, lambda: self._fetch_direct_only(server_name))
                 stored = await self.store.get_response(server_name)
         if stored is None:
             return []

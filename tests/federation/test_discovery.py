@@ -4,6 +4,7 @@ IP literals and ports need nothing, well-known is served over HTTPS from
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,8 +12,9 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from signedjson.key import generate_signing_key
 
-from federation.client import make_ssl_context
+from federation.client import AddressRefusedError, FederationClient, make_ssl_context
 from federation.discovery import (
     ResolvedServer,
     ServerResolver,
@@ -20,6 +22,8 @@ from federation.discovery import (
     parse_cache_lifetime,
     split_host_port,
 )
+from federation.outbound_guard import AddressPolicy, OutboundGuard
+from tests.federation.counting_listener import CountingListener
 from tests.homeserver.federation.servers import free_port
 from tests.tls_ca import TestCA
 
@@ -46,6 +50,8 @@ def _resolver(srv: FakeSrv | None = None, **kw: Any) -> ServerResolver:
     async def no_dns(name: str) -> list[tuple[str, int]]:
         raise AssertionError(f"unexpected SRV look-up of {name}")
 
+    # The well-known server of these tests is on loopback, which must be allowed.
+    kw.setdefault("guard", OutboundGuard(AddressPolicy.parse(["127.0.0.0/8"])))
     return ServerResolver(srv_lookup=srv or no_dns, **kw)
 
 
@@ -236,6 +242,54 @@ async def test_well_known_needs_a_trusted_certificate(well_known: Any) -> None:
         assert wk.hits == 0  # the TLS handshake failed before any request
     finally:
         await r.close()
+
+
+async def test_well_known_is_not_fetched_from_a_private_address(well_known: Any) -> None:
+    """With the default guard, a hostname resolving to loopback gets no request:
+    discovery goes on as if there were no well-known (SRV, then 8448)."""
+    wk, ctx, port = well_known
+    r = _resolver(FakeSrv(), ssl_context=ctx, well_known_port=port, guard=OutboundGuard())
+    try:
+        assert await r.resolve("localhost") == ResolvedServer("localhost", 8448, "localhost", "localhost")
+        assert wk.hits == 0
+    finally:
+        await r.close()
+
+
+async def test_concurrent_well_known_look_ups_share_one_fetch(well_known: Any) -> None:
+    wk, ctx, port = well_known
+    r = _resolver(FakeSrv(), ssl_context=ctx, well_known_port=port)
+    try:
+        results = await asyncio.gather(*(r.well_known("localhost") for _ in range(10)))
+        assert results == ["delegated.example:443"] * 10
+        assert wk.hits == 1
+    finally:
+        await r.close()
+
+
+async def test_delegation_and_redirects_to_private_addresses_are_refused(well_known: Any) -> None:
+    """Only the well-known server's own address is allowed: neither a redirect nor
+    the delegated server it names may lead anywhere else on the private network."""
+    wk, ctx, port = well_known
+    guard = OutboundGuard(AddressPolicy.parse(["127.0.0.1/32"]))
+    async with CountingListener("127.0.0.9") as inside:
+        wk.status, wk.body = 302, f"https://{inside.name}/.well-known/matrix/server"
+        r = _resolver(FakeSrv(), ssl_context=ctx, well_known_port=port, guard=guard)
+        try:
+            assert await r.well_known("localhost") is None
+        finally:
+            await r.close()
+        wk.status, wk.body = 200, {"m.server": inside.name}
+        r = _resolver(FakeSrv(), ssl_context=ctx, well_known_port=port, guard=guard)
+        client = FederationClient("us.example", generate_signing_key("1"), resolver=r, ssl_context=ctx,
+                                  guard=guard)
+        try:
+            assert (await r.resolve("localhost")).host == "127.0.0.9"
+            with pytest.raises(AddressRefusedError):
+                await client.get_json("localhost", "/_matrix/key/v2/server", signed=False)
+        finally:
+            await client.close()
+        assert inside.accepted == 0
 
 
 async def test_srv_failures_count_as_no_record() -> None:

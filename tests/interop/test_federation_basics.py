@@ -25,7 +25,7 @@ from federation.discovery import ServerResolver
 from federation.events import decode_verify_key_base64, generate_signing_key, verify_signed_by
 from homeserver.rooms.creation import create_room
 from homeserver.server import HomeServer
-from tests.homeserver.federation.servers import ServerSpec, running_server
+from tests.homeserver.federation.servers import ServerSpec, loopback_guard, running_server
 from tests.tls_ca import TestCA
 
 from .synapse import MatrixError, SynapseClient, SynapseServer
@@ -278,7 +278,8 @@ async def test_synapse_refuses_a_key_that_is_not_ours(
     for version in (accord.spec.signing_key.version, "impostor"):
         impostor = FederationClient(
             accord.name, generate_signing_key(version),
-            resolver=ServerResolver(ssl_context=ctx), ssl_context=ctx,
+            resolver=ServerResolver(ssl_context=ctx, guard=loopback_guard()), ssl_context=ctx,
+            guard=loopback_guard(),
         )
         try:
             with pytest.raises(RemoteError) as err:

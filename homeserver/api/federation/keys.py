@@ -1,6 +1,12 @@
 """The key API: our keys (``/_matrix/key/v2/server``) and, as a notary, other
 servers' keys co-signed by us (``/_matrix/key/v2/query``). Unauthenticated,
-as the spec defines it: the responses carry their own signatures."""
+as the spec defines it: the responses carry their own signatures.
+
+Each server a notary query names may make us fetch its keys, so anyone could
+use these endpoints to make this server connect somewhere: the queries are
+rate limited per client IP (action ``key_query``, one token per server named),
+capped at :data:`MAX_SERVERS_PER_QUERY` servers, and the fetches go through the
+outbound guard like all others (no private or loopback addresses by default)."""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from homeserver.api.http import get_hs, json_response, read_json
+from homeserver.api.http import client_ip, get_hs, json_response, read_json
 from homeserver.errors import bad_json, invalid_param, missing_param
 from homeserver.identifiers import is_valid_server_name
 
@@ -29,10 +35,16 @@ def _min_ts(value: Any) -> int | None:
     return value
 
 
+def _charge(request: web.Request, servers: int) -> None:
+    """Take one ``key_query`` token per server asked about (429 when spent)."""
+    get_hs(request).ratelimiter.check("key_query", client_ip(request), cost=float(max(1, servers)))
+
+
 async def query_one(request: web.Request) -> web.Response:
     server_name = request.match_info["server_name"]
     if not is_valid_server_name(server_name):
         raise invalid_param("Invalid server name")
+    _charge(request, 1)
     raw = request.query.get("minimum_valid_until_ts")
     min_ts: int | None = None
     if raw is not None:
@@ -53,8 +65,7 @@ async def query_many(request: web.Request) -> web.Response:
         raise bad_json("'server_keys' must be an object")
     if len(criteria) > MAX_SERVERS_PER_QUERY:
         raise invalid_param(f"At most {MAX_SERVERS_PER_QUERY} servers per query")
-    jobs = []
-    keyring = get_hs(request).keyring
+    queries: list[tuple[str, list[str], int | None]] = []
     for server_name, by_key in criteria.items():
         if not isinstance(by_key, dict) or not is_valid_server_name(server_name):
             raise bad_json(f"Invalid query for server {server_name!r}")
@@ -65,8 +76,10 @@ async def query_many(request: web.Request) -> web.Response:
             ts = _min_ts(crit.get("minimum_valid_until_ts"))
             if ts is not None:
                 min_ts = ts if min_ts is None else max(min_ts, ts)
-        jobs.append(keyring.notary_query(server_name, list(by_key), min_ts))
-    results = await asyncio.gather(*jobs)
+        queries.append((server_name, list(by_key), min_ts))
+    _charge(request, len(queries))
+    keyring = get_hs(request).keyring
+    results = await asyncio.gather(*(keyring.notary_query(*q) for q in queries))
     return json_response({"server_keys": [r for rs in results for r in rs]})
 
 

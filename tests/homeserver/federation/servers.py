@@ -11,10 +11,11 @@ from typing import Any
 
 from federation.events.canonical import encode_base64
 from federation.events.signing import key_id_of
+from federation.outbound_guard import AddressPolicy, OutboundGuard
 from homeserver.config import parse_config
 from homeserver.keys import load_signing_key, write_new_signing_key
 from homeserver.server import HomeServer
-from tests.conftest import config_dict
+from tests.conftest import LOOPBACK_OUTBOUND, config_dict
 from tests.tls_ca import TestCA
 
 
@@ -24,6 +25,12 @@ def free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def loopback_guard() -> OutboundGuard:
+    """An outbound guard for clients a test builds itself: the test servers are
+    on loopback, which the default guard refuses."""
+    return OutboundGuard(AddressPolicy.parse(LOOPBACK_OUTBOUND["allowed_ranges"]))
 
 
 class ServerSpec:
@@ -48,10 +55,13 @@ class ServerSpec:
 
 @contextlib.asynccontextmanager
 async def running_server(
-    spec: ServerSpec, ca: TestCA | None, *, trust_ca: bool = True, **federation: Any
+    spec: ServerSpec, ca: TestCA | None, *, trust_ca: bool = True,
+    outbound: dict[str, Any] | None = None, **federation: Any
 ) -> AsyncIterator[HomeServer]:
     """Start ``spec`` as a real server with a TLS listener serving client,
-    federation and keys; ``trust_ca`` puts the test CA in its federation trust."""
+    federation and keys; ``trust_ca`` puts the test CA in its federation trust.
+    ``outbound`` is its outbound section (default: loopback allowed, as the
+    test servers are all on loopback)."""
     listener: dict[str, Any] = {
         "port": spec.port,
         "bind_addresses": [spec.ip],
@@ -65,7 +75,8 @@ async def running_server(
     if trust_ca and ca is not None:
         fed["ca_bundle_path"] = str(ca.ca_path)
     config = parse_config(
-        config_dict(spec.data_dir, server_name=spec.name, listeners=[listener], federation=fed)
+        config_dict(spec.data_dir, server_name=spec.name, listeners=[listener], federation=fed,
+                    outbound=LOOPBACK_OUTBOUND if outbound is None else outbound)
     )
     hs = HomeServer(config)
     await hs.start()

@@ -19,7 +19,7 @@ from federation.discovery import ServerResolver
 from federation.events.signing import generate_signing_key
 from federation.request_auth import sign_request
 from federation.server_keys import parse_notary_response, parse_server_keys
-from tests.homeserver.federation.servers import ServerSpec, running_server
+from tests.homeserver.federation.servers import ServerSpec, loopback_guard, running_server
 from tests.tls_ca import TestCA
 
 # A signed-only path no route serves, so a verified request gets 404 M_UNRECOGNIZED.
@@ -34,7 +34,8 @@ def ca(tmp_path: Path) -> TestCA:
 def _client(spec: ServerSpec, ca: TestCA, signing_key=None) -> FederationClient:  # noqa: ANN001
     ctx = make_ssl_context(ca_bundle_path=str(ca.ca_path))
     return FederationClient(spec.name, signing_key or spec.signing_key,
-                            resolver=ServerResolver(ssl_context=ctx), ssl_context=ctx)
+                            resolver=ServerResolver(ssl_context=ctx, guard=loopback_guard()),
+                            ssl_context=ctx, guard=loopback_guard())
 
 
 async def test_two_servers_exchange_keys_and_authenticate(tmp_path: Path, ca: TestCA) -> None:

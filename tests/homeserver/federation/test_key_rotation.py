@@ -22,7 +22,7 @@ from federation.server_keys import parse_server_keys
 from homeserver.config import ConfigError, parse_config
 from homeserver.keys import load_signing_key, rotate_signing_key
 from homeserver.server import HomeServer
-from tests.conftest import config_dict
+from tests.conftest import LOOPBACK_OUTBOUND, config_dict
 from tests.homeserver.federation.servers import ServerSpec, running_server
 from tests.homeserver.federation.test_federated_join import Client
 from tests.tls_ca import TestCA
@@ -36,7 +36,8 @@ async def server_with(spec: ServerSpec, ca: TestCA, **overrides: Any) -> AsyncIt
                 "tls": True, "tls_certificate_path": str(cert.cert_path), "tls_private_key_path": str(cert.key_path)}
     config = parse_config(config_dict(
         spec.data_dir, server_name=spec.name, listeners=[listener],
-        federation={"enabled": True, "ca_bundle_path": str(ca.ca_path)}, **overrides,
+        federation={"enabled": True, "ca_bundle_path": str(ca.ca_path)}, outbound=LOOPBACK_OUTBOUND,
+        **overrides,
     ))
     hs = HomeServer(config)
     await hs.start()

@@ -30,7 +30,7 @@ from homeserver.config import RESOURCES, parse_config
 from homeserver.federation.sender import FederationSender
 from homeserver.server import HomeServer
 from homeserver.storage.rooms import RoomStore
-from tests.conftest import Api, config_dict, fresh_pg_database
+from tests.conftest import LOOPBACK_OUTBOUND, Api, config_dict, fresh_pg_database
 from tests.homeserver.federation.servers import free_port
 from tests.tls_ca import TestCA
 
@@ -119,6 +119,7 @@ async def accord(
     asked for: its EDUs would otherwise make transaction counts timing-dependent."""
     fed = {"enabled": True, "ca_bundle_path": str(ca.ca_path), **overrides.pop("federation", {})}
     overrides.setdefault("presence", {"enabled": False})
+    overrides.setdefault("outbound", LOOPBACK_OUTBOUND)  # the peers are on loopback
     hs = HomeServer(parse_config(config_dict(tmp_path / "hs", federation=fed, **overrides)))
     hs.federation_sender = FederationSender(hs, backoff_base_s=backoff_s, backoff_cap_s=backoff_s * 4)
     await hs.start()

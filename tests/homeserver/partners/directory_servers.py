@@ -14,7 +14,7 @@ import aiohttp
 from homeserver.clock import Clock
 from homeserver.config import parse_config
 from homeserver.server import HomeServer
-from tests.conftest import config_dict
+from tests.conftest import LOOPBACK_OUTBOUND, config_dict
 from tests.homeserver.federation.servers import ServerSpec
 from tests.tls_ca import TestCA
 
@@ -38,6 +38,7 @@ async def directory_server(
         "tls_private_key_path": str(cert.key_path),
     }
     fed = {"enabled": True, "ca_bundle_path": str(ca.ca_path), **(federation or {})}
+    overrides.setdefault("outbound", LOOPBACK_OUTBOUND)  # the directories are on loopback
     config = parse_config(config_dict(
         spec.data_dir, server_name=spec.name, listeners=[listener], federation=fed, **overrides
     ))

@@ -18,7 +18,7 @@ from yarl import URL
 from federation.request_auth import sign_request
 from homeserver.config import parse_config
 from homeserver.server import HomeServer
-from tests.conftest import config_dict
+from tests.conftest import LOOPBACK_OUTBOUND, config_dict
 from tests.homeserver.federation.servers import ServerSpec
 from tests.tls_ca import TestCA
 
@@ -37,6 +37,7 @@ async def partner_server(spec: ServerSpec, ca: TestCA, **overrides: Any) -> Asyn
         "tls": True, "tls_certificate_path": str(cert.cert_path), "tls_private_key_path": str(cert.key_path),
     }
     fed = {"enabled": True, "ca_bundle_path": str(ca.ca_path), **overrides.pop("federation", {})}
+    overrides.setdefault("outbound", LOOPBACK_OUTBOUND)  # the partners are on loopback
     config = parse_config(
         config_dict(spec.data_dir, server_name=spec.name, listeners=[listener], federation=fed, **overrides)
     )
