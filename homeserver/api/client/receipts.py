@@ -20,6 +20,7 @@ from homeserver.receipts import FULLY_READ, READ, READ_PRIVATE, RECEIPT_TYPES, c
 async def post_receipt(request: web.Request) -> web.Response:
     hs = get_hs(request)
     req = await requester(request)
+    hs.ratelimiter.check_user("receipt", req.user_id)  # each one is sent to every member and server
     receipt_type = request.match_info["receipt_type"]
     if receipt_type not in (*RECEIPT_TYPES, FULLY_READ):
         raise invalid_param(f"Receipt type must be one of {', '.join((*RECEIPT_TYPES, FULLY_READ))}")
@@ -40,6 +41,7 @@ async def post_receipt(request: web.Request) -> web.Response:
 async def post_read_markers(request: web.Request) -> web.Response:
     hs = get_hs(request)
     req = await requester(request)
+    hs.ratelimiter.check_user("receipt", req.user_id)
     body = await read_json(request)
     wanted: dict[str, str] = {}
     for key in (FULLY_READ, READ, READ_PRIVATE):

@@ -42,6 +42,7 @@ async def member_room(request: web.Request, user_id: str) -> RoomRecord:
 async def post_create_room(request: web.Request) -> web.Response:
     hs = get_hs(request)
     req = await requester(request)
+    hs.ratelimiter.check_user("create_room", req.user_id)  # a room is several events and a state
     body = await read_json(request, allow_empty=True)
     room_id = await create_room(hs, req.user_id, body)
     return json_response({"room_id": room_id})

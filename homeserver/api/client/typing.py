@@ -19,6 +19,7 @@ async def put_typing(request: web.Request) -> web.Response:
     req = await requester(request)
     if request.match_info["user_id"] != req.user_id:
         raise forbidden("You cannot set the typing state of another user")
+    hs.ratelimiter.check_user("typing", req.user_id)  # each change goes to every member and server
     body = await read_json(request)
     typing: bool = field(body, "typing", bool, required=True)
     timeout: int = field(body, "timeout", int, default=DEFAULT_TIMEOUT_MS)

@@ -4,6 +4,10 @@ Current versions are served (make_join v1 with send_join v2, make_leave v1 with
 send_leave v2, make_knock/send_knock v1, invite v2) together with the legacy
 send_join, send_leave and invite v1, which answer in their old `[200, body]` shape
 for the older servers that still call them.
+
+All of them are rate limited per origin server (``federation_join``): each one
+builds, checks or persists an event, and send_join answers with the room's whole
+state and auth chain.
 """
 
 from __future__ import annotations
@@ -17,9 +21,14 @@ from homeserver.api.federation.auth import federation_content, origin_of
 from homeserver.api.http import get_hs, json_response
 
 
+def _check_rate(request: web.Request) -> None:
+    get_hs(request).ratelimiter.check_server("federation_join", origin_of(request))
+
+
 def _make(membership: str) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handler(request: web.Request) -> web.Response:
         hs = get_hs(request)
+        _check_rate(request)
         versions: list[str] | None = None
         if membership != "leave":
             versions = request.query.getall("ver", ["1"])
@@ -34,6 +43,7 @@ def _make(membership: str) -> Callable[[web.Request], Awaitable[web.Response]]:
 def _send(membership: str, *, legacy: bool = False) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handler(request: web.Request) -> web.Response:
         hs = get_hs(request)
+        _check_rate(request)
         method = getattr(hs.federated_joins, f"send_{membership}")
         answer: Any = await method(
             origin_of(request), request.match_info["room_id"], request.match_info["event_id"],
@@ -49,6 +59,7 @@ def _send(membership: str, *, legacy: bool = False) -> Callable[[web.Request], A
 def _invite(*, v1: bool) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handler(request: web.Request) -> web.Response:
         hs = get_hs(request)
+        _check_rate(request)
         answer = await hs.federated_invites.on_invite(
             origin_of(request), request.match_info["room_id"], request.match_info["event_id"],
             federation_content(request), v1=v1,

@@ -2,7 +2,8 @@
 
 Both answer only for this server's own users and aliases: the spec tells
 requesters to ask the server named in the ID, and answering for others would
-let a peer launder another server's data through us.
+let a peer launder another server's data through us. Rate limited per origin
+server (``federation_query``).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from homeserver.rooms.directory import parse_alias
 
 
 async def get_profile(request: web.Request) -> web.Response:
-    origin_of(request)
     hs = get_hs(request)
+    hs.ratelimiter.check_server("federation_query", origin_of(request))
     user_id = required_query(request, "user_id")
     parsed = parse_user_id(user_id)
     if parsed is None:
@@ -41,8 +42,8 @@ async def get_profile(request: web.Request) -> web.Response:
 
 
 async def get_directory(request: web.Request) -> web.Response:
-    origin_of(request)
     hs = get_hs(request)
+    hs.ratelimiter.check_server("federation_query", origin_of(request))
     alias = required_query(request, "room_alias")
     _, server = parse_alias(alias)  # M_INVALID_PARAM for a malformed alias
     if server != hs.config.server_name:

@@ -1,4 +1,10 @@
-"""PUT /_matrix/federation/v1/send/{txnId}: transactions of PDUs and EDUs."""
+"""PUT /_matrix/federation/v1/send/{txnId}: transactions of PDUs and EDUs.
+
+Each origin server's transactions are rate limited (``federation_transaction``): a
+sender waits for the answer before sending the next one, so a well-behaved peer
+never comes near the limit, and one that floods is answered 429 with Retry-After,
+which senders honour by retrying the same transaction later.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +16,10 @@ from homeserver.api.http import get_hs, json_response
 
 async def put_send(request: web.Request) -> web.Response:
     hs = get_hs(request)
+    origin = origin_of(request)
+    hs.ratelimiter.check_server("federation_transaction", origin)
     answer = await hs.inbound_transactions.on_send(
-        origin_of(request), request.match_info["txn_id"], federation_content(request)
+        origin, request.match_info["txn_id"], federation_content(request)
     )
     return json_response(answer)
 

@@ -3,9 +3,13 @@ database stores, wrongly typed createRoom fields, oversized identifiers and fiel
 
 from __future__ import annotations
 
+import asyncio
+import json
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import aiohttp
 import pytest
 
 from tests.conftest import Api
@@ -213,3 +217,84 @@ async def test_send_invite_maps_our_policy_refusal_to_403(make_api: Any) -> None
             room, {"state_key": "@bob:stranger.example", "event_id": "$invite", "type": "m.room.member"}
         )
     assert (caught.value.status, caught.value.errcode) == (403, "M_FORBIDDEN")
+
+
+# --- the listeners: metrics, and requests aiohttp's parser refuses ------------------------
+
+
+def _generate(tmp_path: Path, *extra: str) -> Path:
+    import argparse
+
+    from homeserver.__main__ import generate_config
+
+    out = tmp_path / f"homeserver{len(extra)}.yaml"
+    args = argparse.Namespace(
+        server_name="localhost", data_dir=str(tmp_path / "data"), output=str(out), bind="127.0.0.1",
+        client_port=0, federation_port=0, metrics_port=None,
+    )
+    for flag, value in zip(extra[::2], extra[1::2], strict=True):
+        setattr(args, flag.lstrip("-").replace("-", "_"), int(value))
+    assert generate_config(args) == 0
+    return out
+
+
+async def test_generated_config_keeps_metrics_off_the_client_listener(tmp_path: Path) -> None:
+    from homeserver.config import load_config
+    from homeserver.server import HomeServer
+
+    hs = HomeServer(load_config(str(_generate(tmp_path))))
+    await hs.start()
+    try:
+        await hs.start_listeners()
+        client_port = next(port for lst, _, port in hs.bound if "client" in lst.resources)
+        assert not any("metrics" in lst.resources for lst, _, _ in hs.bound)
+        async with aiohttp.ClientSession() as s:
+            for path in ("/metrics", "/_synapse/metrics"):
+                async with s.get(f"http://127.0.0.1:{client_port}{path}") as r:
+                    assert r.status == 404
+                    assert (await r.json())["errcode"] == "M_UNRECOGNIZED"
+    finally:
+        await hs.stop()
+    # Asked for, it gets a loopback listener of its own.
+    config = load_config(str(_generate(tmp_path, "--metrics-port", "9101")))
+    (metrics,) = [lst for lst in config.listeners if "metrics" in lst.resources]
+    assert (metrics.resources, metrics.bind_addresses, metrics.port) == (["metrics"], ["127.0.0.1"], 9101)
+
+
+async def _raw_request(port: int, head: bytes) -> tuple[int, dict[str, str], Any]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(head)
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+    header_block, _, body = raw.partition(b"\r\n\r\n")
+    lines = header_block.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), headers, json.loads(body)
+
+
+@pytest.mark.parametrize(
+    ("head", "status"),
+    [
+        (b"GET /_matrix/client/versions?x=" + b"a" * 9000 + b" HTTP/1.1\r\nHost: h\r\n\r\n", 414),
+        (b"GET /_matrix/client/versions HTTP/1.1\r\nHost: h\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n", 431),
+        (b"GET /_matrix/client/versions HTTP/1.1\r\nHost: h\r\nX-" + b"c" * 9000 + b": 1\r\n\r\n", 431),
+        (b"GET /_matrix/client/versions HTTP/1.1\r\nHost: h\r\nBad Header\r\n\r\n", 400),
+    ],
+)
+async def test_requests_the_http_parser_refuses_get_matrix_json(
+    make_hs: Any, head: bytes, status: int
+) -> None:
+    hs = await make_hs(listeners=[{"port": 0, "bind_addresses": ["127.0.0.1"], "resources": ["client"]}])
+    await hs.start_listeners()
+    port = hs.bound[0][2]
+    got, headers, body = await _raw_request(port, head)
+    assert got == status
+    assert headers["Content-Type"].startswith("application/json")
+    assert body["errcode"] == ("M_TOO_LARGE" if status != 400 else "M_UNKNOWN")
+    assert isinstance(body["error"], str)
+    # The listener still serves ordinary requests.
+    async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}/_matrix/client/versions") as r:
+        assert r.status == 200
