@@ -144,6 +144,8 @@ def _default_rate_limits() -> dict[str, RateLimit]:
         "federation_transaction": RateLimit(per_second=20.0, burst=200),
         "federation_query": RateLimit(per_second=20.0, burst=200),
         "federation_join": RateLimit(per_second=2.0, burst=50),
+        "key_query": RateLimit(per_second=10.0, burst=100),
+        "remote_key_fetch": RateLimit(per_second=1.0, burst=20),
     }
 
 
@@ -158,6 +160,9 @@ class RateLimitConfig:
             " client IP before login. federation_transaction (/send), federation_query (/query/*)"
             " and federation_join (make_/send_ join, leave and knock, invite) apply per origin"
             " server. A refused request is 429 M_LIMIT_EXCEEDED with Retry-After."
+            " key_query: servers asked about on the notary endpoint (/_matrix/key/v2/query), per"
+            " client IP; remote_key_fetch: fetches of unknown servers' keys caused by signed"
+            " requests, per requesting IP."
         ),
     )
     exempt_users: list[str] = field(
@@ -249,6 +254,27 @@ class FederationConfig:
     allowed_servers: list[str] = field(
         default_factory=list,
         metadata=_doc("Server names always federated with under policy 'partners', partnership or not."),
+    )
+
+
+@dataclass(frozen=True)
+class OutboundConfig:
+    allowed_ranges: list[str] = field(
+        default_factory=list,
+        metadata=_doc(
+            "CIDR ranges this server may connect to although they are not publicly routable,"
+            " e.g. 10.20.0.0/16 for a partner on a private network (127.0.0.0/8 and ::1/128 for"
+            " local testing). Every other private, loopback, link-local, unique-local, CGNAT,"
+            " multicast or reserved address is refused, for federation, key and well-known"
+            " fetches alike, so no remote party can point this server into its own network."
+        ),
+    )
+    denied_ranges: list[str] = field(
+        default_factory=list,
+        metadata=_doc(
+            "CIDR ranges refused although public (e.g. this organization's own public"
+            " addresses); an address also in allowed_ranges is allowed."
+        ),
     )
 
 
@@ -382,6 +408,10 @@ class Config:
     )
     federation: FederationConfig = field(
         default_factory=FederationConfig, metadata=_doc("Server-server federation.")
+    )
+    outbound: OutboundConfig = field(
+        default_factory=OutboundConfig,
+        metadata=_doc("Where this server may connect to (every outbound HTTP request)."),
     )
     presence: PresenceConfig = field(default_factory=PresenceConfig, metadata=_doc("Presence."))
     rooms: RoomsConfig = field(default_factory=RoomsConfig, metadata=_doc("Rooms."))
@@ -533,6 +563,7 @@ def _check(config: Config) -> None:
     for name in fed.allowed_servers:
         if not is_valid_server_name(name):
             raise ConfigError(f"config key 'federation.allowed_servers' has an invalid server name: {name!r}")
+    _check_outbound(config)
     _check_partner_directory(config)
     if config.limits.max_request_body_bytes < 1024:
         raise ConfigError("config key 'limits.max_request_body_bytes' must be at least 1024")
@@ -571,6 +602,21 @@ def _check_old_signing_keys(config: Config, current_key_id: str) -> None:
             decode_verify_key_base64(key_id, old.key)
         except Exception:
             raise ConfigError(f"config key '{key}.key' is not a base64 ed25519 public key") from None
+
+
+def _check_outbound(config: Config) -> None:
+    """Every range must parse as CIDR, so a typo is found at startup rather than as a
+    partner that cannot be reached."""
+    import ipaddress
+
+    for key in ("allowed_ranges", "denied_ranges"):
+        for cidr in getattr(config.outbound, key):
+            try:
+                ipaddress.ip_network(cidr, strict=True)
+            except ValueError:
+                raise ConfigError(
+                    f"config key 'outbound.{key}' has an invalid CIDR range: {cidr!r}"
+                ) from None
 
 
 def _check_partner_directory(config: Config) -> None:

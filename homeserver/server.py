@@ -11,6 +11,7 @@ from aiohttp import web
 
 from federation.client import FederationClient, make_ssl_context
 from federation.discovery import ServerResolver
+from federation.outbound_guard import AddressPolicy, OutboundGuard
 from homeserver.account_data import AccountDataService
 from homeserver.accounts.account import AccountService
 from homeserver.accounts.auth import AuthService
@@ -131,6 +132,11 @@ class HomeServer:
             audit=self.audit,
             monotonic=self.clock.monotonic,
         )
+        # Every outbound HTTP connection (federation, keys, well-known, and any future
+        # media, preview or push fetch) must use a session from this guard.
+        self.outbound_guard = OutboundGuard(
+            AddressPolicy.parse(config.outbound.allowed_ranges, config.outbound.denied_ranges)
+        )
         self.federation_client = self._make_federation_client()
         self.keyring = KeyRing(
             server_name=config.server_name,
@@ -141,6 +147,7 @@ class HomeServer:
             trusted_key_servers=config.federation.trusted_key_servers,
             key_validity_ms=config.federation.key_validity_ms,
             old_signing_keys=config.old_signing_keys,
+            ratelimiter=self.ratelimiter,
         )
         self.room_servers = RoomServers(self)  # servers_in_room(room), cached per room
         self.federation_sender = FederationSender(
@@ -165,10 +172,12 @@ class HomeServer:
             verify=fed.verify_certificates,
             ca_bundle_path=self.config.resolve_path(fed.ca_bundle_path) if fed.ca_bundle_path else None,
         )
-        resolver = ServerResolver(ssl_context=ssl_ctx, static_hosts=fed.static_hosts)
+        resolver = ServerResolver(
+            ssl_context=ssl_ctx, static_hosts=fed.static_hosts, guard=self.outbound_guard
+        )
         return FederationClient(
             self.config.server_name, self.signing_key, resolver=resolver, ssl_context=ssl_ctx,
-            policy=self.federation_policy.allow_outbound,
+            policy=self.federation_policy.allow_outbound, guard=self.outbound_guard,
         )
 
     async def start(self) -> None:
