@@ -150,7 +150,8 @@ class FilterService:
         if cached is not None:
             self._cache.move_to_end(key)
             return cached
-        if not filter_id.isdigit() or len(filter_id) > 18:  # beyond a BIGINT: cannot exist
+        # isascii: str.isdigit admits "²", which int() refuses.
+        if not filter_id.isascii() or not filter_id.isdigit() or len(filter_id) > 18:  # beyond a BIGINT
             raise not_found("No such filter")
         row = await self.hs.db.fetchone(
             "SELECT filter_json FROM user_filters WHERE user_id = ? AND filter_id = ?",

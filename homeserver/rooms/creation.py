@@ -18,10 +18,12 @@ from federation.events import (
 )
 from homeserver.errors import MatrixError
 from homeserver.identifiers import parse_user_id
+from homeserver.storage.database import IntegrityError
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
 
+_CREATE_ATTEMPTS = 8  # room IDs tried before giving up (they collide only within one ms)
 MAX_KEY_BYTES = 255  # event types and state keys (the spec's size limits)
 
 PRESETS = {
@@ -198,22 +200,33 @@ async def create_room(hs: HomeServer, creator: str, body: dict[str, Any]) -> str
         raise MatrixError(400, "M_BAD_JSON", "'m.federate' must be a boolean")
 
     now = hs.clock.time_ms()
-    room_id = None if rv.room_id_is_create_event_id else f"!{secrets.token_urlsafe(18)}:{hs.config.server_name}"
-    try:
-        create_event = build_event(
-            rv, room_id=room_id, sender=creator, event_type="m.room.create",
-            content=creation_content, prev_events=[], auth_events=[], depth=1,
-            origin_server_ts=now, state_key="", signing_key=hs.signing_key,
-            server_name=hs.config.server_name,
-        )
-    except EventFormatError as e:
-        raise MatrixError(413 if e.too_large else 400, "M_TOO_LARGE" if e.too_large else "M_BAD_JSON", str(e)) from None
-    except CanonicalJSONError as e:
-        raise MatrixError(400, "M_BAD_JSON", f"Content is not valid canonical JSON: {e}") from None
-    if room_id is None:
-        room_id = room_id_from_create_event_id(create_event["event_id"])
     rooms = hs.room_service
-    room, _ = await rooms.create_room_event(room_id, rv, creator, federate, create_event)
+    for attempt in range(_CREATE_ATTEMPTS):
+        room_id = None if rv.room_id_is_create_event_id else f"!{secrets.token_urlsafe(18)}:{hs.config.server_name}"
+        try:
+            create_event = build_event(
+                rv, room_id=room_id, sender=creator, event_type="m.room.create",
+                content=creation_content, prev_events=[], auth_events=[], depth=1,
+                origin_server_ts=now + attempt, state_key="", signing_key=hs.signing_key,
+                server_name=hs.config.server_name,
+            )
+        except EventFormatError as e:
+            raise MatrixError(
+                413 if e.too_large else 400, "M_TOO_LARGE" if e.too_large else "M_BAD_JSON", str(e)
+            ) from None
+        except CanonicalJSONError as e:
+            raise MatrixError(400, "M_BAD_JSON", f"Content is not valid canonical JSON: {e}") from None
+        if room_id is None:
+            room_id = room_id_from_create_event_id(create_event["event_id"])
+        try:
+            room, _ = await rooms.create_room_event(room_id, rv, creator, federate, create_event)
+            break
+        except IntegrityError:
+            # v12 room IDs are the create event's hash: the same creator asking twice for
+            # the same room within one millisecond gets the same ID. A later timestamp
+            # makes it a different room, as the client asked for two.
+            if attempt + 1 == _CREATE_ATTEMPTS:
+                raise MatrixError(409, "M_UNKNOWN", "Could not allocate a room ID; try again") from None
 
     async def state(event_type: str, content: dict[str, Any], state_key: str = "") -> None:
         await rooms.create_event(room, creator, event_type, content, state_key=state_key)

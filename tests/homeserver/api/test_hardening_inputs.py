@@ -298,3 +298,24 @@ async def test_requests_the_http_parser_refuses_get_matrix_json(
     # The listener still serves ordinary requests.
     async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}/_matrix/client/versions") as r:
         assert r.status == 200
+
+
+async def test_two_identical_create_rooms_in_one_millisecond(make_api: Any) -> None:
+    """v12 room IDs hash the create event, which would be the same for both."""
+    from tests.conftest import FakeClock
+
+    api = await make_api(clock=FakeClock())
+    alice = await user(api, "alice")
+    first = await create(api, alice, preset="private_chat")
+    second = await create(api, alice, preset="private_chat")
+    assert first != second
+    assert sorted((await api.get("joined_rooms", token=alice))["joined_rooms"]) == sorted([first, second])
+
+
+@pytest.mark.parametrize("filter_id", ["²", "١٢", "9" * 40])
+async def test_filter_ids_that_are_not_ascii_numbers(api: Api, filter_id: str) -> None:
+    alice = await user(api, "alice")
+    status, err = await _status(api, "GET", f"user/@alice:test.local/filter/{quote(filter_id)}", token=alice)
+    assert (status, err["errcode"]) == (404, "M_NOT_FOUND")
+    status, err = await _status(api, "GET", f"sync?filter={quote(filter_id)}", token=alice)
+    assert 400 <= status < 500
