@@ -303,22 +303,47 @@ class ReceivedEvents:
         spec's "Handling redactions"). None for other events, a redaction that may not
         apply, and a target this server does not have.
         """
-        if event["type"] != "m.room.redaction":
-            return None
-        target_id = event.get("redacts") or event.get("content", {}).get("redacts")
-        if not isinstance(target_id, str):
+        target_id = _redacts(event)
+        if target_id is None:
             return None
         target = await self.rs.events.get_event(target_id)
         if target is None or target.room_nid != room.room_nid:
             return None
-        sender = event["sender"]
+        return target_id if await self._may_redact(rv, event, target, before) else None
+
+    async def _may_redact(
+        self, rv: RoomVersion, redaction: dict[str, Any], target: StoredEvent, before: dict[StateKey, int]
+    ) -> bool:
+        """Whether `redaction` applies to `target`: the same server sent both, or the
+        redaction's sender has the redact level in the state before the redaction."""
+        if target.rejected is not None:
+            return False
+        sender = redaction["sender"]
         if domain_of(target.sender) == domain_of(sender):
-            return target_id
+            return True
         state = await self.rs.state_events(before, {("m.room.power_levels", ""), CREATE})
         plain = {k: ev.event for k, ev in state.items()}
-        if get_user_power_level(sender, plain, rv) >= get_named_level(plain, "redact"):
-            return target_id
-        return None
+        return get_user_power_level(sender, plain, rv) >= get_named_level(plain, "redact")
+
+    async def _waiting_redactions(
+        self, room: RoomRecord, rv: RoomVersion, event: dict[str, Any]
+    ) -> list[StoredEvent]:
+        """Redactions of `event` that arrived before it and apply to it, oldest first."""
+        rows = await self.hs.db.fetchall(
+            "SELECT redaction_nid FROM pending_redactions WHERE target_event_id = ? AND room_nid = ?",
+            (event["event_id"], room.room_nid),
+        )
+        if not rows:
+            return []
+        waiting = await self.rs.events.get_events_by_nid(int(r[0]) for r in rows)
+        # Checked against the event as it will be stored: accepted, in this room.
+        target = StoredEvent(0, event["event_id"], room.room_nid, None, None, None, False, None, None,
+                             None, None, event)
+        out = []
+        for redaction in sorted(waiting.values(), key=lambda e: e.nid):
+            if await self._may_redact(rv, redaction.event, target, await self.rs.state_ids_before(redaction)):
+                out.append(redaction)
+        return out
 
     async def _write(
         self, room: RoomRecord, rv: RoomVersion, event: dict[str, Any], prevs: dict[str, StoredEvent],
@@ -332,6 +357,18 @@ class ReceivedEvents:
         rs = self.rs
         key = (event["type"], event["state_key"]) if is_state else None
         redacts = await self._redaction_target(room, rv, event, before) if reason is None else None
+        # A live redaction that does not apply (yet) is held: in the DAG, but not in the
+        # timeline clients see, since they would apply it themselves. One whose target
+        # is not here yet waits for it (pending_redactions) and is checked again then.
+        target_id = _redacts(event)
+        held = reason is None and pos is not None and not historical and redacts is None and target_id is not None
+        waits_for = None
+        if reason is None and pos is not None and target_id is not None and redacts is None:
+            if await rs.events.get_event(target_id) is None:
+                waits_for = target_id
+        # Redactions that arrived before this event and apply to it now.
+        waiting = await self._waiting_redactions(room, rv, event) if reason is None and pos is not None else []
+        late_positions = [rs.stream.allocate() for r in waiting if r.stream_ordering is None]
         # Key nids for everything we will write into snapshots (they exist: the events do).
         needed_keys = set(before) | ({key} if key else set())
         first_prev = next(iter(prevs.values()), None)
@@ -366,7 +403,8 @@ class ReceivedEvents:
                 )
             else:
                 stored = await EventStore.insert(
-                    txn, event, room_nid=room.room_nid, stream_ordering=pos, state_key_nid=key_nid,
+                    txn, event, room_nid=room.room_nid, stream_ordering=None if held else pos,
+                    state_key_nid=key_nid,
                     state_before=None if reason else before_snap,
                     state_after=None if (reason or is_state) else before_snap,
                     rejected=reason,
@@ -375,6 +413,24 @@ class ReceivedEvents:
                 return stored
             if redacts is not None and pos is not None:  # a soft-failed redaction redacts nothing
                 await EventStore.mark_redacted(txn, redacts, stored.event_id)
+            if waits_for is not None:
+                await txn.execute(
+                    "INSERT INTO pending_redactions (target_event_id, redaction_nid, room_nid) VALUES (?, ?, ?)"
+                    " ON CONFLICT (target_event_id, redaction_nid) DO NOTHING",
+                    (waits_for, stored.nid, room.room_nid),
+                )
+            if waiting:
+                await EventStore.mark_redacted(txn, stored.event_id, waiting[0].event_id)
+                stored.redacted_by = waiting[0].event_id
+                # Applied now, so now shown: held redactions take their timeline place.
+                late = iter(late_positions)
+                for redaction in waiting:
+                    if redaction.stream_ordering is None:
+                        await txn.execute(
+                            "UPDATE events SET stream_ordering = ? WHERE event_nid = ? AND stream_ordering IS NULL",
+                            (next(late), redaction.nid),
+                        )
+                await txn.execute("DELETE FROM pending_redactions WHERE target_event_id = ?", (stored.event_id,))
             if key_nid is not None:
                 after_snap, _ = await rs.state.create_snapshot(txn, room.room_nid, before_snap, {key_nid: stored.nid})
                 await EventStore.set_state_after(txn, stored.nid, after_snap)
@@ -391,9 +447,20 @@ class ReceivedEvents:
                 dests[:] = await sender.queue_event(txn, room, event, joined)
             return stored
 
-        stored = await self.hs.db.write(fn)
+        try:
+            stored = await self.hs.db.write(fn)
+        finally:
+            for late_pos in late_positions:
+                rs.stream.finish(late_pos)
         sender.wake(dests)
         rs.events.remember(stored)
+        shown: list[StoredEvent] = []
+        for redaction in waiting:
+            if redaction.stream_ordering is None:
+                rs.events.forget(redaction.event_id)
+                reloaded = await rs.events.get_event(redaction.event_id)
+                if reloaded is not None:
+                    shown.append(reloaded)
         if redacts is not None and pos is not None:
             target = await rs.events.get_event(redacts)
             if target is not None and target.redacted_by is None:
@@ -405,7 +472,10 @@ class ReceivedEvents:
         if pos is None:
             return Outcome(stored.event_id, "soft_failed", "fails authorisation against the current state")
         await self._update_head(room, rv, new_extremities + [stored.nid], current, stored, pos)
-        rs.notify(stored, room)
+        if not held:
+            rs.notify(stored, room)
+        for redaction in shown:
+            rs.notify(redaction, room)
         return Outcome(stored.event_id, "accepted")
 
     async def _joined_after(self, event: dict[str, Any], before: dict[StateKey, int]) -> list[str]:
@@ -466,3 +536,11 @@ class ReceivedEvents:
 
         snapshot = await self.hs.db.write(fn)
         rs.set_head(room.room_nid, extremities, snapshot)
+
+
+def _redacts(event: dict[str, Any]) -> str | None:
+    """The event ID an m.room.redaction names (top level before v11, in content since)."""
+    if event.get("type") != "m.room.redaction":
+        return None
+    target = event.get("redacts") or event.get("content", {}).get("redacts")
+    return target if isinstance(target, str) else None
