@@ -241,6 +241,9 @@ class HomeServer:
         return app
 
     async def start_listeners(self) -> None:
+        from homeserver.api.read_buffers import bound_read_buffers
+
+        bound_read_buffers()  # a refused request's unread body must not fill our memory
         for lst in self.config.listeners:
             app = self.build_app(lst.resources, x_forwarded=lst.x_forwarded)
             # Matrix JSON errors even for requests aiohttp's parser refuses (overlong URIs).

@@ -22,6 +22,7 @@ class ServerProcess:
         self.config_path = data_dir / "homeserver.yaml"
         self.proc: asyncio.subprocess.Process | None = None
         self.client_url = ""
+        self.urls: dict[str, str] = {}  # resource -> base URL of the listener serving it
         self.output: list[str] = []
         if not self.config_path.exists():
             subprocess.run(
@@ -56,6 +57,9 @@ class ServerProcess:
                     raise RuntimeError("server exited:\n" + "".join(self.output))
                 self.output.append(line)
                 m = _LISTEN.search(line)
+                if m:
+                    for resource in m.group(4).split(", "):
+                        self.urls.setdefault(resource, f"{m.group(1)}://{m.group(2)}:{m.group(3)}")
                 if m and "client" in m.group(4).split(", "):
                     self.client_url = f"{m.group(1)}://{m.group(2)}:{m.group(3)}"
                 if "register the first admin" in line:

@@ -23,13 +23,11 @@ from homeserver.api.federation.auth import federation_content, origin_of
 from homeserver.api.http import get_hs, json_response
 from homeserver.errors import MatrixError, bad_json
 from homeserver.partners.directory import SearchQuery
-from homeserver.partners.directory_profile import MAX_BODY_BYTES
 from homeserver.partners.directory_publisher import DIRECTORY_PREFIX
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
-    if len(await request.read()) > MAX_BODY_BYTES:  # already read by the auth middleware
-        raise MatrixError(413, "M_TOO_LARGE", "Request body too large")
+    # The auth middleware read the body, capped at MAX_BODY_BYTES for this prefix.
     body = federation_content(request)
     if body is None:
         raise MatrixError(400, "M_NOT_JSON", "Request body is empty; expected a JSON object")

@@ -483,3 +483,38 @@ async def test_receipt_survives_a_restart(tmp_path: Path, aiohttp_client: Any, c
             assert receipt["content"][room_id]["m.read"][ALICE]["event_ids"] == [event_id]
         finally:
             await b.stop()
+
+
+async def test_an_unencodable_event_does_not_stall_the_destination(
+    tmp_path: Path, aiohttp_client: Any, ca: TestCA
+) -> None:
+    """An event stored before the nesting bound existed, too deep to encode, is
+    left out of its transaction; what is queued with it and after it is sent."""
+    async with accord(tmp_path, aiohttp_client, ca) as api:
+        async with receiver(ca, "127.0.0.3", verify_key(api)) as b:
+            alice = await user(api, "alice")
+            room_id = await room(api, alice)
+            await add_remote_member(api, room_id, f"@zoe:{b.name}")
+            await say(api, alice, room_id, "before")
+            await until(lambda: b.messages() == ["before"])
+            b.gate.clear()  # hold the next transaction so the two below queue together
+            await say(api, alice, room_id, "held")
+            await until(lambda: b.in_flight == 1)
+            poisoned = await say(api, alice, room_id, "poisoned")
+            stored = await api.hs.event_store.get_event(poisoned)
+            assert stored is not None
+            raw = orjson.dumps(stored.event).decode()
+            deep = '{"a":' * 299 + "{}" + "}" * 299
+            legacy = raw.replace('"content":{', '"content":{"legacy":' + deep + ",", 1)
+
+            async def fn(txn: Any) -> None:
+                await txn.execute("UPDATE events SET json = ? WHERE event_id = ?", (legacy, poisoned))
+
+            await api.hs.db.write(fn)
+            api.hs.event_store.forget(poisoned)
+            await say(api, alice, room_id, "after")
+            await api.hs.federation_sender.drain_intake()
+            b.gate.set()
+            await until(lambda: b.messages() == ["before", "held", "after"])
+            await settled(api, b)
+            assert await api.hs.federation_sender.store.count() == 0
