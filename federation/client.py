@@ -23,6 +23,7 @@ from signedjson.types import SigningKey
 from yarl import URL
 
 from .discovery import ServerResolver
+from .json_bounds import JSONBoundsError, loads_bounded
 from .outbound_guard import OutboundGuard, RefusedAddressError
 from .request_auth import sign_request
 
@@ -245,11 +246,13 @@ class FederationClient:
         if len(raw) > MAX_RESPONSE_BYTES:
             raise BadResponseError(f"Response from {destination} is too large")
         try:
-            data: Any = orjson.loads(raw) if raw else None
-        except orjson.JSONDecodeError:
+            # The same nesting bound as request bodies: a peer's answer is stored
+            # and served on like anything a client sends.
+            data: Any = loads_bounded(raw) if raw else None
+        except JSONBoundsError as exc:
             data = None
             if 200 <= status < 300:
-                raise BadResponseError(f"Response from {destination} is not JSON") from None
+                raise BadResponseError(f"Response from {destination} is not usable JSON: {exc}") from None
         if not 200 <= status < 300:
             errcode = "M_UNKNOWN"
             message = f"HTTP {status}"

@@ -43,9 +43,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-import orjson
 
 from .events.identifiers import is_valid_server_address
+from .json_bounds import JSONBoundsError, loads_bounded
 from .outbound_guard import OutboundGuard
 from .single_flight import SingleFlight
 
@@ -340,8 +340,8 @@ class ServerResolver:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise _WellKnownError(f"{type(exc).__name__}: {exc}") from exc
         try:
-            data: Any = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
+            data: Any = loads_bounded(body)
+        except JSONBoundsError as exc:
             raise _WellKnownError("not JSON") from exc
         delegated = data.get("m.server") if isinstance(data, dict) else None
         if not isinstance(delegated, str) or not is_valid_server_address(delegated):
