@@ -18,6 +18,7 @@ from aiohttp import web
 from homeserver.api.http import client_ip, get_hs, json_response, read_json
 from homeserver.errors import bad_json, invalid_param, missing_param
 from homeserver.identifiers import is_valid_server_name
+from homeserver.params import in_int64, query_int
 
 # Bound the work one anonymous notary query can cause (each server may be a fetch).
 MAX_SERVERS_PER_QUERY = 100
@@ -30,8 +31,8 @@ async def get_server_keys(request: web.Request) -> web.Response:
 def _min_ts(value: Any) -> int | None:
     if value is None:
         return None
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise bad_json("minimum_valid_until_ts must be an integer")
+    if not isinstance(value, int) or isinstance(value, bool) or not in_int64(value):
+        raise bad_json("minimum_valid_until_ts must be a 64-bit integer")
     return value
 
 
@@ -45,13 +46,7 @@ async def query_one(request: web.Request) -> web.Response:
     if not is_valid_server_name(server_name):
         raise invalid_param("Invalid server name")
     _charge(request, 1)
-    raw = request.query.get("minimum_valid_until_ts")
-    min_ts: int | None = None
-    if raw is not None:
-        try:
-            min_ts = int(raw)
-        except ValueError:
-            raise invalid_param("minimum_valid_until_ts must be an integer") from None
+    min_ts = query_int(request.query, "minimum_valid_until_ts")
     keys = await get_hs(request).keyring.notary_query(server_name, [], min_ts)
     return json_response({"server_keys": keys})
 

@@ -319,3 +319,18 @@ async def test_filter_ids_that_are_not_ascii_numbers(api: Api, filter_id: str) -
     assert (status, err["errcode"]) == (404, "M_NOT_FOUND")
     status, err = await _status(api, "GET", f"sync?filter={quote(filter_id)}", token=alice)
     assert 400 <= status < 500
+
+
+async def test_notary_minimum_valid_until_ts_out_of_range(make_api: Any) -> None:
+    api = await make_api(federation={"enabled": True})
+    for ts in BEYOND_INT64 + ["²"]:
+        status, err = await _status(
+            api, "GET", f"/_matrix/key/v2/query/test.local?minimum_valid_until_ts={quote(ts)}"
+        )
+        assert (status, err["errcode"]) == (400, "M_INVALID_PARAM"), ts
+    status, err = await _status(
+        api, "POST", "/_matrix/key/v2/query",
+        data=f'{{"server_keys": {{"test.local": {{"minimum_valid_until_ts": {2**64}}}}}}}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert 400 <= status < 500, (status, err)
