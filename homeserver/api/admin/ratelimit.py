@@ -9,17 +9,16 @@ from typing import Any
 
 from aiohttp import web
 
-from homeserver.api.admin.common import ADMIN_V1, audit, require_admin, user_id_param
+from homeserver.api.admin.common import ADMIN_V1, audit, body_int, require_admin, user_id_param
 from homeserver.api.http import get_hs, json_response, read_json
-from homeserver.errors import MatrixError
 
 PATH = ADMIN_V1 + "/users/{user_id}/override_ratelimit"
 
 
 def _value(body: dict[str, Any], name: str) -> int:
-    value = body.get(name, 0)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise MatrixError(400, "M_INVALID_PARAM", f"{name!r} parameter must be a positive integer")
+    value = body_int(body, name, f"{name!r} parameter must be a positive integer",
+                     default=0, nullable=False, minimum=0)
+    assert value is not None
     return value
 
 

@@ -9,7 +9,13 @@ from typing import Any
 
 from aiohttp import web
 
-from homeserver.api.admin.common import ADMIN_V1, audit, query_optional_bool, require_admin
+from homeserver.api.admin.common import (
+    ADMIN_V1,
+    audit,
+    body_int,
+    query_optional_bool,
+    require_admin,
+)
 from homeserver.api.http import get_hs, json_response, read_json
 from homeserver.errors import MatrixError
 
@@ -42,14 +48,11 @@ def _changes(request: web.Request, body: dict[str, Any]) -> dict[str, int | None
     """The uses_allowed / expiry_time a body sets, validated; absent keys are absent."""
     out: dict[str, int | None] = {}
     if "uses_allowed" in body:
-        value = body["uses_allowed"]
-        if value is not None and not (_is_int(value) and value >= 0):
-            raise _invalid("uses_allowed must be a non-negative integer or null")
-        out["uses_allowed"] = value
+        out["uses_allowed"] = body_int(
+            body, "uses_allowed", "uses_allowed must be a non-negative integer or null", minimum=0
+        )
     if "expiry_time" in body:
-        value = body["expiry_time"]
-        if value is not None and not _is_int(value):
-            raise _invalid("expiry_time must be an integer or null")
+        value = body_int(body, "expiry_time", "expiry_time must be an integer or null")
         if value is not None and value < get_hs(request).clock.time_ms():
             raise _invalid("expiry_time must not be in the past")
         out["expiry_time"] = value

@@ -13,6 +13,7 @@ from homeserver.api.admin.common import (
     ADMIN_V2,
     audit,
     body_bool,
+    body_int,
     query_bool,
     query_choice,
     query_int,
@@ -211,9 +212,9 @@ async def post_login_as(request: web.Request) -> web.Response:
     user_id = user_id_param(request, local_message="Only local users can be logged in as")
     body = await read_json(request, allow_empty=True)
     user = await hs.user_admin.get(user_id)
-    valid_until_ms = body.get("valid_until_ms")
-    if valid_until_ms is not None and (not isinstance(valid_until_ms, int) or isinstance(valid_until_ms, bool)):
-        raise MatrixError(400, "M_UNKNOWN", "'valid_until_ms' parameter must be an int")
+    valid_until_ms = body_int(
+        body, "valid_until_ms", "'valid_until_ms' parameter must be an int", errcode="M_UNKNOWN"
+    )
     if user_id == req.user_id:
         raise MatrixError(400, "M_UNKNOWN", "Cannot use admin API to login as self")
     if user.deactivated:
