@@ -193,12 +193,13 @@ class RoomBackfill:
         positions = await self._allocate(len(events))
         added = 0
         state_fetches = MAX_STATE_FETCHES
-        async with self.hs.room_service.lock(room.room_id):
-            for event, pos in zip(events, positions, strict=True):
-                outcome, used = await self._store(server, room, rv, event, pos, state_fetches)
-                state_fetches -= used
-                if outcome is not None and outcome.status == "backfilled":
-                    added += 1
+        # The room's lock is taken per event, around its write only (see `_store`):
+        # this backfill's own lock keeps other backfills of the room out meanwhile.
+        for event, pos in zip(events, positions, strict=True):
+            outcome, used = await self._store(server, room, rv, event, pos, state_fetches)
+            state_fetches -= used
+            if outcome is not None and outcome.status == "backfilled":
+                added += 1
         return added
 
     async def _checked(
@@ -225,13 +226,19 @@ class RoomBackfill:
         self, server: str, room: RoomRecord, rv: RoomVersion, event: dict[str, Any], pos: int, state_fetches: int
     ) -> tuple[Outcome | None, int]:
         """Persist one event as history, fetching its auth chain or the state at its
-        prev events from `server` when they are missing; (outcome, state fetches used)."""
+        prev events from `server` when they are missing; (outcome, state fetches used).
+
+        The fetches (`/event_auth`, `/state_ids`, `/event`) run without the room's
+        lock, so live events of the room are not held up by a slow peer; the write
+        takes it, and `persist_backfilled` checks again under it what may have
+        changed meanwhile (the event arrived another way: a duplicate)."""
         state = None
         used = 0
         fetched_auth = False
         for _ in range(3):
             try:
-                return await self.received.persist_backfilled(room, event, pos, state_before=state), used
+                async with self.hs.room_service.lock(room.room_id):
+                    return await self.received.persist_backfilled(room, event, pos, state_before=state), used
             except MissingEventsError as missing:
                 try:
                     if missing.kind == "auth" and not fetched_auth:

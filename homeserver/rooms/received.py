@@ -30,7 +30,7 @@ from federation.events import (
 )
 from federation.events.identifiers import domain_of
 from federation.events.room_versions import RoomVersion
-from homeserver.storage.database import Txn
+from homeserver.storage.database import IntegrityError, Txn
 from homeserver.storage.events import EventStore, StoredEvent
 from homeserver.storage.rooms import RoomRecord, RoomStore
 
@@ -63,7 +63,17 @@ class ReceivedEvents:
         self.hs = rooms.hs
 
     async def persist_outliers(self, room: RoomRecord, events: Iterable[dict[str, Any]]) -> None:
-        """Store events known only as auth or state of others (no place in the timeline)."""
+        """Store events known only as auth or state of others (no place in the timeline).
+        Callers need not hold the room's lock (backfill fetches without it): when
+        another writer stores some of the same events first, the rest are stored
+        on a second try."""
+        events = list(events)
+        try:
+            await self._persist_outliers(room, events)
+        except IntegrityError:
+            await self._persist_outliers(room, events)
+
+    async def _persist_outliers(self, room: RoomRecord, events: list[dict[str, Any]]) -> None:
         fresh = []
         seen = await self.rs.events.get_events(e["event_id"] for e in events)
         for e in events:

@@ -30,6 +30,7 @@ from federation.events import (
 )
 from federation.events.room_versions import RoomVersion
 from homeserver.errors import MatrixError, not_found
+from homeserver.rooms.received import ReceivedEvents
 from homeserver.rooms.stream import StreamTracker
 from homeserver.storage.database import IntegrityError, Txn
 from homeserver.storage.events import EventStore, StoredEvent
@@ -204,7 +205,10 @@ class RoomService:
         before the event is built, so it may still complete `content` from that
         state (a restricted join's authorising user). `before_persist` sees the
         built event and returns what to persist: an invite to another server's
-        user carries that server's signature too.
+        user carries that server's signature too. It may use the network, so it
+        runs without the lock: if the room moved on meanwhile, the event is
+        checked against the room's state then and joins the DAG beside the newer
+        events (see `_persist_after_changes`).
         """
         async with self.lock(room.room_id):
             if txn is not None:
@@ -222,18 +226,49 @@ class RoomService:
                 if unchanged is not None:
                     return unchanged
             event = await self._build(room, rv, head, sender, event_type, content, state_key, redacts)
-            if before_persist is not None:
-                event = await before_persist(event)
-            try:
-                return await self._persist(room, rv, head, event, txn)
-            except IntegrityError:
-                if txn is None:
-                    raise
-                existing = await self.rooms.get_txn_event(*txn.key)
-                found = await self.events.get_event(existing) if existing else None
-                if found is None:
-                    raise
-                return found
+            if before_persist is None:
+                return await self._persist_once(room, rv, head, event, txn)
+        # Another server's answer (an invitee's countersignature) must not hold up
+        # every other event of the room while it is awaited.
+        event = await before_persist(event)
+        async with self.lock(room.room_id):
+            now = await self._head(room)
+            if now.extremities == head.extremities and now.snapshot == head.snapshot:
+                return await self._persist_once(room, rv, now, event, txn)
+            return await self._persist_after_changes(room, rv, event)
+
+    async def _persist_once(
+        self, room: RoomRecord, rv: RoomVersion, head: _Head, event: dict[str, Any], txn: TxnInfo | None
+    ) -> StoredEvent:
+        """`_persist`, answering a retried client transaction with its first event."""
+        try:
+            return await self._persist(room, rv, head, event, txn)
+        except IntegrityError:
+            if txn is None:
+                raise
+            existing = await self.rooms.get_txn_event(*txn.key)
+            found = await self.events.get_event(existing) if existing else None
+            if found is None:
+                raise
+            return found
+
+    async def _persist_after_changes(self, room: RoomRecord, rv: RoomVersion, event: dict[str, Any]) -> StoredEvent:
+        """Persist a built event whose prev events are no longer the room's only
+        extremities (events arrived while it was out for countersigning). Refused
+        (M_FORBIDDEN) if the room's state now no longer allows it; otherwise it joins
+        the DAG as a received event would, beside the newer events, and the room's
+        state is resolved from both ends. The caller holds the room's lock."""
+        current = await self.current_state_ids(room)
+        auth_state = await self.state_events(current, auth_types_for_event(event, rv) | {CREATE})
+        try:
+            check_auth(event, {k: ev.event for k, ev in auth_state.items()}, rv)
+        except AuthError as e:
+            raise MatrixError(403, "M_FORBIDDEN", f"The room changed meanwhile: {e.reason}") from None
+        outcome = await ReceivedEvents(self).persist(room, event)
+        stored = await self.events.get_event(event["event_id"])
+        if outcome.status not in ("accepted", "duplicate") or stored is None:
+            raise MatrixError(403, "M_FORBIDDEN", f"The room changed meanwhile: {outcome.reason}")
+        return stored
 
     async def _build(
         self,
