@@ -18,7 +18,7 @@ destination then has at most one task, which sends one transaction at a time
 (``PUT /_matrix/federation/v1/send/{txnId}``) with at most 50 PDUs and 100 EDUs,
 in queue order, and deletes what was delivered.
 
-Failures: 429, 5xx and unreachable peers are retried with the same transaction
+Failures: 401 (our key not yet fetchable), 429, 5xx and unreachable peers are retried with the same transaction
 (same ID, same content, as the spec's "wait and retry for a 200 OK" asks) after
 an exponential backoff with jitter, reset by a success or by any sign that the
 peer is back (an inbound request from it: `peer_seen`). Any other 4xx means the
@@ -413,7 +413,10 @@ class FederationSender:
             try:
                 response = await client.put_json(d.name, path, body)
             except RemoteError as e:
-                if 400 <= e.status < 500 and e.status != 429:
+                # 401: the peer could not verify our signature, most likely because it
+                # cannot fetch our key yet (we have just started, or it throttles key
+                # fetches); a later try can succeed, so it is retried like a 5xx.
+                if 400 <= e.status < 500 and e.status not in (401, 429):
                     logger.warning(
                         "federation sender: %s refused transaction %s (%d PDUs, %d EDUs) with %s;"
                         " dropping it", d.name, txn_id, len(pdus), len(edus), e,

@@ -518,3 +518,17 @@ async def test_an_unencodable_event_does_not_stall_the_destination(
             await until(lambda: b.messages() == ["before", "held", "after"])
             await settled(api, b)
             assert await api.hs.federation_sender.store.count() == 0
+
+
+async def test_401_is_retried(tmp_path: Path, aiohttp_client: Any, ca: TestCA) -> None:
+    """A peer that cannot verify us yet (it could not fetch our key, say right after
+    we started) answers 401: the transaction is retried, not dropped."""
+    async with accord(tmp_path, aiohttp_client, ca) as api:
+        async with receiver(ca, "127.0.0.3", verify_key(api)) as b:
+            alice = await user(api, "alice")
+            room_id = await room(api, alice)
+            await add_remote_member(api, room_id, f"@zoe:{b.name}")
+            b.statuses = [401, 401]
+            await say(api, alice, room_id, "kept")
+            await until(lambda: b.messages() == ["kept"])
+            assert [a[2] for a in b.attempts] == [401, 401, 200]
