@@ -178,6 +178,7 @@ class Sent:
     raw: bytes
     value: Any = None
     is_json: bool = True
+    event_id: str | None = None  # a signed event's ID, for routes that name it in the path
 
     def describe(self) -> str:
         if not self.is_json:
@@ -193,15 +194,27 @@ def _depth(value: Any) -> int:
     return depth - 1
 
 
-def bodies(template: Any, plausible: list[str], pin: Callable[[Any], Any]) -> st.SearchStrategy[Sent]:
+def bodies(template: Any, plausible: list[str], pin: Callable[[Any], Any],
+           signed: st.SearchStrategy[Sent] | None = None) -> st.SearchStrategy[Sent]:
     values = json_values(plausible)
     objects = st.dictionaries(st.one_of(st.sampled_from(FIELD_NAMES), _unicode_text(20)), values, max_size=6)
     as_json = st.one_of(mutated(template, values), mutated(template, values), objects, values).map(pin)
-    raw = st.one_of(
+    if signed is not None:
+        # Half the bodies carry events the peer really signed, so they pass the signature
+        # and hash checks and their content reaches the event handling behind them.
+        return st.one_of(signed, _any_body(as_json, raw_bodies()))
+    return _any_body(as_json, raw_bodies())
+
+
+def raw_bodies() -> st.SearchStrategy[bytes]:
+    return st.one_of(
         st.binary(max_size=60),
         st.sampled_from([b"{", b"[1,2", b'{"a": 1,}', b"\xff\xfe{}", b'{"a": NaN}', b'{"a": Infinity}',
                          b'{"a": 1e400}', b'{"a": -0.0}', b'{"a": "\\ud800"}', b"[" * 5000, b"{}" * 2]),
     )
+
+
+def _any_body(as_json: st.SearchStrategy[Any], raw: st.SearchStrategy[bytes]) -> st.SearchStrategy[Sent]:
     return st.one_of(
         as_json.map(lambda v: Sent(json.dumps(v, ensure_ascii=False).encode(), v)),
         as_json.map(lambda v: Sent(json.dumps(v, ensure_ascii=False).encode(), v)),
@@ -235,6 +248,12 @@ class World:
     event_id: str
     alias: str
     templates_fed: dict[str, Any]
+    carol: str  # a user of the peer who is not in the room (joins, leaves, knocks)
+    room_version: str
+    state_ids: dict[tuple[str, str], str]  # the room's state when the fuzzing starts
+    prev_events: list[str]
+    depth: int
+    create_pdu: dict[str, Any]
 
     def plausible(self) -> list[str]:
         # Real identifiers random bodies can name (bob is left out: banning or ignoring him
@@ -405,6 +424,89 @@ def _fed_template(route: str, w: World) -> Any:
     return {}
 
 
+def _event_shapes(w: World) -> dict[str, list[tuple[str, str | None, str, dict[str, Any]]]]:
+    """(type, state_key, sender, content) of the events the peer signs, by what carries them.
+    Never a membership change of bob's: he is the peer's member of the room the sender is
+    checked on."""
+    joins = [("m.room.member", w.carol, w.carol, {"membership": "join", "displayname": "c"})]
+    leaves = [("m.room.member", w.carol, w.carol, {"membership": "leave", "reason": "r"})]
+    knocks = [("m.room.member", w.carol, w.carol, {"membership": "knock", "reason": "r"})]
+    invites = [("m.room.member", w.victim, w.bob, {"membership": "invite", "is_direct": False})]
+    others = [
+        ("m.room.message", None, w.bob, {"msgtype": "m.text", "body": "b", "format": "org.matrix.custom.html",
+                                         "formatted_body": "<b>b</b>"}),
+        ("m.reaction", None, w.bob, {"m.relates_to": {"rel_type": "m.annotation", "event_id": w.event_id,
+                                                      "key": "k"}}),
+        ("m.room.redaction", None, w.bob, {"redacts": w.event_id, "reason": "r"}),
+        ("m.room.name", "", w.bob, {"name": "n"}),
+        ("m.room.power_levels", "", w.bob, {"users": {w.bob: 100}, "users_default": 0, "events": {}}),
+        ("m.room.server_acl", "", w.bob, {"allow": ["*"], "deny": [], "allow_ip_literals": True}),
+        ("org.accord.fuzz", "k", w.bob, {"k": 1}),
+    ]
+    return {"send": others + joins + leaves + invites, "join": joins, "leave": leaves,
+            "knock": knocks, "invite": invites}
+
+
+def signed_bodies(route: str, w: World) -> st.SearchStrategy[Sent] | None:
+    """For the federation routes that carry PDUs: events the peer built and signed, on the
+    room's real state, with random content (and edge values in depth and timestamps)."""
+    shapes = _event_shapes(w)
+    if re.search(r"/send/\{", route):
+        kind, wrap = "send", "transaction"
+    elif m := re.search(r"/(send_join|send_leave|send_knock|invite)/", route):
+        kind = {"send_join": "join", "send_leave": "leave", "send_knock": "knock", "invite": "invite"}[m.group(1)]
+        wrap = "v2invite" if "/v2/invite/" in route else "event"
+    else:
+        return None
+    values = json_values(w.plausible())
+    keys = st.one_of(st.sampled_from(FIELD_NAMES), _unicode_text(20))
+
+    @st.composite
+    def make(draw: st.DrawFn) -> Sent:
+        events = []
+        for _ in range(draw(st.integers(1, 3)) if wrap == "transaction" else 1):
+            event_type, state_key, sender, template = draw(st.sampled_from(shapes[kind]))
+            content = draw(st.one_of(mutated(template, values), st.dictionaries(keys, values, max_size=4)))
+            depth = draw(st.one_of(st.just(w.depth), INT_EDGES))
+            ts = draw(st.one_of(st.just(w.a.clock.time_ms()), INT_EDGES))
+            events.append(_signed(w, event_type, state_key, sender, content, depth, ts, template))
+        if wrap == "transaction":
+            edus = draw(st.lists(mutated(draw(st.sampled_from(w.templates_fed["transaction"]["edus"])), values),
+                                 max_size=2))
+            body: Any = {"origin": w.b_spec.name, "origin_server_ts": w.a.clock.time_ms(),
+                         "pdus": [pdu_json(e) for e in events], "edus": edus}
+        elif wrap == "v2invite":
+            body = {"event": pdu_json(events[0]), "room_version": w.room_version,
+                    "invite_room_state": draw(st.one_of(st.just([w.create_pdu]), st.lists(values, max_size=2)))}
+        else:
+            body = pdu_json(events[0])
+        return Sent(json.dumps(body, ensure_ascii=False).encode(), body, event_id=events[0]["event_id"])
+
+    return make()
+
+
+def _signed(w: World, event_type: str, state_key: str | None, sender: str, content: Any,
+            depth: int, ts: int, template: dict[str, Any]) -> dict[str, Any]:
+    partial: dict[str, Any] = {"type": event_type, "sender": sender, "content": template}
+    if state_key is not None:
+        partial["state_key"] = state_key
+
+    def build(content: Any, depth: int, ts: int) -> dict[str, Any]:
+        return build_event(
+            w.room_version, room_id=w.room, sender=sender, event_type=event_type, content=content,
+            prev_events=w.prev_events, auth_events=select_auth_event_ids(partial, w.state_ids, w.room_version),
+            depth=depth, origin_server_ts=ts, state_key=state_key, signing_key=w.b_spec.signing_key,
+            server_name=w.b_spec.name,
+        )
+
+    try:
+        return build(content, depth, ts)
+    except Exception:
+        # Content no event can carry (not canonical JSON, too deep, too big): the peer could
+        # not have signed it; its well-formed content then.
+        return build(template, w.depth, w.a.clock.time_ms())
+
+
 def body_routes(hs: HomeServer) -> tuple[web.Application, list[tuple[str, str]]]:
     """Every route that can take a body (POST, PUT, DELETE), once per path (v3, not r0)."""
     app = hs.build_app(list(RESOURCES))
@@ -412,7 +514,7 @@ def body_routes(hs: HomeServer) -> tuple[web.Application, list[tuple[str, str]]]
         (r.method, r.resource.canonical) for r in app.router.routes()
         if r.resource is not None and r.method in ("POST", "PUT", "DELETE", "PATCH")
         and not r.resource.canonical.startswith("/_matrix/client/r0/")
-    }, key=lambda mr: (mr[1], mr[0]))
+    }, key=lambda mr: (mr[0] == "DELETE", mr[1], mr[0]))  # deletions last: what they delete exists
     return app, routes
 
 
@@ -530,7 +632,15 @@ async def _setup(a: HomeServer, b: HomeServer, a_spec: ServerSpec, b_spec: Serve
         "invite": await _remote_event(a, record, b_spec, bob, "m.room.member",
                                       {"membership": "invite"}, victim),
     }
+    nids = await a.room_service.current_state_ids(record)
+    by_nid = await a.event_store.get_events_by_nid(nids.values())
+    head = await a.room_service.head(record)
+    prev = list((await a.event_store.get_events_by_nid(head.extremities)).values())
     return World(
+        carol=f"@carol:{b_spec.name}", room_version=record.room_version,
+        state_ids={k: by_nid[n].event_id for k, n in nids.items()},
+        prev_events=[e.event_id for e in prev], depth=max(e.event["depth"] for e in prev) + 1,
+        create_pdu=pdu_json(by_nid[nids[("m.room.create", "")]].event),
         a=a, b=b, a_spec=a_spec, b_spec=b_spec, alice=alice, alice_token=token,
         alice_device=made["device_id"], quitter=quitter["user_id"],
         quitter_token=quitter["access_token"], quitter_device=quitter["device_id"],
@@ -558,12 +668,17 @@ def _fuzz_route(method: str, route: str, w: World, s: aiohttp.ClientSession, bas
     template = _fed_template(route, w) if federation else _client_template(route, w)
     first: list[str] = []
 
+    signed = signed_bodies(route, w) if federation else None
+
     @settings(max_examples=EXAMPLES_PER_ROUTE, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
-    @given(params=path_values(route, method, w), sent=bodies(template, w.plausible(), pin_destinations(route, w)))
+    @given(params=path_values(route, method, w),
+           sent=bodies(template, w.plausible(), pin_destinations(route, w), signed))
     def check(params: dict[str, str], sent: Sent) -> None:
         if first:
             return
+        if sent.event_id is not None and "event_id" in params:
+            params = {**params, "event_id": sent.event_id}
         path = route
         for name, value in params.items():
             path = re.sub(r"\{" + name + r"[^}]*\}", quote(value, safe=""), path)
