@@ -23,7 +23,7 @@ from homeserver.config import (
     load_config,
     render_config,
 )
-from homeserver.keys import (
+from homeserver.signing_key import (
     KeyFileError,
     rotate_signing_key,
     write_new_signing_key,

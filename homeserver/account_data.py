@@ -48,7 +48,7 @@ class AccountDataService:
             async with self._stream_lock:
                 if self._stream is None:
                     # Never below 1: position 0 then only ever means "from the start"
-                    # (an initial sync), which m.push_rules relies on (homeserver/push_rules.py).
+                    # (an initial sync), which m.push_rules relies on (homeserver/push/service.py).
                     self._stream = StreamTracker(max(await self.store.max_stream_id(), 1))
         return self._stream
 

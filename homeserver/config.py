@@ -574,7 +574,7 @@ def _check(config: Config) -> None:
             )
     key_path = config.resolve_path(config.signing_key_path)
     _check_readable(key_path, "signing_key_path")
-    from homeserver.keys import KeyFileError, load_signing_key
+    from homeserver.signing_key import KeyFileError, load_signing_key
 
     try:
         current = load_signing_key(key_path)

@@ -34,8 +34,7 @@ from homeserver.federation.queries import RemoteProfiles
 from homeserver.federation.reads import FederationReads
 from homeserver.federation.sender import FederationSender
 from homeserver.federation.state_fetch import StateFetcher
-from homeserver.filters import FilterService
-from homeserver.keys import SigningKey, load_signing_key
+from homeserver.filters.service import FilterService
 from homeserver.metrics import Metrics
 from homeserver.partners.directory import PartnerDirectory
 from homeserver.partners.directory_publisher import DirectoryPublisher
@@ -43,15 +42,17 @@ from homeserver.partners.directory_search import DirectorySearch
 from homeserver.partners.partnerships import Partnerships
 from homeserver.partners.policy import FederationPolicy
 from homeserver.presence import PresenceService
-from homeserver.push_rules import PushRulesService
+from homeserver.push.service import PushRulesService
 from homeserver.ratelimit import RateLimiter
 from homeserver.receipts import ReceiptService
-from homeserver.rooms.directory import DirectoryService
+from homeserver.rooms.aliases import AliasService, DirectoryRights
 from homeserver.rooms.membership import MembershipService
+from homeserver.rooms.public_rooms import PublicRoomsService
 from homeserver.rooms.servers import RoomServers
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.upgrade import RoomUpgradeService
 from homeserver.rooms.visibility import VisibilityService
+from homeserver.signing_key import SigningKey, load_signing_key
 from homeserver.storage import make_database
 from homeserver.storage.devices import DeviceStore
 from homeserver.storage.event_reports import EventReportStore
@@ -103,9 +104,17 @@ class HomeServer:
         self.accounts = AccountService(self)
         self.room_service = RoomService(self)
         self.membership = MembershipService(self)
-        self.directory = DirectoryService(self)
         self.upgrades = RoomUpgradeService(self)
         self.visibility = VisibilityService(self)
+        self.directory_rights = DirectoryRights(self.users, self.room_store, self.room_service)
+        self.aliases = AliasService(
+            server_name=config.server_name,
+            rights=self.directory_rights,
+            room_store=self.room_store,
+            room_service=self.room_service,
+            visibility=self.visibility,
+            clock=self.clock,
+        )
         self.federation_reads = FederationReads(self)  # what other servers may read
         self.inbound_transactions = InboundTransactions(self)  # what other servers send us
         self.state_fetcher = StateFetcher(self)  # the state at events we do not have
@@ -138,6 +147,13 @@ class HomeServer:
             AddressPolicy.parse(config.outbound.allowed_ranges, config.outbound.denied_ranges)
         )
         self.federation_client = self._make_federation_client()
+        self.public_rooms = PublicRoomsService(
+            rights=self.directory_rights,
+            room_store=self.room_store,
+            room_service=self.room_service,
+            federation_client=self.federation_client,
+            clock=self.clock,
+        )
         self.keyring = KeyRing(
             server_name=config.server_name,
             signing_key=self.signing_key,

@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import aiohttp  # noqa: E402
 
 from homeserver.config import parse_config  # noqa: E402
-from homeserver.keys import write_new_signing_key  # noqa: E402
 from homeserver.server import HomeServer  # noqa: E402
+from homeserver.signing_key import write_new_signing_key  # noqa: E402
 from homeserver.storage.sqlite import SqliteDatabase  # noqa: E402
 
 

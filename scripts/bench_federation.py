@@ -53,7 +53,7 @@ sys.path.insert(0, str(REPO))
 import aiohttp  # noqa: E402
 import yaml  # noqa: E402
 
-from homeserver.keys import write_new_signing_key  # noqa: E402
+from homeserver.signing_key import write_new_signing_key  # noqa: E402
 from tests.interop.synapse import SynapseServer, free_port  # noqa: E402
 from tests.tls_ca import TestCA  # noqa: E402
 

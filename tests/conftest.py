@@ -14,8 +14,8 @@ from aiohttp.test_utils import TestClient
 
 from homeserver.clock import Clock
 from homeserver.config import RESOURCES, Config, parse_config
-from homeserver.keys import write_new_signing_key
 from homeserver.server import HomeServer
+from homeserver.signing_key import write_new_signing_key
 
 SERVER_NAME = "test.local"
 PASSWORD = "correct horse battery"

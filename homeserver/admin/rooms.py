@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from homeserver.errors import MatrixError
-from homeserver.rooms.directory import plain_topic
+from homeserver.rooms.public_rooms import plain_topic
 from homeserver.storage.admin_rooms import AdminRoomStore, PurgeResult, RoomCounts
 from homeserver.storage.rooms import RoomRecord
 

@@ -41,8 +41,8 @@ from federation.server_keys import (
 from federation.single_flight import SingleFlight
 from homeserver.clock import Clock
 from homeserver.config import OldSigningKey, TrustedKeyServer
-from homeserver.keys import SigningKey
 from homeserver.ratelimit import RateLimiter
+from homeserver.signing_key import SigningKey
 from homeserver.storage.server_keys import ServerKeyStore, StoredKey, StoredResponse
 
 logger = logging.getLogger(__name__)

@@ -169,7 +169,7 @@ async def create_room(hs: HomeServer, creator: str, body: dict[str, Any]) -> str
     preset = PRESETS[req["preset"]]
     alias = None
     if req["room_alias_name"] is not None:
-        alias = hs.directory.check_new_alias_localpart(req["room_alias_name"])
+        alias = hs.aliases.check_new_alias_localpart(req["room_alias_name"])
         if await hs.room_store.get_alias(alias) is not None:
             raise MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken")
 

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from homeserver.filtering import RoomEventFilter
+from homeserver.filters.event_filter import RoomEventFilter
 from homeserver.rooms.client_format import client_event
 from homeserver.rooms.visibility import RoomAccess, Viewer
 from homeserver.storage.events import StoredEvent

@@ -1,7 +1,7 @@
 """Push rules: a user's own rules in priority order, and their changes to server defaults.
 
 Server-default rule definitions are not stored (they live in code, see
-homeserver/push_rules.py); only what a user changed about them is.
+homeserver/push/defaults.py); only what a user changed about them is.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from homeserver.filters import SyncFilter
+from homeserver.filters.sync_filter import SyncFilter
 from homeserver.rooms.client_format import client_event
 from homeserver.rooms.membership import STRIPPED_STATE_TYPES
 from homeserver.rooms.tokens import room_token

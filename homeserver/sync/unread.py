@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from federation.events import get_room_version, get_user_power_level
-from homeserver.push_rules import evaluate, highlights, notifies
+from homeserver.push.evaluator import evaluate, highlights, notifies
 from homeserver.storage.rooms import RoomRecord
 
 if TYPE_CHECKING:

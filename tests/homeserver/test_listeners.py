@@ -8,8 +8,8 @@ from pathlib import Path
 import aiohttp
 
 from homeserver.config import parse_config
-from homeserver.keys import write_self_signed_cert
 from homeserver.server import HomeServer
+from homeserver.signing_key import write_self_signed_cert
 from tests.conftest import config_dict
 
 

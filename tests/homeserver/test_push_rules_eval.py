@@ -9,21 +9,10 @@ from typing import Any
 import pytest
 
 from homeserver.errors import MatrixError
-from homeserver.push_rules import (
-    KINDS,
-    MASTER,
-    build_ruleset,
-    evaluate,
-    glob_matches,
-    highlights,
-    lookup,
-    notifies,
-    server_default_rules,
-    split_key,
-    tweak,
-    validate_actions,
-    validate_conditions,
-)
+from homeserver.push.defaults import KINDS, MASTER, build_ruleset, server_default_rules
+from homeserver.push.evaluator import evaluate, highlights, lookup, notifies, split_key, tweak
+from homeserver.push.glob import glob_matches
+from homeserver.push.service import validate_actions, validate_conditions
 from homeserver.storage.push_rules import DefaultRuleChange, UserRule
 
 ME = "@alice:test.local"

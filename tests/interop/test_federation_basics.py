@@ -198,7 +198,7 @@ async def test_synapse_lists_our_public_rooms(accord: Accord, bob: SynapseClient
 async def test_synapse_resolves_our_alias(accord: Accord, bob: SynapseClient) -> None:
     room_id = await create_room(accord.hs, accord.alice, {"preset": "public_chat"})
     alias = f"#interop:{accord.name}"
-    await accord.hs.directory.create_alias(accord.alice, alias, room_id)
+    await accord.hs.aliases.create_alias(accord.alice, alias, room_id)
     resolved = await bob.request("GET", f"/directory/room/{q(alias)}")
     assert resolved["room_id"] == room_id
     assert resolved["servers"] == [accord.name]

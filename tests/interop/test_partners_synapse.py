@@ -23,7 +23,7 @@ import pytest_asyncio
 from yarl import URL
 
 from federation.request_auth import sign_request
-from homeserver.keys import load_signing_key
+from homeserver.signing_key import load_signing_key
 from tests.homeserver.federation.servers import ServerSpec, running_server
 from tests.homeserver.partners.helpers import Client, Recorder
 from tests.tls_ca import TestCA

@@ -1,7 +1,7 @@
 """Room aliases (/directory/room), local alias lists and the published room
 directory (/directory/list/room, /publicRooms, ours or, with `?server=`, another
-server's over federation). Behaviour lives in
-`homeserver.rooms.directory`; this module only speaks HTTP."""
+server's over federation). Behaviour lives in `homeserver.rooms.aliases` and
+`homeserver.rooms.public_rooms`; this module only speaks HTTP."""
 
 from __future__ import annotations
 
@@ -22,33 +22,33 @@ async def put_alias(request: web.Request) -> web.Response:
     room_id = field(body, "room_id", str, required=True)
     if not room_id.startswith("!"):
         raise invalid_param("'room_id' must be a room ID")
-    await hs.directory.create_alias(req.user_id, request.match_info["room_alias"], room_id)
+    await hs.aliases.create_alias(req.user_id, request.match_info["room_alias"], room_id)
     return json_response({})
 
 
 async def get_alias(request: web.Request) -> web.Response:
     # No access token needed: the spec lists no security for alias lookups.
     hs = get_hs(request)
-    return json_response(await hs.directory.resolve_alias(request.match_info["room_alias"]))
+    return json_response(await hs.aliases.resolve_alias(request.match_info["room_alias"]))
 
 
 async def delete_alias(request: web.Request) -> web.Response:
     hs = get_hs(request)
     req = await requester(request)
-    await hs.directory.delete_alias(req.user_id, request.match_info["room_alias"])
+    await hs.aliases.delete_alias(req.user_id, request.match_info["room_alias"])
     return json_response({})
 
 
 async def get_room_aliases(request: web.Request) -> web.Response:
     hs = get_hs(request)
     req = await requester(request)
-    aliases = await hs.directory.local_aliases(req.user_id, request.match_info["room_id"])
+    aliases = await hs.aliases.local_aliases(req.user_id, request.match_info["room_id"])
     return json_response({"aliases": aliases})
 
 
 async def get_visibility(request: web.Request) -> web.Response:
     hs = get_hs(request)
-    return json_response({"visibility": await hs.directory.get_visibility(request.match_info["room_id"])})
+    return json_response({"visibility": await hs.public_rooms.get_visibility(request.match_info["room_id"])})
 
 
 async def put_visibility(request: web.Request) -> web.Response:
@@ -56,7 +56,7 @@ async def put_visibility(request: web.Request) -> web.Response:
     req = await requester(request)
     body = await read_json(request, allow_empty=True)
     visibility = field(body, "visibility", str, default="public")
-    await hs.directory.set_visibility(req.user_id, request.match_info["room_id"], visibility)
+    await hs.public_rooms.set_visibility(req.user_id, request.match_info["room_id"], visibility)
     return json_response({})
 
 
@@ -88,8 +88,8 @@ async def get_public_rooms(request: web.Request) -> web.Response:
     limit = _limit(query_int(request.query, "limit", minimum=0))
     since = request.query.get("since")
     if server is not None:
-        return json_response(await hs.directory.remote_public_rooms(server, limit=limit, since=since))
-    return json_response(await hs.directory.public_rooms(limit=limit, since=since))
+        return json_response(await hs.public_rooms.remote_public_rooms(server, limit=limit, since=since))
+    return json_response(await hs.public_rooms.public_rooms(limit=limit, since=since))
 
 
 async def post_public_rooms(request: web.Request) -> web.Response:
@@ -112,13 +112,13 @@ async def post_public_rooms(request: web.Request) -> web.Response:
         )
     if server is not None:
         return json_response(
-            await hs.directory.remote_public_rooms(
+            await hs.public_rooms.remote_public_rooms(
                 server, limit=limit, since=since, search_term=term, room_types=room_types,
                 include_all_networks=include_all, third_party_instance_id=instance,
             )
         )
     return json_response(
-        await hs.directory.public_rooms(
+        await hs.public_rooms.public_rooms(
             limit=limit, since=since, search_term=term, room_types=room_types,
             third_party_instance_id=instance,
         )

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from homeserver.api.http import ClientRoutes, get_hs, json_response, requester
 from homeserver.errors import MatrixError, missing_param, not_found
-from homeserver.filtering import RoomEventFilter
+from homeserver.filters.event_filter import RoomEventFilter
 from homeserver.params import parse_int, query_int
 from homeserver.rooms import history
 from homeserver.rooms.tokens import parse_stream_position, room_token

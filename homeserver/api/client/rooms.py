@@ -111,7 +111,7 @@ async def put_state(request: web.Request) -> web.Response:
         # Clients set per-room nicknames this way; the auth rules judge the change itself.
         raise MatrixError(400, "M_BAD_JSON", "m.room.member content needs a string 'membership'")
     if event_type == "m.room.canonical_alias":
-        await hs.directory.check_canonical_alias(room, content)
+        await hs.aliases.check_canonical_alias(room, content)
     current = await hs.room_service.current_state_event(room, (event_type, state_key))
     if current is not None and current.sender == req.user_id and current.event["content"] == content:
         return json_response({"event_id": current.event_id})  # no-op change: no new event

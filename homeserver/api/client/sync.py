@@ -8,7 +8,7 @@ from aiohttp import web
 
 from homeserver.api.http import ClientRoutes, get_hs, json_response, query_bool, requester
 from homeserver.errors import MatrixError
-from homeserver.filters import SyncFilter
+from homeserver.filters.sync_filter import SyncFilter
 from homeserver.params import query_int
 from homeserver.sync.tokens import SyncToken
 

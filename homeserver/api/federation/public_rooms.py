@@ -1,7 +1,7 @@
 """Published Room Directory (public_rooms.yaml): GET and POST /publicRooms.
 
 The same listing, filters and paging tokens as the client API's /publicRooms,
-from `DirectoryService.public_rooms`; only the parameter parsing is federation's.
+from `PublicRoomsService.public_rooms`; only the parameter parsing is federation's.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ async def get_public_rooms(request: web.Request) -> web.Response:
     instance = request.query.get("third_party_instance_id")
     _networks(query_bool(request, "include_all_networks"), instance)
     return json_response(
-        await hs.directory.public_rooms(
+        await hs.public_rooms.public_rooms(
             limit=limit, since=request.query.get("since"), third_party_instance_id=instance
         )
     )
@@ -61,7 +61,7 @@ async def post_public_rooms(request: web.Request) -> web.Response:
     instance = field(body, "third_party_instance_id", str)
     _networks(field(body, "include_all_networks", bool, default=False), instance)
     return json_response(
-        await hs.directory.public_rooms(
+        await hs.public_rooms.public_rooms(
             limit=_limit(body.get("limit")),
             since=field(body, "since", str),
             search_term=field(flt, "generic_search_term", str),

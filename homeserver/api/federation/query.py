@@ -15,7 +15,7 @@ from homeserver.api.federation.events import V1, required_query
 from homeserver.api.http import get_hs, json_response
 from homeserver.errors import invalid_param, not_found
 from homeserver.identifiers import parse_user_id
-from homeserver.rooms.directory import parse_alias
+from homeserver.rooms.aliases import parse_alias
 
 
 async def get_profile(request: web.Request) -> web.Response:
@@ -48,7 +48,7 @@ async def get_directory(request: web.Request) -> web.Response:
     _, server = parse_alias(alias)  # M_INVALID_PARAM for a malformed alias
     if server != hs.config.server_name:
         raise not_found("Room alias is not local to this server")
-    return json_response(await hs.directory.resolve_alias(alias))
+    return json_response(await hs.aliases.resolve_alias(alias))
 
 
 def register(app: web.Application) -> None:

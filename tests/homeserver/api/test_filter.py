@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from homeserver.errors import MatrixError
-from homeserver.filters import SyncFilter
+from homeserver.filters.sync_filter import SyncFilter
 from tests.conftest import Api
 from tests.homeserver.api.reading_helpers import uid, user
 

@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import pytest
 
-from homeserver.push_rules import KINDS
+from homeserver.push.defaults import KINDS
 from homeserver.server import HomeServer
 from tests.conftest import Api, fresh_pg_database
 from tests.homeserver.api.reading_helpers import uid, user

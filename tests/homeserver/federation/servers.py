@@ -13,8 +13,8 @@ from federation.events.canonical import encode_base64
 from federation.events.signing import key_id_of
 from federation.outbound_guard import AddressPolicy, OutboundGuard
 from homeserver.config import parse_config
-from homeserver.keys import load_signing_key, write_new_signing_key
 from homeserver.server import HomeServer
+from homeserver.signing_key import load_signing_key, write_new_signing_key
 from tests.conftest import LOOPBACK_OUTBOUND, config_dict
 from tests.tls_ca import TestCA
 

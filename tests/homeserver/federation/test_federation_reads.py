@@ -483,7 +483,7 @@ async def test_directory_query(tmp_path: Path, ca: TestCA) -> None:
         room = await p.room()
         await p.bob_membership(room, "join")
         alias = f"#lobby:{p.b.name}"
-        await p.hs_b.directory.create_alias(p.alice, alias, room.room_id)
+        await p.hs_b.aliases.create_alias(p.alice, alias, room.room_id)
         path = f"{V1}/query/directory"
         resp = await p.get(path, query={"room_alias": alias})
         assert resp == {"room_id": room.room_id, "servers": [p.b.name, p.a.name]}
@@ -505,7 +505,7 @@ async def test_public_rooms(tmp_path: Path, ca: TestCA) -> None:
         listing = await p.get(path)
         assert [r["room_id"] for r in listing["chunk"]] == [big.room_id, small.room_id]
         assert listing["chunk"][0]["num_joined_members"] == 2
-        assert listing == await p.hs_b.directory.public_rooms(limit=None, since=None)
+        assert listing == await p.hs_b.public_rooms.public_rooms(limit=None, since=None)
 
         first = await p.get(path, query={"limit": "1"})
         assert [r["room_id"] for r in first["chunk"]] == [big.room_id]

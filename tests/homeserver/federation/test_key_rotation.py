@@ -20,7 +20,7 @@ import yaml
 
 from federation.server_keys import parse_server_keys
 from homeserver.config import ConfigError, parse_config
-from homeserver.keys import load_signing_key, rotate_signing_key
+from homeserver.signing_key import load_signing_key, rotate_signing_key
 from homeserver.server import HomeServer
 from tests.conftest import LOOPBACK_OUTBOUND, config_dict
 from tests.homeserver.federation.servers import ServerSpec, running_server

@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 
 from homeserver.federation import queries
-from homeserver.rooms import directory
+from homeserver.rooms import public_rooms
 from tests.homeserver.federation.servers import ServerSpec, free_port, running_server
 from tests.homeserver.federation.test_federated_join import Client
 from tests.tls_ca import TestCA
@@ -137,7 +137,7 @@ def _room(room_id: str, **extra: Any) -> dict[str, Any]:
 
 async def test_bad_remote_answers_become_spec_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(queries, "QUERY_TIMEOUT_S", 1.0)
-    monkeypatch.setattr(directory, "REMOTE_QUERY_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(public_rooms, "REMOTE_QUERY_TIMEOUT_S", 1.0)
     ca = TestCA(tmp_path / "ca")
     a_spec = ServerSpec(tmp_path, "127.0.0.2")
     ctx = ssl.create_default_context(cafile=str(ca.ca_path))
@@ -214,7 +214,7 @@ async def test_bad_remote_answers_become_spec_errors(tmp_path: Path, monkeypatch
         assert peer.requests[-1][1].endswith("limit=7")
         directory_cache_clear(a)  # the first page above, without a limit, is still reused
         page = await alice.call("GET", f"/publicRooms?server={peer.name}")
-        assert len(page["chunk"]) == directory.MAX_REMOTE_ROOMS
+        assert len(page["chunk"]) == public_rooms.MAX_REMOTE_ROOMS
 
         # A peer without the POST form: the GET page, filtered here.
         peer.answers[ROOMS_GET] = (200, orjson.dumps({"chunk": [_room("!a:x", name="Alpha"), _room("!b:x", topic="beta")]}))
@@ -237,7 +237,7 @@ async def test_bad_remote_answers_become_spec_errors(tmp_path: Path, monkeypatch
 
 
 def directory_cache_clear(hs: Any) -> None:
-    hs.directory._remote_rooms._entries.clear()
+    hs.public_rooms._remote_rooms._entries.clear()
 
 
 @contextlib.asynccontextmanager

@@ -1,4 +1,5 @@
-"""Event filters (the spec's RoomEventFilter), shared by /messages, /context and /sync."""
+"""Event filters (the spec's RoomEventFilter): which events match, shared by /messages,
+/context and the sections of a /sync filter."""
 
 from __future__ import annotations
 

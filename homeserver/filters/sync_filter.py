@@ -1,30 +1,15 @@
-"""Sync filters (the spec's Filtering): validated, stored per user, loaded by /sync.
-
-A filter is stored as uploaded, so GET returns what the client sent; it is
-validated first, so a stored filter always parses. Clients upload the same
-filter at every start, so an identical definition returns the ID it already
-has. /sync loads a filter on every request, so stored ones are cached (they
-never change once stored).
-"""
+"""A filter definition (the spec's Filter) as /sync applies it: which rooms, which
+events of each section, and the event format. Parsing validates the definition
+(M_BAD_JSON naming the field otherwise)."""
 
 from __future__ import annotations
 
-import hashlib
-from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import orjson
+from homeserver.errors import bad_json
+from homeserver.filters.event_filter import RoomEventFilter
 
-from federation.json_bounds import JSONBoundsError, loads_bounded
-from homeserver.errors import bad_json, not_found
-from homeserver.filtering import RoomEventFilter, filter_json_error
-from homeserver.storage.database import Txn
-
-if TYPE_CHECKING:
-    from homeserver.server import HomeServer
-
-_CACHE_SIZE = 10_000
 EVENT_FORMATS = ("client", "federation")
 
 
@@ -116,66 +101,3 @@ class SyncFilter:
         return self.rooms is None or room_id in self.rooms
 
 
-class FilterService:
-    def __init__(self, hs: HomeServer) -> None:
-        self.hs = hs
-        self._cache: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
-
-    async def create(self, user_id: str, definition: dict[str, Any]) -> str:
-        """Store a validated filter; returns its ID (the existing one for a
-        definition this user already stored)."""
-        SyncFilter.parse(definition)
-        data = orjson.dumps(definition, option=orjson.OPT_SORT_KEYS).decode()
-        digest = hashlib.sha256(data.encode()).hexdigest()
-
-        async def fn(txn: Txn) -> int:
-            await txn.execute(
-                "INSERT INTO user_filters (user_id, filter_hash, filter_json) VALUES (?, ?, ?)"
-                " ON CONFLICT (user_id, filter_hash) DO NOTHING",
-                (user_id, digest, data),
-            )
-            row = await txn.fetchone(
-                "SELECT filter_id FROM user_filters WHERE user_id = ? AND filter_hash = ?",
-                (user_id, digest),
-            )
-            assert row is not None
-            return int(row[0])
-
-        return str(await self.hs.db.write(fn))
-
-    async def get(self, user_id: str, filter_id: str) -> dict[str, Any]:
-        """A stored filter of this user; M_NOT_FOUND for any other ID."""
-        key = (user_id, filter_id)
-        cached = self._cache.get(key)
-        if cached is not None:
-            self._cache.move_to_end(key)
-            return cached
-        # isascii: str.isdigit admits "²", which int() refuses.
-        if not filter_id.isascii() or not filter_id.isdigit() or len(filter_id) > 18:  # beyond a BIGINT
-            raise not_found("No such filter")
-        row = await self.hs.db.fetchone(
-            "SELECT filter_json FROM user_filters WHERE user_id = ? AND filter_id = ?",
-            (user_id, int(filter_id)),
-        )
-        if row is None:
-            raise not_found("No such filter")
-        definition: dict[str, Any] = orjson.loads(row[0])
-        self._cache[key] = definition
-        if len(self._cache) > _CACHE_SIZE:
-            self._cache.popitem(last=False)
-        return definition
-
-    async def load_filter(self, user_id: str, filter_param: str | None) -> dict[str, Any]:
-        """What /sync's `filter` parameter names: inline JSON (it starts with "{",
-        which no filter ID does) or the ID of one of the user's stored filters.
-        None means no filter ({}). Parse the result with `SyncFilter.parse`."""
-        if filter_param is None or filter_param == "":
-            return {}
-        if filter_param.lstrip().startswith("{"):
-            try:
-                definition: Any = loads_bounded(filter_param)
-            except JSONBoundsError as e:
-                raise filter_json_error(e) from None
-            SyncFilter.parse(definition)
-            return definition
-        return await self.get(user_id, filter_param)

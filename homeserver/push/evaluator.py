@@ -1,0 +1,249 @@
+"""Push rule evaluation: what a user's ruleset says about one event.
+
+`evaluate()` is a pure function of its arguments so /sync's unread counts
+(notify/highlight) and a future pusher can share it.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from homeserver.push.defaults import KINDS, LEGACY_MENTION_RULES, Action
+from homeserver.push.glob import contains_word, glob_matches
+
+# Actions older specs defined; the spec says to ignore them, which we do by stripping.
+HISTORICAL_ACTIONS = frozenset({"dont_notify", "coalesce"})
+MAX_SAFE_INT = 2**53 - 1  # canonical JSON's integer range
+DEFAULT_NOTIFICATION_LEVEL = 50  # m.room.power_levels' default for notifications.*
+
+
+@functools.lru_cache(maxsize=4096)
+def split_key(key: str) -> tuple[str, ...]:
+    """A dot-separated property path: `\\.` is a literal dot, `\\\\` a literal
+    backslash, and any other backslash stays a literal backslash (the appendix's rule)."""
+    parts: list[str] = []
+    current: list[str] = []
+    i = 0
+    while i < len(key):
+        c = key[i]
+        if c == "\\" and i + 1 < len(key) and key[i + 1] in ".\\":
+            current.append(key[i + 1])
+            i += 2
+            continue
+        if c == ".":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(c)
+        i += 1
+    parts.append("".join(current))
+    return tuple(parts)
+
+
+_ABSENT = object()
+
+
+def lookup(event: Mapping[str, Any], key: str) -> Any:
+    """The event property a dotted key names, or `_ABSENT` if any step is missing."""
+    value: Any = event
+    for part in split_key(key):
+        if not isinstance(value, Mapping) or part not in value:
+            return _ABSENT
+        value = value[part]
+    return value
+
+
+def is_scalar(value: Any) -> bool:
+    """A non-compound canonical JSON value: string, bool, null or an integer in range."""
+    if value is None or isinstance(value, (str, bool)):
+        return True
+    return isinstance(value, int) and -MAX_SAFE_INT <= value <= MAX_SAFE_INT
+
+
+def _same_scalar(a: Any, b: Any) -> bool:
+    """Exact equality without Python's `True == 1`: types must agree too."""
+    if not (is_scalar(a) and is_scalar(b)):
+        return False
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a is b
+    return type(a) is type(b) and a == b
+
+
+MEMBER_COUNT = re.compile(r"(==|<=|>=|<|>)?([0-9]+)")
+
+
+def _member_count_matches(spec: Any, count: int) -> bool:
+    if not isinstance(spec, str):
+        return False
+    m = MEMBER_COUNT.fullmatch(spec)
+    if m is None:
+        return False
+    op, n = m.group(1) or "==", int(m.group(2))
+    if op == "==":
+        return count == n
+    if op == "<":
+        return count < n
+    if op == ">":
+        return count > n
+    if op == "<=":
+        return count <= n
+    return count >= n
+
+
+def _as_level(value: Any) -> int | None:
+    """A power level as an integer; older room versions allowed decimal strings."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]+", value.strip()):
+        return int(value.strip())
+    return None
+
+
+def notification_level(power_levels_content: Mapping[str, Any] | None, key: str) -> int:
+    """The power level `notifications.<key>` requires (50 when unset, as for `room`)."""
+    notifications = (power_levels_content or {}).get("notifications")
+    if isinstance(notifications, Mapping):
+        level = _as_level(notifications.get(key))
+        if level is not None:
+            return level
+    return DEFAULT_NOTIFICATION_LEVEL
+
+
+class _Context:
+    __slots__ = ("event", "member_count", "display_name", "sender_level", "power_levels")
+
+    def __init__(self, event: Mapping[str, Any], member_count: int, display_name: str | None,
+                 sender_level: int, power_levels: Mapping[str, Any] | None) -> None:
+        self.event = event
+        self.member_count = member_count
+        self.display_name = display_name
+        self.sender_level = sender_level
+        self.power_levels = power_levels
+
+
+def _body(event: Mapping[str, Any]) -> str | None:
+    content = event.get("content")
+    body = content.get("body") if isinstance(content, Mapping) else None
+    return body if isinstance(body, str) else None
+
+
+def condition_matches(cond: Mapping[str, Any], ctx: _Context) -> bool:
+    """One condition; unknown or malformed conditions never match (the spec's rule)."""
+    kind = cond.get("kind")
+    if kind == "event_match":
+        key, pattern = cond.get("key"), cond.get("pattern")
+        if not isinstance(key, str) or not isinstance(pattern, str):
+            return False
+        value = lookup(ctx.event, key)
+        if not isinstance(value, str):
+            return False
+        return glob_matches(pattern, value, word_boundaries=key == "content.body")
+    if kind == "event_property_is":
+        key = cond.get("key")
+        if not isinstance(key, str) or "value" not in cond:
+            return False
+        value = lookup(ctx.event, key)
+        return value is not _ABSENT and _same_scalar(value, cond["value"])
+    if kind == "event_property_contains":
+        key = cond.get("key")
+        if not isinstance(key, str) or "value" not in cond:
+            return False
+        value = lookup(ctx.event, key)
+        if not isinstance(value, list):
+            return False
+        wanted = cond["value"]
+        return any(_same_scalar(item, wanted) for item in value)
+    if kind == "contains_display_name":
+        name, body = ctx.display_name, _body(ctx.event)
+        if not name or body is None:
+            return False
+        return contains_word(body, name)
+    if kind == "room_member_count":
+        return _member_count_matches(cond.get("is"), ctx.member_count)
+    if kind == "sender_notification_permission":
+        key = cond.get("key")
+        if not isinstance(key, str):
+            return False
+        return ctx.sender_level >= notification_level(ctx.power_levels, key)
+    return False
+
+
+def _rule_matches(kind: str, rule: Mapping[str, Any], ctx: _Context) -> bool:
+    if kind in ("override", "underride"):
+        conditions = rule.get("conditions", [])
+        if not isinstance(conditions, list):
+            return False
+        return all(isinstance(c, Mapping) and condition_matches(c, ctx) for c in conditions)
+    if kind == "content":
+        pattern, body = rule.get("pattern"), _body(ctx.event)
+        return isinstance(pattern, str) and body is not None and glob_matches(pattern, body, word_boundaries=True)
+    if kind == "room":
+        return ctx.event.get("room_id") == rule.get("rule_id")
+    if kind == "sender":
+        return ctx.event.get("sender") == rule.get("rule_id")
+    return False
+
+
+def strip_historical(actions: Iterable[Action]) -> list[Action]:
+    return [a for a in actions if not (isinstance(a, str) and a in HISTORICAL_ACTIONS)]
+
+
+def evaluate(
+    rules: Mapping[str, Sequence[Mapping[str, Any]]],
+    event: Mapping[str, Any],
+    room_member_count: int,
+    user_display_name: str | None,
+    sender_power_level: int,
+    power_levels_content: Mapping[str, Any] | None,
+) -> list[Action]:
+    """The actions of the first enabled rule that matches `event`, or [] if none does.
+
+    - rules: a ruleset as `PushRulesService.ruleset()` returns it (kind -> rules,
+      most important first); kinds are checked in the spec's order.
+    - event: the event as a dict (client or federation format): `type`, `content`,
+      `sender`, `room_id`, `state_key` are what the predefined rules read.
+    - room_member_count: joined members of the room now.
+    - user_display_name: the user's display name in that room (contains_display_name).
+    - sender_power_level: the sender's power level in the room.
+    - power_levels_content: the room's m.room.power_levels content (None if absent).
+
+    Historical actions (dont_notify, coalesce) are stripped, so a match that should
+    not notify returns []. The caller skips events the user sent themselves (the
+    spec forbids notifying for them). Use `notifies()` / `highlights()` on the result.
+    """
+    ctx = _Context(event, room_member_count, user_display_name, sender_power_level, power_levels_content)
+    content = event.get("content")
+    has_mentions = isinstance(content, Mapping) and "m.mentions" in content
+    for kind in KINDS:
+        for rule in rules.get(kind, ()):
+            if not rule.get("enabled", True):
+                continue
+            if has_mentions and rule.get("default") and rule.get("rule_id") in LEGACY_MENTION_RULES:
+                continue
+            if _rule_matches(kind, rule, ctx):
+                actions = rule.get("actions", [])
+                return strip_historical(actions) if isinstance(actions, list) else []
+    return []
+
+
+def notifies(actions: Iterable[Action]) -> bool:
+    return "notify" in actions
+
+
+def tweak(actions: Iterable[Action], name: str) -> Any:
+    """The value a set_tweak action gives `name` (the last one wins), or None if unset.
+    A highlight tweak without a value means true (the spec's rule)."""
+    found: Any = None
+    for a in actions:
+        if isinstance(a, Mapping) and a.get("set_tweak") == name:
+            found = a.get("value", True if name == "highlight" else None)
+    return found
+
+
+def highlights(actions: Iterable[Action]) -> bool:
+    return tweak(actions, "highlight") is True

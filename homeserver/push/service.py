@@ -1,0 +1,227 @@
+"""PushRulesService: stores each user's push rules and serves merged rulesets
+(the spec's /pushrules API and m.push_rules account data), checking what clients send."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param, not_found
+from homeserver.push.defaults import DEFAULT_RULE_KINDS, KINDS, Action, Rule, Ruleset, build_ruleset
+from homeserver.push.evaluator import HISTORICAL_ACTIONS, MEMBER_COUNT, is_scalar
+from homeserver.storage.push_rules import AnchorNotFoundError, PushRuleStore
+
+if TYPE_CHECKING:
+    from homeserver.server import HomeServer
+
+PUSH_RULES_TYPE = "m.push_rules"  # the global account data event that carries the ruleset
+
+
+# --- validation of client input ---------------------------------------------------
+
+
+def validate_actions(actions: Any) -> list[Action]:
+    """A client's actions array, with historical actions stripped; M_BAD_JSON otherwise."""
+    if not isinstance(actions, list):
+        raise bad_json("'actions' must be an array")
+    out: list[Action] = []
+    for a in actions:
+        if isinstance(a, str):
+            if a in HISTORICAL_ACTIONS:
+                continue
+            if a != "notify":
+                raise bad_json(f"Unrecognised action {a!r}")
+            out.append(a)
+        elif isinstance(a, dict):
+            if not isinstance(a.get("set_tweak"), str):
+                raise bad_json("An object action must have a string 'set_tweak'")
+            out.append(a)
+        else:
+            raise bad_json("Each action must be a string or an object")
+    return out
+
+
+def validate_conditions(conditions: Any) -> list[dict[str, Any]]:
+    """A client's conditions array. Known kinds must carry their parameters; unknown
+    kinds are kept (the spec makes them never match, so they cannot be rejected as errors
+    without breaking clients that know newer kinds)."""
+    if not isinstance(conditions, list):
+        raise bad_json("'conditions' must be an array")
+    for c in conditions:
+        if not isinstance(c, dict) or not isinstance(c.get("kind"), str):
+            raise bad_json("Each condition must be an object with a string 'kind'")
+        kind = c["kind"]
+        if kind in ("event_match", "event_property_is", "event_property_contains", "sender_notification_permission"):
+            if not isinstance(c.get("key"), str):
+                raise bad_json(f"A {kind} condition needs a string 'key'")
+        if kind == "event_match" and not isinstance(c.get("pattern"), str):
+            raise bad_json("An event_match condition needs a string 'pattern'")
+        if kind in ("event_property_is", "event_property_contains"):
+            if "value" not in c or not is_scalar(c["value"]):
+                raise bad_json(f"A {kind} condition needs a 'value' that is a string, integer, boolean or null")
+        if kind == "room_member_count":
+            spec = c.get("is")
+            if not isinstance(spec, str) or MEMBER_COUNT.fullmatch(spec) is None:
+                raise bad_json("A room_member_count condition needs 'is': an integer, optionally prefixed by ==, <, >, <= or >=")
+    return conditions
+
+
+def check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise invalid_param(f"Unknown push rule kind {kind!r}; expected one of {', '.join(KINDS)}")
+
+
+_CACHE_SIZE = 10_000
+
+
+class PushRulesService:
+    """Stores each user's rules and serves merged rulesets.
+
+    Rulesets are cached per user (this process is the only writer, so invalidating
+    on write keeps the cache exact); /sync will ask for them on every unread count.
+    Each user's changes are serialised so the m.push_rules account data written
+    after a change is never overtaken by the one written after an earlier change.
+    """
+
+    def __init__(self, hs: HomeServer) -> None:
+        self.hs = hs
+        self.store = PushRuleStore(hs.db)
+        self._cache: OrderedDict[str, Ruleset] = OrderedDict()
+        self._writes = 0  # bumped around every write: a load that raced one is not cached
+        self._user_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    def _user_lock(self, user_id: str) -> asyncio.Lock:
+        lock = self._user_locks.get(user_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._user_locks[user_id] = lock
+        return lock
+
+    async def ruleset(self, user_id: str) -> Ruleset:
+        """The user's ruleset in evaluation order. Shared with the cache: do not mutate."""
+        cached = self._cache.get(user_id)
+        if cached is not None:
+            self._cache.move_to_end(user_id)
+            return cached
+        writes = self._writes
+        rules, changes = await self.store.load(user_id)
+        ruleset = build_ruleset(user_id, rules, changes)
+        if writes == self._writes:
+            self._cache[user_id] = ruleset
+            if len(self._cache) > _CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return ruleset
+
+    async def account_data_content(self, user_id: str) -> dict[str, Any]:
+        """The content of the user's m.push_rules account data event."""
+        return {"global": await self.ruleset(user_id)}
+
+    async def sync_account_data(self, user_id: str, since: int, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """/sync's global account data events (changed after stream position `since`)
+        with m.push_rules made right.
+
+        Each change is written to the account data stream (see `_publish`), which is
+        how incremental syncs learn of it. A user who never changed a rule has no
+        stored copy, yet clients expect the ruleset in every initial sync (`since`
+        0; the account data stream never hands out 0 as a position, so an incremental
+        sync never asks for it). Whatever is sent carries the live ruleset, so a
+        server upgrade that changes the default rules is not hidden behind a stored copy.
+        """
+        out = [e for e in events if e.get("type") != PUSH_RULES_TYPE]
+        if since == 0 or len(out) != len(events):
+            out.append({"type": PUSH_RULES_TYPE, "content": await self.account_data_content(user_id)})
+        return out
+
+    async def get_rule(self, user_id: str, kind: str, rule_id: str) -> Rule:
+        check_kind(kind)
+        for rule in (await self.ruleset(user_id))[kind]:
+            if rule["rule_id"] == rule_id:
+                return rule
+        raise not_found("The push rule was not found")
+
+    async def _change(self, user_id: str, op: Callable[[], Awaitable[bool | None]]) -> bool:
+        """Run one change under the user's lock; unless `op` reports that nothing
+        changed (False), tell the user's clients. Returns whether it changed anything."""
+        async with self._user_lock(user_id):
+            self._writes += 1
+            try:
+                changed = await op() is not False
+            finally:
+                self._writes += 1
+                self._cache.pop(user_id, None)
+            if changed:
+                await self._publish(user_id)
+        return changed
+
+    async def _publish(self, user_id: str) -> None:
+        # Clients learn of changes through m.push_rules in /sync's global account data.
+        account_data = getattr(self.hs, "account_data", None)
+        if account_data is not None:
+            await account_data.set_global(user_id, PUSH_RULES_TYPE, await self.account_data_content(user_id))
+        self.hs.notifier.notify_users([user_id])
+
+    async def put_rule(self, user_id: str, kind: str, rule_id: str, body: Mapping[str, Any],
+                       before: str | None = None, after: str | None = None) -> None:
+        """Create or replace a user-defined rule (PUT /pushrules/global/{kind}/{ruleId})."""
+        check_kind(kind)
+        if rule_id.startswith("."):
+            raise invalid_param("Rule IDs starting with '.' are reserved for server-default rules")
+        if not rule_id or "/" in rule_id or "\\" in rule_id:
+            raise invalid_param("Rule IDs may not be empty or contain '/' or '\\'")
+        if kind == "room" and not rule_id.startswith("!"):
+            raise invalid_param("The rule ID of a room rule must be the room's ID")
+        if kind == "sender" and not rule_id.startswith("@"):
+            raise invalid_param("The rule ID of a sender rule must be the sender's user ID")
+        for name, anchor in (("before", before), ("after", after)):
+            if anchor is not None and anchor.startswith("."):
+                raise MatrixError(400, "M_UNKNOWN", f"Cannot place a rule relative to the server-default rule {anchor!r} ({name})")
+        if "actions" not in body:
+            raise MatrixError(400, "M_MISSING_PARAM", "Missing required field 'actions'")
+        actions = validate_actions(body["actions"])
+        conditions: list[dict[str, Any]] | None = None
+        pattern: str | None = None
+        if kind in ("override", "underride"):
+            raw = body.get("conditions")
+            conditions = validate_conditions(raw) if raw is not None else []
+        elif kind == "content":
+            pattern = body.get("pattern")
+            if pattern is None:
+                raise MatrixError(400, "M_MISSING_PARAM", "Content rules need a 'pattern'")
+            if not isinstance(pattern, str):
+                raise bad_json("'pattern' must be a string")
+
+        async def op() -> None:  # always a change: even an identical PUT is published
+            try:
+                await self.store.put_rule(user_id, kind, rule_id, conditions=conditions, pattern=pattern,
+                                          actions=actions, before=before, after=after)
+            except AnchorNotFoundError as e:
+                raise MatrixError(400, "M_UNKNOWN", f"before/after rule not found: {e.rule_id}") from None
+
+        await self._change(user_id, op)
+
+    async def delete_rule(self, user_id: str, kind: str, rule_id: str) -> None:
+        check_kind(kind)
+        if DEFAULT_RULE_KINDS.get(rule_id) == kind:
+            raise forbidden("Server-default push rules cannot be deleted; disable them instead")
+        if not await self._change(user_id, lambda: self.store.delete_rule(user_id, kind, rule_id)):
+            raise not_found("The push rule was not found")
+
+    async def set_enabled(self, user_id: str, kind: str, rule_id: str, enabled: bool) -> None:
+        check_kind(kind)
+        if DEFAULT_RULE_KINDS.get(rule_id) == kind:
+            await self._change(user_id, lambda: self.store.set_default_enabled(user_id, rule_id, enabled))
+            return
+        if not await self._change(user_id, lambda: self.store.set_rule_enabled(user_id, kind, rule_id, enabled)):
+            raise not_found("The push rule was not found")
+
+    async def set_actions(self, user_id: str, kind: str, rule_id: str, actions: Any) -> None:
+        check_kind(kind)
+        checked = validate_actions(actions)
+        if DEFAULT_RULE_KINDS.get(rule_id) == kind:
+            await self._change(user_id, lambda: self.store.set_default_actions(user_id, rule_id, checked))
+            return
+        if not await self._change(user_id, lambda: self.store.set_rule_actions(user_id, kind, rule_id, checked)):
+            raise not_found("The push rule was not found")
