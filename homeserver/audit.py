@@ -10,15 +10,15 @@ credentials.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
-from homeserver.storage.database import Database, Txn
+from homeserver.records.audit import AuditEntry
 
 if TYPE_CHECKING:
     from homeserver.clock import Clock
+    from homeserver.storage.audit import AuditStore
+
+__all__ = ["AuditEntry", "AuditLog", "scrub"]
 
 # Keys whose values are credentials in any request or response we might log.
 _SECRET_MARKERS = ("password", "token", "secret", "mac", "key", "nonce")
@@ -36,27 +36,9 @@ def scrub(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True)
-class AuditEntry:
-    id: int
-    ts: int
-    action: str
-    actor: str | None
-    target: str | None
-    ip: str | None
-    outcome: str
-    details: dict[str, Any]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id, "ts": self.ts, "action": self.action, "actor": self.actor,
-            "target": self.target, "ip": self.ip, "outcome": self.outcome, "details": self.details,
-        }
-
-
 class AuditLog:
-    def __init__(self, db: Database, clock: Clock) -> None:
-        self.db = db
+    def __init__(self, store: AuditStore, clock: Clock) -> None:
+        self.store = store
         self.clock = clock
 
     async def record(
@@ -72,19 +54,9 @@ class AuditLog:
         """Append one entry. `action` is a dotted name (``login``, ``login.failed``,
         ``admin.user.deactivate``, ``partnership.accept``, ``federation.refused``);
         `outcome` is ``ok`` or ``refused``/``failed``."""
-        row = (
-            self.clock.time_ms(), action, actor, target, ip, outcome,
-            orjson.dumps(scrub(details or {})).decode(),
+        await self.store.append(
+            self.clock.time_ms(), action, actor, target, ip, outcome, scrub(details or {})
         )
-
-        async def fn(txn: Txn) -> None:
-            await txn.execute(
-                "INSERT INTO audit_log (ts, action, actor, target, ip, outcome, details)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                row,
-            )
-
-        await self.db.write(fn)
 
     async def query(
         self,
@@ -99,34 +71,7 @@ class AuditLog:
     ) -> list[AuditEntry]:
         """Newest first. `action` matches exactly or as a prefix ending in '.'
         (``admin.`` is every admin action); `before_id` pages backwards."""
-        clauses: list[str] = []
-        args: list[Any] = []
-        if action is not None:
-            if action.endswith("."):
-                clauses.append("substr(action, 1, ?) = ?")
-                args.extend((len(action), action))
-            else:
-                clauses.append("action = ?")
-                args.append(action)
-        for column, value in (("actor", actor), ("target", target)):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                args.append(value)
-        if since_ts is not None:
-            clauses.append("ts >= ?")
-            args.append(since_ts)
-        if until_ts is not None:
-            clauses.append("ts <= ?")
-            args.append(until_ts)
-        if before_id is not None:
-            clauses.append("id < ?")
-            args.append(before_id)
-        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-        rows = await self.db.fetchall(
-            "SELECT id, ts, action, actor, target, ip, outcome, details FROM audit_log"
-            f"{where} ORDER BY id DESC LIMIT ?",
-            (*args, limit),
+        return await self.store.query(
+            action=action, actor=actor, target=target, since_ts=since_ts, until_ts=until_ts,
+            before_id=before_id, limit=limit,
         )
-        return [
-            AuditEntry(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5], r[6], orjson.loads(r[7])) for r in rows
-        ]

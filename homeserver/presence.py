@@ -33,13 +33,13 @@ from typing import TYPE_CHECKING, Any
 
 from homeserver.errors import MatrixError, invalid_param
 from homeserver.identifiers import parse_user_id
-from homeserver.storage.database import Txn
 from homeserver.storage.events import StoredEvent
 from homeserver.storage.rooms import RoomRecord
 
 if TYPE_CHECKING:
     from homeserver.config import Config
     from homeserver.server import HomeServer
+    from homeserver.storage.presence import PresenceStore
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +82,9 @@ class _Presence:
 
 
 class PresenceService:
-    def __init__(self, hs: HomeServer) -> None:
+    def __init__(self, hs: HomeServer, store: PresenceStore) -> None:
         self.hs = hs
+        self.store = store
         self.enabled = presence_enabled(hs.config)
         self._states: dict[str, _Presence] = {}
         self._live: set[str] = set()  # users not offline: the only ones timeouts concern
@@ -113,14 +114,11 @@ class PresenceService:
         async with self._load_lock:
             if self._loaded:
                 return
-            rows = await self.hs.db.fetchall(
-                "SELECT user_id, state, status_msg, last_active_ts, stream_id FROM presence"
-                " ORDER BY stream_id"
-            )
+            rows = await self.store.load_all()
             now = self.hs.clock.time_ms()
             for user_id, state, status_msg, last_active_ts, stream_id in rows:
                 # Whoever was online gets the sync timeout's grace to reconnect.
-                p = _Presence(state, status_msg, int(last_active_ts), False, now, int(stream_id))
+                p = _Presence(state, status_msg, last_active_ts, False, now, stream_id)
                 self._states[user_id] = p
                 self._log[user_id] = p.stream_id
                 if p.state != OFFLINE:
@@ -200,7 +198,9 @@ class PresenceService:
             if not isinstance(item, dict):
                 continue
             user_id = item.get("user_id")
-            parsed = parse_user_id(user_id) if isinstance(user_id, str) else None
+            if not isinstance(user_id, str):
+                continue
+            parsed = parse_user_id(user_id)
             state = item.get("presence")
             if parsed is None or parsed[1] != origin or state not in STATES or user_id.endswith(self._suffix):
                 continue
@@ -450,19 +450,8 @@ class PresenceService:
             for u in user_ids
             if (p := self._states.get(u)) is not None
         ]
-
-        async def fn(txn: Txn) -> None:
-            for row in rows:
-                await txn.execute(
-                    "INSERT INTO presence (user_id, state, status_msg, last_active_ts, stream_id)"
-                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET"
-                    " state = excluded.state, status_msg = excluded.status_msg,"
-                    " last_active_ts = excluded.last_active_ts, stream_id = excluded.stream_id",
-                    row,
-                )
-
         if rows:
-            await self.hs.db.write(fn)
+            await self.store.upsert_many(rows)
 
     def _arm_sweep(self) -> None:
         if self._sweep_timer is None and self._live:

@@ -54,10 +54,12 @@ from homeserver.rooms.upgrade import RoomUpgradeService
 from homeserver.rooms.visibility import VisibilityService
 from homeserver.signing_key import SigningKey, load_signing_key
 from homeserver.storage import make_database
+from homeserver.storage.audit import AuditStore
 from homeserver.storage.devices import DeviceStore
 from homeserver.storage.event_reports import EventReportStore
 from homeserver.storage.events import EventPositions, EventStore
 from homeserver.storage.migrations import migrate
+from homeserver.storage.presence import PresenceStore
 from homeserver.storage.registration_tokens import RegistrationTokenStore
 from homeserver.storage.rooms import MembershipQueries, RoomStore
 from homeserver.storage.server_keys import ServerKeyStore
@@ -83,7 +85,7 @@ class HomeServer:
         self.users = UserStore(self.db)
         self.devices = DeviceStore(self.db)
         self.registration_tokens = RegistrationTokenStore(self.db)
-        self.audit = AuditLog(self.db, self.clock)
+        self.audit = AuditLog(AuditStore(self.db), self.clock)
         self.event_reports = EventReportStore(self.db)
         self.uia_store = UiaStore(self.db)
         self.room_store = RoomStore(self.db)
@@ -97,7 +99,7 @@ class HomeServer:
         self.notifier = Notifier()
         self.passwords = PasswordHasher(config.auth.scrypt_n)
         self.ratelimiter = RateLimiter(config.rate_limits, self.clock.monotonic)
-        self.auth = AuthService(self)
+        self.auth = AuthService(self.db, self.devices, self.users, self.clock, config.auth)
         self.uia = UiaService(self)
         self.registration = RegistrationService(self)
         self.login = LoginService(self)
@@ -125,7 +127,7 @@ class HomeServer:
         self.account_data = AccountDataService(self)
         self.typing = TypingService(self)
         self.receipts = ReceiptService(self)
-        self.presence = PresenceService(self)
+        self.presence = PresenceService(self, PresenceStore(self.db))
         self.filters = FilterService(self)
         self.push_rules = PushRulesService(self)
         self.sync = SyncService(self)

@@ -103,7 +103,11 @@ def _content(event: Event | None) -> Mapping[str, Any]:
     if event is None:
         return {}
     content = event.get("content")
-    return content if isinstance(content, Mapping) else {}
+    return _mapping_or_empty(content)
+
+
+def _mapping_or_empty(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
 
 
 def _membership(state: StateMap, user_id: str) -> str | None:
@@ -170,8 +174,7 @@ def _auth_types_in_order(event: Event, rv: RoomVersion) -> list[StateKey]:
             authoriser = content.get("join_authorised_via_users_server")
             if isinstance(authoriser, str):
                 keys.append(("m.room.member", authoriser))
-    seen: set[StateKey] = set()
-    return [k for k in keys if not (k in seen or seen.add(k))]
+    return list(dict.fromkeys(keys))  # without repeats, in order
 
 
 def auth_types_for_event(event: Event, room_version: str | RoomVersion) -> set[StateKey]:
@@ -230,7 +233,7 @@ def check_auth_events(
             raise AuthError(_rule(rv, "2.3"), f"Auth event {auth_id} was rejected")
         if auth_event.get("room_id") != room_id:
             raise AuthError(_rule(rv, "2.5"), f"Auth event {auth_id} is from another room")
-        seen[key] = auth_id  # type: ignore[index]
+        seen[key] = auth_id
     if rv.create_event_in_auth_events and CREATE_KEY not in seen:
         raise AuthError("2.4", "No m.room.create event in auth events")
 
@@ -673,8 +676,8 @@ def _check_power_levels(
             raise AuthError(_rule(rv, "9.5.2"), f"Cannot set {name!r} above your own level")
 
     for name in ("events", "notifications"):
-        old_map = old.get(name) if isinstance(old.get(name), Mapping) else {}
-        new_map = content.get(name) if isinstance(content.get(name), Mapping) else {}
+        old_map = _mapping_or_empty(old.get(name))
+        new_map = _mapping_or_empty(content.get(name))
         for key in set(old_map) | set(new_map):
             in_old, in_new = key in old_map, key in new_map
             if in_old and in_new and old_map[key] == new_map[key]:
@@ -689,7 +692,7 @@ def _check_power_levels(
                     _rule(rv, "9.7.1"), f"Cannot set {name}[{key!r}] above your own level"
                 )
 
-    old_users = old.get("users") if isinstance(old.get("users"), Mapping) else {}
+    old_users = _mapping_or_empty(old.get("users"))
     sender = event["sender"]
     for user in set(old_users) | set(users):
         in_old, in_new = user in old_users, user in users

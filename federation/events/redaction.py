@@ -49,7 +49,8 @@ def redact_content(
     rv = get_room_version(room_version)
 
     def keep(*keys: str) -> dict[str, Any]:
-        return json_copy({k: content[k] for k in keys if k in content})
+        kept: dict[str, Any] = json_copy({k: content[k] for k in keys if k in content})
+        return kept
 
     if event_type == "m.room.member":
         kept = keep("membership", "join_authorised_via_users_server")
@@ -62,7 +63,8 @@ def redact_content(
         return kept
     if event_type == "m.room.create":
         if rv.redaction_keeps_all_create_content:
-            return json_copy(dict(content))
+            copied: dict[str, Any] = json_copy(dict(content))
+            return copied
         return keep("creator")
     if event_type == "m.room.join_rules":
         return keep("join_rule", "allow")
@@ -88,7 +90,9 @@ def redact_event(event: Mapping[str, Any], room_version: str | RoomVersion) -> d
     kept_keys = (
         _KEPT_TOP_LEVEL_PRE_V11 if rv.redaction_keeps_origin_membership_prev_state else _KEPT_TOP_LEVEL
     )
-    redacted = json_copy({k: v for k, v in event.items() if k in kept_keys and k != "content"})
+    redacted: dict[str, Any] = json_copy(
+        {k: v for k, v in event.items() if k in kept_keys and k != "content"}
+    )
     content = event.get("content")
     event_type = event.get("type")
     if isinstance(content, Mapping) and isinstance(event_type, str):

@@ -9,7 +9,7 @@ several and a signature names the one it used.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import nacl.exceptions
 import nacl.signing
@@ -67,7 +67,8 @@ def signing_key_from_seed(seed: bytes, version: str) -> SigningKey:
 
 def decode_verify_key_base64(key_id: str, key_base64: str) -> VerifyKey:
     """A verify key from its published base64 form, under its ``alg:version`` key ID."""
-    return decode_verify_key_bytes(key_id, decode_base64(key_base64))
+    # signedjson types it as its protocol; the object is a nacl key with alg and version set.
+    return cast(VerifyKey, decode_verify_key_bytes(key_id, decode_base64(key_base64)))
 
 
 def _signable_bytes(obj: Mapping[str, Any]) -> bytes:
@@ -81,7 +82,7 @@ def sign_json(obj: Mapping[str, Any], server_name: str, signing_key: SigningKey)
     preserved, since objects such as key responses and invites are
     co-signed.
     """
-    signed = json_copy(dict(obj))
+    signed: dict[str, Any] = json_copy(dict(obj))
     signature = signing_key.sign(_signable_bytes(obj)).signature
     signatures = signed.get("signatures")
     if not isinstance(signatures, dict):
@@ -146,7 +147,7 @@ def add_hashes_and_signature(
     the signature to the full content.
     """
     rv = get_room_version(room_version)
-    out = json_copy(dict(event))
+    out: dict[str, Any] = json_copy(dict(event))
     out["hashes"] = {"sha256": encode_base64(compute_content_hash(out))}
     redacted = redact_event(pdu_json(out), rv)
     signed = sign_json(redacted, server_name, signing_key)
@@ -166,7 +167,7 @@ def sign_event(
     be wrong if we only hold the redacted form.
     """
     rv = get_room_version(room_version)
-    out = json_copy(dict(event))
+    out: dict[str, Any] = json_copy(dict(event))
     redacted = redact_event(pdu_json(out), rv)
     signed = sign_json(redacted, server_name, signing_key)
     out["signatures"] = signed["signatures"]

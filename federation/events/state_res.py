@@ -371,7 +371,7 @@ def resolve_state(
     # unconflicted event is replayed into the partial state, so we follow
     # the implementation most of the federation runs.)
     chain_sets = [set(c) | set(s.values()) for c, s in zip(auth_chains, state_sets, strict=True)]
-    auth_difference = set().union(*chain_sets) - set.intersection(*chain_sets)
+    auth_difference = set().union(*chain_sets) - chain_sets[0].intersection(*chain_sets[1:])
 
     conflicted_ids: set[str] = set().union(*conflicted.values())
     full_conflicted = conflicted_ids | auth_difference

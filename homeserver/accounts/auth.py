@@ -21,7 +21,10 @@ from homeserver.storage.database import Txn
 from homeserver.storage.devices import DeviceStore
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.clock import Clock
+    from homeserver.config import AuthConfig
+    from homeserver.storage.database import Database
+    from homeserver.storage.users import UserStore
 
 DEFAULT_REFRESHABLE_LIFETIME_MS = 5 * 60 * 1000
 _CACHE_SIZE = 10_000
@@ -84,9 +87,14 @@ def token_from_request(request: web.Request) -> str | None:
 
 
 class AuthService:
-    def __init__(self, hs: HomeServer) -> None:
-        self.hs = hs
-        self.devices: DeviceStore = hs.devices
+    def __init__(
+        self, db: Database, devices: DeviceStore, users: UserStore, clock: Clock, config: AuthConfig
+    ) -> None:
+        self.db = db
+        self.devices = devices
+        self.users = users
+        self.clock = clock
+        self.config = config
         self._cache: OrderedDict[str, _CachedToken] = OrderedDict()
 
     # --- issuing ---
@@ -108,7 +116,7 @@ class AuthService:
         between tokens and devices), so returns the revoked token hashes too: the caller
         must `forget_tokens` them once the transaction has committed.
         """
-        now = self.hs.clock.time_ms()
+        now = self.clock.time_ms()
         revoked: list[str] = []
         device_id = check_device_id(device_id)  # callers check first; this is the last line
         if device_id is None:  # absent or empty: the server picks one
@@ -131,9 +139,9 @@ class AuthService:
         if want_refresh:
             refresh = new_token("ref")
             refresh_hash = hash_token(refresh)
-            lifetime = self.hs.config.auth.access_token_lifetime_ms or DEFAULT_REFRESHABLE_LIFETIME_MS
+            lifetime = self.config.access_token_lifetime_ms or DEFAULT_REFRESHABLE_LIFETIME_MS
             expires = now + lifetime
-            rt_life = self.hs.config.auth.refresh_token_lifetime_ms
+            rt_life = self.config.refresh_token_lifetime_ms
             await DeviceStore.insert_refresh_token(
                 txn, refresh_hash, user_id, device_id, now, now + rt_life if rt_life else None
             )
@@ -146,16 +154,11 @@ class AuthService:
 
     async def refresh(self, refresh_token: str) -> dict[str, Any]:
         old_hash = hash_token(refresh_token)
-        now = self.hs.clock.time_ms()
+        now = self.clock.time_ms()
         dropped: list[str] = []
 
         async def drop_issued_by(txn: Txn, refresh_hash: str) -> None:
-            rows = await txn.fetchall(
-                "SELECT token_hash FROM access_tokens WHERE refresh_token_hash = ?", (refresh_hash,)
-            )
-            dropped.extend(r[0] for r in rows)
-            await txn.execute("DELETE FROM refresh_tokens WHERE token_hash = ?", (refresh_hash,))
-            await txn.execute("DELETE FROM access_tokens WHERE refresh_token_hash = ?", (refresh_hash,))
+            dropped.extend(await DeviceStore.delete_refresh_token(txn, refresh_hash))
 
         async def fn(txn: Txn) -> dict[str, Any]:
             dropped.clear()  # the engine may run this function again after a failed commit
@@ -165,22 +168,18 @@ class AuthService:
             if rec.expires_ts is not None and rec.expires_ts < now:
                 raise MatrixError(401, "M_UNKNOWN_TOKEN", "Refresh token expired", soft_logout=False)
             # Tokens that this refresh token superseded are now certainly unused by the client.
-            predecessors = await txn.fetchall(
-                "SELECT token_hash FROM refresh_tokens WHERE next_token_hash = ?", (old_hash,)
-            )
-            for (h,) in predecessors:
+            for h in await DeviceStore.refresh_tokens_superseded_by(txn, old_hash):
                 await drop_issued_by(txn, h)
             # A retried refresh replaces the pair the previous attempt issued.
             if rec.next_token_hash:
                 await drop_issued_by(txn, rec.next_token_hash)
             result = await self._issue_tokens(txn, rec.user_id, rec.device_id, now, True)
-            await txn.execute(
-                "UPDATE refresh_tokens SET next_token_hash = ? WHERE token_hash = ?",
-                (hash_token(result["refresh_token"]), old_hash),
+            await DeviceStore.set_next_refresh_token(
+                txn, old_hash, hash_token(result["refresh_token"])
             )
             return result
 
-        result = await self.hs.db.write(fn)
+        result = await self.db.write(fn)
         self.forget_tokens(dropped)
         return result
 
@@ -198,7 +197,7 @@ class AuthService:
             rec = await self.devices.get_access_token(token_hash)
             if rec is None:
                 raise MatrixError(401, "M_UNKNOWN_TOKEN", "Unknown access token", soft_logout=False)
-            user = await self.hs.users.get_user(rec.user_id)
+            user = await self.users.get_user(rec.user_id)
             if user is None or user.deactivated:
                 raise MatrixError(401, "M_UNKNOWN_TOKEN", "Unknown access token", soft_logout=False)
             entry = _CachedToken(
@@ -210,7 +209,7 @@ class AuthService:
                 self._cache.popitem(last=False)
         else:
             self._cache.move_to_end(token_hash)
-        if entry.expires_ts is not None and entry.expires_ts <= self.hs.clock.time_ms():
+        if entry.expires_ts is not None and entry.expires_ts <= self.clock.time_ms():
             raise MatrixError(401, "M_UNKNOWN_TOKEN", "Access token has expired", soft_logout=True)
         if entry.needs_use_mark:
             # First use of a refreshed token retires the tokens it superseded; they
@@ -229,13 +228,13 @@ class AuthService:
 
     async def logout(self, requester: Requester) -> None:
         """Logging out deletes the device too, as the spec requires."""
-        dropped = await self.hs.db.write(
+        dropped = await self.db.write(
             lambda txn: DeviceStore.delete_devices(txn, requester.user_id, [requester.device_id])
         )
         self.forget_tokens(dropped + [requester.token_hash])
 
     async def delete_devices(self, user_id: str, device_ids: list[str] | None) -> None:
-        dropped = await self.hs.db.write(
+        dropped = await self.db.write(
             lambda txn: DeviceStore.delete_devices(txn, user_id, device_ids)
         )
         self.forget_tokens(dropped)

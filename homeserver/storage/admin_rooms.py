@@ -154,6 +154,7 @@ class AdminRoomStore:
                 if table in KEEP_ON_PURGE or table in _ROOT_TABLES:
                     continue
                 cols = tables[table]
+                arg: int | str
                 if "room_nid" in cols:
                     sql, arg = f"DELETE FROM {table} WHERE room_nid = ?", nid
                 elif "room_id" in cols:

@@ -172,20 +172,38 @@ class DeviceStore:
             if not row or not row[0]:
                 return []
             # Tokens issued by an older refresh token are superseded now that this one is in use.
-            old = await txn.fetchall(
-                "SELECT token_hash FROM refresh_tokens WHERE next_token_hash = ?", (row[0],)
-            )
             retired: list[str] = []
-            for (h,) in old:
-                rows = await txn.fetchall(
-                    "SELECT token_hash FROM access_tokens WHERE refresh_token_hash = ?", (h,)
-                )
-                retired.extend(r[0] for r in rows)
-                await txn.execute("DELETE FROM refresh_tokens WHERE token_hash = ?", (h,))
-                await txn.execute("DELETE FROM access_tokens WHERE refresh_token_hash = ?", (h,))
+            for h in await DeviceStore.refresh_tokens_superseded_by(txn, row[0]):
+                retired.extend(await DeviceStore.delete_refresh_token(txn, h))
             return retired
 
         return await self.db.write(fn)
+
+    @staticmethod
+    async def refresh_tokens_superseded_by(txn: Txn, token_hash: str) -> list[str]:
+        """The refresh tokens that were exchanged for this one."""
+        rows = await txn.fetchall(
+            "SELECT token_hash FROM refresh_tokens WHERE next_token_hash = ?", (token_hash,)
+        )
+        return [r[0] for r in rows]
+
+    @staticmethod
+    async def set_next_refresh_token(txn: Txn, token_hash: str, next_token_hash: str) -> None:
+        """Record the refresh token this one was exchanged for."""
+        await txn.execute(
+            "UPDATE refresh_tokens SET next_token_hash = ? WHERE token_hash = ?",
+            (next_token_hash, token_hash),
+        )
+
+    @staticmethod
+    async def delete_refresh_token(txn: Txn, token_hash: str) -> list[str]:
+        """Delete a refresh token and the access tokens it issued; returns their hashes."""
+        rows = await txn.fetchall(
+            "SELECT token_hash FROM access_tokens WHERE refresh_token_hash = ?", (token_hash,)
+        )
+        await txn.execute("DELETE FROM refresh_tokens WHERE token_hash = ?", (token_hash,))
+        await txn.execute("DELETE FROM access_tokens WHERE refresh_token_hash = ?", (token_hash,))
+        return [r[0] for r in rows]
 
     @staticmethod
     async def revoke_device_tokens(txn: Txn, user_id: str, device_id: str) -> list[str]:

@@ -4,6 +4,7 @@ settings (the server notice room)."""
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -108,7 +109,7 @@ class PartnershipStore:
         )
         return [_record(r) for r in rows]
 
-    async def active_servers(self) -> list[str]:
+    async def active_servers(self) -> builtins.list[str]:  # `list` is a method here
         rows = await self.db.fetchall(
             "SELECT server_name FROM partnerships WHERE state = ?", (ACTIVE,)
         )
@@ -177,7 +178,7 @@ class PartnershipStore:
     async def remove_delivery(self, seq: int) -> None:
         await self.db.execute("DELETE FROM partnership_deliveries WHERE seq = ?", (seq,))
 
-    async def delivery_servers(self) -> list[str]:
+    async def delivery_servers(self) -> builtins.list[str]:  # `list` is a method here
         rows = await self.db.fetchall("SELECT DISTINCT server_name FROM partnership_deliveries")
         return sorted(r[0] for r in rows)
 
@@ -200,7 +201,7 @@ class PartnershipStore:
             (name, value),
         )
 
-    async def local_admins(self) -> list[str]:
+    async def local_admins(self) -> builtins.list[str]:  # `list` is a method here
         """Active, non-guest server admins: whom partnership notices go to. Read
         here rather than in the user store because only this topic needs it."""
         rows = await self.db.fetchall(

@@ -22,8 +22,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from functools import partial
+from typing import Any, cast
 
 import aiosqlite
 
@@ -76,12 +77,13 @@ class _ThreadTxn:
         return [tuple(r) for r in rows]
 
 
-def _drive(coro: Coroutine[Any, Any, T]) -> T:
+def _drive(awaitable: Awaitable[T]) -> T:
     """Run a transaction coroutine to completion in the current (SQLite) thread."""
+    coro = cast("Coroutine[Any, Any, T]", awaitable)  # transaction functions are coroutines
     try:
         coro.send(None)
     except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
+        return done.value
     coro.close()
     raise RuntimeError("a database transaction function awaited something other than its Txn")
 
@@ -160,7 +162,7 @@ class SqliteDatabase(Database):
         aiosqlite offers no public call for this; its `_execute` is what every public
         method uses, and the pinned version is covered by the storage tests.
         """
-        return await conn._execute(lambda: fn(conn._conn))  # type: ignore[no-any-return]
+        return await conn._execute(lambda: fn(conn._conn))
 
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
@@ -227,7 +229,7 @@ class SqliteDatabase(Database):
             if live:
                 fns = [fn for fn, _ in live]
                 try:
-                    outcomes = await self._in_thread(conn, lambda c, fns=fns: _run_batch(c, fns))
+                    outcomes = await self._in_thread(conn, partial(_run_batch, fns=fns))
                     self.commits += 1
                 except Exception as e:
                     logger.exception("group commit failed")
