@@ -32,7 +32,6 @@ resolver), so tests never need a DNS server.
 from __future__ import annotations
 
 import email.utils
-import ipaddress
 import logging
 import re
 import ssl
@@ -44,7 +43,7 @@ from typing import Any
 
 import aiohttp
 
-from .events.identifiers import is_valid_server_address
+from .events.identifiers import is_valid_server_address, parse_server_name
 from .json_bounds import JSONBoundsError, loads_bounded
 from .outbound_guard import OutboundGuard
 from .single_flight import SingleFlight
@@ -98,31 +97,14 @@ class ResolvedServer:
 def split_host_port(name: str) -> tuple[str, int | None, bool]:
     """``(host, port, is_ip_literal)``; the host of an IPv6 literal loses its brackets.
 
-    ValueError for a port that is not 1 to 65535 (``example.org:99999`` matches the
-    server name grammar's ``1*5DIGIT``), so no such port ever reaches a socket.
+    ValueError for a name that is not a server address (`is_valid_server_address`),
+    such as a port that is not 1 to 65535 (``example.org:99999`` matches the server
+    name grammar's ``1*5DIGIT``), so no such port ever reaches a socket.
     """
-    if name.startswith("["):
-        end = name.index("]")
-        host, rest = name[1:end], name[end + 1 :]
-        port = _port(rest[1:]) if rest.startswith(":") else None
-        return host, port, True
-    host, sep, port_s = name.rpartition(":")
-    if not sep:
-        host, port = name, None
-    else:
-        port = _port(port_s)
-    try:
-        ipaddress.ip_address(host)
-        is_ip = True
-    except ValueError:
-        is_ip = False
-    return host, port, is_ip
-
-
-def _port(text: str) -> int:
-    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise ValueError(f"Invalid port {text!r}")
-    return int(text)
+    parsed = parse_server_name(name, reachable=True)
+    if parsed is None:
+        raise ValueError(f"Invalid server address {name!r}")
+    return parsed.host, parsed.port, parsed.is_ip
 
 
 _MAX_AGE = re.compile(r"(?:^|[,\s])max-age\s*=\s*\"?(\d+)\"?", re.IGNORECASE)

@@ -522,7 +522,7 @@ def parse_config(data: Any, base_dir: str | None = None) -> Config:
 
 
 def _check(config: Config) -> None:
-    from homeserver.identifiers import is_valid_server_name, split_server_name
+    from homeserver.identifiers import is_valid_server_name
 
     if not config.server_name:
         raise ConfigError("config key 'server_name' is required")
@@ -555,7 +555,7 @@ def _check(config: Config) -> None:
     if config.federation.ca_bundle_path:
         _check_readable(config.resolve_path(config.federation.ca_bundle_path), "federation.ca_bundle_path")
     for name, target in config.federation.static_hosts.items():
-        if not is_valid_server_name(name) or split_server_name(target) is None:
+        if not is_valid_server_name(name) or not is_valid_server_name(target):
             raise ConfigError(f"config key 'federation.static_hosts.{name}' must map a server name to host:port")
     fed = config.federation
     if not 0 < fed.retry_base_s <= fed.retry_cap_s:

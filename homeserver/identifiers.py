@@ -6,47 +6,23 @@ to agree on what a valid ID is.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 
+from federation.events.identifiers import is_valid_server_address
+
 # fullmatch, not match with "$": "$" also matches before a trailing newline.
-_HOSTNAME = re.compile(r"[A-Za-z0-9\-.]{1,255}")
 _LOCALPART = re.compile(r"[a-z0-9._=\-/+]+")
 # Historical user IDs (received over federation) may use any printable ASCII but ':'.
 _HISTORICAL_LOCALPART = re.compile(r"[\x21-\x39\x3b-\x7e]+")
 MAX_USER_ID_BYTES = 255
 
 
-def split_server_name(name: str) -> tuple[str, int | None] | None:
-    """Split host and port; None when the name breaks the grammar."""
-    if name.startswith("["):
-        end = name.find("]")
-        if end < 0:
-            return None
-        host, rest = name[1 : end], name[end + 1 :]
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            return None
-        host = f"[{host}]"
-    else:
-        host, sep, port_s = name.partition(":")
-        rest = sep + port_s
-        if not _HOSTNAME.fullmatch(host):
-            return None
-    if not rest:
-        return host, None
-    # isascii: str.isdigit alone admits digits such as "²" that int() refuses.
-    if not rest.startswith(":") or not rest[1:].isascii() or not rest[1:].isdigit() or len(rest) > 6:
-        return None
-    port = int(rest[1:])
-    if not 0 < port < 65536:
-        return None
-    return host, port
-
-
 def is_valid_server_name(name: str) -> bool:
-    return bool(name) and split_server_name(name) is not None
+    """A server name as this server accepts one from its users, admins and config:
+    the appendix grammar as a server address (port 1 to 65535, real IP literals).
+    The grammar and its looser form for IDs inside events live in
+    `federation.events.identifiers`."""
+    return is_valid_server_address(name)
 
 
 def is_valid_localpart(localpart: str) -> bool:
