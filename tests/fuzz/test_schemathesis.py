@@ -8,13 +8,18 @@ import asyncio
 import base64
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp.test_utils import make_mocked_request
 
+from homeserver.config import RESOURCES, parse_config
+from homeserver.server import HomeServer
+from tests.conftest import config_dict
 from tests.e2e.server_process import ServerProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -38,6 +43,27 @@ def spec_path() -> Path:
             pytest.fail("CI must run the schemathesis fuzzing: " + reason)
         pytest.skip(reason)
     return SPEC
+
+
+async def unimplemented_operations(paths: dict[str, Any], data_dir: Path) -> list[str]:
+    """The operation IDs of the spec that Accord's router does not serve, so the fuzzing time
+    goes to the endpoints that exist (one implemented later is fuzzed without a change here)."""
+    hs = HomeServer(parse_config(config_dict(data_dir)))
+    app = hs.build_app(list(RESOURCES))
+    missing = []
+    for path, item in paths.items():
+        concrete = re.sub(r"\{[^}]+\}", "x", path)
+        for method, operation in item.items():
+            if method not in ("get", "put", "post", "delete", "patch"):
+                continue
+            match = await app.router.resolve(make_mocked_request(method.upper(), concrete, app=app))
+            if match.http_exception is not None:
+                missing.append(operation["operationId"])
+    return missing
+
+
+def _load(path: Path) -> Any:
+    return json.loads(path.read_text())
 
 
 def _st_command() -> list[str]:
@@ -91,6 +117,9 @@ def _write_config(path: Path, token: str, dictionaries: dict[str, list[str]],
 async def test_no_server_errors_under_schemathesis(tmp_path: Path) -> None:
     spec = spec_path()
     st = _st_command()
+    unimplemented = await unimplemented_operations(_load(spec)["paths"], tmp_path / "routes")
+    print(f"{len(unimplemented)} operations of the spec are not served by Accord (left out): "
+          + ", ".join(sorted(unimplemented)))
     server = ServerProcess(tmp_path / "hs", federation={"enabled": False})
     # The fuzzing account is an admin, so the admin operations of the spec run their handlers
     # rather than stopping at 403.
@@ -146,7 +175,8 @@ async def test_no_server_errors_under_schemathesis(tmp_path: Path) -> None:
                 "--workers", "1", "--request-timeout", "20", "--no-color",
                 "--generation-database", "none", "--suppress-health-check", "all",
                 "--report", "ndjson", "--report-ndjson-path", str(report),
-                *[arg for op in EXCLUDED_OPERATIONS for arg in ("--exclude-operation-id", op)],
+                *[arg for op in EXCLUDED_OPERATIONS + unimplemented
+                  for arg in ("--exclude-operation-id", op)],
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
                 cwd=tmp_path,
             )
