@@ -68,6 +68,12 @@ from homeserver.storage.uia import UiaStore
 from homeserver.storage.users import UserStore
 from homeserver.sync.notifier import Notifier
 from homeserver.sync.service import SyncService
+from homeserver.sync.streams.account_data import AccountDataStream
+from homeserver.sync.streams.presence import PresenceStream
+from homeserver.sync.streams.receipts import ReceiptsStream
+from homeserver.sync.streams.room_events import RoomEventsStream
+from homeserver.sync.streams.typing import TypingStream
+from homeserver.sync.unread import UnreadCounter
 from homeserver.typing import TypingService
 
 logger = logging.getLogger(__name__)
@@ -130,7 +136,35 @@ class HomeServer:
         self.presence = PresenceService(self, PresenceStore(self.db))
         self.filters = FilterService(self)
         self.push_rules = PushRulesService(self)
-        self.sync = SyncService(self)
+        self.unread = UnreadCounter(
+            receipts=self.receipts,
+            push_rules=self.push_rules,
+            room_service=self.room_service,
+            room_store=self.room_store,
+            event_store=self.event_store,
+            event_positions=self.event_positions,
+        )
+        self.sync = SyncService(
+            streams=[
+                RoomEventsStream(
+                    room_service=self.room_service,
+                    room_store=self.room_store,
+                    event_store=self.event_store,
+                    event_positions=self.event_positions,
+                    visibility=self.visibility,
+                    unread=self.unread,
+                    clock=self.clock,
+                ),
+                TypingStream(self.typing),
+                ReceiptsStream(self.receipts),
+                AccountDataStream(self.account_data, self.push_rules),
+                PresenceStream(self.presence),
+            ],
+            membership_queries=self.membership_queries,
+            notifier=self.notifier,
+            clock=self.clock,
+        )
+        self.room_service.listeners.append(self.sync.on_room_event)
         self.user_admin = UserAdmin(self)
         self.room_admin = RoomAdmin(self)
         # Partnerships before the client: the policy the client enforces asks them.

@@ -276,9 +276,7 @@ class RoomAdmin:
         hs.room_servers.invalidate(nid)
         for user_id in result.members:
             hs.sync.invalidate_memberships(user_id)
-        unread = hs.sync.unread._cache
-        for key in [k for k in unread if k[1] == nid]:
-            del unread[key]
+        hs.unread.forget_room(nid)
         receipts = hs.receipts
         receipts._room_pos.pop(room.room_id, None)
         for rkey in [k for k in receipts._read_cache if k[1] == room.room_id]:

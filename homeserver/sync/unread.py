@@ -18,7 +18,11 @@ from homeserver.push.evaluator import evaluate, highlights, notifies
 from homeserver.storage.rooms import RoomRecord
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.push.service import PushRulesService
+    from homeserver.receipts import ReceiptService
+    from homeserver.rooms.service import RoomService
+    from homeserver.storage.events import EventPositions, EventStore
+    from homeserver.storage.rooms import RoomStore
 
 NOTIFYING_TYPES = ("m.room.message", "m.room.encrypted", "m.room.member", "m.call.invite",
                    "m.room.tombstone", "m.reaction", "m.room.server_acl")
@@ -34,13 +38,27 @@ class _Counts:
 
 
 class UnreadCounter:
-    def __init__(self, hs: HomeServer) -> None:
-        self.hs = hs
+    def __init__(
+        self,
+        *,
+        receipts: ReceiptService,
+        push_rules: PushRulesService,
+        room_service: RoomService,
+        room_store: RoomStore,
+        event_store: EventStore,
+        event_positions: EventPositions,
+    ) -> None:
+        self.receipts = receipts
+        self.push_rules = push_rules
+        self.room_service = room_service
+        self.room_store = room_store
+        self.event_store = event_store
+        self.event_positions = event_positions
         self._cache: OrderedDict[tuple[str, int], _Counts] = OrderedDict()
 
     async def counts(self, user_id: str, room: RoomRecord, joined_at: int, now: int) -> dict[str, int]:
         start = joined_at
-        read = await self.hs.receipts.read_up_to(user_id, room.room_id)
+        read = await self.receipts.read_up_to(user_id, room.room_id)
         if read is not None:
             start = max(start, read)
         key = (user_id, room.room_nid)
@@ -55,23 +73,27 @@ class UnreadCounter:
             self._cache.popitem(last=False)
         return {"notification_count": counts.notifications, "highlight_count": counts.highlights}
 
+    def forget_room(self, room_nid: int) -> None:
+        """Drop the room's counts (a purged room)."""
+        for key in [k for k in self._cache if k[1] == room_nid]:
+            del self._cache[key]
+
     async def _add(self, counts: _Counts, user_id: str, room: RoomRecord, now: int) -> None:
-        hs = self.hs
-        found = await hs.event_positions.count_after(room.room_nid, counts.upto, now, NOTIFYING_TYPES, user_id)
+        found = await self.event_positions.count_after(room.room_nid, counts.upto, now, NOTIFYING_TYPES, user_id)
         counts.upto = now
         if not found:
             return
-        rules = await hs.push_rules.ruleset(user_id)
+        rules = await self.push_rules.ruleset(user_id)
         rv = get_room_version(room.room_version)
-        state = await hs.room_service.current_state_events(
+        state = await self.room_service.current_state_events(
             room, [("m.room.power_levels", ""), ("m.room.create", ""), ("m.room.member", user_id)]
         )
         plain = {k: ev.event for k, ev in state.items()}
         levels = state.get(("m.room.power_levels", ""))
         me = state.get(("m.room.member", user_id))
         display_name = me.event["content"].get("displayname") if me else None
-        member_count = len(await hs.room_store.members(room.room_nid, "join"))
-        events = await hs.event_store.get_events_by_nid([nid for nid, _ in found])
+        member_count = len(await self.room_store.members(room.room_nid, "join"))
+        events = await self.event_store.get_events_by_nid([nid for nid, _ in found])
         for ev in sorted(events.values(), key=lambda e: e.stream_ordering or 0):
             if ev.redacted_by is not None:
                 continue

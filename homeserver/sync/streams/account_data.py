@@ -1,0 +1,42 @@
+"""The account data stream: the user's global entries changed since the token in
+the top-level `account_data` section, each room's in the room's entry (joined
+and left rooms).
+
+m.push_rules is served from the push rules service: present from the first sync
+and always the live ruleset (see PushRulesService.sync_account_data).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from homeserver.storage.rooms import RoomRecord
+from homeserver.sync.streams.base import StreamProvider, SyncRequest
+
+if TYPE_CHECKING:
+    from homeserver.account_data import AccountDataService
+    from homeserver.push.service import PushRulesService
+
+
+class AccountDataStream(StreamProvider):
+    key = "account_data"
+    in_rooms = True
+
+    def __init__(self, account_data: AccountDataService, push_rules: PushRulesService) -> None:
+        self.account_data = account_data
+        self.push_rules = push_rules
+
+    async def current_position(self) -> int:
+        return await self.account_data.current_position()
+
+    async def room_part(self, req: SyncRequest, room: RoomRecord, membership: str) -> dict[str, list[dict[str, Any]]]:
+        events = await self.account_data.room_changes_since(req.user_id, room.room_id, req.since_pos(self.key))
+        events = [e for e in events if req.filter.room_account_data.matches(e, room.room_id)]
+        return {"account_data": events} if events else {}
+
+    async def top_level(self, req: SyncRequest) -> dict[str, Any]:
+        since = req.since_pos(self.key)
+        events = await self.account_data.global_changes_since(req.user_id, since)
+        events = await self.push_rules.sync_account_data(req.user_id, since, events)
+        events = [e for e in events if req.filter.account_data.matches(e)]
+        return {"account_data": {"events": events}} if events else {}

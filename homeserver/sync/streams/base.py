@@ -1,0 +1,77 @@
+"""The stream provider interface, and the request every provider answers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from homeserver.accounts.auth import Requester
+    from homeserver.filters.sync_filter import SyncFilter
+    from homeserver.storage.rooms import RoomRecord, UserMembership
+    from homeserver.sync.tokens import SyncToken
+
+
+@dataclass
+class SyncRequest:
+    """One computation of a /sync response. `now` is read before anything else and
+    every stream is read only up to its position in it, so whatever lands during
+    the computation is left for the next request rather than half-sent or lost."""
+
+    requester: Requester
+    since: SyncToken | None
+    now: SyncToken
+    filter: SyncFilter
+    full_state: bool
+    memberships: list[UserMembership] = field(default_factory=list)
+    # The streams that moved since the token and have a part in rooms, in the
+    # order they are registered; the room events stream asks them room by room.
+    room_streams: list[StreamProvider] = field(default_factory=list)
+    # What a stream read once for the whole request (in `prepare`), by stream key.
+    loaded: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def user_id(self) -> str:
+        return self.requester.user_id
+
+    def since_pos(self, key: str) -> int:
+        """The token's position in a stream (0 on an initial sync)."""
+        return getattr(self.since, key) if self.since is not None else 0
+
+    def advanced(self, key: str) -> bool:
+        """Whether a stream moved since the token (always, on an initial sync)."""
+        return self.since is None or getattr(self.now, key) > getattr(self.since, key)
+
+
+class StreamProvider:
+    """One stream of /sync. Subclasses set `key` and override what they serve;
+    the defaults serve nothing."""
+
+    # The stream's field in the sync token (homeserver/sync/tokens.py).
+    key: ClassVar[str]
+    # Whether the stream has a part in rooms' entries (`room_part`).
+    in_rooms: ClassVar[bool] = False
+
+    async def current_position(self) -> int:
+        """The position every change up to which is visible to readers."""
+        raise NotImplementedError
+
+    def moved(self, req: SyncRequest) -> bool:
+        """Whether the stream has anything for this request; a stream that has not
+        moved is not asked anything else."""
+        return req.advanced(self.key)
+
+    async def prepare(self, req: SyncRequest) -> None:
+        """Read, once for the whole request, what `room_part` answers from
+        (into `req.loaded[self.key]`)."""
+
+    async def room_part(self, req: SyncRequest, room: RoomRecord, membership: str) -> dict[str, list[dict[str, Any]]]:
+        """The stream's events in one room's entry, by section ("ephemeral",
+        "account_data"), filtered; `membership` is the section the room is in
+        ("join" or "leave")."""
+        return {}
+
+    async def top_level(self, req: SyncRequest) -> dict[str, Any]:
+        """The stream's top-level sections of the response, filtered; {} when it
+        has nothing to say."""
+        return {}

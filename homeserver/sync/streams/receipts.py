@@ -1,0 +1,40 @@
+"""The receipts stream: each joined room's m.receipt event in `ephemeral`, holding
+the receipts that moved since the token (others' private receipts left out).
+
+The receipts of every joined room are read once per request, and only for rooms
+whose latest receipt position is past the token (kept in memory by the receipt
+service).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from homeserver.storage.rooms import RoomRecord
+from homeserver.sync.streams.base import StreamProvider, SyncRequest
+
+if TYPE_CHECKING:
+    from homeserver.receipts import ReceiptService
+
+
+class ReceiptsStream(StreamProvider):
+    key = "receipts"
+    in_rooms = True
+
+    def __init__(self, receipts: ReceiptService) -> None:
+        self.receipts = receipts
+
+    async def current_position(self) -> int:
+        return await self.receipts.current_position()
+
+    async def prepare(self, req: SyncRequest) -> None:
+        joined = [m.room_id for m in req.memberships if m.membership == "join"]
+        req.loaded[self.key] = await self.receipts.receipts_since(
+            joined, req.since_pos(self.key), req.user_id, upto=req.now.receipts
+        )
+
+    async def room_part(self, req: SyncRequest, room: RoomRecord, membership: str) -> dict[str, list[dict[str, Any]]]:
+        event = req.loaded[self.key].get(room.room_id) if membership == "join" else None
+        if event is None or not req.filter.ephemeral.matches(event, room.room_id):
+            return {}
+        return {"ephemeral": [event]}

@@ -1,0 +1,288 @@
+"""The room events stream: the `rooms` section (joined rooms' timeline, state,
+summary and unread counts; invites, knocks and left rooms).
+
+Its position is the global event stream's. Rooms with nothing new since the
+token are skipped from in-memory positions, and rooms are computed concurrently
+(their work is mostly waiting on the database; the reader pool bounds the
+parallelism). Each room's entry also carries the parts of the streams that live
+in rooms (typing and receipts in `ephemeral`, room account data), asked room by
+room. The room service wakes the room's local members as it persists an event
+(it keeps the set of them up to date as memberships change).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from homeserver.rooms.client_format import client_event
+from homeserver.rooms.membership import STRIPPED_STATE_TYPES
+from homeserver.rooms.tokens import room_token
+from homeserver.storage.events import StoredEvent
+from homeserver.storage.rooms import RoomRecord, UserMembership
+from homeserver.sync.streams.base import StreamProvider, SyncRequest
+
+if TYPE_CHECKING:
+    from homeserver.clock import Clock
+    from homeserver.rooms.service import RoomService
+    from homeserver.rooms.visibility import VisibilityService
+    from homeserver.storage.events import EventPositions, EventStore
+    from homeserver.storage.rooms import RoomStore
+    from homeserver.sync.unread import UnreadCounter
+
+DEFAULT_TIMELINE_LIMIT = 10
+MAX_TIMELINE_LIMIT = 500
+# What each section's entries carry from the streams that live in rooms.
+_ROOM_SECTIONS = {"join": ("ephemeral", "account_data"), "leave": ("account_data",)}
+
+
+class RoomEventsStream(StreamProvider):
+    key = "events"
+
+    def __init__(
+        self,
+        *,
+        room_service: RoomService,
+        room_store: RoomStore,
+        event_store: EventStore,
+        event_positions: EventPositions,
+        visibility: VisibilityService,
+        unread: UnreadCounter,
+        clock: Clock,
+    ) -> None:
+        self.room_service = room_service
+        self.room_store = room_store
+        self.event_store = event_store
+        self.event_positions = event_positions
+        self.visibility = visibility
+        self.unread = unread
+        self.clock = clock
+
+    async def current_position(self) -> int:
+        return self.room_service.stream.current
+
+    def moved(self, req: SyncRequest) -> bool:
+        # The rooms section also carries other streams' parts and membership changes:
+        # always computed, room by room skipping what has nothing new.
+        return True
+
+    async def top_level(self, req: SyncRequest) -> dict[str, Any]:
+        since_pos = req.since_pos(self.key)
+        sections: dict[str, dict[str, Any]] = {"join": {}, "invite": {}, "knock": {}, "leave": {}}
+
+        async def one(m: UserMembership) -> tuple[str, str, dict[str, Any] | None]:
+            changed_membership = req.since is None or m.stream_ordering > since_pos
+            room = await self.room_store.get_room_by_nid(m.room_nid)
+            assert room is not None
+            if m.membership == "join":
+                return "join", room.room_id, await self._joined_room(req, room, m)
+            if m.membership == "invite" and changed_membership:
+                return "invite", room.room_id, {"invite_state": {"events": await self._stripped_state(room, m)}}
+            if m.membership == "knock" and changed_membership:
+                return "knock", room.room_id, {"knock_state": {"events": await self._stripped_state(room, m)}}
+            if m.membership in ("leave", "ban") and changed_membership:
+                if req.since is None and not req.filter.include_leave:
+                    return "leave", room.room_id, None
+                return "leave", room.room_id, await self._left_room(req, room, m)
+            return "", room.room_id, None
+
+        wanted = [
+            m for m in req.memberships
+            # filtered out, or a change the next sync will carry
+            if req.filter.includes_room(m.room_id) and m.stream_ordering <= req.now.events
+        ]
+        for section, room_id, entry in await asyncio.gather(*(one(m) for m in wanted)):
+            if entry is not None:
+                sections[section][room_id] = entry
+        rooms = {name: section for name, section in sections.items() if section}
+        return {"rooms": rooms} if rooms else {}
+
+    async def _room_parts(self, req: SyncRequest, room: RoomRecord, membership: str) -> dict[str, list[dict[str, Any]]]:
+        """The other streams' parts of the room's entry, by section."""
+        parts: dict[str, list[dict[str, Any]]] = {section: [] for section in _ROOM_SECTIONS[membership]}
+        for stream in req.room_streams:
+            for section, events in (await stream.room_part(req, room, membership)).items():
+                parts[section].extend(events)
+        return parts
+
+    # --- joined rooms ---
+
+    async def _joined_room(self, req: SyncRequest, room: RoomRecord, m: UserMembership) -> dict[str, Any] | None:
+        since_pos = req.since_pos(self.key)
+        newly_joined = req.since is None or m.stream_ordering > since_pos
+        last = await self.room_service.last_position(room.room_nid)
+        has_events = newly_joined or req.full_state or last > since_pos
+        parts = await self._room_parts(req, room, "join")
+        if not has_events and not any(parts.values()):
+            return None
+        timeline: list[StoredEvent] = []
+        limited = False
+        if has_events:
+            start = None if (newly_joined or req.full_state) else since_pos
+            timeline, limited = await self._timeline(req, room, start, req.now.events, _limit(req))
+        state = await self._state(req, room, timeline, since_pos if not (newly_joined or req.full_state) else None, limited)
+        # The summary only changes with membership: send it when that may have moved.
+        summary_due = (
+            req.since is None or newly_joined or req.full_state
+            or any(e.type == "m.room.member" for e in timeline) or any(e.type == "m.room.member" for e in state)
+        )
+        return {
+            "timeline": {
+                "events": await self._format(req, room, timeline),
+                "limited": limited,
+                "prev_batch": room_token((timeline[0].stream_ordering or 1) - 1) if timeline else room_token(req.now.events),
+            },
+            "state": {"events": await self._format(req, room, state)},
+            "ephemeral": {"events": parts["ephemeral"]},
+            "account_data": {"events": parts["account_data"]},
+            "summary": await self._summary(req, room) if summary_due else {},
+            "unread_notifications": await self.unread.counts(req.user_id, room, m.stream_ordering, req.now.events),
+        }
+
+    async def _timeline(
+        self, req: SyncRequest, room: RoomRecord, after: int | None, upto: int, limit: int
+    ) -> tuple[list[StoredEvent], bool]:
+        """The newest `limit` visible events in (after, upto], oldest first; limited if more exist."""
+        out: list[StoredEvent] = []
+        pos = upto
+        limited = False
+        page = max(limit, 20)
+        ignored = await self.room_service.ignored_users(req.user_id)
+        while len(out) < limit or not limited:
+            batch = await self.event_store.room_stream(
+                room.room_nid, from_pos=pos, to_pos=after, backwards=True, limit=page
+            )
+            if not batch:
+                break
+            pos = (batch[-1].stream_ordering or 1) - 1
+            wanted = [
+                e for e in batch
+                if req.filter.timeline.matches(e.event, room.room_id) and e.sender not in ignored
+            ]
+            for ev in await self.visibility.filter(req.user_id, room, wanted):
+                if len(out) >= limit:
+                    # More in the window than fits: the client paginates for the rest.
+                    limited = True
+                    break
+                out.append(ev)
+            if limited or len(batch) < page:
+                break
+        out.reverse()
+        return out, limited
+
+    async def _state(
+        self, req: SyncRequest, room: RoomRecord, timeline: list[StoredEvent], since_pos: int | None, limited: bool
+    ) -> list[StoredEvent]:
+        """State between the since token and the timeline's start (all of it on a full sync)."""
+        rs = self.room_service
+        if timeline:
+            at_start = await rs.state_ids_before(timeline[0])
+        else:
+            at_start = await rs.current_state_ids(room)
+        if since_pos is None:
+            wanted = at_start
+        elif not limited:
+            return []
+        else:
+            prior = await self.event_positions.last_event_at_or_before(room.room_nid, since_pos)
+            before = await rs.state_ids_at_snapshot(prior[1]) if prior else {}
+            wanted = {k: v for k, v in at_start.items() if before.get(k) != v}
+        timeline_ids = {e.nid for e in timeline}
+        wanted = {k: v for k, v in wanted.items() if v not in timeline_ids}
+        if req.filter.state.lazy_load_members:
+            senders = {e.sender for e in timeline} | {req.user_id}
+            wanted = {
+                k: v for k, v in wanted.items() if k[0] != "m.room.member" or k[1] in senders
+            }
+            if since_pos is not None:
+                # Members of this timeline's senders are sent even if unchanged.
+                for sender in senders:
+                    key = ("m.room.member", sender)
+                    if key in at_start and at_start[key] not in timeline_ids:
+                        wanted[key] = at_start[key]
+        events = await rs.state_events(wanted)
+        return [e for e in events.values() if req.filter.state.matches(e.event, room.room_id)]
+
+    async def _summary(self, req: SyncRequest, room: RoomRecord) -> dict[str, Any]:
+        members = await self.room_store.members(room.room_nid)
+        joined = [u for u, m, _ in members if m == "join"]
+        invited = [u for u, m, _ in members if m == "invite"]
+        summary: dict[str, Any] = {
+            "m.joined_member_count": len(joined),
+            "m.invited_member_count": len(invited),
+        }
+        names = await self.room_service.current_state_events(
+            room, [("m.room.name", ""), ("m.room.canonical_alias", "")]
+        )
+        if not any(e.event["content"].get("name") or e.event["content"].get("alias") for e in names.values()):
+            heroes = sorted(u for u in joined + invited if u != req.user_id)[:5]
+            if not heroes:
+                heroes = sorted(u for u, m, _ in members if m in ("leave", "ban") and u != req.user_id)[:5]
+            summary["m.heroes"] = heroes
+        return summary
+
+    # --- other memberships ---
+
+    async def _stripped_state(self, room: RoomRecord, m: UserMembership) -> list[dict[str, Any]]:
+        rs = self.room_service
+        member = (await self.event_store.get_events_by_nid([m.event_nid]))[m.event_nid]
+        member_entry = {
+            "type": member.type, "state_key": member.state_key, "content": member.event["content"],
+            "sender": member.sender, "event_id": member.event_id,
+            "origin_server_ts": member.event["origin_server_ts"],
+        }
+        if member.outlier:
+            # A room this server is not in: what its server sent is all there is.
+            remote = await self.room_store.invite_state(member.nid) or []
+            return [e for e in remote if (e.get("type"), e.get("state_key")) != ("m.room.member", member.state_key)] + [
+                member_entry
+            ]
+        ids = await rs.state_ids_before(member)
+        events = await rs.state_events(ids, [(t, "") for t in STRIPPED_STATE_TYPES])
+        stripped = [
+            {"type": e.type, "state_key": e.state_key, "content": e.event["content"], "sender": e.sender}
+            for e in events.values()
+        ]
+        stripped.append(member_entry)
+        return stripped
+
+    async def _left_room(self, req: SyncRequest, room: RoomRecord, m: UserMembership) -> dict[str, Any] | None:
+        since_pos = req.since.events if req.since else None
+        member = (await self.event_store.get_events_by_nid([m.event_nid])).get(m.event_nid)
+        if member is not None and member.outlier:
+            # Rejecting a remote invite or retracting a knock on a room this server is
+            # not in: the leave event is the room's whole known timeline.
+            return {
+                "timeline": {"events": await self._format(req, room, [member]), "limited": False,
+                             "prev_batch": room_token(m.stream_ordering)},
+                "state": {"events": []},
+                "account_data": {"events": (await self._room_parts(req, room, "leave"))["account_data"]},
+            }
+        timeline, limited = await self._timeline(req, room, since_pos, m.stream_ordering, _limit(req))
+        state = await self._state(req, room, timeline, since_pos, limited or since_pos is None)
+        return {
+            "timeline": {
+                "events": await self._format(req, room, timeline),
+                "limited": limited,
+                "prev_batch": room_token((timeline[0].stream_ordering or 1) - 1) if timeline else room_token(m.stream_ordering),
+            },
+            "state": {"events": await self._format(req, room, state)},
+            "account_data": {"events": (await self._room_parts(req, room, "leave"))["account_data"]},
+        }
+
+    async def _format(self, req: SyncRequest, room: RoomRecord, events: list[StoredEvent]) -> list[dict[str, Any]]:
+        now = self.clock.time_ms()
+        redaction_ids = [e.redacted_by for e in events if e.redacted_by]
+        redactions = await self.event_store.get_events(redaction_ids) if redaction_ids else {}
+        return [
+            client_event(
+                e, room.room_id, room.room_version, now, device_id=req.requester.device_id,
+                redaction=redactions.get(e.redacted_by) if e.redacted_by else None,
+            )
+            for e in events
+        ]
+
+
+def _limit(req: SyncRequest) -> int:
+    limit = req.filter.timeline.limit if req.filter.timeline.limit is not None else DEFAULT_TIMELINE_LIMIT
+    return min(limit, MAX_TIMELINE_LIMIT)

@@ -1,0 +1,39 @@
+"""The typing stream: each joined room's m.typing event in `ephemeral`, when the
+room's set of typing users changed since the token.
+
+Typing lives in memory and its positions restart from 0 with the server, so a
+token from before a restart may be ahead of the current position: the stream
+then counts as moved, and the typing service answers it like an initial sync.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from homeserver.storage.rooms import RoomRecord
+from homeserver.sync.streams.base import StreamProvider, SyncRequest
+
+if TYPE_CHECKING:
+    from homeserver.typing import TypingService
+
+
+class TypingStream(StreamProvider):
+    key = "typing"
+    in_rooms = True
+
+    def __init__(self, typing: TypingService) -> None:
+        self.typing = typing
+
+    async def current_position(self) -> int:
+        return self.typing.current_position()
+
+    def moved(self, req: SyncRequest) -> bool:
+        return req.since is None or req.now.typing != req.since.typing
+
+    async def room_part(self, req: SyncRequest, room: RoomRecord, membership: str) -> dict[str, list[dict[str, Any]]]:
+        if membership != "join":
+            return {}
+        event = self.typing.typing_events_since(room.room_id, req.since_pos(self.key))
+        if event is None or not req.filter.ephemeral.matches(event, room.room_id):
+            return {}
+        return {"ephemeral": [event]}
