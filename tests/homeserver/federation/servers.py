@@ -3,15 +3,21 @@ named by IP literal and port ("127.0.0.2:PORT") so no DNS is involved."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
+import ssl
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import aiohttp
 
 from federation.events.canonical import encode_base64
 from federation.events.signing import key_id_of
 from federation.outbound_guard import AddressPolicy, OutboundGuard
+from homeserver.clock import Clock
 from homeserver.config import parse_config
 from homeserver.server import HomeServer
 from homeserver.signing_key import load_signing_key, write_new_signing_key
@@ -53,35 +59,145 @@ class ServerSpec:
         return {"server_name": self.name, "verify_keys": {self.key_id: self.verify_key_b64}}
 
 
+SERVED = ("client", "federation", "keys")
+SERVED_WITH_ADMIN = ("client", "admin", "federation", "keys")
+
+
 @contextlib.asynccontextmanager
-async def running_server(
-    spec: ServerSpec, ca: TestCA | None, *, trust_ca: bool = True,
-    outbound: dict[str, Any] | None = None, **federation: Any
+async def serve(
+    spec: ServerSpec, ca: TestCA | None, *, resources: tuple[str, ...] = SERVED, trust_ca: bool = True,
+    clock: Clock | None = None, **sections: Any
 ) -> AsyncIterator[HomeServer]:
-    """Start ``spec`` as a real server with a TLS listener serving client,
-    federation and keys; ``trust_ca`` puts the test CA in its federation trust.
-    ``outbound`` is its outbound section (default: loopback allowed, as the
-    test servers are all on loopback)."""
-    listener: dict[str, Any] = {
-        "port": spec.port,
-        "bind_addresses": [spec.ip],
-        "resources": ["client", "federation", "keys"],
-    }
+    """Start ``spec`` as a real server with one listener serving ``resources``,
+    over TLS with a certificate from ``ca`` (plain HTTP without one).
+    ``sections`` are config sections: ``federation`` is merged into the test's
+    (enabled, trusting the test CA unless ``trust_ca`` is false), ``outbound``
+    defaults to loopback allowed, as the test servers are all on loopback."""
+    listener: dict[str, Any] = {"port": spec.port, "bind_addresses": [spec.ip], "resources": list(resources)}
     if ca is not None:
         cert = ca.issue(spec.ip, name=f"{spec.ip}-{spec.port}")
         listener.update(tls=True, tls_certificate_path=str(cert.cert_path),
                         tls_private_key_path=str(cert.key_path))
-    fed = {"enabled": True, **federation}
+    fed: dict[str, Any] = {"enabled": True}
     if trust_ca and ca is not None:
         fed["ca_bundle_path"] = str(ca.ca_path)
+    fed.update(sections.pop("federation", None) or {})
+    sections.setdefault("outbound", LOOPBACK_OUTBOUND)
     config = parse_config(
-        config_dict(spec.data_dir, server_name=spec.name, listeners=[listener], federation=fed,
-                    outbound=LOOPBACK_OUTBOUND if outbound is None else outbound)
+        config_dict(spec.data_dir, server_name=spec.name, listeners=[listener], federation=fed, **sections)
     )
-    hs = HomeServer(config)
+    hs = HomeServer(config, clock=clock)
     await hs.start()
     try:
         await hs.start_listeners()
         yield hs
     finally:
         await hs.stop()
+
+
+def running_server(
+    spec: ServerSpec, ca: TestCA | None, *, trust_ca: bool = True,
+    outbound: dict[str, Any] | None = None, **federation: Any
+) -> contextlib.AbstractAsyncContextManager[HomeServer]:
+    """``serve`` for client, federation and keys, with ``federation`` as keys of
+    the federation section and ``outbound`` the outbound section (default:
+    loopback allowed)."""
+    return serve(spec, ca, trust_ca=trust_ca, federation=federation,
+                 outbound=LOOPBACK_OUTBOUND if outbound is None else outbound)
+
+
+PASSWORD = "a-long-password"  # of every user a Client registers
+
+
+class Client:
+    """One user of one server, over HTTPS: its client API (paths below
+    /_matrix/client/v3 unless they start with /_) and a few common flows."""
+
+    def __init__(self, session: aiohttp.ClientSession, spec: ServerSpec, ctx: ssl.SSLContext) -> None:
+        self.s, self.ctx, self.spec = session, ctx, spec
+        self.origin = f"https://{spec.name}"
+        self.base = self.origin + "/_matrix/client/v3"
+        self.token = ""
+        self.user_id = ""
+
+    async def raw(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        url = self.origin + path if path.startswith("/_") else self.base + path
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        async with self.s.request(method, url, json=body, headers=headers, ssl=self.ctx) as r:
+            return r.status, await r.json(content_type=None)
+
+    async def call(self, method: str, path: str, body: Any = None, expect: int = 200) -> Any:
+        status, data = await self.raw(method, path, body)
+        assert status == expect, (method, path, status, data)
+        return data
+
+    async def register(self, name: str, hs: HomeServer | None = None, *, admin: bool = False) -> str:
+        body = {"username": name, "password": PASSWORD, "auth": {"type": "m.login.dummy"}}
+        data = await self.call("POST", "/register", body)
+        self.token, self.user_id = data["access_token"], data["user_id"]
+        if admin:
+            assert hs is not None
+            await hs.users.set_admin(self.user_id, True)
+        return self.user_id
+
+    async def login(self, name: str) -> None:
+        body = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": name},
+                "password": PASSWORD}
+        data = await self.call("POST", "/login", body)
+        self.token, self.user_id = data["access_token"], data["user_id"]
+
+    async def say(self, room: str, body: str) -> str:
+        txn = f"t{abs(hash((room, body, asyncio.get_running_loop().time())))}"
+        data = await self.call(
+            "PUT", f"/rooms/{room}/send/m.room.message/{txn}", {"msgtype": "m.text", "body": body}
+        )
+        return str(data["event_id"])
+
+    async def messages(self, room: str, limit: int = 50) -> list[dict[str, Any]]:
+        page = await self.call("GET", f"/rooms/{room}/messages?dir=b&limit={limit}")
+        return [ev for ev in page["chunk"] if ev["type"] == "m.room.message"]
+
+    async def wait_for_message(self, room: str, body: str, within: float = 10) -> dict[str, Any]:
+        async with asyncio.timeout(within):
+            while True:
+                for ev in await self.messages(room):
+                    if ev["content"].get("body") == body:
+                        return ev
+                await asyncio.sleep(0.05)
+
+
+
+@dataclass
+class Pair:
+    """Two running servers, A and B, each with a registered user (alice on A, bob
+    on B), and what a test needs to reach them."""
+
+    a: HomeServer
+    b: HomeServer
+    a_spec: ServerSpec
+    b_spec: ServerSpec
+    alice: Client
+    bob: Client
+    alice_id: str
+    bob_id: str
+    ca: TestCA
+    ctx: ssl.SSLContext
+    session: aiohttp.ClientSession
+
+
+@contextlib.asynccontextmanager
+async def running_pair(root: Path, ca: TestCA | None = None, **federation: Any) -> AsyncIterator[Pair]:
+    """A (127.0.0.2) and B (127.0.0.3) under ``root``, with certificates from
+    ``ca`` (a new test CA by default), ``federation`` keys in both configs, and
+    alice and bob registered."""
+    ca = ca or TestCA(root / "ca")
+    a_spec, b_spec = ServerSpec(root, "127.0.0.2"), ServerSpec(root, "127.0.0.3")
+    ctx = ssl.create_default_context(cafile=str(ca.ca_path))
+    async with (
+        running_server(a_spec, ca, **federation) as a,
+        running_server(b_spec, ca, **federation) as b,
+        aiohttp.ClientSession() as s,
+    ):
+        alice, bob = Client(s, a_spec, ctx), Client(s, b_spec, ctx)
+        alice_id, bob_id = await alice.register("alice"), await bob.register("bob")
+        yield Pair(a, b, a_spec, b_spec, alice, bob, alice_id, bob_id, ca, ctx, s)

@@ -13,8 +13,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from tests.homeserver.federation.servers import ServerSpec, running_server
-from tests.homeserver.federation.test_federated_join import Client
+from tests.homeserver.federation.servers import Client, ServerSpec, running_server
 from tests.tls_ca import TestCA
 
 

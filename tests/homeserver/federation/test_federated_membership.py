@@ -10,19 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from federation.events import add_hashes_and_signature, compute_event_id, pdu_json
 from federation.events.signing import signing_key_from_seed
-from homeserver.server import HomeServer
-from tests.homeserver.federation.servers import ServerSpec, running_server
-from tests.homeserver.federation.test_federated_join import Client
+from tests.homeserver.federation.servers import Client, Pair, ServerSpec, running_server
 from tests.tls_ca import TestCA
 
 
@@ -64,32 +59,6 @@ def invite_of(resp: dict[str, Any], room: str) -> dict[str, Any] | None:
 def left(resp: dict[str, Any], room: str) -> dict[str, Any] | None:
     entry: dict[str, Any] | None = resp.get("rooms", {}).get("leave", {}).get(room)
     return entry
-
-
-@dataclass
-class Pair:
-    a: HomeServer
-    b: HomeServer
-    a_spec: ServerSpec
-    b_spec: ServerSpec
-    alice: Client
-    bob: Client
-    alice_id: str
-    bob_id: str
-    ca: TestCA
-    ctx: ssl.SSLContext
-    session: aiohttp.ClientSession
-
-
-@pytest.fixture
-async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
-    ca = TestCA(tmp_path / "ca")
-    a_spec, b_spec = ServerSpec(tmp_path, "127.0.0.2"), ServerSpec(tmp_path, "127.0.0.3")
-    ctx = ssl.create_default_context(cafile=str(ca.ca_path))
-    async with running_server(a_spec, ca) as a, running_server(b_spec, ca) as b, aiohttp.ClientSession() as s:
-        alice, bob = Client(s, a_spec, ctx), Client(s, b_spec, ctx)
-        alice_id, bob_id = await alice.register("alice"), await bob.register("bob")
-        yield Pair(a, b, a_spec, b_spec, alice, bob, alice_id, bob_id, ca, ctx, s)
 
 
 async def test_invite_to_remote_user_then_accept(pair: Pair) -> None:

@@ -6,13 +6,10 @@ Real servers over TLS; the rotated one is restarted as an operator would."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -21,37 +18,9 @@ import yaml
 from federation.server_keys import parse_server_keys
 from homeserver.config import ConfigError, parse_config
 from homeserver.signing_key import load_signing_key, rotate_signing_key
-from homeserver.server import HomeServer
-from tests.conftest import LOOPBACK_OUTBOUND, config_dict
-from tests.homeserver.federation.servers import ServerSpec, running_server
-from tests.homeserver.federation.test_federated_join import Client
+from tests.conftest import config_dict
+from tests.homeserver.federation.servers import Client, ServerSpec, running_server, serve
 from tests.tls_ca import TestCA
-
-
-@contextlib.asynccontextmanager
-async def server_with(spec: ServerSpec, ca: TestCA, **overrides: Any) -> AsyncIterator[HomeServer]:
-    """`running_server`, plus top-level config (here: old_signing_keys)."""
-    cert = ca.issue(spec.ip, name=f"{spec.ip}-{spec.port}-{len(overrides)}")
-    listener = {"port": spec.port, "bind_addresses": [spec.ip], "resources": ["client", "federation", "keys"],
-                "tls": True, "tls_certificate_path": str(cert.cert_path), "tls_private_key_path": str(cert.key_path)}
-    config = parse_config(config_dict(
-        spec.data_dir, server_name=spec.name, listeners=[listener],
-        federation={"enabled": True, "ca_bundle_path": str(ca.ca_path)}, outbound=LOOPBACK_OUTBOUND,
-        **overrides,
-    ))
-    hs = HomeServer(config)
-    await hs.start()
-    try:
-        await hs.start_listeners()
-        yield hs
-    finally:
-        await hs.stop()
-
-
-async def _login(c: Client, name: str) -> None:
-    body = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": name},
-            "password": "a-long-password"}
-    c.token = (await c.call("POST", "/login", body))["access_token"]
 
 
 async def test_events_signed_before_a_rotation_stay_verifiable(tmp_path: Path) -> None:
@@ -63,7 +32,7 @@ async def test_events_signed_before_a_rotation_stay_verifiable(tmp_path: Path) -
         alice, bob, carol = Client(s, a_spec, ctx), Client(s, b_spec, ctx), Client(s, c_spec, ctx)
         await bob.register("bob")
         await carol.register("carol")
-        async with server_with(a_spec, ca):
+        async with serve(a_spec, ca):
             await alice.register("alice")
             room = (await alice.call("POST", "/createRoom", {"preset": "public_chat", "name": "Rotating"}))["room_id"]
             await alice.call("PUT", f"/rooms/{room}/send/m.room.message/1", {"msgtype": "m.text", "body": "old key"})
@@ -75,7 +44,7 @@ async def test_events_signed_before_a_rotation_stay_verifiable(tmp_path: Path) -
         rotation = rotate_signing_key(str(key_path), now_ms=b.clock.time_ms())
         assert rotation.old_key_id == a_spec.key_id and rotation.new_key_id != a_spec.key_id
         old_entry = {rotation.old_key_id: {"key": rotation.old_public_key, "expired_ts": rotation.expired_ts}}
-        async with server_with(a_spec, ca, old_signing_keys=old_entry) as a:
+        async with serve(a_spec, ca, old_signing_keys=old_entry) as a:
             async with s.get(f"https://{a_spec.name}/_matrix/key/v2/server", ssl=ctx) as r:
                 published = await r.json()
             keys = parse_server_keys(published, expected_server_name=a_spec.name, now_ms=b.clock.time_ms())
@@ -84,7 +53,7 @@ async def test_events_signed_before_a_rotation_stay_verifiable(tmp_path: Path) -
             assert published["old_verify_keys"] == old_entry
             assert keys.old_verify_keys[rotation.old_key_id].expired_ts == rotation.expired_ts
 
-            await _login(alice, "alice")
+            await alice.login("alice")
             # B knew only the old key: the new key ID makes it look again (not 30 s later).
             await asyncio.sleep(max(0.0, joined_at + 1.1 - asyncio.get_running_loop().time()))
             await alice.call("PUT", f"/rooms/{room}/send/m.room.message/2", {"msgtype": "m.text", "body": "new key"})

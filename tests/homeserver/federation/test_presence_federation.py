@@ -6,17 +6,11 @@ and malformed ones are dropped."""
 from __future__ import annotations
 
 import asyncio
-import ssl
-from pathlib import Path
 from typing import Any
-
-import aiohttp
 
 from homeserver.clock import Clock
 from homeserver.presence import REMOTE_OFFLINE_AFTER_MS
-from tests.homeserver.federation.servers import ServerSpec, running_server
-from tests.homeserver.federation.test_federated_join import Client
-from tests.tls_ca import TestCA
+from tests.homeserver.federation.servers import Client, Pair
 
 
 class _Later(Clock):
@@ -35,52 +29,47 @@ async def _wait_presence(client: Client, user_id: str, state: str, within: float
             await asyncio.sleep(0.05)
 
 
-async def test_presence_across_servers(tmp_path: Path) -> None:
-    ca = TestCA(tmp_path / "ca")
-    a_spec, b_spec = ServerSpec(tmp_path, "127.0.0.2"), ServerSpec(tmp_path, "127.0.0.3")
-    ctx = ssl.create_default_context(cafile=str(ca.ca_path))
-    async with running_server(a_spec, ca) as a, running_server(b_spec, ca) as b, aiohttp.ClientSession() as s:
-        alice, bob = Client(s, a_spec, ctx), Client(s, b_spec, ctx)
-        alice_id = await alice.register("alice")
-        bob_id = await bob.register("bob")
-        room = (await alice.call("POST", "/createRoom", {"preset": "public_chat"}))["room_id"]
-        await bob.call("POST", f"/join/{room}?server_name={a_spec.name}", {})
+async def test_presence_across_servers(pair: Pair) -> None:
+    a, b, a_spec, b_spec = pair.a, pair.b, pair.a_spec, pair.b_spec
+    alice, bob, alice_id, bob_id = pair.alice, pair.bob, pair.alice_id, pair.bob_id
+    room = (await alice.call("POST", "/createRoom", {"preset": "public_chat"}))["room_id"]
+    await bob.call("POST", f"/join/{room}?server_name={a_spec.name}", {})
 
-        # A -> B: alice's status reaches bob, in /presence and in his /sync.
-        await alice.call("PUT", f"/presence/{alice_id}/status", {"presence": "online", "status_msg": "at lunch"})
-        got = await _wait_presence(bob, alice_id, "online")
-        assert got["status_msg"] == "at lunch"
-        sync = await bob.call("GET", "/sync")
-        seen = [e for e in sync.get("presence", {}).get("events", []) if e["sender"] == alice_id]
-        assert seen and seen[-1]["content"]["presence"] == "online"
+    # A -> B: alice's status reaches bob, in /presence and in his /sync.
+    await alice.call("PUT", f"/presence/{alice_id}/status", {"presence": "online", "status_msg": "at lunch"})
+    got = await _wait_presence(bob, alice_id, "online")
+    assert got["status_msg"] == "at lunch"
+    sync = await bob.call("GET", "/sync")
+    seen = [e for e in sync.get("presence", {}).get("events", []) if e["sender"] == alice_id]
+    assert seen and seen[-1]["content"]["presence"] == "online"
 
-        # B -> A, and a change after that.
-        await bob.call("PUT", f"/presence/{bob_id}/status", {"presence": "unavailable"})
-        await _wait_presence(alice, bob_id, "unavailable")
-        await alice.call("PUT", f"/presence/{alice_id}/status", {"presence": "offline"})
-        await _wait_presence(bob, alice_id, "offline")
+    # B -> A, and a change after that.
+    await bob.call("PUT", f"/presence/{bob_id}/status", {"presence": "unavailable"})
+    await _wait_presence(alice, bob_id, "unavailable")
+    await alice.call("PUT", f"/presence/{alice_id}/status", {"presence": "offline"})
+    await _wait_presence(bob, alice_id, "offline")
 
-        # Hostile pushes straight to A from B: only bob's own, well-formed one counts.
-        carol = f"@carol:{b_spec.name}"  # of B, but in no room with anyone on A
-        edu = {"edu_type": "m.presence", "content": {"push": [
-            {"user_id": alice_id, "presence": "online", "last_active_ago": 0},  # A's own user
-            {"user_id": "@mallory:127.0.0.9:1234", "presence": "online", "last_active_ago": 0},
-            {"user_id": carol, "presence": "online", "last_active_ago": 0},
-            {"user_id": bob_id, "presence": "dancing", "last_active_ago": 0},
-            {"user_id": bob_id, "presence": "online", "last_active_ago": "soon"},
-            "not an object",
-        ]}}
-        await b.federation_client.put_json(
-            a_spec.name, "/_matrix/federation/v1/send/p1",
-            {"origin": b_spec.name, "origin_server_ts": b.clock.time_ms(), "pdus": [], "edus": [edu]},
-        )
-        assert (await a.presence.get_presence(alice_id))["presence"] == "offline"
-        assert (await a.presence.get_presence("@mallory:127.0.0.9:1234"))["presence"] == "offline"
-        assert (await a.presence.get_presence(carol))["presence"] == "offline"
-        bob_on_a = await a.presence.get_presence(bob_id)
-        assert bob_on_a["presence"] == "online"  # the malformed ago is read as 0, the state taken
-        assert bob_on_a.get("last_active_ago", 0) < 60_000
-        # Remote presence is never sent on, and a remote user gone silent goes offline.
-        a.clock = _Later()
-        assert bob_id in a.presence.check_timeouts()
-        assert (await a.presence.get_presence(bob_id))["presence"] == "offline"
+    # Hostile pushes straight to A from B: only bob's own, well-formed one counts.
+    carol = f"@carol:{b_spec.name}"  # of B, but in no room with anyone on A
+    edu = {"edu_type": "m.presence", "content": {"push": [
+        {"user_id": alice_id, "presence": "online", "last_active_ago": 0},  # A's own user
+        {"user_id": "@mallory:127.0.0.9:1234", "presence": "online", "last_active_ago": 0},
+        {"user_id": carol, "presence": "online", "last_active_ago": 0},
+        {"user_id": bob_id, "presence": "dancing", "last_active_ago": 0},
+        {"user_id": bob_id, "presence": "online", "last_active_ago": "soon"},
+        "not an object",
+    ]}}
+    await b.federation_client.put_json(
+        a_spec.name, "/_matrix/federation/v1/send/p1",
+        {"origin": b_spec.name, "origin_server_ts": b.clock.time_ms(), "pdus": [], "edus": [edu]},
+    )
+    assert (await a.presence.get_presence(alice_id))["presence"] == "offline"
+    assert (await a.presence.get_presence("@mallory:127.0.0.9:1234"))["presence"] == "offline"
+    assert (await a.presence.get_presence(carol))["presence"] == "offline"
+    bob_on_a = await a.presence.get_presence(bob_id)
+    assert bob_on_a["presence"] == "online"  # the malformed ago is read as 0, the state taken
+    assert bob_on_a.get("last_active_ago", 0) < 60_000
+    # Remote presence is never sent on, and a remote user gone silent goes offline.
+    a.clock = _Later()
+    assert bob_id in a.presence.check_timeouts()
+    assert (await a.presence.get_presence(bob_id))["presence"] == "offline"

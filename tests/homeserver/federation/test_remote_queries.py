@@ -18,8 +18,7 @@ from aiohttp import web
 
 from homeserver.federation import queries
 from homeserver.rooms import public_rooms
-from tests.homeserver.federation.servers import ServerSpec, free_port, running_server
-from tests.homeserver.federation.test_federated_join import Client
+from tests.homeserver.federation.servers import Client, ServerSpec, free_port, running_server
 from tests.tls_ca import TestCA
 
 
@@ -182,12 +181,15 @@ async def test_bad_remote_answers_become_spec_errors(tmp_path: Path, monkeypatch
         answer(500, b"oops")
         assert (await profile(502))["errcode"] == "M_UNKNOWN"
 
+        released = asyncio.Event()
+
         async def hang() -> web.Response:
-            await asyncio.sleep(5)
+            await released.wait()  # until A has given up on it
             return web.json_response({"displayname": "too late"})
 
         peer.answers[PROFILE] = hang
         assert (await profile(504))["errcode"] == "M_UNKNOWN"
+        released.set()
 
         # Concurrent clients asking the same profile cost the peer one request.
         answer(200, b'{"displayname": "Eve"}')

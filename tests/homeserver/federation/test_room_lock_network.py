@@ -23,8 +23,7 @@ from yarl import URL
 from homeserver.config import parse_config
 from homeserver.server import HomeServer
 from tests.conftest import config_dict
-from tests.homeserver.federation.servers import ServerSpec, free_port, running_server
-from tests.homeserver.federation.test_federated_join import Client
+from tests.homeserver.federation.servers import Client, ServerSpec, free_port, running_server
 from tests.tls_ca import TestCA
 
 PROMPTLY_S = 5.0

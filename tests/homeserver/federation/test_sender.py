@@ -27,7 +27,6 @@ from aiohttp import web
 
 from federation.request_auth import parse_authorization_header, verify_request
 from homeserver.config import RESOURCES, parse_config
-from homeserver.federation.sender import FederationSender
 from homeserver.server import HomeServer
 from homeserver.storage.rooms import RoomStore
 from tests.conftest import LOOPBACK_OUTBOUND, Api, config_dict, fresh_pg_database
@@ -36,11 +35,6 @@ from tests.tls_ca import TestCA
 
 ORIGIN = "test.local"
 ALICE, BOB = f"@alice:{ORIGIN}", f"@bob:{ORIGIN}"
-
-
-@pytest.fixture
-def ca(tmp_path: Path) -> TestCA:
-    return TestCA(tmp_path / "ca")
 
 
 class Receiver:
@@ -117,11 +111,11 @@ async def accord(
     """Our server (client API over the test client), trusting the test CA, with
     a sender whose backoff is short enough for tests. Presence is off unless
     asked for: its EDUs would otherwise make transaction counts timing-dependent."""
-    fed = {"enabled": True, "ca_bundle_path": str(ca.ca_path), **overrides.pop("federation", {})}
+    fed = {"enabled": True, "ca_bundle_path": str(ca.ca_path), "retry_base_s": backoff_s,
+           "retry_cap_s": backoff_s * 4, **overrides.pop("federation", {})}
     overrides.setdefault("presence", {"enabled": False})
     overrides.setdefault("outbound", LOOPBACK_OUTBOUND)  # the peers are on loopback
     hs = HomeServer(parse_config(config_dict(tmp_path / "hs", federation=fed, **overrides)))
-    hs.federation_sender = FederationSender(hs, backoff_base_s=backoff_s, backoff_cap_s=backoff_s * 4)
     await hs.start()
     try:
         client = await aiohttp_client(hs.build_app(list(RESOURCES)))
@@ -261,6 +255,7 @@ async def test_retries_with_backoff_then_delivers_in_order(
             # 0.1 s doubling, less at most a quarter of jitter: >= 0.075, 0.15, 0.3.
             assert gaps[0] >= 0.07 and gaps[1] >= 0.14 and gaps[2] >= 0.28, gaps
             assert [len(body["pdus"]) for _, body in b.accepted] == [1, 1]
+            await settled(api, b)
             assert api.hs.federation_sender.destination_state(b.name) == (0, False)  # reset
 
 

@@ -5,20 +5,15 @@ its reads of the room (backfill, state, auth, missing events) get 403."""
 from __future__ import annotations
 
 import asyncio
-import ssl
-from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from federation.client import RemoteError
 from federation.events import pdu_json
 from homeserver.server import HomeServer
-from tests.homeserver.federation.servers import ServerSpec, running_server
-from tests.homeserver.federation.test_federated_join import Client
+from tests.homeserver.federation.servers import Pair
 from tests.homeserver.federation.test_inbound_send import _remote_event
-from tests.tls_ca import TestCA
 
 
 async def _delivered(hs: HomeServer, within: float = 10) -> None:
@@ -31,67 +26,62 @@ async def _delivered(hs: HomeServer, within: float = 10) -> None:
     raise AssertionError("the sender did not deliver in time")
 
 
-async def test_acl_denies_a_server(tmp_path: Path) -> None:
-    ca = TestCA(tmp_path / "ca")
-    a_spec, b_spec = ServerSpec(tmp_path, "127.0.0.2"), ServerSpec(tmp_path, "127.0.0.3")
-    ctx = ssl.create_default_context(cafile=str(ca.ca_path))
-    async with running_server(a_spec, ca) as a, running_server(b_spec, ca) as b, aiohttp.ClientSession() as s:
-        alice, bob = Client(s, a_spec, ctx), Client(s, b_spec, ctx)
-        await alice.register("alice")
-        bob_id = await bob.register("bob")
-        room = (await alice.call("POST", "/createRoom", {"preset": "public_chat"}))["room_id"]
-        await bob.call("POST", f"/join/{room}?server_name={a_spec.name}", {})
-        sent = await bob.call("PUT", f"/rooms/{room}/send/m.room.message/ok", {"msgtype": "m.text", "body": "allowed"})
-        await alice.wait_for_message(room, "allowed")
-        record = await a.room_store.get_room(room)
-        assert record is not None
+async def test_acl_denies_a_server(pair: Pair) -> None:
+    a, b, a_spec, b_spec = pair.a, pair.b, pair.a_spec, pair.b_spec
+    alice, bob, bob_id = pair.alice, pair.bob, pair.bob_id
+    room = (await alice.call("POST", "/createRoom", {"preset": "public_chat"}))["room_id"]
+    await bob.call("POST", f"/join/{room}?server_name={a_spec.name}", {})
+    sent = await bob.call("PUT", f"/rooms/{room}/send/m.room.message/ok", {"msgtype": "m.text", "body": "allowed"})
+    await alice.wait_for_message(room, "allowed")
+    record = await a.room_store.get_room(room)
+    assert record is not None
 
-        # Deny B (by host: ACLs ignore the port).
-        await alice.call("PUT", f"/rooms/{room}/state/m.room.server_acl",
-                         {"allow": ["*"], "deny": [b_spec.ip], "allow_ip_literals": True})
+    # Deny B (by host: ACLs ignore the port).
+    await alice.call("PUT", f"/rooms/{room}/state/m.room.server_acl",
+                     {"allow": ["*"], "deny": [b_spec.ip], "allow_ip_literals": True})
 
-        # Through B's own client and sender: the message and typing never land on A.
-        denied = await bob.call("PUT", f"/rooms/{room}/send/m.room.message/no",
-                                {"msgtype": "m.text", "body": "denied"})
-        await bob.call("PUT", f"/rooms/{room}/typing/{bob_id}", {"typing": True, "timeout": 30000})
-        await bob.call("POST", f"/rooms/{room}/receipt/m.read/{sent['event_id']}", {})
-        await _delivered(b)
-        assert await a.event_store.get_event(denied["event_id"]) is None
-        assert a.typing.typing_users(room) == []
-        receipts = await a.db.fetchall("SELECT user_id FROM receipts WHERE room_id = ?", (room,))
-        assert (bob_id,) not in [tuple(r) for r in receipts]
+    # Through B's own client and sender: the message and typing never land on A.
+    denied = await bob.call("PUT", f"/rooms/{room}/send/m.room.message/no",
+                            {"msgtype": "m.text", "body": "denied"})
+    await bob.call("PUT", f"/rooms/{room}/typing/{bob_id}", {"typing": True, "timeout": 30000})
+    await bob.call("POST", f"/rooms/{room}/receipt/m.read/{sent['event_id']}", {})
+    await _delivered(b)
+    assert await a.event_store.get_event(denied["event_id"]) is None
+    assert a.typing.typing_users(room) == []
+    receipts = await a.db.fetchall("SELECT user_id FROM receipts WHERE room_id = ?", (room,))
+    assert (bob_id,) not in [tuple(r) for r in receipts]
 
-        # A direct transaction gets the reason back for the PDU.
-        pdu = await _remote_event(a, record, b_spec, bob_id, "m.room.message", {"body": "direct"})
-        answer = await b.federation_client.put_json(
-            a_spec.name, "/_matrix/federation/v1/send/acl1",
-            {"origin": b_spec.name, "origin_server_ts": b.clock.time_ms(), "pdus": [pdu_json(pdu)], "edus": [
-                {"edu_type": "m.typing", "content": {"room_id": room, "user_id": bob_id, "typing": True}},
-            ]},
-        )
-        assert "server ACL" in answer["pdus"][pdu["event_id"]]["error"]
-        assert await a.event_store.get_event(pdu["event_id"]) is None
-        assert a.typing.typing_users(room) == []
+    # A direct transaction gets the reason back for the PDU.
+    pdu = await _remote_event(a, record, b_spec, bob_id, "m.room.message", {"body": "direct"})
+    answer = await b.federation_client.put_json(
+        a_spec.name, "/_matrix/federation/v1/send/acl1",
+        {"origin": b_spec.name, "origin_server_ts": b.clock.time_ms(), "pdus": [pdu_json(pdu)], "edus": [
+            {"edu_type": "m.typing", "content": {"room_id": room, "user_id": bob_id, "typing": True}},
+        ]},
+    )
+    assert "server ACL" in answer["pdus"][pdu["event_id"]]["error"]
+    assert await a.event_store.get_event(pdu["event_id"]) is None
+    assert a.typing.typing_users(room) == []
 
-        # Reads of the room: 403 M_FORBIDDEN.
-        event_id = sent["event_id"]
-        requests: list[tuple[str, str, dict[str, Any] | None, Any]] = [
-            ("GET", f"/_matrix/federation/v1/backfill/{room}", {"v": event_id, "limit": "5"}, None),
-            ("GET", f"/_matrix/federation/v1/state/{room}", {"event_id": event_id}, None),
-            ("GET", f"/_matrix/federation/v1/state_ids/{room}", {"event_id": event_id}, None),
-            ("GET", f"/_matrix/federation/v1/event_auth/{room}/{event_id}", None, None),
-            ("POST", f"/_matrix/federation/v1/get_missing_events/{room}", None,
-             {"earliest_events": [], "latest_events": [event_id], "limit": 5}),
-            ("GET", f"/_matrix/federation/v1/event/{event_id}", None, None),
-        ]
-        for method, path, query, body in requests:
-            with pytest.raises(RemoteError) as err:
-                await b.federation_client.request(method, a_spec.name, path, query=query, content=body)
-            assert (err.value.status, err.value.errcode) == (403, "M_FORBIDDEN"), path
+    # Reads of the room: 403 M_FORBIDDEN.
+    event_id = sent["event_id"]
+    requests: list[tuple[str, str, dict[str, Any] | None, Any]] = [
+        ("GET", f"/_matrix/federation/v1/backfill/{room}", {"v": event_id, "limit": "5"}, None),
+        ("GET", f"/_matrix/federation/v1/state/{room}", {"event_id": event_id}, None),
+        ("GET", f"/_matrix/federation/v1/state_ids/{room}", {"event_id": event_id}, None),
+        ("GET", f"/_matrix/federation/v1/event_auth/{room}/{event_id}", None, None),
+        ("POST", f"/_matrix/federation/v1/get_missing_events/{room}", None,
+         {"earliest_events": [], "latest_events": [event_id], "limit": 5}),
+        ("GET", f"/_matrix/federation/v1/event/{event_id}", None, None),
+    ]
+    for method, path, query, body in requests:
+        with pytest.raises(RemoteError) as err:
+            await b.federation_client.request(method, a_spec.name, path, query=query, content=body)
+        assert (err.value.status, err.value.errcode) == (403, "M_FORBIDDEN"), path
 
-        # A lifts the ACL: B is heard again.
-        await alice.call("PUT", f"/rooms/{room}/state/m.room.server_acl", {"allow": ["*"]})
-        await alice.call("PUT", f"/rooms/{room}/send/m.room.message/lifted", {"msgtype": "m.text", "body": "lifted"})
-        await bob.wait_for_message(room, "lifted")
-        await bob.call("PUT", f"/rooms/{room}/send/m.room.message/back", {"msgtype": "m.text", "body": "back"})
-        await alice.wait_for_message(room, "back")
+    # A lifts the ACL: B is heard again.
+    await alice.call("PUT", f"/rooms/{room}/state/m.room.server_acl", {"allow": ["*"]})
+    await alice.call("PUT", f"/rooms/{room}/send/m.room.message/lifted", {"msgtype": "m.text", "body": "lifted"})
+    await bob.wait_for_message(room, "lifted")
+    await bob.call("PUT", f"/rooms/{room}/send/m.room.message/back", {"msgtype": "m.text", "body": "back"})
+    await alice.wait_for_message(room, "back")

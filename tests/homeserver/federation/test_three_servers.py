@@ -13,8 +13,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.homeserver.federation.servers import ServerSpec, running_server
-from tests.homeserver.federation.test_federated_join import Client
+from tests.homeserver.federation.servers import Client, ServerSpec, running_server
 from tests.homeserver.federation.test_federated_membership import sync_until, wait_membership
 from tests.tls_ca import TestCA
 
@@ -144,10 +143,7 @@ async def test_three_servers_share_a_room(tmp_path: Path) -> None:
             b_cm = running_server(b_spec, ca, **FAST_RETRY)
             await b_cm.__aenter__()
             bob = Client(s, b_spec, ctx)
-            login = await bob.call("POST", "/login", {
-                "type": "m.login.password", "identifier": {"type": "m.id.user", "user": "bob"},
-                "password": "a-long-password"})
-            bob.token = login["access_token"]
+            await bob.login("bob")
             await bob.wait_for_message(room, sent[-1], within=20)
             on_a = await bodies(alice, room)
             on_b = await bodies(bob, room)

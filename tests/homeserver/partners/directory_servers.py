@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import ssl
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 
 from homeserver.clock import Clock
-from homeserver.config import parse_config
 from homeserver.server import HomeServer
-from tests.conftest import LOOPBACK_OUTBOUND, config_dict
-from tests.homeserver.federation.servers import ServerSpec
+from tests.homeserver.federation.servers import SERVED_WITH_ADMIN, ServerSpec, serve
 from tests.tls_ca import TestCA
 
 CLIENT = "/_matrix/client/unstable/org.accord.directory"
@@ -23,32 +20,12 @@ ADMIN = "/_accord/admin/v1/partner_directory"
 FED = "/_matrix/federation/unstable/org.accord.directory/v1"
 
 
-@contextlib.asynccontextmanager
-async def directory_server(
-    spec: ServerSpec, ca: TestCA, *, clock: Clock | None = None, federation: dict[str, Any] | None = None,
-    **overrides: Any,
-) -> AsyncIterator[HomeServer]:
+def directory_server(
+    spec: ServerSpec, ca: TestCA, *, clock: Clock | None = None, **overrides: Any,
+) -> contextlib.AbstractAsyncContextManager[HomeServer]:
     """``spec`` running with a TLS listener for every API and ``overrides``
-    (``organization``, ``partner_directory``) merged into its config."""
-    cert = ca.issue(spec.ip, name=f"{spec.ip}-{spec.port}")
-    listener = {
-        "port": spec.port, "bind_addresses": [spec.ip],
-        "resources": ["client", "federation", "keys", "admin"],
-        "tls": True, "tls_certificate_path": str(cert.cert_path),
-        "tls_private_key_path": str(cert.key_path),
-    }
-    fed = {"enabled": True, "ca_bundle_path": str(ca.ca_path), **(federation or {})}
-    overrides.setdefault("outbound", LOOPBACK_OUTBOUND)  # the directories are on loopback
-    config = parse_config(config_dict(
-        spec.data_dir, server_name=spec.name, listeners=[listener], federation=fed, **overrides
-    ))
-    hs = HomeServer(config, clock=clock)
-    await hs.start()
-    try:
-        await hs.start_listeners()
-        yield hs
-    finally:
-        await hs.stop()
+    (``organization``, ``partner_directory``, ``federation``) merged into its config."""
+    return serve(spec, ca, resources=SERVED_WITH_ADMIN, clock=clock, **overrides)
 
 
 class User:

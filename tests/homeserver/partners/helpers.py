@@ -1,13 +1,13 @@
 """Real Accord servers for the partner tests: the federation tests' loopback TLS
-servers, with the admin API served too and any config section settable, plus a
-small HTTP client and a recorder of every outbound federation request."""
+servers, with the admin API served too and any config section settable, plus
+their HTTP client (`Client`) and a recorder of every outbound federation request."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,88 +16,20 @@ import orjson
 from yarl import URL
 
 from federation.request_auth import sign_request
-from homeserver.config import parse_config
 from homeserver.server import HomeServer
-from tests.conftest import LOOPBACK_OUTBOUND, config_dict
-from tests.homeserver.federation.servers import ServerSpec
+from tests.homeserver.federation.servers import SERVED_WITH_ADMIN, Client, ServerSpec, serve
 from tests.tls_ca import TestCA
 
 PARTNERS_API = "/_matrix/federation/unstable/org.accord.partners/v1"
 ADMIN_API = "/_accord/admin/v1/partnerships"
 
 
-@contextlib.asynccontextmanager
-async def partner_server(spec: ServerSpec, ca: TestCA, **overrides: Any) -> AsyncIterator[HomeServer]:
+def partner_server(
+    spec: ServerSpec, ca: TestCA, **overrides: Any
+) -> contextlib.AbstractAsyncContextManager[HomeServer]:
     """``spec`` as a real server on TLS serving client, admin, federation and keys;
     ``overrides`` are config sections (``federation`` is merged into the test's)."""
-    cert = ca.issue(spec.ip, name=f"{spec.ip}-{spec.port}")
-    listener = {
-        "port": spec.port, "bind_addresses": [spec.ip],
-        "resources": ["client", "admin", "federation", "keys"],
-        "tls": True, "tls_certificate_path": str(cert.cert_path), "tls_private_key_path": str(cert.key_path),
-    }
-    fed = {"enabled": True, "ca_bundle_path": str(ca.ca_path), **overrides.pop("federation", {})}
-    overrides.setdefault("outbound", LOOPBACK_OUTBOUND)  # the partners are on loopback
-    config = parse_config(
-        config_dict(spec.data_dir, server_name=spec.name, listeners=[listener], federation=fed, **overrides)
-    )
-    hs = HomeServer(config)
-    await hs.start()
-    try:
-        await hs.start_listeners()
-        yield hs
-    finally:
-        await hs.stop()
-
-
-class Client:
-    """One user of one server, over HTTPS."""
-
-    def __init__(self, session: aiohttp.ClientSession, spec: ServerSpec, ctx: ssl.SSLContext) -> None:
-        self.s, self.ctx, self.spec = session, ctx, spec
-        self.origin = f"https://{spec.name}"
-        self.token = ""
-        self.user_id = ""
-
-    async def raw(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        if not path.startswith("/_"):
-            path = "/_matrix/client/v3" + path
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        async with self.s.request(method, self.origin + path, json=body, headers=headers, ssl=self.ctx) as r:
-            return r.status, await r.json(content_type=None)
-
-    async def call(self, method: str, path: str, body: Any = None, expect: int = 200) -> Any:
-        status, data = await self.raw(method, path, body)
-        assert status == expect, (method, path, status, data)
-        return data
-
-    async def register(self, name: str, hs: HomeServer | None = None, *, admin: bool = False) -> str:
-        body = {"username": name, "password": "a-long-password", "auth": {"type": "m.login.dummy"}}
-        data = await self.call("POST", "/register", body)
-        self.token, self.user_id = data["access_token"], data["user_id"]
-        if admin:
-            assert hs is not None
-            await hs.users.set_admin(self.user_id, True)
-        return self.user_id
-
-    async def say(self, room: str, body: str) -> str:
-        txn = f"t{abs(hash((room, body, asyncio.get_running_loop().time())))}"
-        data = await self.call(
-            "PUT", f"/rooms/{room}/send/m.room.message/{txn}", {"msgtype": "m.text", "body": body}
-        )
-        return str(data["event_id"])
-
-    async def messages(self, room: str) -> list[dict[str, Any]]:
-        page = await self.call("GET", f"/rooms/{room}/messages?dir=b&limit=50")
-        return [ev for ev in page["chunk"] if ev["type"] == "m.room.message"]
-
-    async def wait_for_message(self, room: str, body: str, within: float = 10) -> dict[str, Any]:
-        async with asyncio.timeout(within):
-            while True:
-                for ev in await self.messages(room):
-                    if ev["content"].get("body") == body:
-                        return ev
-                await asyncio.sleep(0.05)
+    return serve(spec, ca, resources=SERVED_WITH_ADMIN, **overrides)
 
 
 async def until(check: Callable[[], Awaitable[bool]], within: float = 10) -> None:
