@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 from homeserver.errors import MatrixError, invalid_param
 from homeserver.identifiers import parse_user_id
-from homeserver.storage.events import StoredEvent
-from homeserver.storage.rooms import RoomRecord
+from homeserver.records.events import StoredEvent
+from homeserver.records.rooms import RoomRecord
 
 if TYPE_CHECKING:
     from homeserver.config import Config

@@ -17,6 +17,7 @@ from homeserver.accounts.account import AccountService
 from homeserver.accounts.auth import AuthService
 from homeserver.accounts.login import LoginService
 from homeserver.accounts.passwords import PasswordHasher
+from homeserver.accounts.profile import ProfileService
 from homeserver.accounts.registration import RegistrationService
 from homeserver.accounts.uia import UiaService
 from homeserver.admin.rooms import RoomAdmin
@@ -112,6 +113,7 @@ class HomeServer:
         self.accounts = AccountService(self)
         self.room_service = RoomService(self)
         self.membership = MembershipService(self)
+        self.profiles = ProfileService(self.users, self.room_store, self.membership)
         self.upgrades = RoomUpgradeService(self)
         self.visibility = VisibilityService(self)
         self.directory_rights = DirectoryRights(self.users, self.room_store, self.room_service)
@@ -317,10 +319,10 @@ class HomeServer:
                     runner, addr, lst.port, ssl_context=ssl_ctx, reuse_address=True, backlog=1024
                 )
                 await site.start()
-                server = site._server
+                sockets = getattr(site._server, "sockets", None)  # an asyncio.Server's
                 port = lst.port
-                if server is not None and server.sockets:  # port 0: learn the real one
-                    port = server.sockets[0].getsockname()[1]
+                if sockets:  # port 0: learn the real one
+                    port = sockets[0].getsockname()[1]
                 self.bound.append((lst, addr, port))
                 scheme = "https" if lst.tls else "http"
                 logger.info(

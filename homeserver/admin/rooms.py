@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from homeserver.errors import MatrixError
+from homeserver.records.rooms import RoomRecord
 from homeserver.rooms.public_rooms import plain_topic
 from homeserver.storage.admin_rooms import AdminRoomStore, PurgeResult, RoomCounts
-from homeserver.storage.rooms import RoomRecord
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
@@ -193,7 +193,8 @@ class RoomAdmin:
         if params.block:
             await self.set_blocked(room_id, True, params.requester)
         new_room = None
-        if params.new_room_user_id is not None:
+        notice_user = params.new_room_user_id
+        if notice_user is not None:
             new_room = await self._notice_room(params)
         await hs.room_store.set_published(room_id, False)
         kicked: list[str] = []
@@ -203,8 +204,8 @@ class RoomAdmin:
                 continue
             try:
                 await hs.membership.update(room, user_id, user_id, "leave")
-                if new_room is not None and membership == "join" and user_id != params.new_room_user_id:
-                    await hs.membership.update(new_room, params.new_room_user_id, user_id, "invite")
+                if new_room is not None and notice_user is not None and membership == "join" and user_id != notice_user:
+                    await hs.membership.update(new_room, notice_user, user_id, "invite")
                     await hs.membership.update(new_room, user_id, user_id, "join")
                 kicked.append(user_id)
             except MatrixError as e:

@@ -7,10 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from homeserver.accounts.auth import hash_token, new_device_id, new_token
 from homeserver.errors import MatrixError
+from homeserver.records.users import UserRecord
 from homeserver.storage.admin_users import AdminUserStore, UserListing
-from homeserver.storage.database import Txn
-from homeserver.storage.devices import DeviceStore
-from homeserver.storage.users import UserRecord
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
@@ -111,11 +109,7 @@ class UserAdmin:
 
     async def reactivate(self, user_id: str, password: str) -> None:
         pw_hash = await self.hs.passwords.hash(password)
-
-        async def fn(txn: Txn) -> None:
-            await AdminUserStore.reactivate(txn, user_id, pw_hash)
-
-        await self.hs.db.write(fn)
+        await self.store.reactivate(user_id, pw_hash)
         await self.store.set_erased(user_id, False, self.hs.clock.time_ms())
 
     async def deactivate(self, user_id: str, erase: bool) -> None:
@@ -129,14 +123,9 @@ class UserAdmin:
         that last. No device is listed for it (the user cannot tell), as in Synapse."""
         token = new_token("acc")
         now = self.hs.clock.time_ms()
-        device_id = new_device_id()
-
-        async def fn(txn: Txn) -> None:
-            await DeviceStore.insert_access_token(
-                txn, hash_token(token), user_id, device_id, now, valid_until_ms, None
-            )
-
-        await self.hs.db.write(fn)
+        await self.hs.devices.add_access_token(
+            hash_token(token), user_id, new_device_id(), now, valid_until_ms
+        )
         return token
 
     # --- rate limit overrides ---

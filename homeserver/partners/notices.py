@@ -15,13 +15,11 @@ import logging
 from typing import TYPE_CHECKING
 
 from homeserver.errors import MatrixError
-from homeserver.storage.database import Txn
 from homeserver.storage.partnerships import PartnershipStore
-from homeserver.storage.users import UserStore
 
 if TYPE_CHECKING:
+    from homeserver.records.rooms import RoomRecord
     from homeserver.server import HomeServer
-    from homeserver.storage.rooms import RoomRecord
 
 logger = logging.getLogger(__name__)
 
@@ -67,15 +65,10 @@ class ServerNotices:
     async def _ensure_system_user(self) -> bool:
         user = await self.hs.users.get_user(self.system_user)
         if user is None:
-            now = self.hs.clock.time_ms()
-
-            async def fn(txn: Txn) -> bool:
-                return await UserStore.insert_user(
-                    txn, self.system_user, None, now, user_type=SYSTEM_USER_TYPE,
-                    displayname="Server notices",
-                )
-
-            await self.hs.db.write(fn)
+            await self.hs.users.create_user(
+                self.system_user, None, self.hs.clock.time_ms(), user_type=SYSTEM_USER_TYPE,
+                displayname="Server notices",
+            )
             user = await self.hs.users.get_user(self.system_user)
         if user is None or user.password_hash is not None or user.user_type != SYSTEM_USER_TYPE:
             logger.error(

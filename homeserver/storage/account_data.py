@@ -6,22 +6,14 @@ Every write records the account data stream position it was made at, so
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from homeserver.records.account_data import AccountDataEntry
 from homeserver.storage.database import Database, Txn
 
 GLOBAL = ""  # the room_id of global account data
-
-
-@dataclass(frozen=True)
-class AccountDataEntry:
-    room_id: str  # GLOBAL for global account data
-    data_type: str
-    content: dict[str, Any]
-    stream_id: int
 
 
 class AccountDataStore:

@@ -3,29 +3,14 @@ paginated listing, reactivation, user types and per-user rate limit overrides.""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from homeserver.records.users import USER_ORDER_BY, UserFilter, UserListing
 from homeserver.storage.database import Database, Txn
 
-
-@dataclass(frozen=True)
-class UserListing:
-    user_id: str
-    is_guest: bool
-    admin: bool
-    user_type: str | None
-    deactivated: bool
-    locked: bool
-    displayname: str | None
-    avatar_url: str | None
-    created_ts: int
-    last_seen_ts: int | None
-
-
-# The admin API's order_by values -> SQL; "shadow_banned" is accepted but Accord has no
-# shadow bans, so it sorts like the tie-breaker (user ID).
-ORDER_COLUMNS = {
+# The admin API's order_by values (USER_ORDER_BY) -> SQL; "shadow_banned" is accepted but
+# Accord has no shadow bans, so it sorts like the tie-breaker (user ID).
+ORDER_COLUMNS: dict[str, str] = {
     "name": "u.user_id",
     "displayname": "p.displayname",
     "is_guest": "u.is_guest",
@@ -38,23 +23,13 @@ ORDER_COLUMNS = {
     "last_seen_ts": "last_seen_ts",
     "locked": "u.locked",
 }
+assert tuple(ORDER_COLUMNS) == USER_ORDER_BY
 
 
 def like_pattern(text: str) -> str:
     """A LIKE pattern matching `text` anywhere, with its own wildcards taken literally."""
     escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
-
-
-@dataclass(frozen=True)
-class UserFilter:
-    user_id: str | None = None
-    name: str | None = None
-    guests: bool = True
-    deactivated: bool = False
-    admins: bool | None = None
-    locked: bool = False
-    not_user_types: tuple[str, ...] = ()
 
 
 class AdminUserStore:
@@ -129,9 +104,8 @@ class AdminUserStore:
     async def set_locked(self, user_id: str, locked: bool) -> None:
         await self.db.execute("UPDATE users SET locked = ? WHERE user_id = ?", (int(locked), user_id))
 
-    @staticmethod
-    async def reactivate(txn: Txn, user_id: str, password_hash: str) -> None:
-        await txn.execute(
+    async def reactivate(self, user_id: str, password_hash: str) -> None:
+        await self.db.execute(
             "UPDATE users SET deactivated = 0, password_hash = ? WHERE user_id = ?",
             (password_hash, user_id),
         )

@@ -6,36 +6,8 @@ hash is enough to make a leaked database useless for impersonation.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from homeserver.records.devices import AccessTokenRecord, DeviceRecord, RefreshTokenRecord
 from homeserver.storage.database import Database, Txn
-
-
-@dataclass(frozen=True)
-class DeviceRecord:
-    user_id: str
-    device_id: str
-    display_name: str | None
-    last_seen_ts: int | None
-    last_seen_ip: str | None
-    last_seen_user_agent: str | None
-
-
-@dataclass(frozen=True)
-class AccessTokenRecord:
-    user_id: str
-    device_id: str
-    expires_ts: int | None
-    refresh_token_hash: str | None
-    used: bool
-
-
-@dataclass(frozen=True)
-class RefreshTokenRecord:
-    user_id: str
-    device_id: str
-    expires_ts: int | None
-    next_token_hash: str | None
 
 
 class DeviceStore:
@@ -132,6 +104,16 @@ class DeviceStore:
             "INSERT INTO refresh_tokens (token_hash, user_id, device_id, created_ts, expires_ts)"
             " VALUES (?, ?, ?, ?, ?)",
             (token_hash, user_id, device_id, now_ms, expires_ts),
+        )
+
+    async def add_access_token(
+        self, token_hash: str, user_id: str, device_id: str, now_ms: int, expires_ts: int | None
+    ) -> None:
+        """An access token of its own (no refresh token), in a transaction of its own."""
+        await self.db.write(
+            lambda txn: DeviceStore.insert_access_token(
+                txn, token_hash, user_id, device_id, now_ms, expires_ts, None
+            )
         )
 
     async def get_access_token(self, token_hash: str) -> AccessTokenRecord | None:

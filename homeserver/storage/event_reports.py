@@ -2,23 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from homeserver.records.event_reports import EventReport
 from homeserver.storage.database import Database
-
-
-@dataclass(frozen=True)
-class EventReport:
-    id: int
-    received_ts: int
-    room_id: str
-    event_id: str
-    user_id: str
-    reason: str | None
-    score: int | None
-    sender: str
-
 
 _COLUMNS = "id, received_ts, room_id, event_id, user_id, reason, score, sender"
 

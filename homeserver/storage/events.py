@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from homeserver.records.events import StoredEvent
 from homeserver.storage.database import Database, Row, Txn
 
 _CACHE_SIZE = 10_000
@@ -21,34 +21,6 @@ _COLUMNS = (
     "event_nid, event_id, room_nid, stream_ordering, state_before, state_after, outlier, "
     "rejected, redacted_by, txn_device, txn_id, json"
 )
-
-
-@dataclass
-class StoredEvent:
-    nid: int
-    event_id: str
-    room_nid: int
-    stream_ordering: int | None
-    state_before: int | None
-    state_after: int | None
-    outlier: bool
-    rejected: str | None
-    redacted_by: str | None
-    txn_device: str | None
-    txn_id: str | None
-    event: dict[str, Any]
-
-    @property
-    def type(self) -> str:
-        return self.event["type"]
-
-    @property
-    def state_key(self) -> str | None:
-        return self.event.get("state_key")
-
-    @property
-    def sender(self) -> str:
-        return self.event["sender"]
 
 
 def _from_row(row: Row) -> StoredEvent:

@@ -8,26 +8,14 @@ position it was made at, so /sync can ask for what changed after a position.
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
 from typing import Any
 
+from homeserver.records.receipts import Receipt
 from homeserver.storage.database import Database, Txn
 
 UNTHREADED = ""  # the thread_id column value of an unthreaded receipt
 # Rooms per IN (...) list: well under SQLite's and asyncpg's parameter limits.
 _CHUNK = 500
-
-
-@dataclass(frozen=True)
-class Receipt:
-    room_id: str
-    user_id: str
-    receipt_type: str
-    thread_id: str  # UNTHREADED, "main" or a thread root's event ID
-    event_id: str
-    event_stream_ordering: int
-    ts: int
-    stream_id: int
 
 
 _COLUMNS = "room_id, user_id, receipt_type, thread_id, event_id, event_stream_ordering, ts, stream_id"

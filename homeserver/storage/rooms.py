@@ -3,24 +3,12 @@ transaction IDs for idempotent sends, aliases and the published directory."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from homeserver.records.rooms import RoomRecord, UserMembership
 from homeserver.storage.database import Database, Txn
-
-
-@dataclass(frozen=True)
-class RoomRecord:
-    room_nid: int
-    room_id: str
-    room_version: str
-    creator: str
-    federate: bool
-    created_ts: int
-    published: bool
-
 
 _ROOM_COLUMNS = "room_nid, room_id, room_version, creator, federate, created_ts, published"
 
@@ -228,16 +216,6 @@ class RoomStore:
         """Point every alias of a room at its replacement (room upgrades); each alias
         keeps its creator, who may still delete it."""
         await self.db.execute("UPDATE room_aliases SET room_id = ? WHERE room_id = ?", (new_room_id, old_room_id))
-
-
-@dataclass(frozen=True)
-class UserMembership:
-    room_nid: int
-    room_id: str
-    room_version: str
-    membership: str
-    event_nid: int
-    stream_ordering: int
 
 
 class MembershipQueries:

@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from homeserver.records.users import UserRecord
 from homeserver.storage.database import Database, Txn
-
-
-@dataclass(frozen=True)
-class UserRecord:
-    user_id: str
-    password_hash: str | None
-    created_ts: int
-    admin: bool
-    is_guest: bool
-    user_type: str | None
-    deactivated: bool
-    locked: bool
-    ratelimit_exempt: bool
-
 
 _COLUMNS = (
     "user_id, password_hash, created_ts, admin, is_guest, user_type, deactivated, locked, "
@@ -66,6 +52,17 @@ class UserStore:
             "INSERT INTO profiles (user_id, displayname) VALUES (?, ?)", (user_id, displayname)
         )
         return True
+
+    async def create_user(
+        self, user_id: str, password_hash: str | None, now_ms: int, *, user_type: str | None,
+        displayname: str | None,
+    ) -> bool:
+        """Insert in a transaction of its own; False when the ID is taken."""
+        return await self.db.write(
+            lambda txn: UserStore.insert_user(
+                txn, user_id, password_hash, now_ms, user_type=user_type, displayname=displayname
+            )
+        )
 
     async def get_user(self, user_id: str) -> UserRecord | None:
         row = await self.db.fetchone(f"SELECT {_COLUMNS} FROM users WHERE user_id = ?", (user_id,))

@@ -10,7 +10,7 @@ from homeserver.api.admin.common import ADMIN_V1, audit, query_choice, query_int
 from homeserver.api.http import get_hs, json_response
 from homeserver.errors import MatrixError
 from homeserver.params import try_parse_int
-from homeserver.storage.event_reports import EventReport
+from homeserver.records.event_reports import EventReport
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer

@@ -21,8 +21,8 @@ from homeserver.api.admin.common import (
 )
 from homeserver.api.http import get_hs, json_response, read_json
 from homeserver.errors import MatrixError
+from homeserver.records.rooms import RoomRecord
 from homeserver.rooms.client_format import client_event
-from homeserver.storage.rooms import RoomRecord
 
 # Orders Synapse documents as "largest to smallest" going forwards.
 _DESCENDING = {"joined_members", "joined_local_members", "version", "state_events"}

@@ -23,7 +23,7 @@ from homeserver.api.admin.common import (
 )
 from homeserver.api.http import client_ip, get_hs, json_response, read_json
 from homeserver.errors import MatrixError
-from homeserver.storage.admin_users import ORDER_COLUMNS, UserFilter
+from homeserver.records.users import USER_ORDER_BY, UserFilter
 
 
 async def list_users(request: web.Request) -> web.Response:
@@ -40,7 +40,7 @@ async def list_users(request: web.Request) -> web.Response:
         locked=query_bool(request, "locked", False),
         not_user_types=tuple(request.query.getall("not_user_type", [])),
     )
-    order_by = query_choice(request, "order_by", tuple(ORDER_COLUMNS), "name")
+    order_by = query_choice(request, "order_by", USER_ORDER_BY, "name")
     direction = query_choice(request, "dir", ("f", "b"), "f")
     users, total = await hs.user_admin.store.list_users(
         flt, order_by=order_by, backwards=direction == "b", offset=start, limit=limit
@@ -117,7 +117,11 @@ async def put_user(request: web.Request) -> web.Response:
     for name in ("displayname", "avatar_url"):
         if name in body:
             value = body[name] or None  # "" removes it, as Synapse does
-            await hs.users.set_profile_field(user_id, name, value, delete=value is None)
+            # The admin API changes the profile only, not the user's member events.
+            if value is None:
+                await hs.profiles.delete_field(user_id, name, propagate=False)
+            else:
+                await hs.profiles.set_field(user_id, name, value, propagate=False)
     if "admin" in body and body["admin"] != existing.admin:
         await hs.users.set_admin(user_id, body["admin"])
     if "locked" in body and body["locked"] != existing.locked:
@@ -146,7 +150,7 @@ async def _create_user(request: web.Request, actor: str, user_id: str, body: dic
         displayname=body.get("displayname") or None, login=False,
     )
     if isinstance(body.get("avatar_url"), str) and body["avatar_url"]:
-        await hs.users.set_profile_field(user_id, "avatar_url", body["avatar_url"])
+        await hs.profiles.set_field(user_id, "avatar_url", body["avatar_url"], propagate=False)
     if body.get("locked"):
         await hs.user_admin.store.set_locked(user_id, True)
     if user_type == BOT:

@@ -16,7 +16,7 @@ from homeserver.api.http import (
     requester,
 )
 from homeserver.errors import MatrixError, not_found
-from homeserver.storage.devices import DeviceRecord
+from homeserver.records.devices import DeviceRecord
 
 PASSWORD_FLOWS = [["m.login.password"]]
 

@@ -16,7 +16,7 @@ from aiohttp import web
 from homeserver.api.http import ClientRoutes, field, get_hs, json_response, read_json, requester
 from homeserver.errors import MatrixError, invalid_param
 from homeserver.identifiers import parse_user_id
-from homeserver.storage.rooms import RoomRecord
+from homeserver.records.rooms import RoomRecord
 
 
 async def _body(request: web.Request) -> dict[str, Any]:

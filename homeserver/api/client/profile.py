@@ -16,8 +16,6 @@ _KEY = re.compile(r"^(avatar_url|displayname|m\.tz|[a-z][a-z0-9_]*(\.[a-z][a-z0-
 MAX_PROFILE_BYTES = 64 * 1024
 MAX_DISPLAYNAME_CHARS = 256
 MAX_AVATAR_URL_CHARS = 1000
-# Fields joined members carry in their m.room.member events: changing one re-sends those.
-_IN_MEMBER_EVENTS = ("displayname", "avatar_url")
 
 
 async def _profile_of(request: web.Request) -> tuple[str, dict[str, Any]]:
@@ -25,8 +23,7 @@ async def _profile_of(request: web.Request) -> tuple[str, dict[str, Any]]:
     user_id = request.match_info["user_id"]
     if parse_user_id(user_id) is None:
         raise MatrixError(400, "M_INVALID_PARAM", "Invalid user ID")
-    user = await hs.users.get_user(user_id)
-    profile = await hs.users.get_full_profile(user_id) if user and not user.deactivated else None
+    profile = await hs.profiles.get(user_id)
     if profile is None:
         raise not_found("Profile not found")
     return user_id, profile
@@ -54,9 +51,7 @@ async def _check_lookup_allowed(request: web.Request) -> None:
     target = request.match_info["user_id"]
     if not limits.limit_to_shared_rooms or req.user_id == target:
         return
-    mine = {room_id for room_id, _ in await hs.room_store.rooms_for_user(req.user_id)}
-    theirs = await hs.room_store.rooms_for_user(target, ("join", "invite"))
-    if not any(room_id in mine for room_id, _ in theirs):
+    if not await hs.profiles.shares_room(req.user_id, target):
         raise MatrixError(403, "M_FORBIDDEN", "You do not share a room with this user")
 
 
@@ -126,19 +121,13 @@ async def put_profile_field(request: web.Request) -> web.Response:
     profile[key] = value
     if len(orjson.dumps(profile)) > MAX_PROFILE_BYTES:
         raise MatrixError(400, "M_PROFILE_TOO_LARGE", "Profile would exceed 64 KiB")
-    hs = get_hs(request)
-    await hs.users.set_profile_field(user_id, key, value)
-    if key in _IN_MEMBER_EVENTS:
-        await hs.membership.propagate_profile(user_id)
+    await get_hs(request).profiles.set_field(user_id, key, value)
     return json_response({})
 
 
 async def delete_profile_field(request: web.Request) -> web.Response:
     user_id, key, _ = await _authorise_change(request)
-    hs = get_hs(request)
-    await hs.users.set_profile_field(user_id, key, None, delete=True)
-    if key in _IN_MEMBER_EVENTS:
-        await hs.membership.propagate_profile(user_id)
+    await get_hs(request).profiles.delete_field(user_id, key)
     return json_response({})
 
 

@@ -18,11 +18,11 @@ from homeserver.api.http import ClientRoutes, get_hs, json_response, requester
 from homeserver.errors import MatrixError, missing_param, not_found
 from homeserver.filters.event_filter import RoomEventFilter
 from homeserver.params import parse_int, query_int
+from homeserver.records.events import StoredEvent
+from homeserver.records.rooms import RoomRecord
 from homeserver.rooms import history
 from homeserver.rooms.tokens import parse_stream_position, room_token
 from homeserver.rooms.visibility import RoomAccess
-from homeserver.storage.events import StoredEvent
-from homeserver.storage.rooms import RoomRecord
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 1000

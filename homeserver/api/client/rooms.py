@@ -8,11 +8,11 @@ from aiohttp import web
 
 from homeserver.api.http import ClientRoutes, get_hs, json_response, read_json, requester
 from homeserver.errors import MatrixError, not_found
+from homeserver.records.events import StoredEvent
+from homeserver.records.rooms import RoomRecord
 from homeserver.rooms.creation import create_room
 from homeserver.rooms.history import format_client_events
 from homeserver.rooms.service import TxnInfo
-from homeserver.storage.events import StoredEvent
-from homeserver.storage.rooms import RoomRecord
 
 MAX_TYPE_BYTES = 255
 

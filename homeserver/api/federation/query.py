@@ -27,8 +27,7 @@ async def get_profile(request: web.Request) -> web.Response:
         raise invalid_param("'user_id' is not a valid user ID")
     if parsed[1] != hs.config.server_name:
         raise not_found("User is not local to this server")
-    user = await hs.users.get_user(user_id)
-    profile = await hs.users.get_full_profile(user_id) if user and not user.deactivated else None
+    profile = await hs.profiles.get(user_id)
     if profile is None:
         raise not_found("User does not exist")
     name = request.query.get("field")
