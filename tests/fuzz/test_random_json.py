@@ -39,11 +39,10 @@ from federation.events import build_event, pdu_json, select_auth_event_ids
 from federation.request_auth import sign_request
 from homeserver.config import RESOURCES
 from homeserver.server import HomeServer
-from homeserver.storage.rooms import RoomRecord
 from tests.homeserver.federation.servers import ServerSpec, running_server
 from tests.tls_ca import TestCA
 
-EXAMPLES_PER_ROUTE = int(os.environ.get("ACCORD_FUZZ_EXAMPLES", "50"))
+EXAMPLES_PER_ROUTE = int(os.environ.get("ACCORD_FUZZ_EXAMPLES", "80"))
 PASSWORD = "random-json-password-8d2f"
 
 # ---------------------------------------------------------------------------------------------
@@ -518,7 +517,7 @@ def body_routes(hs: HomeServer) -> tuple[web.Application, list[tuple[str, str]]]
     return app, routes
 
 
-async def _remote_event(hs: HomeServer, room: RoomRecord, spec: ServerSpec, sender: str,
+async def _remote_event(hs: HomeServer, room: Any, spec: ServerSpec, sender: str,
                         event_type: str, content: dict[str, Any], state_key: str | None = None) -> dict[str, Any]:
     """An event of ``spec``'s server for ``room``, built on ``hs``'s current state."""
     nids = await hs.room_service.current_state_ids(room)
