@@ -25,6 +25,28 @@ def is_valid_server_name(name: str) -> bool:
     return is_valid_server_address(name)
 
 
+def domain_is(identifier: str, server_name: str) -> bool:
+    """Whether an ID (`@user:domain`, `#alias:domain`, `!room:domain`) belongs to
+    `server_name`. The domain is everything after the FIRST colon: localparts
+    cannot contain one, while a server name may (a port, an IPv6 literal), so
+    `endswith(":" + server_name)` is not the same test."""
+    _, sep, domain = identifier.partition(":")
+    return bool(sep) and domain == server_name
+
+
+class LocalServer:
+    """This server's name, and the one answer to "is this ID ours?"."""
+
+    __slots__ = ("server_name",)
+
+    def __init__(self, server_name: str) -> None:
+        self.server_name = server_name
+
+    def is_mine(self, identifier: str) -> bool:
+        """Whether a user ID (or alias, or room ID) was made by this server."""
+        return domain_is(identifier, self.server_name)
+
+
 def is_valid_localpart(localpart: str) -> bool:
     """The grammar for new user IDs: lower-case letters, digits and ._=-/+."""
     return bool(_LOCALPART.fullmatch(localpart))

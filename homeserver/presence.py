@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from homeserver.errors import MatrixError, invalid_param
-from homeserver.identifiers import parse_user_id
+from homeserver.identifiers import LocalServer, parse_user_id
 from homeserver.records.events import StoredEvent
 from homeserver.records.rooms import RoomRecord
 
@@ -101,7 +101,7 @@ class PresenceService:
         # user_id -> local users sharing a joined room with them (themselves
         # included); dropped whenever any membership changes.
         self._audiences: dict[str, frozenset[str]] = {}
-        self._suffix = ":" + hs.config.server_name
+        self._local = LocalServer(hs.config.server_name)
         # callables(user_id, m.presence content) told of every visible change (the
         # federation sender turns them into m.presence EDUs).
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
@@ -202,7 +202,7 @@ class PresenceService:
                 continue
             parsed = parse_user_id(user_id)
             state = item.get("presence")
-            if parsed is None or parsed[1] != origin or state not in STATES or user_id.endswith(self._suffix):
+            if parsed is None or parsed[1] != origin or state not in STATES or self._local.is_mine(user_id):
                 continue
             if not (await self.audience(user_id)) - {user_id}:
                 continue  # no local user shares a room with them
@@ -242,7 +242,7 @@ class PresenceService:
         changed: list[str] = []
         for user_id in list(self._live):
             p = self._states[user_id]
-            if not user_id.endswith(self._suffix):
+            if not self._local.is_mine(user_id):
                 # Remote: their server reports idleness; we only give up on silence.
                 if now - p.last_sync_ts <= REMOTE_OFFLINE_AFTER_MS:
                     continue
@@ -280,7 +280,7 @@ class PresenceService:
         be remote (audiences list local users only, so ask from the other side)."""
         if user_id == other_id or other_id in await self.audience(user_id):
             return True
-        return not other_id.endswith(self._suffix) and user_id in await self.audience(other_id)
+        return not self._local.is_mine(other_id) and user_id in await self.audience(other_id)
 
     async def audience(self, user_id: str) -> frozenset[str]:
         """Local users sharing a joined room with the user (local or remote), the
@@ -321,7 +321,7 @@ class PresenceService:
             if since_pos == 0 and p.state == OFFLINE:
                 continue
             if other not in audience and (
-                other.endswith(self._suffix) or user_id not in await self.audience(other)
+                self._local.is_mine(other) or user_id not in await self.audience(other)
             ):
                 continue
             events.append({"type": "m.presence", "sender": other, "content": self._content(p)})
@@ -390,7 +390,7 @@ class PresenceService:
             self._audiences.clear()
             self._announce_join(event)
         sender = event.sender
-        if not self.enabled or event.state_key is not None or not sender.endswith(self._suffix):
+        if not self.enabled or event.state_key is not None or not self._local.is_mine(sender):
             return
         p = self._states.get(sender) if self._loaded else None
         if p is not None and p.state == ONLINE and p.currently_active:
@@ -408,7 +408,7 @@ class PresenceService:
             not self.enabled
             or user_id is None
             or event.event["content"].get("membership") != "join"
-            or not user_id.endswith(self._suffix)
+            or not self._local.is_mine(user_id)
         ):
             return
         p = self._states.get(user_id)

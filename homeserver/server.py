@@ -36,6 +36,7 @@ from homeserver.federation.reads import FederationReads
 from homeserver.federation.sender import FederationSender
 from homeserver.federation.state_fetch import StateFetcher
 from homeserver.filters.service import FilterService
+from homeserver.identifiers import LocalServer
 from homeserver.metrics import Metrics
 from homeserver.partners.directory import PartnerDirectory
 from homeserver.partners.directory_publisher import DirectoryPublisher
@@ -86,6 +87,7 @@ class HomeServer:
     def __init__(self, config: Config, clock: Clock | None = None) -> None:
         self.config = config
         self.clock = clock or Clock()
+        self.local_server = LocalServer(config.server_name)  # is_mine(user_id)
         self.signing_key: SigningKey = load_signing_key(config.resolve_path(config.signing_key_path))
         self.db = make_database(config.database, config.resolve_path(config.database.path))
         # stores
@@ -118,7 +120,7 @@ class HomeServer:
         self.visibility = VisibilityService(self)
         self.directory_rights = DirectoryRights(self.users, self.room_store, self.room_service)
         self.aliases = AliasService(
-            server_name=config.server_name,
+            local=self.local_server,
             rights=self.directory_rights,
             room_store=self.room_store,
             room_service=self.room_service,

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from federation.acl import server_allowed_by_acl
 from federation.events import get_room_version, pdu_json, redact_event
 from homeserver.errors import MatrixError, not_found
+from homeserver.identifiers import domain_is
 from homeserver.storage.events import StoredEvent
 from homeserver.storage.rooms import RoomRecord
 
@@ -48,7 +49,7 @@ def forbidden_server(message: str = "Your server is not allowed to read this roo
 async def server_in_room(hs: HomeServer, room: RoomRecord, server_name: str) -> bool:
     """Whether any user of `server_name` is joined to the room now."""
     members = await hs.room_store.members(room.room_nid, "join")
-    return any(server_of(user_id) == server_name for user_id, _, _ in members)
+    return any(domain_is(user_id, server_name) for user_id, _, _ in members)
 
 
 async def server_allowed(hs: HomeServer, room: RoomRecord, server_name: str) -> bool:
@@ -118,7 +119,7 @@ class ServerViewer:
             wanted: dict[int, tuple[str, str]] = {}
             for key_nid, key in keys.items():
                 if key == HISTORY_VISIBILITY or (
-                    key[0] == "m.room.member" and server_of(key[1]) == self.access.server_name
+                    key[0] == "m.room.member" and domain_is(key[1], self.access.server_name)
                 ):
                     wanted[state[key_nid]] = key
             events = await self.hs.event_store.get_events_by_nid(wanted)
@@ -152,7 +153,7 @@ class ServerViewer:
         if self._allowed(*await self._state_at(event.state_before)):
             return True
         if event.type == "m.room.history_visibility" or (
-            event.type == "m.room.member" and server_of(event.state_key or "") == self.access.server_name
+            event.type == "m.room.member" and domain_is(event.state_key or "", self.access.server_name)
         ):
             # Visible if the state before *or* after the event allows it (a join
             # is visible to the joining server, a visibility change to both sides).

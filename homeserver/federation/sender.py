@@ -53,6 +53,7 @@ from federation.client import (
 from federation.events.hashing import pdu_json
 from federation.events.identifiers import domain_of
 from federation.json_bounds import MAX_EVENT_DEPTH, JSONBoundsError, check_depth
+from homeserver.identifiers import LocalServer
 from homeserver.storage.database import Txn
 from homeserver.storage.federation_outbox import (
     EDU,
@@ -127,7 +128,7 @@ class FederationSender:
         self.max_pdus = max_pdus
         self.max_edus = max_edus
         self._rng = rng or random.Random()
-        self._suffix = ":" + self.server_name
+        self._local = LocalServer(self.server_name)
         self._intake: asyncio.Queue[_Intake] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._destinations: dict[str, _Destination] = {}
@@ -200,7 +201,7 @@ class FederationSender:
     def sends(self, room: RoomRecord, event: dict[str, Any]) -> bool:
         """Whether `event`, about to be persisted as a live event of `room`, is ours
         to send: federation on, the room federates, and its sender is one of ours."""
-        return self.enabled and room.federate and str(event.get("sender", "")).endswith(self._suffix)
+        return self.enabled and room.federate and self._local.is_mine(str(event.get("sender", "")))
 
     async def queue_event(
         self, txn: Txn, room: RoomRecord, event: dict[str, Any], joined: Iterable[str] | None = None
@@ -260,7 +261,7 @@ class FederationSender:
     # --- listeners (synchronous: called on the hot paths) ---
 
     def _on_typing(self, room: RoomRecord, user_id: str, typing: bool) -> None:
-        if self._running and room.federate and user_id.endswith(self._suffix):
+        if self._running and room.federate and self._local.is_mine(user_id):
             self._intake.put_nowait(_Intake("typing", room=room, user_id=user_id, typing=typing))
 
     def _on_receipt(self, room: RoomRecord, receipt: Receipt) -> None:
@@ -269,12 +270,12 @@ class FederationSender:
             self._running
             and room.federate
             and receipt.receipt_type == "m.read"
-            and receipt.user_id.endswith(self._suffix)
+            and self._local.is_mine(receipt.user_id)
         ):
             self._intake.put_nowait(_Intake("receipt", room=room, receipt=receipt))
 
     def _on_presence(self, user_id: str, content: dict[str, Any]) -> None:
-        if self._running and user_id.endswith(self._suffix):
+        if self._running and self._local.is_mine(user_id):
             self._intake.put_nowait(_Intake("presence", user_id=user_id, presence=dict(content)))
 
     # --- intake: destinations, then the queues ---

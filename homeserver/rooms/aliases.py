@@ -12,9 +12,14 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from federation.events import get_required_power_level, get_room_version, get_user_power_level
+from federation.events import (
+    domain_of,
+    get_required_power_level,
+    get_room_version,
+    get_user_power_level,
+)
 from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
-from homeserver.identifiers import is_valid_server_name
+from homeserver.identifiers import LocalServer, is_valid_server_name
 from homeserver.storage.rooms import RoomRecord
 
 if TYPE_CHECKING:
@@ -82,14 +87,15 @@ class AliasService:
     def __init__(
         self,
         *,
-        server_name: str,
+        local: LocalServer,
         rights: DirectoryRights,
         room_store: RoomStore,
         room_service: RoomService,
         visibility: VisibilityService,
         clock: Clock,
     ) -> None:
-        self._server_name = server_name
+        self._local = local
+        self._server_name = local.server_name
         self.rights = rights
         self._room_store = room_store
         self._room_service = room_service
@@ -118,7 +124,7 @@ class AliasService:
         for alias in aliases:
             if not isinstance(alias, str) or not alias.startswith("#") or ":" not in alias:
                 raise MatrixError(400, "M_INVALID_PARAM", f"Invalid alias {alias!r}")
-            if alias.split(":", 1)[1] != self._server_name:
+            if not self._local.is_mine(alias):
                 continue  # remote aliases cannot be checked without federation
             found = await self._room_store.get_alias(alias)
             if found is None or found[0] != room.room_id:
@@ -153,7 +159,7 @@ class AliasService:
         room = await self._room_store.get_room(room_id)
         if room is not None:
             others = {
-                member.split(":", 1)[1]
+                domain_of(member)
                 for member, _, _ in await self._room_store.members(room.room_nid, "join")
             }
             servers.extend(sorted(others - {self._server_name}))

@@ -68,8 +68,7 @@ class MembershipService:
         self.hs = hs
 
     def is_local(self, user_id: str) -> bool:
-        parsed = parse_user_id(user_id)
-        return parsed is not None and parsed[1] == self.hs.config.server_name
+        return parse_user_id(user_id) is not None and self.hs.local_server.is_mine(user_id)
 
     async def member_content(self, user_id: str, membership: str) -> dict[str, Any]:
         """Content for a membership event, with the user's profile where the spec

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from homeserver.identifiers import is_valid_localpart, is_valid_server_name, parse_user_id
+from homeserver.identifiers import (
+    LocalServer,
+    domain_is,
+    is_valid_localpart,
+    is_valid_server_name,
+    parse_user_id,
+)
 
 
 @pytest.mark.parametrize(
@@ -37,3 +43,19 @@ def test_user_ids() -> None:
     for bad in ("alice:example.org", "@alice", "@:example.org", "@alice:", "@al ice:example.org",
                 "@alice\n:example.org", "@alice:example.org\n", "@" + "a" * 250 + ":example.org"):
         assert parse_user_id(bad) is None, bad
+
+
+def test_is_mine_splits_at_the_first_colon() -> None:
+    here = LocalServer("example.org")
+    assert here.is_mine("@alice:example.org")
+    assert here.is_mine("#room:example.org")
+    assert not here.is_mine("@alice:other.example.org")
+    assert not here.is_mine("@alice:example.org:8448")
+    assert not here.is_mine("example.org")
+    assert not here.is_mine("@alice")
+    # A name with a port: the domain is everything after the first colon.
+    with_port = LocalServer("8.8.8.8:8448")
+    assert with_port.is_mine("@bob:8.8.8.8:8448")
+    assert not with_port.is_mine("@bob:1.2.3.4:8.8.8.8:8448")
+    assert not LocalServer("8448").is_mine("@bob:example.org:8448")
+    assert domain_is("@bob:[::1]:8448", "[::1]:8448")

@@ -33,7 +33,7 @@ async def get_presence(request: web.Request) -> web.Response:
     user_id = request.match_info["user_id"]
     if user_id != req.user_id:
         # Users of other servers are known here only through the rooms they share.
-        local = user_id.endswith(":" + hs.config.server_name)
+        local = hs.local_server.is_mine(user_id)
         if local and await hs.users.get_user(user_id) is None:
             raise not_found("Unknown user")
         if not await hs.presence.shares_room(req.user_id, user_id):
