@@ -8,7 +8,6 @@ import ssl
 from collections.abc import Callable
 
 from aiohttp import web
-
 from federation.client import FederationClient, make_ssl_context
 from federation.discovery import ServerResolver
 from federation.outbound_guard import AddressPolicy, OutboundGuard
@@ -31,12 +30,12 @@ from homeserver.federation.inbound import InboundTransactions
 from homeserver.federation.invites import FederatedInvites
 from homeserver.federation.joins import FederatedJoins
 from homeserver.federation.keyring import KeyRing
+from homeserver.federation.pdu_checks import PduChecks
 from homeserver.federation.queries import RemoteProfiles
 from homeserver.federation.reads import FederationReads
 from homeserver.federation.sender import FederationSender
 from homeserver.federation.state_fetch import StateFetcher
 from homeserver.filters.service import FilterService
-from homeserver.identifiers import LocalServer
 from homeserver.metrics import Metrics
 from homeserver.partners.directory import PartnerDirectory
 from homeserver.partners.directory_publisher import DirectoryPublisher
@@ -47,11 +46,16 @@ from homeserver.presence import PresenceService
 from homeserver.push.service import PushRulesService
 from homeserver.ratelimit import RateLimiter
 from homeserver.receipts import ReceiptService
+from homeserver.rooms.activity import RoomActivity
 from homeserver.rooms.aliases import AliasService, DirectoryRights
+from homeserver.rooms.heads import RoomHeads
 from homeserver.rooms.membership import MembershipService
+from homeserver.rooms.persist import EventPersister
 from homeserver.rooms.public_rooms import PublicRoomsService
+from homeserver.rooms.received import ReceivedEvents
 from homeserver.rooms.servers import RoomServers
 from homeserver.rooms.service import RoomService
+from homeserver.rooms.state_reader import RoomStateReader, StateResolver
 from homeserver.rooms.upgrade import RoomUpgradeService
 from homeserver.rooms.visibility import VisibilityService
 from homeserver.signing_key import SigningKey, load_signing_key
@@ -87,7 +91,6 @@ class HomeServer:
     def __init__(self, config: Config, clock: Clock | None = None) -> None:
         self.config = config
         self.clock = clock or Clock()
-        self.local_server = LocalServer(config.server_name)  # is_mine(user_id)
         self.signing_key: SigningKey = load_signing_key(config.resolve_path(config.signing_key_path))
         self.db = make_database(config.database, config.resolve_path(config.database.path))
         # stores
@@ -113,14 +116,76 @@ class HomeServer:
         self.registration = RegistrationService(self)
         self.login = LoginService(self)
         self.accounts = AccountService(self)
-        self.room_service = RoomService(self)
+        # Partnerships before the client: the policy the client enforces asks them.
+        self.partners = Partnerships(self)
+        self.federation_policy = FederationPolicy(
+            mode=config.federation.policy,
+            server_name=config.server_name,
+            allowed_servers=config.federation.allowed_servers,
+            partners=self.partners,
+            audit=self.audit,
+            monotonic=self.clock.monotonic,
+        )
+        # Every outbound HTTP connection (federation, keys, well-known, and any future
+        # media, preview or push fetch) must use a session from this guard.
+        self.outbound_guard = OutboundGuard(
+            AddressPolicy.parse(config.outbound.allowed_ranges, config.outbound.denied_ranges)
+        )
+        self.federation_client = self._make_federation_client()
+        self.keyring = KeyRing(
+            server_name=config.server_name,
+            signing_key=self.signing_key,
+            store=self.server_keys,
+            client=self.federation_client,
+            clock=self.clock,
+            trusted_key_servers=config.federation.trusted_key_servers,
+            key_validity_ms=config.federation.key_validity_ms,
+            old_signing_keys=config.old_signing_keys,
+            ratelimiter=self.ratelimiter,
+        )
+        self.room_servers = RoomServers(server_name=config.server_name, rooms=self.room_store)
+        self.federation_sender = FederationSender(
+            self,
+            backoff_base_s=config.federation.retry_base_s,
+            backoff_cap_s=config.federation.retry_cap_s,
+        )
+        # The room core: state reading, DAG heads, the one writer of events, the PDU
+        # checks, and what follows each persisted event.
+        self.room_state = RoomStateReader(self.event_store, self.state_store)
+        self.state_resolver = StateResolver(self.event_store)
+        self.room_heads = RoomHeads(self.room_store, self.event_store)
+        self.room_activity = RoomActivity(
+            rooms=self.room_store, positions=self.event_positions, waker=self.notifier,
+            is_mine=lambda user_id: user_id.endswith(":" + config.server_name),
+        )
+        self.room_activity.listeners.append(self.room_servers.on_event)
+        self.event_persister = EventPersister(
+            db=self.db, clock=self.clock, events=self.event_store, rooms=self.room_store,
+            state=self.state_store, reader=self.room_state, resolver=self.state_resolver,
+            heads=self.room_heads, activity=self.room_activity, outbox=self.federation_sender,
+            servers_in_room=self.room_servers.servers_in_room,
+        )
+        self.pdu_checks = PduChecks(
+            keyring=self.keyring, events=self.event_store, reader=self.room_state,
+            resolver=self.state_resolver,
+        )
+        self.received_events = ReceivedEvents(
+            events=self.event_store, reader=self.room_state, heads=self.room_heads,
+            checks=self.pdu_checks, persister=self.event_persister, outbox=self.federation_sender,
+        )
+        self.room_service = RoomService(
+            server_name=config.server_name, signing_key=self.signing_key, clock=self.clock,
+            rooms=self.room_store, events=self.event_store, reader=self.room_state,
+            heads=self.room_heads, activity=self.room_activity, persister=self.event_persister,
+            received=self.received_events, ignored_users=self._ignored_users,
+        )
         self.membership = MembershipService(self)
         self.profiles = ProfileService(self.users, self.room_store, self.membership)
         self.upgrades = RoomUpgradeService(self)
         self.visibility = VisibilityService(self)
         self.directory_rights = DirectoryRights(self.users, self.room_store, self.room_service)
         self.aliases = AliasService(
-            local=self.local_server,
+            server_name=config.server_name,
             rights=self.directory_rights,
             room_store=self.room_store,
             room_service=self.room_service,
@@ -169,24 +234,9 @@ class HomeServer:
             clock=self.clock,
         )
         self.room_service.listeners.append(self.sync.on_room_event)
+        self.room_activity.membership_listeners.append(self.sync.invalidate_memberships)
         self.user_admin = UserAdmin(self)
         self.room_admin = RoomAdmin(self)
-        # Partnerships before the client: the policy the client enforces asks them.
-        self.partners = Partnerships(self)
-        self.federation_policy = FederationPolicy(
-            mode=config.federation.policy,
-            server_name=config.server_name,
-            allowed_servers=config.federation.allowed_servers,
-            partners=self.partners,
-            audit=self.audit,
-            monotonic=self.clock.monotonic,
-        )
-        # Every outbound HTTP connection (federation, keys, well-known, and any future
-        # media, preview or push fetch) must use a session from this guard.
-        self.outbound_guard = OutboundGuard(
-            AddressPolicy.parse(config.outbound.allowed_ranges, config.outbound.denied_ranges)
-        )
-        self.federation_client = self._make_federation_client()
         self.public_rooms = PublicRoomsService(
             rights=self.directory_rights,
             room_store=self.room_store,
@@ -194,29 +244,18 @@ class HomeServer:
             federation_client=self.federation_client,
             clock=self.clock,
         )
-        self.keyring = KeyRing(
-            server_name=config.server_name,
-            signing_key=self.signing_key,
-            store=self.server_keys,
-            client=self.federation_client,
-            clock=self.clock,
-            trusted_key_servers=config.federation.trusted_key_servers,
-            key_validity_ms=config.federation.key_validity_ms,
-            old_signing_keys=config.old_signing_keys,
-            ratelimiter=self.ratelimiter,
-        )
-        self.room_servers = RoomServers(self)  # servers_in_room(room), cached per room
-        self.federation_sender = FederationSender(
-            self,
-            backoff_base_s=config.federation.retry_base_s,
-            backoff_cap_s=config.federation.retry_cap_s,
-        )
         # The shared partner directory: the one we serve, our profile in others, searching them.
         self.partner_directory = PartnerDirectory(self)
         self.partner_directory_publisher = DirectoryPublisher(self)
         self.partner_directory_search = DirectorySearch(self)
         self._runners: list[web.AppRunner] = []
         self.bound: list[tuple[ListenerConfig, str, int]] = []
+
+    async def _ignored_users(self, user_id: str) -> set[str]:
+        """Users whose events this user has chosen not to see (m.ignored_user_list)."""
+        content = await self.account_data.get_global(user_id, "m.ignored_user_list")
+        ignored = content.get("ignored_users", {}) if isinstance(content, dict) else {}
+        return set(ignored) if isinstance(ignored, dict) else set()
 
     def _make_federation_client(self) -> FederationClient | None:
         """The outbound client (None when federation is off): TLS trust, static

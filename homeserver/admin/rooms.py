@@ -264,12 +264,7 @@ class RoomAdmin:
         store = hs.room_store
         store._rooms.pop(room.room_id, None)
         store._rooms_by_nid.pop(nid, None)
-        rs = hs.room_service
-        for cache in (rs._heads, rs._joined_local, rs._member_versions, rs._last_pos):
-            cache.pop(nid, None)
-        purged = set(result.event_ids)
-        for key in [k for k, v in rs._recent_txns.items() if v in purged]:
-            del rs._recent_txns[key]
+        hs.room_service.forget_room(nid, result.event_ids)
         for event_id in result.event_ids:
             hs.event_store.forget(event_id)
         for snapshot in result.snapshot_nids:

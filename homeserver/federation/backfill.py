@@ -45,8 +45,8 @@ from typing import TYPE_CHECKING, Any
 from federation.client import quote_path_segment
 from federation.events import get_room_version
 from federation.events.room_versions import RoomVersion
-from homeserver.federation.inbound import PduError, event_in_room
-from homeserver.rooms.received import MissingEventsError, Outcome, ReceivedEvents
+from homeserver.federation.pdu_checks import MissingEventsError, PduError, event_in_room
+from homeserver.rooms.received import Outcome
 from homeserver.storage.rooms import RoomRecord
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ _FRUITLESS_SIZE = 1000
 class RoomBackfill:
     def __init__(self, hs: HomeServer) -> None:
         self.hs = hs
-        self.received = ReceivedEvents(hs.room_service)
+        self.received = hs.received_events
         self._lowest: int | None = None  # the lowest stream position handed out so far
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
         # (room nid, extremities) -> when every server failed to extend them
@@ -212,7 +212,7 @@ class RoomBackfill:
             if not isinstance(pdu, dict):
                 continue
             try:
-                event = await self.hs.inbound_transactions.check(pdu, rv)
+                event = await self.hs.pdu_checks.check(pdu, rv)
             except PduError as e:
                 logger.info("backfilled event from %s refused: %s", server, e)
                 continue

@@ -1,10 +1,10 @@
 """Inbound transactions: PUT /_matrix/federation/v1/send/{txnId}.
 
-Each PDU goes through the checks the spec orders: format, signatures of every
-server that must have signed it (keys valid at the event's timestamp), content
-hash (a mismatch means the event is stored redacted), then the auth rules
-against its auth events, the state before it and the current state (see
-homeserver/rooms/received.py). Missing prev events are asked of the sending
+Each PDU goes through the checks the spec orders (homeserver/federation/pdu_checks.py):
+format, signatures of every server that must have signed it (keys valid at the
+event's timestamp), content hash (a mismatch means the event is stored
+redacted), then the auth rules against its auth events, the state before it and
+the current state. Missing prev events are asked of the sending
 server with /get_missing_events, missing auth events with /event_auth, each
 fetched event going through the same checks. When /get_missing_events cannot
 close the gap (the sender returns too few events: its limit, or history it
@@ -31,21 +31,14 @@ from typing import TYPE_CHECKING, Any
 
 from federation.client import quote_path_segment
 from federation.events import (
-    EventFormatError,
-    SignatureError,
     compute_event_id,
-    content_hash_matches,
     get_room_version,
-    redact_event,
-    room_id_from_create_event_id,
-    servers_required_to_sign,
-    validate_pdu,
-    verify_event_signatures,
 )
 from federation.events.room_versions import RoomVersion
 from homeserver.errors import MatrixError
 from homeserver.federation.access import server_allowed
-from homeserver.rooms.received import MissingEventsError, Outcome, ReceivedEvents
+from homeserver.federation.pdu_checks import MissingEventsError, PduError, event_in_room
+from homeserver.rooms.received import Outcome
 from homeserver.storage.rooms import RoomRecord
 
 if TYPE_CHECKING:
@@ -67,24 +60,6 @@ def _event_id_or_placeholder(pdu: dict[str, Any], rv: RoomVersion | None) -> str
         return str(pdu.get("event_id", "?"))
 
 
-def event_in_room(event: dict[str, Any], room_id: str, rv: RoomVersion) -> bool:
-    """Whether a checked event (with its computed ID) belongs to the room: by its
-    room_id, or, for a create event of a version without one, by its ID. Events a
-    peer hands over as part of something else are filtered with this, so no room
-    can be given another room's events."""
-    if "room_id" in event:
-        return event["room_id"] == room_id
-    return (
-        rv.room_id_is_create_event_id
-        and event.get("type") == "m.room.create"
-        and room_id_from_create_event_id(event["event_id"]) == room_id
-    )
-
-
-class PduError(Exception):
-    """This PDU is refused; the reason goes back to the sender for this event only."""
-
-
 @dataclass
 class _Budget:
     """What one received PDU may still cost in requests back to its sender."""
@@ -96,7 +71,7 @@ class _Budget:
 class InboundTransactions:
     def __init__(self, hs: HomeServer) -> None:
         self.hs = hs
-        self.received = ReceivedEvents(hs.room_service)
+        self.received = hs.received_events
         self._answered: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
 
     async def on_send(self, origin: str, txn_id: str, body: Any) -> dict[str, Any]:
@@ -138,7 +113,7 @@ class InboundTransactions:
         if not await server_allowed(self.hs, room, origin):
             return _event_id_or_placeholder(pdu, rv), "Your server is denied by the room's server ACL"
         try:
-            event = await self.check(pdu, rv)
+            event = await self.hs.pdu_checks.check(pdu, rv)
         except PduError as e:
             return _event_id_or_placeholder(pdu, rv), str(e)
         try:
@@ -149,35 +124,6 @@ class InboundTransactions:
         if outcome.status == "rejected":
             return event["event_id"], f"Rejected: {outcome.reason}"
         return event["event_id"], None
-
-    async def check(self, pdu: dict[str, Any], rv: RoomVersion) -> dict[str, Any]:
-        """Format, signatures and content hash; returns the event (with its ID) to persist."""
-        event = {k: v for k, v in pdu.items() if k != "event_id"}
-        try:
-            validate_pdu(event, rv)
-        except EventFormatError as e:
-            raise PduError(f"Invalid PDU: {e}") from None
-        event["event_id"] = compute_event_id(event, rv)
-        keys = {}
-        for server in servers_required_to_sign(event, rv):
-            sigs = event.get("signatures", {}).get(server, {})
-            key_ids = list(sigs) if isinstance(sigs, dict) else []
-            try:
-                keys[server] = await self.hs.keyring.get_verify_keys(
-                    server, key_ids, minimum_valid_until_ts=event["origin_server_ts"]
-                )
-            except Exception as e:
-                raise PduError(f"Cannot get keys of {server}: {e}") from None
-        try:
-            verify_event_signatures(event, rv, keys)
-        except SignatureError as e:
-            raise PduError(f"Bad signature: {e}") from None
-        if not content_hash_matches(event):
-            # The signature covers the redacted form only: keep that much, drop the content.
-            redacted = redact_event(event, rv)
-            redacted["event_id"] = event["event_id"]
-            return redacted
-        return event
 
     async def _persist(
         self, origin: str, room: RoomRecord, rv: RoomVersion, event: dict[str, Any], depth: int, budget: _Budget
@@ -223,7 +169,7 @@ class InboundTransactions:
         checked = []
         for pdu in chain[:500]:
             if isinstance(pdu, dict):
-                event = await self.check(pdu, rv)
+                event = await self.hs.pdu_checks.check(pdu, rv)
                 if event_in_room(event, room.room_id, rv):  # never another room's events
                     checked.append(event)
         checked.sort(key=lambda e: e.get("depth", 0))
@@ -257,7 +203,7 @@ class InboundTransactions:
         for pdu in found[:MAX_MISSING]:
             if isinstance(pdu, dict) and pdu.get("room_id") == room.room_id:  # never a create event
                 try:
-                    events.append(await self.check(pdu, rv))
+                    events.append(await self.hs.pdu_checks.check(pdu, rv))
                 except PduError as e:
                     logger.info("missing event from %s refused: %s", origin, e)
         events.sort(key=lambda e: e.get("depth", 0))

@@ -38,10 +38,9 @@ from federation.events import (
 from federation.events.room_versions import SUPPORTED_ROOM_VERSIONS, RoomVersion
 from homeserver.errors import MatrixError, forbidden
 from homeserver.federation.access import federation_pdu, server_of
-from homeserver.federation.inbound import PduError
+from homeserver.federation.pdu_checks import PduError
 from homeserver.identifiers import parse_user_id
 from homeserver.rooms.membership import STRIPPED_STATE_TYPES
-from homeserver.rooms.received import ReceivedEvents
 from homeserver.storage.events import StoredEvent
 from homeserver.storage.rooms import RoomRecord
 
@@ -65,7 +64,7 @@ def invalid(message: str) -> MatrixError:
 class FederatedInvites:
     def __init__(self, hs: HomeServer) -> None:
         self.hs = hs
-        self.received = ReceivedEvents(hs.room_service)
+        self.received = hs.received_events
 
     # --- the inviting server ---
 
@@ -177,7 +176,7 @@ class FederatedInvites:
         if not isinstance(user_id, str) or not self.hs.membership.is_local(user_id):
             raise invalid("The invited user does not belong to this server")
         try:
-            event = await self.hs.inbound_transactions.check(pdu, rv)
+            event = await self.hs.pdu_checks.check(pdu, rv)
         except PduError as e:
             raise MatrixError(403, "M_FORBIDDEN", str(e)) from None
         if event["event_id"] != event_id:

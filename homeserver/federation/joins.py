@@ -34,9 +34,8 @@ from federation.events import (
 from federation.events.room_versions import SUPPORTED_ROOM_VERSIONS
 from homeserver.errors import MatrixError, forbidden, not_found
 from homeserver.federation.access import server_allowed, server_of
-from homeserver.federation.inbound import PduError
+from homeserver.federation.pdu_checks import MissingEventsError, PduError
 from homeserver.identifiers import parse_user_id
-from homeserver.rooms.received import MissingEventsError, ReceivedEvents
 from homeserver.storage.rooms import RoomRecord
 
 if TYPE_CHECKING:
@@ -111,10 +110,9 @@ class FederatedJoins:
     async def send_join(self, origin: str, room_id: str, event_id: str, pdu: Any) -> dict[str, Any]:
         room, stored = await self._accept_membership(origin, room_id, event_id, pdu, "join")
         rv = get_room_version(room.room_version)
-        received = ReceivedEvents(self.hs.room_service)
         state_ids = await self.hs.room_service.state_ids_before(stored)
         state = await self.hs.room_service.state_events(state_ids)
-        events = await received._load_with_auth_chains([stored.event_id, *(e.event_id for e in state.values())])
+        events = await self.hs.state_resolver.load_with_auth_chains([stored.event_id, *(e.event_id for e in state.values())])
         chain = compute_auth_chain([stored.event_id, *(e.event_id for e in state.values())], events, rv)
         chain_events = await self.hs.event_store.get_events(chain)
         return {
@@ -151,12 +149,12 @@ class FederatedJoins:
         ):
             raise MatrixError(400, "M_BAD_JSON", f"Not a {membership} event for this room and user")
         try:
-            event = await self.hs.inbound_transactions.check(pdu, rv)
+            event = await self.hs.pdu_checks.check(pdu, rv)
         except PduError as e:
             raise MatrixError(400, "M_BAD_JSON", str(e)) from None
         if event["event_id"] != event_id:
             raise MatrixError(400, "M_BAD_JSON", "The event ID in the path does not match the event")
-        received = ReceivedEvents(self.hs.room_service)
+        received = self.hs.received_events
         try:
             async with self.hs.room_service.lock(room.room_id):
                 outcome = await received.persist(room, event)
@@ -205,7 +203,7 @@ class FederatedJoins:
             stripped = await self.hs.federated_invites.stripped_room_state(
                 server, room_id, version, answer.get("knock_room_state")
             )
-            received = ReceivedEvents(self.hs.room_service)
+            received = self.hs.received_events
             room = await received.ensure_room(room_id, version.identifier, user_id)
             await received.persist_membership_outlier(room, event, stripped)
             return room_id
@@ -303,11 +301,11 @@ class FederatedJoins:
 
     async def _build_room(self, room_id: str, rv: Any, join: dict[str, Any], answer: dict[str, Any]) -> str:
         hs = self.hs
-        inbound = hs.inbound_transactions
+        checks = hs.pdu_checks
         checked: dict[str, dict[str, Any]] = {}
         for pdu in [*answer.get("auth_chain", []), *answer.get("state", [])]:
             if isinstance(pdu, dict):
-                ev = await inbound.check(pdu, rv)
+                ev = await checks.check(pdu, rv)
                 checked[ev["event_id"]] = ev
         state_ids = {
             (e["type"], e["state_key"]): eid
@@ -326,7 +324,7 @@ class FederatedJoins:
         federate = content.get("m.federate", True) is not False
         if not federate:
             raise PduError("The room does not federate")
-        received = ReceivedEvents(hs.room_service)
+        received = hs.received_events
         room = await received.ensure_room(room_id, rv.identifier, creator)
         async with hs.room_service.lock(room_id):
             ordered = sorted(checked.values(), key=lambda e: e.get("depth", 0))

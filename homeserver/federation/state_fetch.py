@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from federation.client import quote_path_segment
 from federation.events.room_versions import RoomVersion
-from homeserver.federation.inbound import PduError, event_in_room
-from homeserver.rooms.received import ReceivedEvents
+from homeserver.federation.pdu_checks import PduError, event_in_room
 from homeserver.storage.rooms import RoomRecord
 
 if TYPE_CHECKING:
@@ -51,7 +50,7 @@ def _event_ids(value: Any) -> list[str]:
 class StateFetcher:
     def __init__(self, hs: HomeServer) -> None:
         self.hs = hs
-        self.received = ReceivedEvents(hs.room_service)
+        self.received = hs.received_events
 
     async def _get(self, server: str, path: str, query: dict[str, str] | None = None) -> Any:
         client = self.hs.federation_client
@@ -73,7 +72,7 @@ class StateFetcher:
             pdus = body.get("pdus") if isinstance(body, dict) else None
             if not isinstance(pdus, list) or len(pdus) != 1 or not isinstance(pdus[0], dict):
                 raise PduError(f"/event answered without the event {event_id}")
-            event = await self.hs.inbound_transactions.check(pdus[0], rv)
+            event = await self.hs.pdu_checks.check(pdus[0], rv)
             if event["event_id"] != event_id or not event_in_room(event, room.room_id, rv):
                 raise PduError(f"/event answered with another event than {event_id}")
             out[event_id] = event
@@ -97,7 +96,7 @@ class StateFetcher:
             for pdu in pdus:
                 if not isinstance(pdu, dict):
                     continue
-                event = await self.hs.inbound_transactions.check(pdu, rv)
+                event = await self.hs.pdu_checks.check(pdu, rv)
                 if event["event_id"] in wanted and event_in_room(event, room.room_id, rv):
                     out[event["event_id"]] = event
         return out

@@ -1,8 +1,8 @@
 """Which other servers take part in a room: the domains of its joined members.
 
 Every outbound PDU and room EDU asks this, so the answer is cached per room and
-dropped whenever a membership event of the room is persisted (RoomService
-listeners see every persisted event, local or received over federation).
+dropped whenever a membership event of the room is persisted (the room
+activity's listeners see every persisted event, local or received over federation).
 
 A local PDU's destinations are worked out by the transaction that persists it
 (`FederationSender.queue_event`), from the membership after that event, so a
@@ -13,25 +13,20 @@ that if it wants it).
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import TYPE_CHECKING
 
 from federation.events.identifiers import domain_of
 from homeserver.storage.events import StoredEvent
-from homeserver.storage.rooms import RoomRecord
-
-if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+from homeserver.storage.rooms import RoomRecord, RoomStore
 
 _CACHE_SIZE = 20_000  # rooms; a miss costs one indexed read
 
 
 class RoomServers:
-    def __init__(self, hs: HomeServer) -> None:
-        self.hs = hs
-        self.server_name = hs.config.server_name
+    def __init__(self, *, server_name: str, rooms: RoomStore) -> None:
+        self.rooms = rooms
+        self.server_name = server_name
         self._cache: OrderedDict[int, frozenset[str]] = OrderedDict()  # room nid -> joined servers
         self._versions: dict[int, int] = {}  # bumped per membership change, guards lazy loads
-        hs.room_service.listeners.append(self._on_event)
 
     async def servers_in_room(self, room: RoomRecord) -> set[str]:
         """Domains of the room's joined members, ours excluded (a fresh set the
@@ -41,7 +36,7 @@ class RoomServers:
             self._cache.move_to_end(room.room_nid)
         else:
             version = self._versions.get(room.room_nid, 0)
-            members = await self.hs.room_store.members(room.room_nid, "join")
+            members = await self.rooms.members(room.room_nid, "join")
             cached = frozenset(domain_of(user_id) for user_id, _, _ in members) - {self.server_name}
             # A membership change that landed during the read would make this stale: use, don't keep.
             if self._versions.get(room.room_nid, 0) == version:
@@ -59,6 +54,7 @@ class RoomServers:
         self._cache.pop(room_nid, None)
         self._versions[room_nid] = self._versions.get(room_nid, 0) + 1
 
-    def _on_event(self, event: StoredEvent, room: RoomRecord) -> None:
+    def on_event(self, event: StoredEvent, room: RoomRecord) -> None:
+        """A listener of every persisted event (see homeserver/rooms/activity.py)."""
         if event.type == "m.room.member":
             self.invalidate(room.room_nid)

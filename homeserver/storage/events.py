@@ -157,6 +157,35 @@ class EventStore:
             (redaction_event_id, target_event_id),
         )
 
+    @staticmethod
+    async def place_in_timeline(txn: Txn, event_nid: int, stream_ordering: int) -> None:
+        """Give an event held out of the timeline (a redaction waiting to apply) its place."""
+        await txn.execute(
+            "UPDATE events SET stream_ordering = ? WHERE event_nid = ? AND stream_ordering IS NULL",
+            (stream_ordering, event_nid),
+        )
+
+    # --- redactions whose target has not arrived ---
+
+    async def pending_redactions(self, target_event_id: str, room_nid: int) -> list[int]:
+        rows = await self.db.fetchall(
+            "SELECT redaction_nid FROM pending_redactions WHERE target_event_id = ? AND room_nid = ?",
+            (target_event_id, room_nid),
+        )
+        return [int(r[0]) for r in rows]
+
+    @staticmethod
+    async def add_pending_redaction(txn: Txn, target_event_id: str, redaction_nid: int, room_nid: int) -> None:
+        await txn.execute(
+            "INSERT INTO pending_redactions (target_event_id, redaction_nid, room_nid) VALUES (?, ?, ?)"
+            " ON CONFLICT (target_event_id, redaction_nid) DO NOTHING",
+            (target_event_id, redaction_nid, room_nid),
+        )
+
+    @staticmethod
+    async def clear_pending_redactions(txn: Txn, target_event_id: str) -> None:
+        await txn.execute("DELETE FROM pending_redactions WHERE target_event_id = ?", (target_event_id,))
+
     async def max_stream_ordering(self) -> int:
         """The newest stream position in use. Memberships in rooms this server is not
         in (a remote invite, our knock) hold positions of their own, with no timeline

@@ -94,6 +94,40 @@ class RoomStore:
         return [int(r[0]) for r in rows]
 
     @staticmethod
+    async def replace_forward_extremities(txn: Txn, room_nid: int, nids: list[int]) -> None:
+        await txn.execute("DELETE FROM forward_extremities WHERE room_nid = ?", (room_nid,))
+        for nid in nids:
+            await txn.execute(
+                "INSERT INTO forward_extremities (room_nid, event_nid) VALUES (?, ?)", (room_nid, nid)
+            )
+
+    # --- room heads: the resolved state of a room with several forward extremities ---
+
+    async def head_snapshot(self, room_nid: int) -> int | None:
+        row = await self.db.fetchone("SELECT snapshot_nid FROM room_heads WHERE room_nid = ?", (room_nid,))
+        return int(row[0]) if row is not None else None
+
+    @staticmethod
+    async def set_head_snapshot(txn: Txn, room_nid: int, snapshot: int) -> None:
+        await txn.execute(
+            "INSERT INTO room_heads (room_nid, snapshot_nid) VALUES (?, ?) ON CONFLICT (room_nid)"
+            " DO UPDATE SET snapshot_nid = excluded.snapshot_nid",
+            (room_nid, snapshot),
+        )
+
+    @staticmethod
+    async def clear_head_snapshot(txn: Txn, room_nid: int) -> None:
+        """The room's state is again that of one event (its only extremity)."""
+        await txn.execute("DELETE FROM room_heads WHERE room_nid = ?", (room_nid,))
+
+    @staticmethod
+    async def insert_room_if_absent(
+        txn: Txn, room_id: str, room_version: str, creator: str, federate: bool, now_ms: int
+    ) -> None:
+        if await txn.fetchone("SELECT 1 FROM rooms WHERE room_id = ?", (room_id,)) is None:
+            await RoomStore.insert_room(txn, room_id, room_version, creator, federate, now_ms)
+
+    @staticmethod
     async def set_forward_extremities(txn: Txn, room_nid: int, remove: list[int], add: int) -> None:
         for nid in remove:
             await txn.execute(

@@ -12,7 +12,7 @@ from homeserver.records.events import StoredEvent
 from homeserver.records.rooms import RoomRecord
 from homeserver.rooms.creation import create_room
 from homeserver.rooms.history import format_client_events
-from homeserver.rooms.service import TxnInfo
+from homeserver.rooms.persist import ClientTxn
 
 MAX_TYPE_BYTES = 255
 
@@ -58,7 +58,7 @@ async def put_send(request: web.Request) -> web.Response:
     room = await member_room(request, req.user_id)
     stored = await hs.room_service.create_event(
         room, req.user_id, event_type, content,
-        txn=TxnInfo(
+        txn=ClientTxn(
             req.user_id, req.device_id, f"send {room.room_id} {event_type}", request.match_info["txn_id"]
         ),
     )
@@ -90,7 +90,7 @@ async def put_redact(request: web.Request) -> web.Response:
     stored = await hs.room_service.create_event(
         room, req.user_id, "m.room.redaction", content,
         redacts=None if rv.redacts_in_content else target_id,
-        txn=TxnInfo(
+        txn=ClientTxn(
             req.user_id, req.device_id, f"redact {room.room_id} {target_id}", request.match_info["txn_id"]
         ),
     )

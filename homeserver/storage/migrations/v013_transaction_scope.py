@@ -1,7 +1,7 @@
 """Client transaction IDs are idempotency keys for one endpoint and its parameters,
 not for the whole device: the same txnId sent to another room, with another event
 type, or to /redact is a new request. `scope` names the endpoint and parameters
-(see `homeserver.rooms.service.TxnInfo`).
+(see `homeserver.rooms.persist.ClientTxn`).
 
 Earlier rows were all sends: their scope is rebuilt from the event they made, so
 a retransmission that straddles the upgrade is still recognised.

@@ -15,8 +15,8 @@ from federation.events import (
     select_auth_event_ids,
     signing_key_from_seed,
 )
+from homeserver.federation.pdu_checks import MissingEventsError
 from homeserver.rooms.creation import create_room
-from homeserver.rooms.received import MissingEventsError, ReceivedEvents
 from homeserver.server import HomeServer
 from homeserver.storage.rooms import RoomRecord
 
@@ -65,7 +65,7 @@ async def _remote_event(
 
 async def _receive(hs: HomeServer, room: RoomRecord, event: dict[str, Any]) -> str:
     async with hs.room_service.lock(room.room_id):
-        return (await ReceivedEvents(hs.room_service).persist(room, event)).status
+        return (await hs.received_events.persist(room, event)).status
 
 
 @pytest.mark.parametrize("version", ["11", "12"])

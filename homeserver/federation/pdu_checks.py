@@ -1,0 +1,173 @@
+"""The checks every PDU from another server goes through, in the spec's order.
+
+1. format: the room version's event format, size and nesting limits;
+2. signatures: of every server that must have signed it, with keys valid at
+   the event's timestamp;
+3. content hash: a mismatch keeps the event, redacted (the signatures cover
+   only the redacted form);
+4. auth against its own auth events;
+5. auth against the state before it (the resolved state after its prev events,
+   or a state fetched for prev events this server cannot get);
+6. auth against the room's current state: failing only this soft-fails it.
+
+Steps 1-3 (`check`) need the network and the key ring and run before the room
+is locked; steps 4-6 need the room's stored DAG and run under the lock, from
+homeserver/rooms/received.py. `/send`, joins, invites, backfill and state
+fetches all use this one module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any, Protocol
+
+from signedjson.types import VerifyKey
+
+from federation.events import (
+    AuthError,
+    EventFormatError,
+    SignatureError,
+    auth_types_for_event,
+    check_auth,
+    check_auth_events,
+    compute_event_id,
+    content_hash_matches,
+    redact_event,
+    room_id_from_create_event_id,
+    servers_required_to_sign,
+    validate_pdu,
+    verify_event_signatures,
+)
+from federation.events.room_versions import RoomVersion
+from homeserver.rooms.state_reader import RoomStateReader, StateKey, StateResolver
+from homeserver.storage.events import EventStore, StoredEvent
+
+CREATE: StateKey = ("m.room.create", "")
+
+
+class PduError(Exception):
+    """This PDU is refused; the reason goes back to the sender for this event only."""
+
+
+class MissingEventsError(Exception):
+    """Prev or auth events the caller must fetch before the event can be persisted."""
+
+    def __init__(self, kind: str, event_ids: list[str]) -> None:
+        super().__init__(f"missing {kind} events: {', '.join(event_ids)}")
+        self.kind = kind
+        self.event_ids = event_ids
+
+
+class VerifyKeys(Protocol):
+    async def get_verify_keys(
+        self, server_name: str, key_ids: Collection[str], minimum_valid_until_ts: int | None = None,
+    ) -> dict[str, VerifyKey]: ...
+
+
+def event_in_room(event: dict[str, Any], room_id: str, rv: RoomVersion) -> bool:
+    """Whether a checked event (with its computed ID) belongs to the room: by its
+    room_id, or, for a create event of a version without one, by its ID. Events a
+    peer hands over as part of something else are filtered with this, so no room
+    can be given another room's events."""
+    if "room_id" in event:
+        return bool(event["room_id"] == room_id)
+    return (
+        rv.room_id_is_create_event_id
+        and event.get("type") == "m.room.create"
+        and room_id_from_create_event_id(event["event_id"]) == room_id
+    )
+
+
+class PduChecks:
+    def __init__(
+        self, *, keyring: VerifyKeys, events: EventStore, reader: RoomStateReader, resolver: StateResolver
+    ) -> None:
+        self.keyring = keyring
+        self.events = events
+        self.reader = reader
+        self.resolver = resolver
+
+    # --- 1-3: before the room is locked ---
+
+    async def check(self, pdu: dict[str, Any], rv: RoomVersion) -> dict[str, Any]:
+        """Format, signatures and content hash; returns the event (with its ID) to persist."""
+        event = {k: v for k, v in pdu.items() if k != "event_id"}
+        try:
+            validate_pdu(event, rv)
+        except EventFormatError as e:
+            raise PduError(f"Invalid PDU: {e}") from None
+        event["event_id"] = compute_event_id(event, rv)
+        keys = {}
+        for server in servers_required_to_sign(event, rv):
+            sigs = event.get("signatures", {}).get(server, {})
+            key_ids = list(sigs) if isinstance(sigs, dict) else []
+            try:
+                keys[server] = await self.keyring.get_verify_keys(
+                    server, key_ids, minimum_valid_until_ts=event["origin_server_ts"]
+                )
+            except Exception as e:
+                raise PduError(f"Cannot get keys of {server}: {e}") from None
+        try:
+            verify_event_signatures(event, rv, keys)
+        except SignatureError as e:
+            raise PduError(f"Bad signature: {e}") from None
+        if not content_hash_matches(event):
+            # The signature covers the redacted form only: keep that much, drop the content.
+            redacted = redact_event(event, rv)
+            redacted["event_id"] = event["event_id"]
+            return redacted
+        return event
+
+    # --- 4-6: against the stored DAG, under the room's lock ---
+
+    async def against_prev_state(
+        self, rv: RoomVersion, event: dict[str, Any], state_before: dict[StateKey, int] | None
+    ) -> tuple[dict[str, StoredEvent], dict[StateKey, int], str | None]:
+        """Steps 4 and 5: the event's prev events, the state before it (resolved from
+        theirs, or the `state_before` given for prev events that could not be
+        fetched) and why it fails there (None when it passes); raises
+        MissingEventsError for prev or auth events this server does not have."""
+        prev_ids = [p for p in event.get("prev_events", []) if isinstance(p, str)]
+        prevs = await self.events.get_events(prev_ids)
+        missing = [p for p in prev_ids if p not in prevs or prevs[p].state_after is None]
+        if missing and state_before is None:
+            raise MissingEventsError("prev", missing)
+        prevs = {p: ev for p, ev in prevs.items() if p not in missing}
+        auth = await self.auth_events(event)
+        if state_before is not None:
+            before = dict(state_before)
+        else:
+            prev_states = [await self.reader.state_ids_at_snapshot(p.state_after) for p in prevs.values()]
+            before = await self.resolver.resolve(rv, prev_states) if prev_states else {}
+        return prevs, before, await self.auth_failure(rv, event, auth, before)
+
+    async def auth_events(self, event: dict[str, Any]) -> list[StoredEvent]:
+        """The event's auth events, all of which must be here."""
+        auth_ids = [a for a in event.get("auth_events", []) if isinstance(a, str)]
+        auth = await self.events.get_events(auth_ids)
+        missing = [a for a in auth_ids if a not in auth]
+        if missing:
+            raise MissingEventsError("auth", missing)
+        return list(auth.values())
+
+    async def auth_failure(
+        self, rv: RoomVersion, event: dict[str, Any], auth_events: list[StoredEvent] | None,
+        state_ids: dict[StateKey, int],
+    ) -> str | None:
+        """Why the event fails the auth rules against its `auth_events` (step 4, when
+        given) and against `state_ids`; None when it passes."""
+        try:
+            if auth_events is not None:
+                rejected = {e.event_id for e in auth_events if e.rejected}
+                check_auth_events(event, [e.event for e in auth_events], rv, is_rejected=rejected.__contains__)
+            keys = auth_types_for_event(event, rv) | {CREATE}
+            state = await self.reader.state_events(state_ids, keys)
+            check_auth(event, {k: ev.event for k, ev in state.items()}, rv)
+        except AuthError as e:
+            return e.reason
+        return None
+
+    async def soft_fails(self, rv: RoomVersion, event: dict[str, Any], current: dict[StateKey, int]) -> bool:
+        """Step 6: the event passes where it sits in the DAG, but not against the
+        room's current state: stored, never shown, never an extremity."""
+        return await self.auth_failure(rv, event, None, current) is not None

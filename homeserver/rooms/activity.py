@@ -1,0 +1,107 @@
+"""What follows a persisted event: who is told, and the per-room facts it moves.
+
+Every event the writer commits (local or received) comes here once: the room's
+newest stream position moves (so /sync skips rooms with nothing new without a
+database read), the cached set of local members follows membership events, the
+waiting /sync requests of the users it concerns are woken, and the listeners
+(typing, presence, sync caches, the servers-in-room cache) see it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from homeserver.storage.events import EventPositions, StoredEvent
+from homeserver.storage.rooms import RoomRecord, RoomStore
+
+Listener = Callable[[StoredEvent, RoomRecord], None]
+
+
+class Waker(Protocol):
+    def notify_users(self, user_ids: Iterable[str]) -> None: ...
+
+
+class RoomActivity:
+    def __init__(
+        self, *, rooms: RoomStore, positions: EventPositions, waker: Waker, is_mine: Callable[[str], bool]
+    ) -> None:
+        self.rooms = rooms
+        self.positions = positions
+        self.waker = waker
+        self.is_mine = is_mine
+        self.listeners: list[Listener] = []  # run after each persisted event
+        # run with the user whose membership changed outside the DAG (a remote invite)
+        self.membership_listeners: list[Callable[[str], None]] = []
+        # room nid -> local users joined now; kept exact by `event_persisted`.
+        self._joined_local: dict[int, set[str]] = {}
+        self._member_versions: dict[int, int] = {}  # bumped per membership event, guards lazy loads
+        self._last_pos: dict[int, int] = {}  # room nid -> stream position of its newest event
+        self._background: set[asyncio.Task[None]] = set()
+
+    def room_created(self, room_nid: int) -> None:
+        self._joined_local[room_nid] = set()  # a new room has no members yet
+
+    def forget_room(self, room_nid: int) -> None:
+        for cache in (self._joined_local, self._member_versions, self._last_pos):
+            cache.pop(room_nid, None)
+
+    def membership_outside_dag(self, user_id: str) -> None:
+        """A local user's membership in a room this server is not in changed."""
+        for listener in self.membership_listeners:
+            listener(user_id)
+        self.waker.notify_users({user_id})
+
+    async def joined_local_users(self, room: RoomRecord) -> set[str]:
+        """Local users joined to the room now (cached; the notifier asks on every event)."""
+        joined = self._joined_local.get(room.room_nid)
+        if joined is None:
+            version = self._member_versions.get(room.room_nid, 0)
+            members = await self.rooms.members(room.room_nid, "join")
+            loaded = {u for u, _, _ in members if self.is_mine(u)}
+            joined = self._joined_local.get(room.room_nid)
+            if joined is None:
+                if self._member_versions.get(room.room_nid, 0) != version:
+                    return loaded  # a membership change landed meanwhile: don't cache this read
+                self._joined_local[room.room_nid] = joined = loaded
+        return joined
+
+    async def last_position(self, room_nid: int) -> int:
+        """Stream position of the room's newest event: /sync skips rooms with nothing new
+        without touching the database."""
+        pos = self._last_pos.get(room_nid)
+        if pos is None:
+            loaded = await self.positions.last_position(room_nid)
+            pos = max(loaded, self._last_pos.get(room_nid, 0))
+            self._last_pos[room_nid] = pos
+        return pos
+
+    def event_persisted(self, event: StoredEvent, room: RoomRecord) -> None:
+        if event.stream_ordering is not None:
+            self._last_pos[room.room_nid] = max(self._last_pos.get(room.room_nid, 0), event.stream_ordering)
+        concerned: set[str] = set()
+        joined = self._joined_local.get(room.room_nid)
+        if event.type == "m.room.member" and event.state_key is not None:
+            target = event.state_key
+            concerned.add(target)  # invitees, the kicked and the banned hear of it too
+            self._member_versions[room.room_nid] = self._member_versions.get(room.room_nid, 0) + 1
+            if joined is not None and self.is_mine(target):
+                if event.event["content"].get("membership") == "join":
+                    joined.add(target)
+                else:
+                    joined.discard(target)
+        if joined is not None:
+            concerned |= joined
+            self.waker.notify_users(concerned)
+        else:
+            # First event seen for this room since start: load its members, then wake them.
+            async def load_and_notify() -> None:
+                concerned.update(await self.joined_local_users(room))
+                self.waker.notify_users(concerned)
+
+            task = asyncio.ensure_future(load_and_notify())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        for listener in self.listeners:
+            listener(event, room)

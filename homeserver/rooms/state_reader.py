@@ -1,0 +1,87 @@
+"""Reading a room's state, and resolving several states into one.
+
+State is stored as snapshots (layered diffs, see homeserver/storage/state.py)
+of state key nid -> event nid; everything above storage speaks
+(type, state_key) -> event nid, and loads the events when it needs them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from federation.events import resolve_state
+from federation.events.room_versions import RoomVersion
+from homeserver.storage.events import EventStore, StoredEvent
+from homeserver.storage.state import StateStore
+
+StateKey = tuple[str, str]
+
+
+class RoomStateReader:
+    def __init__(self, events: EventStore, state: StateStore) -> None:
+        self.events = events
+        self.state = state
+
+    async def state_ids_at_snapshot(self, snapshot: int | None) -> dict[StateKey, int]:
+        if snapshot is None:
+            return {}
+        nid_state = await self.state.get_state(snapshot)
+        keys = await self.state.keys_for(set(nid_state))
+        return {keys[k]: e for k, e in nid_state.items()}
+
+    async def state_events(
+        self, state_ids: dict[StateKey, int], keys: Iterable[StateKey] | None = None
+    ) -> dict[StateKey, StoredEvent]:
+        wanted = state_ids if keys is None else {k: state_ids[k] for k in keys if k in state_ids}
+        by_nid = await self.events.get_events_by_nid(wanted.values())
+        return {k: by_nid[n] for k, n in wanted.items() if n in by_nid}
+
+
+class StateResolver:
+    """The room version's state resolution over states given as (type, state_key) ->
+    event nid; the events' auth chains are loaded from the store."""
+
+    def __init__(self, events: EventStore) -> None:
+        self.events = events
+
+    async def resolve(
+        self, rv: RoomVersion, states: list[dict[StateKey, int]], *, unstored: StoredEvent | None = None
+    ) -> dict[StateKey, int]:
+        """Resolve several states. `unstored` is an event about to be written in the
+        same transaction (its nid a placeholder): it takes part as if stored."""
+        if len(states) == 1:
+            return dict(states[0])
+        nids = {n for s in states for n in s.values()}
+        by_nid = await self.events.get_events_by_nid(nids)
+        if unstored is not None:
+            by_nid[unstored.nid] = unstored
+        id_states = [{k: by_nid[n].event_id for k, n in s.items() if n in by_nid} for s in states]
+        extra = {unstored.event_id: unstored.event} if unstored is not None else {}
+        events = await self.load_with_auth_chains({e for s in id_states for e in s.values()}, extra)
+        rejected = {eid for eid, ev in (await self.events.get_events(events)).items() if ev.rejected}
+        resolved = resolve_state(rv, id_states, events, rejected=rejected)
+        stored = await self.events.get_events(resolved.values())
+        if unstored is not None:
+            stored[unstored.event_id] = unstored
+        return {k: stored[e].nid for k, e in resolved.items() if e in stored}
+
+    async def load_with_auth_chains(
+        self, event_ids: Iterable[str], extra: dict[str, dict[str, Any]] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """The events and everything their auth chains reach (for state resolution,
+        and a send_join answer); `extra` holds events not stored yet."""
+        extra = extra or {}
+        loaded: dict[str, dict[str, Any]] = {}
+        frontier = set(event_ids)
+        while frontier:
+            found = {eid: ev.event for eid, ev in (await self.events.get_events(frontier - set(extra))).items()}
+            found.update({eid: extra[eid] for eid in frontier if eid in extra})
+            frontier = set()
+            for eid, ev in found.items():
+                loaded[eid] = ev
+                for a in ev.get("auth_events", []):
+                    if isinstance(a, str) and a not in loaded:
+                        frontier.add(a)
+            frontier -= set(loaded)
+        return loaded
