@@ -16,6 +16,7 @@ from homeserver.clock import Clock
 from homeserver.config import RESOURCES, Config, parse_config
 from homeserver.server import HomeServer
 from homeserver.signing_key import write_new_signing_key
+from tests.tls_ca import TestCA
 
 SERVER_NAME = "test.local"
 PASSWORD = "correct horse battery"
@@ -89,6 +90,12 @@ class FakeClock(Clock):
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture
+def ca(tmp_path: Path) -> TestCA:
+    """A test certificate authority: servers' TLS certificates and the trust to check them."""
+    return TestCA(tmp_path / "ca")
 
 
 @pytest.fixture
@@ -237,3 +244,32 @@ def password_auth(session: str | None, user: str, password: str = PASSWORD) -> d
 async def pg_dsn() -> AsyncIterator[str]:
     async with fresh_pg_database() as dsn:
         yield dsn
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def db_overrides(request: pytest.FixtureRequest) -> AsyncIterator[dict[str, Any]]:
+    """The test once per database engine: config overrides for SQLite (none) or a
+    fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield {}
+        return
+    async with fresh_pg_database() as dsn:
+        yield {"database": {"engine": "postgres", "dsn": dsn}}
+
+
+@contextlib.asynccontextmanager
+async def running_api(
+    data_dir: Path, aiohttp_client: Any, *, clock: Clock | None = None, **overrides: Any
+) -> AsyncIterator[Api]:
+    """A server on ``data_dir`` with its client API over a test client, stopped on
+    exit: for tests that stop a server and start it again on the same data."""
+    hs = HomeServer(parse_config(config_dict(data_dir, **overrides)), clock=clock)
+    await hs.start()
+    try:
+        client = await aiohttp_client(hs.build_app(list(RESOURCES)))
+        try:
+            yield Api(client, hs)
+        finally:
+            await client.close()
+    finally:
+        await hs.stop()

@@ -2,52 +2,23 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from homeserver.config import RESOURCES, parse_config
-from homeserver.server import HomeServer
-from tests.conftest import Api, config_dict, fresh_pg_database
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def db_overrides(request: pytest.FixtureRequest) -> AsyncIterator[dict[str, Any]]:
-    if request.param == "sqlite":
-        yield {}
-        return
-    async with fresh_pg_database() as dsn:
-        yield {"database": {"engine": "postgres", "dsn": dsn}}
-
-
-@contextlib.asynccontextmanager
-async def running(tmp_path: Path, aiohttp_client: Any, overrides: dict[str, Any]) -> AsyncIterator[Api]:
-    hs = HomeServer(parse_config(config_dict(tmp_path / "hs", **overrides)))
-    await hs.start()
-    try:
-        client = await aiohttp_client(hs.build_app(list(RESOURCES)))
-        try:
-            yield Api(client, hs)
-        finally:
-            await client.close()
-    finally:
-        await hs.stop()
+from tests.conftest import running_api
 
 
 async def test_restart_keeps_users_devices_tokens(
     tmp_path: Path, aiohttp_client: Any, db_overrides: dict[str, Any]
 ) -> None:
-    async with running(tmp_path, aiohttp_client, db_overrides) as api:
+    async with running_api(tmp_path / "hs", aiohttp_client, **db_overrides) as api:
         reg = await api.register("alice", initial_device_display_name="laptop")
         token, device = reg["access_token"], reg["device_id"]
         await api.put(f"devices/{device}", {"display_name": "work laptop"}, token=token)
         await api.put("profile/@alice:test.local/displayname", {"displayname": "Alice"}, token=token)
         second = await api.login("alice")
 
-    async with running(tmp_path, aiohttp_client, db_overrides) as api:
+    async with running_api(tmp_path / "hs", aiohttp_client, **db_overrides) as api:
         who = await api.get("account/whoami", token=token)
         assert who["device_id"] == device
         devices = await api.get("devices", token=second["access_token"])
@@ -58,7 +29,7 @@ async def test_restart_keeps_users_devices_tokens(
         # Logging out in the second life is durable too.
         await api.post("logout", token=token)
 
-    async with running(tmp_path, aiohttp_client, db_overrides) as api:
+    async with running_api(tmp_path / "hs", aiohttp_client, **db_overrides) as api:
         status, body = await api.request("GET", "account/whoami", token=token, expect=401)
         assert body["errcode"] == "M_UNKNOWN_TOKEN"
         assert (await api.get("account/whoami", token=second["access_token"]))["user_id"] == "@alice:test.local"
@@ -67,7 +38,7 @@ async def test_restart_keeps_users_devices_tokens(
 async def test_restart_keeps_rooms_and_continues_the_dag(
     tmp_path: Path, aiohttp_client: Any, db_overrides: dict[str, Any]
 ) -> None:
-    async with running(tmp_path, aiohttp_client, db_overrides) as api:
+    async with running_api(tmp_path / "hs", aiohttp_client, **db_overrides) as api:
         token = (await api.register("alice"))["access_token"]
         room = (await api.post("createRoom", {"name": "Durable"}, token=token))["room_id"]
         sent = [
@@ -75,7 +46,7 @@ async def test_restart_keeps_rooms_and_continues_the_dag(
             for i in range(5)
         ]
 
-    async with running(tmp_path, aiohttp_client, db_overrides) as api:
+    async with running_api(tmp_path / "hs", aiohttp_client, **db_overrides) as api:
         # The transaction ID still maps to the same event after a restart.
         again = await api.put(f"rooms/{room}/send/m.room.message/4", {"body": "4"}, token=token)
         assert again["event_id"] == sent[4]

@@ -3,16 +3,11 @@ server's clock, the presence stream /sync reads, and persistence across restarts
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from homeserver.config import RESOURCES, parse_config
 from homeserver.presence import ACTIVE_WINDOW_MS, IDLE_AFTER_MS, SYNC_OFFLINE_AFTER_MS
-from homeserver.server import HomeServer
-from tests.conftest import Api, ClientFactory, FakeClock, config_dict, fresh_pg_database
+from tests.conftest import Api, ClientFactory, FakeClock, running_api
 from tests.homeserver.api.reading_helpers import create, invite, join, send, uid, user
 
 
@@ -199,26 +194,10 @@ async def test_presence_disabled(api: Api) -> None:
     assert err["errcode"] == "M_FORBIDDEN"
 
 
-@pytest.mark.parametrize("engine", ["sqlite", "postgres"])
-async def test_presence_survives_restart(tmp_path: Path, aiohttp_client: Any, engine: str) -> None:
-    async with contextlib.AsyncExitStack() as stack:
-        overrides: dict[str, Any] = {}
-        if engine == "postgres":
-            dsn = await stack.enter_async_context(fresh_pg_database())
-            overrides = {"database": {"engine": "postgres", "dsn": dsn}}
-        await _test_presence_survives_restart(tmp_path, aiohttp_client, overrides)
-
-
-async def _test_presence_survives_restart(tmp_path: Path, aiohttp_client: Any, db_overrides: dict[str, Any]) -> None:
+async def test_presence_survives_restart(tmp_path: Path, aiohttp_client: Any, db_overrides: dict[str, Any]) -> None:
     clock = FakeClock()
-
-    async def running() -> tuple[HomeServer, Api]:
-        hs = HomeServer(parse_config(config_dict(tmp_path / "hs", **db_overrides)), clock=clock)
-        await hs.start()
-        return hs, Api(await aiohttp_client(hs.build_app(list(RESOURCES))), hs)
-
-    hs, api = await running()
-    try:
+    async with running_api(tmp_path / "hs", aiohttp_client, clock=clock, **db_overrides) as api:
+        hs = api.hs
         alice, bob, _ = await _room_with_bob(api)
         await api.put(_path("alice"), {"presence": "unavailable", "status_msg": "In a meeting"}, token=alice)
         await api.put(_path("bob"), {"presence": "online"}, token=bob)
@@ -226,12 +205,9 @@ async def _test_presence_survives_restart(tmp_path: Path, aiohttp_client: Any, d
         await hs.presence.sync_activity(uid("bob"), "online")
         await hs.presence.flush()  # what the batching timer does a few seconds later
         pos = await hs.presence.current_position()
-    finally:
-        await api.client.close()
-        await hs.stop()
     clock.advance(1_000)
-    hs, api = await running()
-    try:
+    async with running_api(tmp_path / "hs", aiohttp_client, clock=clock, **db_overrides) as api:
+        hs = api.hs
         assert await api.get(_path("alice"), token=bob) == {
             "presence": "unavailable", "status_msg": "In a meeting", "last_active_ago": 6_000,
         }
@@ -239,9 +215,6 @@ async def _test_presence_survives_restart(tmp_path: Path, aiohttp_client: Any, d
         # The stream continues where it was, and an initial sync still sees both.
         assert await hs.presence.current_position() == pos
         assert sorted(_senders(await hs.presence.presence_since(uid("bob"), 0))) == [uid("alice"), uid("bob")]
-    finally:
-        await api.client.close()
-        await hs.stop()
 
 
 async def test_joining_a_room_announces_presence_to_new_room_mates(api: Api) -> None:

@@ -4,7 +4,6 @@ re-acting server defaults, the spec's errors, m.push_rules in /sync, and persist
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
@@ -12,7 +11,7 @@ import pytest
 
 from homeserver.push.defaults import KINDS
 from homeserver.server import HomeServer
-from tests.conftest import Api, fresh_pg_database
+from tests.conftest import Api
 from tests.homeserver.api.reading_helpers import uid, user
 
 ALICE = uid("alice")
@@ -319,15 +318,6 @@ async def test_sync_delivers_push_rules(api: Api) -> None:
     # Every initial sync carries the current rules.
     again = _push_rules_event(await api.get("sync", token=alice))
     assert again is not None and again["content"] == {"global": await api.get("pushrules/global/", token=alice)}
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def db_overrides(request: pytest.FixtureRequest) -> AsyncIterator[dict[str, Any]]:
-    if request.param == "sqlite":
-        yield {}
-        return
-    async with fresh_pg_database() as dsn:
-        yield {"database": {"engine": "postgres", "dsn": dsn}}
 
 
 async def test_persists_across_restart(make_hs: Any, db_overrides: dict[str, Any]) -> None:

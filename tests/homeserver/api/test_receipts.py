@@ -4,16 +4,11 @@ receipts, threads, and who gets woken."""
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import pytest
-
-from homeserver.config import RESOURCES, parse_config
-from homeserver.server import HomeServer
-from tests.conftest import Api, ClientFactory, FakeClock, config_dict, fresh_pg_database
+from tests.conftest import Api, ClientFactory, FakeClock, running_api
 from tests.homeserver.api.reading_helpers import (
     create,
     invite,
@@ -235,39 +230,18 @@ async def test_read_markers_errors_change_nothing(api: Api) -> None:
     assert await api.hs.receipts.receipts_since([room], 0, uid("bob")) == {}
 
 
-@pytest.mark.parametrize("engine", ["sqlite", "postgres"])
-async def test_receipts_survive_restart(tmp_path: Path, aiohttp_client: Any, engine: str) -> None:
-    async with contextlib.AsyncExitStack() as stack:
-        overrides: dict[str, Any] = {}
-        if engine == "postgres":
-            dsn = await stack.enter_async_context(fresh_pg_database())
-            overrides = {"database": {"engine": "postgres", "dsn": dsn}}
-        await _test_receipts_survive_restart(tmp_path, aiohttp_client, overrides)
-
-
-async def _test_receipts_survive_restart(tmp_path: Path, aiohttp_client: Any, db_overrides: dict[str, Any]) -> None:
-    async def running() -> tuple[HomeServer, Api]:
-        hs = HomeServer(parse_config(config_dict(tmp_path / "hs", **db_overrides)))
-        await hs.start()
-        return hs, Api(await aiohttp_client(hs.build_app(list(RESOURCES))), hs)
-
-    hs, api = await running()
-    try:
+async def test_receipts_survive_restart(tmp_path: Path, aiohttp_client: Any, db_overrides: dict[str, Any]) -> None:
+    async with running_api(tmp_path / "hs", aiohttp_client, **db_overrides) as api:
+        hs = api.hs
         alice, bob, room = await _room_with_bob(api)
         e1 = await send(api, room, alice, "one")
         await _receipt(api, room, bob, e1)
         pos = await hs.receipts.current_position()
-    finally:
-        await api.client.close()
-        await hs.stop()
-    hs, api = await running()
-    try:
+    async with running_api(tmp_path / "hs", aiohttp_client, **db_overrides) as api:
+        hs = api.hs
         assert await hs.receipts.current_position() == pos
         assert list(await _since(api, room, 0, "alice")) == [e1]
         e2 = await send(api, room, alice, "two")
         await _receipt(api, room, bob, e2)
         assert await hs.receipts.current_position() == pos + 1
         assert list(await _since(api, room, pos, "alice")) == [e2]
-    finally:
-        await api.client.close()
-        await hs.stop()

@@ -1,4 +1,5 @@
-"""Fixtures of the federation tests: a test CA, and two real servers with a user each."""
+"""Fixtures of the federation tests: two real servers with a user each (the test CA,
+`ca`, is the suite's)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,6 @@ import pytest
 
 from tests.homeserver.federation.servers import Pair, running_pair
 from tests.tls_ca import TestCA
-
-
-@pytest.fixture
-def ca(tmp_path: Path) -> TestCA:
-    return TestCA(tmp_path / "ca")
 
 
 @pytest.fixture

@@ -26,11 +26,6 @@ from tests.tls_ca import TestCA
 AUTHED_PATH = "/_matrix/federation/v1/no_such_endpoint?user_id=%40a%3Ax"
 
 
-@pytest.fixture
-def ca(tmp_path: Path) -> TestCA:
-    return TestCA(tmp_path / "ca")
-
-
 def _client(spec: ServerSpec, ca: TestCA, signing_key=None) -> FederationClient:  # noqa: ANN001
     ctx = make_ssl_context(ca_bundle_path=str(ca.ca_path))
     return FederationClient(spec.name, signing_key or spec.signing_key,

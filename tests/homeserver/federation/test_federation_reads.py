@@ -94,11 +94,6 @@ class Peers:
         assert content_hash_matches(pdu) is full
 
 
-@pytest.fixture
-def ca(tmp_path: Path) -> TestCA:
-    return TestCA(tmp_path / "ca")
-
-
 @contextlib.asynccontextmanager
 async def peers(tmp_path: Path, ca: TestCA) -> AsyncIterator[Peers]:
     a, b = ServerSpec(tmp_path, "127.0.0.2"), ServerSpec(tmp_path, "127.0.0.3")

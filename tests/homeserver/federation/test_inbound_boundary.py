@@ -30,11 +30,6 @@ from tests.tls_ca import TestCA
 SIXTY_MB = 60 * 1024 * 1024
 
 
-@pytest.fixture
-def ca(tmp_path: Path) -> TestCA:
-    return TestCA(tmp_path / "ca")
-
-
 class CountingListener:
     """A TCP socket on loopback that counts connections (a claimed origin's
     address: any connection to it means we tried to fetch its keys)."""

@@ -22,14 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from aiohttp import web
 
 from federation.request_auth import parse_authorization_header, verify_request
-from homeserver.config import RESOURCES, parse_config
-from homeserver.server import HomeServer
 from homeserver.storage.rooms import RoomStore
-from tests.conftest import LOOPBACK_OUTBOUND, Api, config_dict, fresh_pg_database
+from tests.conftest import LOOPBACK_OUTBOUND, Api, running_api
 from tests.homeserver.federation.servers import free_port
 from tests.tls_ca import TestCA
 
@@ -115,16 +112,8 @@ async def accord(
            "retry_cap_s": backoff_s * 4, **overrides.pop("federation", {})}
     overrides.setdefault("presence", {"enabled": False})
     overrides.setdefault("outbound", LOOPBACK_OUTBOUND)  # the peers are on loopback
-    hs = HomeServer(parse_config(config_dict(tmp_path / "hs", federation=fed, **overrides)))
-    await hs.start()
-    try:
-        client = await aiohttp_client(hs.build_app(list(RESOURCES)))
-        try:
-            yield Api(client, hs)
-        finally:
-            await client.close()
-    finally:
-        await hs.stop()
+    async with running_api(tmp_path / "hs", aiohttp_client, federation=fed, **overrides) as api:
+        yield api
 
 
 @contextlib.asynccontextmanager
@@ -291,15 +280,6 @@ async def test_other_4xx_drops_the_transaction_and_moves_on(
             await until(lambda: b.messages() == ["taken"])
             assert [a[2] for a in b.attempts] == [400, 200]  # never retried
             assert await api.hs.federation_sender.store.count() == 0
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def db_overrides(request: pytest.FixtureRequest) -> AsyncIterator[dict[str, Any]]:
-    if request.param == "sqlite":
-        yield {}
-        return
-    async with fresh_pg_database() as dsn:
-        yield {"database": {"engine": "postgres", "dsn": dsn}}
 
 
 async def test_queue_survives_a_restart(

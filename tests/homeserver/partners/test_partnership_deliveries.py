@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from homeserver.server import HomeServer
 from homeserver.storage.partnerships import ACTIVE, PENDING, REVOKED
 from tests.homeserver.federation.servers import ServerSpec
@@ -15,11 +13,6 @@ from tests.homeserver.partners.helpers import partner_server, until
 from tests.tls_ca import TestCA
 
 CONFIG = {"federation": {"policy": "partners", "retry_base_s": 0.1, "retry_cap_s": 0.5}}
-
-
-@pytest.fixture
-def ca(tmp_path: Path) -> TestCA:
-    return TestCA(tmp_path / "ca")
 
 
 async def state_of(hs: HomeServer, peer: str) -> str | None:

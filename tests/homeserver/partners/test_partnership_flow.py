@@ -8,7 +8,6 @@ import ssl
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from homeserver.server import HomeServer
 from tests.homeserver.federation.servers import ServerSpec
@@ -25,11 +24,6 @@ from tests.homeserver.partners.helpers import (
 from tests.tls_ca import TestCA
 
 PARTNERS = {"federation": {"policy": "partners"}}
-
-
-@pytest.fixture
-def ca(tmp_path: Path) -> TestCA:
-    return TestCA(tmp_path / "ca")
 
 
 async def audit_actions(hs: HomeServer, target: str) -> list[tuple[str, str]]:
