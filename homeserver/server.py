@@ -36,6 +36,7 @@ from homeserver.federation.reads import FederationReads
 from homeserver.federation.sender import FederationSender
 from homeserver.federation.state_fetch import StateFetcher
 from homeserver.filters.service import FilterService
+from homeserver.identifiers import LocalServer
 from homeserver.metrics import Metrics
 from homeserver.partners.directory import PartnerDirectory
 from homeserver.partners.directory_publisher import DirectoryPublisher
@@ -91,6 +92,7 @@ class HomeServer:
     def __init__(self, config: Config, clock: Clock | None = None) -> None:
         self.config = config
         self.clock = clock or Clock()
+        self.local_server = LocalServer(config.server_name)  # is_mine(user_id)
         self.signing_key: SigningKey = load_signing_key(config.resolve_path(config.signing_key_path))
         self.db = make_database(config.database, config.resolve_path(config.database.path))
         # stores
@@ -156,7 +158,7 @@ class HomeServer:
         self.room_heads = RoomHeads(self.room_store, self.event_store)
         self.room_activity = RoomActivity(
             rooms=self.room_store, positions=self.event_positions, waker=self.notifier,
-            is_mine=lambda user_id: user_id.endswith(":" + config.server_name),
+            is_mine=self.local_server.is_mine,
         )
         self.room_activity.listeners.append(self.room_servers.on_event)
         self.event_persister = EventPersister(
@@ -185,7 +187,7 @@ class HomeServer:
         self.visibility = VisibilityService(self)
         self.directory_rights = DirectoryRights(self.users, self.room_store, self.room_service)
         self.aliases = AliasService(
-            server_name=config.server_name,
+            local=self.local_server,
             rights=self.directory_rights,
             room_store=self.room_store,
             room_service=self.room_service,
