@@ -12,8 +12,10 @@ resolver are handed in.
 
 from __future__ import annotations
 
+import contextlib
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -43,6 +45,7 @@ __all__ = [
 
 DEFAULT_TIMEOUT_S = 30.0
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+MAX_ERROR_BYTES = 64 * 1024  # of an error answer to a streamed request
 USER_AGENT = "Accord"
 
 
@@ -129,6 +132,50 @@ def quote_path_segment(value: str) -> str:
     return quote(value, safe="")
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """A request ready to send: where, with which headers and body, and the
+    name the peer's certificate must be valid for."""
+
+    url: URL
+    headers: dict[str, str]
+    body: bytes | None
+    tls_name: str
+
+
+@contextlib.contextmanager
+def _connect_errors(method: str, destination: str, path: str) -> Iterator[None]:
+    """Failures to reach the peer as :class:`ConnectError` (or
+    :class:`AddressRefusedError` when the outbound guard refused the address)."""
+    try:
+        yield
+    except aiohttp.ClientConnectorError as exc:
+        if isinstance(exc.os_error, RefusedAddressError):
+            raise AddressRefusedError(
+                f"{method} {destination}{path} refused: {exc.os_error.strerror}",
+                exc.os_error.address,
+            ) from exc
+        raise ConnectError(
+            f"{method} {destination}{path} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    except (aiohttp.ClientError, TimeoutError, OSError, ssl.SSLError) as exc:
+        raise ConnectError(
+            f"{method} {destination}{path} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _remote_error(status: int, data: Any) -> RemoteError:
+    """A peer's error answer, with its errcode and message when it sent them."""
+    errcode = "M_UNKNOWN"
+    message = f"HTTP {status}"
+    if isinstance(data, dict):
+        if isinstance(data.get("errcode"), str):
+            errcode = data["errcode"]
+        if isinstance(data.get("error"), str):
+            message = data["error"]
+    return RemoteError(status, errcode, message, data)
+
+
 class FederationClient:
     """Signed JSON requests to other homeservers."""
 
@@ -189,6 +236,44 @@ class FederationClient:
         :class:`DestinationRefusedError`, before any network use, when the
         policy forbids the request.
         """
+        prepared = await self._prepare(method, destination, path, query, content, signed)
+        timeout = aiohttp.ClientTimeout(total=timeout_s or self.timeout_s)
+        with _connect_errors(method, destination, path):
+            async with self._get_session().request(
+                method,
+                prepared.url,
+                data=prepared.body,
+                headers=prepared.headers,
+                timeout=timeout,
+                server_hostname=prepared.tls_name,
+                allow_redirects=False,
+            ) as resp:
+                raw = await _read_capped(resp.content, MAX_RESPONSE_BYTES + 1)
+                status = resp.status
+        if len(raw) > MAX_RESPONSE_BYTES:
+            raise BadResponseError(f"Response from {destination} is too large")
+        try:
+            # The same nesting bound as request bodies: a peer's answer is stored
+            # and served on like anything a client sends.
+            data: Any = loads_bounded(raw) if raw else None
+        except JSONBoundsError as exc:
+            data = None
+            if 200 <= status < 300:
+                raise BadResponseError(f"Response from {destination} is not usable JSON: {exc}") from None
+        if not 200 <= status < 300:
+            raise _remote_error(status, data)
+        return data
+
+    async def _prepare(
+        self,
+        method: str,
+        destination: str,
+        path: str,
+        query: Mapping[str, str | list[str]] | None,
+        content: Any,
+        signed: bool,
+    ) -> _Prepared:
+        """Policy, observers, discovery and the X-Matrix signature of one request."""
         if self.policy is not None and not self.policy(destination, path):
             raise DestinationRefusedError(destination, path)
         target = path
@@ -217,52 +302,59 @@ class FederationClient:
                 content=content,
             )
         url = URL(resolved.url_base + target, encoded=True)
+        return _Prepared(url, headers, body, resolved.tls_name)
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self,
+        method: str,
+        destination: str,
+        path: str,
+        *,
+        query: Mapping[str, str | list[str]] | None = None,
+        signed: bool = True,
+        timeout_s: float | None = None,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Send one request and hand over its 2xx response unread, for bodies that
+        are not JSON or too large to hold (media): read ``resp.content`` within the
+        ``async with``. ``timeout_s`` bounds the whole exchange, reading included.
+
+        The same policy, discovery and signature as :meth:`request`. A non-2xx
+        answer raises :class:`RemoteError` (its JSON body read up to
+        ``MAX_ERROR_BYTES``); failing to reach the peer, or the connection failing
+        while the body is read, raises :class:`ConnectError`.
+        """
+        prepared = await self._prepare(method, destination, path, query, None, signed)
         timeout = aiohttp.ClientTimeout(total=timeout_s or self.timeout_s)
-        try:
-            async with self._get_session().request(
+        with _connect_errors(method, destination, path):
+            resp = await self._get_session().request(
                 method,
-                url,
-                data=body,
-                headers=headers,
+                prepared.url,
+                headers=prepared.headers,
                 timeout=timeout,
-                server_hostname=resolved.tls_name,
+                server_hostname=prepared.tls_name,
                 allow_redirects=False,
-            ) as resp:
-                raw = await _read_capped(resp.content, MAX_RESPONSE_BYTES + 1)
-                status = resp.status
-        except aiohttp.ClientConnectorError as exc:
-            if isinstance(exc.os_error, RefusedAddressError):
-                raise AddressRefusedError(
-                    f"{method} {destination}{path} refused: {exc.os_error.strerror}",
-                    exc.os_error.address,
-                ) from exc
-            raise ConnectError(
-                f"{method} {destination}{path} failed: {type(exc).__name__}: {exc}"
-            ) from exc
-        except (aiohttp.ClientError, TimeoutError, OSError, ssl.SSLError) as exc:
-            raise ConnectError(
-                f"{method} {destination}{path} failed: {type(exc).__name__}: {exc}"
-            ) from exc
-        if len(raw) > MAX_RESPONSE_BYTES:
-            raise BadResponseError(f"Response from {destination} is too large")
+            )
         try:
-            # The same nesting bound as request bodies: a peer's answer is stored
-            # and served on like anything a client sends.
-            data: Any = loads_bounded(raw) if raw else None
-        except JSONBoundsError as exc:
-            data = None
-            if 200 <= status < 300:
-                raise BadResponseError(f"Response from {destination} is not usable JSON: {exc}") from None
-        if not 200 <= status < 300:
-            errcode = "M_UNKNOWN"
-            message = f"HTTP {status}"
-            if isinstance(data, dict):
-                if isinstance(data.get("errcode"), str):
-                    errcode = data["errcode"]
-                if isinstance(data.get("error"), str):
-                    message = data["error"]
-            raise RemoteError(status, errcode, message, data)
-        return data
+            if not 200 <= resp.status < 300:
+                with _connect_errors(method, destination, path):
+                    raw = await _read_capped(resp.content, MAX_ERROR_BYTES)
+                try:
+                    data: Any = loads_bounded(raw) if raw else None
+                except JSONBoundsError:
+                    data = None
+                raise _remote_error(resp.status, data)
+            try:
+                yield resp
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise ConnectError(
+                    f"{method} {destination}{path} failed: {type(exc).__name__}: {exc}"
+                ) from exc
+        finally:
+            if resp.content.at_eof():
+                resp.release()
+            else:
+                resp.close()  # unread: the connection cannot be reused
 
     async def get_json(self, destination: str, path: str, **kwargs: Any) -> Any:
         return await self.request("GET", destination, path, **kwargs)
