@@ -49,6 +49,7 @@ from homeserver.ratelimit import RateLimiter
 from homeserver.receipts import ReceiptService
 from homeserver.rooms.activity import RoomActivity
 from homeserver.rooms.aliases import AliasService, DirectoryRights
+from homeserver.rooms.creation import RoomCreator
 from homeserver.rooms.heads import RoomHeads
 from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.persist import EventPersister
@@ -61,6 +62,8 @@ from homeserver.rooms.upgrade import RoomUpgradeService
 from homeserver.rooms.visibility import VisibilityService
 from homeserver.signing_key import SigningKey, load_signing_key
 from homeserver.storage import make_database
+from homeserver.storage.admin_rooms import AdminRoomStore
+from homeserver.storage.admin_users import AdminUserStore
 from homeserver.storage.audit import AuditStore
 from homeserver.storage.devices import DeviceStore
 from homeserver.storage.event_reports import EventReportStore
@@ -181,10 +184,22 @@ class HomeServer:
             heads=self.room_heads, activity=self.room_activity, persister=self.event_persister,
             received=self.received_events, ignored_users=self._ignored_users,
         )
-        self.membership = MembershipService(self)
+        self.membership = MembershipService(
+            local=self.local_server, federation_enabled=config.federation.enabled,
+            allow_destination=self.federation_policy.allow_destination, users=self.users,
+            rooms=self.room_store, events=self.event_store, room_service=self.room_service,
+            room_servers=self.room_servers,
+        )  # connected below to what is built after it
         self.profiles = ProfileService(self.users, self.room_store, self.membership)
-        self.upgrades = RoomUpgradeService(self)
-        self.visibility = VisibilityService(self)
+        self.upgrades = RoomUpgradeService(
+            server_name=config.server_name, signing_key=self.signing_key, clock=self.clock,
+            rooms=self.room_store, events=self.event_store, room_service=self.room_service,
+            membership=self.membership,
+        )
+        self.visibility = VisibilityService(
+            rooms=self.room_store, events=self.event_store, state=self.state_store,
+            room_service=self.room_service,
+        )
         self.directory_rights = DirectoryRights(self.users, self.room_store, self.room_service)
         self.aliases = AliasService(
             local=self.local_server,
@@ -193,6 +208,11 @@ class HomeServer:
             room_service=self.room_service,
             visibility=self.visibility,
             clock=self.clock,
+        )
+        self.room_creator = RoomCreator(
+            server_name=config.server_name, signing_key=self.signing_key, clock=self.clock,
+            internal_by_default=config.rooms.internal_by_default, rooms=self.room_store,
+            room_service=self.room_service, membership=self.membership, aliases=self.aliases,
         )
         self.federation_reads = FederationReads(self)  # what other servers may read
         self.inbound_transactions = InboundTransactions(self)  # what other servers send us
@@ -237,8 +257,23 @@ class HomeServer:
         )
         self.room_service.listeners.append(self.sync.on_room_event)
         self.room_activity.membership_listeners.append(self.sync.invalidate_memberships)
-        self.user_admin = UserAdmin(self)
-        self.room_admin = RoomAdmin(self)
+        self.user_admin = UserAdmin(
+            store=AdminUserStore(self.db), users=self.users, devices=self.devices, auth=self.auth,
+            accounts=self.accounts, passwords=self.passwords, ratelimiter=self.ratelimiter,
+            exempt_users=config.rate_limits.exempt_users, clock=self.clock,
+        )
+        self.room_admin = RoomAdmin(
+            store=AdminRoomStore(self.db, config.server_name), clock=self.clock, rooms=self.room_store,
+            events=self.event_store, state=self.state_store, room_service=self.room_service,
+            room_servers=self.room_servers, membership=self.membership, room_creator=self.room_creator,
+            sync=self.sync, unread=self.unread, receipts=self.receipts, account_data=self.account_data,
+            typing=self.typing,
+        )
+        # Joins, invites and the room admin use membership and membership uses them.
+        self.membership.connect(
+            joins=self.federated_joins, invites=self.federated_invites, blocks=self.room_admin,
+            account_data=self.account_data, forgotten=self.sync.invalidate_memberships,
+        )
         self.public_rooms = PublicRoomsService(
             rights=self.directory_rights,
             room_store=self.room_store,

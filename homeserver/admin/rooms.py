@@ -18,7 +18,19 @@ from homeserver.rooms.public_rooms import plain_topic
 from homeserver.storage.admin_rooms import AdminRoomStore, PurgeResult, RoomCounts
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.account_data import AccountDataService
+    from homeserver.clock import Clock
+    from homeserver.receipts import ReceiptService
+    from homeserver.rooms.creation import RoomCreator
+    from homeserver.rooms.membership import MembershipService
+    from homeserver.rooms.servers import RoomServers
+    from homeserver.rooms.service import RoomService
+    from homeserver.storage.events import EventStore
+    from homeserver.storage.rooms import RoomStore
+    from homeserver.storage.state import StateStore
+    from homeserver.sync.service import SyncService
+    from homeserver.sync.unread import UnreadCounter
+    from homeserver.typing import TypingService
 
 logger = logging.getLogger(__name__)
 
@@ -71,9 +83,28 @@ class ShutdownParams:
 
 
 class RoomAdmin:
-    def __init__(self, hs: HomeServer) -> None:
-        self.hs = hs
-        self.store = AdminRoomStore(hs.db, hs.config.server_name)
+    def __init__(
+        self, *, store: AdminRoomStore, clock: Clock, rooms: RoomStore, events: EventStore,
+        state: StateStore, room_service: RoomService, room_servers: RoomServers,
+        membership: MembershipService, room_creator: RoomCreator, sync: SyncService,
+        unread: UnreadCounter, receipts: ReceiptService, account_data: AccountDataService,
+        typing: TypingService,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.rooms = rooms
+        self.events = events
+        self.state = state
+        self.room_service = room_service
+        self.room_servers = room_servers
+        self.membership = membership
+        self.room_creator = room_creator
+        # What a purge clears of the room from memory.
+        self.sync = sync
+        self.unread = unread
+        self.receipts = receipts
+        self.account_data = account_data
+        self.typing = typing
         self._tasks: dict[str, DeleteTask] = {}
 
     # --- reading ---
@@ -82,7 +113,7 @@ class RoomAdmin:
         """The room as the admin API's room list (and, with `details`, room details) shows it."""
         if counts is None:
             counts = (await self.store.counts(room.room_nid)).get(room.room_nid, RoomCounts())
-        state = await self.hs.room_service.current_state_events(
+        state = await self.room_service.current_state_events(
             room,
             [(t, "") for t in (
                 "m.room.create", "m.room.name", "m.room.canonical_alias", "m.room.join_rules",
@@ -136,12 +167,23 @@ class RoomAdmin:
 
     # --- blocking ---
 
+    async def get_room(self, room_id: str) -> RoomRecord | None:
+        return await self.rooms.get_room(room_id)
+
+    async def joined_members(self, room: RoomRecord) -> list[str]:
+        """The room's joined members, sorted."""
+        return sorted(u for u, _, _ in await self.rooms.members(room.room_nid, "join"))
+
+    async def blocked_by(self, room_id: str) -> str | None:
+        """Who blocked the room (None when it is not blocked)."""
+        return await self.store.blocked_by(room_id)
+
     async def set_blocked(self, room_id: str, blocked: bool, by: str) -> None:
-        await self.store.set_blocked(room_id, blocked, by, self.hs.clock.time_ms())
+        await self.store.set_blocked(room_id, blocked, by, self.clock.time_ms())
 
     async def check_not_blocked(self, room_id: str, user_id: str) -> None:
         """Refuse a local user's way into a blocked room (join, invite or knock)."""
-        if self.hs.membership.is_local(user_id) and await self.store.is_blocked(room_id):
+        if self.membership.is_local(user_id) and await self.store.is_blocked(room_id):
             raise MatrixError(403, "M_FORBIDDEN", "This room has been blocked on this server")
 
     # --- shutting down ---
@@ -181,10 +223,9 @@ class RoomAdmin:
 
         An unknown room can only be blocked (pre-emptively); anything else about it is
         a bad request."""
-        hs = self.hs
-        if params.new_room_user_id is not None and not hs.membership.is_local(params.new_room_user_id):
+        if params.new_room_user_id is not None and not self.membership.is_local(params.new_room_user_id):
             raise MatrixError(400, "M_UNKNOWN", "User must be our own: " + params.new_room_user_id)
-        room = await hs.room_store.get_room(room_id)
+        room = await self.rooms.get_room(room_id)
         if room is None:
             if params.block:
                 await self.set_blocked(room_id, True, params.requester)
@@ -196,24 +237,24 @@ class RoomAdmin:
         notice_user = params.new_room_user_id
         if notice_user is not None:
             new_room = await self._notice_room(params)
-        await hs.room_store.set_published(room_id, False)
+        await self.rooms.set_published(room_id, False)
         kicked: list[str] = []
         failed: list[str] = []
-        for user_id, membership, _ in await hs.room_store.members(room.room_nid):
-            if membership not in ("join", "invite", "knock") or not hs.membership.is_local(user_id):
+        for user_id, membership, _ in await self.rooms.members(room.room_nid):
+            if membership not in ("join", "invite", "knock") or not self.membership.is_local(user_id):
                 continue
             try:
-                await hs.membership.update(room, user_id, user_id, "leave")
+                await self.membership.update(room, user_id, user_id, "leave")
                 if new_room is not None and notice_user is not None and membership == "join" and user_id != notice_user:
-                    await hs.membership.update(new_room, notice_user, user_id, "invite")
-                    await hs.membership.update(new_room, user_id, user_id, "join")
+                    await self.membership.update(new_room, notice_user, user_id, "invite")
+                    await self.membership.update(new_room, user_id, user_id, "join")
                 kicked.append(user_id)
             except MatrixError as e:
                 logger.warning("shutting down %s: %s could not leave: %s", room_id, user_id, e.message)
                 failed.append(user_id)
-        aliases = await hs.room_store.aliases_for_room(room_id)
+        aliases = await self.rooms.aliases_for_room(room_id)
         if new_room is not None:
-            await hs.room_store.move_aliases(room_id, new_room.room_id)
+            await self.rooms.move_aliases(room_id, new_room.room_id)
         return {
             "kicked_users": kicked,
             "failed_to_kick_users": failed,
@@ -223,17 +264,15 @@ class RoomAdmin:
 
     async def _notice_room(self, params: ShutdownParams) -> RoomRecord:
         """The room members of a shut-down room are moved to, where they may not speak."""
-        from homeserver.rooms.creation import create_room
-
         creator = params.new_room_user_id
         assert creator is not None
-        room_id = await create_room(self.hs, creator, {
+        room_id = await self.room_creator.create(creator, {
             "preset": "public_chat",
             "name": params.room_name or DEFAULT_NOTICE_ROOM_NAME,
             "power_level_content_override": {"users_default": -10},
         })
-        room = await self.hs.room_service.get_room(room_id)
-        await self.hs.room_service.create_event(
+        room = await self.room_service.get_room(room_id)
+        await self.room_service.create_event(
             room, creator, "m.room.message",
             {"msgtype": "m.text", "body": params.message or DEFAULT_NOTICE_MESSAGE},
         )
@@ -241,15 +280,14 @@ class RoomAdmin:
 
     async def purge(self, room_id: str, *, force: bool = False, missing_ok: bool = False) -> PurgeResult | None:
         """Remove the room from the database and every cache that could bring it back."""
-        hs = self.hs
-        room = await hs.room_store.get_room(room_id)
+        room = await self.rooms.get_room(room_id)
         if room is None:
             if missing_ok:
                 return None
             raise MatrixError(404, "M_NOT_FOUND", "Room not found")
-        async with hs.room_service.lock(room_id):  # no event of the room is written meanwhile
+        async with self.room_service.lock(room_id):  # no event of the room is written meanwhile
             if not force:
-                joined = await hs.room_service.joined_local_users(room)
+                joined = await self.room_service.joined_local_users(room)
                 if joined:
                     raise MatrixError(
                         400, "M_UNKNOWN", f"Cannot purge room: local users are still joined ({len(joined)})"
@@ -259,30 +297,29 @@ class RoomAdmin:
         return result
 
     def _forget_caches(self, room: RoomRecord, result: PurgeResult) -> None:
-        hs = self.hs
         nid = room.room_nid
-        store = hs.room_store
+        store = self.rooms
         store._rooms.pop(room.room_id, None)
         store._rooms_by_nid.pop(nid, None)
-        hs.room_service.forget_room(nid, result.event_ids)
+        self.room_service.forget_room(nid, result.event_ids)
         for event_id in result.event_ids:
-            hs.event_store.forget(event_id)
+            self.events.forget(event_id)
         for snapshot in result.snapshot_nids:
-            hs.state_store._snapshots.pop(snapshot, None)
-        hs.room_servers.invalidate(nid)
+            self.state._snapshots.pop(snapshot, None)
+        self.room_servers.invalidate(nid)
         for user_id in result.members:
-            hs.sync.invalidate_memberships(user_id)
-        hs.unread.forget_room(nid)
-        receipts = hs.receipts
+            self.sync.invalidate_memberships(user_id)
+        self.unread.forget_room(nid)
+        receipts = self.receipts
         receipts._room_pos.pop(room.room_id, None)
         for rkey in [k for k in receipts._read_cache if k[1] == room.room_id]:
             del receipts._read_cache[rkey]
         receipts._writes += 1  # a read that raced the purge must not be cached
-        account_data = hs.account_data
+        account_data = self.account_data
         for akey in [k for k in account_data._cache if k[1] == room.room_id]:
             del account_data._cache[akey]
         account_data._writes += 1
-        hs.typing._rooms.pop(room.room_id, None)
+        self.typing._rooms.pop(room.room_id, None)
 
 
 def _empty_shutdown() -> dict[str, Any]:

@@ -3,36 +3,54 @@ including bot accounts (exempt from rate limits, given long-lived tokens by an a
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from homeserver.accounts.auth import hash_token, new_device_id, new_token
 from homeserver.errors import MatrixError
-from homeserver.records.users import UserRecord
+from homeserver.records.users import UserFilter, UserRecord
 from homeserver.storage.admin_users import AdminUserStore, UserListing
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.accounts.account import AccountService
+    from homeserver.accounts.auth import AuthService
+    from homeserver.accounts.passwords import PasswordHasher
+    from homeserver.clock import Clock
+    from homeserver.ratelimit import RateLimiter
+    from homeserver.storage.devices import DeviceStore
+    from homeserver.storage.users import UserStore
 
 BOT = "bot"
 USER_TYPES = (BOT, "support")
 
 
 class UserAdmin:
-    def __init__(self, hs: HomeServer) -> None:
-        self.hs = hs
-        self.store = AdminUserStore(hs.db)
+    def __init__(
+        self, *, store: AdminUserStore, users: UserStore, devices: DeviceStore, auth: AuthService,
+        accounts: AccountService, passwords: PasswordHasher, ratelimiter: RateLimiter,
+        exempt_users: Collection[str], clock: Clock,
+    ) -> None:
+        self.store = store
+        self.users = users
+        self.devices = devices
+        self.auth = auth
+        self.accounts = accounts
+        self.passwords = passwords
+        self.ratelimiter = ratelimiter
+        self.exempt_users = exempt_users  # rate_limits.exempt_users: exempt whatever their type
+        self.clock = clock
 
     async def start(self) -> None:
         """Give the rate limiter the admins' per-user overrides (exemptions are loaded
         with the users' flags by the server itself)."""
         for user_id, (per_second, burst) in (await self.store.all_overrides()).items():
-            self.hs.ratelimiter.set_override(user_id, per_second, burst)
+            self.ratelimiter.set_override(user_id, per_second, burst)
 
     # --- reading ---
 
     async def user_json(self, user: UserRecord) -> dict[str, Any]:
         """An account as the admin API's "query user account" shows it."""
-        profile = await self.hs.users.get_profile(user.user_id) or (None, None)
+        profile = await self.users.get_profile(user.user_id) or (None, None)
         return {
             "name": user.user_id,
             "displayname": profile[0],
@@ -72,15 +90,40 @@ class UserAdmin:
             "locked": u.locked,
         }
 
+    async def find(self, user_id: str) -> UserRecord | None:
+        return await self.users.get_user(user_id)
+
+    async def is_admin(self, user_id: str) -> bool:
+        user = await self.users.get_user(user_id)
+        return user is not None and user.admin
+
+    async def list_users(
+        self, flt: UserFilter, *, order_by: str, backwards: bool, offset: int, limit: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One page of accounts as the admin API lists them, and how many match in all."""
+        users, total = await self.store.list_users(
+            flt, order_by=order_by, backwards=backwards, offset=offset, limit=limit
+        )
+        return [self.listing_json(u, await self.store.is_erased(u.user_id)) for u in users], total
+
+    async def set_admin(self, user_id: str, admin: bool) -> None:
+        await self.users.set_admin(user_id, admin)
+
+    async def set_locked(self, user_id: str, locked: bool) -> None:
+        """A locked account is logged out everywhere at once."""
+        await self.store.set_locked(user_id, locked)
+        if locked:
+            await self.auth.delete_devices(user_id, None)
+
     async def get(self, user_id: str) -> UserRecord:
-        user = await self.hs.users.get_user(user_id)
+        user = await self.users.get_user(user_id)
         if user is None:
             raise MatrixError(404, "M_NOT_FOUND", "User not found")
         return user
 
     async def whois(self, user_id: str) -> dict[str, Any]:
         devices: dict[str, Any] = {}
-        for d in await self.hs.devices.list_devices(user_id):
+        for d in await self.devices.list_devices(user_id):
             connections = []
             if d.last_seen_ts is not None:
                 connections.append(
@@ -94,10 +137,10 @@ class UserAdmin:
     async def set_password(self, user_id: str, password: str, logout_devices: bool) -> None:
         """Set a password as an admin: every device is logged out unless told otherwise,
         since a reset usually means the old credentials may be in the wrong hands."""
-        pw_hash = await self.hs.passwords.hash(password)
-        await self.hs.users.set_password_hash(user_id, pw_hash)
+        pw_hash = await self.passwords.hash(password)
+        await self.users.set_password_hash(user_id, pw_hash)
         if logout_devices:
-            await self.hs.auth.delete_devices(user_id, None)
+            await self.auth.delete_devices(user_id, None)
 
     async def set_user_type(self, user_id: str, user_type: str | None) -> None:
         """Bots are never rate limited: making an account a bot (or no longer one)
@@ -108,22 +151,22 @@ class UserAdmin:
             await self.set_ratelimit_override(user_id, (0, 0) if user_type == BOT else None)
 
     async def reactivate(self, user_id: str, password: str) -> None:
-        pw_hash = await self.hs.passwords.hash(password)
+        pw_hash = await self.passwords.hash(password)
         await self.store.reactivate(user_id, pw_hash)
-        await self.store.set_erased(user_id, False, self.hs.clock.time_ms())
+        await self.store.set_erased(user_id, False, self.clock.time_ms())
 
     async def deactivate(self, user_id: str, erase: bool) -> None:
-        await self.hs.accounts.deactivate(user_id)
+        await self.accounts.deactivate(user_id)
         if erase:
-            await self.store.set_erased(user_id, True, self.hs.clock.time_ms())
+            await self.store.set_erased(user_id, True, self.clock.time_ms())
 
     async def login_as(self, user_id: str, valid_until_ms: int | None) -> str:
         """A token for the user that expires only when asked to, whatever the server's
         refresh-token lifetimes: this is how bots and operators' scripts get credentials
         that last. No device is listed for it (the user cannot tell), as in Synapse."""
         token = new_token("acc")
-        now = self.hs.clock.time_ms()
-        await self.hs.devices.add_access_token(
+        now = self.clock.time_ms()
+        await self.devices.add_access_token(
             hash_token(token), user_id, new_device_id(), now, valid_until_ms
         )
         return token
@@ -139,10 +182,10 @@ class UserAdmin:
     async def set_ratelimit_override(self, user_id: str, override: tuple[int, int] | None) -> None:
         """Durably and at once: (0, 0) exempts the user, None drops any override."""
         await self.store.set_override(user_id, override)
-        limiter = self.hs.ratelimiter
+        limiter = self.ratelimiter
         limiter.clear_override(user_id)
         if override is not None and override != (0, 0):
             limiter.set_override(user_id, *override)
         limiter.set_exempt(
-            user_id, override == (0, 0) or user_id in self.hs.config.rate_limits.exempt_users
+            user_id, override == (0, 0) or user_id in self.exempt_users
         )

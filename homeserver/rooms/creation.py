@@ -21,7 +21,13 @@ from homeserver.identifiers import parse_user_id
 from homeserver.storage.database import IntegrityError
 
 if TYPE_CHECKING:
+    from homeserver.clock import Clock
+    from homeserver.rooms.aliases import AliasService
+    from homeserver.rooms.membership import MembershipService
+    from homeserver.rooms.service import RoomService
     from homeserver.server import HomeServer
+    from homeserver.signing_key import SigningKey
+    from homeserver.storage.rooms import RoomStore
 
 _CREATE_ATTEMPTS = 8  # room IDs tried before giving up (they collide only within one ms)
 MAX_KEY_BYTES = 255  # event types and state keys (the spec's size limits)
@@ -94,7 +100,7 @@ def _check_power_level_override(override: dict[str, Any]) -> None:
         raise MatrixError(400, "M_BAD_JSON", "power_level_content_override.users keys must be user IDs")
 
 
-def _validate(hs: HomeServer, body: dict[str, Any]) -> dict[str, Any]:
+def _validate(body: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     # Every field is type-checked before it is used: an object where a string belongs
     # would otherwise reach a dict lookup or comparison and fail as a 500.
@@ -157,111 +163,133 @@ def _validate(hs: HomeServer, body: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-async def create_room(hs: HomeServer, creator: str, body: dict[str, Any]) -> str:
-    """Create a room as the spec's createRoom describes; returns its room ID."""
-    req = _validate(hs, body)
-    # The creator is joined already; inviting them would fail after the room exists.
-    req["invite"] = [u for u in req["invite"] if u != creator]
-    for invitee in req["invite"]:
-        # Before the room exists: a refused invitee must not leave a half-made room.
-        await hs.membership.check_invitee(invitee)
-    rv = req["rv"]
-    preset = PRESETS[req["preset"]]
-    alias = None
-    if req["room_alias_name"] is not None:
-        alias = hs.aliases.check_new_alias_localpart(req["room_alias_name"])
-        if await hs.room_store.get_alias(alias) is not None:
-            raise MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken")
+class RoomCreator:
+    """POST /createRoom: the create event, the initial state in the spec's order,
+    aliases and invites."""
 
-    creation_content = req["creation_content"]
-    creation_content.pop("creator", None)
-    creation_content["room_version"] = rv.identifier
-    if rv.create_requires_creator_field:
-        creation_content["creator"] = creator
-    invitees_full: list[str] = []
-    if preset["trusted"]:
-        if rv.creators_have_infinite_power:
-            extra = creation_content.get("additional_creators", [])
-            if not isinstance(extra, list):
-                raise MatrixError(400, "M_BAD_JSON", "'additional_creators' must be a list")
-            creation_content["additional_creators"] = list(dict.fromkeys([*extra, *req["invite"]]))
-        else:
-            invitees_full = req["invite"]
-    if "additional_creators" in creation_content:
-        extra = creation_content["additional_creators"]
-        if not rv.creators_have_infinite_power:
-            creation_content.pop("additional_creators")
-        elif not isinstance(extra, list) or not all(isinstance(u, str) and parse_user_id(u) for u in extra):
-            raise MatrixError(400, "M_BAD_JSON", "'additional_creators' must be a list of user IDs")
-    if "m.federate" not in creation_content and hs.config.rooms.internal_by_default:
-        creation_content["m.federate"] = False  # an internal room unless the client asks otherwise
-    federate = creation_content.get("m.federate", True)
-    if not isinstance(federate, bool):
-        raise MatrixError(400, "M_BAD_JSON", "'m.federate' must be a boolean")
+    def __init__(
+        self, *, server_name: str, signing_key: SigningKey, clock: Clock, internal_by_default: bool,
+        rooms: RoomStore, room_service: RoomService, membership: MembershipService, aliases: AliasService,
+    ) -> None:
+        self.server_name = server_name
+        self.signing_key = signing_key
+        self.clock = clock
+        self.internal_by_default = internal_by_default
+        self.rooms = rooms
+        self.room_service = room_service
+        self.membership = membership
+        self.aliases = aliases
 
-    now = hs.clock.time_ms()
-    rooms = hs.room_service
-    for attempt in range(_CREATE_ATTEMPTS):
-        room_id = None if rv.room_id_is_create_event_id else f"!{secrets.token_urlsafe(18)}:{hs.config.server_name}"
-        try:
-            create_event = build_event(
-                rv, room_id=room_id, sender=creator, event_type="m.room.create",
-                content=creation_content, prev_events=[], auth_events=[], depth=1,
-                origin_server_ts=now + attempt, state_key="", signing_key=hs.signing_key,
-                server_name=hs.config.server_name,
+    async def create(self, creator: str, body: dict[str, Any]) -> str:
+        """Create a room as the spec's createRoom describes; returns its room ID."""
+        req = _validate(body)
+        # The creator is joined already; inviting them would fail after the room exists.
+        req["invite"] = [u for u in req["invite"] if u != creator]
+        for invitee in req["invite"]:
+            # Before the room exists: a refused invitee must not leave a half-made room.
+            await self.membership.check_invitee(invitee)
+        rv = req["rv"]
+        preset = PRESETS[req["preset"]]
+        alias = None
+        if req["room_alias_name"] is not None:
+            alias = self.aliases.check_new_alias_localpart(req["room_alias_name"])
+            if await self.rooms.get_alias(alias) is not None:
+                raise MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken")
+
+        creation_content = req["creation_content"]
+        creation_content.pop("creator", None)
+        creation_content["room_version"] = rv.identifier
+        if rv.create_requires_creator_field:
+            creation_content["creator"] = creator
+        invitees_full: list[str] = []
+        if preset["trusted"]:
+            if rv.creators_have_infinite_power:
+                extra = creation_content.get("additional_creators", [])
+                if not isinstance(extra, list):
+                    raise MatrixError(400, "M_BAD_JSON", "'additional_creators' must be a list")
+                creation_content["additional_creators"] = list(dict.fromkeys([*extra, *req["invite"]]))
+            else:
+                invitees_full = req["invite"]
+        if "additional_creators" in creation_content:
+            extra = creation_content["additional_creators"]
+            if not rv.creators_have_infinite_power:
+                creation_content.pop("additional_creators")
+            elif not isinstance(extra, list) or not all(isinstance(u, str) and parse_user_id(u) for u in extra):
+                raise MatrixError(400, "M_BAD_JSON", "'additional_creators' must be a list of user IDs")
+        if "m.federate" not in creation_content and self.internal_by_default:
+            creation_content["m.federate"] = False  # an internal room unless the client asks otherwise
+        federate = creation_content.get("m.federate", True)
+        if not isinstance(federate, bool):
+            raise MatrixError(400, "M_BAD_JSON", "'m.federate' must be a boolean")
+
+        now = self.clock.time_ms()
+        rooms = self.room_service
+        for attempt in range(_CREATE_ATTEMPTS):
+            room_id = None if rv.room_id_is_create_event_id else f"!{secrets.token_urlsafe(18)}:{self.server_name}"
+            try:
+                create_event = build_event(
+                    rv, room_id=room_id, sender=creator, event_type="m.room.create",
+                    content=creation_content, prev_events=[], auth_events=[], depth=1,
+                    origin_server_ts=now + attempt, state_key="", signing_key=self.signing_key,
+                    server_name=self.server_name,
+                )
+            except EventFormatError as e:
+                raise MatrixError(
+                    413 if e.too_large else 400, "M_TOO_LARGE" if e.too_large else "M_BAD_JSON", str(e)
+                ) from None
+            except CanonicalJSONError as e:
+                raise MatrixError(400, "M_BAD_JSON", f"Content is not valid canonical JSON: {e}") from None
+            if room_id is None:
+                room_id = room_id_from_create_event_id(create_event["event_id"])
+            try:
+                room, _ = await rooms.create_room_event(room_id, rv, creator, federate, create_event)
+                break
+            except IntegrityError:
+                # v12 room IDs are the create event's hash: the same creator asking twice for
+                # the same room within one millisecond gets the same ID. A later timestamp
+                # makes it a different room, as the client asked for two.
+                if attempt + 1 == _CREATE_ATTEMPTS:
+                    raise MatrixError(409, "M_UNKNOWN", "Could not allocate a room ID; try again") from None
+
+        async def state(event_type: str, content: dict[str, Any], state_key: str = "") -> None:
+            await rooms.create_event(room, creator, event_type, content, state_key=state_key)
+
+        await state("m.room.member", await self.membership.member_content(creator, "join"), creator)
+        levels = default_power_levels(creator, rv.creators_have_infinite_power, invitees_full)
+        if preset["join_rule"] == "invite":
+            levels["invite"] = 0  # in a private room any member may invite
+        levels.update(req["power_level_content_override"])
+        await state("m.room.power_levels", levels)
+        if alias is not None:
+            await state("m.room.canonical_alias", {"alias": alias})
+        initial_keys = {(e["type"], e.get("state_key", "")) for e in req["initial_state"]}
+        for event_type, content in (
+            ("m.room.join_rules", {"join_rule": preset["join_rule"]}),
+            ("m.room.history_visibility", {"history_visibility": preset["history"]}),
+            ("m.room.guest_access", {"guest_access": preset["guest"]}),
+        ):
+            if (event_type, "") not in initial_keys:
+                await state(event_type, content)
+        for ev in req["initial_state"]:
+            if ev["type"] in ("m.room.create", "m.room.member", "m.room.power_levels"):
+                continue
+            await state(ev["type"], ev["content"], ev.get("state_key", ""))
+        if req["name"] is not None:
+            await state("m.room.name", {"name": req["name"]})
+        if req["topic"] is not None:
+            await state(
+                "m.room.topic",
+                {"topic": req["topic"], "m.topic": [{"mimetype": "text/plain", "body": req["topic"]}]},
             )
-        except EventFormatError as e:
-            raise MatrixError(
-                413 if e.too_large else 400, "M_TOO_LARGE" if e.too_large else "M_BAD_JSON", str(e)
-            ) from None
-        except CanonicalJSONError as e:
-            raise MatrixError(400, "M_BAD_JSON", f"Content is not valid canonical JSON: {e}") from None
-        if room_id is None:
-            room_id = room_id_from_create_event_id(create_event["event_id"])
-        try:
-            room, _ = await rooms.create_room_event(room_id, rv, creator, federate, create_event)
-            break
-        except IntegrityError:
-            # v12 room IDs are the create event's hash: the same creator asking twice for
-            # the same room within one millisecond gets the same ID. A later timestamp
-            # makes it a different room, as the client asked for two.
-            if attempt + 1 == _CREATE_ATTEMPTS:
-                raise MatrixError(409, "M_UNKNOWN", "Could not allocate a room ID; try again") from None
+        if alias is not None:
+            await self.rooms.create_alias(alias, room_id, creator, now)
+        for invitee in req["invite"]:
+            await self.membership.update(room, creator, invitee, "invite", is_direct=req["is_direct"])
+        if req["visibility"] == "public":
+            await self.rooms.set_published(room_id, True)
+        return room_id
 
-    async def state(event_type: str, content: dict[str, Any], state_key: str = "") -> None:
-        await rooms.create_event(room, creator, event_type, content, state_key=state_key)
 
-    await state("m.room.member", await hs.membership.member_content(creator, "join"), creator)
-    levels = default_power_levels(creator, rv.creators_have_infinite_power, invitees_full)
-    if preset["join_rule"] == "invite":
-        levels["invite"] = 0  # in a private room any member may invite
-    levels.update(req["power_level_content_override"])
-    await state("m.room.power_levels", levels)
-    if alias is not None:
-        await state("m.room.canonical_alias", {"alias": alias})
-    initial_keys = {(e["type"], e.get("state_key", "")) for e in req["initial_state"]}
-    for event_type, content in (
-        ("m.room.join_rules", {"join_rule": preset["join_rule"]}),
-        ("m.room.history_visibility", {"history_visibility": preset["history"]}),
-        ("m.room.guest_access", {"guest_access": preset["guest"]}),
-    ):
-        if (event_type, "") not in initial_keys:
-            await state(event_type, content)
-    for ev in req["initial_state"]:
-        if ev["type"] in ("m.room.create", "m.room.member", "m.room.power_levels"):
-            continue
-        await state(ev["type"], ev["content"], ev.get("state_key", ""))
-    if req["name"] is not None:
-        await state("m.room.name", {"name": req["name"]})
-    if req["topic"] is not None:
-        await state(
-            "m.room.topic",
-            {"topic": req["topic"], "m.topic": [{"mimetype": "text/plain", "body": req["topic"]}]},
-        )
-    if alias is not None:
-        await hs.room_store.create_alias(alias, room_id, creator, now)
-    for invitee in req["invite"]:
-        await hs.membership.update(room, creator, invitee, "invite", is_direct=req["is_direct"])
-    if req["visibility"] == "public":
-        await hs.room_store.set_published(room_id, True)
-    return room_id
+async def create_room(hs: HomeServer, creator: str, body: dict[str, Any]) -> str:
+    """Create a room as `creator` asks (the client API's entry point)."""
+    return await hs.room_creator.create(creator, body)

@@ -23,7 +23,8 @@ their own server, which countersigns the invite. Internal rooms
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from federation.events import get_named_level, get_room_version, get_user_power_level
 from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
@@ -32,7 +33,12 @@ from homeserver.storage.events import StoredEvent
 from homeserver.storage.rooms import RoomRecord
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.identifiers import LocalServer
+    from homeserver.rooms.servers import RoomServers
+    from homeserver.rooms.service import RoomService
+    from homeserver.storage.events import EventStore
+    from homeserver.storage.rooms import RoomStore
+    from homeserver.storage.users import UserStore
 
 logger = logging.getLogger(__name__)
 
@@ -63,19 +69,93 @@ def _membership(event: StoredEvent | None) -> str | None:
     return value if isinstance(value, str) else None
 
 
+class RemoteJoins(Protocol):
+    """Joining a room through a server that is in it (FederatedJoins)."""
+
+    async def join_remote(self, user_id: str, room_id: str, servers: list[str]) -> str: ...
+
+
+class RemoteInvites(Protocol):
+    """Invites over federation (FederatedInvites)."""
+
+    async def send_invite(self, room: RoomRecord, event: dict[str, Any]) -> dict[str, Any]: ...
+
+    async def reject(self, room: RoomRecord, user_id: str, invite: StoredEvent, reason: str | None) -> StoredEvent: ...
+
+
+class RoomBlocks(Protocol):
+    """Rooms the server admin has blocked (RoomAdmin)."""
+
+    async def check_not_blocked(self, room_id: str, user_id: str) -> None: ...
+
+
+class GlobalAccountData(Protocol):
+    async def get_global(self, user_id: str, data_type: str) -> dict[str, Any] | None: ...
+
+
 class MembershipService:
-    def __init__(self, hs: HomeServer) -> None:
-        self.hs = hs
+    def __init__(
+        self, *, local: LocalServer, federation_enabled: bool,
+        allow_destination: Callable[[str, str], bool], users: UserStore, rooms: RoomStore,
+        events: EventStore, room_service: RoomService, room_servers: RoomServers,
+    ) -> None:
+        self.local = local
+        self.server_name = local.server_name
+        self.federation_enabled = federation_enabled
+        self.allow_destination = allow_destination
+        self.users = users
+        self.rooms = rooms
+        self.events = events
+        self.room_service = room_service
+        self.room_servers = room_servers
+        self._joins: RemoteJoins | None = None
+        self._invites: RemoteInvites | None = None
+        self._blocks: RoomBlocks | None = None
+        self._account_data: GlobalAccountData | None = None
+        self._forgotten: Callable[[str], None] = lambda user_id: None
+
+    def connect(
+        self, *, joins: RemoteJoins, invites: RemoteInvites, blocks: RoomBlocks,
+        account_data: GlobalAccountData, forgotten: Callable[[str], None],
+    ) -> None:
+        """The collaborators built after this service. Federated joins and invites
+        and the room admin each use this service (cycles), and account data and
+        sync are built later; server.py connects them once they exist."""
+        self._joins = joins
+        self._invites = invites
+        self._blocks = blocks
+        self._account_data = account_data
+        self._forgotten = forgotten  # sync drops its cached memberships of the user
+
+    @property
+    def joins(self) -> RemoteJoins:
+        assert self._joins is not None, "MembershipService.connect was not called"
+        return self._joins
+
+    @property
+    def invites(self) -> RemoteInvites:
+        assert self._invites is not None, "MembershipService.connect was not called"
+        return self._invites
+
+    @property
+    def blocks(self) -> RoomBlocks:
+        assert self._blocks is not None, "MembershipService.connect was not called"
+        return self._blocks
+
+    @property
+    def account_data(self) -> GlobalAccountData:
+        assert self._account_data is not None, "MembershipService.connect was not called"
+        return self._account_data
 
     def is_local(self, user_id: str) -> bool:
-        return parse_user_id(user_id) is not None and self.hs.local_server.is_mine(user_id)
+        return parse_user_id(user_id) is not None and self.local.is_mine(user_id)
 
     async def member_content(self, user_id: str, membership: str) -> dict[str, Any]:
         """Content for a membership event, with the user's profile where the spec
         wants it (so clients need no extra profile lookups)."""
         content: dict[str, Any] = {"membership": membership}
         if membership in ("join", "invite", "knock"):
-            profile = await self.hs.users.get_full_profile(user_id)
+            profile = await self.users.get_full_profile(user_id)
             if profile:
                 for key in ("displayname", "avatar_url"):
                     if isinstance(profile.get(key), str):
@@ -85,12 +165,12 @@ class MembershipService:
     async def resolve_room(self, room_id_or_alias: str) -> RoomRecord:
         """The local room a room ID or alias names; 404 M_NOT_FOUND when this
         server does not know it (rooms elsewhere would need federation)."""
-        server_name = self.hs.config.server_name
+        server_name = self.server_name
         if room_id_or_alias.startswith("#"):
             _, sep, domain = room_id_or_alias.partition(":")
             if not sep or len(room_id_or_alias) < 3:
                 raise invalid_param("Invalid room alias")
-            found = await self.hs.room_store.get_alias(room_id_or_alias)
+            found = await self.rooms.get_alias(room_id_or_alias)
             if found is None:
                 if domain != server_name:
                     raise not_found(f"Room alias {room_id_or_alias} is not known here; {_NO_FEDERATION}")
@@ -98,7 +178,7 @@ class MembershipService:
             room_id_or_alias = found[0]
         elif not room_id_or_alias.startswith("!") or len(room_id_or_alias) < 2:
             raise invalid_param("Expected a room ID or room alias")
-        room = await self.hs.room_store.get_room(room_id_or_alias)
+        room = await self.rooms.get_room(room_id_or_alias)
         if room is None:
             _, sep, domain = room_id_or_alias.partition(":")
             if sep and domain != server_name:
@@ -113,28 +193,28 @@ class MembershipService:
         servers remain, has a stale one: both are reached through those servers."""
         if room is None:
             return False
-        head = await self.hs.room_service.head(room)
+        head = await self.room_service.head(room)
         if head.snapshot is None:
             return False
-        if await self.hs.room_service.joined_local_users(room):
+        if await self.room_service.joined_local_users(room):
             return True
-        return not await self.hs.room_servers.servers_in_room(room)
+        return not await self.room_servers.servers_in_room(room)
 
     async def servers_to_ask(self, room_id: str, user_id: str, via: list[str]) -> list[str]:
         """Servers that may be in a room this server is not in: those the client
         named, the server that invited us, those we last saw there, the room ID's."""
         servers = list(via)
-        room = await self.hs.room_store.get_room(room_id)
+        room = await self.rooms.get_room(room_id)
         if room is not None:
-            current = await self.hs.room_store.membership_of(room.room_nid, user_id)
+            current = await self.rooms.membership_of(room.room_nid, user_id)
             if current is not None:
-                event = (await self.hs.event_store.get_events_by_nid([current[1]])).get(current[1])
+                event = (await self.events.get_events_by_nid([current[1]])).get(current[1])
                 if event is not None:
                     servers.append(event.sender.partition(":")[2])
-            servers.extend(sorted(await self.hs.room_servers.servers_in_room(room)))
+            servers.extend(sorted(await self.room_servers.servers_in_room(room)))
         if ":" in room_id:
             servers.append(room_id.partition(":")[2])
-        own = self.hs.config.server_name
+        own = self.server_name
         return [s for s in dict.fromkeys(servers) if s and s != own]
 
     async def check_invitee(self, user_id: str, room: RoomRecord | None = None) -> None:
@@ -148,26 +228,26 @@ class MembershipService:
         parsed = parse_user_id(user_id)
         if parsed is None:
             raise invalid_param(f"Invalid user ID {user_id!r}")
-        if parsed[1] != self.hs.config.server_name:
-            if not self.hs.config.federation.enabled:
+        if parsed[1] != self.server_name:
+            if not self.federation_enabled:
                 raise forbidden(f"Cannot invite {user_id}: federation is disabled on this server")
             if room is not None and not room.federate:
                 raise forbidden(
-                    f"Cannot invite {user_id}: this room is internal to {self.hs.config.server_name}"
+                    f"Cannot invite {user_id}: this room is internal to {self.server_name}"
                 )
-            if not self.hs.federation_policy.allow_destination(parsed[1], "invite"):
+            if not self.allow_destination(parsed[1], "invite"):
                 # Before any event exists (and, from createRoom, before the room does).
                 raise forbidden(
                     f"Cannot invite {user_id}: this server's federation policy does not allow {parsed[1]}"
                 )
             return
-        user = await self.hs.users.get_user(user_id)
+        user = await self.users.get_user(user_id)
         if user is None:
             raise not_found(f"User {user_id} does not exist")
         if user.deactivated:
             raise forbidden(f"User {user_id} has been deactivated")
         # The spec's invite permission (v1.18): a user may refuse all invites.
-        config = await self.hs.account_data.get_global(user_id, "m.invite_permission_config")
+        config = await self.account_data.get_global(user_id, "m.invite_permission_config")
         if isinstance(config, dict) and config.get("default_action") == "block":
             raise MatrixError(403, "M_INVITE_BLOCKED", f"{user_id} does not accept invites")
 
@@ -178,12 +258,12 @@ class MembershipService:
         via: list[str] | None = None,
     ) -> str:
         """Join; returns the room ID (a room this server is not in is joined remotely)."""
-        await self.hs.room_admin.check_not_blocked(room.room_id, user_id)
+        await self.blocks.check_not_blocked(room.room_id, user_id)
         if not is_guest and not await self.is_resident(room):
             servers = await self.servers_to_ask(room.room_id, user_id, via or [])
             if servers:
-                return await self.hs.federated_joins.join_remote(user_id, room.room_id, servers)
-            if (await self.hs.room_service.head(room)).snapshot is None:
+                return await self.joins.join_remote(user_id, room.room_id, servers)
+            if (await self.room_service.head(room)).snapshot is None:
                 raise not_found("This server is not in the room and knows no server that is")
         await self.update(room, user_id, user_id, "join", reason=reason, is_guest=is_guest)
         return room.room_id
@@ -194,12 +274,12 @@ class MembershipService:
 
     async def leave(self, room: RoomRecord, user_id: str, *, reason: str | None = None) -> StoredEvent | None:
         if not await self.is_resident(room):
-            current = await self.hs.room_store.membership_of(room.room_nid, user_id)
+            current = await self.rooms.membership_of(room.room_nid, user_id)
             if current is None:
                 raise forbidden("You are not a member of this room")
             if current[0] in ("invite", "knock"):
-                event = (await self.hs.event_store.get_events_by_nid([current[1]]))[current[1]]
-                return await self.hs.federated_invites.reject(room, user_id, event, reason)
+                event = (await self.events.get_events_by_nid([current[1]]))[current[1]]
+                return await self.invites.reject(room, user_id, event, reason)
             if current[0] in ("leave", "ban"):
                 return None  # already out: what was asked holds
         return await self.update(room, user_id, user_id, "leave", reason=reason)
@@ -219,8 +299,8 @@ class MembershipService:
     async def forget(self, room: RoomRecord, user_id: str) -> None:
         """Hide a room the user has left from them, until they are next
         invited, join or knock (the storage resets the flag on those)."""
-        async with self.hs.room_service.lock(room.room_id):  # no membership change in between
-            current = await self.hs.room_store.membership_of(room.room_nid, user_id)
+        async with self.room_service.lock(room.room_id):  # no membership change in between
+            current = await self.rooms.membership_of(room.room_nid, user_id)
             if current is None:
                 raise not_found("You have never been in this room")
             if current[0] in ("join", "invite", "knock"):
@@ -228,8 +308,8 @@ class MembershipService:
                 raise MatrixError(
                     400, "M_UNKNOWN", f"You {what} room {room.room_id}; leave it before forgetting it"
                 )
-            await self.hs.room_store.forget(room.room_nid, user_id)
-            self.hs.sync.invalidate_memberships(user_id)  # forgetting sends no event
+            await self.rooms.forget(room.room_nid, user_id)
+            self._forgotten(user_id)  # forgetting sends no event
 
     # --- the one way membership changes ---
 
@@ -253,12 +333,12 @@ class MembershipService:
         if action not in ACTIONS or _MEMBERSHIP_OF_ACTION.get(action, action) != membership:
             raise ValueError(f"membership {membership!r} does not fit action {action!r}")
         if membership in ("join", "invite", "knock"):
-            await self.hs.room_admin.check_not_blocked(room.room_id, target)
+            await self.blocks.check_not_blocked(room.room_id, target)
         content = await self.member_content(target, membership)
         before_persist = None
         if membership == "invite" and not self.is_local(target):
             async def before_persist(event: dict[str, Any]) -> dict[str, Any]:
-                return await self.hs.federated_invites.send_invite(room, event)
+                return await self.invites.send_invite(room, event)
         if membership == "invite" and is_direct:
             content["is_direct"] = True
         if reason is not None:
@@ -269,7 +349,7 @@ class MembershipService:
         async def precondition(state_ids: dict[StateKey, int]) -> StoredEvent | None:
             return await self._precondition(room, state_ids, action, sender, target, content, is_guest)
 
-        return await self.hs.room_service.create_event(
+        return await self.room_service.create_event(
             room, sender, "m.room.member", content, state_key=target, precondition=precondition,
             before_persist=before_persist,
         )
@@ -286,7 +366,7 @@ class MembershipService:
     ) -> StoredEvent | None:
         """Checks beyond the auth rules, against the state the event will follow.
         Returns the current member event when the request is already satisfied."""
-        service = self.hs.room_service
+        service = self.room_service
         keys = [("m.room.member", sender), ("m.room.member", target), JOIN_RULES, GUEST_ACCESS]
         state = await service.state_events(state_ids, keys)
         current = state.get(("m.room.member", target))
@@ -348,8 +428,8 @@ class MembershipService:
     async def authorise_restricted_join_content(self, room: RoomRecord, user_id: str, content: dict[str, Any]) -> None:
         """For a join built elsewhere (make_join): name our authorising user in a
         restricted room, from the room's current state."""
-        state_ids = await self.hs.room_service.current_state_ids(room)
-        rules = (await self.hs.room_service.state_events(state_ids, [JOIN_RULES])).get(JOIN_RULES)
+        state_ids = await self.room_service.current_state_ids(room)
+        rules = (await self.room_service.state_events(state_ids, [JOIN_RULES])).get(JOIN_RULES)
         await self._authorise_restricted_join(room, state_ids, rules, user_id, content)
 
     async def _authorise_restricted_join(
@@ -373,10 +453,10 @@ class MembershipService:
             if not isinstance(entry, dict) or entry.get("type") != "m.room_membership":
                 continue
             room_id = entry.get("room_id")
-            other = await self.hs.room_store.get_room(room_id) if isinstance(room_id, str) else None
+            other = await self.rooms.get_room(room_id) if isinstance(room_id, str) else None
             if other is None:
                 continue  # rooms this server is not in cannot be verified
-            m = await self.hs.room_store.membership_of(other.room_nid, user_id)
+            m = await self.rooms.membership_of(other.room_nid, user_id)
             if m is not None and m[0] == "join":
                 qualifies = True
                 break
@@ -389,11 +469,11 @@ class MembershipService:
         rv = get_room_version(room.room_version)
         plain = {
             k: ev.event
-            for k, ev in (await self.hs.room_service.state_events(state_ids, [POWER_LEVELS, CREATE])).items()
+            for k, ev in (await self.room_service.state_events(state_ids, [POWER_LEVELS, CREATE])).items()
         }
         invite_level = get_named_level(plain, "invite")
         # The room's memberships table is current state, and we hold the room lock.
-        joined = sorted(m for m, _, _ in await self.hs.room_store.members(room.room_nid, "join"))
+        joined = sorted(m for m, _, _ in await self.rooms.members(room.room_nid, "join"))
         for member in joined:
             if self.is_local(member) and get_user_power_level(member, plain, rv) >= invite_level:
                 content["join_authorised_via_users_server"] = member
@@ -407,8 +487,8 @@ class MembershipService:
         in every room they are joined to (the spec's "Events on Change of
         Profile Information"). A room that refuses is skipped, not fatal: the
         profile itself has changed either way."""
-        for room_id, _ in await self.hs.room_store.rooms_for_user(user_id, ("join",)):
-            room = await self.hs.room_store.get_room(room_id)
+        for room_id, _ in await self.rooms.rooms_for_user(user_id, ("join",)):
+            room = await self.rooms.get_room(room_id)
             if room is None:
                 continue
             try:
@@ -419,13 +499,13 @@ class MembershipService:
     async def enforce_guest_access(self, room: RoomRecord) -> None:
         """Once a room stops admitting guests, its guests must leave (the spec's
         guest access "Server behaviour"); each leaves under their own name."""
-        guest = await self.hs.room_service.current_state_event(room, GUEST_ACCESS)
+        guest = await self.room_service.current_state_event(room, GUEST_ACCESS)
         if guest is not None and guest.event["content"].get("guest_access") == "can_join":
             return
-        for member, _, _ in await self.hs.room_store.members(room.room_nid, "join"):
+        for member, _, _ in await self.rooms.members(room.room_nid, "join"):
             if not self.is_local(member):
                 continue
-            user = await self.hs.users.get_user(member)
+            user = await self.users.get_user(member)
             if user is None or not user.is_guest:
                 continue
             try:

@@ -32,7 +32,12 @@ from homeserver.storage.events import StoredEvent
 from homeserver.storage.rooms import RoomRecord
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.clock import Clock
+    from homeserver.rooms.membership import MembershipService
+    from homeserver.rooms.service import RoomService
+    from homeserver.signing_key import SigningKey
+    from homeserver.storage.events import EventStore
+    from homeserver.storage.rooms import RoomStore
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +87,17 @@ def _levels_in(content: dict[str, Any]) -> list[int]:
 
 
 class RoomUpgradeService:
-    def __init__(self, hs: HomeServer) -> None:
-        self.hs = hs
+    def __init__(
+        self, *, server_name: str, signing_key: SigningKey, clock: Clock, rooms: RoomStore,
+        events: EventStore, room_service: RoomService, membership: MembershipService,
+    ) -> None:
+        self.server_name = server_name
+        self.signing_key = signing_key
+        self.clock = clock
+        self.rooms = rooms
+        self.events = events
+        self.room_service = room_service
+        self.membership = membership
         # One upgrade of a room at a time: two concurrent upgrades would both
         # tombstone the room and split its members between two replacements.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -112,16 +126,16 @@ class RoomUpgradeService:
         tombstone the room a second time and split its members between two new rooms;
         after the window a deliberate re-upgrade proceeds.
         """
-        tombstone = await self.hs.room_service.current_state_event(room, ("m.room.tombstone", ""))
+        tombstone = await self.room_service.current_state_event(room, ("m.room.tombstone", ""))
         if tombstone is None or tombstone.sender != user_id:
             return None
-        if self.hs.clock.time_ms() - int(tombstone.event["origin_server_ts"]) > REPEAT_WINDOW_MS:
+        if self.clock.time_ms() - int(tombstone.event["origin_server_ts"]) > REPEAT_WINDOW_MS:
             return None
         replacement = tombstone.event["content"].get("replacement_room")
-        new_room = await self.hs.room_store.get_room(replacement) if isinstance(replacement, str) else None
+        new_room = await self.rooms.get_room(replacement) if isinstance(replacement, str) else None
         if new_room is None or new_room.room_version != rv.identifier:
             return None
-        create = await self.hs.room_service.current_state_event(new_room, CREATE)
+        create = await self.room_service.current_state_event(new_room, CREATE)
         predecessor = create.event["content"].get("predecessor") if create is not None else None
         if not isinstance(predecessor, dict) or predecessor.get("room_id") != room.room_id:
             return None
@@ -130,7 +144,7 @@ class RoomUpgradeService:
     async def _upgrade(
         self, user_id: str, room: RoomRecord, rv: RoomVersion, additional_creators: list[str]
     ) -> str:
-        rooms = self.hs.room_service
+        rooms = self.room_service
         state_ids = await rooms.current_state_ids(room)
         wanted = [CREATE, POWER_LEVELS, CANONICAL_ALIAS, *((t, "") for t in TRANSFERRED_STATE)]
         members = [k for k in state_ids if k[0] == "m.room.member"]
@@ -172,7 +186,7 @@ class RoomUpgradeService:
         async def send(event_type: str, content: dict[str, Any], state_key: str = "") -> StoredEvent:
             return await rooms.create_event(new_room, user_id, event_type, content, state_key=state_key)
 
-        await send("m.room.member", await self.hs.membership.member_content(user_id, "join"), user_id)
+        await send("m.room.member", await self.membership.member_content(user_id, "join"), user_id)
 
         # 3. Transferable state. Power levels go first, with the upgrader raised as far
         # as needed to send everything else; the exact copy follows at the end.
@@ -205,14 +219,14 @@ class RoomUpgradeService:
 
         # 4. Local aliases and the canonical alias move to the new room, as does the
         # room's place in the published directory.
-        await self.hs.room_store.move_aliases(room.room_id, new_room.room_id)
+        await self.rooms.move_aliases(room.room_id, new_room.room_id)
         alias_event = old_state.get(CANONICAL_ALIAS)
         if alias_event is not None and alias_event.event["content"]:
             await send("m.room.canonical_alias", copy.deepcopy(alias_event.event["content"]))
             await self._try(room, user_id, "m.room.canonical_alias", {})
         if room.published:
-            await self.hs.room_store.set_published(new_room.room_id, True)
-            await self.hs.room_store.set_published(room.room_id, False)
+            await self.rooms.set_published(new_room.room_id, True)
+            await self.rooms.set_published(room.room_id, False)
         if setup_levels is not final_levels and final_levels is not None:
             await send("m.room.power_levels", final_levels)
 
@@ -237,25 +251,24 @@ class RoomUpgradeService:
         return new_room.room_id
 
     async def _last_event_id(self, room: RoomRecord) -> str | None:
-        nids = await self.hs.room_store.forward_extremities(room.room_nid)
-        events = await self.hs.event_store.get_events_by_nid(nids)
+        nids = await self.rooms.forward_extremities(room.room_nid)
+        events = await self.events.get_events_by_nid(nids)
         newest = max(events.values(), key=lambda e: e.stream_ordering or 0, default=None)
         return newest.event_id if newest is not None else None
 
     async def _create(self, creator: str, rv: RoomVersion, content: dict[str, Any], federate: bool) -> RoomRecord:
-        hs = self.hs
-        room_id = None if rv.room_id_is_create_event_id else f"!{secrets.token_urlsafe(18)}:{hs.config.server_name}"
+        room_id = None if rv.room_id_is_create_event_id else f"!{secrets.token_urlsafe(18)}:{self.server_name}"
         try:
             event = build_event(
                 rv, room_id=room_id, sender=creator, event_type="m.room.create", content=content,
-                prev_events=[], auth_events=[], depth=1, origin_server_ts=hs.clock.time_ms(),
-                state_key="", signing_key=hs.signing_key, server_name=hs.config.server_name,
+                prev_events=[], auth_events=[], depth=1, origin_server_ts=self.clock.time_ms(),
+                state_key="", signing_key=self.signing_key, server_name=self.server_name,
             )
         except (EventFormatError, CanonicalJSONError) as e:
             raise MatrixError(400, "M_BAD_JSON", str(e)) from None
         if room_id is None:
             room_id = room_id_from_create_event_id(event["event_id"])
-        room, _ = await hs.room_service.create_room_event(room_id, rv, creator, federate, event)
+        room, _ = await self.room_service.create_room_event(room_id, rv, creator, federate, event)
         return room
 
     @staticmethod
@@ -292,7 +305,7 @@ class RoomUpgradeService:
     async def _try(self, room: RoomRecord, sender: str, event_type: str, content: dict[str, Any]) -> None:
         """Send a best-effort event in the old room ("if possible", says the spec)."""
         try:
-            await self.hs.room_service.create_event(room, sender, event_type, content, state_key="")
+            await self.room_service.create_event(room, sender, event_type, content, state_key="")
         except MatrixError as e:
             logger.info("upgrade of %s: could not send %s: %s", room.room_id, event_type, e.message)
 

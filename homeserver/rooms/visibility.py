@@ -19,7 +19,10 @@ from homeserver.storage.events import StoredEvent
 from homeserver.storage.rooms import RoomRecord
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.rooms.service import RoomService
+    from homeserver.storage.events import EventStore
+    from homeserver.storage.rooms import RoomStore
+    from homeserver.storage.state import StateStore
 
 _KNOWN = ("world_readable", "shared", "invited", "joined")
 HISTORY_VISIBILITY = ("m.room.history_visibility", "")
@@ -63,8 +66,12 @@ class Viewer:
     (their membership history, the visibility at each state snapshot) cached, so
     filtering page after page of a timeline costs one lookup per state change."""
 
-    def __init__(self, hs: HomeServer, user_id: str, room: RoomRecord) -> None:
-        self.hs = hs
+    def __init__(
+        self, user_id: str, room: RoomRecord, *, rooms: RoomStore, events: EventStore, state: StateStore
+    ) -> None:
+        self.rooms = rooms
+        self.events = events
+        self.state = state
         self.user_id = user_id
         self.room = room
         self._at: dict[int | None, tuple[str, str | None]] = {}
@@ -74,7 +81,7 @@ class Viewer:
     async def _prepare(self) -> None:
         if self._joined_until is not None:
             return
-        current = await self.hs.room_store.membership_of(self.room.room_nid, self.user_id)
+        current = await self.rooms.membership_of(self.room.room_nid, self.user_id)
         self._forgotten = current is not None and current[2]
         self._joined_until = await self._last_joined(current)
 
@@ -87,7 +94,7 @@ class Viewer:
             return -math.inf
         if current[0] == "join":
             return math.inf
-        ev = (await self.hs.event_store.get_events_by_nid([current[1]])).get(current[1])
+        ev = (await self.events.get_events_by_nid([current[1]])).get(current[1])
         for _ in range(_MAX_MEMBERSHIP_HOPS):
             if ev is None or ev.stream_ordering is None:
                 return -math.inf
@@ -102,12 +109,12 @@ class Viewer:
     async def _state_entries(self, snapshot: int | None, keys: list[tuple[str, str]]) -> list[StoredEvent | None]:
         if snapshot is None:
             return [None] * len(keys)
-        state = await self.hs.state_store.get_state(snapshot)
+        state = await self.state.get_state(snapshot)
         nids: list[int | None] = []
         for key in keys:
-            key_nid = await self.hs.state_store.lookup_key_nid(key)
+            key_nid = await self.state.lookup_key_nid(key)
             nids.append(state.get(key_nid) if key_nid is not None else None)
-        found = await self.hs.event_store.get_events_by_nid([n for n in nids if n is not None])
+        found = await self.events.get_events_by_nid([n for n in nids if n is not None])
         return [found.get(n) if n is not None else None for n in nids]
 
     async def _member_event(self, snapshot: int | None) -> StoredEvent | None:
@@ -160,23 +167,28 @@ class Viewer:
 
 
 class VisibilityService:
-    def __init__(self, hs: HomeServer) -> None:
-        self.hs = hs
+    def __init__(
+        self, *, rooms: RoomStore, events: EventStore, state: StateStore, room_service: RoomService
+    ) -> None:
+        self.rooms = rooms
+        self.events = events
+        self.state = state
+        self.room_service = room_service
 
     def viewer(self, user_id: str, room: RoomRecord) -> Viewer:
-        return Viewer(self.hs, user_id, room)
+        return Viewer(user_id, room, rooms=self.rooms, events=self.events, state=self.state)
 
     async def filter(self, user_id: str, room: RoomRecord, events: list[StoredEvent]) -> list[StoredEvent]:
         """The events, in order, that the user may see."""
         return await self.viewer(user_id, room).filter(events)
 
     async def is_world_readable(self, room: RoomRecord) -> bool:
-        hv = await self.hs.room_service.current_state_event(room, HISTORY_VISIBILITY)
+        hv = await self.room_service.current_state_event(room, HISTORY_VISIBILITY)
         return bool(hv and hv.event["content"].get("history_visibility") == "world_readable")
 
     async def can_see_current_state(self, user_id: str, room: RoomRecord) -> bool:
         """Whether the user may read the room's current state (joined, or world readable)."""
-        current = await self.hs.room_store.membership_of(room.room_nid, user_id)
+        current = await self.rooms.membership_of(room.room_nid, user_id)
         if current is not None and current[0] == "join":
             return True
         return await self.is_world_readable(room)
@@ -189,14 +201,14 @@ class VisibilityService:
         M_FORBIDDEN, as do rooms that do not exist so existence does not leak."""
         if room is None:
             raise forbidden_room()
-        current = await self.hs.room_store.membership_of(room.room_nid, user_id)
+        current = await self.rooms.membership_of(room.room_nid, user_id)
         membership = current[0] if current else None
         if membership == "join":
             return RoomAccess(user_id, membership, False, None)
         if await self.is_world_readable(room):
             return RoomAccess(user_id, membership, True, None)
         if current is not None and membership in ("leave", "ban") and not current[2]:
-            left = (await self.hs.event_store.get_events_by_nid([current[1]])).get(current[1])
+            left = (await self.events.get_events_by_nid([current[1]])).get(current[1])
             if left is not None:
                 return RoomAccess(user_id, membership, False, left)
         raise forbidden_room()
