@@ -27,6 +27,9 @@ def _doc(text: str, choices: tuple[str, ...] | None = None) -> dict[str, Any]:
 
 
 RESOURCES = ("client", "federation", "keys", "media", "admin", "metrics")
+# Resources a listener may name that have nothing behind them yet: accepted, so existing
+# configs keep loading, and warned about at start (HomeServer.build_app).
+UNSERVED_RESOURCES: dict[str, str] = {"media": "this server has no media repository yet"}
 
 
 @dataclass(frozen=True)
@@ -46,9 +49,12 @@ class ListenerConfig:
     resources: list[str] = field(
         default_factory=lambda: ["client"],
         metadata=_doc(
-            "APIs served here, any of: " + ", ".join(RESOURCES) + "; metrics is served only"
-            " where named (it tells anyone who asks about the server's load: give it a"
-            " listener of its own on a private address)."
+            "APIs served here, any of: "
+            + ", ".join(r for r in RESOURCES if r not in UNSERVED_RESOURCES)
+            + "; metrics is served only where named (it tells anyone who asks about the"
+            " server's load: give it a listener of its own on a private address); "
+            + ", ".join(UNSERVED_RESOURCES)
+            + " is accepted but serves nothing yet (a warning at start says so)."
         ),
     )
     x_forwarded: bool = field(
@@ -736,7 +742,7 @@ def example_config() -> Config:
         server_name="example.org",
         data_dir="/var/lib/accord",
         listeners=[
-            ListenerConfig(port=8008, resources=["client", "admin", "media"]),
+            ListenerConfig(port=8008, resources=["client", "admin"]),
             ListenerConfig(
                 port=8448,
                 bind_addresses=["0.0.0.0"],

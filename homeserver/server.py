@@ -24,7 +24,7 @@ from homeserver.admin.users import UserAdmin
 from homeserver.api.http import HS_KEY, X_FORWARDED_KEY, matrix_middleware
 from homeserver.audit import AuditLog
 from homeserver.clock import Clock
-from homeserver.config import Config, ListenerConfig
+from homeserver.config import UNSERVED_RESOURCES, Config, ListenerConfig
 from homeserver.federation.backfill import RoomBackfill
 from homeserver.federation.inbound import InboundTransactions
 from homeserver.federation.invites import FederatedInvites
@@ -368,6 +368,12 @@ class HomeServer:
         for r in resources:
             if r in registrars:
                 registrars[r](app)
+            else:
+                logger.warning(
+                    "listener resource %r is configured but nothing is served for it: %s;"
+                    " remove it from the listener's resources",
+                    r, UNSERVED_RESOURCES.get(r, "federation.enabled is false"),
+                )
         if "client" in resources:
             wellknown.register_routes(app)
         return app
