@@ -8,6 +8,7 @@ import ssl
 from collections.abc import Callable
 
 from aiohttp import web
+
 from federation.client import FederationClient, make_ssl_context
 from federation.discovery import ServerResolver
 from federation.outbound_guard import AddressPolicy, OutboundGuard
@@ -19,6 +20,7 @@ from homeserver.accounts.passwords import PasswordHasher
 from homeserver.accounts.profile import ProfileService
 from homeserver.accounts.registration import RegistrationService
 from homeserver.accounts.uia import UiaService
+from homeserver.admin.registration_tokens import RegistrationTokenAdmin
 from homeserver.admin.rooms import RoomAdmin
 from homeserver.admin.users import UserAdmin
 from homeserver.api.http import HS_KEY, X_FORWARDED_KEY, matrix_middleware
@@ -47,6 +49,7 @@ from homeserver.presence import PresenceService
 from homeserver.push.service import PushRulesService
 from homeserver.ratelimit import RateLimiter
 from homeserver.receipts import ReceiptService
+from homeserver.reports import ReportService
 from homeserver.rooms.activity import RoomActivity
 from homeserver.rooms.aliases import AliasService, DirectoryRights
 from homeserver.rooms.creation import RoomCreator
@@ -200,6 +203,11 @@ class HomeServer:
             rooms=self.room_store, events=self.event_store, state=self.state_store,
             room_service=self.room_service,
         )
+        self.reports = ReportService(
+            store=self.event_reports, rooms=self.room_store, events=self.event_store,
+            room_service=self.room_service, visibility=self.visibility, audit=self.audit,
+            clock=self.clock,
+        )
         self.directory_rights = DirectoryRights(self.users, self.room_store, self.room_service)
         self.aliases = AliasService(
             local=self.local_server,
@@ -262,6 +270,7 @@ class HomeServer:
             accounts=self.accounts, passwords=self.passwords, ratelimiter=self.ratelimiter,
             exempt_users=config.rate_limits.exempt_users, clock=self.clock,
         )
+        self.registration_token_admin = RegistrationTokenAdmin(self.registration_tokens, self.clock)
         self.room_admin = RoomAdmin(
             store=AdminRoomStore(self.db, config.server_name), clock=self.clock, rooms=self.room_store,
             events=self.event_store, state=self.state_store, room_service=self.room_service,

@@ -1,4 +1,4 @@
-"""Account management: password changes and deactivation."""
+"""Account management: password changes, devices and deactivation."""
 
 from __future__ import annotations
 
@@ -14,12 +14,29 @@ logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from homeserver.accounts.auth import Requester
+    from homeserver.records.devices import DeviceRecord
     from homeserver.server import HomeServer
 
 
 class AccountService:
     def __init__(self, hs: HomeServer) -> None:
         self.hs = hs
+
+    async def exists(self, user_id: str) -> bool:
+        """Whether the account exists here (deactivated or not)."""
+        return await self.hs.users.get_user(user_id) is not None
+
+    # --- devices ---
+
+    async def list_devices(self, user_id: str) -> list[DeviceRecord]:
+        return await self.hs.devices.list_devices(user_id)
+
+    async def get_device(self, user_id: str, device_id: str) -> DeviceRecord | None:
+        return await self.hs.devices.get_device(user_id, device_id)
+
+    async def rename_device(self, user_id: str, device_id: str, name: str) -> bool:
+        """False when the user has no such device."""
+        return await self.hs.devices.set_display_name(user_id, device_id, name)
 
     async def change_password(self, requester: Requester, new_password: str, logout_devices: bool) -> None:
         self.hs.registration.check_password(new_password)

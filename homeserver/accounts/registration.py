@@ -60,6 +60,19 @@ class RegistrationService:
             raise MatrixError(400, "M_USER_IN_USE", "User ID is reserved for the server.")
         return user_id
 
+    async def generate_user_id(self) -> str:
+        """A free user ID for a registration that names none."""
+        for _ in range(10):
+            user_id = self.check_localpart("user" + secrets.token_hex(5))
+            if not await self.hs.users.is_taken(user_id):
+                return user_id
+        raise MatrixError(500, "M_UNKNOWN", "Could not allocate a user ID")
+
+    async def token_is_valid(self, token: str) -> bool:
+        """Whether a registration token can still be used."""
+        await self.hs.uia.sweep_expired()  # abandoned registrations give their token uses back
+        return await self.hs.registration_tokens.is_valid(token, self.hs.clock.time_ms())
+
     async def check_available(self, localpart: str) -> str:
         user_id = self.check_localpart(localpart)
         if await self.hs.users.is_taken(user_id):

@@ -21,8 +21,6 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any, Protocol
 
-from signedjson.types import VerifyKey
-
 from federation.events import (
     AuthError,
     EventFormatError,
@@ -39,6 +37,7 @@ from federation.events import (
     verify_event_signatures,
 )
 from federation.events.room_versions import RoomVersion
+from federation.events.signing import VerifyKey
 from homeserver.rooms.state_reader import RoomStateReader, StateKey, StateResolver
 from homeserver.storage.events import EventStore, StoredEvent
 

@@ -24,8 +24,7 @@ async def require_admin(request: web.Request) -> Requester:
     non-admin rather than a guest-specific code that would reveal nothing useful."""
     hs = get_hs(request)
     req = await hs.auth.get_requester(request, allow_guest=True)
-    user = await hs.users.get_user(req.user_id)
-    if user is None or not user.admin:
+    if not await hs.user_admin.is_admin(req.user_id):
         raise MatrixError(403, "M_FORBIDDEN", "You are not a server admin")
     return req
 

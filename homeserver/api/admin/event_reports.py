@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
@@ -10,39 +10,8 @@ from homeserver.api.admin.common import ADMIN_V1, audit, query_choice, query_int
 from homeserver.api.http import get_hs, json_response
 from homeserver.errors import MatrixError
 from homeserver.params import try_parse_int
-from homeserver.records.event_reports import EventReport
-
-if TYPE_CHECKING:
-    from homeserver.server import HomeServer
 
 PATH = ADMIN_V1 + "/event_reports"
-
-
-async def _report_json(hs: HomeServer, report: EventReport) -> dict[str, Any]:
-    """A report with the room's current name and canonical alias (null once the room is gone)."""
-    name = alias = None
-    room = await hs.room_store.get_room(report.room_id)
-    if room is not None:
-        state = await hs.room_service.current_state_events(
-            room, [("m.room.name", ""), ("m.room.canonical_alias", "")]
-        )
-        name_ev, alias_ev = state.get(("m.room.name", "")), state.get(("m.room.canonical_alias", ""))
-        if name_ev is not None and isinstance(name_ev.event["content"].get("name"), str):
-            name = name_ev.event["content"]["name"]
-        if alias_ev is not None and isinstance(alias_ev.event["content"].get("alias"), str):
-            alias = alias_ev.event["content"]["alias"]
-    return {
-        "id": report.id,
-        "received_ts": report.received_ts,
-        "room_id": report.room_id,
-        "name": name,
-        "event_id": report.event_id,
-        "user_id": report.user_id,
-        "reason": report.reason,
-        "score": report.score,
-        "sender": report.sender,
-        "canonical_alias": alias,
-    }
 
 
 def _report_id(request: web.Request) -> int:
@@ -59,12 +28,12 @@ async def list_reports(request: web.Request) -> web.Response:
     start = query_int(request, "from", 0)
     limit = query_int(request, "limit", 100)
     newest_first = query_choice(request, "dir", ("b", "f"), "b") == "b"
-    reports, total = await hs.event_reports.page(
+    reports, total = await hs.reports.page(
         offset=start, limit=limit, newest_first=newest_first,
         user_id=request.query.get("user_id"), room_id=request.query.get("room_id"),
         event_sender=request.query.get("event_sender_user_id"),
     )
-    out: dict[str, Any] = {"event_reports": [await _report_json(hs, r) for r in reports], "total": total}
+    out: dict[str, Any] = {"event_reports": [await hs.reports.report_json(r) for r in reports], "total": total}
     if start + len(reports) < total:
         out["next_token"] = start + len(reports)
     return json_response(out)
@@ -73,12 +42,11 @@ async def list_reports(request: web.Request) -> web.Response:
 async def get_report(request: web.Request) -> web.Response:
     await require_admin(request)
     hs = get_hs(request)
-    report = await hs.event_reports.get(_report_id(request))
+    report = await hs.reports.get(_report_id(request))
     if report is None:
         raise MatrixError(404, "M_NOT_FOUND", "Event report not found")
-    out = await _report_json(hs, report)
-    event = await hs.event_store.get_event(report.event_id)
-    out["event_json"] = event.event if event is not None else None
+    out = await hs.reports.report_json(report)
+    out["event_json"] = await hs.reports.reported_event(report)
     return json_response(out)
 
 
@@ -86,7 +54,7 @@ async def delete_report(request: web.Request) -> web.Response:
     req = await require_admin(request)
     hs = get_hs(request)
     report_id = _report_id(request)
-    if not await hs.event_reports.delete(report_id):
+    if not await hs.reports.delete(report_id):
         raise MatrixError(404, "M_NOT_FOUND", "Event report not found")
     await audit(request, req, "admin.event_report.delete", target=str(report_id))
     return json_response({})

@@ -63,14 +63,7 @@ async def list_tokens(request: web.Request) -> web.Response:
     await require_admin(request)
     hs = get_hs(request)
     valid = query_optional_bool(request, "valid")
-    now = hs.clock.time_ms()
-    out = []
-    for token, uses_allowed, pending, completed, expiry in await hs.registration_tokens.list_all():
-        is_valid = (expiry is None or expiry >= now) and (
-            uses_allowed is None or pending + completed < uses_allowed
-        )
-        if valid is None or valid == is_valid:
-            out.append(_token_json(token, (uses_allowed, pending, completed, expiry)))
+    out = [_token_json(token, info) for token, info in await hs.registration_token_admin.tokens(valid)]
     return json_response({"registration_tokens": out})
 
 
@@ -96,7 +89,7 @@ async def create_token(request: web.Request) -> web.Response:
         token = "".join(secrets.choice(alphabet) for _ in range(length))
     changes = _changes(request, body)
     uses_allowed, expiry_time = changes.get("uses_allowed"), changes.get("expiry_time")
-    if not await hs.registration_tokens.create(token, uses_allowed, expiry_time):
+    if not await hs.registration_token_admin.create(token, uses_allowed, expiry_time):
         raise _invalid(f"Token already exists: {token}")
     await audit(request, req, "admin.registration_token.create", target=_fingerprint(token),
                 details={"uses_allowed": uses_allowed, "expiry_time": expiry_time})
@@ -105,7 +98,7 @@ async def create_token(request: web.Request) -> web.Response:
 
 async def _existing(request: web.Request) -> tuple[str, tuple[int | None, int, int, int | None]]:
     token = request.match_info["token"]
-    info = await get_hs(request).registration_tokens.get(token)
+    info = await get_hs(request).registration_token_admin.get(token)
     if info is None:
         raise MatrixError(404, "M_NOT_FOUND", f"No such registration token: {token}")
     return token, info
@@ -122,7 +115,7 @@ async def update_token(request: web.Request) -> web.Response:
     body = await read_json(request, allow_empty=True)
     changes = _changes(request, body)
     token, _ = await _existing(request)
-    if not await hs.registration_tokens.update(token, changes):
+    if not await hs.registration_token_admin.update(token, changes):
         raise MatrixError(404, "M_NOT_FOUND", f"No such registration token: {token}")
     await audit(request, req, "admin.registration_token.update", target=_fingerprint(token), details=dict(changes))
     return json_response(_token_json(*await _existing(request)))
@@ -131,7 +124,7 @@ async def update_token(request: web.Request) -> web.Response:
 async def delete_token(request: web.Request) -> web.Response:
     req = await require_admin(request)
     token = request.match_info["token"]
-    if not await get_hs(request).registration_tokens.delete(token):
+    if not await get_hs(request).registration_token_admin.delete(token):
         raise MatrixError(404, "M_NOT_FOUND", f"No such registration token: {token}")
     await audit(request, req, "admin.registration_token.delete", target=_fingerprint(token))
     return json_response({})

@@ -37,7 +37,7 @@ _ORDERS = {
 
 
 async def _room(request: web.Request) -> RoomRecord:
-    room = await get_hs(request).room_store.get_room(room_id_param(request))
+    room = await get_hs(request).room_admin.get_room(room_id_param(request))
     if room is None:
         raise MatrixError(404, "M_NOT_FOUND", "Room not found")
     return room
@@ -87,7 +87,7 @@ async def get_room(request: web.Request) -> web.Response:
 async def get_members(request: web.Request) -> web.Response:
     await require_admin(request)
     room = await _room(request)
-    members = sorted(u for u, _, _ in await get_hs(request).room_store.members(room.room_nid, "join"))
+    members = await get_hs(request).room_admin.joined_members(room)
     return json_response({"members": members, "total": len(members)})
 
 
@@ -178,7 +178,7 @@ async def get_delete_status(request: web.Request) -> web.Response:
 async def get_block(request: web.Request) -> web.Response:
     await require_admin(request)
     hs = get_hs(request)
-    by = await hs.room_admin.store.blocked_by(room_id_param(request))
+    by = await hs.room_admin.blocked_by(room_id_param(request))
     return json_response({"block": True, "user_id": by} if by is not None else {"block": False})
 
 

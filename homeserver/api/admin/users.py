@@ -42,13 +42,10 @@ async def list_users(request: web.Request) -> web.Response:
     )
     order_by = query_choice(request, "order_by", USER_ORDER_BY, "name")
     direction = query_choice(request, "dir", ("f", "b"), "f")
-    users, total = await hs.user_admin.store.list_users(
+    users, total = await hs.user_admin.list_users(
         flt, order_by=order_by, backwards=direction == "b", offset=start, limit=limit
     )
-    out: dict[str, Any] = {
-        "users": [hs.user_admin.listing_json(u, await hs.user_admin.store.is_erased(u.user_id)) for u in users],
-        "total": total,
-    }
+    out: dict[str, Any] = {"users": users, "total": total}
     if start + limit < total:
         out["next_token"] = str(start + len(users))
     return json_response(out)
@@ -95,7 +92,7 @@ async def put_user(request: web.Request) -> web.Response:
     body = await read_json(request)
     _validate_put(body)
     admin = hs.user_admin
-    existing = await hs.users.get_user(user_id)
+    existing = await admin.find(user_id)
     if existing is None:
         return await _create_user(request, req.user_id, user_id, body)
 
@@ -123,11 +120,9 @@ async def put_user(request: web.Request) -> web.Response:
             else:
                 await hs.profiles.set_field(user_id, name, value, propagate=False)
     if "admin" in body and body["admin"] != existing.admin:
-        await hs.users.set_admin(user_id, body["admin"])
+        await admin.set_admin(user_id, body["admin"])
     if "locked" in body and body["locked"] != existing.locked:
-        await admin.store.set_locked(user_id, body["locked"])
-        if body["locked"]:
-            await hs.auth.delete_devices(user_id, None)
+        await admin.set_locked(user_id, body["locked"])
     if "user_type" in body:
         await admin.set_user_type(user_id, body["user_type"])
     if body.get("deactivated") is True and not existing.deactivated:
@@ -152,7 +147,7 @@ async def _create_user(request: web.Request, actor: str, user_id: str, body: dic
     if isinstance(body.get("avatar_url"), str) and body["avatar_url"]:
         await hs.profiles.set_field(user_id, "avatar_url", body["avatar_url"], propagate=False)
     if body.get("locked"):
-        await hs.user_admin.store.set_locked(user_id, True)
+        await hs.user_admin.set_locked(user_id, True)
     if user_type == BOT:
         await hs.user_admin.set_ratelimit_override(user_id, (0, 0))
     if body.get("deactivated"):
@@ -247,7 +242,7 @@ async def put_is_admin(request: web.Request) -> web.Response:
     await hs.user_admin.get(user_id)
     if user_id == req.user_id and not body["admin"]:
         raise MatrixError(400, "M_UNKNOWN", "You may not demote yourself.")
-    await hs.users.set_admin(user_id, body["admin"])
+    await hs.user_admin.set_admin(user_id, body["admin"])
     await audit(request, req, "admin.user.set_admin", target=user_id, details={"admin": body["admin"]})
     return json_response({})
 

@@ -34,13 +34,13 @@ def _device_json(d: DeviceRecord) -> dict[str, Any]:
 
 async def get_devices(request: web.Request) -> web.Response:
     req = await requester(request)
-    devices = await get_hs(request).devices.list_devices(req.user_id)
+    devices = await get_hs(request).accounts.list_devices(req.user_id)
     return json_response({"devices": [_device_json(d) for d in devices]})
 
 
 async def get_device(request: web.Request) -> web.Response:
     req = await requester(request)
-    d = await get_hs(request).devices.get_device(req.user_id, request.match_info["device_id"])
+    d = await get_hs(request).accounts.get_device(req.user_id, request.match_info["device_id"])
     if d is None:
         raise not_found("Device not found")
     return json_response(_device_json(d))
@@ -56,10 +56,10 @@ async def put_device(request: web.Request) -> web.Response:
     device_id = request.match_info["device_id"]
     if name is None:
         # The spec: without display_name the name is unchanged (not cleared).
-        if await hs.devices.get_device(req.user_id, device_id) is None:
+        if await hs.accounts.get_device(req.user_id, device_id) is None:
             raise not_found("Device not found")
         return json_response({})
-    if not await hs.devices.set_display_name(req.user_id, device_id, name):
+    if not await hs.accounts.rename_device(req.user_id, device_id, name):
         raise not_found("Device not found")
     return json_response({})
 

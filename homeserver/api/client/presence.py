@@ -34,7 +34,7 @@ async def get_presence(request: web.Request) -> web.Response:
     if user_id != req.user_id:
         # Users of other servers are known here only through the rooms they share.
         local = hs.local_server.is_mine(user_id)
-        if local and await hs.users.get_user(user_id) is None:
+        if local and not await hs.accounts.exists(user_id):
             raise not_found("Unknown user")
         if not await hs.presence.shares_room(req.user_id, user_id):
             raise forbidden("You are not allowed to see their presence")

@@ -41,7 +41,7 @@ async def post_register(request: web.Request) -> web.Response:
     params = uia.params
     username = field(params, "username", str)
     if username is None:
-        user_id = await _generate_user_id(request)
+        user_id = await hs.registration.generate_user_id()
     else:
         user_id = await hs.registration.check_available(username)
     if password is None:
@@ -70,18 +70,6 @@ def _check_fields(body: dict[str, Any]) -> None:
     field(body, "refresh_token", bool)
 
 
-async def _generate_user_id(request: web.Request) -> str:
-    import secrets
-
-    hs = get_hs(request)
-    for _ in range(10):
-        candidate = "user" + secrets.token_hex(5)
-        user_id = hs.registration.check_localpart(candidate)
-        if not await hs.users.is_taken(user_id):
-            return user_id
-    raise MatrixError(500, "M_UNKNOWN", "Could not allocate a user ID")
-
-
 async def get_available(request: web.Request) -> web.Response:
     hs = get_hs(request)
     hs.ratelimiter.check("registration", client_ip(request))
@@ -100,9 +88,7 @@ async def get_token_validity(request: web.Request) -> web.Response:
     token = request.query.get("token")
     if token is None:
         raise MatrixError(400, "M_MISSING_PARAM", "Missing query parameter 'token'")
-    await hs.uia.sweep_expired()  # abandoned registrations give their token uses back
-    valid = await hs.registration_tokens.is_valid(token, hs.clock.time_ms())
-    return json_response({"valid": valid})
+    return json_response({"valid": await hs.registration.token_is_valid(token)})
 
 
 def register(routes: ClientRoutes) -> None:

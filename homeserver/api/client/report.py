@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.api.http import ClientRoutes, client_ip, get_hs, json_response, read_json, requester
-from homeserver.errors import MatrixError, not_found
+from homeserver.errors import MatrixError
 
 MAX_REASON = 1000  # a report's reason is for a human to read, not a place to store data
 
@@ -36,25 +36,9 @@ async def post_report_event(request: web.Request) -> web.Response:
     ):
         raise MatrixError(400, "M_INVALID_PARAM", "Field 'score' must be an integer in the range -100 to 0")
     hs.ratelimiter.check("message", req.user_id, exempt=hs.is_ratelimit_exempt(req.user_id))
-    room_id = request.match_info["room_id"]
-    missing = not_found("The event was not found or you are not joined to the room.")
-    room = await hs.room_store.get_room(room_id)
-    if room is None:
-        raise missing
-    membership = await hs.room_store.membership_of(room.room_nid, req.user_id)
-    if membership is None or membership[0] != "join":
-        raise missing
-    event = await hs.event_store.get_event(request.match_info["event_id"])
-    if event is None or event.room_nid != room.room_nid or event.stream_ordering is None:
-        raise missing
-    if not await hs.visibility.viewer(req.user_id, room).can_see(event):
-        raise missing
-    report_id = await hs.event_reports.add_event_report(
-        hs.clock.time_ms(), room.room_id, event.event_id, req.user_id, reason, score, event.sender
-    )
-    await hs.audit.record(
-        "report.event", actor=req.user_id, target=event.event_id, ip=client_ip(request),
-        details={"room_id": room.room_id, "report_id": report_id},
+    await hs.reports.report_event(
+        req.user_id, request.match_info["room_id"], request.match_info["event_id"], reason, score,
+        client_ip(request),
     )
     return json_response({})
 
@@ -67,14 +51,7 @@ async def post_report_room(request: web.Request) -> web.Response:
     reason = _reason(body.get("reason"), required=True)
     assert reason is not None
     hs.ratelimiter.check("message", req.user_id, exempt=hs.is_ratelimit_exempt(req.user_id))
-    room = await hs.room_store.get_room(request.match_info["room_id"])
-    if room is None:
-        raise not_found("The room was not found.")
-    report_id = await hs.event_reports.add_room_report(hs.clock.time_ms(), room.room_id, req.user_id, reason)
-    await hs.audit.record(
-        "report.room", actor=req.user_id, target=room.room_id, ip=client_ip(request),
-        details={"report_id": report_id},
-    )
+    await hs.reports.report_room(req.user_id, request.match_info["room_id"], reason, client_ip(request))
     return json_response({})
 
 
