@@ -43,6 +43,7 @@ from homeserver.metrics import Metrics
 from homeserver.partners.directory import PartnerDirectory
 from homeserver.partners.directory_publisher import DirectoryPublisher
 from homeserver.partners.directory_search import DirectorySearch
+from homeserver.partners.notices import ServerNotices
 from homeserver.partners.partnerships import Partnerships
 from homeserver.partners.policy import FederationPolicy
 from homeserver.presence import PresenceService
@@ -72,6 +73,8 @@ from homeserver.storage.devices import DeviceStore
 from homeserver.storage.event_reports import EventReportStore
 from homeserver.storage.events import EventPositions, EventStore
 from homeserver.storage.migrations import migrate
+from homeserver.storage.partner_directory import PartnerDirectoryStore, PublicationStore
+from homeserver.storage.partnerships import PartnershipStore
 from homeserver.storage.presence import PresenceStore
 from homeserver.storage.registration_tokens import RegistrationTokenStore
 from homeserver.storage.rooms import MembershipQueries, RoomStore
@@ -125,7 +128,11 @@ class HomeServer:
         self.login = LoginService(self)
         self.accounts = AccountService(self)
         # Partnerships before the client: the policy the client enforces asks them.
-        self.partners = Partnerships(self)
+        self.partners = Partnerships(
+            store=PartnershipStore(self.db), server_name=config.server_name,
+            organization_name=config.organization.name, federation=config.federation,
+            clock=self.clock, audit=self.audit,
+        )  # connected below to the client, the sender and the notices
         self.federation_policy = FederationPolicy(
             mode=config.federation.policy,
             server_name=config.server_name,
@@ -222,6 +229,14 @@ class HomeServer:
             internal_by_default=config.rooms.internal_by_default, rooms=self.room_store,
             room_service=self.room_service, membership=self.membership, aliases=self.aliases,
         )
+        self.partners.connect(
+            client=self.federation_client, drop_destination=self.federation_sender.drop_destination,
+            notices=ServerNotices(
+                store=self.partners.store, server_name=config.server_name, clock=self.clock,
+                users=self.users, rooms=self.room_store, room_service=self.room_service,
+                membership=self.membership, room_creator=self.room_creator,
+            ),
+        )
         self.federation_reads = FederationReads(self)  # what other servers may read
         self.inbound_transactions = InboundTransactions(self)  # what other servers send us
         self.state_fetcher = StateFetcher(self)  # the state at events we do not have
@@ -291,9 +306,21 @@ class HomeServer:
             clock=self.clock,
         )
         # The shared partner directory: the one we serve, our profile in others, searching them.
-        self.partner_directory = PartnerDirectory(self)
-        self.partner_directory_publisher = DirectoryPublisher(self)
-        self.partner_directory_search = DirectorySearch(self)
+        self.partner_directory = PartnerDirectory(
+            config=config.partner_directory, store=PartnerDirectoryStore(self.db), clock=self.clock,
+            audit=self.audit,
+        )
+        self.partner_directory_publisher = DirectoryPublisher(
+            config=config.partner_directory, organization=config.organization,
+            federation=config.federation, server_name=config.server_name,
+            publications=PublicationStore(self.db), directory=self.partner_directory,
+            client=self.federation_client, active_partners=self.partners.active_partners,
+            clock=self.clock,
+        )
+        self.partner_directory_search = DirectorySearch(
+            config=config.partner_directory, server_name=config.server_name,
+            directory=self.partner_directory, client=self.federation_client,
+        )
         self._runners: list[web.AppRunner] = []
         self.bound: list[tuple[ListenerConfig, str, int]] = []
 
