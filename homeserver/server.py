@@ -39,6 +39,8 @@ from homeserver.federation.sender import FederationSender
 from homeserver.federation.state_fetch import StateFetcher
 from homeserver.filters.service import FilterService
 from homeserver.identifiers import LocalServer
+from homeserver.media.repository import MediaRepository
+from homeserver.media.storage_provider import LocalFilesystemProvider
 from homeserver.metrics import Metrics
 from homeserver.partners.directory import PartnerDirectory
 from homeserver.partners.directory_publisher import DirectoryPublisher
@@ -72,6 +74,7 @@ from homeserver.storage.audit import AuditStore
 from homeserver.storage.devices import DeviceStore
 from homeserver.storage.event_reports import EventReportStore
 from homeserver.storage.events import EventPositions, EventStore
+from homeserver.storage.media import MediaStore
 from homeserver.storage.migrations import migrate
 from homeserver.storage.partner_directory import PartnerDirectoryStore, PublicationStore
 from homeserver.storage.partnerships import PartnershipStore
@@ -321,6 +324,12 @@ class HomeServer:
             config=config.partner_directory, server_name=config.server_name,
             directory=self.partner_directory, client=self.federation_client,
         )
+        # The media repository: files under <data_dir>/media, metadata in the database.
+        self.media = MediaRepository(
+            server_name=config.server_name, store=MediaStore(self.db),
+            storage=LocalFilesystemProvider(config.resolve_path("media")),
+            config=config.media, clock=self.clock,
+        )
         self._runners: list[web.AppRunner] = []
         self.bound: list[tuple[ListenerConfig, str, int]] = []
 
@@ -360,6 +369,7 @@ class HomeServer:
             await self.federation_sender.start()
             await self.partner_directory.start()
             await self.partner_directory_publisher.start()  # needs partners for publish_partners
+            await self.media.start()  # the periodic cleanup of expired and old media
         except BaseException:
             # An open engine keeps non-daemon threads alive: close it or the process hangs.
             await self.db.close()
@@ -376,6 +386,7 @@ class HomeServer:
         if self.federation_client is not None:
             await self.federation_client.close()
         await self.presence.flush()  # batched presence writes, before the database closes
+        await self.media.stop()  # thumbnailing in flight, recorded accesses
         await self.federation_policy.flush()  # refusal audit records
         await self.db.close()
 
