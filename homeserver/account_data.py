@@ -15,26 +15,23 @@ import asyncio
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from homeserver.rooms.stream import StreamTracker
 from homeserver.storage.account_data import GLOBAL, AccountDataEntry, AccountDataStore
-
-if TYPE_CHECKING:
-    from homeserver.server import HomeServer
 
 # Types the server manages; the spec has clients change them through their own APIs.
 SERVER_MANAGED_TYPES = frozenset({"m.fully_read", "m.push_rules"})
 _CACHE_SIZE = 10_000
 _Key = tuple[str, str, str]  # (user_id, room_id, type)
-# Called after each committed write with (user_id, room_id or "", type, stream position).
+# Called after each committed write with (user_id, room_id or "", type, stream position);
+# the account data stream of /sync wakes the owner's requests from it.
 Listener = Callable[[str, str, str, int], None]
 
 
 class AccountDataService:
-    def __init__(self, hs: HomeServer) -> None:
-        self.hs = hs
-        self.store = AccountDataStore(hs.db)
+    def __init__(self, store: AccountDataStore) -> None:
+        self.store = store
         self.listeners: list[Listener] = []
         self._stream: StreamTracker | None = None
         self._stream_lock = asyncio.Lock()
@@ -101,9 +98,6 @@ class AccountDataService:
             self._remember(key, content)
         for listener in self.listeners:
             listener(*key, pos)
-        notifier = getattr(self.hs, "notifier", None)
-        if notifier is not None:
-            notifier.notify_users([key[0]])  # the owner's waiting /sync requests
         return pos
 
     async def set_global(self, user_id: str, data_type: str, content: dict[str, Any]) -> int:

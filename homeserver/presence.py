@@ -10,7 +10,7 @@ it survives a restart; explicit changes (PUT) are written before the request
 returns, everything else in batches a few seconds later.
 
 Timeouts (the spec's idle timeout, and going offline once a user stops syncing)
-are checked by a periodic sweep measured on `hs.clock`, so tests can move time
+are checked by a periodic sweep measured on the server's clock, so tests can move time
 and call `check_timeouts()`.
 
 Users of other servers: their presence arrives in m.presence EDUs and is taken
@@ -18,8 +18,9 @@ only from their own server, and only for users who share a room with one of
 ours (nobody here could see anything else). It lives in memory only (their
 server has the truth and will tell us again); a remote user not heard of for
 REMOTE_OFFLINE_AFTER_MS is taken as offline, in case their server went away
-without saying so. Changes of local users go to the federation sender through
-`listeners`.
+without saying so. `PresenceEdu` takes those EDUs in, and sends the visible
+changes of local users to the servers sharing a federated room with them (in
+memory, a newer one replacing a queued one).
 """
 
 from __future__ import annotations
@@ -27,19 +28,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from homeserver.errors import MatrixError, invalid_param
+from homeserver.federation.edus import OutgoingEdu, Submit
 from homeserver.identifiers import LocalServer, parse_user_id
 from homeserver.records.events import StoredEvent
 from homeserver.records.rooms import RoomRecord
 
 if TYPE_CHECKING:
+    from homeserver.clock import Clock
     from homeserver.config import Config
-    from homeserver.server import HomeServer
     from homeserver.storage.presence import PresenceStore
+    from homeserver.storage.rooms import RoomStore
 
 logger = logging.getLogger(__name__)
 
@@ -82,10 +85,21 @@ class _Presence:
 
 
 class PresenceService:
-    def __init__(self, hs: HomeServer, store: PresenceStore) -> None:
-        self.hs = hs
+    def __init__(
+        self,
+        *,
+        store: PresenceStore,
+        enabled: bool,
+        server_name: str,
+        clock: Clock,
+        rooms: RoomStore,
+        local_members: Callable[[RoomRecord], Awaitable[set[str]]],
+    ) -> None:
         self.store = store
-        self.enabled = presence_enabled(hs.config)
+        self.enabled = enabled
+        self.clock = clock
+        self.rooms = rooms
+        self.local_members = local_members
         self._states: dict[str, _Presence] = {}
         self._live: set[str] = set()  # users not offline: the only ones timeouts concern
         self._position = 0
@@ -101,11 +115,13 @@ class PresenceService:
         # user_id -> local users sharing a joined room with them (themselves
         # included); dropped whenever any membership changes.
         self._audiences: dict[str, frozenset[str]] = {}
-        self._local = LocalServer(hs.config.server_name)
+        self._local = LocalServer(server_name)
         # callables(user_id, m.presence content) told of every visible change (the
         # federation sender turns them into m.presence EDUs).
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
-        hs.room_service.listeners.append(self._on_event)
+        # awaited with the users whose visible presence changed (the presence
+        # stream of /sync wakes the requests it concerns).
+        self.on_change: list[Callable[[Collection[str]], Awaitable[None]]] = []
 
     async def _load(self) -> None:
         # On first use: the database only opens once the server starts.
@@ -115,7 +131,7 @@ class PresenceService:
             if self._loaded:
                 return
             rows = await self.store.load_all()
-            now = self.hs.clock.time_ms()
+            now = self.clock.time_ms()
             for user_id, state, status_msg, last_active_ts, stream_id in rows:
                 # Whoever was online gets the sync timeout's grace to reconnect.
                 p = _Presence(state, status_msg, last_active_ts, False, now, stream_id)
@@ -145,7 +161,7 @@ class PresenceService:
             return
         await self._load()
         p = self._get(user_id)
-        now = self.hs.clock.time_ms()
+        now = self.clock.time_ms()
         p.last_active_ts = now
         p.last_sync_ts = now  # a client that sets presence is connected
         changed = (state, status_msg) != (p.state, p.status_msg)
@@ -173,7 +189,7 @@ class PresenceService:
             return
         await self._load()
         p = self._get(user_id)
-        now = self.hs.clock.time_ms()
+        now = self.clock.time_ms()
         p.last_sync_ts = now
         if set_presence == ONLINE and p.state == OFFLINE:
             # Coming online is pro-active (the spec's Last active ago).
@@ -193,7 +209,7 @@ class PresenceService:
         if not self.enabled or not isinstance(push, list):
             return
         await self._load()
-        now = self.hs.clock.time_ms()
+        now = self.clock.time_ms()
         for item in push[:MAX_PUSH]:
             if not isinstance(item, dict):
                 continue
@@ -227,7 +243,7 @@ class PresenceService:
         await self._load()
         p = self._get(user_id)
         # A client that acts is connected, even one that never syncs (a bot).
-        p.last_active_ts = p.last_sync_ts = self.hs.clock.time_ms()
+        p.last_active_ts = p.last_sync_ts = self.clock.time_ms()
         self._mark_dirty(user_id)
         if p.state == ONLINE and p.currently_active:
             return
@@ -238,7 +254,7 @@ class PresenceService:
     def check_timeouts(self) -> list[str]:
         """Apply the idle and offline timeouts and end stale currently_active;
         returns the users whose presence changed (their audiences are woken)."""
-        now = self.hs.clock.time_ms()
+        now = self.clock.time_ms()
         changed: list[str] = []
         for user_id in list(self._live):
             p = self._states[user_id]
@@ -289,10 +305,10 @@ class PresenceService:
         if cached is not None:
             return cached
         users = {user_id}
-        for room_id, _ in await self.hs.room_store.rooms_for_user(user_id):
-            room = await self.hs.room_store.get_room(room_id)
+        for room_id, _ in await self.rooms.rooms_for_user(user_id):
+            room = await self.rooms.get_room(room_id)
             if room is not None:
-                users |= await self.hs.room_service.joined_local_users(room)
+                users |= await self.local_members(room)
         result = frozenset(users)
         self._audiences[user_id] = result
         return result
@@ -344,7 +360,7 @@ class PresenceService:
     def _content(self, p: _Presence) -> dict[str, Any]:
         content: dict[str, Any] = {"presence": p.state}
         if p.last_active_ts:
-            content["last_active_ago"] = max(0, self.hs.clock.time_ms() - p.last_active_ts)
+            content["last_active_ago"] = max(0, self.clock.time_ms() - p.last_active_ts)
         if p.state == ONLINE:
             content["currently_active"] = p.currently_active
         if p.status_msg is not None:
@@ -368,20 +384,19 @@ class PresenceService:
                 listener(user_id, content)
 
     async def _notify(self, user_id: str) -> None:
-        self.hs.notifier.notify_users(await self.audience(user_id))
+        await self._notify_many([user_id])
 
     async def _notify_many(self, user_ids: Iterable[str]) -> None:
-        concerned: set[str] = set()
-        for user_id in user_ids:
-            concerned |= await self.audience(user_id)
-        self.hs.notifier.notify_users(concerned)
+        users = list(user_ids)
+        for hook in self.on_change:
+            await hook(users)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    def _on_event(self, event: StoredEvent, room: RoomRecord) -> None:
+    def on_room_event(self, event: StoredEvent, room: RoomRecord) -> None:
         """Every persisted event: a membership change changes who shares rooms with
         whom; a message is activity of its local sender (state events are not:
         the server sends some on users' behalf, and the spec's example of a
@@ -394,7 +409,7 @@ class PresenceService:
             return
         p = self._states.get(sender) if self._loaded else None
         if p is not None and p.state == ONLINE and p.currently_active:
-            p.last_active_ts = p.last_sync_ts = self.hs.clock.time_ms()  # the hot path: nothing anyone sees
+            p.last_active_ts = p.last_sync_ts = self.clock.time_ms()  # the hot path: nothing anyone sees
             self._mark_dirty(sender)
             return
         self._spawn(self.bump_activity(sender))
@@ -461,3 +476,48 @@ class PresenceService:
         self._sweep_timer = None
         self.check_timeouts()
         self._arm_sweep()
+
+
+class PresenceEdu:
+    """m.presence over federation."""
+
+    edu_type = "m.presence"
+
+    def __init__(
+        self,
+        *,
+        presence: PresenceService,
+        rooms: RoomStore,
+        servers_in_room: Callable[[RoomRecord], Awaitable[Iterable[str]]],
+        is_mine: Callable[[str], bool],
+    ) -> None:
+        self.presence = presence
+        self.rooms = rooms
+        self.servers_in_room = servers_in_room
+        self.is_mine = is_mine
+
+    async def receive(self, origin: str, content: dict[str, Any]) -> None:
+        await self.presence.on_remote_presence(origin, content.get("push"))
+
+    def watch(self, submit: Submit) -> None:
+        def on_presence(user_id: str, content: dict[str, Any]) -> None:
+            if self.is_mine(user_id):
+                push = {"user_id": user_id, **content}
+                submit(lambda: self._outgoing(user_id, push))
+
+        self.presence.listeners.append(on_presence)
+
+    async def _outgoing(self, user_id: str, push: dict[str, Any]) -> list[OutgoingEdu]:
+        push.setdefault("last_active_ago", 0)  # required by the EDU's schema
+        key = (self.edu_type, user_id)
+        return [OutgoingEdu(self.edu_type, {"push": [push]}, await self._destinations(user_id), key)]
+
+    async def _destinations(self, user_id: str) -> set[str]:
+        """Servers sharing a federated room with the user (the spec: only servers
+        likely to be interested)."""
+        dests: set[str] = set()
+        for room_id, _ in await self.rooms.rooms_for_user(user_id):
+            room = await self.rooms.get_room(room_id)
+            if room is not None and room.federate:
+                dests |= set(await self.servers_in_room(room))
+        return dests

@@ -11,23 +11,32 @@ owner (the spec's "Servers MUST NOT send the m.read.private receipt to any
 other user"). The fully-read marker is not a receipt: it lives in room account
 data as `m.fully_read` (the spec's Read markers), written through the account
 data service so /sync delivers it like any other account data.
+
+Over federation, `ReceiptEdu` takes other servers' users' m.read receipts (for
+events this server has, in rooms whose server ACL admits the sender) and sends
+ours to the other servers of the room, durably (queued in the database).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
 from homeserver.errors import MatrixError, invalid_param, not_found
+from homeserver.federation.edus import OutgoingEdu, Submit, sent_by
 from homeserver.rooms.stream import StreamTracker
 from homeserver.storage.events import StoredEvent
 from homeserver.storage.receipts import UNTHREADED, Receipt, ReceiptStore
 from homeserver.storage.rooms import RoomRecord
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.account_data import AccountDataService
+    from homeserver.clock import Clock
+    from homeserver.rooms.visibility import VisibilityService
+    from homeserver.storage.events import EventStore
+    from homeserver.storage.rooms import RoomStore
 
 READ = "m.read"
 READ_PRIVATE = "m.read.private"
@@ -40,9 +49,20 @@ _READ_CACHE_SIZE = 50_000
 
 
 class ReceiptService:
-    def __init__(self, hs: HomeServer) -> None:
-        self.hs = hs
-        self.store = ReceiptStore(hs.db)
+    def __init__(
+        self,
+        *,
+        store: ReceiptStore,
+        events: EventStore,
+        visibility: VisibilityService,
+        account_data: AccountDataService,
+        clock: Clock,
+    ) -> None:
+        self.store = store
+        self.events = events
+        self.visibility = visibility
+        self.account_data = account_data
+        self.clock = clock
         self._stream: StreamTracker | None = None
         self._room_pos: dict[str, int] = {}
         self._init_lock = asyncio.Lock()
@@ -53,6 +73,9 @@ class ReceiptService:
         # callables(room, receipt) told of every receipt that moved (the federation
         # sender turns public ones into m.receipt EDUs).
         self.listeners: list[Callable[[RoomRecord, Receipt], None]] = []
+        # awaited after each receipt that moved (the receipts stream of /sync wakes
+        # the requests it concerns).
+        self.on_change: list[Callable[[RoomRecord, Receipt], Awaitable[None]]] = []
 
     async def _tracker(self) -> StreamTracker:
         # Loaded on first use: the database only opens once the server starts.
@@ -71,12 +94,12 @@ class ReceiptService:
 
     async def target_event(self, room: RoomRecord, user_id: str, event_id: str) -> StoredEvent:
         """The acknowledged event: it must be in the room's timeline and visible to the user."""
-        event = await self.hs.event_store.get_event(event_id)
+        event = await self.events.get_event(event_id)
         if (
             event is None
             or event.room_nid != room.room_nid
             or event.stream_ordering is None
-            or not await self.hs.visibility.filter(user_id, room, [event])
+            or not await self.visibility.filter(user_id, room, [event])
         ):
             raise not_found("Event not found")
         return event
@@ -92,7 +115,7 @@ class ReceiptService:
                 return MAIN_THREAD
             if rel.get("rel_type") == "m.thread":
                 return parent_id
-            parent = await self.hs.event_store.get_event(parent_id)
+            parent = await self.events.get_event(parent_id)
             if parent is None:
                 return None
             current = parent
@@ -124,7 +147,7 @@ class ReceiptService:
         try:
             receipt = Receipt(
                 room.room_id, user_id, receipt_type, thread_id or UNTHREADED, event.event_id,
-                event.stream_ordering, self.hs.clock.time_ms(), pos,
+                event.stream_ordering, self.clock.time_ms(), pos,
             )
             stored = await self.store.put(receipt)
         finally:
@@ -139,29 +162,26 @@ class ReceiptService:
             key = (user_id, room.room_id)
             if key in self._read_cache:
                 self._read_cache[key] = max(self._read_cache[key] or 0, event.stream_ordering)
-        if receipt_type == READ_PRIVATE:
-            self.hs.notifier.notify_users([user_id])
-        else:
-            self.hs.notifier.notify_users(await self.hs.room_service.joined_local_users(room))
+        for hook in self.on_change:
+            await hook(room, receipt)
 
     async def set_fully_read(self, room: RoomRecord, user_id: str, event: StoredEvent) -> None:
         """Move the m.fully_read marker (room account data) forward to the event;
         never backwards, so a lagging device cannot undo what the user already
-        read elsewhere."""
+        read elsewhere. The account data stream wakes the user's /sync requests."""
         assert event.stream_ordering is not None
         current = await self.fully_read_marker(user_id, room.room_id)
         if current is not None:
             if current == event.event_id:
                 return
-            previous = await self.hs.event_store.get_event(current)
+            previous = await self.events.get_event(current)
             if previous is not None and (previous.stream_ordering or 0) > event.stream_ordering:
                 return
-        await self.hs.account_data.set_room(user_id, room.room_id, FULLY_READ, {"event_id": event.event_id})
-        self.hs.notifier.notify_users([user_id])
+        await self.account_data.set_room(user_id, room.room_id, FULLY_READ, {"event_id": event.event_id})
 
     async def fully_read_marker(self, user_id: str, room_id: str) -> str | None:
         """The event ID of the user's fully-read marker in the room, if set."""
-        content = await self.hs.account_data.get_room(user_id, room_id, FULLY_READ)
+        content = await self.account_data.get_room(user_id, room_id, FULLY_READ)
         event_id = content.get("event_id") if isinstance(content, dict) else None
         return event_id if isinstance(event_id, str) else None
 
@@ -214,6 +234,67 @@ class ReceiptService:
             if len(self._read_cache) > _READ_CACHE_SIZE:
                 self._read_cache.popitem(last=False)
         return value
+
+
+class ReceiptEdu:
+    """m.receipt over federation (public read receipts only: private ones never
+    leave the server)."""
+
+    edu_type = "m.receipt"
+
+    def __init__(
+        self,
+        *,
+        receipts: ReceiptService,
+        rooms: RoomStore,
+        events: EventStore,
+        acl_allows: Callable[[RoomRecord, str], Awaitable[bool]],
+        servers_in_room: Callable[[RoomRecord], Awaitable[Iterable[str]]],
+        is_mine: Callable[[str], bool],
+    ) -> None:
+        self.receipts = receipts
+        self.rooms = rooms
+        self.events = events
+        self.acl_allows = acl_allows
+        self.servers_in_room = servers_in_room
+        self.is_mine = is_mine
+
+    async def receive(self, origin: str, content: dict[str, Any]) -> None:
+        for room_id, by_type in content.items():
+            room = await self.rooms.get_room(room_id) if isinstance(room_id, str) else None
+            if room is None or not isinstance(by_type, dict) or not await self.acl_allows(room, origin):
+                continue
+            for receipt_type, by_user in by_type.items():
+                if receipt_type != READ or not isinstance(by_user, dict):
+                    continue
+                for user_id, receipt in by_user.items():
+                    if not sent_by(user_id, origin) or not isinstance(receipt, dict):
+                        continue
+                    event_ids = receipt.get("event_ids")
+                    if not isinstance(event_ids, list) or not event_ids:
+                        continue
+                    event = await self.events.get_event(str(event_ids[-1]))
+                    if event is None or event.room_nid != room.room_nid or event.stream_ordering is None:
+                        continue
+                    data = receipt.get("data")
+                    thread = data.get("thread_id") if isinstance(data, dict) else None
+                    await self.receipts.send_receipt(
+                        room, user_id, READ, event, thread if isinstance(thread, str) else None
+                    )
+
+    def watch(self, submit: Submit) -> None:
+        def on_receipt(room: RoomRecord, receipt: Receipt) -> None:
+            if room.federate and receipt.receipt_type == READ and self.is_mine(receipt.user_id):
+                submit(lambda: self._outgoing(room, receipt))
+
+        self.receipts.listeners.append(on_receipt)
+
+    async def _outgoing(self, room: RoomRecord, r: Receipt) -> list[OutgoingEdu]:
+        data: dict[str, Any] = {"ts": r.ts}
+        if r.thread_id != UNTHREADED:
+            data["thread_id"] = r.thread_id
+        content = {r.room_id: {r.receipt_type: {r.user_id: {"event_ids": [r.event_id], "data": data}}}}
+        return [OutgoingEdu(self.edu_type, content, sorted(await self.servers_in_room(room)))]
 
 
 def check_thread_id(body: dict[str, Any], receipt_type: str) -> str | None:

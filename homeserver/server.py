@@ -3,6 +3,7 @@ built once at startup and handed to every part that needs it."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import ssl
 from collections.abc import Callable
@@ -27,7 +28,9 @@ from homeserver.api.http import HS_KEY, X_FORWARDED_KEY, matrix_middleware
 from homeserver.audit import AuditLog
 from homeserver.clock import Clock
 from homeserver.config import UNSERVED_RESOURCES, Config, ListenerConfig
+from homeserver.federation.access import server_allowed
 from homeserver.federation.backfill import RoomBackfill
+from homeserver.federation.edus import EduRegistry
 from homeserver.federation.inbound import InboundTransactions
 from homeserver.federation.invites import FederatedInvites
 from homeserver.federation.joins import FederatedJoins
@@ -39,19 +42,16 @@ from homeserver.federation.sender import FederationSender
 from homeserver.federation.state_fetch import StateFetcher
 from homeserver.filters.service import FilterService
 from homeserver.identifiers import LocalServer
-from homeserver.media.repository import MediaRepository
-from homeserver.media.storage_provider import LocalFilesystemProvider
 from homeserver.metrics import Metrics
 from homeserver.partners.directory import PartnerDirectory
 from homeserver.partners.directory_publisher import DirectoryPublisher
 from homeserver.partners.directory_search import DirectorySearch
-from homeserver.partners.notices import ServerNotices
 from homeserver.partners.partnerships import Partnerships
 from homeserver.partners.policy import FederationPolicy
-from homeserver.presence import PresenceService
+from homeserver.presence import PresenceEdu, PresenceService, presence_enabled
 from homeserver.push.service import PushRulesService
 from homeserver.ratelimit import RateLimiter
-from homeserver.receipts import ReceiptService
+from homeserver.receipts import ReceiptEdu, ReceiptService
 from homeserver.reports import ReportService
 from homeserver.rooms.activity import RoomActivity
 from homeserver.rooms.aliases import AliasService, DirectoryRights
@@ -68,17 +68,16 @@ from homeserver.rooms.upgrade import RoomUpgradeService
 from homeserver.rooms.visibility import VisibilityService
 from homeserver.signing_key import SigningKey, load_signing_key
 from homeserver.storage import make_database
+from homeserver.storage.account_data import AccountDataStore
 from homeserver.storage.admin_rooms import AdminRoomStore
 from homeserver.storage.admin_users import AdminUserStore
 from homeserver.storage.audit import AuditStore
 from homeserver.storage.devices import DeviceStore
 from homeserver.storage.event_reports import EventReportStore
 from homeserver.storage.events import EventPositions, EventStore
-from homeserver.storage.media import MediaStore
 from homeserver.storage.migrations import migrate
-from homeserver.storage.partner_directory import PartnerDirectoryStore, PublicationStore
-from homeserver.storage.partnerships import PartnershipStore
 from homeserver.storage.presence import PresenceStore
+from homeserver.storage.receipts import ReceiptStore
 from homeserver.storage.registration_tokens import RegistrationTokenStore
 from homeserver.storage.rooms import MembershipQueries, RoomStore
 from homeserver.storage.server_keys import ServerKeyStore
@@ -93,7 +92,7 @@ from homeserver.sync.streams.receipts import ReceiptsStream
 from homeserver.sync.streams.room_events import RoomEventsStream
 from homeserver.sync.streams.typing import TypingStream
 from homeserver.sync.unread import UnreadCounter
-from homeserver.typing import TypingService
+from homeserver.typing import TypingEdu, TypingService
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +122,7 @@ class HomeServer:
         # services
         self.metrics = Metrics()
         self.notifier = Notifier()
+        self.edus = EduRegistry()  # by EDU type, both directions; registered once their services exist
         self.passwords = PasswordHasher(config.auth.scrypt_n)
         self.ratelimiter = RateLimiter(config.rate_limits, self.clock.monotonic)
         self.auth = AuthService(self.db, self.devices, self.users, self.clock, config.auth)
@@ -131,11 +131,7 @@ class HomeServer:
         self.login = LoginService(self)
         self.accounts = AccountService(self)
         # Partnerships before the client: the policy the client enforces asks them.
-        self.partners = Partnerships(
-            store=PartnershipStore(self.db), server_name=config.server_name,
-            organization_name=config.organization.name, federation=config.federation,
-            clock=self.clock, audit=self.audit,
-        )  # connected below to the client, the sender and the notices
+        self.partners = Partnerships(self)
         self.federation_policy = FederationPolicy(
             mode=config.federation.policy,
             server_name=config.server_name,
@@ -232,14 +228,6 @@ class HomeServer:
             internal_by_default=config.rooms.internal_by_default, rooms=self.room_store,
             room_service=self.room_service, membership=self.membership, aliases=self.aliases,
         )
-        self.partners.connect(
-            client=self.federation_client, drop_destination=self.federation_sender.drop_destination,
-            notices=ServerNotices(
-                store=self.partners.store, server_name=config.server_name, clock=self.clock,
-                users=self.users, rooms=self.room_store, room_service=self.room_service,
-                membership=self.membership, room_creator=self.room_creator,
-            ),
-        )
         self.federation_reads = FederationReads(self)  # what other servers may read
         self.inbound_transactions = InboundTransactions(self)  # what other servers send us
         self.state_fetcher = StateFetcher(self)  # the state at events we do not have
@@ -247,10 +235,25 @@ class HomeServer:
         self.federated_joins = FederatedJoins(self)
         self.federated_invites = FederatedInvites(self)
         self.remote_profiles = RemoteProfiles(self)  # other servers' users, cached briefly
-        self.account_data = AccountDataService(self)
-        self.typing = TypingService(self)
-        self.receipts = ReceiptService(self)
-        self.presence = PresenceService(self, PresenceStore(self.db))
+        self.account_data = AccountDataService(AccountDataStore(self.db))
+        self.typing = TypingService(self.clock)
+        self.room_service.listeners.append(self.typing.on_room_event)
+        self.receipts = ReceiptService(
+            store=ReceiptStore(self.db),
+            events=self.event_store,
+            visibility=self.visibility,
+            account_data=self.account_data,
+            clock=self.clock,
+        )
+        self.presence = PresenceService(
+            store=PresenceStore(self.db),
+            enabled=presence_enabled(config),
+            server_name=config.server_name,
+            clock=self.clock,
+            rooms=self.room_store,
+            local_members=self.room_service.joined_local_users,
+        )
+        self.room_service.listeners.append(self.presence.on_room_event)
         self.filters = FilterService(self)
         self.push_rules = PushRulesService(self)
         self.unread = UnreadCounter(
@@ -272,10 +275,10 @@ class HomeServer:
                     unread=self.unread,
                     clock=self.clock,
                 ),
-                TypingStream(self.typing),
-                ReceiptsStream(self.receipts),
-                AccountDataStream(self.account_data, self.push_rules),
-                PresenceStream(self.presence),
+                TypingStream(self.typing, self.notifier, self.room_service.joined_local_users),
+                ReceiptsStream(self.receipts, self.notifier, self.room_service.joined_local_users),
+                AccountDataStream(self.account_data, self.push_rules, self.notifier),
+                PresenceStream(self.presence, self.notifier),
             ],
             membership_queries=self.membership_queries,
             notifier=self.notifier,
@@ -308,28 +311,27 @@ class HomeServer:
             federation_client=self.federation_client,
             clock=self.clock,
         )
+        acl_allows = functools.partial(server_allowed, self)
+        is_mine = self.local_server.is_mine
+        for edu in (
+            TypingEdu(
+                typing=self.typing, rooms=self.room_store, acl_allows=acl_allows,
+                servers_in_room=self.room_servers.servers_in_room, is_mine=is_mine,
+            ),
+            ReceiptEdu(
+                receipts=self.receipts, rooms=self.room_store, events=self.event_store, acl_allows=acl_allows,
+                servers_in_room=self.room_servers.servers_in_room, is_mine=is_mine,
+            ),
+            PresenceEdu(
+                presence=self.presence, rooms=self.room_store,
+                servers_in_room=self.room_servers.servers_in_room, is_mine=is_mine,
+            ),
+        ):
+            self.edus.register(edu)
         # The shared partner directory: the one we serve, our profile in others, searching them.
-        self.partner_directory = PartnerDirectory(
-            config=config.partner_directory, store=PartnerDirectoryStore(self.db), clock=self.clock,
-            audit=self.audit,
-        )
-        self.partner_directory_publisher = DirectoryPublisher(
-            config=config.partner_directory, organization=config.organization,
-            federation=config.federation, server_name=config.server_name,
-            publications=PublicationStore(self.db), directory=self.partner_directory,
-            client=self.federation_client, active_partners=self.partners.active_partners,
-            clock=self.clock,
-        )
-        self.partner_directory_search = DirectorySearch(
-            config=config.partner_directory, server_name=config.server_name,
-            directory=self.partner_directory, client=self.federation_client,
-        )
-        # The media repository: files under <data_dir>/media, metadata in the database.
-        self.media = MediaRepository(
-            server_name=config.server_name, store=MediaStore(self.db),
-            storage=LocalFilesystemProvider(config.resolve_path("media")),
-            config=config.media, clock=self.clock,
-        )
+        self.partner_directory = PartnerDirectory(self)
+        self.partner_directory_publisher = DirectoryPublisher(self)
+        self.partner_directory_search = DirectorySearch(self)
         self._runners: list[web.AppRunner] = []
         self.bound: list[tuple[ListenerConfig, str, int]] = []
 
@@ -369,7 +371,6 @@ class HomeServer:
             await self.federation_sender.start()
             await self.partner_directory.start()
             await self.partner_directory_publisher.start()  # needs partners for publish_partners
-            await self.media.start()  # the periodic cleanup of expired and old media
         except BaseException:
             # An open engine keeps non-daemon threads alive: close it or the process hangs.
             await self.db.close()
@@ -386,7 +387,6 @@ class HomeServer:
         if self.federation_client is not None:
             await self.federation_client.close()
         await self.presence.flush()  # batched presence writes, before the database closes
-        await self.media.stop()  # thumbnailing in flight, recorded accesses
         await self.federation_policy.flush()  # refusal audit records
         await self.db.close()
 

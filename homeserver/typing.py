@@ -7,24 +7,30 @@ room's set changed after the position in its token. Only changes of the set
 count: a client re-sending "still typing" every few seconds moves nothing and
 wakes nobody.
 
-Timeouts are measured on `hs.clock`, so tests can move time. Expiry happens
-lazily whenever the state is read, and a timer wakes the server at the next
-expiry so that waiting /sync requests hear when someone stops typing.
+Timeouts are measured on the server's clock, so tests can move time. Expiry
+happens lazily whenever the state is read, and a timer wakes the server at the
+next expiry so that waiting /sync requests hear when someone stops typing.
+
+Over federation, `TypingEdu` takes m.typing EDUs from other servers' users in
+rooms they are joined to, and sends our users' starts, refreshes and stops to
+the other servers of the room (in memory, a newer one replacing a queued one).
 """
 
 from __future__ import annotations
 
 import asyncio
 import heapq
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from homeserver.federation.edus import OutgoingEdu, Submit, sent_by
 from homeserver.storage.events import StoredEvent
 from homeserver.storage.rooms import RoomRecord
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.clock import Clock
+    from homeserver.storage.rooms import RoomStore
 
 DEFAULT_TIMEOUT_MS = 30_000
 # Clients refresh every 20-30 s (the spec's advice), so a longer promise only
@@ -40,8 +46,8 @@ class _RoomTyping:
 
 
 class TypingService:
-    def __init__(self, hs: HomeServer) -> None:
-        self.hs = hs
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
         self._position = 0
         self._rooms: dict[str, _RoomTyping] = {}
         # (expiry ms, room_id, user_id); stale entries are skipped when popped.
@@ -52,7 +58,9 @@ class TypingService:
         # callables(room, user_id, typing) told of every start, refresh and stop
         # (the federation sender turns them into m.typing EDUs).
         self.listeners: list[Callable[[RoomRecord, str, bool], None]] = []
-        hs.room_service.listeners.append(self._on_event)
+        # awaited after each change of a room's typing set (the typing stream of
+        # /sync wakes the requests it concerns).
+        self.on_change: list[Callable[[RoomRecord], Awaitable[None]]] = []
 
     def current_position(self) -> int:
         """The typing stream position; every change up to it is visible."""
@@ -62,7 +70,7 @@ class TypingService:
     async def set_typing(self, room: RoomRecord, user_id: str, typing: bool, timeout_ms: int) -> None:
         """Mark the user typing for `timeout_ms` (capped), or not typing. The caller
         has checked that the user may act for themselves in this room."""
-        now = self.hs.clock.time_ms()
+        now = self.clock.time_ms()
         state = self._rooms.get(room.room_id)
         if typing:
             expiry = now + max(0, min(timeout_ms, MAX_TIMEOUT_MS))
@@ -102,7 +110,7 @@ class TypingService:
 
     def expire(self) -> None:
         """Drop everyone whose timeout has passed and wake the rooms they left."""
-        now = self.hs.clock.time_ms()
+        now = self.clock.time_ms()
         touched: dict[str, _RoomTyping] = {}
         while self._expiries and self._expiries[0][0] <= now:
             expiry, room_id, user_id = heapq.heappop(self._expiries)
@@ -136,7 +144,8 @@ class TypingService:
         await self._notify(state.room)
 
     async def _notify(self, room: RoomRecord) -> None:
-        self.hs.notifier.notify_users(await self.hs.room_service.joined_local_users(room))
+        for hook in self.on_change:
+            await hook(room)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -152,7 +161,7 @@ class TypingService:
             return
         if self._timer is not None:
             self._timer.cancel()
-        delay_s = max(0.0, (due - self.hs.clock.time_ms()) / 1000)
+        delay_s = max(0.0, (due - self.clock.time_ms()) / 1000)
         self._timer_due = due
         # A TimerHandle (not a task) so a server stopped mid-wait leaves nothing pending.
         self._timer = asyncio.get_running_loop().call_later(delay_s, self._on_timer)
@@ -163,7 +172,7 @@ class TypingService:
         self.expire()
         self._schedule()
 
-    def _on_event(self, event: StoredEvent, room: RoomRecord) -> None:
+    def on_room_event(self, event: StoredEvent, room: RoomRecord) -> None:
         """Someone who leaves (or is kicked or banned) stops typing at once."""
         if event.type != "m.room.member" or event.state_key is None:
             return
@@ -174,3 +183,50 @@ class TypingService:
             self._tell(room, event.state_key, False)
             self._bump(state)
             self._spawn(self._notify(room))
+
+
+class TypingEdu:
+    """m.typing over federation."""
+
+    edu_type = "m.typing"
+
+    def __init__(
+        self,
+        *,
+        typing: TypingService,
+        rooms: RoomStore,
+        acl_allows: Callable[[RoomRecord, str], Awaitable[bool]],
+        servers_in_room: Callable[[RoomRecord], Awaitable[Iterable[str]]],
+        is_mine: Callable[[str], bool],
+    ) -> None:
+        self.typing = typing
+        self.rooms = rooms
+        self.acl_allows = acl_allows
+        self.servers_in_room = servers_in_room
+        self.is_mine = is_mine
+
+    async def receive(self, origin: str, content: dict[str, Any]) -> None:
+        """A user of `origin` joined to the room starts or stops typing (the
+        room's server ACL must admit `origin`)."""
+        user_id, room_id = content.get("user_id"), content.get("room_id")
+        if not sent_by(user_id, origin) or not isinstance(room_id, str):
+            return
+        room = await self.rooms.get_room(room_id)
+        if room is None or not await self.acl_allows(room, origin):
+            return
+        member = await self.rooms.membership_of(room.room_nid, str(user_id))
+        if member is None or member[0] != "join":
+            return
+        await self.typing.set_typing(room, str(user_id), bool(content.get("typing")), 30_000)
+
+    def watch(self, submit: Submit) -> None:
+        def on_typing(room: RoomRecord, user_id: str, typing: bool) -> None:
+            if room.federate and self.is_mine(user_id):
+                submit(lambda: self._outgoing(room, user_id, typing))
+
+        self.typing.listeners.append(on_typing)
+
+    async def _outgoing(self, room: RoomRecord, user_id: str, typing: bool) -> list[OutgoingEdu]:
+        content = {"room_id": room.room_id, "user_id": user_id, "typing": typing}
+        key = (self.edu_type, room.room_id, user_id)
+        return [OutgoingEdu(self.edu_type, content, list(await self.servers_in_room(room)), key)]

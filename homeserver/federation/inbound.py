@@ -216,48 +216,11 @@ class InboundTransactions:
     # --- EDUs ---
 
     async def _on_edu(self, origin: str, edu: Any) -> None:
+        """To the handler registered for the EDU's type (homeserver/federation/edus.py);
+        types nobody handles are ignored."""
         if not isinstance(edu, dict) or not isinstance(edu.get("content"), dict):
             return
-        kind, content = edu.get("edu_type"), edu["content"]
-        if kind == "m.typing":
-            await self._on_typing(origin, content)
-        elif kind == "m.receipt":
-            await self._on_receipts(origin, content)
-        elif kind == "m.presence":
-            await self.hs.presence.on_remote_presence(origin, content.get("push"))
-
-    def _from_origin(self, user_id: Any, origin: str) -> bool:
-        return isinstance(user_id, str) and user_id.endswith(":" + origin)
-
-    async def _on_typing(self, origin: str, content: dict[str, Any]) -> None:
-        user_id, room_id = content.get("user_id"), content.get("room_id")
-        if not self._from_origin(user_id, origin) or not isinstance(room_id, str):
-            return
-        room = await self.hs.room_store.get_room(room_id)
-        if room is None or not await server_allowed(self.hs, room, origin):
-            return
-        member = await self.hs.room_store.membership_of(room.room_nid, str(user_id))
-        if member is None or member[0] != "join":
-            return
-        await self.hs.typing.set_typing(room, str(user_id), bool(content.get("typing")), 30_000)
-
-    async def _on_receipts(self, origin: str, content: dict[str, Any]) -> None:
-        for room_id, by_type in content.items():
-            room = await self.hs.room_store.get_room(room_id) if isinstance(room_id, str) else None
-            if room is None or not isinstance(by_type, dict) or not await server_allowed(self.hs, room, origin):
-                continue
-            for receipt_type, by_user in by_type.items():
-                if receipt_type != "m.read" or not isinstance(by_user, dict):
-                    continue
-                for user_id, receipt in by_user.items():
-                    if not self._from_origin(user_id, origin) or not isinstance(receipt, dict):
-                        continue
-                    event_ids = receipt.get("event_ids")
-                    if not isinstance(event_ids, list) or not event_ids:
-                        continue
-                    event = await self.hs.event_store.get_event(str(event_ids[-1]))
-                    if event is None or event.room_nid != room.room_nid or event.stream_ordering is None:
-                        continue
-                    data = receipt.get("data") if isinstance(receipt.get("data"), dict) else {}
-                    thread = data.get("thread_id") if isinstance(data.get("thread_id"), str) else None
-                    await self.hs.receipts.send_receipt(room, user_id, "m.read", event, thread)
+        kind = edu.get("edu_type")
+        handler = self.hs.edus.handler(kind) if isinstance(kind, str) else None
+        if handler is not None:
+            await handler.receive(origin, edu["content"])

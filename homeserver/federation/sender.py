@@ -8,13 +8,14 @@ So an event acknowledged to its client can never be lost to a crash between
 its commit and its queueing, and a server that joins later is not pushed
 earlier history as if it were live.
 
-Typing, receipts and presence tell the sender of changes through listeners
-(plain synchronous callbacks, so they never slow the hot paths). One intake
-worker takes them in order, works out the destinations and queues them: read
-receipts in the database (``federation_outbox``, so they survive a restart),
-typing and presence in memory only (they are worthless after a restart and
-change too often to be worth a write). Each
-destination then has at most one task, which sends one transaction at a time
+EDUs come from the handler registered for each EDU type
+(homeserver/federation/edus.py), which watches its service and submits the
+changes other servers should hear of (synchronously, so the hot paths are never
+slowed). One intake worker takes them in order, asks each for its EDUs and
+destinations and queues them: durable ones (read receipts) in the database
+(``federation_outbox``, so they survive a restart), coalesced ones (typing,
+presence) in memory only (they are worthless after a restart and change too
+often to be worth a write). Each destination then has at most one task, which sends one transaction at a time
 (``PUT /_matrix/federation/v1/send/{txnId}``) with at most 50 PDUs and 100 EDUs,
 in queue order, and deletes what was delivered.
 
@@ -53,6 +54,7 @@ from federation.client import (
 from federation.events.hashing import pdu_json
 from federation.events.identifiers import domain_of
 from federation.json_bounds import MAX_EVENT_DEPTH, JSONBoundsError, check_depth
+from homeserver.federation.edus import EphemeralKey, PendingEdus
 from homeserver.identifiers import LocalServer
 from homeserver.storage.database import Txn
 from homeserver.storage.federation_outbox import (
@@ -62,7 +64,6 @@ from homeserver.storage.federation_outbox import (
     OutboxBatch,
     OutboxItem,
 )
-from homeserver.storage.receipts import UNTHREADED, Receipt
 from homeserver.storage.rooms import RoomRecord
 
 if TYPE_CHECKING:
@@ -79,8 +80,6 @@ STOP_DRAIN_TIMEOUT_S = 10.0
 # Memberships whose target may be on a server that is not (or no longer) joined.
 _TARGET_TOO = ("invite", "leave", "ban")
 
-EphemeralKey = tuple[str, ...]
-
 
 @dataclass
 class _Destination:
@@ -94,18 +93,6 @@ class _Destination:
     sending: bool = False
     # Set by `peer_seen` to cut a backoff wait short.
     retry_now: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-@dataclass
-class _Intake:
-    """One change handed over by a listener, waiting for the intake worker."""
-
-    kind: str
-    room: RoomRecord | None = None
-    receipt: Receipt | None = None
-    user_id: str = ""
-    typing: bool = False
-    presence: dict[str, Any] | None = None
 
 
 class FederationSender:
@@ -129,7 +116,9 @@ class FederationSender:
         self.max_edus = max_edus
         self._rng = rng or random.Random()
         self._local = LocalServer(self.server_name)
-        self._intake: asyncio.Queue[_Intake] = asyncio.Queue()
+        self.edus = hs.edus
+        self._intake: asyncio.Queue[PendingEdus] = asyncio.Queue()
+        self._watching = False
         self._worker: asyncio.Task[None] | None = None
         self._destinations: dict[str, _Destination] = {}
         self._epoch = 0
@@ -139,22 +128,19 @@ class FederationSender:
     # --- lifecycle ---
 
     async def start(self) -> None:
-        """Listen for changes and resume destinations with queued items. Listeners
-        are attached here, not in __init__, so nothing is queued by a sender that
-        never starts."""
+        """Watch for EDUs and resume destinations with queued items. The EDU
+        handlers start watching here, not in __init__, so nothing is queued by a
+        sender that never starts."""
         if not self.enabled:
             return
         if self._running:
             return
         self._epoch = await self.store.next_epoch()
-        # A sender stopped and started again keeps its listeners (they check _running).
-        for listeners, listener in (
-            (self.hs.typing.listeners, self._on_typing),
-            (self.hs.receipts.listeners, self._on_receipt),
-            (self.hs.presence.listeners, self._on_presence),
-        ):
-            if listener not in listeners:
-                listeners.append(listener)
+        # A sender stopped and started again keeps its watches (`_submit` checks _running).
+        if not self._watching:
+            self._watching = True
+            for handler in self.edus:
+                handler.watch(self._submit)
         self._running = True
         self._worker = asyncio.ensure_future(self._intake_loop())
         for name in await self.store.pending_destinations():
@@ -258,30 +244,16 @@ class FederationSender:
         d.retry_now.set()
         self._wake(server_name)
 
-    # --- listeners (synchronous: called on the hot paths) ---
+    # --- EDUs, submitted synchronously on the hot paths ---
 
-    def _on_typing(self, room: RoomRecord, user_id: str, typing: bool) -> None:
-        if self._running and room.federate and self._local.is_mine(user_id):
-            self._intake.put_nowait(_Intake("typing", room=room, user_id=user_id, typing=typing))
-
-    def _on_receipt(self, room: RoomRecord, receipt: Receipt) -> None:
-        # Private receipts never leave the server (the spec's m.read.private).
-        if (
-            self._running
-            and room.federate
-            and receipt.receipt_type == "m.read"
-            and self._local.is_mine(receipt.user_id)
-        ):
-            self._intake.put_nowait(_Intake("receipt", room=room, receipt=receipt))
-
-    def _on_presence(self, user_id: str, content: dict[str, Any]) -> None:
-        if self._running and self._local.is_mine(user_id):
-            self._intake.put_nowait(_Intake("presence", user_id=user_id, presence=dict(content)))
+    def _submit(self, pending: PendingEdus) -> None:
+        if self._running:
+            self._intake.put_nowait(pending)
 
     # --- intake: destinations, then the queues ---
 
     async def _intake_loop(self) -> None:
-        """One worker, so items are queued in the order the listeners saw them."""
+        """One worker, so EDUs are queued in the order they were submitted."""
         while True:
             batch = [await self._intake.get()]
             while not self._intake.empty():
@@ -294,31 +266,17 @@ class FederationSender:
                 for _ in batch:
                     self._intake.task_done()
 
-    async def _queue(self, batch: list[_Intake]) -> None:
+    async def _queue(self, batch: list[PendingEdus]) -> None:
         rows: list[OutboxItem] = []
         ephemeral: list[tuple[str, EphemeralKey, dict[str, Any]]] = []
-        for item in batch:
-            if item.kind == "receipt":
-                assert item.receipt is not None and item.room is not None
-                edu_json = orjson.dumps(_receipt_edu(item.receipt)).decode()
-                for dest in sorted(await self.hs.room_servers.servers_in_room(item.room)):
-                    rows.append(OutboxItem(dest, EDU, edu_json=edu_json))
-            elif item.kind == "typing":
-                assert item.room is not None
-                edu = {
-                    "edu_type": "m.typing",
-                    "content": {"room_id": item.room.room_id, "user_id": item.user_id, "typing": item.typing},
-                }
-                key = ("m.typing", item.room.room_id, item.user_id)
-                for dest in await self.hs.room_servers.servers_in_room(item.room):
-                    ephemeral.append((dest, key, edu))
-            elif item.kind == "presence":
-                assert item.presence is not None
-                push = {"user_id": item.user_id, **item.presence}
-                push.setdefault("last_active_ago", 0)  # required by the EDU's schema
-                edu = {"edu_type": "m.presence", "content": {"push": [push]}}
-                for dest in await self._presence_destinations(item.user_id):
-                    ephemeral.append((dest, ("m.presence", item.user_id), edu))
+        for pending in batch:
+            for out in await pending():
+                edu = out.body()
+                if out.coalesce_key is None:
+                    edu_json = orjson.dumps(edu).decode()
+                    rows.extend(OutboxItem(dest, EDU, edu_json=edu_json) for dest in out.destinations)
+                else:
+                    ephemeral.extend((dest, out.coalesce_key, edu) for dest in out.destinations)
         # The federation policy: nothing is even queued for a server we do not federate with.
         allowed = {
             dest: self.hs.federation_policy.allow_destination(dest, SEND_PATH)
@@ -331,16 +289,6 @@ class FederationSender:
             self._dest(dest).ephemeral[key] = edu
         for dest in {r.destination for r in rows} | {e[0] for e in ephemeral}:
             self._wake(dest)
-
-    async def _presence_destinations(self, user_id: str) -> set[str]:
-        """Servers sharing a federated room with the user (the spec: only servers
-        likely to be interested)."""
-        dests: set[str] = set()
-        for room_id, _ in await self.hs.room_store.rooms_for_user(user_id):
-            room = await self.hs.room_store.get_room(room_id)
-            if room is not None and room.federate:
-                dests |= await self.hs.room_servers.servers_in_room(room)
-        return dests
 
     # --- per destination: one transaction in flight at a time ---
 
@@ -484,16 +432,6 @@ class FederationSender:
         d.failures += 1
         delay = min(self.backoff_cap_s, self.backoff_base_s * 2 ** min(d.failures - 1, 40))
         return delay * (0.75 + 0.25 * self._rng.random())
-
-
-def _receipt_edu(r: Receipt) -> dict[str, Any]:
-    data: dict[str, Any] = {"ts": r.ts}
-    if r.thread_id != UNTHREADED:
-        data["thread_id"] = r.thread_id
-    return {
-        "edu_type": "m.receipt",
-        "content": {r.room_id: {r.receipt_type: {r.user_id: {"event_ids": [r.event_id], "data": data}}}},
-    }
 
 
 def _log_pdu_errors(destination: str, response: Any) -> None:

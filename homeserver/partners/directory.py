@@ -38,9 +38,7 @@ from homeserver.partners.directory_profile import (
 from homeserver.storage.partner_directory import DirectoryEntry, PartnerDirectoryStore
 
 if TYPE_CHECKING:
-    from homeserver.audit import AuditLog
-    from homeserver.clock import Clock
-    from homeserver.config import PartnerDirectoryConfig
+    from homeserver.server import HomeServer
 
 logger = logging.getLogger(__name__)
 
@@ -174,13 +172,10 @@ class PartnerDirectory:
 
     SWEEP_INTERVAL_S = 3600.0
 
-    def __init__(
-        self, *, config: PartnerDirectoryConfig, store: PartnerDirectoryStore, clock: Clock, audit: AuditLog
-    ) -> None:
-        self.config = config
-        self.store = store
-        self.clock = clock
-        self.audit = audit
+    def __init__(self, hs: HomeServer) -> None:
+        self.hs = hs
+        self.config = hs.config.partner_directory
+        self.store = PartnerDirectoryStore(hs.db)
         self._sweeper: asyncio.Task[None] | None = None
 
     @property
@@ -192,7 +187,7 @@ class PartnerDirectory:
         return self.config.entry_ttl_s * 1000
 
     def now(self) -> int:
-        return self.clock.time_ms()
+        return self.hs.clock.time_ms()
 
     def _require_serving(self) -> None:
         if not self.serving:
@@ -234,7 +229,7 @@ class PartnerDirectory:
         try:
             profile = validate_profile(body)
         except MatrixError as e:
-            await self.audit.record(
+            await self.hs.audit.record(
                 "partner_directory.publish", actor=origin, target=origin, ip=ip, outcome="refused",
                 details={"errcode": e.errcode, "error": e.message},
             )
@@ -245,7 +240,7 @@ class PartnerDirectory:
             origin, profile, now_ms=now, expires_ts=expires, max_entries=self.config.max_entries
         )
         if not stored:
-            await self.audit.record(
+            await self.hs.audit.record(
                 "partner_directory.publish", actor=origin, target=origin, ip=ip, outcome="refused",
                 details={"error": "directory full"},
             )
@@ -253,7 +248,7 @@ class PartnerDirectory:
         # Refreshes arrive every TTL/3 from every publisher: only a creation or a
         # changed profile is worth an audit row, or the log would be mostly noise.
         if changed:
-            await self.audit.record(
+            await self.hs.audit.record(
                 "partner_directory.publish", actor=origin, target=origin, ip=ip,
                 details={"created": created, "name": profile["name"]},
             )
@@ -268,7 +263,7 @@ class PartnerDirectory:
     async def withdraw(self, origin: str, *, ip: str | None = None) -> bool:
         self._require_serving()
         removed = await self.store.delete(origin)
-        await self.audit.record(
+        await self.hs.audit.record(
             "partner_directory.withdraw", actor=origin, target=origin, ip=ip, details={"listed": removed}
         )
         return removed
@@ -389,7 +384,7 @@ class PartnerDirectory:
         self._require_serving()
         _check_server_name(server_name)
         await self.store.set_verification(server_name, by, self.now(), note)
-        await self.audit.record(
+        await self.hs.audit.record(
             "partner_directory.verify", actor=by, target=server_name, ip=ip, details={"note": note}
         )
         return await self.get_entry(server_name)
@@ -398,7 +393,7 @@ class PartnerDirectory:
         self._require_serving()
         _check_server_name(server_name)
         removed = await self.store.clear_verification(server_name)
-        await self.audit.record(
+        await self.hs.audit.record(
             "partner_directory.unverify", actor=by, target=server_name, ip=ip, details={"was_verified": removed}
         )
         return {"server_name": server_name, "verified": False, "was_verified": removed}
@@ -413,7 +408,7 @@ class PartnerDirectory:
         verified = await self.store.clear_verification(server_name)
         if not listed and not verified:
             raise not_found("No such directory entry")
-        await self.audit.record(
+        await self.hs.audit.record(
             "partner_directory.remove", actor=by, target=server_name, ip=ip,
             details={"listed": listed, "was_verified": verified},
         )

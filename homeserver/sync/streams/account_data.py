@@ -1,6 +1,6 @@
 """The account data stream: the user's global entries changed since the token in
 the top-level `account_data` section, each room's in the room's entry (joined
-and left rooms).
+and left rooms). A change wakes its owner.
 
 m.push_rules is served from the push rules service: present from the first sync
 and always the live ruleset (see PushRulesService.sync_account_data).
@@ -16,15 +16,21 @@ from homeserver.sync.streams.base import StreamProvider, SyncRequest
 if TYPE_CHECKING:
     from homeserver.account_data import AccountDataService
     from homeserver.push.service import PushRulesService
+    from homeserver.sync.notifier import Notifier
 
 
 class AccountDataStream(StreamProvider):
     key = "account_data"
     in_rooms = True
 
-    def __init__(self, account_data: AccountDataService, push_rules: PushRulesService) -> None:
+    def __init__(self, account_data: AccountDataService, push_rules: PushRulesService, notifier: Notifier) -> None:
         self.account_data = account_data
         self.push_rules = push_rules
+        self.notifier = notifier
+        account_data.listeners.append(self._changed)
+
+    def _changed(self, user_id: str, room_id: str, data_type: str, pos: int) -> None:
+        self.notifier.notify_users([user_id])
 
     async def current_position(self) -> int:
         return await self.account_data.current_position()

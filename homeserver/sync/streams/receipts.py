@@ -3,26 +3,40 @@ the receipts that moved since the token (others' private receipts left out).
 
 The receipts of every joined room are read once per request, and only for rooms
 whose latest receipt position is past the token (kept in memory by the receipt
-service).
+service). A public receipt wakes the room's local members, a private one its owner.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from homeserver.receipts import READ_PRIVATE, ReceiptService
+from homeserver.storage.receipts import Receipt
 from homeserver.storage.rooms import RoomRecord
 from homeserver.sync.streams.base import StreamProvider, SyncRequest
 
 if TYPE_CHECKING:
-    from homeserver.receipts import ReceiptService
+    from homeserver.sync.notifier import Notifier
 
 
 class ReceiptsStream(StreamProvider):
     key = "receipts"
     in_rooms = True
 
-    def __init__(self, receipts: ReceiptService) -> None:
+    def __init__(
+        self, receipts: ReceiptService, notifier: Notifier, local_members: Callable[[RoomRecord], Awaitable[set[str]]]
+    ) -> None:
         self.receipts = receipts
+        self.notifier = notifier
+        self.local_members = local_members
+        receipts.on_change.append(self._changed)
+
+    async def _changed(self, room: RoomRecord, receipt: Receipt) -> None:
+        if receipt.receipt_type == READ_PRIVATE:
+            self.notifier.notify_users([receipt.user_id])
+        else:
+            self.notifier.notify_users(await self.local_members(room))
 
     async def current_position(self) -> int:
         return await self.receipts.current_position()

@@ -1,6 +1,8 @@
 """The typing stream: each joined room's m.typing event in `ephemeral`, when the
 room's set of typing users changed since the token.
 
+A change of a room's typing set wakes the room's local members.
+
 Typing lives in memory and its positions restart from 0 with the server, so a
 token from before a restart may be ahead of the current position: the stream
 then counts as moved, and the typing service answers it like an initial sync.
@@ -8,12 +10,14 @@ then counts as moved, and the typing service answers it like an initial sync.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from homeserver.storage.rooms import RoomRecord
 from homeserver.sync.streams.base import StreamProvider, SyncRequest
 
 if TYPE_CHECKING:
+    from homeserver.sync.notifier import Notifier
     from homeserver.typing import TypingService
 
 
@@ -21,8 +25,16 @@ class TypingStream(StreamProvider):
     key = "typing"
     in_rooms = True
 
-    def __init__(self, typing: TypingService) -> None:
+    def __init__(
+        self, typing: TypingService, notifier: Notifier, local_members: Callable[[RoomRecord], Awaitable[set[str]]]
+    ) -> None:
         self.typing = typing
+        self.notifier = notifier
+        self.local_members = local_members
+        typing.on_change.append(self._changed)
+
+    async def _changed(self, room: RoomRecord) -> None:
+        self.notifier.notify_users(await self.local_members(room))
 
     async def current_position(self) -> int:
         return self.typing.current_position()

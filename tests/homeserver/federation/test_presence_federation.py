@@ -70,6 +70,6 @@ async def test_presence_across_servers(pair: Pair) -> None:
     assert bob_on_a["presence"] == "online"  # the malformed ago is read as 0, the state taken
     assert bob_on_a.get("last_active_ago", 0) < 60_000
     # Remote presence is never sent on, and a remote user gone silent goes offline.
-    a.clock = _Later()
+    a.presence.clock = _Later()  # the clock presence was built with
     assert bob_id in a.presence.check_timeouts()
     assert (await a.presence.get_presence(bob_id))["presence"] == "offline"
