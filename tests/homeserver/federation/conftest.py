@@ -1,5 +1,5 @@
-"""Fixtures of the federation tests: two real servers with a user each (the test CA,
-`ca`, is the suite's)."""
+"""Fixtures of the federation tests: two real servers with a user each, or servers a
+test starts and stops itself (the test CA, `ca`, is the suite's)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.homeserver.federation.servers import Pair, running_pair
+from tests.homeserver.federation.servers import Pair, Servers, running_pair, servers_under
 from tests.tls_ca import TestCA
 
 
@@ -17,3 +17,10 @@ async def pair(tmp_path: Path, ca: TestCA) -> AsyncIterator[Pair]:
     """A and B running, alice registered on A and bob on B (see `running_pair`)."""
     async with running_pair(tmp_path, ca) as p:
         yield p
+
+
+@pytest.fixture
+async def servers(tmp_path: Path, ca: TestCA) -> AsyncIterator[Servers]:
+    """Servers the test starts and stops itself (see `Servers`)."""
+    async with servers_under(tmp_path, ca) as started:
+        yield started

@@ -184,20 +184,71 @@ class Pair:
     ctx: ssl.SSLContext
     session: aiohttp.ClientSession
 
+    def client(self, spec: ServerSpec) -> Client:
+        """Another client of A or B (for another user)."""
+        return Client(self.session, spec, self.ctx)
+
 
 @contextlib.asynccontextmanager
-async def running_pair(root: Path, ca: TestCA | None = None, **federation: Any) -> AsyncIterator[Pair]:
-    """A (127.0.0.2) and B (127.0.0.3) under ``root``, with certificates from
-    ``ca`` (a new test CA by default), ``federation`` keys in both configs, and
-    alice and bob registered."""
+async def running_pair(
+    root: Path, ca: TestCA | None = None, *, specs: tuple[ServerSpec, ServerSpec] | None = None,
+    resources: tuple[str, ...] = SERVED, a_config: dict[str, Any] | None = None,
+    b_config: dict[str, Any] | None = None,
+) -> AsyncIterator[Pair]:
+    """A (127.0.0.2) and B (127.0.0.3) under ``root`` (or ``specs``, made by a test
+    that needs their names first), serving ``resources`` with certificates from
+    ``ca`` (a new test CA by default), with the config sections ``a_config`` and
+    ``b_config`` (see `serve`), and alice and bob registered."""
     ca = ca or TestCA(root / "ca")
-    a_spec, b_spec = ServerSpec(root, "127.0.0.2"), ServerSpec(root, "127.0.0.3")
+    a_spec, b_spec = specs or (ServerSpec(root, "127.0.0.2"), ServerSpec(root, "127.0.0.3"))
     ctx = ssl.create_default_context(cafile=str(ca.ca_path))
     async with (
-        running_server(a_spec, ca, **federation) as a,
-        running_server(b_spec, ca, **federation) as b,
+        serve(a_spec, ca, resources=resources, **(a_config or {})) as a,
+        serve(b_spec, ca, resources=resources, **(b_config or {})) as b,
         aiohttp.ClientSession() as s,
     ):
         alice, bob = Client(s, a_spec, ctx), Client(s, b_spec, ctx)
         alice_id, bob_id = await alice.register("alice"), await bob.register("bob")
         yield Pair(a, b, a_spec, b_spec, alice, bob, alice_id, bob_id, ca, ctx, s)
+
+
+class Servers:
+    """Servers a test starts, stops and starts again by their spec, all under one
+    test CA and one client session; whatever still runs is stopped at the end."""
+
+    def __init__(self, root: Path, ca: TestCA, session: aiohttp.ClientSession) -> None:
+        self.root, self.ca, self.session = root, ca, session
+        self.ctx = ssl.create_default_context(cafile=str(ca.ca_path))
+        self._running: dict[str, contextlib.AbstractAsyncContextManager[HomeServer]] = {}
+
+    def spec(self, ip: str) -> ServerSpec:
+        return ServerSpec(self.root, ip)
+
+    def client(self, spec: ServerSpec) -> Client:
+        return Client(self.session, spec, self.ctx)
+
+    async def start(self, spec: ServerSpec, **sections: Any) -> HomeServer:
+        """Start ``spec`` with `serve`'s defaults and ``sections``."""
+        assert spec.name not in self._running, f"{spec.name} is running"
+        cm = serve(spec, self.ca, **sections)
+        hs = await cm.__aenter__()
+        self._running[spec.name] = cm
+        return hs
+
+    async def stop(self, spec: ServerSpec) -> None:
+        await self._running.pop(spec.name).__aexit__(None, None, None)
+
+    async def stop_all(self) -> None:
+        while self._running:
+            _, cm = self._running.popitem()
+            await cm.__aexit__(None, None, None)
+
+
+@contextlib.asynccontextmanager
+async def servers_under(root: Path, ca: TestCA) -> AsyncIterator[Servers]:
+    async with aiohttp.ClientSession() as s:
+        servers = Servers(root, ca, s)
+        try:
+            yield servers
+        finally:
+            await servers.stop_all()

@@ -6,12 +6,10 @@ Real servers over TLS; the rotated one is restarted as an operator would."""
 from __future__ import annotations
 
 import asyncio
-import ssl
 import subprocess
 import sys
 from pathlib import Path
 
-import aiohttp
 import pytest
 import yaml
 
@@ -19,66 +17,64 @@ from federation.server_keys import parse_server_keys
 from homeserver.config import ConfigError, parse_config
 from homeserver.signing_key import load_signing_key, rotate_signing_key
 from tests.conftest import config_dict
-from tests.homeserver.federation.servers import Client, ServerSpec, running_server, serve
-from tests.tls_ca import TestCA
+from tests.homeserver.federation.servers import Servers, serve
 
 
-async def test_events_signed_before_a_rotation_stay_verifiable(tmp_path: Path) -> None:
-    ca = TestCA(tmp_path / "ca")
-    a_spec, b_spec, c_spec = (ServerSpec(tmp_path, ip) for ip in ("127.0.0.2", "127.0.0.3", "127.0.0.4"))
-    ctx = ssl.create_default_context(cafile=str(ca.ca_path))
+async def test_events_signed_before_a_rotation_stay_verifiable(servers: Servers) -> None:
+    a_spec, b_spec, c_spec = (servers.spec(ip) for ip in ("127.0.0.2", "127.0.0.3", "127.0.0.4"))
+    ca, s, ctx = servers.ca, servers.session, servers.ctx
     key_path = a_spec.data_dir / "signing.key"
-    async with running_server(b_spec, ca) as b, running_server(c_spec, ca) as c, aiohttp.ClientSession() as s:
-        alice, bob, carol = Client(s, a_spec, ctx), Client(s, b_spec, ctx), Client(s, c_spec, ctx)
-        await bob.register("bob")
-        await carol.register("carol")
-        async with serve(a_spec, ca):
-            await alice.register("alice")
-            room = (await alice.call("POST", "/createRoom", {"preset": "public_chat", "name": "Rotating"}))["room_id"]
-            await alice.call("PUT", f"/rooms/{room}/send/m.room.message/1", {"msgtype": "m.text", "body": "old key"})
-            await bob.call("POST", f"/join/{room}?server_name={a_spec.name}", {})
-            await bob.wait_for_message(room, "old key")
-        joined_at = asyncio.get_running_loop().time()
+    b, c = await servers.start(b_spec), await servers.start(c_spec)
+    alice, bob, carol = servers.client(a_spec), servers.client(b_spec), servers.client(c_spec)
+    await bob.register("bob")
+    await carol.register("carol")
+    async with serve(a_spec, ca):
+        await alice.register("alice")
+        room = (await alice.call("POST", "/createRoom", {"preset": "public_chat", "name": "Rotating"}))["room_id"]
+        await alice.call("PUT", f"/rooms/{room}/send/m.room.message/1", {"msgtype": "m.text", "body": "old key"})
+        await bob.call("POST", f"/join/{room}?server_name={a_spec.name}", {})
+        await bob.wait_for_message(room, "old key")
+    joined_at = asyncio.get_running_loop().time()
 
-        # The operator stops A, rotates, lists the retired key and starts A again.
-        rotation = rotate_signing_key(str(key_path), now_ms=b.clock.time_ms())
-        assert rotation.old_key_id == a_spec.key_id and rotation.new_key_id != a_spec.key_id
-        old_entry = {rotation.old_key_id: {"key": rotation.old_public_key, "expired_ts": rotation.expired_ts}}
-        async with serve(a_spec, ca, old_signing_keys=old_entry) as a:
-            async with s.get(f"https://{a_spec.name}/_matrix/key/v2/server", ssl=ctx) as r:
-                published = await r.json()
-            keys = parse_server_keys(published, expected_server_name=a_spec.name, now_ms=b.clock.time_ms())
-            assert set(keys.verify_keys) == {rotation.new_key_id}
-            assert set(published["signatures"][a_spec.name]) == {rotation.new_key_id}
-            assert published["old_verify_keys"] == old_entry
-            assert keys.old_verify_keys[rotation.old_key_id].expired_ts == rotation.expired_ts
+    # The operator stops A, rotates, lists the retired key and starts A again.
+    rotation = rotate_signing_key(str(key_path), now_ms=b.clock.time_ms())
+    assert rotation.old_key_id == a_spec.key_id and rotation.new_key_id != a_spec.key_id
+    old_entry = {rotation.old_key_id: {"key": rotation.old_public_key, "expired_ts": rotation.expired_ts}}
+    async with serve(a_spec, ca, old_signing_keys=old_entry) as a:
+        async with s.get(f"https://{a_spec.name}/_matrix/key/v2/server", ssl=ctx) as r:
+            published = await r.json()
+        keys = parse_server_keys(published, expected_server_name=a_spec.name, now_ms=b.clock.time_ms())
+        assert set(keys.verify_keys) == {rotation.new_key_id}
+        assert set(published["signatures"][a_spec.name]) == {rotation.new_key_id}
+        assert published["old_verify_keys"] == old_entry
+        assert keys.old_verify_keys[rotation.old_key_id].expired_ts == rotation.expired_ts
 
-            await alice.login("alice")
-            # B knew only the old key: the new key ID makes it look again (not 30 s later).
-            await asyncio.sleep(max(0.0, joined_at + 1.1 - asyncio.get_running_loop().time()))
-            await alice.call("PUT", f"/rooms/{room}/send/m.room.message/2", {"msgtype": "m.text", "body": "new key"})
-            await bob.wait_for_message(room, "new key")
+        await alice.login("alice")
+        # B knew only the old key: the new key ID makes it look again (not 30 s later).
+        await asyncio.sleep(max(0.0, joined_at + 1.1 - asyncio.get_running_loop().time()))
+        await alice.call("PUT", f"/rooms/{room}/send/m.room.message/2", {"msgtype": "m.text", "body": "new key"})
+        await bob.wait_for_message(room, "new key")
 
-            # C never saw the old key as current: the room's state it gets on joining
-            # was signed with it, and verifies through old_verify_keys.
-            await carol.call("POST", f"/join/{room}?server_name={a_spec.name}", {})
-            history = await carol.call("GET", f"/rooms/{room}/state/m.room.name")
-            assert history == {"name": "Rotating"}
-            state = await carol.call("GET", f"/rooms/{room}/state")
-            create_id = next(e["event_id"] for e in state if e["type"] == "m.room.create")
-            create = await c.event_store.get_event(create_id)
-            assert create is not None and rotation.old_key_id in create.event["signatures"][a_spec.name]
-            old_id = rotation.old_key_id
-            # ...for what was signed up to expired_ts, and nothing later.
-            assert old_id in await c.keyring.get_verify_keys(a_spec.name, [old_id], rotation.expired_ts)
-            assert await c.keyring.get_verify_keys(a_spec.name, [old_id], rotation.expired_ts + 1) == {}
-            # A itself checks its own old events the same way.
-            assert old_id in await a.keyring.get_verify_keys(a_spec.name, [old_id], rotation.expired_ts)
-            assert await a.keyring.get_verify_keys(a_spec.name, [old_id], rotation.expired_ts + 1) == {}
-            assert rotation.new_key_id in await a.keyring.get_verify_keys(a_spec.name, [rotation.new_key_id])
-            # Everyone still talks: a message from C reaches A with the new keys in use.
-            await carol.call("PUT", f"/rooms/{room}/send/m.room.message/3", {"msgtype": "m.text", "body": "from C"})
-            await alice.wait_for_message(room, "from C")
+        # C never saw the old key as current: the room's state it gets on joining
+        # was signed with it, and verifies through old_verify_keys.
+        await carol.call("POST", f"/join/{room}?server_name={a_spec.name}", {})
+        history = await carol.call("GET", f"/rooms/{room}/state/m.room.name")
+        assert history == {"name": "Rotating"}
+        state = await carol.call("GET", f"/rooms/{room}/state")
+        create_id = next(e["event_id"] for e in state if e["type"] == "m.room.create")
+        create = await c.event_store.get_event(create_id)
+        assert create is not None and rotation.old_key_id in create.event["signatures"][a_spec.name]
+        old_id = rotation.old_key_id
+        # ...for what was signed up to expired_ts, and nothing later.
+        assert old_id in await c.keyring.get_verify_keys(a_spec.name, [old_id], rotation.expired_ts)
+        assert await c.keyring.get_verify_keys(a_spec.name, [old_id], rotation.expired_ts + 1) == {}
+        # A itself checks its own old events the same way.
+        assert old_id in await a.keyring.get_verify_keys(a_spec.name, [old_id], rotation.expired_ts)
+        assert await a.keyring.get_verify_keys(a_spec.name, [old_id], rotation.expired_ts + 1) == {}
+        assert rotation.new_key_id in await a.keyring.get_verify_keys(a_spec.name, [rotation.new_key_id])
+        # Everyone still talks: a message from C reaches A with the new keys in use.
+        await carol.call("PUT", f"/rooms/{room}/send/m.room.message/3", {"msgtype": "m.text", "body": "from C"})
+        await alice.wait_for_message(room, "from C")
 
 
 def test_old_signing_keys_are_checked_at_load(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import contextlib
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,7 +18,14 @@ from yarl import URL
 
 from federation.request_auth import sign_request
 from homeserver.server import HomeServer
-from tests.homeserver.federation.servers import SERVED_WITH_ADMIN, Client, ServerSpec, serve
+from tests.homeserver.federation.servers import (
+    SERVED_WITH_ADMIN,
+    Client,
+    Pair,
+    ServerSpec,
+    running_pair,
+    serve,
+)
 from tests.tls_ca import TestCA
 
 PARTNERS_API = "/_matrix/federation/unstable/org.accord.partners/v1"
@@ -30,6 +38,15 @@ def partner_server(
     """``spec`` as a real server on TLS serving client, admin, federation and keys;
     ``overrides`` are config sections (``federation`` is merged into the test's)."""
     return serve(spec, ca, resources=SERVED_WITH_ADMIN, **overrides)
+
+
+def partner_pair(
+    root: Path, ca: TestCA, a_config: dict[str, Any] | None = None, b_config: dict[str, Any] | None = None,
+    *, specs: tuple[ServerSpec, ServerSpec] | None = None,
+) -> contextlib.AbstractAsyncContextManager[Pair]:
+    """`running_pair` of two partner servers (client, admin, federation and keys),
+    with the config sections ``a_config`` and ``b_config``."""
+    return running_pair(root, ca, specs=specs, resources=SERVED_WITH_ADMIN, a_config=a_config, b_config=b_config)
 
 
 async def until(check: Callable[[], Awaitable[bool]], within: float = 10) -> None:

@@ -6,30 +6,19 @@ does talk to a peer."""
 from __future__ import annotations
 
 import secrets
-import ssl
 from pathlib import Path
 
-import aiohttp
-
 from homeserver.server import HomeServer
-from tests.homeserver.federation.servers import ServerSpec
-from tests.homeserver.partners.helpers import Client, Recorder, partner_server, until
+from tests.homeserver.partners.helpers import Recorder, partner_pair, until
 from tests.tls_ca import TestCA
 
 
-async def test_internal_room_sends_nothing_to_any_server(tmp_path: Path) -> None:
-    ca = TestCA(tmp_path / "ca")
-    a_spec, b_spec = ServerSpec(tmp_path, "127.0.0.2"), ServerSpec(tmp_path, "127.0.0.3")
-    ctx = ssl.create_default_context(cafile=str(ca.ca_path))
-    async with (
-        partner_server(a_spec, ca, rooms={"internal_by_default": True}) as a,
-        partner_server(b_spec, ca),
-        aiohttp.ClientSession() as s,
-    ):
-        alice, carol, bob = Client(s, a_spec, ctx), Client(s, a_spec, ctx), Client(s, b_spec, ctx)
-        alice_id = await alice.register("alice")
+async def test_internal_room_sends_nothing_to_any_server(tmp_path: Path, ca: TestCA) -> None:
+    async with partner_pair(tmp_path, ca, {"rooms": {"internal_by_default": True}}) as p:
+        a, a_spec, b_spec, alice, bob = p.a, p.a_spec, p.b_spec, p.alice, p.bob
+        alice_id, bob_id = p.alice_id, p.bob_id
+        carol = p.client(a_spec)
         carol_id = await carol.register("carol")
-        bob_id = await bob.register("bob")
 
         # The default is internal; a client may still ask for a federated room.
         internal = (await alice.call("POST", "/createRoom", {"preset": "public_chat", "name": "Internal"}))["room_id"]

@@ -10,13 +10,13 @@ from pathlib import Path
 import aiohttp
 
 from homeserver.server import HomeServer
-from tests.homeserver.federation.servers import ServerSpec
+from tests.homeserver.federation.servers import Pair, ServerSpec
 from tests.homeserver.partners.helpers import (
     ADMIN_API,
     PARTNERS_API,
-    Client,
     Recorder,
     notices,
+    partner_pair,
     partner_server,
     signed_request,
     until,
@@ -36,18 +36,11 @@ async def state_of(hs: HomeServer, peer: str) -> str | None:
 
 
 async def test_partners_refused_then_accepted_then_revoked(tmp_path: Path, ca: TestCA) -> None:
-    a_spec, b_spec = ServerSpec(tmp_path, "127.0.0.2"), ServerSpec(tmp_path, "127.0.0.3")
-    ctx = ssl.create_default_context(cafile=str(ca.ca_path))
-    async with (
-        partner_server(a_spec, ca, **PARTNERS) as a,
-        partner_server(b_spec, ca, **PARTNERS) as b,
-        aiohttp.ClientSession() as s,
-    ):
-        alice, a_admin = Client(s, a_spec, ctx), Client(s, a_spec, ctx)
-        bob, b_admin = Client(s, b_spec, ctx), Client(s, b_spec, ctx)
-        await alice.register("alice")
+    async with partner_pair(tmp_path, ca, PARTNERS, PARTNERS) as p:
+        a, b, a_spec, b_spec, s, ctx = p.a, p.b, p.a_spec, p.b_spec, p.session, p.ctx
+        alice, bob, bob_id = p.alice, p.bob, p.bob_id
+        a_admin, b_admin = p.client(a_spec), p.client(b_spec)
         await a_admin.register("admin", a, admin=True)
-        bob_id = await bob.register("bob")
         await b_admin.register("admin", b, admin=True)
         room = (await alice.call("POST", "/createRoom", {"preset": "public_chat"}))["room_id"]
         a_sent = Recorder(a)
@@ -260,19 +253,17 @@ async def test_asking_a_server_that_asked_us_accepts(tmp_path: Path, ca: TestCA)
         assert await a.partners.active_partners() == [] == await b.partners.active_partners()
 
 
+async def _joined_room(p: Pair) -> str:
+    """A public room of alice's on A that bob of B has joined."""
+    room: str = (await p.alice.call("POST", "/createRoom", {"preset": "public_chat"}))["room_id"]
+    assert await p.bob.call("POST", f"/join/{room}?server_name={p.a_spec.name}", {}) == {"room_id": room}
+    return room
+
+
 async def test_open_policy_federates_as_before(tmp_path: Path, ca: TestCA) -> None:
-    a_spec, b_spec = ServerSpec(tmp_path, "127.0.0.2"), ServerSpec(tmp_path, "127.0.0.3")
-    ctx = ssl.create_default_context(cafile=str(ca.ca_path))
-    async with (
-        partner_server(a_spec, ca, federation={"policy": "open"}) as a,
-        partner_server(b_spec, ca) as b,
-        aiohttp.ClientSession() as s,
-    ):
-        alice, bob = Client(s, a_spec, ctx), Client(s, b_spec, ctx)
-        await alice.register("alice")
-        await bob.register("bob")
-        room = (await alice.call("POST", "/createRoom", {"preset": "public_chat"}))["room_id"]
-        assert await bob.call("POST", f"/join/{room}?server_name={a_spec.name}", {}) == {"room_id": room}
+    async with partner_pair(tmp_path, ca, {"federation": {"policy": "open"}}) as p:
+        a, b, alice, bob = p.a, p.b, p.alice, p.bob
+        room = await _joined_room(p)
         await bob.say(room, "hi A")
         await alice.wait_for_message(room, "hi A")
         await alice.say(room, "hi B")
@@ -283,16 +274,10 @@ async def test_open_policy_federates_as_before(tmp_path: Path, ca: TestCA) -> No
 
 async def test_static_allow_list(tmp_path: Path, ca: TestCA) -> None:
     a_spec, b_spec = ServerSpec(tmp_path, "127.0.0.2"), ServerSpec(tmp_path, "127.0.0.3")
-    ctx = ssl.create_default_context(cafile=str(ca.ca_path))
-    async with (
-        partner_server(a_spec, ca, federation={"policy": "partners", "allowed_servers": [b_spec.name]}),
-        partner_server(b_spec, ca, federation={"policy": "partners", "allowed_servers": [a_spec.name]}),
-        aiohttp.ClientSession() as s,
-    ):
-        alice, bob = Client(s, a_spec, ctx), Client(s, b_spec, ctx)
-        await alice.register("alice")
-        await bob.register("bob")
-        room = (await alice.call("POST", "/createRoom", {"preset": "public_chat"}))["room_id"]
-        assert await bob.call("POST", f"/join/{room}?server_name={a_spec.name}", {}) == {"room_id": room}
+    a_config = {"federation": {"policy": "partners", "allowed_servers": [b_spec.name]}}
+    b_config = {"federation": {"policy": "partners", "allowed_servers": [a_spec.name]}}
+    async with partner_pair(tmp_path, ca, a_config, b_config, specs=(a_spec, b_spec)) as p:
+        alice, bob = p.alice, p.bob
+        room = await _joined_room(p)
         await bob.say(room, "allowed")
         await alice.wait_for_message(room, "allowed")
