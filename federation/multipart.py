@@ -24,7 +24,6 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from email.message import Message
 from typing import Any, Protocol
-from urllib.parse import quote
 
 import orjson
 
@@ -36,7 +35,6 @@ __all__ = [
     "MultipartError",
     "PartTooLargeError",
     "boundary_of",
-    "content_disposition",
     "media_head",
     "media_tail",
     "multipart_content_type",
@@ -84,17 +82,6 @@ def multipart_content_type(boundary: str) -> str:
 def _header_value(value: str) -> str:
     """A header value with no line breaks or control characters (header injection)."""
     return "".join(ch for ch in value if ch >= " " and ch != "\x7f")
-
-
-def content_disposition(filename: str | None, *, inline: bool) -> str:
-    """``inline`` or ``attachment``, with the file name as RFC 6266 allows: a plain
-    ``filename`` when it is printable ASCII, ``filename*`` (RFC 5987) otherwise."""
-    kind = "inline" if inline else "attachment"
-    if not filename:
-        return kind
-    if all(" " <= ch < "\x7f" for ch in filename) and '"' not in filename and "\\" not in filename:
-        return f'{kind}; filename="{filename}"'
-    return f"{kind}; filename*=utf-8''{quote(filename, safe='')}"
 
 
 def _part_headers(headers: Mapping[str, str]) -> bytes:
