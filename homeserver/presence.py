@@ -116,8 +116,8 @@ class PresenceService:
         # included); dropped whenever any membership changes.
         self._audiences: dict[str, frozenset[str]] = {}
         self._local = LocalServer(server_name)
-        # callables(user_id, m.presence content) told of every visible change (the
-        # federation sender turns them into m.presence EDUs).
+        # callables(user_id, m.presence content) told of every visible change
+        # (PresenceEdu sends our users' to the servers sharing a room with them).
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
         # awaited with the users whose visible presence changed (the presence
         # stream of /sync wakes the requests it concerns).

@@ -70,8 +70,8 @@ class ReceiptService:
         # caching a value read from the database while a write was landing.
         self._read_cache: OrderedDict[tuple[str, str], int | None] = OrderedDict()
         self._writes = 0
-        # callables(room, receipt) told of every receipt that moved (the federation
-        # sender turns public ones into m.receipt EDUs).
+        # callables(room, receipt) told of every receipt that moved (ReceiptEdu
+        # sends our users' public ones to the room's other servers).
         self.listeners: list[Callable[[RoomRecord, Receipt], None]] = []
         # awaited after each receipt that moved (the receipts stream of /sync wakes
         # the requests it concerns).

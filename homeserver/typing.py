@@ -56,7 +56,7 @@ class TypingService:
         self._timer_due: int | None = None
         self._background: set[asyncio.Task[None]] = set()
         # callables(room, user_id, typing) told of every start, refresh and stop
-        # (the federation sender turns them into m.typing EDUs).
+        # (TypingEdu sends our users' to the room's other servers).
         self.listeners: list[Callable[[RoomRecord, str, bool], None]] = []
         # awaited after each change of a room's typing set (the typing stream of
         # /sync wakes the requests it concerns).

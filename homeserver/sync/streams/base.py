@@ -45,7 +45,9 @@ class SyncRequest:
 
 class StreamProvider:
     """One stream of /sync. Subclasses set `key` and override what they serve;
-    the defaults serve nothing."""
+    the defaults serve nothing. A provider also owns its wake-up keys: built
+    with its service and the notifier, it hooks the service's changes and wakes
+    the users each change concerns (`notifier.notify_users`)."""
 
     # The stream's field in the sync token (homeserver/sync/tokens.py).
     key: ClassVar[str]

@@ -6,8 +6,9 @@ token are skipped from in-memory positions, and rooms are computed concurrently
 (their work is mostly waiting on the database; the reader pool bounds the
 parallelism). Each room's entry also carries the parts of the streams that live
 in rooms (typing and receipts in `ephemeral`, room account data), asked room by
-room. The room service wakes the room's local members as it persists an event
-(it keeps the set of them up to date as memberships change).
+room. Its wake-ups come from the room activity (homeserver/rooms/activity.py),
+which wakes the local members of an event's room (and a membership's target) as
+each event is persisted, keeping the set of those members as memberships change.
 """
 
 from __future__ import annotations
