@@ -47,6 +47,15 @@ async def join(api: Api, room: str, token: str) -> None:
     await api.post(f"rooms/{room}/join", {}, token=token)
 
 
+async def room_with_bob(api: Api) -> tuple[str, str, str]:
+    """alice's tokens, bob's and a room of alice's that bob joined on her invite."""
+    alice, bob = await user(api, "alice"), await user(api, "bob")
+    room = await create(api, alice)
+    await invite(api, room, alice, "bob")
+    await join(api, room, bob)
+    return alice, bob, room
+
+
 async def leave(api: Api, room: str, token: str) -> None:
     await api.post(f"rooms/{room}/leave", {}, token=token)
 

@@ -8,15 +8,15 @@ from typing import Any
 
 from homeserver.presence import ACTIVE_WINDOW_MS, IDLE_AFTER_MS, SYNC_OFFLINE_AFTER_MS
 from tests.conftest import Api, ClientFactory, FakeClock, running_api
-from tests.homeserver.api.reading_helpers import create, invite, join, send, uid, user
-
-
-async def _room_with_bob(api: Api) -> tuple[str, str, str]:
-    alice, bob = await user(api, "alice"), await user(api, "bob")
-    room = await create(api, alice)
-    await invite(api, room, alice, "bob")
-    await join(api, room, bob)
-    return alice, bob, room
+from tests.homeserver.api.reading_helpers import (
+    create,
+    invite,
+    join,
+    room_with_bob,
+    send,
+    uid,
+    user,
+)
 
 
 def _path(name: str) -> str:
@@ -33,7 +33,7 @@ def _senders(events: list[dict[str, Any]]) -> list[str]:
 
 async def test_set_and_get_presence(make_api: ClientFactory, clock: FakeClock) -> None:
     api = await make_api(clock=clock)
-    alice, bob, _ = await _room_with_bob(api)
+    alice, bob, _ = await room_with_bob(api)
     assert await api.put(_path("alice"), {"presence": "online", "status_msg": "Here"}, token=alice) == {}
     clock.advance(1234)
     got = await api.get(_path("alice"), token=bob)
@@ -47,7 +47,7 @@ async def test_set_and_get_presence(make_api: ClientFactory, clock: FakeClock) -
 
 
 async def test_presence_errors(api: Api) -> None:
-    alice, bob, _ = await _room_with_bob(api)
+    alice, bob, _ = await room_with_bob(api)
     carol = await user(api, "carol")
     _, err = await api.request("PUT", _path("bob"), {"presence": "online"}, token=alice, expect=403)
     assert err["errcode"] == "M_FORBIDDEN"
@@ -68,7 +68,7 @@ async def test_presence_errors(api: Api) -> None:
 
 
 async def test_presence_stream_only_reaches_room_sharers(api: Api) -> None:
-    alice, bob, _ = await _room_with_bob(api)
+    alice, bob, _ = await room_with_bob(api)
     carol = await user(api, "carol")
     await create(api, carol)
     presence = api.hs.presence
@@ -105,7 +105,7 @@ async def test_sharing_a_room_later_shows_presence(api: Api) -> None:
 
 async def test_sync_activity(make_api: ClientFactory, clock: FakeClock) -> None:
     api = await make_api(clock=clock)
-    alice, bob, _ = await _room_with_bob(api)
+    alice, bob, _ = await room_with_bob(api)
     presence = api.hs.presence
     await presence.sync_activity(uid("alice"), "offline")  # does not bring anyone online
     assert (await presence.get_presence(uid("alice")))["presence"] == "offline"
@@ -126,7 +126,7 @@ async def test_sync_activity(make_api: ClientFactory, clock: FakeClock) -> None:
 
 async def test_activity_and_timeouts(make_api: ClientFactory, clock: FakeClock) -> None:
     api = await make_api(clock=clock)
-    alice, bob, room = await _room_with_bob(api)
+    alice, bob, room = await room_with_bob(api)
     presence = api.hs.presence
     await presence.sync_activity(uid("alice"), "online")
     await presence.sync_activity(uid("bob"), "online")
@@ -170,7 +170,7 @@ async def test_activity_and_timeouts(make_api: ClientFactory, clock: FakeClock) 
 
 
 async def test_initial_presence_leaves_out_offline_users(api: Api) -> None:
-    alice, bob, _ = await _room_with_bob(api)
+    alice, bob, _ = await room_with_bob(api)
     await api.put(_path("alice"), {"presence": "online"}, token=alice)
     await api.put(_path("bob"), {"presence": "online"}, token=bob)
     pos = await api.hs.presence.current_position()
@@ -183,7 +183,7 @@ async def test_initial_presence_leaves_out_offline_users(api: Api) -> None:
 
 
 async def test_presence_disabled(api: Api) -> None:
-    alice, bob, _ = await _room_with_bob(api)
+    alice, bob, _ = await room_with_bob(api)
     api.hs.presence.enabled = False
     assert await api.put(_path("alice"), {"presence": "online", "status_msg": "x"}, token=alice) == {}
     assert await api.get(_path("alice"), token=bob) == {"presence": "offline"}
@@ -198,7 +198,7 @@ async def test_presence_survives_restart(tmp_path: Path, aiohttp_client: Any, db
     clock = FakeClock()
     async with running_api(tmp_path / "hs", aiohttp_client, clock=clock, **db_overrides) as api:
         hs = api.hs
-        alice, bob, _ = await _room_with_bob(api)
+        alice, bob, _ = await room_with_bob(api)
         await api.put(_path("alice"), {"presence": "unavailable", "status_msg": "In a meeting"}, token=alice)
         await api.put(_path("bob"), {"presence": "online"}, token=bob)
         clock.advance(5_000)

@@ -13,19 +13,12 @@ from tests.homeserver.api.reading_helpers import (
     create,
     invite,
     join,
+    room_with_bob,
     send,
     set_visibility,
     uid,
     user,
 )
-
-
-async def _room_with_bob(api: Api) -> tuple[str, str, str]:
-    alice, bob = await user(api, "alice"), await user(api, "bob")
-    room = await create(api, alice)
-    await invite(api, room, alice, "bob")
-    await join(api, room, bob)
-    return alice, bob, room
 
 
 async def _receipt(
@@ -42,7 +35,7 @@ async def _since(api: Api, room: str, pos: int, name: str) -> dict[str, Any]:
 
 
 async def test_public_receipt_stream_and_wakeups(api: Api) -> None:
-    alice, bob, room = await _room_with_bob(api)
+    alice, bob, room = await room_with_bob(api)
     carol = await user(api, "carol")
     await create(api, carol)
     e1 = await send(api, room, alice, "one")
@@ -75,7 +68,7 @@ async def test_public_receipt_stream_and_wakeups(api: Api) -> None:
 
 async def test_private_receipts_only_reach_their_owner(make_api: ClientFactory, clock: FakeClock) -> None:
     api = await make_api(clock=clock)
-    alice, bob, room = await _room_with_bob(api)
+    alice, bob, room = await room_with_bob(api)
     e1 = await send(api, room, alice, "one")
     start = await api.hs.receipts.current_position()
     await api.hs.presence.drain()  # sending was activity: let its wake-ups pass
@@ -91,7 +84,7 @@ async def test_private_receipts_only_reach_their_owner(make_api: ClientFactory, 
 
 
 async def test_receipts_never_move_backwards(api: Api) -> None:
-    alice, bob, room = await _room_with_bob(api)
+    alice, bob, room = await room_with_bob(api)
     e1 = await send(api, room, alice, "one")
     e2 = await send(api, room, alice, "two")
     receipts = api.hs.receipts
@@ -115,7 +108,7 @@ async def test_receipts_never_move_backwards(api: Api) -> None:
 
 
 async def test_receipt_errors(api: Api) -> None:
-    alice, bob, room = await _room_with_bob(api)
+    alice, bob, room = await room_with_bob(api)
     carol = await user(api, "carol")
     other = await create(api, carol)
     e1 = await send(api, room, alice, "one")
@@ -157,7 +150,7 @@ async def test_receipt_needs_a_visible_event(api: Api) -> None:
 
 
 async def test_threaded_receipts(api: Api) -> None:
-    alice, bob, room = await _room_with_bob(api)
+    alice, bob, room = await room_with_bob(api)
     root = await send(api, room, alice, "root")
     reply = await send(api, room, alice, "in thread", **{"m.relates_to": {"rel_type": "m.thread", "event_id": root}})
     edit = await send(
@@ -180,7 +173,7 @@ async def test_threaded_receipts(api: Api) -> None:
 
 
 async def test_fully_read_through_receipt_endpoint(api: Api) -> None:
-    alice, bob, room = await _room_with_bob(api)
+    alice, bob, room = await room_with_bob(api)
     e1 = await send(api, room, alice, "one")
     e2 = await send(api, room, alice, "two")
     await api.hs.presence.drain()  # sending was activity: let its wake-ups pass
@@ -198,7 +191,7 @@ async def test_fully_read_through_receipt_endpoint(api: Api) -> None:
 
 
 async def test_read_markers(api: Api) -> None:
-    alice, bob, room = await _room_with_bob(api)
+    alice, bob, room = await room_with_bob(api)
     e1 = await send(api, room, alice, "one")
     e2 = await send(api, room, alice, "two")
     path = f"rooms/{room}/read_markers"
@@ -214,7 +207,7 @@ async def test_read_markers(api: Api) -> None:
 
 
 async def test_read_markers_errors_change_nothing(api: Api) -> None:
-    alice, bob, room = await _room_with_bob(api)
+    alice, bob, room = await room_with_bob(api)
     carol = await user(api, "carol")
     e1 = await send(api, room, alice, "one")
     path = f"rooms/{room}/read_markers"
@@ -233,7 +226,7 @@ async def test_read_markers_errors_change_nothing(api: Api) -> None:
 async def test_receipts_survive_restart(tmp_path: Path, aiohttp_client: Any, db_overrides: dict[str, Any]) -> None:
     async with running_api(tmp_path / "hs", aiohttp_client, **db_overrides) as api:
         hs = api.hs
-        alice, bob, room = await _room_with_bob(api)
+        alice, bob, room = await room_with_bob(api)
         e1 = await send(api, room, alice, "one")
         await _receipt(api, room, bob, e1)
         pos = await hs.receipts.current_position()

@@ -6,15 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.conftest import Api, ClientFactory, FakeClock
-from tests.homeserver.api.reading_helpers import create, invite, join, leave, uid, user
-
-
-async def _room_with_bob(api: Api) -> tuple[str, str, str]:
-    alice, bob = await user(api, "alice"), await user(api, "bob")
-    room = await create(api, alice)
-    await invite(api, room, alice, "bob")
-    await join(api, room, bob)
-    return alice, bob, room
+from tests.homeserver.api.reading_helpers import create, leave, room_with_bob, uid, user
 
 
 async def _type(api: Api, room: str, token: str, name: str, body: dict[str, Any], expect: int = 200) -> Any:
@@ -27,7 +19,7 @@ async def _settle(api: Api) -> None:
 
 
 async def test_typing_start_stop_and_stream(api: Api) -> None:
-    alice, bob, room = await _room_with_bob(api)
+    alice, bob, room = await room_with_bob(api)
     typing = api.hs.typing
     start = typing.current_position()
     assert typing.typing_events_since(room, start) is None
@@ -50,7 +42,7 @@ async def test_typing_start_stop_and_stream(api: Api) -> None:
 
 
 async def test_typing_errors(api: Api) -> None:
-    alice, bob, room = await _room_with_bob(api)
+    alice, bob, room = await room_with_bob(api)
     carol = await user(api, "carol")
     # Only for yourself.
     err = await _type(api, room, alice, "bob", {"typing": True}, expect=403)
@@ -76,7 +68,7 @@ async def test_typing_errors(api: Api) -> None:
 
 async def test_typing_expires_on_the_server_clock(make_api: ClientFactory, clock: FakeClock) -> None:
     api = await make_api(clock=clock)
-    alice, bob, room = await _room_with_bob(api)
+    alice, bob, room = await room_with_bob(api)
     typing = api.hs.typing
     await _type(api, room, alice, "alice", {"typing": True, "timeout": 5_000})
     await _type(api, room, bob, "bob", {"typing": True})  # no timeout: the 30 s default
@@ -100,14 +92,14 @@ async def test_typing_expires_on_the_server_clock(make_api: ClientFactory, clock
 
 async def test_typing_timeout_is_capped(make_api: ClientFactory, clock: FakeClock) -> None:
     api = await make_api(clock=clock)
-    alice, _, room = await _room_with_bob(api)
+    alice, _, room = await room_with_bob(api)
     await _type(api, room, alice, "alice", {"typing": True, "timeout": 3_600_000})
     clock.advance(30_001)
     assert api.hs.typing.typing_users(room) == []
 
 
 async def test_typing_wakes_members_only(api: Api) -> None:
-    alice, bob, room = await _room_with_bob(api)
+    alice, bob, room = await room_with_bob(api)
     carol = await user(api, "carol")
     await create(api, carol)  # carol is in another room of her own
     await api.hs.presence.drain()
@@ -118,7 +110,7 @@ async def test_typing_wakes_members_only(api: Api) -> None:
 
 
 async def test_leaving_stops_typing(api: Api) -> None:
-    alice, bob, room = await _room_with_bob(api)
+    alice, bob, room = await room_with_bob(api)
     await _type(api, room, bob, "bob", {"typing": True})
     pos = api.hs.typing.current_position()
     await leave(api, room, bob)
@@ -128,7 +120,7 @@ async def test_leaving_stops_typing(api: Api) -> None:
 
 
 async def test_initial_and_stale_positions(api: Api) -> None:
-    alice, _, room = await _room_with_bob(api)
+    alice, _, room = await room_with_bob(api)
     typing = api.hs.typing
     # Initial sync (0): an empty set is not worth sending, a non-empty one is.
     assert typing.typing_events_since(room, 0) is None

@@ -161,6 +161,14 @@ async def add_remote_member(api: Api, room_id: str, user_id: str) -> None:
     hs.room_servers.invalidate(rec.room_nid)
 
 
+async def shared_room(api: Api, peer: Receiver) -> tuple[str, str]:
+    """alice's token and a room of hers that a user of ``peer`` is in."""
+    alice = await user(api, "alice")
+    room_id = await room(api, alice)
+    await add_remote_member(api, room_id, f"@zoe:{peer.name}")
+    return alice, room_id
+
+
 _txn = iter(range(1, 1_000_000))
 
 
@@ -192,9 +200,7 @@ async def test_batches_of_50_in_order_one_transaction_in_flight(
 ) -> None:
     async with accord(tmp_path, aiohttp_client, ca) as api:
         async with receiver(ca, "127.0.0.3", verify_key(api)) as b:
-            alice = await user(api, "alice")
-            room_id = await room(api, alice)
-            await add_remote_member(api, room_id, f"@zoe:{b.name}")
+            alice, room_id = await shared_room(api, b)
             assert await api.hs.room_servers.servers_in_room(await api.hs.room_service.get_room(room_id)) == {
                 b.name
             }
@@ -227,9 +233,7 @@ async def test_retries_with_backoff_then_delivers_in_order(
 ) -> None:
     async with accord(tmp_path, aiohttp_client, ca, backoff_s=0.1) as api:
         async with receiver(ca, "127.0.0.3", verify_key(api)) as b:
-            alice = await user(api, "alice")
-            room_id = await room(api, alice)
-            await add_remote_member(api, room_id, f"@zoe:{b.name}")
+            alice, room_id = await shared_room(api, b)
             b.statuses = [500, 503, 429]
             await say(api, alice, room_id, "first")
             await until(lambda: len(b.attempts) >= 2)
@@ -253,9 +257,7 @@ async def test_unreachable_destination_is_retried_until_it_comes_up(
 ) -> None:
     async with accord(tmp_path, aiohttp_client, ca) as api:
         b = Receiver(ca, "127.0.0.3", verify_key(api))  # not listening yet
-        alice = await user(api, "alice")
-        room_id = await room(api, alice)
-        await add_remote_member(api, room_id, f"@zoe:{b.name}")
+        alice, room_id = await shared_room(api, b)
         await say(api, alice, room_id, "hello")
         await until(lambda: api.hs.federation_sender.destination_state(b.name)[0] >= 2)
         await b.start()
@@ -270,9 +272,7 @@ async def test_other_4xx_drops_the_transaction_and_moves_on(
 ) -> None:
     async with accord(tmp_path, aiohttp_client, ca) as api:
         async with receiver(ca, "127.0.0.3", verify_key(api)) as b:
-            alice = await user(api, "alice")
-            room_id = await room(api, alice)
-            await add_remote_member(api, room_id, f"@zoe:{b.name}")
+            alice, room_id = await shared_room(api, b)
             b.statuses = [400]
             await say(api, alice, room_id, "refused")
             await until(lambda: len(b.attempts) == 1)
@@ -288,9 +288,7 @@ async def test_queue_survives_a_restart(
     b = None
     async with accord(tmp_path, aiohttp_client, ca, **db_overrides) as api:
         b = Receiver(ca, "127.0.0.3", verify_key(api))  # down during the first life
-        alice = await user(api, "alice")
-        room_id = await room(api, alice)
-        await add_remote_member(api, room_id, f"@zoe:{b.name}")
+        alice, room_id = await shared_room(api, b)
         for i in range(60):
             await say(api, alice, room_id, f"m{i}")
         await until(lambda: api.hs.federation_sender.destination_state(b.name)[0] >= 1)
@@ -340,9 +338,7 @@ async def test_federation_disabled_sends_nothing(
 ) -> None:
     async with accord(tmp_path, aiohttp_client, ca, federation={"enabled": False}) as api:
         async with receiver(ca, "127.0.0.3", verify_key(api)) as b:
-            alice = await user(api, "alice")
-            room_id = await room(api, alice)
-            await add_remote_member(api, room_id, f"@zoe:{b.name}")
+            alice, room_id = await shared_room(api, b)
             for i in range(3):
                 await say(api, alice, room_id, f"m{i}")
             await api.put(f"rooms/{room_id}/typing/{ALICE}", {"typing": True, "timeout": 20000}, token=alice)
@@ -359,9 +355,7 @@ async def test_ban_of_a_remote_user_reaches_their_server(
             receiver(ca, "127.0.0.3", verify_key(api)) as b,
             receiver(ca, "127.0.0.4", verify_key(api)) as c,
         ):
-            alice = await user(api, "alice")
-            room_id = await room(api, alice)
-            await add_remote_member(api, room_id, f"@zoe:{b.name}")
+            alice, room_id = await shared_room(api, b)
             await api.post(f"rooms/{room_id}/ban", {"user_id": f"@carl:{c.name}"}, token=alice)
             await settled(api, b, c)
             for r in (b, c):
@@ -444,9 +438,7 @@ async def test_receipt_survives_a_restart(tmp_path: Path, aiohttp_client: Any, c
     b = None
     async with accord(tmp_path, aiohttp_client, ca) as api:
         b = Receiver(ca, "127.0.0.3", verify_key(api))  # down during the first life
-        alice = await user(api, "alice")
-        room_id = await room(api, alice)
-        await add_remote_member(api, room_id, f"@zoe:{b.name}")
+        alice, room_id = await shared_room(api, b)
         event_id = await say(api, alice, room_id, "hi")
         await api.post(f"rooms/{room_id}/receipt/m.read/{event_id}", {}, token=alice)
         await api.hs.federation_sender.drain_intake()
@@ -467,9 +459,7 @@ async def test_an_unencodable_event_does_not_stall_the_destination(
     left out of its transaction; what is queued with it and after it is sent."""
     async with accord(tmp_path, aiohttp_client, ca) as api:
         async with receiver(ca, "127.0.0.3", verify_key(api)) as b:
-            alice = await user(api, "alice")
-            room_id = await room(api, alice)
-            await add_remote_member(api, room_id, f"@zoe:{b.name}")
+            alice, room_id = await shared_room(api, b)
             await say(api, alice, room_id, "before")
             await until(lambda: b.messages() == ["before"])
             b.gate.clear()  # hold the next transaction so the two below queue together
@@ -500,9 +490,7 @@ async def test_401_is_retried(tmp_path: Path, aiohttp_client: Any, ca: TestCA) -
     we started) answers 401: the transaction is retried, not dropped."""
     async with accord(tmp_path, aiohttp_client, ca) as api:
         async with receiver(ca, "127.0.0.3", verify_key(api)) as b:
-            alice = await user(api, "alice")
-            room_id = await room(api, alice)
-            await add_remote_member(api, room_id, f"@zoe:{b.name}")
+            alice, room_id = await shared_room(api, b)
             b.statuses = [401, 401]
             await say(api, alice, room_id, "kept")
             await until(lambda: b.messages() == ["kept"])
