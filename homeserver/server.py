@@ -75,8 +75,10 @@ from homeserver.storage.audit import AuditStore
 from homeserver.storage.devices import DeviceStore
 from homeserver.storage.event_reports import EventReportStore
 from homeserver.storage.events import EventPositions, EventStore
+from homeserver.storage.filters import FilterStore
 from homeserver.storage.migrations import migrate
 from homeserver.storage.presence import PresenceStore
+from homeserver.storage.push_rules import PushRuleStore
 from homeserver.storage.receipts import ReceiptStore
 from homeserver.storage.registration_tokens import RegistrationTokenStore
 from homeserver.storage.rooms import MembershipQueries, RoomStore
@@ -254,8 +256,8 @@ class HomeServer:
             local_members=self.room_service.joined_local_users,
         )
         self.room_service.listeners.append(self.presence.on_room_event)
-        self.filters = FilterService(self)
-        self.push_rules = PushRulesService(self)
+        self.filters = FilterService(FilterStore(self.db))
+        self.push_rules = PushRulesService(PushRuleStore(self.db), self.account_data, self.notifier)
         self.unread = UnreadCounter(
             receipts=self.receipts,
             push_rules=self.push_rules,

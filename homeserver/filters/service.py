@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
@@ -19,17 +19,14 @@ from federation.json_bounds import JSONBoundsError, loads_bounded
 from homeserver.errors import not_found
 from homeserver.filters.event_filter import filter_json_error
 from homeserver.filters.sync_filter import SyncFilter
-from homeserver.storage.database import Txn
-
-if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+from homeserver.storage.filters import FilterStore
 
 _CACHE_SIZE = 10_000
 
 
 class FilterService:
-    def __init__(self, hs: HomeServer) -> None:
-        self.hs = hs
+    def __init__(self, store: FilterStore) -> None:
+        self.store = store
         self._cache: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
 
     async def create(self, user_id: str, definition: dict[str, Any]) -> str:
@@ -38,21 +35,7 @@ class FilterService:
         SyncFilter.parse(definition)
         data = orjson.dumps(definition, option=orjson.OPT_SORT_KEYS).decode()
         digest = hashlib.sha256(data.encode()).hexdigest()
-
-        async def fn(txn: Txn) -> int:
-            await txn.execute(
-                "INSERT INTO user_filters (user_id, filter_hash, filter_json) VALUES (?, ?, ?)"
-                " ON CONFLICT (user_id, filter_hash) DO NOTHING",
-                (user_id, digest, data),
-            )
-            row = await txn.fetchone(
-                "SELECT filter_id FROM user_filters WHERE user_id = ? AND filter_hash = ?",
-                (user_id, digest),
-            )
-            assert row is not None
-            return int(row[0])
-
-        return str(await self.hs.db.write(fn))
+        return str(await self.store.add(user_id, digest, data))
 
     async def get(self, user_id: str, filter_id: str) -> dict[str, Any]:
         """A stored filter of this user; M_NOT_FOUND for any other ID."""
@@ -64,13 +47,10 @@ class FilterService:
         # isascii: str.isdigit admits "²", which int() refuses.
         if not filter_id.isascii() or not filter_id.isdigit() or len(filter_id) > 18:  # beyond a BIGINT
             raise not_found("No such filter")
-        row = await self.hs.db.fetchone(
-            "SELECT filter_json FROM user_filters WHERE user_id = ? AND filter_id = ?",
-            (user_id, int(filter_id)),
-        )
-        if row is None:
+        stored = await self.store.get(user_id, int(filter_id))
+        if stored is None:
             raise not_found("No such filter")
-        definition: dict[str, Any] = orjson.loads(row[0])
+        definition: dict[str, Any] = orjson.loads(stored)
         self._cache[key] = definition
         if len(self._cache) > _CACHE_SIZE:
             self._cache.popitem(last=False)

@@ -6,16 +6,13 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Protocol
 
 from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param, not_found
 from homeserver.push.defaults import DEFAULT_RULE_KINDS, KINDS, Action, Rule, Ruleset, build_ruleset
 from homeserver.push.evaluator import HISTORICAL_ACTIONS, MEMBER_COUNT, is_scalar
 from homeserver.storage.push_rules import AnchorNotFoundError, PushRuleStore
-
-if TYPE_CHECKING:
-    from homeserver.server import HomeServer
 
 PUSH_RULES_TYPE = "m.push_rules"  # the global account data event that carries the ruleset
 
@@ -77,6 +74,18 @@ def check_kind(kind: str) -> None:
 _CACHE_SIZE = 10_000
 
 
+class GlobalAccountData(Protocol):
+    """Where m.push_rules is published (AccountDataService)."""
+
+    async def set_global(self, user_id: str, data_type: str, content: dict[str, Any]) -> Any: ...
+
+
+class UserWaker(Protocol):
+    """Wakes the user's waiting /sync requests (the Notifier)."""
+
+    def notify_users(self, user_ids: Iterable[str]) -> None: ...
+
+
 class PushRulesService:
     """Stores each user's rules and serves merged rulesets.
 
@@ -86,9 +95,10 @@ class PushRulesService:
     after a change is never overtaken by the one written after an earlier change.
     """
 
-    def __init__(self, hs: HomeServer) -> None:
-        self.hs = hs
-        self.store = PushRuleStore(hs.db)
+    def __init__(self, store: PushRuleStore, account_data: GlobalAccountData, waker: UserWaker) -> None:
+        self.store = store
+        self._account_data = account_data
+        self._waker = waker
         self._cache: OrderedDict[str, Ruleset] = OrderedDict()
         self._writes = 0  # bumped around every write: a load that raced one is not cached
         self._user_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -158,10 +168,8 @@ class PushRulesService:
 
     async def _publish(self, user_id: str) -> None:
         # Clients learn of changes through m.push_rules in /sync's global account data.
-        account_data = getattr(self.hs, "account_data", None)
-        if account_data is not None:
-            await account_data.set_global(user_id, PUSH_RULES_TYPE, await self.account_data_content(user_id))
-        self.hs.notifier.notify_users([user_id])
+        await self._account_data.set_global(user_id, PUSH_RULES_TYPE, await self.account_data_content(user_id))
+        self._waker.notify_users([user_id])
 
     async def put_rule(self, user_id: str, kind: str, rule_id: str, body: Mapping[str, Any],
                        before: str | None = None, after: str | None = None) -> None:
