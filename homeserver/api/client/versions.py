@@ -1,4 +1,30 @@
-"""GET /_matrix/client/versions."""
+"""GET /_matrix/client/versions: the spec versions and unstable features we claim.
+
+Listing a version tells clients they may use everything that version defines, so the
+list is what we implement, not what we aim for:
+
+- v1.1 is the floor every current client needs to talk to us at all (matrix-js-sdk's
+  minimum, and the first version with the /v3 paths). Its core and the modules our
+  users rely on are served; known gaps answer M_UNRECOGNIZED: third-party identifier
+  management (/account/3pid), the user directory, and the optional modules we have
+  not built (content repository, end-to-end encryption, VoIP, tags, search, ...).
+- v1.2 added only the spaces hierarchy (an optional module we do not serve) and
+  registration token validity (served).
+- v1.3 added relations (/rooms/{roomId}/relations) to the core API, and we do not serve
+  them, so v1.3 and every later version stay off the list. Clients gate features on
+  them (v1.4: the threads list; v1.11: authenticated media), and claiming them would
+  send those clients to routes that do not exist here. Add a version once what it
+  defines in the core API and in the modules we serve is routed
+  (/work/shared/tools/spec_surface.py --missing shows what is not).
+
+Unstable features name stable-prefixed features we do implement from later versions,
+for clients that gate on them instead of on a version:
+
+- org.matrix.msc2285.stable: private read receipts (m.read.private; v1.4).
+
+The r0.x versions are not listed although /_matrix/client/r0 paths are routed: no
+client we serve needs them, and they would claim the same gaps as v1.1.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +32,12 @@ from aiohttp import web
 
 from homeserver.api.http import json_response
 
-SUPPORTED_VERSIONS = [f"v1.{n}" for n in range(1, 17)]
+SUPPORTED_VERSIONS = ["v1.1", "v1.2"]
+UNSTABLE_FEATURES = {"org.matrix.msc2285.stable": True}
 
 
 async def get_versions(request: web.Request) -> web.Response:
-    return json_response({"versions": SUPPORTED_VERSIONS, "unstable_features": {}})
+    return json_response({"versions": SUPPORTED_VERSIONS, "unstable_features": UNSTABLE_FEATURES})
 
 
 def register(app: web.Application) -> None:
