@@ -128,10 +128,21 @@ class HomeServer:
         self.passwords = PasswordHasher(config.auth.scrypt_n)
         self.ratelimiter = RateLimiter(config.rate_limits, self.clock.monotonic)
         self.auth = AuthService(self.db, self.devices, self.users, self.clock, config.auth)
-        self.uia = UiaService(self)
-        self.registration = RegistrationService(self)
-        self.login = LoginService(self)
-        self.accounts = AccountService(self)
+        self.uia = UiaService(
+            store=self.uia_store, db=self.db, users=self.users,
+            registration_tokens=self.registration_tokens, passwords=self.passwords,
+            ratelimiter=self.ratelimiter, clock=self.clock, server_name=config.server_name,
+        )
+        self.registration = RegistrationService(
+            config=config.registration, server_name=config.server_name, db=self.db,
+            users=self.users, registration_tokens=self.registration_tokens, uia=self.uia,
+            auth=self.auth, audit=self.audit, passwords=self.passwords, clock=self.clock,
+        )
+        self.login = LoginService(
+            db=self.db, users=self.users, auth=self.auth, audit=self.audit,
+            passwords=self.passwords, ratelimiter=self.ratelimiter, server_name=config.server_name,
+            client_base_url=config.well_known.client_base_url,
+        )
         # Partnerships before the client: the policy the client enforces asks them.
         self.partners = Partnerships(self)
         self.federation_policy = FederationPolicy(
@@ -201,6 +212,11 @@ class HomeServer:
             rooms=self.room_store, events=self.event_store, room_service=self.room_service,
             room_servers=self.room_servers,
         )  # connected below to what is built after it
+        self.accounts = AccountService(
+            db=self.db, users=self.users, devices=self.devices, rooms=self.room_store,
+            auth=self.auth, passwords=self.passwords, registration=self.registration,
+            membership=self.membership,
+        )
         self.profiles = ProfileService(self.users, self.room_store, self.membership)
         self.upgrades = RoomUpgradeService(
             server_name=config.server_name, signing_key=self.signing_key, clock=self.clock,

@@ -13,49 +13,64 @@ from homeserver.storage.users import UserStore
 logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    from homeserver.accounts.auth import Requester
+    from homeserver.accounts.auth import AuthService, Requester
+    from homeserver.accounts.passwords import PasswordHasher
+    from homeserver.accounts.registration import RegistrationService
     from homeserver.records.devices import DeviceRecord
-    from homeserver.server import HomeServer
+    from homeserver.rooms.membership import MembershipService
+    from homeserver.storage.database import Database
+    from homeserver.storage.rooms import RoomStore
 
 
 class AccountService:
-    def __init__(self, hs: HomeServer) -> None:
-        self.hs = hs
+    def __init__(
+        self, *, db: Database, users: UserStore, devices: DeviceStore, rooms: RoomStore,
+        auth: AuthService, passwords: PasswordHasher, registration: RegistrationService,
+        membership: MembershipService,
+    ) -> None:
+        self.db = db
+        self.users = users
+        self.devices = devices
+        self.rooms = rooms
+        self.auth = auth
+        self.passwords = passwords
+        self.registration = registration  # its password rules
+        self.membership = membership
 
     async def exists(self, user_id: str) -> bool:
         """Whether the account exists here (deactivated or not)."""
-        return await self.hs.users.get_user(user_id) is not None
+        return await self.users.get_user(user_id) is not None
 
     # --- devices ---
 
     async def list_devices(self, user_id: str) -> list[DeviceRecord]:
-        return await self.hs.devices.list_devices(user_id)
+        return await self.devices.list_devices(user_id)
 
     async def get_device(self, user_id: str, device_id: str) -> DeviceRecord | None:
-        return await self.hs.devices.get_device(user_id, device_id)
+        return await self.devices.get_device(user_id, device_id)
 
     async def rename_device(self, user_id: str, device_id: str, name: str) -> bool:
         """False when the user has no such device."""
-        return await self.hs.devices.set_display_name(user_id, device_id, name)
+        return await self.devices.set_display_name(user_id, device_id, name)
 
     async def change_password(self, requester: Requester, new_password: str, logout_devices: bool) -> None:
-        self.hs.registration.check_password(new_password)
-        pw_hash = await self.hs.passwords.hash(new_password)
-        await self.hs.users.set_password_hash(requester.user_id, pw_hash)
+        self.registration.check_password(new_password)
+        pw_hash = await self.passwords.hash(new_password)
+        await self.users.set_password_hash(requester.user_id, pw_hash)
         if logout_devices:
-            devices = await self.hs.devices.list_devices(requester.user_id)
+            devices = await self.devices.list_devices(requester.user_id)
             others = [d.device_id for d in devices if d.device_id != requester.device_id]
-            await self.hs.auth.delete_devices(requester.user_id, others)
+            await self.auth.delete_devices(requester.user_id, others)
 
     async def deactivate(self, user_id: str) -> None:
         """Deactivation is permanent: credentials, devices and profile go at once, and the
         user leaves (or declines) every room, so no room keeps a ghost member."""
-        for room_id, _ in await self.hs.room_store.rooms_for_user(user_id, ("join", "invite", "knock")):
-            room = await self.hs.room_store.get_room(room_id)
+        for room_id, _ in await self.rooms.rooms_for_user(user_id, ("join", "invite", "knock")):
+            room = await self.rooms.get_room(room_id)
             if room is None:
                 continue
             try:
-                await self.hs.membership.update(room, user_id, user_id, "leave")
+                await self.membership.update(room, user_id, user_id, "leave")
             except MatrixError as e:
                 logger.warning("deactivation of %s could not leave %s: %s", user_id, room_id, e.message)
 
@@ -64,5 +79,5 @@ class AccountService:
             await UserStore.mark_deactivated(txn, user_id)
             return dropped
 
-        dropped = await self.hs.db.write(fn)
-        self.hs.auth.forget_tokens(dropped)
+        dropped = await self.db.write(fn)
+        self.auth.forget_tokens(dropped)

@@ -9,14 +9,30 @@ from homeserver.errors import MatrixError
 from homeserver.identifiers import make_user_id, parse_user_id
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.accounts.auth import AuthService
+    from homeserver.accounts.passwords import PasswordHasher
+    from homeserver.audit import AuditLog
+    from homeserver.ratelimit import RateLimiter
+    from homeserver.storage.database import Database
+    from homeserver.storage.users import UserStore
 
 PASSWORD_LOGIN = "m.login.password"
 
 
 class LoginService:
-    def __init__(self, hs: HomeServer) -> None:
-        self.hs = hs
+    def __init__(
+        self, *, db: Database, users: UserStore, auth: AuthService, audit: AuditLog,
+        passwords: PasswordHasher, ratelimiter: RateLimiter, server_name: str,
+        client_base_url: str | None,
+    ) -> None:
+        self.db = db
+        self.users = users
+        self.auth = auth
+        self.audit = audit
+        self.passwords = passwords
+        self.ratelimiter = ratelimiter
+        self.server_name = server_name
+        self.client_base_url = client_base_url  # well_known.client_base_url
 
     def flows(self) -> list[dict[str, Any]]:
         return [{"type": PASSWORD_LOGIN}]
@@ -38,11 +54,11 @@ class LoginService:
             if parsed is None:
                 raise MatrixError(403, "M_FORBIDDEN", "Invalid username or password")
             return user
-        return make_user_id(user, self.hs.config.server_name)
+        return make_user_id(user, self.server_name)
 
     async def _audit_failure(self, user_id: str, ip: str, reason: str) -> None:
         """A refused login, under the account it claimed (which may not exist)."""
-        await self.hs.audit.record(
+        await self.audit.record(
             "login.failed", actor=user_id, target=user_id, ip=ip, outcome="failed",
             details={"reason": reason},
         )
@@ -51,10 +67,10 @@ class LoginService:
         login_type = body.get("type")
         if login_type != PASSWORD_LOGIN:
             raise MatrixError(400, "M_UNKNOWN", f"Unknown login type {login_type!r}")
-        limiter = self.hs.ratelimiter
+        limiter = self.ratelimiter
         user_id = self._user_id_from(body)
         # Per address; users the operator exempts (bots that log in often) skip it.
-        limiter.check("login", ip, exempt=self.hs.is_ratelimit_exempt(user_id))
+        limiter.check("login", ip, exempt=self.ratelimiter.exempt(user_id))
         password = body.get("password")
         if not isinstance(password, str):
             raise MatrixError(400, "M_BAD_JSON", "Field 'password' must be a string")
@@ -72,16 +88,16 @@ class LoginService:
         # guessing attack from many addresses still stalls.
         if not limiter.would_allow("login_failures", user_id.lower()):
             limiter.check("login_failures", user_id.lower())
-        user = await self.hs.users.get_user(user_id)
+        user = await self.users.get_user(user_id)
         if user is None:
-            matches = await self.hs.users.get_user_case_insensitive(user_id)
+            matches = await self.users.get_user_case_insensitive(user_id)
             user = matches[0] if len(matches) == 1 else None
         if user is not None and user.deactivated:
             # Deactivation wipes the password, so no password could prove anything here;
             # the spec's dedicated code tells the client why rather than "wrong password".
             await self._audit_failure(user.user_id, ip, "deactivated")
             raise MatrixError(403, "M_USER_DEACTIVATED", "This account has been deactivated")
-        ok = await self.hs.passwords.verify(password, user.password_hash if user else None)
+        ok = await self.passwords.verify(password, user.password_hash if user else None)
         if not ok or user is None:
             await self._audit_failure(user.user_id if user else user_id, ip, "bad_credentials")
             limiter.check("login_failures", user_id.lower())
@@ -90,19 +106,19 @@ class LoginService:
             await self._audit_failure(user.user_id, ip, "locked")
             raise MatrixError(401, "M_USER_LOCKED", "This account has been locked", soft_logout=True)
 
-        result, revoked = await self.hs.db.write(
-            lambda txn: self.hs.auth.issue_session(
+        result, revoked = await self.db.write(
+            lambda txn: self.auth.issue_session(
                 txn, user.user_id, device_id, display, want_refresh=want_refresh, ip=ip,
                 user_agent=user_agent,
             )
         )
-        self.hs.auth.forget_tokens(revoked)
-        await self.hs.audit.record(
+        self.auth.forget_tokens(revoked)
+        await self.audit.record(
             "login", actor=user.user_id, target=user.user_id, ip=ip,
             details={"device_id": result["device_id"], "user_agent": user_agent},
         )
-        result["home_server"] = self.hs.config.server_name
-        base_url = self.hs.config.well_known.client_base_url
+        result["home_server"] = self.server_name
+        base_url = self.client_base_url
         if base_url:
             result["well_known"] = {"m.homeserver": {"base_url": base_url}}
         return result

@@ -17,7 +17,13 @@ from homeserver.storage.uia import UiaStore
 from homeserver.storage.users import UserStore
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.accounts.auth import AuthService
+    from homeserver.accounts.passwords import PasswordHasher
+    from homeserver.accounts.uia import UiaService
+    from homeserver.audit import AuditLog
+    from homeserver.clock import Clock
+    from homeserver.config import RegistrationConfig
+    from homeserver.storage.database import Database
 
 NONCE_LIFETIME_MS = 60_000
 # Localparts of the server's own accounts, created by the server when it first
@@ -26,12 +32,25 @@ RESERVED_LOCALPARTS = frozenset({SYSTEM_LOCALPART})
 
 
 class RegistrationService:
-    def __init__(self, hs: HomeServer) -> None:
-        self.hs = hs
+    def __init__(
+        self, *, config: RegistrationConfig, server_name: str, db: Database, users: UserStore,
+        registration_tokens: RegistrationTokenStore, uia: UiaService, auth: AuthService,
+        audit: AuditLog, passwords: PasswordHasher, clock: Clock,
+    ) -> None:
+        self.config = config
+        self.server_name = server_name
+        self.db = db
+        self.users = users
+        self.registration_tokens = registration_tokens
+        self.uia = uia
+        self.auth = auth
+        self.audit = audit
+        self.passwords = passwords
+        self.clock = clock
         self._nonces: dict[str, int] = {}
 
     def flows(self) -> list[list[str]]:
-        policy = self.hs.config.registration.policy
+        policy = self.config.policy
         if policy == "open":
             return [["m.login.dummy"]]
         if policy == "token":
@@ -53,7 +72,7 @@ class RegistrationService:
         if localpart.isdigit():
             # Numeric localparts are reserved for guests, whose IDs are allocated from a counter.
             raise MatrixError(400, "M_INVALID_USERNAME", "Numeric user IDs are reserved for guests")
-        user_id = make_user_id(localpart, self.hs.config.server_name)
+        user_id = make_user_id(localpart, self.server_name)
         if len(user_id.encode()) > MAX_USER_ID_BYTES:
             raise MatrixError(400, "M_INVALID_USERNAME", "User ID is too long")
         if localpart in RESERVED_LOCALPARTS:
@@ -64,28 +83,28 @@ class RegistrationService:
         """A free user ID for a registration that names none."""
         for _ in range(10):
             user_id = self.check_localpart("user" + secrets.token_hex(5))
-            if not await self.hs.users.is_taken(user_id):
+            if not await self.users.is_taken(user_id):
                 return user_id
         raise MatrixError(500, "M_UNKNOWN", "Could not allocate a user ID")
 
     async def token_is_valid(self, token: str) -> bool:
         """Whether a registration token can still be used."""
-        await self.hs.uia.sweep_expired()  # abandoned registrations give their token uses back
-        return await self.hs.registration_tokens.is_valid(token, self.hs.clock.time_ms())
+        await self.uia.sweep_expired()  # abandoned registrations give their token uses back
+        return await self.registration_tokens.is_valid(token, self.clock.time_ms())
 
     async def check_available(self, localpart: str) -> str:
         user_id = self.check_localpart(localpart)
-        if await self.hs.users.is_taken(user_id):
+        if await self.users.is_taken(user_id):
             raise MatrixError(400, "M_USER_IN_USE", "User ID already taken.")
         return user_id
 
     def check_password(self, password: Any) -> None:
         if not isinstance(password, str):
             raise MatrixError(400, "M_BAD_JSON", "Field 'password' must be a string")
-        if len(password) < self.hs.config.registration.password_min_length:
+        if len(password) < self.config.password_min_length:
             raise MatrixError(
                 400, "M_WEAK_PASSWORD",
-                f"Password must be at least {self.hs.config.registration.password_min_length} characters",
+                f"Password must be at least {self.config.password_min_length} characters",
             )
         if len(password) > 512:
             raise MatrixError(400, "M_BAD_JSON", "Password is too long")
@@ -114,9 +133,9 @@ class RegistrationService:
         so it can neither outlive the account nor be lost when creation fails.
         """
         pw_hash = (
-            await self.hs.passwords.hash(password) if password else None
+            await self.passwords.hash(password) if password else None
         )
-        now = self.hs.clock.time_ms()
+        now = self.clock.time_ms()
         localpart = user_id[1:].split(":", 1)[0]
 
         async def fn(txn: Txn) -> dict[str, Any]:
@@ -133,27 +152,27 @@ class RegistrationService:
             if not login:
                 return {"user_id": user_id}
             # A brand-new user has no devices, so no tokens can be revoked here.
-            session, _ = await self.hs.auth.issue_session(
+            session, _ = await self.auth.issue_session(
                 txn, user_id, device_id, device_display_name, want_refresh=want_refresh,
                 ip=ip, user_agent=user_agent,
             )
             return session
 
-        result = await self.hs.db.write(fn)
-        await self.hs.audit.record(
+        result = await self.db.write(fn)
+        await self.audit.record(
             "register", actor=user_id, target=user_id, ip=ip,
             details={"guest": is_guest, "admin": admin, "user_type": user_type},
         )
-        result["home_server"] = self.hs.config.server_name
+        result["home_server"] = self.server_name
         return result
 
     async def register_guest(self, body: dict[str, Any], ip: str | None, ua: str | None) -> dict[str, Any]:
-        if not self.hs.config.registration.allow_guests:
+        if not self.config.allow_guests:
             raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is disabled")
         for _ in range(5):
             localpart = str(secrets.randbelow(10**12) + 10**11)
-            user_id = make_user_id(localpart, self.hs.config.server_name)
-            if not await self.hs.users.is_taken(user_id):
+            user_id = make_user_id(localpart, self.server_name)
+            if not await self.users.is_taken(user_id):
                 break
         # The spec: every parameter but initial_device_display_name MUST be ignored
         # for guests, and the server picks the device ID.
@@ -167,21 +186,21 @@ class RegistrationService:
     # --- shared-secret registration (Synapse admin API compatible) ---
 
     def new_nonce(self) -> str:
-        if not self.hs.config.registration.shared_secret:
+        if not self.config.shared_secret:
             raise MatrixError(400, "M_UNKNOWN", "Shared secret registration is not enabled")
-        now = self.hs.clock.time_ms()
+        now = self.clock.time_ms()
         self._nonces = {n: t for n, t in self._nonces.items() if t + NONCE_LIFETIME_MS > now}
         nonce = secrets.token_hex(32)
         self._nonces[nonce] = now
         return nonce
 
     def check_shared_secret_mac(self, body: dict[str, Any]) -> None:
-        secret = self.hs.config.registration.shared_secret
+        secret = self.config.shared_secret
         if not secret:
             raise MatrixError(400, "M_UNKNOWN", "Shared secret registration is not enabled")
         nonce = body.get("nonce")
         issued = self._nonces.pop(nonce, None) if isinstance(nonce, str) else None
-        if issued is None or issued + NONCE_LIFETIME_MS < self.hs.clock.time_ms():
+        if issued is None or issued + NONCE_LIFETIME_MS < self.clock.time_ms():
             raise MatrixError(400, "M_UNKNOWN", "unrecognised nonce")
         for key in ("username", "password", "mac"):
             if not isinstance(body.get(key), str):

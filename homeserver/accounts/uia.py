@@ -19,7 +19,11 @@ from homeserver.storage.uia import UiaStore
 
 if TYPE_CHECKING:
     from homeserver.accounts.auth import Requester
-    from homeserver.server import HomeServer
+    from homeserver.accounts.passwords import PasswordHasher
+    from homeserver.clock import Clock
+    from homeserver.ratelimit import RateLimiter
+    from homeserver.storage.database import Database
+    from homeserver.storage.users import UserStore
 
 SESSION_LIFETIME_MS = 30 * 60 * 1000
 _SWEEP_INTERVAL_MS = 60 * 1000
@@ -58,8 +62,19 @@ class UiaResult:
 
 
 class UiaService:
-    def __init__(self, hs: HomeServer) -> None:
-        self.hs = hs
+    def __init__(
+        self, *, store: UiaStore, db: Database, users: UserStore,
+        registration_tokens: RegistrationTokenStore, passwords: PasswordHasher,
+        ratelimiter: RateLimiter, clock: Clock, server_name: str,
+    ) -> None:
+        self.store = store
+        self.db = db
+        self.users = users
+        self.registration_tokens = registration_tokens
+        self.passwords = passwords
+        self.ratelimiter = ratelimiter
+        self.clock = clock
+        self.server_name = server_name
         self._last_sweep_ms = 0
 
     async def check(
@@ -73,9 +88,9 @@ class UiaService:
     ) -> UiaResult:
         """Run one UIA step; returns the session's completed stage results and
         remembered parameters when a flow is complete, else raises UiaRequired."""
-        now = self.hs.clock.time_ms()
+        now = self.clock.time_ms()
         await self.sweep_expired()
-        store = self.hs.uia_store
+        store = self.store
         auth = body.get("auth")
         params = {k: v for k, v in body.items() if k not in _SECRET_KEYS}
         if auth is not None and not isinstance(auth, dict):
@@ -140,13 +155,13 @@ class UiaService:
 
     async def finish(self, result: UiaResult) -> None:
         """The authorised operation succeeded: the session cannot be used again."""
-        await self.hs.uia_store.delete(result.session_id)
+        await self.store.delete(result.session_id)
 
     async def sweep_expired(self, *, force: bool = False) -> None:
         """Drop expired sessions and give back the registration-token uses they held,
         so abandoned registrations do not use up a token. Runs at most once a minute
         unless forced."""
-        now = self.hs.clock.time_ms()
+        now = self.clock.time_ms()
         if not force and now - self._last_sweep_ms < _SWEEP_INTERVAL_MS:
             return
         self._last_sweep_ms = now
@@ -157,7 +172,7 @@ class UiaService:
                 if isinstance(token, str):
                     await RegistrationTokenStore.release_in(txn, token)
 
-        await self.hs.db.write(fn)
+        await self.db.write(fn)
 
     async def _check_stage(
         self, stage: str, auth: dict[str, Any], requester: Requester | None, now: int
@@ -168,7 +183,7 @@ class UiaService:
             token = auth.get("token")
             if not isinstance(token, str) or not token:
                 return None
-            if not await self.hs.registration_tokens.reserve(token, now):
+            if not await self.registration_tokens.reserve(token, now):
                 return None
             return token
         if stage == PASSWORD:
@@ -180,18 +195,18 @@ class UiaService:
         failed logins so a stolen access token cannot be used to guess it."""
         if requester is None:
             return None
-        named = _identifier_user_id(auth, self.hs.config.server_name)
+        named = _identifier_user_id(auth, self.server_name)
         if named is _UNUSABLE or (named is not None and named.lower() != requester.user_id.lower()):
             return None
         password = auth.get("password")
         if not isinstance(password, str):
             return None
-        limiter = self.hs.ratelimiter
+        limiter = self.ratelimiter
         key = requester.user_id.lower()
         if not limiter.would_allow("login_failures", key):
             limiter.check("login_failures", key)
-        user = await self.hs.users.get_user(requester.user_id)
-        if user is None or not await self.hs.passwords.verify(password, user.password_hash):
+        user = await self.users.get_user(requester.user_id)
+        if user is None or not await self.passwords.verify(password, user.password_hash):
             limiter.check("login_failures", key)
             return None
         return requester.user_id
