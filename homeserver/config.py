@@ -152,6 +152,8 @@ def _default_rate_limits() -> dict[str, RateLimit]:
         "federation_join": RateLimit(per_second=2.0, burst=50),
         "key_query": RateLimit(per_second=10.0, burst=100),
         "remote_key_fetch": RateLimit(per_second=1.0, burst=20),
+        # Media uploads (POST/PUT upload and create), per user.
+        "media_upload": RateLimit(per_second=1.0, burst=30),
     }
 
 
@@ -162,7 +164,8 @@ class RateLimitConfig:
         default_factory=_default_rate_limits,
         metadata=_doc(
             "Token buckets per action (login, login_failures, registration, message, profile,"
-            " create_room, invite, join, typing, receipt, presence); each applies per user, or per"
+            " create_room, invite, join, typing, receipt, presence, media_upload); each applies per"
+            " user, or per"
             " client IP before login. federation_transaction (/send), federation_query (/query/*)"
             " and federation_join (make_/send_ join, leave and knock, invite) apply per origin"
             " server. A refused request is 429 M_LIMIT_EXCEEDED with Retry-After."
@@ -369,6 +372,83 @@ class PartnerDirectoryConfig:
 
 
 @dataclass(frozen=True)
+class ThumbnailSizeConfig:
+    width: int = field(default=32, metadata=_doc("Width in pixels."))
+    height: int = field(default=32, metadata=_doc("Height in pixels."))
+    method: str = field(default="crop", metadata=_doc("How to fit.", choices=("crop", "scale")))
+
+
+def _default_thumbnail_sizes() -> list[ThumbnailSizeConfig]:
+    return [
+        ThumbnailSizeConfig(32, 32, "crop"),
+        ThumbnailSizeConfig(96, 96, "crop"),
+        ThumbnailSizeConfig(320, 240, "scale"),
+        ThumbnailSizeConfig(640, 480, "scale"),
+        ThumbnailSizeConfig(800, 600, "scale"),
+    ]
+
+
+@dataclass(frozen=True)
+class MediaConfig:
+    max_upload_size: int = field(
+        default=100 * 1024 * 1024,
+        metadata=_doc("Largest file a user may upload, in bytes (advertised as m.upload.size)."),
+    )
+    user_quota_bytes: int | None = field(
+        default=10 * 1024 * 1024 * 1024,
+        metadata=_doc("Total bytes of media each user may keep uploaded (null: no quota)."),
+    )
+    max_pending_uploads: int = field(
+        default=10,
+        metadata=_doc("Async uploads (POST /_matrix/media/v1/create) a user may have waiting for content."),
+    )
+    unused_id_lifetime_ms: int = field(
+        default=24 * 3600 * 1000,
+        metadata=_doc("How long an ID from /create waits for its content before it lapses."),
+    )
+    max_download_wait_ms: int = field(
+        default=60000,
+        metadata=_doc("Longest a download waits for a pending async upload (caps timeout_ms)."),
+    )
+    thumbnail_sizes: list[ThumbnailSizeConfig] = field(
+        default_factory=_default_thumbnail_sizes,
+        metadata=_doc("Thumbnails made at upload; a request is served the smallest of these at"
+                      " least as large as asked, or a size made on demand and kept."),
+    )
+    max_thumbnail_pixels: int = field(
+        default=32_000_000,
+        metadata=_doc("Images with more pixels than this get no thumbnail (decompression bombs)."),
+    )
+    legacy_unauthenticated: bool = field(
+        default=False,
+        metadata=_doc(
+            "Serve media on the deprecated unauthenticated /_matrix/media/v3/download and"
+            " /thumbnail endpoints. False: they are frozen for all media (404 M_NOT_FOUND), as"
+            " the spec has recommended since v1.12; clients use /_matrix/client/v1/media."
+        ),
+    )
+    legacy_freeze_ts: int | None = field(
+        default=None,
+        metadata=_doc(
+            "With legacy_unauthenticated: the freeze, in ms since the epoch. Media uploaded (or"
+            " remote media cached) after it is served only by the authenticated endpoints."
+        ),
+    )
+    local_retention_ms: int | None = field(
+        default=None,
+        metadata=_doc("Delete local media neither uploaded nor downloaded for this long (null: keep)."),
+    )
+    remote_cache_retention_ms: int | None = field(
+        default=30 * 24 * 3600 * 1000,
+        metadata=_doc("Drop cached remote media not downloaded for this long (null: keep)."),
+    )
+    cleanup_interval_s: int = field(
+        default=3600,
+        metadata=_doc("How often expired uploads, old media and the remote cache are cleaned."),
+    )
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = field(
         default="INFO",
@@ -431,6 +511,10 @@ class Config:
     partner_directory: PartnerDirectoryConfig = field(
         default_factory=PartnerDirectoryConfig,
         metadata=_doc("The shared partner directory: serving one, publishing to and searching others."),
+    )
+    media: MediaConfig = field(
+        default_factory=MediaConfig,
+        metadata=_doc("The media repository: uploads, downloads, thumbnails, retention."),
     )
     logging: LoggingConfig = field(default_factory=LoggingConfig, metadata=_doc("Logging."))
 

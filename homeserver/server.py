@@ -42,10 +42,13 @@ from homeserver.federation.sender import FederationSender
 from homeserver.federation.state_fetch import StateFetcher
 from homeserver.filters.service import FilterService
 from homeserver.identifiers import LocalServer
+from homeserver.media.repository import MediaRepository
+from homeserver.media.storage_provider import LocalFilesystemProvider
 from homeserver.metrics import Metrics
 from homeserver.partners.directory import PartnerDirectory
 from homeserver.partners.directory_publisher import DirectoryPublisher
 from homeserver.partners.directory_search import DirectorySearch
+from homeserver.partners.notices import ServerNotices
 from homeserver.partners.partnerships import Partnerships
 from homeserver.partners.policy import FederationPolicy
 from homeserver.presence import PresenceEdu, PresenceService, presence_enabled
@@ -76,7 +79,10 @@ from homeserver.storage.devices import DeviceStore
 from homeserver.storage.event_reports import EventReportStore
 from homeserver.storage.events import EventPositions, EventStore
 from homeserver.storage.filters import FilterStore
+from homeserver.storage.media import MediaStore
 from homeserver.storage.migrations import migrate
+from homeserver.storage.partner_directory import PartnerDirectoryStore, PublicationStore
+from homeserver.storage.partnerships import PartnershipStore
 from homeserver.storage.presence import PresenceStore
 from homeserver.storage.push_rules import PushRuleStore
 from homeserver.storage.receipts import ReceiptStore
@@ -144,7 +150,11 @@ class HomeServer:
             client_base_url=config.well_known.client_base_url,
         )
         # Partnerships before the client: the policy the client enforces asks them.
-        self.partners = Partnerships(self)
+        self.partners = Partnerships(
+            store=PartnershipStore(self.db), server_name=config.server_name,
+            organization_name=config.organization.name, federation=config.federation,
+            clock=self.clock, audit=self.audit,
+        )  # connected below to the client, the sender and the notices
         self.federation_policy = FederationPolicy(
             mode=config.federation.policy,
             server_name=config.server_name,
@@ -245,6 +255,14 @@ class HomeServer:
             server_name=config.server_name, signing_key=self.signing_key, clock=self.clock,
             internal_by_default=config.rooms.internal_by_default, rooms=self.room_store,
             room_service=self.room_service, membership=self.membership, aliases=self.aliases,
+        )
+        self.partners.connect(
+            client=self.federation_client, drop_destination=self.federation_sender.drop_destination,
+            notices=ServerNotices(
+                store=self.partners.store, server_name=config.server_name, clock=self.clock,
+                users=self.users, rooms=self.room_store, room_service=self.room_service,
+                membership=self.membership, room_creator=self.room_creator,
+            ),
         )
         self.federation_reads = FederationReads(self)  # what other servers may read
         self.inbound_transactions = InboundTransactions(self)  # what other servers send us
@@ -347,9 +365,27 @@ class HomeServer:
         ):
             self.edus.register(edu)
         # The shared partner directory: the one we serve, our profile in others, searching them.
-        self.partner_directory = PartnerDirectory(self)
-        self.partner_directory_publisher = DirectoryPublisher(self)
-        self.partner_directory_search = DirectorySearch(self)
+        self.partner_directory = PartnerDirectory(
+            config=config.partner_directory, store=PartnerDirectoryStore(self.db), clock=self.clock,
+            audit=self.audit,
+        )
+        self.partner_directory_publisher = DirectoryPublisher(
+            config=config.partner_directory, organization=config.organization,
+            federation=config.federation, server_name=config.server_name,
+            publications=PublicationStore(self.db), directory=self.partner_directory,
+            client=self.federation_client, active_partners=self.partners.active_partners,
+            clock=self.clock,
+        )
+        self.partner_directory_search = DirectorySearch(
+            config=config.partner_directory, server_name=config.server_name,
+            directory=self.partner_directory, client=self.federation_client,
+        )
+        # The media repository: files under <data_dir>/media, metadata in the database.
+        self.media = MediaRepository(
+            server_name=config.server_name, store=MediaStore(self.db),
+            storage=LocalFilesystemProvider(config.resolve_path("media")),
+            config=config.media, clock=self.clock,
+        )
         self._runners: list[web.AppRunner] = []
         self.bound: list[tuple[ListenerConfig, str, int]] = []
 
@@ -389,6 +425,7 @@ class HomeServer:
             await self.federation_sender.start()
             await self.partner_directory.start()
             await self.partner_directory_publisher.start()  # needs partners for publish_partners
+            await self.media.start()  # the periodic cleanup of expired and old media
         except BaseException:
             # An open engine keeps non-daemon threads alive: close it or the process hangs.
             await self.db.close()
@@ -405,6 +442,7 @@ class HomeServer:
         if self.federation_client is not None:
             await self.federation_client.close()
         await self.presence.flush()  # batched presence writes, before the database closes
+        await self.media.stop()  # thumbnailing in flight, recorded accesses
         await self.federation_policy.flush()  # refusal audit records
         await self.db.close()
 

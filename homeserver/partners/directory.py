@@ -38,7 +38,9 @@ from homeserver.partners.directory_profile import (
 from homeserver.storage.partner_directory import DirectoryEntry, PartnerDirectoryStore
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.audit import AuditLog
+    from homeserver.clock import Clock
+    from homeserver.config import PartnerDirectoryConfig
 
 logger = logging.getLogger(__name__)
 
@@ -172,10 +174,13 @@ class PartnerDirectory:
 
     SWEEP_INTERVAL_S = 3600.0
 
-    def __init__(self, hs: HomeServer) -> None:
-        self.hs = hs
-        self.config = hs.config.partner_directory
-        self.store = PartnerDirectoryStore(hs.db)
+    def __init__(
+        self, *, config: PartnerDirectoryConfig, store: PartnerDirectoryStore, clock: Clock, audit: AuditLog
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.audit = audit
         self._sweeper: asyncio.Task[None] | None = None
 
     @property
@@ -187,7 +192,7 @@ class PartnerDirectory:
         return self.config.entry_ttl_s * 1000
 
     def now(self) -> int:
-        return self.hs.clock.time_ms()
+        return self.clock.time_ms()
 
     def _require_serving(self) -> None:
         if not self.serving:
@@ -229,7 +234,7 @@ class PartnerDirectory:
         try:
             profile = validate_profile(body)
         except MatrixError as e:
-            await self.hs.audit.record(
+            await self.audit.record(
                 "partner_directory.publish", actor=origin, target=origin, ip=ip, outcome="refused",
                 details={"errcode": e.errcode, "error": e.message},
             )
@@ -240,7 +245,7 @@ class PartnerDirectory:
             origin, profile, now_ms=now, expires_ts=expires, max_entries=self.config.max_entries
         )
         if not stored:
-            await self.hs.audit.record(
+            await self.audit.record(
                 "partner_directory.publish", actor=origin, target=origin, ip=ip, outcome="refused",
                 details={"error": "directory full"},
             )
@@ -248,7 +253,7 @@ class PartnerDirectory:
         # Refreshes arrive every TTL/3 from every publisher: only a creation or a
         # changed profile is worth an audit row, or the log would be mostly noise.
         if changed:
-            await self.hs.audit.record(
+            await self.audit.record(
                 "partner_directory.publish", actor=origin, target=origin, ip=ip,
                 details={"created": created, "name": profile["name"]},
             )
@@ -263,7 +268,7 @@ class PartnerDirectory:
     async def withdraw(self, origin: str, *, ip: str | None = None) -> bool:
         self._require_serving()
         removed = await self.store.delete(origin)
-        await self.hs.audit.record(
+        await self.audit.record(
             "partner_directory.withdraw", actor=origin, target=origin, ip=ip, details={"listed": removed}
         )
         return removed
@@ -384,7 +389,7 @@ class PartnerDirectory:
         self._require_serving()
         _check_server_name(server_name)
         await self.store.set_verification(server_name, by, self.now(), note)
-        await self.hs.audit.record(
+        await self.audit.record(
             "partner_directory.verify", actor=by, target=server_name, ip=ip, details={"note": note}
         )
         return await self.get_entry(server_name)
@@ -393,7 +398,7 @@ class PartnerDirectory:
         self._require_serving()
         _check_server_name(server_name)
         removed = await self.store.clear_verification(server_name)
-        await self.hs.audit.record(
+        await self.audit.record(
             "partner_directory.unverify", actor=by, target=server_name, ip=ip, details={"was_verified": removed}
         )
         return {"server_name": server_name, "verified": False, "was_verified": removed}
@@ -408,7 +413,7 @@ class PartnerDirectory:
         verified = await self.store.clear_verification(server_name)
         if not listed and not verified:
             raise not_found("No such directory entry")
-        await self.hs.audit.record(
+        await self.audit.record(
             "partner_directory.remove", actor=by, target=server_name, ip=ip,
             details={"listed": listed, "was_verified": verified},
         )

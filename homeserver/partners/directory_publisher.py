@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from federation.client import FederationError
@@ -26,7 +27,10 @@ from homeserver.partners.directory_profile import MAX_PARTNERS, validate_profile
 from homeserver.storage.partner_directory import PublicationStore
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from federation.client import FederationClient
+    from homeserver.clock import Clock
+    from homeserver.config import FederationConfig, OrganizationConfig, PartnerDirectoryConfig
+    from homeserver.partners.directory import PartnerDirectory
 
 logger = logging.getLogger(__name__)
 
@@ -37,22 +41,33 @@ MAX_REFRESH_S = 86_400.0
 
 
 class DirectoryPublisher:
-    def __init__(self, hs: HomeServer) -> None:
-        self.hs = hs
-        self.config = hs.config.partner_directory
-        self.publications = PublicationStore(hs.db)
+    def __init__(
+        self, *, config: PartnerDirectoryConfig, organization: OrganizationConfig,
+        federation: FederationConfig, server_name: str, publications: PublicationStore,
+        directory: PartnerDirectory, client: FederationClient | None,
+        active_partners: Callable[[], Awaitable[list[str]]] | None, clock: Clock,
+    ) -> None:
+        self.config = config
+        self.organization = organization
+        self.federation = federation  # the retry backoff
+        self.server_name = server_name
+        self.publications = publications
+        self.directory = directory  # our own directory, published to without a round trip
+        self.client = client  # None when federation is off
+        self.active_partners = active_partners  # None without the partnerships service
+        self.clock = clock
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._wake: dict[str, asyncio.Event] = {}
         self._stale: asyncio.Task[None] | None = None
 
     @property
     def enabled(self) -> bool:
-        return bool(self.hs.config.organization.name) and self.hs.federation_client is not None
+        return bool(self.organization.name) and self.client is not None
 
     async def profile(self) -> dict[str, Any]:
         """The profile we publish now: the config's organization section, plus our
         active partners when the organization chose to publish them."""
-        org = dataclasses.asdict(self.hs.config.organization)
+        org = dataclasses.asdict(self.organization)
         publish_partners = org.pop("publish_partners")
         if publish_partners:
             org["partners"] = await self._active_partners()
@@ -60,8 +75,7 @@ class DirectoryPublisher:
 
     async def _active_partners(self) -> list[str]:
         # The partnerships service is optional: without it we have no partners to list.
-        partners = getattr(self.hs, "partners", None)
-        active = getattr(partners, "active_partners", None)
+        active = self.active_partners
         if active is None:
             return []
         names = [n for n in await active() if isinstance(n, str) and is_valid_server_name(n)]
@@ -111,7 +125,7 @@ class DirectoryPublisher:
 
     async def _loop(self, directory: str) -> None:
         failures = 0
-        fed = self.hs.config.federation
+        fed = self.federation
         wake = self._wake[directory]
         while True:
             wake.clear()  # before publishing: a refresh asked for meanwhile is not lost
@@ -138,7 +152,7 @@ class DirectoryPublisher:
     async def publish_to(self, directory: str) -> dict[str, Any]:
         """Publish once; the outcome is recorded, never raised (a directory being
         down must not break whoever asked)."""
-        now = self.hs.clock.time_ms()
+        now = self.clock.time_ms()
         try:
             profile = await self.profile()
             answer = await self._send_profile(directory, profile)
@@ -157,9 +171,9 @@ class DirectoryPublisher:
         return {"directory": directory, "ok": True, "ttl_s": ttl_s, "expires_ts": expires, "verified": verified}
 
     async def _send_profile(self, directory: str, profile: dict[str, Any]) -> Any:
-        if directory == self.hs.config.server_name and self.hs.partner_directory.serving:
-            return await self.hs.partner_directory.publish(directory, profile)
-        client = self.hs.federation_client
+        if directory == self.server_name and self.directory.serving:
+            return await self.directory.publish(directory, profile)
+        client = self.client
         assert client is not None
         return await client.put_json(directory, PROFILE_PATH, profile)
 
@@ -180,12 +194,12 @@ class DirectoryPublisher:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        now = self.hs.clock.time_ms()
+        now = self.clock.time_ms()
         try:
-            if directory == self.hs.config.server_name and self.hs.partner_directory.serving:
-                await self.hs.partner_directory.withdraw(directory)
+            if directory == self.server_name and self.directory.serving:
+                await self.directory.withdraw(directory)
             else:
-                client = self.hs.federation_client
+                client = self.client
                 if client is None:
                     raise MatrixError(400, "M_INVALID_PARAM", "Federation is disabled")
                 await client.request("DELETE", directory, PROFILE_PATH)

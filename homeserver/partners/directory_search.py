@@ -36,7 +36,9 @@ from homeserver.partners.directory_profile import (
 from homeserver.partners.directory_publisher import DIRECTORY_PREFIX
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from federation.client import FederationClient
+    from homeserver.config import PartnerDirectoryConfig
+    from homeserver.partners.directory import PartnerDirectory
 
 SEARCH_PATH = DIRECTORY_PREFIX + "/search"
 RECOMMENDATIONS_PATH = DIRECTORY_PREFIX + "/recommendations"
@@ -86,9 +88,14 @@ def _clean_explanation(value: Any) -> dict[str, Any]:
 
 
 class DirectorySearch:
-    def __init__(self, hs: HomeServer) -> None:
-        self.hs = hs
-        self.config = hs.config.partner_directory
+    def __init__(
+        self, *, config: PartnerDirectoryConfig, server_name: str, directory: PartnerDirectory,
+        client: FederationClient | None,
+    ) -> None:
+        self.config = config
+        self.server_name = server_name
+        self.directory = directory  # our own directory, asked without a round trip
+        self.client = client  # None when federation is off
 
     @property
     def directories(self) -> list[str]:
@@ -96,12 +103,12 @@ class DirectorySearch:
 
     async def _ask(self, directory: str, path: str, query: dict[str, str]) -> Any:
         """One directory's answer (this server's own directory without a round trip)."""
-        own = self.hs.partner_directory
-        if directory == self.hs.config.server_name and own.serving:
+        own = self.directory
+        if directory == self.server_name and own.serving:
             if path == SEARCH_PATH:
                 return await own.search(SearchQuery.from_json(query, strings=True))
-            return await own.recommendations(self.hs.config.server_name, int(query["limit"]))
-        client = self.hs.federation_client
+            return await own.recommendations(self.server_name, int(query["limit"]))
+        client = self.client
         if client is None:
             raise MatrixError(400, "M_INVALID_PARAM", "Federation is disabled on this server")
         timeout = self.config.search_timeout_s

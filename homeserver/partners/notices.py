@@ -18,8 +18,13 @@ from homeserver.errors import MatrixError
 from homeserver.storage.partnerships import PartnershipStore
 
 if TYPE_CHECKING:
+    from homeserver.clock import Clock
     from homeserver.records.rooms import RoomRecord
-    from homeserver.server import HomeServer
+    from homeserver.rooms.creation import RoomCreator
+    from homeserver.rooms.membership import MembershipService
+    from homeserver.rooms.service import RoomService
+    from homeserver.storage.rooms import RoomStore
+    from homeserver.storage.users import UserStore
 
 logger = logging.getLogger(__name__)
 
@@ -29,10 +34,19 @@ ROOM_SETTING = "notice_room_id"
 
 
 class ServerNotices:
-    def __init__(self, hs: HomeServer, store: PartnershipStore) -> None:
-        self.hs = hs
+    def __init__(
+        self, *, store: PartnershipStore, server_name: str, clock: Clock, users: UserStore,
+        rooms: RoomStore, room_service: RoomService, membership: MembershipService,
+        room_creator: RoomCreator,
+    ) -> None:
         self.store = store
-        self.system_user = f"@{SYSTEM_LOCALPART}:{hs.config.server_name}"
+        self.clock = clock
+        self.users = users
+        self.rooms = rooms
+        self.room_service = room_service
+        self.membership = membership
+        self.room_creator = room_creator
+        self.system_user = f"@{SYSTEM_LOCALPART}:{server_name}"
         self._lock = asyncio.Lock()
 
     async def notify_admins(self, body: str) -> bool:
@@ -51,7 +65,7 @@ class ServerNotices:
                 room = await self._room()
                 for admin in admins:
                     await self._invite(room, admin)
-                await self.hs.room_service.create_event(
+                await self.room_service.create_event(
                     room, self.system_user, "m.room.message", {"msgtype": "m.notice", "body": body}
                 )
                 return True
@@ -63,13 +77,13 @@ class ServerNotices:
         return await self.store.get_setting(ROOM_SETTING)
 
     async def _ensure_system_user(self) -> bool:
-        user = await self.hs.users.get_user(self.system_user)
+        user = await self.users.get_user(self.system_user)
         if user is None:
-            await self.hs.users.create_user(
-                self.system_user, None, self.hs.clock.time_ms(), user_type=SYSTEM_USER_TYPE,
+            await self.users.create_user(
+                self.system_user, None, self.clock.time_ms(), user_type=SYSTEM_USER_TYPE,
                 displayname="Server notices",
             )
-            user = await self.hs.users.get_user(self.system_user)
+            user = await self.users.get_user(self.system_user)
         if user is None or user.password_hash is not None or user.user_type != SYSTEM_USER_TYPE:
             logger.error(
                 "%s is a regular account, not the system user: server notices are disabled",
@@ -81,25 +95,23 @@ class ServerNotices:
     async def _room(self) -> RoomRecord:
         room_id = await self.store.get_setting(ROOM_SETTING)
         if room_id is not None:
-            room = await self.hs.room_store.get_room(room_id)
+            room = await self.rooms.get_room(room_id)
             if room is not None:
                 return room
-        from homeserver.rooms.creation import create_room
-
-        room_id = await create_room(self.hs, self.system_user, {
+        room_id = await self.room_creator.create(self.system_user, {
             "preset": "private_chat",
             "name": "Server notices",
             "topic": "Messages from this server to its administrators (partnership requests and answers).",
             "creation_content": {"m.federate": False},
         })
         await self.store.set_setting(ROOM_SETTING, room_id)
-        return await self.hs.room_service.get_room(room_id)
+        return await self.room_service.get_room(room_id)
 
     async def _invite(self, room: RoomRecord, user_id: str) -> None:
-        member = await self.hs.room_service.current_state_event(room, ("m.room.member", user_id))
+        member = await self.room_service.current_state_event(room, ("m.room.member", user_id))
         if member is not None and member.event.get("content", {}).get("membership") in ("join", "invite"):
             return
         try:
-            await self.hs.membership.invite(room, self.system_user, user_id)
+            await self.membership.invite(room, self.system_user, user_id)
         except MatrixError as e:  # e.g. the admin blocks invites: tell the others anyway
             logger.warning("could not invite %s to the server notice room: %s", user_id, e)

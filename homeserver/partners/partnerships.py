@@ -40,6 +40,7 @@ import logging
 import re
 import secrets
 import unicodedata
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from federation.client import (
@@ -68,7 +69,10 @@ from homeserver.storage.partnerships import (
 )
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from federation.client import FederationClient
+    from homeserver.audit import AuditLog
+    from homeserver.clock import Clock
+    from homeserver.config import FederationConfig
 
 logger = logging.getLogger(__name__)
 
@@ -114,11 +118,21 @@ def check_request_id(request_id: str) -> str:
 
 
 class Partnerships:
-    def __init__(self, hs: HomeServer) -> None:
-        self.hs = hs
-        self.server_name = hs.config.server_name
-        self.store = PartnershipStore(hs.db)
-        self.notices = ServerNotices(hs, self.store)
+    def __init__(
+        self, *, store: PartnershipStore, server_name: str, organization_name: str | None,
+        federation: FederationConfig, clock: Clock, audit: AuditLog,
+    ) -> None:
+        self.server_name = server_name
+        self._organization_name = organization_name
+        self.federation = federation  # enabled, and the delivery retry backoff
+        self.clock = clock
+        self.audit = audit
+        self.store = store
+        # Connected once built: the federation client enforces the federation policy,
+        # which asks this service (a cycle); the sender and the notices come later.
+        self._federation_client: FederationClient | None = None
+        self._drop_destination: Callable[[str], Awaitable[None]] | None = None
+        self._notices: ServerNotices | None = None
         self._active: set[str] = set()
         self._lock = asyncio.Lock()  # partnership changes are rare: one at a time
         self._last_inbound_request: dict[str, float] = {}
@@ -126,6 +140,22 @@ class Partnerships:
         self._workers: dict[str, asyncio.Task[None]] = {}  # peer -> its delivery task
         self._delivery_dirty: set[str] = set()  # peers with a delivery queued since their task looked
         self._running = False
+
+    def connect(
+        self, *, client: FederationClient | None, drop_destination: Callable[[str], Awaitable[None]],
+        notices: ServerNotices,
+    ) -> None:
+        """What is built after this service: the federation client (None when
+        federation is off), the sender's queue drop for a revoked peer, and the
+        admins' notice room."""
+        self._federation_client = client
+        self._drop_destination = drop_destination
+        self._notices = notices
+
+    @property
+    def notices(self) -> ServerNotices:
+        assert self._notices is not None, "Partnerships.connect was not called"
+        return self._notices
 
     # --- lifecycle ---
 
@@ -171,7 +201,7 @@ class Partnerships:
 
     @property
     def organization_name(self) -> str:
-        return self.hs.config.organization.name or self.server_name
+        return self._organization_name or self.server_name
 
     # --- our admins' actions ---
 
@@ -190,13 +220,13 @@ class Partnerships:
                 return cur
             if cur is not None and cur.state == PENDING and cur.direction == INBOUND:
                 return await self._accept_locked(cur, by, ip)
-            now = self.hs.clock.time_ms()
+            now = self.clock.time_ms()
             p = Partnership(
                 server_name, PENDING, OUTBOUND, secrets.token_urlsafe(18), None, None, message,
                 by, now, now, by,
             )
             await self.store.save(p)
-        await self.hs.audit.record(
+        await self.audit.record(
             "partnership.request", actor=by, target=server_name, ip=ip, details={"request_id": p.request_id}
         )
         body: dict[str, Any] = {"organization": self.organization_name}
@@ -210,8 +240,8 @@ class Partnerships:
             async with self._lock:
                 cur = await self.store.get(server_name)
                 if cur is not None and cur.request_id == p.request_id and cur.state == PENDING:
-                    await self.store.save(cur.evolve(state=FAILED, updated_ts=self.hs.clock.time_ms()))
-            await self.hs.audit.record(
+                    await self.store.save(cur.evolve(state=FAILED, updated_ts=self.clock.time_ms()))
+            await self.audit.record(
                 "partnership.request", actor=by, target=server_name, ip=ip, outcome="failed",
                 details={"request_id": p.request_id, "error": str(e)[:300]},
             )
@@ -245,10 +275,10 @@ class Partnerships:
                 return cur
             if not (cur.direction == INBOUND and cur.state == PENDING):
                 raise bad_state(f"There is no pending request from {server_name} to decline")
-            p = cur.evolve(state=DECLINED, updated_ts=self.hs.clock.time_ms(), updated_by=by)
+            p = cur.evolve(state=DECLINED, updated_ts=self.clock.time_ms(), updated_by=by)
             await self.store.save(p, deliver=self._delivery(server_name, "respond", p.request_id, accept=False))
         self._wake_delivery(server_name)
-        await self.hs.audit.record(
+        await self.audit.record(
             "partnership.decline", actor=by, target=server_name, ip=ip, details={"request_id": p.request_id}
         )
         return p
@@ -266,10 +296,10 @@ class Partnerships:
             if cur.state not in (ACTIVE, PENDING):
                 raise bad_state(f"There is no partnership or pending request with {server_name} to revoke")
             body = {"reason": reason} if reason else {}
-            now = self.hs.clock.time_ms()
+            now = self.clock.time_ms()
             p = await self._revoke_locked(cur, by, Delivery(server_name, "revoke", cur.request_id, body, now))
         self._wake_delivery(server_name)
-        await self.hs.audit.record(
+        await self.audit.record(
             "partnership.revoke", actor=by, target=server_name, ip=ip,
             details={"request_id": p.request_id, "was": cur.state, "reason": reason},
         )
@@ -290,12 +320,12 @@ class Partnerships:
                 # A retry (same answer as before) or a replay (no effect).
                 state = cur.state if cur is not None and cur.names(request_id) else "superseded"
                 return {"state": state}
-            now_s = self.hs.clock.monotonic()
+            now_s = self.clock.monotonic()
             last = self._last_inbound_request.get(origin)
             if last is not None and now_s - last < MIN_INBOUND_REQUEST_INTERVAL_S:
                 raise limit_exceeded(int((MIN_INBOUND_REQUEST_INTERVAL_S - (now_s - last)) * 1000))
             self._last_inbound_request[origin] = now_s
-            now = self.hs.clock.time_ms()
+            now = self.clock.time_ms()
             if cur is not None and (cur.state == ACTIVE or (cur.state == PENDING and cur.direction == OUTBOUND)):
                 # Already partners (the peer lost track), or both asked at once:
                 # both sides consent, and either request ID names the partnership.
@@ -318,7 +348,7 @@ class Partnerships:
                 await self.store.save(p, seen_request_id=request_id)
                 action, details = "partnership.request.received", {"request_id": request_id}
                 notice = _request_notice(org, origin, msg)
-        await self.hs.audit.record(action, actor=origin, target=origin, details=details)
+        await self.audit.record(action, actor=origin, target=origin, details=details)
         if notice is not None:
             await self.notices.notify_admins(notice)
         if p.state == ACTIVE:
@@ -336,11 +366,11 @@ class Partnerships:
                 return {"state": cur.state}  # a retry
             if not (cur.state == PENDING and cur.direction == OUTBOUND and cur.request_id == request_id):
                 raise bad_state(f"The request is {cur.state}: it can no longer be answered")
-            p = cur.evolve(state=target, updated_ts=self.hs.clock.time_ms(), updated_by=origin)
+            p = cur.evolve(state=target, updated_ts=self.clock.time_ms(), updated_by=origin)
             await self.store.save(p)
             if accept:
                 self._active.add(origin)
-        await self.hs.audit.record(
+        await self.audit.record(
             "partnership.accept" if accept else "partnership.decline", actor=origin, target=origin,
             details={"request_id": request_id},
         )
@@ -359,7 +389,7 @@ class Partnerships:
                 return {"state": cur.state}  # a retry, or nothing left to end
             was = cur.state
             p = await self._revoke_locked(cur, origin)
-        await self.hs.audit.record(
+        await self.audit.record(
             "partnership.revoke", actor=origin, target=origin,
             details={"request_id": request_id, "was": was, "reason": reason_text},
         )
@@ -377,7 +407,7 @@ class Partnerships:
             raise invalid_param("'server_name' must be a valid server name")
         if server_name == self.server_name:
             raise invalid_param("A server cannot be its own partner")
-        if not self.hs.config.federation.enabled:
+        if not self.federation.enabled:
             raise MatrixError(403, "M_FORBIDDEN", "Federation is disabled on this server")
         return server_name
 
@@ -388,36 +418,37 @@ class Partnerships:
         return cur
 
     async def _accept_locked(self, cur: Partnership, by: str, ip: str | None) -> Partnership:
-        p = cur.evolve(state=ACTIVE, updated_ts=self.hs.clock.time_ms(), updated_by=by)
+        p = cur.evolve(state=ACTIVE, updated_ts=self.clock.time_ms(), updated_by=by)
         await self.store.save(p, deliver=self._delivery(p.server_name, "respond", p.request_id, accept=True))
         self._active.add(p.server_name)
         self._wake_delivery(p.server_name)
-        await self.hs.audit.record(
+        await self.audit.record(
             "partnership.accept", actor=by, target=p.server_name, ip=ip, details={"request_id": p.request_id}
         )
         return p
 
     async def _revoke_locked(self, cur: Partnership, by: str, deliver: Delivery | None = None) -> Partnership:
-        p = cur.evolve(state=REVOKED, updated_ts=self.hs.clock.time_ms(), updated_by=by)
+        p = cur.evolve(state=REVOKED, updated_ts=self.clock.time_ms(), updated_by=by)
         await self.store.save(p, deliver=deliver)
         self._active.discard(p.server_name)  # the policy refuses the server from now on
-        await self.hs.federation_sender.drop_destination(p.server_name)
+        assert self._drop_destination is not None, "Partnerships.connect was not called"
+        await self._drop_destination(p.server_name)
         return p
 
     def _client(self) -> Any:
-        client = self.hs.federation_client
+        client = self._federation_client
         if client is None:
             raise MatrixError(403, "M_FORBIDDEN", "Federation is disabled on this server")
         return client
 
     def _delivery(self, server_name: str, verb: str, request_id: str, *, accept: bool) -> Delivery:
         body = {"response": "accept" if accept else "decline"}
-        return Delivery(server_name, verb, request_id, body, self.hs.clock.time_ms())
+        return Delivery(server_name, verb, request_id, body, self.clock.time_ms())
 
     def _wake_delivery(self, server_name: str) -> None:
         """Deliver what is queued for the peer, in the background (one task per peer,
         so the peer hears of our changes in the order we made them)."""
-        if self.hs.federation_client is None:
+        if self._federation_client is None:
             return
         self._delivery_dirty.add(server_name)
         if server_name in self._workers or not self._running:
@@ -428,7 +459,7 @@ class Partnerships:
         task.add_done_callback(self._tasks.discard)
 
     async def _deliver_queued(self, server_name: str) -> None:
-        fed = self.hs.config.federation
+        fed = self.federation
         failures = 0
         try:
             while True:
@@ -440,7 +471,7 @@ class Partnerships:
                             continue  # queued while we read
                         return
                     error = await self._try_delivery(d)
-                    if error is not None and self.hs.clock.time_ms() - d.created_ts < DELIVERY_MAX_AGE_MS:
+                    if error is not None and self.clock.time_ms() - d.created_ts < DELIVERY_MAX_AGE_MS:
                         failures += 1
                         delay = min(fed.retry_cap_s, fed.retry_base_s * 2 ** min(failures - 1, 40))
                         logger.info("partners: %s of %s to %s failed (%s); retry %d in %.1fs",

@@ -241,6 +241,7 @@ class World:
     victim: str  # the user the admin API's user routes act on
     doomed: str  # the user the admin API's deactivation and user-edit routes act on
     bob: str
+    bob_token: str
     room: str  # alice's and bob's: what /sync, /messages and the sender are checked on after
     spare_room: str  # membership changes, upgrades and risky state land here, not in `room`
     admin_room: str  # the admin API's room routes (block, delete) act on this one
@@ -643,7 +644,7 @@ async def _setup(a: HomeServer, b: HomeServer, a_spec: ServerSpec, b_spec: Serve
         a=a, b=b, a_spec=a_spec, b_spec=b_spec, alice=alice, alice_token=token,
         alice_device=made["device_id"], quitter=quitter["user_id"],
         quitter_token=quitter["access_token"], quitter_device=quitter["device_id"],
-        victim=victim, doomed=doomed, bob=bob, room=room, spare_room=spare, admin_room=admin_room,
+        victim=victim, doomed=doomed, bob=bob, bob_token=bob_made["access_token"], room=room, spare_room=spare, admin_room=admin_room,
         event_id=event_id, alias=f"#fuzz:{a_spec.name}", templates_fed=fed,
     )
 
@@ -768,19 +769,28 @@ async def _get(s: aiohttp.ClientSession, base: str, path: str, token: str) -> An
 
 async def _still_working(w: World, s: aiohttp.ClientSession, base: str, since: str,
                          tls: ssl.SSLContext) -> list[str]:
-    """What the fuzzing must not have broken: alice's syncs, the room's history, and delivery
-    of a new message to the peer server."""
+    """What the fuzzing must not have broken: alice's syncs and the room's history on the
+    server under test, delivery of a new message to the peer server, and bob's view of the
+    room there (the peer received whatever the fuzzing stored in the room)."""
     problems: list[str] = []
-    headers = {"Authorization": f"Bearer {w.alice_token}"}
-    for path in ("/_matrix/client/v3/sync?timeout=0",
-                 f"/_matrix/client/v3/sync?timeout=0&since={since}",
-                 f"/_matrix/client/v3/rooms/{quote(w.room)}/messages?dir=b&limit=200",
-                 f"/_matrix/client/v3/rooms/{quote(w.room)}/messages?dir=f&limit=200"):
-        async with s.get(base + path, headers=headers) as r:
+    room = quote(w.room)
+    peer = f"https://{w.b_spec.name}"
+
+    async def get(url: str, token: str) -> Any:
+        async with s.get(url, headers={"Authorization": f"Bearer {token}"}, ssl=tls) as r:
+            body = await r.read()
             if r.status != 200:
-                problems.append(f"GET {path} -> {r.status} {(await r.read())[:300]!r}")
-    async with s.put(f"{base}/_matrix/client/v3/rooms/{quote(w.room)}/send/m.room.message/after",
-                     json={"msgtype": "m.text", "body": "after the fuzzing"}, headers=headers) as r:
+                problems.append(f"GET {url} -> {r.status} {body[:300]!r}")
+                return None
+            return json.loads(body)
+
+    for path in ("/_matrix/client/v3/sync?timeout=0", f"/_matrix/client/v3/sync?timeout=0&since={since}",
+                 f"/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=200",
+                 f"/_matrix/client/v3/rooms/{room}/messages?dir=f&limit=200"):
+        await get(base + path, w.alice_token)
+    async with s.put(f"{base}/_matrix/client/v3/rooms/{room}/send/m.room.message/after",
+                     json={"msgtype": "m.text", "body": "after the fuzzing"},
+                     headers={"Authorization": f"Bearer {w.alice_token}"}) as r:
         if r.status != 200:
             problems.append(f"sending after the fuzzing -> {r.status} {(await r.read())[:300]!r}")
             return problems
@@ -792,6 +802,10 @@ async def _still_working(w: World, s: aiohttp.ClientSession, base: str, since: s
         if asyncio.get_running_loop().time() > deadline:
             problems.append(f"a message sent after the fuzzing ({event_id}) did not reach "
                             f"{w.b_spec.name} within 60 s: the federation sender is stuck")
-            break
+            return problems
         await asyncio.sleep(0.1)
+    await get(f"{peer}/_matrix/client/v3/sync?timeout=0", w.bob_token)
+    page = await get(f"{peer}/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=50", w.bob_token)
+    if page is not None and event_id not in [e.get("event_id") for e in page.get("chunk", [])]:
+        problems.append(f"bob's /messages on {w.b_spec.name} does not show {event_id}")
     return problems
