@@ -25,6 +25,8 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from homeserver.identifiers import domain_is
+
 EphemeralKey = tuple[str, ...]
 
 
@@ -86,4 +88,4 @@ class EduRegistry:
 
 def sent_by(user_id: Any, origin: str) -> bool:
     """Whether `user_id` is a user of `origin`: a server speaks only for its own users."""
-    return isinstance(user_id, str) and user_id.endswith(":" + origin)
+    return isinstance(user_id, str) and domain_is(user_id, origin)
