@@ -144,9 +144,9 @@ def build_ruleset(
             if change.actions is not None:
                 rule["actions"] = change.actions
     mine: dict[str, list[Rule]] = {kind: [] for kind in KINDS}
-    for rule in user_rules:
-        if rule.kind in mine:
-            mine[rule.kind].append(_user_rule_json(rule))
+    for user_rule in user_rules:
+        if user_rule.kind in mine:
+            mine[user_rule.kind].append(_user_rule_json(user_rule))
     out: Ruleset = {}
     for kind in KINDS:
         server = defaults[kind]

@@ -250,6 +250,7 @@ class RoomCreator:
                 # makes it a different room, as the client asked for two.
                 if attempt + 1 == _CREATE_ATTEMPTS:
                     raise MatrixError(409, "M_UNKNOWN", "Could not allocate a room ID; try again") from None
+        room_id = room.room_id
 
         async def state(event_type: str, content: dict[str, Any], state_key: str = "") -> None:
             await rooms.create_event(room, creator, event_type, content, state_key=state_key)

@@ -20,6 +20,7 @@ same tokens keep working across it.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -50,7 +51,7 @@ class Page:
     more: bool  # False once the range has no events left for this reader
 
 
-def _is_ignored(ev: StoredEvent, ignored: set[str]) -> bool:
+def _is_ignored(ev: StoredEvent, ignored: AbstractSet[str]) -> bool:
     # The spec's ignore_users: hide everything an ignored user sends except state,
     # so the room's name or topic does not look different to the ignoring user.
     return ev.sender in ignored and ev.state_key is None

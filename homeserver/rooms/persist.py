@@ -103,7 +103,7 @@ class _NewHead:
     changed: dict[StateKey, int]
     removed: list[StateKey]
     members: dict[int, StoredEvent]
-    delta: dict[StateKey, int | None]  # against the new event's state after; None: one extremity
+    delta: dict[StateKey, int | None] | None  # against the new event's state after; None: one extremity
 
 
 class EventPersister:
@@ -439,7 +439,7 @@ class EventPersister:
         extremities = [*w.new_extremities, _UNWRITTEN]
         if len(extremities) == 1:
             current = dict(after_state)
-            delta = None
+            delta: dict[StateKey, int | None] | None = None
         else:
             events = await self.events.get_events_by_nid(w.new_extremities)
             states = [await self.reader.state_ids_at_snapshot(e.state_after) for e in events.values()]

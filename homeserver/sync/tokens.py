@@ -37,7 +37,7 @@ class SyncToken:
         values = [try_parse_int(p, minimum=0) for p in parts]
         if not parts or len(parts) > len(names) or any(v is None for v in values):
             raise MatrixError(400, "M_INVALID_PARAM", "Invalid sync token")
-        return cls(**{n: v for n, v in zip(names, values, strict=False)})
+        return cls(**{n: v for n, v in zip(names, values, strict=False) if v is not None})
 
     def advance(self, **positions: int) -> SyncToken:
         return replace(self, **positions)
