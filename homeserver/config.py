@@ -288,6 +288,31 @@ class OutboundConfig:
 
 
 @dataclass(frozen=True)
+class UrlPreviewConfig:
+    enabled: bool = field(
+        default=False,
+        metadata=_doc(
+            "Serve /_matrix/client/v1/media/preview_url: the server fetches URLs users name"
+            " (through the outbound guard: outbound.allowed_ranges decides which private"
+            " addresses, none by default). Off: the endpoint is 404 M_UNRECOGNIZED."
+        ),
+    )
+    max_page_bytes: int = field(
+        default=1024 * 1024, metadata=_doc("Bytes of a page read for its OpenGraph tags.")
+    )
+    max_image_bytes: int = field(
+        default=10 * 1024 * 1024,
+        metadata=_doc("Largest og:image (or previewed image) fetched and stored as media."),
+    )
+    timeout_s: float = field(default=10.0, metadata=_doc("Longest one preview may take."))
+    max_redirects: int = field(default=5, metadata=_doc("Redirects followed per fetch."))
+    cache_ttl_s: int = field(
+        default=3600, metadata=_doc("How long a preview is reused for the same URL.")
+    )
+    cache_entries: int = field(default=1000, metadata=_doc("Previews kept in memory."))
+
+
+@dataclass(frozen=True)
 class ProfilesConfig:
     require_auth: bool = field(
         default=False,
@@ -445,6 +470,10 @@ class MediaConfig:
     cleanup_interval_s: int = field(
         default=3600,
         metadata=_doc("How often expired uploads, old media and the remote cache are cleaned."),
+    )
+    url_preview: UrlPreviewConfig = field(
+        default_factory=UrlPreviewConfig,
+        metadata=_doc("URL previews (off by default: the server fetches URLs users name)."),
     )
 
 

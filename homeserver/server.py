@@ -42,6 +42,9 @@ from homeserver.federation.sender import FederationSender
 from homeserver.federation.state_fetch import StateFetcher
 from homeserver.filters.service import FilterService
 from homeserver.identifiers import LocalServer
+from homeserver.media.fetch import UrlFetcher
+from homeserver.media.preview import PreviewSettings, UrlPreviewer
+from homeserver.media.remote import FederatedRemoteMedia
 from homeserver.media.repository import MediaRepository
 from homeserver.media.storage_provider import LocalFilesystemProvider
 from homeserver.metrics import Metrics
@@ -386,6 +389,15 @@ class HomeServer:
             storage=LocalFilesystemProvider(config.resolve_path("media")),
             config=config.media, clock=self.clock,
         )
+        # Plain fetches of URLs others chose (a remote media Location, URL previews),
+        # through the outbound guard; other servers' media over federation into the cache.
+        self.url_fetcher = UrlFetcher(self.outbound_guard, self._web_ssl_context())
+        self.remote_media = FederatedRemoteMedia(
+            repository=self.media, client=self.federation_client, fetcher=self.url_fetcher,
+            server_allowed=self.federation_policy.server_allowed,
+        )
+        self.media.set_remote(self.remote_media)
+        self.url_previewer = self._make_url_previewer()  # None: previews are off
         self._runners: list[web.AppRunner] = []
         self.bound: list[tuple[ListenerConfig, str, int]] = []
 
@@ -394,6 +406,26 @@ class HomeServer:
         content = await self.account_data.get_global(user_id, "m.ignored_user_list")
         ignored = content.get("ignored_users", {}) if isinstance(content, dict) else {}
         return set(ignored) if isinstance(ignored, dict) else set()
+
+    def _web_ssl_context(self) -> ssl.SSLContext:
+        """TLS trust for plain HTTPS fetches: the system's, plus the federation CA
+        bundle (a partner's private PKI may serve its media Locations too)."""
+        bundle = self.config.federation.ca_bundle_path
+        return make_ssl_context(ca_bundle_path=self.config.resolve_path(bundle) if bundle else None)
+
+    def _make_url_previewer(self) -> UrlPreviewer | None:
+        cfg = self.config.media.url_preview
+        if not cfg.enabled:
+            return None
+        settings = PreviewSettings(
+            max_page_bytes=cfg.max_page_bytes, max_image_bytes=cfg.max_image_bytes,
+            timeout_s=cfg.timeout_s, max_redirects=cfg.max_redirects,
+            cache_ttl_ms=cfg.cache_ttl_s * 1000, cache_entries=cfg.cache_entries,
+        )
+        return UrlPreviewer(
+            settings=settings, fetcher=self.url_fetcher, store_image=self.media.upload,
+            now_ms=self.clock.time_ms,
+        )
 
     def _make_federation_client(self) -> FederationClient | None:
         """The outbound client (None when federation is off): TLS trust, static
@@ -443,6 +475,7 @@ class HomeServer:
             await self.federation_client.close()
         await self.presence.flush()  # batched presence writes, before the database closes
         await self.media.stop()  # thumbnailing in flight, recorded accesses
+        await self.url_fetcher.close()
         await self.federation_policy.flush()  # refusal audit records
         await self.db.close()
 

@@ -40,3 +40,6 @@ def register_routes(app: web.Application) -> None:
     from homeserver.api.client import report
 
     report.register(routes)
+    from homeserver.api.client import media_preview
+
+    media_preview.register(routes)

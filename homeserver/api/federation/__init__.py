@@ -35,6 +35,9 @@ def register_federation_routes(app: web.Application) -> None:
     from homeserver.api.federation import partners
 
     partners.register(app)
+    from homeserver.api.federation import media
+
+    media.register(app)
 
 
 def register_key_routes(app: web.Application) -> None:
