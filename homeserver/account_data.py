@@ -17,8 +17,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from homeserver.records.account_data import AccountDataEntry
 from homeserver.rooms.stream import StreamTracker
-from homeserver.storage.account_data import GLOBAL, AccountDataEntry, AccountDataStore
+from homeserver.storage.account_data import GLOBAL, AccountDataStore
 
 # Types the server manages; the spec has clients change them through their own APIs.
 SERVER_MANAGED_TYPES = frozenset({"m.fully_read", "m.push_rules"})

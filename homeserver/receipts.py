@@ -26,10 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 from homeserver.errors import MatrixError, invalid_param, not_found
 from homeserver.federation.edus import OutgoingEdu, Submit, sent_by
+from homeserver.records.events import StoredEvent
+from homeserver.records.receipts import Receipt
+from homeserver.records.rooms import RoomRecord
 from homeserver.rooms.stream import StreamTracker
-from homeserver.storage.events import StoredEvent
-from homeserver.storage.receipts import UNTHREADED, Receipt, ReceiptStore
-from homeserver.storage.rooms import RoomRecord
+from homeserver.storage.receipts import UNTHREADED, ReceiptStore
 
 if TYPE_CHECKING:
     from homeserver.account_data import AccountDataService

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from homeserver.federation.edus import OutgoingEdu, Submit, sent_by
-from homeserver.storage.events import StoredEvent
-from homeserver.storage.rooms import RoomRecord
+from homeserver.records.events import StoredEvent
+from homeserver.records.rooms import RoomRecord
 
 if TYPE_CHECKING:
     from homeserver.clock import Clock

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from homeserver.accounts.auth import hash_token, new_device_id, new_token
 from homeserver.errors import MatrixError
-from homeserver.records.users import UserFilter, UserRecord
-from homeserver.storage.admin_users import AdminUserStore, UserListing
+from homeserver.records.users import UserFilter, UserListing, UserRecord
+from homeserver.storage.admin_users import AdminUserStore
 
 if TYPE_CHECKING:
     from homeserver.accounts.account import AccountService

@@ -38,8 +38,9 @@ from federation.events import (
 )
 from federation.events.room_versions import RoomVersion
 from federation.events.signing import VerifyKey
+from homeserver.records.events import StoredEvent
 from homeserver.rooms.state_reader import RoomStateReader, StateKey, StateResolver
-from homeserver.storage.events import EventStore, StoredEvent
+from homeserver.storage.events import EventStore
 
 CREATE: StateKey = ("m.room.create", "")
 

@@ -56,6 +56,7 @@ from federation.events.identifiers import domain_of
 from federation.json_bounds import MAX_EVENT_DEPTH, JSONBoundsError, check_depth
 from homeserver.federation.edus import EphemeralKey, PendingEdus
 from homeserver.identifiers import LocalServer
+from homeserver.records.rooms import RoomRecord
 from homeserver.storage.database import Txn
 from homeserver.storage.federation_outbox import (
     EDU,
@@ -64,7 +65,6 @@ from homeserver.storage.federation_outbox import (
     OutboxBatch,
     OutboxItem,
 )
-from homeserver.storage.rooms import RoomRecord
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer

@@ -13,8 +13,10 @@ import asyncio
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from homeserver.storage.events import EventPositions, StoredEvent
-from homeserver.storage.rooms import RoomRecord, RoomStore
+from homeserver.records.events import StoredEvent
+from homeserver.records.rooms import RoomRecord
+from homeserver.storage.events import EventPositions
+from homeserver.storage.rooms import RoomStore
 
 Listener = Callable[[StoredEvent, RoomRecord], None]
 

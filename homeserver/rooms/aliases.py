@@ -20,7 +20,7 @@ from federation.events import (
 )
 from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
 from homeserver.identifiers import LocalServer, is_valid_server_name
-from homeserver.storage.rooms import RoomRecord
+from homeserver.records.rooms import RoomRecord
 
 if TYPE_CHECKING:
     from homeserver.clock import Clock

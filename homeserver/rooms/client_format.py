@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from federation.events import redact_event
-from homeserver.storage.events import StoredEvent
+from homeserver.records.events import StoredEvent
 
 _CLIENT_KEYS = ("content", "event_id", "origin_server_ts", "room_id", "sender", "type", "state_key")
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from homeserver.records.rooms import RoomRecord
 from homeserver.storage.events import EventStore
-from homeserver.storage.rooms import RoomRecord, RoomStore
+from homeserver.storage.rooms import RoomStore
 
 
 @dataclass

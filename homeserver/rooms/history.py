@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from homeserver.filters.event_filter import RoomEventFilter
+from homeserver.records.events import StoredEvent
+from homeserver.records.rooms import RoomRecord
 from homeserver.rooms.client_format import client_event
 from homeserver.rooms.visibility import RoomAccess, Viewer
-from homeserver.storage.events import StoredEvent
-from homeserver.storage.rooms import RoomRecord
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer

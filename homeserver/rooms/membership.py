@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from federation.events import get_named_level, get_room_version, get_user_power_level
 from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
 from homeserver.identifiers import parse_user_id
-from homeserver.storage.events import StoredEvent
-from homeserver.storage.rooms import RoomRecord
+from homeserver.records.events import StoredEvent
+from homeserver.records.rooms import RoomRecord
 
 if TYPE_CHECKING:
     from homeserver.identifiers import LocalServer

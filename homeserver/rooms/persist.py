@@ -24,13 +24,15 @@ from typing import Any, Protocol
 
 from federation.events.room_versions import RoomVersion
 from homeserver.clock import Clock
+from homeserver.records.events import StoredEvent
+from homeserver.records.rooms import RoomRecord
 from homeserver.rooms.activity import RoomActivity
 from homeserver.rooms.heads import RoomHead, RoomHeads
 from homeserver.rooms.state_reader import RoomStateReader, StateKey, StateResolver
 from homeserver.rooms.stream import StreamTracker
 from homeserver.storage.database import Database, IntegrityError, Txn
-from homeserver.storage.events import EventStore, StoredEvent
-from homeserver.storage.rooms import RoomRecord, RoomStore
+from homeserver.storage.events import EventStore
+from homeserver.storage.rooms import RoomStore
 from homeserver.storage.state import StateStore
 
 CREATE: StateKey = ("m.room.create", "")

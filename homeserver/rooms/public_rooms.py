@@ -19,8 +19,8 @@ import orjson
 from federation.client import FederationClient, FederationError, RemoteError
 from homeserver.errors import forbidden, invalid_param, not_found
 from homeserver.federation.queries import RemoteAnswerError, TtlCache, remote_failure
+from homeserver.records.rooms import RoomRecord
 from homeserver.rooms.aliases import DirectoryRights
-from homeserver.storage.rooms import RoomRecord
 
 if TYPE_CHECKING:
     from homeserver.clock import Clock

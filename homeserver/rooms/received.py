@@ -26,11 +26,12 @@ from federation.events import (
 from federation.events.identifiers import domain_of
 from federation.events.room_versions import RoomVersion
 from homeserver.federation.pdu_checks import MissingEventsError, PduChecks
+from homeserver.records.events import StoredEvent
+from homeserver.records.rooms import RoomRecord
 from homeserver.rooms.heads import RoomHeads
 from homeserver.rooms.persist import EventOutbox, EventPersister, ReceivedWrite, redaction_target
 from homeserver.rooms.state_reader import RoomStateReader, StateKey
-from homeserver.storage.events import EventStore, StoredEvent
-from homeserver.storage.rooms import RoomRecord
+from homeserver.storage.events import EventStore
 
 CREATE: StateKey = ("m.room.create", "")
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from federation.events.identifiers import domain_of
-from homeserver.storage.events import StoredEvent
-from homeserver.storage.rooms import RoomRecord, RoomStore
+from homeserver.records.events import StoredEvent
+from homeserver.records.rooms import RoomRecord
+from homeserver.storage.rooms import RoomStore
 
 _CACHE_SIZE = 20_000  # rooms; a miss costs one indexed read
 

@@ -30,6 +30,8 @@ from federation.events import (
 from federation.events.room_versions import RoomVersion
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError, not_found
+from homeserver.records.events import StoredEvent
+from homeserver.records.rooms import RoomRecord
 from homeserver.rooms.activity import Listener, RoomActivity
 from homeserver.rooms.heads import RoomHead, RoomHeads
 from homeserver.rooms.persist import ClientTxn, EventPersister
@@ -38,8 +40,8 @@ from homeserver.rooms.state_reader import RoomStateReader, StateKey
 from homeserver.rooms.stream import StreamTracker
 from homeserver.signing_key import SigningKey
 from homeserver.storage.database import IntegrityError
-from homeserver.storage.events import EventStore, StoredEvent
-from homeserver.storage.rooms import RoomRecord, RoomStore
+from homeserver.storage.events import EventStore
+from homeserver.storage.rooms import RoomStore
 
 CREATE: StateKey = ("m.room.create", "")
 # Called with the current state IDs under the room lock; see `RoomService.create_event`.

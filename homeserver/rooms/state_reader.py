@@ -12,7 +12,8 @@ from typing import Any
 
 from federation.events import resolve_state
 from federation.events.room_versions import RoomVersion
-from homeserver.storage.events import EventStore, StoredEvent
+from homeserver.records.events import StoredEvent
+from homeserver.storage.events import EventStore
 from homeserver.storage.state import StateStore
 
 StateKey = tuple[str, str]

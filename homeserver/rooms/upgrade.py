@@ -28,8 +28,8 @@ from federation.events import (
 from federation.events.room_versions import RoomVersion
 from homeserver.errors import MatrixError, forbidden
 from homeserver.identifiers import parse_user_id
-from homeserver.storage.events import StoredEvent
-from homeserver.storage.rooms import RoomRecord
+from homeserver.records.events import StoredEvent
+from homeserver.records.rooms import RoomRecord
 
 if TYPE_CHECKING:
     from homeserver.clock import Clock

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from homeserver.errors import MatrixError
-from homeserver.storage.events import StoredEvent
-from homeserver.storage.rooms import RoomRecord
+from homeserver.records.events import StoredEvent
+from homeserver.records.rooms import RoomRecord
 
 if TYPE_CHECKING:
     from homeserver.rooms.service import RoomService

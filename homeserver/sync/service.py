@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from homeserver.filters.sync_filter import SyncFilter
-from homeserver.storage.events import StoredEvent
-from homeserver.storage.rooms import RoomRecord, UserMembership
+from homeserver.records.events import StoredEvent
+from homeserver.records.rooms import RoomRecord, UserMembership
 from homeserver.sync.streams import StreamProvider, SyncRequest
 from homeserver.sync.tokens import SyncToken
 

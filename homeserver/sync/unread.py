@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from federation.events import get_room_version, get_user_power_level
 from homeserver.push.evaluator import evaluate, highlights, notifies
-from homeserver.storage.rooms import RoomRecord
+from homeserver.records.rooms import RoomRecord
 
 if TYPE_CHECKING:
     from homeserver.push.service import PushRulesService

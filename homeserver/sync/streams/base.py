@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 if TYPE_CHECKING:
     from homeserver.accounts.auth import Requester
     from homeserver.filters.sync_filter import SyncFilter
-    from homeserver.storage.rooms import RoomRecord, UserMembership
+    from homeserver.records.rooms import RoomRecord, UserMembership
     from homeserver.sync.tokens import SyncToken
 
 

@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from homeserver.receipts import READ_PRIVATE, ReceiptService
-from homeserver.storage.receipts import Receipt
-from homeserver.storage.rooms import RoomRecord
+from homeserver.records.receipts import Receipt
+from homeserver.records.rooms import RoomRecord
 from homeserver.sync.streams.base import StreamProvider, SyncRequest
 
 if TYPE_CHECKING:

@@ -16,11 +16,11 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from homeserver.records.events import StoredEvent
+from homeserver.records.rooms import RoomRecord, UserMembership
 from homeserver.rooms.client_format import client_event
 from homeserver.rooms.membership import STRIPPED_STATE_TYPES
 from homeserver.rooms.tokens import room_token
-from homeserver.storage.events import StoredEvent
-from homeserver.storage.rooms import RoomRecord, UserMembership
 from homeserver.sync.streams.base import StreamProvider, SyncRequest
 
 if TYPE_CHECKING:
