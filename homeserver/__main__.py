@@ -65,7 +65,7 @@ def generate_config(args: argparse.Namespace) -> int:
             ListenerConfig(
                 port=args.client_port,
                 bind_addresses=[args.bind],
-                resources=["client", "admin"],
+                resources=["client", "media", "admin"],
             ),
             ListenerConfig(
                 port=args.federation_port,

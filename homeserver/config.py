@@ -29,7 +29,7 @@ def _doc(text: str, choices: tuple[str, ...] | None = None) -> dict[str, Any]:
 RESOURCES = ("client", "federation", "keys", "media", "admin", "metrics")
 # Resources a listener may name that have nothing behind them yet: accepted, so existing
 # configs keep loading, and warned about at start (HomeServer.build_app).
-UNSERVED_RESOURCES: dict[str, str] = {"media": "this server has no media repository yet"}
+UNSERVED_RESOURCES: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -52,9 +52,10 @@ class ListenerConfig:
             "APIs served here, any of: "
             + ", ".join(r for r in RESOURCES if r not in UNSERVED_RESOURCES)
             + "; metrics is served only where named (it tells anyone who asks about the"
-            " server's load: give it a listener of its own on a private address); "
-            + ", ".join(UNSERVED_RESOURCES)
-            + " is accepted but serves nothing yet (a warning at start says so)."
+            " server's load: give it a listener of its own on a private address); client"
+            " serves the media endpoints too."
+            + "".join(f" {r} is accepted but serves nothing yet ({why}; a warning at start"
+                      " says so)." for r, why in UNSERVED_RESOURCES.items())
         ),
     )
     x_forwarded: bool = field(
@@ -855,7 +856,7 @@ def example_config() -> Config:
         server_name="example.org",
         data_dir="/var/lib/accord",
         listeners=[
-            ListenerConfig(port=8008, resources=["client", "admin"]),
+            ListenerConfig(port=8008, resources=["client", "media", "admin"]),
             ListenerConfig(
                 port=8448,
                 bind_addresses=["0.0.0.0"],

@@ -496,6 +496,9 @@ class HomeServer:
         from homeserver.api import admin, client, federation, metrics, wellknown
 
         registrars["client"] = client.register_routes
+        from homeserver.api.client import media
+
+        registrars["media"] = media.register_routes  # the client listener serves them too
         registrars["admin"] = admin.register_routes
         registrars["metrics"] = metrics.register_routes
         if self.config.federation.enabled:

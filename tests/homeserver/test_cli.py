@@ -40,8 +40,10 @@ def test_generate_config_makes_a_runnable_config(tmp_path: Path) -> None:
         (["127.0.0.5"], 9008, False), (["127.0.0.5"], 9448, True),
     ]
     assert config["registration"]["shared_secret"]
-    # No media repository yet, so no listener claims to serve one.
-    assert [lst["resources"] for lst in config["listeners"]] == [["client", "admin"], ["federation", "keys"]]
+    # The media repository is served on the client port.
+    assert [lst["resources"] for lst in config["listeners"]] == [
+        ["client", "media", "admin"], ["federation", "keys"],
+    ]
     assert accord("check-config", "--config", str(out)).returncode == 0
     # Never overwrite an operator's config.
     again = accord("generate-config", "--server-name", "x.org", "--data-dir", str(tmp_path / "data"),

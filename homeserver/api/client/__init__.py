@@ -40,6 +40,9 @@ def register_routes(app: web.Application) -> None:
     from homeserver.api.client import report
 
     report.register(routes)
+    from homeserver.api.client import media
+
+    media.register(routes)  # also served by a listener naming only `media`
     from homeserver.api.client import media_preview
 
     media_preview.register(routes)
