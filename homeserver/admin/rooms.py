@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from homeserver.errors import MatrixError
+from homeserver.records.admin_rooms import PurgeResult, RoomCounts
 from homeserver.records.rooms import RoomRecord
 from homeserver.rooms.public_rooms import plain_topic
-from homeserver.storage.admin_rooms import AdminRoomStore, PurgeResult, RoomCounts
+from homeserver.storage.admin_rooms import AdminRoomStore
 
 if TYPE_CHECKING:
     from homeserver.account_data import AccountDataService

@@ -42,8 +42,9 @@ from federation.single_flight import SingleFlight
 from homeserver.clock import Clock
 from homeserver.config import OldSigningKey, TrustedKeyServer
 from homeserver.ratelimit import RateLimiter
+from homeserver.records.server_keys import StoredKey, StoredResponse
 from homeserver.signing_key import SigningKey
-from homeserver.storage.server_keys import ServerKeyStore, StoredKey, StoredResponse
+from homeserver.storage.server_keys import ServerKeyStore
 
 logger = logging.getLogger(__name__)
 

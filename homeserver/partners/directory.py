@@ -35,7 +35,8 @@ from homeserver.partners.directory_profile import (
     normalize_specialty,
     validate_profile,
 )
-from homeserver.storage.partner_directory import DirectoryEntry, PartnerDirectoryStore
+from homeserver.records.partner_directory import DirectoryEntry
+from homeserver.storage.partner_directory import PartnerDirectoryStore
 
 if TYPE_CHECKING:
     from homeserver.audit import AuditLog

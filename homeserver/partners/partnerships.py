@@ -53,7 +53,7 @@ from homeserver.errors import MatrixError, invalid_param, limit_exceeded, not_fo
 from homeserver.identifiers import is_valid_server_name
 from homeserver.partners.notices import ServerNotices
 from homeserver.partners.policy import PARTNERS_PREFIX
-from homeserver.storage.partnerships import (
+from homeserver.records.partnerships import (
     ACTIVE,
     DECLINED,
     DIRECTIONS,
@@ -65,8 +65,8 @@ from homeserver.storage.partnerships import (
     STATES,
     Delivery,
     Partnership,
-    PartnershipStore,
 )
+from homeserver.storage.partnerships import PartnershipStore
 
 if TYPE_CHECKING:
     from federation.client import FederationClient

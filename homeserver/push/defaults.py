@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from homeserver.storage.push_rules import DefaultRuleChange, UserRule
+from homeserver.records.push_rules import DefaultRuleChange, UserRule
 
 Action = str | dict[str, Any]
 Rule = dict[str, Any]

@@ -3,8 +3,7 @@ and the purge that removes every row a room left in the database."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
+from homeserver.records.admin_rooms import PurgeResult, RoomCounts
 from homeserver.storage.database import Database, Txn
 from homeserver.storage.rooms import _ROOM_COLUMNS, RoomRecord, _room
 
@@ -13,22 +12,6 @@ from homeserver.storage.rooms import _ROOM_COLUMNS, RoomRecord, _room
 KEEP_ON_PURGE = frozenset({"blocked_rooms", "audit_log", "schema_version"})
 # Deleted last, in this order: the other tables are found through them.
 _ROOT_TABLES = ("state_snapshots", "events", "rooms")
-
-
-@dataclass(frozen=True)
-class RoomCounts:
-    joined: int = 0
-    joined_local: int = 0
-    joined_local_devices: int = 0
-    state_events: int = 0
-
-
-@dataclass
-class PurgeResult:
-    event_ids: list[str] = field(default_factory=list)
-    snapshot_nids: list[int] = field(default_factory=list)
-    members: list[str] = field(default_factory=list)
-    tables: dict[str, int] = field(default_factory=dict)  # rows deleted per table
 
 
 class AdminRoomStore:

@@ -6,33 +6,12 @@ homeserver/push/defaults.py); only what a user changed about them is.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from homeserver.records.push_rules import DefaultRuleChange, UserRule
 from homeserver.storage.database import Database, Txn
-
-
-@dataclass(frozen=True)
-class UserRule:
-    """A user-defined rule as stored; `conditions`/`pattern` are None where the kind has none."""
-
-    kind: str
-    rule_id: str
-    conditions: list[dict[str, Any]] | None
-    pattern: str | None
-    actions: list[Any]
-    enabled: bool
-
-
-@dataclass(frozen=True)
-class DefaultRuleChange:
-    """A user's change to one server-default rule; None fields keep the server's value."""
-
-    rule_id: str
-    enabled: bool | None
-    actions: list[Any] | None
 
 
 class AnchorNotFoundError(Exception):

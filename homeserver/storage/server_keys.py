@@ -3,31 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
-from typing import Any
 
 import orjson
 
+from homeserver.records.server_keys import StoredKey, StoredResponse
 from homeserver.storage.database import Database, Txn
-
-
-@dataclass(frozen=True)
-class StoredKey:
-    server_name: str
-    key_id: str
-    verify_key: str  # unpadded base64
-    valid_until_ts: int  # for an old key: its expired_ts
-    expired_ts: int | None
-    fetched_ts: int
-    source: str  # the server we learnt it from (itself or a notary)
-
-
-@dataclass(frozen=True)
-class StoredResponse:
-    server_name: str
-    valid_until_ts: int
-    fetched_ts: int
-    response: dict[str, Any]
 
 
 class ServerKeyStore:

@@ -13,7 +13,7 @@ from homeserver.push.defaults import KINDS, MASTER, build_ruleset, server_defaul
 from homeserver.push.evaluator import evaluate, highlights, lookup, notifies, split_key, tweak
 from homeserver.push.glob import glob_matches
 from homeserver.push.service import validate_actions, validate_conditions
-from homeserver.storage.push_rules import DefaultRuleChange, UserRule
+from homeserver.records.push_rules import DefaultRuleChange, UserRule
 
 ME = "@alice:test.local"
 OTHER = "@bob:test.local"

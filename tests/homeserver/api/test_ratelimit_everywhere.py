@@ -17,7 +17,7 @@ from federation.events.canonical import encode_base64
 from federation.events.signing import key_id_of, signing_key_from_seed
 from federation.request_auth import sign_request
 from homeserver.config import _default_rate_limits
-from homeserver.storage.server_keys import StoredKey
+from homeserver.records.server_keys import StoredKey
 from tests.conftest import Api, FakeClock
 from tests.homeserver.api.reading_helpers import create, uid, user
 

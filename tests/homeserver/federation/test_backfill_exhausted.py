@@ -41,7 +41,8 @@ async def purged_peer(ca: TestCA, spec: ServerSpec) -> AsyncIterator[list[str]]:
         await runner.cleanup()
 
 
-async def test_no_older_history_is_remembered_across_a_restart(tmp_path: Path, ca: TestCA) -> None:
+async def test_no_older_history_is_remembered_across_a_restart(tmp_path: Path) -> None:
+    ca = TestCA(tmp_path / "ca")
     a_spec, b_spec = ServerSpec(tmp_path, "127.0.0.2"), ServerSpec(tmp_path, "127.0.0.3")
     ctx = ssl.create_default_context(cafile=str(ca.ca_path))
     async with aiohttp.ClientSession() as s:

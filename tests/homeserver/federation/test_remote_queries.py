@@ -22,7 +22,8 @@ from tests.homeserver.federation.servers import Client, ServerSpec, free_port, r
 from tests.tls_ca import TestCA
 
 
-async def test_profiles_and_directory_of_another_server(tmp_path: Path, ca: TestCA) -> None:
+async def test_profiles_and_directory_of_another_server(tmp_path: Path) -> None:
+    ca = TestCA(tmp_path / "ca")
     a_spec, b_spec = ServerSpec(tmp_path, "127.0.0.2"), ServerSpec(tmp_path, "127.0.0.3")
     ctx = ssl.create_default_context(cafile=str(ca.ca_path))
     async with running_server(a_spec, ca) as a, running_server(b_spec, ca), aiohttp.ClientSession() as s:
@@ -133,11 +134,10 @@ def _room(room_id: str, **extra: Any) -> dict[str, Any]:
     return {"room_id": room_id, "num_joined_members": 3, "world_readable": True, "guest_can_join": False, **extra}
 
 
-async def test_bad_remote_answers_become_spec_errors(
-    tmp_path: Path, ca: TestCA, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_bad_remote_answers_become_spec_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(queries, "QUERY_TIMEOUT_S", 1.0)
     monkeypatch.setattr(public_rooms, "REMOTE_QUERY_TIMEOUT_S", 1.0)
+    ca = TestCA(tmp_path / "ca")
     a_spec = ServerSpec(tmp_path, "127.0.0.2")
     ctx = ssl.create_default_context(cafile=str(ca.ca_path))
     async with (

@@ -101,7 +101,8 @@ async def _until_waiting(proxy: GatedProxy) -> None:
     await asyncio.wait_for(proxy.held_one.wait(), 15)
 
 
-async def test_room_is_not_held_while_an_invitee_server_countersigns(tmp_path: Path, ca: TestCA) -> None:
+async def test_room_is_not_held_while_an_invitee_server_countersigns(tmp_path: Path) -> None:
+    ca = TestCA(tmp_path / "ca")
     a_spec, b_spec = ServerSpec(tmp_path, "127.0.0.2"), ServerSpec(tmp_path, "127.0.0.3")
     ctx = ssl.create_default_context(cafile=str(ca.ca_path))
     async with (
@@ -140,7 +141,8 @@ async def test_room_is_not_held_while_an_invitee_server_countersigns(tmp_path: P
         assert stored is not None and member.event_id in stored.event["prev_events"]
 
 
-async def test_room_is_not_held_while_backfill_asks_for_state(tmp_path: Path, ca: TestCA) -> None:
+async def test_room_is_not_held_while_backfill_asks_for_state(tmp_path: Path) -> None:
+    ca = TestCA(tmp_path / "ca")
     a_spec, b_spec = ServerSpec(tmp_path, "127.0.0.2"), ServerSpec(tmp_path, "127.0.0.3")
     ctx = ssl.create_default_context(cafile=str(ca.ca_path))
     async with (

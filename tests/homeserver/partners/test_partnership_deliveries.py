@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from homeserver.records.partnerships import ACTIVE, PENDING, REVOKED
 from homeserver.server import HomeServer
-from homeserver.storage.partnerships import ACTIVE, PENDING, REVOKED
 from tests.homeserver.federation.servers import ServerSpec
 from tests.homeserver.partners.helpers import partner_server, until
 from tests.tls_ca import TestCA
