@@ -33,7 +33,8 @@ def jpeg(width: int, height: int, color: str = "blue", orientation: int | None =
 
 def gif(width: int, height: int, frames: int = 3) -> bytes:
     buf = io.BytesIO()
-    images = [Image.new("P", (width, height), i * 40) for i in range(frames)]
+    colors = ["red", "green", "blue", "yellow", "white", "black"]
+    images = [Image.new("RGB", (width, height), colors[i % len(colors)]) for i in range(frames)]
     images[0].save(buf, "GIF", save_all=True, append_images=images[1:], duration=100, loop=0)
     return buf.getvalue()
 
