@@ -56,15 +56,10 @@ from federation.events.identifiers import domain_of
 from federation.json_bounds import MAX_EVENT_DEPTH, JSONBoundsError, check_depth
 from homeserver.federation.edus import EphemeralKey, PendingEdus
 from homeserver.identifiers import LocalServer
+from homeserver.records.federation_outbox import EDU, PDU, OutboxBatch, OutboxItem
 from homeserver.records.rooms import RoomRecord
 from homeserver.storage.database import Txn
-from homeserver.storage.federation_outbox import (
-    EDU,
-    PDU,
-    FederationOutboxStore,
-    OutboxBatch,
-    OutboxItem,
-)
+from homeserver.storage.federation_outbox import FederationOutboxStore
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer

@@ -8,34 +8,9 @@ costs disk, not memory, and a restart resumes exactly where it stopped.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
+from homeserver.records.federation_outbox import EDU, PDU, OutboxBatch, OutboxItem
 from homeserver.storage.database import Database, Txn
-
-PDU = "pdu"
-EDU = "edu"
-
-
-@dataclass(frozen=True)
-class OutboxItem:
-    """A row to queue: ``event_id`` for a PDU, ``edu_json`` for an EDU."""
-
-    destination: str
-    kind: str
-    event_id: str | None = None
-    edu_json: str | None = None
-
-
-@dataclass(frozen=True)
-class OutboxBatch:
-    """The oldest queued items of one destination: (seq, event_id) and (seq, edu_json)."""
-
-    pdus: list[tuple[int, str]]
-    edus: list[tuple[int, str]]
-
-    @property
-    def seqs(self) -> list[int]:
-        return [s for s, _ in self.pdus] + [s for s, _ in self.edus]
 
 
 class FederationOutboxStore:
