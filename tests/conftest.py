@@ -113,6 +113,18 @@ async def make_hs(make_config: Callable[..., Config]) -> AsyncIterator[HsFactory
         await hs.stop()
 
 
+@contextlib.asynccontextmanager
+async def running_hs(config: Config, *, clock: Clock | None = None) -> AsyncIterator[HomeServer]:
+    """A server started on ``config`` and stopped on exit: for tests that start a
+    server again on the same data, or start its listeners."""
+    hs = HomeServer(config, clock=clock)
+    await hs.start()
+    try:
+        yield hs
+    finally:
+        await hs.stop()
+
+
 ClientFactory = Callable[..., Awaitable["Api"]]
 
 
@@ -263,13 +275,9 @@ async def running_api(
 ) -> AsyncIterator[Api]:
     """A server on ``data_dir`` with its client API over a test client, stopped on
     exit: for tests that stop a server and start it again on the same data."""
-    hs = HomeServer(parse_config(config_dict(data_dir, **overrides)), clock=clock)
-    await hs.start()
-    try:
+    async with running_hs(parse_config(config_dict(data_dir, **overrides)), clock=clock) as hs:
         client = await aiohttp_client(hs.build_app(list(RESOURCES)))
         try:
             yield Api(client, hs)
         finally:
             await client.close()
-    finally:
-        await hs.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,3 +90,10 @@ class TestCA:
         cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         _write_key(key_path, key)
         return IssuedCert(cert_path, key_path)
+
+    def server_context(self, host: str, name: str | None = None) -> ssl.SSLContext:
+        """A TLS server context with a new certificate for ``host`` (see `issue`)."""
+        cert = self.issue(host, name)
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(str(cert.cert_path), str(cert.key_path))
+        return ctx

@@ -44,8 +44,7 @@ async def _register(s: aiohttp.ClientSession, base: str, name: str, ctx: ssl.SSL
     return str(data["access_token"])
 
 
-async def test_sigkill_during_federated_sends_delivers_every_acknowledged_event(tmp_path: Path) -> None:
-    ca = TestCA(tmp_path / "ca")
+async def test_sigkill_during_federated_sends_delivers_every_acknowledged_event(tmp_path: Path, ca: TestCA) -> None:
     ctx = ssl.create_default_context(cafile=str(ca.ca_path))
     peer_spec = ServerSpec(tmp_path, "127.0.0.2")
     ip = "127.0.0.3"

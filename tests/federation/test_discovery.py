@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -109,11 +108,8 @@ class WellKnownServer:
 
 
 @pytest.fixture
-async def well_known(tmp_path: Path) -> AsyncIterator[tuple[WellKnownServer, ssl.SSLContext, int]]:
-    ca = TestCA(tmp_path / "ca")
-    cert = ca.issue("localhost")
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_ctx.load_cert_chain(cert.cert_path, cert.key_path)
+async def well_known(ca: TestCA) -> AsyncIterator[tuple[WellKnownServer, ssl.SSLContext, int]]:
+    server_ctx = ca.server_context("localhost")
     wk = WellKnownServer()
     app = web.Application()
     app.router.add_get("/.well-known/matrix/server", wk.handle)

@@ -12,7 +12,7 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 
-from tests.conftest import Api
+from tests.conftest import Api, running_hs
 from tests.homeserver.api.reading_helpers import create, user
 
 HUGE = str(2**64)
@@ -240,11 +240,8 @@ def _generate(tmp_path: Path, *extra: str) -> Path:
 
 async def test_generated_config_keeps_metrics_off_the_client_listener(tmp_path: Path) -> None:
     from homeserver.config import load_config
-    from homeserver.server import HomeServer
 
-    hs = HomeServer(load_config(str(_generate(tmp_path))))
-    await hs.start()
-    try:
+    async with running_hs(load_config(str(_generate(tmp_path)))) as hs:
         await hs.start_listeners()
         client_port = next(port for lst, _, port in hs.bound if "client" in lst.resources)
         assert not any("metrics" in lst.resources for lst, _, _ in hs.bound)
@@ -253,8 +250,6 @@ async def test_generated_config_keeps_metrics_off_the_client_listener(tmp_path: 
                 async with s.get(f"http://127.0.0.1:{client_port}{path}") as r:
                     assert r.status == 404
                     assert (await r.json())["errcode"] == "M_UNRECOGNIZED"
-    finally:
-        await hs.stop()
     # Asked for, it gets a loopback listener of its own.
     config = load_config(str(_generate(tmp_path, "--metrics-port", "9101")))
     (metrics,) = [lst for lst in config.listeners if "metrics" in lst.resources]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import PASSWORD, Api, FakeClock
+from tests.conftest import PASSWORD, Api, FakeClock, running_hs
 
 BOT = "@bot:test.local"
 
@@ -167,23 +167,13 @@ async def test_x_forwarded_for_is_trusted_only_where_configured(make_hs, aiohttp
 
 
 async def test_exemption_set_by_api_survives_restart(make_config) -> None:  # noqa: ANN001
-    from homeserver.server import HomeServer
-
     config = make_config()
-    hs = HomeServer(config)
-    await hs.start()
-    try:
+    async with running_hs(config) as hs:
         await hs.registration.create_account("@bot:test.local", "bot-password-1", login=False)
         assert not hs.is_ratelimit_exempt("@bot:test.local")
         await hs.set_ratelimit_exempt("@bot:test.local", True)
         assert hs.is_ratelimit_exempt("@bot:test.local")
-    finally:
-        await hs.stop()
-    hs = HomeServer(config)
-    await hs.start()
-    try:
+    async with running_hs(config) as hs:
         assert hs.is_ratelimit_exempt("@bot:test.local")
         await hs.set_ratelimit_exempt("@bot:test.local", False)
         assert not hs.is_ratelimit_exempt("@bot:test.local")
-    finally:
-        await hs.stop()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
 from federation.events.canonical import encode_base64
 from federation.events.signing import key_id_of
@@ -57,6 +58,18 @@ class ServerSpec:
 
     def as_notary(self) -> dict[str, Any]:
         return {"server_name": self.name, "verify_keys": {self.key_id: self.verify_key_b64}}
+
+
+async def start_tls_app(
+    app: web.Application, ca: TestCA, ip: str, port: int, *, cert_name: str | None = None, **site: Any
+) -> web.AppRunner:
+    """``app`` (a stand-in for a peer) served over TLS on ``ip:port`` with a
+    certificate from ``ca``; the caller cleans up the runner returned."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    ctx = ca.server_context(ip, cert_name or f"{ip}-{port}")
+    await web.TCPSite(runner, ip, port, ssl_context=ctx, **site).start()
+    return runner
 
 
 SERVED = ("client", "federation", "keys")

@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from tests.homeserver.federation.servers import Client, ServerSpec, running_server
+from tests.homeserver.federation.servers import Client, ServerSpec, running_server, start_tls_app
 from tests.tls_ca import TestCA
 
 
@@ -29,20 +29,15 @@ async def purged_peer(ca: TestCA, spec: ServerSpec) -> AsyncIterator[list[str]]:
 
     app = web.Application()
     app.router.add_get("/_matrix/federation/v1/backfill/{room_id}", backfill)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    cert = ca.issue(spec.ip, name=f"{spec.ip}-{spec.port}-purged")
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(str(cert.cert_path), str(cert.key_path))
-    await web.TCPSite(runner, spec.ip, spec.port, ssl_context=ctx, reuse_address=True).start()
+    runner = await start_tls_app(app, ca, spec.ip, spec.port, cert_name=f"{spec.ip}-{spec.port}-purged",
+                                 reuse_address=True)
     try:
         yield asked
     finally:
         await runner.cleanup()
 
 
-async def test_no_older_history_is_remembered_across_a_restart(tmp_path: Path) -> None:
-    ca = TestCA(tmp_path / "ca")
+async def test_no_older_history_is_remembered_across_a_restart(tmp_path: Path, ca: TestCA) -> None:
     a_spec, b_spec = ServerSpec(tmp_path, "127.0.0.2"), ServerSpec(tmp_path, "127.0.0.3")
     ctx = ssl.create_default_context(cafile=str(ca.ca_path))
     async with aiohttp.ClientSession() as s:

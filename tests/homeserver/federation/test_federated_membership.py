@@ -129,8 +129,7 @@ async def test_reject_remote_invite_goes_back_to_the_inviting_server(pair: Pair)
     assert invite_of(full, room) is None
 
 
-async def test_reject_when_the_inviting_server_is_gone_stays_local(tmp_path: Path) -> None:
-    ca = TestCA(tmp_path / "ca")
+async def test_reject_when_the_inviting_server_is_gone_stays_local(tmp_path: Path, ca: TestCA) -> None:
     a_spec, b_spec = ServerSpec(tmp_path, "127.0.0.2"), ServerSpec(tmp_path, "127.0.0.3")
     ctx = ssl.create_default_context(cafile=str(ca.ca_path))
     async with running_server(a_spec, ca) as _a, aiohttp.ClientSession() as s:

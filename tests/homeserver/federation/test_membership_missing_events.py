@@ -4,7 +4,6 @@ describes), never a 500. Two real servers over TLS; B plays a careless or hostil
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,8 +12,7 @@ from federation.client import RemoteError, quote_path_segment
 from federation.events import add_hashes_and_signature, compute_event_id, pdu_json
 from homeserver.rooms.creation import create_room
 from homeserver.server import HomeServer
-from tests.homeserver.federation.servers import ServerSpec, running_server
-from tests.tls_ca import TestCA
+from tests.homeserver.federation.servers import Pair
 
 MISSING = "$" + "A" * 43
 
@@ -44,26 +42,22 @@ async def _send_tampered(
     return caught.value
 
 
-async def test_send_join_and_leave_naming_unknown_events(tmp_path: Path) -> None:
-    ca = TestCA(tmp_path / "ca")
-    a_spec, b_spec = ServerSpec(tmp_path, "127.0.0.2"), ServerSpec(tmp_path, "127.0.0.3")
-    async with running_server(a_spec, ca) as a, running_server(b_spec, ca) as b:
-        alice, bob = f"@alice:{a_spec.name}", f"@bob:{b_spec.name}"
-        await a.registration.create_account(alice, "alice-password", login=False)
-        await b.registration.create_account(bob, "bob-password", login=False)
-        room_id = await create_room(a, alice, {"preset": "public_chat"})
-        room = await a.room_store.get_room(room_id)
-        assert room is not None
+async def test_send_join_and_leave_naming_unknown_events(pair: Pair) -> None:
+    a, b, a_spec = pair.a, pair.b, pair.a_spec
+    alice, bob = pair.alice_id, pair.bob_id
+    room_id = await create_room(a, alice, {"preset": "public_chat"})
+    room = await a.room_store.get_room(room_id)
+    assert room is not None
 
-        for field in ("auth_events", "prev_events"):
-            err = await _send_tampered(b, a_spec.name, room_id, bob, "join", field)
-            assert (err.status, err.errcode) == (400, "M_BAD_JSON"), (field, err)
-        assert await a.room_store.membership_of(room.room_nid, bob) is None
+    for field in ("auth_events", "prev_events"):
+        err = await _send_tampered(b, a_spec.name, room_id, bob, "join", field)
+        assert (err.status, err.errcode) == (400, "M_BAD_JSON"), (field, err)
+    assert await a.room_store.membership_of(room.room_nid, bob) is None
 
-        # A proper join still works; then the same for a leave.
-        await b.federated_joins.join_remote(bob, room_id, [a_spec.name])
-        assert (await a.room_store.membership_of(room.room_nid, bob))[0] == "join"
-        for field in ("auth_events", "prev_events"):
-            err = await _send_tampered(b, a_spec.name, room_id, bob, "leave", field)
-            assert (err.status, err.errcode) == (400, "M_BAD_JSON"), (field, err)
-        assert (await a.room_store.membership_of(room.room_nid, bob))[0] == "join"
+    # A proper join still works; then the same for a leave.
+    await b.federated_joins.join_remote(bob, room_id, [a_spec.name])
+    assert (await a.room_store.membership_of(room.room_nid, bob))[0] == "join"
+    for field in ("auth_events", "prev_events"):
+        err = await _send_tampered(b, a_spec.name, room_id, bob, "leave", field)
+        assert (err.status, err.errcode) == (400, "M_BAD_JSON"), (field, err)
+    assert (await a.room_store.membership_of(room.room_nid, bob))[0] == "join"

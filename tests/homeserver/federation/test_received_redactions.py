@@ -5,7 +5,6 @@ redact level. Otherwise the redacted event keeps its content."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,8 +13,7 @@ from federation.events import build_event, pdu_json, select_auth_event_ids
 from homeserver.rooms.creation import create_room
 from homeserver.server import HomeServer
 from homeserver.storage.rooms import RoomRecord
-from tests.homeserver.federation.servers import ServerSpec, running_server
-from tests.tls_ca import TestCA
+from tests.homeserver.federation.servers import Pair, ServerSpec
 
 
 async def _remote_event(
@@ -41,105 +39,99 @@ async def _remote_event(
 
 
 @pytest.mark.parametrize("version", ["10", "11"])  # `redacts` at the top level, then in content
-async def test_remote_redactions_apply_only_when_allowed(tmp_path: Path, version: str) -> None:
-    ca = TestCA(tmp_path / "ca")
-    a_spec, b_spec = ServerSpec(tmp_path, "127.0.0.2"), ServerSpec(tmp_path, "127.0.0.3")
-    async with running_server(a_spec, ca) as a, running_server(b_spec, ca) as b:
-        alice, bob = f"@alice:{a_spec.name}", f"@bob:{b_spec.name}"
-        await a.registration.create_account(alice, "alice-password", login=False)
-        room_id = await create_room(a, alice, {"preset": "public_chat", "room_version": version})
-        room = await a.room_store.get_room(room_id)
-        assert room is not None
-        txns = iter(range(100))
+async def test_remote_redactions_apply_only_when_allowed(pair: Pair, version: str) -> None:
+    a, b, a_spec, b_spec = pair.a, pair.b, pair.a_spec, pair.b_spec
+    alice, bob = pair.alice_id, pair.bob_id
+    room_id = await create_room(a, alice, {"preset": "public_chat", "room_version": version})
+    room = await a.room_store.get_room(room_id)
+    assert room is not None
+    txns = iter(range(100))
 
-        async def receive(event_type: str, content: dict[str, Any], **kw: Any) -> str:
-            pdu = await _remote_event(a, room, b_spec, bob, event_type, content, **kw)
-            answer = await b.federation_client.put_json(
-                a_spec.name, f"/_matrix/federation/v1/send/t{next(txns)}",
-                {"origin": b_spec.name, "origin_server_ts": b.clock.time_ms(), "pdus": [pdu_json(pdu)]},
-            )
-            assert answer == {"pdus": {pdu["event_id"]: {}}}
-            return str(pdu["event_id"])
-
-        async def redacted_by(event_id: str) -> str | None:
-            stored = await a.event_store.get_event(event_id)
-            assert stored is not None
-            return stored.redacted_by
-
-        await receive("m.room.member", {"membership": "join"}, state_key=bob)
-        text = {"msgtype": "m.text", "body": "alice's"}
-        alices = (await a.room_service.create_event(room, alice, "m.room.message", text)).event_id
-        bobs = await receive("m.room.message", {"msgtype": "m.text", "body": "bob's"})
-
-        # Bob (power 0, another server) redacting Alice's event: accepted, not applied.
-        refused = await receive("m.room.redaction", {}, redacts=alices)
-        assert await redacted_by(alices) is None
-        assert (await a.event_store.get_event(refused)) is not None
-        # His own event: his server sent both.
-        own = await receive("m.room.redaction", {"reason": "mine"}, redacts=bobs)
-        assert await redacted_by(bobs) == own
-        # Once he has the redact level, Alice's event too.
-        levels = await a.room_service.current_state_event(room, ("m.room.power_levels", ""))
-        assert levels is not None
-        content = levels.event["content"]
-        await a.room_service.create_event(
-            room, alice, "m.room.power_levels",
-            {**content, "users": {**content["users"], bob: content.get("redact", 50)}}, state_key="",
+    async def receive(event_type: str, content: dict[str, Any], **kw: Any) -> str:
+        pdu = await _remote_event(a, room, b_spec, bob, event_type, content, **kw)
+        answer = await b.federation_client.put_json(
+            a_spec.name, f"/_matrix/federation/v1/send/t{next(txns)}",
+            {"origin": b_spec.name, "origin_server_ts": b.clock.time_ms(), "pdus": [pdu_json(pdu)]},
         )
-        allowed = await receive("m.room.redaction", {}, redacts=alices)
-        assert await redacted_by(alices) == allowed
+        assert answer == {"pdus": {pdu["event_id"]: {}}}
+        return str(pdu["event_id"])
+
+    async def redacted_by(event_id: str) -> str | None:
+        stored = await a.event_store.get_event(event_id)
+        assert stored is not None
+        return stored.redacted_by
+
+    await receive("m.room.member", {"membership": "join"}, state_key=bob)
+    text = {"msgtype": "m.text", "body": "alice's"}
+    alices = (await a.room_service.create_event(room, alice, "m.room.message", text)).event_id
+    bobs = await receive("m.room.message", {"msgtype": "m.text", "body": "bob's"})
+
+    # Bob (power 0, another server) redacting Alice's event: accepted, not applied.
+    refused = await receive("m.room.redaction", {}, redacts=alices)
+    assert await redacted_by(alices) is None
+    assert (await a.event_store.get_event(refused)) is not None
+    # His own event: his server sent both.
+    own = await receive("m.room.redaction", {"reason": "mine"}, redacts=bobs)
+    assert await redacted_by(bobs) == own
+    # Once he has the redact level, Alice's event too.
+    levels = await a.room_service.current_state_event(room, ("m.room.power_levels", ""))
+    assert levels is not None
+    content = levels.event["content"]
+    await a.room_service.create_event(
+        room, alice, "m.room.power_levels",
+        {**content, "users": {**content["users"], bob: content.get("redact", 50)}}, state_key="",
+    )
+    allowed = await receive("m.room.redaction", {}, redacts=alices)
+    assert await redacted_by(alices) == allowed
 
 
-async def test_redaction_received_before_its_target_applies_when_the_target_arrives(tmp_path: Path) -> None:
+async def test_redaction_received_before_its_target_applies_when_the_target_arrives(pair: Pair) -> None:
     """Events of one transaction, or of two, may arrive out of order: a redaction
     whose target is not here yet is held (in the DAG, out of the timeline clients
     see) and applied, and shown, once the target arrives. A redaction that does not
     apply is never shown: clients would apply it themselves."""
-    ca = TestCA(tmp_path / "ca")
-    a_spec, b_spec = ServerSpec(tmp_path, "127.0.0.2"), ServerSpec(tmp_path, "127.0.0.3")
-    async with running_server(a_spec, ca) as a, running_server(b_spec, ca) as b:
-        alice, bob = f"@alice:{a_spec.name}", f"@bob:{b_spec.name}"
-        await a.registration.create_account(alice, "alice-password", login=False)
-        room_id = await create_room(a, alice, {"preset": "public_chat"})
-        room = await a.room_store.get_room(room_id)
-        assert room is not None
-        txns = iter(range(100))
+    a, b, a_spec, b_spec = pair.a, pair.b, pair.a_spec, pair.b_spec
+    alice, bob = pair.alice_id, pair.bob_id
+    room_id = await create_room(a, alice, {"preset": "public_chat"})
+    room = await a.room_store.get_room(room_id)
+    assert room is not None
+    txns = iter(range(100))
 
-        async def send(*pdus: dict[str, Any]) -> None:
-            answer = await b.federation_client.put_json(
-                a_spec.name, f"/_matrix/federation/v1/send/late{next(txns)}",
-                {"origin": b_spec.name, "origin_server_ts": b.clock.time_ms(), "pdus": [pdu_json(p) for p in pdus]},
-            )
-            assert answer == {"pdus": {p["event_id"]: {} for p in pdus}}
+    async def send(*pdus: dict[str, Any]) -> None:
+        answer = await b.federation_client.put_json(
+            a_spec.name, f"/_matrix/federation/v1/send/late{next(txns)}",
+            {"origin": b_spec.name, "origin_server_ts": b.clock.time_ms(), "pdus": [pdu_json(p) for p in pdus]},
+        )
+        assert answer == {"pdus": {p["event_id"]: {} for p in pdus}}
 
-        async def timeline() -> list[str]:
-            events = await a.event_store.room_stream(room.room_nid, from_pos=0, to_pos=None, backwards=False,
-                                                     limit=100)
-            return [e.event_id for e in events]
+    async def timeline() -> list[str]:
+        events = await a.event_store.room_stream(room.room_nid, from_pos=0, to_pos=None, backwards=False,
+                                                 limit=100)
+        return [e.event_id for e in events]
 
-        await send(await _remote_event(a, room, b_spec, bob, "m.room.member", {"membership": "join"}, state_key=bob))
-        # Both built on the same head: the redaction does not need its target to be accepted.
-        message = await _remote_event(a, room, b_spec, bob, "m.room.message", {"msgtype": "m.text", "body": "oops"})
-        redaction = await _remote_event(a, room, b_spec, bob, "m.room.redaction", {}, redacts=message["event_id"])
-        await send(redaction)
-        held = await a.event_store.get_event(redaction["event_id"])
-        assert held is not None and held.stream_ordering is None
-        assert redaction["event_id"] not in await timeline()
+    await send(await _remote_event(a, room, b_spec, bob, "m.room.member", {"membership": "join"}, state_key=bob))
+    # Both built on the same head: the redaction does not need its target to be accepted.
+    message = await _remote_event(a, room, b_spec, bob, "m.room.message", {"msgtype": "m.text", "body": "oops"})
+    redaction = await _remote_event(a, room, b_spec, bob, "m.room.redaction", {}, redacts=message["event_id"])
+    await send(redaction)
+    held = await a.event_store.get_event(redaction["event_id"])
+    assert held is not None and held.stream_ordering is None
+    assert redaction["event_id"] not in await timeline()
 
-        await send(message)
-        target = await a.event_store.get_event(message["event_id"])
-        assert target is not None and target.redacted_by == redaction["event_id"]
-        a.event_store.forget(message["event_id"])
-        from_db = await a.event_store.get_event(message["event_id"])
-        assert from_db is not None and from_db.redacted_by == redaction["event_id"]
-        assert (await timeline())[-2:] == [message["event_id"], redaction["event_id"]]
+    await send(message)
+    target = await a.event_store.get_event(message["event_id"])
+    assert target is not None and target.redacted_by == redaction["event_id"]
+    a.event_store.forget(message["event_id"])
+    from_db = await a.event_store.get_event(message["event_id"])
+    assert from_db is not None and from_db.redacted_by == redaction["event_id"]
+    assert (await timeline())[-2:] == [message["event_id"], redaction["event_id"]]
 
-        # Bob may not redact Alice's event: the redaction is accepted but never shown.
-        alices = await a.room_service.create_event(room, alice, "m.room.message", {"msgtype": "m.text", "body": "a"})
-        refused = await _remote_event(a, room, b_spec, bob, "m.room.redaction", {}, redacts=alices.event_id)
-        await send(refused)
-        assert (await a.event_store.get_event(alices.event_id)).redacted_by is None  # type: ignore[union-attr]
-        assert refused["event_id"] not in await timeline()
-        assert refused["event_id"] in {
-            e.event_id for e in (await a.event_store.get_events_by_nid((await a.room_service.head(room)).extremities)).values()
-        }
+    # Bob may not redact Alice's event: the redaction is accepted but never shown.
+    alices = await a.room_service.create_event(room, alice, "m.room.message", {"msgtype": "m.text", "body": "a"})
+    refused = await _remote_event(a, room, b_spec, bob, "m.room.redaction", {}, redacts=alices.event_id)
+    await send(refused)
+    assert (await a.event_store.get_event(alices.event_id)).redacted_by is None  # type: ignore[union-attr]
+    assert refused["event_id"] not in await timeline()
+    assert refused["event_id"] in {
+        e.event_id for e in (await a.event_store.get_events_by_nid((await a.room_service.head(room)).extremities)).values()
+    }

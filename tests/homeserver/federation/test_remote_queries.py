@@ -18,12 +18,17 @@ from aiohttp import web
 
 from homeserver.federation import queries
 from homeserver.rooms import public_rooms
-from tests.homeserver.federation.servers import Client, ServerSpec, free_port, running_server
+from tests.homeserver.federation.servers import (
+    Client,
+    ServerSpec,
+    free_port,
+    running_server,
+    start_tls_app,
+)
 from tests.tls_ca import TestCA
 
 
-async def test_profiles_and_directory_of_another_server(tmp_path: Path) -> None:
-    ca = TestCA(tmp_path / "ca")
+async def test_profiles_and_directory_of_another_server(tmp_path: Path, ca: TestCA) -> None:
     a_spec, b_spec = ServerSpec(tmp_path, "127.0.0.2"), ServerSpec(tmp_path, "127.0.0.3")
     ctx = ssl.create_default_context(cafile=str(ca.ca_path))
     async with running_server(a_spec, ca) as a, running_server(b_spec, ca), aiohttp.ClientSession() as s:
@@ -112,12 +117,7 @@ class HostilePeer:
     async def __aenter__(self) -> HostilePeer:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        cert = self.ca.issue(self.ip, name=f"{self.ip}-{self.port}")
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(str(cert.cert_path), str(cert.key_path))
-        await web.TCPSite(self._runner, self.ip, self.port, ssl_context=ctx).start()
+        self._runner = await start_tls_app(app, self.ca, self.ip, self.port)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -134,10 +134,11 @@ def _room(room_id: str, **extra: Any) -> dict[str, Any]:
     return {"room_id": room_id, "num_joined_members": 3, "world_readable": True, "guest_can_join": False, **extra}
 
 
-async def test_bad_remote_answers_become_spec_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_bad_remote_answers_become_spec_errors(
+    tmp_path: Path, ca: TestCA, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(queries, "QUERY_TIMEOUT_S", 1.0)
     monkeypatch.setattr(public_rooms, "REMOTE_QUERY_TIMEOUT_S", 1.0)
-    ca = TestCA(tmp_path / "ca")
     a_spec = ServerSpec(tmp_path, "127.0.0.2")
     ctx = ssl.create_default_context(cafile=str(ca.ca_path))
     async with (

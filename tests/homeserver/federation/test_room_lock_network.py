@@ -23,7 +23,13 @@ from yarl import URL
 from homeserver.config import parse_config
 from homeserver.server import HomeServer
 from tests.conftest import config_dict
-from tests.homeserver.federation.servers import Client, ServerSpec, free_port, running_server
+from tests.homeserver.federation.servers import (
+    Client,
+    ServerSpec,
+    free_port,
+    running_server,
+    start_tls_app,
+)
 from tests.tls_ca import TestCA
 
 PROMPTLY_S = 5.0
@@ -58,13 +64,9 @@ class GatedProxy:
     async def running(self) -> AsyncIterator[GatedProxy]:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._forward)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        cert = self.ca.issue(self.spec.ip, name=f"{self.spec.ip}-{self.spec.port}-proxy")
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(str(cert.cert_path), str(cert.key_path))
         self._session = aiohttp.ClientSession()
-        await web.TCPSite(runner, self.spec.ip, self.spec.port, ssl_context=ctx).start()
+        runner = await start_tls_app(app, self.ca, self.spec.ip, self.spec.port,
+                                     cert_name=f"{self.spec.ip}-{self.spec.port}-proxy")
         try:
             yield self
         finally:
@@ -101,8 +103,7 @@ async def _until_waiting(proxy: GatedProxy) -> None:
     await asyncio.wait_for(proxy.held_one.wait(), 15)
 
 
-async def test_room_is_not_held_while_an_invitee_server_countersigns(tmp_path: Path) -> None:
-    ca = TestCA(tmp_path / "ca")
+async def test_room_is_not_held_while_an_invitee_server_countersigns(tmp_path: Path, ca: TestCA) -> None:
     a_spec, b_spec = ServerSpec(tmp_path, "127.0.0.2"), ServerSpec(tmp_path, "127.0.0.3")
     ctx = ssl.create_default_context(cafile=str(ca.ca_path))
     async with (
@@ -141,8 +142,7 @@ async def test_room_is_not_held_while_an_invitee_server_countersigns(tmp_path: P
         assert stored is not None and member.event_id in stored.event["prev_events"]
 
 
-async def test_room_is_not_held_while_backfill_asks_for_state(tmp_path: Path) -> None:
-    ca = TestCA(tmp_path / "ca")
+async def test_room_is_not_held_while_backfill_asks_for_state(tmp_path: Path, ca: TestCA) -> None:
     a_spec, b_spec = ServerSpec(tmp_path, "127.0.0.2"), ServerSpec(tmp_path, "127.0.0.3")
     ctx = ssl.create_default_context(cafile=str(ca.ca_path))
     async with (

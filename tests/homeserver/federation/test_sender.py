@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from itertools import pairwise
@@ -27,7 +26,7 @@ from aiohttp import web
 from federation.request_auth import parse_authorization_header, verify_request
 from homeserver.storage.rooms import RoomStore
 from tests.conftest import LOOPBACK_OUTBOUND, Api, running_api
-from tests.homeserver.federation.servers import free_port
+from tests.homeserver.federation.servers import free_port, start_tls_app
 from tests.tls_ca import TestCA
 
 ORIGIN = "test.local"
@@ -79,12 +78,7 @@ class Receiver:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_put("/_matrix/federation/v1/send/{txn_id}", self._send)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        cert = self.ca.issue(self.ip, name=f"{self.ip}-{self.port}")
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(str(cert.cert_path), str(cert.key_path))
-        await web.TCPSite(self._runner, self.ip, self.port, ssl_context=ctx).start()
+        self._runner = await start_tls_app(app, self.ca, self.ip, self.port)
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -66,8 +66,7 @@ async def _until(check: Callable[[], Awaitable[bool]], within: float = 30) -> No
             await asyncio.sleep(0.05)
 
 
-async def test_inbound_request_from_peer_resets_backoff_and_flushes_queue(tmp_path: Path) -> None:
-    ca = TestCA(tmp_path / "ca")
+async def test_inbound_request_from_peer_resets_backoff_and_flushes_queue(tmp_path: Path, ca: TestCA) -> None:
     ctx = ssl.create_default_context(cafile=str(ca.ca_path))
     a_spec, b_spec = ServerSpec(tmp_path, "127.0.0.2"), ServerSpec(tmp_path, "127.0.0.3")
     async with running_server(a_spec, ca, **RETRY) as a, aiohttp.ClientSession() as s:

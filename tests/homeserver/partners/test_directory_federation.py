@@ -57,8 +57,7 @@ def names(page: dict[str, Any]) -> list[str]:
     return [r["profile"]["name"] for r in page["results"]]
 
 
-async def test_publish_search_verify_withdraw_expire(tmp_path: Path) -> None:
-    ca = TestCA(tmp_path / "ca")
+async def test_publish_search_verify_withdraw_expire(tmp_path: Path, ca: TestCA) -> None:
     d, a, b = (ServerSpec(tmp_path, ip) for ip in ("127.0.0.2", "127.0.0.3", "127.0.0.4"))
     down = ServerSpec(tmp_path, "127.0.0.5")  # a directory B searches that never runs
     clock = FakeClock(start_ms=int(time.time() * 1000))
@@ -166,8 +165,7 @@ async def test_publish_search_verify_withdraw_expire(tmp_path: Path) -> None:
         } <= actions
 
 
-async def test_forged_and_hostile_publishes_change_nothing(tmp_path: Path) -> None:
-    ca = TestCA(tmp_path / "ca")
+async def test_forged_and_hostile_publishes_change_nothing(tmp_path: Path, ca: TestCA) -> None:
     d, a = ServerSpec(tmp_path, "127.0.0.2"), ServerSpec(tmp_path, "127.0.0.3")
     ctx = ssl.create_default_context(cafile=str(ca.ca_path))
     async with (
@@ -269,10 +267,9 @@ async def test_forged_and_hostile_publishes_change_nothing(tmp_path: Path) -> No
         await expect_remote(client.get_json(d.name, path), 404, "M_NOT_FOUND")
 
 
-async def test_partnership_request_from_a_search_result(tmp_path: Path) -> None:
+async def test_partnership_request_from_a_search_result(tmp_path: Path, ca: TestCA) -> None:
     """An organization's admin asks an organization found in the directory for a
     partnership; the request reaches the other server as an inbound request."""
-    ca = TestCA(tmp_path / "ca")
     a, b = ServerSpec(tmp_path, "127.0.0.3"), ServerSpec(tmp_path, "127.0.0.4")
     ctx = ssl.create_default_context(cafile=str(ca.ca_path))
     async with (
@@ -301,13 +298,10 @@ async def test_partnership_request_from_a_search_result(tmp_path: Path) -> None:
         assert inbound is not None and inbound.state == "pending" and inbound.direction == "inbound"
 
 
-async def test_partners_policy_keeps_the_directory_reachable_and_slow_directories_time_out(
-    tmp_path: Path,
-) -> None:
+async def test_partners_policy_keeps_the_directory_reachable_and_slow_directories_time_out(tmp_path: Path, ca: TestCA) -> None:
     """Under federation policy 'partners' a directory and an organization that are
     not partners still publish and search; a directory that accepts connections
     but never answers costs one search timeout, not the search."""
-    ca = TestCA(tmp_path / "ca")
     d, a = ServerSpec(tmp_path, "127.0.0.2"), ServerSpec(tmp_path, "127.0.0.3")
     slow = ServerSpec(tmp_path, "127.0.0.6")
     ctx = ssl.create_default_context(cafile=str(ca.ca_path))

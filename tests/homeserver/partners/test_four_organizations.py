@@ -94,8 +94,7 @@ async def audit(admin: Client) -> list[tuple[str, str | None, str]]:
     return [(e["action"], e["target"], e["outcome"]) for e in page["entries"]]
 
 
-async def test_four_organizations(tmp_path: Path) -> None:
-    ca = TestCA(tmp_path / "ca")
+async def test_four_organizations(tmp_path: Path, ca: TestCA) -> None:
     a_spec, b_spec, c_spec, d_spec = (
         ServerSpec(tmp_path, ip) for ip in ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5")
     )

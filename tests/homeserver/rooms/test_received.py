@@ -19,6 +19,7 @@ from homeserver.federation.pdu_checks import MissingEventsError
 from homeserver.rooms.creation import create_room
 from homeserver.server import HomeServer
 from homeserver.storage.rooms import RoomRecord
+from tests.conftest import running_hs
 
 REMOTE_KEY = signing_key_from_seed(b"\x07" * 32, "r1")
 ALICE = "@alice:test.local"
@@ -71,9 +72,7 @@ async def _receive(hs: HomeServer, room: RoomRecord, event: dict[str, Any]) -> s
 @pytest.mark.parametrize("version", ["11", "12"])
 async def test_remote_events_forks_and_restart(make_config, version: str) -> None:  # noqa: ANN001
     config = make_config()
-    hs = HomeServer(config)
-    await hs.start()
-    try:
+    async with running_hs(config) as hs:
         await hs.registration.create_account(ALICE, "alice-password", login=False)
         room_id = await create_room(hs, ALICE, {"preset": "public_chat", "room_version": version})
         room = await hs.room_store.get_room(room_id)
@@ -141,25 +140,17 @@ async def test_remote_events_forks_and_restart(make_config, version: str) -> Non
             await _receive(hs, room, unknown)
         assert exc.value.event_ids == ["$missing"]
         final = await _state_ids(hs, room)
-    finally:
-        await hs.stop()
 
-    hs = HomeServer(config)
-    await hs.start()
-    try:
+    async with running_hs(config) as hs:
         room = await hs.room_store.get_room(room_id)
         assert room is not None
         assert await _state_ids(hs, room) == final
         assert (await hs.room_store.membership_of(room.room_nid, BOB))[0] == "ban"
-    finally:
-        await hs.stop()
 
 
 async def test_resolved_head_of_a_fork_survives_restart(make_config) -> None:  # noqa: ANN001
     config = make_config()
-    hs = HomeServer(config)
-    await hs.start()
-    try:
+    async with running_hs(config) as hs:
         await hs.registration.create_account(ALICE, "alice-password", login=False)
         room_id = await create_room(hs, ALICE, {"preset": "public_chat"})
         room = await hs.room_store.get_room(room_id)
@@ -175,14 +166,8 @@ async def test_resolved_head_of_a_fork_survives_restart(make_config) -> None:  #
         assert len((await rs.head(room)).extremities) == 2
         forked = await _state_ids(hs, room)
         assert forked[("m.room.member", BOB)] == bobs["event_id"] and ("m.room.name", "") in forked
-    finally:
-        await hs.stop()
-    hs = HomeServer(config)
-    await hs.start()
-    try:
+    async with running_hs(config) as hs:
         room = await hs.room_store.get_room(room_id)
         assert room is not None
         assert await _state_ids(hs, room) == forked
         assert len((await hs.room_service.head(room)).extremities) == 2
-    finally:
-        await hs.stop()
