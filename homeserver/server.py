@@ -3,7 +3,6 @@ built once at startup and handed to every part that needs it."""
 
 from __future__ import annotations
 
-import functools
 import logging
 import ssl
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from homeserver.api.http import HS_KEY, X_FORWARDED_KEY, matrix_middleware
 from homeserver.audit import AuditLog
 from homeserver.clock import Clock
 from homeserver.config import UNSERVED_RESOURCES, Config, ListenerConfig
-from homeserver.federation.access import server_allowed
+from homeserver.federation.access import ServerGate
 from homeserver.federation.backfill import RoomBackfill
 from homeserver.federation.edus import EduRegistry
 from homeserver.federation.inbound import InboundTransactions
@@ -63,6 +62,7 @@ from homeserver.rooms.activity import RoomActivity
 from homeserver.rooms.aliases import AliasService, DirectoryRights
 from homeserver.rooms.creation import RoomCreator
 from homeserver.rooms.heads import RoomHeads
+from homeserver.rooms.history import RoomHistory
 from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.persist import EventPersister
 from homeserver.rooms.public_rooms import PublicRoomsService
@@ -78,6 +78,7 @@ from homeserver.storage.account_data import AccountDataStore
 from homeserver.storage.admin_rooms import AdminRoomStore
 from homeserver.storage.admin_users import AdminUserStore
 from homeserver.storage.audit import AuditStore
+from homeserver.storage.backfill import BackfillStore
 from homeserver.storage.devices import DeviceStore
 from homeserver.storage.event_reports import EventReportStore
 from homeserver.storage.events import EventPositions, EventStore
@@ -267,13 +268,6 @@ class HomeServer:
                 membership=self.membership, room_creator=self.room_creator,
             ),
         )
-        self.federation_reads = FederationReads(self)  # what other servers may read
-        self.inbound_transactions = InboundTransactions(self)  # what other servers send us
-        self.state_fetcher = StateFetcher(self)  # the state at events we do not have
-        self.room_backfill = RoomBackfill(self)  # history from before we joined
-        self.federated_joins = FederatedJoins(self)
-        self.federated_invites = FederatedInvites(self)
-        self.remote_profiles = RemoteProfiles(self)  # other servers' users, cached briefly
         self.account_data = AccountDataService(AccountDataStore(self.db))
         self.typing = TypingService(self.clock)
         self.room_service.listeners.append(self.typing.on_room_event)
@@ -325,6 +319,54 @@ class HomeServer:
         )
         self.room_service.listeners.append(self.sync.on_room_event)
         self.room_activity.membership_listeners.append(self.sync.invalidate_memberships)
+        # Federation: the room gate, what other servers may read, what they send us,
+        # the state and history we ask them for, joins and invites through them.
+        self.server_gate = ServerGate(
+            rooms=self.room_store, events=self.event_store, state=self.state_store,
+            current=self.room_service, world_readable=self.visibility.is_world_readable,
+        )
+        self.federation_reads = FederationReads(
+            gate=self.server_gate, rooms=self.room_store, events=self.event_store,
+            room_service=self.room_service,
+        )
+        self.state_fetcher = StateFetcher(
+            client=self.federation_client, checks=self.pdu_checks, received=self.received_events,
+            events=self.event_store, room_service=self.room_service,
+        )
+        self.inbound_transactions = InboundTransactions(
+            client=self.federation_client, gate=self.server_gate, checks=self.pdu_checks,
+            received=self.received_events, state_fetcher=self.state_fetcher, rooms=self.room_store,
+            events=self.event_store, room_service=self.room_service, edus=self.edus,
+        )
+        self.room_backfill = RoomBackfill(
+            client=self.federation_client, checks=self.pdu_checks, received=self.received_events,
+            events=self.event_store, store=BackfillStore(self.db), room_service=self.room_service,
+            room_servers=self.room_servers, auth_chains=self.inbound_transactions,
+            state_fetcher=self.state_fetcher, clock=self.clock,
+        )
+        self.federated_invites = FederatedInvites(
+            server_name=config.server_name, signing_key=self.signing_key, client=self.federation_client,
+            keyring=self.keyring, checks=self.pdu_checks, received=self.received_events,
+            rooms=self.room_store, room_service=self.room_service, membership=self.membership,
+            users=self.users, account_data=self.account_data, clock=self.clock,
+        )
+        self.federated_joins = FederatedJoins(
+            server_name=config.server_name, signing_key=self.signing_key,
+            federation_enabled=config.federation.enabled, client=self.federation_client,
+            gate=self.server_gate, checks=self.pdu_checks, received=self.received_events,
+            rooms=self.room_store, events=self.event_store, room_service=self.room_service,
+            room_servers=self.room_servers, resolver=self.state_resolver, membership=self.membership,
+            stripped=self.federated_invites, clock=self.clock,
+        )
+        # Joins serve knocks with the invites' stripped state; invites reject through joins.
+        self.federated_invites.connect(joins=self.federated_joins)
+        self.remote_profiles = RemoteProfiles(  # other servers' users, cached briefly
+            server_name=config.server_name, client=self.federation_client, monotonic=self.clock.monotonic,
+        )
+        self.room_history = RoomHistory(  # clients' reads of timelines and state, backfilling
+            room_service=self.room_service, events=self.event_store, state=self.state_store,
+            backfill=self.room_backfill, clock=self.clock,
+        )
         self.user_admin = UserAdmin(
             store=AdminUserStore(self.db), users=self.users, devices=self.devices, auth=self.auth,
             accounts=self.accounts, passwords=self.passwords, ratelimiter=self.ratelimiter,
@@ -350,7 +392,7 @@ class HomeServer:
             federation_client=self.federation_client,
             clock=self.clock,
         )
-        acl_allows = functools.partial(server_allowed, self)
+        acl_allows = self.server_gate.acl_allows
         is_mine = self.local_server.is_mine
         for edu in (
             TypingEdu(

@@ -2,7 +2,7 @@
 
 Two decisions, kept apart because they answer different questions:
 
-* `authorise_server` is the room-wide gate every room-scoped read passes first:
+* `ServerGate.authorise` is the room-wide gate every room-scoped read passes first:
   the room exists, federates, its server ACL admits the server, and the server
   is in the room (one of its users is joined now) or the room is world readable
   now (anyone may read it, so any server may too).
@@ -13,14 +13,15 @@ Two decisions, kept apart because they answer different questions:
   event ID is a hash of the redacted form, so the requester can still link the
   DAG, check the signatures and run the auth rules, but learns no content.
 
-`server_in_room` is the single membership test, read from the memberships table
+`ServerGate.server_in_room` is the single membership test, read from the memberships table
 (kept by every persisted m.room.member event, local or received over federation).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from federation.acl import server_allowed_by_acl
 from federation.events import get_room_version, pdu_json, redact_event
@@ -30,7 +31,9 @@ from homeserver.records.events import StoredEvent
 from homeserver.records.rooms import RoomRecord
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.storage.events import EventStore
+    from homeserver.storage.rooms import RoomStore
+    from homeserver.storage.state import StateStore
 
 HISTORY_VISIBILITY = ("m.room.history_visibility", "")
 SERVER_ACL = ("m.room.server_acl", "")
@@ -46,15 +49,15 @@ def forbidden_server(message: str = "Your server is not allowed to read this roo
     return MatrixError(403, "M_FORBIDDEN", message)
 
 
-async def server_in_room(hs: HomeServer, room: RoomRecord, server_name: str) -> bool:
-    """Whether any user of `server_name` is joined to the room now."""
-    members = await hs.room_store.members(room.room_nid, "join")
-    return any(domain_is(user_id, server_name) for user_id, _, _ in members)
+class CurrentStateEvent(Protocol):
+    """One event of a room's current state (RoomService)."""
+
+    async def current_state_event(self, room: RoomRecord, key: tuple[str, str]) -> StoredEvent | None: ...
 
 
-async def server_allowed(hs: HomeServer, room: RoomRecord, server_name: str) -> bool:
+async def acl_allows(current: CurrentStateEvent, room: RoomRecord, server_name: str) -> bool:
     """The room's current m.room.server_acl applied to `server_name`."""
-    acl = await hs.room_service.current_state_event(room, SERVER_ACL)
+    acl = await current.current_state_event(room, SERVER_ACL)
     content = acl.event.get("content") if acl is not None else None
     return server_allowed_by_acl(server_name, content if isinstance(content, dict) else None)
 
@@ -69,22 +72,46 @@ class ServerAccess:
     joined: bool
 
 
-async def authorise_server(hs: HomeServer, room_id: str, server_name: str) -> ServerAccess:
-    """The room gate: 404 M_NOT_FOUND for unknown rooms, 403 M_FORBIDDEN for a
-    room that does not federate, an ACL that denies the server, or a server that
-    is neither in the room nor reading a world-readable one."""
-    room = await hs.room_store.get_room(room_id)
-    if room is None:
-        raise not_found("Unknown room")
-    if not room.federate:
-        raise forbidden_server("This room does not federate")
-    if not await server_allowed(hs, room, server_name):
-        raise forbidden_server("Your server is denied by the room's server ACL")
-    if await server_in_room(hs, room, server_name):
-        return ServerAccess(room, server_name, True)
-    if await hs.visibility.is_world_readable(room):
-        return ServerAccess(room, server_name, False)
-    raise forbidden_server("Your server is not in this room")
+class ServerGate:
+    """The room gate and the per-event viewer, over the stores they read."""
+
+    def __init__(
+        self, *, rooms: RoomStore, events: EventStore, state: StateStore, current: CurrentStateEvent,
+        world_readable: Callable[[RoomRecord], Awaitable[bool]],
+    ) -> None:
+        self.rooms = rooms
+        self.events = events
+        self.state = state
+        self.current = current
+        self.world_readable = world_readable  # VisibilityService.is_world_readable
+
+    async def server_in_room(self, room: RoomRecord, server_name: str) -> bool:
+        """Whether any user of `server_name` is joined to the room now."""
+        members = await self.rooms.members(room.room_nid, "join")
+        return any(domain_is(user_id, server_name) for user_id, _, _ in members)
+
+    async def acl_allows(self, room: RoomRecord, server_name: str) -> bool:
+        return await acl_allows(self.current, room, server_name)
+
+    async def authorise(self, room_id: str, server_name: str) -> ServerAccess:
+        """The room gate: 404 M_NOT_FOUND for unknown rooms, 403 M_FORBIDDEN for a
+        room that does not federate, an ACL that denies the server, or a server that
+        is neither in the room nor reading a world-readable one."""
+        room = await self.rooms.get_room(room_id)
+        if room is None:
+            raise not_found("Unknown room")
+        if not room.federate:
+            raise forbidden_server("This room does not federate")
+        if not await self.acl_allows(room, server_name):
+            raise forbidden_server("Your server is denied by the room's server ACL")
+        if await self.server_in_room(room, server_name):
+            return ServerAccess(room, server_name, True)
+        if await self.world_readable(room):
+            return ServerAccess(room, server_name, False)
+        raise forbidden_server("Your server is not in this room")
+
+    def viewer(self, access: ServerAccess) -> ServerViewer:
+        return ServerViewer(access, events=self.events, state=self.state)
 
 
 def federation_pdu(event: StoredEvent, room_version: str, *, redact: bool = False) -> dict[str, Any]:
@@ -101,8 +128,9 @@ class ServerViewer:
     the server's memberships are cached per state snapshot, so walking a page of
     the DAG costs one state read per state change."""
 
-    def __init__(self, hs: HomeServer, access: ServerAccess) -> None:
-        self.hs = hs
+    def __init__(self, access: ServerAccess, *, events: EventStore, state: StateStore) -> None:
+        self.events = events
+        self.state = state
         self.access = access
         self._at: dict[int | None, tuple[str, frozenset[str]]] = {}
 
@@ -114,15 +142,15 @@ class ServerViewer:
         visibility: Any = None
         memberships: set[str] = set()
         if snapshot is not None:
-            state = await self.hs.state_store.get_state(snapshot)
-            keys = await self.hs.state_store.keys_for(set(state))
+            state = await self.state.get_state(snapshot)
+            keys = await self.state.keys_for(set(state))
             wanted: dict[int, tuple[str, str]] = {}
             for key_nid, key in keys.items():
                 if key == HISTORY_VISIBILITY or (
                     key[0] == "m.room.member" and domain_is(key[1], self.access.server_name)
                 ):
                     wanted[state[key_nid]] = key
-            events = await self.hs.event_store.get_events_by_nid(wanted)
+            events = await self.events.get_events_by_nid(wanted)
             for nid, key in wanted.items():
                 ev = events.get(nid)
                 if ev is None:

@@ -40,7 +40,7 @@ import hashlib
 import logging
 import weakref
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from federation.client import quote_path_segment
 from federation.events import get_room_version
@@ -50,7 +50,15 @@ from homeserver.records.rooms import RoomRecord
 from homeserver.rooms.received import Outcome
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from federation.client import FederationClient
+    from homeserver.clock import Clock
+    from homeserver.federation.pdu_checks import PduChecks
+    from homeserver.federation.state_fetch import StateFetcher
+    from homeserver.rooms.received import ReceivedEvents
+    from homeserver.rooms.servers import RoomServers
+    from homeserver.rooms.service import RoomService
+    from homeserver.storage.backfill import BackfillStore
+    from homeserver.storage.events import EventStore
 
 logger = logging.getLogger(__name__)
 
@@ -64,10 +72,28 @@ NO_OLDER_HISTORY_RETRY_MS = 3_600_000
 _FRUITLESS_SIZE = 1000
 
 
+class AuthChains(Protocol):
+    """Fetching and storing an event's auth chain from a server (InboundTransactions)."""
+
+    async def fetch_auth_chain(self, origin: str, room: RoomRecord, rv: RoomVersion, event_id: str) -> None: ...
+
+
 class RoomBackfill:
-    def __init__(self, hs: HomeServer) -> None:
-        self.hs = hs
-        self.received = hs.received_events
+    def __init__(
+        self, *, client: FederationClient | None, checks: PduChecks, received: ReceivedEvents,
+        events: EventStore, store: BackfillStore, room_service: RoomService, room_servers: RoomServers,
+        auth_chains: AuthChains, state_fetcher: StateFetcher, clock: Clock,
+    ) -> None:
+        self.client = client  # None when federation is off
+        self.checks = checks
+        self.received = received
+        self.events = events
+        self.store = store
+        self.room_service = room_service
+        self.room_servers = room_servers
+        self.auth_chains = auth_chains
+        self.state_fetcher = state_fetcher
+        self.clock = clock
         self._lowest: int | None = None  # the lowest stream position handed out so far
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
         # (room nid, extremities) -> when every server failed to extend them
@@ -84,7 +110,7 @@ class RoomBackfill:
         first call (no await between reading and moving the floor), so concurrent
         backfills of different rooms never share a position."""
         if self._lowest is None:
-            lowest = min(0, await self.hs.event_store.min_stream_ordering())
+            lowest = min(0, await self.events.min_stream_ordering())
             if self._lowest is None:
                 self._lowest = lowest
         top = self._lowest - 1
@@ -101,7 +127,7 @@ class RoomBackfill:
         closed with /state_ids, see inbound.py) is not filled from here: its
         events would need positions between live ones, which a single stream
         order cannot give them once later events have theirs."""
-        oldest = await self.hs.event_store.oldest_in_room(room.room_nid, OLDEST_SCAN)
+        oldest = await self.events.oldest_in_room(room.room_nid, OLDEST_SCAN)
         bottom = []
         for ev in oldest:
             bottom.append(ev)
@@ -113,16 +139,15 @@ class RoomBackfill:
             if isinstance(prevs, list):
                 prev_ids.extend(p for p in prevs if isinstance(p, str))
         prev_ids = list(dict.fromkeys(prev_ids))
-        known = await self.hs.event_store.get_events(prev_ids)
+        known = await self.events.get_events(prev_ids)
         return [p for p in prev_ids if p not in known or known[p].outlier]
 
     async def backfill(self, room: RoomRecord, limit: int) -> int:
         """Fetch and store up to about `limit` events older than the room's oldest;
         the number of events that entered the timeline (0: nothing more to get)."""
-        hs = self.hs
-        if hs.federation_client is None or not room.federate:
+        if self.client is None or not room.federate:
             return 0
-        servers = sorted(await hs.room_servers.servers_in_room(room))
+        servers = sorted(await self.room_servers.servers_in_room(room))
         if not servers:
             return 0
         async with self._lock(room.room_nid):
@@ -130,7 +155,7 @@ class RoomBackfill:
             if not extremities:
                 return 0
             key = (room.room_nid, frozenset(extremities))
-            now = hs.clock.time_ms()
+            now = self.clock.time_ms()
             failed_at = self._fruitless.get(key)
             if failed_at is not None and now - failed_at < FRUITLESS_RETRY_MS:
                 return 0
@@ -159,21 +184,14 @@ class RoomBackfill:
     async def _no_older_history_since(self, room_nid: int, digest: str, now: int) -> bool:
         """Whether the servers said lately that they have nothing older than these
         extremities (a stale record, or one for other extremities, does not count)."""
-        row = await self.hs.db.fetchone(
-            "SELECT extremities, found_ts FROM backfill_exhausted WHERE room_nid = ?", (room_nid,)
-        )
-        return row is not None and row[0] == digest and now - int(row[1]) < NO_OLDER_HISTORY_RETRY_MS
+        found = await self.store.no_older_history(room_nid)
+        return found is not None and found[0] == digest and now - found[1] < NO_OLDER_HISTORY_RETRY_MS
 
     async def _record_no_older_history(self, room_nid: int, digest: str, now: int) -> None:
-        await self.hs.db.execute(
-            "INSERT INTO backfill_exhausted (room_nid, extremities, found_ts) VALUES (?, ?, ?)"
-            " ON CONFLICT (room_nid) DO UPDATE SET extremities = excluded.extremities,"
-            " found_ts = excluded.found_ts",
-            (room_nid, digest, now),
-        )
+        await self.store.record_no_older_history(room_nid, digest, now)
 
     async def _from_server(self, server: str, room: RoomRecord, extremities: list[str], limit: int) -> int:
-        client = self.hs.federation_client
+        client = self.client
         assert client is not None
         try:
             body = await client.get_json(
@@ -212,13 +230,13 @@ class RoomBackfill:
             if not isinstance(pdu, dict):
                 continue
             try:
-                event = await self.hs.pdu_checks.check(pdu, rv)
+                event = await self.checks.check(pdu, rv)
             except PduError as e:
                 logger.info("backfilled event from %s refused: %s", server, e)
                 continue
             if event_in_room(event, room.room_id, rv):
                 events[event["event_id"]] = event
-        stored = await self.hs.event_store.get_events(events)
+        stored = await self.events.get_events(events)
         fresh = [e for eid, e in events.items() if eid not in stored or stored[eid].outlier]
         return sorted(fresh, key=lambda e: (e.get("depth", 0), e.get("origin_server_ts", 0), e["event_id"]))
 
@@ -237,16 +255,16 @@ class RoomBackfill:
         fetched_auth = False
         for _ in range(3):
             try:
-                async with self.hs.room_service.lock(room.room_id):
+                async with self.room_service.lock(room.room_id):
                     return await self.received.persist_backfilled(room, event, pos, state_before=state), used
             except MissingEventsError as missing:
                 try:
                     if missing.kind == "auth" and not fetched_auth:
                         fetched_auth = True
-                        await self.hs.inbound_transactions.fetch_auth_chain(server, room, rv, event["event_id"])
+                        await self.auth_chains.fetch_auth_chain(server, room, rv, event["event_id"])
                     elif missing.kind == "prev" and state is None and used < state_fetches:
                         used += 1
-                        state = await self.hs.state_fetcher.state_at_prevs(server, room, rv, event)
+                        state = await self.state_fetcher.state_at_prevs(server, room, rv, event)
                     else:
                         break
                 except PduError as e:

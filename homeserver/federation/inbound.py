@@ -36,13 +36,20 @@ from federation.events import (
 )
 from federation.events.room_versions import RoomVersion
 from homeserver.errors import MatrixError
-from homeserver.federation.access import server_allowed
+from homeserver.federation.access import ServerGate
 from homeserver.federation.pdu_checks import MissingEventsError, PduError, event_in_room
 from homeserver.records.rooms import RoomRecord
 from homeserver.rooms.received import Outcome
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from federation.client import FederationClient
+    from homeserver.federation.edus import EduRegistry
+    from homeserver.federation.pdu_checks import PduChecks
+    from homeserver.federation.state_fetch import StateFetcher
+    from homeserver.rooms.received import ReceivedEvents
+    from homeserver.rooms.service import RoomService
+    from homeserver.storage.events import EventStore
+    from homeserver.storage.rooms import RoomStore
 
 logger = logging.getLogger(__name__)
 
@@ -69,9 +76,20 @@ class _Budget:
 
 
 class InboundTransactions:
-    def __init__(self, hs: HomeServer) -> None:
-        self.hs = hs
-        self.received = hs.received_events
+    def __init__(
+        self, *, client: FederationClient | None, gate: ServerGate, checks: PduChecks,
+        received: ReceivedEvents, state_fetcher: StateFetcher, rooms: RoomStore, events: EventStore,
+        room_service: RoomService, edus: EduRegistry,
+    ) -> None:
+        self.client = client  # None when federation is off (no route reaches this then)
+        self.gate = gate
+        self.checks = checks
+        self.received = received
+        self.state_fetcher = state_fetcher
+        self.rooms = rooms
+        self.events = events
+        self.room_service = room_service
+        self.edus = edus
         self._answered: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
 
     async def on_send(self, origin: str, txn_id: str, body: Any) -> dict[str, Any]:
@@ -101,23 +119,28 @@ class InboundTransactions:
             self._answered.popitem(last=False)
         return answer
 
+    def _client(self) -> FederationClient:
+        if self.client is None:
+            raise RuntimeError("federation is disabled")
+        return self.client
+
     # --- PDUs ---
 
     async def _on_pdu(self, origin: str, pdu: Any) -> tuple[str, str | None]:
         if not isinstance(pdu, dict) or not isinstance(pdu.get("room_id"), str):
             return "?", "PDU must be an object with a room_id"
-        room = await self.hs.room_store.get_room(pdu["room_id"])
+        room = await self.rooms.get_room(pdu["room_id"])
         if room is None:
             return _event_id_or_placeholder(pdu, None), "Unknown room"
         rv = get_room_version(room.room_version)
-        if not await server_allowed(self.hs, room, origin):
+        if not await self.gate.acl_allows(room, origin):
             return _event_id_or_placeholder(pdu, rv), "Your server is denied by the room's server ACL"
         try:
-            event = await self.hs.pdu_checks.check(pdu, rv)
+            event = await self.checks.check(pdu, rv)
         except PduError as e:
             return _event_id_or_placeholder(pdu, rv), str(e)
         try:
-            async with self.hs.room_service.lock(room.room_id):
+            async with self.room_service.lock(room.room_id):
                 outcome = await self._persist(origin, room, rv, event, depth=0, budget=_Budget())
         except PduError as e:
             return event["event_id"], str(e)
@@ -148,7 +171,7 @@ class InboundTransactions:
                     await self._fetch_missing_prevs(origin, room, rv, event, budget)
                 elif state is None and budget.states > 0:
                     budget.states -= 1
-                    state = await self.hs.state_fetcher.state_at_prevs(origin, room, rv, event)
+                    state = await self.state_fetcher.state_at_prevs(origin, room, rv, event)
                 else:
                     raise PduError(str(missing)) from None
         raise PduError("Could not complete the event's history")
@@ -157,7 +180,7 @@ class InboundTransactions:
         """Store (as outliers) the auth chain of `event_id` as `origin` gives it, each
         event checked; also used by backfill."""
         try:
-            body = await self.hs.federation_client.get_json(
+            body = await self._client().get_json(
                 origin,
                 f"/_matrix/federation/v1/event_auth/{quote_path_segment(room.room_id)}/{quote_path_segment(event_id)}",
             )
@@ -169,7 +192,7 @@ class InboundTransactions:
         checked = []
         for pdu in chain[:500]:
             if isinstance(pdu, dict):
-                event = await self.hs.pdu_checks.check(pdu, rv)
+                event = await self.checks.check(pdu, rv)
                 if event_in_room(event, room.room_id, rv):  # never another room's events
                     checked.append(event)
         checked.sort(key=lambda e: e.get("depth", 0))
@@ -181,10 +204,10 @@ class InboundTransactions:
         """Ask the sender for the events between our forward extremities and `event`
         (at most MAX_MISSING, nearest to `event` first) and persist them oldest
         first; one that cannot be persisted is skipped, the rest may still fit."""
-        head = await self.hs.room_service.head(room)
-        latest = await self.hs.event_store.get_events_by_nid(head.extremities)
+        head = await self.room_service.head(room)
+        latest = await self.events.get_events_by_nid(head.extremities)
         try:
-            body = await self.hs.federation_client.post_json(
+            body = await self._client().post_json(
                 origin,
                 f"/_matrix/federation/v1/get_missing_events/{quote_path_segment(room.room_id)}",
                 {
@@ -203,7 +226,7 @@ class InboundTransactions:
         for pdu in found[:MAX_MISSING]:
             if isinstance(pdu, dict) and pdu.get("room_id") == room.room_id:  # never a create event
                 try:
-                    events.append(await self.hs.pdu_checks.check(pdu, rv))
+                    events.append(await self.checks.check(pdu, rv))
                 except PduError as e:
                     logger.info("missing event from %s refused: %s", origin, e)
         events.sort(key=lambda e: e.get("depth", 0))
@@ -221,6 +244,6 @@ class InboundTransactions:
         if not isinstance(edu, dict) or not isinstance(edu.get("content"), dict):
             return
         kind = edu.get("edu_type")
-        handler = self.hs.edus.handler(kind) if isinstance(kind, str) else None
+        handler = self.edus.handler(kind) if isinstance(kind, str) else None
         if handler is not None:
             await handler.receive(origin, edu["content"])

@@ -13,7 +13,7 @@ cannot be reached the invite is still rejected here, as users expect.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from federation.client import (
     ConnectError,
@@ -45,7 +45,16 @@ from homeserver.records.rooms import RoomRecord
 from homeserver.rooms.membership import STRIPPED_STATE_TYPES
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from federation.client import FederationClient
+    from homeserver.clock import Clock
+    from homeserver.federation.keyring import KeyRing
+    from homeserver.federation.pdu_checks import PduChecks
+    from homeserver.rooms.membership import GlobalAccountData, MembershipService
+    from homeserver.rooms.received import ReceivedEvents
+    from homeserver.rooms.service import RoomService
+    from homeserver.signing_key import SigningKey
+    from homeserver.storage.rooms import RoomStore
+    from homeserver.storage.users import UserStore
 
 logger = logging.getLogger(__name__)
 
@@ -61,17 +70,46 @@ def invalid(message: str) -> MatrixError:
     return MatrixError(400, "M_INVALID_PARAM", message)
 
 
+class RemoteMembership(Protocol):
+    """A membership change through a server in the room (FederatedJoins)."""
+
+    async def remote_membership(
+        self, user_id: str, room_id: str, server: str, membership: str, *, reason: str | None = None
+    ) -> tuple[Any, dict[str, Any], dict[str, Any]]: ...
+
+
 class FederatedInvites:
-    def __init__(self, hs: HomeServer) -> None:
-        self.hs = hs
-        self.received = hs.received_events
+    def __init__(
+        self, *, server_name: str, signing_key: SigningKey, client: FederationClient | None,
+        keyring: KeyRing, checks: PduChecks, received: ReceivedEvents, rooms: RoomStore,
+        room_service: RoomService, membership: MembershipService, users: UserStore,
+        account_data: GlobalAccountData, clock: Clock,
+    ) -> None:
+        self.server_name = server_name
+        self.signing_key = signing_key
+        self.client = client  # None when federation is off
+        self.keyring = keyring
+        self.checks = checks
+        self.received = received
+        self.rooms = rooms
+        self.room_service = room_service
+        self.membership = membership
+        self.users = users
+        self.account_data = account_data
+        self.clock = clock
+        self._joins: RemoteMembership | None = None
+
+    def connect(self, *, joins: RemoteMembership) -> None:
+        """Federated joins, built after this service: they serve knocks with the
+        stripped state from here, and rejections here leave through them."""
+        self._joins = joins
 
     # --- the inviting server ---
 
     async def room_state_for_invite(self, room: RoomRecord) -> list[dict[str, Any]]:
         """The room's stripped-state events as full PDUs (what invite_room_state and
         knock_room_state carry over federation)."""
-        rs = self.hs.room_service
+        rs = self.room_service
         state = await rs.state_events(await rs.current_state_ids(room), [(t, "") for t in STRIPPED_STATE_TYPES])
         ordered = sorted(state.values(), key=lambda e: STRIPPED_STATE_TYPES.index(e.type))
         return [federation_pdu(e, room.room_version) for e in ordered]
@@ -90,7 +128,7 @@ class FederatedInvites:
             f"/_matrix/federation/v2/invite/{quote_path_segment(room.room_id)}"
             f"/{quote_path_segment(event['event_id'])}"
         )
-        client = self.hs.federation_client
+        client = self.client
         if client is None:
             raise MatrixError(403, "M_FORBIDDEN", "Federation is disabled on this server")
         try:
@@ -127,7 +165,7 @@ class FederatedInvites:
         their_sigs = sigs.get(destination) if isinstance(sigs, dict) else None
         if not same or not isinstance(their_sigs, dict):
             raise MatrixError(502, "M_UNKNOWN", f"{destination} returned a different or unsigned invite")
-        keys = await self.hs.keyring.get_verify_keys(
+        keys = await self.keyring.get_verify_keys(
             destination, list(their_sigs), minimum_valid_until_ts=ours["origin_server_ts"]
         )
         merged = {**ours, "signatures": {**ours["signatures"], destination: their_sigs}}
@@ -152,7 +190,7 @@ class FederatedInvites:
             pdu, room_version, room_state = body.get("event"), body.get("room_version"), body.get("invite_room_state")
         if not isinstance(pdu, dict):
             raise MatrixError(400, "M_BAD_JSON", "'event' must be an object")
-        local_room = await self.hs.room_store.get_room(room_id)
+        local_room = await self.rooms.get_room(room_id)
         if room_version is None:  # v1 carries no version: only rooms we know can be checked
             room_version = local_room.room_version if local_room is not None else "1"
         if not isinstance(room_version, str) or room_version not in SUPPORTED_ROOM_VERSIONS:
@@ -173,10 +211,10 @@ class FederatedInvites:
         sender = pdu.get("sender")
         if not isinstance(sender, str) or parse_user_id(sender) is None or server_of(sender) != origin:
             raise invalid("The inviting user does not belong to the requesting server")
-        if not isinstance(user_id, str) or not self.hs.membership.is_local(user_id):
+        if not isinstance(user_id, str) or not self.membership.is_local(user_id):
             raise invalid("The invited user does not belong to this server")
         try:
-            event = await self.hs.pdu_checks.check(pdu, rv)
+            event = await self.checks.check(pdu, rv)
         except PduError as e:
             raise MatrixError(403, "M_FORBIDDEN", str(e)) from None
         if event["event_id"] != event_id:
@@ -185,9 +223,9 @@ class FederatedInvites:
             raise forbidden("This room is internal to this server: remote users cannot be invited")
         await self._check_invitee(user_id, sender)
         stripped = await self.stripped_room_state(origin, room_id, rv, room_state)
-        signed = sign_event(event, rv, self.hs.config.server_name, self.hs.signing_key)
+        signed = sign_event(event, rv, self.server_name, self.signing_key)
         signed["event_id"] = event_id
-        if not await self.hs.membership.is_resident(local_room):
+        if not await self.membership.is_resident(local_room):
             # Nobody here is in the room: the invite lives outside its DAG until a join.
             room = await self.received.ensure_room(room_id, rv.identifier, sender)
             await self.received.persist_membership_outlier(room, signed, stripped)
@@ -195,15 +233,15 @@ class FederatedInvites:
         return {"event": pdu_json(signed)}
 
     async def _check_invitee(self, user_id: str, sender: str) -> None:
-        user = await self.hs.users.get_user(user_id)
+        user = await self.users.get_user(user_id)
         if user is None:
             raise MatrixError(404, "M_NOT_FOUND", f"User {user_id} does not exist")
         if user.deactivated:
             raise forbidden(f"User {user_id} has been deactivated")
-        config = await self.hs.account_data.get_global(user_id, "m.invite_permission_config")
+        config = await self.account_data.get_global(user_id, "m.invite_permission_config")
         if isinstance(config, dict) and config.get("default_action") == "block":
             raise MatrixError(403, "M_INVITE_BLOCKED", f"{user_id} does not accept invites")
-        if sender in await self.hs.room_service.ignored_users(user_id):
+        if sender in await self.room_service.ignored_users(user_id):
             raise forbidden(f"{user_id} does not accept invites from {sender}")
 
     async def stripped_room_state(
@@ -246,9 +284,10 @@ class FederatedInvites:
         rv = get_room_version(room.room_version)
         servers = [server_of(invite.sender), server_of(room.room_id) if ":" in room.room_id else ""]
         leave: dict[str, Any] | None = None
-        for server in dict.fromkeys(s for s in servers if s and s != self.hs.config.server_name):
+        for server in dict.fromkeys(s for s in servers if s and s != self.server_name):
             try:
-                _, leave, _ = await self.hs.federated_joins.remote_membership(
+                assert self._joins is not None, "FederatedInvites.connect was not called"
+                _, leave, _ = await self._joins.remote_membership(
                     user_id, room.room_id, server, "leave", reason=reason
                 )
                 break
@@ -268,11 +307,11 @@ class FederatedInvites:
             content["reason"] = reason
         event = {
             "type": "m.room.member", "room_id": room.room_id, "sender": user_id, "state_key": user_id,
-            "content": content, "origin_server_ts": self.hs.clock.time_ms(),
+            "content": content, "origin_server_ts": self.clock.time_ms(),
             "depth": int(invite.event.get("depth", 0)) + 1,
             "prev_events": [invite.event_id],
             "auth_events": [*invite.event.get("auth_events", []), invite.event_id],
         }
-        event = add_hashes_and_signature(event, rv, self.hs.config.server_name, self.hs.signing_key)
+        event = add_hashes_and_signature(event, rv, self.server_name, self.signing_key)
         event["event_id"] = compute_event_id(event, rv)
         return event

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from federation.client import DestinationRefusedError, RemoteError, quote_path_segment
 from federation.events import (
@@ -31,35 +31,79 @@ from federation.events import (
     room_id_from_create_event_id,
     select_auth_event_ids,
 )
-from federation.events.room_versions import SUPPORTED_ROOM_VERSIONS
+from federation.events.room_versions import SUPPORTED_ROOM_VERSIONS, RoomVersion
 from homeserver.errors import MatrixError, forbidden, not_found
-from homeserver.federation.access import server_allowed, server_of
+from homeserver.federation.access import ServerGate, server_of
 from homeserver.federation.pdu_checks import MissingEventsError, PduError
 from homeserver.identifiers import parse_user_id
 from homeserver.records.rooms import RoomRecord
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from federation.client import FederationClient
+    from homeserver.clock import Clock
+    from homeserver.federation.pdu_checks import PduChecks
+    from homeserver.rooms.membership import MembershipService
+    from homeserver.rooms.received import ReceivedEvents
+    from homeserver.rooms.servers import RoomServers
+    from homeserver.rooms.service import RoomService
+    from homeserver.rooms.state_reader import StateResolver
+    from homeserver.signing_key import SigningKey
+    from homeserver.storage.events import EventStore
+    from homeserver.storage.rooms import RoomStore
 
 logger = logging.getLogger(__name__)
 CREATE = ("m.room.create", "")
 
 
+class StrippedState(Protocol):
+    """The stripped room state of invites and knocks (FederatedInvites)."""
+
+    async def room_state_for_invite(self, room: RoomRecord) -> list[dict[str, Any]]: ...
+
+    async def stripped_room_state(
+        self, origin: str, room_id: str, rv: RoomVersion, room_state: Any
+    ) -> list[dict[str, Any]]: ...
+
+
 class FederatedJoins:
-    def __init__(self, hs: HomeServer) -> None:
-        self.hs = hs
+    def __init__(
+        self, *, server_name: str, signing_key: SigningKey, federation_enabled: bool,
+        client: FederationClient | None, gate: ServerGate, checks: PduChecks, received: ReceivedEvents,
+        rooms: RoomStore, events: EventStore, room_service: RoomService, room_servers: RoomServers,
+        resolver: StateResolver, membership: MembershipService, stripped: StrippedState, clock: Clock,
+    ) -> None:
+        self.server_name = server_name
+        self.signing_key = signing_key
+        self.federation_enabled = federation_enabled
+        self.client = client  # None when federation is off
+        self.gate = gate
+        self.checks = checks
+        self.received = received
+        self.rooms = rooms
+        self.events = events
+        self.room_service = room_service
+        self.room_servers = room_servers
+        self.resolver = resolver
+        self.membership = membership
+        self.stripped = stripped
+        self.clock = clock
+
+    def _client(self) -> FederationClient:
+        if self.client is None:
+            raise MatrixError(403, "M_FORBIDDEN", "Federation is disabled on this server")
+        return self.client
 
     # --- resident side ---
 
     async def _joinable_room(self, origin: str, room_id: str, user_id: str) -> RoomRecord:
         if parse_user_id(user_id) is None or server_of(user_id) != origin:
             raise forbidden("The joining user must belong to the requesting server")
-        room = await self.hs.room_store.get_room(room_id)
+        room = await self.rooms.get_room(room_id)
         if room is None:
             raise not_found("Unknown room")
         if not room.federate:
             raise forbidden("This room does not federate: remote users cannot join")
-        if not await server_allowed(self.hs, room, origin):
+        if not await self.gate.acl_allows(room, origin):
             raise forbidden("Your server is denied by the room's server ACL")
         return room
 
@@ -77,7 +121,7 @@ class FederatedJoins:
                 400, "M_INCOMPATIBLE_ROOM_VERSION", f"The room is version {room.room_version}",
                 room_version=room.room_version,
             )
-        rs = self.hs.room_service
+        rs = self.room_service
         rv = get_room_version(room.room_version)
         if membership == "knock" and not rv.knock_join_rule:
             raise MatrixError(
@@ -86,9 +130,9 @@ class FederatedJoins:
             )
         content: dict[str, Any] = {"membership": membership}
         if membership == "join":
-            await self.hs.membership.authorise_restricted_join_content(room, user_id, content)
+            await self.membership.authorise_restricted_join_content(room, user_id, content)
         head = await rs.head(room)
-        prev = await self.hs.event_store.get_events_by_nid(head.extremities)
+        prev = await self.events.get_events_by_nid(head.extremities)
         state_ids = await rs.state_ids_at_snapshot(head.snapshot)
         partial = {"type": "m.room.member", "sender": user_id, "state_key": user_id, "content": content}
         needed = auth_types_for_event(partial, rv) | {CREATE}
@@ -96,7 +140,7 @@ class FederatedJoins:
         template = {
             **partial,
             "room_id": room.room_id,
-            "origin_server_ts": self.hs.clock.time_ms(),
+            "origin_server_ts": self.clock.time_ms(),
             "depth": max((e.event["depth"] for e in prev.values()), default=0) + 1,
             "prev_events": [e.event_id for e in prev.values()],
             "auth_events": select_auth_event_ids(partial, {k: e.event_id for k, e in state.items()}, rv),
@@ -110,13 +154,13 @@ class FederatedJoins:
     async def send_join(self, origin: str, room_id: str, event_id: str, pdu: Any) -> dict[str, Any]:
         room, stored = await self._accept_membership(origin, room_id, event_id, pdu, "join")
         rv = get_room_version(room.room_version)
-        state_ids = await self.hs.room_service.state_ids_before(stored)
-        state = await self.hs.room_service.state_events(state_ids)
-        events = await self.hs.state_resolver.load_with_auth_chains([stored.event_id, *(e.event_id for e in state.values())])
+        state_ids = await self.room_service.state_ids_before(stored)
+        state = await self.room_service.state_events(state_ids)
+        events = await self.resolver.load_with_auth_chains([stored.event_id, *(e.event_id for e in state.values())])
         chain = compute_auth_chain([stored.event_id, *(e.event_id for e in state.values())], events, rv)
-        chain_events = await self.hs.event_store.get_events(chain)
+        chain_events = await self.events.get_events(chain)
         return {
-            "origin": self.hs.config.server_name,
+            "origin": self.server_name,
             "members_omitted": False,
             "state": [pdu_json(e.event) for e in state.values()],
             "auth_chain": [pdu_json(e.event) for e in chain_events.values()],
@@ -129,7 +173,7 @@ class FederatedJoins:
 
     async def send_knock(self, origin: str, room_id: str, event_id: str, pdu: Any) -> dict[str, Any]:
         room, _ = await self._accept_membership(origin, room_id, event_id, pdu, "knock")
-        return {"knock_room_state": await self.hs.federated_invites.room_state_for_invite(room)}
+        return {"knock_room_state": await self.stripped.room_state_for_invite(room)}
 
     async def _accept_membership(
         self, origin: str, room_id: str, event_id: str, pdu: Any, membership: str
@@ -149,14 +193,14 @@ class FederatedJoins:
         ):
             raise MatrixError(400, "M_BAD_JSON", f"Not a {membership} event for this room and user")
         try:
-            event = await self.hs.pdu_checks.check(pdu, rv)
+            event = await self.checks.check(pdu, rv)
         except PduError as e:
             raise MatrixError(400, "M_BAD_JSON", str(e)) from None
         if event["event_id"] != event_id:
             raise MatrixError(400, "M_BAD_JSON", "The event ID in the path does not match the event")
-        received = self.hs.received_events
+        received = self.received
         try:
-            async with self.hs.room_service.lock(room.room_id):
+            async with self.room_service.lock(room.room_id):
                 outcome = await received.persist(room, event)
         except MissingEventsError as e:
             # The event was meant to be built from our own make_* template, whose prev
@@ -167,7 +211,7 @@ class FederatedJoins:
             ) from None
         if outcome.status in ("rejected", "soft_failed"):
             raise forbidden(f"{membership.capitalize()} refused: {outcome.reason}")
-        stored = await self.hs.event_store.get_event(event["event_id"])
+        stored = await self.events.get_event(event["event_id"])
         assert stored is not None
         return room, stored
 
@@ -178,7 +222,7 @@ class FederatedJoins:
         server (/query/directory); a room ID's own domain (before v12) is a candidate."""
         if room_id_or_alias.startswith("#"):
             domain = room_id_or_alias.partition(":")[2]
-            answer = await self.hs.federation_client.get_json(
+            answer = await self._client().get_json(
                 domain, "/_matrix/federation/v1/query/directory", query={"room_alias": room_id_or_alias}
             )
             if not isinstance(answer, dict) or not isinstance(answer.get("room_id"), str):
@@ -200,10 +244,10 @@ class FederatedJoins:
 
         async def attempt(server: str) -> str:
             version, event, answer = await self.remote_membership(user_id, room_id, server, "knock", reason=reason)
-            stripped = await self.hs.federated_invites.stripped_room_state(
+            stripped = await self.stripped.stripped_room_state(
                 server, room_id, version, answer.get("knock_room_state")
             )
-            received = self.hs.received_events
+            received = self.received
             room = await received.ensure_room(room_id, version.identifier, user_id)
             await received.persist_membership_outlier(room, event, stripped)
             return room_id
@@ -216,11 +260,11 @@ class FederatedJoins:
         """Try each server in turn. When every one refused (our federation policy,
         or the room's server answering 403), the user is told it is forbidden, not
         that the room cannot be found."""
-        if not self.hs.config.federation.enabled:
+        if not self.federation_enabled:
             raise forbidden("Federation is disabled on this server")
         errors: list[str] = []
         refused = 0
-        for server in dict.fromkeys(s for s in servers if s and s != self.hs.config.server_name):
+        for server in dict.fromkeys(s for s in servers if s and s != self.server_name):
             try:
                 return await attempt(server)
             except DestinationRefusedError:
@@ -256,8 +300,7 @@ class FederatedJoins:
         self, user_id: str, room_id: str, server: str, membership: str, *, reason: str | None = None
     ) -> tuple[Any, dict[str, Any], dict[str, Any]]:
         """make_<membership>, sign the template, send_<membership>."""
-        hs = self.hs
-        client = hs.federation_client
+        client = self._client()
         room_q, user_q = quote_path_segment(room_id), quote_path_segment(user_id)
         query = None if membership == "leave" else {"ver": list(SUPPORTED_ROOM_VERSIONS)}
         made = await client.get_json(
@@ -269,7 +312,7 @@ class FederatedJoins:
             raise PduError(f"make_{membership} answered with an unusable template")
         rv = get_room_version(version)
         offered = template.get("content") if isinstance(template.get("content"), dict) else {}
-        content = await hs.membership.member_content(user_id, membership)
+        content = await self.membership.member_content(user_id, membership)
         if membership == "join" and "join_authorised_via_users_server" in offered:
             content["join_authorised_via_users_server"] = offered["join_authorised_via_users_server"]
         if reason is not None:
@@ -283,9 +326,9 @@ class FederatedJoins:
             or event.get("room_id") != room_id or event.get("type") != "m.room.member"
         ):
             raise PduError(f"make_{membership} answered with a template for someone else")
-        event.update(content=content, origin_server_ts=hs.clock.time_ms())
+        event.update(content=content, origin_server_ts=self.clock.time_ms())
         try:
-            event = add_hashes_and_signature(event, rv, hs.config.server_name, hs.signing_key)
+            event = add_hashes_and_signature(event, rv, self.server_name, self.signing_key)
         except (EventFormatError, CanonicalJSONError) as e:
             raise PduError(f"Cannot sign the {membership}: {e}") from None
         event_id = compute_event_id(event, rv)
@@ -300,8 +343,7 @@ class FederatedJoins:
         return rv, event, answer
 
     async def _build_room(self, room_id: str, rv: Any, join: dict[str, Any], answer: dict[str, Any]) -> str:
-        hs = self.hs
-        checks = hs.pdu_checks
+        checks = self.checks
         checked: dict[str, dict[str, Any]] = {}
         for pdu in [*answer.get("auth_chain", []), *answer.get("state", [])]:
             if isinstance(pdu, dict):
@@ -324,13 +366,13 @@ class FederatedJoins:
         federate = content.get("m.federate", True) is not False
         if not federate:
             raise PduError("The room does not federate")
-        received = hs.received_events
+        received = self.received
         room = await received.ensure_room(room_id, rv.identifier, creator)
-        async with hs.room_service.lock(room_id):
+        async with self.room_service.lock(room_id):
             ordered = sorted(checked.values(), key=lambda e: e.get("depth", 0))
             await received.persist_outliers(room, ordered)
             outcome = await received.persist_joined(room, join, state_ids)
         if outcome.status != "accepted":
             raise PduError(f"Our join was not accepted here: {outcome.reason}")
-        hs.room_servers.invalidate(room.room_nid)
+        self.room_servers.invalidate(room.room_nid)
         return room_id

@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import orjson
 
@@ -27,9 +27,6 @@ from federation.client import (
 )
 from homeserver.errors import MatrixError, forbidden, not_found
 from homeserver.identifiers import parse_user_id
-
-if TYPE_CHECKING:
-    from homeserver.server import HomeServer
 
 logger = logging.getLogger(__name__)
 
@@ -156,10 +153,13 @@ _Profile = dict[str, Any] | None
 class RemoteProfiles:
     """Profiles of users on other servers, as the client API's GET /profile serves them."""
 
-    def __init__(self, hs: HomeServer) -> None:
-        self.hs = hs
+    def __init__(
+        self, *, server_name: str, client: FederationClient | None, monotonic: Callable[[], float]
+    ) -> None:
+        self.server_name = server_name
+        self.client = client  # None when federation is off
         self._cache: TtlCache[tuple[str, str | None], _Profile] = TtlCache(
-            PROFILE_CACHE_ENTRIES, PROFILE_CACHE_TTL_S, hs.clock.monotonic
+            PROFILE_CACHE_ENTRIES, PROFILE_CACHE_TTL_S, monotonic
         )
 
     async def get(self, user_id: str, field: str | None = None) -> dict[str, Any]:
@@ -167,8 +167,8 @@ class RemoteProfiles:
         the server says there is none, or when federation is off (nothing may leave
         the server then, and to the client the profile is simply unknown here)."""
         parsed = parse_user_id(user_id)
-        assert parsed is not None and parsed[1] != self.hs.config.server_name
-        client = self.hs.federation_client
+        assert parsed is not None and parsed[1] != self.server_name
+        client = self.client
         if client is None:
             raise not_found("Profile not found: this server does not federate")
         if field is not None:

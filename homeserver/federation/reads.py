@@ -2,7 +2,7 @@
 chains, backfill and missing events (spec: "Retrieving events", "Backfilling
 and retrieving missing events").
 
-Every method first passes the room gate (`authorise_server`), then serves each
+Every method first passes the room gate (`ServerGate.authorise`), then serves each
 event through a `ServerViewer`, so no path can hand another server an event of
 a room it may not read, or the content of an event its users could not see.
 
@@ -21,16 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 from federation.events import compute_auth_chain, get_room_version
 from homeserver.errors import MatrixError, not_found
-from homeserver.federation.access import (
-    ServerAccess,
-    ServerViewer,
-    authorise_server,
-    federation_pdu,
-)
+from homeserver.federation.access import ServerAccess, ServerGate, federation_pdu
 from homeserver.records.events import StoredEvent
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.rooms.service import RoomService
+    from homeserver.storage.events import EventStore
+    from homeserver.storage.rooms import RoomStore
 
 # Bounds on one request's walk: a peer cannot make us read an unbounded DAG.
 MAX_BACKFILL = 100
@@ -51,19 +48,24 @@ def _prev_ids(event: StoredEvent) -> list[str]:
 
 
 class FederationReads:
-    def __init__(self, hs: HomeServer) -> None:
-        self.hs = hs
+    def __init__(
+        self, *, gate: ServerGate, rooms: RoomStore, events: EventStore, room_service: RoomService
+    ) -> None:
+        self.gate = gate
+        self.rooms = rooms
+        self.events = events
+        self.room_service = room_service
 
     async def _event_in_room(self, access: ServerAccess, event_id: str) -> StoredEvent:
         """An accepted event of the gated room, else 404 (whether it is unknown or
         belongs to another room: the caller's rights in that room were not checked)."""
-        ev = await self.hs.event_store.get_event(event_id)
+        ev = await self.events.get_event(event_id)
         if ev is None or ev.room_nid != access.room.room_nid or ev.rejected is not None:
             raise not_found(f"Could not find event {event_id}")
         return ev
 
     async def _known_in_room(self, access: ServerAccess, event_ids: Iterable[str]) -> list[StoredEvent]:
-        found = await self.hs.event_store.get_events(list(dict.fromkeys(event_ids)))
+        found = await self.events.get_events(list(dict.fromkeys(event_ids)))
         return [
             ev for ev in found.values()
             if ev.room_nid == access.room.room_nid and ev.rejected is None and not ev.outlier
@@ -85,7 +87,7 @@ class FederationReads:
             missing = [e for e in chain if e not in stored and e not in unknown]
             if not missing:
                 break
-            found = await self.hs.event_store.get_events(missing)
+            found = await self.events.get_events(missing)
             for event_id in missing:
                 ev = found.get(event_id)
                 if ev is None or ev.room_nid != access.room.room_nid:
@@ -104,25 +106,25 @@ class FederationReads:
 
     async def event(self, origin: str, event_id: str) -> dict[str, Any]:
         """The PDU of one event, redacted if the origin may not see it."""
-        ev = await self.hs.event_store.get_event(event_id)
+        ev = await self.events.get_event(event_id)
         if ev is None or ev.rejected is not None:
             raise not_found(f"Could not find event {event_id}")
-        room = await self.hs.room_store.get_room_by_nid(ev.room_nid)
+        room = await self.rooms.get_room_by_nid(ev.room_nid)
         if room is None:
             raise not_found(f"Could not find event {event_id}")
-        access = await authorise_server(self.hs, room.room_id, origin)
-        return await ServerViewer(self.hs, access).pdu(ev)
+        access = await self.gate.authorise(room.room_id, origin)
+        return await self.gate.viewer(access).pdu(ev)
 
     async def _state_before(self, origin: str, room_id: str, event_id: str) -> tuple[ServerAccess, list[StoredEvent]]:
-        access = await authorise_server(self.hs, room_id, origin)
+        access = await self.gate.authorise(room_id, origin)
         ev = await self._event_in_room(access, event_id)
         if ev.outlier:
             raise not_found(f"The state at {event_id} is not known here")
-        if not access.joined and not await ServerViewer(self.hs, access).can_see(ev):
+        if not access.joined and not await self.gate.viewer(access).can_see(ev):
             # Readers of a world-readable room see the state only where they see the event.
             raise MatrixError(403, "M_FORBIDDEN", "You may not see the state at this event")
-        state_ids = await self.hs.room_service.state_ids_before(ev)
-        by_nid = await self.hs.event_store.get_events_by_nid(state_ids.values())
+        state_ids = await self.room_service.state_ids_before(ev)
+        by_nid = await self.events.get_events_by_nid(state_ids.values())
         return access, _by_depth(by_nid.values())
 
     async def state(self, origin: str, room_id: str, event_id: str) -> dict[str, Any]:
@@ -138,9 +140,9 @@ class FederationReads:
 
     async def event_auth(self, origin: str, room_id: str, event_id: str) -> dict[str, Any]:
         """The full auth chain of one event (the event itself excluded)."""
-        access = await authorise_server(self.hs, room_id, origin)
+        access = await self.gate.authorise(room_id, origin)
         ev = await self._event_in_room(access, event_id)
-        if not access.joined and not await ServerViewer(self.hs, access).can_see(ev):
+        if not access.joined and not await self.gate.viewer(access).can_see(ev):
             raise MatrixError(403, "M_FORBIDDEN", "You may not see this event")
         return {"auth_chain": self._pdus(access, await self._auth_chain(access, [ev]))}
 
@@ -155,12 +157,12 @@ class FederationReads:
         what a server filling a gap backwards wants next. Events we hold only as
         outliers have no place in our DAG and end the walk along that branch.
         """
-        access = await authorise_server(self.hs, room_id, origin)
+        access = await self.gate.authorise(room_id, origin)
         start = await self._known_in_room(access, from_ids)
         if not start:
             raise not_found("None of the events to backfill from are known here")
         limit = min(limit, MAX_BACKFILL)
-        viewer = ServerViewer(self.hs, access)
+        viewer = self.gate.viewer(access)
         seen = {ev.event_id for ev in start}
         heap: list[tuple[int, int, str, StoredEvent]] = []
 
@@ -193,12 +195,12 @@ class FederationReads:
         returned), neither returning nor walking past `earliest` (the requester has
         those) or events shallower than `min_depth`; at most `limit` events,
         returned oldest first so the requester can process them in order."""
-        access = await authorise_server(self.hs, room_id, origin)
+        access = await self.gate.authorise(room_id, origin)
         start = await self._known_in_room(access, latest)
         if not start:
             raise not_found("None of the latest events are known here")
         limit = min(limit, MAX_MISSING_EVENTS)
-        viewer = ServerViewer(self.hs, access)
+        viewer = self.gate.viewer(access)
         seen = set(earliest) | {ev.event_id for ev in start} | set(latest)
         level = _by_depth(start)
         found: list[StoredEvent] = []

@@ -26,7 +26,11 @@ from homeserver.federation.pdu_checks import PduError, event_in_room
 from homeserver.records.rooms import RoomRecord
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from federation.client import FederationClient
+    from homeserver.federation.pdu_checks import PduChecks
+    from homeserver.rooms.received import ReceivedEvents
+    from homeserver.rooms.service import RoomService
+    from homeserver.storage.events import EventStore
 
 StateKey = tuple[str, str]
 V1 = "/_matrix/federation/v1"
@@ -48,12 +52,18 @@ def _event_ids(value: Any) -> list[str]:
 
 
 class StateFetcher:
-    def __init__(self, hs: HomeServer) -> None:
-        self.hs = hs
-        self.received = hs.received_events
+    def __init__(
+        self, *, client: FederationClient | None, checks: PduChecks, received: ReceivedEvents,
+        events: EventStore, room_service: RoomService,
+    ) -> None:
+        self.client = client  # None when federation is off
+        self.checks = checks
+        self.received = received
+        self.events = events
+        self.room_service = room_service
 
     async def _get(self, server: str, path: str, query: dict[str, str] | None = None) -> Any:
-        client = self.hs.federation_client
+        client = self.client
         if client is None:
             raise PduError("Federation is disabled")
         try:
@@ -72,7 +82,7 @@ class StateFetcher:
             pdus = body.get("pdus") if isinstance(body, dict) else None
             if not isinstance(pdus, list) or len(pdus) != 1 or not isinstance(pdus[0], dict):
                 raise PduError(f"/event answered without the event {event_id}")
-            event = await self.hs.pdu_checks.check(pdus[0], rv)
+            event = await self.checks.check(pdus[0], rv)
             if event["event_id"] != event_id or not event_in_room(event, room.room_id, rv):
                 raise PduError(f"/event answered with another event than {event_id}")
             out[event_id] = event
@@ -96,7 +106,7 @@ class StateFetcher:
             for pdu in pdus:
                 if not isinstance(pdu, dict):
                     continue
-                event = await self.hs.pdu_checks.check(pdu, rv)
+                event = await self.checks.check(pdu, rv)
                 if event["event_id"] in wanted and event_in_room(event, room.room_id, rv):
                     out[event["event_id"]] = event
         return out
@@ -114,7 +124,7 @@ class StateFetcher:
         pdu_ids = _event_ids(body.get("pdu_ids"))
         auth_ids = _event_ids(body.get("auth_chain_ids"))
         wanted = list(dict.fromkeys([*pdu_ids, *auth_ids]))
-        have = await self.hs.event_store.get_events(wanted)
+        have = await self.events.get_events(wanted)
         missing = [e for e in wanted if e not in have]
         if len(missing) > MAX_SINGLE_FETCHES:
             fetched = await self._fetch_by_state(server, room, rv, event_id, set(missing))
@@ -123,7 +133,7 @@ class StateFetcher:
         if len(fetched) != len(missing):
             raise PduError(f"{server} could not supply the state at {event_id}")
         await self.received.persist_outliers(room, sorted(fetched.values(), key=lambda e: e.get("depth", 0)))
-        stored = await self.hs.event_store.get_events(pdu_ids)
+        stored = await self.events.get_events(pdu_ids)
         state: dict[StateKey, int] = {}
         for eid in pdu_ids:
             ev = stored.get(eid)
@@ -143,12 +153,12 @@ class StateFetcher:
         prev_ids = list(dict.fromkeys(p for p in event.get("prev_events", []) if isinstance(p, str)))
         if not prev_ids or len(prev_ids) > MAX_PREVS:
             raise PduError("Cannot recover the state at this many prev events")
-        rs = self.hs.room_service
-        known = await self.hs.event_store.get_events(prev_ids)
+        rs = self.room_service
+        known = await self.events.get_events(prev_ids)
         unknown = [p for p in prev_ids if p not in known]
         fetched = await self.fetch_events(server, room, rv, unknown)
         await self.received.persist_outliers(room, sorted(fetched.values(), key=lambda e: e.get("depth", 0)))
-        known = await self.hs.event_store.get_events(prev_ids)
+        known = await self.events.get_events(prev_ids)
         states: list[dict[StateKey, int]] = []
         for prev_id in prev_ids:
             prev = known.get(prev_id)

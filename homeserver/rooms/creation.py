@@ -292,5 +292,5 @@ class RoomCreator:
 
 
 async def create_room(hs: HomeServer, creator: str, body: dict[str, Any]) -> str:
-    """Create a room as `creator` asks (the client API's entry point)."""
+    """`hs.room_creator.create`, for tests and tools that hold a HomeServer."""
     return await hs.room_creator.create(creator, body)

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from homeserver.filters.event_filter import RoomEventFilter
 from homeserver.records.events import StoredEvent
@@ -31,7 +31,10 @@ from homeserver.rooms.client_format import client_event
 from homeserver.rooms.visibility import RoomAccess, Viewer
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.clock import Clock
+    from homeserver.rooms.service import RoomService
+    from homeserver.storage.events import EventStore
+    from homeserver.storage.state import StateStore
 
 StateKey = tuple[str, str]
 # Events read from the database per page, visible or not. A user paginating
@@ -57,77 +60,6 @@ def _is_ignored(ev: StoredEvent, ignored: AbstractSet[str]) -> bool:
     return ev.sender in ignored and ev.state_key is None
 
 
-async def ignored_senders(hs: HomeServer, user_id: str) -> set[str]:
-    """Whom this user ignores; never themselves, whose events they must always see."""
-    return (await hs.room_service.ignored_users(user_id)) - {user_id}
-
-
-async def paginate(
-    hs: HomeServer,
-    room: RoomRecord,
-    viewer: Viewer,
-    access: RoomAccess,
-    *,
-    from_pos: int,
-    backwards: bool,
-    limit: int,
-    to_pos: int | None = None,
-    event_filter: RoomEventFilter | None = None,
-    ignored: set[str] | frozenset[str] = frozenset(),
-) -> Page:
-    """Up to `limit` events the viewer may see, in the direction of travel:
-    positions in (to, from] going back, (from, to] going forward. Going back
-    without a `to` past the oldest event held here, older history is backfilled
-    from other servers of the room first."""
-    bound = access.stream_bound(hs.room_service.stream.current)
-    stop: int | None
-    if backwards:
-        pos = min(from_pos, bound)
-        stop = to_pos
-    else:
-        pos = from_pos
-        stop = bound if to_pos is None else min(to_pos, bound)
-    chunk: list[StoredEvent] = []
-    scanned = 0
-    backfills = 0
-    while len(chunk) < limit:
-        if stop is not None and ((backwards and pos <= stop) or (not backwards and pos >= stop)):
-            return Page(chunk, pos, False)
-        if scanned >= MAX_SCAN:
-            return Page(chunk, pos, True)
-        want = min(_BATCH, max(limit - len(chunk), 10) + 10)
-        batch = await hs.event_store.room_stream(
-            room.room_nid, from_pos=pos, to_pos=stop, backwards=backwards, limit=want
-        )
-        scanned += len(batch)
-        candidates = [
-            ev for ev in batch
-            if (event_filter is None or event_filter.matches(ev.event, room.room_id))
-            and not _is_ignored(ev, ignored)
-        ]
-        visible = {ev.nid for ev in await viewer.filter(candidates)}
-        consumed = 0
-        for ev in batch:
-            consumed += 1
-            assert ev.stream_ordering is not None
-            pos = ev.stream_ordering - 1 if backwards else ev.stream_ordering
-            if ev.nid in visible:
-                chunk.append(ev)
-                if len(chunk) >= limit:
-                    break
-        if len(batch) < want and consumed == len(batch):
-            # The range ran out within this batch: going back, older history may
-            # still be on other servers.
-            if not backwards or stop is not None:
-                return Page(chunk, pos, False)
-            if backfills >= MAX_BACKFILLS_PER_PAGE:
-                return Page(chunk, pos, True)
-            backfills += 1
-            if not await hs.room_backfill.backfill(room, limit):
-                return Page(chunk, pos, False)
-    return Page(chunk, pos, True)
-
-
 @dataclass
 class Context:
     event: StoredEvent
@@ -136,135 +68,218 @@ class Context:
     state: list[StoredEvent]
 
 
-async def context(
-    hs: HomeServer,
-    room: RoomRecord,
-    viewer: Viewer,
-    access: RoomAccess,
-    event: StoredEvent,
-    *,
-    limit: int,
-    event_filter: RoomEventFilter,
-    ignored: set[str],
-) -> Context:
-    """The visible events around `event` (limit split between before and after,
-    the spec leaves the split to the server) and the room state at the last
-    event returned, filtered like the events."""
-    assert event.stream_ordering is not None
-    before_limit = limit // 2
-    before = await paginate(
-        hs, room, viewer, access, from_pos=event.stream_ordering - 1, backwards=True,
-        limit=before_limit, event_filter=event_filter, ignored=ignored,
-    )
-    after = await paginate(
-        hs, room, viewer, access, from_pos=event.stream_ordering, backwards=False,
-        limit=limit - before_limit, event_filter=event_filter, ignored=ignored,
-    )
-    last = after.events[-1] if after.events else event
-    state_ids = await hs.room_service.state_ids_after(last)
-    if event_filter.lazy_load_members:
-        senders = {ev.sender for ev in [*before.events, event, *after.events]}
-        state_ids = {
-            k: v for k, v in state_ids.items() if k[0] != "m.room.member" or k[1] in senders
-        }
-    state = await hs.room_service.state_events(state_ids)
-    wanted = [ev for ev in state.values() if event_filter.matches(ev.event, room.room_id)]
-    return Context(event, before, after, wanted)
-
-
-async def member_events_for(
-    hs: HomeServer, events: list[StoredEvent], senders: Iterable[str]
-) -> list[StoredEvent]:
-    """Lazy-loading members: the senders' m.room.member events as of the newest
-    of `events` (the membership a client shows next to those events)."""
-    newest = max(events, key=lambda e: e.stream_ordering or 0)
-    state_ids = await hs.room_service.state_ids_after(newest)
-    found = await hs.room_service.state_events(state_ids, [("m.room.member", s) for s in sorted(set(senders))])
-    return list(found.values())
-
-
-async def state_at_position(hs: HomeServer, room: RoomRecord, pos: int) -> tuple[StoredEvent | None, dict[StateKey, int]]:
-    """The room's last event at or before stream position `pos`, and the state
-    after it (empty before the room existed)."""
-    last = await hs.event_store.room_stream(room.room_nid, from_pos=pos, to_pos=None, backwards=True, limit=1)
-    if not last:
-        return None, {}
-    return last[0], await hs.room_service.state_ids_after(last[0])
-
-
-async def readable_state_ids(hs: HomeServer, room: RoomRecord, access: RoomAccess) -> dict[StateKey, int]:
-    """The state a reader may see: current for members and world-readable rooms,
-    for those who left the state just after they left (the spec: "the state of
-    the room when they left", which shows their own departure)."""
-    if access.until is None:
-        return await hs.room_service.current_state_ids(room)
-    return await hs.room_service.state_ids_after(access.until)
-
-
-async def format_client_events(
-    hs: HomeServer,
-    room: RoomRecord,
-    events: list[StoredEvent],
-    device_id: str | None = None,
-    *,
-    with_prev_content: bool = True,
-) -> list[dict[str, Any]]:
-    """Client JSON for events: redacted ones carry their redaction in
-    unsigned.redacted_because, state events the content they replaced in
-    unsigned.prev_content (how clients tell a rename from a join)."""
-    redaction_ids = [ev.redacted_by for ev in events if ev.redacted_by]
-    redactions = await hs.event_store.get_events(redaction_ids) if redaction_ids else {}
-    prev: dict[int, dict[str, Any]] = {}
-    if with_prev_content:
-        prev = await _prev_contents(hs, room, [ev for ev in events if ev.state_key is not None])
-    now = hs.clock.time_ms()
-    return [
-        client_event(
-            ev, room.room_id, room.room_version, now, device_id=device_id,
-            redaction=redactions.get(ev.redacted_by) if ev.redacted_by else None,
-            prev_content=prev.get(ev.nid),
-        )
-        for ev in events
-    ]
-
-
 # Types whose previous state event the auth rules always cite in auth_events
 # (a member event cites the target's membership, every event the power levels):
 # no state needs loading to find what they replaced.
 _CITED_IN_AUTH = ("m.room.member", "m.room.power_levels")
 
 
-async def _prev_contents(hs: HomeServer, room: RoomRecord, events: list[StoredEvent]) -> dict[int, dict[str, Any]]:
-    from federation.events import redact_event
+class Backfill(Protocol):
+    """History from before this server joined, asked of the room's other servers (RoomBackfill)."""
 
-    auth_ids = {a for ev in events for a in ev.event.get("auth_events", []) if isinstance(a, str)}
-    auth = await hs.event_store.get_events(auth_ids) if auth_ids else {}
-    replaced: dict[int, StoredEvent] = {}
-    from_state: dict[int, int] = {}
-    states: dict[int, dict[int, int]] = {}
-    for ev in events:
-        key = (ev.type, ev.state_key or "")
-        cited = [
-            auth[a] for a in ev.event.get("auth_events", [])
-            if a in auth and (auth[a].type, auth[a].state_key) == key
+    async def backfill(self, room: RoomRecord, limit: int) -> int: ...
+
+
+class RoomHistory:
+    """Timeline pages, context, state and members at a point, and client JSON of events."""
+
+    def __init__(
+        self, *, room_service: RoomService, events: EventStore, state: StateStore, backfill: Backfill,
+        clock: Clock,
+    ) -> None:
+        self.room_service = room_service
+        self.events = events
+        self.state = state
+        self.backfill = backfill
+        self.clock = clock
+
+    async def ignored_senders(self, user_id: str) -> set[str]:
+        """Whom this user ignores; never themselves, whose events they must always see."""
+        return (await self.room_service.ignored_users(user_id)) - {user_id}
+
+    async def paginate(
+        self,
+        room: RoomRecord,
+        viewer: Viewer,
+        access: RoomAccess,
+        *,
+        from_pos: int,
+        backwards: bool,
+        limit: int,
+        to_pos: int | None = None,
+        event_filter: RoomEventFilter | None = None,
+        ignored: set[str] | frozenset[str] = frozenset(),
+    ) -> Page:
+        """Up to `limit` events the viewer may see, in the direction of travel:
+        positions in (to, from] going back, (from, to] going forward. Going back
+        without a `to` past the oldest event held here, older history is backfilled
+        from other servers of the room first."""
+        bound = access.stream_bound(self.room_service.stream.current)
+        stop: int | None
+        if backwards:
+            pos = min(from_pos, bound)
+            stop = to_pos
+        else:
+            pos = from_pos
+            stop = bound if to_pos is None else min(to_pos, bound)
+        chunk: list[StoredEvent] = []
+        scanned = 0
+        backfills = 0
+        while len(chunk) < limit:
+            if stop is not None and ((backwards and pos <= stop) or (not backwards and pos >= stop)):
+                return Page(chunk, pos, False)
+            if scanned >= MAX_SCAN:
+                return Page(chunk, pos, True)
+            want = min(_BATCH, max(limit - len(chunk), 10) + 10)
+            batch = await self.events.room_stream(
+                room.room_nid, from_pos=pos, to_pos=stop, backwards=backwards, limit=want
+            )
+            scanned += len(batch)
+            candidates = [
+                ev for ev in batch
+                if (event_filter is None or event_filter.matches(ev.event, room.room_id))
+                and not _is_ignored(ev, ignored)
+            ]
+            visible = {ev.nid for ev in await viewer.filter(candidates)}
+            consumed = 0
+            for ev in batch:
+                consumed += 1
+                assert ev.stream_ordering is not None
+                pos = ev.stream_ordering - 1 if backwards else ev.stream_ordering
+                if ev.nid in visible:
+                    chunk.append(ev)
+                    if len(chunk) >= limit:
+                        break
+            if len(batch) < want and consumed == len(batch):
+                # The range ran out within this batch: going back, older history may
+                # still be on other servers.
+                if not backwards or stop is not None:
+                    return Page(chunk, pos, False)
+                if backfills >= MAX_BACKFILLS_PER_PAGE:
+                    return Page(chunk, pos, True)
+                backfills += 1
+                if not await self.backfill.backfill(room, limit):
+                    return Page(chunk, pos, False)
+        return Page(chunk, pos, True)
+
+    async def context(
+        self,
+        room: RoomRecord,
+        viewer: Viewer,
+        access: RoomAccess,
+        event: StoredEvent,
+        *,
+        limit: int,
+        event_filter: RoomEventFilter,
+        ignored: set[str],
+    ) -> Context:
+        """The visible events around `event` (limit split between before and after,
+        the spec leaves the split to the server) and the room state at the last
+        event returned, filtered like the events."""
+        assert event.stream_ordering is not None
+        before_limit = limit // 2
+        before = await self.paginate(
+            room, viewer, access, from_pos=event.stream_ordering - 1, backwards=True,
+            limit=before_limit, event_filter=event_filter, ignored=ignored,
+        )
+        after = await self.paginate(
+            room, viewer, access, from_pos=event.stream_ordering, backwards=False,
+            limit=limit - before_limit, event_filter=event_filter, ignored=ignored,
+        )
+        last = after.events[-1] if after.events else event
+        state_ids = await self.room_service.state_ids_after(last)
+        if event_filter.lazy_load_members:
+            senders = {ev.sender for ev in [*before.events, event, *after.events]}
+            state_ids = {
+                k: v for k, v in state_ids.items() if k[0] != "m.room.member" or k[1] in senders
+            }
+        state = await self.room_service.state_events(state_ids)
+        wanted = [ev for ev in state.values() if event_filter.matches(ev.event, room.room_id)]
+        return Context(event, before, after, wanted)
+
+    async def member_events_for(
+        self, events: list[StoredEvent], senders: Iterable[str]
+    ) -> list[StoredEvent]:
+        """Lazy-loading members: the senders' m.room.member events as of the newest
+        of `events` (the membership a client shows next to those events)."""
+        newest = max(events, key=lambda e: e.stream_ordering or 0)
+        state_ids = await self.room_service.state_ids_after(newest)
+        found = await self.room_service.state_events(state_ids, [("m.room.member", s) for s in sorted(set(senders))])
+        return list(found.values())
+
+    async def state_at_position(self, room: RoomRecord, pos: int) -> tuple[StoredEvent | None, dict[StateKey, int]]:
+        """The room's last event at or before stream position `pos`, and the state
+        after it (empty before the room existed)."""
+        last = await self.events.room_stream(room.room_nid, from_pos=pos, to_pos=None, backwards=True, limit=1)
+        if not last:
+            return None, {}
+        return last[0], await self.room_service.state_ids_after(last[0])
+
+    async def readable_state_ids(self, room: RoomRecord, access: RoomAccess) -> dict[StateKey, int]:
+        """The state a reader may see: current for members and world-readable rooms,
+        for those who left the state just after they left (the spec: "the state of
+        the room when they left", which shows their own departure)."""
+        if access.until is None:
+            return await self.room_service.current_state_ids(room)
+        return await self.room_service.state_ids_after(access.until)
+
+    async def format_client_events(
+        self,
+        room: RoomRecord,
+        events: list[StoredEvent],
+        device_id: str | None = None,
+        *,
+        with_prev_content: bool = True,
+    ) -> list[dict[str, Any]]:
+        """Client JSON for events: redacted ones carry their redaction in
+        unsigned.redacted_because, state events the content they replaced in
+        unsigned.prev_content (how clients tell a rename from a join)."""
+        redaction_ids = [ev.redacted_by for ev in events if ev.redacted_by]
+        redactions = await self.events.get_events(redaction_ids) if redaction_ids else {}
+        prev: dict[int, dict[str, Any]] = {}
+        if with_prev_content:
+            prev = await self._prev_contents(room, [ev for ev in events if ev.state_key is not None])
+        now = self.clock.time_ms()
+        return [
+            client_event(
+                ev, room.room_id, room.room_version, now, device_id=device_id,
+                redaction=redactions.get(ev.redacted_by) if ev.redacted_by else None,
+                prev_content=prev.get(ev.nid),
+            )
+            for ev in events
         ]
-        if cited:
-            replaced[ev.nid] = cited[0]
-            continue
-        if ev.type in _CITED_IN_AUTH or ev.state_before is None:
-            continue  # nothing was replaced
-        key_nid = await hs.state_store.lookup_key_nid(key)
-        if key_nid is None:
-            continue
-        if ev.state_before not in states:
-            states[ev.state_before] = await hs.state_store.get_state(ev.state_before)
-        old = states[ev.state_before].get(key_nid)
-        if old is not None and old != ev.nid:
-            from_state[ev.nid] = old
-    found = await hs.event_store.get_events_by_nid(set(from_state.values()))
-    replaced.update({nid: found[old] for nid, old in from_state.items() if old in found})
-    out: dict[int, dict[str, Any]] = {}
-    for nid, old_ev in replaced.items():
-        source = redact_event(old_ev.event, room.room_version) if old_ev.redacted_by else old_ev.event
-        out[nid] = source.get("content", {})
-    return out
+
+    async def _prev_contents(self, room: RoomRecord, events: list[StoredEvent]) -> dict[int, dict[str, Any]]:
+        from federation.events import redact_event
+
+        auth_ids = {a for ev in events for a in ev.event.get("auth_events", []) if isinstance(a, str)}
+        auth = await self.events.get_events(auth_ids) if auth_ids else {}
+        replaced: dict[int, StoredEvent] = {}
+        from_state: dict[int, int] = {}
+        states: dict[int, dict[int, int]] = {}
+        for ev in events:
+            key = (ev.type, ev.state_key or "")
+            cited = [
+                auth[a] for a in ev.event.get("auth_events", [])
+                if a in auth and (auth[a].type, auth[a].state_key) == key
+            ]
+            if cited:
+                replaced[ev.nid] = cited[0]
+                continue
+            if ev.type in _CITED_IN_AUTH or ev.state_before is None:
+                continue  # nothing was replaced
+            key_nid = await self.state.lookup_key_nid(key)
+            if key_nid is None:
+                continue
+            if ev.state_before not in states:
+                states[ev.state_before] = await self.state.get_state(ev.state_before)
+            old = states[ev.state_before].get(key_nid)
+            if old is not None and old != ev.nid:
+                from_state[ev.nid] = old
+        found = await self.events.get_events_by_nid(set(from_state.values()))
+        replaced.update({nid: found[old] for nid, old in from_state.items() if old in found})
+        out: dict[int, dict[str, Any]] = {}
+        for nid, old_ev in replaced.items():
+            source = redact_event(old_ev.event, room.room_version) if old_ev.redacted_by else old_ev.event
+            out[nid] = source.get("content", {})
+        return out

@@ -20,7 +20,6 @@ from homeserver.filters.event_filter import RoomEventFilter
 from homeserver.params import parse_int, query_int
 from homeserver.records.events import StoredEvent
 from homeserver.records.rooms import RoomRecord
-from homeserver.rooms import history
 from homeserver.rooms.tokens import parse_stream_position, room_token
 from homeserver.rooms.visibility import RoomAccess
 
@@ -54,8 +53,8 @@ async def _format(
     request: web.Request, room: RoomRecord, events: list[StoredEvent], device_id: str | None = None,
     *, timeline: bool = True,
 ) -> list[dict[str, Any]]:
-    return await history.format_client_events(
-        get_hs(request), room, events, device_id, with_prev_content=timeline
+    return await get_hs(request).room_history.format_client_events(
+        room, events, device_id, with_prev_content=timeline
     )
 
 
@@ -81,10 +80,10 @@ async def get_messages(request: web.Request) -> web.Response:
             from_pos = access.stream_bound(hs.room_service.stream.current)
         else:
             from_pos = min(0, await hs.event_store.min_stream_ordering() - 1)
-    page = await history.paginate(
-        hs, room, hs.visibility.viewer(req.user_id, room), access,
+    page = await hs.room_history.paginate(
+        room, hs.visibility.viewer(req.user_id, room), access,
         from_pos=from_pos, backwards=backwards, limit=limit, to_pos=to_pos,
-        event_filter=event_filter, ignored=await history.ignored_senders(hs, req.user_id),
+        event_filter=event_filter, ignored=await hs.room_history.ignored_senders(req.user_id),
     )
     out: dict[str, Any] = {
         "chunk": await _format(request, room, page.events, req.device_id),
@@ -93,7 +92,7 @@ async def get_messages(request: web.Request) -> web.Response:
     if page.more:
         out["end"] = room_token(page.next_pos)
     if event_filter.lazy_load_members and page.events:
-        members = await history.member_events_for(hs, page.events, (ev.sender for ev in page.events))
+        members = await hs.room_history.member_events_for(page.events, (ev.sender for ev in page.events))
         out["state"] = await _format(request, room, members, timeline=False)
     return json_response(out)
 
@@ -125,11 +124,11 @@ async def get_context(request: web.Request) -> web.Response:
     event_filter = RoomEventFilter.from_query(request.query.get("filter"))
     event = await _event_in_room(request, room)
     viewer = hs.visibility.viewer(req.user_id, room)
-    ignored = await history.ignored_senders(hs, req.user_id)
+    ignored = await hs.room_history.ignored_senders(req.user_id)
     if not await viewer.can_see(event) or (event.sender in ignored and event.state_key is None):
         raise not_found("Event not found")
-    ctx = await history.context(
-        hs, room, viewer, access, event, limit=limit, event_filter=event_filter, ignored=ignored
+    ctx = await hs.room_history.context(
+        room, viewer, access, event, limit=limit, event_filter=event_filter, ignored=ignored
     )
     return json_response({
         "event": (await _format(request, room, [event], req.device_id))[0],
@@ -145,7 +144,7 @@ async def get_state(request: web.Request) -> web.Response:
     hs = get_hs(request)
     req = await requester(request, allow_guest=True)
     room, access = await _room_and_access(request, req.user_id)
-    state = await hs.room_service.state_events(await history.readable_state_ids(hs, room, access))
+    state = await hs.room_service.state_events(await hs.room_history.readable_state_ids(room, access))
     return json_response(await _format(request, room, list(state.values()), timeline=False))
 
 
@@ -154,7 +153,7 @@ async def get_state_event(request: web.Request) -> web.Response:
     req = await requester(request, allow_guest=True)
     room, access = await _room_and_access(request, req.user_id)
     key = (request.match_info["event_type"], request.match_info.get("state_key", ""))
-    ids = await history.readable_state_ids(hs, room, access)
+    ids = await hs.room_history.readable_state_ids(room, access)
     event = (await hs.room_service.state_events(ids, [key])).get(key)
     if event is None:
         raise not_found("State event not found")
@@ -179,12 +178,12 @@ async def get_members(request: web.Request) -> web.Response:
     not_membership = _membership_param(request, "not_membership")
     at = _token(request, "at")
     if at is None:
-        ids = await history.readable_state_ids(hs, room, access)
+        ids = await hs.room_history.readable_state_ids(room, access)
     else:
         # Members as of a point in time, never later than the user may read,
         # and only at a point of history they may see.
-        last, ids = await history.state_at_position(
-            hs, room, min(at, access.stream_bound(hs.room_service.stream.current))
+        last, ids = await hs.room_history.state_at_position(
+            room, min(at, access.stream_bound(hs.room_service.stream.current))
         )
         if last is not None and not await hs.visibility.viewer(req.user_id, room).can_see(last):
             raise MatrixError(403, "M_FORBIDDEN", "You may not see the room at that point")

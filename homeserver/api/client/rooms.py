@@ -8,10 +8,9 @@ from aiohttp import web
 
 from homeserver.api.http import ClientRoutes, get_hs, json_response, read_json, requester
 from homeserver.errors import MatrixError, not_found
+from homeserver.media.repository import parse_mxc
 from homeserver.records.events import StoredEvent
 from homeserver.records.rooms import RoomRecord
-from homeserver.rooms.creation import create_room
-from homeserver.rooms.history import format_client_events
 from homeserver.rooms.persist import ClientTxn
 
 MAX_TYPE_BYTES = 255
@@ -27,7 +26,7 @@ async def format_events(
 ) -> list[dict[str, Any]]:
     """Client JSON for events, with redactions and prev_content attached
     (reading rooms lives in room_history.py; this stays for the writers' callers)."""
-    return await format_client_events(get_hs(request), room, events, device_id)
+    return await get_hs(request).room_history.format_client_events(room, events, device_id)
 
 
 async def member_room(request: web.Request, user_id: str) -> RoomRecord:
@@ -44,7 +43,7 @@ async def post_create_room(request: web.Request) -> web.Response:
     req = await requester(request)
     hs.ratelimiter.check_user("create_room", req.user_id)  # a room is several events and a state
     body = await read_json(request, allow_empty=True)
-    room_id = await create_room(hs, req.user_id, body)
+    room_id = await hs.room_creator.create(req.user_id, body)
     return json_response({"room_id": room_id})
 
 
@@ -110,6 +109,8 @@ async def put_state(request: web.Request) -> web.Response:
     if event_type == "m.room.member" and not isinstance(content.get("membership"), str):
         # Clients set per-room nicknames this way; the auth rules judge the change itself.
         raise MatrixError(400, "M_BAD_JSON", "m.room.member content needs a string 'membership'")
+    if event_type == "m.room.avatar" and content.get("url") not in (None, "") and parse_mxc(content["url"]) is None:
+        raise MatrixError(400, "M_BAD_JSON", "m.room.avatar url must be an mxc:// URI")
     if event_type == "m.room.canonical_alias":
         await hs.aliases.check_canonical_alias(room, content)
     current = await hs.room_service.current_state_event(room, (event_type, state_key))
