@@ -431,6 +431,8 @@ class HomeServer:
             storage=LocalFilesystemProvider(config.resolve_path("media")),
             config=config.media, clock=self.clock,
         )
+        self.room_admin.before_purge.append(self.media.purge_room_media)
+        self.user_admin.on_erase.append(self.media.delete_user_media)
         # Plain fetches of URLs others chose (a remote media Location, URL previews),
         # through the outbound guard; other servers' media over federation into the cache.
         self.url_fetcher = UrlFetcher(self.outbound_guard, self._web_ssl_context())

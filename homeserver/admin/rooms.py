@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -106,6 +107,8 @@ class RoomAdmin:
         self.receipts = receipts
         self.account_data = account_data
         self.typing = typing
+        # Called with the room ID before a purge removes its events (the media they mention).
+        self.before_purge: list[Callable[[str], Awaitable[object]]] = []
         self._tasks: dict[str, DeleteTask] = {}
 
     # --- reading ---
@@ -293,6 +296,8 @@ class RoomAdmin:
                     raise MatrixError(
                         400, "M_UNKNOWN", f"Cannot purge room: local users are still joined ({len(joined)})"
                     )
+            for hook in self.before_purge:
+                await hook(room_id)
             result = await self.store.purge(room)
             self._forget_caches(room, result)
         return result

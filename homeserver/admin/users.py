@@ -3,7 +3,7 @@ including bot accounts (exempt from rate limits, given long-lived tokens by an a
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 from homeserver.accounts.auth import hash_token, new_device_id, new_token
@@ -39,6 +39,8 @@ class UserAdmin:
         self.ratelimiter = ratelimiter
         self.exempt_users = exempt_users  # rate_limits.exempt_users: exempt whatever their type
         self.clock = clock
+        # Called with the user ID when a user is erased (their uploaded media).
+        self.on_erase: list[Callable[[str], Awaitable[object]]] = []
 
     async def start(self) -> None:
         """Give the rate limiter the admins' per-user overrides (exemptions are loaded
@@ -159,6 +161,8 @@ class UserAdmin:
         await self.accounts.deactivate(user_id)
         if erase:
             await self.store.set_erased(user_id, True, self.clock.time_ms())
+            for hook in self.on_erase:
+                await hook(user_id)
 
     async def login_as(self, user_id: str, valid_until_ms: int | None) -> str:
         """A token for the user that expires only when asked to, whatever the server's

@@ -505,6 +505,29 @@ class MediaRepository:
                 done += 1
         return done
 
+    async def room_media(self, room_id: str) -> tuple[list[str], list[str]]:
+        """(local, remote) mxc:// URIs mentioned by a room's events."""
+        local, remote = [], []
+        for uri in await self.store.media_uris_in_room(room_id):
+            parsed = parse_mxc(uri)
+            if parsed is not None:
+                (local if self.is_local(parsed[0]) else remote).append(uri)
+        return local, remote
+
+    async def quarantine_room_media(self, room_id: str, by: str) -> int:
+        local, remote = await self.room_media(room_id)
+        return await self.quarantine_uris(local + remote, by)
+
+    async def purge_room_media(self, room_id: str) -> None:
+        """Before a room is purged: delete the local media its events mention."""
+        local, _ = await self.room_media(room_id)
+        await self.delete_uris(local)
+
+    async def list_user_media(
+        self, user_id: str, start: int, limit: int, order_by: str, direction: str,
+    ) -> tuple[list[MediaInfo], int]:
+        return await self.store.list_by_uploader(user_id, start, limit, order_by, direction)
+
     async def delete_user_media(self, user_id: str) -> int:
         """Delete every file ``user_id`` uploaded (when the user is erased)."""
         done = 0

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from homeserver.records.media import MediaInfo, ThumbnailInfo
 from homeserver.storage.database import Database, IntegrityError, Txn
+
+_MXC = re.compile(r"mxc://[A-Za-z0-9.:\[\]-]{1,255}/[A-Za-z0-9_-]{1,255}")
 
 _COLUMNS = (
     "origin, media_id, is_local, content_type, filename, size, sha256, uploader, created_ts,"
@@ -180,3 +183,16 @@ class MediaStore:
             )
 
         await self.db.write(fn)
+
+    async def media_uris_in_room(self, room_id: str) -> list[str]:
+        """The mxc:// URIs that a room's stored events mention (content of messages,
+        avatars, stickers, state), for quarantining or deleting a room's media."""
+        rows = await self.db.fetchall(
+            "SELECT e.json FROM events e JOIN rooms r ON r.room_nid = e.room_nid"
+            " WHERE r.room_id = ? AND e.json LIKE ?",
+            (room_id, "%mxc://%"),
+        )
+        found: set[str] = set()
+        for (raw,) in rows:
+            found.update(_MXC.findall(raw if isinstance(raw, str) else bytes(raw).decode()))
+        return sorted(found)

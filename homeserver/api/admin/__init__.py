@@ -26,3 +26,6 @@ def register_routes(app: web.Application) -> None:
     from homeserver.api.admin import partners
 
     partners.register(app)
+    from homeserver.api.admin import media
+
+    media.register(app)

@@ -11,6 +11,7 @@ from aiohttp import web
 from homeserver.api.http import ClientRoutes, get_hs, json_response, read_json, requester
 from homeserver.errors import MatrixError, not_found
 from homeserver.identifiers import parse_user_id
+from homeserver.media.repository import parse_mxc
 
 _KEY = re.compile(r"^(avatar_url|displayname|m\.tz|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+)$")
 MAX_PROFILE_BYTES = 64 * 1024
@@ -87,7 +88,7 @@ def _check_value(key: str, value: Any) -> None:
     elif key == "avatar_url":
         if not isinstance(value, str):
             raise MatrixError(400, "M_BAD_JSON", "Field 'avatar_url' must be a string")
-        if value and not value.startswith("mxc://"):
+        if value and parse_mxc(value) is None:
             raise MatrixError(400, "M_BAD_JSON", "Field 'avatar_url' must be an mxc:// URI")
         if len(value) > MAX_AVATAR_URL_CHARS:
             raise MatrixError(400, "M_BAD_JSON", "Avatar URL is too long")
