@@ -685,6 +685,7 @@ def _check(config: Config) -> None:
             raise ConfigError(f"config key 'federation.allowed_servers' has an invalid server name: {name!r}")
     _check_outbound(config)
     _check_partner_directory(config)
+    _check_url_preview(config.media.url_preview)
     if config.limits.max_request_body_bytes < 1024:
         raise ConfigError("config key 'limits.max_request_body_bytes' must be at least 1024")
     for name, rl in config.rate_limits.actions.items():
@@ -737,6 +738,18 @@ def _check_outbound(config: Config) -> None:
                 raise ConfigError(
                     f"config key 'outbound.{key}' has an invalid CIDR range: {cidr!r}"
                 ) from None
+
+
+def _check_url_preview(up: UrlPreviewConfig) -> None:
+    key = "config key 'media.url_preview."
+    if up.max_page_bytes < 1024 or up.max_image_bytes < 1024:
+        raise ConfigError(key + "max_page_bytes' and 'max_image_bytes' must be at least 1024")
+    if not 0 < up.timeout_s <= 300:
+        raise ConfigError(key + "timeout_s' must be in (0, 300]")
+    if not 0 <= up.max_redirects <= 20:
+        raise ConfigError(key + "max_redirects' must be from 0 to 20")
+    if up.cache_ttl_s < 1 or up.cache_entries < 1:
+        raise ConfigError(key + "cache_ttl_s' and 'cache_entries' must be at least 1")
 
 
 def _check_partner_directory(config: Config) -> None:

@@ -237,3 +237,13 @@ async def test_legacy_path_follows_the_legacy_media_switch(make_api: MakeApi, si
     body = (await api.request("GET", f"/_matrix/media/v3/preview_url?url={url}", token=token))[1]
     assert body["og:title"] == "Just a title"
     await api.request("GET", f"/_matrix/media/v3/preview_url?url={url}", expect=401)
+
+
+@pytest.mark.parametrize("bad", [
+    {"max_page_bytes": 10}, {"timeout_s": 0}, {"max_redirects": -1}, {"cache_entries": 0},
+])
+def test_config_is_checked(make_config: Callable[..., Any], bad: dict[str, Any]) -> None:
+    from homeserver.config import ConfigError
+
+    with pytest.raises(ConfigError, match="media.url_preview"):
+        make_config(media={"url_preview": bad})
