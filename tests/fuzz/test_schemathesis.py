@@ -9,7 +9,9 @@ import base64
 import json
 import os
 import re
+import struct
 import sys
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +62,16 @@ async def unimplemented_operations(paths: dict[str, Any], data_dir: Path) -> lis
             if match.http_exception is not None:
                 missing.append(operation["operationId"])
     return missing
+
+
+def _png_1x1() -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)  # 1x1, 8-bit RGB
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"\x00\xff\x00\x00")) + chunk(b"IEND", b""))
 
 
 def _load(path: Path) -> Any:
@@ -151,6 +163,15 @@ async def test_no_server_errors_under_schemathesis(tmp_path: Path) -> None:
             victim_body["auth"] = {"type": "m.login.dummy", "session": challenge["session"]}
             victim = (await _call(s, "POST", c + "/register", victim_body))["user_id"]
             server_name = user_id.split(":", 1)[1]
+            # Media to download and thumbnail, where the server has a media repository: a
+            # text file and a 1x1 PNG.
+            media = []
+            for content_type, data in (("text/plain", b"hello"), ("image/png", _png_1x1())):
+                async with s.post(base + "/_matrix/media/v3/upload?filename=f", data=data,
+                                  headers={"Authorization": f"Bearer {token}",
+                                           "Content-Type": content_type}) as r:
+                    if r.status == 200:
+                        media.append((await r.json())["content_uri"].rsplit("/", 1)[1])
 
             config = tmp_path / "schemathesis.toml"
             _write_config(
@@ -159,12 +180,13 @@ async def test_no_server_errors_under_schemathesis(tmp_path: Path) -> None:
                     "rooms": [room], "spare_rooms": [spare], "events": [event],
                     "users": [user_id], "victims": [victim], "devices": [device_id],
                     "aliases": [f"#fuzz:{server_name}"], "room_refs": [room, f"#fuzz:{server_name}"],
-                    "servers": [server_name],
+                    "servers": [server_name], "media": media or ["none"],
                 },
                 bindings={
                     "path.roomId": "rooms", "path.eventId": "events", "path.userId": "users",
                     "path.deviceId": "devices", "path.roomAlias": "aliases",
                     "path.roomIdOrAlias": "room_refs", "path.serverName": "servers",
+                    "path.mediaId": "media",
                 },
                 spare_bindings={"path.roomId": "spare_rooms", "path.userId": "victims"},
             )
