@@ -264,3 +264,34 @@ async def test_location_redirect_and_legacy_fallback(pair: Pair, tmp_path: Path)
             f"/_matrix/media/v3/download/{fake.name}/legacy",
             "/_matrix/federation/v1/media/download/plain",
         ]
+
+
+async def test_users_download_through_the_client_api(pair: Pair) -> None:
+    """alice uploads on A; bob downloads it and a thumbnail from B, as clients do."""
+    data = png(640, 480)
+    headers = {"Authorization": f"Bearer {pair.alice.token}", "Content-Type": "image/png"}
+    async with pair.session.post(
+        f"{pair.alice.origin}/_matrix/media/v3/upload?filename=photo.png", data=data, headers=headers, ssl=pair.ctx
+    ) as r:
+        assert r.status == 200, await r.text()
+        uri = (await r.json())["content_uri"]
+    server_name, media_id = uri.removeprefix("mxc://").split("/")
+    assert server_name == pair.a_spec.name
+    served = count_serves(pair.a)
+    bob = {"Authorization": f"Bearer {pair.bob.token}"}
+    base = f"{pair.bob.origin}/_matrix/client/v1/media"
+    async with pair.session.get(f"{base}/download/{server_name}/{media_id}", headers=bob, ssl=pair.ctx) as r:
+        assert r.status == 200, await r.text()
+        assert r.headers["Content-Type"] == "image/png"
+        assert "photo.png" in r.headers["Content-Disposition"]
+        assert await r.read() == data
+    async with pair.session.get(
+        f"{base}/thumbnail/{server_name}/{media_id}?width=96&height=96&method=crop", headers=bob, ssl=pair.ctx
+    ) as r:
+        assert r.status == 200, await r.text()
+        with Image.open(io.BytesIO(await r.read())) as im:
+            assert im.size == (96, 96)
+    async with pair.session.get(f"{base}/download/{server_name}/nothingHere", headers=bob, ssl=pair.ctx) as r:
+        assert r.status == 404
+        assert (await r.json())["errcode"] == "M_NOT_FOUND"
+    assert served == [media_id, "nothingHere"]  # the thumbnail came from B's cached original
