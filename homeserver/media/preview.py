@@ -204,8 +204,10 @@ class UrlPreviewer:
 
     async def _build(self, url: str, user_id: str) -> dict[str, Any]:
         s = self.settings
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + s.timeout_s
         try:
-            async with asyncio.timeout(s.timeout_s):
+            async with asyncio.timeout_at(deadline):
                 async with self.fetcher.get(
                     url, timeout_s=s.timeout_s, max_redirects=s.max_redirects,
                     headers={"Accept": "text/html, image/*;q=0.8, */*;q=0.1"},
@@ -219,15 +221,19 @@ class UrlPreviewer:
                     if media_type not in ("text/html", "application/xhtml+xml"):
                         return {}
                     raw = await read_capped(resp, s.max_page_bytes, truncate=True)
-                og = parse_html_preview(raw, resp.headers.get("Content-Type"), final_url)
-                image = og.pop("og:image", None)
-                if isinstance(image, str) and image:
-                    og.update(await self._fetch_image(image, user_id))
-                return og
         except FetchError as e:
             raise _fetch_error(e) from None
         except TimeoutError:
             raise MatrixError(504, "M_UNKNOWN", "Timed out fetching the URL") from None
+        og = parse_html_preview(raw, resp.headers.get("Content-Type"), final_url)
+        image = og.pop("og:image", None)
+        if isinstance(image, str) and image:
+            try:  # in what is left of the time: a slow image costs the image, not the preview
+                async with asyncio.timeout_at(deadline):
+                    og.update(await self._fetch_image(image, user_id))
+            except TimeoutError:
+                logger.info("preview: og:image of %s timed out", url[:200])
+        return og
 
     async def _fetch_image(self, url: str, user_id: str) -> dict[str, Any]:
         """``og:image`` as an mxc URI with its type and size; nothing when it

@@ -50,17 +50,20 @@ async def _serve(
             "Content-Length": str(len(head) + size.st_size + len(tail)),
         })
         await resp.prepare(request)
-        await resp.write(head)
-        left = size.st_size
-        while left > 0:
-            chunk = await asyncio.to_thread(f.read, min(READ_SIZE, left))
-            if not chunk:
-                break  # the file shrank under us: the length sent is now wrong; stop
-            left -= len(chunk)
-            await resp.write(chunk)
-        if left == 0:
-            await resp.write(tail)
-            await resp.write_eof()
+        try:
+            await resp.write(head)
+            left = size.st_size
+            while left > 0:
+                chunk = await asyncio.to_thread(f.read, min(READ_SIZE, left))
+                if not chunk:
+                    break  # the file shrank under us: the length sent is now wrong; stop
+                left -= len(chunk)
+                await resp.write(chunk)
+            if left == 0:
+                await resp.write(tail)
+                await resp.write_eof()
+        except ConnectionResetError:
+            pass  # the requesting server went away: nothing more to send
         return resp
     finally:
         await asyncio.to_thread(f.close)
@@ -98,5 +101,5 @@ async def thumbnail(request: web.Request) -> web.StreamResponse:
 
 
 def register(app: web.Application) -> None:
-    app.router.add_get(PREFIX + "/download/{media_id}", download)
-    app.router.add_get(PREFIX + "/thumbnail/{media_id}", thumbnail)
+    app.router.add_get(PREFIX + "/download/{media_id}", download, allow_head=False)
+    app.router.add_get(PREFIX + "/thumbnail/{media_id}", thumbnail, allow_head=False)

@@ -67,6 +67,8 @@ class Site:
             return web.Response(text='<meta property="og:image" content="/huge.png"><title>t</title>', content_type="text/html")
         if path == "/huge.png":
             return web.Response(body=b"\x89PNG" + b"0" * (3 * 1024 * 1024), content_type="image/png")
+        if path == "/slowimage":
+            return web.Response(text='<title>quick</title><meta property="og:image" content="/slow">', content_type="text/html")
         if path == "/slow":
             await asyncio.sleep(5)
             return web.Response(text="<title>late</title>", content_type="text/html")
@@ -188,6 +190,9 @@ async def test_caps_on_size_time_and_redirects(make_api: MakeApi, site: Site) ->
     loop = asyncio.get_running_loop()
     started = loop.time()
     assert (await preview(api, token, site.url("/slow"), expect=504))["errcode"] == "M_UNKNOWN"
+    assert loop.time() - started < 3
+    started = loop.time()
+    assert await preview(api, token, site.url("/slowimage")) == {"og:title": "quick"}  # the image ran out of time
     assert loop.time() - started < 3
     await preview(api, token, site.url("/redirect/9"), expect=502)
     await preview(api, token, site.url("/error"), expect=502)
