@@ -220,11 +220,12 @@ class HomeServer:
             heads=self.room_heads, activity=self.room_activity, persister=self.event_persister,
             received=self.received_events, ignored_users=self._ignored_users,
         )
+        self.account_data = AccountDataService(AccountDataStore(self.db))
         self.membership = MembershipService(
             local=self.local_server, federation_enabled=config.federation.enabled,
             allow_destination=self.federation_policy.allow_destination, users=self.users,
             rooms=self.room_store, events=self.event_store, room_service=self.room_service,
-            room_servers=self.room_servers,
+            room_servers=self.room_servers, account_data=self.account_data,
         )  # connected below to what is built after it
         self.accounts = AccountService(
             db=self.db, users=self.users, devices=self.devices, rooms=self.room_store,
@@ -268,7 +269,6 @@ class HomeServer:
                 membership=self.membership, room_creator=self.room_creator,
             ),
         )
-        self.account_data = AccountDataService(AccountDataStore(self.db))
         self.typing = TypingService(self.clock)
         self.room_service.listeners.append(self.typing.on_room_event)
         self.receipts = ReceiptService(
@@ -383,7 +383,7 @@ class HomeServer:
         # Joins, invites and the room admin use membership and membership uses them.
         self.membership.connect(
             joins=self.federated_joins, invites=self.federated_invites, blocks=self.room_admin,
-            account_data=self.account_data, forgotten=self.sync.invalidate_memberships,
+            forgotten=self.sync.invalidate_memberships,
         )
         self.public_rooms = PublicRoomsService(
             rights=self.directory_rights,

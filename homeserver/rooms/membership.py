@@ -98,6 +98,7 @@ class MembershipService:
         self, *, local: LocalServer, federation_enabled: bool,
         allow_destination: Callable[[str, str], bool], users: UserStore, rooms: RoomStore,
         events: EventStore, room_service: RoomService, room_servers: RoomServers,
+        account_data: GlobalAccountData,
     ) -> None:
         self.local = local
         self.server_name = local.server_name
@@ -108,23 +109,22 @@ class MembershipService:
         self.events = events
         self.room_service = room_service
         self.room_servers = room_servers
+        self.account_data = account_data
         self._joins: RemoteJoins | None = None
         self._invites: RemoteInvites | None = None
         self._blocks: RoomBlocks | None = None
-        self._account_data: GlobalAccountData | None = None
         self._forgotten: Callable[[str], None] = lambda user_id: None
 
     def connect(
         self, *, joins: RemoteJoins, invites: RemoteInvites, blocks: RoomBlocks,
-        account_data: GlobalAccountData, forgotten: Callable[[str], None],
+        forgotten: Callable[[str], None],
     ) -> None:
         """The collaborators built after this service. Federated joins and invites
-        and the room admin each use this service (cycles), and account data and
-        sync are built later; server.py connects them once they exist."""
+        and the room admin each use this service (cycles); sync is built later, with
+        its streams. server.py connects them once they exist."""
         self._joins = joins
         self._invites = invites
         self._blocks = blocks
-        self._account_data = account_data
         self._forgotten = forgotten  # sync drops its cached memberships of the user
 
     @property
@@ -141,11 +141,6 @@ class MembershipService:
     def blocks(self) -> RoomBlocks:
         assert self._blocks is not None, "MembershipService.connect was not called"
         return self._blocks
-
-    @property
-    def account_data(self) -> GlobalAccountData:
-        assert self._account_data is not None, "MembershipService.connect was not called"
-        return self._account_data
 
     def is_local(self, user_id: str) -> bool:
         return parse_user_id(user_id) is not None and self.local.is_mine(user_id)
