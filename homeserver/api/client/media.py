@@ -218,3 +218,6 @@ def register(routes: ClientRoutes) -> None:
 def register_routes(app: web.Application) -> None:
     """For a listener serving ``media`` without ``client``."""
     register(ClientRoutes(app))
+    from homeserver.api.client import media_preview
+
+    media_preview.register(ClientRoutes(app))

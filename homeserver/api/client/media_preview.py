@@ -15,6 +15,7 @@ from homeserver.params import query_int
 
 PREFIXES = ("/_matrix/client/v1",)
 LEGACY_PREFIXES = ("/_matrix/media/v3", "/_matrix/media/r0")
+PREVIEW_REGISTERED: web.AppKey[bool] = web.AppKey("preview_url_routes")
 
 
 async def preview_url(request: web.Request) -> web.Response:
@@ -31,5 +32,9 @@ async def preview_url(request: web.Request) -> web.Response:
 
 
 def register(routes: ClientRoutes) -> None:
+    """Once per application (the ``client`` and ``media`` resources both serve it)."""
+    if routes.app.get(PREVIEW_REGISTERED):
+        return
+    routes.app[PREVIEW_REGISTERED] = True
     routes.add("GET", "/media/preview_url", preview_url, prefixes=PREFIXES)
     routes.add("GET", "/preview_url", preview_url, prefixes=LEGACY_PREFIXES)
