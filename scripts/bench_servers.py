@@ -91,6 +91,8 @@ async def start_accord(tmp: Path, port: int) -> Server:
     config["registration"]["policy"] = "open"
     config["rate_limits"]["enabled"] = False
     config["logging"]["level"] = "WARNING"
+    config["media"]["max_upload_size"] = 1 << 30
+    config["media"]["user_quota_bytes"] = None
     cfg.write_text(yaml.safe_dump(config))
     proc = subprocess.Popen(
         [sys.executable, "-m", "homeserver", "run", "--config", str(cfg)],
@@ -114,8 +116,10 @@ async def start_synapse(tmp: Path, port: int, python: str) -> Server:
     config = yaml.safe_load(cfg.read_text())
     config["listeners"] = [{
         "port": port, "bind_addresses": ["127.0.0.1"], "type": "http", "tls": False,
-        "x_forwarded": False, "resources": [{"names": ["client"], "compress": False}],
+        "x_forwarded": False, "resources": [{"names": ["client", "media"], "compress": False}],
     }]
+    config["max_upload_size"] = "1G"
+    config["dynamic_thumbnails"] = True  # sizes made on demand, as Accord does
     config["enable_registration"] = True
     config["enable_registration_without_verification"] = True
     config["trusted_key_servers"] = []
@@ -123,7 +127,7 @@ async def start_synapse(tmp: Path, port: int, python: str) -> Server:
     big = {"per_second": 100000, "burst_count": 100000}
     for key in ("rc_message", "rc_registration", "rc_joins", "rc_invites", "rc_login",
                 "rc_presence", "rc_room_creation", "rc_3pid_validation", "rc_admin_redaction",
-                "rc_joins_per_room", "rc_delayed_event_mgmt", "rc_reports"):
+                "rc_joins_per_room", "rc_delayed_event_mgmt", "rc_reports", "rc_media_create"):
         config[key] = big if key not in ("rc_login", "rc_joins", "rc_invites") else {
             "address": big, "account": big, "failed_attempts": big,
             "local": big, "remote": big, "per_room": big, "per_user": big, "per_issuer": big,
@@ -291,15 +295,87 @@ async def run_rooms_workload(server: Server, n: int) -> dict[str, float]:
     return out
 
 
+async def run_media_workload(server: Server, megabytes: int) -> dict[str, float]:
+    """Media: upload and download throughput of one large file (and the server's peak
+    resident memory meanwhile, over its idle level), thumbnail latency."""
+    import io
+
+    from PIL import Image
+
+    out: dict[str, float] = {}
+    block = os.urandom(1 << 20)
+
+    async def body() -> Any:
+        for i in range(megabytes):
+            yield bytes([i % 251]) + block[1:]
+
+    async with aiohttp.ClientSession() as s:
+        c = Client(s, server.url)
+        await c.register("mediabench")
+        auth = {"Authorization": f"Bearer {c.token}"}
+        base = server.url
+        before = server.rss()
+        peak = [before]
+        sampling = True
+
+        async def sample() -> None:
+            while sampling:
+                peak.append(server.rss())
+                await asyncio.sleep(0.02)
+
+        sampler = asyncio.ensure_future(sample())
+        t0 = time.perf_counter()
+        async with s.post(f"{base}/_matrix/media/v3/upload", data=body(),
+                          headers={**auth, "Content-Type": "application/octet-stream",
+                                   "Content-Length": str(megabytes << 20)}) as r:
+            if r.status != 200:
+                raise RuntimeError(f"{server.name} upload: {r.status} {await r.text()}")
+            mxc = (await r.json())["content_uri"]
+        out["upload_mb_s"] = megabytes / (time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        got = 0
+        async with s.get(f"{base}/_matrix/client/v1/media/download/{mxc[6:]}", headers=auth) as r:
+            async for chunk in r.content.iter_chunked(1 << 20):
+                got += len(chunk)
+        out["download_mb_s"] = got / (1 << 20) / (time.perf_counter() - t0)
+        sampling = False
+        await sampler
+        out["stream_rss_over_idle_mb"] = max(peak) - before
+
+        im = Image.new("RGB", (2400, 1600), "navy")
+        for x in range(0, 2400, 120):
+            im.paste("orange", (x, 0, x + 60, 1600))
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", quality=90)
+        async with s.post(f"{base}/_matrix/media/v3/upload", data=buf.getvalue(),
+                          headers={**auth, "Content-Type": "image/jpeg"}) as r:
+            image = (await r.json())["content_uri"][6:]
+        await asyncio.sleep(2)  # let pre-generated thumbnails settle
+
+        async def thumb(w: int, h: int, method: str) -> float:
+            t = time.perf_counter()
+            async with s.get(f"{base}/_matrix/client/v1/media/thumbnail/{image}",
+                             params={"width": str(w), "height": str(h), "method": method}, headers=auth) as r:
+                await r.read()
+                if r.status != 200:
+                    raise RuntimeError(f"thumbnail: {r.status}")
+            return (time.perf_counter() - t) * 1000
+
+        out["thumb_new_size_ms"] = statistics.median([await thumb(1000 + i, 700 + i, "scale") for i in range(5)])
+        out["thumb_cached_p50_ms"] = statistics.median([await thumb(320, 240, "scale") for _ in range(30)])
+    return out
+
+
 def _synapse_python() -> str | None:
     path = os.environ.get("ACCORD_SYNAPSE_PYTHON") or str(REPO / ".venv-synapse/bin/python")
     return path if Path(path).exists() else None
 
 
-async def bench(quick: bool, with_synapse: bool) -> tuple[list[tuple[str, dict[str, float]]], list[tuple[str, dict[str, float]]]]:
+async def bench(quick: bool, with_synapse: bool) -> tuple[list[tuple[str, dict[str, float]]], ...]:
     rooms, events, rounds = (10, 20, 30) if quick else (50, 100, 100)
     n = 200 if quick else 500
-    sync_results, room_results = [], []
+    media_mb = 50 if quick else 500
+    sync_results, room_results, media_results = [], [], []
     tmp = Path(tempfile.mkdtemp(prefix="accord-bench-"))
     try:
         servers = [("accord", lambda: start_accord(tmp, 18600))]
@@ -311,11 +387,12 @@ async def bench(quick: bool, with_synapse: bool) -> tuple[list[tuple[str, dict[s
             try:
                 room_results.append((name, await run_rooms_workload(server, n)))
                 sync_results.append((name, await run_workload(server, rooms, events, rounds)))
+                media_results.append((name, await run_media_workload(server, media_mb)))
             finally:
                 server.stop()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return room_results, sync_results
+    return room_results, sync_results, media_results
 
 
 def report(title: str, results: list[tuple[str, dict[str, float]]], rows: list[tuple[str, str]]) -> None:
@@ -334,7 +411,7 @@ def report(title: str, results: list[tuple[str, dict[str, float]]], rows: list[t
 
 if __name__ == "__main__":
     quick = "--quick" in sys.argv
-    room_res, sync_res = asyncio.run(bench(quick, "--no-synapse" not in sys.argv))
+    room_res, sync_res, media_res = asyncio.run(bench(quick, "--no-synapse" not in sys.argv))
     report("rooms (servers as separate processes, same client workload; ratio = accord/synapse):", room_res, [
         ("sequential send p50 (ms)", "seq_send_p50_ms"), ("sequential send p99 (ms)", "seq_send_p99_ms"),
         ("server CPU per sent event (ms)", "cpu_per_event_ms"),
@@ -349,4 +426,11 @@ if __name__ == "__main__":
         ("incremental sync p50 (ms)", "incremental_p50_ms"),
         ("server CPU per incremental sync (ms)", "incremental_cpu_ms"),
         ("RSS idle (MB)", "rss_idle_mb"), ("RSS under load (MB)", "rss_load_mb"),
+    ])
+    media_mb = 50 if quick else 500
+    report("media:", media_res, [
+        (f"upload of {media_mb} MB (MB/s)", "upload_mb_s"), (f"download of {media_mb} MB (MB/s)", "download_mb_s"),
+        ("peak RSS over idle while streaming (MB)", "stream_rss_over_idle_mb"),
+        ("thumbnail of a new size, 2400x1600 JPEG (ms)", "thumb_new_size_ms"),
+        ("thumbnail, stored size p50 (ms)", "thumb_cached_p50_ms"),
     ])

@@ -507,7 +507,8 @@ class MediaRepository:
 
     async def room_media(self, room_id: str) -> tuple[list[str], list[str]]:
         """(local, remote) mxc:// URIs mentioned by a room's events."""
-        local, remote = [], []
+        local: list[str] = []
+        remote: list[str] = []
         for uri in await self.store.media_uris_in_room(room_id):
             parsed = parse_mxc(uri)
             if parsed is not None:
