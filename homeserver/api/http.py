@@ -20,6 +20,7 @@ from federation.json_bounds import JSONBoundsError, loads_bounded
 from homeserver.errors import MatrixError, bad_json, missing_param
 
 if TYPE_CHECKING:
+    from homeserver.accounts.auth import Requester
     from homeserver.server import HomeServer
 
 logger = logging.getLogger(__name__)
@@ -180,6 +181,6 @@ def client_ip(request: web.Request) -> str:
     return request.remote or "unknown"
 
 
-async def requester(request: web.Request, *, allow_guest: bool = False):  # noqa: ANN201
+async def requester(request: web.Request, *, allow_guest: bool = False) -> Requester:
     """The authenticated user of a request (401/403 per the spec otherwise)."""
     return await get_hs(request).auth.get_requester(request, allow_guest=allow_guest)

@@ -21,6 +21,10 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
 
 # Content types we thumbnail, and the Pillow decoder allowed for each.
 THUMBNAILABLE: dict[str, str] = {
@@ -183,7 +187,7 @@ def make_thumbnail(
         return ThumbnailResult(False, out_type, first.width, first.height)
 
 
-def _resize(frame, dims: tuple[int, int], method: str):  # noqa: ANN001, ANN202 (PIL types)
+def _resize(frame: PILImage, dims: tuple[int, int], method: str) -> PILImage:
     from PIL import Image
 
     w, h = dims
