@@ -49,6 +49,9 @@ SERVER_NAME_RE = re.compile(
 )
 MXC_RE = re.compile(r"^mxc://((?:\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9.-]{1,255})(?::[0-9]{1,5})?)/([A-Za-z0-9_-]{1,255})$")
 MAX_TIMEOUT_MS_DEFAULT = 20000
+# Thumbnails kept per file: sizes requested beyond the configured ones are made on demand
+# until a file has this many; then requests get the nearest larger one (disk stays bounded).
+MAX_THUMBNAILS_PER_FILE = 24
 
 
 def valid_media_id(media_id: str) -> bool:
@@ -412,6 +415,23 @@ class MediaRepository:
         if not can_thumbnail(info.content_type):
             raise MatrixError(400, "M_UNKNOWN", "Cannot generate thumbnails for the requested content")
         size = choose_size(ThumbnailParams(width, height, method, animated), self.thumbnail_sizes)
+        if size not in self.thumbnail_sizes:
+            stored = await self.store.list_thumbnails(info.origin, info.media_id)
+            made = {(t.width, t.height, t.method, t.animated) for t in stored}
+            if (size.width, size.height, size.method, animated) not in made and len(stored) >= MAX_THUMBNAILS_PER_FILE:
+                # Enough sizes of this file on disk: the smallest made one that is large
+                # enough, else the original (never a smaller one).
+                fitting = [
+                    ThumbnailSize(t.width, t.height, t.method) for t in stored
+                    if t.method == method and t.animated == animated and t.width >= width
+                    and t.height >= height and (method != "crop" or t.width * height == t.height * width)
+                ]
+                if not fitting:
+                    src = self._path_if_present(info)
+                    if src is None:
+                        raise not_found("Media not found")
+                    return src, info.content_type or "application/octet-stream"
+                size = min(fitting, key=lambda s: (s.width * s.height, s.width))
         return await self._thumbnail_at(info, size, animated)
 
     async def _thumbnail_at(self, info: MediaInfo, size: ThumbnailSize, animated: bool) -> tuple[str, str]:

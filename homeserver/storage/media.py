@@ -196,3 +196,11 @@ class MediaStore:
         for (raw,) in rows:
             found.update(_MXC.findall(raw if isinstance(raw, str) else bytes(raw).decode()))
         return sorted(found)
+
+    async def list_thumbnails(self, origin: str, media_id: str) -> list[ThumbnailInfo]:
+        rows = await self.db.fetchall(
+            "SELECT width, height, method, animated, content_type, size FROM media_thumbnails"
+            " WHERE origin = ? AND media_id = ?",
+            (origin, media_id),
+        )
+        return [ThumbnailInfo(int(r[0]), int(r[1]), r[2], bool(r[3]), r[4], int(r[5])) for r in rows]

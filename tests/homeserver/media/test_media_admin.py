@@ -140,3 +140,27 @@ async def test_avatars_are_mxc_uris_served_by_the_repository(api: Api) -> None:
     _, err = await api.request("PUT", f"rooms/{room}/state/m.room.avatar", {"url": "https://x/y.png"},
                                token=alice, expect=400)
     assert err["errcode"] == "M_BAD_JSON"
+
+
+async def test_the_media_tables_on_both_engines(make_api: ClientFactory, db_overrides: dict) -> None:
+    clock = FakeClock()
+    api = await make_api(clock=clock, **db_overrides)
+    admin = await make_admin(api)
+    alice = await make_user(api, "alice")
+    server, media_id = await upload_ok(api, alice, png(100, 80), "image/png", "p.png")
+    status, _, body = await fetch(api, f"{MEDIA}/thumbnail/{server}/{media_id}", alice,
+                                  {"width": "32", "height": "32", "method": "crop"})
+    assert status == 200
+    created = await api.post("/_matrix/media/v1/create", {}, token=alice)
+    pending = created["content_uri"].rsplit("/", 1)[1]
+    await api.request("PUT", f"/_matrix/media/v3/upload/{server}/{pending}", data=b"later", token=alice)
+    room = await make_room(api, alice)
+    await api.put(f"rooms/{room}/state/m.room.avatar", {"url": f"mxc://{server}/{media_id}"}, token=alice)
+    assert (await api.post(V1 + f"/room/{room}/media/quarantine", {}, token=admin)) == {"num_quarantined": 1}
+    listed = await api.get(V1 + "/users/@alice:test.local/media?order_by=media_length&dir=b", token=admin)
+    assert listed["total"] == 2 and listed["media"][0]["media_id"] == media_id
+    assert listed["media"][0]["quarantined_by"] == "@root:test.local"
+    await fetch(api, f"{MEDIA}/download/{server}/{pending}", alice)
+    await api.hs.media.flush_accesses()
+    assert (await api.hs.media.store.get(server, pending)).last_access_ts == clock.now_ms
+    assert await api.hs.media.cleanup_once() == {"lapsed_ids": 0, "local": 0, "remote": 0}

@@ -167,3 +167,18 @@ async def test_pregenerated_at_upload(make_api: ClientFactory) -> None:
         await task
     for w, h, m in ((32, 32, "crop"), (96, 96, "crop"), (320, 240, "scale"), (640, 480, "scale"), (800, 600, "scale")):
         assert await api.hs.media.store.get_thumbnail(server, media_id, w, h, m, False) is not None
+
+
+async def test_sizes_made_on_demand_are_bounded_per_file(api: Api) -> None:
+    from homeserver.media.repository import MAX_THUMBNAILS_PER_FILE
+
+    token = await _user(api)
+    server, media_id = await upload_ok(api, token, png(1200, 1200), "image/png")
+    url = f"{V1}/thumbnail/{server}/{media_id}"
+    for i in range(MAX_THUMBNAILS_PER_FILE + 5):
+        status, _, body = await fetch(api, url, token, {"width": str(801 + i), "height": str(801 + i)})
+        assert status == 200 and min(image_size(body)) >= 801 + i
+    stored = await api.hs.media.store.list_thumbnails(server, media_id)
+    assert len(stored) == MAX_THUMBNAILS_PER_FILE
+    files = list((Path(api.hs.config.data_dir) / "media" / "local_thumbnails").rglob("*x*"))
+    assert len([f for f in files if f.is_file()]) == MAX_THUMBNAILS_PER_FILE
