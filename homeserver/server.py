@@ -82,6 +82,7 @@ from homeserver.storage.backfill import BackfillStore
 from homeserver.storage.devices import DeviceStore
 from homeserver.storage.event_reports import EventReportStore
 from homeserver.storage.events import EventPositions, EventStore
+from homeserver.storage.federation_outbox import FederationOutboxStore
 from homeserver.storage.filters import FilterStore
 from homeserver.storage.media import MediaStore
 from homeserver.storage.migrations import migrate
@@ -186,7 +187,13 @@ class HomeServer:
         )
         self.room_servers = RoomServers(server_name=config.server_name, rooms=self.room_store)
         self.federation_sender = FederationSender(
-            self,
+            server_name=config.server_name,
+            store=FederationOutboxStore(self.db),
+            client=self.federation_client,
+            events=self.event_store,
+            edus=self.edus,
+            allow_destination=self.federation_policy.allow_destination,
+            clock=self.clock,
             backoff_base_s=config.federation.retry_base_s,
             backoff_cap_s=config.federation.retry_cap_s,
         )

@@ -38,15 +38,16 @@ import asyncio
 import itertools
 import logging
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from federation.client import (
     BadResponseError,
     DestinationRefusedError,
+    FederationClient,
     FederationError,
     RemoteError,
     quote_path_segment,
@@ -54,15 +55,14 @@ from federation.client import (
 from federation.events.hashing import pdu_json
 from federation.events.identifiers import domain_of
 from federation.json_bounds import MAX_EVENT_DEPTH, JSONBoundsError, check_depth
-from homeserver.federation.edus import EphemeralKey, PendingEdus
+from homeserver.clock import Clock
+from homeserver.federation.edus import EduRegistry, EphemeralKey, PendingEdus
 from homeserver.identifiers import LocalServer
 from homeserver.records.federation_outbox import EDU, PDU, OutboxBatch, OutboxItem
 from homeserver.records.rooms import RoomRecord
 from homeserver.storage.database import Txn
+from homeserver.storage.events import EventStore
 from homeserver.storage.federation_outbox import FederationOutboxStore
-
-if TYPE_CHECKING:
-    from homeserver.server import HomeServer
 
 logger = logging.getLogger(__name__)
 
@@ -93,25 +93,34 @@ class _Destination:
 class FederationSender:
     def __init__(
         self,
-        hs: HomeServer,
         *,
+        server_name: str,
+        store: FederationOutboxStore,
+        client: FederationClient | None,
+        events: EventStore,
+        edus: EduRegistry,
+        allow_destination: Callable[[str, str], bool],
+        clock: Clock,
         backoff_base_s: float = BACKOFF_BASE_S,
         backoff_cap_s: float = BACKOFF_CAP_S,
         max_pdus: int = MAX_PDUS,
         max_edus: int = MAX_EDUS,
         rng: random.Random | None = None,
     ) -> None:
-        self.hs = hs
-        self.server_name = hs.config.server_name
-        self.store = FederationOutboxStore(hs.db)
-        self.enabled = hs.federation_client is not None
+        self.server_name = server_name
+        self.store = store
+        self.client = client
+        self.events = events
+        self.allow_destination = allow_destination  # the federation policy
+        self.clock = clock
+        self.enabled = client is not None
         self.backoff_base_s = backoff_base_s
         self.backoff_cap_s = backoff_cap_s
         self.max_pdus = max_pdus
         self.max_edus = max_edus
         self._rng = rng or random.Random()
         self._local = LocalServer(self.server_name)
-        self.edus = hs.edus
+        self.edus = edus
         self._intake: asyncio.Queue[PendingEdus] = asyncio.Queue()
         self._watching = False
         self._worker: asyncio.Task[None] | None = None
@@ -215,7 +224,7 @@ class FederationSender:
                     pass
         dests.discard(self.server_name)
         # The federation policy: nothing is even queued for a server we do not federate with.
-        allowed = sorted(d for d in dests if self.hs.federation_policy.allow_destination(d, SEND_PATH))
+        allowed = sorted(d for d in dests if self.allow_destination(d, SEND_PATH))
         await FederationOutboxStore.add_in_txn(
             txn, [OutboxItem(d, PDU, event_id=event["event_id"]) for d in allowed]
         )
@@ -274,7 +283,7 @@ class FederationSender:
                     ephemeral.extend((dest, out.coalesce_key, edu) for dest in out.destinations)
         # The federation policy: nothing is even queued for a server we do not federate with.
         allowed = {
-            dest: self.hs.federation_policy.allow_destination(dest, SEND_PATH)
+            dest: self.allow_destination(dest, SEND_PATH)
             for dest in {r.destination for r in rows} | {e[0] for e in ephemeral}
         }
         rows = [r for r in rows if allowed[r.destination]]
@@ -329,7 +338,7 @@ class FederationSender:
     ) -> None:
         pdus: list[dict[str, Any]] = []
         for _, event_id in batch.pdus:
-            stored = await self.hs.event_store.get_event(event_id)
+            stored = await self.events.get_event(event_id)
             if stored is None:
                 logger.warning("federation sender: queued event %s is gone; not sending it", event_id)
                 continue
@@ -343,14 +352,14 @@ class FederationSender:
         edus = [orjson.loads(j) for _, j in batch.edus] + [edu for _, edu in ephemeral]
         body: dict[str, Any] = {
             "origin": self.server_name,
-            "origin_server_ts": self.hs.clock.time_ms(),
+            "origin_server_ts": self.clock.time_ms(),
             "pdus": pdus,
         }
         if edus:
             body["edus"] = edus
         txn_id = f"{self._epoch}.{next(self._txn_counter)}"
         path = SEND_PATH + quote_path_segment(txn_id)
-        client = self.hs.federation_client
+        client = self.client
         assert client is not None
         d.sending = True
         while True:
