@@ -72,6 +72,7 @@ logger = logging.getLogger(__name__)
 # How long the transfer of a file may take once the origin started answering
 # (timeout_ms bounds the wait for the answer to start).
 TRANSFER_TIMEOUT_S = 300.0
+CONNECT_S = 5.0
 MAX_TIMEOUT_MS = 60_000
 MAX_REDIRECTS = 5
 READ_SIZE = 64 * 1024
@@ -120,7 +121,10 @@ class FederatedRemoteMedia:
         self, server_name: str, media_id: str, *, thumbnail: ThumbnailParams | None,
         max_bytes: int, timeout_ms: int,
     ) -> RemoteFile:
-        if not valid_media_id(media_id) or not valid_server_name(server_name):
+        if (
+            not valid_media_id(media_id) or not valid_server_name(server_name)
+            or self.repository.is_local(server_name)  # never a fetch from ourselves
+        ):
             raise not_found("Media not found")
         cached = await self.repository.get_cached_remote(server_name, media_id)
         if cached is not None:
@@ -182,12 +186,13 @@ class FederatedRemoteMedia:
     async def _answer(
         self, server_name: str, path: str, query: dict[str, str], wait_ms: int, signed: bool,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """The origin's 2xx answer, which must start within ``wait_ms`` (plus a
-        second for the connection); its body may then take TRANSFER_TIMEOUT_S."""
+        """The origin's 2xx answer, which must start within ``wait_ms`` (plus
+        CONNECT_S to connect, and for the origin to fetch our keys); its body may
+        then take TRANSFER_TIMEOUT_S."""
         assert self.client is not None
         async with contextlib.AsyncExitStack() as stack:
             try:
-                async with asyncio.timeout(wait_ms / 1000 + 1.0):
+                async with asyncio.timeout(wait_ms / 1000 + CONNECT_S):
                     resp = await stack.enter_async_context(self.client.stream(
                         "GET", server_name, path, query=query, signed=signed,
                         timeout_s=TRANSFER_TIMEOUT_S,

@@ -135,6 +135,10 @@ async def test_unknown_media_is_404(pair: Pair) -> None:
         with pytest.raises(MatrixError) as e:
             await pair.b.remote_media.fetch(pair.a_spec.name, bad, thumbnail=None, max_bytes=MAX, timeout_ms=1000)
         assert e.value.status == 404
+    fetches = pair.b.remote_media.fetches
+    with pytest.raises(MatrixError) as e:  # B's own name: never fetched from itself
+        await pair.b.remote_media.fetch(pair.b_spec.name, "abc", thumbnail=None, max_bytes=MAX, timeout_ms=1000)
+    assert e.value.status == 404 and pair.b.remote_media.fetches == fetches
 
 
 async def test_federation_endpoint_needs_a_signature_and_hides_quarantined_media(pair: Pair) -> None:
@@ -187,7 +191,7 @@ async def test_unreachable_and_silent_origins(pair: Pair) -> None:
         with pytest.raises(MatrixError) as e:
             await pair.b.remote_media.fetch(silent.name, "abc", thumbnail=None, max_bytes=MAX, timeout_ms=500)
         assert e.value.status == 504
-        assert loop.time() - started < 5
+        assert loop.time() - started < 8
         assert silent.accepted == 1
 
 
