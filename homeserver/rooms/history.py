@@ -93,6 +93,18 @@ class RoomHistory:
         self.backfill = backfill
         self.clock = clock
 
+    async def oldest_position(self) -> int:
+        """Just below the oldest stream position in use: backfilled history sits below
+        zero, so a forward page with no token starts there."""
+        return min(0, await self.events.min_stream_ordering() - 1)
+
+    async def events_by_timestamp(
+        self, room: RoomRecord, ts: int, *, backwards: bool, after: tuple[int, int] | None, limit: int
+    ) -> list[StoredEvent]:
+        """The room's timeline events nearest `ts` in the direction asked, from `after`
+        (origin_server_ts, stream position) on, oldest or newest first."""
+        return await self.events.events_by_timestamp(room.room_nid, ts, backwards=backwards, after=after, limit=limit)
+
     async def ignored_senders(self, user_id: str) -> set[str]:
         """Whom this user ignores; never themselves, whose events they must always see."""
         return (await self.room_service.ignored_users(user_id)) - {user_id}

@@ -116,6 +116,22 @@ class RoomService:
             raise not_found("Room not found")
         return room
 
+    async def find_room(self, room_id: str) -> RoomRecord | None:
+        """The room, or None when this server knows nothing of it."""
+        return await self.rooms.get_room(room_id)
+
+    async def get_event(self, event_id: str) -> StoredEvent | None:
+        return await self.events.get_event(event_id)
+
+    async def membership_of(self, room: RoomRecord, user_id: str) -> str | None:
+        """The user's membership in the room now, None if they never had one."""
+        row = await self.rooms.membership_of(room.room_nid, user_id)
+        return row[0] if row is not None else None
+
+    async def rooms_for_user(self, user_id: str, memberships: tuple[str, ...] = ("join",)) -> list[str]:
+        """IDs of the rooms in which the user's membership is one of `memberships`."""
+        return [room_id for room_id, _ in await self.rooms.rooms_for_user(user_id, memberships)]
+
     async def head(self, room: RoomRecord) -> RoomHead:
         """The room's forward extremities and current state snapshot."""
         return await self.heads.get(room)

@@ -43,7 +43,7 @@ def _token(request: web.Request, name: str) -> int | None:
 
 async def _room_and_access(request: web.Request, user_id: str) -> tuple[RoomRecord, RoomAccess]:
     hs = get_hs(request)
-    room = await hs.room_store.get_room(request.match_info["room_id"])
+    room = await hs.room_service.find_room(request.match_info["room_id"])
     access = await hs.visibility.room_access(user_id, room)
     assert room is not None
     return room, access
@@ -79,7 +79,7 @@ async def get_messages(request: web.Request) -> web.Response:
         if backwards:
             from_pos = access.stream_bound(hs.room_service.stream.current)
         else:
-            from_pos = min(0, await hs.event_store.min_stream_ordering() - 1)
+            from_pos = await hs.room_history.oldest_position()
     page = await hs.room_history.paginate(
         room, hs.visibility.viewer(req.user_id, room), access,
         from_pos=from_pos, backwards=backwards, limit=limit, to_pos=to_pos,
@@ -99,7 +99,7 @@ async def get_messages(request: web.Request) -> web.Response:
 
 async def _event_in_room(request: web.Request, room: RoomRecord | None) -> StoredEvent:
     hs = get_hs(request)
-    event = await hs.event_store.get_event(request.match_info["event_id"])
+    event = await hs.room_service.get_event(request.match_info["event_id"])
     if room is None or event is None or event.room_nid != room.room_nid or event.stream_ordering is None:
         raise not_found("Event not found")
     return event
@@ -108,7 +108,7 @@ async def _event_in_room(request: web.Request, room: RoomRecord | None) -> Store
 async def get_event(request: web.Request) -> web.Response:
     hs = get_hs(request)
     req = await requester(request, allow_guest=True)
-    room = await hs.room_store.get_room(request.match_info["room_id"])
+    room = await hs.room_service.find_room(request.match_info["room_id"])
     event = await _event_in_room(request, room)
     assert room is not None
     if not await hs.visibility.viewer(req.user_id, room).can_see(event):
@@ -202,9 +202,9 @@ async def get_members(request: web.Request) -> web.Response:
 async def get_joined_members(request: web.Request) -> web.Response:
     hs = get_hs(request)
     req = await requester(request, allow_guest=True)
-    room = await hs.room_store.get_room(request.match_info["room_id"])
-    current = await hs.room_store.membership_of(room.room_nid, req.user_id) if room else None
-    if room is None or current is None or current[0] != "join":
+    room = await hs.room_service.find_room(request.match_info["room_id"])
+    current = await hs.room_service.membership_of(room, req.user_id) if room else None
+    if room is None or current != "join":
         raise MatrixError(403, "M_FORBIDDEN", "You are not joined to this room")
     ids = await hs.room_service.current_state_ids(room)
     state = await hs.room_service.state_events(ids, [k for k in ids if k[0] == "m.room.member"])
@@ -239,8 +239,8 @@ async def get_timestamp_to_event(request: web.Request) -> web.Response:
     after: tuple[int, int] | None = None
     scanned = 0
     while scanned < MAX_TIMESTAMP_SCAN:
-        batch = await hs.event_store.events_by_timestamp(
-            room.room_nid, ts, backwards=direction == "b", after=after, limit=100
+        batch = await hs.room_history.events_by_timestamp(
+            room, ts, backwards=direction == "b", after=after, limit=100
         )
         for ev in batch:
             assert ev.stream_ordering is not None

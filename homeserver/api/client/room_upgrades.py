@@ -16,7 +16,7 @@ async def post_upgrade(request: web.Request) -> web.Response:
     rv = parse_room_version(field(body, "new_version", str, required=True))
     extra = parse_additional_creators(body.get("additional_creators"))
     # Unknown rooms and rooms the user is not in look alike: no existence leak.
-    room = await hs.room_store.get_room(request.match_info["room_id"])
+    room = await hs.room_service.find_room(request.match_info["room_id"])
     if room is None or not await hs.directory_rights.is_joined(room, req.user_id):
         raise forbidden("You are not joined to this room")
     replacement = await hs.upgrades.upgrade(req.user_id, room, rv, extra)

@@ -32,7 +32,7 @@ async def format_events(
 async def member_room(request: web.Request, user_id: str) -> RoomRecord:
     """The room in the path; M_FORBIDDEN unless the user is joined (no existence leak for others)."""
     hs = get_hs(request)
-    room = await hs.room_store.get_room(request.match_info["room_id"])
+    room = await hs.room_service.find_room(request.match_info["room_id"])
     if room is not None and user_id in await hs.room_service.joined_local_users(room):
         return room
     raise MatrixError(403, "M_FORBIDDEN", "You are not joined to this room")
@@ -70,7 +70,7 @@ async def put_redact(request: web.Request) -> web.Response:
     body = await read_json(request, allow_empty=True)
     room = await member_room(request, req.user_id)
     target_id = request.match_info["event_id"]
-    target = await hs.event_store.get_event(target_id)
+    target = await hs.room_service.get_event(target_id)
     if target is None or target.room_nid != room.room_nid:
         raise not_found("Event not found")
     content: dict[str, Any] = {}
@@ -125,8 +125,7 @@ async def put_state(request: web.Request) -> web.Response:
 async def get_joined_rooms(request: web.Request) -> web.Response:
     hs = get_hs(request)
     req = await requester(request, allow_guest=True)
-    rooms = await hs.room_store.rooms_for_user(req.user_id, ("join",))
-    return json_response({"joined_rooms": [r for r, _ in rooms]})
+    return json_response({"joined_rooms": await hs.room_service.rooms_for_user(req.user_id, ("join",))})
 
 
 def register(routes: ClientRoutes) -> None:

@@ -11,14 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 
 # Known routes that still read stores, each to be removed when its service lands.
-ALLOWED: set[tuple[str, str]] = {
-    # The room history and room routes: their reads move into a rooms service.
-    ("homeserver/api/client/room_history.py", "room_store"),
-    ("homeserver/api/client/room_history.py", "event_store"),
-    ("homeserver/api/client/rooms.py", "room_store"),
-    ("homeserver/api/client/rooms.py", "event_store"),
-    ("homeserver/api/client/room_upgrades.py", "room_store"),
-}
+ALLOWED: set[tuple[str, str]] = set()
 
 
 def _store_attributes() -> set[str]:
