@@ -155,6 +155,10 @@ def _default_rate_limits() -> dict[str, RateLimit]:
         "remote_key_fetch": RateLimit(per_second=1.0, burst=20),
         # Media uploads (POST/PUT upload and create), per user.
         "media_upload": RateLimit(per_second=1.0, burst=30),
+        # URL previews, per user: each may make the server fetch a page and an image.
+        "url_preview": RateLimit(per_second=1.0, burst=20),
+        # Federation media downloads and thumbnails of our files, per origin server.
+        "federation_media": RateLimit(per_second=20.0, burst=200),
     }
 
 
@@ -165,11 +169,11 @@ class RateLimitConfig:
         default_factory=_default_rate_limits,
         metadata=_doc(
             "Token buckets per action (login, login_failures, registration, message, profile,"
-            " create_room, invite, join, typing, receipt, presence, media_upload); each applies per"
-            " user, or per"
-            " client IP before login. federation_transaction (/send), federation_query (/query/*)"
-            " and federation_join (make_/send_ join, leave and knock, invite) apply per origin"
-            " server. A refused request is 429 M_LIMIT_EXCEEDED with Retry-After."
+            " create_room, invite, join, typing, receipt, presence, media_upload, url_preview); each"
+            " applies per user, or per"
+            " client IP before login. federation_transaction (/send), federation_query (/query/*),"
+            " federation_join (make_/send_ join, leave and knock, invite) and federation_media"
+            " (media downloads and thumbnails) apply per origin server. A refused request is 429 M_LIMIT_EXCEEDED with Retry-After."
             " key_query: servers asked about on the notary endpoint (/_matrix/key/v2/query), per"
             " client IP; remote_key_fetch: fetches of unknown servers' keys caused by signed"
             " requests, per requesting IP."

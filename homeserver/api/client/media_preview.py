@@ -24,6 +24,7 @@ async def preview_url(request: web.Request) -> web.Response:
     if hs.url_previewer is None or (legacy and not hs.config.media.legacy_unauthenticated):
         raise unrecognized()
     user = await requester(request)
+    hs.ratelimiter.check_user("url_preview", user.user_id)
     url = request.query.get("url")
     if not url:
         raise missing_param("Missing url")

@@ -74,16 +74,18 @@ def _timeout_ms(request: web.Request) -> int:
 
 
 async def download(request: web.Request) -> web.StreamResponse:
-    origin_of(request)
-    media = get_hs(request).media
+    hs = get_hs(request)
+    hs.ratelimiter.check_server("federation_media", origin_of(request))
+    media = hs.media
     info, path = await media.await_local(request.match_info["media_id"], _timeout_ms(request))
     media.record_access(info)
     return await _serve(request, path, info.content_type, info.filename)
 
 
 async def thumbnail(request: web.Request) -> web.StreamResponse:
-    origin_of(request)
-    media = get_hs(request).media
+    hs = get_hs(request)
+    hs.ratelimiter.check_server("federation_media", origin_of(request))
+    media = hs.media
     q = request.query
     if "width" not in q or "height" not in q:
         raise missing_param("width and height are required")

@@ -252,3 +252,16 @@ def test_config_is_checked(make_config: Callable[..., Any], bad: dict[str, Any])
 
     with pytest.raises(ConfigError, match="media.url_preview"):
         make_config(media={"url_preview": bad})
+
+
+async def test_previews_are_rate_limited(make_api: MakeApi, site: Site) -> None:
+    api = await make_api(
+        media={"url_preview": {"enabled": True, **ENABLED}}, outbound=LOOPBACK_OUTBOUND,
+        rate_limits={"enabled": True, "actions": {"url_preview": {"per_second": 0.01, "burst": 2},
+                                                   "registration": {"per_second": 10, "burst": 10}}},
+    )
+    token = await user(api)
+    await preview(api, token, site.url("/plain"))
+    await preview(api, token, site.url("/page"))
+    body = await preview(api, token, site.url("/plain"), expect=429)
+    assert body["errcode"] == "M_LIMIT_EXCEEDED"
