@@ -166,6 +166,8 @@ def make_thumbnail(
                 first = out_frames[0]
             else:
                 im.seek(0)
+                if fmt == "JPEG":  # decode at the smallest 1/2^n scale still at least as large
+                    im.draft("RGB", _decode_size(src_w, src_h, dims, size.method, orientation in (5, 6, 7, 8)))
                 im.load()
                 frame = ImageOps.exif_transpose(im) or im
                 has_alpha = frame.mode in ("RGBA", "LA", "PA") or (frame.mode == "P" and "transparency" in frame.info)
@@ -187,6 +189,18 @@ def make_thumbnail(
         return ThumbnailResult(False, out_type, first.width, first.height)
 
 
+def _decode_size(
+    src_w: int, src_h: int, dims: tuple[int, int], method: str, rotated: bool,
+) -> tuple[int, int]:
+    """The size the resize starts from (before a crop, the scaled whole), in the file's
+    own orientation."""
+    w, h = dims
+    if method == "crop":
+        factor = max(w / src_w, h / src_h)
+        w, h = math.ceil(src_w * factor), math.ceil(src_h * factor)
+    return (h, w) if rotated else (w, h)
+
+
 def _resize(frame: PILImage, dims: tuple[int, int], method: str) -> PILImage:
     from PIL import Image
 
@@ -195,9 +209,9 @@ def _resize(frame: PILImage, dims: tuple[int, int], method: str) -> PILImage:
         factor = max(w / frame.width, h / frame.height)
         sw, sh = max(w, math.ceil(frame.width * factor)), max(h, math.ceil(frame.height * factor))
         if (sw, sh) != frame.size:
-            frame = frame.resize((sw, sh), Image.Resampling.LANCZOS)
+            frame = frame.resize((sw, sh), Image.Resampling.LANCZOS, reducing_gap=2.0)
         left, top = (sw - w) // 2, (sh - h) // 2
         return frame.crop((left, top, left + w, top + h))
     if (w, h) == frame.size:
         return frame.copy()
-    return frame.resize((w, h), Image.Resampling.LANCZOS)
+    return frame.resize((w, h), Image.Resampling.LANCZOS, reducing_gap=2.0)
