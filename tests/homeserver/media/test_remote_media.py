@@ -220,6 +220,8 @@ class FakeOrigin:
         if media_id == "redirected":
             location = f"https://{self.name}/files/{media_id}"
             return web.Response(body=redirect_body(boundary, {}, location), headers=ctype)
+        if media_id == "private":  # the guard must refuse this like any other address
+            return web.Response(body=redirect_body(boundary, {}, "https://10.20.30.40/x"), headers=ctype)
         if media_id == "plain":
             body = media_head(boundary, {}, content_type="text/plain") + self.files["plain"] + media_tail(boundary)
             return web.Response(body=body, headers=ctype)
@@ -261,12 +263,17 @@ async def test_location_redirect_and_legacy_fallback(pair: Pair, tmp_path: Path)
         assert got.info.filename == "café.bin"
         got = await fetch(fake.name, "plain", thumbnail=None, max_bytes=MAX, timeout_ms=5000)
         assert read(got.path) == b"plain bytes"
+        with pytest.raises(MatrixError) as e:
+            await fetch(fake.name, "private", thumbnail=None, max_bytes=MAX, timeout_ms=5000)
+        assert e.value.status == 502
+        assert await pair.b.media.get_cached_remote(fake.name, "private") is None
         assert fake.requests == [
             "/_matrix/federation/v1/media/download/redirected",
             "/files/redirected",
             "/_matrix/federation/v1/media/download/legacy",
             f"/_matrix/media/v3/download/{fake.name}/legacy",
             "/_matrix/federation/v1/media/download/plain",
+            "/_matrix/federation/v1/media/download/private",
         ]
 
 
