@@ -130,6 +130,10 @@ class FederatedRemoteMedia:
         if cached is not None:
             info, path = cached
         else:
+            known = await self.repository.store.get(server_name, media_id)
+            if known is not None and known.quarantined:
+                # Quarantine outlives the cached bytes: never fetched (and un-quarantined) again.
+                raise not_found("Media not found")
             if self.client is None:
                 raise not_found("Media not found (federation is off)")
             if not self.server_allowed(server_name):

@@ -89,6 +89,12 @@ async def test_remote_download_is_byte_identical_and_cached(pair: Pair) -> None:
     )
     assert read(again.path) == data
     assert served == [media_id]  # the second came from B's cache
+    # Quarantined on B: 404 there, and never fetched again (which would lift the quarantine).
+    assert await pair.b.media.quarantine(pair.a_spec.name, media_id, "@admin:b")
+    with pytest.raises(MatrixError) as e:
+        await pair.b.remote_media.fetch(pair.a_spec.name, media_id, thumbnail=None, max_bytes=MAX, timeout_ms=5000)
+    assert e.value.status == 404
+    assert served == [media_id]
 
 
 async def test_remote_thumbnail(pair: Pair) -> None:
