@@ -25,7 +25,7 @@ from signedjson.types import SigningKey
 from yarl import URL
 
 from .discovery import ServerResolver
-from .json_bounds import JSONBoundsError, loads_bounded
+from .events.json_bounds import JSONBoundsError, loads_bounded
 from .outbound_guard import OutboundGuard, RefusedAddressError
 from .request_auth import sign_request
 

@@ -44,7 +44,7 @@ from typing import Any
 import aiohttp
 
 from .events.identifiers import is_valid_server_address, parse_server_name
-from .json_bounds import JSONBoundsError, loads_bounded
+from .events.json_bounds import JSONBoundsError, loads_bounded
 from .outbound_guard import OutboundGuard
 from .single_flight import SingleFlight
 

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from .json_bounds import JSONBoundsError, loads_bounded
+from .events.json_bounds import JSONBoundsError, loads_bounded
 
 __all__ = [
     "ByteSource",

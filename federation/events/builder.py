@@ -12,8 +12,6 @@ from typing import Any
 
 from signedjson.types import SigningKey
 
-from federation.json_bounds import MAX_EVENT_DEPTH, JSONBoundsError, check_depth
-
 from .canonical import (
     MAX_SAFE_INTEGER,
     CanonicalJSONError,
@@ -29,6 +27,7 @@ from .hashing import (
     room_id_from_create_event_id,
 )
 from .identifiers import MAX_IDENTIFIER_BYTES, domain_of
+from .json_bounds import MAX_EVENT_DEPTH, JSONBoundsError, check_depth
 from .room_versions import RoomVersion, get_room_version
 from .signing import add_hashes_and_signature
 

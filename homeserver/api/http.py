@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
-from federation.json_bounds import JSONBoundsError, loads_bounded
+from federation.events.json_bounds import JSONBoundsError, loads_bounded
 from homeserver.errors import MatrixError, bad_json, missing_param
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ def get_hs(request: web.Request) -> HomeServer:
 
 def encode_json(data: Any) -> bytes:
     """A response body. Everything accepted since the nesting bound
-    (:mod:`federation.json_bounds`) encodes with orjson; data stored before it
+    (:mod:`federation.events.json_bounds`) encodes with orjson; data stored before it
     existed may nest deeper than orjson allows (254 levels) or hold integers
     beyond 64 bits, and the standard library encodes those instead of failing
     every read that includes them."""
@@ -121,7 +121,7 @@ async def read_json(request: web.Request, *, allow_empty: bool = False) -> dict[
 
 def parse_json(raw: bytes | str) -> Any:
     """Parse a JSON body or parameter under the one nesting bound
-    (:mod:`federation.json_bounds`): M_NOT_JSON when it is not JSON, M_BAD_JSON
+    (:mod:`federation.events.json_bounds`): M_NOT_JSON when it is not JSON, M_BAD_JSON
     when it nests too deep."""
     try:
         return loads_bounded(raw)

@@ -54,7 +54,7 @@ from federation.client import (
 )
 from federation.events.hashing import pdu_json
 from federation.events.identifiers import domain_of
-from federation.json_bounds import MAX_EVENT_DEPTH, JSONBoundsError, check_depth
+from federation.events.json_bounds import MAX_EVENT_DEPTH, JSONBoundsError, check_depth
 from homeserver.clock import Clock
 from homeserver.federation.edus import EduRegistry, EphemeralKey, PendingEdus
 from homeserver.identifiers import LocalServer

@@ -7,7 +7,7 @@ import fnmatch
 from dataclasses import dataclass
 from typing import Any
 
-from federation.json_bounds import JSONBoundsError, loads_bounded
+from federation.events.json_bounds import JSONBoundsError, loads_bounded
 from homeserver.errors import MatrixError
 
 

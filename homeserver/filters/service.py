@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from federation.json_bounds import JSONBoundsError, loads_bounded
+from federation.events.json_bounds import JSONBoundsError, loads_bounded
 from homeserver.errors import not_found
 from homeserver.filters.event_filter import filter_json_error
 from homeserver.filters.sync_filter import SyncFilter

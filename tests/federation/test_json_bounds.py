@@ -1,4 +1,4 @@
-"""The nesting bound of federation.json_bounds, and events held to it."""
+"""The nesting bound of federation.events.json_bounds, and events held to it."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ from typing import Any
 import pytest
 
 from federation.events.builder import EventFormatError, build_event, validate_pdu
-from federation.events.signing import generate_signing_key
-from federation.json_bounds import (
+from federation.events.json_bounds import (
     MAX_EVENT_DEPTH,
     MAX_JSON_DEPTH,
     JSONBoundsError,
     check_depth,
     loads_bounded,
 )
+from federation.events.signing import generate_signing_key
 
 
 def nested(depth: int) -> Any:

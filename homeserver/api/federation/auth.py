@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from federation.events.builder import MAX_PDU_SIZE
-from federation.json_bounds import JSONBoundsError, loads_bounded
+from federation.events.json_bounds import JSONBoundsError, loads_bounded
 from federation.request_auth import (
     RequestAuthError,
     XMatrixAuth,

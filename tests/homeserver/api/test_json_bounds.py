@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
-from federation.json_bounds import MAX_EVENT_DEPTH, MAX_JSON_DEPTH
+from federation.events.json_bounds import MAX_EVENT_DEPTH, MAX_JSON_DEPTH
 from tests.conftest import Api
 
 

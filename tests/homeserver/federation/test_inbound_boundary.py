@@ -20,7 +20,7 @@ import orjson
 import pytest
 
 from federation.client import RemoteError
-from federation.json_bounds import MAX_JSON_DEPTH
+from federation.events.json_bounds import MAX_JSON_DEPTH
 from homeserver.api.federation.auth import SEND_BODY_CAP
 from tests.e2e.server_process import ServerProcess
 from tests.homeserver.federation.servers import ServerSpec, free_port, running_server
