@@ -312,3 +312,10 @@ async def test_users_download_through_the_client_api(pair: Pair) -> None:
         assert r.status == 404
         assert (await r.json())["errcode"] == "M_NOT_FOUND"
     assert served == [media_id, "nothingHere"]  # the thumbnail came from B's cached original
+
+
+async def test_no_federation_no_remote_media(make_hs: Any) -> None:
+    hs = await make_hs()  # federation.enabled is false in test configs
+    with pytest.raises(MatrixError) as e:
+        await hs.remote_media.fetch("other.example", "abc", thumbnail=None, max_bytes=MAX, timeout_ms=1000)
+    assert (e.value.status, e.value.errcode) == (404, "M_NOT_FOUND")
