@@ -311,7 +311,8 @@ class FederatedJoins:
         if version not in SUPPORTED_ROOM_VERSIONS or not isinstance(template, dict):
             raise PduError(f"make_{membership} answered with an unusable template")
         rv = get_room_version(version)
-        offered = template.get("content") if isinstance(template.get("content"), dict) else {}
+        raw_offered = template.get("content")
+        offered: dict[str, Any] = raw_offered if isinstance(raw_offered, dict) else {}
         content = await self.membership.member_content(user_id, membership)
         if membership == "join" and "join_authorised_via_users_server" in offered:
             content["join_authorised_via_users_server"] = offered["join_authorised_via_users_server"]

@@ -89,12 +89,12 @@ class FederationReads:
                 break
             found = await self.events.get_events(missing)
             for event_id in missing:
-                ev = found.get(event_id)
-                if ev is None or ev.room_nid != access.room.room_nid:
+                got = found.get(event_id)
+                if got is None or got.room_nid != access.room.room_nid:
                     unknown.add(event_id)  # never leak another room's events
                     continue
-                stored[event_id] = ev
-                loaded[event_id] = ev.event
+                stored[event_id] = got
+                loaded[event_id] = got.event
         return _by_depth(stored.values())
 
     def _pdus(self, access: ServerAccess, events: Iterable[StoredEvent]) -> list[dict[str, Any]]:
@@ -214,11 +214,11 @@ class FederationReads:
             known = {ev.event_id: ev for ev in await self._known_in_room(access, wanted)}
             level = []
             for event_id in wanted:
-                ev = known.get(event_id)
-                if ev is None or int(ev.event.get("depth", 0)) < min_depth:
+                candidate = known.get(event_id)
+                if candidate is None or int(candidate.event.get("depth", 0)) < min_depth:
                     continue
                 if len(found) >= limit:
                     break
-                found.append(ev)
-                level.append(ev)
+                found.append(candidate)
+                level.append(candidate)
         return [await viewer.pdu(ev) for ev in _by_depth(found)]
