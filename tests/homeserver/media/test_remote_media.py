@@ -319,3 +319,12 @@ async def test_no_federation_no_remote_media(make_hs: Any) -> None:
     with pytest.raises(MatrixError) as e:
         await hs.remote_media.fetch("other.example", "abc", thumbnail=None, max_bytes=MAX, timeout_ms=1000)
     assert (e.value.status, e.value.errcode) == (404, "M_NOT_FOUND")
+
+
+async def test_not_yet_uploaded_passes_through(pair: Pair) -> None:
+    pending = await pair.a.media.create_pending(pair.alice_id)
+    with pytest.raises(MatrixError) as e:
+        await pair.b.remote_media.fetch(
+            pair.a_spec.name, pending.media_id, thumbnail=None, max_bytes=MAX, timeout_ms=300
+        )
+    assert (e.value.status, e.value.errcode) == (504, "M_NOT_YET_UPLOADED")
