@@ -581,6 +581,9 @@ class MediaRepository:
         for origin, media_id in await self.store.expired_pending(now):
             if media_id not in self._uploading and await self.delete(origin, media_id):
                 lapsed += 1
+                waiter = self._waiters.pop(media_id, None)
+                if waiter is not None:
+                    waiter.set()  # downloads still waiting find it gone: 404
         local = remote = 0
         if self.config.local_retention_ms is not None:
             local = await self._purge_older(True, now - self.config.local_retention_ms)

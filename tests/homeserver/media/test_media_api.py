@@ -251,3 +251,22 @@ async def test_413_comes_before_the_body_is_sent(make_api: ClientFactory) -> Non
         assert b"M_TOO_LARGE" in body
     finally:
         writer.close()
+
+
+async def test_an_interrupted_upload_leaves_nothing(api: Api) -> None:
+    token = await _user(api)
+    host, port = api.client.server.host, api.client.server.port
+    reader, writer = await asyncio.open_connection(host, port)
+    head = (f"POST {UPLOAD} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Length: {1024 * 1024}\r\n\r\n")
+    writer.write(head.encode() + b"q" * 200_000)
+    await writer.drain()
+    await asyncio.sleep(0.3)
+    writer.close()
+    media_dir = Path(api.hs.config.data_dir) / "media"
+    for _ in range(50):
+        await asyncio.sleep(0.1)
+        if not [p for p in media_dir.rglob(".tmp-*")]:
+            break
+    assert [p for p in media_dir.rglob("*") if p.is_file()] == []
+    assert (await api.hs.media.store.used_bytes("@alice:test.local")) == 0
