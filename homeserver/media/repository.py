@@ -486,7 +486,65 @@ class MediaRepository:
         )
         return self.storage.local_path(key), result.content_type
 
+    # --- other servers' own thumbnails ----------------------------------------------
+
+    def _remote_thumb_key(self, origin: str, media_id: str, params: ThumbnailParams) -> str:
+        size = ThumbnailSize(params.width, params.height, params.method)
+        return self._thumb_key(origin, media_id, size, params.animated)
+
+    async def cached_remote_thumbnail(
+        self, origin: str, media_id: str, params: ThumbnailParams,
+    ) -> tuple[MediaInfo, str, str] | None:
+        """A thumbnail kept by `store_remote_thumbnail`: (the file's row, path, content
+        type), or None (not kept, or the file is quarantined)."""
+        if not valid_media_id(media_id) or self.is_local(origin):
+            return None
+        info = await self.store.get(origin, media_id)
+        if info is None or info.quarantined:
+            return None
+        known = await self.store.get_thumbnail(
+            origin, media_id, params.width, params.height, params.method, params.animated
+        )
+        key = self._remote_thumb_key(origin, media_id, params)
+        if known is None or not self.storage.exists(key):
+            return None
+        return info, self.storage.local_path(key), known.content_type
+
+    async def store_remote_thumbnail(
+        self, origin: str, media_id: str, params: ThumbnailParams, content_type: str,
+        chunks: AsyncIterator[bytes], max_bytes: int,
+    ) -> tuple[MediaInfo, str, str]:
+        """Keep another server's own thumbnail of a file not cached here (fetched from
+        its ``/thumbnail`` endpoint): (the file's row, path, content type). The file
+        gets a row without content, as an async upload has, lapsing after
+        ``remote_cache_retention_ms``, so the thumbnail is quarantined, deleted and
+        expired with it; caching the original later replaces that row. More than
+        ``max_bytes`` is 502 M_TOO_LARGE; a malformed ID or a local origin 404."""
+        if not valid_media_id(media_id) or self.is_local(origin) or not valid_server_name(origin):
+            raise not_found("Media not found")
+        now = self.clock.time_ms()
+        retention = self.config.remote_cache_retention_ms or 30 * 24 * 3600 * 1000
+        await self.store.insert(MediaInfo(
+            origin=origin, media_id=media_id, is_local=False, content_type=None, filename=None,
+            size=None, sha256=None, uploader=None, created_ts=now, unused_expires_at=now + retention,
+        ))
+        key = self._remote_thumb_key(origin, media_id, params)
+        written, _ = await self._stream_to(
+            key, chunks, max_bytes, lambda: MatrixError(502, "M_TOO_LARGE", "Remote thumbnail is too large"),
+        )
+        await self.store.add_thumbnail(origin, media_id, ThumbnailInfo(
+            params.width, params.height, params.method, params.animated, content_type, written,
+        ))
+        info = await self.store.get(origin, media_id)
+        if info is None or info.quarantined:
+            raise not_found("Media not found")
+        return info, self.storage.local_path(key), content_type
+
     # --- administration -------------------------------------------------------------
+
+    async def info(self, origin: str, media_id: str) -> MediaInfo | None:
+        """A file's metadata whatever its state (pending, quarantined): for admins."""
+        return await self.store.get(origin, media_id) if valid_media_id(media_id) else None
 
     async def delete(self, origin: str, media_id: str) -> bool:
         """Remove a file, its thumbnails and its row; False when unknown."""

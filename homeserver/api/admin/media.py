@@ -69,6 +69,16 @@ async def delete_user_media(request: web.Request) -> web.Response:
     return json_response({"deleted_media": deleted, "total": len(deleted)})
 
 
+async def get_media(request: web.Request) -> web.Response:
+    await require_admin(request)
+    server_name, media_id = _media_path(request)
+    info = await get_hs(request).media.info(server_name, media_id)
+    if info is None:
+        raise MatrixError(404, "M_NOT_FOUND", "Unknown media")
+    body = _media_json(info) | {"media_origin": info.origin, "user_id": info.uploader, "sha256": info.sha256}
+    return json_response({"media_info": body})
+
+
 async def delete_media(request: web.Request) -> web.Response:
     req = await require_admin(request)
     server_name, media_id = _media_path(request)
@@ -125,6 +135,7 @@ def register(app: web.Application) -> None:
     r = app.router
     r.add_get(ADMIN_V1 + "/users/{user_id}/media", list_user_media)
     r.add_delete(ADMIN_V1 + "/users/{user_id}/media", delete_user_media)
+    r.add_get(ADMIN_V1 + "/media/{server_name}/{media_id}", get_media)
     r.add_delete(ADMIN_V1 + "/media/{server_name}/{media_id}", delete_media)
     r.add_post(ADMIN_V1 + "/media/quarantine/{server_name}/{media_id}", quarantine_media)
     r.add_post(ADMIN_V1 + "/media/unquarantine/{server_name}/{media_id}", unquarantine_media)

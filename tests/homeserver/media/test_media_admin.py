@@ -28,6 +28,9 @@ async def test_list_delete_and_quarantine(api: Api) -> None:
     assert listed["media"][0]["upload_name"] == "one.txt" and listed["media"][0]["media_length"] == 3
     page = await api.get(path + "?limit=1&order_by=media_length&dir=b", token=admin)
     assert [m["media_id"] for m in page["media"]] == [second] and page["next_token"] == 1
+    info = (await api.get(V1 + f"/media/{server}/{first}", token=admin))["media_info"]
+    assert info["media_length"] == 3 and info["user_id"] == "@alice:test.local" and info["upload_name"] == "one.txt"
+    await api.request("GET", V1 + f"/media/{server}/nosuchmedia", token=admin, expect=404)
     # Quarantined: 404 to users, listed as such, and released again.
     assert await api.post(V1 + f"/media/quarantine/{server}/{first}", {}, token=admin) == {}
     status, _, _ = await fetch(api, f"{MEDIA}/download/{server}/{first}", alice)
