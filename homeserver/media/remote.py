@@ -10,8 +10,12 @@ URL: the file it leads to is. A server that does not know the endpoint (404
 M_UNRECOGNIZED) is asked the deprecated ``/_matrix/media/v3/download/{server}/{id}``
 with ``allow_remote=false``, as the spec says.
 
-A thumbnail of remote media is made here from the cached original (as for local
-media), so one fetch serves every size.
+A thumbnail of remote media whose original is cached is made here (as for local
+media). Otherwise the origin's own is asked for (``/thumbnail/{mediaId}``, with the
+same fallback) and kept, under a row without content that lapses with the remote
+cache's retention (so quarantine and deletion reach it); when the origin has none
+to give (an error answer other than 403, 404 or 504), the original is fetched and
+thumbnailed here.
 
 Errors, as the download routes pass them on:
 
@@ -34,8 +38,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from email.message import Message
+from typing import TypeVar
 
 import aiohttp
 
@@ -55,7 +60,7 @@ from federation.multipart import (
 from federation.single_flight import SingleFlight
 from homeserver.errors import MatrixError, not_found
 from homeserver.media.fetch import FetchError, UrlFetcher
-from homeserver.media.headers import valid_content_type, valid_filename
+from homeserver.media.headers import base_type, valid_content_type, valid_filename
 from homeserver.media.repository import (
     MediaRepository,
     RemoteFile,
@@ -75,6 +80,11 @@ TRANSFER_TIMEOUT_S = 300.0
 CONNECT_S = 5.0
 MAX_TIMEOUT_MS = 60_000
 MAX_REDIRECTS = 5
+MAX_THUMBNAIL_BYTES = 20 * 1024 * 1024
+# What a thumbnail may be (the spec's list for the federation thumbnail endpoint).
+THUMBNAIL_TYPES = frozenset({"image/png", "image/apng", "image/jpeg", "image/gif", "image/webp"})
+
+T = TypeVar("T")
 READ_SIZE = 64 * 1024
 
 
@@ -103,6 +113,10 @@ async def _chunks(stream: aiohttp.StreamReader) -> AsyncIterator[bytes]:
         yield chunk
 
 
+# Where an answer's bytes go: (content type, file name, chunks) -> what was stored.
+Sink = Callable[[str | None, str | None, AsyncIterator[bytes]], Awaitable[T]]
+
+
 class FederatedRemoteMedia:
     """``RemoteMedia`` over federation (see the module's docstring)."""
 
@@ -115,7 +129,8 @@ class FederatedRemoteMedia:
         self.fetcher = fetcher
         self.server_allowed = server_allowed
         self._flights: SingleFlight[tuple[str, str], MediaInfo] = SingleFlight()
-        self.fetches = 0  # files actually requested from other servers
+        self._thumb_flights: SingleFlight[tuple[str, str, ThumbnailParams], RemoteFile | None] = SingleFlight()
+        self.fetches = 0  # files and thumbnails actually requested from other servers
 
     async def fetch(
         self, server_name: str, media_id: str, *, thumbnail: ThumbnailParams | None,
@@ -138,6 +153,14 @@ class FederatedRemoteMedia:
                 raise not_found("Media not found (federation is off)")
             if not self.server_allowed(server_name):
                 raise MatrixError(403, "M_FORBIDDEN", f"This server does not federate with {server_name}")
+            if thumbnail is not None:
+                thumb = await self._thumb_flights.run(
+                    (server_name, media_id, thumbnail),
+                    lambda: self._origin_thumbnail(server_name, media_id, thumbnail, max_bytes, timeout_ms),
+                )
+                if thumb is not None:
+                    self.repository.record_access(thumb.info)
+                    return thumb
             info = await self._flights.run(
                 (server_name, media_id),
                 lambda: self._download(server_name, media_id, max_bytes, timeout_ms),
@@ -155,36 +178,81 @@ class FederatedRemoteMedia:
         return RemoteFile(info, thumb_path, thumb_type)
 
     async def _download(self, server_name: str, media_id: str, max_bytes: int, timeout_ms: int) -> MediaInfo:
+        """The original, fetched into the remote cache."""
+
+        async def sink(content_type: str | None, filename: str | None, chunks: AsyncIterator[bytes]) -> MediaInfo:
+            return await self.repository.store_remote(
+                server_name, media_id, content_type, filename, chunks, max_bytes
+            )
+
+        ids = f"{quote_path_segment(server_name)}/{quote_path_segment(media_id)}"
+        with _mapped_errors(server_name, media_id):
+            return await self._fetch_with(
+                server_name, f"/_matrix/federation/v1/media/download/{quote_path_segment(media_id)}",
+                f"/_matrix/media/v3/download/{ids}", {}, max_bytes, timeout_ms, sink,
+            )
+
+    async def _origin_thumbnail(
+        self, server_name: str, media_id: str, params: ThumbnailParams, max_bytes: int, timeout_ms: int,
+    ) -> RemoteFile | None:
+        """The origin's own thumbnail, kept for next time (``None``: the origin made
+        none, and the original is fetched and thumbnailed here instead)."""
+        kept = await self.repository.cached_remote_thumbnail(server_name, media_id, params)
+        if kept is not None:
+            return RemoteFile(*kept)
+
+        async def sink(
+            content_type: str | None, filename: str | None, chunks: AsyncIterator[bytes],
+        ) -> tuple[MediaInfo, str, str]:
+            if content_type is None or base_type(content_type) not in THUMBNAIL_TYPES:
+                raise MultipartError(f"a thumbnail of type {content_type}")
+            return await self.repository.store_remote_thumbnail(
+                server_name, media_id, params, content_type, chunks, min(max_bytes, MAX_THUMBNAIL_BYTES)
+            )
+
+        query = {
+            "width": str(params.width), "height": str(params.height), "method": params.method,
+            "animated": "true" if params.animated else "false",
+        }
+        ids = f"{quote_path_segment(server_name)}/{quote_path_segment(media_id)}"
+        try:
+            with _mapped_errors(server_name, media_id):
+                kept = await self._fetch_with(
+                    server_name, f"/_matrix/federation/v1/media/thumbnail/{quote_path_segment(media_id)}",
+                    f"/_matrix/media/v3/thumbnail/{ids}", query, max_bytes, timeout_ms, sink,
+                )
+        except MatrixError as e:
+            if e.status in (403, 404, 504):
+                raise  # refused, unknown, or not uploaded yet: the original would be too
+            logger.info("remote thumbnail %s/%s: %s; fetching the original", server_name, media_id, e)
+            return None
+        return RemoteFile(*kept)
+
+    async def _fetch_with(
+        self, server_name: str, path: str, legacy_path: str, query: dict[str, str], max_bytes: int,
+        timeout_ms: int, sink: Sink[T],
+    ) -> T:
+        """The authenticated endpoint at ``path``; on 404 M_UNRECOGNIZED the deprecated
+        one at ``legacy_path`` (``allow_remote=false``); the bytes go to ``sink``."""
         assert self.client is not None
         self.fetches += 1
         wait_ms = max(0, min(timeout_ms, MAX_TIMEOUT_MS))
-        path = f"/_matrix/federation/v1/media/download/{quote_path_segment(media_id)}"
+        query = {**query, "timeout_ms": str(wait_ms)}
         try:
-            try:
-                return await self._federation_download(server_name, media_id, path, max_bytes, wait_ms)
-            except RemoteError as e:
-                if e.status not in (400, 404, 405) or e.errcode != "M_UNRECOGNIZED":
-                    raise
-            return await self._legacy_download(server_name, media_id, max_bytes, wait_ms)
-        except DestinationRefusedError:
-            raise MatrixError(403, "M_FORBIDDEN", f"This server does not federate with {server_name}") from None
+            async with self._answer(server_name, path, query, wait_ms, True) as resp:
+                boundary = boundary_of(resp.headers.get("Content-Type"))
+                part = await read_media_multipart(resp.content, boundary, max_bytes=max_bytes)
+                if part.location is not None:
+                    return await self._follow(part.location, max_bytes, sink)
+                assert part.chunks is not None
+                return await sink(
+                    _content_type(part.content_type), filename_of(part.content_disposition), part.chunks
+                )
         except RemoteError as e:
-            raise _remote_error(e) from None
-        except ConnectError as e:
-            if isinstance(e.__cause__, TimeoutError):
-                raise MatrixError(504, "M_UNKNOWN", "Timed out fetching remote media") from None
-            logger.info("remote media %s/%s: %s", server_name, media_id, e)
-            raise MatrixError(502, "M_UNKNOWN", "Could not fetch remote media") from None
-        except PartTooLargeError:
-            raise _too_large() from None
-        except MultipartError as e:
-            logger.info("remote media %s/%s: bad answer: %s", server_name, media_id, e)
-            raise MatrixError(502, "M_UNKNOWN", "The remote server's answer was not usable") from None
-        except FetchError as e:
-            logger.info("remote media %s/%s: redirect: %s", server_name, media_id, e)
-            if e.kind == "timeout":
-                raise MatrixError(504, "M_UNKNOWN", "Timed out fetching remote media") from None
-            raise MatrixError(502, "M_UNKNOWN", "Could not fetch remote media") from None
+            if e.status not in (400, 404, 405) or e.errcode != "M_UNRECOGNIZED":
+                raise
+        async with self._answer(server_name, legacy_path, {**query, "allow_remote": "false"}, wait_ms, False) as resp:
+            return await self._store_plain(resp, max_bytes, sink)
 
     @contextlib.asynccontextmanager
     async def _answer(
@@ -205,44 +273,46 @@ class FederatedRemoteMedia:
                 raise ConnectError(f"GET {server_name}{path} did not answer in time") from TimeoutError()
             yield resp
 
-    async def _federation_download(
-        self, server_name: str, media_id: str, path: str, max_bytes: int, wait_ms: int,
-    ) -> MediaInfo:
-        async with self._answer(server_name, path, {"timeout_ms": str(wait_ms)}, wait_ms, True) as resp:
-            boundary = boundary_of(resp.headers.get("Content-Type"))
-            part = await read_media_multipart(resp.content, boundary, max_bytes=max_bytes)
-            if part.location is not None:
-                return await self._follow(server_name, media_id, part.location, max_bytes)
-            assert part.chunks is not None
-            return await self.repository.store_remote(
-                server_name, media_id, _content_type(part.content_type),
-                filename_of(part.content_disposition), part.chunks, max_bytes,
-            )
-
-    async def _legacy_download(self, server_name: str, media_id: str, max_bytes: int, wait_ms: int) -> MediaInfo:
-        path = (
-            f"/_matrix/media/v3/download/{quote_path_segment(server_name)}/{quote_path_segment(media_id)}"
-        )
-        query = {"allow_remote": "false", "timeout_ms": str(wait_ms)}
-        async with self._answer(server_name, path, query, wait_ms, False) as resp:
-            return await self._store_plain(server_name, media_id, resp, max_bytes)
-
-    async def _follow(self, server_name: str, media_id: str, location: str, max_bytes: int) -> MediaInfo:
-        """The file a ``Location`` part points at (fetched now, never remembered as a URL)."""
+    async def _follow(self, location: str, max_bytes: int, sink: Sink[T]) -> T:
+        """What a ``Location`` part points at (fetched now, never remembered as a URL)."""
         async with self.fetcher.get(location, timeout_s=TRANSFER_TIMEOUT_S, max_redirects=MAX_REDIRECTS) as resp:
             if not 200 <= resp.status < 300:
                 raise MatrixError(502, "M_UNKNOWN", f"The media's location answered {resp.status}")
-            return await self._store_plain(server_name, media_id, resp, max_bytes)
+            return await self._store_plain(resp, max_bytes, sink)
 
-    async def _store_plain(
-        self, server_name: str, media_id: str, resp: aiohttp.ClientResponse, max_bytes: int,
-    ) -> MediaInfo:
+    async def _store_plain(self, resp: aiohttp.ClientResponse, max_bytes: int, sink: Sink[T]) -> T:
         if resp.content_length is not None and resp.content_length > max_bytes:
             raise _too_large()
-        return await self.repository.store_remote(
-            server_name, media_id, _content_type(resp.headers.get("Content-Type")),
-            filename_of(resp.headers.get("Content-Disposition")), _chunks(resp.content), max_bytes,
+        return await sink(
+            _content_type(resp.headers.get("Content-Type")),
+            filename_of(resp.headers.get("Content-Disposition")), _chunks(resp.content),
         )
+
+
+@contextlib.contextmanager
+def _mapped_errors(server_name: str, media_id: str) -> Iterator[None]:
+    """A failed fetch from another server as the MatrixError the client gets."""
+    try:
+        yield
+    except DestinationRefusedError:
+        raise MatrixError(403, "M_FORBIDDEN", f"This server does not federate with {server_name}") from None
+    except RemoteError as e:
+        raise _remote_error(e) from None
+    except ConnectError as e:
+        if isinstance(e.__cause__, TimeoutError):
+            raise MatrixError(504, "M_UNKNOWN", "Timed out fetching remote media") from None
+        logger.info("remote media %s/%s: %s", server_name, media_id, e)
+        raise MatrixError(502, "M_UNKNOWN", "Could not fetch remote media") from None
+    except PartTooLargeError:
+        raise _too_large() from None
+    except MultipartError as e:
+        logger.info("remote media %s/%s: bad answer: %s", server_name, media_id, e)
+        raise MatrixError(502, "M_UNKNOWN", "The remote server's answer was not usable") from None
+    except FetchError as e:
+        logger.info("remote media %s/%s: redirect: %s", server_name, media_id, e)
+        if e.kind == "timeout":
+            raise MatrixError(504, "M_UNKNOWN", "Timed out fetching remote media") from None
+        raise MatrixError(502, "M_UNKNOWN", "Could not fetch remote media") from None
 
 
 def _too_large() -> MatrixError:

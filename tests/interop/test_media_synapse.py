@@ -100,11 +100,19 @@ async def test_accord_fetches_media_uploaded_on_synapse(
     headers["Content-Type"] = "image/png"
     async with synapse.session.post(synapse.base_url + "/_matrix/media/v3/upload", data=image, headers=headers) as resp:
         image_id = (await resp.json())["content_uri"].rsplit("/", 1)[1]
-    thumb = await accord.hs.remote_media.fetch(
-        server_name, image_id, thumbnail=ThumbnailParams(96, 96, "crop"), max_bytes=MAX, timeout_ms=10_000
-    )
+    sent.clear()
+    accord.client.observers.append(observe)
+    try:
+        thumb = await accord.hs.remote_media.fetch(
+            server_name, image_id, thumbnail=ThumbnailParams(96, 96, "crop"), max_bytes=MAX, timeout_ms=10_000
+        )
+    finally:
+        accord.client.observers.remove(observe)
     with Image.open(thumb.path) as im:
         assert im.size == (96, 96)
+    # Synapse's own thumbnail, over the authenticated endpoint; the original stays there.
+    assert [t.split("?")[0] for t in sent] == [f"/_matrix/federation/v1/media/thumbnail/{image_id}"]
+    assert await accord.hs.media.get_cached_remote(server_name, image_id) is None
 
     with pytest.raises(MatrixError) as e:
         await accord.hs.remote_media.fetch(server_name, "doesnotexist", thumbnail=None, max_bytes=MAX, timeout_ms=5000)

@@ -108,6 +108,42 @@ async def test_remote_thumbnail(pair: Pair) -> None:
     assert got.content_type in ("image/png", "image/jpeg")
 
 
+def noisy_png(width: int, height: int) -> bytes:
+    out = io.BytesIO()
+    Image.frombytes("RGB", (width, height), os.urandom(width * height * 3)).save(out, "PNG")
+    return out.getvalue()
+
+
+async def test_origin_thumbnail_without_the_original(pair: Pair) -> None:
+    """A thumbnail of media not cached here is the origin's own (the original may be far
+    larger), kept for next time, and under quarantine like the file."""
+    image = noisy_png(400, 300)
+    assert len(image) > 300_000
+    media_id = await upload(pair.a, pair.alice_id, image, "image/png", "noise.png")
+    served = count_serves(pair.a)
+    params = ThumbnailParams(32, 32, "crop")
+    fetch = pair.b.remote_media.fetch
+    got = await fetch(pair.a_spec.name, media_id, thumbnail=params, max_bytes=100_000, timeout_ms=5000)
+    with Image.open(got.path) as im:
+        assert im.size == (32, 32)
+    assert await pair.b.media.get_cached_remote(pair.a_spec.name, media_id) is None  # no original
+    again = await fetch(pair.a_spec.name, media_id, thumbnail=params, max_bytes=100_000, timeout_ms=5000)
+    assert again.path == got.path and served == [media_id]
+    with pytest.raises(MatrixError) as e:  # the original itself is over the limit
+        await fetch(pair.a_spec.name, media_id, thumbnail=None, max_bytes=100_000, timeout_ms=5000)
+    assert (e.value.status, e.value.errcode) == (502, "M_TOO_LARGE")
+    assert await pair.b.media.quarantine(pair.a_spec.name, media_id, "@admin:b")
+    with pytest.raises(MatrixError) as e:
+        await fetch(pair.a_spec.name, media_id, thumbnail=params, max_bytes=100_000, timeout_ms=5000)
+    assert e.value.status == 404
+    # Fetched whole later, the original replaces the thumbnail's row (and its quarantine
+    # would have to be set again: nothing of the old row is served meanwhile).
+    other = await upload(pair.a, pair.alice_id, noisy_png(100, 80), "image/png", None)
+    await fetch(pair.a_spec.name, other, thumbnail=params, max_bytes=MAX, timeout_ms=5000)
+    full = await fetch(pair.a_spec.name, other, thumbnail=None, max_bytes=MAX, timeout_ms=5000)
+    assert full.info.size is not None and full.info.content_type == "image/png"
+
+
 async def test_concurrent_downloads_make_one_fetch(pair: Pair) -> None:
     data = os.urandom(2_000_000)
     media_id = await upload(pair.a, pair.alice_id, data, "application/octet-stream", None)
@@ -239,6 +275,11 @@ class FakeOrigin:
         return web.Response(body=self.files[request.match_info["media_id"]], content_type="image/x-test",
                             headers={"Content-Disposition": "attachment; filename*=utf-8''caf%C3%A9.bin"})
 
+    async def legacy_thumbnail(self, request: web.Request) -> web.Response:
+        self.requests.append(request.path)
+        assert request.query["allow_remote"] == "false" and request.query["width"] == "32"
+        return web.Response(body=png(32, 32), content_type="image/png")
+
     async def file(self, request: web.Request) -> web.Response:
         self.requests.append(request.path)
         return web.Response(body=self.files[request.match_info["media_id"]], content_type="application/zip")
@@ -248,6 +289,8 @@ class FakeOrigin:
         app.router.add_get("/_matrix/federation/v1/media/download/{media_id}", self.federation)
         app.router.add_get("/_matrix/media/v3/download/{server}/{media_id}", self.legacy)
         app.router.add_get("/files/{media_id}", self.file)
+        app.router.add_get("/_matrix/federation/v1/media/thumbnail/{media_id}", self.federation)
+        app.router.add_get("/_matrix/media/v3/thumbnail/{server}/{media_id}", self.legacy_thumbnail)
         self.runner = web.AppRunner(app)
         await self.runner.setup()
         await web.TCPSite(self.runner, self.host, self.port, ssl_context=self.ssl).start()
@@ -273,6 +316,13 @@ async def test_location_redirect_and_legacy_fallback(pair: Pair, tmp_path: Path)
             await fetch(fake.name, "private", thumbnail=None, max_bytes=MAX, timeout_ms=5000)
         assert e.value.status == 502
         assert await pair.b.media.get_cached_remote(fake.name, "private") is None
+        thumb = await fetch(fake.name, "thumbonly", thumbnail=ThumbnailParams(32, 32, "crop"), max_bytes=MAX, timeout_ms=5000)
+        assert read(thumb.path) == png(32, 32) and thumb.content_type == "image/png"
+        assert fake.requests[-2:] == [
+            "/_matrix/federation/v1/media/thumbnail/thumbonly",
+            f"/_matrix/media/v3/thumbnail/{fake.name}/thumbonly",
+        ]
+        del fake.requests[-2:]
         assert fake.requests == [
             "/_matrix/federation/v1/media/download/redirected",
             "/files/redirected",
