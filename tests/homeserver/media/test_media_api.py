@@ -270,3 +270,14 @@ async def test_an_interrupted_upload_leaves_nothing(api: Api) -> None:
             break
     assert [p for p in media_dir.rglob("*") if p.is_file()] == []
     assert (await api.hs.media.store.used_bytes("@alice:test.local")) == 0
+
+
+async def test_a_media_only_listener_serves_the_media_api(make_hs, aiohttp_client) -> None:  # noqa: ANN001
+    hs = await make_hs()
+    client = await aiohttp_client(hs.build_app(["media"]))
+    async with client.get(f"{V1}/config") as resp:
+        assert resp.status == 401  # served: it wants a token
+    async with client.post(UPLOAD, data=b"x") as resp:
+        assert resp.status == 401
+    async with client.get("/_matrix/client/versions") as resp:
+        assert resp.status == 404
