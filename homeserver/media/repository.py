@@ -52,6 +52,7 @@ MAX_TIMEOUT_MS_DEFAULT = 20000
 # Thumbnails kept per file: sizes requested beyond the configured ones are made on demand
 # until a file has this many; then requests get the nearest larger one (disk stays bounded).
 MAX_THUMBNAILS_PER_FILE = 24
+WRITE_BATCH = 1 << 20  # bytes of an upload held before they are written
 
 
 def valid_media_id(media_id: str) -> bool:
@@ -165,17 +166,25 @@ class MediaRepository:
         self, key: str, chunks: AsyncIterator[bytes], max_bytes: int, too_large: Callable[[], MatrixError],
     ) -> tuple[int, str]:
         """Write ``chunks`` to ``key`` atomically, counting and hashing as they pass;
-        ``too_large()`` is raised (and nothing kept) once more than ``max_bytes`` came."""
+        ``too_large()`` is raised (and nothing kept) once more than ``max_bytes`` came.
+        Bytes are written in a worker thread, up to `WRITE_BATCH` at a time, so a disk
+        that is slow to take them (writeback throttling) never stalls the event loop."""
         pending = await asyncio.to_thread(self.storage.begin, key)
         digest = hashlib.sha256()
         size = 0
+        batch = bytearray()
         try:
             async for chunk in chunks:
                 size += len(chunk)
                 if size > max_bytes:
                     raise too_large()
                 digest.update(chunk)
-                pending.write(chunk)
+                batch += chunk
+                if len(batch) >= WRITE_BATCH:
+                    await asyncio.to_thread(pending.write, batch)
+                    batch = bytearray()
+            if batch:
+                await asyncio.to_thread(pending.write, batch)
             await asyncio.to_thread(pending.commit)
         except BaseException:
             await asyncio.to_thread(pending.abort)
