@@ -10,9 +10,8 @@ import aiohttp
 import pytest
 
 from homeserver.config import parse_config
-from homeserver.server import HomeServer
 from homeserver.signing_key import write_self_signed_cert
-from tests.conftest import config_dict
+from tests.conftest import config_dict, running_hs
 
 
 async def test_split_listeners_and_tls(tmp_path: Path) -> None:
@@ -29,9 +28,7 @@ async def test_split_listeners_and_tls(tmp_path: Path) -> None:
             ],
         )
     )
-    hs = HomeServer(config)
-    await hs.start()
-    try:
+    async with running_hs(config) as hs:
         await hs.start_listeners()
         (_, _, client_port), (_, _, admin_port) = hs.bound
         client_url = f"http://127.0.0.1:{client_port}"
@@ -49,8 +46,6 @@ async def test_split_listeners_and_tls(tmp_path: Path) -> None:
                 assert len((await r.json())["nonce"]) == 64
             async with s.get(f"{admin_url}/_matrix/client/versions", ssl=ctx) as r:
                 assert r.status == 404
-    finally:
-        await hs.stop()
 
 
 async def test_metrics_count_requests_by_route(make_api) -> None:  # noqa: ANN001
@@ -75,9 +70,7 @@ async def test_a_listener_naming_media_serves_the_media_api(
             {"port": 0, "bind_addresses": ["127.0.0.1"], "resources": ["client", "media"]},
         ])
     )
-    hs = HomeServer(config)
-    await hs.start()
-    try:
+    async with running_hs(config) as hs:
         with caplog.at_level(logging.WARNING, logger="homeserver.server"):
             await hs.start_listeners()
         warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -88,5 +81,3 @@ async def test_a_listener_naming_media_serves_the_media_api(
                 assert r.status == 200
             async with s.get(f"http://127.0.0.1:{port}/_matrix/media/v3/config") as r:
                 assert r.status == 401  # served: it wants a token
-    finally:
-        await hs.stop()

@@ -7,7 +7,7 @@ list is what we implement, not what we aim for:
   minimum, and the first version with the /v3 paths). Its core and the modules our
   users rely on are served; known gaps answer M_UNRECOGNIZED: third-party identifier
   management (/account/3pid), the user directory, and the optional modules we have
-  not built (content repository, end-to-end encryption, VoIP, tags, search, ...).
+  not built (end-to-end encryption, VoIP, tags, search, ...).
 - v1.2 added only the spaces hierarchy (an optional module we do not serve) and
   registration token validity (served).
 - v1.3 added relations (/rooms/{roomId}/relations) to the core API, and we do not serve
@@ -15,12 +15,15 @@ list is what we implement, not what we aim for:
   them (v1.4: the threads list; v1.11: authenticated media), and claiming them would
   send those clients to routes that do not exist here. Add a version once what it
   defines in the core API and in the modules we serve is routed
-  (/work/shared/tools/spec_surface.py --missing shows what is not).
+  (the spec tools' spec_surface.py --missing shows what is not).
 
 Unstable features name stable-prefixed features we do implement from later versions,
 for clients that gate on them instead of on a version:
 
 - org.matrix.msc2285.stable: private read receipts (m.read.private; v1.4).
+- org.matrix.msc3916.stable: authenticated media (/_matrix/client/v1/media/*; v1.11).
+  Clients that see neither it nor v1.11 fall back to the legacy unauthenticated media
+  endpoints, which are frozen by default here, so without it they could show no media.
 
 The r0.x versions are not listed although /_matrix/client/r0 paths are routed: no
 client we serve needs them, and they would claim the same gaps as v1.1.
@@ -33,7 +36,7 @@ from aiohttp import web
 from homeserver.api.http import json_response
 
 SUPPORTED_VERSIONS = ["v1.1", "v1.2"]
-UNSTABLE_FEATURES = {"org.matrix.msc2285.stable": True}
+UNSTABLE_FEATURES = {"org.matrix.msc2285.stable": True, "org.matrix.msc3916.stable": True}
 
 
 async def get_versions(request: web.Request) -> web.Response:

@@ -28,7 +28,7 @@ async def test_versions(api: Api) -> None:
     # relations API to the core, which is not served.
     assert body == {
         "versions": ["v1.1", "v1.2"],
-        "unstable_features": {"org.matrix.msc2285.stable": True},
+        "unstable_features": {"org.matrix.msc2285.stable": True, "org.matrix.msc3916.stable": True},
     }
 
 
