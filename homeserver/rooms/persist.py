@@ -53,6 +53,17 @@ class EventOutbox(Protocol):
     def wake(self, destinations: Iterable[str]) -> None: ...
 
 
+class EventIndex(Protocol):
+    """Something kept in step with the timeline in the writing transaction itself (event
+    relations, the search index): told of each event that enters a room's timeline
+    (live or backfilled, not rejected, not soft-failed) and of each redaction applied,
+    so it can never disagree with the events after a crash."""
+
+    async def event_written(self, txn: Txn, room: RoomRecord, stored: StoredEvent) -> None: ...
+
+    async def event_redacted(self, txn: Txn, room: RoomRecord, redacted_event_id: str) -> None: ...
+
+
 @dataclass(frozen=True)
 class ClientTxn:
     """A local event's client transaction, recorded with it for idempotent retries."""
@@ -136,6 +147,15 @@ class EventPersister:
         self.outbox = outbox
         self.servers_in_room = servers_in_room
         self.stream = StreamTracker(0)
+        # Kept in step with the timeline inside each write (see EventIndex); registered
+        # in server.py as the modules that need one are built.
+        self.indexes: list[EventIndex] = []
+
+    async def _indexed(self, txn: Txn, room: RoomRecord, stored: StoredEvent, redacted: list[str]) -> None:
+        for index in self.indexes:
+            await index.event_written(txn, room, stored)
+            for event_id in redacted:
+                await index.event_redacted(txn, room, event_id)
 
     async def start(self) -> None:
         self.stream = StreamTracker(await self.events.max_stream_ordering())
@@ -152,7 +172,7 @@ class EventPersister:
 
             async def fn(txn: Txn) -> tuple[int, StoredEvent, int, int]:
                 room_nid = await RoomStore.insert_room(txn, room_id, rv.identifier, creator, federate, now)
-                stored, key_nid, snapshot, _ = await self._write_local(txn, room_nid, create_event, None, [], pos, None)
+                stored, key_nid, snapshot, _ = await self._write_local(txn, None, room_nid, create_event, None, [], pos, None)
                 assert key_nid is not None and snapshot is not None
                 return room_nid, stored, key_nid, snapshot
 
@@ -203,7 +223,9 @@ class EventPersister:
         prev_nids = list(head.extremities)
 
         async def write(txn: Txn) -> tuple[tuple[StoredEvent, int | None, int | None, int | None], list[str]]:
-            written = await self._write_local(txn, room.room_nid, event, head.snapshot, prev_nids, pos, client_txn)
+            written = await self._write_local(
+                txn, room, room.room_nid, event, head.snapshot, prev_nids, pos, client_txn
+            )
             # The outbox rows commit with the event: a crash cannot keep one without the other.
             dests = await self.outbox.queue_event(txn, room, event, joined) if federated else []
             return written, dests
@@ -232,6 +254,7 @@ class EventPersister:
     async def _write_local(
         self,
         txn: Txn,
+        room: RoomRecord | None,
         room_nid: int,
         event: dict[str, Any],
         snapshot: int | None,
@@ -263,6 +286,8 @@ class EventPersister:
         target = redaction_target(event)
         if target is not None:
             await EventStore.mark_redacted(txn, target, event["event_id"])
+        if room is not None:  # None: a new room's create event, which no index wants
+            await self._indexed(txn, room, stored, [target] if target is not None else [])
         await RoomStore.set_forward_extremities(txn, room_nid, prev_nids, stored.nid)
         # A local event cites every extremity, so the room's state is again that of one
         # event: drop any stored resolved head (its snapshot would now be stale).
@@ -394,6 +419,11 @@ class EventPersister:
                     if redaction.stream_ordering is None:
                         await EventStore.place_in_timeline(txn, redaction.nid, next(late))
                 await EventStore.clear_pending_redactions(txn, stored.event_id)
+            if w.pos is not None:  # in the timeline (live or backfilled), or waiting to be
+                redacted = [w.redacts] if w.redacts is not None else []
+                if w.waiting:
+                    redacted.append(stored.event_id)
+                await self._indexed(txn, room, stored, redacted)
             if key_nid is not None:
                 after_snap, _ = await self.state.create_snapshot(
                     txn, room.room_nid, before_snap, {key_nid: stored.nid}
