@@ -105,6 +105,7 @@ from homeserver.sync.streams.receipts import ReceiptsStream
 from homeserver.sync.streams.room_events import RoomEventsStream
 from homeserver.sync.streams.typing import TypingStream
 from homeserver.sync.unread import UnreadCounter
+from homeserver.tags import TagService
 from homeserver.typing import TypingEdu, TypingService
 
 logger = logging.getLogger(__name__)
@@ -228,6 +229,7 @@ class HomeServer:
             received=self.received_events, ignored_users=self._ignored_users,
         )
         self.account_data = AccountDataService(AccountDataStore(self.db))
+        self.tags = TagService(self.account_data)  # room tags, as m.tag room account data
         self.membership = MembershipService(
             local=self.local_server, federation_enabled=config.federation.enabled,
             allow_destination=self.federation_policy.allow_destination, users=self.users,

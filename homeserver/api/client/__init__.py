@@ -46,3 +46,6 @@ def register_routes(app: web.Application) -> None:
     from homeserver.api.client import media_preview
 
     media_preview.register(routes)
+    from homeserver.api.client import tags
+
+    tags.register(routes)
