@@ -62,6 +62,7 @@ from homeserver.rooms.activity import RoomActivity
 from homeserver.rooms.aliases import AliasService, DirectoryRights
 from homeserver.rooms.creation import RoomCreator
 from homeserver.rooms.heads import RoomHeads
+from homeserver.rooms.hierarchy import SpaceHierarchy
 from homeserver.rooms.history import RoomHistory
 from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.persist import EventPersister
@@ -400,6 +401,10 @@ class HomeServer:
             room_service=self.room_service,
             federation_client=self.federation_client,
             clock=self.clock,
+        )
+        self.space_hierarchy = SpaceHierarchy(  # spaces: local rooms, via servers' answers cached
+            server_name=config.server_name, rooms=self.room_store, room_service=self.room_service,
+            gate=self.server_gate, client=self.federation_client, clock=self.clock,
         )
         acl_allows = self.server_gate.acl_allows
         is_mine = self.local_server.is_mine

@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 # rooms): a room nobody can enter without an invite would only be an advert for a
 # closed door. The spec's published-directory warning allows this filter.
 LISTABLE_JOIN_RULES = ("public", "knock", "knock_restricted")
-_SUMMARY_KEYS = [
+SUMMARY_KEYS = [
     ("m.room.create", ""),
     ("m.room.name", ""),
     ("m.room.topic", ""),
@@ -152,7 +152,7 @@ class PublicRoomsService:
         members = len(await self._room_store.members(room.room_nid, "join"))
         if members == 0:
             return None
-        state = await self._room_service.current_state_events(room, _SUMMARY_KEYS)
+        state = await self._room_service.current_state_events(room, SUMMARY_KEYS)
 
         def content(event_type: str) -> dict[str, Any]:
             ev = state.get((event_type, ""))
@@ -328,8 +328,8 @@ def _matches(entry: dict[str, Any], search_term: str | None, room_types: list[st
     return True
 
 
-def _clean_room(raw: Any) -> dict[str, Any] | None:
-    """A remote directory entry with its required fields well-typed, its optional
+def clean_room(raw: Any) -> dict[str, Any] | None:
+    """A remote directory entry (or space hierarchy summary) with its required fields well-typed, its optional
     ones kept only when valid, and nothing else; None when it cannot be shown."""
     if not isinstance(raw, dict):
         return None
@@ -363,7 +363,7 @@ def clean_public_rooms(answer: Any, limit: int) -> dict[str, Any]:
     the paging tokens only when they are sane strings."""
     if not isinstance(answer, dict) or not isinstance(answer.get("chunk"), list):
         raise RemoteAnswerError("public rooms answer has no 'chunk' list")
-    chunk = [e for raw in answer["chunk"][: limit * 2] if (e := _clean_room(raw)) is not None]
+    chunk = [e for raw in answer["chunk"][: limit * 2] if (e := clean_room(raw)) is not None]
     out: dict[str, Any] = {"chunk": chunk[:limit]}
     for token in ("next_batch", "prev_batch"):
         value = answer.get(token)

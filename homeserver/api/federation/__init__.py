@@ -38,6 +38,9 @@ def register_federation_routes(app: web.Application) -> None:
     from homeserver.api.federation import media
 
     media.register(app)
+    from homeserver.api.federation import hierarchy
+
+    hierarchy.register(app)
 
 
 def register_key_routes(app: web.Application) -> None:
