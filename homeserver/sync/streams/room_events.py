@@ -14,6 +14,7 @@ each event is persisted, keeping the set of those members as memberships change.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any
 
 from homeserver.records.events import StoredEvent
@@ -21,10 +22,12 @@ from homeserver.records.rooms import RoomRecord, UserMembership
 from homeserver.rooms.client_format import client_event
 from homeserver.rooms.membership import STRIPPED_STATE_TYPES
 from homeserver.rooms.tokens import room_token
+from homeserver.sync.lazy_members import LazyMembersSent
 from homeserver.sync.streams.base import StreamProvider, SyncRequest
 
 if TYPE_CHECKING:
     from homeserver.clock import Clock
+    from homeserver.rooms.history import Bundler
     from homeserver.rooms.service import RoomService
     from homeserver.rooms.visibility import VisibilityService
     from homeserver.storage.events import EventPositions, EventStore
@@ -50,7 +53,9 @@ class RoomEventsStream(StreamProvider):
         visibility: VisibilityService,
         unread: UnreadCounter,
         clock: Clock,
+        bundler: Bundler | None = None,
     ) -> None:
+        self.bundler = bundler  # bundled aggregations (unsigned.m.relations) of timeline events
         self.room_service = room_service
         self.room_store = room_store
         self.event_store = event_store
@@ -58,6 +63,7 @@ class RoomEventsStream(StreamProvider):
         self.visibility = visibility
         self.unread = unread
         self.clock = clock
+        self.lazy_members = LazyMembersSent()
 
     async def current_position(self) -> int:
         return self.room_service.stream.current
@@ -70,6 +76,7 @@ class RoomEventsStream(StreamProvider):
     async def top_level(self, req: SyncRequest) -> dict[str, Any]:
         since_pos = req.since_pos(self.key)
         sections: dict[str, dict[str, Any]] = {"join": {}, "invite": {}, "knock": {}, "leave": {}}
+        ignored = await self._ignored(req)
 
         async def one(m: UserMembership) -> tuple[str, str, dict[str, Any] | None]:
             changed_membership = req.since is None or m.stream_ordering > since_pos
@@ -78,9 +85,12 @@ class RoomEventsStream(StreamProvider):
             if m.membership == "join":
                 return "join", room.room_id, await self._joined_room(req, room, m)
             if m.membership == "invite" and changed_membership:
-                return "invite", room.room_id, {"invite_state": {"events": await self._stripped_state(room, m)}}
+                invite_state = await self._stripped_state(room, m, hide_from=ignored)
+                if invite_state is None:  # the spec: never send invites from ignored users
+                    return "", room.room_id, None
+                return "invite", room.room_id, {"invite_state": {"events": invite_state}}
             if m.membership == "knock" and changed_membership:
-                return "knock", room.room_id, {"knock_state": {"events": await self._stripped_state(room, m)}}
+                return "knock", room.room_id, {"knock_state": {"events": await self._stripped_state(room, m) or []}}
             if m.membership in ("leave", "ban") and changed_membership:
                 if req.since is None and not req.filter.include_leave:
                     return "leave", room.room_id, None
@@ -129,7 +139,7 @@ class RoomEventsStream(StreamProvider):
         )
         return {
             "timeline": {
-                "events": await self._format(req, room, timeline),
+                "events": await self._format(req, room, timeline, bundle=True),
                 "limited": limited,
                 "prev_batch": room_token((timeline[0].stream_ordering or 1) - 1) if timeline else room_token(req.now.events),
             },
@@ -148,7 +158,7 @@ class RoomEventsStream(StreamProvider):
         pos = upto
         limited = False
         page = max(limit, 20)
-        ignored = await self.room_service.ignored_users(req.user_id)
+        ignored = await self._ignored(req)
         while len(out) < limit or not limited:
             batch = await self.event_store.room_stream(
                 room.room_nid, from_pos=pos, to_pos=after, backwards=True, limit=page
@@ -158,7 +168,9 @@ class RoomEventsStream(StreamProvider):
             pos = (batch[-1].stream_ordering or 1) - 1
             wanted = [
                 e for e in batch
-                if req.filter.timeline.matches(e.event, room.room_id) and e.sender not in ignored
+                if req.filter.timeline.matches(e.event, room.room_id)
+                # The spec's ignore_users: an ignored user's state events are still sent.
+                and (e.sender not in ignored or e.state_key is not None)
             ]
             for ev in await self.visibility.filter(req.user_id, room, wanted):
                 if len(out) >= limit:
@@ -180,29 +192,46 @@ class RoomEventsStream(StreamProvider):
             at_start = await rs.state_ids_before(timeline[0])
         else:
             at_start = await rs.current_state_ids(room)
+        lazy = req.filter.state.lazy_load_members
         if since_pos is None:
             wanted = at_start
-        elif not limited:
+        elif not limited and not lazy:
             return []
+        elif not limited:
+            wanted = {}  # only the timeline's senders' members, below
         else:
             prior = await self.event_positions.last_event_at_or_before(room.room_nid, since_pos)
             before = await rs.state_ids_at_snapshot(prior[1]) if prior else {}
             wanted = {k: v for k, v in at_start.items() if before.get(k) != v}
         timeline_ids = {e.nid for e in timeline}
         wanted = {k: v for k, v in wanted.items() if v not in timeline_ids}
-        if req.filter.state.lazy_load_members:
+        redundant = req.filter.state.include_redundant_members
+        client = (req.user_id, req.requester.device_id or "", repr(req.filter.state))
+        if lazy:
             senders = {e.sender for e in timeline} | {req.user_id}
             wanted = {
                 k: v for k, v in wanted.items() if k[0] != "m.room.member" or k[1] in senders
             }
             if since_pos is not None:
-                # Members of this timeline's senders are sent even if unchanged.
+                # Members of this timeline's senders are sent even if unchanged, unless
+                # this client was sent that very member event already (the spec's
+                # redundant members, sent only when the filter asks for them).
                 for sender in senders:
                     key = ("m.room.member", sender)
-                    if key in at_start and at_start[key] not in timeline_ids:
-                        wanted[key] = at_start[key]
+                    nid = at_start.get(key)
+                    if nid is None or nid in timeline_ids:
+                        continue
+                    if redundant or not self.lazy_members.known(client, room.room_id, sender, nid, since_pos):
+                        wanted[key] = nid
         events = await rs.state_events(wanted)
-        return [e for e in events.values() if req.filter.state.matches(e.event, room.room_id)]
+        state = [e for e in events.values() if req.filter.state.matches(e.event, room.room_id)]
+        if lazy and not redundant:
+            self.lazy_members.record(
+                client, room.room_id,
+                [(e.state_key, e.nid) for e in [*state, *timeline] if e.type == "m.room.member" and e.state_key is not None],
+                req.now.events,
+            )
+        return state
 
     async def _summary(self, req: SyncRequest, room: RoomRecord) -> dict[str, Any]:
         members = await self.room_store.members(room.room_nid)
@@ -224,9 +253,14 @@ class RoomEventsStream(StreamProvider):
 
     # --- other memberships ---
 
-    async def _stripped_state(self, room: RoomRecord, m: UserMembership) -> list[dict[str, Any]]:
+    async def _stripped_state(
+        self, room: RoomRecord, m: UserMembership, hide_from: AbstractSet[str] = frozenset()
+    ) -> list[dict[str, Any]] | None:
+        """The stripped state of an invite or knock; None if its sender is in `hide_from`."""
         rs = self.room_service
         member = (await self.event_store.get_events_by_nid([m.event_nid]))[m.event_nid]
+        if member.sender in hide_from:
+            return None
         member_entry = {
             "type": member.type, "state_key": member.state_key, "content": member.event["content"],
             "sender": member.sender, "event_id": member.event_id,
@@ -263,7 +297,7 @@ class RoomEventsStream(StreamProvider):
         state = await self._state(req, room, timeline, since_pos, limited or since_pos is None)
         return {
             "timeline": {
-                "events": await self._format(req, room, timeline),
+                "events": await self._format(req, room, timeline, bundle=True),
                 "limited": limited,
                 "prev_batch": room_token((timeline[0].stream_ordering or 1) - 1) if timeline else room_token(m.stream_ordering),
             },
@@ -271,17 +305,26 @@ class RoomEventsStream(StreamProvider):
             "account_data": {"events": (await self._room_parts(req, room, "leave"))["account_data"]},
         }
 
-    async def _format(self, req: SyncRequest, room: RoomRecord, events: list[StoredEvent]) -> list[dict[str, Any]]:
+    async def _ignored(self, req: SyncRequest) -> set[str]:
+        """Whose messages and invites the user does not see (ignoring oneself hides nothing)."""
+        return (await self.room_service.ignored_users(req.user_id)) - {req.user_id}
+
+    async def _format(
+        self, req: SyncRequest, room: RoomRecord, events: list[StoredEvent], *, bundle: bool = False
+    ) -> list[dict[str, Any]]:
         now = self.clock.time_ms()
         redaction_ids = [e.redacted_by for e in events if e.redacted_by]
         redactions = await self.event_store.get_events(redaction_ids) if redaction_ids else {}
-        return [
+        out = [
             client_event(
                 e, room.room_id, room.room_version, now, device_id=req.requester.device_id,
                 redaction=redactions.get(e.redacted_by) if e.redacted_by else None,
             )
             for e in events
         ]
+        if bundle and self.bundler is not None and events:
+            await self.bundler.bundle(room, req.user_id, events, out, req.requester.device_id)
+        return out
 
 
 def _limit(req: SyncRequest) -> int:
