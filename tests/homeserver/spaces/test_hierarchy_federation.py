@@ -1,0 +1,114 @@
+"""Spaces across two real Accord servers: a space on A with children on B, which A
+knows only through B's GET /_matrix/federation/v1/hierarchy/{roomId}, and what B
+tells A of its rooms."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from federation.client import RemoteError
+from tests.homeserver.federation.servers import Client, Pair, running_pair
+from tests.tls_ca import TestCA
+
+V1 = "/_matrix/client/v1"
+
+
+async def _room(client: Client, **body: Any) -> str:
+    return str((await client.call("POST", "/createRoom", body))["room_id"])
+
+
+async def _space(client: Client, **body: Any) -> str:
+    return await _room(client, creation_content={"type": "m.space"}, **body)
+
+
+async def _link(client: Client, space: str, child: str, via: str, **content: Any) -> None:
+    await client.call("PUT", f"/rooms/{space}/state/m.space.child/{child}", {"via": [via], **content})
+
+
+async def _ids(client: Client, room: str, query: str = "") -> list[str]:
+    body = await client.call("GET", f"{V1}/rooms/{room}/hierarchy{query}")
+    return [r["room_id"] for r in body["rooms"]]
+
+
+@pytest.fixture
+async def pair(tmp_path: Path, ca: TestCA) -> Any:
+    async with running_pair(tmp_path, ca) as p:
+        yield p
+
+
+async def test_space_on_a_with_children_on_b(pair: Pair) -> None:
+    alice, bob, b_name = pair.alice, pair.bob, pair.b_spec.name
+    space = await _space(alice, preset="public_chat", name="A's space")
+    public_b = await _room(bob, preset="public_chat", name="Bob's public room", topic="on B")
+    private_b = await _room(bob, preset="private_chat", name="Bob's secret room")
+    sub_b = await _space(bob, preset="public_chat", name="Bob's subspace")
+    deep_b = await _room(bob, preset="public_chat", name="deep on B")
+    hidden_b = await _room(bob, preset="private_chat", name="hidden in the subspace")
+    await _link(bob, sub_b, deep_b, b_name)
+    await _link(bob, sub_b, hidden_b, b_name)
+    await _link(alice, space, public_b, b_name, order="1")
+    await _link(alice, space, private_b, b_name, order="2")
+    await _link(alice, space, sub_b, b_name, order="3")
+
+    body = await alice.call("GET", f"{V1}/rooms/{space}/hierarchy")
+    ids = [r["room_id"] for r in body["rooms"]]
+    assert ids == [space, public_b, sub_b, deep_b]
+    by_id = {r["room_id"]: r for r in body["rooms"]}
+    assert by_id[public_b]["name"] == "Bob's public room" and by_id[public_b]["topic"] == "on B"
+    assert by_id[public_b]["num_joined_members"] == 1 and by_id[public_b]["join_rule"] == "public"
+    assert by_id[sub_b]["room_type"] == "m.space"
+    assert {c["state_key"] for c in by_id[sub_b]["children_state"]} == {deep_b, hidden_b}
+    assert "hidden" not in str(body) and "secret" not in str(body)
+    # Paging through remote children; the cached answers serve the later pages.
+    first = await alice.call("GET", f"{V1}/rooms/{space}/hierarchy?limit=2")
+    assert [r["room_id"] for r in first["rooms"]] == [space, public_b]
+    rest = await alice.call("GET", f"{V1}/rooms/{space}/hierarchy?limit=2&from={first['next_batch']}")
+    assert [r["room_id"] for r in rest["rooms"]] == [sub_b, deep_b]
+
+    # Once bob invites alice to the private room, she may see it (B learns of the invite).
+    await bob.call("POST", f"/rooms/{private_b}/invite", {"user_id": pair.alice_id})
+    pair.a.space_hierarchy._remote._entries.clear()  # the brief cache, skipped for the test
+    assert private_b in await _ids(alice, space)
+
+
+async def test_federation_endpoint_answers_what_the_server_may_see(pair: Pair) -> None:
+    bob, b_name = pair.bob, pair.b_spec.name
+    client = pair.a.federation_client
+    assert client is not None
+    space = await _space(bob, preset="public_chat", name="B space")
+    public = await _room(bob, preset="public_chat", name="open")
+    private = await _room(bob, preset="private_chat", name="closed")
+    suggested = await _room(bob, preset="public_chat", name="suggested")
+    await _link(bob, space, public, b_name)
+    await _link(bob, space, private, b_name)
+    await _link(bob, space, suggested, b_name, suggested=True)
+    await _link(bob, space, "!elsewhere:example.org", "example.org")
+
+    path = f"/_matrix/federation/v1/hierarchy/{quote(space, safe='')}"
+    answer = await client.get_json(b_name, path)
+    assert answer["room"]["room_id"] == space and answer["room"]["room_type"] == "m.space"
+    assert len(answer["room"]["children_state"]) == 4
+    assert {c["room_id"] for c in answer["children"]} == {public, suggested}
+    assert answer["inaccessible_children"] == [private]
+    only = await client.get_json(b_name, path, query={"suggested_only": "true"})
+    assert [c["room_id"] for c in only["children"]] == [suggested] and only["inaccessible_children"] == []
+
+    # A private space is 404 to a server none of whose users is in or invited to it.
+    private_space = await _space(bob, preset="private_chat")
+    with pytest.raises(RemoteError) as err:
+        await client.get_json(b_name, f"/_matrix/federation/v1/hierarchy/{quote(private_space, safe='')}")
+    assert err.value.status == 404
+    # An invite of one of A's users opens it to A.
+    await bob.call("POST", f"/rooms/{private_space}/invite", {"user_id": pair.alice_id})
+    opened = await client.get_json(b_name, f"/_matrix/federation/v1/hierarchy/{quote(private_space, safe='')}")
+    assert opened["room"]["room_id"] == private_space
+    # A server the space's ACL denies learns nothing.
+    await bob.call("PUT", f"/rooms/{space}/state/m.room.server_acl",
+                   {"allow": ["*"], "deny": [pair.a_spec.ip]})
+    with pytest.raises(RemoteError) as err:
+        await client.get_json(b_name, path)
+    assert err.value.status == 404
