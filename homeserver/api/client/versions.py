@@ -8,8 +8,7 @@ list is what we implement, not what we aim for:
   users rely on are served; known gaps answer M_UNRECOGNIZED: third-party identifier
   management (/account/3pid), the user directory, and the optional modules we have
   not built (end-to-end encryption, VoIP, tags, search, ...).
-- v1.2 added only the spaces hierarchy (an optional module we do not serve) and
-  registration token validity (served).
+- v1.2 added only the spaces hierarchy and registration token validity (both served).
 - v1.3 added relations (/rooms/{roomId}/relations) to the core API, and we do not serve
   them, so v1.3 and every later version stay off the list. Clients gate features on
   them (v1.4: the threads list; v1.11: authenticated media), and claiming them would
