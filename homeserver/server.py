@@ -57,6 +57,7 @@ from homeserver.presence import PresenceEdu, PresenceService, presence_enabled
 from homeserver.push.service import PushRulesService
 from homeserver.ratelimit import RateLimiter
 from homeserver.receipts import ReceiptEdu, ReceiptService
+from homeserver.relations.service import RelationsService
 from homeserver.reports import ReportService
 from homeserver.rooms.activity import RoomActivity
 from homeserver.rooms.aliases import AliasService, DirectoryRights
@@ -93,6 +94,7 @@ from homeserver.storage.presence import PresenceStore
 from homeserver.storage.push_rules import PushRuleStore
 from homeserver.storage.receipts import ReceiptStore
 from homeserver.storage.registration_tokens import RegistrationTokenStore
+from homeserver.storage.relations import RelationStore
 from homeserver.storage.rooms import MembershipQueries, RoomStore
 from homeserver.storage.server_keys import ServerKeyStore
 from homeserver.storage.state import StateStore
@@ -252,6 +254,10 @@ class HomeServer:
             rooms=self.room_store, events=self.event_store, state=self.state_store,
             room_service=self.room_service,
         )
+        self.relations = RelationsService(  # m.relates_to: /relations, /threads, bundled aggregations
+            store=RelationStore(self.db), events=self.event_store, visibility=self.visibility, clock=self.clock,
+        )
+        self.event_persister.indexes.append(self.relations.index)  # kept in each event's write
         self.reports = ReportService(
             store=self.event_reports, rooms=self.room_store, events=self.event_store,
             room_service=self.room_service, visibility=self.visibility, audit=self.audit,
@@ -317,6 +323,7 @@ class HomeServer:
                     visibility=self.visibility,
                     unread=self.unread,
                     clock=self.clock,
+                    bundler=self.relations,
                 ),
                 TypingStream(self.typing, self.notifier, self.room_service.joined_local_users),
                 ReceiptsStream(self.receipts, self.notifier, self.room_service.joined_local_users),
@@ -375,7 +382,7 @@ class HomeServer:
         )
         self.room_history = RoomHistory(  # clients' reads of timelines and state, backfilling
             room_service=self.room_service, events=self.event_store, state=self.state_store,
-            backfill=self.room_backfill, clock=self.clock,
+            backfill=self.room_backfill, clock=self.clock, bundler=self.relations,
         )
         self.user_admin = UserAdmin(
             store=AdminUserStore(self.db), users=self.users, devices=self.devices, auth=self.auth,

@@ -80,13 +80,24 @@ class Backfill(Protocol):
     async def backfill(self, room: RoomRecord, limit: int) -> int: ...
 
 
+class Bundler(Protocol):
+    """Adds the bundled aggregations (unsigned.m.relations) to a page of client
+    events, for the user reading them (RelationsService)."""
+
+    async def bundle(
+        self, room: RoomRecord, user_id: str, events: list[StoredEvent], formatted: list[dict[str, Any]],
+        device_id: str | None = None,
+    ) -> None: ...
+
+
 class RoomHistory:
     """Timeline pages, context, state and members at a point, and client JSON of events."""
 
     def __init__(
         self, *, room_service: RoomService, events: EventStore, state: StateStore, backfill: Backfill,
-        clock: Clock,
+        clock: Clock, bundler: Bundler | None = None,
     ) -> None:
+        self.bundler = bundler
         self.room_service = room_service
         self.events = events
         self.state = state
@@ -242,17 +253,19 @@ class RoomHistory:
         device_id: str | None = None,
         *,
         with_prev_content: bool = True,
+        user_id: str | None = None,
     ) -> list[dict[str, Any]]:
         """Client JSON for events: redacted ones carry their redaction in
         unsigned.redacted_because, state events the content they replaced in
-        unsigned.prev_content (how clients tell a rename from a join)."""
+        unsigned.prev_content (how clients tell a rename from a join), and, given
+        the reading `user_id`, timeline events their bundled aggregations."""
         redaction_ids = [ev.redacted_by for ev in events if ev.redacted_by]
         redactions = await self.events.get_events(redaction_ids) if redaction_ids else {}
         prev: dict[int, dict[str, Any]] = {}
         if with_prev_content:
             prev = await self._prev_contents(room, [ev for ev in events if ev.state_key is not None])
         now = self.clock.time_ms()
-        return [
+        out = [
             client_event(
                 ev, room.room_id, room.room_version, now, device_id=device_id,
                 redaction=redactions.get(ev.redacted_by) if ev.redacted_by else None,
@@ -260,6 +273,9 @@ class RoomHistory:
             )
             for ev in events
         ]
+        if user_id is not None and self.bundler is not None and with_prev_content:
+            await self.bundler.bundle(room, user_id, events, out, device_id)
+        return out
 
     async def _prev_contents(self, room: RoomRecord, events: list[StoredEvent]) -> dict[int, dict[str, Any]]:
         from federation.events import redact_event

@@ -46,6 +46,9 @@ def register_routes(app: web.Application) -> None:
     from homeserver.api.client import media_preview
 
     media_preview.register(routes)
+    from homeserver.api.client import relations
+
+    relations.register(routes)
     from homeserver.api.client import hierarchy
 
     hierarchy.register(routes)

@@ -51,10 +51,11 @@ async def _room_and_access(request: web.Request, user_id: str) -> tuple[RoomReco
 
 async def _format(
     request: web.Request, room: RoomRecord, events: list[StoredEvent], device_id: str | None = None,
-    *, timeline: bool = True,
+    *, timeline: bool = True, user_id: str | None = None,
 ) -> list[dict[str, Any]]:
+    # With the reading user_id, timeline events carry their bundled aggregations.
     return await get_hs(request).room_history.format_client_events(
-        room, events, device_id, with_prev_content=timeline
+        room, events, device_id, with_prev_content=timeline, user_id=user_id
     )
 
 
@@ -86,7 +87,7 @@ async def get_messages(request: web.Request) -> web.Response:
         event_filter=event_filter, ignored=await hs.room_history.ignored_senders(req.user_id),
     )
     out: dict[str, Any] = {
-        "chunk": await _format(request, room, page.events, req.device_id),
+        "chunk": await _format(request, room, page.events, req.device_id, user_id=req.user_id),
         "start": from_token if from_token is not None else room_token(from_pos),
     }
     if page.more:
@@ -113,7 +114,7 @@ async def get_event(request: web.Request) -> web.Response:
     assert room is not None
     if not await hs.visibility.viewer(req.user_id, room).can_see(event):
         raise not_found("Event not found")
-    return json_response((await _format(request, room, [event], req.device_id))[0])
+    return json_response((await _format(request, room, [event], req.device_id, user_id=req.user_id))[0])
 
 
 async def get_context(request: web.Request) -> web.Response:
@@ -131,9 +132,9 @@ async def get_context(request: web.Request) -> web.Response:
         room, viewer, access, event, limit=limit, event_filter=event_filter, ignored=ignored
     )
     return json_response({
-        "event": (await _format(request, room, [event], req.device_id))[0],
-        "events_before": await _format(request, room, ctx.before.events, req.device_id),
-        "events_after": await _format(request, room, ctx.after.events, req.device_id),
+        "event": (await _format(request, room, [event], req.device_id, user_id=req.user_id))[0],
+        "events_before": await _format(request, room, ctx.before.events, req.device_id, user_id=req.user_id),
+        "events_after": await _format(request, room, ctx.after.events, req.device_id, user_id=req.user_id),
         "state": await _format(request, room, ctx.state, timeline=False),
         "start": room_token(ctx.before.next_pos),
         "end": room_token(ctx.after.next_pos),

@@ -1,0 +1,314 @@
+"""Event relationships (the spec's "Event relationships", threading, event
+replacements and references).
+
+`RelationsIndex` is an `EventIndex` of the event writer (homeserver/rooms/persist.py):
+every timeline event whose content has `m.relates_to` with a `rel_type` is recorded in
+the writing transaction, and removed when it is redacted, so a redacted edit, reply
+or reference stops counting at once.
+
+`RelationsService` reads it: the child events of an event (/relations, with
+recursion), a room's threads (/threads), and the aggregations bundled under
+`unsigned.m.relations` of events served to clients, computed per page with a
+fixed number of queries whatever the page's size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from homeserver.records.events import StoredEvent
+from homeserver.records.relations import Aggregation, Relation
+from homeserver.records.rooms import RoomRecord
+from homeserver.rooms.client_format import client_event
+from homeserver.storage.relations import RelationStore
+
+if TYPE_CHECKING:
+    from homeserver.clock import Clock
+    from homeserver.rooms.visibility import RoomAccess, Viewer, VisibilityService
+    from homeserver.storage.database import Txn
+    from homeserver.storage.events import EventStore
+
+THREAD = "m.thread"
+REPLACE = "m.replace"
+REFERENCE = "m.reference"
+# /relations with recurse: how many levels of relations below the event are followed
+# (the spec asks for at least 3), and how many events those levels may hold.
+RECURSION_DEPTH = 3
+MAX_RECURSION_EVENTS = 1000
+# Relation rows one page may read, visible or not (a reader who may see little of a
+# long thread gets a short page and a token to go on, not a request reading it all).
+MAX_SCAN = 1000
+# Newest thread replies looked at for one the reader may see (latest_event).
+_LATEST_CANDIDATES = 20
+
+
+def relation_of(stored: StoredEvent) -> Relation | None:
+    """The relation an event declares, if it is one the index keeps."""
+    content = stored.event.get("content")
+    if not isinstance(content, dict) or stored.stream_ordering is None or stored.redacted_by is not None:
+        return None
+    rel = content.get("m.relates_to")
+    if not isinstance(rel, dict):
+        return None
+    rel_type, parent = rel.get("rel_type"), rel.get("event_id")
+    if not isinstance(rel_type, str) or not isinstance(parent, str) or not rel_type or not parent:
+        return None
+    if parent == stored.event_id:
+        return None
+    return Relation(
+        stored.event_id, stored.room_nid, parent, rel_type, stored.type, stored.sender, stored.stream_ordering
+    )
+
+
+def _declared_rel_type(ev: StoredEvent) -> str | None:
+    rel = ev.event.get("content", {}).get("m.relates_to")
+    return rel.get("rel_type") if isinstance(rel, dict) and isinstance(rel.get("rel_type"), str) else None
+
+
+def valid_edit(original: StoredEvent, edit: StoredEvent) -> bool:
+    """The spec's validity rules for an m.replace: same room, sender and type; neither
+    a state event; the original not itself an edit; the edit carries m.new_content."""
+    if original.redacted_by is not None or edit.redacted_by is not None or edit.rejected is not None:
+        return False
+    if edit.room_nid != original.room_nid or edit.sender != original.sender or edit.type != original.type:
+        return False
+    if original.state_key is not None or edit.state_key is not None:
+        return False
+    if _declared_rel_type(original) == REPLACE:
+        return False
+    return isinstance(edit.event.get("content", {}).get("m.new_content"), dict)
+
+
+class RelationsIndex:
+    """The relations index kept by the event writer (an EventIndex)."""
+
+    async def event_written(self, txn: Txn, room: RoomRecord, stored: StoredEvent) -> None:
+        rel = relation_of(stored)
+        if rel is not None:
+            await RelationStore.add(txn, rel)
+
+    async def event_redacted(self, txn: Txn, room: RoomRecord, redacted_event_id: str) -> None:
+        await RelationStore.remove(txn, redacted_event_id)
+
+
+@dataclass
+class RelationsPage:
+    events: list[StoredEvent]
+    next_pos: int | None  # where the next page starts; None: nothing further
+    depth: int
+
+
+@dataclass
+class ThreadsPage:
+    roots: list[StoredEvent]
+    next_pos: int | None
+
+
+class RelationsService:
+    def __init__(
+        self, *, store: RelationStore, events: EventStore, visibility: VisibilityService, clock: Clock
+    ) -> None:
+        self.store = store
+        self.events = events
+        self.visibility = visibility
+        self.clock = clock
+        self.index = RelationsIndex()
+
+    # --- /relations ---
+
+    async def children(
+        self,
+        room: RoomRecord,
+        viewer: Viewer,
+        access: RoomAccess,
+        parent: StoredEvent,
+        *,
+        rel_type: str | None,
+        event_type: str | None,
+        from_pos: int | None,
+        to_pos: int | None,
+        backwards: bool,
+        limit: int,
+        recurse: bool,
+        current: int,
+    ) -> RelationsPage:
+        """The events relating to `parent` that the viewer may see, newest first
+        going back (the default), oldest first going forward."""
+        parents = {parent.event_id}
+        depth = 1
+        if recurse:
+            frontier = {parent.event_id}
+            for depth in range(1, RECURSION_DEPTH + 1):
+                if depth == RECURSION_DEPTH or not frontier or len(parents) >= MAX_RECURSION_EVENTS:
+                    break
+                rows = await self.store.children(
+                    room.room_nid, frontier, rel_type=None, event_type=None, from_pos=None, to_pos=None,
+                    backwards=False, limit=MAX_RECURSION_EVENTS,
+                )
+                frontier = {r.event_id for r in rows} - parents
+                parents |= frontier
+            depth = RECURSION_DEPTH
+        bound = access.stream_bound(current)
+        if backwards:
+            pos = bound if from_pos is None else min(from_pos, bound)
+            stop = to_pos
+        else:
+            pos = from_pos if from_pos is not None else -(2**62)
+            stop = bound if to_pos is None else min(to_pos, bound)
+        chunk: list[StoredEvent] = []
+        scanned = 0
+        while len(chunk) < limit:
+            if stop is not None and ((backwards and pos <= stop) or (not backwards and pos >= stop)):
+                return RelationsPage(chunk, None, depth)
+            if scanned >= MAX_SCAN:
+                return RelationsPage(chunk, pos, depth)
+            want = min(100, limit - len(chunk) + 10)
+            rows = await self.store.children(
+                room.room_nid, parents, rel_type=rel_type, event_type=event_type, from_pos=pos, to_pos=stop,
+                backwards=backwards, limit=want,
+            )
+            scanned += len(rows)
+            found = await self.events.get_events(r.event_id for r in rows)
+            visible = {ev.event_id for ev in await viewer.filter([found[r.event_id] for r in rows if r.event_id in found])}
+            consumed = 0
+            for r in rows:
+                consumed += 1
+                pos = r.stream_ordering - 1 if backwards else r.stream_ordering
+                if r.event_id in visible:
+                    chunk.append(found[r.event_id])
+                    if len(chunk) >= limit:
+                        break
+            if len(rows) < want and consumed == len(rows):
+                return RelationsPage(chunk, None, depth)
+        return RelationsPage(chunk, pos, depth)
+
+    # --- /threads ---
+
+    async def threads(
+        self, room: RoomRecord, viewer: Viewer, user_id: str, *, participated: bool, before: int | None, limit: int
+    ) -> ThreadsPage:
+        """The room's thread roots the viewer may see, by latest activity, newest first."""
+        roots: list[StoredEvent] = []
+        scanned = 0
+        while len(roots) < limit and scanned < MAX_SCAN:
+            want = min(100, limit - len(roots) + 10)
+            found = await self.store.threads(
+                room.room_nid, participant=user_id if participated else None, before=before, limit=want
+            )
+            scanned += len(found)
+            events = await self.events.get_events(t.root_id for t in found)
+            candidates = [events[t.root_id] for t in found if t.root_id in events]
+            visible = {ev.event_id for ev in await viewer.filter(
+                [ev for ev in candidates if ev.room_nid == room.room_nid and ev.stream_ordering is not None]
+            )}
+            consumed = 0
+            for t in found:
+                consumed += 1
+                before = t.latest_ordering
+                if t.root_id in visible:
+                    roots.append(events[t.root_id])
+                    if len(roots) >= limit:
+                        break
+            if len(found) < want and consumed == len(found):
+                return ThreadsPage(roots, None)
+        return ThreadsPage(roots, before)
+
+    # --- bundled aggregations ---
+
+    async def aggregations(
+        self, room: RoomRecord, user_id: str, events: list[StoredEvent]
+    ) -> dict[str, Aggregation]:
+        """What to bundle with each of a page's events, in a fixed number of queries."""
+        ids = {ev.event_id for ev in events}
+        if not ids:
+            return {}
+        by_id = {ev.event_id: ev for ev in events}
+        out: dict[str, Aggregation] = {}
+
+        def agg(event_id: str) -> Aggregation:
+            return out.setdefault(event_id, Aggregation())
+
+        summaries = await self.store.thread_summaries(ids, user_id)
+        if summaries:
+            latest = await self.events.get_events(s[1] for s in summaries.values())
+            viewer = self.visibility.viewer(user_id, room)
+            for root_id, (count, latest_id, participated) in summaries.items():
+                reply = latest.get(latest_id)
+                if reply is None or not await viewer.can_see(reply):
+                    reply = await self._latest_visible(room, viewer, root_id)
+                if reply is None:
+                    continue
+                a = agg(root_id)
+                a.thread_latest = reply
+                a.thread_count = count
+                a.thread_participated = participated or by_id[root_id].sender == user_id
+        rows = await self.store.of_types(ids, (REPLACE, REFERENCE))
+        edit_rows = [
+            r for r in rows if r.rel_type == REPLACE
+            and r.sender == by_id[r.relates_to_id].sender and r.event_type == by_id[r.relates_to_id].type
+        ]
+        edits = await self.events.get_events(r.event_id for r in edit_rows) if edit_rows else {}
+        for r in rows:
+            if r.rel_type == REFERENCE:
+                agg(r.relates_to_id).references.append(r.event_id)
+                continue
+            edit = edits.get(r.event_id)
+            original = by_id[r.relates_to_id]
+            if edit is None or not valid_edit(original, edit):
+                continue
+            a = agg(r.relates_to_id)
+            if a.edit is None or _edit_order(edit) > _edit_order(a.edit):
+                a.edit = edit
+        return {k: v for k, v in out.items() if not v.empty}
+
+    async def _latest_visible(self, room: RoomRecord, viewer: Viewer, root_id: str) -> StoredEvent | None:
+        rows = await self.store.latest_thread_replies(room.room_nid, root_id, _LATEST_CANDIDATES)
+        found = await self.events.get_events(r.event_id for r in rows)
+        for r in rows:
+            ev = found.get(r.event_id)
+            if ev is not None and await viewer.can_see(ev):
+                return ev
+        return None
+
+    async def bundle(
+        self,
+        room: RoomRecord,
+        user_id: str,
+        events: list[StoredEvent],
+        formatted: list[dict[str, Any]],
+        device_id: str | None = None,
+    ) -> None:
+        """Add unsigned.m.relations to the client JSON of `events` (same order)."""
+        aggs = await self.aggregations(room, user_id, events)
+        if not aggs:
+            return
+        now = self.clock.time_ms()
+        for ev, out in zip(events, formatted, strict=True):
+            a = aggs.get(ev.event_id)
+            if a is None:
+                continue
+            rel: dict[str, Any] = {}
+            if a.thread_latest is not None:
+                rel[THREAD] = {
+                    "latest_event": self._client(room, a.thread_latest, now, device_id),
+                    "count": a.thread_count,
+                    "current_user_participated": a.thread_participated,
+                }
+            if a.edit is not None:
+                rel[REPLACE] = self._client(room, a.edit, now, device_id)
+            if a.references:
+                rel[REFERENCE] = {"chunk": [{"event_id": e} for e in a.references]}
+            if rel:
+                out.setdefault("unsigned", {})["m.relations"] = rel
+
+    @staticmethod
+    def _client(room: RoomRecord, ev: StoredEvent, now: int, device_id: str | None) -> dict[str, Any]:
+        return client_event(ev, room.room_id, room.room_version, now, device_id=device_id)
+
+
+def _edit_order(ev: StoredEvent) -> tuple[int, str]:
+    # The spec: the edit with the highest origin_server_ts, ties to the greatest event ID.
+    ts = ev.event.get("origin_server_ts")
+    return (ts if isinstance(ts, int) else 0, ev.event_id)
+
