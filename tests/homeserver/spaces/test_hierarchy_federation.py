@@ -112,3 +112,16 @@ async def test_federation_endpoint_answers_what_the_server_may_see(pair: Pair) -
     with pytest.raises(RemoteError) as err:
         await client.get_json(b_name, path)
     assert err.value.status == 404
+
+
+async def test_federation_policy_applies_to_via_servers(tmp_path: Path, ca: TestCA) -> None:
+    """A under `policy: partners` with no partnership never asks B about B's rooms."""
+    async with running_pair(tmp_path, ca, a_config={"federation": {"policy": "partners"}}) as p:
+        space = await _space(p.alice, preset="public_chat")
+        child = await _room(p.bob, preset="public_chat", name="unreachable")
+        await _link(p.alice, space, child, p.b_spec.name)
+        asked: list[str] = []
+        assert p.a.federation_client is not None
+        p.a.federation_client.observers.append(lambda *args: asked.append(str(args)))
+        assert await _ids(p.alice, space) == [space]
+        assert not any("hierarchy" in a for a in asked)
