@@ -66,6 +66,7 @@ def test_remote_summaries_are_cleaned() -> None:
     }
     assert [c["state_key"] for c in summary.children_state] == ["!c:x"]
     assert summary.is_space and summary.allowed_room_ids == ["!ok:x"]
-    for broken in (None, [], {"room_id": "!r:x"}, {**raw, "num_joined_members": -1},
-                   {**raw, "world_readable": "yes"}, {**raw, "room_id": "r:x"}):
+    broken_answers: list[Any] = [None, [], {"room_id": "!r:x"}, {**raw, "num_joined_members": -1},
+                   {**raw, "world_readable": "yes"}, {**raw, "room_id": "r:x"}]
+    for broken in broken_answers:
         assert clean_summary(broken) is None
