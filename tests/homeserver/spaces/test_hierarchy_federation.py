@@ -54,9 +54,18 @@ async def test_space_on_a_with_children_on_b(pair: Pair) -> None:
     await _link(alice, space, private_b, b_name, order="2")
     await _link(alice, space, sub_b, b_name, order="3")
 
+    asked: list[str] = []
+    assert pair.a.federation_client is not None
+    pair.a.federation_client.observers.append(lambda _m, _d, target, _c: asked.append(target))
     body = await alice.call("GET", f"{V1}/rooms/{space}/hierarchy")
     ids = [r["room_id"] for r in body["rooms"]]
     assert ids == [space, public_b, sub_b, deep_b]
+    # One question per remote room, but none for deep_b: the subspace's answer described it.
+    assert sorted(t.split("?")[0].rsplit("/", 1)[1] for t in asked) == sorted(
+        quote(r, safe="") for r in (public_b, private_b, sub_b)
+    )
+    # Answers are cached briefly: walking again asks nothing.
+    assert await _ids(alice, space) == ids and len(asked) == 3
     by_id = {r["room_id"]: r for r in body["rooms"]}
     assert by_id[public_b]["name"] == "Bob's public room" and by_id[public_b]["topic"] == "on B"
     assert by_id[public_b]["num_joined_members"] == 1 and by_id[public_b]["join_rule"] == "public"
@@ -96,6 +105,12 @@ async def test_federation_endpoint_answers_what_the_server_may_see(pair: Pair) -
     assert answer["inaccessible_children"] == [private]
     only = await client.get_json(b_name, path, query={"suggested_only": "true"})
     assert [c["room_id"] for c in only["children"]] == [suggested] and only["inaccessible_children"] == []
+
+    # A child whose server ACL denies A is inaccessible to A.
+    await bob.call("PUT", f"/rooms/{public}/state/m.room.server_acl", {"allow": ["*"], "deny": [pair.a_spec.ip]})
+    denied = await client.get_json(b_name, path)
+    assert {c["room_id"] for c in denied["children"]} == {suggested}
+    assert sorted(denied["inaccessible_children"]) == sorted([private, public])
 
     # A private space is 404 to a server none of whose users is in or invited to it.
     private_space = await _space(bob, preset="private_chat")
