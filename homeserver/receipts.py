@@ -237,6 +237,23 @@ class ReceiptService:
         return value
 
 
+    async def read_positions(self, user_id: str, room_id: str) -> tuple[int | None, dict[str, int]]:
+        """The user's read receipts in the room for threaded unread counts: how far
+        the unthreaded ones reach (everything up to there is read), and how far each
+        threaded one reaches by thread ("main" or a thread root's event ID)."""
+        receipts = await self.store.user_receipts(room_id, user_id)
+        unthreaded: int | None = None
+        threads: dict[str, int] = {}
+        for r in receipts:
+            if r.receipt_type not in RECEIPT_TYPES:
+                continue
+            if r.thread_id == UNTHREADED:
+                unthreaded = max(unthreaded if unthreaded is not None else r.event_stream_ordering, r.event_stream_ordering)
+            else:
+                threads[r.thread_id] = max(threads.get(r.thread_id, r.event_stream_ordering), r.event_stream_ordering)
+        return unthreaded, threads
+
+
 class ReceiptEdu:
     """m.receipt over federation (public read receipts only: private ones never
     leave the server)."""

@@ -46,6 +46,7 @@ class RoomEventFilter:
     contains_url: bool | None = None
     lazy_load_members: bool = False
     include_redundant_members: bool = False
+    unread_thread_notifications: bool = False  # /sync only: counts split per thread
 
     @classmethod
     def parse(cls, obj: Any) -> RoomEventFilter:
@@ -60,7 +61,7 @@ class RoomEventFilter:
         if contains_url is not None and not isinstance(contains_url, bool):
             raise MatrixError(400, "M_BAD_JSON", "Filter field 'contains_url' must be a boolean")
         flags = {}
-        for key in ("lazy_load_members", "include_redundant_members"):
+        for key in ("lazy_load_members", "include_redundant_members", "unread_thread_notifications"):
             v = obj.get(key, False)
             if not isinstance(v, bool):
                 raise MatrixError(400, "M_BAD_JSON", f"Filter field '{key}' must be a boolean")

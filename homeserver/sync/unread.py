@@ -10,11 +10,13 @@ the last one; a new receipt changes the start and forces one recount.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from federation.events import get_room_version, get_user_power_level
 from homeserver.push.evaluator import evaluate, highlights, notifies
+from homeserver.receipts import MAIN_THREAD
+from homeserver.records.events import StoredEvent
 from homeserver.records.rooms import RoomRecord
 
 if TYPE_CHECKING:
@@ -27,6 +29,13 @@ if TYPE_CHECKING:
 NOTIFYING_TYPES = ("m.room.message", "m.room.encrypted", "m.room.member", "m.call.invite",
                    "m.room.tombstone", "m.reaction", "m.room.server_acl")
 _CACHE_SIZE = 50_000
+
+
+@dataclass
+class _ThreadCounts:
+    signature: tuple[int, tuple[tuple[str, int], ...]]  # the receipts counted from
+    upto: int
+    threads: dict[str, list[int]] = field(default_factory=dict)  # thread -> [notifications, highlights]
 
 
 @dataclass
@@ -55,6 +64,7 @@ class UnreadCounter:
         self.event_store = event_store
         self.event_positions = event_positions
         self._cache: OrderedDict[tuple[str, int], _Counts] = OrderedDict()
+        self._threaded: OrderedDict[tuple[str, int], _ThreadCounts] = OrderedDict()
 
     async def counts(self, user_id: str, room: RoomRecord, joined_at: int, now: int) -> dict[str, int]:
         start = joined_at
@@ -77,12 +87,22 @@ class UnreadCounter:
         """Drop the room's counts (a purged room)."""
         for key in [k for k in self._cache if k[1] == room_nid]:
             del self._cache[key]
+        for key in [k for k in self._threaded if k[1] == room_nid]:
+            del self._threaded[key]
 
     async def _add(self, counts: _Counts, user_id: str, room: RoomRecord, now: int) -> None:
         found = await self.event_positions.count_after(room.room_nid, counts.upto, now, NOTIFYING_TYPES, user_id)
         counts.upto = now
-        if not found:
-            return
+        for _, highlight in await self._notifying(user_id, room, [nid for nid, _ in found]):
+            counts.notifications += 1
+            if highlight:
+                counts.highlights += 1
+
+    async def _notifying(self, user_id: str, room: RoomRecord, nids: list[int]) -> list[tuple[StoredEvent, bool]]:
+        """Of these events, oldest first, those that notify the user by their push
+        rules, each with whether it highlights."""
+        if not nids:
+            return []
         rules = await self.push_rules.ruleset(user_id)
         rv = get_room_version(room.room_version)
         state = await self.room_service.current_state_events(
@@ -93,7 +113,8 @@ class UnreadCounter:
         me = state.get(("m.room.member", user_id))
         display_name = me.event["content"].get("displayname") if me else None
         member_count = len(await self.room_store.members(room.room_nid, "join"))
-        events = await self.event_store.get_events_by_nid([nid for nid, _ in found])
+        events = await self.event_store.get_events_by_nid(nids)
+        out: list[tuple[StoredEvent, bool]] = []
         for ev in sorted(events.values(), key=lambda e: e.stream_ordering or 0):
             if ev.redacted_by is not None:
                 continue
@@ -104,6 +125,42 @@ class UnreadCounter:
                 int(min(level, 2**31)), levels.event["content"] if levels else None,
             )
             if notifies(actions):
-                counts.notifications += 1
-                if highlights(actions):
-                    counts.highlights += 1
+                out.append((ev, highlights(actions)))
+        return out
+
+    async def thread_counts(
+        self, user_id: str, room: RoomRecord, joined_at: int, now: int
+    ) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+        """Counts split per thread, for clients whose filter asks
+        (unread_thread_notifications): the main timeline's, and each thread's by
+        its root's event ID (threads with nothing unread left out). An unthreaded
+        read receipt reads everything up to it; a threaded one its own thread
+        ("main" for the main timeline) only."""
+        unthreaded, by_thread = await self.receipts.read_positions(user_id, room.room_id)
+        base = max(joined_at, unthreaded) if unthreaded is not None else joined_at
+        signature = (base, tuple(sorted(by_thread.items())))
+        key = (user_id, room.room_nid)
+        cached = self._threaded.get(key)
+        if cached is None or cached.signature != signature or cached.upto > now:
+            cached = _ThreadCounts(signature, base)
+        if now > cached.upto:
+            found = await self.event_positions.count_after(room.room_nid, cached.upto, now, NOTIFYING_TYPES, user_id)
+            cached.upto = now
+            for ev, highlight in await self._notifying(user_id, room, [nid for nid, _ in found]):
+                thread = await self.receipts.thread_of(ev) or MAIN_THREAD
+                if (ev.stream_ordering or 0) <= by_thread.get(thread, base):
+                    continue
+                counts = cached.threads.setdefault(thread, [0, 0])
+                counts[0] += 1
+                counts[1] += 1 if highlight else 0
+        self._threaded[key] = cached
+        self._threaded.move_to_end(key)
+        if len(self._threaded) > _CACHE_SIZE:
+            self._threaded.popitem(last=False)
+
+        def shape(c: list[int]) -> dict[str, int]:
+            return {"notification_count": c[0], "highlight_count": c[1]}
+
+        main = shape(cached.threads.get(MAIN_THREAD, [0, 0]))
+        threads = {t: shape(c) for t, c in cached.threads.items() if t != MAIN_THREAD and c[0]}
+        return main, threads

@@ -137,7 +137,7 @@ class RoomEventsStream(StreamProvider):
             req.since is None or newly_joined or req.full_state
             or any(e.type == "m.room.member" for e in timeline) or any(e.type == "m.room.member" for e in state)
         )
-        return {
+        entry: dict[str, Any] = {
             "timeline": {
                 "events": await self._format(req, room, timeline, bundle=True),
                 "limited": limited,
@@ -147,8 +147,17 @@ class RoomEventsStream(StreamProvider):
             "ephemeral": {"events": parts["ephemeral"]},
             "account_data": {"events": parts["account_data"]},
             "summary": await self._summary(req, room) if summary_due else {},
-            "unread_notifications": await self.unread.counts(req.user_id, room, m.stream_ordering, req.now.events),
         }
+        if req.filter.timeline.unread_thread_notifications:
+            # The client reads threads apart: the main timeline's counts, and each thread's.
+            main, threads = await self.unread.thread_counts(req.user_id, room, m.stream_ordering, req.now.events)
+            entry["unread_notifications"] = main
+            entry["unread_thread_notifications"] = threads
+        else:
+            entry["unread_notifications"] = await self.unread.counts(
+                req.user_id, room, m.stream_ordering, req.now.events
+            )
+        return entry
 
     async def _timeline(
         self, req: SyncRequest, room: RoomRecord, after: int | None, upto: int, limit: int
