@@ -140,3 +140,25 @@ async def test_federation_policy_applies_to_via_servers(tmp_path: Path, ca: Test
         p.a.federation_client.observers.append(lambda *args: asked.append(str(args)))
         assert await _ids(p.alice, space) == [space]
         assert not any("hierarchy" in a for a in asked)
+
+
+async def test_remote_restricted_child_seen_through_the_allowed_room(pair: Pair) -> None:
+    alice, bob, b_name = pair.alice, pair.bob, pair.b_spec.name
+    carol = pair.client(pair.a_spec)
+    await carol.register("carol")
+    members_b = await _room(bob, preset="public_chat", name="members")
+    restricted_b = await _room(bob, name="for members", initial_state=[{
+        "type": "m.room.join_rules", "state_key": "",
+        "content": {"join_rule": "restricted", "allow": [{"type": "m.room_membership", "room_id": members_b}]},
+    }])
+    await alice.call("POST", f"/join/{members_b}?server_name={b_name}", {})
+    space = await _space(alice, preset="public_chat")
+    await carol.call("POST", f"/rooms/{space}/join", {})
+    await _link(alice, space, restricted_b, b_name)
+
+    body = await alice.call("GET", f"{V1}/rooms/{space}/hierarchy")
+    assert [r["room_id"] for r in body["rooms"]] == [space, restricted_b]
+    entry = body["rooms"][1]
+    assert entry["join_rule"] == "restricted" and entry["allowed_room_ids"] == [members_b]
+    # carol, on the same server but not in the allowed room, does not see it.
+    assert await _ids(carol, space) == [space]
