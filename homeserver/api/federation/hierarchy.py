@@ -15,6 +15,7 @@ from homeserver.api.http import get_hs, json_response, query_bool
 async def get_hierarchy(request: web.Request) -> web.Response:
     origin = origin_of(request)
     hs = get_hs(request)
+    hs.ratelimiter.check_server("federation_query", origin)  # a query of our rooms, like /query/*
     return json_response(
         await hs.space_hierarchy.federation_hierarchy(
             origin, request.match_info["room_id"], suggested_only=query_bool(request, "suggested_only")
