@@ -394,14 +394,21 @@ class SpaceHierarchy:
             walk = _Walk(user_id, room_id, suggested_only, depth, [(room_id, (), 0)])
         rooms: list[dict[str, Any]] = []
         examined = 0
-        fetches = [0]
+        fetches = 0
         while walk.stack and len(rooms) < page_size and examined < MAX_ROOMS_EXAMINED:
-            current, via, at_depth = walk.stack.pop()
+            current, via, at_depth = walk.stack[-1]
             if current in walk.seen:
+                walk.stack.pop()
                 continue
+            room = await self._local_room(current)
+            if room is None and not self._remote.get((current, walk.suggested_only))[0]:
+                if fetches >= MAX_REMOTE_FETCHES:
+                    break  # this page has asked enough servers: the next one starts here
+                fetches += 1
+            walk.stack.pop()
             walk.seen.add(current)
             examined += 1
-            summary = await self._summary_for_user(current, via, walk, fetches)
+            summary = await self._summary_for_user(room, current, via, walk)
             if summary is None:
                 continue
             rooms.append(summary.with_children())
@@ -430,30 +437,24 @@ class SpaceHierarchy:
         return _Walk(walk.user_id, walk.root, walk.suggested_only, walk.max_depth, list(walk.stack), set(walk.seen))
 
     async def _summary_for_user(
-        self, room_id: str, via: tuple[str, ...], walk: _Walk, fetches: list[int]
+        self, room: RoomRecord | None, room_id: str, via: tuple[str, ...], walk: _Walk
     ) -> Summary | None:
-        """The room's summary if the user may see it: ours when we are in the room,
-        else a via server's (its answer about the room, or a space's answer about
-        its children seen earlier in this walk)."""
-        room = await self._local_room(room_id)
-        summary: Summary | None
+        """The room's summary if the user may see it: ours when we are in the room
+        (`room`), else a via server's (its answer about the room, or a space's answer
+        about its children seen earlier)."""
+        summary: Summary | None = None
         if room is not None:
             summary = await self.local_summary(room)
         else:
-            summary = None
-            hit, _ = self._remote.get((room_id, walk.suggested_only))
-            if hit or fetches[0] < MAX_REMOTE_FETCHES:
-                if not hit:
-                    fetches[0] += 1
-                remote = await self._fetch_remote(room_id, via, walk.suggested_only)
-                if remote is not None:
-                    summary = remote.room
-                    for child_id, child in remote.children.items():
-                        # Non-space children need no fetch of their own when reached.
-                        if not child.is_space and not self._remote.get((child_id, walk.suggested_only))[0]:
-                            self._remote.put((child_id, walk.suggested_only), _Remote(child, {}, frozenset()))
-                    for closed in remote.inaccessible:
-                        self._remote.put((closed, walk.suggested_only), None)
+            remote = await self._fetch_remote(room_id, via, walk.suggested_only)
+            if remote is not None:
+                summary = remote.room
+                for child_id, child in remote.children.items():
+                    # Non-space children need no fetch of their own when reached.
+                    if not child.is_space and not self._remote.get((child_id, walk.suggested_only))[0]:
+                        self._remote.put((child_id, walk.suggested_only), _Remote(child, {}, frozenset()))
+                for closed in remote.inaccessible:
+                    self._remote.put((closed, walk.suggested_only), None)
         if summary is None or not await self._user_may_see(summary, walk.user_id):
             return None
         return summary

@@ -11,6 +11,7 @@ from urllib.parse import quote
 import pytest
 
 from federation.client import RemoteError
+from homeserver.rooms import hierarchy
 from tests.homeserver.federation.servers import Client, Pair, running_pair
 from tests.tls_ca import TestCA
 
@@ -162,3 +163,19 @@ async def test_remote_restricted_child_seen_through_the_allowed_room(pair: Pair)
     assert entry["join_rule"] == "restricted" and entry["allowed_room_ids"] == [members_b]
     # carol, on the same server but not in the allowed room, does not see it.
     assert await _ids(carol, space) == [space]
+
+
+async def test_a_page_asks_a_bounded_number_of_servers(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the per-page budget of remote questions the page ends, and the next page
+    goes on from the room it did not ask about."""
+    monkeypatch.setattr(hierarchy, "MAX_REMOTE_FETCHES", 1)
+    alice, bob, b_name = pair.alice, pair.bob, pair.b_spec.name
+    space = await _space(alice, preset="public_chat")
+    first = await _room(bob, preset="public_chat", name="first")
+    second = await _room(bob, preset="public_chat", name="second")
+    await _link(alice, space, first, b_name, order="1")
+    await _link(alice, space, second, b_name, order="2")
+    page = await alice.call("GET", f"{V1}/rooms/{space}/hierarchy")
+    assert [r["room_id"] for r in page["rooms"]] == [space, first]
+    rest = await alice.call("GET", f"{V1}/rooms/{space}/hierarchy?from={page['next_batch']}")
+    assert [r["room_id"] for r in rest["rooms"]] == [second] and "next_batch" not in rest
