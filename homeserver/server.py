@@ -74,6 +74,8 @@ from homeserver.rooms.service import RoomService
 from homeserver.rooms.state_reader import RoomStateReader, StateResolver
 from homeserver.rooms.upgrade import RoomUpgradeService
 from homeserver.rooms.visibility import VisibilityService
+from homeserver.search.index import SearchIndex
+from homeserver.search.service import SearchService
 from homeserver.signing_key import SigningKey, load_signing_key
 from homeserver.storage import make_database
 from homeserver.storage.account_data import AccountDataStore
@@ -96,6 +98,7 @@ from homeserver.storage.receipts import ReceiptStore
 from homeserver.storage.registration_tokens import RegistrationTokenStore
 from homeserver.storage.relations import RelationStore
 from homeserver.storage.rooms import MembershipQueries, RoomStore
+from homeserver.storage.search import SearchStore
 from homeserver.storage.server_keys import ServerKeyStore
 from homeserver.storage.state import StateStore
 from homeserver.storage.uia import UiaStore
@@ -383,6 +386,12 @@ class HomeServer:
         self.room_history = RoomHistory(  # clients' reads of timelines and state, backfilling
             room_service=self.room_service, events=self.event_store, state=self.state_store,
             backfill=self.room_backfill, clock=self.clock, bundler=self.relations,
+        )
+        search_store = SearchStore(self.db)
+        self.event_persister.indexes.append(SearchIndex(search_store))  # full text, kept in each event's write
+        self.search = SearchService(  # POST /search over the rooms a user is or was in
+            store=search_store, events=self.event_store, rooms=self.room_store, room_service=self.room_service,
+            visibility=self.visibility, history=self.room_history,
         )
         self.user_admin = UserAdmin(
             store=AdminUserStore(self.db), users=self.users, devices=self.devices, auth=self.auth,

@@ -36,6 +36,7 @@ DIALECT = {
     "bigint_pk": "INTEGER PRIMARY KEY",
     "blob": "BLOB",
     "bigint": "INTEGER",
+    "engine": "sqlite",  # for migrations whose SQL differs (full-text search)
 }
 MIN_SQLITE = (3, 35, 0)  # RETURNING
 

@@ -55,3 +55,6 @@ def register_routes(app: web.Application) -> None:
     from homeserver.api.client import tags
 
     tags.register(routes)
+    from homeserver.api.client import search
+
+    search.register(routes)
