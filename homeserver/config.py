@@ -333,6 +333,18 @@ class ProfilesConfig:
 
 
 @dataclass(frozen=True)
+class UserDirectoryConfig:
+    search_all_local_users: bool = field(
+        default=False,
+        metadata=_doc(
+            "POST /user_directory/search finds every user of this server (an organization's"
+            " staff directory); false: only users who share a room with the searcher or are in"
+            " a public or world-readable room, as the spec's minimum."
+        ),
+    )
+
+
+@dataclass(frozen=True)
 class RoomsConfig:
     internal_by_default: bool = field(
         default=False,
@@ -537,6 +549,9 @@ class Config:
     rooms: RoomsConfig = field(default_factory=RoomsConfig, metadata=_doc("Rooms."))
     profiles: ProfilesConfig = field(
         default_factory=ProfilesConfig, metadata=_doc("Who may look up users' profiles.")
+    )
+    user_directory: UserDirectoryConfig = field(
+        default_factory=UserDirectoryConfig, metadata=_doc("Who the user directory search finds.")
     )
     organization: OrganizationConfig = field(
         default_factory=OrganizationConfig,

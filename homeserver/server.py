@@ -102,6 +102,7 @@ from homeserver.storage.search import SearchStore
 from homeserver.storage.server_keys import ServerKeyStore
 from homeserver.storage.state import StateStore
 from homeserver.storage.uia import UiaStore
+from homeserver.storage.user_directory import UserDirectoryStore
 from homeserver.storage.users import UserStore
 from homeserver.sync.notifier import Notifier
 from homeserver.sync.service import SyncService
@@ -113,6 +114,7 @@ from homeserver.sync.streams.typing import TypingStream
 from homeserver.sync.unread import UnreadCounter
 from homeserver.tags import TagService
 from homeserver.typing import TypingEdu, TypingService
+from homeserver.user_directory.service import UserDirectory
 
 logger = logging.getLogger(__name__)
 
@@ -339,6 +341,11 @@ class HomeServer:
         )
         self.room_service.listeners.append(self.sync.on_room_event)
         self.room_activity.membership_listeners.append(self.sync.invalidate_memberships)
+        self.user_directory = UserDirectory(  # POST /user_directory/search; its index follows room events
+            store=UserDirectoryStore(self.db), room_service=self.room_service, is_mine=self.local_server.is_mine,
+            search_all_local_users=config.user_directory.search_all_local_users,
+        )
+        self.room_service.listeners.append(self.user_directory.on_room_event)
         # Federation: the room gate, what other servers may read, what they send us,
         # the state and history we ask them for, joins and invites through them.
         self.server_gate = ServerGate(
