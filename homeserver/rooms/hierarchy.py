@@ -286,8 +286,11 @@ class SpaceHierarchy:
         return current[0] if current is not None else None
 
     async def _user_may_see(self, summary: Summary, user_id: str) -> bool:
-        if await self._membership(summary.room_id, user_id) in ("join", "invite"):
+        membership = await self._membership(summary.room_id, user_id)
+        if membership in ("join", "invite"):
             return True
+        if membership == "ban":
+            return False  # a banned user may neither join nor peek
         if _is_open(summary):
             return True
         if summary.join_rule in RESTRICTED_JOIN_RULES:
@@ -364,6 +367,16 @@ class SpaceHierarchy:
             if isinstance(r, str)
         )
         return _Remote(room, children, closed)
+
+    async def room_summary(self, room_id: str, via: tuple[str, ...]) -> Summary | None:
+        """One room's summary (the room summary API): ours when this server is in the
+        room, else a via server's hierarchy answer (cached); None when neither. Who
+        may see it is the caller's decision."""
+        room = await self._local_room(room_id)
+        if room is not None:
+            return await self.local_summary(room)
+        remote = await self._fetch_remote(room_id, via, False)
+        return remote.room if remote is not None else None
 
     # -- the client API ----------------------------------------------------------
 

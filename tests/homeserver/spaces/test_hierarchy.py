@@ -3,6 +3,7 @@ summaries, who sees which child, and paging."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from tests.conftest import Api
@@ -105,6 +106,11 @@ async def test_root_the_user_may_not_see_is_forbidden(api: Api) -> None:
     body = await _hierarchy(api, eve, public_space)
     assert _ids(body) == [public_space]
     assert "hidden" not in str(body["rooms"][1:])
+    # Banned from the space, eve may not see it any more, public as it is.
+    await api.post(f"rooms/{public_space}/join", {}, token=eve)
+    await api.post(f"rooms/{public_space}/ban", {"user_id": f"@eve:{ME}"}, token=alice)
+    err = await _hierarchy(api, eve, public_space, expect=403)
+    assert err["errcode"] == "M_FORBIDDEN"
 
 
 async def test_nested_order_depth_suggested_and_loops(api: Api) -> None:
@@ -115,6 +121,7 @@ async def test_nested_order_depth_suggested_and_loops(api: Api) -> None:
     later = await _room(api, alice, preset="public_chat", name="later")
     deep = await _room(api, alice, preset="public_chat", name="deep")
     await _link(api, alice, space, later)
+    await asyncio.sleep(0.01)  # the two links without `order` are ordered by their timestamps
     await _link(api, alice, space, sub, suggested=True)
     await _link(api, alice, space, first, order="a")
     await _link(api, alice, sub, deep)
