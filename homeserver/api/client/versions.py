@@ -9,10 +9,19 @@ list is what we implement, not what we aim for:
   management (/account/3pid), the user directory, and the optional modules we have
   not built (end-to-end encryption, VoIP, tags, search, ...).
 - v1.2 added only the spaces hierarchy and registration token validity (both served).
-- v1.3 added relations (/rooms/{roomId}/relations) to the core API, and we do not serve
-  them, so v1.3 and every later version stay off the list. Clients gate features on
-  them (v1.4: the threads list; v1.11: authenticated media), and claiming them would
-  send those clients to routes that do not exist here. Add a version once what it
+- v1.3 added event relationships and their aggregations (/rooms/{roomId}/relations,
+  bundled unsigned.m.relations; homeserver/relations/), refresh tokens, knock_restricted
+  and an optional `from` on /messages: all served.
+- v1.4 added edits (m.replace), threads (m.thread, /rooms/{roomId}/threads, `dir` on
+  /relations), per-thread notifications and read receipts (thread_id), private read
+  receipts, m.fully_read through /receipt, room_types on /publicRooms, copying a room's
+  type on upgrade, the server ACL push rule and CORP headers on media: all served.
+- v1.5 added m.reference relations (bundled); v1.6 /timestamp_to_event and the
+  M_UNRECOGNIZED answers to unknown endpoints and methods: served (its SAS change
+  belongs to end-to-end encryption, a module we do not serve).
+- v1.7 and later stay off the list: v1.7 adds POST /login/get_token, which is not
+  routed here. Clients gate features on versions (v1.11: authenticated media), and
+  claiming one sends them to routes that do not exist here. Add a version once what it
   defines in the core API and in the modules we serve is routed
   (the spec tools' spec_surface.py --missing shows what is not).
 
@@ -34,7 +43,7 @@ from aiohttp import web
 
 from homeserver.api.http import json_response
 
-SUPPORTED_VERSIONS = ["v1.1", "v1.2"]
+SUPPORTED_VERSIONS = ["v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6"]
 UNSTABLE_FEATURES = {"org.matrix.msc2285.stable": True, "org.matrix.msc3916.stable": True}
 
 
