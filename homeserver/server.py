@@ -72,6 +72,7 @@ from homeserver.rooms.received import ReceivedEvents
 from homeserver.rooms.servers import RoomServers
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.state_reader import RoomStateReader, StateResolver
+from homeserver.rooms.summary import RoomSummaries
 from homeserver.rooms.upgrade import RoomUpgradeService
 from homeserver.rooms.visibility import VisibilityService
 from homeserver.search.index import SearchIndex
@@ -428,6 +429,9 @@ class HomeServer:
         self.space_hierarchy = SpaceHierarchy(  # spaces: local rooms, via servers' answers cached
             server_name=config.server_name, rooms=self.room_store, room_service=self.room_service,
             gate=self.server_gate, client=self.federation_client, clock=self.clock,
+        )
+        self.room_summaries = RoomSummaries(  # room previews: the hierarchy's summaries, for who may see them
+            room_service=self.room_service, aliases=self.aliases, source=self.space_hierarchy,
         )
         acl_allows = self.server_gate.acl_allows
         is_mine = self.local_server.is_mine

@@ -58,6 +58,9 @@ def register_routes(app: web.Application) -> None:
     from homeserver.api.client import user_directory
 
     user_directory.register(routes)
+    from homeserver.api.client import room_summary
+
+    room_summary.register(routes)
     from homeserver.api.client import search
 
     search.register(routes)
