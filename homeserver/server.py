@@ -66,6 +66,7 @@ from homeserver.rooms.heads import RoomHeads
 from homeserver.rooms.hierarchy import SpaceHierarchy
 from homeserver.rooms.history import RoomHistory
 from homeserver.rooms.membership import MembershipService
+from homeserver.rooms.mutual_rooms import MutualRooms
 from homeserver.rooms.persist import EventPersister
 from homeserver.rooms.public_rooms import PublicRoomsService
 from homeserver.rooms.received import ReceivedEvents
@@ -433,6 +434,7 @@ class HomeServer:
         self.room_summaries = RoomSummaries(  # room previews: the hierarchy's summaries, for who may see them
             room_service=self.room_service, aliases=self.aliases, source=self.space_hierarchy,
         )
+        self.mutual_rooms = MutualRooms(room_service=self.room_service, clock=self.clock)
         acl_allows = self.server_gate.acl_allows
         is_mine = self.local_server.is_mine
         for edu in (

@@ -61,6 +61,9 @@ def register_routes(app: web.Application) -> None:
     from homeserver.api.client import room_summary
 
     room_summary.register(routes)
+    from homeserver.api.client import mutual_rooms
+
+    mutual_rooms.register(routes)
     from homeserver.api.client import search
 
     search.register(routes)
