@@ -12,6 +12,14 @@ differently, so this migration branches on the dialect's engine:
 """
 
 
+# Timeline events written before this migration, indexed by it (the topic's
+# m.topic representations only from then on).
+_INDEXED = (
+    "event_type IN ('m.room.message', 'm.room.name', 'm.room.topic') AND stream_ordering IS NOT NULL"
+    " AND rejected IS NULL AND redacted_by IS NULL AND (state_key_nid IS NULL) = (event_type = 'm.room.message')"
+)
+
+
 def statements(d: dict[str, str]) -> list[str]:
     if d["engine"] == "postgres":
         return [
@@ -20,8 +28,35 @@ def statements(d: dict[str, str]) -> list[str]:
                 vector tsvector NOT NULL
             )""",
             "CREATE INDEX event_search_vector ON event_search USING GIN (vector)",
+            *populate(d),
         ]
     return [
         "CREATE VIRTUAL TABLE event_search USING fts5("
         "value, tokenize = 'porter unicode61 remove_diacritics 2')",
+        *populate(d),
+    ]
+
+
+def populate(d: dict[str, str]) -> list[str]:
+    """Index the events already stored (run on an empty index). NUL cannot be text in
+    PostgreSQL and ends a string in SQLite's JSON functions: the (rare) events whose
+    JSON escapes one are left out rather than fail the migration or be cut short."""
+    if d["engine"] == "postgres":
+        return [
+            f"""INSERT INTO event_search (event_nid, vector)
+            SELECT event_nid, to_tsvector('english', value) FROM (
+                SELECT event_nid, (json::json -> 'content') ->> (CASE event_type
+                    WHEN 'm.room.message' THEN 'body' WHEN 'm.room.name' THEN 'name' ELSE 'topic' END) AS value,
+                json_typeof((json::json -> 'content') -> (CASE event_type
+                    WHEN 'm.room.message' THEN 'body' WHEN 'm.room.name' THEN 'name' ELSE 'topic' END)) AS kind
+                FROM events WHERE {_INDEXED} AND strpos(json, '\\u0000') = 0
+            ) found WHERE kind = 'string' AND trim(value) <> ''""",
+        ]
+    return [
+        f"""INSERT INTO event_search (rowid, value)
+        SELECT event_nid, value FROM (
+            SELECT event_nid, json_extract(json, CASE event_type WHEN 'm.room.message' THEN '$.content.body'
+                WHEN 'm.room.name' THEN '$.content.name' ELSE '$.content.topic' END) AS value
+            FROM events WHERE {_INDEXED} AND instr(json, '\\u0000') = 0
+        ) WHERE typeof(value) = 'text' AND trim(value) <> ''""",
     ]
