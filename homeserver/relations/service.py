@@ -217,9 +217,10 @@ class RelationsService:
     # --- bundled aggregations ---
 
     async def aggregations(
-        self, room: RoomRecord, user_id: str, events: list[StoredEvent]
+        self, room: RoomRecord, user_id: str, events: list[StoredEvent], *, threads: bool = True
     ) -> dict[str, Aggregation]:
-        """What to bundle with each of a page's events, in a fixed number of queries."""
+        """What to bundle with each of a page's events, in a fixed number of queries
+        (`threads` False: edits and references only)."""
         ids = {ev.event_id for ev in events}
         if not ids:
             return {}
@@ -229,7 +230,7 @@ class RelationsService:
         def agg(event_id: str) -> Aggregation:
             return out.setdefault(event_id, Aggregation())
 
-        summaries = await self.store.thread_summaries(ids, user_id)
+        summaries = await self.store.thread_summaries(room.room_nid, ids, user_id) if threads else {}
         if summaries:
             latest = await self.events.get_events(s[1] for s in summaries.values())
             viewer = self.visibility.viewer(user_id, room)
@@ -243,7 +244,7 @@ class RelationsService:
                 a.thread_latest = reply
                 a.thread_count = count
                 a.thread_participated = participated or by_id[root_id].sender == user_id
-        rows = await self.store.of_types(ids, (REPLACE, REFERENCE))
+        rows = await self.store.of_types(room.room_nid, ids, (REPLACE, REFERENCE))
         edit_rows = [
             r for r in rows if r.rel_type == REPLACE
             and r.sender == by_id[r.relates_to_id].sender and r.event_type == by_id[r.relates_to_id].type
@@ -283,24 +284,34 @@ class RelationsService:
         aggs = await self.aggregations(room, user_id, events)
         if not aggs:
             return
+        # A thread's newest reply is shown as it reads now: its own edit bundled with it.
+        latest = [a.thread_latest for a in aggs.values() if a.thread_latest is not None]
+        inner = await self.aggregations(room, user_id, latest, threads=False) if latest else {}
         now = self.clock.time_ms()
         for ev, out in zip(events, formatted, strict=True):
             a = aggs.get(ev.event_id)
-            if a is None:
-                continue
-            rel: dict[str, Any] = {}
-            if a.thread_latest is not None:
-                rel[THREAD] = {
-                    "latest_event": self._client(room, a.thread_latest, now, device_id),
-                    "count": a.thread_count,
-                    "current_user_participated": a.thread_participated,
-                }
-            if a.edit is not None:
-                rel[REPLACE] = self._client(room, a.edit, now, device_id)
-            if a.references:
-                rel[REFERENCE] = {"chunk": [{"event_id": e} for e in a.references]}
-            if rel:
-                out.setdefault("unsigned", {})["m.relations"] = rel
+            if a is not None:
+                out.setdefault("unsigned", {})["m.relations"] = self._relations(room, a, inner, now, device_id)
+
+    def _relations(
+        self, room: RoomRecord, a: Aggregation, inner: dict[str, Aggregation], now: int, device_id: str | None
+    ) -> dict[str, Any]:
+        rel: dict[str, Any] = {}
+        if a.thread_latest is not None:
+            latest = self._client(room, a.thread_latest, now, device_id)
+            own = inner.get(a.thread_latest.event_id)
+            if own is not None:
+                latest["unsigned"]["m.relations"] = self._relations(room, own, {}, now, device_id)
+            rel[THREAD] = {
+                "latest_event": latest,
+                "count": a.thread_count,
+                "current_user_participated": a.thread_participated,
+            }
+        if a.edit is not None:
+            rel[REPLACE] = self._client(room, a.edit, now, device_id)
+        if a.references:
+            rel[REFERENCE] = {"chunk": [{"event_id": e} for e in a.references]}
+        return rel
 
     @staticmethod
     def _client(room: RoomRecord, ev: StoredEvent, now: int, device_id: str | None) -> dict[str, Any]:

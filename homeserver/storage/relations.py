@@ -89,32 +89,35 @@ class RelationStore:
         found.sort(key=lambda r: r.stream_ordering, reverse=backwards)
         return found[:limit]
 
-    async def of_types(self, parents: Collection[str], rel_types: Sequence[str]) -> list[Relation]:
-        """Every relation of the given types to any of `parents` (edits, references),
-        oldest first."""
+    async def of_types(self, room_nid: int, parents: Collection[str], rel_types: Sequence[str]) -> list[Relation]:
+        """Every relation in the room of the given types to any of `parents` (edits,
+        references), oldest first."""
         found: list[Relation] = []
         for chunk in _chunks(parents):
             rows = await self.db.fetchall(
-                f"SELECT {_COLUMNS} FROM event_relations WHERE relates_to_id IN ({_marks(len(chunk))})"
+                f"SELECT {_COLUMNS} FROM event_relations WHERE room_nid = ? AND relates_to_id IN ({_marks(len(chunk))})"
                 f" AND rel_type IN ({_marks(len(rel_types))}) ORDER BY stream_ordering",
-                (*chunk, *rel_types),
+                (room_nid, *chunk, *rel_types),
             )
             found.extend(_relation(r) for r in rows)
         found.sort(key=lambda r: r.stream_ordering)
         return found
 
-    async def thread_summaries(self, roots: Collection[str], user_id: str) -> dict[str, tuple[int, str, bool]]:
-        """Per thread root with replies: (reply count, newest reply's event ID,
-        whether `user_id` replied)."""
+    async def thread_summaries(
+        self, room_nid: int, roots: Collection[str], user_id: str
+    ) -> dict[str, tuple[int, str, bool]]:
+        """Per thread root with replies in the room: (reply count, newest reply's
+        event ID, whether `user_id` replied)."""
         out: dict[str, tuple[int, str, bool]] = {}
         for chunk in _chunks(roots):
             rows = await self.db.fetchall(
                 "SELECT r.relates_to_id, COUNT(*), SUM(CASE WHEN r.sender = ? THEN 1 ELSE 0 END),"
                 " (SELECT l.event_id FROM event_relations l WHERE l.relates_to_id = r.relates_to_id"
-                "  AND l.rel_type = r.rel_type ORDER BY l.stream_ordering DESC LIMIT 1)"
-                f" FROM event_relations r WHERE r.rel_type = ? AND r.relates_to_id IN ({_marks(len(chunk))})"
-                " GROUP BY r.relates_to_id, r.rel_type",
-                (user_id, THREAD, *chunk),
+                "  AND l.rel_type = r.rel_type AND l.room_nid = r.room_nid ORDER BY l.stream_ordering DESC LIMIT 1)"
+                " FROM event_relations r WHERE r.room_nid = ? AND r.rel_type = ?"
+                f" AND r.relates_to_id IN ({_marks(len(chunk))})"
+                " GROUP BY r.relates_to_id, r.rel_type, r.room_nid",
+                (user_id, room_nid, THREAD, *chunk),
             )
             for r in rows:
                 out[r[0]] = (int(r[1]), r[3], int(r[2] or 0) > 0)

@@ -8,6 +8,7 @@ from typing import Any
 from tests.conftest import Api
 from tests.homeserver.api.reading_helpers import (
     create,
+    ids,
     messages,
     put_state,
     room_with_bob,
@@ -121,3 +122,22 @@ async def test_relations_chunk_is_bundled_too(api: Api) -> None:
     fixed = await edit(api, room, alice, reply, "reply!")
     chunk = (await relations(api, room, root, alice, "m.thread"))["chunk"]
     assert bundled(by_id(chunk, reply))["m.replace"]["event_id"] == fixed
+
+
+async def test_latest_reply_carries_its_edit_and_other_rooms_do_not_count(api: Api) -> None:
+    alice = await user(api, "alice")
+    room = await create(api, alice)
+    other = await create(api, alice)
+    root = await send(api, room, alice, "root")
+    reply = await reply_in_thread(api, room, alice, root, "reply")
+    fixed = await edit(api, room, alice, reply, "reply!")
+    latest = bundled(await get_event(api, room, root, alice))["m.thread"]["latest_event"]
+    assert latest["event_id"] == reply
+    assert bundled(latest)["m.replace"]["event_id"] == fixed
+    # Relations sent in another room naming this room's event are not this event's.
+    await reply_in_thread(api, other, alice, root, "elsewhere")
+    await edit(api, other, alice, root, "hijack")
+    await reference(api, other, alice, root)
+    shown = bundled(await get_event(api, room, root, alice))
+    assert shown["m.thread"]["count"] == 1 and set(shown) == {"m.thread"}
+    assert ids((await relations(api, room, root, alice))["chunk"]) == [reply]
