@@ -564,6 +564,7 @@ class HomeServer:
         await self.media.stop()  # thumbnailing in flight, recorded accesses
         await self.url_fetcher.close()
         await self.federation_policy.flush()  # refusal audit records
+        await self.user_directory.settle()  # index updates under way
         await self.db.close()
 
     def is_ratelimit_exempt(self, user_id: str) -> bool:

@@ -375,6 +375,8 @@ class SpaceHierarchy:
         room = await self._local_room(room_id)
         if room is not None:
             return await self.local_summary(room)
+        if not via:
+            return None  # nobody to ask (and no "nobody answered" to cache for later askers)
         remote = await self._fetch_remote(room_id, via, False)
         return remote.room if remote is not None else None
 
