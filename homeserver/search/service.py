@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from homeserver.errors import MatrixError
 from homeserver.filters.event_filter import RoomEventFilter
+from homeserver.params import in_int64
 from homeserver.records.events import StoredEvent
 from homeserver.records.rooms import RoomRecord
 from homeserver.records.search import SearchHit, SearchQuery
@@ -47,6 +49,7 @@ MAX_SCAN = 1000  # matches read per request, visible or not
 COUNT_SCAN = 500  # matches read (at most) to count what the user may see
 _ENCRYPTION = ("m.room.encryption", "")
 _WORD = re.compile(r"\w+")
+MAX_SQL_LIST = 500  # rooms or senders of a filter bound in the query; longer lists filter each match
 
 
 def bad(message: str) -> MatrixError:
@@ -65,6 +68,12 @@ def parse_terms(term: str) -> tuple[str, ...]:
         if len(words) >= MAX_TERMS:
             break
     return tuple(words)
+
+
+def _in_sql(values: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """A filter's list as SQL narrows the search by, or None when it is too long to
+    bind (the filter still applies to each match, RoomEventFilter.matches)."""
+    return values if values is None or len(values) <= MAX_SQL_LIST else None
 
 
 @dataclass(frozen=True)
@@ -178,8 +187,10 @@ class Position:
             key = data["k"]
             after = None if key is None else (float(key[0]), int(key[1]))
             room_id, sender = data.get("r"), data.get("s")
-        except (ValueError, TypeError, KeyError, IndexError):
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError):
             raise invalid from None
+        if after is not None and not (math.isfinite(after[0]) and in_int64(int(after[0])) and in_int64(after[1])):
+            raise invalid
         if data.get("o") != order or not isinstance(room_id, str | None) or not isinstance(sender, str | None):
             raise invalid
         return cls(order, after, room_id, sender)
@@ -227,8 +238,8 @@ class SearchService:
             senders = (pos.sender,) if senders is None or pos.sender in senders else ()
         query = SearchQuery(
             user_id=user_id, terms=c.terms, order=c.order, types=c.types, after=pos.after,
-            room_ids=room_ids, not_room_ids=tuple(f.not_rooms or ()), senders=senders,
-            not_senders=tuple(f.not_senders or ()),
+            room_ids=_in_sql(room_ids), not_room_ids=_in_sql(tuple(f.not_rooms or ())) or (),
+            senders=_in_sql(senders), not_senders=_in_sql(tuple(f.not_senders or ())) or (),
         )
         views: dict[int, _RoomView] = {}
         ignored = await self.history.ignored_senders(user_id)

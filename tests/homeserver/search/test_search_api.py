@@ -100,7 +100,17 @@ async def test_pagination_over_next_batch(db_api: Api) -> None:
         token=alice, expect=400,
     )
     assert err["errcode"] == "M_INVALID_PARAM"
-    status, err = await api.request("POST", "search?next_batch=%00garbage", body("pebble"), token=alice, expect=400)
+    import base64
+    import json
+
+    forged = [{"o": "rank", "k": [1.0, 10**30]}, {"o": "rank", "k": ["nan", 1]}, {"o": "rank", "k": [1e300, 1]},
+              {"o": "rank", "k": "x"}, {"o": "rank"}, [], "rank", {"o": "rank", "k": [1, 2], "r": 5}]
+    for data in forged:
+        token = base64.urlsafe_b64encode(json.dumps(data).encode()).decode()
+        status, err = await api.request("POST", f"search?next_batch={quote(token)}", body("pebble"), token=alice, expect=400)
+        assert err["errcode"] == "M_INVALID_PARAM"
+    for token in ("%00garbage", "!!!", "e30"):
+        status, err = await api.request("POST", f"search?next_batch={token}", body("pebble"), token=alice, expect=400)
 
 
 async def test_context_profiles_state_and_highlights(db_api: Api) -> None:
@@ -314,3 +324,20 @@ async def test_migration_indexes_events_stored_before_it(db_api: Api) -> None:
     # An event whose JSON escapes NUL is left out (it is indexed when written live).
     expected = [e for r, e in zip(before["results"], expected, strict=True) if "\x00" not in r["result"]["content"].get("body", "")]
     assert [r["result"]["event_id"] for r in after["results"]] == expected
+
+
+async def test_long_filter_lists(db_api: Api) -> None:
+    """Filters naming more rooms or senders than a query binds still apply, to each match."""
+    api = db_api
+    alice = await user(api, "alice")
+    room = await create(api, alice)
+    other = await create(api, alice)
+    await send(api, room, alice, "tapir here")
+    await send(api, other, alice, "tapir there")
+    many = [f"!r{i}:test.local" for i in range(40_000)]
+    res = await search(api, alice, "tapir", filter={"rooms": [*many, room]})
+    assert bodies(res) == ["tapir here"]
+    res = await search(api, alice, "tapir", filter={"not_rooms": [*many, room]})
+    assert bodies(res) == ["tapir there"]
+    res = await search(api, alice, "tapir", filter={"senders": [f"@u{i}:x" for i in range(40_000)]})
+    assert res["results"] == []
