@@ -30,7 +30,7 @@ async def search(request: web.Request) -> web.Response:
         if user.avatar_url is not None:
             entry["avatar_url"] = user.avatar_url
         results.append(entry)
-    return json_response({"results": results, "limited": limited or limit > MAX_LIMIT and len(users) == MAX_LIMIT})
+    return json_response({"results": results, "limited": limited})
 
 
 def register(routes: ClientRoutes) -> None:
