@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from homeserver.errors import MatrixError
 from homeserver.records.events import StoredEvent
 from homeserver.records.relations import Aggregation, Relation
 from homeserver.records.rooms import RoomRecord
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 THREAD = "m.thread"
 REPLACE = "m.replace"
 REFERENCE = "m.reference"
+ANNOTATION = "m.annotation"
 # /relations with recurse: how many levels of relations below the event are followed
 # (the spec asks for at least 3), and how many events those levels may hold.
 RECURSION_DEPTH = 3
@@ -114,6 +116,33 @@ class RelationsService:
         self.visibility = visibility
         self.clock = clock
         self.index = RelationsIndex()
+
+    # --- sending ---
+
+    async def check_send(
+        self, room: RoomRecord, sender: str, device_id: str | None, txn_id: str, event_type: str,
+        content: dict[str, Any],
+    ) -> None:
+        """The spec's checks of a client's new relation: no thread started off an event
+        that itself relates to another (400 M_UNKNOWN), and no second annotation with
+        the same type and key of one event by one user unless the first was redacted
+        (400 M_DUPLICATE_ANNOTATION). A retransmission of the first passes."""
+        rel = content.get("m.relates_to")
+        if not isinstance(rel, dict) or not isinstance(rel.get("event_id"), str):
+            return
+        parent_id: str = rel["event_id"]
+        if rel.get("rel_type") == THREAD:
+            parent = await self.events.get_event(parent_id)
+            if parent is not None and parent.room_nid == room.room_nid and _declared_rel_type(parent) is not None:
+                raise MatrixError(400, "M_UNKNOWN", "Cannot start a thread from an event with a relation")
+        elif rel.get("rel_type") == ANNOTATION and isinstance(rel.get("key"), str):
+            rows = await self.store.sent_by(room.room_nid, parent_id, ANNOTATION, event_type, sender)
+            found = await self.events.get_events(r.event_id for r in rows)
+            for ev in found.values():
+                same = ev.event.get("content", {}).get("m.relates_to", {}).get("key") == rel["key"]
+                retry = ev.txn_id == txn_id and ev.txn_device == device_id
+                if same and not retry and ev.redacted_by is None:
+                    raise MatrixError(400, "M_DUPLICATE_ANNOTATION", "You already sent this annotation")
 
     # --- /relations ---
 

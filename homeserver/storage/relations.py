@@ -123,6 +123,15 @@ class RelationStore:
                 out[r[0]] = (int(r[1]), r[3], int(r[2] or 0) > 0)
         return out
 
+    async def sent_by(self, room_nid: int, parent: str, rel_type: str, event_type: str, sender: str) -> list[Relation]:
+        """The user's relations of one type and event type to one event (annotations)."""
+        rows = await self.db.fetchall(
+            f"SELECT {_COLUMNS} FROM event_relations WHERE relates_to_id = ? AND room_nid = ? AND rel_type = ?"
+            " AND event_type = ? AND sender = ?",
+            (parent, room_nid, rel_type, event_type, sender),
+        )
+        return [_relation(r) for r in rows]
+
     async def latest_thread_replies(self, room_nid: int, root_id: str, limit: int) -> list[Relation]:
         rows = await self.db.fetchall(
             f"SELECT {_COLUMNS} FROM event_relations WHERE room_nid = ? AND rel_type = ? AND relates_to_id = ?"

@@ -55,6 +55,8 @@ async def put_send(request: web.Request) -> web.Response:
     content = await read_json(request, allow_empty=True)
     hs.ratelimiter.check("message", req.user_id, exempt=hs.is_ratelimit_exempt(req.user_id))
     room = await member_room(request, req.user_id)
+    # Threads off relations and duplicate annotations are refused (the relations modules).
+    await hs.relations.check_send(room, req.user_id, req.device_id, request.match_info["txn_id"], event_type, content)
     stored = await hs.room_service.create_event(
         room, req.user_id, event_type, content,
         txn=ClientTxn(
