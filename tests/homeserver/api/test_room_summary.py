@@ -121,3 +121,15 @@ async def test_errors(api: Api) -> None:
     assert (await _summary(api, "!elsewhere:other.example", alice, expect=404))["errcode"] == "M_NOT_FOUND"
     _, err = await api.request("GET", _path("!elsewhere:other.example", via="other.example"), token=alice, expect=404)
     assert err["errcode"] == "M_NOT_FOUND"
+
+
+async def test_unstable_paths(api: Api) -> None:
+    alice = await user(api, "alice")
+    room = await create(api, alice, preset="public_chat", name="Old path")
+    for path in (f"summary/{quote(room)}", f"rooms/{quote(room)}/summary"):
+        _, body = await api.request("GET", f"/_matrix/client/unstable/im.nheko.summary/{path}", token=alice)
+        assert body["name"] == "Old path" and body["membership"] == "join"
+        assert body["im.nheko.summary.room_version"] == body["room_version"]
+    private = await create(api, alice, preset="private_chat")
+    _, err = await api.request("GET", f"/_matrix/client/unstable/im.nheko.summary/summary/{quote(private)}", expect=404)
+    assert err["errcode"] == "M_NOT_FOUND"

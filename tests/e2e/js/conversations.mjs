@@ -1,0 +1,21 @@
+// One-shot matrix-js-sdk calls for the "finding people and rooms" features: tags, the
+// user directory and a room summary. Prints one JSON object with what the SDK returned.
+if (!Promise.withResolvers) {
+  Promise.withResolvers = function withResolvers() {
+    let resolve, reject;
+    const promise = new Promise((res, rej) => { resolve = res; reject = rej; });
+    return { promise, resolve, reject };
+  };
+}
+const sdk = await import("matrix-js-sdk");
+
+const [baseUrl, userId, accessToken, deviceId, roomId, term] = process.argv.slice(2);
+const client = sdk.createClient({ baseUrl, userId, accessToken, deviceId });
+
+await client.setRoomTag(roomId, "u.work", { order: 0.5 });
+await client.setRoomTag(roomId, "m.favourite", {});
+await client.deleteRoomTag(roomId, "m.favourite");
+const tags = await client.getRoomTags(roomId);
+const directory = await client.searchUserDirectory({ term, limit: 5 });
+const summary = await client.getRoomSummary(roomId);
+process.stdout.write(JSON.stringify({ tags, directory, summary }) + "\n");
