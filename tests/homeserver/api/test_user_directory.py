@@ -135,3 +135,22 @@ async def test_search_all_local_users(make_api: Any) -> None:
     assert await _found(api, alice, "bob") == [uid("bob")]
     # The server notices account is never listed.
     assert uid("server") not in await _found(api, alice, "server")
+
+
+async def test_both_engines(make_api: Any, db_overrides: dict[str, Any]) -> None:
+    """The directory's SQL on SQLite and PostgreSQL: room-mates, open rooms, case, escaping."""
+    api: Api = await make_api(**db_overrides)
+    alice, bob, carol = await user(api, "alice"), await user(api, "bob"), await user(api, "carol")
+    await _name(api, bob, "bob", "Émile 100%_Sure")
+    await _name(api, carol, "carol", "Émilie Open")
+    room = await create(api, alice)
+    await invite(api, room, alice, "bob")
+    await join(api, room, bob)
+    await create(api, carol, preset="public_chat")
+    assert sorted(await _found(api, alice, "émil")) == [uid("bob"), uid("carol")]
+    assert await _found(api, alice, "ÉMILE") == [uid("bob")]
+    assert await _found(api, alice, "100 sure") == [uid("bob")]
+    assert await _found(api, alice, "%") == [] and await _found(api, alice, "_") == []
+    assert await _found(api, alice, "open") == [uid("carol")]
+    other = await user(api, "other")
+    assert await _found(api, other, "émile") == []  # bob is only in alice's private room
