@@ -114,9 +114,11 @@ class UnreadCounter:
         display_name = me.event["content"].get("displayname") if me else None
         member_count = len(await self.room_store.members(room.room_nid, "join"))
         events = await self.event_store.get_events_by_nid(nids)
+        # An ignored user's messages are not shown, so they do not count as unread either.
+        ignored = await self.room_service.ignored_users(user_id) - {user_id}
         out: list[tuple[StoredEvent, bool]] = []
         for ev in sorted(events.values(), key=lambda e: e.stream_ordering or 0):
-            if ev.redacted_by is not None:
+            if ev.redacted_by is not None or (ev.sender in ignored and ev.state_key is None):
                 continue
             level = get_user_power_level(ev.sender, plain, rv)
             actions = evaluate(

@@ -100,3 +100,17 @@ async def test_lazy_members_are_sent_once_per_client(api: Api) -> None:
     await send(api, room, bob, "bob 5")
     r2 = await api.get(f"sync?filter={redundant}&since={r1['next_batch']}", token=alice)
     assert _members(r2, room) == {uid("alice"), uid("bob")}
+
+
+async def test_ignored_users_messages_do_not_count_as_unread(api: Api) -> None:
+    alice, bob, carol = await user(api, "alice"), await user(api, "bob"), await user(api, "carol")
+    room = await create(api, alice, preset="public_chat")
+    await join(api, room, bob)
+    await join(api, room, carol)
+    await _ignore(api, alice, "alice", "bob")
+    first = await api.get("sync", token=alice)
+    await send(api, room, bob, "ignored 1")
+    await send(api, room, bob, "ignored 2")
+    await send(api, room, carol, "seen")
+    later = await api.get(f"sync?since={first['next_batch']}", token=alice)
+    assert later["rooms"]["join"][room]["unread_notifications"]["notification_count"] == 1
