@@ -366,6 +366,40 @@ async def run_media_workload(server: Server, megabytes: int) -> dict[str, float]
     return out
 
 
+async def run_search_workload(server: Server, n: int) -> dict[str, float]:
+    """POST /search over one room of `n` messages: a word in one message (with context)
+    and a word in a tenth of them (newest first, one page), p50 of repeated searches."""
+    out: dict[str, float] = {}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+        c = Client(s, server.url)
+        await c.register("searchbench")
+        room = (await c.call("POST", "/createRoom", {}))["room_id"]
+        sem = asyncio.Semaphore(64)
+
+        async def send(i: int) -> None:
+            text = "the zeppelin lands" if i == n // 2 else f"message {i} " + ("common" if i % 10 == 0 else "plain")
+            async with sem:
+                await c.call("PUT", f"/rooms/{room}/send/m.room.message/q{i}", {"msgtype": "m.text", "body": text})
+
+        await asyncio.gather(*(send(i) for i in range(n)))
+
+        async def timed(criteria: dict[str, Any]) -> float:
+            samples = []
+            for _ in range(30):
+                t0 = time.perf_counter()
+                body = await c.call("POST", "/search", {"search_categories": {"room_events": criteria}})
+                samples.append((time.perf_counter() - t0) * 1000)
+                if not body["search_categories"]["room_events"]["results"]:
+                    raise RuntimeError(f"{server.name}: /search found nothing for {criteria}")
+            return statistics.median(samples)
+
+        out["search_rare_p50_ms"] = await timed({
+            "search_term": "zeppelin", "event_context": {"before_limit": 5, "after_limit": 5},
+        })
+        out["search_common_p50_ms"] = await timed({"search_term": "common", "order_by": "recent"})
+    return out
+
+
 def _synapse_python() -> str | None:
     path = os.environ.get("ACCORD_SYNAPSE_PYTHON") or str(REPO / ".venv-synapse/bin/python")
     return path if Path(path).exists() else None
@@ -375,7 +409,8 @@ async def bench(quick: bool, with_synapse: bool) -> tuple[list[tuple[str, dict[s
     rooms, events, rounds = (10, 20, 30) if quick else (50, 100, 100)
     n = 200 if quick else 500
     media_mb = 50 if quick else 500
-    sync_results, room_results, media_results = [], [], []
+    search_messages = 2_000 if quick else 10_000
+    sync_results, room_results, media_results, search_results = [], [], [], []
     tmp = Path(tempfile.mkdtemp(prefix="accord-bench-"))
     try:
         servers = [("accord", lambda: start_accord(tmp, 18600))]
@@ -388,11 +423,12 @@ async def bench(quick: bool, with_synapse: bool) -> tuple[list[tuple[str, dict[s
                 room_results.append((name, await run_rooms_workload(server, n)))
                 sync_results.append((name, await run_workload(server, rooms, events, rounds)))
                 media_results.append((name, await run_media_workload(server, media_mb)))
+                search_results.append((name, await run_search_workload(server, search_messages)))
             finally:
                 server.stop()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return room_results, sync_results, media_results
+    return room_results, sync_results, media_results, search_results
 
 
 def report(title: str, results: list[tuple[str, dict[str, float]]], rows: list[tuple[str, str]]) -> None:
@@ -411,7 +447,7 @@ def report(title: str, results: list[tuple[str, dict[str, float]]], rows: list[t
 
 if __name__ == "__main__":
     quick = "--quick" in sys.argv
-    room_res, sync_res, media_res = asyncio.run(bench(quick, "--no-synapse" not in sys.argv))
+    room_res, sync_res, media_res, search_res = asyncio.run(bench(quick, "--no-synapse" not in sys.argv))
     report("rooms (servers as separate processes, same client workload; ratio = accord/synapse):", room_res, [
         ("sequential send p50 (ms)", "seq_send_p50_ms"), ("sequential send p99 (ms)", "seq_send_p99_ms"),
         ("server CPU per sent event (ms)", "cpu_per_event_ms"),
@@ -433,4 +469,9 @@ if __name__ == "__main__":
         ("peak RSS over idle while streaming (MB)", "stream_rss_over_idle_mb"),
         ("thumbnail of a new size, 2400x1600 JPEG (ms)", "thumb_new_size_ms"),
         ("thumbnail, stored size p50 (ms)", "thumb_cached_p50_ms"),
+    ])
+    search_messages = "2,000" if quick else "10,000"
+    report(f"search, one room of {search_messages} messages:", search_res, [
+        ("rare word, with context, p50 (ms)", "search_rare_p50_ms"),
+        ("word in 1 of 10, newest first, p50 (ms)", "search_common_p50_ms"),
     ])

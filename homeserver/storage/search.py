@@ -33,7 +33,9 @@ class SearchStore:
             )
             return
         await txn.execute("DELETE FROM event_search WHERE rowid = ?", (event_nid,))
-        await txn.execute("INSERT INTO event_search (rowid, value) VALUES (?, ?)", (event_nid, text))
+        await txn.execute(
+            "INSERT INTO event_search (rowid, value, event_nid) VALUES (?, ?, ?)", (event_nid, text, event_nid)
+        )
 
     async def unindex_event(self, txn: Txn, event_id: str) -> None:
         column = "event_nid" if self.postgres else "rowid"

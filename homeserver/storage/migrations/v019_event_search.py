@@ -5,7 +5,7 @@ m.room.name name, an m.room.topic topic), keyed by the event's nid, written and
 removed (on redaction) in the event's own write transaction. The engines index
 differently, so this migration branches on the dialect's engine:
 
-- SQLite: an FTS5 table whose rowid is the event nid, tokenized with Porter
+- SQLite: an FTS5 table whose rowid (and event_nid column) is the event nid, tokenized with Porter
   stemming over unicode61 (case and diacritics folded); ranked with bm25.
 - PostgreSQL: a tsvector (the 'english' configuration: stemmed, stop words
   dropped) per event nid under a GIN index; ranked with ts_rank.
@@ -31,8 +31,10 @@ def statements(d: dict[str, str]) -> list[str]:
             *populate(d),
         ]
     return [
+        # event_nid repeats the rowid as a column, so a room's purge (storage/admin_rooms.py,
+        # which deletes by column) finds the room's rows.
         "CREATE VIRTUAL TABLE event_search USING fts5("
-        "value, tokenize = 'porter unicode61 remove_diacritics 2')",
+        "value, event_nid UNINDEXED, tokenize = 'porter unicode61 remove_diacritics 2')",
         *populate(d),
     ]
 
@@ -53,8 +55,8 @@ def populate(d: dict[str, str]) -> list[str]:
             ) found WHERE kind = 'string' AND trim(value) <> ''""",
         ]
     return [
-        f"""INSERT INTO event_search (rowid, value)
-        SELECT event_nid, value FROM (
+        f"""INSERT INTO event_search (rowid, value, event_nid)
+        SELECT event_nid, value, event_nid FROM (
             SELECT event_nid, json_extract(json, CASE event_type WHEN 'm.room.message' THEN '$.content.body'
                 WHEN 'm.room.name' THEN '$.content.name' ELSE '$.content.topic' END) AS value
             FROM events WHERE {_INDEXED} AND instr(json, '\\u0000') = 0

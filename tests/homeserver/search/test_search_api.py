@@ -341,3 +341,17 @@ async def test_long_filter_lists(db_api: Api) -> None:
     assert bodies(res) == ["tapir there"]
     res = await search(api, alice, "tapir", filter={"senders": [f"@u{i}:x" for i in range(40_000)]})
     assert res["results"] == []
+
+
+async def test_purged_room_leaves_the_index(db_api: Api) -> None:
+    api = db_api
+    alice = await user(api, "alice")
+    room = await create(api, alice, name="Doomed room")
+    kept = await create(api, alice)
+    await send(api, room, alice, "purged pangolin")
+    await send(api, kept, alice, "kept pangolin")
+    assert len((await search(api, alice, "pangolin"))["results"]) == 2
+    await api.hs.room_admin.purge(room, force=True)
+    count = await api.hs.db.fetchone("SELECT COUNT(*) FROM event_search")
+    assert count is not None and count[0] == 1
+    assert bodies(await search(api, alice, "pangolin")) == ["kept pangolin"]
