@@ -56,8 +56,8 @@ def relation_of(stored: StoredEvent) -> Relation | None:
     rel_type, parent = rel.get("rel_type"), rel.get("event_id")
     if not isinstance(rel_type, str) or not isinstance(parent, str) or not rel_type or not parent:
         return None
-    if parent == stored.event_id:
-        return None
+    if parent == stored.event_id or "\x00" in parent or "\x00" in rel_type or "\x00" in stored.type:
+        return None  # NUL cannot be text in PostgreSQL, and is in no valid event ID
     return Relation(
         stored.event_id, stored.room_nid, parent, rel_type, stored.type, stored.sender, stored.stream_ordering
     )
@@ -130,6 +130,8 @@ class RelationsService:
         rel = content.get("m.relates_to")
         if not isinstance(rel, dict) or not isinstance(rel.get("event_id"), str):
             return
+        if "\x00" in rel["event_id"] or "\x00" in event_type:
+            return  # no event has such an ID or type (and PostgreSQL text cannot hold NUL)
         parent_id: str = rel["event_id"]
         if rel.get("rel_type") == THREAD:
             parent = await self.events.get_event(parent_id)

@@ -45,6 +45,8 @@ async def get_relations(request: web.Request) -> web.Response:
     recurse_given = "recurse" in request.query
     recurse = query_bool(request, "recurse")
     viewer = hs.visibility.viewer(req.user_id, room)
+    if any("\x00" in v for v in request.match_info.values()):  # in no event ID or type
+        raise not_found("Event not found")
     parent = await hs.room_service.get_event(request.match_info["event_id"])
     if (
         parent is None or parent.room_nid != room.room_nid or parent.stream_ordering is None

@@ -72,3 +72,20 @@ async def test_queries_and_migration_backfill(db_api: Api) -> None:
     await api.hs.db.write(redo)
     assert await _rows(api) == written
 
+
+
+async def test_nul_in_relations_is_never_a_server_error(db_api: Api) -> None:
+    api = db_api
+    alice, _, room = await room_with_bob(api)
+    target = await send(api, room, alice, "target")
+    for rel_type in ("m.thread", "m.annotation", "m.reference"):
+        await send_event(api, room, alice, "m.room.message", {
+            "msgtype": "m.text", "body": "x",
+            "m.relates_to": {"rel_type": rel_type, "event_id": "$a\u0000b", "key": "k"},
+        })
+    await send_event(api, room, alice, "m.room.message", {
+        "msgtype": "m.text", "body": "x", "m.relates_to": {"rel_type": "m.\u0000", "event_id": target},
+    })
+    assert (await relations(api, room, target, alice))["chunk"] == []
+    await relations(api, room, "$a%00b", alice, expect=404)
+    await relations(api, room, target, alice, "m.th\x00read", expect=404)
