@@ -545,6 +545,7 @@ class HomeServer:
             await self.partner_directory.start()
             await self.partner_directory_publisher.start()  # needs partners for publish_partners
             await self.media.start()  # the periodic cleanup of expired and old media
+            self.user_directory.start()  # fills its index from existing rooms, once
         except BaseException:
             # An open engine keeps non-daemon threads alive: close it or the process hangs.
             await self.db.close()

@@ -89,13 +89,20 @@ class UserDirectoryStore:
         else:
             await self.db.execute("DELETE FROM user_directory_rooms WHERE room_nid = ?", (room_nid,))
 
-    async def put_remote(self, user_id: str, display_name: str | None, avatar_url: str | None, search_text: str) -> None:
-        await self.db.execute(
-            "INSERT INTO user_directory_remote (user_id, display_name, avatar_url, search_text)"
-            " VALUES (?, ?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET display_name = excluded.display_name,"
-            " avatar_url = excluded.avatar_url, search_text = excluded.search_text",
-            (user_id, display_name, avatar_url, search_text),
-        )
+    async def put_remote(self, users: Sequence[tuple[str, str | None, str | None, str]]) -> None:
+        """Other servers' users as (user ID, display name, avatar URL, search text)."""
+        if not users:
+            return
+
+        async def fn(txn: Txn) -> None:
+            await txn.executemany(
+                "INSERT INTO user_directory_remote (user_id, display_name, avatar_url, search_text)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET display_name = excluded.display_name,"
+                " avatar_url = excluded.avatar_url, search_text = excluded.search_text",
+                users,
+            )
+
+        await self.db.write(fn)
 
     async def is_built(self) -> bool:
         row = await self.db.fetchone("SELECT MAX(version) FROM user_directory_built")

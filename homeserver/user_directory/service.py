@@ -14,8 +14,8 @@ starting with '@' also finds the user IDs it begins.
 Local users are searched in their profiles (always current); other servers'
 users in an index of their latest join event, kept by a listener on membership
 events. Which rooms are open (public or world_readable) is kept by a listener
-on join rules and history visibility. Both were filled once, on the first
-search, from what the server already held.
+on join rules and history visibility. Both were filled once, at the first
+start with them (a search waits for that), from what the server already held.
 """
 
 from __future__ import annotations
@@ -100,12 +100,16 @@ class UserDirectory:
     # --- keeping the index ---
 
     def on_room_event(self, event: StoredEvent, room: RoomRecord) -> None:
-        """Every persisted event: remote users' join events and rooms opening or closing."""
+        """Every persisted event: remote users' join events, rooms opening or closing,
+        and local users' joins (the room may have just come whole from another server,
+        its state never passing here as events)."""
         if event.outlier or event.state_key is None:
             return
-        if event.type == "m.room.member" and not self.is_mine(event.state_key):
-            if event.event.get("content", {}).get("membership") == "join":
-                self._spawn(self._put_remote(event.state_key, event.event.get("content", {})))
+        if event.type == "m.room.member" and event.event.get("content", {}).get("membership") == "join":
+            if not self.is_mine(event.state_key):
+                self._spawn(self._put_remote([(event.state_key, event.event.get("content", {}))]))
+            else:
+                self._spawn(self._index_room(room))
         elif event.type in _OPENING_TYPES and event.state_key == "":
             self._spawn(self._refresh_room(room))
 
@@ -124,13 +128,30 @@ class UserDirectory:
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
 
-    async def _put_remote(self, user_id: str, content: dict[str, object]) -> None:
-        name = content.get("displayname")
-        avatar = content.get("avatar_url")
-        display_name = name if isinstance(name, str) else None
-        avatar_url = avatar if isinstance(avatar, str) and avatar.startswith("mxc://") else None
-        text = " ".join(search_words(display_name or "") + search_words(user_id))
-        await self.store.put_remote(user_id, display_name, avatar_url, " " + text)
+    async def _put_remote(self, members: list[tuple[str, dict[str, Any]]]) -> None:
+        """Other servers' users by the content of their join events."""
+        rows = []
+        for user_id, content in members:
+            name = content.get("displayname")
+            avatar = content.get("avatar_url")
+            display_name = name if isinstance(name, str) else None
+            avatar_url = avatar if isinstance(avatar, str) and avatar.startswith("mxc://") else None
+            text = " ".join(search_words(display_name or "") + search_words(user_id))
+            rows.append((user_id, display_name, avatar_url, " " + text))
+        await self.store.put_remote(rows)
+
+    async def _index_room(self, room: RoomRecord) -> None:
+        """The room's openness and its remote joined members, from its current state."""
+        await self._refresh_room(room)
+        ids = await self.room_service.current_state_ids(room)
+        remote = [k for k in ids if k[0] == "m.room.member" and not self.is_mine(k[1])]
+        if not remote:
+            return
+        events = await self.room_service.state_events(ids, remote)
+        await self._put_remote([
+            (key[1], ev.event.get("content", {})) for key, ev in events.items()
+            if ev.event.get("content", {}).get("membership") == "join"
+        ])
 
     async def _refresh_room(self, room: RoomRecord) -> None:
         # One at a time: each reads the current state, so the last one writes the truth.
@@ -145,6 +166,10 @@ class UserDirectory:
                 and visibility.event.get("content", {}).get("history_visibility") == "world_readable"
             )
             await self.store.set_room_open(room.room_nid, is_open)
+
+    def start(self) -> None:
+        """Fill the index in the background if it never was (a server upgraded to it)."""
+        self._spawn(self._ensure_built())
 
     async def _ensure_built(self) -> None:
         if self._built:
@@ -163,6 +188,7 @@ class UserDirectory:
             room = await self.room_service.find_room(room_id)
             if room is not None:
                 await self._refresh_room(room)
-        for user_id, content in await self.store.joined_member_contents():
-            if not self.is_mine(user_id):
-                await self._put_remote(user_id, content)
+        await self._put_remote([
+            (user_id, content) for user_id, content in await self.store.joined_member_contents()
+            if not self.is_mine(user_id)
+        ])
