@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import Api
+from tests.conftest import Api, running_api
 from tests.homeserver.api.reading_helpers import (
     create,
     invite,
@@ -154,3 +154,22 @@ async def test_both_engines(make_api: Any, db_overrides: dict[str, Any]) -> None
     assert await _found(api, alice, "open") == [uid("carol")]
     other = await user(api, "other")
     assert await _found(api, other, "émile") == []  # bob is only in alice's private room
+
+
+async def test_index_is_built_from_existing_rooms(tmp_path: Any, aiohttp_client: Any) -> None:
+    """A server upgraded to the directory (rooms, no index yet) fills it at start."""
+    data_dir = tmp_path / "hs"
+    async with running_api(data_dir, aiohttp_client) as api:
+        alice, bob = await user(api, "alice"), await user(api, "bob")
+        await _name(api, bob, "bob", "Quentin Public")
+        await create(api, bob, preset="public_chat")
+        await api.hs.user_directory.settle()
+
+        async def forget_index(txn: Any) -> None:
+            for table in ("user_directory_rooms", "user_directory_remote", "user_directory_built"):
+                await txn.execute(f"DELETE FROM {table}")
+
+        await api.hs.db.write(forget_index)
+    async with running_api(data_dir, aiohttp_client) as api:
+        alice = (await api.login("alice"))["access_token"]
+        assert await _found(api, alice, "quentin") == [uid("bob")]
