@@ -1,5 +1,5 @@
-"""matrix-js-sdk (from npm, on Node) uses room tags, the user directory and room
-summaries of a server started by the test."""
+"""matrix-js-sdk (from npm, on Node) uses room tags, the user directory, room summaries
+and mutual rooms of a server started by the test."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ async def test_js_sdk_tags_directory_and_summary(tmp_path: Path) -> None:
             await bob.call("POST", f"/rooms/{room}/join", {})
             proc = await asyncio.create_subprocess_exec(
                 "node", str(JS_DIR / "conversations.mjs"), server.client_url, alice.user_id, alice.token,
-                alice.device_id, room, "colleague", stdout=asyncio.subprocess.PIPE,
+                alice.device_id, room, "colleague", bob.user_id, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE, cwd=str(JS_DIR),
             )
             out, err = await asyncio.wait_for(proc.communicate(), 60)
@@ -37,6 +37,7 @@ async def test_js_sdk_tags_directory_and_summary(tmp_path: Path) -> None:
             assert result["directory"]["results"] == [{"user_id": bob.user_id, "display_name": "Bob Colleague"}]
             assert result["summary"]["room_id"] == room and result["summary"]["name"] == "Team"
             assert result["summary"]["membership"] == "join" and result["summary"]["num_joined_members"] == 2
+            assert result["mutual"] == [room]
             # The tag reached sync as the room's m.tag account data.
             sync = await alice.call("GET", "/sync")
             events = sync["rooms"]["join"][room]["account_data"]["events"]

@@ -32,6 +32,10 @@ for clients that gate on them instead of on a version:
 - org.matrix.msc3916.stable: authenticated media (/_matrix/client/v1/media/*; v1.11).
   Clients that see neither it nor v1.11 fall back to the legacy unauthenticated media
   endpoints, which are frozen by default here, so without it they could show no media.
+- im.nheko.summary: room summaries on MSC3266's unstable paths (stable in v1.15 as
+  /_matrix/client/v1/room_summary, served too), which matrix-js-sdk's getRoomSummary calls.
+- uk.half-shot.msc2666.query_mutual_rooms: mutual rooms on MSC2666's last unstable path
+  (stable in v1.19 as /_matrix/client/v1/mutual_rooms, served too), which matrix-js-sdk asks.
 
 The r0.x versions are not listed although /_matrix/client/r0 paths are routed: no
 client we serve needs them, and they would claim the same gaps as v1.1.
@@ -44,7 +48,12 @@ from aiohttp import web
 from homeserver.api.http import json_response
 
 SUPPORTED_VERSIONS = ["v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6"]
-UNSTABLE_FEATURES = {"org.matrix.msc2285.stable": True, "org.matrix.msc3916.stable": True}
+UNSTABLE_FEATURES = {
+    "org.matrix.msc2285.stable": True,
+    "org.matrix.msc3916.stable": True,
+    "im.nheko.summary": True,
+    "uk.half-shot.msc2666.query_mutual_rooms": True,
+}
 
 
 async def get_versions(request: web.Request) -> web.Response:

@@ -28,7 +28,10 @@ async def test_versions(api: Api) -> None:
     # POST /login/get_token, which is not served.
     assert body == {
         "versions": ["v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6"],
-        "unstable_features": {"org.matrix.msc2285.stable": True, "org.matrix.msc3916.stable": True},
+        "unstable_features": {
+            "org.matrix.msc2285.stable": True, "org.matrix.msc3916.stable": True,
+            "im.nheko.summary": True, "uk.half-shot.msc2666.query_mutual_rooms": True,
+        },
     }
 
 

@@ -70,3 +70,14 @@ async def test_errors(api: Api) -> None:
         assert (await _mutual(api, alice, query, expect=400))["errcode"] == "M_INVALID_PARAM", query
     _, err = await api.request("GET", f"/_matrix/client/v1/mutual_rooms?user_id={uid('bob')}", expect=401)
     assert err["errcode"] == "M_MISSING_TOKEN"
+
+
+async def test_unstable_path(api: Api) -> None:
+    alice, bob = await user(api, "alice"), await user(api, "bob")
+    room = await create(api, alice)
+    await invite(api, room, alice, "bob")
+    await join(api, room, bob)
+    path = f"/_matrix/client/unstable/uk.half-shot.msc2666/user/mutual_rooms?user_id={uid('bob')}"
+    assert await api.get(path, token=alice) == {"joined": [room]}
+    _, err = await api.request("GET", path + "&batch_token=garbage", token=alice, expect=400)
+    assert err["errcode"] == "M_INVALID_PARAM"
