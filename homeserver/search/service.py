@@ -73,7 +73,10 @@ def parse_terms(term: str) -> tuple[str, ...]:
 def _in_sql(values: tuple[str, ...] | None) -> tuple[str, ...] | None:
     """A filter's list as SQL narrows the search by, or None when it is too long to
     bind (the filter still applies to each match, RoomEventFilter.matches)."""
-    return values if values is None or len(values) <= MAX_SQL_LIST else None
+    if values is None or len(values) > MAX_SQL_LIST:
+        return None
+    # No room or user ID holds NUL, which PostgreSQL cannot even take as text.
+    return tuple(v for v in values if "\x00" not in v)
 
 
 @dataclass(frozen=True)
@@ -187,7 +190,7 @@ class Position:
             key = data["k"]
             after = None if key is None else (float(key[0]), int(key[1]))
             room_id, sender = data.get("r"), data.get("s")
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError):
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, RecursionError):
             raise invalid from None
         if after is not None and not (math.isfinite(after[0]) and in_int64(int(after[0])) and in_int64(after[1])):
             raise invalid

@@ -298,6 +298,7 @@ def path_values(route: str, method: str, w: World) -> st.SearchStrategy[dict[str
         "type": st.sampled_from(["org.accord.fuzz", "m.direct", "m.ignored_user_list",
                                  "m.push_rules", "m.fully_read", "m.tag"]),
         "state_key": st.sampled_from(["", w.alice, "fuzz"]),
+        "tag": st.sampled_from(["m.favourite", "u.fuzz", "x" * 256]),
         # The media repository's own uploads name this server; partnership routes the peer.
         "server_name": st.just(w.a_spec.name if route.startswith("/_matrix/media/") else w.b_spec.name),
         "media_id": st.just(w.media_id),
@@ -366,6 +367,12 @@ def _client_template(route: str, w: World) -> Any:
         (r"/(join|knock|leave|forget)", {"reason": "r"}),
         (r"/publicRooms$", {"limit": 10, "since": "1", "filter": {"generic_search_term": "x"},
                             "include_all_networks": False}),
+        (r"/v3/search$", {"search_categories": {"room_events": {
+            "search_term": "hello world", "keys": ["content.body", "content.name"], "order_by": "recent",
+            "filter": {"limit": 5, "rooms": [w.room], "senders": [w.victim]},
+            "event_context": {"before_limit": 2, "after_limit": 2, "include_profile": True},
+            "include_state": True, "groupings": {"group_by": [{"key": "room_id"}, {"key": "sender"}]},
+        }}}),
         (r"/directory/room/", {"room_id": w.room}),
         (r"/directory/list/", {"visibility": "public"}),
         (r"/account_data/", {"k": "v"}),

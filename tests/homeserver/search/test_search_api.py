@@ -5,6 +5,8 @@ joiners under "joined" and "invited"), hostile search terms and the spec's error
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 from urllib.parse import quote
 
@@ -100,9 +102,6 @@ async def test_pagination_over_next_batch(db_api: Api) -> None:
         token=alice, expect=400,
     )
     assert err["errcode"] == "M_INVALID_PARAM"
-    import base64
-    import json
-
     forged = [{"o": "rank", "k": [1.0, 10**30]}, {"o": "rank", "k": ["nan", 1]}, {"o": "rank", "k": [1e300, 1]},
               {"o": "rank", "k": "x"}, {"o": "rank"}, [], "rank", {"o": "rank", "k": [1, 2], "r": 5}]
     for data in forged:
@@ -341,6 +340,15 @@ async def test_long_filter_lists(db_api: Api) -> None:
     assert bodies(res) == ["tapir there"]
     res = await search(api, alice, "tapir", filter={"senders": [f"@u{i}:x" for i in range(40_000)]})
     assert res["results"] == []
+    # IDs no room or user can have are matched like any other.
+    assert (await search(api, alice, "tapir", filter={"rooms": ["!a\x00:x"]}))["results"] == []
+    assert len((await search(api, alice, "tapir", filter={"not_rooms": ["!a\x00:x"]}))["results"]) == 2
+    assert (await search(api, alice, "tapir", filter={"senders": ["@\x00:x"]}))["results"] == []
+    assert len((await search(api, alice, "tapir", filter={"not_senders": ["@\x00:x"]}))["results"]) == 2
+    token = base64.urlsafe_b64encode(json.dumps({"o": "rank", "k": None, "r": "!\x00:x", "s": "@\x00"}).encode()).decode()
+    assert (await search(api, alice, "tapir", token))["results"] == []
+    deep = base64.urlsafe_b64encode(b"[" * 5000).decode()
+    await api.request("POST", f"search?next_batch={deep}", body("tapir"), token=alice, expect=400)
 
 
 async def test_purged_room_leaves_the_index(db_api: Api) -> None:
