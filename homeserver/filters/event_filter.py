@@ -47,6 +47,11 @@ class RoomEventFilter:
     lazy_load_members: bool = False
     include_redundant_members: bool = False
     unread_thread_notifications: bool = False  # /sync only: counts split per thread
+    # Synapse's MSC3440 fields: only events with a relation from one of these senders and
+    # one of these types, each when given (checked against the relations index, not by
+    # `matches`: homeserver/relations/service.py, related_by).
+    related_by_senders: list[str] | None = None
+    related_by_rel_types: list[str] | None = None
 
     @classmethod
     def parse(cls, obj: Any) -> RoomEventFilter:
@@ -75,6 +80,8 @@ class RoomEventFilter:
             rooms=_str_list(obj, "rooms"),
             not_rooms=_str_list(obj, "not_rooms"),
             contains_url=contains_url,
+            related_by_senders=_str_list(obj, "related_by_senders"),
+            related_by_rel_types=_str_list(obj, "related_by_rel_types"),
             **flags,
         )
 
@@ -87,6 +94,11 @@ class RoomEventFilter:
         except JSONBoundsError as e:
             raise filter_json_error(e) from None
         return cls.parse(obj)
+
+    @property
+    def by_relations(self) -> bool:
+        """Whether the filter asks about events' relations (related_by_*)."""
+        return self.related_by_senders is not None or self.related_by_rel_types is not None
 
     def matches(self, event: dict[str, Any], room_id: str | None = None) -> bool:
         event_type = event.get("type", "")

@@ -245,6 +245,24 @@ class RelationsService:
                 return ThreadsPage(roots, None)
         return ThreadsPage(roots, before)
 
+    # --- filters ---
+
+    async def related_by(
+        self, room: RoomRecord, events: list[StoredEvent], senders: list[str] | None, rel_types: list[str] | None
+    ) -> list[StoredEvent]:
+        """The events with a relation from one of `senders` and one of type `rel_types`
+        (each condition only if given): Synapse's related_by_* filter fields (MSC3440)."""
+        kinds = await self.store.kinds(room.room_nid, {ev.event_id for ev in events})
+        out = []
+        for ev in events:
+            found = kinds.get(ev.event_id, set())
+            if senders is not None and not any(sender in senders for _, sender in found):
+                continue
+            if rel_types is not None and not any(rel_type in rel_types for rel_type, _ in found):
+                continue
+            out.append(ev)
+        return out
+
     # --- bundled aggregations ---
 
     async def aggregations(

@@ -89,6 +89,10 @@ class Bundler(Protocol):
         device_id: str | None = None,
     ) -> None: ...
 
+    async def related_by(
+        self, room: RoomRecord, events: list[StoredEvent], senders: list[str] | None, rel_types: list[str] | None
+    ) -> list[StoredEvent]: ...
+
 
 class RoomHistory:
     """Timeline pages, context, state and members at a point, and client JSON of events."""
@@ -163,6 +167,10 @@ class RoomHistory:
                 if (event_filter is None or event_filter.matches(ev.event, room.room_id))
                 and not _is_ignored(ev, ignored)
             ]
+            if event_filter is not None and event_filter.by_relations and self.bundler is not None:
+                candidates = await self.bundler.related_by(
+                    room, candidates, event_filter.related_by_senders, event_filter.related_by_rel_types
+                )
             visible = {ev.nid for ev in await viewer.filter(candidates)}
             consumed = 0
             for ev in batch:

@@ -123,6 +123,19 @@ class RelationStore:
                 out[r[0]] = (int(r[1]), r[3], int(r[2] or 0) > 0)
         return out
 
+    async def kinds(self, room_nid: int, parents: Collection[str]) -> dict[str, set[tuple[str, str]]]:
+        """Per parent with relations in the room: its relations' (rel_type, sender) pairs."""
+        out: dict[str, set[tuple[str, str]]] = {}
+        for chunk in _chunks(parents):
+            rows = await self.db.fetchall(
+                "SELECT DISTINCT relates_to_id, rel_type, sender FROM event_relations"
+                f" WHERE room_nid = ? AND relates_to_id IN ({_marks(len(chunk))})",
+                (room_nid, *chunk),
+            )
+            for r in rows:
+                out.setdefault(r[0], set()).add((r[1], r[2]))
+        return out
+
     async def sent_by(self, room_nid: int, parent: str, rel_type: str, event_type: str, sender: str) -> list[Relation]:
         """The user's relations of one type and event type to one event (annotations)."""
         rows = await self.db.fetchall(

@@ -181,6 +181,9 @@ class RoomEventsStream(StreamProvider):
                 # The spec's ignore_users: an ignored user's state events are still sent.
                 and (e.sender not in ignored or e.state_key is not None)
             ]
+            tf = req.filter.timeline
+            if tf.by_relations and self.bundler is not None:
+                wanted = await self.bundler.related_by(room, wanted, tf.related_by_senders, tf.related_by_rel_types)
             for ev in await self.visibility.filter(req.user_id, room, wanted):
                 if len(out) >= limit:
                     # More in the window than fits: the client paginates for the rest.
