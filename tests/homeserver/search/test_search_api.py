@@ -363,3 +363,15 @@ async def test_purged_room_leaves_the_index(db_api: Api) -> None:
     count = await api.hs.db.fetchone("SELECT COUNT(*) FROM event_search")
     assert count is not None and count[0] == 1
     assert bodies(await search(api, alice, "pangolin")) == ["kept pangolin"]
+
+
+async def test_encrypted_rooms_are_not_searched(db_api: Api) -> None:
+    api = db_api
+    alice = await user(api, "alice")
+    plain = await create(api, alice)
+    secret = await create(api, alice, initial_state=[
+        {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}},
+    ])
+    await send(api, plain, alice, "open okapi")
+    await send(api, secret, alice, "plaintext okapi in an encrypted room")
+    assert bodies(await search(api, alice, "okapi")) == ["open okapi"]
