@@ -58,3 +58,39 @@ async def test_search_in_a_room_of_ten_thousand_messages(db_overrides: dict[str,
     assert [r["result"]["content"]["body"].split()[1] for r in page2] == [str(i) for i in golf[10:20]]
     print(f"seeded in {seeded:.1f}s; rare word {rare * 1000:.0f} ms; common word {common * 1000:.0f} ms")
     assert rare < 2 and common < 2
+
+
+async def test_hidden_matches_are_read_a_bounded_number_at_a_time(api: Api) -> None:
+    """A late joiner under "joined" visibility, with 1,500 matches hidden from them: each
+    request reads a bounded number of matches, and walking next_batch ends with only
+    what they may see."""
+    from homeserver.search.service import MAX_SCAN
+    from tests.homeserver.api.reading_helpers import join, send, set_visibility
+
+    alice, bob = await user(api, "alice"), await user(api, "bob")
+    room_id = await create(api, alice, preset="public_chat")
+    await set_visibility(api, room_id, alice, "joined")
+    room = await api.hs.room_service.get_room(room_id)
+    for i in range(1_500):
+        await api.hs.room_service.create_event(
+            room, uid("alice"), "m.room.message", {"msgtype": "m.text", "body": f"hidden yak {i}"}
+        )
+    await join(api, room_id, bob)
+    await send(api, room_id, alice, "visible yak")
+    for order in ("rank", "recent"):
+        found: list[str] = []
+        token = None
+        pages = 0
+        while True:
+            path = "search" + (f"?next_batch={token}" if token else "")
+            out: Any = await api.post(path, {"search_categories": {"room_events": {
+                "search_term": "yak", "order_by": order}}}, token=bob)
+            res = out["search_categories"]["room_events"]
+            pages += 1
+            found += [r["result"]["content"]["body"] for r in res["results"]]
+            assert res["count"] <= 1
+            token = res.get("next_batch")
+            if token is None:
+                break
+        assert found == ["visible yak"]
+        assert pages <= 1_501 // MAX_SCAN + 1
