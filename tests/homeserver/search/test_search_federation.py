@@ -79,3 +79,32 @@ async def test_backfilled_history_hidden_under_joined_visibility(pair: Pair) -> 
     out: Any = await bob.call("POST", "/search", {"search_categories": {"room_events": {"search_term": "secret"}}})
     assert out["search_categories"]["room_events"]["results"] == []
     assert out["search_categories"]["room_events"]["count"] == 0
+
+
+async def test_redaction_received_before_its_target_keeps_it_out_of_the_index(pair: Pair) -> None:
+    from federation.events import pdu_json
+    from homeserver.rooms.creation import create_room
+    from tests.homeserver.federation.test_received_redactions import _remote_event
+
+    a, b, a_spec, b_spec = pair.a, pair.b, pair.a_spec, pair.b_spec
+    room_id = await create_room(a, pair.alice_id, {"preset": "public_chat"})
+    room = await a.room_store.get_room(room_id)
+    assert room is not None
+    txns = iter(range(100))
+
+    async def send(*pdus: dict[str, Any]) -> None:
+        answer = await b.federation_client.put_json(
+            a_spec.name, f"/_matrix/federation/v1/send/s{next(txns)}",
+            {"origin": b_spec.name, "origin_server_ts": b.clock.time_ms(), "pdus": [pdu_json(p) for p in pdus]},
+        )
+        assert answer == {"pdus": {p["event_id"]: {} for p in pdus}}
+
+    bob = pair.bob_id
+    await send(await _remote_event(a, room, b_spec, bob, "m.room.member", {"membership": "join"}, state_key=bob))
+    message = await _remote_event(a, room, b_spec, bob, "m.room.message", {"msgtype": "m.text", "body": "oops capybara"})
+    redaction = await _remote_event(a, room, b_spec, bob, "m.room.redaction", {}, redacts=message["event_id"])
+    await send(redaction)
+    await send(message)
+    kept = await _remote_event(a, room, b_spec, bob, "m.room.message", {"msgtype": "m.text", "body": "fine capybara"})
+    await send(kept)
+    assert await _search(pair.alice, "capybara") == ["fine capybara"]
