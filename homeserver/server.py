@@ -433,6 +433,7 @@ class HomeServer:
         )
         self.room_summaries = RoomSummaries(  # room previews: the hierarchy's summaries, for who may see them
             room_service=self.room_service, aliases=self.aliases, source=self.space_hierarchy,
+            servers=self.membership,
         )
         self.mutual_rooms = MutualRooms(room_service=self.room_service, clock=self.clock)
         acl_allows = self.server_gate.acl_allows

@@ -2,7 +2,8 @@
 v1.15): what a client may show of a room before joining it.
 
 The summary is the space hierarchy's (homeserver/rooms/hierarchy.py): ours when
-this server is in the room, else a `via` server's federation hierarchy answer.
+this server is in the room, else the federation hierarchy answer of a `via` server
+or of a server a join would ask (the inviter's, the room ID's).
 Who may see it: a user joined to, invited to or knocking on the room; anyone
 when the room is public, knockable or world-readable (then also without an
 access token, as the spec allows); a user joined to a room a restricted room's
@@ -29,11 +30,18 @@ class SummarySource(Protocol):
     async def room_summary(self, room_id: str, via: tuple[str, ...]) -> Summary | None: ...
 
 
+class ServersToAsk(Protocol):
+    async def servers_to_ask(self, room_id: str, user_id: str, via: list[str]) -> list[str]: ...
+
+
 class RoomSummaries:
-    def __init__(self, *, room_service: RoomService, aliases: AliasService, source: SummarySource) -> None:
+    def __init__(
+        self, *, room_service: RoomService, aliases: AliasService, source: SummarySource, servers: ServersToAsk
+    ) -> None:
         self.room_service = room_service
         self.aliases = aliases
         self.source = source
+        self.servers = servers
 
     async def _membership(self, room_id: str, user_id: str) -> str | None:
         room = await self.room_service.find_room(room_id)
@@ -49,6 +57,12 @@ class RoomSummaries:
             room_id = room_id_or_alias
         else:
             raise invalid_param(f"{room_id_or_alias!r} is neither a room ID nor a room alias")
+        if user_id is not None:
+            # Besides the client's: the server that invited the user, those last seen in
+            # the room, the room ID's (what a join would ask).
+            via = await self.servers.servers_to_ask(room_id, user_id, via)
+        elif ":" in room_id:
+            via = [*via, room_id.partition(":")[2]]
         summary = await self.source.room_summary(room_id, tuple(dict.fromkeys(via))[:MAX_VIA])
         if summary is None:
             raise not_found("Room not found")

@@ -67,3 +67,18 @@ async def test_summary_of_a_room_on_another_server(pair: Pair) -> None:
     # A room B does not show to A: not found.
     err = await alice.call("GET", f"{path}{quote(private)}?via={b_name}", expect=404)
     assert err["errcode"] == "M_NOT_FOUND" and "Hidden" not in str(err)
+
+
+async def test_summary_of_a_remote_room_one_is_invited_to(pair: Pair) -> None:
+    """No via: the server that sent the invite is asked, and shows the invitee's server the room."""
+    alice, bob = pair.alice, pair.bob
+    private = (await bob.call("POST", "/createRoom", {"preset": "private_chat", "name": "Invited"}))["room_id"]
+    path = f"/_matrix/client/v1/room_summary/{quote(private)}"
+    assert (await alice.call("GET", path, expect=404))["errcode"] == "M_NOT_FOUND"
+    await bob.call("POST", f"/rooms/{private}/invite", {"user_id": pair.alice_id})
+    summary = await alice.call("GET", path)
+    assert summary["name"] == "Invited" and summary["membership"] == "invite"
+    # Another user of A, not invited, is still not shown it.
+    carol = pair.client(pair.a_spec)
+    await carol.register("carol")
+    assert (await carol.call("GET", path, expect=404))["errcode"] == "M_NOT_FOUND"
