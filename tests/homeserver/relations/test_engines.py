@@ -11,7 +11,7 @@ import pytest
 from homeserver.storage.database import Txn
 from homeserver.storage.migrations import v018_relations
 from tests.conftest import Api
-from tests.homeserver.api.reading_helpers import ids, room_with_bob, send
+from tests.homeserver.api.reading_helpers import ids, messages, room_with_bob, send, uid
 from tests.homeserver.relations.helpers import (
     bundled,
     edit,
@@ -59,10 +59,18 @@ async def test_queries_and_migration_backfill(db_api: Api) -> None:
     assert ids((await threads(api, room, alice))["chunk"]) == [t1, t2]
     assert ids((await threads(api, room, bob, include="participated"))["chunk"]) == [t1, t2]
     assert ids((await relations(api, room, t1, alice, "m.thread", dir="f"))["chunk"]) == [r1, last]
+    deep = await react(api, room, alice, r1, "y")
+    assert deep in ids((await relations(api, room, t1, alice, recurse="true"))["chunk"])
+    related = await messages(api, room, alice, dir="b", limit=50,
+                             filter={"related_by_senders": [uid("bob")], "related_by_rel_types": ["m.thread"]})
+    assert ids(related["chunk"]) == [t1]
+    await api.request("PUT", f"rooms/{room}/send/m.reaction/dup", {
+        "m.relates_to": {"rel_type": "m.annotation", "event_id": r1, "key": "y"},
+    }, token=alice, expect=400)
 
     # The migration indexes what was stored before it exactly as the writer does.
     written = await _rows(api)
-    assert len(written) == 4
+    assert len(written) == 5
 
     async def redo(txn: Txn) -> None:
         await txn.execute("DELETE FROM event_relations")
