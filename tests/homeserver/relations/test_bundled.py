@@ -141,3 +141,14 @@ async def test_latest_reply_carries_its_edit_and_other_rooms_do_not_count(api: A
     shown = bundled(await get_event(api, room, root, alice))
     assert shown["m.thread"]["count"] == 1 and set(shown) == {"m.thread"}
     assert ids((await relations(api, room, root, alice))["chunk"]) == [reply]
+
+
+async def test_latest_reply_is_one_the_reader_may_see(api: Api) -> None:
+    alice, bob, room = await room_with_bob(api)
+    await put_state(api, room, alice, "m.room.history_visibility", {"history_visibility": "joined"})
+    root = await send(api, room, alice, "root")
+    seen = await reply_in_thread(api, room, alice, root, "while bob was here")
+    await api.post(f"rooms/{room}/leave", {}, token=bob)
+    await reply_in_thread(api, room, alice, root, "after bob left")
+    thread = bundled(await get_event(api, room, root, bob))["m.thread"]
+    assert thread["latest_event"]["event_id"] == seen
