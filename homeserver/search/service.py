@@ -252,12 +252,22 @@ class SearchService:
             out["next_batch"] = replace(pos, after=scan.page_key).encode()
         results: list[dict[str, Any]] = []
         oldest = await self.history.oldest_position() if c.context else 0
+        # One formatting pass per room (bundled aggregations need the reader and are
+        # looked up for a whole batch at once), then the results in the scan's order.
+        by_room: dict[int, list[StoredEvent]] = {}
+        for _, ev in scan.found:
+            by_room.setdefault(ev.room_nid, []).append(ev)
+        formatted: dict[str, dict[str, Any]] = {}
+        for room_nid, events in by_room.items():
+            client = await self.history.format_client_events(
+                views[room_nid].room, events, device_id, user_id=user_id
+            )
+            formatted.update((ev.event_id, one) for ev, one in zip(events, client, strict=True))
         for hit, ev in scan.found:
             view = views[ev.room_nid]
-            formatted = await self.history.format_client_events(view.room, [ev], device_id)
-            result: dict[str, Any] = {"rank": hit.rank, "result": formatted[0]}
+            result: dict[str, Any] = {"rank": hit.rank, "result": formatted[ev.event_id]}
             if c.context:
-                result["context"] = await self._context(view, ev, c, device_id, oldest, ignored)
+                result["context"] = await self._context(view, ev, c, user_id, device_id, oldest, ignored)
             results.append(result)
         out["results"] = results
         if c.include_state:
@@ -341,8 +351,8 @@ class SearchService:
         return scan
 
     async def _context(
-        self, view: _RoomView, ev: StoredEvent, c: RoomEventsCriteria, device_id: str | None, oldest: int,
-        ignored: set[str],
+        self, view: _RoomView, ev: StoredEvent, c: RoomEventsCriteria, c_user: str, device_id: str | None,
+        oldest: int, ignored: set[str],
     ) -> dict[str, Any]:
         assert view.viewer is not None and view.access is not None and ev.stream_ordering is not None
         before = await self.history.paginate(
@@ -354,8 +364,12 @@ class SearchService:
             limit=c.after_limit, ignored=ignored,
         )
         ctx: dict[str, Any] = {
-            "events_before": await self.history.format_client_events(view.room, before.events, device_id),
-            "events_after": await self.history.format_client_events(view.room, after.events, device_id),
+            "events_before": await self.history.format_client_events(
+                view.room, before.events, device_id, user_id=c_user
+            ),
+            "events_after": await self.history.format_client_events(
+                view.room, after.events, device_id, user_id=c_user
+            ),
             "start": room_token(before.next_pos),
             "end": room_token(after.next_pos),
         }

@@ -375,3 +375,27 @@ async def test_encrypted_rooms_are_not_searched(db_api: Api) -> None:
     await send(api, plain, alice, "open okapi")
     await send(api, secret, alice, "plaintext okapi in an encrypted room")
     assert bodies(await search(api, alice, "okapi")) == ["open okapi"]
+
+
+async def test_results_carry_bundled_aggregations(db_api: Api) -> None:
+    """Search results are served events like any other: a thread root found by search
+    carries its m.thread aggregation, an edited message its m.replace."""
+    api = db_api
+    alice = await user(api, "alice")
+    room = await create(api, alice)
+    root = await send(api, room, alice, "the quarterly budget thread")
+    await api.put(f"rooms/{room}/send/m.room.message/t1", {
+        "msgtype": "m.text", "body": "a reply",
+        "m.relates_to": {"rel_type": "m.thread", "event_id": root},
+    }, token=alice)
+    edited = await send(api, room, alice, "budget draft one")
+    await api.put(f"rooms/{room}/send/m.room.message/e1", {
+        "msgtype": "m.text", "body": "* budget draft two",
+        "m.new_content": {"msgtype": "m.text", "body": "budget draft two"},
+        "m.relates_to": {"rel_type": "m.replace", "event_id": edited},
+    }, token=alice)
+    res = await search(api, alice, "budget", order_by="recent", event_context={"before_limit": 1, "after_limit": 1})
+    by_id = {r["result"]["event_id"]: r["result"] for r in res["results"]}
+    thread = by_id[root]["unsigned"]["m.relations"]["m.thread"]
+    assert thread["count"] == 1 and thread["current_user_participated"] is True
+    assert by_id[edited]["unsigned"]["m.relations"]["m.replace"]["content"]["m.new_content"]["body"] == "budget draft two"
