@@ -1,4 +1,4 @@
-"""matrix-nio end to end: server-side search against the `accord` command.
+"""matrix-nio end to end: server-side search in a room of 10,000 messages against the `accord` command.
 
 Messages sent through nio (concurrently, into one room) are found by POST /search
 (nio has no search method, so through its raw request path with its token), with
@@ -16,7 +16,7 @@ from nio.api import Api
 
 from tests.e2e.server_process import ServerProcess
 
-MESSAGES = 2_000
+MESSAGES = 10_000
 
 
 async def _search(client: nio.AsyncClient, body: dict[str, Any], next_batch: str | None = None) -> Any:
