@@ -27,6 +27,7 @@ from homeserver.api.http import HS_KEY, X_FORWARDED_KEY, matrix_middleware
 from homeserver.audit import AuditLog
 from homeserver.clock import Clock
 from homeserver.config import UNSERVED_RESOURCES, Config, ListenerConfig
+from homeserver.e2ee.device_lists import DeviceLists
 from homeserver.federation.access import ServerGate
 from homeserver.federation.backfill import RoomBackfill
 from homeserver.federation.edus import EduRegistry
@@ -310,6 +311,8 @@ class HomeServer:
             local_members=self.room_service.joined_local_users,
         )
         self.room_service.listeners.append(self.presence.on_room_event)
+        # Device-list changes (devices and their keys): /sync device_lists, /keys/changes.
+        self.device_lists = DeviceLists()
         self.filters = FilterService(FilterStore(self.db))
         self.push_rules = PushRulesService(PushRuleStore(self.db), self.account_data, self.notifier)
         self.unread = UnreadCounter(
