@@ -28,6 +28,7 @@ from homeserver.audit import AuditLog
 from homeserver.clock import Clock
 from homeserver.config import UNSERVED_RESOURCES, Config, ListenerConfig
 from homeserver.e2ee.device_lists import DeviceLists
+from homeserver.e2ee.keys import KeysService
 from homeserver.federation.access import ServerGate
 from homeserver.federation.backfill import RoomBackfill
 from homeserver.federation.edus import EduRegistry
@@ -87,6 +88,7 @@ from homeserver.storage.admin_users import AdminUserStore
 from homeserver.storage.audit import AuditStore
 from homeserver.storage.backfill import BackfillStore
 from homeserver.storage.devices import DeviceStore
+from homeserver.storage.e2ee_keys import E2eeKeyStore
 from homeserver.storage.event_reports import EventReportStore
 from homeserver.storage.events import EventPositions, EventStore
 from homeserver.storage.federation_outbox import FederationOutboxStore
@@ -313,6 +315,10 @@ class HomeServer:
         self.room_service.listeners.append(self.presence.on_room_event)
         # Device-list changes (devices and their keys): /sync device_lists, /keys/changes.
         self.device_lists = DeviceLists()
+        self.keys = KeysService(
+            store=E2eeKeyStore(self.db), devices=self.devices, local_server=self.local_server,
+            device_lists=self.device_lists,
+        )
         self.filters = FilterService(FilterStore(self.db))
         self.push_rules = PushRulesService(PushRuleStore(self.db), self.account_data, self.notifier)
         self.unread = UnreadCounter(

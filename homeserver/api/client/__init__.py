@@ -67,3 +67,6 @@ def register_routes(app: web.Application) -> None:
     from homeserver.api.client import search
 
     search.register(routes)
+    from homeserver.api.client import keys
+
+    keys.register(routes)

@@ -1,0 +1,290 @@
+"""Device keys, one-time keys and fallback keys (the spec's "Key management API"):
+`POST /keys/upload`, `/keys/query` and `/keys/claim` for this server's users.
+
+Upload rules:
+
+* `device_keys` must name the requesting user and device, list its algorithms,
+  hold its `ed25519:<device_id>` key and be signed with that key; anything else
+  is 400 `M_INVALID_PARAM`. A device uploading keys different from those stored
+  replaces them and its user's device list is announced as changed (as Synapse
+  does: a client that lost its crypto store but kept its access token starts over);
+  identical keys change nothing.
+* one-time keys are deduplicated by key ID: a key already stored with the same
+  value is accepted again, the same ID with another value is 400 `M_INVALID_PARAM`
+  and the upload stores none of its one-time keys.
+* fallback keys replace the device's fallback key of their algorithm, unused;
+  re-uploading the key in force keeps whether it was used.
+* bounds: at most `MAX_KEYS_PER_UPLOAD` one-time keys and `MAX_FALLBACK_KEYS`
+  fallback keys an upload (413 `M_TOO_LARGE`), identifiers of at most
+  `MAX_ID_LENGTH` characters and key objects of at most `MAX_KEY_JSON` bytes
+  (400 `M_INVALID_PARAM`).
+
+Other servers' users are not asked yet (federation of keys comes later):
+`/keys/query` and `/keys/claim` answer a `failures` entry for their server.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+from canonicaljson import encode_canonical_json
+from signedjson.key import decode_verify_key_bytes
+from signedjson.sign import SignatureVerifyException, verify_signed_json
+from unpaddedbase64 import decode_base64
+
+from homeserver.errors import MatrixError
+from homeserver.identifiers import parse_user_id
+from homeserver.records.e2ee import CrossSigningSignature, OneTimeKey
+
+if TYPE_CHECKING:
+    from homeserver.identifiers import LocalServer
+    from homeserver.storage.devices import DeviceStore
+    from homeserver.storage.e2ee_keys import E2eeKeyStore
+
+MAX_KEYS_PER_UPLOAD = 500
+MAX_FALLBACK_KEYS = 10
+MAX_ID_LENGTH = 255
+MAX_KEY_JSON = 4096
+MAX_DEVICE_KEYS_JSON = 16384
+MAX_QUERY_DEVICES = 10000
+# What every answer counts even when the device has none (clients read it to top up).
+COUNTED_ALGORITHMS = ("signed_curve25519",)
+
+
+class DeviceListChanges(Protocol):
+    """`DeviceLists` (homeserver/e2ee/device_lists.py): told when a local user's
+    device keys or cross-signing keys change."""
+
+    async def mark_changed(self, user_id: str) -> None: ...
+
+
+def invalid(message: str) -> MatrixError:
+    return MatrixError(400, "M_INVALID_PARAM", message)
+
+
+def ed25519_verify(obj: dict[str, Any], signer_user_id: str, key_id: str, public_key: str) -> bool:
+    """Whether `obj` carries a valid signature by `signer_user_id`'s ed25519 key
+    `key_id` ("ed25519:<name>") with public key `public_key` (unpadded base64)."""
+    try:
+        verify_key = decode_verify_key_bytes(key_id, decode_base64(public_key))
+    except Exception:
+        return False
+    sigs = obj.get("signatures")
+    if not isinstance(sigs, dict) or not isinstance(sigs.get(signer_user_id), dict):
+        return False
+    if not isinstance(sigs[signer_user_id].get(key_id), str):
+        return False
+    try:
+        verify_signed_json(obj, signer_user_id, verify_key)
+    except (SignatureVerifyException, Exception):
+        return False
+    return True
+
+
+def _check_id(value: object, what: str) -> str:
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
+        raise invalid(f"{what} must be a non-empty string of at most {MAX_ID_LENGTH} characters")
+    return value
+
+
+def _json_size(obj: Any) -> int:
+    return len(encode_canonical_json(obj))
+
+
+def check_key_object(key_id: str, key: object, *, what: str) -> str | dict[str, Any]:
+    """A one-time or fallback key: "<algorithm>:<id>" to a key string or a key object."""
+    _check_id(key_id, f"{what} ID")
+    algorithm, sep, name = key_id.partition(":")
+    if not sep or not algorithm or not name:
+        raise invalid(f"{what} ID {key_id!r} must be <algorithm>:<key_id>")
+    if isinstance(key, str):
+        if len(key) > MAX_ID_LENGTH:
+            raise invalid(f"{what} {key_id!r} is too long")
+        return key
+    if not isinstance(key, dict) or not isinstance(key.get("key"), str):
+        raise invalid(f"{what} {key_id!r} must be a string or an object with a 'key' string")
+    if _json_size(key) > MAX_KEY_JSON:
+        raise invalid(f"{what} {key_id!r} is larger than {MAX_KEY_JSON} bytes")
+    return key
+
+
+class KeysService:
+    def __init__(
+        self, *, store: E2eeKeyStore, devices: DeviceStore, local_server: LocalServer,
+        device_lists: DeviceListChanges,
+    ) -> None:
+        self.store = store
+        self.devices = devices
+        self.local_server = local_server
+        self.device_lists = device_lists
+
+    # --- upload ---
+
+    def _check_device_keys(self, user_id: str, device_id: str, keys: object) -> dict[str, Any]:
+        if not isinstance(keys, dict):
+            raise invalid("device_keys must be an object")
+        if keys.get("user_id") != user_id:
+            raise invalid("device_keys.user_id must be the requesting user")
+        if keys.get("device_id") != device_id:
+            raise invalid("device_keys.device_id must be the requesting device")
+        algorithms = keys.get("algorithms")
+        if (
+            not isinstance(algorithms, list) or len(algorithms) > 32
+            or not all(isinstance(a, str) and 0 < len(a) <= MAX_ID_LENGTH for a in algorithms)
+        ):
+            raise invalid("device_keys.algorithms must be a list of algorithm names")
+        dkeys = keys.get("keys")
+        if (
+            not isinstance(dkeys, dict) or len(dkeys) > 32
+            or not all(isinstance(v, str) and len(k) <= MAX_ID_LENGTH and len(v) <= MAX_ID_LENGTH for k, v in dkeys.items())
+        ):
+            raise invalid("device_keys.keys must map key IDs to keys")
+        if not isinstance(keys.get("signatures"), dict):
+            raise invalid("device_keys.signatures must be an object")
+        if _json_size(keys) > MAX_DEVICE_KEYS_JSON:
+            raise invalid(f"device_keys is larger than {MAX_DEVICE_KEYS_JSON} bytes")
+        key_id = f"ed25519:{device_id}"
+        public = dkeys.get(key_id)
+        if not isinstance(public, str):
+            raise invalid(f"device_keys.keys must hold the device's {key_id} key")
+        if not ed25519_verify(keys, user_id, key_id, public):
+            raise invalid("device_keys is not signed by the device's ed25519 key")
+        return keys
+
+    def _check_key_map(self, keys: object, *, what: str, limit: int) -> list[OneTimeKey]:
+        if keys is None:
+            return []
+        if not isinstance(keys, dict):
+            raise invalid(f"{what} must be an object")
+        if len(keys) > limit:
+            raise MatrixError(413, "M_TOO_LARGE", f"At most {limit} {what} an upload")
+        return [OneTimeKey(k, check_key_object(k, v, what=what)) for k, v in keys.items()]
+
+    async def upload(
+        self, user_id: str, device_id: str, body: dict[str, Any]
+    ) -> dict[str, int]:
+        """Store what the body carries (everything checked before anything is stored);
+        returns the device's one-time key counts."""
+        device_keys = body.get("device_keys")
+        checked = self._check_device_keys(user_id, device_id, device_keys) if device_keys is not None else None
+        otks = self._check_key_map(body.get("one_time_keys"), what="one_time_keys", limit=MAX_KEYS_PER_UPLOAD)
+        fallback = self._check_key_map(body.get("fallback_keys"), what="fallback_keys", limit=MAX_FALLBACK_KEYS)
+        by_algorithm: dict[str, OneTimeKey] = {}
+        for k in fallback:
+            algorithm = k.key_id.split(":", 1)[0]
+            if algorithm in by_algorithm:
+                raise invalid(f"fallback_keys holds two keys of algorithm {algorithm!r}")
+            by_algorithm[algorithm] = k
+        if otks:
+            clash = await self.store.add_one_time_keys(user_id, device_id, otks)
+            if clash is not None:
+                raise invalid(f"One-time key {clash} already exists with a different value")
+        for algorithm, k in by_algorithm.items():
+            await self.store.set_fallback_key(user_id, device_id, algorithm, k)
+        if checked is not None:
+            stored = (await self.store.get_device_keys(user_id, [device_id])).get(device_id)
+            if stored != checked:
+                await self.store.set_device_keys(user_id, device_id, checked)
+                await self.device_lists.mark_changed(user_id)
+        return await self.one_time_key_counts(user_id, device_id)
+
+    async def one_time_key_counts(self, user_id: str, device_id: str) -> dict[str, int]:
+        counts = await self.store.one_time_key_counts(user_id, device_id)
+        return {**dict.fromkeys(COUNTED_ALGORITHMS, 0), **counts}
+
+    async def unused_fallback_algorithms(self, user_id: str, device_id: str) -> list[str]:
+        return await self.store.unused_fallback_algorithms(user_id, device_id)
+
+    # --- query ---
+
+    @staticmethod
+    def _visible(sig: CrossSigningSignature, owner: str, reader: str) -> bool:
+        """Signatures by the key's owner are public; another user's (their user-signing
+        key on the master key) are shown only to that user."""
+        return sig.signer_user_id in (owner, reader)
+
+    @staticmethod
+    def _with_signatures(obj: dict[str, Any], sigs: list[CrossSigningSignature]) -> dict[str, Any]:
+        if not sigs:
+            return obj
+        out = dict(obj)
+        merged = {u: dict(s) for u, s in (obj.get("signatures") or {}).items() if isinstance(s, dict)}
+        for s in sigs:
+            merged.setdefault(s.signer_user_id, {})[s.signer_key_id] = s.signature
+        out["signatures"] = merged
+        return out
+
+    async def query(self, reader: str, wanted: dict[str, list[str]]) -> dict[str, Any]:
+        if sum(max(len(d), 1) for d in wanted.values()) > MAX_QUERY_DEVICES:
+            raise MatrixError(413, "M_TOO_LARGE", f"At most {MAX_QUERY_DEVICES} devices a query")
+        device_keys: dict[str, Any] = {}
+        master: dict[str, Any] = {}
+        self_signing: dict[str, Any] = {}
+        user_signing: dict[str, Any] = {}
+        failures: dict[str, Any] = {}
+        for user_id, device_ids in wanted.items():
+            parsed = parse_user_id(user_id)
+            if parsed is None:
+                continue
+            if not self.local_server.is_mine(user_id):
+                failures[parsed[1]] = _remote_failure()
+                continue
+            keys = await self.store.get_device_keys(user_id, device_ids or None)
+            sigs = [s for s in await self.store.signatures_on(user_id) if self._visible(s, user_id, reader)]
+            names = {d.device_id: d.display_name for d in await self.devices.list_devices(user_id)} if keys else {}
+            served: dict[str, Any] = {}
+            for device_id, obj in keys.items():
+                obj = self._with_signatures(obj, [s for s in sigs if s.target_key_id == device_id])
+                unsigned = dict(obj.get("unsigned") or {})
+                if names.get(device_id) is not None:
+                    unsigned["device_display_name"] = names[device_id]
+                if unsigned:
+                    obj = {**obj, "unsigned": unsigned}
+                served[device_id] = obj
+            device_keys[user_id] = served
+            cross = await self.store.get_cross_signing_keys(user_id)
+            for key_type, out in (("master", master), ("self_signing", self_signing), ("user_signing", user_signing)):
+                key = cross.get(key_type)
+                if key is None or (key_type == "user_signing" and user_id != reader):
+                    continue
+                targets = set(key.get("keys", {}).values())
+                out[user_id] = self._with_signatures(key, [s for s in sigs if s.target_key_id in targets])
+        answer: dict[str, Any] = {"device_keys": device_keys, "failures": failures}
+        answer["master_keys"] = master
+        answer["self_signing_keys"] = self_signing
+        answer["user_signing_keys"] = user_signing
+        return answer
+
+    # --- claim ---
+
+    async def claim(self, wanted: dict[str, dict[str, str]]) -> dict[str, Any]:
+        if sum(len(d) for d in wanted.values()) > MAX_QUERY_DEVICES:
+            raise MatrixError(413, "M_TOO_LARGE", f"At most {MAX_QUERY_DEVICES} devices a claim")
+        claimed: dict[str, dict[str, dict[str, Any]]] = {}
+        failures: dict[str, Any] = {}
+        for user_id, devices in wanted.items():
+            parsed = parse_user_id(user_id)
+            if parsed is None:
+                continue
+            if not self.local_server.is_mine(user_id):
+                failures[parsed[1]] = _remote_failure()
+                continue
+            for device_id, algorithm in devices.items():
+                key: OneTimeKey | None = await self.store.claim_one_time_key(user_id, device_id, algorithm)
+                if key is None:
+                    fb = await self.store.claim_fallback_key(user_id, device_id, algorithm)
+                    key = OneTimeKey(fb.key_id, fb.key) if fb is not None else None
+                if key is not None:
+                    claimed.setdefault(user_id, {})[device_id] = {key.key_id: key.key}
+        return {"one_time_keys": claimed, "failures": failures}
+
+    # --- removal ---
+
+    async def devices_removed(self, user_id: str) -> None:
+        """Devices of the user were deleted (their keys with them, in the same
+        transaction): their device list changed."""
+        await self.device_lists.mark_changed(user_id)
+
+
+def _remote_failure() -> dict[str, Any]:
+    return {"status": 503, "message": "Keys of other servers' users are not fetched over federation yet"}

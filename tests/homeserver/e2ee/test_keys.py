@@ -1,0 +1,147 @@
+"""POST /keys/upload, /keys/query and /keys/claim for local users, with real keys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.conftest import Api
+from tests.homeserver.e2ee.keyhelpers import device_keys, login_device, new_key, otk
+
+
+async def upload(api: Api, token: str, body: dict[str, Any], expect: int = 200) -> Any:
+    return (await api.request("POST", "keys/upload", body, token=token, expect=expect))[1]
+
+
+async def test_upload_query_and_counts(api: Api) -> None:
+    alice, tok, dev = await login_device(api, "alice")
+    key = new_key(dev)
+    dk = device_keys(alice, dev, key)
+    otks = {f"signed_curve25519:AAA{i}": otk(alice, key, i) for i in range(3)}
+    res = await upload(api, tok, {"device_keys": dk, "one_time_keys": otks})
+    assert res == {"one_time_key_counts": {"signed_curve25519": 3}}
+    # An empty upload answers the counts.
+    assert await upload(api, tok, {}) == {"one_time_key_counts": {"signed_curve25519": 3}}
+    bob, btok, _ = await login_device(api, "bob")
+    q = await api.post("keys/query", {"device_keys": {alice: []}}, token=btok)
+    served = q["device_keys"][alice][dev]
+    assert served["keys"] == dk["keys"] and served["signatures"] == dk["signatures"]
+    assert "device_display_name" in served.get("unsigned", {}) or served.get("unsigned") is None
+    q = await api.post("keys/query", {"device_keys": {alice: [dev, "NOPE"], "@nobody:test.local": []}}, token=btok)
+    assert list(q["device_keys"][alice]) == [dev]
+    assert q["device_keys"]["@nobody:test.local"] == {}
+    q = await api.post("keys/query", {"device_keys": {"@x:remote.example": []}}, token=btok)
+    assert "remote.example" in q["failures"]
+
+
+async def test_device_keys_must_name_requester_and_verify(api: Api) -> None:
+    alice, tok, dev = await login_device(api, "alice")
+    bob, _, bdev = await login_device(api, "bob")
+    key = new_key(dev)
+    for bad in (
+        device_keys(bob, dev, key),  # another user
+        device_keys(alice, "OTHERDEV", new_key("OTHERDEV")),  # another device
+        device_keys(alice, dev, key, sign_with=new_key(dev)),  # signed by another key
+    ):
+        res = await upload(api, tok, {"device_keys": bad}, expect=400)
+        assert res["errcode"] == "M_INVALID_PARAM"
+    unsigned = device_keys(alice, dev, key)
+    del unsigned["signatures"]
+    assert (await upload(api, tok, {"device_keys": unsigned}, expect=400))["errcode"] == "M_INVALID_PARAM"
+    tampered = device_keys(alice, dev, key)
+    tampered["algorithms"] = ["evil"]
+    assert (await upload(api, tok, {"device_keys": tampered}, expect=400))["errcode"] == "M_INVALID_PARAM"
+    no_alg = device_keys(alice, dev, key)
+    del no_alg["algorithms"]
+    assert (await upload(api, tok, {"device_keys": no_alg}, expect=400))["errcode"] == "M_INVALID_PARAM"
+    # Nothing was stored.
+    q = await api.post("keys/query", {"device_keys": {alice: []}}, token=tok)
+    assert q["device_keys"][alice] == {}
+
+
+async def test_new_identity_keys_replace_and_announce(api: Api) -> None:
+    alice, tok, dev = await login_device(api, "alice")
+    changed: list[str] = []
+
+    async def listener(user_id: str) -> None:
+        changed.append(user_id)
+
+    api.hs.device_lists.on_change.append(listener)
+    first = device_keys(alice, dev, new_key(dev))
+    await upload(api, tok, {"device_keys": first})
+    assert changed == [alice]
+    await upload(api, tok, {"device_keys": first})  # the same keys: no change
+    assert changed == [alice]
+    second = device_keys(alice, dev, new_key(dev))
+    await upload(api, tok, {"device_keys": second})
+    assert changed == [alice, alice]
+    q = await api.post("keys/query", {"device_keys": {alice: [dev]}}, token=tok)
+    assert q["device_keys"][alice][dev]["keys"] == second["keys"]
+
+
+async def test_one_time_keys_dedup_and_conflict(api: Api) -> None:
+    alice, tok, dev = await login_device(api, "alice")
+    key = new_key(dev)
+    k1 = otk(alice, key, 1)
+    await upload(api, tok, {"one_time_keys": {"signed_curve25519:K1": k1}})
+    # The same ID with the same key is fine and counted once.
+    res = await upload(api, tok, {"one_time_keys": {"signed_curve25519:K1": k1}})
+    assert res["one_time_key_counts"]["signed_curve25519"] == 1
+    res = await upload(
+        api, tok, {"one_time_keys": {"signed_curve25519:K1": otk(alice, key, 2), "signed_curve25519:K2": k1}},
+        expect=400,
+    )
+    assert res["errcode"] == "M_INVALID_PARAM"
+    assert (await upload(api, tok, {}))["one_time_key_counts"]["signed_curve25519"] == 1
+    # Malformed key IDs and values.
+    for bad in ({"nocolon": k1}, {"signed_curve25519:K3": 5}, {"signed_curve25519:K3": {"nokey": 1}},
+                {"signed_curve25519:" + "x" * 300: k1}, {"signed_curve25519:K3": {"key": "a" * 5000}}):
+        assert (await upload(api, tok, {"one_time_keys": bad}, expect=400))["errcode"] == "M_INVALID_PARAM"
+
+
+async def test_oversized_upload(api: Api) -> None:
+    alice, tok, dev = await login_device(api, "alice")
+    many = {f"curve25519:{i}": "a" for i in range(501)}
+    assert (await upload(api, tok, {"one_time_keys": many}, expect=413))["errcode"] == "M_TOO_LARGE"
+    fb = {f"alg{i}:k": {"key": "a", "fallback": True} for i in range(11)}
+    assert (await upload(api, tok, {"fallback_keys": fb}, expect=413))["errcode"] == "M_TOO_LARGE"
+    assert (await upload(api, tok, {"one_time_keys": []}, expect=400))["errcode"] == "M_BAD_JSON"
+
+
+async def test_claim_otk_then_fallback(api: Api) -> None:
+    alice, tok, dev = await login_device(api, "alice")
+    bob, btok, _ = await login_device(api, "bob")
+    key = new_key(dev)
+    k1, k2 = otk(alice, key, 1), otk(alice, key, 2)
+    fb = otk(alice, key, 9, fallback=True)
+    await upload(api, tok, {"one_time_keys": {"signed_curve25519:A": k1, "signed_curve25519:B": k2},
+                            "fallback_keys": {"signed_curve25519:F": fb}})
+    claim = {"one_time_keys": {alice: {dev: "signed_curve25519", "NODEV": "signed_curve25519"},
+                               "@ghost:test.local": {"X": "signed_curve25519"},
+                               "@far:remote.example": {"X": "signed_curve25519"}}}
+    got1 = await api.post("keys/claim", claim, token=btok)
+    got2 = await api.post("keys/claim", claim, token=btok)
+    assert got1["one_time_keys"] == {alice: {dev: {"signed_curve25519:A": k1}}}
+    assert got2["one_time_keys"] == {alice: {dev: {"signed_curve25519:B": k2}}}
+    assert "remote.example" in got1["failures"]
+    assert (await upload(api, tok, {}))["one_time_key_counts"] == {"signed_curve25519": 0}
+    # Out of one-time keys: the fallback key, every time (marked used).
+    for _ in range(2):
+        got = await api.post("keys/claim", claim, token=btok)
+        assert got["one_time_keys"] == {alice: {dev: {"signed_curve25519:F": fb}}}
+    # A new fallback key replaces it.
+    fb2 = otk(alice, key, 10, fallback=True)
+    await upload(api, tok, {"fallback_keys": {"signed_curve25519:G": fb2}})
+    got = await api.post("keys/claim", claim, token=btok)
+    assert got["one_time_keys"] == {alice: {dev: {"signed_curve25519:G": fb2}}}
+
+
+async def test_concurrent_claims_never_share_a_key(api: Api) -> None:
+    import asyncio
+
+    alice, tok, dev = await login_device(api, "alice")
+    key = new_key(dev)
+    await upload(api, tok, {"one_time_keys": {f"signed_curve25519:K{i}": otk(alice, key, i) for i in range(10)}})
+    claim = {"one_time_keys": {alice: {dev: "signed_curve25519"}}}
+    results = await asyncio.gather(*(api.post("keys/claim", claim, token=tok) for _ in range(12)))
+    ids = [next(iter(r["one_time_keys"][alice][dev])) for r in results if r["one_time_keys"]]
+    assert len(ids) == 10 and len(set(ids)) == 10
