@@ -147,6 +147,7 @@ def _default_rate_limits() -> dict[str, RateLimit]:
         "typing": RateLimit(per_second=2.0, burst=20),
         "receipt": RateLimit(per_second=2.0, burst=50),
         "presence": RateLimit(per_second=1.0, burst=20),
+        "to_device": RateLimit(per_second=10.0, burst=100),
         # Inbound federation, per origin server.
         "federation_transaction": RateLimit(per_second=20.0, burst=200),
         "federation_query": RateLimit(per_second=20.0, burst=200),
@@ -169,7 +170,7 @@ class RateLimitConfig:
         default_factory=_default_rate_limits,
         metadata=_doc(
             "Token buckets per action (login, login_failures, registration, message, profile,"
-            " create_room, invite, join, typing, receipt, presence, media_upload, url_preview); each"
+            " create_room, invite, join, typing, receipt, presence, to_device, media_upload, url_preview); each"
             " applies per user, or per"
             " client IP before login. federation_transaction (/send), federation_query (/query/*),"
             " federation_join (make_/send_ join, leave and knock, invite) and federation_media"

@@ -29,6 +29,7 @@ from homeserver.clock import Clock
 from homeserver.config import UNSERVED_RESOURCES, Config, ListenerConfig
 from homeserver.e2ee.device_lists import DeviceLists
 from homeserver.e2ee.keys import KeysService
+from homeserver.e2ee.to_device import ToDeviceService
 from homeserver.federation.access import ServerGate
 from homeserver.federation.backfill import RoomBackfill
 from homeserver.federation.edus import EduRegistry
@@ -106,6 +107,7 @@ from homeserver.storage.rooms import MembershipQueries, RoomStore
 from homeserver.storage.search import SearchStore
 from homeserver.storage.server_keys import ServerKeyStore
 from homeserver.storage.state import StateStore
+from homeserver.storage.to_device import ToDeviceStore
 from homeserver.storage.uia import UiaStore
 from homeserver.storage.user_directory import UserDirectoryStore
 from homeserver.storage.users import UserStore
@@ -115,6 +117,7 @@ from homeserver.sync.streams.account_data import AccountDataStream
 from homeserver.sync.streams.presence import PresenceStream
 from homeserver.sync.streams.receipts import ReceiptsStream
 from homeserver.sync.streams.room_events import RoomEventsStream
+from homeserver.sync.streams.to_device import ToDeviceStream
 from homeserver.sync.streams.typing import TypingStream
 from homeserver.sync.unread import UnreadCounter
 from homeserver.tags import TagService
@@ -319,6 +322,9 @@ class HomeServer:
             store=E2eeKeyStore(self.db), devices=self.devices, local_server=self.local_server,
             device_lists=self.device_lists,
         )
+        self.to_device = ToDeviceService(  # /sendToDevice; /sync to_device (local recipients only for now)
+            store=ToDeviceStore(self.db), devices=self.devices, is_mine=self.local_server.is_mine, clock=self.clock,
+        )
         self.filters = FilterService(FilterStore(self.db))
         self.push_rules = PushRulesService(PushRuleStore(self.db), self.account_data, self.notifier)
         self.unread = UnreadCounter(
@@ -345,6 +351,7 @@ class HomeServer:
                 ReceiptsStream(self.receipts, self.notifier, self.room_service.joined_local_users),
                 AccountDataStream(self.account_data, self.push_rules, self.notifier),
                 PresenceStream(self.presence, self.notifier),
+                ToDeviceStream(self.to_device, self.notifier),
             ],
             membership_queries=self.membership_queries,
             notifier=self.notifier,
