@@ -114,6 +114,7 @@ from homeserver.storage.users import UserStore
 from homeserver.sync.notifier import Notifier
 from homeserver.sync.service import SyncService
 from homeserver.sync.streams.account_data import AccountDataStream
+from homeserver.sync.streams.e2ee_key_counts import E2eeKeyCounts
 from homeserver.sync.streams.presence import PresenceStream
 from homeserver.sync.streams.receipts import ReceiptsStream
 from homeserver.sync.streams.room_events import RoomEventsStream
@@ -356,6 +357,7 @@ class HomeServer:
             membership_queries=self.membership_queries,
             notifier=self.notifier,
             clock=self.clock,
+            every_response=[E2eeKeyCounts(self.keys)],
         )
         self.room_service.listeners.append(self.sync.on_room_event)
         self.room_activity.membership_listeners.append(self.sync.invalidate_memberships)

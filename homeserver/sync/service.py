@@ -12,7 +12,7 @@ providers that moved are asked for their part.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from homeserver.filters.sync_filter import SyncFilter
 from homeserver.records.events import StoredEvent
@@ -29,6 +29,16 @@ if TYPE_CHECKING:
 _MEMBERSHIP_CACHE_SIZE = 50_000
 
 
+class EveryResponsePart(Protocol):
+    """Top-level fields present in every response, initial or incremental, even one
+    where no stream moved (the syncing device's one-time key counts): never news by
+    themselves, so they do not end a long poll."""
+
+    keys: tuple[str, ...]
+
+    async def part(self, req: SyncRequest) -> dict[str, Any]: ...
+
+
 class SyncService:
     def __init__(
         self,
@@ -37,8 +47,11 @@ class SyncService:
         membership_queries: MembershipQueries,
         notifier: Notifier,
         clock: Clock,
+        every_response: Sequence[EveryResponsePart] = (),
     ) -> None:
         self.streams = list(streams)
+        self.every_response = list(every_response)
+        self._not_news = frozenset(k for p in self.every_response for k in p.keys) | {"next_batch"}
         self.membership_queries = membership_queries
         self.notifier = notifier
         self.clock = clock
@@ -88,7 +101,7 @@ class SyncService:
                 req = SyncRequest(requester, since, await self.current_token(), sync_filter, full_state)
                 result = await self._compute(req)
                 remaining = deadline - self.clock.monotonic()
-                if _has_news(result) or remaining <= 0:
+                if _has_news(result, self._not_news) or remaining <= 0:
                     return result
                 if not await waiter.wait(remaining):
                     # Timed out: nothing new; hand back a token at least as new as the caller's.
@@ -101,8 +114,8 @@ class SyncService:
     async def _compute(self, req: SyncRequest) -> dict[str, Any]:
         if req.since is not None and not req.full_state and not req.now.is_after(req.since):
             # No stream has moved: nothing can have changed for anyone. Idle clients'
-            # syncs end here without touching the database.
-            return {"next_batch": str(req.now)}
+            # syncs end here without touching the database (but for every_response).
+            return await self._every_response(req, {"next_batch": str(req.now)})
         req.memberships = await self.memberships(req.user_id)
         moved = [stream for stream in self.streams if stream.moved(req)]
         req.room_streams = [stream for stream in moved if stream.in_rooms]
@@ -111,8 +124,13 @@ class SyncService:
         out: dict[str, Any] = {"next_batch": str(req.now)}
         for stream in moved:
             out.update(await stream.top_level(req))
+        return await self._every_response(req, out)
+
+    async def _every_response(self, req: SyncRequest, out: dict[str, Any]) -> dict[str, Any]:
+        for part in self.every_response:
+            out.update(await part.part(req))
         return out
 
 
-def _has_news(result: dict[str, Any]) -> bool:
-    return any(k != "next_batch" for k in result)
+def _has_news(result: dict[str, Any], not_news: frozenset[str]) -> bool:
+    return any(k not in not_news for k in result)

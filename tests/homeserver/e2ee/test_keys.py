@@ -145,3 +145,37 @@ async def test_concurrent_claims_never_share_a_key(api: Api) -> None:
     results = await asyncio.gather(*(api.post("keys/claim", claim, token=tok) for _ in range(12)))
     ids = [next(iter(r["one_time_keys"][alice][dev])) for r in results if r["one_time_keys"]]
     assert len(ids) == 10 and len(set(ids)) == 10
+
+
+async def test_sync_carries_key_counts_in_every_response(api: Api) -> None:
+    alice, tok, dev = await login_device(api, "alice")
+    bob, btok, _ = await login_device(api, "bob")
+    key = new_key(dev)
+    initial = await api.get("sync", token=tok)
+    assert initial["device_one_time_keys_count"] == {"signed_curve25519": 0}
+    assert initial["device_unused_fallback_key_types"] == []
+    fb = otk(alice, key, 9, fallback=True)
+    await upload(api, tok, {"one_time_keys": {"signed_curve25519:A": otk(alice, key, 1)},
+                            "fallback_keys": {"signed_curve25519:F": fb}})
+    # Incremental, nothing else moved: still there, and without waiting out the timeout.
+    inc = await api.get(f"sync?since={initial['next_batch']}&timeout=0", token=tok)
+    assert inc["device_one_time_keys_count"] == {"signed_curve25519": 1}
+    assert inc["device_unused_fallback_key_types"] == ["signed_curve25519"]
+    claim = {"one_time_keys": {alice: {dev: "signed_curve25519"}}}
+    await api.post("keys/claim", claim, token=btok)
+    await api.post("keys/claim", claim, token=btok)  # the fallback key, now used
+    inc = await api.get(f"sync?since={inc['next_batch']}&timeout=0", token=tok)
+    assert inc["device_one_time_keys_count"] == {"signed_curve25519": 0}
+    assert inc["device_unused_fallback_key_types"] == []
+    # Re-uploading the used fallback key keeps it used; a new one is unused.
+    await upload(api, tok, {"fallback_keys": {"signed_curve25519:F": fb}})
+    assert (await api.get("sync", token=tok))["device_unused_fallback_key_types"] == []
+    await upload(api, tok, {"fallback_keys": {"signed_curve25519:G": otk(alice, key, 10, fallback=True)}})
+    assert (await api.get("sync", token=tok))["device_unused_fallback_key_types"] == ["signed_curve25519"]
+    # The counts alone are not news: a long poll with nothing new waits out its timeout.
+    import time
+
+    started = time.monotonic()
+    inc = await api.get(f"sync?since={inc['next_batch']}&timeout=300", token=tok)
+    assert time.monotonic() - started >= 0.25
+    assert "device_one_time_keys_count" in inc
