@@ -88,6 +88,7 @@ from homeserver.storage.admin_rooms import AdminRoomStore
 from homeserver.storage.admin_users import AdminUserStore
 from homeserver.storage.audit import AuditStore
 from homeserver.storage.backfill import BackfillStore
+from homeserver.storage.device_lists import DeviceListStore
 from homeserver.storage.devices import DeviceStore
 from homeserver.storage.e2ee_keys import E2eeKeyStore
 from homeserver.storage.event_reports import EventReportStore
@@ -114,6 +115,7 @@ from homeserver.storage.users import UserStore
 from homeserver.sync.notifier import Notifier
 from homeserver.sync.service import SyncService
 from homeserver.sync.streams.account_data import AccountDataStream
+from homeserver.sync.streams.device_lists import DeviceListsStream
 from homeserver.sync.streams.e2ee_key_counts import E2eeKeyCounts
 from homeserver.sync.streams.presence import PresenceStream
 from homeserver.sync.streams.receipts import ReceiptsStream
@@ -318,7 +320,12 @@ class HomeServer:
         )
         self.room_service.listeners.append(self.presence.on_room_event)
         # Device-list changes (devices and their keys): /sync device_lists, /keys/changes.
-        self.device_lists = DeviceLists()
+        self.device_lists = DeviceLists(
+            store=DeviceListStore(self.db), audience=self.presence.audience,
+            joined_local_users=self.room_service.joined_local_users,
+        )
+        self.room_service.listeners.append(self.device_lists.on_room_event)  # memberships, encryption
+        self.login.device_listeners.append(self.device_lists.mark_changed)  # a device created
         self.keys = KeysService(
             store=E2eeKeyStore(self.db), devices=self.devices, local_server=self.local_server,
             device_lists=self.device_lists,
@@ -353,6 +360,7 @@ class HomeServer:
                 AccountDataStream(self.account_data, self.push_rules, self.notifier),
                 PresenceStream(self.presence, self.notifier),
                 ToDeviceStream(self.to_device, self.notifier),
+                DeviceListsStream(self.device_lists, self.notifier),
             ],
             membership_queries=self.membership_queries,
             notifier=self.notifier,

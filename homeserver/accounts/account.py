@@ -81,3 +81,4 @@ class AccountService:
 
         dropped = await self.db.write(fn)
         self.auth.forget_tokens(dropped)
+        await self.auth.devices_deleted(user_id)  # their keys went with them

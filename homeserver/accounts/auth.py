@@ -10,6 +10,7 @@ import hashlib
 import secrets
 import string
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -96,6 +97,9 @@ class AuthService:
         self.clock = clock
         self.config = config
         self._cache: OrderedDict[str, _CachedToken] = OrderedDict()
+        # Told, after the commit, of the user whose devices were deleted (their keys went
+        # with them, in DeviceStore.delete_devices): the device list changed.
+        self.on_devices_deleted: list[Callable[[str], Awaitable[None]]] = []
 
     # --- issuing ---
 
@@ -232,9 +236,15 @@ class AuthService:
             lambda txn: DeviceStore.delete_devices(txn, requester.user_id, [requester.device_id])
         )
         self.forget_tokens(dropped + [requester.token_hash])
+        await self.devices_deleted(requester.user_id)
 
     async def delete_devices(self, user_id: str, device_ids: list[str] | None) -> None:
         dropped = await self.db.write(
             lambda txn: DeviceStore.delete_devices(txn, user_id, device_ids)
         )
         self.forget_tokens(dropped)
+        await self.devices_deleted(user_id)
+
+    async def devices_deleted(self, user_id: str) -> None:
+        for listener in self.on_devices_deleted:
+            await listener(user_id)

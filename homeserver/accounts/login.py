@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from homeserver.accounts.auth import check_device_id
@@ -33,6 +34,9 @@ class LoginService:
         self.ratelimiter = ratelimiter
         self.server_name = server_name
         self.client_base_url = client_base_url  # well_known.client_base_url
+        # Told, after the commit, of the user who logged in: a device was created (or
+        # reused), so their device list changed (DeviceLists.mark_changed).
+        self.device_listeners: list[Callable[[str], Awaitable[None]]] = []
 
     def flows(self) -> list[dict[str, Any]]:
         return [{"type": PASSWORD_LOGIN}]
@@ -113,6 +117,8 @@ class LoginService:
             )
         )
         self.auth.forget_tokens(revoked)
+        for listener in self.device_listeners:
+            await listener(user.user_id)
         await self.audit.record(
             "login", actor=user.user_id, target=user.user_id, ip=ip,
             details={"device_id": result["device_id"], "user_agent": user_agent},

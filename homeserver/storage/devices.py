@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from homeserver.records.devices import AccessTokenRecord, DeviceRecord, RefreshTokenRecord
 from homeserver.storage.database import Database, Txn
+from homeserver.storage.e2ee_keys import E2eeKeyStore
 
 
 class DeviceStore:
@@ -61,7 +62,9 @@ class DeviceStore:
 
     @staticmethod
     async def delete_devices(txn: Txn, user_id: str, device_ids: list[str] | None) -> list[str]:
-        """Delete devices with their tokens; None deletes all. Returns the token hashes dropped."""
+        """Delete devices with their tokens and end-to-end encryption keys; None deletes
+        all. Returns the token hashes dropped."""
+        await E2eeKeyStore.delete_device_keys(txn, user_id, device_ids)
         if device_ids is None:
             rows = await txn.fetchall(
                 "SELECT token_hash FROM access_tokens WHERE user_id = ?", (user_id,)

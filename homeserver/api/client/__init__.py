@@ -70,6 +70,9 @@ def register_routes(app: web.Application) -> None:
     from homeserver.api.client import to_device
 
     to_device.register(routes)
+    from homeserver.api.client import device_lists
+
+    device_lists.register(routes)
     from homeserver.api.client import keys
 
     keys.register(routes)

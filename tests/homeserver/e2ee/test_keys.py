@@ -179,3 +179,48 @@ async def test_sync_carries_key_counts_in_every_response(api: Api) -> None:
     inc = await api.get(f"sync?since={inc['next_batch']}&timeout=300", token=tok)
     assert time.monotonic() - started >= 0.25
     assert "device_one_time_keys_count" in inc
+
+
+async def test_deleting_a_device_removes_its_keys(api: Api) -> None:
+    alice, tok, dev = await login_device(api, "alice")
+    second = await api.login("alice")
+    dev2, tok2 = second["device_id"], second["access_token"]
+    key = new_key(dev2)
+    await upload(api, tok2, {"device_keys": device_keys(alice, dev2, key),
+                             "one_time_keys": {"signed_curve25519:A": otk(alice, key, 1)},
+                             "fallback_keys": {"signed_curve25519:F": otk(alice, key, 2, fallback=True)}})
+    changed: list[str] = []
+
+    async def listener(user_id: str) -> None:
+        changed.append(user_id)
+
+    api.hs.device_lists.on_change.append(listener)
+    status, challenge = await api.request("DELETE", f"devices/{dev2}", {}, token=tok, expect=401)
+    await api.request("DELETE", f"devices/{dev2}", {"auth": {
+        "type": "m.login.password", "session": challenge["session"],
+        "identifier": {"type": "m.id.user", "user": "alice"}, "password": "correct horse battery"}}, token=tok)
+    assert alice in changed
+    q = await api.post("keys/query", {"device_keys": {alice: []}}, token=tok)
+    assert q["device_keys"][alice] == {}
+    got = await api.post("keys/claim", {"one_time_keys": {alice: {dev2: "signed_curve25519"}}}, token=tok)
+    assert got["one_time_keys"] == {}
+
+
+async def test_deactivation_removes_keys(api: Api) -> None:
+    alice, tok, dev = await login_device(api, "alice")
+    bob, btok, _ = await login_device(api, "bob")
+    key = new_key(dev)
+    await upload(api, tok, {"device_keys": device_keys(alice, dev, key),
+                            "one_time_keys": {"signed_curve25519:A": otk(alice, key, 1)}})
+    changed: list[str] = []
+
+    async def listener(user_id: str) -> None:
+        changed.append(user_id)
+
+    api.hs.device_lists.on_change.append(listener)
+    await api.hs.accounts.deactivate(alice)
+    assert alice in changed
+    q = await api.post("keys/query", {"device_keys": {alice: []}}, token=btok)
+    assert q["device_keys"][alice] == {}
+    got = await api.post("keys/claim", {"one_time_keys": {alice: {dev: "signed_curve25519"}}}, token=btok)
+    assert got["one_time_keys"] == {}
