@@ -330,6 +330,7 @@ class HomeServer:
             store=E2eeKeyStore(self.db), devices=self.devices, local_server=self.local_server,
             device_lists=self.device_lists,
         )
+        self.auth.on_devices_deleted.append(self.device_lists.mark_changed)  # keys went with the devices
         self.to_device = ToDeviceService(  # /sendToDevice; /sync to_device (local recipients only for now)
             store=ToDeviceStore(self.db), devices=self.devices, is_mine=self.local_server.is_mine, clock=self.clock,
         )

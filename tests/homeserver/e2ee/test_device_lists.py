@@ -1,4 +1,5 @@
-"""Device lists: /sync's device_lists (changed after another user's login, after mark_changed, after sharing a new encrypted room; left
+"""Device lists: /sync's device_lists (changed after another user's login or
+device deletion, after mark_changed, after sharing a new encrypted room; left
 after the last shared encrypted room is left), GET /keys/changes, wake-ups, and
 an idle incremental sync reading nothing."""
 
@@ -46,6 +47,15 @@ async def test_changed_after_login_and_mark_changed(api: Api) -> None:
     await api.hs.device_lists.mark_changed(uid("bob"))
     lists, _ = await _sync(api, bob, bob_since)
     assert lists["changed"] == [uid("bob")]
+
+
+async def test_changed_after_device_deletion(api: Api) -> None:
+    alice, _bob, _room = await room_with_bob(api)
+    second = (await api.login("bob", device_id="SECOND"))["access_token"]
+    _, since = await _sync(api, alice)
+    await api.post("logout", {}, token=second)
+    lists, _ = await _sync(api, alice, since)
+    assert lists == {"changed": [uid("bob")], "left": []}
 
 
 async def test_encrypted_room_join_and_leave(api: Api) -> None:
