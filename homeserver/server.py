@@ -28,6 +28,7 @@ from homeserver.audit import AuditLog
 from homeserver.clock import Clock
 from homeserver.config import UNSERVED_RESOURCES, Config, ListenerConfig
 from homeserver.e2ee.device_lists import DeviceLists
+from homeserver.e2ee.key_backup import KeyBackupService
 from homeserver.e2ee.keys import KeysService
 from homeserver.e2ee.to_device import ToDeviceService
 from homeserver.federation.access import ServerGate
@@ -95,6 +96,7 @@ from homeserver.storage.event_reports import EventReportStore
 from homeserver.storage.events import EventPositions, EventStore
 from homeserver.storage.federation_outbox import FederationOutboxStore
 from homeserver.storage.filters import FilterStore
+from homeserver.storage.key_backup import KeyBackupStore
 from homeserver.storage.media import MediaStore
 from homeserver.storage.migrations import migrate
 from homeserver.storage.partner_directory import PartnerDirectoryStore, PublicationStore
@@ -249,6 +251,7 @@ class HomeServer:
         )
         self.account_data = AccountDataService(AccountDataStore(self.db))
         self.tags = TagService(self.account_data)  # room tags, as m.tag room account data
+        self.key_backup = KeyBackupService(store=KeyBackupStore(self.db))  # server-side room key backups
         self.membership = MembershipService(
             local=self.local_server, federation_enabled=config.federation.enabled,
             allow_destination=self.federation_policy.allow_destination, users=self.users,

@@ -305,6 +305,8 @@ def path_values(route: str, method: str, w: World) -> st.SearchStrategy[dict[str
         "action": st.sampled_from(["accept", "decline", "revoke"]),
         "request_id": st.just(secrets.token_hex(8)),
         "report_id": st.just("1"),
+        "version": st.sampled_from(["1", "2", "abc"]),  # room key backup versions
+        "session_id": st.sampled_from(["fuzzsession", "s" * 300]),
         "token": st.just("fuzztoken"),
         "room_alias": st.just(w.alias if method == "PUT" else f"#spare:{w.a_spec.name}"),
         "device_id": st.just(w.quitter_device if method == "DELETE" else w.alice_device),

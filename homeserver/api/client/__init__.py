@@ -76,3 +76,6 @@ def register_routes(app: web.Application) -> None:
     from homeserver.api.client import keys
 
     keys.register(routes)
+    from homeserver.api.client import room_keys
+
+    room_keys.register(routes)
