@@ -66,6 +66,10 @@ class ToDeviceService:
         self.listeners: list[Listener] = []
         self._stream: StreamTracker | None = None
         self._stream_lock = asyncio.Lock()
+        # The position of each user's latest message since the stream was loaded, so
+        # a sync of a user nothing was sent to reads no inbox (`may_have`).
+        self._latest: dict[str, int] = {}
+        self._loaded_at = 0
 
     async def _tracker(self) -> StreamTracker:
         # Loaded on first use: the database is only open once the server has started.
@@ -73,6 +77,7 @@ class ToDeviceService:
             async with self._stream_lock:
                 if self._stream is None:
                     self._stream = StreamTracker(await self.store.max_position())
+                    self._loaded_at = self._stream.current
         return self._stream
 
     async def current_position(self) -> int:
@@ -120,8 +125,19 @@ class ToDeviceService:
                 tracker.finish(pos)
         if stored and rows:
             recipients = {u for u, _, _ in rows}
+            for (user_id, _, _), pos in zip(rows, positions, strict=True):
+                self._latest[user_id] = max(self._latest.get(user_id, 0), pos)
             for listener in self.listeners:
                 listener(recipients)
+
+    def may_have(self, user_id: str, since: int) -> bool:
+        """Whether a device of the user may have messages after `since` (False only
+        when certain: nothing was sent to the user after it since startup)."""
+        return self._stream is None or since < self._loaded_at or self._latest.get(user_id, 0) > since
+
+    async def devices_deleted(self, user_id: str) -> None:
+        """The user's deleted devices' inboxes go (told after the deletion commits)."""
+        await self.store.drop_deleted_devices(user_id)
 
     async def messages_for(self, user_id: str, device_id: str, since: int, upto: int) -> list[dict[str, Any]]:
         """The device's messages in (since, upto], as /sync's to_device events; a

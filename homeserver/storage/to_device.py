@@ -103,6 +103,15 @@ class ToDeviceStore:
         )
         return int(row[0]) if row else 0
 
-    async def delete_device(self, txn: Txn, user_id: str, device_id: str) -> None:
-        await txn.execute("DELETE FROM device_inbox WHERE user_id = ? AND device_id = ?", (user_id, device_id))
-        await txn.execute("DELETE FROM to_device_txns WHERE user_id = ? AND device_id = ?", (user_id, device_id))
+    async def drop_deleted_devices(self, user_id: str) -> None:
+        """Delete the inboxes and transaction IDs of the user's devices that no longer exist."""
+
+        async def fn(txn: Txn) -> None:
+            for table in ("device_inbox", "to_device_txns"):
+                await txn.execute(
+                    f"DELETE FROM {table} WHERE user_id = ? AND device_id NOT IN"
+                    " (SELECT device_id FROM devices WHERE user_id = ?)",
+                    (user_id, user_id),
+                )
+
+        await self.db.write(fn)

@@ -28,6 +28,10 @@ class ToDeviceStream(StreamProvider):
     async def current_position(self) -> int:
         return await self.to_device.current_position()
 
+    def moved(self, req: SyncRequest) -> bool:
+        # The stream moves with every user's messages; a user sent nothing reads nothing.
+        return req.since is None or (req.advanced(self.key) and self.to_device.may_have(req.user_id, req.since_pos(self.key)))
+
     async def top_level(self, req: SyncRequest) -> dict[str, Any]:
         events = await self.to_device.messages_for(
             req.user_id, req.requester.device_id, req.since_pos(self.key), req.now.to_device

@@ -146,3 +146,34 @@ async def test_idle_sync_touches_no_inbox(api: Api) -> None:
     store.acknowledge = refuse  # type: ignore[method-assign]
     _, again = await _sync(api, bob, since)
     assert again == since
+
+
+async def test_messages_to_others_make_no_inbox_read(api: Api) -> None:
+    alice = await _device(api, "alice", "A1", register=True)
+    bob = await _device(api, "bob", "B1", register=True)
+    carol = await _device(api, "carol", "C1", register=True)
+    _, since = await _sync(api, carol)
+    await _send(api, alice, {uid("bob"): {"B1": {"n": 1}}})
+    store = api.hs.to_device.store
+    pending = store.pending
+
+    async def refuse(*args: Any) -> Any:
+        raise AssertionError("carol's sync read an inbox")
+
+    store.pending = refuse  # type: ignore[method-assign]
+    got, _ = await _sync(api, carol, since)
+    assert got == []
+    store.pending = pending  # type: ignore[method-assign]
+    got, _ = await _sync(api, bob)
+    assert len(got) == 1
+
+
+async def test_deleted_device_inbox_goes(api: Api) -> None:
+    alice = await _device(api, "alice", "A1", register=True)
+    await _device(api, "bob", "B1", register=True)
+    second = await _device(api, "bob", "B2")
+    await _send(api, alice, {uid("bob"): {"*": {"n": 1}}})
+    assert await api.hs.to_device.store.count_pending(uid("bob"), "B2") == 1
+    await api.post("logout", {}, token=second)
+    assert await api.hs.to_device.store.count_pending(uid("bob"), "B2") == 0
+    assert await api.hs.to_device.store.count_pending(uid("bob"), "B1") == 1
