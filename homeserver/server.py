@@ -27,6 +27,7 @@ from homeserver.api.http import HS_KEY, X_FORWARDED_KEY, matrix_middleware
 from homeserver.audit import AuditLog
 from homeserver.clock import Clock
 from homeserver.config import UNSERVED_RESOURCES, Config, ListenerConfig
+from homeserver.e2ee.cross_signing import CrossSigningService
 from homeserver.e2ee.device_lists import DeviceLists
 from homeserver.e2ee.key_backup import KeyBackupService
 from homeserver.e2ee.keys import KeysService
@@ -334,6 +335,9 @@ class HomeServer:
             device_lists=self.device_lists,
         )
         self.auth.on_devices_deleted.append(self.device_lists.mark_changed)  # keys went with the devices
+        self.cross_signing = CrossSigningService(
+            store=self.keys.store, local_server=self.local_server, device_lists=self.device_lists,
+        )
         self.to_device = ToDeviceService(  # /sendToDevice; /sync to_device (local recipients only for now)
             store=ToDeviceStore(self.db), devices=self.devices, is_mine=self.local_server.is_mine, clock=self.clock,
         )

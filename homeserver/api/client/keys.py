@@ -46,7 +46,35 @@ async def claim_keys(request: web.Request) -> web.Response:
     return json_response(await get_hs(request).keys.claim(parsed))
 
 
+PASSWORD_FLOWS = [["m.login.password"]]
+
+
+async def upload_cross_signing_keys(request: web.Request) -> web.Response:
+    hs = get_hs(request)
+    req = await requester(request)
+    body = await read_json(request)
+    keys = hs.cross_signing.check_upload(req.user_id, body)
+    uia = None
+    if await hs.cross_signing.needs_auth(req.user_id, keys):
+        uia = await hs.uia.check(
+            body, uri="/keys/device_signing/upload", method="POST", flows=PASSWORD_FLOWS, requester=req
+        )
+    await hs.cross_signing.upload(req.user_id, keys)
+    if uia is not None:
+        await hs.uia.finish(uia)
+    return json_response({})
+
+
+async def upload_signatures(request: web.Request) -> web.Response:
+    req = await requester(request)
+    body = await read_json(request)
+    failures = await get_hs(request).cross_signing.upload_signatures(req.user_id, body)
+    return json_response({"failures": failures})
+
+
 def register(routes: ClientRoutes) -> None:
     routes.add("POST", "/keys/upload", upload_keys)
     routes.add("POST", "/keys/query", query_keys)
     routes.add("POST", "/keys/claim", claim_keys)
+    routes.add("POST", "/keys/device_signing/upload", upload_cross_signing_keys)
+    routes.add("POST", "/keys/signatures/upload", upload_signatures)
