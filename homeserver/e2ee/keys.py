@@ -82,13 +82,16 @@ def ed25519_verify(obj: dict[str, Any], signer_user_id: str, key_id: str, public
 
 
 def _check_id(value: object, what: str) -> str:
-    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH or "\x00" in value:
         raise invalid(f"{what} must be a non-empty string of at most {MAX_ID_LENGTH} characters")
     return value
 
 
 def _json_size(obj: Any) -> int:
-    return len(encode_canonical_json(obj))
+    try:
+        return len(encode_canonical_json(obj))
+    except Exception:
+        raise invalid("Keys must be plain JSON") from None
 
 
 def check_key_object(key_id: str, key: object, *, what: str) -> str | dict[str, Any]:
@@ -270,6 +273,8 @@ class KeysService:
                 failures[parsed[1]] = _remote_failure()
                 continue
             for device_id, algorithm in devices.items():
+                if not _usable_id(device_id) or not _usable_id(algorithm):
+                    continue  # no such device or algorithm can exist
                 key: OneTimeKey | None = await self.store.claim_one_time_key(user_id, device_id, algorithm)
                 if key is None:
                     fb = await self.store.claim_fallback_key(user_id, device_id, algorithm)
@@ -284,6 +289,10 @@ class KeysService:
         """Devices of the user were deleted (their keys with them, in the same
         transaction): their device list changed."""
         await self.device_lists.mark_changed(user_id)
+
+
+def _usable_id(value: str) -> bool:
+    return 0 < len(value) <= MAX_ID_LENGTH and "\x00" not in value
 
 
 def _remote_failure() -> dict[str, Any]:

@@ -224,3 +224,19 @@ async def test_deactivation_removes_keys(api: Api) -> None:
     assert q["device_keys"][alice] == {}
     got = await api.post("keys/claim", {"one_time_keys": {alice: {dev: "signed_curve25519"}}}, token=btok)
     assert got["one_time_keys"] == {}
+
+
+async def test_hostile_ids_in_upload_query_and_claim(api: Api) -> None:
+    alice, tok, dev = await login_device(api, "alice")
+    bad = {"one_time_keys": {"signed_curve25519:A\u0000B": "key"}}
+    assert (await upload(api, tok, bad, expect=400))["errcode"] == "M_INVALID_PARAM"
+    claim = {"one_time_keys": {alice: {"D\u0000": "signed_curve25519", "x" * 5000: "a\u0000", dev: "y" * 5000},
+                               "not a user id": {"D": "signed_curve25519"}}}
+    assert await api.post("keys/claim", claim, token=tok) == {"one_time_keys": {}, "failures": {}}
+    q = await api.post("keys/query", {"device_keys": {alice: ["D\u0000", "x" * 5000], "bogus": []}}, token=tok)
+    assert q["device_keys"] == {alice: {}}
+    for body in ({"device_keys": {alice: "all"}}, {"device_keys": []}, {}):
+        status, err = await api.request("POST", "keys/query", body, token=tok, expect=None)
+        assert status == 400, (body, err)
+    status, _ = await api.request("POST", "keys/claim", {"one_time_keys": {alice: {dev: 5}}}, token=tok, expect=None)
+    assert status == 400
