@@ -125,3 +125,26 @@ async def test_signatures_upload(api: Api) -> None:
     far = "@far:remote.example"
     res = await api.post("keys/signatures/upload", {far: {"k": signed({"user_id": far}, alice, usk)}}, token=tok)
     assert res["failures"][far]["k"]["errcode"] == "M_NOT_FOUND"
+
+
+async def test_cross_signing_changes_mark_the_device_list(api: Api) -> None:
+    alice, tok, dev = await login_device(api, "alice")
+    dkey = new_key(dev)
+    dk = device_keys(alice, dev, dkey)
+    await api.post("keys/upload", {"device_keys": dk}, token=tok)
+    changed: list[str] = []
+
+    async def listener(user_id: str) -> None:
+        changed.append(user_id)
+
+    api.hs.device_lists.on_change.append(listener)
+    body, master, msk, ssk, usk = cs_keys(alice)
+    await upload_cs(api, tok, body)
+    assert changed == [alice]
+    await upload_cs(api, tok, body)  # the same keys: nothing changed
+    assert changed == [alice]
+    await api.post("keys/signatures/upload", {alice: {dev: signed(dk, alice, ssk)}}, token=tok)
+    assert changed == [alice, alice]
+    # A rejected signature changes nothing.
+    await api.post("keys/signatures/upload", {alice: {dev: signed(dk, alice, usk)}}, token=tok)
+    assert changed == [alice, alice]
