@@ -135,7 +135,7 @@ class DeviceLists:
         """(changed, left) for `user_id` over the stream positions (after, upto]."""
         if upto <= after:
             return [], []
-        rows = await self.store.changes(after, upto)
+        rows = await self.store.changes(after, upto, _MAX_WINDOW_ROWS + 1)
         if not rows:
             return [], []
         shared_encrypted = await self.store.room_mates(user_id, encrypted_only=True)

@@ -29,12 +29,12 @@ class DeviceListStore:
 
         await self.db.write(fn)
 
-    async def changes(self, after: int, upto: int) -> list[tuple[str, str | None]]:
-        """(user_id, room_id or None) of the rows in (after, upto], oldest first."""
+    async def changes(self, after: int, upto: int, limit: int) -> list[tuple[str, str | None]]:
+        """(user_id, room_id or None) of the rows in (after, upto], oldest first, at most `limit`."""
         rows = await self.db.fetchall(
             "SELECT user_id, room_id FROM device_list_changes WHERE stream_id > ? AND stream_id <= ?"
-            " ORDER BY stream_id",
-            (after, upto),
+            " ORDER BY stream_id LIMIT ?",
+            (after, upto, limit),
         )
         return [(r[0], r[1]) for r in rows]
 

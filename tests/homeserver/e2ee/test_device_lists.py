@@ -144,3 +144,15 @@ async def test_idle_sync_reads_no_device_lists(api: Api) -> None:
     # Other streams moving (a message) does not make this one read either.
     await api.put(f"rooms/{_room}/send/m.room.message/x", {"body": "hi"}, token=alice)
     await _sync(api, alice, since)
+
+
+async def test_a_window_too_long_reports_every_room_mate(api: Api, monkeypatch: Any) -> None:
+    from homeserver.e2ee import device_lists
+
+    monkeypatch.setattr(device_lists, "_MAX_WINDOW_ROWS", 2)
+    alice, _bob, _room = await room_with_bob(api)
+    _, since = await _sync(api, alice)
+    for _ in range(3):
+        await api.hs.device_lists.mark_changed(uid("alice"))
+    lists, _ = await _sync(api, alice, since)
+    assert lists == {"changed": [uid("alice"), uid("bob")], "left": []}
