@@ -82,7 +82,7 @@ async def matrix_middleware(request: web.Request, handler: Handler) -> web.Strea
         except web.HTTPMethodNotAllowed:
             resp = error_response(MatrixError(405, "M_UNRECOGNIZED", "Method not allowed"))
         except web.HTTPRequestEntityTooLarge:
-            resp = error_response(MatrixError(413, "M_TOO_LARGE", "Request body too large"))
+            resp = error_response(too_large())
         except web.HTTPException as e:
             resp = error_response(MatrixError(e.status, "M_UNKNOWN", e.reason))
         except Exception:
@@ -98,22 +98,31 @@ async def matrix_middleware(request: web.Request, handler: Handler) -> web.Strea
     return resp
 
 
-async def read_json(request: web.Request, *, allow_empty: bool = False) -> dict[str, Any]:
-    """The request body as a JSON object, or the spec's error for anything else."""
-    hs = get_hs(request)
-    limit = hs.config.limits.max_request_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise MatrixError(413, "M_TOO_LARGE", "Request body too large")
+def too_large() -> MatrixError:
+    return MatrixError(413, "M_TOO_LARGE", "Request body too large")
+
+
+async def read_body(request: web.Request, cap: int) -> bytes:
+    """The raw body, refused (413 M_TOO_LARGE) from its declared length or as soon as
+    more than ``cap`` bytes arrive, so an oversized body is never held whole."""
+    if request.content_length is not None and request.content_length > cap:
+        raise too_large()
     body = bytearray()
     async for chunk in request.content.iter_chunked(65536):
         body.extend(chunk)
-        if len(body) > limit:
-            raise MatrixError(413, "M_TOO_LARGE", "Request body too large")
+        if len(body) > cap:
+            raise too_large()
+    return bytes(body)
+
+
+async def read_json(request: web.Request, *, allow_empty: bool = False) -> dict[str, Any]:
+    """The request body as a JSON object, or the spec's error for anything else."""
+    body = await read_body(request, get_hs(request).config.limits.max_request_body_bytes)
     if not body.strip():
         if allow_empty:
             return {}
         raise MatrixError(400, "M_NOT_JSON", "Request body is empty; expected a JSON object")
-    data = parse_json(bytes(body))
+    data = parse_json(body)
     if not isinstance(data, dict):
         raise bad_json("Request body must be a JSON object")
     return data

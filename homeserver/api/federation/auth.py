@@ -21,15 +21,14 @@ from typing import Any
 from aiohttp import web
 
 from federation.events.builder import MAX_PDU_SIZE
-from federation.events.json_bounds import JSONBoundsError, loads_bounded
 from federation.request_auth import (
     RequestAuthError,
     XMatrixAuth,
     parse_authorization_header,
     verify_request,
 )
-from homeserver.api.http import Handler, client_ip, get_hs
-from homeserver.errors import MatrixError, bad_json
+from homeserver.api.http import Handler, client_ip, get_hs, parse_json, read_body, too_large
+from homeserver.errors import MatrixError
 from homeserver.partners.directory_profile import MAX_BODY_BYTES as DIRECTORY_MAX_BODY_BYTES
 from homeserver.partners.directory_publisher import DIRECTORY_PREFIX
 
@@ -118,22 +117,9 @@ BODY_READS_KEY: web.AppKey[_BodyReads] = web.AppKey("federation_body_reads", _Bo
 
 
 async def _read_body(request: web.Request, cap: int) -> Any:
-    """The parsed JSON body, read no further than ``cap`` bytes."""
-    if request.content_length is not None and request.content_length > cap:
-        raise MatrixError(413, "M_TOO_LARGE", "Request body too large")
-    raw = bytearray()
-    async for chunk in request.content.iter_chunked(65536):
-        raw.extend(chunk)
-        if len(raw) > cap:
-            raise MatrixError(413, "M_TOO_LARGE", "Request body too large")
-    if not raw.strip():
-        return None
-    try:
-        return loads_bounded(bytes(raw))
-    except JSONBoundsError as e:
-        if e.not_json:
-            raise MatrixError(400, "M_NOT_JSON", "Content not JSON") from None
-        raise bad_json(str(e)) from None
+    """The parsed JSON body (None when empty), read no further than ``cap`` bytes."""
+    raw = await read_body(request, cap)
+    return parse_json(raw) if raw.strip() else None
 
 
 async def authenticate(request: web.Request) -> str | None:
@@ -176,7 +162,7 @@ async def authenticate(request: web.Request) -> str | None:
     await hs.federation_policy.check_inbound(origin, request.path, request.remote)
     cap = body_cap(request.path, hs.config.limits.max_request_body_bytes)
     if request.content_length is not None and request.content_length > cap:
-        raise MatrixError(413, "M_TOO_LARGE", "Request body too large")
+        raise too_large()
     keys = await hs.keyring.get_verify_keys(
         origin, [auth.key_id for auth in claims], requester=client_ip(request)
     )
