@@ -588,6 +588,7 @@ class HomeServer:
             raise
 
     async def stop(self) -> None:
+        self.notifier.close()  # long-polling /sync requests answer now, not at their timeout
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()

@@ -45,6 +45,17 @@ class Notifier:
     def __init__(self) -> None:
         self._waiters: dict[str, set[Waiter]] = {}
         self.wakeups = 0  # how many waiters were woken in total (for tests and metrics)
+        self.closed = False
+
+    def close(self) -> None:
+        """The server is stopping: wake every waiting request and let none wait again.
+        The listeners' shutdown waits for requests in flight, so a long-polling /sync
+        would otherwise hold the stop for its whole timeout (30 s from most clients),
+        even when its client has gone."""
+        self.closed = True
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                waiter.wake()
 
     def register(self, user_id: str) -> Waiter:
         waiter = Waiter(user_id)

@@ -92,7 +92,7 @@ class SyncService:
         full_state: bool,
     ) -> dict[str, Any]:
         notifier = self.notifier
-        if since is None or full_state or timeout_ms <= 0:
+        if since is None or full_state or timeout_ms <= 0 or notifier.closed:
             return await self._compute(SyncRequest(requester, since, await self.current_token(), sync_filter, full_state))
         waiter = notifier.register(requester.user_id)
         try:
@@ -101,7 +101,7 @@ class SyncService:
                 req = SyncRequest(requester, since, await self.current_token(), sync_filter, full_state)
                 result = await self._compute(req)
                 remaining = deadline - self.clock.monotonic()
-                if _has_news(result, self._not_news) or remaining <= 0:
+                if _has_news(result, self._not_news) or remaining <= 0 or notifier.closed:
                     return result
                 if not await waiter.wait(remaining):
                     # Timed out: nothing new; hand back a token at least as new as the caller's.

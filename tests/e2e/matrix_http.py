@@ -32,3 +32,12 @@ class RawClient:
             assert r.status == 200, data
         self.token, self.user_id, self.device_id = data["access_token"], data["user_id"], data["device_id"]
         return self
+
+    async def login(self, user_id: str, password: str = "e2e-password-1") -> RawClient:
+        """A new device of an existing account, by password."""
+        body = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user_id}, "password": password}
+        async with self.s.post(self.base + "/login", json=body) as r:
+            data = await r.json()
+            assert r.status == 200, data
+        self.token, self.user_id, self.device_id = data["access_token"], data["user_id"], data["device_id"]
+        return self

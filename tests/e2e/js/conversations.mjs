@@ -1,12 +1,6 @@
 // One-shot matrix-js-sdk calls for the "finding people and rooms" features: tags, the
 // user directory, a room summary and mutual rooms. Prints one JSON object with what the SDK returned.
-if (!Promise.withResolvers) {
-  Promise.withResolvers = function withResolvers() {
-    let resolve, reject;
-    const promise = new Promise((res, rej) => { resolve = res; reject = rej; });
-    return { promise, resolve, reject };
-  };
-}
+import "./node20.mjs";
 const sdk = await import("matrix-js-sdk");
 
 const [baseUrl, userId, accessToken, deviceId, roomId, term, otherUser] = process.argv.slice(2);

@@ -2,14 +2,7 @@
 // sees as JSON lines on stdout. Commands arrive as lines on stdin: "stop", "start", "quit".
 import readline from "node:readline";
 
-// matrix-js-sdk 37.8 calls Promise.withResolvers, which Node only has from version 22.
-if (!Promise.withResolvers) {
-  Promise.withResolvers = function withResolvers() {
-    let resolve, reject;
-    const promise = new Promise((res, rej) => { resolve = res; reject = rej; });
-    return { promise, resolve, reject };
-  };
-}
+import "./node20.mjs";
 import * as sdk from "matrix-js-sdk";
 
 const [baseUrl, userId, accessToken, deviceId] = process.argv.slice(2);

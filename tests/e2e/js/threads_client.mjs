@@ -3,14 +3,7 @@
 // thread's /relations) and reports them, and the content shown for an edited event, as
 // one JSON line on stdout.
 
-// matrix-js-sdk 37.8 calls Promise.withResolvers, which Node only has from version 22.
-if (!Promise.withResolvers) {
-  Promise.withResolvers = function withResolvers() {
-    let resolve, reject;
-    const promise = new Promise((res, rej) => { resolve = res; reject = rej; });
-    return { promise, resolve, reject };
-  };
-}
+import "./node20.mjs";
 import * as sdk from "matrix-js-sdk";
 
 const [baseUrl, userId, accessToken, deviceId, roomId, editedId] = process.argv.slice(2);

@@ -227,3 +227,22 @@ async def test_one_message_wakes_exactly_its_rooms_members(api: Api) -> None:
             assert set(body["rooms"]["join"]) == {rooms[i // 20]}, user_id
     assert api.hs.notifier.wakeups - before == 200  # each once
     await session.close()
+
+
+async def test_stopping_answers_long_polls_at_once(api: Api) -> None:
+    """A stopping server answers its waiting /sync requests instead of holding the stop
+    until their timeout (the listeners wait for requests in flight); found with
+    matrix-js-sdk, whose client leaves a 30 s poll behind when it goes."""
+    alice = await _user(api, "alice")
+    token = (await api.get("sync", token=alice))["next_batch"]
+    poll = asyncio.ensure_future(api.get(f"sync?since={token}&timeout=600000", token=alice))
+    for _ in range(3000):  # until the request waits
+        if api.hs.notifier.waiting_users():
+            break
+        await asyncio.sleep(0.02)
+    api.hs.notifier.close()
+    body = await asyncio.wait_for(poll, 120)  # far below the poll's own ten minutes
+    assert body["next_batch"] == token
+    # A poll arriving while the server stops does not wait either.
+    later = await asyncio.wait_for(api.get(f"sync?since={token}&timeout=600000", token=alice), 120)
+    assert later["next_batch"] == token

@@ -1,0 +1,189 @@
+// A matrix-js-sdk client with its Rust crypto (@matrix-org/matrix-sdk-crypto-wasm), driven
+// by the end-to-end encryption tests. Arguments: baseUrl userId accessToken deviceId password
+// [recoveryKey]. The crypto store is in memory (Node has no IndexedDB), so each process is one
+// device's whole life.
+//
+// Commands arrive on stdin as JSON lines {"id": n, "cmd": "...", ...}; each is answered on stdout
+// by {"kind": "result", "id": n, ...} (or {"kind": "error", "id": n, "message": ...}). Besides the
+// answers, stdout carries what the client sees as JSON lines:
+//   {"kind": "message", ...}   a room message, after decryption, with the type it had on the wire
+//   {"kind": "device_lists", changed, left}   the device_lists part of each /sync answer
+//   {"kind": "sync", state}
+// Anything else on stdout (none is written on purpose) is not JSON-object lines.
+import readline from "node:readline";
+
+import "./node20.mjs";
+const sdk = await import("matrix-js-sdk");
+const { decodeRecoveryKey } = await import("matrix-js-sdk/lib/crypto-api/index.js");
+const { logger } = await import("matrix-js-sdk/lib/logger.js");
+logger.setLevel(process.env.E2EE_JS_LOG ?? "warn");
+
+const [baseUrl, userId, accessToken, deviceId, password, recoveryKeyArg] = process.argv.slice(2);
+const out = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
+
+// The secret storage key: made by bootstrapSecretStorage in this process, or given (a fresh
+// login restoring its backup).
+let secretStorageKey = recoveryKeyArg ? decodeRecoveryKey(recoveryKeyArg) : null;
+const cryptoCallbacks = {
+  getSecretStorageKey: async ({ keys }) => {
+    if (!secretStorageKey) return null;
+    const keyId = Object.keys(keys)[0];
+    return [keyId, secretStorageKey];
+  },
+  cacheSecretStorageKey: (_keyId, _info, key) => { secretStorageKey = key; },
+};
+
+// Every request goes through the real fetch; /sync answers are also reported, so the tests see
+// the device lists exactly as the server sent them.
+async function fetchFn(input, init) {
+  const response = await fetch(input, init);
+  const url = String(input?.url ?? input);
+  if (url.includes("/_matrix/client/v3/sync") && response.ok) {
+    const body = await response.clone().json();
+    const lists = body.device_lists ?? {};
+    if ((lists.changed ?? []).length || (lists.left ?? []).length) {
+      out({ kind: "device_lists", changed: lists.changed ?? [], left: lists.left ?? [] });
+    }
+  }
+  return response;
+}
+
+const client = sdk.createClient({ baseUrl, userId, accessToken, deviceId, cryptoCallbacks, fetchFn });
+await client.initRustCrypto({ useIndexedDB: false });
+// initRustCrypto turns the Rust side's tracing on at debug level; keep only its warnings.
+const wasm = await import("@matrix-org/matrix-sdk-crypto-wasm");
+new wasm.Tracing(wasm.LoggerLevel[process.env.E2EE_JS_RUST_LOG ?? "Warn"]).turnOn();
+const crypto = client.getCrypto();
+
+async function reportMessage(event) {
+  await client.decryptEventIfNeeded(event);
+  if (event.getType() !== "m.room.message") return;
+  out({
+    kind: "message", room: event.getRoomId(), eventId: event.getId(), sender: event.getSender(),
+    wireType: event.getWireType(), body: event.getContent()?.body ?? null,
+    failure: event.isDecryptionFailure() ? String(event.decryptionFailureReason) : null,
+  });
+}
+client.on(sdk.ClientEvent.Sync, (state) => out({ kind: "sync", state }));
+client.on(sdk.RoomEvent.Timeline, (event, _room, toStart) => {
+  if (!toStart) reportMessage(event).catch((e) => out({ kind: "log", message: String(e) }));
+});
+// An event that failed to decrypt at first (its key arrived later) is decrypted again.
+client.on(sdk.MatrixEventEvent.Decrypted, (event) => {
+  if (event.getType() === "m.room.message" && !event.isDecryptionFailure()) {
+    out({
+      kind: "message", room: event.getRoomId(), eventId: event.getId(), sender: event.getSender(),
+      wireType: event.getWireType(), body: event.getContent()?.body ?? null, failure: null, late: true,
+    });
+  }
+});
+
+const passwordAuth = async (makeRequest) => {
+  await makeRequest({ type: "m.login.password", identifier: { type: "m.id.user", user: userId }, password });
+};
+
+const commands = {
+  async ownKeys() {
+    return await crypto.getOwnDeviceKeys();
+  },
+  async join({ room }) {
+    await client.joinRoom(room);
+    return {};
+  },
+  async send({ room, body }) {
+    const { event_id } = await client.sendMessage(room, { msgtype: "m.text", body });
+    return { eventId: event_id };
+  },
+  async encryptionEnabled({ room }) {
+    return { enabled: await crypto.isEncryptionEnabledInRoom(room) };
+  },
+  async bootstrapCrossSigning() {
+    await crypto.bootstrapCrossSigning({ authUploadDeviceSigningKeys: passwordAuth });
+    return { ready: await crypto.isCrossSigningReady(), status: await crypto.getCrossSigningStatus() };
+  },
+  async bootstrapBackup() {
+    let recoveryKey = null;
+    await crypto.bootstrapSecretStorage({
+      createSecretStorageKey: async () => {
+        const key = await crypto.createRecoveryKeyFromPassphrase();
+        recoveryKey = key.encodedPrivateKey;
+        secretStorageKey = key.privateKey;
+        return key;
+      },
+      setupNewSecretStorage: true,
+      setupNewKeyBackup: true,
+    });
+    return {
+      recoveryKey, backupVersion: await crypto.getActiveSessionBackupVersion(),
+      secretStorageReady: await crypto.isSecretStorageReady(),
+    };
+  },
+  async backupVersion() {
+    return { version: await crypto.getActiveSessionBackupVersion() };
+  },
+  // Waits until every room key this device holds is in the backup.
+  async backupAll() {
+    const remaining = () => new Promise((resolve) => {
+      const onRemaining = (n) => { if (n === 0) { client.off(sdk.CryptoEvent.KeyBackupSessionsRemaining, onRemaining); resolve(); } };
+      client.on(sdk.CryptoEvent.KeyBackupSessionsRemaining, onRemaining);
+    });
+    const done = remaining();
+    await crypto.checkKeyBackupAndEnable();
+    await Promise.race([done, new Promise((r) => setTimeout(r, 20000))]);
+    const info = await crypto.getKeyBackupInfo();
+    return { version: info?.version ?? null, count: info?.count ?? null, etag: info?.etag ?? null };
+  },
+  async restoreBackup() {
+    await crypto.loadSessionBackupPrivateKeyFromSecretStorage();
+    const check = await crypto.checkKeyBackupAndEnable();
+    const result = await crypto.restoreKeyBackup();
+    return { total: result.total, imported: result.imported, trusted: check?.trustInfo?.trusted ?? null };
+  },
+  // The room's history, paginated back to its start and decrypted.
+  async history({ room }) {
+    const r = client.getRoom(room);
+    while (await client.scrollback(r, 50) && r.oldState.paginationToken) { /* back to the start */ }
+    const events = r.getLiveTimeline().getEvents();
+    const messages = [];
+    for (const event of events) {
+      await client.decryptEventIfNeeded(event);
+      if (event.getType() !== "m.room.message") continue;
+      messages.push({
+        eventId: event.getId(), sender: event.getSender(), wireType: event.getWireType(),
+        body: event.getContent()?.body ?? null,
+        failure: event.isDecryptionFailure() ? String(event.decryptionFailureReason) : null,
+      });
+    }
+    return { messages };
+  },
+  async deviceStatus({ user, device, download }) {
+    if (download) await crypto.getUserDeviceInfo([user], true);
+    const status = await crypto.getDeviceVerificationStatus(user, device);
+    const userStatus = await crypto.getUserVerificationStatus(user);
+    const devices = await crypto.getUserDeviceInfo([user]);
+    return {
+      known: status !== null,
+      signedByOwner: status?.signedByOwner ?? null,
+      crossSigningVerified: status?.crossSigningVerified ?? null,
+      hasCrossSigningKeys: await crypto.userHasCrossSigningKeys(user, true),
+      userCrossSigningVerified: userStatus.isCrossSigningVerified(),
+      devices: [...(devices.get(user)?.keys() ?? [])],
+    };
+  },
+  async quit() {
+    client.stopClient();
+    setTimeout(() => process.exit(0), 10);
+    return {};
+  },
+};
+
+const rl = readline.createInterface({ input: process.stdin });
+rl.on("line", async (line) => {
+  const { id, cmd, ...args } = JSON.parse(line);
+  try {
+    out({ kind: "result", id, ...(await commands[cmd](args)) });
+  } catch (e) {
+    out({ kind: "error", id, message: String(e?.stack ?? e) });
+  }
+});
+await client.startClient({ initialSyncLimit: 20 });
