@@ -6,8 +6,9 @@ is only ever asked through the client API, and what it stored is read back raw."
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,19 @@ def _stored_timeline(server: ServerProcess, room: str) -> list[tuple[str, str]]:
         ).fetchall()
 
 
+async def _device_status(
+    client: JsCryptoClient, user_id: str, device_id: str, until: Callable[[dict[str, Any]], bool],
+) -> dict[str, Any]:
+    """What the client knows of a device, once `until` holds: after a device_lists change the
+    client queries the user's keys again in the background."""
+    for _ in range(300):
+        status = await client.call("deviceStatus", user=user_id, device=device_id)
+        if until(status):
+            return status
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the client never saw {device_id} of {user_id} so: {status}")
+
+
 async def _encrypted_room(alice: RawClient, bob: RawClient) -> str:
     room = (await alice.call("POST", "/createRoom", {
         "preset": "private_chat", "invite": [bob.user_id], "initial_state": [ENCRYPTION],
@@ -82,13 +96,19 @@ async def _encrypted_room(alice: RawClient, bob: RawClient) -> str:
     return room
 
 
+async def _pair(
+    server: ServerProcess, s: aiohttp.ClientSession, clients: _Clients,
+) -> tuple[RawClient, RawClient, str, JsCryptoClient, JsCryptoClient]:
+    """alice and bob, joined to an encrypted room, each with one js client running."""
+    alice = await RawClient(s, server.client_url).register("alice")
+    bob = await RawClient(s, server.client_url).register("bob")
+    room = await _encrypted_room(alice, bob)
+    return alice, bob, room, await clients.start(server.client_url, alice), await clients.start(server.client_url, bob)
+
+
 async def test_two_users_exchange_encrypted_messages(tmp_path: Path) -> None:
     async with _accord(tmp_path) as (server, s), _clients() as clients:
-        alice = await RawClient(s, server.client_url).register("alice")
-        bob = await RawClient(s, server.client_url).register("bob")
-        room = await _encrypted_room(alice, bob)
-        a = await clients.start(server.client_url, alice)
-        b = await clients.start(server.client_url, bob)
+        alice, bob, room, a, b = await _pair(server, s, clients)
         assert (await a.call("encryptionEnabled", room=room))["enabled"]
 
         await a.call("send", room=room, body="hello bob, secretly")
@@ -106,3 +126,92 @@ async def test_two_users_exchange_encrypted_messages(tmp_path: Path) -> None:
         stored = _stored_timeline(server, room)
         assert {t for t, _ in stored} == {"m.room.encrypted"}
         assert not any("secretly" in j for _, j in stored)
+
+
+async def test_cross_signing_seen_by_the_other_user(tmp_path: Path) -> None:
+    async with _accord(tmp_path) as (server, s), _clients() as clients:
+        alice, bob, _, a, b = await _pair(server, s, clients)
+        before = await b.call("deviceStatus", user=alice.user_id, device=alice.device_id, download=True)
+        assert before["known"] and not before["signedByOwner"] and not before["hasCrossSigningKeys"]
+
+        boot = await a.call("bootstrapCrossSigning")
+        assert boot["ready"] and boot["status"]["publicKeysOnDevice"]
+        # The upload needed the account's password (user-interactive auth) and the server
+        # now serves alice's master and self-signing keys and her device signed by the latter.
+        keys = await bob.call("POST", "/keys/query", {"device_keys": {alice.user_id: []}})
+        assert alice.user_id in keys["master_keys"] and alice.user_id in keys["self_signing_keys"]
+        assert alice.user_id not in keys.get("user_signing_keys", {})  # only for alice herself
+        ssk = next(iter(keys["self_signing_keys"][alice.user_id]["keys"]))
+        assert ssk in keys["device_keys"][alice.user_id][alice.device_id]["signatures"][alice.user_id]
+
+        # Bob's client learns of the change through device_lists and sees the device as
+        # signed by its owner (bob has not verified alice herself).
+        await b.expect(lambda e: e["kind"] == "device_lists" and alice.user_id in e["changed"])
+        after = await _device_status(b, alice.user_id, alice.device_id, lambda st: st["signedByOwner"])
+        assert after["hasCrossSigningKeys"]
+        assert not after["crossSigningVerified"] and not after["userCrossSigningVerified"]
+        # Alice's own client trusts her device through her own cross-signing.
+        own = await a.call("deviceStatus", user=alice.user_id, device=alice.device_id)
+        assert own["signedByOwner"] and own["crossSigningVerified"]
+
+
+async def test_key_backup_restored_by_a_fresh_login(tmp_path: Path) -> None:
+    async with _accord(tmp_path) as (server, s), _clients() as clients:
+        alice, bob, room, a, b = await _pair(server, s, clients)
+        await a.call("bootstrapCrossSigning")
+        backup = await a.call("bootstrapBackup")
+        assert backup["recoveryKey"] and backup["backupVersion"] and backup["secretStorageReady"], str(backup)
+
+        await a.call("send", room=room, body="from alice, before")
+        await b.message("from alice, before")
+        await b.call("send", room=room, body="from bob, before")
+        await a.message("from bob, before")
+        # The client uploads both room keys to the backup on its own, in the background.
+        for _ in range(600):
+            current = await alice.call("GET", "/room_keys/version")
+            if current["count"] == 2:
+                break
+            await asyncio.sleep(0.1)
+        assert current["version"] == backup["backupVersion"] and current["count"] == 2
+        assert current["algorithm"] == "m.megolm_backup.v1.curve25519-aes-sha2"
+        stored = await alice.call("GET", f"/room_keys/keys?version={current['version']}")
+        assert len(stored["rooms"][room]["sessions"]) == 2
+        await a.close()
+
+        # A new device of alice's, with nothing but the recovery key: it restores the backup
+        # from the server and reads the history it was never sent keys for.
+        fresh = await clients.start(
+            server.client_url, await RawClient(s, server.client_url).login(alice.user_id),
+            recovery_key=backup["recoveryKey"],
+        )
+        before = await fresh.call("history", room=room)
+        assert {m["body"] for m in before["messages"]} <= {None}  # not readable yet
+        restored = await fresh.call("restoreBackup")
+        assert restored["imported"] == 2 and restored["total"] == 2
+        history = await fresh.call("history", room=room)
+        assert [(m["sender"], m["body"], m["wireType"]) for m in history["messages"]] == [
+            (alice.user_id, "from alice, before", "m.room.encrypted"),
+            (bob.user_id, "from bob, before", "m.room.encrypted"),
+        ]
+
+
+async def test_new_device_is_announced_and_receives_the_next_message(tmp_path: Path) -> None:
+    async with _accord(tmp_path) as (server, s), _clients() as clients:
+        alice, bob, room, a, b = await _pair(server, s, clients)
+        await a.call("send", room=room, body="one device")
+        await b.message("one device")
+
+        bob2 = await RawClient(s, server.client_url).login(bob.user_id)
+        b2 = await clients.start(server.client_url, bob2)
+        # Alice's sync names bob as changed, and her client then knows the new device.
+        await a.expect(lambda e: e["kind"] == "device_lists" and bob.user_id in e["changed"])
+        status = await _device_status(a, bob.user_id, bob2.device_id, lambda st: st["known"])
+        assert set(status["devices"]) == {bob.device_id, bob2.device_id}
+
+        await a.call("send", room=room, body="two devices")
+        got = await b2.message("two devices")
+        assert got["wireType"] == "m.room.encrypted" and got["sender"] == alice.user_id
+        await b.message("two devices")
+        # The new device never had the key of the message sent before it existed.
+        history = await b2.call("history", room=room)
+        assert [m["body"] for m in history["messages"]] == [None, "two devices"]

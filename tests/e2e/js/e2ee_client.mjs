@@ -55,13 +55,18 @@ const wasm = await import("@matrix-org/matrix-sdk-crypto-wasm");
 new wasm.Tracing(wasm.LoggerLevel[process.env.E2EE_JS_RUST_LOG ?? "Warn"]).turnOn();
 const crypto = client.getCrypto();
 
+// What a room message shows: its body once decrypted, never the SDK's "Unable to decrypt" text.
+function shown(event) {
+  const failure = event.isDecryptionFailure() ? String(event.decryptionFailureReason) : null;
+  return { wireType: event.getWireType(), body: failure ? null : event.getContent()?.body ?? null, failure };
+}
+
 async function reportMessage(event) {
   await client.decryptEventIfNeeded(event);
   if (event.getType() !== "m.room.message") return;
   out({
     kind: "message", room: event.getRoomId(), eventId: event.getId(), sender: event.getSender(),
-    wireType: event.getWireType(), body: event.getContent()?.body ?? null,
-    failure: event.isDecryptionFailure() ? String(event.decryptionFailureReason) : null,
+    ...shown(event),
   });
 }
 client.on(sdk.ClientEvent.Sync, (state) => out({ kind: "sync", state }));
@@ -73,7 +78,7 @@ client.on(sdk.MatrixEventEvent.Decrypted, (event) => {
   if (event.getType() === "m.room.message" && !event.isDecryptionFailure()) {
     out({
       kind: "message", room: event.getRoomId(), eventId: event.getId(), sender: event.getSender(),
-      wireType: event.getWireType(), body: event.getContent()?.body ?? null, failure: null, late: true,
+      ...shown(event), late: true,
     });
   }
 });
@@ -113,25 +118,17 @@ const commands = {
       setupNewSecretStorage: true,
       setupNewKeyBackup: true,
     });
+    // The new backup is enabled by a check the SDK starts in the background; run it now.
+    await crypto.checkKeyBackupAndEnable();
+    const info = await crypto.getKeyBackupInfo();
     return {
       recoveryKey, backupVersion: await crypto.getActiveSessionBackupVersion(),
-      secretStorageReady: await crypto.isSecretStorageReady(),
+      secretStorageReady: await crypto.isSecretStorageReady(), info,
+      trust: info ? await crypto.isKeyBackupTrusted(info) : null,
     };
   },
   async backupVersion() {
     return { version: await crypto.getActiveSessionBackupVersion() };
-  },
-  // Waits until every room key this device holds is in the backup.
-  async backupAll() {
-    const remaining = () => new Promise((resolve) => {
-      const onRemaining = (n) => { if (n === 0) { client.off(sdk.CryptoEvent.KeyBackupSessionsRemaining, onRemaining); resolve(); } };
-      client.on(sdk.CryptoEvent.KeyBackupSessionsRemaining, onRemaining);
-    });
-    const done = remaining();
-    await crypto.checkKeyBackupAndEnable();
-    await Promise.race([done, new Promise((r) => setTimeout(r, 20000))]);
-    const info = await crypto.getKeyBackupInfo();
-    return { version: info?.version ?? null, count: info?.count ?? null, etag: info?.etag ?? null };
   },
   async restoreBackup() {
     await crypto.loadSessionBackupPrivateKeyFromSecretStorage();
@@ -149,9 +146,7 @@ const commands = {
       await client.decryptEventIfNeeded(event);
       if (event.getType() !== "m.room.message") continue;
       messages.push({
-        eventId: event.getId(), sender: event.getSender(), wireType: event.getWireType(),
-        body: event.getContent()?.body ?? null,
-        failure: event.isDecryptionFailure() ? String(event.decryptionFailureReason) : null,
+        eventId: event.getId(), sender: event.getSender(), ...shown(event),
       });
     }
     return { messages };
