@@ -215,3 +215,36 @@ async def test_new_device_is_announced_and_receives_the_next_message(tmp_path: P
         # The new device never had the key of the message sent before it existed.
         history = await b2.call("history", room=room)
         assert [m["body"] for m in history["messages"]] == [None, "two devices"]
+
+
+async def test_interactive_verification_over_to_device(tmp_path: Path) -> None:
+    """Emoji (SAS) verification runs on to-device messages both ways; afterwards alice's
+    user-signing key has signed bob's master key, which only alice is shown."""
+    async with _accord(tmp_path) as (server, s), _clients() as clients:
+        alice, bob, _, a, b = await _pair(server, s, clients)
+        await a.call("bootstrapCrossSigning")
+        await b.call("bootstrapCrossSigning")
+        await _device_status(a, bob.user_id, bob.device_id, lambda st: st["signedByOwner"])
+        await _device_status(b, alice.user_id, alice.device_id, lambda st: st["signedByOwner"])
+
+        done = await a.call("verifyDevice", user=bob.user_id, device=bob.device_id)
+        assert done["phase"] == "Done", done
+        await b.expect(lambda e: e["kind"] == "verification_request" and e["from"] == alice.user_id)
+        shown_a = await a.expect(lambda e: e["kind"] == "sas")
+        shown_b = await b.expect(lambda e: e["kind"] == "sas")
+        assert shown_a["emoji"] == shown_b["emoji"] and len(shown_a["emoji"]) == 7
+        assert (await b.expect(lambda e: e["kind"] == "verification_done"))["phase"] == "Done"
+
+        signed = await a.expect(lambda e: e["kind"] == "signatures_uploaded" and bob.user_id in e["body"], 60)
+        assert signed["status"] == 200 and signed["failures"] == {}, str(signed)
+        # The signature alice uploaded on bob's master key: shown to her, not to bob.
+        usk = next(iter((await alice.call("POST", "/keys/query", {"device_keys": {alice.user_id: []}}))
+                        ["user_signing_keys"][alice.user_id]["keys"]))
+        for reader, visible in ((alice, True), (bob, False)):
+            master = (await reader.call("POST", "/keys/query", {"device_keys": {bob.user_id: []}}))["master_keys"][bob.user_id]
+            assert (usk in master["signatures"].get(alice.user_id, {})) is visible
+        # Bob's device list changed for alice (the new signature); her client fetches his keys
+        # again and trusts his device through cross-signing: her user-signing key signed his
+        # master key, his self-signing key his device.
+        trusted = await _device_status(a, bob.user_id, bob.device_id, lambda st: st["crossSigningVerified"])
+        assert trusted["userCrossSigningVerified"]

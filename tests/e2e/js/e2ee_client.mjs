@@ -8,6 +8,7 @@
 // answers, stdout carries what the client sees as JSON lines:
 //   {"kind": "message", ...}   a room message, after decryption, with the type it had on the wire
 //   {"kind": "device_lists", changed, left}   the device_lists part of each /sync answer
+//   {"kind": "to_device", type, sender}   each to-device event a /sync answer hands over
 //   {"kind": "sync", state}
 // Anything else on stdout (none is written on purpose) is not JSON-object lines.
 import readline from "node:readline";
@@ -40,10 +41,18 @@ async function fetchFn(input, init) {
   const url = String(input?.url ?? input);
   if (url.includes("/_matrix/client/v3/sync") && response.ok) {
     const body = await response.clone().json();
+    for (const event of body.to_device?.events ?? []) {
+      const shownContent = event.type.startsWith("m.key.verification.") ? event.content : undefined;
+      out({ kind: "to_device", type: event.type, sender: event.sender, content: shownContent });
+    }
     const lists = body.device_lists ?? {};
     if ((lists.changed ?? []).length || (lists.left ?? []).length) {
       out({ kind: "device_lists", changed: lists.changed ?? [], left: lists.left ?? [] });
     }
+  }
+  if (url.includes("/keys/signatures/upload")) {
+    const failures = (await response.clone().json()).failures ?? {};
+    out({ kind: "signatures_uploaded", status: response.status, failures, body: init?.body ? JSON.parse(init.body) : null });
   }
   return response;
 }
@@ -80,6 +89,47 @@ client.on(sdk.MatrixEventEvent.Decrypted, (event) => {
       kind: "message", room: event.getRoomId(), eventId: event.getId(), sender: event.getSender(),
       ...shown(event), late: true,
     });
+  }
+});
+
+// Interactive verification (SAS, emoji), as a user who compares the emoji and finds them equal.
+const { VerificationPhase, VerificationRequestEvent, VerifierEvent, CryptoEvent } = await import("matrix-js-sdk/lib/crypto-api/index.js");
+async function runSas(verifier) {
+  verifier.on(VerifierEvent.ShowSas, (sas) => {
+    out({ kind: "sas", emoji: sas.sas.emoji.map(([emoji]) => emoji) });
+    sas.confirm().catch((e) => out({ kind: "log", message: String(e) }));
+  });
+  await verifier.verify();
+}
+// The SDK's request objects hear of changes only through a weak reference from the Rust side:
+// one held by nothing but its own listeners can be garbage collected mid-verification (and then
+// never moves on). A client's UI holds its requests; this set does it here.
+const liveRequests = new Set();
+function untilPhase(request, phases) {
+  liveRequests.add(request);
+  return new Promise((resolve) => {
+    const check = () => {
+      if (phases.includes(request.phase)) {
+      request.off(VerificationRequestEvent.Change, check);
+      if ([VerificationPhase.Done, VerificationPhase.Cancelled].includes(request.phase)) liveRequests.delete(request);
+      resolve();
+    }
+    };
+    request.on(VerificationRequestEvent.Change, check);
+    check();
+  });
+}
+// The other side of a verification: accept every request and confirm what it shows.
+client.on(CryptoEvent.VerificationRequestReceived, async (request) => {
+  try {
+    out({ kind: "verification_request", from: request.otherUserId });
+    await request.accept();
+    await untilPhase(request, [VerificationPhase.Started, VerificationPhase.Cancelled]);
+    if (request.verifier) await runSas(request.verifier);
+    await untilPhase(request, [VerificationPhase.Done, VerificationPhase.Cancelled]);
+    out({ kind: "verification_done", with: request.otherUserId, phase: VerificationPhase[request.phase], code: request.cancellationCode });
+  } catch (e) {
+    out({ kind: "log", message: String(e?.stack ?? e) });
   }
 });
 
@@ -150,6 +200,15 @@ const commands = {
       });
     }
     return { messages };
+  },
+  // Verify another user's device interactively (to-device messages both ways).
+  async verifyDevice({ user, device }) {
+    const request = await crypto.requestDeviceVerification(user, device);
+    await untilPhase(request, [VerificationPhase.Ready, VerificationPhase.Cancelled]);
+    if (request.phase === VerificationPhase.Cancelled) return { phase: "Cancelled", code: request.cancellationCode };
+    await runSas(await request.startVerification("m.sas.v1"));
+    await untilPhase(request, [VerificationPhase.Done, VerificationPhase.Cancelled]);
+    return { phase: VerificationPhase[request.phase], code: request.cancellationCode };
   },
   async deviceStatus({ user, device, download }) {
     if (download) await crypto.getUserDeviceInfo([user], true);
