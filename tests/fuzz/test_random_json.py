@@ -429,6 +429,8 @@ def _fed_template(route: str, w: World) -> Any:
         (r"org.accord.directory/v1/search$", {"text": "x", "specialty": "s", "verified_only": False}),
         (r"org.accord.directory/v1/profile$", {"organization": {"name": "n"}, "expires_ts": 1}),
         (r"org.accord.partners/", {"server_name": w.b_spec.name, "message": "m", "accept": True}),
+        (r"/user/keys/query$", {"device_keys": {w.alice: [w.alice_device]}}),
+        (r"/user/keys/claim$", {"one_time_keys": {w.alice: {w.alice_device: "signed_curve25519"}}}),
     ]
     for pattern, template in candidates:
         if re.search(pattern, route):
