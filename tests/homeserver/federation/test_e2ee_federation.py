@@ -8,6 +8,7 @@ A runs on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -243,3 +244,65 @@ async def test_hostile_e2ee_edus_are_dropped(pair: Pair) -> None:
     await _send_edus(b, pair.a_spec.name, "good2", [good])
     got = await _sync_since(alice, alice_since, lambda s: bool(s.get("to_device", {}).get("events")))
     assert [(e["sender"], e["type"]) for e in got["to_device"]["events"]] == [(bob_id, "m.ok")]
+
+
+async def test_silent_and_unreachable_servers_are_failures(pair: Pair) -> None:
+    """One query asks every server at once: a server that accepts connections and
+    never answers is a failure once the request's `timeout` is spent, one that
+    refuses connections a failure at once, and the server that answers is served."""
+    alice, bob, alice_id = pair.alice, pair.bob, pair.alice_id
+    alice_dev, _ = await _upload(alice, n_otks=1)
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # never a byte back
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.4", 0)
+    port = server.sockets[0].getsockname()[1]
+    closed = socket.socket()
+    closed.bind(("127.0.0.5", 0))
+    closed_port = closed.getsockname()[1]
+    closed.close()  # nothing listens there
+    silent_name, closed_name = f"127.0.0.4:{port}", f"127.0.0.5:{closed_port}"
+    try:
+        q = await bob.call("POST", "/keys/query", {"timeout": 500, "device_keys": {
+            alice_id: [], f"@x:{silent_name}": [], f"@y:{closed_name}": []}})
+        assert set(q["failures"]) == {silent_name, closed_name}
+        assert q["failures"][silent_name]["status"] == 504
+        assert list(q["device_keys"][alice_id]) == [alice_dev]
+        c = await bob.call("POST", "/keys/claim", {"timeout": 500, "one_time_keys": {
+            alice_id: {alice_dev: "signed_curve25519"}, f"@x:{silent_name}": {"D": "signed_curve25519"}}})
+        assert set(c["failures"]) == {silent_name}
+        assert list(c["one_time_keys"][alice_id]) == [alice_dev]
+    finally:
+        server.close()
+
+
+async def test_non_partners_get_no_keys_and_no_to_device(tmp_path: Path, ca: TestCA) -> None:
+    """A under `federation.policy: partners`, B not its partner: B's users cannot
+    read or claim A's users' keys, A asks B nothing and queues nothing for B, and
+    B's to-device messages never reach A's users."""
+    async with running_pair(tmp_path, ca, a_config={"federation": {"policy": "partners"}}) as pair:
+        a, b, alice, bob, alice_id, bob_id = pair.a, pair.b, pair.alice, pair.bob, pair.alice_id, pair.bob_id
+        alice_dev, _ = await _upload(alice, n_otks=1)
+        bob_dev, _ = await _upload(bob, n_otks=1)
+        q = await bob.call("POST", "/keys/query", {"device_keys": {alice_id: []}})
+        assert pair.a_spec.name in q["failures"] and q["device_keys"] == {}
+        c = await bob.call("POST", "/keys/claim", {"one_time_keys": {alice_id: {alice_dev: "signed_curve25519"}}})
+        assert pair.a_spec.name in c["failures"] and c["one_time_keys"] == {}
+        q = await alice.call("POST", "/keys/query", {"device_keys": {bob_id: []}})
+        assert pair.b_spec.name in q["failures"] and q["device_keys"] == {}
+        assert await b.keys.store.one_time_key_counts(bob_id, bob_dev) == {"signed_curve25519": 1}
+
+        await alice.call("PUT", "/sendToDevice/m.x/t1", {"messages": {bob_id: {"*": {"n": 1}}}})
+        assert await a.federation_sender.store.count(pair.b_spec.name) == 0
+        alice_since = (await alice.call("GET", "/sync?timeout=0"))["next_batch"]
+        await bob.call("PUT", "/sendToDevice/m.x/t1", {"messages": {alice_id: {"*": {"n": 1}}}})
+        await b.federation_sender.drain_intake()
+        await _until(lambda: _outbox_empty(b, pair.a_spec.name))  # refused by A: dropped
+        got = await alice.call("GET", f"/sync?since={alice_since}&timeout=0")
+        assert not got.get("to_device", {}).get("events")
+
+
+async def _outbox_empty(hs: HomeServer, destination: str) -> bool:
+    return await hs.federation_sender.store.count(destination) == 0 and hs.federation_sender.idle(destination)
