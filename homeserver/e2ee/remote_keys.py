@@ -53,6 +53,8 @@ MAX_TIMEOUT_MS = 60_000
 # Devices kept of one remote user, and EDUs with more than this are malformed.
 MAX_REMOTE_DEVICES = 1000
 MAX_DISPLAY_NAME = 255
+# A refetch runs while an EDU (and the transaction carrying it) waits for it.
+RESYNC_TIMEOUT_S = 10.0
 
 # Local users sharing a joined room with a user, the user included.
 Audience = Callable[[str], Awaitable[frozenset[str]]]
@@ -287,7 +289,9 @@ class RemoteKeys:
         if parsed is None or self.client is None:
             return None
         try:
-            body = await self.client.get_json(parsed[1], f"{FED_V1}/user/devices/{quote_path_segment(user_id)}")
+            body = await self.client.get_json(
+                parsed[1], f"{FED_V1}/user/devices/{quote_path_segment(user_id)}", timeout_s=RESYNC_TIMEOUT_S
+            )
             fetched = _parse_user_devices(user_id, body)
         except (FederationError, TimeoutError, ValueError) as e:
             logger.info("device list of %s could not be fetched: %s", user_id, e)
@@ -318,16 +322,19 @@ class RemoteKeys:
             logger.info("dropping a malformed or forged m.device_list_update from %s", origin)
             return
         assert isinstance(device_id, str)
-        keys = content.get("keys")
-        if not deleted and keys is not None:
-            keys = check_device_keys(user_id, device_id, keys)
-            if keys is None:
-                logger.info("dropping an m.device_list_update from %s with bad keys", origin)
-                return
+        raw_keys = content.get("keys")
+        keys = check_device_keys(user_id, device_id, raw_keys) if not deleted and raw_keys is not None else None
         name = content.get("device_display_name")
         name = name if isinstance(name, str) and len(name) <= MAX_DISPLAY_NAME else None
         if not await self.tracked(user_id):
             return  # no one here needs their devices; nothing is cached for them
+        if keys is None and raw_keys is not None and not deleted:
+            # Keys we cannot take as the device's (bad signature, another device's,
+            # or a cross-signing key some servers announce this way): nothing of the
+            # EDU is kept; the list is asked of the user's server instead.
+            logger.info("m.device_list_update from %s with keys not the device's: refetching", origin)
+            await self._locked(user_id, lambda: self._resync(user_id, also_seen=[stream_id]))
+            return
         device = RemoteDevice(device_id, keys, name)
         await self._locked(user_id, lambda: self._apply(user_id, stream_id, prev_ids, device, deleted))
 
