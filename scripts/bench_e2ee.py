@@ -26,7 +26,13 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_servers import (  # noqa: E402
-    Client, Server, _pct, _synapse_python, report, start_accord, start_synapse,
+    Client,
+    Server,
+    _pct,
+    _synapse_python,
+    report,
+    start_accord,
+    start_synapse,
 )
 
 
