@@ -3,17 +3,19 @@ across servers, remote device lists cached while a room is shared and kept
 current by m.device_list_update and m.signing_key_update (a gap refetches the
 list), to-device messages both ways, delivered once; and hostile EDUs (forged
 senders, malformed or oversized ones) dropped while the transaction answers 200.
-A runs on SQLite and on PostgreSQL."""
+Both servers run on SQLite, then both on PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from homeserver.server import HomeServer
+from tests.conftest import fresh_pg_database
 from tests.homeserver.e2ee.keyhelpers import device_keys, new_key, otk, public, signed
 from tests.homeserver.federation.servers import Client, Pair, running_pair
 from tests.tls_ca import TestCA
@@ -79,7 +81,11 @@ async def _sync_since(client: Client, since: str, want: Callable[[dict[str, Any]
 async def test_keys_device_lists_and_to_device_across_servers(
     tmp_path: Path, ca: TestCA, db_overrides: dict[str, Any]
 ) -> None:
-    async with running_pair(tmp_path, ca, a_config=db_overrides) as pair:
+    async with contextlib.AsyncExitStack() as stack:
+        b_config: dict[str, Any] = {}
+        if db_overrides:  # both on PostgreSQL: each side's tables are exercised there
+            b_config = {"database": {"engine": "postgres", "dsn": await stack.enter_async_context(fresh_pg_database())}}
+        pair = await stack.enter_async_context(running_pair(tmp_path, ca, a_config=db_overrides, b_config=b_config))
         await _across(pair)
 
 
