@@ -1,6 +1,6 @@
 """End-to-end encryption keys between Accord and stock Synapse, both ways, through each
 server's client API only: device keys uploaded on one side are seen by the other's
-/keys/query (with cross-signing keys), one-time keys claimed across, to-device messages
+/keys/query (and cross-signing keys uploaded later), one-time keys claimed across, to-device messages
 delivered across, and a new device on either side reaches the other side's users in
 /sync ``device_lists.changed`` and in their next /keys/query (m.device_list_update, or a
 refetch of the list)."""
@@ -71,6 +71,12 @@ async def _devices_seen(client: SynapseClient, user_id: str, devices: set[str]) 
     return got
 
 
+async def _has_master(client: SynapseClient, user_id: str) -> None:
+    got = await client.request("POST", "/keys/query", {"device_keys": {user_id: []}})
+    assert got["master_keys"].get(user_id, {}).get("usage") == ["master"], got
+    assert got["self_signing_keys"].get(user_id, {}).get("usage") == ["self_signing"], got
+
+
 async def test_keys_to_device_and_device_lists_with_synapse(
     accord: Accord, synapse: SynapseServer, api: ClientAPI  # noqa: F811
 ) -> None:
@@ -78,16 +84,12 @@ async def test_keys_to_device_and_device_lists_with_synapse(
     ada = await _accord_user(accord, api, "ada")
     sam_dev = await _upload(sam, n_otks=2)
     ada_dev = await _upload(ada, n_otks=2)
-    await sam.request("POST", "/keys/device_signing/upload", _cross_signing(sam.user_id))
-    await ada.request("POST", "/keys/device_signing/upload", _cross_signing(ada.user_id))
 
-    # Keys across, no room shared yet: each side's /keys/query sees the other's device
-    # and cross-signing keys, and claims take one-time keys from the other server.
+    # Keys across, no room shared yet: each side's /keys/query sees the other's device,
+    # and claims take one-time keys from the other server.
     got = await _devices_seen(ada, sam.user_id, {sam_dev})
     assert got["failures"] == {}
-    assert got["master_keys"][sam.user_id]["usage"] == ["master"]
-    got = await _devices_seen(sam, ada.user_id, {ada_dev})
-    assert got["self_signing_keys"][ada.user_id]["usage"] == ["self_signing"]
+    await _devices_seen(sam, ada.user_id, {ada_dev})
     claimed = await ada.request("POST", "/keys/claim", {"one_time_keys": {sam.user_id: {sam_dev: "signed_curve25519"}}})
     assert list(claimed["one_time_keys"][sam.user_id][sam_dev])[0].startswith("signed_curve25519:")
     claimed = await sam.request("POST", "/keys/claim", {"one_time_keys": {ada.user_id: {ada_dev: "signed_curve25519"}}})
@@ -100,6 +102,13 @@ async def test_keys_to_device_and_device_lists_with_synapse(
     sam_since = (await sam.sync())["next_batch"]
     await _devices_seen(ada, sam.user_id, {sam_dev})  # Accord now tracks sam's list
     await _devices_seen(sam, ada.user_id, {ada_dev})
+
+    # Cross-signing keys uploaded now reach the other side's cached lists
+    # (m.signing_key_update both ways).
+    await sam.request("POST", "/keys/device_signing/upload", _cross_signing(sam.user_id))
+    await ada.request("POST", "/keys/device_signing/upload", _cross_signing(ada.user_id))
+    await eventually(lambda: _has_master(ada, sam.user_id), "sam's cross-signing keys on Accord")
+    await eventually(lambda: _has_master(sam, ada.user_id), "ada's cross-signing keys on Synapse")
 
     # To-device both ways.
     await sam.request("PUT", "/sendToDevice/m.room_key_request/s1", {"messages": {ada.user_id: {ada_dev: {"from": "sam"}}}})

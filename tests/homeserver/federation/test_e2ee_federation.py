@@ -17,7 +17,7 @@ from typing import Any
 from homeserver.server import HomeServer
 from tests.conftest import fresh_pg_database
 from tests.homeserver.e2ee.keyhelpers import device_keys, new_key, otk, public, signed
-from tests.homeserver.federation.servers import Client, Pair, running_pair
+from tests.homeserver.federation.servers import Client, Pair, Servers, running_pair
 from tests.tls_ca import TestCA
 
 
@@ -133,9 +133,9 @@ async def _across(pair: Pair) -> None:
     alice_dev2, _ = await _upload(alice2)
     synced = await _sync_since(bob, since, lambda s: alice_id in s.get("device_lists", {}).get("changed", []))
     await _until(lambda: _cached_devices(b, alice_id, {alice_dev, alice_dev2}))
-    assert not [t for t in fetched if "/user/devices/" in t]
     q = await bob.call("POST", "/keys/query", {"device_keys": {alice_id: []}})
     assert set(q["device_keys"][alice_id]) == {alice_dev, alice_dev2}
+    assert not [t for t in fetched if "/user/" in t]  # from the cache, kept current by the EDU
     changes = await bob.call("GET", f"/keys/changes?from={since}&to={synced['next_batch']}")
     assert alice_id in changes["changed"]
 
@@ -312,3 +312,28 @@ async def test_non_partners_get_no_keys_and_no_to_device(tmp_path: Path, ca: Tes
 
 async def _outbox_empty(hs: HomeServer, destination: str) -> bool:
     return await hs.federation_sender.store.count(destination) == 0 and hs.federation_sender.idle(destination)
+
+
+async def test_to_device_for_a_server_that_is_down_survives_a_restart(servers: Servers) -> None:
+    """A message for a user of a server that is down waits in the outbox, is still
+    there after the sending server restarts, and arrives once when the peer is back."""
+    fast = {"retry_base_s": 0.2, "retry_cap_s": 1.0}
+    a_spec, b_spec = servers.spec("127.0.0.2"), servers.spec("127.0.0.3")
+    await servers.start(a_spec, federation=fast)
+    await servers.start(b_spec, federation=fast)
+    alice, bob = servers.client(a_spec), servers.client(b_spec)
+    alice_id, bob_id = await alice.register("alice"), await bob.register("bob")
+    bob_dev = await _device(bob)
+    since = (await bob.call("GET", "/sync?timeout=0"))["next_batch"]
+    await servers.stop(b_spec)
+    await alice.call("PUT", "/sendToDevice/m.x/t1", {"messages": {bob_id: {bob_dev: {"kept": True}}}})
+    await alice.call("PUT", "/sendToDevice/m.x/t1", {"messages": {bob_id: {bob_dev: {"kept": True}}}})
+    await servers.stop(a_spec)
+    a = await servers.start(a_spec, federation=fast)
+    assert await a.federation_sender.store.count(b_spec.name) == 1
+    await servers.start(b_spec, federation=fast)
+    got = await _sync_since(bob, since, lambda s: bool(s.get("to_device", {}).get("events")))
+    assert [(e["sender"], e["content"]) for e in got["to_device"]["events"]] == [(alice_id, {"kept": True})]
+    await _until(lambda: _outbox_empty(a, b_spec.name))
+    again = await bob.call("GET", f"/sync?since={got['next_batch']}&timeout=0")
+    assert not again.get("to_device", {}).get("events")
