@@ -26,9 +26,10 @@ their device's own signature, sizes are bounded; what fails is left out.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard, TypeVar
 
 from canonicaljson import encode_canonical_json
 
@@ -98,6 +99,11 @@ def check_cross_signing_key(user_id: str, usage: str, key: Any) -> dict[str, Any
     if not isinstance(uses, list) or usage not in uses or not isinstance(keys, dict) or len(keys) != 1:
         return None
     return key
+
+
+def _stream_id_ok(value: Any) -> TypeGuard[int]:
+    """A stream ID we can store (a 64-bit column on PostgreSQL)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 63
 
 
 def _device_id_ok(device_id: Any) -> bool:
@@ -230,8 +236,9 @@ class RemoteKeys:
                 if user_id not in ask or not isinstance(devices, dict):
                     continue  # a server answers for the users asked of it, no others
                 wanted = set(ask[user_id])
+                answered = itertools.islice(devices.items(), MAX_REMOTE_DEVICES)
                 checked = {
-                    d: k for d, k in ((d, check_device_keys(user_id, d, k)) for d, k in devices.items())
+                    d: k for d, k in ((d, check_device_keys(user_id, d, k)) for d, k in answered)
                     if k is not None and (not wanted or d in wanted)
                 }
                 device_keys[user_id] = checked
@@ -314,9 +321,8 @@ class RemoteKeys:
         deleted = content.get("deleted", False)
         if (
             not isinstance(user_id, str) or not domain_is(user_id, origin) or not _device_id_ok(device_id)
-            or not isinstance(stream_id, int) or isinstance(stream_id, bool)
-            or not isinstance(prev_ids, list) or len(prev_ids) > 100
-            or not all(isinstance(p, int) and not isinstance(p, bool) for p in prev_ids)
+            or not _stream_id_ok(stream_id) or not isinstance(prev_ids, list) or len(prev_ids) > 100
+            or not all(_stream_id_ok(p) for p in prev_ids)
             or not isinstance(deleted, bool)
         ):
             logger.info("dropping a malformed or forged m.device_list_update from %s", origin)
@@ -425,7 +431,7 @@ def _parse_user_devices(
         raise ValueError("user/devices answered for another user")
     stream_id = body.get("stream_id")
     devices = body.get("devices")
-    if not isinstance(stream_id, int) or isinstance(stream_id, bool) or not isinstance(devices, list):
+    if not _stream_id_ok(stream_id) or not isinstance(devices, list):
         raise ValueError("user/devices answered without stream_id and devices")
     out: list[RemoteDevice] = []
     for device in devices[:MAX_REMOTE_DEVICES]:
