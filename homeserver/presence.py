@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from homeserver.errors import MatrixError, invalid_param
-from homeserver.federation.edus import OutgoingEdu, Submit
+from homeserver.federation.edus import OutgoingEdu, Submit, servers_sharing_rooms
 from homeserver.identifiers import LocalServer, parse_user_id
 from homeserver.records.events import StoredEvent
 from homeserver.records.rooms import RoomRecord
@@ -515,9 +515,4 @@ class PresenceEdu:
     async def _destinations(self, user_id: str) -> set[str]:
         """Servers sharing a federated room with the user (the spec: only servers
         likely to be interested)."""
-        dests: set[str] = set()
-        for room_id, _ in await self.rooms.rooms_for_user(user_id):
-            room = await self.rooms.get_room(room_id)
-            if room is not None and room.federate:
-                dests |= set(await self.servers_in_room(room))
-        return dests
+        return await servers_sharing_rooms(self.rooms, self.servers_in_room, user_id)

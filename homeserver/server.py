@@ -29,8 +29,10 @@ from homeserver.clock import Clock
 from homeserver.config import UNSERVED_RESOURCES, Config, ListenerConfig
 from homeserver.e2ee.cross_signing import CrossSigningService
 from homeserver.e2ee.device_lists import DeviceLists
+from homeserver.e2ee.edus import DeviceListUpdateEdu, DirectToDeviceEdu, SigningKeyUpdateEdu
 from homeserver.e2ee.key_backup import KeyBackupService
 from homeserver.e2ee.keys import KeysService
+from homeserver.e2ee.remote_keys import RemoteKeys
 from homeserver.e2ee.to_device import ToDeviceService
 from homeserver.federation.access import ServerGate
 from homeserver.federation.backfill import RoomBackfill
@@ -62,6 +64,7 @@ from homeserver.presence import PresenceEdu, PresenceService, presence_enabled
 from homeserver.push.service import PushRulesService
 from homeserver.ratelimit import RateLimiter
 from homeserver.receipts import ReceiptEdu, ReceiptService
+from homeserver.records.rooms import RoomRecord
 from homeserver.relations.service import RelationsService
 from homeserver.reports import ReportService
 from homeserver.rooms.activity import RoomActivity
@@ -90,6 +93,7 @@ from homeserver.storage.admin_rooms import AdminRoomStore
 from homeserver.storage.admin_users import AdminUserStore
 from homeserver.storage.audit import AuditStore
 from homeserver.storage.backfill import BackfillStore
+from homeserver.storage.device_list_federation import AnnouncedDeviceStore, RemoteDeviceListStore
 from homeserver.storage.device_lists import DeviceListStore
 from homeserver.storage.devices import DeviceStore
 from homeserver.storage.e2ee_keys import E2eeKeyStore
@@ -330,16 +334,24 @@ class HomeServer:
         )
         self.room_service.listeners.append(self.device_lists.on_room_event)  # memberships, encryption
         self.login.device_listeners.append(self.device_lists.mark_changed)  # a device created
+        # Other servers' users' keys: asked of their servers, device lists cached while shared.
+        self.remote_keys = RemoteKeys(
+            store=RemoteDeviceListStore(self.db), client=self.federation_client, server_name=config.server_name,
+            audience=self.presence.audience, room_members=self._joined_members, changes=self.device_lists,
+        )
+        self.room_service.listeners.append(self.remote_keys.on_room_event)  # drop lists no longer shared
+        self.announced_devices = AnnouncedDeviceStore(self.db)  # what other servers were told
         self.keys = KeysService(
             store=E2eeKeyStore(self.db), devices=self.devices, local_server=self.local_server,
-            device_lists=self.device_lists,
+            device_lists=self.device_lists, remote=self.remote_keys, announced=self.announced_devices,
         )
         self.auth.on_devices_deleted.append(self.device_lists.mark_changed)  # keys went with the devices
         self.cross_signing = CrossSigningService(
             store=self.keys.store, local_server=self.local_server, device_lists=self.device_lists,
         )
-        self.to_device = ToDeviceService(  # /sendToDevice; /sync to_device (local recipients only for now)
+        self.to_device = ToDeviceService(  # /sendToDevice, /sync to_device, m.direct_to_device both ways
             store=ToDeviceStore(self.db), devices=self.devices, is_mine=self.local_server.is_mine, clock=self.clock,
+            outbox=self.federation_sender, allow_destination=self.federation_policy.allow_destination,
         )
         self.auth.on_devices_deleted.append(self.to_device.devices_deleted)  # their inboxes go
         self.filters = FilterService(FilterStore(self.db))
@@ -486,6 +498,14 @@ class HomeServer:
                 presence=self.presence, rooms=self.room_store,
                 servers_in_room=self.room_servers.servers_in_room, is_mine=is_mine,
             ),
+            *(
+                announcer(
+                    device_lists=self.device_lists, keys=self.keys, announced=self.announced_devices,
+                    remote=self.remote_keys, rooms=self.room_store, servers_in_room=self.room_servers.servers_in_room,
+                )
+                for announcer in (DeviceListUpdateEdu, SigningKeyUpdateEdu)
+            ),
+            DirectToDeviceEdu(to_device=self.to_device),
         ):
             self.edus.register(edu)
         # The shared partner directory: the one we serve, our profile in others, searching them.
@@ -523,6 +543,10 @@ class HomeServer:
         self.url_previewer = self._make_url_previewer()  # None: previews are off
         self._runners: list[web.AppRunner] = []
         self.bound: list[tuple[ListenerConfig, str, int]] = []
+
+    async def _joined_members(self, room: RoomRecord) -> list[str]:
+        """The user IDs joined to a room (local and remote)."""
+        return [user_id for user_id, _, _ in await self.room_store.members(room.room_nid, "join")]
 
     async def _ignored_users(self, user_id: str) -> set[str]:
         """Users whose events this user has chosen not to see (m.ignored_user_list)."""
@@ -603,6 +627,7 @@ class HomeServer:
         await self.url_fetcher.close()
         await self.federation_policy.flush()  # refusal audit records
         await self.user_directory.settle()  # index updates under way
+        await self.remote_keys.drain()  # device lists being dropped
         await self.db.close()
 
     def is_ratelimit_exempt(self, user_id: str) -> bool:

@@ -9,5 +9,8 @@ send to each other:
 * `to_device.py`: messages sent straight to devices (`/sendToDevice`), kept per
   recipient device until its next /sync acknowledges them;
 * device keys, one-time keys and cross-signing, and room key backup, each in
-  their own module.
+  their own module;
+* `remote_keys.py`: other servers' users' keys and cached device lists, and
+  `edus.py`: the EDUs that carry device lists, cross-signing keys and to-device
+  messages between servers.
 """

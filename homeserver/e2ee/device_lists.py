@@ -64,6 +64,9 @@ class DeviceLists:
         self.joined_local_users = joined_local_users
         # Told of each device change after it is recorded.
         self.on_change: list[ChangeListener] = []
+        # Told synchronously of each local user's change (the m.device_list_update
+        # EDU handler, homeserver/e2ee/edus.py, which tells other servers).
+        self.local_listeners: list[Callable[[str], None]] = []
         self.wake_listeners: list[WakeListener] = []
         self._stream: StreamTracker | None = None
         self._stream_lock = asyncio.Lock()
@@ -100,8 +103,17 @@ class DeviceLists:
         only (remote users' changes arrive over federation)."""
         await self._record(user_id, None)
         self._wake(set(await self.audience(user_id)) | {user_id})
+        for local in self.local_listeners:
+            local(user_id)
         for listener in self.on_change:
             await listener(user_id)
+
+    async def remote_changed(self, user_id: str) -> None:
+        """Record that another server's user's devices or keys changed (their
+        server told us, or we fetched their list again), and wake the /sync of
+        the local users who share a room with them."""
+        await self._record(user_id, None)
+        self._wake(set(await self.audience(user_id)) - {user_id})
 
     def on_room_event(self, event: StoredEvent, room: RoomRecord) -> None:
         """Every persisted event (a room service listener): membership changes and

@@ -19,8 +19,9 @@ Upload rules:
   `MAX_ID_LENGTH` characters and key objects of at most `MAX_KEY_JSON` bytes
   (400 `M_INVALID_PARAM`).
 
-Other servers' users are not asked yet (federation of keys comes later):
-`/keys/query` and `/keys/claim` answer a `failures` entry for their server.
+Other servers' users are asked of their servers, or answered from the cached
+device lists (homeserver/e2ee/remote_keys.py); this server's users are served to
+other servers by `federation_query`, `claim_local` and `user_devices`.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ from homeserver.identifiers import parse_user_id
 from homeserver.records.e2ee import CrossSigningSignature, OneTimeKey
 
 if TYPE_CHECKING:
+    from homeserver.e2ee.remote_keys import RemoteKeys
     from homeserver.identifiers import LocalServer
+    from homeserver.storage.device_list_federation import AnnouncedDeviceStore
     from homeserver.storage.devices import DeviceStore
     from homeserver.storage.e2ee_keys import E2eeKeyStore
 
@@ -114,8 +117,11 @@ def check_key_object(key_id: str, key: object, *, what: str) -> str | dict[str, 
 class KeysService:
     def __init__(
         self, *, store: E2eeKeyStore, devices: DeviceStore, local_server: LocalServer,
-        device_lists: DeviceListChanges,
+        device_lists: DeviceListChanges, remote: RemoteKeys | None = None,
+        announced: AnnouncedDeviceStore | None = None,
     ) -> None:
+        self.announced = announced  # what other servers were told of our users' devices
+        self.remote = remote  # other servers' users (None: reported as failures)
         self.store = store
         self.devices = devices
         self.local_server = local_server
@@ -217,60 +223,120 @@ class KeysService:
         out["signatures"] = merged
         return out
 
-    async def query(self, reader: str, wanted: dict[str, list[str]]) -> dict[str, Any]:
+    async def local_keys(
+        self, user_id: str, device_ids: list[str] | None, reader: str, *, names: bool = True
+    ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        """A local user's device keys by device (with the cross-signing signatures
+        on them and, if `names`, the devices' display names) and their cross-signing
+        keys by type ("master", "self_signing", and "user_signing" when `reader` is
+        the user), with the signatures `reader` may see."""
+        keys = await self.store.get_device_keys(user_id, device_ids or None)
+        sigs = [s for s in await self.store.signatures_on(user_id) if self._visible(s, user_id, reader)]
+        device_names = (
+            {d.device_id: d.display_name for d in await self.devices.list_devices(user_id)} if keys and names else {}
+        )
+        served: dict[str, Any] = {}
+        for device_id, obj in keys.items():
+            obj = self._with_signatures(obj, [s for s in sigs if s.target_key_id == device_id])
+            unsigned = dict(obj.get("unsigned") or {})
+            if device_names.get(device_id) is not None:
+                unsigned["device_display_name"] = device_names[device_id]
+            if unsigned:
+                obj = {**obj, "unsigned": unsigned}
+            served[device_id] = obj
+        cross: dict[str, dict[str, Any]] = {}
+        for key_type, key in (await self.store.get_cross_signing_keys(user_id)).items():
+            if key_type == "user_signing" and user_id != reader:
+                continue
+            targets = set(key.get("keys", {}).values())
+            cross[key_type] = self._with_signatures(key, [s for s in sigs if s.target_key_id in targets])
+        return served, cross
+
+    async def query(
+        self, reader: str, wanted: dict[str, list[str]], timeout_ms: Any = None
+    ) -> dict[str, Any]:
+        """/keys/query: local users from the database, other servers' users from
+        their servers (or the cached device lists), within `timeout_ms`."""
         if sum(max(len(d), 1) for d in wanted.values()) > MAX_QUERY_DEVICES:
             raise MatrixError(413, "M_TOO_LARGE", f"At most {MAX_QUERY_DEVICES} devices a query")
+        answer = await self._query_local(reader, wanted)
+        remote = {u: d for u, d in wanted.items() if parse_user_id(u) is not None and not self.local_server.is_mine(u)}
+        if remote:
+            got = await self._remote_query(remote, timeout_ms)
+            for name in ("device_keys", "master_keys", "self_signing_keys", "failures"):
+                answer[name].update(got.get(name, {}))
+        return answer
+
+    async def _remote_query(self, remote: dict[str, list[str]], timeout_ms: Any) -> dict[str, Any]:
+        if self.remote is None:
+            return {"failures": {u.partition(":")[2]: _remote_failure() for u in remote}}
+        return await self.remote.query(remote, self.remote.timeout_s(timeout_ms))
+
+    async def _query_local(self, reader: str, wanted: dict[str, list[str]], *, names: bool = True) -> dict[str, Any]:
         device_keys: dict[str, Any] = {}
-        master: dict[str, Any] = {}
-        self_signing: dict[str, Any] = {}
-        user_signing: dict[str, Any] = {}
-        failures: dict[str, Any] = {}
+        by_type: dict[str, dict[str, Any]] = {"master": {}, "self_signing": {}, "user_signing": {}}
         for user_id, device_ids in wanted.items():
-            parsed = parse_user_id(user_id)
-            if parsed is None:
+            if parse_user_id(user_id) is None or not self.local_server.is_mine(user_id):
                 continue
-            if not self.local_server.is_mine(user_id):
-                failures[parsed[1]] = _remote_failure()
-                continue
-            keys = await self.store.get_device_keys(user_id, device_ids or None)
-            sigs = [s for s in await self.store.signatures_on(user_id) if self._visible(s, user_id, reader)]
-            names = {d.device_id: d.display_name for d in await self.devices.list_devices(user_id)} if keys else {}
-            served: dict[str, Any] = {}
-            for device_id, obj in keys.items():
-                obj = self._with_signatures(obj, [s for s in sigs if s.target_key_id == device_id])
-                unsigned = dict(obj.get("unsigned") or {})
-                if names.get(device_id) is not None:
-                    unsigned["device_display_name"] = names[device_id]
-                if unsigned:
-                    obj = {**obj, "unsigned": unsigned}
-                served[device_id] = obj
+            served, cross = await self.local_keys(user_id, device_ids, reader, names=names)
             device_keys[user_id] = served
-            cross = await self.store.get_cross_signing_keys(user_id)
-            for key_type, out in (("master", master), ("self_signing", self_signing), ("user_signing", user_signing)):
-                key = cross.get(key_type)
-                if key is None or (key_type == "user_signing" and user_id != reader):
-                    continue
-                targets = set(key.get("keys", {}).values())
-                out[user_id] = self._with_signatures(key, [s for s in sigs if s.target_key_id in targets])
-        answer: dict[str, Any] = {"device_keys": device_keys, "failures": failures}
-        answer["master_keys"] = master
-        answer["self_signing_keys"] = self_signing
-        answer["user_signing_keys"] = user_signing
+            for key_type, key in cross.items():
+                if key_type in by_type:
+                    by_type[key_type][user_id] = key
+        return {
+            "device_keys": device_keys, "failures": {}, "master_keys": by_type["master"],
+            "self_signing_keys": by_type["self_signing"], "user_signing_keys": by_type["user_signing"],
+        }
+
+    async def federation_query(self, wanted: dict[str, list[str]]) -> dict[str, Any]:
+        """POST /_matrix/federation/v1/user/keys/query: this server's users only,
+        without device display names (as Synapse by default: they are not for
+        other organizations to read) and with only the owners' signatures."""
+        if sum(max(len(d), 1) for d in wanted.values()) > MAX_QUERY_DEVICES:
+            raise MatrixError(413, "M_TOO_LARGE", f"At most {MAX_QUERY_DEVICES} devices a query")
+        answer = await self._query_local("", wanted, names=False)
+        return {k: answer[k] for k in ("device_keys", "master_keys", "self_signing_keys")}
+
+    async def user_devices(self, user_id: str) -> dict[str, Any]:
+        """GET /_matrix/federation/v1/user/devices/{userId} of a local user: the
+        devices that have keys, and `stream_id`, the last m.device_list_update sent."""
+        stream_id = await self.announced.last_stream_id(user_id) if self.announced is not None else 0
+        served, cross = await self.local_keys(user_id, None, "", names=False)
+        answer: dict[str, Any] = {
+            "user_id": user_id, "stream_id": stream_id,
+            "devices": [{"device_id": d, "keys": k} for d, k in sorted(served.items())],
+        }
+        if "master" in cross:
+            answer["master_key"] = cross["master"]
+        if "self_signing" in cross:
+            answer["self_signing_key"] = cross["self_signing"]
         return answer
 
     # --- claim ---
 
-    async def claim(self, wanted: dict[str, dict[str, str]]) -> dict[str, Any]:
+    async def claim(self, wanted: dict[str, dict[str, str]], timeout_ms: Any = None) -> dict[str, Any]:
+        if sum(len(d) for d in wanted.values()) > MAX_QUERY_DEVICES:
+            raise MatrixError(413, "M_TOO_LARGE", f"At most {MAX_QUERY_DEVICES} devices a claim")
+        claimed = await self.claim_local(wanted)
+        failures: dict[str, Any] = {}
+        remote = {u: d for u, d in wanted.items() if parse_user_id(u) is not None and not self.local_server.is_mine(u)}
+        if remote and self.remote is None:
+            failures = {u.partition(":")[2]: _remote_failure() for u in remote}
+        elif remote:
+            assert self.remote is not None
+            got = await self.remote.claim(remote, self.remote.timeout_s(timeout_ms))
+            claimed.update(got["one_time_keys"])
+            failures = got["failures"]
+        return {"one_time_keys": claimed, "failures": failures}
+
+    async def claim_local(self, wanted: dict[str, dict[str, str]]) -> dict[str, dict[str, dict[str, Any]]]:
+        """One-time keys (else fallback keys) of this server's users' devices; the
+        answer of /keys/claim for them and of the federation's /user/keys/claim."""
         if sum(len(d) for d in wanted.values()) > MAX_QUERY_DEVICES:
             raise MatrixError(413, "M_TOO_LARGE", f"At most {MAX_QUERY_DEVICES} devices a claim")
         claimed: dict[str, dict[str, dict[str, Any]]] = {}
-        failures: dict[str, Any] = {}
         for user_id, devices in wanted.items():
-            parsed = parse_user_id(user_id)
-            if parsed is None:
-                continue
-            if not self.local_server.is_mine(user_id):
-                failures[parsed[1]] = _remote_failure()
+            if parse_user_id(user_id) is None or not self.local_server.is_mine(user_id):
                 continue
             for device_id, algorithm in devices.items():
                 if not _usable_id(device_id) or not _usable_id(algorithm):
@@ -281,7 +347,7 @@ class KeysService:
                     key = OneTimeKey(fb.key_id, fb.key) if fb is not None else None
                 if key is not None:
                     claimed.setdefault(user_id, {})[device_id] = {key.key_id: key.key}
-        return {"one_time_keys": claimed, "failures": failures}
+        return claimed
 
     # --- removal ---
 
@@ -296,4 +362,4 @@ def _usable_id(value: str) -> bool:
 
 
 def _remote_failure() -> dict[str, Any]:
-    return {"status": 503, "message": "Keys of other servers' users are not fetched over federation yet"}
+    return {"status": 503, "message": "Federation is disabled"}

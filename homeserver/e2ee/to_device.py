@@ -14,20 +14,30 @@ sessions anyway, and refusing new messages would let one abandoned device stop
 everyone from reaching the user's live ones). Sending is rate limited per
 sender (`rate_limits.actions.to_device`, in the route).
 
-Only local recipients are served for now: messages for users of other servers
-are dropped with a log line (federation's m.direct_to_device EDU is to come).
+Other servers' users get their messages in `m.direct_to_device` EDUs, one per
+recipient user, written to the federation outbox (the sender's per-destination
+queue) in the very transaction that records the sender's transaction ID: a
+message acknowledged to its client survives a crash, a retransmitted request
+queues nothing twice, and the sender delivers each EDU once (its `message_id`
+lets the receiver drop a repeat). Nothing is queued for a server the federation
+policy refuses. Received EDUs (`receive_remote`) are taken only for users of the
+sending server, delivered to local devices' inboxes once per (sender,
+message_id), and bounded (`MAX_EDU_DEVICES` devices an EDU).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
 from homeserver.errors import MatrixError
+from homeserver.federation.edus import sent_by
+from homeserver.identifiers import parse_user_id
 from homeserver.rooms.stream import StreamTracker
 
 if TYPE_CHECKING:
@@ -39,6 +49,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_PENDING_PER_DEVICE = 10_000
+# Devices one received m.direct_to_device may address ("*" counts each device).
+MAX_EDU_DEVICES = 1000
+MAX_NAME_LENGTH = 255
+EDU_TYPE = "m.direct_to_device"
 
 # Told the users who got messages, after the commit (the sync stream wakes them).
 Listener = Callable[[Collection[str]], None]
@@ -46,6 +60,15 @@ Listener = Callable[[Collection[str]], None]
 
 class Devices(Protocol):
     async def list_devices(self, user_id: str) -> list[DeviceRecord]: ...
+
+
+class Outbox(Protocol):
+    """The federation sender (homeserver/federation/sender.py): wakes the
+    destinations whose outbox rows were just committed."""
+
+    enabled: bool
+
+    def wake(self, destinations: Iterable[str]) -> None: ...
 
 
 class ToDeviceService:
@@ -56,8 +79,12 @@ class ToDeviceService:
         devices: Devices,
         is_mine: Callable[[str], bool],
         clock: Clock,
+        outbox: Outbox | None = None,
+        allow_destination: Callable[[str, str], bool] = lambda _d, _w: True,
         max_pending: int = MAX_PENDING_PER_DEVICE,
     ) -> None:
+        self.outbox = outbox  # None or disabled: other servers' users get nothing
+        self.allow_destination = allow_destination  # the federation policy
         self.store = store
         self.devices = devices
         self.is_mine = is_mine
@@ -89,46 +116,116 @@ class ToDeviceService:
         """Deliver `messages` ({user_id: {device_id or "*": content}}) once per
         (sender, sender device, transaction ID)."""
         rows: list[tuple[str, str, str]] = []
-        remote = 0
+        remote: dict[str, dict[str, Any]] = {}
         for user_id, by_device in messages.items():
             if not isinstance(by_device, dict):
                 raise MatrixError(400, "M_BAD_JSON", "messages must map user IDs to objects of devices")
+            if not all(isinstance(c, dict) for c in by_device.values()):
+                raise MatrixError(400, "M_BAD_JSON", "each message's content must be an object")
             if not self.is_mine(user_id):
-                remote += len(by_device)
+                if parse_user_id(user_id) is not None and by_device:
+                    remote[user_id] = by_device
                 continue
-            targets: dict[str, str] = {}
-            for device_id, content in by_device.items():
-                if not isinstance(content, dict):
-                    raise MatrixError(400, "M_BAD_JSON", "each message's content must be an object")
-                data = orjson.dumps(content).decode()
-                if device_id == "*":
-                    for device in await self.devices.list_devices(user_id):
-                        targets[device.device_id] = data
-                else:
-                    targets[device_id] = data
-            known = {d.device_id for d in await self.devices.list_devices(user_id)} if targets else set()
-            rows.extend((user_id, d, c) for d, c in targets.items() if d in known)
-        if remote:
-            logger.info(
-                "to-device %s from %s: %d message(s) for other servers' users dropped (not federated yet)",
-                event_type, sender, remote,
-            )
+            rows.extend(await self._targets(user_id, by_device))
+        edus = self._remote_edus(sender, sender_device, txn_id, event_type, remote)
+        await self._store(sender, sender_device, txn_id, event_type, rows, edus)
+
+    async def _targets(self, user_id: str, by_device: dict[str, Any]) -> list[tuple[str, str, str]]:
+        """(user, device, content JSON) for the user's devices a message names ("*": all)."""
+        targets: dict[str, str] = {}
+        devices = [d.device_id for d in await self.devices.list_devices(user_id)] if by_device else []
+        for device_id, content in by_device.items():
+            data = orjson.dumps(content).decode()
+            for target in devices if device_id == "*" else [device_id]:
+                targets[target] = data
+        known = set(devices)
+        return [(user_id, d, c) for d, c in targets.items() if d in known]
+
+    def _remote_edus(
+        self, sender: str, sender_device: str, txn_id: str, event_type: str, remote: dict[str, dict[str, Any]]
+    ) -> list[tuple[str, str]]:
+        """(destination, EDU JSON): one m.direct_to_device per recipient user, for
+        servers the policy lets us reach; a message_id derived from the request,
+        so the receiver can tell a repeat."""
+        if not remote:
+            return []
+        if self.outbox is None or not self.outbox.enabled:
+            logger.info("to-device %s from %s: federation is off; %d remote user(s) get nothing",
+                        event_type, sender, len(remote))
+            return []
+        edus: list[tuple[str, str]] = []
+        for user_id, by_device in remote.items():
+            destination = user_id.partition(":")[2]
+            if not self.allow_destination(destination, EDU_TYPE):
+                continue
+            digest = hashlib.sha256(
+                orjson.dumps([sender, sender_device, txn_id, user_id])
+            ).hexdigest()[:32]
+            content = {
+                "sender": sender, "type": event_type, "message_id": digest,
+                "messages": {user_id: by_device},
+            }
+            edus.append((destination, orjson.dumps({"edu_type": EDU_TYPE, "content": content}).decode()))
+        return edus
+
+    async def _store(
+        self, sender: str, sender_device: str, txn_id: str, event_type: str,
+        rows: list[tuple[str, str, str]], edus: list[tuple[str, str]],
+    ) -> None:
         tracker = await self._tracker()
         positions = [tracker.allocate() for _ in rows]
         try:
             stored = await self.store.deliver(
                 sender=sender, sender_device=sender_device, txn_id=txn_id, now_ms=self.clock.time_ms(),
                 event_type=event_type, messages=rows, positions=positions, max_pending=self.max_pending,
+                edus=edus,
             )
         finally:
             for pos in positions:
                 tracker.finish(pos)
+        if stored and edus and self.outbox is not None:
+            self.outbox.wake({d for d, _ in edus})
         if stored and rows:
             recipients = {u for u, _, _ in rows}
             for (user_id, _, _), pos in zip(rows, positions, strict=True):
                 self._latest[user_id] = max(self._latest.get(user_id, 0), pos)
             for listener in self.listeners:
                 listener(recipients)
+
+    async def receive_remote(self, origin: str, content: dict[str, Any]) -> None:
+        """An m.direct_to_device EDU from `origin`: delivered to our users' devices
+        once per (sender, message_id); forged (the sender is not a user of
+        `origin`), malformed or oversized ones are dropped whole."""
+        sender = content.get("sender")
+        event_type = content.get("type")
+        message_id = content.get("message_id")
+        messages = content.get("messages")
+        if (
+            not sent_by(sender, origin) or parse_user_id(str(sender)) is None
+            or not isinstance(event_type, str) or not 0 < len(event_type) <= MAX_NAME_LENGTH
+            or not isinstance(message_id, str) or not 0 < len(message_id) <= MAX_NAME_LENGTH
+            or "\x00" in message_id or not isinstance(messages, dict)
+        ):
+            logger.info("dropping a malformed or forged m.direct_to_device from %s", origin)
+            return
+        assert isinstance(sender, str)
+        if sum(len(v) if isinstance(v, dict) else 1 for v in messages.values()) > MAX_EDU_DEVICES:
+            logger.info("dropping an m.direct_to_device from %s for more than %d devices", origin, MAX_EDU_DEVICES)
+            return
+        rows: list[tuple[str, str, str]] = []
+        for user_id, by_device in messages.items():
+            if not isinstance(by_device, dict) or not all(isinstance(c, dict) for c in by_device.values()):
+                logger.info("dropping a malformed m.direct_to_device from %s", origin)
+                return
+            if not isinstance(user_id, str) or not self.is_mine(user_id):
+                continue  # only our users' messages are ours to deliver
+            rows.extend(await self._targets(user_id, by_device))
+            if len(rows) > MAX_EDU_DEVICES:
+                logger.info("dropping an m.direct_to_device from %s for more than %d devices", origin, MAX_EDU_DEVICES)
+                return
+        # The sender's remote transactions are keyed by message_id, under a device ID
+        # no local device can have, so they never meet a local sender's.
+        await self._store(sender, "", "fed:" + message_id, event_type, rows, [])
 
     def may_have(self, user_id: str, since: int) -> bool:
         """Whether a device of the user may have messages after `since` (False only

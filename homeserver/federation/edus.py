@@ -23,9 +23,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from homeserver.identifiers import domain_is
+
+if TYPE_CHECKING:
+    from homeserver.records.rooms import RoomRecord
+    from homeserver.storage.rooms import RoomStore
 
 EphemeralKey = tuple[str, ...]
 
@@ -89,3 +93,17 @@ class EduRegistry:
 def sent_by(user_id: Any, origin: str) -> bool:
     """Whether `user_id` is a user of `origin`: a server speaks only for its own users."""
     return isinstance(user_id, str) and domain_is(user_id, origin)
+
+
+async def servers_sharing_rooms(
+    rooms: RoomStore, servers_in_room: Callable[[RoomRecord], Awaitable[Iterable[str]]], user_id: str
+) -> set[str]:
+    """Servers with a member in a federated room the user is joined to: where
+    news of a user (presence, device lists) goes. Internal rooms (`m.federate`
+    false) add none."""
+    dests: set[str] = set()
+    for room_id, _ in await rooms.rooms_for_user(user_id):
+        room = await rooms.get_room(room_id)
+        if room is not None and room.federate:
+            dests |= set(await servers_in_room(room))
+    return dests

@@ -30,3 +30,25 @@ class CrossSigningSignature:
     signer_user_id: str
     signer_key_id: str  # "ed25519:<device ID or public key>"
     signature: str
+
+
+@dataclass(frozen=True)
+class RemoteDevice:
+    """One device of another server's user, as its server published it."""
+
+    device_id: str
+    keys: dict[str, Any] | None  # None: the device has uploaded no keys
+    display_name: str | None
+
+
+@dataclass(frozen=True)
+class RemoteDeviceList:
+    """The cached device list of another server's user."""
+
+    user_id: str
+    stream_id: int  # the latest m.device_list_update stream ID applied
+    seen: tuple[int, ...]  # recent stream IDs applied, for the prev_id check
+    devices: dict[str, RemoteDevice]
+    master_key: dict[str, Any] | None
+    self_signing_key: dict[str, Any] | None
+    up_to_date: bool

@@ -7,8 +7,10 @@ from collections.abc import Sequence
 
 import orjson
 
+from homeserver.records.federation_outbox import EDU, OutboxItem
 from homeserver.records.to_device import ToDeviceMessage
 from homeserver.storage.database import Database, Txn
+from homeserver.storage.federation_outbox import FederationOutboxStore
 
 STREAM = "to_device"
 
@@ -46,11 +48,13 @@ class ToDeviceStore:
         messages: Sequence[tuple[str, str, str]],
         positions: Sequence[int],
         max_pending: int,
+        edus: Sequence[tuple[str, str]] = (),
     ) -> bool:
         """Store `messages` ((user_id, device_id, content JSON) each, at the matching
-        position) under the sender's transaction; False, storing nothing, if the
-        transaction was already seen. A device left with more than `max_pending`
-        messages loses its oldest ones."""
+        position) and queue `edus` ((destination, EDU JSON) for other servers'
+        users) in the federation outbox, under the sender's transaction; False,
+        storing nothing, if the transaction was already seen. A device left with
+        more than `max_pending` messages loses its oldest ones."""
 
         async def fn(txn: Txn) -> bool:
             if positions:  # handed out even when unused: a token may already hold them
@@ -65,6 +69,7 @@ class ToDeviceStore:
                 "INSERT INTO to_device_txns (user_id, device_id, txn_id, ts) VALUES (?, ?, ?, ?)",
                 (sender, sender_device, txn_id, now_ms),
             )
+            await FederationOutboxStore.add_in_txn(txn, [OutboxItem(d, EDU, edu_json=j) for d, j in edus])
             if messages:
                 await txn.executemany(
                     "INSERT INTO device_inbox (stream_id, user_id, device_id, sender, event_type, content)"

@@ -363,6 +363,11 @@ def _client_template(route: str, w: World) -> Any:
         (r"/receipt/", {"thread_id": "main", "ts": 1}),
         (r"/read_markers$", {"m.fully_read": w.event_id, "m.read": w.event_id}),
         (r"/typing/", {"typing": True, "timeout": 1000}),
+        # Keys of the peer's user too: the remote paths (its server asked, within the timeout).
+        (r"/keys/query$", {"device_keys": {w.alice: [], w.bob: []}, "timeout": 1000}),
+        (r"/keys/claim$", {"one_time_keys": {w.alice: {w.alice_device: "signed_curve25519"},
+                                             w.bob: {"BOBDEVICE": "signed_curve25519"}}, "timeout": 1000}),
+        (r"/sendToDevice/", {"messages": {w.alice: {"*": {"a": 1}}, w.bob: {"*": {"b": 1}}}}),
         (r"/presence/", {"presence": "online", "status_msg": "here", "last_active_ago": 1}),
         (r"/profile/", {"displayname": "Alice", "avatar_url": "mxc://a/b"}),
         (r"/(invite|kick|ban|unban)$", {"user_id": w.victim, "reason": "r"}),
@@ -429,6 +434,8 @@ def _fed_template(route: str, w: World) -> Any:
         (r"org.accord.directory/v1/search$", {"text": "x", "specialty": "s", "verified_only": False}),
         (r"org.accord.directory/v1/profile$", {"organization": {"name": "n"}, "expires_ts": 1}),
         (r"org.accord.partners/", {"server_name": w.b_spec.name, "message": "m", "accept": True}),
+        (r"/user/keys/query$", {"device_keys": {w.alice: [w.alice_device]}}),
+        (r"/user/keys/claim$", {"one_time_keys": {w.alice: {w.alice_device: "signed_curve25519"}}}),
     ]
     for pattern, template in candidates:
         if re.search(pattern, route):

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from homeserver.api.http import ClientRoutes, field, get_hs, json_response, read_json, requester
@@ -22,28 +24,46 @@ async def upload_keys(request: web.Request) -> web.Response:
     return json_response({"one_time_key_counts": counts})
 
 
-async def query_keys(request: web.Request) -> web.Response:
-    req = await requester(request)
-    body = await read_json(request)
+def query_body(body: dict[str, Any]) -> dict[str, list[str]]:
+    """`device_keys` of a /keys/query body (client or federation)."""
     wanted = field(body, "device_keys", dict, required=True)
     parsed: dict[str, list[str]] = {}
     for user_id, devices in wanted.items():
         if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
             raise _bad("device_keys must map user IDs to lists of device IDs")
         parsed[user_id] = list(dict.fromkeys(devices))
-    return json_response(await get_hs(request).keys.query(req.user_id, parsed))
+    return parsed
 
 
-async def claim_keys(request: web.Request) -> web.Response:
-    await requester(request)
-    body = await read_json(request)
+def claim_body(body: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """`one_time_keys` of a /keys/claim body (client or federation)."""
     wanted = field(body, "one_time_keys", dict, required=True)
     parsed: dict[str, dict[str, str]] = {}
     for user_id, devices in wanted.items():
         if not isinstance(devices, dict) or not all(isinstance(a, str) for a in devices.values()):
             raise _bad("one_time_keys must map user IDs to objects of device IDs to algorithms")
         parsed[user_id] = devices
-    return json_response(await get_hs(request).keys.claim(parsed))
+    return parsed
+
+
+def _timeout(body: dict[str, Any]) -> int | None:
+    """The optional `timeout` (ms) for other servers' answers."""
+    timeout: int | None = field(body, "timeout", int)
+    return timeout
+
+
+async def query_keys(request: web.Request) -> web.Response:
+    req = await requester(request)
+    body = await read_json(request)
+    wanted = query_body(body)
+    return json_response(await get_hs(request).keys.query(req.user_id, wanted, _timeout(body)))
+
+
+async def claim_keys(request: web.Request) -> web.Response:
+    await requester(request)
+    body = await read_json(request)
+    wanted = claim_body(body)
+    return json_response(await get_hs(request).keys.claim(wanted, _timeout(body)))
 
 
 PASSWORD_FLOWS = [["m.login.password"]]

@@ -3,8 +3,8 @@
 The body's `messages` maps user IDs to device IDs (or "*", all the user's
 devices) to each message's content. Rate limited per sender
 (`rate_limits.actions.to_device`); a retransmission with the same transaction ID
-is answered without delivering again. Messages for other servers' users are
-dropped for now (see homeserver/e2ee/to_device.py).
+is answered without delivering again. Messages for other servers' users go out
+as m.direct_to_device EDUs (see homeserver/e2ee/to_device.py).
 """
 
 from __future__ import annotations

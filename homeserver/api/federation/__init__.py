@@ -41,6 +41,9 @@ def register_federation_routes(app: web.Application) -> None:
     from homeserver.api.federation import hierarchy
 
     hierarchy.register(app)
+    from homeserver.api.federation import user_keys
+
+    user_keys.register(app)
 
 
 def register_key_routes(app: web.Application) -> None:
