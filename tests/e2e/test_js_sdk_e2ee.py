@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from tests.e2e.js_crypto import JsCryptoClient
+from tests.e2e.js_crypto import JsAccount, JsClients, JsCryptoClient, js_clients
 from tests.e2e.matrix_http import RawClient
 from tests.e2e.server_process import ServerProcess
 from tests.e2e.test_js_sdk import _need_js_sdk
@@ -36,31 +36,6 @@ async def _accord(tmp_path: Path) -> AsyncIterator[tuple[ServerProcess, aiohttp.
         assert code == 0, "".join(server.output[-60:])
 
 
-class _Clients:
-    """The js clients a test started, all closed at its end."""
-
-    def __init__(self) -> None:
-        self.running: list[JsCryptoClient] = []
-
-    async def start(self, base_url: str, account: RawClient, **kw: Any) -> JsCryptoClient:
-        client = await JsCryptoClient.start(base_url, account, **kw)
-        self.running.append(client)
-        return client
-
-    async def close(self) -> None:
-        for client in self.running:
-            await client.close()
-
-
-@asynccontextmanager
-async def _clients() -> AsyncIterator[_Clients]:
-    clients = _Clients()
-    try:
-        yield clients
-    finally:
-        await clients.close()
-
-
 async def _raw_messages(reader: RawClient, room: str) -> list[dict[str, Any]]:
     page = await reader.call("GET", f"/rooms/{room}/messages?dir=b&limit=100")
     return [e for e in page["chunk"] if "state_key" not in e]
@@ -75,19 +50,6 @@ def _stored_timeline(server: ServerProcess, room: str) -> list[tuple[str, str]]:
         ).fetchall()
 
 
-async def _device_status(
-    client: JsCryptoClient, user_id: str, device_id: str, until: Callable[[dict[str, Any]], bool],
-) -> dict[str, Any]:
-    """What the client knows of a device, once `until` holds: after a device_lists change the
-    client queries the user's keys again in the background."""
-    for _ in range(300):
-        status = await client.call("deviceStatus", user=user_id, device=device_id)
-        if until(status):
-            return status
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"the client never saw {device_id} of {user_id} so: {status}")
-
-
 async def _encrypted_room(alice: RawClient, bob: RawClient) -> str:
     room = (await alice.call("POST", "/createRoom", {
         "preset": "private_chat", "invite": [bob.user_id], "initial_state": [ENCRYPTION],
@@ -97,17 +59,18 @@ async def _encrypted_room(alice: RawClient, bob: RawClient) -> str:
 
 
 async def _pair(
-    server: ServerProcess, s: aiohttp.ClientSession, clients: _Clients,
+    server: ServerProcess, s: aiohttp.ClientSession, clients: JsClients,
 ) -> tuple[RawClient, RawClient, str, JsCryptoClient, JsCryptoClient]:
     """alice and bob, joined to an encrypted room, each with one js client running."""
     alice = await RawClient(s, server.client_url).register("alice")
     bob = await RawClient(s, server.client_url).register("bob")
     room = await _encrypted_room(alice, bob)
-    return alice, bob, room, await clients.start(server.client_url, alice), await clients.start(server.client_url, bob)
+    a = await clients.start(JsAccount.of(server.client_url, alice))
+    return alice, bob, room, a, await clients.start(JsAccount.of(server.client_url, bob))
 
 
 async def test_two_users_exchange_encrypted_messages(tmp_path: Path) -> None:
-    async with _accord(tmp_path) as (server, s), _clients() as clients:
+    async with _accord(tmp_path) as (server, s), js_clients() as clients:
         alice, bob, room, a, b = await _pair(server, s, clients)
         assert (await a.call("encryptionEnabled", room=room))["enabled"]
 
@@ -129,7 +92,7 @@ async def test_two_users_exchange_encrypted_messages(tmp_path: Path) -> None:
 
 
 async def test_cross_signing_seen_by_the_other_user(tmp_path: Path) -> None:
-    async with _accord(tmp_path) as (server, s), _clients() as clients:
+    async with _accord(tmp_path) as (server, s), js_clients() as clients:
         alice, bob, _, a, b = await _pair(server, s, clients)
         before = await b.call("deviceStatus", user=alice.user_id, device=alice.device_id, download=True)
         assert before["known"] and not before["signedByOwner"] and not before["hasCrossSigningKeys"]
@@ -147,7 +110,7 @@ async def test_cross_signing_seen_by_the_other_user(tmp_path: Path) -> None:
         # Bob's client learns of the change through device_lists and sees the device as
         # signed by its owner (bob has not verified alice herself).
         await b.expect(lambda e: e["kind"] == "device_lists" and alice.user_id in e["changed"])
-        after = await _device_status(b, alice.user_id, alice.device_id, lambda st: st["signedByOwner"])
+        after = await b.device_status(alice.user_id, alice.device_id, lambda st: st["signedByOwner"])
         assert after["hasCrossSigningKeys"]
         assert not after["crossSigningVerified"] and not after["userCrossSigningVerified"]
         # Alice's own client trusts her device through her own cross-signing.
@@ -156,7 +119,7 @@ async def test_cross_signing_seen_by_the_other_user(tmp_path: Path) -> None:
 
 
 async def test_key_backup_restored_by_a_fresh_login(tmp_path: Path) -> None:
-    async with _accord(tmp_path) as (server, s), _clients() as clients:
+    async with _accord(tmp_path) as (server, s), js_clients() as clients:
         alice, bob, room, a, b = await _pair(server, s, clients)
         await a.call("bootstrapCrossSigning")
         backup = await a.call("bootstrapBackup")
@@ -181,7 +144,7 @@ async def test_key_backup_restored_by_a_fresh_login(tmp_path: Path) -> None:
         # A new device of alice's, with nothing but the recovery key: it restores the backup
         # from the server and reads the history it was never sent keys for.
         fresh = await clients.start(
-            server.client_url, await RawClient(s, server.client_url).login(alice.user_id),
+            JsAccount.of(server.client_url, await RawClient(s, server.client_url).login(alice.user_id)),
             recovery_key=backup["recoveryKey"],
         )
         before = await fresh.call("history", room=room)
@@ -196,16 +159,16 @@ async def test_key_backup_restored_by_a_fresh_login(tmp_path: Path) -> None:
 
 
 async def test_new_device_is_announced_and_receives_the_next_message(tmp_path: Path) -> None:
-    async with _accord(tmp_path) as (server, s), _clients() as clients:
+    async with _accord(tmp_path) as (server, s), js_clients() as clients:
         alice, bob, room, a, b = await _pair(server, s, clients)
         await a.call("send", room=room, body="one device")
         await b.message("one device")
 
         bob2 = await RawClient(s, server.client_url).login(bob.user_id)
-        b2 = await clients.start(server.client_url, bob2)
+        b2 = await clients.start(JsAccount.of(server.client_url, bob2))
         # Alice's sync names bob as changed, and her client then knows the new device.
         await a.expect(lambda e: e["kind"] == "device_lists" and bob.user_id in e["changed"])
-        status = await _device_status(a, bob.user_id, bob2.device_id, lambda st: st["known"])
+        status = await a.device_status(bob.user_id, bob2.device_id, lambda st: st["known"])
         assert set(status["devices"]) == {bob.device_id, bob2.device_id}
 
         await a.call("send", room=room, body="two devices")
@@ -220,12 +183,12 @@ async def test_new_device_is_announced_and_receives_the_next_message(tmp_path: P
 async def test_interactive_verification_over_to_device(tmp_path: Path) -> None:
     """Emoji (SAS) verification runs on to-device messages both ways; afterwards alice's
     user-signing key has signed bob's master key, which only alice is shown."""
-    async with _accord(tmp_path) as (server, s), _clients() as clients:
+    async with _accord(tmp_path) as (server, s), js_clients() as clients:
         alice, bob, _, a, b = await _pair(server, s, clients)
         await a.call("bootstrapCrossSigning")
         await b.call("bootstrapCrossSigning")
-        await _device_status(a, bob.user_id, bob.device_id, lambda st: st["signedByOwner"])
-        await _device_status(b, alice.user_id, alice.device_id, lambda st: st["signedByOwner"])
+        await a.device_status(bob.user_id, bob.device_id, lambda st: st["signedByOwner"])
+        await b.device_status(alice.user_id, alice.device_id, lambda st: st["signedByOwner"])
 
         done = await a.call("verifyDevice", user=bob.user_id, device=bob.device_id)
         assert done["phase"] == "Done", done
@@ -246,5 +209,5 @@ async def test_interactive_verification_over_to_device(tmp_path: Path) -> None:
         # Bob's device list changed for alice (the new signature); her client fetches his keys
         # again and trusts his device through cross-signing: her user-signing key signed his
         # master key, his self-signing key his device.
-        trusted = await _device_status(a, bob.user_id, bob.device_id, lambda st: st["crossSigningVerified"])
+        trusted = await a.device_status(bob.user_id, bob.device_id, lambda st: st["crossSigningVerified"])
         assert trusted["userCrossSigningVerified"]
