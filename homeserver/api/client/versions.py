@@ -7,7 +7,9 @@ list is what we implement, not what we aim for:
   minimum, and the first version with the /v3 paths). Its core and the modules our
   users rely on are served; known gaps answer M_UNRECOGNIZED: third-party identifier
   management (/account/3pid), the user directory, and the optional modules we have
-  not built (end-to-end encryption, VoIP, tags, search, ...).
+  not built (VoIP, ...). End-to-end encryption is served (homeserver/e2ee/: keys,
+  cross-signing, to-device, device lists, key backup, across servers too) and proven with
+  matrix-js-sdk's Rust crypto in tests/e2e and tests/interop.
 - v1.2 added only the spaces hierarchy and registration token validity (both served).
 - v1.3 added event relationships and their aggregations (/rooms/{roomId}/relations,
   bundled unsigned.m.relations; homeserver/relations/), refresh tokens, knock_restricted
@@ -17,8 +19,8 @@ list is what we implement, not what we aim for:
   receipts, m.fully_read through /receipt, room_types on /publicRooms, copying a room's
   type on upgrade, the server ACL push rule and CORP headers on media: all served.
 - v1.5 added m.reference relations (bundled); v1.6 /timestamp_to_event and the
-  M_UNRECOGNIZED answers to unknown endpoints and methods: served (its SAS change
-  belongs to end-to-end encryption, a module we do not serve).
+  M_UNRECOGNIZED answers to unknown endpoints and methods: served (its SAS change,
+  hkdf-hmac-sha256.v2, is between clients: to-device messages the server only carries).
 - v1.7 and later stay off the list: v1.7 adds POST /login/get_token, which is not
   routed here. Clients gate features on versions (v1.11: authenticated media), and
   claiming one sends them to routes that do not exist here. Add a version once what it
