@@ -91,7 +91,7 @@ class JsCryptoClient(JsClient):
         assert answer["kind"] == "result", f"{cmd} failed in matrix-js-sdk: {answer.get('message')}"
         return answer
 
-    async def message(self, body: str, within: float = 30) -> dict[str, Any]:
+    async def message(self, body: str, within: float = 60) -> dict[str, Any]:
         """Wait until the client shows a decrypted room message with this body."""
         return await self.expect(
             lambda e: e["kind"] == "message" and e["body"] == body and e["failure"] is None, within
