@@ -59,6 +59,8 @@ from homeserver.partners.notices import ServerNotices
 from homeserver.partners.partnerships import Partnerships
 from homeserver.partners.policy import FederationPolicy
 from homeserver.presence import PresenceEdu, PresenceService, presence_enabled
+from homeserver.push.actions import PushActionsIndex
+from homeserver.push.inbox import NotificationInbox
 from homeserver.push.service import PushRulesService
 from homeserver.ratelimit import RateLimiter
 from homeserver.receipts import ReceiptEdu, ReceiptService
@@ -103,6 +105,7 @@ from homeserver.storage.migrations import migrate
 from homeserver.storage.partner_directory import PartnerDirectoryStore, PublicationStore
 from homeserver.storage.partnerships import PartnershipStore
 from homeserver.storage.presence import PresenceStore
+from homeserver.storage.push_actions import PushActionStore
 from homeserver.storage.push_rules import PushRuleStore
 from homeserver.storage.receipts import ReceiptStore
 from homeserver.storage.registration_tokens import RegistrationTokenStore
@@ -344,14 +347,15 @@ class HomeServer:
         self.auth.on_devices_deleted.append(self.to_device.devices_deleted)  # their inboxes go
         self.filters = FilterService(FilterStore(self.db))
         self.push_rules = PushRulesService(PushRuleStore(self.db), self.account_data, self.notifier)
-        self.unread = UnreadCounter(
-            receipts=self.receipts,
-            push_rules=self.push_rules,
-            room_service=self.room_service,
-            room_store=self.room_store,
-            event_store=self.event_store,
-            event_positions=self.event_positions,
+        # Push actions: each live event's, per local member it notifies, stored in its
+        # write; unread counts and GET /notifications read them.
+        self.push_actions = PushActionsIndex(
+            store=PushActionStore(self.db), push_rules=self.push_rules, account_data=self.account_data,
+            is_mine=self.local_server.is_mine, clock=self.clock,
         )
+        self.event_persister.indexes.append(self.push_actions)
+        self.unread = UnreadCounter(receipts=self.receipts, store=self.push_actions.store)
+        self.push_actions.on_removed.append(self.unread.rows_removed)
         self.sync = SyncService(
             streams=[
                 RoomEventsStream(
@@ -430,6 +434,10 @@ class HomeServer:
         self.room_history = RoomHistory(  # clients' reads of timelines and state, backfilling
             room_service=self.room_service, events=self.event_store, state=self.state_store,
             backfill=self.room_backfill, clock=self.clock, bundler=self.relations,
+        )
+        self.notification_inbox = NotificationInbox(  # GET /notifications over the stored push actions
+            store=self.push_actions.store, rooms=self.room_store, events=self.event_store,
+            history=self.room_history, receipts=self.receipts,
         )
         search_store = SearchStore(self.db)
         self.event_persister.indexes.append(SearchIndex(search_store))  # full text, kept in each event's write

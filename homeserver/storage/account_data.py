@@ -21,7 +21,12 @@ class AccountDataStore:
         self.db = db
 
     async def get(self, user_id: str, room_id: str, data_type: str) -> dict[str, Any] | None:
-        row = await self.db.fetchone(
+        return await self.db.read(lambda txn: self.get_in(txn, user_id, room_id, data_type))
+
+    @staticmethod
+    async def get_in(txn: Txn, user_id: str, room_id: str, data_type: str) -> dict[str, Any] | None:
+        """`get` inside a caller's transaction (the event writer's push actions)."""
+        row = await txn.fetchone(
             "SELECT content FROM account_data WHERE user_id = ? AND room_id = ? AND data_type = ?",
             (user_id, room_id, data_type),
         )
