@@ -365,6 +365,44 @@ class PresenceConfig:
 
 
 @dataclass(frozen=True)
+class PushConfig:
+    enabled: bool = field(
+        default=True,
+        metadata=_doc(
+            "Deliver notifications to the push gateways of users' http pushers (POST"
+            " /_matrix/push/v1/notify). Off: pushers can still be set, notifications wait in"
+            " their queues, and nothing is sent."
+        ),
+    )
+    include_content: bool = field(
+        default=True,
+        metadata=_doc(
+            "Send the event's content (message text) to push gateways; false sends only who"
+            " wrote in which room (a pusher's data.format event_id_only sends even less)."
+        ),
+    )
+    timeout_s: float = field(default=15.0, metadata=_doc("Longest one request to a push gateway may take."))
+    retry_base_s: float = field(
+        default=1.0, metadata=_doc("First wait after a failed push; it doubles with each failure.")
+    )
+    retry_cap_s: float = field(default=600.0, metadata=_doc("Longest wait between two tries."))
+    give_up_after_s: int = field(
+        default=86400,
+        metadata=_doc("A notification a gateway has not accepted this long after it was queued is dropped."),
+    )
+    max_concurrent: int = field(
+        default=64,
+        metadata=_doc(
+            "Gateway requests in flight at once, over all pushers (each pusher sends one at a"
+            " time, in order, so a slow gateway only delays its own pushers)."
+        ),
+    )
+    max_pushers_per_user: int = field(
+        default=32, metadata=_doc("Pushers one user may have; another POST /pushers/set is refused.")
+    )
+
+
+@dataclass(frozen=True)
 class OrganizationConfig:
     name: str | None = field(
         default=None,
@@ -547,6 +585,13 @@ class Config:
         metadata=_doc("Where this server may connect to (every outbound HTTP request)."),
     )
     presence: PresenceConfig = field(default_factory=PresenceConfig, metadata=_doc("Presence."))
+    push: PushConfig = field(
+        default_factory=PushConfig,
+        metadata=_doc(
+            "Push notifications: delivery to push gateways (outbound.allowed_ranges decides which"
+            " private addresses a gateway may have; none by default)."
+        ),
+    )
     rooms: RoomsConfig = field(default_factory=RoomsConfig, metadata=_doc("Rooms."))
     profiles: ProfilesConfig = field(
         default_factory=ProfilesConfig, metadata=_doc("Who may look up users' profiles.")
@@ -706,6 +751,7 @@ def _check(config: Config) -> None:
     _check_outbound(config)
     _check_partner_directory(config)
     _check_url_preview(config.media.url_preview)
+    _check_push(config.push)
     if config.limits.max_request_body_bytes < 1024:
         raise ConfigError("config key 'limits.max_request_body_bytes' must be at least 1024")
     for name, rl in config.rate_limits.actions.items():
@@ -770,6 +816,20 @@ def _check_url_preview(up: UrlPreviewConfig) -> None:
         raise ConfigError(key + "max_redirects' must be from 0 to 20")
     if up.cache_ttl_s < 1 or up.cache_entries < 1:
         raise ConfigError(key + "cache_ttl_s' and 'cache_entries' must be at least 1")
+
+
+def _check_push(push: PushConfig) -> None:
+    key = "config key 'push."
+    if not 0 < push.timeout_s <= 300:
+        raise ConfigError(key + "timeout_s' must be in (0, 300]")
+    if not 0 < push.retry_base_s <= push.retry_cap_s:
+        raise ConfigError(key + "retry_base_s' and 'retry_cap_s' need 0 < base <= cap")
+    if push.give_up_after_s < 1:
+        raise ConfigError(key + "give_up_after_s' must be at least 1")
+    if not 1 <= push.max_concurrent <= 10_000:
+        raise ConfigError(key + "max_concurrent' must be from 1 to 10000")
+    if push.max_pushers_per_user < 1:
+        raise ConfigError(key + "max_pushers_per_user' must be at least 1")
 
 
 def _check_partner_directory(config: Config) -> None:

@@ -60,7 +60,9 @@ from homeserver.partners.partnerships import Partnerships
 from homeserver.partners.policy import FederationPolicy
 from homeserver.presence import PresenceEdu, PresenceService, presence_enabled
 from homeserver.push.actions import PushActionsIndex
+from homeserver.push.delivery import PushDelivery
 from homeserver.push.inbox import NotificationInbox
+from homeserver.push.pushers import PusherService
 from homeserver.push.service import PushRulesService
 from homeserver.ratelimit import RateLimiter
 from homeserver.receipts import ReceiptEdu, ReceiptService
@@ -107,6 +109,7 @@ from homeserver.storage.partnerships import PartnershipStore
 from homeserver.storage.presence import PresenceStore
 from homeserver.storage.push_actions import PushActionStore
 from homeserver.storage.push_rules import PushRuleStore
+from homeserver.storage.pushers import PusherStore
 from homeserver.storage.receipts import ReceiptStore
 from homeserver.storage.registration_tokens import RegistrationTokenStore
 from homeserver.storage.relations import RelationStore
@@ -356,6 +359,24 @@ class HomeServer:
         self.event_persister.indexes.append(self.push_actions)
         self.unread = UnreadCounter(receipts=self.receipts, store=self.push_actions.store)
         self.push_actions.on_removed.append(self.unread.rows_removed)
+        # Pushers and delivery to their push gateways: queued in each event's write,
+        # sent per pusher through the outbound guard, badge updates after receipts.
+        pusher_store = PusherStore(self.db)
+        self.pushers = PusherService(
+            store=pusher_store, address_refusal=self.outbound_guard.policy.refusal,
+            max_per_user=config.push.max_pushers_per_user, now_ms=self.clock.time_ms,
+        )
+        self.auth.on_devices_deleted.append(self.pushers.devices_deleted)  # their pushers went with them
+        self.push_delivery = PushDelivery(
+            config=config.push, store=pusher_store, actions=self.push_actions.store, events=self.event_store,
+            rooms=self.room_store, room_service=self.room_service, receipts=self.receipts, unread=self.unread,
+            memberships=self.membership_queries.memberships_for_user, guard=self.outbound_guard,
+            ssl_context=self._web_ssl_context(), clock=self.clock,
+        )
+        self.pushers.listeners.append(self.push_delivery)
+        self.push_actions.connect(self.push_delivery)  # built after the writer's index
+        self.room_activity.listeners.append(self.push_delivery.event_persisted)
+        self.receipts.on_change.append(self.push_delivery.receipt_moved)
         self.sync = SyncService(
             streams=[
                 RoomEventsStream(
@@ -589,6 +610,7 @@ class HomeServer:
             await self.partner_directory.start()
             await self.partner_directory_publisher.start()  # needs partners for publish_partners
             await self.media.start()  # the periodic cleanup of expired and old media
+            await self.push_delivery.start()  # resumes queues left from before a restart
             self.user_directory.start()  # fills its index from existing rooms, once
         except BaseException:
             # An open engine keeps non-daemon threads alive: close it or the process hangs.
@@ -603,6 +625,7 @@ class HomeServer:
         await self.partner_directory_publisher.stop()  # publishes in flight use the client
         await self.partner_directory.stop()
         await self.federation_sender.stop()  # before the client and the database close
+        await self.push_delivery.stop()  # gateway requests in flight; their queue rows stay
         if self.federation_client is not None:
             await self.federation_client.close()
         await self.presence.flush()  # batched presence writes, before the database closes

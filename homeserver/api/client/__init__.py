@@ -82,3 +82,6 @@ def register_routes(app: web.Application) -> None:
     from homeserver.api.client import notifications
 
     notifications.register(routes)
+    from homeserver.api.client import pushers
+
+    pushers.register(routes)
