@@ -53,6 +53,7 @@ HTTP = "http"
 _MAX_ANSWER_BYTES = 64 * 1024
 _MAX_CONTENT_BYTES = 4096  # push providers cap a notification's size; bigger content is left out
 _WAKE_BACKLOG = 10_000
+_SUMMARIES = 256
 
 
 class PushDelivery:
@@ -89,6 +90,7 @@ class PushDelivery:
         self._dirty: set[int] = set()
         self._to_wake: OrderedDict[int, list[int]] = OrderedDict()  # event nid -> pushers queued in its write
         self._last_badge: dict[int, int] = {}  # pusher nid -> unread count last sent
+        self._summaries: OrderedDict[int, dict[str, Any]] = OrderedDict()  # event nid -> its fields
         self._sending = asyncio.Semaphore(config.max_concurrent)
         self._session: aiohttp.ClientSession | None = None
         self._stopping = asyncio.Event()
@@ -259,26 +261,36 @@ class PushDelivery:
         }
         if pusher.data.get("format") == "event_id_only":
             return out
-        out["type"] = event.type
-        out["sender"] = event.sender
+        out.update(await self._summary(room, event))
+        if event.type == "m.room.member":
+            out["user_is_target"] = event.state_key == pusher.user_id
+        return out
+
+    async def _summary(self, room: RoomRecord, event: StoredEvent) -> dict[str, Any]:
+        """The event's fields of a full-format notification, the same for every pusher:
+        read once per event (a message to a big room goes to many pushers at once)."""
+        cached = self._summaries.get(event.nid)
+        if cached is not None:
+            return cached
+        out: dict[str, Any] = {"type": event.type, "sender": event.sender}
         state = await self.room_service.current_state_events(
             room, [("m.room.member", event.sender), ("m.room.name", ""), ("m.room.canonical_alias", "")]
         )
-        name = _string(state.get(("m.room.member", event.sender)), "displayname")
-        if name is not None:
-            out["sender_display_name"] = name
-        room_name = _string(state.get(("m.room.name", "")), "name")
-        if room_name is not None:
-            out["room_name"] = room_name
-        alias = _string(state.get(("m.room.canonical_alias", "")), "alias")
-        if alias is not None:
-            out["room_alias"] = alias
-        if event.type == "m.room.member":
-            out["user_is_target"] = event.state_key == pusher.user_id
+        for key, name, field in (
+            (("m.room.member", event.sender), "sender_display_name", "displayname"),
+            (("m.room.name", ""), "room_name", "name"),
+            (("m.room.canonical_alias", ""), "room_alias", "alias"),
+        ):
+            value = _string(state.get(key), field)
+            if value is not None:
+                out[name] = value
         content = event.event.get("content")
         if self.config.include_content and isinstance(content, dict) and content:
             if len(orjson.dumps(content)) <= _MAX_CONTENT_BYTES:
                 out["content"] = content
+        self._summaries[event.nid] = out
+        if len(self._summaries) > _SUMMARIES:
+            self._summaries.popitem(last=False)
         return out
 
     def _get_session(self) -> aiohttp.ClientSession:

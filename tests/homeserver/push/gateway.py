@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from typing import Any
 
 from aiohttp import web
@@ -25,6 +26,7 @@ class PushGateway:
         self.ssl = ca.server_context(host, name=f"gateway-{id(self)}")
         self.port = _free_port(host)
         self.received: list[dict[str, Any]] = []
+        self.arrived: list[float] = []  # time.perf_counter() of each received notification
         self.requests = 0
         self.rejected: set[str] = set()
         self.fail_next = 0  # answer this many requests 500 first
@@ -70,6 +72,7 @@ class PushGateway:
         assert isinstance(notification, dict)
         async with self._changed:
             self.received.append(notification)
+            self.arrived.append(time.perf_counter())
             self._changed.notify_all()
         rejected = [d["pushkey"] for d in devices if d["pushkey"] in self.rejected]
         return web.json_response({"rejected": rejected})
