@@ -32,6 +32,9 @@ from homeserver.e2ee.device_lists import DeviceLists
 from homeserver.e2ee.key_backup import KeyBackupService
 from homeserver.e2ee.keys import KeysService
 from homeserver.e2ee.to_device import ToDeviceService
+from homeserver.email.mailer import Mailer
+from homeserver.email.notifier import EmailNotifier
+from homeserver.email.threepids import EMAIL, ThreepidService
 from homeserver.federation.access import ServerGate
 from homeserver.federation.backfill import RoomBackfill
 from homeserver.federation.edus import EduRegistry
@@ -117,6 +120,7 @@ from homeserver.storage.rooms import MembershipQueries, RoomStore
 from homeserver.storage.search import SearchStore
 from homeserver.storage.server_keys import ServerKeyStore
 from homeserver.storage.state import StateStore
+from homeserver.storage.threepids import ThreepidStore
 from homeserver.storage.to_device import ToDeviceStore
 from homeserver.storage.uia import UiaStore
 from homeserver.storage.user_directory import UserDirectoryStore
@@ -362,9 +366,24 @@ class HomeServer:
         # Pushers and delivery to their push gateways: queued in each event's write,
         # sent per pusher through the outbound guard, badge updates after receipts.
         pusher_store = PusherStore(self.db)
+        # E-mail (off unless configured): addresses on accounts, e-mail pushers.
+        threepid_store = ThreepidStore(self.db)
+        self.mailer: Mailer | None = None
+        if config.email.enabled:
+            template_dir = config.email.template_dir
+            self.mailer = Mailer(config.email, config.resolve_path(template_dir) if template_dir else None)
+
+        async def email_owner(address: str) -> str | None:
+            return await threepid_store.user_for(EMAIL, address)
+
         self.pushers = PusherService(
             store=pusher_store, address_refusal=self.outbound_guard.policy.refusal,
             max_per_user=config.push.max_pushers_per_user, now_ms=self.clock.time_ms,
+            email_owner=email_owner if self.mailer is not None else None,
+        )
+        self.threepids = ThreepidService(
+            store=threepid_store, mailer=self.mailer, config=config.email, clock=self.clock,
+            rate_limit=self.ratelimiter.check, address_removed=self.pushers.address_removed,
         )
         self.auth.on_devices_deleted.append(self.pushers.devices_deleted)  # their pushers went with them
         self.push_delivery = PushDelivery(
@@ -377,6 +396,13 @@ class HomeServer:
         self.push_actions.connect(self.push_delivery)  # built after the writer's index
         self.room_activity.listeners.append(self.push_delivery.event_persisted)
         self.receipts.on_change.append(self.push_delivery.receipt_moved)
+        self.email_notifier: EmailNotifier | None = None
+        if self.mailer is not None:
+            self.email_notifier = EmailNotifier(
+                config=config.email, mailer=self.mailer, pushers=pusher_store, actions=self.push_actions.store,
+                events=self.event_store, rooms=self.room_store, room_service=self.room_service,
+                receipts=self.receipts, clock=self.clock, secret=self.signing_key.encode(),
+            )
         self.sync = SyncService(
             streams=[
                 RoomEventsStream(
@@ -611,6 +637,8 @@ class HomeServer:
             await self.partner_directory_publisher.start()  # needs partners for publish_partners
             await self.media.start()  # the periodic cleanup of expired and old media
             await self.push_delivery.start()  # resumes queues left from before a restart
+            if self.email_notifier is not None:
+                self.email_notifier.start()  # mails what is still unread after the delay
             self.user_directory.start()  # fills its index from existing rooms, once
         except BaseException:
             # An open engine keeps non-daemon threads alive: close it or the process hangs.
@@ -626,6 +654,8 @@ class HomeServer:
         await self.partner_directory.stop()
         await self.federation_sender.stop()  # before the client and the database close
         await self.push_delivery.stop()  # gateway requests in flight; their queue rows stay
+        if self.email_notifier is not None:
+            await self.email_notifier.stop()
         if self.federation_client is not None:
             await self.federation_client.close()
         await self.presence.flush()  # batched presence writes, before the database closes

@@ -9,17 +9,18 @@ its pushers in the same transaction (homeserver/storage/devices.py).
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import orjson
 
-from homeserver.errors import bad_json, forbidden, invalid_param, missing_param
+from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param, missing_param
 from homeserver.records.pushers import Pusher
 from homeserver.storage.pushers import PusherStore
 
 NOTIFY_PATH = "/_matrix/push/v1/notify"
+EMAIL_APP_ID = "m.email"  # the spec's app_id of e-mail pushers
 KINDS = ("http", "email")
 MAX_PUSHKEY_BYTES = 512  # the spec's limits
 MAX_APP_ID_CHARS = 64
@@ -75,13 +76,13 @@ def check_gateway_url(url: Any, address_refusal: Callable[[str], str | None]) ->
 class PusherService:
     def __init__(
         self, *, store: PusherStore, address_refusal: Callable[[str], str | None], max_per_user: int,
-        now_ms: Callable[[], int], email_enabled: bool = False,
+        now_ms: Callable[[], int], email_owner: Callable[[str], Awaitable[str | None]] | None = None,
     ) -> None:
         self.store = store
         self.address_refusal = address_refusal
         self.max_per_user = max_per_user
         self.now_ms = now_ms
-        self.email_enabled = email_enabled
+        self.email_owner = email_owner  # who has an e-mail address (None: e-mail is off)
         self.listeners: list[PushersChanged] = []
 
     async def list(self, user_id: str) -> list[dict[str, Any]]:
@@ -110,8 +111,8 @@ class PusherService:
             raise bad_json("Field 'kind' must be a string or null")
         if kind not in KINDS:
             raise invalid_param(f"Unknown pusher kind {kind!r}; expected http, email or null")
-        if kind == "email" and not self.email_enabled:
-            raise invalid_param("This server does not send e-mail notifications")
+        if kind == "email":
+            await self._check_email(user_id, app_id, pushkey)
         missing = [k for k in ("app_display_name", "device_display_name", "lang", "data") if body.get(k) is None]
         if missing:
             raise missing_param(f"Missing parameters: {', '.join(missing)}")
@@ -142,6 +143,20 @@ class PusherService:
             raise forbidden(f"A user may have at most {self.max_per_user} pushers")
         for other in await self.store.put(pusher, replace_other_users=not append):
             await self._changed(other)
+        await self._changed(user_id)
+
+    async def _check_email(self, user_id: str, app_id: str, pushkey: str) -> None:
+        """An e-mail pusher mails one of the user's own validated addresses, nothing else."""
+        if self.email_owner is None:
+            raise invalid_param("This server does not send e-mail notifications")
+        if app_id != EMAIL_APP_ID:
+            raise invalid_param(f"An e-mail pusher's app_id is {EMAIL_APP_ID!r}")
+        if pushkey != pushkey.strip().lower() or await self.email_owner(pushkey) != user_id:
+            raise MatrixError(400, "M_THREEPID_NOT_FOUND", "The pushkey is not a validated e-mail address of this account")
+
+    async def address_removed(self, user_id: str, address: str) -> None:
+        """An e-mail address left the account: its e-mail pushers go."""
+        await self.store.delete(user_id, EMAIL_APP_ID, address)
         await self._changed(user_id)
 
     async def _changed(self, user_id: str) -> None:

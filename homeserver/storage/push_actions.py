@@ -170,6 +170,14 @@ class PushActionStore:
         rows = await self.db.fetchall(sql + " ORDER BY stream_ordering DESC LIMIT ?", [*args, limit])
         return [_from_row(r) for r in rows]
 
+    async def since(self, user_id: str, after: int, limit: int) -> list[PushActionRow]:
+        """The user's notifications after a stream position, oldest first (e-mail pushers)."""
+        rows = await self.db.fetchall(
+            _SELECT + " WHERE user_id = ? AND stream_ordering > ? ORDER BY stream_ordering LIMIT ?",
+            (user_id, after, limit),
+        )
+        return [_from_row(r) for r in rows]
+
     async def get(self, user_id: str, event_nid: int) -> PushActionRow | None:
         """The user's notification for one event (what a queued push delivers)."""
         row = await self.db.fetchone(_SELECT + " WHERE user_id = ? AND event_nid = ?", (user_id, event_nid))

@@ -113,7 +113,27 @@ class PusherStore:
     async def _delete_nids(txn: Txn, nids: list[int]) -> None:
         for nid in nids:
             await txn.execute("DELETE FROM push_queue WHERE pusher_nid = ?", (nid,))
+            await txn.execute("DELETE FROM email_pusher_state WHERE pusher_nid = ?", (nid,))
             await txn.execute("DELETE FROM pushers WHERE pusher_nid = ?", (nid,))
+
+    async def of_kind(self, kind: str) -> list[Pusher]:
+        rows = await self.db.fetchall(f"SELECT {_PUSHER_COLUMNS} FROM pushers WHERE kind = ? ORDER BY pusher_nid", (kind,))
+        return [_pusher(r) for r in rows]
+
+    # --- e-mail pushers' progress ---
+
+    async def mailed_upto(self, pusher_nid: int) -> int | None:
+        row = await self.db.fetchone(
+            "SELECT last_stream_ordering FROM email_pusher_state WHERE pusher_nid = ?", (pusher_nid,)
+        )
+        return int(row[0]) if row else None
+
+    async def set_mailed_upto(self, pusher_nid: int, pos: int) -> None:
+        await self.db.execute(
+            "INSERT INTO email_pusher_state (pusher_nid, last_stream_ordering) VALUES (?, ?)"
+            " ON CONFLICT (pusher_nid) DO UPDATE SET last_stream_ordering = excluded.last_stream_ordering",
+            (pusher_nid, pos),
+        )
 
     # --- the queue ---
 

@@ -85,3 +85,6 @@ def register_routes(app: web.Application) -> None:
     from homeserver.api.client import pushers
 
     pushers.register(routes)
+    from homeserver.api.client import threepids
+
+    threepids.register(routes)

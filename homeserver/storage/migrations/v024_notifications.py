@@ -9,6 +9,11 @@ instead of evaluating rules at read time. `pushers` holds the users' pushers
 pusher's durable delivery queue: one row per notification (event_nid set) or a
 pending badge-only update (event_nid NULL, at most one per pusher), deleted
 once the push gateway accepted it, retried with backoff until then.
+
+E-mail: `user_threepids` holds the validated e-mail addresses of accounts;
+`threepid_validations` the validation sessions (POST .../requestToken: a token
+mailed as a link, valid until `expires_ts`); `email_pusher_state` how far each
+e-mail pusher has mailed (the stream position of the last notification sent).
 """
 
 
@@ -53,4 +58,29 @@ def statements(d: dict[str, str]) -> list[str]:
             created_ts {d['bigint']} NOT NULL
         )""",
         "CREATE INDEX push_queue_pusher ON push_queue (pusher_nid, queue_nid)",
+        f"""CREATE TABLE user_threepids (
+            user_id TEXT NOT NULL,
+            medium TEXT NOT NULL,
+            address TEXT NOT NULL,
+            validated_at {d['bigint']} NOT NULL,
+            added_at {d['bigint']} NOT NULL,
+            PRIMARY KEY (medium, address)
+        )""",
+        "CREATE INDEX user_threepids_user ON user_threepids (user_id)",
+        f"""CREATE TABLE threepid_validations (
+            sid TEXT PRIMARY KEY,
+            client_secret TEXT NOT NULL,
+            medium TEXT NOT NULL,
+            address TEXT NOT NULL,
+            token TEXT NOT NULL,
+            send_attempt {d['bigint']} NOT NULL,
+            created_ts {d['bigint']} NOT NULL,
+            expires_ts {d['bigint']} NOT NULL,
+            validated_ts {d['bigint']}
+        )""",
+        "CREATE INDEX threepid_validations_secret ON threepid_validations (client_secret, address)",
+        f"""CREATE TABLE email_pusher_state (
+            pusher_nid {d['bigint']} PRIMARY KEY,
+            last_stream_ordering {d['bigint']} NOT NULL
+        )""",
     ]

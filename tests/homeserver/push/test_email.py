@@ -1,0 +1,163 @@
+"""E-mail against a real SMTP server on loopback (aiosmtpd): validating an address
+on the account by the link in the mail, e-mail pushers mailing what is still
+unread after the delay (grouped per room, room links, an unsubscribe link that
+works without logging in), and display names that try to inject headers."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.conftest import Api, FakeClock, password_auth
+from tests.homeserver.api.reading_helpers import send, uid, user
+from tests.homeserver.push.smtp import MailSink, html_of, links, text_of
+
+BASE = "https://accord.test.local"
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[MailSink]:
+    s = MailSink()
+    s.start()
+    yield s
+    s.stop()
+
+
+def email_config(sink: MailSink, **extra: Any) -> dict[str, Any]:
+    return {"email": {
+        "enabled": True, "smtp_host": "127.0.0.1", "smtp_port": sink.port, "tls": "none",
+        "from_address": "Accord <noreply@test.local>", "public_baseurl": BASE, "app_name": "Accord Test",
+        "notif_check_s": 0.1, **extra,
+    }}
+
+
+async def _follow(api: Api, link: str, method: str = "GET") -> tuple[int, str]:
+    """A link from a mail, opened on the test server (the public base URL stands for it)."""
+    assert link.startswith(BASE)
+    parts = urlsplit(link)
+    async with api.client.request(method, parts.path + ("?" + parts.query if parts.query else "")) as resp:
+        return resp.status, await resp.text()
+
+
+async def add_email(api: Api, sink: MailSink, token: str, name: str, address: str) -> None:
+    before = len(sink.mails)
+    got = await api.post("account/3pid/email/requestToken",
+                         {"client_secret": "secret-1", "email": address, "send_attempt": 1})
+    sid = got["sid"]
+    # Adding before the link is followed fails.
+    body = {"client_secret": "secret-1", "sid": sid}
+    _, challenge = await api.request("POST", "account/3pid/add", body, token=token, expect=401)
+    auth = password_auth(challenge["session"], name)
+    _, err = await api.request("POST", "account/3pid/add", {**body, "auth": auth}, token=token, expect=400)
+    assert err["errcode"] == "M_THREEPID_AUTH_FAILED"
+    mail = (await sink.wait_for(before + 1))[-1]
+    assert mail["To"] == address.lower() and "Confirm" in mail["Subject"]
+    (link,) = [x for x in links(text_of(mail)) if "submit_token" in x]
+    assert html.escape(link) in html_of(mail)
+    status, page = await _follow(api, link)
+    assert status == 200 and "confirmed" in page
+    _, challenge = await api.request("POST", "account/3pid/add", body, token=token, expect=401)
+    await api.post("account/3pid/add", {**body, "auth": password_auth(challenge["session"], name)}, token=token)
+
+
+async def test_address_validation_and_3pid_endpoints(make_api: Any, sink: MailSink) -> None:
+    api = await make_api(**email_config(sink))
+    bob = await user(api, "bob")
+    caps = (await api.get("capabilities", token=bob))["capabilities"]
+    assert caps["m.3pid_changes"] == {"enabled": True}
+    await add_email(api, sink, bob, "bob", "Bob@Example.org")
+    (entry,) = (await api.get("account/3pid", token=bob))["threepids"]
+    assert entry["medium"] == "email" and entry["address"] == "bob@example.org"
+    # The same address for someone else: in use.
+    _, err = await api.request("POST", "account/3pid/email/requestToken",
+                               {"client_secret": "x", "email": "bob@example.org", "send_attempt": 1}, expect=400)
+    assert err["errcode"] == "M_THREEPID_IN_USE"
+    # A forged token opens nothing.
+    status, _ = await _follow(api, f"{BASE}/_accord/client/email/submit_token?sid=a&client_secret=b&token=c")
+    assert status == 400
+    assert (await api.post("account/3pid/delete", {"medium": "email", "address": "bob@example.org"}, token=bob)) == {
+        "id_server_unbind_result": "no-support"}
+    assert (await api.get("account/3pid", token=bob))["threepids"] == []
+
+
+@pytest.mark.parametrize(("body", "errcode"), [
+    ({"client_secret": "s", "email": "not an address", "send_attempt": 1}, "M_INVALID_PARAM"),
+    ({"client_secret": "s", "email": "a@b.c\r\nBcc: x@y.z", "send_attempt": 1}, "M_INVALID_PARAM"),
+    ({"client_secret": "bad secret!", "email": "a@b.org", "send_attempt": 1}, "M_INVALID_PARAM"),
+    ({"client_secret": "s", "email": "a@b.org"}, "M_MISSING_PARAM"),
+    ({"client_secret": "s", "email": "a@b.org", "send_attempt": "1"}, "M_INVALID_PARAM"),
+    ({"client_secret": "s", "email": 5, "send_attempt": 1}, "M_BAD_JSON"),
+])
+async def test_bad_token_requests(make_api: Any, sink: MailSink, body: dict[str, Any], errcode: str) -> None:
+    api = await make_api(**email_config(sink))
+    _, err = await api.request("POST", "account/3pid/email/requestToken", body, expect=400)
+    assert err["errcode"] == errcode
+    assert sink.mails == []
+
+
+async def test_without_email_configured(api: Api) -> None:
+    bob = await user(api, "bob")
+    _, err = await api.request("POST", "account/3pid/email/requestToken",
+                               {"client_secret": "s", "email": "a@b.org", "send_attempt": 1}, expect=400)
+    assert err["errcode"] == "M_THREEPID_MEDIUM_NOT_SUPPORTED"
+    assert (await api.get("capabilities", token=bob))["capabilities"]["m.3pid_changes"] == {"enabled": False}
+
+
+async def test_email_pusher_mails_unread_after_the_delay(make_api: Any, sink: MailSink, clock: FakeClock) -> None:
+    api = await make_api(clock=clock, **email_config(sink, notif_delay_s=600))
+    alice, bob, carol = await user(api, "alice"), await user(api, "bob"), await user(api, "carol")
+    await add_email(api, sink, bob, "bob", "bob@example.org")
+    mails_before = len(sink.mails)
+    # Not an address of bob's: refused.
+    body = {"kind": "email", "app_id": "m.email", "pushkey": "someone@else.org", "app_display_name": "Mail",
+            "device_display_name": "Mail", "lang": "en", "data": {}}
+    _, err = await api.request("POST", "pushers/set", body, token=bob, expect=400)
+    assert err["errcode"] == "M_THREEPID_NOT_FOUND"
+    await api.post("pushers/set", {**body, "pushkey": "bob@example.org"}, token=bob)
+
+    # Carol's display name tries to add a header.
+    await api.put(f"profile/{uid('carol')}/displayname", {"displayname": "Carol\r\nBcc: evil@attacker.org"},
+                  token=carol)
+    ops = (await api.post("createRoom", {"preset": "public_chat", "name": "Ops <b>room</b>"}, token=alice))["room_id"]
+    chat = (await api.post("createRoom", {"preset": "public_chat", "name": "Chat"}, token=alice))["room_id"]
+    for room in (ops, chat):
+        await api.post(f"rooms/{room}/join", {}, token=bob)
+        await api.post(f"rooms/{room}/join", {}, token=carol)
+    await send(api, ops, carol, "the server is on fire <script>")
+    await send(api, chat, alice, "lunch?")
+    read = await send(api, chat, alice, "read this one")
+    await api.post(f"rooms/{chat}/receipt/m.read/{read}", {}, token=bob)  # chat: all read
+    await send(api, ops, alice, "still burning")
+
+    await asyncio.sleep(1.0)  # several rounds of the notifier: nothing is due yet
+    assert len(sink.mails) == mails_before
+    clock.advance(601_000)
+    mail = (await sink.wait_for(mails_before + 1))[-1]
+    assert mail["To"] == "bob@example.org"
+    assert "Bcc" not in mail and "\n" not in mail["Subject"] and "Carol" in mail["Subject"]
+    assert "Ops <b>room</b>" in mail["Subject"]
+    text = text_of(mail)
+    assert "the server is on fire <script>" in text and "still burning" in text
+    assert "lunch?" not in text  # read before the delay passed
+    page = html_of(mail)
+    assert "&lt;script&gt;" in page and "<script>" not in page and "Ops &lt;b&gt;room&lt;/b&gt;" in page
+    assert f"https://matrix.to/#/{ops.replace('!', '%21').replace(':', '%3A')}" in text
+    (unsubscribe,) = [x for x in links(text) if "unsubscribe" in x]
+    assert mail["List-Unsubscribe"] == f"<{unsubscribe}>"
+
+    # Nothing new: no second mail. Then the unsubscribe link (no login): GET asks, POST does.
+    await asyncio.sleep(0.6)
+    assert len(sink.mails) == mails_before + 1
+    status, page = await _follow(api, unsubscribe)
+    assert status == 200 and "<form" in page
+    assert len((await api.get("pushers", token=bob))["pushers"]) == 1
+    status, _ = await _follow(api, unsubscribe + "0", "POST")
+    assert status == 400
+    status, page = await _follow(api, unsubscribe, "POST")
+    assert status == 200 and "no longer" in page
+    assert (await api.get("pushers", token=bob))["pushers"] == []
