@@ -385,6 +385,7 @@ class HomeServer:
             store=threepid_store, mailer=self.mailer, config=config.email, clock=self.clock,
             rate_limit=self.ratelimiter.check, address_removed=self.pushers.address_removed,
         )
+        self.uia.connect(email_identity=self.threepids.identity_of)  # the e-mail stage (password reset)
         self.auth.on_devices_deleted.append(self.pushers.devices_deleted)  # their pushers went with them
         self.push_delivery = PushDelivery(
             config=config.push, store=pusher_store, actions=self.push_actions.store, events=self.event_store,

@@ -8,6 +8,7 @@ parameters; passwords are never written to it.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ _SECRET_KEYS = ("password", "new_password", "auth")
 DUMMY = "m.login.dummy"
 PASSWORD = "m.login.password"
 REGISTRATION_TOKEN = "m.login.registration_token"
+EMAIL_IDENTITY = "m.login.email.identity"
 
 
 class UiaRequired(MatrixError):
@@ -76,6 +78,12 @@ class UiaService:
         self.clock = clock
         self.server_name = server_name
         self._last_sweep_ms = 0
+        self._email_identity: Callable[[Any], Awaitable[str | None]] | None = None
+
+    def connect(self, *, email_identity: Callable[[Any], Awaitable[str | None]]) -> None:
+        """The e-mail stage's check (homeserver/email/threepids.py, built later): the
+        account whose validated address the stage's threepid_creds prove, or None."""
+        self._email_identity = email_identity
 
     async def check(
         self,
@@ -188,6 +196,11 @@ class UiaService:
             return token
         if stage == PASSWORD:
             return await self._check_password(auth, requester)
+        if stage == EMAIL_IDENTITY and self._email_identity is not None:
+            user_id = await self._email_identity(auth.get("threepid_creds"))
+            if user_id is None or (requester is not None and requester.user_id != user_id):
+                return None
+            return user_id
         return None
 
     async def _check_password(self, auth: dict[str, Any], requester: Requester | None) -> str | None:

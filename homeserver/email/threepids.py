@@ -62,9 +62,11 @@ class ThreepidService:
             raise MatrixError(400, "M_THREEPID_MEDIUM_NOT_SUPPORTED", "This server does not send e-mail")
         return self.mailer
 
-    async def request_token(self, body: dict[str, Any], client_ip: str) -> dict[str, Any]:
+    async def request_token(self, body: dict[str, Any], client_ip: str, *, for_reset: bool = False) -> dict[str, Any]:
         """POST /account/3pid/email/requestToken: mail a validation link (once per
-        send_attempt: a retry with the same one answers the same session)."""
+        send_attempt: a retry with the same one answers the same session). With
+        `for_reset` (POST /account/password/email/requestToken) the address must
+        already belong to an account, whose password the validated session may reset."""
         mailer = self._enabled()
         secret = check_client_secret(body.get("client_secret"))
         if "email" not in body:
@@ -75,7 +77,10 @@ class ThreepidService:
             raise missing_param("Missing required field 'send_attempt'")
         if not isinstance(attempt, int) or isinstance(attempt, bool) or not 0 <= attempt < 2**53:
             raise invalid_param("send_attempt must be a non-negative integer")
-        if await self.store.user_for(EMAIL, address) is not None:
+        owner = await self.store.user_for(EMAIL, address)
+        if for_reset and owner is None:
+            raise MatrixError(400, "M_THREEPID_NOT_FOUND", "No account has this e-mail address")
+        if not for_reset and owner is not None:
             raise MatrixError(400, "M_THREEPID_IN_USE", "This e-mail address is already in use")
         now = self.clock.time_ms()
         existing = await self.store.session_for(secret, EMAIL, address)
@@ -92,10 +97,13 @@ class ThreepidService:
         link = f"{base}{SUBMIT_PATH}?" + urlencode(
             {"sid": session.sid, "client_secret": secret, "token": session.token}
         )
-        text, html = mailer.render("validate", address=address, link=link)
+        template, subject = (
+            ("reset", f"Reset your {self.config.app_name} password") if for_reset
+            else ("validate", f"Confirm your e-mail address for {self.config.app_name}")
+        )
+        text, html = mailer.render(template, address=address, link=link)
         try:
-            await mailer.send(mailer.message(address, f"Confirm your e-mail address for {self.config.app_name}",
-                                             text, html))
+            await mailer.send(mailer.message(address, subject, text, html))
         except MailError as exc:
             await self.store.delete_session(session.sid)
             raise MatrixError(500, "M_UNKNOWN", "The validation mail could not be sent") from exc
@@ -144,6 +152,23 @@ class ThreepidService:
         if await self.store.delete(user_id, medium, address):
             await self.address_removed(user_id, address)
         return {"id_server_unbind_result": "no-support"}
+
+    async def identity_of(self, creds: Any) -> str | None:
+        """The m.login.email.identity stage: the account owning the address that the
+        validated session named by `threepid_creds` (sid, client_secret) proves."""
+        if not isinstance(creds, dict) or not isinstance(creds.get("sid"), str):
+            return None
+        secret = creds.get("client_secret")
+        session = await self.store.session(creds["sid"])
+        if (
+            session is None or session.validated_ts is None or not isinstance(secret, str)
+            or session.expires_ts <= self.clock.time_ms() or not hmac.compare_digest(session.client_secret, secret)
+        ):
+            return None
+        owner = await self.store.user_for(session.medium, session.address)
+        if owner is not None:
+            await self.store.delete_session(session.sid)  # proves one operation, once
+        return owner
 
     async def list(self, user_id: str) -> list[dict[str, Any]]:
         return [

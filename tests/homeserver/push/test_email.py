@@ -108,8 +108,10 @@ async def test_without_email_configured(api: Api) -> None:
     assert (await api.get("capabilities", token=bob))["capabilities"]["m.3pid_changes"] == {"enabled": False}
 
 
-async def test_email_pusher_mails_unread_after_the_delay(make_api: Any, sink: MailSink, clock: FakeClock) -> None:
-    api = await make_api(clock=clock, **email_config(sink, notif_delay_s=600))
+async def test_email_pusher_mails_unread_after_the_delay(
+    make_api: Any, sink: MailSink, clock: FakeClock, db_overrides: dict[str, Any],
+) -> None:
+    api = await make_api(clock=clock, **db_overrides, **email_config(sink, notif_delay_s=600))
     alice, bob, carol = await user(api, "alice"), await user(api, "bob"), await user(api, "carol")
     await add_email(api, sink, bob, "bob", "bob@example.org")
     mails_before = len(sink.mails)
@@ -124,6 +126,7 @@ async def test_email_pusher_mails_unread_after_the_delay(make_api: Any, sink: Ma
     await api.put(f"profile/{uid('carol')}/displayname", {"displayname": "Carol\r\nBcc: evil@attacker.org"},
                   token=carol)
     ops = (await api.post("createRoom", {"preset": "public_chat", "name": "Ops <b>room</b>"}, token=alice))["room_id"]
+    clock.advance(1)  # a v12 room's ID is its create event's: not two in the same millisecond
     chat = (await api.post("createRoom", {"preset": "public_chat", "name": "Chat"}, token=alice))["room_id"]
     for room in (ops, chat):
         await api.post(f"rooms/{room}/join", {}, token=bob)
@@ -161,3 +164,39 @@ async def test_email_pusher_mails_unread_after_the_delay(make_api: Any, sink: Ma
     status, page = await _follow(api, unsubscribe, "POST")
     assert status == 200 and "no longer" in page
     assert (await api.get("pushers", token=bob))["pushers"] == []
+
+
+async def test_password_reset_by_email(make_api: Any, sink: MailSink, db_overrides: dict[str, Any]) -> None:
+    api = await make_api(**db_overrides, **email_config(sink))
+    bob = await user(api, "bob")
+    await add_email(api, sink, bob, "bob", "bob@example.org")
+    _, err = await api.request("POST", "account/password/email/requestToken",
+                               {"client_secret": "r1", "email": "nobody@example.org", "send_attempt": 1}, expect=400)
+    assert err["errcode"] == "M_THREEPID_NOT_FOUND"
+    before = len(sink.mails)
+    sid = (await api.post("account/password/email/requestToken",
+                          {"client_secret": "r1", "email": "BOB@example.org", "send_attempt": 1}))["sid"]
+    mail = (await sink.wait_for(before + 1))[-1]
+    assert "Reset" in mail["Subject"] and mail["To"] == "bob@example.org"
+    body: dict[str, Any] = {"new_password": "a brand new password 1"}
+    _, challenge = await api.request("POST", "account/password", body, expect=401)
+    assert challenge["flows"] == [{"stages": ["m.login.email.identity"]}]
+    auth = {"type": "m.login.email.identity", "threepid_creds": {"sid": sid, "client_secret": "r1"},
+            "session": challenge["session"]}
+    # Before the link in the mail is followed, the stage fails.
+    _, failed = await api.request("POST", "account/password", {**body, "auth": auth}, expect=401)
+    assert failed["errcode"] == "M_FORBIDDEN"
+    (link,) = [x for x in links(text_of(mail)) if "submit_token" in x]
+    assert (await _follow(api, link))[0] == 200
+    await api.post("account/password", {**body, "auth": auth})
+    # Every session ended; the new password logs in, the old one does not.
+    assert (await api.request("GET", "account/whoami", token=bob, expect=None))[0] == 401
+    await api.login("bob", "a brand new password 1")
+    status, _ = await api.request("POST", "login", {"type": "m.login.password", "identifier": {
+        "type": "m.id.user", "user": "bob"}, "password": "wrong"}, expect=None)
+    assert status == 403
+    # The validated session proved one reset; it cannot prove another.
+    _, challenge = await api.request("POST", "account/password", body, expect=401)
+    auth["session"] = challenge["session"]
+    _, again = await api.request("POST", "account/password", {**body, "auth": auth}, expect=401)
+    assert again["errcode"] == "M_FORBIDDEN"
