@@ -452,6 +452,16 @@ class EmailConfig:
     validation_lifetime_s: int = field(
         default=3600, metadata=_doc("How long a validation link sent to an address works.")
     )
+    digest_hour: int = field(
+        default=8,
+        metadata=_doc(
+            "Hour of the day (UTC, 0-23) digests are sent at, to users who chose daily or weekly"
+            " ones (global account data org.accord.digest: {\"frequency\": \"daily\"|\"weekly\"|\"off\"})."
+        ),
+    )
+    digest_weekday: int = field(
+        default=0, metadata=_doc("Day weekly digests are sent on (0 Monday ... 6 Sunday).")
+    )
     template_dir: str | None = field(
         default=None,
         metadata=_doc(
@@ -910,6 +920,8 @@ def _check_email(config: Config) -> None:
         raise ConfigError(key + "notif_delay_s' must be >= 0 and 'validation_lifetime_s' >= 60")
     if not 0 < em.timeout_s <= 300:
         raise ConfigError(key + "timeout_s' must be in (0, 300]")
+    if not 0 <= em.digest_hour <= 23 or not 0 <= em.digest_weekday <= 6:
+        raise ConfigError(key + "digest_hour' must be 0-23 and 'digest_weekday' 0-6")
     if not 0.1 <= em.notif_check_s <= 3600:
         raise ConfigError(key + "notif_check_s' must be from 0.1 to 3600")
     if "{room_id}" not in em.client_room_url:

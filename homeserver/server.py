@@ -403,6 +403,8 @@ class HomeServer:
                 config=config.email, mailer=self.mailer, pushers=pusher_store, actions=self.push_actions.store,
                 events=self.event_store, rooms=self.room_store, room_service=self.room_service,
                 receipts=self.receipts, clock=self.clock, secret=self.signing_key.encode(),
+                account_data=self.account_data.store, addresses=threepid_store,
+                unread_rooms=self.push_delivery.unread_by_room,
             )
         self.sync = SyncService(
             streams=[

@@ -1,21 +1,24 @@
-"""E-mail pushers: notifications still unread `email.notif_delay_s` after they
+"""E-mail pushers and digests: notifications still unread `email.notif_delay_s` after they
 arrived are mailed, grouped per room, with a link to each room and an
 unsubscribe link that works without logging in (signed for that pusher).
 
 A loop looks at every e-mail pusher every `email.notif_check_s`; each pusher's
 progress (the stream position mailed up to) is stored, so a restart neither
 loses nor repeats a mail, and a failed delivery is tried again on the next
-round.
+round. Digests (a user's choice in account data, DIGEST_TYPE) summarise the rooms
+with unread notifications once a day or week at `email.digest_hour`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import hashlib
 import hmac
 import logging
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
@@ -23,8 +26,11 @@ from homeserver.clock import Clock
 from homeserver.config import EmailConfig
 from homeserver.email.mailer import Mailer, MailError, header_text
 from homeserver.records.pushers import Pusher
+from homeserver.records.rooms import RoomRecord
+from homeserver.storage.account_data import AccountDataStore
 from homeserver.storage.push_actions import PushActionRow, PushActionStore
 from homeserver.storage.pushers import PusherStore
+from homeserver.storage.threepids import ThreepidStore
 
 if TYPE_CHECKING:
     from homeserver.receipts import ReceiptService
@@ -39,11 +45,28 @@ _BATCH = 200
 _MAX_BODY = 500
 
 
+DIGEST_TYPE = "org.accord.digest"  # global account data: {"frequency": "daily" | "weekly" | "off"}
+_DAY_MS = 86_400_000
+
+
+def digest_period_start(now_ms: int, frequency: str, hour: int, weekday: int) -> int:
+    """When the current digest period began: the latest configured hour (UTC) at or
+    before `now_ms`, on the configured weekday for weekly digests."""
+    moment = datetime.datetime.fromtimestamp(now_ms / 1000, datetime.UTC)
+    start = moment.replace(hour=hour, minute=0, second=0, microsecond=0)
+    if start > moment:
+        start -= datetime.timedelta(days=1)
+    if frequency == "weekly":
+        start -= datetime.timedelta(days=(start.weekday() - weekday) % 7)
+    return int(start.timestamp() * 1000)
+
+
 class EmailNotifier:
     def __init__(
         self, *, config: EmailConfig, mailer: Mailer, pushers: PusherStore, actions: PushActionStore,
         events: EventStore, rooms: RoomStore, room_service: RoomService, receipts: ReceiptService,
-        clock: Clock, secret: bytes,
+        clock: Clock, secret: bytes, account_data: AccountDataStore, addresses: ThreepidStore,
+        unread_rooms: Callable[[str], Awaitable[list[tuple[RoomRecord, int]]]],
     ) -> None:
         self.config = config
         self.mailer = mailer
@@ -54,6 +77,9 @@ class EmailNotifier:
         self.room_service = room_service
         self.receipts = receipts
         self.clock = clock
+        self.account_data = account_data
+        self.addresses = addresses
+        self.unread_rooms = unread_rooms
         self._key = hashlib.sha256(b"accord e-mail unsubscribe\x00" + secret).digest()
         self._task: asyncio.Task[None] | None = None
 
@@ -78,6 +104,48 @@ class EmailNotifier:
     async def run_once(self) -> None:
         for pusher in await self.pushers.of_kind("email"):
             await self._pusher(pusher)
+        await self._digests()
+
+    # --- digests ---
+
+    async def _digests(self) -> None:
+        """Each user who chose digests gets one per period, at the configured hour, of
+        the rooms with unread notifications (none when nothing is unread). The first
+        period counts from when the choice was first seen."""
+        now = self.clock.time_ms()
+        for user_id, content in await self.account_data.global_of_type(DIGEST_TYPE):
+            frequency = content.get("frequency")
+            if frequency not in ("daily", "weekly"):
+                continue
+            start = digest_period_start(now, frequency, self.config.digest_hour, self.config.digest_weekday)
+            last = await self.pushers.last_digest(user_id)
+            if last is None:
+                await self.pushers.set_last_digest(user_id, now)
+                continue
+            if last >= start:
+                continue
+            to = [a for m, a, _, _ in await self.addresses.for_user(user_id) if m == "email"]
+            rooms = await self.unread_rooms(user_id) if to else []
+            if rooms:
+                try:
+                    await self._mail_digest(user_id, to[0], frequency, rooms)
+                except MailError as exc:
+                    logger.warning("digest for %s: %s; trying again next round", user_id, exc)
+                    continue
+            await self.pushers.set_last_digest(user_id, now)
+
+    async def _mail_digest(self, user_id: str, to: str, frequency: str, found: list[tuple[RoomRecord, int]]) -> None:
+        rooms = [
+            {"name": await self._room_name(room), "link": self._room_link(room.room_id), "count": n}
+            for room, n in found
+        ]
+        total = sum(n for _, n in found)
+        text, html = self.mailer.render("digest", rooms=rooms, frequency=frequency, total=total)
+        subject = f"{self.config.app_name}: your {frequency} summary, {total} unread in {len(rooms)} room(s)"
+        await self.mailer.send(self.mailer.message(to, subject, text, html))
+
+    def _room_link(self, room_id: str) -> str:
+        return self.config.client_room_url.replace("{room_id}", quote(room_id, safe=""))
 
     # --- unsubscribing ---
 
@@ -162,7 +230,7 @@ class EmailNotifier:
             assert room is not None
             rooms.append({
                 "name": await self._room_name(room),
-                "link": self.config.client_room_url.replace("{room_id}", quote(room.room_id, safe="")),
+                "link": self._room_link(room.room_id),
                 "messages": messages,
             })
         unsubscribe = self.unsubscribe_link(pusher)
@@ -177,7 +245,7 @@ class EmailNotifier:
             headers={"List-Unsubscribe": f"<{unsubscribe}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
         ))
 
-    async def _room_name(self, room: Any) -> str:
+    async def _room_name(self, room: RoomRecord) -> str:
         for key, field in ((("m.room.name", ""), "name"), (("m.room.canonical_alias", ""), "alias")):
             ev = await self.room_service.current_state_event(room, key)
             content = ev.event.get("content") if ev is not None else None

@@ -162,15 +162,21 @@ class PushDelivery:
 
     async def badge(self, user_id: str) -> int:
         """The user's unread notifications over all joined rooms."""
+        return sum(n for _, n in await self.unread_by_room(user_id))
+
+    async def unread_by_room(self, user_id: str) -> list[tuple[RoomRecord, int]]:
+        """The user's joined rooms with unread notifications, and how many (digests too)."""
         now = self.room_service.stream.current
-        total = 0
+        out: list[tuple[RoomRecord, int]] = []
         for m in await self.memberships(user_id):
             if m.membership != "join":
                 continue
             room = await self.rooms.get_room_by_nid(m.room_nid)
             if room is not None:
-                total += (await self.unread.room_counts(user_id, room, m.stream_ordering, now))[0]
-        return total
+                n = (await self.unread.room_counts(user_id, room, m.stream_ordering, now))[0]
+                if n:
+                    out.append((room, n))
+        return out
 
     # --- the per-pusher senders ---
 

@@ -135,6 +135,17 @@ class PusherStore:
             (pusher_nid, pos),
         )
 
+    async def last_digest(self, user_id: str) -> int | None:
+        row = await self.db.fetchone("SELECT last_sent_ts FROM email_digests WHERE user_id = ?", (user_id,))
+        return int(row[0]) if row else None
+
+    async def set_last_digest(self, user_id: str, ts: int) -> None:
+        await self.db.execute(
+            "INSERT INTO email_digests (user_id, last_sent_ts) VALUES (?, ?)"
+            " ON CONFLICT (user_id) DO UPDATE SET last_sent_ts = excluded.last_sent_ts",
+            (user_id, ts),
+        )
+
     # --- the queue ---
 
     @staticmethod

@@ -13,7 +13,8 @@ once the push gateway accepted it, retried with backoff until then.
 E-mail: `user_threepids` holds the validated e-mail addresses of accounts;
 `threepid_validations` the validation sessions (POST .../requestToken: a token
 mailed as a link, valid until `expires_ts`); `email_pusher_state` how far each
-e-mail pusher has mailed (the stream position of the last notification sent).
+e-mail pusher has mailed (the stream position of the last notification sent);
+`email_digests` when each user's last digest was sent.
 """
 
 
@@ -82,5 +83,9 @@ def statements(d: dict[str, str]) -> list[str]:
         f"""CREATE TABLE email_pusher_state (
             pusher_nid {d['bigint']} PRIMARY KEY,
             last_stream_ordering {d['bigint']} NOT NULL
+        )""",
+        f"""CREATE TABLE email_digests (
+            user_id TEXT PRIMARY KEY,
+            last_sent_ts {d['bigint']} NOT NULL
         )""",
     ]

@@ -200,3 +200,35 @@ async def test_password_reset_by_email(make_api: Any, sink: MailSink, db_overrid
     auth["session"] = challenge["session"]
     _, again = await api.request("POST", "account/password", {**body, "auth": auth}, expect=401)
     assert again["errcode"] == "M_FORBIDDEN"
+
+
+def test_digest_periods() -> None:
+    from homeserver.email.notifier import digest_period_start
+
+    tue_2213 = 1_700_000_000_000  # 2023-11-14 22:13:20 UTC, a Tuesday
+    assert digest_period_start(tue_2213, "daily", 8, 0) == 1_699_948_800_000  # Tuesday 08:00
+    assert digest_period_start(tue_2213, "daily", 23, 0) == 1_699_916_400_000  # Monday 23:00
+    assert digest_period_start(tue_2213, "weekly", 8, 0) == 1_699_862_400_000  # Monday 08:00
+    assert digest_period_start(tue_2213, "weekly", 8, 1) == 1_699_948_800_000  # Tuesday 08:00
+
+
+async def test_daily_digest_at_the_configured_hour(make_api: Any, sink: MailSink, clock: FakeClock) -> None:
+    api = await make_api(clock=clock, **email_config(sink, digest_hour=8))
+    alice, bob = await user(api, "alice"), await user(api, "bob")
+    await add_email(api, sink, bob, "bob", "bob@example.org")
+    await api.put(f"user/{uid('bob')}/account_data/org.accord.digest", {"frequency": "daily"}, token=bob)
+    room = (await api.post("createRoom", {"preset": "public_chat", "name": "Planning"}, token=alice))["room_id"]
+    await api.post(f"rooms/{room}/join", {}, token=bob)
+    await api.post(f"rooms/{room}/join", {}, token=await user(api, "carol"))
+    await send(api, room, alice, "agenda")
+    await send(api, room, alice, "minutes")
+    before = len(sink.mails)
+    await asyncio.sleep(0.5)  # the choice is seen; it is 22:13, the next digest is at 08:00
+    assert len(sink.mails) == before
+    clock.advance(10 * 3600 * 1000)
+    mail = (await sink.wait_for(before + 1))[-1]
+    assert mail["To"] == "bob@example.org" and "daily summary" in mail["Subject"]
+    assert "Planning: 2 unread" in text_of(mail)
+    clock.advance(3600 * 1000)
+    await asyncio.sleep(0.5)
+    assert len(sink.mails) == before + 1  # one per day
