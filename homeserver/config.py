@@ -108,6 +108,14 @@ class RegistrationConfig:
         metadata=_doc("Secret for /_synapse/admin/v1/register (tools like register_new_matrix_user)."),
     )
     password_min_length: int = field(default=8, metadata=_doc("Shortest password accepted."))
+    email: str = field(
+        default="off",
+        metadata=_doc(
+            "An e-mail address at registration (validated by a mailed link, the"
+            " m.login.email.identity stage; needs email.enabled): off, optional or required.",
+            choices=("off", "optional", "required"),
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -926,6 +934,8 @@ def _check_email(config: Config) -> None:
         raise ConfigError(key + "notif_check_s' must be from 0.1 to 3600")
     if "{room_id}" not in em.client_room_url:
         raise ConfigError(key + "client_room_url' must contain {room_id}")
+    if config.registration.email != "off" and not em.enabled:
+        raise ConfigError("config key 'registration.email' needs 'email.enabled'")
     if em.enabled:
         parts = urlsplit(em.public_baseurl or "")
         if parts.scheme not in ("http", "https") or not parts.hostname:

@@ -153,9 +153,9 @@ class ThreepidService:
             await self.address_removed(user_id, address)
         return {"id_server_unbind_result": "no-support"}
 
-    async def identity_of(self, creds: Any) -> str | None:
-        """The m.login.email.identity stage: the account owning the address that the
-        validated session named by `threepid_creds` (sid, client_secret) proves."""
+    async def identity_of(self, creds: Any) -> tuple[str, str | None] | None:
+        """The m.login.email.identity stage: the address the validated session named by
+        `threepid_creds` (sid, client_secret) proves, and the account owning it."""
         if not isinstance(creds, dict) or not isinstance(creds.get("sid"), str):
             return None
         secret = creds.get("client_secret")
@@ -166,9 +166,14 @@ class ThreepidService:
         ):
             return None
         owner = await self.store.user_for(session.medium, session.address)
-        if owner is not None:
-            await self.store.delete_session(session.sid)  # proves one operation, once
-        return owner
+        await self.store.delete_session(session.sid)  # proves one operation, once
+        return session.address, owner
+
+    async def bind_registered(self, user_id: str, address: str) -> None:
+        """A new account registered with a validated address: it is the account's now."""
+        now = self.clock.time_ms()
+        if not await self.store.add(user_id, EMAIL, address, now, now):
+            raise MatrixError(400, "M_THREEPID_IN_USE", "This e-mail address is already in use")
 
     async def list(self, user_id: str) -> list[dict[str, Any]]:
         return [

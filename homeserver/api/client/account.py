@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from homeserver.accounts.uia import EMAIL_IDENTITY
 from homeserver.api.http import (
     ClientRoutes,
     client_ip,
@@ -41,11 +42,11 @@ async def post_password(request: web.Request) -> web.Response:
     logout_devices = field(body, "logout_devices", bool, default=True)
     if new_password is not None:
         hs.registration.check_password(new_password)
-    flows = [["m.login.email.identity"]] if reset else PASSWORD_FLOWS
+    flows = [[EMAIL_IDENTITY]] if reset else PASSWORD_FLOWS
     uia = await hs.uia.check(body, uri="/account/password", method="POST", flows=flows, requester=req)
     if new_password is None:
         raise MatrixError(400, "M_MISSING_PARAM", "Missing required field 'new_password'")
-    user_id = req.user_id if req is not None else str(uia.completed["m.login.email.identity"])
+    user_id = req.user_id if req is not None else str(uia.completed[EMAIL_IDENTITY])
     await hs.accounts.change_password(
         user_id, new_password, logout_devices, keep_device=req.device_id if req is not None else None
     )

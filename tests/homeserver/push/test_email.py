@@ -232,3 +232,40 @@ async def test_daily_digest_at_the_configured_hour(make_api: Any, sink: MailSink
     clock.advance(3600 * 1000)
     await asyncio.sleep(0.5)
     assert len(sink.mails) == before + 1  # one per day
+
+
+async def test_registration_with_a_required_email(make_api: Any, sink: MailSink) -> None:
+    api = await make_api(registration={"policy": "open", "email": "required"}, **email_config(sink))
+    body: dict[str, Any] = {"username": "dora", "password": "dora's password 1"}
+    _, challenge = await api.request("POST", "register", body, expect=401)
+    assert challenge["flows"] == [{"stages": ["m.login.email.identity"]}]
+    sid = (await api.post("register/email/requestToken",
+                          {"client_secret": "reg1", "email": "dora@example.org", "send_attempt": 1}))["sid"]
+    (link,) = [x for x in links(text_of(await _last_mail(sink))) if "submit_token" in x]
+    auth = {"type": "m.login.email.identity", "threepid_creds": {"sid": sid, "client_secret": "reg1"},
+            "session": challenge["session"]}
+    _, failed = await api.request("POST", "register", {**body, "auth": auth}, expect=401)  # not followed yet
+    assert failed["errcode"] == "M_FORBIDDEN"
+    assert (await _follow(api, link))[0] == 200
+    done = await api.post("register", {**body, "auth": auth})
+    (entry,) = (await api.get("account/3pid", token=done["access_token"]))["threepids"]
+    assert entry["address"] == "dora@example.org"
+    # The address is taken now.
+    _, err = await api.request("POST", "register/email/requestToken",
+                               {"client_secret": "reg2", "email": "dora@example.org", "send_attempt": 1}, expect=400)
+    assert err["errcode"] == "M_THREEPID_IN_USE"
+
+
+async def test_registration_email_optional_and_off(make_api: Any, sink: MailSink) -> None:
+    api = await make_api(registration={"policy": "open", "email": "optional"}, **email_config(sink))
+    _, challenge = await api.request("POST", "register", {"username": "eve", "password": "eve's password 1"},
+                                     expect=401)
+    assert challenge["flows"] == [{"stages": ["m.login.dummy"]}, {"stages": ["m.login.email.identity"]}]
+    off = await make_api(**email_config(sink))
+    _, err = await off.request("POST", "register/email/requestToken",
+                               {"client_secret": "x", "email": "a@b.org", "send_attempt": 1}, expect=400)
+    assert err["errcode"] == "M_THREEPID_MEDIUM_NOT_SUPPORTED"
+
+
+async def _last_mail(sink: MailSink) -> Any:
+    return (await sink.wait_for(len(sink.mails) or 1))[-1]
