@@ -9,6 +9,7 @@ from homeserver.errors import MatrixError
 from homeserver.storage.database import Txn
 from homeserver.storage.devices import DeviceStore
 from homeserver.storage.key_backup import KeyBackupStore
+from homeserver.storage.threepids import ThreepidStore
 from homeserver.storage.users import UserStore
 
 logger = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class AccountService:
         async def fn(txn: Txn) -> list[str]:
             dropped = await DeviceStore.delete_devices(txn, user_id, None)
             await KeyBackupStore.delete_all(txn, user_id)  # the room key backups too
+            await ThreepidStore.delete_all(txn, user_id)  # its e-mail addresses are free again
             await UserStore.mark_deactivated(txn, user_id)
             return dropped
 

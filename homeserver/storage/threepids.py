@@ -71,6 +71,12 @@ class ThreepidStore:
             "DELETE FROM user_threepids WHERE user_id = ? AND medium = ? AND address = ?", (user_id, medium, address)
         ) > 0
 
+    @staticmethod
+    async def delete_all(txn: Txn, user_id: str) -> None:
+        """A deactivated account's addresses (and digest progress) go."""
+        await txn.execute("DELETE FROM user_threepids WHERE user_id = ?", (user_id,))
+        await txn.execute("DELETE FROM email_digests WHERE user_id = ?", (user_id,))
+
     async def session_for(self, client_secret: str, medium: str, address: str) -> ValidationSession | None:
         row = await self.db.fetchone(
             f"SELECT {_SESSION} FROM threepid_validations WHERE client_secret = ? AND medium = ? AND address = ?",

@@ -269,3 +269,15 @@ async def test_registration_email_optional_and_off(make_api: Any, sink: MailSink
 
 async def _last_mail(sink: MailSink) -> Any:
     return (await sink.wait_for(len(sink.mails) or 1))[-1]
+
+
+async def test_deactivation_frees_the_address(make_api: Any, sink: MailSink) -> None:
+    api = await make_api(**email_config(sink))
+    bob = await user(api, "bob")
+    await add_email(api, sink, bob, "bob", "bob@example.org")
+    body: dict[str, Any] = {}
+    _, challenge = await api.request("POST", "account/deactivate", body, token=bob, expect=401)
+    await api.post("account/deactivate", {"auth": password_auth(challenge["session"], "bob")}, token=bob)
+    sid = (await api.post("account/3pid/email/requestToken",
+                          {"client_secret": "again", "email": "bob@example.org", "send_attempt": 1}))["sid"]
+    assert sid
