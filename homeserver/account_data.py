@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from homeserver.records.account_data import AccountDataEntry
 from homeserver.rooms.stream import StreamTracker
 from homeserver.storage.account_data import GLOBAL, AccountDataStore
+from homeserver.storage.database import Txn
 
 # Types the server manages; the spec has clients change them through their own APIs.
 SERVER_MANAGED_TYPES = frozenset({"m.fully_read", "m.push_rules"})
@@ -68,17 +69,25 @@ class AccountDataService:
             self._cache.popitem(last=False)
 
     async def _get(self, key: _Key) -> dict[str, Any] | None:
+        return await self._cached(key, lambda: self.store.get(*key))
+
+    async def _cached(self, key: _Key, load: Callable[[], Awaitable[dict[str, Any] | None]]) -> dict[str, Any] | None:
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
         writes = self._writes
-        content = await self.store.get(*key)
+        content = await load()
         if self._writes == writes:
             self._remember(key, content)
         return content
 
     async def get_global(self, user_id: str, data_type: str) -> dict[str, Any] | None:
         return await self._get((user_id, GLOBAL, data_type))
+
+    async def get_global_in(self, txn: Txn, user_id: str, data_type: str) -> dict[str, Any] | None:
+        """`get_global` for code running inside a write transaction, which may only
+        read through its own `txn` (the event writer's push actions): cached the same."""
+        return await self._cached((user_id, GLOBAL, data_type), lambda: AccountDataStore.get_in(txn, user_id, GLOBAL, data_type))
 
     async def get_room(self, user_id: str, room_id: str, data_type: str) -> dict[str, Any] | None:
         return await self._get((user_id, room_id, data_type))

@@ -108,6 +108,14 @@ class RegistrationConfig:
         metadata=_doc("Secret for /_synapse/admin/v1/register (tools like register_new_matrix_user)."),
     )
     password_min_length: int = field(default=8, metadata=_doc("Shortest password accepted."))
+    email: str = field(
+        default="off",
+        metadata=_doc(
+            "An e-mail address at registration (validated by a mailed link, the"
+            " m.login.email.identity stage; needs email.enabled): off, optional or required.",
+            choices=("off", "optional", "required"),
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -148,6 +156,8 @@ def _default_rate_limits() -> dict[str, RateLimit]:
         "receipt": RateLimit(per_second=2.0, burst=50),
         "presence": RateLimit(per_second=1.0, burst=20),
         "to_device": RateLimit(per_second=10.0, burst=100),
+        # Validation mails (requestToken), per client address and per e-mail address.
+        "email_request": RateLimit(per_second=0.02, burst=5),
         # Inbound federation, per origin server.
         "federation_transaction": RateLimit(per_second=20.0, burst=200),
         "federation_query": RateLimit(per_second=20.0, burst=200),
@@ -365,6 +375,113 @@ class PresenceConfig:
 
 
 @dataclass(frozen=True)
+class PushConfig:
+    enabled: bool = field(
+        default=True,
+        metadata=_doc(
+            "Deliver notifications to the push gateways of users' http pushers (POST"
+            " /_matrix/push/v1/notify). Off: pushers can still be set, notifications wait in"
+            " their queues, and nothing is sent."
+        ),
+    )
+    include_content: bool = field(
+        default=True,
+        metadata=_doc(
+            "Send the event's content (message text) to push gateways; false sends only who"
+            " wrote in which room (a pusher's data.format event_id_only sends even less)."
+        ),
+    )
+    timeout_s: float = field(default=15.0, metadata=_doc("Longest one request to a push gateway may take."))
+    retry_base_s: float = field(
+        default=1.0, metadata=_doc("First wait after a failed push; it doubles with each failure.")
+    )
+    retry_cap_s: float = field(default=600.0, metadata=_doc("Longest wait between two tries."))
+    give_up_after_s: int = field(
+        default=86400,
+        metadata=_doc("A notification a gateway has not accepted this long after it was queued is dropped."),
+    )
+    max_concurrent: int = field(
+        default=64,
+        metadata=_doc(
+            "Gateway requests in flight at once, over all pushers (each pusher sends one at a"
+            " time, in order, so a slow gateway only delays its own pushers)."
+        ),
+    )
+    max_pushers_per_user: int = field(
+        default=32, metadata=_doc("Pushers one user may have; another POST /pushers/set is refused.")
+    )
+
+
+@dataclass(frozen=True)
+class EmailConfig:
+    enabled: bool = field(
+        default=False,
+        metadata=_doc(
+            "Send e-mail: e-mail addresses on accounts (/account/3pid, validated by a link"
+            " in a mail) and e-mail pushers (unread messages mailed after notif_delay_s)."
+        ),
+    )
+    smtp_host: str = field(default="localhost", metadata=_doc("SMTP server to send through."))
+    smtp_port: int = field(default=25, metadata=_doc("Its port (587 for STARTTLS, 465 for TLS)."))
+    smtp_user: str | None = field(default=None, metadata=_doc("SMTP login (null: none)."))
+    smtp_password: str | None = field(default=None, metadata=_doc("SMTP password."))
+    tls: str = field(
+        default="starttls",
+        metadata=_doc(
+            "How the SMTP connection is protected: starttls (upgrade, required), tls (TLS from"
+            " the start) or none (loopback relays only). Certificates are checked against the"
+            " system's trust store.",
+            choices=("starttls", "tls", "none"),
+        ),
+    )
+    from_address: str = field(
+        default="Accord <noreply@example.org>", metadata=_doc("The From of every mail.")
+    )
+    public_baseurl: str | None = field(
+        default=None,
+        metadata=_doc(
+            "The public https URL of the client listener, for the links in mails (validation,"
+            " the room, unsubscribing); required when enabled."
+        ),
+    )
+    app_name: str = field(default="Accord", metadata=_doc("The service's name in mails."))
+    client_room_url: str = field(
+        default="https://matrix.to/#/{room_id}",
+        metadata=_doc("Link to a room in notification mails; {room_id} is replaced."),
+    )
+    notif_delay_s: int = field(
+        default=600,
+        metadata=_doc("A notification still unread this long after it arrived is mailed to e-mail pushers."),
+    )
+    notif_check_s: float = field(
+        default=30.0,
+        metadata=_doc("How often e-mail pushers are looked at for notifications that are due."),
+    )
+    validation_lifetime_s: int = field(
+        default=3600, metadata=_doc("How long a validation link sent to an address works.")
+    )
+    digest_hour: int = field(
+        default=8,
+        metadata=_doc(
+            "Hour of the day (UTC, 0-23) digests are sent at, to users who chose daily or weekly"
+            " ones (global account data org.accord.digest: {\"frequency\": \"daily\"|\"weekly\"|\"off\"})."
+        ),
+    )
+    digest_weekday: int = field(
+        default=0, metadata=_doc("Day weekly digests are sent on (0 Monday ... 6 Sunday).")
+    )
+    template_dir: str | None = field(
+        default=None,
+        metadata=_doc(
+            "A directory of templates replacing the built-in ones by name (notif.html,"
+            " notif.txt, validate.html, validate.txt; Jinja2, HTML autoescaped): how mails"
+            " are localised or branded."
+        ),
+    )
+    timeout_s: float = field(default=30.0, metadata=_doc("Longest one SMTP delivery may take."))
+
+
+@dataclass(frozen=True)
 class OrganizationConfig:
     name: str | None = field(
         default=None,
@@ -547,6 +664,14 @@ class Config:
         metadata=_doc("Where this server may connect to (every outbound HTTP request)."),
     )
     presence: PresenceConfig = field(default_factory=PresenceConfig, metadata=_doc("Presence."))
+    email: EmailConfig = field(default_factory=EmailConfig, metadata=_doc("E-mail."))
+    push: PushConfig = field(
+        default_factory=PushConfig,
+        metadata=_doc(
+            "Push notifications: delivery to push gateways (outbound.allowed_ranges decides which"
+            " private addresses a gateway may have; none by default)."
+        ),
+    )
     rooms: RoomsConfig = field(default_factory=RoomsConfig, metadata=_doc("Rooms."))
     profiles: ProfilesConfig = field(
         default_factory=ProfilesConfig, metadata=_doc("Who may look up users' profiles.")
@@ -706,6 +831,8 @@ def _check(config: Config) -> None:
     _check_outbound(config)
     _check_partner_directory(config)
     _check_url_preview(config.media.url_preview)
+    _check_push(config.push)
+    _check_email(config)
     if config.limits.max_request_body_bytes < 1024:
         raise ConfigError("config key 'limits.max_request_body_bytes' must be at least 1024")
     for name, rl in config.rate_limits.actions.items():
@@ -770,6 +897,51 @@ def _check_url_preview(up: UrlPreviewConfig) -> None:
         raise ConfigError(key + "max_redirects' must be from 0 to 20")
     if up.cache_ttl_s < 1 or up.cache_entries < 1:
         raise ConfigError(key + "cache_ttl_s' and 'cache_entries' must be at least 1")
+
+
+def _check_push(push: PushConfig) -> None:
+    key = "config key 'push."
+    if not 0 < push.timeout_s <= 300:
+        raise ConfigError(key + "timeout_s' must be in (0, 300]")
+    if not 0 < push.retry_base_s <= push.retry_cap_s:
+        raise ConfigError(key + "retry_base_s' and 'retry_cap_s' need 0 < base <= cap")
+    if push.give_up_after_s < 1:
+        raise ConfigError(key + "give_up_after_s' must be at least 1")
+    if not 1 <= push.max_concurrent <= 10_000:
+        raise ConfigError(key + "max_concurrent' must be from 1 to 10000")
+    if push.max_pushers_per_user < 1:
+        raise ConfigError(key + "max_pushers_per_user' must be at least 1")
+
+
+def _check_email(config: Config) -> None:
+    from email.utils import parseaddr
+    from urllib.parse import urlsplit
+
+    em = config.email
+    key = "config key 'email."
+    name, addr = parseaddr(em.from_address)
+    if "@" not in addr or any(c in em.from_address for c in "\r\n"):
+        raise ConfigError(key + "from_address' must be an e-mail address, optionally with a name")
+    if not 0 < em.smtp_port <= 65535:
+        raise ConfigError(key + "smtp_port' must be between 1 and 65535")
+    if em.notif_delay_s < 0 or em.validation_lifetime_s < 60:
+        raise ConfigError(key + "notif_delay_s' must be >= 0 and 'validation_lifetime_s' >= 60")
+    if not 0 < em.timeout_s <= 300:
+        raise ConfigError(key + "timeout_s' must be in (0, 300]")
+    if not 0 <= em.digest_hour <= 23 or not 0 <= em.digest_weekday <= 6:
+        raise ConfigError(key + "digest_hour' must be 0-23 and 'digest_weekday' 0-6")
+    if not 0.1 <= em.notif_check_s <= 3600:
+        raise ConfigError(key + "notif_check_s' must be from 0.1 to 3600")
+    if "{room_id}" not in em.client_room_url:
+        raise ConfigError(key + "client_room_url' must contain {room_id}")
+    if config.registration.email != "off" and not em.enabled:
+        raise ConfigError("config key 'registration.email' needs 'email.enabled'")
+    if em.enabled:
+        parts = urlsplit(em.public_baseurl or "")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(key + "public_baseurl' must be an http(s) URL when e-mail is enabled")
+    if em.template_dir is not None and not os.path.isdir(config.resolve_path(em.template_dir)):
+        raise ConfigError(key + "template_dir' is not a directory")
 
 
 def _check_partner_directory(config: Config) -> None:

@@ -49,6 +49,27 @@ _MAX_THREAD_HOPS = 3
 _READ_CACHE_SIZE = 50_000
 
 
+async def thread_of(
+    event: dict[str, Any], parent: Callable[[str], Awaitable[dict[str, Any] | None]]
+) -> str | None:
+    """"main", the event ID of the thread root `event` belongs to, or None when a
+    relation points at an event `parent` (a lookup by event ID) does not find."""
+    current = event
+    for _ in range(_MAX_THREAD_HOPS):
+        content = current.get("content")
+        rel = content.get("m.relates_to") if isinstance(content, dict) else None
+        if not isinstance(rel, dict) or not isinstance(rel.get("event_id"), str):
+            return MAIN_THREAD
+        parent_id: str = rel["event_id"]
+        if rel.get("rel_type") == "m.thread":
+            return parent_id
+        found = await parent(parent_id)
+        if found is None:
+            return None
+        current = found
+    return MAIN_THREAD
+
+
 class ReceiptService:
     def __init__(
         self,
@@ -108,19 +129,12 @@ class ReceiptService:
     async def thread_of(self, event: StoredEvent) -> str | None:
         """"main", the event ID of the thread root the event belongs to, or None
         when a relation points at an event this server does not have."""
-        current = event
-        for _ in range(_MAX_THREAD_HOPS):
-            rel = current.event.get("content", {}).get("m.relates_to")
-            parent_id = rel.get("event_id") if isinstance(rel, dict) else None
-            if not isinstance(parent_id, str):
-                return MAIN_THREAD
-            if rel.get("rel_type") == "m.thread":
-                return parent_id
-            parent = await self.events.get_event(parent_id)
-            if parent is None:
-                return None
-            current = parent
-        return MAIN_THREAD
+
+        async def parent(event_id: str) -> dict[str, Any] | None:
+            found = await self.events.get_event(event_id)
+            return found.event if found is not None else None
+
+        return await thread_of(event.event, parent)
 
     async def check_thread(self, event: StoredEvent, thread_id: str) -> None:
         """Refuse a thread_id the event is known not to belong to (the spec's 400

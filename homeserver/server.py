@@ -34,6 +34,9 @@ from homeserver.e2ee.key_backup import KeyBackupService
 from homeserver.e2ee.keys import KeysService
 from homeserver.e2ee.remote_keys import RemoteKeys
 from homeserver.e2ee.to_device import ToDeviceService
+from homeserver.email.mailer import Mailer
+from homeserver.email.notifier import EmailNotifier
+from homeserver.email.threepids import EMAIL, ThreepidService
 from homeserver.federation.access import ServerGate
 from homeserver.federation.backfill import RoomBackfill
 from homeserver.federation.edus import EduRegistry
@@ -61,6 +64,10 @@ from homeserver.partners.notices import ServerNotices
 from homeserver.partners.partnerships import Partnerships
 from homeserver.partners.policy import FederationPolicy
 from homeserver.presence import PresenceEdu, PresenceService, presence_enabled
+from homeserver.push.actions import PushActionsIndex
+from homeserver.push.delivery import PushDelivery
+from homeserver.push.inbox import NotificationInbox
+from homeserver.push.pushers import PusherService
 from homeserver.push.service import PushRulesService
 from homeserver.ratelimit import RateLimiter
 from homeserver.receipts import ReceiptEdu, ReceiptService
@@ -107,7 +114,9 @@ from homeserver.storage.migrations import migrate
 from homeserver.storage.partner_directory import PartnerDirectoryStore, PublicationStore
 from homeserver.storage.partnerships import PartnershipStore
 from homeserver.storage.presence import PresenceStore
+from homeserver.storage.push_actions import PushActionStore
 from homeserver.storage.push_rules import PushRuleStore
+from homeserver.storage.pushers import PusherStore
 from homeserver.storage.receipts import ReceiptStore
 from homeserver.storage.registration_tokens import RegistrationTokenStore
 from homeserver.storage.relations import RelationStore
@@ -115,6 +124,7 @@ from homeserver.storage.rooms import MembershipQueries, RoomStore
 from homeserver.storage.search import SearchStore
 from homeserver.storage.server_keys import ServerKeyStore
 from homeserver.storage.state import StateStore
+from homeserver.storage.threepids import ThreepidStore
 from homeserver.storage.to_device import ToDeviceStore
 from homeserver.storage.uia import UiaStore
 from homeserver.storage.user_directory import UserDirectoryStore
@@ -356,14 +366,58 @@ class HomeServer:
         self.auth.on_devices_deleted.append(self.to_device.devices_deleted)  # their inboxes go
         self.filters = FilterService(FilterStore(self.db))
         self.push_rules = PushRulesService(PushRuleStore(self.db), self.account_data, self.notifier)
-        self.unread = UnreadCounter(
-            receipts=self.receipts,
-            push_rules=self.push_rules,
-            room_service=self.room_service,
-            room_store=self.room_store,
-            event_store=self.event_store,
-            event_positions=self.event_positions,
+        # Push actions: each live event's, per local member it notifies, stored in its
+        # write; unread counts and GET /notifications read them.
+        self.push_actions = PushActionsIndex(
+            store=PushActionStore(self.db), push_rules=self.push_rules, account_data=self.account_data,
+            is_mine=self.local_server.is_mine, clock=self.clock,
         )
+        self.event_persister.indexes.append(self.push_actions)
+        self.unread = UnreadCounter(receipts=self.receipts, store=self.push_actions.store)
+        self.push_actions.on_removed.append(self.unread.rows_removed)
+        # Pushers and delivery to their push gateways: queued in each event's write,
+        # sent per pusher through the outbound guard, badge updates after receipts.
+        pusher_store = PusherStore(self.db)
+        # E-mail (off unless configured): addresses on accounts, e-mail pushers.
+        threepid_store = ThreepidStore(self.db)
+        self.mailer: Mailer | None = None
+        if config.email.enabled:
+            template_dir = config.email.template_dir
+            self.mailer = Mailer(config.email, config.resolve_path(template_dir) if template_dir else None)
+
+        async def email_owner(address: str) -> str | None:
+            return await threepid_store.user_for(EMAIL, address)
+
+        self.pushers = PusherService(
+            store=pusher_store, address_refusal=self.outbound_guard.policy.refusal,
+            max_per_user=config.push.max_pushers_per_user, now_ms=self.clock.time_ms,
+            email_owner=email_owner if self.mailer is not None else None,
+        )
+        self.threepids = ThreepidService(
+            store=threepid_store, mailer=self.mailer, config=config.email, clock=self.clock,
+            rate_limit=self.ratelimiter.check, address_removed=self.pushers.address_removed,
+        )
+        self.uia.connect(email_identity=self.threepids.identity_of)  # the e-mail stage (password reset)
+        self.auth.on_devices_deleted.append(self.pushers.devices_deleted)  # their pushers went with them
+        self.push_delivery = PushDelivery(
+            config=config.push, store=pusher_store, actions=self.push_actions.store, events=self.event_store,
+            rooms=self.room_store, room_service=self.room_service, receipts=self.receipts, unread=self.unread,
+            memberships=self.membership_queries.memberships_for_user, guard=self.outbound_guard,
+            ssl_context=self._web_ssl_context(), clock=self.clock,
+        )
+        self.pushers.listeners.append(self.push_delivery)
+        self.push_actions.connect(self.push_delivery)  # built after the writer's index
+        self.room_activity.listeners.append(self.push_delivery.event_persisted)
+        self.receipts.on_change.append(self.push_delivery.receipt_moved)
+        self.email_notifier: EmailNotifier | None = None
+        if self.mailer is not None:
+            self.email_notifier = EmailNotifier(
+                config=config.email, mailer=self.mailer, pushers=pusher_store, actions=self.push_actions.store,
+                events=self.event_store, rooms=self.room_store, room_service=self.room_service,
+                receipts=self.receipts, clock=self.clock, secret=self.signing_key.encode(),
+                account_data=self.account_data.store, addresses=threepid_store,
+                unread_rooms=self.push_delivery.unread_by_room,
+            )
         self.sync = SyncService(
             streams=[
                 RoomEventsStream(
@@ -442,6 +496,10 @@ class HomeServer:
         self.room_history = RoomHistory(  # clients' reads of timelines and state, backfilling
             room_service=self.room_service, events=self.event_store, state=self.state_store,
             backfill=self.room_backfill, clock=self.clock, bundler=self.relations,
+        )
+        self.notification_inbox = NotificationInbox(  # GET /notifications over the stored push actions
+            store=self.push_actions.store, rooms=self.room_store, events=self.event_store,
+            history=self.room_history, receipts=self.receipts,
         )
         search_store = SearchStore(self.db)
         self.event_persister.indexes.append(SearchIndex(search_store))  # full text, kept in each event's write
@@ -605,6 +663,9 @@ class HomeServer:
             await self.partner_directory.start()
             await self.partner_directory_publisher.start()  # needs partners for publish_partners
             await self.media.start()  # the periodic cleanup of expired and old media
+            await self.push_delivery.start()  # resumes queues left from before a restart
+            if self.email_notifier is not None:
+                self.email_notifier.start()  # mails what is still unread after the delay
             self.user_directory.start()  # fills its index from existing rooms, once
         except BaseException:
             # An open engine keeps non-daemon threads alive: close it or the process hangs.
@@ -620,6 +681,9 @@ class HomeServer:
         await self.partner_directory_publisher.stop()  # publishes in flight use the client
         await self.partner_directory.stop()
         await self.federation_sender.stop()  # before the client and the database close
+        await self.push_delivery.stop()  # gateway requests in flight; their queue rows stay
+        if self.email_notifier is not None:
+            await self.email_notifier.stop()
         if self.federation_client is not None:
             await self.federation_client.close()
         await self.presence.flush()  # batched presence writes, before the database closes

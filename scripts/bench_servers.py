@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,7 @@ async def _wait_up(url: str, proc: subprocess.Popen[bytes], seconds: float = 120
     raise RuntimeError("server did not come up")
 
 
-async def start_accord(tmp: Path, port: int) -> Server:
+async def start_accord(tmp: Path, port: int, configure: Callable[[dict[str, Any]], None] | None = None) -> Server:
     data = tmp / "accord"
     cfg = data / "homeserver.yaml"
     subprocess.run(
@@ -93,6 +94,8 @@ async def start_accord(tmp: Path, port: int) -> Server:
     config["logging"]["level"] = "WARNING"
     config["media"]["max_upload_size"] = 1 << 30
     config["media"]["user_quota_bytes"] = None
+    if configure is not None:
+        configure(config)
     cfg.write_text(yaml.safe_dump(config))
     proc = subprocess.Popen(
         [sys.executable, "-m", "homeserver", "run", "--config", str(cfg)],
@@ -104,7 +107,10 @@ async def start_accord(tmp: Path, port: int) -> Server:
     return Server("accord", url, proc, idle_rss=_proc_rss_mb(proc.pid))
 
 
-async def start_synapse(tmp: Path, port: int, python: str) -> Server:
+async def start_synapse(
+    tmp: Path, port: int, python: str, configure: Callable[[dict[str, Any]], None] | None = None,
+    env: dict[str, str] | None = None,
+) -> Server:
     data = tmp / "synapse"
     data.mkdir()
     cfg = data / "homeserver.yaml"
@@ -136,10 +142,13 @@ async def start_synapse(tmp: Path, port: int, python: str) -> Server:
     if log_cfg.exists():
         text = log_cfg.read_text().replace("level: INFO", "level: WARNING")
         log_cfg.write_text(text)
+    if configure is not None:
+        configure(config)
     cfg.write_text(yaml.safe_dump(config))
     proc = subprocess.Popen(
         [python, "-m", "synapse.app.homeserver", "--config-path", str(cfg)],
         cwd=data, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
     )
     url = f"http://127.0.0.1:{port}"
     await _wait_up(url, proc)

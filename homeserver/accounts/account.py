@@ -9,12 +9,13 @@ from homeserver.errors import MatrixError
 from homeserver.storage.database import Txn
 from homeserver.storage.devices import DeviceStore
 from homeserver.storage.key_backup import KeyBackupStore
+from homeserver.storage.threepids import ThreepidStore
 from homeserver.storage.users import UserStore
 
 logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    from homeserver.accounts.auth import AuthService, Requester
+    from homeserver.accounts.auth import AuthService
     from homeserver.accounts.passwords import PasswordHasher
     from homeserver.accounts.registration import RegistrationService
     from homeserver.records.devices import DeviceRecord
@@ -54,14 +55,18 @@ class AccountService:
         """False when the user has no such device."""
         return await self.devices.set_display_name(user_id, device_id, name)
 
-    async def change_password(self, requester: Requester, new_password: str, logout_devices: bool) -> None:
+    async def change_password(
+        self, user_id: str, new_password: str, logout_devices: bool, *, keep_device: str | None = None
+    ) -> None:
+        """Set a new password; with `logout_devices`, every session but `keep_device`
+        (the requester's; None for a reset by e-mail) ends, and their pushers with them."""
         self.registration.check_password(new_password)
         pw_hash = await self.passwords.hash(new_password)
-        await self.users.set_password_hash(requester.user_id, pw_hash)
+        await self.users.set_password_hash(user_id, pw_hash)
         if logout_devices:
-            devices = await self.devices.list_devices(requester.user_id)
-            others = [d.device_id for d in devices if d.device_id != requester.device_id]
-            await self.auth.delete_devices(requester.user_id, others)
+            devices = await self.devices.list_devices(user_id)
+            others = [d.device_id for d in devices if d.device_id != keep_device]
+            await self.auth.delete_devices(user_id, others)
 
     async def deactivate(self, user_id: str) -> None:
         """Deactivation is permanent: credentials, devices and profile go at once, and the
@@ -78,6 +83,7 @@ class AccountService:
         async def fn(txn: Txn) -> list[str]:
             dropped = await DeviceStore.delete_devices(txn, user_id, None)
             await KeyBackupStore.delete_all(txn, user_id)  # the room key backups too
+            await ThreepidStore.delete_all(txn, user_id)  # its e-mail addresses are free again
             await UserStore.mark_deactivated(txn, user_id)
             return dropped
 

@@ -51,11 +51,16 @@ class RegistrationService:
 
     def flows(self) -> list[list[str]]:
         policy = self.config.policy
-        if policy == "open":
-            return [["m.login.dummy"]]
-        if policy == "token":
-            return [["m.login.registration_token"]]
-        return []
+        base = {"open": [], "token": ["m.login.registration_token"]}.get(policy)
+        if base is None:
+            return []
+        email = self.config.email
+        if email == "required":
+            return [[*base, "m.login.email.identity"]]
+        plain = base or ["m.login.dummy"]
+        if email == "optional":
+            return [plain, [*base, "m.login.email.identity"]]
+        return [plain]
 
     def check_localpart(self, localpart: str) -> str:
         """The user ID a requested username maps to, or the spec's error for a bad one

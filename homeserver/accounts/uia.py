@@ -8,6 +8,7 @@ parameters; passwords are never written to it.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ _SECRET_KEYS = ("password", "new_password", "auth")
 DUMMY = "m.login.dummy"
 PASSWORD = "m.login.password"
 REGISTRATION_TOKEN = "m.login.registration_token"
+EMAIL_IDENTITY = "m.login.email.identity"
 
 
 class UiaRequired(MatrixError):
@@ -76,6 +78,13 @@ class UiaService:
         self.clock = clock
         self.server_name = server_name
         self._last_sweep_ms = 0
+        self._email_identity: Callable[[Any], Awaitable[tuple[str, str | None] | None]] | None = None
+
+    def connect(self, *, email_identity: Callable[[Any], Awaitable[tuple[str, str | None] | None]]) -> None:
+        """The e-mail stage's check (homeserver/email/threepids.py, built later): the
+        validated address the stage's threepid_creds prove and the account it belongs
+        to (None: no account), or None when they prove nothing."""
+        self._email_identity = email_identity
 
     async def check(
         self,
@@ -142,7 +151,7 @@ class UiaService:
             # Completed stages are not re-run (the spec forbids retrying them): re-running
             # the token stage would reserve a second use of the same registration token.
             if stage not in completed:
-                result = await self._check_stage(stage, auth, requester, now)
+                result = await self._check_stage(stage, auth, requester, now, registering=uri == "/register")
                 if result is None:
                     raise challenge("M_FORBIDDEN", "Invalid authentication")
                 completed[stage] = result
@@ -175,7 +184,7 @@ class UiaService:
         await self.db.write(fn)
 
     async def _check_stage(
-        self, stage: str, auth: dict[str, Any], requester: Requester | None, now: int
+        self, stage: str, auth: dict[str, Any], requester: Requester | None, now: int, *, registering: bool = False
     ) -> Any:
         if stage == DUMMY:
             return True
@@ -188,6 +197,18 @@ class UiaService:
             return token
         if stage == PASSWORD:
             return await self._check_password(auth, requester)
+        if stage == EMAIL_IDENTITY and self._email_identity is not None:
+            # Registering: an address no account has yet (the result). Otherwise: an
+            # address of the account acted on (the result is that account).
+            proven = await self._email_identity(auth.get("threepid_creds"))
+            if proven is None:
+                return None
+            address, owner = proven
+            if registering:
+                return address if owner is None else None
+            if owner is None or (requester is not None and requester.user_id != owner):
+                return None
+            return owner
         return None
 
     async def _check_password(self, auth: dict[str, Any], requester: Requester | None) -> str | None:

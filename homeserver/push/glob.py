@@ -78,8 +78,41 @@ def _glob(pattern: str) -> _Glob:
 
 def glob_matches(pattern: str, value: str, *, word_boundaries: bool = False) -> bool:
     """The spec's glob match: whole value, or (for content.body) any substring at word boundaries."""
+    if word_boundaries:
+        found = _literal_word_in(pattern, value)
+        if found is not None:
+            return found
     g = _glob(pattern)
     return g.search_words(value) if word_boundaries else g.fullmatch(value)
+
+
+_ASCII_WORD = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+@functools.lru_cache(maxsize=256)
+def _ascii_lower(text: str) -> str | None:
+    return text.lower() if text.isascii() else None
+
+
+def _literal_word_in(word: str, text: str) -> bool | None:
+    """Whether the plain ASCII `word` occurs in ASCII `text` between word boundaries,
+    case-insensitively, found without a regex (each user's own rules, such as their
+    localpart and display name, would otherwise compile one per user for every message
+    of a big room); None when either is not plain ASCII or `word` has glob characters."""
+    if not word or "*" in word or "?" in word:
+        return None
+    lower_word, lower_text = _ascii_lower(word), _ascii_lower(text)
+    if lower_word is None or lower_text is None:
+        return None
+    n, start = len(lower_word), 0
+    while True:
+        i = lower_text.find(lower_word, start)
+        if i < 0:
+            return False
+        end = i + n
+        if (i == 0 or lower_text[i - 1] not in _ASCII_WORD) and (end == len(lower_text) or lower_text[end] not in _ASCII_WORD):
+            return True
+        start = i + 1
 
 
 @functools.lru_cache(maxsize=1024)
@@ -89,4 +122,7 @@ def _word_regex(word: str) -> re.Pattern[str]:
 
 def contains_word(text: str, word: str) -> bool:
     """Whether `word` occurs in `text` (case-insensitively) between word boundaries."""
+    found = _literal_word_in(word, text) if "*" not in word and "?" not in word else None
+    if found is not None:
+        return found
     return _word_regex(word).search(text) is not None

@@ -12,6 +12,8 @@ from typing import Any, Protocol
 from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param, not_found
 from homeserver.push.defaults import DEFAULT_RULE_KINDS, KINDS, Action, Rule, Ruleset, build_ruleset
 from homeserver.push.evaluator import HISTORICAL_ACTIONS, MEMBER_COUNT, is_scalar
+from homeserver.records.push_rules import DefaultRuleChange, UserRule
+from homeserver.storage.database import Txn
 from homeserver.storage.push_rules import AnchorNotFoundError, PushRuleStore
 
 PUSH_RULES_TYPE = "m.push_rules"  # the global account data event that carries the ruleset
@@ -112,12 +114,22 @@ class PushRulesService:
 
     async def ruleset(self, user_id: str) -> Ruleset:
         """The user's ruleset in evaluation order. Shared with the cache: do not mutate."""
+        return await self._ruleset(user_id, lambda: self.store.load(user_id))
+
+    async def ruleset_in(self, txn: Txn, user_id: str) -> Ruleset:
+        """`ruleset` for code inside a write transaction, which may only read through its
+        own `txn` (the event writer's push actions); shares the cache."""
+        return await self._ruleset(user_id, lambda: PushRuleStore.load_in(txn, user_id))
+
+    async def _ruleset(
+        self, user_id: str, load: Callable[[], Awaitable[tuple[list[UserRule], dict[str, DefaultRuleChange]]]]
+    ) -> Ruleset:
         cached = self._cache.get(user_id)
         if cached is not None:
             self._cache.move_to_end(user_id)
             return cached
         writes = self._writes
-        rules, changes = await self.store.load(user_id)
+        rules, changes = await load()
         ruleset = build_ruleset(user_id, rules, changes)
         if writes == self._writes:
             self._cache[user_id] = ruleset

@@ -21,11 +21,24 @@ class AccountDataStore:
         self.db = db
 
     async def get(self, user_id: str, room_id: str, data_type: str) -> dict[str, Any] | None:
-        row = await self.db.fetchone(
+        return await self.db.read(lambda txn: self.get_in(txn, user_id, room_id, data_type))
+
+    @staticmethod
+    async def get_in(txn: Txn, user_id: str, room_id: str, data_type: str) -> dict[str, Any] | None:
+        """`get` inside a caller's transaction (the event writer's push actions)."""
+        row = await txn.fetchone(
             "SELECT content FROM account_data WHERE user_id = ? AND room_id = ? AND data_type = ?",
             (user_id, room_id, data_type),
         )
         return orjson.loads(row[0]) if row else None
+
+    async def global_of_type(self, data_type: str) -> list[tuple[str, dict[str, Any]]]:
+        """(user, content) of every user's global account data of one type."""
+        rows = await self.db.fetchall(
+            "SELECT user_id, content FROM account_data WHERE room_id = ? AND data_type = ? ORDER BY user_id",
+            (GLOBAL, data_type),
+        )
+        return [(r[0], orjson.loads(r[1])) for r in rows]
 
     async def put(self, user_id: str, room_id: str, data_type: str, content: dict[str, Any], stream_id: int) -> None:
         data = orjson.dumps(content).decode()

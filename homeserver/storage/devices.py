@@ -9,6 +9,7 @@ from __future__ import annotations
 from homeserver.records.devices import AccessTokenRecord, DeviceRecord, RefreshTokenRecord
 from homeserver.storage.database import Database, Txn
 from homeserver.storage.e2ee_keys import E2eeKeyStore
+from homeserver.storage.pushers import PusherStore
 
 
 class DeviceStore:
@@ -62,9 +63,10 @@ class DeviceStore:
 
     @staticmethod
     async def delete_devices(txn: Txn, user_id: str, device_ids: list[str] | None) -> list[str]:
-        """Delete devices with their tokens and end-to-end encryption keys; None deletes
+        """Delete devices with their tokens, end-to-end encryption keys and pushers; None deletes
         all. Returns the token hashes dropped."""
         await E2eeKeyStore.delete_device_keys(txn, user_id, device_ids)
+        await PusherStore.delete_for_devices(txn, user_id, device_ids)  # a session's pushers go with it
         if device_ids is None:
             rows = await txn.fetchall(
                 "SELECT token_hash FROM access_tokens WHERE user_id = ?", (user_id,)

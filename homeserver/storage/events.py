@@ -319,12 +319,3 @@ class EventPositions:
             "SELECT COALESCE(MAX(stream_ordering), 0) FROM events WHERE room_nid = ?", (room_nid,)
         )
         return int(row[0]) if row else 0
-
-    async def count_after(self, room_nid: int, after: int, upto: int, types: tuple[str, ...], not_sender: str) -> list[tuple[int, str]]:
-        """(event nid, sender) of events of the given types after a position, for unread counts."""
-        rows = await self.db.fetchall(
-            "SELECT event_nid, sender FROM events WHERE room_nid = ? AND stream_ordering > ?"
-            f" AND stream_ordering <= ? AND event_type IN ({','.join('?' * len(types))}) AND sender != ?",
-            (room_nid, after, upto, *types, not_sender),
-        )
-        return [(int(r[0]), r[1]) for r in rows]

@@ -33,39 +33,40 @@ class PushRuleStore:
     async def load(self, user_id: str) -> tuple[list[UserRule], dict[str, DefaultRuleChange]]:
         """All of a user's rules (by kind, most important first) and default-rule changes,
         read in one snapshot so a ruleset is never assembled from two different moments."""
+        return await self.db.read(lambda txn: self.load_in(txn, user_id))
 
-        async def fn(txn: Txn) -> tuple[list[UserRule], dict[str, DefaultRuleChange]]:
-            rows = await txn.fetchall(
-                "SELECT kind, rule_id, conditions, pattern, actions, enabled FROM push_rules"
-                " WHERE user_id = ? ORDER BY kind, position",
-                (user_id,),
+    @staticmethod
+    async def load_in(txn: Txn, user_id: str) -> tuple[list[UserRule], dict[str, DefaultRuleChange]]:
+        """`load` inside a caller's transaction (the event writer's push actions)."""
+        rows = await txn.fetchall(
+            "SELECT kind, rule_id, conditions, pattern, actions, enabled FROM push_rules"
+            " WHERE user_id = ? ORDER BY kind, position",
+            (user_id,),
+        )
+        changes = await txn.fetchall(
+            "SELECT rule_id, enabled, actions FROM push_rule_defaults WHERE user_id = ?",
+            (user_id,),
+        )
+        rules = [
+            UserRule(
+                kind=r[0],
+                rule_id=r[1],
+                conditions=orjson.loads(r[2]) if r[2] is not None else None,
+                pattern=r[3],
+                actions=orjson.loads(r[4]),
+                enabled=bool(r[5]),
             )
-            changes = await txn.fetchall(
-                "SELECT rule_id, enabled, actions FROM push_rule_defaults WHERE user_id = ?",
-                (user_id,),
+            for r in rows
+        ]
+        defaults = {
+            c[0]: DefaultRuleChange(
+                rule_id=c[0],
+                enabled=bool(c[1]) if c[1] is not None else None,
+                actions=orjson.loads(c[2]) if c[2] is not None else None,
             )
-            rules = [
-                UserRule(
-                    kind=r[0],
-                    rule_id=r[1],
-                    conditions=orjson.loads(r[2]) if r[2] is not None else None,
-                    pattern=r[3],
-                    actions=orjson.loads(r[4]),
-                    enabled=bool(r[5]),
-                )
-                for r in rows
-            ]
-            defaults = {
-                c[0]: DefaultRuleChange(
-                    rule_id=c[0],
-                    enabled=bool(c[1]) if c[1] is not None else None,
-                    actions=orjson.loads(c[2]) if c[2] is not None else None,
-                )
-                for c in changes
-            }
-            return rules, defaults
-
-        return await self.db.read(fn)
+            for c in changes
+        }
+        return rules, defaults
 
     async def put_rule(
         self,

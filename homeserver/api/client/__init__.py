@@ -79,3 +79,12 @@ def register_routes(app: web.Application) -> None:
     from homeserver.api.client import room_keys
 
     room_keys.register(routes)
+    from homeserver.api.client import notifications
+
+    notifications.register(routes)
+    from homeserver.api.client import pushers
+
+    pushers.register(routes)
+    from homeserver.api.client import threepids
+
+    threepids.register(routes)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from homeserver.accounts.uia import EMAIL_IDENTITY
 from homeserver.api.http import (
     ClientRoutes,
     client_ip,
@@ -25,26 +26,42 @@ async def get_whoami(request: web.Request) -> web.Response:
     )
 
 
+def _has_token(request: web.Request) -> bool:
+    return "Authorization" in request.headers or "access_token" in request.query
+
+
 async def post_password(request: web.Request) -> web.Response:
+    """A signed-in user's password change (their password as the UIA stage) or, when
+    e-mail is on, a forgotten password's reset without a login: the stage is then an
+    address of the account validated through POST /account/password/email/requestToken."""
     hs = get_hs(request)
-    req = await requester(request)
+    reset = not _has_token(request) and hs.mailer is not None
+    req = None if reset else await requester(request)
     body = await read_json(request)
     new_password = field(body, "new_password", str)
     logout_devices = field(body, "logout_devices", bool, default=True)
     if new_password is not None:
         hs.registration.check_password(new_password)
-    uia = await hs.uia.check(
-        body, uri="/account/password", method="POST", flows=PASSWORD_FLOWS, requester=req
-    )
+    flows = [[EMAIL_IDENTITY]] if reset else PASSWORD_FLOWS
+    uia = await hs.uia.check(body, uri="/account/password", method="POST", flows=flows, requester=req)
     if new_password is None:
         raise MatrixError(400, "M_MISSING_PARAM", "Missing required field 'new_password'")
-    await hs.accounts.change_password(req, new_password, logout_devices)
+    user_id = req.user_id if req is not None else str(uia.completed[EMAIL_IDENTITY])
+    await hs.accounts.change_password(
+        user_id, new_password, logout_devices, keep_device=req.device_id if req is not None else None
+    )
     await hs.uia.finish(uia)
     await hs.audit.record(
-        "password.change", actor=req.user_id, target=req.user_id, ip=client_ip(request),
+        "password.reset" if reset else "password.change", actor=user_id, target=user_id, ip=client_ip(request),
         details={"logout_devices": logout_devices},
     )
     return json_response({})
+
+
+async def password_email_token(request: web.Request) -> web.Response:
+    hs = get_hs(request)
+    body = await read_json(request)
+    return json_response(await hs.threepids.request_token(body, client_ip(request), for_reset=True))
 
 
 async def post_deactivate(request: web.Request) -> web.Response:
@@ -67,4 +84,5 @@ async def post_deactivate(request: web.Request) -> web.Response:
 def register(routes: ClientRoutes) -> None:
     routes.add("GET", "/account/whoami", get_whoami)
     routes.add("POST", "/account/password", post_password)
+    routes.add("POST", "/account/password/email/requestToken", password_email_token)
     routes.add("POST", "/account/deactivate", post_deactivate)

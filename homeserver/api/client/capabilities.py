@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from homeserver.api.http import ClientRoutes, json_response, requester
+from homeserver.api.http import ClientRoutes, get_hs, json_response, requester
 
 KNOWN_ROOM_VERSIONS = ("10", "11", "12")
 DEFAULT_ROOM_VERSION = "12"
@@ -22,7 +22,7 @@ async def get_capabilities(request: web.Request) -> web.Response:
                 },
                 "m.set_displayname": {"enabled": True},
                 "m.set_avatar_url": {"enabled": True},
-                "m.3pid_changes": {"enabled": False},
+                "m.3pid_changes": {"enabled": get_hs(request).config.email.enabled},
                 "m.get_login_token": {"enabled": False},
                 "m.profile_fields": {"enabled": True},
                 "org.matrix.msc3882.get_login_token": {"enabled": False},

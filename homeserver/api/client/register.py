@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from homeserver.accounts.auth import check_device_id
-from homeserver.accounts.uia import REGISTRATION_TOKEN
+from homeserver.accounts.uia import EMAIL_IDENTITY, REGISTRATION_TOKEN
 from homeserver.api.http import ClientRoutes, client_ip, field, get_hs, json_response, read_json
 from homeserver.errors import MatrixError
 
@@ -58,7 +58,19 @@ async def post_register(request: web.Request) -> web.Response:
         ip=ip,
         user_agent=ua,
     )
+    address = uia.completed.get(EMAIL_IDENTITY)
+    if isinstance(address, str):
+        await hs.threepids.bind_registered(user_id, address)
     return json_response(result)
+
+
+async def email_request_token(request: web.Request) -> web.Response:
+    """POST /register/email/requestToken: validating the address a registration will use."""
+    hs = get_hs(request)
+    if hs.config.registration.email == "off" or hs.config.registration.policy == "closed":
+        raise MatrixError(400, "M_THREEPID_MEDIUM_NOT_SUPPORTED", "Registration does not take e-mail addresses")
+    body = await read_json(request)
+    return json_response(await hs.threepids.request_token(body, client_ip(request)))
 
 
 def _check_fields(body: dict[str, Any]) -> None:
@@ -93,6 +105,7 @@ async def get_token_validity(request: web.Request) -> web.Response:
 
 def register(routes: ClientRoutes) -> None:
     routes.add("POST", "/register", post_register)
+    routes.add("POST", "/register/email/requestToken", email_request_token)
     routes.add("GET", "/register/available", get_available)
     routes.add("GET", "/register/m.login.registration_token/validity", get_token_validity)
     routes.add(

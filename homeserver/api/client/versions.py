@@ -5,11 +5,12 @@ list is what we implement, not what we aim for:
 
 - v1.1 is the floor every current client needs to talk to us at all (matrix-js-sdk's
   minimum, and the first version with the /v3 paths). Its core and the modules our
-  users rely on are served; known gaps answer M_UNRECOGNIZED: third-party identifier
-  management (/account/3pid), the user directory, and the optional modules we have
-  not built (VoIP, ...). End-to-end encryption is served (homeserver/e2ee/: keys,
-  cross-signing, to-device, device lists, key backup, across servers too) and proven with
-  matrix-js-sdk's Rust crypto in tests/e2e and tests/interop.
+  users rely on are served; known gaps answer M_UNRECOGNIZED: identity-server binding
+  (/account/3pid/bind; e-mail addresses on accounts are served when e-mail is
+  configured), and the optional modules we have not built (VoIP, ...). End-to-end
+  encryption is served (homeserver/e2ee/: keys, cross-signing, to-device, device lists,
+  key backup, across servers too) and proven with matrix-js-sdk's Rust crypto in
+  tests/e2e and tests/interop.
 - v1.2 added only the spaces hierarchy and registration token validity (both served).
 - v1.3 added event relationships and their aggregations (/rooms/{roomId}/relations,
   bundled unsigned.m.relations; homeserver/relations/), refresh tokens, knock_restricted

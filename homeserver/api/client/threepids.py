@@ -1,0 +1,83 @@
+"""E-mail addresses on accounts (the spec's /account/3pid endpoints), and the two
+pages the links in mails open: validating an address and unsubscribing from
+notification mails (neither needs a login: the link carries its proof)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from homeserver.api.http import ClientRoutes, client_ip, get_hs, json_response, read_json, requester
+from homeserver.email.notifier import UNSUBSCRIBE_PATH
+from homeserver.email.threepids import SUBMIT_PATH
+from homeserver.errors import unrecognized
+from homeserver.params import try_parse_int
+
+PASSWORD_FLOWS = [["m.login.password"]]
+
+
+async def request_token(request: web.Request) -> web.Response:
+    hs = get_hs(request)
+    body = await read_json(request)
+    return json_response(await hs.threepids.request_token(body, client_ip(request)))
+
+
+async def add_threepid(request: web.Request) -> web.Response:
+    hs = get_hs(request)
+    req = await requester(request)
+    body = await read_json(request)
+    uia = await hs.uia.check(body, uri="/account/3pid/add", method="POST", flows=PASSWORD_FLOWS, requester=req)
+    await hs.threepids.add(req.user_id, body)
+    await hs.uia.finish(uia)
+    return json_response({})
+
+
+async def delete_threepid(request: web.Request) -> web.Response:
+    req = await requester(request)
+    body = await read_json(request)
+    return json_response(await get_hs(request).threepids.delete(req.user_id, body))
+
+
+async def get_threepids(request: web.Request) -> web.Response:
+    req = await requester(request)
+    return json_response({"threepids": await get_hs(request).threepids.list(req.user_id)})
+
+
+def _html(text: str, status: int = 200) -> web.Response:
+    return web.Response(text=text, status=status, content_type="text/html", charset="utf-8",
+                        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+
+
+async def submit_token(request: web.Request) -> web.Response:
+    hs = get_hs(request)
+    if hs.mailer is None:
+        raise unrecognized()
+    q = request.query
+    ok = await hs.threepids.submit_token(q.get("sid", ""), q.get("client_secret", ""), q.get("token", ""))
+    if ok:
+        return _html(hs.mailer.page("Your e-mail address is confirmed. You can go back to your client."))
+    return _html(hs.mailer.page("This link is not valid (or no longer)."), 400)
+
+
+async def unsubscribe(request: web.Request) -> web.Response:
+    hs = get_hs(request)
+    if hs.email_notifier is None or hs.mailer is None:
+        raise unrecognized()
+    nid = try_parse_int(request.query.get("pusher", ""), minimum=1)
+    token = request.query.get("token", "")
+    apply = request.method == "POST"  # a GET only asks: mail scanners follow links
+    if nid is None or not await hs.email_notifier.unsubscribe(nid, token, apply=apply):
+        return _html(hs.mailer.page("This link is not valid (or no longer)."), 400)
+    if apply:
+        return _html(hs.mailer.page("You will no longer receive these mails."))
+    return _html(hs.mailer.page("Stop e-mail notifications to this address?", form_action=str(request.rel_url),
+                                button="Stop these mails"))
+
+
+def register(routes: ClientRoutes) -> None:
+    routes.add("POST", "/account/3pid/email/requestToken", request_token)
+    routes.add("POST", "/account/3pid/add", add_threepid)
+    routes.add("POST", "/account/3pid/delete", delete_threepid)
+    routes.add("GET", "/account/3pid", get_threepids)
+    routes.app.router.add_route("GET", SUBMIT_PATH, submit_token)
+    routes.app.router.add_route("GET", UNSUBSCRIBE_PATH, unsubscribe)
+    routes.app.router.add_route("POST", UNSUBSCRIBE_PATH, unsubscribe)

@@ -1,0 +1,184 @@
+"""Stored push actions: what each event's push rules said for each local user it
+notifies, written in the event's own transaction (homeserver/push/actions.py).
+
+Unread counts, highlight counts and GET /notifications read these rows; nothing
+evaluates push rules at read time. One row per (user, room, stream position):
+only events that notify have a row, so a count is an index range count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from homeserver.storage.database import Database, Row, Txn
+
+
+@dataclass(frozen=True)
+class PushActionRow:
+    """One notification of one user, as stored."""
+
+    user_id: str
+    room_nid: int
+    stream_ordering: int
+    event_nid: int
+    thread_id: str
+    highlight: bool
+    actions: list[Any]
+    ts: int
+
+
+@dataclass(frozen=True)
+class RoomContext:
+    """What the rules of a room's members read, as of the writing transaction."""
+
+    members: list[tuple[str, str, int]]  # (user_id, membership, membership event nid), join and invite
+    power_levels_nid: int | None
+    create_nid: int | None
+
+
+_SELECT = (
+    "SELECT user_id, room_nid, stream_ordering, event_nid, thread_id, highlight, actions, ts"
+    " FROM event_push_actions"
+)
+
+
+def _from_row(r: Row) -> PushActionRow:
+    return PushActionRow(r[0], int(r[1]), int(r[2]), int(r[3]), r[4], bool(r[5]), orjson.loads(r[6]), int(r[7]))
+
+
+class PushActionStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # --- inside the event writer's transaction ---
+
+    @staticmethod
+    async def room_context(txn: Txn, room_nid: int) -> RoomContext:
+        members = await txn.fetchall(
+            "SELECT user_id, membership, event_nid FROM memberships"
+            " WHERE room_nid = ? AND membership IN ('join', 'invite')",
+            (room_nid,),
+        )
+        rows = await txn.fetchall(
+            "SELECT k.event_type, c.event_nid FROM current_state c"
+            " JOIN state_keys k ON k.state_key_nid = c.state_key_nid WHERE c.room_nid = ?"
+            " AND k.event_type IN ('m.room.power_levels', 'm.room.create') AND k.state_key = ''",
+            (room_nid,),
+        )
+        nids = {r[0]: int(r[1]) for r in rows}
+        return RoomContext(
+            [(r[0], r[1], int(r[2])) for r in members], nids.get("m.room.power_levels"), nids.get("m.room.create")
+        )
+
+    @staticmethod
+    async def event_json(txn: Txn, nids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        out: dict[int, dict[str, Any]] = {}
+        for i in range(0, len(nids), 500):
+            chunk = list(nids[i : i + 500])
+            for r in await txn.fetchall(
+                f"SELECT event_nid, json FROM events WHERE event_nid IN ({','.join('?' * len(chunk))})", chunk
+            ):
+                out[int(r[0])] = orjson.loads(r[1])
+        return out
+
+    @staticmethod
+    async def event_json_by_id(txn: Txn, event_id: str) -> dict[str, Any] | None:
+        row = await txn.fetchone("SELECT json FROM events WHERE event_id = ?", (event_id,))
+        return orjson.loads(row[0]) if row else None
+
+    @staticmethod
+    async def add(txn: Txn, rows: Iterable[PushActionRow]) -> None:
+        """Insert a batch in one statement (the send path of a big room)."""
+        args = [
+            (r.user_id, r.room_nid, r.stream_ordering, r.event_nid, r.thread_id, int(r.highlight),
+             orjson.dumps(r.actions).decode(), r.ts)
+            for r in rows
+        ]
+        if args:
+            await txn.executemany(
+                "INSERT INTO event_push_actions (user_id, room_nid, stream_ordering, event_nid, thread_id,"
+                " highlight, actions, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                args,
+            )
+
+    @staticmethod
+    async def remove_event(txn: Txn, event_id: str) -> list[str]:
+        """Drop a redacted event's notifications; the users who had one."""
+        row = await txn.fetchone("SELECT event_nid FROM events WHERE event_id = ?", (event_id,))
+        if row is None:
+            return []
+        users = await txn.fetchall("SELECT user_id FROM event_push_actions WHERE event_nid = ?", (row[0],))
+        if users:
+            await txn.execute("DELETE FROM event_push_actions WHERE event_nid = ?", (row[0],))
+        return [u[0] for u in users]
+
+    # --- reads ---
+
+    async def counts_for(self, user_id: str, room_nid: int, after: int, upto: int | None = None) -> tuple[int, int]:
+        """(notifications, highlights) of the user in the room at stream positions in
+        (after, upto] (upto None: everything written)."""
+        sql = (
+            "SELECT COUNT(*), COALESCE(SUM(highlight), 0) FROM event_push_actions"
+            " WHERE user_id = ? AND room_nid = ? AND stream_ordering > ?"
+        )
+        args: list[Any] = [user_id, room_nid, after]
+        if upto is not None:
+            sql += " AND stream_ordering <= ?"
+            args.append(upto)
+        row = await self.db.fetchone(sql, args)
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
+    async def thread_counts(
+        self, user_id: str, room_nid: int, after: int, upto: int, thread_starts: dict[str, int]
+    ) -> dict[str, tuple[int, int]]:
+        """thread ("main" or a root's event ID) -> (notifications, highlights) in
+        (after, upto], each thread starting instead after its entry in `thread_starts`
+        where that is further."""
+        rows = await self.db.fetchall(
+            "SELECT thread_id, COUNT(*), COALESCE(SUM(highlight), 0) FROM event_push_actions"
+            " WHERE user_id = ? AND room_nid = ? AND stream_ordering > ? AND stream_ordering <= ?"
+            " GROUP BY thread_id",
+            (user_id, room_nid, after, upto),
+        )
+        out = {r[0]: (int(r[1]), int(r[2])) for r in rows}
+        for thread, start in thread_starts.items():
+            if thread in out and start > after:
+                out[thread] = await self._thread_count(user_id, room_nid, thread, start, upto)
+        return out
+
+    async def _thread_count(self, user_id: str, room_nid: int, thread: str, after: int, upto: int) -> tuple[int, int]:
+        row = await self.db.fetchone(
+            "SELECT COUNT(*), COALESCE(SUM(highlight), 0) FROM event_push_actions"
+            " WHERE user_id = ? AND room_nid = ? AND thread_id = ? AND stream_ordering > ? AND stream_ordering <= ?",
+            (user_id, room_nid, thread, after, upto),
+        )
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
+    async def page(self, user_id: str, before: int | None, limit: int, only_highlight: bool) -> list[PushActionRow]:
+        """The user's notifications, newest first, at positions below `before`."""
+        sql = _SELECT + " WHERE user_id = ?"
+        args: list[Any] = [user_id]
+        if before is not None:
+            sql += " AND stream_ordering < ?"
+            args.append(before)
+        if only_highlight:
+            sql += " AND highlight = 1"
+        rows = await self.db.fetchall(sql + " ORDER BY stream_ordering DESC LIMIT ?", [*args, limit])
+        return [_from_row(r) for r in rows]
+
+    async def since(self, user_id: str, after: int, limit: int) -> list[PushActionRow]:
+        """The user's notifications after a stream position, oldest first (e-mail pushers)."""
+        rows = await self.db.fetchall(
+            _SELECT + " WHERE user_id = ? AND stream_ordering > ? ORDER BY stream_ordering LIMIT ?",
+            (user_id, after, limit),
+        )
+        return [_from_row(r) for r in rows]
+
+    async def get(self, user_id: str, event_nid: int) -> PushActionRow | None:
+        """The user's notification for one event (what a queued push delivers)."""
+        row = await self.db.fetchone(_SELECT + " WHERE user_id = ? AND event_nid = ?", (user_id, event_nid))
+        return _from_row(row) if row is not None else None

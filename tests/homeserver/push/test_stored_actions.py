@@ -1,0 +1,102 @@
+"""Stored push actions on both engines: what the event writer stores per member,
+the unread counts and GET /notifications that read them, and what a redaction or
+a receipt changes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.conftest import Api
+from tests.homeserver.api.reading_helpers import send, uid, user
+
+
+@pytest.fixture
+async def db_api(db_overrides: dict[str, Any], make_api: Any) -> Api:
+    return await make_api(**db_overrides)  # type: ignore[no-any-return]
+
+
+async def _room_of_three(api: Api) -> tuple[str, str, str, str]:
+    alice, bob, carol = await user(api, "alice"), await user(api, "bob"), await user(api, "carol")
+    room = (await api.post("createRoom", {"preset": "public_chat"}, token=alice))["room_id"]
+    await api.post(f"rooms/{room}/join", {}, token=bob)
+    await api.post(f"rooms/{room}/join", {}, token=carol)
+    return room, alice, bob, carol
+
+
+async def _rows(api: Api, user_id: str) -> list[tuple[Any, ...]]:
+    rows = await api.hs.db.fetchall(
+        "SELECT e.event_id, p.highlight, p.thread_id FROM event_push_actions p"
+        " JOIN events e ON e.event_nid = p.event_nid WHERE p.user_id = ? ORDER BY p.stream_ordering",
+        (user_id,),
+    )
+    return [tuple(r) for r in rows]
+
+
+async def test_rows_written_per_member_and_read_by_notifications(db_api: Api) -> None:
+    api = db_api
+    room, alice, bob, carol = await _room_of_three(api)
+    first = await send(api, room, alice, "hello")
+    notice = (await api.put(f"rooms/{room}/send/m.room.message/n1", {"msgtype": "m.notice", "body": "bot"},
+                            token=alice))["event_id"]
+    ping = await send(api, room, alice, "ping", **{"m.mentions": {"user_ids": [uid("bob")]}})
+    own = await send(api, room, bob, "my own")
+
+    # Stored at write time: bob has rows for alice's two notifying events, none for
+    # the notice (suppressed) or his own; carol has both too but no highlight.
+    assert await _rows(api, uid("bob")) == [(first, 0, "main"), (ping, 1, "main")]
+    assert await _rows(api, uid("carol")) == [(first, 0, "main"), (ping, 0, "main"), (own, 0, "main")]
+    assert notice not in [r[0] for r in await _rows(api, uid("alice"))]
+
+    page = await api.get("notifications", token=bob)
+    assert [n["event"]["event_id"] for n in page["notifications"]] == [ping, first]
+    top = page["notifications"][0]
+    assert top["room_id"] == room and top["read"] is False and isinstance(top["ts"], int)
+    assert {"set_tweak": "highlight"} in top["actions"] and "notify" in top["actions"]
+    assert "next_token" not in page
+
+    only = await api.get("notifications?only=highlight", token=bob)
+    assert [n["event"]["event_id"] for n in only["notifications"]] == [ping]
+
+    # Paging with limit and next_token.
+    one = await api.get("notifications?limit=1", token=bob)
+    assert [n["event"]["event_id"] for n in one["notifications"]] == [ping]
+    two = await api.get(f"notifications?limit=1&from={one['next_token']}", token=bob)
+    assert [n["event"]["event_id"] for n in two["notifications"]] == [first]
+
+    # A receipt marks what it covers read, and moves the unread count.
+    await api.post(f"rooms/{room}/receipt/m.read/{first}", {}, token=bob)
+    page = await api.get("notifications", token=bob)
+    assert [n["read"] for n in page["notifications"]] == [False, True]
+    sync = await api.get("sync", token=bob)
+    assert sync["rooms"]["join"][room]["unread_notifications"] == {"notification_count": 1, "highlight_count": 1}
+
+    # A redaction removes the notification and its count.
+    await api.put(f"rooms/{room}/redact/{ping}/r1", {}, token=alice)
+    assert await _rows(api, uid("bob")) == [(first, 0, "main")]
+    sync = await api.get("sync", token=bob)
+    assert sync["rooms"]["join"][room]["unread_notifications"] == {"notification_count": 0, "highlight_count": 0}
+    assert [n["event"]["event_id"] for n in (await api.get("notifications", token=bob))["notifications"]] == [first]
+
+
+async def test_invites_notify_the_invitee(db_api: Api) -> None:
+    api = db_api
+    alice, bob = await user(api, "alice"), await user(api, "bob")
+    room = (await api.post("createRoom", {"preset": "private_chat"}, token=alice))["room_id"]
+    await api.post(f"rooms/{room}/invite", {"user_id": uid("bob")}, token=alice)
+    page = await api.get("notifications", token=bob)
+    (note,) = page["notifications"]
+    assert note["event"]["type"] == "m.room.member" and note["event"]["state_key"] == uid("bob")
+
+
+@pytest.mark.parametrize("query", ["from=abc", "from=-1", "limit=-1", "limit=x", "from=99999999999999999999999"])
+async def test_bad_parameters(api: Api, query: str) -> None:
+    bob = await user(api, "bob")
+    status, body = await api.request("GET", f"notifications?{query}", token=bob, expect=400)
+    assert body["errcode"] == "M_INVALID_PARAM"
+
+
+async def test_needs_auth(api: Api) -> None:
+    status, body = await api.request("GET", "notifications", expect=401)
+    assert body["errcode"] == "M_MISSING_TOKEN"
