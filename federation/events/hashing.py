@@ -31,6 +31,7 @@ __all__ = [
     "reference_hash_b64",
     "content_hash_matches",
     "create_event_id_from_room_id",
+    "has_event_id_in_pdu",
     "is_v1_event_id",
     "pdu_json",
     "room_id_from_create_event_id",
@@ -43,12 +44,37 @@ def pdu_json(
     """The PDU as it goes over federation.
 
     From v3 that is the event without Accord's ``event_id`` convenience key;
-    in v1/v2 the ``event_id`` is part of the PDU and stays. ``room_version``
-    may be left out only for events of a version with derived event IDs.
+    in v1/v2 the ``event_id`` is part of the PDU and stays. Without
+    ``room_version`` the format is read from the event itself (see
+    :func:`has_event_id_in_pdu`), which is sound for any event that passed
+    format validation.
     """
-    if room_version is not None and get_room_version(room_version).event_id_in_pdu:
+    if room_version is not None:
+        keep = get_room_version(room_version).event_id_in_pdu
+    else:
+        keep = has_event_id_in_pdu(event)
+    if keep:
         return dict(event)
     return {k: v for k, v in event.items() if k != "event_id"}
+
+
+def has_event_id_in_pdu(event: Mapping[str, Any]) -> bool:
+    """Whether a valid event is of room version 1 or 2, from its shape alone.
+
+    Their references are ``[id, hashes]`` pairs where later versions have
+    strings; a create event cites nothing, but names its version (absent
+    means "1"). Lets code that holds a stored event but not its room (the
+    federation sender) send it in the right form.
+    """
+    for key in ("prev_events", "auth_events"):
+        refs = event.get(key)
+        if isinstance(refs, list) and refs:
+            return isinstance(refs[0], list)
+    if event.get("type") == "m.room.create":
+        content = event.get("content")
+        version = content.get("room_version", "1") if isinstance(content, Mapping) else "1"
+        return version in ("1", "2")
+    return False
 
 
 def compute_content_hash_of(obj: Mapping[str, Any]) -> bytes:

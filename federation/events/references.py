@@ -63,7 +63,7 @@ def event_refs(
     """
     rv = get_room_version(room_version)
     ids = list(event_ids)
-    if not rv.event_id_in_pdu:
+    if not rv.event_id_in_pdu or not ids:
         return ids
     if reference_hashes is None:
         raise ValueError(f"Room version {rv.identifier} needs the reference hashes of cited events")

@@ -25,6 +25,7 @@ from federation.events import (
     get_named_level,
     get_room_version,
     get_user_power_level,
+    reference_hash_b64,
     select_auth_event_ids,
 )
 from federation.events.room_versions import RoomVersion
@@ -289,6 +290,7 @@ class RoomService:
         auth_ids = select_auth_event_ids(
             partial, {k: ev.event_id for k, ev in auth_state.items()}, rv
         )
+        cited = {ev.event_id: ev.event for ev in [*prev.values(), *auth_state.values()]}
         try:
             event = build_event(
                 rv,
@@ -304,6 +306,8 @@ class RoomService:
                 redacts=redacts,
                 signing_key=self.signing_key,
                 server_name=self.server_name,
+                # v1/v2 cite events with their reference hashes.
+                reference_hashes=lambda event_id: reference_hash_b64(cited[event_id], rv),
             )
         except EventFormatError as e:
             raise _format_error(e) from None
