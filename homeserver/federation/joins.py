@@ -241,10 +241,13 @@ class FederatedJoins:
         _, sep, domain = room_id_or_alias.partition(":")
         return room_id_or_alias, [*via, domain] if sep else list(via)
 
-    async def join_remote(self, user_id: str, room_id: str, servers: list[str]) -> str:
-        """Join a room this server is not in, through the first server that helps."""
+    async def join_remote(
+        self, user_id: str, room_id: str, servers: list[str], extra: dict[str, Any] | None = None
+    ) -> str:
+        """Join a room this server is not in, through the first server that helps;
+        `extra` is membership content the client asked for (`reason`, custom keys)."""
         return await self._through_servers(
-            "join", servers, lambda server: self._join_via(user_id, room_id, server)
+            "join", servers, lambda server: self._join_via(user_id, room_id, server, extra)
         )
 
     async def knock_remote(self, user_id: str, room_id: str, servers: list[str], reason: str | None) -> str:
@@ -291,8 +294,8 @@ class FederatedJoins:
             raise forbidden(message)
         raise MatrixError(404, "M_NOT_FOUND", message)
 
-    async def _join_via(self, user_id: str, room_id: str, server: str) -> str:
-        rv, event, answer = await self._handshake(user_id, room_id, server, "join")
+    async def _join_via(self, user_id: str, room_id: str, server: str, extra: dict[str, Any] | None) -> str:
+        rv, event, answer = await self._handshake(user_id, room_id, server, "join", extra=extra)
         if isinstance(answer.get("event"), dict):
             # may carry the resident server's co-signature (restricted joins)
             event = {**answer["event"], "event_id": event["event_id"]}
@@ -306,7 +309,8 @@ class FederatedJoins:
         return await self._handshake(user_id, room_id, server, membership, reason=reason)
 
     async def _handshake(
-        self, user_id: str, room_id: str, server: str, membership: str, *, reason: str | None = None
+        self, user_id: str, room_id: str, server: str, membership: str, *, reason: str | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> tuple[Any, dict[str, Any], dict[str, Any]]:
         """make_<membership>, sign the template, send_<membership>."""
         client = self._client()
@@ -323,6 +327,7 @@ class FederatedJoins:
         raw_offered = template.get("content")
         offered: dict[str, Any] = raw_offered if isinstance(raw_offered, dict) else {}
         content = await self.membership.member_content(user_id, membership)
+        content.update(extra or {})
         if membership == "join" and "join_authorised_via_users_server" in offered:
             content["join_authorised_via_users_server"] = offered["join_authorised_via_users_server"]
         if reason is not None:

@@ -22,7 +22,11 @@ async def test_old_version_room_across_servers(pair: Pair, version: str) -> None
         "room_version": version, "preset": "public_chat", "name": f"v{version}"}))["room_id"]
     await alice.say(room, "before bob")
 
-    assert await bob.call("POST", f"/join/{room}?server_name={a_name}", {}) == {"room_id": room}
+    join_body = {"reason": "partner", "org.example.team": "ops"}
+    assert await bob.call("POST", f"/join/{room}?server_name={a_name}", join_body) == {"room_id": room}
+    # The client's membership content travels with a remote join too.
+    bobs = await alice.call("GET", f"/rooms/{room}/state/m.room.member/{pair.bob_id}")
+    assert bobs["reason"] == "partner" and bobs["org.example.team"] == "ops"
     stored = await pair.b.room_store.get_room(room)
     assert stored is not None and stored.room_version == version
     assert await bob.call("GET", f"/rooms/{room}/state/m.room.name") == {"name": f"v{version}"}
