@@ -90,7 +90,11 @@ async def get_messages(request: web.Request) -> web.Response:
         "chunk": await _format(request, room, page.events, req.device_id, user_id=req.user_id),
         "start": from_token if from_token is not None else room_token(from_pos),
     }
-    if page.more:
+    # `end` whenever more may follow: older events going back, and going forward
+    # (to the present, by a reader whose view of the room has not ended) the events
+    # still to come, which a client reads by passing this token again.
+    live = not backwards and to_pos is None and access.until is None
+    if page.more or (live and page.events):
         out["end"] = room_token(page.next_pos)
     if event_filter.lazy_load_members and page.events:
         members = await hs.room_history.member_events_for(page.events, (ev.sender for ev in page.events))
