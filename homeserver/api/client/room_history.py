@@ -1,5 +1,5 @@
 """Reading rooms: /messages, /context, /event, /state, /members, /joined_members
-and /timestamp_to_event.
+and /timestamp_to_event, and the deprecated GET /events/{eventId}.
 
 Each handler passes the same two checks before reading: the room-wide gate
 (`VisibilityService.room_access`: members, users who left, or anyone for a
@@ -116,6 +116,26 @@ async def get_event(request: web.Request) -> web.Response:
     room = await hs.room_service.find_room(request.match_info["room_id"])
     event = await _event_in_room(request, room)
     assert room is not None
+    if not await hs.visibility.viewer(req.user_id, room).can_see(event):
+        raise not_found("Event not found")
+    return json_response((await _format(request, room, [event], req.device_id, user_id=req.user_id))[0])
+
+
+async def get_event_by_id(request: web.Request) -> web.Response:
+    """GET /events/{eventId} (deprecated since r0, still used by older clients and
+    tools): the same answer as /rooms/{roomId}/event/{eventId}, the room read from
+    the event; 404 alike for unknown events and events the user may not see."""
+    hs = get_hs(request)
+    req = await requester(request, allow_guest=True)
+    event = await hs.room_service.get_event(request.match_info["event_id"])
+    if event is None or event.stream_ordering is None:
+        raise not_found("Event not found")
+    room_id = event.event.get("room_id")
+    if not isinstance(room_id, str):  # a v12 create event names its room by its own ID
+        room_id = "!" + event.event_id[1:]
+    room = await hs.room_service.find_room(room_id)
+    if room is None or room.room_nid != event.room_nid:
+        raise not_found("Event not found")
     if not await hs.visibility.viewer(req.user_id, room).can_see(event):
         raise not_found("Event not found")
     return json_response((await _format(request, room, [event], req.device_id, user_id=req.user_id))[0])
@@ -264,6 +284,7 @@ def register(routes: ClientRoutes) -> None:
     routes.add("GET", "/rooms/{room_id}/messages", get_messages)
     routes.add("GET", "/rooms/{room_id}/context/{event_id}", get_context)
     routes.add("GET", "/rooms/{room_id}/event/{event_id}", get_event)
+    routes.add("GET", "/events/{event_id}", get_event_by_id)
     routes.add("GET", "/rooms/{room_id}/state", get_state)
     routes.add("GET", "/rooms/{room_id}/state/{event_type}", get_state_event)
     routes.add("GET", "/rooms/{room_id}/state/{event_type}/", get_state_event)  # empty state key
