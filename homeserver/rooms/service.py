@@ -129,6 +129,14 @@ class RoomService:
         row = await self.rooms.membership_of(room.room_nid, user_id)
         return row[0] if row is not None else None
 
+    async def membership_event(self, room: RoomRecord, user_id: str) -> StoredEvent | None:
+        """The event that gave the user their membership now, also when it lives
+        outside the room's DAG (an invite to a room this server is not in)."""
+        row = await self.rooms.membership_of(room.room_nid, user_id)
+        if row is None:
+            return None
+        return (await self.events.get_events_by_nid([row[1]])).get(row[1])
+
     async def rooms_for_user(self, user_id: str, memberships: tuple[str, ...] = ("join",)) -> list[str]:
         """IDs of the rooms in which the user's membership is one of `memberships`."""
         return [room_id for room_id, _ in await self.rooms.rooms_for_user(user_id, memberships)]
