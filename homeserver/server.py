@@ -115,6 +115,7 @@ from homeserver.storage.to_device import ToDeviceStore
 from homeserver.storage.uia import UiaStore
 from homeserver.storage.user_directory import UserDirectoryStore
 from homeserver.storage.users import UserStore
+from homeserver.sync.legacy_events import LegacyEventStream
 from homeserver.sync.notifier import Notifier
 from homeserver.sync.service import SyncService
 from homeserver.sync.streams.account_data import AccountDataStream
@@ -431,6 +432,11 @@ class HomeServer:
             room_service=self.room_service, events=self.event_store, state=self.state_store,
             backfill=self.room_backfill, clock=self.clock, bundler=self.relations,
         )
+        self.legacy_events = LegacyEventStream(  # GET /events (deprecated), peeks included
+            rooms=self.room_service, access=self.visibility, history=self.room_history, notifier=self.notifier,
+            clock=self.clock, current_position=lambda: self.room_service.stream.current,
+        )
+        self.room_service.listeners.append(self.legacy_events.on_room_event)  # wakes peekers
         search_store = SearchStore(self.db)
         self.event_persister.indexes.append(SearchIndex(search_store))  # full text, kept in each event's write
         self.search = SearchService(  # POST /search over the rooms a user is or was in

@@ -1,5 +1,5 @@
-"""The deprecated snapshot endpoints: GET /rooms/{roomId}/initialSync and
-GET /initialSync.
+"""The deprecated snapshot endpoints, GET /rooms/{roomId}/initialSync and
+GET /initialSync, and the event stream that follows them, GET /events.
 
 Still specified (the room one is also how a client previews a world-readable
 room it is not in) and still used by older clients and tools. Both are read
@@ -17,8 +17,9 @@ from aiohttp import web
 from homeserver.api.client.room_history import format_events, page_limit, room_and_access
 from homeserver.api.http import ClientRoutes, get_hs, json_response, requester
 from homeserver.errors import MatrixError
+from homeserver.params import query_int
 from homeserver.records.rooms import RoomRecord
-from homeserver.rooms.tokens import room_token
+from homeserver.rooms.tokens import parse_stream_position, room_token
 from homeserver.rooms.visibility import RoomAccess
 
 
@@ -112,7 +113,35 @@ async def _invite_info(request: web.Request, room: RoomRecord, user_id: str) -> 
     return info
 
 
+#: The longest a GET /events request waits for something to happen.
+MAX_TIMEOUT_MS = 300_000
+
+
+async def get_events(request: web.Request) -> web.Response:
+    """GET /events: the user's rooms' events after `from`, or, with `room_id`, one
+    room's (a world-readable room may be followed without joining it)."""
+    hs = get_hs(request)
+    req = await requester(request, allow_guest=True)
+    raw_from = request.query.get("from")
+    from_pos = None if raw_from is None else parse_stream_position(raw_from)
+    timeout = query_int(request.query, "timeout", 0, minimum=0)
+    assert timeout is not None
+    peeked = None
+    room_id = request.query.get("room_id")
+    if room_id is not None:
+        peeked = await hs.room_service.find_room(room_id)
+        await hs.visibility.room_access(req.user_id, peeked)  # M_FORBIDDEN unless readable
+    found, start, end = await hs.legacy_events.events(
+        req.user_id, from_pos=from_pos, timeout_ms=min(timeout, MAX_TIMEOUT_MS), peeked=peeked
+    )
+    chunk: list[dict[str, Any]] = []
+    for room, event in found:
+        chunk.extend(await format_events(request, room, [event], req.device_id, user_id=req.user_id))
+    return json_response({"chunk": chunk, "start": room_token(start), "end": room_token(end)})
+
+
 def register(routes: ClientRoutes) -> None:
+    routes.add("GET", "/events", get_events)
     routes.add("GET", "/rooms/{room_id}/initialSync", get_room_initial_sync)
     routes.add("GET", "/initialSync", get_initial_sync)
 

@@ -5,6 +5,9 @@ same history visibility rules as every other read."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from tests.conftest import Api
 from tests.homeserver.api.reading_helpers import (
     create,
@@ -89,3 +92,46 @@ async def test_initial_sync(api: Api) -> None:
     assert await errcode(api, "initialSync?archived=maybe", alice, 400) == "M_INVALID_PARAM"
     status, _ = await api.request("GET", "initialSync", expect=None)
     assert status == 401
+
+
+async def _woken_by(
+    api: Api, path: str, token: str, room: str, sender: str, body: str
+) -> tuple[str, dict[str, Any]]:
+    """Start a long-polling GET, check it waits, send a message, return the answer."""
+    waiting = asyncio.ensure_future(api.get(path, token=token))
+    await asyncio.sleep(0.2)
+    assert not waiting.done()
+    sent = await send(api, room, sender, body)
+    return sent, await asyncio.wait_for(waiting, 20)
+
+
+async def test_events_stream_continues_from_initial_sync(api: Api) -> None:
+    alice, bob = await user(api, "alice"), await user(api, "bob")
+    room = await create(api, alice, preset="public_chat")
+    await join(api, room, bob)
+    end = (await api.get("initialSync?limit=1", token=alice))["end"]
+    first = await send(api, room, bob, "one")
+    got = await api.get(f"events?from={end}", token=alice)
+    assert [e["event_id"] for e in got["chunk"]] == [first] and got["start"] == end
+    assert got["chunk"][0]["room_id"] == room
+    # Nothing new: an empty chunk at once (no timeout), the same position.
+    quiet = await api.get(f"events?from={got['end']}", token=alice)
+    assert quiet["chunk"] == [] and quiet["end"] == got["end"]
+    # Long poll: the request waits and is woken by the next event.
+    second, woken = await _woken_by(api, f"events?from={got['end']}&timeout=20000", alice, room, bob, "two")
+    assert [e["event_id"] for e in woken["chunk"]] == [second]
+    assert await errcode(api, "events?from=nonsense", alice, 400) == "M_INVALID_PARAM"
+
+
+async def test_events_peek_into_a_world_readable_room(api: Api) -> None:
+    alice, mallory = await user(api, "alice"), await user(api, "mallory")
+    room = await create(api, alice, preset="public_chat")
+    assert await errcode(api, f"events?room_id={room}", mallory, 403) == "M_FORBIDDEN"
+    await set_visibility(api, room, alice, "world_readable")
+    start = (await api.get(f"rooms/{room}/initialSync", token=mallory))["messages"]["end"]
+    said, peeked = await _woken_by(
+        api, f"events?room_id={room}&from={start}&timeout=20000", mallory, room, alice, "for everyone"
+    )
+    assert [e["event_id"] for e in peeked["chunk"]] == [said]
+    # Mallory is in no room: her own stream has nothing.
+    assert (await api.get(f"events?from={start}", token=mallory))["chunk"] == []
