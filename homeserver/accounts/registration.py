@@ -166,6 +166,45 @@ class RegistrationService:
         result["home_server"] = self.server_name
         return result
 
+    async def upgrade_guest(
+        self,
+        user_id: str,
+        password: str,
+        *,
+        login: bool = True,
+        device_id: str | None = None,
+        device_display_name: str | None = None,
+        want_refresh: bool = False,
+        uia_session: str | None = None,
+        ip: str | None = None,
+        user_agent: str | None = None,
+    ) -> dict[str, Any]:
+        """The guest becomes a full account keeping its user ID (and so its rooms and
+        history), with a password and, unless inhibited, a new device and tokens; its
+        guest devices stay signed in, now as the full account."""
+        pw_hash = await self.passwords.hash(password)
+
+        async def fn(txn: Txn) -> dict[str, Any]:
+            if not await UserStore.upgrade_guest(txn, user_id, pw_hash):
+                raise MatrixError(400, "M_USER_IN_USE", "User ID already taken.")
+            if uia_session is not None:
+                await UiaStore.delete_in(txn, uia_session)
+            if not login:
+                return {"user_id": user_id}
+            session, _ = await self.auth.issue_session(
+                txn, user_id, device_id, device_display_name, want_refresh=want_refresh,
+                ip=ip, user_agent=user_agent,
+            )
+            return session
+
+        result = await self.db.write(fn)
+        self.auth.forget_user(user_id)
+        await self.audit.record(
+            "register", actor=user_id, target=user_id, ip=ip, details={"guest_upgrade": True},
+        )
+        result["home_server"] = self.server_name
+        return result
+
     async def register_guest(self, body: dict[str, Any], ip: str | None, ua: str | None) -> dict[str, Any]:
         if not self.config.allow_guests:
             raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is disabled")

@@ -30,7 +30,16 @@ async def post_register(request: web.Request) -> web.Response:
     _check_fields(body)
     username = field(body, "username", str)
     password = body.get("password")
-    if username is not None:
+    guest_token = field(body, "guest_access_token", str)
+    guest: str | None = None
+    if guest_token is not None:
+        # A guest upgrading: the username must be its own localpart, which exists.
+        guest = await hs.auth.guest_of_token(guest_token)
+        if username is None:
+            raise MatrixError(400, "M_MISSING_PARAM", "A guest upgrading must give its username")
+        if username != guest[1:].split(":", 1)[0]:
+            raise MatrixError(400, "M_INVALID_USERNAME", "A guest keeps its own username when upgrading")
+    elif username is not None:
         await hs.registration.check_available(username)
     if password is not None:
         hs.registration.check_password(password)
@@ -39,6 +48,17 @@ async def post_register(request: web.Request) -> web.Response:
     # The final request may carry only `auth`: the session remembers the earlier
     # requests' parameters (never the password), with this request's taking precedence.
     params = uia.params
+    if guest is not None:
+        if password is None:
+            raise MatrixError(400, "M_MISSING_PARAM", "Missing required field 'password'")
+        return json_response(await hs.registration.upgrade_guest(
+            guest, password,
+            login=not field(params, "inhibit_login", bool, default=False),
+            device_id=field(params, "device_id", str),
+            device_display_name=field(params, "initial_device_display_name", str),
+            want_refresh=field(params, "refresh_token", bool, default=False),
+            uia_session=uia.session_id, ip=ip, user_agent=ua,
+        ))
     username = field(params, "username", str)
     if username is None:
         user_id = await hs.registration.generate_user_id()
