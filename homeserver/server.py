@@ -98,6 +98,7 @@ from homeserver.storage.events import EventPositions, EventStore
 from homeserver.storage.federation_outbox import FederationOutboxStore
 from homeserver.storage.filters import FilterStore
 from homeserver.storage.key_backup import KeyBackupStore
+from homeserver.storage.login_tokens import LoginTokenStore
 from homeserver.storage.media import MediaStore
 from homeserver.storage.migrations import migrate
 from homeserver.storage.partner_directory import PartnerDirectoryStore, PublicationStore
@@ -177,6 +178,7 @@ class HomeServer:
             db=self.db, users=self.users, auth=self.auth, audit=self.audit,
             passwords=self.passwords, ratelimiter=self.ratelimiter, server_name=config.server_name,
             client_base_url=config.well_known.client_base_url,
+            login_tokens=LoginTokenStore(self.db), clock=self.clock,
         )
         # Partnerships before the client: the policy the client enforces asks them.
         self.partners = Partnerships(

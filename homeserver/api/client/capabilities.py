@@ -23,7 +23,7 @@ async def get_capabilities(request: web.Request) -> web.Response:
                 "m.set_displayname": {"enabled": True},
                 "m.set_avatar_url": {"enabled": True},
                 "m.3pid_changes": {"enabled": False},
-                "m.get_login_token": {"enabled": False},
+                "m.get_login_token": {"enabled": True},
                 "m.profile_fields": {"enabled": True},
                 "org.matrix.msc3882.get_login_token": {"enabled": False},
                 # m.account_moderation is left out: the spec says to omit it when

@@ -421,11 +421,11 @@ async def test_deactivation_leaves_rooms_and_declines_invites(api: Api) -> None:
         assert member["membership"] == "leave", rid
 
 
-async def test_guest_upgrades_to_a_full_account_keeping_its_user_id(make_api) -> None:
+async def test_guest_upgrades_to_a_full_account_keeping_its_user_id(make_api, db_overrides) -> None:
     """The guest access module: POST /register with `guest_access_token` and the
     guest's own username goes through the ordinary flow and keeps the user ID, so
     the rooms it joined stay its own."""
-    api = await make_api(registration={"allow_guests": True})
+    api = await make_api(registration={"allow_guests": True}, **db_overrides)
     guest = await api.post("register?kind=guest", {})
     guest_id, guest_token = guest["user_id"], guest["access_token"]
     localpart = guest_id[1:].split(":", 1)[0]
