@@ -109,6 +109,7 @@ from homeserver.storage.events import EventPositions, EventStore
 from homeserver.storage.federation_outbox import FederationOutboxStore
 from homeserver.storage.filters import FilterStore
 from homeserver.storage.key_backup import KeyBackupStore
+from homeserver.storage.login_tokens import LoginTokenStore
 from homeserver.storage.media import MediaStore
 from homeserver.storage.migrations import migrate
 from homeserver.storage.partner_directory import PartnerDirectoryStore, PublicationStore
@@ -129,6 +130,7 @@ from homeserver.storage.to_device import ToDeviceStore
 from homeserver.storage.uia import UiaStore
 from homeserver.storage.user_directory import UserDirectoryStore
 from homeserver.storage.users import UserStore
+from homeserver.sync.legacy_events import LegacyEventStream
 from homeserver.sync.notifier import Notifier
 from homeserver.sync.service import SyncService
 from homeserver.sync.streams.account_data import AccountDataStream
@@ -190,6 +192,7 @@ class HomeServer:
             db=self.db, users=self.users, auth=self.auth, audit=self.audit,
             passwords=self.passwords, ratelimiter=self.ratelimiter, server_name=config.server_name,
             client_base_url=config.well_known.client_base_url,
+            login_tokens=LoginTokenStore(self.db), clock=self.clock,
         )
         # Partnerships before the client: the policy the client enforces asks them.
         self.partners = Partnerships(
@@ -501,6 +504,11 @@ class HomeServer:
             store=self.push_actions.store, rooms=self.room_store, events=self.event_store,
             history=self.room_history, receipts=self.receipts,
         )
+        self.legacy_events = LegacyEventStream(  # GET /events (deprecated), peeks included
+            rooms=self.room_service, access=self.visibility, history=self.room_history, notifier=self.notifier,
+            clock=self.clock, current_position=lambda: self.room_service.stream.current,
+        )
+        self.room_service.listeners.append(self.legacy_events.on_room_event)  # wakes peekers
         search_store = SearchStore(self.db)
         self.event_persister.indexes.append(SearchIndex(search_store))  # full text, kept in each event's write
         self.search = SearchService(  # POST /search over the rooms a user is or was in

@@ -1,7 +1,7 @@
 """The Matrix room protocol core as pure functions.
 
 Event format, hashing, signing, redaction, authorisation rules and state
-resolution for room versions 10, 11 and 12. Nothing here does I/O, reads a
+resolution for room versions 1 to 12. Nothing here does I/O, reads a
 clock or touches storage; the homeserver feeds in events and keys and gets
 back decisions. Events are plain PDU dicts; where an algorithm needs an
 event's ID it reads an ``event_id`` key, which never goes over federation
@@ -40,7 +40,9 @@ from .hashing import (
     compute_reference_hash,
     content_hash_matches,
     create_event_id_from_room_id,
+    is_v1_event_id,
     pdu_json,
+    reference_hash_b64,
     room_id_from_create_event_id,
 )
 from .identifiers import domain_of, is_strictly_valid_user_id, is_valid_user_id
@@ -49,6 +51,7 @@ from .power_levels import (
     get_named_level,
     get_required_power_level,
     get_user_power_level,
+    parse_power_level,
     room_creators,
 )
 from .redaction import (
@@ -57,10 +60,12 @@ from .redaction import (
     redaction_should_apply,
     redaction_target,
 )
+from .references import auth_event_ids, event_refs, prev_event_ids, ref_ids
 from .room_versions import (
     DEFAULT_ROOM_VERSION,
     KNOWN_ROOM_VERSION_IDS,
     SUPPORTED_ROOM_VERSIONS,
+    EventIdFormat,
     RoomVersion,
     StateResolutionVersion,
     UnsupportedRoomVersionError,
@@ -98,11 +103,13 @@ __all__ = [
     "AuthError",
     "CanonicalJSONError",
     "EventFormatError",
+    "EventIdFormat",
     "RoomVersion",
     "SignatureError",
     "StateResolutionVersion",
     "UnsupportedRoomVersionError",
     "add_hashes_and_signature",
+    "auth_event_ids",
     "auth_types_for_event",
     "build_event",
     "check_auth",
@@ -123,6 +130,7 @@ __all__ = [
     "encode_base64",
     "encode_canonical_json",
     "event_id_of",
+    "event_refs",
     "generate_signing_key",
     "get_named_level",
     "get_required_power_level",
@@ -131,11 +139,16 @@ __all__ = [
     "get_verify_key",
     "is_power_event",
     "is_strictly_valid_user_id",
+    "is_v1_event_id",
     "is_valid_user_id",
     "key_id_of",
     "parse_json_strict",
+    "parse_power_level",
     "pdu_json",
+    "prev_event_ids",
     "redact_content",
+    "ref_ids",
+    "reference_hash_b64",
     "redact_event",
     "redaction_should_apply",
     "redaction_target",

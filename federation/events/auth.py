@@ -1,4 +1,4 @@
-"""Authorisation rules for room versions 10, 11 and 12.
+"""Authorisation rules for room versions 1 to 12.
 
 The rules are split the way the spec's receipt checks use them:
 
@@ -37,8 +37,10 @@ from .power_levels import (
     get_named_level,
     get_required_power_level,
     get_user_power_level,
+    parse_power_level,
     room_creators,
 )
+from .references import prev_event_ids
 from .room_versions import KNOWN_ROOM_VERSION_IDS, RoomVersion, get_room_version
 
 __all__ = [
@@ -85,9 +87,14 @@ class AuthError(Exception):
 def _rule(rv: RoomVersion, v10_number: str) -> str:
     """Translate a v10/v11 rule number to the room version's own numbering.
 
-    v12 inserted rule 2 (room ID is the create event ID) and rule 10.4
-    (creators not in ``users``), shifting everything after them.
+    v1-v5 have the ``m.room.aliases`` rule as rule 4, so every later rule is
+    one further on (sub-rules that only later versions have keep the v10
+    number). v12 inserted rule 2 (room ID is the create event ID) and rule
+    10.4 (creators not in ``users``), shifting everything after them.
     """
+    if rv.special_case_aliases_auth:
+        head, dot, rest = v10_number.partition(".")
+        return str(int(head) + 1) + dot + rest if head.isdigit() and int(head) >= 4 else v10_number
     if not rv.room_id_is_create_event_id:
         return v10_number
     parts = v10_number.split(".")
@@ -290,6 +297,15 @@ def check_auth(
     ) != _domain(create_event.get("sender")):
         raise AuthError(_rule(rv, "3"), "This room does not allow users from other servers")
 
+    if event["type"] == "m.room.aliases" and rv.special_case_aliases_auth:
+        # v1-v5 rule 4: a server may set the aliases keyed by its own name, member or not.
+        state_key = event.get("state_key")
+        if not isinstance(state_key, str) or not state_key:
+            raise AuthError("4.1", "m.room.aliases must have a state_key")
+        if state_key != _domain(event["sender"]):
+            raise AuthError("4.2", "m.room.aliases state_key must be the sender's server")
+        return
+
     if event["type"] == "m.room.member":
         _check_membership(event, state, rv, create_event, verify_signature)
         return
@@ -321,6 +337,29 @@ def check_auth(
 
     if event["type"] == "m.room.power_levels":
         _check_power_levels(event, state, rv, create_event, sender_level)
+
+    if event["type"] == "m.room.redaction" and rv.redaction_auth_rule:
+        _check_redaction(event, state, rv, sender_level)
+
+
+def _check_redaction(event: Event, state: StateMap, rv: RoomVersion, sender_level: int | float) -> None:
+    """v1/v2 rule 11: the redact level, or both event IDs made by the same server.
+
+    (From v3 a redaction always passes the auth rules, and whether it applies
+    is decided once its target is known: ``redaction.redaction_should_apply``.)
+    """
+    if sender_level >= get_named_level(state, "redact"):
+        return
+    redacts = event.get("redacts")
+    own_id = event.get("event_id")
+    if (
+        isinstance(redacts, str)
+        and isinstance(own_id, str)
+        and _domain(redacts) is not None
+        and _domain(redacts) == _domain(own_id)
+    ):
+        return
+    raise AuthError("11.3", "Insufficient power level to redact events of another server")
 
 
 def check_event_auth(
@@ -444,14 +483,13 @@ def _check_join(
     target: str,
     sender_membership: str | None,
 ) -> None:
-    prev_events = event.get("prev_events")
+    prev_events = prev_event_ids(event)
     if rv.create_requires_creator_field:
         creator = _content(create_event).get("creator")
     else:
         creator = create_event.get("sender")
     if (
-        isinstance(prev_events, list)
-        and len(prev_events) == 1
+        len(prev_events) == 1
         and prev_events[0] == event_id_of(create_event, rv)
         and target == creator
     ):
@@ -549,7 +587,8 @@ def _check_leave(
     target_membership: str | None,
 ) -> None:
     if sender == target:
-        if sender_membership in ("invite", "join", "knock"):
+        may_leave = ("invite", "join", "knock") if rv.knock_join_rule else ("invite", "join")
+        if sender_membership in may_leave:
             return
         raise AuthError(_rule(rv, "4.5.1"), f"Cannot leave with membership {sender_membership}")
     if sender_membership != "join":
@@ -648,8 +687,9 @@ def _check_power_levels(
                     )
     if "users" in content:
         users = content["users"]
+        value_ok = _is_int if rv.integer_power_levels else _is_level
         if not isinstance(users, Mapping) or not all(
-            is_valid_user_id(k) and _is_int(v) for k, v in users.items()
+            is_valid_user_id(k) and value_ok(v) for k, v in users.items()
         ):
             raise AuthError(_rule(rv, "9.3"), "'users' must map valid user IDs to integers")
     else:
@@ -666,7 +706,7 @@ def _check_power_levels(
 
     for name in _NAMED_INT_LEVELS:
         old_value, new_value = old.get(name), content.get(name)
-        if (name in old) == (name in content) and old_value == new_value:
+        if (name in old) == (name in content) and _level(old_value) == _level(new_value):
             continue
         if name in old and _level(old_value) > sender_level:
             raise AuthError(
@@ -675,12 +715,13 @@ def _check_power_levels(
         if name in content and _level(new_value) > sender_level:
             raise AuthError(_rule(rv, "9.5.2"), f"Cannot set {name!r} above your own level")
 
-    for name in ("events", "notifications"):
+    checked_maps = ("events", "notifications") if rv.limit_notifications_power_levels else ("events",)
+    for name in checked_maps:
         old_map = _mapping_or_empty(old.get(name))
         new_map = _mapping_or_empty(content.get(name))
         for key in set(old_map) | set(new_map):
             in_old, in_new = key in old_map, key in new_map
-            if in_old and in_new and old_map[key] == new_map[key]:
+            if in_old and in_new and _level(old_map[key]) == _level(new_map[key]):
                 continue
             if in_old and _level(old_map[key]) > sender_level:
                 raise AuthError(
@@ -696,7 +737,7 @@ def _check_power_levels(
     sender = event["sender"]
     for user in set(old_users) | set(users):
         in_old, in_new = user in old_users, user in users
-        if in_old and in_new and old_users[user] == users[user]:
+        if in_old and in_new and _level(old_users[user]) == _level(users[user]):
             continue
         if in_old and user != sender and _level(old_users[user]) >= sender_level:
             raise AuthError(
@@ -711,7 +752,14 @@ def _show_level(level: int | float) -> str:
     return "creator" if level == CREATOR_POWER_LEVEL else str(level)
 
 
+def _is_level(value: Any) -> bool:
+    """Before v10: an integer, a string holding one, or a float (truncated)."""
+    return parse_power_level(value) is not None
+
+
 def _level(value: Any) -> int | float:
-    """A stored level for comparison; non-integers (only possible in a
-    previous event that never passed v10+ auth) count as 0."""
-    return value if _is_int(value) else 0
+    """A level for comparison (see ``power_levels.parse_power_level``);
+    anything else, only possible in an event that never passed auth,
+    counts as 0."""
+    parsed = parse_power_level(value)
+    return 0 if parsed is None else parsed

@@ -7,6 +7,7 @@ builder runs the validator on its own output.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,11 +24,13 @@ from .canonical import (
 from .hashing import (
     compute_content_hash,
     compute_event_id,
+    is_v1_event_id,
     pdu_json,
     room_id_from_create_event_id,
 )
 from .identifiers import MAX_IDENTIFIER_BYTES, domain_of
 from .json_bounds import MAX_EVENT_DEPTH, JSONBoundsError, check_depth
+from .references import ReferenceHashes, event_refs, is_ref_list
 from .room_versions import RoomVersion, get_room_version
 from .signing import add_hashes_and_signature
 
@@ -71,7 +74,7 @@ def validate_pdu(event: Mapping[str, Any], room_version: str | RoomVersion) -> N
     rv = get_room_version(room_version)
     if not isinstance(event, Mapping):
         raise EventFormatError("PDU must be a JSON object")
-    pdu = pdu_json(event)
+    pdu = pdu_json(event, rv)
 
     try:
         # The depth first: the checks below walk the value recursively.
@@ -126,17 +129,20 @@ def validate_pdu(event: Mapping[str, Any], room_version: str | RoomVersion) -> N
     event_id = event.get("event_id")
     if isinstance(event_id, str) and _byte_len(event_id) > MAX_IDENTIFIER_BYTES:
         raise EventFormatError("event_id is longer than 255 bytes", too_large=True)
+    if rv.event_id_in_pdu and not is_v1_event_id(pdu.get("event_id")):
+        raise EventFormatError(f"Room version {rv.identifier} PDUs need an event_id '$id:server'")
 
     if not 0 <= pdu["depth"] <= MAX_SAFE_INTEGER:
         raise EventFormatError("PDU 'depth' out of range")
     if not isinstance(pdu["hashes"].get("sha256"), str):
         raise EventFormatError("PDU 'hashes' must contain a sha256 string")
     for key, limit in (("prev_events", MAX_PREV_EVENTS), ("auth_events", MAX_AUTH_EVENTS)):
-        ids = pdu[key]
-        if len(ids) > limit:
+        refs = pdu[key]
+        if len(refs) > limit:
             raise EventFormatError(f"PDU has more than {limit} {key}")
-        if not all(isinstance(i, str) and i.startswith("$") for i in ids):
-            raise EventFormatError(f"PDU {key!r} must be a list of event IDs")
+        if not is_ref_list(refs, rv):
+            shape = "[event ID, hashes] pairs" if rv.event_id_in_pdu else "event IDs"
+            raise EventFormatError(f"PDU {key!r} must be a list of {shape}")
     if not rv.redacts_in_content and pdu["type"] == "m.room.redaction":
         if "redacts" in pdu and not isinstance(pdu["redacts"], str):
             raise EventFormatError("PDU 'redacts' must be an event ID")
@@ -157,6 +163,8 @@ def build_event(
     redacts: str | None = None,
     signing_key: SigningKey | None = None,
     server_name: str | None = None,
+    reference_hashes: ReferenceHashes | None = None,
+    event_id: str | None = None,
 ) -> dict[str, Any]:
     """Build a complete, hashed and signed PDU; returns it with ``event_id`` set.
 
@@ -167,6 +175,12 @@ def build_event(
     defaults to the sender's domain. Without ``signing_key`` the event is
     hashed but unsigned (useful for tests and for templates such as
     ``make_join`` responses).
+
+    Room versions 1 and 2 cite events as ``[event_id, hashes]`` pairs, so
+    they need ``reference_hashes`` (ID to base64 reference hash, see
+    ``hashing.reference_hash_b64``) for every prev and auth event, and carry
+    an ``event_id`` chosen by the server: ``event_id`` if given, else
+    ``$<random>:<server_name>``.
     """
     rv = get_room_version(room_version)
     try:
@@ -178,8 +192,8 @@ def build_event(
         "type": event_type,
         "sender": sender,
         "content": json_copy(dict(content)),
-        "prev_events": list(prev_events),
-        "auth_events": list(auth_events),
+        "prev_events": _refs(prev_events, rv, reference_hashes),
+        "auth_events": _refs(auth_events, rv, reference_hashes),
         "depth": min(depth, MAX_SAFE_INTEGER),
         "origin_server_ts": origin_server_ts,
         "hashes": {},
@@ -194,6 +208,9 @@ def build_event(
         pdu["room_id"] = room_id
     if state_key is not None:
         pdu["state_key"] = state_key
+    origin = server_name or domain_of(sender)
+    if rv.event_id_in_pdu:
+        pdu["event_id"] = event_id or f"${secrets.token_urlsafe(18)}:{origin}"
     if redacts is not None:
         if rv.redacts_in_content:
             pdu["content"]["redacts"] = redacts
@@ -201,12 +218,19 @@ def build_event(
             pdu["redacts"] = redacts
 
     if signing_key is not None:
-        pdu = add_hashes_and_signature(pdu, rv, server_name or domain_of(sender), signing_key)
+        pdu = add_hashes_and_signature(pdu, rv, origin, signing_key)
     else:
-        pdu["hashes"] = {"sha256": encode_base64(compute_content_hash(pdu))}
+        pdu["hashes"] = {"sha256": encode_base64(compute_content_hash(pdu, rv))}
     validate_pdu(pdu, rv)
     pdu["event_id"] = compute_event_id(pdu, rv)
     return pdu
+
+
+def _refs(ids: Sequence[str], rv: RoomVersion, hashes: ReferenceHashes | None) -> list[Any]:
+    try:
+        return event_refs(ids, rv, hashes)
+    except ValueError as exc:
+        raise EventFormatError(str(exc)) from exc
 
 
 def room_id_for_new_room(create_event: Mapping[str, Any], room_version: str | RoomVersion) -> str:

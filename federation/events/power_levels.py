@@ -9,6 +9,7 @@ who has infinite power.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +24,7 @@ __all__ = [
     "get_named_level",
     "get_required_power_level",
     "get_user_power_level",
+    "parse_power_level",
     "room_creators",
 ]
 
@@ -50,13 +52,32 @@ NAMED_LEVEL_DEFAULTS: Mapping[str, int] = {
 }
 
 
-def _as_int(value: Any, default: int) -> int:
-    # Accepted v10+ power levels events only contain ints (auth rejects the
-    # rest), but events seen during state resolution may not have passed auth,
-    # so anything else falls back to the default rather than raising.
+_INTEGER_STRING = re.compile(r"\s*[+-]?[0-9]+\s*", re.ASCII)
+
+
+def parse_power_level(value: Any) -> int | None:
+    """A power level value as an integer, or None if it is not one.
+
+    From v10 only JSON integers are levels (the auth rules reject anything
+    else). Before v10 the spec also accepts a string holding a base 10
+    integer (signs, leading zeros and surrounding whitespace allowed) and a
+    float, truncated. Accepted v10+ events hold only integers, so reading
+    every version this way changes nothing there.
+    """
     if type(value) is int:
         return value
-    return default
+    if isinstance(value, str) and _INTEGER_STRING.fullmatch(value):
+        return int(value)
+    if type(value) is float and math.isfinite(value):
+        return int(value)
+    return None
+
+
+def _as_int(value: Any, default: int) -> int:
+    # Events seen during state resolution may not have passed auth, so a
+    # value that is not a level falls back to the default rather than raising.
+    parsed = parse_power_level(value)
+    return default if parsed is None else parsed
 
 
 def _content(event: Event | None) -> Mapping[str, Any]:

@@ -53,7 +53,10 @@ def redact_content(
         return kept
 
     if event_type == "m.room.member":
-        kept = keep("membership", "join_authorised_via_users_server")
+        if rv.redaction_keeps_join_authorised_via:
+            kept = keep("membership", "join_authorised_via_users_server")
+        else:
+            kept = keep("membership")
         if rv.redaction_keeps_third_party_invite_signed:
             invite = content.get("third_party_invite")
             if isinstance(invite, Mapping):
@@ -67,7 +70,9 @@ def redact_content(
             return copied
         return keep("creator")
     if event_type == "m.room.join_rules":
-        return keep("join_rule", "allow")
+        if rv.redaction_keeps_join_rules_allow:
+            return keep("join_rule", "allow")
+        return keep("join_rule")
     if event_type == "m.room.power_levels":
         keys = set(_POWER_LEVEL_KEYS)
         if rv.redaction_keeps_power_levels_invite:
@@ -77,6 +82,8 @@ def redact_content(
         return keep("history_visibility")
     if event_type == "m.room.redaction" and rv.redaction_keeps_redaction_redacts:
         return keep("redacts")
+    if event_type == "m.room.aliases" and rv.redaction_keeps_aliases:
+        return keep("aliases")
     return {}
 
 
@@ -138,6 +145,12 @@ def redaction_should_apply(
         return False
     if get_user_power_level(sender, state, rv) >= get_named_level(state, "redact"):
         return True
+    if rv.redaction_auth_rule:
+        # v1/v2: the auth rules' condition, on the servers that made the two event IDs.
+        try:
+            return domain_of(str(redaction.get("event_id"))) == domain_of(str(target.get("event_id")))
+        except ValueError:
+            return False
     target_sender = target.get("sender")
     try:
         return isinstance(target_sender, str) and domain_of(sender) == domain_of(target_sender)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "DEFAULT_ROOM_VERSION",
+    "EventIdFormat",
     "KNOWN_ROOM_VERSION_IDS",
     "SUPPORTED_ROOM_VERSIONS",
     "RoomVersion",
@@ -37,8 +38,11 @@ class UnsupportedRoomVersionError(ValueError):
 
 
 class StateResolutionVersion(enum.Enum):
-    """Which variant of the state resolution v2 algorithm a room uses."""
+    """Which state resolution algorithm a room uses."""
 
+    #: Room version 1: the original algorithm (conflicts settled by depth and
+    #: SHA-1 of the event ID, power levels, join rules and members first).
+    V1 = "1"
     V2 = "2"
     #: Room version 12 (MSC4297): iterative auth checks start from an empty
     #: state map and the full conflicted set includes the conflicted state
@@ -46,14 +50,25 @@ class StateResolutionVersion(enum.Enum):
     V2_1 = "2.1"
 
 
+class EventIdFormat(enum.Enum):
+    """How an event's ID is made (the room versions' "Event IDs" sections)."""
+
+    #: v1, v2: ``$opaque:domain`` chosen by the sending server and carried in
+    #: the PDU; ``prev_events``/``auth_events`` are ``[event_id, hashes]`` pairs.
+    IN_EVENT = "in_event"
+    #: v3: ``$`` + standard unpadded base64 of the reference hash.
+    REFERENCE_HASH = "reference_hash"
+    #: v4+: ``$`` + URL-safe unpadded base64 of the reference hash.
+    REFERENCE_HASH_URLSAFE = "reference_hash_urlsafe"
+
+
 @dataclass(frozen=True, slots=True)
 class RoomVersion:
     """The protocol rules of one room version.
 
-    Only versions 10 and later are modelled, so flags for behaviours that
-    were settled before v10 (hash-based event IDs, strict canonical JSON,
-    knocking, restricted joins) are constant across the supported versions
-    but are kept explicit so the code reads as the spec does.
+    Every difference between the versions is one named flag, so the
+    algorithms read as the spec does ("if the room version limits
+    notifications power levels...") and a version is one entry below.
     """
 
     identifier: str
@@ -61,21 +76,30 @@ class RoomVersion:
     stable: bool
 
     # --- Event format ---------------------------------------------------
+    event_id_format: EventIdFormat
     #: v12: the room ID is ``!`` + the create event's reference hash, and the
     #: create event has no ``room_id``.
     room_id_is_create_event_id: bool
-    #: v10/v11 list the create event in ``auth_events``; v12 must not.
+    #: v1-v11 list the create event in ``auth_events``; v12 must not.
     create_event_in_auth_events: bool
     #: v11+: ``redacts`` moved from the top level into ``content``.
     redacts_in_content: bool
     #: v6+: an event whose JSON is not canonical JSON's value space (floats,
     #: integers beyond +-(2**53 - 1)) is rejected; older versions accept it.
     strict_canonical_json: bool
+    #: v5+: a signing key only verifies events up to its ``valid_until_ts``.
+    enforce_key_validity: bool
 
     # --- Redaction algorithm --------------------------------------------
     #: Up to v10 the top-level ``origin``, ``membership`` and ``prev_state``
     #: survive redaction.
     redaction_keeps_origin_membership_prev_state: bool
+    #: v1-v5: ``m.room.aliases`` keeps ``aliases``.
+    redaction_keeps_aliases: bool
+    #: v8+: ``m.room.join_rules`` keeps ``allow``.
+    redaction_keeps_join_rules_allow: bool
+    #: v9+: ``m.room.member`` keeps ``join_authorised_via_users_server``.
+    redaction_keeps_join_authorised_via: bool
     #: v11+: the create event keeps its whole content (v10 only ``creator``).
     redaction_keeps_all_create_content: bool
     #: v11+: ``m.room.redaction`` keeps ``content.redacts``.
@@ -86,14 +110,22 @@ class RoomVersion:
     redaction_keeps_third_party_invite_signed: bool
 
     # --- Authorisation rules --------------------------------------------
-    #: v10: the create event must carry ``content.creator`` and that is the
+    #: v1-v10: the create event must carry ``content.creator`` and that is the
     #: creator. v11+: the creator is the create event's ``sender``.
     create_requires_creator_field: bool
     #: v12 (MSC4289): creators (sender + ``additional_creators``) have an
     #: infinite power level and must not appear in ``users``.
     creators_have_infinite_power: bool
-    #: v10+: power level values must be real integers, never strings.
+    #: v10+: power level values must be real integers; before, strings
+    #: holding an integer and floats (truncated) are levels too.
     integer_power_levels: bool
+    #: v1-v5: the ``m.room.aliases`` rule (state key must be the sender's server).
+    special_case_aliases_auth: bool
+    #: v1-v2: the ``m.room.redaction`` auth rule (redact level, or the same
+    #: event ID domain); from v3 redactions are checked when applied instead.
+    redaction_auth_rule: bool
+    #: v6+: changes to ``notifications`` levels are checked like ``events``.
+    limit_notifications_power_levels: bool
     knock_join_rule: bool
     restricted_join_rule: bool
     knock_restricted_join_rule: bool
@@ -101,73 +133,59 @@ class RoomVersion:
     # --- State resolution -----------------------------------------------
     state_resolution: StateResolutionVersion
 
+    @property
+    def event_id_in_pdu(self) -> bool:
+        """v1/v2: the ``event_id`` is part of the PDU (hashed, signed, sent)."""
+        return self.event_id_format is EventIdFormat.IN_EVENT
 
-_V10 = RoomVersion(
-    identifier="10",
-    stable=True,
-    room_id_is_create_event_id=False,
-    create_event_in_auth_events=True,
-    redacts_in_content=False,
-    strict_canonical_json=True,
-    redaction_keeps_origin_membership_prev_state=True,
-    redaction_keeps_all_create_content=False,
-    redaction_keeps_redaction_redacts=False,
-    redaction_keeps_power_levels_invite=False,
-    redaction_keeps_third_party_invite_signed=False,
-    create_requires_creator_field=True,
-    creators_have_infinite_power=False,
-    integer_power_levels=True,
-    knock_join_rule=True,
-    restricted_join_rule=True,
-    knock_restricted_join_rule=True,
-    state_resolution=StateResolutionVersion.V2,
-)
 
-_V11 = RoomVersion(
-    identifier="11",
-    stable=True,
-    room_id_is_create_event_id=False,
-    create_event_in_auth_events=True,
-    redacts_in_content=True,
-    strict_canonical_json=True,
-    redaction_keeps_origin_membership_prev_state=False,
-    redaction_keeps_all_create_content=True,
-    redaction_keeps_redaction_redacts=True,
-    redaction_keeps_power_levels_invite=True,
-    redaction_keeps_third_party_invite_signed=True,
-    create_requires_creator_field=False,
-    creators_have_infinite_power=False,
-    integer_power_levels=True,
-    knock_join_rule=True,
-    restricted_join_rule=True,
-    knock_restricted_join_rule=True,
-    state_resolution=StateResolutionVersion.V2,
-)
+def _version(n: int) -> RoomVersion:
+    """The rules of stable room version ``n``, from the spec's changelog of versions."""
+    if n <= 2:
+        id_format = EventIdFormat.IN_EVENT
+    elif n == 3:
+        id_format = EventIdFormat.REFERENCE_HASH
+    else:
+        id_format = EventIdFormat.REFERENCE_HASH_URLSAFE
+    if n == 1:
+        state_res = StateResolutionVersion.V1
+    elif n >= 12:
+        state_res = StateResolutionVersion.V2_1
+    else:
+        state_res = StateResolutionVersion.V2
+    return RoomVersion(
+        identifier=str(n),
+        stable=True,
+        event_id_format=id_format,
+        room_id_is_create_event_id=n >= 12,
+        create_event_in_auth_events=n < 12,
+        redacts_in_content=n >= 11,
+        strict_canonical_json=n >= 6,
+        enforce_key_validity=n >= 5,
+        redaction_keeps_origin_membership_prev_state=n <= 10,
+        redaction_keeps_aliases=n <= 5,
+        redaction_keeps_join_rules_allow=n >= 8,
+        redaction_keeps_join_authorised_via=n >= 9,
+        redaction_keeps_all_create_content=n >= 11,
+        redaction_keeps_redaction_redacts=n >= 11,
+        redaction_keeps_power_levels_invite=n >= 11,
+        redaction_keeps_third_party_invite_signed=n >= 11,
+        create_requires_creator_field=n <= 10,
+        creators_have_infinite_power=n >= 12,
+        integer_power_levels=n >= 10,
+        special_case_aliases_auth=n <= 5,
+        redaction_auth_rule=n <= 2,
+        limit_notifications_power_levels=n >= 6,
+        knock_join_rule=n >= 7,
+        restricted_join_rule=n >= 8,
+        knock_restricted_join_rule=n >= 10,
+        state_resolution=state_res,
+    )
 
-_V12 = RoomVersion(
-    identifier="12",
-    stable=True,
-    room_id_is_create_event_id=True,
-    create_event_in_auth_events=False,
-    redacts_in_content=True,
-    strict_canonical_json=True,
-    redaction_keeps_origin_membership_prev_state=False,
-    redaction_keeps_all_create_content=True,
-    redaction_keeps_redaction_redacts=True,
-    redaction_keeps_power_levels_invite=True,
-    redaction_keeps_third_party_invite_signed=True,
-    create_requires_creator_field=False,
-    creators_have_infinite_power=True,
-    integer_power_levels=True,
-    knock_join_rule=True,
-    restricted_join_rule=True,
-    knock_restricted_join_rule=True,
-    state_resolution=StateResolutionVersion.V2_1,
-)
 
 #: The versions this server can create, join and authorise events in.
 SUPPORTED_ROOM_VERSIONS: dict[str, RoomVersion] = {
-    v.identifier: v for v in (_V10, _V11, _V12)
+    v.identifier: v for v in (_version(n) for n in range(1, 13))
 }
 
 #: Every version the spec defines. The create-event auth rule rejects only a

@@ -148,8 +148,8 @@ def add_hashes_and_signature(
     """
     rv = get_room_version(room_version)
     out: dict[str, Any] = json_copy(dict(event))
-    out["hashes"] = {"sha256": encode_base64(compute_content_hash(out))}
-    redacted = redact_event(pdu_json(out), rv)
+    out["hashes"] = {"sha256": encode_base64(compute_content_hash(out, rv))}
+    redacted = redact_event(pdu_json(out, rv), rv)
     signed = sign_json(redacted, server_name, signing_key)
     out["signatures"] = signed["signatures"]
     return out
@@ -168,7 +168,7 @@ def sign_event(
     """
     rv = get_room_version(room_version)
     out: dict[str, Any] = json_copy(dict(event))
-    redacted = redact_event(pdu_json(out), rv)
+    redacted = redact_event(pdu_json(out, rv), rv)
     signed = sign_json(redacted, server_name, signing_key)
     out["signatures"] = signed["signatures"]
     return out
@@ -194,6 +194,12 @@ def servers_required_to_sign(
     is_member = event.get("type") == "m.room.member"
     if not (is_member and membership == "invite" and "third_party_invite" in content):
         required.add(domain_of(event["sender"]))
+    if rv.event_id_in_pdu:
+        # v1/v2: the server that named the event vouches for it too.
+        try:
+            required.add(domain_of(str(event.get("event_id"))))
+        except ValueError:
+            pass
     authoriser = content.get("join_authorised_via_users_server")
     if rv.restricted_join_rule and is_member and membership == "join" and isinstance(authoriser, str):
         try:
@@ -217,7 +223,7 @@ def verify_event_signatures(
     succeeds for both full and redacted copies.
     """
     rv = get_room_version(room_version)
-    redacted = redact_event(pdu_json(event), rv)
+    redacted = redact_event(pdu_json(event, rv), rv)
     for server in sorted(servers_required_to_sign(event, rv)):
         keys = verify_keys.get(server)
         if not keys:

@@ -1,4 +1,4 @@
-"""State resolution v2 (room versions 10, 11) and v2.1 (room version 12).
+"""State resolution v1 (room version 1), v2 (versions 2 to 11) and v2.1 (version 12).
 
 The caller supplies events through a mapping or a synchronous fetch
 function; the homeserver is expected to preload everything reachable from
@@ -14,6 +14,7 @@ checks (they are still re-checked themselves, as the spec requires).
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import math
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -22,6 +23,7 @@ from typing import Any
 from .auth import AuthError, auth_types_for_event, check_auth
 from .hashing import create_event_id_from_room_id
 from .power_levels import CREATE_KEY, POWER_LEVELS_KEY, Event, StateKey, get_user_power_level
+from .references import auth_event_ids
 from .room_versions import RoomVersion, StateResolutionVersion, get_room_version
 
 __all__ = [
@@ -60,7 +62,7 @@ def _auth_event_ids(event: Event, rv: RoomVersion) -> list[str]:
     names it, but it is still the root of every auth chain; treating it as
     cited keeps auth chains and sender power levels uniform across versions.
     """
-    ids = [a for a in event.get("auth_events") or () if isinstance(a, str)]
+    ids = auth_event_ids(event)
     if rv.room_id_is_create_event_id and event.get("type") != "m.room.create":
         room_id = event.get("room_id")
         if isinstance(room_id, str) and room_id.startswith("!"):
@@ -356,6 +358,8 @@ def resolve_state(
     fetch = _fetcher(events)
     if not state_sets:
         return {}
+    if rv.state_resolution is StateResolutionVersion.V1:
+        return _resolve_v1(rv, state_sets, fetch)
     unconflicted, conflicted = separate_state_sets(state_sets)
     if not conflicted:
         return unconflicted
@@ -392,3 +396,116 @@ def resolve_state(
 
     resolved.update(unconflicted)
     return resolved
+
+
+# ---------------------------------------------------------------------------
+# State resolution v1 (room version 1)
+# ---------------------------------------------------------------------------
+
+
+def _resolve_v1(
+    rv: RoomVersion, state_sets: Sequence[Mapping[StateKey, str]], fetch: EventFetcher
+) -> dict[StateKey, str]:
+    """The room version 1 algorithm.
+
+    Unlike v2, a key that only some states have is not a conflict: the
+    union of the states keeps it. Conflicted power levels, then join rules,
+    then memberships are settled by replaying the candidates from the
+    shallowest up and stopping at the first that fails the auth rules;
+    every other conflict goes to the deepest candidate that passes. The
+    auth state for those checks comes from the unconflicted state only (plus
+    what earlier passes settled), as Synapse computes it; the spec's
+    description leaves that choice open.
+    """
+    if len(state_sets) == 1:
+        return dict(state_sets[0])
+    unconflicted: dict[StateKey, str] = {}
+    conflicted: dict[StateKey, set[str]] = {}
+    for state_set in state_sets:
+        for key, event_id in state_set.items():
+            if key in conflicted:
+                conflicted[key].add(event_id)
+            elif key in unconflicted and unconflicted[key] != event_id:
+                conflicted[key] = {unconflicted.pop(key), event_id}
+            else:
+                unconflicted[key] = event_id
+
+    candidates: dict[StateKey, list[Event]] = {}
+    for key, ids in conflicted.items():
+        found = [e for e in (fetch(i) for i in ids) if e is not None]
+        if len(found) == 1:
+            unconflicted[key] = str(found[0]["event_id"])
+        elif found:
+            candidates[key] = found
+
+    auth_state: dict[StateKey, Event] = {}
+    for found in candidates.values():
+        for event in found:
+            for key in auth_types_for_event(event, rv):
+                if key not in auth_state and key in unconflicted:
+                    auth_event = fetch(unconflicted[key])
+                    if auth_event is not None:
+                        auth_state[key] = auth_event
+
+    resolved: dict[StateKey, Event] = {}
+    if POWER_LEVELS_KEY in candidates:
+        resolved[POWER_LEVELS_KEY] = _v1_replay(rv, candidates[POWER_LEVELS_KEY], auth_state)
+    auth_state.update(resolved)
+    for kind in ("m.room.join_rules", "m.room.member"):
+        for key, found in candidates.items():
+            if key[0] == kind:
+                resolved[key] = _v1_replay(rv, found, auth_state)
+        auth_state.update(resolved)
+    for key, found in candidates.items():
+        if key not in resolved:
+            resolved[key] = _v1_first_allowed(rv, found, auth_state)
+
+    result = dict(unconflicted)
+    for key, event in resolved.items():
+        result[key] = str(event["event_id"])
+    return result
+
+
+def _v1_order(events: Iterable[Event]) -> list[Event]:
+    """Deepest first, then ascending SHA-1 of the event ID (hex)."""
+
+    def key(event: Event) -> tuple[int, str]:
+        depth = event.get("depth")
+        digest = hashlib.sha1(str(event["event_id"]).encode("utf-8")).hexdigest()
+        return (-(depth if type(depth) is int else 0), digest)
+
+    return sorted(events, key=key)
+
+
+def _v1_allowed(rv: RoomVersion, event: Event, state: Mapping[StateKey, Event]) -> bool:
+    try:
+        check_auth(event, state, rv)
+    except AuthError:
+        return False
+    return True
+
+
+def _v1_replay(rv: RoomVersion, events: list[Event], auth_state: Mapping[StateKey, Event]) -> Event:
+    """Power levels, join rules, members: from the shallowest, each candidate
+    that passes in the state so far replaces the previous; the first failure
+    stops the replay."""
+    ordered = list(reversed(_v1_order(events)))
+    keys = {k for event in events for k in auth_types_for_event(event, rv)}
+    state = {k: v for k, v in auth_state.items() if k in keys}
+    chosen = ordered[0]
+    for event in ordered[1:]:
+        state[_key(chosen)] = chosen
+        if not _v1_allowed(rv, event, state):
+            return chosen
+        chosen = event
+    return chosen
+
+
+def _v1_first_allowed(rv: RoomVersion, events: list[Event], auth_state: Mapping[StateKey, Event]) -> Event:
+    """Any other conflict: the deepest candidate allowed in the resolved auth
+    state; if none is, the shallowest."""
+    ordered = _v1_order(events)
+    for event in ordered:
+        if _v1_allowed(rv, event, auth_state):
+            return event
+    return ordered[-1]

@@ -226,6 +226,22 @@ class AuthService:
 
     # --- revoking ---
 
+    async def guest_of_token(self, token: str) -> str:
+        """The guest whose access token this is (a guest upgrading to a full account
+        names itself so); 401 for an unknown token, 403 for a full account's."""
+        rec = await self.devices.get_access_token(hash_token(token))
+        user = await self.users.get_user(rec.user_id) if rec is not None else None
+        if rec is None or user is None or user.deactivated:
+            raise MatrixError(401, "M_UNKNOWN_TOKEN", "Unknown guest access token", soft_logout=False)
+        if not user.is_guest:
+            raise MatrixError(403, "M_FORBIDDEN", "guest_access_token is not a guest's")
+        return rec.user_id
+
+    def forget_user(self, user_id: str) -> None:
+        """Drop the user's cached tokens (their guest flag changed)."""
+        for token_hash in [h for h, e in self._cache.items() if e.user_id == user_id]:
+            del self._cache[token_hash]
+
     def forget_tokens(self, token_hashes: list[str]) -> None:
         for h in token_hashes:
             self._cache.pop(h, None)

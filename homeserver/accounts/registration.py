@@ -8,6 +8,7 @@ import hmac
 import secrets
 from typing import TYPE_CHECKING, Any
 
+from homeserver.accounts.uia import REGISTRATION_TOKEN as REGISTRATION_TOKEN_STAGE
 from homeserver.errors import MatrixError
 from homeserver.identifiers import MAX_USER_ID_BYTES, is_valid_localpart, make_user_id
 from homeserver.partners.notices import SYSTEM_LOCALPART
@@ -131,15 +132,16 @@ class RegistrationService:
         uia_session: str | None = None,
         ip: str | None = None,
         user_agent: str | None = None,
+        password_hash: str | None = None,
     ) -> dict[str, Any]:
         """Create the user and (unless inhibited) its first device and tokens, atomically.
 
-        The UIA session that authorised the registration ends in the same transaction,
-        so it can neither outlive the account nor be lost when creation fails.
+        The UIA session that authorised the registration records the account in the
+        same transaction, so a client retrying the completed session (its answer was
+        lost) gets the same account back (`login_registered`) rather than a second
+        one, and the registration token it used is not given back when it expires.
         """
-        pw_hash = (
-            await self.passwords.hash(password) if password else None
-        )
+        pw_hash = password_hash or (await self.passwords.hash(password) if password else None)
         now = self.clock.time_ms()
         localpart = user_id[1:].split(":", 1)[0]
 
@@ -153,7 +155,8 @@ class RegistrationService:
             if registration_token is not None:
                 await RegistrationTokenStore.complete(txn, registration_token)
             if uia_session is not None:
-                await UiaStore.delete_in(txn, uia_session)
+                used = {REGISTRATION_TOKEN_STAGE: {"used": registration_token}} if registration_token else {}
+                await UiaStore.mark_done_in(txn, uia_session, {"registered_user_id": user_id}, used)
             if not login:
                 return {"user_id": user_id}
             # A brand-new user has no devices, so no tokens can be revoked here.
@@ -167,6 +170,79 @@ class RegistrationService:
         await self.audit.record(
             "register", actor=user_id, target=user_id, ip=ip,
             details={"guest": is_guest, "admin": admin, "user_type": user_type},
+        )
+        result["home_server"] = self.server_name
+        return result
+
+    async def hash_password(self, password: str) -> str:
+        """A password's hash, for a registration session to keep instead of the password."""
+        return await self.passwords.hash(password)
+
+    async def login_registered(
+        self,
+        user_id: str,
+        *,
+        login: bool = True,
+        device_id: str | None = None,
+        device_display_name: str | None = None,
+        want_refresh: bool = False,
+        ip: str | None = None,
+        user_agent: str | None = None,
+    ) -> dict[str, Any]:
+        """A retried registration whose UIA session already made `user_id`: that
+        account again, with a new login (unless inhibited), as Synapse answers."""
+        user = await self.users.get_user(user_id)
+        if user is None or user.deactivated:
+            raise MatrixError(400, "M_UNKNOWN", "This registration session can no longer be used")
+        if not login:
+            return {"user_id": user_id, "home_server": self.server_name}
+
+        async def fn(txn: Txn) -> dict[str, Any]:
+            session, _ = await self.auth.issue_session(
+                txn, user_id, device_id, device_display_name, want_refresh=want_refresh,
+                ip=ip, user_agent=user_agent,
+            )
+            return session
+
+        result = await self.db.write(fn)
+        result["home_server"] = self.server_name
+        return result
+
+    async def upgrade_guest(
+        self,
+        user_id: str,
+        password: str,
+        *,
+        login: bool = True,
+        device_id: str | None = None,
+        device_display_name: str | None = None,
+        want_refresh: bool = False,
+        uia_session: str | None = None,
+        ip: str | None = None,
+        user_agent: str | None = None,
+    ) -> dict[str, Any]:
+        """The guest becomes a full account keeping its user ID (and so its rooms and
+        history), with a password and, unless inhibited, a new device and tokens; its
+        guest devices stay signed in, now as the full account."""
+        pw_hash = await self.passwords.hash(password)
+
+        async def fn(txn: Txn) -> dict[str, Any]:
+            if not await UserStore.upgrade_guest(txn, user_id, pw_hash):
+                raise MatrixError(400, "M_USER_IN_USE", "User ID already taken.")
+            if uia_session is not None:
+                await UiaStore.delete_in(txn, uia_session)
+            if not login:
+                return {"user_id": user_id}
+            session, _ = await self.auth.issue_session(
+                txn, user_id, device_id, device_display_name, want_refresh=want_refresh,
+                ip=ip, user_agent=user_agent,
+            )
+            return session
+
+        result = await self.db.write(fn)
+        self.auth.forget_user(user_id)
+        await self.audit.record(
+            "register", actor=user_id, target=user_id, ip=ip, details={"guest_upgrade": True},
         )
         result["home_server"] = self.server_name
         return result

@@ -2,7 +2,8 @@
 device deletion, password change and deactivation.
 
 A session remembers which stages are done and the request's non-secret
-parameters; passwords are never written to it.
+parameters; passwords are never written to it (registration keeps a password's
+hash, given as a server-side value, so the final request may omit it).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 SESSION_LIFETIME_MS = 30 * 60 * 1000
 _SWEEP_INTERVAL_MS = 60 * 1000
 _SECRET_KEYS = ("password", "new_password", "auth")
+#: Parameters only the server sets (`remember`); a client's keys of these names are dropped.
+SERVER_KEYS = ("password_hash", "registered_user_id")
 
 DUMMY = "m.login.dummy"
 PASSWORD = "m.login.password"
@@ -94,14 +97,20 @@ class UiaService:
         method: str,
         flows: list[list[str]],
         requester: Requester | None = None,
+        remember: dict[str, Any] | None = None,
     ) -> UiaResult:
         """Run one UIA step; returns the session's completed stage results and
-        remembered parameters when a flow is complete, else raises UiaRequired."""
+        remembered parameters when a flow is complete, else raises UiaRequired.
+
+        The parameters of every request are kept, later ones taking precedence, so
+        a request may omit what an earlier one sent; `remember` adds server-side
+        values (a password's hash) under names no client can set."""
         now = self.clock.time_ms()
         await self.sweep_expired()
         store = self.store
         auth = body.get("auth")
-        params = {k: v for k, v in body.items() if k not in _SECRET_KEYS}
+        params = {k: v for k, v in body.items() if k not in _SECRET_KEYS and k not in SERVER_KEYS}
+        params.update(remember or {})
         if auth is not None and not isinstance(auth, dict):
             raise MatrixError(400, "M_BAD_JSON", "Field 'auth' must be an object")
         session_id = auth.get("session") if auth else None
@@ -129,7 +138,10 @@ class UiaService:
             proven = completed.get(PASSWORD)
             if requester is not None and proven is not None and proven != requester.user_id:
                 raise MatrixError(403, "M_FORBIDDEN", "This session belongs to another user")
-            stored_params = {**stored_params, **params}
+            merged = {**stored_params, **params}
+            if merged != stored_params:
+                await store.set_params(session_id, merged)
+            stored_params = merged
 
         def challenge(errcode: str | None = None, message: str | None = None) -> UiaRequired:
             return UiaRequired(

@@ -117,7 +117,7 @@ class ServerGate:
 def federation_pdu(event: StoredEvent, room_version: str, *, redact: bool = False) -> dict[str, Any]:
     """The PDU as it goes over federation: without internal keys, with the stored
     hashes and signatures, redacted when it was redacted here or must be withheld."""
-    pdu = pdu_json(event.event)
+    pdu = pdu_json(event.event, room_version)
     if redact or event.redacted_by is not None:
         pdu = redact_event(pdu, get_room_version(room_version))
     return pdu

@@ -43,7 +43,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Protocol
 
 from federation.client import quote_path_segment
-from federation.events import get_room_version
+from federation.events import get_room_version, prev_event_ids
 from federation.events.room_versions import RoomVersion
 from homeserver.federation.pdu_checks import MissingEventsError, PduError, event_in_room
 from homeserver.records.rooms import RoomRecord
@@ -135,9 +135,7 @@ class RoomBackfill:
                 break
         prev_ids: list[str] = []
         for ev in bottom:
-            prevs = ev.event.get("prev_events")
-            if isinstance(prevs, list):
-                prev_ids.extend(p for p in prevs if isinstance(p, str))
+            prev_ids.extend(prev_event_ids(ev.event))
         prev_ids = list(dict.fromkeys(prev_ids))
         known = await self.events.get_events(prev_ids)
         return [p for p in prev_ids if p not in known or known[p].outlier]

@@ -33,6 +33,7 @@ from federation.client import quote_path_segment
 from federation.events import (
     compute_event_id,
     get_room_version,
+    pdu_json,
 )
 from federation.events.room_versions import RoomVersion
 from homeserver.errors import MatrixError
@@ -62,7 +63,7 @@ _SEEN_TXNS = 10_000
 def _event_id_or_placeholder(pdu: dict[str, Any], rv: RoomVersion | None) -> str:
     """The ID an answer is keyed by: computed, since PDUs travel without one."""
     try:
-        return compute_event_id({k: v for k, v in pdu.items() if k != "event_id"}, rv or "12")
+        return compute_event_id(pdu_json(pdu, rv), rv or "12")
     except Exception:
         return str(pdu.get("event_id", "?"))
 

@@ -13,6 +13,7 @@ cannot be reached the invite is still rejected here, as users expect.
 from __future__ import annotations
 
 import logging
+import secrets
 from typing import TYPE_CHECKING, Any, Protocol
 
 from federation.client import (
@@ -28,9 +29,11 @@ from federation.events import (
     SignatureError,
     add_hashes_and_signature,
     compute_event_id,
+    compute_reference_hash,
     get_room_version,
     pdu_json,
     redact_event,
+    reference_hash_b64,
     room_id_from_create_event_id,
     sign_event,
     verify_signed_by,
@@ -121,7 +124,7 @@ class FederatedInvites:
         destination = server_of(event["state_key"])
         body = {
             "room_version": rv.identifier,
-            "event": pdu_json(event),
+            "event": pdu_json(event, rv),
             "invite_room_state": await self.room_state_for_invite(room),
         }
         path = (
@@ -158,7 +161,10 @@ class FederatedInvites:
         """Our event with the invitee server's signature: anything else it changed
         (which would change the event ID) is refused."""
         try:
-            same = compute_event_id({k: v for k, v in theirs.items() if k != "event_id"}, rv) == ours["event_id"]
+            same = compute_event_id(pdu_json(theirs, rv), rv) == ours["event_id"]
+            if rv.event_id_in_pdu:
+                # v1/v2 IDs are names, not hashes: compare what the signatures cover.
+                same = same and compute_reference_hash(theirs, rv) == compute_reference_hash(ours, rv)
         except (EventFormatError, CanonicalJSONError, KeyError, TypeError, ValueError):
             same = False
         sigs = theirs.get("signatures")
@@ -170,7 +176,7 @@ class FederatedInvites:
         )
         merged = {**ours, "signatures": {**ours["signatures"], destination: their_sigs}}
         try:
-            verify_signed_by(redact_event(pdu_json(merged), rv), destination, keys)
+            verify_signed_by(redact_event(pdu_json(merged, rv), rv), destination, keys)
         except SignatureError as e:
             raise MatrixError(502, "M_UNKNOWN", f"{destination} signed the invite badly: {e}") from None
         return merged
@@ -230,7 +236,7 @@ class FederatedInvites:
             room = await self.received.ensure_room(room_id, rv.identifier, sender)
             await self.received.persist_membership_outlier(room, signed, stripped)
         # In a room we are in, the inviting server's /send brings the event into the DAG.
-        return {"event": pdu_json(signed)}
+        return {"event": pdu_json(signed, rv)}
 
     async def _check_invitee(self, user_id: str, sender: str) -> None:
         user = await self.users.get_user(user_id)
@@ -264,7 +270,7 @@ class FederatedInvites:
                 has_create = True
                 if rv.room_id_is_create_event_id and "signatures" in entry:
                     try:
-                        create_id = compute_event_id({k: v for k, v in entry.items() if k != "event_id"}, rv)
+                        create_id = compute_event_id(pdu_json(entry, rv), rv)
                     except (EventFormatError, CanonicalJSONError, KeyError, TypeError, ValueError):
                         raise invalid("The room's create event is malformed") from None
                     if room_id_from_create_event_id(create_id) != room_id:
@@ -312,6 +318,13 @@ class FederatedInvites:
             "prev_events": [invite.event_id],
             "auth_events": [*invite.event.get("auth_events", []), invite.event_id],
         }
+        if rv.event_id_in_pdu:
+            # v1/v2: references carry hashes (the invite's own auth references
+            # already do), and this server names the event.
+            invite_ref = [invite.event_id, {"sha256": reference_hash_b64(invite.event, rv)}]
+            event["prev_events"] = [invite_ref]
+            event["auth_events"] = [*invite.event.get("auth_events", []), invite_ref]
+            event["event_id"] = f"${secrets.token_urlsafe(18)}:{self.server_name}"
         event = add_hashes_and_signature(event, rv, self.server_name, self.signing_key)
         event["event_id"] = compute_event_id(event, rv)
         return event

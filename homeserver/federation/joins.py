@@ -13,6 +13,7 @@ not in) with nothing.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -26,8 +27,10 @@ from federation.events import (
     check_auth,
     compute_auth_chain,
     compute_event_id,
+    event_refs,
     get_room_version,
     pdu_json,
+    reference_hash_b64,
     room_id_from_create_event_id,
     select_auth_event_ids,
 )
@@ -137,13 +140,19 @@ class FederatedJoins:
         partial = {"type": "m.room.member", "sender": user_id, "state_key": user_id, "content": content}
         needed = auth_types_for_event(partial, rv) | {CREATE}
         state = await rs.state_events(state_ids, needed)
+        cited = {e.event_id: e.event for e in [*prev.values(), *state.values()]}
+
+        def reference_hash(event_id: str) -> str:  # v1/v2 cite events with their hashes
+            return reference_hash_b64(cited[event_id], rv)
+
+        auth_ids = select_auth_event_ids(partial, {k: e.event_id for k, e in state.items()}, rv)
         template = {
             **partial,
             "room_id": room.room_id,
             "origin_server_ts": self.clock.time_ms(),
             "depth": max((e.event["depth"] for e in prev.values()), default=0) + 1,
-            "prev_events": [e.event_id for e in prev.values()],
-            "auth_events": select_auth_event_ids(partial, {k: e.event_id for k, e in state.items()}, rv),
+            "prev_events": event_refs([e.event_id for e in prev.values()], rv, reference_hash),
+            "auth_events": event_refs(auth_ids, rv, reference_hash),
         }
         try:
             check_auth({**template, "hashes": {}, "signatures": {}}, {k: e.event for k, e in state.items()}, rv)
@@ -162,9 +171,9 @@ class FederatedJoins:
         return {
             "origin": self.server_name,
             "members_omitted": False,
-            "state": [pdu_json(e.event) for e in state.values()],
-            "auth_chain": [pdu_json(e.event) for e in chain_events.values()],
-            "event": pdu_json(stored.event),
+            "state": [pdu_json(e.event, rv) for e in state.values()],
+            "auth_chain": [pdu_json(e.event, rv) for e in chain_events.values()],
+            "event": pdu_json(stored.event, rv),
         }
 
     async def send_leave(self, origin: str, room_id: str, event_id: str, pdu: Any) -> dict[str, Any]:
@@ -232,10 +241,13 @@ class FederatedJoins:
         _, sep, domain = room_id_or_alias.partition(":")
         return room_id_or_alias, [*via, domain] if sep else list(via)
 
-    async def join_remote(self, user_id: str, room_id: str, servers: list[str]) -> str:
-        """Join a room this server is not in, through the first server that helps."""
+    async def join_remote(
+        self, user_id: str, room_id: str, servers: list[str], extra: dict[str, Any] | None = None
+    ) -> str:
+        """Join a room this server is not in, through the first server that helps;
+        `extra` is membership content the client asked for (`reason`, custom keys)."""
         return await self._through_servers(
-            "join", servers, lambda server: self._join_via(user_id, room_id, server)
+            "join", servers, lambda server: self._join_via(user_id, room_id, server, extra)
         )
 
     async def knock_remote(self, user_id: str, room_id: str, servers: list[str], reason: str | None) -> str:
@@ -282,8 +294,8 @@ class FederatedJoins:
             raise forbidden(message)
         raise MatrixError(404, "M_NOT_FOUND", message)
 
-    async def _join_via(self, user_id: str, room_id: str, server: str) -> str:
-        rv, event, answer = await self._handshake(user_id, room_id, server, "join")
+    async def _join_via(self, user_id: str, room_id: str, server: str, extra: dict[str, Any] | None) -> str:
+        rv, event, answer = await self._handshake(user_id, room_id, server, "join", extra=extra)
         if isinstance(answer.get("event"), dict):
             # may carry the resident server's co-signature (restricted joins)
             event = {**answer["event"], "event_id": event["event_id"]}
@@ -297,7 +309,8 @@ class FederatedJoins:
         return await self._handshake(user_id, room_id, server, membership, reason=reason)
 
     async def _handshake(
-        self, user_id: str, room_id: str, server: str, membership: str, *, reason: str | None = None
+        self, user_id: str, room_id: str, server: str, membership: str, *, reason: str | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> tuple[Any, dict[str, Any], dict[str, Any]]:
         """make_<membership>, sign the template, send_<membership>."""
         client = self._client()
@@ -314,6 +327,7 @@ class FederatedJoins:
         raw_offered = template.get("content")
         offered: dict[str, Any] = raw_offered if isinstance(raw_offered, dict) else {}
         content = await self.membership.member_content(user_id, membership)
+        content.update(extra or {})
         if membership == "join" and "join_authorised_via_users_server" in offered:
             content["join_authorised_via_users_server"] = offered["join_authorised_via_users_server"]
         if reason is not None:
@@ -328,6 +342,9 @@ class FederatedJoins:
         ):
             raise PduError(f"make_{membership} answered with a template for someone else")
         event.update(content=content, origin_server_ts=self.clock.time_ms())
+        if rv.event_id_in_pdu:
+            # v1/v2: the joining server names its own event.
+            event["event_id"] = f"${secrets.token_urlsafe(18)}:{self.server_name}"
         try:
             event = add_hashes_and_signature(event, rv, self.server_name, self.signing_key)
         except (EventFormatError, CanonicalJSONError) as e:
@@ -336,7 +353,7 @@ class FederatedJoins:
         api = "v1" if membership == "knock" else "v2"
         answer = await client.put_json(
             server, f"/_matrix/federation/{api}/send_{membership}/{room_q}/{quote_path_segment(event_id)}",
-            pdu_json(event),
+            pdu_json(event, rv),
         )
         if not isinstance(answer, dict):
             raise PduError(f"send_{membership} answered with something that is not an object")
@@ -353,7 +370,8 @@ class FederatedJoins:
         state_ids = {
             (e["type"], e["state_key"]): eid
             for pdu in answer.get("state", []) if isinstance(pdu, dict)
-            for eid, e in [(compute_event_id({k: v for k, v in pdu.items() if k != "event_id"}, rv), pdu)]
+            for eid, e in [(_event_id_or_none(pdu, rv), pdu)]
+            if eid is not None
             if "state_key" in e
         }
         create_id = state_ids.get(CREATE)
@@ -377,3 +395,12 @@ class FederatedJoins:
             raise PduError(f"Our join was not accepted here: {outcome.reason}")
         self.room_servers.invalidate(room.room_nid)
         return room_id
+
+
+def _event_id_or_none(pdu: dict[str, Any], rv: Any) -> str | None:
+    """A state event's ID from a send_join answer (events already checked, so
+    only a malformed extra can fail)."""
+    try:
+        return compute_event_id(pdu_json(pdu, rv), rv)
+    except (EventFormatError, CanonicalJSONError, ValueError):
+        return None

@@ -25,11 +25,14 @@ from federation.events import (
     AuthError,
     EventFormatError,
     SignatureError,
+    auth_event_ids,
     auth_types_for_event,
     check_auth,
     check_auth_events,
     compute_event_id,
     content_hash_matches,
+    pdu_json,
+    prev_event_ids,
     redact_event,
     room_id_from_create_event_id,
     servers_required_to_sign,
@@ -91,19 +94,22 @@ class PduChecks:
 
     async def check(self, pdu: dict[str, Any], rv: RoomVersion) -> dict[str, Any]:
         """Format, signatures and content hash; returns the event (with its ID) to persist."""
-        event = {k: v for k, v in pdu.items() if k != "event_id"}
+        event = pdu_json(pdu, rv)
         try:
             validate_pdu(event, rv)
-        except EventFormatError as e:
+            event["event_id"] = compute_event_id(event, rv)
+        except (EventFormatError, ValueError) as e:
             raise PduError(f"Invalid PDU: {e}") from None
-        event["event_id"] = compute_event_id(event, rv)
         keys = {}
         for server in servers_required_to_sign(event, rv):
             sigs = event.get("signatures", {}).get(server, {})
             key_ids = list(sigs) if isinstance(sigs, dict) else []
             try:
+                # v5+: the key must be valid when the event was sent; before,
+                # any key the server ever had will do.
                 keys[server] = await self.keyring.get_verify_keys(
-                    server, key_ids, minimum_valid_until_ts=event["origin_server_ts"]
+                    server, key_ids,
+                    minimum_valid_until_ts=event["origin_server_ts"] if rv.enforce_key_validity else 0,
                 )
             except Exception as e:
                 raise PduError(f"Cannot get keys of {server}: {e}") from None
@@ -111,7 +117,7 @@ class PduChecks:
             verify_event_signatures(event, rv, keys)
         except SignatureError as e:
             raise PduError(f"Bad signature: {e}") from None
-        if not content_hash_matches(event):
+        if not content_hash_matches(event, rv):
             # The signature covers the redacted form only: keep that much, drop the content.
             redacted = redact_event(event, rv)
             redacted["event_id"] = event["event_id"]
@@ -127,7 +133,7 @@ class PduChecks:
         theirs, or the `state_before` given for prev events that could not be
         fetched) and why it fails there (None when it passes); raises
         MissingEventsError for prev or auth events this server does not have."""
-        prev_ids = [p for p in event.get("prev_events", []) if isinstance(p, str)]
+        prev_ids = prev_event_ids(event)
         prevs = await self.events.get_events(prev_ids)
         missing = [p for p in prev_ids if p not in prevs or prevs[p].state_after is None]
         if missing and state_before is None:
@@ -143,7 +149,7 @@ class PduChecks:
 
     async def auth_events(self, event: dict[str, Any]) -> list[StoredEvent]:
         """The event's auth events, all of which must be here."""
-        auth_ids = [a for a in event.get("auth_events", []) if isinstance(a, str)]
+        auth_ids = auth_event_ids(event)
         auth = await self.events.get_events(auth_ids)
         missing = [a for a in auth_ids if a not in auth]
         if missing:

@@ -19,7 +19,7 @@ import heapq
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from federation.events import compute_auth_chain, get_room_version
+from federation.events import compute_auth_chain, get_room_version, prev_event_ids
 from homeserver.errors import MatrixError, not_found
 from homeserver.federation.access import ServerAccess, ServerGate, federation_pdu
 from homeserver.records.events import StoredEvent
@@ -43,8 +43,7 @@ def _by_depth(events: Iterable[StoredEvent]) -> list[StoredEvent]:
 
 
 def _prev_ids(event: StoredEvent) -> list[str]:
-    prev = event.event.get("prev_events")
-    return [p for p in prev if isinstance(p, str)] if isinstance(prev, list) else []
+    return prev_event_ids(event.event)
 
 
 class FederationReads:

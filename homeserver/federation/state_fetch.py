@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from federation.client import quote_path_segment
+from federation.events import prev_event_ids
 from federation.events.room_versions import RoomVersion
 from homeserver.federation.pdu_checks import PduError, event_in_room
 from homeserver.records.rooms import RoomRecord
@@ -150,7 +151,7 @@ class StateFetcher:
     ) -> dict[StateKey, int]:
         """The state before `event`: the resolved states after its prev events, those
         held here read locally, the others asked of `server`."""
-        prev_ids = list(dict.fromkeys(p for p in event.get("prev_events", []) if isinstance(p, str)))
+        prev_ids = list(dict.fromkeys(prev_event_ids(event)))
         if not prev_ids or len(prev_ids) > MAX_PREVS:
             raise PduError("Cannot recover the state at this many prev events")
         rs = self.room_service

@@ -286,9 +286,9 @@ class RoomHistory:
         return out
 
     async def _prev_contents(self, room: RoomRecord, events: list[StoredEvent]) -> dict[int, dict[str, Any]]:
-        from federation.events import redact_event
+        from federation.events import auth_event_ids, redact_event
 
-        auth_ids = {a for ev in events for a in ev.event.get("auth_events", []) if isinstance(a, str)}
+        auth_ids = {a for ev in events for a in auth_event_ids(ev.event)}
         auth = await self.events.get_events(auth_ids) if auth_ids else {}
         replaced: dict[int, StoredEvent] = {}
         from_state: dict[int, int] = {}
@@ -296,7 +296,7 @@ class RoomHistory:
         for ev in events:
             key = (ev.type, ev.state_key or "")
             cited = [
-                auth[a] for a in ev.event.get("auth_events", [])
+                auth[a] for a in auth_event_ids(ev.event)
                 if a in auth and (auth[a].type, auth[a].state_key) == key
             ]
             if cited:

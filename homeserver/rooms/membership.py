@@ -72,7 +72,9 @@ def _membership(event: StoredEvent | None) -> str | None:
 class RemoteJoins(Protocol):
     """Joining a room through a server that is in it (FederatedJoins)."""
 
-    async def join_remote(self, user_id: str, room_id: str, servers: list[str]) -> str: ...
+    async def join_remote(
+        self, user_id: str, room_id: str, servers: list[str], extra: dict[str, Any] | None = None
+    ) -> str: ...
 
 
 class RemoteInvites(Protocol):
@@ -250,17 +252,19 @@ class MembershipService:
 
     async def join(
         self, room: RoomRecord, user_id: str, *, reason: str | None = None, is_guest: bool = False,
-        via: list[str] | None = None,
+        via: list[str] | None = None, extra: dict[str, Any] | None = None,
     ) -> str:
-        """Join; returns the room ID (a room this server is not in is joined remotely)."""
+        """Join; returns the room ID (a room this server is not in is joined remotely).
+        `extra` is further membership content the client sent (see `join_content`)."""
         await self.blocks.check_not_blocked(room.room_id, user_id)
         if not is_guest and not await self.is_resident(room):
             servers = await self.servers_to_ask(room.room_id, user_id, via or [])
             if servers:
-                return await self.joins.join_remote(user_id, room.room_id, servers)
+                remote_extra = {**(extra or {}), **({"reason": reason} if reason is not None else {})}
+                return await self.joins.join_remote(user_id, room.room_id, servers, remote_extra)
             if (await self.room_service.head(room)).snapshot is None:
                 raise not_found("This server is not in the room and knows no server that is")
-        await self.update(room, user_id, user_id, "join", reason=reason, is_guest=is_guest)
+        await self.update(room, user_id, user_id, "join", reason=reason, is_guest=is_guest, extra=extra)
         return room.room_id
 
     async def invite(self, room: RoomRecord, sender: str, target: str, *, reason: str | None = None) -> StoredEvent:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from federation.events import (
+    auth_event_ids,
     get_named_level,
     get_room_version,
     get_user_power_level,
@@ -129,7 +130,7 @@ class ReceivedEvents:
         if missing:
             raise MissingEventsError("state", missing)
         before = {k: stored_state[e].nid for k, e in state_ids.items()}
-        auth_ids = [a for a in event.get("auth_events", []) if isinstance(a, str)]
+        auth_ids = auth_event_ids(event)
         auth = await self.events.get_events(auth_ids)
         reason = await self.checks.auth_failure(rv, event, list(auth.values()), before)
         if reason is not None:

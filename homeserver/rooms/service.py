@@ -25,6 +25,7 @@ from federation.events import (
     get_named_level,
     get_room_version,
     get_user_power_level,
+    reference_hash_b64,
     select_auth_event_ids,
 )
 from federation.events.room_versions import RoomVersion
@@ -127,6 +128,14 @@ class RoomService:
         """The user's membership in the room now, None if they never had one."""
         row = await self.rooms.membership_of(room.room_nid, user_id)
         return row[0] if row is not None else None
+
+    async def membership_event(self, room: RoomRecord, user_id: str) -> StoredEvent | None:
+        """The event that gave the user their membership now, also when it lives
+        outside the room's DAG (an invite to a room this server is not in)."""
+        row = await self.rooms.membership_of(room.room_nid, user_id)
+        if row is None:
+            return None
+        return (await self.events.get_events_by_nid([row[1]])).get(row[1])
 
     async def rooms_for_user(self, user_id: str, memberships: tuple[str, ...] = ("join",)) -> list[str]:
         """IDs of the rooms in which the user's membership is one of `memberships`."""
@@ -289,6 +298,7 @@ class RoomService:
         auth_ids = select_auth_event_ids(
             partial, {k: ev.event_id for k, ev in auth_state.items()}, rv
         )
+        cited = {ev.event_id: ev.event for ev in [*prev.values(), *auth_state.values()]}
         try:
             event = build_event(
                 rv,
@@ -304,6 +314,8 @@ class RoomService:
                 redacts=redacts,
                 signing_key=self.signing_key,
                 server_name=self.server_name,
+                # v1/v2 cite events with their reference hashes.
+                reference_hashes=lambda event_id: reference_hash_b64(cited[event_id], rv),
             )
         except EventFormatError as e:
             raise _format_error(e) from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from federation.events import resolve_state
+from federation.events import auth_event_ids, resolve_state
 from federation.events.room_versions import RoomVersion
 from homeserver.records.events import StoredEvent
 from homeserver.storage.events import EventStore
@@ -81,8 +81,8 @@ class StateResolver:
             frontier = set()
             for eid, ev in found.items():
                 loaded[eid] = ev
-                for a in ev.get("auth_events", []):
-                    if isinstance(a, str) and a not in loaded:
+                for a in auth_event_ids(ev):
+                    if a not in loaded:
                         frontier.add(a)
             frontier -= set(loaded)
         return loaded

@@ -39,6 +39,28 @@ class UiaStore:
             (orjson.dumps(completed).decode(), session_id),
         )
 
+    async def set_params(self, session_id: str, params: dict) -> None:
+        await self.db.execute(
+            "UPDATE uia_sessions SET params = ? WHERE session_id = ?",
+            (orjson.dumps(params).decode(), session_id),
+        )
+
+    @staticmethod
+    async def mark_done_in(txn: Txn, session_id: str, extra_params: dict, completed_updates: dict) -> None:
+        """Inside a caller's transaction: add to the session's params and completed
+        stages (a registration records the account it made, for retries)."""
+        row = await txn.fetchone(
+            "SELECT params, completed FROM uia_sessions WHERE session_id = ?", (session_id,)
+        )
+        if row is None:
+            return
+        params = {**orjson.loads(row[0]), **extra_params}
+        completed = {**orjson.loads(row[1]), **completed_updates}
+        await txn.execute(
+            "UPDATE uia_sessions SET params = ?, completed = ? WHERE session_id = ?",
+            (orjson.dumps(params).decode(), orjson.dumps(completed).decode(), session_id),
+        )
+
     async def delete(self, session_id: str) -> None:
         await self.db.execute("DELETE FROM uia_sessions WHERE session_id = ?", (session_id,))
 

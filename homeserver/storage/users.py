@@ -53,6 +53,15 @@ class UserStore:
         )
         return True
 
+    @staticmethod
+    async def upgrade_guest(txn: Txn, user_id: str, password_hash: str | None) -> bool:
+        """A guest becomes a full account (same user ID); False when it is not a guest."""
+        changed = await txn.execute(
+            "UPDATE users SET is_guest = 0, password_hash = ? WHERE user_id = ? AND is_guest = 1",
+            (password_hash, user_id),
+        )
+        return changed > 0
+
     async def create_user(
         self, user_id: str, password_hash: str | None, now_ms: int, *, user_type: str | None,
         displayname: str | None,

@@ -1,4 +1,4 @@
-"""Invites between Accord and stock Synapse, both ways, in room versions 10, 11 and 12:
+"""Invites between Accord and stock Synapse, both ways, in room versions 1, 2, 5, 9, 10, 11 and 12:
 a Synapse user invites ours and ours invites a Synapse user; each invite is seen with its
 stripped state, accepted (then both sides talk) or rejected (then the inviting side sees
 the leave)."""
@@ -16,7 +16,7 @@ from tests.interop.test_federation_basics import Accord, accord, bob  # noqa: F4
 from .synapse import SynapseClient, timeline_events
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-VERSIONS = ["10", "11", "12"]
+VERSIONS = ["1", "2", "5", "9", "10", "11", "12"]
 
 
 async def _our_membership(acc: Accord, room_id: str, user_id: str, wanted: str) -> Any:

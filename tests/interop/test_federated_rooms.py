@@ -1,5 +1,7 @@
 """Rooms shared between Accord and stock Synapse: joins in both directions over
-make_join/send_join, in room versions 10, 11 and 12, and messages both ways."""
+make_join/send_join, in room versions 1 (event IDs named by servers, state
+resolution v1), 5 (key validity), 9 (restricted joins), 10, 11 and 12, and
+messages both ways."""
 
 from __future__ import annotations
 
@@ -34,7 +36,10 @@ async def _wait_ours(acc: Accord, room_id: str, body: str) -> dict[str, Any]:
             await asyncio.sleep(0.1)
 
 
-@pytest.mark.parametrize("version", ["10", "11", "12"])
+VERSIONS = ["1", "5", "9", "10", "11", "12"]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
 async def test_we_join_a_synapse_room(accord: Accord, bob: SynapseClient, synapse: SynapseServer, version: str) -> None:  # noqa: F811
     room_id = await bob.create_room(preset="public_chat", room_version=version, name=f"Synapse v{version}")
     await bob.send_text(room_id, "before alice")
@@ -52,10 +57,17 @@ async def test_we_join_a_synapse_room(accord: Accord, bob: SynapseClient, synaps
     await bob.send_text(room_id, f"hi accord {version}")
     ours = await _wait_ours(accord, room_id, f"hi accord {version}")
     assert ours["sender"] == bob.user_id
+    # History from before our join comes by backfill from Synapse.
+    assert await accord.hs.room_backfill.backfill(room, 20) > 0
+    before = await _wait_ours(accord, room_id, "before alice")
+    assert before["sender"] == bob.user_id
 
 
-async def test_synapse_joins_our_room(accord: Accord, bob: SynapseClient, synapse: SynapseServer) -> None:  # noqa: F811
-    room_id = await create_room(accord.hs, accord.alice, {"preset": "public_chat", "name": "Accord room"})
+@pytest.mark.parametrize("version", ["1", "5", "9", "12"])
+async def test_synapse_joins_our_room(accord: Accord, bob: SynapseClient, synapse: SynapseServer, version: str) -> None:  # noqa: F811
+    room_id = await create_room(
+        accord.hs, accord.alice, {"preset": "public_chat", "name": "Accord room", "room_version": version}
+    )
     joined = await bob.join(room_id, via=[accord.name])
     assert joined == room_id
     room = await accord.hs.room_store.get_room(room_id)

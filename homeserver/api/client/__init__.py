@@ -88,3 +88,6 @@ def register_routes(app: web.Application) -> None:
     from homeserver.api.client import threepids
 
     threepids.register(routes)
+    from homeserver.api.client import initial_sync
+
+    initial_sync.register(routes)

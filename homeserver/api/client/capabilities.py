@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from federation.events import DEFAULT_ROOM_VERSION, SUPPORTED_ROOM_VERSIONS
 from homeserver.api.http import ClientRoutes, get_hs, json_response, requester
-
-KNOWN_ROOM_VERSIONS = ("10", "11", "12")
-DEFAULT_ROOM_VERSION = "12"
 
 
 async def get_capabilities(request: web.Request) -> web.Response:
@@ -18,12 +16,14 @@ async def get_capabilities(request: web.Request) -> web.Response:
                 "m.change_password": {"enabled": True},
                 "m.room_versions": {
                     "default": DEFAULT_ROOM_VERSION,
-                    "available": {v: "stable" for v in KNOWN_ROOM_VERSIONS},
+                    "available": {
+                        v: "stable" if rv.stable else "unstable" for v, rv in SUPPORTED_ROOM_VERSIONS.items()
+                    },
                 },
                 "m.set_displayname": {"enabled": True},
                 "m.set_avatar_url": {"enabled": True},
                 "m.3pid_changes": {"enabled": get_hs(request).config.email.enabled},
-                "m.get_login_token": {"enabled": False},
+                "m.get_login_token": {"enabled": True},
                 "m.profile_fields": {"enabled": True},
                 "org.matrix.msc3882.get_login_token": {"enabled": False},
                 # m.account_moderation is left out: the spec says to omit it when

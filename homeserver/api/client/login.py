@@ -1,4 +1,4 @@
-"""Login, logout and token refresh."""
+"""Login, logout, token refresh and login tokens (POST /v1/login/get_token)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,22 @@ async def post_login(request: web.Request) -> web.Response:
     body = await read_json(request)
     result = await hs.login.login(body, client_ip(request), request.headers.get("User-Agent"))
     return json_response(result)
+
+
+#: get_token re-authenticates with the account's password, like other sensitive actions.
+GET_TOKEN_FLOWS = [["m.login.password"]]
+
+
+async def post_get_token(request: web.Request) -> web.Response:
+    """POST /_matrix/client/v1/login/get_token: after UIA, a short-lived token that
+    signs this account in once on another device (m.login.token)."""
+    hs = get_hs(request)
+    req = await requester(request)
+    body = await read_json(request, allow_empty=True)
+    uia = await hs.uia.check(body, uri="/login/get_token", method="POST", flows=GET_TOKEN_FLOWS, requester=req)
+    answer = await hs.login.create_login_token(req.user_id)
+    await hs.uia.finish(uia)
+    return json_response(answer)
 
 
 async def post_logout(request: web.Request) -> web.Response:
@@ -58,3 +74,4 @@ def register(routes: ClientRoutes) -> None:
     routes.add("POST", "/logout", post_logout)
     routes.add("POST", "/logout/all", post_logout_all)
     routes.add("POST", "/refresh", post_refresh)
+    routes.add("POST", "/login/get_token", post_get_token, prefixes=("/_matrix/client/v1",))

@@ -60,6 +60,18 @@ def _check_rate(request: web.Request, user_id: str, action: str | None = None) -
     limiter.check_user("message", user_id)
 
 
+#: Keys of a join body that are not membership content, or that only the server sets.
+_NOT_JOIN_CONTENT = frozenset({
+    "reason", "third_party_signed", "membership", "join_authorised_via_users_server", "third_party_invite",
+})
+
+
+def _join_content(body: dict[str, Any]) -> dict[str, Any]:
+    """What else the client put in its join body goes into its membership event, as
+    Synapse does and clients rely on (custom keys, a per-room displayname)."""
+    return {k: v for k, v in body.items() if k not in _NOT_JOIN_CONTENT}
+
+
 def _via(request: web.Request) -> list[str]:
     """Servers the client suggests for a room this server is not in (`via`, or the
     older `server_name`)."""
@@ -81,8 +93,10 @@ async def post_join(request: web.Request) -> web.Response:
     except MatrixError as e:
         if e.status != 404 or req.is_guest:
             raise
-        return json_response({"room_id": await _join_remote(request, req.user_id, target, e)})
-    room_id = await hs.membership.join(room, req.user_id, reason=reason, is_guest=req.is_guest, via=_via(request))
+        return json_response({"room_id": await _join_remote(request, req.user_id, target, e, body)})
+    room_id = await hs.membership.join(
+        room, req.user_id, reason=reason, is_guest=req.is_guest, via=_via(request), extra=_join_content(body)
+    )
     return json_response({"room_id": room_id})
 
 
@@ -105,9 +119,15 @@ async def _locate_remote(request: web.Request, target: str, not_here: MatrixErro
     return room_id, servers
 
 
-async def _join_remote(request: web.Request, user_id: str, target: str, not_here: MatrixError) -> str:
+async def _join_remote(
+    request: web.Request, user_id: str, target: str, not_here: MatrixError, body: dict[str, Any]
+) -> str:
     room_id, servers = await _locate_remote(request, target, not_here)
-    return await get_hs(request).federated_joins.join_remote(user_id, room_id, servers)
+    extra = _join_content(body)
+    reason = _reason(body)
+    if reason is not None:
+        extra["reason"] = reason
+    return await get_hs(request).federated_joins.join_remote(user_id, room_id, servers, extra)
 
 
 async def post_room_join(request: web.Request) -> web.Response:
@@ -122,8 +142,12 @@ async def post_room_join(request: web.Request) -> web.Response:
     except MatrixError as e:
         if e.status != 404 or req.is_guest:
             raise
-        return json_response({"room_id": await _join_remote(request, req.user_id, request.match_info["room_id"], e)})
-    room_id = await hs.membership.join(room, req.user_id, reason=reason, is_guest=req.is_guest, via=_via(request))
+        return json_response(
+            {"room_id": await _join_remote(request, req.user_id, request.match_info["room_id"], e, body)}
+        )
+    room_id = await hs.membership.join(
+        room, req.user_id, reason=reason, is_guest=req.is_guest, via=_via(request), extra=_join_content(body)
+    )
     return json_response({"room_id": room_id})
 
 

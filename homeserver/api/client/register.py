@@ -30,33 +30,60 @@ async def post_register(request: web.Request) -> web.Response:
     _check_fields(body)
     username = field(body, "username", str)
     password = body.get("password")
-    if username is not None:
+    guest_token = field(body, "guest_access_token", str)
+    guest: str | None = None
+    if guest_token is not None:
+        # A guest upgrading: the username must be its own localpart, which exists.
+        guest = await hs.auth.guest_of_token(guest_token)
+        if username is None:
+            raise MatrixError(400, "M_MISSING_PARAM", "A guest upgrading must give its username")
+        if username != guest[1:].split(":", 1)[0]:
+            raise MatrixError(400, "M_INVALID_USERNAME", "A guest keeps its own username when upgrading")
+    elif username is not None:
         await hs.registration.check_available(username)
     if password is not None:
         hs.registration.check_password(password)
 
-    uia = await hs.uia.check(body, uri="/register", method="POST", flows=hs.registration.flows())
-    # The final request may carry only `auth`: the session remembers the earlier
-    # requests' parameters (never the password), with this request's taking precedence.
+    # The session keeps the password's hash, never the password, so the final request
+    # may carry only `auth`; the other parameters are kept as sent, later ones winning.
+    remember = {"password_hash": await hs.registration.hash_password(password)} if password else None
+    uia = await hs.uia.check(
+        body, uri="/register", method="POST", flows=hs.registration.flows(), remember=remember
+    )
     params = uia.params
+    login_options: dict[str, Any] = {
+        "login": not field(params, "inhibit_login", bool, default=False),
+        "device_id": field(params, "device_id", str),
+        "device_display_name": field(params, "initial_device_display_name", str),
+        "want_refresh": field(params, "refresh_token", bool, default=False),
+        "ip": ip,
+        "user_agent": ua,
+    }
+    registered = params.get("registered_user_id")
+    if isinstance(registered, str):
+        # This session already made an account (its answer may have been lost): the same one.
+        return json_response(await hs.registration.login_registered(registered, **login_options))
+    password_hash = params.get("password_hash")
+    if guest is not None:
+        if password is None:
+            raise MatrixError(400, "M_MISSING_PARAM", "Missing required field 'password'")
+        return json_response(await hs.registration.upgrade_guest(
+            guest, password, uia_session=uia.session_id, **login_options
+        ))
     username = field(params, "username", str)
     if username is None:
         user_id = await hs.registration.generate_user_id()
     else:
         user_id = await hs.registration.check_available(username)
-    if password is None:
+    if not isinstance(password_hash, str):
         raise MatrixError(400, "M_MISSING_PARAM", "Missing required field 'password'")
     result = await hs.registration.create_account(
         user_id,
-        password,
-        login=not field(params, "inhibit_login", bool, default=False),
-        device_id=field(params, "device_id", str),
-        device_display_name=field(params, "initial_device_display_name", str),
-        want_refresh=field(params, "refresh_token", bool, default=False),
+        None,
+        password_hash=password_hash,
         registration_token=uia.completed.get(REGISTRATION_TOKEN),
         uia_session=uia.session_id,
-        ip=ip,
-        user_agent=ua,
+        **login_options,
     )
     address = uia.completed.get(EMAIL_IDENTITY)
     if isinstance(address, str):

@@ -1,5 +1,5 @@
 """Reading rooms: /messages, /context, /event, /state, /members, /joined_members
-and /timestamp_to_event.
+and /timestamp_to_event, and the deprecated GET /events/{eventId}.
 
 Each handler passes the same two checks before reading: the room-wide gate
 (`VisibilityService.room_access`: members, users who left, or anyone for a
@@ -30,7 +30,7 @@ MEMBERSHIPS = ("join", "invite", "knock", "leave", "ban")
 MAX_TIMESTAMP_SCAN = 1000
 
 
-def _limit(request: web.Request) -> int:
+def page_limit(request: web.Request) -> int:
     limit = query_int(request.query, "limit", DEFAULT_LIMIT, minimum=0)
     assert limit is not None
     return min(limit, MAX_LIMIT)
@@ -41,7 +41,7 @@ def _token(request: web.Request, name: str) -> int | None:
     return None if value is None else parse_stream_position(value)
 
 
-async def _room_and_access(request: web.Request, user_id: str) -> tuple[RoomRecord, RoomAccess]:
+async def room_and_access(request: web.Request, user_id: str) -> tuple[RoomRecord, RoomAccess]:
     hs = get_hs(request)
     room = await hs.room_service.find_room(request.match_info["room_id"])
     access = await hs.visibility.room_access(user_id, room)
@@ -49,7 +49,7 @@ async def _room_and_access(request: web.Request, user_id: str) -> tuple[RoomReco
     return room, access
 
 
-async def _format(
+async def format_events(
     request: web.Request, room: RoomRecord, events: list[StoredEvent], device_id: str | None = None,
     *, timeline: bool = True, user_id: str | None = None,
 ) -> list[dict[str, Any]]:
@@ -62,12 +62,12 @@ async def _format(
 async def get_messages(request: web.Request) -> web.Response:
     hs = get_hs(request)
     req = await requester(request, allow_guest=True)
-    room, access = await _room_and_access(request, req.user_id)
+    room, access = await room_and_access(request, req.user_id)
     direction = request.query.get("dir", "b")
     if direction not in ("b", "f"):
         raise MatrixError(400, "M_INVALID_PARAM", "Query parameter 'dir' must be 'b' or 'f'")
     backwards = direction == "b"
-    limit = _limit(request)
+    limit = page_limit(request)
     event_filter = RoomEventFilter.from_query(request.query.get("filter"))
     if event_filter.limit:  # the spec requires a filter's limit to be positive; 0 is no limit
         limit = min(limit, event_filter.limit)
@@ -87,14 +87,18 @@ async def get_messages(request: web.Request) -> web.Response:
         event_filter=event_filter, ignored=await hs.room_history.ignored_senders(req.user_id),
     )
     out: dict[str, Any] = {
-        "chunk": await _format(request, room, page.events, req.device_id, user_id=req.user_id),
+        "chunk": await format_events(request, room, page.events, req.device_id, user_id=req.user_id),
         "start": from_token if from_token is not None else room_token(from_pos),
     }
-    if page.more:
+    # `end` whenever more may follow: older events going back, and going forward
+    # (to the present, by a reader whose view of the room has not ended) the events
+    # still to come, which a client reads by passing this token again.
+    live = not backwards and to_pos is None and access.until is None
+    if page.more or (live and page.events):
         out["end"] = room_token(page.next_pos)
     if event_filter.lazy_load_members and page.events:
         members = await hs.room_history.member_events_for(page.events, (ev.sender for ev in page.events))
-        out["state"] = await _format(request, room, members, timeline=False)
+        out["state"] = await format_events(request, room, members, timeline=False)
     return json_response(out)
 
 
@@ -114,14 +118,34 @@ async def get_event(request: web.Request) -> web.Response:
     assert room is not None
     if not await hs.visibility.viewer(req.user_id, room).can_see(event):
         raise not_found("Event not found")
-    return json_response((await _format(request, room, [event], req.device_id, user_id=req.user_id))[0])
+    return json_response((await format_events(request, room, [event], req.device_id, user_id=req.user_id))[0])
+
+
+async def get_event_by_id(request: web.Request) -> web.Response:
+    """GET /events/{eventId} (deprecated since r0, still used by older clients and
+    tools): the same answer as /rooms/{roomId}/event/{eventId}, the room read from
+    the event; 404 alike for unknown events and events the user may not see."""
+    hs = get_hs(request)
+    req = await requester(request, allow_guest=True)
+    event = await hs.room_service.get_event(request.match_info["event_id"])
+    if event is None or event.stream_ordering is None:
+        raise not_found("Event not found")
+    room_id = event.event.get("room_id")
+    if not isinstance(room_id, str):  # a v12 create event names its room by its own ID
+        room_id = "!" + event.event_id[1:]
+    room = await hs.room_service.find_room(room_id)
+    if room is None or room.room_nid != event.room_nid:
+        raise not_found("Event not found")
+    if not await hs.visibility.viewer(req.user_id, room).can_see(event):
+        raise not_found("Event not found")
+    return json_response((await format_events(request, room, [event], req.device_id, user_id=req.user_id))[0])
 
 
 async def get_context(request: web.Request) -> web.Response:
     hs = get_hs(request)
     req = await requester(request, allow_guest=True)
-    room, access = await _room_and_access(request, req.user_id)
-    limit = _limit(request)
+    room, access = await room_and_access(request, req.user_id)
+    limit = page_limit(request)
     event_filter = RoomEventFilter.from_query(request.query.get("filter"))
     event = await _event_in_room(request, room)
     viewer = hs.visibility.viewer(req.user_id, room)
@@ -132,10 +156,10 @@ async def get_context(request: web.Request) -> web.Response:
         room, viewer, access, event, limit=limit, event_filter=event_filter, ignored=ignored
     )
     return json_response({
-        "event": (await _format(request, room, [event], req.device_id, user_id=req.user_id))[0],
-        "events_before": await _format(request, room, ctx.before.events, req.device_id, user_id=req.user_id),
-        "events_after": await _format(request, room, ctx.after.events, req.device_id, user_id=req.user_id),
-        "state": await _format(request, room, ctx.state, timeline=False),
+        "event": (await format_events(request, room, [event], req.device_id, user_id=req.user_id))[0],
+        "events_before": await format_events(request, room, ctx.before.events, req.device_id, user_id=req.user_id),
+        "events_after": await format_events(request, room, ctx.after.events, req.device_id, user_id=req.user_id),
+        "state": await format_events(request, room, ctx.state, timeline=False),
         "start": room_token(ctx.before.next_pos),
         "end": room_token(ctx.after.next_pos),
     })
@@ -144,21 +168,21 @@ async def get_context(request: web.Request) -> web.Response:
 async def get_state(request: web.Request) -> web.Response:
     hs = get_hs(request)
     req = await requester(request, allow_guest=True)
-    room, access = await _room_and_access(request, req.user_id)
+    room, access = await room_and_access(request, req.user_id)
     state = await hs.room_service.state_events(await hs.room_history.readable_state_ids(room, access))
-    return json_response(await _format(request, room, list(state.values()), timeline=False))
+    return json_response(await format_events(request, room, list(state.values()), timeline=False))
 
 
 async def get_state_event(request: web.Request) -> web.Response:
     hs = get_hs(request)
     req = await requester(request, allow_guest=True)
-    room, access = await _room_and_access(request, req.user_id)
+    room, access = await room_and_access(request, req.user_id)
     key = (request.match_info["event_type"], request.match_info.get("state_key", ""))
     ids = await hs.room_history.readable_state_ids(room, access)
     event = (await hs.room_service.state_events(ids, [key])).get(key)
     if event is None:
         raise not_found("State event not found")
-    formatted = (await _format(request, room, [event], timeline=False))[0]
+    formatted = (await format_events(request, room, [event], timeline=False))[0]
     if request.query.get("format", "content") == "event":
         return json_response(formatted)
     return json_response(formatted["content"])
@@ -174,7 +198,7 @@ def _membership_param(request: web.Request, name: str) -> str | None:
 async def get_members(request: web.Request) -> web.Response:
     hs = get_hs(request)
     req = await requester(request, allow_guest=True)
-    room, access = await _room_and_access(request, req.user_id)
+    room, access = await room_and_access(request, req.user_id)
     membership = _membership_param(request, "membership")
     not_membership = _membership_param(request, "not_membership")
     at = _token(request, "at")
@@ -197,7 +221,7 @@ async def get_members(request: web.Request) -> web.Response:
         # With both given the spec makes them an "or": either is enough.
         elif (membership is not None and m == membership) or (not_membership is not None and m != not_membership):
             chunk.append(ev)
-    return json_response({"chunk": await _format(request, room, chunk, timeline=False)})
+    return json_response({"chunk": await format_events(request, room, chunk, timeline=False)})
 
 
 async def get_joined_members(request: web.Request) -> web.Response:
@@ -225,7 +249,7 @@ async def get_joined_members(request: web.Request) -> web.Response:
 async def get_timestamp_to_event(request: web.Request) -> web.Response:
     hs = get_hs(request)
     req = await requester(request, allow_guest=True)
-    room, access = await _room_and_access(request, req.user_id)
+    room, access = await room_and_access(request, req.user_id)
     raw_ts = request.query.get("ts")
     if raw_ts is None:
         raise missing_param("Missing query parameter 'ts'")
@@ -260,6 +284,7 @@ def register(routes: ClientRoutes) -> None:
     routes.add("GET", "/rooms/{room_id}/messages", get_messages)
     routes.add("GET", "/rooms/{room_id}/context/{event_id}", get_context)
     routes.add("GET", "/rooms/{room_id}/event/{event_id}", get_event)
+    routes.add("GET", "/events/{event_id}", get_event_by_id)
     routes.add("GET", "/rooms/{room_id}/state", get_state)
     routes.add("GET", "/rooms/{room_id}/state/{event_type}", get_state_event)
     routes.add("GET", "/rooms/{room_id}/state/{event_type}/", get_state_event)  # empty state key

@@ -14,11 +14,13 @@ from typing import Any
 
 from federation.events import (
     AuthError,
+    auth_event_ids,
     build_event,
     check_auth,
     check_event_auth,
     domain_of,
     get_room_version,
+    reference_hash_b64,
     room_id_for_new_room,
     select_auth_event_ids,
     signing_key_from_seed,
@@ -100,6 +102,8 @@ class Room:
             origin_server_ts=self.ts if ts is None else ts,
             redacts=redacts,
             signing_key=key_for(domain_of(sender)),
+            reference_hashes=lambda i: reference_hash_b64(self.events[i], self.rv),
+            event_id=f"${len(self.events)}-{self.ts}:{domain_of(sender)}",
         )
 
     def event(
@@ -120,7 +124,7 @@ class Room:
 
     def check(self, event: Mapping[str, Any], **kwargs: Any) -> None:
         """Check against its auth events, then against the current state."""
-        auth_events = [self.events[a] for a in event["auth_events"]]
+        auth_events = [self.events[a] for a in auth_event_ids(event)]
         check_event_auth(
             event,
             auth_events,

@@ -25,13 +25,16 @@ import pytest
 
 from federation.events import (
     AuthError,
+    auth_event_ids,
     build_event,
     check_auth,
     check_event_auth,
     domain_of,
     encode_base64,
     get_verify_key,
+    prev_event_ids,
     redact_event,
+    reference_hash_b64,
     resolve_state,
     room_id_for_new_room,
     select_auth_event_ids,
@@ -79,8 +82,9 @@ class Generator:
         self.merges: list[list[str]] = []
         self.ts = 0
         self.room_id: str | None = None
+        self.n = int(version)
         content: dict[str, Any] = {"room_version": version}
-        if version == "10":
+        if self.n <= 10:
             content["creator"] = USERS[0]
         if version == "12" and self.rng.random() < 0.5:
             content["additional_creators"] = [USERS[1]]
@@ -130,6 +134,9 @@ class Generator:
             elif auth:
                 auth.pop(self.rng.randrange(len(auth)))
         self.ts += self.rng.choice([1, 1, 2, 5])
+        redacts = None
+        if event_type == "m.room.redaction":
+            redacts = content.pop("_redacts")
         event = build_event(
             self.version,
             room_id=None if (event_type == "m.room.create" and self.version == "12") else self.room_id,
@@ -142,6 +149,11 @@ class Generator:
             depth=1 + max((self.events[p]["depth"] for p in prev), default=0),
             origin_server_ts=self.ts,
             signing_key=key_for(domain_of(sender)),
+            redacts=redacts,
+            # v1/v2: deterministic IDs named by the sender's server, and the
+            # cited events' reference hashes.
+            event_id=f"${len(self.order)}-{self.rng.randrange(10**6)}:{domain_of(sender)}",
+            reference_hashes=lambda i: reference_hash_b64(self.events[i], self.version),
         )
         event_id = event["event_id"]
         self.events[event_id] = event
@@ -187,8 +199,9 @@ class Generator:
         sender = rng.choice(joined if rng.random() < 0.85 else USERS)
         target = rng.choice(USERS)
         kind = rng.choices(
-            ["member", "power_levels", "join_rules", "topic", "message", "user_state", "3pid"],
-            weights=[10, 4, 2, 3, 2, 1, 2],
+            ["member", "power_levels", "join_rules", "topic", "message", "user_state", "3pid",
+             "aliases", "redaction"],
+            weights=[10, 4, 2, 3, 2, 1, 2, 1, 1],
         )[0]
         mangle = rng.random() < 0.04
         if kind == "member":
@@ -210,11 +223,13 @@ class Generator:
                     if rng.random() < 0.2:
                         users.pop(user, None)
                     else:
-                        users[user] = rng.choice(LEVELS)
+                        users[user] = self._level()
                 elif what < 0.8:
-                    content[rng.choice(["ban", "kick", "invite", "state_default", "events_default", "redact", "users_default"])] = rng.choice(LEVELS)
+                    content[rng.choice(["ban", "kick", "invite", "state_default", "events_default", "redact", "users_default"])] = self._level()
+                elif what < 0.9:
+                    content.setdefault("events", {})[rng.choice(["m.room.topic", "m.room.name", "m.room.power_levels"])] = self._level()
                 else:
-                    content.setdefault("events", {})[rng.choice(["m.room.topic", "m.room.name", "m.room.power_levels"])] = rng.choice(LEVELS)
+                    content.setdefault("notifications", {})["room"] = self._level()
             if self.version == "12" and rng.random() < 0.9:
                 content["users"] = {u: v for u, v in content.get("users", {}).items() if u not in self.creators}
             self._emit(sender, "m.room.power_levels", content, "", prev=prev, state=state, mangle_auth=mangle)
@@ -241,15 +256,28 @@ class Generator:
                 signed = sign_json({"mxid": mxid, "token": token}, "id.test", signing)
                 content = {"membership": "invite", "third_party_invite": {"display_name": "x", "signed": signed}}
                 self._emit(sender, "m.room.member", content, target, prev=prev, state=state, mangle_auth=mangle)
+        elif kind == "aliases":
+            server = domain_of(sender) if rng.random() < 0.7 else domain_of(rng.choice(USERS))
+            self._emit(sender, "m.room.aliases", {"aliases": [f"#a:{server}"]}, server, prev=prev, state=state, mangle_auth=mangle)
+        elif kind == "redaction":
+            target_id = rng.choice(self.order)
+            self._emit(sender, "m.room.redaction", {"_redacts": target_id}, None, prev=prev, state=state, mangle_auth=mangle)
         else:
             self._emit(sender, "m.custom.user", {}, rng.choice(USERS), prev=prev, state=state, mangle_auth=mangle)
+
+    def _level(self) -> int | str:
+        """A power level; before v10 sometimes a string the spec allows (v1 "stringy" levels)."""
+        level = self.rng.choice(LEVELS)
+        if self.n < 10 and self.rng.random() < 0.3:
+            return self.rng.choice([str(level), f" {level} ", f"+{level}", f"00{level}"])
+        return level
 
     def _membership(self, state: State, user: str) -> str | None:
         event_id = state.get(("m.room.member", user))
         return self.events[event_id]["content"].get("membership") if event_id else None
 
     def heads(self) -> list[str]:
-        referenced = {p for e in self.events.values() for p in e["prev_events"]}
+        referenced = {p for e in self.events.values() for p in prev_event_ids(e)}
         return [e for e in self.order if e not in referenced and e not in self.rejected]
 
 
@@ -277,14 +305,15 @@ def _random_redactable_event(rng: random.Random, version: str) -> dict[str, Any]
     # v12 create events have no room_id and Synapse derives one; v11 covers
     # the (identical) create redaction rule.
     types = [t for t in REDACTION_TYPES if not (version == "12" and t == "m.room.create")]
+    old_format = int(version) <= 2
     event: dict[str, Any] = {
         "type": rng.choice(types),
         "room_id": "!" + "A" * 43 if version == "12" else "!r:a.test",
         "sender": "@a:a.test",
         "origin_server_ts": 5,
         "depth": 3,
-        "prev_events": ["$p"],
-        "auth_events": ["$a"],
+        "prev_events": [["$p:a.test", {"sha256": "h"}]] if old_format else ["$p"],
+        "auth_events": [["$a:a.test", {"sha256": "h"}]] if old_format else ["$a"],
         "hashes": {"sha256": "x"},
         "signatures": {"a.test": {"ed25519:1": "s"}},
         "content": {},
@@ -300,6 +329,8 @@ def _random_redactable_event(rng: random.Random, version: str) -> dict[str, Any]
             event["content"][key] = rng.choice([1, "v", {"k": 2}, [3]])
     for key in rng.sample(TOP_LEVEL_EXTRA, rng.randint(0, 3)):
         event[key] = {"age_ts": 1} if key == "unsigned" else "$x"
+    if old_format:
+        event["event_id"] = "$e:a.test"
     return event
 
 
@@ -324,7 +355,7 @@ def _build_case(version: str, seed: int) -> tuple[dict[str, Any], list[tuple[str
         try:
             check_event_auth(
                 event,
-                [gen.events[a] for a in event["auth_events"] if a in gen.events],
+                [gen.events[a] for a in auth_event_ids(event) if a in gen.events],
                 version,
                 create_event=gen.events[gen.order[0]],
                 is_rejected=gen.rejected.__contains__,
@@ -356,7 +387,7 @@ def _build_case(version: str, seed: int) -> tuple[dict[str, Any], list[tuple[str
     return {"room_version": version, "events": events, "queries": queries}, expected
 
 
-@pytest.mark.parametrize("version", ["10", "11", "12"])
+@pytest.mark.parametrize("version", [str(n) for n in range(1, 13)])
 def test_against_synapse(version: str) -> None:
     cases, expectations = [], []
     for seed in range(CASES):

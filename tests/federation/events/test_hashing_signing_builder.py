@@ -10,6 +10,7 @@ from federation.events import (
     DEFAULT_ROOM_VERSION,
     SUPPORTED_ROOM_VERSIONS,
     EventFormatError,
+    EventIdFormat,
     SignatureError,
     UnsupportedRoomVersionError,
     build_event,
@@ -59,15 +60,31 @@ def keys_for(*servers: str):
 
 def test_room_versions_table() -> None:
     assert DEFAULT_ROOM_VERSION == "12"
-    assert set(SUPPORTED_ROOM_VERSIONS) == {"10", "11", "12"}
+    assert set(SUPPORTED_ROOM_VERSIONS) == {str(n) for n in range(1, 13)}
     v10, v11, v12 = (get_room_version(v) for v in VERSIONS)
+    v1, v2, v3, v4, v5, v6, v7, v8, v9 = (get_room_version(str(n)) for n in range(1, 10))
+    assert v1.state_resolution is StateResolutionVersion.V1
+    assert v2.state_resolution is v9.state_resolution is StateResolutionVersion.V2
+    assert v1.event_id_in_pdu and v2.event_id_in_pdu and not v3.event_id_in_pdu
+    assert v3.event_id_format is EventIdFormat.REFERENCE_HASH
+    assert v4.event_id_format is EventIdFormat.REFERENCE_HASH_URLSAFE
+    assert v2.redaction_auth_rule and not v3.redaction_auth_rule
+    assert not v4.enforce_key_validity and v5.enforce_key_validity
+    assert v5.special_case_aliases_auth and not v6.special_case_aliases_auth
+    assert not v5.strict_canonical_json and v6.strict_canonical_json
+    assert not v5.limit_notifications_power_levels and v6.limit_notifications_power_levels
+    assert not v6.knock_join_rule and v7.knock_join_rule and not v7.restricted_join_rule
+    assert v8.restricted_join_rule and not v8.redaction_keeps_join_authorised_via
+    assert v9.redaction_keeps_join_authorised_via and not v9.integer_power_levels
+    assert v10.integer_power_levels and v10.knock_restricted_join_rule
+    assert not v9.knock_restricted_join_rule
     assert v10.state_resolution is v11.state_resolution is StateResolutionVersion.V2
     assert v12.state_resolution is StateResolutionVersion.V2_1
     assert v10.create_requires_creator_field and not v11.create_requires_creator_field
     assert v12.creators_have_infinite_power and not v11.creators_have_infinite_power
     assert v12.room_id_is_create_event_id and not v12.create_event_in_auth_events
     assert get_room_version(v11) is v11
-    for bad in ("9", "1", "13", "", None, 12):
+    for bad in ("0", "13", "", None, 12, "1.0"):
         with pytest.raises(UnsupportedRoomVersionError):
             get_room_version(bad)  # type: ignore[arg-type]
 

@@ -419,3 +419,38 @@ async def test_deactivation_leaves_rooms_and_declines_invites(api: Api) -> None:
     for rid in (room, invited_room):
         member = await api.get(f"rooms/{rid}/state/m.room.member/{leaver['user_id']}", token=owner)
         assert member["membership"] == "leave", rid
+
+
+async def test_guest_upgrades_to_a_full_account_keeping_its_user_id(make_api, db_overrides) -> None:
+    """The guest access module: POST /register with `guest_access_token` and the
+    guest's own username goes through the ordinary flow and keeps the user ID, so
+    the rooms it joined stay its own."""
+    api = await make_api(registration={"allow_guests": True}, **db_overrides)
+    guest = await api.post("register?kind=guest", {})
+    guest_id, guest_token = guest["user_id"], guest["access_token"]
+    localpart = guest_id[1:].split(":", 1)[0]
+    alice = (await api.register("alice"))["access_token"]
+    room = (await api.post("createRoom", {"preset": "public_chat", "initial_state": [
+        {"type": "m.room.guest_access", "content": {"guest_access": "can_join"}}]}, token=alice))["room_id"]
+    await api.post(f"rooms/{room}/join", {}, token=guest_token)
+
+    # A wrong username, or a full account's token, is refused before any account changes.
+    _, err = await api.request("POST", "register", {"username": "someoneelse", "password": "pw-upgrade-1",
+                                                    "guest_access_token": guest_token}, expect=400)
+    assert err["errcode"] == "M_INVALID_USERNAME"
+    _, err = await api.request("POST", "register", {"username": "alice", "password": "pw-upgrade-1",
+                                                    "guest_access_token": alice}, expect=403)
+    assert err["errcode"] == "M_FORBIDDEN"
+
+    upgraded = await api.register(localpart, "pw-upgrade-1", guest_access_token=guest_token)
+    assert upgraded["user_id"] == guest_id
+    who = await api.get("account/whoami", token=upgraded["access_token"])
+    assert who["user_id"] == guest_id and who["is_guest"] is False
+    # The old guest token now acts as the full account; the password logs in.
+    assert (await api.get("account/whoami", token=guest_token))["is_guest"] is False
+    assert (await api.login(localpart, "pw-upgrade-1"))["user_id"] == guest_id
+    assert await api.get("joined_rooms", token=upgraded["access_token"]) == {"joined_rooms": [room]}
+    # Upgrading twice is refused.
+    _, err = await api.request("POST", "register", {"username": localpart, "password": "pw-upgrade-2",
+                                                    "guest_access_token": guest_token}, expect=403)
+    assert err["errcode"] == "M_FORBIDDEN"

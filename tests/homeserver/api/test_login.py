@@ -31,7 +31,43 @@ async def assert_token_dead(api: Api, token: str, soft_logout: bool = False) -> 
 
 
 async def test_login_flows(api: Api) -> None:
-    assert await api.get("login") == {"flows": [{"type": "m.login.password"}]}
+    assert await api.get("login") == {
+        "flows": [{"type": "m.login.password"}, {"type": "m.login.token", "get_login_token": True}]
+    }
+
+
+async def test_login_token_signs_in_once(make_api, clock, db_overrides) -> None:
+    """POST /v1/login/get_token (UIA with the password) then m.login.token at /login:
+    a new device of the same account; the token works once and briefly (SQLite and
+    PostgreSQL)."""
+    api = await make_api(clock=clock, **db_overrides)
+    alice = await api.register("alice")
+    path = "/_matrix/client/v1/login/get_token"
+    _, challenge = await api.request("POST", path, {}, token=alice["access_token"], expect=401)
+    assert challenge["flows"] == [{"stages": ["m.login.password"]}]
+    auth = {"type": "m.login.password", "session": challenge["session"], "password": PASSWORD,
+            "identifier": {"type": "m.id.user", "user": "alice"}}
+    got = await api.post(path, {"auth": auth}, token=alice["access_token"])
+    assert got["expires_in_ms"] > 0 and isinstance(got["login_token"], str)
+    login = await api.post("login", {"type": "m.login.token", "token": got["login_token"]})
+    assert login["user_id"] == alice["user_id"] and login["device_id"] != alice["device_id"]
+    assert (await api.get("account/whoami", token=login["access_token"]))["user_id"] == alice["user_id"]
+    # Once only.
+    _, err = await api.request("POST", "login", {"type": "m.login.token", "token": got["login_token"]}, expect=403)
+    assert err["errcode"] == "M_FORBIDDEN"
+    # Briefly: an unused token expires.
+    _, challenge = await api.request("POST", path, {}, token=alice["access_token"], expect=401)
+    auth["session"] = challenge["session"]
+    late = await api.post(path, {"auth": auth}, token=alice["access_token"])
+    clock.advance(late["expires_in_ms"] + 1)
+    _, err = await api.request("POST", "login", {"type": "m.login.token", "token": late["login_token"]}, expect=403)
+    assert err["errcode"] == "M_FORBIDDEN"
+    # Not without signing in, not for guests, and not with a bad body.
+    await api.request("POST", path, {}, expect=401)
+    _, err = await api.request("POST", "login", {"type": "m.login.token"}, expect=400)
+    assert err["errcode"] == "M_MISSING_PARAM"
+    _, err = await api.request("POST", "login", {"type": "m.login.token", "token": 5}, expect=400)
+    assert err["errcode"] == "M_BAD_JSON"
 
 
 # --- POST /login ------------------------------------------------------------------------
@@ -100,7 +136,6 @@ async def test_user_on_another_server_is_not_ours(api: Api) -> None:
 async def test_unknown_login_type(api: Api) -> None:
     await api.register("alice")
     for body in (
-        {**password_login("alice"), "type": "m.login.token"},
         {**password_login("alice"), "type": "org.example.magic"},
         {"identifier": {"type": "m.id.user", "user": "alice"}, "password": PASSWORD},
     ):

@@ -826,3 +826,23 @@ async def test_membership_changes_are_rate_limited(make_api: Any) -> None:
     _, err = await api.request("POST", f"rooms/{room}/join", {}, token=bob, expect=429)
     assert err["errcode"] == "M_LIMIT_EXCEEDED"
     assert await membership(api, room, BOB, alice) == "leave"
+
+
+async def test_join_keeps_the_clients_membership_content(api: Api) -> None:
+    """POST /join and /rooms/{roomId}/join: `reason` and any custom keys the client
+    sends land in its m.room.member content; keys only the server sets do not."""
+    alice, bob = await users(api, "alice", "bob")
+    room = await create(api, alice, preset="public_chat")
+    body = {"reason": "hello", "org.example.role": "observer", "displayname": "Bobby",
+            "membership": "leave", "join_authorised_via_users_server": ALICE}
+    await api.post(f"rooms/{room}/join", body, token=bob)
+    content = (await member(api, room, BOB, bob))["content"]
+    assert content["membership"] == "join"
+    assert content["reason"] == "hello" and content["org.example.role"] == "observer"
+    assert content["displayname"] == "Bobby"
+    assert "join_authorised_via_users_server" not in content
+    await api.post(f"rooms/{room}/leave", {}, token=bob)
+    await api.post(f"join/{quote(room)}", {"org.example.again": True}, token=bob)
+    content = (await member(api, room, BOB, bob))["content"]
+    assert content["membership"] == "join" and content["org.example.again"] is True
+    assert "reason" not in content

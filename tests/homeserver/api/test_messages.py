@@ -58,11 +58,23 @@ async def test_forwards_over_150_events_exact_pages(api: Api) -> None:
     assert [e["type"] for e in events[:6]] == CREATION_TYPES
     assert ids(events)[6:] == sent
     assert len(set(ids(events))) == len(events) == 156
-    assert all(len(p["chunk"]) == 11 for p in pages[:-1])
-    assert "end" not in pages[-1]
+    # Going forward to the present, a page with events always carries `end` (more
+    # may be sent); the walk stops at the first empty page, which has none.
+    assert all(len(p["chunk"]) == 11 for p in pages[:-2])
+    assert len(pages[-2]["chunk"]) == 156 % 11 and "end" in pages[-2]
+    assert pages[-1]["chunk"] == [] and "end" not in pages[-1]
     # Both directions see the same history.
     back, _ = await walk(api, room, alice, dir="b", limit=100)
     assert ids(back) == list(reversed(ids(events)))
+
+
+async def test_forward_end_lets_a_client_follow_new_events(api: Api) -> None:
+    alice, room, sent = await _room_with(api, 3)
+    page = await messages(api, room, alice, dir="f", limit=50)
+    assert ids(page["chunk"])[-3:] == sent and "end" in page
+    newer = await send(api, room, alice, "later")
+    following = await messages(api, room, alice, dir="f", **{"from": page["end"]})
+    assert ids(following["chunk"]) == [newer]
 
 
 async def test_tokens_round_trip_between_directions(api: Api) -> None:

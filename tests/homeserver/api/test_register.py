@@ -90,15 +90,33 @@ async def test_missing_password_after_auth_keeps_the_session(api: Api) -> None:
     assert reg["user_id"] == "@alice:test.local"
 
 
-async def test_finished_session_cannot_be_reused(api: Api) -> None:
+async def test_retried_finished_session_returns_the_same_account(make_api: Any, db_overrides: dict[str, Any]) -> None:
+    """A client whose answer was lost retries the completed session: it gets the
+    account that session made, with a new login, never a second account (Synapse's
+    behaviour, which clients rely on). SQLite and PostgreSQL."""
+    api = await make_api(**db_overrides)
     session = await start(api, {"username": "alice", "password": PASSWORD})
     auth = {"type": "m.login.dummy", "session": session}
-    await api.post("register", {"username": "alice", "password": PASSWORD, "auth": auth})
-    _, err = await api.request(
-        "POST", "register", {"username": "bob", "password": PASSWORD, "auth": auth}, expect=400
-    )
-    assert err["errcode"] == "M_UNKNOWN"
+    first = await api.post("register", {"username": "alice", "password": PASSWORD, "auth": auth})
+    again = await api.post("register", {"username": "bob", "password": PASSWORD, "auth": auth})
+    assert again["user_id"] == first["user_id"] == "@alice:test.local"
+    assert again["access_token"] != first["access_token"]
+    assert (await api.get("account/whoami", token=again["access_token"]))["user_id"] == "@alice:test.local"
     assert await api.hs.users.get_user("@bob:test.local") is None
+    quiet = await api.post("register", {"inhibit_login": True, "auth": auth})
+    assert quiet == {"user_id": "@alice:test.local", "home_server": "test.local"}
+
+
+async def test_password_of_the_first_request_is_remembered_as_a_hash(api: Api) -> None:
+    """The first request's username and password; the last carries only `auth`.
+    The session keeps the password's hash, never the password."""
+    session = await start(api, {"username": "carol", "password": PASSWORD, "password_hash": "forged"})
+    stored = await api.hs.uia.store.get(session)
+    assert stored is not None
+    assert PASSWORD not in str(stored) and stored[4]["password_hash"] != "forged"
+    reg = await api.post("register", {"auth": {"type": "m.login.dummy", "session": session}})
+    assert reg["user_id"] == "@carol:test.local"
+    assert (await api.login("carol", PASSWORD))["user_id"] == "@carol:test.local"
 
 
 async def test_unknown_session(api: Api) -> None:
@@ -458,6 +476,13 @@ async def test_pending_use_counts_against_the_limit(make_api, clock: FakeClock) 
     # Alice finishes: the pending use becomes a completed one.
     reg = await api.post("register", {"password": PASSWORD, "auth": {"session": session}})
     assert reg["user_id"] == "@alice:test.local"
+    assert await api.hs.registration_tokens.get("once") == (1, 0, 1, None)
+    # The finished session outlives the registration (for retries) but, when it
+    # expires, does not give back the use the account consumed.
+    again = await api.post("register", {"auth": {"session": session}})
+    assert again["user_id"] == "@alice:test.local"
+    clock.advance(31 * 60 * 1000)
+    assert await api.get(f"{VALIDITY}?token=once") == {"valid": False}
     assert await api.hs.registration_tokens.get("once") == (1, 0, 1, None)
 
 

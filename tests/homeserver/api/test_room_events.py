@@ -1,4 +1,5 @@
-"""GET /rooms/{roomId}/event/{eventId} and GET /v1/rooms/{roomId}/timestamp_to_event."""
+"""GET /rooms/{roomId}/event/{eventId}, the deprecated GET /events/{eventId} and
+GET /v1/rooms/{roomId}/timestamp_to_event."""
 
 from __future__ import annotations
 
@@ -62,6 +63,26 @@ async def test_world_readable_event_for_outsiders(api: Api) -> None:
     assert (await api.get(f"rooms/{room}/state/m.room.history_visibility", token=mallory)) == {
         "history_visibility": "world_readable"
     }
+
+
+async def test_deprecated_get_event_by_id(api: Api) -> None:
+    """GET /events/{eventId}: the event as /rooms/{roomId}/event gives it, found
+    without the room; 404 for unknown events and events the user may not see."""
+    alice = await user(api, "alice")
+    mallory = await user(api, "mallory")
+    room = await create(api, alice)
+    event_id = await send(api, room, alice, "hello")
+    event = await api.get(f"events/{event_id}", token=alice)
+    assert event == await api.get(f"rooms/{room}/event/{event_id}", token=alice) | {"unsigned": event["unsigned"]}
+    assert event["room_id"] == room and event["content"]["body"] == "hello"
+    assert await errcode(api, f"events/{event_id}", mallory, 404) == "M_NOT_FOUND"
+    assert await errcode(api, "events/$unknown", alice, 404) == "M_NOT_FOUND"
+    # A version 12 room's create event has no room_id: its room is its own ID.
+    v12 = await create(api, alice, room_version="12")
+    create_id = "$" + v12[1:]
+    assert (await api.get(f"events/{create_id}", token=alice))["type"] == "m.room.create"
+    status, _ = await api.request("GET", f"events/{create_id}", expect=None)
+    assert status == 401
 
 
 def _ts_path(room: str, ts: int, direction: str) -> str:

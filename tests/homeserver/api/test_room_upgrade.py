@@ -69,7 +69,11 @@ async def _rich_room(api: Api, version: str) -> tuple[str, dict[str, str]]:
     return room, tokens
 
 
-@pytest.mark.parametrize(("old", "new"), [("10", "11"), ("11", "12"), ("12", "12"), ("10", "12"), ("12", "11"), ("11", "10")])
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [("10", "11"), ("11", "12"), ("12", "12"), ("10", "12"), ("12", "11"), ("11", "10"),
+     ("1", "2"), ("2", "6"), ("5", "9"), ("9", "12"), ("3", "4"), ("7", "8")],
+)
 async def test_upgrade_between_versions(api: Api, old: str, new: str) -> None:
     room, tokens = await _rich_room(api, old)
     alice = tokens["alice"]
@@ -88,9 +92,9 @@ async def test_upgrade_between_versions(api: Api, old: str, new: str) -> None:
     assert create["content"]["room_version"] == new
     predecessor = create["content"]["predecessor"]
     assert predecessor["room_id"] == room
-    last = await api.get(f"rooms/{room}/event/{predecessor['event_id']}", token=alice)
+    last = await api.get(f"rooms/{room}/event/{quote(predecessor['event_id'], safe='')}", token=alice)
     assert last["type"] == "m.room.member" and last["state_key"] == CAROL  # the ban came last
-    assert ("creator" in create["content"]) == (new == "10")
+    assert ("creator" in create["content"]) == (int(new) <= 10)
     if new == "12":
         assert new_room == "!" + create["event_id"][1:]
 
@@ -140,6 +144,30 @@ async def test_upgrade_between_versions(api: Api, old: str, new: str) -> None:
         await api.post(f"rooms/{new_room}/join", {}, token=tokens[name])
     await api.request("POST", f"rooms/{new_room}/join", {}, token=tokens["carol"], expect=403)
     await api.put(f"rooms/{new_room}/send/m.room.message/t2", {"body": "moved"}, token=tokens["dave"])
+
+
+async def test_upgrade_chain_1_6_12(api: Api) -> None:
+    """Issue 17's chain: each tombstone names the next room, each create event the
+    previous room and its last event, and the rooms keep their own versions."""
+    alice = await _user(api, "alice")
+    first = (await api.post("createRoom", {"room_version": "1", "name": "Old"}, token=alice))["room_id"]
+    await api.put(f"rooms/{first}/send/m.room.message/m1", {"msgtype": "m.text", "body": "v1"}, token=alice)
+    chain = [first]
+    for version in ("6", "12"):
+        chain.append((await api.post(f"rooms/{chain[-1]}/upgrade", {"new_version": version}, token=alice))["replacement_room"])
+    for old, new, version in zip(chain[:-1], chain[1:], ("6", "12"), strict=True):
+        old_state = await _state(api, old, alice)
+        new_state = await _state(api, new, alice)
+        tombstone = old_state[("m.room.tombstone", "")]
+        assert tombstone["content"]["replacement_room"] == new
+        create = new_state[("m.room.create", "")]
+        assert create["content"]["room_version"] == version
+        assert create["content"]["predecessor"]["room_id"] == old
+        assert _content(new_state, "m.room.name") == {"name": "Old"}
+        last = await api.get(f"rooms/{old}/event/{quote(create['content']['predecessor']['event_id'], safe='')}", token=alice)
+        assert last["room_id"] == old
+    assert _content(await _state(api, first, alice), "m.room.create")["creator"] == ALICE
+    assert chain[2] == "!" + (await _state(api, chain[2], alice))[("m.room.create", "")]["event_id"][1:]
 
 
 async def test_invite_only_room_members_need_an_invite(api: Api) -> None:
@@ -244,7 +272,7 @@ async def test_room_type_and_federate_carry_over(api: Api) -> None:
     assert "type" not in create and "m.federate" not in create
 
 
-@pytest.mark.parametrize("version", ["9", "13", "", "foo"])
+@pytest.mark.parametrize("version", ["0", "13", "", "foo"])
 async def test_unsupported_version(api: Api, version: str) -> None:
     alice = await _user(api, "alice")
     room = (await api.post("createRoom", {}, token=alice))["room_id"]
