@@ -56,7 +56,7 @@ from homeserver.metrics import Metrics
 from homeserver.partners.directory import PartnerDirectory
 from homeserver.partners.directory_publisher import DirectoryPublisher
 from homeserver.partners.directory_search import DirectorySearch
-from homeserver.partners.notices import ServerNotices
+from homeserver.partners.notices import SYSTEM_LOCALPART, ServerNotices
 from homeserver.partners.organization import OrganizationProfile
 from homeserver.partners.partnerships import Partnerships
 from homeserver.partners.policy import FederationPolicy
@@ -219,7 +219,7 @@ class HomeServer:
         self.analytics = Analytics(
             store=AnalyticsStore(self.db), server_name=config.server_name,
             cached_servers=self.room_servers.cached, is_partner=self.partners.is_partner_cached,
-            clock=self.clock,
+            clock=self.clock, system_users=frozenset({f"@{SYSTEM_LOCALPART}:{config.server_name}"}),
         )
         self.federation_policy.refusal_listeners.append(self.analytics.refused)
         self.partners.on_active_changed.append(self.analytics.partners_changed)

@@ -6,7 +6,8 @@ console's charts (and Prometheus) read a few rows per day instead of scanning ev
   the day they are written, as internal (no other server in the room) or federated,
   and, for each active partner in the room, as sent to it (our user's message) or
   received from it (its user's). Backfilled history is not traffic and is not counted.
-- Active users: the local users who sent a message that day.
+- Active users: the local users who sent a message that day. The server's own system
+  account (server notices) is neither traffic nor a user.
 - Partners over time: the number of active partners, recorded whenever it changes
   (and at startup); a day without a record carries the previous value.
 - Partner servers' response times and the destinations' delivery state come from the
@@ -66,13 +67,14 @@ class Analytics:
     def __init__(
         self, *, store: AnalyticsStore, server_name: str,
         cached_servers: Callable[[int], frozenset[str] | None],
-        is_partner: Callable[[str], bool], clock: Clock,
+        is_partner: Callable[[str], bool], clock: Clock, system_users: frozenset[str] = frozenset(),
     ) -> None:
         self.store = store
         self.server_name = server_name
         self.cached_servers = cached_servers
         self.is_partner = is_partner
         self.clock = clock
+        self.system_users = system_users  # the server's own accounts: notices are not traffic
         self._destinations: dict[str, DestinationRecord] = {}
         self._dirty: set[str] = set()
         self._responses: dict[tuple[int, str], list[int]] = defaultdict(lambda: [0, 0])  # ms, count
@@ -136,7 +138,7 @@ class Analytics:
         ):
             return
         sender = stored.event.get("sender")
-        if not isinstance(sender, str):
+        if not isinstance(sender, str) or sender in self.system_users:
             return
         try:
             sender_server = domain_of(sender)
