@@ -16,11 +16,12 @@ function s(tag, attrs, ...children) {
   return el;
 }
 
+// The axis top: four grid steps of 1, 2 or 5 times a power of ten, so labels stay round.
 function niceMax(v) {
-  if (v <= 4) return 4;
-  const p = 10 ** Math.floor(Math.log10(v));
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
-  return v;
+  const raw = Math.max(1, v / 4);
+  const p = 10 ** Math.floor(Math.log10(raw));
+  for (const m of [1, 2, 5, 10]) if (m * p >= raw) return 4 * m * p;
+  return 4 * raw;
 }
 
 function marker(i, x, y) {
@@ -32,7 +33,7 @@ function marker(i, x, y) {
 
 function legend(series) {
   return h("div", { class: "legend" }, series.map((se, i) => {
-    const svg = s("svg", { width: 34, height: 12, "aria-hidden": "true" },
+    const svg = s("svg", { width: 34, height: 12, "aria-hidden": "true", class: "chart-key" },
       s("line", { x1: 1, y1: 6, x2: 33, y2: 6, class: `s${i % 3} dash${i % 3}`, "stroke-width": 2 }),
       marker(i, 17, 6));
     return h("span", {}, svg, " ", se.name);
@@ -40,7 +41,7 @@ function legend(series) {
 }
 
 export function lineChart(title, labels, series, id) {
-  const W = 560, H = 220, L = 40, R = 10, T = 10, B = 30;
+  const W = 560, H = 220, L = 40, R = 24, T = 10, B = 30;
   const max = niceMax(Math.max(1, ...series.flatMap((se) => se.values)));
   const n = labels.length;
   const x = (i) => L + (n <= 1 ? (W - L - R) / 2 : (i * (W - L - R)) / (n - 1));
@@ -62,7 +63,7 @@ export function lineChart(title, labels, series, id) {
   });
   series.forEach((se, i) => {
     const pts = se.values.map((v, j) => `${x(j)},${y(v)}`).join(" ");
-    svg.appendChild(s("polyline", { points: pts, class: `s${i % 3} dash${i % 3}` }));
+    svg.appendChild(s("polyline", { points: pts, class: `line s${i % 3} dash${i % 3}` }));
     se.values.forEach((v, j) => {
       const m = marker(i, x(j), y(v));
       m.appendChild(s("title", {}, `${se.name}, ${labels[j]}: ${v}`));
@@ -80,7 +81,7 @@ export function lineChart(title, labels, series, id) {
 }
 
 export function barChart(title, items, unit, id) {
-  const W = 560, rowH = 26, L = 170, R = 60, T = 6;
+  const W = 560, rowH = 26, L = 170, R = 110, T = 6;
   const H = T * 2 + Math.max(1, items.length) * rowH;
   const max = niceMax(Math.max(1, ...items.map((it) => it.value)));
   const tid = `chart-${++counter}`;
