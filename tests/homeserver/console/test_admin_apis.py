@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import FakeClock, running_api
+from tests.homeserver.partners.helpers import until
 from tests.homeserver.api.admin.helpers import (
     V2,
     assert_refused_to_non_admins,
@@ -164,3 +165,26 @@ async def test_console_files_and_headers(api: Any) -> None:
         resp = await api.client.get(bad)
         assert resp.status == 404, bad
         assert (await resp.json())["errcode"] in ("M_NOT_FOUND", "M_UNRECOGNIZED")
+
+
+async def test_an_edited_profile_is_republished_at_once(tmp_path: Path, aiohttp_client: Any) -> None:
+    """A server that is its own directory: the edit reaches the directory entry without
+    waiting for the next refresh."""
+    sections: dict[str, Any] = {
+        "federation": {"enabled": True},
+        "organization": {"name": "Seed Org"},
+        "partner_directory": {"serve": True, "publish_to": ["test.local"]},
+    }
+    async with running_api(tmp_path / "hs", aiohttp_client, **sections) as api:
+        admin = await make_admin(api)
+
+        async def listed_as(name: str) -> bool:
+            entry = (await api.hs.partner_directory.get_entry("test.local"))["entry"]
+            return entry is not None and entry["profile"]["name"] == name
+
+        await until(lambda: listed_as("Seed Org"))
+        await api.put(ORGANIZATION, {"name": "Renamed Org", "specialties": ["Rivers"]}, token=admin)
+        await until(lambda: listed_as("Renamed Org"))
+        got = await api.get(ORGANIZATION, token=admin)
+        (publication,) = got["publication"]["publications"]
+        assert publication["directory"] == "test.local" and publication["last_error"] is None
