@@ -300,6 +300,8 @@ async def run_scenario(
 
     room = await in_thread(converse)
     assert room.startswith("!")
+    direct = await alice.call("GET", f"/user/{alice.user_id}/account_data/m.direct")
+    assert direct == {bob.user_id: [room]}  # a direct chat, as Matrix clients list them
 
     async def invited() -> bool:
         sync = await bob.call("GET", "/sync?timeout=0")

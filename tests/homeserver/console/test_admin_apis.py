@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import FakeClock, running_api
-from tests.homeserver.partners.helpers import until
 from tests.homeserver.api.admin.helpers import (
     V2,
     assert_refused_to_non_admins,
@@ -18,6 +17,7 @@ from tests.homeserver.api.admin.helpers import (
     make_user,
     send_text,
 )
+from tests.homeserver.partners.helpers import until
 
 ANALYTICS = "/_accord/admin/v1/analytics"
 ORGANIZATION = "/_accord/admin/v1/organization"
@@ -103,9 +103,11 @@ async def test_analytics_from_rollups_across_a_restart(
         assert report["active_users"] == [2, 2]
 
 
-async def test_organization_profile_edited_at_run_time(tmp_path: Path, aiohttp_client: Any) -> None:
+async def test_organization_profile_edited_at_run_time(
+    tmp_path: Path, aiohttp_client: Any, db_overrides: dict[str, Any]
+) -> None:
     org = {"name": "Seed Org", "description": "From the config", "specialties": ["Logistics"]}
-    sections: dict[str, Any] = {"organization": org}
+    sections: dict[str, Any] = {"organization": org, **db_overrides}
     async with running_api(tmp_path / "hs", aiohttp_client, **sections) as api:
         admin = await make_admin(api)
         alice = await make_user(api, "alice")
@@ -188,3 +190,33 @@ async def test_an_edited_profile_is_republished_at_once(tmp_path: Path, aiohttp_
         got = await api.get(ORGANIZATION, token=admin)
         (publication,) = got["publication"]["publications"]
         assert publication["directory"] == "test.local" and publication["last_error"] is None
+
+
+async def test_destination_state_survives_a_restart(
+    tmp_path: Path, aiohttp_client: Any, db_overrides: dict[str, Any]
+) -> None:
+    """What the sender and the policy reported is kept across a restart (both engines)."""
+    path = "/_synapse/admin/v1/federation/destinations"
+    async with running_api(tmp_path / "hs", aiohttp_client, **db_overrides) as api:
+        admin = await make_admin(api)
+        analytics = api.hs.analytics
+        analytics.failed("down.example", "connection refused", 4.0)
+        analytics.failed("down.example", "connection refused again", 8.0)
+        analytics.delivered("up.example", 12)
+        analytics.refused("stranger.example")
+        listing = await api.get(path, token=admin)
+        assert [d["destination"] for d in listing["destinations"]] == ["down.example", "stranger.example", "up.example"]
+    async with running_api(tmp_path / "hs", aiohttp_client, **db_overrides) as api:
+        admin = (await api.login("root"))["access_token"]
+        down = await api.get(f"{path}/down.example", token=admin)
+        assert (down["consecutive_failures"], down["retry_interval"], down["last_error"]) == (
+            2, 8000, "connection refused again")
+        assert down["failure_ts"] is not None and down["last_success_ts"] is None
+        assert down["queue_depth"] == 0 and down["partner"] is False
+        assert (await api.get(f"{path}/stranger.example", token=admin))["refusals"] == 1
+        assert (await api.get(f"{path}/up.example", token=admin))["last_success_ts"] is not None
+        ordered = await api.get(f"{path}?order_by=retry_interval&dir=b&limit=1", token=admin)
+        assert [d["destination"] for d in ordered["destinations"]] == ["down.example"]
+        assert ordered["total"] == 3 and ordered["next_token"] == "1"
+        report = await api.get("/_accord/admin/v1/analytics?days=1", token=admin)
+        assert report["response_times"] == [{"server_name": "up.example", "transactions": 1, "avg_ms": 12.0}]

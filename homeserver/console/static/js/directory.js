@@ -1,18 +1,32 @@
 // The partner directory for every user: search, recommendations with why, an
 // organization's profile and rooms, and starting a conversation with its contacts.
-import { CLIENT, DIRECTORY, api, query } from "./api.js";
+import { CLIENT, DIRECTORY, api, enc, query } from "./api.js";
 import { act, badge, button, checkbox, clear, h, input, notify } from "./dom.js";
 
 function safeLink(url) {
   return /^https?:\/\//i.test(url) ? h("a", { href: url, rel: "noopener noreferrer", target: "_blank" }, url) : url;
 }
 
-async function startConversation(contact, out) {
+// Mark the room a direct chat in m.direct, so Matrix clients list it with the contact.
+async function rememberDirect(me, contact, roomId) {
+  const path = `${CLIENT}/user/${enc(me)}/account_data/m.direct`;
+  let direct = {};
+  try {
+    direct = await api("GET", path);
+  } catch {
+    direct = {};
+  }
+  direct[contact] = [...(Array.isArray(direct[contact]) ? direct[contact] : []), roomId];
+  await api("PUT", path, direct);
+}
+
+async function startConversation(contact, out, ctx) {
   // A direct chat that federates even where new rooms are internal by default.
   const r = await api("POST", `${CLIENT}/createRoom`, {
     preset: "trusted_private_chat", is_direct: true, invite: [contact],
     creation_content: { "m.federate": true },
   });
+  await rememberDirect(ctx.session.user_id, contact, r.room_id);
   clear(out).appendChild(h("p", { class: "conversation-started" },
     badge("started", "ok"), `Conversation with ${contact} created: `, h("code", {}, r.room_id),
     ". Open it in your Matrix client."));
@@ -38,7 +52,7 @@ function orgCard(entry, ctx, extra) {
       h("ul", {}, p.rooms.map((r) => h("li", {}, h("code", {}, r))))) : null,
     p.contacts && p.contacts.length ? h("div", {}, h("h4", {}, "Contacts"),
       h("ul", {}, p.contacts.map((c) => h("li", {}, h("code", {}, c), " ",
-        button("Start a conversation", () => act(`Conversation with ${c}`, () => startConversation(c, out)),
+        button("Start a conversation", () => act(`Conversation with ${c}`, () => startConversation(c, out, ctx)),
           { class: "secondary start-conversation", dataset: { contact: c } }))))) : null,
     out,
     ctx.admin ? h("div", { class: "row" }, message,
