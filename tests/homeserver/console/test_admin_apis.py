@@ -8,6 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import FakeClock, running_api
 from tests.homeserver.api.admin.helpers import (
     V2,
@@ -17,6 +19,7 @@ from tests.homeserver.api.admin.helpers import (
     make_user,
     send_text,
 )
+from tests.homeserver.api.admin.test_synadm import SYNADM, Synadm
 from tests.homeserver.partners.helpers import until
 
 ANALYTICS = "/_accord/admin/v1/analytics"
@@ -220,3 +223,23 @@ async def test_destination_state_survives_a_restart(
         assert ordered["total"] == 3 and ordered["next_token"] == "1"
         report = await api.get("/_accord/admin/v1/analytics?days=1", token=admin)
         assert report["response_times"] == [{"server_name": "up.example", "transactions": 1, "avg_ms": 12.0}]
+
+
+async def test_synadm_prunes_devices(make_api: Any, tmp_path: Path) -> None:
+    """synadm (a real Synapse admin tool) reads a user's devices through the device admin
+    API and picks the oldest to prune, parsing our answers as it parses Synapse's. The
+    server's clock is in 2023, so every device was last seen long ago. (Its deletion step
+    sends the bare localpart as the user ID, which Synapse refuses too: not exercised.)"""
+    if SYNADM is None:
+        pytest.skip("synadm is not installed (pip install -e '.[test]')")
+    api = await make_api(clock=FakeClock())
+    admin = await make_admin(api)
+    synadm = Synadm(api, admin, tmp_path)
+    await make_user(api, "alice")
+    for _ in range(2):
+        await api.login("alice")
+    listed = await synadm("user", "prune-devices", "alice", "--list-only", "-d", "1", "-s", "1", "--ts")
+    assert len(listed) == 2 and all(d["user_id"] == "@alice:test.local" for d in listed)
+    devices = (await api.get(f"{V2}/users/@alice:test.local/devices", token=admin))["devices"]
+    newest = max(devices, key=lambda d: (d["last_seen_ts"] or 0, d["device_id"]))
+    assert newest["device_id"] not in {d["device_id"] for d in listed}
