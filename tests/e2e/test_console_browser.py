@@ -277,8 +277,13 @@ async def run_scenario(
     await in_thread(br.sign_in, b_url, "boss", keyboard=True)
 
     def accept() -> None:
-        br.page("partnerships", shot="04-b-partnerships-incoming")
-        br.wait(f'#partnerships-incoming .accept[data-server="{a_name}"]').click()
+        from selenium.webdriver.common.keys import Keys
+
+        # By keyboard too: a navigation link followed with Enter, the button pressed with Space.
+        br.wait("#nav-partnerships").send_keys(Keys.ENTER)
+        br.wait('#page-partnerships[data-loaded="true"]')
+        br.shot("04-b-partnerships-incoming")
+        br.wait(f'#partnerships-incoming .accept[data-server="{a_name}"]').send_keys(Keys.SPACE)
         br.wait_for(lambda d: br.find("#partnerships-active td code") and not br.find("#partnerships-incoming .accept"))
         br.shot("05-b-partnership-accepted")
         br.page("operator", shot="06-b-directory-operator")
