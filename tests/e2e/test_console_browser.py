@@ -352,8 +352,12 @@ async def run_scenario(
         br.wait("#people-list tbody tr")
         assert "<b>Carol</b><script>x()</script>" in people.text  # a display name holding HTML, as text
         assert not br.find("#people-list b, #people-list script")
-        br.page("rooms", shot="11-rooms")
+        br.page("rooms")
         br.wait("#rooms-list tbody tr")
+        for show in br.find("#rooms-list td button.secondary"):  # the rooms other servers are in
+            show.click()
+        br.wait_for(lambda d: any(f"partner {b_name}" in e.text for e in br.find("#rooms-list .badge")))
+        br.shot("11-rooms")
         fed = br.page("federation", shot="12-federation")
         assert b_name in fed.text
         audit = br.page("audit", shot="13-audit")

@@ -196,6 +196,8 @@ async function peoplePage(section, ctx) {
 // --- rooms ---
 
 async function roomsPage(section, ctx) {
+  const partners = new Set((await api("GET", `${ADMIN}/partnerships${query({ state: "active" })}`))
+    .partnerships.map((p) => p.server_name));
   const search = h("input", { id: "rooms-q", type: "search" });
   const listing = h("div", { id: "rooms-list" });
   const load = async () => {
@@ -210,7 +212,9 @@ async function roomsPage(section, ctx) {
           box.appendChild(button("Show", async () => {
             const { members } = await api("GET", `${SYNAPSE_V1}/rooms/${enc(x.room_id)}/members`);
             const servers = [...new Set(members.map((m) => m.split(":").slice(1).join(":")))].filter((s) => s !== ctx.serverName);
-            clear(box).append(servers.join(", ") || "none", h("br"), members.join(", "));
+            clear(box).append(
+              ...(servers.length ? servers.map((sv) => (partners.has(sv) ? badge(`partner ${sv}`, "ok") : badge(`${sv} (not a partner)`, "wait"))) : ["none"]),
+              h("br"), h("span", { class: "muted" }, members.join(", ")));
           }, { class: "secondary" }));
         } else box.textContent = "none";
         return box;
