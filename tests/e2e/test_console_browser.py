@@ -348,6 +348,12 @@ async def run_scenario(
     def admin_pages() -> None:
         br.page("organization", shot="09-organization")
         assert br.wait("#org-name").get_attribute("value") == "Alpha Health"
+        where = br.wait("#org-location")
+        where.clear()
+        where.send_keys("Lyon, France")
+        br.wait("#org-save").click()
+        br.wait_for(lambda d: "Edited by" in br.wait("#page-organization").text)
+        assert br.wait("#org-location").get_attribute("value") == "Lyon, France"
         people = br.page("people", shot="10-people")
         br.wait("#people-list tbody tr")
         assert "<b>Carol</b><script>x()</script>" in people.text  # a display name holding HTML, as text
@@ -365,6 +371,13 @@ async def run_scenario(
         assert "partnership.request" in audit.text
 
     await in_thread(admin_pages)
+    assert a.organization.current.location == "Lyon, France" and a.organization.source == "edited"
+
+    async def republished() -> bool:  # B, the directory, lists the edit
+        found = await alice.call("GET", "/_matrix/client/unstable/org.accord.directory/search?q=Alpha")
+        return [r["profile"].get("location") for r in found["results"]] == ["Lyon, France"]
+
+    await until(republished, within=20)
 
     # --- a phone-sized window: the navigation goes above the page, nothing overflows ---
     def phone() -> None:
