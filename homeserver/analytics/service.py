@@ -227,6 +227,16 @@ class Analytics:
     async def queue_depths(self) -> dict[str, int]:
         return await self.store.queue_depths()
 
+    async def rooms_shared_with(self, server_name: str) -> list[dict[str, Any]]:
+        """The rooms `server_name`'s users are joined to here, with those users, oldest
+        join first (Synapse's `stream_ordering`: the latest of those joins)."""
+        rooms: dict[str, dict[str, Any]] = {}
+        for room_id, user_id, pos in await self.store.members_from(server_name):
+            room = rooms.setdefault(room_id, {"room_id": room_id, "stream_ordering": pos, "members": []})
+            room["members"].append(user_id)
+            room["stream_ordering"] = max(room["stream_ordering"], pos)
+        return sorted(rooms.values(), key=lambda r: (r["stream_ordering"], r["room_id"]))
+
     # --- reading the rollups ---
 
     async def report(self, days: int) -> dict[str, Any]:

@@ -80,9 +80,8 @@ class OrganizationProfile:
         publish_partners = body.get("publish_partners", False)
         if not isinstance(publish_partners, bool):
             raise bad_json("Field 'publish_partners' must be a boolean")
-        fields = {k: body.get(k) for k in FIELDS if k not in ("publish_partners",)}
-        fields.pop("partners", None)
-        profile = validate_profile(fields)
+        # Our partner list is never typed in: it is added at each publish when asked for.
+        profile = validate_profile({k: body.get(k) for k in FIELDS if k != "publish_partners"})
         profile.pop("partners", None)
         profile["publish_partners"] = publish_partners
         organization = _as_config(profile)

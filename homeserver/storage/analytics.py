@@ -108,6 +108,19 @@ class AnalyticsStore:
         rows = await self.db.fetchall(f"SELECT {_DEST_COLUMNS} FROM federation_destinations ORDER BY destination")
         return [DestinationRecord(*r) for r in rows]
 
+    async def members_from(self, server_name: str) -> list[tuple[str, str, int]]:
+        """(room ID, user ID, stream position of the join) of every user of `server_name`
+        joined to a room here. A scan of the memberships (user IDs end with the server
+        name, which no index serves): for admins' occasional look, not for hot paths."""
+        rows = await self.db.fetchall(
+            "SELECT r.room_id, m.user_id, m.stream_ordering FROM memberships m"
+            " JOIN rooms r ON r.room_nid = m.room_nid"
+            " WHERE m.membership = 'join' AND m.user_id LIKE ? ORDER BY r.room_id, m.user_id",
+            ("%:" + server_name,),
+        )
+        # LIKE's `_` matches any character: keep exact domains only.
+        return [(room, user, int(pos)) for room, user, pos in rows if user.split(":", 1)[1] == server_name]
+
     async def queue_depths(self) -> dict[str, int]:
         rows = await self.db.fetchall(
             "SELECT destination, COUNT(*) FROM federation_outbox GROUP BY destination"

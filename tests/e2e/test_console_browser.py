@@ -354,6 +354,10 @@ async def run_scenario(
         br.wait("#org-save").click()
         br.wait_for(lambda d: "Edited by" in br.wait("#page-organization").text)
         assert br.wait("#org-location").get_attribute("value") == "Lyon, France"
+        br.page("partnerships")
+        br.wait("#partnerships-active button.secondary").click()  # what the partner shares with us
+        br.wait_for(lambda d: bob.user_id in br.wait("#partnerships-active .shared").text)
+        br.shot("09b-partner-shares")
         people = br.page("people", shot="10-people")
         br.wait("#people-list tbody tr")
         assert "<b>Carol</b><script>x()</script>" in people.text  # a display name holding HTML, as text

@@ -3,6 +3,8 @@
     GET  /_synapse/admin/v1/federation/destinations[?from=&limit=&destination=&order_by=&dir=]
          -> {"destinations": [...], "total": n, "next_token"?: str}
     GET  /_synapse/admin/v1/federation/destinations/{destination}
+    GET  /_synapse/admin/v1/federation/destinations/{destination}/rooms[?from=&limit=&dir=]
+         -> {"rooms": [{"room_id", "stream_ordering", "members"}], "total": n, "next_token"?}
     POST /_synapse/admin/v1/federation/destinations/{destination}/reset_connection -> {}
 
 Each destination has Synapse's fields (destination, retry_last_ts, retry_interval,
@@ -10,7 +12,8 @@ failure_ts, last_successful_stream_ordering: always null, as our outbox is not o
 by stream) and ours: queue_depth (PDUs and EDUs waiting), last_success_ts,
 consecutive_failures, last_error, refusals (requests our federation policy refused to
 or from it), last_refusal_ts, partner (an active partnership), sending (a transaction
-in flight). A destination is listed once anything was sent, queued or refused.
+in flight). A destination is listed once anything was sent, queued or refused. A destination's rooms are those its users are joined to here, with those
+users (`members`, ours: what a partner shares with us).
 """
 
 from __future__ import annotations
@@ -81,6 +84,22 @@ async def get_destination(request: web.Request) -> web.Response:
     raise MatrixError(404, "M_NOT_FOUND", "Unknown destination")
 
 
+async def destination_rooms(request: web.Request) -> web.Response:
+    await require_admin(request)
+    name = _destination(request)
+    start = query_int(request, "from", 0)
+    limit = query_int(request, "limit", 100)
+    direction = query_choice(request, "dir", ("f", "b"), "f")
+    rooms = await get_hs(request).analytics.rooms_shared_with(name)
+    if direction == "b":
+        rooms.reverse()
+    page = rooms[start:start + limit]
+    out: dict[str, Any] = {"rooms": page, "total": len(rooms)}
+    if start + limit < len(rooms):
+        out["next_token"] = str(start + len(page))
+    return json_response(out)
+
+
 async def reset_connection(request: web.Request) -> web.Response:
     """Retry the destination now instead of at the end of its backoff (Synapse's)."""
     req = await require_admin(request)
@@ -96,4 +115,5 @@ async def reset_connection(request: web.Request) -> web.Response:
 def register(app: web.Application) -> None:
     app.router.add_get(PATH, list_destinations)
     app.router.add_get(PATH + "/{destination}", get_destination)
+    app.router.add_get(PATH + "/{destination}/rooms", destination_rooms)
     app.router.add_post(PATH + "/{destination}/reset_connection", reset_connection)

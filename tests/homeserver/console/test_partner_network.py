@@ -65,6 +65,12 @@ async def test_cancel_destinations_and_partner_analytics(tmp_path: Path, ca: Tes
         assert dest["queue_depth"] == 0 and dest["retry_interval"] == 0 and dest["failure_ts"] is None
         listing = await a_admin.call("GET", f"{DESTINATIONS}?destination={b_name}")
         assert [d["destination"] for d in listing["destinations"]] == [b_name] and listing["total"] == 1
+        shared = await a_admin.call("GET", f"{DESTINATIONS}/{b_name}/rooms")
+        assert shared["total"] == 1 and [(r["room_id"], r["members"]) for r in shared["rooms"]] == [
+            (room, [p.bob_id])]
+        assert isinstance(shared["rooms"][0]["stream_ordering"], int)
+        assert (await a_admin.call("GET", f"{DESTINATIONS}/unknown.example/rooms"))["total"] == 0
+        await bob.call("GET", f"{DESTINATIONS}/{a_name}/rooms", expect=403)
         await a_admin.call("POST", f"{DESTINATIONS}/{b_name}/reset_connection", {})
         await a_admin.call("GET", f"{DESTINATIONS}/unknown.example", expect=404)
         await a_admin.call("GET", f"{DESTINATIONS}?order_by=nonsense", expect=400)

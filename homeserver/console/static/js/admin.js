@@ -29,14 +29,11 @@ function rerender(section, page, ctx) {
 // --- partnerships ---
 
 async function sharedWith(server) {
-  const rooms = (await api("GET", `${SYNAPSE_V1}/rooms${query({ limit: 200 })}`)).rooms;
-  const out = [];
-  for (const room of rooms.filter((r) => r.federatable)) {
-    const members = (await api("GET", `${SYNAPSE_V1}/rooms/${enc(room.room_id)}/members`)).members;
-    const theirs = members.filter((m) => m.split(":").slice(1).join(":") === server);
-    if (theirs.length) out.push({ room, theirs });
-  }
-  return out;
+  const { rooms } = await api("GET", `${SYNAPSE_V1}/federation/destinations/${enc(server)}/rooms${query({ limit: 500 })}`);
+  return Promise.all(rooms.map(async (r) => {
+    const details = await api("GET", `${SYNAPSE_V1}/rooms/${enc(r.room_id)}`).catch(() => ({}));
+    return { room: { room_id: r.room_id, name: details.name }, theirs: r.members };
+  }));
 }
 
 async function partnershipsPage(section, ctx) {
