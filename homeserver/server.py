@@ -23,6 +23,7 @@ from homeserver.accounts.uia import UiaService
 from homeserver.admin.registration_tokens import RegistrationTokenAdmin
 from homeserver.admin.rooms import RoomAdmin
 from homeserver.admin.users import UserAdmin
+from homeserver.analytics.service import Analytics
 from homeserver.api.http import HS_KEY, X_FORWARDED_KEY, matrix_middleware
 from homeserver.audit import AuditLog
 from homeserver.clock import Clock
@@ -60,7 +61,8 @@ from homeserver.metrics import Metrics
 from homeserver.partners.directory import PartnerDirectory
 from homeserver.partners.directory_publisher import DirectoryPublisher
 from homeserver.partners.directory_search import DirectorySearch
-from homeserver.partners.notices import ServerNotices
+from homeserver.partners.notices import SYSTEM_LOCALPART, ServerNotices
+from homeserver.partners.organization import OrganizationProfile
 from homeserver.partners.partnerships import Partnerships
 from homeserver.partners.policy import FederationPolicy
 from homeserver.presence import PresenceEdu, PresenceService, presence_enabled
@@ -98,6 +100,7 @@ from homeserver.storage import make_database
 from homeserver.storage.account_data import AccountDataStore
 from homeserver.storage.admin_rooms import AdminRoomStore
 from homeserver.storage.admin_users import AdminUserStore
+from homeserver.storage.analytics import AnalyticsStore
 from homeserver.storage.audit import AuditStore
 from homeserver.storage.backfill import BackfillStore
 from homeserver.storage.device_list_federation import AnnouncedDeviceStore, RemoteDeviceListStore
@@ -112,6 +115,7 @@ from homeserver.storage.key_backup import KeyBackupStore
 from homeserver.storage.login_tokens import LoginTokenStore
 from homeserver.storage.media import MediaStore
 from homeserver.storage.migrations import migrate
+from homeserver.storage.organization import OrganizationStore
 from homeserver.storage.partner_directory import PartnerDirectoryStore, PublicationStore
 from homeserver.storage.partnerships import PartnershipStore
 from homeserver.storage.presence import PresenceStore
@@ -226,6 +230,16 @@ class HomeServer:
             ratelimiter=self.ratelimiter,
         )
         self.room_servers = RoomServers(server_name=config.server_name, rooms=self.room_store)
+        # Daily rollups for the console and Prometheus: told of messages by the event
+        # writer (an index, below), of deliveries by the sender, of refusals by the
+        # policy and of the partner count by the partnerships.
+        self.analytics = Analytics(
+            store=AnalyticsStore(self.db), server_name=config.server_name,
+            cached_servers=self.room_servers.cached, is_partner=self.partners.is_partner_cached,
+            clock=self.clock, system_users=frozenset({f"@{SYSTEM_LOCALPART}:{config.server_name}"}),
+        )
+        self.federation_policy.refusal_listeners.append(self.analytics.refused)
+        self.partners.on_active_changed.append(self.analytics.partners_changed)
         self.federation_sender = FederationSender(
             server_name=config.server_name,
             store=FederationOutboxStore(self.db),
@@ -236,6 +250,7 @@ class HomeServer:
             clock=self.clock,
             backoff_base_s=config.federation.retry_base_s,
             backoff_cap_s=config.federation.retry_cap_s,
+            observer=self.analytics,
         )
         # The room core: state reading, DAG heads, the one writer of events, the PDU
         # checks, and what follows each persisted event.
@@ -511,6 +526,7 @@ class HomeServer:
         self.room_service.listeners.append(self.legacy_events.on_room_event)  # wakes peekers
         search_store = SearchStore(self.db)
         self.event_persister.indexes.append(SearchIndex(search_store))  # full text, kept in each event's write
+        self.event_persister.indexes.append(self.analytics)  # messages per day, in each event's write
         self.search = SearchService(  # POST /search over the rooms a user is or was in
             store=search_store, events=self.event_store, rooms=self.room_store, room_service=self.room_service,
             visibility=self.visibility, history=self.room_history,
@@ -586,6 +602,12 @@ class HomeServer:
             client=self.federation_client, active_partners=self.partners.active_partners,
             clock=self.clock,
         )
+        # Our profile as admins edit it (seeded from the config): the publisher publishes
+        # it and the partnerships introduce us by its name.
+        self.organization = OrganizationProfile(
+            store=OrganizationStore(self.db), seed=config.organization, clock=self.clock, audit=self.audit,
+        )
+        self.organization.listeners += [self.partner_directory_publisher.set_organization, self.partners.set_organization]
         self.partner_directory_search = DirectorySearch(
             config=config.partner_directory, server_name=config.server_name,
             directory=self.partner_directory, client=self.federation_client,
@@ -668,7 +690,9 @@ class HomeServer:
             await self.room_service.start()
             await self.partners.start()  # the active partners, before anything federates
             await self.federation_sender.start()
+            await self.analytics.start(len(await self.partners.active_partners()))
             await self.partner_directory.start()
+            await self.organization.start()  # before the publisher publishes it
             await self.partner_directory_publisher.start()  # needs partners for publish_partners
             await self.media.start()  # the periodic cleanup of expired and old media
             await self.push_delivery.start()  # resumes queues left from before a restart
@@ -692,6 +716,7 @@ class HomeServer:
         await self.push_delivery.stop()  # gateway requests in flight; their queue rows stay
         if self.email_notifier is not None:
             await self.email_notifier.stop()
+        await self.analytics.stop()  # the federation figures gathered since the last flush
         if self.federation_client is not None:
             await self.federation_client.close()
         await self.presence.flush()  # batched presence writes, before the database closes
@@ -738,6 +763,9 @@ class HomeServer:
                 )
         if "client" in resources:
             wellknown.register_routes(app)
+            from homeserver.api import console
+
+            console.register_routes(app)  # the organization console's files
         return app
 
     async def start_listeners(self) -> None:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from homeserver.accounts.auth import hash_token, new_device_id, new_token
 from homeserver.errors import MatrixError
+from homeserver.records.devices import DeviceRecord
 from homeserver.records.users import UserFilter, UserListing, UserRecord
 from homeserver.storage.admin_users import AdminUserStore
 
@@ -133,6 +134,39 @@ class UserAdmin:
                 )
             devices[d.device_id] = {"sessions": [{"connections": connections}]}
         return {"user_id": user_id, "devices": devices}
+
+    # --- devices (Synapse's device admin API) ---
+
+    @staticmethod
+    def device_json(d: DeviceRecord) -> dict[str, Any]:
+        return {
+            "device_id": d.device_id, "display_name": d.display_name, "last_seen_ip": d.last_seen_ip,
+            "last_seen_ts": d.last_seen_ts, "last_seen_user_agent": d.last_seen_user_agent,
+            "user_id": d.user_id,
+        }
+
+    async def list_devices(self, user_id: str) -> list[dict[str, Any]]:
+        await self.get(user_id)  # 404 for an unknown user, as Synapse answers
+        return [self.device_json(d) for d in await self.devices.list_devices(user_id)]
+
+    async def get_device(self, user_id: str, device_id: str) -> dict[str, Any]:
+        await self.get(user_id)
+        device = await self.devices.get_device(user_id, device_id)
+        if device is None:
+            raise MatrixError(404, "M_NOT_FOUND", "No device found")
+        return self.device_json(device)
+
+    async def rename_device(self, user_id: str, device_id: str, name: str | None) -> None:
+        await self.get(user_id)
+        if not await self.devices.set_display_name(user_id, device_id, name):
+            raise MatrixError(404, "M_NOT_FOUND", "No device found")
+
+    async def delete_devices(self, user_id: str, device_ids: list[str]) -> None:
+        """Log the devices out (tokens, keys and inboxes go with them); a device that
+        is already gone is no error, so a retried delete succeeds."""
+        await self.get(user_id)
+        if device_ids:
+            await self.auth.delete_devices(user_id, device_ids)
 
     # --- changing ---
 

@@ -9,7 +9,8 @@ from homeserver.api.http import get_hs
 
 async def get_metrics(request: web.Request) -> web.Response:
     hs = get_hs(request)
-    return web.Response(text=hs.metrics.render(hs), content_type="text/plain", charset="utf-8")
+    text = hs.metrics.render(hs) + await hs.analytics.prometheus(len(await hs.partners.active_partners()))
+    return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
 
 def register_routes(app: web.Application) -> None:

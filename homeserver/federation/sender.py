@@ -40,7 +40,7 @@ import logging
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -76,6 +76,15 @@ STOP_DRAIN_TIMEOUT_S = 10.0
 _TARGET_TOO = ("invite", "leave", "ban")
 
 
+class DeliveryObserver(Protocol):
+    """Told of each transaction's outcome (the console's federation health and the
+    partner response times, homeserver/analytics/service.py); must not block."""
+
+    def delivered(self, destination: str, elapsed_ms: int) -> None: ...
+
+    def failed(self, destination: str, error: str, retry_in_s: float) -> None: ...
+
+
 @dataclass
 class _Destination:
     name: str
@@ -106,6 +115,7 @@ class FederationSender:
         max_pdus: int = MAX_PDUS,
         max_edus: int = MAX_EDUS,
         rng: random.Random | None = None,
+        observer: DeliveryObserver | None = None,
     ) -> None:
         self.server_name = server_name
         self.store = store
@@ -119,6 +129,7 @@ class FederationSender:
         self.max_pdus = max_pdus
         self.max_edus = max_edus
         self._rng = rng or random.Random()
+        self.observer = observer
         self._local = LocalServer(self.server_name)
         self.edus = edus
         self._intake: asyncio.Queue[PendingEdus] = asyncio.Queue()
@@ -363,6 +374,7 @@ class FederationSender:
         assert client is not None
         d.sending = True
         while True:
+            started = self.clock.monotonic()
             try:
                 response = await client.put_json(d.name, path, body)
             except RemoteError as e:
@@ -395,6 +407,8 @@ class FederationSender:
                 await self._retry_later(d, txn_id, e)
                 continue
             _log_pdu_errors(d.name, response)
+            if self.observer is not None:
+                self.observer.delivered(d.name, int((self.clock.monotonic() - started) * 1000))
             break
         d.sending = False
         d.failures = 0
@@ -405,6 +419,8 @@ class FederationSender:
 
     async def _retry_later(self, d: _Destination, txn_id: str, error: Exception) -> None:
         delay = self._backoff(d)
+        if self.observer is not None:
+            self.observer.failed(d.name, str(error), delay)
         logger.info(
             "federation sender: transaction %s to %s failed (%s); retry %d in %.1fs",
             txn_id, d.name, error, d.failures, delay,

@@ -5,7 +5,8 @@ One task per directory publishes at startup and then again every third of the
 TTL that directory reports, so an entry is refreshed twice before it could
 expire even if one refresh fails; failures retry with the federation backoff.
 The profile is rebuilt for each publish, so a config change takes effect at the
-restart that loads it and a change of partners (``publish_partners``) at the next
+restart that loads it, an admin's edit at once (`set_organization`, from
+homeserver/partners/organization.py) and a change of partners (``publish_partners``) at the next
 refresh, or at once through `refresh`. A directory dropped from ``publish_to``
 since the last run is sent a withdrawal at startup: the publications table
 remembers where we were listed.
@@ -59,6 +60,7 @@ class DirectoryPublisher:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._wake: dict[str, asyncio.Event] = {}
         self._stale: asyncio.Task[None] | None = None
+        self._started = False
 
     @property
     def enabled(self) -> bool:
@@ -94,6 +96,7 @@ class DirectoryPublisher:
             self._tasks["\0stale"] = self._stale
         for directory in publish_to:
             self._start_loop(directory)
+        self._started = True
 
     async def wait_for_withdrawals(self) -> None:
         """Until the startup withdrawals from dropped directories have been tried."""
@@ -102,6 +105,7 @@ class DirectoryPublisher:
                 await asyncio.shield(self._stale)
 
     async def stop(self) -> None:
+        self._started = False
         tasks = list(self._tasks.values())
         self._tasks.clear()
         for task in tasks:
@@ -117,6 +121,18 @@ class DirectoryPublisher:
         self._tasks[directory] = asyncio.create_task(
             self._loop(directory), name=f"partner-directory-publish:{directory}"
         )
+
+    async def set_organization(self, organization: OrganizationConfig) -> None:
+        """Publish `organization` from now on (an admin edited our profile): republished
+        to every configured directory at once, or published for the first time if the
+        profile only now has a name."""
+        self.organization = organization
+        if not self._started:
+            return  # start() publishes it
+        if self.enabled:
+            for directory in self.config.publish_to:
+                self._start_loop(directory)
+        self.refresh()
 
     def refresh(self) -> None:
         """Republish everywhere now (e.g. after our partner list changed)."""

@@ -72,7 +72,7 @@ if TYPE_CHECKING:
     from federation.client import FederationClient
     from homeserver.audit import AuditLog
     from homeserver.clock import Clock
-    from homeserver.config import FederationConfig
+    from homeserver.config import FederationConfig, OrganizationConfig
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +140,16 @@ class Partnerships:
         self._workers: dict[str, asyncio.Task[None]] = {}  # peer -> its delivery task
         self._delivery_dirty: set[str] = set()  # peers with a delivery queued since their task looked
         self._running = False
+        # Told the number of active partners whenever it may have changed (the
+        # analytics' network-growth series); called under the service's lock.
+        self.on_active_changed: list[Callable[[int], Awaitable[None]]] = []
+
+    async def _active_changed(self) -> None:
+        for listener in self.on_active_changed:
+            try:
+                await listener(len(self._active))
+            except Exception:  # a statistic must never undo or block a partnership change
+                logger.exception("partners: a listener of the active partners failed")
 
     def connect(
         self, *, client: FederationClient | None, drop_destination: Callable[[str], Awaitable[None]],
@@ -198,6 +208,10 @@ class Partnerships:
         if direction is not None and direction not in DIRECTIONS:
             raise invalid_param(f"Unknown direction {direction!r}; one of {', '.join(DIRECTIONS)}")
         return await self.store.list(state=state, direction=direction)
+
+    async def set_organization(self, organization: OrganizationConfig) -> None:
+        """Introduce us by the organization's name as an admin last set it."""
+        self._organization_name = organization.name
 
     @property
     def organization_name(self) -> str:
@@ -283,6 +297,28 @@ class Partnerships:
         )
         return p
 
+    async def cancel(self, server_name: str, *, by: str, ip: str | None = None) -> Partnership:
+        """Withdraw our pending request to `server_name` (and only that: an active
+        partnership is ended with `revoke`, a request to us is declined). The peer is
+        told as of a revoke, in the background; a request that failed to reach it is
+        simply closed."""
+        async with self._lock:
+            cur = await self._current(server_name)
+            if cur.direction == OUTBOUND and cur.state == REVOKED:
+                return cur  # a retry
+            if not (cur.direction == OUTBOUND and cur.state in (PENDING, FAILED)):
+                raise bad_state(f"There is no pending request of ours to {server_name} to cancel")
+            deliver = None
+            if cur.state == PENDING:
+                deliver = Delivery(server_name, "revoke", cur.request_id, {}, self.clock.time_ms())
+            p = await self._revoke_locked(cur, by, deliver)
+        self._wake_delivery(server_name)
+        await self.audit.record(
+            "partnership.cancel", actor=by, target=server_name, ip=ip,
+            details={"request_id": p.request_id, "was": cur.state},
+        )
+        return p
+
     async def revoke(
         self, server_name: str, *, by: str, reason: Any = None, ip: str | None = None
     ) -> Partnership:
@@ -337,6 +373,7 @@ class Partnerships:
                     p, seen_request_id=request_id, deliver=self._delivery(origin, "respond", request_id, accept=True)
                 )
                 self._active.add(origin)
+                await self._active_changed()
                 action, details = "partnership.accept", {"request_id": request_id, "mutual": True}
                 if cur.state != ACTIVE:
                     notice = (
@@ -370,6 +407,7 @@ class Partnerships:
             await self.store.save(p)
             if accept:
                 self._active.add(origin)
+                await self._active_changed()
         await self.audit.record(
             "partnership.accept" if accept else "partnership.decline", actor=origin, target=origin,
             details={"request_id": request_id},
@@ -421,6 +459,7 @@ class Partnerships:
         p = cur.evolve(state=ACTIVE, updated_ts=self.clock.time_ms(), updated_by=by)
         await self.store.save(p, deliver=self._delivery(p.server_name, "respond", p.request_id, accept=True))
         self._active.add(p.server_name)
+        await self._active_changed()
         self._wake_delivery(p.server_name)
         await self.audit.record(
             "partnership.accept", actor=by, target=p.server_name, ip=ip, details={"request_id": p.request_id}
@@ -431,6 +470,7 @@ class Partnerships:
         p = cur.evolve(state=REVOKED, updated_ts=self.clock.time_ms(), updated_by=by)
         await self.store.save(p, deliver=deliver)
         self._active.discard(p.server_name)  # the policy refuses the server from now on
+        await self._active_changed()
         assert self._drop_destination is not None, "Partnerships.connect was not called"
         await self._drop_destination(p.server_name)
         return p

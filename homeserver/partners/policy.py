@@ -82,6 +82,8 @@ class FederationPolicy:
         self.monotonic = monotonic
         self._last_recorded: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
+        # Told of every refusal, not only the audited ones (the console's federation health).
+        self.refusal_listeners: list[Callable[[str], None]] = []
 
     def server_allowed(self, server_name: str) -> bool:
         """Whether we federate with `server_name` at all (ignoring exempt paths)."""
@@ -93,6 +95,10 @@ class FederationPolicy:
         return self.server_allowed(server_name) or is_exempt_path(path)
 
     # --- the enforcement points ---
+
+    def _refused(self, server_name: str) -> None:
+        for listener in self.refusal_listeners:
+            listener(server_name)
 
     def allow_outbound(self, destination: str, path: str) -> bool:
         """The FederationClient's policy callable: False refuses (and audits) the request."""
@@ -114,6 +120,7 @@ class FederationPolicy:
         403 M_FORBIDDEN for a server we do not federate with."""
         if self.request_allowed(origin, path):
             return
+        self._refused(origin)
         if self._should_record(origin, "inbound"):
             await self.audit.record(
                 "federation.refused", actor=origin, target=origin, ip=ip, outcome="refused",
@@ -126,6 +133,7 @@ class FederationPolicy:
     def note_refusal(self, server_name: str, direction: str, what: str) -> None:
         """Audit a refusal from synchronous code (the client's policy callable):
         the record is written by a task, at most once per server per minute."""
+        self._refused(server_name)
         if not self._should_record(server_name, direction):
             return
         logger.info("federation policy: refused %s %s (%s)", direction, server_name, what)

@@ -46,6 +46,11 @@ class RoomServers:
                     self._cache.popitem(last=False)
         return set(cached)
 
+    def cached(self, room_nid: int) -> frozenset[str] | None:
+        """The room's other servers if cached, without any read (for code running inside
+        a write transaction, which may use nothing but its Txn)."""
+        return self._cache.get(room_nid)
+
     def version(self, room_nid: int) -> int:
         """Bumped by every membership change of the room."""
         return self._versions.get(room_nid, 0)

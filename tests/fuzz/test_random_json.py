@@ -302,7 +302,8 @@ def path_values(route: str, method: str, w: World) -> st.SearchStrategy[dict[str
         # The media repository's own uploads name this server; partnership routes the peer.
         "server_name": st.just(w.a_spec.name if route.startswith("/_matrix/media/") else w.b_spec.name),
         "media_id": st.just(w.media_id),
-        "action": st.sampled_from(["accept", "decline", "revoke"]),
+        "action": st.sampled_from(["accept", "decline", "cancel", "revoke"]),
+        "destination": st.sampled_from([w.b_spec.name, "unknown.example"]),  # federation destinations
         "request_id": st.just(secrets.token_hex(8)),
         "report_id": st.just("1"),
         "version": st.sampled_from(["1", "2", "abc"]),  # room key backup versions

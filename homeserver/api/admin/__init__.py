@@ -29,3 +29,7 @@ def register_routes(app: web.Application) -> None:
     from homeserver.api.admin import media
 
     media.register(app)
+    from homeserver.api.admin import analytics, destinations, devices, organization
+
+    for extra in (devices, destinations, organization, analytics):
+        extra.register(app)

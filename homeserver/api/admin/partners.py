@@ -6,7 +6,8 @@
   ask a server for a partnership (accepts its request if it asked us first).
 - ``GET /_accord/admin/v1/partnerships/{server_name}``: one partnership.
 - ``POST /_accord/admin/v1/partnerships/{server_name}/accept`` | ``/decline``:
-  answer its request; ``/revoke`` ``{"reason"?: str}``: end the partnership
+  answer its request; ``/cancel``: withdraw our pending (or failed) request
+  (400 ``M_BAD_STATE`` for anything else); ``/revoke`` ``{"reason"?: str}``: end the partnership
   (or withdraw our pending request); federation with it stops at once.
 
 Each answers with the partnership: server_name, state (pending, active,
@@ -61,6 +62,8 @@ async def post_action(request: web.Request) -> web.Response:
         p = await hs.partners.accept(server_name, by=req.user_id, ip=ip)
     elif action == "decline":
         p = await hs.partners.decline(server_name, by=req.user_id, ip=ip)
+    elif action == "cancel":
+        p = await hs.partners.cancel(server_name, by=req.user_id, ip=ip)
     else:
         body = await read_json(request, allow_empty=True)
         p = await hs.partners.revoke(server_name, by=req.user_id, reason=body.get("reason"), ip=ip)
@@ -71,4 +74,4 @@ def register(app: web.Application) -> None:
     app.router.add_get(PREFIX, list_partnerships)
     app.router.add_post(PREFIX, create_request)
     app.router.add_get(PREFIX + "/{server_name}", get_partnership)
-    app.router.add_post(PREFIX + "/{server_name}/{action:accept|decline|revoke}", post_action)
+    app.router.add_post(PREFIX + "/{server_name}/{action:accept|decline|cancel|revoke}", post_action)

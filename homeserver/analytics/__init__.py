@@ -1,0 +1,1 @@
+"""Network analytics for the console: daily rollups kept as things happen."""
