@@ -213,6 +213,12 @@ class ReceiptService:
             by_type.setdefault(r.receipt_type, {})[r.user_id] = body
         return out
 
+    async def rooms_changed_since(self, room_ids: Collection[str], since_pos: int) -> list[str]:
+        """The rooms among `room_ids` with a receipt after `since_pos` (from memory):
+        sliding sync remembers them to send their receipts when they are next shown."""
+        await self._tracker()
+        return [r for r in room_ids if self._room_pos.get(r, 0) > since_pos]
+
     async def read_up_to(self, user_id: str, room_id: str) -> int | None:
         """The stream ordering of the latest event the user has read in the room's
         main timeline: the further of their m.read and m.read.private receipts,

@@ -79,3 +79,6 @@ def register_routes(app: web.Application) -> None:
     from homeserver.api.client import room_keys
 
     room_keys.register(routes)
+    from homeserver.api.client import sliding_sync
+
+    sliding_sync.register(routes)
