@@ -516,8 +516,8 @@ class SlidingSyncService:
         else:
             meta_events = await self.room_service.state_events(state_now, meta_keys)
             meta = {k: e.event.get("content", {}) for k, e in meta_events.items()}
-        name = meta.get(("m.room.name", ""), {}).get("name") if initial or name_changed else None
-        avatar = meta.get(("m.room.avatar", ""), {}).get("url") if initial or avatar_changed else None
+        name = _string(meta.get(("m.room.name", ""), {}).get("name")) if initial or name_changed else None
+        avatar = _string(meta.get(("m.room.avatar", ""), {}).get("url")) if initial or avatar_changed else None
         heroes: list[dict[str, Any]] = []
         joined_count = invited_count = None
         if (initial or member_changed) and r.kind == "join":
@@ -605,7 +605,7 @@ class SlidingSyncService:
             out["e2ee"] = e2ee
         if ext.account_data is not None:
             out["account_data"] = await self._account_data(c, rooms, scope.rooms(ext.account_data))
-            news = news or bool(out["account_data"]["global"] or out["account_data"]["rooms"])
+            news = news or bool(out["account_data"]["global"] or any(out["account_data"]["rooms"].values()))
         if ext.receipts is not None:
             out["receipts"] = {"rooms": await self._receipts(c, rooms, scope.rooms(ext.receipts), out_rooms)}
             news = news or bool(out["receipts"]["rooms"])
@@ -643,7 +643,7 @@ class SlidingSyncService:
             start = c.prior.sent_from(prior, room_id, since)
             req = c.sync_request(SyncToken(account_data=start) if start is not None else None)
             events = (await self.account_data_stream.room_part(req, rooms[room_id].room, "join")).get("account_data", [])
-            if events:
+            if events or start is None:  # a room sent from scratch is listed, empty or not (as Synapse)
                 per_room[room_id] = events
         c.changes.sent(c.changes.account_data, prior, room_ids)
         if since is not None:
@@ -719,6 +719,11 @@ def _matches(conf: RoomConfig, key: StateKey, user_id: str, lazy_users: set[str]
     if ME in keys and key[1] == user_id:
         return True
     return key[0] == "m.room.member" and LAZY in keys and key[1] in lazy_users
+
+
+def _string(value: Any) -> str | None:
+    """A string field of event content; anything else there is no value (content is untrusted)."""
+    return value if isinstance(value, str) else None
 
 
 def _without_room_id(events: list[dict[str, Any]]) -> list[dict[str, Any]]:

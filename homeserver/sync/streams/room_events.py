@@ -290,7 +290,12 @@ class RoomEventsStream(StreamProvider):
                 member_entry
             ]
         ids = await rs.state_ids_before(member)
-        events = await rs.state_events(ids, [(t, "") for t in STRIPPED_STATE_TYPES])
+        # The inviter's own member event too (the spec lets a server add events), as
+        # Synapse does: clients name who invited with it.
+        keys = [(t, "") for t in STRIPPED_STATE_TYPES]
+        if member.sender != member.state_key:
+            keys.append(("m.room.member", member.sender))
+        events = await rs.state_events(ids, keys)
         stripped = [
             {"type": e.type, "state_key": e.state_key, "content": e.event["content"], "sender": e.sender}
             for e in events.values()
