@@ -28,8 +28,10 @@ ME = "$ME"
 MAX_LISTS = 100
 MAX_LIST_KEY = 64
 MAX_TIMELINE_LIMIT = 1000
-# Above this many rooms in a window, a request is refused rather than answered slowly.
+# Above this many rooms in a window, or ranges in a list, a request is refused rather
+# than answered slowly (clients ask for one range of tens of rooms).
 MAX_RANGE_ROOMS = 10_000
+MAX_RANGES = 10
 
 RequiredState = Mapping[str, frozenset[str]]
 
@@ -188,6 +190,8 @@ def _ranges(value: Any, where: str) -> list[tuple[int, int]] | None:
         return None
     if not isinstance(value, list):
         raise _bad(f"{where} must be a list of [start, end] pairs")
+    if len(value) > MAX_RANGES:
+        raise MatrixError(400, "M_INVALID_PARAM", f"{where}: at most {MAX_RANGES} ranges")
     out = []
     for r in value:
         if not (isinstance(r, list) and len(r) == 2 and all(type(i) is int and i >= 0 for i in r)):

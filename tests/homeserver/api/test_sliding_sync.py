@@ -207,8 +207,9 @@ async def test_unknown_and_invalid_positions_and_bodies(api: Api) -> None:
     ):
         err = await ss(api, alice, body, expect=400)
         assert err["errcode"] == "M_BAD_JSON", body
-    err = await ss(api, alice, {"lists": {"a": {"ranges": [[5, 1]], "timeline_limit": 1, "required_state": []}}}, expect=400)
-    assert err["errcode"] == "M_INVALID_PARAM"
+    for ranges in ([[5, 1]], [[0, 1]] * 11, [[0, 20_000]]):
+        err = await ss(api, alice, {"lists": {"a": {"ranges": ranges, "timeline_limit": 1, "required_state": []}}}, expect=400)
+        assert err["errcode"] == "M_INVALID_PARAM"
     # Unknown extensions and fields are ignored.
     await ss(api, alice, {**window(), "extensions": {"unknown": {"enabled": True}}, "whatever": 1})
 
