@@ -283,3 +283,35 @@ async def test_leaving_sends_the_leave_then_drops_the_room(api: Api) -> None:
     await send(api, room, alice, "bob must not see this")
     fresh = await ss(api, bob, window())
     assert room not in ids(fresh)
+
+
+async def test_extension_news_of_a_room_outside_the_window_arrives_when_it_is_shown(api: Api) -> None:
+    alice, bob, a = await room_with_bob(api)
+    b = await create(api, alice)
+    await invite(api, b, alice, "bob")
+    await join(api, b, bob)
+    ext = {"account_data": {"enabled": True}, "receipts": {"enabled": True}}
+    body = {**window(1), "extensions": ext}
+    await send(api, b, bob, "b first")
+    first = await ss(api, alice, body)
+    assert ids(first) == [b]
+    await send(api, a, bob, "a moves up")
+    second = await ss(api, alice, body, first["pos"])
+    assert ids(second) == [a]
+    # While b is outside the window: its account data and a receipt in it change.
+    await api.put(f"user/{uid('alice')}/rooms/{b}/account_data/m.room.note", {"n": 1}, token=alice)
+    read = await send(api, b, bob, "b again")
+    await api.post(f"rooms/{b}/receipt/m.read/{read}", {}, token=bob)
+    await send(api, a, bob, "a stays up")
+    third = await ss(api, alice, body, second["pos"])
+    assert ids(third) == [a] and b not in third["extensions"]["account_data"]["rooms"]
+    assert b not in third["extensions"]["receipts"]["rooms"]
+    # b comes back into the window: what it missed arrives, once.
+    await send(api, b, bob, "b back")
+    fourth = await ss(api, alice, body, third["pos"])
+    assert ids(fourth) == [b]
+    assert fourth["extensions"]["account_data"]["rooms"][b] == [{"type": "m.room.note", "content": {"n": 1}}]
+    assert uid("bob") in fourth["extensions"]["receipts"]["rooms"][b]["content"][read]["m.read"]
+    assert [e["content"]["body"] for e in fourth["rooms"][b]["timeline"]][-2:] == ["b again", "b back"]
+    fifth = await ss(api, alice, body, fourth["pos"])
+    assert fifth["extensions"]["account_data"]["rooms"] == {} and fifth["extensions"]["receipts"]["rooms"] == {}
