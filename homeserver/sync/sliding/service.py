@@ -654,8 +654,9 @@ class SlidingSyncService:
     async def _receipts(
         self, c: _Compute, rooms: dict[str, _Room], room_ids: set[str], out_rooms: Mapping[str, dict[str, Any]]
     ) -> dict[str, Any]:
-        """Receipts that moved since the room was last sent on this connection (all of
-        the room's, when it is sent from scratch), through the receipts stream."""
+        """Receipts that moved since the room was last sent on this connection (for a
+        room sent from scratch, those on its timeline and the user's own, as Synapse
+        sends), through the receipts stream."""
         prior = c.prior.receipts
         since = c.since.receipts if c.since is not None else None
         by_start: dict[int | None, list[UserMembership]] = {}
@@ -668,10 +669,16 @@ class SlidingSyncService:
         out: dict[str, Any] = {}
         for start, memberships in by_start.items():
             req = c.sync_request(SyncToken(receipts=start) if start is not None else None, memberships)
-            await self.receipts.prepare(req)
+            if start is not None:
+                await self.receipts.prepare(req)
             for m in memberships:
                 r = rooms[m.room_id]
-                for event in (await self.receipts.room_part(req, r.room, "join")).get("ephemeral", []):
+                if start is None:  # shown for the first time: receipts on what it is sent
+                    timeline = out_rooms.get(m.room_id, {}).get("timeline", [])
+                    part = await self.receipts.shown_room_part(req, r.room, [e["event_id"] for e in timeline])
+                else:
+                    part = await self.receipts.room_part(req, r.room, "join")
+                for event in part.get("ephemeral", []):
                     out[m.room_id] = event
         c.changes.sent(c.changes.receipts, prior, room_ids)
         if since is not None:

@@ -315,3 +315,18 @@ async def test_extension_news_of_a_room_outside_the_window_arrives_when_it_is_sh
     assert [e["content"]["body"] for e in fourth["rooms"][b]["timeline"]][-2:] == ["b again", "b back"]
     fifth = await ss(api, alice, body, fourth["pos"])
     assert fifth["extensions"]["account_data"]["rooms"] == {} and fifth["extensions"]["receipts"]["rooms"] == {}
+
+
+async def test_a_room_shown_first_gets_the_receipts_of_its_timeline_and_the_users_own(api: Api) -> None:
+    alice, bob, room = await room_with_bob(api)
+    old = await send(api, room, alice, "old")
+    await api.post(f"rooms/{room}/receipt/m.read/{old}", {}, token=bob)
+    await api.post(f"rooms/{room}/receipt/m.read/{old}", {}, token=alice)
+    latest = await send(api, room, bob, "latest")
+    await api.post(f"rooms/{room}/receipt/m.read.private/{latest}", {}, token=bob)  # never shown to alice
+    body = await ss(api, alice, {**window(limit=1), "extensions": {"receipts": {"enabled": True}}})
+    content = body["extensions"]["receipts"]["rooms"][room]["content"]
+    assert content == {old: {"m.read": {uid("alice"): content[old]["m.read"][uid("alice")]}}}
+    await api.post(f"rooms/{room}/receipt/m.read/{latest}", {}, token=bob)
+    later = await ss(api, alice, {**window(limit=1), "extensions": {"receipts": {"enabled": True}}}, body["pos"])
+    assert list(later["extensions"]["receipts"]["rooms"][room]["content"][latest]["m.read"]) == [uid("bob")]
