@@ -27,6 +27,7 @@ LAZY = "$LAZY"
 ME = "$ME"
 MAX_LISTS = 100
 MAX_LIST_KEY = 64
+MAX_CONN_ID = 255  # kept in memory per connection: bounded like any other key
 MAX_TIMELINE_LIMIT = 1000
 # Above this many rooms in a window, or ranges in a list, a request is refused rather
 # than answered slowly (clients ask for one range of tens of rooms).
@@ -139,6 +140,8 @@ def parse_request(body: dict[str, Any]) -> SlidingRequest:
     conn_id = body.get("conn_id")
     if conn_id is not None and not isinstance(conn_id, str):
         raise _bad("conn_id must be a string")
+    if conn_id is not None and len(conn_id) > MAX_CONN_ID:
+        raise MatrixError(400, "M_INVALID_PARAM", f"conn_id is at most {MAX_CONN_ID} characters")
     lists_obj = _obj(body, "lists")
     if len(lists_obj) > MAX_LISTS:
         raise _bad(f"At most {MAX_LISTS} lists")

@@ -5,6 +5,8 @@ required_state, filters, subscriptions, extensions, long-polling and positions."
 from __future__ import annotations
 
 import asyncio
+import copy
+import random
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -207,6 +209,8 @@ async def test_unknown_and_invalid_positions_and_bodies(api: Api) -> None:
     ):
         err = await ss(api, alice, body, expect=400)
         assert err["errcode"] == "M_BAD_JSON", body
+    err = await ss(api, alice, {**window(), "conn_id": "c" * 256}, expect=400)
+    assert err["errcode"] == "M_INVALID_PARAM"
     for ranges in ([[5, 1]], [[0, 1]] * 11, [[0, 20_000]]):
         err = await ss(api, alice, {"lists": {"a": {"ranges": ranges, "timeline_limit": 1, "required_state": []}}}, expect=400)
         assert err["errcode"] == "M_INVALID_PARAM"
@@ -330,3 +334,48 @@ async def test_a_room_shown_first_gets_the_receipts_of_its_timeline_and_the_user
     await api.post(f"rooms/{room}/receipt/m.read/{latest}", {}, token=bob)
     later = await ss(api, alice, {**window(limit=1), "extensions": {"receipts": {"enabled": True}}}, body["pos"])
     assert list(later["extensions"]["receipts"]["rooms"][room]["content"][latest]["m.read"]) == [uid("bob")]
+
+
+async def test_mangled_bodies_get_a_client_error_never_a_server_error(api: Api) -> None:
+    """Every value of a full request replaced, one at a time, by values of other types
+    and by edge values: each answer is 200 or a 4xx with an errcode."""
+    alice, bob, room = await room_with_bob(api)
+    await create(api, alice, creation_content={"type": "m.space"})
+    full: dict[str, Any] = {
+        "conn_id": "c",
+        "lists": {"l": {
+            "ranges": [[0, 5]], "timeline_limit": 3, "required_state": [["*", "$ME"], ["m.room.member", "$LAZY"]],
+            "filters": {"is_dm": False, "spaces": [room], "is_encrypted": False, "is_invite": False,
+                        "room_types": [None, "m.space"], "not_room_types": ["x"], "tags": ["t"], "not_tags": ["u"]},
+        }},
+        "room_subscriptions": {room: {"timeline_limit": 1, "required_state": [["*", "*"], ["m.room.member", "@x:y"]]}},
+        "extensions": {
+            "to_device": {"enabled": True, "since": "0", "limit": 5}, "e2ee": {"enabled": True},
+            "account_data": {"enabled": True, "lists": ["l", "nope"], "rooms": ["*"]},
+            "receipts": {"enabled": True, "lists": ["*"], "rooms": []},
+            "typing": {"enabled": True, "lists": [], "rooms": [room, "!nope:x"]},
+        },
+    }
+    weird: list[Any] = [None, True, 0, -1, 2**63, 1.5, "", "*", "$LAZY", [], [None], [[0, 0]], {}, {"a": 1}, ["*"]]
+
+    def paths(obj: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        out = [prefix] if prefix else []
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                out += paths(v, (*prefix, k))
+        elif isinstance(obj, list):
+            for i, v in enumerate(obj):
+                out += paths(v, (*prefix, i))
+        return out
+
+    rng = random.Random(4186)
+    first = await ss(api, alice, full)
+    for path in paths(full):
+        for value in rng.sample(weird, 4):
+            body = copy.deepcopy(full)
+            target = body
+            for step in path[:-1]:
+                target = target[step]
+            target[path[-1]] = value
+            status, answer = await api.request("POST", PATH + f"?pos={quote(first['pos'])}", body, token=alice, expect=None)
+            assert status == 200 or (400 <= status < 500 and "errcode" in answer), (path, value, status, answer)
