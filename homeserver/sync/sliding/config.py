@@ -27,6 +27,7 @@ LAZY = "$LAZY"
 ME = "$ME"
 MAX_LISTS = 100
 MAX_LIST_KEY = 64
+MAX_TO_DEVICE = 100  # to-device messages a response carries at most (as Synapse)
 MAX_CONN_ID = 255  # kept in memory per connection: bounded like any other key
 MAX_TIMELINE_LIMIT = 1000
 # Above this many rooms in a window, or ranges in a list, a request is refused rather
@@ -122,6 +123,7 @@ class ScopedExtension:
 class Extensions:
     to_device: bool = False
     to_device_since: int | None = None
+    to_device_limit: int = 100
     e2ee: bool = False
     account_data: ScopedExtension | None = None
     receipts: ScopedExtension | None = None
@@ -268,7 +270,11 @@ def _extensions(obj: dict[str, Any]) -> Extensions:
         if not isinstance(raw, str) or not raw.isdigit() or len(raw) > 19:
             raise _bad("extensions.to_device.since is invalid (should look like an int)")
         since = int(raw)
+    limit = to_device.get("limit", 100) if to_device is not None else 100
+    if type(limit) is not int:
+        raise _bad("extensions.to_device.limit must be an integer")
     return Extensions(
+        to_device_limit=max(1, min(limit, MAX_TO_DEVICE)),
         to_device=to_device is not None,
         to_device_since=since,
         e2ee=_enabled(obj, "e2ee") is not None,

@@ -592,7 +592,7 @@ class SlidingSyncService:
         out: dict[str, Any] = {}
         news = False
         if ext.to_device:
-            out["to_device"] = await self._to_device(c, ext.to_device_since)
+            out["to_device"] = await self._to_device(c, ext.to_device_since, ext.to_device_limit)
             news = news or bool(out["to_device"]["events"])
         if ext.e2ee:
             e2ee: dict[str, Any] = {"device_one_time_keys_count": {}, "device_unused_fallback_key_types": []}
@@ -621,16 +621,14 @@ class SlidingSyncService:
             news = news or bool(typing)
         return out, news
 
-    async def _to_device(self, c: _Compute, since: int | None) -> dict[str, Any]:
-        """The device's messages after the extension's own `since` (which acknowledges
-        those up to it); `next_batch` is the position read up to."""
-        if c.requester.device_id is None:
-            return {"next_batch": str(c.now.to_device), "events": []}
+    async def _to_device(self, c: _Compute, since: int | None, limit: int) -> dict[str, Any]:
+        """At most `limit` of the device's messages after the extension's own `since`
+        (which acknowledges those up to it); `next_batch` is the position read up to."""
         if since is not None and since > c.now.to_device:
             return {"next_batch": str(since), "events": []}
         req = c.sync_request(SyncToken(to_device=since) if since else None)
-        part = await self.to_device.top_level(req)
-        return {"next_batch": str(c.now.to_device), "events": part.get("to_device", {}).get("events", [])}
+        events, reached = await self.to_device.batch(req, limit)
+        return {"next_batch": str(reached), "events": events}
 
     async def _account_data(self, c: _Compute, rooms: dict[str, _Room], room_ids: set[str]) -> dict[str, Any]:
         # Global: everything on a new connection, else what changed since pos.

@@ -379,3 +379,22 @@ async def test_mangled_bodies_get_a_client_error_never_a_server_error(api: Api) 
             target[path[-1]] = value
             status, answer = await api.request("POST", PATH + f"?pos={quote(first['pos'])}", body, token=alice, expect=None)
             assert status == 200 or (400 <= status < 500 and "errcode" in answer), (path, value, status, answer)
+
+
+async def test_to_device_pages_by_limit_and_since(api: Api) -> None:
+    alice, bob, _ = await room_with_bob(api)
+    device = (await api.get("account/whoami", token=alice))["device_id"]
+    for n in range(3):
+        await api.put(f"sendToDevice/m.test/p{n}", {"messages": {uid("alice"): {device: {"n": n}}}}, token=bob)
+
+    async def page(since: str | None) -> dict[str, Any]:
+        ext = {"to_device": {"enabled": True, "limit": 2, **({"since": since} if since else {})}}
+        return dict((await ss(api, alice, {"extensions": ext}))["extensions"]["to_device"])
+
+    first = await page(None)
+    assert [e["content"]["n"] for e in first["events"]] == [0, 1]
+    second = await page(first["next_batch"])
+    assert [e["content"]["n"] for e in second["events"]] == [2]
+    # A retried page (its answer lost) is served again: only `since` acknowledges.
+    assert [e["content"]["n"] for e in (await page(first["next_batch"]))["events"]] == [2]
+    assert (await page(second["next_batch"]))["events"] == []
