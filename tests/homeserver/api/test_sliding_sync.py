@@ -381,7 +381,12 @@ async def test_mangled_bodies_get_a_client_error_never_a_server_error(api: Api) 
             assert status == 200 or (400 <= status < 500 and "errcode" in answer), (path, value, status, answer)
 
 
-async def test_to_device_pages_by_limit_and_since(api: Api) -> None:
+async def test_to_device_pages_by_limit_and_since(tmp_path: Path, aiohttp_client: Any, db_overrides: dict[str, Any]) -> None:
+    async with running_api(tmp_path / "hs", aiohttp_client, **db_overrides) as api:
+        await _to_device_pages(api)
+
+
+async def _to_device_pages(api: Api) -> None:
     alice, bob, _ = await room_with_bob(api)
     device = (await api.get("account/whoami", token=alice))["device_id"]
     for n in range(3):
