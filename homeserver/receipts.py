@@ -215,17 +215,20 @@ class ReceiptService:
         rooms = [r for r in room_ids if self._room_pos.get(r, 0) > since_pos]
         if not rooms:
             return {}
-        out: dict[str, dict[str, Any]] = {}
-        for r in await self.store.changed_in_rooms(rooms, since_pos, upto):
-            if r.receipt_type == READ_PRIVATE and r.user_id != user_id:
-                continue
-            event = out.setdefault(r.room_id, {"type": "m.receipt", "content": {}})
-            body: dict[str, Any] = {"ts": r.ts}
-            if r.thread_id != UNTHREADED:
-                body["thread_id"] = r.thread_id
-            by_type = event["content"].setdefault(r.event_id, {})
-            by_type.setdefault(r.receipt_type, {})[r.user_id] = body
-        return out
+        return _receipt_events(await self.store.changed_in_rooms(rooms, since_pos, upto), user_id)
+
+    async def receipts_on_events(self, room_id: str, event_ids: Collection[str], user_id: str, upto: int) -> dict[str, Any] | None:
+        """The room's m.receipt event holding the receipts on the given events and the
+        user's own, up to `upto` (a room shown for the first time on a sliding sync
+        connection: the receipts its client can place, not the whole room's)."""
+        found = [r for r in await self.store.receipts_of_events_or_user(room_id, event_ids, user_id) if r.stream_id <= upto]
+        return _receipt_events(found, user_id).get(room_id)
+
+    async def rooms_changed_since(self, room_ids: Collection[str], since_pos: int) -> list[str]:
+        """The rooms among `room_ids` with a receipt after `since_pos` (from memory):
+        sliding sync remembers them to send their receipts when they are next shown."""
+        await self._tracker()
+        return [r for r in room_ids if self._room_pos.get(r, 0) > since_pos]
 
     async def read_up_to(self, user_id: str, room_id: str) -> int | None:
         """The stream ordering of the latest event the user has read in the room's
@@ -339,3 +342,19 @@ def check_thread_id(body: dict[str, Any], receipt_type: str) -> str | None:
     if receipt_type not in RECEIPT_TYPES:
         raise MatrixError(400, "M_INVALID_PARAM", f"thread_id is not allowed for {receipt_type}")
     return thread_id
+
+
+def _receipt_events(receipts: Iterable[Receipt], user_id: str) -> dict[str, dict[str, Any]]:
+    """room_id -> one m.receipt event of the receipts, as `user_id` may see them (other
+    users' private receipts left out)."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in receipts:
+        if r.receipt_type == READ_PRIVATE and r.user_id != user_id:
+            continue
+        event = out.setdefault(r.room_id, {"type": "m.receipt", "content": {}})
+        body: dict[str, Any] = {"ts": r.ts}
+        if r.thread_id != UNTHREADED:
+            body["thread_id"] = r.thread_id
+        by_type = event["content"].setdefault(r.event_id, {})
+        by_type.setdefault(r.receipt_type, {})[r.user_id] = body
+    return out

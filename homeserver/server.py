@@ -137,6 +137,7 @@ from homeserver.storage.users import UserStore
 from homeserver.sync.legacy_events import LegacyEventStream
 from homeserver.sync.notifier import Notifier
 from homeserver.sync.service import SyncService
+from homeserver.sync.sliding.service import SlidingSyncService
 from homeserver.sync.streams.account_data import AccountDataStream
 from homeserver.sync.streams.device_lists import DeviceListsStream
 from homeserver.sync.streams.e2ee_key_counts import E2eeKeyCounts
@@ -436,29 +437,45 @@ class HomeServer:
                 account_data=self.account_data.store, addresses=threepid_store,
                 unread_rooms=self.push_delivery.unread_by_room,
             )
+        # The /sync stream providers, built once: /sync and sliding sync both ask them.
+        room_events_stream = RoomEventsStream(
+            room_service=self.room_service,
+            room_store=self.room_store,
+            event_store=self.event_store,
+            event_positions=self.event_positions,
+            visibility=self.visibility,
+            unread=self.unread,
+            clock=self.clock,
+            bundler=self.relations,
+        )
+        typing_stream = TypingStream(self.typing, self.notifier, self.room_service.joined_local_users)
+        receipts_stream = ReceiptsStream(self.receipts, self.notifier, self.room_service.joined_local_users)
+        account_data_stream = AccountDataStream(self.account_data, self.push_rules, self.notifier)
+        to_device_stream = ToDeviceStream(self.to_device, self.notifier)
+        device_lists_stream = DeviceListsStream(self.device_lists, self.notifier)
+        key_counts = E2eeKeyCounts(self.keys)
         self.sync = SyncService(
             streams=[
-                RoomEventsStream(
-                    room_service=self.room_service,
-                    room_store=self.room_store,
-                    event_store=self.event_store,
-                    event_positions=self.event_positions,
-                    visibility=self.visibility,
-                    unread=self.unread,
-                    clock=self.clock,
-                    bundler=self.relations,
-                ),
-                TypingStream(self.typing, self.notifier, self.room_service.joined_local_users),
-                ReceiptsStream(self.receipts, self.notifier, self.room_service.joined_local_users),
-                AccountDataStream(self.account_data, self.push_rules, self.notifier),
+                room_events_stream,
+                typing_stream,
+                receipts_stream,
+                account_data_stream,
                 PresenceStream(self.presence, self.notifier),
-                ToDeviceStream(self.to_device, self.notifier),
-                DeviceListsStream(self.device_lists, self.notifier),
+                to_device_stream,
+                device_lists_stream,
             ],
             membership_queries=self.membership_queries,
             notifier=self.notifier,
             clock=self.clock,
-            every_response=[E2eeKeyCounts(self.keys)],
+            every_response=[key_counts],
+        )
+        self.sliding_sync = SlidingSyncService(  # MSC4186, over the same providers
+            sync=self.sync, room_events=room_events_stream, typing=typing_stream, receipts=receipts_stream,
+            account_data_stream=account_data_stream, to_device=to_device_stream,
+            device_lists=device_lists_stream, key_counts=key_counts, room_service=self.room_service,
+            room_store=self.room_store, event_store=self.event_store, event_positions=self.event_positions,
+            account_data=self.account_data, receipts_changed=self.receipts.rooms_changed_since,
+            unread=self.unread, notifier=self.notifier, clock=self.clock,
         )
         self.room_service.listeners.append(self.sync.on_room_event)
         self.room_activity.membership_listeners.append(self.sync.invalidate_memberships)

@@ -239,7 +239,15 @@ class ToDeviceService:
     async def messages_for(self, user_id: str, device_id: str, since: int, upto: int) -> list[dict[str, Any]]:
         """The device's messages in (since, upto], as /sync's to_device events; a
         token at `since` acknowledges (deletes) those up to it."""
+        return (await self.batch_for(user_id, device_id, since, upto))[0]
+
+    async def batch_for(
+        self, user_id: str, device_id: str, since: int, upto: int, limit: int | None = None
+    ) -> tuple[list[dict[str, Any]], int]:
+        """At most `limit` of the device's messages in (since, upto] (all without one),
+        and the position read up to: the last one's when the limit cut the batch."""
         if since > 0:
             await self.store.acknowledge(user_id, device_id, since)
-        found: list[ToDeviceMessage] = await self.store.pending(user_id, device_id, since, upto)
-        return [{"sender": m.sender, "type": m.type, "content": m.content} for m in found]
+        found: list[ToDeviceMessage] = await self.store.pending(user_id, device_id, since, upto, limit)
+        reached = found[-1].stream_id if limit is not None and len(found) >= limit else upto
+        return [{"sender": m.sender, "type": m.type, "content": m.content} for m in found], reached

@@ -8,7 +8,7 @@ recent events again and again.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 import orjson
@@ -313,6 +313,17 @@ class EventPositions:
             (room_nid, pos),
         )
         return (int(row[0]), row[1]) if row else None
+
+    async def last_of_types_at_or_before(self, room_nid: int, pos: int, types: Collection[str]) -> int | None:
+        """Stream ordering of the room's last event of one of `types` at or before pos
+        (sliding sync's bump stamp: the last event that counts as activity)."""
+        row = await self.db.fetchone(
+            "SELECT stream_ordering FROM events WHERE room_nid = ? AND stream_ordering <= ?"
+            f" AND stream_ordering > 0 AND event_type IN ({','.join('?' * len(types))})"
+            " ORDER BY stream_ordering DESC LIMIT 1",  # walks the room's index back from pos
+            (room_nid, pos, *types),
+        )
+        return int(row[0]) if row and row[0] is not None else None
 
     async def last_position(self, room_nid: int) -> int:
         row = await self.db.fetchone(

@@ -76,6 +76,16 @@ class ReceiptStore:
             found.extend(_receipt(r) for r in rows)
         return found
 
+    async def receipts_of_events_or_user(self, room_id: str, event_ids: Collection[str], user_id: str) -> list[Receipt]:
+        """A room's receipts on the given events, and the user's own receipts there."""
+        ids = list(event_ids)[:_CHUNK]
+        on_events = f" OR event_id IN ({','.join('?' * len(ids))})" if ids else ""
+        rows = await self.db.fetchall(
+            f"SELECT {_COLUMNS} FROM receipts WHERE room_id = ? AND (user_id = ?{on_events}) ORDER BY stream_id",
+            (room_id, user_id, *ids),
+        )
+        return [_receipt(r) for r in rows]
+
     async def user_receipts(self, room_id: str, user_id: str) -> list[Receipt]:
         rows = await self.db.fetchall(
             f"SELECT {_COLUMNS} FROM receipts WHERE room_id = ? AND user_id = ?", (room_id, user_id)

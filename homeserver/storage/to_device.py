@@ -87,11 +87,14 @@ class ToDeviceStore:
 
         return await self.db.write(fn)
 
-    async def pending(self, user_id: str, device_id: str, after: int, upto: int) -> list[ToDeviceMessage]:
+    async def pending(
+        self, user_id: str, device_id: str, after: int, upto: int, limit: int | None = None
+    ) -> list[ToDeviceMessage]:
         rows = await self.db.fetchall(
             "SELECT stream_id, sender, event_type, content FROM device_inbox"
-            " WHERE user_id = ? AND device_id = ? AND stream_id > ? AND stream_id <= ? ORDER BY stream_id",
-            (user_id, device_id, after, upto),
+            " WHERE user_id = ? AND device_id = ? AND stream_id > ? AND stream_id <= ? ORDER BY stream_id"
+            + (" LIMIT ?" if limit is not None else ""),
+            (user_id, device_id, after, upto, *([limit] if limit is not None else [])),
         )
         return [ToDeviceMessage(int(r[0]), r[1], r[2], orjson.loads(r[3])) for r in rows]
 

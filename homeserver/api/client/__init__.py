@@ -91,3 +91,6 @@ def register_routes(app: web.Application) -> None:
     from homeserver.api.client import initial_sync
 
     initial_sync.register(routes)
+    from homeserver.api.client import sliding_sync
+
+    sliding_sync.register(routes)

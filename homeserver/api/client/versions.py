@@ -39,6 +39,9 @@ for clients that gate on them instead of on a version:
   /_matrix/client/v1/room_summary, served too), which matrix-js-sdk's getRoomSummary calls.
 - uk.half-shot.msc2666.query_mutual_rooms: mutual rooms on MSC2666's last unstable path
   (stable in v1.19 as /_matrix/client/v1/mutual_rooms, served too), which matrix-js-sdk asks.
+- org.matrix.simplified_msc3575: simplified sliding sync (MSC4186) at
+  /_matrix/client/unstable/org.matrix.simplified_msc3575/sync (homeserver/sync/sliding/),
+  which Element X requires and matrix-js-sdk's SlidingSync speaks.
 
 The r0.x versions are not listed although /_matrix/client/r0 paths are routed: no
 client we serve needs them, and they would claim the same gaps as v1.1.
@@ -56,6 +59,7 @@ UNSTABLE_FEATURES = {
     "org.matrix.msc3916.stable": True,
     "im.nheko.summary": True,
     "uk.half-shot.msc2666.query_mutual_rooms": True,
+    "org.matrix.simplified_msc3575": True,
 }
 
 

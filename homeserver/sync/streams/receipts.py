@@ -52,3 +52,12 @@ class ReceiptsStream(StreamProvider):
         if event is None or not req.filter.ephemeral.matches(event, room.room_id):
             return {}
         return {"ephemeral": [event]}
+
+    async def shown_room_part(self, req: SyncRequest, room: RoomRecord, event_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """A room's part for a client that has never been sent it (sliding sync shows
+        rooms one window at a time): the receipts on the events it is sent, and the
+        user's own, rather than every receipt in the room."""
+        event = await self.receipts.receipts_on_events(room.room_id, event_ids, req.user_id, req.now.receipts)
+        if event is None or not req.filter.ephemeral.matches(event, room.room_id):
+            return {}
+        return {"ephemeral": [event]}

@@ -9,6 +9,11 @@ in rooms (typing and receipts in `ephemeral`, room account data), asked room by
 room. Its wake-ups come from the room activity (homeserver/rooms/activity.py),
 which wakes the local members of an event's room (and a membership's target) as
 each event is persisted, keeping the set of those members as memberships change.
+
+Its room-scoped entry points (`timeline`, `format_events`, `stripped_state`,
+`ignored`) also serve sliding sync (homeserver/sync/sliding/), so a room's
+timeline is read, filtered by visibility and ignored users, and formatted in one
+place for both.
 """
 
 from __future__ import annotations
@@ -76,7 +81,7 @@ class RoomEventsStream(StreamProvider):
     async def top_level(self, req: SyncRequest) -> dict[str, Any]:
         since_pos = req.since_pos(self.key)
         sections: dict[str, dict[str, Any]] = {"join": {}, "invite": {}, "knock": {}, "leave": {}}
-        ignored = await self._ignored(req)
+        ignored = await self.ignored(req)
 
         async def one(m: UserMembership) -> tuple[str, str, dict[str, Any] | None]:
             changed_membership = req.since is None or m.stream_ordering > since_pos
@@ -85,12 +90,12 @@ class RoomEventsStream(StreamProvider):
             if m.membership == "join":
                 return "join", room.room_id, await self._joined_room(req, room, m)
             if m.membership == "invite" and changed_membership:
-                invite_state = await self._stripped_state(room, m, hide_from=ignored)
+                invite_state = await self.stripped_state(room, m, hide_from=ignored)
                 if invite_state is None:  # the spec: never send invites from ignored users
                     return "", room.room_id, None
                 return "invite", room.room_id, {"invite_state": {"events": invite_state}}
             if m.membership == "knock" and changed_membership:
-                return "knock", room.room_id, {"knock_state": {"events": await self._stripped_state(room, m) or []}}
+                return "knock", room.room_id, {"knock_state": {"events": await self.stripped_state(room, m) or []}}
             if m.membership in ("leave", "ban") and changed_membership:
                 if req.since is None and not req.filter.include_leave:
                     return "leave", room.room_id, None
@@ -130,7 +135,7 @@ class RoomEventsStream(StreamProvider):
         limited = False
         if has_events:
             start = None if (newly_joined or req.full_state) else since_pos
-            timeline, limited = await self._timeline(req, room, start, req.now.events, _limit(req))
+            timeline, limited = await self.timeline(req, room, start, req.now.events, _limit(req))
         state = await self._state(req, room, timeline, since_pos if not (newly_joined or req.full_state) else None, limited)
         # The summary only changes with membership: send it when that may have moved.
         summary_due = (
@@ -139,11 +144,11 @@ class RoomEventsStream(StreamProvider):
         )
         entry: dict[str, Any] = {
             "timeline": {
-                "events": await self._format(req, room, timeline, bundle=True),
+                "events": await self.format_events(req, room, timeline, bundle=True),
                 "limited": limited,
                 "prev_batch": room_token((timeline[0].stream_ordering or 1) - 1) if timeline else room_token(req.now.events),
             },
-            "state": {"events": await self._format(req, room, state)},
+            "state": {"events": await self.format_events(req, room, state)},
             "ephemeral": {"events": parts["ephemeral"]},
             "account_data": {"events": parts["account_data"]},
             "summary": await self._summary(req, room) if summary_due else {},
@@ -159,7 +164,7 @@ class RoomEventsStream(StreamProvider):
             )
         return entry
 
-    async def _timeline(
+    async def timeline(
         self, req: SyncRequest, room: RoomRecord, after: int | None, upto: int, limit: int
     ) -> tuple[list[StoredEvent], bool]:
         """The newest `limit` visible events in (after, upto], oldest first; limited if more exist."""
@@ -167,7 +172,7 @@ class RoomEventsStream(StreamProvider):
         pos = upto
         limited = False
         page = max(limit, 20)
-        ignored = await self._ignored(req)
+        ignored = await self.ignored(req)
         while len(out) < limit or not limited:
             batch = await self.event_store.room_stream(
                 room.room_nid, from_pos=pos, to_pos=after, backwards=True, limit=page
@@ -265,7 +270,7 @@ class RoomEventsStream(StreamProvider):
 
     # --- other memberships ---
 
-    async def _stripped_state(
+    async def stripped_state(
         self, room: RoomRecord, m: UserMembership, hide_from: AbstractSet[str] = frozenset()
     ) -> list[dict[str, Any]] | None:
         """The stripped state of an invite or knock; None if its sender is in `hide_from`."""
@@ -285,7 +290,12 @@ class RoomEventsStream(StreamProvider):
                 member_entry
             ]
         ids = await rs.state_ids_before(member)
-        events = await rs.state_events(ids, [(t, "") for t in STRIPPED_STATE_TYPES])
+        # The inviter's own member event too (the spec lets a server add events), as
+        # Synapse does: clients name who invited with it.
+        keys = [(t, "") for t in STRIPPED_STATE_TYPES]
+        if member.sender != member.state_key:
+            keys.append(("m.room.member", member.sender))
+        events = await rs.state_events(ids, keys)
         stripped = [
             {"type": e.type, "state_key": e.state_key, "content": e.event["content"], "sender": e.sender}
             for e in events.values()
@@ -300,28 +310,28 @@ class RoomEventsStream(StreamProvider):
             # Rejecting a remote invite or retracting a knock on a room this server is
             # not in: the leave event is the room's whole known timeline.
             return {
-                "timeline": {"events": await self._format(req, room, [member]), "limited": False,
+                "timeline": {"events": await self.format_events(req, room, [member]), "limited": False,
                              "prev_batch": room_token(m.stream_ordering)},
                 "state": {"events": []},
                 "account_data": {"events": (await self._room_parts(req, room, "leave"))["account_data"]},
             }
-        timeline, limited = await self._timeline(req, room, since_pos, m.stream_ordering, _limit(req))
+        timeline, limited = await self.timeline(req, room, since_pos, m.stream_ordering, _limit(req))
         state = await self._state(req, room, timeline, since_pos, limited or since_pos is None)
         return {
             "timeline": {
-                "events": await self._format(req, room, timeline, bundle=True),
+                "events": await self.format_events(req, room, timeline, bundle=True),
                 "limited": limited,
                 "prev_batch": room_token((timeline[0].stream_ordering or 1) - 1) if timeline else room_token(m.stream_ordering),
             },
-            "state": {"events": await self._format(req, room, state)},
+            "state": {"events": await self.format_events(req, room, state)},
             "account_data": {"events": (await self._room_parts(req, room, "leave"))["account_data"]},
         }
 
-    async def _ignored(self, req: SyncRequest) -> set[str]:
+    async def ignored(self, req: SyncRequest) -> set[str]:
         """Whose messages and invites the user does not see (ignoring oneself hides nothing)."""
         return (await self.room_service.ignored_users(req.user_id)) - {req.user_id}
 
-    async def _format(
+    async def format_events(
         self, req: SyncRequest, room: RoomRecord, events: list[StoredEvent], *, bundle: bool = False
     ) -> list[dict[str, Any]]:
         now = self.clock.time_ms()

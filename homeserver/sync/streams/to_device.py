@@ -37,3 +37,10 @@ class ToDeviceStream(StreamProvider):
             req.user_id, req.requester.device_id, req.since_pos(self.key), req.now.to_device
         )
         return {"to_device": {"events": events}} if events else {}
+
+    async def batch(self, req: SyncRequest, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """At most `limit` messages after the request's position and the position read
+        up to (sliding sync's to-device extension pages with its own `since`)."""
+        return await self.to_device.batch_for(
+            req.user_id, req.requester.device_id, req.since_pos(self.key), req.now.to_device, limit
+        )

@@ -31,6 +31,7 @@ async def test_versions(api: Api) -> None:
         "unstable_features": {
             "org.matrix.msc2285.stable": True, "org.matrix.msc3916.stable": True,
             "im.nheko.summary": True, "uk.half-shot.msc2666.query_mutual_rooms": True,
+            "org.matrix.simplified_msc3575": True,
         },
     }
 
