@@ -1,4 +1,4 @@
-"""Pushers and their durable delivery queues (the tables of migration v024).
+"""Pushers and their durable delivery queues (the tables of migration v025).
 
 A queue row is written in the transaction of the event it notifies about
 (homeserver/push/actions.py) and deleted once the push gateway accepted it, so
