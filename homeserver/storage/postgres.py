@@ -7,8 +7,9 @@ placeholders are rewritten to `$n` once per statement text and cached.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from homeserver.storage.database import Database, DatabaseError, IntegrityError, Row, T, TxnFn
@@ -56,29 +57,36 @@ class _PgTxn:
         self._conn = conn
 
     async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
-        import asyncpg
-
-        try:
+        with _integrity_errors():
             status = await self._conn.execute(convert_placeholders(sql), *args)
-        except asyncpg.IntegrityConstraintViolationError as e:
-            raise IntegrityError(str(e)) from e
         return _rowcount(status)
 
     async def executemany(self, sql: str, args: Sequence[Sequence[Any]]) -> None:
-        import asyncpg
-
-        try:
+        with _integrity_errors():
             await self._conn.executemany(convert_placeholders(sql), [tuple(a) for a in args])
-        except asyncpg.IntegrityConstraintViolationError as e:
-            raise IntegrityError(str(e)) from e
 
     async def fetchone(self, sql: str, args: Sequence[Any] = ()) -> Row | None:
-        row = await self._conn.fetchrow(convert_placeholders(sql), *args)
+        # An INSERT ... RETURNING comes through here, so a constraint it breaks must
+        # surface as IntegrityError too, as it does on SQLite.
+        with _integrity_errors():
+            row = await self._conn.fetchrow(convert_placeholders(sql), *args)
         return tuple(row) if row is not None else None
 
     async def fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
-        rows = await self._conn.fetch(convert_placeholders(sql), *args)
+        with _integrity_errors():
+            rows = await self._conn.fetch(convert_placeholders(sql), *args)
         return [tuple(r) for r in rows]
+
+
+@contextlib.contextmanager
+def _integrity_errors() -> Iterator[None]:
+    """PostgreSQL's constraint violations as the engine-neutral IntegrityError."""
+    import asyncpg
+
+    try:
+        yield
+    except asyncpg.IntegrityConstraintViolationError as e:
+        raise IntegrityError(str(e)) from e
 
 
 class PostgresDatabase(Database):
