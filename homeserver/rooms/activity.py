@@ -15,6 +15,7 @@ from typing import Protocol
 
 from homeserver.records.events import StoredEvent
 from homeserver.records.rooms import RoomRecord
+from homeserver.rooms.recent import RecentEvents
 from homeserver.storage.events import EventPositions
 from homeserver.storage.rooms import RoomStore
 
@@ -27,7 +28,8 @@ class Waker(Protocol):
 
 class RoomActivity:
     def __init__(
-        self, *, rooms: RoomStore, positions: EventPositions, waker: Waker, is_mine: Callable[[str], bool]
+        self, *, rooms: RoomStore, positions: EventPositions, waker: Waker, is_mine: Callable[[str], bool],
+        recent: RecentEvents | None = None,
     ) -> None:
         self.rooms = rooms
         self.positions = positions
@@ -40,14 +42,20 @@ class RoomActivity:
         self._joined_local: dict[int, set[str]] = {}
         self._member_versions: dict[int, int] = {}  # bumped per membership event, guards lazy loads
         self._last_pos: dict[int, int] = {}  # room nid -> stream position of its newest event
+        # room nid -> how many users are joined (local or not); dropped by state events.
+        self._joined_count: dict[int, int] = {}
+        self._state_versions: dict[int, int] = {}  # bumped per state event, guards loads
+        self.recent = recent  # rooms' newest events (rooms/recent.py), dropped with a purged room
         self._background: set[asyncio.Task[None]] = set()
 
     def room_created(self, room_nid: int) -> None:
         self._joined_local[room_nid] = set()  # a new room has no members yet
 
     def forget_room(self, room_nid: int) -> None:
-        for cache in (self._joined_local, self._member_versions, self._last_pos):
+        for cache in (self._joined_local, self._member_versions, self._last_pos, self._joined_count):
             cache.pop(room_nid, None)
+        if self.recent is not None:
+            self.recent.forget_room(room_nid)
 
     def membership_outside_dag(self, user_id: str) -> None:
         """A local user's membership in a room this server is not in changed."""
@@ -69,6 +77,18 @@ class RoomActivity:
                 self._joined_local[room.room_nid] = joined = loaded
         return joined
 
+    async def joined_count(self, room: RoomRecord) -> int:
+        """How many users are joined to the room now (cached: unread counts ask per event
+        and reader). Dropped by every state event, since a received one can move the
+        room's resolved state, memberships included."""
+        count = self._joined_count.get(room.room_nid)
+        if count is None:
+            version = self._state_versions.get(room.room_nid, 0)
+            count = len(await self.rooms.members(room.room_nid, "join"))
+            if self._state_versions.get(room.room_nid, 0) == version:
+                self._joined_count[room.room_nid] = count
+        return count
+
     async def last_position(self, room_nid: int) -> int:
         """Stream position of the room's newest event: /sync skips rooms with nothing new
         without touching the database."""
@@ -83,6 +103,9 @@ class RoomActivity:
         if event.stream_ordering is not None:
             self._last_pos[room.room_nid] = max(self._last_pos.get(room.room_nid, 0), event.stream_ordering)
         concerned: set[str] = set()
+        if event.state_key is not None:
+            self._state_versions[room.room_nid] = self._state_versions.get(room.room_nid, 0) + 1
+            self._joined_count.pop(room.room_nid, None)
         joined = self._joined_local.get(room.room_nid)
         if event.type == "m.room.member" and event.state_key is not None:
             target = event.state_key

@@ -128,6 +128,10 @@ class RoomService:
         row = await self.rooms.membership_of(room.room_nid, user_id)
         return row[0] if row is not None else None
 
+    async def joined_member_count(self, room: RoomRecord) -> int:
+        """How many users are joined to the room now, local or not (cached)."""
+        return await self.activity.joined_count(room)
+
     async def rooms_for_user(self, user_id: str, memberships: tuple[str, ...] = ("join",)) -> list[str]:
         """IDs of the rooms in which the user's membership is one of `memberships`."""
         return [room_id for room_id, _ in await self.rooms.rooms_for_user(user_id, memberships)]
@@ -156,6 +160,9 @@ class RoomService:
     async def current_state_events(
         self, room: RoomRecord, keys: Iterable[StateKey] | None = None
     ) -> dict[StateKey, StoredEvent]:
+        if keys is not None:  # only those keys: no copy of the whole state
+            head = await self.heads.get(room)
+            return await self.reader.state_events_at_snapshot(head.snapshot, keys)
         return await self.state_events(await self.current_state_ids(room), keys)
 
     async def current_state_event(self, room: RoomRecord, key: StateKey) -> StoredEvent | None:

@@ -22,6 +22,7 @@ from homeserver.records.rooms import RoomRecord
 if TYPE_CHECKING:
     from homeserver.push.service import PushRulesService
     from homeserver.receipts import ReceiptService
+    from homeserver.rooms.recent import RecentEvents
     from homeserver.rooms.service import RoomService
     from homeserver.storage.events import EventPositions, EventStore
     from homeserver.storage.rooms import RoomStore
@@ -56,7 +57,12 @@ class UnreadCounter:
         room_store: RoomStore,
         event_store: EventStore,
         event_positions: EventPositions,
+        recent: RecentEvents | None = None,
     ) -> None:
+        # Rooms' newest events, read once for all their readers (rooms/recent.py).
+        # Once push actions are stored when events are persisted, counts come from
+        # those instead, and neither this nor the rules' evaluation here is needed.
+        self.recent = recent
         self.receipts = receipts
         self.push_rules = push_rules
         self.room_service = room_service
@@ -90,10 +96,18 @@ class UnreadCounter:
         for key in [k for k in self._threaded if k[1] == room_nid]:
             del self._threaded[key]
 
+    async def _candidates(self, user_id: str, room: RoomRecord, after: int, upto: int) -> list[int]:
+        """Nids of the events in (after, upto] of the types that may notify, not the user's own."""
+        recent = await self.recent.between(room.room_nid, after, upto) if self.recent is not None else None
+        if recent is not None:
+            return [e.nid for e in recent if e.type in NOTIFYING_TYPES and e.sender != user_id]
+        found = await self.event_positions.count_after(room.room_nid, after, upto, NOTIFYING_TYPES, user_id)
+        return [nid for nid, _ in found]
+
     async def _add(self, counts: _Counts, user_id: str, room: RoomRecord, now: int) -> None:
-        found = await self.event_positions.count_after(room.room_nid, counts.upto, now, NOTIFYING_TYPES, user_id)
+        found = await self._candidates(user_id, room, counts.upto, now)
         counts.upto = now
-        for _, highlight in await self._notifying(user_id, room, [nid for nid, _ in found]):
+        for _, highlight in await self._notifying(user_id, room, found):
             counts.notifications += 1
             if highlight:
                 counts.highlights += 1
@@ -112,7 +126,7 @@ class UnreadCounter:
         levels = state.get(("m.room.power_levels", ""))
         me = state.get(("m.room.member", user_id))
         display_name = me.event["content"].get("displayname") if me else None
-        member_count = len(await self.room_store.members(room.room_nid, "join"))
+        member_count = await self.room_service.joined_member_count(room)
         events = await self.event_store.get_events_by_nid(nids)
         # An ignored user's messages are not shown, so they do not count as unread either.
         ignored = await self.room_service.ignored_users(user_id) - {user_id}
@@ -146,9 +160,9 @@ class UnreadCounter:
         if cached is None or cached.signature != signature or cached.upto > now:
             cached = _ThreadCounts(signature, base)
         if now > cached.upto:
-            found = await self.event_positions.count_after(room.room_nid, cached.upto, now, NOTIFYING_TYPES, user_id)
+            found = await self._candidates(user_id, room, cached.upto, now)
             cached.upto = now
-            for ev, highlight in await self._notifying(user_id, room, [nid for nid, _ in found]):
+            for ev, highlight in await self._notifying(user_id, room, found):
                 thread = await self.receipts.thread_of(ev) or MAIN_THREAD
                 if (ev.stream_ordering or 0) <= by_thread.get(thread, base):
                     continue
