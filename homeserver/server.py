@@ -235,6 +235,7 @@ class HomeServer:
             is_mine=self.local_server.is_mine, recent=self.recent_events,
         )
         self.room_activity.listeners.append(self.room_servers.on_event)
+        self.metrics.caches["room_members"] = self.room_activity.member_stats
         self.event_persister = EventPersister(
             db=self.db, clock=self.clock, events=self.event_store, rooms=self.room_store,
             state=self.state_store, reader=self.room_state, resolver=self.state_resolver,

@@ -220,6 +220,8 @@ async def bench(args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:
             finally:
                 server.stop()
             results.append((name, res))
+            # Each server's figures as soon as they are known (a long run may be cut short).
+            print(f"{name}: " + ", ".join(f"{k}={v:.2f}" for k, v in res.items()), flush=True)
         if args.profile and (tmp / "fanout.raw").exists():
             _top_functions(tmp / "fanout.raw")
     finally:

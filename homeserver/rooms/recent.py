@@ -65,6 +65,23 @@ class RecentEvents:
     def stats(self) -> dict[str, int]:
         return {"hits": self.hits, "misses": self.misses, "bypassed": self.bypassed, "rooms": len(self._rooms)}
 
+    def seed(self, room_nid: int, after: int, upto: int, events: list[StoredEvent]) -> None:
+        """Start a room's window from a read its caller made: `events` are all of the
+        room's events in (after, upto] (a timeline's page read newest first, as
+        complete as its range). Only a room without a window is seeded."""
+        if room_nid in self._rooms or upto <= after:
+            return
+        ordered = sorted((e for e in events if (e.stream_ordering or 0) > max(after, 0)),
+                         key=lambda e: e.stream_ordering or 0)[-self.per_room:]
+        lo = max(after, 0)
+        if len(ordered) == self.per_room:
+            lo = (ordered[0].stream_ordering or 1) - 1
+        self._rooms[room_nid] = _Window(
+            lo=lo, hi=upto, positions=[e.stream_ordering or 0 for e in ordered], nids=[e.nid for e in ordered]
+        )
+        if len(self._rooms) > self.max_rooms:
+            self._rooms.popitem(last=False)
+
     async def between(self, room_nid: int, after: int, upto: int) -> list[StoredEvent] | None:
         """The room's events with stream positions in (after, upto], oldest first, as
         `EventStore.room_stream` reads them; None when the range is not one a window

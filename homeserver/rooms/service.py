@@ -128,6 +128,11 @@ class RoomService:
         row = await self.rooms.membership_of(room.room_nid, user_id)
         return row[0] if row is not None else None
 
+    async def current_members(self, room: RoomRecord) -> list[tuple[str, str, int]]:
+        """(user, membership, event nid) of every membership in the room now (cached;
+        not to be changed by the caller)."""
+        return await self.activity.members(room)
+
     async def joined_member_count(self, room: RoomRecord) -> int:
         """How many users are joined to the room now, local or not (cached)."""
         return await self.activity.joined_count(room)

@@ -189,6 +189,11 @@ class RoomEventsStream(StreamProvider):
                 batch = await self.event_store.room_stream(
                     room.room_nid, from_pos=pos, to_pos=after, backwards=True, limit=page
                 )
+                if self.recent is not None and pos == upto:
+                    # The first page is every event of the room in its range: the
+                    # room's window can start from it (the next sync's range is above).
+                    oldest = (batch[-1].stream_ordering or 1) - 1 if len(batch) == page else (after or 0)
+                    self.recent.seed(room.room_nid, oldest, upto, batch)
             if not batch:
                 break
             pos = (batch[-1].stream_ordering or 1) - 1
@@ -263,7 +268,7 @@ class RoomEventsStream(StreamProvider):
         return state
 
     async def _summary(self, req: SyncRequest, room: RoomRecord) -> dict[str, Any]:
-        members = await self.room_store.members(room.room_nid)
+        members = await self.room_service.current_members(room)
         joined = [u for u, m, _ in members if m == "join"]
         invited = [u for u, m, _ in members if m == "invite"]
         summary: dict[str, Any] = {

@@ -94,3 +94,48 @@ async def test_key_counts_follow_uploads_and_claims(api: Api) -> None:
     assert body["device_one_time_keys_count"]["signed_curve25519"] == 2
     assert (await api.get("sync", token=token))["device_one_time_keys_count"]["signed_curve25519"] == 2
     assert api.hs.keys.cache_stats()["hits"] >= 1
+
+
+async def test_cached_members_follow_joins_and_leaves(api: Api) -> None:
+    """Summaries and push rules' member counts come from per-room caches that each
+    membership change drops before its stream position is visible."""
+    hs = api.hs
+    alice = (await api.register("alice"))["access_token"]
+    room = (await api.post("createRoom", {"preset": "public_chat"}, token=alice))["room_id"]
+    since = (await api.get("sync", token=alice))["next_batch"]
+    expected = 1
+    for i in range(3):
+        bob = (await api.register(f"bob{i}"))["access_token"]
+        await api.post(f"rooms/{room}/join", {}, token=bob)
+        expected += 1
+        body = await api.get(f"sync?since={since}", token=alice)
+        since = body["next_batch"]
+        assert body["rooms"]["join"][room]["summary"]["m.joined_member_count"] == expected
+        record = await hs.room_store.get_room(room)
+        assert record is not None
+        assert await hs.room_service.joined_member_count(record) == expected
+    await api.post(f"rooms/{room}/leave", {}, token=bob)
+    body = await api.get(f"sync?since={since}", token=alice)
+    assert body["rooms"]["join"][room]["summary"]["m.joined_member_count"] == expected - 1
+    assert hs.room_activity.member_stats()["hits"] >= 0
+
+
+async def test_seeded_window_matches_the_database(make_hs: HsFactory) -> None:
+    """A window started from a timeline page (an initial sync's) answers like the database."""
+    hs = await make_hs()
+    await hs.registration.create_account(ALICE, "password-1234", login=False)
+    room = await hs.room_store.get_room(await create_room(hs, ALICE, {}))
+    assert room is not None
+    for i in range(25):
+        await hs.room_service.create_event(room, ALICE, "m.room.message", {"msgtype": "m.text", "body": str(i)})
+    now = hs.room_service.stream.current
+    for page in (10, 100):  # a full page (more exist below it), and the room's whole history
+        recent = RecentEvents(hs.event_store)
+        batch = await hs.event_store.room_stream(room.room_nid, from_pos=now, to_pos=None, backwards=True, limit=page)
+        oldest = (batch[-1].stream_ordering or 1) - 1 if len(batch) == page else 0
+        recent.seed(room.room_nid, oldest, now, batch)
+        for after in (now - 12, now - 9, now - 3, 1):
+            got = await recent.between(room.room_nid, after, now)
+            if got is not None:
+                assert _ids(got) == _ids(await _from_db(hs, room.room_nid, after, now)), (page, after)
+        assert recent.stats()["hits"] >= 1
