@@ -8,7 +8,7 @@ that is one read per reader per event; here it is one read per event for the roo
 A room's window is an exact copy of the `room_stream` rows with stream positions in
 (lo, hi]: every event of the room in that range, and nothing else. It grows forward
 (and backward, for a reader whose token is older) by reading only the missing range,
-under the room's lock so readers woken together wait for one read instead of issuing
+under a lock of its own, so readers woken together wait for one read instead of issuing
 theirs. Exactness rests on the event stream's rule (rooms/stream.py): a reader only
 asks up to `StreamTracker.current`, and every position up to there is committed or
 abandoned, so no event can later appear inside a range already read. Backfilled
