@@ -127,7 +127,9 @@ async def run_many_rooms(server: Server, rooms: int) -> dict[str, float]:
         owner, member = Client(s, server.url), Client(s, server.url)
         await owner.register("manyrooms_owner")
         await member.register("manyrooms_member")
-        sem = asyncio.Semaphore(16)
+        # Few creations at once: one creator's rooms made in the same millisecond can
+        # collide on their room IDs (v12 IDs are the create event's hash) and get a 409.
+        sem = asyncio.Semaphore(4)
 
         async def one(r: int) -> None:
             async with sem:
