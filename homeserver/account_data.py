@@ -129,6 +129,15 @@ class AccountDataService:
         entries = await self.store.changed_in_room(user_id, GLOBAL, since)
         return [{"type": e.data_type, "content": e.content} for e in entries]
 
+    async def rooms_changes_since(self, user_id: str, since: int) -> dict[str, list[dict[str, Any]]]:
+        """Every room's entries changed after `since`, by room ID (one read for a whole
+        /sync response, however many rooms it has)."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for e in await self.store.changed(user_id, since):
+            if e.room_id != GLOBAL:
+                out.setdefault(e.room_id, []).append({"type": e.data_type, "content": e.content})
+        return out
+
     async def room_changes_since(self, user_id: str, room_id: str, since: int) -> list[dict[str, Any]]:
         """One room's entries changed after `since`, as /sync's per-room account data events."""
         entries = await self.store.changed_in_room(user_id, room_id, since)

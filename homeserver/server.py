@@ -87,6 +87,7 @@ from homeserver.rooms.mutual_rooms import MutualRooms
 from homeserver.rooms.persist import EventPersister
 from homeserver.rooms.public_rooms import PublicRoomsService
 from homeserver.rooms.received import ReceivedEvents
+from homeserver.rooms.recent import RecentEvents
 from homeserver.rooms.servers import RoomServers
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.state_reader import RoomStateReader, StateResolver
@@ -258,11 +259,16 @@ class HomeServer:
         self.room_state = RoomStateReader(self.event_store, self.state_store)
         self.state_resolver = StateResolver(self.event_store)
         self.room_heads = RoomHeads(self.room_store, self.event_store)
+        # Busy rooms' newest events, read once for all their /sync readers.
+        self.recent_events = RecentEvents(self.event_store)
+        self.metrics.caches["room_recent_events"] = self.recent_events.stats
+        self.metrics.caches["state_snapshots"] = self.state_store.cache_stats
         self.room_activity = RoomActivity(
             rooms=self.room_store, positions=self.event_positions, waker=self.notifier,
-            is_mine=self.local_server.is_mine,
+            is_mine=self.local_server.is_mine, recent=self.recent_events,
         )
         self.room_activity.listeners.append(self.room_servers.on_event)
+        self.metrics.caches["room_members"] = self.room_activity.member_stats
         self.event_persister = EventPersister(
             db=self.db, clock=self.clock, events=self.event_store, rooms=self.room_store,
             state=self.state_store, reader=self.room_state, resolver=self.state_resolver,
@@ -311,6 +317,7 @@ class HomeServer:
             store=RelationStore(self.db), events=self.event_store, visibility=self.visibility, clock=self.clock,
         )
         self.event_persister.indexes.append(self.relations.index)  # kept in each event's write
+        self.metrics.caches["related_targets"] = self.relations.targets.stats
         self.reports = ReportService(
             store=self.event_reports, rooms=self.room_store, events=self.event_store,
             room_service=self.room_service, visibility=self.visibility, audit=self.audit,
@@ -375,6 +382,8 @@ class HomeServer:
             device_lists=self.device_lists, remote=self.remote_keys, announced=self.announced_devices,
         )
         self.auth.on_devices_deleted.append(self.device_lists.mark_changed)  # keys went with the devices
+        self.auth.on_devices_deleted.append(self.keys.devices_deleted)  # their cached key counts too
+        self.metrics.caches["device_key_counts"] = self.keys.cache_stats
         self.cross_signing = CrossSigningService(
             store=self.keys.store, local_server=self.local_server, device_lists=self.device_lists,
         )
@@ -447,6 +456,7 @@ class HomeServer:
             unread=self.unread,
             clock=self.clock,
             bundler=self.relations,
+            recent=self.recent_events,
         )
         typing_stream = TypingStream(self.typing, self.notifier, self.room_service.joined_local_users)
         receipts_stream = ReceiptsStream(self.receipts, self.notifier, self.room_service.joined_local_users)
@@ -704,6 +714,7 @@ class HomeServer:
             for user_id in await self.users.list_ratelimit_exempt():
                 self.ratelimiter.set_exempt(user_id, True)
             await self.user_admin.start()
+            await self.relations.start()  # before any event is written
             await self.room_service.start()
             await self.partners.start()  # the active partners, before anything federates
             await self.federation_sender.start()

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from homeserver.errors import MatrixError
 from homeserver.storage.database import Txn
 from homeserver.storage.devices import DeviceStore
+from homeserver.storage.e2ee_keys import E2eeKeyStore
 from homeserver.storage.key_backup import KeyBackupStore
 from homeserver.storage.threepids import ThreepidStore
 from homeserver.storage.users import UserStore
@@ -83,6 +84,7 @@ class AccountService:
         async def fn(txn: Txn) -> list[str]:
             dropped = await DeviceStore.delete_devices(txn, user_id, None)
             await KeyBackupStore.delete_all(txn, user_id)  # the room key backups too
+            await E2eeKeyStore.delete_cross_signing_keys(txn, user_id)  # and its cross-signing identity
             await ThreepidStore.delete_all(txn, user_id)  # its e-mail addresses are free again
             await UserStore.mark_deactivated(txn, user_id)
             return dropped

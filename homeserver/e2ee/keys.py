@@ -26,6 +26,7 @@ other servers by `federation_query`, `claim_local` and `user_devices`.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Protocol
 
 from canonicaljson import encode_canonical_json
@@ -114,6 +115,9 @@ def check_key_object(key_id: str, key: object, *, what: str) -> str | dict[str, 
     return key
 
 
+_COUNTS_CACHE_SIZE = 50_000
+
+
 class KeysService:
     def __init__(
         self, *, store: E2eeKeyStore, devices: DeviceStore, local_server: LocalServer,
@@ -126,6 +130,42 @@ class KeysService:
         self.devices = devices
         self.local_server = local_server
         self.device_lists = device_lists
+        # (user, device) -> (the user's key version read at, one-time key counts, unused
+        # fallback algorithms): every /sync response carries them, few requests change
+        # them. Each change of a user's keys bumps the version after its write, so a
+        # read that raced the write is never served.
+        self._counts: OrderedDict[tuple[str, str], tuple[int, dict[str, int], list[str]]] = OrderedDict()
+        self._versions: dict[str, int] = {}
+        self.count_hits = 0
+        self.count_misses = 0
+
+    def cache_stats(self) -> dict[str, int]:
+        return {"hits": self.count_hits, "misses": self.count_misses, "entries": len(self._counts)}
+
+    def _keys_changed(self, user_id: str) -> None:
+        self._versions[user_id] = self._versions.get(user_id, 0) + 1
+
+    async def devices_deleted(self, user_id: str) -> None:
+        """Devices of the user were deleted, their keys with them (a device ID can come
+        back with a new login, without its old keys)."""
+        self._keys_changed(user_id)
+
+    async def _device_counts(self, user_id: str, device_id: str) -> tuple[dict[str, int], list[str]]:
+        version = self._versions.get(user_id, 0)
+        key = (user_id, device_id)
+        cached = self._counts.get(key)
+        if cached is not None and cached[0] == version:
+            self.count_hits += 1
+            self._counts.move_to_end(key)
+            return cached[1], cached[2]
+        self.count_misses += 1
+        counts = await self.store.one_time_key_counts(user_id, device_id)
+        fallback = await self.store.unused_fallback_algorithms(user_id, device_id)
+        self._counts[key] = (version, counts, fallback)
+        self._counts.move_to_end(key)
+        if len(self._counts) > _COUNTS_CACHE_SIZE:
+            self._counts.popitem(last=False)
+        return counts, fallback
 
     # --- upload ---
 
@@ -184,12 +224,15 @@ class KeysService:
             if algorithm in by_algorithm:
                 raise invalid(f"fallback_keys holds two keys of algorithm {algorithm!r}")
             by_algorithm[algorithm] = k
-        if otks:
-            clash = await self.store.add_one_time_keys(user_id, device_id, otks)
-            if clash is not None:
-                raise invalid(f"One-time key {clash} already exists with a different value")
-        for algorithm, k in by_algorithm.items():
-            await self.store.set_fallback_key(user_id, device_id, algorithm, k)
+        try:
+            if otks:
+                clash = await self.store.add_one_time_keys(user_id, device_id, otks)
+                if clash is not None:
+                    raise invalid(f"One-time key {clash} already exists with a different value")
+            for algorithm, k in by_algorithm.items():
+                await self.store.set_fallback_key(user_id, device_id, algorithm, k)
+        finally:
+            self._keys_changed(user_id)
         if checked is not None:
             stored = (await self.store.get_device_keys(user_id, [device_id])).get(device_id)
             if stored != checked:
@@ -198,11 +241,12 @@ class KeysService:
         return await self.one_time_key_counts(user_id, device_id)
 
     async def one_time_key_counts(self, user_id: str, device_id: str) -> dict[str, int]:
-        counts = await self.store.one_time_key_counts(user_id, device_id)
+        counts, _ = await self._device_counts(user_id, device_id)
         return {**dict.fromkeys(COUNTED_ALGORITHMS, 0), **counts}
 
     async def unused_fallback_algorithms(self, user_id: str, device_id: str) -> list[str]:
-        return await self.store.unused_fallback_algorithms(user_id, device_id)
+        _, fallback = await self._device_counts(user_id, device_id)
+        return list(fallback)
 
     # --- query ---
 
@@ -341,10 +385,13 @@ class KeysService:
             for device_id, algorithm in devices.items():
                 if not _usable_id(device_id) or not _usable_id(algorithm):
                     continue  # no such device or algorithm can exist
-                key: OneTimeKey | None = await self.store.claim_one_time_key(user_id, device_id, algorithm)
-                if key is None:
-                    fb = await self.store.claim_fallback_key(user_id, device_id, algorithm)
-                    key = OneTimeKey(fb.key_id, fb.key) if fb is not None else None
+                try:
+                    key: OneTimeKey | None = await self.store.claim_one_time_key(user_id, device_id, algorithm)
+                    if key is None:
+                        fb = await self.store.claim_fallback_key(user_id, device_id, algorithm)
+                        key = OneTimeKey(fb.key_id, fb.key) if fb is not None else None
+                finally:
+                    self._keys_changed(user_id)
                 if key is not None:
                     claimed.setdefault(user_id, {})[device_id] = {key.key_id: key.key}
         return claimed

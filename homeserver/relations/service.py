@@ -43,6 +43,8 @@ MAX_RECURSION_EVENTS = 1000
 MAX_SCAN = 1000
 # Newest thread replies looked at for one the reader may see (latest_event).
 _LATEST_CANDIDATES = 20
+# Targets of relations written since start-up that RelatedTargets keeps in memory.
+_RELATED_TARGETS_LIMIT = 200_000
 
 
 def relation_of(stored: StoredEvent) -> Relation | None:
@@ -82,12 +84,58 @@ def valid_edit(original: StoredEvent, edit: StoredEvent) -> bool:
     return isinstance(edit.event.get("content", {}).get("m.new_content"), dict)
 
 
+class RelatedTargets:
+    """Which events written since start-up may have relations, known without a query.
+
+    Bundling aggregations asks the database of every timeline page, though most
+    events, new ones above all, have no relation at all. Every relation is written
+    by the index below, which adds its target here (in the write, so before any
+    reader can see the row); relations already stored whose target was not yet an
+    event are loaded at start-up. So an event written after start-up (nid above the
+    start-up maximum) that is not here has no relations. Only grows, up to a bound
+    past which it gives up (every page asks the database again, as before).
+    """
+
+    def __init__(self, limit: int = _RELATED_TARGETS_LIMIT) -> None:
+        self.limit = limit
+        self._targets: set[str] = set()
+        self._fresh_above: int | None = None  # None: not started, or past the bound
+        self.hits = 0  # pages answered "no relations" without a query
+        self.misses = 0
+
+    def stats(self) -> dict[str, int]:
+        return {"hits": self.hits, "misses": self.misses, "entries": len(self._targets)}
+
+    def start(self, max_nid: int, orphan_targets: set[str]) -> None:
+        self._targets |= orphan_targets
+        self._fresh_above = max_nid
+
+    def add(self, target: str) -> None:
+        self._targets.add(target)  # in the writer's transaction, maybe on its thread
+        if len(self._targets) > self.limit:
+            self._fresh_above = None
+            self._targets = set()  # a reader still holding the old set finds its entries
+
+    def none_related(self, events: list[StoredEvent]) -> bool:
+        """True only if none of these events can have a relation."""
+        fresh, targets = self._fresh_above, self._targets
+        if fresh is not None and all(ev.nid > fresh and ev.event_id not in targets for ev in events):
+            self.hits += 1
+            return True
+        self.misses += 1
+        return False
+
+
 class RelationsIndex:
     """The relations index kept by the event writer (an EventIndex)."""
+
+    def __init__(self, targets: RelatedTargets) -> None:
+        self.targets = targets
 
     async def event_written(self, txn: Txn, room: RoomRecord, stored: StoredEvent) -> None:
         rel = relation_of(stored)
         if rel is not None:
+            self.targets.add(rel.relates_to_id)
             await RelationStore.add(txn, rel)
 
     async def event_redacted(self, txn: Txn, room: RoomRecord, redacted_event_id: str) -> None:
@@ -115,7 +163,12 @@ class RelationsService:
         self.events = events
         self.visibility = visibility
         self.clock = clock
-        self.index = RelationsIndex()
+        self.targets = RelatedTargets()
+        self.index = RelationsIndex(self.targets)
+
+    async def start(self) -> None:
+        """Learn what `RelatedTargets` starts from (before any event is written)."""
+        self.targets.start(*await self.store.unrelated_since())
 
     # --- sending ---
 
@@ -271,7 +324,7 @@ class RelationsService:
         """What to bundle with each of a page's events, in a fixed number of queries
         (`threads` False: edits and references only)."""
         ids = {ev.event_id for ev in events}
-        if not ids:
+        if not ids or self.targets.none_related(events):
             return {}
         by_id = {ev.event_id: ev for ev in events}
         out: dict[str, Aggregation] = {}

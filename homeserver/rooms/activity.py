@@ -10,15 +10,18 @@ waiting /sync requests of the users it concerns are woken, and the listeners
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from homeserver.records.events import StoredEvent
 from homeserver.records.rooms import RoomRecord
+from homeserver.rooms.recent import RecentEvents
 from homeserver.storage.events import EventPositions
 from homeserver.storage.rooms import RoomStore
 
 Listener = Callable[[StoredEvent, RoomRecord], None]
+_MEMBER_ROWS = 200_000  # membership rows of the member lists cached, all rooms together
 
 
 class Waker(Protocol):
@@ -27,7 +30,8 @@ class Waker(Protocol):
 
 class RoomActivity:
     def __init__(
-        self, *, rooms: RoomStore, positions: EventPositions, waker: Waker, is_mine: Callable[[str], bool]
+        self, *, rooms: RoomStore, positions: EventPositions, waker: Waker, is_mine: Callable[[str], bool],
+        recent: RecentEvents | None = None,
     ) -> None:
         self.rooms = rooms
         self.positions = positions
@@ -40,14 +44,27 @@ class RoomActivity:
         self._joined_local: dict[int, set[str]] = {}
         self._member_versions: dict[int, int] = {}  # bumped per membership event, guards lazy loads
         self._last_pos: dict[int, int] = {}  # room nid -> stream position of its newest event
+        # room nid -> how many users are joined (local or not); dropped by state events.
+        self._joined_count: dict[int, int] = {}
+        self._state_versions: dict[int, int] = {}  # bumped per state event, guards loads
+        # room nid -> every membership row (user, membership, event nid), least recently
+        # used first, bounded by rows; dropped by state events like the count.
+        self._members: OrderedDict[int, list[tuple[str, str, int]]] = OrderedDict()
+        self._member_rows = 0
+        self.member_hits = 0
+        self.member_misses = 0
+        self.recent = recent  # rooms' newest events (rooms/recent.py), dropped with a purged room
         self._background: set[asyncio.Task[None]] = set()
 
     def room_created(self, room_nid: int) -> None:
         self._joined_local[room_nid] = set()  # a new room has no members yet
 
     def forget_room(self, room_nid: int) -> None:
-        for cache in (self._joined_local, self._member_versions, self._last_pos):
+        for cache in (self._joined_local, self._member_versions, self._last_pos, self._joined_count):
             cache.pop(room_nid, None)
+        self._drop_members(room_nid)
+        if self.recent is not None:
+            self.recent.forget_room(room_nid)
 
     def membership_outside_dag(self, user_id: str) -> None:
         """A local user's membership in a room this server is not in changed."""
@@ -69,6 +86,46 @@ class RoomActivity:
                 self._joined_local[room.room_nid] = joined = loaded
         return joined
 
+    def member_stats(self) -> dict[str, int]:
+        return {"hits": self.member_hits, "misses": self.member_misses, "entries": self._member_rows}
+
+    def _drop_members(self, room_nid: int) -> None:
+        rows = self._members.pop(room_nid, None)
+        if rows is not None:
+            self._member_rows -= len(rows)
+
+    async def members(self, room: RoomRecord) -> list[tuple[str, str, int]]:
+        """(user, membership, event nid) of every membership in the room now (cached:
+        each initial sync's summaries ask for every room). Callers must not change it."""
+        rows = self._members.get(room.room_nid)
+        if rows is not None:
+            self.member_hits += 1
+            self._members.move_to_end(room.room_nid)
+            return rows
+        self.member_misses += 1
+        version = self._state_versions.get(room.room_nid, 0)
+        rows = await self.rooms.members(room.room_nid)
+        if self._state_versions.get(room.room_nid, 0) == version and len(rows) <= _MEMBER_ROWS // 4:
+            self._drop_members(room.room_nid)
+            self._members[room.room_nid] = rows
+            self._member_rows += len(rows)
+            while self._member_rows > _MEMBER_ROWS:
+                _, dropped = self._members.popitem(last=False)
+                self._member_rows -= len(dropped)
+        return rows
+
+    async def joined_count(self, room: RoomRecord) -> int:
+        """How many users are joined to the room now (cached: unread counts ask per event
+        and reader). Dropped by every state event and every event merging forks, since
+        those can move the room's resolved state, memberships included."""
+        count = self._joined_count.get(room.room_nid)
+        if count is None:
+            version = self._state_versions.get(room.room_nid, 0)
+            count = len(await self.rooms.members(room.room_nid, "join"))
+            if self._state_versions.get(room.room_nid, 0) == version:
+                self._joined_count[room.room_nid] = count
+        return count
+
     async def last_position(self, room_nid: int) -> int:
         """Stream position of the room's newest event: /sync skips rooms with nothing new
         without touching the database."""
@@ -83,6 +140,11 @@ class RoomActivity:
         if event.stream_ordering is not None:
             self._last_pos[room.room_nid] = max(self._last_pos.get(room.room_nid, 0), event.stream_ordering)
         concerned: set[str] = set()
+        if event.state_key is not None or len(event.event.get("prev_events") or ()) > 1:
+            # A state event, or one merging forks (whose resolved state can move memberships).
+            self._state_versions[room.room_nid] = self._state_versions.get(room.room_nid, 0) + 1
+            self._joined_count.pop(room.room_nid, None)
+            self._drop_members(room.room_nid)
         joined = self._joined_local.get(room.room_nid)
         if event.type == "m.room.member" and event.state_key is not None:
             target = event.state_key

@@ -230,25 +230,27 @@ class EventPersister:
             dests = await self.outbox.queue_event(txn, room, event, joined) if federated else []
             return written, dests
 
+        # The position is settled only once the caches after the commit are current
+        # (as for received events), so no reader sees the event with caches of before.
         try:
             (stored, key_nid, after, length), dests = await self.db.write(write)
+            self.outbox.wake(dests)
+            self.events.remember(stored)
+            if key_nid is not None and after is not None:
+                self.state.remember_key((event["type"], event["state_key"]), key_nid)
+                if length is not None and head.snapshot is not None:
+                    parent = await self.state.get_state(head.snapshot)
+                    parent[key_nid] = stored.nid
+                    self.state.remember_snapshot(after, length, parent)
+            self.heads.set(room.room_nid, [stored.nid], after)
+            target = redaction_target(event)
+            if target is not None:
+                cached = await self.events.get_event(target)
+                if cached is not None and cached.redacted_by is None:
+                    cached.redacted_by = stored.event_id
+            self.activity.event_persisted(stored, room)
         finally:
             self.stream.finish(pos)
-        self.outbox.wake(dests)
-        self.events.remember(stored)
-        if key_nid is not None and after is not None:
-            self.state.remember_key((event["type"], event["state_key"]), key_nid)
-            if length is not None and head.snapshot is not None:
-                parent = await self.state.get_state(head.snapshot)
-                parent[key_nid] = stored.nid
-                self.state.remember_snapshot(after, length, parent)
-        self.heads.set(room.room_nid, [stored.nid], after)
-        target = redaction_target(event)
-        if target is not None:
-            cached = await self.events.get_event(target)
-            if cached is not None and cached.redacted_by is None:
-                cached.redacted_by = stored.event_id
-        self.activity.event_persisted(stored, room)
         return stored
 
     async def _write_local(

@@ -136,6 +136,14 @@ class RoomService:
         if row is None:
             return None
         return (await self.events.get_events_by_nid([row[1]])).get(row[1])
+    async def current_members(self, room: RoomRecord) -> list[tuple[str, str, int]]:
+        """(user, membership, event nid) of every membership in the room now (cached;
+        not to be changed by the caller)."""
+        return await self.activity.members(room)
+
+    async def joined_member_count(self, room: RoomRecord) -> int:
+        """How many users are joined to the room now, local or not (cached)."""
+        return await self.activity.joined_count(room)
 
     async def rooms_for_user(self, user_id: str, memberships: tuple[str, ...] = ("join",)) -> list[str]:
         """IDs of the rooms in which the user's membership is one of `memberships`."""
@@ -165,6 +173,9 @@ class RoomService:
     async def current_state_events(
         self, room: RoomRecord, keys: Iterable[StateKey] | None = None
     ) -> dict[StateKey, StoredEvent]:
+        if keys is not None:  # only those keys: no copy of the whole state
+            head = await self.heads.get(room)
+            return await self.reader.state_events_at_snapshot(head.snapshot, keys)
         return await self.state_events(await self.current_state_ids(room), keys)
 
     async def current_state_event(self, room: RoomRecord, key: StateKey) -> StoredEvent | None:

@@ -31,6 +31,23 @@ class RoomStateReader:
         keys = await self.state.keys_for(set(nid_state))
         return {keys[k]: e for k, e in nid_state.items()}
 
+    async def state_events_at_snapshot(self, snapshot: int | None, keys: Iterable[StateKey]) -> dict[StateKey, StoredEvent]:
+        """Some keys' events of a snapshot, reading only those keys when their nids are
+        known (a room's full state can be thousands of members), else the whole state."""
+        if snapshot is None:
+            return {}
+        keys = list(keys)
+        key_nids: dict[int, StateKey] = {}
+        for key in keys:
+            nid = self.state.known_key_nid(key)
+            if nid is None:  # never seen here, perhaps absent from every room: look the usual way
+                return await self.state_events(await self.state_ids_at_snapshot(snapshot), keys)
+            key_nids[nid] = key
+        entries = await self.state.get_entries(snapshot, key_nids)
+        by_nid = await self.events.get_events_by_nid(entries.values())
+        found = {key_nids[k]: by_nid[n] for k, n in entries.items() if n in by_nid}
+        return {k: found[k] for k in keys if k in found}  # in the order asked, as state_events
+
     async def state_events(
         self, state_ids: dict[StateKey, int], keys: Iterable[StateKey] | None = None
     ) -> dict[StateKey, StoredEvent]:

@@ -67,7 +67,8 @@ class Viewer:
     filtering page after page of a timeline costs one lookup per state change."""
 
     def __init__(
-        self, user_id: str, room: RoomRecord, *, rooms: RoomStore, events: EventStore, state: StateStore
+        self, user_id: str, room: RoomRecord, *, rooms: RoomStore, events: EventStore, state: StateStore,
+        membership: tuple[str, int] | None = None,
     ) -> None:
         self.rooms = rooms
         self.events = events
@@ -77,11 +78,17 @@ class Viewer:
         self._at: dict[int | None, tuple[str, str | None]] = {}
         self._joined_until: float | None = None
         self._forgotten = False
+        # The user's current (membership, event nid) when the caller knows it for a
+        # room it has not forgotten (a /sync request's own memberships), saving the read.
+        self._known = membership
 
     async def _prepare(self) -> None:
         if self._joined_until is not None:
             return
-        current = await self.rooms.membership_of(self.room.room_nid, self.user_id)
+        if self._known is not None:
+            current: tuple[str, int, bool] | None = (*self._known, False)
+        else:
+            current = await self.rooms.membership_of(self.room.room_nid, self.user_id)
         self._forgotten = current is not None and current[2]
         self._joined_until = await self._last_joined(current)
 
@@ -109,11 +116,9 @@ class Viewer:
     async def _state_entries(self, snapshot: int | None, keys: list[tuple[str, str]]) -> list[StoredEvent | None]:
         if snapshot is None:
             return [None] * len(keys)
-        state = await self.state.get_state(snapshot)
-        nids: list[int | None] = []
-        for key in keys:
-            key_nid = await self.state.lookup_key_nid(key)
-            nids.append(state.get(key_nid) if key_nid is not None else None)
+        key_nids = [await self.state.lookup_key_nid(key) for key in keys]
+        state = await self.state.get_entries(snapshot, [k for k in key_nids if k is not None])
+        nids = [state.get(k) if k is not None else None for k in key_nids]
         found = await self.events.get_events_by_nid([n for n in nids if n is not None])
         return [found.get(n) if n is not None else None for n in nids]
 
@@ -175,8 +180,10 @@ class VisibilityService:
         self.state = state
         self.room_service = room_service
 
-    def viewer(self, user_id: str, room: RoomRecord) -> Viewer:
-        return Viewer(user_id, room, rooms=self.rooms, events=self.events, state=self.state)
+    def viewer(self, user_id: str, room: RoomRecord, *, membership: tuple[str, int] | None = None) -> Viewer:
+        """`membership`: the user's current (membership, event nid) in the room, when the
+        caller has it and the user has not forgotten the room."""
+        return Viewer(user_id, room, rooms=self.rooms, events=self.events, state=self.state, membership=membership)
 
     async def filter(self, user_id: str, room: RoomRecord, events: list[StoredEvent]) -> list[StoredEvent]:
         """The events, in order, that the user may see."""

@@ -217,6 +217,13 @@ class E2eeKeyStore:
     # --- removal ---
 
     @staticmethod
+    async def delete_cross_signing_keys(txn: Txn, user_id: str) -> None:
+        """Drop the user's cross-signing keys and the signatures they made, in the
+        deactivation's transaction: a deactivated account vouches for nobody."""
+        await txn.execute("DELETE FROM e2e_cross_signing_keys WHERE user_id = ?", (user_id,))
+        await txn.execute("DELETE FROM e2e_key_signatures WHERE signer_user_id = ?", (user_id,))
+
+    @staticmethod
     async def delete_device_keys(txn: Txn, user_id: str, device_ids: list[str] | None) -> None:
         """Drop devices' keys of every kind (None: all the user's devices), in the
         transaction that deletes the devices."""

@@ -44,6 +44,20 @@ class RelationStore:
              rel.stream_ordering),
         )
 
+    async def unrelated_since(self) -> tuple[int, set[str]]:
+        """(the highest event nid, the targets of relations whose target is not an
+        event here): what `RelatedTargets` starts from."""
+
+        async def fn(txn: Txn) -> tuple[int, set[str]]:
+            row = await txn.fetchone("SELECT COALESCE(MAX(event_nid), 0) FROM events")
+            rows = await txn.fetchall(
+                "SELECT DISTINCT r.relates_to_id FROM event_relations r"
+                " WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = r.relates_to_id)"
+            )
+            return int(row[0]) if row else 0, {str(r[0]) for r in rows}
+
+        return await self.db.read(fn)
+
     @staticmethod
     async def remove(txn: Txn, event_id: str) -> None:
         await txn.execute("DELETE FROM event_relations WHERE event_id = ?", (event_id,))

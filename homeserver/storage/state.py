@@ -10,12 +10,14 @@ materialise any state. Materialised snapshots are kept in a bounded LRU.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from homeserver.storage.database import Database, Txn
 
 MAX_CHAIN_LEN = 16
-_CACHE_SIZE = 512
+# Cached snapshots are bounded by their entries (a big room's state is thousands of
+# them, a small room's a dozen), so a server of many small rooms keeps them all.
+_CACHE_ENTRIES = 300_000
 
 StateKey = tuple[str, str]
 # state as state_key_nid -> event_nid
@@ -26,6 +28,9 @@ class StateStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._snapshots: OrderedDict[int, tuple[int, NidState]] = OrderedDict()  # nid -> (chain_len, state)
+        self._entries = 0  # state entries held in _snapshots
+        self.snapshot_hits = 0
+        self.snapshot_misses = 0
         self._key_nids: dict[StateKey, int] = {}
         self._keys_by_nid: dict[int, StateKey] = {}
 
@@ -58,13 +63,25 @@ class StateStore:
 
     def remember_snapshot(self, snapshot: int, chain_len: int, state: NidState) -> None:
         """Cache a snapshot the caller has just committed (the caller gives up `state`)."""
+        old = self._snapshots.pop(snapshot, None)
+        if old is not None:
+            self._entries -= len(old[1])
         self._snapshots[snapshot] = (chain_len, state)
-        if len(self._snapshots) > _CACHE_SIZE:
-            self._snapshots.popitem(last=False)
+        self._entries += len(state)
+        while self._entries > _CACHE_ENTRIES and len(self._snapshots) > 1:
+            _, (_, dropped) = self._snapshots.popitem(last=False)
+            self._entries -= len(dropped)
+
+    def cache_stats(self) -> dict[str, int]:
+        return {"hits": self.snapshot_hits, "misses": self.snapshot_misses, "entries": self._entries}
 
     def _remember_key(self, key: StateKey, nid: int) -> None:
         self._key_nids[key] = nid
         self._keys_by_nid[nid] = key
+
+    def known_key_nid(self, key: StateKey) -> int | None:
+        """The key's nid if this process has seen it (no read; None says nothing)."""
+        return self._key_nids.get(key)
 
     async def lookup_key_nid(self, key: StateKey) -> int | None:
         nid = self._key_nids.get(key)
@@ -156,12 +173,27 @@ class StateStore:
                 return nid
             nid = int(row[0])
 
+    async def get_entries(self, snapshot: int, key_nids: Iterable[int]) -> dict[int, int]:
+        """Some keys of a snapshot (key nid -> event nid, absent keys left out), without
+        copying the whole state as `get_state` does."""
+        cached = self._snapshots.get(snapshot)
+        if cached is not None:
+            self.snapshot_hits += 1
+            self._snapshots.move_to_end(snapshot)
+            state = cached[1]
+        else:
+            self.snapshot_misses += 1
+            _, state = await self.db.read(lambda txn: self._load(txn, snapshot))
+        return {k: state[k] for k in key_nids if k in state}
+
     async def get_state(self, snapshot: int) -> NidState:
         """The full state of a snapshot (a copy the caller may change)."""
         cached = self._snapshots.get(snapshot)
         if cached is not None:
+            self.snapshot_hits += 1
             self._snapshots.move_to_end(snapshot)
             return dict(cached[1])
+        self.snapshot_misses += 1
         _, state = await self.db.read(lambda txn: self._load(txn, snapshot))
         return dict(state)
 

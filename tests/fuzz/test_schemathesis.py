@@ -122,6 +122,15 @@ def _write_config(path: Path, token: str, dictionaries: dict[str, list[str]],
     ]
     for key, name in spare_bindings.items():
         lines.append(f"{_toml_str(key)} = {{ dictionary = {_toml_str(name)}, probability = 0.5 }}")
+    lines += [
+        "",
+        # Long polls answer when their timeout ends, which may rightly be minutes away: a
+        # fuzzed timeout past the fuzzer's own request timeout would read as a hung server.
+        "[[operations]]",
+        'include-operation-id = ["sync", "getEvents", "peekEvents"]',
+        "[operations.parameters]",
+        '"query.timeout" = 0',
+    ]
     path.write_text("\n".join(lines) + "\n")
 
 

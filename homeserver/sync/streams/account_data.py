@@ -35,8 +35,16 @@ class AccountDataStream(StreamProvider):
     async def current_position(self) -> int:
         return await self.account_data.current_position()
 
+    async def prepare(self, req: SyncRequest) -> None:
+        # Every room's entries in one read, not one per room.
+        req.loaded[self.key] = await self.account_data.rooms_changes_since(req.user_id, req.since_pos(self.key))
+
     async def room_part(self, req: SyncRequest, room: RoomRecord, membership: str) -> dict[str, list[dict[str, Any]]]:
-        events = await self.account_data.room_changes_since(req.user_id, room.room_id, req.since_pos(self.key))
+        loaded: dict[str, list[dict[str, Any]]] | None = req.loaded.get(self.key)
+        if loaded is not None:
+            events = loaded.get(room.room_id, [])
+        else:  # a caller that did not prepare (the streams' interface allows it)
+            events = await self.account_data.room_changes_since(req.user_id, room.room_id, req.since_pos(self.key))
         events = [e for e in events if req.filter.room_account_data.matches(e, room.room_id)]
         return {"account_data": events} if events else {}
 

@@ -33,6 +33,7 @@ from homeserver.sync.streams.base import StreamProvider, SyncRequest
 if TYPE_CHECKING:
     from homeserver.clock import Clock
     from homeserver.rooms.history import Bundler
+    from homeserver.rooms.recent import RecentEvents
     from homeserver.rooms.service import RoomService
     from homeserver.rooms.visibility import VisibilityService
     from homeserver.storage.events import EventPositions, EventStore
@@ -59,7 +60,9 @@ class RoomEventsStream(StreamProvider):
         unread: UnreadCounter,
         clock: Clock,
         bundler: Bundler | None = None,
+        recent: RecentEvents | None = None,
     ) -> None:
+        self.recent = recent  # rooms' newest events, shared by their readers
         self.bundler = bundler  # bundled aggregations (unsigned.m.relations) of timeline events
         self.room_service = room_service
         self.room_store = room_store
@@ -135,7 +138,7 @@ class RoomEventsStream(StreamProvider):
         limited = False
         if has_events:
             start = None if (newly_joined or req.full_state) else since_pos
-            timeline, limited = await self.timeline(req, room, start, req.now.events, _limit(req))
+            timeline, limited = await self.timeline(req, room, start, req.now.events, _limit(req), m)
         state = await self._state(req, room, timeline, since_pos if not (newly_joined or req.full_state) else None, limited)
         # The summary only changes with membership: send it when that may have moved.
         summary_due = (
@@ -165,7 +168,8 @@ class RoomEventsStream(StreamProvider):
         return entry
 
     async def timeline(
-        self, req: SyncRequest, room: RoomRecord, after: int | None, upto: int, limit: int
+        self, req: SyncRequest, room: RoomRecord, after: int | None, upto: int, limit: int,
+        membership: UserMembership | None = None,
     ) -> tuple[list[StoredEvent], bool]:
         """The newest `limit` visible events in (after, upto], oldest first; limited if more exist."""
         out: list[StoredEvent] = []
@@ -173,10 +177,28 @@ class RoomEventsStream(StreamProvider):
         limited = False
         page = max(limit, 20)
         ignored = await self.ignored(req)
+        # An incremental sync's range is usually in the room's window of recent events,
+        # read once for all its readers (rooms/recent.py); the same pages, newest first.
+        recent = await self.recent.between(room.room_nid, after, upto) if self.recent and after else None
+        newest_first = recent[::-1] if recent is not None else []
+        # The user's membership is known to the request: the viewer need not read it.
+        viewer = self.visibility.viewer(
+            req.user_id, room, membership=(membership.membership, membership.event_nid) if membership else None
+        )
+        offset = 0
         while len(out) < limit or not limited:
-            batch = await self.event_store.room_stream(
-                room.room_nid, from_pos=pos, to_pos=after, backwards=True, limit=page
-            )
+            if recent is not None:
+                batch = newest_first[offset:offset + page]
+                offset += page
+            else:
+                batch = await self.event_store.room_stream(
+                    room.room_nid, from_pos=pos, to_pos=after, backwards=True, limit=page
+                )
+                if self.recent is not None and pos == upto:
+                    # The first page is every event of the room in its range: the
+                    # room's window can start from it (the next sync's range is above).
+                    oldest = (batch[-1].stream_ordering or 1) - 1 if len(batch) == page else (after or 0)
+                    self.recent.seed(room.room_nid, oldest, upto, batch)
             if not batch:
                 break
             pos = (batch[-1].stream_ordering or 1) - 1
@@ -189,7 +211,7 @@ class RoomEventsStream(StreamProvider):
             tf = req.filter.timeline
             if tf.by_relations and self.bundler is not None:
                 wanted = await self.bundler.related_by(room, wanted, tf.related_by_senders, tf.related_by_rel_types)
-            for ev in await self.visibility.filter(req.user_id, room, wanted):
+            for ev in await viewer.filter(wanted):
                 if len(out) >= limit:
                     # More in the window than fits: the client paginates for the rest.
                     limited = True
@@ -205,15 +227,15 @@ class RoomEventsStream(StreamProvider):
     ) -> list[StoredEvent]:
         """State between the since token and the timeline's start (all of it on a full sync)."""
         rs = self.room_service
+        lazy = req.filter.state.lazy_load_members
+        if since_pos is not None and not limited and not lazy:
+            return []  # the common incremental case: no state, and no reading the room's
         if timeline:
             at_start = await rs.state_ids_before(timeline[0])
         else:
             at_start = await rs.current_state_ids(room)
-        lazy = req.filter.state.lazy_load_members
         if since_pos is None:
             wanted = at_start
-        elif not limited and not lazy:
-            return []
         elif not limited:
             wanted = {}  # only the timeline's senders' members, below
         else:
@@ -251,7 +273,7 @@ class RoomEventsStream(StreamProvider):
         return state
 
     async def _summary(self, req: SyncRequest, room: RoomRecord) -> dict[str, Any]:
-        members = await self.room_store.members(room.room_nid)
+        members = await self.room_service.current_members(room)
         joined = [u for u, m, _ in members if m == "join"]
         invited = [u for u, m, _ in members if m == "invite"]
         summary: dict[str, Any] = {
@@ -315,7 +337,7 @@ class RoomEventsStream(StreamProvider):
                 "state": {"events": []},
                 "account_data": {"events": (await self._room_parts(req, room, "leave"))["account_data"]},
             }
-        timeline, limited = await self.timeline(req, room, since_pos, m.stream_ordering, _limit(req))
+        timeline, limited = await self.timeline(req, room, since_pos, m.stream_ordering, _limit(req), m)
         state = await self._state(req, room, timeline, since_pos, limited or since_pos is None)
         return {
             "timeline": {

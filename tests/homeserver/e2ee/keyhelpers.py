@@ -50,3 +50,23 @@ async def login_device(api: Api, name: str) -> tuple[str, str, str]:
     """(user ID, access token, device ID) of a new user."""
     reg = await api.register(name)
     return reg["user_id"], reg["access_token"], reg["device_id"]
+
+
+def cs_key(user_id: str, usage: str, key: Any) -> dict[str, Any]:
+    return {"user_id": user_id, "usage": [usage], "keys": {f"ed25519:{public(key)}": public(key)}}
+
+
+def named(key: Any) -> Any:
+    """The key renamed so that its key ID is ed25519:<public key>, as cross-signing keys are."""
+    key.version = public(key)
+    return key
+
+
+def cs_keys(user_id: str) -> tuple[dict[str, Any], dict[str, Any], Any, Any, Any]:
+    msk, ssk, usk = named(new_key("m")), named(new_key("s")), named(new_key("u"))
+    body = {
+        "master_key": cs_key(user_id, "master", msk),
+        "self_signing_key": signed(cs_key(user_id, "self_signing", ssk), user_id, msk),
+        "user_signing_key": signed(cs_key(user_id, "user_signing", usk), user_id, msk),
+    }
+    return body, body["master_key"], msk, ssk, usk

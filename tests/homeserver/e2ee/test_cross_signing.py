@@ -6,27 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 from tests.conftest import PASSWORD, Api
-from tests.homeserver.e2ee.keyhelpers import device_keys, login_device, new_key, public, signed
-
-
-def cs_key(user_id: str, usage: str, key: Any) -> dict[str, Any]:
-    return {"user_id": user_id, "usage": [usage], "keys": {f"ed25519:{public(key)}": public(key)}}
-
-
-def named(key: Any) -> Any:
-    """The key renamed so that its key ID is ed25519:<public key>, as cross-signing keys are."""
-    key.version = public(key)
-    return key
-
-
-def cs_keys(user_id: str) -> tuple[dict[str, Any], dict[str, Any], Any, Any, Any]:
-    msk, ssk, usk = named(new_key("m")), named(new_key("s")), named(new_key("u"))
-    body = {
-        "master_key": cs_key(user_id, "master", msk),
-        "self_signing_key": signed(cs_key(user_id, "self_signing", ssk), user_id, msk),
-        "user_signing_key": signed(cs_key(user_id, "user_signing", usk), user_id, msk),
-    }
-    return body, body["master_key"], msk, ssk, usk
+from tests.homeserver.e2ee.keyhelpers import (
+    cs_key,
+    cs_keys,
+    device_keys,
+    login_device,
+    named,
+    new_key,
+    public,
+    signed,
+)
 
 
 async def upload_cs(api: Api, token: str, body: dict[str, Any], expect: int = 200) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.conftest import Api
-from tests.homeserver.e2ee.keyhelpers import device_keys, login_device, new_key, otk
+from tests.homeserver.e2ee.keyhelpers import cs_keys, device_keys, login_device, new_key, otk
 
 
 async def upload(api: Api, token: str, body: dict[str, Any], expect: int = 200) -> Any:
@@ -212,6 +212,10 @@ async def test_deactivation_removes_keys(api: Api) -> None:
     key = new_key(dev)
     await upload(api, tok, {"device_keys": device_keys(alice, dev, key),
                             "one_time_keys": {"signed_curve25519:A": otk(alice, key, 1)}})
+    body, *_ = cs_keys(alice)
+    await api.post("keys/device_signing/upload", body, token=tok)
+    q = await api.post("keys/query", {"device_keys": {alice: []}}, token=btok)
+    assert alice in q["master_keys"] and alice in q["self_signing_keys"]
     changed: list[str] = []
 
     async def listener(user_id: str) -> None:
@@ -222,6 +226,8 @@ async def test_deactivation_removes_keys(api: Api) -> None:
     assert alice in changed
     q = await api.post("keys/query", {"device_keys": {alice: []}}, token=btok)
     assert q["device_keys"][alice] == {}
+    # Its cross-signing identity went too: nothing vouches for a deactivated account.
+    assert q.get("master_keys", {}) == {} and q.get("self_signing_keys", {}) == {}
     got = await api.post("keys/claim", {"one_time_keys": {alice: {dev: "signed_curve25519"}}}, token=btok)
     assert got["one_time_keys"] == {}
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -22,10 +21,9 @@ from homeserver.server import HomeServer
 from tests.homeserver.federation.servers import ServerSpec, running_server
 from tests.tls_ca import TestCA
 
-# Backoff waits of 3, 6, 12 s... less up to a quarter: after two failures the next try
-# is 4.5 to 6 s away.
-RETRY = {"retry_base_s": 3.0, "retry_cap_s": 600.0}
-EARLIEST_RETRY_S = 4.5
+# A backoff far longer than the test: after the first failure the next try is at least
+# 450 s away, so a delivery within the test's waits can only come from the reset.
+RETRY = {"retry_base_s": 600.0, "retry_cap_s": 3600.0}
 MESSAGES = 20
 
 
@@ -82,8 +80,7 @@ async def test_inbound_request_from_peer_resets_backoff_and_flushes_queue(tmp_pa
         for i in range(MESSAGES):
             await _call(s, ctx, "PUT", f"{a_client}/rooms/{room}/send/m.room.message/m{i}", alice,
                         {"msgtype": "m.text", "body": f"while down {i}"})
-        await _until(lambda: _true(sender.destination_state(b_spec.name)[0] >= 2))
-        backing_off = time.monotonic()  # at most one poll after the second failure
+        await _until(lambda: _true(sender.destination_state(b_spec.name)[0] >= 1))
         assert await sender.store.count(b_spec.name) == MESSAGES
 
         async with running_server(b_spec, ca) as b:
@@ -92,12 +89,7 @@ async def test_inbound_request_from_peer_resets_backoff_and_flushes_queue(tmp_pa
             await b.federation_client.get_json(
                 a_spec.name, "/_matrix/federation/v1/query/profile", query={"user_id": f"@alice:{a_spec.name}"}
             )
-            seen = time.monotonic()
             wanted = [f"while down {i}" for i in range(MESSAGES)]
-            await _until(lambda: _equal(_messages_on(b, room), wanted))
-            delivered = time.monotonic()
-            waited = delivered - seen
-            assert waited < 3, f"delivery resumed {waited:.1f}s after the peer was seen"
-            # ... and not because the backoff ran out: the next try was not due yet.
-            assert delivered - backing_off < EARLIEST_RETRY_S - 0.1, delivered - backing_off
+            # Everything arrives, in order, long before the backoff could have run out.
+            await _until(lambda: _equal(_messages_on(b, room), wanted), within=120)
             assert sender.destination_state(b_spec.name)[0] == 0

@@ -1,0 +1,152 @@
+"""Each busy room's newest events, in stream order, read once for all of its readers.
+
+When an event lands in a room with hundreds of long-polling members, every one of
+their /sync requests asks the same question: which of the room's events lie between
+my token and now (for the timeline, and for the unread counts). Asked of the database
+that is one read per reader per event; here it is one read per event for the room.
+
+A room's window is an exact copy of the `room_stream` rows with stream positions in
+(lo, hi]: every event of the room in that range, and nothing else. It grows forward
+(and backward, for a reader whose token is older) by reading only the missing range,
+under a lock of its own, so readers woken together wait for one read instead of issuing
+theirs. Exactness rests on the event stream's rule (rooms/stream.py): a reader only
+asks up to `StreamTracker.current`, and every position up to there is committed or
+abandoned, so no event can later appear inside a range already read. Backfilled
+events take positions at or below zero, never inside a window (which starts above
+zero). The window holds event nids only: the events themselves come from the event
+cache, which the writer keeps current when an event is redacted.
+
+Bounded: at most `per_room` events per room (the oldest are dropped and `lo` moves
+up), and the least recently used rooms beyond `max_rooms` are dropped whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from homeserver.records.events import StoredEvent
+
+if TYPE_CHECKING:
+    from homeserver.storage.events import EventStore
+
+_PER_ROOM = 512
+_MAX_ROOMS = 2_000
+# A range longer than this is read from the database by its reader, not kept.
+_MAX_READ = 256
+
+
+@dataclass
+class _Window:
+    lo: int
+    hi: int
+    positions: list[int] = field(default_factory=list)  # ascending stream positions
+    nids: list[int] = field(default_factory=list)  # same order
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class RecentEvents:
+    def __init__(self, events: EventStore, *, per_room: int = _PER_ROOM, max_rooms: int = _MAX_ROOMS) -> None:
+        self.events = events
+        self.per_room = per_room
+        self.max_rooms = max_rooms
+        self._rooms: OrderedDict[int, _Window] = OrderedDict()
+        self.hits = 0  # ranges answered without reading the database
+        self.misses = 0  # ranges that needed a read (shared by the readers waiting on it)
+        self.bypassed = 0  # ranges outside what a window keeps, read by their reader
+
+    def forget_room(self, room_nid: int) -> None:
+        """Drop a purged room's window."""
+        self._rooms.pop(room_nid, None)
+
+    def stats(self) -> dict[str, int]:
+        return {"hits": self.hits, "misses": self.misses, "bypassed": self.bypassed, "rooms": len(self._rooms)}
+
+    def seed(self, room_nid: int, after: int, upto: int, events: list[StoredEvent]) -> None:
+        """Start a room's window from a read its caller made: `events` are all of the
+        room's events in (after, upto] (a timeline's page read newest first, as
+        complete as its range). Only a room without a window is seeded."""
+        if room_nid in self._rooms or upto <= after:
+            return
+        ordered = sorted((e for e in events if (e.stream_ordering or 0) > max(after, 0)),
+                         key=lambda e: e.stream_ordering or 0)[-self.per_room:]
+        lo = max(after, 0)
+        if len(ordered) == self.per_room:
+            lo = (ordered[0].stream_ordering or 1) - 1
+        self._rooms[room_nid] = _Window(
+            lo=lo, hi=upto, positions=[e.stream_ordering or 0 for e in ordered], nids=[e.nid for e in ordered]
+        )
+        if len(self._rooms) > self.max_rooms:
+            self._rooms.popitem(last=False)
+
+    async def between(self, room_nid: int, after: int, upto: int) -> list[StoredEvent] | None:
+        """The room's events with stream positions in (after, upto], oldest first, as
+        `EventStore.room_stream` reads them; None when the range is not one a window
+        keeps (the caller reads it itself)."""
+        if upto <= after:
+            return []
+        if after < 1:  # an initial sync's whole history, or backfilled positions
+            self.bypassed += 1
+            return None
+        window = self._rooms.get(room_nid)
+        if window is None:
+            window = self._rooms[room_nid] = _Window(lo=upto, hi=upto)
+            if len(self._rooms) > self.max_rooms:
+                self._rooms.popitem(last=False)
+        else:
+            self._rooms.move_to_end(room_nid)
+        if not (window.lo <= after and upto <= window.hi):
+            async with window.lock:
+                if not await self._cover(room_nid, window, after, upto):
+                    self.bypassed += 1
+                    return None
+                self.misses += 1
+        else:
+            self.hits += 1
+        start = bisect.bisect_right(window.positions, after)
+        end = bisect.bisect_right(window.positions, upto)
+        nids = window.nids[start:end]
+        if not nids:
+            return []
+        found = await self.events.get_events_by_nid(nids)
+        if len(found) != len(nids):  # purged meanwhile: let the caller read what is there
+            return None
+        return [found[n] for n in nids]
+
+    async def _cover(self, room_nid: int, window: _Window, after: int, upto: int) -> bool:
+        """Read what the window lacks of (after, upto]; False if too much is missing."""
+        if window.lo <= after and upto <= window.hi:
+            return True  # another reader read it while this one waited
+        if upto > window.hi:
+            newer = await self._read(room_nid, window.hi, upto)
+            if newer is None:
+                # Too many at once: start the window afresh at the range's end.
+                window.lo = window.hi = upto
+                window.positions.clear()
+                window.nids.clear()
+                return False
+            window.positions.extend(e.stream_ordering or 0 for e in newer)
+            window.nids.extend(e.nid for e in newer)
+            window.hi = upto
+        if after < window.lo:
+            older = await self._read(room_nid, after, window.lo)
+            if older is None:
+                return False
+            window.positions[:0] = [e.stream_ordering or 0 for e in older]
+            window.nids[:0] = [e.nid for e in older]
+            window.lo = after
+        excess = len(window.positions) - self.per_room
+        if excess > 0:
+            window.lo = window.positions[excess - 1]
+            del window.positions[:excess]
+            del window.nids[:excess]
+        return window.lo <= after and upto <= window.hi
+
+    async def _read(self, room_nid: int, after: int, upto: int) -> list[StoredEvent] | None:
+        batch = await self.events.room_stream(
+            room_nid, from_pos=after, to_pos=upto, backwards=False, limit=_MAX_READ + 1
+        )
+        return None if len(batch) > _MAX_READ else batch

@@ -1,0 +1,264 @@
+"""Benchmarks at an organization's scale, against Accord and (when installed) Synapse in the
+same run: many readers of one room, and big accounts.
+
+- fan-out: N clients long-polling /sync in one room while one sender posts M messages a
+  second; the delay from each send until each reader's /sync answer carries it (p50/p99
+  over every reader and message), and the server's CPU per /sync response delivered.
+- initial sync of a user in many rooms (a 1,000-room account).
+
+Both servers run as separate processes on loopback (scripts/bench_servers.py starts them),
+so their CPU time is read from /proc the same way. `--profile` runs Accord under py-spy
+(when installed in the venv) during the fan-out and prints its top functions.
+Usage: scripts/bench_scale.py [--quick] [--no-synapse] [--profile] [--only fanout|rooms]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_servers import (  # noqa: E402
+    Client,
+    Server,
+    _pct,
+    _synapse_python,
+    report,
+    start_accord,
+    start_synapse,
+)
+
+
+async def _register_all(s: aiohttp.ClientSession, url: str, prefix: str, n: int) -> list[Client]:
+    clients = [Client(s, url) for _ in range(n)]
+    sem = asyncio.Semaphore(8)
+
+    async def one(i: int) -> None:
+        async with sem:
+            await clients[i].register(f"{prefix}{i}")
+
+    await asyncio.gather(*(one(i) for i in range(n)))
+    return clients
+
+
+async def run_fanout(server: Server, readers: int, rate: float, seconds: float) -> dict[str, float]:
+    """`readers` users long-poll /sync in one room while one sender posts `rate` messages/s."""
+    out: dict[str, float] = {}
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=120)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as s:
+        sender = Client(s, server.url)
+        await sender.register("fanout_sender")
+        room = (await sender.call("POST", "/createRoom", {"preset": "public_chat"}))["room_id"]
+        clients = await _register_all(s, server.url, "fanout", readers)
+        sem = asyncio.Semaphore(8)
+
+        async def join(c: Client) -> str:
+            async with sem:
+                await c.call("POST", f"/rooms/{room}/join", {})
+                return str((await c.call("GET", "/sync?timeout=0"))["next_batch"])
+
+        tokens = await asyncio.gather(*(join(c) for c in clients))
+        sent_at: dict[str, float] = {}
+        latencies: list[float] = []
+        responses = [0]
+        stop = asyncio.Event()
+        total = int(rate * seconds)
+
+        async def read(c: Client, token: str) -> None:
+            seen = 0
+            while seen < total and not stop.is_set():
+                body = await c.call("GET", f"/sync?since={token}&timeout=30000")
+                now = time.perf_counter()
+                responses[0] += 1
+                token = body["next_batch"]
+                timeline = body.get("rooms", {}).get("join", {}).get(room, {}).get("timeline", {})
+                for e in timeline.get("events", []):
+                    body_text = e.get("content", {}).get("body")
+                    if e.get("type") == "m.room.message" and body_text in sent_at:
+                        latencies.append((now - sent_at[body_text]) * 1000)
+                        seen += 1
+
+        # Every reader waits in its long poll before the first message.
+        tasks = [asyncio.ensure_future(read(c, t)) for c, t in zip(clients, tokens, strict=True)]
+        await asyncio.sleep(2)
+        cpu0 = server.cpu()
+        responses[0] = 0
+        t_start = time.perf_counter()
+        for i in range(total):
+            due = t_start + i / rate
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            text = f"fan-out {i}"
+            sent_at[text] = time.perf_counter()
+            await sender.call("PUT", f"/rooms/{room}/send/m.room.message/f{i}", {"msgtype": "m.text", "body": text})
+        try:
+            await asyncio.wait_for(asyncio.gather(*tasks), timeout=120)
+        except TimeoutError:
+            stop.set()
+        cpu = server.cpu() - cpu0
+        for t in tasks:
+            t.cancel()
+        out["fanout_p50_ms"] = statistics.median(latencies) if latencies else float("nan")
+        out["fanout_p99_ms"] = _pct(latencies, 99) if latencies else float("nan")
+        out["fanout_delivered_pct"] = 100 * len(latencies) / (total * readers)
+        out["fanout_responses"] = responses[0]
+        out["fanout_cpu_per_response_ms"] = cpu * 1000 / max(1, responses[0])
+        t0 = time.perf_counter()
+        await clients[0].call("GET", "/sync?timeout=0")
+        out["fanout_initial_sync_ms"] = (time.perf_counter() - t0) * 1000
+    return out
+
+
+async def run_many_rooms(server: Server, rooms: int) -> dict[str, float]:
+    """Initial sync of a user joined to `rooms` rooms, each with a few messages."""
+    out: dict[str, float] = {}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+        owner, member = Client(s, server.url), Client(s, server.url)
+        await owner.register("manyrooms_owner")
+        await member.register("manyrooms_member")
+        # Few creations at once: one creator's rooms made in the same millisecond can
+        # collide on their room IDs (v12 IDs are the create event's hash) and get a 409.
+        sem = asyncio.Semaphore(4)
+
+        async def one(r: int) -> None:
+            async with sem:
+                rid = (await owner.call("POST", "/createRoom", {"preset": "public_chat", "name": f"r{r}"}))["room_id"]
+                await member.call("POST", f"/rooms/{rid}/join", {})
+                for e in range(3):
+                    await owner.call("PUT", f"/rooms/{rid}/send/m.room.message/m{r}_{e}",
+                                     {"msgtype": "m.text", "body": f"message {e}"})
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one(r) for r in range(rooms)))
+        out["many_rooms_setup_s"] = time.perf_counter() - t0
+        times = []
+        cpu0 = server.cpu()
+        for _ in range(3):
+            t0 = time.perf_counter()
+            body = await member.call("GET", "/sync?timeout=0")
+            times.append((time.perf_counter() - t0) * 1000)
+            assert len(body["rooms"]["join"]) == rooms, len(body["rooms"]["join"])
+        out["many_rooms_initial_sync_ms"] = statistics.median(times)
+        out["many_rooms_initial_cpu_ms"] = (server.cpu() - cpu0) * 1000 / len(times)
+        token = body["next_batch"]
+        times = []
+        for _ in range(10):
+            t0 = time.perf_counter()
+            body = await member.call("GET", f"/sync?since={token}&timeout=0")
+            times.append((time.perf_counter() - t0) * 1000)
+        out["many_rooms_incremental_ms"] = statistics.median(times)
+    return out
+
+
+def _py_spy(pid: int, seconds: int, dest: Path) -> subprocess.Popen[bytes] | None:
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(spy).exists():
+        print("(py-spy is not installed: no profile)")
+        return None
+    return subprocess.Popen(
+        [spy, "record", "--pid", str(pid), "--duration", str(seconds), "--format", "raw",
+         "--output", str(dest), "--nonblocking"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+def _top_functions(raw: Path, count: int = 25) -> None:
+    """Self and inclusive sample counts per function, from py-spy's collapsed stacks."""
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        samples = int(n)
+        total += samples
+        frames = stack.split(";")
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + samples
+        own[frames[-1]] = own.get(frames[-1], 0) + samples
+    print(f"profile of Accord ({total} samples), top functions by own time:")
+    for frame, n in sorted(own.items(), key=lambda kv: -kv[1])[:count]:
+        print(f"  {100 * n / total:5.1f}%  {frame}")
+    print("  by inclusive time (project code):")
+    ours = [(f, n) for f, n in inclusive.items() if "homeserver/" in f or "federation/" in f]
+    for frame, n in sorted(ours, key=lambda kv: -kv[1])[:count]:
+        print(f"  {100 * n / total:5.1f}%  {frame}")
+
+
+async def bench(args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:
+    readers, seconds = (50, 6.0) if args.quick else (200, 20.0)
+    rooms = 200 if args.quick else 1000
+    results = []
+    tmp = Path(tempfile.mkdtemp(prefix="accord-bench-scale-"))
+    try:
+        servers: list[tuple[str, Any]] = [("accord", lambda: start_accord(tmp, 18800))]
+        synapse = _synapse_python() if not args.no_synapse else None
+        if synapse:
+            servers.append(("synapse", lambda: start_synapse(tmp, 18900, synapse)))
+        for name, start in servers:
+            server = await start()
+            res: dict[str, float] = {}
+            try:
+                if args.only in (None, "fanout"):
+                    spy = None
+                    if args.profile and name == "accord":
+                        spy = _py_spy(server.proc.pid, int(seconds) + 60, tmp / "fanout.raw")
+                    res.update(await run_fanout(server, readers, 5.0, seconds))
+                    if spy is not None:
+                        spy.terminate()
+                        spy.wait(30)
+                if args.only in (None, "rooms"):
+                    res.update(await run_many_rooms(server, rooms))
+            finally:
+                server.stop()
+            results.append((name, res))
+            # Each server's figures as soon as they are known (a long run may be cut short).
+            print(f"{name}: " + ", ".join(f"{k}={v:.2f}" for k, v in res.items()), flush=True)
+        if args.profile and (tmp / "fanout.raw").exists():
+            _top_functions(tmp / "fanout.raw")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return results
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--no-synapse", action="store_true")
+    ap.add_argument("--profile", action="store_true", help="py-spy Accord during the fan-out")
+    ap.add_argument("--only", choices=("fanout", "rooms"))
+    args = ap.parse_args()
+    results = asyncio.run(bench(args))
+    readers, seconds = (50, 6.0) if args.quick else (200, 20.0)
+    rooms = 200 if args.quick else 1000
+    rows = []
+    if args.only in (None, "fanout"):
+        rows += [
+            (f"fan-out, {readers} syncers, 5 msg/s: p50 (ms)", "fanout_p50_ms"),
+            ("fan-out: delivery p99 (ms)", "fanout_p99_ms"),
+            ("fan-out: deliveries seen (%)", "fanout_delivered_pct"),
+            ("fan-out: /sync responses", "fanout_responses"),
+            ("fan-out: server CPU per response (ms)", "fanout_cpu_per_response_ms"),
+            ("fan-out: one initial sync after (ms)", "fanout_initial_sync_ms"),
+        ]
+    if args.only in (None, "rooms"):
+        rows += [
+            (f"initial sync, {rooms} rooms (ms)", "many_rooms_initial_sync_ms"),
+            (f"  server CPU per initial sync, {rooms} rooms (ms)", "many_rooms_initial_cpu_ms"),
+            (f"incremental sync, {rooms} rooms, idle (ms)", "many_rooms_incremental_ms"),
+        ]
+    report(f"organization scale ({seconds:.0f} s of sends; ratio = accord/synapse):", results, rows)
+
+
+if __name__ == "__main__":
+    main()
