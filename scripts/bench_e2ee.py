@@ -14,10 +14,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -29,10 +27,8 @@ from bench_servers import (  # noqa: E402
     Client,
     Server,
     _pct,
-    _synapse_python,
     report,
-    start_accord,
-    start_synapse,
+    run_beside_synapse,
 )
 
 
@@ -85,22 +81,9 @@ async def run_e2ee_workload(server: Server, claims: int, rounds: int) -> dict[st
 
 async def bench(quick: bool, with_synapse: bool) -> list[tuple[str, dict[str, float]]]:
     claims, rounds = (200, 30) if quick else (1000, 100)
-    results = []
-    tmp = Path(tempfile.mkdtemp(prefix="accord-bench-e2ee-"))
-    try:
-        servers = [("accord", lambda: start_accord(tmp, 18640))]
-        synapse = _synapse_python() if with_synapse else None
-        if synapse:
-            servers.append(("synapse", lambda: start_synapse(tmp, 18740, synapse)))
-        for name, start in servers:
-            server = await start()
-            try:
-                results.append((name, await run_e2ee_workload(server, claims, rounds)))
-            finally:
-                server.stop()
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return results
+    return await run_beside_synapse(
+        "accord-bench-e2ee-", 18640, 18740, with_synapse, lambda server: run_e2ee_workload(server, claims, rounds)
+    )
 
 
 if __name__ == "__main__":

@@ -10,10 +10,8 @@ thread roots carry bundled aggregations.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_servers import Client, Server, _synapse_python, report, start_accord, start_synapse  # noqa: E402
+from bench_servers import Client, Server, report, run_beside_synapse  # noqa: E402
 
 
 async def run_relations_workload(server: Server, roots: int, replies: int) -> dict[str, float]:
@@ -78,22 +76,9 @@ async def run_relations_workload(server: Server, roots: int, replies: int) -> di
 
 async def bench(quick: bool, with_synapse: bool) -> list[tuple[str, dict[str, float]]]:
     roots, replies = (20, 10) if quick else (100, 20)
-    results = []
-    tmp = Path(tempfile.mkdtemp(prefix="accord-bench-relations-"))
-    try:
-        servers = [("accord", lambda: start_accord(tmp, 18620))]
-        synapse = _synapse_python() if with_synapse else None
-        if synapse:
-            servers.append(("synapse", lambda: start_synapse(tmp, 18720, synapse)))
-        for name, start in servers:
-            server = await start()
-            try:
-                results.append((name, await run_relations_workload(server, roots, replies)))
-            finally:
-                server.stop()
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return results
+    return await run_beside_synapse(
+        "accord-bench-relations-", 18620, 18720, with_synapse, lambda server: run_relations_workload(server, roots, replies)
+    )
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -412,6 +412,31 @@ async def run_search_workload(server: Server, n: int) -> dict[str, float]:
 def _synapse_python() -> str | None:
     path = os.environ.get("ACCORD_SYNAPSE_PYTHON") or str(REPO / ".venv-synapse/bin/python")
     return path if Path(path).exists() else None
+
+
+async def run_beside_synapse(
+    prefix: str, accord_port: int, synapse_port: int, with_synapse: bool,
+    workload: Callable[[Server], Awaitable[dict[str, float]]],
+) -> list[tuple[str, dict[str, float]]]:
+    """One workload against Accord, then against Synapse when installed (and wanted),
+    each server started fresh in a temporary directory: the figures of one run, ready
+    for `report`."""
+    results = []
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        servers = [("accord", lambda: start_accord(tmp, accord_port))]
+        synapse = _synapse_python() if with_synapse else None
+        if synapse:
+            servers.append(("synapse", lambda: start_synapse(tmp, synapse_port, synapse)))
+        for name, start in servers:
+            server = await start()
+            try:
+                results.append((name, await workload(server)))
+            finally:
+                server.stop()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return results
 
 
 async def bench(quick: bool, with_synapse: bool) -> tuple[list[tuple[str, dict[str, float]]], ...]:

@@ -14,10 +14,8 @@ Figures, p50 and p99 in ms:
 from __future__ import annotations
 
 import asyncio
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ from urllib.parse import quote
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_servers import Client, Server, _synapse_python, report, start_accord, start_synapse  # noqa: E402
+from bench_servers import Client, Server, _pct, report, run_beside_synapse  # noqa: E402
 
 PATH = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"
 BODY: dict[str, Any] = {
@@ -35,11 +33,6 @@ BODY: dict[str, Any] = {
         "required_state": [["m.room.name", ""], ["m.room.avatar", ""], ["m.room.encryption", ""], ["m.room.member", "$ME"]],
     }},
 }
-
-
-def _p(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def run_sliding_workload(server: Server, n_rooms: int, rounds: int) -> dict[str, float]:
@@ -85,29 +78,16 @@ async def run_sliding_workload(server: Server, n_rooms: int, rounds: int) -> dic
                 raise RuntimeError(f"{server.name}: the room with the new message was not sent")
             pos = body["pos"]
     return {
-        "first_p50": statistics.median(first), "first_p99": _p(first, 0.99),
-        "incr_p50": statistics.median(incremental), "incr_p99": _p(incremental, 0.99),
+        "first_p50": statistics.median(first), "first_p99": _pct(first, 99),
+        "incr_p50": statistics.median(incremental), "incr_p99": _pct(incremental, 99),
     }
 
 
 async def bench(quick: bool, with_synapse: bool) -> list[tuple[str, dict[str, float]]]:
     n_rooms, rounds = (200, 20) if quick else (1000, 50)
-    results = []
-    tmp = Path(tempfile.mkdtemp(prefix="accord-bench-sliding-"))
-    try:
-        servers = [("accord", lambda: start_accord(tmp, 18640))]
-        synapse = _synapse_python() if with_synapse else None
-        if synapse:
-            servers.append(("synapse", lambda: start_synapse(tmp, 18740, synapse)))
-        for name, start in servers:
-            server = await start()
-            try:
-                results.append((name, await run_sliding_workload(server, n_rooms, rounds)))
-            finally:
-                server.stop()
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return results
+    return await run_beside_synapse(
+        "accord-bench-sliding-", 18640, 18740, with_synapse, lambda server: run_sliding_workload(server, n_rooms, rounds)
+    )
 
 
 if __name__ == "__main__":
