@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from federation.events.identifiers import domain_of
+from homeserver.background import cancel_and_wait
 from homeserver.clock import Clock
 from homeserver.records.analytics import DestinationRecord
 from homeserver.records.events import StoredEvent
@@ -93,11 +94,8 @@ class Analytics:
         self._task = asyncio.create_task(self._flush_loop(), name="analytics-flush")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         await self.flush()
 
     async def _flush_loop(self) -> None:

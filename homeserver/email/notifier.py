@@ -12,7 +12,6 @@ with unread notifications once a day or week at `email.digest_hour`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import hashlib
 import hmac
@@ -22,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
+from homeserver.background import cancel_and_wait
 from homeserver.clock import Clock
 from homeserver.config import EmailConfig
 from homeserver.email.mailer import Mailer, MailError, header_text
@@ -87,11 +87,8 @@ class EmailNotifier:
         self._task = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _loop(self) -> None:
         while True:

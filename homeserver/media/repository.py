@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from homeserver.background import cancel_and_wait
 from homeserver.clock import Clock
 from homeserver.config import MediaConfig
 from homeserver.errors import MatrixError, not_found
@@ -123,11 +124,8 @@ class MediaRepository:
         self._cleanup_task = asyncio.create_task(self._cleanup_loop())
 
     async def stop(self) -> None:
-        if self._cleanup_task is not None:
-            self._cleanup_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._cleanup_task
-            self._cleanup_task = None
+        await cancel_and_wait(self._cleanup_task)
+        self._cleanup_task = None
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):

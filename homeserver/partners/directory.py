@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from homeserver.background import cancel_and_wait
 from homeserver.errors import MatrixError, bad_json, invalid_param, not_found
 from homeserver.identifiers import is_valid_server_name
 from homeserver.partners.directory_profile import (
@@ -204,11 +204,8 @@ class PartnerDirectory:
             self._sweeper = asyncio.create_task(self._sweep_loop(), name="partner-directory-sweep")
 
     async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        await cancel_and_wait(self._sweeper)
+        self._sweeper = None
 
     async def _sweep_loop(self) -> None:
         """Reclaim the rows of expired entries (reads already ignore them)."""
