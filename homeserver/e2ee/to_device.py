@@ -52,6 +52,13 @@ MAX_PENDING_PER_DEVICE = 10_000
 # Devices one received m.direct_to_device may address ("*" counts each device).
 MAX_EDU_DEVICES = 1000
 MAX_NAME_LENGTH = 255
+# How long a transaction ID (a client's txnId, a remote sender's message_id) is
+# remembered: a client retransmits within seconds or minutes, but a peer's
+# federation sender may retry a transaction for days through an outage, so the
+# window is a week; older rows are deleted at most once an hour, by the write
+# that notices the hour has passed.
+TXN_RETENTION_MS = 7 * 24 * 3600 * 1000
+TXN_PRUNE_INTERVAL_MS = 3600 * 1000
 EDU_TYPE = "m.direct_to_device"
 
 # Told the users who got messages, after the commit (the sync stream wakes them).
@@ -97,6 +104,7 @@ class ToDeviceService:
         # a sync of a user nothing was sent to reads no inbox (`may_have`).
         self._latest: dict[str, int] = {}
         self._loaded_at = 0
+        self._next_prune_ms = 0
 
     async def _tracker(self) -> StreamTracker:
         # Loaded on first use: the database is only open once the server has started.
@@ -174,11 +182,16 @@ class ToDeviceService:
     ) -> None:
         tracker = await self._tracker()
         positions = [tracker.allocate() for _ in rows]
+        now = self.clock.time_ms()
+        prune_before = None
+        if now >= self._next_prune_ms:
+            self._next_prune_ms = now + TXN_PRUNE_INTERVAL_MS
+            prune_before = now - TXN_RETENTION_MS
         try:
             stored = await self.store.deliver(
-                sender=sender, sender_device=sender_device, txn_id=txn_id, now_ms=self.clock.time_ms(),
+                sender=sender, sender_device=sender_device, txn_id=txn_id, now_ms=now,
                 event_type=event_type, messages=rows, positions=positions, max_pending=self.max_pending,
-                edus=edus,
+                edus=edus, prune_txns_before=prune_before,
             )
         finally:
             for pos in positions:

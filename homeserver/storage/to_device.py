@@ -49,14 +49,19 @@ class ToDeviceStore:
         positions: Sequence[int],
         max_pending: int,
         edus: Sequence[tuple[str, str]] = (),
+        prune_txns_before: int | None = None,
     ) -> bool:
         """Store `messages` ((user_id, device_id, content JSON) each, at the matching
         position) and queue `edus` ((destination, EDU JSON) for other servers'
         users) in the federation outbox, under the sender's transaction; False,
         storing nothing, if the transaction was already seen. A device left with
-        more than `max_pending` messages loses its oldest ones."""
+        more than `max_pending` messages loses its oldest ones. With
+        `prune_txns_before`, every sender's transaction IDs remembered since
+        before that time are forgotten first."""
 
         async def fn(txn: Txn) -> bool:
+            if prune_txns_before is not None:
+                await txn.execute("DELETE FROM to_device_txns WHERE ts < ?", (prune_txns_before,))
             if positions:  # handed out even when unused: a token may already hold them
                 await bump_position(txn, STREAM, max(positions))
             seen = await txn.fetchone(

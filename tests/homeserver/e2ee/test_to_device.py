@@ -69,6 +69,31 @@ async def test_retransmission_is_delivered_once(api: Api) -> None:
     assert [e["content"] for e in got] == [{"n": 1}, {"n": 2}]
 
 
+async def test_transaction_ids_are_forgotten_after_the_retention_window(make_api: ClientFactory, clock: Any) -> None:
+    """A retransmission within the window is still dropped; the table of remembered
+    transaction IDs does not grow forever: a week later they are gone."""
+    from homeserver.e2ee.to_device import TXN_RETENTION_MS
+
+    api = await make_api(clock=clock)
+    alice = await _device(api, "alice", "A1", register=True)
+    bob = await _device(api, "bob", "B1", register=True)
+    _, since = await _sync(api, bob)
+    await _send(api, alice, {uid("bob"): {"B1": {"n": 1}}}, txn="old")
+    clock.advance(TXN_RETENTION_MS - 60_000)
+    await _send(api, alice, {uid("bob"): {"B1": {"n": 1}}}, txn="old")  # a late retry: still a repeat
+    got, _ = await _sync(api, bob, since)
+    assert len(got) == 1
+
+    async def remembered() -> list[str]:
+        rows = await api.hs.db.fetchall("SELECT txn_id FROM to_device_txns WHERE user_id = ?", (uid("alice"),))
+        return sorted(r[0] for r in rows)
+
+    assert await remembered() == ["old"]
+    clock.advance(2 * 3600 * 1000)  # past the window, and past the hourly prune's interval
+    await _send(api, alice, {uid("bob"): {"B1": {"n": 2}}}, txn="new")
+    assert await remembered() == ["new"]
+
+
 async def test_kept_until_a_later_token_acknowledges(api: Api) -> None:
     alice = await _device(api, "alice", "A1", register=True)
     bob = await _device(api, "bob", "B1", register=True)
