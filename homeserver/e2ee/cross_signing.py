@@ -14,7 +14,9 @@ and `POST /keys/signatures/upload` for this server's users.
   key the server does not know, `M_MISSING_PARAM` when the signing key is not
   uploaded yet). Other servers' users' keys are not fetched yet (federation comes
   later): signatures on them fail with `M_NOT_FOUND`.
-* Uploaded keys and signatures mark the signed user's device list changed.
+* Uploaded keys and signatures on a user's own keys mark their device list
+  changed; a signature on another user's master key is the signer's alone (no one
+  else is shown it), so only the signer is told that user changed.
 """
 
 from __future__ import annotations
@@ -128,7 +130,10 @@ class CrossSigningService:
                 changed.add(target_user)
         await self.store.add_signatures(accepted)
         for user_id in sorted(changed):
-            await self.device_lists.mark_changed(user_id)
+            if user_id == signer:
+                await self.device_lists.mark_changed(user_id)
+            else:
+                await self.device_lists.signature_changed(signer, user_id)
         return failures
 
     async def _verify_one(

@@ -16,6 +16,14 @@ encrypted); `left` the users with whom they no longer share any encrypted room.
 Both are computed from the memberships as they are when asked, so a user who
 left and came back in the window is simply `changed`.
 
+A signature one user makes on another user's master key (with their user-signing
+key) is seen by the signer alone (`/keys/query` shows it to no one else), so it is
+recorded for the signer alone (`signature_changed`): the row's `room_id` holds the
+signer's user ID (a `@` can never begin a room ID), only the signer's /sync is
+woken and only the signer is told the target changed, and no other server hears of
+it. Telling every room-mate of the target would make all of them refetch keys that
+did not change for them, and would tell them when the signer verified the target.
+
 Membership rows are written just after the event (not in its transaction): a
 crash in between loses that row, and the next device change of those users
 tells their room-mates again. Every m.room.member event writes one (profile
@@ -115,6 +123,12 @@ class DeviceLists:
         await self._record(user_id, None)
         self._wake(set(await self.audience(user_id)) - {user_id})
 
+    async def signature_changed(self, signer: str, target: str) -> None:
+        """Record that `signer` signed `target`'s master key (or removed such a
+        signature): only the signer sees it, so only the signer's stream moves."""
+        await self._record(target, signer)
+        self._wake({signer})
+
     def on_room_event(self, event: StoredEvent, room: RoomRecord) -> None:
         """Every persisted event (a room service listener): membership changes and
         a room becoming encrypted enter the stream."""
@@ -159,6 +173,10 @@ class DeviceLists:
         left: set[str] = set()
         rooms: dict[str, set[str] | None] = {}
         for who, room_id in rows:
+            if room_id is not None and room_id.startswith("@"):  # a signature only its signer sees
+                if room_id == user_id:
+                    changed.add(who)
+                continue
             if room_id is None:
                 if shared is None:
                     shared = await self.store.room_mates(user_id, encrypted_only=False)

@@ -61,6 +61,8 @@ class DeviceListChanges(Protocol):
 
     async def mark_changed(self, user_id: str) -> None: ...
 
+    async def signature_changed(self, signer: str, target: str) -> None: ...
+
 
 def invalid(message: str) -> MatrixError:
     return MatrixError(400, "M_INVALID_PARAM", message)

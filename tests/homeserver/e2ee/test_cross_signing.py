@@ -137,3 +137,40 @@ async def test_cross_signing_changes_mark_the_device_list(api: Api) -> None:
     # A rejected signature changes nothing.
     await api.post("keys/signatures/upload", {alice: {dev: signed(dk, alice, usk)}}, token=tok)
     assert changed == [alice, alice]
+
+
+async def test_signing_another_users_master_key_tells_only_the_signer(api: Api) -> None:
+    """Alice verifies Bob: her /sync and /keys/changes name Bob (her view of his keys
+    changed); Carol, who shares the room, is told nothing, since she is never shown
+    that signature; and no change of Bob's own devices is announced."""
+    alice, tok, _ = await login_device(api, "alice")
+    bob, btok, _ = await login_device(api, "bob")
+    carol, ctok, _ = await login_device(api, "carol")
+    room = (await api.post("createRoom", {"preset": "public_chat"}, token=tok))["room_id"]
+    for t in (btok, ctok):
+        await api.post(f"join/{room}", {}, token=t)
+    body, _, _, _, usk = cs_keys(alice)
+    await upload_cs(api, tok, body)
+    bbody, bmaster, bmsk, _, _ = cs_keys(bob)
+    await upload_cs(api, btok, bbody)
+    await api.hs.device_lists.drain()
+    since = {t: (await api.get("sync?timeout=0", token=t))["next_batch"] for t in (tok, btok, ctok)}
+    announced: list[str] = []
+    api.hs.device_lists.local_listeners.append(announced.append)
+
+    res = await api.post("keys/signatures/upload", {bob: {public(bmsk): signed(bmaster, alice, usk)}}, token=tok)
+    assert res == {"failures": {}}
+
+    def changed(sync: dict[str, Any]) -> list[str]:
+        return list(sync.get("device_lists", {}).get("changed", []))
+
+    mine = await api.get(f"sync?timeout=0&since={since[tok]}", token=tok)
+    assert bob in changed(mine)
+    carols = await api.get(f"sync?timeout=0&since={since[ctok]}", token=ctok)
+    assert bob not in changed(carols)
+    assert bob not in changed(await api.get(f"sync?timeout=0&since={since[btok]}", token=btok))
+    to = {tok: mine["next_batch"], ctok: carols["next_batch"]}
+    for t, told in ((tok, True), (ctok, False)):
+        keys_changes = await api.get(f"keys/changes?from={since[t]}&to={to[t]}", token=t)
+        assert (bob in keys_changes["changed"]) is told
+    assert announced == []  # Bob's devices did not change: no other server is told
