@@ -112,9 +112,12 @@ class SyncService:
             notifier.unregister(waiter)
 
     async def _compute(self, req: SyncRequest) -> dict[str, Any]:
-        if req.since is not None and not req.full_state and not req.now.is_after(req.since):
+        if req.since is not None and not req.full_state and req.now == req.since:
             # No stream has moved: nothing can have changed for anyone. Idle clients'
             # syncs end here without touching the database (but for every_response).
+            # A token ahead of a stream (one kept in memory, such as presence from
+            # other servers, restarts lower) is not "nothing moved": that stream
+            # answers it afresh (see PresenceStream.moved).
             return await self._every_response(req, {"next_batch": str(req.now)})
         req.memberships = await self.memberships(req.user_id)
         moved = [stream for stream in self.streams if stream.moved(req)]
