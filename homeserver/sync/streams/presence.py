@@ -53,12 +53,7 @@ class PresenceStream(StreamProvider):
         return {"presence": {"events": events}} if events else {}
 
 
-def _newly_joined(req: SyncRequest) -> list[int]:
-    """Rooms joined since the token of an incremental sync (up to its `now`: a later
-    join is the next sync's news, as in the rooms section)."""
-    if req.since is None or req.full_state:
-        return []
-    return [
-        m.room_nid for m in req.memberships
-        if m.membership == "join" and req.since.events < m.stream_ordering <= req.now.events
-    ]
+def _newly_joined(req: SyncRequest) -> frozenset[int]:
+    """Rooms joined since the token of an incremental sync (computed with the request:
+    a joined member's profile change is no join)."""
+    return frozenset() if req.since is None or req.full_state else req.newly_joined

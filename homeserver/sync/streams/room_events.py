@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     from homeserver.sync.unread import UnreadCounter
 
 DEFAULT_TIMELINE_LIMIT = 10
+# Profile changes since a token walked back before a room counts as newly joined.
+_MAX_PROFILE_CHANGES = 20
 MAX_TIMELINE_LIMIT = 500
 # What each section's entries carry from the streams that live in rooms.
 _ROOM_SECTIONS = {"join": ("ephemeral", "account_data"), "leave": ("account_data",)}
@@ -129,7 +131,7 @@ class RoomEventsStream(StreamProvider):
 
     async def _joined_room(self, req: SyncRequest, room: RoomRecord, m: UserMembership) -> dict[str, Any] | None:
         since_pos = req.since_pos(self.key)
-        newly_joined = req.since is None or m.stream_ordering > since_pos
+        newly_joined = req.since is None or m.room_nid in req.newly_joined
         last = await self.room_service.last_position(room.room_nid)
         has_events = newly_joined or req.full_state or last > since_pos
         parts = await self._room_parts(req, room, "join")
@@ -225,6 +227,25 @@ class RoomEventsStream(StreamProvider):
                 break
         out.reverse()
         return out, limited
+
+    async def joined_throughout(self, user_id: str, event_nid: int, since: int) -> bool:
+        """Whether a user whose membership event is now `event_nid` (a join) stayed
+        joined since stream position `since`: walking back from it, every membership
+        event after `since` is a join that replaced a join (a display name or avatar
+        change). Otherwise the room is newly joined, and sent whole (a leave and
+        rejoin too: what happened while away may not be the user's to see)."""
+        key = ("m.room.member", user_id)
+        nid: int | None = event_nid
+        for _ in range(_MAX_PROFILE_CHANGES):
+            event = (await self.event_store.get_events_by_nid([nid])).get(nid) if nid is not None else None
+            content = event.event.get("content") if event is not None else None
+            if event is None or not isinstance(content, dict) or content.get("membership") != "join":
+                return False
+            if (event.stream_ordering or 0) <= since:
+                return True
+            prev = (await self.room_service.state_events_at_snapshot(event.state_before, [key])).get(key)
+            nid = prev.nid if prev is not None else None
+        return False
 
     async def _state(
         self, req: SyncRequest, room: RoomRecord, timeline: list[StoredEvent], since_pos: int | None, limited: bool,
