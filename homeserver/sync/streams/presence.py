@@ -40,20 +40,15 @@ class PresenceStream(StreamProvider):
         # initial sync, rather than the stream saying nothing until it passes the
         # token and then skipping what came before.
         since = req.since_pos(self.key)
-        return req.advanced(self.key) or req.full_state or since > req.now.presence or bool(_newly_joined(req))
+        return req.advanced(self.key) or req.full_state or since > req.now.presence or bool(req.newly_joined)
 
     async def top_level(self, req: SyncRequest) -> dict[str, Any]:
         # full_state answers like an initial sync, here as for room state.
         events = await self.presence.presence_since(req.user_id, 0 if req.full_state else req.since_pos(self.key))
-        joined = _newly_joined(req)
+        joined = req.newly_joined  # (only ever filled on an incremental, not full_state, sync)
         if joined:
             sent = {e["sender"] for e in events}
             events += [e for e in await self.presence.presence_in_rooms(req.user_id, joined) if e["sender"] not in sent]
         events = [e for e in events if req.filter.presence.matches(e)]
         return {"presence": {"events": events}} if events else {}
 
-
-def _newly_joined(req: SyncRequest) -> frozenset[int]:
-    """Rooms joined since the token of an incremental sync (computed with the request:
-    a joined member's profile change is no join)."""
-    return frozenset() if req.since is None or req.full_state else req.newly_joined

@@ -42,7 +42,8 @@ if TYPE_CHECKING:
     from homeserver.sync.unread import UnreadCounter
 
 DEFAULT_TIMELINE_LIMIT = 10
-# Profile changes since a token walked back before a room counts as newly joined.
+# The most membership events since a token that `joined_throughout` walks back
+# through (each a profile change) before it takes the room as newly joined.
 _MAX_PROFILE_CHANGES = 20
 MAX_TIMELINE_LIMIT = 500
 # What each section's entries carry from the streams that live in rooms.
