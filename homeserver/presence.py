@@ -343,6 +343,26 @@ class PresenceService:
             events.append({"type": "m.presence", "sender": other, "content": self._content(p)})
         return events
 
+    async def presence_in_rooms(self, user_id: str, room_nids: Collection[int]) -> list[dict[str, Any]]:
+        """m.presence events of the members of these rooms (those not offline; the
+        user excluded): what a user who newly joined them is sent, whether or not
+        the members' presence changed since the user's token, since the user was
+        told nothing of them before (Synapse does the same). Offline members are
+        left out as on an initial sync: unknown and offline look alike to a client,
+        and a large room would otherwise cost an event per member."""
+        if not self.enabled or not room_nids:
+            return []
+        await self._load()
+        members: set[str] = set()
+        for room_nid in room_nids:
+            members.update(u for u, _, _ in await self.rooms.members(room_nid, "join"))
+        members.discard(user_id)
+        return [
+            {"type": "m.presence", "sender": u, "content": self._content(p)}
+            for u in sorted(members)
+            if (p := self._states.get(u)) is not None and p.state != OFFLINE
+        ]
+
     async def drain(self) -> None:
         """Wait for background work started so far (wake-ups after timeouts and
         activity); for tests and an orderly shutdown."""
@@ -415,21 +435,22 @@ class PresenceService:
         self._spawn(self.bump_activity(sender))
 
     def _announce_join(self, event: StoredEvent) -> None:
-        """A local user who joins a room starts sharing it with its members, who
-        have been sent nothing about them yet: re-announce their presence (one
-        stream position) so incremental syncs of the new room-mates carry it."""
+        """A user who joins a room starts sharing it with its members, who have
+        been sent nothing about them yet: re-announce their presence (one stream
+        position) so incremental syncs of the new room-mates carry it. A remote
+        user's presence is known when they share another room with a local user;
+        re-announcing a local user's also sends it to the servers now sharing a
+        room with them. (What the joiner is sent of the members:
+        `presence_in_rooms`.)"""
         user_id = event.state_key
-        if (
-            not self.enabled
-            or user_id is None
-            or event.event["content"].get("membership") != "join"
-            or not self._local.is_mine(user_id)
-        ):
+        if not self.enabled or user_id is None or event.event["content"].get("membership") != "join":
             return
         p = self._states.get(user_id)
         if p is None or p.state == OFFLINE:
             return
         self._changed(user_id, p)
+        if self._local.is_mine(user_id):
+            self._mark_dirty(user_id)  # its new position is stored, so a restart continues above it
         self._spawn(self._notify(user_id))
 
     # --- persistence and timers (TimerHandles, not tasks: a stopped server leaves

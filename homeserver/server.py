@@ -477,6 +477,7 @@ class HomeServer:
             membership_queries=self.membership_queries,
             notifier=self.notifier,
             clock=self.clock,
+            joined_throughout=room_events_stream.joined_throughout,
             every_response=[key_counts],
         )
         self.sliding_sync = SlidingSyncService(  # MSC4186, over the same providers

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from homeserver.accounts.uia import REGISTRATION_TOKEN as REGISTRATION_TOKEN_STAGE
@@ -30,6 +31,28 @@ NONCE_LIFETIME_MS = 60_000
 # Localparts of the server's own accounts, created by the server when it first
 # needs them: nobody may register them first (the server notices sender).
 RESERVED_LOCALPARTS = frozenset({SYSTEM_LOCALPART})
+
+
+@dataclass(frozen=True)
+class LoginRequest:
+    """The login a registration asks for, and where the request came from.
+
+    POST /register builds one from its parameters (inhibit_login, device_id,
+    initial_device_display_name, refresh_token) and its client, and hands it to
+    whichever path answers: a new account, the account a retried session already
+    made, or an upgraded guest. Each logs in the same way (`_login_in`). `ip` and
+    `user_agent` are also the audit log's, so they are kept when login is inhibited.
+    """
+
+    inhibit: bool = False
+    device_id: str | None = None
+    device_display_name: str | None = None
+    want_refresh: bool = False
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+NO_LOGIN = LoginRequest(inhibit=True)
 
 
 class RegistrationService:
@@ -124,23 +147,23 @@ class RegistrationService:
         is_guest: bool = False,
         user_type: str | None = None,
         displayname: str | None = None,
-        login: bool = True,
-        device_id: str | None = None,
-        device_display_name: str | None = None,
-        want_refresh: bool = False,
+        login: LoginRequest | bool = True,
         registration_token: str | None = None,
         uia_session: str | None = None,
-        ip: str | None = None,
-        user_agent: str | None = None,
         password_hash: str | None = None,
     ) -> dict[str, Any]:
         """Create the user and (unless inhibited) its first device and tokens, atomically.
+
+        `login` is the registration's LoginRequest; True or False stand for a plain
+        login (a device the server names) or none, for the server's own callers
+        (the CLI, the admin API, tests).
 
         The UIA session that authorised the registration records the account in the
         same transaction, so a client retrying the completed session (its answer was
         lost) gets the same account back (`login_registered`) rather than a second
         one, and the registration token it used is not given back when it expires.
         """
+        request = login if isinstance(login, LoginRequest) else LoginRequest() if login else NO_LOGIN
         pw_hash = password_hash or (await self.passwords.hash(password) if password else None)
         now = self.clock.time_ms()
         localpart = user_id[1:].split(":", 1)[0]
@@ -157,69 +180,47 @@ class RegistrationService:
             if uia_session is not None:
                 used = {REGISTRATION_TOKEN_STAGE: {"used": registration_token}} if registration_token else {}
                 await UiaStore.mark_done_in(txn, uia_session, {"registered_user_id": user_id}, used)
-            if not login:
-                return {"user_id": user_id}
             # A brand-new user has no devices, so no tokens can be revoked here.
-            session, _ = await self.auth.issue_session(
-                txn, user_id, device_id, device_display_name, want_refresh=want_refresh,
-                ip=ip, user_agent=user_agent,
-            )
-            return session
+            return await self._login_in(txn, user_id, request)
 
         result = await self.db.write(fn)
         await self.audit.record(
-            "register", actor=user_id, target=user_id, ip=ip,
+            "register", actor=user_id, target=user_id, ip=request.ip,
             details={"guest": is_guest, "admin": admin, "user_type": user_type},
         )
         result["home_server"] = self.server_name
         return result
 
+    async def _login_in(self, txn: Txn, user_id: str, login: LoginRequest) -> dict[str, Any]:
+        """The registration's answer inside its transaction: the user ID alone when
+        login is inhibited, else a device (the requested one, or a new one) and tokens."""
+        if login.inhibit:
+            return {"user_id": user_id}
+        session, _ = await self.auth.issue_session(
+            txn, user_id, login.device_id, login.device_display_name, want_refresh=login.want_refresh,
+            ip=login.ip, user_agent=login.user_agent,
+        )
+        return session
+
     async def hash_password(self, password: str) -> str:
         """A password's hash, for a registration session to keep instead of the password."""
         return await self.passwords.hash(password)
 
-    async def login_registered(
-        self,
-        user_id: str,
-        *,
-        login: bool = True,
-        device_id: str | None = None,
-        device_display_name: str | None = None,
-        want_refresh: bool = False,
-        ip: str | None = None,
-        user_agent: str | None = None,
-    ) -> dict[str, Any]:
+    async def login_registered(self, user_id: str, login: LoginRequest) -> dict[str, Any]:
         """A retried registration whose UIA session already made `user_id`: that
         account again, with a new login (unless inhibited), as Synapse answers."""
         user = await self.users.get_user(user_id)
         if user is None or user.deactivated:
             raise MatrixError(400, "M_UNKNOWN", "This registration session can no longer be used")
-        if not login:
-            return {"user_id": user_id, "home_server": self.server_name}
-
-        async def fn(txn: Txn) -> dict[str, Any]:
-            session, _ = await self.auth.issue_session(
-                txn, user_id, device_id, device_display_name, want_refresh=want_refresh,
-                ip=ip, user_agent=user_agent,
-            )
-            return session
-
-        result = await self.db.write(fn)
+        if login.inhibit:
+            result = {"user_id": user_id}
+        else:
+            result = await self.db.write(lambda txn: self._login_in(txn, user_id, login))
         result["home_server"] = self.server_name
         return result
 
     async def upgrade_guest(
-        self,
-        user_id: str,
-        password: str,
-        *,
-        login: bool = True,
-        device_id: str | None = None,
-        device_display_name: str | None = None,
-        want_refresh: bool = False,
-        uia_session: str | None = None,
-        ip: str | None = None,
-        user_agent: str | None = None,
+        self, user_id: str, password: str, login: LoginRequest, *, uia_session: str | None = None,
     ) -> dict[str, Any]:
         """The guest becomes a full account keeping its user ID (and so its rooms and
         history), with a password and, unless inhibited, a new device and tokens; its
@@ -231,18 +232,12 @@ class RegistrationService:
                 raise MatrixError(400, "M_USER_IN_USE", "User ID already taken.")
             if uia_session is not None:
                 await UiaStore.delete_in(txn, uia_session)
-            if not login:
-                return {"user_id": user_id}
-            session, _ = await self.auth.issue_session(
-                txn, user_id, device_id, device_display_name, want_refresh=want_refresh,
-                ip=ip, user_agent=user_agent,
-            )
-            return session
+            return await self._login_in(txn, user_id, login)
 
         result = await self.db.write(fn)
         self.auth.forget_user(user_id)
         await self.audit.record(
-            "register", actor=user_id, target=user_id, ip=ip, details={"guest_upgrade": True},
+            "register", actor=user_id, target=user_id, ip=login.ip, details={"guest_upgrade": True},
         )
         result["home_server"] = self.server_name
         return result
@@ -258,11 +253,8 @@ class RegistrationService:
         # The spec: every parameter but initial_device_display_name MUST be ignored
         # for guests, and the server picks the device ID.
         display = body.get("initial_device_display_name")
-        return await self.create_account(
-            user_id, None, is_guest=True, login=True,
-            device_display_name=display if isinstance(display, str) else None,
-            ip=ip, user_agent=ua,
-        )
+        login = LoginRequest(device_display_name=display if isinstance(display, str) else None, ip=ip, user_agent=ua)
+        return await self.create_account(user_id, None, is_guest=True, login=login)
 
     # --- shared-secret registration (Synapse admin API compatible) ---
 

@@ -23,24 +23,25 @@ PUSH_RULES_TYPE = "m.push_rules"  # the global account data event that carries t
 
 
 def validate_actions(actions: Any) -> list[Action]:
-    """A client's actions array, with historical actions stripped; M_BAD_JSON otherwise."""
+    """A client's actions array, checked and kept exactly as given; M_BAD_JSON otherwise.
+
+    The historical actions (dont_notify, coalesce) are accepted and stored: the spec
+    says to ignore them, not reject them, and clients read their rules back expecting
+    what they wrote (as Synapse returns them). Evaluation strips them
+    (homeserver/push/evaluator.py), so they never change what notifies.
+    """
     if not isinstance(actions, list):
         raise bad_json("'actions' must be an array")
-    out: list[Action] = []
     for a in actions:
         if isinstance(a, str):
-            if a in HISTORICAL_ACTIONS:
-                continue
-            if a != "notify":
+            if a != "notify" and a not in HISTORICAL_ACTIONS:
                 raise bad_json(f"Unrecognised action {a!r}")
-            out.append(a)
         elif isinstance(a, dict):
             if not isinstance(a.get("set_tweak"), str):
                 raise bad_json("An object action must have a string 'set_tweak'")
-            out.append(a)
         else:
             raise bad_json("Each action must be a string or an object")
-    return out
+    return actions
 
 
 def validate_conditions(conditions: Any) -> list[dict[str, Any]]:

@@ -181,6 +181,12 @@ class RoomService:
     async def current_state_event(self, room: RoomRecord, key: StateKey) -> StoredEvent | None:
         return (await self.current_state_events(room, [key])).get(key)
 
+    async def state_events_at_snapshot(
+        self, snapshot: int | None, keys: Iterable[StateKey]
+    ) -> dict[StateKey, StoredEvent]:
+        """Some keys' events of a state snapshot, reading only those keys."""
+        return await self.reader.state_events_at_snapshot(snapshot, keys)
+
     async def state_ids_before(self, event: StoredEvent) -> dict[StateKey, int]:
         return await self.state_ids_at_snapshot(event.state_before)
 

@@ -39,6 +39,13 @@ class EveryResponsePart(Protocol):
     async def part(self, req: SyncRequest) -> dict[str, Any]: ...
 
 
+class JoinedThroughout(Protocol):
+    """Whether a user joined now (by membership event `event_nid`) was joined
+    throughout since stream position `since` (RoomEventsStream.joined_throughout)."""
+
+    async def __call__(self, user_id: str, event_nid: int, since: int) -> bool: ...
+
+
 class SyncService:
     def __init__(
         self,
@@ -47,8 +54,10 @@ class SyncService:
         membership_queries: MembershipQueries,
         notifier: Notifier,
         clock: Clock,
+        joined_throughout: JoinedThroughout,
         every_response: Sequence[EveryResponsePart] = (),
     ) -> None:
+        self.joined_throughout = joined_throughout
         self.streams = list(streams)
         self.every_response = list(every_response)
         self._not_news = frozenset(k for p in self.every_response for k in p.keys) | {"next_batch"}
@@ -112,11 +121,22 @@ class SyncService:
             notifier.unregister(waiter)
 
     async def _compute(self, req: SyncRequest) -> dict[str, Any]:
-        if req.since is not None and not req.full_state and not req.now.is_after(req.since):
+        if req.since is not None and not req.full_state and req.now == req.since:
             # No stream has moved: nothing can have changed for anyone. Idle clients'
             # syncs end here without touching the database (but for every_response).
+            # A token ahead of a stream (one kept in memory, such as presence from
+            # other servers, restarts lower) is not "nothing moved": that stream
+            # answers it afresh (see PresenceStream.moved).
             return await self._every_response(req, {"next_batch": str(req.now)})
         req.memberships = await self.memberships(req.user_id)
+        if req.since is not None and not req.full_state:
+            since = req.since.events
+            req.newly_joined = frozenset([
+                m.room_nid for m in req.memberships
+                # a membership event since the token: a join, or a joined member's new profile
+                if m.membership == "join" and since < m.stream_ordering <= req.now.events
+                and not await self.joined_throughout(req.user_id, m.event_nid, since)
+            ])
         moved = [stream for stream in self.streams if stream.moved(req)]
         req.room_streams = [stream for stream in moved if stream.in_rooms]
         for stream in moved:

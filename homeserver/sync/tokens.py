@@ -41,7 +41,3 @@ class SyncToken:
 
     def advance(self, **positions: int) -> SyncToken:
         return replace(self, **positions)
-
-    def is_after(self, other: SyncToken) -> bool:
-        """True if any stream has moved past `other`."""
-        return any(getattr(self, f.name) > getattr(other, f.name) for f in fields(self))

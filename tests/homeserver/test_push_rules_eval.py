@@ -396,8 +396,11 @@ def test_historical_actions_are_ignored() -> None:
     ruleset = {"override": [{"rule_id": "r", "default": False, "enabled": True, "conditions": [],
                              "actions": ["dont_notify", "coalesce"]}]}
     assert run(msg("hi"), ruleset) == []
-    assert validate_actions(["notify", "dont_notify", {"set_tweak": "sound", "value": "a"}]) == [
-        "notify", {"set_tweak": "sound", "value": "a"}]
+    # Accepted and kept as given (the spec: ignored, not rejected); evaluation drops them.
+    given = ["notify", "dont_notify", {"set_tweak": "sound", "value": "a"}, "coalesce"]
+    assert validate_actions(given) == given
+    ruleset["override"][0]["actions"] = given
+    assert run(msg("hi"), ruleset) == ["notify", {"set_tweak": "sound", "value": "a"}]
 
 
 def test_highlight_tweak_values() -> None:

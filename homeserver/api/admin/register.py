@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from homeserver.accounts.registration import LoginRequest
 from homeserver.api.http import client_ip, get_hs, json_response, read_json
 from homeserver.errors import MatrixError
 
@@ -29,8 +30,7 @@ async def post_register(request: web.Request) -> web.Response:
         admin=body.get("admin", False),
         user_type=body.get("user_type"),
         displayname=displayname,
-        ip=client_ip(request),
-        user_agent=request.headers.get("User-Agent"),
+        login=LoginRequest(ip=client_ip(request), user_agent=request.headers.get("User-Agent")),
     )
     return json_response(result)
 

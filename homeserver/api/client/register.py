@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from homeserver.accounts.auth import check_device_id
+from homeserver.accounts.registration import LoginRequest
 from homeserver.accounts.uia import EMAIL_IDENTITY, REGISTRATION_TOKEN
 from homeserver.api.http import ClientRoutes, client_ip, field, get_hs, json_response, read_json
 from homeserver.errors import MatrixError
@@ -51,25 +52,23 @@ async def post_register(request: web.Request) -> web.Response:
         body, uri="/register", method="POST", flows=hs.registration.flows(), remember=remember
     )
     params = uia.params
-    login_options: dict[str, Any] = {
-        "login": not field(params, "inhibit_login", bool, default=False),
-        "device_id": field(params, "device_id", str),
-        "device_display_name": field(params, "initial_device_display_name", str),
-        "want_refresh": field(params, "refresh_token", bool, default=False),
-        "ip": ip,
-        "user_agent": ua,
-    }
+    login = LoginRequest(
+        inhibit=field(params, "inhibit_login", bool, default=False),
+        device_id=field(params, "device_id", str),
+        device_display_name=field(params, "initial_device_display_name", str),
+        want_refresh=field(params, "refresh_token", bool, default=False),
+        ip=ip,
+        user_agent=ua,
+    )
     registered = params.get("registered_user_id")
     if isinstance(registered, str):
         # This session already made an account (its answer may have been lost): the same one.
-        return json_response(await hs.registration.login_registered(registered, **login_options))
+        return json_response(await hs.registration.login_registered(registered, login))
     password_hash = params.get("password_hash")
     if guest is not None:
         if password is None:
             raise MatrixError(400, "M_MISSING_PARAM", "Missing required field 'password'")
-        return json_response(await hs.registration.upgrade_guest(
-            guest, password, uia_session=uia.session_id, **login_options
-        ))
+        return json_response(await hs.registration.upgrade_guest(guest, password, login, uia_session=uia.session_id))
     username = field(params, "username", str)
     if username is None:
         user_id = await hs.registration.generate_user_id()
@@ -83,7 +82,7 @@ async def post_register(request: web.Request) -> web.Response:
         password_hash=password_hash,
         registration_token=uia.completed.get(REGISTRATION_TOKEN),
         uia_session=uia.session_id,
-        **login_options,
+        login=login,
     )
     address = uia.completed.get(EMAIL_IDENTITY)
     if isinstance(address, str):

@@ -24,6 +24,10 @@ class SyncRequest:
     filter: SyncFilter
     full_state: bool
     memberships: list[UserMembership] = field(default_factory=list)
+    # On an incremental sync (not full_state): the rooms (by nid) the user joined since
+    # the token. A joined member's later membership events (a new display name or
+    # avatar) are no new join: the room continues from the token.
+    newly_joined: frozenset[int] = frozenset()
     # The streams that moved since the token and have a part in rooms, in the
     # order they are registered; the room events stream asks them room by room.
     room_streams: list[StreamProvider] = field(default_factory=list)

@@ -1,6 +1,8 @@
 """The presence stream: the `presence` section, the m.presence events of the user
-and of the users sharing a room with them whose presence changed since the token. A change wakes the users who see it
-(those sharing a room with its user)."""
+and of the users sharing a room with them whose presence changed since the token,
+plus, on an incremental sync, the presence of the members of rooms joined since
+the token (unchanged, but never sent to this user). A change wakes the users who
+see it (those sharing a room with its user)."""
 
 from __future__ import annotations
 
@@ -31,7 +33,22 @@ class PresenceStream(StreamProvider):
     async def current_position(self) -> int:
         return await self.presence.current_position()
 
+    def moved(self, req: SyncRequest) -> bool:
+        # A newly joined room's members are news even if nobody's presence moved. A
+        # token ahead of the stream was handed out before a restart (positions of
+        # remote users' changes are not stored): `presence_since` answers it like an
+        # initial sync, rather than the stream saying nothing until it passes the
+        # token and then skipping what came before.
+        since = req.since_pos(self.key)
+        return req.advanced(self.key) or req.full_state or since > req.now.presence or bool(req.newly_joined)
+
     async def top_level(self, req: SyncRequest) -> dict[str, Any]:
-        events = await self.presence.presence_since(req.user_id, req.since_pos(self.key))
+        # full_state answers like an initial sync, here as for room state.
+        events = await self.presence.presence_since(req.user_id, 0 if req.full_state else req.since_pos(self.key))
+        joined = req.newly_joined  # (only ever filled on an incremental, not full_state, sync)
+        if joined:
+            sent = {e["sender"] for e in events}
+            events += [e for e in await self.presence.presence_in_rooms(req.user_id, joined) if e["sender"] not in sent]
         events = [e for e in events if req.filter.presence.matches(e)]
         return {"presence": {"events": events}} if events else {}
+

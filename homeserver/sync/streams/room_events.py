@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Set as AbstractSet
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 from homeserver.records.events import StoredEvent
@@ -41,6 +42,9 @@ if TYPE_CHECKING:
     from homeserver.sync.unread import UnreadCounter
 
 DEFAULT_TIMELINE_LIMIT = 10
+# The most membership events since a token that `joined_throughout` walks back
+# through (each a profile change) before it takes the room as newly joined.
+_MAX_PROFILE_CHANGES = 20
 MAX_TIMELINE_LIMIT = 500
 # What each section's entries carry from the streams that live in rooms.
 _ROOM_SECTIONS = {"join": ("ephemeral", "account_data"), "leave": ("account_data",)}
@@ -128,7 +132,7 @@ class RoomEventsStream(StreamProvider):
 
     async def _joined_room(self, req: SyncRequest, room: RoomRecord, m: UserMembership) -> dict[str, Any] | None:
         since_pos = req.since_pos(self.key)
-        newly_joined = req.since is None or m.stream_ordering > since_pos
+        newly_joined = req.since is None or m.room_nid in req.newly_joined
         last = await self.room_service.last_position(room.room_nid)
         has_events = newly_joined or req.full_state or last > since_pos
         parts = await self._room_parts(req, room, "join")
@@ -139,7 +143,10 @@ class RoomEventsStream(StreamProvider):
         if has_events:
             start = None if (newly_joined or req.full_state) else since_pos
             timeline, limited = await self.timeline(req, room, start, req.now.events, _limit(req), m)
-        state = await self._state(req, room, timeline, since_pos if not (newly_joined or req.full_state) else None, limited)
+        state = await self._state(
+            req, room, timeline, since_pos if not (newly_joined or req.full_state) else None, limited,
+            at_present=last <= req.now.events,
+        )
         # The summary only changes with membership: send it when that may have moved.
         summary_due = (
             req.since is None or newly_joined or req.full_state
@@ -222,27 +229,49 @@ class RoomEventsStream(StreamProvider):
         out.reverse()
         return out, limited
 
+    async def joined_throughout(self, user_id: str, event_nid: int, since: int) -> bool:
+        """Whether a user whose membership event is now `event_nid` (a join) stayed
+        joined since stream position `since`: walking back from it, every membership
+        event after `since` is a join that replaced a join (a display name or avatar
+        change). Otherwise the room is newly joined, and sent whole (a leave and
+        rejoin too: what happened while away may not be the user's to see)."""
+        key = ("m.room.member", user_id)
+        nid: int | None = event_nid
+        for _ in range(_MAX_PROFILE_CHANGES):
+            event = (await self.event_store.get_events_by_nid([nid])).get(nid) if nid is not None else None
+            content = event.event.get("content") if event is not None else None
+            if event is None or not isinstance(content, dict) or content.get("membership") != "join":
+                return False
+            if (event.stream_ordering or 0) <= since:
+                return True
+            prev = (await self.room_service.state_events_at_snapshot(event.state_before, [key])).get(key)
+            nid = prev.nid if prev is not None else None
+        return False
+
     async def _state(
-        self, req: SyncRequest, room: RoomRecord, timeline: list[StoredEvent], since_pos: int | None, limited: bool
+        self, req: SyncRequest, room: RoomRecord, timeline: list[StoredEvent], since_pos: int | None, limited: bool,
+        *, at_present: bool = False,
     ) -> list[StoredEvent]:
-        """State between the since token and the timeline's start (all of it on a full sync)."""
+        """State between the since token and the timeline's start (all of it on a full
+        sync); `at_present`: the timeline ends at the room's present (see `_completed`)."""
         rs = self.room_service
         lazy = req.filter.state.lazy_load_members
         if since_pos is not None and not limited and not lazy:
             return []  # the common incremental case: no state, and no reading the room's
+        timeline_ids = {e.nid for e in timeline}
         if timeline:
             at_start = await rs.state_ids_before(timeline[0])
         else:
             at_start = await rs.current_state_ids(room)
         if since_pos is None:
-            wanted = at_start
+            wanted = await self._completed(room, timeline, timeline_ids, at_start, at_present)
         elif not limited:
             wanted = {}  # only the timeline's senders' members, below
         else:
             prior = await self.event_positions.last_event_at_or_before(room.room_nid, since_pos)
             before = await rs.state_ids_at_snapshot(prior[1]) if prior else {}
-            wanted = {k: v for k, v in at_start.items() if before.get(k) != v}
-        timeline_ids = {e.nid for e in timeline}
+            completed = await self._completed(room, timeline, timeline_ids, at_start, at_present)
+            wanted = {k: v for k, v in completed.items() if before.get(k) != v}
         wanted = {k: v for k, v in wanted.items() if v not in timeline_ids}
         redundant = req.filter.state.include_redundant_members
         client = (req.user_id, req.requester.device_id or "", repr(req.filter.state))
@@ -271,6 +300,38 @@ class RoomEventsStream(StreamProvider):
                 req.now.events,
             )
         return state
+
+    async def _completed(
+        self, room: RoomRecord, timeline: list[StoredEvent], timeline_ids: set[int],
+        at_start: dict[tuple[str, str], int], at_present: bool,
+    ) -> dict[tuple[str, str], int]:
+        """The state at the timeline's start, completed so that it and the timeline's
+        own state events give the client the room's state where the timeline ends:
+        the room's present state when `at_present` (nothing newer in the room than
+        this response), else the state after the timeline's last event.
+
+        On a linear timeline that ends at the room's head they always do (each
+        event's state before it is the state after the one before). Across a fork
+        they may not: an event received from another server can sit on a branch
+        that lacks state the room has, such as the syncing user's own join, which
+        then is neither in the state before the timeline nor in the timeline, and a
+        client would not know it is in the room. Each key whose value at the end
+        is not in the timeline then takes that value (Synapse likewise sends the
+        state at the end that the timeline does not cover).
+        """
+        if not timeline:
+            return at_start
+        end = (await self.room_service.head(room)).snapshot if at_present else timeline[-1].state_after
+        if end == timeline[-1].state_after and all(
+            b.state_before is not None and b.state_before == a.state_after for a, b in pairwise(timeline)
+        ):
+            return at_start
+        at_end = await self.room_service.state_ids_at_snapshot(end)
+        completed = dict(at_start)
+        for key, nid in at_end.items():
+            if nid not in timeline_ids:
+                completed[key] = nid
+        return completed
 
     async def _summary(self, req: SyncRequest, room: RoomRecord) -> dict[str, Any]:
         members = await self.room_service.current_members(room)

@@ -12,7 +12,15 @@ import pytest
 from homeserver.push.defaults import KINDS
 from homeserver.server import HomeServer
 from tests.conftest import Api
-from tests.homeserver.api.reading_helpers import uid, user
+from tests.homeserver.api.reading_helpers import (
+    create,
+    invite,
+    join,
+    room_with_bob,
+    send,
+    uid,
+    user,
+)
 
 ALICE = uid("alice")
 
@@ -90,7 +98,7 @@ async def test_create_get_and_replace_override_rule(api: Api) -> None:
     await put_rule(api, alice, "override", "beer", {"conditions": [], "actions": ["dont_notify"]})
     assert await ids(api, alice, "override", user_only=True) == ["second", "beer"]
     rule = await api.get(rule_path("override", "beer"), token=alice)
-    assert rule == {"rule_id": "beer", "default": False, "enabled": False, "conditions": [], "actions": []}
+    assert rule == {"rule_id": "beer", "default": False, "enabled": False, "conditions": [], "actions": ["dont_notify"]}
 
 
 async def test_content_room_and_sender_rules(api: Api) -> None:
@@ -242,7 +250,7 @@ async def test_actions(api: Api) -> None:
     assert (await api.get(rule_path("underride", ".m.rule.message"), token=alice))["actions"] == new
     await put_rule(api, alice, "content", "tea", {"pattern": "tea", "actions": ["notify"]})
     await api.put(rule_path("content", "tea", "/actions"), {"actions": ["dont_notify"]}, token=alice)
-    assert await api.get(rule_path("content", "tea", "/actions"), token=alice) == {"actions": []}
+    assert await api.get(rule_path("content", "tea", "/actions"), token=alice) == {"actions": ["dont_notify"]}
     for body, errcode in (({}, "M_MISSING_PARAM"), ({"actions": "notify"}, "M_BAD_JSON"), ({"actions": [5]}, "M_BAD_JSON")):
         _, err = await api.request("PUT", rule_path("content", "tea", "/actions"), body, token=alice, expect=400)
         assert err["errcode"] == errcode
@@ -269,6 +277,94 @@ async def test_rule_ids_with_special_characters(api: Api) -> None:
         await put_rule(api, alice, "override", rid)
         assert (await api.get(rule_path("override", rid), token=alice))["rule_id"] == rid
     assert await ids(api, alice, "override", user_only=True) == ["#alias:x", "a:b@c!d", "ünïcødé", "with space"]
+
+
+async def test_every_rule_id_the_spec_allows(api: Api) -> None:
+    """Room rules are named by room ID, sender rules by user ID, other kinds by any
+    string without '/' or '\\' that does not start with '.': each is created, read,
+    enabled, re-acted, placed and deleted at its URL-escaped path."""
+    alice = await user(api, "alice")
+    room_id, sender = "!dj234r78wl45Gh4D:matrix.org", "@spam.bot_=-x:example.com:8448"
+    cases = [("room", room_id), ("sender", "@spam.bot:example.com"), ("sender", "@x:[::1]:8448"),
+             ("override", "#alias:example.com"), ("override", "com.example.rule"), ("override", "a.b.c."),
+             ("override", "50% off?&x=1"), ("underride", "tab\tand+plus"), ("content", "émoji 🎉"),
+             ("override", "!looks-like-a-room:x"), ("override", "enabled"), ("override", "actions")]
+    for kind, rid in cases:
+        body: dict[str, Any] = {"actions": ["notify"], **({"pattern": "cake"} if kind == "content" else {})}
+        assert await put_rule(api, alice, kind, rid, body) == {}, (kind, rid)
+        got = await api.get(rule_path(kind, rid), token=alice)
+        assert got["rule_id"] == rid and got["default"] is False and got["enabled"] is True, (kind, rid)
+        assert await api.put(rule_path(kind, rid, "/enabled"), {"enabled": False}, token=alice) == {}
+        assert await api.get(rule_path(kind, rid, "/enabled"), token=alice) == {"enabled": False}
+        actions = ["notify", {"set_tweak": "sound", "value": rid}]
+        assert await api.put(rule_path(kind, rid, "/actions"), {"actions": actions}, token=alice) == {}
+        assert await api.get(rule_path(kind, rid, "/actions"), token=alice) == {"actions": actions}
+    assert await ids(api, alice, "override", user_only=True) == [
+        rid for kind, rid in reversed(cases) if kind == "override"]
+    # A user ID in a path needs no escaping of '@', '!' or ':' (clients send them raw).
+    raw = f"pushrules/global/room/{room_id}"
+    assert (await api.get(raw, token=alice))["rule_id"] == room_id
+    assert await api.get(raw + "/enabled", token=alice) == {"enabled": False}
+    # before/after name any of those IDs (URL-escaped in the query).
+    await put_rule(api, alice, "override", "first", query=f"?before={quote('#alias:example.com', safe='')}")
+    await put_rule(api, alice, "override", "last", query=f"?after={quote('50% off?&x=1', safe='')}")
+    await put_rule(api, alice, "sender", sender, query=f"?after={quote('@x:[::1]:8448', safe='')}")
+    order = await ids(api, alice, "override", user_only=True)
+    assert order.index("first") == order.index("#alias:example.com") - 1
+    assert order.index("last") == order.index("50% off?&x=1") + 1
+    assert await ids(api, alice, "sender") == ["@x:[::1]:8448", sender, "@spam.bot:example.com"]
+    for kind, rid in [*cases, ("sender", sender)]:
+        assert await api.request("DELETE", rule_path(kind, rid), token=alice) == (200, {}), (kind, rid)
+        await api.request("GET", rule_path(kind, rid), token=alice, expect=404)
+
+
+async def test_actions_come_back_as_stored(api: Api) -> None:
+    """Whatever actions a client stores (tweaks with any value, the historical
+    dont_notify and coalesce, which the spec says to ignore rather than reject) are
+    what it reads back, from the rule, /actions, the ruleset and m.push_rules."""
+    alice = await user(api, "alice")
+    stored = [
+        ["notify", {"set_tweak": "sound", "value": "default"}],
+        ["dont_notify"],
+        ["coalesce", "notify", {"set_tweak": "highlight", "value": False}],
+        [{"set_tweak": "org.example.flash", "value": {"colour": "red", "ms": [100, 200]}}, "notify"],
+        [],
+    ]
+    for i, actions in enumerate(stored):
+        await put_rule(api, alice, "override", f"r{i}", {"actions": actions, "conditions": []})
+        assert (await api.get(rule_path("override", f"r{i}"), token=alice))["actions"] == actions
+        assert await api.get(rule_path("override", f"r{i}", "/actions"), token=alice) == {"actions": actions}
+    ruleset = await api.get("pushrules/global/", token=alice)
+    assert {r["rule_id"]: r["actions"] for r in ruleset["override"] if not r["default"]} == {
+        f"r{i}": a for i, a in enumerate(stored)}
+    content = await api.hs.account_data.get_global(ALICE, "m.push_rules")
+    assert content == {"global": ruleset}
+    # A server-default rule keeps a historical action as given too.
+    await api.put(rule_path("underride", ".m.rule.message", "/actions"), {"actions": ["dont_notify"]}, token=alice)
+    assert await api.get(rule_path("underride", ".m.rule.message", "/actions"), token=alice) == {"actions": ["dont_notify"]}
+
+
+async def test_rules_named_by_room_and_sender_decide_notifications(api: Api) -> None:
+    """Evaluation reads room and sender rules by their IDs: a room rule with a
+    highlight notifies with it; a sender rule of only the historical dont_notify
+    silences that sender (the spec: equivalent to an empty actions array)."""
+    alice, bob, room = await room_with_bob(api)
+    other = await create(api, alice)
+    await invite(api, other, alice, "bob")
+    await join(api, other, bob)
+    highlight = ["notify", {"set_tweak": "sound", "value": "default"}, {"set_tweak": "highlight"}]
+    await put_rule(api, alice, "room", room, {"actions": highlight})
+    await send(api, room, bob, "in the room with a rule")
+    await send(api, other, bob, "in the other room")
+    notes = (await api.get("notifications", token=alice))["notifications"]
+    by_room = {n["room_id"]: n for n in notes}
+    assert by_room[room]["actions"] == highlight and by_room[room]["event"]["content"]["body"] == "in the room with a rule"
+    assert by_room[other]["actions"] == ["notify", {"set_tweak": "sound", "value": "default"}]  # .m.rule.room_one_to_one
+    await put_rule(api, alice, "sender", uid("bob"), {"actions": ["dont_notify"]})
+    await send(api, other, bob, "silenced")
+    await send(api, room, bob, "room rules come before sender rules")
+    bodies = [n["event"]["content"]["body"] for n in (await api.get("notifications", token=alice))["notifications"]]
+    assert "silenced" not in bodies and "room rules come before sender rules" in bodies
 
 
 def _push_rules_event(body: dict[str, Any]) -> dict[str, Any] | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
+
 from tests.conftest import PASSWORD, Api, FakeClock
 
 DUMMY_FLOWS = [{"stages": ["m.login.dummy"]}]
@@ -105,6 +107,41 @@ async def test_retried_finished_session_returns_the_same_account(make_api: Any, 
     assert await api.hs.users.get_user("@bob:test.local") is None
     quiet = await api.post("register", {"inhibit_login": True, "auth": auth})
     assert quiet == {"user_id": "@alice:test.local", "home_server": "test.local"}
+
+
+LOGIN_OPTIONS = {"device_id": "LAPTOP", "initial_device_display_name": "Laptop", "refresh_token": True}
+
+
+@pytest.mark.parametrize("path", ["new account", "retried session", "guest upgrade"])
+async def test_login_options_on_every_registration_path(make_api: Any, path: str) -> None:
+    """Each way POST /register answers (a new account, the account a retried session
+    made, an upgraded guest) logs in as the request asks: the device ID and display
+    name given, a refresh token when asked, nothing but the user ID when inhibited."""
+    api = await make_api(registration={"allow_guests": True})
+
+    async def register(localpart: str, **options: Any) -> tuple[str, dict[str, Any]]:
+        if path == "new account":
+            return f"@{localpart}:test.local", await api.register(localpart, **options)
+        if path == "retried session":
+            session = await start(api, {"username": localpart, "password": PASSWORD, "inhibit_login": True})
+            auth = {"type": "m.login.dummy", "session": session}
+            await api.post("register", {"auth": auth})  # the answer the client lost
+            return f"@{localpart}:test.local", await api.post("register", {"auth": auth, **options})
+        guest = await api.post("register?kind=guest", {})
+        guest_localpart = guest["user_id"][1:].split(":", 1)[0]
+        return guest["user_id"], await api.register(guest_localpart, guest_access_token=guest["access_token"], **options)
+
+    user_id, reg = await register("alice", inhibit_login=False, **LOGIN_OPTIONS)
+    assert set(reg) == {"user_id", "access_token", "device_id", "home_server", "refresh_token", "expires_in_ms"}
+    assert reg["user_id"] == user_id and reg["device_id"] == "LAPTOP" and reg["home_server"] == "test.local"
+    device = await api.hs.devices.get_device(user_id, "LAPTOP")
+    assert device is not None and device.display_name == "Laptop"
+    assert await api.get("account/whoami", token=reg["access_token"]) == {
+        "user_id": user_id, "device_id": "LAPTOP", "is_guest": False}
+
+    user_id, quiet = await register("bob", inhibit_login=True, **LOGIN_OPTIONS)
+    assert quiet == {"user_id": user_id, "home_server": "test.local"}
+    assert await api.hs.devices.get_device(user_id, "LAPTOP") is None
 
 
 async def test_password_of_the_first_request_is_remembered_as_a_hash(api: Api) -> None:

@@ -246,3 +246,29 @@ async def test_stopping_answers_long_polls_at_once(api: Api) -> None:
     # A poll arriving while the server stops does not wait either.
     later = await asyncio.wait_for(api.get(f"sync?since={token}&timeout=600000", token=alice), 120)
     assert later["next_batch"] == token
+
+
+async def test_profile_change_is_no_new_join(api: Api) -> None:
+    """A joined member's new display name is a membership event, but the room goes
+    on from the token: the next incremental sync carries just that event, unlimited,
+    not the room re-sent as if newly joined. A leave and rejoin is a new join."""
+    alice, bob = await _user(api, "alice"), await _user(api, "bob")
+    room = (await api.post("createRoom", {"preset": "public_chat"}, token=alice))["room_id"]
+    await api.post(f"rooms/{room}/join", {}, token=bob)
+    for i in range(3):
+        await api.put(f"rooms/{room}/send/m.room.message/p{i}", {"msgtype": "m.text", "body": f"m{i}"}, token=alice)
+    first = await api.get("sync", token=bob)
+    await api.put("profile/@bob:test.local/displayname", {"displayname": "Bobby"}, token=bob)
+    await api.put("profile/@bob:test.local/displayname", {"displayname": "Robert"}, token=bob)
+    later = await api.get(f"sync?since={first['next_batch']}", token=bob)
+    entry = later["rooms"]["join"][room]
+    names = [e["content"]["displayname"] for e in entry["timeline"]["events"]]
+    assert _types(entry["timeline"]["events"]) == ["m.room.member", "m.room.member"] and names == ["Bobby", "Robert"]
+    assert entry["timeline"]["limited"] is False and entry["state"]["events"] == []
+    # Leaving and joining again since the token: the room is sent whole.
+    await api.post(f"rooms/{room}/leave", {}, token=bob)
+    await api.post(f"rooms/{room}/join", {}, token=bob)
+    rejoined = (await api.get(f"sync?since={later['next_batch']}", token=bob))["rooms"]["join"][room]
+    assert {e["type"] for e in rejoined["state"]["events"]} >= {"m.room.create", "m.room.power_levels"}
+    assert [e["content"].get("body") for e in rejoined["timeline"]["events"]
+            if e["type"] == "m.room.message"] == ["m0", "m1", "m2"]
