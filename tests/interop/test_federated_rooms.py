@@ -1,21 +1,55 @@
-"""Rooms shared between Accord and stock Synapse: joins in both directions over
-make_join/send_join, in room versions 1 (event IDs named by servers, state
-resolution v1), 5 (key validity), 9 (restricted joins), 10, 11 and 12, and
-messages both ways."""
+"""Rooms shared between Accord and stock Synapse in every room version, 1 to 12, both ways:
+Synapse creates a room and we join it over make_join/send_join, and we create one that Synapse
+joins. In each, messages go both ways, a topic set on one side is the other's current state,
+and a redaction sent on one side is applied on the other (each version's redaction algorithm
+and, from v11, `redacts` in the content).
+
+The versions differ where it matters across servers: v1 and v2 event IDs named by the sending
+server and `[event_id, hashes]` references, v1's state resolution, v3's hashed IDs, v5's key
+validity, v6's strict canonical JSON, v7 knocking, v8/v9 restricted joins, v10 integer-only
+power levels, v11's redaction and `redacts`, v12's room IDs from the create event. One Synapse
+serves the module (conftest.py); each test only adds a room."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import pytest
 
+from federation.events import get_room_version
+from homeserver.records.rooms import RoomRecord
 from homeserver.rooms.creation import create_room
 from tests.interop.test_federation_basics import Accord, accord, bob  # noqa: F401  (fixtures)
 
-from .synapse import SynapseClient, SynapseServer, timeline_events
+from .synapse import MatrixError, SynapseClient, SynapseServer, timeline_events
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
+T = TypeVar("T")
+
+VERSIONS = [str(n) for n in range(1, 13)]
+
+
+async def _poll(probe: Callable[[], Awaitable[T | None]], what: str, within: float = 20.0) -> T:
+    """`probe()` until it gives something: federation is asynchronous, so each side polls
+    (briefly, no fixed sleeps) for what the other sent."""
+    try:
+        async with asyncio.timeout(within):
+            while True:
+                found = await probe()
+                if found is not None:
+                    return found
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"not seen within {within}s: {what}") from None
+
+
+def _levels(version: str, creator: str, joiner: str) -> dict[str, Any]:
+    """Power for the joining user to set a topic; from v12 the creator is above all
+    levels and must not be listed."""
+    users = {joiner: 50} if version == "12" else {creator: 100, joiner: 50}
+    return {"users": users}
 
 
 async def _our_messages(acc: Accord, room_id: str) -> list[dict[str, Any]]:
@@ -28,20 +62,90 @@ async def _our_messages(acc: Accord, room_id: str) -> list[dict[str, Any]]:
 
 
 async def _wait_ours(acc: Accord, room_id: str, body: str) -> dict[str, Any]:
-    async with asyncio.timeout(20):
-        while True:
-            for ev in await _our_messages(acc, room_id):
-                if ev["content"].get("body") == body:
-                    return ev
-            await asyncio.sleep(0.1)
+    async def probe() -> dict[str, Any] | None:
+        return next((ev for ev in await _our_messages(acc, room_id) if ev["content"].get("body") == body), None)
+
+    return await _poll(probe, f"message {body!r} at Accord")
 
 
-VERSIONS = ["1", "5", "9", "10", "11", "12"]
+async def _accord_topic(acc: Accord, room: RoomRecord, topic: str) -> None:
+    async def probe() -> bool | None:
+        ev = await acc.hs.room_service.current_state_event(room, ("m.room.topic", ""))
+        return True if ev is not None and ev.event["content"].get("topic") == topic else None
+
+    await _poll(probe, f"topic {topic!r} in Accord's current state")
+
+
+async def _accord_redacted(acc: Accord, event_id: str, redaction_id: str) -> None:
+    """The event is marked redacted by that redaction and served without its content."""
+    async def probe() -> bool | None:
+        ev = (await acc.hs.event_store.get_events([event_id])).get(event_id)
+        return True if ev is not None and ev.redacted_by == redaction_id else None
+
+    await _poll(probe, f"redaction of {event_id} at Accord")
+
+
+async def _synapse_topic(peer: SynapseClient, room_id: str, topic: str) -> None:
+    async def probe() -> bool | None:
+        try:
+            content = await peer.state_event(room_id, "m.room.topic")
+        except MatrixError as e:  # 404 until the first topic arrives
+            assert e.status == 404, e
+            return None
+        return True if content.get("topic") == topic else None
+
+    await _poll(probe, f"topic {topic!r} at Synapse")
+
+
+async def _synapse_redacted(peer: SynapseClient, room_id: str, event_id: str, redaction_id: str) -> None:
+    async def probe() -> dict[str, Any] | None:
+        ev = await peer.event(room_id, event_id)
+        because = ev.get("unsigned", {}).get("redacted_because", {})
+        return ev if because.get("event_id") == redaction_id else None
+
+    ev = await _poll(probe, f"redaction of {event_id} at Synapse")
+    assert ev["content"] == {}
+
+
+async def _accord_redact(acc: Accord, room: RoomRecord, event_id: str) -> str:
+    """What PUT /redact does: `redacts` at the top level before v11, in the content since."""
+    rv = get_room_version(room.room_version)
+    content = {"reason": "interop"} | ({"redacts": event_id} if rv.redacts_in_content else {})
+    stored = await acc.hs.room_service.create_event(
+        room, acc.alice, "m.room.redaction", content, redacts=None if rv.redacts_in_content else event_id
+    )
+    return stored.event_id
+
+
+async def _both_ways(acc: Accord, peer: SynapseClient, room_id: str, version: str) -> None:
+    """Messages, a topic and a redaction from each side, each seen on the other."""
+    room = await acc.hs.room_store.get_room(room_id)
+    assert room is not None and room.room_version == version
+    ours = await acc.hs.room_service.create_event(
+        room, acc.alice, "m.room.message", {"msgtype": "m.text", "body": f"hi synapse {version}"}
+    )
+    await peer.sync_until(lambda s: any(
+        e.get("content", {}).get("body") == f"hi synapse {version}" for e in timeline_events(s, room_id)))
+    theirs = await peer.send_text(room_id, f"hi accord {version}")
+    assert (await _wait_ours(acc, room_id, f"hi accord {version}"))["sender"] == peer.user_id
+
+    await acc.hs.room_service.create_event(room, acc.alice, "m.room.topic", {"topic": f"ours {version}"}, state_key="")
+    await _synapse_topic(peer, room_id, f"ours {version}")
+    await peer.send_state(room_id, "m.room.topic", {"topic": f"theirs {version}"})
+    await _accord_topic(acc, room, f"theirs {version}")
+
+    ours_redaction = await _accord_redact(acc, room, ours.event_id)
+    await _synapse_redacted(peer, room_id, ours.event_id, ours_redaction)
+    their_redaction = await peer.redact(room_id, theirs, reason="interop")
+    await _accord_redacted(acc, theirs, their_redaction)
 
 
 @pytest.mark.parametrize("version", VERSIONS)
 async def test_we_join_a_synapse_room(accord: Accord, bob: SynapseClient, synapse: SynapseServer, version: str) -> None:  # noqa: F811
-    room_id = await bob.create_room(preset="public_chat", room_version=version, name=f"Synapse v{version}")
+    room_id = await bob.create_room(
+        preset="public_chat", room_version=version, name=f"Synapse v{version}",
+        power_level_content_override=_levels(version, bob.user_id, accord.alice),
+    )
     await bob.send_text(room_id, "before alice")
     joined = await accord.hs.federated_joins.join_remote(accord.alice, room_id, [synapse.server_name])
     assert joined == room_id
@@ -50,31 +154,26 @@ async def test_we_join_a_synapse_room(accord: Accord, bob: SynapseClient, synaps
     name = await accord.hs.room_service.current_state_event(room, ("m.room.name", ""))
     assert name is not None and name.event["content"] == {"name": f"Synapse v{version}"}
 
-    await accord.hs.room_service.create_event(room, accord.alice, "m.room.message", {"msgtype": "m.text", "body": f"hi synapse {version}"})
-    sync = await bob.sync_until(lambda s: any(
-        e.get("content", {}).get("body") == f"hi synapse {version}" for e in timeline_events(s, room_id)))
-    assert sync
-    await bob.send_text(room_id, f"hi accord {version}")
-    ours = await _wait_ours(accord, room_id, f"hi accord {version}")
-    assert ours["sender"] == bob.user_id
+    await _both_ways(accord, bob, room_id, version)
     # History from before our join comes by backfill from Synapse.
     assert await accord.hs.room_backfill.backfill(room, 20) > 0
     before = await _wait_ours(accord, room_id, "before alice")
     assert before["sender"] == bob.user_id
 
 
-@pytest.mark.parametrize("version", ["1", "5", "9", "12"])
-async def test_synapse_joins_our_room(accord: Accord, bob: SynapseClient, synapse: SynapseServer, version: str) -> None:  # noqa: F811
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_synapse_joins_our_room(accord: Accord, bob: SynapseClient, version: str) -> None:  # noqa: F811
     room_id = await create_room(
-        accord.hs, accord.alice, {"preset": "public_chat", "name": "Accord room", "room_version": version}
+        accord.hs, accord.alice, {
+            "preset": "public_chat", "name": "Accord room", "room_version": version,
+            "power_level_content_override": _levels(version, accord.alice, bob.user_id),
+        },
     )
     joined = await bob.join(room_id, via=[accord.name])
     assert joined == room_id
     room = await accord.hs.room_store.get_room(room_id)
     assert room is not None
     assert (await accord.hs.room_store.membership_of(room.room_nid, bob.user_id))[0] == "join"
-    await bob.send_text(room_id, "hello from synapse")
-    await _wait_ours(accord, room_id, "hello from synapse")
-    await accord.hs.room_service.create_event(room, accord.alice, "m.room.message", {"msgtype": "m.text", "body": "hello back"})
-    await bob.sync_until(lambda s: any(
-        e.get("content", {}).get("body") == "hello back" for e in timeline_events(s, room_id)))
+    created = await bob.state_event(room_id, "m.room.create")
+    assert created.get("room_version", "1") == version
+    await _both_ways(accord, bob, room_id, version)
