@@ -516,8 +516,7 @@ class HomeServer:
         self.room_backfill = RoomBackfill(
             client=self.federation_client, checks=self.pdu_checks, received=self.received_events,
             events=self.event_store, store=BackfillStore(self.db), room_service=self.room_service,
-            room_servers=self.room_servers, auth_chains=self.inbound_transactions,
-            state_fetcher=self.state_fetcher, clock=self.clock,
+            room_servers=self.room_servers, state_fetcher=self.state_fetcher, clock=self.clock,
         )
         self.federated_invites = FederatedInvites(
             server_name=config.server_name, signing_key=self.signing_key, client=self.federation_client,
