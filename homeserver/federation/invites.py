@@ -30,6 +30,7 @@ from federation.events import (
     add_hashes_and_signature,
     compute_event_id,
     compute_reference_hash,
+    encode_event_canonical_json,
     get_room_version,
     pdu_json,
     redact_event,
@@ -226,7 +227,9 @@ class FederatedInvites:
         )
         merged = {**ours, "signatures": {**ours["signatures"], destination: their_sigs}}
         try:
-            verify_signed_by(redact_event(pdu_json(merged, rv), rv), destination, keys)
+            verify_signed_by(
+                redact_event(pdu_json(merged, rv), rv), destination, keys, encode=encode_event_canonical_json
+            )
         except SignatureError as e:
             raise MatrixError(502, "M_UNKNOWN", f"{destination} signed the invite badly: {e}") from None
         return merged

@@ -177,3 +177,25 @@ async def test_synapse_joins_our_room(accord: Accord, bob: SynapseClient, versio
     created = await bob.state_event(room_id, "m.room.create")
     assert created.get("room_version", "1") == version
     await _both_ways(accord, bob, room_id, version)
+
+
+@pytest.mark.parametrize("version", ["1", "5"])
+async def test_floats_in_old_versions_both_ways(accord: Accord, bob: SynapseClient, version: str) -> None:  # noqa: F811
+    """Before v6 events may hold floats; Synapse accepts them from its clients and hashes
+    them as Python writes them (`2.0`, `4.5`, `1e+100`). Each side's such event reaches
+    the other whole: hash, signatures and the request's X-Matrix signature all agree."""
+    room_id = await create_room(accord.hs, accord.alice, {"preset": "public_chat", "room_version": version})
+    assert await bob.join(room_id, via=[accord.name]) == room_id
+    room = await accord.hs.room_store.get_room(room_id)
+    assert room is not None
+    floats = {"rating": 4.5, "whole": 2.0, "huge": 1e100, "tiny": -2.5e-300}
+    await bob.send(room_id, {"msgtype": "m.text", "body": f"theirs {version}", **floats})
+    theirs = await _wait_ours(accord, room_id, f"theirs {version}")
+    assert {k: theirs["content"][k] for k in floats} == floats  # not redacted for a hash mismatch
+    await accord.hs.room_service.create_event(
+        room, accord.alice, "m.room.message", {"msgtype": "m.text", "body": f"ours {version}", **floats}
+    )
+    sync = await bob.sync_until(lambda s: any(
+        e.get("content", {}).get("body") == f"ours {version}" for e in timeline_events(s, room_id)))
+    [ours] = [e for e in timeline_events(sync, room_id) if e["content"].get("body") == f"ours {version}"]
+    assert {k: ours["content"][k] for k in floats} == floats
