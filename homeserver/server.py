@@ -50,6 +50,7 @@ from homeserver.federation.queries import RemoteProfiles
 from homeserver.federation.reads import FederationReads
 from homeserver.federation.sender import FederationSender
 from homeserver.federation.state_fetch import StateFetcher
+from homeserver.federation.timestamps import TimestampLookup
 from homeserver.filters.service import FilterService
 from homeserver.identifiers import LocalServer
 from homeserver.media.fetch import UrlFetcher
@@ -507,6 +508,10 @@ class HomeServer:
         self.state_fetcher = StateFetcher(
             client=self.federation_client, checks=self.pdu_checks, received=self.received_events,
             events=self.event_store, room_service=self.room_service,
+        )
+        self.timestamp_lookup = TimestampLookup(  # /timestamp_to_event, ours and other servers'
+            client=self.federation_client, gate=self.server_gate, events=self.event_store,
+            room_service=self.room_service, room_servers=self.room_servers, state_fetcher=self.state_fetcher,
         )
         self.inbound_transactions = InboundTransactions(
             client=self.federation_client, gate=self.server_gate, checks=self.pdu_checks,

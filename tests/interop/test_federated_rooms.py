@@ -21,7 +21,7 @@ import pytest
 from federation.events import get_room_version
 from homeserver.records.rooms import RoomRecord
 from homeserver.rooms.creation import create_room
-from tests.interop.test_federation_basics import Accord, accord, bob  # noqa: F401  (fixtures)
+from tests.interop.test_federation_basics import Accord, accord, bob, q  # noqa: F401  (fixtures)
 
 from .synapse import MatrixError, SynapseClient, SynapseServer, timeline_events
 
@@ -199,3 +199,35 @@ async def test_floats_in_old_versions_both_ways(accord: Accord, bob: SynapseClie
         e.get("content", {}).get("body") == f"ours {version}" for e in timeline_events(s, room_id)))
     [ours] = [e for e in timeline_events(sync, room_id) if e["content"].get("body") == f"ours {version}"]
     assert {k: ours["content"][k] for k in floats} == floats
+
+
+async def test_timestamp_to_event_both_ways(accord: Accord, bob: SynapseClient, synapse: SynapseServer) -> None:  # noqa: F811
+    """Each side joins a room of the other's late, so the event nearest a time before the
+    join is only on the other side: the client lookup on each asks the other over
+    `/_matrix/federation/v1/timestamp_to_event`, and gets the other's event."""
+    # Synapse asking us.
+    ours_room = await create_room(accord.hs, accord.alice, {"preset": "public_chat"})
+    room = await accord.hs.room_store.get_room(ours_room)
+    assert room is not None
+    early = await accord.hs.room_service.create_event(
+        room, accord.alice, "m.room.message", {"msgtype": "m.text", "body": "early at Accord"})
+    early_ts = early.event["origin_server_ts"]
+    assert await bob.join(ours_room, via=[accord.name]) == ours_room
+    theirs = await bob.request(
+        "GET", f"/_matrix/client/v1/rooms/{q(ours_room)}/timestamp_to_event", params={"ts": str(early_ts), "dir": "f"})
+    assert theirs == {"event_id": early.event_id, "origin_server_ts": early_ts}
+
+    # Us asking Synapse.
+    synapse_room = await bob.create_room(preset="public_chat")
+    their_early = await bob.send_text(synapse_room, "early at Synapse")
+    their_ts = (await bob.event(synapse_room, their_early))["origin_server_ts"]
+    await accord.hs.federated_joins.join_remote(accord.alice, synapse_room, [synapse.server_name])
+    answer = await accord.client.get_json(
+        synapse.server_name, f"/_matrix/federation/v1/timestamp_to_event/{q(synapse_room)}",
+        query={"ts": str(their_ts), "dir": "f"})
+    assert answer == {"event_id": their_early, "origin_server_ts": their_ts}
+    room = await accord.hs.room_store.get_room(synapse_room)
+    assert room is not None
+    viewer = accord.hs.visibility.viewer(accord.alice, room)
+    found = await accord.hs.timestamp_lookup.nearest(room, their_ts, False, viewer.can_see)
+    assert found is not None and found.answer() == answer
