@@ -509,10 +509,6 @@ class HomeServer:
             client=self.federation_client, checks=self.pdu_checks, received=self.received_events,
             events=self.event_store, room_service=self.room_service,
         )
-        self.timestamp_lookup = TimestampLookup(  # /timestamp_to_event, ours and other servers'
-            client=self.federation_client, gate=self.server_gate, events=self.event_store,
-            room_service=self.room_service, room_servers=self.room_servers, state_fetcher=self.state_fetcher,
-        )
         self.inbound_transactions = InboundTransactions(
             client=self.federation_client, gate=self.server_gate, checks=self.pdu_checks,
             received=self.received_events, state_fetcher=self.state_fetcher, rooms=self.room_store,
@@ -522,6 +518,11 @@ class HomeServer:
             client=self.federation_client, checks=self.pdu_checks, received=self.received_events,
             events=self.event_store, store=BackfillStore(self.db), room_service=self.room_service,
             room_servers=self.room_servers, state_fetcher=self.state_fetcher, clock=self.clock,
+        )
+        self.timestamp_lookup = TimestampLookup(  # /timestamp_to_event, ours and other servers'
+            client=self.federation_client, gate=self.server_gate, events=self.event_store,
+            room_service=self.room_service, room_servers=self.room_servers, state_fetcher=self.state_fetcher,
+            backfill=self.room_backfill,
         )
         self.federated_invites = FederatedInvites(
             server_name=config.server_name, signing_key=self.signing_key, client=self.federation_client,

@@ -15,7 +15,10 @@ before it that we lack); going back, when it is not a forward extremity and no
 later event of ours cites it (a hole after it). The first server that answers with
 an event closer to `ts` than ours wins, once its event is fetched with `/event`
 and passes the PDU checks (a server cannot make us answer with an event that does
-not exist, is of another room, or has another timestamp than it claimed).
+not exist, is of another room, or has another timestamp than it claimed). The
+client will want to read around it (`/context`, `/messages`), so when it is not in
+our timeline one batch of backfill is run first, which brings it in when it lies
+within a batch of our oldest events (the late-joiner's case).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from homeserver.records.rooms import RoomRecord
 if TYPE_CHECKING:
     from federation.client import FederationClient
     from homeserver.federation.access import ServerGate
+    from homeserver.federation.backfill import RoomBackfill
     from homeserver.federation.state_fetch import StateFetcher
     from homeserver.rooms.servers import RoomServers
     from homeserver.rooms.service import RoomService
@@ -47,6 +51,8 @@ MAX_SCAN = 1000
 _BATCH = 100
 # How many servers of the room are asked before giving up on a better answer.
 MAX_SERVERS = 5
+# Events asked for when the answer is another server's event we lack.
+BACKFILL_BATCH = 50
 # Later events looked at for one that cites the found event (going back).
 _CHILD_SCAN = 20
 
@@ -64,7 +70,9 @@ class TimestampLookup:
     def __init__(
         self, *, client: FederationClient | None, gate: ServerGate, events: EventStore,
         room_service: RoomService, room_servers: RoomServers, state_fetcher: StateFetcher,
+        backfill: RoomBackfill,
     ) -> None:
+        self.backfill = backfill
         self.client = client  # None when federation is off
         self.gate = gate
         self.events = events
@@ -116,9 +124,15 @@ class TimestampLookup:
         if found is not None and not await self._may_lack_history(room, found, backwards):
             return ours
         theirs = await self.ask_others(room, ts, backwards)
-        if theirs is not None and (ours is None or abs(theirs.origin_server_ts - ts) < abs(ours.origin_server_ts - ts)):
-            return theirs
-        return ours
+        if theirs is None or (ours is not None and abs(theirs.origin_server_ts - ts) >= abs(ours.origin_server_ts - ts)):
+            return ours
+        held = await self.events.get_event(theirs.event_id)
+        if held is None or held.stream_ordering is None:
+            try:
+                await self.backfill.backfill(room, BACKFILL_BATCH)
+            except Exception as e:  # the answer stands without it
+                logger.info("backfill towards %s in %s failed: %s", theirs.event_id, room.room_id, e)
+        return theirs
 
     async def _may_lack_history(self, room: RoomRecord, event: StoredEvent, backwards: bool) -> bool:
         if not room.federate or self.client is None:

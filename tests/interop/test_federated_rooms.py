@@ -231,3 +231,5 @@ async def test_timestamp_to_event_both_ways(accord: Accord, bob: SynapseClient, 
     viewer = accord.hs.visibility.viewer(accord.alice, room)
     found = await accord.hs.timestamp_lookup.nearest(room, their_ts, False, viewer.can_see)
     assert found is not None and found.answer() == answer
+    held = await accord.hs.event_store.get_event(their_early)  # backfilled for the client to read on from
+    assert held is not None and held.stream_ordering is not None

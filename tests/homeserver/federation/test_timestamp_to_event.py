@@ -1,7 +1,8 @@
 """`GET /_matrix/federation/v1/timestamp_to_event/{roomId}` between two of our servers,
 and the client endpoint asking the room's other servers when our own answer may be
 incomplete: B joined A's room late, so the events nearest a time before its join are
-A's, and B's client gets A's answer (fetched and checked by B) rather than B's join."""
+A's, and B's client gets A's answer (fetched, checked and backfilled by B) rather than
+B's join."""
 
 from __future__ import annotations
 
@@ -48,6 +49,9 @@ async def test_timestamp_to_event_across_servers(pair: Pair) -> None:
     ours = await pair.bob.call("GET", f"/_matrix/client/v1/rooms/{q}/timestamp_to_event?ts={first_ts}&dir=f")
     assert ours["origin_server_ts"] == first_ts
     assert ours["event_id"] in await a.event_store.get_events([ours["event_id"]])
+    # ... and brought into B's timeline by backfill, so the client can read around it.
+    context = await pair.bob.call("GET", f"/rooms/{q}/context/{urllib.parse.quote(ours['event_id'])}?limit=2")
+    assert context["event"]["event_id"] == ours["event_id"]
     # Going back from now, B's newest event is a forward extremity: no need to ask.
     now = b.clock.time_ms()
     latest = await pair.bob.call("GET", f"/_matrix/client/v1/rooms/{q}/timestamp_to_event?ts={now}&dir=b")
