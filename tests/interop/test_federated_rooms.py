@@ -1,8 +1,8 @@
 """Rooms shared between Accord and stock Synapse in every room version, 1 to 12, both ways:
 Synapse creates a room and we join it over make_join/send_join, and we create one that Synapse
-joins. In each, messages go both ways, a topic set on one side is the other's current state,
-and a redaction sent on one side is applied on the other (each version's redaction algorithm
-and, from v11, `redacts` in the content).
+joins. In each, messages go both ways, a topic set by us and a name set by Synapse are each
+the other's current state, and a redaction sent on one side is applied on the other (each
+version's redaction algorithm and, from v11, `redacts` in the content).
 
 The versions differ where it matters across servers: v1 and v2 event IDs named by the sending
 server and `[event_id, hashes]` references, v1's state resolution, v3's hashed IDs, v5's key
@@ -68,12 +68,12 @@ async def _wait_ours(acc: Accord, room_id: str, body: str) -> dict[str, Any]:
     return await _poll(probe, f"message {body!r} at Accord")
 
 
-async def _accord_topic(acc: Accord, room: RoomRecord, topic: str) -> None:
+async def _accord_name(acc: Accord, room: RoomRecord, name: str) -> None:
     async def probe() -> bool | None:
-        ev = await acc.hs.room_service.current_state_event(room, ("m.room.topic", ""))
-        return True if ev is not None and ev.event["content"].get("topic") == topic else None
+        ev = await acc.hs.room_service.current_state_event(room, ("m.room.name", ""))
+        return True if ev is not None and ev.event["content"].get("name") == name else None
 
-    await _poll(probe, f"topic {topic!r} in Accord's current state")
+    await _poll(probe, f"name {name!r} in Accord's current state")
 
 
 async def _accord_redacted(acc: Accord, event_id: str, redaction_id: str) -> None:
@@ -118,26 +118,37 @@ async def _accord_redact(acc: Accord, room: RoomRecord, event_id: str) -> str:
 
 
 async def _both_ways(acc: Accord, peer: SynapseClient, room_id: str, version: str) -> None:
-    """Messages, a topic and a redaction from each side, each seen on the other."""
+    """Messages, a state change and a redaction from each side, each seen on the other.
+    Both sides act at once in each step (the state changes are to different keys, so
+    the fork they make resolves to both), which halves the wall time."""
     room = await acc.hs.room_store.get_room(room_id)
     assert room is not None and room.room_version == version
-    ours = await acc.hs.room_service.create_event(
-        room, acc.alice, "m.room.message", {"msgtype": "m.text", "body": f"hi synapse {version}"}
+
+    ours, theirs = await asyncio.gather(
+        acc.hs.room_service.create_event(
+            room, acc.alice, "m.room.message", {"msgtype": "m.text", "body": f"hi synapse {version}"}),
+        peer.send_text(room_id, f"hi accord {version}"),
     )
-    await peer.sync_until(lambda s: any(
-        e.get("content", {}).get("body") == f"hi synapse {version}" for e in timeline_events(s, room_id)))
-    theirs = await peer.send_text(room_id, f"hi accord {version}")
-    assert (await _wait_ours(acc, room_id, f"hi accord {version}"))["sender"] == peer.user_id
+    _, seen = await asyncio.gather(
+        peer.sync_until(lambda s: any(
+            e.get("content", {}).get("body") == f"hi synapse {version}" for e in timeline_events(s, room_id))),
+        _wait_ours(acc, room_id, f"hi accord {version}"),
+    )
+    assert seen["sender"] == peer.user_id
 
-    await acc.hs.room_service.create_event(room, acc.alice, "m.room.topic", {"topic": f"ours {version}"}, state_key="")
-    await _synapse_topic(peer, room_id, f"ours {version}")
-    await peer.send_state(room_id, "m.room.topic", {"topic": f"theirs {version}"})
-    await _accord_topic(acc, room, f"theirs {version}")
+    await asyncio.gather(
+        acc.hs.room_service.create_event(room, acc.alice, "m.room.topic", {"topic": f"ours {version}"}, state_key=""),
+        peer.send_state(room_id, "m.room.name", {"name": f"theirs {version}"}),
+    )
+    await asyncio.gather(_synapse_topic(peer, room_id, f"ours {version}"), _accord_name(acc, room, f"theirs {version}"))
 
-    ours_redaction = await _accord_redact(acc, room, ours.event_id)
-    await _synapse_redacted(peer, room_id, ours.event_id, ours_redaction)
-    their_redaction = await peer.redact(room_id, theirs, reason="interop")
-    await _accord_redacted(acc, theirs, their_redaction)
+    ours_redaction, their_redaction = await asyncio.gather(
+        _accord_redact(acc, room, ours.event_id), peer.redact(room_id, theirs, reason="interop")
+    )
+    await asyncio.gather(
+        _synapse_redacted(peer, room_id, ours.event_id, ours_redaction),
+        _accord_redacted(acc, theirs, their_redaction),
+    )
 
 
 @pytest.mark.parametrize("version", VERSIONS)
