@@ -60,3 +60,29 @@ async def test_timestamp_to_event_across_servers(pair: Pair) -> None:
     head = await b.room_service.head(b_room)
     extremities = await b.event_store.get_events_by_nid(head.extremities)
     assert latest["event_id"] in {e.event_id for e in extremities.values()}
+
+
+async def test_history_visibility_applies_to_the_asking_server(pair: Pair) -> None:
+    """In a `joined` room, what was said before B's server had a member there is not B's
+    to find: A answers with the nearest event B may see instead."""
+    a, b, a_spec = pair.a, pair.b, pair.a_spec
+    room_id = (await pair.alice.call("POST", "/createRoom", {
+        "preset": "public_chat",
+        "initial_state": [{"type": "m.room.history_visibility", "content": {"history_visibility": "joined"}}],
+    }))["room_id"]
+    hidden = await pair.alice.say(room_id, "before B")
+    hidden_ts = (await a.event_store.get_events([hidden]))[hidden].event["origin_server_ts"]
+    await pair.bob.call("POST", f"/join/{room_id}?server_name={a_spec.name}", {})
+    q = urllib.parse.quote(room_id)
+    answer = await b.federation_client.get_json(
+        a_spec.name, f"{V1}/timestamp_to_event/{q}", query={"ts": str(hidden_ts), "dir": "f"})
+    assert answer["event_id"] != hidden
+    shown = (await a.event_store.get_events([answer["event_id"]]))[answer["event_id"]]
+    assert shown.type == "m.room.member" and shown.state_key == pair.bob_id  # B's join, the first it may see
+    # Going back, the room's first events (before its visibility was set, so under the
+    # default `shared`) are B's to see; the message is not.
+    back = await b.federation_client.get_json(
+        a_spec.name, f"{V1}/timestamp_to_event/{q}", query={"ts": str(hidden_ts), "dir": "b"})
+    assert back["event_id"] != hidden and back["origin_server_ts"] <= hidden_ts
+    earlier = (await a.event_store.get_events([back["event_id"]]))[back["event_id"]]
+    assert earlier.state_key is not None
