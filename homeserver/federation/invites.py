@@ -136,11 +136,12 @@ class FederatedInvites:
         """Have the invitee's server countersign an invite we built; returns the event
         with both signatures, which is what gets persisted and sent into the room.
 
-        `PUT /v2/invite` first; a server that does not know it (404/405, or
-        M_UNRECOGNIZED) is asked `PUT /v1/invite`, which carries no room version and so
-        can only be understood for versions 1 and 2, whose events have the same format
-        (the receiver assumes one of them). In a newer version such a server cannot take
-        the invite at all: 400 M_UNSUPPORTED_ROOM_VERSION, as the spec's v2 endpoint says."""
+        `PUT /v2/invite` first. In a room of version 1 or 2, a 400 or 404 answer (or
+        any sign the endpoint is unknown there: `RemoteError.unknown_endpoint`) is
+        retried with `PUT /v1/invite`, as the spec's v2 endpoint asks, since the server
+        may be older; v1 carries no room version, and its receiver assumes 1 or 2. In a
+        newer version a server without v2 cannot take the invite at all: 400
+        M_UNSUPPORTED_ROOM_VERSION (Synapse's answer in that case)."""
         rv = get_room_version(room.room_version)
         destination = server_of(event["state_key"])
         room_state = await self.room_state_for_invite(room)
@@ -149,14 +150,14 @@ class FederatedInvites:
         try:
             answer = await self._put_invite(destination, "/_matrix/federation/v2/invite" + path, body)
         except RemoteError as e:
-            if not e.unknown_endpoint:
-                raise _invite_refused(destination, e) from None
-            if not rv.event_id_in_pdu:
+            if rv.event_id_in_pdu and (e.unknown_endpoint or e.status in (400, 404)):
+                return await self.send_invite_v1(room, event, room_state)
+            if e.unknown_endpoint:
                 raise MatrixError(
                     400, "M_UNSUPPORTED_ROOM_VERSION",
                     f"{destination} only takes invites to rooms of versions 1 and 2; this room is version {rv.identifier}",
                 ) from None
-            return await self.send_invite_v1(room, event, room_state)
+            raise _invite_refused(destination, e) from None
         return await self._countersigned(rv, event, _invited_event(destination, answer), destination)
 
     async def send_invite_v1(
