@@ -18,7 +18,8 @@ and passes the PDU checks (a server cannot make us answer with an event that doe
 not exist, is of another room, or has another timestamp than it claimed). The
 client will want to read around it (`/context`, `/messages`), so when it is not in
 our timeline one batch of backfill is run first, which brings it in when it lies
-within a batch of our oldest events (the late-joiner's case).
+within a batch of our oldest events (the late-joiner's case); once held, the
+reader's history visibility is applied to it like to ours.
 """
 
 from __future__ import annotations
@@ -132,6 +133,9 @@ class TimestampLookup:
                 await self.backfill.backfill(room, BACKFILL_BATCH)
             except Exception as e:  # the answer stands without it
                 logger.info("backfill towards %s in %s failed: %s", theirs.event_id, room.room_id, e)
+            held = await self.events.get_event(theirs.event_id)
+        if held is not None and held.stream_ordering is not None and not await can_see(held):
+            return ours  # now that it is ours to judge: the reader may not see it
         return theirs
 
     async def _may_lack_history(self, room: RoomRecord, event: StoredEvent, backwards: bool) -> bool:
