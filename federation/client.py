@@ -77,6 +77,17 @@ class RemoteError(FederationError):
         self.message = message
         self.body = body
 
+    @property
+    def unknown_endpoint(self) -> bool:
+        """The peer does not serve this endpoint (an older or partial server): 404 or 405
+        with no errcode of its own or M_UNRECOGNIZED, or 400 M_UNRECOGNIZED, which is how
+        servers have said it over the years. Callers fall back to an older endpoint on
+        this, and only on this: any other error is the peer's answer to the request."""
+        sent_errcode = isinstance(self.body, dict) and isinstance(self.body.get("errcode"), str)
+        if self.status in (404, 405):
+            return not sent_errcode or self.errcode == "M_UNRECOGNIZED"
+        return self.status == 400 and self.errcode == "M_UNRECOGNIZED"
+
 
 class BadResponseError(FederationError):
     """The peer answered 2xx with something that is not JSON."""

@@ -7,6 +7,11 @@ The receiver rebuilds that object from what it received and checks the
 signature with the origin's published key, so a peer is identified by what it
 can sign, never by the address it connects from.
 
+A body carrying events of room versions 1-5 may hold floats (in the events),
+which the spec's canonical JSON has no form for; such a body is signed and
+checked in the form its events are hashed in (Python canonicaljson's, as Synapse
+signs its requests), every other body in the spec's.
+
 Pure: no I/O. Fetching the origin's key is the caller's job (a key ring).
 """
 
@@ -17,8 +22,21 @@ from typing import Any
 
 from signedjson.types import SigningKey
 
+from .events.canonical import (
+    CanonicalJSONError,
+    encode_canonical_json,
+    encode_event_canonical_json,
+    has_loose_numbers,
+)
 from .events.identifiers import is_valid_server_address
-from .events.signing import SignatureError, VerifyKey, key_id_of, sign_json, verify_json_signature
+from .events.signing import (
+    Encoder,
+    SignatureError,
+    VerifyKey,
+    key_id_of,
+    sign_json,
+    verify_json_signature,
+)
 
 __all__ = [
     "RequestAuthError",
@@ -82,6 +100,11 @@ def format_authorization_header(auth: XMatrixAuth) -> str:
     return f"{SCHEME} " + ",".join(params)
 
 
+def _request_form(content: Any) -> Encoder:
+    """The canonical form a request with this body is signed in (module docstring)."""
+    return encode_event_canonical_json if has_loose_numbers(content) else encode_canonical_json
+
+
 def sign_request(
     *,
     method: str,
@@ -96,7 +119,9 @@ def sign_request(
     ``uri`` is the request target as it goes on the wire: the path starting with
     ``/_matrix/`` plus ``?query`` if any, percent-encoding included.
     """
-    signed = sign_json(request_json(method, uri, origin, destination, content), origin, signing_key)
+    signed = sign_json(
+        request_json(method, uri, origin, destination, content), origin, signing_key, encode=_request_form(content)
+    )
     key_id = key_id_of(signing_key)
     return format_authorization_header(
         XMatrixAuth(
@@ -229,7 +254,7 @@ def verify_request(
     obj = request_json(method, uri, auth.origin, our_server_name, content)
     obj["signatures"] = {auth.origin: {auth.key_id: auth.signature}}
     try:
-        verify_json_signature(obj, auth.origin, auth.key_id, verify_key)
-    except SignatureError as exc:
+        verify_json_signature(obj, auth.origin, auth.key_id, verify_key, encode=_request_form(content))
+    except (SignatureError, CanonicalJSONError) as exc:
         raise RequestAuthError("Invalid X-Matrix signature") from exc
 

@@ -50,6 +50,7 @@ from homeserver.federation.queries import RemoteProfiles
 from homeserver.federation.reads import FederationReads
 from homeserver.federation.sender import FederationSender
 from homeserver.federation.state_fetch import StateFetcher
+from homeserver.federation.timestamps import TimestampLookup
 from homeserver.filters.service import FilterService
 from homeserver.identifiers import LocalServer
 from homeserver.media.fetch import UrlFetcher
@@ -517,8 +518,12 @@ class HomeServer:
         self.room_backfill = RoomBackfill(
             client=self.federation_client, checks=self.pdu_checks, received=self.received_events,
             events=self.event_store, store=BackfillStore(self.db), room_service=self.room_service,
-            room_servers=self.room_servers, auth_chains=self.inbound_transactions,
-            state_fetcher=self.state_fetcher, clock=self.clock,
+            room_servers=self.room_servers, state_fetcher=self.state_fetcher, clock=self.clock,
+        )
+        self.timestamp_lookup = TimestampLookup(  # /timestamp_to_event, ours and other servers'
+            client=self.federation_client, gate=self.server_gate, events=self.event_store,
+            room_service=self.room_service, room_servers=self.room_servers, state_fetcher=self.state_fetcher,
+            backfill=self.room_backfill,
         )
         self.federated_invites = FederatedInvites(
             server_name=config.server_name, signing_key=self.signing_key, client=self.federation_client,

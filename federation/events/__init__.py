@@ -31,6 +31,8 @@ from .canonical import (
     decode_base64,
     encode_base64,
     encode_canonical_json,
+    encode_event_canonical_json,
+    has_loose_numbers,
     parse_json_strict,
 )
 from .hashing import (
@@ -129,6 +131,8 @@ __all__ = [
     "domain_of",
     "encode_base64",
     "encode_canonical_json",
+    "encode_event_canonical_json",
+    "has_loose_numbers",
     "event_id_of",
     "event_refs",
     "generate_signing_key",

@@ -18,7 +18,7 @@ from .canonical import (
     CanonicalJSONError,
     check_canonical_json,
     encode_base64,
-    encode_canonical_json,
+    encode_event_canonical_json,
     json_copy,
 )
 from .hashing import (
@@ -84,7 +84,7 @@ def validate_pdu(event: Mapping[str, Any], room_version: str | RoomVersion) -> N
     try:
         if rv.strict_canonical_json:
             check_canonical_json(pdu)
-        size = len(encode_canonical_json(pdu))
+        size = len(encode_event_canonical_json(pdu))
     except (CanonicalJSONError, UnicodeEncodeError) as exc:
         raise EventFormatError(f"PDU is not valid canonical JSON: {exc}") from exc
     if size > MAX_PDU_SIZE:

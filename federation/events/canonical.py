@@ -5,6 +5,15 @@ same JSON value into the same bytes. A JSON encoder does the key sorting and
 minimal formatting but happily emits floats and integers outside the
 interoperable range; those would produce signatures other servers cannot
 reproduce, so this module rejects them first.
+
+Except in events of room versions 1-5, which predate the rule: they may hold
+floats and integers of any size (only v6 made servers refuse them), and
+Synapse, which created most of those rooms, hashes and signs them as Python's
+``canonicaljson`` writes them: each float by Python's shortest round-trip
+``repr`` (``1.5``, ``1.0``, ``1e+100``), each integer in full. An event is
+hashed, signed and named over those bytes (``encode_event_canonical_json``),
+so they must be reproduced exactly, or the event is refused or wrongly
+redacted. For every value v6+ allows, the two encodings give the same bytes.
 """
 
 from __future__ import annotations
@@ -25,6 +34,8 @@ __all__ = [
     "decode_base64",
     "encode_base64",
     "encode_canonical_json",
+    "encode_event_canonical_json",
+    "has_loose_numbers",
     "json_copy",
     "parse_json_strict",
 ]
@@ -61,24 +72,27 @@ def _normalise(value: Any, *, allow_integral_floats: bool) -> Any:
     raise CanonicalJSONError(f"Not a JSON value: {type(value).__name__}")
 
 
-def _plain(value: Any) -> bool:
+def _plain(value: Any, *, big_ints: bool = False) -> bool:
     """True if ``value`` is already in canonical JSON's value space as it stands:
-    no floats, integers in range, string keys. Raises for what can never be."""
+    no floats, integers in range, string keys. Raises for what can never be
+    (an integer out of range too, unless ``big_ints``: then it is not plain)."""
     if value is None or isinstance(value, (bool, str)):
         return True
     if isinstance(value, int):
         if not MIN_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            if big_ints:
+                return False
             raise CanonicalJSONError(f"Integer out of canonical JSON range: {value}")
         return True
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise CanonicalJSONError(f"Object keys must be strings: {key!r}")
-            if not _plain(item):
+            if not _plain(item, big_ints=big_ints):
                 return False
         return True
     if isinstance(value, list):
-        return all(_plain(v) for v in value)
+        return all(_plain(v, big_ints=big_ints) for v in value)
     return False  # floats, tuples, other mappings: take the normalising path
 
 
@@ -97,6 +111,31 @@ def encode_canonical_json(value: Any) -> bytes:
     if not _plain(value):
         value = _normalise(value, allow_integral_floats=True)
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+# What Python's canonicaljson (and so Synapse) uses: compact, sorted keys, UTF-8, no NaN.
+_PYTHON_FORM = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"), sort_keys=True)
+
+
+def has_loose_numbers(value: Any) -> bool:
+    """Whether ``value`` holds a float or an integer beyond canonical JSON's range:
+    what only events of room versions 1-5 (and requests carrying them) may hold."""
+    return not _plain(value, big_ints=True)
+
+
+def encode_event_canonical_json(value: Any) -> bytes:
+    """The canonical JSON an event is hashed, signed and named over: the spec's
+    form, and for the numbers that only room versions 1-5 allow, the form Python's
+    canonicaljson gives them (see the module docstring). Values v6+ allows take
+    the same fast path, and give the same bytes, as ``encode_canonical_json``."""
+    if _plain(value, big_ints=True):
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    if isinstance(value, Mapping) and not isinstance(value, dict):
+        value = dict(value)
+    try:
+        return _PYTHON_FORM.encode(value).encode("utf-8")
+    except (TypeError, ValueError) as exc:  # NaN or infinity, or not JSON at all
+        raise CanonicalJSONError(f"Not encodable as canonical JSON: {exc}") from None
 
 
 def json_copy(value: Any) -> Any:

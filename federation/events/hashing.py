@@ -19,7 +19,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from .canonical import decode_base64, encode_base64, encode_canonical_json
+from .canonical import decode_base64, encode_base64, encode_event_canonical_json
 from .redaction import redact_event
 from .room_versions import EventIdFormat, RoomVersion, get_room_version
 
@@ -80,7 +80,7 @@ def has_event_id_in_pdu(event: Mapping[str, Any]) -> bool:
 def compute_content_hash_of(obj: Mapping[str, Any]) -> bytes:
     """SHA-256 of the object minus ``unsigned``, ``signatures`` and ``hashes``, per the spec."""
     stripped = {k: v for k, v in obj.items() if k not in ("unsigned", "signatures", "hashes")}
-    return hashlib.sha256(encode_canonical_json(stripped)).digest()
+    return hashlib.sha256(encode_event_canonical_json(stripped)).digest()
 
 
 def compute_content_hash(
@@ -119,7 +119,7 @@ def compute_reference_hash(
     redacted = redact_event(pdu_json(event, room_version), room_version)
     redacted.pop("signatures", None)
     redacted.pop("unsigned", None)
-    return hashlib.sha256(encode_canonical_json(redacted)).digest()
+    return hashlib.sha256(encode_event_canonical_json(redacted)).digest()
 
 
 def reference_hash_b64(event: Mapping[str, Any], room_version: str | RoomVersion) -> str:

@@ -8,7 +8,7 @@ several and a signature names the one it used.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import nacl.exceptions
@@ -23,7 +23,13 @@ from signedjson.key import (
 )
 from signedjson.types import SigningKey
 
-from .canonical import decode_base64, encode_base64, encode_canonical_json, json_copy
+from .canonical import (
+    decode_base64,
+    encode_base64,
+    encode_canonical_json,
+    encode_event_canonical_json,
+    json_copy,
+)
 from .hashing import compute_content_hash, pdu_json
 from .identifiers import domain_of
 from .redaction import redact_event
@@ -71,19 +77,25 @@ def decode_verify_key_base64(key_id: str, key_base64: str) -> VerifyKey:
     return cast(VerifyKey, decode_verify_key_bytes(key_id, decode_base64(key_base64)))
 
 
-def _signable_bytes(obj: Mapping[str, Any]) -> bytes:
-    return encode_canonical_json({k: v for k, v in obj.items() if k not in ("signatures", "unsigned")})
+Encoder = Callable[[Any], bytes]
 
 
-def sign_json(obj: Mapping[str, Any], server_name: str, signing_key: SigningKey) -> dict[str, Any]:
+def _signable_bytes(obj: Mapping[str, Any], encode: Encoder) -> bytes:
+    return encode({k: v for k, v in obj.items() if k not in ("signatures", "unsigned")})
+
+
+def sign_json(
+    obj: Mapping[str, Any], server_name: str, signing_key: SigningKey, *, encode: Encoder = encode_canonical_json
+) -> dict[str, Any]:
     """Return a copy of ``obj`` with this server's signature added.
 
     Existing signatures (ours under other key IDs, or other servers') are
     preserved, since objects such as key responses and invites are
-    co-signed.
+    co-signed. ``encode`` is the canonical form signed: events are signed over
+    ``encode_event_canonical_json`` (room versions 1-5 may hold floats).
     """
     signed: dict[str, Any] = json_copy(dict(obj))
-    signature = signing_key.sign(_signable_bytes(obj)).signature
+    signature = signing_key.sign(_signable_bytes(obj, encode)).signature
     signatures = signed.get("signatures")
     if not isinstance(signatures, dict):
         signatures = {}
@@ -93,7 +105,8 @@ def sign_json(obj: Mapping[str, Any], server_name: str, signing_key: SigningKey)
 
 
 def verify_json_signature(
-    obj: Mapping[str, Any], server_name: str, key_id: str, verify_key: VerifyKey
+    obj: Mapping[str, Any], server_name: str, key_id: str, verify_key: VerifyKey,
+    *, encode: Encoder = encode_canonical_json,
 ) -> None:
     """Check one specific signature; raise :class:`SignatureError` unless it verifies."""
     signatures = obj.get("signatures")
@@ -106,13 +119,14 @@ def verify_json_signature(
     except ValueError as exc:
         raise SignatureError(f"Invalid base64 in signature {server_name} {key_id}") from exc
     try:
-        verify_key.verify(_signable_bytes(obj), signature)
+        verify_key.verify(_signable_bytes(obj, encode), signature)
     except (nacl.exceptions.BadSignatureError, ValueError, TypeError) as exc:
         raise SignatureError(f"Invalid signature for {server_name} {key_id}") from exc
 
 
 def verify_signed_by(
-    obj: Mapping[str, Any], server_name: str, verify_keys: Mapping[str, VerifyKey]
+    obj: Mapping[str, Any], server_name: str, verify_keys: Mapping[str, VerifyKey],
+    *, encode: Encoder = encode_canonical_json,
 ) -> None:
     """Check that ``server_name`` signed ``obj`` with at least one of ``verify_keys``.
 
@@ -128,7 +142,7 @@ def verify_signed_by(
     for key_id in server_sigs:
         if not key_id.startswith("ed25519:") or key_id not in verify_keys:
             continue
-        verify_json_signature(obj, server_name, key_id, verify_keys[key_id])
+        verify_json_signature(obj, server_name, key_id, verify_keys[key_id], encode=encode)
         checked += 1
     if checked == 0:
         raise SignatureError(f"No signature from {server_name} with a known key")
@@ -150,7 +164,7 @@ def add_hashes_and_signature(
     out: dict[str, Any] = json_copy(dict(event))
     out["hashes"] = {"sha256": encode_base64(compute_content_hash(out, rv))}
     redacted = redact_event(pdu_json(out, rv), rv)
-    signed = sign_json(redacted, server_name, signing_key)
+    signed = sign_json(redacted, server_name, signing_key, encode=encode_event_canonical_json)
     out["signatures"] = signed["signatures"]
     return out
 
@@ -169,7 +183,7 @@ def sign_event(
     rv = get_room_version(room_version)
     out: dict[str, Any] = json_copy(dict(event))
     redacted = redact_event(pdu_json(out, rv), rv)
-    signed = sign_json(redacted, server_name, signing_key)
+    signed = sign_json(redacted, server_name, signing_key, encode=encode_event_canonical_json)
     out["signatures"] = signed["signatures"]
     return out
 
@@ -228,4 +242,4 @@ def verify_event_signatures(
         keys = verify_keys.get(server)
         if not keys:
             raise SignatureError(f"No known keys for {server}")
-        verify_signed_by(redacted, server, keys)
+        verify_signed_by(redacted, server, keys, encode=encode_event_canonical_json)

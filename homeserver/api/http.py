@@ -18,6 +18,7 @@ from aiohttp import web
 
 from federation.events.json_bounds import JSONBoundsError, loads_bounded
 from homeserver.errors import MatrixError, bad_json, missing_param
+from homeserver.params import parse_int
 
 if TYPE_CHECKING:
     from homeserver.accounts.auth import Requester
@@ -165,6 +166,21 @@ def query_bool(request: web.Request, name: str, default: bool = False) -> bool:
     if v in ("false", "0"):
         return False
     raise MatrixError(400, "M_INVALID_PARAM", f"Query parameter '{name}' must be true or false")
+
+
+def timestamp_query(request: web.Request) -> tuple[int, bool]:
+    """`ts` and `dir` of the two /timestamp_to_event endpoints (client and federation):
+    (timestamp, whether backwards); M_MISSING_PARAM or M_INVALID_PARAM otherwise."""
+    raw_ts = request.query.get("ts")
+    if raw_ts is None:
+        raise missing_param("Missing query parameter 'ts'")
+    ts = parse_int(raw_ts, "Query parameter 'ts'")  # compared in SQL: 64-bit at most
+    direction = request.query.get("dir")
+    if direction is None:
+        raise missing_param("Missing query parameter 'dir'")
+    if direction not in ("f", "b"):
+        raise MatrixError(400, "M_INVALID_PARAM", "Query parameter 'dir' must be 'f' or 'b'")
+    return ts, direction == "b"
 
 
 class ClientRoutes:

@@ -40,7 +40,7 @@ import hashlib
 import logging
 import weakref
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from federation.client import quote_path_segment
 from federation.events import get_room_version, prev_event_ids
@@ -72,17 +72,11 @@ NO_OLDER_HISTORY_RETRY_MS = 3_600_000
 _FRUITLESS_SIZE = 1000
 
 
-class AuthChains(Protocol):
-    """Fetching and storing an event's auth chain from a server (InboundTransactions)."""
-
-    async def fetch_auth_chain(self, origin: str, room: RoomRecord, rv: RoomVersion, event_id: str) -> None: ...
-
-
 class RoomBackfill:
     def __init__(
         self, *, client: FederationClient | None, checks: PduChecks, received: ReceivedEvents,
         events: EventStore, store: BackfillStore, room_service: RoomService, room_servers: RoomServers,
-        auth_chains: AuthChains, state_fetcher: StateFetcher, clock: Clock,
+        state_fetcher: StateFetcher, clock: Clock,
     ) -> None:
         self.client = client  # None when federation is off
         self.checks = checks
@@ -91,7 +85,6 @@ class RoomBackfill:
         self.store = store
         self.room_service = room_service
         self.room_servers = room_servers
-        self.auth_chains = auth_chains
         self.state_fetcher = state_fetcher
         self.clock = clock
         self._lowest: int | None = None  # the lowest stream position handed out so far
@@ -259,7 +252,7 @@ class RoomBackfill:
                 try:
                     if missing.kind == "auth" and not fetched_auth:
                         fetched_auth = True
-                        await self.auth_chains.fetch_auth_chain(server, room, rv, event["event_id"])
+                        await self.state_fetcher.fetch_auth_chain(server, room, rv, event)
                     elif missing.kind == "prev" and state is None and used < state_fetches:
                         used += 1
                         state = await self.state_fetcher.state_at_prevs(server, room, rv, event)

@@ -5,8 +5,9 @@ format, signatures of every server that must have signed it (keys valid at the
 event's timestamp), content hash (a mismatch means the event is stored
 redacted), then the auth rules against its auth events, the state before it and
 the current state. Missing prev events are asked of the sending
-server with /get_missing_events, missing auth events with /event_auth, each
-fetched event going through the same checks. When /get_missing_events cannot
+server with /get_missing_events, missing auth events with /event_auth (or one by
+one with /event where the sender will not answer that), each fetched event going
+through the same checks. When /get_missing_events cannot
 close the gap (the sender returns too few events: its limit, or history it
 will not share), the state at the prev events still missing is asked for with
 /state_ids instead (homeserver/federation/state_fetch.py) and the event is
@@ -38,7 +39,7 @@ from federation.events import (
 from federation.events.room_versions import RoomVersion
 from homeserver.errors import MatrixError
 from homeserver.federation.access import ServerGate
-from homeserver.federation.pdu_checks import MissingEventsError, PduError, event_in_room
+from homeserver.federation.pdu_checks import MissingEventsError, PduError
 from homeserver.records.rooms import RoomRecord
 from homeserver.rooms.received import Outcome
 
@@ -153,7 +154,7 @@ class InboundTransactions:
         self, origin: str, room: RoomRecord, rv: RoomVersion, event: dict[str, Any], depth: int, budget: _Budget
     ) -> Outcome:
         """Persist with the room lock held, fetching what is missing from `origin`:
-        the auth chain with /event_auth; missing prev events with /get_missing_events
+        the auth chain (`StateFetcher.fetch_auth_chain`); missing prev events with /get_missing_events
         (only for the PDU itself, not for the events that fetches), then, for what
         is still missing, the state at the prev events with /state_ids."""
         state: dict[tuple[str, str], int] | None = None
@@ -166,7 +167,7 @@ class InboundTransactions:
                     if budget.auth_chains <= 0:
                         raise PduError(str(missing)) from None
                     budget.auth_chains -= 1
-                    await self.fetch_auth_chain(origin, room, rv, event["event_id"])
+                    await self.state_fetcher.fetch_auth_chain(origin, room, rv, event)
                 elif not asked_missing:
                     asked_missing = True
                     await self._fetch_missing_prevs(origin, room, rv, event, budget)
@@ -176,28 +177,6 @@ class InboundTransactions:
                 else:
                     raise PduError(str(missing)) from None
         raise PduError("Could not complete the event's history")
-
-    async def fetch_auth_chain(self, origin: str, room: RoomRecord, rv: RoomVersion, event_id: str) -> None:
-        """Store (as outliers) the auth chain of `event_id` as `origin` gives it, each
-        event checked; also used by backfill."""
-        try:
-            body = await self._client().get_json(
-                origin,
-                f"/_matrix/federation/v1/event_auth/{quote_path_segment(room.room_id)}/{quote_path_segment(event_id)}",
-            )
-        except Exception as e:
-            raise PduError(f"Cannot fetch auth events: {e}") from None
-        chain = body.get("auth_chain", []) if isinstance(body, dict) else []
-        if not isinstance(chain, list):
-            raise PduError("event_auth answered without an auth chain")
-        checked = []
-        for pdu in chain[:500]:
-            if isinstance(pdu, dict):
-                event = await self.checks.check(pdu, rv)
-                if event_in_room(event, room.room_id, rv):  # never another room's events
-                    checked.append(event)
-        checked.sort(key=lambda e: e.get("depth", 0))
-        await self.received.persist_outliers(room, checked)
 
     async def _fetch_missing_prevs(
         self, origin: str, room: RoomRecord, rv: RoomVersion, event: dict[str, Any], budget: _Budget

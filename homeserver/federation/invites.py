@@ -30,6 +30,7 @@ from federation.events import (
     add_hashes_and_signature,
     compute_event_id,
     compute_reference_hash,
+    encode_event_canonical_json,
     get_room_version,
     pdu_json,
     redact_event,
@@ -67,6 +68,20 @@ MAX_INVITE_STATE = 50  # entries kept from a remote server's invite_room_state
 def strip(event: dict[str, Any]) -> dict[str, Any]:
     """The client-server stripped form of a state event."""
     return {k: event[k] for k in ("type", "state_key", "content", "sender") if k in event}
+
+
+def _invite_refused(destination: str, e: RemoteError) -> MatrixError:
+    """The invitee's server's error answer, as the inviting client is told it."""
+    if e.status in (400, 403):
+        return MatrixError(403, "M_FORBIDDEN", f"{destination} refused the invite: {e}")
+    return MatrixError(502, "M_UNKNOWN", f"{destination} could not take the invite: {e}")
+
+
+def _invited_event(destination: str, answer: Any) -> dict[str, Any]:
+    signed = answer.get("event") if isinstance(answer, dict) else None
+    if not isinstance(signed, dict):
+        raise MatrixError(502, "M_UNKNOWN", f"{destination} answered the invite with no event")
+    return dict(signed)
 
 
 def invalid(message: str) -> MatrixError:
@@ -119,41 +134,78 @@ class FederatedInvites:
 
     async def send_invite(self, room: RoomRecord, event: dict[str, Any]) -> dict[str, Any]:
         """Have the invitee's server countersign an invite we built; returns the event
-        with both signatures, which is what gets persisted and sent into the room."""
+        with both signatures, which is what gets persisted and sent into the room.
+
+        `PUT /v2/invite` first. In a room of version 1 or 2, a 400 or 404 answer (or
+        any sign the endpoint is unknown there: `RemoteError.unknown_endpoint`) is
+        retried with `PUT /v1/invite`, as the spec's v2 endpoint asks, since the server
+        may be older; v1 carries no room version, and its receiver assumes 1 or 2. In a
+        newer version a server without v2 cannot take the invite at all: 400
+        M_UNSUPPORTED_ROOM_VERSION (Synapse's answer in that case)."""
         rv = get_room_version(room.room_version)
         destination = server_of(event["state_key"])
-        body = {
-            "room_version": rv.identifier,
-            "event": pdu_json(event, rv),
-            "invite_room_state": await self.room_state_for_invite(room),
-        }
+        room_state = await self.room_state_for_invite(room)
+        path = f"/{quote_path_segment(room.room_id)}/{quote_path_segment(event['event_id'])}"
+        body = {"room_version": rv.identifier, "event": pdu_json(event, rv), "invite_room_state": room_state}
+        try:
+            answer = await self._put_invite(destination, "/_matrix/federation/v2/invite" + path, body)
+        except RemoteError as e:
+            if rv.event_id_in_pdu and (e.unknown_endpoint or e.status in (400, 404)):
+                return await self.send_invite_v1(room, event, room_state)
+            if e.unknown_endpoint:
+                raise MatrixError(
+                    400, "M_UNSUPPORTED_ROOM_VERSION",
+                    f"{destination} only takes invites to rooms of versions 1 and 2; this room is version {rv.identifier}",
+                ) from None
+            raise _invite_refused(destination, e) from None
+        return await self._countersigned(rv, event, _invited_event(destination, answer), destination)
+
+    async def send_invite_v1(
+        self, room: RoomRecord, event: dict[str, Any], room_state: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """`PUT /v1/invite`: the event itself is the body, the stripped state rides in its
+        `unsigned`, and the answer is `[200, {"event": ...}]` (the v1 API's historical
+        shape, which servers still send)."""
+        rv = get_room_version(room.room_version)
+        destination = server_of(event["state_key"])
+        if room_state is None:
+            room_state = await self.room_state_for_invite(room)
+        pdu = pdu_json(event, rv)
+        pdu["unsigned"] = {**pdu.get("unsigned", {}), "invite_room_state": room_state}
         path = (
-            f"/_matrix/federation/v2/invite/{quote_path_segment(room.room_id)}"
+            f"/_matrix/federation/v1/invite/{quote_path_segment(room.room_id)}"
             f"/{quote_path_segment(event['event_id'])}"
         )
+        try:
+            answer = await self._put_invite(destination, path, pdu)
+        except RemoteError as e:
+            raise _invite_refused(destination, e) from None
+        if isinstance(answer, list) and len(answer) == 2 and answer[0] == 200:
+            answer = answer[1]
+        signed = _invited_event(destination, answer)
+        signed.pop("unsigned", None)  # the stripped state we sent, echoed back
+        return await self._countersigned(rv, event, signed, destination)
+
+    async def _put_invite(self, destination: str, path: str, body: Any) -> Any:
+        """One invite request; our policy and the network's errors as the client API's
+        answers, the peer's error answers (RemoteError) left to the caller."""
         client = self.client
         if client is None:
             raise MatrixError(403, "M_FORBIDDEN", "Federation is disabled on this server")
         try:
-            answer = await client.put_json(destination, path, body)
+            return await client.put_json(destination, path, body)
         except DestinationRefusedError:
             # Our own policy (partners only, say): the spec's answer for an invite the
             # server will not make is 403, as for joins through such a server.
             raise MatrixError(
                 403, "M_FORBIDDEN", f"This server's federation policy does not allow inviting users of {destination}"
             ) from None
-        except RemoteError as e:
-            if e.status in (400, 403):
-                raise MatrixError(403, "M_FORBIDDEN", f"{destination} refused the invite: {e}") from None
-            raise MatrixError(502, "M_UNKNOWN", f"{destination} could not take the invite: {e}") from None
+        except RemoteError:
+            raise
         except (ConnectError, OSError) as e:
             raise MatrixError(502, "M_UNKNOWN", f"Cannot reach {destination} to deliver the invite: {e}") from None
         except FederationError as e:  # a malformed answer
             raise MatrixError(502, "M_UNKNOWN", f"{destination} answered the invite badly: {e}") from None
-        signed = answer.get("event") if isinstance(answer, dict) else None
-        if not isinstance(signed, dict):
-            raise MatrixError(502, "M_UNKNOWN", f"{destination} answered the invite with no event")
-        return await self._countersigned(rv, event, signed, destination)
 
     async def _countersigned(
         self, rv: RoomVersion, ours: dict[str, Any], theirs: dict[str, Any], destination: str
@@ -176,7 +228,9 @@ class FederatedInvites:
         )
         merged = {**ours, "signatures": {**ours["signatures"], destination: their_sigs}}
         try:
-            verify_signed_by(redact_event(pdu_json(merged, rv), rv), destination, keys)
+            verify_signed_by(
+                redact_event(pdu_json(merged, rv), rv), destination, keys, encode=encode_event_canonical_json
+            )
         except SignatureError as e:
             raise MatrixError(502, "M_UNKNOWN", f"{destination} signed the invite badly: {e}") from None
         return merged

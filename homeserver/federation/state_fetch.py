@@ -11,6 +11,14 @@ outliers. The state *after* a missing prev P is then that state plus P itself
 when P is a state event, and the state before the event whose prevs these are
 is the resolution of the states after each prev, as for any event.
 
+An event's missing auth events come the same way (`fetch_auth_chain`): its whole
+auth chain from `GET /event_auth/{roomId}/{eventId}`, or, when the peer does not
+serve that endpoint or fails to answer it, one by one with `/event`: the event's
+auth events not held here, then theirs, until every one is held here or fetched
+(at most MAX_AUTH_FETCHES). A peer that stopped answering /event_auth (it is
+optional in practice: some servers refuse it for events they consider private)
+can still be followed.
+
 Everything the peer answers is bounded and checked: IDs must be event IDs of
 this room, fetched events must hash to the ID they were asked for, and a state
 naming two events for one (type, state_key) is refused.
@@ -18,10 +26,11 @@ naming two events for one (type, state_key) is refused.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from federation.client import quote_path_segment
-from federation.events import prev_event_ids
+from federation.events import auth_event_ids, prev_event_ids
 from federation.events.room_versions import RoomVersion
 from homeserver.federation.pdu_checks import PduError, event_in_room
 from homeserver.records.rooms import RoomRecord
@@ -33,6 +42,8 @@ if TYPE_CHECKING:
     from homeserver.rooms.service import RoomService
     from homeserver.storage.events import EventStore
 
+logger = logging.getLogger(__name__)
+
 StateKey = tuple[str, str]
 V1 = "/_matrix/federation/v1"
 # A state (or auth chain) larger than this is not taken from a peer in one go.
@@ -41,6 +52,10 @@ MAX_STATE_IDS = 50_000
 MAX_SINGLE_FETCHES = 20
 # A gap is closed from at most this many prev events.
 MAX_PREVS = 10
+# An auth chain taken from /event_auth is cut at this many events.
+MAX_AUTH_CHAIN = 500
+# Without /event_auth, at most this many auth events are fetched one by one for one event.
+MAX_AUTH_FETCHES = 50
 
 
 def _event_ids(value: Any) -> list[str]:
@@ -88,6 +103,55 @@ class StateFetcher:
                 raise PduError(f"/event answered with another event than {event_id}")
             out[event_id] = event
         return out
+
+    async def fetch_auth_chain(
+        self, server: str, room: RoomRecord, rv: RoomVersion, event: dict[str, Any]
+    ) -> None:
+        """Store (as outliers) the auth events of `event` that are missing here, as
+        `server` gives them, each checked: the chain from /event_auth, or, when that
+        fails, one by one (`fetch_auth_events`)."""
+        try:
+            chain = await self._event_auth(server, room, rv, event["event_id"])
+        except PduError as e:
+            logger.info("falling back to /event for the auth events of %s: %s", event["event_id"], e)
+            chain = await self.fetch_auth_events(server, room, rv, event)
+        await self.received.persist_outliers(room, sorted(chain, key=lambda e: e.get("depth", 0)))
+
+    async def _event_auth(
+        self, server: str, room: RoomRecord, rv: RoomVersion, event_id: str
+    ) -> list[dict[str, Any]]:
+        """The checked events of this room in the `/event_auth` answer."""
+        body = await self._get(
+            server, f"{V1}/event_auth/{quote_path_segment(room.room_id)}/{quote_path_segment(event_id)}"
+        )
+        chain = body.get("auth_chain") if isinstance(body, dict) else None
+        if not isinstance(chain, list):
+            raise PduError("event_auth answered without an auth chain")
+        checked = []
+        for pdu in chain[:MAX_AUTH_CHAIN]:
+            if isinstance(pdu, dict):
+                ev = await self.checks.check(pdu, rv)
+                if event_in_room(ev, room.room_id, rv):  # never another room's events
+                    checked.append(ev)
+        return checked
+
+    async def fetch_auth_events(
+        self, server: str, room: RoomRecord, rv: RoomVersion, event: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """The auth events of `event` missing here, walking the auth DAG down from it
+        with `/event` until every reference is held here or fetched; each fetched
+        event is checked like any other. Bounded by MAX_AUTH_FETCHES."""
+        fetched: dict[str, dict[str, Any]] = {}
+        wanted = list(dict.fromkeys(auth_event_ids(event)))
+        while wanted:
+            have = await self.events.get_events(wanted)
+            missing = [e for e in wanted if e not in have and e not in fetched]
+            if len(fetched) + len(missing) > MAX_AUTH_FETCHES:
+                raise PduError(f"The auth chain of {event['event_id']} needs more than {MAX_AUTH_FETCHES} fetches")
+            new = await self.fetch_events(server, room, rv, missing)
+            fetched.update(new)
+            wanted = list(dict.fromkeys(a for ev in new.values() for a in auth_event_ids(ev) if a not in fetched))
+        return list(fetched.values())
 
     async def _fetch_by_state(
         self, server: str, room: RoomRecord, rv: RoomVersion, at: str, wanted: set[str]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from signedjson.sign import sign_json as reference_sign
+from signedjson.sign import verify_signed_json
 
 from federation.events.signing import generate_signing_key, get_verify_key, key_id_of
 from federation.request_auth import (
@@ -10,6 +12,7 @@ from federation.request_auth import (
     XMatrixAuth,
     format_authorization_header,
     parse_authorization_header,
+    request_json,
     sign_request,
     verify_request,
 )
@@ -144,3 +147,19 @@ def test_destination_is_optional() -> None:
 def test_malformed_headers_are_rejected(header: str) -> None:
     with pytest.raises(RequestAuthError):
         parse_authorization_header(header)
+
+
+def test_bodies_with_floats_are_signed_as_synapse_signs_them() -> None:
+    """A transaction carrying an event of room versions 1-5 may hold floats; the body is
+    signed over Python canonicaljson's bytes (what Synapse signs and checks, via
+    signedjson), and a signature over those bytes verifies here."""
+    content = {"pdus": [{"content": {"rating": 4.5, "whole": 2.0, "huge": 1e100, "big": 2**60}}], "edus": []}
+    auth = _signed(content=content)
+    _verify(auth, content=content)
+    obj = request_json("PUT", URI, ORIGIN, DEST, content)
+    verify_signed_json({**obj, "signatures": {ORIGIN: {auth.key_id: auth.signature}}}, ORIGIN, get_verify_key(KEY))
+    theirs = reference_sign(dict(obj), ORIGIN, KEY)["signatures"][ORIGIN][auth.key_id]
+    _verify(XMatrixAuth(ORIGIN, auth.key_id, theirs, DEST), content=content)
+    # The same value with an integer where the float was is another body.
+    with pytest.raises(RequestAuthError):
+        _verify(auth, content={**content, "pdus": [{"content": {"rating": 4.5, "whole": 2, "huge": 1e100, "big": 2**60}}]})

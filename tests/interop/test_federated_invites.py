@@ -1,4 +1,5 @@
-"""Invites between Accord and stock Synapse, both ways, in room versions 1, 2, 5, 9, 10, 11 and 12:
+"""Invites between Accord and stock Synapse, both ways, in room versions 1, 2, 5, 9, 10, 11 and 12
+(and our `PUT /v1/invite`, for servers without v2, in versions 1 and 2):
 a Synapse user invites ours and ours invites a Synapse user; each invite is seen with its
 stripped state, accepted (then both sides talk) or rejected (then the inviting side sees
 the leave)."""
@@ -53,6 +54,21 @@ def _synapse_membership(sync: dict[str, Any], room_id: str, user_id: str) -> str
     return found
 
 
+async def _synapse_accepts(
+    acc: Accord, peer: SynapseClient, room_id: str, invite: dict[str, Any], name: str, text: str
+) -> None:
+    """Synapse countersigned the invite before we persisted it; its user sees the invite
+    with the room's name, joins, and what they say reaches us."""
+    assert set(invite["signatures"]) == {acc.name, peer.user_id.partition(":")[2]}
+    sync = await peer.sync_until(lambda s: room_id in s.get("rooms", {}).get("invite", {}))
+    state = {e["type"]: e for e in sync["rooms"]["invite"][room_id]["invite_state"]["events"]}
+    assert state["m.room.name"]["content"] == {"name": name}
+    assert await peer.join(room_id) == room_id
+    await _our_membership(acc, room_id, peer.user_id, "join")
+    await peer.send_text(room_id, text)
+    await _our_message(acc, room_id, text)
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 async def test_synapse_invites_ours_and_we_accept(accord: Accord, bob: SynapseClient, version: str) -> None:  # noqa: F811
     room_id = await bob.create_room(preset="private_chat", room_version=version, name=f"Invite v{version}")
@@ -87,16 +103,7 @@ async def test_we_invite_a_synapse_user_who_accepts(accord: Accord, bob: Synapse
     room = await accord.hs.room_store.get_room(room_id)
     assert room is not None
     invite = await accord.hs.membership.invite(room, accord.alice, bob.user_id)
-    # Synapse countersigned the invite before we persisted it.
-    assert set(invite.event["signatures"]) == {accord.name, bob.user_id.partition(":")[2]}
-    sync = await bob.sync_until(lambda s: room_id in s.get("rooms", {}).get("invite", {}))
-    state = {e["type"]: e for e in sync["rooms"]["invite"][room_id]["invite_state"]["events"]}
-    assert state["m.room.name"]["content"] == {"name": f"Ours v{version}"}
-
-    assert await bob.join(room_id) == room_id
-    await _our_membership(accord, room_id, bob.user_id, "join")
-    await bob.send_text(room_id, f"hi from synapse {version}")
-    await _our_message(accord, room_id, f"hi from synapse {version}")
+    await _synapse_accepts(accord, bob, room_id, invite.event, f"Ours v{version}", f"hi from synapse {version}")
     await accord.hs.room_service.create_event(
         room, accord.alice, "m.room.message", {"msgtype": "m.text", "body": f"hi from accord {version}"}
     )
@@ -131,3 +138,27 @@ async def test_rejections_both_ways(accord: Accord, bob: SynapseClient, version:
     await bob.sync_until(lambda s: ours in s.get("rooms", {}).get("invite", {}))
     await bob.leave(ours)
     await _our_membership(accord, ours, bob.user_id, "leave")
+
+
+@pytest.mark.parametrize("version", ["1", "2"])
+async def test_v1_invite_to_synapse(accord: Accord, bob: SynapseClient, version: str) -> None:  # noqa: F811
+    """`PUT /v1/invite`, what we send to a server without the v2 endpoint (rooms of versions 1
+    and 2 only): Synapse takes the bare event with the stripped state in its `unsigned`,
+    countersigns it and answers `[200, {"event": ...}]`; the invite then works as any other."""
+    room_id = await create_room(accord.hs, accord.alice, {
+        "preset": "private_chat", "room_version": version, "name": f"Legacy invite v{version}"})
+    room = await accord.hs.room_store.get_room(room_id)
+    assert room is not None
+    invites = accord.hs.federated_invites
+
+    async def through_v1(event: dict[str, Any]) -> dict[str, Any]:
+        return await invites.send_invite_v1(room, event)
+
+    invite = await accord.hs.room_service.create_event(
+        room, accord.alice, "m.room.member", {"membership": "invite"}, state_key=bob.user_id,
+        before_persist=through_v1,
+    )
+    assert "invite_room_state" not in invite.event.get("unsigned", {})
+    await _synapse_accepts(
+        accord, bob, room_id, invite.event, f"Legacy invite v{version}", f"joined by a v1 invite {version}"
+    )

@@ -14,10 +14,10 @@ from typing import Any
 
 from aiohttp import web
 
-from homeserver.api.http import ClientRoutes, get_hs, json_response, requester
-from homeserver.errors import MatrixError, missing_param, not_found
+from homeserver.api.http import ClientRoutes, get_hs, json_response, requester, timestamp_query
+from homeserver.errors import MatrixError, not_found
 from homeserver.filters.event_filter import RoomEventFilter
-from homeserver.params import parse_int, query_int
+from homeserver.params import query_int
 from homeserver.records.events import StoredEvent
 from homeserver.records.rooms import RoomRecord
 from homeserver.rooms.tokens import parse_stream_position, room_token
@@ -26,8 +26,6 @@ from homeserver.rooms.visibility import RoomAccess
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 1000
 MEMBERSHIPS = ("join", "invite", "knock", "leave", "ban")
-# /timestamp_to_event skips events the user may not see, but only so many.
-MAX_TIMESTAMP_SCAN = 1000
 
 
 def page_limit(request: web.Request) -> int:
@@ -250,34 +248,14 @@ async def get_timestamp_to_event(request: web.Request) -> web.Response:
     hs = get_hs(request)
     req = await requester(request, allow_guest=True)
     room, access = await room_and_access(request, req.user_id)
-    raw_ts = request.query.get("ts")
-    if raw_ts is None:
-        raise missing_param("Missing query parameter 'ts'")
-    ts = parse_int(raw_ts, "Query parameter 'ts'")  # compared in SQL: 64-bit at most
-    direction = request.query.get("dir")
-    if direction is None:
-        raise missing_param("Missing query parameter 'dir'")
-    if direction not in ("f", "b"):
-        raise MatrixError(400, "M_INVALID_PARAM", "Query parameter 'dir' must be 'f' or 'b'")
+    ts, backwards = timestamp_query(request)
     viewer = hs.visibility.viewer(req.user_id, room)
     bound = access.stream_bound(hs.room_service.stream.current)
-    after: tuple[int, int] | None = None
-    scanned = 0
-    while scanned < MAX_TIMESTAMP_SCAN:
-        batch = await hs.room_history.events_by_timestamp(
-            room, ts, backwards=direction == "b", after=after, limit=100
-        )
-        for ev in batch:
-            assert ev.stream_ordering is not None
-            if ev.stream_ordering <= bound and await viewer.can_see(ev):
-                return json_response({"event_id": ev.event_id, "origin_server_ts": ev.event["origin_server_ts"]})
-        if len(batch) < 100:
-            break
-        scanned += len(batch)
-        last = batch[-1]
-        after = (int(last.event["origin_server_ts"]), last.stream_ordering or 0)
-    word = "forward" if direction == "f" else "backward"
-    raise not_found(f"Unable to find event from {ts} in {word} direction")
+    found = await hs.timestamp_lookup.nearest(room, ts, backwards, viewer.can_see, bound)
+    if found is None:
+        word = "backward" if backwards else "forward"
+        raise not_found(f"Unable to find event from {ts} in {word} direction")
+    return json_response(found.answer())
 
 
 def register(routes: ClientRoutes) -> None:

@@ -1,5 +1,6 @@
 """Retrieving events (events.yaml, event_auth.yaml): GET /event/{eventId},
-/state/{roomId}, /state_ids/{roomId} and /event_auth/{roomId}/{eventId}.
+/state/{roomId}, /state_ids/{roomId}, /event_auth/{roomId}/{eventId} and
+/timestamp_to_event/{roomId}.
 
 Only HTTP here: the origin comes from the X-Matrix middleware, the decisions
 (room gate, history visibility, auth chains) from `FederationReads`.
@@ -10,7 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.api.federation.auth import origin_of
-from homeserver.api.http import get_hs, json_response
+from homeserver.api.http import get_hs, json_response, timestamp_query
 from homeserver.errors import invalid_param, missing_param
 
 V1 = "/_matrix/federation/v1"
@@ -71,8 +72,16 @@ async def get_event_auth(request: web.Request) -> web.Response:
     return json_response(await get_hs(request).federation_reads.event_auth(origin, room_id, event_id))
 
 
+async def get_timestamp_to_event(request: web.Request) -> web.Response:
+    origin = origin_of(request)
+    room_id = room_id_param(request)
+    ts, backwards = timestamp_query(request)
+    return json_response(await get_hs(request).timestamp_lookup.for_server(origin, room_id, ts, backwards))
+
+
 def register(app: web.Application) -> None:
     app.router.add_get(V1 + "/event/{event_id}", get_event)
     app.router.add_get(V1 + "/state/{room_id}", get_state)
     app.router.add_get(V1 + "/state_ids/{room_id}", get_state_ids)
     app.router.add_get(V1 + "/event_auth/{room_id}/{event_id}", get_event_auth)
+    app.router.add_get(V1 + "/timestamp_to_event/{room_id}", get_timestamp_to_event)

@@ -11,6 +11,10 @@ Query kinds:
   {"kind": "auth_state", "event_id", "state"}    -> null or error string
   {"kind": "resolve", "state_sets"}              -> [[type, state_key, event_id], ...]
   {"kind": "redact", "event"}                    -> the redacted event, minus ``unsigned``
+  {"kind": "hash_sign", "event", "seed", "server", "key_version"}
+      -> Synapse receiving our signed PDU (`event_from_pdu_json`): an error string, or
+         {"content_hash_ok", "event_id", "reference_hash", "hashes", "signatures"},
+         the last two what Synapse itself computes for the event with the same key
 where state maps are lists of [type, state_key, event_id].
 """
 
@@ -21,13 +25,21 @@ import json
 import sys
 from typing import Any
 
+from signedjson.key import decode_signing_key_base64
 from synapse import event_auth
 from synapse.api.errors import AuthError, SynapseError
 from synapse.api.room_versions import KNOWN_ROOM_VERSIONS
+from synapse.crypto.event_signing import (
+    add_hashes_and_signatures,
+    check_event_content_hash,
+    compute_event_reference_hash,
+)
 from synapse.events import make_event_from_dict
 from synapse.events.utils import prune_event
+from synapse.federation.federation_base import event_from_pdu_json
 from synapse.state import v1, v2
 from synapse.storage.databases.main.event_federation import StateDifference
+from unpaddedbase64 import encode_base64
 
 
 class _Clock:
@@ -55,6 +67,8 @@ class _Store:
 
 async def _run_case(case: dict[str, Any]) -> list[Any]:
     room_version = KNOWN_ROOM_VERSIONS[case["room_version"]]
+    if case.get("only_hashes"):
+        return [_hash_sign(room_version, q) for q in case["queries"]]
     events: dict[str, Any] = {}
     # Room versions 1 and 2 carry the event ID in the PDU; later ones derive it.
     id_in_pdu = room_version.event_format == 1
@@ -119,6 +133,24 @@ async def _run_case(case: dict[str, Any]) -> list[Any]:
                 raise
             results.append(f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
     return results
+
+
+def _hash_sign(room_version: Any, query: dict[str, Any]) -> Any:
+    pdu = dict(query["event"])
+    try:
+        event = event_from_pdu_json(dict(pdu), room_version)
+    except SynapseError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    key = decode_signing_key_base64("ed25519", query["key_version"], query["seed"])
+    unsigned = {k: v for k, v in pdu.items() if k not in ("hashes", "signatures")}
+    add_hashes_and_signatures(room_version, unsigned, query["server"], key)  # in place
+    return {
+        "content_hash_ok": check_event_content_hash(event),
+        "event_id": event.event_id,
+        "reference_hash": encode_base64(compute_event_reference_hash(event)[1], urlsafe=False),
+        "hashes": unsigned["hashes"],
+        "signatures": unsigned["signatures"],
+    }
 
 
 def main() -> None:

@@ -119,6 +119,25 @@ async def test_event_numbers_outside_canonical_json_are_refused(api: Api, raw: b
     await _readable(api, token, room_id)
 
 
+async def test_event_floats_in_rooms_before_v6(api: Api) -> None:
+    """Versions 1-5 predate the rule: floats and large integers are kept in events (and
+    hashed as Synapse does, see federation/events/canonical.py); v6 refuses them."""
+    token = (await api.register("alice"))["access_token"]
+    content = {"msgtype": "m.text", "body": "floats", "rating": 4.5, "whole": 2.0, "big": 2**60}
+    for version, expect in (("5", 200), ("6", 400)):
+        room_id = (await api.post("createRoom", {"room_version": version}, token=token))["room_id"]
+        status, body = await api.request(
+            "PUT", f"rooms/{room_id}/send/m.room.message/f", content, token=token, expect=None
+        )
+        assert status == expect, body
+        if expect == 200:
+            event = await api.get(f"rooms/{room_id}/event/{body['event_id']}", token=token)
+            assert event["content"] == content
+            assert isinstance(event["content"]["whole"], float)
+        else:
+            assert body["errcode"] == "M_BAD_JSON"
+
+
 async def test_big_integers_outside_events_are_kept(api: Api) -> None:
     """Account data is not an event: integers beyond 2**53 are plain JSON there."""
     token, _ = await _room(api)

@@ -7,13 +7,14 @@ import asyncio
 import contextlib
 import socket
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from federation.events.canonical import encode_base64
 from federation.events.signing import key_id_of
@@ -79,13 +80,15 @@ SERVED_WITH_ADMIN = ("client", "admin", "federation", "keys")
 @contextlib.asynccontextmanager
 async def serve(
     spec: ServerSpec, ca: TestCA | None, *, resources: tuple[str, ...] = SERVED, trust_ca: bool = True,
-    clock: Clock | None = None, **sections: Any
+    clock: Clock | None = None, middlewares: Sequence[Middleware] = (), **sections: Any
 ) -> AsyncIterator[HomeServer]:
     """Start ``spec`` as a real server with one listener serving ``resources``,
     over TLS with a certificate from ``ca`` (plain HTTP without one).
     ``sections`` are config sections: ``federation`` is merged into the test's
     (enabled, trusting the test CA unless ``trust_ca`` is false), ``outbound``
-    defaults to loopback allowed, as the test servers are all on loopback."""
+    defaults to loopback allowed, as the test servers are all on loopback.
+    ``middlewares`` go in front of the server's own on every listener: how a test
+    makes a real server behave like a peer that lacks or refuses an endpoint."""
     listener: dict[str, Any] = {"port": spec.port, "bind_addresses": [spec.ip], "resources": list(resources)}
     if ca is not None:
         cert = ca.issue(spec.ip, name=f"{spec.ip}-{spec.port}")
@@ -100,6 +103,15 @@ async def serve(
         config_dict(spec.data_dir, server_name=spec.name, listeners=[listener], federation=fed, **sections)
     )
     hs = HomeServer(config, clock=clock)
+    if middlewares:
+        build_app = hs.build_app
+
+        def build_with_middlewares(resources: list[str], *, x_forwarded: bool = False) -> web.Application:
+            app = build_app(resources, x_forwarded=x_forwarded)
+            app.middlewares[:0] = middlewares
+            return app
+
+        hs.build_app = build_with_middlewares  # type: ignore[method-assign]
     await hs.start()
     try:
         await hs.start_listeners()

@@ -73,6 +73,7 @@ async def test_acl_denies_a_server(pair: Pair) -> None:
         ("POST", f"/_matrix/federation/v1/get_missing_events/{room}", None,
          {"earliest_events": [], "latest_events": [event_id], "limit": 5}),
         ("GET", f"/_matrix/federation/v1/event/{event_id}", None, None),
+        ("GET", f"/_matrix/federation/v1/timestamp_to_event/{room}", {"ts": "0", "dir": "f"}, None),
     ]
     for method, path, query, body in requests:
         with pytest.raises(RemoteError) as err:
