@@ -56,6 +56,17 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 CREATE = ("m.room.create", "")
+MEMBER = "m.room.member"
+
+
+def heroes(memberships: dict[str, Any], user_id: str) -> list[str]:
+    """The members a client names an unnamed room after (the sync summary's
+    `m.heroes`): up to five joined or invited members other than `user_id`, by user
+    ID, or, when there are none, up to five who left or were banned."""
+    present = sorted(u for u, m in memberships.items() if m in ("join", "invite") and u != user_id)
+    if present:
+        return present[:5]
+    return sorted(u for u, m in memberships.items() if m in ("leave", "ban") and u != user_id)[:5]
 
 
 class StrippedState(Protocol):
@@ -160,21 +171,46 @@ class FederatedJoins:
             raise forbidden(f"You are not allowed to {membership} this room: {e.reason}") from None
         return {"event": template, "room_version": room.room_version}
 
-    async def send_join(self, origin: str, room_id: str, event_id: str, pdu: Any) -> dict[str, Any]:
+    async def send_join(
+        self, origin: str, room_id: str, event_id: str, pdu: Any, *, omit_members: bool = False
+    ) -> dict[str, Any]:
+        """Accept the join and answer with the state before it and its auth chain.
+
+        With `omit_members` (send_join v2's reduced answer, for servers that join with
+        partial state) the state keeps no membership events but the heroes' (the
+        members a client names an unnamed room after), which in a large room is most
+        of the answer; `servers_in_room` then says whom the joiner can ask for the
+        rest, and the auth chain leaves out what the state already holds.
+        """
         room, stored = await self._accept_membership(origin, room_id, event_id, pdu, "join")
         rv = get_room_version(room.room_version)
         state_ids = await self.room_service.state_ids_before(stored)
         state = await self.room_service.state_events(state_ids)
-        events = await self.resolver.load_with_auth_chains([stored.event_id, *(e.event_id for e in state.values())])
-        chain = compute_auth_chain([stored.event_id, *(e.event_id for e in state.values())], events, rv)
+        answer: dict[str, Any] = {"origin": self.server_name, "members_omitted": omit_members}
+        if omit_members:
+            members = {
+                key[1]: ev.event["content"].get("membership") for key, ev in state.items() if key[0] == MEMBER
+            }
+            answer["servers_in_room"] = sorted(
+                {server_of(user) for user, membership in members.items() if membership == "join"}
+            )
+            named = any(
+                state[key].event["content"].get(field)
+                for key, field in ((("m.room.name", ""), "name"), (("m.room.canonical_alias", ""), "alias"))
+                if key in state
+            )
+            keep = set() if named else set(heroes(members, str(pdu.get("state_key"))))
+            state = {k: e for k, e in state.items() if k[0] != MEMBER or k[1] in keep}
+        roots = [stored.event_id, *(e.event_id for e in state.values())]
+        events = await self.resolver.load_with_auth_chains(roots)
+        chain = compute_auth_chain(roots, events, rv)
+        if omit_members:  # "events returned in state may be omitted from auth_chain"
+            chain -= {e.event_id for e in state.values()}
         chain_events = await self.events.get_events(chain)
-        return {
-            "origin": self.server_name,
-            "members_omitted": False,
-            "state": [pdu_json(e.event, rv) for e in state.values()],
-            "auth_chain": [pdu_json(e.event, rv) for e in chain_events.values()],
-            "event": pdu_json(stored.event, rv),
-        }
+        answer["state"] = [pdu_json(e.event, rv) for e in state.values()]
+        answer["auth_chain"] = [pdu_json(e.event, rv) for e in chain_events.values()]
+        answer["event"] = pdu_json(stored.event, rv)
+        return answer
 
     async def send_leave(self, origin: str, room_id: str, event_id: str, pdu: Any) -> dict[str, Any]:
         await self._accept_membership(origin, room_id, event_id, pdu, "leave")
