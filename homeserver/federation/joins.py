@@ -397,18 +397,17 @@ class FederatedJoins:
         return rv, event, answer
 
     async def _build_room(self, room_id: str, rv: Any, join: dict[str, Any], answer: dict[str, Any]) -> str:
-        checks = self.checks
-        checked: dict[str, dict[str, Any]] = {}
-        for pdu in [*answer.get("auth_chain", []), *answer.get("state", [])]:
-            if isinstance(pdu, dict):
-                ev = await checks.check(pdu, rv)
-                checked[ev["event_id"]] = ev
+        chain_pdus, state_pdus = (
+            [p for p in answer.get(key, []) if isinstance(p, dict)] if isinstance(answer.get(key), list) else []
+            for key in ("auth_chain", "state")
+        )
+        # Every event once, whether it came as state, in the auth chain or both.
+        in_order = await self.checks.check_many([*chain_pdus, *state_pdus], rv)
+        checked = {e["event_id"]: e for e in in_order}
         state_ids = {
-            (e["type"], e["state_key"]): eid
-            for pdu in answer.get("state", []) if isinstance(pdu, dict)
-            for eid, e in [(_event_id_or_none(pdu, rv), pdu)]
-            if eid is not None
-            if "state_key" in e
+            (e["type"], e["state_key"]): e["event_id"]
+            for e in in_order[len(chain_pdus):]
+            if isinstance(e.get("state_key"), str) and isinstance(e.get("type"), str)
         }
         create_id = state_ids.get(CREATE)
         if create_id is None or create_id not in checked:
@@ -432,11 +431,3 @@ class FederatedJoins:
         self.room_servers.invalidate(room.room_nid)
         return room_id
 
-
-def _event_id_or_none(pdu: dict[str, Any], rv: Any) -> str | None:
-    """A state event's ID from a send_join answer (events already checked, so
-    only a malformed extra can fail)."""
-    try:
-        return compute_event_id(pdu_json(pdu, rv), rv)
-    except (EventFormatError, CanonicalJSONError, ValueError):
-        return None
