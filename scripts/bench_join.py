@@ -10,13 +10,16 @@ each with its own users (plus a few messages). Then fresh joining servers join t
                     server offers `omit_members`, which Synapse does)
 
 Each join is timed from the client's POST /join until its first message is sent and
-GET /messages returns the timeline with it. Before the measured joins each joining server
+GET /messages returns the timeline with it. `--baseline CHECKOUT` adds joins from an
+Accord running another checkout's code (`before<-...`), to compare two versions in one run. Before the measured joins each joining server
 joins a small room of each resident server, so the first contact (key fetches) is not
-billed to the large join. Each repetition uses fresh joining servers; the servers settle
+billed to the large join. Each repetition adds fresh joining servers (earlier ones keep
+running: the rooms hold their events, signed with their keys); the servers settle
 (idle CPU) between joins, so that Synapse finishing a partial-state join in the
 background is not billed to the next one. The machine is shared: compare the ratios.
 
 Usage: scripts/bench_join.py [--quick] [--members N] [--reps N] [--no-synapse] [--profile]
+                             [--baseline CHECKOUT]
 """
 
 from __future__ import annotations
@@ -115,14 +118,19 @@ def _py_spy(pid: int, dest: Path) -> subprocess.Popen[bytes] | None:
     )
 
 
-async def bench(args: argparse.Namespace) -> dict[str, list[float]]:
+async def bench(args: argparse.Namespace) -> dict[str, list[tuple[float, float, float]]]:
     root = Path(tempfile.mkdtemp(prefix="accord-bench-join-"))
     ca = TestCA(root / "ca")
     ctx = ssl.create_default_context(cafile=str(ca.ca_path))
     python = None if args.no_synapse else _synapse_python()
-    times: dict[str, list[float]] = {"accord<-accord": []}
+    times: dict[str, list[tuple[float, float, float]]] = {"accord<-accord": []}
+    if args.baseline:
+        times["before<-accord"] = []
     if python:
-        times.update({"accord<-synapse": [], "synapse<-synapse": []})
+        times["accord<-synapse"] = []
+        if args.baseline:
+            times["before<-synapse"] = []
+        times["synapse<-synapse"] = []
     ips = (f"127.0.0.{n}" for n in itertools.count(20))
     try:
         async with contextlib.AsyncExitStack() as stack:
@@ -137,55 +145,64 @@ async def bench(args: argparse.Namespace) -> dict[str, list[float]]:
             print(f"  (rooms of {args.members} members built in {time.monotonic() - t0:.0f} s)")
             rooms = {h.kind: (h, room) for h, (room, _) in zip(residents, built, strict=True)}
             smalls = {h.kind: await small_room(s, h) for h in residents}
+            everyone = list(residents)
             for rep in range(args.reps):
-                async with contextlib.AsyncExitStack() as joiners:
-                    starting = [accord_server(root, ca, next(ips), s)]
-                    if python:
-                        starting.append(synapse_server(root, ca, next(ips), python))
-                    fresh = await asyncio.gather(*(joiners.enter_async_context(cm) for cm in starting))
-                    everyone = [*residents, *fresh]
-                    by_kind = {p.kind: p for p in fresh}
-                    # First contact (keys, TLS) with each resident, outside the measurement.
-                    for joiner in fresh:
-                        for kind, (host, _) in rooms.items():
-                            user = await new_user(s, joiner, "warm")
-                            await user.join(smalls[kind], host.name)
-                    runs = [("accord<-accord", "accord", "accord")]
-                    if python:
-                        runs += [("accord<-synapse", "accord", "synapse"), ("synapse<-synapse", "synapse", "synapse")]
-                    for label, joiner_kind, host_kind in runs:
-                        await settle(everyone, within=30.0)
-                        joiner, (host, room) = by_kind[joiner_kind], rooms[host_kind]
-                        user = await new_user(s, joiner, "joiner")
-                        spy = None
-                        if args.profile and joiner.kind == "accord" and rep == args.reps - 1:
-                            spy = _py_spy(joiner.pid, root / f"{label}.raw")
-                            await asyncio.sleep(0.5)
-                        ms, join_ms, send_ms = await timed_join(user, room, host.name)
-                        if spy is not None:
-                            spy.send_signal(signal.SIGINT)
-                            spy.wait(60)
-                        times[label].append(ms)
-                        print(f"  rep {rep + 1}: {label} {ms:.0f} ms (POST /join {join_ms:.0f}, send {send_ms:.0f})")
-                    if args.profile:
-                        for label in times:
-                            raw = root / f"{label}.raw"
-                            if raw.exists() and raw.stat().st_size:
-                                print(f"  {label}:")
-                                _top_functions(raw)
-                                raw.unlink()
+                # Earlier joiners keep running: the rooms hold their events, signed with their keys.
+                starting = {"accord": accord_server(root, ca, next(ips), s)}
+                if args.baseline:
+                    starting["before"] = accord_server(root, ca, next(ips), s, repo=args.baseline)
+                if python:
+                    starting["synapse"] = synapse_server(root, ca, next(ips), python)
+                fresh = await asyncio.gather(*(stack.enter_async_context(cm) for cm in starting.values()))
+                everyone += fresh
+                by_kind = dict(zip(starting, fresh, strict=True))
+                # First contact (keys, TLS) with each resident, outside the measurement.
+                for joiner in fresh:
+                    for kind, (host, _) in rooms.items():  # (by kind of resident)
+                        user = await new_user(s, joiner, "warm")
+                        await user.join(smalls[kind], host.name)
+                runs = [("accord<-accord", "accord", "accord")]
+                if args.baseline:
+                    runs.append(("before<-accord", "before", "accord"))
+                if python:
+                    runs.append(("accord<-synapse", "accord", "synapse"))
+                    if args.baseline:
+                        runs.append(("before<-synapse", "before", "synapse"))
+                    runs.append(("synapse<-synapse", "synapse", "synapse"))
+                for label, joiner_kind, host_kind in runs:
+                    await settle(everyone, within=30.0)
+                    joiner, (host, room) = by_kind[joiner_kind], rooms[host_kind]
+                    user = await new_user(s, joiner, "joiner")
+                    spy = None
+                    if args.profile and joiner_kind == "accord" and rep == args.reps - 1:
+                        spy = _py_spy(joiner.pid, root / f"{label}.raw")
+                        await asyncio.sleep(0.5)
+                    ms, join_ms, send_ms = await timed_join(user, room, host.name)
+                    if spy is not None:
+                        spy.send_signal(signal.SIGINT)
+                        spy.wait(60)
+                    times[label].append((ms, join_ms, send_ms))
+                    print(f"  rep {rep + 1}: {label} {ms:.0f} ms (POST /join {join_ms:.0f}, send {send_ms:.0f})")
+                if args.profile:
+                    for label in times:
+                        raw = root / f"{label}.raw"
+                        if raw.exists() and raw.stat().st_size:
+                            print(f"  {label}:")
+                            _top_functions(raw)
+                            raw.unlink()
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return times
 
 
-def report(times: dict[str, list[float]], members: int) -> None:
-    print(f"remote join of a room of {members} members, until the first send and /messages"
-          f" (median of {len(times['accord<-accord'])}; ms):")
-    med = {k: statistics.median(v) for k, v in times.items() if v}
+def report(times: dict[str, list[tuple[float, float, float]]], members: int) -> None:
+    print(f"remote join of a room of {members} members (median of {len(times['accord<-accord'])}; ms):"
+          " until the first send and /messages with it; of it, the POST /join")
+    med = {k: statistics.median(t for t, _, _ in v) for k, v in times.items() if v}
     base = med.get("synapse<-synapse")
     for label, value in med.items():
-        line = f"  {label:20s}{value:10.0f}"
+        join = statistics.median(j for _, j, _ in times[label])
+        line = f"  {label:20s}{value:10.0f}{join:10.0f}"
         if base and label != "synapse<-synapse":
             line += f"   synapse/ours {base / value:5.2f}x (target >= {TARGET_RATIO:.0f}x:"
             line += f" {'met' if base / value >= TARGET_RATIO else 'MISSED'})"
@@ -199,6 +216,8 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=None, help="fresh joining servers, one join each (default 3)")
     ap.add_argument("--no-synapse", action="store_true", help="Accord only")
     ap.add_argument("--profile", action="store_true", help="py-spy the joining Accord in the last repetition")
+    ap.add_argument("--baseline", type=Path, metavar="CHECKOUT",
+                    help="also join from an Accord running another checkout's code (before<-...), same run")
     args = ap.parse_args()
     args.members = args.members or (500 if args.quick else 2000)
     args.reps = args.reps or (1 if args.quick else 3)
