@@ -113,7 +113,7 @@ def _py_spy(pid: int, dest: Path) -> subprocess.Popen[bytes] | None:
         return None
     return subprocess.Popen(
         [spy, "record", "--pid", str(pid), "--duration", "600", "--format", "raw", "--output", str(dest),
-         "--nonblocking", "--idle"],
+         "--nonblocking"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
 
@@ -173,23 +173,25 @@ async def bench(args: argparse.Namespace) -> dict[str, list[tuple[float, float, 
                     await settle(everyone, within=30.0)
                     joiner, (host, room) = by_kind[joiner_kind], rooms[host_kind]
                     user = await new_user(s, joiner, "joiner")
-                    spy = None
+                    spies = []
                     if args.profile and joiner_kind == "accord" and rep == args.reps - 1:
-                        spy = _py_spy(joiner.pid, root / f"{label}.raw")
+                        spies.append(_py_spy(joiner.pid, root / f"{label}.raw"))
+                        if host.kind == "accord":  # the resident's side of the join too
+                            spies.append(_py_spy(host.pid, root / f"{label} (resident).raw"))
                         await asyncio.sleep(0.5)
                     ms, join_ms, send_ms = await timed_join(user, room, host.name)
-                    if spy is not None:
-                        spy.send_signal(signal.SIGINT)
-                        spy.wait(60)
+                    for spy in spies:
+                        if spy is not None:
+                            spy.send_signal(signal.SIGINT)
+                            spy.wait(60)
                     times[label].append((ms, join_ms, send_ms))
                     print(f"  rep {rep + 1}: {label} {ms:.0f} ms (POST /join {join_ms:.0f}, send {send_ms:.0f})")
                 if args.profile:
-                    for label in times:
-                        raw = root / f"{label}.raw"
-                        if raw.exists() and raw.stat().st_size:
-                            print(f"  {label}:")
+                    for raw in sorted(root.glob("*.raw")):
+                        if raw.stat().st_size:
+                            print(f"  {raw.stem}:")
                             _top_functions(raw)
-                            raw.unlink()
+                        raw.unlink()
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return times
@@ -215,7 +217,7 @@ def main() -> None:
     ap.add_argument("--members", type=int, default=None, help="members of each large room (default 2000)")
     ap.add_argument("--reps", type=int, default=None, help="fresh joining servers, one join each (default 3)")
     ap.add_argument("--no-synapse", action="store_true", help="Accord only")
-    ap.add_argument("--profile", action="store_true", help="py-spy the joining Accord in the last repetition")
+    ap.add_argument("--profile", action="store_true", help="py-spy the joining Accord (and an Accord resident) in the last repetition")
     ap.add_argument("--baseline", type=Path, metavar="CHECKOUT",
                     help="also join from an Accord running another checkout's code (before<-...), same run")
     args = ap.parse_args()
