@@ -78,3 +78,11 @@ async def test_synapse_joins_our_room(accord: Accord, bob: SynapseClient, synaps
     await accord.hs.room_service.create_event(room, accord.alice, "m.room.message", {"msgtype": "m.text", "body": "hello back"})
     await bob.sync_until(lambda s: any(
         e.get("content", {}).get("body") == "hello back" for e in timeline_events(s, room_id)))
+    # Synapse joined with partial state (we serve omit_members, and the room has a name, so
+    # no membership came with the join); the rest it fetches from us after the join.
+    async with asyncio.timeout(60):
+        while True:
+            members = await bob.request("GET", f"/rooms/{room_id}/joined_members")
+            if set(members.get("joined", {})) == {accord.alice, bob.user_id}:
+                break
+            await asyncio.sleep(0.2)
