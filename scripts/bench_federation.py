@@ -110,9 +110,12 @@ async def _wait_up(session: aiohttp.ClientSession, url: str, proc: subprocess.Po
 
 
 @contextlib.asynccontextmanager
-async def accord_server(root: Path, ca: TestCA, ip: str, session: aiohttp.ClientSession) -> AsyncIterator[Peer]:
+async def accord_server(
+    root: Path, ca: TestCA, ip: str, session: aiohttp.ClientSession, *, repo: Path = REPO
+) -> AsyncIterator[Peer]:
     """Accord as its own process (`python -m homeserver run`), one TLS listener for
-    client, federation and keys, the test CA as its federation trust."""
+    client, federation and keys, the test CA as its federation trust; `repo` is the
+    checkout whose code runs (another one's, to compare two versions in one run)."""
     port = free_port(ip)
     name = f"{ip}:{port}"
     data = root / f"accord-{ip}"
@@ -140,7 +143,7 @@ async def accord_server(root: Path, ca: TestCA, ip: str, session: aiohttp.Client
     log = log_path.open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "homeserver", "run", "--config", str(cfg)],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=log,
+        cwd=repo, stdout=subprocess.DEVNULL, stderr=log,
     )
     try:
         url = f"https://{name}"

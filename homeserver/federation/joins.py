@@ -56,6 +56,17 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 CREATE = ("m.room.create", "")
+MEMBER = "m.room.member"
+
+
+def heroes(memberships: dict[str, Any], user_id: str) -> list[str]:
+    """The members a client names an unnamed room after (the sync summary's
+    `m.heroes`): up to five joined or invited members other than `user_id`, by user
+    ID, or, when there are none, up to five who left or were banned."""
+    present = sorted(u for u, m in memberships.items() if m in ("join", "invite") and u != user_id)
+    if present:
+        return present[:5]
+    return sorted(u for u, m in memberships.items() if m in ("leave", "ban") and u != user_id)[:5]
 
 
 class StrippedState(Protocol):
@@ -160,21 +171,46 @@ class FederatedJoins:
             raise forbidden(f"You are not allowed to {membership} this room: {e.reason}") from None
         return {"event": template, "room_version": room.room_version}
 
-    async def send_join(self, origin: str, room_id: str, event_id: str, pdu: Any) -> dict[str, Any]:
+    async def send_join(
+        self, origin: str, room_id: str, event_id: str, pdu: Any, *, omit_members: bool = False
+    ) -> dict[str, Any]:
+        """Accept the join and answer with the state before it and its auth chain.
+
+        With `omit_members` (send_join v2's reduced answer, for servers that join with
+        partial state) the state keeps no membership events but the heroes' (the
+        members a client names an unnamed room after), which in a large room is most
+        of the answer; `servers_in_room` then says whom the joiner can ask for the
+        rest, and the auth chain leaves out what the state already holds.
+        """
         room, stored = await self._accept_membership(origin, room_id, event_id, pdu, "join")
         rv = get_room_version(room.room_version)
         state_ids = await self.room_service.state_ids_before(stored)
         state = await self.room_service.state_events(state_ids)
-        events = await self.resolver.load_with_auth_chains([stored.event_id, *(e.event_id for e in state.values())])
-        chain = compute_auth_chain([stored.event_id, *(e.event_id for e in state.values())], events, rv)
+        answer: dict[str, Any] = {"origin": self.server_name, "members_omitted": omit_members}
+        if omit_members:
+            members = {
+                key[1]: ev.event["content"].get("membership") for key, ev in state.items() if key[0] == MEMBER
+            }
+            answer["servers_in_room"] = sorted(
+                {server_of(user) for user, membership in members.items() if membership == "join"}
+            )
+            named = any(
+                state[key].event["content"].get(field)
+                for key, field in ((("m.room.name", ""), "name"), (("m.room.canonical_alias", ""), "alias"))
+                if key in state
+            )
+            keep = set() if named else set(heroes(members, str(pdu.get("state_key"))))
+            state = {k: e for k, e in state.items() if k[0] != MEMBER or k[1] in keep}
+        roots = [stored.event_id, *(e.event_id for e in state.values())]
+        events = await self.resolver.load_with_auth_chains(roots)
+        chain = compute_auth_chain(roots, events, rv)
+        if omit_members:  # "events returned in state may be omitted from auth_chain"
+            chain -= {e.event_id for e in state.values()}
         chain_events = await self.events.get_events(chain)
-        return {
-            "origin": self.server_name,
-            "members_omitted": False,
-            "state": [pdu_json(e.event, rv) for e in state.values()],
-            "auth_chain": [pdu_json(e.event, rv) for e in chain_events.values()],
-            "event": pdu_json(stored.event, rv),
-        }
+        answer["state"] = [pdu_json(e.event, rv) for e in state.values()]
+        answer["auth_chain"] = [pdu_json(e.event, rv) for e in chain_events.values()]
+        answer["event"] = pdu_json(stored.event, rv)
+        return answer
 
     async def send_leave(self, origin: str, room_id: str, event_id: str, pdu: Any) -> dict[str, Any]:
         await self._accept_membership(origin, room_id, event_id, pdu, "leave")
@@ -361,18 +397,17 @@ class FederatedJoins:
         return rv, event, answer
 
     async def _build_room(self, room_id: str, rv: Any, join: dict[str, Any], answer: dict[str, Any]) -> str:
-        checks = self.checks
-        checked: dict[str, dict[str, Any]] = {}
-        for pdu in [*answer.get("auth_chain", []), *answer.get("state", [])]:
-            if isinstance(pdu, dict):
-                ev = await checks.check(pdu, rv)
-                checked[ev["event_id"]] = ev
+        chain_pdus, state_pdus = (
+            [p for p in answer.get(key, []) if isinstance(p, dict)] if isinstance(answer.get(key), list) else []
+            for key in ("auth_chain", "state")
+        )
+        # Every event once, whether it came as state, in the auth chain or both.
+        in_order = await self.checks.check_many([*chain_pdus, *state_pdus], rv)
+        checked = {e["event_id"]: e for e in in_order}
         state_ids = {
-            (e["type"], e["state_key"]): eid
-            for pdu in answer.get("state", []) if isinstance(pdu, dict)
-            for eid, e in [(_event_id_or_none(pdu, rv), pdu)]
-            if eid is not None
-            if "state_key" in e
+            (e["type"], e["state_key"]): e["event_id"]
+            for e in in_order[len(chain_pdus):]
+            if isinstance(e.get("state_key"), str) and isinstance(e.get("type"), str)
         }
         create_id = state_ids.get(CREATE)
         if create_id is None or create_id not in checked:
@@ -396,11 +431,3 @@ class FederatedJoins:
         self.room_servers.invalidate(room.room_nid)
         return room_id
 
-
-def _event_id_or_none(pdu: dict[str, Any], rv: Any) -> str | None:
-    """A state event's ID from a send_join answer (events already checked, so
-    only a malformed extra can fail)."""
-    try:
-        return compute_event_id(pdu_json(pdu, rv), rv)
-    except (EventFormatError, CanonicalJSONError, ValueError):
-        return None

@@ -18,7 +18,8 @@ fetches all use this one module.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import asyncio
+from collections.abc import Collection, Sequence
 from typing import Any, Protocol
 
 from federation.events import (
@@ -46,6 +47,44 @@ from homeserver.rooms.state_reader import RoomStateReader, StateKey, StateResolv
 from homeserver.storage.events import EventStore
 
 CREATE: StateKey = ("m.room.create", "")
+
+
+_CHUNK = 250  # events per worker-thread task in `check_many`
+
+
+def _signed_and_hashed(event: dict[str, Any], rv: RoomVersion, keys: dict[str, dict[str, VerifyKey]]) -> dict[str, Any]:
+    """Steps 2 and 3 for a formatted event with its ID, given its signers' keys."""
+    try:
+        verify_event_signatures(event, rv, keys)
+    except SignatureError as e:
+        raise PduError(f"Bad signature: {e}") from None
+    if not content_hash_matches(event, rv):
+        # The signature covers the redacted form only: keep that much, drop the content.
+        redacted = redact_event(event, rv)
+        redacted["event_id"] = event["event_id"]
+        return redacted
+    return event
+
+
+def _formatted_all(pdus: Sequence[dict[str, Any]], rv: RoomVersion) -> list[dict[str, Any]]:
+    return [_formatted(p, rv) for p in pdus]
+
+
+def _signed_and_hashed_all(
+    keyed: Sequence[tuple[dict[str, Any], dict[str, dict[str, VerifyKey]]]], rv: RoomVersion
+) -> list[dict[str, Any]]:
+    return [_signed_and_hashed(e, rv, keys) for e, keys in keyed]
+
+
+def _formatted(pdu: dict[str, Any], rv: RoomVersion) -> dict[str, Any]:
+    """Step 1: the PDU in the room version's format, with its ID."""
+    event = pdu_json(pdu, rv)
+    try:
+        validate_pdu(event, rv)
+        event["event_id"] = compute_event_id(event, rv)
+    except (EventFormatError, ValueError) as e:
+        raise PduError(f"Invalid PDU: {e}") from None
+    return event
 
 
 class PduError(Exception):
@@ -94,12 +133,11 @@ class PduChecks:
 
     async def check(self, pdu: dict[str, Any], rv: RoomVersion) -> dict[str, Any]:
         """Format, signatures and content hash; returns the event (with its ID) to persist."""
-        event = pdu_json(pdu, rv)
-        try:
-            validate_pdu(event, rv)
-            event["event_id"] = compute_event_id(event, rv)
-        except (EventFormatError, ValueError) as e:
-            raise PduError(f"Invalid PDU: {e}") from None
+        event = _formatted(pdu, rv)
+        return _signed_and_hashed(event, rv, await self._signing_keys(event, rv))
+
+    async def _signing_keys(self, event: dict[str, Any], rv: RoomVersion) -> dict[str, dict[str, VerifyKey]]:
+        """The keys of every server that must have signed the event (step 2's look-ups)."""
         keys = {}
         for server in servers_required_to_sign(event, rv):
             sigs = event.get("signatures", {}).get(server, {})
@@ -113,16 +151,33 @@ class PduChecks:
                 )
             except Exception as e:
                 raise PduError(f"Cannot get keys of {server}: {e}") from None
-        try:
-            verify_event_signatures(event, rv, keys)
-        except SignatureError as e:
-            raise PduError(f"Bad signature: {e}") from None
-        if not content_hash_matches(event, rv):
-            # The signature covers the redacted form only: keep that much, drop the content.
-            redacted = redact_event(event, rv)
-            redacted["event_id"] = event["event_id"]
-            return redacted
-        return event
+        return keys
+
+    async def check_many(self, pdus: Sequence[dict[str, Any]], rv: RoomVersion) -> list[dict[str, Any]]:
+        """`check` for a batch (a send_join answer: thousands of events, some given
+        twice, as state and in the auth chain). Each distinct event is verified once
+        (a repeat is answered with the first copy's result). The work is pure CPU
+        (canonical JSON, hashes, ed25519), so it runs in worker threads, in chunks:
+        the event loop keeps serving other requests meanwhile, and libsodium, which
+        releases the GIL, verifies on several cores at once where there are idle
+        ones. Only the key look-ups (cached, rarely a fetch) stay on the loop. One
+        checked event per PDU, in the order given; PduError if any one is invalid."""
+        chunks = [pdus[i : i + _CHUNK] for i in range(0, len(pdus), _CHUNK)]
+        formatted = [
+            e for part in await asyncio.gather(*(asyncio.to_thread(_formatted_all, c, rv) for c in chunks))
+            for e in part
+        ]
+        distinct: dict[str, dict[str, Any]] = {}
+        for e in formatted:
+            distinct.setdefault(e["event_id"], e)
+        keyed = [(e, await self._signing_keys(e, rv)) for e in distinct.values()]
+        parts = [keyed[i : i + _CHUNK] for i in range(0, len(keyed), _CHUNK)]
+        checked = {
+            e["event_id"]: e
+            for part in await asyncio.gather(*(asyncio.to_thread(_signed_and_hashed_all, c, rv) for c in parts))
+            for e in part
+        }
+        return [checked[e["event_id"]] for e in formatted]
 
     # --- 4-6: against the stored DAG, under the room's lock ---
 

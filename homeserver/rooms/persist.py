@@ -329,6 +329,31 @@ class EventPersister:
         for stored in await self.db.write(fn):
             self.events.remember(stored)
 
+    async def outliers_in_bulk(self, room: RoomRecord, events: list[dict[str, Any]]) -> None:
+        """`outliers` for thousands of events (a large room's state and auth chain from
+        send_join): their state keys and rows are written with a few batched
+        statements in one transaction, not three statements per event."""
+        try:
+            await self._outliers_in_bulk(room, events)
+        except IntegrityError:  # another writer stored some of them first
+            await self._outliers_in_bulk(room, events)
+
+    async def _outliers_in_bulk(self, room: RoomRecord, events: list[dict[str, Any]]) -> None:
+        seen = await self.events.get_events(e["event_id"] for e in events)
+        fresh = list({e["event_id"]: e for e in events if e["event_id"] not in seen}.values())
+        if not fresh:
+            return
+
+        async def fn(txn: Txn) -> tuple[dict[StateKey, int], list[StoredEvent]]:
+            keys = await self.state.key_nids(txn, {(e["type"], e["state_key"]) for e in fresh if "state_key" in e})
+            return keys, await EventStore.insert_outliers(txn, fresh, room_nid=room.room_nid, key_nids=keys)
+
+        keys, stored = await self.db.write(fn)
+        for key, nid in keys.items():
+            self.state.remember_key(key, nid)
+        for event in stored:
+            self.events.remember(event)
+
     async def membership_outlier(
         self, room: RoomRecord, event: dict[str, Any], stripped: list[dict[str, Any]] | None
     ) -> StoredEvent:

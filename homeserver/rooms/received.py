@@ -67,7 +67,7 @@ class ReceivedEvents:
     async def persist_outliers(self, room: RoomRecord, events: Iterable[dict[str, Any]]) -> None:
         """Store events known only as auth or state of others (no place in the timeline).
         Callers need not hold the room's lock (backfill fetches without it)."""
-        await self.persister.outliers(room, list(events))
+        await self.persister.outliers_in_bulk(room, list(events))
 
     async def ensure_room(self, room_id: str, room_version: str, creator: str) -> RoomRecord:
         """The room's record, created as an empty shell for a room known only from

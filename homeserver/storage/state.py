@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from homeserver.storage.database import Database, Txn
 
 MAX_CHAIN_LEN = 16
+_KEY_CHUNK = 500  # state keys per read (SQLite allows 32,766 parameters, PostgreSQL 65,535)
 # Cached snapshots are bounded by their entries (a big room's state is thousands of
 # them, a small room's a dozen), so a server of many small rooms keeps them all.
 _CACHE_ENTRIES = 300_000
@@ -57,6 +58,37 @@ class StateStore:
             )
             assert row is not None
         return int(row[0])
+
+    async def key_nids(self, txn: Txn, keys: Iterable[StateKey]) -> dict[StateKey, int]:
+        """`key_nid` for many keys in a few statements (a large room's state has a key
+        per member): one read per event type and chunk, one insert for the new ones,
+        one read of what the insert made. Like `key_nid`, nothing is cached here."""
+        keys = list(keys)
+        out = {k: self._key_nids[k] for k in keys if k in self._key_nids}
+        wanted: dict[str, list[str]] = {}
+        for event_type, state_key in keys:
+            if (event_type, state_key) not in out:
+                wanted.setdefault(event_type, []).append(state_key)
+
+        async def read() -> None:
+            for event_type, state_keys in wanted.items():
+                todo = sorted(set(state_keys) - {sk for (t, sk) in out if t == event_type})
+                for i in range(0, len(todo), _KEY_CHUNK):
+                    chunk = todo[i : i + _KEY_CHUNK]
+                    rows = await txn.fetchall(
+                        "SELECT state_key, state_key_nid FROM state_keys WHERE event_type = ?"
+                        f" AND state_key IN ({','.join('?' * len(chunk))})", [event_type, *chunk],
+                    )
+                    out.update(((event_type, str(sk)), int(nid)) for sk, nid in rows)
+
+        await read()
+        new = [(t, sk) for t, sks in wanted.items() for sk in dict.fromkeys(sks) if (t, sk) not in out]
+        if new:
+            await txn.executemany(
+                "INSERT INTO state_keys (event_type, state_key) VALUES (?, ?) ON CONFLICT DO NOTHING", new
+            )
+            await read()
+        return out
 
     def remember_key(self, key: StateKey, nid: int) -> None:
         self._remember_key(key, nid)

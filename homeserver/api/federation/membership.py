@@ -7,7 +7,7 @@ for the older servers that still call them.
 
 All of them are rate limited per origin server (``federation_join``): each one
 builds, checks or persists an event, and send_join answers with the room's whole
-state and auth chain.
+state and auth chain (v2 without the membership events when asked `omit_members`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from homeserver.api.federation.auth import federation_content, origin_of
-from homeserver.api.http import get_hs, json_response
+from homeserver.api.http import get_hs, json_response, query_bool
 
 
 def _check_rate(request: web.Request) -> None:
@@ -45,10 +45,13 @@ def _send(membership: str, *, legacy: bool = False) -> Callable[[web.Request], A
         hs = get_hs(request)
         _check_rate(request)
         method = getattr(hs.federated_joins, f"send_{membership}")
-        answer: Any = await method(
-            origin_of(request), request.match_info["room_id"], request.match_info["event_id"],
-            federation_content(request),
-        )
+        args = (origin_of(request), request.match_info["room_id"], request.match_info["event_id"],
+                federation_content(request))
+        answer: Any
+        if membership == "join" and not legacy:
+            answer = await method(*args, omit_members=query_bool(request, "omit_members"))
+        else:
+            answer = await method(*args)
         if legacy and membership == "join":
             answer = {k: v for k, v in answer.items() if k in ("origin", "state", "auth_chain", "event")}
         return json_response([200, answer] if legacy else answer)
