@@ -150,6 +150,15 @@ class EventPersister:
         # Kept in step with the timeline inside each write (see EventIndex); registered
         # in server.py as the modules that need one are built.
         self.indexes: list[EventIndex] = []
+        # Told (room nid) right after a commit that moved a room's current state or
+        # memberships, before the room's lock is released: what an index keeps of a
+        # room's present between writes (push actions' member lists) stays exact.
+        self.state_listeners: list[Callable[[int], None]] = []
+
+    def state_changed(self, room_nid: int) -> None:
+        """Tell the state listeners that the room's present moved (or the room was purged)."""
+        for listener in self.state_listeners:
+            listener(room_nid)
 
     async def _indexed(self, txn: Txn, room: RoomRecord, stored: StoredEvent, redacted: list[str]) -> None:
         for index in self.indexes:
@@ -182,6 +191,7 @@ class EventPersister:
         room = await self.rooms.get_room_by_nid(room_nid)
         assert room is not None
         self.events.remember(stored)
+        self.state_changed(room_nid)
         self.state.remember_key(CREATE, key_nid)
         self.state.remember_snapshot(snapshot, 0, {key_nid: stored.nid})
         self.heads.set(room_nid, [stored.nid], snapshot)
@@ -236,6 +246,8 @@ class EventPersister:
             (stored, key_nid, after, length), dests = await self.db.write(write)
             self.outbox.wake(dests)
             self.events.remember(stored)
+            if key_nid is not None:
+                self.state_changed(room.room_nid)
             if key_nid is not None and after is not None:
                 self.state.remember_key((event["type"], event["state_key"]), key_nid)
                 if length is not None and head.snapshot is not None:
@@ -358,6 +370,7 @@ class EventPersister:
         finally:
             self.stream.finish(pos)
         self.events.remember(stored)
+        self.state_changed(room.room_nid)
         self.activity.membership_outside_dag(user_id)
         return stored
 
@@ -446,6 +459,8 @@ class EventPersister:
                 self.stream.finish(late_pos)
         self.outbox.wake(dests)
         self.events.remember(stored)
+        if new_head is not None and (new_head.changed or new_head.removed):
+            self.state_changed(room.room_nid)
         if w.redacts is not None and w.pos is not None:
             target = await self.events.get_event(w.redacts)
             if target is not None and target.redacted_by is None:

@@ -105,6 +105,7 @@ class RoomService:
         """Drop what is cached of a purged room."""
         self.heads.forget(room_nid)
         self.activity.forget_room(room_nid)
+        self.persister.state_changed(room_nid)
         purged = set(event_ids)
         for key in [k for k, v in self._recent_txns.items() if v in purged]:
             del self._recent_txns[key]
