@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -285,7 +286,7 @@ async def bench(args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:
                         spy = _py_spy(server.proc.pid, int(seconds) + 60, tmp / "fanout.raw")
                     res.update(await run_fanout(server, readers, 5.0, seconds))
                     if spy is not None:
-                        spy.terminate()
+                        spy.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
                         spy.wait(30)
                 if args.only in (None, "rooms"):
                     res.update(await run_many_rooms(server, rooms))
@@ -297,7 +298,7 @@ async def bench(args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:
 
                         def stop() -> None:
                             if proc is not None:
-                                proc.terminate()
+                                proc.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
                                 proc.wait(30)
                         return stop
 
