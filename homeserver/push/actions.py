@@ -101,7 +101,7 @@ class _RoomMembers:
 
     room_id: str
     joined_count: int  # local or not
-    local: list[tuple[str, int]]  # joined local users and their membership event nids
+    local: list[tuple[str, int]]  # joined local users and their membership event nids, by user
     power_levels_nid: int | None
     create_nid: int | None
     profiles: list[_Profile] | None = None  # built on first need
@@ -164,7 +164,7 @@ class PushActionsIndex:
         ctx = await PushActionStore.room_context(txn, room.room_nid)
         joined = [(u, nid) for u, m, nid in ctx.members if m == "join"]
         entry = _RoomMembers(
-            room.room_id, len(joined), [(u, nid) for u, nid in joined if self.is_mine(u)],
+            room.room_id, len(joined), sorted((u, nid) for u, nid in joined if self.is_mine(u)),
             ctx.power_levels_nid, ctx.create_nid,
         )
         if not is_state and self._versions.get(room.room_nid, 0) == version:
