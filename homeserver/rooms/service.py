@@ -345,12 +345,12 @@ class RoomService:
         else:
             stored_prev = await self.events.get_events_by_nid(head.extremities[-MAX_PREV_EVENTS:])
             prev = [ev.event for ev in stored_prev.values()]
-        state_ids = await self.state_ids_at_snapshot(head.snapshot)
         partial: dict[str, Any] = {"type": event_type, "sender": sender, "content": content}
         if state_key is not None:
             partial["state_key"] = state_key
         needed = auth_types_for_event(partial, rv) | {CREATE}
-        auth_state = await self.state_events(state_ids, needed)
+        # Only the auth keys: a big room's whole state (a member each) is not copied per event.
+        auth_state = await self.reader.state_events_at_snapshot(head.snapshot, needed)
         auth_ids = select_auth_event_ids(
             partial, {k: ev.event_id for k, ev in auth_state.items()}, rv
         )
