@@ -402,6 +402,7 @@ class HomeServer:
             is_mine=self.local_server.is_mine, clock=self.clock,
         )
         self.event_persister.indexes.append(self.push_actions)
+        self.event_persister.state_listeners.append(self.push_actions.state_changed)
         self.unread = UnreadCounter(receipts=self.receipts, store=self.push_actions.store)
         self.push_actions.on_removed.append(self.unread.rows_removed)
         # Pushers and delivery to their push gateways: queued in each event's write,

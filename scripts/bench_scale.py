@@ -5,11 +5,17 @@ same run: many readers of one room, and big accounts.
   second; the delay from each send until each reader's /sync answer carries it (p50/p99
   over every reader and message), and the server's CPU per /sync response delivered.
 - initial sync of a user in many rooms (a 1,000-room account).
+- the write path: concurrent sends into one room (64 in flight), and sequential sends
+  into a room of 1,000 joined members and, on Accord only, of 10,000 (every member's
+  push rules are the server's to evaluate on each send; Synapse's joins slow down so
+  much as its room grows that 10,000 would take hours here). Accounts are registered with cheap password hashing on both
+  servers (scrypt N=2, bcrypt 4 rounds): registration is not what is measured.
 
 Both servers run as separate processes on loopback (scripts/bench_servers.py starts them),
 so their CPU time is read from /proc the same way. `--profile` runs Accord under py-spy
 (when installed in the venv) during the fan-out and prints its top functions.
-Usage: scripts/bench_scale.py [--quick] [--no-synapse] [--profile] [--only fanout|rooms]
+`--members N` sets the big room's size, `--synapse-members N` the size measured on both.
+Usage: scripts/bench_scale.py [--quick] [--no-synapse] [--profile] [--only fanout|rooms|write] [--members N]
 """
 
 from __future__ import annotations
@@ -17,11 +23,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +169,85 @@ async def run_many_rooms(server: Server, rooms: int) -> dict[str, float]:
     return out
 
 
+async def run_writes(
+    server: Server, members: int, small: int, sends: int, spy: Callable[[str], Any]
+) -> dict[str, float]:
+    """Concurrent sends into one room, then sequential sends into a room of `small`
+    joined users, grown (on Accord only) to `members`. `spy(name)` starts a profile of
+    the server (or does nothing) and returns a function that stops it."""
+    out: dict[str, float] = {}
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None)) as s:
+        owner = Client(s, server.url)
+        await owner.register("writes_owner")
+        busy = (await owner.call("POST", "/createRoom", {"preset": "public_chat"}))["room_id"]
+        for i in range(20):  # warm up
+            await owner.call("PUT", f"/rooms/{busy}/send/m.room.message/w{i}", {"msgtype": "m.text", "body": "w"})
+        sem = asyncio.Semaphore(64)
+
+        async def one(i: int) -> None:
+            async with sem:
+                await owner.call("PUT", f"/rooms/{busy}/send/m.room.message/c{i}",
+                                 {"msgtype": "m.text", "body": f"concurrent {i}"})
+
+        stop = spy("concurrent")
+        cpu0, t0 = server.cpu(), time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(sends * 10)))
+        elapsed = time.perf_counter() - t0
+        stop()
+        out["concurrent_events_per_s"] = sends * 10 / elapsed
+        out["concurrent_cpu_per_event_ms"] = (server.cpu() - cpu0) * 1000 / (sends * 10)
+
+        big = (await owner.call("POST", "/createRoom", {"preset": "public_chat"}))["room_id"]
+        users: list[Client] = []
+
+        async def join(c: Client) -> None:
+            async with sem:
+                await c.call("POST", f"/rooms/{big}/join", {})
+
+        # The room grows in stages, measured at each: every server at the first size,
+        # only Accord at the second (Synapse's joins slow down as the room grows).
+        for stage, size in (("big_room_small", min(members, small)), ("big_room", members)):
+            if size <= len(users) and stage == "big_room":
+                for key in ("send_p50_ms", "send_p99_ms", "cpu_per_send_ms", "join_s"):
+                    out[f"big_room_{key}"] = out.get(f"big_room_small_{key}", float("nan"))
+                break
+            if stage == "big_room" and server.name != "accord":
+                for key in ("send_p50_ms", "send_p99_ms", "cpu_per_send_ms", "join_s"):
+                    out[f"big_room_{key}"] = float("nan")
+                break
+            t0 = time.perf_counter()
+            fresh = await _register_all(s, server.url, f"big{len(users)}_", size - len(users))
+            users += fresh
+            await asyncio.gather(*(join(c) for c in fresh))
+            out[f"{stage}_join_s"] = time.perf_counter() - t0
+            for i in range(5):  # warm up: first sends may fill caches
+                await owner.call("PUT", f"/rooms/{big}/send/m.room.message/{stage}w{i}", {"msgtype": "m.text", "body": "w"})
+            stop = spy(stage)
+            cpu0 = server.cpu()
+            lat = []
+            for i in range(sends):
+                # A mention now and then (found by the localpart rule).
+                body = f"hello everyone {i}" if i % 10 else f"hello {users[i % len(users)].user_id}"
+                t0 = time.perf_counter()
+                await owner.call("PUT", f"/rooms/{big}/send/m.room.message/{stage}{i}", {"msgtype": "m.text", "body": body})
+                lat.append((time.perf_counter() - t0) * 1000)
+            stop()
+            out[f"{stage}_send_p50_ms"] = statistics.median(lat)
+            out[f"{stage}_send_p99_ms"] = _pct(lat, 99)
+            out[f"{stage}_cpu_per_send_ms"] = (server.cpu() - cpu0) * 1000 / sends
+            print(f"  {server.name}: {size} members: send p50 {out[f'{stage}_send_p50_ms']:.1f} ms", flush=True)
+    return out
+
+
+def _cheap_scrypt(config: dict[str, Any]) -> None:
+    config["auth"]["scrypt_n"] = 2
+
+
+def _cheap_bcrypt(config: dict[str, Any]) -> None:
+    config["bcrypt_rounds"] = 4
+
+
 def _py_spy(pid: int, seconds: int, dest: Path) -> subprocess.Popen[bytes] | None:
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(spy).exists():
@@ -173,7 +260,7 @@ def _py_spy(pid: int, seconds: int, dest: Path) -> subprocess.Popen[bytes] | Non
     )
 
 
-def _top_functions(raw: Path, count: int = 25) -> None:
+def _top_functions(raw: Path, count: int = 25, what: str = "") -> None:
     """Self and inclusive sample counts per function, from py-spy's collapsed stacks."""
     own: dict[str, int] = {}
     inclusive: dict[str, int] = {}
@@ -186,7 +273,7 @@ def _top_functions(raw: Path, count: int = 25) -> None:
         for frame in set(frames):
             inclusive[frame] = inclusive.get(frame, 0) + samples
         own[frames[-1]] = own.get(frames[-1], 0) + samples
-    print(f"profile of Accord ({total} samples), top functions by own time:")
+    print(f"profile of Accord{what} ({total} samples), top functions by own time:")
     for frame, n in sorted(own.items(), key=lambda kv: -kv[1])[:count]:
         print(f"  {100 * n / total:5.1f}%  {frame}")
     print("  by inclusive time (project code):")
@@ -201,10 +288,10 @@ async def bench(args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:
     results = []
     tmp = Path(tempfile.mkdtemp(prefix="accord-bench-scale-"))
     try:
-        servers: list[tuple[str, Any]] = [("accord", lambda: start_accord(tmp, 18800))]
+        servers: list[tuple[str, Any]] = [("accord", lambda: start_accord(tmp, 18800, _cheap_scrypt))]
         synapse = _synapse_python() if not args.no_synapse else None
         if synapse:
-            servers.append(("synapse", lambda: start_synapse(tmp, 18900, synapse)))
+            servers.append(("synapse", lambda: start_synapse(tmp, 18900, synapse, _cheap_bcrypt)))
         for name, start in servers:
             server = await start()
             res: dict[str, float] = {}
@@ -215,17 +302,34 @@ async def bench(args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:
                         spy = _py_spy(server.proc.pid, int(seconds) + 60, tmp / "fanout.raw")
                     res.update(await run_fanout(server, readers, 5.0, seconds))
                     if spy is not None:
-                        spy.terminate()
+                        spy.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
                         spy.wait(30)
                 if args.only in (None, "rooms"):
                     res.update(await run_many_rooms(server, rooms))
+                if args.only in (None, "write"):
+                    pid = server.proc.pid
+
+                    def spy(what: str, pid: int = pid, profile: bool = args.profile and name == "accord") -> Callable[[], None]:
+                        proc = _py_spy(pid, 600, tmp / f"write_{what}.raw") if profile else None
+
+                        def stop() -> None:
+                            if proc is not None:
+                                proc.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
+                                proc.wait(30)
+                        return stop
+
+                    res.update(await run_writes(server, args.members or (1000 if args.quick else 10_000),
+                                                args.synapse_members, 50 if args.quick else 100, spy))
             finally:
                 server.stop()
             results.append((name, res))
             # Each server's figures as soon as they are known (a long run may be cut short).
             print(f"{name}: " + ", ".join(f"{k}={v:.2f}" for k, v in res.items()), flush=True)
         if args.profile and (tmp / "fanout.raw").exists():
-            _top_functions(tmp / "fanout.raw")
+            _top_functions(tmp / "fanout.raw", what=" during the fan-out")
+        for what in ("concurrent", "big_room_small", "big_room"):
+            if args.profile and (tmp / f"write_{what}.raw").exists():
+                _top_functions(tmp / f"write_{what}.raw", what=f" during the {what.replace('_', ' ')} sends")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return results
@@ -236,7 +340,10 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-synapse", action="store_true")
     ap.add_argument("--profile", action="store_true", help="py-spy Accord during the fan-out")
-    ap.add_argument("--only", choices=("fanout", "rooms"))
+    ap.add_argument("--only", choices=("fanout", "rooms", "write"))
+    ap.add_argument("--members", type=int, help="members of the big room (10,000; 1,000 with --quick)")
+    ap.add_argument("--synapse-members", type=int, default=1000,
+                    help="the size measured on both servers on the way (default 1,000)")
     args = ap.parse_args()
     results = asyncio.run(bench(args))
     readers, seconds = (50, 6.0) if args.quick else (200, 20.0)
@@ -257,6 +364,24 @@ def main() -> None:
             (f"  server CPU per initial sync, {rooms} rooms (ms)", "many_rooms_initial_cpu_ms"),
             (f"incremental sync, {rooms} rooms, idle (ms)", "many_rooms_incremental_ms"),
         ]
+    if args.only in (None, "write"):
+        members = args.members or (1000 if args.quick else 10_000)
+        small = min(members, args.synapse_members)
+        rows += [
+            ("concurrent sends, one room (events/s)", "concurrent_events_per_s"),
+            ("  server CPU per concurrent send (ms)", "concurrent_cpu_per_event_ms"),
+            (f"send p50, room of {small} members (ms)", "big_room_small_send_p50_ms"),
+            (f"send p99, room of {small} members (ms)", "big_room_small_send_p99_ms"),
+            (f"  server CPU per send, {small} members (ms)", "big_room_small_cpu_per_send_ms"),
+            (f"  {small} members joined in (s)", "big_room_small_join_s"),
+        ]
+        if members > small:
+            rows += [
+                (f"send p50, room of {members} members, Accord only (ms)", "big_room_send_p50_ms"),
+                (f"send p99, room of {members} members (ms)", "big_room_send_p99_ms"),
+                (f"  server CPU per send, {members} members (ms)", "big_room_cpu_per_send_ms"),
+                (f"  members {small} to {members} joined in (s)", "big_room_join_s"),
+            ]
     report(f"organization scale ({seconds:.0f} s of sends; ratio = accord/synapse):", results, rows)
 
 

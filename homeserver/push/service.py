@@ -105,6 +105,11 @@ class PushRulesService:
         self._cache: OrderedDict[str, Ruleset] = OrderedDict()
         self._writes = 0  # bumped around every write: a load that raced one is not cached
         self._user_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        # Users whose ruleset may differ from the server's defaults: loaded once, plus
+        # every user who started a change since (added before it is written, never
+        # removed: a user wrongly here only costs an evaluation of their own ruleset).
+        self._customised: set[str] | None = None
+        self._touched: set[str] = set()
 
     def _user_lock(self, user_id: str) -> asyncio.Lock:
         lock = self._user_locks.get(user_id)
@@ -121,6 +126,15 @@ class PushRulesService:
         """`ruleset` for code inside a write transaction, which may only read through its
         own `txn` (the event writer's push actions); shares the cache."""
         return await self._ruleset(user_id, lambda: PushRuleStore.load_in(txn, user_id))
+
+    async def customised_in(self, txn: Txn) -> Callable[[str], bool]:
+        """Whether a user's ruleset may be other than the server's defaults for them
+        (`server_default_rules`), for the event writer's push actions, which evaluate
+        the defaults once for every other member of a room."""
+        if self._customised is None:
+            self._customised = await PushRuleStore.users_with_rules_in(txn)
+        loaded, touched = self._customised, self._touched
+        return lambda user_id: user_id in loaded or user_id in touched
 
     async def _ruleset(
         self, user_id: str, load: Callable[[], Awaitable[tuple[list[UserRule], dict[str, DefaultRuleChange]]]]
@@ -168,6 +182,7 @@ class PushRulesService:
     async def _change(self, user_id: str, op: Callable[[], Awaitable[bool | None]]) -> bool:
         """Run one change under the user's lock; unless `op` reports that nothing
         changed (False), tell the user's clients. Returns whether it changed anything."""
+        self._touched.add(user_id)
         async with self._user_lock(user_id):
             self._writes += 1
             try:

@@ -18,6 +18,7 @@ events are written in order; outliers may be written without it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -27,7 +28,7 @@ from homeserver.clock import Clock
 from homeserver.records.events import StoredEvent
 from homeserver.records.rooms import RoomRecord
 from homeserver.rooms.activity import RoomActivity
-from homeserver.rooms.heads import RoomHead, RoomHeads
+from homeserver.rooms.heads import QueuedEvent, RoomHead, RoomHeads
 from homeserver.rooms.state_reader import RoomStateReader, StateKey, StateResolver
 from homeserver.rooms.stream import StreamTracker
 from homeserver.storage.database import Database, IntegrityError, Txn
@@ -38,6 +39,10 @@ from homeserver.storage.state import StateStore
 CREATE: StateKey = ("m.room.create", "")
 # Stands for the nid of the event being written, in state computed before its row exists.
 _UNWRITTEN = -1
+
+
+class EventNotWritten(Exception):
+    """A queued event's write failed because the event it follows was not written."""
 
 
 class EventOutbox(Protocol):
@@ -150,6 +155,15 @@ class EventPersister:
         # Kept in step with the timeline inside each write (see EventIndex); registered
         # in server.py as the modules that need one are built.
         self.indexes: list[EventIndex] = []
+        # Told (room nid) right after a commit that moved a room's current state or
+        # memberships, before the room's lock is released: what an index keeps of a
+        # room's present between writes (push actions' member lists) stays exact.
+        self.state_listeners: list[Callable[[int], None]] = []
+
+    def state_changed(self, room_nid: int) -> None:
+        """Tell the state listeners that the room's present moved (or the room was purged)."""
+        for listener in self.state_listeners:
+            listener(room_nid)
 
     async def _indexed(self, txn: Txn, room: RoomRecord, stored: StoredEvent, redacted: list[str]) -> None:
         for index in self.indexes:
@@ -182,6 +196,7 @@ class EventPersister:
         room = await self.rooms.get_room_by_nid(room_nid)
         assert room is not None
         self.events.remember(stored)
+        self.state_changed(room_nid)
         self.state.remember_key(CREATE, key_nid)
         self.state.remember_snapshot(snapshot, 0, {key_nid: stored.nid})
         self.heads.set(room_nid, [stored.nid], snapshot)
@@ -212,46 +227,128 @@ class EventPersister:
     ) -> StoredEvent:
         """Write an event built here on `head` (it cites every extremity), and queue it
         for the room's other servers in the same transaction."""
-        federated = self.outbox.sends(room, event)
-        joined: set[str] | None = None
-        if federated and event["type"] != "m.room.member":
-            # Under the room lock no membership of the room changes, so the servers in
-            # the room now are those after this event. A membership event reads them in
-            # its own transaction instead, once its membership row is written.
-            joined = await self.servers_in_room(room)
+        joined = await self._servers_after(room, event)
         pos = self.stream.allocate()
         prev_nids = list(head.extremities)
 
         async def write(txn: Txn) -> tuple[tuple[StoredEvent, int | None, int | None, int | None], list[str]]:
-            written = await self._write_local(
-                txn, room, room.room_nid, event, head.snapshot, prev_nids, pos, client_txn
-            )
-            # The outbox rows commit with the event: a crash cannot keep one without the other.
-            dests = await self.outbox.queue_event(txn, room, event, joined) if federated else []
-            return written, dests
+            return await self._write_local_with_outbox(txn, room, event, head.snapshot, prev_nids, pos, client_txn, joined)
 
         # The position is settled only once the caches after the commit are current
         # (as for received events), so no reader sees the event with caches of before.
         try:
             (stored, key_nid, after, length), dests = await self.db.write(write)
-            self.outbox.wake(dests)
-            self.events.remember(stored)
-            if key_nid is not None and after is not None:
-                self.state.remember_key((event["type"], event["state_key"]), key_nid)
-                if length is not None and head.snapshot is not None:
-                    parent = await self.state.get_state(head.snapshot)
-                    parent[key_nid] = stored.nid
-                    self.state.remember_snapshot(after, length, parent)
+            await self._after_local(room, head.snapshot, event, stored, key_nid, after, length, dests)
             self.heads.set(room.room_nid, [stored.nid], after)
-            target = redaction_target(event)
-            if target is not None:
-                cached = await self.events.get_event(target)
-                if cached is not None and cached.redacted_by is None:
-                    cached.redacted_by = stored.event_id
             self.activity.event_persisted(stored, room)
         finally:
             self.stream.finish(pos)
         return stored
+
+    @property
+    def ordered_writes(self) -> bool:
+        """Whether `queue_local_event` can be used: the database runs queued writes in
+        order (SQLite's single writer). PostgreSQL runs writes concurrently, so there
+        the room's lock is held until each event is committed."""
+        return self.db.ordered_writes
+
+    async def queue_local_event(
+        self, room: RoomRecord, head: RoomHead, event: dict[str, Any], client_txn: ClientTxn | None
+    ) -> asyncio.Future[StoredEvent]:
+        """`local_event` for an event that changes no state, pipelined (`ordered_writes`):
+        returns once the write is queued, the room's head naming the event, so the
+        caller can release the room's lock and the room's next event be built and
+        queued behind it while this one commits (often in the same commit). The
+        returned task gives the event once committed, or raises (await it shielded).
+
+        The next event's transaction runs after this one's in the single writer's
+        queue; it reads this event's nid from the `QueuedEvent` and checks that it is
+        indeed the room's one extremity, so when this write fails the next one fails
+        too rather than citing an event that does not exist. The caches after the
+        commit are updated by a task of their own, which a caller going away does
+        not cancel: the room's head must always settle.
+        """
+        joined = await self._servers_after(room, event)
+        pos = self.stream.allocate()
+        queued = QueuedEvent(event)
+        before = head.queued
+
+        async def write(txn: Txn) -> tuple[tuple[StoredEvent, int | None, int | None, int | None], list[str]]:
+            queued.nid.clear()
+            if before is None:
+                prev_nids = list(head.extremities)
+            else:
+                prev_nids = await RoomStore.forward_extremities_in(txn, room.room_nid)
+                if not before.nid or prev_nids != before.nid:
+                    raise EventNotWritten(f"{event['event_id']} follows {before.event['event_id']}, which was not written")
+            written = await self._write_local_with_outbox(txn, room, event, head.snapshot, prev_nids, pos, client_txn, joined)
+            queued.nid.append(written[0][0].nid)
+            return written
+
+        try:
+            committed = self.db.queue_write(write)
+            assert committed is not None, "queue_local_event needs ordered_writes"
+        except BaseException:
+            self.stream.finish(pos)
+            raise
+        self.heads.queue(room.room_nid, queued, head.snapshot)
+
+        async def settle() -> StoredEvent:
+            try:
+                (stored, key_nid, after, length), dests = await committed
+            except BaseException:
+                self.heads.settle(room.room_nid, queued, None, head.snapshot)
+                self.stream.finish(pos)
+                raise
+            try:
+                await self._after_local(room, head.snapshot, event, stored, key_nid, after, length, dests)
+            finally:
+                self.heads.settle(room.room_nid, queued, stored.nid, head.snapshot)
+                try:
+                    self.activity.event_persisted(stored, room)
+                finally:
+                    self.stream.finish(pos)
+            return stored
+
+        return asyncio.ensure_future(settle())
+
+    async def _servers_after(self, room: RoomRecord, event: dict[str, Any]) -> set[str] | None:
+        if not self.outbox.sends(room, event) or event["type"] == "m.room.member":
+            return None
+        # Under the room lock no membership of the room changes, so the servers in
+        # the room now are those after this event. A membership event reads them in
+        # its own transaction instead, once its membership row is written.
+        return await self.servers_in_room(room)
+
+    async def _write_local_with_outbox(
+        self, txn: Txn, room: RoomRecord, event: dict[str, Any], snapshot: int | None, prev_nids: list[int],
+        pos: int, client_txn: ClientTxn | None, joined: set[str] | None,
+    ) -> tuple[tuple[StoredEvent, int | None, int | None, int | None], list[str]]:
+        written = await self._write_local(txn, room, room.room_nid, event, snapshot, prev_nids, pos, client_txn)
+        # The outbox rows commit with the event: a crash cannot keep one without the other.
+        dests = await self.outbox.queue_event(txn, room, event, joined) if self.outbox.sends(room, event) else []
+        return written, dests
+
+    async def _after_local(
+        self, room: RoomRecord, snapshot: int | None, event: dict[str, Any], stored: StoredEvent,
+        key_nid: int | None, after: int | None, length: int | None, dests: list[str],
+    ) -> None:
+        """The in-memory views after a local event's commit (not its head, not activity)."""
+        self.outbox.wake(dests)
+        self.events.remember(stored)
+        if key_nid is not None:
+            self.state_changed(room.room_nid)
+        if key_nid is not None and after is not None:
+            self.state.remember_key((event["type"], event["state_key"]), key_nid)
+            if length is not None and snapshot is not None:
+                parent = await self.state.get_state(snapshot)
+                parent[key_nid] = stored.nid
+                self.state.remember_snapshot(after, length, parent)
+        target = redaction_target(event)
+        if target is not None:
+            cached = await self.events.get_event(target)
+            if cached is not None and cached.redacted_by is None:
+                cached.redacted_by = stored.event_id
 
     async def _write_local(
         self,
@@ -383,6 +480,7 @@ class EventPersister:
         finally:
             self.stream.finish(pos)
         self.events.remember(stored)
+        self.state_changed(room.room_nid)
         self.activity.membership_outside_dag(user_id)
         return stored
 
@@ -471,6 +569,8 @@ class EventPersister:
                 self.stream.finish(late_pos)
         self.outbox.wake(dests)
         self.events.remember(stored)
+        if new_head is not None and (new_head.changed or new_head.removed):
+            self.state_changed(room.room_nid)
         if w.redacts is not None and w.pos is not None:
             target = await self.events.get_event(w.redacts)
             if target is not None and target.redacted_by is None:

@@ -35,7 +35,7 @@ from homeserver.records.events import StoredEvent
 from homeserver.records.rooms import RoomRecord
 from homeserver.rooms.activity import Listener, RoomActivity
 from homeserver.rooms.heads import RoomHead, RoomHeads
-from homeserver.rooms.persist import ClientTxn, EventPersister
+from homeserver.rooms.persist import ClientTxn, EventNotWritten, EventPersister
 from homeserver.rooms.received import ReceivedEvents
 from homeserver.rooms.state_reader import RoomStateReader, StateKey
 from homeserver.rooms.stream import StreamTracker
@@ -80,6 +80,8 @@ class RoomService:
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         # (user, device, scope, txn ID) -> event ID of recent sends, for cheap idempotent retries
         self._recent_txns: OrderedDict[tuple[str, str, str, str], str] = OrderedDict()
+        # the same, for sends whose write is queued and not committed yet
+        self._queued_txns: dict[tuple[str, str, str, str], asyncio.Future[StoredEvent]] = {}
 
     async def start(self) -> None:
         await self.persister.start()
@@ -105,6 +107,7 @@ class RoomService:
         """Drop what is cached of a purged room."""
         self.heads.forget(room_nid)
         self.activity.forget_room(room_nid)
+        self.persister.state_changed(room_nid)
         purged = set(event_ids)
         for key in [k for k, v in self._recent_txns.items() if v in purged]:
             del self._recent_txns[key]
@@ -159,8 +162,7 @@ class RoomService:
 
     async def current_state_ids(self, room: RoomRecord) -> dict[StateKey, int]:
         """The room's current state as (type, state_key) -> event nid."""
-        head = await self.heads.get(room)
-        return await self.reader.state_ids_at_snapshot(head.snapshot)
+        return await self.reader.state_ids_at_snapshot(await self.heads.snapshot(room))
 
     async def state_ids_at_snapshot(self, snapshot: int | None) -> dict[StateKey, int]:
         return await self.reader.state_ids_at_snapshot(snapshot)
@@ -174,8 +176,7 @@ class RoomService:
         self, room: RoomRecord, keys: Iterable[StateKey] | None = None
     ) -> dict[StateKey, StoredEvent]:
         if keys is not None:  # only those keys: no copy of the whole state
-            head = await self.heads.get(room)
-            return await self.reader.state_events_at_snapshot(head.snapshot, keys)
+            return await self.reader.state_events_at_snapshot(await self.heads.snapshot(room), keys)
         return await self.state_events(await self.current_state_ids(room), keys)
 
     async def current_state_event(self, room: RoomRecord, key: StateKey) -> StoredEvent | None:
@@ -235,6 +236,7 @@ class RoomService:
         events (see `_persist_after_changes`).
         """
         async with self.lock(room.room_id):
+            queued: asyncio.Future[StoredEvent] | None = None
             if txn is not None:
                 # Retries usually come soon after the first attempt: answer those from
                 # memory. Older ones are caught by the unique transaction key on write.
@@ -243,15 +245,37 @@ class RoomService:
                     found = await self.events.get_event(recent)
                     if found is not None:
                         return found
-            rv = get_room_version(room.room_version)
-            head = await self.heads.get(room)
-            if precondition is not None:
-                unchanged = await precondition(await self.state_ids_at_snapshot(head.snapshot))
-                if unchanged is not None:
-                    return unchanged
-            event = await self._build(room, rv, head, sender, event_type, content, state_key, redacts)
-            if before_persist is None:
-                return await self._persist_once(room, rv, head, event, txn)
+                queued = self._queued_txns.get(txn.key)  # the first attempt is being written
+            if queued is None:
+                rv = get_room_version(room.room_version)
+                # An event that changes no state may be built on one still being written
+                # and queued behind it (see EventPersister.queue_local_event).
+                pipelined = before_persist is None and state_key is None and self.persister.ordered_writes
+                head = await (self.heads.get_for_next(room) if pipelined else self.heads.get(room))
+                if precondition is not None:
+                    unchanged = await precondition(await self.state_ids_at_snapshot(head.snapshot))
+                    if unchanged is not None:
+                        return unchanged
+                event = await self._build(room, rv, head, sender, event_type, content, state_key, redacts)
+                if pipelined:
+                    queued = await self.persister.queue_local_event(room, head, event, txn)
+                    if txn is not None:
+                        self._queued_txns[txn.key] = queued
+                elif before_persist is None:
+                    return await self._persist_once(room, rv, head, event, txn)
+        if queued is not None:
+            # Committed without the lock: the room's next event is being built meanwhile.
+            try:
+                return await self._written_once(queued, txn)
+            except EventNotWritten:
+                # Built on a queued event whose write failed (a retried transaction
+                # that was already written, say): nothing of it was written, so it
+                # is built again on the room's head as it is now.
+                return await self.create_event(
+                    room, sender, event_type, content, state_key=state_key, redacts=redacts, txn=txn,
+                    precondition=precondition,
+                )
+        assert before_persist is not None
         # Another server's answer (an invitee's countersignature) must not hold up
         # every other event of the room while it is awaited.
         event = await before_persist(event)
@@ -267,14 +291,31 @@ class RoomService:
         """`_persist`, answering a retried client transaction with its first event."""
         try:
             return await self._persist(room, rv, head, event, txn)
-        except IntegrityError:
-            if txn is None:
-                raise
-            existing = await self.rooms.get_txn_event(*txn.key)
-            found = await self.events.get_event(existing) if existing else None
-            if found is None:
-                raise
-            return found
+        except IntegrityError as e:
+            return await self._first_attempt(txn, e)
+
+    async def _first_attempt(self, txn: ClientTxn | None, error: IntegrityError) -> StoredEvent:
+        """The event a client transaction's first attempt wrote, when a write failed on
+        the transaction's unique key (a retry); otherwise the error stands."""
+        existing = await self.rooms.get_txn_event(*txn.key) if txn is not None else None
+        found = await self.events.get_event(existing) if existing else None
+        if found is None:
+            raise error
+        return found
+
+    async def _written_once(self, written: asyncio.Future[StoredEvent], txn: ClientTxn | None) -> StoredEvent:
+        """A queued event once committed, answering a retried client transaction with
+        its first event (as `_persist_once`). Shielded: a caller going away must not
+        cancel the write others wait on (a retry, the room's head)."""
+        try:
+            stored = await asyncio.shield(written)
+        except IntegrityError as e:
+            return await self._first_attempt(txn, e)
+        finally:
+            if txn is not None and self._queued_txns.get(txn.key) is written:
+                del self._queued_txns[txn.key]
+        self._remember_txn(txn, stored)
+        return stored
 
     async def _persist_after_changes(self, room: RoomRecord, rv: RoomVersion, event: dict[str, Any]) -> StoredEvent:
         """Persist a built event whose prev events are no longer the room's only
@@ -305,17 +346,22 @@ class RoomService:
         state_key: str | None,
         redacts: str | None,
     ) -> dict[str, Any]:
-        prev = await self.events.get_events_by_nid(head.extremities[-MAX_PREV_EVENTS:])
-        state_ids = await self.state_ids_at_snapshot(head.snapshot)
+        if head.queued is not None:  # queued, not committed: the one event to follow
+            prev = [head.queued.event]
+        else:
+            stored_prev = await self.events.get_events_by_nid(head.extremities[-MAX_PREV_EVENTS:])
+            prev = [ev.event for ev in stored_prev.values()]
         partial: dict[str, Any] = {"type": event_type, "sender": sender, "content": content}
         if state_key is not None:
             partial["state_key"] = state_key
         needed = auth_types_for_event(partial, rv) | {CREATE}
-        auth_state = await self.state_events(state_ids, needed)
+        # Only the auth keys: a big room's whole state (a member each) is not copied per event.
+        auth_state = await self.reader.state_events_at_snapshot(head.snapshot, needed)
         auth_ids = select_auth_event_ids(
             partial, {k: ev.event_id for k, ev in auth_state.items()}, rv
         )
-        cited = {ev.event_id: ev.event for ev in [*prev.values(), *auth_state.values()]}
+        cited = {ev["event_id"]: ev for ev in prev}
+        cited.update({ev.event_id: ev.event for ev in auth_state.values()})
         try:
             event = build_event(
                 rv,
@@ -323,9 +369,9 @@ class RoomService:
                 sender=sender,
                 event_type=event_type,
                 content=content,
-                prev_events=[ev.event_id for ev in prev.values()],
+                prev_events=[ev["event_id"] for ev in prev],
                 auth_events=auth_ids,
-                depth=max((ev.event["depth"] for ev in prev.values()), default=0) + 1,
+                depth=max((ev["depth"] for ev in prev), default=0) + 1,
                 origin_server_ts=self.clock.time_ms(),
                 state_key=state_key,
                 redacts=redacts,
@@ -358,11 +404,14 @@ class RoomService:
         self, room: RoomRecord, rv: RoomVersion, head: RoomHead, event: dict[str, Any], txn_info: ClientTxn | None
     ) -> StoredEvent:
         stored = await self.persister.local_event(room, head, event, txn_info)
+        self._remember_txn(txn_info, stored)
+        return stored
+
+    def _remember_txn(self, txn_info: ClientTxn | None, stored: StoredEvent) -> None:
         if txn_info is not None:
             self._recent_txns[txn_info.key] = stored.event_id
             if len(self._recent_txns) > 10_000:
                 self._recent_txns.popitem(last=False)
-        return stored
 
     async def joined_local_users(self, room: RoomRecord) -> set[str]:
         """Local users joined to the room now (cached; the notifier asks on every event)."""

@@ -32,6 +32,14 @@ class AccountDataStore:
         )
         return orjson.loads(row[0]) if row else None
 
+    @staticmethod
+    async def users_with_global_in(txn: Txn, data_type: str) -> set[str]:
+        """Users who have global account data of the type (inside a caller's transaction)."""
+        rows = await txn.fetchall(
+            "SELECT user_id FROM account_data WHERE room_id = ? AND data_type = ?", (GLOBAL, data_type)
+        )
+        return {r[0] for r in rows}
+
     async def global_of_type(self, data_type: str) -> list[tuple[str, dict[str, Any]]]:
         """(user, content) of every user's global account data of one type."""
         rows = await self.db.fetchall(

@@ -9,6 +9,7 @@ commit (SQLite) or run them concurrently (PostgreSQL).
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -46,6 +47,7 @@ class Database(abc.ABC):
 
     engine: str
     dialect: dict[str, str]
+    ordered_writes = False  # whether `queue_write` is supported (writes run in queue order)
 
     @abc.abstractmethod
     async def open(self) -> None: ...
@@ -60,6 +62,14 @@ class Database(abc.ABC):
         `fn` must only touch the database (no network, no sleeping): it may share
         its commit with other callers' transactions.
         """
+
+    def queue_write(self, fn: TxnFn[T]) -> asyncio.Future[T] | None:
+        """`write`, queued at once: the future completes once `fn` is committed. Writes
+        queued this way run in the order they were queued, each seeing the ones before
+        it, which lets a caller queue a write that depends on one not yet committed
+        (the event writer's pipeline). None: this engine runs writes concurrently and
+        cannot promise that order; use `write`."""
+        return None
 
     @abc.abstractmethod
     async def read(self, fn: TxnFn[T]) -> T:

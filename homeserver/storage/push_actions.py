@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -91,13 +92,20 @@ class PushActionStore:
         return orjson.loads(row[0]) if row else None
 
     @staticmethod
-    async def add(txn: Txn, rows: Iterable[PushActionRow]) -> None:
-        """Insert a batch in one statement (the send path of a big room)."""
-        args = [
-            (r.user_id, r.room_nid, r.stream_ordering, r.event_nid, r.thread_id, int(r.highlight),
-             orjson.dumps(r.actions).decode(), r.ts)
-            for r in rows
-        ]
+    async def add_groups(
+        txn: Txn, room_nid: int, stream_ordering: int, event_nid: int, thread_id: str, ts: int,
+        groups: Iterable[tuple[Sequence[str], bool, list[Any]]],
+    ) -> None:
+        """One event's notifications in one statement (the send path of a big room):
+        each group is (users, highlight, actions), the actions encoded once per group.
+        Inserted in user order: both indexes that lead with the user are then walked
+        once from end to end instead of at random (several times faster in a room of
+        thousands, where every message adds a row per member)."""
+        args = []
+        for users, highlight, actions in groups:
+            encoded, flag = orjson.dumps(actions).decode(), int(highlight)
+            args += [(u, room_nid, stream_ordering, event_nid, thread_id, flag, encoded, ts) for u in users]
+        args.sort(key=itemgetter(0))  # the members come sorted: little left to do
         if args:
             await txn.executemany(
                 "INSERT INTO event_push_actions (user_id, room_nid, stream_ordering, event_nid, thread_id,"

@@ -36,6 +36,14 @@ class PushRuleStore:
         return await self.db.read(lambda txn: self.load_in(txn, user_id))
 
     @staticmethod
+    async def users_with_rules_in(txn: Txn) -> set[str]:
+        """Every user with a rule of their own or a change to a server-default rule."""
+        rows = await txn.fetchall(
+            "SELECT user_id FROM push_rules UNION SELECT user_id FROM push_rule_defaults", ()
+        )
+        return {r[0] for r in rows}
+
+    @staticmethod
     async def load_in(txn: Txn, user_id: str) -> tuple[list[UserRule], dict[str, DefaultRuleChange]]:
         """`load` inside a caller's transaction (the event writer's push actions)."""
         rows = await txn.fetchall(

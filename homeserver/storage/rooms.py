@@ -94,6 +94,12 @@ class RoomStore:
         return [int(r[0]) for r in rows]
 
     @staticmethod
+    async def forward_extremities_in(txn: Txn, room_nid: int) -> list[int]:
+        """`forward_extremities` inside a caller's transaction (the event writer's pipeline)."""
+        rows = await txn.fetchall("SELECT event_nid FROM forward_extremities WHERE room_nid = ?", (room_nid,))
+        return [int(r[0]) for r in rows]
+
+    @staticmethod
     async def replace_forward_extremities(txn: Txn, room_nid: int, nids: list[int]) -> None:
         await txn.execute("DELETE FROM forward_extremities WHERE room_nid = ?", (room_nid,))
         for nid in nids:

@@ -211,11 +211,20 @@ class SqliteDatabase(Database):
             self._writer = None
 
     async def write(self, fn: TxnFn[T]) -> T:
+        return await self._enqueue(fn)
+
+    ordered_writes = True
+
+    def queue_write(self, fn: TxnFn[T]) -> asyncio.Future[T]:
+        # One writer working one FIFO queue: queued writes run in order.
+        return self._enqueue(fn)
+
+    def _enqueue(self, fn: TxnFn[T]) -> asyncio.Future[T]:
         if self._writer_task is None:
             raise DatabaseError("database is not open")
         fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((fn, fut))
-        return await fut
+        return fut
 
     async def _write_loop(self) -> None:
         assert self._writer is not None

@@ -100,3 +100,72 @@ async def test_bad_parameters(api: Api, query: str) -> None:
 async def test_needs_auth(api: Api) -> None:
     status, body = await api.request("GET", "notifications", expect=401)
     assert body["errcode"] == "M_MISSING_TOKEN"
+
+
+async def _notified(api: Api, event_id: str) -> dict[str, int]:
+    """user -> highlight of every stored notification of one event."""
+    rows = await api.hs.db.fetchall(
+        "SELECT p.user_id, p.highlight FROM event_push_actions p JOIN events e ON e.event_nid = p.event_nid"
+        " WHERE e.event_id = ?",
+        (event_id,),
+    )
+    return {r[0]: int(r[1]) for r in rows}
+
+
+async def test_defaults_evaluated_once_match_each_users_own_evaluation(db_api: Api) -> None:
+    """Members who keep the default rules share one evaluation per event, and only those
+    the event may name (display name, localpart, m.mentions) are evaluated one by one,
+    with users who have rules of their own or an ignore list: each must still get
+    exactly what their own rules say, also once memberships, names and power levels
+    move (what is kept of the room between writes is dropped then)."""
+    api = db_api
+    names = ["alice", "bob", "carol", "dave", "erin", "frank", "gina"]
+    tokens = {n: await user(api, n) for n in names}
+    alice = tokens["alice"]
+    room = (await api.post("createRoom", {"preset": "public_chat"}, token=alice))["room_id"]
+    for n in names[1:]:
+        await api.post(f"rooms/{room}/join", {}, token=tokens[n])
+    await api.put(f"profile/{uid('carol')}/displayname", {"displayname": "Carol Ann"}, token=tokens["carol"])
+    await api.put(f"profile/{uid('frank')}/displayname", {"displayname": "Frañk"}, token=tokens["frank"])
+    # dave: a rule of his own silencing "quiet"; erin ignores alice.
+    await api.put("pushrules/global/content/hush", {"pattern": "quiet", "actions": []}, token=tokens["dave"])
+    await api.put(f"user/{uid('erin')}/account_data/m.ignored_user_list",
+                  {"ignored_users": {uid("alice"): {}}}, token=tokens["erin"])
+    others = {uid(n) for n in names[2:]} | {uid("bob")}
+    plain = {u: 0 for u in others - {uid("erin")}}
+
+    assert await _notified(api, await send(api, room, alice, "hello")) == plain
+    assert await _notified(api, await send(api, room, alice, "hey CAROL ann!")) == {**plain, uid("carol"): 1}
+    assert await _notified(api, await send(api, room, alice, "ping Bob.")) == {**plain, uid("bob"): 1}
+    assert await _notified(api, await send(api, room, alice, "bobby")) == plain  # not a word of its own
+    assert await _notified(api, await send(api, room, alice, "FRAÑK, look")) == {**plain, uid("frank"): 1}
+    assert await _notified(api, await send(api, room, alice, "so quiet")) == {
+        u: h for u, h in plain.items() if u != uid("dave")
+    }
+    mention = {"m.mentions": {"user_ids": [uid("gina")]}}
+    # With m.mentions the body's legacy rules are skipped: "bob" in the body names nobody.
+    assert await _notified(api, await send(api, room, alice, "gina and bob", **mention)) == {**plain, uid("gina"): 1}
+    assert await _notified(api, await send(api, room, alice, "@room wake up")) == {u: 1 for u in plain}
+    notice = (await api.put(f"rooms/{room}/send/m.room.message/q1", {"msgtype": "m.notice", "body": "bob"},
+                            token=alice))["event_id"]
+    assert await _notified(api, notice) == {}
+    # erin's own messages notify everyone else (nobody ignores her), her @room (power
+    # level 0 of the 50 it needs) highlights nobody.
+    from_erin = {u: 0 for u in others - {uid("erin")}} | {uid("alice"): 0}
+    assert await _notified(api, await send(api, room, tokens["erin"], "@room hi")) == from_erin
+
+    # The room's present moves: bob leaves, carol renames, @room needs level 0 only.
+    await api.post(f"rooms/{room}/leave", {}, token=tokens["bob"])
+    await api.put(f"profile/{uid('carol')}/displayname", {"displayname": "Lina"}, token=tokens["carol"])
+    levels = await api.get(f"rooms/{room}/state/m.room.power_levels/", token=alice)
+    await api.put(f"rooms/{room}/state/m.room.power_levels/", {**levels, "notifications": {"room": 0}},
+                  token=alice)
+    without_bob = {u: h for u, h in plain.items() if u != uid("bob")}
+    assert await _notified(api, await send(api, room, alice, "lina? carol ann?")) == {**without_bob, uid("carol"): 1}
+    assert await _notified(api, await send(api, room, tokens["erin"], "@room again")) == {
+        u: 1 for u in from_erin if u != uid("bob")
+    }
+    # erin stops ignoring alice and is notified again.
+    await api.put(f"user/{uid('erin')}/account_data/m.ignored_user_list", {"ignored_users": {}},
+                  token=tokens["erin"])
+    assert await _notified(api, await send(api, room, alice, "back")) == {**without_bob, uid("erin"): 0}
