@@ -411,7 +411,9 @@ class HomeServer:
         self.mailer: Mailer | None = None
         if config.email.enabled:
             template_dir = config.email.template_dir
-            self.mailer = Mailer(config.email, config.resolve_path(template_dir) if template_dir else None)
+            ca_file = config.email.smtp_ca_file
+            self.mailer = Mailer(config.email, config.resolve_path(template_dir) if template_dir else None,
+                                 config.resolve_path(ca_file) if ca_file else None)
 
         async def email_owner(address: str) -> str | None:
             return await threepid_store.user_for(EMAIL, address)

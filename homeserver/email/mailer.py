@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import ssl
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formatdate, make_msgid, parseaddr
@@ -39,9 +40,21 @@ def header_text(value: str) -> str:
     return cleaned[:_MAX_HEADER_TEXT]
 
 
+def smtp_tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """The context the SMTP server's certificate is checked with (both `tls` and
+    `starttls`): the system's trust store, plus `email.smtp_ca_file` for a relay under
+    a private CA. Verification and hostname checks are never turned off, so a relay's
+    address in config cannot be answered by someone else."""
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    if ca_file is not None:
+        ctx.load_verify_locations(cafile=ca_file)
+    return ctx
+
+
 class Mailer:
-    def __init__(self, config: EmailConfig, template_dir: str | None) -> None:
+    def __init__(self, config: EmailConfig, template_dir: str | None, ca_file: str | None = None) -> None:
         self.config = config
+        self.tls_context = smtp_tls_context(ca_file)
         loaders: list[jinja2.BaseLoader] = []
         if template_dir is not None:
             loaders.append(jinja2.FileSystemLoader(template_dir))
@@ -88,7 +101,7 @@ class Mailer:
             await aiosmtplib.send(
                 msg, hostname=cfg.smtp_host, port=cfg.smtp_port, username=cfg.smtp_user,
                 password=cfg.smtp_password, use_tls=cfg.tls == "tls", start_tls=cfg.tls == "starttls",
-                timeout=cfg.timeout_s,
+                tls_context=self.tls_context if cfg.tls != "none" else None, timeout=cfg.timeout_s,
             )
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             raise MailError(f"{type(exc).__name__}: {exc}") from exc
