@@ -480,9 +480,19 @@ class EmailConfig:
     template_dir: str | None = field(
         default=None,
         metadata=_doc(
-            "A directory of templates replacing the built-in ones by name (notif.html,"
-            " notif.txt, validate.html, validate.txt; Jinja2, HTML autoescaped): how mails"
-            " are localised or branded."
+            "A directory of templates replacing the built-in ones by name (notif, digest,"
+            " validate, reset; each a .subject, .txt and .html; Jinja2, HTML autoescaped),"
+            " translations in a subdirectory per language (de/notif.txt): how mails are"
+            " localised or branded."
+        ),
+    )
+    language: str = field(
+        default="en",
+        metadata=_doc(
+            "Language of mails for users who chose none (a template directory: the package"
+            " ships en and de). A user chooses with \"language\" in global account data"
+            " org.accord.digest (e.g. {\"language\": \"de\"}); an e-mail pusher's lang is used"
+            " next. Mails without a translation fall back to English."
         ),
     )
     timeout_s: float = field(default=30.0, metadata=_doc("Longest one SMTP delivery may take."))
@@ -949,6 +959,10 @@ def _check_email(config: Config) -> None:
             raise ConfigError(key + "public_baseurl' must be an http(s) URL when e-mail is enabled")
     if em.template_dir is not None and not os.path.isdir(config.resolve_path(em.template_dir)):
         raise ConfigError(key + "template_dir' is not a directory")
+    from homeserver.email.mailer import language_tag
+
+    if language_tag(em.language) is None:
+        raise ConfigError(key + "language' must be a language tag such as en, de or pt-BR")
     if em.smtp_ca_file is not None:
         _check_readable(config.resolve_path(em.smtp_ca_file), "email.smtp_ca_file")
         _check_pem_certificates(config.resolve_path(em.smtp_ca_file), "email.smtp_ca_file")

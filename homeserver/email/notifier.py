@@ -24,10 +24,10 @@ from urllib.parse import quote, urlencode
 from homeserver.background import cancel_and_wait
 from homeserver.clock import Clock
 from homeserver.config import EmailConfig
-from homeserver.email.mailer import Mailer, MailError, header_text
+from homeserver.email.mailer import LANGUAGE_KEY, Mailer, MailError, header_text
 from homeserver.records.pushers import Pusher
 from homeserver.records.rooms import RoomRecord
-from homeserver.storage.account_data import AccountDataStore
+from homeserver.storage.account_data import GLOBAL, AccountDataStore
 from homeserver.storage.push_actions import PushActionRow, PushActionStore
 from homeserver.storage.pushers import PusherStore
 from homeserver.storage.threepids import ThreepidStore
@@ -45,7 +45,9 @@ _BATCH = 200
 _MAX_BODY = 500
 
 
-DIGEST_TYPE = "org.accord.digest"  # global account data: {"frequency": "daily" | "weekly" | "off"}
+# Global account data, a user's e-mail choices: {"frequency": "daily" | "weekly" | "off",
+# "language": a tag such as "de"}; the language is for every mail the user is sent.
+DIGEST_TYPE = "org.accord.digest"
 _DAY_MS = 86_400_000
 
 
@@ -125,21 +127,22 @@ class EmailNotifier:
             rooms = await self.unread_rooms(user_id) if to else []
             if rooms:
                 try:
-                    await self._mail_digest(user_id, to[0], frequency, rooms)
+                    await self._mail_digest(to[0], frequency, rooms, self.mailer.languages(content.get(LANGUAGE_KEY)))
                 except MailError as exc:
                     logger.warning("digest for %s: %s; trying again next round", user_id, exc)
                     continue
             await self.pushers.set_last_digest(user_id, now)
 
-    async def _mail_digest(self, user_id: str, to: str, frequency: str, found: list[tuple[RoomRecord, int]]) -> None:
+    async def _mail_digest(
+        self, to: str, frequency: str, found: list[tuple[RoomRecord, int]], languages: list[str],
+    ) -> None:
         rooms = [
             {"name": await self._room_name(room), "link": self._room_link(room.room_id), "count": n}
             for room, n in found
         ]
         total = sum(n for _, n in found)
-        text, html = self.mailer.render("digest", rooms=rooms, frequency=frequency, total=total)
-        subject = f"{self.config.app_name}: your {frequency} summary, {total} unread in {len(rooms)} room(s)"
-        await self.mailer.send(self.mailer.message(to, subject, text, html))
+        mail = self.mailer.render("digest", languages, rooms=rooms, frequency=frequency, total=total)
+        await self.mailer.send(self.mailer.message(to, mail))
 
     def _room_link(self, room_id: str) -> str:
         return self.config.client_room_url.replace("{room_id}", quote(room_id, safe=""))
@@ -231,14 +234,15 @@ class EmailNotifier:
                 "messages": messages,
             })
         unsubscribe = self.unsubscribe_link(pusher)
-        text, html = self.mailer.render("notif", rooms=rooms, unsubscribe=unsubscribe)
         first = rooms[0]
-        senders = sorted({m["sender"] for m in first["messages"]})
-        subject = f"{self.config.app_name}: {', '.join(senders)} in {first['name']}"
-        if len(rooms) > 1:
-            subject += f" and {len(rooms) - 1} other room(s)"
+        choice = await self.account_data.get(pusher.user_id, GLOBAL, DIGEST_TYPE) or {}
+        mail = self.mailer.render(
+            "notif", self.mailer.languages(choice.get(LANGUAGE_KEY), pusher.lang), rooms=rooms,
+            unsubscribe=unsubscribe, senders=sorted({m["sender"] for m in first["messages"]}),
+            room=first["name"], others=len(rooms) - 1,
+        )
         await self.mailer.send(self.mailer.message(
-            pusher.pushkey, subject, text, html,
+            pusher.pushkey, mail,
             headers={"List-Unsubscribe": f"<{unsubscribe}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
         ))
 

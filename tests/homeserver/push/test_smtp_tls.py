@@ -16,7 +16,7 @@ import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from homeserver.config import ConfigError, EmailConfig, parse_config
-from homeserver.email.mailer import Mailer, MailError
+from homeserver.email.mailer import Mailer, MailError, Rendered
 from tests.conftest import config_dict
 from tests.homeserver.api.reading_helpers import send, user
 from tests.homeserver.push.smtp import MailSink, html_of, text_of
@@ -95,7 +95,7 @@ def _mailer(sink: MailSink, tls: str, ca_file: Path | None, **extra: Any) -> Mai
 
 
 async def _send(mailer: Mailer, to: str, body: str) -> None:
-    await mailer.send(mailer.message(to, f"About {body}", f"plain {body}", f"<p>html {body}</p>"))
+    await mailer.send(mailer.message(to, Rendered(f"About {body}", f"plain {body}", f"<p>html {body}</p>")))
 
 
 async def test_implicit_tls(tls_sink: MailSink, ca: TestCA) -> None:
