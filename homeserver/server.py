@@ -432,7 +432,8 @@ class HomeServer:
         self.push_delivery = PushDelivery(
             config=config.push, store=pusher_store, actions=self.push_actions.store, events=self.event_store,
             rooms=self.room_store, room_service=self.room_service, receipts=self.receipts, unread=self.unread,
-            memberships=self.membership_queries.memberships_for_user, guard=self.outbound_guard,
+            memberships=self.membership_queries.memberships_for_user,
+            joined_rooms=self.membership_queries.joined_rooms_of, guard=self.outbound_guard,
             ssl_context=self._web_ssl_context(), clock=self.clock,
         )
         self.pushers.listeners.append(self.push_delivery)
