@@ -481,7 +481,8 @@ class EmailConfig:
         default=None,
         metadata=_doc(
             "A directory of templates replacing the built-in ones by name (notif, digest,"
-            " validate, reset; each a .subject, .txt and .html; Jinja2, HTML autoescaped),"
+            " validate, reset; each a .subject, .txt and .html; _message.txt words one event"
+            " of a notification mail; Jinja2, HTML autoescaped),"
             " translations in a subdirectory per language (de/notif.txt): how mails are"
             " localised or branded."
         ),

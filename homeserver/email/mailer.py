@@ -109,11 +109,22 @@ class Mailer:
     def render(self, name: str, languages: list[str] | None = None, **context: Any) -> Rendered:
         """Subject, plain text and HTML of `name` (`name`.subject, .txt, .html), each
         from the first language in `languages` (default: the configured one) that has it."""
-        context = {"app_name": self.config.app_name, **context}
         chain = self.languages() if languages is None else languages
 
+        def part(template: str) -> list[str]:
+            """Where a template is looked for, in order: a mail's pieces (`_message.txt`)
+            follow the same language chain as the mail."""
+            return [f"{code}/{template}" for code in chain] + [template]
+
+        def described(message: dict[str, str]) -> str:
+            """One event of a notification mail in words (`_message.txt`, plain text:
+            the HTML template escapes what this returns, like any other value)."""
+            return self.env.select_template(part("_message.txt")).render(m=message)
+
+        context = {"app_name": self.config.app_name, "described": described, **context}
+
         def get(ext: str) -> jinja2.Template:
-            return self.env.select_template([f"{code}/{name}.{ext}" for code in chain] + [f"{name}.{ext}"])
+            return self.env.select_template(part(f"{name}.{ext}"))
 
         return Rendered(
             " ".join(get("subject").render(**context).split()),

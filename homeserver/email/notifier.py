@@ -34,6 +34,7 @@ from homeserver.storage.threepids import ThreepidStore
 
 if TYPE_CHECKING:
     from homeserver.receipts import ReceiptService
+    from homeserver.records.events import StoredEvent
     from homeserver.rooms.service import RoomService
     from homeserver.storage.events import EventStore
     from homeserver.storage.rooms import RoomStore
@@ -61,6 +62,22 @@ def digest_period_start(now_ms: int, frequency: str, hour: int, weekday: int) ->
     if frequency == "weekly":
         start -= datetime.timedelta(days=(start.weekday() - weekday) % 7)
     return int(start.timestamp() * 1000)
+
+
+def _described(ev: StoredEvent, user_id: str) -> dict[str, str]:
+    """What a mail says of one event: its `kind` (the templates word it in the
+    mail's language: message, encrypted, invite, membership or other) and, for a
+    message, its body, for other kinds the event type."""
+    content = ev.event.get("content")
+    body = content.get("body") if isinstance(content, dict) else None
+    if ev.type == "m.room.encrypted":
+        return {"kind": "encrypted", "body": ""}
+    if ev.type == "m.room.member":
+        invited = ev.state_key == user_id and isinstance(content, dict) and content.get("membership") == "invite"
+        return {"kind": "invite" if invited else "membership", "body": ""}
+    if isinstance(body, str):
+        return {"kind": "message", "body": body[:_MAX_BODY]}
+    return {"kind": "other", "body": ev.type}
 
 
 class EmailNotifier:
@@ -213,15 +230,7 @@ class EmailNotifier:
                 content = member.event.get("content") if member is not None else None
                 name = content.get("displayname") if isinstance(content, dict) else None
                 names[key] = name if isinstance(name, str) and name.strip() else ev.sender
-            content = ev.event.get("content")
-            body = content.get("body") if isinstance(content, dict) else None
-            if ev.type == "m.room.encrypted":
-                text = "(an encrypted message)"
-            elif ev.type == "m.room.member":
-                text = "(an invitation)" if ev.state_key == pusher.user_id else "(a membership change)"
-            else:
-                text = body[:_MAX_BODY] if isinstance(body, str) else f"({ev.type})"
-            by_room.setdefault(r.room_nid, []).append({"sender": names[key], "body": text})
+            by_room.setdefault(r.room_nid, []).append({"sender": names[key], **_described(ev, pusher.user_id)})
         if not by_room:
             return
         rooms: list[dict[str, Any]] = []

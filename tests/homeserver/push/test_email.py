@@ -316,6 +316,12 @@ async def test_unread_mail_in_the_language_the_user_chose(make_api: Any, sink: M
     await send(api, room, alice, "hello?")
     mail = (await sink.wait_for(before + 2))[-1]
     assert text_of(mail).startswith("You have unread messages on Accord Test.")
+    # An invitation is mailed too (bob is not in the room yet), worded as one.
+    garage = (await api.post("createRoom", {"name": "Garage", "invite": [uid("bob")]}, token=alice))["room_id"]
+    mail = (await sink.wait_for(before + 3))[-1]
+    assert mail["Subject"] == "Accord Test: alice in Garage"
+    assert "alice: invited you to join" in text_of(mail) and garage.replace("!", "%21").split(":")[0] in text_of(mail)
+    assert "<b>alice</b>: invited you to join" in html_of(mail)
 
 
 def test_language_chain_and_hostile_tags(tmp_path: Path) -> None:
@@ -331,6 +337,11 @@ def test_language_chain_and_hostile_tags(tmp_path: Path) -> None:
         assert de_default.languages(hostile) == ["de"]
     mail = de_default.render("validate", address="a@b.org", link="https://x/y")
     assert mail.subject == "Bestätigen Sie Ihre E-Mail-Adresse für Accord" and "https://x/y" in mail.text
+    notif = de_default.render("notif", rooms=[{"name": "R", "link": "https://l", "messages": [
+        {"sender": "a<b>", "kind": "invite", "body": ""}, {"sender": "c", "kind": "message", "body": "x <i>"}]}],
+        unsubscribe="https://u", senders=["a<b>"], room="R", others=0)
+    assert "a<b>: hat Sie eingeladen" in notif.text and "c: x <i>" in notif.text
+    assert "<b>a&lt;b&gt;</b>: hat Sie eingeladen" in notif.html and "x &lt;i&gt;" in notif.html
     # A template directory that translates only the subject into French: the rest falls back.
     (tmp_path / "fr").mkdir()
     (tmp_path / "fr" / "validate.subject").write_text("Confirmez votre adresse pour {{ app_name }}\n")
