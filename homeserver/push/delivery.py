@@ -294,17 +294,20 @@ class PushDelivery:
         except BaseException:
             self._answers[:0] = answers  # kept for the next round: nothing is lost or sent twice
             raise
+        rejected: list[int] = []
         for a in answers:
             nid = a.pusher.pusher_nid
             self._busy.discard(nid)
+            if a.outcome == "rejected":
+                rejected.append(nid)
+                continue
             if a.outcome == "sent":
                 self._last_badge[nid] = a.badge
-            elif a.outcome == "rejected":
-                logger.info("push gateway rejected the pushkey of pusher %d: deleting it", nid)
-                await self.store.delete_nid(nid)
-                self._forget(nid)
-                continue
             self.wake(nid)  # its next row, if any
+        for nid in rejected:
+            logger.info("push gateway rejected the pushkey of pusher %d: deleting it", nid)
+            self._forget(nid)
+            await self.store.delete_nid(nid)
 
     async def _round(self) -> None:
         nids = [n for n in self._wanted if n not in self._busy][:_CLAIM]
