@@ -429,9 +429,16 @@ class EmailConfig:
         default="starttls",
         metadata=_doc(
             "How the SMTP connection is protected: starttls (upgrade, required), tls (TLS from"
-            " the start) or none (loopback relays only). Certificates are checked against the"
-            " system's trust store.",
+            " the start) or none (loopback relays only). The server's certificate is always"
+            " checked: against the system's trust store and smtp_ca_file.",
             choices=("starttls", "tls", "none"),
+        ),
+    )
+    smtp_ca_file: str | None = field(
+        default=None,
+        metadata=_doc(
+            "A PEM file of CA certificates also trusted for the SMTP server's certificate (a"
+            " relay with a private CA); the system's trust store stays trusted (null: only it)."
         ),
     )
     from_address: str = field(
@@ -473,9 +480,20 @@ class EmailConfig:
     template_dir: str | None = field(
         default=None,
         metadata=_doc(
-            "A directory of templates replacing the built-in ones by name (notif.html,"
-            " notif.txt, validate.html, validate.txt; Jinja2, HTML autoescaped): how mails"
-            " are localised or branded."
+            "A directory of templates replacing the built-in ones by name (notif, digest,"
+            " validate, reset; each a .subject, .txt and .html; _message.txt words one event"
+            " of a notification mail; Jinja2, HTML autoescaped),"
+            " translations in a subdirectory per language (de/notif.txt): how mails are"
+            " localised or branded."
+        ),
+    )
+    language: str = field(
+        default="en",
+        metadata=_doc(
+            "Language of mails for users who chose none (a template directory: the package"
+            " ships en and de). A user chooses with \"language\" in global account data"
+            " org.accord.digest (e.g. {\"language\": \"de\"}); an e-mail pusher's lang is used"
+            " next. Mails without a translation fall back to English."
         ),
     )
     timeout_s: float = field(default=30.0, metadata=_doc("Longest one SMTP delivery may take."))
@@ -942,6 +960,13 @@ def _check_email(config: Config) -> None:
             raise ConfigError(key + "public_baseurl' must be an http(s) URL when e-mail is enabled")
     if em.template_dir is not None and not os.path.isdir(config.resolve_path(em.template_dir)):
         raise ConfigError(key + "template_dir' is not a directory")
+    from homeserver.email.mailer import language_tag
+
+    if language_tag(em.language) is None:
+        raise ConfigError(key + "language' must be a language tag such as en, de or pt-BR")
+    if em.smtp_ca_file is not None:
+        _check_readable(config.resolve_path(em.smtp_ca_file), "email.smtp_ca_file")
+        _check_pem_certificates(config.resolve_path(em.smtp_ca_file), "email.smtp_ca_file")
 
 
 def _check_partner_directory(config: Config) -> None:
@@ -980,6 +1005,17 @@ def _check_readable(path: str, key: str) -> None:
         raise ConfigError(f"config key '{key}': file not found: {path}") from None
     except OSError as e:
         raise ConfigError(f"config key '{key}': cannot read {path}: {e.strerror}") from None
+
+
+def _check_pem_certificates(path: str, key: str) -> None:
+    """The file must hold certificates OpenSSL can load, so a wrong file is found at
+    startup rather than as every mail failing its TLS handshake later."""
+    import ssl
+
+    try:
+        ssl.create_default_context().load_verify_locations(cafile=path)
+    except (ssl.SSLError, ValueError) as e:
+        raise ConfigError(f"config key '{key}': not a PEM file of CA certificates ({e})") from None
 
 
 def load_config(path: str) -> Config:

@@ -235,23 +235,34 @@ class ReceiptService:
         main timeline: the further of their m.read and m.read.private receipts,
         unthreaded or for thread "main" (None: no receipt). Unread counts start
         after it."""
-        key = (user_id, room_id)
-        if key in self._read_cache:
-            self._read_cache.move_to_end(key)
-            return self._read_cache[key]
+        return (await self.read_up_to_many(room_id, [user_id]))[user_id]
+
+    async def read_up_to_many(self, room_id: str, user_ids: Iterable[str]) -> dict[str, int | None]:
+        """`read_up_to` of many users in one room; those not cached are read in one
+        query (the badges of everyone a message to a big room notified)."""
+        out: dict[str, int | None] = {}
+        missing: list[str] = []
+        for user_id in user_ids:
+            key = (user_id, room_id)
+            if key in self._read_cache:
+                self._read_cache.move_to_end(key)
+                out[user_id] = self._read_cache[key]
+            else:
+                missing.append(user_id)
+        if not missing:
+            return out
         writes = self._writes
-        receipts = await self.store.user_receipts(room_id, user_id)
-        positions = [
-            r.event_stream_ordering
-            for r in receipts
-            if r.receipt_type in RECEIPT_TYPES and r.thread_id in (UNTHREADED, MAIN_THREAD)
-        ]
-        value = max(positions, default=None)
+        found: dict[str, int | None] = dict.fromkeys(missing)
+        for r in await self.store.users_receipts(room_id, missing):
+            if r.receipt_type in RECEIPT_TYPES and r.thread_id in (UNTHREADED, MAIN_THREAD):
+                found[r.user_id] = max(found[r.user_id] or 0, r.event_stream_ordering)
+        out.update(found)
         if writes == self._writes:
-            self._read_cache[key] = value
-            if len(self._read_cache) > _READ_CACHE_SIZE:
+            for user_id, value in found.items():
+                self._read_cache[(user_id, room_id)] = value
+            while len(self._read_cache) > _READ_CACHE_SIZE:
                 self._read_cache.popitem(last=False)
-        return value
+        return out
 
 
     async def read_positions(self, user_id: str, room_id: str) -> tuple[int | None, dict[str, int]]:

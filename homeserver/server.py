@@ -413,7 +413,9 @@ class HomeServer:
         self.mailer: Mailer | None = None
         if config.email.enabled:
             template_dir = config.email.template_dir
-            self.mailer = Mailer(config.email, config.resolve_path(template_dir) if template_dir else None)
+            ca_file = config.email.smtp_ca_file
+            self.mailer = Mailer(config.email, config.resolve_path(template_dir) if template_dir else None,
+                                 config.resolve_path(ca_file) if ca_file else None)
 
         async def email_owner(address: str) -> str | None:
             return await threepid_store.user_for(EMAIL, address)
@@ -432,7 +434,8 @@ class HomeServer:
         self.push_delivery = PushDelivery(
             config=config.push, store=pusher_store, actions=self.push_actions.store, events=self.event_store,
             rooms=self.room_store, room_service=self.room_service, receipts=self.receipts, unread=self.unread,
-            memberships=self.membership_queries.memberships_for_user, guard=self.outbound_guard,
+            memberships=self.membership_queries.memberships_for_user,
+            joined_rooms=self.membership_queries.joined_rooms_of, guard=self.outbound_guard,
             ssl_context=self._web_ssl_context(), clock=self.clock,
         )
         self.pushers.listeners.append(self.push_delivery)

@@ -6,8 +6,9 @@ loopback with the test CA, which both servers are told to trust and reach).
 Figures: send-to-gateway latency p50/p99 (one recipient with a pusher, messages
 one after another, from the send request's start to the gateway receiving the
 notification), and the fan-out of one message in a room of N members who each
-have a pusher: the send request's own time and the time until the last
-member's notification arrived.
+have a pusher: the send request's own time, the time until the last
+member's notification arrived, and the server's CPU time over that (the gateway
+runs in this process, so on a loaded machine it can bound the wall time).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench_servers import Client, Server, _synapse_python, report, start_accord, start_synapse  # noqa: E402
+from bench_servers import REPO, Client, Server, _synapse_python, report, start_accord, start_synapse  # noqa: E402
 
 from tests.homeserver.push.gateway import PushGateway  # noqa: E402
 from tests.tls_ca import TestCA  # noqa: E402
@@ -72,15 +73,20 @@ async def run_push_workload(server: Server, gateway: PushGateway, messages: int,
         await asyncio.gather(*(member(n) for n in range(members)))
         await asyncio.sleep(2)  # let the joins settle (Synapse computes its push rules caches lazily)
         base = len(gateway.received)
+        cpu0, here0 = server.cpu(), time.process_time()
         t0 = time.perf_counter()
         await sender.call("PUT", f"/rooms/{big}/send/m.room.message/fan", {"msgtype": "m.text", "body": "to all"})
         out["fanout_send_ms"] = (time.perf_counter() - t0) * 1000
-        await gateway.wait_for(base + members)
+        await gateway.wait_for(base + members, within=900)  # Synapse on a loaded machine: minutes
         out["fanout_all_delivered_ms"] = (max(gateway.arrived[base:base + members]) - t0) * 1000
+        out["fanout_cpu_ms"] = (server.cpu() - cpu0) * 1000
+        out["fanout_gateway_cpu_ms"] = (time.process_time() - here0) * 1000
     return out
 
 
-async def bench(messages: int, members: int, with_synapse: bool) -> list[tuple[str, dict[str, float]]]:
+async def bench(
+    messages: int, members: int, with_synapse: bool, baseline: Path | None = None,
+) -> list[tuple[str, dict[str, float]]]:
     tmp = Path(tempfile.mkdtemp(prefix="accord-bench-push-"))
     results: list[tuple[str, dict[str, float]]] = []
     try:
@@ -93,11 +99,13 @@ async def bench(messages: int, members: int, with_synapse: bool) -> list[tuple[s
                 config["outbound"] = {"allowed_ranges": ["127.0.0.0/8"]}
                 config["federation"]["ca_bundle_path"] = str(ca.ca_path)
 
-            server = await start_accord(tmp, 18620, accord_config)
-            try:
-                results.append(("accord", await run_push_workload(server, gateway, messages, members)))
-            finally:
-                server.stop()
+            runs = [("accord", REPO)] + ([("accord-before", baseline)] if baseline is not None else [])
+            for name, repo in runs:
+                server = await start_accord(tmp, 18620, accord_config, repo=repo, name=name)
+                try:
+                    results.append((name, await run_push_workload(server, gateway, messages, members)))
+                finally:
+                    server.stop()
             python = _synapse_python()
             if with_synapse and python:
 
@@ -122,14 +130,18 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=100)
     ap.add_argument("--members", type=int, default=1000)
     ap.add_argument("--no-synapse", action="store_true")
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="another checkout of Accord (e.g. `git worktree add /tmp/base main`) measured in the same run")
     args = ap.parse_args()
-    results = asyncio.run(bench(args.messages, args.members, not args.no_synapse))
+    results = asyncio.run(bench(args.messages, args.members, not args.no_synapse, args.baseline))
     report(f"push: send-to-gateway latency ({args.messages} messages), fan-out to {args.members} members with a pusher each",
            results, [
                ("send to gateway p50 (ms)", "latency_p50_ms"),
                ("send to gateway p99 (ms)", "latency_p99_ms"),
                (f"fan-out: the send itself, {args.members} members (ms)", "fanout_send_ms"),
                (f"fan-out: all {args.members} notifications in (ms)", "fanout_all_delivered_ms"),
+               ("fan-out: server CPU, send to last notification (ms)", "fanout_cpu_ms"),
+               ("fan-out: the gateway's CPU (this process) meanwhile (ms)", "fanout_gateway_cpu_ms"),
            ])
 
 

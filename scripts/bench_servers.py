@@ -79,14 +79,19 @@ async def _wait_up(url: str, proc: subprocess.Popen[bytes], seconds: float = 120
     raise RuntimeError("server did not come up")
 
 
-async def start_accord(tmp: Path, port: int, configure: Callable[[dict[str, Any]], None] | None = None) -> Server:
-    data = tmp / "accord"
+async def start_accord(
+    tmp: Path, port: int, configure: Callable[[dict[str, Any]], None] | None = None,
+    repo: Path = REPO, name: str = "accord",
+) -> Server:
+    """Accord from `repo` (another checkout, e.g. the code before a change, to measure
+    both in one run), its data under `tmp`/`name`."""
+    data = tmp / name
     cfg = data / "homeserver.yaml"
     subprocess.run(
         [sys.executable, "-m", "homeserver", "generate-config", "--server-name", "localhost",
          "--data-dir", str(data), "--output", str(cfg), "--client-port", str(port),
          "--federation-port", str(port + 1)],
-        check=True, capture_output=True, cwd=REPO,
+        check=True, capture_output=True, cwd=repo,
     )
     config = yaml.safe_load(cfg.read_text())
     config["registration"]["policy"] = "open"
@@ -99,12 +104,12 @@ async def start_accord(tmp: Path, port: int, configure: Callable[[dict[str, Any]
     cfg.write_text(yaml.safe_dump(config))
     proc = subprocess.Popen(
         [sys.executable, "-m", "homeserver", "run", "--config", str(cfg)],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     await _wait_up(url, proc)
     await asyncio.sleep(1)
-    return Server("accord", url, proc, idle_rss=_proc_rss_mb(proc.pid))
+    return Server(name, url, proc, idle_rss=_proc_rss_mb(proc.pid))
 
 
 async def start_synapse(
@@ -466,16 +471,17 @@ async def bench(quick: bool, with_synapse: bool) -> tuple[list[tuple[str, dict[s
 
 
 def report(title: str, results: list[tuple[str, dict[str, float]]], rows: list[tuple[str, str]]) -> None:
+    """A column per server, then each one's ratio to the last (usually Synapse)."""
     names = [n for n, _ in results]
     print(title)
-    header = f"  {'':44s}" + "".join(f"{n:>12s}" for n in names)
-    if len(results) == 2:
-        header += f"{'ratio':>10s}"
+    header = f"  {'':44s}" + "".join(f"{n:>14s}" for n in names)
+    last = names[-1] if names else ""
+    header += "".join(f"{n + '/' + last:>24s}" for n in names[:-1])
     print(header)
     for label, key in rows:
-        line = f"  {label:44s}" + "".join(f"{r[key]:12.2f}" for _, r in results)
-        if len(results) == 2 and results[1][1][key]:
-            line += f"{results[0][1][key] / results[1][1][key]:10.2f}"
+        line = f"  {label:44s}" + "".join(f"{r[key]:14.2f}" for _, r in results)
+        for _, r in results[:-1]:
+            line += f"{r[key] / results[-1][1][key]:24.2f}" if results[-1][1][key] else f"{'':24s}"
         print(line)
 
 

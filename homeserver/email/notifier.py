@@ -24,16 +24,17 @@ from urllib.parse import quote, urlencode
 from homeserver.background import cancel_and_wait
 from homeserver.clock import Clock
 from homeserver.config import EmailConfig
-from homeserver.email.mailer import Mailer, MailError, header_text
+from homeserver.email.mailer import LANGUAGE_KEY, Mailer, MailError, header_text
 from homeserver.records.pushers import Pusher
 from homeserver.records.rooms import RoomRecord
-from homeserver.storage.account_data import AccountDataStore
+from homeserver.storage.account_data import GLOBAL, AccountDataStore
 from homeserver.storage.push_actions import PushActionRow, PushActionStore
 from homeserver.storage.pushers import PusherStore
 from homeserver.storage.threepids import ThreepidStore
 
 if TYPE_CHECKING:
     from homeserver.receipts import ReceiptService
+    from homeserver.records.events import StoredEvent
     from homeserver.rooms.service import RoomService
     from homeserver.storage.events import EventStore
     from homeserver.storage.rooms import RoomStore
@@ -45,7 +46,9 @@ _BATCH = 200
 _MAX_BODY = 500
 
 
-DIGEST_TYPE = "org.accord.digest"  # global account data: {"frequency": "daily" | "weekly" | "off"}
+# Global account data, a user's e-mail choices: {"frequency": "daily" | "weekly" | "off",
+# "language": a tag such as "de"}; the language is for every mail the user is sent.
+DIGEST_TYPE = "org.accord.digest"
 _DAY_MS = 86_400_000
 
 
@@ -59,6 +62,22 @@ def digest_period_start(now_ms: int, frequency: str, hour: int, weekday: int) ->
     if frequency == "weekly":
         start -= datetime.timedelta(days=(start.weekday() - weekday) % 7)
     return int(start.timestamp() * 1000)
+
+
+def _described(ev: StoredEvent, user_id: str) -> dict[str, str]:
+    """What a mail says of one event: its `kind` (the templates word it in the
+    mail's language: message, encrypted, invite, membership or other) and, for a
+    message, its body, for other kinds the event type."""
+    content = ev.event.get("content")
+    body = content.get("body") if isinstance(content, dict) else None
+    if ev.type == "m.room.encrypted":
+        return {"kind": "encrypted", "body": ""}
+    if ev.type == "m.room.member":
+        invited = ev.state_key == user_id and isinstance(content, dict) and content.get("membership") == "invite"
+        return {"kind": "invite" if invited else "membership", "body": ""}
+    if isinstance(body, str):
+        return {"kind": "message", "body": body[:_MAX_BODY]}
+    return {"kind": "other", "body": ev.type}
 
 
 class EmailNotifier:
@@ -125,21 +144,22 @@ class EmailNotifier:
             rooms = await self.unread_rooms(user_id) if to else []
             if rooms:
                 try:
-                    await self._mail_digest(user_id, to[0], frequency, rooms)
+                    await self._mail_digest(to[0], frequency, rooms, self.mailer.languages(content.get(LANGUAGE_KEY)))
                 except MailError as exc:
                     logger.warning("digest for %s: %s; trying again next round", user_id, exc)
                     continue
             await self.pushers.set_last_digest(user_id, now)
 
-    async def _mail_digest(self, user_id: str, to: str, frequency: str, found: list[tuple[RoomRecord, int]]) -> None:
+    async def _mail_digest(
+        self, to: str, frequency: str, found: list[tuple[RoomRecord, int]], languages: list[str],
+    ) -> None:
         rooms = [
             {"name": await self._room_name(room), "link": self._room_link(room.room_id), "count": n}
             for room, n in found
         ]
         total = sum(n for _, n in found)
-        text, html = self.mailer.render("digest", rooms=rooms, frequency=frequency, total=total)
-        subject = f"{self.config.app_name}: your {frequency} summary, {total} unread in {len(rooms)} room(s)"
-        await self.mailer.send(self.mailer.message(to, subject, text, html))
+        mail = self.mailer.render("digest", languages, rooms=rooms, frequency=frequency, total=total)
+        await self.mailer.send(self.mailer.message(to, mail))
 
     def _room_link(self, room_id: str) -> str:
         return self.config.client_room_url.replace("{room_id}", quote(room_id, safe=""))
@@ -210,15 +230,7 @@ class EmailNotifier:
                 content = member.event.get("content") if member is not None else None
                 name = content.get("displayname") if isinstance(content, dict) else None
                 names[key] = name if isinstance(name, str) and name.strip() else ev.sender
-            content = ev.event.get("content")
-            body = content.get("body") if isinstance(content, dict) else None
-            if ev.type == "m.room.encrypted":
-                text = "(an encrypted message)"
-            elif ev.type == "m.room.member":
-                text = "(an invitation)" if ev.state_key == pusher.user_id else "(a membership change)"
-            else:
-                text = body[:_MAX_BODY] if isinstance(body, str) else f"({ev.type})"
-            by_room.setdefault(r.room_nid, []).append({"sender": names[key], "body": text})
+            by_room.setdefault(r.room_nid, []).append({"sender": names[key], **_described(ev, pusher.user_id)})
         if not by_room:
             return
         rooms: list[dict[str, Any]] = []
@@ -231,14 +243,15 @@ class EmailNotifier:
                 "messages": messages,
             })
         unsubscribe = self.unsubscribe_link(pusher)
-        text, html = self.mailer.render("notif", rooms=rooms, unsubscribe=unsubscribe)
         first = rooms[0]
-        senders = sorted({m["sender"] for m in first["messages"]})
-        subject = f"{self.config.app_name}: {', '.join(senders)} in {first['name']}"
-        if len(rooms) > 1:
-            subject += f" and {len(rooms) - 1} other room(s)"
+        choice = await self.account_data.get(pusher.user_id, GLOBAL, DIGEST_TYPE) or {}
+        mail = self.mailer.render(
+            "notif", self.mailer.languages(choice.get(LANGUAGE_KEY), pusher.lang), rooms=rooms,
+            unsubscribe=unsubscribe, senders=sorted({m["sender"] for m in first["messages"]}),
+            room=first["name"], others=len(rooms) - 1,
+        )
         await self.mailer.send(self.mailer.message(
-            pusher.pushkey, subject, text, html,
+            pusher.pushkey, mail,
             headers={"List-Unsubscribe": f"<{unsubscribe}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
         ))
 

@@ -97,13 +97,9 @@ class ThreepidService:
         link = f"{base}{SUBMIT_PATH}?" + urlencode(
             {"sid": session.sid, "client_secret": secret, "token": session.token}
         )
-        template, subject = (
-            ("reset", f"Reset your {self.config.app_name} password") if for_reset
-            else ("validate", f"Confirm your e-mail address for {self.config.app_name}")
-        )
-        text, html = mailer.render(template, address=address, link=link)
+        mail = mailer.render("reset" if for_reset else "validate", address=address, link=link)
         try:
-            await mailer.send(mailer.message(address, subject, text, html))
+            await mailer.send(mailer.message(address, mail))
         except MailError as exc:
             await self.store.delete_session(session.sid)
             raise MatrixError(500, "M_UNKNOWN", "The validation mail could not be sent") from exc

@@ -5,10 +5,16 @@ a notification is queued in the transaction of the event it is about (by
 homeserver/push/actions.py), and deleted only once the gateway answered 2xx,
 so a restart loses nothing and a notification is sent until acknowledged.
 
-Each pusher with something queued has one task that sends its queue in order,
-one request at a time, and waits with exponential backoff after a failure; the
-requests in flight over all pushers are bounded (`push.max_concurrent`), and
-each has a timeout, so a slow or failing gateway delays only its own pushers.
+One worker works in rounds: it claims the oldest queued row of every woken pusher
+with nothing in flight in one query, reads what those notifications need in bulk
+(the push action rows, events, read receipts, and every user's badge with one
+count query per room), and starts one request task per pusher; the answers are
+settled together in one transaction (rows deleted or pushed back with exponential
+backoff) before the pusher's next row is looked at, so each pusher's queue goes
+out in order and a message to a big room costs a handful of queries, not several
+per member. The requests in flight over all pushers are bounded
+(`push.max_concurrent`), and each has a timeout, so a slow or failing gateway
+delays only its own pushers.
 A gateway that lists the pushkey as `rejected` has the pusher deleted. A read
 receipt that lowers the user's unread count queues a badge-only update.
 
@@ -23,6 +29,7 @@ import logging
 import ssl
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -54,6 +61,18 @@ _MAX_ANSWER_BYTES = 64 * 1024
 _MAX_CONTENT_BYTES = 4096  # push providers cap a notification's size; bigger content is left out
 _WAKE_BACKLOG = 10_000
 _SUMMARIES = 256
+_CLAIM = 1000  # pushers whose queue heads one round looks at
+
+
+@dataclass
+class _Answer:
+    """How one queue row ended (a gateway's answer, or nothing to send), waiting to be
+    settled in the database with the others of its round."""
+
+    pusher: Pusher
+    item: QueuedPush
+    outcome: str  # "sent", "rejected", "dropped", "skipped" or "retry"
+    badge: int
 
 
 class PushDelivery:
@@ -69,6 +88,7 @@ class PushDelivery:
         receipts: ReceiptService,
         unread: UnreadCounter,
         memberships: Callable[[str], Awaitable[list[UserMembership]]],
+        joined_rooms: Callable[[Iterable[str]], Awaitable[dict[str, list[tuple[int, int]]]]],
         guard: OutboundGuard,
         ssl_context: ssl.SSLContext,
         clock: Clock,
@@ -82,12 +102,19 @@ class PushDelivery:
         self.receipts = receipts
         self.unread = unread
         self.memberships = memberships
+        self.joined_rooms = joined_rooms
         self.guard = guard
         self.ssl_context = ssl_context
         self.clock = clock
-        self._http_users: set[str] = set()
-        self._tasks: dict[int, asyncio.Task[None]] = {}
-        self._dirty: set[int] = set()
+        self._pushers: dict[int, Pusher] = {}  # every http pusher, by nid (a copy of the table)
+        self._by_user: dict[str, set[int]] = {}
+        self._wanted: set[int] = set()  # pushers whose queue is to be looked at
+        self._busy: set[int] = set()  # a row in flight, waiting to be settled, or backing off
+        self._answers: list[_Answer] = []
+        self._kick = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self._sends: set[asyncio.Task[None]] = set()
+        self._timers: dict[int, asyncio.TimerHandle] = {}
         self._to_wake: OrderedDict[int, list[int]] = OrderedDict()  # event nid -> pushers queued in its write
         self._last_badge: dict[int, int] = {}  # pusher nid -> unread count last sent
         self._summaries: OrderedDict[int, dict[str, Any]] = OrderedDict()  # event nid -> its fields
@@ -99,20 +126,32 @@ class PushDelivery:
     # --- lifecycle ---
 
     async def start(self) -> None:
-        """Load who has pushers and resume every queue left from before a restart."""
-        self._http_users = await self.store.users_with_kind(HTTP)
+        """Load the http pushers and resume every queue left from before a restart."""
+        for p in await self.store.of_kind(HTTP):
+            self._remember(p)
         self._stopping.clear()
         self._started = True
+        if self.config.enabled:
+            self._worker = asyncio.create_task(self._work())
         for nid in await self.store.pushers_with_queue():
             self.wake(nid)
 
     async def stop(self) -> None:
+        """Requests in flight are abandoned (their rows stay queued); answers already
+        in are settled first, so a clean restart sends nothing twice."""
         self._stopping.set()
-        tasks = list(self._tasks.values())
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        tasks = [*self._sends, *([self._worker] if self._worker is not None else [])]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._tasks.clear()
+        self._worker = None
+        try:
+            await self._settle()
+        except Exception:
+            logger.exception("push delivery: answers not recorded at shutdown; those notifications go again")
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -120,7 +159,7 @@ class PushDelivery:
     # --- the event writer's side (PushQueue, homeserver/push/actions.py) ---
 
     def has_pushers(self, user_id: str) -> bool:
-        return user_id in self._http_users
+        return user_id in self._by_user
 
     async def queue_in(self, txn: Txn, room: RoomRecord, stored: StoredEvent, user_ids: list[str]) -> None:
         nids = await PusherStore.queue_in(txn, user_ids, HTTP, stored.nid, room.room_nid, self.clock.time_ms())
@@ -138,23 +177,34 @@ class PushDelivery:
 
     # --- pushers changing (PusherService) and receipts ---
 
+    def _remember(self, pusher: Pusher) -> None:
+        self._pushers[pusher.pusher_nid] = pusher
+        self._by_user.setdefault(pusher.user_id, set()).add(pusher.pusher_nid)
+
+    def _forget(self, pusher_nid: int) -> None:
+        pusher = self._pushers.pop(pusher_nid, None)
+        self._last_badge.pop(pusher_nid, None)
+        if pusher is not None:
+            nids = self._by_user.get(pusher.user_id, set())
+            nids.discard(pusher_nid)
+            if not nids:
+                self._by_user.pop(pusher.user_id, None)
+
     async def pushers_changed(self, user_id: str) -> None:
-        pushers = await self.store.for_user(user_id)
-        if any(p.kind == HTTP for p in pushers):
-            self._http_users.add(user_id)
-        else:
-            self._http_users.discard(user_id)
+        for nid in list(self._by_user.get(user_id, ())):
+            self._forget(nid)
+        for p in await self.store.for_user(user_id):
+            if p.kind == HTTP:
+                self._remember(p)
 
     async def receipt_moved(self, room: RoomRecord, receipt: Receipt) -> None:
         """A read receipt (on any device): if it lowered the user's unread count below
         what a pusher last showed, queue a badge-only update for it."""
-        if receipt.user_id not in self._http_users:
-            return
-        pushers = [p for p in await self.store.for_user(receipt.user_id) if p.kind == HTTP]
-        if not pushers:
+        nids = sorted(self._by_user.get(receipt.user_id, ()))
+        if not nids:
             return
         badge = await self.badge(receipt.user_id)
-        lowered = [p.pusher_nid for p in pushers if badge < self._last_badge.get(p.pusher_nid, badge + 1)]
+        lowered = [n for n in nids if badge < self._last_badge.get(n, badge + 1)]
         if lowered:
             await self.store.queue_badge(lowered, room.room_nid, self.clock.time_ms())
             for nid in lowered:
@@ -162,7 +212,26 @@ class PushDelivery:
 
     async def badge(self, user_id: str) -> int:
         """The user's unread notifications over all joined rooms."""
-        return sum(n for _, n in await self.unread_by_room(user_id))
+        return (await self.badges([user_id]))[user_id]
+
+    async def badges(self, user_ids: Iterable[str]) -> dict[str, int]:
+        """`badge` of many users: their joined rooms in one query, then per room one
+        read of the receipts and counts not cached (a message to a big room notifies
+        everyone in it at once)."""
+        users = set(user_ids)
+        now = self.room_service.stream.current
+        by_room: dict[int, dict[str, int]] = {}
+        for user_id, joined in (await self.joined_rooms(users)).items():
+            for room_nid, joined_at in joined:
+                by_room.setdefault(room_nid, {})[user_id] = joined_at
+        out = dict.fromkeys(users, 0)
+        for room_nid, members in by_room.items():
+            room = await self.rooms.get_room_by_nid(room_nid)
+            if room is None:
+                continue
+            for user_id, (n, _) in (await self.unread.room_counts_many(room, members, now)).items():
+                out[user_id] += n
+        return out
 
     async def unread_by_room(self, user_id: str) -> list[tuple[RoomRecord, int]]:
         """The user's joined rooms with unread notifications, and how many (digests too)."""
@@ -178,83 +247,151 @@ class PushDelivery:
                     out.append((room, n))
         return out
 
-    # --- the per-pusher senders ---
+    # --- sending: one worker claims queue heads in bulk, each request its own task ---
 
     def wake(self, pusher_nid: int) -> None:
         if not self._started or not self.config.enabled or self._stopping.is_set():
             return
-        self._dirty.add(pusher_nid)
-        if pusher_nid not in self._tasks:
-            self._tasks[pusher_nid] = asyncio.create_task(self._run(pusher_nid))
+        self._wanted.add(pusher_nid)
+        self._kick.set()
 
-    async def _run(self, pusher_nid: int) -> None:
+    async def _work(self) -> None:
+        """Rounds, each when something changed: settle the answers that came in (one
+        transaction), then look at the queue heads of every woken pusher that has
+        nothing in flight (one query), read what their notifications need in bulk,
+        and start one request per pusher. A pusher's next row is looked at only after
+        its previous one is settled, so each queue goes out in order."""
+        while True:
+            await self._kick.wait()
+            self._kick.clear()
+            try:
+                await self._settle()
+                await self._round()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("push delivery: a round failed; its pushers resume at their next notification")
+
+    async def _settle(self) -> None:
+        answers, self._answers = self._answers, []
+        if not answers:
+            return
+        now = self.clock.time_ms()
+        done: list[int] = []
+        retries: list[tuple[int, int, int]] = []
+        for a in answers:
+            if a.outcome != "retry":
+                done.append(a.item.queue_nid)
+            elif now - a.item.created_ts >= self.config.give_up_after_s * 1000:
+                logger.warning("dropping a notification for pusher %d: not accepted after %d tries",
+                               a.item.pusher_nid, a.item.attempts + 1)
+                done.append(a.item.queue_nid)
+            else:
+                delay = min(self.config.retry_cap_s, self.config.retry_base_s * 2 ** min(a.item.attempts, 30))
+                retries.append((a.item.queue_nid, a.item.attempts + 1, now + int(delay * 1000)))
         try:
-            while not self._stopping.is_set():
-                self._dirty.discard(pusher_nid)
-                item = await self.store.next_queued(pusher_nid)
-                if item is None:
-                    if pusher_nid in self._dirty:
-                        continue
-                    return
-                wait_ms = item.next_attempt_ts - self.clock.time_ms()
-                if wait_ms > 0 and await self._stopped_within(wait_ms / 1000):
-                    return
-                pusher = await self.store.get(pusher_nid)
-                if pusher is None:  # deleted: its queue went with it
-                    return
-                await self._deliver(pusher, item)
+            await self.store.settle(done, retries)
+        except BaseException:
+            self._answers[:0] = answers  # kept for the next round: nothing is lost or sent twice
+            raise
+        rejected: list[int] = []
+        for a in answers:
+            nid = a.pusher.pusher_nid
+            self._busy.discard(nid)
+            if a.outcome == "rejected":
+                rejected.append(nid)
+                continue
+            if a.outcome == "sent":
+                self._last_badge[nid] = a.badge
+            self.wake(nid)  # its next row, if any
+        for nid in rejected:
+            logger.info("push gateway rejected the pushkey of pusher %d: deleting it", nid)
+            self._forget(nid)
+            await self.store.delete_nid(nid)
+
+    async def _round(self) -> None:
+        nids = [n for n in self._wanted if n not in self._busy][:_CLAIM]
+        self._wanted.difference_update(nids)
+        if any(n not in self._busy for n in self._wanted):
+            self._kick.set()  # more than one round's worth
+        if not nids:
+            return
+        now = self.clock.time_ms()
+        due: list[tuple[Pusher, QueuedPush]] = []
+        try:
+            heads = await self.store.heads(nids)
+        except BaseException:
+            self._wanted.update(nids)  # looked at again at the next change
+            raise
+        for item in heads:
+            pusher = self._pushers.get(item.pusher_nid) or await self.store.get(item.pusher_nid)
+            if pusher is None:
+                continue  # deleted: its queue went with it
+            wait_ms = item.next_attempt_ts - now
+            if wait_ms > 0:
+                self._busy.add(pusher.pusher_nid)
+                self._timers[pusher.pusher_nid] = asyncio.get_running_loop().call_later(
+                    wait_ms / 1000, self._backed_off, pusher.pusher_nid)
+                continue
+            due.append((pusher, item))
+        if due:
+            await self._start_sends(due)
+
+    def _backed_off(self, pusher_nid: int) -> None:
+        self._timers.pop(pusher_nid, None)
+        self._busy.discard(pusher_nid)
+        self.wake(pusher_nid)
+
+    async def _start_sends(self, due: list[tuple[Pusher, QueuedPush]]) -> None:
+        badges = await self.badges({p.user_id for p, _ in due})
+        with_event = [(p, i) for p, i in due if i.event_nid is not None]
+        rows = await self.actions.get_many((p.user_id, i.event_nid) for p, i in with_event if i.event_nid)
+        events = await self.events.get_events_by_nid({i.event_nid for _, i in with_event if i.event_nid})
+        readers: dict[int, set[str]] = {}
+        for p, i in with_event:
+            readers.setdefault(i.room_nid, set()).add(p.user_id)
+        rooms: dict[int, RoomRecord] = {}
+        reads: dict[tuple[int, str], int | None] = {}
+        for room_nid, users in readers.items():
+            room = await self.rooms.get_room_by_nid(room_nid)
+            if room is not None:
+                rooms[room_nid] = room
+                for user_id, read in (await self.receipts.read_up_to_many(room.room_id, users)).items():
+                    reads[(room_nid, user_id)] = read
+        for pusher, item in due:
+            badge = badges.get(pusher.user_id, 0)
+            if item.event_nid is None:
+                notification: dict[str, Any] = {"counts": _counts(badge), "devices": [_device(pusher, {})]}
+            else:
+                row = rows.get((pusher.user_id, item.event_nid))
+                event = events.get(item.event_nid)
+                room = rooms.get(item.room_nid)
+                read = reads.get((item.room_nid, pusher.user_id))
+                if row is None or event is None or room is None or event.redacted_by is not None \
+                        or (read is not None and read >= row.stream_ordering):
+                    # redacted or purged since, or read on another device meanwhile
+                    self._busy.add(pusher.pusher_nid)
+                    self._answer(_Answer(pusher, item, "skipped", badge))
+                    continue
+                notification = await self._event_notification(pusher, room, event, row, badge)
+            self._busy.add(pusher.pusher_nid)
+            task = asyncio.create_task(self._send(pusher, item, notification, badge))
+            self._sends.add(task)
+            task.add_done_callback(self._sends.discard)
+
+    def _answer(self, answer: _Answer) -> None:
+        self._answers.append(answer)
+        self._kick.set()
+
+    async def _send(self, pusher: Pusher, item: QueuedPush, notification: dict[str, Any], badge: int) -> None:
+        try:
+            outcome = await self._post(pusher, {"notification": notification})
         except asyncio.CancelledError:
             raise
         except Exception:
-            logger.exception("push delivery for pusher %d failed; it resumes at the next notification", pusher_nid)
-        finally:
-            self._tasks.pop(pusher_nid, None)
-
-    async def _stopped_within(self, seconds: float) -> bool:
-        try:
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
-        except TimeoutError:
-            return False
-        return True
-
-    async def _deliver(self, pusher: Pusher, item: QueuedPush) -> None:
-        badge = await self.badge(pusher.user_id)
-        if item.event_nid is None:
-            notification: dict[str, Any] = {"counts": _counts(badge), "devices": [_device(pusher, {})]}
-        else:
-            row = await self.actions.get(pusher.user_id, item.event_nid)
-            event = (await self.events.get_events_by_nid([item.event_nid])).get(item.event_nid)
-            room = await self.rooms.get_room_by_nid(item.room_nid)
-            if row is None or event is None or room is None or event.redacted_by is not None:
-                await self.store.done(item.queue_nid)  # redacted (or purged) since: nothing to say
-                return
-            read = await self.receipts.read_up_to(pusher.user_id, room.room_id)
-            if read is not None and read >= row.stream_ordering:
-                await self.store.done(item.queue_nid)  # read on another device meanwhile
-                return
-            notification = await self._event_notification(pusher, room, event, row, badge)
-        outcome = await self._post(pusher, {"notification": notification})
-        if outcome == "retry":
-            await self._retry(item)
-            return
-        await self.store.done(item.queue_nid)
-        if outcome == "sent":
-            self._last_badge[pusher.pusher_nid] = badge
-        elif outcome == "rejected":
-            logger.info("push gateway rejected the pushkey of pusher %d: deleting it", pusher.pusher_nid)
-            await self.store.delete_nid(pusher.pusher_nid)
-            self._last_badge.pop(pusher.pusher_nid, None)
-            await self.pushers_changed(pusher.user_id)
-
-    async def _retry(self, item: QueuedPush) -> None:
-        now = self.clock.time_ms()
-        if now - item.created_ts >= self.config.give_up_after_s * 1000:
-            logger.warning("dropping a notification for pusher %d: not accepted after %d tries",
-                           item.pusher_nid, item.attempts + 1)
-            await self.store.done(item.queue_nid)
-            return
-        delay = min(self.config.retry_cap_s, self.config.retry_base_s * 2 ** min(item.attempts, 30))
-        await self.store.retry_later(item.queue_nid, item.attempts + 1, now + int(delay * 1000))
+            logger.exception("push delivery to pusher %d failed; will retry", pusher.pusher_nid)
+            outcome = "retry"
+        self._answer(_Answer(pusher, item, outcome, badge))
 
     async def _event_notification(
         self, pusher: Pusher, room: RoomRecord, event: StoredEvent, row: PushActionRow, badge: int

@@ -10,11 +10,27 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence, Sized
 from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
+
+
+# Values per IN (...) list: well under SQLite's and asyncpg's parameter limits.
+IN_CHUNK = 500
+
+
+def in_chunks(values: Iterable[T], size: int = IN_CHUNK) -> Iterator[list[T]]:
+    """`values` in lists of at most `size`, for one IN (...) query each."""
+    batch = list(values)
+    for i in range(0, len(batch), size):
+        yield batch[i : i + size]
+
+
+def marks(values: Sized) -> str:
+    """"?,?,?" for an IN (...) list of these values."""
+    return ",".join("?" * len(values))
 
 
 class DatabaseError(Exception):

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from homeserver.storage.database import Database, Row, Txn
+from homeserver.storage.database import Database, Row, Txn, in_chunks, marks
 
 
 @dataclass(frozen=True)
@@ -185,6 +185,45 @@ class PushActionStore:
             (user_id, after, limit),
         )
         return [_from_row(r) for r in rows]
+
+    async def counts_after(
+        self, room_nid: int, starts: dict[str, int], upto: int
+    ) -> dict[str, tuple[int, int]]:
+        """(notifications, highlights) in one room for many users, each counted in
+        (its own start, upto]: one query per chunk of users, instead of one per user
+        (the badges of everyone a message to a big room notified)."""
+        out: dict[str, tuple[int, int]] = {}
+        for chunk in in_chunks(starts.items()):
+            starts_sql = ",".join(["(?, CAST(? AS BIGINT))"] * len(chunk))
+            rows = await self.db.fetchall(
+                f"WITH starts (user_id, after) AS (VALUES {starts_sql})"
+                " SELECT a.user_id, COUNT(*), COALESCE(SUM(a.highlight), 0)"
+                " FROM starts s JOIN event_push_actions a ON a.user_id = s.user_id"
+                " WHERE a.room_nid = ? AND a.stream_ordering > s.after AND a.stream_ordering <= ?"
+                " GROUP BY a.user_id",
+                [*(v for pair in chunk for v in pair), room_nid, upto],
+            )
+            out.update({r[0]: (int(r[1]), int(r[2])) for r in rows})
+        return out
+
+    async def get_many(self, wanted: Iterable[tuple[str, int]]) -> dict[tuple[str, int], PushActionRow]:
+        """The stored rows of these (user, event nid) pairs: what a round of queued pushes
+        delivers, read at once."""
+        pairs = set(wanted)
+        users = sorted({u for u, _ in pairs})
+        events = sorted({e for _, e in pairs})
+        out: dict[tuple[str, int], PushActionRow] = {}
+        for event_chunk in in_chunks(events):
+            for user_chunk in in_chunks(users):
+                rows = await self.db.fetchall(
+                    _SELECT + f" WHERE event_nid IN ({marks(event_chunk)}) AND user_id IN ({marks(user_chunk)})",
+                    [*event_chunk, *user_chunk],
+                )
+                for r in rows:
+                    row = _from_row(r)
+                    if (row.user_id, row.event_nid) in pairs:
+                        out[(row.user_id, row.event_nid)] = row
+        return out
 
     async def get(self, user_id: str, event_nid: int) -> PushActionRow | None:
         """The user's notification for one event (what a queued push delivers)."""

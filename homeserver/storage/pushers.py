@@ -12,7 +12,7 @@ from collections.abc import Iterable
 import orjson
 
 from homeserver.records.pushers import Pusher, QueuedPush
-from homeserver.storage.database import Database, Row, Txn
+from homeserver.storage.database import Database, Row, Txn, in_chunks, marks
 
 _PUSHER_COLUMNS = (
     "pusher_nid, user_id, device_id, kind, app_id, pushkey, app_display_name, device_display_name,"
@@ -181,25 +181,40 @@ class PusherStore:
 
         await self.db.write(fn)
 
-    async def next_queued(self, pusher_nid: int) -> QueuedPush | None:
-        """The pusher's oldest waiting notification (they are sent in order)."""
-        row = await self.db.fetchone(
-            f"SELECT {_QUEUE_COLUMNS} FROM push_queue WHERE pusher_nid = ? ORDER BY queue_nid LIMIT 1", (pusher_nid,)
-        )
-        return _queued(row) if row else None
+    async def heads(self, pusher_nids: Iterable[int]) -> list[QueuedPush]:
+        """The oldest waiting notification of each of these pushers, in one query per
+        chunk (a message to a big room wakes a pusher per member at once)."""
+        out: list[QueuedPush] = []
+        for chunk in in_chunks(pusher_nids):
+            rows = await self.db.fetchall(
+                f"SELECT {_QUEUE_COLUMNS} FROM push_queue WHERE queue_nid IN (SELECT MIN(queue_nid)"
+                f" FROM push_queue WHERE pusher_nid IN ({marks(chunk)}) GROUP BY pusher_nid)",
+                chunk,
+            )
+            out.extend(_queued(r) for r in rows)
+        return out
+
+    async def settle(self, done: list[int], retries: list[tuple[int, int, int]]) -> None:
+        """One transaction for a round of answers: the queue rows the gateways took (or
+        that will never go) are deleted, and `retries` (queue nid, attempts, next
+        attempt) are pushed back."""
+        if not done and not retries:
+            return
+
+        async def fn(txn: Txn) -> None:
+            for chunk in in_chunks(done):
+                await txn.execute(f"DELETE FROM push_queue WHERE queue_nid IN ({marks(chunk)})", chunk)
+            if retries:
+                await txn.executemany(
+                    "UPDATE push_queue SET attempts = ?, next_attempt_ts = ? WHERE queue_nid = ?",
+                    [(attempts, at, nid) for nid, attempts, at in retries],
+                )
+
+        await self.db.write(fn)
 
     async def pushers_with_queue(self) -> list[int]:
         rows = await self.db.fetchall("SELECT DISTINCT pusher_nid FROM push_queue")
         return [int(r[0]) for r in rows]
-
-    async def done(self, queue_nid: int) -> None:
-        await self.db.execute("DELETE FROM push_queue WHERE queue_nid = ?", (queue_nid,))
-
-    async def retry_later(self, queue_nid: int, attempts: int, next_attempt_ts: int) -> None:
-        await self.db.execute(
-            "UPDATE push_queue SET attempts = ?, next_attempt_ts = ? WHERE queue_nid = ?",
-            (attempts, next_attempt_ts, queue_nid),
-        )
 
     async def queue_length(self, pusher_nid: int) -> int:
         row = await self.db.fetchone("SELECT COUNT(*) FROM push_queue WHERE pusher_nid = ?", (pusher_nid,))

@@ -11,7 +11,7 @@ from collections.abc import Collection
 from typing import Any
 
 from homeserver.records.receipts import Receipt
-from homeserver.storage.database import Database, Txn
+from homeserver.storage.database import Database, Txn, in_chunks, marks
 
 UNTHREADED = ""  # the thread_id column value of an unthreaded receipt
 # Rooms per IN (...) list: well under SQLite's and asyncpg's parameter limits.
@@ -85,6 +85,17 @@ class ReceiptStore:
             (room_id, user_id, *ids),
         )
         return [_receipt(r) for r in rows]
+
+    async def users_receipts(self, room_id: str, user_ids: Collection[str]) -> list[Receipt]:
+        """`user_receipts` of many users in one room, one query per chunk."""
+        found: list[Receipt] = []
+        for chunk in in_chunks(user_ids):
+            rows = await self.db.fetchall(
+                f"SELECT {_COLUMNS} FROM receipts WHERE room_id = ? AND user_id IN ({marks(chunk)})",
+                (room_id, *chunk),
+            )
+            found.extend(_receipt(r) for r in rows)
+        return found
 
     async def user_receipts(self, room_id: str, user_id: str) -> list[Receipt]:
         rows = await self.db.fetchall(

@@ -3,12 +3,13 @@ transaction IDs for idempotent sends, aliases and the published directory."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
 
 from homeserver.records.rooms import RoomRecord, UserMembership
-from homeserver.storage.database import Database, Txn
+from homeserver.storage.database import Database, Txn, in_chunks, marks
 
 _ROOM_COLUMNS = "room_nid, room_id, room_version, creator, federate, created_ts, published"
 
@@ -263,6 +264,20 @@ class MembershipQueries:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    async def joined_rooms_of(self, user_ids: Iterable[str]) -> dict[str, list[tuple[int, int]]]:
+        """Each user's joined rooms (room nid, stream position of the join), for many
+        users in one query per chunk (push badges)."""
+        out: dict[str, list[tuple[int, int]]] = {}
+        for chunk in in_chunks(user_ids):
+            rows = await self.db.fetchall(
+                "SELECT user_id, room_nid, stream_ordering FROM memberships"
+                f" WHERE user_id IN ({marks(chunk)}) AND membership = 'join' AND forgotten = 0",
+                chunk,
+            )
+            for r in rows:
+                out.setdefault(r[0], []).append((int(r[1]), int(r[2])))
+        return out
 
     async def memberships_for_user(self, user_id: str) -> list[UserMembership]:
         rows = await self.db.fetchall(

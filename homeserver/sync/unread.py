@@ -49,20 +49,51 @@ class UnreadCounter:
         read = await self.receipts.read_up_to(user_id, room.room_id)
         if read is not None:
             start = max(start, read)
-        key = (user_id, room.room_nid)
+        counts = self._current(user_id, room.room_nid, start, now)
+        if now > counts.upto:
+            frm = counts.upto
+            n, h = await self.store.counts_for(user_id, room.room_nid, frm, now)
+            self._extend(counts, frm, n, h, now)
+        return counts.notifications, counts.highlights
+
+    async def room_counts_many(
+        self, room: RoomRecord, joined_at: dict[str, int], now: int
+    ) -> dict[str, tuple[int, int]]:
+        """`room_counts` of many users of one room (each joined at its position): the
+        receipts not cached and the counts to extend are each read in one query."""
+        reads = await self.receipts.read_up_to_many(room.room_id, joined_at)
+        found: dict[str, _Counts] = {}
+        for user_id, joined in joined_at.items():
+            read = reads.get(user_id)
+            found[user_id] = self._current(user_id, room.room_nid, max(joined, read) if read is not None else joined, now)
+        stale = {u: c.upto for u, c in found.items() if now > c.upto}
+        if stale:
+            more = await self.store.counts_after(room.room_nid, stale, now)
+            for user_id in stale:
+                self._extend(found[user_id], stale[user_id], *more.get(user_id, (0, 0)), now)
+        return {u: (c.notifications, c.highlights) for u, c in found.items()}
+
+    def _current(self, user_id: str, room_nid: int, start: int, now: int) -> _Counts:
+        """The cached counts from `start` (new ones if the receipt moved), marked recent."""
+        key = (user_id, room_nid)
         counts = self._cache.get(key)
         if counts is None or counts.start != start or counts.upto > now:
             counts = _Counts(start, start)
-        if now > counts.upto:
-            n, h = await self.store.counts_for(user_id, room.room_nid, counts.upto, now)
-            counts.notifications += n
-            counts.highlights += h
-            counts.upto = now
         self._cache[key] = counts
         self._cache.move_to_end(key)
         if len(self._cache) > _CACHE_SIZE:
             self._cache.popitem(last=False)
-        return counts.notifications, counts.highlights
+        return counts
+
+    @staticmethod
+    def _extend(counts: _Counts, frm: int, notifications: int, highlights: int, now: int) -> None:
+        """Add the rows counted in (frm, now], unless another caller extended the same
+        counts while this one was reading (they would be counted twice)."""
+        if counts.upto != frm:
+            return
+        counts.notifications += notifications
+        counts.highlights += highlights
+        counts.upto = now
 
     def rows_removed(self, room_nid: int, user_ids: list[str]) -> None:
         """Stored rows went (a redaction): these users' counts in the room are recounted."""

@@ -77,9 +77,9 @@ class PushGateway:
         rejected = [d["pushkey"] for d in devices if d["pushkey"] in self.rejected]
         return web.json_response({"rejected": rejected})
 
-    async def wait_for(self, count: int) -> list[dict[str, Any]]:
-        """Once at least `count` notifications arrived (a minute at most): all of them."""
-        async with asyncio.timeout(60), self._changed:
+    async def wait_for(self, count: int, within: float = 60) -> list[dict[str, Any]]:
+        """Once at least `count` notifications arrived (`within` seconds at most): all of them."""
+        async with asyncio.timeout(within), self._changed:
             await self._changed.wait_for(lambda: len(self.received) >= count)
         return list(self.received)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import html
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -212,11 +213,18 @@ def test_digest_periods() -> None:
     assert digest_period_start(tue_2213, "weekly", 8, 1) == 1_699_948_800_000  # Tuesday 08:00
 
 
-async def test_daily_digest_at_the_configured_hour(make_api: Any, sink: MailSink, clock: FakeClock) -> None:
+@pytest.mark.parametrize(("choice", "subject", "line", "html_line"), [
+    ({}, "daily summary", "Planning: 2 unread", "</a>: 2 unread"),
+    ({"language": "de-AT"}, "tägliche Zusammenfassung", "Planning: 2 ungelesen", "</a>: 2 ungelesen"),
+])
+async def test_daily_digest_at_the_configured_hour(
+    make_api: Any, sink: MailSink, clock: FakeClock, choice: dict[str, str], subject: str, line: str,
+    html_line: str,
+) -> None:
     api = await make_api(clock=clock, **email_config(sink, digest_hour=8))
     alice, bob = await user(api, "alice"), await user(api, "bob")
     await add_email(api, sink, bob, "bob", "bob@example.org")
-    await api.put(f"user/{uid('bob')}/account_data/org.accord.digest", {"frequency": "daily"}, token=bob)
+    await api.put(f"user/{uid('bob')}/account_data/org.accord.digest", {"frequency": "daily", **choice}, token=bob)
     room = (await api.post("createRoom", {"preset": "public_chat", "name": "Planning"}, token=alice))["room_id"]
     await api.post(f"rooms/{room}/join", {}, token=bob)
     await api.post(f"rooms/{room}/join", {}, token=await user(api, "carol"))
@@ -227,8 +235,8 @@ async def test_daily_digest_at_the_configured_hour(make_api: Any, sink: MailSink
     assert len(sink.mails) == before
     clock.advance(10 * 3600 * 1000)
     mail = (await sink.wait_for(before + 1))[-1]
-    assert mail["To"] == "bob@example.org" and "daily summary" in mail["Subject"]
-    assert "Planning: 2 unread" in text_of(mail)
+    assert mail["To"] == "bob@example.org" and subject in mail["Subject"]
+    assert line in text_of(mail) and html_line in html_of(mail)
     clock.advance(3600 * 1000)
     await asyncio.sleep(0.5)
     assert len(sink.mails) == before + 1  # one per day
@@ -281,3 +289,61 @@ async def test_deactivation_frees_the_address(make_api: Any, sink: MailSink) -> 
     sid = (await api.post("account/3pid/email/requestToken",
                           {"client_secret": "again", "email": "bob@example.org", "send_attempt": 1}))["sid"]
     assert sid
+
+
+async def test_unread_mail_in_the_language_the_user_chose(make_api: Any, sink: MailSink) -> None:
+    """The account-data choice wins over the pusher's lang, which wins over the
+    configured default; the mail (subject, text, HTML) is the shipped German one."""
+    api = await make_api(**email_config(sink, notif_delay_s=0, language="fr"))
+    alice, bob = await user(api, "alice"), await user(api, "bob")
+    await add_email(api, sink, bob, "bob", "bob@example.org")
+    await api.put(f"user/{uid('bob')}/account_data/org.accord.digest", {"language": "de"}, token=bob)
+    await api.post("pushers/set", {
+        "kind": "email", "app_id": "m.email", "pushkey": "bob@example.org", "app_display_name": "Mail",
+        "device_display_name": "Mail", "lang": "en-GB", "data": {}}, token=bob)
+    room = (await api.post("createRoom", {"preset": "public_chat", "name": "Werkstatt"}, token=alice))["room_id"]
+    await api.post(f"rooms/{room}/join", {}, token=bob)
+    before = len(sink.mails)
+    await send(api, room, alice, "Feierabend?")
+    mail = (await sink.wait_for(before + 1))[-1]
+    assert mail["Subject"] == "Accord Test: alice in Werkstatt"
+    text = text_of(mail)
+    assert text.startswith("Sie haben ungelesene Nachrichten auf Accord Test.") and "alice: Feierabend?" in text
+    assert "Um diese E-Mails abzubestellen" in text
+    assert '<html lang="de">' in html_of(mail) and "Diese E-Mails abbestellen" in html_of(mail)
+    # Choice withdrawn: the pusher's lang (English) applies, not the default (no French shipped anyway).
+    await api.put(f"user/{uid('bob')}/account_data/org.accord.digest", {}, token=bob)
+    await send(api, room, alice, "hello?")
+    mail = (await sink.wait_for(before + 2))[-1]
+    assert text_of(mail).startswith("You have unread messages on Accord Test.")
+    # An invitation is mailed too (bob is not in the room yet), worded as one.
+    garage = (await api.post("createRoom", {"name": "Garage", "invite": [uid("bob")]}, token=alice))["room_id"]
+    mail = (await sink.wait_for(before + 3))[-1]
+    assert mail["Subject"] == "Accord Test: alice in Garage"
+    assert "alice: invited you to join" in text_of(mail) and garage.replace("!", "%21").split(":")[0] in text_of(mail)
+    assert "<b>alice</b>: invited you to join" in html_of(mail)
+
+
+def test_language_chain_and_hostile_tags(tmp_path: Path) -> None:
+    from homeserver.config import EmailConfig
+    from homeserver.email.mailer import Mailer
+
+    de_default = Mailer(EmailConfig(language="de"), None)
+    assert de_default.languages() == ["de"]
+    assert de_default.languages("pt_BR", "en") == ["pt-br", "pt", "en"]
+    assert de_default.languages("pt_BR") == ["pt-br", "pt", "de"]
+    assert de_default.languages("en-GB") == ["en-gb", "en"]  # English chosen: the chain ends there
+    for hostile in ("../../etc", "de/../../x", "de\nBcc: x", "", 5, None, "d" * 40):
+        assert de_default.languages(hostile) == ["de"]
+    mail = de_default.render("validate", address="a@b.org", link="https://x/y")
+    assert mail.subject == "Bestätigen Sie Ihre E-Mail-Adresse für Accord" and "https://x/y" in mail.text
+    notif = de_default.render("notif", rooms=[{"name": "R", "link": "https://l", "messages": [
+        {"sender": "a<b>", "kind": "invite", "body": ""}, {"sender": "c", "kind": "message", "body": "x <i>"}]}],
+        unsubscribe="https://u", senders=["a<b>"], room="R", others=0)
+    assert "a<b>: hat Sie eingeladen" in notif.text and "c: x <i>" in notif.text
+    assert "<b>a&lt;b&gt;</b>: hat Sie eingeladen" in notif.html and "x &lt;i&gt;" in notif.html
+    # A template directory that translates only the subject into French: the rest falls back.
+    (tmp_path / "fr").mkdir()
+    (tmp_path / "fr" / "validate.subject").write_text("Confirmez votre adresse pour {{ app_name }}\n")
+    mixed = Mailer(EmailConfig(language="fr"), str(tmp_path)).render("validate", address="a@b.org", link="l")
+    assert mixed.subject == "Confirmez votre adresse pour Accord" and mixed.text.startswith("You asked")

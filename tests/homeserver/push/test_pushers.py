@@ -165,3 +165,39 @@ async def test_notifications_queued_while_gateway_down_survive_a_restart(
         assert gateway.events() == [*sent, later]  # each exactly once
     finally:
         await gateway.stop()
+
+
+async def test_fan_out_to_many_pushers_with_each_ones_badge(push_api: Api, gateway: PushGateway) -> None:
+    """One message to a room where every member has a pusher: delivered in bulk
+    rounds, each member's notification still carries that member's own badge (their
+    unread notifications over all their rooms, after their own read receipt)."""
+    api = push_api
+    alice = await user(api, "alice")
+    big = (await api.post("createRoom", {"preset": "public_chat"}, token=alice))["room_id"]
+    side = (await api.post("createRoom", {"preset": "public_chat"}, token=alice))["room_id"]
+    names = [f"m{n}" for n in range(12)]
+    tokens = {name: await user(api, name) for name in names}
+    for name in names:
+        await api.post(f"rooms/{big}/join", {}, token=tokens[name])
+    for name in names[:6]:  # half are also in a side room, with one unread message there
+        await api.post(f"rooms/{side}/join", {}, token=tokens[name])
+    await send(api, side, alice, "side note")
+    for name in names:
+        await api.post("pushers/set", pusher_body(gateway.url, pushkey=name), token=tokens[name])
+    first = await send(api, big, alice, "to all")
+    notes = await gateway.wait_for(12)
+    by_key = {n["devices"][0]["pushkey"]: n for n in notes}
+    assert sorted(by_key) == sorted(names) and all(n["event_id"] == first for n in notes)
+    assert {k: n["counts"]["unread"] for k, n in by_key.items()} == {
+        name: 2 if name in names[:6] else 1 for name in names}
+    # m0 reads the side room (its badge drops: a badge-only update), then a second message.
+    side_event = (await api.get(f"rooms/{side}/messages?dir=b&limit=1", token=tokens["m0"]))["chunk"][0]["event_id"]
+    await api.post(f"rooms/{side}/receipt/m.read/{side_event}", {}, token=tokens["m0"])
+    update = (await gateway.wait_for(13))[12]
+    assert "event_id" not in update and update["counts"] == {"unread": 1}
+    second = await send(api, big, alice, "again")
+    later = {n["devices"][0]["pushkey"]: n for n in (await gateway.wait_for(25))[13:]}
+    assert all(n["event_id"] == second for n in later.values()) and len(later) == 12
+    assert later["m0"]["counts"] == {"unread": 2} and later["m1"]["counts"] == {"unread": 3}
+    assert later["m11"]["counts"] == {"unread": 2}
+    assert gateway.events().count(first) == 12 and gateway.events().count(second) == 12
