@@ -137,6 +137,7 @@ from homeserver.storage.user_directory import UserDirectoryStore
 from homeserver.storage.users import UserStore
 from homeserver.sync.legacy_events import LegacyEventStream
 from homeserver.sync.notifier import Notifier
+from homeserver.sync.room_tallies import RoomTallies
 from homeserver.sync.service import SyncService
 from homeserver.sync.sliding.service import SlidingSyncService
 from homeserver.sync.streams.account_data import AccountDataStream
@@ -401,7 +402,10 @@ class HomeServer:
             is_mine=self.local_server.is_mine, clock=self.clock,
         )
         self.event_persister.indexes.append(self.push_actions)
-        self.unread = UnreadCounter(receipts=self.receipts, store=self.push_actions.store)
+        # Busy rooms' new notifications, read once for all their readers' unread counts.
+        unread_tallies = RoomTallies(self.push_actions.store, self.recent_events)
+        self.metrics.caches["unread_room_tallies"] = unread_tallies.stats
+        self.unread = UnreadCounter(receipts=self.receipts, store=self.push_actions.store, tallies=unread_tallies)
         self.push_actions.on_removed.append(self.unread.rows_removed)
         # Pushers and delivery to their push gateways: queued in each event's write,
         # sent per pusher through the outbound guard, badge updates after receipts.

@@ -1,0 +1,134 @@
+"""A busy room's recent notifications per stream position, read once for all of
+its readers (the unread counts of incremental syncs, sync/unread.py).
+
+When an event lands in a room with hundreds of long-polling members, it moves the
+unread counts of every one of them at once, and each of their syncs would count
+its own new rows in the database: one query per reader per event. Here the rows
+of the new events are read once, by their event nids (taken from the room's window
+of recent events, rooms/recent.py, and looked up through the index on `event_nid`),
+and kept per position; each reader adds up its own entries in memory.
+
+Exactness rests on the same rule as the window of recent events: a reader only asks
+up to the event stream's current position, and a notification is written in its
+event's own transaction, so no row can later appear in a range already read. Rows
+only go by a redaction, which drops the room's tally (`rows_removed`). A reader
+whose range starts before what is kept (or spans more than the window keeps)
+counts in the database as before.
+
+Bounded: `per_room` rows per room (the oldest positions go first), `max_rooms`
+rooms (the least recently read dropped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from homeserver.rooms.recent import RecentEvents
+    from homeserver.storage.push_actions import PushActionStore
+
+_PER_ROOM = 4_096
+_MAX_ROOMS = 256
+
+
+@dataclass
+class _Tally:
+    """Every notification of a room at stream positions in (lo, hi]: `positions`
+    ascending (only those with a notification), `users[i]` who was notified at
+    `positions[i]` and whether it highlights."""
+
+    lo: int
+    hi: int
+    positions: list[int] = field(default_factory=list)
+    users: list[dict[str, bool]] = field(default_factory=list)
+    rows: int = 0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class RoomTallies:
+    def __init__(
+        self, store: PushActionStore, recent: RecentEvents, *, per_room: int = _PER_ROOM, max_rooms: int = _MAX_ROOMS
+    ) -> None:
+        self.store = store
+        self.recent = recent
+        self.per_room = per_room
+        self.max_rooms = max_rooms
+        self._rooms: OrderedDict[int, _Tally] = OrderedDict()
+        self._removals: dict[int, int] = {}  # room nid -> rows_removed calls (guards a read)
+        self.hits = 0  # counts answered from a tally, without a query of their own
+        self.misses = 0  # counts the caller made in the database
+
+    def stats(self) -> dict[str, int]:
+        return {"hits": self.hits, "misses": self.misses, "rooms": len(self._rooms)}
+
+    async def counts(self, user_id: str, room_nid: int, after: int, upto: int) -> tuple[int, int]:
+        """The user's (notifications, highlights) in the room at positions in (after, upto]."""
+        found = await self._from_tally(user_id, room_nid, after, upto)
+        if found is not None:
+            self.hits += 1
+            return found
+        self.misses += 1
+        return await self.store.counts_for(user_id, room_nid, after, upto)
+
+    async def _from_tally(self, user_id: str, room_nid: int, after: int, upto: int) -> tuple[int, int] | None:
+        if after < 1 or upto <= after:  # an initial sync's whole history; or nothing to count
+            return None if upto > after else (0, 0)
+        tally = self._rooms.get(room_nid)
+        if tally is None:
+            tally = self._rooms[room_nid] = _Tally(lo=after, hi=after)
+            if len(self._rooms) > self.max_rooms:
+                self._rooms.popitem(last=False)
+        else:
+            self._rooms.move_to_end(room_nid)
+        if upto > tally.hi and after >= tally.lo:
+            async with tally.lock:  # the readers woken together wait for one read
+                if upto > tally.hi and not await self._grow(room_nid, tally, upto):
+                    return None
+        if not (tally.lo <= after and upto <= tally.hi):
+            return None
+        n = h = 0
+        start, end = bisect.bisect_right(tally.positions, after), bisect.bisect_right(tally.positions, upto)
+        for notified in tally.users[start:end]:
+            highlight = notified.get(user_id)
+            if highlight is not None:
+                n += 1
+                h += highlight
+        return n, h
+
+    async def _grow(self, room_nid: int, tally: _Tally, upto: int) -> bool:
+        """Read the room's notifications in (tally.hi, upto]; False when that cannot be
+        done (more events than the room's window keeps, or rows removed meanwhile), the
+        tally then starting afresh at `upto`."""
+        removals = self._removals.get(room_nid, 0)
+        events = await self.recent.between(room_nid, tally.hi, upto)
+        rows = await self.store.rows_for_events([e.nid for e in events]) if events else []
+        if events is None or self._removals.get(room_nid, 0) != removals or self._rooms.get(room_nid) is not tally:
+            tally.lo = tally.hi = upto
+            tally.positions.clear()
+            tally.users.clear()
+            tally.rows = 0
+            return False
+        by_position: dict[int, dict[str, bool]] = {}
+        for position, user_id, highlight in rows:
+            by_position.setdefault(position, {})[user_id] = highlight
+        for position in sorted(by_position):
+            tally.positions.append(position)
+            tally.users.append(by_position[position])
+            tally.rows += len(by_position[position])
+        tally.hi = upto
+        while tally.rows > self.per_room:
+            tally.lo = tally.positions.pop(0)
+            tally.rows -= len(tally.users.pop(0))
+        return True
+
+    def rows_removed(self, room_nid: int) -> None:
+        """Stored rows of the room went (a redaction): its tally is read afresh."""
+        self._removals[room_nid] = self._removals.get(room_nid, 0) + 1
+        self._rooms.pop(room_nid, None)
+
+    def forget_room(self, room_nid: int) -> None:
+        self._rooms.pop(room_nid, None)
