@@ -462,6 +462,8 @@ class HomeServer:
             bundler=self.relations,
             recent=self.recent_events,
         )
+        if room_events_stream.shared is not None:
+            self.metrics.caches["sync_shared_timelines"] = room_events_stream.shared.stats
         typing_stream = TypingStream(self.typing, self.notifier, self.room_service.joined_local_users)
         receipts_stream = ReceiptsStream(self.receipts, self.notifier, self.room_service.joined_local_users)
         account_data_stream = AccountDataStream(self.account_data, self.push_rules, self.notifier)

@@ -203,6 +203,24 @@ def _top_functions(raw: Path, count: int = 25) -> None:
         print(f"  {100 * n / total:5.1f}%  {frame}")
 
 
+def _free_ports(count: int) -> int:
+    """A base port with `count` free ports from it: benchmarks of several checkouts may
+    run on one machine at once, and a fixed port would pit them against each other."""
+    import random
+    import socket
+
+    for _ in range(200):
+        base = random.randrange(20_000, 60_000)
+        try:
+            for port in range(base, base + count):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no free ports")
+
+
 async def bench(args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:
     readers, seconds = (50, 6.0) if args.quick else (200, 20.0)
     rooms = 200 if args.quick else 1000
@@ -211,11 +229,13 @@ async def bench(args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:
     try:
         # Accounts are set-up, not what is measured: cheap password hashes on both.
         servers: list[tuple[str, Any]] = [
-            ("accord", lambda: start_accord(tmp, 18800, lambda c: c["auth"].update(scrypt_n=1024)))
+            ("accord", lambda: start_accord(tmp, _free_ports(2), lambda c: c["auth"].update(scrypt_n=1024)))
         ]
         synapse = _synapse_python() if not args.no_synapse else None
         if synapse:
-            servers.append(("synapse", lambda: start_synapse(tmp, 18900, synapse, lambda c: c.update(bcrypt_rounds=4))))
+            servers.append(
+                ("synapse", lambda: start_synapse(tmp, _free_ports(1), synapse, lambda c: c.update(bcrypt_rounds=4)))
+            )
         for name, start in servers:
             server = await start()
             res: dict[str, float] = {}
@@ -232,6 +252,8 @@ async def bench(args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:
             print(f"{name}: " + ", ".join(f"{k}={v:.2f}" for k, v in res.items()), flush=True)
         if args.profile and (tmp / "fanout.raw").exists():
             _top_functions(tmp / "fanout.raw")
+            if args.profile_out:
+                shutil.copy(tmp / "fanout.raw", args.profile_out)  # py-spy's collapsed stacks, kept
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return results
@@ -242,6 +264,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-synapse", action="store_true")
     ap.add_argument("--profile", action="store_true", help="py-spy Accord during the fan-out")
+    ap.add_argument("--profile-out", help="keep the profile's collapsed stacks in this file")
     ap.add_argument("--only", choices=("fanout", "rooms"))
     args = ap.parse_args()
     results = asyncio.run(bench(args))

@@ -10,7 +10,9 @@ against a recount from the database.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
+from homeserver.sync.streams.room_events import RoomEventsStream
 from homeserver.sync.tokens import SyncToken
 from homeserver.sync.unread import UnreadCounter
 from tests.conftest import Api, ClientFactory
@@ -107,3 +109,62 @@ def test_token_fields_all_written_and_compared() -> None:
     for name in names:
         assert token.advance(**{name: getattr(token, name) + 1}).is_after(token), name
         assert not token.is_after(token.advance(**{name: getattr(token, name) + 1})), name
+
+
+async def test_readers_share_one_timeline_and_keep_their_own_view(api: Api) -> None:
+    """Readers joined since before the range, ignoring nobody, in a room of shared
+    history share one timeline; the sending device alone sees its transaction ID; a
+    reader who ignores the sender, one with a filter, and readers of a room whose
+    history is visible to members only get their own, each the same as computed alone."""
+    hs = api.hs
+    stream = next(s for s in hs.sync.streams if isinstance(s, RoomEventsStream))
+    shared = stream.shared
+    assert shared is not None
+    owner_account = await api.register("owner")
+    owner = owner_account["access_token"]
+    room = (await api.post("createRoom", {"preset": "public_chat"}, token=owner))["room_id"]
+    readers = [await api.register(f"reader{i}") for i in range(4)]
+    for r in readers:
+        await api.post(f"rooms/{room}/join", {}, token=r["access_token"])
+    ignorer = readers[3]
+    await api.put(f"user/{ignorer['user_id']}/account_data/m.ignored_user_list",
+                  {"ignored_users": {owner_account["user_id"]: {}}}, token=ignorer["access_token"])
+    only_notices = quote('{"room":{"timeline":{"types":["m.notice"]}}}')
+    owner_since = (await api.get("sync", token=owner))["next_batch"]
+    since = [(await api.get("sync", token=r["access_token"]))["next_batch"] for r in readers]
+
+    sent = []
+    for n in range(2):
+        sent.append((await api.put(f"rooms/{room}/send/m.room.message/t{n}",
+                                   {"msgtype": "m.text", "body": f"text {n}"}, token=owner))["event_id"])
+    reply = (await api.put(f"rooms/{room}/send/m.room.message/r0", {"msgtype": "m.text", "body": "me too"},
+                           token=readers[0]["access_token"]))["event_id"]
+    before = shared.stats()
+    bodies = [await api.get(f"sync?since={s}", token=r["access_token"]) for r, s in zip(readers, since, strict=True)]
+    after = shared.stats()
+    timelines = [b["rooms"]["join"][room]["timeline"]["events"] for b in bodies]
+    assert [e["event_id"] for e in timelines[1]] == [*sent, reply]
+    assert timelines[1] == timelines[2]  # the same JSON, built once
+    assert after["hits"] - before["hits"] >= 1 and after["misses"] - before["misses"] == 1
+    # The sender's device sees its transaction ID on its own event only.
+    mine = {e["event_id"]: e["unsigned"].get("transaction_id") for e in timelines[0]}
+    assert mine == {sent[0]: None, sent[1]: None, reply: "r0"}
+    assert all("transaction_id" not in e["unsigned"] for e in timelines[1])
+    # The ignoring reader sees none of the owner's messages.
+    assert [e["event_id"] for e in timelines[3]] == [reply]
+    # The owner's own device, with a filter of its own: a different section.
+    body = await api.get(f"sync?since={owner_since}&filter={only_notices}", token=owner)
+    assert room not in body.get("rooms", {}).get("join", {}) or not body["rooms"]["join"][room]["timeline"]["events"]
+
+    # History visible to members only: what each sees hangs on their membership, so
+    # each builds their own (and sees the same events, being joined throughout).
+    await api.put(f"rooms/{room}/state/m.room.history_visibility", {"history_visibility": "joined"}, token=owner)
+    since = [b["next_batch"] for b in bodies]
+    bodies = [await api.get(f"sync?since={s}", token=r["access_token"]) for r, s in zip(readers, since, strict=True)]
+    since = [b["next_batch"] for b in bodies]
+    event_id = (await api.put(f"rooms/{room}/send/m.room.message/j0", {"msgtype": "m.text", "body": "joined only"},
+                              token=owner))["event_id"]
+    personal = shared.stats()["personal"]
+    bodies = [await api.get(f"sync?since={s}", token=r["access_token"]) for r, s in zip(readers[:3], since[:3], strict=True)]
+    assert all([e["event_id"] for e in b["rooms"]["join"][room]["timeline"]["events"]] == [event_id] for b in bodies)
+    assert shared.stats()["personal"] - personal == 3
