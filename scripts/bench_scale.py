@@ -9,7 +9,10 @@ same run: many readers of one room, and big accounts.
 Both servers run as separate processes on loopback (scripts/bench_servers.py starts them),
 so their CPU time is read from /proc the same way. `--profile` runs Accord under py-spy
 (when installed in the venv) during the fan-out and prints its top functions.
-Usage: scripts/bench_scale.py [--quick] [--no-synapse] [--profile] [--only fanout|rooms]
+The profile covers the sends only (not the accounts' set-up); `--profile-out` keeps
+py-spy's collapsed stacks. Each run takes free ports, so checkouts can bench at once.
+Usage: scripts/bench_scale.py [--quick] [--no-synapse] [--profile [--profile-out FILE]]
+       [--only fanout|rooms] [--readers N]
 """
 
 from __future__ import annotations
@@ -222,7 +225,7 @@ def _free_ports(count: int) -> int:
 
 
 async def bench(args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:
-    readers, seconds = (50, 6.0) if args.quick else (200, 20.0)
+    readers, seconds = _fanout_size(args)
     rooms = 200 if args.quick else 1000
     results = []
     tmp = Path(tempfile.mkdtemp(prefix="accord-bench-scale-"))
@@ -259,6 +262,12 @@ async def bench(args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:
     return results
 
 
+def _fanout_size(args: argparse.Namespace) -> tuple[int, float]:
+    """(readers, seconds of sends) of the fan-out."""
+    readers, seconds = (50, 6.0) if args.quick else (200, 20.0)
+    return (args.readers or readers), seconds
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
@@ -266,9 +275,10 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="py-spy Accord during the fan-out")
     ap.add_argument("--profile-out", help="keep the profile's collapsed stacks in this file")
     ap.add_argument("--only", choices=("fanout", "rooms"))
+    ap.add_argument("--readers", type=int, help="syncers in the fan-out (default 200, 50 with --quick; 1: one reader's delivery)")
     args = ap.parse_args()
     results = asyncio.run(bench(args))
-    readers, seconds = (50, 6.0) if args.quick else (200, 20.0)
+    readers, seconds = _fanout_size(args)
     rooms = 200 if args.quick else 1000
     rows = []
     if args.only in (None, "fanout"):

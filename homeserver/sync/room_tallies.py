@@ -15,8 +15,10 @@ only go by a redaction, which drops the room's tally (`rows_removed`). A reader
 whose range starts before what is kept (or spans more than the window keeps)
 counts in the database as before.
 
-Bounded: `per_room` rows per room (the oldest positions go first), `max_rooms`
-rooms (the least recently read dropped).
+Bounded: `per_room` rows per room (the oldest positions go first; enough for a
+room of thousands of readers to keep the last several seconds of a busy stream, so a
+reader lagging behind still counts from memory), `max_rows` in all (the least
+recently read rooms dropped first).
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ if TYPE_CHECKING:
     from homeserver.rooms.recent import RecentEvents
     from homeserver.storage.push_actions import PushActionStore
 
-_PER_ROOM = 4_096
-_MAX_ROOMS = 256
+_PER_ROOM = 65_536
+_MAX_ROWS = 262_144
 
 
 @dataclass
@@ -51,19 +53,20 @@ class _Tally:
 
 class RoomTallies:
     def __init__(
-        self, store: PushActionStore, recent: RecentEvents, *, per_room: int = _PER_ROOM, max_rooms: int = _MAX_ROOMS
+        self, store: PushActionStore, recent: RecentEvents, *, per_room: int = _PER_ROOM, max_rows: int = _MAX_ROWS
     ) -> None:
         self.store = store
         self.recent = recent
         self.per_room = per_room
-        self.max_rooms = max_rooms
+        self.max_rows = max_rows
         self._rooms: OrderedDict[int, _Tally] = OrderedDict()
+        self._rows = 0  # rows kept in all rooms
         self._removals: dict[int, int] = {}  # room nid -> rows_removed calls (guards a read)
         self.hits = 0  # counts answered from a tally, without a query of their own
         self.misses = 0  # counts the caller made in the database
 
     def stats(self) -> dict[str, int]:
-        return {"hits": self.hits, "misses": self.misses, "rooms": len(self._rooms)}
+        return {"hits": self.hits, "misses": self.misses, "rooms": len(self._rooms), "entries": self._rows}
 
     async def counts(self, user_id: str, room_nid: int, after: int, upto: int) -> tuple[int, int]:
         """The user's (notifications, highlights) in the room at positions in (after, upto]."""
@@ -80,8 +83,6 @@ class RoomTallies:
         tally = self._rooms.get(room_nid)
         if tally is None:
             tally = self._rooms[room_nid] = _Tally(lo=after, hi=after)
-            if len(self._rooms) > self.max_rooms:
-                self._rooms.popitem(last=False)
         else:
             self._rooms.move_to_end(room_nid)
         if upto > tally.hi and after >= tally.lo:
@@ -107,6 +108,8 @@ class RoomTallies:
         events = await self.recent.between(room_nid, tally.hi, upto)
         rows = await self.store.rows_for_events([e.nid for e in events]) if events else []
         if events is None or self._removals.get(room_nid, 0) != removals or self._rooms.get(room_nid) is not tally:
+            if self._rooms.get(room_nid) is tally:
+                self._rows -= tally.rows
             tally.lo = tally.hi = upto
             tally.positions.clear()
             tally.users.clear()
@@ -119,16 +122,30 @@ class RoomTallies:
             tally.positions.append(position)
             tally.users.append(by_position[position])
             tally.rows += len(by_position[position])
+        self._rows += len(rows)
         tally.hi = upto
         while tally.rows > self.per_room:
             tally.lo = tally.positions.pop(0)
-            tally.rows -= len(tally.users.pop(0))
+            dropped = len(tally.users.pop(0))
+            tally.rows -= dropped
+            self._rows -= dropped
+        while self._rows > self.max_rows and len(self._rooms) > 1:
+            oldest = next(iter(self._rooms))
+            if oldest == room_nid:
+                self._rooms.move_to_end(room_nid)
+                continue
+            self._drop(oldest)
         return True
+
+    def _drop(self, room_nid: int) -> None:
+        tally = self._rooms.pop(room_nid, None)
+        if tally is not None:
+            self._rows -= tally.rows
 
     def rows_removed(self, room_nid: int) -> None:
         """Stored rows of the room went (a redaction): its tally is read afresh."""
         self._removals[room_nid] = self._removals.get(room_nid, 0) + 1
-        self._rooms.pop(room_nid, None)
+        self._drop(room_nid)
 
     def forget_room(self, room_nid: int) -> None:
-        self._rooms.pop(room_nid, None)
+        self._drop(room_nid)

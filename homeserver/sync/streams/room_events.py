@@ -112,7 +112,9 @@ class RoomEventsStream(StreamProvider):
             # filtered out, or a change the next sync will carry
             if req.filter.includes_room(m.room_id) and m.stream_ordering <= req.now.events
         ]
-        for section, room_id, entry in await asyncio.gather(*(one(m) for m in wanted)):
+        # One room (most woken readers of a busy room): no task to gather.
+        found = [await one(wanted[0])] if len(wanted) == 1 else await asyncio.gather(*(one(m) for m in wanted))
+        for section, room_id, entry in found:
             if entry is not None:
                 sections[section][room_id] = entry
         rooms = {name: section for name, section in sections.items() if section}

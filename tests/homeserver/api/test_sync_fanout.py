@@ -168,3 +168,34 @@ async def test_readers_share_one_timeline_and_keep_their_own_view(api: Api) -> N
     bodies = [await api.get(f"sync?since={s}", token=r["access_token"]) for r, s in zip(readers[:3], since[:3], strict=True)]
     assert all([e["event_id"] for e in b["rooms"]["join"][room]["timeline"]["events"]] == [event_id] for b in bodies)
     assert shared.stats()["personal"] - personal == 3
+
+
+async def test_tallies_bounded_still_count_exactly(api: Api) -> None:
+    """Tallies trimmed to a few rows and dropped for another room's still give every
+    reader the counts the database gives (what they no longer hold is counted there)."""
+    hs = api.hs
+    tallies = hs.unread.tallies
+    assert tallies is not None
+    tallies.per_room, tallies.max_rows = 4, 6
+    owner = (await api.register("owner"))["access_token"]
+    rooms = [(await api.post("createRoom", {"preset": "public_chat"}, token=owner))["room_id"] for _ in range(2)]
+    readers = [await api.register(f"reader{i}") for i in range(3)]
+    for room in rooms:
+        for r in readers:
+            await api.post(f"rooms/{room}/join", {}, token=r["access_token"])
+    since = [(await api.get("sync", token=r["access_token"]))["next_batch"] for r in readers]
+    for n in range(6):
+        for room in rooms:
+            await api.put(f"rooms/{room}/send/m.room.message/b{n}", {"msgtype": "m.text", "body": str(n)}, token=owner)
+        # Readers lag by turns: one of them syncs only every third round.
+        for i, r in enumerate(readers):
+            if i == 2 and n % 3:
+                continue
+            body = await api.get(f"sync?since={since[i]}", token=r["access_token"])
+            since[i] = body["next_batch"]
+            now = SyncToken.parse(since[i]).events
+            for room in rooms:
+                got = body["rooms"]["join"][room]["unread_notifications"]
+                assert got == await _recount(api, r["user_id"], room, now), (n, i, room)
+        assert tallies.stats()["entries"] <= 6
+    assert tallies.stats()["hits"] > 0 and tallies.stats()["misses"] > 0
