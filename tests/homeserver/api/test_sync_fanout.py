@@ -199,3 +199,26 @@ async def test_tallies_bounded_still_count_exactly(api: Api) -> None:
                 assert got == await _recount(api, r["user_id"], room, now), (n, i, room)
         assert tallies.stats()["entries"] <= 6
     assert tallies.stats()["hits"] > 0 and tallies.stats()["misses"] > 0
+
+
+async def test_a_stored_filter_is_parsed_once_and_errors_stay(api: Api) -> None:
+    """Each long poll names its client's filter: a stored one is parsed once and applied
+    every time; an unknown ID and an invalid inline filter are still refused."""
+    alice = await api.register("alice")
+    token = alice["access_token"]
+    room = (await api.post("createRoom", {"preset": "public_chat"}, token=token))["room_id"]
+    filter_id = (await api.post(f"user/{alice['user_id']}/filter",
+                                {"room": {"timeline": {"types": ["m.room.message"]}}}, token=token))["filter_id"]
+    since = (await api.get(f"sync?filter={filter_id}", token=token))["next_batch"]
+    for n, event_type in enumerate(["org.example.other", "m.room.message"]):
+        await api.put(f"rooms/{room}/send/{event_type}/f{n}", {"msgtype": "m.text", "body": "hi"}, token=token)
+        body = await api.get(f"sync?since={since}&filter={filter_id}", token=token)
+        since = body["next_batch"]
+        events = body["rooms"]["join"][room]["timeline"]["events"]
+        assert [e["type"] for e in events] == ([] if n == 0 else ["m.room.message"])
+    assert (alice["user_id"], filter_id) in api.hs.filters._parsed
+    _, err = await api.request("GET", "sync?filter=424242", token=token, expect=404)
+    assert err["errcode"] == "M_NOT_FOUND"
+    invalid = quote('{"room": 1}')
+    _, err = await api.request("GET", f"sync?filter={invalid}", token=token, expect=400)
+    assert err["errcode"] == "M_BAD_JSON"
