@@ -48,7 +48,7 @@ class _Tally:
     positions: list[int] = field(default_factory=list)
     users: list[dict[str, bool]] = field(default_factory=list)
     rows: int = 0
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    growing: asyncio.Future[None] | None = None  # the read in progress, if any
 
 
 class RoomTallies:
@@ -85,10 +85,22 @@ class RoomTallies:
             tally = self._rooms[room_nid] = _Tally(lo=after, hi=after)
         else:
             self._rooms.move_to_end(room_nid)
-        if upto > tally.hi and after >= tally.lo:
-            async with tally.lock:  # the readers woken together wait for one read
-                if upto > tally.hi and not await self._grow(room_nid, tally, upto):
+        while upto > tally.hi and after >= tally.lo:
+            if tally.growing is not None:
+                # The readers woken together wait for one read, and all wake when it is
+                # done (a lock would hand itself on to them one loop turn at a time).
+                await asyncio.shield(tally.growing)
+                if self._rooms.get(room_nid) is not tally:
                     return None
+                continue
+            tally.growing = asyncio.get_running_loop().create_future()
+            try:
+                grown = await self._grow(room_nid, tally, upto)
+            finally:
+                tally.growing.set_result(None)
+                tally.growing = None
+            if not grown:
+                return None
         if not (tally.lo <= after and upto <= tally.hi):
             return None
         n = h = 0

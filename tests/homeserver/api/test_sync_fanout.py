@@ -222,3 +222,44 @@ async def test_a_stored_filter_is_parsed_once_and_errors_stay(api: Api) -> None:
     invalid = quote('{"room": 1}')
     _, err = await api.request("GET", f"sync?filter={invalid}", token=token, expect=400)
     assert err["errcode"] == "M_BAD_JSON"
+
+
+async def test_readers_woken_together_share_one_build(make_api: ClientFactory) -> None:
+    """Long polls woken by the same event: one timeline built and one read of the new
+    notifications for all of them, and each answer exact. (Presence off: readers coming
+    online would be news to each other's long polls.)"""
+    import asyncio
+
+    api = await make_api(presence={"enabled": False})
+    hs = api.hs
+    stream = next(s for s in hs.sync.streams if isinstance(s, RoomEventsStream))
+    assert stream.shared is not None and hs.unread.tallies is not None
+    owner = (await api.register("owner"))["access_token"]
+    room = (await api.post("createRoom", {"preset": "public_chat"}, token=owner))["room_id"]
+    readers = [await api.register(f"reader{i}") for i in range(6)]
+    for r in readers:
+        await api.post(f"rooms/{room}/join", {}, token=r["access_token"])
+    since = [(await api.get("sync", token=r["access_token"]))["next_batch"] for r in readers]
+    for n in range(2):
+        polls = [
+            asyncio.ensure_future(api.get(f"sync?since={s}&timeout=20000", token=r["access_token"]))
+            for r, s in zip(readers, since, strict=True)
+        ]
+        for _ in range(1000):
+            if hs.notifier.waiting_users() == len(readers) or any(p.done() for p in polls):
+                break
+            await asyncio.sleep(0.01)
+        assert hs.notifier.waiting_users() == len(readers)
+        built, counted = stream.shared.stats()["misses"], hs.unread.tallies.stats()["misses"]
+        event_id = (await api.put(f"rooms/{room}/send/m.room.message/w{n}", {"msgtype": "m.text", "body": "all"},
+                                  token=owner))["event_id"]
+        bodies = await asyncio.gather(*polls)
+        assert stream.shared.stats()["misses"] == built + 1
+        assert hs.unread.tallies.stats()["misses"] == counted
+        for i, (r, body) in enumerate(zip(readers, bodies, strict=True)):
+            since[i] = body["next_batch"]
+            joined = body["rooms"]["join"][room]
+            assert [e["event_id"] for e in joined["timeline"]["events"]] == [event_id]
+            now = SyncToken.parse(since[i]).events
+            assert joined["unread_notifications"] == await _recount(api, r["user_id"], room, now)
+            assert joined["unread_notifications"]["notification_count"] == n + 1
