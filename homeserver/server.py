@@ -138,6 +138,7 @@ from homeserver.storage.user_directory import UserDirectoryStore
 from homeserver.storage.users import UserStore
 from homeserver.sync.legacy_events import LegacyEventStream
 from homeserver.sync.notifier import Notifier
+from homeserver.sync.room_tallies import RoomTallies
 from homeserver.sync.service import SyncService
 from homeserver.sync.sliding.service import SlidingSyncService
 from homeserver.sync.streams.account_data import AccountDataStream
@@ -403,7 +404,10 @@ class HomeServer:
         )
         self.event_persister.indexes.append(self.push_actions)
         self.event_persister.state_listeners.append(self.push_actions.state_changed)
-        self.unread = UnreadCounter(receipts=self.receipts, store=self.push_actions.store)
+        # Busy rooms' new notifications, read once for all their readers' unread counts.
+        unread_tallies = RoomTallies(self.push_actions.store, self.recent_events)
+        self.metrics.caches["unread_room_tallies"] = unread_tallies.stats
+        self.unread = UnreadCounter(receipts=self.receipts, store=self.push_actions.store, tallies=unread_tallies)
         self.push_actions.on_removed.append(self.unread.rows_removed)
         # Pushers and delivery to their push gateways: queued in each event's write,
         # sent per pusher through the outbound guard, badge updates after receipts.
@@ -463,6 +467,8 @@ class HomeServer:
             bundler=self.relations,
             recent=self.recent_events,
         )
+        if room_events_stream.shared is not None:
+            self.metrics.caches["sync_shared_timelines"] = room_events_stream.shared.stats
         typing_stream = TypingStream(self.typing, self.notifier, self.room_service.joined_local_users)
         receipts_stream = ReceiptsStream(self.receipts, self.notifier, self.room_service.joined_local_users)
         account_data_stream = AccountDataStream(self.account_data, self.push_rules, self.notifier)

@@ -109,7 +109,10 @@ class TypingService:
         return sorted(state.users) if state else []
 
     def expire(self) -> None:
-        """Drop everyone whose timeout has passed and wake the rooms they left."""
+        """Drop everyone whose timeout has passed and wake the rooms they left (asked
+        with every /sync's position: nothing to do when nobody is typing)."""
+        if not self._expiries:
+            return
         now = self.clock.time_ms()
         touched: dict[str, _RoomTyping] = {}
         while self._expiries and self._expiries[0][0] <= now:

@@ -15,7 +15,10 @@ Both servers run as separate processes on loopback (scripts/bench_servers.py sta
 so their CPU time is read from /proc the same way. `--profile` runs Accord under py-spy
 (when installed in the venv) during the fan-out and prints its top functions.
 `--members N` sets the big room's size, `--synapse-members N` the size measured on both.
-Usage: scripts/bench_scale.py [--quick] [--no-synapse] [--profile] [--only fanout|rooms|write] [--members N]
+The profile covers the sends only (not the accounts' set-up); `--profile-out` keeps
+py-spy's collapsed stacks of the fan-out. Each run takes free ports, so checkouts can bench at once.
+Usage: scripts/bench_scale.py [--quick] [--no-synapse] [--profile [--profile-out FILE]]
+       [--only fanout|rooms|write] [--readers N] [--members N] [--synapse-members N]
 """
 
 from __future__ import annotations
@@ -60,8 +63,11 @@ async def _register_all(s: aiohttp.ClientSession, url: str, prefix: str, n: int)
     return clients
 
 
-async def run_fanout(server: Server, readers: int, rate: float, seconds: float) -> dict[str, float]:
-    """`readers` users long-poll /sync in one room while one sender posts `rate` messages/s."""
+async def run_fanout(
+    server: Server, readers: int, rate: float, seconds: float, profile_to: Path | None = None
+) -> dict[str, float]:
+    """`readers` users long-poll /sync in one room while one sender posts `rate` messages/s;
+    `profile_to`: py-spy the server while the messages are sent (not the set-up)."""
     out: dict[str, float] = {}
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=None, sock_read=120)
@@ -101,6 +107,7 @@ async def run_fanout(server: Server, readers: int, rate: float, seconds: float) 
         # Every reader waits in its long poll before the first message.
         tasks = [asyncio.ensure_future(read(c, t)) for c, t in zip(clients, tokens, strict=True)]
         await asyncio.sleep(2)
+        spy = _py_spy(server.proc.pid, int(seconds) + 120, profile_to) if profile_to is not None else None
         cpu0 = server.cpu()
         responses[0] = 0
         t_start = time.perf_counter()
@@ -115,6 +122,9 @@ async def run_fanout(server: Server, readers: int, rate: float, seconds: float) 
         except TimeoutError:
             stop.set()
         cpu = server.cpu() - cpu0
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its samples on SIGINT, not SIGTERM
+            spy.wait(60)
         for t in tasks:
             t.cancel()
         out["fanout_p50_ms"] = statistics.median(latencies) if latencies else float("nan")
@@ -282,28 +292,42 @@ def _top_functions(raw: Path, count: int = 25, what: str = "") -> None:
         print(f"  {100 * n / total:5.1f}%  {frame}")
 
 
+def _free_ports(count: int) -> int:
+    """A base port with `count` free ports from it: benchmarks of several checkouts may
+    run on one machine at once, and a fixed port would pit them against each other."""
+    import random
+    import socket
+
+    for _ in range(200):
+        base = random.randrange(20_000, 60_000)
+        try:
+            for port in range(base, base + count):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no free ports")
+
+
 async def bench(args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:
-    readers, seconds = (50, 6.0) if args.quick else (200, 20.0)
+    readers, seconds = _fanout_size(args)
     rooms = 200 if args.quick else 1000
     results = []
     tmp = Path(tempfile.mkdtemp(prefix="accord-bench-scale-"))
     try:
-        servers: list[tuple[str, Any]] = [("accord", lambda: start_accord(tmp, 18800, _cheap_scrypt))]
+        # Accounts are set-up, not what is measured: cheap password hashes on both.
+        servers: list[tuple[str, Any]] = [("accord", lambda: start_accord(tmp, _free_ports(2), _cheap_scrypt))]
         synapse = _synapse_python() if not args.no_synapse else None
         if synapse:
-            servers.append(("synapse", lambda: start_synapse(tmp, 18900, synapse, _cheap_bcrypt)))
+            servers.append(("synapse", lambda: start_synapse(tmp, _free_ports(1), synapse, _cheap_bcrypt)))
         for name, start in servers:
             server = await start()
             res: dict[str, float] = {}
             try:
                 if args.only in (None, "fanout"):
-                    spy = None
-                    if args.profile and name == "accord":
-                        spy = _py_spy(server.proc.pid, int(seconds) + 60, tmp / "fanout.raw")
-                    res.update(await run_fanout(server, readers, 5.0, seconds))
-                    if spy is not None:
-                        spy.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
-                        spy.wait(30)
+                    profile_to = tmp / "fanout.raw" if args.profile and name == "accord" else None
+                    res.update(await run_fanout(server, readers, 5.0, seconds, profile_to))
                 if args.only in (None, "rooms"):
                     res.update(await run_many_rooms(server, rooms))
                 if args.only in (None, "write"):
@@ -327,6 +351,8 @@ async def bench(args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:
             print(f"{name}: " + ", ".join(f"{k}={v:.2f}" for k, v in res.items()), flush=True)
         if args.profile and (tmp / "fanout.raw").exists():
             _top_functions(tmp / "fanout.raw", what=" during the fan-out")
+            if args.profile_out:
+                shutil.copy(tmp / "fanout.raw", args.profile_out)  # py-spy's collapsed stacks, kept
         for what in ("concurrent", "big_room_small", "big_room"):
             if args.profile and (tmp / f"write_{what}.raw").exists():
                 _top_functions(tmp / f"write_{what}.raw", what=f" during the {what.replace('_', ' ')} sends")
@@ -335,18 +361,26 @@ async def bench(args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:
     return results
 
 
+def _fanout_size(args: argparse.Namespace) -> tuple[int, float]:
+    """(readers, seconds of sends) of the fan-out."""
+    readers, seconds = (50, 6.0) if args.quick else (200, 20.0)
+    return (args.readers or readers), seconds
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-synapse", action="store_true")
     ap.add_argument("--profile", action="store_true", help="py-spy Accord during the fan-out")
+    ap.add_argument("--profile-out", help="keep the fan-out profile's collapsed stacks in this file")
     ap.add_argument("--only", choices=("fanout", "rooms", "write"))
+    ap.add_argument("--readers", type=int, help="syncers in the fan-out (default 200, 50 with --quick; 1: one reader's delivery)")
     ap.add_argument("--members", type=int, help="members of the big room (10,000; 1,000 with --quick)")
     ap.add_argument("--synapse-members", type=int, default=1000,
                     help="the size measured on both servers on the way (default 1,000)")
     args = ap.parse_args()
     results = asyncio.run(bench(args))
-    readers, seconds = (50, 6.0) if args.quick else (200, 20.0)
+    readers, seconds = _fanout_size(args)
     rooms = 200 if args.quick else 1000
     rows = []
     if args.only in (None, "fanout"):

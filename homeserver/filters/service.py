@@ -16,18 +16,23 @@ from typing import Any
 import orjson
 
 from federation.events.json_bounds import JSONBoundsError, loads_bounded
-from homeserver.errors import not_found
+from homeserver.errors import MatrixError, not_found
 from homeserver.filters.event_filter import filter_json_error
 from homeserver.filters.sync_filter import SyncFilter
 from homeserver.storage.filters import FilterStore
 
 _CACHE_SIZE = 10_000
+_NO_FILTER = SyncFilter()  # frozen: one instance serves every /sync without a filter
 
 
 class FilterService:
     def __init__(self, store: FilterStore) -> None:
         self.store = store
         self._cache: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
+        # (user, stored filter ID) -> the parsed filter: every long poll of a client
+        # names the same filter, and parsing it again each time costs more than the
+        # rest of an incremental sync.
+        self._parsed: OrderedDict[tuple[str, str], SyncFilter] = OrderedDict()
 
     async def create(self, user_id: str, definition: dict[str, Any]) -> str:
         """Store a validated filter; returns its ID (the existing one for a
@@ -55,6 +60,27 @@ class FilterService:
         if len(self._cache) > _CACHE_SIZE:
             self._cache.popitem(last=False)
         return definition
+
+    async def sync_filter(self, user_id: str, filter_param: str | None) -> SyncFilter:
+        """/sync's `filter` parameter as a parsed filter (`load_filter`, then
+        `SyncFilter.parse`; M_BAD_JSON when it is not an object). Stored filters
+        never change, so each is parsed once; inline JSON is parsed every time."""
+        if filter_param is None:
+            return _NO_FILTER
+        stored = not filter_param.lstrip().startswith("{")
+        key = (user_id, filter_param)
+        if stored and key in self._parsed:
+            self._parsed.move_to_end(key)
+            return self._parsed[key]
+        definition: Any = await self.load_filter(user_id, filter_param)
+        if not isinstance(definition, dict):
+            raise MatrixError(400, "M_BAD_JSON", "Filter must be an object")
+        parsed = SyncFilter.parse(definition)
+        if stored:
+            self._parsed[key] = parsed
+            if len(self._parsed) > _CACHE_SIZE:
+                self._parsed.popitem(last=False)
+        return parsed
 
     async def load_filter(self, user_id: str, filter_param: str | None) -> dict[str, Any]:
         """What /sync's `filter` parameter names: inline JSON (it starts with "{",

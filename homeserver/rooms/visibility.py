@@ -170,6 +170,14 @@ class Viewer:
     async def filter(self, events: list[StoredEvent]) -> list[StoredEvent]:
         return [ev for ev in events if await self.can_see(ev)]
 
+    def saw_only_open_history(self) -> bool:
+        """Whether every event this viewer was asked about lay under shared or
+        world_readable history visibility. Then every user joined to the room now
+        (who cannot have forgotten it) is answered exactly as this one was, whatever
+        their membership at each event: /sync builds one timeline for many readers
+        on that (homeserver/sync/shared_sections.py)."""
+        return all(visibility in ("shared", "world_readable") for visibility, _ in self._at.values())
+
 
 class VisibilityService:
     def __init__(

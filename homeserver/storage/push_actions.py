@@ -140,6 +140,20 @@ class PushActionStore:
         row = await self.db.fetchone(sql, args)
         return (int(row[0]), int(row[1])) if row else (0, 0)
 
+    async def rows_for_events(self, event_nids: Sequence[int]) -> list[tuple[int, str, bool]]:
+        """(stream position, user, highlight) of every notification of these events:
+        one read for all the readers of a room woken by them (sync/unread.py)."""
+        out: list[tuple[int, str, bool]] = []
+        for i in range(0, len(event_nids), 500):
+            chunk = list(event_nids[i : i + 500])
+            rows = await self.db.fetchall(
+                "SELECT stream_ordering, user_id, highlight FROM event_push_actions"
+                f" WHERE event_nid IN ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            out.extend((int(r[0]), r[1], bool(r[2])) for r in rows)
+        return out
+
     async def thread_counts(
         self, user_id: str, room_nid: int, after: int, upto: int, thread_starts: dict[str, int]
     ) -> dict[str, tuple[int, int]]:

@@ -25,14 +25,17 @@ class SyncToken:
     device_lists: int = 0
 
     def __str__(self) -> str:
-        return "s" + "_".join(str(getattr(self, f.name)) for f in fields(self))
+        return (
+            f"s{self.events}_{self.typing}_{self.receipts}_{self.presence}_{self.account_data}"
+            f"_{self.to_device}_{self.device_lists}"
+        )
 
     @classmethod
     def parse(cls, token: str) -> SyncToken:
         if not token.startswith("s"):
             raise MatrixError(400, "M_INVALID_PARAM", "Invalid sync token")
         parts = token[1:].split("_")
-        names = [f.name for f in fields(cls)]
+        names = _NAMES
         # Every position is a non-negative 64-bit database integer.
         values = [try_parse_int(p, minimum=0) for p in parts]
         if not parts or len(parts) > len(names) or any(v is None for v in values):
@@ -41,3 +44,6 @@ class SyncToken:
 
     def advance(self, **positions: int) -> SyncToken:
         return replace(self, **positions)
+
+
+_NAMES = [f.name for f in fields(SyncToken)]  # in token order (parse runs on every /sync)

@@ -6,7 +6,9 @@ A count is the user's stored notifications in the room after their read receipt
 per (user, room) with the receipt position they start from and the position they
 cover, so a sync only counts the rows that arrived since the last one; a new
 receipt changes the start and forces one recount, and a redaction (which removes
-rows) drops the room's cached counts.
+rows) drops the room's cached counts. The rows since the last sync are counted
+from the room's tally (sync/room_tallies.py) when one is given: read once for all
+of a busy room's readers.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from homeserver.records.rooms import RoomRecord
 if TYPE_CHECKING:
     from homeserver.receipts import ReceiptService
     from homeserver.storage.push_actions import PushActionStore
+    from homeserver.sync.room_tallies import RoomTallies
 
 _CACHE_SIZE = 50_000
 
@@ -34,9 +37,10 @@ class _Counts:
 
 
 class UnreadCounter:
-    def __init__(self, *, receipts: ReceiptService, store: PushActionStore) -> None:
+    def __init__(self, *, receipts: ReceiptService, store: PushActionStore, tallies: RoomTallies | None = None) -> None:
         self.receipts = receipts
         self.store = store
+        self.tallies = tallies
         self._cache: OrderedDict[tuple[str, int], _Counts] = OrderedDict()
 
     async def counts(self, user_id: str, room: RoomRecord, joined_at: int, now: int) -> dict[str, int]:
@@ -52,7 +56,7 @@ class UnreadCounter:
         counts = self._current(user_id, room.room_nid, start, now)
         if now > counts.upto:
             frm = counts.upto
-            n, h = await self.store.counts_for(user_id, room.room_nid, frm, now)
+            n, h = await self._count(user_id, room.room_nid, frm, now)
             self._extend(counts, frm, n, h, now)
         return counts.notifications, counts.highlights
 
@@ -95,15 +99,24 @@ class UnreadCounter:
         counts.highlights += highlights
         counts.upto = now
 
+    async def _count(self, user_id: str, room_nid: int, after: int, upto: int) -> tuple[int, int]:
+        if self.tallies is not None:
+            return await self.tallies.counts(user_id, room_nid, after, upto)
+        return await self.store.counts_for(user_id, room_nid, after, upto)
+
     def rows_removed(self, room_nid: int, user_ids: list[str]) -> None:
         """Stored rows went (a redaction): these users' counts in the room are recounted."""
         for user_id in user_ids:
             self._cache.pop((user_id, room_nid), None)
+        if self.tallies is not None:
+            self.tallies.rows_removed(room_nid)
 
     def forget_room(self, room_nid: int) -> None:
         """Drop the room's counts (a purged room)."""
         for key in [k for k in self._cache if k[1] == room_nid]:
             del self._cache[key]
+        if self.tallies is not None:
+            self.tallies.forget_room(room_nid)
 
     async def thread_counts(
         self, user_id: str, room: RoomRecord, joined_at: int, now: int

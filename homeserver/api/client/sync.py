@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from homeserver.api.http import ClientRoutes, get_hs, json_response, query_bool, requester
 from homeserver.errors import MatrixError
-from homeserver.filters.sync_filter import SyncFilter
 from homeserver.params import query_int
 from homeserver.sync.tokens import SyncToken
 
 MAX_TIMEOUT_MS = 5 * 60 * 1000
-
-
-async def _filter(request: web.Request, user_id: str) -> SyncFilter:
-    hs = get_hs(request)
-    param = request.query.get("filter")
-    if param is None:
-        return SyncFilter()
-    obj: Any = await hs.filters.load_filter(user_id, param)
-    if not isinstance(obj, dict):
-        raise MatrixError(400, "M_BAD_JSON", "Filter must be an object")
-    return SyncFilter.parse(obj)
 
 
 async def get_sync(request: web.Request) -> web.Response:
@@ -37,7 +23,7 @@ async def get_sync(request: web.Request) -> web.Response:
     set_presence = request.query.get("set_presence", "online")
     if set_presence not in ("online", "offline", "unavailable"):
         raise MatrixError(400, "M_INVALID_PARAM", "set_presence must be online, offline or unavailable")
-    sync_filter = await _filter(request, req.user_id)
+    sync_filter = await hs.filters.sync_filter(req.user_id, request.query.get("filter"))
     await hs.presence.sync_activity(req.user_id, set_presence)
     result = await hs.sync.sync(req, since, timeout_ms, sync_filter, full_state)
     return json_response(result)

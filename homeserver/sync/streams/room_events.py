@@ -29,6 +29,7 @@ from homeserver.rooms.client_format import client_event
 from homeserver.rooms.membership import STRIPPED_STATE_TYPES
 from homeserver.rooms.tokens import room_token
 from homeserver.sync.lazy_members import LazyMembersSent
+from homeserver.sync.shared_sections import SharedTimelines
 from homeserver.sync.streams.base import StreamProvider, SyncRequest
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from homeserver.rooms.history import Bundler
     from homeserver.rooms.recent import RecentEvents
     from homeserver.rooms.service import RoomService
-    from homeserver.rooms.visibility import VisibilityService
+    from homeserver.rooms.visibility import Viewer, VisibilityService
     from homeserver.storage.events import EventPositions, EventStore
     from homeserver.storage.rooms import RoomStore
     from homeserver.sync.unread import UnreadCounter
@@ -76,6 +77,7 @@ class RoomEventsStream(StreamProvider):
         self.unread = unread
         self.clock = clock
         self.lazy_members = LazyMembersSent()
+        self.shared: SharedTimelines | None = SharedTimelines()  # None: every reader builds its own
 
     async def current_position(self) -> int:
         return self.room_service.stream.current
@@ -114,7 +116,9 @@ class RoomEventsStream(StreamProvider):
             # filtered out, or a change the next sync will carry
             if req.filter.includes_room(m.room_id) and m.stream_ordering <= req.now.events
         ]
-        for section, room_id, entry in await asyncio.gather(*(one(m) for m in wanted)):
+        # One room (most woken readers of a busy room): no task to gather.
+        found = [await one(wanted[0])] if len(wanted) == 1 else await asyncio.gather(*(one(m) for m in wanted))
+        for section, room_id, entry in found:
             if entry is not None:
                 sections[section][room_id] = entry
         rooms = {name: section for name, section in sections.items() if section}
@@ -140,9 +144,16 @@ class RoomEventsStream(StreamProvider):
             return None
         timeline: list[StoredEvent] = []
         limited = False
+        formatted: list[dict[str, Any]] | None = None
         if has_events:
             start = None if (newly_joined or req.full_state) else since_pos
-            timeline, limited = await self.timeline(req, room, start, req.now.events, _limit(req), m)
+            # An incremental timeline is usually the same for all the room's readers:
+            # built once for them (sync/shared_sections.py) when this one's view is theirs.
+            shared = await self.shared.timeline(self, req, room, start, _limit(req), m) if self.shared and start else None
+            if shared is not None:
+                timeline, limited, formatted = shared
+            else:
+                timeline, limited = await self.timeline(req, room, start, req.now.events, _limit(req), m)
         state = await self._state(
             req, room, timeline, since_pos if not (newly_joined or req.full_state) else None, limited,
             at_present=last <= req.now.events,
@@ -154,7 +165,9 @@ class RoomEventsStream(StreamProvider):
         )
         entry: dict[str, Any] = {
             "timeline": {
-                "events": await self.format_events(req, room, timeline, bundle=True),
+                "events": (
+                    formatted if formatted is not None else await self.format_events(req, room, timeline, bundle=True)
+                ),
                 "limited": limited,
                 "prev_batch": room_token((timeline[0].stream_ordering or 1) - 1) if timeline else room_token(req.now.events),
             },
@@ -176,9 +189,10 @@ class RoomEventsStream(StreamProvider):
 
     async def timeline(
         self, req: SyncRequest, room: RoomRecord, after: int | None, upto: int, limit: int,
-        membership: UserMembership | None = None,
+        membership: UserMembership | None = None, viewer: Viewer | None = None,
     ) -> tuple[list[StoredEvent], bool]:
-        """The newest `limit` visible events in (after, upto], oldest first; limited if more exist."""
+        """The newest `limit` visible events in (after, upto], oldest first; limited if more exist
+        (`viewer`: the user's view of the room, when the caller wants to ask it afterwards)."""
         out: list[StoredEvent] = []
         pos = upto
         limited = False
@@ -189,7 +203,7 @@ class RoomEventsStream(StreamProvider):
         recent = await self.recent.between(room.room_nid, after, upto) if self.recent and after else None
         newest_first = recent[::-1] if recent is not None else []
         # The user's membership is known to the request: the viewer need not read it.
-        viewer = self.visibility.viewer(
+        viewer = viewer or self.visibility.viewer(
             req.user_id, room, membership=(membership.membership, membership.event_nid) if membership else None
         )
         offset = 0
@@ -411,24 +425,32 @@ class RoomEventsStream(StreamProvider):
         }
 
     async def ignored(self, req: SyncRequest) -> set[str]:
-        """Whose messages and invites the user does not see (ignoring oneself hides nothing)."""
-        return (await self.room_service.ignored_users(req.user_id)) - {req.user_id}
+        """Whose messages and invites the user does not see (ignoring oneself hides nothing);
+        read once per request, which asks it for its rooms and each room's timeline."""
+        ignored: set[str] | None = req.loaded.get("ignored_users")
+        if ignored is None:
+            ignored = req.loaded["ignored_users"] = (await self.room_service.ignored_users(req.user_id)) - {req.user_id}
+        return ignored
 
     async def format_events(
-        self, req: SyncRequest, room: RoomRecord, events: list[StoredEvent], *, bundle: bool = False
+        self, req: SyncRequest, room: RoomRecord, events: list[StoredEvent], *, bundle: bool = False,
+        for_device: bool = True,
     ) -> list[dict[str, Any]]:
+        """Client JSON of the events (`for_device` False: without the requesting device's
+        transaction IDs, for JSON shared by many readers)."""
+        device_id = req.requester.device_id if for_device else None
         now = self.clock.time_ms()
         redaction_ids = [e.redacted_by for e in events if e.redacted_by]
         redactions = await self.event_store.get_events(redaction_ids) if redaction_ids else {}
         out = [
             client_event(
-                e, room.room_id, room.room_version, now, device_id=req.requester.device_id,
+                e, room.room_id, room.room_version, now, device_id=device_id,
                 redaction=redactions.get(e.redacted_by) if e.redacted_by else None,
             )
             for e in events
         ]
         if bundle and self.bundler is not None and events:
-            await self.bundler.bundle(room, req.user_id, events, out, req.requester.device_id)
+            await self.bundler.bundle(room, req.user_id, events, out, device_id)
         return out
 
 

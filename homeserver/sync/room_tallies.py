@@ -1,0 +1,163 @@
+"""A busy room's recent notifications per stream position, read once for all of
+its readers (the unread counts of incremental syncs, sync/unread.py).
+
+When an event lands in a room with hundreds of long-polling members, it moves the
+unread counts of every one of them at once, and each of their syncs would count
+its own new rows in the database: one query per reader per event. Here the rows
+of the new events are read once, by their event nids (taken from the room's window
+of recent events, rooms/recent.py, and looked up through the index on `event_nid`),
+and kept per position; each reader adds up its own entries in memory.
+
+Exactness rests on the same rule as the window of recent events: a reader only asks
+up to the event stream's current position, and a notification is written in its
+event's own transaction, so no row can later appear in a range already read. Rows
+only go by a redaction, which drops the room's tally (`rows_removed`). A reader
+whose range starts before what is kept (or spans more than the window keeps)
+counts in the database as before.
+
+Bounded: `per_room` rows per room (the oldest positions go first; enough for a
+room of thousands of readers to keep the last several seconds of a busy stream, so a
+reader lagging behind still counts from memory), `max_rows` in all (the least
+recently read rooms dropped first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from homeserver.rooms.recent import RecentEvents
+    from homeserver.storage.push_actions import PushActionStore
+
+_PER_ROOM = 65_536
+_MAX_ROWS = 262_144
+
+
+@dataclass
+class _Tally:
+    """Every notification of a room at stream positions in (lo, hi]: `positions`
+    ascending (only those with a notification), `users[i]` who was notified at
+    `positions[i]` and whether it highlights."""
+
+    lo: int
+    hi: int
+    positions: list[int] = field(default_factory=list)
+    users: list[dict[str, bool]] = field(default_factory=list)
+    rows: int = 0
+    growing: asyncio.Future[None] | None = None  # the read in progress, if any
+
+
+class RoomTallies:
+    def __init__(
+        self, store: PushActionStore, recent: RecentEvents, *, per_room: int = _PER_ROOM, max_rows: int = _MAX_ROWS
+    ) -> None:
+        self.store = store
+        self.recent = recent
+        self.per_room = per_room
+        self.max_rows = max_rows
+        self._rooms: OrderedDict[int, _Tally] = OrderedDict()
+        self._rows = 0  # rows kept in all rooms
+        self._removals: dict[int, int] = {}  # room nid -> rows_removed calls (guards a read)
+        self.hits = 0  # counts answered from a tally, without a query of their own
+        self.misses = 0  # counts the caller made in the database
+
+    def stats(self) -> dict[str, int]:
+        return {"hits": self.hits, "misses": self.misses, "rooms": len(self._rooms), "entries": self._rows}
+
+    async def counts(self, user_id: str, room_nid: int, after: int, upto: int) -> tuple[int, int]:
+        """The user's (notifications, highlights) in the room at positions in (after, upto]."""
+        found = await self._from_tally(user_id, room_nid, after, upto)
+        if found is not None:
+            self.hits += 1
+            return found
+        self.misses += 1
+        return await self.store.counts_for(user_id, room_nid, after, upto)
+
+    async def _from_tally(self, user_id: str, room_nid: int, after: int, upto: int) -> tuple[int, int] | None:
+        if after < 1 or upto <= after:  # an initial sync's whole history; or nothing to count
+            return None if upto > after else (0, 0)
+        tally = self._rooms.get(room_nid)
+        if tally is None:
+            tally = self._rooms[room_nid] = _Tally(lo=after, hi=after)
+        else:
+            self._rooms.move_to_end(room_nid)
+        while upto > tally.hi and after >= tally.lo:
+            if tally.growing is not None:
+                # The readers woken together wait for one read, and all wake when it is
+                # done (a lock would hand itself on to them one loop turn at a time).
+                await asyncio.shield(tally.growing)
+                if self._rooms.get(room_nid) is not tally:
+                    return None
+                continue
+            tally.growing = asyncio.get_running_loop().create_future()
+            try:
+                grown = await self._grow(room_nid, tally, upto)
+            finally:
+                tally.growing.set_result(None)
+                tally.growing = None
+            if not grown:
+                return None
+        if not (tally.lo <= after and upto <= tally.hi):
+            return None
+        n = h = 0
+        start, end = bisect.bisect_right(tally.positions, after), bisect.bisect_right(tally.positions, upto)
+        for notified in tally.users[start:end]:
+            highlight = notified.get(user_id)
+            if highlight is not None:
+                n += 1
+                h += highlight
+        return n, h
+
+    async def _grow(self, room_nid: int, tally: _Tally, upto: int) -> bool:
+        """Read the room's notifications in (tally.hi, upto]; False when that cannot be
+        done (more events than the room's window keeps, or rows removed meanwhile), the
+        tally then starting afresh at `upto`."""
+        removals = self._removals.get(room_nid, 0)
+        events = await self.recent.between(room_nid, tally.hi, upto)
+        rows = await self.store.rows_for_events([e.nid for e in events]) if events else []
+        if events is None or self._removals.get(room_nid, 0) != removals or self._rooms.get(room_nid) is not tally:
+            if self._rooms.get(room_nid) is tally:
+                self._rows -= tally.rows
+            tally.lo = tally.hi = upto
+            tally.positions.clear()
+            tally.users.clear()
+            tally.rows = 0
+            return False
+        by_position: dict[int, dict[str, bool]] = {}
+        for position, user_id, highlight in rows:
+            by_position.setdefault(position, {})[user_id] = highlight
+        for position in sorted(by_position):
+            tally.positions.append(position)
+            tally.users.append(by_position[position])
+            tally.rows += len(by_position[position])
+        self._rows += len(rows)
+        tally.hi = upto
+        while tally.rows > self.per_room:
+            tally.lo = tally.positions.pop(0)
+            dropped = len(tally.users.pop(0))
+            tally.rows -= dropped
+            self._rows -= dropped
+        while self._rows > self.max_rows and len(self._rooms) > 1:
+            oldest = next(iter(self._rooms))
+            if oldest == room_nid:
+                self._rooms.move_to_end(room_nid)
+                continue
+            self._drop(oldest)
+        return True
+
+    def _drop(self, room_nid: int) -> None:
+        tally = self._rooms.pop(room_nid, None)
+        if tally is not None:
+            self._rows -= tally.rows
+
+    def rows_removed(self, room_nid: int) -> None:
+        """Stored rows of the room went (a redaction): its tally is read afresh."""
+        self._removals[room_nid] = self._removals.get(room_nid, 0) + 1
+        self._drop(room_nid)
+
+    def forget_room(self, room_nid: int) -> None:
+        self._drop(room_nid)

@@ -1,0 +1,136 @@
+"""One incremental timeline for all the readers of a room whose views coincide.
+
+When an event lands in a room with hundreds of long-polling members, every one of
+their /sync requests asks the same thing of the room: its visible events between the
+same two stream positions, filtered the same way, in the same client format. Here
+the first of them builds that section and the others take it, waiting on the same
+future while it is built (`SharedTimelines.timeline`).
+
+Whose view is the same: a reader is answered from a shared section only when
+nothing in it can depend on who reads it:
+
+* the reader has been joined since before the range (a member who joined or left
+  inside it sees a different part) and ignores nobody (whose events it would hide);
+* the section's timeline filter (its event types, senders, rooms, `contains_url`)
+  and limit are the key's; filters by relation are never shared;
+* every event of the range lay under shared or world_readable history visibility
+  (`Viewer.saw_only_open_history`): any user joined now then sees all of them; under
+  invited or joined visibility what a member sees hangs on their membership at each
+  event, and each reader builds their own;
+* no event carries bundled aggregations (a thread's summary says whether the
+  reader took part in it): such a section is built by each reader.
+
+What differs per reader is put back: the transaction ID of an event sent by the
+reading device. The events' `unsigned.age` is as of the section's building, which is
+at most `_LIFETIME_S` old. The rest of the room's entry (state, unread counts,
+receipts, account data, summary) stays per reader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+from homeserver.records.events import StoredEvent
+
+if TYPE_CHECKING:
+    from homeserver.filters.event_filter import RoomEventFilter
+    from homeserver.records.rooms import RoomRecord, UserMembership
+    from homeserver.sync.streams.base import SyncRequest
+    from homeserver.sync.streams.room_events import RoomEventsStream
+
+# (events, limited, client JSON of the events without any transaction ID)
+Section = tuple[list[StoredEvent], bool, list[dict[str, Any]]]
+_MAX_SECTIONS = 512
+_LIFETIME_S = 1.0  # a section is rebuilt after this long (the events' age is as of building)
+_OPEN = ("shared", "world_readable")
+
+
+def _filter_key(tf: RoomEventFilter) -> tuple[Any, ...] | None:
+    """What of a timeline filter decides which events a timeline holds; None for a
+    filter by relations (answered from the relations index, never shared)."""
+    if tf.by_relations:
+        return None
+    return tuple(
+        tuple(v) if isinstance(v, list) else v
+        for v in (tf.types, tf.not_types, tf.senders, tf.not_senders, tf.rooms, tf.not_rooms, tf.contains_url)
+    )
+
+
+class SharedTimelines:
+    def __init__(self, max_sections: int = _MAX_SECTIONS, lifetime_s: float = _LIFETIME_S) -> None:
+        self.max_sections = max_sections
+        self.lifetime_s = lifetime_s
+        # key -> (built at, the section; None when it is personal and each reader builds theirs)
+        self._sections: OrderedDict[tuple[Any, ...], tuple[float, asyncio.Future[Section | None]]] = OrderedDict()
+        self.hits = 0  # readers answered from a section another built
+        self.misses = 0  # sections built
+        self.personal = 0  # readers who built their own (their view is not the others')
+
+    def stats(self) -> dict[str, int]:
+        return {"hits": self.hits, "misses": self.misses, "personal": self.personal, "entries": len(self._sections)}
+
+    async def timeline(
+        self, stream: RoomEventsStream, req: SyncRequest, room: RoomRecord, after: int, limit: int,
+        m: UserMembership,
+    ) -> Section | None:
+        """The room's incremental timeline in (after, req.now.events] for this reader,
+        shared with the readers whose view is the same; None when the reader's view is
+        its own (the caller builds it)."""
+        filter_key = _filter_key(req.filter.timeline)
+        if filter_key is None or m.membership != "join" or m.stream_ordering > after or await stream.ignored(req):
+            self.personal += 1
+            return None
+        key = (room.room_nid, after, req.now.events, limit, filter_key)
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        found = self._sections.get(key)
+        if found is not None and now - found[0] <= self.lifetime_s:
+            self.hits += 1
+            self._sections.move_to_end(key)
+            section = await asyncio.shield(found[1])
+        else:
+            self.misses += 1
+            future: asyncio.Future[Section | None] = loop.create_future()
+            self._sections[key] = (now, future)
+            self._sections.move_to_end(key)
+            while len(self._sections) > self.max_sections:
+                self._sections.popitem(last=False)
+            try:
+                section = await self._build(stream, req, room, after, limit, m)
+            except BaseException:
+                future.set_result(None)  # the readers waiting build their own
+                self._sections.pop(key, None)
+                raise
+            future.set_result(section)
+        if section is None:
+            self.personal += 1
+            return None
+        return _for_device(section, req.requester.device_id)
+
+    async def _build(
+        self, stream: RoomEventsStream, req: SyncRequest, room: RoomRecord, after: int, limit: int,
+        m: UserMembership,
+    ) -> Section | None:
+        viewer = stream.visibility.viewer(req.user_id, room, membership=(m.membership, m.event_nid))
+        events, limited = await stream.timeline(req, room, after, req.now.events, limit, m, viewer=viewer)
+        if not viewer.saw_only_open_history():
+            return None
+        formatted = await stream.format_events(req, room, events, bundle=True, for_device=False)
+        if any("m.relations" in e.get("unsigned", {}) for e in formatted):
+            return None
+        return events, limited, formatted
+
+
+def _for_device(section: Section, device_id: str | None) -> Section:
+    """The section as the reading device sees it: its own events carry the transaction
+    ID it sent them with (a copy of those events' JSON; the rest is shared)."""
+    events, limited, formatted = section
+    if device_id is None or not any(e.txn_device == device_id and e.txn_id is not None for e in events):
+        return events, limited, list(formatted)
+    out = list(formatted)
+    for i, e in enumerate(events):
+        if e.txn_device == device_id and e.txn_id is not None:
+            out[i] = {**out[i], "unsigned": {**out[i]["unsigned"], "transaction_id": e.txn_id}}
+    return events, limited, out

@@ -1,0 +1,265 @@
+"""Many readers of one room: what their incremental syncs share is computed once,
+and each still gets exactly its own answer (on both engines).
+
+The unread counts of a busy room's readers come from the room's tally of recent
+notifications (sync/room_tallies.py), read once per event for all of them; here
+every reader's counts are checked, after every kind of event that moves them,
+against a recount from the database.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from homeserver.sync.streams.room_events import RoomEventsStream
+from homeserver.sync.tokens import SyncToken
+from homeserver.sync.unread import UnreadCounter
+from tests.conftest import Api, ClientFactory
+
+READERS = 4
+
+
+async def _recount(api: Api, user_id: str, room_id: str, now: int) -> dict[str, int]:
+    """The user's unread counts at `now`, counted afresh in the database."""
+    hs = api.hs
+    fresh = UnreadCounter(receipts=hs.receipts, store=hs.push_actions.store)
+    room = await hs.room_store.get_room(room_id)
+    assert room is not None
+    m = next(m for m in await hs.sync.memberships(user_id) if m.room_id == room_id)
+    return await fresh.counts(user_id, room, m.stream_ordering, now)
+
+
+async def test_unread_counts_of_many_readers(make_api: ClientFactory, db_overrides: dict[str, Any]) -> None:
+    api = await make_api(**db_overrides)
+    hs = api.hs
+    owner = (await api.register("owner"))["access_token"]
+    room = (await api.post("createRoom", {"preset": "public_chat"}, token=owner))["room_id"]
+    readers: list[dict[str, Any]] = []
+    for i in range(READERS):
+        account = await api.register(f"reader{i}")
+        await api.post(f"rooms/{room}/join", {}, token=account["access_token"])
+        readers.append(account)
+    since = [(await api.get("sync", token=r["access_token"]))["next_batch"] for r in readers]
+
+    async def send(token: str, txn: str, content: dict[str, Any]) -> str:
+        return (await api.put(f"rooms/{room}/send/m.room.message/{txn}", content, token=token))["event_id"]
+
+    async def everyone_syncs() -> None:
+        for i, reader in enumerate(readers):
+            body = await api.get(f"sync?since={since[i]}", token=reader["access_token"])
+            since[i] = body["next_batch"]
+            got = body["rooms"]["join"][room]["unread_notifications"]
+            want = await _recount(api, reader["user_id"], room, SyncToken.parse(since[i]).events)
+            assert got == want, (i, got, want)
+
+    first = await send(owner, "a", {"msgtype": "m.text", "body": "hello"})
+    await everyone_syncs()
+    await send(owner, "b", {"msgtype": "m.notice", "body": "a notice: notifies nobody"})
+    await send(owner, "c", {"msgtype": "m.text", "body": "to you", "m.mentions": {"user_ids": [readers[0]["user_id"]]}})
+    await everyone_syncs()  # two events in one range
+    await send(readers[1]["access_token"], "d", {"msgtype": "m.text", "body": "my own never counts for me"})
+    await everyone_syncs()
+    # A receipt moves one reader's start; a redaction removes everyone's row of an event.
+    await api.post(f"rooms/{room}/receipt/m.read/{first}", {}, token=readers[2]["access_token"])
+    await everyone_syncs()
+    await api.put(f"rooms/{room}/redact/{first}/r1", {}, token=owner)
+    await everyone_syncs()
+    for n in range(3):
+        await send(owner, f"e{n}", {"msgtype": "m.text", "body": f"more {n}"})
+        await everyone_syncs()
+    assert hs.unread.tallies is not None
+    stats = hs.unread.tallies.stats()
+    # Each event's rows were read once for the room: most readers counted from memory.
+    assert stats["hits"] > stats["misses"], stats
+    assert 'accord_cache_hits_total{cache="unread_room_tallies"}' in hs.metrics.render(hs)
+
+
+async def test_a_reader_far_behind_counts_in_the_database(api: Api) -> None:
+    """A token older than the room's tally: counted in the database, the same answer."""
+    hs = api.hs
+    owner = (await api.register("owner"))["access_token"]
+    reader = await api.register("reader")
+    late = await api.register("late")
+    room = (await api.post("createRoom", {"preset": "public_chat"}, token=owner))["room_id"]
+    await api.post(f"rooms/{room}/join", {}, token=late["access_token"])
+    old = (await api.get("sync", token=late["access_token"]))["next_batch"]
+    await api.post(f"rooms/{room}/join", {}, token=reader["access_token"])  # the tally starts after `old`
+    since = (await api.get("sync", token=reader["access_token"]))["next_batch"]
+    for n in range(4):
+        await api.put(f"rooms/{room}/send/m.room.message/m{n}", {"msgtype": "m.text", "body": str(n)}, token=owner)
+        since = (await api.get(f"sync?since={since}", token=reader["access_token"]))["next_batch"]
+    assert hs.unread.tallies is not None
+    misses = hs.unread.tallies.stats()["misses"]
+    body = await api.get(f"sync?since={old}", token=late["access_token"])
+    assert hs.unread.tallies.stats()["misses"] == misses + 1
+    now = SyncToken.parse(body["next_batch"]).events
+    assert body["rooms"]["join"][room]["unread_notifications"] == await _recount(api, late["user_id"], room, now)
+    assert body["rooms"]["join"][room]["unread_notifications"]["notification_count"] == 4
+
+
+def test_token_fields_all_written_and_compared() -> None:
+    """`SyncToken.__str__` names the fields one by one (it runs on every woken /sync):
+    a field added to the token must be added there, or tokens stop round-tripping."""
+    import dataclasses
+
+    names = [f.name for f in dataclasses.fields(SyncToken)]
+    token = SyncToken(**{name: i + 1 for i, name in enumerate(names)})
+    assert SyncToken.parse(str(token)) == token
+    for name in names:
+        moved = token.advance(**{name: getattr(token, name) + 1})
+        assert SyncToken.parse(str(moved)) == moved != token, name
+
+
+async def test_readers_share_one_timeline_and_keep_their_own_view(api: Api) -> None:
+    """Readers joined since before the range, ignoring nobody, in a room of shared
+    history share one timeline; the sending device alone sees its transaction ID; a
+    reader who ignores the sender, one with a filter, and readers of a room whose
+    history is visible to members only get their own, each the same as computed alone."""
+    hs = api.hs
+    stream = next(s for s in hs.sync.streams if isinstance(s, RoomEventsStream))
+    shared = stream.shared
+    assert shared is not None
+    owner_account = await api.register("owner")
+    owner = owner_account["access_token"]
+    room = (await api.post("createRoom", {"preset": "public_chat"}, token=owner))["room_id"]
+    readers = [await api.register(f"reader{i}") for i in range(4)]
+    for r in readers:
+        await api.post(f"rooms/{room}/join", {}, token=r["access_token"])
+    ignorer = readers[3]
+    await api.put(f"user/{ignorer['user_id']}/account_data/m.ignored_user_list",
+                  {"ignored_users": {owner_account["user_id"]: {}}}, token=ignorer["access_token"])
+    only_notices = quote('{"room":{"timeline":{"types":["m.notice"]}}}')
+    owner_since = (await api.get("sync", token=owner))["next_batch"]
+    since = [(await api.get("sync", token=r["access_token"]))["next_batch"] for r in readers]
+
+    sent = []
+    for n in range(2):
+        sent.append((await api.put(f"rooms/{room}/send/m.room.message/t{n}",
+                                   {"msgtype": "m.text", "body": f"text {n}"}, token=owner))["event_id"])
+    reply = (await api.put(f"rooms/{room}/send/m.room.message/r0", {"msgtype": "m.text", "body": "me too"},
+                           token=readers[0]["access_token"]))["event_id"]
+    before = shared.stats()
+    bodies = [await api.get(f"sync?since={s}", token=r["access_token"]) for r, s in zip(readers, since, strict=True)]
+    after = shared.stats()
+    timelines = [b["rooms"]["join"][room]["timeline"]["events"] for b in bodies]
+    assert [e["event_id"] for e in timelines[1]] == [*sent, reply]
+    assert timelines[1] == timelines[2]  # the same JSON, built once
+    assert after["hits"] - before["hits"] >= 1 and after["misses"] - before["misses"] == 1
+    # The sender's device sees its transaction ID on its own event only.
+    mine = {e["event_id"]: e["unsigned"].get("transaction_id") for e in timelines[0]}
+    assert mine == {sent[0]: None, sent[1]: None, reply: "r0"}
+    assert all("transaction_id" not in e["unsigned"] for e in timelines[1])
+    # The ignoring reader sees none of the owner's messages.
+    assert [e["event_id"] for e in timelines[3]] == [reply]
+    # The owner's own device, with a filter of its own: a different section.
+    body = await api.get(f"sync?since={owner_since}&filter={only_notices}", token=owner)
+    assert room not in body.get("rooms", {}).get("join", {}) or not body["rooms"]["join"][room]["timeline"]["events"]
+
+    # History visible to members only: what each sees hangs on their membership, so
+    # each builds their own (and sees the same events, being joined throughout).
+    await api.put(f"rooms/{room}/state/m.room.history_visibility", {"history_visibility": "joined"}, token=owner)
+    since = [b["next_batch"] for b in bodies]
+    bodies = [await api.get(f"sync?since={s}", token=r["access_token"]) for r, s in zip(readers, since, strict=True)]
+    since = [b["next_batch"] for b in bodies]
+    event_id = (await api.put(f"rooms/{room}/send/m.room.message/j0", {"msgtype": "m.text", "body": "joined only"},
+                              token=owner))["event_id"]
+    personal = shared.stats()["personal"]
+    bodies = [await api.get(f"sync?since={s}", token=r["access_token"]) for r, s in zip(readers[:3], since[:3], strict=True)]
+    assert all([e["event_id"] for e in b["rooms"]["join"][room]["timeline"]["events"]] == [event_id] for b in bodies)
+    assert shared.stats()["personal"] - personal == 3
+
+
+async def test_tallies_bounded_still_count_exactly(api: Api) -> None:
+    """Tallies trimmed to a few rows and dropped for another room's still give every
+    reader the counts the database gives (what they no longer hold is counted there)."""
+    hs = api.hs
+    tallies = hs.unread.tallies
+    assert tallies is not None
+    tallies.per_room, tallies.max_rows = 4, 6
+    owner = (await api.register("owner"))["access_token"]
+    rooms = [(await api.post("createRoom", {"preset": "public_chat"}, token=owner))["room_id"] for _ in range(2)]
+    readers = [await api.register(f"reader{i}") for i in range(3)]
+    for room in rooms:
+        for r in readers:
+            await api.post(f"rooms/{room}/join", {}, token=r["access_token"])
+    since = [(await api.get("sync", token=r["access_token"]))["next_batch"] for r in readers]
+    for n in range(6):
+        for room in rooms:
+            await api.put(f"rooms/{room}/send/m.room.message/b{n}", {"msgtype": "m.text", "body": str(n)}, token=owner)
+        # Readers lag by turns: one of them syncs only every third round.
+        for i, r in enumerate(readers):
+            if i == 2 and n % 3:
+                continue
+            body = await api.get(f"sync?since={since[i]}", token=r["access_token"])
+            since[i] = body["next_batch"]
+            now = SyncToken.parse(since[i]).events
+            for room in rooms:
+                got = body["rooms"]["join"][room]["unread_notifications"]
+                assert got == await _recount(api, r["user_id"], room, now), (n, i, room)
+        assert tallies.stats()["entries"] <= 6
+    assert tallies.stats()["hits"] > 0 and tallies.stats()["misses"] > 0
+
+
+async def test_a_stored_filter_is_parsed_once_and_errors_stay(api: Api) -> None:
+    """Each long poll names its client's filter: a stored one is parsed once and applied
+    every time; an unknown ID and an invalid inline filter are still refused."""
+    alice = await api.register("alice")
+    token = alice["access_token"]
+    room = (await api.post("createRoom", {"preset": "public_chat"}, token=token))["room_id"]
+    filter_id = (await api.post(f"user/{alice['user_id']}/filter",
+                                {"room": {"timeline": {"types": ["m.room.message"]}}}, token=token))["filter_id"]
+    since = (await api.get(f"sync?filter={filter_id}", token=token))["next_batch"]
+    for n, event_type in enumerate(["org.example.other", "m.room.message"]):
+        await api.put(f"rooms/{room}/send/{event_type}/f{n}", {"msgtype": "m.text", "body": "hi"}, token=token)
+        body = await api.get(f"sync?since={since}&filter={filter_id}", token=token)
+        since = body["next_batch"]
+        events = body["rooms"]["join"][room]["timeline"]["events"]
+        assert [e["type"] for e in events] == ([] if n == 0 else ["m.room.message"])
+    assert (alice["user_id"], filter_id) in api.hs.filters._parsed
+    _, err = await api.request("GET", "sync?filter=424242", token=token, expect=404)
+    assert err["errcode"] == "M_NOT_FOUND"
+    invalid = quote('{"room": 1}')
+    _, err = await api.request("GET", f"sync?filter={invalid}", token=token, expect=400)
+    assert err["errcode"] == "M_BAD_JSON"
+
+
+async def test_readers_woken_together_share_one_build(make_api: ClientFactory) -> None:
+    """Long polls woken by the same event: one timeline built and one read of the new
+    notifications for all of them, and each answer exact. (Presence off: readers coming
+    online would be news to each other's long polls.)"""
+    import asyncio
+
+    api = await make_api(presence={"enabled": False})
+    hs = api.hs
+    stream = next(s for s in hs.sync.streams if isinstance(s, RoomEventsStream))
+    assert stream.shared is not None and hs.unread.tallies is not None
+    owner = (await api.register("owner"))["access_token"]
+    room = (await api.post("createRoom", {"preset": "public_chat"}, token=owner))["room_id"]
+    readers = [await api.register(f"reader{i}") for i in range(6)]
+    for r in readers:
+        await api.post(f"rooms/{room}/join", {}, token=r["access_token"])
+    since = [(await api.get("sync", token=r["access_token"]))["next_batch"] for r in readers]
+    for n in range(2):
+        polls = [
+            asyncio.ensure_future(api.get(f"sync?since={s}&timeout=20000", token=r["access_token"]))
+            for r, s in zip(readers, since, strict=True)
+        ]
+        for _ in range(1000):
+            if hs.notifier.waiting_users() == len(readers) or any(p.done() for p in polls):
+                break
+            await asyncio.sleep(0.01)
+        assert hs.notifier.waiting_users() == len(readers)
+        built, counted = stream.shared.stats()["misses"], hs.unread.tallies.stats()["misses"]
+        event_id = (await api.put(f"rooms/{room}/send/m.room.message/w{n}", {"msgtype": "m.text", "body": "all"},
+                                  token=owner))["event_id"]
+        bodies = await asyncio.gather(*polls)
+        assert stream.shared.stats()["misses"] == built + 1
+        assert hs.unread.tallies.stats()["misses"] == counted
+        for i, (r, body) in enumerate(zip(readers, bodies, strict=True)):
+            since[i] = body["next_batch"]
+            joined = body["rooms"]["join"][room]
+            assert [e["event_id"] for e in joined["timeline"]["events"]] == [event_id]
+            now = SyncToken.parse(since[i]).events
+            assert joined["unread_notifications"] == await _recount(api, r["user_id"], room, now)
+            assert joined["unread_notifications"]["notification_count"] == n + 1
