@@ -16,7 +16,17 @@ from homeserver.clock import Clock
 from homeserver.config import RESOURCES, Config, parse_config
 from homeserver.server import HomeServer
 from homeserver.signing_key import write_new_signing_key
+from tests.db_templates import seed_sqlite
 from tests.tls_ca import TestCA
+
+# Tests never reach a public server: every certificate they meet comes from a test CA that is
+# trusted explicitly (a CA bundle in the config, a cafile in a client). So the system trust
+# store, which every default TLS context parses (~70 ms, about twice per server started), is an
+# empty one here; trust and verification work exactly as they do in production, and a test that
+# would lean on a public CA fails instead of passing by accident. Child processes (the accord
+# command, Synapse) inherit it. Set unconditionally: CI images often point SSL_CERT_FILE at
+# the very bundle this avoids.
+os.environ["SSL_CERT_FILE"] = os.devnull
 
 SERVER_NAME = "test.local"
 PASSWORD = "correct horse battery"
@@ -38,7 +48,8 @@ LOOPBACK_OUTBOUND: dict[str, Any] = {"allowed_ranges": ["127.0.0.0/8", "::1/128"
 
 
 def config_dict(data_dir: Path, **overrides: Any) -> dict[str, Any]:
-    """A test config: open registration, cheap scrypt, no rate limits unless asked."""
+    """A test config: open registration, cheap scrypt, no rate limits unless asked; an SQLite
+    database that does not exist yet starts with the migrated schema (tests/db_templates.py)."""
     key = data_dir / "signing.key"
     if not key.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -55,7 +66,13 @@ def config_dict(data_dir: Path, **overrides: Any) -> dict[str, Any]:
         # (a remote name in a room would otherwise send it transactions via DNS).
         "federation": {"enabled": False},
     }
-    return _merge(base, overrides)
+    config = _merge(base, overrides)
+    database = config.get("database") or {}
+    if database.get("engine", "sqlite") == "sqlite":
+        db_path = data_dir / database.get("path", "homeserver.db")
+        if not db_path.exists():
+            seed_sqlite(db_path)
+    return config
 
 
 @pytest.fixture
