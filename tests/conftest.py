@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import os
@@ -16,7 +17,7 @@ from homeserver.clock import Clock
 from homeserver.config import RESOURCES, Config, parse_config
 from homeserver.server import HomeServer
 from homeserver.signing_key import write_new_signing_key
-from tests.db_templates import seed_sqlite
+from tests.db_templates import drop_pg_database_later, dsn_of, pg_template, seed_sqlite
 from tests.tls_ca import TestCA
 
 # Tests never reach a public server: every certificate they meet comes from a test CA that is
@@ -242,19 +243,28 @@ async def _pg_admin() -> Any:
 
 
 @contextlib.asynccontextmanager
-async def fresh_pg_database() -> AsyncIterator[str]:
-    """A fresh, empty PostgreSQL database, dropped afterwards; yields its DSN."""
+async def fresh_pg_database(*, migrated: bool = False) -> AsyncIterator[str]:
+    """A fresh PostgreSQL database, dropped afterwards (in the background); yields its DSN.
+
+    Empty by default; ``migrated`` gives it the current schema, cloned from the session's
+    template (tests/db_templates.py): what a server would make of an empty one on first start,
+    without the seconds of migrations."""
     import secrets
 
     admin = await _pg_admin()
     name = "accord_test_" + secrets.token_hex(6)
-    await admin.execute(f"CREATE DATABASE {name}")
-    base, _, _ = PG_ADMIN_DSN.rpartition("/")
     try:
-        yield f"{base}/{name}"
+        if migrated:
+            template = await asyncio.to_thread(pg_template, PG_ADMIN_DSN)
+            await admin.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
+        else:
+            await admin.execute(f"CREATE DATABASE {name}")
     finally:
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         await admin.close()
+    try:
+        yield dsn_of(PG_ADMIN_DSN, name)
+    finally:
+        drop_pg_database_later(PG_ADMIN_DSN, name)
 
 
 def password_auth(session: str | None, user: str, password: str = PASSWORD) -> dict[str, Any]:
@@ -271,7 +281,8 @@ def password_auth(session: str | None, user: str, password: str = PASSWORD) -> d
 
 @pytest.fixture
 async def pg_dsn() -> AsyncIterator[str]:
-    async with fresh_pg_database() as dsn:
+    """A PostgreSQL database with the current schema, for a server (see `fresh_pg_database`)."""
+    async with fresh_pg_database(migrated=True) as dsn:
         yield dsn
 
 
@@ -282,7 +293,7 @@ async def db_overrides(request: pytest.FixtureRequest) -> AsyncIterator[dict[str
     if request.param == "sqlite":
         yield {}
         return
-    async with fresh_pg_database() as dsn:
+    async with fresh_pg_database(migrated=True) as dsn:
         yield {"database": {"engine": "postgres", "dsn": dsn}}
 
 

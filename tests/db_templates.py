@@ -11,12 +11,19 @@ finds the schema current) and writes everything else it writes on first start it
 the schema is shared. Tests of migrations themselves (tests/homeserver/storage) and the
 end-to-end tests, which start the ``accord`` command on an empty data dir, still migrate from
 nothing.
+
+Dropping a PostgreSQL database makes the server checkpoint, which takes seconds on a busy
+machine; the test has no use for the wait, so a thread of its own drops databases in the
+background (`drop_pg_database_later`) while the next tests run, and the session waits for it
+to finish at exit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import queue
+import secrets
 import shutil
 import tempfile
 import threading
@@ -25,12 +32,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from homeserver.storage.migrations import all_migrations, migrate
+from homeserver.storage.postgres import PostgresDatabase
 from homeserver.storage.sqlite import SqliteDatabase
 
 T = TypeVar("T")
 
 _lock = threading.Lock()
 _sqlite_template: Path | None = None
+_pg_templates: dict[str, str] = {}  # admin DSN -> name of its migrated template database
 
 
 def run_in_own_loop(coro: Coroutine[Any, Any, T]) -> T:
@@ -81,3 +90,79 @@ def sqlite_template() -> Path:
 def seed_sqlite(path: Path) -> None:
     """Give ``path`` (not yet existing) the migrated schema."""
     shutil.copyfile(sqlite_template(), path)
+
+
+def dsn_of(admin_dsn: str, name: str) -> str:
+    """The DSN of database ``name`` on the server ``admin_dsn`` connects to."""
+    return f"{admin_dsn.rpartition('/')[0]}/{name}"
+
+
+async def _admin_execute(admin_dsn: str, *statements: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(admin_dsn, timeout=30)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def _make_pg_template(admin_dsn: str, name: str) -> None:
+    await _admin_execute(admin_dsn, f"CREATE DATABASE {name}")
+    db = PostgresDatabase(dsn_of(admin_dsn, name))
+    await db.open()
+    try:
+        await migrate(db)
+    finally:
+        await db.close()
+
+
+def pg_template(admin_dsn: str) -> str:
+    """The name of a PostgreSQL database migrated to the current schema, to be cloned with
+    ``CREATE DATABASE ... TEMPLATE`` (made on first use, dropped at exit). Its name is the
+    session's own: other test runs on the same server have theirs."""
+    with _lock:
+        if admin_dsn not in _pg_templates:
+            name = "accord_test_schema_" + secrets.token_hex(6)
+            try:
+                run_in_own_loop(_make_pg_template(admin_dsn, name))
+            except BaseException:
+                drop_pg_database_later(admin_dsn, name)
+                raise
+            _pg_templates[admin_dsn] = name
+        return _pg_templates[admin_dsn]
+
+
+_drops: queue.Queue[tuple[str, str]] = queue.Queue()
+_dropper: threading.Thread | None = None
+_dropper_lock = threading.Lock()
+
+
+def _drop_forever() -> None:
+    while True:
+        admin_dsn, name = _drops.get()
+        try:
+            asyncio.run(_admin_execute(admin_dsn, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        except Exception as e:  # a leftover database must not fail an unrelated test
+            print(f"could not drop test database {name}: {e!r}")
+        finally:
+            _drops.task_done()
+
+
+def drop_pg_database_later(admin_dsn: str, name: str) -> None:
+    """Drop database ``name`` soon, in the background; the session waits for it at exit."""
+    global _dropper
+    with _dropper_lock:
+        if _dropper is None:
+            _dropper = threading.Thread(target=_drop_forever, name="pg-dropper", daemon=True)
+            _dropper.start()
+    _drops.put((admin_dsn, name))
+
+
+@atexit.register
+def _drop_templates_and_wait() -> None:
+    """At exit: the templates go too, and every queued drop finishes before the process does."""
+    for admin_dsn, name in _pg_templates.items():
+        drop_pg_database_later(admin_dsn, name)
+    _drops.join()
