@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import os
@@ -16,7 +17,17 @@ from homeserver.clock import Clock
 from homeserver.config import RESOURCES, Config, parse_config
 from homeserver.server import HomeServer
 from homeserver.signing_key import write_new_signing_key
+from tests.db_templates import drop_pg_database_later, dsn_of, pg_template, seed_sqlite
 from tests.tls_ca import TestCA
+
+# Tests never reach a public server: every certificate they meet comes from a test CA that is
+# trusted explicitly (a CA bundle in the config, a cafile in a client). So the system trust
+# store, which every default TLS context parses (~70 ms, about twice per server started), is an
+# empty one here; trust and verification work exactly as they do in production, and a test that
+# would lean on a public CA fails instead of passing by accident. Child processes (the accord
+# command, Synapse) inherit it. Set unconditionally: CI images often point SSL_CERT_FILE at
+# the very bundle this avoids.
+os.environ["SSL_CERT_FILE"] = os.devnull
 
 SERVER_NAME = "test.local"
 PASSWORD = "correct horse battery"
@@ -38,7 +49,8 @@ LOOPBACK_OUTBOUND: dict[str, Any] = {"allowed_ranges": ["127.0.0.0/8", "::1/128"
 
 
 def config_dict(data_dir: Path, **overrides: Any) -> dict[str, Any]:
-    """A test config: open registration, cheap scrypt, no rate limits unless asked."""
+    """A test config: open registration, cheap scrypt, no rate limits unless asked; an SQLite
+    database that does not exist yet starts with the migrated schema (tests/db_templates.py)."""
     key = data_dir / "signing.key"
     if not key.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -55,7 +67,13 @@ def config_dict(data_dir: Path, **overrides: Any) -> dict[str, Any]:
         # (a remote name in a room would otherwise send it transactions via DNS).
         "federation": {"enabled": False},
     }
-    return _merge(base, overrides)
+    config = _merge(base, overrides)
+    database = config.get("database") or {}
+    if database.get("engine", "sqlite") == "sqlite":
+        db_path = data_dir / database.get("path", "homeserver.db")
+        if not db_path.exists():
+            seed_sqlite(db_path)
+    return config
 
 
 @pytest.fixture
@@ -225,19 +243,33 @@ async def _pg_admin() -> Any:
 
 
 @contextlib.asynccontextmanager
-async def fresh_pg_database() -> AsyncIterator[str]:
-    """A fresh, empty PostgreSQL database, dropped afterwards; yields its DSN."""
+async def fresh_pg_database(*, migrated: bool = False) -> AsyncIterator[str]:
+    """A fresh PostgreSQL database, dropped afterwards (in the background); yields its DSN.
+
+    Empty by default; ``migrated`` gives it the current schema, cloned from the session's
+    template (tests/db_templates.py): what a server would make of an empty one on first start,
+    without the seconds of migrations."""
     import secrets
 
     admin = await _pg_admin()
     name = "accord_test_" + secrets.token_hex(6)
-    await admin.execute(f"CREATE DATABASE {name}")
-    base, _, _ = PG_ADMIN_DSN.rpartition("/")
     try:
-        yield f"{base}/{name}"
+        if migrated:
+            template = await asyncio.to_thread(pg_template, PG_ADMIN_DSN)
+            await admin.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
+        else:
+            await admin.execute(f"CREATE DATABASE {name}")
+        # A commit returns before its WAL reaches the disk, as the SQLite tests' "normal"
+        # synchronous mode: every transaction is as real, only a crash of PostgreSQL itself
+        # (which no test causes) could lose the last ones; waiting for each flush made a
+        # test that writes thousands of events spend minutes in fsync on a busy machine.
+        await admin.execute(f"ALTER DATABASE {name} SET synchronous_commit TO off")
     finally:
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         await admin.close()
+    try:
+        yield dsn_of(PG_ADMIN_DSN, name)
+    finally:
+        drop_pg_database_later(PG_ADMIN_DSN, name)
 
 
 def password_auth(session: str | None, user: str, password: str = PASSWORD) -> dict[str, Any]:
@@ -254,7 +286,8 @@ def password_auth(session: str | None, user: str, password: str = PASSWORD) -> d
 
 @pytest.fixture
 async def pg_dsn() -> AsyncIterator[str]:
-    async with fresh_pg_database() as dsn:
+    """A PostgreSQL database with the current schema, for a server (see `fresh_pg_database`)."""
+    async with fresh_pg_database(migrated=True) as dsn:
         yield dsn
 
 
@@ -265,7 +298,7 @@ async def db_overrides(request: pytest.FixtureRequest) -> AsyncIterator[dict[str
     if request.param == "sqlite":
         yield {}
         return
-    async with fresh_pg_database() as dsn:
+    async with fresh_pg_database(migrated=True) as dsn:
         yield {"database": {"engine": "postgres", "dsn": dsn}}
 
 

@@ -5,7 +5,9 @@ implementation does, so the interop tests talk to a real, unmodified Synapse rat
 mock. ``SynapseServer`` runs one in a child process, on a loopback IP literal only, with real TLS
 from the test CA (``tests/tls_ca.py``) and with a config tuned for tests: every rate limit out
 of the way, loopback allowed as a federation destination, and no trusted key server, so Synapse
-fetches keys from our server directly as the specification describes.
+fetches keys from our server directly as the specification describes. The config Synapse
+generates and the database schema it prepares are made once per session (`synapse_template`)
+and copied for each server, which then starts as it would have on its own first start.
 
 Synapse is never a dependency of Accord: it lives in its own virtualenv, named by
 ``ACCORD_SYNAPSE_PYTHON`` (``scripts/test`` sets it). ``synapse_python()`` turns its absence into
@@ -15,6 +17,7 @@ a skip outside CI and a failure under CI.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import hashlib
 import hmac
@@ -22,10 +25,14 @@ import ipaddress
 import itertools
 import os
 import secrets
+import shutil
 import signal
 import socket
 import ssl
+import string
+import subprocess
 import tempfile
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -36,6 +43,7 @@ from typing import Any, ClassVar
 
 import aiohttp
 import pytest
+import signedjson.key
 import yaml
 
 from tests.tls_ca import TestCA
@@ -129,6 +137,59 @@ def _tail(path: Path, lines: int) -> str:
     except FileNotFoundError:
         return f"({path.name} not written)"
     return "\n".join(text.splitlines()[-lines:]) or f"({path.name} is empty)"
+
+
+_TEMPLATE_NAME = "template.invalid"
+_templates: dict[str, Path] = {}
+_templates_lock = threading.Lock()
+
+
+def _run_synapse_tool(python: str, *args: str, cwd: Path) -> None:
+    done = subprocess.run(
+        [python, "-m", *args], cwd=cwd, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{args[0]} failed:\n{done.stdout.decode(errors='replace')}")
+
+
+def synapse_template(python: str) -> Path:
+    """A directory holding a config Synapse generated and a database it prepared with its
+    own schema code, made once per session and interpreter (removed at exit).
+
+    Each of the two costs a Synapse start-up's worth of imports, and preparing the schema
+    runs Synapse's full schema: seconds apiece on a loaded machine, for every test module.
+    The config is only a base (`SynapseServer` gives each server its own name, secrets and
+    signing key) and the database holds the schema and nothing else (no users, so nothing
+    names a server), which Synapse accepts under any server name: what it would have made
+    itself on first start."""
+    with _templates_lock:
+        if python not in _templates:
+            directory = Path(tempfile.mkdtemp(prefix="accord-synapse-template-"))
+            atexit.register(shutil.rmtree, directory, ignore_errors=True)
+            config_path = directory / "homeserver.yaml"
+            _run_synapse_tool(
+                python, "synapse.app.homeserver", "--server-name", _TEMPLATE_NAME,
+                "--config-path", str(config_path), "--data-directory", str(directory),
+                "--generate-config", "--report-stats=no", cwd=directory,
+            )
+            config = yaml.safe_load(config_path.read_text())
+            assert config["database"]["args"]["database"] == str(directory / "homeserver.db")
+            _run_synapse_tool(
+                python, "synapse._scripts.update_synapse_database",
+                "--database-config", str(config_path), cwd=directory,
+            )
+            assert (directory / "homeserver.db").exists(), "Synapse prepared no database"
+            _templates[python] = directory
+        return _templates[python]
+
+
+def _new_synapse_signing_key(path: Path) -> None:
+    """A fresh ed25519 key in Synapse's key file format, with a version like the ones
+    Synapse generates (``a_`` and four random letters or digits)."""
+    version = "a_" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(4))
+    with path.open("x") as f:
+        signedjson.key.write_signing_keys(f, [signedjson.key.generate_signing_key(version)])
 
 
 @dataclass(frozen=True)
@@ -292,19 +353,17 @@ class SynapseServer:
         self.registration_shared_secret = config["registration_shared_secret"]
 
     async def _generate_config(self) -> None:
-        """Let Synapse write its own config (secrets, signing key), then adapt it for tests."""
-        proc = await asyncio.create_subprocess_exec(
-            self.python, "-m", "synapse.app.homeserver",
-            "--server-name", self.server_name,
-            "--config-path", str(self.config_path),
-            "--data-directory", str(self.directory),
-            "--generate-config", "--report-stats=no",
-            cwd=self.directory, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        )
-        out, _ = await proc.communicate()
-        if proc.returncode != 0:
-            raise RuntimeError(f"synapse --generate-config failed:\n{out.decode(errors='replace')}")
-        config = yaml.safe_load(self.config_path.read_text())
+        """This server's config from the session's Synapse-generated one (`synapse_template`)
+        with secrets and a signing key of its own, adapted for tests; its database starts as
+        the template's schema."""
+        template = await asyncio.to_thread(synapse_template, self.python)
+        config = yaml.safe_load((template / "homeserver.yaml").read_text())
+        config["macaroon_secret_key"] = secrets.token_urlsafe(32)
+        config["form_secret"] = secrets.token_urlsafe(32)
+        _new_synapse_signing_key(self.signing_key_path)
+        config["signing_key_path"] = str(self.signing_key_path)
+        config.pop("log_config", None)  # the template's; _adapt_config writes this server's
+        shutil.copyfile(template / "homeserver.db", self.directory / "homeserver.db")
         config = self._adapt_config(config)
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
 
@@ -325,12 +384,6 @@ class SynapseServer:
                 "disable_existing_loggers": False,
             })
         )
-        # The generated key file is named after the server name, which contains a colon.
-        generated_key = Path(config["signing_key_path"])
-        if generated_key.exists() and not self.signing_key_path.exists():
-            generated_key.rename(self.signing_key_path)
-        # Likewise its generated log config, replaced by ours; leaving it would only mislead.
-        Path(config.get("log_config", "")).unlink(missing_ok=True)
         config.update({
             "server_name": self.server_name,
             "public_baseurl": self.base_url + "/",

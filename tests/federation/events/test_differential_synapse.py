@@ -387,13 +387,25 @@ def _build_case(version: str, seed: int) -> tuple[dict[str, Any], list[tuple[str
     return {"room_version": version, "events": events, "queries": queries}, expected
 
 
-@pytest.mark.parametrize("version", [str(n) for n in range(1, 13)])
-def test_against_synapse(version: str) -> None:
-    cases, expectations = [], []
-    for seed in range(CASES):
-        case, expected = _build_case(version, seed * 7919 + int(version))
-        cases.append(case)
-        expectations.append(expected)
+VERSIONS = [str(n) for n in range(1, 13)]
+
+Expectations = list[list[tuple[str, Any]]]
+
+
+@pytest.fixture(scope="module")
+def verdicts() -> dict[str, tuple[Expectations, list[Any]]]:
+    """Every room version's cases, with our expected verdicts and Synapse's answers.
+
+    One oracle process judges the cases of all versions: starting Synapse's code costs more
+    than judging a version's cases, so one start instead of one per version."""
+    cases: list[dict[str, Any]] = []
+    expectations: dict[str, Expectations] = {}
+    for version in VERSIONS:
+        expectations[version] = []
+        for seed in range(CASES):
+            case, expected = _build_case(version, seed * 7919 + int(version))
+            cases.append(case)
+            expectations[version].append(expected)
     proc = subprocess.run(
         [SYNAPSE_PYTHON, str(ORACLE)],
         input=json.dumps(cases),
@@ -404,6 +416,16 @@ def test_against_synapse(version: str) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     answers = json.loads(proc.stdout)
+    assert len(answers) == len(cases)
+    return {
+        version: (expectations[version], answers[i * CASES:(i + 1) * CASES])
+        for i, version in enumerate(VERSIONS)
+    }
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_against_synapse(version: str, verdicts: dict[str, tuple[Expectations, list[Any]]]) -> None:
+    expectations, answers = verdicts[version]
     mismatches = []
     for seed, (expected, got) in enumerate(zip(expectations, answers, strict=True)):
         for (label, ours), theirs in zip(expected, got, strict=True):

@@ -84,7 +84,7 @@ async def test_keys_device_lists_and_to_device_across_servers(
     async with contextlib.AsyncExitStack() as stack:
         b_config: dict[str, Any] = {}
         if db_overrides:  # both on PostgreSQL: each side's tables are exercised there
-            b_config = {"database": {"engine": "postgres", "dsn": await stack.enter_async_context(fresh_pg_database())}}
+            b_config = {"database": {"engine": "postgres", "dsn": await stack.enter_async_context(fresh_pg_database(migrated=True))}}
         pair = await stack.enter_async_context(running_pair(tmp_path, ca, a_config=db_overrides, b_config=b_config))
         await _across(pair)
 
