@@ -1,9 +1,9 @@
 """/search in a room of 10,000 messages: a rare word is found with its context, and
-a common one pages through next_batch, within a bounded time per request."""
+a common one pages through next_batch. (How fast is the benchmark's question,
+scripts/bench_relations.py, never a timed assertion here.)"""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from tests.conftest import Api
@@ -18,19 +18,15 @@ async def test_search_in_a_room_of_ten_thousand_messages(db_overrides: dict[str,
     room_id = await create(api, alice)
     hs = api.hs
     room = await hs.room_service.get_room(room_id)
-    started = time.monotonic()
     for i in range(10_000):
         body = f"message {i} {WORDS[i % 10]} {WORDS[(i * 7) % 10]}"
         if i == 6_543:
             body = "the lighthouse keeper's zeppelin arrives"
         await hs.room_service.create_event(room, uid("alice"), "m.room.message", {"msgtype": "m.text", "body": body})
-    seeded = time.monotonic() - started
 
-    started = time.monotonic()
     out: Any = await api.post("search", {"search_categories": {"room_events": {
         "search_term": "zeppelin", "event_context": {"before_limit": 2, "after_limit": 2, "include_profile": True},
     }}}, token=alice)
-    rare = time.monotonic() - started
     res = out["search_categories"]["room_events"]
     assert [r["result"]["content"]["body"] for r in res["results"]] == ["the lighthouse keeper's zeppelin arrives"]
     ctx = res["results"][0]["context"]
@@ -42,11 +38,9 @@ async def test_search_in_a_room_of_ten_thousand_messages(db_overrides: dict[str,
     ]
     assert uid("alice") in ctx["profile_info"]
 
-    started = time.monotonic()
     out = await api.post("search", {"search_categories": {"room_events": {
         "search_term": "golf", "order_by": "recent", "event_context": {},
     }}}, token=alice)
-    common = time.monotonic() - started
     res = out["search_categories"]["room_events"]
     assert len(res["results"]) == 10 and res["next_batch"] and res["count"] > 10
     golf = [i for i in reversed(range(10_000)) if "golf" in (WORDS[i % 10], WORDS[(i * 7) % 10]) and i != 6_543]
@@ -56,8 +50,6 @@ async def test_search_in_a_room_of_ten_thousand_messages(db_overrides: dict[str,
     }}}, token=alice)
     page2 = out["search_categories"]["room_events"]["results"]
     assert [r["result"]["content"]["body"].split()[1] for r in page2] == [str(i) for i in golf[10:20]]
-    print(f"seeded in {seeded:.1f}s; rare word {rare * 1000:.0f} ms; common word {common * 1000:.0f} ms")
-    assert rare < 2 and common < 2
 
 
 async def test_hidden_matches_are_read_a_bounded_number_at_a_time(api: Api) -> None:
