@@ -1,6 +1,6 @@
 """/search in a room of 10,000 messages: a rare word is found with its context, and
 a common one pages through next_batch. (How fast is the benchmark's question,
-scripts/bench_relations.py, never a timed assertion here.)"""
+scripts/bench_servers.py measures search beside Synapse; never a timed assertion here.)"""
 
 from __future__ import annotations
 
