@@ -846,3 +846,5 @@ class HomeServer:
                 logger.info(
                     "listening on %s://%s:%d for %s", scheme, addr, port, ", ".join(lst.resources)
                 )
+        # Only now can other servers fetch our keys: the directories we publish to may be told.
+        self.partner_directory_publisher.reachable()

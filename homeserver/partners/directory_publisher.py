@@ -61,6 +61,11 @@ class DirectoryPublisher:
         self._wake: dict[str, asyncio.Event] = {}
         self._stale: asyncio.Task[None] | None = None
         self._started = False
+        # Set once our listeners accept connections (`reachable`). A directory that
+        # receives our signed request fetches our keys from us at once; asked before we
+        # listen, that fetch fails, and it then refuses our requests until its key-fetch
+        # interval passes. So nothing goes to another server's directory before this.
+        self._reachable = asyncio.Event()
 
     @property
     def enabled(self) -> bool:
@@ -97,6 +102,14 @@ class DirectoryPublisher:
         for directory in publish_to:
             self._start_loop(directory)
         self._started = True
+
+    def reachable(self) -> None:
+        """Our listeners are up (HomeServer.start_listeners): other directories may be told."""
+        self._reachable.set()
+
+    async def _until_reachable(self, directory: str) -> None:
+        if directory != self.server_name or not self.directory.serving:
+            await self._reachable.wait()
 
     async def wait_for_withdrawals(self) -> None:
         """Until the startup withdrawals from dropped directories have been tried."""
@@ -143,6 +156,7 @@ class DirectoryPublisher:
         failures = 0
         fed = self.federation
         wake = self._wake[directory]
+        await self._until_reachable(directory)
         while True:
             wake.clear()  # before publishing: a refresh asked for meanwhile is not lost
             try:
@@ -161,6 +175,7 @@ class DirectoryPublisher:
 
     async def _withdraw_stale(self, directories: list[str]) -> None:
         for directory in directories:
+            await self._until_reachable(directory)
             result = await self.withdraw_from(directory)
             if result["ok"]:
                 await self.publications.forget(directory)
