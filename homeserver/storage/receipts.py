@@ -86,6 +86,21 @@ class ReceiptStore:
         )
         return [_receipt(r) for r in rows]
 
+    async def user_receipts_in_rooms(self, user_id: str, room_ids: Collection[str]) -> dict[str, list[Receipt]]:
+        """`user_receipts` in many rooms, one statement per chunk of rooms."""
+        out: dict[str, list[Receipt]] = {r: [] for r in room_ids}
+        ids = list(out)
+        for i in range(0, len(ids), _CHUNK):
+            chunk = ids[i : i + _CHUNK]
+            rows = await self.db.fetchall(
+                f"SELECT {_COLUMNS} FROM receipts WHERE user_id = ? AND room_id IN ({','.join('?' * len(chunk))})",
+                (user_id, *chunk),
+            )
+            for r in rows:
+                receipt = _receipt(r)
+                out[receipt.room_id].append(receipt)
+        return out
+
     async def user_receipts(self, room_id: str, user_id: str) -> list[Receipt]:
         rows = await self.db.fetchall(
             f"SELECT {_COLUMNS} FROM receipts WHERE room_id = ? AND user_id = ?", (room_id, user_id)

@@ -45,24 +45,53 @@ class UnreadCounter:
 
     async def room_counts(self, user_id: str, room: RoomRecord, joined_at: int, now: int) -> tuple[int, int]:
         """(notifications, highlights) unread by the user in the room at position `now`."""
+        counts = await self._from_cache(user_id, room, joined_at, now)
+        if now > counts.upto:
+            self._add(counts, await self.store.counts_for(user_id, room.room_nid, counts.upto, now), now)
+        self._keep((user_id, room.room_nid), counts)
+        return counts.notifications, counts.highlights
+
+    async def preload(self, user_id: str, rooms: list[tuple[RoomRecord, int]], now: int) -> None:
+        """Count many rooms (room, joined at) at once, as `room_counts` would one by one
+        (an initial sync shows every room's counts): the read receipts in one read, the
+        rows to count in another."""
+        await self.receipts.preload_read_up_to(user_id, [room.room_id for room, _ in rooms])
+        due: dict[int, _Counts] = {}
+        for room, joined_at in rooms:
+            counts = await self._from_cache(user_id, room, joined_at, now)
+            if now > counts.upto:
+                due[room.room_nid] = counts
+            else:
+                self._keep((user_id, room.room_nid), counts)
+        if due:
+            found = await self.store.counts_in_rooms(user_id, {nid: c.upto for nid, c in due.items()}, now)
+            for nid, counts in due.items():
+                self._add(counts, found[nid], now)
+                self._keep((user_id, nid), counts)
+
+    async def _from_cache(self, user_id: str, room: RoomRecord, joined_at: int, now: int) -> _Counts:
+        """The cached counts if they still start at the user's read position and are not
+        ahead of `now`, else zero counts from that position."""
         start = joined_at
         read = await self.receipts.read_up_to(user_id, room.room_id)
         if read is not None:
             start = max(start, read)
-        key = (user_id, room.room_nid)
-        counts = self._cache.get(key)
+        counts = self._cache.get((user_id, room.room_nid))
         if counts is None or counts.start != start or counts.upto > now:
             counts = _Counts(start, start)
-        if now > counts.upto:
-            n, h = await self.store.counts_for(user_id, room.room_nid, counts.upto, now)
-            counts.notifications += n
-            counts.highlights += h
-            counts.upto = now
+        return counts
+
+    @staticmethod
+    def _add(counts: _Counts, found: tuple[int, int], now: int) -> None:
+        counts.notifications += found[0]
+        counts.highlights += found[1]
+        counts.upto = now
+
+    def _keep(self, key: tuple[str, int], counts: _Counts) -> None:
         self._cache[key] = counts
         self._cache.move_to_end(key)
         if len(self._cache) > _CACHE_SIZE:
             self._cache.popitem(last=False)
-        return counts.notifications, counts.highlights
 
     def rows_removed(self, room_nid: int, user_ids: list[str]) -> None:
         """Stored rows went (a redaction): these users' counts in the room are recounted."""
