@@ -129,9 +129,29 @@ async def _run(config: Config) -> None:
         await hs.stop()
 
 
+def _few_malloc_arenas() -> None:
+    """Cap glibc's malloc at two arenas (unless the operator set MALLOC_ARENA_MAX).
+
+    By default each thread that allocates (every SQLite connection has its own) gets
+    an arena of its own, up to eight per core, and memory freed in one is rarely given
+    back: the resident size under load grows with the threads, not with the data.
+    Python serves small objects from its own pools, so the threads seldom contend
+    for the two. Set before any thread starts; a libc without mallopt is left alone."""
+    if sys.platform != "linux" or "MALLOC_ARENA_MAX" in os.environ:
+        return
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(-8, 2)  # M_ARENA_MAX
+
+
 def run(args: argparse.Namespace) -> int:
     from homeserver.storage.database import DatabaseError
 
+    _few_malloc_arenas()
     try:
         config = _load(args.config)
         object.__setattr__(config, "_path", args.config)

@@ -252,17 +252,32 @@ class ReceiptService:
         if not missing:
             return out
         writes = self._writes
-        found: dict[str, int | None] = dict.fromkeys(missing)
+        by_user: dict[str, list[Receipt]] = {u: [] for u in missing}
         for r in await self.store.users_receipts(room_id, missing):
-            if r.receipt_type in RECEIPT_TYPES and r.thread_id in (UNTHREADED, MAIN_THREAD):
-                found[r.user_id] = max(found[r.user_id] or 0, r.event_stream_ordering)
+            by_user[r.user_id].append(r)
+        found = {u: _read_position(rs) for u, rs in by_user.items()}
         out.update(found)
-        if writes == self._writes:
+        if writes == self._writes:  # no receipt landed meanwhile
             for user_id, value in found.items():
-                self._read_cache[(user_id, room_id)] = value
-            while len(self._read_cache) > _READ_CACHE_SIZE:
-                self._read_cache.popitem(last=False)
+                self._keep_read((user_id, room_id), value)
         return out
+
+    async def preload_read_up_to(self, user_id: str, room_ids: Collection[str]) -> None:
+        """Cache `read_up_to` for many rooms in one read (an initial sync counts the
+        unread events of every room)."""
+        missing = [r for r in room_ids if (user_id, r) not in self._read_cache]
+        if not missing:
+            return
+        writes = self._writes
+        found = await self.store.user_receipts_in_rooms(user_id, missing)
+        if writes == self._writes:  # no receipt landed meanwhile
+            for room_id, receipts in found.items():
+                self._keep_read((user_id, room_id), _read_position(receipts))
+
+    def _keep_read(self, key: tuple[str, str], value: int | None) -> None:
+        self._read_cache[key] = value
+        if len(self._read_cache) > _READ_CACHE_SIZE:
+            self._read_cache.popitem(last=False)
 
 
     async def read_positions(self, user_id: str, room_id: str) -> tuple[int | None, dict[str, int]]:
@@ -369,3 +384,12 @@ def _receipt_events(receipts: Iterable[Receipt], user_id: str) -> dict[str, dict
         by_type = event["content"].setdefault(r.event_id, {})
         by_type.setdefault(r.receipt_type, {})[r.user_id] = body
     return out
+
+
+def _read_position(receipts: list[Receipt]) -> int | None:
+    """How far a user's receipts in a room read its main timeline (see `read_up_to`)."""
+    return max(
+        (r.event_stream_ordering for r in receipts
+         if r.receipt_type in RECEIPT_TYPES and r.thread_id in (UNTHREADED, MAIN_THREAD)),
+        default=None,
+    )

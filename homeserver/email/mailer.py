@@ -22,12 +22,12 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formatdate, make_msgid, parseaddr
 from pathlib import Path
-from typing import Any, NamedTuple
-
-import aiosmtplib
-import jinja2
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from homeserver.config import EmailConfig
+
+if TYPE_CHECKING:
+    import jinja2
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +76,10 @@ class Rendered(NamedTuple):
 
 class Mailer:
     def __init__(self, config: EmailConfig, template_dir: str | None, ca_file: str | None = None) -> None:
+        # Imported here, not at the top: a server without e-mail never loads Jinja2
+        # (about 2 MB of resident memory for nothing).
+        import jinja2
+
         self.config = config
         self.tls_context = smtp_tls_context(ca_file)
         loaders: list[jinja2.BaseLoader] = []
@@ -153,6 +157,8 @@ class Mailer:
         return msg
 
     async def send(self, msg: EmailMessage) -> None:
+        import aiosmtplib  # loaded with the first mail, not at start-up
+
         cfg = self.config
         try:
             await aiosmtplib.send(

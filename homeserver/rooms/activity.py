@@ -105,14 +105,29 @@ class RoomActivity:
         self.member_misses += 1
         version = self._state_versions.get(room.room_nid, 0)
         rows = await self.rooms.members(room.room_nid)
-        if self._state_versions.get(room.room_nid, 0) == version and len(rows) <= _MEMBER_ROWS // 4:
-            self._drop_members(room.room_nid)
-            self._members[room.room_nid] = rows
+        self._keep_members(room.room_nid, version, rows)
+        return rows
+
+    async def preload_members(self, rooms: Iterable[RoomRecord]) -> None:
+        """Cache the member lists of many rooms in one read (an initial sync asks for
+        every room's summary), as `members` would one by one."""
+        missing = [r.room_nid for r in rooms if r.room_nid not in self._members]
+        if not missing:
+            return
+        versions = {nid: self._state_versions.get(nid, 0) for nid in missing}
+        for nid, rows in (await self.rooms.members_of_rooms(missing)).items():
+            self.member_misses += 1
+            self._keep_members(nid, versions[nid], rows)
+
+    def _keep_members(self, room_nid: int, version: int, rows: list[tuple[str, str, int]]) -> None:
+        """Cache a member list read at state `version`, unless the state moved since."""
+        if self._state_versions.get(room_nid, 0) == version and len(rows) <= _MEMBER_ROWS // 4:
+            self._drop_members(room_nid)
+            self._members[room_nid] = rows
             self._member_rows += len(rows)
             while self._member_rows > _MEMBER_ROWS:
                 _, dropped = self._members.popitem(last=False)
                 self._member_rows -= len(dropped)
-        return rows
 
     async def joined_count(self, room: RoomRecord) -> int:
         """How many users are joined to the room now (cached: unread counts ask per event

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import Any
 
 from federation.events import (
@@ -144,6 +144,10 @@ class RoomService:
         not to be changed by the caller)."""
         return await self.activity.members(room)
 
+    async def preload_members(self, rooms: Iterable[RoomRecord]) -> None:
+        """Cache the member lists of many rooms in one read (see `current_members`)."""
+        await self.activity.preload_members(rooms)
+
     async def joined_member_count(self, room: RoomRecord) -> int:
         """How many users are joined to the room now, local or not (cached)."""
         return await self.activity.joined_count(room)
@@ -187,6 +191,11 @@ class RoomService:
     ) -> dict[StateKey, StoredEvent]:
         """Some keys' events of a state snapshot, reading only those keys."""
         return await self.reader.state_events_at_snapshot(snapshot, keys)
+
+    async def preload_state(self, snapshots: Iterable[int], members: Collection[str] | None = None) -> None:
+        """Load many snapshots and their events into the caches in a few statements
+        (see RoomStateReader.preload)."""
+        await self.reader.preload(snapshots, members)
 
     async def state_ids_before(self, event: StoredEvent) -> dict[StateKey, int]:
         return await self.state_ids_at_snapshot(event.state_before)

@@ -7,7 +7,7 @@ of state key nid -> event nid; everything above storage speaks
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from federation.events import auth_event_ids, resolve_state
@@ -54,6 +54,26 @@ class RoomStateReader:
         wanted = state_ids if keys is None else {k: state_ids[k] for k in keys if k in state_ids}
         by_nid = await self.events.get_events_by_nid(wanted.values())
         return {k: by_nid[n] for k, n in wanted.items() if n in by_nid}
+
+
+    async def preload(self, snapshots: Iterable[int], members: Collection[str] | None = None) -> None:
+        """Bring many snapshots and the events they name into the caches at once, for a
+        reader about to ask for them one by one (an initial sync, room after room).
+        `members`: only those users' member events (a lazy-loading client is sent no
+        others, and a big room has thousands); None: every event."""
+        states = await self.state.preload(snapshots)
+        nids: set[int] = set()
+        if members is None:
+            for state in states.values():
+                nids.update(state.values())
+        else:
+            keys = await self.state.keys_for({k for state in states.values() for k in state})
+            for state in states.values():
+                nids.update(
+                    e for k, e in state.items()
+                    if k in keys and (keys[k][0] != "m.room.member" or keys[k][1] in members)
+                )
+        await self.events.get_events_by_nid(nids)
 
 
 class StateResolver:

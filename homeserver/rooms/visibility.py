@@ -76,6 +76,7 @@ class Viewer:
         self.user_id = user_id
         self.room = room
         self._at: dict[int | None, tuple[str, str | None]] = {}
+        self._key_nids: dict[tuple[str, str], int | None] = {}
         self._joined_until: float | None = None
         self._forgotten = False
         # The user's current (membership, event nid) when the caller knows it for a
@@ -116,7 +117,13 @@ class Viewer:
     async def _state_entries(self, snapshot: int | None, keys: list[tuple[str, str]]) -> list[StoredEvent | None]:
         if snapshot is None:
             return [None] * len(keys)
-        key_nids = [await self.state.lookup_key_nid(key) for key in keys]
+        key_nids = []
+        for key in keys:
+            # The same two or three keys at every snapshot of the page: looked up once
+            # per viewer (a key made later names no event of the range being read).
+            if key not in self._key_nids:
+                self._key_nids[key] = await self.state.lookup_key_nid(key)
+            key_nids.append(self._key_nids[key])
         state = await self.state.get_entries(snapshot, [k for k in key_nids if k is not None])
         nids = [state.get(k) if k is not None else None for k in key_nids]
         found = await self.events.get_events_by_nid([n for n in nids if n is not None])

@@ -17,6 +17,9 @@ from homeserver.records.events import StoredEvent
 from homeserver.storage.database import Database, Row, Txn
 
 _CACHE_SIZE = 10_000
+# Rooms per statement of `latest_in_rooms`: well under SQLite's limit of 500 terms in a
+# compound SELECT and both engines' parameter limits.
+_ROOMS_PER_STATEMENT = 100
 _COLUMNS = (
     "event_nid, event_id, room_nid, stream_ordering, state_before, state_after, outlier, "
     "rejected, redacted_by, txn_device, txn_id, json"
@@ -277,7 +280,11 @@ class EventStore:
         if to_pos is not None:
             args.append(to_pos)
         args.append(limit)
-        rows = await self.db.fetchall(sql, args)
+        return self._current(await self.db.fetchall(sql, args))
+
+    def _current(self, rows: list[Row]) -> list[StoredEvent]:
+        """Events of freshly read rows: the cached parse where it is still current (same
+        redaction), else a new one, cached."""
         out = []
         for row in rows:
             cached = self._by_id.get(row[1])
@@ -287,6 +294,30 @@ class EventStore:
                 ev = _from_row(row)
                 self._cache(ev)
                 out.append(ev)
+        return out
+
+    async def latest_in_rooms(self, room_nids: Collection[int], upto: int, limit: int) -> dict[int, list[StoredEvent]]:
+        """Each room's newest `limit` timeline events at or before `upto`, newest first.
+
+        An initial sync's first timeline page of every room, read in a few statements
+        rather than one per room: each room's page is its own indexed `ORDER BY ... LIMIT`
+        (a window function would read every event of every room), glued with UNION ALL,
+        which both engines run as written.
+        """
+        out: dict[int, list[StoredEvent]] = {nid: [] for nid in room_nids}
+        nids = list(out)
+        for i in range(0, len(nids), _ROOMS_PER_STATEMENT):
+            chunk = nids[i : i + _ROOMS_PER_STATEMENT]
+            sql = " UNION ALL ".join(
+                f"SELECT * FROM (SELECT {_COLUMNS} FROM events WHERE room_nid = ? AND stream_ordering <= ?"
+                f" ORDER BY stream_ordering DESC LIMIT ?) AS page{n}"
+                for n in range(len(chunk))
+            )
+            args = [a for nid in chunk for a in (nid, upto, limit)]
+            for ev in self._current(await self.db.fetchall(sql, args)):
+                out[ev.room_nid].append(ev)
+        for page in out.values():
+            page.sort(key=lambda e: -(e.stream_ordering or 0))
         return out
 
     async def stream_ordering_at_or_before_ts(self, room_nid: int, ts: int, backwards: bool) -> str | None:

@@ -154,6 +154,24 @@ class PushActionStore:
             out.extend((int(r[0]), r[1], bool(r[2])) for r in rows)
         return out
 
+    async def counts_in_rooms(self, user_id: str, after: dict[int, int], upto: int) -> dict[int, tuple[int, int]]:
+        """`counts_for` in many rooms, each from its own position (room nid -> after), in
+        one statement per chunk: each room's range is its own term of the primary key."""
+        out: dict[int, tuple[int, int]] = dict.fromkeys(after, (0, 0))
+        nids = list(after)
+        for i in range(0, len(nids), 250):
+            chunk = nids[i : i + 250]
+            rows = await self.db.fetchall(
+                "SELECT room_nid, COUNT(*), COALESCE(SUM(highlight), 0) FROM event_push_actions"
+                " WHERE user_id = ? AND stream_ordering <= ? AND ("
+                + " OR ".join(["(room_nid = ? AND stream_ordering > ?)"] * len(chunk))
+                + ") GROUP BY room_nid",
+                [user_id, upto, *(a for nid in chunk for a in (nid, after[nid]))],
+            )
+            for nid, n, h in rows:
+                out[int(nid)] = (int(n), int(h))
+        return out
+
     async def thread_counts(
         self, user_id: str, room_nid: int, after: int, upto: int, thread_starts: dict[str, int]
     ) -> dict[str, tuple[int, int]]:

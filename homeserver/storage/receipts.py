@@ -97,6 +97,19 @@ class ReceiptStore:
             found.extend(_receipt(r) for r in rows)
         return found
 
+    async def user_receipts_in_rooms(self, user_id: str, room_ids: Collection[str]) -> dict[str, list[Receipt]]:
+        """`user_receipts` in many rooms, one statement per chunk of rooms."""
+        out: dict[str, list[Receipt]] = {r: [] for r in room_ids}
+        for chunk in in_chunks(out):
+            rows = await self.db.fetchall(
+                f"SELECT {_COLUMNS} FROM receipts WHERE user_id = ? AND room_id IN ({marks(chunk)})",
+                (user_id, *chunk),
+            )
+            for r in rows:
+                receipt = _receipt(r)
+                out[receipt.room_id].append(receipt)
+        return out
+
     async def user_receipts(self, room_id: str, user_id: str) -> list[Receipt]:
         rows = await self.db.fetchall(
             f"SELECT {_COLUMNS} FROM receipts WHERE room_id = ? AND user_id = ?", (room_id, user_id)

@@ -3,7 +3,7 @@ transaction IDs for idempotent sends, aliases and the published directory."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 import orjson
@@ -56,6 +56,27 @@ class RoomStore:
             return room
         row = await self.db.fetchone(f"SELECT {_ROOM_COLUMNS} FROM rooms WHERE room_nid = ?", (room_nid,))
         return self._cache(_room(row)) if row else None
+
+    async def rooms_by_nids(self, room_nids: Iterable[int]) -> dict[int, RoomRecord]:
+        """Many rooms at once (those not cached in one statement per 500), by nid; unknown
+        nids left out."""
+        out: dict[int, RoomRecord] = {}
+        missing = []
+        for nid in room_nids:
+            room = self._rooms_by_nid.get(nid)
+            if room is not None:
+                out[nid] = room
+            else:
+                missing.append(nid)
+        for i in range(0, len(missing), 500):
+            chunk = missing[i : i + 500]
+            rows = await self.db.fetchall(
+                f"SELECT {_ROOM_COLUMNS} FROM rooms WHERE room_nid IN ({','.join('?' * len(chunk))})", chunk
+            )
+            for row in rows:
+                room = self._cache(_room(row))
+                out[room.room_nid] = room
+        return out
 
     async def set_published(self, room_id: str, published: bool) -> None:
         await self.db.execute("UPDATE rooms SET published = ? WHERE room_id = ?", (int(published), room_id))
@@ -192,6 +213,22 @@ class RoomStore:
                 (room_nid, membership),
             )
         return [(r[0], r[1], int(r[2])) for r in rows]
+
+    async def members_of_rooms(self, room_nids: Collection[int]) -> dict[int, list[tuple[str, str, int]]]:
+        """`members` of many rooms, in one statement per 500 rooms (an initial sync's
+        room summaries)."""
+        out: dict[int, list[tuple[str, str, int]]] = {nid: [] for nid in room_nids}
+        nids = list(out)
+        for i in range(0, len(nids), 500):
+            chunk = nids[i : i + 500]
+            rows = await self.db.fetchall(
+                "SELECT room_nid, user_id, membership, event_nid FROM memberships"
+                f" WHERE room_nid IN ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            for r in rows:
+                out[int(r[0])].append((r[1], r[2], int(r[3])))
+        return out
 
     @staticmethod
     async def set_invite_state(txn: Txn, event_nid: int, stripped: list[dict[str, Any]]) -> None:

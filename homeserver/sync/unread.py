@@ -77,6 +77,22 @@ class UnreadCounter:
                 self._extend(found[user_id], stale[user_id], *more.get(user_id, (0, 0)), now)
         return {u: (c.notifications, c.highlights) for u, c in found.items()}
 
+    async def preload(self, user_id: str, rooms: list[tuple[RoomRecord, int]], now: int) -> None:
+        """Count many rooms (room, joined at) at once, as `room_counts` would one by one
+        (an initial sync shows every room's counts): the read receipts in one read, the
+        rows to count in another."""
+        await self.receipts.preload_read_up_to(user_id, [room.room_id for room, _ in rooms])
+        due: dict[int, tuple[_Counts, int]] = {}
+        for room, joined_at in rooms:
+            read = await self.receipts.read_up_to(user_id, room.room_id)
+            counts = self._current(user_id, room.room_nid, max(joined_at, read) if read is not None else joined_at, now)
+            if now > counts.upto:
+                due[room.room_nid] = (counts, counts.upto)
+        if due:
+            found = await self.store.counts_in_rooms(user_id, {nid: frm for nid, (_, frm) in due.items()}, now)
+            for nid, (counts, frm) in due.items():
+                self._extend(counts, frm, *found[nid], now)
+
     def _current(self, user_id: str, room_nid: int, start: int, now: int) -> _Counts:
         """The cached counts from `start` (new ones if the receipt moved), marked recent."""
         key = (user_id, room_nid)

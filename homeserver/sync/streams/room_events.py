@@ -47,6 +47,11 @@ DEFAULT_TIMELINE_LIMIT = 10
 # through (each a profile change) before it takes the room as newly joined.
 _MAX_PROFILE_CHANGES = 20
 MAX_TIMELINE_LIMIT = 500
+# Joined rooms whose reads an initial sync makes in bulk at once (bounded so what one
+# batch brings into the caches stays there until its rooms are computed).
+_PRELOAD_ROOMS = 100
+# Where `_preload` leaves each room's first timeline page on the request.
+_FIRST_PAGES = "events.first_pages"
 # What each section's entries carry from the streams that live in rooms.
 _ROOM_SECTIONS = {"join": ("ephemeral", "account_data"), "leave": ("account_data",)}
 
@@ -116,13 +121,56 @@ class RoomEventsStream(StreamProvider):
             # filtered out, or a change the next sync will carry
             if req.filter.includes_room(m.room_id) and m.stream_ordering <= req.now.events
         ]
-        # One room (most woken readers of a busy room): no task to gather.
-        found = [await one(wanted[0])] if len(wanted) == 1 else await asyncio.gather(*(one(m) for m in wanted))
+        if req.since is None or req.full_state:
+            # Every joined room is read whole: in batches whose reads are made in bulk
+            # first (a few statements for a batch instead of a dozen per room), so the
+            # rooms' own computations find what they need in the caches.
+            joined = [m for m in wanted if m.membership == "join"]
+            found = []
+            for i in range(0, len(joined), _PRELOAD_ROOMS):
+                batch = joined[i : i + _PRELOAD_ROOMS]
+                await self._preload(req, batch)
+                found += await asyncio.gather(*(one(m) for m in batch))
+            found += await asyncio.gather(*(one(m) for m in wanted if m.membership != "join"))
+        elif len(wanted) == 1:  # one room (most woken readers of a busy room): no task to gather
+            found = [await one(wanted[0])]
+        else:
+            found = list(await asyncio.gather(*(one(m) for m in wanted)))
         for section, room_id, entry in found:
             if entry is not None:
                 sections[section][room_id] = entry
         rooms = {name: section for name, section in sections.items() if section}
         return {"rooms": rooms} if rooms else {}
+
+    async def _preload(self, req: SyncRequest, batch: list[UserMembership]) -> None:
+        """Read in bulk what the joined rooms of `batch` will each ask for in a full
+        sync: their rooms, the first page of their timelines (kept on the request for
+        `timeline`), the state snapshots their visibility checks, state and summaries
+        read, those snapshots' events, member lists and unread counts."""
+        rooms = await self.room_store.rooms_by_nids([m.room_nid for m in batch])
+        # One more than the limit tells whether the timeline is limited; the rare room
+        # with too many events filtered out reads on page by page.
+        pages = await self.event_store.latest_in_rooms(list(rooms), req.now.events, _limit(req) + 1)
+        req.loaded.setdefault(_FIRST_PAGES, {}).update(pages)
+        snapshots: set[int] = set()
+        senders = {req.user_id}
+        for room in rooms.values():
+            head = await self.room_service.head(room)  # in memory once loaded
+            if head.snapshot is not None:
+                snapshots.add(head.snapshot)
+        for events in pages.values():
+            for e in events:
+                senders.add(e.sender)
+                if e.state_before is not None:
+                    snapshots.add(e.state_before)
+                if e.state_key is not None and e.state_after is not None:
+                    snapshots.add(e.state_after)
+        await self.room_service.preload_state(snapshots, senders if req.filter.state.lazy_load_members else None)
+        await self.room_service.preload_members(rooms.values())  # the summaries
+        if not req.filter.timeline.unread_thread_notifications:
+            await self.unread.preload(
+                req.user_id, [(rooms[m.room_nid], m.stream_ordering) for m in batch if m.room_nid in rooms], req.now.events
+            )
 
     async def _room_parts(self, req: SyncRequest, room: RoomRecord, membership: str) -> dict[str, list[dict[str, Any]]]:
         """The other streams' parts of the room's entry, by section."""
@@ -196,8 +244,10 @@ class RoomEventsStream(StreamProvider):
         out: list[StoredEvent] = []
         pos = upto
         limited = False
-        page = max(limit, 20)
+        page = _page(limit)
         ignored = await self.ignored(req)
+        # An initial sync's first page, read with its batch of rooms (`_preload`).
+        preloaded = req.loaded.get(_FIRST_PAGES, {}).pop(room.room_nid, None) if after is None else None
         # An incremental sync's range is usually in the room's window of recent events,
         # read once for all its readers (rooms/recent.py); the same pages, newest first.
         recent = await self.recent.between(room.room_nid, after, upto) if self.recent and after else None
@@ -208,17 +258,21 @@ class RoomEventsStream(StreamProvider):
         )
         offset = 0
         while len(out) < limit or not limited:
+            size = page  # asked of this batch: fewer says the range is exhausted
             if recent is not None:
                 batch = newest_first[offset:offset + page]
                 offset += page
             else:
-                batch = await self.event_store.room_stream(
-                    room.room_nid, from_pos=pos, to_pos=after, backwards=True, limit=page
-                )
+                if preloaded is not None and pos == upto == req.now.events:
+                    batch, size = preloaded, limit + 1
+                else:
+                    batch = await self.event_store.room_stream(
+                        room.room_nid, from_pos=pos, to_pos=after, backwards=True, limit=page
+                    )
                 if self.recent is not None and pos == upto:
                     # The first page is every event of the room in its range: the
                     # room's window can start from it (the next sync's range is above).
-                    oldest = (batch[-1].stream_ordering or 1) - 1 if len(batch) == page else (after or 0)
+                    oldest = (batch[-1].stream_ordering or 1) - 1 if len(batch) == size else (after or 0)
                     self.recent.seed(room.room_nid, oldest, upto, batch)
             if not batch:
                 break
@@ -238,7 +292,7 @@ class RoomEventsStream(StreamProvider):
                     limited = True
                     break
                 out.append(ev)
-            if limited or len(batch) < page:
+            if limited or len(batch) < size:
                 break
         out.reverse()
         return out, limited
@@ -452,6 +506,11 @@ class RoomEventsStream(StreamProvider):
         if bundle and self.bundler is not None and events:
             await self.bundler.bundle(room, req.user_id, events, out, device_id)
         return out
+
+
+def _page(limit: int) -> int:
+    """Events read per page of a timeline (more than asked: some may be filtered out)."""
+    return max(limit, 20)
 
 
 def _limit(req: SyncRequest) -> int:

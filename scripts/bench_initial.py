@@ -1,0 +1,138 @@
+"""Initial sync and memory: the same client workload against Accord and, when installed,
+Synapse, in the same run (servers started as scripts/bench_servers.py starts them).
+
+- initial sync of a reader in 50 rooms of 100 messages each (10 x 20 with --quick);
+- initial sync of a user in 1,000 rooms of a few messages each (200 with --quick);
+- resident memory of the server process: right after start-up, its peak during the
+  first workload (the figure issue 19 names "under the benchmark") and after the second
+  (read from /proc, the same way for both servers).
+
+Each initial sync is repeated and the median reported, with the server CPU it took.
+`--profile` runs Accord under py-spy (when installed in the venv) during repeated
+initial syncs of the many-rooms user and prints its top functions.
+Usage: scripts/bench_initial.py [--quick] [--no-synapse] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_scale import _py_spy, _top_functions  # noqa: E402
+from bench_servers import Client, Server, report, run_beside_synapse  # noqa: E402
+
+REPEATS = 7
+
+
+async def _fill(owner: Client, member: Client, rooms: int, events: int, tag: str) -> None:
+    """`rooms` rooms made by `owner`, joined by `member`, each with `events` messages."""
+    # Few creations at once: one creator's rooms made in the same millisecond can collide
+    # on their room IDs (v12 IDs are the create event's hash) and get a 409.
+    sem = asyncio.Semaphore(4)
+
+    async def one(r: int) -> None:
+        async with sem:
+            rid = (await owner.call("POST", "/createRoom", {"preset": "public_chat", "name": f"{tag} {r}"}))["room_id"]
+            await member.call("POST", f"/rooms/{rid}/join", {})
+            for e in range(events):
+                await owner.call("PUT", f"/rooms/{rid}/send/m.room.message/{tag}{r}_{e}",
+                                 {"msgtype": "m.text", "body": f"message {e} in room {r}"})
+
+    await asyncio.gather(*(one(r) for r in range(rooms)))
+
+
+async def _initial_syncs(server: Server, client: Client, rooms: int, peak: list[float]) -> tuple[float, float]:
+    """Median wall time and mean server CPU (ms) of REPEATS initial syncs."""
+    times = []
+    cpu0 = server.cpu()
+    for _ in range(REPEATS):
+        t0 = time.perf_counter()
+        body = await client.call("GET", "/sync?timeout=0")
+        times.append((time.perf_counter() - t0) * 1000)
+        assert len(body["rooms"]["join"]) == rooms, len(body["rooms"]["join"])
+        peak.append(server.rss())
+    return statistics.median(times), (server.cpu() - cpu0) * 1000 / REPEATS
+
+
+async def run_initial(
+    server: Server, small: tuple[int, int], many: int, profile: Path | None
+) -> dict[str, float]:
+    out: dict[str, float] = {"rss_idle_mb": server.idle_rss}
+    peak = [server.idle_rss]
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+        owner, reader, member = Client(s, server.url), Client(s, server.url), Client(s, server.url)
+        await owner.register("initial_owner")
+        await reader.register("initial_reader")
+        await member.register("initial_member")
+        rooms, events = small
+        await _fill(owner, reader, rooms, events, "h")
+        peak.append(server.rss())
+        out["history_initial_sync_ms"], out["history_initial_cpu_ms"] = await _initial_syncs(server, reader, rooms, peak)
+        out["rss_load_mb"] = max(peak)
+        t0 = time.perf_counter()
+        await _fill(owner, member, many, 3, "m")
+        out["many_rooms_setup_s"] = time.perf_counter() - t0
+        peak.append(server.rss())
+        out["many_rooms_initial_sync_ms"], out["many_rooms_initial_cpu_ms"] = await _initial_syncs(
+            server, member, many, peak
+        )
+        if profile is not None and server.name == "accord":
+            spy = _py_spy(server.proc.pid, 600, profile)
+            if spy is not None:
+                await asyncio.sleep(1)
+                for _ in range(15):
+                    await member.call("GET", "/sync?timeout=0")
+                spy.send_signal(signal.SIGINT)  # py-spy writes its samples on SIGINT
+                spy.wait(30)
+    out["rss_many_rooms_mb"] = max(peak)
+    return out
+
+
+async def bench(args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:
+    small = (10, 20) if args.quick else (50, 100)
+    many = 200 if args.quick else 1000
+    with tempfile.TemporaryDirectory(prefix="accord-bench-initial-profile-") as tmp:
+        raw = Path(tmp) / "initial.raw" if args.profile else None
+        results = await run_beside_synapse(
+            "accord-bench-initial-", args.port, args.port + 100, not args.no_synapse,
+            lambda server: run_initial(server, small, many, raw),
+        )
+        for name, res in results:
+            print(f"{name}: " + ", ".join(f"{k}={v:.2f}" for k, v in res.items()), flush=True)
+        if raw is not None and raw.exists():
+            _top_functions(raw)
+    return results
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--no-synapse", action="store_true")
+    ap.add_argument("--profile", action="store_true", help="py-spy Accord during the many-rooms initial syncs")
+    ap.add_argument("--port", type=int, default=19100, help="Accord's port (Synapse's is 100 above)")
+    args = ap.parse_args()
+    results = asyncio.run(bench(args))
+    history = "10 rooms x 20 events" if args.quick else "50 rooms x 100 events"
+    many = 200 if args.quick else 1000
+    report("initial sync and memory (ratio = accord/synapse):", results, [
+        (f"initial sync, {history} (ms)", "history_initial_sync_ms"),
+        ("  server CPU per initial sync (ms)", "history_initial_cpu_ms"),
+        (f"initial sync, {many} rooms (ms)", "many_rooms_initial_sync_ms"),
+        (f"  server CPU per initial sync, {many} rooms (ms)", "many_rooms_initial_cpu_ms"),
+        ("RSS idle (MB)", "rss_idle_mb"),
+        (f"RSS peak, {history} (MB)", "rss_load_mb"),
+        (f"RSS peak, after the {many} rooms too (MB)", "rss_many_rooms_mb"),
+    ])
+
+
+if __name__ == "__main__":
+    main()

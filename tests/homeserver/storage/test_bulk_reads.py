@@ -1,0 +1,122 @@
+"""The reads an initial sync makes for many rooms at once answer exactly what the
+one-room reads they replace do, on both engines: timeline pages, state snapshots
+(from a cold cache and from a partly warm one), rooms, member lists, read receipts
+and unread counts. And an initial sync over more rooms than one bulk batch sends
+every room as the incremental path would see it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeserver.storage.state import StateStore
+from tests.conftest import Api, ClientFactory
+
+
+async def _rooms(api: Api, owner: str, member: str, member_id: str, n: int) -> list[str]:
+    """`n` rooms of `owner` joined by `member`, with a different number of messages
+    each (some mentioning the member, so they notify and highlight), a name change in
+    one (a state event between messages), and read receipts in some."""
+    rooms = []
+    for r in range(n):
+        room = (await api.post("createRoom", {"preset": "public_chat"}, token=owner))["room_id"]
+        await api.post(f"rooms/{room}/join", {}, token=member)
+        last = ""
+        for i in range(r * 3):
+            body = f"{member_id} look {i}" if i % 4 == 0 else f"message {i}"
+            last = (await api.put(f"rooms/{room}/send/m.room.message/t{r}_{i}",
+                                  {"msgtype": "m.text", "body": body}, token=owner))["event_id"]
+            if i == 2:
+                await api.put(f"rooms/{room}/state/m.room.name", {"name": f"room {r}"}, token=owner)
+        if r % 2 and last:
+            await api.post(f"rooms/{room}/receipt/m.read/{last}", {}, token=member)
+        rooms.append(room)
+    return rooms
+
+
+async def test_bulk_reads_match_one_room_reads(make_api: ClientFactory, db_overrides: dict[str, Any]) -> None:
+    api = await make_api(**db_overrides)
+    hs = api.hs
+    owner = (await api.register("owner"))["access_token"]
+    reg = await api.register("member")
+    member, member_id = reg["access_token"], reg["user_id"]
+    room_ids = await _rooms(api, owner, member, member_id, 6)
+    rooms = [r for r in [await hs.room_store.get_room(rid) for rid in room_ids] if r is not None]
+    nids = [r.room_nid for r in rooms]
+    now = hs.room_service.stream.current
+
+    # Timeline pages, at the present and in the past, for several limits.
+    for upto in (now, now - 7):
+        for limit in (1, 4, 11, 50):
+            pages = await hs.event_store.latest_in_rooms(nids, upto, limit)
+            for nid in nids:
+                one = await hs.event_store.room_stream(nid, from_pos=upto, to_pos=None, backwards=True, limit=limit)
+                assert [e.event_id for e in pages[nid]] == [e.event_id for e in one], (upto, limit, nid)
+
+    # Snapshots: every event's state before and after, from a cold store, then from one
+    # that already holds some of them (ancestors of the others among them).
+    snapshots: set[int] = set()
+    for nid in nids:
+        for e in await hs.event_store.room_stream(nid, from_pos=now, to_pos=None, backwards=True, limit=100):
+            snapshots.update(s for s in (e.state_before, e.state_after) if s is not None)
+    reference = StateStore(hs.db)
+    want = {s: await reference.get_state(s) for s in snapshots}
+    cold = StateStore(hs.db)
+    assert await cold.preload(snapshots) == want
+    assert {s: await cold.get_state(s) for s in snapshots} == want
+    warm = StateStore(hs.db)
+    for s in sorted(snapshots)[::3]:
+        await warm.get_state(s)
+    assert await warm.preload(snapshots) == want
+
+    # Rooms, member lists, read receipts and unread counts.
+    fresh_rooms = (await hs.room_store.rooms_by_nids(nids))
+    assert {nid: fresh_rooms[nid].room_id for nid in nids} == {r.room_nid: r.room_id for r in rooms}
+    members = await hs.room_store.members_of_rooms(nids)
+    for nid in nids:
+        assert sorted(members[nid]) == sorted(await hs.room_store.members(nid))
+    receipts = await hs.receipts.store.user_receipts_in_rooms(member_id, room_ids)
+    for rid in room_ids:
+        assert receipts[rid] == await hs.receipts.store.user_receipts(rid, member_id)
+    assert any(receipts.values())
+    store = hs.push_actions.store
+    starts = {nid: i for i, nid in enumerate(nids)}
+    counts = await store.counts_in_rooms(member_id, starts, now)
+    for nid in nids:
+        assert counts[nid] == await store.counts_for(member_id, nid, starts[nid], now)
+    assert any(n for n, _ in counts.values()) and any(h for _, h in counts.values())
+
+
+async def test_initial_sync_in_batches(make_api: ClientFactory, monkeypatch: Any) -> None:
+    """An initial sync reads its rooms in bulk batches: with batches of two rooms, every
+    room's entry is what the room's own reads, without the bulk ones, give."""
+    from homeserver.sync.streams import room_events
+
+    api = await make_api()
+    owner = (await api.register("owner"))["access_token"]
+    reg = await api.register("member")
+    member, member_id = reg["access_token"], reg["user_id"]
+    await _rooms(api, owner, member, member_id, 5)
+    filters = ["", "&filter=" + '{"room":{"timeline":{"limit":12},"state":{"lazy_load_members":true}}}']
+
+    async def no_bulk_reads(self: Any, req: Any, batch: Any) -> None:
+        return None
+
+    with monkeypatch.context() as m:
+        m.setattr(room_events.RoomEventsStream, "_preload", no_bulk_reads)
+        alone = [_without_age(await api.get(f"sync?timeout=0{f}", token=member)) for f in filters]
+    monkeypatch.setattr(room_events, "_PRELOAD_ROOMS", 2)
+    for f, want in zip(filters, alone, strict=True):
+        body = _without_age(await api.get(f"sync?timeout=0{f}", token=member))
+        assert body["rooms"] == want["rooms"]
+        assert len(body["rooms"]["join"]) == 5
+    limited = [e["timeline"]["limited"] for e in alone[1]["rooms"]["join"].values()]
+    assert any(limited) and not all(limited)
+
+
+def _without_age(value: Any) -> Any:
+    """A response without `unsigned.age` (it moves with the clock between requests)."""
+    if isinstance(value, dict):
+        return {k: _without_age(v) for k, v in value.items() if k != "age"}
+    if isinstance(value, list):
+        return [_without_age(v) for v in value]
+    return value
