@@ -294,7 +294,9 @@ async def pg_dsn() -> AsyncIterator[str]:
 @pytest.fixture(params=["sqlite", "postgres"])
 async def db_overrides(request: pytest.FixtureRequest) -> AsyncIterator[dict[str, Any]]:
     """The test once per database engine: config overrides for SQLite (none) or a
-    fresh PostgreSQL database."""
+    fresh PostgreSQL database. Name it before `make_api`/`make_hs` in a test's
+    parameters: fixtures are torn down in reverse order, and a database dropped while
+    its server still runs can leave the server's stop waiting on its pool."""
     if request.param == "sqlite":
         yield {}
         return

@@ -421,7 +421,7 @@ async def test_deactivation_leaves_rooms_and_declines_invites(api: Api) -> None:
         assert member["membership"] == "leave", rid
 
 
-async def test_guest_upgrades_to_a_full_account_keeping_its_user_id(make_api, db_overrides) -> None:
+async def test_guest_upgrades_to_a_full_account_keeping_its_user_id(db_overrides, make_api) -> None:
     """The guest access module: POST /register with `guest_access_token` and the
     guest's own username goes through the ordinary flow and keeps the user ID, so
     the rooms it joined stay its own."""

@@ -36,7 +36,7 @@ async def test_login_flows(api: Api) -> None:
     }
 
 
-async def test_login_token_signs_in_once(make_api, clock, db_overrides) -> None:
+async def test_login_token_signs_in_once(db_overrides, make_api, clock) -> None:
     """POST /v1/login/get_token (UIA with the password) then m.login.token at /login:
     a new device of the same account; the token works once and briefly (SQLite and
     PostgreSQL)."""

@@ -416,7 +416,7 @@ async def test_sync_delivers_push_rules(api: Api) -> None:
     assert again is not None and again["content"] == {"global": await api.get("pushrules/global/", token=alice)}
 
 
-async def test_persists_across_restart(make_hs: Any, db_overrides: dict[str, Any]) -> None:
+async def test_persists_across_restart(db_overrides: dict[str, Any], make_hs: Any) -> None:
     hs: HomeServer = await make_hs(**db_overrides)
     service = hs.push_rules
     await service.put_rule(ALICE, "override", "one", {"actions": ["notify"], "conditions": []})

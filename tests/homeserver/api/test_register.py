@@ -92,7 +92,7 @@ async def test_missing_password_after_auth_keeps_the_session(api: Api) -> None:
     assert reg["user_id"] == "@alice:test.local"
 
 
-async def test_retried_finished_session_returns_the_same_account(make_api: Any, db_overrides: dict[str, Any]) -> None:
+async def test_retried_finished_session_returns_the_same_account(db_overrides: dict[str, Any], make_api: Any) -> None:
     """A client whose answer was lost retries the completed session: it gets the
     account that session made, with a new login, never a second account (Synapse's
     behaviour, which clients rely on). SQLite and PostgreSQL."""

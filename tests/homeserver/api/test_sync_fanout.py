@@ -30,7 +30,7 @@ async def _recount(api: Api, user_id: str, room_id: str, now: int) -> dict[str, 
     return await fresh.counts(user_id, room, m.stream_ordering, now)
 
 
-async def test_unread_counts_of_many_readers(make_api: ClientFactory, db_overrides: dict[str, Any]) -> None:
+async def test_unread_counts_of_many_readers(db_overrides: dict[str, Any], make_api: ClientFactory) -> None:
     api = await make_api(**db_overrides)
     hs = api.hs
     owner = (await api.register("owner"))["access_token"]

@@ -137,7 +137,7 @@ async def test_search_all_local_users(make_api: Any) -> None:
     assert uid("server") not in await _found(api, alice, "server")
 
 
-async def test_both_engines(make_api: Any, db_overrides: dict[str, Any]) -> None:
+async def test_both_engines(db_overrides: dict[str, Any], make_api: Any) -> None:
     """The directory's SQL on SQLite and PostgreSQL: room-mates, open rooms, case, escaping."""
     api: Api = await make_api(**db_overrides)
     alice, bob, carol = await user(api, "alice"), await user(api, "bob"), await user(api, "carol")

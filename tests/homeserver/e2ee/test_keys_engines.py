@@ -26,7 +26,5 @@ CASES: list[Callable[[Api], Awaitable[None]]] = [
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.__name__ for c in CASES])
-async def test_on_both_engines(
-    case: Callable[[Api], Awaitable[None]], make_api: Any, db_overrides: dict[str, Any]
-) -> None:
+async def test_on_both_engines(db_overrides: dict[str, Any], case: Callable[[Api], Awaitable[None]], make_api: Any) -> None:
     await case(await make_api(**db_overrides))

@@ -145,7 +145,7 @@ async def test_avatars_are_mxc_uris_served_by_the_repository(api: Api) -> None:
     assert err["errcode"] == "M_BAD_JSON"
 
 
-async def test_the_media_tables_on_both_engines(make_api: ClientFactory, db_overrides: dict) -> None:
+async def test_the_media_tables_on_both_engines(db_overrides: dict, make_api: ClientFactory) -> None:
     clock = FakeClock()
     api = await make_api(clock=clock, **db_overrides)
     admin = await make_admin(api)

@@ -109,9 +109,7 @@ async def test_without_email_configured(api: Api) -> None:
     assert (await api.get("capabilities", token=bob))["capabilities"]["m.3pid_changes"] == {"enabled": False}
 
 
-async def test_email_pusher_mails_unread_after_the_delay(
-    make_api: Any, sink: MailSink, clock: FakeClock, db_overrides: dict[str, Any],
-) -> None:
+async def test_email_pusher_mails_unread_after_the_delay(db_overrides: dict[str, Any], make_api: Any, sink: MailSink, clock: FakeClock) -> None:
     api = await make_api(clock=clock, **db_overrides, **email_config(sink, notif_delay_s=600))
     alice, bob, carol = await user(api, "alice"), await user(api, "bob"), await user(api, "carol")
     await add_email(api, sink, bob, "bob", "bob@example.org")
@@ -167,7 +165,7 @@ async def test_email_pusher_mails_unread_after_the_delay(
     assert (await api.get("pushers", token=bob))["pushers"] == []
 
 
-async def test_password_reset_by_email(make_api: Any, sink: MailSink, db_overrides: dict[str, Any]) -> None:
+async def test_password_reset_by_email(db_overrides: dict[str, Any], make_api: Any, sink: MailSink) -> None:
     api = await make_api(**db_overrides, **email_config(sink))
     bob = await user(api, "bob")
     await add_email(api, sink, bob, "bob", "bob@example.org")

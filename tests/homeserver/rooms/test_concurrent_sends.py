@@ -27,7 +27,7 @@ async def _pdus(api: Api, event_ids: list[str]) -> list[dict[str, Any]]:
     return [stored[e].event for e in event_ids]
 
 
-async def test_concurrent_sends_form_one_line(make_api: ClientFactory, db_overrides: dict[str, Any]) -> None:
+async def test_concurrent_sends_form_one_line(db_overrides: dict[str, Any], make_api: ClientFactory) -> None:
     api = await make_api(**db_overrides)
     alice, bob = await user(api, "alice"), await user(api, "bob")
     room = (await api.post("createRoom", {"preset": "public_chat"}, token=alice))["room_id"]
@@ -67,9 +67,7 @@ async def test_concurrent_sends_form_one_line(make_api: ClientFactory, db_overri
     assert any(e["type"] == "m.room.topic" for e in joined["state"]["events"] + joined["timeline"]["events"])
 
 
-async def test_event_built_on_a_failed_queued_event_is_built_again(
-    make_api: ClientFactory, db_overrides: dict[str, Any]
-) -> None:
+async def test_event_built_on_a_failed_queued_event_is_built_again(db_overrides: dict[str, Any], make_api: ClientFactory) -> None:
     api = await make_api(**db_overrides)
     alice = await user(api, "alice")
     room_id = (await api.post("createRoom", {}, token=alice))["room_id"]

@@ -12,7 +12,7 @@ from tests.conftest import ClientFactory, FakeClock
 from tests.homeserver.api.reading_helpers import user
 
 
-async def test_two_rooms_in_one_millisecond(make_api: ClientFactory, db_overrides: dict[str, Any]) -> None:
+async def test_two_rooms_in_one_millisecond(db_overrides: dict[str, Any], make_api: ClientFactory) -> None:
     clock = FakeClock()
     api = await make_api(clock=clock, **db_overrides)
     alice = await user(api, "alice")

@@ -24,7 +24,7 @@ def _event(hs: Any, n: int, **fields: Any) -> dict[str, Any]:
     return event
 
 
-async def test_outliers_in_bulk(make_api: ClientFactory, db_overrides: dict[str, Any]) -> None:
+async def test_outliers_in_bulk(db_overrides: dict[str, Any], make_api: ClientFactory) -> None:
     hs = (await make_api(**db_overrides)).hs
     room = await hs.received_events.ensure_room(ROOM, "10", "@owner:elsewhere.example")
     create = _event(hs, 1, type="m.room.create", state_key="", content={"creator": "@owner:elsewhere.example"})

@@ -23,7 +23,7 @@ def _ids(events: list[StoredEvent] | None) -> list[tuple[str, str | None]] | Non
     return None if events is None else [(e.event_id, e.redacted_by) for e in events]
 
 
-async def test_every_range_matches_the_database(make_hs: HsFactory, db_overrides: dict[str, Any]) -> None:
+async def test_every_range_matches_the_database(db_overrides: dict[str, Any], make_hs: HsFactory) -> None:
     hs = await make_hs(**db_overrides)
     await hs.registration.create_account(ALICE, "password-1234", login=False)
     room = await hs.room_store.get_room(await create_room(hs, ALICE, {}))

@@ -33,7 +33,7 @@ async def _rooms(api: Api, owner: str, member: str, member_id: str, n: int) -> l
     return rooms
 
 
-async def test_bulk_reads_match_one_room_reads(make_api: ClientFactory, db_overrides: dict[str, Any]) -> None:
+async def test_bulk_reads_match_one_room_reads(db_overrides: dict[str, Any], make_api: ClientFactory) -> None:
     api = await make_api(**db_overrides)
     hs = api.hs
     owner = (await api.register("owner"))["access_token"]

@@ -159,3 +159,27 @@ async def test_sqlite_refuses_transactions_that_await_other_things(tmp_path: Pat
         assert await db.fetchone("SELECT count(*) FROM kv") == (1,)
     finally:
         await db.close()
+
+
+async def test_postgres_close_does_not_hang_when_the_server_went_away(pg_dsn: str) -> None:
+    """A database dropped (its connections terminated) under a server: its stop still
+    ends, the pool closed by force if a graceful close cannot finish."""
+    import asyncio
+
+    from homeserver.storage.postgres import PostgresDatabase
+    from tests.conftest import _pg_admin
+
+    db = PostgresDatabase(pg_dsn, pool_size=4)
+    await db.open()
+    await db.fetchall("SELECT 1")
+    name = pg_dsn.rsplit("/", 1)[1]
+    admin = await _pg_admin()
+    try:
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            name,
+        )
+    finally:
+        await admin.close()
+    async with asyncio.timeout(60):
+        await db.close()
