@@ -16,6 +16,7 @@ from homeserver.account_data import AccountDataService
 from homeserver.accounts.account import AccountService
 from homeserver.accounts.auth import AuthService
 from homeserver.accounts.login import LoginService
+from homeserver.accounts.openid import OpenIdTokens
 from homeserver.accounts.passwords import PasswordHasher
 from homeserver.accounts.profile import ProfileService
 from homeserver.accounts.registration import RegistrationService
@@ -186,6 +187,17 @@ class HomeServer:
         self.passwords = PasswordHasher(config.auth.scrypt_n)
         self.ratelimiter = RateLimiter(config.rate_limits, self.clock.monotonic)
         self.auth = AuthService(self.db, self.devices, self.users, self.clock, config.auth)
+        users = self.users
+
+        async def account_active(user_id: str) -> bool:
+            record = await users.get_user(user_id)
+            return record is not None and not record.deactivated
+
+        # OpenID tokens for third parties (integration managers, widgets), checked over federation.
+        self.openid = OpenIdTokens(
+            secret=self.signing_key.encode(), server_name=config.server_name, clock=self.clock,
+            is_active=account_active,
+        )
         self.uia = UiaService(
             store=self.uia_store, db=self.db, users=self.users,
             registration_tokens=self.registration_tokens, passwords=self.passwords,

@@ -54,3 +54,31 @@ async def test_nio_register_login_rename_profile_logout(tmp_path: Path) -> None:
             await client.close()
     finally:
         assert await server.stop() == 0
+
+
+async def test_nio_openid_token_checked_by_a_third_party(tmp_path: Path) -> None:
+    """A widget's backend holds no server key: it checks the token a client got with
+    matrix-nio over the federation listener's userinfo, unsigned, and learns the user."""
+    import aiohttp
+
+    server = ServerProcess(tmp_path / "hs")
+    await server.start()
+    try:
+        client = nio.AsyncClient(server.client_url, "dora")
+        try:
+            resp = await client.register("dora", "s3cret-passw0rd")
+            assert isinstance(resp, nio.RegisterResponse), resp
+            token = await client.get_openid_token(resp.user_id)
+            assert isinstance(token, nio.GetOpenIDTokenResponse), token
+            assert token.matrix_server_name == "localhost" and token.token_type == "Bearer"
+            assert token.expires_in == 3600
+        finally:
+            await client.close()
+        userinfo = server.urls["federation"] + "/_matrix/federation/v1/openid/userinfo"
+        async with aiohttp.ClientSession() as s:
+            async with s.get(userinfo, params={"access_token": token.access_token}, ssl=False) as r:
+                assert r.status == 200 and await r.json() == {"sub": "@dora:localhost"}
+            async with s.get(userinfo, params={"access_token": token.access_token[:-2] + "AA"}, ssl=False) as r:
+                assert r.status == 401 and (await r.json())["errcode"] == "M_UNKNOWN_TOKEN"
+    finally:
+        assert await server.stop() == 0

@@ -52,6 +52,9 @@ def register_routes(app: web.Application) -> None:
     from homeserver.api.client import hierarchy
 
     hierarchy.register(routes)
+    from homeserver.api.client import openid
+
+    openid.register(routes)
     from homeserver.api.client import tags
 
     tags.register(routes)

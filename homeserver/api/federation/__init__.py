@@ -29,6 +29,9 @@ def register_federation_routes(app: web.Application) -> None:
     public_rooms.register(app)
     send.register(app)
     membership.register(app)
+    from homeserver.api.federation import openid
+
+    openid.register(app)
     from homeserver.api.federation import partner_directory
 
     partner_directory.register(app)

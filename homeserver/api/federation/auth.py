@@ -33,7 +33,9 @@ from homeserver.partners.directory_profile import MAX_BODY_BYTES as DIRECTORY_MA
 from homeserver.partners.directory_publisher import DIRECTORY_PREFIX
 
 FEDERATION_PREFIX = "/_matrix/federation/"
-PUBLIC_PATHS = frozenset({"/_matrix/federation/v1/version"})
+# Served without a signature: who we are, and OpenID userinfo (asked by third parties
+# holding no server key; the token it checks is the proof).
+PUBLIC_PATHS = frozenset({"/_matrix/federation/v1/version", "/_matrix/federation/v1/openid/userinfo"})
 
 ORIGIN_KEY: web.RequestKey[str] = web.RequestKey("federation_origin", str)
 CONTENT_KEY: web.RequestKey[Any] = web.RequestKey("federation_content", object)
