@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from homeserver.records.events import StoredEvent
-from homeserver.storage.database import Database, Row, Txn
+from homeserver.storage.database import Database, Row, Txn, in_chunks, marks
 
 _CACHE_SIZE = 10_000
 # Rooms per statement of `latest_in_rooms`: well under SQLite's limit of 500 terms in a
@@ -90,11 +90,8 @@ class EventStore:
     async def _load(self, column: str, keys: list[Any]) -> list[StoredEvent]:
         """Read uncached events by one of the two ID columns, in chunks, and cache them."""
         loaded = []
-        for i in range(0, len(keys), 500):
-            chunk = keys[i : i + 500]
-            rows = await self.db.fetchall(
-                f"SELECT {_COLUMNS} FROM events WHERE {column} IN ({','.join('?' * len(chunk))})", chunk
-            )
+        for chunk in in_chunks(keys):
+            rows = await self.db.fetchall(f"SELECT {_COLUMNS} FROM events WHERE {column} IN ({marks(chunk)})", chunk)
             for row in rows:
                 ev = _from_row(row)
                 self._cache(ev)
@@ -140,8 +137,7 @@ class EventStore:
         one batched insert and a read of their nids per chunk instead of a statement
         per event. `key_nids` has the state key of every state event."""
         out: list[StoredEvent] = []
-        for i in range(0, len(events), 500):
-            chunk = events[i : i + 500]
+        for chunk in in_chunks(events):
             await txn.executemany(
                 "INSERT INTO events (event_id, room_nid, stream_ordering, depth, event_type, state_key_nid,"
                 " sender, origin_server_ts, state_before, state_after, outlier, rejected, txn_device,"
@@ -305,9 +301,7 @@ class EventStore:
         which both engines run as written.
         """
         out: dict[int, list[StoredEvent]] = {nid: [] for nid in room_nids}
-        nids = list(out)
-        for i in range(0, len(nids), _ROOMS_PER_STATEMENT):
-            chunk = nids[i : i + _ROOMS_PER_STATEMENT]
+        for chunk in in_chunks(out, _ROOMS_PER_STATEMENT):
             sql = " UNION ALL ".join(
                 f"SELECT * FROM (SELECT {_COLUMNS} FROM events WHERE room_nid = ? AND stream_ordering <= ?"
                 f" ORDER BY stream_ordering DESC LIMIT ?) AS page{n}"

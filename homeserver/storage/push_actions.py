@@ -78,11 +78,8 @@ class PushActionStore:
     @staticmethod
     async def event_json(txn: Txn, nids: Sequence[int]) -> dict[int, dict[str, Any]]:
         out: dict[int, dict[str, Any]] = {}
-        for i in range(0, len(nids), 500):
-            chunk = list(nids[i : i + 500])
-            for r in await txn.fetchall(
-                f"SELECT event_nid, json FROM events WHERE event_nid IN ({','.join('?' * len(chunk))})", chunk
-            ):
+        for chunk in in_chunks(nids):
+            for r in await txn.fetchall(f"SELECT event_nid, json FROM events WHERE event_nid IN ({marks(chunk)})", chunk):
                 out[int(r[0])] = orjson.loads(r[1])
         return out
 
@@ -144,11 +141,10 @@ class PushActionStore:
         """(stream position, user, highlight) of every notification of these events:
         one read for all the readers of a room woken by them (sync/unread.py)."""
         out: list[tuple[int, str, bool]] = []
-        for i in range(0, len(event_nids), 500):
-            chunk = list(event_nids[i : i + 500])
+        for chunk in in_chunks(event_nids):
             rows = await self.db.fetchall(
                 "SELECT stream_ordering, user_id, highlight FROM event_push_actions"
-                f" WHERE event_nid IN ({','.join('?' * len(chunk))})",
+                f" WHERE event_nid IN ({marks(chunk)})",
                 chunk,
             )
             out.extend((int(r[0]), r[1], bool(r[2])) for r in rows)
@@ -158,9 +154,7 @@ class PushActionStore:
         """`counts_for` in many rooms, each from its own position (room nid -> after), in
         one statement per chunk: each room's range is its own term of the primary key."""
         out: dict[int, tuple[int, int]] = dict.fromkeys(after, (0, 0))
-        nids = list(after)
-        for i in range(0, len(nids), 250):
-            chunk = nids[i : i + 250]
+        for chunk in in_chunks(after, 250):  # two parameters a room
             rows = await self.db.fetchall(
                 "SELECT room_nid, COUNT(*), COALESCE(SUM(highlight), 0) FROM event_push_actions"
                 " WHERE user_id = ? AND stream_ordering <= ? AND ("

@@ -64,12 +64,10 @@ class ReceiptStore:
 
     async def changed_in_rooms(self, room_ids: Collection[str], after: int, upto: int) -> list[Receipt]:
         """Receipts in the given rooms whose last change lies in (after, upto]."""
-        ids = list(room_ids)
         found: list[Receipt] = []
-        for i in range(0, len(ids), _CHUNK):
-            chunk = ids[i : i + _CHUNK]
+        for chunk in in_chunks(room_ids):
             rows = await self.db.fetchall(
-                f"SELECT {_COLUMNS} FROM receipts WHERE room_id IN ({','.join('?' * len(chunk))})"
+                f"SELECT {_COLUMNS} FROM receipts WHERE room_id IN ({marks(chunk)})"
                 " AND stream_id > ? AND stream_id <= ? ORDER BY stream_id",
                 (*chunk, after, upto),
             )

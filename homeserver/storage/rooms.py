@@ -68,11 +68,8 @@ class RoomStore:
                 out[nid] = room
             else:
                 missing.append(nid)
-        for i in range(0, len(missing), 500):
-            chunk = missing[i : i + 500]
-            rows = await self.db.fetchall(
-                f"SELECT {_ROOM_COLUMNS} FROM rooms WHERE room_nid IN ({','.join('?' * len(chunk))})", chunk
-            )
+        for chunk in in_chunks(missing):
+            rows = await self.db.fetchall(f"SELECT {_ROOM_COLUMNS} FROM rooms WHERE room_nid IN ({marks(chunk)})", chunk)
             for row in rows:
                 room = self._cache(_room(row))
                 out[room.room_nid] = room
@@ -218,12 +215,10 @@ class RoomStore:
         """`members` of many rooms, in one statement per 500 rooms (an initial sync's
         room summaries)."""
         out: dict[int, list[tuple[str, str, int]]] = {nid: [] for nid in room_nids}
-        nids = list(out)
-        for i in range(0, len(nids), 500):
-            chunk = nids[i : i + 500]
+        for chunk in in_chunks(out):
             rows = await self.db.fetchall(
                 "SELECT room_nid, user_id, membership, event_nid FROM memberships"
-                f" WHERE room_nid IN ({','.join('?' * len(chunk))})",
+                f" WHERE room_nid IN ({marks(chunk)})",
                 chunk,
             )
             for r in rows:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 
-from homeserver.storage.database import Database, Txn
+from homeserver.storage.database import Database, Txn, in_chunks, marks
 
 MAX_CHAIN_LEN = 16
 _KEY_CHUNK = 500  # state keys per read (SQLite allows 32,766 parameters, PostgreSQL 65,535)
@@ -73,11 +73,10 @@ class StateStore:
         async def read() -> None:
             for event_type, state_keys in wanted.items():
                 todo = sorted(set(state_keys) - {sk for (t, sk) in out if t == event_type})
-                for i in range(0, len(todo), _KEY_CHUNK):
-                    chunk = todo[i : i + _KEY_CHUNK]
+                for chunk in in_chunks(todo, _KEY_CHUNK):
                     rows = await txn.fetchall(
                         "SELECT state_key, state_key_nid FROM state_keys WHERE event_type = ?"
-                        f" AND state_key IN ({','.join('?' * len(chunk))})", [event_type, *chunk],
+                        f" AND state_key IN ({marks(chunk)})", [event_type, *chunk],
                     )
                     out.update(((event_type, str(sk)), int(nid)) for sk, nid in rows)
 
@@ -129,7 +128,7 @@ class StateStore:
 
     async def keys_for(self, nids: set[int]) -> dict[int, StateKey]:
         missing = [n for n in nids if n not in self._keys_by_nid]
-        for chunk in _chunks(missing, 500):
+        for chunk in in_chunks(missing):
             rows = await self.db.fetchall(
                 "SELECT state_key_nid, event_type, state_key FROM state_keys WHERE state_key_nid IN "
                 f"({','.join('?' * len(chunk))})",
@@ -257,7 +256,7 @@ class StateStore:
         bases: dict[int, tuple[int, NidState]] = {}
         frontier = list(missing)
         while frontier:
-            for chunk in _chunks(frontier, 500):
+            for chunk in in_chunks(frontier):
                 rows = await txn.fetchall(
                     "SELECT snapshot_nid, parent_nid FROM state_snapshots WHERE snapshot_nid IN "
                     f"({','.join('?' * len(chunk))})",
@@ -278,7 +277,7 @@ class StateStore:
                 else:
                     frontier.append(p)
         deltas: dict[int, list[tuple[int, int | None]]] = {}
-        for chunk in _chunks(list(parents), 500):
+        for chunk in in_chunks(parents):
             rows = await txn.fetchall(
                 "SELECT snapshot_nid, state_key_nid, event_nid FROM state_deltas WHERE snapshot_nid IN "
                 f"({','.join('?' * len(chunk))})",
@@ -354,6 +353,3 @@ class StateStore:
             self.remember_snapshot(snapshot, length, state)
         return length, state
 
-
-def _chunks(items: list[int], size: int) -> list[list[int]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
