@@ -101,8 +101,12 @@ class ThreepidService:
         try:
             await mailer.send(mailer.message(address, mail))
         except MailError as exc:
+            # The mail relay is down or refused us: nothing of ours is broken, so not a
+            # 500. The session goes, so a retry with the same send_attempt mails anew.
             await self.store.delete_session(session.sid)
-            raise MatrixError(500, "M_UNKNOWN", "The validation mail could not be sent") from exc
+            raise MatrixError(
+                503, "M_UNKNOWN", "The validation mail could not be sent; try again later"
+            ) from exc
         return {"sid": session.sid}
 
     async def submit_token(self, sid: str, client_secret: str, token: str) -> bool:

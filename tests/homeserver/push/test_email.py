@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import Api, FakeClock, password_auth
 from tests.homeserver.api.reading_helpers import send, uid, user
+from tests.homeserver.push.gateway import _free_port
 from tests.homeserver.push.smtp import MailSink, html_of, links, text_of
 
 BASE = "https://accord.test.local"
@@ -99,6 +100,25 @@ async def test_bad_token_requests(make_api: Any, sink: MailSink, body: dict[str,
     _, err = await api.request("POST", "account/3pid/email/requestToken", body, expect=400)
     assert err["errcode"] == errcode
     assert sink.mails == []
+
+
+async def test_mail_relay_down_is_a_retryable_503(make_api: Any, sink: MailSink) -> None:
+    """A relay that refuses the mail or cannot be reached is the mail server's failure,
+    not ours: 503, and the same send_attempt mails once the relay takes it."""
+    api = await make_api(**email_config(sink))
+    body = {"client_secret": "secret-1", "email": "bob@example.org", "send_attempt": 1}
+    sink.refuse = True
+    _, err = await api.request("POST", "account/3pid/email/requestToken", body, expect=503)
+    assert err["errcode"] == "M_UNKNOWN" and "try again" in err["error"]
+    sink.refuse = False
+    sid = (await api.post("account/3pid/email/requestToken", body))["sid"]
+    mail = (await sink.wait_for(1))[-1]
+    assert mail["To"] == "bob@example.org" and sid in text_of(mail)
+    nobody = await make_api(**email_config(sink, smtp_port=_free_port("127.0.0.1")))
+    _, err = await nobody.request(
+        "POST", "account/3pid/email/requestToken", {**body, "email": "carol@example.org"}, expect=503
+    )
+    assert err["errcode"] == "M_UNKNOWN"
 
 
 async def test_without_email_configured(api: Api) -> None:
