@@ -420,6 +420,16 @@ class FederatedJoins:
         federate = content.get("m.federate", True) is not False
         if not federate:
             raise PduError("The room does not federate")
+        # Step 4 for every event of the answer: signed by its server is not enough, a
+        # state event must also be allowed by its auth events (a resident server could
+        # otherwise hand over power its users never had). A state that fails is
+        # refused whole, and the join tries the next server; an unneeded auth-chain
+        # event that fails is left out.
+        failures = await self.checks.chain_failures(checked, create, rv)
+        bad_state = sorted(i for i in state_ids.values() if i in failures)
+        if bad_state:
+            raise PduError(f"State event {bad_state[0]} fails the auth rules: {failures[bad_state[0]]}")
+        checked = {i: e for i, e in checked.items() if i not in failures}
         received = self.received
         room = await received.ensure_room(room_id, rv.identifier, creator)
         async with self.room_service.lock(room_id):
