@@ -251,6 +251,20 @@ class PduChecks:
         known = {i: ev.event for i, ev in stored.items() if ev.rejected is None}
         return await asyncio.to_thread(auth_chain_failures, events, known, create, rv)
 
+    async def create_event(
+        self, room_id: str, rv: RoomVersion, given: dict[str, dict[str, Any]]
+    ) -> dict[str, Any] | None:
+        """The room's create event where the version names the room after it (v12:
+        it is never cited as an auth event, but every check needs it), from `given`
+        or storage; None before v12."""
+        if not rv.room_id_is_create_event_id:
+            return None
+        create_id = "$" + room_id[1:]
+        if create_id in given:
+            return given[create_id]
+        stored = await self.events.get_event(create_id)
+        return stored.event if stored is not None else None
+
     # --- 4-6: against the stored DAG, under the room's lock ---
 
     async def against_prev_state(

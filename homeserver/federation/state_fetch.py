@@ -197,6 +197,12 @@ class StateFetcher:
             fetched = await self.fetch_events(server, room, rv, missing)
         if len(fetched) != len(missing):
             raise PduError(f"{server} could not supply the state at {event_id}")
+        # A state handed over must be allowed by its own auth events, as at a join.
+        failures = await self.checks.chain_failures(fetched, await self.checks.create_event(room.room_id, rv, fetched), rv)
+        bad = sorted(e for e in pdu_ids if e in failures)
+        if bad:
+            raise PduError(f"The state at {event_id} holds {bad[0]}, which fails the auth rules: {failures[bad[0]]}")
+        fetched = {i: e for i, e in fetched.items() if i not in failures}
         await self.received.persist_outliers(room, sorted(fetched.values(), key=lambda e: e.get("depth", 0)))
         stored = await self.events.get_events(pdu_ids)
         state: dict[StateKey, int] = {}
