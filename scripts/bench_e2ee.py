@@ -82,7 +82,7 @@ async def run_e2ee_workload(server: Server, claims: int, rounds: int) -> dict[st
 async def bench(quick: bool, with_synapse: bool) -> list[tuple[str, dict[str, float]]]:
     claims, rounds = (200, 30) if quick else (1000, 100)
     return await run_beside_synapse(
-        "accord-bench-e2ee-", 18640, 18740, with_synapse, lambda server: run_e2ee_workload(server, claims, rounds)
+        "accord-bench-e2ee-", with_synapse, lambda server: run_e2ee_workload(server, claims, rounds)
     )
 
 

@@ -27,7 +27,16 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench_servers import REPO, Client, Server, _synapse_python, report, start_accord, start_synapse  # noqa: E402
+from bench_servers import (  # noqa: E402
+    REPO,
+    Client,
+    Server,
+    _synapse_python,
+    free_ports,
+    report,
+    start_accord,
+    start_synapse,
+)
 
 from tests.homeserver.push.gateway import PushGateway  # noqa: E402
 from tests.tls_ca import TestCA  # noqa: E402
@@ -101,7 +110,7 @@ async def bench(
 
             runs = [("accord", REPO)] + ([("accord-before", baseline)] if baseline is not None else [])
             for name, repo in runs:
-                server = await start_accord(tmp, 18620, accord_config, repo=repo, name=name)
+                server = await start_accord(tmp, free_ports(2), accord_config, repo=repo, name=name)
                 try:
                     results.append((name, await run_push_workload(server, gateway, messages, members)))
                 finally:
@@ -113,7 +122,7 @@ async def bench(
                     config["ip_range_whitelist"] = ["127.0.0.1/32"]
 
                 # Synapse trusts the platform's CA store for pushers; OpenSSL reads this.
-                server = await start_synapse(tmp, 18630, python, synapse_config, env={"SSL_CERT_FILE": str(ca.ca_path)})
+                server = await start_synapse(tmp, free_ports(1), python, synapse_config, env={"SSL_CERT_FILE": str(ca.ca_path)})
                 try:
                     results.append(("synapse", await run_push_workload(server, gateway, messages, members)))
                 finally:

@@ -77,7 +77,7 @@ async def run_relations_workload(server: Server, roots: int, replies: int) -> di
 async def bench(quick: bool, with_synapse: bool) -> list[tuple[str, dict[str, float]]]:
     roots, replies = (20, 10) if quick else (100, 20)
     return await run_beside_synapse(
-        "accord-bench-relations-", 18620, 18720, with_synapse, lambda server: run_relations_workload(server, roots, replies)
+        "accord-bench-relations-", with_synapse, lambda server: run_relations_workload(server, roots, replies)
     )
 
 

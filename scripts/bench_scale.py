@@ -45,6 +45,7 @@ from bench_servers import (  # noqa: E402
     Server,
     _pct,
     _synapse_python,
+    free_ports,
     report,
     start_accord,
     start_synapse,
@@ -292,24 +293,6 @@ def _top_functions(raw: Path, count: int = 25, what: str = "") -> None:
         print(f"  {100 * n / total:5.1f}%  {frame}")
 
 
-def _free_ports(count: int) -> int:
-    """A base port with `count` free ports from it: benchmarks of several checkouts may
-    run on one machine at once, and a fixed port would pit them against each other."""
-    import random
-    import socket
-
-    for _ in range(200):
-        base = random.randrange(20_000, 60_000)
-        try:
-            for port in range(base, base + count):
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free ports")
-
-
 async def bench(args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:
     readers, seconds = _fanout_size(args)
     rooms = 200 if args.quick else 1000
@@ -317,10 +300,10 @@ async def bench(args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:
     tmp = Path(tempfile.mkdtemp(prefix="accord-bench-scale-"))
     try:
         # Accounts are set-up, not what is measured: cheap password hashes on both.
-        servers: list[tuple[str, Any]] = [("accord", lambda: start_accord(tmp, _free_ports(2), _cheap_scrypt))]
+        servers: list[tuple[str, Any]] = [("accord", lambda: start_accord(tmp, free_ports(2), _cheap_scrypt))]
         synapse = _synapse_python() if not args.no_synapse else None
         if synapse:
-            servers.append(("synapse", lambda: start_synapse(tmp, _free_ports(1), synapse, _cheap_bcrypt)))
+            servers.append(("synapse", lambda: start_synapse(tmp, free_ports(1), synapse, _cheap_bcrypt)))
         for name, start in servers:
             server = await start()
             res: dict[str, float] = {}

@@ -79,6 +79,24 @@ async def _wait_up(url: str, proc: subprocess.Popen[bytes], seconds: float = 120
     raise RuntimeError("server did not come up")
 
 
+def free_ports(count: int) -> int:
+    """A base port with `count` free ports from it: benchmarks of several checkouts may
+    run on one machine at once, and a fixed port would pit them against each other."""
+    import random
+    import socket
+
+    for _ in range(200):
+        base = random.randrange(20_000, 60_000)
+        try:
+            for port in range(base, base + count):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no free ports")
+
+
 async def start_accord(
     tmp: Path, port: int, configure: Callable[[dict[str, Any]], None] | None = None,
     repo: Path = REPO, name: str = "accord",
@@ -420,7 +438,7 @@ def _synapse_python() -> str | None:
 
 
 async def run_beside_synapse(
-    prefix: str, accord_port: int, synapse_port: int, with_synapse: bool,
+    prefix: str, with_synapse: bool,
     workload: Callable[[Server], Awaitable[dict[str, float]]],
 ) -> list[tuple[str, dict[str, float]]]:
     """One workload against Accord, then against Synapse when installed (and wanted),
@@ -429,10 +447,10 @@ async def run_beside_synapse(
     results = []
     tmp = Path(tempfile.mkdtemp(prefix=prefix))
     try:
-        servers = [("accord", lambda: start_accord(tmp, accord_port))]
+        servers = [("accord", lambda: start_accord(tmp, free_ports(2)))]
         synapse = _synapse_python() if with_synapse else None
         if synapse:
-            servers.append(("synapse", lambda: start_synapse(tmp, synapse_port, synapse)))
+            servers.append(("synapse", lambda: start_synapse(tmp, free_ports(1), synapse)))
         for name, start in servers:
             server = await start()
             try:
@@ -452,10 +470,10 @@ async def bench(quick: bool, with_synapse: bool) -> tuple[list[tuple[str, dict[s
     sync_results, room_results, media_results, search_results = [], [], [], []
     tmp = Path(tempfile.mkdtemp(prefix="accord-bench-"))
     try:
-        servers = [("accord", lambda: start_accord(tmp, 18600))]
+        servers = [("accord", lambda: start_accord(tmp, free_ports(2)))]
         synapse = _synapse_python() if with_synapse else None
         if synapse:
-            servers.append(("synapse", lambda: start_synapse(tmp, 18700, synapse)))
+            servers.append(("synapse", lambda: start_synapse(tmp, free_ports(1), synapse)))
         for name, start in servers:
             server = await start()
             try:
