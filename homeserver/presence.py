@@ -275,7 +275,6 @@ class PresenceService:
             else:
                 continue
             self._changed(user_id, p)
-            self._mark_dirty(user_id)
             changed.append(user_id)
         if changed:
             self._spawn(self._notify_many(changed))
@@ -388,9 +387,12 @@ class PresenceService:
         return content
 
     def _changed(self, user_id: str, p: _Presence) -> None:
-        """Give a visible change the next stream position."""
+        """Give a visible change the next stream position, stored with the next flush
+        (remote users' too: a restart then resumes the stream with every change a
+        client's token may not have seen, instead of forgetting the remote ones)."""
         self._position += 1
         p.stream_id = self._position
+        self._mark_dirty(user_id)
         self._log[user_id] = self._position
         self._log.move_to_end(user_id)
         if p.state == OFFLINE:
@@ -449,8 +451,6 @@ class PresenceService:
         if p is None or p.state == OFFLINE:
             return
         self._changed(user_id, p)
-        if self._local.is_mine(user_id):
-            self._mark_dirty(user_id)  # its new position is stored, so a restart continues above it
         self._spawn(self._notify(user_id))
 
     # --- persistence and timers (TimerHandles, not tasks: a stopped server leaves

@@ -46,6 +46,12 @@ async def test_presence_across_servers(pair: Pair) -> None:
     # B -> A, and a change after that.
     await bob.call("PUT", f"/presence/{bob_id}/status", {"presence": "unavailable"})
     await _wait_presence(alice, bob_id, "unavailable")
+    # A stores a remote change with its stream position, as it does its own users':
+    # after a restart the stream resumes with it instead of losing it.
+    await a.presence.flush()
+    stored = {row[0]: row for row in await a.presence.store.load_all()}
+    assert stored[bob_id][1] == "unavailable"
+    assert stored[bob_id][4] == await a.presence.current_position()
     await alice.call("PUT", f"/presence/{alice_id}/status", {"presence": "offline"})
     await _wait_presence(bob, alice_id, "offline")
 
