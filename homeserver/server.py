@@ -467,6 +467,7 @@ class HomeServer:
                 account_data=self.account_data.store, addresses=threepid_store,
                 unread_rooms=self.push_delivery.unread_by_room,
             )
+            self.threepids.language_of = self.email_notifier.chosen_language
         # The /sync stream providers, built once: /sync and sliding sync both ask them.
         room_events_stream = RoomEventsStream(
             room_service=self.room_service,

@@ -4,8 +4,11 @@ aiosmtplib.
 
 Mails are localised by directory: `<lang>/notif.txt` beside the English `notif.txt`
 (the package ships `de/`). A mail is rendered in the first language of: the
-user's choice (see `language_of`), `email.language`, English; each template is
-looked up along that chain, so a translation may cover only some mails.
+user's choice (`language` in their `org.accord.digest` account data; for a mail
+asked for over HTTP, the request's Accept-Language: see `accepted_languages`),
+`email.language`, English; each template is looked up along that chain, so a
+translation may cover only some mails. The pages the mails' links open follow the
+browser's Accept-Language the same way (`pages.txt` holds their sentences).
 
 Headers are built with the standard library's SMTP policy, which refuses line
 breaks in header values; text that users choose (display names, room names) is
@@ -66,6 +69,26 @@ def language_tag(value: object) -> str | None:
         return None
     tag = value.strip().lower().replace("_", "-")
     return tag if len(tag) <= 35 and _LANGUAGE.fullmatch(tag) else None
+
+
+def accepted_languages(header: str | None, limit: int = 5) -> list[str]:
+    """The language tags of an Accept-Language header (RFC 9110), most wanted first
+    (by q-value, then order), at most `limit` and only well-formed ones; "*" and
+    tags refused with q=0 are left out."""
+    weighted: list[tuple[float, int, str]] = []
+    for index, item in enumerate((header or "").split(",")[:20]):
+        tag, _, params = item.partition(";")
+        q = 1.0
+        params = params.strip()
+        if params.startswith("q="):
+            try:
+                q = float(params[2:])
+            except ValueError:
+                continue
+        clean = language_tag(tag)
+        if clean is not None and 0 < q <= 1:
+            weighted.append((-q, index, clean))
+    return [tag for _, _, tag in sorted(weighted)][:limit]
 
 
 class Rendered(NamedTuple):
@@ -136,10 +159,21 @@ class Mailer:
             get("html").render(**context),
         )
 
-    def page(self, message: str, *, form_action: str | None = None, button: str = "") -> str:
-        """A small HTML page for the links in mails (validation, unsubscribing)."""
+    def page(self, key: str, languages: list[str], *, form_action: str | None = None, button: str = "") -> str:
+        """A small HTML page for the links in mails (validation, unsubscribing): the
+        sentence `key` of `pages.txt` (and the button's, `button` naming it), in the
+        first of `languages` that has the file."""
+        chain = self.languages(*languages)
+        sentences = self.env.select_template([f"{code}/pages.txt" for code in chain] + ["pages.txt"])
+        name = sentences.name or ""
+        lang = name.split("/")[0] if "/" in name else "en"
+
+        def say(name: str) -> str:
+            return sentences.render(key=name, app_name=self.config.app_name).strip()
+
         return self.env.get_template("page.html").render(
-            app_name=self.config.app_name, message=message, form_action=form_action, button=button,
+            app_name=self.config.app_name, message=say(key), form_action=form_action,
+            button=say(button) if button else "", lang=lang,
         )
 
     def message(self, to: str, mail: Rendered, headers: dict[str, str] | None = None) -> EmailMessage:

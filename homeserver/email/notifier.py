@@ -124,6 +124,13 @@ class EmailNotifier:
 
     # --- digests ---
 
+    async def chosen_language(self, user_id: str) -> str | None:
+        """The mail language the user chose (`language` in their DIGEST_TYPE account
+        data), as given: the mailer cleans it."""
+        choice = await self.account_data.get(user_id, GLOBAL, DIGEST_TYPE)
+        value = choice.get(LANGUAGE_KEY) if isinstance(choice, dict) else None
+        return value if isinstance(value, str) else None
+
     async def _digests(self) -> None:
         """Each user who chose digests gets one per period, at the configured hour, of
         the rooms with unread notifications (none when nothing is unread). The first
@@ -244,9 +251,8 @@ class EmailNotifier:
             })
         unsubscribe = self.unsubscribe_link(pusher)
         first = rooms[0]
-        choice = await self.account_data.get(pusher.user_id, GLOBAL, DIGEST_TYPE) or {}
         mail = self.mailer.render(
-            "notif", self.mailer.languages(choice.get(LANGUAGE_KEY), pusher.lang), rooms=rooms,
+            "notif", self.mailer.languages(await self.chosen_language(pusher.user_id), pusher.lang), rooms=rooms,
             unsubscribe=unsubscribe, senders=sorted({m["sender"] for m in first["messages"]}),
             room=first["name"], others=len(rooms) - 1,
         )

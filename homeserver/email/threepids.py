@@ -9,7 +9,7 @@ from __future__ import annotations
 import hmac
 import re
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
@@ -56,17 +56,24 @@ class ThreepidService:
         self.clock = clock
         self.rate_limit = rate_limit  # (action key, bucket key): raises 429
         self.address_removed = address_removed  # (user, address): its e-mail pushers go
+        # user -> the mail language they chose (e-mail notifier's account data), for
+        # the password-reset mail of an existing account; connected by the server.
+        self.language_of: Callable[[str], Awaitable[str | None]] | None = None
 
     def _enabled(self) -> Mailer:
         if self.mailer is None:
             raise MatrixError(400, "M_THREEPID_MEDIUM_NOT_SUPPORTED", "This server does not send e-mail")
         return self.mailer
 
-    async def request_token(self, body: dict[str, Any], client_ip: str, *, for_reset: bool = False) -> dict[str, Any]:
+    async def request_token(
+        self, body: dict[str, Any], client_ip: str, *, for_reset: bool = False, languages: Sequence[str] = (),
+    ) -> dict[str, Any]:
         """POST /account/3pid/email/requestToken: mail a validation link (once per
         send_attempt: a retry with the same one answers the same session). With
         `for_reset` (POST /account/password/email/requestToken) the address must
-        already belong to an account, whose password the validated session may reset."""
+        already belong to an account, whose password the validated session may reset.
+        The mail is in the account owner's chosen language, else the first of
+        `languages` (the request's Accept-Language) the templates have."""
         mailer = self._enabled()
         secret = check_client_secret(body.get("client_secret"))
         if "email" not in body:
@@ -97,7 +104,10 @@ class ThreepidService:
         link = f"{base}{SUBMIT_PATH}?" + urlencode(
             {"sid": session.sid, "client_secret": secret, "token": session.token}
         )
-        mail = mailer.render("reset" if for_reset else "validate", address=address, link=link)
+        chosen = await self.language_of(owner) if owner is not None and self.language_of is not None else None
+        mail = mailer.render(
+            "reset" if for_reset else "validate", mailer.languages(chosen, *languages), address=address, link=link,
+        )
         try:
             await mailer.send(mailer.message(address, mail))
         except MailError as exc:

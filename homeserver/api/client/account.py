@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.accounts.uia import EMAIL_IDENTITY
+from homeserver.api.client.threepids import browser_languages
 from homeserver.api.http import (
     ClientRoutes,
     client_ip,
@@ -61,7 +62,9 @@ async def post_password(request: web.Request) -> web.Response:
 async def password_email_token(request: web.Request) -> web.Response:
     hs = get_hs(request)
     body = await read_json(request)
-    return json_response(await hs.threepids.request_token(body, client_ip(request), for_reset=True))
+    return json_response(await hs.threepids.request_token(
+        body, client_ip(request), for_reset=True, languages=browser_languages(request)
+    ))
 
 
 async def post_deactivate(request: web.Request) -> web.Response:

@@ -9,6 +9,7 @@ from aiohttp import web
 from homeserver.accounts.auth import check_device_id
 from homeserver.accounts.registration import LoginRequest
 from homeserver.accounts.uia import EMAIL_IDENTITY, REGISTRATION_TOKEN
+from homeserver.api.client.threepids import browser_languages
 from homeserver.api.http import ClientRoutes, client_ip, field, get_hs, json_response, read_json
 from homeserver.errors import MatrixError
 
@@ -96,7 +97,7 @@ async def email_request_token(request: web.Request) -> web.Response:
     if hs.config.registration.email == "off" or hs.config.registration.policy == "closed":
         raise MatrixError(400, "M_THREEPID_MEDIUM_NOT_SUPPORTED", "Registration does not take e-mail addresses")
     body = await read_json(request)
-    return json_response(await hs.threepids.request_token(body, client_ip(request)))
+    return json_response(await hs.threepids.request_token(body, client_ip(request), languages=browser_languages(request)))
 
 
 def _check_fields(body: dict[str, Any]) -> None:

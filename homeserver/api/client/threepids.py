@@ -7,6 +7,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.api.http import ClientRoutes, client_ip, get_hs, json_response, read_json, requester
+from homeserver.email.mailer import accepted_languages
 from homeserver.email.notifier import UNSUBSCRIBE_PATH
 from homeserver.email.threepids import SUBMIT_PATH
 from homeserver.errors import unrecognized
@@ -18,7 +19,7 @@ PASSWORD_FLOWS = [["m.login.password"]]
 async def request_token(request: web.Request) -> web.Response:
     hs = get_hs(request)
     body = await read_json(request)
-    return json_response(await hs.threepids.request_token(body, client_ip(request)))
+    return json_response(await hs.threepids.request_token(body, client_ip(request), languages=browser_languages(request)))
 
 
 async def add_threepid(request: web.Request) -> web.Response:
@@ -42,6 +43,11 @@ async def get_threepids(request: web.Request) -> web.Response:
     return json_response({"threepids": await get_hs(request).threepids.list(req.user_id)})
 
 
+def browser_languages(request: web.Request) -> list[str]:
+    """What the client or browser asks for (Accept-Language), best first."""
+    return accepted_languages(request.headers.get("Accept-Language"))
+
+
 def _html(text: str, status: int = 200) -> web.Response:
     return web.Response(text=text, status=status, content_type="text/html", charset="utf-8",
                         headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
@@ -53,9 +59,10 @@ async def submit_token(request: web.Request) -> web.Response:
         raise unrecognized()
     q = request.query
     ok = await hs.threepids.submit_token(q.get("sid", ""), q.get("client_secret", ""), q.get("token", ""))
+    langs = browser_languages(request)
     if ok:
-        return _html(hs.mailer.page("Your e-mail address is confirmed. You can go back to your client."))
-    return _html(hs.mailer.page("This link is not valid (or no longer)."), 400)
+        return _html(hs.mailer.page("confirmed", langs))
+    return _html(hs.mailer.page("invalid", langs), 400)
 
 
 async def unsubscribe(request: web.Request) -> web.Response:
@@ -65,12 +72,13 @@ async def unsubscribe(request: web.Request) -> web.Response:
     nid = try_parse_int(request.query.get("pusher", ""), minimum=1)
     token = request.query.get("token", "")
     apply = request.method == "POST"  # a GET only asks: mail scanners follow links
+    langs = browser_languages(request)
     if nid is None or not await hs.email_notifier.unsubscribe(nid, token, apply=apply):
-        return _html(hs.mailer.page("This link is not valid (or no longer)."), 400)
+        return _html(hs.mailer.page("invalid", langs), 400)
     if apply:
-        return _html(hs.mailer.page("You will no longer receive these mails."))
-    return _html(hs.mailer.page("Stop e-mail notifications to this address?", form_action=str(request.rel_url),
-                                button="Stop these mails"))
+        return _html(hs.mailer.page("unsubscribed", langs))
+    return _html(hs.mailer.page("unsubscribe_ask", langs, form_action=str(request.rel_url),
+                                button="unsubscribe_button"))
 
 
 def register(routes: ClientRoutes) -> None:

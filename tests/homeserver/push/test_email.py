@@ -365,3 +365,43 @@ def test_language_chain_and_hostile_tags(tmp_path: Path) -> None:
     (tmp_path / "fr" / "validate.subject").write_text("Confirmez votre adresse pour {{ app_name }}\n")
     mixed = Mailer(EmailConfig(language="fr"), str(tmp_path)).render("validate", address="a@b.org", link="l")
     assert mixed.subject == "Confirmez votre adresse pour Accord" and mixed.text.startswith("You asked")
+
+
+async def test_validation_and_reset_mails_and_pages_in_the_asked_language(make_api: Any, sink: MailSink) -> None:
+    """Mails asked for over HTTP follow the request's Accept-Language (a password
+    reset first follows the account's own choice), and the pages the links open
+    follow the browser's."""
+    api = await make_api(**email_config(sink))
+    body = {"client_secret": "s-1", "email": "bob@example.org", "send_attempt": 1}
+    german = {"Accept-Language": "fr-CH;q=0.3, de-AT, en;q=0.1"}
+    await api.post("account/3pid/email/requestToken", body, headers=german)
+    mail = (await sink.wait_for(1))[-1]
+    assert mail["Subject"] == "Bestätigen Sie Ihre E-Mail-Adresse für Accord Test"
+    (link,) = [x for x in links(text_of(mail)) if "submit_token" in x]
+    parts = urlsplit(link)
+    async with api.client.get(f"{parts.path}?{parts.query}", headers=german) as resp:
+        page = await resp.text()
+        assert resp.status == 200 and '<html lang="de">' in page and "Ihre E-Mail-Adresse ist bestätigt" in page
+    async with api.client.get(f"{parts.path}?{parts.query}x", headers={"Accept-Language": "en-US"}) as resp:
+        assert resp.status == 400 and "This link is not valid" in await resp.text()
+
+    # The reset mail of an account whose owner chose German, whatever the request asks.
+    bob = await user(api, "bob")
+    await add_email(api, sink, bob, "bob", "carol@example.org")
+    await api.put(f"user/{uid('bob')}/account_data/org.accord.digest", {"language": "de"}, token=bob)
+    before = len(sink.mails)
+    await api.post("account/password/email/requestToken",
+                   {"client_secret": "r1", "email": "carol@example.org", "send_attempt": 1},
+                   headers={"Accept-Language": "en"})
+    mail = (await sink.wait_for(before + 1))[-1]
+    assert mail["Subject"] == "Passwort für Accord Test zurücksetzen"
+
+
+def test_accept_language_parsing() -> None:
+    from homeserver.email.mailer import accepted_languages
+
+    assert accepted_languages("fr-CH, fr;q=0.9, en;q=0.8, de;q=0.7, *;q=0.5") == ["fr-ch", "fr", "en", "de"]
+    assert accepted_languages("de;q=0.5, en") == ["en", "de"]
+    assert accepted_languages("de;q=0, en;q=x, ../x, it") == ["it"]
+    assert accepted_languages(None) == [] and accepted_languages("") == []
+    assert len(accepted_languages(",".join(["de"] * 1000))) == 5
