@@ -562,6 +562,7 @@ class HomeServer:
             room_servers=self.room_servers, resolver=self.state_resolver, membership=self.membership,
             stripped=self.federated_invites, clock=self.clock,
         )
+        self.federated_joins.on_joined.append(self.room_backfill.prefetch)
         # Joins serve knocks with the invites' stripped state; invites reject through joins.
         self.federated_invites.connect(joins=self.federated_joins)
         self.remote_profiles = RemoteProfiles(  # other servers' users, cached briefly
@@ -770,6 +771,7 @@ class HomeServer:
         await self.partner_directory_publisher.stop()  # publishes in flight use the client
         await self.partner_directory.stop()
         await self.federation_sender.stop()  # before the client and the database close
+        await self.room_backfill.stop()  # history fetched after joins
         await self.push_delivery.stop()  # gateway requests in flight; their queue rows stay
         if self.email_notifier is not None:
             await self.email_notifier.stop()

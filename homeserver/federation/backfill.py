@@ -25,6 +25,10 @@ never sent on. The state before the oldest events of a batch, whose prev events
 are not here yet, is asked for with /state_ids (`StateFetcher`). Who may see
 each backfilled event is decided by the normal history visibility at it.
 
+Right after a join over federation the first page of older history is fetched at
+once, in the background (`prefetch`), so a client's first /messages finds it here
+instead of waiting for the round trip.
+
 Bounds: one backfill per room at a time; at most MAX_BATCH events and
 MAX_STATE_FETCHES state requests per batch. Extremities no server could extend
 are not asked about again for a while: for FRUITLESS_RETRY_MS when no server
@@ -45,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 from federation.client import quote_path_segment
 from federation.events import get_room_version, prev_event_ids
 from federation.events.room_versions import RoomVersion
+from homeserver.background import cancel_and_wait
 from homeserver.federation.pdu_checks import MissingEventsError, PduError, event_in_room
 from homeserver.records.rooms import RoomRecord
 from homeserver.rooms.received import Outcome
@@ -70,6 +75,7 @@ OLDEST_SCAN = 20  # oldest timeline events whose prev events are looked at
 FRUITLESS_RETRY_MS = 60_000
 NO_OLDER_HISTORY_RETRY_MS = 3_600_000
 _FRUITLESS_SIZE = 1000
+PREFETCH = 50  # events fetched right after a join: about a client's first page
 
 
 class RoomBackfill:
@@ -91,6 +97,32 @@ class RoomBackfill:
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
         # (room nid, extremities) -> when every server failed to extend them
         self._fruitless: OrderedDict[tuple[int, frozenset[str]], int] = OrderedDict()
+        self._prefetches: set[asyncio.Task[None]] = set()
+        # room nid -> events backfilled since start (how a waiting backfill tells
+        # that the one before it stored something)
+        self._added: dict[int, int] = {}
+
+    def prefetch(self, room: RoomRecord) -> None:
+        """Fetch the page before a join now, in the background (the server has just
+        joined the room: nothing older is here yet, and a client opening the room
+        asks for it next). A /messages arriving meanwhile waits on the room's
+        backfill lock and then finds the events stored."""
+        if self.client is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._prefetch(room))
+        self._prefetches.add(task)
+        task.add_done_callback(self._prefetches.discard)
+
+    async def _prefetch(self, room: RoomRecord) -> None:
+        try:
+            await self.backfill(room, PREFETCH)
+        except Exception:  # a later /messages tries again on its own
+            logger.info("backfill after joining %s failed", room.room_id, exc_info=True)
+
+    async def stop(self) -> None:
+        """Cancel the prefetches under way (before the client and database close)."""
+        for task in list(self._prefetches):
+            await cancel_and_wait(task)
 
     def _lock(self, room_nid: int) -> asyncio.Lock:
         lock = self._locks.get(room_nid)
@@ -141,7 +173,14 @@ class RoomBackfill:
         servers = sorted(await self.room_servers.servers_in_room(room))
         if not servers:
             return 0
+        added_before = self._added.get(room.room_nid, 0)
         async with self._lock(room.room_nid):
+            meanwhile = self._added.get(room.room_nid, 0) - added_before
+            if meanwhile:
+                # Another backfill of the room (a prefetch after the join, another
+                # client's page) ran while this one waited: what it stored is what
+                # the caller is after, and "nothing more" would end its pagination.
+                return meanwhile
             extremities = await self.backward_extremities(room)
             if not extremities:
                 return 0
@@ -162,6 +201,7 @@ class RoomBackfill:
                     logger.info("backfill of %s from %s failed: %s", room.room_id, server, e)
                     continue
                 if added:
+                    self._added[room.room_nid] = self._added.get(room.room_nid, 0) + added
                     return added
                 answered = True
             if answered:

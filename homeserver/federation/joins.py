@@ -101,6 +101,9 @@ class FederatedJoins:
         self.membership = membership
         self.stripped = stripped
         self.clock = clock
+        # told each room this server has just joined over federation (the server
+        # connects the backfill's prefetch of the history before the join)
+        self.on_joined: list[Callable[[RoomRecord], None]] = []
 
     def _client(self) -> FederationClient:
         if self.client is None:
@@ -439,5 +442,7 @@ class FederatedJoins:
         if outcome.status != "accepted":
             raise PduError(f"Our join was not accepted here: {outcome.reason}")
         self.room_servers.invalidate(room.room_nid)
+        for listener in self.on_joined:
+            listener(room)
         return room_id
 

@@ -48,6 +48,13 @@ class EventStore:
             _, old = self._by_id.popitem(last=False)
             self._id_by_nid.pop(old.nid, None)
 
+    def _cache_read(self, ev: StoredEvent) -> None:
+        """Cache what a read found, unless the event was cached while the read was
+        under way: that entry came from a write committed meanwhile (`remember`) or a
+        later read, and is at least as new as this one."""
+        if ev.event_id not in self._by_id:
+            self._cache(ev)
+
     def remember(self, ev: StoredEvent) -> None:
         """Cache an event the caller has just committed."""
         self._cache(ev)
@@ -94,7 +101,7 @@ class EventStore:
             rows = await self.db.fetchall(f"SELECT {_COLUMNS} FROM events WHERE {column} IN ({marks(chunk)})", chunk)
             for row in rows:
                 ev = _from_row(row)
-                self._cache(ev)
+                self._cache_read(ev)
                 loaded.append(ev)
         return loaded
 
@@ -243,12 +250,7 @@ class EventStore:
             " ORDER BY stream_ordering ASC LIMIT ?",
             (room_nid, limit),
         )
-        out = []
-        for row in rows:
-            ev = _from_row(row)
-            self._cache(ev)
-            out.append(ev)
-        return out
+        return self._current(rows)
 
     async def room_stream(
         self,
@@ -280,15 +282,23 @@ class EventStore:
 
     def _current(self, rows: list[Row]) -> list[StoredEvent]:
         """Events of freshly read rows: the cached parse where it is still current (same
-        redaction), else a new one, cached."""
+        redaction, same place: an outlier promoted into the timeline by a backfill has
+        a stream position now, and a reader that cached the outlier meanwhile must not
+        hand it back without one), else a new one, cached."""
         out = []
         for row in rows:
             cached = self._by_id.get(row[1])
-            if cached is not None and cached.redacted_by == row[8]:  # still current
+            if (
+                cached is not None and cached.redacted_by == row[8] and cached.stream_ordering == row[3]
+                and cached.outlier == bool(row[6]) and cached.rejected == row[7]
+            ):  # still current
                 out.append(cached)
             else:
                 ev = _from_row(row)
-                self._cache(ev)
+                if cached is None:
+                    self._cache(ev)
+                else:  # which of the two is newer is unknown here: the next read decides
+                    self.forget(ev.event_id)
                 out.append(ev)
         return out
 
@@ -347,16 +357,7 @@ class EventStore:
             args += [after[0], after[0], after[1]]
         sql += f" ORDER BY origin_server_ts {order}, stream_ordering {order} LIMIT ?"
         args.append(limit)
-        out = []
-        for row in await self.db.fetchall(sql, args):
-            cached = self._by_id.get(row[1])
-            if cached is not None and cached.redacted_by == row[8]:
-                out.append(cached)
-            else:
-                ev = _from_row(row)
-                self._cache(ev)
-                out.append(ev)
-        return out
+        return self._current(await self.db.fetchall(sql, args))
 
 
 class EventPositions:

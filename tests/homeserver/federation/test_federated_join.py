@@ -36,3 +36,27 @@ async def test_join_across_servers_and_talk(pair: Pair) -> None:
         "preset": "public_chat", "creation_content": {"m.federate": False}}))["room_id"]
     err = await bob.call("POST", f"/join/{private}?server_name={a_spec.name}", {}, expect=403)
     assert "does not federate" in err["error"]
+
+
+async def test_history_before_the_join_is_fetched_right_after_it(pair: Pair) -> None:
+    """A joined room's older messages are backfilled in the background straight after
+    the join, before any client pages back; /messages then serves them from here."""
+    import asyncio
+
+    alice, bob, a_spec, b = pair.alice, pair.bob, pair.a_spec, pair.b
+    room = (await alice.call("POST", "/createRoom", {"preset": "public_chat"}))["room_id"]
+    sent = [
+        (await alice.call("PUT", f"/rooms/{room}/send/m.room.message/h{i}", {"msgtype": "m.text", "body": f"old {i}"}))[
+            "event_id"]
+        for i in range(5)
+    ]
+    await bob.call("POST", f"/join/{room}?server_name={a_spec.name}", {})
+    async with asyncio.timeout(20):
+        while True:
+            held = await b.event_store.get_events(sent)
+            if len(held) == len(sent) and not any(e.outlier for e in held.values()):
+                break
+            await asyncio.sleep(0.05)
+    page = await bob.call("GET", f"/rooms/{room}/messages?dir=b&limit=20")
+    bodies = [e["content"].get("body") for e in page["chunk"] if e["type"] == "m.room.message"]
+    assert bodies == [f"old {i}" for i in reversed(range(5))]
