@@ -289,6 +289,7 @@ class HomeServer:
             heads=self.room_heads, activity=self.room_activity, outbox=self.federation_sender,
             servers_in_room=self.room_servers.servers_in_room,
         )
+        self.room_activity.stream = lambda: self.event_persister.stream  # replaced at start
         self.pdu_checks = PduChecks(
             keyring=self.keyring, events=self.event_store, reader=self.room_state,
             resolver=self.state_resolver,

@@ -24,6 +24,14 @@ Listener = Callable[[StoredEvent, RoomRecord], None]
 _MEMBER_ROWS = 200_000  # membership rows of the member lists cached, all rooms together
 
 
+class Settling(Protocol):
+    """The event stream's settled position (rooms/stream.py)."""
+
+    def waits_below(self, pos: int) -> bool: ...
+
+    def when_settled(self, pos: int, callback: Callable[[], None]) -> None: ...
+
+
 class Waker(Protocol):
     def notify_users(self, user_ids: Iterable[str]) -> None: ...
 
@@ -55,6 +63,20 @@ class RoomActivity:
         self.member_misses = 0
         self.recent = recent  # rooms' newest events (rooms/recent.py), dropped with a purged room
         self._background: set[asyncio.Task[None]] = set()
+        # The event stream, once the writer has one (server.py connects it): wakes
+        # for events committed ahead of a lower position are repeated when it settles.
+        self.stream: Callable[[], Settling] | None = None
+
+    def _wake(self, users: set[str], pos: int | None) -> None:
+        """Wake the users an event concerns; again once its position is visible, when
+        a lower one (another room's write) is still in flight: woken now, they would
+        look, find `current` below the event, wait again, and hear nothing more."""
+        self.waker.notify_users(users)
+        if pos is not None and self.stream is not None:
+            stream = self.stream()
+            if stream.waits_below(pos):
+                again = frozenset(users)
+                stream.when_settled(pos, lambda: self.waker.notify_users(again))
 
     def room_created(self, room_nid: int) -> None:
         self._joined_local[room_nid] = set()  # a new room has no members yet
@@ -172,12 +194,12 @@ class RoomActivity:
                     joined.discard(target)
         if joined is not None:
             concerned |= joined
-            self.waker.notify_users(concerned)
+            self._wake(concerned, event.stream_ordering)
         else:
             # First event seen for this room since start: load its members, then wake them.
             async def load_and_notify() -> None:
                 concerned.update(await self.joined_local_users(room))
-                self.waker.notify_users(concerned)
+                self._wake(concerned, event.stream_ordering)
 
             task = asyncio.ensure_future(load_and_notify())
             self._background.add(task)

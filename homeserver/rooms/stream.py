@@ -8,6 +8,8 @@ every lower one is settled, or a /sync could skip an event forever.
 from __future__ import annotations
 
 import heapq
+import itertools
+from collections.abc import Callable
 
 
 class StreamTracker:
@@ -16,6 +18,9 @@ class StreamTracker:
         self._current = current
         self._pending: list[int] = []
         self._done: set[int] = set()
+        # (position, tie-break, callback) to run once every position up to it is settled
+        self._on_settled: list[tuple[int, int, Callable[[], None]]] = []
+        self._seq = itertools.count()
 
     @property
     def current(self) -> int:
@@ -35,3 +40,19 @@ class StreamTracker:
             top = heapq.heappop(self._pending)
             self._done.discard(top)
             self._current = top
+        while self._on_settled and self._on_settled[0][0] <= self._current:
+            heapq.heappop(self._on_settled)[2]()
+
+    def waits_below(self, pos: int) -> bool:
+        """Whether a position below `pos` is still unsettled: readers told of `pos`
+        now cannot see it yet (`current` stops below it)."""
+        return self._current < pos - 1
+
+    def when_settled(self, pos: int, callback: Callable[[], None]) -> None:
+        """Run `callback` once every position up to `pos` is settled (at once if so).
+        Who was told of an event whose position committed ahead of a lower one looked
+        and found nothing new; this tells them again when it becomes visible."""
+        if pos <= self._current:
+            callback()
+        else:
+            heapq.heappush(self._on_settled, (pos, next(self._seq), callback))
