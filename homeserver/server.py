@@ -780,6 +780,7 @@ class HomeServer:
         if self.federation_client is not None:
             await self.federation_client.close()
         await self.presence.flush()  # batched presence writes, before the database closes
+        await self.auth.flush_seen()  # devices' last use
         await self.media.stop()  # thumbnailing in flight, recorded accesses
         await self.url_fetcher.close()
         await self.federation_policy.flush()  # refusal audit records

@@ -6,7 +6,9 @@ behind a bounded in-memory cache; revocation removes entries from it at once.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import secrets
 import string
 from collections import OrderedDict
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
     from homeserver.storage.users import UserStore
 
 DEFAULT_REFRESHABLE_LIFETIME_MS = 5 * 60 * 1000
+logger = logging.getLogger(__name__)
+
 _CACHE_SIZE = 10_000
 
 
@@ -46,6 +50,15 @@ class _CachedToken:
     expires_ts: int | None
     is_guest: bool
     needs_use_mark: bool
+    # what was last recorded of the device's use through this token (`_seen`)
+    seen_ts: int = 0
+    seen_from: tuple[str | None, str | None] = (None, None)
+
+
+# A device's last use (GET /devices, whois, the admin API) is recorded at most this
+# often per token unless its address or client changes, and written in batches.
+SEEN_EVERY_MS = 60_000
+SEEN_FLUSH_S = 5.0
 
 
 def hash_token(token: str) -> str:
@@ -97,6 +110,10 @@ class AuthService:
         self.clock = clock
         self.config = config
         self._cache: OrderedDict[str, _CachedToken] = OrderedDict()
+        # (user, device) -> (when, address, user agent) of its last use, not yet written
+        self._seen_dirty: dict[tuple[str, str], tuple[int, str | None, str | None]] = {}
+        self._seen_timer: asyncio.TimerHandle | None = None
+        self._seen_tasks: set[asyncio.Task[None]] = set()
         # Told, after the commit, of the user whose devices were deleted (their keys went
         # with them, in DeviceStore.delete_devices): the device list changed.
         self.on_devices_deleted: list[Callable[[str], Awaitable[None]]] = []
@@ -190,8 +207,11 @@ class AuthService:
     # --- checking ---
 
     async def get_requester(
-        self, request: web.Request, *, allow_guest: bool = False
+        self, request: web.Request, *, allow_guest: bool = False, ip: str | None = None
     ) -> Requester:
+        """The token's user and device (401/403 as the spec says); `ip` is the client's
+        address as the listener sees it, recorded as the device's last use with the
+        request's User-Agent."""
         token = token_from_request(request)
         if not token:
             raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
@@ -222,7 +242,40 @@ class AuthService:
             entry.needs_use_mark = False
         if entry.is_guest and not allow_guest:
             raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access not allowed")
+        self._seen(entry, ip, request.headers.get("User-Agent"))
         return Requester(entry.user_id, entry.device_id, entry.is_guest, token_hash)
+
+    def _seen(self, entry: _CachedToken, ip: str | None, user_agent: str | None) -> None:
+        """Note the device's use (address, client, time) for the next batched write."""
+        now = self.clock.time_ms()
+        seen_from = (ip, user_agent[:512] if user_agent else None)
+        if now - entry.seen_ts < SEEN_EVERY_MS and seen_from == entry.seen_from:
+            return
+        entry.seen_ts, entry.seen_from = now, seen_from
+        self._seen_dirty[(entry.user_id, entry.device_id)] = (now, *seen_from)
+        if self._seen_timer is None:
+            self._seen_timer = asyncio.get_running_loop().call_later(SEEN_FLUSH_S, self._on_seen_timer)
+
+    def _on_seen_timer(self) -> None:
+        self._seen_timer = None
+        task = asyncio.ensure_future(self.flush_seen())
+        self._seen_tasks.add(task)
+        task.add_done_callback(self._seen_tasks.discard)
+
+    async def flush_seen(self) -> None:
+        """Write the devices' last uses noted since the last write (one statement); the
+        server's stop calls it too. A failed write is retried with the next batch."""
+        if self._seen_timer is not None:
+            self._seen_timer.cancel()
+            self._seen_timer = None
+        rows, self._seen_dirty = self._seen_dirty, {}
+        if not rows:
+            return
+        try:
+            await self.devices.touch_many([(u, d, *seen) for (u, d), seen in rows.items()])
+        except Exception:
+            logger.warning("could not record devices' last use; will retry", exc_info=True)
+            self._seen_dirty = {**rows, **self._seen_dirty}
 
     # --- revoking ---
 

@@ -208,4 +208,4 @@ def client_ip(request: web.Request) -> str:
 
 async def requester(request: web.Request, *, allow_guest: bool = False) -> Requester:
     """The authenticated user of a request (401/403 per the spec otherwise)."""
-    return await get_hs(request).auth.get_requester(request, allow_guest=allow_guest)
+    return await get_hs(request).auth.get_requester(request, allow_guest=allow_guest, ip=client_ip(request))

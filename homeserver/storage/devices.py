@@ -54,12 +54,19 @@ class DeviceStore:
         )
         return n > 0
 
-    async def touch(self, user_id: str, device_id: str, now_ms: int, ip: str | None, ua: str | None) -> None:
-        await self.db.execute(
-            "UPDATE devices SET last_seen_ts = ?, last_seen_ip = ?, last_seen_user_agent = ?"
-            " WHERE user_id = ? AND device_id = ?",
-            (now_ms, ip, ua, user_id, device_id),
-        )
+    async def touch_many(self, rows: list[tuple[str, str, int, str | None, str | None]]) -> None:
+        """Record devices' last use: (user, device, when, address, user agent) each; a
+        device deleted meanwhile is simply not there to update."""
+        args = [(ts, ip, ua, user_id, device_id) for user_id, device_id, ts, ip, ua in rows]
+
+        async def fn(txn: Txn) -> None:
+            await txn.executemany(
+                "UPDATE devices SET last_seen_ts = ?, last_seen_ip = ?, last_seen_user_agent = ?"
+                " WHERE user_id = ? AND device_id = ?",
+                args,
+            )
+
+        await self.db.write(fn)
 
     @staticmethod
     async def delete_devices(txn: Txn, user_id: str, device_ids: list[str] | None) -> list[str]:

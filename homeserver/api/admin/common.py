@@ -23,7 +23,7 @@ async def require_admin(request: web.Request) -> Requester:
     Guests are let through the token check so that they get the same 403 as any other
     non-admin rather than a guest-specific code that would reveal nothing useful."""
     hs = get_hs(request)
-    req = await hs.auth.get_requester(request, allow_guest=True)
+    req = await hs.auth.get_requester(request, allow_guest=True, ip=client_ip(request))
     if not await hs.user_admin.is_admin(req.user_id):
         raise MatrixError(403, "M_FORBIDDEN", "You are not a server admin")
     return req

@@ -257,3 +257,30 @@ async def test_delete_devices_of_another_user_is_a_no_op(api: Api) -> None:
     bob = await api.register("bob", device_id="BOB")
     await uia_delete(api, "POST", "delete_devices", {"devices": ["BOB"]}, reg["access_token"])
     assert await token_status(api, bob["access_token"]) == 200
+
+
+async def test_last_seen_follows_use(db_overrides: dict[str, Any], make_api: Any, clock: FakeClock) -> None:
+    """A device's last use is its latest request, not its login: recorded at most once a
+    minute (sooner when its client or address changes) and written in batches, the last
+    batch at the server's stop at the latest."""
+    from tests.homeserver.api.admin.helpers import make_admin
+
+    api = await make_api(clock=clock, **db_overrides)
+    await api.register("alice", device_id="AAA")
+    a = await login(api, "BBB")
+    login_ts = clock.time_ms()
+    clock.advance(120_000)
+    await api.request("GET", "account/whoami", token=a["access_token"], headers={"User-Agent": "Element/1.11"})
+    used_ts = clock.time_ms()
+    clock.advance(10_000)  # within the minute, same client: not recorded again
+    await api.request("GET", "account/whoami", token=a["access_token"], headers={"User-Agent": "Element/1.11"})
+    await api.hs.auth.flush_seen()
+    body = await api.get("devices/BBB", token=a["access_token"])
+    assert body["last_seen_ts"] == used_ts != login_ts and body["last_seen_ip"] == "127.0.0.1"
+    # Another client on the same token is recorded at once (the device list shows it).
+    await api.request("GET", "account/whoami", token=a["access_token"], headers={"User-Agent": "curl/8"})
+    await api.hs.auth.flush_seen()
+    root = await make_admin(api)
+    devices = (await api.get("/_synapse/admin/v2/users/@alice:test.local/devices", token=root))["devices"]
+    bbb = next(d for d in devices if d["device_id"] == "BBB")
+    assert bbb["last_seen_user_agent"] == "curl/8" and bbb["last_seen_ts"] == clock.time_ms()
