@@ -631,6 +631,35 @@ class MediaConfig:
 
 
 @dataclass(frozen=True)
+class VoipConfig:
+    turn_uris: list[str] = field(
+        default_factory=list,
+        metadata=_doc(
+            "TURN server URIs handed to clients by GET /voip/turnServer (turn: or turns:, e.g."
+            " 'turn:turn.example.org:3478?transport=udp'). Empty: no TURN server, and the"
+            " endpoint is 404 M_UNRECOGNIZED (the spec lets a server provide none)."
+        ),
+    )
+    turn_shared_secret: str | None = field(
+        default=None,
+        metadata=_doc(
+            "Secret shared with the TURN server (coturn's static-auth-secret with"
+            " use-auth-secret): each user gets a username '<expiry>:<user id>' and an"
+            " HMAC-SHA1 password valid for turn_user_lifetime_s. Exclusive with turn_username."
+        ),
+    )
+    turn_username: str | None = field(
+        default=None,
+        metadata=_doc("A static TURN username given to every user (with turn_password); prefer the shared secret."),
+    )
+    turn_password: str | None = field(default=None, metadata=_doc("The static TURN password."))
+    turn_user_lifetime_s: int = field(
+        default=86400, metadata=_doc("How long credentials stay valid (the answer's ttl).")
+    )
+    turn_allow_guests: bool = field(default=True, metadata=_doc("Give TURN credentials to guest accounts too."))
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = field(
         default="INFO",
@@ -708,6 +737,9 @@ class Config:
     media: MediaConfig = field(
         default_factory=MediaConfig,
         metadata=_doc("The media repository: uploads, downloads, thumbnails, retention."),
+    )
+    voip: VoipConfig = field(
+        default_factory=VoipConfig, metadata=_doc("Voice and video calls: the TURN server clients relay through.")
     )
     logging: LoggingConfig = field(default_factory=LoggingConfig, metadata=_doc("Logging."))
 
@@ -850,6 +882,7 @@ def _check(config: Config) -> None:
     _check_partner_directory(config)
     _check_url_preview(config.media.url_preview)
     _check_push(config.push)
+    _check_voip(config.voip)
     _check_email(config)
     if config.limits.max_request_body_bytes < 1024:
         raise ConfigError("config key 'limits.max_request_body_bytes' must be at least 1024")
@@ -915,6 +948,28 @@ def _check_url_preview(up: UrlPreviewConfig) -> None:
         raise ConfigError(key + "max_redirects' must be from 0 to 20")
     if up.cache_ttl_s < 1 or up.cache_entries < 1:
         raise ConfigError(key + "cache_ttl_s' and 'cache_entries' must be at least 1")
+
+
+def _check_voip(voip: VoipConfig) -> None:
+    """One way of handing out credentials, and URIs a client can use: a mistake here
+    would otherwise show only as calls that fail to connect."""
+    key = "config key 'voip."
+    for i, uri in enumerate(voip.turn_uris):
+        if not uri.startswith(("turn:", "turns:")) or len(uri) <= len("turns:") or any(c.isspace() for c in uri):
+            raise ConfigError(key + f"turn_uris[{i}]' must be a turn: or turns: URI; got {uri!r}")
+    static = voip.turn_username is not None or voip.turn_password is not None
+    if voip.turn_shared_secret is not None and static:
+        raise ConfigError(key + "turn_shared_secret' and 'turn_username'/'turn_password' are exclusive")
+    if voip.turn_shared_secret == "":
+        raise ConfigError(key + "turn_shared_secret' must not be empty")
+    if static and not (voip.turn_username and voip.turn_password):
+        raise ConfigError(key + "turn_username' and 'turn_password' must be given together, non-empty")
+    if voip.turn_uris and voip.turn_shared_secret is None and not static:
+        raise ConfigError(key + "turn_uris' needs turn_shared_secret or turn_username and turn_password")
+    if not voip.turn_uris and (voip.turn_shared_secret is not None or static):
+        raise ConfigError(key + "turn_uris' must name the TURN server the credentials are for")
+    if not 60 <= voip.turn_user_lifetime_s <= 30 * 86400:
+        raise ConfigError(key + "turn_user_lifetime_s' must be from 60 to 2592000 (30 days)")
 
 
 def _check_push(push: PushConfig) -> None:

@@ -154,6 +154,7 @@ from homeserver.sync.unread import UnreadCounter
 from homeserver.tags import TagService
 from homeserver.typing import TypingEdu, TypingService
 from homeserver.user_directory.service import UserDirectory
+from homeserver.voip import TurnService
 
 logger = logging.getLogger(__name__)
 
@@ -193,6 +194,7 @@ class HomeServer:
             record = await users.get_user(user_id)
             return record is not None and not record.deactivated
 
+        self.turn = TurnService(config.voip, self.clock)
         # OpenID tokens for third parties (integration managers, widgets), checked over federation.
         self.openid = OpenIdTokens(
             secret=self.signing_key.encode(), server_name=config.server_name, clock=self.clock,

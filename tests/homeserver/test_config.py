@@ -63,6 +63,15 @@ def test_rendered_config_round_trips(tmp_path: Path) -> None:
         ({"signing_key_path": "/nonexistent/key"}, "'signing_key_path': file not found"),
         ({"rate_limits": {"actions": {"login": {"per_second": 0}}}}, "'rate_limits.actions.login'"),
         ({"rate_limits": {"actions": {"login": {"burst": 1.5}}}}, "'rate_limits.actions.login.burst'"),
+        ({"voip": {"turn_uris": ["stun:x.org"], "turn_shared_secret": "s"}}, "'voip.turn_uris[0]' must be a turn:"),
+        ({"voip": {"turn_uris": ["turn:x.org"]}}, "'voip.turn_uris' needs turn_shared_secret"),
+        ({"voip": {"turn_shared_secret": "s"}}, "'voip.turn_uris' must name the TURN server"),
+        ({"voip": {"turn_uris": ["turn:x.org"], "turn_shared_secret": "s", "turn_username": "u",
+                   "turn_password": "p"}}, "are exclusive"),
+        ({"voip": {"turn_uris": ["turn:x.org"], "turn_username": "u"}}, "must be given together"),
+        ({"voip": {"turn_uris": ["turn:x.org"], "turn_shared_secret": ""}}, "must not be empty"),
+        ({"voip": {"turn_uris": ["turn:x.org"], "turn_shared_secret": "s", "turn_user_lifetime_s": 5}},
+         "'voip.turn_user_lifetime_s' must be from 60"),
     ],
 )
 def test_config_errors_name_the_key(tmp_path: Path, overrides: dict[str, Any], message: str) -> None:
