@@ -337,7 +337,7 @@ class HomeServer:
         self.reports = ReportService(
             store=self.event_reports, rooms=self.room_store, events=self.event_store,
             room_service=self.room_service, visibility=self.visibility, audit=self.audit,
-            clock=self.clock,
+            clock=self.clock, users=self.users, server_name=config.server_name,
         )
         self.directory_rights = DirectoryRights(self.users, self.room_store, self.room_service)
         self.aliases = AliasService(

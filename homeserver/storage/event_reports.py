@@ -1,13 +1,15 @@
-"""Content reports: events and rooms users reported to the server's admins."""
+"""Content reports: events, rooms and users that users reported to the server's admins."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from homeserver.records.event_reports import EventReport
+from homeserver.records.event_reports import EventReport, RoomReport, UserReport
 from homeserver.storage.database import Database
 
 _COLUMNS = "id, received_ts, room_id, event_id, user_id, reason, score, sender"
+_ROOM_COLUMNS = "id, received_ts, room_id, user_id, reason"
+_USER_COLUMNS = "id, received_ts, target_user_id, user_id, reason"
 
 
 def _report(row: tuple) -> EventReport:
@@ -63,20 +65,78 @@ class EventReportStore:
         room_id: str | None = None,
         event_sender: str | None = None,
     ) -> tuple[list[EventReport], int]:
-        """One page of reports in id order, and how many match the filters in all."""
+        """One page of event reports in id order, and how many match the filters in all."""
+        rows, total = await self._page(
+            "event_reports", _COLUMNS, offset, limit, newest_first,
+            (("user_id", user_id), ("room_id", room_id), ("sender", event_sender)),
+        )
+        return [_report(r) for r in rows], total
+
+    # --- room and user reports ---
+
+    async def add_user_report(self, now_ms: int, target_user_id: str, user_id: str, reason: str) -> int:
+        async def fn(txn: Any) -> int:
+            row = await txn.fetchone(
+                "INSERT INTO user_reports (received_ts, target_user_id, user_id, reason)"
+                " VALUES (?, ?, ?, ?) RETURNING id",
+                (now_ms, target_user_id, user_id, reason),
+            )
+            return int(row[0])
+
+        return await self.db.write(fn)
+
+    async def room_reports_page(
+        self, *, offset: int, limit: int, newest_first: bool, user_id: str | None = None,
+        room_id: str | None = None,
+    ) -> tuple[list[RoomReport], int]:
+        rows, total = await self._page(
+            "room_reports", _ROOM_COLUMNS, offset, limit, newest_first,
+            (("user_id", user_id), ("room_id", room_id)),
+        )
+        return [RoomReport(int(r[0]), int(r[1]), r[2], r[3], r[4]) for r in rows], total
+
+    async def user_reports_page(
+        self, *, offset: int, limit: int, newest_first: bool, user_id: str | None = None,
+        target_user_id: str | None = None,
+    ) -> tuple[list[UserReport], int]:
+        rows, total = await self._page(
+            "user_reports", _USER_COLUMNS, offset, limit, newest_first,
+            (("user_id", user_id), ("target_user_id", target_user_id)),
+        )
+        return [UserReport(int(r[0]), int(r[1]), r[2], r[3], r[4]) for r in rows], total
+
+    async def get_room_report(self, report_id: int) -> RoomReport | None:
+        r = await self.db.fetchone(f"SELECT {_ROOM_COLUMNS} FROM room_reports WHERE id = ?", (report_id,))
+        return RoomReport(int(r[0]), int(r[1]), r[2], r[3], r[4]) if r else None
+
+    async def get_user_report(self, report_id: int) -> UserReport | None:
+        r = await self.db.fetchone(f"SELECT {_USER_COLUMNS} FROM user_reports WHERE id = ?", (report_id,))
+        return UserReport(int(r[0]), int(r[1]), r[2], r[3], r[4]) if r else None
+
+    async def delete_room_report(self, report_id: int) -> bool:
+        return await self.db.execute("DELETE FROM room_reports WHERE id = ?", (report_id,)) > 0
+
+    async def delete_user_report(self, report_id: int) -> bool:
+        return await self.db.execute("DELETE FROM user_reports WHERE id = ?", (report_id,)) > 0
+
+    async def _page(
+        self, table: str, columns: str, offset: int, limit: int, newest_first: bool,
+        filters: tuple[tuple[str, str | None], ...],
+    ) -> tuple[list[tuple], int]:
+        """One page of a report table in id order, and how many rows match in all."""
         clauses: list[str] = []
         args: list[Any] = []
         # Substring filters, as the admin tools expect (a partial ID finds the report).
-        for column, value in (("user_id", user_id), ("room_id", room_id), ("sender", event_sender)):
+        for column, value in filters:
             if value is not None:
                 clauses.append(f"instr({column}, ?) > 0" if self.db.engine == "sqlite"
                                else f"strpos({column}, ?) > 0")
                 args.append(value)
         where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-        total_row = await self.db.fetchone(f"SELECT count(*) FROM event_reports{where}", args)
+        total_row = await self.db.fetchone(f"SELECT count(*) FROM {table}{where}", args)
         order = "DESC" if newest_first else "ASC"
         rows = await self.db.fetchall(
-            f"SELECT {_COLUMNS} FROM event_reports{where} ORDER BY id {order} LIMIT ? OFFSET ?",
+            f"SELECT {columns} FROM {table}{where} ORDER BY id {order} LIMIT ? OFFSET ?",
             (*args, limit, offset),
         )
-        return [_report(r) for r in rows], int(total_row[0]) if total_row else 0
+        return list(rows), int(total_row[0]) if total_row else 0

@@ -1,5 +1,5 @@
-"""Reporting content (the spec's report_content module): events and rooms, for the
-server's admins to review through the admin API."""
+"""Reporting content (the spec's report_content module): events, rooms and users, for
+the server's admins to review through the admin API."""
 
 from __future__ import annotations
 
@@ -55,6 +55,19 @@ async def post_report_room(request: web.Request) -> web.Response:
     return json_response({})
 
 
+async def post_report_user(request: web.Request) -> web.Response:
+    """v1.14: anyone may report a user, sharing a room or not."""
+    hs = get_hs(request)
+    req = await requester(request)
+    body = await read_json(request)
+    reason = _reason(body.get("reason"), required=True)
+    assert reason is not None
+    hs.ratelimiter.check("message", req.user_id, exempt=hs.is_ratelimit_exempt(req.user_id))
+    await hs.reports.report_user(req.user_id, request.match_info["user_id"], reason, client_ip(request))
+    return json_response({})
+
+
 def register(routes: ClientRoutes) -> None:
     routes.add("POST", "/rooms/{room_id}/report/{event_id}", post_report_event)
     routes.add("POST", "/rooms/{room_id}/report", post_report_room)
+    routes.add("POST", "/users/{user_id}/report", post_report_user)
