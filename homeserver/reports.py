@@ -110,33 +110,17 @@ class ReportService:
 
     # --- reviewing (admins) ---
 
-    async def room_reports(
-        self, *, offset: int, limit: int, newest_first: bool, user_id: str | None, room_id: str | None,
-    ) -> tuple[list[RoomReport], int]:
-        return await self.store.room_reports_page(
-            offset=offset, limit=limit, newest_first=newest_first, user_id=user_id, room_id=room_id,
-        )
+    async def page_of(
+        self, kind: str, *, offset: int, limit: int, newest_first: bool, filters: dict[str, str | None],
+    ) -> tuple[list[RoomReport | UserReport], int]:
+        """One page of room ("room") or user ("user") reports, newest or oldest first."""
+        return await self.store.page_of(kind, offset=offset, limit=limit, newest_first=newest_first, filters=filters)
 
-    async def user_reports(
-        self, *, offset: int, limit: int, newest_first: bool, user_id: str | None,
-        target_user_id: str | None,
-    ) -> tuple[list[UserReport], int]:
-        return await self.store.user_reports_page(
-            offset=offset, limit=limit, newest_first=newest_first, user_id=user_id,
-            target_user_id=target_user_id,
-        )
+    async def get_of(self, kind: str, report_id: int) -> RoomReport | UserReport | None:
+        return await self.store.get_of(kind, report_id)
 
-    async def get_room_report(self, report_id: int) -> RoomReport | None:
-        return await self.store.get_room_report(report_id)
-
-    async def get_user_report(self, report_id: int) -> UserReport | None:
-        return await self.store.get_user_report(report_id)
-
-    async def delete_room_report(self, report_id: int) -> bool:
-        return await self.store.delete_room_report(report_id)
-
-    async def delete_user_report(self, report_id: int) -> bool:
-        return await self.store.delete_user_report(report_id)
+    async def delete_of(self, kind: str, report_id: int) -> bool:
+        return await self.store.delete_of(kind, report_id)
 
     async def page(
         self, *, offset: int, limit: int, newest_first: bool, user_id: str | None,

@@ -5,11 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from homeserver.records.event_reports import EventReport, RoomReport, UserReport
-from homeserver.storage.database import Database
+from homeserver.storage.database import Database, marks
 
 _COLUMNS = "id, received_ts, room_id, event_id, user_id, reason, score, sender"
-_ROOM_COLUMNS = "id, received_ts, room_id, user_id, reason"
-_USER_COLUMNS = "id, received_ts, target_user_id, user_id, reason"
+#: kind -> (table, columns, record) of the reports that name no event
+_KINDS: dict[str, tuple[str, str, type[RoomReport] | type[UserReport]]] = {
+    "room": ("room_reports", "id, received_ts, room_id, user_id, reason", RoomReport),
+    "user": ("user_reports", "id, received_ts, target_user_id, user_id, reason", UserReport),
+}
 
 
 def _report(row: tuple) -> EventReport:
@@ -27,23 +30,22 @@ class EventReportStore:
         self, now_ms: int, room_id: str, event_id: str, user_id: str, reason: str | None,
         score: int | None, sender: str,
     ) -> int:
-        async def fn(txn: Any) -> int:
-            row = await txn.fetchone(
-                "INSERT INTO event_reports (received_ts, room_id, event_id, user_id, reason, score,"
-                " sender) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                (now_ms, room_id, event_id, user_id, reason, score, sender),
-            )
-            return int(row[0])
-
-        return await self.db.write(fn)
+        return await self._insert(
+            "event_reports (received_ts, room_id, event_id, user_id, reason, score, sender)",
+            (now_ms, room_id, event_id, user_id, reason, score, sender),
+        )
 
     async def add_room_report(self, now_ms: int, room_id: str, user_id: str, reason: str) -> int:
+        return await self._insert("room_reports (received_ts, room_id, user_id, reason)", (now_ms, room_id, user_id, reason))
+
+    async def add_user_report(self, now_ms: int, target_user_id: str, user_id: str, reason: str) -> int:
+        return await self._insert(
+            "user_reports (received_ts, target_user_id, user_id, reason)", (now_ms, target_user_id, user_id, reason)
+        )
+
+    async def _insert(self, into: str, values: tuple[Any, ...]) -> int:
         async def fn(txn: Any) -> int:
-            row = await txn.fetchone(
-                "INSERT INTO room_reports (received_ts, room_id, user_id, reason)"
-                " VALUES (?, ?, ?, ?) RETURNING id",
-                (now_ms, room_id, user_id, reason),
-            )
+            row = await txn.fetchone(f"INSERT INTO {into} VALUES ({marks(values)}) RETURNING id", values)
             return int(row[0])
 
         return await self.db.write(fn)
@@ -72,52 +74,24 @@ class EventReportStore:
         )
         return [_report(r) for r in rows], total
 
-    # --- room and user reports ---
+    # --- room and user reports, by kind ---
 
-    async def add_user_report(self, now_ms: int, target_user_id: str, user_id: str, reason: str) -> int:
-        async def fn(txn: Any) -> int:
-            row = await txn.fetchone(
-                "INSERT INTO user_reports (received_ts, target_user_id, user_id, reason)"
-                " VALUES (?, ?, ?, ?) RETURNING id",
-                (now_ms, target_user_id, user_id, reason),
-            )
-            return int(row[0])
+    async def page_of(
+        self, kind: str, *, offset: int, limit: int, newest_first: bool, filters: dict[str, str | None],
+    ) -> tuple[list[RoomReport | UserReport], int]:
+        """One page of a kind's reports; `filters` are substrings of the named columns."""
+        table, columns, record = _KINDS[kind]
+        assert set(filters) <= set(columns.split(", ")), filters  # names from code, never from requests
+        rows, total = await self._page(table, columns, offset, limit, newest_first, tuple(filters.items()))
+        return [record(int(r[0]), int(r[1]), r[2], r[3], r[4]) for r in rows], total
 
-        return await self.db.write(fn)
+    async def get_of(self, kind: str, report_id: int) -> RoomReport | UserReport | None:
+        table, columns, record = _KINDS[kind]
+        r = await self.db.fetchone(f"SELECT {columns} FROM {table} WHERE id = ?", (report_id,))
+        return record(int(r[0]), int(r[1]), r[2], r[3], r[4]) if r else None
 
-    async def room_reports_page(
-        self, *, offset: int, limit: int, newest_first: bool, user_id: str | None = None,
-        room_id: str | None = None,
-    ) -> tuple[list[RoomReport], int]:
-        rows, total = await self._page(
-            "room_reports", _ROOM_COLUMNS, offset, limit, newest_first,
-            (("user_id", user_id), ("room_id", room_id)),
-        )
-        return [RoomReport(int(r[0]), int(r[1]), r[2], r[3], r[4]) for r in rows], total
-
-    async def user_reports_page(
-        self, *, offset: int, limit: int, newest_first: bool, user_id: str | None = None,
-        target_user_id: str | None = None,
-    ) -> tuple[list[UserReport], int]:
-        rows, total = await self._page(
-            "user_reports", _USER_COLUMNS, offset, limit, newest_first,
-            (("user_id", user_id), ("target_user_id", target_user_id)),
-        )
-        return [UserReport(int(r[0]), int(r[1]), r[2], r[3], r[4]) for r in rows], total
-
-    async def get_room_report(self, report_id: int) -> RoomReport | None:
-        r = await self.db.fetchone(f"SELECT {_ROOM_COLUMNS} FROM room_reports WHERE id = ?", (report_id,))
-        return RoomReport(int(r[0]), int(r[1]), r[2], r[3], r[4]) if r else None
-
-    async def get_user_report(self, report_id: int) -> UserReport | None:
-        r = await self.db.fetchone(f"SELECT {_USER_COLUMNS} FROM user_reports WHERE id = ?", (report_id,))
-        return UserReport(int(r[0]), int(r[1]), r[2], r[3], r[4]) if r else None
-
-    async def delete_room_report(self, report_id: int) -> bool:
-        return await self.db.execute("DELETE FROM room_reports WHERE id = ?", (report_id,)) > 0
-
-    async def delete_user_report(self, report_id: int) -> bool:
-        return await self.db.execute("DELETE FROM user_reports WHERE id = ?", (report_id,)) > 0
+    async def delete_of(self, kind: str, report_id: int) -> bool:
+        return await self.db.execute(f"DELETE FROM {_KINDS[kind][0]} WHERE id = ?", (report_id,)) > 0
 
     async def _page(
         self, table: str, columns: str, offset: int, limit: int, newest_first: bool,

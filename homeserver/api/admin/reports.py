@@ -16,77 +16,53 @@ from homeserver.errors import MatrixError
 
 PREFIX = "/_accord/admin/v1"
 
-
-def _paging(request: web.Request) -> tuple[int, int, bool]:
-    return (query_int(request, "from", 0), query_int(request, "limit", 100),
-            query_choice(request, "dir", ("b", "f"), "b") == "b")
-
-
-def _listing(key: str, items: list[Any], start: int, total: int) -> web.Response:
-    out: dict[str, Any] = {key: [asdict(r) for r in items], "total": total}
-    if start + len(items) < total:
-        out["next_token"] = start + len(items)
-    return json_response(out)
+#: kind -> (the list's key, its substring filters as query parameters)
+KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "room": ("room_reports", ("user_id", "room_id")),
+    "user": ("user_reports", ("user_id", "target_user_id")),
+}
 
 
-async def list_room_reports(request: web.Request) -> web.Response:
-    await require_admin(request)
-    start, limit, newest_first = _paging(request)
-    reports, total = await get_hs(request).reports.room_reports(
-        offset=start, limit=limit, newest_first=newest_first,
-        user_id=request.query.get("user_id"), room_id=request.query.get("room_id"),
-    )
-    return _listing("room_reports", reports, start, total)
+def _routes(kind: str) -> list[web.RouteDef]:
+    key, filters = KINDS[kind]
+    missing = f"{kind.capitalize()} report not found"
 
+    async def list_reports(request: web.Request) -> web.Response:
+        await require_admin(request)
+        start = query_int(request, "from", 0)
+        reports, total = await get_hs(request).reports.page_of(
+            kind, offset=start, limit=query_int(request, "limit", 100),
+            newest_first=query_choice(request, "dir", ("b", "f"), "b") == "b",
+            filters={name: request.query.get(name) for name in filters},
+        )
+        out: dict[str, Any] = {key: [asdict(r) for r in reports], "total": total}
+        if start + len(reports) < total:
+            out["next_token"] = start + len(reports)
+        return json_response(out)
 
-async def list_user_reports(request: web.Request) -> web.Response:
-    await require_admin(request)
-    start, limit, newest_first = _paging(request)
-    reports, total = await get_hs(request).reports.user_reports(
-        offset=start, limit=limit, newest_first=newest_first,
-        user_id=request.query.get("user_id"), target_user_id=request.query.get("target_user_id"),
-    )
-    return _listing("user_reports", reports, start, total)
+    async def get_report(request: web.Request) -> web.Response:
+        await require_admin(request)
+        report = await get_hs(request).reports.get_of(kind, report_id_param(request))
+        if report is None:
+            raise MatrixError(404, "M_NOT_FOUND", missing)
+        return json_response(asdict(report))
 
+    async def delete_report(request: web.Request) -> web.Response:
+        req = await require_admin(request)
+        report_id = report_id_param(request)
+        if not await get_hs(request).reports.delete_of(kind, report_id):
+            raise MatrixError(404, "M_NOT_FOUND", missing)
+        await audit(request, req, f"admin.{kind}_report.delete", target=str(report_id))
+        return json_response({})
 
-async def get_room_report(request: web.Request) -> web.Response:
-    await require_admin(request)
-    report = await get_hs(request).reports.get_room_report(report_id_param(request))
-    if report is None:
-        raise MatrixError(404, "M_NOT_FOUND", "Room report not found")
-    return json_response(asdict(report))
-
-
-async def get_user_report(request: web.Request) -> web.Response:
-    await require_admin(request)
-    report = await get_hs(request).reports.get_user_report(report_id_param(request))
-    if report is None:
-        raise MatrixError(404, "M_NOT_FOUND", "User report not found")
-    return json_response(asdict(report))
-
-
-async def delete_room_report(request: web.Request) -> web.Response:
-    req = await require_admin(request)
-    report_id = report_id_param(request)
-    if not await get_hs(request).reports.delete_room_report(report_id):
-        raise MatrixError(404, "M_NOT_FOUND", "Room report not found")
-    await audit(request, req, "admin.room_report.delete", target=str(report_id))
-    return json_response({})
-
-
-async def delete_user_report(request: web.Request) -> web.Response:
-    req = await require_admin(request)
-    report_id = report_id_param(request)
-    if not await get_hs(request).reports.delete_user_report(report_id):
-        raise MatrixError(404, "M_NOT_FOUND", "User report not found")
-    await audit(request, req, "admin.user_report.delete", target=str(report_id))
-    return json_response({})
+    path = f"{PREFIX}/{key}"
+    return [
+        web.get(path, list_reports),
+        web.get(path + "/{report_id}", get_report),
+        web.delete(path + "/{report_id}", delete_report),
+    ]
 
 
 def register(app: web.Application) -> None:
-    app.router.add_get(PREFIX + "/room_reports", list_room_reports)
-    app.router.add_get(PREFIX + "/room_reports/{report_id}", get_room_report)
-    app.router.add_delete(PREFIX + "/room_reports/{report_id}", delete_room_report)
-    app.router.add_get(PREFIX + "/user_reports", list_user_reports)
-    app.router.add_get(PREFIX + "/user_reports/{report_id}", get_user_report)
-    app.router.add_delete(PREFIX + "/user_reports/{report_id}", delete_user_report)
+    for kind in KINDS:
+        app.router.add_routes(_routes(kind))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from tests.conftest import Api, password_auth
+from tests.conftest import Api, ClientFactory, password_auth
 from tests.homeserver.api.admin.helpers import (
     V1,
     assert_refused_to_non_admins,
@@ -135,7 +137,9 @@ async def test_report_user(api: Api) -> None:
     assert len(await api.hs.db.fetchall("SELECT id FROM user_reports")) == 3
 
 
-async def test_review_room_and_user_reports(api: Api) -> None:
+async def test_review_room_and_user_reports(db_overrides: dict[str, Any], make_api: ClientFactory) -> None:
+    """On both engines: the substring filters are instr() on SQLite, strpos() on PostgreSQL."""
+    api = await make_api(**db_overrides)
     admin = await make_admin(api)
     alice = await make_user(api, "alice")
     bob = await make_user(api, "bob")
