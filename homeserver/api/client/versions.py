@@ -44,14 +44,22 @@ list is what we implement, not what we aim for:
   user reports; v1.15: /room_summary and the hierarchy's new fields, and
   /auth_metadata answering 404 M_UNRECOGNIZED, the spec's answer for a server that
   uses the legacy (non-OAuth) authentication API: served.
-- v1.16 and later stay off the list. v1.16: /sync's use_state_after/state_after
-  (MSC4222) is not implemented, and a client that asks for it would read the wrong
-  room state. v1.17: m.oauth UIA (no OAuth here) and application service device
-  management. v1.18: the admin lock/suspend endpoints, m.account_management and
-  policy servers. v1.19: unsigned.replaces_state. Add a version once what it
-  defines in the core API and in the modules we serve is routed and behaves
-  (the spec tools' spec_surface.py --missing shows what is not routed; the test
-  test_listed_versions_route_what_they_added checks the claim against the spec).
+- v1.16: `use_state_after` on /sync (`state_after`: the state changes up to the
+  timeline's end; sync/streams/room_events.py), custom profile fields with
+  m.profile_fields, `format=event` on /state, room version 12 with additional_creators
+  (on upgrade, and the trusted_private_chat preset), m.room.create in stripped state:
+  served.
+- v1.17 removed the legacy mention push rules from the predefined list: they stay as
+  server defaults that skip events with `m.mentions` (push/defaults.py says why, and
+  the spec lets a server add defaults); its other changes are for the OAuth API and
+  application services, neither offered here: served as far as it applies.
+- v1.18 and later stay off the list: v1.18 adds the admin lock/suspend endpoints
+  (/_matrix/client/v1/admin/lock|suspend, not routed) and policy servers (events in a
+  room with m.room.policy are not checked with its policy server); v1.19
+  unsigned.replaces_state. Add a version once what it defines in the core API and in
+  the modules we serve is routed and behaves (the spec tools' spec_surface.py
+  --missing shows what is not routed; test_listed_versions_route_what_they_added
+  checks the claim against the spec).
 
 Unstable features name stable-prefixed features we do implement from later versions,
 for clients that gate on them instead of on a version:
@@ -78,7 +86,7 @@ from aiohttp import web
 
 from homeserver.api.http import json_response
 
-SUPPORTED_VERSIONS = [f"v1.{minor}" for minor in range(1, 16)]  # v1.1 ... v1.15
+SUPPORTED_VERSIONS = [f"v1.{minor}" for minor in range(1, 18)]  # v1.1 ... v1.17
 UNSTABLE_FEATURES = {
     "org.matrix.msc2285.stable": True,
     "org.matrix.msc3916.stable": True,

@@ -31,10 +31,10 @@ async def test_versions(api: Api) -> None:
         assert resp.status == 200
         assert resp.headers["Content-Type"].startswith("application/json")
         body = await resp.json()
-    # Only what is implemented (see homeserver/api/client/versions.py): v1.16 added
-    # /sync's use_state_after, which is not.
+    # Only what is implemented (see homeserver/api/client/versions.py): v1.18 added
+    # the admin lock and suspend endpoints, which are not.
     assert body == {
-        "versions": [f"v1.{minor}" for minor in range(1, 16)],
+        "versions": [f"v1.{minor}" for minor in range(1, 18)],
         "unstable_features": {
             "org.matrix.msc2285.stable": True, "org.matrix.msc3916.stable": True,
             "im.nheko.summary": True, "uk.half-shot.msc2666.query_mutual_rooms": True,
@@ -283,7 +283,7 @@ async def test_listed_versions_route_what_they_added(api: Api) -> None:
         status, answer = await api.request(method, url, {} if method in ("POST", "PUT") else None, expect=None)
         assert not (status in (404, 405) and (answer or {}).get("errcode") == "M_UNRECOGNIZED"), (method, path, added)
         checked += 1
-    assert checked >= 30  # 33 operations up to v1.15
+    assert checked >= 30  # 34 operations up to v1.17
 
 
 async def test_well_known_support(make_api) -> None:  # noqa: ANN001
