@@ -100,3 +100,31 @@ async def test_own_membership_and_members_across_a_fork(api: Api) -> None:
     # (The state at the token is read from the branch too, so unchanged members may
     # be sent again: redundant, never wrong.)
     assert state.get(("m.room.member", uid("carol")), {}).get("content", {}).get("membership", "join") == "join"
+
+
+async def test_state_after_across_a_fork(api: Api) -> None:
+    """use_state_after (v1.16): the state at the timeline's end is the room's, although
+    the timeline's last event sits on a branch that lacks carol's join and a rename."""
+    alice = await user(api, "alice")
+    room_id = await create(api, alice, preset="public_chat", name="Old")
+    room = await api.hs.room_store.get_room(room_id)
+    assert room is not None
+    assert await receive(api.hs, room, await remote_event(api.hs, room, "m.room.member", {"membership": "join"},
+                                                        state_key=REMOTE_USER)) == "accepted"
+    head = await api.hs.room_service.head(room)
+    branch = [e.event_id for e in (await api.hs.event_store.get_events_by_nid(head.extremities)).values()]
+    carol = await user(api, "carol")
+    await join(api, room_id, carol)
+    first = await api.get("sync?use_state_after=true", token=carol)
+    renamed = await put_state(api, room_id, alice, "m.room.name", {"name": "New"})
+    hello = await remote_event(api.hs, room, "m.room.message", {"msgtype": "m.text", "body": "hi"}, prev=branch)
+    assert await receive(api.hs, room, hello) == "accepted"
+
+    body = await api.get(f"sync?use_state_after=true&since={first['next_batch']}", token=carol)
+    entry = _entry(body, room_id)
+    assert "state" not in entry and _timeline_ids(body, room_id)[-1] == hello["event_id"]
+    # Only what changed since the token: the rename (in the timeline too), not carol's
+    # join, which the previous response already gave and which still holds.
+    assert {(e["type"], e["state_key"]): e["event_id"] for e in entry["state_after"]["events"]} == {
+        ("m.room.name", ""): renamed
+    }
