@@ -507,7 +507,10 @@ class RoomEventsStream(StreamProvider):
             return {
                 "timeline": {"events": await self.format_events(req, room, [member]), "limited": False,
                              "prev_batch": room_token(m.stream_ordering)},
-                _state_section(req): {"events": []},
+                # state_after alone tells a client the room's state: the leave is all of it here.
+                _state_section(req): {
+                    "events": await self.format_events(req, room, [member]) if req.use_state_after else []
+                },
                 "account_data": {"events": (await self._room_parts(req, room, "leave"))["account_data"]},
             }
         timeline, limited = await self.timeline(req, room, since_pos, m.stream_ordering, _limit(req), m)
