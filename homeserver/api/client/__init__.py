@@ -61,6 +61,9 @@ def register_routes(app: web.Application) -> None:
     from homeserver.api.client import whois
 
     whois.register(routes)
+    from homeserver.api.client import thirdparty
+
+    thirdparty.register(routes)
     from homeserver.api.client import tags
 
     tags.register(routes)

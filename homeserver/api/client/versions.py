@@ -7,9 +7,10 @@ list is what we implement, not what we aim for:
   minimum, and the first version with the /v3 paths). Its core and the modules our
   users rely on are served; known gaps answer M_UNRECOGNIZED: identity-server binding
   (/account/3pid/bind; e-mail addresses on accounts are served when e-mail is
-  configured), SSO login (not offered in /login's flows), and the optional modules we
-  have not built (third-party networks, application services). VoIP's /turnServer
-  is served when a TURN server is configured (homeserver/voip.py). End-to-end
+  configured), SSO login (not offered in /login's flows), and application services,
+  which are not built (so third-party networks list no protocol: /thirdparty/*).
+  VoIP's /turnServer is served when a TURN server is configured (homeserver/voip.py).
+  End-to-end
   encryption is served (homeserver/e2ee/: keys, cross-signing, to-device, device lists,
   key backup, across servers too) and proven with matrix-js-sdk's Rust crypto in
   tests/e2e and tests/interop.
