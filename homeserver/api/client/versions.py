@@ -10,10 +10,9 @@ list is what we implement, not what we aim for:
   configured), SSO login (not offered in /login's flows), and application services,
   which are not built (so third-party networks list no protocol: /thirdparty/*).
   VoIP's /turnServer is served when a TURN server is configured (homeserver/voip.py).
-  End-to-end
-  encryption is served (homeserver/e2ee/: keys, cross-signing, to-device, device lists,
-  key backup, across servers too) and proven with matrix-js-sdk's Rust crypto in
-  tests/e2e and tests/interop.
+  End-to-end encryption is served (homeserver/e2ee/: keys, cross-signing, to-device,
+  device lists, key backup, across servers too) and proven with matrix-js-sdk's Rust
+  crypto in tests/e2e and tests/interop.
 - v1.2 added only the spaces hierarchy and registration token validity (both served).
 - v1.3 added event relationships and their aggregations (/rooms/{roomId}/relations,
   bundled unsigned.m.relations; homeserver/relations/), refresh tokens, knock_restricted
