@@ -204,6 +204,16 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class SupportContact:
+    role: str = field(
+        default="m.role.admin",
+        metadata=_doc("m.role.admin (any query), m.role.security (sensitive reports) or a namespaced role."),
+    )
+    matrix_id: str | None = field(default=None, metadata=_doc("A user ID to reach the administrator."))
+    email_address: str | None = field(default=None, metadata=_doc("An e-mail address to reach them."))
+
+
+@dataclass(frozen=True)
 class WellKnownConfig:
     client_base_url: str | None = field(
         default=None,
@@ -212,6 +222,16 @@ class WellKnownConfig:
     server_delegation: str | None = field(
         default=None,
         metadata=_doc("host:port advertised in /.well-known/matrix/server (null: not served)."),
+    )
+    support_contacts: list[SupportContact] = field(
+        default_factory=list,
+        metadata=_doc(
+            "Administrator contacts in /.well-known/matrix/support (each a role and a matrix_id"
+            " and/or email_address); with no contacts and no support_page it is 404."
+        ),
+    )
+    support_page: str | None = field(
+        default=None, metadata=_doc("An https URL of a help page for this server's users, in the same document.")
     )
 
 
@@ -631,6 +651,35 @@ class MediaConfig:
 
 
 @dataclass(frozen=True)
+class VoipConfig:
+    turn_uris: list[str] = field(
+        default_factory=list,
+        metadata=_doc(
+            "TURN server URIs handed to clients by GET /voip/turnServer (turn: or turns:, e.g."
+            " 'turn:turn.example.org:3478?transport=udp'). Empty: no TURN server, and the"
+            " endpoint is 404 M_UNRECOGNIZED (the spec lets a server provide none)."
+        ),
+    )
+    turn_shared_secret: str | None = field(
+        default=None,
+        metadata=_doc(
+            "Secret shared with the TURN server (coturn's static-auth-secret with"
+            " use-auth-secret): each user gets a username '<expiry>:<user id>' and an"
+            " HMAC-SHA1 password valid for turn_user_lifetime_s. Exclusive with turn_username."
+        ),
+    )
+    turn_username: str | None = field(
+        default=None,
+        metadata=_doc("A static TURN username given to every user (with turn_password); prefer the shared secret."),
+    )
+    turn_password: str | None = field(default=None, metadata=_doc("The static TURN password."))
+    turn_user_lifetime_s: int = field(
+        default=86400, metadata=_doc("How long credentials stay valid (the answer's ttl).")
+    )
+    turn_allow_guests: bool = field(default=True, metadata=_doc("Give TURN credentials to guest accounts too."))
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = field(
         default="INFO",
@@ -708,6 +757,9 @@ class Config:
     media: MediaConfig = field(
         default_factory=MediaConfig,
         metadata=_doc("The media repository: uploads, downloads, thumbnails, retention."),
+    )
+    voip: VoipConfig = field(
+        default_factory=VoipConfig, metadata=_doc("Voice and video calls: the TURN server clients relay through.")
     )
     logging: LoggingConfig = field(default_factory=LoggingConfig, metadata=_doc("Logging."))
 
@@ -850,6 +902,8 @@ def _check(config: Config) -> None:
     _check_partner_directory(config)
     _check_url_preview(config.media.url_preview)
     _check_push(config.push)
+    _check_voip(config.voip)
+    _check_support(config.well_known)
     _check_email(config)
     if config.limits.max_request_body_bytes < 1024:
         raise ConfigError("config key 'limits.max_request_body_bytes' must be at least 1024")
@@ -915,6 +969,51 @@ def _check_url_preview(up: UrlPreviewConfig) -> None:
         raise ConfigError(key + "max_redirects' must be from 0 to 20")
     if up.cache_ttl_s < 1 or up.cache_entries < 1:
         raise ConfigError(key + "cache_ttl_s' and 'cache_entries' must be at least 1")
+
+
+def _check_support(wk: WellKnownConfig) -> None:
+    """What /.well-known/matrix/support publishes must be what the spec's schema allows."""
+    import re
+
+    from homeserver.identifiers import parse_user_id
+
+    for i, contact in enumerate(wk.support_contacts):
+        key = f"config key 'well_known.support_contacts[{i}]"
+        if contact.matrix_id is None and contact.email_address is None:
+            raise ConfigError(key + "' needs a matrix_id or an email_address")
+        if contact.matrix_id is not None and parse_user_id(contact.matrix_id) is None:
+            raise ConfigError(key + ".matrix_id' is not a user ID")
+        if contact.email_address is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+", contact.email_address):
+            raise ConfigError(key + ".email_address' is not an e-mail address")
+        if contact.role not in ("m.role.admin", "m.role.security") and not re.fullmatch(
+            r"[a-z0-9]+(\.[a-z0-9_-]+)+", contact.role
+        ):
+            raise ConfigError(key + ".role' must be m.role.admin, m.role.security or a namespaced identifier")
+    if wk.support_page is not None and not wk.support_page.startswith(("https://", "http://")):
+        raise ConfigError("config key 'well_known.support_page' must be an http(s) URL")
+
+
+def _check_voip(voip: VoipConfig) -> None:
+    """One way of handing out credentials, and URIs a client can use: a mistake here
+    would otherwise show only as calls that fail to connect."""
+    key = "config key 'voip."
+    for i, uri in enumerate(voip.turn_uris):
+        scheme, _, rest = uri.partition(":")
+        if scheme not in ("turn", "turns") or not rest or any(c.isspace() for c in uri):
+            raise ConfigError(key + f"turn_uris[{i}]' must be a turn: or turns: URI; got {uri!r}")
+    static = voip.turn_username is not None or voip.turn_password is not None
+    if voip.turn_shared_secret is not None and static:
+        raise ConfigError(key + "turn_shared_secret' and 'turn_username'/'turn_password' are exclusive")
+    if voip.turn_shared_secret == "":
+        raise ConfigError(key + "turn_shared_secret' must not be empty")
+    if static and not (voip.turn_username and voip.turn_password):
+        raise ConfigError(key + "turn_username' and 'turn_password' must be given together, non-empty")
+    if voip.turn_uris and voip.turn_shared_secret is None and not static:
+        raise ConfigError(key + "turn_uris' needs turn_shared_secret or turn_username and turn_password")
+    if not voip.turn_uris and (voip.turn_shared_secret is not None or static):
+        raise ConfigError(key + "turn_uris' must name the TURN server the credentials are for")
+    if not 60 <= voip.turn_user_lifetime_s <= 30 * 86400:
+        raise ConfigError(key + "turn_user_lifetime_s' must be from 60 to 2592000 (30 days)")
 
 
 def _check_push(push: PushConfig) -> None:

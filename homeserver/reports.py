@@ -1,5 +1,5 @@
-"""Reported content (the spec's report_content module): users report events and rooms,
-the server's admins list, read and delete the reports.
+"""Reported content (the spec's report_content module): users report events, rooms and
+other users, the server's admins list, read and delete the reports.
 
 A report of an event someone may not see is refused exactly like a report of an
 event that does not exist, so reporting cannot be used to probe for events.
@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from homeserver.errors import not_found
-from homeserver.records.event_reports import EventReport
+from homeserver.errors import MatrixError, not_found
+from homeserver.identifiers import domain_is, parse_user_id
+from homeserver.records.event_reports import EventReport, RoomReport, UserReport
 
 if TYPE_CHECKING:
     from homeserver.audit import AuditLog
@@ -20,6 +21,10 @@ if TYPE_CHECKING:
     from homeserver.storage.event_reports import EventReportStore
     from homeserver.storage.events import EventStore
     from homeserver.storage.rooms import RoomStore
+    from homeserver.storage.users import UserStore
+
+#: Memberships that show this server knows a remote user (any room, any state).
+_ANY_MEMBERSHIP = ("join", "invite", "leave", "ban", "knock")
 
 
 class ReportService:
@@ -33,8 +38,12 @@ class ReportService:
         visibility: VisibilityService,
         audit: AuditLog,
         clock: Clock,
+        users: UserStore,
+        server_name: str,
     ) -> None:
         self.store = store
+        self.users = users
+        self.server_name = server_name
         self.rooms = rooms
         self.events = events
         self.room_service = room_service
@@ -81,7 +90,37 @@ class ReportService:
             details={"report_id": report_id},
         )
 
+    async def report_user(self, user_id: str, target_user_id: str, reason: str, ip: str | None) -> None:
+        """A local account must exist (deactivated ones too: what they did stays
+        reportable); a remote user must be one this server has met in a room, so the
+        table cannot be filled with made-up IDs. Anything else is 404, as the spec lets a
+        server answer."""
+        if parse_user_id(target_user_id) is None:
+            raise MatrixError(400, "M_INVALID_PARAM", "Not a valid user ID")
+        if domain_is(target_user_id, self.server_name):
+            known = await self.users.get_user(target_user_id) is not None
+        else:
+            known = bool(await self.rooms.rooms_for_user(target_user_id, _ANY_MEMBERSHIP))
+        if not known:
+            raise not_found("The user was not found.")
+        report_id = await self.store.add_user_report(self.clock.time_ms(), target_user_id, user_id, reason)
+        await self.audit.record(
+            "report.user", actor=user_id, target=target_user_id, ip=ip, details={"report_id": report_id},
+        )
+
     # --- reviewing (admins) ---
+
+    async def page_of(
+        self, kind: str, *, offset: int, limit: int, newest_first: bool, filters: dict[str, str | None],
+    ) -> tuple[list[RoomReport | UserReport], int]:
+        """One page of room ("room") or user ("user") reports, newest or oldest first."""
+        return await self.store.page_of(kind, offset=offset, limit=limit, newest_first=newest_first, filters=filters)
+
+    async def get_of(self, kind: str, report_id: int) -> RoomReport | UserReport | None:
+        return await self.store.get_of(kind, report_id)
+
+    async def delete_of(self, kind: str, report_id: int) -> bool:
+        return await self.store.delete_of(kind, report_id)
 
     async def page(
         self, *, offset: int, limit: int, newest_first: bool, user_id: str | None,

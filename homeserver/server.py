@@ -154,6 +154,7 @@ from homeserver.sync.unread import UnreadCounter
 from homeserver.tags import TagService
 from homeserver.typing import TypingEdu, TypingService
 from homeserver.user_directory.service import UserDirectory
+from homeserver.voip import TurnService
 
 logger = logging.getLogger(__name__)
 
@@ -193,6 +194,7 @@ class HomeServer:
             record = await users.get_user(user_id)
             return record is not None and not record.deactivated
 
+        self.turn = TurnService(config.voip, self.clock)
         # OpenID tokens for third parties (integration managers, widgets), checked over federation.
         self.openid = OpenIdTokens(
             secret=self.signing_key.encode(), server_name=config.server_name, clock=self.clock,
@@ -336,7 +338,7 @@ class HomeServer:
         self.reports = ReportService(
             store=self.event_reports, rooms=self.room_store, events=self.event_store,
             room_service=self.room_service, visibility=self.visibility, audit=self.audit,
-            clock=self.clock,
+            clock=self.clock, users=self.users, server_name=config.server_name,
         )
         self.directory_rights = DirectoryRights(self.users, self.room_store, self.room_service)
         self.aliases = AliasService(

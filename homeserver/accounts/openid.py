@@ -13,11 +13,12 @@ grants nothing on the client API: it is never an access token.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
+
+from homeserver import base64url
 
 if TYPE_CHECKING:
     from homeserver.clock import Clock
@@ -25,14 +26,6 @@ if TYPE_CHECKING:
 TOKEN_LIFETIME_MS = 3600 * 1000
 _MAC_BYTES = 32
 _MAX_TOKEN_LENGTH = 1024
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 class OpenIdTokens:
@@ -52,7 +45,7 @@ class OpenIdTokens:
         payload = f"{expires}|{user_id}".encode()
         mac = hmac.new(self._key, payload, hashlib.sha256).digest()
         return {
-            "access_token": _b64(mac + payload),
+            "access_token": base64url.encode(mac + payload),
             "token_type": "Bearer",
             "matrix_server_name": self.server_name,
             "expires_in": TOKEN_LIFETIME_MS // 1000,
@@ -64,7 +57,7 @@ class OpenIdTokens:
         if not token or len(token) > _MAX_TOKEN_LENGTH:
             return None
         try:
-            raw = _unb64(token)
+            raw = base64url.decode(token)
         except (ValueError, TypeError):
             return None
         mac, payload = raw[:_MAC_BYTES], raw[_MAC_BYTES:]

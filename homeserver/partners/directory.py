@@ -18,7 +18,6 @@ never a black box.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from homeserver import base64url
 from homeserver.background import cancel_and_wait
 from homeserver.errors import MatrixError, bad_json, invalid_param, not_found
 from homeserver.identifiers import is_valid_server_name
@@ -132,14 +132,14 @@ class SearchQuery:
 
 
 def encode_token(value: Any) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(value)).decode().rstrip("=")
+    return base64url.encode(orjson.dumps(value))
 
 
 def decode_token(token: str) -> Any:
     """A token this server made, or M_INVALID_PARAM: tokens are opaque to clients
     and anything else is a forgery or a typo."""
     try:
-        return orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        return orjson.loads(base64url.decode(token))
     except (ValueError, orjson.JSONDecodeError):
         raise invalid_param("'since' is not a valid token") from None
 

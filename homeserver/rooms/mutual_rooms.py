@@ -10,11 +10,11 @@ computed from the requester's own joined rooms, whatever the token says.
 
 from __future__ import annotations
 
-import base64
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from homeserver import base64url
 from homeserver.errors import invalid_param
 from homeserver.identifiers import parse_user_id
 
@@ -27,12 +27,12 @@ TOKEN_LIFETIME_MS = 30 * 60 * 1000
 
 
 def _encode(issued_ms: int, after: str) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps([issued_ms, after])).decode().rstrip("=")
+    return base64url.encode(orjson.dumps([issued_ms, after]))
 
 
 def _decode(token: str, now_ms: int) -> tuple[int, str]:
     try:
-        issued, after = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        issued, after = orjson.loads(base64url.decode(token))
         if type(issued) is not int or not isinstance(after, str):
             raise ValueError
     except (ValueError, TypeError, orjson.JSONDecodeError):

@@ -8,7 +8,6 @@ listing speaks for the room to everyone on the server.
 
 from __future__ import annotations
 
-import base64
 import bisect
 import logging
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from federation.client import FederationClient, FederationError, RemoteError
+from homeserver import base64url
 from homeserver.errors import forbidden, invalid_param, not_found
 from homeserver.federation.queries import RemoteAnswerError, TtlCache, remote_failure
 from homeserver.records.rooms import RoomRecord
@@ -76,13 +76,13 @@ class _Listed:
 
 def _encode_token(direction: str, key: tuple[int, str]) -> str:
     raw = orjson.dumps([direction, -key[0], key[1]])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return base64url.encode(raw)
 
 
 def _decode_token(token: str) -> tuple[bool, tuple[int, str]]:
     """(forwards, sort key) of a since token; M_INVALID_PARAM for anything we did not issue."""
     try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        raw = base64url.decode(token)
         direction, members, room_id = orjson.loads(raw)
         if direction not in ("n", "p") or type(members) is not int or not isinstance(room_id, str):
             raise ValueError

@@ -16,13 +16,13 @@ last ended, and a group's pages are the same results as the whole's, in a group.
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from homeserver import base64url
 from homeserver.errors import MatrixError
 from homeserver.filters.event_filter import RoomEventFilter
 from homeserver.params import in_int64
@@ -180,13 +180,13 @@ class Position:
         if self.sender is not None:
             data["s"] = self.sender
         raw = json.dumps(data, separators=(",", ":")).encode()
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        return base64url.encode(raw)
 
     @classmethod
     def decode(cls, token: str, order: str) -> Position:
         invalid = MatrixError(400, "M_INVALID_PARAM", "Invalid next_batch token")
         try:
-            data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+            data = json.loads(base64url.decode(token))
             key = data["k"]
             after = None if key is None else (float(key[0]), int(key[1]))
             room_id, sender = data.get("r"), data.get("s")

@@ -160,7 +160,7 @@ class EventStore:
             )
             ids = [e["event_id"] for e in chunk]
             rows = await txn.fetchall(
-                f"SELECT event_id, event_nid FROM events WHERE event_id IN ({','.join('?' * len(ids))})", ids
+                f"SELECT event_id, event_nid FROM events WHERE event_id IN ({marks(ids)})", ids
             )
             nids = {str(event_id): int(nid) for event_id, nid in rows}
             out.extend(
@@ -380,7 +380,7 @@ class EventPositions:
         (sliding sync's bump stamp: the last event that counts as activity)."""
         row = await self.db.fetchone(
             "SELECT stream_ordering FROM events WHERE room_nid = ? AND stream_ordering <= ?"
-            f" AND stream_ordering > 0 AND event_type IN ({','.join('?' * len(types))})"
+            f" AND stream_ordering > 0 AND event_type IN ({marks(types)})"
             " ORDER BY stream_ordering DESC LIMIT 1",  # walks the room's index back from pos
             (room_nid, pos, *types),
         )

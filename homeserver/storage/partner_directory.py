@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from homeserver.records.partner_directory import DirectoryEntry, Publication, Verification, name_key
-from homeserver.storage.database import Database, Row, Txn
+from homeserver.storage.database import Database, Row, Txn, marks
 
 
 def like_escape(text: str) -> str:
@@ -168,9 +168,8 @@ class PartnerDirectoryStore:
     async def get_many(self, server_names: list[str], now_ms: int) -> list[DirectoryEntry]:
         if not server_names:
             return []
-        marks = ", ".join("?" for _ in server_names)
         rows = await self.db.fetchall(
-            f"SELECT {_ENTRY_COLUMNS}{_FROM} WHERE e.server_name IN ({marks}) AND e.expires_ts > ?",
+            f"SELECT {_ENTRY_COLUMNS}{_FROM} WHERE e.server_name IN ({marks(server_names)}) AND e.expires_ts > ?",
             (*server_names, now_ms),
         )
         return [_entry(r) for r in rows]
@@ -194,11 +193,10 @@ class PartnerDirectoryStore:
         """Live entries with any of ``specialties`` (case-folded): server -> those shared."""
         if not specialties:
             return {}
-        marks = ", ".join("?" for _ in specialties)
         rows = await self.db.fetchall(
             "SELECT s.server_name, s.specialty FROM partner_directory_specialties s"
             " JOIN partner_directory_entries e ON e.server_name = s.server_name"
-            f" WHERE s.specialty IN ({marks}) AND s.server_name <> ? AND e.expires_ts > ?",
+            f" WHERE s.specialty IN ({marks(specialties)}) AND s.server_name <> ? AND e.expires_ts > ?",
             (*specialties, exclude, now_ms),
         )
         out: dict[str, set[str]] = {}

@@ -104,7 +104,7 @@ class PusherStore:
             if not device_ids:
                 return
             rows = await txn.fetchall(
-                f"SELECT pusher_nid FROM pushers WHERE user_id = ? AND device_id IN ({','.join('?' * len(device_ids))})",
+                f"SELECT pusher_nid FROM pushers WHERE user_id = ? AND device_id IN ({marks(device_ids)})",
                 (user_id, *device_ids),
             )
         await PusherStore._delete_nids(txn, [int(r[0]) for r in rows])
@@ -156,7 +156,7 @@ class PusherStore:
         if not users:
             return []
         rows = await txn.fetchall(
-            f"SELECT pusher_nid FROM pushers WHERE kind = ? AND user_id IN ({','.join('?' * len(users))})",
+            f"SELECT pusher_nid FROM pushers WHERE kind = ? AND user_id IN ({marks(users)})",
             (kind, *users),
         )
         nids = [int(r[0]) for r in rows]

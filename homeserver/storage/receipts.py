@@ -77,7 +77,7 @@ class ReceiptStore:
     async def receipts_of_events_or_user(self, room_id: str, event_ids: Collection[str], user_id: str) -> list[Receipt]:
         """A room's receipts on the given events, and the user's own receipts there."""
         ids = list(event_ids)[:_CHUNK]
-        on_events = f" OR event_id IN ({','.join('?' * len(ids))})" if ids else ""
+        on_events = f" OR event_id IN ({marks(ids)})" if ids else ""
         rows = await self.db.fetchall(
             f"SELECT {_COLUMNS} FROM receipts WHERE room_id = ? AND (user_id = ?{on_events}) ORDER BY stream_id",
             (room_id, user_id, *ids),

@@ -6,29 +6,23 @@ Rows are written and removed inside the event writer's transaction
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
 from homeserver.records.relations import Relation, ThreadRoot
-from homeserver.storage.database import Database, Txn
+from homeserver.storage.database import Database, Txn, in_chunks, marks
 
-# Parents per IN (...) list: well under SQLite's and asyncpg's parameter limits.
-_CHUNK = 500
 _COLUMNS = "event_id, room_nid, relates_to_id, rel_type, event_type, sender, stream_ordering"
 THREAD = "m.thread"
 
 
+def _unique_chunks(ids: Collection[str]) -> Iterator[list[str]]:
+    """Each ID once, in a stable order, one IN (...) list's worth at a time."""
+    return in_chunks(sorted(set(ids)))
+
+
 def _relation(row: Sequence[Any]) -> Relation:
     return Relation(row[0], int(row[1]), row[2], row[3], row[4], row[5], int(row[6]))
-
-
-def _chunks(ids: Collection[str]) -> list[list[str]]:
-    items = sorted(set(ids))
-    return [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
-
-
-def _marks(n: int) -> str:
-    return ",".join("?" * n)
 
 
 class RelationStore:
@@ -93,10 +87,10 @@ class RelationStore:
             args.append(upper)
         order = "DESC" if backwards else "ASC"
         found: list[Relation] = []
-        for chunk in _chunks(parents):
+        for chunk in _unique_chunks(parents):
             rows = await self.db.fetchall(
                 f"SELECT {_COLUMNS} FROM event_relations WHERE {' AND '.join(where)}"
-                f" AND relates_to_id IN ({_marks(len(chunk))}) ORDER BY stream_ordering {order} LIMIT ?",
+                f" AND relates_to_id IN ({marks(chunk)}) ORDER BY stream_ordering {order} LIMIT ?",
                 (*args, *chunk, limit),
             )
             found.extend(_relation(r) for r in rows)
@@ -107,10 +101,10 @@ class RelationStore:
         """Every relation in the room of the given types to any of `parents` (edits,
         references), oldest first."""
         found: list[Relation] = []
-        for chunk in _chunks(parents):
+        for chunk in _unique_chunks(parents):
             rows = await self.db.fetchall(
-                f"SELECT {_COLUMNS} FROM event_relations WHERE room_nid = ? AND relates_to_id IN ({_marks(len(chunk))})"
-                f" AND rel_type IN ({_marks(len(rel_types))}) ORDER BY stream_ordering",
+                f"SELECT {_COLUMNS} FROM event_relations WHERE room_nid = ? AND relates_to_id IN ({marks(chunk)})"
+                f" AND rel_type IN ({marks(rel_types)}) ORDER BY stream_ordering",
                 (room_nid, *chunk, *rel_types),
             )
             found.extend(_relation(r) for r in rows)
@@ -123,13 +117,13 @@ class RelationStore:
         """Per thread root with replies in the room: (reply count, newest reply's
         event ID, whether `user_id` replied)."""
         out: dict[str, tuple[int, str, bool]] = {}
-        for chunk in _chunks(roots):
+        for chunk in _unique_chunks(roots):
             rows = await self.db.fetchall(
                 "SELECT r.relates_to_id, COUNT(*), SUM(CASE WHEN r.sender = ? THEN 1 ELSE 0 END),"
                 " (SELECT l.event_id FROM event_relations l WHERE l.relates_to_id = r.relates_to_id"
                 "  AND l.rel_type = r.rel_type AND l.room_nid = r.room_nid ORDER BY l.stream_ordering DESC LIMIT 1)"
                 " FROM event_relations r WHERE r.room_nid = ? AND r.rel_type = ?"
-                f" AND r.relates_to_id IN ({_marks(len(chunk))})"
+                f" AND r.relates_to_id IN ({marks(chunk)})"
                 " GROUP BY r.relates_to_id, r.rel_type, r.room_nid",
                 (user_id, room_nid, THREAD, *chunk),
             )
@@ -140,10 +134,10 @@ class RelationStore:
     async def kinds(self, room_nid: int, parents: Collection[str]) -> dict[str, set[tuple[str, str]]]:
         """Per parent with relations in the room: its relations' (rel_type, sender) pairs."""
         out: dict[str, set[tuple[str, str]]] = {}
-        for chunk in _chunks(parents):
+        for chunk in _unique_chunks(parents):
             rows = await self.db.fetchall(
                 "SELECT DISTINCT relates_to_id, rel_type, sender FROM event_relations"
-                f" WHERE room_nid = ? AND relates_to_id IN ({_marks(len(chunk))})",
+                f" WHERE room_nid = ? AND relates_to_id IN ({marks(chunk)})",
                 (room_nid, *chunk),
             )
             for r in rows:

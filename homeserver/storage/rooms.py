@@ -184,7 +184,7 @@ class RoomStore:
         """(room_id, membership) for the user's rooms in the given memberships."""
         rows = await self.db.fetchall(
             "SELECT r.room_id, m.membership FROM memberships m JOIN rooms r ON r.room_nid = m.room_nid"
-            f" WHERE m.user_id = ? AND m.membership IN ({','.join('?' * len(memberships))})"
+            f" WHERE m.user_id = ? AND m.membership IN ({marks(memberships)})"
             " AND m.forgotten = 0",
             (user_id, *memberships),
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from homeserver.records.search import SearchHit, SearchQuery
-from homeserver.storage.database import Database, Txn
+from homeserver.storage.database import Database, Txn, marks
 
 
 def fts5_query(terms: tuple[str, ...]) -> str:
@@ -70,8 +70,7 @@ class SearchStore:
         args.append(q.user_id)
 
         def within(column: str, values: tuple[str, ...], negate: bool = False) -> None:
-            marks = ", ".join("?" for _ in values)
-            where.append(f"{column} {'NOT IN' if negate else 'IN'} ({marks})")
+            where.append(f"{column} {'NOT IN' if negate else 'IN'} ({marks(values)})")
             args.extend(values)
 
         within("e.event_type", q.types)

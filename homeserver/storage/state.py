@@ -131,7 +131,7 @@ class StateStore:
         for chunk in in_chunks(missing):
             rows = await self.db.fetchall(
                 "SELECT state_key_nid, event_type, state_key FROM state_keys WHERE state_key_nid IN "
-                f"({','.join('?' * len(chunk))})",
+                f"({marks(chunk)})",
                 chunk,
             )
             for nid, t, sk in rows:
@@ -259,7 +259,7 @@ class StateStore:
             for chunk in in_chunks(frontier):
                 rows = await txn.fetchall(
                     "SELECT snapshot_nid, parent_nid FROM state_snapshots WHERE snapshot_nid IN "
-                    f"({','.join('?' * len(chunk))})",
+                    f"({marks(chunk)})",
                     chunk,
                 )
                 for nid, parent in rows:
@@ -280,7 +280,7 @@ class StateStore:
         for chunk in in_chunks(parents):
             rows = await txn.fetchall(
                 "SELECT snapshot_nid, state_key_nid, event_nid FROM state_deltas WHERE snapshot_nid IN "
-                f"({','.join('?' * len(chunk))})",
+                f"({marks(chunk)})",
                 chunk,
             )
             for snap, key, ev in rows:
@@ -334,9 +334,8 @@ class StateStore:
                 raise KeyError(f"unknown state snapshot {nid}")
             nid = row[0]
         state = dict(base)
-        placeholders = ",".join("?" * len(chain))
         rows = await txn.fetchall(
-            f"SELECT snapshot_nid, state_key_nid, event_nid FROM state_deltas WHERE snapshot_nid IN ({placeholders})",
+            f"SELECT snapshot_nid, state_key_nid, event_nid FROM state_deltas WHERE snapshot_nid IN ({marks(chain)})",
             chain,
         ) if chain else []
         by_snapshot: dict[int, list[tuple[int, int | None]]] = {}

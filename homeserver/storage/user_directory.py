@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from homeserver.records.user_directory import DirectoryUser
-from homeserver.storage.database import Database, Txn
+from homeserver.storage.database import Database, Txn, marks
 
 _JOINED_TOGETHER = (
     "EXISTS (SELECT 1 FROM memberships o JOIN memberships s ON s.room_nid = o.room_nid"
@@ -53,7 +53,7 @@ class UserDirectoryStore:
         )
         args: list[Any] = []
         if exclude_types:
-            sql += f" AND COALESCE(u.user_type, '') NOT IN ({', '.join('?' for _ in exclude_types)})"
+            sql += f" AND COALESCE(u.user_type, '') NOT IN ({marks(exclude_types)})"
             args.extend(exclude_types)
         for word in words:
             sql += (

@@ -99,15 +99,21 @@ class SyncService:
         timeout_ms: int,
         sync_filter: SyncFilter,
         full_state: bool,
+        use_state_after: bool = False,
     ) -> dict[str, Any]:
         notifier = self.notifier
         if since is None or full_state or timeout_ms <= 0 or notifier.closed:
-            return await self._compute(SyncRequest(requester, since, await self.current_token(), sync_filter, full_state))
+            return await self._compute(SyncRequest(
+                requester, since, await self.current_token(), sync_filter, full_state, use_state_after=use_state_after
+            ))
         waiter = notifier.register(requester.user_id)
         try:
             deadline = self.clock.monotonic() + timeout_ms / 1000
             while True:
-                req = SyncRequest(requester, since, await self.current_token(), sync_filter, full_state)
+                req = SyncRequest(
+                    requester, since, await self.current_token(), sync_filter, full_state,
+                    use_state_after=use_state_after,
+                )
                 result = await self._compute(req)
                 remaining = deadline - self.clock.monotonic()
                 if _has_news(result, self._not_news) or remaining <= 0 or notifier.closed:

@@ -29,7 +29,7 @@ def register_routes(app: web.Application) -> None:
     from homeserver.api.admin import media
 
     media.register(app)
-    from homeserver.api.admin import analytics, destinations, devices, organization
+    from homeserver.api.admin import analytics, destinations, devices, organization, reports
 
-    for extra in (devices, destinations, organization, analytics):
+    for extra in (devices, destinations, organization, analytics, reports):
         extra.register(app)

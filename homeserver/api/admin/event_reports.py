@@ -14,7 +14,7 @@ from homeserver.params import try_parse_int
 PATH = ADMIN_V1 + "/event_reports"
 
 
-def _report_id(request: web.Request) -> int:
+def report_id_param(request: web.Request) -> int:
     raw = request.match_info["report_id"]
     report_id = try_parse_int(raw, minimum=0)
     if report_id is None:
@@ -42,7 +42,7 @@ async def list_reports(request: web.Request) -> web.Response:
 async def get_report(request: web.Request) -> web.Response:
     await require_admin(request)
     hs = get_hs(request)
-    report = await hs.reports.get(_report_id(request))
+    report = await hs.reports.get(report_id_param(request))
     if report is None:
         raise MatrixError(404, "M_NOT_FOUND", "Event report not found")
     out = await hs.reports.report_json(report)
@@ -53,7 +53,7 @@ async def get_report(request: web.Request) -> web.Response:
 async def delete_report(request: web.Request) -> web.Response:
     req = await require_admin(request)
     hs = get_hs(request)
-    report_id = _report_id(request)
+    report_id = report_id_param(request)
     if not await hs.reports.delete(report_id):
         raise MatrixError(404, "M_NOT_FOUND", "Event report not found")
     await audit(request, req, "admin.event_report.delete", target=str(report_id))

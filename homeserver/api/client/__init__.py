@@ -55,6 +55,15 @@ def register_routes(app: web.Application) -> None:
     from homeserver.api.client import openid
 
     openid.register(routes)
+    from homeserver.api.client import voip
+
+    voip.register(routes)
+    from homeserver.api.client import whois
+
+    whois.register(routes)
+    from homeserver.api.client import thirdparty
+
+    thirdparty.register(routes)
     from homeserver.api.client import tags
 
     tags.register(routes)

@@ -134,7 +134,7 @@ async def _find(
     cached and ``path`` is already what was asked for (the thumbnail when one was)."""
     hs = get_hs(request)
     if not legacy:
-        await requester(request)
+        await requester(request, allow_guest=True)  # guests may read media since v1.12
     elif not hs.config.media.legacy_unauthenticated:
         raise not_found("Media not found")
     server_name, media_id = _ids(request)

@@ -1,13 +1,17 @@
-"""Reporting content (the spec's report_content module): events and rooms, for the
-server's admins to review through the admin API."""
+"""Reporting content (the spec's report_content module): events, rooms and users, for
+the server's admins to review through the admin API."""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from homeserver.api.http import ClientRoutes, client_ip, get_hs, json_response, read_json, requester
 from homeserver.errors import MatrixError
 
+#: (reporter, reason, client IP) -> the report made
+ReportFn = Callable[[str, str, "str | None"], Awaitable[None]]
 MAX_REASON = 1000  # a report's reason is for a human to read, not a place to store data
 
 
@@ -43,18 +47,35 @@ async def post_report_event(request: web.Request) -> web.Response:
     return json_response({})
 
 
-async def post_report_room(request: web.Request) -> web.Response:
-    """Anyone may report a room, joined or not (the spec forbids requiring it)."""
+async def _report_with_reason(request: web.Request, report: ReportFn) -> web.Response:
+    """A report whose body must give a reason (rooms, users): anyone may make one."""
     hs = get_hs(request)
     req = await requester(request)
     body = await read_json(request)
     reason = _reason(body.get("reason"), required=True)
     assert reason is not None
     hs.ratelimiter.check("message", req.user_id, exempt=hs.is_ratelimit_exempt(req.user_id))
-    await hs.reports.report_room(req.user_id, request.match_info["room_id"], reason, client_ip(request))
+    await report(req.user_id, reason, client_ip(request))
     return json_response({})
+
+
+async def post_report_room(request: web.Request) -> web.Response:
+    """Anyone may report a room, joined or not (the spec forbids requiring it)."""
+    room_id = request.match_info["room_id"]
+    return await _report_with_reason(
+        request, lambda user_id, reason, ip: get_hs(request).reports.report_room(user_id, room_id, reason, ip)
+    )
+
+
+async def post_report_user(request: web.Request) -> web.Response:
+    """v1.14: anyone may report a user, sharing a room or not."""
+    target = request.match_info["user_id"]
+    return await _report_with_reason(
+        request, lambda user_id, reason, ip: get_hs(request).reports.report_user(user_id, target, reason, ip)
+    )
 
 
 def register(routes: ClientRoutes) -> None:
     routes.add("POST", "/rooms/{room_id}/report/{event_id}", post_report_event)
     routes.add("POST", "/rooms/{room_id}/report", post_report_room)
+    routes.add("POST", "/users/{user_id}/report", post_report_user)

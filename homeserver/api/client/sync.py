@@ -25,7 +25,8 @@ async def get_sync(request: web.Request) -> web.Response:
         raise MatrixError(400, "M_INVALID_PARAM", "set_presence must be online, offline or unavailable")
     sync_filter = await hs.filters.sync_filter(req.user_id, request.query.get("filter"))
     await hs.presence.sync_activity(req.user_id, set_presence)
-    result = await hs.sync.sync(req, since, timeout_ms, sync_filter, full_state)
+    use_state_after = query_bool(request, "use_state_after")
+    result = await hs.sync.sync(req, since, timeout_ms, sync_filter, full_state, use_state_after)
     return json_response(result)
 
 

@@ -1,6 +1,7 @@
 """E-mail addresses on accounts (the spec's /account/3pid endpoints), and the two
 pages the links in mails open: validating an address and unsubscribing from
-notification mails (neither needs a login: the link carries its proof)."""
+notification mails (neither needs a login: the link carries its proof). Phone numbers
+are not supported: their requestToken endpoints say so with the spec's errcode."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from homeserver.api.http import ClientRoutes, client_ip, get_hs, json_response, 
 from homeserver.email.mailer import accepted_languages
 from homeserver.email.notifier import UNSUBSCRIBE_PATH
 from homeserver.email.threepids import SUBMIT_PATH
-from homeserver.errors import unrecognized
+from homeserver.errors import MatrixError, unrecognized
 from homeserver.params import try_parse_int
 
 PASSWORD_FLOWS = [["m.login.password"]]
@@ -81,7 +82,16 @@ async def unsubscribe(request: web.Request) -> web.Response:
                                 button="unsubscribe_button"))
 
 
+async def msisdn_request_token(request: web.Request) -> web.Response:
+    """The server sends no SMS: registration, password reset and adding an address all
+    answer M_THREEPID_MEDIUM_NOT_SUPPORTED (v1.13) rather than a missing endpoint."""
+    await read_json(request)
+    raise MatrixError(400, "M_THREEPID_MEDIUM_NOT_SUPPORTED", "This server does not support phone numbers")
+
+
 def register(routes: ClientRoutes) -> None:
+    for path in ("/register", "/account/password", "/account/3pid"):
+        routes.add("POST", path + "/msisdn/requestToken", msisdn_request_token)
     routes.add("POST", "/account/3pid/email/requestToken", request_token)
     routes.add("POST", "/account/3pid/add", add_threepid)
     routes.add("POST", "/account/3pid/delete", delete_threepid)

@@ -7,10 +7,12 @@ list is what we implement, not what we aim for:
   minimum, and the first version with the /v3 paths). Its core and the modules our
   users rely on are served; known gaps answer M_UNRECOGNIZED: identity-server binding
   (/account/3pid/bind; e-mail addresses on accounts are served when e-mail is
-  configured), and the optional modules we have not built (VoIP, ...). End-to-end
-  encryption is served (homeserver/e2ee/: keys, cross-signing, to-device, device lists,
-  key backup, across servers too) and proven with matrix-js-sdk's Rust crypto in
-  tests/e2e and tests/interop.
+  configured), SSO login (not offered in /login's flows), and application services,
+  which are not built (so third-party networks list no protocol: /thirdparty/*).
+  VoIP's /turnServer is served when a TURN server is configured (homeserver/voip.py).
+  End-to-end encryption is served (homeserver/e2ee/: keys, cross-signing, to-device,
+  device lists, key backup, across servers too) and proven with matrix-js-sdk's Rust
+  crypto in tests/e2e and tests/interop.
 - v1.2 added only the spaces hierarchy and registration token validity (both served).
 - v1.3 added event relationships and their aggregations (/rooms/{roomId}/relations,
   bundled unsigned.m.relations; homeserver/relations/), refresh tokens, knock_restricted
@@ -22,11 +24,42 @@ list is what we implement, not what we aim for:
 - v1.5 added m.reference relations (bundled); v1.6 /timestamp_to_event and the
   M_UNRECOGNIZED answers to unknown endpoints and methods: served (its SAS change,
   hkdf-hmac-sha256.v2, is between clients: to-device messages the server only carries).
-- v1.7 and later stay off the list: v1.7 adds POST /login/get_token, which is not
-  routed here. Clients gate features on versions (v1.11: authenticated media), and
-  claiming one sends them to routes that do not exist here. Add a version once what it
-  defines in the core API and in the modules we serve is routed
-  (the spec tools' spec_surface.py --missing shows what is not).
+- v1.7: POST /login/get_token, asynchronous uploads (/media/v1/create, PUT /upload),
+  the full edit event bundled under m.replace with the original left unchanged,
+  m.annotation relations, the event_property_is/contains push conditions and the
+  m.mentions push rules, per-device transaction IDs: served. Its appservice ping is
+  the Application Service API, which this server does not implement (no application
+  service can register here, so no client of ours can call it).
+- v1.8: reporting an event needs the reporter joined (served); v1.9: the
+  .m.rule.suppress_edits push rule (served).
+- v1.10: /.well-known/matrix/support (from config; 404 when none, as the spec allows),
+  erasure on deactivation, `recurse` on /relations, Retry-After on 429: served.
+- v1.11: authenticated media (/_matrix/client/v1/media/*), cross-signing's first
+  upload without UIA: served. preview_url answers M_UNRECOGNIZED unless
+  media.url_preview is enabled (a server choice, like the legacy endpoint);
+  unsigned.membership is a SHOULD the spec lets servers omit, and is not added.
+- v1.12: guests read media on the authenticated endpoints, `via` on join and knock,
+  locked accounts (M_USER_LOCKED), the 403 on profile lookups: served.
+- v1.13: room reports and M_THREEPID_MEDIUM_NOT_SUPPORTED (phone numbers); v1.14:
+  user reports; v1.15: /room_summary and the hierarchy's new fields, and
+  /auth_metadata answering 404 M_UNRECOGNIZED, the spec's answer for a server that
+  uses the legacy (non-OAuth) authentication API: served.
+- v1.16: `use_state_after` on /sync (`state_after`: the state changes up to the
+  timeline's end; sync/streams/room_events.py), custom profile fields with
+  m.profile_fields, `format=event` on /state, room version 12 with additional_creators
+  (on upgrade, and the trusted_private_chat preset), m.room.create in stripped state:
+  served.
+- v1.17 removed the legacy mention push rules from the predefined list: they stay as
+  server defaults that skip events with `m.mentions` (push/defaults.py says why, and
+  the spec lets a server add defaults); its other changes are for the OAuth API and
+  application services, neither offered here: served as far as it applies.
+- v1.18 and later stay off the list: v1.18 adds the admin lock/suspend endpoints
+  (/_matrix/client/v1/admin/lock|suspend, not routed) and policy servers (events in a
+  room with m.room.policy are not checked with its policy server); v1.19
+  unsigned.replaces_state. Add a version once what it defines in the core API and in
+  the modules we serve is routed and behaves (the spec tools' spec_surface.py
+  --missing shows what is not routed; test_listed_versions_route_what_they_added
+  checks the claim against the spec).
 
 Unstable features name stable-prefixed features we do implement from later versions,
 for clients that gate on them instead of on a version:
@@ -53,7 +86,7 @@ from aiohttp import web
 
 from homeserver.api.http import json_response
 
-SUPPORTED_VERSIONS = ["v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6"]
+SUPPORTED_VERSIONS = [f"v1.{minor}" for minor in range(1, 18)]  # v1.1 ... v1.17
 UNSTABLE_FEATURES = {
     "org.matrix.msc2285.stable": True,
     "org.matrix.msc3916.stable": True,

@@ -33,6 +33,9 @@ class SyncRequest:
     room_streams: list[StreamProvider] = field(default_factory=list)
     # What a stream read once for the whole request (in `prepare`), by stream key.
     loaded: dict[str, Any] = field(default_factory=dict)
+    # v1.16 (MSC4222): rooms carry `state_after` (the state changes up to the timeline's
+    # end, timeline events included) instead of `state` (up to its start).
+    use_state_after: bool = False
 
     @property
     def user_id(self) -> str:

@@ -56,6 +56,11 @@ _FIRST_PAGES = "events.first_pages"
 _ROOM_SECTIONS = {"join": ("ephemeral", "account_data"), "leave": ("account_data",)}
 
 
+def _state_section(req: SyncRequest) -> str:
+    """A room's state section: `state_after` when the client asked for it (v1.16)."""
+    return "state_after" if req.use_state_after else "state"
+
+
 class RoomEventsStream(StreamProvider):
     key = "events"
 
@@ -202,10 +207,15 @@ class RoomEventsStream(StreamProvider):
                 timeline, limited, formatted = shared
             else:
                 timeline, limited = await self.timeline(req, room, start, req.now.events, _limit(req), m)
-        state = await self._state(
-            req, room, timeline, since_pos if not (newly_joined or req.full_state) else None, limited,
-            at_present=last <= req.now.events,
-        )
+        state_since = since_pos if not (newly_joined or req.full_state) else None
+        if req.use_state_after:
+            end = (
+                timeline[-1].state_after if timeline and last > req.now.events
+                else (await self.room_service.head(room)).snapshot
+            )
+            state = await self._state_after(req, room, timeline, state_since, end, changed=has_events)
+        else:
+            state = await self._state(req, room, timeline, state_since, limited, at_present=last <= req.now.events)
         # The summary only changes with membership: send it when that may have moved.
         summary_due = (
             req.since is None or newly_joined or req.full_state
@@ -219,7 +229,7 @@ class RoomEventsStream(StreamProvider):
                 "limited": limited,
                 "prev_batch": room_token((timeline[0].stream_ordering or 1) - 1) if timeline else room_token(req.now.events),
             },
-            "state": {"events": await self.format_events(req, room, state)},
+            _state_section(req): {"events": await self.format_events(req, room, state)},
             "ephemeral": {"events": parts["ephemeral"]},
             "account_data": {"events": parts["account_data"]},
             "summary": await self._summary(req, room) if summary_due else {},
@@ -341,6 +351,40 @@ class RoomEventsStream(StreamProvider):
             completed = await self._completed(room, timeline, timeline_ids, at_start, at_present)
             wanted = {k: v for k, v in completed.items() if before.get(k) != v}
         wanted = {k: v for k, v in wanted.items() if v not in timeline_ids}
+        return await self._members_and_filter(req, room, timeline, wanted, at_start, since_pos)
+
+    async def _state_after(
+        self, req: SyncRequest, room: RoomRecord, timeline: list[StoredEvent], since_pos: int | None,
+        end: int | None, *, changed: bool,
+    ) -> list[StoredEvent]:
+        """v1.16's `state_after` (MSC4222): the state at the timeline's end (snapshot
+        `end`) that differs from the state at the since token, or all of it on an initial
+        or full_state sync. Unlike `state`, it keeps the timeline's own state events: a
+        client that asked for it takes the room's state from it alone, so forks the
+        timeline crosses cannot mislead it. `changed`: whether the room has events since
+        the token (nothing can differ otherwise)."""
+        if since_pos is not None and not changed:
+            return []
+        rs = self.room_service
+        at_end = await rs.state_ids_at_snapshot(end)
+        if since_pos is None:
+            wanted = dict(at_end)
+        else:
+            prior = await self.event_positions.last_event_at_or_before(room.room_nid, since_pos)
+            before = await rs.state_ids_at_snapshot(prior[1]) if prior else {}
+            wanted = {k: v for k, v in at_end.items() if before.get(k) != v}
+        return await self._members_and_filter(req, room, timeline, wanted, at_end, since_pos)
+
+    async def _members_and_filter(
+        self, req: SyncRequest, room: RoomRecord, timeline: list[StoredEvent], wanted: dict[tuple[str, str], int],
+        reference: dict[tuple[str, str], int], since_pos: int | None,
+    ) -> list[StoredEvent]:
+        """The events of `wanted` the state filter keeps; with lazy-loaded members, only
+        the timeline senders' (and the user's) members, taken from `reference` (the state
+        the section describes) when the client was not sent them already."""
+        rs = self.room_service
+        lazy = req.filter.state.lazy_load_members
+        timeline_ids = {e.nid for e in timeline}
         redundant = req.filter.state.include_redundant_members
         client = (req.user_id, req.requester.device_id or "", repr(req.filter.state))
         if lazy:
@@ -354,7 +398,7 @@ class RoomEventsStream(StreamProvider):
                 # redundant members, sent only when the filter asks for them).
                 for sender in senders:
                     key = ("m.room.member", sender)
-                    nid = at_start.get(key)
+                    nid = reference.get(key)
                     if nid is None or nid in timeline_ids:
                         continue
                     if redundant or not self.lazy_members.known(client, room.room_id, sender, nid, since_pos):
@@ -463,18 +507,25 @@ class RoomEventsStream(StreamProvider):
             return {
                 "timeline": {"events": await self.format_events(req, room, [member]), "limited": False,
                              "prev_batch": room_token(m.stream_ordering)},
-                "state": {"events": []},
+                # state_after alone tells a client the room's state: the leave is all of it here.
+                _state_section(req): {
+                    "events": await self.format_events(req, room, [member]) if req.use_state_after else []
+                },
                 "account_data": {"events": (await self._room_parts(req, room, "leave"))["account_data"]},
             }
         timeline, limited = await self.timeline(req, room, since_pos, m.stream_ordering, _limit(req), m)
-        state = await self._state(req, room, timeline, since_pos, limited or since_pos is None)
+        if req.use_state_after:
+            end = timeline[-1].state_after if timeline else (member.state_after if member is not None else None)
+            state = await self._state_after(req, room, timeline, since_pos, end, changed=True)
+        else:
+            state = await self._state(req, room, timeline, since_pos, limited or since_pos is None)
         return {
             "timeline": {
                 "events": await self.format_events(req, room, timeline, bundle=True),
                 "limited": limited,
                 "prev_batch": room_token((timeline[0].stream_ordering or 1) - 1) if timeline else room_token(m.stream_ordering),
             },
-            "state": {"events": await self.format_events(req, room, state)},
+            _state_section(req): {"events": await self.format_events(req, room, state)},
             "account_data": {"events": (await self._room_parts(req, room, "leave"))["account_data"]},
         }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from homeserver.records.rooms import RoomRecord
 from tests.conftest import Api
 from tests.homeserver.api.reading_helpers import create, join, put_state, send, uid, user
 from tests.homeserver.remote_events import REMOTE_USER, receive, remote_event
@@ -30,6 +31,22 @@ def _timeline_ids(body: dict[str, Any], room: str) -> list[str]:
 async def _sync(api: Api, token: str, since: str | None = None, **room_filter: Any) -> dict[str, Any]:
     query = "filter=" + json.dumps({"room": room_filter}) + (f"&since={since}" if since else "")
     return await api.get(f"sync?{query}", token=token)
+
+
+async def _remote_member_then_carol(api: Api, alice: str, **create_body: Any) -> tuple[str, RoomRecord, list[str], str]:
+    """A public room a remote user joined, then carol (a new local user): the room's
+    ID and record, its extremities before carol joined (where a remote event can
+    branch off without her) and carol's token."""
+    room_id = await create(api, alice, preset="public_chat", **create_body)
+    room = await api.hs.room_store.get_room(room_id)
+    assert room is not None
+    assert await receive(api.hs, room, await remote_event(api.hs, room, "m.room.member", {"membership": "join"},
+                                                        state_key=REMOTE_USER)) == "accepted"
+    head = await api.hs.room_service.head(room)
+    before_carol = [e.event_id for e in (await api.hs.event_store.get_events_by_nid(head.extremities)).values()]
+    carol = await user(api, "carol")
+    await join(api, room_id, carol)
+    return room_id, room, before_carol, carol
 
 
 async def test_own_membership_hidden_by_the_timeline_filter(api: Api) -> None:
@@ -56,15 +73,7 @@ async def test_own_membership_hidden_by_the_timeline_filter(api: Api) -> None:
 
 async def test_own_membership_and_members_across_a_fork(api: Api) -> None:
     alice = await user(api, "alice")
-    room_id = await create(api, alice, preset="public_chat")
-    room = await api.hs.room_store.get_room(room_id)
-    assert room is not None
-    assert await receive(api.hs, room, await remote_event(api.hs, room, "m.room.member", {"membership": "join"},
-                                                        state_key=REMOTE_USER)) == "accepted"
-    head = await api.hs.room_service.head(room)
-    before_carol = [e.event_id for e in (await api.hs.event_store.get_events_by_nid(head.extremities)).values()]
-    carol = await user(api, "carol")
-    await join(api, room_id, carol)
+    room_id, room, before_carol, carol = await _remote_member_then_carol(api, alice)
     # The remote user writes on top of what they knew: the room before carol joined.
     hello = await remote_event(api.hs, room, "m.room.message", {"msgtype": "m.text", "body": "hi"}, prev=before_carol)
     assert await receive(api.hs, room, hello) == "accepted"
@@ -100,3 +109,23 @@ async def test_own_membership_and_members_across_a_fork(api: Api) -> None:
     # (The state at the token is read from the branch too, so unchanged members may
     # be sent again: redundant, never wrong.)
     assert state.get(("m.room.member", uid("carol")), {}).get("content", {}).get("membership", "join") == "join"
+
+
+async def test_state_after_across_a_fork(api: Api) -> None:
+    """use_state_after (v1.16): the state at the timeline's end is the room's, although
+    the timeline's last event sits on a branch that lacks carol's join and a rename."""
+    alice = await user(api, "alice")
+    room_id, room, branch, carol = await _remote_member_then_carol(api, alice, name="Old")
+    first = await api.get("sync?use_state_after=true", token=carol)
+    renamed = await put_state(api, room_id, alice, "m.room.name", {"name": "New"})
+    hello = await remote_event(api.hs, room, "m.room.message", {"msgtype": "m.text", "body": "hi"}, prev=branch)
+    assert await receive(api.hs, room, hello) == "accepted"
+
+    body = await api.get(f"sync?use_state_after=true&since={first['next_batch']}", token=carol)
+    entry = _entry(body, room_id)
+    assert "state" not in entry and _timeline_ids(body, room_id)[-1] == hello["event_id"]
+    # Only what changed since the token: the rename (in the timeline too), not carol's
+    # join, which the previous response already gave and which still holds.
+    assert {(e["type"], e["state_key"]): e["event_id"] for e in entry["state_after"]["events"]} == {
+        ("m.room.name", ""): renamed
+    }

@@ -141,10 +141,15 @@ async def test_reject_when_the_inviting_server_is_gone_stays_local(tmp_path: Pat
             room = (await bob.call("POST", "/createRoom", {"preset": "private_chat"}))["room_id"]
             await bob.call("POST", f"/rooms/{room}/invite", {"user_id": alice_id})
             await sync_until(alice, lambda r: invite_of(r, room) is not None)
+        since = (await alice.call("GET", "/sync"))["next_batch"]
         # B is stopped: the rejection cannot travel, but A's user is rid of the invite.
         await alice.call("POST", f"/rooms/{room}/leave", {})
         full = await alice.call("GET", "/sync")
         assert invite_of(full, room) is None
+        # The room is left; with use_state_after (v1.16) the leave is its state too.
+        left = (await alice.call("GET", f"/sync?since={since}&use_state_after=true"))["rooms"]["leave"][room]
+        (leave,) = left["state_after"]["events"]
+        assert leave["state_key"] == alice_id and leave["content"]["membership"] == "leave" and "state" not in left
         # Joining now has no server to go through.
         await alice.call("POST", f"/rooms/{room}/join", {}, expect=404)
 

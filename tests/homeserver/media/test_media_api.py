@@ -66,6 +66,21 @@ async def test_downloads_need_a_token(api: Api) -> None:
         assert resp.status == 401
 
 
+async def test_guests_may_download_but_not_upload(make_api: ClientFactory) -> None:
+    """v1.12 (MSC4189): guests read media through the authenticated endpoints; uploading
+    stays for registered users."""
+    api = await make_api(registration={"policy": "open", "allow_guests": True})
+    token = await _user(api)
+    server, media_id = await upload_ok(api, token, png(8, 8), "image/png", "dot.png")
+    guest = (await api.post("register?kind=guest", {}))["access_token"]
+    status, _, body = await fetch(api, f"{V1}/download/{server}/{media_id}", guest)
+    assert status == 200 and body == png(8, 8)
+    status, headers, _ = await fetch(api, f"{V1}/thumbnail/{server}/{media_id}?width=4&height=4", guest)
+    assert status == 200 and headers["Content-Type"].startswith("image/")
+    async with api.client.post(UPLOAD, data=b"x", headers={"Authorization": f"Bearer {guest}"}) as resp:
+        assert resp.status == 403 and (await resp.json())["errcode"] == "M_GUEST_ACCESS_FORBIDDEN"
+
+
 async def test_html_and_svg_are_attachments_under_the_sandbox(api: Api) -> None:
     token = await _user(api)
     html = b"<html><script>alert(document.cookie)</script></html>"
