@@ -30,6 +30,11 @@ class Waiter:
     def woken(self) -> bool:
         return self._event.is_set()
 
+    def rearm(self) -> None:
+        """Wait again (a request that looked and found nothing for it): what lands from
+        now on wakes it, as a fresh registration would, without one."""
+        self._event.clear()
+
     async def wait(self, timeout_s: float) -> bool:
         if self._event.is_set():
             return True

@@ -24,14 +24,24 @@ What differs per reader is put back: the transaction ID of an event sent by the
 reading device. The events' `unsigned.age` is as of the section's building, which is
 at most `_LIFETIME_S` old. The rest of the room's entry (state, unread counts,
 receipts, account data, summary) stays per reader.
+
+The readers who see the section as it is (all but the sending device's) also share
+its encoding: the room's `timeline` object is encoded to JSON bytes once
+(`Section.encoded`) and embedded into each of their responses as is.
+
+The section's builder also reads, for everyone, the room's notifications in the
+range (`UnreadCounter.warm`): the readers waiting on the section then run, each in
+one go, to their response, instead of all stopping again at the next shared read.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from homeserver.records.encoded_json import EncodedJSON
 from homeserver.records.events import StoredEvent
 
 if TYPE_CHECKING:
@@ -40,8 +50,36 @@ if TYPE_CHECKING:
     from homeserver.sync.streams.base import SyncRequest
     from homeserver.sync.streams.room_events import RoomEventsStream
 
-# (events, limited, client JSON of the events without any transaction ID)
-Section = tuple[list[StoredEvent], bool, list[dict[str, Any]]]
+
+
+@dataclass
+class Section:
+    """A room's timeline in one range as its readers share it."""
+
+    events: list[StoredEvent]
+    limited: bool
+    formatted: list[dict[str, Any]]  # client JSON of the events, without any transaction ID
+    _encoded: EncodedJSON | None = field(default=None, repr=False)
+
+    def encoded(self, timeline: dict[str, Any]) -> EncodedJSON:
+        """The room's `timeline` object built from this section (the same for every
+        reader who sees the section as is), encoded once."""
+        if self._encoded is None:
+            self._encoded = EncodedJSON.of(timeline)
+        return self._encoded
+
+
+@dataclass
+class ReaderTimeline:
+    """A section as one reader sees it: `formatted` carries the reading device's
+    transaction IDs; `shared` is the section when that is all of it (its encoding
+    then serves this reader too)."""
+
+    events: list[StoredEvent]
+    limited: bool
+    formatted: list[dict[str, Any]]
+    shared: Section | None
+
 _MAX_SECTIONS = 512
 _LIFETIME_S = 1.0  # a section is rebuilt after this long (the events' age is as of building)
 _OPEN = ("shared", "world_readable")
@@ -74,7 +112,7 @@ class SharedTimelines:
     async def timeline(
         self, stream: RoomEventsStream, req: SyncRequest, room: RoomRecord, after: int, limit: int,
         m: UserMembership,
-    ) -> Section | None:
+    ) -> ReaderTimeline | None:
         """The room's incremental timeline in (after, req.now.events] for this reader,
         shared with the readers whose view is the same; None when the reader's view is
         its own (the caller builds it)."""
@@ -115,22 +153,27 @@ class SharedTimelines:
     ) -> Section | None:
         viewer = stream.visibility.viewer(req.user_id, room, membership=(m.membership, m.event_nid))
         events, limited = await stream.timeline(req, room, after, req.now.events, limit, m, viewer=viewer)
+        # The readers waiting on this section next count their unread notifications of
+        # the same range: read the room's tally for them now, so that, woken once, each
+        # runs to its response without another wait (and, with nothing to wait on, the
+        # readers answer one after another instead of all advancing step by step).
+        await stream.unread.warm(room.room_nid, after, req.now.events)
         if not viewer.saw_only_open_history():
             return None
         formatted = await stream.format_events(req, room, events, bundle=True, for_device=False)
         if any("m.relations" in e.get("unsigned", {}) for e in formatted):
             return None
-        return events, limited, formatted
+        return Section(events, limited, formatted)
 
 
-def _for_device(section: Section, device_id: str | None) -> Section:
+def _for_device(section: Section, device_id: str | None) -> ReaderTimeline:
     """The section as the reading device sees it: its own events carry the transaction
     ID it sent them with (a copy of those events' JSON; the rest is shared)."""
-    events, limited, formatted = section
+    events = section.events
     if device_id is None or not any(e.txn_device == device_id and e.txn_id is not None for e in events):
-        return events, limited, list(formatted)
-    out = list(formatted)
+        return ReaderTimeline(events, section.limited, section.formatted, section)
+    out = list(section.formatted)
     for i, e in enumerate(events):
         if e.txn_device == device_id and e.txn_id is not None:
             out[i] = {**out[i], "unsigned": {**out[i]["unsigned"], "transaction_id": e.txn_id}}
-    return events, limited, out
+    return ReaderTimeline(events, section.limited, out, None)
