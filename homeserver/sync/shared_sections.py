@@ -16,7 +16,10 @@ nothing in it can depend on who reads it:
 * every event of the range lay under shared or world_readable history visibility
   (`Viewer.saw_only_open_history`): any user joined now then sees all of them; under
   invited or joined visibility what a member sees hangs on their membership at each
-  event, and each reader builds their own;
+  event: the section is shared only when its builder was joined at every state
+  snapshot its events were judged at (`Viewer.snapshots_seen_joined`; a member sees
+  every event), and with each reader who was joined at each of those too
+  (`Viewer.joined_at_all`, a lookup per snapshot, usually one); the others build their own;
 * no event carries bundled aggregations (a thread's summary says whether the
   reader took part in it): such a section is built by each reader.
 
@@ -59,6 +62,9 @@ class Section:
     events: list[StoredEvent]
     limited: bool
     formatted: list[dict[str, Any]]  # client JSON of the events, without any transaction ID
+    # Under history visible to members only: the state snapshots its events were
+    # judged at, every reader must have been joined at (None: open history, anyone may).
+    members_at: list[int] | None = None
     _encoded: EncodedJSON | None = field(default=None, repr=False)
 
     def encoded(self, timeline: dict[str, Any]) -> EncodedJSON:
@@ -142,6 +148,10 @@ class SharedTimelines:
                 self._sections.pop(key, None)
                 raise
             future.set_result(section)
+        if section is not None and section.members_at and not await stream.visibility.viewer(
+            req.user_id, room, membership=(m.membership, m.event_nid)
+        ).joined_at_all(section.members_at):
+            section = None  # this reader was not a member at some of the events
         if section is None:
             self.personal += 1
             return None
@@ -158,12 +168,15 @@ class SharedTimelines:
         # runs to its response without another wait (and, with nothing to wait on, the
         # readers answer one after another instead of all advancing step by step).
         await stream.unread.warm(room.room_nid, after, req.now.events)
+        members_at = None
         if not viewer.saw_only_open_history():
-            return None
+            members_at = viewer.snapshots_seen_joined()
+            if members_at is None:  # not joined at some event: what the builder saw is its own
+                return None
         formatted = await stream.format_events(req, room, events, bundle=True, for_device=False)
         if any("m.relations" in e.get("unsigned", {}) for e in formatted):
             return None
-        return Section(events, limited, formatted)
+        return Section(events, limited, formatted, members_at)
 
 
 def _for_device(section: Section, device_id: str | None) -> ReaderTimeline:
