@@ -53,6 +53,8 @@ if TYPE_CHECKING:
     from homeserver.sync.streams.base import SyncRequest
     from homeserver.sync.streams.room_events import RoomEventsStream
 
+_MAX_SECTIONS = 512
+_LIFETIME_S = 1.0  # a section is rebuilt after this long (the events' age is as of building)
 
 
 @dataclass
@@ -85,10 +87,6 @@ class ReaderTimeline:
     limited: bool
     formatted: list[dict[str, Any]]
     shared: Section | None
-
-_MAX_SECTIONS = 512
-_LIFETIME_S = 1.0  # a section is rebuilt after this long (the events' age is as of building)
-_OPEN = ("shared", "world_readable")
 
 
 def _filter_key(tf: RoomEventFilter) -> tuple[Any, ...] | None:
