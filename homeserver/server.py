@@ -483,6 +483,7 @@ class HomeServer:
             bundler=self.relations,
             recent=self.recent_events,
         )
+        self.account_data.listeners.append(room_events_stream.ignored_users.account_data_changed)
         if room_events_stream.shared is not None:
             self.metrics.caches["sync_shared_timelines"] = room_events_stream.shared.stats
         typing_stream = TypingStream(self.typing, self.notifier, self.room_service.joined_local_users)

@@ -16,9 +16,10 @@ so their CPU time is read from /proc the same way. `--profile` runs Accord under
 (when installed in the venv) during the fan-out and prints its top functions.
 `--members N` sets the big room's size, `--synapse-members N` the size measured on both.
 The profile covers the sends only (not the accounts' set-up); `--profile-out` keeps
-py-spy's collapsed stacks of the fan-out. Each run takes free ports, so checkouts can bench at once.
+py-spy's collapsed stacks of the fan-out. `--baseline DIR` also measures the checkout in DIR
+(e.g. main's code before a change) in the same run, before this one. Each run takes free ports, so checkouts can bench at once.
 Usage: scripts/bench_scale.py [--quick] [--no-synapse] [--profile [--profile-out FILE]]
-       [--only fanout|rooms|write] [--readers N] [--members N] [--synapse-members N]
+       [--only fanout|rooms|write] [--readers N] [--members N] [--synapse-members N] [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -301,6 +302,9 @@ async def bench(args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:
     try:
         # Accounts are set-up, not what is measured: cheap password hashes on both.
         servers: list[tuple[str, Any]] = [("accord", lambda: start_accord(tmp, free_ports(2), _cheap_scrypt))]
+        if args.baseline:
+            servers.insert(0, ("accord-base", lambda: start_accord(
+                tmp, free_ports(2), _cheap_scrypt, repo=Path(args.baseline).resolve(), name="accord-base")))
         synapse = _synapse_python() if not args.no_synapse else None
         if synapse:
             servers.append(("synapse", lambda: start_synapse(tmp, free_ports(1), synapse, _cheap_bcrypt)))
@@ -357,6 +361,7 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="py-spy Accord during the fan-out")
     ap.add_argument("--profile-out", help="keep the fan-out profile's collapsed stacks in this file")
     ap.add_argument("--only", choices=("fanout", "rooms", "write"))
+    ap.add_argument("--baseline", help="another checkout (e.g. main's code) measured first in the same run")
     ap.add_argument("--readers", type=int, help="syncers in the fan-out (default 200, 50 with --quick; 1: one reader's delivery)")
     ap.add_argument("--members", type=int, help="members of the big room (10,000; 1,000 with --quick)")
     ap.add_argument("--synapse-members", type=int, default=1000,

@@ -7,18 +7,17 @@ get the spec's JSON error shape and CORS headers.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from aiohttp import web
 
 from federation.events.json_bounds import JSONBoundsError, loads_bounded
 from homeserver.errors import MatrixError, bad_json, missing_param
 from homeserver.params import parse_int
+from homeserver.records import encoded_json
 
 if TYPE_CHECKING:
     from homeserver.accounts.auth import Requester
@@ -48,11 +47,9 @@ def encode_json(data: Any) -> bytes:
     (:mod:`federation.events.json_bounds`) encodes with orjson; data stored before it
     existed may nest deeper than orjson allows (254 levels) or hold integers
     beyond 64 bits, and the standard library encodes those instead of failing
-    every read that includes them."""
-    try:
-        return orjson.dumps(data)
-    except orjson.JSONEncodeError:
-        return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+    every read that includes them. Parts encoded already (`EncodedJSON`) are
+    embedded as they are."""
+    return encoded_json.dumps(data)
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

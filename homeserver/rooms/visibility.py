@@ -185,6 +185,23 @@ class Viewer:
         on that (homeserver/sync/shared_sections.py)."""
         return all(visibility in ("shared", "world_readable") for visibility, _ in self._at.values())
 
+    def snapshots_seen_joined(self) -> list[int] | None:
+        """The state snapshots this viewer was asked about, when the user was joined at
+        every one of them (None otherwise). A joined member is shown every event whatever
+        the history visibility, so any other user joined at each of these snapshots too
+        (`joined_at_all`) is answered exactly as this one was: /sync shares one timeline
+        among such readers of rooms whose history is visible to members only."""
+        if any(snapshot is None or membership != "join" for snapshot, (_, membership) in self._at.items()):
+            return None
+        return [snapshot for snapshot in self._at if snapshot is not None]
+
+    async def joined_at_all(self, snapshots: list[int]) -> bool:
+        """Whether the user was joined at each of these state snapshots."""
+        for snapshot in snapshots:
+            if (await self._visibility_and_membership(snapshot))[1] != "join":
+                return False
+        return True
+
 
 class VisibilityService:
     def __init__(

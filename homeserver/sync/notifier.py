@@ -15,30 +15,50 @@ from collections.abc import Iterable
 
 
 class Waiter:
-    """One waiting request; `wait` returns True when woken, False on timeout."""
+    """One waiting request; `wait` returns True when woken, False on timeout.
 
-    __slots__ = ("_event", "user_id")
+    A bare future and one timer per wait (not an `asyncio.Event` under
+    `asyncio.timeout`): a busy room wakes hundreds of these per event, and every
+    woken request waits again right after its response."""
+
+    __slots__ = ("_future", "_woken", "user_id")
 
     def __init__(self, user_id: str) -> None:
         self.user_id = user_id
-        self._event = asyncio.Event()
+        self._woken = False
+        self._future: asyncio.Future[bool] | None = None
 
     def wake(self) -> None:
-        self._event.set()
+        self._woken = True
+        future = self._future
+        if future is not None and not future.done():
+            future.set_result(True)
 
     @property
     def woken(self) -> bool:
-        return self._event.is_set()
+        return self._woken
+
+    def rearm(self) -> None:
+        """Wait again (a request that looked and found nothing for it): what lands from
+        now on wakes it, as a fresh registration would, without one."""
+        self._woken = False
 
     async def wait(self, timeout_s: float) -> bool:
-        if self._event.is_set():
+        if self._woken:
             return True
+        loop = asyncio.get_running_loop()
+        future = self._future = loop.create_future()
+        timer = loop.call_later(timeout_s, _time_out, future)
         try:
-            async with asyncio.timeout(timeout_s):
-                await self._event.wait()
-        except TimeoutError:
-            return False
-        return True
+            return await future
+        finally:
+            timer.cancel()
+            self._future = None
+
+
+def _time_out(future: asyncio.Future[bool]) -> None:
+    if not future.done():
+        future.set_result(False)
 
 
 class Notifier:

@@ -77,9 +77,30 @@ class RoomTallies:
         self.misses += 1
         return await self.store.counts_for(user_id, room_nid, after, upto)
 
+    async def warm(self, room_nid: int, after: int, upto: int) -> None:
+        """Read the room's notifications in (after, upto] now, for the readers woken
+        with this one: their counts are then added up in memory, without a wait."""
+        await self._covering(room_nid, after, upto)
+
     async def _from_tally(self, user_id: str, room_nid: int, after: int, upto: int) -> tuple[int, int] | None:
+        if upto <= after:
+            return (0, 0)
+        tally = await self._covering(room_nid, after, upto)
+        if tally is None:
+            return None
+        n = h = 0
+        start, end = bisect.bisect_right(tally.positions, after), bisect.bisect_right(tally.positions, upto)
+        for notified in tally.users[start:end]:
+            highlight = notified.get(user_id)
+            if highlight is not None:
+                n += 1
+                h += highlight
+        return n, h
+
+    async def _covering(self, room_nid: int, after: int, upto: int) -> _Tally | None:
+        """The room's tally, grown to hold (after, upto]; None when it cannot."""
         if after < 1 or upto <= after:  # an initial sync's whole history; or nothing to count
-            return None if upto > after else (0, 0)
+            return None
         tally = self._rooms.get(room_nid)
         if tally is None:
             tally = self._rooms[room_nid] = _Tally(lo=after, hi=after)
@@ -103,14 +124,7 @@ class RoomTallies:
                 return None
         if not (tally.lo <= after and upto <= tally.hi):
             return None
-        n = h = 0
-        start, end = bisect.bisect_right(tally.positions, after), bisect.bisect_right(tally.positions, upto)
-        for notified in tally.users[start:end]:
-            highlight = notified.get(user_id)
-            if highlight is not None:
-                n += 1
-                h += highlight
-        return n, h
+        return tally
 
     async def _grow(self, room_nid: int, tally: _Tally, upto: int) -> bool:
         """Read the room's notifications in (tally.hi, upto]; False when that cannot be

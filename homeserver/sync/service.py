@@ -114,6 +114,18 @@ class SyncService:
                     requester, since, await self.current_token(), sync_filter, full_state,
                     use_state_after=use_state_after,
                 )
+                if req.now == since and not notifier.closed:
+                    # Nothing has moved (a long poll just renewed): nothing to compute
+                    # until something does; the response of a timeout is computed then.
+                    remaining = deadline - self.clock.monotonic()
+                    if remaining > 0 and await waiter.wait(remaining):
+                        waiter.rearm()  # before the next look: what lands after it wakes
+                        continue
+                    req = SyncRequest(
+                        requester, since, await self.current_token(), sync_filter, full_state,
+                        use_state_after=use_state_after,
+                    )
+                    return await self._compute(req)
                 result = await self._compute(req)
                 remaining = deadline - self.clock.monotonic()
                 if _has_news(result, self._not_news) or remaining <= 0 or notifier.closed:
@@ -121,8 +133,7 @@ class SyncService:
                 if not await waiter.wait(remaining):
                     # Timed out: nothing new; hand back a token at least as new as the caller's.
                     return result
-                notifier.unregister(waiter)
-                waiter = notifier.register(requester.user_id)
+                waiter.rearm()
         finally:
             notifier.unregister(waiter)
 

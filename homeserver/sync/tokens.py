@@ -32,6 +32,19 @@ class SyncToken:
 
     @classmethod
     def parse(cls, token: str) -> SyncToken:
+        # The readers of a busy room all send the token their last response carried:
+        # the same few strings, parsed once (tokens are immutable).
+        parsed = _PARSED.get(token)
+        if parsed is not None:
+            return parsed
+        parsed = cls._parse(token)
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[token] = parsed
+        return parsed
+
+    @classmethod
+    def _parse(cls, token: str) -> SyncToken:
         if not token.startswith("s"):
             raise MatrixError(400, "M_INVALID_PARAM", "Invalid sync token")
         parts = token[1:].split("_")
@@ -46,4 +59,6 @@ class SyncToken:
         return replace(self, **positions)
 
 
+_PARSED: dict[str, SyncToken] = {}
+_PARSED_MAX = 4096
 _NAMES = [f.name for f in fields(SyncToken)]  # in token order (parse runs on every /sync)

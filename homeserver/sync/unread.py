@@ -115,6 +115,12 @@ class UnreadCounter:
         counts.highlights += highlights
         counts.upto = now
 
+    async def warm(self, room_nid: int, after: int, upto: int) -> None:
+        """Read now what the counts of the room's readers in (after, upto] will need
+        (the room's tally), so that theirs are added up without a wait of their own."""
+        if self.tallies is not None:
+            await self.tallies.warm(room_nid, after, upto)
+
     async def _count(self, user_id: str, room_nid: int, after: int, upto: int) -> tuple[int, int]:
         if self.tallies is not None:
             return await self.tallies.counts(user_id, room_nid, after, upto)

@@ -28,8 +28,9 @@ from homeserver.records.rooms import RoomRecord, UserMembership
 from homeserver.rooms.client_format import client_event
 from homeserver.rooms.membership import STRIPPED_STATE_TYPES
 from homeserver.rooms.tokens import room_token
+from homeserver.sync.ignored import IgnoredUsers
 from homeserver.sync.lazy_members import LazyMembersSent
-from homeserver.sync.shared_sections import SharedTimelines
+from homeserver.sync.shared_sections import Section, SharedTimelines
 from homeserver.sync.streams.base import StreamProvider, SyncRequest
 
 if TYPE_CHECKING:
@@ -87,6 +88,8 @@ class RoomEventsStream(StreamProvider):
         self.unread = unread
         self.clock = clock
         self.lazy_members = LazyMembersSent()
+        # Kept current by the account data's listeners (wired in server.py).
+        self.ignored_users = IgnoredUsers(room_service.ignored_users)
         self.shared: SharedTimelines | None = SharedTimelines()  # None: every reader builds its own
 
     async def current_position(self) -> int:
@@ -198,13 +201,14 @@ class RoomEventsStream(StreamProvider):
         timeline: list[StoredEvent] = []
         limited = False
         formatted: list[dict[str, Any]] | None = None
+        section: Section | None = None
         if has_events:
             start = None if (newly_joined or req.full_state) else since_pos
             # An incremental timeline is usually the same for all the room's readers:
             # built once for them (sync/shared_sections.py) when this one's view is theirs.
             shared = await self.shared.timeline(self, req, room, start, _limit(req), m) if self.shared and start else None
             if shared is not None:
-                timeline, limited, formatted = shared
+                timeline, limited, formatted, section = shared.events, shared.limited, shared.formatted, shared.shared
             else:
                 timeline, limited = await self.timeline(req, room, start, req.now.events, _limit(req), m)
         state_since = since_pos if not (newly_joined or req.full_state) else None
@@ -221,14 +225,14 @@ class RoomEventsStream(StreamProvider):
             req.since is None or newly_joined or req.full_state
             or any(e.type == "m.room.member" for e in timeline) or any(e.type == "m.room.member" for e in state)
         )
+        timeline_obj = {
+            "events": formatted if formatted is not None else await self.format_events(req, room, timeline, bundle=True),
+            "limited": limited,
+            "prev_batch": room_token((timeline[0].stream_ordering or 1) - 1) if timeline else room_token(req.now.events),
+        }
         entry: dict[str, Any] = {
-            "timeline": {
-                "events": (
-                    formatted if formatted is not None else await self.format_events(req, room, timeline, bundle=True)
-                ),
-                "limited": limited,
-                "prev_batch": room_token((timeline[0].stream_ordering or 1) - 1) if timeline else room_token(req.now.events),
-            },
+            # The shared section as it is: its encoding is every such reader's.
+            "timeline": section.encoded(timeline_obj) if section is not None else timeline_obj,
             _state_section(req): {"events": await self.format_events(req, room, state)},
             "ephemeral": {"events": parts["ephemeral"]},
             "account_data": {"events": parts["account_data"]},
@@ -529,13 +533,10 @@ class RoomEventsStream(StreamProvider):
             "account_data": {"events": (await self._room_parts(req, room, "leave"))["account_data"]},
         }
 
-    async def ignored(self, req: SyncRequest) -> set[str]:
+    async def ignored(self, req: SyncRequest) -> frozenset[str]:
         """Whose messages and invites the user does not see (ignoring oneself hides nothing);
-        read once per request, which asks it for its rooms and each room's timeline."""
-        ignored: set[str] | None = req.loaded.get("ignored_users")
-        if ignored is None:
-            ignored = req.loaded["ignored_users"] = (await self.room_service.ignored_users(req.user_id)) - {req.user_id}
-        return ignored
+        kept in memory per user (sync/ignored.py)."""
+        return await self.ignored_users.get(req.user_id)
 
     async def format_events(
         self, req: SyncRequest, room: RoomRecord, events: list[StoredEvent], *, bundle: bool = False,

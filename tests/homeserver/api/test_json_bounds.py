@@ -8,6 +8,7 @@ spec's 400, and everything accepted must stay readable.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -190,3 +191,23 @@ async def test_transaction_ids_are_scoped_to_the_endpoint_and_its_parameters(api
     assert (await api.put(f"rooms/{room_a}/redact/{first['event_id']}/txn", {}, token=token)) == redaction
     second_target = await api.put(f"rooms/{room_a}/redact/{other_type['event_id']}/txn", {}, token=token)
     assert second_target["event_id"] not in ids
+
+
+def test_encoded_parts_embed_in_either_encoder() -> None:
+    """A part encoded once (a shared sync timeline) is embedded byte for byte, and a
+    body orjson refuses (an integer beyond 64 bits stored before the bound) still
+    encodes, with the embedded part inside it, through the standard library."""
+    from homeserver.api.http import encode_json
+    from homeserver.records.encoded_json import EncodedJSON
+
+    part = {"events": [{"content": {"body": "é \u2028", "n": 2**62}}], "limited": False}
+    whole = {"next_batch": "s1", "rooms": {"join": {"!r:x": {"timeline": part}}}}
+    embedded = {"next_batch": "s1", "rooms": {"join": {"!r:x": {"timeline": EncodedJSON.of(part)}}}}
+    assert encode_json(embedded) == encode_json(whole) == orjson.dumps(whole)
+    big = {**whole, "account_data": {"events": [{"content": {"n": 2**70}}]}}
+    big_embedded = {**embedded, "account_data": {"events": [{"content": {"n": 2**70}}]}}
+    assert json.loads(encode_json(big_embedded)) == json.loads(encode_json(big)) == {
+        **whole, "account_data": {"events": [{"content": {"n": 2**70}}]}
+    }
+    with pytest.raises(TypeError):
+        encode_json({"x": object()})

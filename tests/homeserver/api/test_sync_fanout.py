@@ -9,13 +9,16 @@ against a recount from the database.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from urllib.parse import quote
 
 from homeserver.sync.streams.room_events import RoomEventsStream
 from homeserver.sync.tokens import SyncToken
 from homeserver.sync.unread import UnreadCounter
-from tests.conftest import Api, ClientFactory
+from tests.conftest import Api, ClientFactory, FakeClock
+from tests.homeserver.api.reading_helpers import create, join, set_visibility, user
+from tests.homeserver.remote_events import REMOTE_USER, receive, remote_event
 
 READERS = 4
 
@@ -156,18 +159,19 @@ async def test_readers_share_one_timeline_and_keep_their_own_view(api: Api) -> N
     body = await api.get(f"sync?since={owner_since}&filter={only_notices}", token=owner)
     assert room not in body.get("rooms", {}).get("join", {}) or not body["rooms"]["join"][room]["timeline"]["events"]
 
-    # History visible to members only: what each sees hangs on their membership, so
-    # each builds their own (and sees the same events, being joined throughout).
+    # History visible to members only: what each sees hangs on their membership at each
+    # event; readers joined at every event share the section (and see the same events).
     await api.put(f"rooms/{room}/state/m.room.history_visibility", {"history_visibility": "joined"}, token=owner)
     since = [b["next_batch"] for b in bodies]
     bodies = [await api.get(f"sync?since={s}", token=r["access_token"]) for r, s in zip(readers, since, strict=True)]
     since = [b["next_batch"] for b in bodies]
     event_id = (await api.put(f"rooms/{room}/send/m.room.message/j0", {"msgtype": "m.text", "body": "joined only"},
                               token=owner))["event_id"]
-    personal = shared.stats()["personal"]
+    before = shared.stats()
     bodies = [await api.get(f"sync?since={s}", token=r["access_token"]) for r, s in zip(readers[:3], since[:3], strict=True)]
     assert all([e["event_id"] for e in b["rooms"]["join"][room]["timeline"]["events"]] == [event_id] for b in bodies)
-    assert shared.stats()["personal"] - personal == 3
+    after = shared.stats()
+    assert after["personal"] == before["personal"] and after["hits"] - before["hits"] == 2
 
 
 async def test_tallies_bounded_still_count_exactly(api: Api) -> None:
@@ -263,3 +267,149 @@ async def test_readers_woken_together_share_one_build(make_api: ClientFactory) -
             now = SyncToken.parse(since[i]).events
             assert joined["unread_notifications"] == await _recount(api, r["user_id"], room, now)
             assert joined["unread_notifications"]["notification_count"] == n + 1
+
+
+async def test_shared_path_answers_exactly_what_each_reader_computes_alone(
+    db_overrides: dict[str, Any], make_api: ClientFactory, clock: FakeClock
+) -> None:
+    """Readers long-polling one room are woken together and answered from the shared
+    section (its timeline encoded once and embedded into each response); each body,
+    field by field, is the one the same reader gets with nothing shared: the sending
+    device (its transaction ID), a reader with a timeline filter, one who ignores the
+    sender, plain readers; a message, a topic change, an edit and a redaction; under
+    history visible to members only (joined, invited) as under shared."""
+    # Presence (per user, moved by the sends themselves) off: the bodies compared are
+    # computed a moment apart.
+    api = await make_api(clock=clock, presence={"enabled": False}, **db_overrides)
+    hs = api.hs
+    stream = next(s for s in hs.sync.streams if isinstance(s, RoomEventsStream))
+    shared = stream.shared
+    assert shared is not None
+    owner_account = await api.register("owner")
+    owner = owner_account["access_token"]
+    room = (await api.post("createRoom", {"preset": "public_chat"}, token=owner))["room_id"]
+    readers = [await api.register(f"reader{i}") for i in range(5)]
+    for r in readers:
+        await api.post(f"rooms/{room}/join", {}, token=r["access_token"])
+    await api.put(f"user/{readers[4]['user_id']}/account_data/m.ignored_user_list",
+                  {"ignored_users": {owner_account["user_id"]: {}}}, token=readers[4]["access_token"])
+    no_notices = quote('{"room":{"timeline":{"not_types":["m.room.topic"]}}}')
+    queries = ["", "", "", f"&filter={no_notices}", ""]  # reader 3 has a filter of its own
+    since = [
+        (await api.get(f"sync?set_presence=offline{q}", token=r["access_token"]))["next_batch"]
+        for r, q in zip(readers, queries, strict=True)
+    ]
+
+    async def round_of(send: Any, *, waiting: bool) -> None:
+        """`waiting`: the readers long-poll before the send (one event wakes them all);
+        else the sends come first and the readers then ask all at once."""
+        before = shared.stats()
+        if not waiting:
+            await send()
+        polls = [
+            asyncio.ensure_future(api.get(f"sync?since={s}&timeout=60000&set_presence=offline{q}",
+                                          token=r["access_token"]))
+            for r, s, q in zip(readers, since, queries, strict=True)
+        ]
+        if waiting:
+            for _ in range(3000):  # every reader waits before the send
+                if hs.notifier.waiting_users() == len(readers):
+                    break
+                await asyncio.sleep(0.01)
+            clock.advance(1000)
+            await send()
+        woken = await asyncio.gather(*polls)
+        assert shared.stats()["hits"] > before["hits"]  # some readers took another's section
+        shared_by_then, stream.shared = stream.shared, None  # each computes its own now
+        try:
+            for i, (r, s, q) in enumerate(zip(readers, since, queries, strict=True)):
+                alone = await api.get(f"sync?since={s}&set_presence=offline{q}", token=r["access_token"])
+                assert woken[i] == alone, i
+        finally:
+            stream.shared = shared_by_then
+        for i, body in enumerate(woken):
+            since[i] = body["next_batch"]
+
+    sent = [0]
+
+    async def message() -> None:
+        sent[0] += 1
+        sender = readers[1]["access_token"] if sent[0] == 2 else owner
+        await api.put(f"rooms/{room}/send/m.room.message/m{sent[0]}", {"msgtype": "m.text", "body": "hello"},
+                      token=sender)
+
+    first: list[str] = []
+
+    async def several() -> None:
+        first.append((await api.put(f"rooms/{room}/send/m.room.message/s1", {"msgtype": "m.text", "body": "one"},
+                                    token=owner))["event_id"])
+        await api.put(f"rooms/{room}/state/m.room.topic", {"topic": "a topic"}, token=owner)
+        await api.put(f"rooms/{room}/send/m.room.message/r0", {"msgtype": "m.text", "body": "mine"},
+                      token=readers[0]["access_token"])
+
+    async def edit_and_redact() -> None:
+        await api.put(f"rooms/{room}/send/m.room.message/e1", {
+            "msgtype": "m.text", "body": "* two", "m.new_content": {"msgtype": "m.text", "body": "two"},
+            "m.relates_to": {"rel_type": "m.replace", "event_id": first[0]},
+        }, token=owner)
+        await api.put(f"rooms/{room}/redact/{first[0]}/x1", {"reason": "oops"}, token=owner)
+
+    def members_only(visibility: str) -> Any:
+        async def change() -> None:
+            await api.put(f"rooms/{room}/state/m.room.history_visibility", {"history_visibility": visibility},
+                          token=owner)
+            await api.put(f"rooms/{room}/send/m.room.message/v{visibility}", {"msgtype": "m.text", "body": "hi"},
+                          token=owner)
+        return change
+
+    await round_of(message, waiting=True)
+    await round_of(several, waiting=False)
+    await round_of(message, waiting=True)  # the sending device's own event: not shared
+    await round_of(edit_and_redact, waiting=False)
+    # History visible to members only (each reader joined at every event: shared).
+    await round_of(members_only("joined"), waiting=False)
+    await round_of(message, waiting=True)
+    await round_of(members_only("invited"), waiting=False)
+    # The woken readers' bodies carried the shared timeline's encoding: one per section.
+    assert shared.stats()["misses"] >= 3
+
+
+async def test_members_only_history_is_shared_only_with_readers_joined_at_its_events(
+    make_api: ClientFactory, clock: FakeClock
+) -> None:
+    """History visible to joined members, and an event from another server on a branch
+    from before carol joined: alice (joined at it) sees it, carol (joined since before
+    the token, but not at that event) does not. Alice's section is not carol's: she is
+    answered on her own, as with nothing shared."""
+    api = await make_api(clock=clock, presence={"enabled": False})  # bodies compared a moment apart
+    hs = api.hs
+    stream = next(s for s in hs.sync.streams if isinstance(s, RoomEventsStream))
+    shared = stream.shared
+    assert shared is not None
+    alice = await user(api, "alice")
+    room_id = await create(api, alice, preset="public_chat")
+    await set_visibility(api, room_id, alice, "joined")
+    room = await hs.room_store.get_room(room_id)
+    assert room is not None
+    joined = await remote_event(hs, room, "m.room.member", {"membership": "join"}, state_key=REMOTE_USER)
+    assert await receive(hs, room, joined) == "accepted"
+    head = await hs.room_service.head(room)
+    before_carol = [e.event_id for e in (await hs.event_store.get_events_by_nid(head.extremities)).values()]
+    carol = await user(api, "carol")
+    await join(api, room_id, carol)
+    since = {t: (await api.get("sync", token=t))["next_batch"] for t in (alice, carol)}
+    hello = await remote_event(hs, room, "m.room.message", {"msgtype": "m.text", "body": "hi"}, prev=before_carol)
+    assert await receive(hs, room, hello) == "accepted"
+
+    before = shared.stats()
+    bodies = {t: await api.get(f"sync?since={since[t]}", token=t) for t in (alice, carol)}
+    assert shared.stats()["personal"] - before["personal"] == 1  # carol built her own
+    assert [e["event_id"] for e in bodies[alice]["rooms"]["join"][room_id]["timeline"]["events"]] == [hello["event_id"]]
+    carol_sees = bodies[carol].get("rooms", {}).get("join", {}).get(room_id, {}).get("timeline", {}).get("events", [])
+    assert hello["event_id"] not in [e["event_id"] for e in carol_sees]
+    stream.shared = None
+    try:
+        for t in (alice, carol):
+            assert await api.get(f"sync?since={since[t]}", token=t) == bodies[t]
+    finally:
+        stream.shared = shared
