@@ -16,8 +16,9 @@ so their CPU time is read from /proc the same way. `--profile` runs Accord under
 (when installed in the venv) during the fan-out and prints its top functions.
 `--members N` sets the big room's size, `--synapse-members N` the size measured on both.
 The profile covers the sends only (not the accounts' set-up); `--profile-out` keeps
-py-spy's collapsed stacks of the fan-out. `--baseline DIR` also measures the checkout in DIR
-(e.g. main's code before a change) in the same run, before this one. Each run takes free ports, so checkouts can bench at once.
+py-spy's collapsed stacks of the fan-out. Each run takes free ports, so checkouts can bench at once.
+`--baseline DIR` runs a second Accord from another checkout (the code before a change) in
+the same run, so a change is measured against it on the same noisy machine.
 Usage: scripts/bench_scale.py [--quick] [--no-synapse] [--profile [--profile-out FILE]]
        [--only fanout|rooms|write] [--readers N] [--members N] [--synapse-members N] [--baseline DIR]
 """
@@ -224,7 +225,7 @@ async def run_writes(
                 for key in ("send_p50_ms", "send_p99_ms", "cpu_per_send_ms", "join_s"):
                     out[f"big_room_{key}"] = out.get(f"big_room_small_{key}", float("nan"))
                 break
-            if stage == "big_room" and server.name != "accord":
+            if stage == "big_room" and server.name == "synapse":
                 for key in ("send_p50_ms", "send_p99_ms", "cpu_per_send_ms", "join_s"):
                     out[f"big_room_{key}"] = float("nan")
                 break
@@ -302,9 +303,9 @@ async def bench(args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:
     try:
         # Accounts are set-up, not what is measured: cheap password hashes on both.
         servers: list[tuple[str, Any]] = [("accord", lambda: start_accord(tmp, free_ports(2), _cheap_scrypt))]
-        if args.baseline:
-            servers.insert(0, ("accord-base", lambda: start_accord(
-                tmp, free_ports(2), _cheap_scrypt, repo=Path(args.baseline).resolve(), name="accord-base")))
+        if args.baseline:  # another checkout (the code before a change), measured in the same run
+            base = Path(args.baseline).resolve()
+            servers.append(("baseline", lambda: start_accord(tmp, free_ports(2), _cheap_scrypt, repo=base, name="baseline")))
         synapse = _synapse_python() if not args.no_synapse else None
         if synapse:
             servers.append(("synapse", lambda: start_synapse(tmp, free_ports(1), synapse, _cheap_bcrypt)))
@@ -313,15 +314,16 @@ async def bench(args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:
             res: dict[str, float] = {}
             try:
                 if args.only in (None, "fanout"):
-                    profile_to = tmp / "fanout.raw" if args.profile and name == "accord" else None
+                    profile_to = tmp / f"{name}_fanout.raw" if args.profile and name != "synapse" else None
                     res.update(await run_fanout(server, readers, 5.0, seconds, profile_to))
                 if args.only in (None, "rooms"):
                     res.update(await run_many_rooms(server, rooms))
                 if args.only in (None, "write"):
                     pid = server.proc.pid
 
-                    def spy(what: str, pid: int = pid, profile: bool = args.profile and name == "accord") -> Callable[[], None]:
-                        proc = _py_spy(pid, 600, tmp / f"write_{what}.raw") if profile else None
+                    def spy(what: str, pid: int = pid, profile: bool = args.profile and name != "synapse",
+                            who: str = name) -> Callable[[], None]:
+                        proc = _py_spy(pid, 600, tmp / f"{who}_write_{what}.raw") if profile else None
 
                         def stop() -> None:
                             if proc is not None:
@@ -336,13 +338,16 @@ async def bench(args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:
             results.append((name, res))
             # Each server's figures as soon as they are known (a long run may be cut short).
             print(f"{name}: " + ", ".join(f"{k}={v:.2f}" for k, v in res.items()), flush=True)
-        if args.profile and (tmp / "fanout.raw").exists():
-            _top_functions(tmp / "fanout.raw", what=" during the fan-out")
-            if args.profile_out:
-                shutil.copy(tmp / "fanout.raw", args.profile_out)  # py-spy's collapsed stacks, kept
-        for what in ("concurrent", "big_room_small", "big_room"):
-            if args.profile and (tmp / f"write_{what}.raw").exists():
-                _top_functions(tmp / f"write_{what}.raw", what=f" during the {what.replace('_', ' ')} sends")
+        for who in ("accord", "baseline"):
+            label = "" if who == "accord" else " (baseline)"
+            if args.profile and (tmp / f"{who}_fanout.raw").exists():
+                _top_functions(tmp / f"{who}_fanout.raw", what=f"{label} during the fan-out")
+                if args.profile_out and who == "accord":
+                    shutil.copy(tmp / f"{who}_fanout.raw", args.profile_out)  # py-spy's collapsed stacks, kept
+            for what in ("concurrent", "big_room_small", "big_room"):
+                if args.profile and (tmp / f"{who}_write_{what}.raw").exists():
+                    _top_functions(tmp / f"{who}_write_{what}.raw",
+                                   what=f"{label} during the {what.replace('_', ' ')} sends")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return results
@@ -361,7 +366,7 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="py-spy Accord during the fan-out")
     ap.add_argument("--profile-out", help="keep the fan-out profile's collapsed stacks in this file")
     ap.add_argument("--only", choices=("fanout", "rooms", "write"))
-    ap.add_argument("--baseline", help="another checkout (e.g. main's code) measured first in the same run")
+    ap.add_argument("--baseline", help="another checkout (e.g. main's code) run as a third server in the same run")
     ap.add_argument("--readers", type=int, help="syncers in the fan-out (default 200, 50 with --quick; 1: one reader's delivery)")
     ap.add_argument("--members", type=int, help="members of the big room (10,000; 1,000 with --quick)")
     ap.add_argument("--synapse-members", type=int, default=1000,

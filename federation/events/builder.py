@@ -7,6 +7,7 @@ builder runs the validator on its own output.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -32,7 +33,7 @@ from .identifiers import MAX_IDENTIFIER_BYTES, domain_of
 from .json_bounds import MAX_EVENT_DEPTH, JSONBoundsError, check_depth
 from .references import ReferenceHashes, event_refs, is_ref_list
 from .room_versions import RoomVersion, get_room_version
-from .signing import add_hashes_and_signature
+from .signing import hash_and_sign_event
 
 __all__ = [
     "MAX_AUTH_EVENTS",
@@ -217,12 +218,15 @@ def build_event(
         else:
             pdu["redacts"] = redacts
 
+    reference_hash = None
     if signing_key is not None:
-        pdu = add_hashes_and_signature(pdu, rv, origin, signing_key)
+        # The bytes signed are those the reference hash is taken over: hashed once.
+        pdu, signed = hash_and_sign_event(pdu, rv, origin, signing_key)
+        reference_hash = hashlib.sha256(signed).digest()
     else:
         pdu["hashes"] = {"sha256": encode_base64(compute_content_hash(pdu, rv))}
     validate_pdu(pdu, rv)
-    pdu["event_id"] = compute_event_id(pdu, rv)
+    pdu["event_id"] = compute_event_id(pdu, rv, reference_hash=reference_hash)
     return pdu
 
 

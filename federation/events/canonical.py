@@ -147,8 +147,12 @@ def check_canonical_json(value: Any) -> None:
     """Reject values that are not strictly valid canonical JSON (any float included).
 
     Used when validating incoming PDUs: room versions 6+ require servers to
-    discard events whose JSON the spec's grammar does not allow.
+    discard events whose JSON the spec's grammar does not allow. The common case,
+    plain JSON already, is walked once without copying (``_plain`` raises what
+    ``_normalise`` would for integers out of range and non-string keys).
     """
+    if _plain(value):
+        return
     _normalise(value, allow_integral_floats=False)
 
 

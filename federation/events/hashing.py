@@ -128,12 +128,16 @@ def reference_hash_b64(event: Mapping[str, Any], room_version: str | RoomVersion
     return encode_base64(compute_reference_hash(event, room_version))
 
 
-def compute_event_id(event: Mapping[str, Any], room_version: str | RoomVersion) -> str:
+def compute_event_id(
+    event: Mapping[str, Any], room_version: str | RoomVersion, *, reference_hash: bytes | None = None
+) -> str:
     """The event's ID as its room version defines it.
 
     v3: ``$`` + base64 of the reference hash; v4+: the same in URL-safe
     base64. v1/v2: the ``event_id`` the sending server put in the PDU (there
     is nothing to compute); ``ValueError`` if it is missing or malformed.
+    ``reference_hash``: the event's, when the caller already has it (the builder
+    takes it from the bytes it signed).
     """
     rv = get_room_version(room_version)
     if rv.event_id_format is EventIdFormat.IN_EVENT:
@@ -142,7 +146,8 @@ def compute_event_id(event: Mapping[str, Any], room_version: str | RoomVersion) 
             raise ValueError(f"Not a room version {rv.identifier} event ID: {event_id!r}")
         return event_id  # type: ignore[return-value]
     urlsafe = rv.event_id_format is EventIdFormat.REFERENCE_HASH_URLSAFE
-    return "$" + encode_base64(compute_reference_hash(event, rv), urlsafe=urlsafe)
+    digest = reference_hash if reference_hash is not None else compute_reference_hash(event, rv)
+    return "$" + encode_base64(digest, urlsafe=urlsafe)
 
 
 def is_v1_event_id(value: object) -> bool:

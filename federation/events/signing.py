@@ -45,6 +45,7 @@ __all__ = [
     "encode_verify_key_base64",
     "generate_signing_key",
     "get_verify_key",
+    "hash_and_sign_event",
     "key_id_of",
     "servers_required_to_sign",
     "sign_event",
@@ -160,13 +161,29 @@ def add_hashes_and_signature(
     that it stays verifiable after redaction; the content hash is what ties
     the signature to the full content.
     """
+    return hash_and_sign_event(json_copy(dict(event)), room_version, server_name, signing_key)[0]
+
+
+def hash_and_sign_event(
+    event: dict[str, Any],
+    room_version: str | RoomVersion,
+    server_name: str,
+    signing_key: SigningKey,
+) -> tuple[dict[str, Any], bytes]:
+    """``add_hashes_and_signature`` on an event the caller owns (it is changed in
+    place, not copied), also returning the bytes signed: the redacted event without
+    its signatures, which is exactly what its reference hash is taken over, so a
+    builder names the event without redacting and encoding it a second time."""
     rv = get_room_version(room_version)
-    out: dict[str, Any] = json_copy(dict(event))
-    out["hashes"] = {"sha256": encode_base64(compute_content_hash(out, rv))}
-    redacted = redact_event(pdu_json(out, rv), rv)
-    signed = sign_json(redacted, server_name, signing_key, encode=encode_event_canonical_json)
-    out["signatures"] = signed["signatures"]
-    return out
+    event["hashes"] = {"sha256": encode_base64(compute_content_hash(event, rv))}
+    redacted = redact_event(pdu_json(event, rv), rv)
+    signable = _signable_bytes(redacted, encode_event_canonical_json)
+    existing = redacted.get("signatures")
+    signatures: dict[str, Any] = json_copy(existing) if isinstance(existing, dict) else {}
+    signature = signing_key.sign(signable).signature
+    signatures.setdefault(server_name, {})[key_id_of(signing_key)] = encode_base64(signature)
+    event["signatures"] = signatures
+    return event, signable
 
 
 def sign_event(

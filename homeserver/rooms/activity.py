@@ -62,6 +62,8 @@ class RoomActivity:
         self.member_hits = 0
         self.member_misses = 0
         self.recent = recent  # rooms' newest events (rooms/recent.py), dropped with a purged room
+        if recent is not None:
+            recent.follow_writer()  # the writer tells it through `placed`
         self._background: set[asyncio.Task[None]] = set()
         # The event stream, once the writer has one (server.py connects it): wakes
         # for events committed ahead of a lower position are repeated when it settles.
@@ -172,6 +174,13 @@ class RoomActivity:
             pos = max(loaded, self._last_pos.get(room_nid, 0))
             self._last_pos[room_nid] = pos
         return pos
+
+    def placed(self, room_nid: int, pos: int | None, event_nid: int) -> None:
+        """The writer committed an event at stream position `pos` of its room's
+        timeline: called right after the commit, before `pos` is finished, so the
+        rooms' newest events (rooms/recent.py) grow without reading the database."""
+        if self.recent is not None and pos is not None:
+            self.recent.placed(room_nid, pos, event_nid)
 
     def event_persisted(self, event: StoredEvent, room: RoomRecord) -> None:
         if event.stream_ordering is not None:

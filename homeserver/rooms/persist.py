@@ -191,6 +191,7 @@ class EventPersister:
                 return room_nid, stored, key_nid, snapshot
 
             room_nid, stored, key_nid, snapshot = await self.db.write(fn)
+            self.activity.placed(room_nid, stored.stream_ordering, stored.nid)
         finally:
             self.stream.finish(pos)
         room = await self.rooms.get_room_by_nid(room_nid)
@@ -238,6 +239,7 @@ class EventPersister:
         # (as for received events), so no reader sees the event with caches of before.
         try:
             (stored, key_nid, after, length), dests = await self.db.write(write)
+            self.activity.placed(room.room_nid, stored.stream_ordering, stored.nid)
             await self._after_local(room, head.snapshot, event, stored, key_nid, after, length, dests)
             self.heads.set(room.room_nid, [stored.nid], after)
             self.activity.event_persisted(stored, room)
@@ -300,6 +302,7 @@ class EventPersister:
                 self.heads.settle(room.room_nid, queued, None, head.snapshot)
                 self.stream.finish(pos)
                 raise
+            self.activity.placed(room.room_nid, stored.stream_ordering, stored.nid)
             try:
                 await self._after_local(room, head.snapshot, event, stored, key_nid, after, length, dests)
             finally:
@@ -564,6 +567,12 @@ class EventPersister:
 
         try:
             stored = await self.db.write(fn)
+            # Told before any of their positions is finished (the caller finishes `pos`).
+            self.activity.placed(room.room_nid, stored.stream_ordering, stored.nid)
+            late = iter(late_positions)
+            for redaction in w.waiting:
+                if redaction.stream_ordering is None:
+                    self.activity.placed(room.room_nid, next(late), redaction.nid)
         finally:
             for late_pos in late_positions:
                 self.stream.finish(late_pos)

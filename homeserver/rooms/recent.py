@@ -16,6 +16,15 @@ events take positions at or below zero, never inside a window (which starts abov
 zero). The window holds event nids only: the events themselves come from the event
 cache, which the writer keeps current when an event is redacted.
 
+The writer also tells the window of each event it places in a room's timeline
+(`placed`), after the commit and before the event's position is finished. Every
+position up to a reader's `upto` is finished, so every event of the room in
+(hi, upto] has been told by then: the window grows forward from what it was told,
+with no read, and a woken reader's timeline costs no database round trip. That holds
+only for events told while the window existed; one told before (or while the window
+was dropped) sets the window's `told_after`, and the window reads the database until
+its `hi` is past it.
+
 Bounded: at most `per_room` events per room (the oldest are dropped and `lo` moves
 up), and the least recently used rooms beyond `max_rooms` are dropped whole.
 """
@@ -37,6 +46,9 @@ _PER_ROOM = 512
 _MAX_ROOMS = 2_000
 # A range longer than this is read from the database by its reader, not kept.
 _MAX_READ = 256
+# Rooms whose newest placed position is remembered while they have no window.
+_MAX_UNTRACKED = 10_000
+_MAX_NID = 2**63
 
 
 @dataclass
@@ -46,6 +58,11 @@ class _Window:
     positions: list[int] = field(default_factory=list)  # ascending stream positions
     nids: list[int] = field(default_factory=list)  # same order
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Events told by the writer beyond `hi`: (position, nid), ascending.
+    told: list[tuple[int, int]] = field(default_factory=list)
+    # Positions up to here may hold events the window was not told of: until `hi`
+    # reaches it, growing forward reads the database.
+    told_after: int = 0
 
 
 class RecentEvents:
@@ -57,13 +74,68 @@ class RecentEvents:
         self.hits = 0  # ranges answered without reading the database
         self.misses = 0  # ranges that needed a read (shared by the readers waiting on it)
         self.bypassed = 0  # ranges outside what a window keeps, read by their reader
+        self.told_hits = 0  # ranges answered from what the writer told, without a read
+        # room nid -> highest position placed while the room had no window; beyond
+        # _MAX_UNTRACKED rooms, folded into `_untracked_floor` (for every room).
+        self._untracked: dict[int, int] = {}
+        self._untracked_floor = _MAX_NID  # until `follow_writer`: no window trusts what it is told
 
     def forget_room(self, room_nid: int) -> None:
         """Drop a purged room's window."""
         self._rooms.pop(room_nid, None)
 
     def stats(self) -> dict[str, int]:
-        return {"hits": self.hits, "misses": self.misses, "bypassed": self.bypassed, "rooms": len(self._rooms)}
+        return {"hits": self.hits, "misses": self.misses, "bypassed": self.bypassed,
+                "told_hits": self.told_hits, "rooms": len(self._rooms)}
+
+    def follow_writer(self) -> None:
+        """From now on the writer tells `placed` of every event it places (RoomActivity
+        calls this as it takes the window): windows made from now on may grow from it."""
+        if self._untracked_floor == _MAX_NID:
+            self._untracked_floor = 0
+
+    def placed(self, room_nid: int, pos: int, nid: int) -> None:
+        """The writer committed an event of the room at stream position `pos`; called
+        before `pos` is finished (see the module docstring), for every event that takes
+        a place in a room's timeline."""
+        if pos < 1:
+            return  # backfilled: below every window
+        window = self._rooms.get(room_nid)
+        if window is None:
+            self._untracked[room_nid] = max(self._untracked.get(room_nid, 0), pos)
+            if len(self._untracked) > _MAX_UNTRACKED:
+                self._untracked_floor = max(self._untracked_floor, *self._untracked.values())  # a cap on memory
+                self._untracked.clear()
+            return
+        if pos <= window.hi:
+            return  # a read already covered it
+        if len(window.told) >= self.per_room:  # nobody reads the room: stop keeping them
+            window.told_after = max(window.told_after, pos, window.told[-1][0])
+            window.told.clear()
+            return
+        bisect.insort(window.told, (pos, nid))
+
+    def _new_window(self, room_nid: int, lo: int, hi: int) -> _Window:
+        window = _Window(lo=lo, hi=hi)
+        window.told_after = max(self._untracked_floor, self._untracked.pop(room_nid, 0))
+        self._rooms[room_nid] = window
+        if len(self._rooms) > self.max_rooms:
+            self._rooms.popitem(last=False)
+        return window
+
+    def _grow(self, window: _Window, upto: int, events: list[tuple[int, int]]) -> None:
+        """Extend the window forward to `upto` with the room's events in (hi, upto]."""
+        for pos, nid in events:
+            window.positions.append(pos)
+            window.nids.append(nid)
+        window.hi = upto
+        cut = bisect.bisect_right(window.told, (upto, _MAX_NID))
+        del window.told[:cut]
+        excess = len(window.positions) - self.per_room
+        if excess > 0:
+            window.lo = window.positions[excess - 1]
+            del window.positions[:excess]
+            del window.nids[:excess]
 
     def seed(self, room_nid: int, after: int, upto: int, events: list[StoredEvent]) -> None:
         """Start a room's window from a read its caller made: `events` are all of the
@@ -76,11 +148,9 @@ class RecentEvents:
         lo = max(after, 0)
         if len(ordered) == self.per_room:
             lo = (ordered[0].stream_ordering or 1) - 1
-        self._rooms[room_nid] = _Window(
-            lo=lo, hi=upto, positions=[e.stream_ordering or 0 for e in ordered], nids=[e.nid for e in ordered]
-        )
-        if len(self._rooms) > self.max_rooms:
-            self._rooms.popitem(last=False)
+        window = self._new_window(room_nid, lo, upto)
+        window.positions = [e.stream_ordering or 0 for e in ordered]
+        window.nids = [e.nid for e in ordered]
 
     async def between(self, room_nid: int, after: int, upto: int) -> list[StoredEvent] | None:
         """The room's events with stream positions in (after, upto], oldest first, as
@@ -93,11 +163,15 @@ class RecentEvents:
             return None
         window = self._rooms.get(room_nid)
         if window is None:
-            window = self._rooms[room_nid] = _Window(lo=upto, hi=upto)
-            if len(self._rooms) > self.max_rooms:
-                self._rooms.popitem(last=False)
+            window = self._new_window(room_nid, upto, upto)
         else:
             self._rooms.move_to_end(room_nid)
+        if window.hi < upto and window.hi >= window.told_after and not window.lock.locked():
+            # Every event of the room in (hi, upto] was told: no read. (Not while a
+            # reader's read is under way: that one extends the window from `hi` itself.)
+            cut = bisect.bisect_right(window.told, (upto, _MAX_NID))
+            self._grow(window, upto, window.told[:cut])
+            self.told_hits += 1
         if not (window.lo <= after and upto <= window.hi):
             async with window.lock:
                 if not await self._cover(room_nid, window, after, upto):
@@ -128,9 +202,7 @@ class RecentEvents:
                 window.positions.clear()
                 window.nids.clear()
                 return False
-            window.positions.extend(e.stream_ordering or 0 for e in newer)
-            window.nids.extend(e.nid for e in newer)
-            window.hi = upto
+            self._grow(window, upto, [(e.stream_ordering or 0, e.nid) for e in newer])
         if after < window.lo:
             older = await self._read(room_nid, after, window.lo)
             if older is None:
@@ -138,11 +210,11 @@ class RecentEvents:
             window.positions[:0] = [e.stream_ordering or 0 for e in older]
             window.nids[:0] = [e.nid for e in older]
             window.lo = after
-        excess = len(window.positions) - self.per_room
-        if excess > 0:
-            window.lo = window.positions[excess - 1]
-            del window.positions[:excess]
-            del window.nids[:excess]
+            excess = len(window.positions) - self.per_room
+            if excess > 0:
+                window.lo = window.positions[excess - 1]
+                del window.positions[:excess]
+                del window.nids[:excess]
         return window.lo <= after and upto <= window.hi
 
     async def _read(self, room_nid: int, after: int, upto: int) -> list[StoredEvent] | None:

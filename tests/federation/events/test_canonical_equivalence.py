@@ -53,3 +53,27 @@ def test_integral_floats_become_integers_and_others_are_refused() -> None:
     for bad in ({"a": 1.5}, {"a": 2**53}, {"a": -(2**53)}, {1: "x"}, {"a": float("nan")}):
         with pytest.raises(CanonicalJSONError):
             encode_canonical_json(bad)
+
+
+@pytest.mark.parametrize(
+    ("value", "valid"),
+    [
+        ({"a": [1, "x", None, True, {"b": -(2**53) + 1}]}, True),
+        ({"a": (1, 2)}, True),  # a tuple is JSON's array: the copying path accepts it
+        ({"a": 1.0}, False),  # strict: no float at all, even an integral one
+        ({"a": [{"b": 0.5}]}, False),
+        ({"a": 2**53}, False),
+        ({"a": {1: "x"}}, False),
+        ({"a": object()}, False),
+    ],
+)
+def test_strict_check_accepts_exactly_the_strict_grammar(value: Any, valid: bool) -> None:
+    """check_canonical_json (room versions 6+) walks plain JSON without copying; every
+    value outside the grammar is still refused."""
+    from federation.events.canonical import check_canonical_json
+
+    if valid:
+        check_canonical_json(value)
+    else:
+        with pytest.raises(CanonicalJSONError):
+            check_canonical_json(value)

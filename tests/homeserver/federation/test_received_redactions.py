@@ -109,7 +109,20 @@ async def test_redaction_received_before_its_target_applies_when_the_target_arri
                                                  limit=100)
         return [e.event_id for e in events]
 
+    async def window_matches(since: int) -> int:
+        """The room's recent-event window, told by the writer, answers like the
+        database, without reading it (the held redaction took its place late)."""
+        now = a.room_service.stream.current
+        misses = a.recent_events.stats()["misses"]
+        got = await a.recent_events.between(room.room_nid, since, now)
+        want = await a.event_store.room_stream(room.room_nid, from_pos=since, to_pos=now, backwards=False, limit=100)
+        assert got is not None and [e.event_id for e in got] == [e.event_id for e in want]
+        assert a.recent_events.stats()["misses"] == misses
+        return now
+
     await send(await _remote_event(a, room, b_spec, bob, "m.room.member", {"membership": "join"}, state_key=bob))
+    since = a.room_service.stream.current
+    assert await a.recent_events.between(room.room_nid, since - 1, since) is not None  # the window starts
     # Both built on the same head: the redaction does not need its target to be accepted.
     message = await _remote_event(a, room, b_spec, bob, "m.room.message", {"msgtype": "m.text", "body": "oops"})
     redaction = await _remote_event(a, room, b_spec, bob, "m.room.redaction", {}, redacts=message["event_id"])
@@ -117,8 +130,10 @@ async def test_redaction_received_before_its_target_applies_when_the_target_arri
     held = await a.event_store.get_event(redaction["event_id"])
     assert held is not None and held.stream_ordering is None
     assert redaction["event_id"] not in await timeline()
+    since = await window_matches(since)
 
     await send(message)
+    since = await window_matches(since)
     target = await a.event_store.get_event(message["event_id"])
     assert target is not None and target.redacted_by == redaction["event_id"]
     a.event_store.forget(message["event_id"])

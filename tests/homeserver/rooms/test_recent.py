@@ -139,3 +139,66 @@ async def test_seeded_window_matches_the_database(make_hs: HsFactory) -> None:
             if got is not None:
                 assert _ids(got) == _ids(await _from_db(hs, room.room_nid, after, now)), (page, after)
         assert recent.stats()["hits"] >= 1
+
+
+async def test_windows_grow_from_what_the_writer_tells(db_overrides: dict[str, Any], make_hs: HsFactory) -> None:
+    """The server's window is told of each event as it is committed, so a reader woken
+    by a send is answered without a read, and still exactly as the database answers
+    (two rooms interleaving on the stream, local messages, state and redactions)."""
+    hs = await make_hs(**db_overrides)
+    await hs.registration.create_account(ALICE, "password-1234", login=False)
+    room = await hs.room_store.get_room(await create_room(hs, ALICE, {}))
+    other = await hs.room_store.get_room(await create_room(hs, ALICE, {}))
+    assert room is not None and other is not None
+    rs, recent = hs.room_service, hs.recent_events
+    last = rs.stream.current
+    assert await recent.between(room.room_nid, last - 1, last) is not None  # the window starts here
+    for i in range(12):
+        if i % 4 == 3:
+            await rs.create_event(room, ALICE, "m.room.topic", {"topic": str(i)}, state_key="")
+        elif i % 4 == 2:
+            target = await rs.create_event(room, ALICE, "m.room.message", {"msgtype": "m.text", "body": "x"})
+            await rs.create_event(room, ALICE, "m.room.redaction", {}, redacts=target.event_id)
+        else:
+            await rs.create_event(room, ALICE, "m.room.message", {"msgtype": "m.text", "body": str(i)})
+        await rs.create_event(other, ALICE, "m.room.message", {"msgtype": "m.text", "body": str(i)})
+        now = rs.stream.current
+        misses = recent.stats()["misses"]
+        got = await recent.between(room.room_nid, last, now)
+        assert _ids(got) == _ids(await _from_db(hs, room.room_nid, last, now)), i
+        assert recent.stats()["misses"] == misses, "read the database for what it was told"
+        last = now
+    assert recent.stats()["told_hits"] >= 12
+
+
+async def test_events_told_before_a_window_existed_are_read(make_hs: HsFactory) -> None:
+    """What was told while a room had no window, or more than a window keeps while
+    nobody read, is not in what the window was told: those ranges are read."""
+    hs = await make_hs()
+    await hs.registration.create_account(ALICE, "password-1234", login=False)
+    room = await hs.room_store.get_room(await create_room(hs, ALICE, {}))
+    assert room is not None
+    rs = hs.room_service
+    before = rs.stream.current
+    first = await rs.create_event(room, ALICE, "m.room.message", {"msgtype": "m.text", "body": "a"})
+    pos = first.stream_ordering
+    assert pos is not None
+    recent = RecentEvents(hs.event_store, per_room=4)
+    recent.follow_writer()
+    recent.placed(room.room_nid, pos, first.nid)  # no window yet
+    assert await recent.between(room.room_nid, before - 1, before) is not None  # the window starts before it
+    assert _ids(await recent.between(room.room_nid, before, pos)) == _ids([first])
+    # More events than a window keeps, told while nobody reads: they are read.
+    sent = []
+    for i in range(6):
+        stored = await rs.create_event(room, ALICE, "m.room.message", {"msgtype": "m.text", "body": str(i)})
+        assert stored.stream_ordering is not None
+        recent.placed(room.room_nid, stored.stream_ordering, stored.nid)
+        sent.append(stored)
+    now = rs.stream.current
+    got = await recent.between(room.room_nid, now - 2, now)
+    assert _ids(got) == _ids(await _from_db(hs, room.room_nid, now - 2, now))
+    # A window that was never told (not following the writer) reads every range.
+    silent = RecentEvents(hs.event_store)
+    assert await silent.between(room.room_nid, before - 1, before) is not None
+    assert _ids(await silent.between(room.room_nid, before, now)) == _ids(await _from_db(hs, room.room_nid, before, now))
