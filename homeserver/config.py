@@ -631,6 +631,17 @@ class MediaConfig:
 
 
 @dataclass(frozen=True)
+class CachesConfig:
+    state_entries: int = field(
+        default=100_000,
+        metadata=_doc(
+            "Room state entries (state key -> event) kept in memory, about 70 bytes each;"
+            " snapshots of a room that differ by a few keys share one full state."
+        ),
+    )
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = field(
         default="INFO",
@@ -710,6 +721,7 @@ class Config:
         metadata=_doc("The media repository: uploads, downloads, thumbnails, retention."),
     )
     logging: LoggingConfig = field(default_factory=LoggingConfig, metadata=_doc("Logging."))
+    caches: CachesConfig = field(default_factory=CachesConfig, metadata=_doc("In-memory caches."))
 
     def resolve_path(self, path: str) -> str:
         """Paths in the config are relative to data_dir, so a data dir can be moved whole."""
@@ -835,6 +847,8 @@ def _check(config: Config) -> None:
         raise ConfigError("config key 'database.read_connections' must be at least 1")
     if config.database.max_batch < 1:
         raise ConfigError("config key 'database.max_batch' must be at least 1")
+    if config.caches.state_entries < 1000:
+        raise ConfigError("config key 'caches.state_entries' must be at least 1000")
     if config.federation.ca_bundle_path:
         _check_readable(config.resolve_path(config.federation.ca_bundle_path), "federation.ca_bundle_path")
     for name, target in config.federation.static_hosts.items():
