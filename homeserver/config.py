@@ -91,6 +91,13 @@ class DatabaseConfig:
     max_batch: int = field(
         default=256, metadata=_doc("Most queued write transactions committed together.")
     )
+    reader_cache_kib: int = field(
+        default=512,
+        metadata=_doc(
+            "Page cache of each SQLite reader connection (KiB); pages beyond it are read"
+            " from the system's file cache."
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -847,6 +854,8 @@ def _check(config: Config) -> None:
         raise ConfigError("config key 'database.read_connections' must be at least 1")
     if config.database.max_batch < 1:
         raise ConfigError("config key 'database.max_batch' must be at least 1")
+    if config.database.reader_cache_kib < 64:
+        raise ConfigError("config key 'database.reader_cache_kib' must be at least 64")
     if config.caches.state_entries < 1000:
         raise ConfigError("config key 'caches.state_entries' must be at least 1000")
     if config.federation.ca_bundle_path:
