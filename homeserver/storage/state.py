@@ -147,10 +147,11 @@ class StateStore:
         cached = self._snapshots.get(parent)
         if cached is None:
             state = await self.get_state(parent)
-            state.update(changes)  # type: ignore[arg-type]
             for k, v in changes.items():
                 if v is None:
-                    del state[k]
+                    state.pop(k, None)
+                else:
+                    state[k] = v
             self._put(snapshot, _Cached(chain_len, state))
             return
         delta = dict(cached.delta or {})
