@@ -646,6 +646,13 @@ class CachesConfig:
             " snapshots of a room that differ by a few keys share one full state."
         ),
     )
+    state_keys: int = field(
+        default=50_000,
+        metadata=_doc(
+            "State keys ((type, state_key) and its ID) kept in memory, about 250 bytes each;"
+            " a room member is one."
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -858,6 +865,8 @@ def _check(config: Config) -> None:
         raise ConfigError("config key 'database.reader_cache_kib' must be at least 64")
     if config.caches.state_entries < 1000:
         raise ConfigError("config key 'caches.state_entries' must be at least 1000")
+    if config.caches.state_keys < 1000:
+        raise ConfigError("config key 'caches.state_keys' must be at least 1000")
     if config.federation.ca_bundle_path:
         _check_readable(config.resolve_path(config.federation.ca_bundle_path), "federation.ca_bundle_path")
     for name, target in config.federation.static_hosts.items():

@@ -178,7 +178,7 @@ class HomeServer:
         self.uia_store = UiaStore(self.db)
         self.room_store = RoomStore(self.db)
         self.event_store = EventStore(self.db)
-        self.state_store = StateStore(self.db, config.caches.state_entries)
+        self.state_store = StateStore(self.db, config.caches.state_entries, config.caches.state_keys)
         self.event_positions = EventPositions(self.db)
         self.membership_queries = MembershipQueries(self.db)
         self.server_keys = ServerKeyStore(self.db)

@@ -19,6 +19,7 @@ share it), which is what the memory grows with.
 from __future__ import annotations
 
 import math
+import sys
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 
@@ -29,6 +30,7 @@ _KEY_CHUNK = 500  # state keys per read (SQLite allows 32,766 parameters, Postgr
 # Cached snapshots are bounded by their entries (a big room's state is thousands of
 # them, a small room's a dozen), so a server of many small rooms keeps them all.
 DEFAULT_CACHE_ENTRIES = 100_000
+DEFAULT_KEY_ENTRIES = 50_000
 _MIN_DELTA = 16  # a delta of up to this many keys never forces a new base
 
 StateKey = tuple[str, str]
@@ -66,9 +68,12 @@ class _Cached:
 
 
 class StateStore:
-    def __init__(self, db: Database, cache_entries: int = DEFAULT_CACHE_ENTRIES) -> None:
+    def __init__(
+        self, db: Database, cache_entries: int = DEFAULT_CACHE_ENTRIES, key_entries: int = DEFAULT_KEY_ENTRIES
+    ) -> None:
         self.db = db
         self.cache_entries = cache_entries
+        self.key_entries = key_entries  # (type, state_key) <-> nid pairs kept, about 250 bytes each
         self._snapshots: OrderedDict[int, _Cached] = OrderedDict()
         # Bases by id(): how many cached snapshots share each (counted once in _entries).
         self._base_users: dict[int, int] = {}
@@ -197,8 +202,17 @@ class StateStore:
         }
 
     def _remember_key(self, key: StateKey, nid: int) -> None:
+        """Remember a key both ways, forgetting the oldest beyond `key_entries` (a
+        forgotten key is read again when asked: every caller treats the cache as a hint).
+        Event types are few, so each is held once."""
+        key = (sys.intern(key[0]), key[1])
         self._key_nids[key] = nid
         self._keys_by_nid[nid] = key
+        while len(self._keys_by_nid) > self.key_entries:
+            old_nid = next(iter(self._keys_by_nid))
+            old_key = self._keys_by_nid.pop(old_nid)
+            if self._key_nids.get(old_key) == old_nid:
+                del self._key_nids[old_key]
 
     def known_key_nid(self, key: StateKey) -> int | None:
         """The key's nid if this process has seen it (no read; None says nothing)."""
@@ -218,6 +232,7 @@ class StateStore:
 
     async def keys_for(self, nids: set[int]) -> dict[int, StateKey]:
         missing = [n for n in nids if n not in self._keys_by_nid]
+        out = {n: self._keys_by_nid[n] for n in nids if n in self._keys_by_nid}
         for chunk in in_chunks(missing):
             rows = await self.db.fetchall(
                 "SELECT state_key_nid, event_type, state_key FROM state_keys WHERE state_key_nid IN "
@@ -225,8 +240,9 @@ class StateStore:
                 chunk,
             )
             for nid, t, sk in rows:
+                out[int(nid)] = (t, sk)
                 self._remember_key((t, sk), int(nid))
-        return {n: self._keys_by_nid[n] for n in nids if n in self._keys_by_nid}
+        return out
 
     # --- snapshots ---
 

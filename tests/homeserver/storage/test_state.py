@@ -116,3 +116,24 @@ async def test_cached_children_share_their_parent_state(tmp_path: Path) -> None:
             assert store.cache_stats()["entries"] == 0
     finally:
         await db.close()
+
+
+async def test_state_keys_cache_is_bounded_and_reads_back_what_it_forgot(tmp_path: Path) -> None:
+    db = SqliteDatabase(str(tmp_path / "s.db"), synchronous="normal")
+    await db.open()
+    await migrate(db)
+    try:
+        keys = [("m.room.member", f"@u{i}:test") for i in range(3000)]
+        nids = await db.write(lambda txn: StateStore(db).key_nids(txn, keys))
+        store = StateStore(db, key_entries=1000)
+        for key in keys:
+            store.remember_key(key, nids[key])
+        assert len(store._keys_by_nid) == len(store._key_nids) == 1000
+        assert store.known_key_nid(keys[0]) is None  # the oldest were forgotten
+        assert store.known_key_nid(keys[-1]) == nids[keys[-1]]
+        # Asked for more than it keeps: every key is answered, read or remembered.
+        assert await store.keys_for(set(nids.values())) == {n: k for k, n in nids.items()}
+        assert await store.lookup_key_nid(keys[0]) == nids[keys[0]]
+        assert len(store._keys_by_nid) == len(store._key_nids) == 1000
+    finally:
+        await db.close()
