@@ -317,10 +317,13 @@ class StateStore:
         if cached is not None:
             self.snapshot_hits += 1
             self._snapshots.move_to_end(snapshot)
-            found = ((k, cached.get(k)) for k in key_nids)
-            return {k: e for k, e in found if e is not None}
-        self.snapshot_misses += 1
-        _, state = await self.db.read(lambda txn: self._load(txn, snapshot))
+            state = cached.base
+            if cached.delta:
+                found = ((k, cached.get(k)) for k in key_nids)
+                return {k: e for k, e in found if e is not None}
+        else:
+            self.snapshot_misses += 1
+            _, state = await self.db.read(lambda txn: self._load(txn, snapshot))
         return {k: state[k] for k in key_nids if k in state}
 
     async def get_state(self, snapshot: int) -> NidState:
