@@ -136,16 +136,11 @@ def _few_malloc_arenas() -> None:
     an arena of its own, up to eight per core, and memory freed in one is rarely given
     back: the resident size under load grows with the threads, not with the data.
     Python serves small objects from its own pools, so the threads seldom contend
-    for the two. Set before any thread starts; a libc without mallopt is left alone."""
-    if sys.platform != "linux" or "MALLOC_ARENA_MAX" in os.environ:
-        return
-    import ctypes
+    for the two. Set before any thread starts, with the mmap threshold of
+    `homeserver.memory`; a libc without mallopt is left alone."""
+    from homeserver.memory import tune_malloc
 
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return
-    mallopt(-8, 2)  # M_ARENA_MAX
+    tune_malloc(arena_max=None if "MALLOC_ARENA_MAX" in os.environ else 2)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -91,6 +91,13 @@ class DatabaseConfig:
     max_batch: int = field(
         default=256, metadata=_doc("Most queued write transactions committed together.")
     )
+    reader_cache_kib: int = field(
+        default=512,
+        metadata=_doc(
+            "Page cache of each SQLite reader connection (KiB); pages beyond it are read"
+            " from the system's file cache."
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -680,6 +687,24 @@ class VoipConfig:
 
 
 @dataclass(frozen=True)
+class CachesConfig:
+    state_entries: int = field(
+        default=100_000,
+        metadata=_doc(
+            "Room state entries (state key -> event) kept in memory, about 70 bytes each;"
+            " snapshots of a room that differ by a few keys share one full state."
+        ),
+    )
+    state_keys: int = field(
+        default=50_000,
+        metadata=_doc(
+            "State keys ((type, state_key) and its ID) kept in memory, about 250 bytes each;"
+            " a room member is one."
+        ),
+    )
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = field(
         default="INFO",
@@ -762,6 +787,7 @@ class Config:
         default_factory=VoipConfig, metadata=_doc("Voice and video calls: the TURN server clients relay through.")
     )
     logging: LoggingConfig = field(default_factory=LoggingConfig, metadata=_doc("Logging."))
+    caches: CachesConfig = field(default_factory=CachesConfig, metadata=_doc("In-memory caches."))
 
     def resolve_path(self, path: str) -> str:
         """Paths in the config are relative to data_dir, so a data dir can be moved whole."""
@@ -887,6 +913,12 @@ def _check(config: Config) -> None:
         raise ConfigError("config key 'database.read_connections' must be at least 1")
     if config.database.max_batch < 1:
         raise ConfigError("config key 'database.max_batch' must be at least 1")
+    if config.database.reader_cache_kib < 64:
+        raise ConfigError("config key 'database.reader_cache_kib' must be at least 64")
+    if config.caches.state_entries < 1000:
+        raise ConfigError("config key 'caches.state_entries' must be at least 1000")
+    if config.caches.state_keys < 1000:
+        raise ConfigError("config key 'caches.state_keys' must be at least 1000")
     if config.federation.ca_bundle_path:
         _check_readable(config.resolve_path(config.federation.ca_bundle_path), "federation.ca_bundle_path")
     for name, target in config.federation.static_hosts.items():

@@ -59,6 +59,7 @@ from homeserver.media.preview import PreviewSettings, UrlPreviewer
 from homeserver.media.remote import FederatedRemoteMedia
 from homeserver.media.repository import MediaRepository
 from homeserver.media.storage_provider import LocalFilesystemProvider
+from homeserver.memory import HeapTrimmer
 from homeserver.metrics import Metrics
 from homeserver.partners.directory import PartnerDirectory
 from homeserver.partners.directory_publisher import DirectoryPublisher
@@ -167,6 +168,7 @@ class HomeServer:
         self.clock = clock or Clock()
         self.local_server = LocalServer(config.server_name)  # is_mine(user_id)
         self.signing_key: SigningKey = load_signing_key(config.resolve_path(config.signing_key_path))
+        self._verifying_ssl_context: ssl.SSLContext | None = None  # see _web_ssl_context
         self.db = make_database(config.database, config.resolve_path(config.database.path))
         # stores
         self.users = UserStore(self.db)
@@ -177,12 +179,13 @@ class HomeServer:
         self.uia_store = UiaStore(self.db)
         self.room_store = RoomStore(self.db)
         self.event_store = EventStore(self.db)
-        self.state_store = StateStore(self.db)
+        self.state_store = StateStore(self.db, config.caches.state_entries, config.caches.state_keys)
         self.event_positions = EventPositions(self.db)
         self.membership_queries = MembershipQueries(self.db)
         self.server_keys = ServerKeyStore(self.db)
         # services
         self.metrics = Metrics()
+        self.heap_trimmer = HeapTrimmer()  # after big responses (the API middleware)
         self.notifier = Notifier()
         self.edus = EduRegistry()  # by EDU type, both directions; registered once their services exist
         self.passwords = PasswordHasher(config.auth.scrypt_n)
@@ -705,9 +708,18 @@ class HomeServer:
 
     def _web_ssl_context(self) -> ssl.SSLContext:
         """TLS trust for plain HTTPS fetches: the system's, plus the federation CA
-        bundle (a partner's private PKI may serve its media Locations too)."""
-        bundle = self.config.federation.ca_bundle_path
-        return make_ssl_context(ca_bundle_path=self.config.resolve_path(bundle) if bundle else None)
+        bundle (a partner's private PKI may serve its media Locations too).
+
+        One context for every outbound client that verifies (push gateways, media
+        Locations, URL previews, and federation unless verification is off): each
+        context holds its own parsed copy of the system's CA certificates, about
+        0.75 MB."""
+        if self._verifying_ssl_context is None:
+            bundle = self.config.federation.ca_bundle_path
+            self._verifying_ssl_context = make_ssl_context(
+                ca_bundle_path=self.config.resolve_path(bundle) if bundle else None
+            )
+        return self._verifying_ssl_context
 
     def _make_url_previewer(self) -> UrlPreviewer | None:
         cfg = self.config.media.url_preview
@@ -729,8 +741,8 @@ class HomeServer:
         fed = self.config.federation
         if not fed.enabled:
             return None
-        ssl_ctx = make_ssl_context(
-            verify=fed.verify_certificates,
+        ssl_ctx = self._web_ssl_context() if fed.verify_certificates else make_ssl_context(
+            verify=False,
             ca_bundle_path=self.config.resolve_path(fed.ca_bundle_path) if fed.ca_bundle_path else None,
         )
         resolver = ServerResolver(
@@ -846,7 +858,9 @@ class HomeServer:
             self._runners.append(runner)
             ssl_ctx = None
             if lst.tls:
-                ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+                # No client certificates are asked for, so no CA certificates are loaded
+                # (create_default_context(CLIENT_AUTH) would parse the system's, ~0.75 MB).
+                ssl_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
                 assert lst.tls_certificate_path and lst.tls_private_key_path
                 ssl_ctx.load_cert_chain(
                     self.config.resolve_path(lst.tls_certificate_path),

@@ -10,7 +10,8 @@ Synapse, in the same run (servers started as scripts/bench_servers.py starts the
 Each initial sync is repeated and the median reported, with the server CPU it took.
 `--profile` runs Accord under py-spy (when installed in the venv) during repeated
 initial syncs of the many-rooms user and prints its top functions.
-Usage: scripts/bench_initial.py [--quick] [--no-synapse] [--profile]
+`--baseline CHECKOUT` measures another checkout (main's code) first, in the same run.
+Usage: scripts/bench_initial.py [--quick] [--no-synapse] [--profile] [--baseline CHECKOUT]
 """
 
 from __future__ import annotations
@@ -103,8 +104,8 @@ async def bench(args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:
     with tempfile.TemporaryDirectory(prefix="accord-bench-initial-profile-") as tmp:
         raw = Path(tmp) / "initial.raw" if args.profile else None
         results = await run_beside_synapse(
-            "accord-bench-initial-", args.port, args.port + 100, not args.no_synapse,
-            lambda server: run_initial(server, small, many, raw),
+            "accord-bench-initial-", not args.no_synapse,
+            lambda server: run_initial(server, small, many, raw), baseline=args.baseline,
         )
         for name, res in results:
             print(f"{name}: " + ", ".join(f"{k}={v:.2f}" for k, v in res.items()), flush=True)
@@ -118,7 +119,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-synapse", action="store_true")
     ap.add_argument("--profile", action="store_true", help="py-spy Accord during the many-rooms initial syncs")
-    ap.add_argument("--port", type=int, default=19100, help="Accord's port (Synapse's is 100 above)")
+    ap.add_argument("--baseline", type=Path, metavar="CHECKOUT", help="also measure this checkout, first")
     args = ap.parse_args()
     results = asyncio.run(bench(args))
     history = "10 rooms x 20 events" if args.quick else "50 rooms x 100 events"

@@ -439,15 +439,17 @@ def _synapse_python() -> str | None:
 
 async def run_beside_synapse(
     prefix: str, with_synapse: bool,
-    workload: Callable[[Server], Awaitable[dict[str, float]]],
+    workload: Callable[[Server], Awaitable[dict[str, float]]], baseline: Path | None = None,
 ) -> list[tuple[str, dict[str, float]]]:
     """One workload against Accord, then against Synapse when installed (and wanted),
     each server started fresh in a temporary directory: the figures of one run, ready
-    for `report`."""
+    for `report`. `baseline`: another checkout (main's code) measured first, as "before"."""
     results = []
     tmp = Path(tempfile.mkdtemp(prefix=prefix))
     try:
         servers = [("accord", lambda: start_accord(tmp, free_ports(2)))]
+        if baseline is not None:
+            servers.insert(0, ("before", lambda: start_accord(tmp, free_ports(2), repo=baseline, name="before")))
         synapse = _synapse_python() if with_synapse else None
         if synapse:
             servers.append(("synapse", lambda: start_synapse(tmp, free_ports(1), synapse)))

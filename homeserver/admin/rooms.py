@@ -311,7 +311,7 @@ class RoomAdmin:
         for event_id in result.event_ids:
             self.events.forget(event_id)
         for snapshot in result.snapshot_nids:
-            self.state._snapshots.pop(snapshot, None)
+            self.state.forget_snapshot(snapshot)
         self.room_servers.invalidate(nid)
         for user_id in result.members:
             self.sync.invalidate_memberships(user_id)

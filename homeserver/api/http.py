@@ -90,9 +90,9 @@ async def matrix_middleware(request: web.Request, handler: Handler) -> web.Strea
         resp.headers.update(CORS_HEADERS)
     route = request.match_info.route.resource
     template = route.canonical if route is not None else "unmatched"
-    get_hs(request).metrics.observe_request(
-        request.method, template, resp.status, time.perf_counter() - started
-    )
+    hs = get_hs(request)
+    hs.metrics.observe_request(request.method, template, resp.status, time.perf_counter() - started)
+    hs.heap_trimmer.after_response(resp.content_length)
     return resp
 
 

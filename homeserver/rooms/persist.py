@@ -344,9 +344,7 @@ class EventPersister:
         if key_nid is not None and after is not None:
             self.state.remember_key((event["type"], event["state_key"]), key_nid)
             if length is not None and snapshot is not None:
-                parent = await self.state.get_state(snapshot)
-                parent[key_nid] = stored.nid
-                self.state.remember_snapshot(after, length, parent)
+                await self.state.remember_child(after, length, snapshot, {key_nid: stored.nid})
         target = redaction_target(event)
         if target is not None:
             cached = await self.events.get_event(target)

@@ -20,4 +20,5 @@ def make_database(cfg: DatabaseConfig, sqlite_path: str) -> Database:
         synchronous=cfg.synchronous,
         read_connections=cfg.read_connections,
         max_batch=cfg.max_batch,
+        reader_cache_kib=cfg.reader_cache_kib,
     )

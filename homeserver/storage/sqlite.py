@@ -144,11 +144,16 @@ class SqliteDatabase(Database):
         synchronous: str = "full",
         read_connections: int = 4,
         max_batch: int = 256,
+        reader_cache_kib: int = 512,
     ) -> None:
         self.path = path
         self.synchronous = synchronous
         self.read_connections = read_connections
         self.max_batch = max_batch
+        # Each connection keeps its own page cache (2 MB by default, filled under load and
+        # never given back): the readers' are kept small, since what they read is in
+        # the system's file cache anyway; the writer keeps the default for its indexes.
+        self.reader_cache_kib = reader_cache_kib
         self._writer: aiosqlite.Connection | None = None
         self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
         self._all_readers: list[aiosqlite.Connection] = []
@@ -187,6 +192,7 @@ class SqliteDatabase(Database):
                 conn = await self._connect()
                 self._all_readers.append(conn)
                 await conn.execute("PRAGMA query_only = ON")
+                await conn.execute(f"PRAGMA cache_size = {-int(self.reader_cache_kib)}")
                 self._readers.put_nowait(conn)
         except (sqlite3.Error, DatabaseError) as e:
             await self.close()

@@ -4,11 +4,22 @@ A snapshot is a delta (keys added, replaced or removed) against a parent
 snapshot, so storing the state after a state event costs one row per changed
 key instead of a copy of the whole room state. Chains are cut at
 MAX_CHAIN_LEN by writing a full snapshot, which bounds the rows read to
-materialise any state. Materialised snapshots are kept in a bounded LRU.
+materialise any state.
+
+Materialised snapshots are kept in a bounded LRU, in the same spirit: a snapshot
+made by a local state event is cached as its parent's base state (shared, never
+copied) plus the keys changed since that base, so a room of thousands of members
+costs one full state and a few changed keys per state event instead of a full
+copy each. A delta grown past about the square root of its base's size is folded
+into a new base.
+The bound is on state entries held (a base counted once however many snapshots
+share it), which is what the memory grows with.
 """
 
 from __future__ import annotations
 
+import math
+import sys
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 
@@ -18,18 +29,55 @@ MAX_CHAIN_LEN = 16
 _KEY_CHUNK = 500  # state keys per read (SQLite allows 32,766 parameters, PostgreSQL 65,535)
 # Cached snapshots are bounded by their entries (a big room's state is thousands of
 # them, a small room's a dozen), so a server of many small rooms keeps them all.
-_CACHE_ENTRIES = 300_000
+DEFAULT_CACHE_ENTRIES = 100_000
+DEFAULT_KEY_ENTRIES = 50_000
+_MIN_DELTA = 16  # a delta of up to this many keys never forces a new base
 
 StateKey = tuple[str, str]
 # state as state_key_nid -> event_nid
 NidState = dict[int, int]
 
 
+class _Cached:
+    """One cached snapshot: `base` (a full state, shared with other snapshots and never
+    changed) with `delta` applied (key -> event, None for a key removed)."""
+
+    __slots__ = ("length", "base", "delta")
+
+    def __init__(self, length: int, base: NidState, delta: dict[int, int | None] | None = None) -> None:
+        self.length = length
+        self.base = base
+        self.delta = delta
+
+    def full(self) -> NidState:
+        """The whole state: the base itself when there is no delta (not to be changed)."""
+        if not self.delta:
+            return self.base
+        state = dict(self.base)
+        for k, v in self.delta.items():
+            if v is None:
+                state.pop(k, None)
+            else:
+                state[k] = v
+        return state
+
+    def get(self, key: int) -> int | None:
+        if self.delta is not None and key in self.delta:
+            return self.delta[key]
+        return self.base.get(key)
+
+
 class StateStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(
+        self, db: Database, cache_entries: int = DEFAULT_CACHE_ENTRIES, key_entries: int = DEFAULT_KEY_ENTRIES
+    ) -> None:
         self.db = db
-        self._snapshots: OrderedDict[int, tuple[int, NidState]] = OrderedDict()  # nid -> (chain_len, state)
-        self._entries = 0  # state entries held in _snapshots
+        self.cache_entries = cache_entries
+        self.key_entries = key_entries  # (type, state_key) <-> nid pairs kept, about 250 bytes each
+        self._snapshots: OrderedDict[int, _Cached] = OrderedDict()
+        # Bases by id(): how many cached snapshots share each (counted once in _entries).
+        self._base_users: dict[int, int] = {}
+        self._entries = 0  # state entries held in _snapshots, each base once
         self.snapshot_hits = 0
         self.snapshot_misses = 0
         self._key_nids: dict[StateKey, int] = {}
@@ -94,21 +142,77 @@ class StateStore:
 
     def remember_snapshot(self, snapshot: int, chain_len: int, state: NidState) -> None:
         """Cache a snapshot the caller has just committed (the caller gives up `state`)."""
-        old = self._snapshots.pop(snapshot, None)
-        if old is not None:
-            self._entries -= len(old[1])
-        self._snapshots[snapshot] = (chain_len, state)
-        self._entries += len(state)
-        while self._entries > _CACHE_ENTRIES and len(self._snapshots) > 1:
-            _, (_, dropped) = self._snapshots.popitem(last=False)
-            self._entries -= len(dropped)
+        self._put(snapshot, _Cached(chain_len, state))
+
+    async def remember_child(
+        self, snapshot: int, chain_len: int, parent: int, changes: Mapping[int, int | None]
+    ) -> None:
+        """Cache a snapshot just committed as `parent` + `changes`: over the parent's
+        base when the parent is cached and the delta stays small, else in full."""
+        cached = self._snapshots.get(parent)
+        if cached is None:
+            state = await self.get_state(parent)
+            for k, v in changes.items():
+                if v is None:
+                    state.pop(k, None)
+                else:
+                    state[k] = v
+            self._put(snapshot, _Cached(chain_len, state))
+            return
+        delta = dict(cached.delta or {})
+        delta.update(changes)
+        # Each snapshot's delta holds every change since its base, so a base serving d
+        # snapshots costs about len(base) + d²/2 entries: d near sqrt(2 * len(base))
+        # is the least per snapshot (77 keys for a state of 3,000).
+        if len(delta) <= max(_MIN_DELTA, math.isqrt(2 * len(cached.base))):
+            self._put(snapshot, _Cached(chain_len, cached.base, delta))
+        else:
+            self._put(snapshot, _Cached(chain_len, _Cached(0, cached.base, delta).full()))
+
+    def forget_snapshot(self, snapshot: int) -> None:
+        """Drop a snapshot from the cache (its room was purged)."""
+        self._drop(self._snapshots.pop(snapshot, None))
+
+    def _put(self, snapshot: int, entry: _Cached) -> None:
+        self._drop(self._snapshots.pop(snapshot, None))
+        self._snapshots[snapshot] = entry
+        users = self._base_users.get(id(entry.base), 0)
+        if users == 0:
+            self._entries += len(entry.base)
+        self._base_users[id(entry.base)] = users + 1
+        self._entries += len(entry.delta or ())
+        while self._entries > self.cache_entries and len(self._snapshots) > 1:
+            self._drop(self._snapshots.popitem(last=False)[1])
+
+    def _drop(self, entry: _Cached | None) -> None:
+        if entry is None:
+            return
+        self._entries -= len(entry.delta or ())
+        users = self._base_users[id(entry.base)] - 1
+        if users:
+            self._base_users[id(entry.base)] = users
+        else:
+            del self._base_users[id(entry.base)]
+            self._entries -= len(entry.base)
 
     def cache_stats(self) -> dict[str, int]:
-        return {"hits": self.snapshot_hits, "misses": self.snapshot_misses, "entries": self._entries}
+        return {
+            "hits": self.snapshot_hits, "misses": self.snapshot_misses, "entries": self._entries,
+            "snapshots": len(self._snapshots),
+        }
 
     def _remember_key(self, key: StateKey, nid: int) -> None:
+        """Remember a key both ways, forgetting the oldest beyond `key_entries` (a
+        forgotten key is read again when asked: every caller treats the cache as a hint).
+        Event types are few, so each is held once."""
+        key = (sys.intern(key[0]), key[1])
         self._key_nids[key] = nid
         self._keys_by_nid[nid] = key
+        while len(self._keys_by_nid) > self.key_entries:
+            old_nid = next(iter(self._keys_by_nid))
+            old_key = self._keys_by_nid.pop(old_nid)
+            if self._key_nids.get(old_key) == old_nid:
+                del self._key_nids[old_key]
 
     def known_key_nid(self, key: StateKey) -> int | None:
         """The key's nid if this process has seen it (no read; None says nothing)."""
@@ -128,6 +232,7 @@ class StateStore:
 
     async def keys_for(self, nids: set[int]) -> dict[int, StateKey]:
         missing = [n for n in nids if n not in self._keys_by_nid]
+        out = {n: self._keys_by_nid[n] for n in nids if n in self._keys_by_nid}
         for chunk in in_chunks(missing):
             rows = await self.db.fetchall(
                 "SELECT state_key_nid, event_type, state_key FROM state_keys WHERE state_key_nid IN "
@@ -135,8 +240,9 @@ class StateStore:
                 chunk,
             )
             for nid, t, sk in rows:
+                out[int(nid)] = (t, sk)
                 self._remember_key((t, sk), int(nid))
-        return {n: self._keys_by_nid[n] for n in nids if n in self._keys_by_nid}
+        return out
 
     # --- snapshots ---
 
@@ -211,7 +317,10 @@ class StateStore:
         if cached is not None:
             self.snapshot_hits += 1
             self._snapshots.move_to_end(snapshot)
-            state = cached[1]
+            state = cached.base
+            if cached.delta:
+                found = ((k, cached.get(k)) for k in key_nids)
+                return {k: e for k, e in found if e is not None}
         else:
             self.snapshot_misses += 1
             _, state = await self.db.read(lambda txn: self._load(txn, snapshot))
@@ -223,7 +332,7 @@ class StateStore:
         if cached is not None:
             self.snapshot_hits += 1
             self._snapshots.move_to_end(snapshot)
-            return dict(cached[1])
+            return dict(cached.base) if not cached.delta else cached.full()
         self.snapshot_misses += 1
         _, state = await self.db.read(lambda txn: self._load(txn, snapshot))
         return dict(state)
@@ -239,7 +348,7 @@ class StateStore:
         for snapshot in snapshots:
             cached = self._snapshots.get(snapshot)
             if cached is not None:
-                out[snapshot] = cached[1]
+                out[snapshot] = cached.full()
             else:
                 missing.add(snapshot)
         self.snapshot_hits += len(out)
@@ -273,7 +382,7 @@ class StateStore:
             for p in up:
                 hit = self._snapshots.get(p)
                 if hit is not None:
-                    bases[p] = hit
+                    bases[p] = (hit.length, hit.full())
                 else:
                     frontier.append(p)
         deltas: dict[int, list[tuple[int, int | None]]] = {}
@@ -316,7 +425,7 @@ class StateStore:
     async def _load(self, txn: Txn, snapshot: int, cache: bool = True) -> tuple[int, NidState]:
         cached = self._snapshots.get(snapshot)
         if cached is not None:
-            return cached
+            return cached.length, cached.full()
         chain: list[int] = []
         base: NidState = {}
         base_len = -1
@@ -324,7 +433,7 @@ class StateStore:
         while nid is not None:
             hit = self._snapshots.get(nid)
             if hit is not None:
-                base_len, base = hit
+                base_len, base = hit.length, hit.full()
                 break
             chain.append(nid)
             row = await txn.fetchone(

@@ -121,6 +121,19 @@ async def test_sqlite_uses_wal_and_readers_are_read_only(tmp_path: Path) -> None
         await db.close()
 
 
+async def test_sqlite_readers_keep_a_small_page_cache(tmp_path: Path) -> None:
+    """Each reader's page cache is the configured size (SQLite's default is 2 MB per
+    connection, held once filled); the writer keeps the default."""
+    db = SqliteDatabase(str(tmp_path / "c.db"), read_connections=3, reader_cache_kib=256)
+    await db.open()
+    try:
+        sizes = await asyncio.gather(*(db.fetchone("PRAGMA cache_size") for _ in range(6)))
+        assert set(sizes) == {(-256,)}
+        assert await db.write(lambda txn: txn.fetchone("PRAGMA cache_size")) == (-2000,)
+    finally:
+        await db.close()
+
+
 async def test_migrations_are_idempotent(db: Database) -> None:
     latest = all_migrations()[-1].version
     assert await db.fetchone("SELECT version FROM schema_version") == (latest,)
