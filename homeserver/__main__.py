@@ -132,7 +132,7 @@ async def _run(config: Config) -> None:
 
 # Young-generation allocations between collections (CPython's default is 700), and how
 # many younger collections go before each older one (10 and 10 by default).
-_GC_THRESHOLDS = (20_000, 20, 40)
+_GC_THRESHOLDS = (50_000, 20, 100)
 
 
 def _gc_for_big_caches() -> None:
