@@ -91,6 +91,13 @@ class DatabaseConfig:
     max_batch: int = field(
         default=256, metadata=_doc("Most queued write transactions committed together.")
     )
+    event_cache_mb: int = field(
+        default=40,
+        metadata=_doc(
+            "Memory (estimated, MiB) for parsed events kept in memory; the default holds a"
+            " 1,000-room initial sync's events."
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -835,6 +842,8 @@ def _check(config: Config) -> None:
         raise ConfigError("config key 'database.read_connections' must be at least 1")
     if config.database.max_batch < 1:
         raise ConfigError("config key 'database.max_batch' must be at least 1")
+    if config.database.event_cache_mb < 1:
+        raise ConfigError("config key 'database.event_cache_mb' must be at least 1")
     if config.federation.ca_bundle_path:
         _check_readable(config.resolve_path(config.federation.ca_bundle_path), "federation.ca_bundle_path")
     for name, target in config.federation.static_hosts.items():

@@ -30,7 +30,7 @@ def test_example_file_is_current_and_complete() -> None:
     data = yaml.safe_load(text)
     # Every key of every section is present, so the example documents them all.
     assert set(data) == set(Config.__dataclass_fields__)
-    assert set(data["database"]) == {"engine", "path", "dsn", "synchronous", "read_connections", "max_batch"}
+    assert set(data["database"]) == {"engine", "path", "dsn", "synchronous", "read_connections", "max_batch", "event_cache_mb"}
 
 
 def test_rendered_config_round_trips(tmp_path: Path) -> None:
