@@ -415,6 +415,19 @@ class EventPositions:
         )
         return int(row[0]) if row and row[0] is not None else None
 
+    async def last_positions(self, room_nids: Collection[int]) -> dict[int, int]:
+        """`last_position` of many rooms, one statement per chunk of rooms."""
+        out = dict.fromkeys(room_nids, 0)
+        for chunk in in_chunks(out):
+            rows = await self.db.fetchall(
+                f"SELECT room_nid, MAX(stream_ordering) FROM events WHERE room_nid IN ({marks(chunk)})"
+                " GROUP BY room_nid",
+                chunk,
+            )
+            for r in rows:
+                out[int(r[0])] = int(r[1] or 0)
+        return out
+
     async def last_position(self, room_nid: int) -> int:
         row = await self.db.fetchone(
             "SELECT COALESCE(MAX(stream_ordering), 0) FROM events WHERE room_nid = ?", (room_nid,)

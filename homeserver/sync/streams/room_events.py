@@ -161,6 +161,7 @@ class RoomEventsStream(StreamProvider):
             unrelated.update(e.event_id for e in page_events if e.event_id not in related)
         snapshots: set[int] = set()
         senders = {req.user_id}
+        await self.room_service.preload_heads(list(rooms.values()))
         for room in rooms.values():
             head = await self.room_service.head(room)  # in memory once loaded
             if head.snapshot is not None:
