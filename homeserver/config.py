@@ -98,6 +98,13 @@ class DatabaseConfig:
             " from the system's file cache."
         ),
     )
+    event_cache_mb: int = field(
+        default=40,
+        metadata=_doc(
+            "Memory (estimated, MiB) for parsed events kept in memory; the default holds a"
+            " 1,000-room initial sync's events."
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -919,6 +926,8 @@ def _check(config: Config) -> None:
         raise ConfigError("config key 'caches.state_entries' must be at least 1000")
     if config.caches.state_keys < 1000:
         raise ConfigError("config key 'caches.state_keys' must be at least 1000")
+    if config.database.event_cache_mb < 1:
+        raise ConfigError("config key 'database.event_cache_mb' must be at least 1")
     if config.federation.ca_bundle_path:
         _check_readable(config.resolve_path(config.federation.ca_bundle_path), "federation.ca_bundle_path")
     for name, target in config.federation.static_hosts.items():

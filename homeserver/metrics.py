@@ -24,7 +24,7 @@ def _page_rss_bytes() -> int:
         return 0
 
 
-_CACHE_GAUGES = frozenset({"rooms", "entries"})  # sizes; every other cache figure counts up
+_CACHE_GAUGES = frozenset({"rooms", "entries", "bytes"})  # sizes; every other cache figure counts up
 
 
 class Metrics:

@@ -178,7 +178,7 @@ class HomeServer:
         self.event_reports = EventReportStore(self.db)
         self.uia_store = UiaStore(self.db)
         self.room_store = RoomStore(self.db)
-        self.event_store = EventStore(self.db)
+        self.event_store = EventStore(self.db, cache_bytes=config.database.event_cache_mb << 20)
         self.state_store = StateStore(self.db, config.caches.state_entries, config.caches.state_keys)
         self.event_positions = EventPositions(self.db)
         self.membership_queries = MembershipQueries(self.db)
@@ -186,6 +186,7 @@ class HomeServer:
         # services
         self.metrics = Metrics()
         self.heap_trimmer = HeapTrimmer()  # after big responses (the API middleware)
+        self.metrics.caches["events"] = self.event_store.cache_stats
         self.notifier = Notifier()
         self.edus = EduRegistry()  # by EDU type, both directions; registered once their services exist
         self.passwords = PasswordHasher(config.auth.scrypt_n)

@@ -116,6 +116,14 @@ class RelatedTargets:
             self._fresh_above = None
             self._targets = set()  # a reader still holding the old set finds its entries
 
+    def may_be_related(self, events: list[StoredEvent]) -> list[StoredEvent]:
+        """Those of `events` this cannot vouch have no relation (no tally: a sorting
+        ahead of reads, not a page answered)."""
+        fresh, targets = self._fresh_above, self._targets
+        if fresh is None:
+            return list(events)
+        return [ev for ev in events if ev.nid <= fresh or ev.event_id in targets]
+
     def none_related(self, events: list[StoredEvent]) -> bool:
         """True only if none of these events can have a relation."""
         fresh, targets = self._fresh_above, self._targets
@@ -317,6 +325,14 @@ class RelationsService:
         return out
 
     # --- bundled aggregations ---
+
+    async def related_among(self, events: list[StoredEvent]) -> set[str]:
+        """The IDs of those `events` that some relation targets, for many rooms' pages at
+        once (an initial sync's batch), so that pages whose events none targets skip
+        `bundle`'s per-page queries: events written since start-up are known without
+        a read, older ones in one indexed statement per chunk."""
+        unknown = self.targets.may_be_related(events)
+        return await self.store.targets_among([ev.event_id for ev in unknown]) if unknown else set()
 
     async def aggregations(
         self, room: RoomRecord, user_id: str, events: list[StoredEvent], *, threads: bool = True

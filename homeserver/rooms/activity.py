@@ -134,14 +134,27 @@ class RoomActivity:
 
     async def preload_members(self, rooms: Iterable[RoomRecord]) -> None:
         """Cache the member lists of many rooms in one read (an initial sync asks for
-        every room's summary), as `members` would one by one."""
-        missing = [r.room_nid for r in rooms if r.room_nid not in self._members]
+        every room's summary, and presence every room's local members), as `members`
+        and `joined_local_users` would one by one."""
+        nids = [r.room_nid for r in rooms]
+        missing = [n for n in nids if n not in self._members or n not in self._joined_local]
         if not missing:
             return
         versions = {nid: self._state_versions.get(nid, 0) for nid in missing}
+        member_versions = {nid: self._member_versions.get(nid, 0) for nid in missing}
         for nid, rows in (await self.rooms.members_of_rooms(missing)).items():
-            self.member_misses += 1
-            self._keep_members(nid, versions[nid], rows)
+            if nid not in self._members:
+                self.member_misses += 1
+                self._keep_members(nid, versions[nid], rows)
+            if nid not in self._joined_local and self._member_versions.get(nid, 0) == member_versions[nid]:
+                self._joined_local[nid] = {u for u, m, _ in rows if m == "join" and self.is_mine(u)}
+
+    async def preload_positions(self, room_nids: Iterable[int]) -> None:
+        """`last_position` of many rooms in one read (an initial sync's rooms)."""
+        missing = [n for n in room_nids if n not in self._last_pos]
+        if missing:
+            for nid, pos in (await self.positions.last_positions(missing)).items():
+                self._last_pos[nid] = max(pos, self._last_pos.get(nid, 0))
 
     def _keep_members(self, room_nid: int, version: int, rows: list[tuple[str, str, int]]) -> None:
         """Cache a member list read at state `version`, unless the state moved since."""

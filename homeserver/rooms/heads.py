@@ -16,6 +16,7 @@ of the next local event ever sees an event that is not committed.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +69,23 @@ class RoomHeads:
             if head.queued is not None:  # queued meanwhile by a sender: wait for it
                 return await self.get(room)
         return head
+
+    async def preload(self, rooms: Iterable[RoomRecord]) -> None:
+        """Load the heads of many rooms in a few reads (an initial sync's rooms), as
+        `get` would one by one; heads known or written meanwhile win."""
+        missing = [r.room_nid for r in rooms if r.room_nid not in self._heads]
+        if not missing:
+            return
+        loaded = await self.rooms.heads_of_rooms(missing)
+        unresolved = [nid for extremities, snapshot in loaded.values() if snapshot is None for nid in extremities]
+        events = await self.events.get_events_by_nid(unresolved) if unresolved else {}
+        for room_nid, (extremities, snapshot) in loaded.items():
+            if snapshot is None:
+                newest = max(
+                    (events[n] for n in extremities if n in events), key=lambda e: e.stream_ordering or 0, default=None
+                )
+                snapshot = newest.state_after if newest is not None else None
+            self._heads.setdefault(room_nid, RoomHead(extremities, snapshot))
 
     async def get_for_next(self, room: RoomRecord) -> RoomHead:
         """The head the room's next local event is built on, which may be a queued

@@ -93,6 +93,8 @@ class Bundler(Protocol):
         self, room: RoomRecord, events: list[StoredEvent], senders: list[str] | None, rel_types: list[str] | None
     ) -> list[StoredEvent]: ...
 
+    async def related_among(self, events: list[StoredEvent]) -> set[str]: ...
+
 
 class RoomHistory:
     """Timeline pages, context, state and members at a point, and client JSON of events."""

@@ -148,6 +148,12 @@ class RoomService:
         """Cache the member lists of many rooms in one read (see `current_members`)."""
         await self.activity.preload_members(rooms)
 
+    async def preload_heads(self, rooms: Collection[RoomRecord]) -> None:
+        """Cache the heads and newest positions of many rooms in a few reads (see `head`
+        and `last_position`)."""
+        await self.heads.preload(rooms)
+        await self.activity.preload_positions(r.room_nid for r in rooms)
+
     async def joined_member_count(self, room: RoomRecord) -> int:
         """How many users are joined to the room now, local or not (cached)."""
         return await self.activity.joined_count(room)

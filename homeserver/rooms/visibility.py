@@ -76,6 +76,9 @@ class Viewer:
         self.user_id = user_id
         self.room = room
         self._at: dict[int | None, tuple[str, str | None]] = {}
+        # Snapshots' answers worked out from an adjacent snapshot's, not read (`_derive`):
+        # moved into `_at` only when asked, so `_at` stays what the events asked about.
+        self._derived: dict[int, tuple[str, str | None]] = {}
         self._key_nids: dict[tuple[str, str], int | None] = {}
         self._joined_until: float | None = None
         self._forgotten = False
@@ -136,16 +139,32 @@ class Viewer:
         cached = self._at.get(snapshot)
         if cached is not None:
             return cached
-        hv, member = await self._state_entries(
-            snapshot, [HISTORY_VISIBILITY, ("m.room.member", self.user_id)]
-        )
-        visibility = hv.event["content"].get("history_visibility") if hv else None
-        if visibility not in _KNOWN:
-            visibility = "shared"  # the spec's default for absent or unknown values
-        membership = member.event["content"].get("membership") if member else None
-        result = (str(visibility), membership if isinstance(membership, str) else None)
+        result = self._derived.get(snapshot) if snapshot is not None else None
+        if result is None:
+            hv, member = await self._state_entries(
+                snapshot, [HISTORY_VISIBILITY, ("m.room.member", self.user_id)]
+            )
+            result = (_visibility_of(hv), _membership_of(member))
         self._at[snapshot] = result
         return result
+
+    def _derive(self, ev: StoredEvent, before: tuple[str, str | None]) -> None:
+        """The answer at the snapshot after an accepted event from the one before it:
+        the event changed one key of the state, so the visibility or the user's
+        membership changed only if that key is one of theirs. On a linear timeline
+        the next event's state before is this one's state after, so a page costs one
+        state lookup, not one per state event in it."""
+        after = ev.state_after
+        if after is None or after in self._at or after in self._derived:
+            return
+        if ev.state_key is None:
+            self._derived[after] = before  # a message: the same snapshot (or a copy)
+        elif (ev.type, ev.state_key) == HISTORY_VISIBILITY:
+            self._derived[after] = (_visibility_of(ev), before[1])
+        elif ev.type == "m.room.member" and ev.state_key == self.user_id:
+            self._derived[after] = (before[0], _membership_of(ev))
+        else:
+            self._derived[after] = before
 
     def _allowed(self, visibility: str, membership: str | None, event_pos: int | None) -> bool:
         if visibility == "world_readable":
@@ -175,6 +194,12 @@ class Viewer:
         return False
 
     async def filter(self, events: list[StoredEvent]) -> list[StoredEvent]:
+        if len(events) > 1:
+            # Oldest first, each accepted event's state after is derived from its state
+            # before, which the next event then finds (see `_derive`).
+            for ev in sorted(events, key=_stream_order):
+                if ev.rejected is None and ev.state_before is not None and ev.room_nid == self.room.room_nid:
+                    self._derive(ev, await self._visibility_and_membership(ev.state_before))
         return [ev for ev in events if await self.can_see(ev)]
 
     def saw_only_open_history(self) -> bool:
@@ -201,6 +226,20 @@ class Viewer:
             if (await self._visibility_and_membership(snapshot))[1] != "join":
                 return False
         return True
+
+
+def _visibility_of(hv: StoredEvent | None) -> str:
+    visibility = hv.event["content"].get("history_visibility") if hv else None
+    return str(visibility) if visibility in _KNOWN else "shared"  # the spec's default for absent or unknown
+
+
+def _membership_of(member: StoredEvent | None) -> str | None:
+    membership = member.event["content"].get("membership") if member else None
+    return membership if isinstance(membership, str) else None
+
+
+def _stream_order(ev: StoredEvent) -> int:
+    return ev.stream_ordering or 0
 
 
 class VisibilityService:

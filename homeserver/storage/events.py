@@ -1,8 +1,9 @@
 """Events: stored once as JSON, addressed by compact integer IDs inside the server.
 
-Parsed events are kept in a bounded LRU keyed both ways (event ID and nid),
-since auth checks, state resolution and every read path look up the same
-recent events again and again.
+Parsed events are kept in a cache keyed both ways (event ID and nid), bounded
+by an estimate of their memory and dropping the oldest cached first, since auth
+checks, state resolution and every read path look up the same recent events
+again and again.
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ import orjson
 from homeserver.records.events import StoredEvent
 from homeserver.storage.database import Database, Row, Txn, in_chunks, marks
 
-_CACHE_SIZE = 10_000
+# The parsed-event cache is bounded by an estimate of the memory its events hold: a
+# parsed event takes about four times its stored JSON, plus the record around it.
+# The default keeps a 1,000-room initial sync's working set (some 12,000 events of a
+# few hundred bytes each); `database.event_cache_mb` sets it.
+DEFAULT_CACHE_BYTES = 40 << 20
+_PARSED_PER_JSON_BYTE = 4
+_RECORD_BYTES = 512
 # Rooms per statement of `latest_in_rooms`: well under SQLite's limit of 500 terms in a
 # compound SELECT and both engines' parameter limits.
 _ROOMS_PER_STATEMENT = 100
@@ -24,6 +31,10 @@ _COLUMNS = (
     "event_nid, event_id, room_nid, stream_ordering, state_before, state_after, outlier, "
     "rejected, redacted_by, txn_device, txn_id, json"
 )
+
+
+def _weight(json_len: int) -> int:
+    return _PARSED_PER_JSON_BYTE * json_len + _RECORD_BYTES
 
 
 def _from_row(row: Row) -> StoredEvent:
@@ -36,33 +47,53 @@ def _from_row(row: Row) -> StoredEvent:
 
 
 class EventStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         self.db = db
-        self._by_id: OrderedDict[str, StoredEvent] = OrderedDict()
+        self.cache_bytes = cache_bytes
+        # event ID -> (event, its estimated memory), oldest cached first
+        self._by_id: OrderedDict[str, tuple[StoredEvent, int]] = OrderedDict()
         self._id_by_nid: dict[int, str] = {}
+        self._bytes = 0
+        self.hits = 0
+        self.misses = 0
 
-    def _cache(self, ev: StoredEvent) -> None:
-        self._by_id[ev.event_id] = ev
+    def cache_stats(self) -> dict[str, int]:
+        return {"hits": self.hits, "misses": self.misses, "entries": len(self._by_id), "bytes": self._bytes}
+
+    def _cached(self, event_id: str) -> StoredEvent | None:
+        entry = self._by_id.get(event_id)
+        return entry[0] if entry is not None else None
+
+    def _cache(self, ev: StoredEvent, json_len: int) -> None:
+        weight = _weight(json_len)
+        old = self._by_id.pop(ev.event_id, None)
+        if old is not None:
+            self._bytes -= old[1]
+        self._by_id[ev.event_id] = (ev, weight)
         self._id_by_nid[ev.nid] = ev.event_id
-        if len(self._by_id) > _CACHE_SIZE:
-            _, old = self._by_id.popitem(last=False)
-            self._id_by_nid.pop(old.nid, None)
+        self._bytes += weight
+        while self._bytes > self.cache_bytes and len(self._by_id) > 1:
+            _, (dropped, dropped_weight) = self._by_id.popitem(last=False)
+            self._bytes -= dropped_weight
+            if self._id_by_nid.get(dropped.nid) == dropped.event_id:
+                del self._id_by_nid[dropped.nid]
 
-    def _cache_read(self, ev: StoredEvent) -> None:
+    def _cache_read(self, ev: StoredEvent, json_len: int) -> None:
         """Cache what a read found, unless the event was cached while the read was
         under way: that entry came from a write committed meanwhile (`remember`) or a
         later read, and is at least as new as this one."""
         if ev.event_id not in self._by_id:
-            self._cache(ev)
+            self._cache(ev, json_len)
 
     def remember(self, ev: StoredEvent) -> None:
         """Cache an event the caller has just committed."""
-        self._cache(ev)
+        self._cache(ev, len(orjson.dumps(ev.event)))
 
     def forget(self, event_id: str) -> None:
-        ev = self._by_id.pop(event_id, None)
-        if ev is not None:
-            self._id_by_nid.pop(ev.nid, None)
+        entry = self._by_id.pop(event_id, None)
+        if entry is not None:
+            self._bytes -= entry[1]
+            self._id_by_nid.pop(entry[0].nid, None)
 
     async def get_event(self, event_id: str) -> StoredEvent | None:
         return (await self.get_events([event_id])).get(event_id)
@@ -71,11 +102,13 @@ class EventStore:
         out: dict[str, StoredEvent] = {}
         missing: list[str] = []
         for eid in event_ids:
-            ev = self._by_id.get(eid)
+            ev = self._cached(eid)
             if ev is not None:
                 out[eid] = ev
             else:
                 missing.append(eid)
+        self.hits += len(out)
+        self.misses += len(missing)
         for ev in await self._load("event_id", missing):
             out[ev.event_id] = ev
         return out
@@ -85,11 +118,13 @@ class EventStore:
         missing: list[int] = []
         for nid in nids:
             eid = self._id_by_nid.get(nid)
-            ev = self._by_id.get(eid) if eid is not None else None
+            ev = self._cached(eid) if eid is not None else None
             if ev is not None:
                 out[nid] = ev
             else:
                 missing.append(nid)
+        self.hits += len(out)
+        self.misses += len(missing)
         for ev in await self._load("event_nid", missing):
             out[ev.nid] = ev
         return out
@@ -101,7 +136,7 @@ class EventStore:
             rows = await self.db.fetchall(f"SELECT {_COLUMNS} FROM events WHERE {column} IN ({marks(chunk)})", chunk)
             for row in rows:
                 ev = _from_row(row)
-                self._cache_read(ev)
+                self._cache_read(ev, len(row[11]))
                 loaded.append(ev)
         return loaded
 
@@ -286,20 +321,24 @@ class EventStore:
         a stream position now, and a reader that cached the outlier meanwhile must not
         hand it back without one), else a new one, cached."""
         out = []
+        hits = 0
         for row in rows:
-            cached = self._by_id.get(row[1])
+            cached = self._cached(row[1])
             if (
                 cached is not None and cached.redacted_by == row[8] and cached.stream_ordering == row[3]
                 and cached.outlier == bool(row[6]) and cached.rejected == row[7]
             ):  # still current
                 out.append(cached)
+                hits += 1
             else:
                 ev = _from_row(row)
                 if cached is None:
-                    self._cache(ev)
+                    self._cache(ev, len(row[11]))
                 else:  # which of the two is newer is unknown here: the next read decides
                     self.forget(ev.event_id)
                 out.append(ev)
+        self.hits += hits
+        self.misses += len(rows) - hits
         return out
 
     async def latest_in_rooms(self, room_nids: Collection[int], upto: int, limit: int) -> dict[int, list[StoredEvent]]:
@@ -385,6 +424,19 @@ class EventPositions:
             (room_nid, pos, *types),
         )
         return int(row[0]) if row and row[0] is not None else None
+
+    async def last_positions(self, room_nids: Collection[int]) -> dict[int, int]:
+        """`last_position` of many rooms, one statement per chunk of rooms."""
+        out = dict.fromkeys(room_nids, 0)
+        for chunk in in_chunks(out):
+            rows = await self.db.fetchall(
+                f"SELECT room_nid, MAX(stream_ordering) FROM events WHERE room_nid IN ({marks(chunk)})"
+                " GROUP BY room_nid",
+                chunk,
+            )
+            for r in rows:
+                out[int(r[0])] = int(r[1] or 0)
+        return out
 
     async def last_position(self, room_nid: int) -> int:
         row = await self.db.fetchone(

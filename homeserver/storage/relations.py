@@ -111,6 +111,17 @@ class RelationStore:
         found.sort(key=lambda r: r.stream_ordering)
         return found
 
+    async def targets_among(self, event_ids: Collection[str]) -> set[str]:
+        """Those of `event_ids` that at least one relation targets."""
+        found: set[str] = set()
+        for chunk in _unique_chunks(event_ids):
+            rows = await self.db.fetchall(
+                f"SELECT DISTINCT relates_to_id FROM event_relations WHERE relates_to_id IN ({marks(chunk)})",
+                chunk,
+            )
+            found.update(str(r[0]) for r in rows)
+        return found
+
     async def thread_summaries(
         self, room_nid: int, roots: Collection[str], user_id: str
     ) -> dict[str, tuple[int, str, bool]]:

@@ -112,6 +112,21 @@ class RoomStore:
         )
         return [int(r[0]) for r in rows]
 
+    async def heads_of_rooms(self, room_nids: Collection[int]) -> dict[int, tuple[list[int], int | None]]:
+        """`forward_extremities` and `head_snapshot` of many rooms, in two statements per
+        chunk of rooms (an initial sync's rooms, read before their computations)."""
+        out: dict[int, tuple[list[int], int | None]] = {nid: ([], None) for nid in room_nids}
+        for chunk in in_chunks(out):
+            for r in await self.db.fetchall(
+                f"SELECT room_nid, event_nid FROM forward_extremities WHERE room_nid IN ({marks(chunk)})", chunk
+            ):
+                out[int(r[0])][0].append(int(r[1]))
+            for r in await self.db.fetchall(
+                f"SELECT room_nid, snapshot_nid FROM room_heads WHERE room_nid IN ({marks(chunk)})", chunk
+            ):
+                out[int(r[0])] = (out[int(r[0])][0], int(r[1]))
+        return out
+
     @staticmethod
     async def forward_extremities_in(txn: Txn, room_nid: int) -> list[int]:
         """`forward_extremities` inside a caller's transaction (the event writer's pipeline)."""

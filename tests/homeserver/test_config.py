@@ -32,6 +32,7 @@ def test_example_file_is_current_and_complete() -> None:
     assert set(data) == set(Config.__dataclass_fields__)
     assert set(data["database"]) == {
         "engine", "path", "dsn", "synchronous", "read_connections", "max_batch", "reader_cache_kib",
+        "event_cache_mb",
     }
 
 

@@ -53,6 +53,8 @@ MAX_TIMELINE_LIMIT = 500
 _PRELOAD_ROOMS = 100
 # Where `_preload` leaves each room's first timeline page on the request.
 _FIRST_PAGES = "events.first_pages"
+# Where it leaves the IDs of those pages' events that no relation targets (nothing to bundle).
+_UNRELATED = "events.unrelated"
 # What each section's entries carry from the streams that live in rooms.
 _ROOM_SECTIONS = {"join": ("ephemeral", "account_data"), "leave": ("account_data",)}
 
@@ -160,8 +162,14 @@ class RoomEventsStream(StreamProvider):
         # with too many events filtered out reads on page by page.
         pages = await self.event_store.latest_in_rooms(list(rooms), req.now.events, _limit(req) + 1)
         req.loaded.setdefault(_FIRST_PAGES, {}).update(pages)
+        if self.bundler is not None:
+            page_events = [e for events in pages.values() for e in events]
+            related = await self.bundler.related_among(page_events)
+            unrelated: set[str] = req.loaded.setdefault(_UNRELATED, set())
+            unrelated.update(e.event_id for e in page_events if e.event_id not in related)
         snapshots: set[int] = set()
         senders = {req.user_id}
+        await self.room_service.preload_heads(list(rooms.values()))
         for room in rooms.values():
             head = await self.room_service.head(room)  # in memory once loaded
             if head.snapshot is not None:
@@ -556,7 +564,14 @@ class RoomEventsStream(StreamProvider):
             for e in events
         ]
         if bundle and self.bundler is not None and events:
-            await self.bundler.bundle(room, req.user_id, events, out, device_id)
+            # Events an initial sync's batch read found no relation targets need no bundling.
+            unrelated: set[str] | None = req.loaded.get(_UNRELATED)
+            if unrelated is None:
+                await self.bundler.bundle(room, req.user_id, events, out, device_id)
+            else:
+                pairs = [(e, o) for e, o in zip(events, out, strict=True) if e.event_id not in unrelated]
+                if pairs:
+                    await self.bundler.bundle(room, req.user_id, [e for e, _ in pairs], [o for _, o in pairs], device_id)
         return out
 
 

@@ -137,6 +137,29 @@ async def test_every_read_path(api: Api, visibility: str) -> None:
 
 
 @pytest.mark.parametrize("visibility", list(VISIBLE))
+async def test_initial_sync_timeline_in_one_page(api: Api, visibility: str) -> None:
+    """The whole scenario in one /sync timeline page, whose visibility changes and
+    membership changes are worked out along the page (`Viewer._derive`) rather than
+    read at each state snapshot: each reader sees what /messages shows them, page
+    by page of three (carol, who left, up to her leave)."""
+    s = await _scenario(api, visibility)
+    room = s["room"]
+    sync_filter = '{"room":{"include_leave":true,"timeline":{"limit":100}}}'
+    for reader in ("alice", "dave", "carol"):
+        token = s["tokens"][reader]
+        body = await api.get(f"sync?filter={sync_filter}", token=token)
+        section = "leave" if reader == "carol" else "join"
+        timeline = body["rooms"][section][room]["timeline"]
+        assert not timeline["limited"], reader
+        if reader == "carol":  # her left room's timeline ends at her leave, before e3
+            assert set(bodies(timeline["events"])) == VISIBLE[visibility][reader] - {"e3"}, visibility
+            continue
+        assert set(bodies(timeline["events"])) == VISIBLE[visibility][reader], (visibility, reader)
+        back, _ = await walk(api, room, token, dir="b", limit=3)
+        assert ids(timeline["events"]) == ids(list(reversed(back))), (visibility, reader)
+
+
+@pytest.mark.parametrize("visibility", list(VISIBLE))
 async def test_timestamp_to_event_finds_only_visible_events(make_api: Any, clock: FakeClock, visibility: str) -> None:
     api = await make_api(clock=clock)
     s = await _scenario(api, visibility, clock)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from homeserver.rooms.heads import RoomHeads
 from homeserver.storage.state import StateStore
-from tests.conftest import Api, ClientFactory
+from tests.conftest import SERVER_NAME, Api, ClientFactory
 
 
 async def _rooms(api: Api, owner: str, member: str, member_id: str, n: int) -> list[str]:
@@ -74,6 +75,27 @@ async def test_bulk_reads_match_one_room_reads(db_overrides: dict[str, Any], mak
     members = await hs.room_store.members_of_rooms(nids)
     for nid in nids:
         assert sorted(members[nid]) == sorted(await hs.room_store.members(nid))
+
+    # Heads, newest positions and local joined members, as the per-room reads give them.
+    heads = await hs.room_store.heads_of_rooms(nids)
+    positions = await hs.event_positions.last_positions(nids)
+    for nid in nids:
+        extremities, snapshot = heads[nid]
+        assert sorted(extremities) == sorted(await hs.room_store.forward_extremities(nid))
+        assert snapshot == await hs.room_store.head_snapshot(nid)
+        assert positions[nid] == await hs.event_positions.last_position(nid) > 0
+    cold_heads = RoomHeads(hs.room_store, hs.event_store)
+    await cold_heads.preload(rooms)
+    for room in rooms:
+        want_head = await RoomHeads(hs.room_store, hs.event_store).get(room)
+        assert (await cold_heads.get(room)) == want_head and want_head.snapshot is not None
+    hs.room_activity._joined_local.clear()
+    hs.room_activity._members.clear()
+    await hs.room_activity.preload_members(rooms)
+    for room in rooms:
+        assert hs.room_activity._joined_local[room.room_nid] == {
+            u for u, _, _ in await hs.room_store.members(room.room_nid, "join")
+        } == {f"@owner:{SERVER_NAME}", member_id}
     receipts = await hs.receipts.store.user_receipts_in_rooms(member_id, room_ids)
     for rid in room_ids:
         assert receipts[rid] == await hs.receipts.store.user_receipts(rid, member_id)

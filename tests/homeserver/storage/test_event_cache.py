@@ -1,15 +1,58 @@
-"""The event cache never hands back an event in a place it has left: an outlier that a
-backfill promotes into the timeline (it gets a stream position) while a reader had
-cached its outlier row is read afresh by timeline reads, and dropped from the cache
-rather than kept stale (a /messages during the backfill right after a join answered
-500 on the stale copy). Real database, both engines."""
+"""The parsed-event cache: bounded by the estimated memory of its events (not their
+number), the oldest dropped first, hits and misses counted and shown in /metrics, and
+what it answers always what the database holds: an outlier that a backfill promotes
+into the timeline (it gets a stream position) while a reader had cached its outlier
+row is read afresh by timeline reads, and dropped from the cache rather than kept
+stale (a /messages during the backfill right after a join answered 500 on the stale
+copy). Real database, both engines."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
 
+from homeserver.storage.events import EventStore
 from tests.conftest import ClientFactory
+
+
+async def test_event_cache_bounded_by_bytes(db_overrides: dict[str, Any], make_api: ClientFactory) -> None:
+    api = await make_api(**{**db_overrides, "database": {**db_overrides.get("database", {}), "event_cache_mb": 1}})
+    hs = api.hs
+    assert hs.event_store.cache_bytes == 1 << 20
+    alice = (await api.register("alice"))["access_token"]
+    room = (await api.post("createRoom", {}, token=alice))["room_id"]
+    big = "x" * 20_000  # each message's parse counts some 80 kB: a dozen fit in 1 MiB
+    sent = [
+        (await api.put(f"rooms/{room}/send/m.room.message/t{i}", {"msgtype": "m.text", "body": f"{i} {big}"},
+                       token=alice))["event_id"]
+        for i in range(30)
+    ]
+    stats = hs.event_store.cache_stats()
+    assert 0 < stats["bytes"] <= 1 << 20
+    assert 10 <= stats["entries"] < 30  # small events (the room's creation) count little
+
+    # A fresh store on the same database: the first read are dropped first, the last kept.
+    store = EventStore(hs.db, cache_bytes=1 << 20)
+    found = {e: ev for e in sent if (ev := await store.get_event(e)) is not None}  # read in this order
+    assert [found[e].event["content"]["body"].split()[0] for e in sent] == [str(i) for i in range(30)]
+    assert store.cache_stats()["misses"] == 30 and store.cache_stats()["hits"] == 0
+    by_nid = await store.get_events_by_nid([found[e].nid for e in sent[-5:]])
+    assert [by_nid[found[e].nid].event_id for e in sent[-5:]] == sent[-5:]
+    assert store.cache_stats()["hits"] == 5  # the newest are still cached
+    await store.get_events(sent[:1])
+    assert store.cache_stats()["misses"] == 31  # the oldest was dropped to make room
+    assert store.cache_stats()["bytes"] <= 1 << 20
+
+    # Forgetting gives its memory back.
+    before = store.cache_stats()
+    store.forget(sent[-1])
+    after = store.cache_stats()
+    assert after["entries"] == before["entries"] - 1 and after["bytes"] < before["bytes"]
+    assert (await store.get_events_by_nid([found[sent[-1]].nid]))[found[sent[-1]].nid].event_id == sent[-1]
+
+    async with api.client.get("/metrics") as r:
+        text = await r.text()
+    assert 'accord_cache_bytes{cache="events"}' in text and 'accord_cache_hits_total{cache="events"}' in text
 
 
 async def test_timeline_reads_replace_a_stale_outlier_copy(db_overrides: dict[str, Any], make_api: ClientFactory) -> None:
