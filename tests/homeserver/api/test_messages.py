@@ -222,7 +222,8 @@ async def test_filters_across_pages(api: Api) -> None:
 
 def _order(api: Api) -> Any:
     def key(event_id: str) -> int:
-        ev = api.hs.event_store._by_id[event_id]
+        ev = api.hs.event_store._cached(event_id)
+        assert ev is not None
         return ev.stream_ordering or 0
 
     return key
