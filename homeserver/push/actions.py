@@ -18,7 +18,7 @@ costs one members query, one rule evaluation per member and one batch insert.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -45,6 +45,11 @@ class PushQueue(Protocol):
     queueing a notification for them inside the event's transaction."""
 
     def has_pushers(self, user_id: str) -> bool: ...
+
+    def pushing_users(self) -> Collection[str]:
+        """Every user with a pusher: fewer than a big room's members, so a room-wide
+        notification is queued by walking these, not the members."""
+        ...
 
     async def queue_in(self, txn: Txn, room: RoomRecord, stored: StoredEvent, user_ids: list[str]) -> None: ...
 
@@ -105,6 +110,7 @@ class _RoomMembers:
     power_levels_nid: int | None
     create_nid: int | None
     profiles: list[_Profile] | None = None  # built on first need
+    members: frozenset[str] = frozenset()  # the users of `local`
 
 
 class PushActionsIndex:
@@ -163,9 +169,9 @@ class PushActionsIndex:
         version = self._versions.get(room.room_nid, 0)
         ctx = await PushActionStore.room_context(txn, room.room_nid)
         joined = [(u, nid) for u, m, nid in ctx.members if m == "join"]
+        local = sorted((u, nid) for u, nid in joined if self.is_mine(u))
         entry = _RoomMembers(
-            room.room_id, len(joined), sorted((u, nid) for u, nid in joined if self.is_mine(u)),
-            ctx.power_levels_nid, ctx.create_nid,
+            room.room_id, len(joined), local, ctx.power_levels_nid, ctx.create_nid, members=frozenset(u for u, _ in local)
         )
         if not is_state and self._versions.get(room.room_nid, 0) == version:
             self._drop_room(room.room_nid)
@@ -241,8 +247,8 @@ class PushActionsIndex:
         named = await self._named(txn, entry, event, invitee)
         common = evaluate(_COMMON_RULES, shown, entry.joined_count, None, sender_level, levels_content)
         common_notifies = notifies(common)
-        by_actions: dict[int, tuple[list[Any], list[str]]] = {}  # id(actions) -> (actions, users)
-        everyone: list[str] = []  # users whose answer is `common`
+        groups: dict[int, tuple[list[Any], list[str]]] = {}  # id(actions) -> (actions, users)
+        room_wide = False  # whether anyone's answer is `common`: one row for them all
         one_by_one: list[tuple[str, int]] = []
         for user_id, member_nid in entry.local:
             if user_id == sender:
@@ -250,33 +256,47 @@ class PushActionsIndex:
             if user_id in named or customised(user_id) or (ignores is not None and ignores(user_id)):
                 one_by_one.append((user_id, member_nid))
             elif common_notifies:
-                everyone.append(user_id)
+                room_wide = True
         if invitee is not None:
             one_by_one.append((invitee, stored.nid))
-        if everyone:
-            by_actions[id(common)] = (common, everyone)
         if one_by_one:
             await self._load_names(txn, [nid for _, nid in one_by_one])
+        suppressed: list[str] = []  # members the room-wide row must not reach
         for user_id, member_nid in one_by_one:
             if not is_state and sender in await self._ignored(txn, user_id):
-                continue  # an ignored user's messages are not shown, so they do not notify
-            name = self._names.get(member_nid) or None
-            actions = evaluate(
-                await self.push_rules.ruleset_in(txn, user_id), shown, entry.joined_count, name, sender_level,
-                levels_content,
-            )
+                actions: list[Any] = []  # an ignored user's messages are not shown, so they do not notify
+            else:
+                name = self._names.get(member_nid) or None
+                actions = evaluate(
+                    await self.push_rules.ruleset_in(txn, user_id), shown, entry.joined_count, name, sender_level,
+                    levels_content,
+                )
             if notifies(actions):
-                by_actions.setdefault(id(actions), (actions, []))[1].append(user_id)
-        if not by_actions:
+                groups.setdefault(id(actions), (actions, []))[1].append(user_id)
+            elif room_wide and user_id != invitee:
+                suppressed.append(user_id)
+        if not room_wide and not groups:
             return
         thread = await self._thread(txn, event)
         now = self.clock.time_ms()
-        groups = [(users, highlights(actions), actions) for actions, users in by_actions.values()]
-        await PushActionStore.add_groups(txn, room.room_nid, stored.stream_ordering, stored.nid, thread, now, groups)
+        await PushActionStore.add_event(
+            txn, room.room_nid, stored.stream_ordering, stored.nid, thread, now, sender=str(sender),
+            room_wide=(highlights(common), common) if room_wide else None,
+            groups=[(users, highlights(actions), actions) for actions, users in groups.values()],
+            suppressed=suppressed if room_wide else (),
+        )
         if self.queue is not None:
-            pushed = [u for users, _, _ in groups for u in users if self.queue.has_pushers(u)]
+            pushed = [u for _, users in groups.values() for u in users if self.queue.has_pushers(u)]
+            if room_wide:
+                own = {u for u, _ in one_by_one}
+                pushing = self.queue.pushing_users()
+                candidates = pushing if len(pushing) < len(entry.members) else entry.members
+                pushed += [
+                    u for u in candidates
+                    if u != sender and u not in own and u in entry.members and self.queue.has_pushers(u)
+                ]
             if pushed:
-                await self.queue.queue_in(txn, room, stored, pushed)
+                await self.queue.queue_in(txn, room, stored, sorted(pushed))
 
     async def _named(
         self, txn: Txn, entry: _RoomMembers, event: dict[str, Any], invitee: str | None
