@@ -229,27 +229,35 @@ class PushActionStore:
 
     async def counts_in_rooms(self, user_id: str, after: dict[int, int], upto: int) -> dict[int, tuple[int, int]]:
         """`counts_for` in many rooms, each from its own position (room nid -> after), in
-        one statement per chunk: each room's range is its own term of the keys (the
-        user's rows; the user's spans in the room, then the room's room-wide rows)."""
-        out: dict[int, tuple[int, int]] = dict.fromkeys(after, (0, 0))
+        two statements per chunk: the user's own rows, each room's range its own term of
+        the primary key; then the room-wide rows, through the user's spans in each room
+        (a key lookup) to each room's range of them."""
+        found: dict[int, tuple[int, int]] = {}
+
+        def add(rows: list[Row]) -> None:
+            for nid, n, h in rows:
+                was = found.get(int(nid), (0, 0))
+                found[int(nid)] = (was[0] + int(n), was[1] + int(h))
+
         for chunk in in_chunks(after, 250):  # two parameters a room
+            terms = [a for nid in chunk for a in (nid, after[nid])]
+            add(await self.db.fetchall(
+                "SELECT room_nid, COUNT(*), COALESCE(SUM(highlight), 0) FROM event_push_actions"
+                " WHERE user_id = ? AND stream_ordering <= ? AND notify = 1 AND ("
+                + " OR ".join(["(room_nid = ? AND stream_ordering > ?)"] * len(chunk))
+                + ") GROUP BY room_nid",
+                [user_id, upto, *terms],
+            ))
             starts_sql = ",".join(["(CAST(? AS BIGINT), CAST(? AS BIGINT))"] * len(chunk))
-            rows = await self.db.fetchall(
+            add(await self.db.fetchall(
                 f"WITH starts (room_nid, after) AS (VALUES {starts_sql})"
-                " SELECT room_nid, COUNT(*), COALESCE(SUM(highlight), 0) FROM ("
-                " SELECT a.room_nid, a.highlight FROM starts t JOIN event_push_actions a"
-                " ON a.user_id = ? AND a.room_nid = t.room_nid AND a.stream_ordering > t.after"
-                " AND a.stream_ordering <= ? WHERE a.notify = 1"
-                " UNION ALL SELECT r.room_nid, r.highlight FROM starts t JOIN local_member_spans s"
+                " SELECT r.room_nid, COUNT(*), COALESCE(SUM(r.highlight), 0) FROM starts t JOIN local_member_spans s"
                 " ON s.user_id = ? AND s.room_nid = t.room_nid AND (s.left_at IS NULL OR s.left_at > t.after)"
                 " JOIN event_push_room r ON r.room_nid = t.room_nid AND r.stream_ordering > t.after"
-                f" AND r.stream_ordering <= ? AND {_APPLIES}"
-                ") c GROUP BY room_nid",
-                [*(a for nid in chunk for a in (nid, after[nid])), user_id, upto, user_id, upto],
-            )
-            for nid, n, h in rows:
-                out[int(nid)] = (int(n), int(h))
-        return out
+                f" AND r.stream_ordering <= ? AND {_APPLIES} GROUP BY r.room_nid",
+                [*terms, user_id, upto],
+            ))
+        return {nid: found.get(nid, (0, 0)) for nid in after}
 
     async def thread_counts(
         self, user_id: str, room_nid: int, after: int, upto: int, thread_starts: dict[str, int]
