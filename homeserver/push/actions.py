@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from federation.events import get_room_version, get_user_power_level
@@ -111,6 +111,7 @@ class _RoomMembers:
     create_nid: int | None
     profiles: list[_Profile] | None = None  # built on first need
     members: frozenset[str] = frozenset()  # the users of `local`
+    nids: dict[str, int] = field(default_factory=dict)  # `local` as a map
 
 
 class PushActionsIndex:
@@ -171,7 +172,8 @@ class PushActionsIndex:
         joined = [(u, nid) for u, m, nid in ctx.members if m == "join"]
         local = sorted((u, nid) for u, nid in joined if self.is_mine(u))
         entry = _RoomMembers(
-            room.room_id, len(joined), local, ctx.power_levels_nid, ctx.create_nid, members=frozenset(u for u, _ in local)
+            room.room_id, len(joined), local, ctx.power_levels_nid, ctx.create_nid,
+            members=frozenset(u for u, _ in local), nids=dict(local),
         )
         if not is_state and self._versions.get(room.room_nid, 0) == version:
             self._drop_room(room.room_nid)
@@ -242,21 +244,20 @@ class PushActionsIndex:
         levels_content = levels_content if isinstance(levels_content, dict) else None
         shown = {**event, "room_id": room.room_id}
 
-        customised = await self.push_rules.customised_in(txn)
-        ignores = await self.account_data.holders_in(txn, IGNORED_USERS) if not is_state else None
-        named = await self._named(txn, entry, event, invitee)
+        special = await self._named(txn, entry, event, invitee)
+        for users in await self.push_rules.customised_in(txn):
+            special |= users & entry.members  # a set intersection walks the smaller side
+        if not is_state:  # users with an ignore list
+            for users in await self.account_data.holders_in(txn, IGNORED_USERS):
+                special |= users & entry.members
         common = evaluate(_COMMON_RULES, shown, entry.joined_count, None, sender_level, levels_content)
         common_notifies = notifies(common)
         groups: dict[int, tuple[list[Any], list[str]]] = {}  # id(actions) -> (actions, users)
-        room_wide = False  # whether anyone's answer is `common`: one row for them all
-        one_by_one: list[tuple[str, int]] = []
-        for user_id, member_nid in entry.local:
-            if user_id == sender:
-                continue
-            if user_id in named or customised(user_id) or (ignores is not None and ignores(user_id)):
-                one_by_one.append((user_id, member_nid))
-            elif common_notifies:
-                room_wide = True
+        special.discard(str(sender))
+        one_by_one = [(u, entry.nids[u]) for u in sorted(special) if u in entry.nids]
+        # Whether anyone's answer is `common` (every other member but the sender): one
+        # row for them all.
+        room_wide = common_notifies and len(entry.members) - (sender in entry.members) > len(one_by_one)
         if invitee is not None:
             one_by_one.append((invitee, stored.nid))
         if one_by_one:
