@@ -17,9 +17,10 @@ costs one members query, one rule evaluation per member and one batch insert.
 
 from __future__ import annotations
 
+import bisect
 from collections import OrderedDict
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from federation.events import get_room_version, get_user_power_level
@@ -141,59 +142,108 @@ class PushActionsIndex:
         self._rooms: OrderedDict[int, _RoomMembers] = OrderedDict()
         self._room_rows = 0
         self._versions: dict[int, int] = {}  # room nid -> state changes seen, guards loads
+        # room nid -> (state event nid, version, members as its transaction has them)
+        self._pending: dict[int, tuple[int, int, _RoomMembers]] = {}
         self._contents = _Lru(4096)  # power levels / create event nid -> event
 
     def connect(self, queue: PushQueue) -> None:
         """The delivery queue, built after the event writer (it reads these rows)."""
         self.queue = queue
 
-    def state_changed(self, room_nid: int) -> None:
+    def state_changed(self, room_nid: int, by: StoredEvent | None = None) -> None:
         """The room's current state or memberships moved (told by the event writer
-        right after the commit, under the room's lock): what is kept of it is stale."""
-        self._versions[room_nid] = self._versions.get(room_nid, 0) + 1
+        right after the commit, under the room's lock): what is kept of it is stale,
+        unless the commit was that of the local event `by` alone, whose transaction
+        read (or patched) the room's members as they now are (`_room`): that is kept."""
+        pending = self._pending.pop(room_nid, None)
+        version = self._versions.get(room_nid, 0)
+        self._versions[room_nid] = version + 1
         self._drop_room(room_nid)
+        if by is not None and pending is not None and pending[0] == by.nid and pending[1] == version:
+            self._keep(room_nid, pending[2])
 
     def _drop_room(self, room_nid: int) -> None:
         entry = self._rooms.pop(room_nid, None)
         if entry is not None:
             self._room_rows -= len(entry.local) + 1
 
-    async def _room(self, txn: Txn, room: RoomRecord, is_state: bool) -> _RoomMembers:
+    def _keep(self, room_nid: int, entry: _RoomMembers) -> None:
+        self._drop_room(room_nid)
+        self._rooms[room_nid] = entry
+        self._room_rows += len(entry.local) + 1
+        while self._room_rows > _MEMBER_ROWS and len(self._rooms) > 1:
+            self._drop_room(next(iter(self._rooms)))
+
+    async def _room(self, txn: Txn, room: RoomRecord, stored: StoredEvent) -> _RoomMembers:
         """The room's members and rule-relevant state as of this transaction. A state
-        event reads them through its own transaction (it may have just changed them);
-        any other event cannot have, so it may use what an earlier write read, kept
-        until the writer reports a change of the room's present (`state_changed`)."""
-        entry = None if is_state else self._rooms.get(room.room_nid)
-        if entry is not None and entry.room_id == room.room_id:
-            self._rooms.move_to_end(room.room_nid)
-            return entry
+        event reads them through its own transaction (it may have just changed them):
+        a membership event, when the room's members are kept, reads only its user's
+        row and patches a copy (a join to a room of 10,000 does not read 10,000 rows),
+        anything else reads them all; either is kept aside, to be kept if the writer
+        reports the commit as this event's alone (`state_changed`). Any other event
+        cannot have changed them, so it uses what an earlier write read, kept until the
+        writer reports a change of the room's present."""
+        is_state = stored.state_key is not None
+        kept = self._rooms.get(room.room_nid)
+        if kept is not None and kept.room_id != room.room_id:
+            kept = None
         version = self._versions.get(room.room_nid, 0)
-        ctx = await PushActionStore.room_context(txn, room.room_nid)
-        joined = [(u, nid) for u, m, nid in ctx.members if m == "join"]
-        local = sorted((u, nid) for u, nid in joined if self.is_mine(u))
-        entry = _RoomMembers(
-            room.room_id, len(joined), local, ctx.power_levels_nid, ctx.create_nid,
-            members=frozenset(u for u, _ in local), nids=dict(local),
-        )
-        if not is_state and self._versions.get(room.room_nid, 0) == version:
-            self._drop_room(room.room_nid)
-            self._rooms[room.room_nid] = entry
-            self._room_rows += len(entry.local) + 1
-            while self._room_rows > _MEMBER_ROWS and len(self._rooms) > 1:
-                self._drop_room(next(iter(self._rooms)))
+        if not is_state and kept is not None:
+            self._rooms.move_to_end(room.room_nid)
+            return kept
+        if is_state and kept is not None and stored.type == "m.room.member" and stored.state_key is not None:
+            entry = await self._patched(txn, room, kept, stored.state_key)
+        else:
+            ctx = await PushActionStore.room_context(txn, room.room_nid)
+            joined = [(u, nid) for u, m, nid in ctx.members if m == "join"]
+            local = sorted((u, nid) for u, nid in joined if self.is_mine(u))
+            entry = _RoomMembers(
+                room.room_id, len(joined), local, ctx.power_levels_nid, ctx.create_nid,
+                members=frozenset(u for u, _ in local), nids=dict(local),
+            )
+        if is_state:
+            self._pending[room.room_nid] = (stored.nid, version, entry)
+        elif self._versions.get(room.room_nid, 0) == version:
+            self._keep(room.room_nid, entry)
         return entry
+
+    async def _patched(self, txn: Txn, room: RoomRecord, kept: _RoomMembers, user_id: str) -> _RoomMembers:
+        """`kept` with `user_id`'s membership as this transaction has it (the only one a
+        membership event changes): a copy, since the transaction may yet fail."""
+        row = await PushActionStore.membership_in(txn, room.room_nid, user_id)
+        now_nid = row[1] if row is not None and row[0] == "join" else None
+        if not self.is_mine(user_id):
+            count = await PushActionStore.joined_count_in(txn, room.room_nid)
+            return replace(kept, joined_count=count)
+        was_nid = kept.nids.get(user_id)
+        if was_nid == now_nid:
+            return kept
+        local = [m for m in kept.local if m[0] != user_id] if was_nid is not None else list(kept.local)
+        nids = dict(kept.nids)
+        nids.pop(user_id, None)
+        profiles = [p for p in kept.profiles if p[0] != user_id] if kept.profiles is not None else None
+        if now_nid is not None:
+            bisect.insort(local, (user_id, now_nid))
+            nids[user_id] = now_nid
+            if profiles is not None:
+                await self._load_names(txn, [now_nid])
+                profiles.append(self._profile(user_id, now_nid))
+        count = kept.joined_count + (now_nid is not None) - (was_nid is not None)
+        return _RoomMembers(
+            room.room_id, count, local, kept.power_levels_nid, kept.create_nid, profiles, frozenset(nids), nids
+        )
+
+    def _profile(self, user_id: str, member_nid: int) -> _Profile:
+        """The member's profile, once the name of their membership event is loaded."""
+        name = self._names.get(member_nid) or ""
+        return user_id, _plain_lower(name), _plain_lower(user_id[1:].split(":", 1)[0])
 
     async def _profiles(self, txn: Txn, entry: _RoomMembers) -> list[_Profile]:
         """Each local member's lower-cased display name and localpart, for finding in
         one pass the few members a message might mention (built once per member list)."""
         if entry.profiles is None:
             await self._load_names(txn, [nid for _, nid in entry.local])
-            profiles = []
-            for user_id, nid in entry.local:
-                name = self._names.get(nid) or ""
-                localpart = user_id[1:].split(":", 1)[0]
-                profiles.append((user_id, _plain_lower(name), _plain_lower(localpart)))
-            entry.profiles = profiles
+            entry.profiles = [self._profile(user_id, nid) for user_id, nid in entry.local]
         return entry.profiles
 
     async def event_written(self, txn: Txn, room: RoomRecord, stored: StoredEvent) -> None:
@@ -221,7 +271,7 @@ class PushActionsIndex:
         sender = event.get("sender")
         state_key = event.get("state_key")
         is_state = state_key is not None
-        entry = await self._room(txn, room, is_state)
+        entry = await self._room(txn, room, stored)
         invitee = None
         if (
             event.get("type") == "m.room.member" and isinstance(state_key, str) and state_key != sender

@@ -100,6 +100,19 @@ class PushActionStore:
         )
 
     @staticmethod
+    async def membership_in(txn: Txn, room_nid: int, user_id: str) -> tuple[str, int] | None:
+        """(membership, event nid) of one user in the room, as the transaction has it."""
+        row = await txn.fetchone(
+            "SELECT membership, event_nid FROM memberships WHERE room_nid = ? AND user_id = ?", (room_nid, user_id)
+        )
+        return (row[0], int(row[1])) if row else None
+
+    @staticmethod
+    async def joined_count_in(txn: Txn, room_nid: int) -> int:
+        row = await txn.fetchone("SELECT COUNT(*) FROM memberships WHERE room_nid = ? AND membership = 'join'", (room_nid,))
+        return int(row[0]) if row else 0
+
+    @staticmethod
     async def event_json(txn: Txn, nids: Sequence[int]) -> dict[int, dict[str, Any]]:
         out: dict[int, dict[str, Any]] = {}
         for chunk in in_chunks(nids):

@@ -278,3 +278,45 @@ async def test_migration_keeps_old_rows_and_fills_spans(old_db: Database) -> Non
     assert await store.counts_for("@bob:hs", 7, 0) == (3, 1)
     assert await store.counts_for("@carol:hs", 7, 0) == (1, 0)
     assert await store.counts_in_rooms("@bob:hs", {7: 20, 8: 0}, 100) == {7: (2, 1), 8: (0, 0)}
+
+
+async def test_members_kept_across_membership_changes_match_a_fresh_read(db_api: Api) -> None:
+    """A membership event patches the kept member list with its user's row instead of
+    reading every member; after joins, a rename, a leave and a power level change the
+    kept list (and the display names the mention rules read) is what a fresh read gives."""
+    api = db_api
+    index = api.hs.push_actions
+    tokens = {n: await user(api, n) for n in ("alice", "bob", "carol", "dave")}
+    room = (await api.post("createRoom", {"preset": "public_chat"}, token=tokens["alice"]))["room_id"]
+    room_nid = await _room_nid(api, room)
+    await send(api, room, tokens["alice"], "first")  # the member list is now kept
+    await api.post(f"rooms/{room}/join", {}, token=tokens["bob"])
+    await api.post(f"rooms/{room}/join", {}, token=tokens["carol"])
+    kept = index._rooms[room_nid]
+    assert [u for u, _ in kept.local] == [uid("alice"), uid("bob"), uid("carol")] and kept.joined_count == 3
+    await send(api, room, tokens["alice"], "hello")  # the mention rules read the names now
+    await api.put(f"profile/{uid('carol')}/displayname", {"displayname": "Zed"}, token=tokens["carol"])
+    await api.post(f"rooms/{room}/join", {}, token=tokens["dave"])
+    await api.post(f"rooms/{room}/leave", {}, token=tokens["bob"])
+    levels = await api.get(f"rooms/{room}/state/m.room.power_levels/", token=tokens["alice"])
+    await api.put(f"rooms/{room}/state/m.room.power_levels/", {**levels, "users_default": 1}, token=tokens["alice"])
+    ping = await send(api, room, tokens["alice"], "ping zed")
+    assert await _notified_highlights(api, ping) == {uid("carol"): 1, uid("dave"): 0}
+
+    kept = index._rooms[room_nid]
+    ctx = await api.hs.db.read(lambda txn: PushActionStore.room_context(txn, room_nid))
+    fresh = sorted((u, nid) for u, m, nid in ctx.members if m == "join")
+    assert kept.local == fresh and kept.nids == dict(fresh) and kept.members == {u for u, _ in fresh}
+    assert kept.joined_count == 3 and kept.power_levels_nid == ctx.power_levels_nid
+    assert kept.profiles is not None
+    assert sorted(kept.profiles) == [
+        (uid("alice"), "alice", "alice"), (uid("carol"), "zed", "carol"), (uid("dave"), "dave", "dave"),
+    ]
+
+
+async def _notified_highlights(api: Api, event_id: str) -> dict[str, int]:
+    stored = await api.hs.event_store.get_event(event_id)
+    assert stored is not None
+    users = [r[0] for r in await api.hs.db.fetchall("SELECT user_id FROM users")]
+    found = await _store(api).get_many((u, stored.nid) for u in users)
+    return {u: int(row.highlight) for (u, _), row in found.items()}
