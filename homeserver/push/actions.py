@@ -3,16 +3,19 @@
 `PushActionsIndex` is one of the event writer's indexes (EventIndex,
 homeserver/rooms/persist.py): inside the transaction that writes a live timeline
 event it evaluates the push rules of every local member the event may notify
-(joined members, and the invitee of an invite), stores one row per member it
-notifies (homeserver/storage/push_actions.py), and queues the notification for
-that member's pushers in the same transaction, so neither can be lost or
-disagree with the event after a crash. A redaction drops the event's rows.
+(joined members, and the invitee of an invite), stores what they say
+(homeserver/storage/push_actions.py: one room-wide row for every member whose
+answer is the common one, a row of their own for the others), and queues the
+notification for the pushers of the members it notifies in the same
+transaction, so neither can be lost or disagree with the event after a crash.
+A redaction drops the event's rows.
 
 The transaction may only read through its own `txn`, so everything the rules
 read comes from there or from caches: rulesets and ignore lists (the services'
 own caches, filled through the txn on a miss), display names by membership
-event, power levels and create events by event. The room's send path therefore
-costs one members query, one rule evaluation per member and one batch insert.
+event, power levels and create events by event, and the room's members, kept
+between writes. The room's send path therefore costs one rule evaluation for the
+common answer, one per member evaluated one by one, and one row for everyone else.
 """
 
 from __future__ import annotations
@@ -260,8 +263,10 @@ class PushActionsIndex:
         name or localpart occurs in the lower-cased body (a superset of the rules'
         case-insensitive word matches; every user when the body or the name is not
         plain ASCII). Those users, users with rules of their own and users with an
-        ignore list are evaluated one by one, as before. A message in a room of 10,000
-        thus costs one evaluation, one pass of substring tests and one batch insert.
+        ignore list are evaluated one by one, as before, each getting a row of their
+        own: their actions, or an exception (notify = 0) hiding the room-wide row,
+        which stands for everyone else. A message in a room of 10,000 thus costs one
+        evaluation, one pass of substring tests and one row.
         """
         # Backfilled history sits below position 1 and notifies nobody; so do
         # events already redacted when they arrive.
