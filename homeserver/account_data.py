@@ -15,6 +15,7 @@ import asyncio
 import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from homeserver.records.account_data import AccountDataEntry
@@ -43,7 +44,7 @@ class AccountDataService:
         # data type -> users holding global account data of it, loaded on first ask;
         # with every (user, type) of a global write started since, never removed.
         self._holders: dict[str, set[str]] = {}
-        self._global_writes: set[tuple[str, str]] = set()
+        self._global_writes: dict[str, set[str]] = {}  # data type -> users who wrote it
 
     async def _tracker(self) -> StreamTracker:
         # Loaded on first use: the database is only open once the server has started.
@@ -96,20 +97,19 @@ class AccountDataService:
     async def get_room(self, user_id: str, room_id: str, data_type: str) -> dict[str, Any] | None:
         return await self._get((user_id, room_id, data_type))
 
-    async def holders_in(self, txn: Txn, data_type: str) -> Callable[[str], bool]:
-        """Whether a user may have global account data of the type: for code inside a
-        write transaction that must not look up every user (the push actions of a big
-        room ask who has an ignore list). Never wrong the other way: a user who has
-        such data is always reported."""
+    async def holders_in(self, txn: Txn, data_type: str) -> tuple[AbstractSet[str], ...]:
+        """The users who may have global account data of the type, as sets to intersect
+        with a room's members: for code inside a write transaction that must not look up
+        every user (the push actions of a big room ask who has an ignore list). Never
+        wrong the other way: a user who has such data is always in one of them."""
         holders = self._holders.get(data_type)
         if holders is None:
             holders = self._holders[data_type] = await AccountDataStore.users_with_global_in(txn, data_type)
-        written = self._global_writes
-        return lambda user_id: user_id in holders or (user_id, data_type) in written
+        return holders, self._global_writes.setdefault(data_type, set())
 
     async def _set(self, key: _Key, content: dict[str, Any]) -> int:
         if key[1] == GLOBAL:
-            self._global_writes.add((key[0], key[2]))  # before the write: see holders_in
+            self._global_writes.setdefault(key[2], set()).add(key[0])  # before the write: see holders_in
         tracker = await self._tracker()
         async with self._user_lock(key[0]):
             pos = tracker.allocate()

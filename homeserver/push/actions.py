@@ -3,23 +3,27 @@
 `PushActionsIndex` is one of the event writer's indexes (EventIndex,
 homeserver/rooms/persist.py): inside the transaction that writes a live timeline
 event it evaluates the push rules of every local member the event may notify
-(joined members, and the invitee of an invite), stores one row per member it
-notifies (homeserver/storage/push_actions.py), and queues the notification for
-that member's pushers in the same transaction, so neither can be lost or
-disagree with the event after a crash. A redaction drops the event's rows.
+(joined members, and the invitee of an invite), stores what they say
+(homeserver/storage/push_actions.py: one room-wide row for every member whose
+answer is the common one, a row of their own for the others), and queues the
+notification for the pushers of the members it notifies in the same
+transaction, so neither can be lost or disagree with the event after a crash.
+A redaction drops the event's rows.
 
 The transaction may only read through its own `txn`, so everything the rules
 read comes from there or from caches: rulesets and ignore lists (the services'
 own caches, filled through the txn on a miss), display names by membership
-event, power levels and create events by event. The room's send path therefore
-costs one members query, one rule evaluation per member and one batch insert.
+event, power levels and create events by event, and the room's members, kept
+between writes. The room's send path therefore costs one rule evaluation for the
+common answer, one per member evaluated one by one, and one row for everyone else.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from federation.events import get_room_version, get_user_power_level
@@ -45,6 +49,11 @@ class PushQueue(Protocol):
     queueing a notification for them inside the event's transaction."""
 
     def has_pushers(self, user_id: str) -> bool: ...
+
+    def pushing_users(self) -> Collection[str]:
+        """Every user with a pusher: fewer than a big room's members, so a room-wide
+        notification is queued by walking these, not the members."""
+        ...
 
     async def queue_in(self, txn: Txn, room: RoomRecord, stored: StoredEvent, user_ids: list[str]) -> None: ...
 
@@ -105,6 +114,8 @@ class _RoomMembers:
     power_levels_nid: int | None
     create_nid: int | None
     profiles: list[_Profile] | None = None  # built on first need
+    members: frozenset[str] = frozenset()  # the users of `local`
+    nids: dict[str, int] = field(default_factory=dict)  # `local` as a map
 
 
 class PushActionsIndex:
@@ -134,58 +145,108 @@ class PushActionsIndex:
         self._rooms: OrderedDict[int, _RoomMembers] = OrderedDict()
         self._room_rows = 0
         self._versions: dict[int, int] = {}  # room nid -> state changes seen, guards loads
+        # room nid -> (state event nid, version, members as its transaction has them)
+        self._pending: dict[int, tuple[int, int, _RoomMembers]] = {}
         self._contents = _Lru(4096)  # power levels / create event nid -> event
 
     def connect(self, queue: PushQueue) -> None:
         """The delivery queue, built after the event writer (it reads these rows)."""
         self.queue = queue
 
-    def state_changed(self, room_nid: int) -> None:
+    def state_changed(self, room_nid: int, by: StoredEvent | None = None) -> None:
         """The room's current state or memberships moved (told by the event writer
-        right after the commit, under the room's lock): what is kept of it is stale."""
-        self._versions[room_nid] = self._versions.get(room_nid, 0) + 1
+        right after the commit, under the room's lock): what is kept of it is stale,
+        unless the commit was that of the local event `by` alone, whose transaction
+        read (or patched) the room's members as they now are (`_room`): that is kept."""
+        pending = self._pending.pop(room_nid, None)
+        version = self._versions.get(room_nid, 0)
+        self._versions[room_nid] = version + 1
         self._drop_room(room_nid)
+        if by is not None and pending is not None and pending[0] == by.nid and pending[1] == version:
+            self._keep(room_nid, pending[2])
 
     def _drop_room(self, room_nid: int) -> None:
         entry = self._rooms.pop(room_nid, None)
         if entry is not None:
             self._room_rows -= len(entry.local) + 1
 
-    async def _room(self, txn: Txn, room: RoomRecord, is_state: bool) -> _RoomMembers:
+    def _keep(self, room_nid: int, entry: _RoomMembers) -> None:
+        self._drop_room(room_nid)
+        self._rooms[room_nid] = entry
+        self._room_rows += len(entry.local) + 1
+        while self._room_rows > _MEMBER_ROWS and len(self._rooms) > 1:
+            self._drop_room(next(iter(self._rooms)))
+
+    async def _room(self, txn: Txn, room: RoomRecord, stored: StoredEvent) -> _RoomMembers:
         """The room's members and rule-relevant state as of this transaction. A state
-        event reads them through its own transaction (it may have just changed them);
-        any other event cannot have, so it may use what an earlier write read, kept
-        until the writer reports a change of the room's present (`state_changed`)."""
-        entry = None if is_state else self._rooms.get(room.room_nid)
-        if entry is not None and entry.room_id == room.room_id:
-            self._rooms.move_to_end(room.room_nid)
-            return entry
+        event reads them through its own transaction (it may have just changed them):
+        a membership event, when the room's members are kept, reads only its user's
+        row and patches a copy (a join to a room of 10,000 does not read 10,000 rows),
+        anything else reads them all; either is kept aside, to be kept if the writer
+        reports the commit as this event's alone (`state_changed`). Any other event
+        cannot have changed them, so it uses what an earlier write read, kept until the
+        writer reports a change of the room's present."""
+        is_state = stored.state_key is not None
+        kept = self._rooms.get(room.room_nid)
+        if kept is not None and kept.room_id != room.room_id:
+            kept = None
         version = self._versions.get(room.room_nid, 0)
-        ctx = await PushActionStore.room_context(txn, room.room_nid)
-        joined = [(u, nid) for u, m, nid in ctx.members if m == "join"]
-        entry = _RoomMembers(
-            room.room_id, len(joined), sorted((u, nid) for u, nid in joined if self.is_mine(u)),
-            ctx.power_levels_nid, ctx.create_nid,
-        )
-        if not is_state and self._versions.get(room.room_nid, 0) == version:
-            self._drop_room(room.room_nid)
-            self._rooms[room.room_nid] = entry
-            self._room_rows += len(entry.local) + 1
-            while self._room_rows > _MEMBER_ROWS and len(self._rooms) > 1:
-                self._drop_room(next(iter(self._rooms)))
+        if not is_state and kept is not None:
+            self._rooms.move_to_end(room.room_nid)
+            return kept
+        if is_state and kept is not None and stored.type == "m.room.member" and stored.state_key is not None:
+            entry = await self._patched(txn, room, kept, stored.state_key)
+        else:
+            ctx = await PushActionStore.room_context(txn, room.room_nid)
+            joined = [(u, nid) for u, m, nid in ctx.members if m == "join"]
+            local = sorted((u, nid) for u, nid in joined if self.is_mine(u))
+            entry = _RoomMembers(
+                room.room_id, len(joined), local, ctx.power_levels_nid, ctx.create_nid,
+                members=frozenset(u for u, _ in local), nids=dict(local),
+            )
+        if is_state:
+            self._pending[room.room_nid] = (stored.nid, version, entry)
+        elif self._versions.get(room.room_nid, 0) == version:
+            self._keep(room.room_nid, entry)
         return entry
+
+    async def _patched(self, txn: Txn, room: RoomRecord, kept: _RoomMembers, user_id: str) -> _RoomMembers:
+        """`kept` with `user_id`'s membership as this transaction has it (the only one a
+        membership event changes): a copy, since the transaction may yet fail."""
+        row = await PushActionStore.membership_in(txn, room.room_nid, user_id)
+        now_nid = row[1] if row is not None and row[0] == "join" else None
+        if not self.is_mine(user_id):
+            count = await PushActionStore.joined_count_in(txn, room.room_nid)
+            return replace(kept, joined_count=count)
+        was_nid = kept.nids.get(user_id)
+        if was_nid == now_nid:
+            return kept
+        local = [m for m in kept.local if m[0] != user_id] if was_nid is not None else list(kept.local)
+        nids = dict(kept.nids)
+        nids.pop(user_id, None)
+        profiles = [p for p in kept.profiles if p[0] != user_id] if kept.profiles is not None else None
+        if now_nid is not None:
+            bisect.insort(local, (user_id, now_nid))
+            nids[user_id] = now_nid
+            if profiles is not None:
+                await self._load_names(txn, [now_nid])
+                profiles.append(self._profile(user_id, now_nid))
+        count = kept.joined_count + (now_nid is not None) - (was_nid is not None)
+        return _RoomMembers(
+            room.room_id, count, local, kept.power_levels_nid, kept.create_nid, profiles, frozenset(nids), nids
+        )
+
+    def _profile(self, user_id: str, member_nid: int) -> _Profile:
+        """The member's profile, once the name of their membership event is loaded."""
+        name = self._names.get(member_nid) or ""
+        return user_id, _plain_lower(name), _plain_lower(user_id[1:].split(":", 1)[0])
 
     async def _profiles(self, txn: Txn, entry: _RoomMembers) -> list[_Profile]:
         """Each local member's lower-cased display name and localpart, for finding in
         one pass the few members a message might mention (built once per member list)."""
         if entry.profiles is None:
             await self._load_names(txn, [nid for _, nid in entry.local])
-            profiles = []
-            for user_id, nid in entry.local:
-                name = self._names.get(nid) or ""
-                localpart = user_id[1:].split(":", 1)[0]
-                profiles.append((user_id, _plain_lower(name), _plain_lower(localpart)))
-            entry.profiles = profiles
+            entry.profiles = [self._profile(user_id, nid) for user_id, nid in entry.local]
         return entry.profiles
 
     async def event_written(self, txn: Txn, room: RoomRecord, stored: StoredEvent) -> None:
@@ -202,8 +263,10 @@ class PushActionsIndex:
         name or localpart occurs in the lower-cased body (a superset of the rules'
         case-insensitive word matches; every user when the body or the name is not
         plain ASCII). Those users, users with rules of their own and users with an
-        ignore list are evaluated one by one, as before. A message in a room of 10,000
-        thus costs one evaluation, one pass of substring tests and one batch insert.
+        ignore list are evaluated one by one, as before, each getting a row of their
+        own: their actions, or an exception (notify = 0) hiding the room-wide row,
+        which stands for everyone else. A message in a room of 10,000 thus costs one
+        evaluation, one pass of substring tests and one row.
         """
         # Backfilled history sits below position 1 and notifies nobody; so do
         # events already redacted when they arrive.
@@ -213,7 +276,7 @@ class PushActionsIndex:
         sender = event.get("sender")
         state_key = event.get("state_key")
         is_state = state_key is not None
-        entry = await self._room(txn, room, is_state)
+        entry = await self._room(txn, room, stored)
         invitee = None
         if (
             event.get("type") == "m.room.member" and isinstance(state_key, str) and state_key != sender
@@ -236,47 +299,60 @@ class PushActionsIndex:
         levels_content = levels_content if isinstance(levels_content, dict) else None
         shown = {**event, "room_id": room.room_id}
 
-        customised = await self.push_rules.customised_in(txn)
-        ignores = await self.account_data.holders_in(txn, IGNORED_USERS) if not is_state else None
-        named = await self._named(txn, entry, event, invitee)
+        special = await self._named(txn, entry, event, invitee)
+        for users in await self.push_rules.customised_in(txn):
+            special |= users & entry.members  # a set intersection walks the smaller side
+        if not is_state:  # users with an ignore list
+            for users in await self.account_data.holders_in(txn, IGNORED_USERS):
+                special |= users & entry.members
         common = evaluate(_COMMON_RULES, shown, entry.joined_count, None, sender_level, levels_content)
         common_notifies = notifies(common)
-        by_actions: dict[int, tuple[list[Any], list[str]]] = {}  # id(actions) -> (actions, users)
-        everyone: list[str] = []  # users whose answer is `common`
-        one_by_one: list[tuple[str, int]] = []
-        for user_id, member_nid in entry.local:
-            if user_id == sender:
-                continue
-            if user_id in named or customised(user_id) or (ignores is not None and ignores(user_id)):
-                one_by_one.append((user_id, member_nid))
-            elif common_notifies:
-                everyone.append(user_id)
+        groups: dict[int, tuple[list[Any], list[str]]] = {}  # id(actions) -> (actions, users)
+        special.discard(str(sender))
+        one_by_one = [(u, entry.nids[u]) for u in sorted(special) if u in entry.nids]
+        # Whether anyone's answer is `common` (every other member but the sender): one
+        # row for them all.
+        room_wide = common_notifies and len(entry.members) - (sender in entry.members) > len(one_by_one)
         if invitee is not None:
             one_by_one.append((invitee, stored.nid))
-        if everyone:
-            by_actions[id(common)] = (common, everyone)
         if one_by_one:
             await self._load_names(txn, [nid for _, nid in one_by_one])
+        suppressed: list[str] = []  # members the room-wide row must not reach
         for user_id, member_nid in one_by_one:
             if not is_state and sender in await self._ignored(txn, user_id):
-                continue  # an ignored user's messages are not shown, so they do not notify
-            name = self._names.get(member_nid) or None
-            actions = evaluate(
-                await self.push_rules.ruleset_in(txn, user_id), shown, entry.joined_count, name, sender_level,
-                levels_content,
-            )
+                actions: list[Any] = []  # an ignored user's messages are not shown, so they do not notify
+            else:
+                name = self._names.get(member_nid) or None
+                actions = evaluate(
+                    await self.push_rules.ruleset_in(txn, user_id), shown, entry.joined_count, name, sender_level,
+                    levels_content,
+                )
             if notifies(actions):
-                by_actions.setdefault(id(actions), (actions, []))[1].append(user_id)
-        if not by_actions:
+                groups.setdefault(id(actions), (actions, []))[1].append(user_id)
+            elif room_wide and user_id != invitee:
+                suppressed.append(user_id)
+        if not room_wide and not groups:
             return
         thread = await self._thread(txn, event)
         now = self.clock.time_ms()
-        groups = [(users, highlights(actions), actions) for actions, users in by_actions.values()]
-        await PushActionStore.add_groups(txn, room.room_nid, stored.stream_ordering, stored.nid, thread, now, groups)
+        await PushActionStore.add_event(
+            txn, room.room_nid, stored.stream_ordering, stored.nid, thread, now, sender=str(sender),
+            room_wide=(highlights(common), common) if room_wide else None,
+            groups=[(users, highlights(actions), actions) for actions, users in groups.values()],
+            suppressed=suppressed if room_wide else (),
+        )
         if self.queue is not None:
-            pushed = [u for users, _, _ in groups for u in users if self.queue.has_pushers(u)]
+            pushed = [u for _, users in groups.values() for u in users if self.queue.has_pushers(u)]
+            if room_wide:
+                own = {u for u, _ in one_by_one}
+                pushing = self.queue.pushing_users()
+                candidates = pushing if len(pushing) < len(entry.members) else entry.members
+                pushed += [
+                    u for u in candidates
+                    if u != sender and u not in own and u in entry.members and self.queue.has_pushers(u)
+                ]
             if pushed:
-                await self.queue.queue_in(txn, room, stored, pushed)
+                await self.queue.queue_in(txn, room, stored, sorted(pushed))
 
     async def _named(
         self, txn: Txn, entry: _RoomMembers, event: dict[str, Any], invitee: str | None

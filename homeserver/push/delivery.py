@@ -28,7 +28,7 @@ import asyncio
 import logging
 import ssl
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -160,6 +160,9 @@ class PushDelivery:
 
     def has_pushers(self, user_id: str) -> bool:
         return user_id in self._by_user
+
+    def pushing_users(self) -> Collection[str]:
+        return self._by_user.keys()
 
     async def queue_in(self, txn: Txn, room: RoomRecord, stored: StoredEvent, user_ids: list[str]) -> None:
         nids = await PusherStore.queue_in(txn, user_ids, HTTP, stored.nid, room.room_nid, self.clock.time_ms())

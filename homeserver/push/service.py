@@ -7,6 +7,7 @@ import asyncio
 import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from typing import Any, Protocol
 
 from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param, not_found
@@ -127,14 +128,14 @@ class PushRulesService:
         own `txn` (the event writer's push actions); shares the cache."""
         return await self._ruleset(user_id, lambda: PushRuleStore.load_in(txn, user_id))
 
-    async def customised_in(self, txn: Txn) -> Callable[[str], bool]:
-        """Whether a user's ruleset may be other than the server's defaults for them
-        (`server_default_rules`), for the event writer's push actions, which evaluate
-        the defaults once for every other member of a room."""
+    async def customised_in(self, txn: Txn) -> tuple[AbstractSet[str], ...]:
+        """The users whose ruleset may be other than the server's defaults for them
+        (`server_default_rules`), as sets to intersect with a room's members: for the
+        event writer's push actions, which evaluate the defaults once for every other
+        member of a room. Live views: a later change of rules is in them too."""
         if self._customised is None:
             self._customised = await PushRuleStore.users_with_rules_in(txn)
-        loaded, touched = self._customised, self._touched
-        return lambda user_id: user_id in loaded or user_id in touched
+        return self._customised, self._touched
 
     async def _ruleset(
         self, user_id: str, load: Callable[[], Awaitable[tuple[list[UserRule], dict[str, DefaultRuleChange]]]]

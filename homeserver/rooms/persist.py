@@ -158,12 +158,14 @@ class EventPersister:
         # Told (room nid) right after a commit that moved a room's current state or
         # memberships, before the room's lock is released: what an index keeps of a
         # room's present between writes (push actions' member lists) stays exact.
-        self.state_listeners: list[Callable[[int], None]] = []
+        # `by` is the local event whose commit alone moved it (its transaction wrote the
+        # room's whole new present before its indexes ran), None when that is not known.
+        self.state_listeners: list[Callable[[int, StoredEvent | None], None]] = []
 
-    def state_changed(self, room_nid: int) -> None:
+    def state_changed(self, room_nid: int, by: StoredEvent | None = None) -> None:
         """Tell the state listeners that the room's present moved (or the room was purged)."""
         for listener in self.state_listeners:
-            listener(room_nid)
+            listener(room_nid, by)
 
     async def _indexed(self, txn: Txn, room: RoomRecord, stored: StoredEvent, redacted: list[str]) -> None:
         for index in self.indexes:
@@ -340,7 +342,7 @@ class EventPersister:
         self.outbox.wake(dests)
         self.events.remember(stored)
         if key_nid is not None:
-            self.state_changed(room.room_nid)
+            self.state_changed(room.room_nid, stored)
         if key_nid is not None and after is not None:
             self.state.remember_key((event["type"], event["state_key"]), key_nid)
             if length is not None and snapshot is not None:

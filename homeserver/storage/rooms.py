@@ -185,7 +185,27 @@ class RoomStore:
     ) -> None:
         """Record a user's current membership. A forgotten room stays forgotten
         until the user joins, is invited or knocks (the spec's "Leaving rooms"):
-        being banned after forgetting must not bring it back."""
+        being banned after forgetting must not bring it back.
+
+        A local user's joins are also kept as spans of stream positions
+        (`local_member_spans`, migration v028): whom a room-wide push action at a
+        position applies to. A join opens one, leaving closes it; a join that stays a
+        join (a new display name) changes neither."""
+        prev = await txn.fetchone(
+            "SELECT membership FROM memberships WHERE room_nid = ? AND user_id = ?", (room_nid, user_id)
+        )
+        was_joined = prev is not None and prev[0] == "join"
+        if membership == "join" and not was_joined:
+            await txn.execute(
+                "INSERT INTO local_member_spans (user_id, room_nid, joined_at, left_at)"
+                " SELECT user_id, ?, ?, NULL FROM users WHERE user_id = ? ON CONFLICT DO NOTHING",
+                (room_nid, stream_ordering, user_id),
+            )
+        elif membership != "join" and was_joined:
+            await txn.execute(
+                "UPDATE local_member_spans SET left_at = ? WHERE user_id = ? AND room_nid = ? AND left_at IS NULL",
+                (stream_ordering, user_id, room_nid),
+            )
         await txn.execute(
             "INSERT INTO memberships (room_nid, user_id, membership, event_nid, stream_ordering)"
             " VALUES (?, ?, ?, ?, ?) ON CONFLICT (room_nid, user_id) DO UPDATE SET"

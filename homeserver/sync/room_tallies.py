@@ -8,6 +8,11 @@ of the new events are read once, by their event nids (taken from the room's wind
 of recent events, rooms/recent.py, and looked up through the index on `event_nid`),
 and kept per position; each reader adds up its own entries in memory.
 
+A room-wide row counts for every reader but its sender and the users with a row of
+their own for the event: a reader's range starts at or after their join (the
+caller counts from max(join, read receipt) of the membership current at `upto`),
+so every reader was joined throughout the range it asks about.
+
 Exactness rests on the same rule as the window of recent events: a reader only asks
 up to the event stream's current position, and a notification is written in its
 event's own transaction, so no row can later appear in a range already read. Rows
@@ -40,13 +45,16 @@ _MAX_ROWS = 262_144
 @dataclass
 class _Tally:
     """Every notification of a room at stream positions in (lo, hi]: `positions`
-    ascending (only those with a notification), `users[i]` who was notified at
-    `positions[i]` and whether it highlights."""
+    ascending (only those with a notification); `users[i]` the users with a row of
+    their own at `positions[i]` (whether it highlights, None: an exception that only
+    hides the room-wide row), `wide[i]` the room-wide row there (its sender, whether
+    it highlights) if any."""
 
     lo: int
     hi: int
     positions: list[int] = field(default_factory=list)
-    users: list[dict[str, bool]] = field(default_factory=list)
+    users: list[dict[str, bool | None]] = field(default_factory=list)
+    wide: list[tuple[str, bool] | None] = field(default_factory=list)
     rows: int = 0
     growing: asyncio.Future[None] | None = None  # the read in progress, if any
 
@@ -90,8 +98,13 @@ class RoomTallies:
             return None
         n = h = 0
         start, end = bisect.bisect_right(tally.positions, after), bisect.bisect_right(tally.positions, upto)
-        for notified in tally.users[start:end]:
-            highlight = notified.get(user_id)
+        for notified, wide in zip(tally.users[start:end], tally.wide[start:end], strict=True):
+            if user_id in notified:
+                highlight = notified[user_id]
+            elif wide is not None and wide[0] != user_id:
+                highlight = wide[1]
+            else:
+                continue
             if highlight is not None:
                 n += 1
                 h += highlight
@@ -132,27 +145,35 @@ class RoomTallies:
         tally then starting afresh at `upto`."""
         removals = self._removals.get(room_nid, 0)
         events = await self.recent.between(room_nid, tally.hi, upto)
-        rows = await self.store.rows_for_events([e.nid for e in events]) if events else []
+        found = await self.store.rows_for_events([e.nid for e in events]) if events else None
         if events is None or self._removals.get(room_nid, 0) != removals or self._rooms.get(room_nid) is not tally:
             if self._rooms.get(room_nid) is tally:
                 self._rows -= tally.rows
             tally.lo = tally.hi = upto
             tally.positions.clear()
             tally.users.clear()
+            tally.wide.clear()
             tally.rows = 0
             return False
-        by_position: dict[int, dict[str, bool]] = {}
-        for position, user_id, highlight in rows:
-            by_position.setdefault(position, {})[user_id] = highlight
-        for position in sorted(by_position):
+        by_position: dict[int, dict[str, bool | None]] = {}
+        wide: dict[int, tuple[str, bool]] = {}
+        added = 0
+        if found is not None:
+            for position, user_id, highlight, notify in found.users:
+                by_position.setdefault(position, {})[user_id] = highlight if notify else None
+            for position, sender, highlight in found.room_wide:
+                wide[position] = (sender, highlight)
+            added = len(found.users) + len(found.room_wide)
+        for position in sorted(by_position.keys() | wide.keys()):
             tally.positions.append(position)
-            tally.users.append(by_position[position])
-            tally.rows += len(by_position[position])
-        self._rows += len(rows)
+            tally.users.append(by_position.get(position, {}))
+            tally.wide.append(wide.get(position))
+        tally.rows += added
+        self._rows += added
         tally.hi = upto
         while tally.rows > self.per_room:
             tally.lo = tally.positions.pop(0)
-            dropped = len(tally.users.pop(0))
+            dropped = len(tally.users.pop(0)) + (tally.wide.pop(0) is not None)
             tally.rows -= dropped
             self._rows -= dropped
         while self._rows > self.max_rows and len(self._rooms) > 1:

@@ -25,13 +25,17 @@ async def _room_of_three(api: Api) -> tuple[str, str, str, str]:
     return room, alice, bob, carol
 
 
+async def _event_ids(api: Api, nids: list[int]) -> dict[int, str]:
+    events = await api.hs.event_store.get_events_by_nid(nids)
+    return {nid: e.event_id for nid, e in events.items()}
+
+
 async def _rows(api: Api, user_id: str) -> list[tuple[Any, ...]]:
-    rows = await api.hs.db.fetchall(
-        "SELECT e.event_id, p.highlight, p.thread_id FROM event_push_actions p"
-        " JOIN events e ON e.event_nid = p.event_nid WHERE p.user_id = ? ORDER BY p.stream_ordering",
-        (user_id,),
-    )
-    return [tuple(r) for r in rows]
+    """(event ID, highlight, thread) of the user's stored notifications, oldest first,
+    own or room-wide (read as the e-mail notifier reads them)."""
+    rows = await api.hs.push_actions.store.since(user_id, 0, 1000)
+    ids = await _event_ids(api, [r.event_nid for r in rows])
+    return [(ids[r.event_nid], int(r.highlight), r.thread_id) for r in rows]
 
 
 async def test_rows_written_per_member_and_read_by_notifications(db_api: Api) -> None:
@@ -103,13 +107,13 @@ async def test_needs_auth(api: Api) -> None:
 
 
 async def _notified(api: Api, event_id: str) -> dict[str, int]:
-    """user -> highlight of every stored notification of one event."""
-    rows = await api.hs.db.fetchall(
-        "SELECT p.user_id, p.highlight FROM event_push_actions p JOIN events e ON e.event_nid = p.event_nid"
-        " WHERE e.event_id = ?",
-        (event_id,),
-    )
-    return {r[0]: int(r[1]) for r in rows}
+    """user -> highlight of every stored notification of one event, own or room-wide
+    (read as push delivery reads them)."""
+    stored = await api.hs.event_store.get_event(event_id)
+    assert stored is not None
+    users = [r[0] for r in await api.hs.db.fetchall("SELECT user_id FROM users")]
+    found = await api.hs.push_actions.store.get_many((u, stored.nid) for u in users)
+    return {u: int(row.highlight) for (u, _), row in found.items()}
 
 
 async def test_defaults_evaluated_once_match_each_users_own_evaluation(db_api: Api) -> None:
