@@ -262,6 +262,21 @@ class PushActionStore:
                 [user_id, upto, *terms],
             ))
             starts_sql = ",".join(["(CAST(? AS BIGINT), CAST(? AS BIGINT))"] * len(chunk))
+            if self.db.engine == "postgres":
+                # PostgreSQL would apply each room's `after` as a join filter and read
+                # the room's whole room-wide range; a lateral count per span makes it an
+                # index range of the primary key (SQLite plans the join that way already,
+                # and has no LATERAL).
+                add(await self.db.fetchall(
+                    f"WITH starts (room_nid, after) AS (VALUES {starts_sql})"
+                    " SELECT s.room_nid, c.n, c.h FROM starts t JOIN local_member_spans s"
+                    " ON s.user_id = ? AND s.room_nid = t.room_nid AND (s.left_at IS NULL OR s.left_at > t.after)"
+                    " CROSS JOIN LATERAL (SELECT COUNT(*) AS n, COALESCE(SUM(r.highlight), 0) AS h"
+                    " FROM event_push_room r WHERE r.room_nid = t.room_nid AND r.stream_ordering > t.after"
+                    f" AND r.stream_ordering <= ? AND {_APPLIES}) c WHERE c.n > 0",
+                    [*terms, user_id, upto],
+                ))
+                continue
             add(await self.db.fetchall(
                 f"WITH starts (room_nid, after) AS (VALUES {starts_sql})"
                 " SELECT r.room_nid, COUNT(*), COALESCE(SUM(r.highlight), 0) FROM starts t JOIN local_member_spans s"
