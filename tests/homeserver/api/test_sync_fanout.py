@@ -13,6 +13,7 @@ import asyncio
 from typing import Any
 from urllib.parse import quote
 
+from homeserver.sync.shared_sections import SharedTimelines
 from homeserver.sync.streams.room_events import RoomEventsStream
 from homeserver.sync.tokens import SyncToken
 from homeserver.sync.unread import UnreadCounter
@@ -31,6 +32,24 @@ async def _recount(api: Api, user_id: str, room_id: str, now: int) -> dict[str, 
     assert room is not None
     m = next(m for m in await hs.sync.memberships(user_id) if m.room_id == room_id)
     return await fresh.counts(user_id, room, m.stream_ordering, now)
+
+
+async def _room_with_readers(
+    api: Api, n: int
+) -> tuple[RoomEventsStream, SharedTimelines, dict[str, Any], str, list[dict[str, Any]]]:
+    """The rooms stream and its shared timelines, and a public room of "owner" joined by `n`
+    readers, the last of whom ignores the owner (their accounts as registered)."""
+    stream = next(s for s in api.hs.sync.streams if isinstance(s, RoomEventsStream))
+    shared = stream.shared
+    assert shared is not None
+    owner_account = await api.register("owner")
+    room = (await api.post("createRoom", {"preset": "public_chat"}, token=owner_account["access_token"]))["room_id"]
+    readers = [await api.register(f"reader{i}") for i in range(n)]
+    for r in readers:
+        await api.post(f"rooms/{room}/join", {}, token=r["access_token"])
+    await api.put(f"user/{readers[-1]['user_id']}/account_data/m.ignored_user_list",
+                  {"ignored_users": {owner_account["user_id"]: {}}}, token=readers[-1]["access_token"])
+    return stream, shared, owner_account, room, readers
 
 
 async def test_unread_counts_of_many_readers(db_overrides: dict[str, Any], make_api: ClientFactory) -> None:
@@ -119,19 +138,8 @@ async def test_readers_share_one_timeline_and_keep_their_own_view(api: Api) -> N
     history share one timeline; the sending device alone sees its transaction ID; a
     reader who ignores the sender, one with a filter, and readers of a room whose
     history is visible to members only get their own, each the same as computed alone."""
-    hs = api.hs
-    stream = next(s for s in hs.sync.streams if isinstance(s, RoomEventsStream))
-    shared = stream.shared
-    assert shared is not None
-    owner_account = await api.register("owner")
+    _, shared, owner_account, room, readers = await _room_with_readers(api, 4)
     owner = owner_account["access_token"]
-    room = (await api.post("createRoom", {"preset": "public_chat"}, token=owner))["room_id"]
-    readers = [await api.register(f"reader{i}") for i in range(4)]
-    for r in readers:
-        await api.post(f"rooms/{room}/join", {}, token=r["access_token"])
-    ignorer = readers[3]
-    await api.put(f"user/{ignorer['user_id']}/account_data/m.ignored_user_list",
-                  {"ignored_users": {owner_account["user_id"]: {}}}, token=ignorer["access_token"])
     only_notices = quote('{"room":{"timeline":{"types":["m.notice"]}}}')
     owner_since = (await api.get("sync", token=owner))["next_batch"]
     since = [(await api.get("sync", token=r["access_token"]))["next_batch"] for r in readers]
@@ -282,17 +290,8 @@ async def test_shared_path_answers_exactly_what_each_reader_computes_alone(
     # computed a moment apart.
     api = await make_api(clock=clock, presence={"enabled": False}, **db_overrides)
     hs = api.hs
-    stream = next(s for s in hs.sync.streams if isinstance(s, RoomEventsStream))
-    shared = stream.shared
-    assert shared is not None
-    owner_account = await api.register("owner")
+    stream, shared, owner_account, room, readers = await _room_with_readers(api, 5)
     owner = owner_account["access_token"]
-    room = (await api.post("createRoom", {"preset": "public_chat"}, token=owner))["room_id"]
-    readers = [await api.register(f"reader{i}") for i in range(5)]
-    for r in readers:
-        await api.post(f"rooms/{room}/join", {}, token=r["access_token"])
-    await api.put(f"user/{readers[4]['user_id']}/account_data/m.ignored_user_list",
-                  {"ignored_users": {owner_account["user_id"]: {}}}, token=readers[4]["access_token"])
     no_notices = quote('{"room":{"timeline":{"not_types":["m.room.topic"]}}}')
     queries = ["", "", "", f"&filter={no_notices}", ""]  # reader 3 has a filter of its own
     since = [
