@@ -232,7 +232,9 @@ async def run_writes(
             t0 = time.perf_counter()
             fresh = await _register_all(s, server.url, f"big{len(users)}_", size - len(users))
             users += fresh
+            stop = spy(f"{stage}_joins")
             await asyncio.gather(*(join(c) for c in fresh))
+            stop()
             out[f"{stage}_join_s"] = time.perf_counter() - t0
             for i in range(5):  # warm up: first sends may fill caches
                 await owner.call("PUT", f"/rooms/{big}/send/m.room.message/{stage}w{i}", {"msgtype": "m.text", "body": "w"})
@@ -344,10 +346,11 @@ async def bench(args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:
                 _top_functions(tmp / f"{who}_fanout.raw", what=f"{label} during the fan-out")
                 if args.profile_out and who == "accord":
                     shutil.copy(tmp / f"{who}_fanout.raw", args.profile_out)  # py-spy's collapsed stacks, kept
-            for what in ("concurrent", "big_room_small", "big_room"):
+            for what in ("concurrent", "big_room_small_joins", "big_room_small", "big_room_joins", "big_room"):
                 if args.profile and (tmp / f"{who}_write_{what}.raw").exists():
+                    doing = "joins" if what.endswith("_joins") else "sends"
                     _top_functions(tmp / f"{who}_write_{what}.raw",
-                                   what=f"{label} during the {what.replace('_', ' ')} sends")
+                                   what=f"{label} during the {what.removesuffix('_joins').replace('_', ' ')} {doing}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return results
