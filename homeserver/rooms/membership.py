@@ -345,8 +345,8 @@ class MembershipService:
         if extra:
             content.update(extra)
 
-        async def precondition(state_ids: dict[StateKey, int]) -> StoredEvent | None:
-            return await self._precondition(room, state_ids, action, sender, target, content, is_guest)
+        async def precondition(snapshot: int | None) -> StoredEvent | None:
+            return await self._precondition(room, snapshot, action, sender, target, content, is_guest)
 
         return await self.room_service.create_event(
             room, sender, "m.room.member", content, state_key=target, precondition=precondition,
@@ -356,7 +356,7 @@ class MembershipService:
     async def _precondition(
         self,
         room: RoomRecord,
-        state_ids: dict[StateKey, int],
+        snapshot: int | None,
         action: str,
         sender: str,
         target: str,
@@ -367,7 +367,7 @@ class MembershipService:
         Returns the current member event when the request is already satisfied."""
         service = self.room_service
         keys = [("m.room.member", sender), ("m.room.member", target), JOIN_RULES, GUEST_ACCESS]
-        state = await service.state_events(state_ids, keys)
+        state = await service.state_events_at_snapshot(snapshot, keys)
         current = state.get(("m.room.member", target))
         target_m = _membership(current)
         sender_m = _membership(state.get(("m.room.member", sender)))
@@ -385,7 +385,7 @@ class MembershipService:
             if target_m == "join" and current is not None and current.event["content"] == content:
                 return current
             if target_m not in ("join", "invite"):
-                await self._authorise_restricted_join(room, state_ids, state.get(JOIN_RULES), target, content)
+                await self._authorise_restricted_join(room, snapshot, state.get(JOIN_RULES), target, content)
         elif action == "profile":
             if target_m != "join" or current is None:
                 raise forbidden("No longer joined to this room")
@@ -427,14 +427,14 @@ class MembershipService:
     async def authorise_restricted_join_content(self, room: RoomRecord, user_id: str, content: dict[str, Any]) -> None:
         """For a join built elsewhere (make_join): name our authorising user in a
         restricted room, from the room's current state."""
-        state_ids = await self.room_service.current_state_ids(room)
-        rules = (await self.room_service.state_events(state_ids, [JOIN_RULES])).get(JOIN_RULES)
-        await self._authorise_restricted_join(room, state_ids, rules, user_id, content)
+        snapshot = (await self.room_service.head(room)).snapshot
+        rules = (await self.room_service.state_events_at_snapshot(snapshot, [JOIN_RULES])).get(JOIN_RULES)
+        await self._authorise_restricted_join(room, snapshot, rules, user_id, content)
 
     async def _authorise_restricted_join(
         self,
         room: RoomRecord,
-        state_ids: dict[StateKey, int],
+        snapshot: int | None,
         join_rules: StoredEvent | None,
         user_id: str,
         content: dict[str, Any],
@@ -468,7 +468,7 @@ class MembershipService:
         rv = get_room_version(room.room_version)
         plain = {
             k: ev.event
-            for k, ev in (await self.room_service.state_events(state_ids, [POWER_LEVELS, CREATE])).items()
+            for k, ev in (await self.room_service.state_events_at_snapshot(snapshot, [POWER_LEVELS, CREATE])).items()
         }
         invite_level = get_named_level(plain, "invite")
         # The room's memberships table is current state, and we hold the room lock.

@@ -45,8 +45,10 @@ from homeserver.storage.events import EventStore
 from homeserver.storage.rooms import RoomStore
 
 CREATE: StateKey = ("m.room.create", "")
-# Called with the current state IDs under the room lock; see `RoomService.create_event`.
-Precondition = Callable[[dict[StateKey, int]], Awaitable[StoredEvent | None]]
+# Called with the current state snapshot under the room lock; see `RoomService.create_event`.
+# A snapshot, not the state IDs: a big room's state (a member each) is read by the keys
+# the check needs (`state_events_at_snapshot`), not copied whole per membership change.
+Precondition = Callable[[int | None], Awaitable[StoredEvent | None]]
 MAX_PREV_EVENTS = 10
 
 
@@ -238,7 +240,7 @@ class RoomService:
     ) -> StoredEvent:
         """Build, authorise and persist one event; idempotent per client transaction (`ClientTxn`).
 
-        `precondition` sees the room's current state under the lock, so checks
+        `precondition` sees the room's current state snapshot under the lock, so checks
         that go beyond the auth rules (unban only the banned, no duplicate
         membership events) cannot race a concurrent change: it raises to
         refuse, or returns an existing event to make the call a no-op. It runs
@@ -268,7 +270,7 @@ class RoomService:
                 pipelined = before_persist is None and state_key is None and self.persister.ordered_writes
                 head = await (self.heads.get_for_next(room) if pipelined else self.heads.get(room))
                 if precondition is not None:
-                    unchanged = await precondition(await self.state_ids_at_snapshot(head.snapshot))
+                    unchanged = await precondition(head.snapshot)
                     if unchanged is not None:
                         return unchanged
                 event = await self._build(room, rv, head, sender, event_type, content, state_key, redacts)

@@ -39,9 +39,15 @@ class RoomStateReader:
         keys = list(keys)
         key_nids: dict[int, StateKey] = {}
         for key in keys:
+            # A key not seen by this process is looked up (one indexed read); one with
+            # no nid at all is in no snapshot (a snapshot commits with its keys' rows):
+            # a joiner's own member key, say, which is why this no longer copies the
+            # whole state for it.
             nid = self.state.known_key_nid(key)
-            if nid is None:  # never seen here, perhaps absent from every room: look the usual way
-                return await self.state_events(await self.state_ids_at_snapshot(snapshot), keys)
+            if nid is None:
+                nid = await self.state.lookup_key_nid(key)
+                if nid is None:
+                    continue
             key_nids[nid] = key
         entries = await self.state.get_entries(snapshot, key_nids)
         by_nid = await self.events.get_events_by_nid(entries.values())
