@@ -318,11 +318,14 @@ class EventPersister:
         return asyncio.ensure_future(settle())
 
     async def _servers_after(self, room: RoomRecord, event: dict[str, Any]) -> set[str] | None:
-        if not self.outbox.sends(room, event) or event["type"] == "m.room.member":
+        """The other servers with a member joined once `event` (built here) is applied.
+        Under the room lock no membership of the room changes, so they are those in
+        the room now (cached), and a membership event moves none of them: it is a
+        local user's own (the servers' count ours out), or a kick or ban, whose target's
+        server `queue_event` adds anyway. So a join into a big room reads none of its
+        members inside the write transaction, where it held up every other write."""
+        if not self.outbox.sends(room, event):
             return None
-        # Under the room lock no membership of the room changes, so the servers in
-        # the room now are those after this event. A membership event reads them in
-        # its own transaction instead, once its membership row is written.
         return await self.servers_in_room(room)
 
     async def _write_local_with_outbox(

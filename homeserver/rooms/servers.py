@@ -1,8 +1,11 @@
 """Which other servers take part in a room: the domains of its joined members.
 
 Every outbound PDU and room EDU asks this, so the answer is cached per room and
-dropped whenever a membership event of the room is persisted (the room
-activity's listeners see every persisted event, local or received over federation).
+dropped when a membership event of the room is persisted (the room activity's
+listeners see every persisted event, local or received over federation), except a
+local user's own, sent here: that moves no other server's membership (a local event
+is built on the whole head, nothing resolved), so a big room's stream of local joins
+and leaves costs no read of its members each.
 
 A local PDU's destinations are worked out by the transaction that persists it
 (`FederationSender.queue_event`), from the membership after that event, so a
@@ -61,6 +64,18 @@ class RoomServers:
         self._versions[room_nid] = self._versions.get(room_nid, 0) + 1
 
     def on_event(self, event: StoredEvent, room: RoomRecord) -> None:
-        """A listener of every persisted event (see homeserver/rooms/activity.py)."""
-        if event.type == "m.room.member":
-            self.invalidate(room.room_nid)
+        """A listener of every persisted event (see homeserver/rooms/activity.py), run
+        before the room's lock is released, so the next event of the room sees it."""
+        if event.type != "m.room.member" or event.state_key is None:
+            return
+        nid = room.room_nid
+        try:
+            ours = domain_of(event.state_key) == domain_of(event.sender) == self.server_name
+        except ValueError:
+            ours = False
+        # A local event is the room's new present as it is (built on the whole head, no
+        # resolution), unlike a received one, which may move others' memberships too.
+        if ours and not event.outlier:
+            self._versions[nid] = self._versions.get(nid, 0) + 1  # a read under way predates it
+        else:
+            self.invalidate(nid)
