@@ -81,6 +81,9 @@ class UserDirectory:
         self._build_lock = asyncio.Lock()
         self._room_lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
+        # Rooms indexed whole (`_index_room`) since a local user last left one: while a
+        # local user stays joined, every change reaches `on_room_event` as an event.
+        self._whole: set[int] = set()
 
     async def search(self, searcher: str, term: str, limit: int) -> tuple[list[DirectoryUser], bool]:
         """The users found, best first, and whether there were more than `limit`."""
@@ -105,10 +108,18 @@ class UserDirectory:
         its state never passing here as events)."""
         if event.outlier or event.state_key is None:
             return
-        if event.type == "m.room.member" and event.event.get("content", {}).get("membership") == "join":
+        if event.type == "m.room.member":
+            joined = event.event.get("content", {}).get("membership") == "join"
             if not self.is_mine(event.state_key):
-                self._spawn(self._put_remote([(event.state_key, event.event.get("content", {}))]))
-            else:
+                if joined:
+                    self._spawn(self._put_remote([(event.state_key, event.event.get("content", {}))]))
+            elif not joined:
+                # Perhaps the last local member: the room may next come whole again.
+                self._whole.discard(room.room_nid)
+            elif room.room_nid not in self._whole:
+                # The room whole once, not per local join (a big room's whole state
+                # each time): after it, its changes come here as events.
+                self._whole.add(room.room_nid)
                 self._spawn(self._index_room(room))
         elif event.type in _OPENING_TYPES and event.state_key == "":
             self._spawn(self._refresh_room(room))
@@ -142,6 +153,13 @@ class UserDirectory:
 
     async def _index_room(self, room: RoomRecord) -> None:
         """The room's openness and its remote joined members, from its current state."""
+        try:
+            await self._index_whole(room)
+        except BaseException:
+            self._whole.discard(room.room_nid)  # the next local join tries again
+            raise
+
+    async def _index_whole(self, room: RoomRecord) -> None:
         await self._refresh_room(room)
         ids = await self.room_service.current_state_ids(room)
         remote = [k for k in ids if k[0] == "m.room.member" and not self.is_mine(k[1])]
