@@ -126,66 +126,76 @@ def federation_pdu(event: StoredEvent, room_version: str, *, redact: bool = Fals
 class ServerViewer:
     """One server's view of one room's history for one request; the visibility and
     the server's memberships are cached per state snapshot, so walking a page of
-    the DAG costs one state read per state change."""
+    the DAG costs one state read per state change. The memberships are read only
+    when the visibility leaves the answer to them: in a `shared` room the server is
+    in (the usual case) no snapshot's members are looked at, which in a big room
+    was a scan of every member key per snapshot (each join makes a new one)."""
 
     def __init__(self, access: ServerAccess, *, events: EventStore, state: StateStore) -> None:
         self.events = events
         self.state = state
         self.access = access
-        self._at: dict[int | None, tuple[str, frozenset[str]]] = {}
+        self._visibility: dict[int | None, str] = {}
+        self._memberships: dict[int, frozenset[str]] = {}
 
-    async def _state_at(self, snapshot: int | None) -> tuple[str, frozenset[str]]:
-        """(history visibility, memberships of the server's users) in a snapshot."""
-        cached = self._at.get(snapshot)
+    async def _visibility_at(self, snapshot: int | None) -> str:
+        """The history visibility in a snapshot, reading that one key."""
+        cached = self._visibility.get(snapshot)
         if cached is not None:
             return cached
         visibility: Any = None
-        memberships: set[str] = set()
-        if snapshot is not None:
-            state = await self.state.get_state(snapshot)
-            keys = await self.state.keys_for(set(state))
-            wanted: dict[int, tuple[str, str]] = {}
-            for key_nid, key in keys.items():
-                if key == HISTORY_VISIBILITY or (
-                    key[0] == "m.room.member" and domain_is(key[1], self.access.server_name)
-                ):
-                    wanted[state[key_nid]] = key
-            events = await self.events.get_events_by_nid(wanted)
-            for nid, key in wanted.items():
-                ev = events.get(nid)
-                if ev is None:
-                    continue
-                content = ev.event.get("content") or {}
-                if key == HISTORY_VISIBILITY:
-                    visibility = content.get("history_visibility")
-                elif isinstance(content.get("membership"), str):
-                    memberships.add(content["membership"])
+        key_nid = await self.state.lookup_key_nid(HISTORY_VISIBILITY) if snapshot is not None else None
+        if snapshot is not None and key_nid is not None:
+            event_nid = (await self.state.get_entries(snapshot, [key_nid])).get(key_nid)
+            ev = (await self.events.get_events_by_nid([event_nid])).get(event_nid) if event_nid else None
+            if ev is not None:
+                visibility = (ev.event.get("content") or {}).get("history_visibility")
         if visibility not in _KNOWN_VISIBILITY:
             visibility = "shared"  # the spec's default for absent or unknown values
-        result = (str(visibility), frozenset(memberships))
-        self._at[snapshot] = result
+        self._visibility[snapshot] = result = str(visibility)
         return result
 
-    def _allowed(self, visibility: str, memberships: frozenset[str]) -> bool:
-        if visibility == "world_readable" or "join" in memberships:
+    async def _memberships_at(self, snapshot: int | None) -> frozenset[str]:
+        """The memberships of the server's users in a snapshot."""
+        if snapshot is None:
+            return frozenset()
+        cached = self._memberships.get(snapshot)
+        if cached is not None:
+            return cached
+        memberships: set[str] = set()
+        state = await self.state.get_state(snapshot)
+        keys = await self.state.keys_for(set(state))
+        wanted = [
+            state[key_nid] for key_nid, key in keys.items()
+            if key[0] == "m.room.member" and domain_is(key[1], self.access.server_name)
+        ]
+        for ev in (await self.events.get_events_by_nid(wanted)).values():
+            membership = (ev.event.get("content") or {}).get("membership")
+            if isinstance(membership, str):
+                memberships.add(membership)
+        self._memberships[snapshot] = result = frozenset(memberships)
+        return result
+
+    async def _allowed(self, snapshot: int | None) -> bool:
+        visibility = await self._visibility_at(snapshot)
+        if visibility == "world_readable" or (visibility == "shared" and self.access.joined):
             return True
-        if visibility == "shared":
-            # "The user joined at any point after the event": a server in the room
-            # now has a user who did.
-            return self.access.joined
-        return visibility == "invited" and "invite" in memberships
+        # "shared": the user joined at any point after the event (a server in the room
+        # now has a user who did); else a user of the server joined (or invited) then.
+        memberships = await self._memberships_at(snapshot)
+        return "join" in memberships or (visibility == "invited" and "invite" in memberships)
 
     async def can_see(self, event: StoredEvent) -> bool:
         if event.room_nid != self.access.room.room_nid:
             return False
-        if self._allowed(*await self._state_at(event.state_before)):
+        if await self._allowed(event.state_before):
             return True
         if event.type == "m.room.history_visibility" or (
             event.type == "m.room.member" and domain_is(event.state_key or "", self.access.server_name)
         ):
             # Visible if the state before *or* after the event allows it (a join
             # is visible to the joining server, a visibility change to both sides).
-            return self._allowed(*await self._state_at(event.state_after))
+            return await self._allowed(event.state_after)
         return False
 
     async def pdu(self, event: StoredEvent) -> dict[str, Any]:
