@@ -504,7 +504,12 @@ class EventPersister:
         if rs_key is not None:
             after_state[rs_key] = _UNWRITTEN
         new_head = await self._new_head(room, rv, w, after_state) if live else None
-        needed_keys = set(w.before) | set(base_state) | ({rs_key} if rs_key else set())
+        # Keys whose nids the write uses: where the state before differs from the first
+        # prev event's, the event's own, and the head's changes; not every key of a big
+        # room's state (an await each inside the write transaction, per event).
+        differing = {k for k, v in w.before.items() if base_state.get(k) != v}
+        differing.update(k for k in base_state if k not in w.before)
+        needed_keys = differing | ({rs_key} if rs_key else set())
         if new_head is not None:
             needed_keys |= set(new_head.changed) | set(new_head.removed) | set(new_head.delta or {})
         dests: list[str] = []
@@ -513,13 +518,10 @@ class EventPersister:
         async def fn(txn: Txn) -> StoredEvent:
             key_nids = {k: await self.state.key_nid(txn, k) for k in needed_keys}
             before_snap: int | None = None
-            if first_prev is not None and base_state == w.before:
+            if first_prev is not None and not differing:
                 before_snap = first_prev.state_after
             elif w.before:
-                changes: dict[int, int | None] = {
-                    key_nids[k]: v for k, v in w.before.items() if base_state.get(k) != v
-                }
-                changes.update({key_nids[k]: None for k in base_state if k not in w.before and k in key_nids})
+                changes: dict[int, int | None] = {key_nids[k]: w.before.get(k) for k in differing}
                 before_snap, _ = await self.state.create_snapshot(txn, room.room_nid, base, changes)
             key_nid = key_nids[rs_key] if rs_key else None
             if w.outlier is not None:
