@@ -269,11 +269,13 @@ class PduChecks:
 
     async def against_prev_state(
         self, rv: RoomVersion, event: dict[str, Any], state_before: dict[StateKey, int] | None
-    ) -> tuple[dict[str, StoredEvent], dict[StateKey, int], str | None]:
+    ) -> tuple[dict[str, StoredEvent], dict[StateKey, int], str | None, int | None]:
         """Steps 4 and 5: the event's prev events, the state before it (resolved from
         theirs, or the `state_before` given for prev events that could not be
-        fetched) and why it fails there (None when it passes); raises
-        MissingEventsError for prev or auth events this server does not have."""
+        fetched), why it fails there (None when it passes) and the snapshot that
+        state is, when it is one prev event's (the writer then need not compare a big
+        room's whole state with it again); raises MissingEventsError for prev or auth
+        events this server does not have."""
         prev_ids = prev_event_ids(event)
         prevs = await self.events.get_events(prev_ids)
         missing = [p for p in prev_ids if p not in prevs or prevs[p].state_after is None]
@@ -281,12 +283,16 @@ class PduChecks:
             raise MissingEventsError("prev", missing)
         prevs = {p: ev for p, ev in prevs.items() if p not in missing}
         auth = await self.auth_events(event)
+        snapshot: int | None = None
         if state_before is not None:
             before = dict(state_before)
+        elif len(prevs) == 1:
+            snapshot = next(iter(prevs.values())).state_after
+            before = await self.reader.state_ids_at_snapshot(snapshot)  # a fresh dict: nothing to resolve
         else:
             prev_states = [await self.reader.state_ids_at_snapshot(p.state_after) for p in prevs.values()]
             before = await self.resolver.resolve(rv, prev_states) if prev_states else {}
-        return prevs, before, await self.auth_failure(rv, event, auth, before)
+        return prevs, before, await self.auth_failure(rv, event, auth, before), snapshot
 
     async def auth_events(self, event: dict[str, Any]) -> list[StoredEvent]:
         """The event's auth events, all of which must be here."""

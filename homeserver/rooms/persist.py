@@ -93,7 +93,8 @@ class ReceivedWrite:
     this redaction applies to; `held`: a redaction that does not apply (yet), in the
     DAG but not the timeline; `waits_for`: the missing target it waits for;
     `waiting`: earlier redactions of this event that apply now; `joined`: users
-    joined after it, when it is one of ours for the federation sender to queue.
+    joined after it, when it is one of ours for the federation sender to queue;
+    `before_snapshot`: the stored snapshot `before` is, when known (one prev event's).
     """
 
     event: dict[str, Any]
@@ -111,6 +112,7 @@ class ReceivedWrite:
     waits_for: str | None = None
     waiting: list[StoredEvent] = field(default_factory=list)
     joined: list[str] | None = None
+    before_snapshot: int | None = None
 
 
 @dataclass
@@ -499,7 +501,10 @@ class EventPersister:
         # Reads happen before the write: a transaction function may only use its Txn.
         first_prev = next(iter(w.prevs.values()), None)
         base = first_prev.state_after if first_prev is not None else None
-        base_state = await self.reader.state_ids_at_snapshot(base) if base is not None else {}
+        if base is not None and base == w.before_snapshot:
+            base_state = w.before  # the same state: nothing to read or compare
+        else:
+            base_state = await self.reader.state_ids_at_snapshot(base) if base is not None else {}
         after_state = dict(w.before)
         if rs_key is not None:
             after_state[rs_key] = _UNWRITTEN
@@ -507,8 +512,10 @@ class EventPersister:
         # Keys whose nids the write uses: where the state before differs from the first
         # prev event's, the event's own, and the head's changes; not every key of a big
         # room's state (an await each inside the write transaction, per event).
-        differing = {k for k, v in w.before.items() if base_state.get(k) != v}
-        differing.update(k for k in base_state if k not in w.before)
+        differing: set[StateKey] = set()
+        if base_state is not w.before:
+            differing = {k for k, v in w.before.items() if base_state.get(k) != v}
+            differing.update(k for k in base_state if k not in w.before)
         needed_keys = differing | ({rs_key} if rs_key else set())
         if new_head is not None:
             needed_keys |= set(new_head.changed) | set(new_head.removed) | set(new_head.delta or {})

@@ -97,7 +97,7 @@ class ReceivedEvents:
         event_id = event["event_id"]
         if await self.events.get_event(event_id) is not None:
             return Outcome(event_id, "duplicate")
-        prevs, before, reason = await self.checks.against_prev_state(rv, event, state_before)
+        prevs, before, reason, before_snapshot = await self.checks.against_prev_state(rv, event, state_before)
         soft_failed = False
         head = await self.heads.get(room)
         current = await self.reader.state_ids_at_snapshot(head.snapshot)
@@ -114,7 +114,8 @@ class ReceivedEvents:
         stream_pos = stream.allocate() if accepted else None
         try:
             return await self._write(
-                room, rv, event, prevs, before, is_state, reason, new_extremities, current, stream_pos
+                room, rv, event, prevs, before, is_state, reason, new_extremities, current, stream_pos,
+                before_snapshot=before_snapshot,
             )
         finally:
             if stream_pos is not None:
@@ -163,13 +164,13 @@ class ReceivedEvents:
         existing = await self.events.get_event(event_id)
         if existing is not None and not existing.outlier:
             return Outcome(event_id, "duplicate")
-        prevs, before, reason = await self.checks.against_prev_state(rv, event, state_before)
+        prevs, before, reason, before_snapshot = await self.checks.against_prev_state(rv, event, state_before)
         if reason is not None and existing is not None:
             return Outcome(event_id, "rejected", reason)  # stays an outlier, out of the timeline
         is_state = "state_key" in event and reason is None
         return await self._write(
             room, rv, event, prevs, before, is_state, reason, [], {}, None if reason else pos,
-            historical=True, outlier=existing,
+            historical=True, outlier=existing, before_snapshot=before_snapshot,
         )
 
     # --- redactions: which apply, which wait ---
@@ -229,11 +230,11 @@ class ReceivedEvents:
         self, room: RoomRecord, rv: RoomVersion, event: dict[str, Any], prevs: dict[str, StoredEvent],
         before: dict[StateKey, int], is_state: bool, reason: str | None, new_extremities: list[int],
         current: dict[StateKey, int], pos: int | None, *, historical: bool = False,
-        outlier: StoredEvent | None = None,
+        outlier: StoredEvent | None = None, before_snapshot: int | None = None,
     ) -> Outcome:
         """Decide how the event is written (see `ReceivedWrite`), have the writer write
         it, and tell clients. `pos` None means it soft-failed (stored, outside the
-        timeline)."""
+        timeline); `before_snapshot`, the snapshot `before` is, when known."""
         redacts = await self._redaction_target(room, rv, event, before) if reason is None else None
         # A live redaction that does not apply (yet) is held: in the DAG, but not in the
         # timeline clients see, since they would apply it themselves. One whose target
@@ -255,6 +256,7 @@ class ReceivedEvents:
             event=event, prevs=prevs, before=before, is_state=is_state, reason=reason,
             new_extremities=new_extremities, current=current, pos=pos, historical=historical,
             outlier=outlier, redacts=redacts, held=held, waits_for=waits_for, waiting=waiting, joined=joined,
+            before_snapshot=before_snapshot,
         ))
         shown = await self.persister.shown_redactions(waiting)
         if reason is not None:
