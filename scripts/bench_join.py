@@ -114,7 +114,7 @@ def _py_spy(pid: int, dest: Path) -> subprocess.Popen[bytes] | None:
         print("(py-spy is not installed: no profile)")
         return None
     return subprocess.Popen(
-        [spy, "record", "--pid", str(pid), "--duration", "600", "--format", "raw", "--output", str(dest),
+        [spy, "record", "--pid", str(pid), "--duration", "600", "--rate", "1000", "--format", "raw", "--output", str(dest),
          "--nonblocking"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
