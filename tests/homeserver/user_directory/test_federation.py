@@ -82,3 +82,27 @@ async def test_summary_of_a_remote_room_one_is_invited_to(pair: Pair) -> None:
     carol = pair.client(pair.a_spec)
     await carol.register("carol")
     assert (await carol.call("GET", path, expect=404))["errcode"] == "M_NOT_FOUND"
+
+
+async def test_a_room_joined_again_is_indexed_whole_again(pair: Pair) -> None:
+    """A room is indexed whole on the first local join only; once this server's last
+    member left, what happened meanwhile came to it with the room's state on the next
+    join, never as events, so that join indexes the room again."""
+    alice, bob, b_name = pair.alice, pair.bob, pair.b_spec.name
+    assert pair.a.user_directory is not None
+    room = (await bob.call("POST", "/createRoom", {"preset": "public_chat"}))["room_id"]
+    await alice.call("POST", f"/join/{room}?server_name={b_name}", {})
+    carol = pair.client(pair.a_spec)
+    await carol.register("carol")
+    await carol.call("POST", f"/join/{room}", {})  # a second local join: nothing new to index
+    await pair.a.user_directory.settle()
+    for client in (alice, carol):
+        await client.call("POST", f"/rooms/{room}/leave", {})
+    dave = pair.client(pair.b_spec)
+    dave_id = await dave.register("dave")
+    await dave.call("PUT", f"/profile/{quote(dave_id)}/displayname", {"displayname": "Zed Newcomer"})
+    await dave.call("POST", f"/join/{room}", {})
+    assert await _found(alice, "newcomer") == []  # this server was out of the room
+    await alice.call("POST", f"/join/{room}?server_name={b_name}", {})
+    await pair.a.user_directory.settle()
+    assert await _found(alice, "newcomer") == [dave_id]
