@@ -222,18 +222,21 @@ async def run_writes(
         # only Accord at the second (Synapse's joins slow down as the room grows).
         for stage, size in (("big_room_small", min(members, small)), ("big_room", members)):
             if size <= len(users) and stage == "big_room":
-                for key in ("send_p50_ms", "send_p99_ms", "cpu_per_send_ms", "join_s"):
+                for key in ("send_p50_ms", "send_p99_ms", "cpu_per_send_ms", "join_s", "cpu_per_join_ms"):
                     out[f"big_room_{key}"] = out.get(f"big_room_small_{key}", float("nan"))
                 break
             if stage == "big_room" and server.name == "synapse":
-                for key in ("send_p50_ms", "send_p99_ms", "cpu_per_send_ms", "join_s"):
+                for key in ("send_p50_ms", "send_p99_ms", "cpu_per_send_ms", "join_s", "cpu_per_join_ms"):
                     out[f"big_room_{key}"] = float("nan")
                 break
             t0 = time.perf_counter()
             fresh = await _register_all(s, server.url, f"big{len(users)}_", size - len(users))
             users += fresh
             stop = spy(f"{stage}_joins")
+            cpu0 = server.cpu()
             await asyncio.gather(*(join(c) for c in fresh))
+            # The joins' own CPU (the wall time above includes registering the accounts).
+            out[f"{stage}_cpu_per_join_ms"] = (server.cpu() - cpu0) * 1000 / max(1, len(fresh))
             stop()
             out[f"{stage}_join_s"] = time.perf_counter() - t0
             for i in range(5):  # warm up: first sends may fill caches
@@ -404,6 +407,7 @@ def main() -> None:
             (f"send p99, room of {small} members (ms)", "big_room_small_send_p99_ms"),
             (f"  server CPU per send, {small} members (ms)", "big_room_small_cpu_per_send_ms"),
             (f"  {small} members joined in (s)", "big_room_small_join_s"),
+            (f"  server CPU per join, up to {small} members (ms)", "big_room_small_cpu_per_join_ms"),
         ]
         if members > small:
             rows += [
@@ -411,6 +415,7 @@ def main() -> None:
                 (f"send p99, room of {members} members (ms)", "big_room_send_p99_ms"),
                 (f"  server CPU per send, {members} members (ms)", "big_room_cpu_per_send_ms"),
                 (f"  members {small} to {members} joined in (s)", "big_room_join_s"),
+                (f"  server CPU per join, {small} to {members} members (ms)", "big_room_cpu_per_join_ms"),
             ]
     report(f"organization scale ({seconds:.0f} s of sends; ratio = accord/synapse):", results, rows)
 
