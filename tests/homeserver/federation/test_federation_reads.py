@@ -426,6 +426,29 @@ async def test_history_the_server_may_not_see_is_served_redacted(tmp_path: Path,
         assert withheld and withheld[0]["content"] == {}
 
 
+async def test_invited_history_is_served_from_the_invite_on(tmp_path: Path, ca: TestCA) -> None:
+    """`invited`: what a server's user saw from their invite on is served whole, not what
+    came before (the server's memberships at each event decide, not its being in the
+    room now, as in a `shared` room)."""
+    async with peers(tmp_path, ca) as p:
+        room = await p.room({"initial_state": [
+            {"type": "m.room.history_visibility", "content": {"history_visibility": "invited"}}
+        ]})
+        secret = await p.send(room, "before A's user was invited")
+        await p.hs_b.room_service.create_event(
+            room, p.alice, "m.room.member", {"membership": "invite"}, state_key=p.bob
+        )
+        invited = await p.send(room, "while A's user was invited")
+        await p.bob_membership(room, "join")
+        seen = await p.send(room, "after A's user joined")
+        rid, rv = q(room.room_id), room.room_version
+        resp = await p.get(f"{V1}/backfill/{rid}", query={"v": [seen.event_id], "limit": "5"})
+        by_id = {compute_event_id(pdu, rv): pdu for pdu in resp["pdus"]}
+        assert by_id[seen.event_id]["content"]["body"] == "after A's user joined"
+        assert by_id[invited.event_id]["content"]["body"] == "while A's user was invited"
+        assert by_id[secret.event_id]["content"] == {}
+
+
 async def test_world_readable_rooms_are_readable_by_any_server(tmp_path: Path, ca: TestCA) -> None:
     async with peers(tmp_path, ca) as p:
         room = await p.room({"initial_state": [
