@@ -322,10 +322,11 @@ class EventPersister:
     async def _servers_after(self, room: RoomRecord, event: dict[str, Any]) -> set[str] | None:
         """The other servers with a member joined once `event` (built here) is applied.
         Under the room lock no membership of the room changes, so they are those in
-        the room now (cached), and a membership event moves none of them: it is a
-        local user's own (the servers' count ours out), or a kick or ban, whose target's
-        server `queue_event` adds anyway. So a join into a big room reads none of its
-        members inside the write transaction, where it held up every other write."""
+        the room now (cached), and a membership event moves none of them that matters:
+        it is a local user's own (ours is not counted), or another server's user's (an
+        invite, kick, ban or unban), whose server `queue_event` adds anyway. So a join
+        into a big room reads none of its members inside the write transaction, where
+        it held up every other write."""
         if not self.outbox.sends(room, event):
             return None
         return await self.servers_in_room(room)
