@@ -367,7 +367,8 @@ class MembershipService:
         Returns the current member event when the request is already satisfied."""
         service = self.room_service
         keys = [("m.room.member", sender), ("m.room.member", target), JOIN_RULES, GUEST_ACCESS]
-        state = await service.state_events_at_snapshot(snapshot, keys)
+        # The target's key is new for every first join: looked up, not the state copied.
+        state = await service.state_events_at_snapshot(snapshot, keys, look_up=True)
         current = state.get(("m.room.member", target))
         target_m = _membership(current)
         sender_m = _membership(state.get(("m.room.member", sender)))

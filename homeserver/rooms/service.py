@@ -195,10 +195,11 @@ class RoomService:
         return (await self.current_state_events(room, [key])).get(key)
 
     async def state_events_at_snapshot(
-        self, snapshot: int | None, keys: Iterable[StateKey]
+        self, snapshot: int | None, keys: Iterable[StateKey], *, look_up: bool = False
     ) -> dict[StateKey, StoredEvent]:
-        """Some keys' events of a state snapshot, reading only those keys."""
-        return await self.reader.state_events_at_snapshot(snapshot, keys)
+        """Some keys' events of a state snapshot, reading only those keys (`look_up`:
+        see `RoomStateReader.state_events_at_snapshot`)."""
+        return await self.reader.state_events_at_snapshot(snapshot, keys, look_up=look_up)
 
     async def preload_state(self, snapshots: Iterable[int], members: Collection[str] | None = None) -> None:
         """Load many snapshots and their events into the caches in a few statements

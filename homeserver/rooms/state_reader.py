@@ -31,23 +31,27 @@ class RoomStateReader:
         keys = await self.state.keys_for(set(nid_state))
         return {keys[k]: e for k, e in nid_state.items()}
 
-    async def state_events_at_snapshot(self, snapshot: int | None, keys: Iterable[StateKey]) -> dict[StateKey, StoredEvent]:
+    async def state_events_at_snapshot(
+        self, snapshot: int | None, keys: Iterable[StateKey], *, look_up: bool = False
+    ) -> dict[StateKey, StoredEvent]:
         """Some keys' events of a snapshot, reading only those keys when their nids are
-        known (a room's full state can be thousands of members), else the whole state."""
+        known (a room's full state can be thousands of members), else the whole state.
+        `look_up`: a key this process has not seen is looked up instead (one indexed
+        read; a key with no nid at all is in no snapshot, which commits with its keys'
+        rows), for a caller whose keys are often new (a joiner's own member key): in a
+        big room that costs less than a copy of the whole state, in a small one more."""
         if snapshot is None:
             return {}
         keys = list(keys)
         key_nids: dict[int, StateKey] = {}
         for key in keys:
-            # A key not seen by this process is looked up (one indexed read); one with
-            # no nid at all is in no snapshot (a snapshot commits with its keys' rows):
-            # a joiner's own member key, say, which is why this no longer copies the
-            # whole state for it.
             nid = self.state.known_key_nid(key)
-            if nid is None:
+            if nid is None and look_up:
                 nid = await self.state.lookup_key_nid(key)
                 if nid is None:
                     continue
+            if nid is None:  # never seen here, perhaps absent from every room: look the usual way
+                return await self.state_events(await self.state_ids_at_snapshot(snapshot), keys)
             key_nids[nid] = key
         entries = await self.state.get_entries(snapshot, key_nids)
         by_nid = await self.events.get_events_by_nid(entries.values())
