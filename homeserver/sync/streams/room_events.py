@@ -398,8 +398,9 @@ class RoomEventsStream(StreamProvider):
         lazy = req.filter.state.lazy_load_members
         timeline_ids = {e.nid for e in timeline}
         redundant = req.filter.state.include_redundant_members
-        client = (req.user_id, req.requester.device_id or "", repr(req.filter.state))
-        if lazy:
+        # Which client was sent what, for lazy loading only (its key is not free to build).
+        client = (req.user_id, req.requester.device_id or "", repr(req.filter.state)) if lazy else None
+        if client is not None:
             senders = {e.sender for e in timeline} | {req.user_id}
             wanted = {
                 k: v for k, v in wanted.items() if k[0] != "m.room.member" or k[1] in senders
@@ -417,7 +418,7 @@ class RoomEventsStream(StreamProvider):
                         wanted[key] = nid
         events = await rs.state_events(wanted)
         state = [e for e in events.values() if req.filter.state.matches(e.event, room.room_id)]
-        if lazy and not redundant:
+        if client is not None and not redundant:
             self.lazy_members.record(
                 client, room.room_id,
                 [(e.state_key, e.nid) for e in [*state, *timeline] if e.type == "m.room.member" and e.state_key is not None],
