@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from federation.events.json_bounds import JSONBoundsError, loads_bounded
@@ -100,7 +101,19 @@ class RoomEventFilter:
         """Whether the filter asks about events' relations (related_by_*)."""
         return self.related_by_senders is not None or self.related_by_rel_types is not None
 
+    @cached_property
+    def matches_everything(self) -> bool:
+        """Whether no field of the filter excludes any event (the usual /sync filter):
+        `matches` then answers without looking, which an initial sync asks of every
+        event of every room."""
+        return (
+            not self.not_types and self.types is None and not self.not_senders and self.senders is None
+            and not self.not_rooms and self.rooms is None and self.contains_url is None
+        )
+
     def matches(self, event: dict[str, Any], room_id: str | None = None) -> bool:
+        if self.matches_everything:
+            return True
         event_type = event.get("type", "")
         sender = event.get("sender", "")
         if self.not_types and _type_matches(event_type, self.not_types):

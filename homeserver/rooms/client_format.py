@@ -29,7 +29,13 @@ def client_event(
     source = stored.event
     if stored.redacted_by is not None:
         source = redact_event(source, room_version)
-    out: dict[str, Any] = {k: source[k] for k in _CLIENT_KEYS if k in source}
+    # A plain loop, not a comprehension: this runs for every event of every response
+    # (11,000 in a 1,000-room initial sync), and a comprehension's own frame costs more
+    # than its seven lookups.
+    out: dict[str, Any] = {}
+    for key in _CLIENT_KEYS:
+        if key in source:
+            out[key] = source[key]
     out["event_id"] = stored.event_id
     out["room_id"] = room_id
     unsigned: dict[str, Any] = {"age": max(0, now_ms - int(source.get("origin_server_ts", now_ms)))}

@@ -194,13 +194,30 @@ class Viewer:
         return False
 
     async def filter(self, events: list[StoredEvent]) -> list[StoredEvent]:
+        if not events:
+            return []
+        await self._prepare()
+        room_nid = self.room.room_nid
+        at = self._at
         if len(events) > 1:
             # Oldest first, each accepted event's state after is derived from its state
             # before, which the next event then finds (see `_derive`).
             for ev in sorted(events, key=_stream_order):
-                if ev.rejected is None and ev.state_before is not None and ev.room_nid == self.room.room_nid:
-                    self._derive(ev, await self._visibility_and_membership(ev.state_before))
-        return [ev for ev in events if await self.can_see(ev)]
+                if ev.rejected is None and ev.state_before is not None and ev.room_nid == room_nid:
+                    before = at.get(ev.state_before) or await self._visibility_and_membership(ev.state_before)
+                    self._derive(ev, before)
+        # What `can_see` answers, without its coroutine for the usual event: one whose
+        # snapshot's answer is known and allows it (an initial sync asks this of every
+        # event of every room). Any other event is asked of `can_see` itself.
+        out = []
+        for ev in events:
+            known = at.get(ev.state_before)
+            if (
+                known is not None and ev.rejected is None and ev.room_nid == room_nid
+                and self._allowed(known[0], known[1], ev.stream_ordering)
+            ) or await self.can_see(ev):
+                out.append(ev)
+        return out
 
     def saw_only_open_history(self) -> bool:
         """Whether every event this viewer was asked about lay under shared or

@@ -32,6 +32,21 @@ _COLUMNS = (
     "rejected, redacted_by, txn_device, txn_id, json"
 )
 
+# The columns that say where an event stands (`_still_current`): all a page read needs
+# when the cache holds the page's events, without their JSON.
+_PLACE_COLUMNS = "event_nid, event_id, room_nid, stream_ordering, state_before, state_after, outlier, rejected, redacted_by"
+
+
+def _still_current(cached: StoredEvent | None, row: Row) -> bool:
+    """Whether a cached event is what a fresh read of its row (`_COLUMNS` or
+    `_PLACE_COLUMNS`) says: the same redaction, the same place (an outlier promoted into
+    the timeline by a backfill has a stream position now, and a reader that cached the
+    outlier meanwhile must not hand it back without one)."""
+    return (
+        cached is not None and cached.redacted_by == row[8] and cached.stream_ordering == row[3]
+        and cached.outlier == bool(row[6]) and cached.rejected == row[7]
+    )
+
 
 def _weight(json_len: int) -> int:
     return _PARSED_PER_JSON_BYTE * json_len + _RECORD_BYTES
@@ -316,18 +331,13 @@ class EventStore:
         return self._current(await self.db.fetchall(sql, args))
 
     def _current(self, rows: list[Row]) -> list[StoredEvent]:
-        """Events of freshly read rows: the cached parse where it is still current (same
-        redaction, same place: an outlier promoted into the timeline by a backfill has
-        a stream position now, and a reader that cached the outlier meanwhile must not
-        hand it back without one), else a new one, cached."""
+        """Events of freshly read rows: the cached parse where it is still current
+        (`_still_current`), else a new one, cached."""
         out = []
         hits = 0
         for row in rows:
             cached = self._cached(row[1])
-            if (
-                cached is not None and cached.redacted_by == row[8] and cached.stream_ordering == row[3]
-                and cached.outlier == bool(row[6]) and cached.rejected == row[7]
-            ):  # still current
+            if cached is not None and _still_current(cached, row):
                 out.append(cached)
                 hits += 1
             else:
@@ -347,18 +357,32 @@ class EventStore:
         An initial sync's first timeline page of every room, read in a few statements
         rather than one per room: each room's page is its own indexed `ORDER BY ... LIMIT`
         (a window function would read every event of every room), glued with UNION ALL,
-        which both engines run as written.
+        which both engines run as written. The pages are read without the events' JSON:
+        the cache usually holds them (a client's later syncs, its other devices), and
+        only those it lacks, or holds as they no longer are, are read whole after.
         """
         out: dict[int, list[StoredEvent]] = {nid: [] for nid in room_nids}
         for chunk in in_chunks(out, _ROOMS_PER_STATEMENT):
             sql = " UNION ALL ".join(
-                f"SELECT * FROM (SELECT {_COLUMNS} FROM events WHERE room_nid = ? AND stream_ordering <= ?"
+                f"SELECT * FROM (SELECT {_PLACE_COLUMNS} FROM events WHERE room_nid = ? AND stream_ordering <= ?"
                 f" ORDER BY stream_ordering DESC LIMIT ?) AS page{n}"
                 for n in range(len(chunk))
             )
             args = [a for nid in chunk for a in (nid, upto, limit)]
-            for ev in self._current(await self.db.fetchall(sql, args)):
-                out[ev.room_nid].append(ev)
+            reread: list[int] = []
+            hits = 0
+            for row in await self.db.fetchall(sql, args):
+                cached = self._cached(row[1])
+                if cached is not None and _still_current(cached, row):
+                    out[cached.room_nid].append(cached)
+                    hits += 1
+                else:
+                    reread.append(int(row[0]))
+            self.hits += hits
+            for nids in in_chunks(reread):
+                rows = await self.db.fetchall(f"SELECT {_COLUMNS} FROM events WHERE event_nid IN ({marks(nids)})", nids)
+                for ev in self._current(rows):
+                    out[ev.room_nid].append(ev)
         for page in out.values():
             page.sort(key=lambda e: -(e.stream_ordering or 0))
         return out

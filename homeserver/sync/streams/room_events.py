@@ -55,6 +55,9 @@ _PRELOAD_ROOMS = 100
 _FIRST_PAGES = "events.first_pages"
 # Where it leaves the IDs of those pages' events that no relation targets (nothing to bundle).
 _UNRELATED = "events.unrelated"
+# What `_read_pages` reads for a batch: its rooms, their first pages, those pages' events
+# and the IDs of those a relation targets.
+_Pages = tuple[dict[int, RoomRecord], dict[int, list[StoredEvent]], list[StoredEvent], set[str]]
 # What each section's entries carry from the streams that live in rooms.
 _ROOM_SECTIONS = {"join": ("ephemeral", "account_data"), "leave": ("account_data",)}
 
@@ -135,12 +138,22 @@ class RoomEventsStream(StreamProvider):
             # Every joined room is read whole: in batches whose reads are made in bulk
             # first (a few statements for a batch instead of a dozen per room), so the
             # rooms' own computations find what they need in the caches.
+            # The next batch's pages are read while this batch's rooms are computed: with
+            # a warm cache they are the only statements left, and the event loop would
+            # otherwise wait for each batch's read with nothing to do.
             joined = [m for m in wanted if m.membership == "join"]
+            batches = [joined[i : i + _PRELOAD_ROOMS] for i in range(0, len(joined), _PRELOAD_ROOMS)]
             found = []
-            for i in range(0, len(joined), _PRELOAD_ROOMS):
-                batch = joined[i : i + _PRELOAD_ROOMS]
-                await self._preload(req, batch)
-                found += await asyncio.gather(*(one(m) for m in batch))
+            ahead: asyncio.Future[_Pages] | None = None
+            try:
+                for n, batch in enumerate(batches):
+                    pages = await ahead if ahead is not None else await self._read_pages(req, batch)
+                    ahead = asyncio.ensure_future(self._read_pages(req, batches[n + 1])) if n + 1 < len(batches) else None
+                    await self._preload(req, batch, pages)
+                    found += await asyncio.gather(*(one(m) for m in batch))
+            finally:
+                if ahead is not None and not ahead.done():
+                    ahead.cancel()
             found += await asyncio.gather(*(one(m) for m in wanted if m.membership != "join"))
         elif len(wanted) == 1:  # one room (most woken readers of a busy room): no task to gather
             found = [await one(wanted[0])]
@@ -152,19 +165,25 @@ class RoomEventsStream(StreamProvider):
         rooms = {name: section for name, section in sections.items() if section}
         return {"rooms": rooms} if rooms else {}
 
-    async def _preload(self, req: SyncRequest, batch: list[UserMembership]) -> None:
-        """Read in bulk what the joined rooms of `batch` will each ask for in a full
-        sync: their rooms, the first page of their timelines (kept on the request for
-        `timeline`), the state snapshots their visibility checks, state and summaries
-        read, those snapshots' events, member lists and unread counts."""
+    async def _read_pages(self, req: SyncRequest, batch: list[UserMembership]) -> _Pages:
+        """The rooms of `batch`, the first page of each one's timeline and which of those
+        pages' events a relation targets (read ahead of the batch's turn, see `top_level`)."""
         rooms = await self.room_store.rooms_by_nids([m.room_nid for m in batch])
         # One more than the limit tells whether the timeline is limited; the rare room
         # with too many events filtered out reads on page by page.
         pages = await self.event_store.latest_in_rooms(list(rooms), req.now.events, _limit(req) + 1)
+        page_events = [e for events in pages.values() for e in events]
+        related = await self.bundler.related_among(page_events) if self.bundler is not None else set()
+        return rooms, pages, page_events, related
+
+    async def _preload(self, req: SyncRequest, batch: list[UserMembership], read: _Pages) -> None:
+        """Read in bulk what the joined rooms of `batch` will each ask for in a full
+        sync: given their rooms and first timeline pages (`_read_pages`, the pages kept on
+        the request for `timeline`), the state snapshots their visibility checks, state
+        and summaries read, those snapshots' events, member lists and unread counts."""
+        rooms, pages, page_events, related = read
         req.loaded.setdefault(_FIRST_PAGES, {}).update(pages)
         if self.bundler is not None:
-            page_events = [e for events in pages.values() for e in events]
-            related = await self.bundler.related_among(page_events)
             unrelated: set[str] = req.loaded.setdefault(_UNRELATED, set())
             unrelated.update(e.event_id for e in page_events if e.event_id not in related)
         snapshots: set[int] = set()
@@ -299,13 +318,16 @@ class RoomEventsStream(StreamProvider):
             if not batch:
                 break
             pos = (batch[-1].stream_ordering or 1) - 1
-            wanted = [
-                e for e in batch
-                if req.filter.timeline.matches(e.event, room.room_id)
-                # The spec's ignore_users: an ignored user's state events are still sent.
-                and (e.sender not in ignored or e.state_key is not None)
-            ]
             tf = req.filter.timeline
+            if tf.matches_everything and not ignored:
+                wanted = batch  # the usual case: nothing to leave out, nothing to look at
+            else:
+                wanted = [
+                    e for e in batch
+                    if tf.matches(e.event, room.room_id)
+                    # The spec's ignore_users: an ignored user's state events are still sent.
+                    and (e.sender not in ignored or e.state_key is not None)
+                ]
             if tf.by_relations and self.bundler is not None:
                 wanted = await self.bundler.related_by(room, wanted, tf.related_by_senders, tf.related_by_rel_types)
             for ev in await viewer.filter(wanted):
@@ -398,8 +420,9 @@ class RoomEventsStream(StreamProvider):
         lazy = req.filter.state.lazy_load_members
         timeline_ids = {e.nid for e in timeline}
         redundant = req.filter.state.include_redundant_members
-        client = (req.user_id, req.requester.device_id or "", repr(req.filter.state))
-        if lazy:
+        # Which client was sent what, for lazy loading only (its key is not free to build).
+        client = (req.user_id, req.requester.device_id or "", repr(req.filter.state)) if lazy else None
+        if client is not None:
             senders = {e.sender for e in timeline} | {req.user_id}
             wanted = {
                 k: v for k, v in wanted.items() if k[0] != "m.room.member" or k[1] in senders
@@ -417,7 +440,7 @@ class RoomEventsStream(StreamProvider):
                         wanted[key] = nid
         events = await rs.state_events(wanted)
         state = [e for e in events.values() if req.filter.state.matches(e.event, room.room_id)]
-        if lazy and not redundant:
+        if client is not None and not redundant:
             self.lazy_members.record(
                 client, room.room_id,
                 [(e.state_key, e.nid) for e in [*state, *timeline] if e.type == "m.room.member" and e.state_key is not None],

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from homeserver.errors import MatrixError
+from homeserver.filters.event_filter import RoomEventFilter
 from homeserver.filters.sync_filter import SyncFilter
 from tests.conftest import Api
 from tests.homeserver.api.reading_helpers import uid, user
@@ -138,3 +139,24 @@ def test_sync_filter_parse() -> None:
     assert scoped.includes_room("!a:x")
     assert not scoped.includes_room("!b:x")  # not_rooms wins
     assert not scoped.includes_room("!c:x")
+
+
+@pytest.mark.parametrize("field", [
+    {"types": ["m.room.message"]}, {"types": []}, {"not_types": ["m.room.member"]},
+    {"senders": ["@a:x"]}, {"senders": []}, {"not_senders": ["@a:x"]},
+    {"rooms": ["!r:x"]}, {"not_rooms": ["!r:x"]}, {"contains_url": True}, {"contains_url": False},
+])
+def test_matches_everything_only_when_nothing_is_left_out(field: dict[str, Any]) -> None:
+    """`matches` answers without looking only for a filter none of whose fields leaves
+    an event out: each excluding field turns that off, and then some event fails to match."""
+    open_filter = RoomEventFilter.parse({"limit": 5, "lazy_load_members": True, "not_types": [], "not_senders": []})
+    assert open_filter.matches_everything
+    narrowed = RoomEventFilter.parse(field)
+    assert not narrowed.matches_everything
+    events = [
+        {"type": "m.room.member", "sender": "@b:x", "content": {}},
+        {"type": "m.room.message", "sender": "@a:x", "content": {"url": "mxc://x/y"}},
+    ]
+    rooms = ("!r:x", "!s:x")
+    assert all(open_filter.matches(e, room) for e in events for room in rooms)
+    assert not all(narrowed.matches(e, room) for e in events for room in rooms)

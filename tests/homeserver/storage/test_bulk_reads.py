@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from homeserver.rooms.heads import RoomHeads
+from homeserver.storage.events import EventStore
 from homeserver.storage.state import StateStore
 from tests.conftest import SERVER_NAME, Api, ClientFactory
 
@@ -32,6 +33,49 @@ async def _rooms(api: Api, owner: str, member: str, member_id: str, n: int) -> l
             await api.post(f"rooms/{room}/receipt/m.read/{last}", {}, token=member)
         rooms.append(room)
     return rooms
+
+
+async def test_pages_from_any_cache_are_the_stored_events(db_overrides: dict[str, Any], make_api: ClientFactory) -> None:
+    """`latest_in_rooms` reads the pages' places alone and the events' JSON only where
+    the cache lacks them or holds them as they no longer are: from a cold cache, a partly
+    warm one and one holding an event from before its redaction, each page is the
+    stored events as a fresh read gives them."""
+    api = await make_api(**db_overrides)
+    hs = api.hs
+    owner = (await api.register("owner"))["access_token"]
+    reg = await api.register("member")
+    room_ids = await _rooms(api, owner, reg["access_token"], reg["user_id"], 4)
+    nids = [r.room_nid for r in [await hs.room_store.get_room(rid) for rid in room_ids] if r is not None]
+    now = hs.room_service.stream.current
+
+    def shown(events: list[Any]) -> list[tuple[str, int | None, str | None, dict[str, Any]]]:
+        return [(e.event_id, e.stream_ordering, e.redacted_by, e.event) for e in events]
+
+    async def expected(upto: int) -> dict[int, list[Any]]:
+        fresh = EventStore(hs.db)
+        return {
+            nid: shown(await fresh.room_stream(nid, from_pos=upto, to_pos=None, backwards=True, limit=6))
+            for nid in nids
+        }
+
+    cold, warm = EventStore(hs.db), EventStore(hs.db)
+    for nid in nids[::2]:
+        await warm.room_stream(nid, from_pos=now, to_pos=None, backwards=True, limit=3)
+    for store in (cold, warm):
+        pages = await store.latest_in_rooms(nids, now, 6)
+        assert {nid: shown(page) for nid, page in pages.items()} == await expected(now)
+        assert store.misses > 0
+    assert warm.hits > 0
+
+    # A message redacted after `warm` cached it: its page has it redacted.
+    target = (await warm.latest_in_rooms([nids[-1]], now, 1))[nids[-1]][0]
+    assert target.redacted_by is None and target.event["content"]
+    await api.put(f"rooms/{room_ids[-1]}/redact/{target.event_id}/r1", {}, token=owner)
+    now = hs.room_service.stream.current
+    pages = await warm.latest_in_rooms(nids, now, 6)
+    assert {nid: shown(page) for nid, page in pages.items()} == await expected(now)
+    redacted = next(e for e in pages[nids[-1]] if e.event_id == target.event_id)
+    assert redacted.redacted_by is not None
 
 
 async def test_bulk_reads_match_one_room_reads(db_overrides: dict[str, Any], make_api: ClientFactory) -> None:
@@ -109,8 +153,9 @@ async def test_bulk_reads_match_one_room_reads(db_overrides: dict[str, Any], mak
 
 
 async def test_initial_sync_in_batches(make_api: ClientFactory, monkeypatch: Any) -> None:
-    """An initial sync reads its rooms in bulk batches: with batches of two rooms, every
-    room's entry is what the room's own reads, without the bulk ones, give."""
+    """An initial sync reads its rooms in bulk batches, each batch's pages read while the
+    batch before it is computed: with batches of two rooms, every room's entry is what
+    the room's own reads, without the bulk ones, give."""
     from homeserver.sync.streams import room_events
 
     api = await make_api()
@@ -120,8 +165,8 @@ async def test_initial_sync_in_batches(make_api: ClientFactory, monkeypatch: Any
     await _rooms(api, owner, member, member_id, 5)
     filters = ["", "&filter=" + '{"room":{"timeline":{"limit":12},"state":{"lazy_load_members":true}}}']
 
-    async def no_bulk_reads(self: Any, req: Any, batch: Any) -> None:
-        return None
+    async def no_bulk_reads(self: Any, req: Any, batch: Any, pages: Any) -> None:
+        return None  # the pages read ahead are left unused: each room reads its own
 
     with monkeypatch.context() as m:
         m.setattr(room_events.RoomEventsStream, "_preload", no_bulk_reads)
