@@ -94,7 +94,45 @@ async def test_unread_counts_of_many_readers(db_overrides: dict[str, Any], make_
     stats = hs.unread.tallies.stats()
     # Each event's rows were read once for the room: most readers counted from memory.
     assert stats["hits"] > stats["misses"], stats
+    # ... or not read at all: the writer told them (room_tallies.py `written`).
+    assert hs.unread.tallies.told_grows > 0
     assert 'accord_cache_hits_total{cache="unread_room_tallies"}' in hs.metrics.render(hs)
+
+
+async def test_the_writer_tells_exactly_the_rows_it_stores(
+    db_overrides: dict[str, Any], make_api: ClientFactory
+) -> None:
+    """What the push actions' writer tells the tallies of each event is what the
+    database holds for it: room-wide rows, own rows that highlight, the exception of
+    a reader who ignores the sender, and nothing for an event that notifies nobody."""
+    api = await make_api(**db_overrides)
+    hs = api.hs
+    tallies = hs.unread.tallies
+    assert tallies is not None
+    _, _, owner, room_id, readers = await _room_with_readers(api, READERS)
+    room = await hs.room_store.get_room(room_id)
+    assert room is not None
+    start = SyncToken.parse((await api.get("sync", token=readers[0]["access_token"]))["next_batch"]).events
+    sends = [
+        (owner, {"msgtype": "m.text", "body": "hello"}),
+        (owner, {"msgtype": "m.text", "body": "you", "m.mentions": {"user_ids": [readers[0]["user_id"]]}}),
+        (owner, {"msgtype": "m.notice", "body": "a notice notifies nobody"}),
+        (readers[1], {"msgtype": "m.text", "body": "from a reader, whom the ignorer still hears"}),
+    ]
+    for n, (account, content) in enumerate(sends):
+        await api.put(f"rooms/{room_id}/send/m.room.message/t{n}", content, token=account["access_token"])
+    now = SyncToken.parse((await api.get("sync", token=readers[0]["access_token"]))["next_batch"]).events
+    events = await tallies.recent.between(room.room_nid, start, now)
+    assert events is not None and len(events) == len(sends)
+    told = tallies._rows_told(events)
+    assert told is not None
+    stored = await hs.push_actions.store.rows_for_events([e.nid for e in events])
+    assert sorted(told.users) == sorted(stored.users) and sorted(told.room_wide) == sorted(stored.room_wide)
+    assert any(not notify for _, _, _, notify in told.users)  # the ignorer's exception
+    assert any(highlight for _, _, highlight, _ in told.users)  # the mention
+    # A redaction removes an event's rows: what was told of the room is forgotten.
+    await api.put(f"rooms/{room_id}/redact/{events[0].event_id}/r", {}, token=owner["access_token"])
+    assert tallies._rows_told(events) is None
 
 
 async def test_a_reader_far_behind_counts_in_the_database(api: Api) -> None:
