@@ -457,3 +457,18 @@ async def test_members_only_history_is_shared_only_with_readers_joined_at_its_ev
             assert await api.get(f"sync?since={since[t]}", token=t) == bodies[t]
     finally:
         stream.shared = shared
+
+
+async def test_the_token_read_without_waiting_is_the_streams_positions(api: Api) -> None:
+    """`position_now` (each stream's position once its service has loaded it, read as a
+    plain call) gives the token the streams' awaited positions give."""
+    hs = api.hs
+    owner = await api.register("owner")
+    room = (await api.post("createRoom", {"preset": "public_chat"}, token=owner["access_token"]))["room_id"]
+    await api.put(f"rooms/{room}/send/m.room.message/x", {"msgtype": "m.text", "body": "x"},
+                  token=owner["access_token"])
+    await api.get("sync", token=owner["access_token"])
+    awaited = SyncToken(**{s.key: await s.current_position() for s in hs.sync.streams})
+    assert all(s.position_now() is not None for s in hs.sync.streams)
+    assert await hs.sync.current_token() == awaited
+    assert awaited.events > 0
