@@ -21,11 +21,11 @@ from urllib.parse import quote, urlencode
 
 import aiohttp
 import orjson
-from signedjson.types import SigningKey
 from yarl import URL
 
 from .discovery import ServerResolver
 from .events.json_bounds import JSONBoundsError, loads_bounded
+from .events.signing import SigningKey
 from .outbound_guard import SYSTEM_TRUST, OutboundGuard, RefusedAddressError, TlsTrust
 from .request_auth import sign_request
 
