@@ -21,12 +21,12 @@ from urllib.parse import quote, urlencode
 
 import aiohttp
 import orjson
-from signedjson.types import SigningKey
 from yarl import URL
 
 from .discovery import ServerResolver
 from .events.json_bounds import JSONBoundsError, loads_bounded
-from .outbound_guard import OutboundGuard, RefusedAddressError
+from .events.signing import SigningKey
+from .outbound_guard import SYSTEM_TRUST, OutboundGuard, RefusedAddressError, TlsTrust
 from .request_auth import sign_request
 
 __all__ = [
@@ -124,11 +124,14 @@ async def _read_capped(stream: aiohttp.StreamReader, limit: int) -> bytes:
     return bytes(raw)
 
 
-def make_ssl_context(*, verify: bool = True, ca_bundle_path: str | None = None) -> ssl.SSLContext:
-    """The TLS context for talking to peers: system trust plus an optional extra bundle.
+def make_ssl_context(*, verify: bool = True, ca_bundle_path: str | None = None) -> TlsTrust:
+    """The TLS trust for talking to peers: the system's plus an optional extra bundle
+    (`SYSTEM_TRUST`, no context of our own, when there is no bundle).
 
     ``verify=False`` exists for development only; the config documents it as such.
     """
+    if verify and not ca_bundle_path:
+        return SYSTEM_TRUST
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     if ca_bundle_path:
         ctx.load_verify_locations(cafile=ca_bundle_path)
@@ -196,7 +199,7 @@ class FederationClient:
         signing_key: SigningKey,
         *,
         resolver: ServerResolver,
-        ssl_context: ssl.SSLContext,
+        ssl_context: TlsTrust,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         user_agent: str = USER_AGENT,
         policy: OutboundPolicy | None = None,

@@ -34,7 +34,6 @@ from __future__ import annotations
 import email.utils
 import logging
 import re
-import ssl
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
@@ -45,7 +44,7 @@ import aiohttp
 
 from .events.identifiers import is_valid_server_address, parse_server_name
 from .events.json_bounds import JSONBoundsError, loads_bounded
-from .outbound_guard import OutboundGuard
+from .outbound_guard import SYSTEM_TRUST, OutboundGuard, TlsTrust
 from .single_flight import SingleFlight
 
 __all__ = [
@@ -208,7 +207,7 @@ class ServerResolver:
     def __init__(
         self,
         *,
-        ssl_context: ssl.SSLContext | None = None,
+        ssl_context: TlsTrust = SYSTEM_TRUST,
         static_hosts: Mapping[str, str] | None = None,
         srv_lookup: SrvLookup | None = None,
         monotonic: Callable[[], float] = time.monotonic,
@@ -217,7 +216,7 @@ class ServerResolver:
         cache: WellKnownCache | None = None,
         guard: OutboundGuard | None = None,
     ) -> None:
-        self.ssl_context = ssl_context if ssl_context is not None else ssl.create_default_context()
+        self.ssl_context = ssl_context
         self.static_hosts = dict(static_hosts or {})
         self.srv_lookup = srv_lookup or dns_srv_lookup
         self.monotonic = monotonic

@@ -26,9 +26,10 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket
+import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 from aiohappyeyeballs import AddrInfoType
@@ -36,13 +37,23 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
 __all__ = [
+    "SYSTEM_TRUST",
     "AddressPolicy",
     "GuardedResolver",
+    "TlsTrust",
     "IPAddress",
     "IPNetwork",
     "OutboundGuard",
     "RefusedAddressError",
 ]
+
+# What verifies an outbound connection's certificate: a context of our own (an extra CA
+# bundle, or verification off), or SYSTEM_TRUST, aiohttp's verifying context with the
+# system's CAs (``ssl=True``), which it builds when imported anyway. Each context holds
+# its own parsed copy of the system's CA certificates, about 0.8 MB, so the default
+# trust builds none.
+TlsTrust = ssl.SSLContext | Literal[True]
+SYSTEM_TRUST: Literal[True] = True
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -20,8 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from signedjson.types import SigningKey
-
 from .events.canonical import (
     CanonicalJSONError,
     encode_canonical_json,
@@ -32,6 +30,7 @@ from .events.identifiers import is_valid_server_address
 from .events.signing import (
     Encoder,
     SignatureError,
+    SigningKey,
     VerifyKey,
     key_id_of,
     sign_json,

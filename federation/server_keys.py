@@ -18,12 +18,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from signedjson.types import SigningKey
-
 from .events.canonical import encode_base64
 from .events.identifiers import is_valid_server_name
 from .events.signing import (
     SignatureError,
+    SigningKey,
     VerifyKey,
     decode_verify_key_base64,
     get_verify_key,

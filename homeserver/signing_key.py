@@ -13,7 +13,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from signedjson.key import (
+from federation.events.signing import (
     decode_signing_key_base64,
     encode_signing_key_base64,
     encode_verify_key_base64,

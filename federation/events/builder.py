@@ -12,8 +12,6 @@ import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from signedjson.types import SigningKey
-
 from .canonical import (
     MAX_SAFE_INTEGER,
     CanonicalJSONError,
@@ -33,7 +31,7 @@ from .identifiers import MAX_IDENTIFIER_BYTES, domain_of
 from .json_bounds import MAX_EVENT_DEPTH, JSONBoundsError, check_depth
 from .references import ReferenceHashes, event_refs, is_ref_list
 from .room_versions import RoomVersion, get_room_version
-from .signing import hash_and_sign_event
+from .signing import SigningKey, hash_and_sign_event
 
 __all__ = [
     "MAX_AUTH_EVENTS",

@@ -1,7 +1,7 @@
 """Signing JSON and events (appendices "Signing JSON", server-server "Signing Events").
 
-Signing keys are ``signedjson``/PyNaCl key objects, which carry ``alg`` and
-``version`` so the key ID (``ed25519:abc``) travels with the key. Verify
+Signing keys are PyNaCl key objects carrying ``alg`` and ``version`` (as
+``signedjson``'s do), so the key ID (``ed25519:abc``) travels with the key. Verify
 keys are passed as a mapping of key ID to key because a server publishes
 several and a signature names the one it used.
 """
@@ -9,19 +9,10 @@ several and a signature names the one it used.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import nacl.exceptions
 import nacl.signing
-from signedjson.key import (
-    decode_signing_key_base64,
-    decode_verify_key_bytes,
-    encode_signing_key_base64,
-    encode_verify_key_base64,
-    generate_signing_key,
-    get_verify_key,
-)
-from signedjson.types import SigningKey
 
 from .canonical import (
     decode_base64,
@@ -37,6 +28,7 @@ from .room_versions import RoomVersion, get_room_version
 
 __all__ = [
     "SignatureError",
+    "SigningKey",
     "add_hashes_and_signature",
     "decode_signing_key_base64",
     "decode_verify_key_base64",
@@ -58,6 +50,68 @@ __all__ = [
 
 VerifyKey = nacl.signing.VerifyKey
 
+# Keys are made here from PyNaCl rather than with ``signedjson``, whose package reads its
+# own version from the installed distributions when imported (importlib.metadata, about
+# 0.8 MB resident for the rest of the process).
+ED25519 = "ed25519"
+
+
+class SigningKey(Protocol):
+    """A PyNaCl ed25519 signing key carrying its key ID's parts (``alg:version``)."""
+
+    alg: str
+    version: str
+
+    @property
+    def verify_key(self) -> nacl.signing.VerifyKey: ...
+
+    def sign(self, message: bytes) -> nacl.signing.SignedMessage: ...
+
+    def encode(self) -> bytes: ...
+
+
+def _with_id(key: Any, alg: str, version: str) -> Any:
+    key.alg = alg
+    key.version = version
+    return key
+
+
+def generate_signing_key(version: str) -> SigningKey:
+    """A new random ed25519 signing key named ``ed25519:<version>``."""
+    return cast(SigningKey, _with_id(nacl.signing.SigningKey.generate(), ED25519, version))
+
+
+def decode_signing_key_base64(algorithm: str, version: str, key_base64: str) -> SigningKey:
+    """A signing key from its seed in base64 (the key file's form); ValueError for an
+    algorithm other than ed25519."""
+    if algorithm != ED25519:
+        raise ValueError(f"Unsupported algorithm {algorithm}")
+    return cast(SigningKey, _with_id(nacl.signing.SigningKey(decode_base64(key_base64)), ED25519, version))
+
+
+def encode_signing_key_base64(key: SigningKey) -> str:
+    """The key's seed in unpadded base64."""
+    return encode_base64(key.encode())
+
+
+def get_verify_key(signing_key: SigningKey) -> VerifyKey:
+    """The public half, under the same key ID."""
+    return cast(VerifyKey, _with_id(signing_key.verify_key, signing_key.alg, signing_key.version))
+
+
+def encode_verify_key_base64(key: VerifyKey) -> str:
+    """A verify key as published (unpadded base64)."""
+    return encode_base64(key.encode())
+
+
+def decode_verify_key_bytes(key_id: str, key_bytes: bytes) -> VerifyKey:
+    """A verify key from its raw bytes under ``key_id``; ValueError unless the ID names
+    ed25519."""
+    alg, sep, version = key_id.partition(":")
+    if alg != ED25519 or not sep:
+        raise ValueError(f"Unsupported algorithm {key_id!r}")
+    return cast(VerifyKey, _with_id(nacl.signing.VerifyKey(key_bytes), ED25519, version))
+
 
 class SignatureError(Exception):
     """A required signature is missing, malformed or does not verify."""
@@ -74,8 +128,7 @@ def signing_key_from_seed(seed: bytes, version: str) -> SigningKey:
 
 def decode_verify_key_base64(key_id: str, key_base64: str) -> VerifyKey:
     """A verify key from its published base64 form, under its ``alg:version`` key ID."""
-    # signedjson types it as its protocol; the object is a nacl key with alg and version set.
-    return cast(VerifyKey, decode_verify_key_bytes(key_id, decode_base64(key_base64)))
+    return decode_verify_key_bytes(key_id, decode_base64(key_base64))
 
 
 Encoder = Callable[[Any], bytes]

@@ -27,13 +27,12 @@ other servers by `federation_query`, `claim_local` and `user_devices`.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from canonicaljson import encode_canonical_json
-from signedjson.key import decode_verify_key_bytes
-from signedjson.sign import SignatureVerifyException, verify_signed_json
 from unpaddedbase64 import decode_base64
 
+from federation.events.signing import decode_verify_key_bytes
 from homeserver.errors import MatrixError
 from homeserver.identifiers import parse_user_id
 from homeserver.records.e2ee import CrossSigningSignature, OneTimeKey
@@ -80,9 +79,15 @@ def ed25519_verify(obj: dict[str, Any], signer_user_id: str, key_id: str, public
         return False
     if not isinstance(sigs[signer_user_id].get(key_id), str):
         return False
+    # signedjson's encoding (canonicaljson's) is what clients' key signatures are
+    # checked against; imported when a server first verifies one, not at start-up
+    # (its package reads the installed distributions when imported, about 0.8 MB).
+    from signedjson.sign import verify_signed_json
+
     try:
-        verify_signed_json(obj, signer_user_id, verify_key)
-    except (SignatureVerifyException, Exception):
+        # A PyNaCl key with alg and version set, which is what signedjson's protocol types.
+        verify_signed_json(obj, signer_user_id, cast(Any, verify_key))
+    except Exception:
         return False
     return True
 

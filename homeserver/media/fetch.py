@@ -11,13 +11,12 @@ https are ever followed; bodies are read under a byte cap.
 from __future__ import annotations
 
 import contextlib
-import ssl
 from collections.abc import AsyncIterator
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
-from federation.outbound_guard import OutboundGuard, RefusedAddressError
+from federation.outbound_guard import SYSTEM_TRUST, OutboundGuard, RefusedAddressError, TlsTrust
 
 __all__ = ["FetchError", "TooLargeError", "UrlFetcher", "read_capped"]
 
@@ -69,11 +68,11 @@ class UrlFetcher:
     """GETs through the outbound guard, redirects followed hop by hop."""
 
     def __init__(
-        self, guard: OutboundGuard, ssl_context: ssl.SSLContext | None = None, *,
+        self, guard: OutboundGuard, ssl_context: TlsTrust = SYSTEM_TRUST, *,
         user_agent: str = "Accord",
     ) -> None:
         self.guard = guard
-        self.ssl_context = ssl_context if ssl_context is not None else ssl.create_default_context()
+        self.ssl_context = ssl_context
         self.user_agent = user_agent
         self._session: aiohttp.ClientSession | None = None
 

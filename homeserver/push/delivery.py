@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import orjson
 
-from federation.outbound_guard import OutboundGuard, RefusedAddressError
+from federation.outbound_guard import OutboundGuard, RefusedAddressError, TlsTrust
 from homeserver.clock import Clock
 from homeserver.config import PushConfig
 from homeserver.push.evaluator import tweak
@@ -90,7 +89,7 @@ class PushDelivery:
         memberships: Callable[[str], Awaitable[list[UserMembership]]],
         joined_rooms: Callable[[Iterable[str]], Awaitable[dict[str, list[tuple[int, int]]]]],
         guard: OutboundGuard,
-        ssl_context: ssl.SSLContext,
+        ssl_context: TlsTrust,
         clock: Clock,
     ) -> None:
         self.config = config

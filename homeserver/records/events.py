@@ -6,8 +6,11 @@ from dataclasses import dataclass
 from typing import Any
 
 
-@dataclass
+@dataclass(slots=True)
 class StoredEvent:
+    """Slotted: the event cache holds tens of thousands, and a slotted record takes
+    about 110 bytes less than one with an attribute dict."""
+
     nid: int
     event_id: str
     room_nid: int

@@ -50,6 +50,10 @@ CREATE: StateKey = ("m.room.create", "")
 # the check needs (`state_events_at_snapshot`), not copied whole per membership change.
 Precondition = Callable[[int | None], Awaitable[StoredEvent | None]]
 MAX_PREV_EVENTS = 10
+# Sends whose transaction IDs are answered from memory. Retries come within seconds of
+# the first attempt; older ones are answered by the unique transaction key on write, so
+# more entries only cost memory (about 400 bytes each: 10,000 held 4 MB).
+RECENT_TXNS = 1_000
 
 
 class RoomService:
@@ -428,7 +432,7 @@ class RoomService:
     def _remember_txn(self, txn_info: ClientTxn | None, stored: StoredEvent) -> None:
         if txn_info is not None:
             self._recent_txns[txn_info.key] = stored.event_id
-            if len(self._recent_txns) > 10_000:
+            if len(self._recent_txns) > RECENT_TXNS:
                 self._recent_txns.popitem(last=False)
 
     async def joined_local_users(self, room: RoomRecord) -> set[str]:

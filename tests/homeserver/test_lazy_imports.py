@@ -1,6 +1,7 @@
 """What an idle server has not loaded: optional libraries cost resident memory at start-up
 (measured beside a started server: cryptography 8 MB, dnspython 3.4, asyncpg 3.2, Pillow
-2.3, Jinja2 2.0, aiosmtplib 0.4), so each is imported by the feature that needs it, when
+2.3, Jinja2 2.0, importlib.metadata 0.8 (signedjson's package reads its version with it),
+aiosmtplib 0.4), so each is imported by the feature that needs it, when
 first used. Checked in a fresh process (another test may have imported them here), which
 then serves a request needing Pillow: a thumbnail."""
 
@@ -17,7 +18,7 @@ from tests.conftest import config_dict
 from tests.homeserver.media.helpers import png
 
 REPO = Path(__file__).resolve().parents[2]
-LAZY = ["PIL", "jinja2", "aiosmtplib", "asyncpg", "dns", "cryptography"]
+LAZY = ["PIL", "jinja2", "aiosmtplib", "asyncpg", "dns", "cryptography", "signedjson", "importlib.metadata"]
 
 _SCRIPT = """
 import asyncio, json, sys

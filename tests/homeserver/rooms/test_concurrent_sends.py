@@ -90,3 +90,24 @@ async def test_event_built_on_a_failed_queued_event_is_built_again(db_overrides:
     assert behind.event["prev_events"] == [first]
     head = await rooms.head(room)
     assert head.extremities == [behind.nid]
+
+
+async def test_retry_beyond_the_remembered_sends_answers_its_first_event(
+    db_overrides: dict[str, Any], make_api: ClientFactory, monkeypatch: Any
+) -> None:
+    # Only the latest sends' transactions are kept in memory; an older retry is answered
+    # by the database's unique key with the same event, and nothing new is sent.
+    monkeypatch.setattr("homeserver.rooms.service.RECENT_TXNS", 2)
+    api = await make_api(**db_overrides)
+    alice = await user(api, "alice")
+    room = (await api.post("createRoom", {}, token=alice))["room_id"]
+    sent = [
+        (await api.put(f"rooms/{room}/send/m.room.message/r{i}", {"msgtype": "m.text", "body": str(i)},
+                       token=alice))["event_id"]
+        for i in range(4)
+    ]
+    assert len(api.hs.room_service._recent_txns) == 2
+    again = await api.put(f"rooms/{room}/send/m.room.message/r0", {"msgtype": "m.text", "body": "0"}, token=alice)
+    assert again["event_id"] == sent[0]
+    timeline = [e["event_id"] for e in await _timeline(api, room, alice) if e["type"] == "m.room.message"]
+    assert timeline == sent
