@@ -34,7 +34,7 @@ from homeserver.receipts import MAIN_THREAD, thread_of
 from homeserver.records.events import StoredEvent
 from homeserver.records.rooms import RoomRecord
 from homeserver.storage.database import Txn
-from homeserver.storage.push_actions import PushActionStore
+from homeserver.storage.push_actions import EventNotifications, PushActionStore
 
 if TYPE_CHECKING:
     from homeserver.account_data import AccountDataService
@@ -60,6 +60,15 @@ class PushQueue(Protocol):
 
 class CountsListener(Protocol):
     def __call__(self, room_nid: int, user_ids: list[str]) -> None: ...
+
+
+class WrittenListener(Protocol):
+    """Told, inside a live event's transaction, the notification rows it writes for the
+    event at `position` (None: forget what was told of that position, the transaction
+    is writing it anew). The transaction may yet fail: a listener trusts an entry only
+    for the event (`event_nid`) it finds committed at that position."""
+
+    def __call__(self, room_nid: int, position: int, event_nid: int, rows: EventNotifications | None) -> None: ...
 
 
 class _Lru:
@@ -139,6 +148,9 @@ class PushActionsIndex:
         # told (room nid, users) when stored counts changed other than by growing
         # at the stream's head: a redaction removed notifications
         self.on_removed: list[CountsListener] = []
+        # told each live event's rows as they are written (the woken readers' unread
+        # counts then need no read of them: sync/room_tallies.py)
+        self.on_written: list[WrittenListener] = []
         self._names = _Lru()  # membership event nid -> display name ("" when none)
         # room nid -> its members as of the last write that read them, least recently
         # used first, bounded by rows; dropped when the writer reports a state change.
@@ -268,10 +280,24 @@ class PushActionsIndex:
         which stands for everyone else. A message in a room of 10,000 thus costs one
         evaluation, one pass of substring tests and one row.
         """
-        # Backfilled history sits below position 1 and notifies nobody; so do
-        # events already redacted when they arrive.
-        if stored.stream_ordering is None or stored.stream_ordering <= 0 or stored.redacted_by is not None:
+        # Backfilled history sits below position 1 and notifies nobody.
+        if stored.stream_ordering is None or stored.stream_ordering <= 0:
             return
+        self._tell(room.room_nid, stored, None)  # an earlier attempt's rows are not this one's
+        self._tell(room.room_nid, stored, await self._write_actions(txn, room, stored))
+
+    def _tell(self, room_nid: int, stored: StoredEvent, rows: EventNotifications | None) -> None:
+        assert stored.stream_ordering is not None
+        for listener in self.on_written:
+            listener(room_nid, stored.stream_ordering, stored.nid, rows)
+
+    async def _write_actions(self, txn: Txn, room: RoomRecord, stored: StoredEvent) -> EventNotifications:
+        """`event_written`'s work: the rows it wrote, exactly as `rows_for_events` would
+        read them back."""
+        assert stored.stream_ordering is not None
+        none = EventNotifications([], [])
+        if stored.redacted_by is not None:  # already redacted when it arrives: notifies nobody
+            return none
         event = stored.event
         sender = event.get("sender")
         state_key = event.get("state_key")
@@ -285,7 +311,7 @@ class PushActionsIndex:
         ):
             invitee = state_key  # not a member yet
         if not entry.local and invitee is None:
-            return
+            return none
         await self._load_events(txn, [n for n in (entry.power_levels_nid, entry.create_nid) if n is not None])
         state: dict[tuple[str, str], Any] = {}
         if entry.create_nid is not None:
@@ -332,10 +358,10 @@ class PushActionsIndex:
             elif room_wide and user_id != invitee:
                 suppressed.append(user_id)
         if not room_wide and not groups:
-            return
+            return none
         thread = await self._thread(txn, event)
         now = self.clock.time_ms()
-        await PushActionStore.add_event(
+        written = await PushActionStore.add_event(
             txn, room.room_nid, stored.stream_ordering, stored.nid, thread, now, sender=str(sender),
             room_wide=(highlights(common), common) if room_wide else None,
             groups=[(users, highlights(actions), actions) for actions, users in groups.values()],
@@ -353,6 +379,7 @@ class PushActionsIndex:
                 ]
             if pushed:
                 await self.queue.queue_in(txn, room, stored, sorted(pushed))
+        return written
 
     async def _named(
         self, txn: Txn, entry: _RoomMembers, event: dict[str, Any], invitee: str | None

@@ -20,6 +20,15 @@ only go by a redaction, which drops the room's tally (`rows_removed`). A reader
 whose range starts before what is kept (or spans more than the window keeps)
 counts in the database as before.
 
+The event writer also tells the tallies the rows it writes for each live event
+(`told`, from the push actions index inside the event's transaction), so the readers
+woken by a send count from memory without a read. An entry is trusted only for the
+event found committed at its position (the window of recent events names it): a
+transaction that fails leaves an entry nobody asks for, and one that is run again
+tells its rows again. Positions are never reused, and a redaction forgets every entry.
+Entries nobody takes (rooms without incremental readers) go oldest first beyond
+`_MAX_TOLD`.
+
 Bounded: `per_room` rows per room (the oldest positions go first; enough for a
 room of thousands of readers to keep the last several seconds of a busy stream, so a
 reader lagging behind still counts from memory), `max_rows` in all (the least
@@ -34,12 +43,19 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from homeserver.records.events import StoredEvent
+from homeserver.storage.push_actions import EventNotifications
+
 if TYPE_CHECKING:
     from homeserver.rooms.recent import RecentEvents
     from homeserver.storage.push_actions import PushActionStore
 
 _PER_ROOM = 65_536
 _MAX_ROWS = 262_144
+# Events whose rows the writer told and no reader took yet; an event with more rows
+# than _MAX_TOLD_ROWS is not kept (its readers read them).
+_MAX_TOLD = 4_096
+_MAX_TOLD_ROWS = 1_024
 
 
 @dataclass
@@ -70,11 +86,26 @@ class RoomTallies:
         self._rooms: OrderedDict[int, _Tally] = OrderedDict()
         self._rows = 0  # rows kept in all rooms
         self._removals: dict[int, int] = {}  # room nid -> rows_removed calls (guards a read)
+        # position -> (event nid, its rows) as the writer told them, oldest first. Told
+        # from the writer's thread on SQLite: only single (atomic) dictionary operations.
+        self._told: OrderedDict[int, tuple[int, EventNotifications]] = OrderedDict()
         self.hits = 0  # counts answered from a tally, without a query of their own
         self.misses = 0  # counts the caller made in the database
+        self.told_hits = 0  # events whose rows were taken from what the writer told
 
     def stats(self) -> dict[str, int]:
-        return {"hits": self.hits, "misses": self.misses, "rooms": len(self._rooms), "entries": self._rows}
+        return {"hits": self.hits, "misses": self.misses, "told_hits": self.told_hits,
+                "rooms": len(self._rooms), "entries": self._rows}
+
+    def told(self, room_nid: int, position: int, event_nid: int, rows: EventNotifications | None) -> None:
+        """The writer's transaction wrote `rows` for the event at `position` (None: it is
+        writing that position anew, forget what was told). See the module docstring."""
+        if rows is None or len(rows.users) > _MAX_TOLD_ROWS:
+            self._told.pop(position, None)
+            return
+        self._told[position] = (event_nid, rows)
+        while len(self._told) > _MAX_TOLD:
+            self._told.popitem(last=False)
 
     async def counts(self, user_id: str, room_nid: int, after: int, upto: int) -> tuple[int, int]:
         """The user's (notifications, highlights) in the room at positions in (after, upto]."""
@@ -145,7 +176,7 @@ class RoomTallies:
         tally then starting afresh at `upto`."""
         removals = self._removals.get(room_nid, 0)
         events = await self.recent.between(room_nid, tally.hi, upto)
-        found = await self.store.rows_for_events([e.nid for e in events]) if events else None
+        found = await self._rows_of(events) if events else None
         if events is None or self._removals.get(room_nid, 0) != removals or self._rooms.get(room_nid) is not tally:
             if self._rooms.get(room_nid) is tally:
                 self._rows -= tally.rows
@@ -184,6 +215,25 @@ class RoomTallies:
             self._drop(oldest)
         return True
 
+    async def _rows_of(self, events: list[StoredEvent]) -> EventNotifications:
+        """The events' rows: those the writer told, and the others read."""
+        users: list[tuple[int, str, bool, bool]] = []
+        wide: list[tuple[int, str, bool]] = []
+        unknown: list[int] = []
+        for event in events:
+            entry = self._told.pop(event.stream_ordering, None) if event.stream_ordering is not None else None
+            if entry is None or entry[0] != event.nid:
+                unknown.append(event.nid)
+                continue
+            users += entry[1].users
+            wide += entry[1].room_wide
+        self.told_hits += len(events) - len(unknown)
+        if unknown:
+            read = await self.store.rows_for_events(unknown)
+            users += read.users
+            wide += read.room_wide
+        return EventNotifications(users, wide)
+
     def _drop(self, room_nid: int) -> None:
         tally = self._rooms.pop(room_nid, None)
         if tally is not None:
@@ -193,6 +243,7 @@ class RoomTallies:
         """Stored rows of the room went (a redaction): its tally is read afresh."""
         self._removals[room_nid] = self._removals.get(room_nid, 0) + 1
         self._drop(room_nid)
+        self._told.clear()  # some told rows may be gone (rare: any room's, all at once)
 
     def forget_room(self, room_nid: int) -> None:
         self._drop(room_nid)

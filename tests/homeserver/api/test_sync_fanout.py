@@ -13,6 +13,7 @@ import asyncio
 from typing import Any
 from urllib.parse import quote
 
+from homeserver.storage.push_actions import EventNotifications
 from homeserver.sync.shared_sections import SharedTimelines
 from homeserver.sync.streams.room_events import RoomEventsStream
 from homeserver.sync.tokens import SyncToken
@@ -95,6 +96,67 @@ async def test_unread_counts_of_many_readers(db_overrides: dict[str, Any], make_
     # Each event's rows were read once for the room: most readers counted from memory.
     assert stats["hits"] > stats["misses"], stats
     assert 'accord_cache_hits_total{cache="unread_room_tallies"}' in hs.metrics.render(hs)
+
+
+async def test_woken_readers_count_what_the_writer_told(
+    db_overrides: dict[str, Any], make_api: ClientFactory
+) -> None:
+    """The rows each event's write stored are told to the tallies, so readers woken by
+    a send count without reading them: after every kind of event that writes rows
+    (room-wide, a mention's own row, an ignoring reader's exception, none at all),
+    no read of the rows, and each reader's counts are the database's. An entry told
+    for another event than the one committed at its position is not trusted."""
+    api = await make_api(**db_overrides)
+    hs = api.hs
+    tallies = hs.unread.tallies
+    assert tallies is not None
+    _, _, owner, room, readers = await _room_with_readers(api, READERS)
+    since = [(await api.get("sync", token=r["access_token"]))["next_batch"] for r in readers]
+    store = hs.push_actions.store
+    reads: list[list[int]] = []
+    read_rows = store.rows_for_events
+
+    async def counted(nids: Any) -> Any:
+        reads.append(list(nids))
+        return await read_rows(nids)
+
+    store.rows_for_events = counted  # type: ignore[method-assign]
+
+    async def everyone_syncs() -> None:
+        for i, reader in enumerate(readers):
+            body = await api.get(f"sync?since={since[i]}", token=reader["access_token"])
+            since[i] = body["next_batch"]
+            got = body["rooms"]["join"][room]["unread_notifications"]
+            want = await _recount(api, reader["user_id"], room, SyncToken.parse(since[i]).events)
+            assert got == want, (i, got, want)
+
+    contents = [
+        {"msgtype": "m.text", "body": "hello"},
+        {"msgtype": "m.notice", "body": "notifies nobody"},
+        {"msgtype": "m.text", "body": "you", "m.mentions": {"user_ids": [readers[0]["user_id"]]}},
+        {"msgtype": "m.text", "body": f"hi {readers[1]['user_id'].split(':')[0][1:]}"},  # by localpart
+    ]
+    for n, content in enumerate(contents):
+        await api.put(f"rooms/{room}/send/m.room.message/t{n}", content, token=owner["access_token"])
+        await everyone_syncs()
+    assert reads == [] and tallies.stats()["told_hits"] == len(contents)
+    # A reader's own message, then two events in one range.
+    await api.put(f"rooms/{room}/send/m.room.message/own", {"msgtype": "m.text", "body": "mine"},
+                  token=readers[1]["access_token"])
+    for n in range(2):
+        await api.put(f"rooms/{room}/send/m.room.message/u{n}", {"msgtype": "m.text", "body": "x"},
+                      token=owner["access_token"])
+    await everyone_syncs()
+    assert reads == []
+
+    # What was told for a position names another event: the rows are read instead.
+    event_id = (await api.put(f"rooms/{room}/send/m.room.message/w", {"msgtype": "m.text", "body": "w"},
+                              token=owner["access_token"]))["event_id"]
+    stored = await hs.event_store.get_event(event_id)
+    assert stored is not None and stored.stream_ordering is not None
+    tallies.told(stored.room_nid, stored.stream_ordering, stored.nid + 1_000, EventNotifications([], []))
+    await everyone_syncs()
+    assert reads == [[stored.nid]]
 
 
 async def test_a_reader_far_behind_counts_in_the_database(api: Api) -> None:
