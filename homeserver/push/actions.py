@@ -21,8 +21,9 @@ common answer, one per member evaluated one by one, and one row for everyone els
 from __future__ import annotations
 
 import bisect
+import functools
 from collections import OrderedDict
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -30,6 +31,7 @@ from federation.events import get_room_version, get_user_power_level
 from homeserver.clock import Clock
 from homeserver.push.defaults import Ruleset, server_default_rules
 from homeserver.push.evaluator import evaluate, highlights, notifies
+from homeserver.push.glob import glob_matches
 from homeserver.receipts import MAIN_THREAD, thread_of
 from homeserver.records.events import StoredEvent
 from homeserver.records.rooms import RoomRecord
@@ -104,6 +106,29 @@ _COMMON_RULES: Ruleset = {
     kind: [r for r in rules if r["rule_id"] not in USER_SPECIFIC_RULES]
     for kind, rules in server_default_rules("@-:-").items()
 }
+
+
+def _may_match_type(rule: Mapping[str, Any], event_type: str) -> bool:
+    """False when one of the rule's conditions is an `event_match` on `type` that an
+    event of this type fails (as the evaluator itself judges it): all conditions must
+    hold, so the rule cannot match such an event."""
+    conditions = rule.get("conditions")
+    if not isinstance(conditions, list):
+        return True
+    return not any(
+        isinstance(c, Mapping) and c.get("kind") == "event_match" and c.get("key") == "type"
+        and isinstance(c.get("pattern"), str) and not glob_matches(c["pattern"], event_type)
+        for c in conditions
+    )
+
+
+@functools.lru_cache(maxsize=512)
+def _common_rules_for(event_type: str) -> Ruleset:
+    """`_COMMON_RULES` less the rules no event of this type can match: the same answer
+    for every event of the type, found without walking a dozen rules that test
+    another type (each send's evaluation, on its writer's path). Bounded: types are
+    the senders' to choose."""
+    return {kind: [r for r in rules if _may_match_type(r, event_type)] for kind, rules in _COMMON_RULES.items()}
 
 
 def _plain_lower(text: str) -> str | None:
@@ -331,7 +356,9 @@ class PushActionsIndex:
         if not is_state:  # users with an ignore list
             for users in await self.account_data.holders_in(txn, IGNORED_USERS):
                 special |= users & entry.members
-        common = evaluate(_COMMON_RULES, shown, entry.joined_count, None, sender_level, levels_content)
+        event_type = event.get("type")
+        rules = _common_rules_for(event_type) if isinstance(event_type, str) else _COMMON_RULES
+        common = evaluate(rules, shown, entry.joined_count, None, sender_level, levels_content)
         common_notifies = notifies(common)
         groups: dict[int, tuple[list[Any], list[str]]] = {}  # id(actions) -> (actions, users)
         special.discard(str(sender))
