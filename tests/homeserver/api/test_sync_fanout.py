@@ -35,6 +35,17 @@ async def _recount(api: Api, user_id: str, room_id: str, now: int) -> dict[str, 
     return await fresh.counts(user_id, room, m.stream_ordering, now)
 
 
+async def _everyone_syncs(api: Api, room_id: str, readers: list[dict[str, Any]], since: list[str]) -> None:
+    """Each reader syncs on from its token (`since`, moved on) and gets the room's unread
+    counts exactly as a recount in the database gives them."""
+    for i, reader in enumerate(readers):
+        body = await api.get(f"sync?since={since[i]}", token=reader["access_token"])
+        since[i] = body["next_batch"]
+        got = body["rooms"]["join"][room_id]["unread_notifications"]
+        want = await _recount(api, reader["user_id"], room_id, SyncToken.parse(since[i]).events)
+        assert got == want, (i, got, want)
+
+
 async def _room_with_readers(
     api: Api, n: int
 ) -> tuple[RoomEventsStream, SharedTimelines, dict[str, Any], str, list[dict[str, Any]]]:
@@ -69,12 +80,7 @@ async def test_unread_counts_of_many_readers(db_overrides: dict[str, Any], make_
         return (await api.put(f"rooms/{room}/send/m.room.message/{txn}", content, token=token))["event_id"]
 
     async def everyone_syncs() -> None:
-        for i, reader in enumerate(readers):
-            body = await api.get(f"sync?since={since[i]}", token=reader["access_token"])
-            since[i] = body["next_batch"]
-            got = body["rooms"]["join"][room]["unread_notifications"]
-            want = await _recount(api, reader["user_id"], room, SyncToken.parse(since[i]).events)
-            assert got == want, (i, got, want)
+        await _everyone_syncs(api, room, readers, since)
 
     first = await send(owner, "a", {"msgtype": "m.text", "body": "hello"})
     await everyone_syncs()
@@ -123,12 +129,7 @@ async def test_woken_readers_count_what_the_writer_told(
     store.rows_for_events = counted  # type: ignore[method-assign]
 
     async def everyone_syncs() -> None:
-        for i, reader in enumerate(readers):
-            body = await api.get(f"sync?since={since[i]}", token=reader["access_token"])
-            since[i] = body["next_batch"]
-            got = body["rooms"]["join"][room]["unread_notifications"]
-            want = await _recount(api, reader["user_id"], room, SyncToken.parse(since[i]).events)
-            assert got == want, (i, got, want)
+        await _everyone_syncs(api, room, readers, since)
 
     contents = [
         {"msgtype": "m.text", "body": "hello"},
