@@ -14,7 +14,6 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import Callable
 
 from homeserver.config import (
     Config,
@@ -117,7 +116,6 @@ async def _run(config: Config) -> None:
         for lst, addr, port in hs.bound:
             scheme = "https" if lst.tls else "http"
             print(f"accord: listening on {scheme}://{addr}:{port} ({', '.join(lst.resources)})", flush=True)
-        print(f"accord: event loop {type(asyncio.get_running_loop()).__module__.split('.')[0]}", flush=True)
         print(
             "accord: register the first admin with:\n"
             f"  accord register-user --config {getattr(config, '_path', 'CONFIG')} --admin USERNAME",
@@ -167,27 +165,6 @@ def _few_malloc_arenas() -> None:
     tune_malloc(arena_max=None if "MALLOC_ARENA_MAX" in os.environ else 2)
 
 
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's event loop when it is installed, else None (asyncio's own).
-
-    Every send crosses threads twice (to the SQLite writer's thread and back, the
-    way back through the loop's self-pipe) before its readers are woken, and each
-    request costs the loop a few turns of callbacks and socket calls: libuv's loop
-    does these in C. Measured on a loaded two-core machine, the hand-off back from
-    the writer took 0.3 ms instead of 0.8 (median) and the one to it 0.26 instead of
-    0.45. uvloop implements asyncio's interface, which the test suite's servers run
-    on (pytest-aiohttp's loop), so it stays optional: without it (a platform it has
-    no wheel for) the server runs as before. `ACCORD_EVENT_LOOP=asyncio` keeps
-    asyncio's loop where uvloop is installed, to compare or to rule it out."""
-    if os.environ.get("ACCORD_EVENT_LOOP", "").lower() == "asyncio":
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
-
-
 def run(args: argparse.Namespace) -> int:
     from homeserver.storage.database import DatabaseError
 
@@ -195,8 +172,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = _load(args.config)
         object.__setattr__(config, "_path", args.config)
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(_run(config))
+        asyncio.run(_run(config))
     except (ConfigError, KeyFileError, DatabaseError) as e:
         return _fail(str(e))
     except OSError as e:

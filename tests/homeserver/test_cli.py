@@ -8,10 +8,8 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import aiohttp
-import pytest
 import yaml
 
 from homeserver.storage.migrations import all_migrations
@@ -148,40 +146,3 @@ def test_readme_start_command_serves_versions(tmp_path: Path) -> None:
             assert await proc.wait() == 0
 
     asyncio.run(run())
-
-
-def test_run_serves_on_uvloop_unless_told_asyncio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`accord run` takes uvloop's event loop where it is installed (it is a pinned
-    dependency here), says so, and serves a send and the /sync that waits for it;
-    ACCORD_EVENT_LOOP=asyncio keeps asyncio's loop."""
-    pytest.importorskip("uvloop")
-
-    async def serve(data: Path) -> str:
-        server = ServerProcess(data)
-        await server.start()
-        try:
-            async with aiohttp.ClientSession() as s:
-                async def call(method: str, path: str, body: Any = None, token: str | None = None) -> Any:
-                    headers = {"Authorization": f"Bearer {token}"} if token else {}
-                    async with s.request(method, f"{server.client_url}/_matrix/client/v3/{path}",
-                                         json=body, headers=headers) as resp:
-                        assert resp.status == 200, await resp.text()
-                        return await resp.json()
-
-                reg = await call("POST", "register", {"username": "u", "password": "a-long-password",
-                                                      "auth": {"type": "m.login.dummy"}})
-                token = reg["access_token"]
-                room = (await call("POST", "createRoom", {}, token))["room_id"]
-                since = (await call("GET", "sync", token=token))["next_batch"]
-                waiting = asyncio.ensure_future(call("GET", f"sync?since={since}&timeout=10000", token=token))
-                await asyncio.sleep(0.2)
-                await call("PUT", f"rooms/{room}/send/m.room.message/t1", {"msgtype": "m.text", "body": "hi"}, token)
-                timeline = (await waiting)["rooms"]["join"][room]["timeline"]["events"]
-                assert [e["content"].get("body") for e in timeline] == ["hi"]
-        finally:
-            assert await server.stop() == 0
-        return next(line for line in server.output if "event loop" in line).split("event loop ")[1].strip()
-
-    assert asyncio.run(serve(tmp_path / "uv")) == "uvloop"
-    monkeypatch.setenv("ACCORD_EVENT_LOOP", "asyncio")
-    assert asyncio.run(serve(tmp_path / "plain")) == "asyncio"
