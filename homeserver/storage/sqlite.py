@@ -15,10 +15,10 @@ rolled back and re-run with a savepoint around each function, so a failure
 undoes only its own function. Readers use separate connections, which WAL lets
 run beside the writer; they take read jobs from one shared queue.
 
-The hand-off is as short as it can be made (`_Thread`): a caller's `put` on the
-thread's `queue.SimpleQueue` wakes the thread at once, with no turn of the event
-loop in between, and a batch's callers are all answered by one
-`call_soon_threadsafe`. Through aiosqlite a write took a turn of the loop on
+The hand-off is as short as it can be made (`_Thread`): the writes queued in one
+turn of the event loop go onto the writer thread's `queue.SimpleQueue` with one
+`put` at its end (one callback, no task), which wakes the thread, and a batch's
+callers are all answered by one `call_soon_threadsafe`. Through aiosqlite a write took a turn of the loop on
 each side of the thread (a writer task took the queue, then woke again to answer
 the callers), and every call went through its wrapper's bookkeeping.
 """
@@ -206,6 +206,12 @@ class _Thread:
         self.thread = threading.Thread(target=main, name=self.name, daemon=True)
         self.thread.start()
 
+    def join(self) -> None:
+        """Once `stopped`: the thread has only to return (a moment), so its end is awaited
+        in place, and a closed database leaves no thread of its own behind."""
+        if self.thread is not None:
+            self.thread.join()
+
 
 class SqliteDatabase(Database):
     engine = "sqlite"
@@ -228,7 +234,10 @@ class SqliteDatabase(Database):
         # never given back): the readers' are kept small, since what they read is in
         # the system's file cache anyway; the writer keeps the default for its indexes.
         self.reader_cache_kib = reader_cache_kib
-        self._writes: queue.SimpleQueue[_Write] = queue.SimpleQueue()
+        # Writes queued during the current turn of the event loop, handed to the writer
+        # thread together at its end (`_hand_over`), as one unit of its queue.
+        self._pending: list[_Write] = []
+        self._writes: queue.SimpleQueue[list[_Write]] = queue.SimpleQueue()
         self._reads: queue.SimpleQueue[_Read | None] = queue.SimpleQueue()
         self._writer: _Thread | None = None
         self._readers: list[_Thread] = []
@@ -291,13 +300,16 @@ class SqliteDatabase(Database):
             # A sentinel behind every queued write: those were promised to callers, so
             # they commit before the writer stops.
             if not self._writer.stopped.done():
-                self._writes.put((None, self._writer.loop.create_future()))
+                self._hand_over()
+                self._writes.put([(None, self._writer.loop.create_future())])
             await self._writer.stopped
+            self._writer.join()
             self._writer = None
         for _ in self._readers:
             self._reads.put(None)
         for reader in self._readers:
             await reader.stopped
+            reader.join()
         self._readers.clear()
 
     async def write(self, fn: TxnFn[T]) -> T:
@@ -312,21 +324,37 @@ class SqliteDatabase(Database):
     def _enqueue(self, fn: TxnFn[T]) -> asyncio.Future[T]:
         if not self._open:
             raise DatabaseError("database is not open")
-        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._writes.put((fn, fut))
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._hand_over)
+        self._pending.append((fn, fut))
         return fut
+
+    def _hand_over(self) -> None:
+        """Give the writer thread what this turn of the loop queued, in one `put`.
+
+        Handed over one by one, the first write of a burst would wake the thread while
+        the loop is still taking the burst's other requests: the writer would commit it
+        alone and contend with the loop for the interpreter meanwhile (fewer writes per
+        commit, more CPU per write). At the end of the turn, the burst is one batch."""
+        if self._pending:
+            jobs, self._pending = self._pending, []
+            self._writes.put(jobs)
 
     def _serve_writes(self, conn: sqlite3.Connection, loop: asyncio.AbstractEventLoop) -> None:
         """The writer thread: takes everything queued (up to `max_batch`) and runs it as
         one transaction with one commit, then answers the batch's callers in one turn
         of the event loop; what is queued meanwhile is the next batch."""
+        left: list[_Write] = []  # taken from the queue, beyond the last batch's max_batch
         while True:
-            batch = [self._writes.get()]
+            batch = left or self._writes.get()
             while len(batch) < self.max_batch:
                 try:
-                    batch.append(self._writes.get_nowait())
+                    batch = batch + self._writes.get_nowait()
                 except queue.Empty:
                     break
+            batch, left = batch[: self.max_batch], batch[self.max_batch :]
             stopping = [fut for fn, fut in batch if fn is None]
             # A caller gone before its batch started (cancelled) has nothing written.
             live = [(fn, fut) for fn, fut in batch if fn is not None and not fut.cancelled()]
@@ -338,7 +366,7 @@ class SqliteDatabase(Database):
                     logger.exception("group commit failed")
                     outcomes = [(False, DatabaseError(f"commit failed: {e}"))] * len(live)
                 loop.call_soon_threadsafe(_resolve_all, [fut for _, fut in live], outcomes)
-            if stopping:
+            if stopping and not left:
                 loop.call_soon_threadsafe(_resolve_all, stopping, [(True, None)] * len(stopping))
                 return
 
