@@ -21,8 +21,9 @@ common answer, one per member evaluated one by one, and one row for everyone els
 from __future__ import annotations
 
 import bisect
+import functools
 from collections import OrderedDict
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -30,11 +31,12 @@ from federation.events import get_room_version, get_user_power_level
 from homeserver.clock import Clock
 from homeserver.push.defaults import Ruleset, server_default_rules
 from homeserver.push.evaluator import evaluate, highlights, notifies
+from homeserver.push.glob import glob_matches
 from homeserver.receipts import MAIN_THREAD, thread_of
 from homeserver.records.events import StoredEvent
 from homeserver.records.rooms import RoomRecord
 from homeserver.storage.database import Txn
-from homeserver.storage.push_actions import PushActionStore
+from homeserver.storage.push_actions import EventNotifications, PushActionStore
 
 if TYPE_CHECKING:
     from homeserver.account_data import AccountDataService
@@ -62,16 +64,13 @@ class CountsListener(Protocol):
     def __call__(self, room_nid: int, user_ids: list[str]) -> None: ...
 
 
-class RowsListener(Protocol):
-    """Told, inside the transaction, every notification row a live event's write
-    stored: per user, whether it highlights (None: an exception, notify = 0, that
-    only hides the room-wide row), and the room-wide row (its sender, whether it
-    highlights) if any. Both empty when the event notifies nobody."""
+class WrittenListener(Protocol):
+    """Told, inside a live event's transaction, the notification rows it writes for the
+    event at `position` (None: forget what was told of that position, the transaction
+    is writing it anew). The transaction may yet fail: a listener trusts an entry only
+    for the event (`event_nid`) it finds committed at that position."""
 
-    def __call__(
-        self, room_nid: int, event_nid: int, position: int, users: dict[str, bool | None],
-        room_wide: tuple[str, bool] | None,
-    ) -> None: ...
+    def __call__(self, room_nid: int, position: int, event_nid: int, rows: EventNotifications | None) -> None: ...
 
 
 class _Lru:
@@ -107,6 +106,29 @@ _COMMON_RULES: Ruleset = {
     kind: [r for r in rules if r["rule_id"] not in USER_SPECIFIC_RULES]
     for kind, rules in server_default_rules("@-:-").items()
 }
+
+
+def _may_match_type(rule: Mapping[str, Any], event_type: str) -> bool:
+    """False when one of the rule's conditions is an `event_match` on `type` that an
+    event of this type fails (as the evaluator itself judges it): all conditions must
+    hold, so the rule cannot match such an event."""
+    conditions = rule.get("conditions")
+    if not isinstance(conditions, list):
+        return True
+    return not any(
+        isinstance(c, Mapping) and c.get("kind") == "event_match" and c.get("key") == "type"
+        and isinstance(c.get("pattern"), str) and not glob_matches(c["pattern"], event_type)
+        for c in conditions
+    )
+
+
+@functools.lru_cache(maxsize=512)
+def _common_rules_for(event_type: str) -> Ruleset:
+    """`_COMMON_RULES` less the rules no event of this type can match: the same answer
+    for every event of the type, found without walking a dozen rules that test
+    another type (each send's evaluation, on its writer's path). Bounded: types are
+    the senders' to choose."""
+    return {kind: [r for r in rules if _may_match_type(r, event_type)] for kind, rules in _COMMON_RULES.items()}
 
 
 def _plain_lower(text: str) -> str | None:
@@ -151,9 +173,9 @@ class PushActionsIndex:
         # told (room nid, users) when stored counts changed other than by growing
         # at the stream's head: a redaction removed notifications
         self.on_removed: list[CountsListener] = []
-        # told each live event's rows as written (sync/room_tallies.py: a busy room's
-        # readers then count them without reading them back)
-        self.on_written: list[RowsListener] = []
+        # told each live event's rows as they are written (the woken readers' unread
+        # counts then need no read of them: sync/room_tallies.py)
+        self.on_written: list[WrittenListener] = []
         self._names = _Lru()  # membership event nid -> display name ("" when none)
         # room nid -> its members as of the last write that read them, least recently
         # used first, bounded by rows; dropped when the writer reports a state change.
@@ -283,18 +305,24 @@ class PushActionsIndex:
         which stands for everyone else. A message in a room of 10,000 thus costs one
         evaluation, one pass of substring tests and one row.
         """
-        # Backfilled history sits below position 1 and notifies nobody; so do
-        # events already redacted when they arrive.
-        if stored.stream_ordering is None or stored.stream_ordering <= 0 or stored.redacted_by is not None:
+        # Backfilled history sits below position 1 and notifies nobody.
+        if stored.stream_ordering is None or stored.stream_ordering <= 0:
             return
-        users, room_wide = await self._write(txn, room, stored, stored.stream_ordering)
-        for listener in self.on_written:
-            listener(room.room_nid, stored.nid, stored.stream_ordering, users, room_wide)
+        self._tell(room.room_nid, stored, None)  # an earlier attempt's rows are not this one's
+        self._tell(room.room_nid, stored, await self._write_actions(txn, room, stored))
 
-    async def _write(
-        self, txn: Txn, room: RoomRecord, stored: StoredEvent, position: int
-    ) -> tuple[dict[str, bool | None], tuple[str, bool] | None]:
-        """`event_written`'s rows, stored and returned as `RowsListener` is told them."""
+    def _tell(self, room_nid: int, stored: StoredEvent, rows: EventNotifications | None) -> None:
+        assert stored.stream_ordering is not None
+        for listener in self.on_written:
+            listener(room_nid, stored.stream_ordering, stored.nid, rows)
+
+    async def _write_actions(self, txn: Txn, room: RoomRecord, stored: StoredEvent) -> EventNotifications:
+        """`event_written`'s work: the rows it wrote, exactly as `rows_for_events` would
+        read them back."""
+        assert stored.stream_ordering is not None
+        none = EventNotifications([], [])
+        if stored.redacted_by is not None:  # already redacted when it arrives: notifies nobody
+            return none
         event = stored.event
         sender = event.get("sender")
         state_key = event.get("state_key")
@@ -308,7 +336,7 @@ class PushActionsIndex:
         ):
             invitee = state_key  # not a member yet
         if not entry.local and invitee is None:
-            return {}, None
+            return none
         await self._load_events(txn, [n for n in (entry.power_levels_nid, entry.create_nid) if n is not None])
         state: dict[tuple[str, str], Any] = {}
         if entry.create_nid is not None:
@@ -328,7 +356,9 @@ class PushActionsIndex:
         if not is_state:  # users with an ignore list
             for users in await self.account_data.holders_in(txn, IGNORED_USERS):
                 special |= users & entry.members
-        common = evaluate(_COMMON_RULES, shown, entry.joined_count, None, sender_level, levels_content)
+        event_type = event.get("type")
+        rules = _common_rules_for(event_type) if isinstance(event_type, str) else _COMMON_RULES
+        common = evaluate(rules, shown, entry.joined_count, None, sender_level, levels_content)
         common_notifies = notifies(common)
         groups: dict[int, tuple[list[Any], list[str]]] = {}  # id(actions) -> (actions, users)
         special.discard(str(sender))
@@ -355,11 +385,11 @@ class PushActionsIndex:
             elif room_wide and user_id != invitee:
                 suppressed.append(user_id)
         if not room_wide and not groups:
-            return {}, None
+            return none
         thread = await self._thread(txn, event)
         now = self.clock.time_ms()
-        await PushActionStore.add_event(
-            txn, room.room_nid, position, stored.nid, thread, now, sender=str(sender),
+        written = await PushActionStore.add_event(
+            txn, room.room_nid, stored.stream_ordering, stored.nid, thread, now, sender=str(sender),
             room_wide=(highlights(common), common) if room_wide else None,
             groups=[(users, highlights(actions), actions) for actions, users in groups.values()],
             suppressed=suppressed if room_wide else (),
@@ -376,10 +406,7 @@ class PushActionsIndex:
                 ]
             if pushed:
                 await self.queue.queue_in(txn, room, stored, sorted(pushed))
-        written: dict[str, bool | None] = {u: bool(highlights(actions)) for actions, users in groups.values() for u in users}
-        if room_wide:
-            written.update(dict.fromkeys(suppressed))
-        return written, ((str(sender), bool(highlights(common))) if room_wide else None)
+        return written
 
     async def _named(
         self, txn: Txn, entry: _RoomMembers, event: dict[str, Any], invitee: str | None

@@ -130,13 +130,16 @@ class PushActionStore:
         txn: Txn, room_nid: int, stream_ordering: int, event_nid: int, thread_id: str, ts: int, *,
         sender: str, room_wide: tuple[bool, list[Any]] | None,
         groups: Iterable[tuple[Sequence[str], bool, list[Any]]], suppressed: Sequence[str] = (),
-    ) -> None:
+    ) -> EventNotifications:
         """One event's notifications in at most three statements (the send path of a
         big room): the room-wide row, when the common answer (highlight, actions)
         notifies; the per-user rows, each group (users, highlight, actions) with its
         actions encoded once; and the notify = 0 rows of `suppressed`, the members
         evaluated one by one whom the room-wide row must not reach. Per-user rows go
-        in user order: both indexes that lead with the user are then walked once."""
+        in user order: both indexes that lead with the user are then walked once.
+        Returns the rows as `rows_for_events` reads them (the event's position is new,
+        so no row of it can be there already)."""
+        wide: list[tuple[int, str, bool]] = []
         if room_wide is not None:
             highlight, actions = room_wide
             await txn.execute(
@@ -145,6 +148,7 @@ class PushActionStore:
                 (room_nid, stream_ordering, event_nid, sender, thread_id, int(highlight),
                  orjson.dumps(actions).decode(), ts),
             )
+            wide.append((stream_ordering, sender, bool(highlight)))
         args = []
         for users, highlight, actions in groups:
             encoded, flag = orjson.dumps(actions).decode(), int(highlight)
@@ -157,6 +161,7 @@ class PushActionStore:
                 " highlight, actions, ts, notify) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 args,
             )
+        return EventNotifications([(stream_ordering, a[0], bool(a[5]), bool(a[8])) for a in args], wide)
 
     @staticmethod
     async def remove_event(txn: Txn, event_id: str) -> list[str]:

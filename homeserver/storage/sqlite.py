@@ -1,12 +1,11 @@
-"""The embedded engine: SQLite in WAL mode through aiosqlite.
+"""The embedded engine: SQLite in WAL mode, each connection in a thread of its own.
 
-Every hop from the event loop to an aiosqlite connection's thread costs a
-thread hand-off (0.2-0.3 ms here), far more than a small SQLite statement. So a
-whole transaction function runs *inside* the connection's thread in one hop:
-the `Txn` handed to it executes each statement synchronously and never
-suspends, which lets the thread drive the function's coroutine to completion
-by itself. A transaction function that awaits anything but its `Txn` is a bug
-and is refused.
+Every hop from the event loop to a connection's thread costs a thread hand-off,
+far more than a small SQLite statement. So a whole transaction function runs
+*inside* the connection's thread in one hop: the `Txn` handed to it executes each
+statement synchronously and never suspends, which lets the thread drive the
+function's coroutine to completion by itself. A transaction function that awaits
+anything but its `Txn` is a bug and is refused.
 
 One writer connection owns all writes. Callers queue transaction functions;
 the writer takes everything queued and runs it as one transaction with one
@@ -14,19 +13,26 @@ commit, so a burst of N concurrent writers costs one hop and one fsync (group
 commit). Optimistically without savepoints; if a function fails, the batch is
 rolled back and re-run with a savepoint around each function, so a failure
 undoes only its own function. Readers use separate connections, which WAL lets
-run beside the writer.
+run beside the writer; they take read jobs from one shared queue.
+
+The hand-off is as short as it can be made (`_Thread`): the writes queued in one
+turn of the event loop go onto the writer thread's `queue.SimpleQueue` with one
+`put` at its end (one callback, no task), which wakes the thread, and a batch's
+callers are all answered by one `call_soon_threadsafe`. Through aiosqlite a write took a turn of the loop on
+each side of the thread (a writer task took the queue, then woke again to answer
+the callers), and every call went through its wrapper's bookkeeping.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import sqlite3
+import threading
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from functools import partial
 from typing import Any, cast
-
-import aiosqlite
 
 from homeserver.storage.database import Database, DatabaseError, IntegrityError, Row, T, TxnFn
 
@@ -133,6 +139,80 @@ def _run_read(conn: sqlite3.Connection, fn: TxnFn[T]) -> T:
         conn.execute("COMMIT")
 
 
+def _fetch(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> list[Row]:
+    cur = conn.execute(sql, args)
+    try:
+        return [tuple(r) for r in cur.fetchall()]
+    finally:
+        cur.close()
+
+
+def _resolve(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    """In the event loop: hand a thread's answer to whoever awaits it (if anyone still does)."""
+    if fut.done():
+        return
+    if ok:
+        fut.set_result(value)
+    else:
+        fut.set_exception(value)
+
+
+def _resolve_all(futs: list[asyncio.Future[Any]], outcomes: list[tuple[bool, Any]]) -> None:
+    for fut, (ok, value) in zip(futs, outcomes, strict=True):
+        _resolve(fut, ok, value)
+
+
+# A job for a reader thread: a function of the connection, and the future for its answer.
+_Read = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]"]
+# A job for the writer thread: a transaction function (None: stop once the queue before
+# it is done), and the future for its answer.
+_Write = tuple["TxnFn[Any] | None", "asyncio.Future[Any]"]
+
+
+class _Thread:
+    """One SQLite connection and the only thread that uses it.
+
+    The thread opens the connection, then serves jobs from a `queue.SimpleQueue` until
+    told to stop: the event loop hands a job over with one `put` (which wakes the
+    thread at once, without a turn of the loop) and gets each answer back with one
+    `call_soon_threadsafe`."""
+
+    def __init__(self, name: str, loop: asyncio.AbstractEventLoop) -> None:
+        self.name = name
+        self.loop = loop
+        self.opened: asyncio.Future[Any] = loop.create_future()
+        self.stopped: asyncio.Future[None] = loop.create_future()
+        self.thread: threading.Thread | None = None
+
+    def start(
+        self,
+        connect: Callable[[], sqlite3.Connection],
+        serve: Callable[[sqlite3.Connection, asyncio.AbstractEventLoop], None],
+    ) -> None:
+        def main() -> None:
+            try:
+                conn = connect()
+            except BaseException as e:  # noqa: BLE001 - told to the opener, whatever it was
+                self.loop.call_soon_threadsafe(_resolve, self.opened, False, e)
+                self.loop.call_soon_threadsafe(_resolve, self.stopped, True, None)
+                return
+            self.loop.call_soon_threadsafe(_resolve, self.opened, True, None)
+            try:
+                serve(conn, self.loop)
+            finally:
+                conn.close()
+                self.loop.call_soon_threadsafe(_resolve, self.stopped, True, None)
+
+        self.thread = threading.Thread(target=main, name=self.name, daemon=True)
+        self.thread.start()
+
+    def join(self) -> None:
+        """Once `stopped`: the thread has only to return (a moment), so its end is awaited
+        in place, and a closed database leaves no thread of its own behind."""
+        if self.thread is not None:
+            self.thread.join()
+
+
 class SqliteDatabase(Database):
     engine = "sqlite"
     dialect = DIALECT
@@ -154,26 +234,37 @@ class SqliteDatabase(Database):
         # never given back): the readers' are kept small, since what they read is in
         # the system's file cache anyway; the writer keeps the default for its indexes.
         self.reader_cache_kib = reader_cache_kib
-        self._writer: aiosqlite.Connection | None = None
-        self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
-        self._all_readers: list[aiosqlite.Connection] = []
-        self._queue: asyncio.Queue[tuple[TxnFn[Any] | None, asyncio.Future[Any]]] = asyncio.Queue()
-        self._writer_task: asyncio.Task[None] | None = None
+        # Writes queued during the current turn of the event loop, handed to the writer
+        # thread together at its end (`_hand_over`), as one unit of its queue.
+        self._pending: list[_Write] = []
+        self._writes: queue.SimpleQueue[list[_Write]] = queue.SimpleQueue()
+        self._reads: queue.SimpleQueue[_Read | None] = queue.SimpleQueue()
+        self._writer: _Thread | None = None
+        self._readers: list[_Thread] = []
+        self._open = False  # writes and reads are taken
         self.commits = 0  # observable for tests and benchmarks: how many commits ran
 
-    @staticmethod
-    async def _in_thread(conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run fn(sqlite3 connection) in the connection's own thread, in one hop.
+    def _connect(self, *pragmas: str) -> sqlite3.Connection:
+        """A connection as every one of ours is set up (in the thread that will use it)."""
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            for pragma in ("PRAGMA busy_timeout = 10000", "PRAGMA foreign_keys = ON", *pragmas):
+                conn.execute(pragma).close()
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
-        aiosqlite offers no public call for this; its `_execute` is what every public
-        method uses, and the pinned version is covered by the storage tests.
-        """
-        return await conn._execute(lambda: fn(conn._conn))
-
-    async def _connect(self) -> aiosqlite.Connection:
-        conn = await aiosqlite.connect(self.path, isolation_level=None)
-        await conn.execute("PRAGMA busy_timeout = 10000")
-        await conn.execute("PRAGMA foreign_keys = ON")
+    def _connect_writer(self) -> sqlite3.Connection:
+        conn = self._connect()
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            if mode is None or str(mode[0]).lower() != "wal":
+                raise DatabaseError(f"SQLite database {self.path} refused WAL mode")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}").close()
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     async def open(self) -> None:
@@ -182,39 +273,44 @@ class SqliteDatabase(Database):
                 f"SQLite {sqlite3.sqlite_version} is too old; Accord needs "
                 f"{'.'.join(map(str, MIN_SQLITE))} or newer"
             )
+        loop = asyncio.get_running_loop()
         try:
-            self._writer = await self._connect()
-            mode = await self._writer.execute_fetchall("PRAGMA journal_mode = WAL")
-            if list(mode)[0][0].lower() != "wal":
-                raise DatabaseError(f"SQLite database {self.path} refused WAL mode")
-            await self._writer.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
-            for _ in range(self.read_connections):
-                conn = await self._connect()
-                self._all_readers.append(conn)
-                await conn.execute("PRAGMA query_only = ON")
-                await conn.execute(f"PRAGMA cache_size = {-int(self.reader_cache_kib)}")
-                self._readers.put_nowait(conn)
+            self._writer = _Thread("sqlite-writer", loop)
+            self._writer.start(self._connect_writer, self._serve_writes)
+            await self._writer.opened
+            reader_pragmas = ("PRAGMA query_only = ON", f"PRAGMA cache_size = {-int(self.reader_cache_kib)}")
+            for i in range(self.read_connections):
+                reader = _Thread(f"sqlite-reader-{i}", loop)
+                self._readers.append(reader)
+                reader.start(partial(self._connect, *reader_pragmas), self._serve_reads)
+                await reader.opened
         except (sqlite3.Error, DatabaseError) as e:
-            await self.close()
+            await self._stop_threads()
             if isinstance(e, DatabaseError):
                 raise
             raise DatabaseError(f"cannot open SQLite database {self.path}: {e}") from e
-        self._writer_task = asyncio.create_task(self._write_loop(), name="sqlite-writer")
+        self._open = True
 
     async def close(self) -> None:
-        if self._writer_task is not None:
+        self._open = False
+        await self._stop_threads()
+
+    async def _stop_threads(self) -> None:
+        if self._writer is not None:
             # A sentinel behind every queued write: those were promised to callers, so
             # they commit before the writer stops.
-            done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            self._queue.put_nowait((None, done))
-            await self._writer_task
-            self._writer_task = None
-        for conn in self._all_readers:
-            await conn.close()
-        self._all_readers.clear()
-        if self._writer is not None:
-            await self._writer.close()
+            if not self._writer.stopped.done():
+                self._hand_over()
+                self._writes.put([(None, self._writer.loop.create_future())])
+            await self._writer.stopped
+            self._writer.join()
             self._writer = None
+        for _ in self._readers:
+            self._reads.put(None)
+        for reader in self._readers:
+            await reader.stopped
+            reader.join()
+        self._readers.clear()
 
     async def write(self, fn: TxnFn[T]) -> T:
         return await self._enqueue(fn)
@@ -226,53 +322,76 @@ class SqliteDatabase(Database):
         return self._enqueue(fn)
 
     def _enqueue(self, fn: TxnFn[T]) -> asyncio.Future[T]:
-        if self._writer_task is None:
+        if not self._open:
             raise DatabaseError("database is not open")
-        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((fn, fut))
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._hand_over)
+        self._pending.append((fn, fut))
         return fut
 
-    async def _write_loop(self) -> None:
-        assert self._writer is not None
-        conn = self._writer
+    def _hand_over(self) -> None:
+        """Give the writer thread what this turn of the loop queued, in one `put`.
+
+        Handed over one by one, the first write of a burst would wake the thread while
+        the loop is still taking the burst's other requests: the writer would commit it
+        alone and contend with the loop for the interpreter meanwhile (fewer writes per
+        commit, more CPU per write). At the end of the turn, the burst is one batch."""
+        if self._pending:
+            jobs, self._pending = self._pending, []
+            self._writes.put(jobs)
+
+    def _serve_writes(self, conn: sqlite3.Connection, loop: asyncio.AbstractEventLoop) -> None:
+        """The writer thread: takes everything queued (up to `max_batch`) and runs it as
+        one transaction with one commit, then answers the batch's callers in one turn
+        of the event loop; what is queued meanwhile is the next batch."""
+        left: list[_Write] = []  # taken from the queue, beyond the last batch's max_batch
         while True:
-            first = await self._queue.get()
-            batch = [first]
-            while len(batch) < self.max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            batch = left or self._writes.get()
+            while len(batch) < self.max_batch:
+                try:
+                    batch = batch + self._writes.get_nowait()
+                except queue.Empty:
+                    break
+            batch, left = batch[: self.max_batch], batch[self.max_batch :]
             stopping = [fut for fn, fut in batch if fn is None]
+            # A caller gone before its batch started (cancelled) has nothing written.
             live = [(fn, fut) for fn, fut in batch if fn is not None and not fut.cancelled()]
             if live:
-                fns = [fn for fn, _ in live]
                 try:
-                    outcomes = await self._in_thread(conn, partial(_run_batch, fns=fns))
+                    outcomes = _run_batch(conn, [fn for fn, _ in live])
                     self.commits += 1
                 except Exception as e:
                     logger.exception("group commit failed")
                     outcomes = [(False, DatabaseError(f"commit failed: {e}"))] * len(live)
-                for (_, fut), (ok, value) in zip(live, outcomes, strict=True):
-                    if fut.done():
-                        continue
-                    if ok:
-                        fut.set_result(value)
-                    else:
-                        fut.set_exception(value)
-            if stopping:
-                for fut in stopping:
-                    fut.set_result(None)
+                loop.call_soon_threadsafe(_resolve_all, [fut for _, fut in live], outcomes)
+            if stopping and not left:
+                loop.call_soon_threadsafe(_resolve_all, stopping, [(True, None)] * len(stopping))
                 return
 
+    def _serve_reads(self, conn: sqlite3.Connection, loop: asyncio.AbstractEventLoop) -> None:
+        """A reader thread: the readers take the read jobs from one queue, in order."""
+        while True:
+            job = self._reads.get()
+            if job is None:
+                return
+            fn, fut = job
+            try:
+                value, ok = fn(conn), True
+            except BaseException as e:  # noqa: BLE001 - the caller's to handle
+                value, ok = e, False
+            loop.call_soon_threadsafe(_resolve, fut, ok, value)
+
+    def _read_job(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        if not self._open:
+            raise DatabaseError("database is not open")
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._reads.put((fn, fut))
+        return fut
+
     async def read(self, fn: TxnFn[T]) -> T:
-        conn = await self._readers.get()
-        try:
-            return await self._in_thread(conn, lambda c: _run_read(c, fn))
-        finally:
-            self._readers.put_nowait(conn)
+        return await self._read_job(partial(_run_read, fn=fn))
 
     async def fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
-        conn = await self._readers.get()
-        try:
-            rows = await conn.execute_fetchall(sql, tuple(args))
-            return [tuple(r) for r in rows]
-        finally:
-            self._readers.put_nowait(conn)
+        return await self._read_job(partial(_fetch, sql=sql, args=tuple(args)))

@@ -438,3 +438,34 @@ def test_validate_conditions_keeps_unknown_kinds() -> None:
     conds = [{"kind": "org.example.new", "x": 1}, {"kind": "contains_display_name"},
              {"kind": "event_property_is", "key": "a", "value": None}]
     assert validate_conditions(conds) == conds
+
+
+def test_common_rules_narrowed_by_type_answer_as_the_whole_set() -> None:
+    """The writer evaluates the common rules narrowed to the event's type (push/actions.py):
+    for every kind of event the defaults treat apart, in rooms of one, two and many
+    members and from senders of any level, the answer is the whole set's."""
+    from homeserver.push.actions import _COMMON_RULES, _common_rules_for
+
+    events = [
+        ev(msgtype="m.text", body="hello"), ev(msgtype="m.notice", body="bot"),
+        ev("M.Room.Message", msgtype="m.text", body="case"), ev("m.room.encrypted", algorithm="x"),
+        ev("m.room.member", membership="invite") | {"state_key": "@x:test"},
+        ev("m.room.member", membership="join") | {"state_key": OTHER},
+        ev("m.room.tombstone", body="gone") | {"state_key": ""},
+        ev("m.room.server_acl", allow=["*"]) | {"state_key": ""},
+        ev("m.reaction", **{"m.relates_to": {"rel_type": "m.annotation", "event_id": "$e", "key": "x"}}),
+        ev("m.call.invite", call_id="c"), ev("org.matrix.msc3381.poll.start", body="poll"),
+        ev("m.poll.start"), ev("org.example.custom", body="@room hi"),
+        ev(msgtype="m.text", body="@room everyone"),
+        ev(msgtype="m.text", body="x", **{"m.mentions": {"room": True}}),
+    ]
+    levels = {"users": {OTHER: 100}, "notifications": {"room": 50}}
+    for event in events:
+        event = {**event, "room_id": "!r:test"}
+        narrowed = _common_rules_for(event["type"])
+        assert sum(map(len, narrowed.values())) <= sum(map(len, _COMMON_RULES.values()))
+        for members in (1, 2, 30):
+            for level in (0, 100):
+                want = evaluate(_COMMON_RULES, event, members, None, level, levels)
+                assert evaluate(narrowed, event, members, None, level, levels) == want, (event, members, level)
+    assert sum(map(len, _common_rules_for("m.room.message").values())) < sum(map(len, _COMMON_RULES.values()))

@@ -13,6 +13,7 @@ import asyncio
 from typing import Any
 from urllib.parse import quote
 
+from homeserver.storage.push_actions import EventNotifications
 from homeserver.sync.shared_sections import SharedTimelines
 from homeserver.sync.streams.room_events import RoomEventsStream
 from homeserver.sync.tokens import SyncToken
@@ -32,6 +33,17 @@ async def _recount(api: Api, user_id: str, room_id: str, now: int) -> dict[str, 
     assert room is not None
     m = next(m for m in await hs.sync.memberships(user_id) if m.room_id == room_id)
     return await fresh.counts(user_id, room, m.stream_ordering, now)
+
+
+async def _everyone_syncs(api: Api, room_id: str, readers: list[dict[str, Any]], since: list[str]) -> None:
+    """Each reader syncs on from its token (`since`, moved on) and gets the room's unread
+    counts exactly as a recount in the database gives them."""
+    for i, reader in enumerate(readers):
+        body = await api.get(f"sync?since={since[i]}", token=reader["access_token"])
+        since[i] = body["next_batch"]
+        got = body["rooms"]["join"][room_id]["unread_notifications"]
+        want = await _recount(api, reader["user_id"], room_id, SyncToken.parse(since[i]).events)
+        assert got == want, (i, got, want)
 
 
 async def _room_with_readers(
@@ -68,12 +80,7 @@ async def test_unread_counts_of_many_readers(db_overrides: dict[str, Any], make_
         return (await api.put(f"rooms/{room}/send/m.room.message/{txn}", content, token=token))["event_id"]
 
     async def everyone_syncs() -> None:
-        for i, reader in enumerate(readers):
-            body = await api.get(f"sync?since={since[i]}", token=reader["access_token"])
-            since[i] = body["next_batch"]
-            got = body["rooms"]["join"][room]["unread_notifications"]
-            want = await _recount(api, reader["user_id"], room, SyncToken.parse(since[i]).events)
-            assert got == want, (i, got, want)
+        await _everyone_syncs(api, room, readers, since)
 
     first = await send(owner, "a", {"msgtype": "m.text", "body": "hello"})
     await everyone_syncs()
@@ -106,40 +113,60 @@ async def test_unread_counts_of_many_readers(db_overrides: dict[str, Any], make_
     assert 'accord_cache_hits_total{cache="unread_room_tallies"}' in hs.metrics.render(hs)
 
 
-async def test_the_writer_tells_exactly_the_rows_it_stores(
+async def test_woken_readers_count_what_the_writer_told(
     db_overrides: dict[str, Any], make_api: ClientFactory
 ) -> None:
-    """What the push actions' writer tells the tallies of each event is what the
-    database holds for it: room-wide rows, own rows that highlight, the exception of
-    a reader who ignores the sender, and nothing for an event that notifies nobody."""
+    """The rows each event's write stored are told to the tallies, so readers woken by
+    a send count without reading them: after every kind of event that writes rows
+    (room-wide, a mention's own row, an ignoring reader's exception, none at all),
+    no read of the rows, and each reader's counts are the database's. An entry told
+    for another event than the one committed at its position is not trusted."""
     api = await make_api(**db_overrides)
     hs = api.hs
     tallies = hs.unread.tallies
     assert tallies is not None
-    _, _, owner, room_id, readers = await _room_with_readers(api, READERS)
-    room = await hs.room_store.get_room(room_id)
-    assert room is not None
-    start = SyncToken.parse((await api.get("sync", token=readers[0]["access_token"]))["next_batch"]).events
-    sends = [
-        (owner, {"msgtype": "m.text", "body": "hello"}),
-        (owner, {"msgtype": "m.text", "body": "you", "m.mentions": {"user_ids": [readers[0]["user_id"]]}}),
-        (owner, {"msgtype": "m.notice", "body": "a notice notifies nobody"}),
-        (readers[1], {"msgtype": "m.text", "body": "from a reader, whom the ignorer still hears"}),
+    _, _, owner, room, readers = await _room_with_readers(api, READERS)
+    since = [(await api.get("sync", token=r["access_token"]))["next_batch"] for r in readers]
+    store = hs.push_actions.store
+    reads: list[list[int]] = []
+    read_rows = store.rows_for_events
+
+    async def counted(nids: Any) -> Any:
+        reads.append(list(nids))
+        return await read_rows(nids)
+
+    store.rows_for_events = counted  # type: ignore[method-assign]
+
+    async def everyone_syncs() -> None:
+        await _everyone_syncs(api, room, readers, since)
+
+    contents = [
+        {"msgtype": "m.text", "body": "hello"},
+        {"msgtype": "m.notice", "body": "notifies nobody"},
+        {"msgtype": "m.text", "body": "you", "m.mentions": {"user_ids": [readers[0]["user_id"]]}},
+        {"msgtype": "m.text", "body": f"hi {readers[1]['user_id'].split(':')[0][1:]}"},  # by localpart
     ]
-    for n, (account, content) in enumerate(sends):
-        await api.put(f"rooms/{room_id}/send/m.room.message/t{n}", content, token=account["access_token"])
-    now = SyncToken.parse((await api.get("sync", token=readers[0]["access_token"]))["next_batch"]).events
-    events = await tallies.recent.between(room.room_nid, start, now)
-    assert events is not None and len(events) == len(sends)
-    told = tallies._rows_told(events)
-    assert told is not None
-    stored = await hs.push_actions.store.rows_for_events([e.nid for e in events])
-    assert sorted(told.users) == sorted(stored.users) and sorted(told.room_wide) == sorted(stored.room_wide)
-    assert any(not notify for _, _, _, notify in told.users)  # the ignorer's exception
-    assert any(highlight for _, _, highlight, _ in told.users)  # the mention
-    # A redaction removes an event's rows: what was told of the room is forgotten.
-    await api.put(f"rooms/{room_id}/redact/{events[0].event_id}/r", {}, token=owner["access_token"])
-    assert tallies._rows_told(events) is None
+    for n, content in enumerate(contents):
+        await api.put(f"rooms/{room}/send/m.room.message/t{n}", content, token=owner["access_token"])
+        await everyone_syncs()
+    assert reads == [] and tallies.stats()["told_hits"] == len(contents)
+    # A reader's own message, then two events in one range.
+    await api.put(f"rooms/{room}/send/m.room.message/own", {"msgtype": "m.text", "body": "mine"},
+                  token=readers[1]["access_token"])
+    for n in range(2):
+        await api.put(f"rooms/{room}/send/m.room.message/u{n}", {"msgtype": "m.text", "body": "x"},
+                      token=owner["access_token"])
+    await everyone_syncs()
+    assert reads == []
+
+    # What was told for a position names another event: the rows are read instead.
+    event_id = (await api.put(f"rooms/{room}/send/m.room.message/w", {"msgtype": "m.text", "body": "w"},
+                              token=owner["access_token"]))["event_id"]
+    stored = await hs.event_store.get_event(event_id)
+    assert stored is not None and stored.stream_ordering is not None
+    tallies.told(stored.room_nid, stored.stream_ordering, stored.nid + 1_000, EventNotifications([], []))
+    await everyone_syncs()
+    assert reads == [[stored.nid]]
 
 
 async def test_a_reader_far_behind_counts_in_the_database(api: Api) -> None:

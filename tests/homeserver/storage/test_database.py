@@ -110,6 +110,74 @@ async def test_close_commits_queued_writes(tmp_path: Path) -> None:
         await db2.close()
 
 
+def _sqlite_threads(others: frozenset[int] = frozenset()) -> list[str]:
+    """Names of the live SQLite connection threads, but for those in `others` (idents)."""
+    import threading
+
+    return [t.name for t in threading.enumerate() if t.name.startswith("sqlite-") and t.ident not in others]
+
+
+def _thread_idents() -> frozenset[int]:
+    import threading
+
+    return frozenset(t.ident for t in threading.enumerate() if t.ident is not None)
+
+
+async def test_sqlite_threads_end_with_close_and_with_a_failed_open(tmp_path: Path) -> None:
+    """Each connection lives in a thread of its own: close ends them all (after the
+    queued writes) and refuses work from then on; an open that fails ends those it
+    started and says why."""
+    others = _thread_idents()  # other tests' databases, if any are still open
+    db = SqliteDatabase(str(tmp_path / "t.db"), read_connections=3)
+    await db.open()
+    assert sorted(_sqlite_threads(others)) == [
+        "sqlite-reader-0", "sqlite-reader-1", "sqlite-reader-2", "sqlite-writer"
+    ]
+    await db.execute("CREATE TABLE kv (k TEXT PRIMARY KEY, v INTEGER NOT NULL)")
+    reads = await asyncio.gather(*(db.fetchone("SELECT count(*) FROM kv") for _ in range(20)))
+    assert reads == [(0,)] * 20
+    await db.close()
+    assert _sqlite_threads(others) == []
+    with pytest.raises(DatabaseError):
+        await db.fetchall("SELECT 1")
+    with pytest.raises(DatabaseError):
+        await db.execute("INSERT INTO kv (k, v) VALUES ('a', 1)")
+
+    missing = SqliteDatabase(str(tmp_path / "no" / "such" / "dir" / "t.db"))
+    with pytest.raises(DatabaseError, match="cannot open SQLite database"):
+        await missing.open()
+    assert _sqlite_threads(others) == []
+
+
+async def test_sqlite_write_cancelled_before_its_batch_is_not_written(tmp_path: Path) -> None:
+    """A caller gone before its batch started has nothing written; the others' writes,
+    queued around it, commit as usual."""
+    db = SqliteDatabase(str(tmp_path / "x.db"))
+    await db.open()
+    try:
+        await db.execute("CREATE TABLE kv (k TEXT PRIMARY KEY, v INTEGER NOT NULL)")
+        started, release = asyncio.Event(), asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        async def slow(txn: Txn) -> None:  # holds the writer until released
+            loop.call_soon_threadsafe(started.set)
+            while not release.is_set():
+                await txn.fetchone("SELECT 1")
+
+        first = asyncio.ensure_future(db.write(slow))
+        await started.wait()
+        gone = asyncio.ensure_future(db.execute("INSERT INTO kv (k, v) VALUES ('gone', 1)"))
+        kept = asyncio.ensure_future(db.execute("INSERT INTO kv (k, v) VALUES ('kept', 1)"))
+        await asyncio.sleep(0)
+        gone.cancel()
+        release.set()
+        await first
+        await kept
+        assert await db.fetchall("SELECT k FROM kv") == [("kept",)]
+    finally:
+        await db.close()
+
+
 async def test_sqlite_uses_wal_and_readers_are_read_only(tmp_path: Path) -> None:
     db = SqliteDatabase(str(tmp_path / "w.db"))
     await db.open()
