@@ -60,6 +60,10 @@ class AccountDataService:
         """Every account data change up to this position is committed."""
         return (await self._tracker()).current
 
+    def position_now(self) -> int | None:
+        """`current_position`, once loaded (None before: the caller awaits that)."""
+        return self._stream.current if self._stream is not None else None
+
     def _user_lock(self, user_id: str) -> asyncio.Lock:
         lock = self._user_locks.get(user_id)
         if lock is None:

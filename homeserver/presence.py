@@ -148,6 +148,10 @@ class PresenceService:
         await self._load()
         return self._position
 
+    def position_now(self) -> int | None:
+        """`current_position`, once loaded (None before: the caller awaits that)."""
+        return self._position if self._loaded else None
+
     # --- changes ---
 
     async def set_presence(self, user_id: str, state: str, status_msg: str | None) -> None:

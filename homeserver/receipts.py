@@ -112,6 +112,10 @@ class ReceiptService:
         """Every receipt change up to this position is committed."""
         return (await self._tracker()).current
 
+    def position_now(self) -> int | None:
+        """`current_position`, once loaded (None before: the caller awaits that)."""
+        return self._stream.current if self._stream is not None else None
+
     # --- checks shared by /receipt and /read_markers ---
 
     async def target_event(self, room: RoomRecord, user_id: str, event_id: str) -> StoredEvent:

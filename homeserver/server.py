@@ -428,6 +428,7 @@ class HomeServer:
         self.metrics.caches["unread_room_tallies"] = unread_tallies.stats
         self.unread = UnreadCounter(receipts=self.receipts, store=self.push_actions.store, tallies=unread_tallies)
         self.push_actions.on_removed.append(self.unread.rows_removed)
+        self.push_actions.on_written.append(unread_tallies.written)
         # Pushers and delivery to their push gateways: queued in each event's write,
         # sent per pusher through the outbound guard, badge updates after receipts.
         pusher_store = PusherStore(self.db)

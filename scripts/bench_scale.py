@@ -37,8 +37,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
+import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -65,6 +67,89 @@ async def _register_all(s: aiohttp.ClientSession, url: str, prefix: str, n: int)
 
     await asyncio.gather(*(one(i) for i in range(n)))
     return clients
+
+
+class _LongPoll(asyncio.Protocol):
+    """One reader's keep-alive HTTP/1.1 connection, sending GETs and reading whole
+    responses (Content-Length or chunked): what a reader must do and nothing more."""
+
+    def __init__(self, host: str, token: str) -> None:
+        self.host = host
+        self.token = token
+        self.buf = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
+
+    @classmethod
+    async def open(cls, url: str, token: str) -> _LongPoll:
+        host = url.split("://", 1)[1]
+        name, port = host.rsplit(":", 1)
+        loop = asyncio.get_running_loop()
+        _, conn = await loop.create_connection(lambda: cls(host, token), name, int(port))
+        return conn
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionError("the server closed the connection"))
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if self.waiter is None or self.waiter.done():
+            return
+        found = _http_response(self.buf)
+        if found is not None:
+            self.waiter.set_result(found)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    async def get(self, target: str) -> tuple[int, bytes]:
+        assert self.transport is not None
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(
+            f"GET {target} HTTP/1.1\r\nHost: {self.host}\r\nAuthorization: Bearer {self.token}\r\n\r\n".encode()
+        )
+        return await self.waiter
+
+
+def _http_response(buf: bytearray) -> tuple[int, bytes] | None:
+    """(status, body) of the whole response at the start of `buf` (taken out of it),
+    or None while it is incomplete."""
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    lines = bytes(buf[:end]).decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    fields = {k.strip().lower(): v.strip().lower() for k, _, v in (line.partition(":") for line in lines[1:])}
+    at = end + 4
+    if "content-length" in fields:
+        stop = at + int(fields["content-length"])
+        if len(buf) < stop:
+            return None
+        body = bytes(buf[at:stop])
+    elif fields.get("transfer-encoding") == "chunked":
+        chunks = []
+        while True:
+            line_end = buf.find(b"\r\n", at)
+            if line_end < 0:
+                return None
+            size = int(bytes(buf[at:line_end]).split(b";")[0], 16)
+            if len(buf) < line_end + 2 + size + 2:
+                return None
+            chunks.append(bytes(buf[line_end + 2 : line_end + 2 + size]))
+            at = line_end + 2 + size + 2
+            if size == 0:
+                break
+        stop, body = at, b"".join(chunks)
+    else:
+        raise RuntimeError(f"a response without a length: {lines[0]}")
+    del buf[:stop]
+    return status, body
 
 
 async def run_fanout(
@@ -95,24 +180,39 @@ async def run_fanout(
         total = int(rate * seconds)
 
         async def read(c: Client, token: str) -> None:
-            seen = 0
-            while seen < total and not stop.is_set():
-                body = await c.call("GET", f"/sync?since={token}&timeout=30000")
-                now = time.perf_counter()
-                responses[0] += 1
-                token = body["next_batch"]
-                timeline = body.get("rooms", {}).get("join", {}).get(room, {}).get("timeline", {})
-                for e in timeline.get("events", []):
-                    body_text = e.get("content", {}).get("body")
-                    if e.get("type") == "m.room.message" and body_text in sent_at:
-                        latencies.append((now - sent_at[body_text]) * 1000)
-                        seen += 1
+            # The readers share this process and its cores with the server, so they are
+            # made as cheap as a reader can be (aiohttp's client cost about what the
+            # server does per response, and that doubled every server's figures): one
+            # plain keep-alive connection each (_LongPoll). A reader's delivery time is
+            # taken when its body is read and parsed; only then, after letting the
+            # readers answered with it take theirs, does it send its next long poll.
+            conn = await _LongPoll.open(server.url, c.token)
+            try:
+                seen = 0
+                while seen < total and not stop.is_set():
+                    status, raw = await conn.get(f"/_matrix/client/v3/sync?since={quote(token)}&timeout=30000")
+                    if status != 200:
+                        raise RuntimeError(f"GET /sync: {status} {raw[:200]!r}")
+                    body = orjson.loads(raw)
+                    now = time.perf_counter()
+                    responses[0] += 1
+                    token = body["next_batch"]
+                    timeline = body.get("rooms", {}).get("join", {}).get(room, {}).get("timeline", {})
+                    for e in timeline.get("events", []):
+                        body_text = e.get("content", {}).get("body")
+                        if e.get("type") == "m.room.message" and body_text in sent_at:
+                            latencies.append((now - sent_at[body_text]) * 1000)
+                            seen += 1
+                    await asyncio.sleep(0)
+            finally:
+                conn.close()
 
         # Every reader waits in its long poll before the first message.
         tasks = [asyncio.ensure_future(read(c, t)) for c, t in zip(clients, tokens, strict=True)]
         await asyncio.sleep(2)
         spy = _py_spy(server.proc.pid, int(seconds) + 120, profile_to) if profile_to is not None else None
         cpu0 = server.cpu()
+        client_cpu0 = time.process_time()
         responses[0] = 0
         t_start = time.perf_counter()
         for i in range(total):
@@ -126,6 +226,7 @@ async def run_fanout(
         except TimeoutError:
             stop.set()
         cpu = server.cpu() - cpu0
+        client_cpu = time.process_time() - client_cpu0
         if spy is not None:
             spy.send_signal(signal.SIGINT)  # py-spy writes its samples on SIGINT, not SIGTERM
             spy.wait(60)
@@ -136,6 +237,9 @@ async def run_fanout(
         out["fanout_delivered_pct"] = 100 * len(latencies) / (total * readers)
         out["fanout_responses"] = responses[0]
         out["fanout_cpu_per_response_ms"] = cpu * 1000 / max(1, responses[0])
+        # The readers' own side (this process, on the same cores): when it costs as much
+        # per response as the server, it is the client that sets the delivery figures.
+        out["fanout_client_cpu_per_response_ms"] = client_cpu * 1000 / max(1, responses[0])
         t0 = time.perf_counter()
         await clients[0].call("GET", "/sync?timeout=0")
         out["fanout_initial_sync_ms"] = (time.perf_counter() - t0) * 1000
@@ -384,6 +488,7 @@ def main() -> None:
             ("fan-out: deliveries seen (%)", "fanout_delivered_pct"),
             ("fan-out: /sync responses", "fanout_responses"),
             ("fan-out: server CPU per response (ms)", "fanout_cpu_per_response_ms"),
+            ("fan-out: bench client CPU per response (ms)", "fanout_client_cpu_per_response_ms"),
             ("fan-out: one initial sync after (ms)", "fanout_initial_sync_ms"),
         ]
     if args.only in (None, "rooms"):

@@ -91,6 +91,10 @@ class DeviceLists:
     async def current_position(self) -> int:
         return (await self._tracker()).current
 
+    def position_now(self) -> int | None:
+        """`current_position`, once loaded (None before: the caller awaits that)."""
+        return self._stream.current if self._stream is not None else None
+
     async def _record(self, user_id: str, room_id: str | None) -> None:
         tracker = await self._tracker()
         pos = tracker.allocate()

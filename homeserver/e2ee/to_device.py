@@ -118,6 +118,10 @@ class ToDeviceService:
     async def current_position(self) -> int:
         return (await self._tracker()).current
 
+    def position_now(self) -> int | None:
+        """`current_position`, once loaded (None before: the caller awaits that)."""
+        return self._stream.current if self._stream is not None else None
+
     async def send(
         self, sender: str, sender_device: str, txn_id: str, event_type: str, messages: dict[str, Any]
     ) -> None:

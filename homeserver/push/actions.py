@@ -62,6 +62,18 @@ class CountsListener(Protocol):
     def __call__(self, room_nid: int, user_ids: list[str]) -> None: ...
 
 
+class RowsListener(Protocol):
+    """Told, inside the transaction, every notification row a live event's write
+    stored: per user, whether it highlights (None: an exception, notify = 0, that
+    only hides the room-wide row), and the room-wide row (its sender, whether it
+    highlights) if any. Both empty when the event notifies nobody."""
+
+    def __call__(
+        self, room_nid: int, event_nid: int, position: int, users: dict[str, bool | None],
+        room_wide: tuple[str, bool] | None,
+    ) -> None: ...
+
+
 class _Lru:
     """A small bounded map, most recently used last."""
 
@@ -139,6 +151,9 @@ class PushActionsIndex:
         # told (room nid, users) when stored counts changed other than by growing
         # at the stream's head: a redaction removed notifications
         self.on_removed: list[CountsListener] = []
+        # told each live event's rows as written (sync/room_tallies.py: a busy room's
+        # readers then count them without reading them back)
+        self.on_written: list[RowsListener] = []
         self._names = _Lru()  # membership event nid -> display name ("" when none)
         # room nid -> its members as of the last write that read them, least recently
         # used first, bounded by rows; dropped when the writer reports a state change.
@@ -272,6 +287,14 @@ class PushActionsIndex:
         # events already redacted when they arrive.
         if stored.stream_ordering is None or stored.stream_ordering <= 0 or stored.redacted_by is not None:
             return
+        users, room_wide = await self._write(txn, room, stored, stored.stream_ordering)
+        for listener in self.on_written:
+            listener(room.room_nid, stored.nid, stored.stream_ordering, users, room_wide)
+
+    async def _write(
+        self, txn: Txn, room: RoomRecord, stored: StoredEvent, position: int
+    ) -> tuple[dict[str, bool | None], tuple[str, bool] | None]:
+        """`event_written`'s rows, stored and returned as `RowsListener` is told them."""
         event = stored.event
         sender = event.get("sender")
         state_key = event.get("state_key")
@@ -285,7 +308,7 @@ class PushActionsIndex:
         ):
             invitee = state_key  # not a member yet
         if not entry.local and invitee is None:
-            return
+            return {}, None
         await self._load_events(txn, [n for n in (entry.power_levels_nid, entry.create_nid) if n is not None])
         state: dict[tuple[str, str], Any] = {}
         if entry.create_nid is not None:
@@ -332,11 +355,11 @@ class PushActionsIndex:
             elif room_wide and user_id != invitee:
                 suppressed.append(user_id)
         if not room_wide and not groups:
-            return
+            return {}, None
         thread = await self._thread(txn, event)
         now = self.clock.time_ms()
         await PushActionStore.add_event(
-            txn, room.room_nid, stored.stream_ordering, stored.nid, thread, now, sender=str(sender),
+            txn, room.room_nid, position, stored.nid, thread, now, sender=str(sender),
             room_wide=(highlights(common), common) if room_wide else None,
             groups=[(users, highlights(actions), actions) for actions, users in groups.values()],
             suppressed=suppressed if room_wide else (),
@@ -353,6 +376,10 @@ class PushActionsIndex:
                 ]
             if pushed:
                 await self.queue.queue_in(txn, room, stored, sorted(pushed))
+        written: dict[str, bool | None] = {u: bool(highlights(actions)) for actions, users in groups.values() for u in users}
+        if room_wide:
+            written.update(dict.fromkeys(suppressed))
+        return written, ((str(sender), bool(highlights(common))) if room_wide else None)
 
     async def _named(
         self, txn: Txn, entry: _RoomMembers, event: dict[str, Any], invitee: str | None

@@ -224,21 +224,26 @@ class PushActionStore:
     async def rows_for_events(self, event_nids: Sequence[int]) -> EventNotifications:
         """The notifications of these events, per user and room-wide: one read for all
         the readers of a room woken by them (sync/room_tallies.py), who then each
-        decide whether a room-wide row applies to them."""
-        out = EventNotifications([], [])
-        for chunk in in_chunks(event_nids):
-            rows = await self.db.fetchall(
-                "SELECT stream_ordering, user_id, highlight, notify FROM event_push_actions"
-                f" WHERE event_nid IN ({marks(chunk)})",
-                chunk,
-            )
-            out.users.extend((int(r[0]), r[1], bool(r[2]), bool(r[3])) for r in rows)
-            rows = await self.db.fetchall(
-                f"SELECT stream_ordering, sender, highlight FROM event_push_room WHERE event_nid IN ({marks(chunk)})",
-                chunk,
-            )
-            out.room_wide.extend((int(r[0]), r[1], bool(r[2])) for r in rows)
-        return out
+        decide whether a room-wide row applies to them. One read transaction (one hop
+        to a reader connection, not two per chunk): the readers wait for it."""
+
+        async def fn(txn: Txn) -> EventNotifications:
+            out = EventNotifications([], [])
+            for chunk in in_chunks(event_nids):
+                rows = await txn.fetchall(
+                    "SELECT stream_ordering, user_id, highlight, notify FROM event_push_actions"
+                    f" WHERE event_nid IN ({marks(chunk)})",
+                    chunk,
+                )
+                out.users.extend((int(r[0]), r[1], bool(r[2]), bool(r[3])) for r in rows)
+                rows = await txn.fetchall(
+                    f"SELECT stream_ordering, sender, highlight FROM event_push_room WHERE event_nid IN ({marks(chunk)})",
+                    chunk,
+                )
+                out.room_wide.extend((int(r[0]), r[1], bool(r[2])) for r in rows)
+            return out
+
+        return await self.db.read(fn)
 
     async def counts_in_rooms(self, user_id: str, after: dict[int, int], upto: int) -> dict[int, tuple[int, int]]:
         """`counts_for` in many rooms, each from its own position (room nid -> after), in

@@ -20,6 +20,16 @@ only go by a redaction, which drops the room's tally (`rows_removed`). A reader
 whose range starts before what is kept (or spans more than the window keeps)
 counts in the database as before.
 
+The rows of new events are usually not read at all: the push actions' writer tells
+them (`written`, from inside the event's transaction, push/actions.py), keyed by
+the event and its stream position. A position is never handed out twice, so an
+entry whose transaction rolled back is never asked for, and what the window says
+the range holds (it is told after the commit) is looked up there. Only when every
+event of the range was told is the read skipped: the readers woken by a send then
+count without waiting for the database (the read was two hops to a reader thread,
+waiting for the loop behind every other woken reader). A redaction drops the room's
+told rows with its tally.
+
 Bounded: `per_room` rows per room (the oldest positions go first; enough for a
 room of thousands of readers to keep the last several seconds of a busy stream, so a
 reader lagging behind still counts from memory), `max_rows` in all (the least
@@ -34,12 +44,16 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from homeserver.storage.push_actions import EventNotifications
+
 if TYPE_CHECKING:
+    from homeserver.records.events import StoredEvent
     from homeserver.rooms.recent import RecentEvents
     from homeserver.storage.push_actions import PushActionStore
 
 _PER_ROOM = 65_536
 _MAX_ROWS = 262_144
+_TOLD = 8_192  # events whose rows the writer told, newest kept
 
 
 @dataclass
@@ -70,8 +84,12 @@ class RoomTallies:
         self._rooms: OrderedDict[int, _Tally] = OrderedDict()
         self._rows = 0  # rows kept in all rooms
         self._removals: dict[int, int] = {}  # room nid -> rows_removed calls (guards a read)
+        # (event nid, position) -> (room nid, rows per user, room-wide row), as written
+        self._told: OrderedDict[tuple[int, int], tuple[int, dict[str, bool | None], tuple[str, bool] | None]]
+        self._told = OrderedDict()
         self.hits = 0  # counts answered from a tally, without a query of their own
         self.misses = 0  # counts the caller made in the database
+        self.told_grows = 0  # tallies grown from what the writer told, without a read
 
     def stats(self) -> dict[str, int]:
         return {"hits": self.hits, "misses": self.misses, "rooms": len(self._rooms), "entries": self._rows}
@@ -145,7 +163,13 @@ class RoomTallies:
         tally then starting afresh at `upto`."""
         removals = self._removals.get(room_nid, 0)
         events = await self.recent.between(room_nid, tally.hi, upto)
-        found = await self.store.rows_for_events([e.nid for e in events]) if events else None
+        found = None
+        if events:
+            found = self._rows_told(events)
+            if found is None:
+                found = await self.store.rows_for_events([e.nid for e in events])
+            else:
+                self.told_grows += 1
         if events is None or self._removals.get(room_nid, 0) != removals or self._rooms.get(room_nid) is not tally:
             if self._rooms.get(room_nid) is tally:
                 self._rows -= tally.rows
@@ -184,6 +208,29 @@ class RoomTallies:
             self._drop(oldest)
         return True
 
+    def written(
+        self, room_nid: int, event_nid: int, position: int, users: dict[str, bool | None],
+        room_wide: tuple[str, bool] | None,
+    ) -> None:
+        """The rows an event's transaction stored (push/actions.py `RowsListener`)."""
+        self._told[(event_nid, position)] = (room_nid, users, room_wide)
+        while len(self._told) > _TOLD:
+            self._told.popitem(last=False)
+
+    def _rows_told(self, events: list[StoredEvent]) -> EventNotifications | None:
+        """The events' rows as `rows_for_events` reads them, when each was told."""
+        out = EventNotifications([], [])
+        for e in events:
+            position = e.stream_ordering
+            told = self._told.get((e.nid, position)) if position is not None else None
+            if told is None or position is None:
+                return None
+            _, users, wide = told
+            out.users.extend((position, u, bool(h), h is not None) for u, h in users.items())
+            if wide is not None:
+                out.room_wide.append((position, *wide))
+        return out
+
     def _drop(self, room_nid: int) -> None:
         tally = self._rooms.pop(room_nid, None)
         if tally is not None:
@@ -193,6 +240,8 @@ class RoomTallies:
         """Stored rows of the room went (a redaction): its tally is read afresh."""
         self._removals[room_nid] = self._removals.get(room_nid, 0) + 1
         self._drop(room_nid)
+        for key in [k for k, told in list(self._told.items()) if told[0] == room_nid]:
+            self._told.pop(key, None)
 
     def forget_room(self, room_nid: int) -> None:
         self._drop(room_nid)

@@ -90,7 +90,11 @@ class SyncService:
         return loaded
 
     async def current_token(self) -> SyncToken:
-        return SyncToken(**{stream.key: await stream.current_position() for stream in self.streams})
+        positions = {}
+        for stream in self.streams:
+            pos = stream.position_now()
+            positions[stream.key] = pos if pos is not None else await stream.current_position()
+        return SyncToken(**positions)
 
     async def sync(
         self,

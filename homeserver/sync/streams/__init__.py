@@ -3,7 +3,7 @@
 A provider (`StreamProvider` in `base.py`) owns one stream:
 
 * its name in the sync token (`key`, a field of `SyncToken`) and its current
-  position (`current_position`);
+  position (`current_position`; `position_now` when it is known without waiting);
 * whether it has moved since a request's token (`moved`); the sync service asks
   nothing else of a stream that has not, so an idle incremental sync touches no
   database;

@@ -35,6 +35,9 @@ class AccountDataStream(StreamProvider):
     async def current_position(self) -> int:
         return await self.account_data.current_position()
 
+    def position_now(self) -> int | None:
+        return self.account_data.position_now()
+
     async def prepare(self, req: SyncRequest) -> None:
         # Every room's entries in one read, not one per room.
         req.loaded[self.key] = await self.account_data.rooms_changes_since(req.user_id, req.since_pos(self.key))

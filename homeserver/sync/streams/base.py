@@ -65,6 +65,12 @@ class StreamProvider:
         """The position every change up to which is visible to readers."""
         raise NotImplementedError
 
+    def position_now(self) -> int | None:
+        """`current_position` when it is known without waiting (its service has
+        loaded it), else None. Every woken long poll reads every stream's position,
+        twice per response: a plain call, not a chain of coroutines."""
+        return None
+
     def moved(self, req: SyncRequest) -> bool:
         """Whether the stream has anything for this request; a stream that has not
         moved is not asked anything else."""

@@ -30,6 +30,9 @@ class DeviceListsStream(StreamProvider):
     async def current_position(self) -> int:
         return await self.device_lists.current_position()
 
+    def position_now(self) -> int | None:
+        return self.device_lists.position_now()
+
     def moved(self, req: SyncRequest) -> bool:
         return req.since is not None and req.advanced(self.key)
 

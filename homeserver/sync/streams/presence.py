@@ -33,6 +33,9 @@ class PresenceStream(StreamProvider):
     async def current_position(self) -> int:
         return await self.presence.current_position()
 
+    def position_now(self) -> int | None:
+        return self.presence.position_now()
+
     def moved(self, req: SyncRequest) -> bool:
         # A newly joined room's members are news even if nobody's presence moved. A
         # token ahead of the stream was handed out before a restart (positions of

@@ -41,6 +41,9 @@ class ReceiptsStream(StreamProvider):
     async def current_position(self) -> int:
         return await self.receipts.current_position()
 
+    def position_now(self) -> int | None:
+        return self.receipts.position_now()
+
     async def prepare(self, req: SyncRequest) -> None:
         joined = [m.room_id for m in req.memberships if m.membership == "join"]
         req.loaded[self.key] = await self.receipts.receipts_since(

@@ -100,6 +100,9 @@ class RoomEventsStream(StreamProvider):
     async def current_position(self) -> int:
         return self.room_service.stream.current
 
+    def position_now(self) -> int | None:
+        return self.room_service.stream.current
+
     def moved(self, req: SyncRequest) -> bool:
         # The rooms section also carries other streams' parts and membership changes:
         # always computed, room by room skipping what has nothing new.
@@ -575,6 +578,8 @@ class RoomEventsStream(StreamProvider):
     ) -> list[dict[str, Any]]:
         """Client JSON of the events (`for_device` False: without the requesting device's
         transaction IDs, for JSON shared by many readers)."""
+        if not events:  # the state section of most incremental syncs
+            return []
         device_id = req.requester.device_id if for_device else None
         now = self.clock.time_ms()
         redaction_ids = [e.redacted_by for e in events if e.redacted_by]

@@ -28,6 +28,9 @@ class ToDeviceStream(StreamProvider):
     async def current_position(self) -> int:
         return await self.to_device.current_position()
 
+    def position_now(self) -> int | None:
+        return self.to_device.position_now()
+
     def moved(self, req: SyncRequest) -> bool:
         # The stream moves with every user's messages; a user sent nothing reads nothing.
         return req.since is None or (req.advanced(self.key) and self.to_device.may_have(req.user_id, req.since_pos(self.key)))

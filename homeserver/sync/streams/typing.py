@@ -39,6 +39,9 @@ class TypingStream(StreamProvider):
     async def current_position(self) -> int:
         return self.typing.current_position()
 
+    def position_now(self) -> int | None:
+        return self.typing.current_position()
+
     def moved(self, req: SyncRequest) -> bool:
         return req.since is None or req.now.typing != req.since.typing
 

@@ -90,11 +90,56 @@ async def test_unread_counts_of_many_readers(db_overrides: dict[str, Any], make_
     for n in range(3):
         await send(owner, f"e{n}", {"msgtype": "m.text", "body": f"more {n}"})
         await everyone_syncs()
-    assert hs.unread.tallies is not None
-    stats = hs.unread.tallies.stats()
+    tallies = hs.unread.tallies
+    assert tallies is not None
+    # Rows nobody told (as after a restart) are read from the database, once for all.
+    await send(owner, "f", {"msgtype": "m.text", "body": "untold", "m.mentions": {"user_ids": [readers[3]["user_id"]]}})
+    tallies._told.clear()
+    grows = tallies.told_grows
+    await everyone_syncs()
+    assert tallies.told_grows == grows
+    stats = tallies.stats()
     # Each event's rows were read once for the room: most readers counted from memory.
     assert stats["hits"] > stats["misses"], stats
+    # ... or not read at all: the writer told them (room_tallies.py `written`).
+    assert tallies.told_grows > 0
     assert 'accord_cache_hits_total{cache="unread_room_tallies"}' in hs.metrics.render(hs)
+
+
+async def test_the_writer_tells_exactly_the_rows_it_stores(
+    db_overrides: dict[str, Any], make_api: ClientFactory
+) -> None:
+    """What the push actions' writer tells the tallies of each event is what the
+    database holds for it: room-wide rows, own rows that highlight, the exception of
+    a reader who ignores the sender, and nothing for an event that notifies nobody."""
+    api = await make_api(**db_overrides)
+    hs = api.hs
+    tallies = hs.unread.tallies
+    assert tallies is not None
+    _, _, owner, room_id, readers = await _room_with_readers(api, READERS)
+    room = await hs.room_store.get_room(room_id)
+    assert room is not None
+    start = SyncToken.parse((await api.get("sync", token=readers[0]["access_token"]))["next_batch"]).events
+    sends = [
+        (owner, {"msgtype": "m.text", "body": "hello"}),
+        (owner, {"msgtype": "m.text", "body": "you", "m.mentions": {"user_ids": [readers[0]["user_id"]]}}),
+        (owner, {"msgtype": "m.notice", "body": "a notice notifies nobody"}),
+        (readers[1], {"msgtype": "m.text", "body": "from a reader, whom the ignorer still hears"}),
+    ]
+    for n, (account, content) in enumerate(sends):
+        await api.put(f"rooms/{room_id}/send/m.room.message/t{n}", content, token=account["access_token"])
+    now = SyncToken.parse((await api.get("sync", token=readers[0]["access_token"]))["next_batch"]).events
+    events = await tallies.recent.between(room.room_nid, start, now)
+    assert events is not None and len(events) == len(sends)
+    told = tallies._rows_told(events)
+    assert told is not None
+    stored = await hs.push_actions.store.rows_for_events([e.nid for e in events])
+    assert sorted(told.users) == sorted(stored.users) and sorted(told.room_wide) == sorted(stored.room_wide)
+    assert any(not notify for _, _, _, notify in told.users)  # the ignorer's exception
+    assert any(highlight for _, _, highlight, _ in told.users)  # the mention
+    # A redaction removes an event's rows: what was told of the room is forgotten.
+    await api.put(f"rooms/{room_id}/redact/{events[0].event_id}/r", {}, token=owner["access_token"])
+    assert tallies._rows_told(events) is None
 
 
 async def test_a_reader_far_behind_counts_in_the_database(api: Api) -> None:
@@ -412,3 +457,18 @@ async def test_members_only_history_is_shared_only_with_readers_joined_at_its_ev
             assert await api.get(f"sync?since={since[t]}", token=t) == bodies[t]
     finally:
         stream.shared = shared
+
+
+async def test_the_token_read_without_waiting_is_the_streams_positions(api: Api) -> None:
+    """`position_now` (each stream's position once its service has loaded it, read as a
+    plain call) gives the token the streams' awaited positions give."""
+    hs = api.hs
+    owner = await api.register("owner")
+    room = (await api.post("createRoom", {"preset": "public_chat"}, token=owner["access_token"]))["room_id"]
+    await api.put(f"rooms/{room}/send/m.room.message/x", {"msgtype": "m.text", "body": "x"},
+                  token=owner["access_token"])
+    await api.get("sync", token=owner["access_token"])
+    awaited = SyncToken(**{s.key: await s.current_position() for s in hs.sync.streams})
+    assert all(s.position_now() is not None for s in hs.sync.streams)
+    assert await hs.sync.current_token() == awaited
+    assert awaited.events > 0
