@@ -11,7 +11,7 @@ from aiohttp import web
 
 from federation.client import FederationClient, make_ssl_context
 from federation.discovery import ServerResolver
-from federation.outbound_guard import AddressPolicy, OutboundGuard
+from federation.outbound_guard import AddressPolicy, OutboundGuard, TlsTrust
 from homeserver.account_data import AccountDataService
 from homeserver.accounts.account import AccountService
 from homeserver.accounts.auth import AuthService
@@ -168,7 +168,7 @@ class HomeServer:
         self.clock = clock or Clock()
         self.local_server = LocalServer(config.server_name)  # is_mine(user_id)
         self.signing_key: SigningKey = load_signing_key(config.resolve_path(config.signing_key_path))
-        self._verifying_ssl_context: ssl.SSLContext | None = None  # see _web_ssl_context
+        self._verifying_ssl_context: TlsTrust | None = None  # see _web_ssl_context
         self.db = make_database(config.database, config.resolve_path(config.database.path))
         # stores
         self.users = UserStore(self.db)
@@ -708,14 +708,14 @@ class HomeServer:
         ignored = content.get("ignored_users", {}) if isinstance(content, dict) else {}
         return set(ignored) if isinstance(ignored, dict) else set()
 
-    def _web_ssl_context(self) -> ssl.SSLContext:
+    def _web_ssl_context(self) -> TlsTrust:
         """TLS trust for plain HTTPS fetches: the system's, plus the federation CA
         bundle (a partner's private PKI may serve its media Locations too).
 
-        One context for every outbound client that verifies (push gateways, media
-        Locations, URL previews, and federation unless verification is off): each
-        context holds its own parsed copy of the system's CA certificates, about
-        0.75 MB."""
+        One for every outbound client that verifies (push gateways, media Locations,
+        URL previews, and federation unless verification is off): each context holds
+        its own parsed copy of the system's CA certificates, about 0.8 MB; without a
+        bundle it is aiohttp's own (`SYSTEM_TRUST`), so none is built."""
         if self._verifying_ssl_context is None:
             bundle = self.config.federation.ca_bundle_path
             self._verifying_ssl_context = make_ssl_context(
