@@ -17,6 +17,9 @@ from homeserver.clock import Clock
 from homeserver.config import RESOURCES, Config, parse_config
 from homeserver.server import HomeServer
 from homeserver.signing_key import write_new_signing_key
+from homeserver.storage.database import Database
+from homeserver.storage.postgres import PostgresDatabase
+from homeserver.storage.sqlite import SqliteDatabase
 from tests.db_templates import drop_pg_database_later, dsn_of, pg_template, seed_sqlite
 from tests.tls_ca import TestCA
 
@@ -270,6 +273,22 @@ async def fresh_pg_database(*, migrated: bool = False) -> AsyncIterator[str]:
         yield dsn_of(PG_ADMIN_DSN, name)
     finally:
         drop_pg_database_later(PG_ADMIN_DSN, name)
+
+
+@contextlib.asynccontextmanager
+async def open_empty_database(engine: str, path: Path) -> AsyncIterator[Database]:
+    """An opened, empty database on either engine (a SQLite file at `path`, or a fresh
+    PostgreSQL database), closed afterwards: for storage tests that build their own schema."""
+    async with contextlib.AsyncExitStack() as stack:
+        if engine == "sqlite":
+            database: Database = SqliteDatabase(str(path), synchronous="normal")
+        else:
+            database = PostgresDatabase(await stack.enter_async_context(fresh_pg_database()))
+        await database.open()
+        try:
+            yield database
+        finally:
+            await database.close()
 
 
 def password_auth(session: str | None, user: str, password: str = PASSWORD) -> dict[str, Any]:

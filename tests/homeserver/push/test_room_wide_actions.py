@@ -6,7 +6,6 @@ migration of a database holding per-user rows only."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,10 +14,8 @@ import pytest
 
 from homeserver.storage.database import Database, Txn
 from homeserver.storage.migrations import all_migrations, migrate
-from homeserver.storage.postgres import PostgresDatabase
 from homeserver.storage.push_actions import PushActionStore
-from homeserver.storage.sqlite import SqliteDatabase
-from tests.conftest import Api, fresh_pg_database
+from tests.conftest import Api, open_empty_database
 from tests.homeserver.api.reading_helpers import send, uid, user
 from tests.homeserver.push.gateway import PushGateway
 from tests.homeserver.push.test_pushers import gateway, push_config, pusher_body
@@ -220,12 +217,7 @@ async def test_room_wide_notification_pushed_to_a_pusher(push_api: Api, gateway:
 @pytest.fixture(params=["sqlite", "postgres"])
 async def old_db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
     """A database at the schema before room-wide rows (v028)."""
-    async with contextlib.AsyncExitStack() as stack:
-        if request.param == "sqlite":
-            database: Database = SqliteDatabase(str(tmp_path / "old.db"), synchronous="normal")
-        else:
-            database = PostgresDatabase(await stack.enter_async_context(fresh_pg_database()))
-        await database.open()
+    async with open_empty_database(request.param, tmp_path / "old.db") as database:
 
         async def upto_v028(txn: Txn) -> None:
             await txn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
@@ -238,7 +230,6 @@ async def old_db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
 
         await database.write(upto_v028)
         yield database
-        await database.close()
 
 
 async def test_migration_keeps_old_rows_and_fills_spans(old_db: Database) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,21 +12,15 @@ from homeserver.storage.database import Database, DatabaseError, IntegrityError,
 from homeserver.storage.migrations import SchemaTooNewError, all_migrations, migrate
 from homeserver.storage.postgres import PostgresDatabase, convert_placeholders
 from homeserver.storage.sqlite import SqliteDatabase
-from tests.conftest import fresh_pg_database
+from tests.conftest import open_empty_database
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    async with contextlib.AsyncExitStack() as stack:
-        if request.param == "sqlite":
-            database: Database = SqliteDatabase(str(tmp_path / "t.db"), synchronous="normal")
-        else:
-            database = PostgresDatabase(await stack.enter_async_context(fresh_pg_database()))
-        await database.open()
+    async with open_empty_database(request.param, tmp_path / "t.db") as database:
         await migrate(database)
         await database.execute("CREATE TABLE kv (k TEXT PRIMARY KEY, v INTEGER NOT NULL)")
         yield database
-        await database.close()
 
 
 async def test_write_then_read(db: Database) -> None:
@@ -247,7 +240,6 @@ async def test_postgres_close_does_not_hang_when_the_server_went_away(pg_dsn: st
     ends, the pool closed by force if a graceful close cannot finish."""
     import asyncio
 
-    from homeserver.storage.postgres import PostgresDatabase
     from tests.conftest import _pg_admin
 
     db = PostgresDatabase(pg_dsn, pool_size=4)
