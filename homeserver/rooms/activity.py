@@ -215,8 +215,9 @@ class RoomActivity:
                 else:
                     joined.discard(target)
         if joined is not None:
-            concerned |= joined
-            self._wake(concerned, event.stream_ordering)
+            # A message concerns only the joined: woken from the kept set itself, not a
+            # copy of it (a copy of 10,000 names per message in a big room).
+            self._wake(concerned | joined if concerned else joined, event.stream_ordering)
         else:
             # First event seen for this room since start: load its members, then wake them.
             async def load_and_notify() -> None:
