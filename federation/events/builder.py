@@ -15,9 +15,9 @@ from typing import Any
 from .canonical import (
     MAX_SAFE_INTEGER,
     CanonicalJSONError,
-    check_canonical_json,
     encode_base64,
     encode_event_canonical_json,
+    encode_strict_event_json,
     json_copy,
 )
 from .hashing import (
@@ -82,8 +82,9 @@ def validate_pdu(event: Mapping[str, Any], room_version: str | RoomVersion) -> N
         raise EventFormatError(str(exc)) from exc
     try:
         if rv.strict_canonical_json:
-            check_canonical_json(pdu)
-        size = len(encode_event_canonical_json(pdu))
+            size = len(encode_strict_event_json(pdu))
+        else:
+            size = len(encode_event_canonical_json(pdu))
     except (CanonicalJSONError, UnicodeEncodeError) as exc:
         raise EventFormatError(f"PDU is not valid canonical JSON: {exc}") from exc
     if size > MAX_PDU_SIZE:
