@@ -337,7 +337,10 @@ class EventPersister:
     ) -> tuple[tuple[StoredEvent, int | None, int | None, int | None], list[str]]:
         written = await self._write_local(txn, room, room.room_nid, event, snapshot, prev_nids, pos, client_txn)
         # The outbox rows commit with the event: a crash cannot keep one without the other.
-        dests = await self.outbox.queue_event(txn, room, event, joined) if self.outbox.sends(room, event) else []
+        # A room with no other server queues nothing but a membership event's (its
+        # target's server hears of it though not joined): nothing to ask the outbox.
+        alone = joined is not None and not joined and event.get("type") != "m.room.member"
+        dests = await self.outbox.queue_event(txn, room, event, joined) if not alone and self.outbox.sends(room, event) else []
         return written, dests
 
     async def _after_local(
