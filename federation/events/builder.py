@@ -70,16 +70,23 @@ def validate_pdu(event: Mapping[str, Any], room_version: str | RoomVersion) -> N
     Accepts the internal form (with ``event_id``); the size limit is applied
     to the federation form, which is what the 64 KiB rule is about.
     """
-    rv = get_room_version(room_version)
+    _validate_pdu(event, get_room_version(room_version), nesting_checked=False)
+
+
+def _validate_pdu(event: Mapping[str, Any], rv: RoomVersion, *, nesting_checked: bool) -> None:
+    """`validate_pdu`; `nesting_checked`: the PDU is one `build_event` made, whose
+    content was bounded one level below the PDU's bound, and whose other fields it
+    wrote itself (a few levels at most), so its nesting needs no second walk."""
     if not isinstance(event, Mapping):
         raise EventFormatError("PDU must be a JSON object")
     pdu = pdu_json(event, rv)
 
-    try:
-        # The depth first: the checks below walk the value recursively.
-        check_depth(pdu, MAX_EVENT_DEPTH, "PDU")
-    except JSONBoundsError as exc:
-        raise EventFormatError(str(exc)) from exc
+    if not nesting_checked:
+        try:
+            # The depth first: the checks below walk the value recursively.
+            check_depth(pdu, MAX_EVENT_DEPTH, "PDU")
+        except JSONBoundsError as exc:
+            raise EventFormatError(str(exc)) from exc
     try:
         if rv.strict_canonical_json:
             size = len(encode_strict_event_json(pdu))
@@ -224,7 +231,7 @@ def build_event(
         reference_hash = hashlib.sha256(signed).digest()
     else:
         pdu["hashes"] = {"sha256": encode_base64(compute_content_hash(pdu, rv))}
-    validate_pdu(pdu, rv)
+    _validate_pdu(pdu, rv, nesting_checked=True)
     pdu["event_id"] = compute_event_id(pdu, rv, reference_hash=reference_hash)
     return pdu
 
