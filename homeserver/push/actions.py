@@ -165,6 +165,47 @@ class _NameIndex:
     def _add(self, text: str, user_id: str) -> None:
         self.by_length.setdefault(len(text), {}).setdefault(text, []).append(user_id)
 
+    def patched(self, removed: _Profile | None, added: _Profile | None) -> _NameIndex:
+        """A copy with one member's profile taken out and/or put in (a membership
+        change, whose transaction may yet fail: this index stays as it is). Only the
+        entries of the lengths it touches are copied."""
+        new = _NameIndex([])
+        new.size = self.size - (removed is not None) + (added is not None)
+        new.always = self.always
+        new.by_length = dict(self.by_length)
+        copied: set[int] = set()
+
+        def texts(n: int) -> dict[str, list[str]]:
+            if n not in copied:
+                copied.add(n)
+                new.by_length[n] = dict(new.by_length.get(n, {}))
+            return new.by_length[n]
+
+        if removed is not None:
+            user_id, name, localpart = removed
+            if name is None or not localpart:
+                new.always = [u for u in new.always if u != user_id]
+            else:
+                for text in {localpart, name} - {""}:
+                    entry = texts(len(text))
+                    users = [u for u in entry.get(text, ()) if u != user_id]
+                    if users:
+                        entry[text] = users
+                    else:
+                        entry.pop(text, None)
+                        if not entry:
+                            del new.by_length[len(text)]
+                            copied.discard(len(text))
+        if added is not None:
+            user_id, name, localpart = added
+            if name is None or not localpart:
+                new.always = [*new.always, user_id]
+            else:
+                for text in {localpart, name} - {""}:
+                    entry = texts(len(text))
+                    entry[text] = [*entry.get(text, ()), user_id]
+        return new
+
     def named(self, lower_body: str, profiles: list[_Profile]) -> set[str]:
         """The members whose lower-cased name or localpart occurs in `lower_body` (the
         lower-cased body, plain), and those always tested."""
@@ -309,15 +350,22 @@ class PushActionsIndex:
         nids = dict(kept.nids)
         nids.pop(user_id, None)
         profiles = [p for p in kept.profiles if p[0] != user_id] if kept.profiles is not None else None
+        was = next((p for p in kept.profiles if p[0] == user_id), None) if kept.profiles is not None else None
+        now: _Profile | None = None
         if now_nid is not None:
             bisect.insort(local, (user_id, now_nid))
             nids[user_id] = now_nid
             if profiles is not None:
                 await self._load_names(txn, [now_nid])
-                profiles.append(self._profile(user_id, now_nid))
+                now = self._profile(user_id, now_nid)
+                profiles.append(now)
         count = kept.joined_count + (now_nid is not None) - (was_nid is not None)
+        # The name index follows the one member changed (a join to a room of 10,000
+        # does not index its 10,000 names again for the next message).
+        names = kept.names.patched(was, now) if kept.names is not None and profiles is not None else None
         return _RoomMembers(
-            room.room_id, count, local, kept.power_levels_nid, kept.create_nid, profiles, frozenset(nids), nids
+            room.room_id, count, local, kept.power_levels_nid, kept.create_nid, profiles, frozenset(nids), nids,
+            names,
         )
 
     def _profile(self, user_id: str, member_nid: int) -> _Profile:

@@ -46,3 +46,33 @@ def test_same_members_as_testing_each() -> None:
 
 def test_no_members() -> None:
     assert _NameIndex([]).named("hello", []) == set()
+
+
+def test_patched_index_finds_what_a_new_one_finds() -> None:
+    """A membership change patches a copy of the index (`_NameIndex.patched`): it finds
+    what an index built afresh from the changed members finds, and the original is
+    left as it was (the change's transaction may yet fail)."""
+    rng = random.Random(2)
+    bodies = ["hello", "al3 and bob b", "eve12 carol7 x15", "d2", "alice frank29", "b", "a?", "zoë"]
+    for _ in range(300):
+        profiles = _profiles(rng, rng.randrange(1, 40))
+        index = _NameIndex(profiles)
+        before = {b: index.named(b, profiles) for b in bodies}
+        changed = list(profiles)
+        removed = changed.pop(rng.randrange(len(changed))) if rng.random() < 0.7 else None
+        added = _profiles(rng, 1)[0] if rng.random() < 0.7 or removed is None else None
+        if added is not None and removed is not None and rng.random() < 0.5:
+            added = (removed[0], added[1], removed[2])  # the same member, a new name
+        if added is not None:
+            changed.append(added)
+        patched = index.patched(removed, added)
+        fresh = _NameIndex(changed)
+        for body in bodies:
+            plain = _plain_lower(body)
+            if plain is None:
+                continue
+            for size in (10**9, -1):
+                patched.size = fresh.size = size
+                assert patched.named(plain, changed) == fresh.named(plain, changed) == _naive(changed, plain)
+            index.size = 10**9
+            assert index.named(plain, profiles) == before[body]

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from homeserver.push.actions import _NameIndex
 from tests.conftest import Api
 from tests.homeserver.api.reading_helpers import send, uid, user
 
@@ -173,3 +174,37 @@ async def test_defaults_evaluated_once_match_each_users_own_evaluation(db_api: A
     await api.put(f"user/{uid('erin')}/account_data/m.ignored_user_list", {"ignored_users": {}},
                   token=tokens["erin"])
     assert await _notified(api, await send(api, room, alice, "back")) == {**without_bob, uid("erin"): 0}
+
+
+async def test_names_of_members_who_join_or_leave_after_a_message(db_api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The members a message may name are looked up in an index kept with the room's
+    members (push/actions.py `_NameIndex`), patched by each membership change: a
+    member who joins after it was built is found by their name and localpart, one
+    who renames by the new name, and one who left is no longer notified. (A room this
+    small would take the pass over its members instead: the index is made to count
+    as many members as a big room.)"""
+    built = _NameIndex.__init__
+
+    def as_big(self: _NameIndex, profiles: Any) -> None:
+        built(self, profiles)
+        self.size = 10**9
+
+    monkeypatch.setattr(_NameIndex, "__init__", as_big)
+    api = db_api
+    room, alice, bob, carol = await _room_of_three(api)
+    await send(api, room, alice, "hello")  # the index is built
+    dave = await user(api, "dave")
+    await api.put(f"profile/{uid('dave')}/displayname", {"displayname": "Dagobert"}, token=dave)
+    await api.post(f"rooms/{room}/join", {}, token=dave)
+    by_name = await send(api, room, alice, "hi dagobert")
+    by_localpart = await send(api, room, alice, "hi dave")
+    await api.put(f"rooms/{room}/state/m.room.member/{uid('carol')}",
+                  {"membership": "join", "displayname": "Caroline"}, token=carol)
+    by_new_name = await send(api, room, alice, "hi caroline")  # not her localpart as a word
+    await api.post(f"rooms/{room}/leave", {}, token=bob)
+    gone = await send(api, room, alice, "hi bob")
+    highlights = {r[0]: r[1] for r in await _rows(api, uid("dave"))}
+    assert highlights[by_name] == 1 and highlights[by_localpart] == 1
+    carol_rows = {r[0]: r[1] for r in await _rows(api, uid("carol"))}
+    assert carol_rows[by_new_name] == 1
+    assert gone not in [r[0] for r in await _rows(api, uid("bob"))]
