@@ -131,6 +131,26 @@ def _common_rules_for(event_type: str) -> Ruleset:
     return {kind: [r for r in rules if _may_match_type(r, event_type)] for kind, rules in _COMMON_RULES.items()}
 
 
+# The characters outside ASCII that Python's case-insensitive regexes (the evaluator's
+# glob and word matches, homeserver/push/glob.py) take for an ASCII one: the dotted and
+# dotless i, the long s and the Kelvin sign (tests/homeserver/push/test_name_index.py
+# checks every code point).
+_ASCII_ALIKES = {"\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212a": "k"}
+
+
+def _body_lower(body: str) -> str:
+    """The body lower-cased so that a plain name or localpart (see `_Profile`) the
+    evaluator could find in it, case-insensitively, is a substring of it: ASCII
+    lower-cased, the characters a regex takes for an ASCII letter written as that
+    letter, anything else as it lower-cases (it cannot stand for a plain name's
+    character). Glob characters in the body are only text, as are accents and
+    emoji: a question or a smiley does not make every member of a big room
+    evaluated one by one."""
+    if body.isascii():
+        return body.lower()
+    return "".join(_ASCII_ALIKES.get(c) or c.lower() for c in body)
+
+
 def _plain_lower(text: str) -> str | None:
     """`text` lower-cased, when plain ASCII without glob characters (see `_Profile`)."""
     if not text.isascii() or "*" in text or "?" in text:
@@ -393,8 +413,8 @@ class PushActionsIndex:
         which is every such user's answer unless the event could match one of the four
         for them: the invitee, the users mentioned, and the users whose lower-cased
         name or localpart occurs in the lower-cased body (a superset of the rules'
-        case-insensitive word matches; every user when the body or the name is not
-        plain ASCII). Those users, users with rules of their own and users with an
+        case-insensitive word matches, see `_body_lower`; every user whose name is
+        not plain ASCII). Those users, users with rules of their own and users with an
         ignore list are evaluated one by one, as before, each getting a row of their
         own: their actions, or an exception (notify = 0) hiding the room-wide row,
         which stands for everyone else. A message in a room of 10,000 thus costs one
@@ -520,11 +540,8 @@ class PushActionsIndex:
         body = content.get("body")
         if "m.mentions" in content or not isinstance(body, str):
             return named  # the rules reading the body are skipped, or have nothing to read
-        lower_body = _plain_lower(body)
+        lower_body = _body_lower(body)
         profiles = await self._profiles(txn, entry)
-        if lower_body is None:  # not plain: every member is evaluated
-            named.update(user_id for user_id, _, _ in profiles)
-            return named
         if entry.names is None:
             entry.names = _NameIndex(profiles)
         return named | entry.names.named(lower_body, profiles)

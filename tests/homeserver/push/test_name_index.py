@@ -1,13 +1,16 @@
 """The members a message may name (push/actions.py `_NameIndex`): found by looking up
 the body's substrings, exactly the members a test of every member's lower-cased name
 and localpart against the body finds, for short bodies (the look-ups) and long ones
-(the pass over the members), with names that are not plain or are empty."""
+(the pass over the members), with names that are not plain or are empty; and the
+body lower-cased (`_body_lower`) so that this finds every member the rules would."""
 
 from __future__ import annotations
 
 import random
+import re
 
-from homeserver.push.actions import _NameIndex, _plain_lower, _Profile
+from homeserver.push.actions import _body_lower, _NameIndex, _plain_lower, _Profile
+from homeserver.push.glob import contains_word
 
 
 def _naive(profiles: list[_Profile], lower_body: str) -> set[str]:
@@ -76,3 +79,32 @@ def test_patched_index_finds_what_a_new_one_finds() -> None:
                 assert patched.named(plain, changed) == fresh.named(plain, changed) == _naive(changed, plain)
             index.size = 10**9
             assert index.named(plain, profiles) == before[body]
+
+
+def test_characters_a_regex_takes_for_ascii_are_written_as_ascii() -> None:
+    """Every character outside ASCII that a case-insensitive regex (the evaluator's
+    matches) takes for an ASCII character is in `_ASCII_ALIKES`, as that character."""
+    ascii_chars = [chr(i) for i in range(128)]
+    any_ascii = re.compile("[" + re.escape("".join(ascii_chars)) + "]", re.IGNORECASE)
+    for code in range(128, 0x110000):
+        c = chr(code)
+        if any_ascii.fullmatch(c):
+            alikes = {a.lower() for a in ascii_chars if re.fullmatch(re.escape(a), c, re.IGNORECASE)}
+            assert _body_lower(c) in alikes and len(alikes) == 1, (hex(code), alikes)
+
+
+def test_a_body_names_every_member_the_rules_would_find() -> None:
+    """Bodies with accents, emoji, glob characters and the ASCII look-alikes: every
+    plain name or localpart the evaluator's word match finds in the body is a
+    substring of `_body_lower(body)`."""
+    rng = random.Random(7)
+    names = ["kim", "Sis", "Ilia", "bob b", "x1", "ab?", "dave"]
+    pieces = ["hello ", "\u212aim", "\u017fis", "\u0130lia", "\u0131lia", "caf\u00e9 ", "\U0001f600", "?", "*",
+              "BOB B", "X1", "d\u00e5ve", " "]
+    for _ in range(2000):
+        body = "".join(rng.choice(pieces) for _ in range(rng.randrange(1, 6)))
+        lower = _body_lower(body)
+        for name in names:
+            plain = _plain_lower(name)
+            if plain is not None and contains_word(body, name):
+                assert plain in lower, (body, name)
