@@ -234,13 +234,14 @@ class RoomEventsStream(StreamProvider):
         section: Section | None = None
         if has_events:
             start = None if (newly_joined or req.full_state) else since_pos
+            limit = _limit(req)
             # An incremental timeline is usually the same for all the room's readers:
             # built once for them (sync/shared_sections.py) when this one's view is theirs.
-            shared = await self.shared.timeline(self, req, room, start, _limit(req), m) if self.shared and start else None
+            shared = await self.shared.timeline(self, req, room, start, limit, m) if self.shared and start else None
             if shared is not None:
                 timeline, limited, formatted, section = shared.events, shared.limited, shared.formatted, shared.shared
             else:
-                timeline, limited = await self.timeline(req, room, start, req.now.events, _limit(req), m)
+                timeline, limited = await self.timeline(req, room, start, req.now.events, limit, m)
         state_since = since_pos if not (newly_joined or req.full_state) else None
         if req.use_state_after:
             end = (
