@@ -498,3 +498,35 @@ async def test_the_token_read_without_waiting_is_the_streams_positions(api: Api)
     assert all(s.position_now() is not None for s in hs.sync.streams)
     assert await hs.sync.current_token() == awaited
     assert awaited.events > 0
+
+
+async def test_the_token_kept_between_reads_moves_with_every_stream(api: Api) -> None:
+    """`current_token` hands back its last token while no stream has moved (the same
+    object), and a new one as soon as any stream moves: an event, a typing
+    notification, a receipt, account data."""
+    hs = api.hs
+    owner = await api.register("owner")
+    token = owner["access_token"]
+    room = (await api.post("createRoom", {"preset": "public_chat"}, token=token))["room_id"]
+    await api.get("sync", token=token)
+    first = await hs.sync.current_token()
+    assert await hs.sync.current_token() is first  # nothing moved: the same token
+    event_id = (await api.put(f"rooms/{room}/send/m.room.message/a", {"msgtype": "m.text", "body": "a"},
+                              token=token))["event_id"]
+    changes = [
+        ("events", lambda: None),
+        ("typing", lambda: api.put(f"rooms/{room}/typing/{owner['user_id']}", {"typing": True, "timeout": 30000},
+                                   token=token)),
+        ("receipts", lambda: api.post(f"rooms/{room}/receipt/m.read/{event_id}", {}, token=token)),
+        ("account_data", lambda: api.put(f"user/{owner['user_id']}/account_data/org.example", {"a": 1}, token=token)),
+    ]
+    before = first
+    for key, change in changes:
+        done = change()
+        if done is not None:
+            await done
+        now = await hs.sync.current_token()
+        assert getattr(now, key) > getattr(before, key), key
+        awaited = SyncToken(**{s.key: await s.current_position() for s in hs.sync.streams})
+        assert now == awaited, key
+        before = now
