@@ -72,11 +72,20 @@ class Section:
     # events with it): every other reader takes the section as it is, without a look
     # at its events.
     txn_devices: frozenset[str] = field(init=False)
+    # Whether a membership event is among the events (the room's summary may have moved).
+    has_membership: bool = field(init=False)
 
     def __post_init__(self) -> None:
         self.txn_devices = frozenset(
             e.txn_device for e in self.events if e.txn_device is not None and e.txn_id is not None
         )
+        self.has_membership = any(e.type == "m.room.member" for e in self.events)
+
+    @property
+    def encoded_timeline(self) -> EncodedJSON | None:
+        """The encoding `encoded` made (None before): the readers after the first take
+        it without building the timeline object again."""
+        return self._encoded
 
     def encoded(self, timeline: dict[str, Any]) -> EncodedJSON:
         """The room's `timeline` object built from this section (the same for every
