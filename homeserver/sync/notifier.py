@@ -93,8 +93,19 @@ class Notifier:
         return len(self._waiters)
 
     def notify_users(self, user_ids: Iterable[str]) -> None:
+        # Every waiting reader of a busy room, per event, before any of them can answer:
+        # `Waiter.wake` inlined (a method call and a property less per reader).
+        waiting = self._waiters
+        woken = 0
         for user_id in user_ids:
-            for waiter in self._waiters.get(user_id, ()):
-                if not waiter.woken:
-                    waiter.wake()
-                    self.wakeups += 1
+            waiters = waiting.get(user_id)
+            if waiters is None:
+                continue
+            for waiter in waiters:
+                if not waiter._woken:
+                    waiter._woken = True
+                    future = waiter._future
+                    if future is not None and not future.done():
+                        future.set_result(True)
+                    woken += 1
+        self.wakeups += woken

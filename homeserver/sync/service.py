@@ -67,6 +67,10 @@ class SyncService:
         # user -> (version, memberships): every sync reads these, few events change them.
         self._memberships: dict[str, tuple[int, list[UserMembership]]] = {}
         self._membership_versions: dict[str, int] = {}
+        self._stream_keys = [stream.key for stream in self.streams]
+        # `current_token`'s last answer and the positions it was built from.
+        self._last_positions: tuple[int | None, ...] = ()
+        self._last_token = SyncToken()
 
     def on_room_event(self, event: StoredEvent, room: RoomRecord) -> None:
         """Every persisted event: a membership change changes the target's rooms."""
@@ -90,11 +94,21 @@ class SyncService:
         return loaded
 
     async def current_token(self) -> SyncToken:
-        positions = {}
-        for stream in self.streams:
-            pos = stream.position_now()
-            positions[stream.key] = pos if pos is not None else await stream.current_position()
-        return SyncToken(**positions)
+        """Every stream's position now. Each woken long poll asks twice (before and after
+        its wait), mostly with nothing moved in between: the token of the last call is
+        handed back while the positions are the same (a token is immutable), instead of
+        building the same frozen dataclass for every reader of a busy room."""
+        positions = tuple([stream.position_now() for stream in self.streams])
+        if positions == self._last_positions:
+            return self._last_token
+        if None in positions:  # a stream not loaded yet: its position is read (and not kept)
+            return SyncToken(**{
+                stream.key: pos if pos is not None else await stream.current_position()
+                for stream, pos in zip(self.streams, positions, strict=True)
+            })
+        token = SyncToken(**{key: pos for key, pos in zip(self._stream_keys, positions, strict=True) if pos is not None})
+        self._last_positions, self._last_token = positions, token
+        return token
 
     async def sync(
         self,
@@ -174,4 +188,4 @@ class SyncService:
 
 
 def _has_news(result: dict[str, Any], not_news: frozenset[str]) -> bool:
-    return any(k not in not_news for k in result)
+    return not result.keys() <= not_news

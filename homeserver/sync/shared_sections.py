@@ -68,6 +68,24 @@ class Section:
     # judged at, every reader must have been joined at (None: open history, anyone may).
     members_at: list[int] | None = None
     _encoded: EncodedJSON | None = field(default=None, repr=False)
+    # The devices that sent some of the events with a transaction ID (each sees those
+    # events with it): every other reader takes the section as it is, without a look
+    # at its events.
+    txn_devices: frozenset[str] = field(init=False)
+    # Whether a membership event is among the events (the room's summary may have moved).
+    has_membership: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.txn_devices = frozenset(
+            e.txn_device for e in self.events if e.txn_device is not None and e.txn_id is not None
+        )
+        self.has_membership = any(e.type == "m.room.member" for e in self.events)
+
+    @property
+    def encoded_timeline(self) -> EncodedJSON | None:
+        """The encoding `encoded` made (None before): the readers after the first take
+        it without building the timeline object again."""
+        return self._encoded
 
     def encoded(self, timeline: dict[str, Any]) -> EncodedJSON:
         """The room's `timeline` object built from this section (the same for every
@@ -89,15 +107,28 @@ class ReaderTimeline:
     shared: Section | None
 
 
+# Filter object's id -> (the filter, its key): a parsed filter is one object for all the
+# requests that use it (homeserver/filters/service.py keeps them), so each woken reader
+# looks its key up instead of building it. The entry holds the filter, so its id is
+# not reused while it is here.
+_FILTER_KEYS: dict[int, tuple[RoomEventFilter, tuple[Any, ...] | None]] = {}
+_FILTER_KEYS_MAX = 1024
+
+
 def _filter_key(tf: RoomEventFilter) -> tuple[Any, ...] | None:
     """What of a timeline filter decides which events a timeline holds; None for a
     filter by relations (answered from the relations index, never shared)."""
-    if tf.by_relations:
-        return None
-    return tuple(
+    found = _FILTER_KEYS.get(id(tf))
+    if found is not None and found[0] is tf:
+        return found[1]
+    key = None if tf.by_relations else tuple(
         tuple(v) if isinstance(v, list) else v
         for v in (tf.types, tf.not_types, tf.senders, tf.not_senders, tf.rooms, tf.not_rooms, tf.contains_url)
     )
+    if len(_FILTER_KEYS) >= _FILTER_KEYS_MAX:
+        _FILTER_KEYS.clear()
+    _FILTER_KEYS[id(tf)] = (tf, key)
+    return key
 
 
 class SharedTimelines:
@@ -131,7 +162,10 @@ class SharedTimelines:
         if found is not None and now - found[0] <= self.lifetime_s:
             self.hits += 1
             self._sections.move_to_end(key)
-            section = await asyncio.shield(found[1])
+            built = found[1]
+            # Built already (the usual case once its builder ran): taken as is, without
+            # a shield and its own future for each of the room's readers.
+            section = built.result() if built.done() else await asyncio.shield(built)
         else:
             self.misses += 1
             future: asyncio.Future[Section | None] = loop.create_future()
@@ -181,7 +215,7 @@ def _for_device(section: Section, device_id: str | None) -> ReaderTimeline:
     """The section as the reading device sees it: its own events carry the transaction
     ID it sent them with (a copy of those events' JSON; the rest is shared)."""
     events = section.events
-    if device_id is None or not any(e.txn_device == device_id and e.txn_id is not None for e in events):
+    if device_id is None or device_id not in section.txn_devices:
         return ReaderTimeline(events, section.limited, section.formatted, section)
     out = list(section.formatted)
     for i, e in enumerate(events):

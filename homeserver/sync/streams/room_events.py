@@ -23,6 +23,7 @@ from collections.abc import Set as AbstractSet
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
+from homeserver.records.encoded_json import EncodedJSON
 from homeserver.records.events import StoredEvent
 from homeserver.records.rooms import RoomRecord, UserMembership
 from homeserver.rooms.client_format import client_event
@@ -234,13 +235,14 @@ class RoomEventsStream(StreamProvider):
         section: Section | None = None
         if has_events:
             start = None if (newly_joined or req.full_state) else since_pos
+            limit = _limit(req)
             # An incremental timeline is usually the same for all the room's readers:
             # built once for them (sync/shared_sections.py) when this one's view is theirs.
-            shared = await self.shared.timeline(self, req, room, start, _limit(req), m) if self.shared and start else None
+            shared = await self.shared.timeline(self, req, room, start, limit, m) if self.shared and start else None
             if shared is not None:
                 timeline, limited, formatted, section = shared.events, shared.limited, shared.formatted, shared.shared
             else:
-                timeline, limited = await self.timeline(req, room, start, req.now.events, _limit(req), m)
+                timeline, limited = await self.timeline(req, room, start, req.now.events, limit, m)
         state_since = since_pos if not (newly_joined or req.full_state) else None
         if req.use_state_after:
             end = (
@@ -253,17 +255,22 @@ class RoomEventsStream(StreamProvider):
         # The summary only changes with membership: send it when that may have moved.
         summary_due = (
             req.since is None or newly_joined or req.full_state
-            or any(e.type == "m.room.member" for e in timeline) or any(e.type == "m.room.member" for e in state)
+            or (section.has_membership if section is not None else any(e.type == "m.room.member" for e in timeline))
+            or any(e.type == "m.room.member" for e in state)
         )
-        timeline_obj = {
-            "events": formatted if formatted is not None else await self.format_events(req, room, timeline, bundle=True),
-            "limited": limited,
-            "prev_batch": room_token((timeline[0].stream_ordering or 1) - 1) if timeline else room_token(req.now.events),
-        }
+        # The shared section as it is: its encoding is every such reader's (the first
+        # of them builds the timeline object it encodes).
+        timeline_part: EncodedJSON | dict[str, Any] | None = section.encoded_timeline if section is not None else None
+        if timeline_part is None:
+            timeline_obj = {
+                "events": formatted if formatted is not None else await self.format_events(req, room, timeline, bundle=True),
+                "limited": limited,
+                "prev_batch": room_token((timeline[0].stream_ordering or 1) - 1) if timeline else room_token(req.now.events),
+            }
+            timeline_part = section.encoded(timeline_obj) if section is not None else timeline_obj
         entry: dict[str, Any] = {
-            # The shared section as it is: its encoding is every such reader's.
-            "timeline": section.encoded(timeline_obj) if section is not None else timeline_obj,
-            _state_section(req): {"events": await self.format_events(req, room, state)},
+            "timeline": timeline_part,
+            _state_section(req): {"events": await self.format_events(req, room, state) if state else []},
             "ephemeral": {"events": parts["ephemeral"]},
             "account_data": {"events": parts["account_data"]},
             "summary": await self._summary(req, room) if summary_due else {},

@@ -167,6 +167,35 @@ async def test_sync_errors(api: Api) -> None:
     assert err["errcode"] == "M_MISSING_TOKEN"
 
 
+async def test_query_strings_parsed_once_answer_as_parsed_each_time(api: Api) -> None:
+    """A query string is parsed once (the readers of a busy room renew their polls with
+    the same one) and then answers as if parsed again: each request still authenticated,
+    its presence set, its filter its own; a query string with an invalid parameter is
+    refused every time, never kept."""
+    alice = await _user(api, "alice")
+    bob = await _user(api, "bob")
+    room = (await api.post("createRoom", {"preset": "public_chat"}, token=alice))["room_id"]
+    await api.post(f"rooms/{room}/join", {}, token=bob)
+    since = (await api.get("sync", token=alice))["next_batch"]
+    await api.put(f"rooms/{room}/send/m.room.message/1", {"msgtype": "m.text", "body": "hi"}, token=alice)
+    query = f"since={since}&timeout=0&set_presence=unavailable"
+    first = await api.get(f"sync?{query}", token=alice)
+    again = await api.get(f"sync?{query}", token=bob)  # the same query string, another user
+    for body in (first, again):
+        assert [e["content"]["body"] for e in body["rooms"]["join"][room]["timeline"]["events"]] == ["hi"]
+    assert "transaction_id" in first["rooms"]["join"][room]["timeline"]["events"][0]["unsigned"]  # alice sent it
+    assert "transaction_id" not in again["rooms"]["join"][room]["timeline"]["events"][0]["unsigned"]
+    bob_id = (await api.get("account/whoami", token=bob))["user_id"]
+    status = await api.get(f"presence/{bob_id}/status", token=alice)
+    assert status["presence"] == "unavailable"
+    _, err = await api.request("GET", f"sync?{query}", expect=401)  # no token: refused as ever
+    assert err["errcode"] == "M_MISSING_TOKEN"
+    for bad in (f"since={since}&timeout=0&use_state_after=maybe", f"since={since}&timeout=0&full_state=maybe"):
+        for _ in range(2):
+            _, err = await api.request("GET", f"sync?{bad}", token=alice, expect=400)
+            assert err["errcode"] == "M_INVALID_PARAM", bad
+
+
 async def test_one_message_wakes_exactly_its_rooms_members(api: Api) -> None:
     """200 clients long-poll; a message in one room wakes only that room's 20 members."""
     users: list[tuple[str, str]] = []

@@ -355,8 +355,9 @@ async def test_shared_path_answers_exactly_what_each_reader_computes_alone(
     section (its timeline encoded once and embedded into each response); each body,
     field by field, is the one the same reader gets with nothing shared: the sending
     device (its transaction ID), a reader with a timeline filter, one who ignores the
-    sender, plain readers; a message, a topic change, an edit and a redaction; under
-    history visible to members only (joined, invited) as under shared."""
+    sender, plain readers; a message, a topic change, a join and a display name change
+    (the summary is due), an edit and a redaction; under history visible to members
+    only (joined, invited) as under shared."""
     # Presence (per user, moved by the sends themselves) off: the bodies compared are
     # computed a moment apart.
     api = await make_api(clock=clock, presence={"enabled": False}, **db_overrides)
@@ -370,9 +371,10 @@ async def test_shared_path_answers_exactly_what_each_reader_computes_alone(
         for r, q in zip(readers, queries, strict=True)
     ]
 
-    async def round_of(send: Any, *, waiting: bool) -> None:
+    async def round_of(send: Any, *, waiting: bool, rooms_only: bool = False) -> list[Any]:
         """`waiting`: the readers long-poll before the send (one event wakes them all);
-        else the sends come first and the readers then ask all at once."""
+        else the sends come first and the readers then ask all at once. `rooms_only`:
+        compare the rooms sections (a join moves device lists a moment after it)."""
         before = shared.stats()
         if not waiting:
             await send()
@@ -394,11 +396,15 @@ async def test_shared_path_answers_exactly_what_each_reader_computes_alone(
         try:
             for i, (r, s, q) in enumerate(zip(readers, since, queries, strict=True)):
                 alone = await api.get(f"sync?since={s}&set_presence=offline{q}", token=r["access_token"])
-                assert woken[i] == alone, i
+                if rooms_only:
+                    assert woken[i]["rooms"] == alone["rooms"], i
+                else:
+                    assert woken[i] == alone, i
         finally:
             stream.shared = shared_by_then
         for i, body in enumerate(woken):
             since[i] = body["next_batch"]
+        return woken
 
     sent = [0]
 
@@ -432,9 +438,22 @@ async def test_shared_path_answers_exactly_what_each_reader_computes_alone(
                           token=owner)
         return change
 
+    newcomer = await api.register("newcomer")
+
+    async def join() -> None:
+        await api.post(f"rooms/{room}/join", {}, token=newcomer["access_token"])
+
+    async def rename() -> None:
+        await api.put(f"profile/{owner_account['user_id']}/displayname", {"displayname": "The Owner"}, token=owner)
+
     await round_of(message, waiting=True)
     await round_of(several, waiting=False)
     await round_of(message, waiting=True)  # the sending device's own event: not shared
+    # Membership events in the section: the room's summary is due for every reader.
+    joined = await round_of(join, waiting=True, rooms_only=True)
+    # owner, 5 readers and the newcomer
+    assert all(b["rooms"]["join"][room]["summary"]["m.joined_member_count"] == 7 for b in joined)
+    await round_of(rename, waiting=False, rooms_only=True)
     await round_of(edit_and_redact, waiting=False)
     # History visible to members only (each reader joined at every event: shared).
     await round_of(members_only("joined"), waiting=False)
@@ -498,3 +517,35 @@ async def test_the_token_read_without_waiting_is_the_streams_positions(api: Api)
     assert all(s.position_now() is not None for s in hs.sync.streams)
     assert await hs.sync.current_token() == awaited
     assert awaited.events > 0
+
+
+async def test_the_token_kept_between_reads_moves_with_every_stream(api: Api) -> None:
+    """`current_token` hands back its last token while no stream has moved (the same
+    object), and a new one as soon as any stream moves: an event, a typing
+    notification, a receipt, account data."""
+    hs = api.hs
+    owner = await api.register("owner")
+    token = owner["access_token"]
+    room = (await api.post("createRoom", {"preset": "public_chat"}, token=token))["room_id"]
+    await api.get("sync", token=token)
+    first = await hs.sync.current_token()
+    assert await hs.sync.current_token() is first  # nothing moved: the same token
+    event_id = (await api.put(f"rooms/{room}/send/m.room.message/a", {"msgtype": "m.text", "body": "a"},
+                              token=token))["event_id"]
+    changes = [
+        ("events", lambda: None),
+        ("typing", lambda: api.put(f"rooms/{room}/typing/{owner['user_id']}", {"typing": True, "timeout": 30000},
+                                   token=token)),
+        ("receipts", lambda: api.post(f"rooms/{room}/receipt/m.read/{event_id}", {}, token=token)),
+        ("account_data", lambda: api.put(f"user/{owner['user_id']}/account_data/org.example", {"a": 1}, token=token)),
+    ]
+    before = first
+    for key, change in changes:
+        done = change()
+        if done is not None:
+            await done
+        now = await hs.sync.current_token()
+        assert getattr(now, key) > getattr(before, key), key
+        awaited = SyncToken(**{s.key: await s.current_position() for s in hs.sync.streams})
+        assert now == awaited, key
+        before = now
