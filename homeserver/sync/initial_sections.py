@@ -94,7 +94,7 @@ class InitialSection:
     key: SectionKey
     timeline: list[SectionEvent]
     limited: bool
-    prev_batch: str
+    prev_batch: str | None  # None: the timeline is empty (the response's own token then)
     state: list[SectionEvent]
     summary: Summary
     size: int

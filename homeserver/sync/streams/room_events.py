@@ -308,6 +308,12 @@ class RoomEventsStream(StreamProvider):
             req.since is None or newly_joined or req.full_state
             or any(e.type == "m.room.member" for e in timeline) or any(e.type == "m.room.member" for e in state)
         )
+        if key is not None and viewer is not None and viewer.saw_only_open_history():
+            # Every member joined now sees this: kept for their initial syncs (if the room
+            # has not changed meanwhile), and this response made from it as theirs will be.
+            made = await self._make_section(req, room, key, timeline, limited, state)
+            if made is not None:
+                return await self._joined_from_section(req, room, m, made, parts)
         timeline_obj = {
             "events": formatted if formatted is not None else await self.format_events(req, room, timeline, bundle=True),
             "limited": limited,
@@ -321,8 +327,6 @@ class RoomEventsStream(StreamProvider):
             "account_data": {"events": parts["account_data"]},
             "summary": await self._summary(req, room) if summary_due else {},
         }
-        if key is not None and viewer is not None and viewer.saw_only_open_history():
-            await self._keep_section(req, room, key, timeline, limited, state, entry["timeline"]["prev_batch"])
         if req.filter.timeline.unread_thread_notifications:
             # The client reads threads apart: the main timeline's counts, and each thread's.
             main, threads = await self.unread.thread_counts(req.user_id, room, m.stream_ordering, req.now.events)
@@ -570,19 +574,18 @@ class RoomEventsStream(StreamProvider):
         head = await self.room_service.head(room)
         return (last, generation, head.snapshot, _limit(req))
 
-    async def _keep_section(
+    async def _make_section(
         self, req: SyncRequest, room: RoomRecord, key: SectionKey, timeline: list[StoredEvent], limited: bool,
-        state: list[StoredEvent], prev_batch: str,
-    ) -> None:
-        """Keep the room's section as this initial sync computed it, if the room has not
-        changed meanwhile and every event's relations are known (the batch read's)."""
+        state: list[StoredEvent],
+    ) -> InitialSection | None:
+        """The room's section as this initial sync computed it, kept if the room has not
+        changed meanwhile; None (nothing kept) when which events a relation targets is not
+        known (the batch read tells it)."""
         assert self.initial_sections is not None
         unrelated: set[str] | None = req.loaded.get(_UNRELATED)
         if self.bundler is not None and unrelated is None:
-            return
+            return None
         summary = await self._summary_parts(room)
-        if await self._section_key(req, room) != key:
-            return
         now = self.clock.time_ms()
 
         def one(e: StoredEvent, related: bool) -> SectionEvent:
@@ -590,23 +593,31 @@ class RoomEventsStream(StreamProvider):
 
         tl = [one(e, unrelated is not None and e.event_id not in unrelated) for e in timeline]
         st = [one(e, False) for e in state]
-        self.initial_sections.put(room.room_nid, InitialSection(
+        # Without events the token is the response's own (`_joined_from_section`).
+        prev_batch = room_token((timeline[0].stream_ordering or 1) - 1) if timeline else None
+        section = InitialSection(
             key=key, timeline=tl, limited=limited, prev_batch=prev_batch, state=st, summary=summary,
             size=section_size(tl) + section_size(st),
-        ))
+        )
+        if await self._section_key(req, room) == key:
+            self.initial_sections.put(room.room_nid, section)
+        return section
 
     async def _joined_from_section(
-        self, req: SyncRequest, room: RoomRecord, m: UserMembership, section: InitialSection
+        self, req: SyncRequest, room: RoomRecord, m: UserMembership, section: InitialSection,
+        parts: dict[str, list[dict[str, Any]]] | None = None,
     ) -> dict[str, Any]:
-        """The room's entry of an initial sync from its kept section: the timeline and
-        state as encoded JSON with this response's ages (and what is per reader put back),
-        the summary for this reader, and the reader's own parts and unread counts."""
-        parts = await self._room_parts(req, room, "join")
+        """The room's entry of an initial sync from its section: the timeline and state as
+        encoded JSON with this response's ages (and what is per reader put back), the
+        summary for this reader, and the reader's own parts (unless given) and unread counts."""
+        if parts is None:
+            parts = await self._room_parts(req, room, "join")
         now = self.clock.time_ms()
         events = await self._render_section(req, room, section.timeline, now, bundle=True)
         state = await self._render_section(req, room, section.state, now, bundle=False)
         timeline = b'{"events":[%b],"limited":%b,"prev_batch":%b}' % (
-            events, b"true" if section.limited else b"false", dumps(section.prev_batch)
+            events, b"true" if section.limited else b"false",
+            dumps(section.prev_batch if section.prev_batch is not None else room_token(req.now.events)),
         )
         entry: dict[str, Any] = {
             "timeline": EncodedJSON(timeline),
