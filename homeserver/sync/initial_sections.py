@@ -45,12 +45,11 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from homeserver.records.encoded_json import dumps
 from homeserver.records.events import StoredEvent
+from homeserver.rooms.client_format import client_json_prefix
 
 # Enough for the sections of a few thousand rooms of ordinary size.
 DEFAULT_MAX_BYTES = 12 << 20
-_UNSIGNED_AGE = b',"unsigned":{"age":'
 
 SectionKey = tuple[int, int, int | None, int]  # (last position, generation, head snapshot, limit)
 
@@ -100,21 +99,14 @@ class InitialSection:
     size: int
 
 
-def section_event(event: StoredEvent, formatted: dict[str, object], related: bool) -> SectionEvent:
-    """`formatted`: the event's client JSON for no device (`client_event`), unbundled;
-    `related`: a relation targets the event (its aggregations are bundled per reader)."""
+def section_event(event: StoredEvent, room_id: str, related: bool) -> SectionEvent:
+    """`related`: a relation targets the event (its aggregations are bundled per reader).
+    Redacted events, related ones and those without an integer timestamp are formatted
+    per reader."""
     ts = event.event.get("origin_server_ts")
-    origin_ts = ts if isinstance(ts, int) and not isinstance(ts, bool) else 0
-    unsigned = formatted.get("unsigned")
-    if related or event.redacted_by is not None or not isinstance(ts, int) or isinstance(ts, bool) or (
-        not isinstance(unsigned, dict) or list(unsigned) != ["age"]
-    ):
-        return SectionEvent(event, None, origin_ts, related)
-    rest = {k: v for k, v in formatted.items() if k != "unsigned"}
-    encoded = dumps(rest)
-    if not encoded.endswith(b"}") or len(encoded) < 3:
-        return SectionEvent(event, None, origin_ts, related)
-    return SectionEvent(event, encoded[:-1] + _UNSIGNED_AGE, origin_ts, related)
+    if related or event.redacted_by is not None or type(ts) is not int:
+        return SectionEvent(event, None, 0, related)
+    return SectionEvent(event, client_json_prefix(event, room_id), ts, related)
 
 
 def render(ev: SectionEvent, now_ms: int) -> bytes:

@@ -586,13 +586,9 @@ class RoomEventsStream(StreamProvider):
         if self.bundler is not None and unrelated is None:
             return None
         summary = await self._summary_parts(room)
-        now = self.clock.time_ms()
-
-        def one(e: StoredEvent, related: bool) -> SectionEvent:
-            return section_event(e, client_event(e, room.room_id, room.room_version, now), related)
-
-        tl = [one(e, unrelated is not None and e.event_id not in unrelated) for e in timeline]
-        st = [one(e, False) for e in state]
+        room_id = room.room_id
+        tl = [section_event(e, room_id, unrelated is not None and e.event_id not in unrelated) for e in timeline]
+        st = [section_event(e, room_id, False) for e in state]
         # Without events the token is the response's own (`_joined_from_section`).
         prev_batch = room_token((timeline[0].stream_ordering or 1) - 1) if timeline else None
         section = InitialSection(
