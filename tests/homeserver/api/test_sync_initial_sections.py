@@ -202,3 +202,31 @@ async def test_ignoring_readers_and_filters_compute_their_own(api: Api) -> None:
     entry = await _initial(api, alice, room, small)
     assert _bodies(entry) == ["from bob"] and entry["timeline"]["limited"] is True
     assert _bodies(await _initial(api, alice, room)) == ["from alice", "from bob"]
+
+
+def test_kept_json_is_client_event_with_its_age() -> None:
+    """A section's kept JSON of an event, its age appended, is `client_event`'s shape."""
+    import json
+
+    from homeserver.records.events import StoredEvent
+    from homeserver.rooms.client_format import client_event, client_json_prefix
+    from homeserver.sync.initial_sections import render, section_event
+
+    base = {"origin_server_ts": 1_000, "sender": "@a:x", "auth_events": [], "prev_events": [], "depth": 3,
+            "hashes": {"sha256": "h"}, "signatures": {}, "room_id": "!r:x", "unsigned": {"age_ts": 5}}
+    events = [
+        {**base, "type": "m.room.message", "content": {"body": "hé \u2028", "msgtype": "m.text"}},
+        {**base, "type": "m.room.member", "state_key": "@a:x", "content": {"membership": "join"}},
+        {**base, "type": "m.room.redaction", "content": {"redacts": "$t"}},
+        {**base, "type": "m.room.redaction", "redacts": "$old", "content": {}},
+    ]
+    for i, ev in enumerate(events):
+        stored = StoredEvent(i, f"$e{i}", 1, i + 1, 1, 1, False, None, None, "DEV", "txn", ev)
+        assert client_json_prefix(stored, "!r:x") is not None
+        kept = section_event(stored, "!r:x", related=False)
+        assert json.loads(render(kept, 1_500)) == client_event(stored, "!r:x", "11", 1_500)
+        assert json.loads(render(kept, 500))["unsigned"] == {"age": 0}
+    stored = StoredEvent(9, "$big", 1, 9, 1, 1, False, None, None, None, None, {**events[0], "content": {"n": 2**70}})
+    assert client_json_prefix(stored, "!r:x") is None
+    assert section_event(stored, "!r:x", related=False).prefix is None
+    assert section_event(stored, "!r:x", related=True).prefix is None
