@@ -491,6 +491,8 @@ class HomeServer:
         self.account_data.listeners.append(room_events_stream.ignored_users.account_data_changed)
         if room_events_stream.shared is not None:
             self.metrics.caches["sync_shared_timelines"] = room_events_stream.shared.stats
+        if room_events_stream.initial_sections is not None:
+            self.metrics.caches["sync_initial_sections"] = room_events_stream.initial_sections.stats
         typing_stream = TypingStream(self.typing, self.notifier, self.room_service.joined_local_users)
         receipts_stream = ReceiptsStream(self.receipts, self.notifier, self.room_service.joined_local_users)
         account_data_stream = AccountDataStream(self.account_data, self.push_rules, self.notifier)

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from federation.events import redact_event
 from homeserver.records.events import StoredEvent
 
 _CLIENT_KEYS = ("content", "event_id", "origin_server_ts", "room_id", "sender", "type", "state_key")
+_UNSIGNED_AGE = b',"unsigned":{"age":'
 
 
 def client_event(
@@ -52,3 +55,26 @@ def client_event(
             out["redacts"] = target
     out["unsigned"] = unsigned
     return out
+
+
+def client_json_prefix(stored: StoredEvent, room_id: str) -> bytes | None:
+    """The encoded client JSON of an unredacted event as `client_event` shapes it for no
+    device, up to the value of its `unsigned.age` (which the caller appends, then `}}`):
+    kept by an initial sync's sections (sync/initial_sections.py), whose readers each
+    add their own age. None for what orjson does not encode (the caller formats it)."""
+    source = stored.event
+    out: dict[str, Any] = {}
+    for key in _CLIENT_KEYS:
+        if key in source:
+            out[key] = source[key]
+    out["event_id"] = stored.event_id
+    out["room_id"] = room_id
+    if source["type"] == "m.room.redaction":
+        target = source.get("redacts") or source.get("content", {}).get("redacts")
+        if isinstance(target, str):
+            out["redacts"] = target
+    try:
+        encoded = orjson.dumps(out)
+    except orjson.JSONEncodeError:
+        return None
+    return encoded[:-1] + _UNSIGNED_AGE

@@ -27,6 +27,11 @@ its `hi` is past it.
 
 Bounded: at most `per_room` events per room (the oldest are dropped and `lo` moves
 up), and the least recently used rooms beyond `max_rooms` are dropped whole.
+
+Each room also has a generation (`generation`), moved by every event placed in it
+(backfilled ones, at positions at or below zero, too) and by the room's purge: what
+was computed from the room's events under one generation (an initial sync's section,
+sync/initial_sections.py) is stale under the next.
 """
 
 from __future__ import annotations
@@ -49,6 +54,10 @@ _MAX_READ = 256
 # Rooms whose newest placed position is remembered while they have no window.
 _MAX_UNTRACKED = 10_000
 _MAX_NID = 2**63
+# Rooms whose generation is kept; beyond, all are forgotten and the epoch moves (so
+# every room's generation changes).
+_MAX_GENERATIONS = 100_000
+_EPOCH_SHIFT = 40
 
 
 @dataclass
@@ -79,10 +88,23 @@ class RecentEvents:
         # _MAX_UNTRACKED rooms, folded into `_untracked_floor` (for every room).
         self._untracked: dict[int, int] = {}
         self._untracked_floor = _MAX_NID  # until `follow_writer`: no window trusts what it is told
+        self._generations: dict[int, int] = {}
+        self._epoch = 0
+
+    def generation(self, room_nid: int) -> int:
+        """A number that changes whenever an event is placed in the room or it is purged."""
+        return (self._epoch << _EPOCH_SHIFT) | self._generations.get(room_nid, 0)
+
+    def _bump(self, room_nid: int) -> None:
+        self._generations[room_nid] = self._generations.get(room_nid, 0) + 1
+        if len(self._generations) > _MAX_GENERATIONS:
+            self._generations.clear()
+            self._epoch += 1
 
     def forget_room(self, room_nid: int) -> None:
         """Drop a purged room's window."""
         self._rooms.pop(room_nid, None)
+        self._bump(room_nid)
 
     def stats(self) -> dict[str, int]:
         return {"hits": self.hits, "misses": self.misses, "bypassed": self.bypassed,
@@ -98,6 +120,7 @@ class RecentEvents:
         """The writer committed an event of the room at stream position `pos`; called
         before `pos` is finished (see the module docstring), for every event that takes
         a place in a room's timeline."""
+        self._bump(room_nid)
         if pos < 1:
             return  # backfilled: below every window
         window = self._rooms.get(room_nid)

@@ -19,17 +19,28 @@ place for both.
 from __future__ import annotations
 
 import asyncio
+import heapq
 from collections.abc import Set as AbstractSet
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
-from homeserver.records.encoded_json import EncodedJSON
+from homeserver.records.encoded_json import EncodedJSON, dumps
 from homeserver.records.events import StoredEvent
 from homeserver.records.rooms import RoomRecord, UserMembership
 from homeserver.rooms.client_format import client_event
 from homeserver.rooms.membership import STRIPPED_STATE_TYPES
 from homeserver.rooms.tokens import room_token
 from homeserver.sync.ignored import IgnoredUsers
+from homeserver.sync.initial_sections import (
+    InitialSection,
+    InitialSections,
+    SectionEvent,
+    SectionKey,
+    Summary,
+    render,
+    section_event,
+    section_size,
+)
 from homeserver.sync.lazy_members import LazyMembersSent
 from homeserver.sync.shared_sections import Section, SharedTimelines
 from homeserver.sync.streams.base import StreamProvider, SyncRequest
@@ -56,9 +67,15 @@ _PRELOAD_ROOMS = 100
 _FIRST_PAGES = "events.first_pages"
 # Where it leaves the IDs of those pages' events that no relation targets (nothing to bundle).
 _UNRELATED = "events.unrelated"
-# What `_read_pages` reads for a batch: its rooms, their first pages, those pages' events
-# and the IDs of those a relation targets.
-_Pages = tuple[dict[int, RoomRecord], dict[int, list[StoredEvent]], list[StoredEvent], set[str]]
+# Where `top_level` leaves whether this initial sync may use and keep rooms' initial
+# sections (sync/initial_sections.py): its filters and ignored users leave every event in.
+_SECTIONS = "events.initial_sections"
+# What `_read_pages` reads for a batch: its rooms, those without an initial section
+# (whose reads are made), their first pages, those pages' events and the IDs of those a
+# relation targets.
+_Pages = tuple[
+    dict[int, RoomRecord], dict[int, RoomRecord], dict[int, list[StoredEvent]], list[StoredEvent], set[str]
+]
 # What each section's entries carry from the streams that live in rooms.
 _ROOM_SECTIONS = {"join": ("ephemeral", "account_data"), "leave": ("account_data",)}
 
@@ -97,6 +114,8 @@ class RoomEventsStream(StreamProvider):
         # Kept current by the account data's listeners (wired in server.py).
         self.ignored_users = IgnoredUsers(room_service.ignored_users)
         self.shared: SharedTimelines | None = SharedTimelines()  # None: every reader builds its own
+        # Joined rooms' initial-sync sections, shared by their readers (None: not kept).
+        self.initial_sections: InitialSections | None = InitialSections() if recent is not None else None
 
     async def current_position(self) -> int:
         return self.room_service.stream.current
@@ -138,6 +157,13 @@ class RoomEventsStream(StreamProvider):
             # filtered out, or a change the next sync will carry
             if req.filter.includes_room(m.room_id) and m.stream_ordering <= req.now.events
         ]
+        if req.since is None:
+            f = req.filter
+            req.loaded[_SECTIONS] = (
+                self.initial_sections is not None and not req.full_state and not req.use_state_after
+                and not ignored and f.timeline.matches_everything and not f.timeline.by_relations
+                and f.state.matches_everything and not f.state.lazy_load_members
+            )
         if req.since is None or req.full_state:
             # Every joined room is read whole: in batches whose reads are made in bulk
             # first (a few statements for a batch instead of a dozen per room), so the
@@ -154,7 +180,13 @@ class RoomEventsStream(StreamProvider):
                     pages = await ahead if ahead is not None else await self._read_pages(req, batch)
                     ahead = asyncio.ensure_future(self._read_pages(req, batches[n + 1])) if n + 1 < len(batches) else None
                     await self._preload(req, batch, pages)
-                    found += await asyncio.gather(*(one(m) for m in batch))
+                    # Rooms with a kept section (all but `missed`) are answered from memory:
+                    # one after the other, without a task each.
+                    missed = pages[1]
+                    for m in batch:
+                        if m.room_nid not in missed:
+                            found.append(await one(m))
+                    found += await asyncio.gather(*(one(m) for m in batch if m.room_nid in missed))
             finally:
                 if ahead is not None and not ahead.done():
                     ahead.cancel()
@@ -170,29 +202,40 @@ class RoomEventsStream(StreamProvider):
         return {"rooms": rooms} if rooms else {}
 
     async def _read_pages(self, req: SyncRequest, batch: list[UserMembership]) -> _Pages:
-        """The rooms of `batch`, the first page of each one's timeline and which of those
-        pages' events a relation targets (read ahead of the batch's turn, see `top_level`)."""
+        """The rooms of `batch`, the first page of the timeline of each one without a
+        current initial section and which of those pages' events a relation targets (read
+        ahead of the batch's turn, see `top_level`)."""
         rooms = await self.room_store.rooms_by_nids([m.room_nid for m in batch])
+        missed = rooms
+        if req.loaded.get(_SECTIONS) and self.initial_sections is not None:
+            await self.room_service.preload_heads(list(rooms.values()))
+            missed = {}
+            for nid, room in rooms.items():
+                key = await self._section_key(req, room)
+                if key is None or not self.initial_sections.peek(nid, key):
+                    missed[nid] = room
         # One more than the limit tells whether the timeline is limited; the rare room
         # with too many events filtered out reads on page by page.
-        pages = await self.event_store.latest_in_rooms(list(rooms), req.now.events, _limit(req) + 1)
+        pages = await self.event_store.latest_in_rooms(list(missed), req.now.events, _limit(req) + 1) if missed else {}
         page_events = [e for events in pages.values() for e in events]
-        related = await self.bundler.related_among(page_events) if self.bundler is not None else set()
-        return rooms, pages, page_events, related
+        related = await self.bundler.related_among(page_events) if self.bundler is not None and page_events else set()
+        return rooms, missed, pages, page_events, related
 
     async def _preload(self, req: SyncRequest, batch: list[UserMembership], read: _Pages) -> None:
         """Read in bulk what the joined rooms of `batch` will each ask for in a full
         sync: given their rooms and first timeline pages (`_read_pages`, the pages kept on
         the request for `timeline`), the state snapshots their visibility checks, state
-        and summaries read, those snapshots' events, member lists and unread counts."""
-        rooms, pages, page_events, related = read
+        and summaries read, those snapshots' events, member lists (of the rooms without a
+        current initial section) and unread counts (of all)."""
+        all_rooms, rooms, pages, page_events, related = read
         req.loaded.setdefault(_FIRST_PAGES, {}).update(pages)
         if self.bundler is not None:
             unrelated: set[str] = req.loaded.setdefault(_UNRELATED, set())
             unrelated.update(e.event_id for e in page_events if e.event_id not in related)
         snapshots: set[int] = set()
         senders = {req.user_id}
-        await self.room_service.preload_heads(list(rooms.values()))
+        if rooms:
+            await self.room_service.preload_heads(list(rooms.values()))
         for room in rooms.values():
             head = await self.room_service.head(room)  # in memory once loaded
             if head.snapshot is not None:
@@ -204,11 +247,13 @@ class RoomEventsStream(StreamProvider):
                     snapshots.add(e.state_before)
                 if e.state_key is not None and e.state_after is not None:
                     snapshots.add(e.state_after)
-        await self.room_service.preload_state(snapshots, senders if req.filter.state.lazy_load_members else None)
-        await self.room_service.preload_members(rooms.values())  # the summaries
+        if rooms:
+            await self.room_service.preload_state(snapshots, senders if req.filter.state.lazy_load_members else None)
+            await self.room_service.preload_members(rooms.values())  # the summaries
         if not req.filter.timeline.unread_thread_notifications:
             await self.unread.preload(
-                req.user_id, [(rooms[m.room_nid], m.stream_ordering) for m in batch if m.room_nid in rooms], req.now.events
+                req.user_id, [(all_rooms[m.room_nid], m.stream_ordering) for m in batch if m.room_nid in all_rooms],
+                req.now.events,
             )
 
     async def _room_parts(self, req: SyncRequest, room: RoomRecord, membership: str) -> dict[str, list[dict[str, Any]]]:
@@ -224,6 +269,19 @@ class RoomEventsStream(StreamProvider):
     async def _joined_room(self, req: SyncRequest, room: RoomRecord, m: UserMembership) -> dict[str, Any] | None:
         since_pos = req.since_pos(self.key)
         newly_joined = req.since is None or m.room_nid in req.newly_joined
+        key: SectionKey | None = None
+        viewer: Viewer | None = None
+        if req.loaded.get(_SECTIONS) and self.initial_sections is not None:
+            # An initial sync whose filters leave every event in: the room's section as
+            # any joined member's initial sync built it, when the room has not changed since.
+            key = await self._section_key(req, room)
+            if key is not None:
+                kept = self.initial_sections.get(room.room_nid, key)
+                if kept is not None:
+                    self.initial_sections.hits += 1
+                    return await self._joined_from_section(req, room, m, kept)
+                self.initial_sections.misses += 1
+                viewer = self.visibility.viewer(req.user_id, room, membership=(m.membership, m.event_nid))
         last = await self.room_service.last_position(room.room_nid)
         has_events = newly_joined or req.full_state or last > since_pos
         parts = await self._room_parts(req, room, "join")
@@ -242,7 +300,7 @@ class RoomEventsStream(StreamProvider):
             if shared is not None:
                 timeline, limited, formatted, section = shared.events, shared.limited, shared.formatted, shared.shared
             else:
-                timeline, limited = await self.timeline(req, room, start, req.now.events, limit, m)
+                timeline, limited = await self.timeline(req, room, start, req.now.events, limit, m, viewer)
         state_since = since_pos if not (newly_joined or req.full_state) else None
         if req.use_state_after:
             end = (
@@ -258,6 +316,12 @@ class RoomEventsStream(StreamProvider):
             or (section.has_membership if section is not None else any(e.type == "m.room.member" for e in timeline))
             or any(e.type == "m.room.member" for e in state)
         )
+        if key is not None and viewer is not None and viewer.saw_only_open_history():
+            # Every member joined now sees this: kept for their initial syncs (if the room
+            # has not changed meanwhile), and this response made from it as theirs will be.
+            made = await self._make_section(req, room, key, timeline, limited, state)
+            if made is not None:
+                return await self._joined_from_section(req, room, m, made, parts)
         # The shared section as it is: its encoding is every such reader's (the first
         # of them builds the timeline object it encodes).
         timeline_part: EncodedJSON | dict[str, Any] | None = section.encoded_timeline if section is not None else None
@@ -491,22 +555,122 @@ class RoomEventsStream(StreamProvider):
         return completed
 
     async def _summary(self, req: SyncRequest, room: RoomRecord) -> dict[str, Any]:
+        return (await self._summary_parts(room)).for_user(req.user_id)
+
+    async def _summary_parts(self, room: RoomRecord) -> Summary:
+        """The room's summary for any reader: the heroes are the first five members (joined
+        or invited; else left or banned) other than the reader, in order."""
         members = await self.room_service.current_members(room)
         joined = [u for u, m, _ in members if m == "join"]
         invited = [u for u, m, _ in members if m == "invite"]
-        summary: dict[str, Any] = {
-            "m.joined_member_count": len(joined),
-            "m.invited_member_count": len(invited),
-        }
         names = await self.room_service.current_state_events(
             room, [("m.room.name", ""), ("m.room.canonical_alias", "")]
         )
-        if not any(e.event["content"].get("name") or e.event["content"].get("alias") for e in names.values()):
-            heroes = sorted(u for u in joined + invited if u != req.user_id)[:5]
-            if not heroes:
-                heroes = sorted(u for u, m, _ in members if m in ("leave", "ban") and u != req.user_id)[:5]
-            summary["m.heroes"] = heroes
-        return summary
+        named = any(e.event["content"].get("name") or e.event["content"].get("alias") for e in names.values())
+        return Summary(
+            joined=len(joined), invited=len(invited), named=named,
+            members=[] if named else heapq.nsmallest(6, joined + invited),
+            departed=[] if named else heapq.nsmallest(6, (u for u, m, _ in members if m in ("leave", "ban"))),
+        )
+
+    # --- initial sections (sync/initial_sections.py) ---
+
+    async def _section_key(self, req: SyncRequest, room: RoomRecord) -> SectionKey | None:
+        """What the room is now, as an initial section is kept under; None when the room
+        has events beyond this response (its section would not be the room's present)."""
+        assert self.recent is not None
+        last = await self.room_service.last_position(room.room_nid)
+        if last > req.now.events:
+            return None
+        generation = self.recent.generation(room.room_nid)
+        head = await self.room_service.head(room)
+        return (last, generation, head.snapshot, _limit(req))
+
+    async def _make_section(
+        self, req: SyncRequest, room: RoomRecord, key: SectionKey, timeline: list[StoredEvent], limited: bool,
+        state: list[StoredEvent],
+    ) -> InitialSection | None:
+        """The room's section as this initial sync computed it, kept if the room has not
+        changed meanwhile; None (nothing kept) when which events a relation targets is not
+        known (the batch read tells it)."""
+        assert self.initial_sections is not None
+        unrelated: set[str] | None = req.loaded.get(_UNRELATED)
+        if self.bundler is not None and unrelated is None:
+            return None
+        summary = await self._summary_parts(room)
+        room_id = room.room_id
+        tl = [section_event(e, room_id, unrelated is not None and e.event_id not in unrelated) for e in timeline]
+        st = [section_event(e, room_id, False) for e in state]
+        # Without events the token is the response's own (`_joined_from_section`).
+        prev_batch = room_token((timeline[0].stream_ordering or 1) - 1) if timeline else None
+        section = InitialSection(
+            key=key, timeline=tl, limited=limited, prev_batch=prev_batch, state=st, summary=summary,
+            size=section_size(tl) + section_size(st),
+        )
+        if await self._section_key(req, room) == key:
+            self.initial_sections.put(room.room_nid, section)
+        return section
+
+    async def _joined_from_section(
+        self, req: SyncRequest, room: RoomRecord, m: UserMembership, section: InitialSection,
+        parts: dict[str, list[dict[str, Any]]] | None = None,
+    ) -> dict[str, Any]:
+        """The room's entry of an initial sync from its section: the timeline and state as
+        encoded JSON with this response's ages (and what is per reader put back), the
+        summary for this reader, and the reader's own parts (unless given) and unread counts."""
+        if parts is None:
+            parts = await self._room_parts(req, room, "join")
+        now = self.clock.time_ms()
+        events = await self._render_section(req, room, section.timeline, now, bundle=True)
+        state = await self._render_section(req, room, section.state, now, bundle=False)
+        timeline = b'{"events":[%b],"limited":%b,"prev_batch":%b}' % (
+            events, b"true" if section.limited else b"false",
+            dumps(section.prev_batch if section.prev_batch is not None else room_token(req.now.events)),
+        )
+        entry: dict[str, Any] = {
+            "timeline": EncodedJSON(timeline),
+            "state": EncodedJSON(b'{"events":[%b]}' % state),
+            "ephemeral": {"events": parts["ephemeral"]},
+            "account_data": {"events": parts["account_data"]},
+            "summary": section.summary.for_user(req.user_id),
+        }
+        if req.filter.timeline.unread_thread_notifications:
+            main, threads = await self.unread.thread_counts(req.user_id, room, m.stream_ordering, req.now.events)
+            entry["unread_notifications"] = main
+            entry["unread_thread_notifications"] = threads
+        else:
+            entry["unread_notifications"] = await self.unread.counts(
+                req.user_id, room, m.stream_ordering, req.now.events
+            )
+        return entry
+
+    async def _render_section(
+        self, req: SyncRequest, room: RoomRecord, events: list[SectionEvent], now: int, *, bundle: bool
+    ) -> bytes:
+        """The section's events as the comma-separated client JSON of this response: kept
+        JSON with its age, or (redacted, bundled, sent by this device) formatted afresh."""
+        device_id = req.requester.device_id
+        out: list[bytes] = []
+        afresh: list[int] = []
+        for i, se in enumerate(events):
+            e = se.event
+            if se.prefix is None or (device_id is not None and e.txn_device == device_id and e.txn_id is not None):
+                afresh.append(i)
+                out.append(b"")
+            else:
+                out.append(render(se, now))
+        if afresh:
+            chosen = [events[i] for i in afresh]
+            formatted = await self.format_events(req, room, [se.event for se in chosen])
+            if bundle and self.bundler is not None:
+                pairs = [(se.event, f) for se, f in zip(chosen, formatted, strict=True) if se.related]
+                if pairs:
+                    await self.bundler.bundle(
+                        room, req.user_id, [e for e, _ in pairs], [f for _, f in pairs], device_id
+                    )
+            for i, f in zip(afresh, formatted, strict=True):
+                out[i] = dumps(f)
+        return b",".join(out)
 
     # --- other memberships ---
 

@@ -1,0 +1,232 @@
+"""Initial syncs take a joined room's section from the one any member's initial sync
+kept (sync/initial_sections.py): each reader gets exactly what a fresh computation
+gives (their own transaction IDs, heroes without themselves), and every change to the
+room (a message, a membership, a redaction, a state change, an event received over
+federation, a purge, backfilled history) makes the next initial sync compute afresh.
+Users whose view may differ (history visible to members only, ignored users, filters
+that leave events out) never take a kept section."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeserver.rooms.recent import RecentEvents
+from homeserver.sync.initial_sections import InitialSections
+from homeserver.sync.streams.room_events import RoomEventsStream
+from tests.conftest import Api
+from tests.homeserver.api.reading_helpers import (
+    create,
+    join,
+    put_state,
+    send,
+    set_visibility,
+    uid,
+    user,
+)
+from tests.homeserver.relations.helpers import edit, redact
+from tests.homeserver.remote_events import REMOTE_USER, receive, remote_event
+
+
+def _stream(api: Api) -> RoomEventsStream:
+    stream = next(s for s in api.hs.sync.streams if isinstance(s, RoomEventsStream))
+    assert stream.initial_sections is not None
+    return stream
+
+
+def _sections(api: Api) -> InitialSections:
+    sections = _stream(api).initial_sections
+    assert sections is not None
+    return sections
+
+
+def _strip_age(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip_age(v) for k, v in value.items() if k != "age"}
+    if isinstance(value, list):
+        return [_strip_age(v) for v in value]
+    return value
+
+
+async def _initial(api: Api, token: str, room: str, query: str = "") -> dict[str, Any]:
+    entry: dict[str, Any] = (await api.get(f"sync{query}", token=token))["rooms"]["join"][room]
+    return entry
+
+
+async def _fresh(api: Api, token: str, room: str, query: str = "") -> dict[str, Any]:
+    """The room's entry computed without any kept section (nor keeping one)."""
+    stream = _stream(api)
+    kept, stream.initial_sections = stream.initial_sections, None
+    try:
+        return await _initial(api, token, room, query)
+    finally:
+        stream.initial_sections = kept
+
+
+def _bodies(entry: dict[str, Any]) -> list[str]:
+    return [e["content"].get("body", "") for e in entry["timeline"]["events"] if e["type"] == "m.room.message"]
+
+
+async def test_readers_share_a_section_each_as_a_fresh_computation(api: Api) -> None:
+    alice, bob = await user(api, "alice"), await user(api, "bob")
+    room = await create(api, alice, preset="public_chat")
+    await join(api, room, bob)
+    for i in range(3):
+        await send(api, room, alice, f"a{i}")
+        await send(api, room, bob, f"b{i}")
+    sections = _sections(api)
+    first = await _initial(api, alice, room)
+    assert sections.stats()["rooms"] == 1
+    hits = sections.hits
+    for token, name in ((bob, "bob"), (alice, "alice")):
+        kept = await _initial(api, token, room)
+        assert sections.hits == hits + 1
+        hits = sections.hits
+        assert _strip_age(kept) == _strip_age(await _fresh(api, token, room))
+        # The reading device's own transaction IDs, nobody else's.
+        own = [e for e in kept["timeline"]["events"] if "transaction_id" in e["unsigned"]]
+        assert own and all(e["sender"] == uid(name) for e in own)
+        assert uid(name) not in kept["summary"].get("m.heroes", [])
+        assert all(isinstance(e["unsigned"]["age"], int) for e in kept["timeline"]["events"] + kept["state"]["events"])
+    assert _strip_age(first)["timeline"]["events"][-1]["content"]["body"] == "b2"
+
+
+async def test_every_change_to_the_room_is_seen_by_the_next_initial_sync(api: Api) -> None:
+    alice, bob, carol = await user(api, "alice"), await user(api, "bob"), await user(api, "carol")
+    room = await create(api, alice, preset="public_chat")
+    await join(api, room, bob)
+    first = await send(api, room, alice, "first")
+    await _initial(api, bob, room)
+
+    async def same_as_fresh() -> dict[str, Any]:
+        entry = await _initial(api, bob, room)
+        assert _strip_age(entry) == _strip_age(await _fresh(api, bob, room))
+        return entry
+
+    await send(api, room, alice, "second")
+    assert _bodies(await same_as_fresh())[-2:] == ["first", "second"]
+    await join(api, room, carol)  # a membership: the summary moves
+    entry = await same_as_fresh()
+    assert entry["summary"]["m.joined_member_count"] == 3
+    assert sorted(entry["summary"]["m.heroes"]) == [uid("alice"), uid("carol")]
+    await redact(api, room, alice, first)
+    entry = await same_as_fresh()
+    redacted = next(e for e in entry["timeline"]["events"] if e["event_id"] == first)
+    assert redacted["content"] == {} and "redacted_because" in redacted["unsigned"]
+    second = next(e["event_id"] for e in entry["timeline"]["events"] if e["content"].get("body") == "second")
+    await edit(api, room, alice, second, "second, edited")
+    entry = await same_as_fresh()
+    assert "m.relations" in next(e for e in entry["timeline"]["events"] if e["event_id"] == second)["unsigned"]
+    await put_state(api, room, alice, "m.room.name", {"name": "named now"})
+    entry = await same_as_fresh()
+    assert "m.heroes" not in entry["summary"]
+    assert any(e["type"] == "m.room.name" for e in entry["timeline"]["events"] + entry["state"]["events"])
+
+
+async def test_an_event_received_over_federation_is_seen(api: Api) -> None:
+    alice = await user(api, "alice")
+    room_id = await create(api, alice, preset="public_chat")
+    hs = api.hs
+    room = await hs.room_store.get_room(room_id)
+    assert room is not None
+    joined = await remote_event(hs, room, "m.room.member", {"membership": "join"}, state_key=REMOTE_USER)
+    assert await receive(hs, room, joined) == "accepted"
+    await _initial(api, alice, room_id)
+    hello = await remote_event(hs, room, "m.room.message", {"msgtype": "m.text", "body": "from afar"})
+    assert await receive(hs, room, hello) == "accepted"
+    entry = await _initial(api, alice, room_id)
+    assert _bodies(entry)[-1] == "from afar"
+    assert entry["summary"]["m.joined_member_count"] == 2
+
+
+async def test_a_room_generation_moves_with_backfill_and_purge(api: Api) -> None:
+    """History placed below the stream's start (backfill) and a purge move the room's
+    generation, so a kept section is not taken afterwards."""
+    alice = await user(api, "alice")
+    room_id = await create(api, alice, preset="public_chat")
+    await send(api, room_id, alice, "hello")
+    hs = api.hs
+    room = await hs.room_store.get_room(room_id)
+    assert room is not None
+    sections = _sections(api)
+    await _initial(api, alice, room_id)
+    hits = sections.hits
+    await _initial(api, alice, room_id)
+    assert sections.hits == hits + 1
+    recent: RecentEvents = hs.recent_events
+    before = recent.generation(room.room_nid)
+    recent.placed(room.room_nid, -3, 10**9)  # as the writer tells of a backfilled event
+    assert recent.generation(room.room_nid) != before
+    misses = sections.misses
+    await _initial(api, alice, room_id)
+    assert sections.misses == misses + 1 and sections.hits == hits + 1
+    before = recent.generation(room.room_nid)
+    recent.forget_room(room.room_nid)
+    assert recent.generation(room.room_nid) != before
+
+
+def test_generations_stay_distinct_past_the_bound() -> None:
+    recent = RecentEvents(events=None)  # type: ignore[arg-type]
+    seen = recent.generation(1)
+    recent.placed(1, 5, 1)
+    assert recent.generation(1) != seen
+    seen = recent.generation(1)
+    for nid in range(2, 100_003):
+        recent.forget_room(nid)
+    assert recent.generation(1) != seen
+
+
+async def test_history_for_members_only_is_never_shared(api: Api) -> None:
+    alice, bob = await user(api, "alice"), await user(api, "bob")
+    room = await create(api, alice, preset="public_chat")
+    await set_visibility(api, room, alice, "joined")
+    await send(api, room, alice, "before bob")
+    await join(api, room, bob)
+    await send(api, room, alice, "after bob")
+    assert _bodies(await _initial(api, alice, room)) == ["before bob", "after bob"]
+    assert _bodies(await _initial(api, bob, room)) == ["after bob"]
+    assert _bodies(await _initial(api, alice, room)) == ["before bob", "after bob"]
+
+
+async def test_ignoring_readers_and_filters_compute_their_own(api: Api) -> None:
+    alice, bob = await user(api, "alice"), await user(api, "bob")
+    room = await create(api, alice, preset="public_chat")
+    await join(api, room, bob)
+    await send(api, room, alice, "from alice")
+    await send(api, room, bob, "from bob")
+    await _initial(api, alice, room)
+    await api.put(f"user/{uid('bob')}/account_data/m.ignored_user_list", {"ignored_users": {uid("alice"): {}}}, token=bob)
+    assert _bodies(await _initial(api, bob, room)) == ["from bob"]
+    only_bob = '?filter={"room":{"timeline":{"senders":["@bob:test.local"]}}}'
+    assert _bodies(await _initial(api, alice, room, only_bob)) == ["from bob"]
+    small = '?filter={"room":{"timeline":{"limit":1}}}'
+    entry = await _initial(api, alice, room, small)
+    assert _bodies(entry) == ["from bob"] and entry["timeline"]["limited"] is True
+    assert _bodies(await _initial(api, alice, room)) == ["from alice", "from bob"]
+
+
+def test_kept_json_is_client_event_with_its_age() -> None:
+    """A section's kept JSON of an event, its age appended, is `client_event`'s shape."""
+    import json
+
+    from homeserver.records.events import StoredEvent
+    from homeserver.rooms.client_format import client_event, client_json_prefix
+    from homeserver.sync.initial_sections import render, section_event
+
+    base = {"origin_server_ts": 1_000, "sender": "@a:x", "auth_events": [], "prev_events": [], "depth": 3,
+            "hashes": {"sha256": "h"}, "signatures": {}, "room_id": "!r:x", "unsigned": {"age_ts": 5}}
+    events = [
+        {**base, "type": "m.room.message", "content": {"body": "hé \u2028", "msgtype": "m.text"}},
+        {**base, "type": "m.room.member", "state_key": "@a:x", "content": {"membership": "join"}},
+        {**base, "type": "m.room.redaction", "content": {"redacts": "$t"}},
+        {**base, "type": "m.room.redaction", "redacts": "$old", "content": {}},
+    ]
+    for i, ev in enumerate(events):
+        stored = StoredEvent(i, f"$e{i}", 1, i + 1, 1, 1, False, None, None, "DEV", "txn", ev)
+        assert client_json_prefix(stored, "!r:x") is not None
+        kept = section_event(stored, "!r:x", related=False)
+        assert json.loads(render(kept, 1_500)) == client_event(stored, "!r:x", "11", 1_500)
+        assert json.loads(render(kept, 500))["unsigned"] == {"age": 0}
+    stored = StoredEvent(9, "$big", 1, 9, 1, 1, False, None, None, None, None, {**events[0], "content": {"n": 2**70}})
+    assert client_json_prefix(stored, "!r:x") is None
+    assert section_event(stored, "!r:x", related=False).prefix is None
+    assert section_event(stored, "!r:x", related=True).prefix is None
