@@ -106,6 +106,7 @@ def check_config(args: argparse.Namespace) -> int:
 
 
 async def _run(config: Config) -> None:
+    from homeserver.memory import trim_heap
     from homeserver.server import HomeServer
 
     hs = HomeServer(config)
@@ -113,6 +114,7 @@ async def _run(config: Config) -> None:
     try:
         await hs.start_listeners()
         _gc_for_big_caches()
+        trim_heap()
         for lst, addr, port in hs.bound:
             scheme = "https" if lst.tls else "http"
             print(f"accord: listening on {scheme}://{addr}:{port} ({', '.join(lst.resources)})", flush=True)

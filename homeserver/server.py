@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import ssl
 from collections.abc import Callable
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -55,7 +57,6 @@ from homeserver.federation.timestamps import TimestampLookup
 from homeserver.filters.service import FilterService
 from homeserver.identifiers import LocalServer
 from homeserver.media.fetch import UrlFetcher
-from homeserver.media.preview import PreviewSettings, UrlPreviewer
 from homeserver.media.remote import FederatedRemoteMedia
 from homeserver.media.repository import MediaRepository
 from homeserver.media.storage_provider import LocalFilesystemProvider
@@ -98,7 +99,6 @@ from homeserver.rooms.summary import RoomSummaries
 from homeserver.rooms.upgrade import RoomUpgradeService
 from homeserver.rooms.visibility import VisibilityService
 from homeserver.search.index import SearchIndex
-from homeserver.search.service import SearchService
 from homeserver.signing_key import SigningKey, load_signing_key
 from homeserver.storage import make_database
 from homeserver.storage.account_data import AccountDataStore
@@ -142,7 +142,6 @@ from homeserver.sync.legacy_events import LegacyEventStream
 from homeserver.sync.notifier import Notifier
 from homeserver.sync.room_tallies import RoomTallies
 from homeserver.sync.service import SyncService
-from homeserver.sync.sliding.service import SlidingSyncService
 from homeserver.sync.streams.account_data import AccountDataStream
 from homeserver.sync.streams.device_lists import DeviceListsStream
 from homeserver.sync.streams.e2ee_key_counts import E2eeKeyCounts
@@ -156,6 +155,11 @@ from homeserver.tags import TagService
 from homeserver.typing import TypingEdu, TypingService
 from homeserver.user_directory.service import UserDirectory
 from homeserver.voip import TurnService
+
+if TYPE_CHECKING:  # built when first used (see the properties)
+    from homeserver.media.preview import UrlPreviewer
+    from homeserver.search.service import SearchService
+    from homeserver.sync.sliding.service import SlidingSyncService
 
 logger = logging.getLogger(__name__)
 
@@ -515,7 +519,7 @@ class HomeServer:
             joined_throughout=room_events_stream.joined_throughout,
             every_response=[key_counts],
         )
-        self.sliding_sync = SlidingSyncService(  # MSC4186, over the same providers
+        self._sliding_sync_parts: dict[str, Any] = dict(  # MSC4186, over the same providers
             sync=self.sync, room_events=room_events_stream, typing=typing_stream, receipts=receipts_stream,
             account_data_stream=account_data_stream, to_device=to_device_stream,
             device_lists=device_lists_stream, key_counts=key_counts, room_service=self.room_service,
@@ -595,7 +599,7 @@ class HomeServer:
         search_store = SearchStore(self.db)
         self.event_persister.indexes.append(SearchIndex(search_store))  # full text, kept in each event's write
         self.event_persister.indexes.append(self.analytics)  # messages per day, in each event's write
-        self.search = SearchService(  # POST /search over the rooms a user is or was in
+        self._search_parts: dict[str, Any] = dict(  # POST /search, see `search`
             store=search_store, events=self.event_store, rooms=self.room_store, room_service=self.room_service,
             visibility=self.visibility, history=self.room_history,
         )
@@ -700,6 +704,24 @@ class HomeServer:
         self._runners: list[web.AppRunner] = []
         self.bound: list[tuple[ListenerConfig, str, int]] = []
 
+    # Services most servers seldom or never use, built at their first request: their
+    # modules then stay unimported (about 0.3 MB each resident), and they hold nothing
+    # that must be kept up to date meanwhile (what they read, the search index included,
+    # is written by the services built above).
+    @cached_property
+    def sliding_sync(self) -> SlidingSyncService:
+        """Simplified sliding sync (MSC4186), over /sync's stream providers."""
+        from homeserver.sync.sliding.service import SlidingSyncService
+
+        return SlidingSyncService(**self._sliding_sync_parts)
+
+    @cached_property
+    def search(self) -> SearchService:
+        """POST /search over the rooms a user is or was in."""
+        from homeserver.search.service import SearchService
+
+        return SearchService(**self._search_parts)
+
     async def _joined_members(self, room: RoomRecord) -> list[str]:
         """The user IDs joined to a room (local and remote)."""
         return [user_id for user_id, _, _ in await self.room_store.members(room.room_nid, "join")]
@@ -729,6 +751,9 @@ class HomeServer:
         cfg = self.config.media.url_preview
         if not cfg.enabled:
             return None
+        # Imported only when previews are on (an idle server without them has no HTML parser).
+        from homeserver.media.preview import PreviewSettings, UrlPreviewer
+
         settings = PreviewSettings(
             max_page_bytes=cfg.max_page_bytes, max_image_bytes=cfg.max_image_bytes,
             timeout_s=cfg.timeout_s, max_redirects=cfg.max_redirects,

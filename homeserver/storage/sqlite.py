@@ -13,7 +13,8 @@ commit, so a burst of N concurrent writers costs one hop and one fsync (group
 commit). Optimistically without savepoints; if a function fails, the batch is
 rolled back and re-run with a savepoint around each function, so a failure
 undoes only its own function. Readers use separate connections, which WAL lets
-run beside the writer; they take read jobs from one shared queue.
+run beside the writer; they take read jobs from one shared queue, and are opened
+as concurrent reads need them (`_add_reader`), up to `read_connections`.
 
 The hand-off is as short as it can be made (`_Thread`): the writes queued in one
 turn of the event loop go onto the writer thread's `queue.SimpleQueue` with one
@@ -157,6 +158,11 @@ def _resolve(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
         fut.set_exception(value)
 
 
+def _log_open_failure(opened: asyncio.Future[Any]) -> None:
+    if not opened.cancelled() and opened.exception() is not None:
+        logger.error("cannot open another SQLite reader: %s", opened.exception())
+
+
 def _resolve_all(futs: list[asyncio.Future[Any]], outcomes: list[tuple[bool, Any]]) -> None:
     for fut, (ok, value) in zip(futs, outcomes, strict=True):
         _resolve(fut, ok, value)
@@ -240,7 +246,8 @@ class SqliteDatabase(Database):
         self._writes: queue.SimpleQueue[list[_Write]] = queue.SimpleQueue()
         self._reads: queue.SimpleQueue[_Read | None] = queue.SimpleQueue()
         self._writer: _Thread | None = None
-        self._readers: list[_Thread] = []
+        self._readers: list[_Thread] = []  # opened as reads need them (`_add_reader`)
+        self._reads_in_flight = 0  # read jobs handed to the readers and not answered yet
         self._open = False  # writes and reads are taken
         self.commits = 0  # observable for tests and benchmarks: how many commits ran
 
@@ -278,12 +285,7 @@ class SqliteDatabase(Database):
             self._writer = _Thread("sqlite-writer", loop)
             self._writer.start(self._connect_writer, self._serve_writes)
             await self._writer.opened
-            reader_pragmas = ("PRAGMA query_only = ON", f"PRAGMA cache_size = {-int(self.reader_cache_kib)}")
-            for i in range(self.read_connections):
-                reader = _Thread(f"sqlite-reader-{i}", loop)
-                self._readers.append(reader)
-                reader.start(partial(self._connect, *reader_pragmas), self._serve_reads)
-                await reader.opened
+            await self._add_reader(loop).opened
         except (sqlite3.Error, DatabaseError) as e:
             await self._stop_threads()
             if isinstance(e, DatabaseError):
@@ -294,6 +296,19 @@ class SqliteDatabase(Database):
     async def close(self) -> None:
         self._open = False
         await self._stop_threads()
+
+    def _add_reader(self, loop: asyncio.AbstractEventLoop) -> _Thread:
+        """Start one more reader connection (it takes jobs from the shared queue once open).
+
+        The first is opened with the writer; the others only when reads queue up behind
+        the busy ones (`_read_job`), up to `read_connections`: a quiet server keeps one
+        connection's schema and page cache and one thread (about 0.2 MB each) instead of
+        all of them."""
+        pragmas = ("PRAGMA query_only = ON", f"PRAGMA cache_size = {-int(self.reader_cache_kib)}")
+        reader = _Thread(f"sqlite-reader-{len(self._readers)}", loop)
+        self._readers.append(reader)
+        reader.start(partial(self._connect, *pragmas), self._serve_reads)
+        return reader
 
     async def _stop_threads(self) -> None:
         if self._writer is not None:
@@ -381,14 +396,25 @@ class SqliteDatabase(Database):
                 value, ok = fn(conn), True
             except BaseException as e:  # noqa: BLE001 - the caller's to handle
                 value, ok = e, False
-            loop.call_soon_threadsafe(_resolve, fut, ok, value)
+            loop.call_soon_threadsafe(self._read_answered, fut, ok, value)
 
     def _read_job(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         if not self._open:
             raise DatabaseError("database is not open")
-        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        if self._reads_in_flight >= len(self._readers) and len(self._readers) < self.read_connections:
+            # Every reader has a job already: one more is opened. If it cannot open, the
+            # others serve on (its error is logged, not raised to this caller).
+            self._add_reader(loop).opened.add_done_callback(_log_open_failure)
+        self._reads_in_flight += 1
         self._reads.put((fn, fut))
         return fut
+
+    def _read_answered(self, fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
+        """In the event loop: a reader's answer, and one job fewer in flight."""
+        self._reads_in_flight -= 1
+        _resolve(fut, ok, value)
 
     async def read(self, fn: TxnFn[T]) -> T:
         return await self._read_job(partial(_run_read, fn=fn))

@@ -18,7 +18,10 @@ from tests.conftest import config_dict
 from tests.homeserver.media.helpers import png
 
 REPO = Path(__file__).resolve().parents[2]
-LAZY = ["PIL", "jinja2", "aiosmtplib", "asyncpg", "dns", "cryptography", "signedjson", "importlib.metadata"]
+LAZY = ["PIL", "jinja2", "aiosmtplib", "asyncpg", "dns", "cryptography", "signedjson", "importlib.metadata",
+        # Our own seldom-used services, built at their first request (HomeServer's properties)
+        # or, for URL previews, only when turned on: about 0.3 MB resident each.
+        "homeserver.sync.sliding.service", "homeserver.search.service", "homeserver.media.preview"]
 
 _SCRIPT = """
 import asyncio, json, sys

@@ -42,3 +42,11 @@ async def test_a_big_response_trims_the_heap(make_api) -> None:  # noqa: ANN001
     async with api.client.get("/metrics") as r:
         text = await r.text()
     assert f"accord_malloc_trims_total {before + 1}" in text.splitlines()
+
+
+def test_trim_heap_runs_with_or_without_glibc() -> None:
+    """`accord run` calls it once start-up is over; elsewhere than glibc it does nothing."""
+    from homeserver.memory import trim_heap
+
+    trim_heap()
+    trim_heap()

@@ -6,7 +6,6 @@ from aiohttp import web
 
 from homeserver.api.http import ClientRoutes, get_hs, json_response, read_json, requester
 from homeserver.errors import MatrixError
-from homeserver.search.service import parse_room_events
 
 
 async def post_search(request: web.Request) -> web.Response:
@@ -23,6 +22,9 @@ async def post_search(request: web.Request) -> web.Response:
         raise MatrixError(400, "M_UNKNOWN", f"Unknown search category: {unknown[0]}")
     out: dict[str, object] = {}
     if "room_events" in categories:
+        # Imported with the service, at the first search (an idle server has neither).
+        from homeserver.search.service import parse_room_events
+
         criteria = parse_room_events(categories["room_events"])
         out["room_events"] = await hs.search.search(
             req.user_id, req.device_id, criteria, request.query.get("next_batch")

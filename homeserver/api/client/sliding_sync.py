@@ -8,12 +8,14 @@ from aiohttp import web
 from homeserver.api.client.sync import MAX_TIMEOUT_MS
 from homeserver.api.http import ClientRoutes, get_hs, json_response, read_json, requester
 from homeserver.params import query_int
-from homeserver.sync.sliding.config import parse_request
 
 UNSTABLE = ("/_matrix/client/unstable/org.matrix.simplified_msc3575",)
 
 
 async def post_sliding_sync(request: web.Request) -> web.Response:
+    # Imported with the service, at the first request (an idle server has neither).
+    from homeserver.sync.sliding.config import parse_request
+
     hs = get_hs(request)
     req = await requester(request, allow_guest=True)
     body = parse_request(await read_json(request, allow_empty=True))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from homeserver.storage.database import Database, DatabaseError, IntegrityError, Txn
+from homeserver.storage.database import Database, DatabaseError, IntegrityError, Row, Txn
 from homeserver.storage.migrations import SchemaTooNewError, all_migrations, migrate
 from homeserver.storage.postgres import PostgresDatabase, convert_placeholders
 from homeserver.storage.sqlite import SqliteDatabase
@@ -123,12 +123,13 @@ async def test_sqlite_threads_end_with_close_and_with_a_failed_open(tmp_path: Pa
     others = _thread_idents()  # other tests' databases, if any are still open
     db = SqliteDatabase(str(tmp_path / "t.db"), read_connections=3)
     await db.open()
-    assert sorted(_sqlite_threads(others)) == [
-        "sqlite-reader-0", "sqlite-reader-1", "sqlite-reader-2", "sqlite-writer"
-    ]
+    assert sorted(_sqlite_threads(others)) == ["sqlite-reader-0", "sqlite-writer"]
     await db.execute("CREATE TABLE kv (k TEXT PRIMARY KEY, v INTEGER NOT NULL)")
     reads = await asyncio.gather(*(db.fetchone("SELECT count(*) FROM kv") for _ in range(20)))
     assert reads == [(0,)] * 20
+    assert sorted(_sqlite_threads(others)) == [
+        "sqlite-reader-0", "sqlite-reader-1", "sqlite-reader-2", "sqlite-writer"
+    ]
     await db.close()
     assert _sqlite_threads(others) == []
     with pytest.raises(DatabaseError):
@@ -139,6 +140,47 @@ async def test_sqlite_threads_end_with_close_and_with_a_failed_open(tmp_path: Pa
     missing = SqliteDatabase(str(tmp_path / "no" / "such" / "dir" / "t.db"))
     with pytest.raises(DatabaseError, match="cannot open SQLite database"):
         await missing.open()
+    assert _sqlite_threads(others) == []
+
+
+async def test_sqlite_readers_open_when_reads_wait_for_them(tmp_path: Path) -> None:
+    """One reader is opened with the database; another each time a read finds every
+    reader busy, up to `read_connections`, so reads never wait behind a busy reader while
+    fewer are open. A reader that cannot open leaves the others serving."""
+    import threading
+
+    others = _thread_idents()
+    db = SqliteDatabase(str(tmp_path / "r.db"), read_connections=3)
+    await db.open()
+    try:
+        gate = threading.Event()
+
+        async def held(txn: Txn) -> Row | None:  # keeps its reader busy until the gate opens
+            gate.wait(10)
+            return await txn.fetchone("SELECT 1")
+
+        first = asyncio.ensure_future(db.read(held))
+        await asyncio.sleep(0.05)
+        assert sorted(_sqlite_threads(others)) == ["sqlite-reader-0", "sqlite-writer"]
+        second = asyncio.ensure_future(db.read(held))  # reader-0 is busy: reader-1 opens for it
+        more = [asyncio.ensure_future(db.read(held)) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        assert sorted(_sqlite_threads(others)) == [
+            "sqlite-reader-0", "sqlite-reader-1", "sqlite-reader-2", "sqlite-writer"
+        ]
+        gate.set()
+        assert await asyncio.gather(first, second, *more) == [(1,)] * 5
+        assert db._reads_in_flight == 0
+
+        db.path = str(tmp_path / "no" / "such" / "dir" / "r.db")  # the next reader cannot open
+        db.read_connections = 4
+        gate.clear()
+        busy = [asyncio.ensure_future(db.read(held)) for _ in range(4)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        assert await asyncio.gather(*busy) == [(1,)] * 4  # served by the three open readers
+    finally:
+        await db.close()
     assert _sqlite_threads(others) == []
 
 
