@@ -35,12 +35,7 @@ def client_event(
     # A plain loop, not a comprehension: this runs for every event of every response
     # (11,000 in a 1,000-room initial sync), and a comprehension's own frame costs more
     # than its seven lookups.
-    out: dict[str, Any] = {}
-    for key in _CLIENT_KEYS:
-        if key in source:
-            out[key] = source[key]
-    out["event_id"] = stored.event_id
-    out["room_id"] = room_id
+    out = _client_fields(source, stored.event, stored.event_id, room_id)
     unsigned: dict[str, Any] = {"age": max(0, now_ms - int(source.get("origin_server_ts", now_ms)))}
     if device_id is not None and stored.txn_device == device_id and stored.txn_id is not None:
         unsigned["transaction_id"] = stored.txn_id
@@ -48,12 +43,25 @@ def client_event(
         unsigned["redacted_because"] = client_event(redaction, room_id, room_version, now_ms)
     if prev_content is not None:
         unsigned["prev_content"] = prev_content
-    if stored.event["type"] == "m.room.redaction":
+    out["unsigned"] = unsigned
+    return out
+
+
+def _client_fields(source: dict[str, Any], original: dict[str, Any], event_id: str, room_id: str) -> dict[str, Any]:
+    """An event's top-level client fields (`source`: the event as the client sees it,
+    redacted or not), before `unsigned`, which the callers add (whole, or as a prefix
+    each reader ends with its own age)."""
+    out: dict[str, Any] = {}
+    for key in _CLIENT_KEYS:
+        if key in source:
+            out[key] = source[key]
+    out["event_id"] = event_id
+    out["room_id"] = room_id
+    if original["type"] == "m.room.redaction":
         # v11 moved `redacts` into content; clients still look for it at the top level too.
-        target = stored.event.get("redacts") or stored.event.get("content", {}).get("redacts")
+        target = original.get("redacts") or original.get("content", {}).get("redacts")
         if isinstance(target, str):
             out["redacts"] = target
-    out["unsigned"] = unsigned
     return out
 
 
@@ -62,17 +70,7 @@ def client_json_prefix(stored: StoredEvent, room_id: str) -> bytes | None:
     device, up to the value of its `unsigned.age` (which the caller appends, then `}}`):
     kept by an initial sync's sections (sync/initial_sections.py), whose readers each
     add their own age. None for what orjson does not encode (the caller formats it)."""
-    source = stored.event
-    out: dict[str, Any] = {}
-    for key in _CLIENT_KEYS:
-        if key in source:
-            out[key] = source[key]
-    out["event_id"] = stored.event_id
-    out["room_id"] = room_id
-    if source["type"] == "m.room.redaction":
-        target = source.get("redacts") or source.get("content", {}).get("redacts")
-        if isinstance(target, str):
-            out["redacts"] = target
+    out = _client_fields(stored.event, stored.event, stored.event_id, room_id)
     try:
         encoded = orjson.dumps(out)
     except orjson.JSONEncodeError:

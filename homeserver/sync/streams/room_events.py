@@ -339,15 +339,7 @@ class RoomEventsStream(StreamProvider):
             "account_data": {"events": parts["account_data"]},
             "summary": await self._summary(req, room) if summary_due else {},
         }
-        if req.filter.timeline.unread_thread_notifications:
-            # The client reads threads apart: the main timeline's counts, and each thread's.
-            main, threads = await self.unread.thread_counts(req.user_id, room, m.stream_ordering, req.now.events)
-            entry["unread_notifications"] = main
-            entry["unread_thread_notifications"] = threads
-        else:
-            entry["unread_notifications"] = await self.unread.counts(
-                req.user_id, room, m.stream_ordering, req.now.events
-            )
+        await self._add_unread(req, room, m, entry)
         return entry
 
     async def timeline(
@@ -634,6 +626,12 @@ class RoomEventsStream(StreamProvider):
             "account_data": {"events": parts["account_data"]},
             "summary": section.summary.for_user(req.user_id),
         }
+        await self._add_unread(req, room, m, entry)
+        return entry
+
+    async def _add_unread(self, req: SyncRequest, room: RoomRecord, m: UserMembership, entry: dict[str, Any]) -> None:
+        """A joined room's unread counts, as its reader asked: the main timeline's and each
+        thread's apart when the filter reads threads apart, all together otherwise."""
         if req.filter.timeline.unread_thread_notifications:
             main, threads = await self.unread.thread_counts(req.user_id, room, m.stream_ordering, req.now.events)
             entry["unread_notifications"] = main
@@ -642,7 +640,6 @@ class RoomEventsStream(StreamProvider):
             entry["unread_notifications"] = await self.unread.counts(
                 req.user_id, room, m.stream_ordering, req.now.events
             )
-        return entry
 
     async def _render_section(
         self, req: SyncRequest, room: RoomRecord, events: list[SectionEvent], now: int, *, bundle: bool
