@@ -35,3 +35,11 @@ class StoredEvent:
     @property
     def sender(self) -> str:
         return self.event["sender"]
+
+    def transaction_id_for(self, user_id: str | None, device_id: str | None) -> str | None:
+        """The transaction ID the event was sent with, for the one device that sent it
+        (None for every other reader). A device ID is unique only among its user's
+        devices, so the sender is matched too: two users may both log in as `PHONE`."""
+        if device_id is None or self.txn_id is None or self.txn_device != device_id:
+            return None
+        return self.txn_id if self.event.get("sender") == user_id else None

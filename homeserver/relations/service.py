@@ -409,31 +409,33 @@ class RelationsService:
         for ev, out in zip(events, formatted, strict=True):
             a = aggs.get(ev.event_id)
             if a is not None:
-                out.setdefault("unsigned", {})["m.relations"] = self._relations(room, a, inner, now, device_id)
+                out.setdefault("unsigned", {})["m.relations"] = self._relations(room, a, inner, now, (user_id, device_id))
 
     def _relations(
-        self, room: RoomRecord, a: Aggregation, inner: dict[str, Aggregation], now: int, device_id: str | None
+        self, room: RoomRecord, a: Aggregation, inner: dict[str, Aggregation], now: int,
+        reader: tuple[str, str | None]
     ) -> dict[str, Any]:
         rel: dict[str, Any] = {}
         if a.thread_latest is not None:
-            latest = self._client(room, a.thread_latest, now, device_id)
+            latest = self._client(room, a.thread_latest, now, reader)
             own = inner.get(a.thread_latest.event_id)
             if own is not None:
-                latest["unsigned"]["m.relations"] = self._relations(room, own, {}, now, device_id)
+                latest["unsigned"]["m.relations"] = self._relations(room, own, {}, now, reader)
             rel[THREAD] = {
                 "latest_event": latest,
                 "count": a.thread_count,
                 "current_user_participated": a.thread_participated,
             }
         if a.edit is not None:
-            rel[REPLACE] = self._client(room, a.edit, now, device_id)
+            rel[REPLACE] = self._client(room, a.edit, now, reader)
         if a.references:
             rel[REFERENCE] = {"chunk": [{"event_id": e} for e in a.references]}
         return rel
 
     @staticmethod
-    def _client(room: RoomRecord, ev: StoredEvent, now: int, device_id: str | None) -> dict[str, Any]:
-        return client_event(ev, room.room_id, room.room_version, now, device_id=device_id)
+    def _client(room: RoomRecord, ev: StoredEvent, now: int, reader: tuple[str, str | None]) -> dict[str, Any]:
+        """`reader`: the reading user and device (which alone sees its own transaction IDs)."""
+        return client_event(ev, room.room_id, room.room_version, now, device_id=reader[1], user_id=reader[0])
 
 
 def _edit_order(ev: StoredEvent) -> tuple[int, str]:

@@ -24,11 +24,12 @@ def client_event(
     now_ms: int,
     *,
     device_id: str | None = None,
+    user_id: str | None = None,
     redaction: StoredEvent | None = None,
     prev_content: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Shape one event for a client; `device_id` is the requesting device, which
-    alone sees the transaction ID it sent the event with."""
+    """Shape one event for a client; `user_id`'s `device_id` is the requesting device,
+    which alone sees the transaction ID it sent the event with."""
     source = stored.event
     if stored.redacted_by is not None:
         source = redact_event(source, room_version)
@@ -37,8 +38,9 @@ def client_event(
     # than its seven lookups.
     out = _client_fields(source, stored.event, stored.event_id, room_id)
     unsigned: dict[str, Any] = {"age": max(0, now_ms - int(source.get("origin_server_ts", now_ms)))}
-    if device_id is not None and stored.txn_device == device_id and stored.txn_id is not None:
-        unsigned["transaction_id"] = stored.txn_id
+    txn_id = stored.transaction_id_for(user_id, device_id)
+    if txn_id is not None:
+        unsigned["transaction_id"] = txn_id
     if redaction is not None and stored.redacted_by is not None:
         unsigned["redacted_because"] = client_event(redaction, room_id, room_version, now_ms)
     if prev_content is not None:

@@ -277,7 +277,7 @@ class RoomHistory:
         now = self.clock.time_ms()
         out = [
             client_event(
-                ev, room.room_id, room.room_version, now, device_id=device_id,
+                ev, room.room_id, room.room_version, now, device_id=device_id, user_id=user_id,
                 redaction=redactions.get(ev.redacted_by) if ev.redacted_by else None,
                 prev_content=prev.get(ev.nid),
             )

@@ -68,16 +68,16 @@ class Section:
     # judged at, every reader must have been joined at (None: open history, anyone may).
     members_at: list[int] | None = None
     _encoded: EncodedJSON | None = field(default=None, repr=False)
-    # The devices that sent some of the events with a transaction ID (each sees those
-    # events with it): every other reader takes the section as it is, without a look
-    # at its events.
-    txn_devices: frozenset[str] = field(init=False)
+    # The devices (user ID, device ID) that sent some of the events with a transaction
+    # ID (each sees those events with it): every other reader takes the section as it
+    # is, without a look at its events.
+    txn_devices: frozenset[tuple[str, str]] = field(init=False)
     # Whether a membership event is among the events (the room's summary may have moved).
     has_membership: bool = field(init=False)
 
     def __post_init__(self) -> None:
         self.txn_devices = frozenset(
-            e.txn_device for e in self.events if e.txn_device is not None and e.txn_id is not None
+            (e.sender, e.txn_device) for e in self.events if e.txn_device is not None and e.txn_id is not None
         )
         self.has_membership = any(e.type == "m.room.member" for e in self.events)
 
@@ -187,7 +187,7 @@ class SharedTimelines:
         if section is None:
             self.personal += 1
             return None
-        return _for_device(section, req.requester.device_id)
+        return _for_device(section, req.user_id, req.requester.device_id)
 
     async def _build(
         self, stream: RoomEventsStream, req: SyncRequest, room: RoomRecord, after: int, limit: int,
@@ -211,14 +211,15 @@ class SharedTimelines:
         return Section(events, limited, formatted, members_at)
 
 
-def _for_device(section: Section, device_id: str | None) -> ReaderTimeline:
+def _for_device(section: Section, user_id: str, device_id: str | None) -> ReaderTimeline:
     """The section as the reading device sees it: its own events carry the transaction
     ID it sent them with (a copy of those events' JSON; the rest is shared)."""
     events = section.events
-    if device_id is None or device_id not in section.txn_devices:
+    if device_id is None or (user_id, device_id) not in section.txn_devices:
         return ReaderTimeline(events, section.limited, section.formatted, section)
     out = list(section.formatted)
     for i, e in enumerate(events):
-        if e.txn_device == device_id and e.txn_id is not None:
-            out[i] = {**out[i], "unsigned": {**out[i]["unsigned"], "transaction_id": e.txn_id}}
+        txn_id = e.transaction_id_for(user_id, device_id)
+        if txn_id is not None:
+            out[i] = {**out[i], "unsigned": {**out[i]["unsigned"], "transaction_id": txn_id}}
     return ReaderTimeline(events, section.limited, out, None)

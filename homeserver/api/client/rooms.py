@@ -9,7 +9,6 @@ from aiohttp import web
 from homeserver.api.http import ClientRoutes, get_hs, json_response, read_json, requester
 from homeserver.errors import MatrixError, not_found
 from homeserver.media.repository import parse_mxc
-from homeserver.records.events import StoredEvent
 from homeserver.records.rooms import RoomRecord
 from homeserver.rooms.persist import ClientTxn
 
@@ -19,14 +18,6 @@ MAX_TYPE_BYTES = 255
 def _check_type(event_type: str) -> None:
     if not event_type or len(event_type.encode()) > MAX_TYPE_BYTES:
         raise MatrixError(400, "M_INVALID_PARAM", "Event type must be 1 to 255 bytes")
-
-
-async def format_events(
-    request: web.Request, room: RoomRecord, events: list[StoredEvent], device_id: str | None = None
-) -> list[dict[str, Any]]:
-    """Client JSON for events, with redactions and prev_content attached
-    (reading rooms lives in room_history.py; this stays for the writers' callers)."""
-    return await get_hs(request).room_history.format_client_events(room, events, device_id)
 
 
 async def member_room(request: web.Request, user_id: str) -> RoomRecord:

@@ -646,12 +646,12 @@ class RoomEventsStream(StreamProvider):
     ) -> bytes:
         """The section's events as the comma-separated client JSON of this response: kept
         JSON with its age, or (redacted, bundled, sent by this device) formatted afresh."""
-        device_id = req.requester.device_id
+        user_id, device_id = req.user_id, req.requester.device_id
         out: list[bytes] = []
         afresh: list[int] = []
         for i, se in enumerate(events):
             e = se.event
-            if se.prefix is None or (device_id is not None and e.txn_device == device_id and e.txn_id is not None):
+            if se.prefix is None or e.transaction_id_for(user_id, device_id) is not None:
                 afresh.append(i)
                 out.append(b"")
             else:
@@ -754,7 +754,7 @@ class RoomEventsStream(StreamProvider):
         redactions = await self.event_store.get_events(redaction_ids) if redaction_ids else {}
         out = [
             client_event(
-                e, room.room_id, room.room_version, now, device_id=device_id,
+                e, room.room_id, room.room_version, now, device_id=device_id, user_id=req.user_id,
                 redaction=redactions.get(e.redacted_by) if e.redacted_by else None,
             )
             for e in events
