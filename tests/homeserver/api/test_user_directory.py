@@ -147,6 +147,7 @@ async def test_both_engines(db_overrides: dict[str, Any], make_api: Any) -> None
     await invite(api, room, alice, "bob")
     await join(api, room, bob)
     await create(api, carol, preset="public_chat")
+    await api.hs.user_directory.settle()  # a room opening is indexed after its event
     assert sorted(await _found(api, alice, "émil")) == [uid("bob"), uid("carol")]
     assert await _found(api, alice, "ÉMILE") == [uid("bob")]
     assert await _found(api, alice, "100 sure") == [uid("bob")]
