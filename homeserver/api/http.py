@@ -1,7 +1,7 @@
 """HTTP plumbing shared by every API: JSON in and out, errors, CORS, routing helpers.
 
 Every response, including errors raised by aiohttp itself (unknown path, wrong
-method, oversized body), leaves through `matrix_middleware`, so clients always
+method, oversized body), leaves through `serve_matrix` 's handler, so clients always
 get the spec's JSON error shape and CORS headers.
 """
 
@@ -65,35 +65,53 @@ def error_response(err: MatrixError) -> web.Response:
     return json_response(err.to_json(), status=err.status, headers=err.headers or None)
 
 
-@web.middleware
-async def matrix_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    started = time.perf_counter()
-    if request.method == "OPTIONS":
-        resp: web.StreamResponse = web.Response(status=204)
-    else:
-        try:
-            resp = await handler(request)
-        except MatrixError as e:
-            resp = error_response(e)
-        except web.HTTPNotFound:
-            resp = error_response(MatrixError(404, "M_UNRECOGNIZED", "Unrecognized request"))
-        except web.HTTPMethodNotAllowed:
-            resp = error_response(MatrixError(405, "M_UNRECOGNIZED", "Method not allowed"))
-        except web.HTTPRequestEntityTooLarge:
-            resp = error_response(too_large())
-        except web.HTTPException as e:
-            resp = error_response(MatrixError(e.status, "M_UNKNOWN", e.reason))
-        except Exception:
-            logger.exception("unhandled error in %s %s", request.method, request.path)
-            resp = error_response(MatrixError(500, "M_UNKNOWN", "Internal server error"))
-    if not resp.prepared:
-        resp.headers.update(CORS_HEADERS)
-    route = request.match_info.route.resource
-    template = route.canonical if route is not None else "unmatched"
-    hs = get_hs(request)
-    hs.metrics.observe_request(request.method, template, resp.status, time.perf_counter() - started)
-    hs.heap_trimmer.after_response(resp.content_length)
-    return resp
+def serve_matrix(app: web.Application) -> None:
+    """Make `app` answer every request through `handle`: the spec's JSON error shape
+    for anything raised (MatrixError, aiohttp's 404/405/413, and a 500 M_UNKNOWN that
+    never leaks the exception), CORS headers, 204 for preflights, and the request
+    metrics. Call it once the routes are registered.
+
+    This wraps the application's own request entry point rather than being an aiohttp
+    middleware: aiohttp runs any middleware through a chain of its own (a cached
+    partial and a wrapper that tracks the current sub-application) on every request,
+    which cost more than the work done here. Wrapping the entry point also covers the
+    router's own errors, so tests (aiohttp's test server) and listeners answer alike.
+    """
+    inner = app._handle
+    hs = app[HS_KEY]
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        if request.method == "OPTIONS":
+            resp: web.StreamResponse = web.Response(status=204)
+        else:
+            try:
+                resp = await inner(request)
+            except MatrixError as e:
+                resp = error_response(e)
+            except web.HTTPNotFound:
+                resp = error_response(MatrixError(404, "M_UNRECOGNIZED", "Unrecognized request"))
+            except web.HTTPMethodNotAllowed:
+                resp = error_response(MatrixError(405, "M_UNRECOGNIZED", "Method not allowed"))
+            except web.HTTPRequestEntityTooLarge:
+                resp = error_response(too_large())
+            except web.HTTPException as e:
+                resp = error_response(MatrixError(e.status, "M_UNKNOWN", e.reason))
+            except Exception:
+                logger.exception("unhandled error in %s %s", request.method, request.path)
+                resp = error_response(MatrixError(500, "M_UNKNOWN", "Internal server error"))
+        if not resp.prepared:
+            resp.headers.update(CORS_HEADERS)
+        # A preflight is answered before routing: no route to name (nor is there one
+        # if routing itself failed).
+        match_info: web.UrlMappingMatchInfo | None = request._match_info
+        resource = match_info.route.resource if match_info is not None else None
+        template = resource.canonical if resource is not None else "unmatched"
+        hs.metrics.observe_request(request.method, template, resp.status, time.perf_counter() - started)
+        hs.heap_trimmer.after_response(resp.content_length)
+        return resp
+
+    app._handle = handle  # type: ignore[method-assign]
 
 
 def too_large() -> MatrixError:

@@ -243,6 +243,42 @@ async def test_cors_on_normal_and_error_responses(api: Api) -> None:
             assert resp.headers["Content-Type"].startswith("application/json")
 
 
+
+async def test_an_unexpected_error_is_a_500_that_says_nothing(
+    api: Api, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug in a handler answers 500 M_UNKNOWN in the spec's shape, with CORS, and keeps
+    the exception's text in the log, never in the response."""
+    reg = await api.register("alice")
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(api.hs.auth, "get_requester", broken)
+    async with api.client.get(
+        f"{V3}/account/whoami", headers={"Authorization": f"Bearer {reg['access_token']}"}
+    ) as resp:
+        assert resp.status == 500
+        assert resp.headers["Access-Control-Allow-Origin"] == "*"
+        text = await resp.text()
+    assert json.loads(text) == {"errcode": "M_UNKNOWN", "error": "Internal server error"}
+    assert "secret" not in text
+    assert "secret internals" in caplog.text
+
+
+async def test_errors_and_preflights_are_counted(api: Api) -> None:
+    """Requests that never reach a route (preflights, unknown paths, wrong methods) are
+    counted too, under "unmatched"."""
+    async with api.client.options(f"{V3}/login") as resp:
+        assert resp.status == 204
+    await api.request("GET", f"{V3}/no/such/thing", expect=404)
+    await api.request("DELETE", "login", expect=405)
+    async with api.client.get("/metrics") as r:
+        text = await r.text()
+    for method, status in (("OPTIONS", 204), ("GET", 404), ("DELETE", 405)):
+        assert f'accord_http_requests_total{{method="{method}",route="unmatched",status="{status}"}} 1' in text
+
+
 # Endpoints a listed version added that are not served, each for a reason the spec allows
 # (see homeserver/api/client/versions.py); anything else a claimed version added must be.
 NOT_SERVED_BY_CHOICE = {
