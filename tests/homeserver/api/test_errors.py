@@ -3,6 +3,8 @@ access tokens and CORS."""
 
 from __future__ import annotations
 
+import asyncio
+import gzip
 import json
 import re
 from collections.abc import AsyncIterator
@@ -161,6 +163,47 @@ async def test_oversized_chunked_body(make_api) -> None:
     async with api.client.post(f"{V3}/login", data=chunks()) as resp:
         assert resp.status == 413
         assert (await resp.json())["errcode"] == "M_TOO_LARGE"
+
+
+
+async def test_compressed_body_capped_by_its_decompressed_size(make_api) -> None:
+    """A compressed body is read as aiohttp decompresses it: its declared (compressed)
+    length says nothing of its size, so the cap holds on what it decompresses to."""
+    api = await make_api(limits={"max_request_body_bytes": 1024})
+    big = json.dumps({"type": "m.login.password", "padding": "x" * 5000}).encode()
+    packed = gzip.compress(big)
+    assert len(packed) < 1024
+    headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+    async with api.client.post(f"{V3}/login", data=packed, headers=headers) as resp:
+        assert resp.status == 413
+        assert (await resp.json())["errcode"] == "M_TOO_LARGE"
+    small = gzip.compress(json.dumps({"type": "m.login.password", "padding": "x" * 900}).encode())
+    async with api.client.post(f"{V3}/login", data=small, headers=headers) as resp:
+        assert resp.status == 400  # read whole, then refused for its content
+        assert (await resp.json())["errcode"] == "M_BAD_JSON"
+
+
+async def test_body_arriving_after_its_headers(api: Api) -> None:
+    """A body with a Content-Length that comes in pieces, after the headers, is read whole."""
+    body = json.dumps({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "nobody"},
+                       "password": "wrong"}).encode()
+    reader, writer = await asyncio.open_connection(api.client.host, api.client.port)
+    try:
+        writer.write(
+            f"POST {V3}/login HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+        )
+        await writer.drain()
+        for i in range(0, len(body), 16):
+            await asyncio.sleep(0.01)
+            writer.write(body[i:i + 16])
+            await writer.drain()
+        response = await reader.read()
+    finally:
+        writer.close()
+    head, _, payload = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 403"), head
+    assert json.loads(payload)["errcode"] == "M_FORBIDDEN"
 
 
 # --- access tokens ------------------------------------------------------------------
