@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import hdrs, web
 
 from federation.events.json_bounds import JSONBoundsError, loads_bounded
+from homeserver.api.routing import RouteGroup, group_key
 from homeserver.errors import MatrixError, bad_json, missing_param
 from homeserver.params import parse_int
 from homeserver.records import encoded_json
@@ -210,15 +211,34 @@ def timestamp_query(request: web.Request) -> tuple[int, bool]:
     return ts, direction == "b"
 
 
+# The application's route groups (`homeserver/api/routing.py`), by router index entry.
+ROUTE_GROUPS_KEY: web.AppKey[dict[str, RouteGroup]] = web.AppKey("route_groups")
+
+
 class ClientRoutes:
-    """Registers client-server endpoints under every supported version prefix."""
+    """Registers client-server endpoints under every supported version prefix. Paths
+    with variables go to the application's `RouteGroup` for their router index entry
+    (``/rooms/{room_id}/...``: found by the segment after the room, not by trying
+    each room route in turn)."""
 
     def __init__(self, app: web.Application) -> None:
         self.app = app
 
     def add(self, method: str, path: str, handler: Handler, prefixes: tuple[str, ...] = CLIENT_PREFIXES) -> None:
         for prefix in prefixes:
-            self.app.router.add_route(method, prefix + path, handler)
+            full = prefix + path
+            key = group_key(full)
+            if key is None:
+                self.app.router.add_route(method, full, handler)
+                continue
+            if ROUTE_GROUPS_KEY not in self.app:
+                self.app[ROUTE_GROUPS_KEY] = {}
+            groups = self.app[ROUTE_GROUPS_KEY]
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = RouteGroup(key)
+                self.app.router.register_resource(group)
+            group.add_route(method, full, handler)
 
 
 X_FORWARDED_KEY: web.AppKey[bool] = web.AppKey("x_forwarded")
