@@ -47,6 +47,7 @@ class RouteGroup(web.AbstractResource):
     def __init__(self, key: str) -> None:
         super().__init__()
         self._key = key
+        self._prefix = key.rstrip("/") + "/"  # what a request's path starts with
         self._resources: list[web.Resource] = []
         # segment after the variable (None: the path ends with the variable) -> its
         # resources in registration order; None once a route cannot be filed so.
@@ -76,7 +77,7 @@ class RouteGroup(web.AbstractResource):
     def _file(self, resource: web.Resource, path: str) -> None:
         if self._buckets is None:
             return
-        rest = path[len(self._key.rstrip("/")) + 1:]
+        rest = path[len(self._prefix):]
         variable, sep, after = rest.partition("/")
         segment = after.partition("/")[0] if sep else None
         if _PLAIN_VARIABLE.fullmatch(variable) and (
@@ -92,10 +93,9 @@ class RouteGroup(web.AbstractResource):
             candidates = self._resources
         else:
             path = request.rel_url.path_safe
-            prefix = self._key.rstrip("/") + "/"
-            if not path.startswith(prefix):
+            if not path.startswith(self._prefix):
                 return None, set()
-            _, sep, after = path[len(prefix):].partition("/")
+            _, sep, after = path[len(self._prefix):].partition("/")
             candidates = self._buckets.get(after.partition("/")[0] if sep else None, [])
         allowed: set[str] = set()
         for resource in candidates:
@@ -112,6 +112,7 @@ class RouteGroup(web.AbstractResource):
         for resource in self._resources:
             resource.add_prefix(prefix)
         self._key = prefix + self._key
+        self._prefix = prefix + self._prefix
 
     def get_info(self) -> dict[str, Any]:  # type: ignore[override]
         return {"prefix": self._key}
