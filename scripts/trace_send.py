@@ -173,24 +173,12 @@ async def _trace(repo: Path, messages: int, rate: float) -> dict[str, Any]:
     sys.path.insert(0, str(REPO / "scripts"))
     import aiohttp
     import orjson
-    import yaml
     from bench_scale import _LongPoll
-    from bench_servers import Client, _wait_up, free_ports
+    from bench_servers import Client, _wait_up, accord_config, free_ports
 
     tmp = Path(tempfile.mkdtemp(prefix="trace_send_"))
     port = free_ports(2)
-    data, cfg, out = tmp / "accord", tmp / "accord" / "homeserver.yaml", tmp / "stamps.json"
-    subprocess.run(
-        [sys.executable, "-m", "homeserver", "generate-config", "--server-name", "localhost",
-         "--data-dir", str(data), "--output", str(cfg), "--client-port", str(port),
-         "--federation-port", str(port + 1)],
-        check=True, capture_output=True, cwd=repo,
-    )
-    config = yaml.safe_load(cfg.read_text())
-    config["registration"]["policy"] = "open"
-    config["rate_limits"]["enabled"] = False
-    config["logging"]["level"] = "WARNING"
-    cfg.write_text(yaml.safe_dump(config))
+    cfg, out = accord_config(tmp / "accord", port, repo), tmp / "stamps.json"
     proc = subprocess.Popen(
         [sys.executable, str(Path(__file__).resolve()), "--serve", str(cfg), str(out)],
         cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)},
