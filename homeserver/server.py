@@ -27,7 +27,7 @@ from homeserver.admin.registration_tokens import RegistrationTokenAdmin
 from homeserver.admin.rooms import RoomAdmin
 from homeserver.admin.users import UserAdmin
 from homeserver.analytics.service import Analytics
-from homeserver.api.http import HS_KEY, X_FORWARDED_KEY, matrix_middleware
+from homeserver.api.http import HS_KEY, X_FORWARDED_KEY, serve_matrix
 from homeserver.audit import AuditLog
 from homeserver.clock import Clock
 from homeserver.config import UNSERVED_RESOURCES, Config, ListenerConfig
@@ -842,7 +842,7 @@ class HomeServer:
 
     def build_app(self, resources: list[str], *, x_forwarded: bool = False) -> web.Application:
         """One aiohttp application serving the given APIs."""
-        app = web.Application(middlewares=[matrix_middleware], client_max_size=64 * 1024 * 1024)
+        app = web.Application(client_max_size=64 * 1024 * 1024)
         app[HS_KEY] = self
         app[X_FORWARDED_KEY] = x_forwarded
         registrars: dict[str, Callable[[web.Application], None]] = {}
@@ -871,6 +871,7 @@ class HomeServer:
             from homeserver.api import console
 
             console.register_routes(app)  # the organization console's files
+        serve_matrix(app)  # JSON errors, CORS and metrics for every route above
         return app
 
     async def start_listeners(self) -> None:

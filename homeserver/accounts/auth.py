@@ -53,6 +53,9 @@ class _CachedToken:
     # what was last recorded of the device's use through this token (`_seen`)
     seen_ts: int = 0
     seen_from: tuple[str | None, str | None] = (None, None)
+    # the answer for every request with this token (built once: it never changes while
+    # the entry is cached; a change of guest flag drops the entry, `forget_user`)
+    requester: Requester | None = None
 
 
 # A device's last use (GET /devices, whois, the admin API) is recorded at most this
@@ -243,7 +246,9 @@ class AuthService:
         if entry.is_guest and not allow_guest:
             raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access not allowed")
         self._seen(entry, ip, request.headers.get("User-Agent"))
-        return Requester(entry.user_id, entry.device_id, entry.is_guest, token_hash)
+        if entry.requester is None:
+            entry.requester = Requester(entry.user_id, entry.device_id, entry.is_guest, token_hash)
+        return entry.requester
 
     def _seen(self, entry: _CachedToken, ip: str | None, user_agent: str | None) -> None:
         """Note the device's use (address, client, time) for the next batched write."""

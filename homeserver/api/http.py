@@ -1,20 +1,22 @@
 """HTTP plumbing shared by every API: JSON in and out, errors, CORS, routing helpers.
 
 Every response, including errors raised by aiohttp itself (unknown path, wrong
-method, oversized body), leaves through `matrix_middleware`, so clients always
+method, oversized body), leaves through `serve_matrix` 's handler, so clients always
 get the spec's JSON error shape and CORS headers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from federation.events.json_bounds import JSONBoundsError, loads_bounded
+from homeserver.api.routing import RouteGroup, group_key
 from homeserver.errors import MatrixError, bad_json, missing_param
 from homeserver.params import parse_int
 from homeserver.records import encoded_json
@@ -65,35 +67,53 @@ def error_response(err: MatrixError) -> web.Response:
     return json_response(err.to_json(), status=err.status, headers=err.headers or None)
 
 
-@web.middleware
-async def matrix_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    started = time.perf_counter()
-    if request.method == "OPTIONS":
-        resp: web.StreamResponse = web.Response(status=204)
-    else:
-        try:
-            resp = await handler(request)
-        except MatrixError as e:
-            resp = error_response(e)
-        except web.HTTPNotFound:
-            resp = error_response(MatrixError(404, "M_UNRECOGNIZED", "Unrecognized request"))
-        except web.HTTPMethodNotAllowed:
-            resp = error_response(MatrixError(405, "M_UNRECOGNIZED", "Method not allowed"))
-        except web.HTTPRequestEntityTooLarge:
-            resp = error_response(too_large())
-        except web.HTTPException as e:
-            resp = error_response(MatrixError(e.status, "M_UNKNOWN", e.reason))
-        except Exception:
-            logger.exception("unhandled error in %s %s", request.method, request.path)
-            resp = error_response(MatrixError(500, "M_UNKNOWN", "Internal server error"))
-    if not resp.prepared:
-        resp.headers.update(CORS_HEADERS)
-    route = request.match_info.route.resource
-    template = route.canonical if route is not None else "unmatched"
-    hs = get_hs(request)
-    hs.metrics.observe_request(request.method, template, resp.status, time.perf_counter() - started)
-    hs.heap_trimmer.after_response(resp.content_length)
-    return resp
+def serve_matrix(app: web.Application) -> None:
+    """Make `app` answer every request through `handle`: the spec's JSON error shape
+    for anything raised (MatrixError, aiohttp's 404/405/413, and a 500 M_UNKNOWN that
+    never leaks the exception), CORS headers, 204 for preflights, and the request
+    metrics. Call it once the routes are registered.
+
+    This wraps the application's own request entry point rather than being an aiohttp
+    middleware: aiohttp runs any middleware through a chain of its own (a cached
+    partial and a wrapper that tracks the current sub-application) on every request,
+    which cost more than the work done here. Wrapping the entry point also covers the
+    router's own errors, so tests (aiohttp's test server) and listeners answer alike.
+    """
+    inner = app._handle
+    hs = app[HS_KEY]
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        if request.method == "OPTIONS":
+            resp: web.StreamResponse = web.Response(status=204)
+        else:
+            try:
+                resp = await inner(request)
+            except MatrixError as e:
+                resp = error_response(e)
+            except web.HTTPNotFound:
+                resp = error_response(MatrixError(404, "M_UNRECOGNIZED", "Unrecognized request"))
+            except web.HTTPMethodNotAllowed:
+                resp = error_response(MatrixError(405, "M_UNRECOGNIZED", "Method not allowed"))
+            except web.HTTPRequestEntityTooLarge:
+                resp = error_response(too_large())
+            except web.HTTPException as e:
+                resp = error_response(MatrixError(e.status, "M_UNKNOWN", e.reason))
+            except Exception:
+                logger.exception("unhandled error in %s %s", request.method, request.path)
+                resp = error_response(MatrixError(500, "M_UNKNOWN", "Internal server error"))
+        if not resp.prepared:
+            resp.headers.update(CORS_HEADERS)
+        # A preflight is answered before routing: no route to name (nor is there one
+        # if routing itself failed).
+        match_info: web.UrlMappingMatchInfo | None = request._match_info
+        resource = match_info.route.resource if match_info is not None else None
+        template = resource.canonical if resource is not None else "unmatched"
+        hs.metrics.observe_request(request.method, template, resp.status, time.perf_counter() - started)
+        hs.heap_trimmer.after_response(resp.content_length)
+        return resp
+
+    app._handle = handle  # type: ignore[method-assign]
 
 
 def too_large() -> MatrixError:
@@ -103,8 +123,19 @@ def too_large() -> MatrixError:
 async def read_body(request: web.Request, cap: int) -> bytes:
     """The raw body, refused (413 M_TOO_LARGE) from its declared length or as soon as
     more than ``cap`` bytes arrive, so an oversized body is never held whole."""
-    if request.content_length is not None and request.content_length > cap:
+    length = request.content_length
+    if length is not None and length > cap:
         raise too_large()
+    if length is not None and hdrs.CONTENT_ENCODING not in request.headers:
+        # The declared length is the body's (no compression aiohttp would undo into
+        # more bytes) and within the cap: one read, which returns at once when the body
+        # came in with its headers, as almost every API request's does.
+        if length == 0:
+            return b""
+        try:
+            return await request.content.readexactly(length)
+        except asyncio.IncompleteReadError as e:
+            return e.partial  # the client stopped short: what came, as the loop below
     body = bytearray()
     async for chunk in request.content.iter_chunked(65536):
         body.extend(chunk)
@@ -180,15 +211,34 @@ def timestamp_query(request: web.Request) -> tuple[int, bool]:
     return ts, direction == "b"
 
 
+# The application's route groups (`homeserver/api/routing.py`), by router index entry.
+ROUTE_GROUPS_KEY: web.AppKey[dict[str, RouteGroup]] = web.AppKey("route_groups")
+
+
 class ClientRoutes:
-    """Registers client-server endpoints under every supported version prefix."""
+    """Registers client-server endpoints under every supported version prefix. Paths
+    with variables go to the application's `RouteGroup` for their router index entry
+    (``/rooms/{room_id}/...``: found by the segment after the room, not by trying
+    each room route in turn)."""
 
     def __init__(self, app: web.Application) -> None:
         self.app = app
 
     def add(self, method: str, path: str, handler: Handler, prefixes: tuple[str, ...] = CLIENT_PREFIXES) -> None:
         for prefix in prefixes:
-            self.app.router.add_route(method, prefix + path, handler)
+            full = prefix + path
+            key = group_key(full)
+            if key is None:
+                self.app.router.add_route(method, full, handler)
+                continue
+            if ROUTE_GROUPS_KEY not in self.app:
+                self.app[ROUTE_GROUPS_KEY] = {}
+            groups = self.app[ROUTE_GROUPS_KEY]
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = RouteGroup(key)
+                self.app.router.register_resource(group)
+            group.add_route(method, full, handler)
 
 
 X_FORWARDED_KEY: web.AppKey[bool] = web.AppKey("x_forwarded")

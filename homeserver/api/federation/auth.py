@@ -205,6 +205,6 @@ async def federation_auth_middleware(request: web.Request, handler: Handler) -> 
 
 
 def install(app: web.Application) -> None:
-    """Add the middleware inside ``matrix_middleware`` so its errors become JSON."""
+    """Add the middleware; it runs inside ``serve_matrix``'s handler, so its errors become JSON."""
     app[BODY_READS_KEY] = _BodyReads()
     app.middlewares.append(federation_auth_middleware)

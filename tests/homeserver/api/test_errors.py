@@ -3,6 +3,8 @@ access tokens and CORS."""
 
 from __future__ import annotations
 
+import asyncio
+import gzip
 import json
 import re
 from collections.abc import AsyncIterator
@@ -163,6 +165,47 @@ async def test_oversized_chunked_body(make_api) -> None:
         assert (await resp.json())["errcode"] == "M_TOO_LARGE"
 
 
+
+async def test_compressed_body_capped_by_its_decompressed_size(make_api) -> None:
+    """A compressed body is read as aiohttp decompresses it: its declared (compressed)
+    length says nothing of its size, so the cap holds on what it decompresses to."""
+    api = await make_api(limits={"max_request_body_bytes": 1024})
+    big = json.dumps({"type": "m.login.password", "padding": "x" * 5000}).encode()
+    packed = gzip.compress(big)
+    assert len(packed) < 1024
+    headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+    async with api.client.post(f"{V3}/login", data=packed, headers=headers) as resp:
+        assert resp.status == 413
+        assert (await resp.json())["errcode"] == "M_TOO_LARGE"
+    small = gzip.compress(json.dumps({"type": "m.login.password", "padding": "x" * 900}).encode())
+    async with api.client.post(f"{V3}/login", data=small, headers=headers) as resp:
+        assert resp.status == 400  # read whole, then refused for its content
+        assert (await resp.json())["errcode"] == "M_BAD_JSON"
+
+
+async def test_body_arriving_after_its_headers(api: Api) -> None:
+    """A body with a Content-Length that comes in pieces, after the headers, is read whole."""
+    body = json.dumps({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "nobody"},
+                       "password": "wrong"}).encode()
+    reader, writer = await asyncio.open_connection(api.client.host, api.client.port)
+    try:
+        writer.write(
+            f"POST {V3}/login HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+        )
+        await writer.drain()
+        for i in range(0, len(body), 16):
+            await asyncio.sleep(0.01)
+            writer.write(body[i:i + 16])
+            await writer.drain()
+        response = await reader.read()
+    finally:
+        writer.close()
+    head, _, payload = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 403"), head
+    assert json.loads(payload)["errcode"] == "M_FORBIDDEN"
+
+
 # --- access tokens ------------------------------------------------------------------
 
 
@@ -241,6 +284,42 @@ async def test_cors_on_normal_and_error_responses(api: Api) -> None:
             assert resp.status == status
             assert resp.headers["Access-Control-Allow-Origin"] == "*", path
             assert resp.headers["Content-Type"].startswith("application/json")
+
+
+
+async def test_an_unexpected_error_is_a_500_that_says_nothing(
+    api: Api, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug in a handler answers 500 M_UNKNOWN in the spec's shape, with CORS, and keeps
+    the exception's text in the log, never in the response."""
+    reg = await api.register("alice")
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(api.hs.auth, "get_requester", broken)
+    async with api.client.get(
+        f"{V3}/account/whoami", headers={"Authorization": f"Bearer {reg['access_token']}"}
+    ) as resp:
+        assert resp.status == 500
+        assert resp.headers["Access-Control-Allow-Origin"] == "*"
+        text = await resp.text()
+    assert json.loads(text) == {"errcode": "M_UNKNOWN", "error": "Internal server error"}
+    assert "secret" not in text
+    assert "secret internals" in caplog.text
+
+
+async def test_errors_and_preflights_are_counted(api: Api) -> None:
+    """Requests that never reach a route (preflights, unknown paths, wrong methods) are
+    counted too, under "unmatched"."""
+    async with api.client.options(f"{V3}/login") as resp:
+        assert resp.status == 204
+    await api.request("GET", f"{V3}/no/such/thing", expect=404)
+    await api.request("DELETE", "login", expect=405)
+    async with api.client.get("/metrics") as r:
+        text = await r.text()
+    for method, status in (("OPTIONS", 204), ("GET", 404), ("DELETE", 405)):
+        assert f'accord_http_requests_total{{method="{method}",route="unmatched",status="{status}"}} 1' in text
 
 
 # Endpoints a listed version added that are not served, each for a reason the spec allows
