@@ -70,6 +70,9 @@ _UNRELATED = "events.unrelated"
 # Where `top_level` leaves whether this initial sync may use and keep rooms' initial
 # sections (sync/initial_sections.py): its filters and ignored users leave every event in.
 _SECTIONS = "events.initial_sections"
+# Where `_read_pages` leaves each room's section key (computed once per request: the
+# room's `_joined_room` takes it from there).
+_SECTION_KEYS = "events.section_keys"
 # What `_read_pages` reads for a batch: its rooms, those without an initial section
 # (whose reads are made), their first pages, those pages' events and the IDs of those a
 # relation targets.
@@ -210,8 +213,9 @@ class RoomEventsStream(StreamProvider):
         if req.loaded.get(_SECTIONS) and self.initial_sections is not None:
             await self.room_service.preload_heads(list(rooms.values()))
             missed = {}
+            keys: dict[int, SectionKey | None] = req.loaded.setdefault(_SECTION_KEYS, {})
             for nid, room in rooms.items():
-                key = await self._section_key(req, room)
+                key = keys[nid] = await self._section_key(req, room)
                 if key is None or not self.initial_sections.peek(nid, key):
                     missed[nid] = room
         # One more than the limit tells whether the timeline is limited; the rare room
@@ -271,17 +275,23 @@ class RoomEventsStream(StreamProvider):
         newly_joined = req.since is None or m.room_nid in req.newly_joined
         key: SectionKey | None = None
         viewer: Viewer | None = None
-        if req.loaded.get(_SECTIONS) and self.initial_sections is not None:
+        sections = self.initial_sections
+        if req.loaded.get(_SECTIONS) and sections is not None:
             # An initial sync whose filters leave every event in: the room's section as
             # any joined member's initial sync built it, when the room has not changed since.
-            key = await self._section_key(req, room)
+            keys: dict[int, SectionKey | None] = req.loaded.get(_SECTION_KEYS, {})
+            key = keys.pop(room.room_nid) if room.room_nid in keys else await self._section_key(req, room)
             if key is not None:
-                kept = self.initial_sections.get(room.room_nid, key)
+                kept = sections.get(room.room_nid, key)
                 if kept is not None:
-                    self.initial_sections.hits += 1
+                    sections.hits += 1
                     return await self._joined_from_section(req, room, m, kept)
-                self.initial_sections.misses += 1
-                viewer = self.visibility.viewer(req.user_id, room, membership=(m.membership, m.event_nid))
+                sections.misses += 1
+                if sections.computed_before(room.room_nid, key):
+                    # A second initial sync of the room as it is: worth keeping for the next.
+                    viewer = self.visibility.viewer(req.user_id, room, membership=(m.membership, m.event_nid))
+                else:
+                    key = None  # the first: computed as if sections did not exist
         last = await self.room_service.last_position(room.room_nid)
         has_events = newly_joined or req.full_state or last > since_pos
         parts = await self._room_parts(req, room, "join")
