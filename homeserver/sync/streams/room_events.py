@@ -220,10 +220,36 @@ class RoomEventsStream(StreamProvider):
                     missed[nid] = room
         # One more than the limit tells whether the timeline is limited; the rare room
         # with too many events filtered out reads on page by page.
-        pages = await self.event_store.latest_in_rooms(list(missed), req.now.events, _limit(req) + 1) if missed else {}
+        pages = await self._first_pages(list(missed), req.now.events, _limit(req) + 1) if missed else {}
         page_events = [e for events in pages.values() for e in events]
         related = await self.bundler.related_among(page_events) if self.bundler is not None and page_events else set()
         return rooms, missed, pages, page_events, related
+
+    async def _first_pages(self, room_nids: list[int], upto: int, size: int) -> dict[int, list[StoredEvent]]:
+        """Each room's newest `size` events at or before `upto`, newest first: from the
+        room's window of recent events where it holds them (a room an earlier sync read,
+        grown since from what the writer told: no read), the others' read in bulk."""
+        pages: dict[int, list[StoredEvent]] = {}
+        rest = room_nids
+        if self.recent is not None:
+            windowed = {}
+            rest = []
+            for nid in room_nids:
+                nids = self.recent.newest(nid, upto, size)
+                if nids is None:
+                    rest.append(nid)
+                else:
+                    windowed[nid] = nids
+            if windowed:
+                found = await self.event_store.get_events_by_nid([n for nids in windowed.values() for n in nids])
+                for room_nid, nids in windowed.items():
+                    if all(n in found for n in nids):
+                        pages[room_nid] = [found[n] for n in reversed(nids)]
+                    else:  # purged meanwhile: read what is there
+                        rest.append(room_nid)
+        if rest:
+            pages.update(await self.event_store.latest_in_rooms(rest, upto, size))
+        return pages
 
     async def _preload(self, req: SyncRequest, batch: list[UserMembership], read: _Pages) -> None:
         """Read in bulk what the joined rooms of `batch` will each ask for in a full
