@@ -79,6 +79,8 @@ _SECTION_KEYS = "events.section_keys"
 _Pages = tuple[
     dict[int, RoomRecord], dict[int, RoomRecord], dict[int, list[StoredEvent]], list[StoredEvent], set[str]
 ]
+# Rooms whose summary is kept (`_summary_parts`; a few hundred bytes each).
+_SUMMARIES_KEPT = 10_000
 # What each section's entries carry from the streams that live in rooms.
 _ROOM_SECTIONS = {"join": ("ephemeral", "account_data"), "leave": ("account_data",)}
 
@@ -119,6 +121,8 @@ class RoomEventsStream(StreamProvider):
         self.shared: SharedTimelines | None = SharedTimelines()  # None: every reader builds its own
         # Joined rooms' initial-sync sections, shared by their readers (None: not kept).
         self.initial_sections: InitialSections | None = InitialSections() if recent is not None else None
+        # room nid -> (state snapshot, the room's summary at it), see `_summary_parts`.
+        self._summaries: dict[int, tuple[int, Summary]] = {}
 
     async def current_position(self) -> int:
         return self.room_service.stream.current
@@ -587,7 +591,25 @@ class RoomEventsStream(StreamProvider):
 
     async def _summary_parts(self, room: RoomRecord) -> Summary:
         """The room's summary for any reader: the heroes are the first five members (joined
-        or invited; else left or banned) other than the reader, in order."""
+        or invited; else left or banned) other than the reader, in order. It is a function
+        of the room's state alone, so it is kept per room with the state snapshot it was
+        computed at (the room's head then) and reused while the head is that snapshot: a
+        message changes no summary, and the next initial sync of a room that only got
+        messages does not look at its members and name again."""
+        rs = self.room_service
+        snapshot = (await rs.head(room)).snapshot
+        kept = self._summaries.get(room.room_nid)
+        if kept is not None and snapshot is not None and kept[0] == snapshot:
+            return kept[1]
+        summary = await self._compute_summary(room)
+        if snapshot is not None and (await rs.head(room)).snapshot == snapshot:  # nothing changed meanwhile
+            self._summaries.pop(room.room_nid, None)
+            self._summaries[room.room_nid] = (snapshot, summary)
+            if len(self._summaries) > _SUMMARIES_KEPT:
+                del self._summaries[next(iter(self._summaries))]
+        return summary
+
+    async def _compute_summary(self, room: RoomRecord) -> Summary:
         members = await self.room_service.current_members(room)
         joined = [u for u, m, _ in members if m == "join"]
         invited = [u for u, m, _ in members if m == "invite"]

@@ -285,3 +285,24 @@ async def test_first_pages_from_the_rooms_windows_are_the_databases(api: Api) ->
     finally:
         recent.newest = newest  # type: ignore[method-assign]
     assert _strip_age(entry) == _strip_age(from_db)
+
+
+async def test_a_kept_summary_follows_the_rooms_state(api: Api) -> None:
+    """Summaries are kept per room with the state snapshot they describe: a message
+    reuses it, any membership or name change is seen by the next sync (sections
+    aside, which keep their own)."""
+    alice, bob, carol = await user(api, "alice"), await user(api, "bob"), await user(api, "carol")
+    room = await create(api, alice, preset="public_chat")
+    await join(api, room, bob)
+    stream = _stream(api)
+    stream.initial_sections = None
+    summary = (await _initial(api, alice, room))["summary"]
+    assert summary == {"m.joined_member_count": 2, "m.invited_member_count": 0, "m.heroes": [uid("bob")]}
+    await send(api, room, bob, "hello")
+    assert (await _initial(api, alice, room))["summary"] == summary
+    await join(api, room, carol)
+    summary = (await _initial(api, alice, room))["summary"]
+    assert summary["m.joined_member_count"] == 3 and sorted(summary["m.heroes"]) == [uid("bob"), uid("carol")]
+    assert (await _initial(api, carol, room))["summary"]["m.heroes"] == sorted([uid("alice"), uid("bob")])
+    await put_state(api, room, alice, "m.room.name", {"name": "named"})
+    assert "m.heroes" not in (await _initial(api, bob, room))["summary"]
