@@ -213,6 +213,28 @@ class RecentEvents:
             return None
         return [found[n] for n in nids]
 
+    def newest(self, room_nid: int, upto: int, count: int) -> list[int] | None:
+        """The nids of the room's newest `count` events at or before `upto`, oldest first,
+        when its window holds that many without a read (grown from what the writer told,
+        as `between` grows it); None otherwise (the caller reads them). An initial sync's
+        first page of a room some earlier sync read: positions in (lo, hi] are exact, so
+        `count` of them at or below `upto` are the room's newest there."""
+        window = self._rooms.get(room_nid)
+        if window is None:
+            return None
+        if window.hi < upto:
+            if window.hi < window.told_after or window.lock.locked():
+                return None
+            cut = bisect.bisect_right(window.told, (upto, _MAX_NID))
+            self._grow(window, upto, window.told[:cut])
+            self.told_hits += 1
+        end = bisect.bisect_right(window.positions, upto)
+        if end < count:
+            return None
+        self._rooms.move_to_end(room_nid)
+        self.hits += 1
+        return window.nids[end - count : end]
+
     async def _cover(self, room_nid: int, window: _Window, after: int, upto: int) -> bool:
         """Read what the window lacks of (after, upto]; False if too much is missing."""
         if window.lo <= after and upto <= window.hi:

@@ -251,10 +251,13 @@ class PushActionStore:
         return await self.db.read(fn)
 
     async def counts_in_rooms(self, user_id: str, after: dict[int, int], upto: int) -> dict[int, tuple[int, int]]:
-        """`counts_for` in many rooms, each from its own position (room nid -> after), in
-        two statements per chunk: the user's own rows, each room's range its own term of
-        the primary key; then the room-wide rows, through the user's spans in each room
-        (a key lookup) to each room's range of them."""
+        """`counts_for` in many rooms, each from its own position (room nid -> after): the
+        user's own rows, each room's range its own range of the primary key; and the
+        room-wide rows, through the user's spans in each room (a key lookup) to each
+        room's range of them. On SQLite one statement per chunk whose joins are taken in
+        the order written (`CROSS JOIN`): left to itself, the planner walks all the user's
+        rows (or spans) and tests each against every room, which costs milliseconds per
+        chunk for a member of many rooms (an initial sync counts every room)."""
         found: dict[int, tuple[int, int]] = {}
 
         def add(rows: list[Row]) -> None:
@@ -264,6 +267,23 @@ class PushActionStore:
 
         for chunk in in_chunks(after, 250):  # two parameters a room
             terms = [a for nid in chunk for a in (nid, after[nid])]
+            starts_sql = ",".join(["(CAST(? AS BIGINT), CAST(? AS BIGINT))"] * len(chunk))
+            if self.db.engine != "postgres":
+                add(await self.db.fetchall(
+                    f"WITH starts (room_nid, after) AS (VALUES {starts_sql})"
+                    " SELECT a.room_nid, COUNT(*), COALESCE(SUM(a.highlight), 0) FROM starts t"
+                    " CROSS JOIN event_push_actions a ON a.user_id = ? AND a.room_nid = t.room_nid"
+                    " AND a.stream_ordering > t.after AND a.stream_ordering <= ? WHERE a.notify = 1"
+                    " GROUP BY a.room_nid"
+                    " UNION ALL"
+                    " SELECT r.room_nid, COUNT(*), COALESCE(SUM(r.highlight), 0) FROM starts t"
+                    " CROSS JOIN local_member_spans s"
+                    " ON s.user_id = ? AND s.room_nid = t.room_nid AND (s.left_at IS NULL OR s.left_at > t.after)"
+                    " CROSS JOIN event_push_room r ON r.room_nid = t.room_nid AND r.stream_ordering > t.after"
+                    f" AND r.stream_ordering <= ? AND {_APPLIES} GROUP BY r.room_nid",
+                    [*terms, user_id, upto, user_id, upto],
+                ))
+                continue
             add(await self.db.fetchall(
                 "SELECT room_nid, COUNT(*), COALESCE(SUM(highlight), 0) FROM event_push_actions"
                 " WHERE user_id = ? AND stream_ordering <= ? AND notify = 1 AND ("
@@ -271,28 +291,16 @@ class PushActionStore:
                 + ") GROUP BY room_nid",
                 [user_id, upto, *terms],
             ))
-            starts_sql = ",".join(["(CAST(? AS BIGINT), CAST(? AS BIGINT))"] * len(chunk))
-            if self.db.engine == "postgres":
-                # PostgreSQL would apply each room's `after` as a join filter and read
-                # the room's whole room-wide range; a lateral count per span makes it an
-                # index range of the primary key (SQLite plans the join that way already,
-                # and has no LATERAL).
-                add(await self.db.fetchall(
-                    f"WITH starts (room_nid, after) AS (VALUES {starts_sql})"
-                    " SELECT s.room_nid, c.n, c.h FROM starts t JOIN local_member_spans s"
-                    " ON s.user_id = ? AND s.room_nid = t.room_nid AND (s.left_at IS NULL OR s.left_at > t.after)"
-                    " CROSS JOIN LATERAL (SELECT COUNT(*) AS n, COALESCE(SUM(r.highlight), 0) AS h"
-                    " FROM event_push_room r WHERE r.room_nid = t.room_nid AND r.stream_ordering > t.after"
-                    f" AND r.stream_ordering <= ? AND {_APPLIES}) c WHERE c.n > 0",
-                    [*terms, user_id, upto],
-                ))
-                continue
+            # PostgreSQL would apply each room's `after` as a join filter and read the
+            # room's whole room-wide range; a lateral count per span makes it an index
+            # range of the primary key.
             add(await self.db.fetchall(
                 f"WITH starts (room_nid, after) AS (VALUES {starts_sql})"
-                " SELECT r.room_nid, COUNT(*), COALESCE(SUM(r.highlight), 0) FROM starts t JOIN local_member_spans s"
+                " SELECT s.room_nid, c.n, c.h FROM starts t JOIN local_member_spans s"
                 " ON s.user_id = ? AND s.room_nid = t.room_nid AND (s.left_at IS NULL OR s.left_at > t.after)"
-                " JOIN event_push_room r ON r.room_nid = t.room_nid AND r.stream_ordering > t.after"
-                f" AND r.stream_ordering <= ? AND {_APPLIES} GROUP BY r.room_nid",
+                " CROSS JOIN LATERAL (SELECT COUNT(*) AS n, COALESCE(SUM(r.highlight), 0) AS h"
+                " FROM event_push_room r WHERE r.room_nid = t.room_nid AND r.stream_ordering > t.after"
+                f" AND r.stream_ordering <= ? AND {_APPLIES}) c WHERE c.n > 0",
                 [*terms, user_id, upto],
             ))
         return {nid: found.get(nid, (0, 0)) for nid in after}

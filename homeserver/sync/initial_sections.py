@@ -37,7 +37,15 @@ usual. The summary's heroes leave out the reader (the section keeps the first si
 members in order). Unread counts, receipts, typing and account data are not in a
 section at all.
 
-Bounded by the bytes of encoded JSON kept (`max_bytes`), least recently used first.
+Kept lazily: the first initial sync that computes a room as it is only notes the room's
+key (`computed_before`), and computes its entry as if sections did not exist; the second
+one (another member, or the same user's next device) builds and keeps the section. A room
+that changes between every initial sync of its members (most rooms of a busy
+organization) so costs its readers nothing more than computing it, and a room read
+again while unchanged is computed twice at most.
+
+Bounded by the bytes of encoded JSON kept (`max_bytes`), least recently used first; the
+noted keys by their number (`max_noted`), oldest first.
 """
 
 from __future__ import annotations
@@ -50,6 +58,8 @@ from homeserver.rooms.client_format import client_json_prefix
 
 # Enough for the sections of a few thousand rooms of ordinary size.
 DEFAULT_MAX_BYTES = 12 << 20
+# Rooms whose key an initial sync noted without keeping a section (a few hundred bytes each).
+DEFAULT_MAX_NOTED = 20_000
 
 SectionKey = tuple[int, int, int | None, int]  # (last position, generation, head snapshot, limit)
 
@@ -116,9 +126,12 @@ def render(ev: SectionEvent, now_ms: int) -> bytes:
 
 
 class InitialSections:
-    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES, max_noted: int = DEFAULT_MAX_NOTED) -> None:
         self.max_bytes = max_bytes
+        self.max_noted = max_noted
         self._sections: OrderedDict[int, InitialSection] = OrderedDict()
+        # room -> the key an initial sync computed the room under, without keeping it.
+        self._noted: dict[int, SectionKey] = {}
         self._bytes = 0
         self.hits = 0
         self.misses = 0
@@ -138,8 +151,21 @@ class InitialSections:
         section = self._sections.get(room_nid)
         return section is not None and section.key == key
 
+    def computed_before(self, room_nid: int, key: SectionKey) -> bool:
+        """Whether an initial sync computed the room under `key` before (so this one
+        should build and keep its section); if not, this one is noted for the next."""
+        noted = self._noted
+        if noted.get(room_nid) == key:
+            return True
+        noted.pop(room_nid, None)  # re-noted as the newest
+        noted[room_nid] = key
+        if len(noted) > self.max_noted:
+            del noted[next(iter(noted))]
+        return False
+
     def put(self, room_nid: int, section: InitialSection) -> None:
         self.forget(room_nid)
+        self._noted.pop(room_nid, None)
         if section.size > self.max_bytes:
             return
         self._sections[room_nid] = section

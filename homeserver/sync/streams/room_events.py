@@ -70,12 +70,17 @@ _UNRELATED = "events.unrelated"
 # Where `top_level` leaves whether this initial sync may use and keep rooms' initial
 # sections (sync/initial_sections.py): its filters and ignored users leave every event in.
 _SECTIONS = "events.initial_sections"
+# Where `_read_pages` leaves each room's section key (computed once per request: the
+# room's `_joined_room` takes it from there).
+_SECTION_KEYS = "events.section_keys"
 # What `_read_pages` reads for a batch: its rooms, those without an initial section
 # (whose reads are made), their first pages, those pages' events and the IDs of those a
 # relation targets.
 _Pages = tuple[
     dict[int, RoomRecord], dict[int, RoomRecord], dict[int, list[StoredEvent]], list[StoredEvent], set[str]
 ]
+# Rooms whose summary is kept (`_summary_parts`; a few hundred bytes each).
+_SUMMARIES_KEPT = 10_000
 # What each section's entries carry from the streams that live in rooms.
 _ROOM_SECTIONS = {"join": ("ephemeral", "account_data"), "leave": ("account_data",)}
 
@@ -116,6 +121,8 @@ class RoomEventsStream(StreamProvider):
         self.shared: SharedTimelines | None = SharedTimelines()  # None: every reader builds its own
         # Joined rooms' initial-sync sections, shared by their readers (None: not kept).
         self.initial_sections: InitialSections | None = InitialSections() if recent is not None else None
+        # room nid -> (state snapshot, the room's summary at it), see `_summary_parts`.
+        self._summaries: dict[int, tuple[int, Summary]] = {}
 
     async def current_position(self) -> int:
         return self.room_service.stream.current
@@ -210,16 +217,43 @@ class RoomEventsStream(StreamProvider):
         if req.loaded.get(_SECTIONS) and self.initial_sections is not None:
             await self.room_service.preload_heads(list(rooms.values()))
             missed = {}
+            keys: dict[int, SectionKey | None] = req.loaded.setdefault(_SECTION_KEYS, {})
             for nid, room in rooms.items():
-                key = await self._section_key(req, room)
+                key = keys[nid] = await self._section_key(req, room)
                 if key is None or not self.initial_sections.peek(nid, key):
                     missed[nid] = room
         # One more than the limit tells whether the timeline is limited; the rare room
         # with too many events filtered out reads on page by page.
-        pages = await self.event_store.latest_in_rooms(list(missed), req.now.events, _limit(req) + 1) if missed else {}
+        pages = await self._first_pages(list(missed), req.now.events, _limit(req) + 1) if missed else {}
         page_events = [e for events in pages.values() for e in events]
         related = await self.bundler.related_among(page_events) if self.bundler is not None and page_events else set()
         return rooms, missed, pages, page_events, related
+
+    async def _first_pages(self, room_nids: list[int], upto: int, size: int) -> dict[int, list[StoredEvent]]:
+        """Each room's newest `size` events at or before `upto`, newest first: from the
+        room's window of recent events where it holds them (a room an earlier sync read,
+        grown since from what the writer told: no read), the others' read in bulk."""
+        pages: dict[int, list[StoredEvent]] = {}
+        rest = room_nids
+        if self.recent is not None:
+            windowed = {}
+            rest = []
+            for nid in room_nids:
+                nids = self.recent.newest(nid, upto, size)
+                if nids is None:
+                    rest.append(nid)
+                else:
+                    windowed[nid] = nids
+            if windowed:
+                found = await self.event_store.get_events_by_nid([n for nids in windowed.values() for n in nids])
+                for room_nid, nids in windowed.items():
+                    if all(n in found for n in nids):
+                        pages[room_nid] = [found[n] for n in reversed(nids)]
+                    else:  # purged meanwhile: read what is there
+                        rest.append(room_nid)
+        if rest:
+            pages.update(await self.event_store.latest_in_rooms(rest, upto, size))
+        return pages
 
     async def _preload(self, req: SyncRequest, batch: list[UserMembership], read: _Pages) -> None:
         """Read in bulk what the joined rooms of `batch` will each ask for in a full
@@ -271,17 +305,23 @@ class RoomEventsStream(StreamProvider):
         newly_joined = req.since is None or m.room_nid in req.newly_joined
         key: SectionKey | None = None
         viewer: Viewer | None = None
-        if req.loaded.get(_SECTIONS) and self.initial_sections is not None:
+        sections = self.initial_sections
+        if req.loaded.get(_SECTIONS) and sections is not None:
             # An initial sync whose filters leave every event in: the room's section as
             # any joined member's initial sync built it, when the room has not changed since.
-            key = await self._section_key(req, room)
+            keys: dict[int, SectionKey | None] = req.loaded.get(_SECTION_KEYS, {})
+            key = keys.pop(room.room_nid) if room.room_nid in keys else await self._section_key(req, room)
             if key is not None:
-                kept = self.initial_sections.get(room.room_nid, key)
+                kept = sections.get(room.room_nid, key)
                 if kept is not None:
-                    self.initial_sections.hits += 1
+                    sections.hits += 1
                     return await self._joined_from_section(req, room, m, kept)
-                self.initial_sections.misses += 1
-                viewer = self.visibility.viewer(req.user_id, room, membership=(m.membership, m.event_nid))
+                sections.misses += 1
+                if sections.computed_before(room.room_nid, key):
+                    # A second initial sync of the room as it is: worth keeping for the next.
+                    viewer = self.visibility.viewer(req.user_id, room, membership=(m.membership, m.event_nid))
+                else:
+                    key = None  # the first: computed as if sections did not exist
         last = await self.room_service.last_position(room.room_nid)
         has_events = newly_joined or req.full_state or last > since_pos
         parts = await self._room_parts(req, room, "join")
@@ -551,7 +591,25 @@ class RoomEventsStream(StreamProvider):
 
     async def _summary_parts(self, room: RoomRecord) -> Summary:
         """The room's summary for any reader: the heroes are the first five members (joined
-        or invited; else left or banned) other than the reader, in order."""
+        or invited; else left or banned) other than the reader, in order. It is a function
+        of the room's state alone, so it is kept per room with the state snapshot it was
+        computed at (the room's head then) and reused while the head is that snapshot: a
+        message changes no summary, and the next initial sync of a room that only got
+        messages does not look at its members and name again."""
+        rs = self.room_service
+        snapshot = (await rs.head(room)).snapshot
+        kept = self._summaries.get(room.room_nid)
+        if kept is not None and snapshot is not None and kept[0] == snapshot:
+            return kept[1]
+        summary = await self._compute_summary(room)
+        if snapshot is not None and (await rs.head(room)).snapshot == snapshot:  # nothing changed meanwhile
+            self._summaries.pop(room.room_nid, None)
+            self._summaries[room.room_nid] = (snapshot, summary)
+            if len(self._summaries) > _SUMMARIES_KEPT:
+                del self._summaries[next(iter(self._summaries))]
+        return summary
+
+    async def _compute_summary(self, room: RoomRecord) -> Summary:
         members = await self.room_service.current_members(room)
         joined = [u for u, m, _ in members if m == "join"]
         invited = [u for u, m, _ in members if m == "invite"]

@@ -75,6 +75,10 @@ async def test_readers_share_a_section_each_as_a_fresh_computation(api: Api) -> 
         await send(api, room, bob, f"b{i}")
     sections = _sections(api)
     first = await _initial(api, alice, room)
+    # The first initial sync of the room as it is keeps nothing (most rooms change before
+    # the next); the second keeps the section for the ones after.
+    assert sections.stats()["rooms"] == 0
+    assert _strip_age(await _initial(api, bob, room)) == _strip_age(await _fresh(api, bob, room))
     assert sections.stats()["rooms"] == 1
     hits = sections.hits
     for token, name in ((bob, "bob"), (alice, "alice")):
@@ -95,12 +99,18 @@ async def test_every_change_to_the_room_is_seen_by_the_next_initial_sync(api: Ap
     room = await create(api, alice, preset="public_chat")
     await join(api, room, bob)
     first = await send(api, room, alice, "first")
-    await _initial(api, bob, room)
+    sections = _sections(api)
 
     async def same_as_fresh() -> dict[str, Any]:
-        entry = await _initial(api, bob, room)
-        assert _strip_age(entry) == _strip_age(await _fresh(api, bob, room))
+        """The room after a change, as a fresh computation has it, every time; then its
+        section kept (two initial syncs) for the next change to make stale."""
+        for _ in range(3):
+            entry = await _initial(api, bob, room)
+            assert _strip_age(entry) == _strip_age(await _fresh(api, bob, room))
+        assert sections.stats()["rooms"] == 1
         return entry
+
+    await same_as_fresh()
 
     await send(api, room, alice, "second")
     assert _bodies(await same_as_fresh())[-2:] == ["first", "second"]
@@ -131,6 +141,8 @@ async def test_an_event_received_over_federation_is_seen(api: Api) -> None:
     joined = await remote_event(hs, room, "m.room.member", {"membership": "join"}, state_key=REMOTE_USER)
     assert await receive(hs, room, joined) == "accepted"
     await _initial(api, alice, room_id)
+    await _initial(api, alice, room_id)
+    assert _sections(api).stats()["rooms"] == 1
     hello = await remote_event(hs, room, "m.room.message", {"msgtype": "m.text", "body": "from afar"})
     assert await receive(hs, room, hello) == "accepted"
     entry = await _initial(api, alice, room_id)
@@ -148,6 +160,7 @@ async def test_a_room_generation_moves_with_backfill_and_purge(api: Api) -> None
     room = await hs.room_store.get_room(room_id)
     assert room is not None
     sections = _sections(api)
+    await _initial(api, alice, room_id)
     await _initial(api, alice, room_id)
     hits = sections.hits
     await _initial(api, alice, room_id)
@@ -182,7 +195,9 @@ async def test_history_for_members_only_is_never_shared(api: Api) -> None:
     await send(api, room, alice, "before bob")
     await join(api, room, bob)
     await send(api, room, alice, "after bob")
-    assert _bodies(await _initial(api, alice, room)) == ["before bob", "after bob"]
+    for _ in range(2):  # the second would keep the section, were the history open
+        assert _bodies(await _initial(api, alice, room)) == ["before bob", "after bob"]
+    assert _sections(api).stats()["rooms"] == 0
     assert _bodies(await _initial(api, bob, room)) == ["after bob"]
     assert _bodies(await _initial(api, alice, room)) == ["before bob", "after bob"]
 
@@ -194,6 +209,8 @@ async def test_ignoring_readers_and_filters_compute_their_own(api: Api) -> None:
     await send(api, room, alice, "from alice")
     await send(api, room, bob, "from bob")
     await _initial(api, alice, room)
+    await _initial(api, alice, room)
+    assert _sections(api).stats()["rooms"] == 1
     await api.put(f"user/{uid('bob')}/account_data/m.ignored_user_list", {"ignored_users": {uid("alice"): {}}}, token=bob)
     assert _bodies(await _initial(api, bob, room)) == ["from bob"]
     only_bob = '?filter={"room":{"timeline":{"senders":["@bob:test.local"]}}}'
@@ -230,3 +247,62 @@ def test_kept_json_is_client_event_with_its_age() -> None:
     assert client_json_prefix(stored, "!r:x") is None
     assert section_event(stored, "!r:x", related=False).prefix is None
     assert section_event(stored, "!r:x", related=True).prefix is None
+
+
+def test_a_section_is_built_by_the_second_computation_of_the_same_key() -> None:
+    sections = InitialSections(max_noted=2)
+    assert not sections.computed_before(1, (5, 0, 7, 10))
+    assert not sections.computed_before(1, (6, 0, 8, 10))  # the room changed: noted afresh
+    assert sections.computed_before(1, (6, 0, 8, 10))
+    assert not sections.computed_before(2, (1, 0, 1, 10))
+    assert not sections.computed_before(3, (1, 0, 1, 10))  # the oldest noted (room 1) goes
+    assert not sections.computed_before(1, (6, 0, 8, 10))
+
+
+async def test_first_pages_from_the_rooms_windows_are_the_databases(api: Api) -> None:
+    """A room an earlier sync read keeps a window of its newest events, grown by what the
+    writer tells: the next initial sync takes its first page from there, not the
+    database, and sends exactly what the database's page gives (redactions included)."""
+    alice, bob = await user(api, "alice"), await user(api, "bob")
+    room = await create(api, alice, preset="public_chat")
+    await join(api, room, bob)
+    sent = [await send(api, room, alice, f"m{i}") for i in range(14)]
+    await _initial(api, bob, room)  # the room's window starts from its page
+    await send(api, room, bob, "newer")
+    await redact(api, room, alice, sent[-1])
+    recent: RecentEvents = api.hs.recent_events
+    hits = recent.hits
+    entry = await _initial(api, bob, room)
+    assert recent.hits > hits
+    assert entry["timeline"]["limited"] is True
+    assert _bodies(entry)[-3:] == ["m12", "", "newer"]  # m13 redacted
+    redacted = next(e for e in entry["timeline"]["events"] if e["event_id"] == sent[-1])
+    assert redacted["content"] == {} and "redacted_because" in redacted["unsigned"]
+    newest = recent.newest
+    recent.newest = lambda *args: None  # type: ignore[method-assign]
+    try:
+        from_db = await _fresh(api, bob, room)
+    finally:
+        recent.newest = newest  # type: ignore[method-assign]
+    assert _strip_age(entry) == _strip_age(from_db)
+
+
+async def test_a_kept_summary_follows_the_rooms_state(api: Api) -> None:
+    """Summaries are kept per room with the state snapshot they describe: a message
+    reuses it, any membership or name change is seen by the next sync (sections
+    aside, which keep their own)."""
+    alice, bob, carol = await user(api, "alice"), await user(api, "bob"), await user(api, "carol")
+    room = await create(api, alice, preset="public_chat")
+    await join(api, room, bob)
+    stream = _stream(api)
+    stream.initial_sections = None
+    summary = (await _initial(api, alice, room))["summary"]
+    assert summary == {"m.joined_member_count": 2, "m.invited_member_count": 0, "m.heroes": [uid("bob")]}
+    await send(api, room, bob, "hello")
+    assert (await _initial(api, alice, room))["summary"] == summary
+    await join(api, room, carol)
+    summary = (await _initial(api, alice, room))["summary"]
+    assert summary["m.joined_member_count"] == 3 and sorted(summary["m.heroes"]) == [uid("bob"), uid("carol")]
+    assert (await _initial(api, carol, room))["summary"]["m.heroes"] == sorted([uid("alice"), uid("bob")])
+    await put_state(api, room, alice, "m.room.name", {"name": "named"})
+    assert "m.heroes" not in (await _initial(api, bob, room))["summary"]

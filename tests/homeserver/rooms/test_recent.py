@@ -202,3 +202,28 @@ async def test_events_told_before_a_window_existed_are_read(make_hs: HsFactory) 
     silent = RecentEvents(hs.event_store)
     assert await silent.between(room.room_nid, before - 1, before) is not None
     assert _ids(await silent.between(room.room_nid, before, now)) == _ids(await _from_db(hs, room.room_nid, before, now))
+
+
+async def test_newest_matches_the_database(make_hs: HsFactory) -> None:
+    """An initial sync's first page from a room's window (`newest`) is the database's
+    newest events, once the window holds enough of them; None before."""
+    hs = await make_hs()
+    await hs.registration.create_account(ALICE, "password-1234", login=False)
+    room = await hs.room_store.get_room(await create_room(hs, ALICE, {}))
+    assert room is not None
+    rs = hs.room_service
+    recent: RecentEvents = hs.recent_events
+    for i in range(5):
+        await rs.create_event(room, ALICE, "m.room.message", {"msgtype": "m.text", "body": str(i)})
+    first = rs.stream.current
+    assert recent.newest(room.room_nid, first, 3) is None  # no window yet
+    assert await recent.between(room.room_nid, first - 4, first) is not None
+    for i in range(5):  # told by the writer: the window grows without a read
+        await rs.create_event(room, ALICE, "m.room.message", {"msgtype": "m.text", "body": f"more {i}"})
+    now = rs.stream.current
+    for upto in (first, first + 2, now):
+        for count in (1, 3, 4):
+            page = (await hs.event_store.latest_in_rooms([room.room_nid], upto, count))[room.room_nid]
+            assert recent.newest(room.room_nid, upto, count) == [e.nid for e in reversed(page)]
+    assert recent.newest(room.room_nid, first, 5) is None  # more than the window holds there
+    assert recent.newest(room.room_nid, now, 100) is None
