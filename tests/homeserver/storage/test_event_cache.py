@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import orjson
+
 from homeserver.storage.events import EventStore
 from tests.conftest import ClientFactory
 
@@ -79,3 +81,35 @@ async def test_timeline_reads_replace_a_stale_outlier_copy(db_overrides: dict[st
     # And /messages shows it.
     messages = await api.get(f"rooms/{room_id}/messages?dir=b&limit=5", token=owner)
     assert event_id in [e["event_id"] for e in messages["chunk"]]
+
+
+async def test_cached_events_share_repeated_strings(db_overrides: dict[str, Any], make_api: ClientFactory) -> None:
+    """Events read from the database hold one copy of the strings they repeat (room,
+    sender, type, msgtype, the IDs of their auth events), and read back exactly as
+    stored: the sharing replaces strings by equal ones only."""
+    api = await make_api(**db_overrides)
+    hs = api.hs
+    owner = (await api.register("owner"))["access_token"]
+    room_id = (await api.post("createRoom", {"preset": "public_chat"}, token=owner))["room_id"]
+    ids = [
+        (await api.put(f"rooms/{room_id}/send/m.room.message/s{i}", {"msgtype": "m.text", "body": f"ü {i}"},
+                       token=owner))["event_id"]
+        for i in range(3)
+    ]
+    rows = await hs.db.fetchall(
+        f"SELECT event_id, json FROM events WHERE event_id IN ({', '.join('?' * len(ids))})", ids
+    )
+    stored = {r[0]: orjson.loads(r[1]) for r in rows}
+
+    store = EventStore(hs.db)  # nothing cached: every event parsed from its row
+    auth = await store.get_events(stored[ids[0]]["auth_events"])
+    read = await store.get_events(ids[:2])
+    read |= await store.get_events(ids[2:])  # its prev event is cached by then
+    assert {e: ev.event for e, ev in read.items()} == stored
+    a, b = read[ids[1]].event, read[ids[2]].event
+    for key in ("room_id", "sender", "type"):
+        assert a[key] is b[key]
+    assert a["content"]["msgtype"] is b["content"]["msgtype"]
+    assert all(x is y for x, y in zip(a["auth_events"], b["auth_events"], strict=True))
+    assert all(ref is auth[ref].event_id for ref in a["auth_events"])
+    assert b["prev_events"][0] is read[ids[1]].event_id and a["event_id"] is read[ids[1]].event_id
