@@ -3,7 +3,10 @@
 Parsed events are kept in a cache keyed both ways (event ID and nid), bounded
 by an estimate of their memory and dropping the oldest cached first, since auth
 checks, state resolution and every read path look up the same recent events
-again and again.
+again and again. A message written here is kept parsed while it is among its room's
+newest (`_PARSED_PER_ROOM`), which is what syncs, initial syncs and the next sends
+read; older, it is kept as its JSON (about a third of the memory) and parsed again
+if read: a busy room's history is seldom read again.
 """
 
 from __future__ import annotations
@@ -25,6 +28,12 @@ from homeserver.storage.database import Database, Row, Txn, in_chunks, marks
 DEFAULT_CACHE_BYTES = 40 << 20
 _PARSED_PER_JSON_BYTE = 4
 _RECORD_BYTES = 512
+# A room's newest messages written here kept parsed: more than the timelines clients
+# ask of initial syncs (10 to 20), whose kept sections hold those events parsed too.
+_PARSED_PER_ROOM = 32
+# Rooms whose newest messages are followed (the least recently written beyond are not).
+_ROOMS_FOLLOWED = 2_000
+_FROZEN_RECORD_BYTES = 200
 # Rooms per statement of `latest_in_rooms`: well under SQLite's limit of 500 terms in a
 # compound SELECT and both engines' parameter limits.
 _ROOMS_PER_STATEMENT = 100
@@ -53,6 +62,29 @@ def _weight(json_len: int) -> int:
     return _PARSED_PER_JSON_BYTE * json_len + _RECORD_BYTES
 
 
+# A cached event kept as its JSON: StoredEvent's fields but the event ID (its key) and
+# the parsed event, then the JSON as text (orjson's bytes would keep the buffer they
+# were written into, 4 KiB for most events).
+_Frozen = tuple[
+    int, int, int | None, int | None, int | None, bool, str | None, str | None, str | None, str | None, str
+]
+
+
+def _freeze(ev: StoredEvent) -> _Frozen:
+    return (
+        ev.nid, ev.room_nid, ev.stream_ordering, ev.state_before, ev.state_after, ev.outlier, ev.rejected,
+        ev.redacted_by, ev.txn_device, ev.txn_id, orjson.dumps(ev.event).decode(),
+    )
+
+
+def _thaw(event_id: str, f: _Frozen) -> StoredEvent:
+    return StoredEvent(f[0], event_id, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], orjson.loads(f[10]))
+
+
+def _frozen_weight(f: _Frozen) -> int:
+    return len(f[10]) + _FROZEN_RECORD_BYTES
+
+
 def _from_row(row: Row) -> StoredEvent:
     event = orjson.loads(row[11])
     event_id = row[1]
@@ -79,17 +111,34 @@ class EventStore:
         self.cache_bytes = cache_bytes
         # event ID -> (event, its estimated memory), oldest cached first
         self._by_id: OrderedDict[str, tuple[StoredEvent, int]] = OrderedDict()
+        # event ID -> the event as its JSON, oldest first (dropped before any parsed one)
+        self._frozen: OrderedDict[str, _Frozen] = OrderedDict()
         self._id_by_nid: dict[int, str] = {}
-        self._bytes = 0
+        self._bytes = 0  # of both
+        # room nid -> its newest messages written here and kept parsed, oldest first
+        self._newest: OrderedDict[int, list[str]] = OrderedDict()
         self.hits = 0
         self.misses = 0
+        self.thawed = 0  # hits on an event kept as its JSON
 
     def cache_stats(self) -> dict[str, int]:
-        return {"hits": self.hits, "misses": self.misses, "entries": len(self._by_id), "bytes": self._bytes}
+        return {
+            "hits": self.hits, "misses": self.misses, "thawed": self.thawed,
+            "entries": len(self._by_id) + len(self._frozen), "bytes": self._bytes,
+        }
 
     def _cached(self, event_id: str) -> StoredEvent | None:
         entry = self._by_id.get(event_id)
-        return entry[0] if entry is not None else None
+        if entry is not None:
+            return entry[0]
+        frozen = self._frozen.pop(event_id, None)
+        if frozen is None:
+            return None
+        self._bytes -= _frozen_weight(frozen)
+        ev = _thaw(event_id, frozen)
+        self.thawed += 1
+        self._cache(ev, len(frozen[10]))
+        return ev
 
     def _share_strings(self, event: dict[str, Any]) -> None:
         """Make a cached event hold one shared copy of the strings events repeat
@@ -122,31 +171,74 @@ class EventStore:
         old = self._by_id.pop(ev.event_id, None)
         if old is not None:
             self._bytes -= old[1]
+        frozen = self._frozen.pop(ev.event_id, None)
+        if frozen is not None:
+            self._bytes -= _frozen_weight(frozen)
         self._by_id[ev.event_id] = (ev, weight)
         self._id_by_nid[ev.nid] = ev.event_id
         self._bytes += weight
-        while self._bytes > self.cache_bytes and len(self._by_id) > 1:
-            _, (dropped, dropped_weight) = self._by_id.popitem(last=False)
-            self._bytes -= dropped_weight
-            if self._id_by_nid.get(dropped.nid) == dropped.event_id:
-                del self._id_by_nid[dropped.nid]
+        while self._bytes > self.cache_bytes:
+            if self._frozen:
+                event_id, frozen = self._frozen.popitem(last=False)
+                self._bytes -= _frozen_weight(frozen)
+                nid = frozen[0]
+            elif len(self._by_id) > 1:
+                event_id, (dropped, dropped_weight) = self._by_id.popitem(last=False)
+                self._bytes -= dropped_weight
+                nid = dropped.nid
+            else:
+                break
+            if self._id_by_nid.get(nid) == event_id:
+                del self._id_by_nid[nid]
+
+    def _keep_as_json(self, event_id: str) -> None:
+        """Keep a parsed event as its JSON instead (if it is still cached parsed)."""
+        entry = self._by_id.pop(event_id, None)
+        if entry is None:
+            return
+        self._bytes -= entry[1]
+        try:
+            frozen = _freeze(entry[0])
+        except orjson.JSONEncodeError:  # stored as JSON, so never; dropped if it were
+            self._id_by_nid.pop(entry[0].nid, None)
+            return
+        self._frozen[event_id] = frozen
+        self._bytes += _frozen_weight(frozen)
 
     def _cache_read(self, ev: StoredEvent, json_len: int) -> None:
         """Cache what a read found, unless the event was cached while the read was
         under way: that entry came from a write committed meanwhile (`remember`) or a
         later read, and is at least as new as this one."""
-        if ev.event_id not in self._by_id:
+        if ev.event_id not in self._by_id and ev.event_id not in self._frozen:
             self._cache(ev, json_len)
 
     def remember(self, ev: StoredEvent) -> None:
-        """Cache an event the caller has just committed."""
+        """Cache an event the caller has just committed. A message (a timeline event
+        without a state key) pushes its room's oldest followed message, if it has
+        `_PARSED_PER_ROOM` newer ones, to be kept as its JSON."""
         self._cache(ev, len(orjson.dumps(ev.event)))
+        if ev.stream_ordering is None or ev.stream_ordering <= 0 or ev.outlier or "state_key" in ev.event:
+            return
+        newest = self._newest.get(ev.room_nid)
+        if newest is None:
+            newest = self._newest[ev.room_nid] = []
+            if len(self._newest) > _ROOMS_FOLLOWED:
+                self._newest.popitem(last=False)
+        else:
+            self._newest.move_to_end(ev.room_nid)
+        newest.append(ev.event_id)
+        if len(newest) > _PARSED_PER_ROOM:
+            self._keep_as_json(newest.pop(0))
 
     def forget(self, event_id: str) -> None:
         entry = self._by_id.pop(event_id, None)
         if entry is not None:
             self._bytes -= entry[1]
             self._id_by_nid.pop(entry[0].nid, None)
+        frozen = self._frozen.pop(event_id, None)
+        if frozen is not None:
+            self._bytes -= _frozen_weight(frozen)
+            self._id_by_nid.pop(frozen[0], None)
 
     async def get_event(self, event_id: str) -> StoredEvent | None:
         return (await self.get_events([event_id])).get(event_id)
