@@ -115,8 +115,9 @@ class EventStore:
         self._frozen: OrderedDict[str, _Frozen] = OrderedDict()
         self._id_by_nid: dict[int, str] = {}
         self._bytes = 0  # of both
-        # room nid -> its newest messages written here and kept parsed, oldest first
-        self._newest: OrderedDict[int, list[str]] = OrderedDict()
+        # room nid -> the nids of its newest messages written here, oldest first (nids:
+        # they outlive an event the bound drops, and an int is a third of an ID)
+        self._newest: OrderedDict[int, list[int]] = OrderedDict()
         self.hits = 0
         self.misses = 0
         self.thawed = 0  # hits on an event kept as its JSON
@@ -226,9 +227,9 @@ class EventStore:
                 self._newest.popitem(last=False)
         else:
             self._newest.move_to_end(ev.room_nid)
-        newest.append(ev.event_id)
-        if len(newest) > _PARSED_PER_ROOM:
-            self._keep_as_json(newest.pop(0))
+        newest.append(ev.nid)
+        if len(newest) > _PARSED_PER_ROOM and (older := self._id_by_nid.get(newest.pop(0))) is not None:
+            self._keep_as_json(older)
 
     def forget(self, event_id: str) -> None:
         entry = self._by_id.pop(event_id, None)
