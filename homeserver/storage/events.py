@@ -33,6 +33,7 @@ _RECORD_BYTES = 512
 _PARSED_PER_ROOM = 32
 # Rooms whose newest messages are followed (the least recently written beyond are not).
 _ROOMS_FOLLOWED = 2_000
+# An event kept as its JSON: the text, plus its record (a tuple) and the cache's entries.
 _FROZEN_RECORD_BYTES = 200
 # Rooms per statement of `latest_in_rooms`: well under SQLite's limit of 500 terms in a
 # compound SELECT and both engines' parameter limits.
@@ -142,12 +143,12 @@ class EventStore:
         return ev
 
     def _share_strings(self, event: dict[str, Any]) -> None:
-        """Make a cached event hold one shared copy of the strings events repeat
-        (some 370 of the 2,870 bytes a message parsed from its row takes, for about a
-        microsecond): the fields of `_SHARED_FIELDS` and
-        `_SHARED_CONTENT`, interned, and the IDs of its auth and prev events, taken
-        from those events where cached. Replaced by equal strings, so no reader can
-        tell; interned strings go when nothing holds them."""
+        """Make a cached event hold one shared copy of the strings events repeat (some
+        370 of the 2,870 bytes a message parsed from its row takes, for about a
+        microsecond): the fields of `_SHARED_FIELDS` and `_SHARED_CONTENT`, interned,
+        and the IDs of its auth and prev events, taken from those events where cached.
+        Replaced by equal strings, so no reader can tell; interned strings go when
+        nothing holds them."""
         for key in _SHARED_FIELDS:
             value = event.get(key)
             if type(value) is str:
