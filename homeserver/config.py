@@ -101,7 +101,8 @@ class DatabaseConfig:
     event_cache_mb: int = field(
         default=40,
         metadata=_doc(
-            "Memory (estimated, MiB) for parsed events kept in memory; the default holds a"
+            "Memory (estimated, MiB) for events kept in memory (parsed, or a room's older"
+            " messages as their JSON); the default holds a"
             " 1,000-room initial sync's events."
         ),
     )

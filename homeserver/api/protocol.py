@@ -7,6 +7,11 @@ the answer would be aiohttp's plain text. Clients and servers parse our errors a
 JSON (`errcode`, `error`), so the connection handler is subclassed to answer those
 too in the spec's shape: 414 for an overlong URI, 431 for an overlong header (both
 M_TOO_LARGE), 400 M_UNKNOWN for anything else unparseable.
+
+The handler also lets go of each response's body once it is sent: aiohttp keeps a
+keep-alive connection's last request and response until the next request arrives on
+it, so every idle connection would hold its last body (an initial sync's, megabytes)
+for as long as the client keeps the connection open.
 """
 
 from __future__ import annotations
@@ -68,6 +73,16 @@ class MatrixRequestHandler(web.RequestHandler):
         )
         resp.force_close()
         return resp
+
+
+    async def finish_response(
+        self, request: BaseRequest, resp: web.StreamResponse, start_time: float | None
+    ) -> tuple[web.StreamResponse, bool]:
+        try:
+            return await super().finish_response(request, resp, start_time)
+        finally:
+            if isinstance(resp, web.Response) and resp.body is not None:
+                resp.body = None  # sent (or never to be): only the connection's wait held it
 
 
 class MatrixServer(web.Server):

@@ -3,11 +3,15 @@
 Parsed events are kept in a cache keyed both ways (event ID and nid), bounded
 by an estimate of their memory and dropping the oldest cached first, since auth
 checks, state resolution and every read path look up the same recent events
-again and again.
+again and again. A message written here is kept parsed while it is among its room's
+newest (`_PARSED_PER_ROOM`), which is what syncs, initial syncs and the next sends
+read; older, it is kept as its JSON (about a third of the memory) and parsed again
+if read: a busy room's history is seldom read again.
 """
 
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
@@ -24,6 +28,13 @@ from homeserver.storage.database import Database, Row, Txn, in_chunks, marks
 DEFAULT_CACHE_BYTES = 40 << 20
 _PARSED_PER_JSON_BYTE = 4
 _RECORD_BYTES = 512
+# A room's newest messages written here kept parsed: more than the timelines clients
+# ask of initial syncs (10 to 20), whose kept sections hold those events parsed too.
+_PARSED_PER_ROOM = 32
+# Rooms whose newest messages are followed (the least recently written beyond are not).
+_ROOMS_FOLLOWED = 2_000
+# An event kept as its JSON: the text, plus its record (a tuple) and the cache's entries.
+_FROZEN_RECORD_BYTES = 200
 # Rooms per statement of `latest_in_rooms`: well under SQLite's limit of 500 terms in a
 # compound SELECT and both engines' parameter limits.
 _ROOMS_PER_STATEMENT = 100
@@ -52,13 +63,47 @@ def _weight(json_len: int) -> int:
     return _PARSED_PER_JSON_BYTE * json_len + _RECORD_BYTES
 
 
+# A cached event kept as its JSON: StoredEvent's fields but the event ID (its key) and
+# the parsed event, then the JSON as text (orjson's bytes would keep the buffer they
+# were written into, 4 KiB for most events).
+_Frozen = tuple[
+    int, int, int | None, int | None, int | None, bool, str | None, str | None, str | None, str | None, str
+]
+
+
+def _freeze(ev: StoredEvent) -> _Frozen:
+    return (
+        ev.nid, ev.room_nid, ev.stream_ordering, ev.state_before, ev.state_after, ev.outlier, ev.rejected,
+        ev.redacted_by, ev.txn_device, ev.txn_id, orjson.dumps(ev.event).decode(),
+    )
+
+
+def _thaw(event_id: str, f: _Frozen) -> StoredEvent:
+    return StoredEvent(f[0], event_id, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], orjson.loads(f[10]))
+
+
+def _frozen_weight(f: _Frozen) -> int:
+    return len(f[10]) + _FROZEN_RECORD_BYTES
+
+
 def _from_row(row: Row) -> StoredEvent:
+    event = orjson.loads(row[11])
+    event_id = row[1]
+    if event.get("event_id") == event_id:
+        event["event_id"] = event_id  # one copy of the ID, not two
     return StoredEvent(
-        nid=int(row[0]), event_id=row[1], room_nid=int(row[2]),
+        nid=int(row[0]), event_id=event_id, room_nid=int(row[2]),
         stream_ordering=None if row[3] is None else int(row[3]),
         state_before=row[4], state_after=row[5], outlier=bool(row[6]), rejected=row[7],
-        redacted_by=row[8], txn_device=row[9], txn_id=row[10], event=orjson.loads(row[11]),
+        redacted_by=row[8], txn_device=row[9], txn_id=row[10], event=event,
     )
+
+
+# Strings most cached events repeat, each parse or build making its own copy: the room,
+# the sender, the type and state key, a message's msgtype, a member's membership.
+_SHARED_FIELDS = ("room_id", "sender", "type", "state_key")
+_SHARED_CONTENT = ("msgtype", "membership")
+_intern = sys.intern
 
 
 class EventStore:
@@ -67,48 +112,135 @@ class EventStore:
         self.cache_bytes = cache_bytes
         # event ID -> (event, its estimated memory), oldest cached first
         self._by_id: OrderedDict[str, tuple[StoredEvent, int]] = OrderedDict()
+        # event ID -> the event as its JSON, oldest first (dropped before any parsed one)
+        self._frozen: OrderedDict[str, _Frozen] = OrderedDict()
         self._id_by_nid: dict[int, str] = {}
-        self._bytes = 0
+        self._bytes = 0  # of both
+        # room nid -> the nids of its newest messages written here, oldest first (nids:
+        # they outlive an event the bound drops, and an int is a third of an ID)
+        self._newest: OrderedDict[int, list[int]] = OrderedDict()
         self.hits = 0
         self.misses = 0
+        self.thawed = 0  # hits on an event kept as its JSON
 
     def cache_stats(self) -> dict[str, int]:
-        return {"hits": self.hits, "misses": self.misses, "entries": len(self._by_id), "bytes": self._bytes}
+        return {
+            "hits": self.hits, "misses": self.misses, "thawed": self.thawed,
+            "entries": len(self._by_id) + len(self._frozen), "bytes": self._bytes,
+        }
 
     def _cached(self, event_id: str) -> StoredEvent | None:
         entry = self._by_id.get(event_id)
-        return entry[0] if entry is not None else None
+        if entry is not None:
+            return entry[0]
+        frozen = self._frozen.pop(event_id, None)
+        if frozen is None:
+            return None
+        self._bytes -= _frozen_weight(frozen)
+        ev = _thaw(event_id, frozen)
+        self.thawed += 1
+        self._cache(ev, len(frozen[10]))
+        return ev
+
+    def _share_strings(self, event: dict[str, Any]) -> None:
+        """Make a cached event hold one shared copy of the strings events repeat (some
+        370 of the 2,870 bytes a message parsed from its row takes, for about a
+        microsecond): the fields of `_SHARED_FIELDS` and `_SHARED_CONTENT`, interned,
+        and the IDs of its auth and prev events, taken from those events where cached.
+        Replaced by equal strings, so no reader can tell; interned strings go when
+        nothing holds them."""
+        for key in _SHARED_FIELDS:
+            value = event.get(key)
+            if type(value) is str:
+                event[key] = _intern(value)
+        content = event.get("content")
+        if type(content) is dict:
+            for key in _SHARED_CONTENT:
+                value = content.get(key)
+                if type(value) is str:
+                    content[key] = _intern(value)
+        by_id = self._by_id
+        for key in ("auth_events", "prev_events"):
+            refs = event.get(key)
+            if type(refs) is list:
+                for i, ref in enumerate(refs):
+                    if type(ref) is str and (entry := by_id.get(ref)) is not None:
+                        refs[i] = entry[0].event_id
 
     def _cache(self, ev: StoredEvent, json_len: int) -> None:
+        self._share_strings(ev.event)
         weight = _weight(json_len)
         old = self._by_id.pop(ev.event_id, None)
         if old is not None:
             self._bytes -= old[1]
+        frozen = self._frozen.pop(ev.event_id, None)
+        if frozen is not None:
+            self._bytes -= _frozen_weight(frozen)
         self._by_id[ev.event_id] = (ev, weight)
         self._id_by_nid[ev.nid] = ev.event_id
         self._bytes += weight
-        while self._bytes > self.cache_bytes and len(self._by_id) > 1:
-            _, (dropped, dropped_weight) = self._by_id.popitem(last=False)
-            self._bytes -= dropped_weight
-            if self._id_by_nid.get(dropped.nid) == dropped.event_id:
-                del self._id_by_nid[dropped.nid]
+        while self._bytes > self.cache_bytes:
+            if self._frozen:
+                event_id, frozen = self._frozen.popitem(last=False)
+                self._bytes -= _frozen_weight(frozen)
+                nid = frozen[0]
+            elif len(self._by_id) > 1:
+                event_id, (dropped, dropped_weight) = self._by_id.popitem(last=False)
+                self._bytes -= dropped_weight
+                nid = dropped.nid
+            else:
+                break
+            if self._id_by_nid.get(nid) == event_id:
+                del self._id_by_nid[nid]
+
+    def _keep_as_json(self, event_id: str) -> None:
+        """Keep a parsed event as its JSON instead (if it is still cached parsed)."""
+        entry = self._by_id.pop(event_id, None)
+        if entry is None:
+            return
+        self._bytes -= entry[1]
+        try:
+            frozen = _freeze(entry[0])
+        except orjson.JSONEncodeError:  # stored as JSON, so never; dropped if it were
+            self._id_by_nid.pop(entry[0].nid, None)
+            return
+        self._frozen[event_id] = frozen
+        self._bytes += _frozen_weight(frozen)
 
     def _cache_read(self, ev: StoredEvent, json_len: int) -> None:
         """Cache what a read found, unless the event was cached while the read was
         under way: that entry came from a write committed meanwhile (`remember`) or a
         later read, and is at least as new as this one."""
-        if ev.event_id not in self._by_id:
+        if ev.event_id not in self._by_id and ev.event_id not in self._frozen:
             self._cache(ev, json_len)
 
     def remember(self, ev: StoredEvent) -> None:
-        """Cache an event the caller has just committed."""
+        """Cache an event the caller has just committed. A message (a timeline event
+        without a state key) pushes its room's oldest followed message, if it has
+        `_PARSED_PER_ROOM` newer ones, to be kept as its JSON."""
         self._cache(ev, len(orjson.dumps(ev.event)))
+        if ev.stream_ordering is None or ev.stream_ordering <= 0 or ev.outlier or "state_key" in ev.event:
+            return
+        newest = self._newest.get(ev.room_nid)
+        if newest is None:
+            newest = self._newest[ev.room_nid] = []
+            if len(self._newest) > _ROOMS_FOLLOWED:
+                self._newest.popitem(last=False)
+        else:
+            self._newest.move_to_end(ev.room_nid)
+        newest.append(ev.nid)
+        if len(newest) > _PARSED_PER_ROOM and (older := self._id_by_nid.get(newest.pop(0))) is not None:
+            self._keep_as_json(older)
 
     def forget(self, event_id: str) -> None:
         entry = self._by_id.pop(event_id, None)
         if entry is not None:
             self._bytes -= entry[1]
             self._id_by_nid.pop(entry[0].nid, None)
+        frozen = self._frozen.pop(event_id, None)
+        if frozen is not None:
+            self._bytes -= _frozen_weight(frozen)
+            self._id_by_nid.pop(frozen[0], None)
 
     async def get_event(self, event_id: str) -> StoredEvent | None:
         return (await self.get_events([event_id])).get(event_id)

@@ -11,7 +11,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from homeserver.storage.events import EventStore
+import orjson
+
+from homeserver.storage.events import _PARSED_PER_ROOM, EventStore
 from tests.conftest import ClientFactory
 
 
@@ -79,3 +81,81 @@ async def test_timeline_reads_replace_a_stale_outlier_copy(db_overrides: dict[st
     # And /messages shows it.
     messages = await api.get(f"rooms/{room_id}/messages?dir=b&limit=5", token=owner)
     assert event_id in [e["event_id"] for e in messages["chunk"]]
+
+
+async def test_cached_events_share_repeated_strings(db_overrides: dict[str, Any], make_api: ClientFactory) -> None:
+    """Events read from the database hold one copy of the strings they repeat (room,
+    sender, type, msgtype, the IDs of their auth events), and read back exactly as
+    stored: the sharing replaces strings by equal ones only."""
+    api = await make_api(**db_overrides)
+    hs = api.hs
+    owner = (await api.register("owner"))["access_token"]
+    room_id = (await api.post("createRoom", {"preset": "public_chat"}, token=owner))["room_id"]
+    ids = [
+        (await api.put(f"rooms/{room_id}/send/m.room.message/s{i}", {"msgtype": "m.text", "body": f"ü {i}"},
+                       token=owner))["event_id"]
+        for i in range(3)
+    ]
+    rows = await hs.db.fetchall(
+        f"SELECT event_id, json FROM events WHERE event_id IN ({', '.join('?' * len(ids))})", ids
+    )
+    stored = {r[0]: orjson.loads(r[1]) for r in rows}
+
+    store = EventStore(hs.db)  # nothing cached: every event parsed from its row
+    auth = await store.get_events(stored[ids[0]]["auth_events"])
+    read = await store.get_events(ids[:2])
+    read |= await store.get_events(ids[2:])  # its prev event is cached by then
+    assert {e: ev.event for e, ev in read.items()} == stored
+    a, b = read[ids[1]].event, read[ids[2]].event
+    for key in ("room_id", "sender", "type"):
+        assert a[key] is b[key]
+    assert a["content"]["msgtype"] is b["content"]["msgtype"]
+    assert all(x is y for x, y in zip(a["auth_events"], b["auth_events"], strict=True))
+    assert all(ref is auth[ref].event_id for ref in a["auth_events"])
+    assert b["prev_events"][0] is read[ids[1]].event_id and a["event_id"] is read[ids[1]].event_id
+
+
+async def test_older_messages_kept_as_json_read_back_as_stored(
+    db_overrides: dict[str, Any], make_api: ClientFactory
+) -> None:
+    """A room's messages older than its newest `_PARSED_PER_ROOM` are kept as their
+    JSON, not dropped, and come back with their place, redaction and transaction as a
+    fresh read finds them; a stale copy so kept is not handed back by timeline reads."""
+    api = await make_api(**db_overrides)
+    hs = api.hs
+    store = hs.event_store
+    owner = (await api.register("owner"))["access_token"]
+    room_id = (await api.post("createRoom", {"preset": "public_chat", "name": "kept"}, token=owner))["room_id"]
+    count = _PARSED_PER_ROOM + 8
+    ids = [
+        (await api.put(f"rooms/{room_id}/send/m.room.message/k{i}", {"msgtype": "m.text", "body": f"é {i}"},
+                       token=owner))["event_id"]
+        for i in range(count)
+    ]
+    assert all(e in store._frozen for e in ids[:7]) and not any(e in store._frozen for e in ids[-_PARSED_PER_ROOM:])
+    thawed = store.cache_stats()["thawed"]
+    await api.put(f"rooms/{room_id}/redact/{ids[1]}/r1", {"reason": "gone"}, token=owner)
+    await store.get_events([ids[1]])  # cached parsed again with its redaction, then kept as JSON
+    store._keep_as_json(ids[1])
+    assert ids[0] in store._frozen and ids[1] in store._frozen
+
+    fresh = await EventStore(hs.db).get_events(ids)
+    assert fresh[ids[1]].redacted_by is not None and fresh[ids[0]].txn_id == "k0"
+    assert await store.get_events(ids) == fresh
+    assert store.cache_stats()["thawed"] > thawed
+    by_nid = await store.get_events_by_nid(e.nid for e in fresh.values())
+    assert {e.event_id: e for e in by_nid.values()} == fresh
+    messages = await api.get(f"rooms/{room_id}/messages?dir=b&limit={count + 10}", token=owner)
+    bodies = [e["content"].get("body") for e in messages["chunk"] if e["type"] == "m.room.message"]
+    assert bodies == [None if i == 1 else f"é {i}" for i in reversed(range(count))]
+
+    # A stale copy (an outlier row read before its promotion) kept as its JSON is read afresh.
+    store.remember(dataclasses.replace(fresh[ids[2]], stream_ordering=None, outlier=True))
+    store._keep_as_json(ids[2])
+    assert ids[2] in store._frozen
+    room = await hs.room_store.get_room(room_id)
+    assert room is not None
+    page = await store.room_stream(
+        room.room_nid, from_pos=hs.room_service.stream.current, to_pos=None, backwards=True, limit=count + 10
+    )
+    assert next(e for e in page if e.event_id == ids[2]) == fresh[ids[2]]
