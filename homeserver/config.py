@@ -101,9 +101,9 @@ class DatabaseConfig:
     event_cache_mb: int = field(
         default=40,
         metadata=_doc(
-            "Memory (estimated, MiB) for events kept in memory (parsed, or a room's older"
-            " messages as their JSON); the default holds a"
-            " 1,000-room initial sync's events."
+            "Memory (estimated, MiB) for events kept in memory (parsed, or as their JSON:"
+            " a room's older messages, and the least recently used at the bound); the"
+            " default holds some 16,000 events parsed, or 8,000 parsed and 16,000 as JSON."
         ),
     )
 

@@ -1,12 +1,14 @@
 """Events: stored once as JSON, addressed by compact integer IDs inside the server.
 
-Parsed events are kept in a cache keyed both ways (event ID and nid), bounded
-by an estimate of their memory and dropping the oldest cached first, since auth
-checks, state resolution and every read path look up the same recent events
-again and again. A message written here is kept parsed while it is among its room's
-newest (`_PARSED_PER_ROOM`), which is what syncs, initial syncs and the next sends
-read; older, it is kept as its JSON (about a third of the memory) and parsed again
-if read: a busy room's history is seldom read again.
+Events are kept in a cache keyed both ways (event ID and nid), bounded by an
+estimate of their memory, least recently used first out, since auth checks, state
+resolution and every read path look up the same events again and again (a big
+account's initial sync, each of its rooms' state and newest page). A message written
+here is kept parsed while it is among its room's newest (`_PARSED_PER_ROOM`), which is
+what syncs, initial syncs and the next sends read; older, it is kept as its JSON
+(about half the memory) and parsed again if read: a busy room's history is seldom
+read again. At the bound, the least recently used parsed events are kept as JSON too,
+before any event is dropped.
 """
 
 from __future__ import annotations
@@ -21,20 +23,34 @@ import orjson
 from homeserver.records.events import StoredEvent
 from homeserver.storage.database import Database, Row, Txn, in_chunks, marks
 
-# The parsed-event cache is bounded by an estimate of the memory its events hold: a
-# parsed event takes about four times its stored JSON, plus the record around it.
-# The default keeps a 1,000-room initial sync's working set (some 12,000 events of a
-# few hundred bytes each); `database.event_cache_mb` sets it.
+# The event cache is bounded by an estimate of the memory its events hold, fitted to
+# tracemalloc's count of a cached mix of messages and state: a parsed event takes about
+# three times its stored JSON plus 650 bytes (its record, the cache's entries, strings
+# not shared); one kept as JSON its text plus 620 bytes. The default holds some 16,000
+# events at most parsed, or 8,000 parsed and 16,000 as JSON (`_JSON_SHARE`): a
+# 1,000-room account's initial sync reads about 19 events a room (state and a page of
+# 11); `database.event_cache_mb` sets it.
 DEFAULT_CACHE_BYTES = 40 << 20
-_PARSED_PER_JSON_BYTE = 4
-_RECORD_BYTES = 512
+_PARSED_PER_JSON_BYTE = 3
+_RECORD_BYTES = 650
 # A room's newest messages written here kept parsed: more than the timelines clients
 # ask of initial syncs (10 to 20), whose kept sections hold those events parsed too.
 _PARSED_PER_ROOM = 32
 # Rooms whose newest messages are followed (the least recently written beyond are not).
 _ROOMS_FOLLOWED = 2_000
 # An event kept as its JSON: the text, plus its record (a tuple) and the cache's entries.
-_FROZEN_RECORD_BYTES = 200
+_FROZEN_RECORD_BYTES = 620
+# The share of the bound that events kept as JSON may take. At the bound the least
+# recently used parsed event is kept as its JSON instead (half the memory), and
+# the least recently used of those is dropped once they pass this share.
+_JSON_SHARE = 0.5
+# A read of at most this many events (one event looked up: a reply's or a redaction's
+# target, /event) parses an event kept as JSON back into the parsed part; a bigger read
+# (a sync's pages and state, room after room) parses it for the caller only: with a
+# working set bigger than the parsed part (a 1,000-room account's), putting each back
+# would push another out to JSON, and every read would turn both parts over (measured:
+# 1,000-room uncached syncs 350 -> 470 ms CPU).
+_POINT_READ = 1
 # Rooms per statement of `latest_in_rooms`: well under SQLite's limit of 500 terms in a
 # compound SELECT and both engines' parameter limits.
 _ROOMS_PER_STATEMENT = 100
@@ -110,12 +126,13 @@ class EventStore:
     def __init__(self, db: Database, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         self.db = db
         self.cache_bytes = cache_bytes
-        # event ID -> (event, its estimated memory), oldest cached first
+        # event ID -> (event, its estimated memory), least recently used first
         self._by_id: OrderedDict[str, tuple[StoredEvent, int]] = OrderedDict()
-        # event ID -> the event as its JSON, oldest first (dropped before any parsed one)
+        # event ID -> the event as its JSON, least recently used first
         self._frozen: OrderedDict[str, _Frozen] = OrderedDict()
         self._id_by_nid: dict[int, str] = {}
         self._bytes = 0  # of both
+        self._frozen_bytes = 0  # of those kept as JSON
         # room nid -> the nids of its newest messages written here, oldest first (nids:
         # they outlive an event the bound drops, and an int is a third of an ID)
         self._newest: OrderedDict[int, list[int]] = OrderedDict()
@@ -129,17 +146,22 @@ class EventStore:
             "entries": len(self._by_id) + len(self._frozen), "bytes": self._bytes,
         }
 
-    def _cached(self, event_id: str) -> StoredEvent | None:
+    def _cached(self, event_id: str, promote: bool = False) -> StoredEvent | None:
         entry = self._by_id.get(event_id)
         if entry is not None:
+            self._by_id.move_to_end(event_id)
             return entry[0]
-        frozen = self._frozen.pop(event_id, None)
+        frozen = self._frozen.get(event_id)
         if frozen is None:
             return None
-        self._bytes -= _frozen_weight(frozen)
-        ev = _thaw(event_id, frozen)
         self.thawed += 1
-        self._cache(ev, len(frozen[10]))
+        ev = _thaw(event_id, frozen)
+        if promote:
+            del self._frozen[event_id]
+            self._unfreeze_bytes(frozen)
+            self._cache(ev, len(frozen[10]))
+        else:
+            self._frozen.move_to_end(event_id)
         return ev
 
     def _share_strings(self, event: dict[str, Any]) -> None:
@@ -175,23 +197,21 @@ class EventStore:
             self._bytes -= old[1]
         frozen = self._frozen.pop(ev.event_id, None)
         if frozen is not None:
-            self._bytes -= _frozen_weight(frozen)
+            self._unfreeze_bytes(frozen)
         self._by_id[ev.event_id] = (ev, weight)
         self._id_by_nid[ev.nid] = ev.event_id
         self._bytes += weight
+        json_bound = self.cache_bytes * _JSON_SHARE
         while self._bytes > self.cache_bytes:
-            if self._frozen:
+            if self._frozen and (self._frozen_bytes > json_bound or len(self._by_id) <= 1):
                 event_id, frozen = self._frozen.popitem(last=False)
-                self._bytes -= _frozen_weight(frozen)
-                nid = frozen[0]
+                self._unfreeze_bytes(frozen)
+                if self._id_by_nid.get(frozen[0]) == event_id:
+                    del self._id_by_nid[frozen[0]]
             elif len(self._by_id) > 1:
-                event_id, (dropped, dropped_weight) = self._by_id.popitem(last=False)
-                self._bytes -= dropped_weight
-                nid = dropped.nid
+                self._keep_as_json(next(iter(self._by_id)))
             else:
                 break
-            if self._id_by_nid.get(nid) == event_id:
-                del self._id_by_nid[nid]
 
     def _keep_as_json(self, event_id: str) -> None:
         """Keep a parsed event as its JSON instead (if it is still cached parsed)."""
@@ -205,7 +225,15 @@ class EventStore:
             self._id_by_nid.pop(entry[0].nid, None)
             return
         self._frozen[event_id] = frozen
-        self._bytes += _frozen_weight(frozen)
+        frozen_weight = _frozen_weight(frozen)
+        self._bytes += frozen_weight
+        self._frozen_bytes += frozen_weight
+
+    def _unfreeze_bytes(self, frozen: _Frozen) -> None:
+        """Take an entry kept as JSON, just removed from `_frozen`, off both counts."""
+        frozen_weight = _frozen_weight(frozen)
+        self._bytes -= frozen_weight
+        self._frozen_bytes -= frozen_weight
 
     def _cache_read(self, ev: StoredEvent, json_len: int) -> None:
         """Cache what a read found, unless the event was cached while the read was
@@ -239,7 +267,7 @@ class EventStore:
             self._id_by_nid.pop(entry[0].nid, None)
         frozen = self._frozen.pop(event_id, None)
         if frozen is not None:
-            self._bytes -= _frozen_weight(frozen)
+            self._unfreeze_bytes(frozen)
             self._id_by_nid.pop(frozen[0], None)
 
     async def get_event(self, event_id: str) -> StoredEvent | None:
@@ -248,8 +276,10 @@ class EventStore:
     async def get_events(self, event_ids: Iterable[str]) -> dict[str, StoredEvent]:
         out: dict[str, StoredEvent] = {}
         missing: list[str] = []
-        for eid in event_ids:
-            ev = self._cached(eid)
+        wanted = list(event_ids)
+        promote = len(wanted) <= _POINT_READ
+        for eid in wanted:
+            ev = self._cached(eid, promote)
             if ev is not None:
                 out[eid] = ev
             else:
@@ -263,9 +293,11 @@ class EventStore:
     async def get_events_by_nid(self, nids: Iterable[int]) -> dict[int, StoredEvent]:
         out: dict[int, StoredEvent] = {}
         missing: list[int] = []
-        for nid in nids:
+        wanted = list(nids)
+        promote = len(wanted) <= _POINT_READ
+        for nid in wanted:
             eid = self._id_by_nid.get(nid)
-            ev = self._cached(eid) if eid is not None else None
+            ev = self._cached(eid, promote) if eid is not None else None
             if ev is not None:
                 out[nid] = ev
             else:
