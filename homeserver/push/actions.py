@@ -30,7 +30,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 from federation.events import get_room_version, get_user_power_level
 from homeserver.clock import Clock
 from homeserver.push.defaults import Ruleset, server_default_rules
-from homeserver.push.evaluator import evaluate, highlights, notifies
+from homeserver.push.evaluator import (
+    CompiledRuleset,
+    evaluate,
+    evaluate_compiled,
+    highlights,
+    notifies,
+)
 from homeserver.push.glob import glob_matches
 from homeserver.receipts import MAIN_THREAD, thread_of
 from homeserver.records.events import StoredEvent
@@ -129,6 +135,13 @@ def _common_rules_for(event_type: str) -> Ruleset:
     another type (each send's evaluation, on its writer's path). Bounded: types are
     the senders' to choose."""
     return {kind: [r for r in rules if _may_match_type(r, event_type)] for kind, rules in _COMMON_RULES.items()}
+
+
+@functools.lru_cache(maxsize=512)
+def _compiled_common_for(event_type: str | None) -> CompiledRuleset:
+    """`_common_rules_for` compiled (homeserver/push/evaluator.py): the rules every
+    send evaluates, made ready once per type (None: a type that is not a string)."""
+    return CompiledRuleset(_COMMON_RULES if event_type is None else _common_rules_for(event_type))
 
 
 # The characters outside ASCII that Python's case-insensitive regexes (the evaluator's
@@ -472,8 +485,8 @@ class PushActionsIndex:
             for users in await self.account_data.holders_in(txn, IGNORED_USERS):
                 special |= users & entry.members
         event_type = event.get("type")
-        rules = _common_rules_for(event_type) if isinstance(event_type, str) else _COMMON_RULES
-        common = evaluate(rules, shown, entry.joined_count, None, sender_level, levels_content)
+        rules = _compiled_common_for(event_type if isinstance(event_type, str) else None)
+        common = evaluate_compiled(rules, shown, entry.joined_count, None, sender_level, levels_content)
         common_notifies = notifies(common)
         groups: dict[int, tuple[list[Any], list[str]]] = {}  # id(actions) -> (actions, users)
         special.discard(str(sender))
