@@ -102,6 +102,7 @@ class _Lru:
 # with glob characters (it may match text its lower-cased form is not in).
 _Profile = tuple[str, str | None, str | None]
 _MEMBER_ROWS = 200_000  # member rows kept, all rooms together
+_SENDER_LEVELS = 10_000  # senders' power levels kept, all rooms together (then forgotten at once)
 # The server-default rules that read something of the user they belong to; the rest
 # are the same for every user, evaluated once per event for everyone who keeps them.
 USER_SPECIFIC_RULES = frozenset({
@@ -306,6 +307,8 @@ class PushActionsIndex:
         # room nid -> (state event nid, version, members as its transaction has them)
         self._pending: dict[int, tuple[int, int, _RoomMembers]] = {}
         self._contents = _Lru(4096)  # power levels / create event nid -> event
+        # (power levels nid, create nid, room version, sender) -> `_sender_level`
+        self._sender_levels: dict[tuple[int | None, int | None, str, str], tuple[int, dict[str, Any] | None]] = {}
 
     def connect(self, queue: PushQueue) -> None:
         """The delivery queue, built after the event writer (it reads these rows)."""
@@ -465,17 +468,7 @@ class PushActionsIndex:
             invitee = state_key  # not a member yet
         if not entry.local and invitee is None:
             return none
-        await self._load_events(txn, [n for n in (entry.power_levels_nid, entry.create_nid) if n is not None])
-        state: dict[tuple[str, str], Any] = {}
-        if entry.create_nid is not None:
-            state[("m.room.create", "")] = self._contents.get(entry.create_nid)
-        levels = self._contents.get(entry.power_levels_nid) if entry.power_levels_nid is not None else None
-        if levels is not None:
-            state[("m.room.power_levels", "")] = levels
-        rv = get_room_version(room.room_version)
-        sender_level = int(min(get_user_power_level(str(sender), state, rv), 2**31))
-        levels_content = levels.get("content") if isinstance(levels, dict) else None
-        levels_content = levels_content if isinstance(levels_content, dict) else None
+        sender_level, levels_content = await self._sender_level(txn, room, entry, str(sender))
         shown = {**event, "room_id": room.room_id}
 
         special = await self._named(txn, entry, event, invitee)
@@ -535,6 +528,32 @@ class PushActionsIndex:
             if pushed:
                 await self.queue.queue_in(txn, room, stored, sorted(pushed))
         return written
+
+    async def _sender_level(
+        self, txn: Txn, room: RoomRecord, entry: _RoomMembers, sender: str
+    ) -> tuple[int, dict[str, Any] | None]:
+        """The sender's power level and the room's power levels content, as the room's
+        power levels and create events (by nid: an event's JSON never changes) give
+        them; kept per sender and those events, since a room's senders send many."""
+        key = (entry.power_levels_nid, entry.create_nid, room.room_version, sender)
+        known = self._sender_levels.get(key)
+        if known is not None:
+            return known
+        await self._load_events(txn, [n for n in (entry.power_levels_nid, entry.create_nid) if n is not None])
+        state: dict[tuple[str, str], Any] = {}
+        if entry.create_nid is not None:
+            state[("m.room.create", "")] = self._contents.get(entry.create_nid)
+        levels = self._contents.get(entry.power_levels_nid) if entry.power_levels_nid is not None else None
+        if levels is not None:
+            state[("m.room.power_levels", "")] = levels
+        rv = get_room_version(room.room_version)
+        sender_level = int(min(get_user_power_level(sender, state, rv), 2**31))
+        levels_content = levels.get("content") if isinstance(levels, dict) else None
+        known = sender_level, (levels_content if isinstance(levels_content, dict) else None)
+        if len(self._sender_levels) >= _SENDER_LEVELS:
+            self._sender_levels.clear()
+        self._sender_levels[key] = known
+        return known
 
     async def _named(
         self, txn: Txn, entry: _RoomMembers, event: dict[str, Any], invitee: str | None
