@@ -102,7 +102,7 @@ class _Lru:
 # with glob characters (it may match text its lower-cased form is not in).
 _Profile = tuple[str, str | None, str | None]
 _MEMBER_ROWS = 200_000  # member rows kept, all rooms together
-_SENDER_LEVELS = 10_000  # senders' power levels kept, all rooms together (then forgotten at once)
+_SENDER_LEVELS = 1_000  # senders' power levels kept per room (then forgotten at once)
 # The server-default rules that read something of the user they belong to; the rest
 # are the same for every user, evaluated once per event for everyone who keeps them.
 USER_SPECIFIC_RULES = frozenset({
@@ -307,8 +307,11 @@ class PushActionsIndex:
         # room nid -> (state event nid, version, members as its transaction has them)
         self._pending: dict[int, tuple[int, int, _RoomMembers]] = {}
         self._contents = _Lru(4096)  # power levels / create event nid -> event
-        # (power levels nid, create nid, room version, sender) -> `_sender_level`
-        self._sender_levels: dict[tuple[int | None, int | None, str, str], tuple[int, dict[str, Any] | None]] = {}
+        # room nid -> ((power levels nid, create nid, room version), sender -> `_sender_level`),
+        # dropped with the room's members when the writer reports a change of its present
+        self._sender_levels: dict[
+            int, tuple[tuple[int | None, int | None, str], dict[str, tuple[int, dict[str, Any] | None]]]
+        ] = {}
 
     def connect(self, queue: PushQueue) -> None:
         """The delivery queue, built after the event writer (it reads these rows)."""
@@ -327,6 +330,7 @@ class PushActionsIndex:
             self._keep(room_nid, pending[2])
 
     def _drop_room(self, room_nid: int) -> None:
+        self._sender_levels.pop(room_nid, None)
         entry = self._rooms.pop(room_nid, None)
         if entry is not None:
             self._room_rows -= len(entry.local) + 1
@@ -534,9 +538,13 @@ class PushActionsIndex:
     ) -> tuple[int, dict[str, Any] | None]:
         """The sender's power level and the room's power levels content, as the room's
         power levels and create events (by nid: an event's JSON never changes) give
-        them; kept per sender and those events, since a room's senders send many."""
-        key = (entry.power_levels_nid, entry.create_nid, room.room_version, sender)
-        known = self._sender_levels.get(key)
+        them; kept per room and sender while those events stay, since a room's senders
+        send many."""
+        events = (entry.power_levels_nid, entry.create_nid, room.room_version)
+        kept = self._sender_levels.get(room.room_nid)
+        if kept is None or kept[0] != events:
+            kept = self._sender_levels[room.room_nid] = (events, {})
+        known = kept[1].get(sender)
         if known is not None:
             return known
         await self._load_events(txn, [n for n in (entry.power_levels_nid, entry.create_nid) if n is not None])
@@ -550,9 +558,9 @@ class PushActionsIndex:
         sender_level = int(min(get_user_power_level(sender, state, rv), 2**31))
         levels_content = levels.get("content") if isinstance(levels, dict) else None
         known = sender_level, (levels_content if isinstance(levels_content, dict) else None)
-        if len(self._sender_levels) >= _SENDER_LEVELS:
-            self._sender_levels.clear()
-        self._sender_levels[key] = known
+        if len(kept[1]) >= _SENDER_LEVELS:
+            kept[1].clear()
+        kept[1][sender] = known
         return known
 
     async def _named(
