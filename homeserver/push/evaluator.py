@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from homeserver.push.defaults import KINDS, LEGACY_MENTION_RULES, Action
-from homeserver.push.glob import contains_word, glob_matches
+from homeserver.push.glob import contains_word, glob_matcher, glob_matches
 
 # Actions older specs defined; the spec says to ignore them, which we do by stripping.
 HISTORICAL_ACTIONS = frozenset({"dont_notify", "coalesce"})
@@ -280,11 +280,11 @@ def _compile_condition(cond: Any) -> Matcher:
         key, pattern = cond.get("key"), cond.get("pattern")
         if not isinstance(key, str) or not isinstance(pattern, str):
             return _never
-        parts, words = split_key(key), key == "content.body"
+        parts, matches = split_key(key), glob_matcher(pattern, word_boundaries=key == "content.body")
 
         def event_match(ctx: _Context) -> bool:
             value = _lookup_parts(ctx.event, parts)
-            return isinstance(value, str) and glob_matches(pattern, value, word_boundaries=words)
+            return isinstance(value, str) and matches(value)
 
         return event_match
     if kind in ("event_property_is", "event_property_contains"):
@@ -309,7 +309,14 @@ def _compile_condition(cond: Any) -> Matcher:
         return lambda ctx: condition_matches(cond, ctx)
     if kind == "room_member_count":
         spec = cond.get("is")
-        return lambda ctx: _member_count_matches(spec, ctx.member_count)
+        m = MEMBER_COUNT.fullmatch(spec) if isinstance(spec, str) else None
+        if m is None:
+            return _never
+        op, n = m.group(1) or "==", int(m.group(2))
+        return {
+            "==": lambda ctx: ctx.member_count == n, "<": lambda ctx: ctx.member_count < n,
+            ">": lambda ctx: ctx.member_count > n, "<=": lambda ctx: ctx.member_count <= n,
+        }.get(op, lambda ctx: ctx.member_count >= n)
     if kind == "sender_notification_permission":
         key = cond.get("key")
         if not isinstance(key, str):
@@ -326,6 +333,11 @@ def _compile_rule(kind: str, rule: Mapping[str, Any]) -> Matcher:
         matchers = tuple(_compile_condition(c) for c in conditions)
         if _never in matchers:
             return _never
+        if len(matchers) == 1:
+            return matchers[0]
+        if len(matchers) == 2:
+            first, second = matchers
+            return lambda ctx: first(ctx) and second(ctx)
         return lambda ctx: all(m(ctx) for m in matchers)
     return lambda ctx: _rule_matches(kind, rule, ctx)
 
