@@ -116,7 +116,8 @@ async def test_retry_beyond_the_remembered_sends_answers_its_first_event(
 async def test_sends_clear_a_stored_resolved_head(db_overrides: dict[str, Any], make_api: ClientFactory) -> None:
     """A room's stored resolved head (written when events from elsewhere leave it with
     several extremities) is stale once a local event cites them all: the first of a
-    burst of sends drops it, the ones queued behind it have none left to drop."""
+    burst of sends drops it, the ones queued behind it have none left to drop, and
+    each moves the room's one extremity on to itself."""
     api = await make_api(**db_overrides)
     alice = await user(api, "alice")
     room_id = (await api.post("createRoom", {"preset": "public_chat"}, token=alice))["room_id"]
@@ -131,8 +132,14 @@ async def test_sends_clear_a_stored_resolved_head(db_overrides: dict[str, Any], 
     for burst in range(2):
         await api.hs.db.write(store_head)
         assert await api.hs.room_store.head_snapshot(room.room_nid) == snapshot
-        await asyncio.gather(*(
+        sent = await asyncio.gather(*(
             api.put(f"rooms/{room_id}/send/m.room.message/b{burst}_{i}", {"msgtype": "m.text", "body": "x"}, token=alice)
             for i in range(10)
         ))
         assert await api.hs.room_store.head_snapshot(room.room_nid) is None
+        # The room's one forward extremity is the last event written, moved along the burst.
+        last = (await _timeline(api, room_id, alice))[-1]["event_id"]
+        assert last in {s["event_id"] for s in sent}
+        stored = await api.hs.room_service.get_event(last)
+        assert stored is not None
+        assert await api.hs.room_store.forward_extremities(room.room_nid) == [stored.nid]
