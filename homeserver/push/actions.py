@@ -33,7 +33,6 @@ from homeserver.push.defaults import Ruleset, server_default_rules
 from homeserver.push.evaluator import (
     CompiledRuleset,
     evaluate,
-    evaluate_compiled,
     highlights,
     notifies,
 )
@@ -483,7 +482,7 @@ class PushActionsIndex:
                 special |= users & entry.members
         event_type = event.get("type")
         rules = _compiled_common_for(event_type if isinstance(event_type, str) else None)
-        common = evaluate_compiled(rules, shown, entry.joined_count, None, sender_level, levels_content)
+        common = evaluate(rules, shown, entry.joined_count, None, sender_level, levels_content)
         common_notifies = notifies(common)
         groups: dict[int, tuple[list[Any], list[str]]] = {}  # id(actions) -> (actions, users)
         special.discard(str(sender))

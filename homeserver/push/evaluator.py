@@ -194,7 +194,7 @@ def strip_historical(actions: Iterable[Action]) -> list[Action]:
 
 
 def evaluate(
-    rules: Mapping[str, Sequence[Mapping[str, Any]]],
+    rules: Mapping[str, Sequence[Mapping[str, Any]]] | CompiledRuleset,
     event: Mapping[str, Any],
     room_member_count: int,
     user_display_name: str | None,
@@ -204,7 +204,9 @@ def evaluate(
     """The actions of the first enabled rule that matches `event`, or [] if none does.
 
     - rules: a ruleset as `PushRulesService.ruleset()` returns it (kind -> rules,
-      most important first); kinds are checked in the spec's order.
+      most important first); kinds are checked in the spec's order. Or the same
+      compiled (`CompiledRuleset`), for a ruleset evaluated for many events: the same
+      answer.
     - event: the event as a dict (client or federation format): `type`, `content`,
       `sender`, `room_id`, `state_key` are what the predefined rules read.
     - room_member_count: joined members of the room now.
@@ -219,6 +221,13 @@ def evaluate(
     ctx = _Context(event, room_member_count, user_display_name, sender_power_level, power_levels_content)
     content = event.get("content")
     has_mentions = isinstance(content, Mapping) and "m.mentions" in content
+    if isinstance(rules, CompiledRuleset):
+        for legacy, matches, actions in rules.rules:
+            if has_mentions and legacy:
+                continue
+            if matches(ctx):
+                return list(actions)
+        return []
     for kind in KINDS:
         for rule in rules.get(kind, ()):
             if not rule.get("enabled", True):
@@ -343,7 +352,7 @@ def _compile_rule(kind: str, rule: Mapping[str, Any]) -> Matcher:
 
 
 class CompiledRuleset:
-    """A ruleset made ready for evaluating many events (`evaluate_compiled`): the
+    """A ruleset made ready for evaluating many events (`evaluate`): the
     disabled rules left out, each rule's conditions checked for their shape and their
     keys split once. For a ruleset that does not change while it is used (the server's
     defaults, which every send evaluates once)."""
@@ -360,22 +369,3 @@ class CompiledRuleset:
                 stripped = strip_historical(actions) if isinstance(actions, list) else []
                 self.rules.append((legacy, _compile_rule(kind, rule), stripped))
 
-
-def evaluate_compiled(
-    compiled: CompiledRuleset,
-    event: Mapping[str, Any],
-    room_member_count: int,
-    user_display_name: str | None,
-    sender_power_level: int,
-    power_levels_content: Mapping[str, Any] | None,
-) -> list[Action]:
-    """`evaluate` for a compiled ruleset: the same answer (a list of its own)."""
-    ctx = _Context(event, room_member_count, user_display_name, sender_power_level, power_levels_content)
-    content = event.get("content")
-    has_mentions = isinstance(content, Mapping) and "m.mentions" in content
-    for legacy, matches, actions in compiled.rules:
-        if has_mentions and legacy:
-            continue
-        if matches(ctx):
-            return list(actions)
-    return []

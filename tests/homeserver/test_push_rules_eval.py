@@ -13,7 +13,6 @@ from homeserver.push.defaults import KINDS, MASTER, build_ruleset, server_defaul
 from homeserver.push.evaluator import (
     CompiledRuleset,
     evaluate,
-    evaluate_compiled,
     highlights,
     lookup,
     notifies,
@@ -42,7 +41,7 @@ def run(event: dict[str, Any], ruleset: Any = None, *, members: int = 5, name: s
     rules = ruleset if ruleset is not None else build_ruleset(ME, [], {})
     got = evaluate(rules, event, members, name, level, power_levels)
     # The compiled form (every send's common rules, push/actions.py) answers the same.
-    assert evaluate_compiled(CompiledRuleset(rules), event, members, name, level, power_levels) == got
+    assert evaluate(CompiledRuleset(rules), event, members, name, level, power_levels) == got
     return got
 
 
@@ -481,5 +480,5 @@ def test_common_rules_narrowed_by_type_answer_as_the_whole_set() -> None:
                 want = evaluate(_COMMON_RULES, event, members, None, level, levels)
                 assert evaluate(narrowed, event, members, None, level, levels) == want, (event, members, level)
                 compiled = _compiled_common_for(event["type"])
-                assert evaluate_compiled(compiled, event, members, None, level, levels) == want, (event, members, level)
+                assert evaluate(compiled, event, members, None, level, levels) == want, (event, members, level)
     assert sum(map(len, _common_rules_for("m.room.message").values())) < sum(map(len, _COMMON_RULES.values()))
