@@ -292,6 +292,7 @@ class HomeServer:
             is_mine=self.local_server.is_mine, recent=self.recent_events,
         )
         self.room_activity.listeners.append(self.room_servers.on_event)
+        self.room_activity.listeners.append(self.analytics.event_persisted)  # active users known committed
         self.metrics.caches["room_members"] = self.room_activity.member_stats
         self.event_persister = EventPersister(
             db=self.db, clock=self.clock, events=self.event_store, rooms=self.room_store,

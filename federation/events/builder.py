@@ -17,7 +17,9 @@ from .canonical import (
     CanonicalJSONError,
     encode_base64,
     encode_event_canonical_json,
+    encode_plain_json,
     encode_strict_event_json,
+    is_plain_event_json,
     json_copy,
 )
 from .hashing import (
@@ -73,10 +75,14 @@ def validate_pdu(event: Mapping[str, Any], room_version: str | RoomVersion) -> N
     _validate_pdu(event, get_room_version(room_version), nesting_checked=False)
 
 
-def _validate_pdu(event: Mapping[str, Any], rv: RoomVersion, *, nesting_checked: bool) -> None:
+def _validate_pdu(
+    event: Mapping[str, Any], rv: RoomVersion, *, nesting_checked: bool, plain: bool = False
+) -> None:
     """`validate_pdu`; `nesting_checked`: the PDU is one `build_event` made, whose
     content was bounded one level below the PDU's bound, and whose other fields it
-    wrote itself (a few levels at most), so its nesting needs no second walk."""
+    wrote itself (a few levels at most), so its nesting needs no second walk; `plain`:
+    the builder found it plain (`is_plain_event_json`), so it is encoded without a
+    walk."""
     if not isinstance(event, Mapping):
         raise EventFormatError("PDU must be a JSON object")
     pdu = pdu_json(event, rv)
@@ -88,7 +94,9 @@ def _validate_pdu(event: Mapping[str, Any], rv: RoomVersion, *, nesting_checked:
         except JSONBoundsError as exc:
             raise EventFormatError(str(exc)) from exc
     try:
-        if rv.strict_canonical_json:
+        if plain:
+            size = len(encode_plain_json(pdu))
+        elif rv.strict_canonical_json:
             size = len(encode_strict_event_json(pdu))
         else:
             size = len(encode_event_canonical_json(pdu))
@@ -224,14 +232,18 @@ def build_event(
         else:
             pdu["redacts"] = redacts
 
+    # Walked once: the content hash, the bytes signed and the size check then encode
+    # it (or parts of it) without a walk each.
+    plain = is_plain_event_json(pdu)
+    encode = encode_plain_json if plain else encode_event_canonical_json
     reference_hash = None
     if signing_key is not None:
         # The bytes signed are those the reference hash is taken over: hashed once.
-        pdu, signed = hash_and_sign_event(pdu, rv, origin, signing_key)
+        pdu, signed = hash_and_sign_event(pdu, rv, origin, signing_key, encode=encode)
         reference_hash = hashlib.sha256(signed).digest()
     else:
-        pdu["hashes"] = {"sha256": encode_base64(compute_content_hash(pdu, rv))}
-    _validate_pdu(pdu, rv, nesting_checked=True)
+        pdu["hashes"] = {"sha256": encode_base64(compute_content_hash(pdu, rv, encode=encode))}
+    _validate_pdu(pdu, rv, nesting_checked=True, plain=plain)
     pdu["event_id"] = compute_event_id(pdu, rv, reference_hash=reference_hash)
     return pdu
 

@@ -35,8 +35,10 @@ __all__ = [
     "encode_base64",
     "encode_canonical_json",
     "encode_event_canonical_json",
+    "encode_plain_json",
     "encode_strict_event_json",
     "has_loose_numbers",
+    "is_plain_event_json",
     "json_copy",
     "parse_json_strict",
 ]
@@ -180,6 +182,23 @@ def encode_event_canonical_json(value: Any) -> bytes:
         return _PYTHON_FORM.encode(value).encode("utf-8")
     except (TypeError, ValueError) as exc:  # NaN or infinity, or not JSON at all
         raise CanonicalJSONError(f"Not encodable as canonical JSON: {exc}") from None
+
+
+def is_plain_event_json(value: Any) -> bool:
+    """Whether ``value`` is in canonical JSON's value space as it stands, big integers
+    included (which are not): no floats, integers in range, string keys. Then every
+    canonical form of it (``encode_canonical_json``, ``encode_event_canonical_json``,
+    ``encode_strict_event_json``), and of any part of it or of a copy of it with
+    strings and such integers added, is ``encode_plain_json``'s: a builder walks a new
+    event once instead of once per encoding. Raises what those raise for a key that
+    is not a string."""
+    return _plain(value, big_ints=True)
+
+
+def encode_plain_json(value: Any) -> bytes:
+    """The canonical JSON of a value ``is_plain_event_json`` accepted, or of a part of
+    one, without walking it again."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
 def json_copy(value: Any) -> Any:

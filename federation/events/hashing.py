@@ -16,7 +16,7 @@ Two layers:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .canonical import decode_base64, encode_base64, encode_event_canonical_json
@@ -77,17 +77,21 @@ def has_event_id_in_pdu(event: Mapping[str, Any]) -> bool:
     return False
 
 
-def compute_content_hash_of(obj: Mapping[str, Any]) -> bytes:
-    """SHA-256 of the object minus ``unsigned``, ``signatures`` and ``hashes``, per the spec."""
+def compute_content_hash_of(
+    obj: Mapping[str, Any], *, encode: Callable[[Any], bytes] = encode_event_canonical_json
+) -> bytes:
+    """SHA-256 of the object minus ``unsigned``, ``signatures`` and ``hashes``, per the spec.
+    ``encode``: the canonical form (``encode_plain_json`` for an object known plain)."""
     stripped = {k: v for k, v in obj.items() if k not in ("unsigned", "signatures", "hashes")}
-    return hashlib.sha256(encode_event_canonical_json(stripped)).digest()
+    return hashlib.sha256(encode(stripped)).digest()
 
 
 def compute_content_hash(
-    event: Mapping[str, Any], room_version: str | RoomVersion | None = None
+    event: Mapping[str, Any], room_version: str | RoomVersion | None = None,
+    *, encode: Callable[[Any], bytes] = encode_event_canonical_json,
 ) -> bytes:
     """The content hash of an event (over its PDU form, see :func:`pdu_json`)."""
-    return compute_content_hash_of(pdu_json(event, room_version))
+    return compute_content_hash_of(pdu_json(event, room_version), encode=encode)
 
 
 def content_hash_matches(

@@ -222,15 +222,19 @@ def hash_and_sign_event(
     room_version: str | RoomVersion,
     server_name: str,
     signing_key: SigningKey,
+    *,
+    encode: Encoder = encode_event_canonical_json,
 ) -> tuple[dict[str, Any], bytes]:
     """``add_hashes_and_signature`` on an event the caller owns (it is changed in
     place, not copied), also returning the bytes signed: the redacted event without
     its signatures, which is exactly what its reference hash is taken over, so a
-    builder names the event without redacting and encoding it a second time."""
+    builder names the event without redacting and encoding it a second time.
+    ``encode``: the events' canonical form, ``encode_plain_json`` for an event the
+    caller found plain (``is_plain_event_json``)."""
     rv = get_room_version(room_version)
-    event["hashes"] = {"sha256": encode_base64(compute_content_hash(event, rv))}
+    event["hashes"] = {"sha256": encode_base64(compute_content_hash(event, rv, encode=encode))}
     redacted = redact_event(pdu_json(event, rv), rv)
-    signable = _signable_bytes(redacted, encode_event_canonical_json)
+    signable = _signable_bytes(redacted, encode)
     existing = redacted.get("signatures")
     signatures: dict[str, Any] = json_copy(existing) if isinstance(existing, dict) else {}
     signature = signing_key.sign(signable).signature

@@ -7,7 +7,12 @@ console's charts (and Prometheus) read a few rows per day instead of scanning ev
   and, for each active partner in the room, as sent to it (our user's message) or
   received from it (its user's). Backfilled history is not traffic and is not counted.
 - Active users: the local users who sent a message that day. The server's own system
-  account (server notices) is neither traffic nor a user.
+  account (server notices) is neither traffic nor a user. A user's row for the day is
+  written by the transaction of their first message that day; the users whose row is
+  known committed (told after the commit, `event_persisted`) are remembered for the
+  day, so their later messages write nothing more. A transaction that fails leaves
+  nothing remembered, and after a restart the first message writes the row again
+  (a no-op on conflict).
 - Partners over time: the number of active partners, recorded whenever it changes
   (and at startup); a day without a record carries the previous value.
 - Partner servers' response times and the destinations' delivery state come from the
@@ -45,6 +50,9 @@ MESSAGE_TYPES = frozenset({"m.room.message", "m.room.encrypted", "m.sticker"})
 MAX_DAYS = 366
 FLUSH_INTERVAL_S = 5.0
 MAX_ERROR = 300
+# Active-user rows written by transactions not yet known committed, by event ID: a bound
+# on what failed writes leave behind (forgetting them costs a later message its write).
+MAX_UNCONFIRMED = 10_000
 
 # Metric names in analytics_daily.
 MESSAGES_INTERNAL = "messages_internal"
@@ -81,6 +89,12 @@ class Analytics:
         self._responses: dict[tuple[int, str], list[int]] = defaultdict(lambda: [0, 0])  # ms, count
         self._task: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
+        # (day, local users whose row for that day is committed); one value, which the
+        # writing transaction (the SQLite writer's thread) reads at once
+        self._active: tuple[int, set[str]] = (-1, set())
+        # event ID -> (day, user) of the active-user row its transaction wrote, until the
+        # event is known committed (`event_persisted`)
+        self._unconfirmed: dict[str, tuple[int, str]] = {}
 
     def today(self) -> int:
         return day_of(self.clock.time_ms())
@@ -129,14 +143,22 @@ class Analytics:
 
     # --- the event writer's index (homeserver/rooms/persist.py EventIndex) ---
 
-    async def event_written(self, txn: Txn, room: RoomRecord, stored: StoredEvent) -> None:
+    def _counted_sender(self, stored: StoredEvent) -> str | None:
+        """The sender of a message the rollups count (a live timeline message, not the
+        server's own), or None."""
         if (
             stored.type not in MESSAGE_TYPES or stored.state_key is not None
             or stored.stream_ordering is None or stored.stream_ordering <= 0  # backfilled history
         ):
-            return
+            return None
         sender = stored.event.get("sender")
         if not isinstance(sender, str) or sender in self.system_users:
+            return None
+        return sender
+
+    async def event_written(self, txn: Txn, room: RoomRecord, stored: StoredEvent) -> None:
+        sender = self._counted_sender(stored)
+        if sender is None:
             return
         try:
             sender_server = domain_of(sender)
@@ -153,8 +175,34 @@ class Analytics:
         elif self.is_partner(sender_server):
             counts.append((PARTNER_RECEIVED, sender_server, 1))
         await AnalyticsStore.add_in_txn(txn, day, counts)
-        if local:
+        active_day, active = self._active
+        if local and (day != active_day or sender not in active):
             await AnalyticsStore.mark_active_in_txn(txn, day, sender)
+            if len(self._unconfirmed) >= MAX_UNCONFIRMED:
+                self._unconfirmed.clear()
+            self._unconfirmed[stored.event_id] = (day, sender)
+
+    def event_persisted(self, stored: StoredEvent, room: RoomRecord) -> None:
+        """After an event's commit (a room activity listener): the active-user row its
+        transaction wrote is committed, so the sender need not be written again that
+        day. Only a timeline message's own committed transaction can have written (or
+        rewritten) the entry it confirms: one left by a failed attempt at another
+        event is never confirmed, and one left by a failed attempt at this event is
+        either written anew by this commit, or stands for a row of a day already
+        past, or for a user already remembered."""
+        if not self._unconfirmed or self._counted_sender(stored) is None:
+            return
+        written = self._unconfirmed.pop(stored.event_id, None)
+        if written is None:
+            return
+        day, user = written
+        active_day, active = self._active
+        if day < active_day:
+            return
+        if day > active_day:
+            self._active = (day, {user})
+        else:
+            active.add(user)
 
     async def _servers(self, txn: Txn, room: RoomRecord) -> set[str]:
         """The room's other servers: the membership cache (which a local message's

@@ -30,7 +30,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from federation.events import get_room_version, get_user_power_level
 from homeserver.clock import Clock
 from homeserver.push.defaults import Ruleset, server_default_rules
-from homeserver.push.evaluator import evaluate, highlights, notifies
+from homeserver.push.evaluator import (
+    CompiledRuleset,
+    evaluate,
+    highlights,
+    notifies,
+)
 from homeserver.push.glob import glob_matches
 from homeserver.receipts import MAIN_THREAD, thread_of
 from homeserver.records.events import StoredEvent
@@ -96,6 +101,7 @@ class _Lru:
 # with glob characters (it may match text its lower-cased form is not in).
 _Profile = tuple[str, str | None, str | None]
 _MEMBER_ROWS = 200_000  # member rows kept, all rooms together
+_SENDER_LEVELS = 1_000  # senders' power levels kept per room (then forgotten at once)
 # The server-default rules that read something of the user they belong to; the rest
 # are the same for every user, evaluated once per event for everyone who keeps them.
 USER_SPECIFIC_RULES = frozenset({
@@ -129,6 +135,13 @@ def _common_rules_for(event_type: str) -> Ruleset:
     another type (each send's evaluation, on its writer's path). Bounded: types are
     the senders' to choose."""
     return {kind: [r for r in rules if _may_match_type(r, event_type)] for kind, rules in _COMMON_RULES.items()}
+
+
+@functools.lru_cache(maxsize=512)
+def _compiled_common_for(event_type: str | None) -> CompiledRuleset:
+    """`_common_rules_for` compiled (homeserver/push/evaluator.py): the rules every
+    send evaluates, made ready once per type (None: a type that is not a string)."""
+    return CompiledRuleset(_COMMON_RULES if event_type is None else _common_rules_for(event_type))
 
 
 # The characters outside ASCII that Python's case-insensitive regexes (the evaluator's
@@ -293,6 +306,11 @@ class PushActionsIndex:
         # room nid -> (state event nid, version, members as its transaction has them)
         self._pending: dict[int, tuple[int, int, _RoomMembers]] = {}
         self._contents = _Lru(4096)  # power levels / create event nid -> event
+        # room nid -> ((power levels nid, create nid, room version), sender -> `_sender_level`),
+        # dropped with the room's members when the writer reports a change of its present
+        self._sender_levels: dict[
+            int, tuple[tuple[int | None, int | None, str], dict[str, tuple[int, dict[str, Any] | None]]]
+        ] = {}
 
     def connect(self, queue: PushQueue) -> None:
         """The delivery queue, built after the event writer (it reads these rows)."""
@@ -311,6 +329,7 @@ class PushActionsIndex:
             self._keep(room_nid, pending[2])
 
     def _drop_room(self, room_nid: int) -> None:
+        self._sender_levels.pop(room_nid, None)
         entry = self._rooms.pop(room_nid, None)
         if entry is not None:
             self._room_rows -= len(entry.local) + 1
@@ -452,17 +471,7 @@ class PushActionsIndex:
             invitee = state_key  # not a member yet
         if not entry.local and invitee is None:
             return none
-        await self._load_events(txn, [n for n in (entry.power_levels_nid, entry.create_nid) if n is not None])
-        state: dict[tuple[str, str], Any] = {}
-        if entry.create_nid is not None:
-            state[("m.room.create", "")] = self._contents.get(entry.create_nid)
-        levels = self._contents.get(entry.power_levels_nid) if entry.power_levels_nid is not None else None
-        if levels is not None:
-            state[("m.room.power_levels", "")] = levels
-        rv = get_room_version(room.room_version)
-        sender_level = int(min(get_user_power_level(str(sender), state, rv), 2**31))
-        levels_content = levels.get("content") if isinstance(levels, dict) else None
-        levels_content = levels_content if isinstance(levels_content, dict) else None
+        sender_level, levels_content = await self._sender_level(txn, room, entry, str(sender))
         shown = {**event, "room_id": room.room_id}
 
         special = await self._named(txn, entry, event, invitee)
@@ -472,7 +481,7 @@ class PushActionsIndex:
             for users in await self.account_data.holders_in(txn, IGNORED_USERS):
                 special |= users & entry.members
         event_type = event.get("type")
-        rules = _common_rules_for(event_type) if isinstance(event_type, str) else _COMMON_RULES
+        rules = _compiled_common_for(event_type if isinstance(event_type, str) else None)
         common = evaluate(rules, shown, entry.joined_count, None, sender_level, levels_content)
         common_notifies = notifies(common)
         groups: dict[int, tuple[list[Any], list[str]]] = {}  # id(actions) -> (actions, users)
@@ -522,6 +531,36 @@ class PushActionsIndex:
             if pushed:
                 await self.queue.queue_in(txn, room, stored, sorted(pushed))
         return written
+
+    async def _sender_level(
+        self, txn: Txn, room: RoomRecord, entry: _RoomMembers, sender: str
+    ) -> tuple[int, dict[str, Any] | None]:
+        """The sender's power level and the room's power levels content, as the room's
+        power levels and create events (by nid: an event's JSON never changes) give
+        them; kept per room and sender while those events stay, since a room's senders
+        send many."""
+        events = (entry.power_levels_nid, entry.create_nid, room.room_version)
+        kept = self._sender_levels.get(room.room_nid)
+        if kept is None or kept[0] != events:
+            kept = self._sender_levels[room.room_nid] = (events, {})
+        known = kept[1].get(sender)
+        if known is not None:
+            return known
+        await self._load_events(txn, [n for n in (entry.power_levels_nid, entry.create_nid) if n is not None])
+        state: dict[tuple[str, str], Any] = {}
+        if entry.create_nid is not None:
+            state[("m.room.create", "")] = self._contents.get(entry.create_nid)
+        levels = self._contents.get(entry.power_levels_nid) if entry.power_levels_nid is not None else None
+        if levels is not None:
+            state[("m.room.power_levels", "")] = levels
+        rv = get_room_version(room.room_version)
+        sender_level = int(min(get_user_power_level(sender, state, rv), 2**31))
+        levels_content = levels.get("content") if isinstance(levels, dict) else None
+        known = sender_level, (levels_content if isinstance(levels_content, dict) else None)
+        if len(kept[1]) >= _SENDER_LEVELS:
+            kept[1].clear()
+        kept[1][sender] = known
+        return known
 
     async def _named(
         self, txn: Txn, entry: _RoomMembers, event: dict[str, Any], invitee: str | None

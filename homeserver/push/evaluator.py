@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from homeserver.push.defaults import KINDS, LEGACY_MENTION_RULES, Action
-from homeserver.push.glob import contains_word, glob_matches
+from homeserver.push.glob import contains_word, glob_matcher, glob_matches
 
 # Actions older specs defined; the spec says to ignore them, which we do by stripping.
 HISTORICAL_ACTIONS = frozenset({"dont_notify", "coalesce"})
@@ -194,7 +194,7 @@ def strip_historical(actions: Iterable[Action]) -> list[Action]:
 
 
 def evaluate(
-    rules: Mapping[str, Sequence[Mapping[str, Any]]],
+    rules: Mapping[str, Sequence[Mapping[str, Any]]] | CompiledRuleset,
     event: Mapping[str, Any],
     room_member_count: int,
     user_display_name: str | None,
@@ -204,7 +204,9 @@ def evaluate(
     """The actions of the first enabled rule that matches `event`, or [] if none does.
 
     - rules: a ruleset as `PushRulesService.ruleset()` returns it (kind -> rules,
-      most important first); kinds are checked in the spec's order.
+      most important first); kinds are checked in the spec's order. Or the same
+      compiled (`CompiledRuleset`), for a ruleset evaluated for many events: the same
+      answer.
     - event: the event as a dict (client or federation format): `type`, `content`,
       `sender`, `room_id`, `state_key` are what the predefined rules read.
     - room_member_count: joined members of the room now.
@@ -219,6 +221,13 @@ def evaluate(
     ctx = _Context(event, room_member_count, user_display_name, sender_power_level, power_levels_content)
     content = event.get("content")
     has_mentions = isinstance(content, Mapping) and "m.mentions" in content
+    if isinstance(rules, CompiledRuleset):
+        for legacy, matches, actions in rules.rules:
+            if has_mentions and legacy:
+                continue
+            if matches(ctx):
+                return list(actions)
+        return []
     for kind in KINDS:
         for rule in rules.get(kind, ()):
             if not rule.get("enabled", True):
@@ -247,3 +256,116 @@ def tweak(actions: Iterable[Action], name: str) -> Any:
 
 def highlights(actions: Iterable[Action]) -> bool:
     return tweak(actions, "highlight") is True
+
+
+# --- a ruleset compiled once, for a ruleset evaluated for every event ---
+
+Matcher = Callable[[_Context], bool]
+
+
+def _never(ctx: _Context) -> bool:
+    return False
+
+
+def _lookup_parts(event: Mapping[str, Any], parts: tuple[str, ...]) -> Any:
+    """`lookup` with the key already split; plain dicts (all events are) without the
+    abstract-class check."""
+    value: Any = event
+    for part in parts:
+        if type(value) is not dict and not isinstance(value, Mapping):
+            return _ABSENT
+        if part not in value:
+            return _ABSENT
+        value = value[part]
+    return value
+
+
+def _compile_condition(cond: Any) -> Matcher:
+    """`condition_matches` for one condition, its checks of the rule itself done once."""
+    if not isinstance(cond, Mapping):
+        return _never
+    kind = cond.get("kind")
+    if kind == "event_match":
+        key, pattern = cond.get("key"), cond.get("pattern")
+        if not isinstance(key, str) or not isinstance(pattern, str):
+            return _never
+        parts, matches = split_key(key), glob_matcher(pattern, word_boundaries=key == "content.body")
+
+        def event_match(ctx: _Context) -> bool:
+            value = _lookup_parts(ctx.event, parts)
+            return isinstance(value, str) and matches(value)
+
+        return event_match
+    if kind in ("event_property_is", "event_property_contains"):
+        key = cond.get("key")
+        if not isinstance(key, str) or "value" not in cond:
+            return _never
+        parts, wanted = split_key(key), cond["value"]
+        if kind == "event_property_is":
+
+            def property_is(ctx: _Context) -> bool:
+                value = _lookup_parts(ctx.event, parts)
+                return value is not _ABSENT and _same_scalar(value, wanted)
+
+            return property_is
+
+        def property_contains(ctx: _Context) -> bool:
+            value = _lookup_parts(ctx.event, parts)
+            return isinstance(value, list) and any(_same_scalar(item, wanted) for item in value)
+
+        return property_contains
+    if kind == "contains_display_name":
+        return lambda ctx: condition_matches(cond, ctx)
+    if kind == "room_member_count":
+        spec = cond.get("is")
+        m = MEMBER_COUNT.fullmatch(spec) if isinstance(spec, str) else None
+        if m is None:
+            return _never
+        op, n = m.group(1) or "==", int(m.group(2))
+        return {
+            "==": lambda ctx: ctx.member_count == n, "<": lambda ctx: ctx.member_count < n,
+            ">": lambda ctx: ctx.member_count > n, "<=": lambda ctx: ctx.member_count <= n,
+        }.get(op, lambda ctx: ctx.member_count >= n)
+    if kind == "sender_notification_permission":
+        key = cond.get("key")
+        if not isinstance(key, str):
+            return _never
+        return lambda ctx: ctx.sender_level >= notification_level(ctx.power_levels, key)
+    return _never
+
+
+def _compile_rule(kind: str, rule: Mapping[str, Any]) -> Matcher:
+    if kind in ("override", "underride"):
+        conditions = rule.get("conditions", [])
+        if not isinstance(conditions, list):
+            return _never
+        matchers = tuple(_compile_condition(c) for c in conditions)
+        if _never in matchers:
+            return _never
+        if len(matchers) == 1:
+            return matchers[0]
+        if len(matchers) == 2:
+            first, second = matchers
+            return lambda ctx: first(ctx) and second(ctx)
+        return lambda ctx: all(m(ctx) for m in matchers)
+    return lambda ctx: _rule_matches(kind, rule, ctx)
+
+
+class CompiledRuleset:
+    """A ruleset made ready for evaluating many events (`evaluate`): the
+    disabled rules left out, each rule's conditions checked for their shape and their
+    keys split once. For a ruleset that does not change while it is used (the server's
+    defaults, which every send evaluates once)."""
+
+    def __init__(self, rules: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+        # (skipped when the content has m.mentions, matcher, actions), in evaluation order
+        self.rules: list[tuple[bool, Matcher, list[Action]]] = []
+        for kind in KINDS:
+            for rule in rules.get(kind, ()):
+                if not rule.get("enabled", True):
+                    continue
+                legacy = bool(rule.get("default") and rule.get("rule_id") in LEGACY_MENTION_RULES)
+                actions = rule.get("actions", [])
+                stripped = strip_historical(actions) if isinstance(actions, list) else []
+                self.rules.append((legacy, _compile_rule(kind, rule), stripped))
+

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 
 _WORD_CHARS = "A-Za-z0-9_"  # the spec's word characters; everything else is a boundary
 _NOT_AFTER_WORD = f"(?<![{_WORD_CHARS}])"
@@ -84,6 +85,18 @@ def glob_matches(pattern: str, value: str, *, word_boundaries: bool = False) -> 
             return found
     g = _glob(pattern)
     return g.search_words(value) if word_boundaries else g.fullmatch(value)
+
+
+def glob_matcher(pattern: str, *, word_boundaries: bool = False) -> Callable[[str], bool]:
+    """`glob_matches` for one pattern, its compiled form looked up once (a ruleset
+    compiled for many events, homeserver/push/evaluator.py)."""
+    if word_boundaries:
+        return functools.partial(_words_match, pattern)
+    return _glob(pattern).fullmatch
+
+
+def _words_match(pattern: str, value: str) -> bool:
+    return glob_matches(pattern, value, word_boundaries=True)
 
 
 _ASCII_WORD = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")

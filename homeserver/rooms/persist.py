@@ -287,7 +287,9 @@ class EventPersister:
                 prev_nids = await RoomStore.forward_extremities_in(txn, room.room_nid)
                 if not before.nid or prev_nids != before.nid:
                     raise EventNotWritten(f"{event['event_id']} follows {before.event['event_id']}, which was not written")
-            written = await self._write_local_with_outbox(txn, room, event, head.snapshot, prev_nids, pos, client_txn, joined)
+            written = await self._write_local_with_outbox(
+                txn, room, event, head.snapshot, prev_nids, pos, client_txn, joined, follows_local=before is not None
+            )
             queued.nid.append(written[0][0].nid)
             return written
 
@@ -333,9 +335,11 @@ class EventPersister:
 
     async def _write_local_with_outbox(
         self, txn: Txn, room: RoomRecord, event: dict[str, Any], snapshot: int | None, prev_nids: list[int],
-        pos: int, client_txn: ClientTxn | None, joined: set[str] | None,
+        pos: int, client_txn: ClientTxn | None, joined: set[str] | None, *, follows_local: bool = False,
     ) -> tuple[tuple[StoredEvent, int | None, int | None, int | None], list[str]]:
-        written = await self._write_local(txn, room, room.room_nid, event, snapshot, prev_nids, pos, client_txn)
+        written = await self._write_local(
+            txn, room, room.room_nid, event, snapshot, prev_nids, pos, client_txn, follows_local=follows_local
+        )
         # The outbox rows commit with the event: a crash cannot keep one without the other.
         # A room with no other server queues nothing but a membership event's (its
         # target's server hears of it though not joined): nothing to ask the outbox.
@@ -372,9 +376,15 @@ class EventPersister:
         prev_nids: list[int],
         pos: int,
         client_txn: ClientTxn | None,
+        *,
+        follows_local: bool = False,
     ) -> tuple[StoredEvent, int | None, int | None, int | None]:
         """All rows of one local event, inside the caller's transaction. Returns
-        (event, state key nid, snapshot after, chain length of a new snapshot)."""
+        (event, state key nid, snapshot after, chain length of a new snapshot).
+        `follows_local`: the caller checked in this transaction that the room's one
+        forward extremity, `prev_nids`' one event, is a local event written just before
+        (queued ahead of it): its write left no stored resolved head, and the
+        extremity row is moved to this event in place."""
         is_state = "state_key" in event
         key_nid = await self.state.key_nid(txn, (event["type"], event["state_key"])) if is_state else None
         stored = await EventStore.insert(
@@ -399,10 +409,14 @@ class EventPersister:
             await EventStore.mark_redacted(txn, target, event["event_id"])
         if room is not None:  # None: a new room's create event, which no index wants
             await self._indexed(txn, room, stored, [target] if target is not None else [])
-        await RoomStore.set_forward_extremities(txn, room_nid, prev_nids, stored.nid)
-        # A local event cites every extremity, so the room's state is again that of one
-        # event: drop any stored resolved head (its snapshot would now be stale).
-        await RoomStore.clear_head_snapshot(txn, room_nid)
+        if follows_local:
+            (prev_nid,) = prev_nids
+            await RoomStore.move_forward_extremity(txn, room_nid, prev_nid, stored.nid)
+        else:
+            await RoomStore.set_forward_extremities(txn, room_nid, prev_nids, stored.nid)
+            # A local event cites every extremity, so the room's state is again that of one
+            # event: drop any stored resolved head (its snapshot would now be stale).
+            await RoomStore.clear_head_snapshot(txn, room_nid)
         if client_txn is not None:
             await RoomStore.insert_txn(txn, *client_txn.key, event["event_id"], self.clock.time_ms())
         return stored, key_nid, after, length

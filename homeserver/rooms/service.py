@@ -54,6 +54,9 @@ MAX_PREV_EVENTS = 10
 # the first attempt; older ones are answered by the unique transaction key on write, so
 # more entries only cost memory (about 400 bytes each: 10,000 held 4 MB).
 RECENT_TXNS = 1_000
+# Senders' auth events kept (`RoomService._auth_events`): three events each, shared with
+# the event cache.
+AUTH_CACHE = 4_096
 
 
 class RoomService:
@@ -88,6 +91,10 @@ class RoomService:
         self._recent_txns: OrderedDict[tuple[str, str, str, str], str] = OrderedDict()
         # the same, for sends whose write is queued and not committed yet
         self._queued_txns: dict[tuple[str, str, str, str], asyncio.Future[StoredEvent]] = {}
+        # (room nid, snapshot, sender, room version) -> auth state and auth event IDs (`_auth_events`)
+        self._auth_cache: OrderedDict[tuple[int, int, str, str], tuple[dict[StateKey, StoredEvent], list[str]]] = (
+            OrderedDict()
+        )
 
     async def start(self) -> None:
         await self.persister.start()
@@ -114,6 +121,7 @@ class RoomService:
         self.heads.forget(room_nid)
         self.activity.forget_room(room_nid)
         self.persister.state_changed(room_nid)
+        self._auth_cache.clear()  # a purged room's snapshot nids may be given out again
         purged = set(event_ids)
         for key in [k for k, v in self._recent_txns.items() if v in purged]:
             del self._recent_txns[key]
@@ -376,12 +384,7 @@ class RoomService:
         partial: dict[str, Any] = {"type": event_type, "sender": sender, "content": content}
         if state_key is not None:
             partial["state_key"] = state_key
-        needed = auth_types_for_event(partial, rv) | {CREATE}
-        # Only the auth keys: a big room's whole state (a member each) is not copied per event.
-        auth_state = await self.reader.state_events_at_snapshot(head.snapshot, needed)
-        auth_ids = select_auth_event_ids(
-            partial, {k: ev.event_id for k, ev in auth_state.items()}, rv
-        )
+        auth_state, auth_ids = await self._auth_events(room, rv, head.snapshot, partial)
         cited = {ev["event_id"]: ev for ev in prev}
         cited.update({ev.event_id: ev.event for ev in auth_state.values()})
         try:
@@ -411,6 +414,32 @@ class RoomService:
         except AuthError as e:
             raise MatrixError(403, "M_FORBIDDEN", e.reason) from None
         return event
+
+    async def _auth_events(
+        self, room: RoomRecord, rv: RoomVersion, snapshot: int | None, partial: dict[str, Any]
+    ) -> tuple[dict[StateKey, StoredEvent], list[str]]:
+        """The state events a new event's auth check reads, and the IDs it cites as its
+        auth events, at the room's state `snapshot`. For any event but a membership
+        (whose auth events depend on its content) or a create event, they depend only
+        on the snapshot (which never changes once written) and the sender, so they
+        are kept per (room, snapshot, sender): a room's messages between two state
+        changes are built without reading them again."""
+        key = None
+        if snapshot is not None and partial["type"] not in ("m.room.member", "m.room.create"):
+            key = (room.room_nid, snapshot, partial["sender"], rv.identifier)
+            known = self._auth_cache.get(key)
+            if known is not None:
+                self._auth_cache.move_to_end(key)
+                return known
+        needed = auth_types_for_event(partial, rv) | {CREATE}
+        # Only the auth keys: a big room's whole state (a member each) is not copied per event.
+        auth_state = await self.reader.state_events_at_snapshot(snapshot, needed)
+        auth_ids = select_auth_event_ids(partial, {k: ev.event_id for k, ev in auth_state.items()}, rv)
+        if key is not None:
+            self._auth_cache[key] = (auth_state, auth_ids)
+            if len(self._auth_cache) > AUTH_CACHE:
+                self._auth_cache.popitem(last=False)
+        return auth_state, auth_ids
 
     async def create_room_event(
         self, room_id: str, rv: RoomVersion, creator: str, federate: bool, create_event: dict[str, Any]

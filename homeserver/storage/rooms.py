@@ -168,6 +168,15 @@ class RoomStore:
             await RoomStore.insert_room(txn, room_id, room_version, creator, federate, now_ms)
 
     @staticmethod
+    async def move_forward_extremity(txn: Txn, room_nid: int, old: int, new: int) -> None:
+        """The room's one forward extremity `old` (as the caller checked in `txn`) becomes
+        `new`, an event just written: one statement where `set_forward_extremities`
+        takes two."""
+        await txn.execute(
+            "UPDATE forward_extremities SET event_nid = ? WHERE room_nid = ? AND event_nid = ?", (new, room_nid, old)
+        )
+
+    @staticmethod
     async def set_forward_extremities(txn: Txn, room_nid: int, remove: list[int], add: int) -> None:
         for nid in remove:
             await txn.execute(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from homeserver.records.search import SearchHit, SearchQuery
-from homeserver.storage.database import Database, Txn, marks
+from homeserver.storage.database import Database, IntegrityError, Txn, marks
 
 
 def fts5_query(terms: tuple[str, ...]) -> str:
@@ -32,10 +32,16 @@ class SearchStore:
                 (event_nid, text),
             )
             return
-        await txn.execute("DELETE FROM event_search WHERE rowid = ?", (event_nid,))
-        await txn.execute(
-            "INSERT INTO event_search (rowid, value, event_nid) VALUES (?, ?, ?)", (event_nid, text, event_nid)
-        )
+        # Almost every event indexed is new, so the insert is tried alone: FTS5 refuses a
+        # rowid it holds (a constraint error that undoes nothing but the statement), and
+        # only then is the old row (an event indexed again, or a purged event's nid
+        # reused) replaced. A DELETE before every insert cost each send a statement.
+        insert = "INSERT INTO event_search (rowid, value, event_nid) VALUES (?, ?, ?)"
+        try:
+            await txn.execute(insert, (event_nid, text, event_nid))
+        except IntegrityError:
+            await txn.execute("DELETE FROM event_search WHERE rowid = ?", (event_nid,))
+            await txn.execute(insert, (event_nid, text, event_nid))
 
     async def unindex_event(self, txn: Txn, event_id: str) -> None:
         column = "event_nid" if self.postgres else "rowid"

@@ -10,7 +10,15 @@ import pytest
 
 from homeserver.errors import MatrixError
 from homeserver.push.defaults import KINDS, MASTER, build_ruleset, server_default_rules
-from homeserver.push.evaluator import evaluate, highlights, lookup, notifies, split_key, tweak
+from homeserver.push.evaluator import (
+    CompiledRuleset,
+    evaluate,
+    highlights,
+    lookup,
+    notifies,
+    split_key,
+    tweak,
+)
 from homeserver.push.glob import glob_matches
 from homeserver.push.service import validate_actions, validate_conditions
 from homeserver.records.push_rules import DefaultRuleChange, UserRule
@@ -31,7 +39,10 @@ def msg(body: str, **content: Any) -> dict[str, Any]:
 def run(event: dict[str, Any], ruleset: Any = None, *, members: int = 5, name: str | None = "Alice",
         level: int = 0, power_levels: dict[str, Any] | None = None) -> list[Any]:
     rules = ruleset if ruleset is not None else build_ruleset(ME, [], {})
-    return evaluate(rules, event, members, name, level, power_levels)
+    got = evaluate(rules, event, members, name, level, power_levels)
+    # The compiled form (every send's common rules, push/actions.py) answers the same.
+    assert evaluate(CompiledRuleset(rules), event, members, name, level, power_levels) == got
+    return got
 
 
 def only(*conditions: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
@@ -444,7 +455,7 @@ def test_common_rules_narrowed_by_type_answer_as_the_whole_set() -> None:
     """The writer evaluates the common rules narrowed to the event's type (push/actions.py):
     for every kind of event the defaults treat apart, in rooms of one, two and many
     members and from senders of any level, the answer is the whole set's."""
-    from homeserver.push.actions import _COMMON_RULES, _common_rules_for
+    from homeserver.push.actions import _COMMON_RULES, _common_rules_for, _compiled_common_for
 
     events = [
         ev(msgtype="m.text", body="hello"), ev(msgtype="m.notice", body="bot"),
@@ -468,4 +479,6 @@ def test_common_rules_narrowed_by_type_answer_as_the_whole_set() -> None:
             for level in (0, 100):
                 want = evaluate(_COMMON_RULES, event, members, None, level, levels)
                 assert evaluate(narrowed, event, members, None, level, levels) == want, (event, members, level)
+                compiled = _compiled_common_for(event["type"])
+                assert evaluate(compiled, event, members, None, level, levels) == want, (event, members, level)
     assert sum(map(len, _common_rules_for("m.room.message").values())) < sum(map(len, _COMMON_RULES.values()))

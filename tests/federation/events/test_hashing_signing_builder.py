@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import pytest
 
@@ -262,3 +263,31 @@ def test_validate_pdu_accepts_limits() -> None:
     event["state_key"] = "é" * 127
     validate_pdu(event, "11")
     assert validate_pdu(make("12"), "12") is None
+
+
+@pytest.mark.parametrize("version", [str(n) for n in range(1, 13)])
+@pytest.mark.parametrize("content", [
+    {"body": "hello", "msgtype": "m.text", "n": 2**53 - 1, "nested": {"list": [1, "two", None, True, {"x": -3}]}},
+    {"body": "a big number", "n": 2**60},  # not plain: canonical JSON's slow form (an error from v6)
+    {"body": "ünïcødé \u2028 \U0001f600", "empty": {}, "none": None},
+])
+def test_build_walks_once_and_builds_the_same_event(
+    version: str, content: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The builder finds a new event plain once and then encodes it without a walk per
+    encoding: the event it builds (content hash, signature, ID, the size checked) is
+    the one the walking encoders give, and what those refuse it refuses."""
+    from federation.events import builder
+    from federation.events.canonical import CanonicalJSONError
+
+    kwargs: dict[str, Any] = {"content": content, "prev_events": ["$prev:a.test"], "auth_events": ["$auth:a.test"]}
+    if get_room_version(version).event_id_in_pdu:
+        kwargs |= {"event_id": "$fixed:a.test", "reference_hashes": lambda _: "A" * 43}
+    outcomes = []
+    for plain_check in (builder.is_plain_event_json, lambda value: False):
+        monkeypatch.setattr(builder, "is_plain_event_json", plain_check)
+        try:
+            outcomes.append(make(version, **kwargs))
+        except (EventFormatError, CanonicalJSONError) as e:
+            outcomes.append(type(e))
+    assert outcomes[0] == outcomes[1]

@@ -111,3 +111,35 @@ async def test_retry_beyond_the_remembered_sends_answers_its_first_event(
     assert again["event_id"] == sent[0]
     timeline = [e["event_id"] for e in await _timeline(api, room, alice) if e["type"] == "m.room.message"]
     assert timeline == sent
+
+
+async def test_sends_clear_a_stored_resolved_head(db_overrides: dict[str, Any], make_api: ClientFactory) -> None:
+    """A room's stored resolved head (written when events from elsewhere leave it with
+    several extremities) is stale once a local event cites them all: the first of a
+    burst of sends drops it, the ones queued behind it have none left to drop, and
+    each moves the room's one extremity on to itself."""
+    api = await make_api(**db_overrides)
+    alice = await user(api, "alice")
+    room_id = (await api.post("createRoom", {"preset": "public_chat"}, token=alice))["room_id"]
+    room = await api.hs.room_service.find_room(room_id)
+    assert room is not None
+    snapshot = (await api.hs.room_service.heads.get(room)).snapshot
+    assert snapshot is not None
+
+    async def store_head(txn: Any) -> None:
+        await txn.execute("INSERT INTO room_heads (room_nid, snapshot_nid) VALUES (?, ?)", (room.room_nid, snapshot))
+
+    for burst in range(2):
+        await api.hs.db.write(store_head)
+        assert await api.hs.room_store.head_snapshot(room.room_nid) == snapshot
+        sent = await asyncio.gather(*(
+            api.put(f"rooms/{room_id}/send/m.room.message/b{burst}_{i}", {"msgtype": "m.text", "body": "x"}, token=alice)
+            for i in range(10)
+        ))
+        assert await api.hs.room_store.head_snapshot(room.room_nid) is None
+        # The room's one forward extremity is the last event written, moved along the burst.
+        last = (await _timeline(api, room_id, alice))[-1]["event_id"]
+        assert last in {s["event_id"] for s in sent}
+        stored = await api.hs.room_service.get_event(last)
+        assert stored is not None
+        assert await api.hs.room_store.forward_extremities(room.room_nid) == [stored.nid]

@@ -399,3 +399,30 @@ async def test_results_carry_bundled_aggregations(db_api: Api) -> None:
     thread = by_id[root]["unsigned"]["m.relations"]["m.thread"]
     assert thread["count"] == 1 and thread["current_user_participated"] is True
     assert by_id[edited]["unsigned"]["m.relations"]["m.replace"]["content"]["m.new_content"]["body"] == "budget draft two"
+
+
+async def test_an_event_indexed_again_replaces_its_text(db_api: Api) -> None:
+    """Indexing an nid the index already holds (an event indexed again, a purged
+    event's nid reused) replaces its text, in the same transaction as other writes:
+    the old words no longer find it and the transaction's other rows stand."""
+    from homeserver.storage.search import SearchStore
+
+    api = db_api
+    alice = await user(api, "alice")
+    room = await create(api, alice)
+    first = await send(api, room, alice, "walrus on the ice")
+    await send(api, room, alice, "narwhal below")
+    stored = await api.hs.room_service.get_event(first)
+    assert stored is not None
+    store = SearchStore(api.hs.db)
+
+    async def reindex(txn: Any) -> None:
+        await store.index_event(txn, stored.nid, "penguin on the ice")
+        await txn.execute("INSERT INTO event_search_probe (x) VALUES (1)")
+
+    await api.hs.db.write(lambda txn: txn.execute("CREATE TABLE event_search_probe (x INTEGER)"))
+    await api.hs.db.write(reindex)
+    assert bodies(await search(api, alice, "walrus")) == []
+    assert [r["result"]["event_id"] for r in (await search(api, alice, "penguin"))["results"]] == [first]
+    assert bodies(await search(api, alice, "narwhal")) == ["narwhal below"]
+    assert await api.hs.db.fetchall("SELECT x FROM event_search_probe") == [(1,)]
