@@ -243,7 +243,9 @@ class RoomEventsStream(StreamProvider):
             keys: dict[int, SectionKey | None] = req.loaded.setdefault(_SECTION_KEYS, {})
             for nid, room in rooms.items():
                 key = keys[nid] = await self._section_key(req, room)
-                if key is None or not self.initial_sections.peek(nid, key):
+                if key is None or not (
+                    self.initial_sections.peek(nid, key) or await self._derive_section(req, room, key) is not None
+                ):
                     missed[nid] = room
         # One more than the limit tells whether the timeline is limited; the rare room
         # with too many events filtered out reads on page by page.
@@ -335,7 +337,7 @@ class RoomEventsStream(StreamProvider):
             keys: dict[int, SectionKey | None] = req.loaded.get(_SECTION_KEYS, {})
             key = keys.pop(room.room_nid) if room.room_nid in keys else await self._section_key(req, room)
             if key is not None:
-                kept = sections.get(room.room_nid, key)
+                kept = sections.get(room.room_nid, key) or await self._derive_section(req, room, key)
                 if kept is not None:
                     sections.hits += 1
                     return await self._joined_from_section(req, room, m, kept)
@@ -682,6 +684,66 @@ class RoomEventsStream(StreamProvider):
         )
         if await self._section_key(req, room) == key:
             self.initial_sections.put(room.room_nid, section)
+        return section
+
+    async def _derive_section(self, req: SyncRequest, room: RoomRecord, key: SectionKey) -> InitialSection | None:
+        """The room's section under `key` made from the one kept under an earlier key when
+        all the room got since are new messages (the common change of a busy room, which
+        otherwise has every initial sync after it compute the room afresh): the kept
+        timeline with those appended and the oldest dropped beyond the limit; the state
+        and summary are the kept ones. Kept (and returned) only when that is what a fresh
+        computation gives, else None:
+
+        * the head snapshot and limit are the kept key's, and the room's generation moved
+          by exactly the events in (kept last, last] (nothing backfilled, purged or
+          placed otherwise);
+        * each new event is an accepted message (no state key) at the head snapshot, so
+          under the same (open) history visibility the kept section was judged at;
+          none is a redaction or carries a relation (either changes how an earlier
+          event is shown), and no relation targets one;
+        * the events dropped from the front are messages too, and the new first event has
+          the state before it that the kept first event had (the state section, the
+          state at the timeline's start, is then the same).
+        """
+        sections, recent = self.initial_sections, self.recent
+        old = sections.kept(room.room_nid) if sections is not None else None
+        if old is None or recent is None or not old.timeline:
+            return None
+        last, generation, snapshot, limit = key
+        old_last, old_generation, old_snapshot, old_limit = old.key
+        count = generation - old_generation
+        if snapshot is None or snapshot != old_snapshot or limit != old_limit or last <= old_last or count <= 0:
+            return None
+        new = await recent.between(room.room_nid, old_last, last)
+        if not new or len(new) != count:
+            return None
+        for e in new:
+            content = e.event.get("content")
+            if (
+                e.state_key is not None or e.rejected is not None or e.redacted_by is not None
+                or e.state_before != snapshot or e.type == "m.room.redaction"
+                or not isinstance(content, dict) or "m.relates_to" in content
+            ):
+                return None
+        if self.bundler is not None and await self.bundler.related_among(new):
+            return None
+        room_id = room.room_id
+        events = old.timeline + [section_event(e, room_id, False) for e in new]
+        dropped = events[:-limit] if len(events) > limit else []
+        timeline = events[len(dropped):]
+        if any(se.event.state_key is not None for se in dropped) or (
+            dropped and timeline[0].event.state_before != old.timeline[0].event.state_before
+        ):
+            return None
+        section = InitialSection(
+            key=key, timeline=timeline, limited=old.limited or bool(dropped),
+            prev_batch=room_token((timeline[0].event.stream_ordering or 1) - 1), state=old.state,
+            summary=old.summary, size=section_size(timeline) + section_size(old.state),
+        )
+        if sections is None or await self._section_key(req, room) != key or sections.kept(room.room_nid) is not old:
+            return None  # the room moved meanwhile
+        sections.put(room.room_nid, section)
+        sections.derived += 1
         return section
 
     async def _joined_from_section(
