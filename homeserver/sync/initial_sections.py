@@ -125,7 +125,8 @@ def section_event(event: StoredEvent, room_id: str, related: bool) -> SectionEve
 
 
 def render(ev: SectionEvent, now_ms: int) -> bytes:
-    """The event's client JSON with its age as of `now_ms` (as `client_event` computes it)."""
+    """The event's client JSON with its age as of `now_ms` (as `client_event` computes it);
+    `RoomEventsStream._render_section` does the same inline, event after event."""
     assert ev.prefix is not None
     return b"%b%d}}" % (ev.prefix, max(0, now_ms - ev.origin_ts))
 

@@ -37,7 +37,6 @@ from homeserver.sync.initial_sections import (
     SectionEvent,
     SectionKey,
     Summary,
-    render,
     section_event,
     section_size,
 )
@@ -793,12 +792,16 @@ class RoomEventsStream(StreamProvider):
         out: list[bytes] = []
         afresh: list[int] = []
         for i, se in enumerate(events):
+            # `render` inlined (it runs for every event of every room of an initial sync);
+            # only an event this device sent can carry its transaction ID.
+            prefix = se.prefix
             e = se.event
-            if se.prefix is None or e.transaction_id_for(user_id, device_id) is not None:
+            if prefix is None or (e.txn_device == device_id and e.transaction_id_for(user_id, device_id) is not None):
                 afresh.append(i)
                 out.append(b"")
             else:
-                out.append(render(se, now))
+                age = now - se.origin_ts
+                out.append(b"%b%d}}" % (prefix, age if age > 0 else 0))
         if afresh:
             chosen = [events[i] for i in afresh]
             formatted = await self.format_events(req, room, [se.event for se in chosen])
