@@ -216,6 +216,10 @@ class RoomEventsStream(StreamProvider):
         answer them with nothing: a room joined throughout with no event since the token
         and nothing from any stream that moved; any other membership unchanged since it."""
         streams = req.room_streams
+        if len(wanted) > 1:
+            # The rooms' newest positions, in a few reads for those not known yet (after a
+            # restart), rather than one read after the other below.
+            await self.room_service.activity.preload_positions(m.room_nid for m in wanted if m.membership == "join")
         out = []
         for m in wanted:
             if m.membership == "join":
