@@ -80,6 +80,10 @@ _Pages = tuple[
 ]
 # Rooms whose summary is kept (`_summary_parts`; a few hundred bytes each).
 _SUMMARIES_KEPT = 10_000
+# Local joined members from which a room's incremental timeline is shared among its readers
+# (sync/shared_sections.py): in a smaller room (a direct chat) at most one other reader could
+# take a section, and building one costs its builder more than building its own timeline.
+_SHARED_FROM = 3
 # What each section's entries carry from the streams that live in rooms.
 _ROOM_SECTIONS = {"join": ("ephemeral", "account_data"), "leave": ("account_data",)}
 
@@ -364,7 +368,11 @@ class RoomEventsStream(StreamProvider):
             limit = _limit(req)
             # An incremental timeline is usually the same for all the room's readers:
             # built once for them (sync/shared_sections.py) when this one's view is theirs.
-            shared = await self.shared.timeline(self, req, room, start, limit, m) if self.shared and start else None
+            shared = (
+                await self.shared.timeline(self, req, room, start, limit, m)
+                if self.shared and start and len(await self.room_service.joined_local_users(room)) >= _SHARED_FROM
+                else None
+            )
             if shared is not None:
                 timeline, limited, formatted, section = shared.events, shared.limited, shared.formatted, shared.shared
             else:
