@@ -321,15 +321,21 @@ async def _same_as_fresh(api: Api, tokens: list[str], room: str) -> None:
         assert _strip_age(await _initial(api, token, room)) == _strip_age(await _fresh(api, token, room))
 
 
+async def _public_room(api: Api, messages: int) -> tuple[str, str, str]:
+    """alice's and bob's tokens, and a public room of theirs with alice's `messages`."""
+    alice, bob = await user(api, "alice"), await user(api, "bob")
+    room = await create(api, alice, preset="public_chat")
+    await join(api, room, bob)
+    for i in range(messages):
+        await send(api, room, alice, f"m{i}")
+    return alice, bob, room
+
+
 async def test_new_messages_extend_the_kept_section(api: Api) -> None:
     """A room that only got messages since its section was kept has it extended, not
     computed afresh: the new events appended, the oldest dropped beyond the limit, the
     timeline then limited and its prev_batch moved; exactly what a fresh computation gives."""
-    alice, bob = await user(api, "alice"), await user(api, "bob")
-    room = await create(api, alice, preset="public_chat")
-    await join(api, room, bob)
-    for i in range(12):
-        await send(api, room, alice, f"m{i}")
+    alice, bob, room = await _public_room(api, 12)
     await _kept(api, [alice, bob], room)
     sections = _sections(api)
     for batch in (1, 3, 10, 12):
@@ -347,10 +353,7 @@ async def test_new_messages_extend_the_kept_section(api: Api) -> None:
 
 
 async def test_a_small_room_extends_until_its_state_events_would_drop(api: Api) -> None:
-    alice, bob = await user(api, "alice"), await user(api, "bob")
-    room = await create(api, alice, preset="public_chat")
-    await join(api, room, bob)
-    await send(api, room, alice, "hello")
+    alice, bob, room = await _public_room(api, 1)
     await _kept(api, [alice, bob], room)
     sections = _sections(api)
     derived = sections.derived
@@ -368,11 +371,7 @@ async def test_a_small_room_extends_until_its_state_events_would_drop(api: Api) 
 
 
 async def test_what_changes_earlier_events_or_the_state_is_computed_afresh(api: Api) -> None:
-    alice, bob = await user(api, "alice"), await user(api, "bob")
-    room = await create(api, alice, preset="public_chat")
-    await join(api, room, bob)
-    for i in range(12):
-        await send(api, room, alice, f"m{i}")
+    alice, bob, room = await _public_room(api, 12)
     target = await send(api, room, alice, "the target")
     sections = _sections(api)
     changes = [

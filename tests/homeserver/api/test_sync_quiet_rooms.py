@@ -9,17 +9,23 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from tests.conftest import Api
-from tests.homeserver.api.reading_helpers import create, invite, join, leave, send, uid, user
+from tests.homeserver.api.reading_helpers import (
+    create,
+    invite,
+    join,
+    leave,
+    room_with_bob,
+    send,
+    uid,
+)
 
 
 async def _rooms(api: Api) -> tuple[str, str, list[str]]:
-    alice, bob = await user(api, "alice"), await user(api, "bob")
-    rooms = []
-    for _ in range(3):
-        room = await create(api, alice)
-        await invite(api, room, alice, "bob")
+    """alice's and bob's tokens and three rooms of alice's that bob joined."""
+    alice, bob, first = await room_with_bob(api)
+    rooms = [first, await create(api, alice, preset="public_chat"), await create(api, alice, preset="public_chat")]
+    for room in rooms[1:]:
         await join(api, room, bob)
-        rooms.append(room)
     return alice, bob, rooms
 
 
