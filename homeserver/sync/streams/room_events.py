@@ -342,9 +342,13 @@ class RoomEventsStream(StreamProvider):
             # An initial sync whose filters leave every event in: the room's section as
             # any joined member's initial sync built it, when the room has not changed since.
             keys: dict[int, SectionKey | None] = req.loaded.get(_SECTION_KEYS, {})
-            key = keys.pop(room.room_nid) if room.room_nid in keys else await self._section_key(req, room)
+            # `_read_pages` computed the room's key and tried to extend its section already.
+            read = room.room_nid in keys
+            key = keys.pop(room.room_nid) if read else await self._section_key(req, room)
             if key is not None:
-                kept = sections.get(room.room_nid, key) or await self._derive_section(req, room, key)
+                kept = sections.get(room.room_nid, key)
+                if kept is None and not read:
+                    kept = await self._derive_section(req, room, key)
                 if kept is not None:
                     sections.hits += 1
                     return await self._joined_from_section(req, room, m, kept)
@@ -700,10 +704,28 @@ class RoomEventsStream(StreamProvider):
     async def _derive_section(self, req: SyncRequest, room: RoomRecord, key: SectionKey) -> InitialSection | None:
         """The room's section under `key` made from the one kept under an earlier key when
         all the room got since are new messages (the common change of a busy room, which
-        otherwise has every initial sync after it compute the room afresh): the kept
-        timeline with those appended and the oldest dropped beyond the limit; the state
-        and summary are the kept ones. Kept (and returned) only when that is what a fresh
-        computation gives, else None:
+        otherwise has every initial sync after it compute the room afresh), kept and
+        returned (`_extended` says when that is what a fresh computation gives); else None.
+        A kept section that cannot be extended to the room's present never can be (the
+        room moved past what it holds): it is dropped, not tried again at every sync."""
+        sections = self.initial_sections
+        old = sections.kept(room.room_nid) if sections is not None else None
+        if sections is None or old is None or old.key == key:
+            return None
+        section = await self._extended(room, old, key)
+        if section is None:
+            if sections.kept(room.room_nid) is old:
+                sections.forget(room.room_nid)
+            return None
+        if await self._section_key(req, room) != key or sections.kept(room.room_nid) is not old:
+            return None  # the room moved meanwhile
+        sections.put(room.room_nid, section)
+        sections.derived += 1
+        return section
+
+    async def _extended(self, room: RoomRecord, old: InitialSection, key: SectionKey) -> InitialSection | None:
+        """`old` extended to `key`: its timeline with the room's new events appended and the
+        oldest dropped beyond the limit, its state and summary as they are; None unless:
 
         * the head snapshot and limit are the kept key's, and the room's generation moved
           by exactly the events in (kept last, last] (nothing backfilled, purged or
@@ -715,15 +737,20 @@ class RoomEventsStream(StreamProvider):
         * the events dropped from the front are messages too, and the new first event has
           the state before it that the kept first event had (the state section, the
           state at the timeline's start, is then the same).
+
+        The cheap checks come first: most rooms that fail, fail before any read.
         """
-        sections, recent = self.initial_sections, self.recent
-        old = sections.kept(room.room_nid) if sections is not None else None
-        if old is None or recent is None or not old.timeline:
-            return None
+        recent = self.recent
         last, generation, snapshot, limit = key
         old_last, old_generation, old_snapshot, old_limit = old.key
         count = generation - old_generation
-        if snapshot is None or snapshot != old_snapshot or limit != old_limit or last <= old_last or count <= 0:
+        if (
+            recent is None or not old.timeline or snapshot is None or snapshot != old_snapshot
+            or limit != old_limit or last <= old_last or count <= 0
+        ):
+            return None
+        drop = max(0, len(old.timeline) + count - limit)
+        if any(se.event.state_key is not None for se in old.timeline[:drop]):
             return None
         new = await recent.between(room.room_nid, old_last, last)
         if not new or len(new) != count:
@@ -736,26 +763,20 @@ class RoomEventsStream(StreamProvider):
                 or not isinstance(content, dict) or "m.relates_to" in content
             ):
                 return None
+        if drop:
+            kept = len(old.timeline)
+            first = old.timeline[drop].event if drop < kept else new[drop - kept]
+            if first.state_before != old.timeline[0].event.state_before:
+                return None
         if self.bundler is not None and await self.bundler.related_among(new):
             return None
         room_id = room.room_id
-        events = old.timeline + [section_event(e, room_id, False) for e in new]
-        dropped = events[:-limit] if len(events) > limit else []
-        timeline = events[len(dropped):]
-        if any(se.event.state_key is not None for se in dropped) or (
-            dropped and timeline[0].event.state_before != old.timeline[0].event.state_before
-        ):
-            return None
-        section = InitialSection(
-            key=key, timeline=timeline, limited=old.limited or bool(dropped),
+        timeline = (old.timeline + [section_event(e, room_id, False) for e in new])[drop:]
+        return InitialSection(
+            key=key, timeline=timeline, limited=old.limited or drop > 0,
             prev_batch=room_token((timeline[0].event.stream_ordering or 1) - 1), state=old.state,
             summary=old.summary, size=section_size(timeline) + section_size(old.state),
         )
-        if sections is None or await self._section_key(req, room) != key or sections.kept(room.room_nid) is not old:
-            return None  # the room moved meanwhile
-        sections.put(room.room_nid, section)
-        sections.derived += 1
-        return section
 
     async def _joined_from_section(
         self, req: SyncRequest, room: RoomRecord, m: UserMembership, section: InitialSection,
