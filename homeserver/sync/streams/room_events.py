@@ -585,7 +585,11 @@ class RoomEventsStream(StreamProvider):
                     if redundant or not self.lazy_members.known(client, room.room_id, sender, nid, since_pos):
                         wanted[key] = nid
         events = await rs.state_events(wanted)
-        state = [e for e in events.values() if req.filter.state.matches(e.event, room.room_id)]
+        sf = req.filter.state
+        # The usual filter leaves every event in: not asked of each (every room of an initial sync).
+        state = list(events.values()) if sf.matches_everything else [
+            e for e in events.values() if sf.matches(e.event, room.room_id)
+        ]
         if client is not None and not redundant:
             self.lazy_members.record(
                 client, room.room_id,
