@@ -219,11 +219,12 @@ class RoomEventsStream(StreamProvider):
         task) an entry for every other to find it empty. Left out, exactly as `one` would
         answer them with nothing: a room joined throughout with no event since the token
         and nothing from any stream that moved; any other membership unchanged since it."""
+        if len(wanted) <= 1:
+            return wanted  # one room (most woken readers of a busy room): `one` checks it alone
         streams = req.room_streams
-        if len(wanted) > 1:
-            # The rooms' newest positions, in a few reads for those not known yet (after a
-            # restart), rather than one read after the other below.
-            await self.room_service.activity.preload_positions(m.room_nid for m in wanted if m.membership == "join")
+        # The rooms' newest positions, in a few reads for those not known yet (after a
+        # restart), rather than one read after the other below.
+        await self.room_service.activity.preload_positions(m.room_nid for m in wanted if m.membership == "join")
         out = []
         for m in wanted:
             if m.membership == "join":
