@@ -44,6 +44,11 @@ that changes between every initial sync of its members (most rooms of a busy
 organization) so costs its readers nothing more than computing it, and a room read
 again while unchanged is computed twice at most.
 
+A room that only got new messages since its section was kept has it extended rather than
+computed again (`RoomEventsStream._derive_section`, which says when that gives exactly what
+a fresh computation gives): a busy room's initial syncs then cost little more than one
+that finds the section current.
+
 Bounded by the bytes of encoded JSON kept (`max_bytes`), least recently used first; the
 noted keys by their number (`max_noted`), oldest first.
 """
@@ -120,7 +125,8 @@ def section_event(event: StoredEvent, room_id: str, related: bool) -> SectionEve
 
 
 def render(ev: SectionEvent, now_ms: int) -> bytes:
-    """The event's client JSON with its age as of `now_ms` (as `client_event` computes it)."""
+    """The event's client JSON with its age as of `now_ms` (as `client_event` computes it);
+    `RoomEventsStream._render_section` does the same inline, event after event."""
     assert ev.prefix is not None
     return b"%b%d}}" % (ev.prefix, max(0, now_ms - ev.origin_ts))
 
@@ -135,9 +141,13 @@ class InitialSections:
         self._bytes = 0
         self.hits = 0
         self.misses = 0
+        self.derived = 0  # sections made from the room's previous one and its new messages
 
     def stats(self) -> dict[str, int]:
-        return {"hits": self.hits, "misses": self.misses, "rooms": len(self._sections), "bytes": self._bytes}
+        return {
+            "hits": self.hits, "misses": self.misses, "derived": self.derived, "rooms": len(self._sections),
+            "bytes": self._bytes,
+        }
 
     def get(self, room_nid: int, key: SectionKey) -> InitialSection | None:
         section = self._sections.get(room_nid)
@@ -145,6 +155,11 @@ class InitialSections:
             return None
         self._sections.move_to_end(room_nid)
         return section
+
+    def kept(self, room_nid: int) -> InitialSection | None:
+        """The room's section under whatever key it was kept (not counted, not moved):
+        what a section for the room's present may be derived from."""
+        return self._sections.get(room_nid)
 
     def peek(self, room_nid: int, key: SectionKey) -> bool:
         """Whether a section for the key is kept (not counted, not moved)."""

@@ -23,6 +23,9 @@ nothing in it can depend on who reads it:
 * no event carries bundled aggregations (a thread's summary says whether the
   reader took part in it): such a section is built by each reader.
 
+Rooms with fewer than three local members (direct chats) are not shared: at most one
+other reader could take a section there, and building one costs more than a reader's own.
+
 What differs per reader is put back: the transaction ID of an event sent by the
 reading device. The events' `unsigned.age` is as of the section's building, which is
 at most `_LIFETIME_S` old. The rest of the room's entry (state, unread counts,

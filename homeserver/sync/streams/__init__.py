@@ -10,7 +10,9 @@ A provider (`StreamProvider` in `base.py`) owns one stream:
 * its part of the response, with its filter applied: top-level sections
   (`top_level`), and parts of each room's entry (`room_part`, for streams with
   `in_rooms`), which the room events stream asks room by room, rooms computed
-  concurrently; what a stream reads once per request goes in `prepare`;
+  concurrently; what a stream reads once per request goes in `prepare`; `quiet_in`
+  says when a room certainly has nothing from the stream, so an incremental sync
+  skips the rooms with no new events that every such stream is quiet in;
 * its wake-up keys: which waiting /sync requests a change of the stream concerns
   (the users the notifier wakes).
 

@@ -42,6 +42,10 @@ class AccountDataStream(StreamProvider):
         # Every room's entries in one read, not one per room.
         req.loaded[self.key] = await self.account_data.rooms_changes_since(req.user_id, req.since_pos(self.key))
 
+    def quiet_in(self, req: SyncRequest, room_id: str) -> bool:
+        loaded: dict[str, list[dict[str, Any]]] | None = req.loaded.get(self.key)
+        return loaded is not None and not loaded.get(room_id)
+
     async def room_part(self, req: SyncRequest, room: RoomRecord, membership: str) -> dict[str, list[dict[str, Any]]]:
         loaded: dict[str, list[dict[str, Any]]] | None = req.loaded.get(self.key)
         if loaded is not None:

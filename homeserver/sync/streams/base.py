@@ -80,6 +80,13 @@ class StreamProvider:
         """Read, once for the whole request, what `room_part` answers from
         (into `req.loaded[self.key]`)."""
 
+    def quiet_in(self, req: SyncRequest, room_id: str) -> bool:
+        """True when `room_part` certainly has nothing for the room in this request (asked
+        after `prepare`, without the room's record): an incremental sync then skips the
+        user's rooms that have no new events and nothing from any stream, rather than
+        computing an entry for each of them. False (the default) means "ask the room"."""
+        return False
+
     async def room_part(self, req: SyncRequest, room: RoomRecord, membership: str) -> dict[str, list[dict[str, Any]]]:
         """The stream's events in one room's entry, by section ("ephemeral",
         "account_data"), filtered; `membership` is the section the room is in

@@ -50,6 +50,10 @@ class ReceiptsStream(StreamProvider):
             joined, req.since_pos(self.key), req.user_id, upto=req.now.receipts
         )
 
+    def quiet_in(self, req: SyncRequest, room_id: str) -> bool:
+        loaded = req.loaded.get(self.key)
+        return loaded is not None and room_id not in loaded
+
     async def room_part(self, req: SyncRequest, room: RoomRecord, membership: str) -> dict[str, list[dict[str, Any]]]:
         event = req.loaded[self.key].get(room.room_id) if membership == "join" else None
         if event is None or not req.filter.ephemeral.matches(event, room.room_id):

@@ -37,7 +37,6 @@ from homeserver.sync.initial_sections import (
     SectionEvent,
     SectionKey,
     Summary,
-    render,
     section_event,
     section_size,
 )
@@ -81,6 +80,10 @@ _Pages = tuple[
 ]
 # Rooms whose summary is kept (`_summary_parts`; a few hundred bytes each).
 _SUMMARIES_KEPT = 10_000
+# Local joined members from which a room's incremental timeline is shared among its readers
+# (sync/shared_sections.py): in a smaller room (a direct chat) at most one other reader could
+# take a section, and building one costs its builder more than building its own timeline.
+_SHARED_FROM = 3
 # What each section's entries carry from the streams that live in rooms.
 _ROOM_SECTIONS = {"join": ("ephemeral", "account_data"), "leave": ("account_data",)}
 
@@ -164,6 +167,8 @@ class RoomEventsStream(StreamProvider):
             # filtered out, or a change the next sync will carry
             if req.filter.includes_room(m.room_id) and m.stream_ordering <= req.now.events
         ]
+        if req.since is not None and not req.full_state:
+            wanted = await self._not_quiet(req, wanted, since_pos)
         if req.since is None:
             f = req.filter
             req.loaded[_SECTIONS] = (
@@ -208,6 +213,32 @@ class RoomEventsStream(StreamProvider):
         rooms = {name: section for name, section in sections.items() if section}
         return {"rooms": rooms} if rooms else {}
 
+    async def _not_quiet(self, req: SyncRequest, wanted: list[UserMembership], since_pos: int) -> list[UserMembership]:
+        """The memberships of an incremental sync whose rooms may have an entry: a user in
+        hundreds of rooms, woken by one of them, is not answered by computing (each in a
+        task) an entry for every other to find it empty. Left out, exactly as `one` would
+        answer them with nothing: a room joined throughout with no event since the token
+        and nothing from any stream that moved; any other membership unchanged since it."""
+        if len(wanted) <= 1:
+            return wanted  # one room (most woken readers of a busy room): `one` checks it alone
+        streams = req.room_streams
+        # The rooms' newest positions, in a few reads for those not known yet (after a
+        # restart), rather than one read after the other below.
+        await self.room_service.activity.preload_positions(m.room_nid for m in wanted if m.membership == "join")
+        out = []
+        for m in wanted:
+            if m.membership == "join":
+                if (
+                    m.room_nid not in req.newly_joined
+                    and await self.room_service.last_position(m.room_nid) <= since_pos
+                    and all(stream.quiet_in(req, m.room_id) for stream in streams)
+                ):
+                    continue
+            elif m.stream_ordering <= since_pos:
+                continue
+            out.append(m)
+        return out
+
     async def _read_pages(self, req: SyncRequest, batch: list[UserMembership]) -> _Pages:
         """The rooms of `batch`, the first page of the timeline of each one without a
         current initial section and which of those pages' events a relation targets (read
@@ -220,7 +251,9 @@ class RoomEventsStream(StreamProvider):
             keys: dict[int, SectionKey | None] = req.loaded.setdefault(_SECTION_KEYS, {})
             for nid, room in rooms.items():
                 key = keys[nid] = await self._section_key(req, room)
-                if key is None or not self.initial_sections.peek(nid, key):
+                if key is None or not (
+                    self.initial_sections.peek(nid, key) or await self._derive_section(req, room, key) is not None
+                ):
                     missed[nid] = room
         # One more than the limit tells whether the timeline is limited; the rare room
         # with too many events filtered out reads on page by page.
@@ -310,9 +343,13 @@ class RoomEventsStream(StreamProvider):
             # An initial sync whose filters leave every event in: the room's section as
             # any joined member's initial sync built it, when the room has not changed since.
             keys: dict[int, SectionKey | None] = req.loaded.get(_SECTION_KEYS, {})
-            key = keys.pop(room.room_nid) if room.room_nid in keys else await self._section_key(req, room)
+            # `_read_pages` computed the room's key and tried to extend its section already.
+            read = room.room_nid in keys
+            key = keys.pop(room.room_nid) if read else await self._section_key(req, room)
             if key is not None:
                 kept = sections.get(room.room_nid, key)
+                if kept is None and not read:
+                    kept = await self._derive_section(req, room, key)
                 if kept is not None:
                     sections.hits += 1
                     return await self._joined_from_section(req, room, m, kept)
@@ -336,7 +373,11 @@ class RoomEventsStream(StreamProvider):
             limit = _limit(req)
             # An incremental timeline is usually the same for all the room's readers:
             # built once for them (sync/shared_sections.py) when this one's view is theirs.
-            shared = await self.shared.timeline(self, req, room, start, limit, m) if self.shared and start else None
+            shared = (
+                await self.shared.timeline(self, req, room, start, limit, m)
+                if self.shared and start and len(await self.room_service.joined_local_users(room)) >= _SHARED_FROM
+                else None
+            )
             if shared is not None:
                 timeline, limited, formatted, section = shared.events, shared.limited, shared.formatted, shared.shared
             else:
@@ -545,7 +586,11 @@ class RoomEventsStream(StreamProvider):
                     if redundant or not self.lazy_members.known(client, room.room_id, sender, nid, since_pos):
                         wanted[key] = nid
         events = await rs.state_events(wanted)
-        state = [e for e in events.values() if req.filter.state.matches(e.event, room.room_id)]
+        sf = req.filter.state
+        # The usual filter leaves every event in: not asked of each (every room of an initial sync).
+        state = list(events.values()) if sf.matches_everything else [
+            e for e in events.values() if sf.matches(e.event, room.room_id)
+        ]
         if client is not None and not redundant:
             self.lazy_members.record(
                 client, room.room_id,
@@ -661,6 +706,83 @@ class RoomEventsStream(StreamProvider):
             self.initial_sections.put(room.room_nid, section)
         return section
 
+    async def _derive_section(self, req: SyncRequest, room: RoomRecord, key: SectionKey) -> InitialSection | None:
+        """The room's section under `key` made from the one kept under an earlier key when
+        all the room got since are new messages (the common change of a busy room, which
+        otherwise has every initial sync after it compute the room afresh), kept and
+        returned (`_extended` says when that is what a fresh computation gives); else None.
+        A kept section that cannot be extended to the room's present never can be (the
+        room moved past what it holds): it is dropped, not tried again at every sync."""
+        sections = self.initial_sections
+        old = sections.kept(room.room_nid) if sections is not None else None
+        if sections is None or old is None or old.key == key:
+            return None
+        section = await self._extended(room, old, key)
+        if section is None:
+            if sections.kept(room.room_nid) is old:
+                sections.forget(room.room_nid)
+            return None
+        if await self._section_key(req, room) != key or sections.kept(room.room_nid) is not old:
+            return None  # the room moved meanwhile
+        sections.put(room.room_nid, section)
+        sections.derived += 1
+        return section
+
+    async def _extended(self, room: RoomRecord, old: InitialSection, key: SectionKey) -> InitialSection | None:
+        """`old` extended to `key`: its timeline with the room's new events appended and the
+        oldest dropped beyond the limit, its state and summary as they are; None unless:
+
+        * the head snapshot and limit are the kept key's, and the room's generation moved
+          by exactly the events in (kept last, last] (nothing backfilled, purged or
+          placed otherwise);
+        * each new event is an accepted message (no state key) at the head snapshot, so
+          under the same (open) history visibility the kept section was judged at;
+          none is a redaction or carries a relation (either changes how an earlier
+          event is shown), and no relation targets one;
+        * the events dropped from the front are messages too, and the new first event has
+          the state before it that the kept first event had (the state section, the
+          state at the timeline's start, is then the same).
+
+        The cheap checks come first: most rooms that fail, fail before any read.
+        """
+        recent = self.recent
+        last, generation, snapshot, limit = key
+        old_last, old_generation, old_snapshot, old_limit = old.key
+        count = generation - old_generation
+        if (
+            recent is None or not old.timeline or snapshot is None or snapshot != old_snapshot
+            or limit != old_limit or last <= old_last or count <= 0
+        ):
+            return None
+        drop = max(0, len(old.timeline) + count - limit)
+        if any(se.event.state_key is not None for se in old.timeline[:drop]):
+            return None
+        new = await recent.between(room.room_nid, old_last, last)
+        if not new or len(new) != count:
+            return None
+        for e in new:
+            content = e.event.get("content")
+            if (
+                e.state_key is not None or e.rejected is not None or e.redacted_by is not None
+                or e.state_before != snapshot or e.type == "m.room.redaction"
+                or not isinstance(content, dict) or "m.relates_to" in content
+            ):
+                return None
+        if drop:
+            kept = len(old.timeline)
+            first = old.timeline[drop].event if drop < kept else new[drop - kept]
+            if first.state_before != old.timeline[0].event.state_before:
+                return None
+        if self.bundler is not None and await self.bundler.related_among(new):
+            return None
+        room_id = room.room_id
+        timeline = (old.timeline + [section_event(e, room_id, False) for e in new])[drop:]
+        return InitialSection(
+            key=key, timeline=timeline, limited=old.limited or drop > 0,
+            prev_batch=room_token((timeline[0].event.stream_ordering or 1) - 1), state=old.state,
+            summary=old.summary, size=section_size(timeline) + section_size(old.state),
+        )
+
     async def _joined_from_section(
         self, req: SyncRequest, room: RoomRecord, m: UserMembership, section: InitialSection,
         parts: dict[str, list[dict[str, Any]]] | None = None,
@@ -708,12 +830,16 @@ class RoomEventsStream(StreamProvider):
         out: list[bytes] = []
         afresh: list[int] = []
         for i, se in enumerate(events):
+            # `render` inlined (it runs for every event of every room of an initial sync);
+            # only an event this device sent can carry its transaction ID.
+            prefix = se.prefix
             e = se.event
-            if se.prefix is None or e.transaction_id_for(user_id, device_id) is not None:
+            if prefix is None or (e.txn_device == device_id and e.transaction_id_for(user_id, device_id) is not None):
                 afresh.append(i)
                 out.append(b"")
             else:
-                out.append(render(se, now))
+                age = now - se.origin_ts
+                out.append(b"%b%d}}" % (prefix, age if age > 0 else 0))
         if afresh:
             chosen = [events[i] for i in afresh]
             formatted = await self.format_events(req, room, [se.event for se in chosen])

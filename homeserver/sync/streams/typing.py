@@ -45,6 +45,9 @@ class TypingStream(StreamProvider):
     def moved(self, req: SyncRequest) -> bool:
         return req.since is None or req.now.typing != req.since.typing
 
+    def quiet_in(self, req: SyncRequest, room_id: str) -> bool:
+        return self.typing.typing_events_since(room_id, req.since_pos(self.key)) is None
+
     async def room_part(self, req: SyncRequest, room: RoomRecord, membership: str) -> dict[str, list[dict[str, Any]]]:
         if membership != "join":
             return {}

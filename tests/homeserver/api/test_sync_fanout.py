@@ -478,6 +478,8 @@ async def test_members_only_history_is_shared_only_with_readers_joined_at_its_ev
     alice = await user(api, "alice")
     room_id = await create(api, alice, preset="public_chat")
     await set_visibility(api, room_id, alice, "joined")
+    # A third local member: direct chats share no sections.
+    await join(api, room_id, await user(api, "dave"))
     room = await hs.room_store.get_room(room_id)
     assert room is not None
     joined = await remote_event(hs, room, "m.room.member", {"membership": "join"}, state_key=REMOTE_USER)
@@ -549,3 +551,23 @@ async def test_the_token_kept_between_reads_moves_with_every_stream(api: Api) ->
         awaited = SyncToken(**{s.key: await s.current_position() for s in hs.sync.streams})
         assert now == awaited, key
         before = now
+
+
+async def test_a_direct_chat_is_not_shared_and_reads_the_same(api: Api) -> None:
+    """A room of two local members builds no shared section (its other reader is at most
+    one): each reader builds its own timeline, the sender's device with its transaction ID."""
+    stream = next(s for s in api.hs.sync.streams if isinstance(s, RoomEventsStream))
+    assert stream.shared is not None
+    alice, bob = await user(api, "alice"), await user(api, "bob")
+    room = await create(api, alice, preset="public_chat")
+    await join(api, room, bob)
+    since = [(await api.get("sync", token=t))["next_batch"] for t in (alice, bob)]
+    event_id = (await api.put(f"rooms/{room}/send/m.room.message/dm0", {"msgtype": "m.text", "body": "hi"},
+                              token=alice))["event_id"]
+    before = stream.shared.stats()
+    bodies = [await api.get(f"sync?since={s}", token=t) for t, s in zip((alice, bob), since, strict=True)]
+    assert stream.shared.stats() == before
+    timelines = [b["rooms"]["join"][room]["timeline"]["events"] for b in bodies]
+    assert [[e["event_id"] for e in t] for t in timelines] == [[event_id], [event_id]]
+    assert timelines[0][0]["unsigned"].get("transaction_id") == "dm0"
+    assert "transaction_id" not in timelines[1][0]["unsigned"]

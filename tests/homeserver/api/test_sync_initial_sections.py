@@ -23,7 +23,7 @@ from tests.homeserver.api.reading_helpers import (
     uid,
     user,
 )
-from tests.homeserver.relations.helpers import edit, redact
+from tests.homeserver.relations.helpers import edit, react, redact
 from tests.homeserver.remote_events import REMOTE_USER, receive, remote_event
 
 
@@ -306,3 +306,83 @@ async def test_a_kept_summary_follows_the_rooms_state(api: Api) -> None:
     assert (await _initial(api, carol, room))["summary"]["m.heroes"] == sorted([uid("alice"), uid("bob")])
     await put_state(api, room, alice, "m.room.name", {"name": "named"})
     assert "m.heroes" not in (await _initial(api, bob, room))["summary"]
+
+
+async def _kept(api: Api, tokens: list[str], room: str) -> None:
+    """Initial syncs of the room until its section is kept."""
+    for token in tokens + tokens:
+        await _initial(api, token, room)
+    record = await api.hs.room_store.get_room(room)
+    assert record is not None and _sections(api).kept(record.room_nid) is not None
+
+
+async def _same_as_fresh(api: Api, tokens: list[str], room: str) -> None:
+    for token in tokens:
+        assert _strip_age(await _initial(api, token, room)) == _strip_age(await _fresh(api, token, room))
+
+
+async def _public_room(api: Api, messages: int) -> tuple[str, str, str]:
+    """alice's and bob's tokens, and a public room of theirs with alice's `messages`."""
+    alice, bob = await user(api, "alice"), await user(api, "bob")
+    room = await create(api, alice, preset="public_chat")
+    await join(api, room, bob)
+    for i in range(messages):
+        await send(api, room, alice, f"m{i}")
+    return alice, bob, room
+
+
+async def test_new_messages_extend_the_kept_section(api: Api) -> None:
+    """A room that only got messages since its section was kept has it extended, not
+    computed afresh: the new events appended, the oldest dropped beyond the limit, the
+    timeline then limited and its prev_batch moved; exactly what a fresh computation gives."""
+    alice, bob, room = await _public_room(api, 12)
+    await _kept(api, [alice, bob], room)
+    sections = _sections(api)
+    for batch in (1, 3, 10, 12):
+        derived = sections.derived
+        for i in range(batch):
+            await send(api, room, bob if i % 2 else alice, f"n{batch}.{i}")
+        entry = await _initial(api, alice, room)
+        assert sections.derived == derived + 1
+        assert _bodies(entry)[-1] == f"n{batch}.{batch - 1}" and entry["timeline"]["limited"] is True
+        await _same_as_fresh(api, [alice, bob], room)
+        # Bob's own messages carry his transaction IDs, for him alone.
+        own = [e for e in (await _initial(api, bob, room))["timeline"]["events"] if "transaction_id" in e["unsigned"]]
+        assert all(e["sender"] == uid("bob") for e in own) and (batch == 1 or own)
+        assert sections.derived == derived + 1  # the extended section is taken as it is
+
+
+async def test_a_small_room_extends_until_its_state_events_would_drop(api: Api) -> None:
+    alice, bob, room = await _public_room(api, 1)
+    await _kept(api, [alice, bob], room)
+    sections = _sections(api)
+    derived = sections.derived
+    await send(api, room, bob, "one more")
+    entry = await _initial(api, bob, room)
+    assert sections.derived == derived + 1 and entry["timeline"]["limited"] is False
+    await _same_as_fresh(api, [alice, bob], room)
+    # Enough messages to push the room's first state events out of the timeline: those
+    # move to the state section, which only a fresh computation gives.
+    for i in range(10):
+        await send(api, room, alice, f"m{i}")
+    entry = await _initial(api, bob, room)
+    assert sections.derived == derived + 1 and entry["timeline"]["limited"] is True
+    await _same_as_fresh(api, [alice, bob], room)
+
+
+async def test_what_changes_earlier_events_or_the_state_is_computed_afresh(api: Api) -> None:
+    alice, bob, room = await _public_room(api, 12)
+    target = await send(api, room, alice, "the target")
+    sections = _sections(api)
+    changes = [
+        lambda: edit(api, room, alice, target, "edited"),
+        lambda: react(api, room, bob, target, "+1"),
+        lambda: redact(api, room, alice, target),
+        lambda: put_state(api, room, alice, "m.room.topic", {"topic": "new"}),
+    ]
+    for change in changes:
+        await _kept(api, [alice, bob], room)
+        derived = sections.derived
+        await change()
+        await _same_as_fresh(api, [alice, bob], room)
+        assert sections.derived == derived
