@@ -776,7 +776,10 @@ class RoomEventsStream(StreamProvider):
         if self.bundler is not None and await self.bundler.related_among(new):
             return None
         room_id = room.room_id
-        timeline = (old.timeline + [section_event(e, room_id, False) for e in new])[drop:]
+        # Only the new events the timeline keeps are formatted (a busy room may have got
+        # many more than the limit since).
+        kept_old = old.timeline[drop:]
+        timeline = kept_old + [section_event(e, room_id, False) for e in new[max(0, drop - len(old.timeline)):]]
         return InitialSection(
             key=key, timeline=timeline, limited=old.limited or drop > 0,
             prev_batch=room_token((timeline[0].event.stream_ordering or 1) - 1), state=old.state,
