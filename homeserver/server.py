@@ -263,6 +263,7 @@ class HomeServer:
             store=AnalyticsStore(self.db), server_name=config.server_name,
             cached_servers=self.room_servers.cached, is_partner=self.partners.is_partner_cached,
             clock=self.clock, system_users=frozenset({f"@{SYSTEM_LOCALPART}:{config.server_name}"}),
+            federating=config.federation.enabled,
         )
         self.federation_policy.refusal_listeners.append(self.analytics.refused)
         self.partners.on_active_changed.append(self.analytics.partners_changed)

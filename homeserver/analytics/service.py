@@ -77,8 +77,13 @@ class Analytics:
         self, *, store: AnalyticsStore, server_name: str,
         cached_servers: Callable[[int], frozenset[str] | None],
         is_partner: Callable[[str], bool], clock: Clock, system_users: frozenset[str] = frozenset(),
+        federating: bool = True,
     ) -> None:
         self.store = store
+        # With federation off no message leaves the server (all count as internal), and
+        # the room servers' cache, which the sender fills, stays empty: without this a
+        # message's write would read the room's whole member list.
+        self.federating = federating
         self.server_name = server_name
         self.cached_servers = cached_servers
         self.is_partner = is_partner
@@ -166,7 +171,7 @@ class Analytics:
             return
         day = self.today()
         local = sender_server == self.server_name
-        servers = await self._servers(txn, room) if room.federate else set()
+        servers = await self._servers(txn, room) if room.federate and self.federating else set()
         if not local:
             servers.add(sender_server)  # a sender who left since still came from there
         counts = [(MESSAGES_FEDERATED if servers else MESSAGES_INTERNAL, "", 1)]

@@ -72,3 +72,29 @@ async def test_active_users_per_day(
         await send(api, room, alice, "the third day")
         await send(api, room, alice, "the third day again")
         assert await _active(api, 3) == [1, 2, 1]
+
+
+async def test_messages_without_federation_read_no_member_list(
+    tmp_path: Path, aiohttp_client: Any, monkeypatch: Any
+) -> None:
+    """With federation off, a message counts as internal without its write reading the
+    room's members (the room servers' cache, which the sender fills, stays empty)."""
+    from homeserver.storage.analytics import AnalyticsStore
+
+    reads: list[int] = []
+    real = AnalyticsStore.joined_users_in_txn
+
+    async def counted(txn: Txn, room_nid: int) -> list[str]:
+        reads.append(room_nid)
+        return await real(txn, room_nid)
+
+    monkeypatch.setattr(AnalyticsStore, "joined_users_in_txn", staticmethod(counted))
+    async with running_api(tmp_path / "hs", aiohttp_client, federation={"enabled": False}) as api:
+        alice = await user(api, "alice")
+        room = await create(api, alice, preset="public_chat")
+        for i in range(3):
+            await send(api, room, alice, f"m{i}")
+        await api.hs.analytics.flush()
+        report = await api.hs.analytics.report(1)
+        assert report["messages"] == {"internal": [3], "federated": [0]}
+        assert reads == []
