@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import functools
+import operator
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -75,22 +76,23 @@ def _same_scalar(a: Any, b: Any) -> bool:
 MEMBER_COUNT = re.compile(r"(==|<=|>=|<|>)?([0-9]+)")
 
 
-def _member_count_matches(spec: Any, count: int) -> bool:
-    if not isinstance(spec, str):
-        return False
-    m = MEMBER_COUNT.fullmatch(spec)
+_COMPARISONS: dict[str, Callable[[int, int], bool]] = {
+    "==": operator.eq, "<": operator.lt, ">": operator.gt, "<=": operator.le, ">=": operator.ge,
+}
+
+
+def _member_count_test(spec: Any) -> tuple[Callable[[int, int], bool], int] | None:
+    """A `room_member_count` condition's `is` as (comparison, count), or None when it is
+    malformed (the condition then never matches); parsed once by a compiled ruleset."""
+    m = MEMBER_COUNT.fullmatch(spec) if isinstance(spec, str) else None
     if m is None:
-        return False
-    op, n = m.group(1) or "==", int(m.group(2))
-    if op == "==":
-        return count == n
-    if op == "<":
-        return count < n
-    if op == ">":
-        return count > n
-    if op == "<=":
-        return count <= n
-    return count >= n
+        return None
+    return _COMPARISONS[m.group(1) or "=="], int(m.group(2))
+
+
+def _member_count_matches(spec: Any, count: int) -> bool:
+    test = _member_count_test(spec)
+    return test is not None and test[0](count, test[1])
 
 
 def _as_level(value: Any) -> int | None:
@@ -317,15 +319,11 @@ def _compile_condition(cond: Any) -> Matcher:
     if kind == "contains_display_name":
         return lambda ctx: condition_matches(cond, ctx)
     if kind == "room_member_count":
-        spec = cond.get("is")
-        m = MEMBER_COUNT.fullmatch(spec) if isinstance(spec, str) else None
-        if m is None:
+        test = _member_count_test(cond.get("is"))
+        if test is None:
             return _never
-        op, n = m.group(1) or "==", int(m.group(2))
-        return {
-            "==": lambda ctx: ctx.member_count == n, "<": lambda ctx: ctx.member_count < n,
-            ">": lambda ctx: ctx.member_count > n, "<=": lambda ctx: ctx.member_count <= n,
-        }.get(op, lambda ctx: ctx.member_count >= n)
+        compare, n = test
+        return lambda ctx: compare(ctx.member_count, n)
     if kind == "sender_notification_permission":
         key = cond.get("key")
         if not isinstance(key, str):
