@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_initial import _fill  # noqa: E402
+from bench_initial import _fill, message_every_room  # noqa: E402
 from bench_servers import Client, Server, initial_sync_path, run_beside_synapse  # noqa: E402
 
 CACHE_MB: int | None = None  # --cache-mb: the event cache's bound, else the default
@@ -60,16 +60,9 @@ async def run_rounds(server: Server, rooms: int, rounds: int) -> dict[str, float
         await reader.call("GET", initial_sync_path(0))
         room_ids = await _fill(owner, member, rooms, 3, "m")
         await member.call("GET", initial_sync_path(0))
-        sem = asyncio.Semaphore(4)
-
-        async def touch(rid: str, i: int) -> None:
-            async with sem:
-                await owner.call("PUT", f"/rooms/{rid}/send/m.room.message/r{i}",
-                                 {"msgtype": "m.text", "body": f"round {i}"})
-
         cpus, walls = [], []
         for i in range(rounds):
-            await asyncio.gather(*(touch(rid, i) for rid in room_ids))
+            await message_every_room(owner, room_ids, f"r{i}")
             await asyncio.sleep(0.3)
             gc.collect()
             before = await _event_cache(s, server.url)

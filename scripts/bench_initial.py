@@ -65,21 +65,26 @@ async def _fill(owner: Client, member: Client, rooms: int, events: int, tag: str
     return list(await asyncio.gather(*(one(r) for r in range(rooms))))
 
 
+async def message_every_room(owner: Client, room_ids: list[str], txn: str) -> None:
+    """One message from `owner` into each room (four at a time), under transaction ID `txn`."""
+    sem = asyncio.Semaphore(4)
+
+    async def touch(rid: str) -> None:
+        async with sem:
+            await owner.call("PUT", f"/rooms/{rid}/send/m.room.message/{txn}",
+                             {"msgtype": "m.text", "body": f"change {txn}"})
+
+    await asyncio.gather(*(touch(rid) for rid in room_ids))
+
+
 async def _uncached_syncs(
     server: Server, owner: Client, client: Client, room_ids: list[str], tag: str
 ) -> tuple[float, float]:
     """Median wall time and mean server CPU (ms) of UNCACHED initial syncs, each after a
     message into every room (so no room's kept section is current)."""
-    sem = asyncio.Semaphore(4)
-
-    async def touch(rid: str, i: int) -> None:
-        async with sem:
-            await owner.call("PUT", f"/rooms/{rid}/send/m.room.message/{tag}u{i}",
-                             {"msgtype": "m.text", "body": f"change {i}"})
-
     times, cpus = [], []
     for i in range(UNCACHED):
-        await asyncio.gather(*(touch(rid, i) for rid in room_ids))
+        await message_every_room(owner, room_ids, f"{tag}u{i}")
         await asyncio.sleep(0.3)  # what the sends set off in the background settles first
         gc.collect()
         cpu0 = server.cpu()
