@@ -74,7 +74,6 @@ class MatrixRequestHandler(web.RequestHandler):
         resp.force_close()
         return resp
 
-
     async def finish_response(
         self, request: BaseRequest, resp: web.StreamResponse, start_time: float | None
     ) -> tuple[web.StreamResponse, bool]:
