@@ -145,8 +145,6 @@ def highlights(actions: Iterable[Action]) -> bool:
     return tweak(actions, "highlight") is True
 
 
-
-
 # --- the ruleset compiled: the one evaluator -----------------------------------------
 
 Matcher = Callable[[_Context], bool]
