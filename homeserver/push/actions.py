@@ -501,7 +501,7 @@ class PushActionsIndex:
             else:
                 name = self._names.get(member_nid) or None
                 actions = evaluate(
-                    await self.push_rules.ruleset_in(txn, user_id), shown, entry.joined_count, name, sender_level,
+                    await self.push_rules.compiled_in(txn, user_id), shown, entry.joined_count, name, sender_level,
                     levels_content,
                 )
             if notifies(actions):

@@ -1,7 +1,10 @@
 """Push rule evaluation: what a user's ruleset says about one event.
 
-`evaluate()` is a pure function of its arguments so /sync's unread counts
-(notify/highlight) and a future pusher can share it.
+A ruleset is compiled once (`CompiledRuleset`: each rule made a test of an event,
+the rules every user has in common sharing one) and then evaluated for many events
+(`evaluate`, a pure function of its arguments). There is no other evaluator: the
+event writer's push actions (homeserver/push/actions.py), which everything else
+reads (unread counts, /notifications, pushers), evaluate the compiled form.
 """
 
 from __future__ import annotations
@@ -9,11 +12,12 @@ from __future__ import annotations
 import functools
 import operator
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from homeserver.push.defaults import KINDS, LEGACY_MENTION_RULES, Action
-from homeserver.push.glob import contains_word, glob_matcher, glob_matches
+from homeserver.push.glob import contains_word, glob_matcher
 
 # Actions older specs defined; the spec says to ignore them, which we do by stripping.
 HISTORICAL_ACTIONS = frozenset({"dont_notify", "coalesce"})
@@ -47,16 +51,6 @@ def split_key(key: str) -> tuple[str, ...]:
 _ABSENT = object()
 
 
-def lookup(event: Mapping[str, Any], key: str) -> Any:
-    """The event property a dotted key names, or `_ABSENT` if any step is missing."""
-    value: Any = event
-    for part in split_key(key):
-        if not isinstance(value, Mapping) or part not in value:
-            return _ABSENT
-        value = value[part]
-    return value
-
-
 def is_scalar(value: Any) -> bool:
     """A non-compound canonical JSON value: string, bool, null or an integer in range."""
     if value is None or isinstance(value, (str, bool)):
@@ -88,11 +82,6 @@ def _member_count_test(spec: Any) -> tuple[Callable[[int, int], bool], int] | No
     if m is None:
         return None
     return _COMPARISONS[m.group(1) or "=="], int(m.group(2))
-
-
-def _member_count_matches(spec: Any, count: int) -> bool:
-    test = _member_count_test(spec)
-    return test is not None and test[0](count, test[1])
 
 
 def _as_level(value: Any) -> int | None:
@@ -134,112 +123,8 @@ def _body(event: Mapping[str, Any]) -> str | None:
     return body if isinstance(body, str) else None
 
 
-def condition_matches(cond: Mapping[str, Any], ctx: _Context) -> bool:
-    """One condition; unknown or malformed conditions never match (the spec's rule)."""
-    kind = cond.get("kind")
-    if kind == "event_match":
-        key, pattern = cond.get("key"), cond.get("pattern")
-        if not isinstance(key, str) or not isinstance(pattern, str):
-            return False
-        value = lookup(ctx.event, key)
-        if not isinstance(value, str):
-            return False
-        return glob_matches(pattern, value, word_boundaries=key == "content.body")
-    if kind == "event_property_is":
-        key = cond.get("key")
-        if not isinstance(key, str) or "value" not in cond:
-            return False
-        value = lookup(ctx.event, key)
-        return value is not _ABSENT and _same_scalar(value, cond["value"])
-    if kind == "event_property_contains":
-        key = cond.get("key")
-        if not isinstance(key, str) or "value" not in cond:
-            return False
-        value = lookup(ctx.event, key)
-        if not isinstance(value, list):
-            return False
-        wanted = cond["value"]
-        return any(_same_scalar(item, wanted) for item in value)
-    if kind == "contains_display_name":
-        name, body = ctx.display_name, _body(ctx.event)
-        if not name or body is None:
-            return False
-        return contains_word(body, name)
-    if kind == "room_member_count":
-        return _member_count_matches(cond.get("is"), ctx.member_count)
-    if kind == "sender_notification_permission":
-        key = cond.get("key")
-        if not isinstance(key, str):
-            return False
-        return ctx.sender_level >= notification_level(ctx.power_levels, key)
-    return False
-
-
-def _rule_matches(kind: str, rule: Mapping[str, Any], ctx: _Context) -> bool:
-    if kind in ("override", "underride"):
-        conditions = rule.get("conditions", [])
-        if not isinstance(conditions, list):
-            return False
-        return all(isinstance(c, Mapping) and condition_matches(c, ctx) for c in conditions)
-    if kind == "content":
-        pattern, body = rule.get("pattern"), _body(ctx.event)
-        return isinstance(pattern, str) and body is not None and glob_matches(pattern, body, word_boundaries=True)
-    if kind == "room":
-        return ctx.event.get("room_id") == rule.get("rule_id")
-    if kind == "sender":
-        return ctx.event.get("sender") == rule.get("rule_id")
-    return False
-
-
 def strip_historical(actions: Iterable[Action]) -> list[Action]:
     return [a for a in actions if not (isinstance(a, str) and a in HISTORICAL_ACTIONS)]
-
-
-def evaluate(
-    rules: Mapping[str, Sequence[Mapping[str, Any]]] | CompiledRuleset,
-    event: Mapping[str, Any],
-    room_member_count: int,
-    user_display_name: str | None,
-    sender_power_level: int,
-    power_levels_content: Mapping[str, Any] | None,
-) -> list[Action]:
-    """The actions of the first enabled rule that matches `event`, or [] if none does.
-
-    - rules: a ruleset as `PushRulesService.ruleset()` returns it (kind -> rules,
-      most important first); kinds are checked in the spec's order. Or the same
-      compiled (`CompiledRuleset`), for a ruleset evaluated for many events: the same
-      answer.
-    - event: the event as a dict (client or federation format): `type`, `content`,
-      `sender`, `room_id`, `state_key` are what the predefined rules read.
-    - room_member_count: joined members of the room now.
-    - user_display_name: the user's display name in that room (contains_display_name).
-    - sender_power_level: the sender's power level in the room.
-    - power_levels_content: the room's m.room.power_levels content (None if absent).
-
-    Historical actions (dont_notify, coalesce) are stripped, so a match that should
-    not notify returns []. The caller skips events the user sent themselves (the
-    spec forbids notifying for them). Use `notifies()` / `highlights()` on the result.
-    """
-    ctx = _Context(event, room_member_count, user_display_name, sender_power_level, power_levels_content)
-    content = event.get("content")
-    has_mentions = isinstance(content, Mapping) and "m.mentions" in content
-    if isinstance(rules, CompiledRuleset):
-        for legacy, matches, actions in rules.rules:
-            if has_mentions and legacy:
-                continue
-            if matches(ctx):
-                return list(actions)
-        return []
-    for kind in KINDS:
-        for rule in rules.get(kind, ()):
-            if not rule.get("enabled", True):
-                continue
-            if has_mentions and rule.get("default") and rule.get("rule_id") in LEGACY_MENTION_RULES:
-                continue
-            if _rule_matches(kind, rule, ctx):
-                actions = rule.get("actions", [])
-                return strip_historical(actions) if isinstance(actions, list) else []
-    return []
 
 
 def notifies(actions: Iterable[Action]) -> bool:
@@ -260,7 +145,7 @@ def highlights(actions: Iterable[Action]) -> bool:
     return tweak(actions, "highlight") is True
 
 
-# --- a ruleset compiled once, for a ruleset evaluated for every event ---
+# --- the ruleset compiled: the one evaluator -----------------------------------------
 
 Matcher = Callable[[_Context], bool]
 
@@ -269,9 +154,13 @@ def _never(ctx: _Context) -> bool:
     return False
 
 
+def _always(ctx: _Context) -> bool:
+    return True
+
+
 def _lookup_parts(event: Mapping[str, Any], parts: tuple[str, ...]) -> Any:
-    """`lookup` with the key already split; plain dicts (all events are) without the
-    abstract-class check."""
+    """The property a split key names, or `_ABSENT` if any step is missing; plain dicts
+    (all events are) without the abstract-class check."""
     value: Any = event
     for part in parts:
         if type(value) is not dict and not isinstance(value, Mapping):
@@ -282,8 +171,22 @@ def _lookup_parts(event: Mapping[str, Any], parts: tuple[str, ...]) -> Any:
     return value
 
 
+def lookup(event: Mapping[str, Any], key: str) -> Any:
+    """The event property a dotted key names, or `_ABSENT` if any step is missing."""
+    return _lookup_parts(event, split_key(key))
+
+
+def _contains_display_name(ctx: _Context) -> bool:
+    name = ctx.display_name
+    if not name:
+        return False
+    body = _body(ctx.event)
+    return body is not None and contains_word(body, name)
+
+
 def _compile_condition(cond: Any) -> Matcher:
-    """`condition_matches` for one condition, its checks of the rule itself done once."""
+    """One condition as a test of an event, its checks of the condition itself done
+    once; unknown or malformed conditions never match (the spec's rule)."""
     if not isinstance(cond, Mapping):
         return _never
     kind = cond.get("kind")
@@ -317,7 +220,7 @@ def _compile_condition(cond: Any) -> Matcher:
 
         return property_contains
     if kind == "contains_display_name":
-        return lambda ctx: condition_matches(cond, ctx)
+        return _contains_display_name
     if kind == "room_member_count":
         test = _member_count_test(cond.get("is"))
         if test is None:
@@ -332,38 +235,127 @@ def _compile_condition(cond: Any) -> Matcher:
     return _never
 
 
-def _compile_rule(kind: str, rule: Mapping[str, Any]) -> Matcher:
-    if kind in ("override", "underride"):
-        conditions = rule.get("conditions", [])
-        if not isinstance(conditions, list):
-            return _never
-        matchers = tuple(_compile_condition(c) for c in conditions)
-        if _never in matchers:
-            return _never
-        if len(matchers) == 1:
-            return matchers[0]
-        if len(matchers) == 2:
-            first, second = matchers
-            return lambda ctx: first(ctx) and second(ctx)
-        return lambda ctx: all(m(ctx) for m in matchers)
-    return lambda ctx: _rule_matches(kind, rule, ctx)
+def _compile_conditions(conditions: Any) -> Matcher:
+    """An override or underride rule: all of its conditions hold (none: always)."""
+    if not isinstance(conditions, list):
+        return _never
+    matchers = tuple(_compile_condition(c) for c in conditions)
+    if _never in matchers:
+        return _never
+    if not matchers:
+        return _always
+    if len(matchers) == 1:
+        return matchers[0]
+    if len(matchers) == 2:
+        first, second = matchers
+        return lambda ctx: first(ctx) and second(ctx)
+    return lambda ctx: all(m(ctx) for m in matchers)
+
+
+def _compile_pattern(pattern: Any) -> Matcher:
+    """A content rule: its glob found in the body at word boundaries."""
+    if not isinstance(pattern, str):
+        return _never
+    matches = glob_matcher(pattern, word_boundaries=True)
+
+    def content(ctx: _Context) -> bool:
+        body = _body(ctx.event)
+        return body is not None and matches(body)
+
+    return content
+
+
+def _compile_equal(field: str, rule_id: Any) -> Matcher:
+    """A room or sender rule: the event's `room_id` or `sender` is the rule's ID."""
+    if not isinstance(rule_id, str):
+        return _never
+    return lambda ctx: ctx.event.get(field) == rule_id
+
+
+# What a rule tests, by kind: (the rule's property it reads, its compiler).
+_COMPILERS: dict[str, tuple[str, Callable[[Any], Matcher]]] = {
+    "override": ("conditions", _compile_conditions),
+    "underride": ("conditions", _compile_conditions),
+    "content": ("pattern", _compile_pattern),
+    "room": ("rule_id", functools.partial(_compile_equal, "room_id")),
+    "sender": ("rule_id", functools.partial(_compile_equal, "sender")),
+}
+_SHARED_RULES = 4096
+_Compiled = tuple[bool, Matcher, tuple[Action, ...]]  # (legacy mention rule, matcher, actions)
+# (kind, repr of what the rule tests, legacy, repr of its actions) -> the rule compiled,
+# least recently used first: every user's copies of the same rule (most of the
+# server's defaults) share one. repr, unlike JSON, tells a tuple from a list and
+# True from 1, so equal keys stand for rules that answer alike.
+_shared: OrderedDict[tuple[str, str, bool, str], _Compiled] = OrderedDict()
+
+
+def _compile_rule(kind: str, rule: Mapping[str, Any]) -> _Compiled:
+    legacy = bool(rule.get("default") and rule.get("rule_id") in LEGACY_MENTION_RULES)
+    actions = rule.get("actions", [])
+    stripped = tuple(strip_historical(actions)) if isinstance(actions, list) else ()
+    prop, compile_part = _COMPILERS[kind]
+    part = rule.get(prop, []) if prop == "conditions" else rule.get(prop)
+    key = (kind, repr(part), legacy, repr(stripped))
+    compiled = _shared.get(key)
+    if compiled is not None:
+        _shared.move_to_end(key)
+        return compiled
+    compiled = _shared[key] = (legacy, compile_part(part), stripped)
+    if len(_shared) > _SHARED_RULES:
+        _shared.popitem(last=False)
+    return compiled
 
 
 class CompiledRuleset:
-    """A ruleset made ready for evaluating many events (`evaluate`): the
-    disabled rules left out, each rule's conditions checked for their shape and their
-    keys split once. For a ruleset that does not change while it is used (the server's
-    defaults, which every send evaluates once)."""
+    """A ruleset (kind -> rules, most important first, as `PushRulesService.ruleset()`
+    returns it) made ready for evaluating many events: the disabled rules left out,
+    each rule's conditions checked for their shape and their keys split once, the
+    rules in the spec's order (override, content, room, sender, underride). Built from
+    a ruleset that does not change while it is used: the push rules service keeps
+    one per user and drops it on any change of their rules. Compiled rules are shared
+    between users (`_shared`): one of a user who keeps the defaults is a tuple of
+    references, of which only the three rules naming the user are theirs alone."""
+
+    __slots__ = ("rules",)
 
     def __init__(self, rules: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
-        # (skipped when the content has m.mentions, matcher, actions), in evaluation order
-        self.rules: list[tuple[bool, Matcher, list[Action]]] = []
-        for kind in KINDS:
-            for rule in rules.get(kind, ()):
-                if not rule.get("enabled", True):
-                    continue
-                legacy = bool(rule.get("default") and rule.get("rule_id") in LEGACY_MENTION_RULES)
-                actions = rule.get("actions", [])
-                stripped = strip_historical(actions) if isinstance(actions, list) else []
-                self.rules.append((legacy, _compile_rule(kind, rule), stripped))
+        self.rules: tuple[_Compiled, ...] = tuple(
+            _compile_rule(kind, rule)
+            for kind in KINDS if kind in _COMPILERS
+            for rule in rules.get(kind, ()) if rule.get("enabled", True)
+        )
 
+
+def evaluate(
+    rules: CompiledRuleset,
+    event: Mapping[str, Any],
+    room_member_count: int,
+    user_display_name: str | None,
+    sender_power_level: int,
+    power_levels_content: Mapping[str, Any] | None,
+) -> list[Action]:
+    """The actions of the first enabled rule that matches `event`, or [] if none does.
+
+    - rules: the user's ruleset compiled (`CompiledRuleset`; the push rules service's
+      `compiled_in` keeps them).
+    - event: the event as a dict (client or federation format): `type`, `content`,
+      `sender`, `room_id`, `state_key` are what the predefined rules read.
+    - room_member_count: joined members of the room now.
+    - user_display_name: the user's display name in that room (contains_display_name).
+    - sender_power_level: the sender's power level in the room.
+    - power_levels_content: the room's m.room.power_levels content (None if absent).
+
+    Historical actions (dont_notify, coalesce) are stripped, so a match that should
+    not notify returns []. The legacy mention rules are skipped for content with
+    `m.mentions`. The caller skips events the user sent themselves (the spec forbids
+    notifying for them). Use `notifies()` / `highlights()` on the result.
+    """
+    ctx = _Context(event, room_member_count, user_display_name, sender_power_level, power_levels_content)
+    content = event.get("content")
+    has_mentions = isinstance(content, Mapping) and "m.mentions" in content
+    for legacy, matches, actions in rules.rules:
+        if has_mentions and legacy:
+            continue
+        if matches(ctx):
+            return list(actions)
+    return []

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param, not_found
 from homeserver.push.defaults import DEFAULT_RULE_KINDS, KINDS, Action, Rule, Ruleset, build_ruleset
-from homeserver.push.evaluator import HISTORICAL_ACTIONS, MEMBER_COUNT, is_scalar
+from homeserver.push.evaluator import HISTORICAL_ACTIONS, MEMBER_COUNT, CompiledRuleset, is_scalar
 from homeserver.records.push_rules import DefaultRuleChange, UserRule
 from homeserver.storage.database import Txn
 from homeserver.storage.push_rules import AnchorNotFoundError, PushRuleStore
@@ -75,7 +75,18 @@ def check_kind(kind: str) -> None:
         raise invalid_param(f"Unknown push rule kind {kind!r}; expected one of {', '.join(KINDS)}")
 
 
-_CACHE_SIZE = 10_000
+_CACHE_SIZE = 10_000  # users whose ruleset (and its compiled form, once asked for) is kept
+
+
+class _Cached:
+    """A user's ruleset and, once evaluated, its compiled form (most of whose rules
+    are matchers shared with every other user's, homeserver/push/evaluator.py)."""
+
+    __slots__ = ("ruleset", "compiled")
+
+    def __init__(self, ruleset: Ruleset) -> None:
+        self.ruleset = ruleset
+        self.compiled: CompiledRuleset | None = None
 
 
 class GlobalAccountData(Protocol):
@@ -93,8 +104,10 @@ class UserWaker(Protocol):
 class PushRulesService:
     """Stores each user's rules and serves merged rulesets.
 
-    Rulesets are cached per user (this process is the only writer, so invalidating
-    on write keeps the cache exact); /sync will ask for them on every unread count.
+    Rulesets are cached per user, with their compiled form for the event writer
+    (this process is the only writer, so dropping a user's entry on any change of
+    their rules keeps the cache exact: the next event is evaluated against the
+    change); at most `_CACHE_SIZE` users, least recently used dropped first.
     Each user's changes are serialised so the m.push_rules account data written
     after a change is never overtaken by the one written after an earlier change.
     """
@@ -103,7 +116,7 @@ class PushRulesService:
         self.store = store
         self._account_data = account_data
         self._waker = waker
-        self._cache: OrderedDict[str, Ruleset] = OrderedDict()
+        self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._writes = 0  # bumped around every write: a load that raced one is not cached
         self._user_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         # Users whose ruleset may differ from the server's defaults: loaded once, plus
@@ -121,12 +134,16 @@ class PushRulesService:
 
     async def ruleset(self, user_id: str) -> Ruleset:
         """The user's ruleset in evaluation order. Shared with the cache: do not mutate."""
-        return await self._ruleset(user_id, lambda: self.store.load(user_id))
+        return (await self._cached(user_id, lambda: self.store.load(user_id))).ruleset
 
-    async def ruleset_in(self, txn: Txn, user_id: str) -> Ruleset:
-        """`ruleset` for code inside a write transaction, which may only read through its
-        own `txn` (the event writer's push actions); shares the cache."""
-        return await self._ruleset(user_id, lambda: PushRuleStore.load_in(txn, user_id))
+    async def compiled_in(self, txn: Txn, user_id: str) -> CompiledRuleset:
+        """The user's ruleset compiled for `evaluate`, for code inside a write
+        transaction, which may only read through its own `txn` (the event writer's
+        push actions); compiled on first need and kept with the cached ruleset."""
+        cached = await self._cached(user_id, lambda: PushRuleStore.load_in(txn, user_id))
+        if cached.compiled is None:
+            cached.compiled = CompiledRuleset(cached.ruleset)
+        return cached.compiled
 
     async def customised_in(self, txn: Txn) -> tuple[AbstractSet[str], ...]:
         """The users whose ruleset may be other than the server's defaults for them
@@ -137,21 +154,21 @@ class PushRulesService:
             self._customised = await PushRuleStore.users_with_rules_in(txn)
         return self._customised, self._touched
 
-    async def _ruleset(
+    async def _cached(
         self, user_id: str, load: Callable[[], Awaitable[tuple[list[UserRule], dict[str, DefaultRuleChange]]]]
-    ) -> Ruleset:
+    ) -> _Cached:
         cached = self._cache.get(user_id)
         if cached is not None:
             self._cache.move_to_end(user_id)
             return cached
         writes = self._writes
         rules, changes = await load()
-        ruleset = build_ruleset(user_id, rules, changes)
+        cached = _Cached(build_ruleset(user_id, rules, changes))
         if writes == self._writes:
-            self._cache[user_id] = ruleset
+            self._cache[user_id] = cached
             if len(self._cache) > _CACHE_SIZE:
                 self._cache.popitem(last=False)
-        return ruleset
+        return cached
 
     async def account_data_content(self, user_id: str) -> dict[str, Any]:
         """The content of the user's m.push_rules account data event."""

@@ -176,6 +176,51 @@ async def test_defaults_evaluated_once_match_each_users_own_evaluation(db_api: A
     assert await _notified(api, await send(api, room, alice, "back")) == {**without_bob, uid("erin"): 0}
 
 
+async def test_a_rule_change_is_seen_by_the_next_event(db_api: Api) -> None:
+    """The writer evaluates each user's compiled ruleset, kept by the push rules
+    service: every kind of change to the user's rules (a rule put, its actions or
+    enabled flag changed, deleted; a server default's enabled flag or actions
+    changed) drops it, so the very next event is evaluated against the change."""
+    api = db_api
+    room, alice, bob, _carol = await _room_of_three(api)
+    bob_id, carol_id = uid("bob"), uid("carol")
+    rules = api.hs.push_rules
+
+    async def notified(body: str) -> dict[str, int]:
+        return await _notified(api, await send(api, room, alice, body))
+
+    mute = "pushrules/global/override/mute"
+    await api.put(mute, {"conditions": [{"kind": "event_match", "key": "content.body", "pattern": "quiet"}],
+                         "actions": []}, token=bob)
+    assert await notified("hello") == {bob_id: 0, carol_id: 0}
+    compiled = rules._cache[bob_id].compiled
+    assert compiled is not None  # evaluated through the kept compiled ruleset
+    assert await notified("quiet please") == {carol_id: 0}
+    assert rules._cache[bob_id].compiled is compiled  # kept between events
+
+    await api.put(f"{mute}/actions", {"actions": ["notify", {"set_tweak": "highlight"}]}, token=bob)
+    assert await notified("quiet now") == {bob_id: 1, carol_id: 0}
+    await api.put(f"{mute}/enabled", {"enabled": False}, token=bob)
+    assert await notified("quiet again") == {bob_id: 0, carol_id: 0}
+    await api.put(f"{mute}/enabled", {"enabled": True}, token=bob)
+    assert await notified("quiet once more") == {bob_id: 1, carol_id: 0}
+    await api.request("DELETE", mute, token=bob)
+    assert await notified("quiet at last") == {bob_id: 0, carol_id: 0}
+
+    # The server's defaults: .m.rule.message disabled, then its actions changed.
+    await api.put("pushrules/global/underride/.m.rule.message/enabled", {"enabled": False}, token=bob)
+    assert await notified("plain") == {carol_id: 0}
+    await api.put("pushrules/global/underride/.m.rule.message/enabled", {"enabled": True}, token=bob)
+    assert await notified("plain again") == {bob_id: 0, carol_id: 0}
+    await api.put("pushrules/global/underride/.m.rule.message/actions",
+                  {"actions": ["notify", {"set_tweak": "highlight"}]}, token=bob)
+    assert await notified("plain, loud") == {bob_id: 1, carol_id: 0}
+
+    # A content rule put before the next event.
+    await api.put("pushrules/global/content/hush", {"pattern": "loud", "actions": []}, token=bob)
+    assert await notified("too loud") == {carol_id: 0}
+
+
 async def test_names_of_members_who_join_or_leave_after_a_message(db_api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     """The members a message may name are looked up in an index kept with the room's
     members (push/actions.py `_NameIndex`), patched by each membership change: a
