@@ -3,6 +3,7 @@ built once at startup and handed to every part that needs it."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from homeserver.admin.users import UserAdmin
 from homeserver.analytics.service import Analytics
 from homeserver.api.http import HS_KEY, X_FORWARDED_KEY, serve_matrix
 from homeserver.audit import AuditLog
+from homeserver.background import cancel_and_wait
 from homeserver.clock import Clock
 from homeserver.config import UNSERVED_RESOURCES, Config, ListenerConfig
 from homeserver.e2ee.cross_signing import CrossSigningService
@@ -56,10 +58,7 @@ from homeserver.federation.state_fetch import StateFetcher
 from homeserver.federation.timestamps import TimestampLookup
 from homeserver.filters.service import FilterService
 from homeserver.identifiers import LocalServer
-from homeserver.media.fetch import UrlFetcher
-from homeserver.media.remote import FederatedRemoteMedia
-from homeserver.media.repository import MediaRepository
-from homeserver.media.storage_provider import LocalFilesystemProvider
+from homeserver.media.upkeep import run_upkeep
 from homeserver.memory import HeapTrimmer
 from homeserver.metrics import Metrics
 from homeserver.partners.directory import PartnerDirectory
@@ -117,7 +116,6 @@ from homeserver.storage.federation_outbox import FederationOutboxStore
 from homeserver.storage.filters import FilterStore
 from homeserver.storage.key_backup import KeyBackupStore
 from homeserver.storage.login_tokens import LoginTokenStore
-from homeserver.storage.media import MediaStore
 from homeserver.storage.migrations import migrate
 from homeserver.storage.organization import OrganizationStore
 from homeserver.storage.partner_directory import PartnerDirectoryStore, PublicationStore
@@ -157,7 +155,10 @@ from homeserver.user_directory.service import UserDirectory
 from homeserver.voip import TurnService
 
 if TYPE_CHECKING:  # built when first used (see the properties)
+    from homeserver.media.fetch import UrlFetcher
     from homeserver.media.preview import UrlPreviewer
+    from homeserver.media.remote import FederatedRemoteMedia
+    from homeserver.media.repository import MediaRepository
     from homeserver.search.service import SearchService
     from homeserver.sync.sliding.service import SlidingSyncService
 
@@ -686,23 +687,11 @@ class HomeServer:
             config=config.partner_directory, server_name=config.server_name,
             directory=self.partner_directory, client=self.federation_client,
         )
-        # The media repository: files under <data_dir>/media, metadata in the database.
-        self.media = MediaRepository(
-            server_name=config.server_name, store=MediaStore(self.db),
-            storage=LocalFilesystemProvider(config.resolve_path("media")),
-            config=config.media, clock=self.clock,
-        )
-        self.room_admin.before_purge.append(self.media.purge_room_media)
-        self.user_admin.on_erase.append(self.media.delete_user_media)
-        # Plain fetches of URLs others chose (a remote media Location, URL previews),
-        # through the outbound guard; other servers' media over federation into the cache.
-        self.url_fetcher = UrlFetcher(self.outbound_guard, self._web_ssl_context())
-        self.remote_media = FederatedRemoteMedia(
-            repository=self.media, client=self.federation_client, fetcher=self.url_fetcher,
-            server_allowed=self.federation_policy.server_allowed,
-        )
-        self.media.set_remote(self.remote_media)
-        self.url_previewer = self._make_url_previewer()  # None: previews are off
+        # The media repository is built at its first use (`media`); purges and erasures
+        # reach it through these, building it if they come first.
+        self.room_admin.before_purge.append(lambda room_id: self.media.purge_room_media(room_id))
+        self.user_admin.on_erase.append(lambda user_id: self.media.delete_user_media(user_id))
+        self._media_upkeep: asyncio.Task[None] | None = None  # started with the server
         self._runners: list[web.AppRunner] = []
         self.bound: list[tuple[ListenerConfig, str, int]] = []
 
@@ -723,6 +712,64 @@ class HomeServer:
         from homeserver.search.service import SearchService
 
         return SearchService(**self._search_parts)
+
+    @cached_property
+    def _media(self) -> tuple[MediaRepository, FederatedRemoteMedia, UrlFetcher]:
+        """The media repository (files under <data_dir>/media, metadata in the database),
+        other servers' media fetched over federation into its cache, and the plain
+        fetcher of URLs others chose (a remote media Location, URL previews) through the
+        outbound guard: built together at the first media request, purge, erasure or
+        cleanup (`_media_upkeep`). Their modules are some 0.3 MB resident that a server
+        whose users send no files never needed."""
+        from homeserver.media.fetch import UrlFetcher
+        from homeserver.media.remote import FederatedRemoteMedia
+        from homeserver.media.repository import MediaRepository
+        from homeserver.media.storage_provider import LocalFilesystemProvider
+        from homeserver.storage.media import MediaStore
+
+        media = MediaRepository(
+            server_name=self.config.server_name, store=MediaStore(self.db),
+            storage=LocalFilesystemProvider(self.config.resolve_path("media")),
+            config=self.config.media, clock=self.clock,
+        )
+        fetcher = UrlFetcher(self.outbound_guard, self._web_ssl_context())
+        remote = FederatedRemoteMedia(
+            repository=media, client=self.federation_client, fetcher=fetcher,
+            server_allowed=self.federation_policy.server_allowed,
+        )
+        media.set_remote(remote)
+        return media, remote, fetcher
+
+    @property
+    def media(self) -> MediaRepository:
+        return self._media[0]
+
+    @property
+    def remote_media(self) -> FederatedRemoteMedia:
+        return self._media[1]
+
+    @cached_property
+    def url_previewer(self) -> UrlPreviewer | None:
+        """GET /preview_url (None: previews are off; their HTML parser is never imported)."""
+        cfg = self.config.media.url_preview
+        if not cfg.enabled:
+            return None
+        from homeserver.media.preview import PreviewSettings, UrlPreviewer
+
+        settings = PreviewSettings(
+            max_page_bytes=cfg.max_page_bytes, max_image_bytes=cfg.max_image_bytes,
+            timeout_s=cfg.timeout_s, max_redirects=cfg.max_redirects,
+            cache_ttl_ms=cfg.cache_ttl_s * 1000, cache_entries=cfg.cache_entries,
+        )
+        return UrlPreviewer(
+            settings=settings, fetcher=self._media[2], store_image=self.media.upload,
+            now_ms=self.clock.time_ms,
+        )
+
+    async def _flush_media_accesses(self) -> None:
+        """Recorded downloads, written in batches; a repository never built has none."""
+        if "_media" in self.__dict__:
+            await self.media.flush_accesses()
 
     async def _joined_members(self, room: RoomRecord) -> list[str]:
         """The user IDs joined to a room (local and remote)."""
@@ -748,23 +795,6 @@ class HomeServer:
                 ca_bundle_path=self.config.resolve_path(bundle) if bundle else None
             )
         return self._verifying_ssl_context
-
-    def _make_url_previewer(self) -> UrlPreviewer | None:
-        cfg = self.config.media.url_preview
-        if not cfg.enabled:
-            return None
-        # Imported only when previews are on (an idle server without them has no HTML parser).
-        from homeserver.media.preview import PreviewSettings, UrlPreviewer
-
-        settings = PreviewSettings(
-            max_page_bytes=cfg.max_page_bytes, max_image_bytes=cfg.max_image_bytes,
-            timeout_s=cfg.timeout_s, max_redirects=cfg.max_redirects,
-            cache_ttl_ms=cfg.cache_ttl_s * 1000, cache_entries=cfg.cache_entries,
-        )
-        return UrlPreviewer(
-            settings=settings, fetcher=self.url_fetcher, store_image=self.media.upload,
-            now_ms=self.clock.time_ms,
-        )
 
     def _make_federation_client(self) -> FederationClient | None:
         """The outbound client (None when federation is off): TLS trust, static
@@ -799,7 +829,11 @@ class HomeServer:
             await self.partner_directory.start()
             await self.organization.start()  # before the publisher publishes it
             await self.partner_directory_publisher.start()  # needs partners for publish_partners
-            await self.media.start()  # the periodic cleanup of expired and old media
+            # The periodic cleanup of expired and old media, from now, built or not.
+            self._media_upkeep = asyncio.create_task(run_upkeep(
+                self.config.media.cleanup_interval_s, self._flush_media_accesses,
+                lambda: self.media.cleanup_once(),
+            ))
             await self.push_delivery.start()  # resumes queues left from before a restart
             if self.email_notifier is not None:
                 self.email_notifier.start()  # mails what is still unread after the delay
@@ -827,8 +861,11 @@ class HomeServer:
             await self.federation_client.close()
         await self.presence.flush()  # batched presence writes, before the database closes
         await self.auth.flush_seen()  # devices' last use
-        await self.media.stop()  # thumbnailing in flight, recorded accesses
-        await self.url_fetcher.close()
+        await cancel_and_wait(self._media_upkeep)
+        self._media_upkeep = None
+        if "_media" in self.__dict__:  # built by a request, a purge or a cleanup
+            await self.media.stop()  # thumbnailing in flight, recorded accesses
+            await self._media[2].close()
         await self.federation_policy.flush()  # refusal audit records
         await self.user_directory.settle()  # index updates under way
         await self.remote_keys.drain()  # device lists being dropped

@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parents[2]
 LAZY = ["PIL", "jinja2", "aiosmtplib", "asyncpg", "dns", "cryptography", "signedjson", "importlib.metadata",
         # Our own seldom-used services, built at their first request (HomeServer's properties)
         # or, for URL previews, only when turned on: about 0.3 MB resident each.
-        "homeserver.sync.sliding.service", "homeserver.search.service", "homeserver.media.preview"]
+        "homeserver.sync.sliding.service", "homeserver.search.service", "homeserver.media.preview",
+        "homeserver.media.repository", "homeserver.media.remote", "homeserver.media.fetch"]
 
 _SCRIPT = """
 import asyncio, json, sys
