@@ -36,7 +36,6 @@ from homeserver.config import UNSERVED_RESOURCES, Config, ListenerConfig
 from homeserver.e2ee.cross_signing import CrossSigningService
 from homeserver.e2ee.device_lists import DeviceLists
 from homeserver.e2ee.edus import DeviceListUpdateEdu, DirectToDeviceEdu, SigningKeyUpdateEdu
-from homeserver.e2ee.key_backup import KeyBackupService
 from homeserver.e2ee.keys import KeysService
 from homeserver.e2ee.remote_keys import RemoteKeys
 from homeserver.e2ee.to_device import ToDeviceService
@@ -55,7 +54,6 @@ from homeserver.federation.queries import RemoteProfiles
 from homeserver.federation.reads import FederationReads
 from homeserver.federation.sender import FederationSender
 from homeserver.federation.state_fetch import StateFetcher
-from homeserver.federation.timestamps import TimestampLookup
 from homeserver.filters.service import FilterService
 from homeserver.identifiers import LocalServer
 from homeserver.media.upkeep import run_upkeep
@@ -63,7 +61,6 @@ from homeserver.memory import HeapTrimmer
 from homeserver.metrics import Metrics
 from homeserver.partners.directory import PartnerDirectory
 from homeserver.partners.directory_publisher import DirectoryPublisher
-from homeserver.partners.directory_search import DirectorySearch
 from homeserver.partners.notices import SYSTEM_LOCALPART, ServerNotices
 from homeserver.partners.organization import OrganizationProfile
 from homeserver.partners.partnerships import Partnerships
@@ -71,22 +68,18 @@ from homeserver.partners.policy import FederationPolicy
 from homeserver.presence import PresenceEdu, PresenceService, presence_enabled
 from homeserver.push.actions import PushActionsIndex
 from homeserver.push.delivery import PushDelivery
-from homeserver.push.inbox import NotificationInbox
 from homeserver.push.pushers import PusherService
 from homeserver.push.service import PushRulesService
 from homeserver.ratelimit import RateLimiter
 from homeserver.receipts import ReceiptEdu, ReceiptService
 from homeserver.records.rooms import RoomRecord
 from homeserver.relations.service import RelationsService
-from homeserver.reports import ReportService
 from homeserver.rooms.activity import RoomActivity
 from homeserver.rooms.aliases import AliasService, DirectoryRights
 from homeserver.rooms.creation import RoomCreator
 from homeserver.rooms.heads import RoomHeads
-from homeserver.rooms.hierarchy import SpaceHierarchy
 from homeserver.rooms.history import RoomHistory
 from homeserver.rooms.membership import MembershipService
-from homeserver.rooms.mutual_rooms import MutualRooms
 from homeserver.rooms.persist import EventPersister
 from homeserver.rooms.public_rooms import PublicRoomsService
 from homeserver.rooms.received import ReceivedEvents
@@ -94,7 +87,6 @@ from homeserver.rooms.recent import RecentEvents
 from homeserver.rooms.servers import RoomServers
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.state_reader import RoomStateReader, StateResolver
-from homeserver.rooms.summary import RoomSummaries
 from homeserver.rooms.upgrade import RoomUpgradeService
 from homeserver.rooms.visibility import VisibilityService
 from homeserver.search.index import SearchIndex
@@ -110,11 +102,9 @@ from homeserver.storage.device_list_federation import AnnouncedDeviceStore, Remo
 from homeserver.storage.device_lists import DeviceListStore
 from homeserver.storage.devices import DeviceStore
 from homeserver.storage.e2ee_keys import E2eeKeyStore
-from homeserver.storage.event_reports import EventReportStore
 from homeserver.storage.events import EventPositions, EventStore
 from homeserver.storage.federation_outbox import FederationOutboxStore
 from homeserver.storage.filters import FilterStore
-from homeserver.storage.key_backup import KeyBackupStore
 from homeserver.storage.login_tokens import LoginTokenStore
 from homeserver.storage.migrations import migrate
 from homeserver.storage.organization import OrganizationStore
@@ -155,10 +145,18 @@ from homeserver.user_directory.service import UserDirectory
 from homeserver.voip import TurnService
 
 if TYPE_CHECKING:  # built when first used (see the properties)
+    from homeserver.e2ee.key_backup import KeyBackupService
+    from homeserver.federation.timestamps import TimestampLookup
     from homeserver.media.fetch import UrlFetcher
     from homeserver.media.preview import UrlPreviewer
     from homeserver.media.remote import FederatedRemoteMedia
     from homeserver.media.repository import MediaRepository
+    from homeserver.partners.directory_search import DirectorySearch
+    from homeserver.push.inbox import NotificationInbox
+    from homeserver.reports import ReportService
+    from homeserver.rooms.hierarchy import SpaceHierarchy
+    from homeserver.rooms.mutual_rooms import MutualRooms
+    from homeserver.rooms.summary import RoomSummaries
     from homeserver.search.service import SearchService
     from homeserver.sync.sliding.service import SlidingSyncService
 
@@ -180,7 +178,6 @@ class HomeServer:
         self.devices = DeviceStore(self.db)
         self.registration_tokens = RegistrationTokenStore(self.db)
         self.audit = AuditLog(AuditStore(self.db), self.clock)
-        self.event_reports = EventReportStore(self.db)
         self.uia_store = UiaStore(self.db)
         self.room_store = RoomStore(self.db)
         self.event_store = EventStore(self.db, cache_bytes=config.database.event_cache_mb << 20)
@@ -319,7 +316,6 @@ class HomeServer:
         )
         self.account_data = AccountDataService(AccountDataStore(self.db))
         self.tags = TagService(self.account_data)  # room tags, as m.tag room account data
-        self.key_backup = KeyBackupService(store=KeyBackupStore(self.db))  # server-side room key backups
         self.membership = MembershipService(
             local=self.local_server, federation_enabled=config.federation.enabled,
             allow_destination=self.federation_policy.allow_destination, users=self.users,
@@ -346,11 +342,6 @@ class HomeServer:
         )
         self.event_persister.indexes.append(self.relations.index)  # kept in each event's write
         self.metrics.caches["related_targets"] = self.relations.targets.stats
-        self.reports = ReportService(
-            store=self.event_reports, rooms=self.room_store, events=self.event_store,
-            room_service=self.room_service, visibility=self.visibility, audit=self.audit,
-            clock=self.clock, users=self.users, server_name=config.server_name,
-        )
         self.directory_rights = DirectoryRights(self.users, self.room_store, self.room_service)
         self.aliases = AliasService(
             local=self.local_server,
@@ -561,11 +552,6 @@ class HomeServer:
             events=self.event_store, store=BackfillStore(self.db), room_service=self.room_service,
             room_servers=self.room_servers, state_fetcher=self.state_fetcher, clock=self.clock,
         )
-        self.timestamp_lookup = TimestampLookup(  # /timestamp_to_event, ours and other servers'
-            client=self.federation_client, gate=self.server_gate, events=self.event_store,
-            room_service=self.room_service, room_servers=self.room_servers, state_fetcher=self.state_fetcher,
-            backfill=self.room_backfill,
-        )
         self.federated_invites = FederatedInvites(
             server_name=config.server_name, signing_key=self.signing_key, client=self.federation_client,
             keyring=self.keyring, checks=self.pdu_checks, received=self.received_events,
@@ -589,10 +575,6 @@ class HomeServer:
         self.room_history = RoomHistory(  # clients' reads of timelines and state, backfilling
             room_service=self.room_service, events=self.event_store, state=self.state_store,
             backfill=self.room_backfill, clock=self.clock, bundler=self.relations,
-        )
-        self.notification_inbox = NotificationInbox(  # GET /notifications over the stored push actions
-            store=self.push_actions.store, rooms=self.room_store, events=self.event_store,
-            history=self.room_history, receipts=self.receipts,
         )
         self.legacy_events = LegacyEventStream(  # GET /events (deprecated), peeks included
             rooms=self.room_service, access=self.visibility, history=self.room_history, notifier=self.notifier,
@@ -631,15 +613,6 @@ class HomeServer:
             federation_client=self.federation_client,
             clock=self.clock,
         )
-        self.space_hierarchy = SpaceHierarchy(  # spaces: local rooms, via servers' answers cached
-            server_name=config.server_name, rooms=self.room_store, room_service=self.room_service,
-            gate=self.server_gate, client=self.federation_client, clock=self.clock,
-        )
-        self.room_summaries = RoomSummaries(  # room previews: the hierarchy's summaries, for who may see them
-            room_service=self.room_service, aliases=self.aliases, source=self.space_hierarchy,
-            servers=self.membership,
-        )
-        self.mutual_rooms = MutualRooms(room_service=self.room_service, clock=self.clock)
         acl_allows = self.server_gate.acl_allows
         is_mine = self.local_server.is_mine
         for edu in (
@@ -683,10 +656,6 @@ class HomeServer:
             store=OrganizationStore(self.db), seed=config.organization, clock=self.clock, audit=self.audit,
         )
         self.organization.listeners += [self.partner_directory_publisher.set_organization, self.partners.set_organization]
-        self.partner_directory_search = DirectorySearch(
-            config=config.partner_directory, server_name=config.server_name,
-            directory=self.partner_directory, client=self.federation_client,
-        )
         # The media repository is built at its first use (`media`); purges and erasures
         # reach it through these, building it if they come first.
         self.room_admin.before_purge.append(lambda room_id: self.media.purge_room_media(room_id))
@@ -712,6 +681,84 @@ class HomeServer:
         from homeserver.search.service import SearchService
 
         return SearchService(**self._search_parts)
+
+    @cached_property
+    def reports(self) -> ReportService:
+        """Event, room and user reports, and the admin API's reading of them."""
+        from homeserver.reports import ReportService
+        from homeserver.storage.event_reports import EventReportStore
+
+        return ReportService(
+            store=EventReportStore(self.db), rooms=self.room_store, events=self.event_store,
+            room_service=self.room_service, visibility=self.visibility, audit=self.audit,
+            clock=self.clock, users=self.users, server_name=self.config.server_name,
+        )
+
+    @cached_property
+    def key_backup(self) -> KeyBackupService:
+        """Server-side room key backups (/room_keys)."""
+        from homeserver.e2ee.key_backup import KeyBackupService
+        from homeserver.storage.key_backup import KeyBackupStore
+
+        return KeyBackupService(store=KeyBackupStore(self.db))
+
+    @cached_property
+    def timestamp_lookup(self) -> TimestampLookup:
+        """/timestamp_to_event, ours and other servers'."""
+        from homeserver.federation.timestamps import TimestampLookup
+
+        return TimestampLookup(
+            client=self.federation_client, gate=self.server_gate, events=self.event_store,
+            room_service=self.room_service, room_servers=self.room_servers, state_fetcher=self.state_fetcher,
+            backfill=self.room_backfill,
+        )
+
+    @cached_property
+    def notification_inbox(self) -> NotificationInbox:
+        """GET /notifications over the stored push actions."""
+        from homeserver.push.inbox import NotificationInbox
+
+        return NotificationInbox(
+            store=self.push_actions.store, rooms=self.room_store, events=self.event_store,
+            history=self.room_history, receipts=self.receipts,
+        )
+
+    @cached_property
+    def space_hierarchy(self) -> SpaceHierarchy:
+        """Spaces: local rooms, and via servers' answers, cached briefly once asked."""
+        from homeserver.rooms.hierarchy import SpaceHierarchy
+
+        return SpaceHierarchy(
+            server_name=self.config.server_name, rooms=self.room_store, room_service=self.room_service,
+            gate=self.server_gate, client=self.federation_client, clock=self.clock,
+        )
+
+    @cached_property
+    def room_summaries(self) -> RoomSummaries:
+        """Room previews: the hierarchy's summaries, for who may see them."""
+        from homeserver.rooms.summary import RoomSummaries
+
+        return RoomSummaries(
+            room_service=self.room_service, aliases=self.aliases, source=self.space_hierarchy,
+            servers=self.membership,
+        )
+
+    @cached_property
+    def mutual_rooms(self) -> MutualRooms:
+        """The rooms two users share (MSC2666)."""
+        from homeserver.rooms.mutual_rooms import MutualRooms
+
+        return MutualRooms(room_service=self.room_service, clock=self.clock)
+
+    @cached_property
+    def partner_directory_search(self) -> DirectorySearch:
+        """Our users' searches of the partner directories we follow."""
+        from homeserver.partners.directory_search import DirectorySearch
+
+        return DirectorySearch(
+            config=self.config.partner_directory, server_name=self.config.server_name,
+            directory=self.partner_directory, client=self.federation_client,
+        )
 
     @cached_property
     def _media(self) -> tuple[MediaRepository, FederatedRemoteMedia, UrlFetcher]:
