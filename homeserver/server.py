@@ -39,8 +39,6 @@ from homeserver.e2ee.edus import DeviceListUpdateEdu, DirectToDeviceEdu, Signing
 from homeserver.e2ee.keys import KeysService
 from homeserver.e2ee.remote_keys import RemoteKeys
 from homeserver.e2ee.to_device import ToDeviceService
-from homeserver.email.mailer import Mailer
-from homeserver.email.notifier import EmailNotifier
 from homeserver.email.threepids import EMAIL, ThreepidService
 from homeserver.federation.access import ServerGate
 from homeserver.federation.backfill import RoomBackfill
@@ -144,8 +142,10 @@ from homeserver.typing import TypingEdu, TypingService
 from homeserver.user_directory.service import UserDirectory
 from homeserver.voip import TurnService
 
-if TYPE_CHECKING:  # built when first used (see the properties)
+if TYPE_CHECKING:  # built when first used (see the properties), or when configured
     from homeserver.e2ee.key_backup import KeyBackupService
+    from homeserver.email.mailer import Mailer
+    from homeserver.email.notifier import EmailNotifier
     from homeserver.federation.timestamps import TimestampLookup
     from homeserver.media.fetch import UrlFetcher
     from homeserver.media.preview import UrlPreviewer
@@ -433,7 +433,9 @@ class HomeServer:
         # E-mail (off unless configured): addresses on accounts, e-mail pushers.
         threepid_store = ThreepidStore(self.db)
         self.mailer: Mailer | None = None
-        if config.email.enabled:
+        if config.email.enabled:  # their modules are imported only then
+            from homeserver.email.mailer import Mailer
+
             template_dir = config.email.template_dir
             ca_file = config.email.smtp_ca_file
             self.mailer = Mailer(config.email, config.resolve_path(template_dir) if template_dir else None,
@@ -466,6 +468,8 @@ class HomeServer:
         self.receipts.on_change.append(self.push_delivery.receipt_moved)
         self.email_notifier: EmailNotifier | None = None
         if self.mailer is not None:
+            from homeserver.email.notifier import EmailNotifier
+
             self.email_notifier = EmailNotifier(
                 config=config.email, mailer=self.mailer, pushers=pusher_store, actions=self.push_actions.store,
                 events=self.event_store, rooms=self.room_store, room_service=self.room_service,

@@ -26,7 +26,9 @@ LAZY = ["PIL", "jinja2", "aiosmtplib", "asyncpg", "dns", "cryptography", "signed
         "homeserver.media.repository", "homeserver.media.remote", "homeserver.media.fetch",
         "homeserver.reports", "homeserver.e2ee.key_backup", "homeserver.federation.timestamps",
         "homeserver.push.inbox", "homeserver.rooms.hierarchy", "homeserver.rooms.summary",
-        "homeserver.rooms.mutual_rooms", "homeserver.partners.directory_search"]
+        "homeserver.rooms.mutual_rooms", "homeserver.partners.directory_search",
+        # E-mail is off in this config: its mailer and notifier are never built.
+        "homeserver.email.mailer", "homeserver.email.notifier"]
 
 _SCRIPT = """
 import asyncio, json, sys
