@@ -1101,7 +1101,7 @@ def _check_email(config: Config) -> None:
             raise ConfigError(key + "public_baseurl' must be an http(s) URL when e-mail is enabled")
     if em.template_dir is not None and not os.path.isdir(config.resolve_path(em.template_dir)):
         raise ConfigError(key + "template_dir' is not a directory")
-    from homeserver.email.mailer import language_tag
+    from homeserver.email.languages import language_tag
 
     if language_tag(em.language) is None:
         raise ConfigError(key + "language' must be a language tag such as en, de or pt-BR")

@@ -3,6 +3,7 @@ built once at startup and handed to every part that needs it."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from collections.abc import Callable
@@ -29,17 +30,15 @@ from homeserver.admin.users import UserAdmin
 from homeserver.analytics.service import Analytics
 from homeserver.api.http import HS_KEY, X_FORWARDED_KEY, serve_matrix
 from homeserver.audit import AuditLog
+from homeserver.background import cancel_and_wait
 from homeserver.clock import Clock
 from homeserver.config import UNSERVED_RESOURCES, Config, ListenerConfig
 from homeserver.e2ee.cross_signing import CrossSigningService
 from homeserver.e2ee.device_lists import DeviceLists
 from homeserver.e2ee.edus import DeviceListUpdateEdu, DirectToDeviceEdu, SigningKeyUpdateEdu
-from homeserver.e2ee.key_backup import KeyBackupService
 from homeserver.e2ee.keys import KeysService
 from homeserver.e2ee.remote_keys import RemoteKeys
 from homeserver.e2ee.to_device import ToDeviceService
-from homeserver.email.mailer import Mailer
-from homeserver.email.notifier import EmailNotifier
 from homeserver.email.threepids import EMAIL, ThreepidService
 from homeserver.federation.access import ServerGate
 from homeserver.federation.backfill import RoomBackfill
@@ -53,18 +52,13 @@ from homeserver.federation.queries import RemoteProfiles
 from homeserver.federation.reads import FederationReads
 from homeserver.federation.sender import FederationSender
 from homeserver.federation.state_fetch import StateFetcher
-from homeserver.federation.timestamps import TimestampLookup
 from homeserver.filters.service import FilterService
 from homeserver.identifiers import LocalServer
-from homeserver.media.fetch import UrlFetcher
-from homeserver.media.remote import FederatedRemoteMedia
-from homeserver.media.repository import MediaRepository
-from homeserver.media.storage_provider import LocalFilesystemProvider
+from homeserver.media.upkeep import run_upkeep
 from homeserver.memory import HeapTrimmer
 from homeserver.metrics import Metrics
 from homeserver.partners.directory import PartnerDirectory
 from homeserver.partners.directory_publisher import DirectoryPublisher
-from homeserver.partners.directory_search import DirectorySearch
 from homeserver.partners.notices import SYSTEM_LOCALPART, ServerNotices
 from homeserver.partners.organization import OrganizationProfile
 from homeserver.partners.partnerships import Partnerships
@@ -72,22 +66,18 @@ from homeserver.partners.policy import FederationPolicy
 from homeserver.presence import PresenceEdu, PresenceService, presence_enabled
 from homeserver.push.actions import PushActionsIndex
 from homeserver.push.delivery import PushDelivery
-from homeserver.push.inbox import NotificationInbox
 from homeserver.push.pushers import PusherService
 from homeserver.push.service import PushRulesService
 from homeserver.ratelimit import RateLimiter
 from homeserver.receipts import ReceiptEdu, ReceiptService
 from homeserver.records.rooms import RoomRecord
 from homeserver.relations.service import RelationsService
-from homeserver.reports import ReportService
 from homeserver.rooms.activity import RoomActivity
 from homeserver.rooms.aliases import AliasService, DirectoryRights
 from homeserver.rooms.creation import RoomCreator
 from homeserver.rooms.heads import RoomHeads
-from homeserver.rooms.hierarchy import SpaceHierarchy
 from homeserver.rooms.history import RoomHistory
 from homeserver.rooms.membership import MembershipService
-from homeserver.rooms.mutual_rooms import MutualRooms
 from homeserver.rooms.persist import EventPersister
 from homeserver.rooms.public_rooms import PublicRoomsService
 from homeserver.rooms.received import ReceivedEvents
@@ -95,7 +85,6 @@ from homeserver.rooms.recent import RecentEvents
 from homeserver.rooms.servers import RoomServers
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.state_reader import RoomStateReader, StateResolver
-from homeserver.rooms.summary import RoomSummaries
 from homeserver.rooms.upgrade import RoomUpgradeService
 from homeserver.rooms.visibility import VisibilityService
 from homeserver.search.index import SearchIndex
@@ -111,13 +100,10 @@ from homeserver.storage.device_list_federation import AnnouncedDeviceStore, Remo
 from homeserver.storage.device_lists import DeviceListStore
 from homeserver.storage.devices import DeviceStore
 from homeserver.storage.e2ee_keys import E2eeKeyStore
-from homeserver.storage.event_reports import EventReportStore
 from homeserver.storage.events import EventPositions, EventStore
 from homeserver.storage.federation_outbox import FederationOutboxStore
 from homeserver.storage.filters import FilterStore
-from homeserver.storage.key_backup import KeyBackupStore
 from homeserver.storage.login_tokens import LoginTokenStore
-from homeserver.storage.media import MediaStore
 from homeserver.storage.migrations import migrate
 from homeserver.storage.organization import OrganizationStore
 from homeserver.storage.partner_directory import PartnerDirectoryStore, PublicationStore
@@ -156,8 +142,21 @@ from homeserver.typing import TypingEdu, TypingService
 from homeserver.user_directory.service import UserDirectory
 from homeserver.voip import TurnService
 
-if TYPE_CHECKING:  # built when first used (see the properties)
+if TYPE_CHECKING:  # built when first used (see the properties), or when configured
+    from homeserver.e2ee.key_backup import KeyBackupService
+    from homeserver.email.mailer import Mailer
+    from homeserver.email.notifier import EmailNotifier
+    from homeserver.federation.timestamps import TimestampLookup
+    from homeserver.media.fetch import UrlFetcher
     from homeserver.media.preview import UrlPreviewer
+    from homeserver.media.remote import FederatedRemoteMedia
+    from homeserver.media.repository import MediaRepository
+    from homeserver.partners.directory_search import DirectorySearch
+    from homeserver.push.inbox import NotificationInbox
+    from homeserver.reports import ReportService
+    from homeserver.rooms.hierarchy import SpaceHierarchy
+    from homeserver.rooms.mutual_rooms import MutualRooms
+    from homeserver.rooms.summary import RoomSummaries
     from homeserver.search.service import SearchService
     from homeserver.sync.sliding.service import SlidingSyncService
 
@@ -179,7 +178,6 @@ class HomeServer:
         self.devices = DeviceStore(self.db)
         self.registration_tokens = RegistrationTokenStore(self.db)
         self.audit = AuditLog(AuditStore(self.db), self.clock)
-        self.event_reports = EventReportStore(self.db)
         self.uia_store = UiaStore(self.db)
         self.room_store = RoomStore(self.db)
         self.event_store = EventStore(self.db, cache_bytes=config.database.event_cache_mb << 20)
@@ -318,7 +316,6 @@ class HomeServer:
         )
         self.account_data = AccountDataService(AccountDataStore(self.db))
         self.tags = TagService(self.account_data)  # room tags, as m.tag room account data
-        self.key_backup = KeyBackupService(store=KeyBackupStore(self.db))  # server-side room key backups
         self.membership = MembershipService(
             local=self.local_server, federation_enabled=config.federation.enabled,
             allow_destination=self.federation_policy.allow_destination, users=self.users,
@@ -345,11 +342,6 @@ class HomeServer:
         )
         self.event_persister.indexes.append(self.relations.index)  # kept in each event's write
         self.metrics.caches["related_targets"] = self.relations.targets.stats
-        self.reports = ReportService(
-            store=self.event_reports, rooms=self.room_store, events=self.event_store,
-            room_service=self.room_service, visibility=self.visibility, audit=self.audit,
-            clock=self.clock, users=self.users, server_name=config.server_name,
-        )
         self.directory_rights = DirectoryRights(self.users, self.room_store, self.room_service)
         self.aliases = AliasService(
             local=self.local_server,
@@ -441,7 +433,9 @@ class HomeServer:
         # E-mail (off unless configured): addresses on accounts, e-mail pushers.
         threepid_store = ThreepidStore(self.db)
         self.mailer: Mailer | None = None
-        if config.email.enabled:
+        if config.email.enabled:  # their modules are imported only then
+            from homeserver.email.mailer import Mailer
+
             template_dir = config.email.template_dir
             ca_file = config.email.smtp_ca_file
             self.mailer = Mailer(config.email, config.resolve_path(template_dir) if template_dir else None,
@@ -474,6 +468,8 @@ class HomeServer:
         self.receipts.on_change.append(self.push_delivery.receipt_moved)
         self.email_notifier: EmailNotifier | None = None
         if self.mailer is not None:
+            from homeserver.email.notifier import EmailNotifier
+
             self.email_notifier = EmailNotifier(
                 config=config.email, mailer=self.mailer, pushers=pusher_store, actions=self.push_actions.store,
                 events=self.event_store, rooms=self.room_store, room_service=self.room_service,
@@ -560,11 +556,6 @@ class HomeServer:
             events=self.event_store, store=BackfillStore(self.db), room_service=self.room_service,
             room_servers=self.room_servers, state_fetcher=self.state_fetcher, clock=self.clock,
         )
-        self.timestamp_lookup = TimestampLookup(  # /timestamp_to_event, ours and other servers'
-            client=self.federation_client, gate=self.server_gate, events=self.event_store,
-            room_service=self.room_service, room_servers=self.room_servers, state_fetcher=self.state_fetcher,
-            backfill=self.room_backfill,
-        )
         self.federated_invites = FederatedInvites(
             server_name=config.server_name, signing_key=self.signing_key, client=self.federation_client,
             keyring=self.keyring, checks=self.pdu_checks, received=self.received_events,
@@ -588,10 +579,6 @@ class HomeServer:
         self.room_history = RoomHistory(  # clients' reads of timelines and state, backfilling
             room_service=self.room_service, events=self.event_store, state=self.state_store,
             backfill=self.room_backfill, clock=self.clock, bundler=self.relations,
-        )
-        self.notification_inbox = NotificationInbox(  # GET /notifications over the stored push actions
-            store=self.push_actions.store, rooms=self.room_store, events=self.event_store,
-            history=self.room_history, receipts=self.receipts,
         )
         self.legacy_events = LegacyEventStream(  # GET /events (deprecated), peeks included
             rooms=self.room_service, access=self.visibility, history=self.room_history, notifier=self.notifier,
@@ -630,15 +617,6 @@ class HomeServer:
             federation_client=self.federation_client,
             clock=self.clock,
         )
-        self.space_hierarchy = SpaceHierarchy(  # spaces: local rooms, via servers' answers cached
-            server_name=config.server_name, rooms=self.room_store, room_service=self.room_service,
-            gate=self.server_gate, client=self.federation_client, clock=self.clock,
-        )
-        self.room_summaries = RoomSummaries(  # room previews: the hierarchy's summaries, for who may see them
-            room_service=self.room_service, aliases=self.aliases, source=self.space_hierarchy,
-            servers=self.membership,
-        )
-        self.mutual_rooms = MutualRooms(room_service=self.room_service, clock=self.clock)
         acl_allows = self.server_gate.acl_allows
         is_mine = self.local_server.is_mine
         for edu in (
@@ -682,27 +660,11 @@ class HomeServer:
             store=OrganizationStore(self.db), seed=config.organization, clock=self.clock, audit=self.audit,
         )
         self.organization.listeners += [self.partner_directory_publisher.set_organization, self.partners.set_organization]
-        self.partner_directory_search = DirectorySearch(
-            config=config.partner_directory, server_name=config.server_name,
-            directory=self.partner_directory, client=self.federation_client,
-        )
-        # The media repository: files under <data_dir>/media, metadata in the database.
-        self.media = MediaRepository(
-            server_name=config.server_name, store=MediaStore(self.db),
-            storage=LocalFilesystemProvider(config.resolve_path("media")),
-            config=config.media, clock=self.clock,
-        )
-        self.room_admin.before_purge.append(self.media.purge_room_media)
-        self.user_admin.on_erase.append(self.media.delete_user_media)
-        # Plain fetches of URLs others chose (a remote media Location, URL previews),
-        # through the outbound guard; other servers' media over federation into the cache.
-        self.url_fetcher = UrlFetcher(self.outbound_guard, self._web_ssl_context())
-        self.remote_media = FederatedRemoteMedia(
-            repository=self.media, client=self.federation_client, fetcher=self.url_fetcher,
-            server_allowed=self.federation_policy.server_allowed,
-        )
-        self.media.set_remote(self.remote_media)
-        self.url_previewer = self._make_url_previewer()  # None: previews are off
+        # The media repository is built at its first use (`media`); purges and erasures
+        # reach it through these, building it if they come first.
+        self.room_admin.before_purge.append(lambda room_id: self.media.purge_room_media(room_id))
+        self.user_admin.on_erase.append(lambda user_id: self.media.delete_user_media(user_id))
+        self._media_upkeep: asyncio.Task[None] | None = None  # started with the server
         self._runners: list[web.AppRunner] = []
         self.bound: list[tuple[ListenerConfig, str, int]] = []
 
@@ -723,6 +685,142 @@ class HomeServer:
         from homeserver.search.service import SearchService
 
         return SearchService(**self._search_parts)
+
+    @cached_property
+    def reports(self) -> ReportService:
+        """Event, room and user reports, and the admin API's reading of them."""
+        from homeserver.reports import ReportService
+        from homeserver.storage.event_reports import EventReportStore
+
+        return ReportService(
+            store=EventReportStore(self.db), rooms=self.room_store, events=self.event_store,
+            room_service=self.room_service, visibility=self.visibility, audit=self.audit,
+            clock=self.clock, users=self.users, server_name=self.config.server_name,
+        )
+
+    @cached_property
+    def key_backup(self) -> KeyBackupService:
+        """Server-side room key backups (/room_keys)."""
+        from homeserver.e2ee.key_backup import KeyBackupService
+        from homeserver.storage.key_backup import KeyBackupStore
+
+        return KeyBackupService(store=KeyBackupStore(self.db))
+
+    @cached_property
+    def timestamp_lookup(self) -> TimestampLookup:
+        """/timestamp_to_event, ours and other servers'."""
+        from homeserver.federation.timestamps import TimestampLookup
+
+        return TimestampLookup(
+            client=self.federation_client, gate=self.server_gate, events=self.event_store,
+            room_service=self.room_service, room_servers=self.room_servers, state_fetcher=self.state_fetcher,
+            backfill=self.room_backfill,
+        )
+
+    @cached_property
+    def notification_inbox(self) -> NotificationInbox:
+        """GET /notifications over the stored push actions."""
+        from homeserver.push.inbox import NotificationInbox
+
+        return NotificationInbox(
+            store=self.push_actions.store, rooms=self.room_store, events=self.event_store,
+            history=self.room_history, receipts=self.receipts,
+        )
+
+    @cached_property
+    def space_hierarchy(self) -> SpaceHierarchy:
+        """Spaces: local rooms, and via servers' answers, cached briefly once asked."""
+        from homeserver.rooms.hierarchy import SpaceHierarchy
+
+        return SpaceHierarchy(
+            server_name=self.config.server_name, rooms=self.room_store, room_service=self.room_service,
+            gate=self.server_gate, client=self.federation_client, clock=self.clock,
+        )
+
+    @cached_property
+    def room_summaries(self) -> RoomSummaries:
+        """Room previews: the hierarchy's summaries, for who may see them."""
+        from homeserver.rooms.summary import RoomSummaries
+
+        return RoomSummaries(
+            room_service=self.room_service, aliases=self.aliases, source=self.space_hierarchy,
+            servers=self.membership,
+        )
+
+    @cached_property
+    def mutual_rooms(self) -> MutualRooms:
+        """The rooms two users share (MSC2666)."""
+        from homeserver.rooms.mutual_rooms import MutualRooms
+
+        return MutualRooms(room_service=self.room_service, clock=self.clock)
+
+    @cached_property
+    def partner_directory_search(self) -> DirectorySearch:
+        """Our users' searches of the partner directories we follow."""
+        from homeserver.partners.directory_search import DirectorySearch
+
+        return DirectorySearch(
+            config=self.config.partner_directory, server_name=self.config.server_name,
+            directory=self.partner_directory, client=self.federation_client,
+        )
+
+    @cached_property
+    def _media(self) -> tuple[MediaRepository, FederatedRemoteMedia, UrlFetcher]:
+        """The media repository (files under <data_dir>/media, metadata in the database),
+        other servers' media fetched over federation into its cache, and the plain
+        fetcher of URLs others chose (a remote media Location, URL previews) through the
+        outbound guard: built together at the first media request, purge, erasure or
+        cleanup (`_media_upkeep`). Their modules are some 0.3 MB resident that a server
+        whose users send no files never needed."""
+        from homeserver.media.fetch import UrlFetcher
+        from homeserver.media.remote import FederatedRemoteMedia
+        from homeserver.media.repository import MediaRepository
+        from homeserver.media.storage_provider import LocalFilesystemProvider
+        from homeserver.storage.media import MediaStore
+
+        media = MediaRepository(
+            server_name=self.config.server_name, store=MediaStore(self.db),
+            storage=LocalFilesystemProvider(self.config.resolve_path("media")),
+            config=self.config.media, clock=self.clock,
+        )
+        fetcher = UrlFetcher(self.outbound_guard, self._web_ssl_context())
+        remote = FederatedRemoteMedia(
+            repository=media, client=self.federation_client, fetcher=fetcher,
+            server_allowed=self.federation_policy.server_allowed,
+        )
+        media.set_remote(remote)
+        return media, remote, fetcher
+
+    @property
+    def media(self) -> MediaRepository:
+        return self._media[0]
+
+    @property
+    def remote_media(self) -> FederatedRemoteMedia:
+        return self._media[1]
+
+    @cached_property
+    def url_previewer(self) -> UrlPreviewer | None:
+        """GET /preview_url (None: previews are off; their HTML parser is never imported)."""
+        cfg = self.config.media.url_preview
+        if not cfg.enabled:
+            return None
+        from homeserver.media.preview import PreviewSettings, UrlPreviewer
+
+        settings = PreviewSettings(
+            max_page_bytes=cfg.max_page_bytes, max_image_bytes=cfg.max_image_bytes,
+            timeout_s=cfg.timeout_s, max_redirects=cfg.max_redirects,
+            cache_ttl_ms=cfg.cache_ttl_s * 1000, cache_entries=cfg.cache_entries,
+        )
+        return UrlPreviewer(
+            settings=settings, fetcher=self._media[2], store_image=self.media.upload,
+            now_ms=self.clock.time_ms,
+        )
+
+    async def _flush_media_accesses(self) -> None:
+        """Recorded downloads, written in batches; a repository never built has none."""
+        if "_media" in self.__dict__:
+            await self.media.flush_accesses()
 
     async def _joined_members(self, room: RoomRecord) -> list[str]:
         """The user IDs joined to a room (local and remote)."""
@@ -748,23 +846,6 @@ class HomeServer:
                 ca_bundle_path=self.config.resolve_path(bundle) if bundle else None
             )
         return self._verifying_ssl_context
-
-    def _make_url_previewer(self) -> UrlPreviewer | None:
-        cfg = self.config.media.url_preview
-        if not cfg.enabled:
-            return None
-        # Imported only when previews are on (an idle server without them has no HTML parser).
-        from homeserver.media.preview import PreviewSettings, UrlPreviewer
-
-        settings = PreviewSettings(
-            max_page_bytes=cfg.max_page_bytes, max_image_bytes=cfg.max_image_bytes,
-            timeout_s=cfg.timeout_s, max_redirects=cfg.max_redirects,
-            cache_ttl_ms=cfg.cache_ttl_s * 1000, cache_entries=cfg.cache_entries,
-        )
-        return UrlPreviewer(
-            settings=settings, fetcher=self.url_fetcher, store_image=self.media.upload,
-            now_ms=self.clock.time_ms,
-        )
 
     def _make_federation_client(self) -> FederationClient | None:
         """The outbound client (None when federation is off): TLS trust, static
@@ -799,7 +880,11 @@ class HomeServer:
             await self.partner_directory.start()
             await self.organization.start()  # before the publisher publishes it
             await self.partner_directory_publisher.start()  # needs partners for publish_partners
-            await self.media.start()  # the periodic cleanup of expired and old media
+            # The periodic cleanup of expired and old media, from now, built or not.
+            self._media_upkeep = asyncio.create_task(run_upkeep(
+                self.config.media.cleanup_interval_s, self._flush_media_accesses,
+                lambda: self.media.cleanup_once(),
+            ))
             await self.push_delivery.start()  # resumes queues left from before a restart
             if self.email_notifier is not None:
                 self.email_notifier.start()  # mails what is still unread after the delay
@@ -827,8 +912,11 @@ class HomeServer:
             await self.federation_client.close()
         await self.presence.flush()  # batched presence writes, before the database closes
         await self.auth.flush_seen()  # devices' last use
-        await self.media.stop()  # thumbnailing in flight, recorded accesses
-        await self.url_fetcher.close()
+        await cancel_and_wait(self._media_upkeep)
+        self._media_upkeep = None
+        if "_media" in self.__dict__:  # built by a request, a purge or a cleanup
+            await self.media.stop()  # thumbnailing in flight, recorded accesses
+            await self._media[2].close()
         await self.federation_policy.flush()  # refusal audit records
         await self.user_directory.settle()  # index updates under way
         await self.remote_keys.drain()  # device lists being dropped

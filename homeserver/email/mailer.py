@@ -5,7 +5,7 @@ aiosmtplib.
 Mails are localised by directory: `<lang>/notif.txt` beside the English `notif.txt`
 (the package ships `de/`). A mail is rendered in the first language of: the
 user's choice (`language` in their `org.accord.digest` account data; for a mail
-asked for over HTTP, the request's Accept-Language: see `accepted_languages`),
+asked for over HTTP, the request's Accept-Language: see `languages.accepted_languages`),
 `email.language`, English; each template is looked up along that chain, so a
 translation may cover only some mails. The pages the mails' links open follow the
 browser's Accept-Language the same way (`pages.txt` holds their sentences).
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from homeserver.config import EmailConfig
+from homeserver.email.languages import language_tag
 
 if TYPE_CHECKING:
     import jinja2
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
-_LANGUAGE = re.compile(r"[a-z]{2,3}(-[a-z0-9]{1,8})*")
 LANGUAGE_KEY = "language"  # in the global account data of e-mail choices (notifier.DIGEST_TYPE)
 _MAX_HEADER_TEXT = 200
 
@@ -60,35 +60,6 @@ def smtp_tls_context(ca_file: str | None) -> ssl.SSLContext:
     if ca_file is not None:
         ctx.load_verify_locations(cafile=ca_file)
     return ctx
-
-
-def language_tag(value: object) -> str | None:
-    """A BCP 47-ish tag as a template directory name ("de-DE" and "de_de" are "de-de"),
-    or None for anything else: the value comes from users, and must never name a path."""
-    if not isinstance(value, str):
-        return None
-    tag = value.strip().lower().replace("_", "-")
-    return tag if len(tag) <= 35 and _LANGUAGE.fullmatch(tag) else None
-
-
-def accepted_languages(header: str | None, limit: int = 5) -> list[str]:
-    """The language tags of an Accept-Language header (RFC 9110), most wanted first
-    (by q-value, then order), at most `limit` and only well-formed ones; "*" and
-    tags refused with q=0 are left out."""
-    weighted: list[tuple[float, int, str]] = []
-    for index, item in enumerate((header or "").split(",")[:20]):
-        tag, _, params = item.partition(";")
-        q = 1.0
-        params = params.strip()
-        if params.startswith("q="):
-            try:
-                q = float(params[2:])
-            except ValueError:
-                continue
-        clean = language_tag(tag)
-        if clean is not None and 0 < q <= 1:
-            weighted.append((-q, index, clean))
-    return [tag for _, _, tag in sorted(weighted)][:limit]
 
 
 class Rendered(NamedTuple):

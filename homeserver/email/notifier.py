@@ -25,6 +25,7 @@ from homeserver.background import cancel_and_wait
 from homeserver.clock import Clock
 from homeserver.config import EmailConfig
 from homeserver.email.mailer import LANGUAGE_KEY, Mailer, MailError, header_text
+from homeserver.email.threepids import UNSUBSCRIBE_PATH
 from homeserver.records.pushers import Pusher
 from homeserver.records.rooms import RoomRecord
 from homeserver.storage.account_data import GLOBAL, AccountDataStore
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-UNSUBSCRIBE_PATH = "/_accord/client/email/unsubscribe"
 _BATCH = 200
 _MAX_BODY = 500
 

@@ -10,14 +10,16 @@ import hmac
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from homeserver.clock import Clock
 from homeserver.config import EmailConfig
-from homeserver.email.mailer import Mailer, MailError
 from homeserver.errors import MatrixError, bad_json, invalid_param, missing_param
 from homeserver.storage.threepids import ThreepidStore, ValidationSession
+
+if TYPE_CHECKING:  # loaded only when e-mail is on (HomeServer builds a Mailer)
+    from homeserver.email.mailer import Mailer
 
 EMAIL = "email"
 CLIENT_SECRET = re.compile(r"[0-9a-zA-Z.=_-]{1,255}")
@@ -25,6 +27,8 @@ CLIENT_SECRET = re.compile(r"[0-9a-zA-Z.=_-]{1,255}")
 _ADDRESS = re.compile(r"[^@\s\x00-\x1f\x7f<>,;\"]{1,64}@[^@\s\x00-\x1f\x7f<>,;\"]+\.[^@\s\x00-\x1f\x7f<>,;\"]+")
 MAX_ADDRESS = 254
 SUBMIT_PATH = "/_accord/client/email/submit_token"
+# The link in notification mails that turns their e-mail pusher off (`EmailNotifier.unsubscribe`).
+UNSUBSCRIBE_PATH = "/_accord/client/email/unsubscribe"
 
 
 def canonical_email(value: Any) -> str:
@@ -108,6 +112,8 @@ class ThreepidService:
         mail = mailer.render(
             "reset" if for_reset else "validate", mailer.languages(chosen, *languages), address=address, link=link,
         )
+        from homeserver.email.mailer import MailError  # loaded with the mailer already
+
         try:
             await mailer.send(mailer.message(address, mail))
         except MailError as exc:

@@ -61,12 +61,8 @@ from federation.single_flight import SingleFlight
 from homeserver.errors import MatrixError, not_found
 from homeserver.media.fetch import FetchError, UrlFetcher
 from homeserver.media.headers import base_type, valid_content_type, valid_filename
-from homeserver.media.repository import (
-    MediaRepository,
-    RemoteFile,
-    valid_media_id,
-    valid_server_name,
-)
+from homeserver.media.ids import valid_media_id, valid_server_name
+from homeserver.media.repository import MediaRepository, RemoteFile
 from homeserver.media.thumbnails import ThumbnailParams
 from homeserver.records.media import MediaInfo
 

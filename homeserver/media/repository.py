@@ -18,16 +18,15 @@ import contextlib
 import hashlib
 import logging
 import os
-import re
 import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from homeserver.background import cancel_and_wait
 from homeserver.clock import Clock
 from homeserver.config import MediaConfig
 from homeserver.errors import MatrixError, not_found
+from homeserver.media.ids import parse_mxc, valid_media_id, valid_server_name
 from homeserver.media.storage_provider import StorageProvider
 from homeserver.media.thumbnails import (
     METHODS,
@@ -43,31 +42,11 @@ from homeserver.storage.media import MediaStore
 
 logger = logging.getLogger(__name__)
 
-MEDIA_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
-# A server name per the appendix: hostname, IPv4 or [IPv6], optional port.
-SERVER_NAME_RE = re.compile(
-    r"^(\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9.-]{1,255})(:[0-9]{1,5})?$"
-)
-MXC_RE = re.compile(r"^mxc://((?:\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9.-]{1,255})(?::[0-9]{1,5})?)/([A-Za-z0-9_-]{1,255})$")
 MAX_TIMEOUT_MS_DEFAULT = 20000
 # Thumbnails kept per file: sizes requested beyond the configured ones are made on demand
 # until a file has this many; then requests get the nearest larger one (disk stays bounded).
 MAX_THUMBNAILS_PER_FILE = 24
 WRITE_BATCH = 1 << 20  # bytes of an upload held before they are written
-
-
-def valid_media_id(media_id: str) -> bool:
-    return bool(MEDIA_ID_RE.match(media_id))
-
-
-def valid_server_name(server_name: str) -> bool:
-    return bool(SERVER_NAME_RE.match(server_name))
-
-
-def parse_mxc(uri: str) -> tuple[str, str] | None:
-    """(server_name, media_id) of a well-formed ``mxc://`` URI, else None."""
-    m = MXC_RE.match(uri) if isinstance(uri, str) else None
-    return (m.group(1), m.group(2)) if m else None
 
 
 @dataclass(frozen=True)
@@ -113,19 +92,13 @@ class MediaRepository:
         self._thumb_slots = asyncio.Semaphore(2)  # Pillow work at once (threads)
         self._accesses: dict[tuple[str, str], int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._cleanup_task: asyncio.Task[None] | None = None
 
     # --- lifecycle -----------------------------------------------------------------
 
     def set_remote(self, remote: RemoteMedia) -> None:
         self.remote = remote
 
-    async def start(self) -> None:
-        self._cleanup_task = asyncio.create_task(self._cleanup_loop())
-
     async def stop(self) -> None:
-        await cancel_and_wait(self._cleanup_task)
-        self._cleanup_task = None
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -655,18 +628,3 @@ class MediaRepository:
         if self.config.remote_cache_retention_ms is not None:
             remote = await self._purge_older(False, now - self.config.remote_cache_retention_ms)
         return {"lapsed_ids": lapsed, "local": local, "remote": remote}
-
-    async def _cleanup_loop(self) -> None:
-        interval = max(1, self.config.cleanup_interval_s)
-        flushes = max(1, interval // 60)
-        while True:
-            for _ in range(flushes):
-                await asyncio.sleep(interval / flushes)
-                try:
-                    await self.flush_accesses()
-                except Exception:
-                    logger.exception("recording media accesses failed")
-            try:
-                await self.cleanup_once()
-            except Exception:
-                logger.exception("media cleanup failed")

@@ -3,7 +3,8 @@
 2.3, Jinja2 2.0, importlib.metadata 0.8 (signedjson's package reads its version with it),
 aiosmtplib 0.4), so each is imported by the feature that needs it, when
 first used. Checked in a fresh process (another test may have imported them here), which
-then serves a request needing Pillow: a thumbnail."""
+then serves requests to services built at their first use (notifications, media) and one
+needing Pillow: a thumbnail."""
 
 from __future__ import annotations
 
@@ -21,7 +22,13 @@ REPO = Path(__file__).resolve().parents[2]
 LAZY = ["PIL", "jinja2", "aiosmtplib", "asyncpg", "dns", "cryptography", "signedjson", "importlib.metadata",
         # Our own seldom-used services, built at their first request (HomeServer's properties)
         # or, for URL previews, only when turned on: about 0.3 MB resident each.
-        "homeserver.sync.sliding.service", "homeserver.search.service", "homeserver.media.preview"]
+        "homeserver.sync.sliding.service", "homeserver.search.service", "homeserver.media.preview",
+        "homeserver.media.repository", "homeserver.media.remote", "homeserver.media.fetch",
+        "homeserver.reports", "homeserver.e2ee.key_backup", "homeserver.federation.timestamps",
+        "homeserver.push.inbox", "homeserver.rooms.hierarchy", "homeserver.rooms.summary",
+        "homeserver.rooms.mutual_rooms", "homeserver.partners.directory_search",
+        # E-mail is off in this config: its mailer and notifier are never built.
+        "homeserver.email.mailer", "homeserver.email.notifier"]
 
 _SCRIPT = """
 import asyncio, json, sys
@@ -42,6 +49,8 @@ async def main() -> None:
         token = (await hs.registration.create_account("@lazy:test.local", "pw-lazy-1"))["access_token"]
         auth = {"Authorization": f"Bearer {token}"}
         async with aiohttp.ClientSession(headers=auth) as s:
+            async with s.get(f"{url}/_matrix/client/v3/notifications") as r:
+                notifications = (r.status, await r.json())
             with open(sys.argv[3], "rb") as f:
                 image = f.read()
             async with s.post(f"{url}/_matrix/media/v3/upload", data=image,
@@ -50,7 +59,8 @@ async def main() -> None:
             async with s.get(f"{url}/_matrix/client/v1/media/thumbnail/{mxc}",
                              params={"width": "32", "height": "32", "method": "scale"}) as r:
                 thumb = (r.status, r.headers.get("Content-Type"), len(await r.read()))
-        print(json.dumps({"idle": idle, "thumbnail": thumb, "pil_after": "PIL" in sys.modules}))
+        print(json.dumps({"idle": idle, "thumbnail": thumb, "pil_after": "PIL" in sys.modules,
+                          "notifications": notifications}))
     finally:
         await hs.stop()
 
@@ -72,3 +82,4 @@ def test_optional_libraries_load_when_first_needed(tmp_path: Path) -> None:
     status, content_type, size = result["thumbnail"]
     assert (status, content_type) == (200, "image/png") and size > 0
     assert result["pil_after"]
+    assert result["notifications"] == [200, {"notifications": []}]

@@ -18,7 +18,7 @@ from homeserver.api.admin.common import (
 )
 from homeserver.api.http import get_hs, json_response
 from homeserver.errors import MatrixError
-from homeserver.media.repository import valid_media_id, valid_server_name
+from homeserver.media.ids import valid_media_id, valid_server_name
 from homeserver.records.media import MediaInfo
 
 ORDER_BY = ("media_id", "upload_name", "created_ts", "last_access_ts", "media_length", "media_type",

@@ -17,7 +17,7 @@ from aiohttp import web
 from homeserver.api.http import ClientRoutes, get_hs, json_response, query_bool, requester
 from homeserver.errors import MatrixError, missing_param, not_found
 from homeserver.media.headers import media_headers, valid_content_type, valid_filename
-from homeserver.media.repository import valid_media_id, valid_server_name
+from homeserver.media.ids import valid_media_id, valid_server_name
 from homeserver.media.thumbnails import METHODS, ThumbnailParams
 from homeserver.params import query_int
 from homeserver.records.media import MediaInfo

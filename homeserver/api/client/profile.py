@@ -11,7 +11,7 @@ from aiohttp import web
 from homeserver.api.http import ClientRoutes, get_hs, json_response, read_json, requester
 from homeserver.errors import MatrixError, not_found
 from homeserver.identifiers import parse_user_id
-from homeserver.media.repository import parse_mxc
+from homeserver.media.ids import parse_mxc
 
 _KEY = re.compile(r"^(avatar_url|displayname|m\.tz|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+)$")
 MAX_PROFILE_BYTES = 64 * 1024

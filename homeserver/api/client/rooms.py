@@ -8,7 +8,7 @@ from aiohttp import web
 
 from homeserver.api.http import ClientRoutes, get_hs, json_response, read_json, requester
 from homeserver.errors import MatrixError, not_found
-from homeserver.media.repository import parse_mxc
+from homeserver.media.ids import parse_mxc
 from homeserver.records.rooms import RoomRecord
 from homeserver.rooms.persist import ClientTxn
 

@@ -8,9 +8,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.api.http import ClientRoutes, client_ip, get_hs, json_response, read_json, requester
-from homeserver.email.mailer import accepted_languages
-from homeserver.email.notifier import UNSUBSCRIBE_PATH
-from homeserver.email.threepids import SUBMIT_PATH
+from homeserver.email.languages import accepted_languages
+from homeserver.email.threepids import SUBMIT_PATH, UNSUBSCRIBE_PATH
 from homeserver.errors import MatrixError, unrecognized
 from homeserver.params import try_parse_int
 

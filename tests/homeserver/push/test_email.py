@@ -398,7 +398,7 @@ async def test_validation_and_reset_mails_and_pages_in_the_asked_language(make_a
 
 
 def test_accept_language_parsing() -> None:
-    from homeserver.email.mailer import accepted_languages
+    from homeserver.email.languages import accepted_languages
 
     assert accepted_languages("fr-CH, fr;q=0.9, en;q=0.8, de;q=0.7, *;q=0.5") == ["fr-ch", "fr", "en", "de"]
     assert accepted_languages("de;q=0.5, en") == ["en", "de"]
