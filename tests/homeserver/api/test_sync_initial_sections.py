@@ -66,13 +66,19 @@ def _bodies(entry: dict[str, Any]) -> list[str]:
     return [e["content"].get("body", "") for e in entry["timeline"]["events"] if e["type"] == "m.room.message"]
 
 
-async def test_readers_share_a_section_each_as_a_fresh_computation(api: Api) -> None:
-    alice, bob = await user(api, "alice"), await user(api, "bob")
+async def _talking(api: Api, alice: str, bob: str) -> str:
+    """A public room of alice's joined by bob, three messages of each in turn."""
     room = await create(api, alice, preset="public_chat")
     await join(api, room, bob)
     for i in range(3):
         await send(api, room, alice, f"a{i}")
         await send(api, room, bob, f"b{i}")
+    return room
+
+
+async def test_readers_share_a_section_each_as_a_fresh_computation(api: Api) -> None:
+    alice, bob = await user(api, "alice"), await user(api, "bob")
+    room = await _talking(api, alice, bob)
     sections = _sections(api)
     first = await _initial(api, alice, room)
     # The first initial sync of the room as it is keeps nothing (most rooms change before
@@ -395,11 +401,7 @@ async def test_sections_hold_no_parsed_event_the_cache_let_go(api: Api) -> None:
     device its own transaction IDs, and not another user's device of the same ID."""
     alice = (await api.register("alice", device_id="PHONE"))["access_token"]
     bob = (await api.register("bob", device_id="PHONE"))["access_token"]
-    room = await create(api, alice, preset="public_chat")
-    await join(api, room, bob)
-    for i in range(3):
-        await send(api, room, alice, f"a{i}")
-        await send(api, room, bob, f"b{i}")
+    room = await _talking(api, alice, bob)
     sections = _sections(api)
     await _initial(api, alice, room)
     await _initial(api, bob, room)
