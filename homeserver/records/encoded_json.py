@@ -26,7 +26,10 @@ class EncodedJSON:
 
     @classmethod
     def of(cls, data: Any) -> EncodedJSON:
-        return cls(dumps(data))
+        """`data` encoded, in bytes of exactly its size: orjson returns its output in the
+        buffer it wrote it into, and a kept 3 KB result held 32 KB of malloc's heap
+        (measured with mallinfo2); the copy is one memcpy."""
+        return cls(bytes(memoryview(dumps(data))))
 
 
 def _orjson_default(value: object) -> orjson.Fragment:

@@ -13,6 +13,7 @@ before any event is dropped.
 
 from __future__ import annotations
 
+import struct
 import sys
 from collections import OrderedDict
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -26,8 +27,8 @@ from homeserver.storage.database import Database, Row, Txn, in_chunks, marks
 # The event cache is bounded by an estimate of the memory its events hold, fitted to
 # tracemalloc's count of a cached mix of messages and state: a parsed event takes about
 # three times its stored JSON plus 650 bytes (its record, the cache's entries, strings
-# not shared); one kept as JSON its text plus 620 bytes. The default holds some 16,000
-# events at most parsed, or 8,000 parsed and 16,000 as JSON (`_JSON_SHARE`): a
+# not shared); one kept as JSON its text plus 280 bytes. The default holds some 16,000
+# events at most parsed, or 8,000 parsed and 20,000 as JSON (`_JSON_SHARE`): a
 # 1,000-room account's initial sync reads about 19 events a room (state and a page of
 # 11); `database.event_cache_mb` sets it.
 DEFAULT_CACHE_BYTES = 40 << 20
@@ -38,8 +39,9 @@ _RECORD_BYTES = 650
 _PARSED_PER_ROOM = 32
 # Rooms whose newest messages are followed (the least recently written beyond are not).
 _ROOMS_FOLLOWED = 2_000
-# An event kept as its JSON: the text, plus its record (a tuple) and the cache's entries.
-_FROZEN_RECORD_BYTES = 620
+# An event kept as its JSON: its packed bytes (`_freeze`), plus the bytes object's header,
+# its ID and the cache's entries (measured: `test_event_cache_bound_is_honest`).
+_FROZEN_RECORD_BYTES = 280
 # The share of the bound that events kept as JSON may take. At the bound the least
 # recently used parsed event is kept as its JSON instead (half the memory), and
 # the least recently used of those is dropped once they pass this share.
@@ -79,27 +81,63 @@ def _weight(json_len: int) -> int:
     return _PARSED_PER_JSON_BYTE * json_len + _RECORD_BYTES
 
 
-# A cached event kept as its JSON: StoredEvent's fields but the event ID (its key) and
-# the parsed event, then the JSON as text (orjson's bytes would keep the buffer they
-# were written into, 4 KiB for most events).
-_Frozen = tuple[
-    int, int, int | None, int | None, int | None, bool, str | None, str | None, str | None, str | None, str
-]
+# A cached event kept as its JSON: one bytes object, StoredEvent's fields but the event
+# ID (its key) and the parsed event packed in front of the event's JSON. A tuple of the
+# fields and the JSON as text took some 290 bytes more per event (the tuple, an int
+# object for each position and snapshot, the text's header): a megabyte of the 3,400
+# messages the 50 x 100 benchmark keeps so. Packed by copying, so it holds no spare room
+# (orjson's bytes keep the buffer they were written into, 4 KiB for most events).
+_Frozen = bytes
+# nid, room nid, stream position, state before and after (`_NONE` for None), outlier,
+# then the lengths of rejected, redacted_by, txn_device and txn_id (`_ABSENT`: None).
+_HEADER = struct.Struct("<qqqqq?HHHH")
+_NONE = -(1 << 63)
+_ABSENT = 0xFFFF
+
+
+def _opt_int(v: int | None) -> int:
+    return _NONE if v is None else v
 
 
 def _freeze(ev: StoredEvent) -> _Frozen:
-    return (
-        ev.nid, ev.room_nid, ev.stream_ordering, ev.state_before, ev.state_after, ev.outlier, ev.rejected,
-        ev.redacted_by, ev.txn_device, ev.txn_id, orjson.dumps(ev.event).decode(),
+    fields = (ev.rejected, ev.redacted_by, ev.txn_device, ev.txn_id)
+    strings = [b"" if v is None else v.encode() for v in fields]
+    if any(len(b) >= _ABSENT for b in strings):
+        raise ValueError("a field too long to pack")
+    header = _HEADER.pack(
+        ev.nid, ev.room_nid, _opt_int(ev.stream_ordering), _opt_int(ev.state_before), _opt_int(ev.state_after),
+        ev.outlier, *(_ABSENT if v is None else len(b) for v, b in zip(fields, strings, strict=True)),
     )
+    return b"".join((header, *strings, orjson.dumps(ev.event)))
+
+
+def _json_start(f: _Frozen) -> int:
+    return _HEADER.size + sum(n for n in _HEADER.unpack_from(f)[6:] if n != _ABSENT)
+
+
+def _frozen_nid(f: _Frozen) -> int:
+    return int.from_bytes(f[:8], "little", signed=True)
 
 
 def _thaw(event_id: str, f: _Frozen) -> StoredEvent:
-    return StoredEvent(f[0], event_id, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], orjson.loads(f[10]))
+    nid, room_nid, pos, before, after, outlier, *lengths = _HEADER.unpack_from(f)
+    at = _HEADER.size
+    strings: list[str | None] = []
+    for n in lengths:
+        if n == _ABSENT:
+            strings.append(None)
+        else:
+            strings.append(f[at:at + n].decode())
+            at += n
+    return StoredEvent(
+        nid, event_id, room_nid, None if pos == _NONE else pos, None if before == _NONE else before,
+        None if after == _NONE else after, outlier, strings[0], strings[1], strings[2], strings[3],
+        orjson.loads(memoryview(f)[at:]),
+    )
 
 
 def _frozen_weight(f: _Frozen) -> int:
-    return len(f[10]) + _FROZEN_RECORD_BYTES
+    return len(f) + _FROZEN_RECORD_BYTES
 
 
 def _from_row(row: Row) -> StoredEvent:
@@ -159,7 +197,7 @@ class EventStore:
         if promote:
             del self._frozen[event_id]
             self._unfreeze_bytes(frozen)
-            self._cache(ev, len(frozen[10]))
+            self._cache(ev, len(frozen) - _json_start(frozen))
         else:
             self._frozen.move_to_end(event_id)
         return ev
@@ -206,8 +244,9 @@ class EventStore:
             if self._frozen and (self._frozen_bytes > json_bound or len(self._by_id) <= 1):
                 event_id, frozen = self._frozen.popitem(last=False)
                 self._unfreeze_bytes(frozen)
-                if self._id_by_nid.get(frozen[0]) == event_id:
-                    del self._id_by_nid[frozen[0]]
+                nid = _frozen_nid(frozen)
+                if self._id_by_nid.get(nid) == event_id:
+                    del self._id_by_nid[nid]
             elif len(self._by_id) > 1:
                 self._keep_as_json(next(iter(self._by_id)))
             else:
@@ -221,7 +260,7 @@ class EventStore:
         self._bytes -= entry[1]
         try:
             frozen = _freeze(entry[0])
-        except orjson.JSONEncodeError:  # stored as JSON, so never; dropped if it were
+        except (orjson.JSONEncodeError, ValueError):  # stored as JSON, so never; dropped if it were
             self._id_by_nid.pop(entry[0].nid, None)
             return
         self._frozen[event_id] = frozen
@@ -268,7 +307,7 @@ class EventStore:
         frozen = self._frozen.pop(event_id, None)
         if frozen is not None:
             self._unfreeze_bytes(frozen)
-            self._id_by_nid.pop(frozen[0], None)
+            self._id_by_nid.pop(_frozen_nid(frozen), None)
 
     async def get_event(self, event_id: str) -> StoredEvent | None:
         return (await self.get_events([event_id])).get(event_id)

@@ -88,6 +88,8 @@ class UnreadCounter:
             counts = self._current(user_id, room.room_nid, max(joined_at, read) if read is not None else joined_at, now)
             if now > counts.upto:
                 due[room.room_nid] = (counts, counts.upto)
+            if self.tallies is not None:
+                self.tallies.follow(room.room_nid)
         if due:
             found = await self.store.counts_in_rooms(user_id, {nid: frm for nid, (_, frm) in due.items()}, now)
             for nid, (counts, frm) in due.items():

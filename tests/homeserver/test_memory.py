@@ -50,3 +50,29 @@ def test_trim_heap_runs_with_or_without_glibc() -> None:
 
     trim_heap()
     trim_heap()
+
+
+def _heap_in_use() -> int:
+    import ctypes
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_size_t) for n in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost"
+        )]
+
+    libc = ctypes.CDLL(None)
+    libc.mallinfo2.restype = MallInfo2
+    return int(libc.mallinfo2().uordblks)
+
+
+@glibc_only
+def test_kept_encoded_json_holds_its_size_only() -> None:
+    """`EncodedJSON.of` (kept by the shared sections) holds bytes of its own size, not
+    the buffer orjson wrote them into (ten times a 3 KB result)."""
+    from homeserver.records.encoded_json import EncodedJSON
+
+    data = {"events": [{"body": "x" * 3000}]}
+    before = _heap_in_use()
+    kept = [EncodedJSON.of(data) for _ in range(200)]
+    per_value = (_heap_in_use() - before) / len(kept)
+    assert len(kept[0].raw) > 3000 and per_value < 2 * len(kept[0].raw), per_value

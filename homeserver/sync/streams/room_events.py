@@ -755,7 +755,7 @@ class RoomEventsStream(StreamProvider):
         ):
             return None
         drop = max(0, len(old.timeline) + count - limit)
-        if any(se.event.state_key is not None for se in old.timeline[:drop]):
+        if any(se.is_state for se in old.timeline[:drop]):
             return None
         new = await recent.between(room.room_nid, old_last, last)
         if not new or len(new) != count:
@@ -770,8 +770,8 @@ class RoomEventsStream(StreamProvider):
                 return None
         if drop:
             kept = len(old.timeline)
-            first = old.timeline[drop].event if drop < kept else new[drop - kept]
-            if first.state_before != old.timeline[0].event.state_before:
+            first = old.timeline[drop].state_before if drop < kept else new[drop - kept].state_before
+            if first != old.timeline[0].state_before:
                 return None
         if self.bundler is not None and await self.bundler.related_among(new):
             return None
@@ -782,7 +782,7 @@ class RoomEventsStream(StreamProvider):
         timeline = kept_old + [section_event(e, room_id, False) for e in new[max(0, drop - len(old.timeline)):]]
         return InitialSection(
             key=key, timeline=timeline, limited=old.limited or drop > 0,
-            prev_batch=room_token((timeline[0].event.stream_ordering or 1) - 1), state=old.state,
+            prev_batch=room_token((timeline[0].stream_ordering or 1) - 1), state=old.state,
             summary=old.summary, size=section_size(timeline) + section_size(old.state),
         )
 
@@ -836,25 +836,54 @@ class RoomEventsStream(StreamProvider):
             # `render` inlined (it runs for every event of every room of an initial sync);
             # only an event this device sent can carry its transaction ID.
             prefix = se.prefix
-            e = se.event
-            if prefix is None or (e.txn_device == device_id and e.transaction_id_for(user_id, device_id) is not None):
+            if prefix is None or (se.txn_device is not None and se.txn_device == device_id):
                 afresh.append(i)
                 out.append(b"")
             else:
                 age = now - se.origin_ts
                 out.append(b"%b%d}}" % (prefix, age if age > 0 else 0))
         if afresh:
-            chosen = [events[i] for i in afresh]
-            formatted = await self.format_events(req, room, [se.event for se in chosen])
+            candidates = list(afresh)
+            chosen, stored = await self._afresh(events, afresh, user_id, device_id)
+            formatted = await self.format_events(req, room, stored)
             if bundle and self.bundler is not None:
-                pairs = [(se.event, f) for se, f in zip(chosen, formatted, strict=True) if se.related]
+                pairs = [(e, f) for se, e, f in zip(chosen, stored, formatted, strict=True) if se.related]
                 if pairs:
                     await self.bundler.bundle(
                         room, req.user_id, [e for e, _ in pairs], [f for _, f in pairs], device_id
                     )
             for i, f in zip(afresh, formatted, strict=True):
                 out[i] = dumps(f)
+            for i in candidates:
+                if not out[i]:  # sent from a device of the same ID by another user: as kept
+                    se = events[i]
+                    assert se.prefix is not None
+                    age = now - se.origin_ts
+                    out[i] = b"%b%d}}" % (se.prefix, age if age > 0 else 0)
         return b",".join(out)
+
+    async def _afresh(
+        self, events: list[SectionEvent], afresh: list[int], user_id: str, device_id: str | None
+    ) -> tuple[list[SectionEvent], list[StoredEvent]]:
+        """The section events of `afresh` to format for this reader, with their stored
+        events: kept with the section (formatted per reader), or read from the event
+        cache (sent from this device). `afresh` is narrowed to those whose transaction
+        ID this reader sees (a device ID is unique only among its user's devices)."""
+        wanted = [events[i].nid for i in afresh if events[i].event is None]
+        read = await self.event_store.get_events_by_nid(wanted) if wanted else {}
+        kept: list[int] = []
+        chosen: list[SectionEvent] = []
+        stored: list[StoredEvent] = []
+        for i in afresh:
+            se = events[i]
+            e = se.event if se.event is not None else read.get(se.nid)
+            if e is None or (se.prefix is not None and e.transaction_id_for(user_id, device_id) is None):
+                continue
+            kept.append(i)
+            chosen.append(se)
+            stored.append(e)
+        afresh[:] = kept
+        return chosen, stored
 
     # --- other memberships ---
 

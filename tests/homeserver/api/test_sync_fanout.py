@@ -571,3 +571,25 @@ async def test_a_direct_chat_is_not_shared_and_reads_the_same(api: Api) -> None:
     assert [[e["event_id"] for e in t] for t in timelines] == [[event_id], [event_id]]
     assert timelines[0][0]["unsigned"].get("transaction_id") == "dm0"
     assert "transaction_id" not in timelines[1][0]["unsigned"]
+
+
+async def test_rooms_nobody_counts_are_not_told(api: Api) -> None:
+    """The writer's rows are kept for a room only once a reader counts it (it has a
+    tally): a room nobody syncs holds none of its events' rows, and its first reader
+    reads them, with the counts the database gives; from then on its rows are told."""
+    hs = api.hs
+    tallies = hs.unread.tallies
+    assert tallies is not None
+    owner = (await api.register("owner"))["access_token"]
+    reader = await api.register("reader")
+    room = (await api.post("createRoom", {"preset": "public_chat"}, token=owner))["room_id"]
+    await api.post(f"rooms/{room}/join", {}, token=reader["access_token"])
+    for n in range(3):
+        await api.put(f"rooms/{room}/send/m.room.message/u{n}", {"msgtype": "m.text", "body": str(n)}, token=owner)
+    assert not tallies._told  # nobody counts the room: nothing waits for a reader
+    since = [(await api.get("sync", token=reader["access_token"]))["next_batch"]]
+    told_hits = tallies.told_hits
+    for n in range(2):
+        await api.put(f"rooms/{room}/send/m.room.message/t{n}", {"msgtype": "m.text", "body": str(n)}, token=owner)
+    await _everyone_syncs(api, room, [reader], since)
+    assert tallies.told_hits == told_hits + 2 and not tallies._told

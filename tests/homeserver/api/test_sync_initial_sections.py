@@ -66,13 +66,19 @@ def _bodies(entry: dict[str, Any]) -> list[str]:
     return [e["content"].get("body", "") for e in entry["timeline"]["events"] if e["type"] == "m.room.message"]
 
 
-async def test_readers_share_a_section_each_as_a_fresh_computation(api: Api) -> None:
-    alice, bob = await user(api, "alice"), await user(api, "bob")
+async def _talking(api: Api, alice: str, bob: str) -> str:
+    """A public room of alice's joined by bob, three messages of each in turn."""
     room = await create(api, alice, preset="public_chat")
     await join(api, room, bob)
     for i in range(3):
         await send(api, room, alice, f"a{i}")
         await send(api, room, bob, f"b{i}")
+    return room
+
+
+async def test_readers_share_a_section_each_as_a_fresh_computation(api: Api) -> None:
+    alice, bob = await user(api, "alice"), await user(api, "bob")
+    room = await _talking(api, alice, bob)
     sections = _sections(api)
     first = await _initial(api, alice, room)
     # The first initial sync of the room as it is keeps nothing (most rooms change before
@@ -386,3 +392,29 @@ async def test_what_changes_earlier_events_or_the_state_is_computed_afresh(api: 
         await change()
         await _same_as_fresh(api, [alice, bob], room)
         assert sections.derived == derived
+
+
+async def test_sections_hold_no_parsed_event_the_cache_let_go(api: Api) -> None:
+    """A kept section holds its events' encoded JSON, not the events (the event cache
+    alone decides whether they stay parsed): with every event of the room kept as JSON
+    by the cache, the section's readers still get what a fresh computation gives, each
+    device its own transaction IDs, and not another user's device of the same ID."""
+    alice = (await api.register("alice", device_id="PHONE"))["access_token"]
+    bob = (await api.register("bob", device_id="PHONE"))["access_token"]
+    room = await _talking(api, alice, bob)
+    sections = _sections(api)
+    await _initial(api, alice, room)
+    await _initial(api, bob, room)
+    assert sections.stats()["rooms"] == 1
+    section = next(iter(sections._sections.values()))
+    assert all(se.event is None for se in section.timeline + section.state if se.prefix is not None)
+    store = api.hs.event_store
+    for event_id in list(store._by_id):
+        store._keep_as_json(event_id)
+    hits = sections.hits
+    for token, name in ((alice, "alice"), (bob, "bob")):
+        kept = await _initial(api, token, room)
+        assert _strip_age(kept) == _strip_age(await _fresh(api, token, room))
+        own = [e for e in kept["timeline"]["events"] if "transaction_id" in e["unsigned"]]
+        assert len(own) == 3 and all(e["sender"] == uid(name) for e in own)
+    assert sections.hits == hits + 2

@@ -15,7 +15,16 @@ from typing import Any
 
 import orjson
 
-from homeserver.storage.events import _COLUMNS, _JSON_SHARE, _PARSED_PER_ROOM, EventStore, _from_row
+from homeserver.records.events import StoredEvent
+from homeserver.storage.events import (
+    _COLUMNS,
+    _JSON_SHARE,
+    _PARSED_PER_ROOM,
+    EventStore,
+    _freeze,
+    _from_row,
+    _thaw,
+)
 from tests.conftest import ClientFactory
 
 
@@ -246,3 +255,19 @@ async def test_older_messages_kept_as_json_read_back_as_stored(
         room.room_nid, from_pos=hs.room_service.stream.current, to_pos=None, backwards=True, limit=count + 10
     )
     assert next(e for e in page if e.event_id == ids[2]) == fresh[ids[2]]
+
+
+def test_kept_as_json_packed_in_one_bytes_object() -> None:
+    """An event kept as its JSON is one bytes object of exactly its size (no tuple of
+    fields, no int objects, no spare buffer beside it) and thaws to the very record
+    it was, every field: absent (None) and present, non-ASCII, negative and large."""
+    event = {"type": "m.room.message", "content": {"body": "é ☃ \u0000"}, "sender": "@a:b"}
+    records = [
+        StoredEvent(7, "$e", 3, None, None, None, True, None, None, None, None, dict(event)),
+        StoredEvent(1 << 40, "$f", 2, -5, 11, 12, False, "rejected: é", "$redaction", "DÉVICE", "txn ☃", dict(event)),
+        StoredEvent(2, "$g", 1, 0, 0, 1 << 62, False, None, "$r", None, "", {}),
+    ]
+    for ev in records:
+        frozen = _freeze(ev)
+        assert type(frozen) is bytes and len(frozen) < 200
+        assert _thaw(ev.event_id, frozen) == ev
