@@ -162,6 +162,14 @@ class RoomEventsStream(StreamProvider):
                 return "leave", room.room_id, await self._left_room(req, room, m)
             return "", room.room_id, None
 
+        async def encoded(m: UserMembership) -> tuple[str, str, dict[str, Any] | EncodedJSON | None]:
+            # A joined room's entry encoded as soon as it is computed: its objects (a
+            # dict per event, and more) are freed at once instead of living until the
+            # whole response is encoded, where the collector would scan them (tens of
+            # thousands in a big account's initial sync), some of them twice.
+            section, room_id, entry = await one(m)
+            return section, room_id, EncodedJSON.of(entry) if entry is not None else None
+
         wanted = [
             m for m in req.memberships
             # filtered out, or a change the next sync will carry
@@ -185,7 +193,7 @@ class RoomEventsStream(StreamProvider):
             # otherwise wait for each batch's read with nothing to do.
             joined = [m for m in wanted if m.membership == "join"]
             batches = [joined[i : i + _PRELOAD_ROOMS] for i in range(0, len(joined), _PRELOAD_ROOMS)]
-            found = []
+            found: list[tuple[str, str, dict[str, Any] | EncodedJSON | None]] = []
             ahead: asyncio.Future[_Pages] | None = None
             try:
                 for n, batch in enumerate(batches):
@@ -197,8 +205,8 @@ class RoomEventsStream(StreamProvider):
                     missed = pages[1]
                     for m in batch:
                         if m.room_nid not in missed:
-                            found.append(await one(m))
-                    found += await asyncio.gather(*(one(m) for m in batch if m.room_nid in missed))
+                            found.append(await encoded(m))
+                    found += await asyncio.gather(*(encoded(m) for m in batch if m.room_nid in missed))
             finally:
                 if ahead is not None and not ahead.done():
                     ahead.cancel()
