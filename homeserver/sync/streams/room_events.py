@@ -80,6 +80,8 @@ _Pages = tuple[
 ]
 # Rooms whose summary is kept (`_summary_parts`; a few hundred bytes each).
 _SUMMARIES_KEPT = 10_000
+# The state that names a room for its summary (no heroes then), in the order looked at.
+_NAMING_KEYS = (("m.room.name", ""), ("m.room.canonical_alias", ""))
 # Local joined members from which a room's incremental timeline is shared among its readers
 # (sync/shared_sections.py): in a smaller room (a direct chat) at most one other reader could
 # take a section, and building one costs its builder more than building its own timeline.
@@ -666,10 +668,14 @@ class RoomEventsStream(StreamProvider):
         members = await self.room_service.current_members(room)
         joined = [u for u, m, _ in members if m == "join"]
         invited = [u for u, m, _ in members if m == "invite"]
-        names = await self.room_service.current_state_events(
-            room, [("m.room.name", ""), ("m.room.canonical_alias", "")]
-        )
-        named = any(e.event["content"].get("name") or e.event["content"].get("alias") for e in names.values())
+        # The name first: a named room needs no look at its alias, whose key a server
+        # where no room has one has never seen (looked up through the whole state).
+        named = False
+        for key in _NAMING_KEYS:
+            found = await self.room_service.current_state_events(room, [key])
+            if any(e.event["content"].get("name") or e.event["content"].get("alias") for e in found.values()):
+                named = True
+                break
         return Summary(
             joined=len(joined), invited=len(invited), named=named,
             members=[] if named else heapq.nsmallest(6, joined + invited),

@@ -386,3 +386,20 @@ async def test_what_changes_earlier_events_or_the_state_is_computed_afresh(api: 
         await change()
         await _same_as_fresh(api, [alice, bob], room)
         assert sections.derived == derived
+
+
+async def test_the_summary_names_a_room_by_its_name_or_else_its_canonical_alias(api: Api) -> None:
+    """Heroes only for a room that neither its name nor its canonical alias names: the
+    name is looked at first, the alias only when the name does not name the room."""
+    alice, bob = await user(api, "alice"), await user(api, "bob")
+    plain = await create(api, alice, preset="public_chat")
+    aliased = await create(api, alice, preset="public_chat", room_alias_name="aliased")
+    for room in (plain, aliased):
+        await join(api, room, bob)
+        await put_state(api, room, alice, "m.room.name", {"name": ""})  # a name that names nothing
+    assert (await _initial(api, bob, plain))["summary"]["m.heroes"] == [uid("alice")]
+    assert "m.heroes" not in (await _initial(api, bob, aliased))["summary"]
+    await put_state(api, plain, alice, "m.room.name", {"name": "named"})
+    assert "m.heroes" not in (await _initial(api, bob, plain))["summary"]
+    await put_state(api, aliased, alice, "m.room.canonical_alias", {})
+    assert (await _initial(api, bob, aliased))["summary"]["m.heroes"] == [uid("alice")]
