@@ -168,9 +168,13 @@ class RoomEventsStream(StreamProvider):
             # A joined room's entry encoded as soon as it is computed: its objects (a
             # dict per event, and more) are freed at once instead of living until the
             # whole response is encoded, where the collector would scan them (tens of
-            # thousands in a big account's initial sync), some of them twice.
+            # thousands in a big account's initial sync), some of them twice. An entry
+            # from a kept section holds its events encoded already: copying its bytes
+            # once more would cost more than the few objects it frees.
             section, room_id, entry = await one(m)
-            return section, room_id, EncodedJSON.of(entry) if entry is not None else None
+            if entry is None or isinstance(entry.get("timeline"), EncodedJSON):
+                return section, room_id, entry
+            return section, room_id, EncodedJSON.of(entry)
 
         wanted = [
             m for m in req.memberships
