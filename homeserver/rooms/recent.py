@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import operator
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -58,6 +59,7 @@ _MAX_NID = 2**63
 # every room's generation changes).
 _MAX_GENERATIONS = 100_000
 _EPOCH_SHIFT = 40
+_POSITION = operator.attrgetter("stream_ordering")
 
 
 @dataclass
@@ -166,9 +168,10 @@ class RecentEvents:
         complete as its range). Only a room without a window is seeded."""
         if room_nid in self._rooms or upto <= after:
             return
-        ordered = sorted((e for e in events if (e.stream_ordering or 0) > max(after, 0)),
-                         key=lambda e: e.stream_ordering or 0)[-self.per_room:]
         lo = max(after, 0)
+        # Every event kept has a position above zero: sorted by it with no key function
+        # of ours (an initial sync seeds every room it reads, a dozen events each).
+        ordered = sorted([e for e in events if (e.stream_ordering or 0) > lo], key=_POSITION)[-self.per_room:]
         if len(ordered) == self.per_room:
             lo = (ordered[0].stream_ordering or 1) - 1
         window = self._new_window(room_nid, lo, upto)

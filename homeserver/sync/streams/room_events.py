@@ -80,6 +80,8 @@ _Pages = tuple[
 ]
 # Rooms whose summary is kept (`_summary_parts`; a few hundred bytes each).
 _SUMMARIES_KEPT = 10_000
+# The state that names a room for its summary (no heroes then), in the order looked at.
+_NAMING_KEYS = (("m.room.name", ""), ("m.room.canonical_alias", ""))
 # Local joined members from which a room's incremental timeline is shared among its readers
 # (sync/shared_sections.py): in a smaller room (a direct chat) at most one other reader could
 # take a section, and building one costs its builder more than building its own timeline.
@@ -162,6 +164,18 @@ class RoomEventsStream(StreamProvider):
                 return "leave", room.room_id, await self._left_room(req, room, m)
             return "", room.room_id, None
 
+        async def encoded(m: UserMembership) -> tuple[str, str, dict[str, Any] | EncodedJSON | None]:
+            # A joined room's entry encoded as soon as it is computed: its objects (a
+            # dict per event, and more) are freed at once instead of living until the
+            # whole response is encoded, where the collector would scan them (tens of
+            # thousands in a big account's initial sync), some of them twice. An entry
+            # from a kept section holds its events encoded already: copying its bytes
+            # once more would cost more than the few objects it frees.
+            section, room_id, entry = await one(m)
+            if entry is None or isinstance(entry.get("timeline"), EncodedJSON):
+                return section, room_id, entry
+            return section, room_id, EncodedJSON.of(entry)
+
         wanted = [
             m for m in req.memberships
             # filtered out, or a change the next sync will carry
@@ -185,7 +199,7 @@ class RoomEventsStream(StreamProvider):
             # otherwise wait for each batch's read with nothing to do.
             joined = [m for m in wanted if m.membership == "join"]
             batches = [joined[i : i + _PRELOAD_ROOMS] for i in range(0, len(joined), _PRELOAD_ROOMS)]
-            found = []
+            found: list[tuple[str, str, dict[str, Any] | EncodedJSON | None]] = []
             ahead: asyncio.Future[_Pages] | None = None
             try:
                 for n, batch in enumerate(batches):
@@ -197,8 +211,8 @@ class RoomEventsStream(StreamProvider):
                     missed = pages[1]
                     for m in batch:
                         if m.room_nid not in missed:
-                            found.append(await one(m))
-                    found += await asyncio.gather(*(one(m) for m in batch if m.room_nid in missed))
+                            found.append(await encoded(m))
+                    found += await asyncio.gather(*(encoded(m) for m in batch if m.room_nid in missed))
             finally:
                 if ahead is not None and not ahead.done():
                     ahead.cancel()
@@ -658,10 +672,14 @@ class RoomEventsStream(StreamProvider):
         members = await self.room_service.current_members(room)
         joined = [u for u, m, _ in members if m == "join"]
         invited = [u for u, m, _ in members if m == "invite"]
-        names = await self.room_service.current_state_events(
-            room, [("m.room.name", ""), ("m.room.canonical_alias", "")]
-        )
-        named = any(e.event["content"].get("name") or e.event["content"].get("alias") for e in names.values())
+        # The name first: a named room needs no look at its alias, whose key a server
+        # where no room has one has never seen (looked up through the whole state).
+        named = False
+        for key in _NAMING_KEYS:
+            found = await self.room_service.current_state_events(room, [key])
+            if any(e.event["content"].get("name") or e.event["content"].get("alias") for e in found.values()):
+                named = True
+                break
         return Summary(
             joined=len(joined), invited=len(invited), named=named,
             members=[] if named else heapq.nsmallest(6, joined + invited),

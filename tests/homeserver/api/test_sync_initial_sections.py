@@ -418,3 +418,20 @@ async def test_sections_hold_no_parsed_event_the_cache_let_go(api: Api) -> None:
         own = [e for e in kept["timeline"]["events"] if "transaction_id" in e["unsigned"]]
         assert len(own) == 3 and all(e["sender"] == uid(name) for e in own)
     assert sections.hits == hits + 2
+
+
+async def test_the_summary_names_a_room_by_its_name_or_else_its_canonical_alias(api: Api) -> None:
+    """Heroes only for a room that neither its name nor its canonical alias names: the
+    name is looked at first, the alias only when the name does not name the room."""
+    alice, bob = await user(api, "alice"), await user(api, "bob")
+    plain = await create(api, alice, preset="public_chat")
+    aliased = await create(api, alice, preset="public_chat", room_alias_name="aliased")
+    for room in (plain, aliased):
+        await join(api, room, bob)
+        await put_state(api, room, alice, "m.room.name", {"name": ""})  # a name that names nothing
+    assert (await _initial(api, bob, plain))["summary"]["m.heroes"] == [uid("alice")]
+    assert "m.heroes" not in (await _initial(api, bob, aliased))["summary"]
+    await put_state(api, plain, alice, "m.room.name", {"name": "named"})
+    assert "m.heroes" not in (await _initial(api, bob, plain))["summary"]
+    await put_state(api, aliased, alice, "m.room.canonical_alias", {})
+    assert (await _initial(api, bob, aliased))["summary"]["m.heroes"] == [uid("alice")]
