@@ -93,6 +93,8 @@ _Frozen = bytes
 _HEADER = struct.Struct("<qqqqq?HHHH")
 _NONE = -(1 << 63)
 _ABSENT = 0xFFFF
+_NO_FIELDS = (None, None, None, None)
+_NO_LENGTHS = [_ABSENT] * 4
 
 
 def _opt_int(v: int | None) -> int:
@@ -101,11 +103,20 @@ def _opt_int(v: int | None) -> int:
 
 def _freeze(ev: StoredEvent) -> _Frozen:
     fields = (ev.rejected, ev.redacted_by, ev.txn_device, ev.txn_id)
+    so, before, after = ev.stream_ordering, ev.state_before, ev.state_after
+    if fields == _NO_FIELDS:
+        # Most events: no optional text. One concatenation of two bytes objects gives
+        # the exact-size result (the event cache freezes one event per send at its bound,
+        # so this path is kept short).
+        return _HEADER.pack(
+            ev.nid, ev.room_nid, _NONE if so is None else so, _NONE if before is None else before,
+            _NONE if after is None else after, ev.outlier, _ABSENT, _ABSENT, _ABSENT, _ABSENT,
+        ) + orjson.dumps(ev.event)
     strings = [b"" if v is None else v.encode() for v in fields]
     if any(len(b) >= _ABSENT for b in strings):
         raise ValueError("a field too long to pack")
     header = _HEADER.pack(
-        ev.nid, ev.room_nid, _opt_int(ev.stream_ordering), _opt_int(ev.state_before), _opt_int(ev.state_after),
+        ev.nid, ev.room_nid, _opt_int(so), _opt_int(before), _opt_int(after),
         ev.outlier, *(_ABSENT if v is None else len(b) for v, b in zip(fields, strings, strict=True)),
     )
     return b"".join((header, *strings, orjson.dumps(ev.event)))
@@ -122,17 +133,16 @@ def _frozen_nid(f: _Frozen) -> int:
 def _thaw(event_id: str, f: _Frozen) -> StoredEvent:
     nid, room_nid, pos, before, after, outlier, *lengths = _HEADER.unpack_from(f)
     at = _HEADER.size
-    strings: list[str | None] = []
-    for n in lengths:
-        if n == _ABSENT:
-            strings.append(None)
-        else:
-            strings.append(f[at:at + n].decode())
-            at += n
+    strings: list[str | None] = [None, None, None, None]
+    if lengths != _NO_LENGTHS:
+        for i, n in enumerate(lengths):
+            if n != _ABSENT:
+                strings[i] = f[at:at + n].decode()
+                at += n
     return StoredEvent(
         nid, event_id, room_nid, None if pos == _NONE else pos, None if before == _NONE else before,
         None if after == _NONE else after, outlier, strings[0], strings[1], strings[2], strings[3],
-        orjson.loads(memoryview(f)[at:]),
+        orjson.loads(memoryview(f)[at:]) if at != _HEADER.size else orjson.loads(f[at:]),
     )
 
 
