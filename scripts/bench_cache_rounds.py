@@ -25,7 +25,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_initial import _fill, message_every_room  # noqa: E402
-from bench_servers import Client, Server, initial_sync_path, run_beside_synapse  # noqa: E402
+from bench_servers import Server, initial_sync_path, registered, run_beside_synapse  # noqa: E402
 
 CACHE_MB: int | None = None  # --cache-mb: the event cache's bound, else the default
 
@@ -52,10 +52,7 @@ async def _event_cache(session: aiohttp.ClientSession, url: str) -> dict[str, fl
 async def run_rounds(server: Server, rooms: int, rounds: int) -> dict[str, float]:
     out: dict[str, float] = {}
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
-        owner, reader, member = Client(s, server.url), Client(s, server.url), Client(s, server.url)
-        await owner.register("rounds_owner")
-        await reader.register("rounds_reader")
-        await member.register("rounds_member")
+        owner, reader, member = await registered(s, server.url, "rounds_owner", "rounds_reader", "rounds_member")
         await _fill(owner, reader, 50, 100, "h")
         await reader.call("GET", initial_sync_path(0))
         room_ids = await _fill(owner, member, rooms, 3, "m")

@@ -41,7 +41,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_scale import _py_spy, _top_functions  # noqa: E402
-from bench_servers import Client, Server, initial_sync_path, report, run_beside_synapse  # noqa: E402
+from bench_servers import Client, Server, initial_sync_path, registered, report, run_beside_synapse  # noqa: E402
 
 REPEATS = 7
 UNCACHED = 5
@@ -126,10 +126,7 @@ async def run_initial(
     out: dict[str, float] = {"rss_idle_mb": server.idle_rss}
     peak = [server.idle_rss]
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
-        owner, reader, member = Client(s, server.url), Client(s, server.url), Client(s, server.url)
-        await owner.register("initial_owner")
-        await reader.register("initial_reader")
-        await member.register("initial_member")
+        owner, reader, member = await registered(s, server.url, "initial_owner", "initial_reader", "initial_member")
         rooms, events = small
         history_rooms = await _fill(owner, reader, rooms, events, "h")
         peak.append(server.rss())

@@ -217,6 +217,15 @@ class Client:
         self.user_id = data["user_id"]
 
 
+async def registered(session: aiohttp.ClientSession, url: str, *names: str) -> list[Client]:
+    """One registered client of the server at `url` per name, registered in turn (the
+    benchmarks' users: each scenario needs a few, made the same way)."""
+    clients = [Client(session, url) for _ in names]
+    for client, name in zip(clients, names, strict=True):
+        await client.register(name)
+    return clients
+
+
 def _pct(values: list[float], p: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
@@ -225,10 +234,7 @@ def _pct(values: list[float], p: float) -> float:
 async def run_workload(server: Server, rooms: int, events: int, rounds: int) -> dict[str, float]:
     out: dict[str, float] = {}
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
-        sender, receiver, reader = Client(s, server.url), Client(s, server.url), Client(s, server.url)
-        await sender.register("sender")
-        await receiver.register("receiver")
-        await reader.register("reader")
+        sender, receiver, reader = await registered(s, server.url, "sender", "receiver", "reader")
         await asyncio.sleep(1)
         out["rss_idle_mb"] = server.idle_rss
         peak = [out["rss_idle_mb"]]
