@@ -164,7 +164,7 @@ async def bench(args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:
         raw = Path(tmp) / "initial.raw" if args.profile else None
         results = await run_beside_synapse(
             "accord-bench-initial-", not args.no_synapse,
-            lambda server: run_initial(server, small, many, raw), baseline=args.baseline,
+            lambda server: run_initial(server, small, many, raw), baseline=args.baseline, abba=args.abba,
         )
         for name, res in results:
             print(f"{name}: " + ", ".join(f"{k}={v:.2f}" for k, v in res.items()), flush=True)
@@ -179,6 +179,8 @@ def main() -> None:
     ap.add_argument("--no-synapse", action="store_true")
     ap.add_argument("--profile", action="store_true", help="py-spy Accord during the many-rooms initial syncs")
     ap.add_argument("--baseline", type=Path, metavar="CHECKOUT", help="also measure this checkout, first")
+    ap.add_argument("--abba", action="store_true",
+                    help="measure both checkouts twice, in both orders, and report the means")
     args = ap.parse_args()
     results = asyncio.run(bench(args))
     history = "10 rooms x 20 events" if args.quick else "50 rooms x 100 events"

@@ -18,9 +18,13 @@ so their CPU time is read from /proc the same way. `--profile` runs Accord under
 The profile covers the sends only (not the accounts' set-up); `--profile-out` keeps
 py-spy's collapsed stacks of the fan-out. Each run takes free ports, so checkouts can bench at once.
 `--baseline DIR` runs a second Accord from another checkout (the code before a change) in
-the same run, so a change is measured against it on the same noisy machine.
+the same run, so a change is measured against it on the same noisy machine; with `--abba`
+both run twice, in both orders (the server measured first in a run was measured slower,
+whatever its code), and the means are reported. `--sends N` sets the sequential sends
+measured at each size of the big room (more give `--profile` more samples).
 Usage: scripts/bench_scale.py [--quick] [--no-synapse] [--profile [--profile-out FILE]]
-       [--only fanout|rooms|write] [--readers N] [--members N] [--synapse-members N] [--baseline DIR]
+       [--only fanout|rooms|write] [--readers N] [--members N] [--synapse-members N] [--sends N]
+       [--baseline DIR [--abba]]
 """
 
 from __future__ import annotations
@@ -50,8 +54,10 @@ from bench_servers import (  # noqa: E402
     _pct,
     _synapse_python,
     free_ports,
+    in_abba_order,
     incremental_sync_path,
     initial_sync_path,
+    mean_of_rounds,
     report,
     start_accord,
     start_synapse,
@@ -413,15 +419,17 @@ async def bench(args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:
     tmp = Path(tempfile.mkdtemp(prefix="accord-bench-scale-"))
     try:
         # Accounts are set-up, not what is measured: cheap password hashes on both.
-        servers: list[tuple[str, Any]] = [("accord", lambda: start_accord(tmp, free_ports(2), _cheap_scrypt))]
+        accords: list[tuple[str, Any]] = [("accord", lambda d: start_accord(d, free_ports(2), _cheap_scrypt))]
         if args.baseline:  # another checkout (the code before a change), measured in the same run
             base = Path(args.baseline).resolve()
-            servers.append(("baseline", lambda: start_accord(tmp, free_ports(2), _cheap_scrypt, repo=base, name="baseline")))
+            accords.append(("baseline", lambda d: start_accord(d, free_ports(2), _cheap_scrypt, repo=base, name="baseline")))
+        others: list[tuple[str, Any]] = []
         synapse = _synapse_python() if not args.no_synapse else None
         if synapse:
-            servers.append(("synapse", lambda: start_synapse(tmp, free_ports(1), synapse, _cheap_bcrypt)))
-        for name, start in servers:
-            server = await start()
+            others.append(("synapse", lambda d: start_synapse(d, free_ports(1), synapse, _cheap_bcrypt)))
+        for i, (name, start) in enumerate(in_abba_order(accords, others, args.abba)):
+            (tmp / str(i)).mkdir()  # a fresh directory each round
+            server = await start(tmp / str(i))
             res: dict[str, float] = {}
             try:
                 if args.only in (None, "fanout"):
@@ -443,7 +451,7 @@ async def bench(args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:
                         return stop
 
                     res.update(await run_writes(server, args.members or (1000 if args.quick else 10_000),
-                                                args.synapse_members, 50 if args.quick else 100, spy))
+                                                args.synapse_members, args.sends or (50 if args.quick else 100), spy))
             finally:
                 server.stop()
             results.append((name, res))
@@ -462,7 +470,7 @@ async def bench(args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:
                                    what=f"{label} during the {what.removesuffix('_joins').replace('_', ' ')} {doing}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return results
+    return mean_of_rounds(results)
 
 
 def _fanout_size(args: argparse.Namespace) -> tuple[int, float]:
@@ -475,14 +483,18 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-synapse", action="store_true")
-    ap.add_argument("--profile", action="store_true", help="py-spy Accord during the fan-out")
+    ap.add_argument("--profile", action="store_true", help="py-spy Accord during the fan-out and the writes")
     ap.add_argument("--profile-out", help="keep the fan-out profile's collapsed stacks in this file")
     ap.add_argument("--only", choices=("fanout", "rooms", "write"))
     ap.add_argument("--baseline", help="another checkout (e.g. main's code) run as a third server in the same run")
+    ap.add_argument("--abba", action="store_true",
+                    help="measure Accord and the baseline twice, in both orders, and report the means")
     ap.add_argument("--readers", type=int, help="syncers in the fan-out (default 200, 50 with --quick; 1: one reader's delivery)")
     ap.add_argument("--members", type=int, help="members of the big room (10,000; 1,000 with --quick)")
     ap.add_argument("--synapse-members", type=int, default=1000,
                     help="the size measured on both servers on the way (default 1,000)")
+    ap.add_argument("--sends", type=int,
+                    help="sequential sends measured at each room size (default 100, 50 with --quick; more for a profile)")
     args = ap.parse_args()
     results = asyncio.run(bench(args))
     readers, seconds = _fanout_size(args)

@@ -20,11 +20,13 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiohttp
 import yaml
+
+T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -478,31 +480,61 @@ def _synapse_python() -> str | None:
     return path if Path(path).exists() else None
 
 
+def in_abba_order(accords: list[T], others: list[T], abba: bool) -> list[T]:
+    """The order servers are measured in. With `abba`, the Accord checkouts run once
+    forwards and once backwards (A B B A) before the others: whichever server runs first
+    in a run was measured slower, whatever its code (sends into a 10,000-member room:
+    1.2-1.3x the CPU and 1.4x the p50 in both orders), so one order alone can show a
+    regression that is not there. `mean_of_rounds` merges the two rounds."""
+    return accords + accords[::-1] + others if abba else accords + others
+
+
+def mean_of_rounds(results: list[tuple[str, dict[str, float]]]) -> list[tuple[str, dict[str, float]]]:
+    """One entry per server, in the order first measured, each figure the mean of that
+    server's rounds (a figure missing from a round is the mean of the rounds that have it)."""
+    rounds: dict[str, list[dict[str, float]]] = {}
+    for name, res in results:
+        rounds.setdefault(name, []).append(res)
+    merged = []
+    for name, runs in rounds.items():
+        keys = dict.fromkeys(k for run in runs for k in run)
+        merged.append((name, {k: statistics.fmean([run[k] for run in runs if k in run]) for k in keys}))
+    return merged
+
+
 async def run_beside_synapse(
     prefix: str, with_synapse: bool,
     workload: Callable[[Server], Awaitable[dict[str, float]]], baseline: Path | None = None,
+    abba: bool = False,
 ) -> list[tuple[str, dict[str, float]]]:
     """One workload against Accord, then against Synapse when installed (and wanted),
     each server started fresh in a temporary directory: the figures of one run, ready
-    for `report`. `baseline`: another checkout (main's code) measured first, as "before"."""
+    for `report`. `baseline`: another checkout (main's code) measured first, as "before";
+    `abba`: both Accord checkouts measured twice, in both orders (`in_abba_order`), each
+    round's figures printed as measured and the means returned."""
     results = []
     tmp = Path(tempfile.mkdtemp(prefix=prefix))
     try:
-        servers = [("accord", lambda: start_accord(tmp, free_ports(2)))]
+        accords = [("accord", lambda d: start_accord(d, free_ports(2)))]
         if baseline is not None:
-            servers.insert(0, ("before", lambda: start_accord(tmp, free_ports(2), repo=baseline, name="before")))
+            accords.insert(0, ("before", lambda d: start_accord(d, free_ports(2), repo=baseline, name="before")))
+        others = []
         synapse = _synapse_python() if with_synapse else None
         if synapse:
-            servers.append(("synapse", lambda: start_synapse(tmp, free_ports(1), synapse)))
-        for name, start in servers:
-            server = await start()
+            others.append(("synapse", lambda d: start_synapse(d, free_ports(1), synapse)))
+        for i, (name, start) in enumerate(in_abba_order(accords, others, abba)):
+            (tmp / str(i)).mkdir()  # a fresh directory each round
+            server = await start(tmp / str(i))
             try:
                 results.append((name, await workload(server)))
             finally:
                 server.stop()
+            if abba:
+                print(f"{name} (one round): " + ", ".join(f"{k}={v:.2f}" for k, v in results[-1][1].items()),
+                      flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return results
+    return mean_of_rounds(results)
 
 
 async def bench(quick: bool, with_synapse: bool) -> tuple[list[tuple[str, dict[str, float]]], ...]:
