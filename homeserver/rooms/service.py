@@ -432,8 +432,13 @@ class RoomService:
                 self._auth_cache.move_to_end(key)
                 return known
         needed = auth_types_for_event(partial, rv) | {CREATE}
-        # Only the auth keys: a big room's whole state (a member each) is not copied per event.
-        auth_state = await self.reader.state_events_at_snapshot(snapshot, needed)
+        # Only the auth keys: a big room's whole state (a member each) is not copied per
+        # event. A membership's target key is new on every user's first join: looked up
+        # (one indexed read), not the whole state copied to find it absent, which cost
+        # half a join's CPU in a room of 10,000.
+        auth_state = await self.reader.state_events_at_snapshot(
+            snapshot, needed, look_up=partial["type"] == "m.room.member"
+        )
         auth_ids = select_auth_event_ids(partial, {k: ev.event_id for k, ev in auth_state.items()}, rv)
         if key is not None:
             self._auth_cache[key] = (auth_state, auth_ids)

@@ -51,3 +51,38 @@ async def test_auth_events_follow_the_state(db_overrides: dict[str, Any], make_a
         token=bob,
     ))
     assert renamed in await auth_events(await send(api, room_id, bob, "four"))
+
+
+async def test_a_first_join_does_not_copy_the_whole_state(
+    db_overrides: dict[str, Any], make_api: ClientFactory
+) -> None:
+    """A user's first join has a member key no room holds yet: its auth events are found
+    by looking that key up, not by copying the room's whole state (a member per key)."""
+    api = await make_api(**db_overrides)
+    alice = await user(api, "alice")
+    room_id = (await api.post("createRoom", {"preset": "public_chat"}, token=alice))["room_id"]
+    for name in ("bob", "carol"):
+        await api.post(f"rooms/{room_id}/join", {}, token=await user(api, name))
+    reader = api.hs.room_service.reader
+    whole = reader.state_ids_at_snapshot
+    copies = 0
+
+    async def counted(snapshot: int | None) -> Any:
+        nonlocal copies
+        copies += 1
+        return await whole(snapshot)
+
+    reader.state_ids_at_snapshot = counted  # type: ignore[method-assign]
+    dave = await user(api, "dave")
+    await api.post(f"rooms/{room_id}/join", {}, token=dave)
+    assert copies == 0
+    state = await api.get(f"rooms/{room_id}/state", token=alice)
+    join = next(ev for ev in state if ev["type"] == "m.room.member" and ev["state_key"] == uid("dave"))
+    assert join["content"]["membership"] == "join"
+    by_type = {ev["event_id"]: ev["type"] for ev in state}
+    stored = await api.hs.room_service.get_event(join["event_id"])
+    assert stored is not None
+    # The join cites the room's power levels and join rules (and, before room version
+    # 12, its create event), and no membership: dave had none.
+    cited = sorted(by_type[e] for e in stored.event["auth_events"])
+    assert [t for t in cited if t != "m.room.create"] == ["m.room.join_rules", "m.room.power_levels"]
