@@ -14,6 +14,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -128,7 +129,7 @@ async def bench_room_storage(tmp: str, n: int) -> dict[str, float]:
         assert room is not None
         rs = hs.room_service
 
-        async def measure(label: str, count: int, make) -> None:  # noqa: ANN001
+        async def measure(label: str, count: int, make: Callable[[int], Awaitable[object]]) -> None:
             before = await _db_bytes(hs)
             t0 = time.perf_counter()
             for i in range(count):

@@ -404,12 +404,12 @@ def _top_functions(raw: Path, count: int = 25, what: str = "") -> None:
             inclusive[frame] = inclusive.get(frame, 0) + samples
         own[frames[-1]] = own.get(frames[-1], 0) + samples
     print(f"profile of Accord{what} ({total} samples), top functions by own time:")
-    for frame, n in sorted(own.items(), key=lambda kv: -kv[1])[:count]:
-        print(f"  {100 * n / total:5.1f}%  {frame}")
+    for frame, hits in sorted(own.items(), key=lambda kv: -kv[1])[:count]:
+        print(f"  {100 * hits / total:5.1f}%  {frame}")
     print("  by inclusive time (project code):")
-    ours = [(f, n) for f, n in inclusive.items() if "homeserver/" in f or "federation/" in f]
-    for frame, n in sorted(ours, key=lambda kv: -kv[1])[:count]:
-        print(f"  {100 * n / total:5.1f}%  {frame}")
+    ours = [(f, hits) for f, hits in inclusive.items() if "homeserver/" in f or "federation/" in f]
+    for frame, hits in sorted(ours, key=lambda kv: -kv[1])[:count]:
+        print(f"  {100 * hits / total:5.1f}%  {frame}")
 
 
 async def bench(args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:

@@ -207,12 +207,13 @@ class Client:
             return data
 
     async def register(self, name: str) -> None:
-        body = {"username": name, "password": "bench-password-123", "auth": {"type": "m.login.dummy"},
+        auth: dict[str, str] = {"type": "m.login.dummy"}
+        body = {"username": name, "password": "bench-password-123", "auth": auth,
                 "initial_device_display_name": "bench"}
         async with self.s.post(self.url + "/register", json=body) as r:
             data = await r.json()
             if r.status == 401:  # servers that insist on the two-step dance
-                body["auth"]["session"] = data["session"]
+                auth["session"] = data["session"]
                 async with self.s.post(self.url + "/register", json=body) as r2:
                     data = await r2.json()
         self.token = data["access_token"]

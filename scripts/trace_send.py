@@ -14,7 +14,8 @@ A probe whose function a checkout lacks is left out (and named), so the code bef
 change can be traced beside it in the same run (`--baseline DIR`). Measure on a quiet
 machine and repeat: the steps that wake another thread or process cost what the
 machine's scheduler makes them cost.
-Usage: scripts/trace_send.py [--messages N] [--rate R] [--baseline DIR]
+`--statements` makes each statement of the writer's transaction a step of its own.
+Usage: scripts/trace_send.py [--messages N] [--rate R] [--statements] [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import asyncio
 import functools
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -52,11 +54,18 @@ _SYNC_PROBES = [
 ]
 
 
+# Set for the server's process by --statements: every statement of the writer is a step.
+_STATEMENTS = "TRACE_SEND_STATEMENTS"
+# A statement's literal values (SQLite's trace gives it with its parameters bound).
+_VALUES = re.compile(r"'[^']*'|\b\d+\b")
+
+
 def _serve(config: str, out: str) -> None:
     """The server with probes (run in the checkout traced, as its own process)."""
     import importlib
 
     stamps: list[tuple[str, int]] = []
+    each_statement = bool(os.environ.get(_STATEMENTS))
 
     def mark(label: str) -> None:
         stamps.append((label, time.perf_counter_ns()))
@@ -125,6 +134,8 @@ def _serve(config: str, out: str) -> None:
                     mark("writer_begin")
                 elif sql == "COMMIT":
                     mark("writer_commit")
+                elif each_statement:  # its text without its values, so messages share a label
+                    mark("sql " + _VALUES.sub("?", " ".join(sql.split()))[:80])
 
             conn.set_trace_callback(statement)
             return conn
@@ -168,7 +179,7 @@ def _serve(config: str, out: str) -> None:
         Path(out).write_text(json.dumps({"stamps": stamps, "missing": missing}))
 
 
-async def _trace(repo: Path, messages: int, rate: float) -> dict[str, Any]:
+async def _trace(repo: Path, messages: int, rate: float, statements: bool = False) -> dict[str, Any]:
     """Start `repo`'s server with probes, drive it, and return its per-message steps."""
     sys.path.insert(0, str(REPO / "scripts"))
     import aiohttp
@@ -181,7 +192,7 @@ async def _trace(repo: Path, messages: int, rate: float) -> dict[str, Any]:
     cfg, out = accord_config(tmp / "accord", port, repo), tmp / "stamps.json"
     proc = subprocess.Popen(
         [sys.executable, str(Path(__file__).resolve()), "--serve", str(cfg), str(out)],
-        cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)},
+        cwd=repo, env={**os.environ, "PYTHONPATH": str(repo), **({_STATEMENTS: "1"} if statements else {})},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
@@ -262,7 +273,7 @@ async def _main(args: argparse.Namespace) -> None:
     runs = [("accord", REPO)] + ([("baseline", Path(args.baseline).resolve())] if args.baseline else [])
     for round_ in range(args.rounds):
         for name, repo in runs if round_ % 2 == 0 else runs[::-1]:
-            _report(f"{name} (round {round_ + 1})", await _trace(repo, args.messages, args.rate))
+            _report(f"{name} (round {round_ + 1})", await _trace(repo, args.messages, args.rate, args.statements))
 
 
 def main() -> None:
@@ -274,6 +285,9 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=5.0, help="messages a second (the fan-out's 5)")
     ap.add_argument("--rounds", type=int, default=1, help="runs of each checkout, alternated")
     ap.add_argument("--baseline", help="another checkout (e.g. main's code), traced in the same run")
+    ap.add_argument("--statements", action="store_true",
+                    help="each statement of the writer's transaction a step (when it starts; SQLite's"
+                         " own statements, such as the full-text index's at COMMIT, start with --)")
     asyncio.run(_main(ap.parse_args()))
 
 

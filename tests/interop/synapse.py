@@ -49,7 +49,7 @@ import yaml
 from tests.tls_ca import TestCA
 
 DEFAULT_HOST = "127.0.0.3"
-LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
+LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
 
 # Large enough that no test ever meets a limit, small enough to stay a sane float/int in Synapse.
 _UNLIMITED = {"per_second": 100_000, "burst_count": 100_000}
@@ -86,7 +86,7 @@ _RATE_LIMIT_PATHS = (
 # Synapse reads ip_range_blacklist (not "blocklist"); federation_ip_range_blacklist is a legacy
 # override that would replace it for federation only, so it is left unset.
 _EVERYTHING_BUT_LOOPBACK = [
-    *(str(net) for net in ipaddress.ip_network("0.0.0.0/0").address_exclude(LOOPBACK)),
+    *(str(net) for net in ipaddress.IPv4Network("0.0.0.0/0").address_exclude(LOOPBACK)),
     "::/0",
 ]
 
