@@ -385,11 +385,25 @@ class PushActionsIndex:
         was_nid = kept.nids.get(user_id)
         if was_nid == now_nid:
             return kept
-        local = [m for m in kept.local if m[0] != user_id] if was_nid is not None else list(kept.local)
+        # Copies, the transaction may yet fail. A user who was not a member (every join)
+        # has no entry to find: the lists are copied whole, in C, not filtered in Python,
+        # which cost some 8% of a join's CPU in a room of 10,000 (profile).
         nids = dict(kept.nids)
-        nids.pop(user_id, None)
-        profiles = [p for p in kept.profiles if p[0] != user_id] if kept.profiles is not None else None
-        was = next((p for p in kept.profiles if p[0] == user_id), None) if kept.profiles is not None else None
+        was: _Profile | None = None
+        if was_nid is None:
+            local = list(kept.local)
+            profiles = list(kept.profiles) if kept.profiles is not None else None
+        else:
+            del nids[user_id]
+            at = bisect.bisect_left(kept.local, (user_id, was_nid))  # `local` is sorted
+            if at < len(kept.local) and kept.local[at] == (user_id, was_nid):
+                local = kept.local[:at] + kept.local[at + 1:]
+            else:
+                local = [m for m in kept.local if m[0] != user_id]
+            profiles = None
+            if kept.profiles is not None:
+                profiles = [p for p in kept.profiles if p[0] != user_id]
+                was = next((p for p in kept.profiles if p[0] == user_id), None)
         now: _Profile | None = None
         if now_nid is not None:
             bisect.insort(local, (user_id, now_nid))
