@@ -24,9 +24,9 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_servers import (  # noqa: E402
-    Client,
     Server,
     _pct,
+    registered,
     report,
     run_beside_synapse,
 )
@@ -39,9 +39,7 @@ def _key() -> str:
 async def run_e2ee_workload(server: Server, claims: int, rounds: int) -> dict[str, float]:
     out: dict[str, float] = {}
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
-        alice, bob = Client(s, server.url), Client(s, server.url)
-        await alice.register("e2eealice")
-        await bob.register("e2eebob")
+        alice, bob = await registered(s, server.url, "e2eealice", "e2eebob")
         bob_device = (await bob.call("GET", "/account/whoami"))["device_id"]
         for batch in range(0, claims, 100):
             keys = {  # servers store one-time keys as given; the signature is for clients to check

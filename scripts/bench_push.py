@@ -33,6 +33,7 @@ from bench_servers import (  # noqa: E402
     Server,
     _synapse_python,
     free_ports,
+    registered,
     report,
     start_accord,
     start_synapse,
@@ -52,9 +53,7 @@ async def _set_pusher(c: Client, url: str, key: str) -> None:
 async def run_push_workload(server: Server, gateway: PushGateway, messages: int, members: int) -> dict[str, float]:
     out: dict[str, float] = {}
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
-        sender, reader = Client(s, server.url), Client(s, server.url)
-        await sender.register("pushsender")
-        await reader.register("pushreader")
+        sender, reader = await registered(s, server.url, "pushsender", "pushreader")
         room = (await sender.call("POST", "/createRoom", {"preset": "public_chat"}))["room_id"]
         await reader.call("POST", f"/rooms/{room}/join", {})
         await _set_pusher(reader, gateway.url, f"{server.name}-reader")

@@ -58,6 +58,7 @@ from bench_servers import (  # noqa: E402
     incremental_sync_path,
     initial_sync_path,
     mean_of_rounds,
+    registered,
     report,
     start_accord,
     start_synapse,
@@ -257,9 +258,7 @@ async def run_many_rooms(server: Server, rooms: int) -> dict[str, float]:
     """Initial sync of a user joined to `rooms` rooms, each with a few messages."""
     out: dict[str, float] = {}
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
-        owner, member = Client(s, server.url), Client(s, server.url)
-        await owner.register("manyrooms_owner")
-        await member.register("manyrooms_member")
+        owner, member = await registered(s, server.url, "manyrooms_owner", "manyrooms_member")
         # Few creations at once: one creator's rooms made in the same millisecond can
         # collide on their room IDs (v12 IDs are the create event's hash) and get a 409.
         sem = asyncio.Semaphore(4)
@@ -428,8 +427,7 @@ async def bench(args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:
         if synapse:
             others.append(("synapse", lambda d: start_synapse(d, free_ports(1), synapse, _cheap_bcrypt)))
         for i, (name, start) in enumerate(in_abba_order(accords, others, args.abba)):
-            (tmp / str(i)).mkdir()  # a fresh directory each round
-            server = await start(tmp / str(i))
+            server = await start(tmp / str(i))  # a fresh directory each round
             res: dict[str, float] = {}
             try:
                 if args.only in (None, "fanout"):

@@ -147,7 +147,7 @@ async def start_synapse(
     env: dict[str, str] | None = None,
 ) -> Server:
     data = tmp / "synapse"
-    data.mkdir()
+    data.mkdir(parents=True)
     cfg = data / "homeserver.yaml"
     subprocess.run(
         [python, "-m", "synapse.app.homeserver", "--server-name", "localhost", "--config-path",
@@ -524,8 +524,7 @@ async def run_beside_synapse(
         if synapse:
             others.append(("synapse", lambda d: start_synapse(d, free_ports(1), synapse)))
         for i, (name, start) in enumerate(in_abba_order(accords, others, abba)):
-            (tmp / str(i)).mkdir()  # a fresh directory each round
-            server = await start(tmp / str(i))
+            server = await start(tmp / str(i))  # a fresh directory each round
             try:
                 results.append((name, await workload(server)))
             finally:

@@ -185,7 +185,7 @@ async def _trace(repo: Path, messages: int, rate: float, statements: bool = Fals
     import aiohttp
     import orjson
     from bench_scale import _LongPoll
-    from bench_servers import Client, _wait_up, accord_config, free_ports
+    from bench_servers import _wait_up, accord_config, free_ports, registered
 
     tmp = Path(tempfile.mkdtemp(prefix="trace_send_"))
     port = free_ports(2)
@@ -201,9 +201,7 @@ async def _trace(repo: Path, messages: int, rate: float, statements: bool = Fals
     try:
         await _wait_up(url, proc)
         async with aiohttp.ClientSession() as s:
-            sender, reader = Client(s, url), Client(s, url)
-            await sender.register("sender")
-            await reader.register("reader")
+            sender, reader = await registered(s, url, "sender", "reader")
             room = (await sender.call("POST", "/createRoom", {"preset": "public_chat"}))["room_id"]
             await reader.call("POST", f"/rooms/{room}/join", {})
             token = (await reader.call("GET", "/sync?timeout=0"))["next_batch"]

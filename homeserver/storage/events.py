@@ -142,7 +142,7 @@ def _thaw(event_id: str, f: _Frozen) -> StoredEvent:
     return StoredEvent(
         nid, event_id, room_nid, None if pos == _NONE else pos, None if before == _NONE else before,
         None if after == _NONE else after, outlier, strings[0], strings[1], strings[2], strings[3],
-        orjson.loads(memoryview(f)[at:]) if at != _HEADER.size else orjson.loads(f[at:]),
+        orjson.loads(memoryview(f)[at:]),
     )
 
 
