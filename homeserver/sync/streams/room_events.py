@@ -757,9 +757,10 @@ class RoomEventsStream(StreamProvider):
           under the same (open) history visibility the kept section was judged at;
           none is a redaction or carries a relation (either changes how an earlier
           event is shown), and no relation targets one;
-        * the events dropped from the front are messages too, and the new first event has
-          the state before it that the kept first event had (the state section, the
-          state at the timeline's start, is then the same).
+        When only messages drop from the front and the new first event has the state
+        before it that the kept first event had, the state section (the state at the
+        timeline's start) is the kept one; otherwise (a young room's creation events or a
+        recent join leaving the timeline) it is worked out again (`_shifted_state`).
 
         The cheap checks come first: most rooms that fail, fail before any read.
         """
@@ -773,8 +774,6 @@ class RoomEventsStream(StreamProvider):
         ):
             return None
         drop = max(0, len(old.timeline) + count - limit)
-        if any(se.is_state for se in old.timeline[:drop]):
-            return None
         new = await recent.between(room.room_nid, old_last, last)
         if not new or len(new) != count:
             return None
@@ -786,11 +785,6 @@ class RoomEventsStream(StreamProvider):
                 or not isinstance(content, dict) or "m.relates_to" in content
             ):
                 return None
-        if drop:
-            kept = len(old.timeline)
-            first = old.timeline[drop].state_before if drop < kept else new[drop - kept].state_before
-            if first != old.timeline[0].state_before:
-                return None
         if self.bundler is not None and await self.bundler.related_among(new):
             return None
         room_id = room.room_id
@@ -798,11 +792,52 @@ class RoomEventsStream(StreamProvider):
         # many more than the limit since).
         kept_old = old.timeline[drop:]
         timeline = kept_old + [section_event(e, room_id, False) for e in new[max(0, drop - len(old.timeline)):]]
+        state = old.state
+        if drop and (
+            any(se.is_state for se in old.timeline[:drop]) or timeline[0].state_before != old.timeline[0].state_before
+        ):
+            shifted = await self._shifted_state(room, old, timeline, snapshot)
+            if shifted is None:
+                return None
+            state = shifted
         return InitialSection(
             key=key, timeline=timeline, limited=old.limited or drop > 0,
-            prev_batch=room_token((timeline[0].stream_ordering or 1) - 1), state=old.state,
-            summary=old.summary, size=section_size(timeline) + section_size(old.state),
+            prev_batch=room_token((timeline[0].stream_ordering or 1) - 1), state=state,
+            summary=old.summary, size=section_size(timeline) + section_size(state),
         )
+
+    async def _shifted_state(
+        self, room: RoomRecord, old: InitialSection, timeline: list[SectionEvent], head: int
+    ) -> list[SectionEvent] | None:
+        """The state section of an extended timeline whose start moved past state events:
+        what `_state` computes for an initial sync whose timeline ends at the room's head
+        (snapshot `head`), the state before the first event completed from the head's
+        where the timeline does not carry it (`_completed`; on a linear timeline the
+        completion changes nothing), less the timeline's own events, in the same order.
+        The kept section's events (its state and what dropped from its timeline) are
+        reused as they are; only an event neither holds is read. None when the first
+        event's state is unknown."""
+        first = timeline[0].state_before
+        if first is None:
+            return None
+        rs = self.room_service
+        at_start = await rs.state_ids_at_snapshot(first)
+        at_end = await rs.state_ids_at_snapshot(head)
+        in_timeline = {se.nid for se in timeline}
+        completed = dict(at_start)
+        for k, nid in at_end.items():
+            if nid not in in_timeline:
+                completed[k] = nid
+        wanted = [nid for nid in completed.values() if nid not in in_timeline]
+        known = {se.nid: se for se in old.state}
+        # What drops off the timeline into the state is shown there as any state event:
+        # one a relation targets is bundled only in a timeline.
+        known.update((se.nid, se) for se in old.timeline if not se.related)
+        missing = [nid for nid in wanted if nid not in known]
+        if missing:
+            found = await self.event_store.get_events_by_nid(missing)
+            known.update((nid, section_event(e, room.room_id, False)) for nid, e in found.items())
+        return [known[nid] for nid in wanted if nid in known]
 
     async def _joined_from_section(
         self, req: SyncRequest, room: RoomRecord, m: UserMembership, section: InitialSection,

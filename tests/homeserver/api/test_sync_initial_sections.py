@@ -358,22 +358,48 @@ async def test_new_messages_extend_the_kept_section(api: Api) -> None:
         assert sections.derived == derived + 1  # the extended section is taken as it is
 
 
-async def test_a_small_room_extends_until_its_state_events_would_drop(api: Api) -> None:
+async def test_a_small_room_extends_while_its_state_events_drop_into_the_state(api: Api) -> None:
+    """A young room's timeline still holds its creation events: each new message pushes
+    one of them out of the timeline and into the state section, which the extension
+    works out again (the state before the new first event, in a fresh computation's
+    order), message after message, without computing the room afresh."""
     alice, bob, room = await _public_room(api, 1)
     await _kept(api, [alice, bob], room)
     sections = _sections(api)
     derived = sections.derived
-    await send(api, room, bob, "one more")
-    entry = await _initial(api, bob, room)
-    assert sections.derived == derived + 1 and entry["timeline"]["limited"] is False
-    await _same_as_fresh(api, [alice, bob], room)
-    # Enough messages to push the room's first state events out of the timeline: those
-    # move to the state section, which only a fresh computation gives.
+    first = await _initial(api, bob, room)
+    assert first["timeline"]["limited"] is False
+    state_types = {e["type"] for e in first["timeline"]["events"] if "state_key" in e}
+    assert "m.room.create" in state_types and "m.room.member" in state_types
+    for i in range(12):
+        await send(api, room, alice if i % 2 else bob, f"m{i}")
+        entry = await _initial(api, bob, room)
+        assert sections.derived == derived + i + 1
+        await _same_as_fresh(api, [alice, bob], room)
+    assert entry["timeline"]["limited"] is True
+    assert all(e["type"] == "m.room.message" for e in entry["timeline"]["events"])
+    assert state_types <= {e["type"] for e in entry["state"]["events"]}
+
+
+async def test_a_join_leaving_the_timeline_moves_into_the_state(api: Api) -> None:
+    """A member's join among the newest events changes the room's state, so the next
+    initial sync computes afresh; once kept again, the messages after it push the join
+    out of the timeline and the extension puts it in the state section."""
+    alice, bob, room = await _public_room(api, 12)
+    carol = await user(api, "carol")
+    await join(api, room, carol)
+    await send(api, room, carol, "hello")
+    await _kept(api, [alice, bob, carol], room)
+    sections = _sections(api)
+    derived = sections.derived
     for i in range(10):
-        await send(api, room, alice, f"m{i}")
-    entry = await _initial(api, bob, room)
-    assert sections.derived == derived + 1 and entry["timeline"]["limited"] is True
-    await _same_as_fresh(api, [alice, bob], room)
+        await send(api, room, alice, f"after {i}")
+        entry = await _initial(api, carol, room)
+        await _same_as_fresh(api, [alice, bob, carol], room)
+    assert sections.derived == derived + 10
+    joins = [e for e in entry["state"]["events"] if e["type"] == "m.room.member" and e["state_key"] == uid("carol")]
+    assert len(joins) == 1 and joins[0]["content"]["membership"] == "join"
+    assert not any(e["type"] == "m.room.member" for e in entry["timeline"]["events"])
 
 
 async def test_what_changes_earlier_events_or_the_state_is_computed_afresh(api: Api) -> None:
