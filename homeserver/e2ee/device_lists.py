@@ -144,7 +144,11 @@ class DeviceLists:
     async def _membership(self, user_id: str, room: RoomRecord) -> None:
         await self._record(user_id, room.room_id)
         concerned = await self.joined_local_users(room)
-        self._wake(concerned | ({user_id} if user_id else set()))
+        # The room's kept set itself, not a copy with the user in it (10,000 names per
+        # membership change in a big room); the user apart when they left.
+        self._wake(concerned)
+        if user_id and user_id not in concerned:
+            self._wake({user_id})
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -216,8 +216,11 @@ class RoomActivity:
                     joined.discard(target)
         if joined is not None:
             # A message concerns only the joined: woken from the kept set itself, not a
-            # copy of it (a copy of 10,000 names per message in a big room).
-            self._wake(concerned | joined if concerned else joined, event.stream_ordering)
+            # copy of it (a copy of 10,000 names per event in a big room); a membership's
+            # target who is not (or no longer) joined apart.
+            self._wake(joined, event.stream_ordering)
+            if concerned and not concerned <= joined:
+                self._wake(concerned - joined, event.stream_ordering)
         else:
             # First event seen for this room since start: load its members, then wake them.
             async def load_and_notify() -> None:
