@@ -402,6 +402,27 @@ async def test_a_join_leaving_the_timeline_moves_into_the_state(api: Api) -> Non
     assert not any(e["type"] == "m.room.member" for e in entry["timeline"]["events"])
 
 
+async def test_a_state_event_with_relations_drops_into_the_state_as_any_state_event(api: Api) -> None:
+    """A state event a relation targets is bundled with its aggregations in a timeline
+    (formatted per reader, not kept encoded); once it leaves the timeline it is shown in
+    the state section as any state event is, which the extension reads it again for."""
+    alice, bob, room = await _public_room(api, 3)
+    topic = await put_state(api, room, alice, "m.room.topic", {"topic": "reactions welcome"})
+    await react(api, room, bob, topic, "+1")
+    await send(api, room, alice, "after the reaction")
+    await _kept(api, [alice, bob], room)
+    sections = _sections(api)
+    derived = sections.derived
+    for i in range(10):
+        await send(api, room, bob, f"push {i}")
+    entry = await _initial(api, alice, room)
+    assert sections.derived == derived + 1
+    await _same_as_fresh(api, [alice, bob], room)
+    shown = [e for e in entry["state"]["events"] if e["type"] == "m.room.topic"]
+    assert len(shown) == 1 and shown[0]["event_id"] == topic
+    assert "m.relations" not in shown[0]["unsigned"]
+
+
 async def test_what_changes_earlier_events_or_the_state_is_computed_afresh(api: Api) -> None:
     alice, bob, room = await _public_room(api, 12)
     target = await send(api, room, alice, "the target")
