@@ -793,17 +793,20 @@ class RoomEventsStream(StreamProvider):
         kept_old = old.timeline[drop:]
         timeline = kept_old + [section_event(e, room_id, False) for e in new[max(0, drop - len(old.timeline)):]]
         state = old.state
+        # The kept state's share of the size, without walking it (a big room's state is
+        # thousands of events; the timeline at most the limit).
+        state_size = old.size - section_size(old.timeline)
         if drop and (
             any(se.is_state for se in old.timeline[:drop]) or timeline[0].state_before != old.timeline[0].state_before
         ):
             shifted = await self._shifted_state(room, old, timeline, snapshot)
             if shifted is None:
                 return None
-            state = shifted
+            state, state_size = shifted, section_size(shifted)
         return InitialSection(
             key=key, timeline=timeline, limited=old.limited or drop > 0,
             prev_batch=room_token((timeline[0].stream_ordering or 1) - 1), state=state,
-            summary=old.summary, size=section_size(timeline) + section_size(state),
+            summary=old.summary, size=section_size(timeline) + state_size,
         )
 
     async def _shifted_state(
