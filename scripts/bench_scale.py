@@ -21,7 +21,9 @@ py-spy's collapsed stacks of the fan-out. Each run takes free ports, so checkout
 the same run, so a change is measured against it on the same noisy machine; with `--abba`
 both run twice, in both orders (the server measured first in a run was measured slower,
 whatever its code), and the means are reported. `--sends N` sets the sequential sends
-measured at each size of the big room (more give `--profile` more samples).
+measured at each size of the big room and ten times as many concurrent ones (default 300:
+with 100, CPU read in 10 ms ticks moved a send's figure by 0.1 ms, and the concurrent
+window was under a second; more give `--profile` more samples).
 Usage: scripts/bench_scale.py [--quick] [--no-synapse] [--profile [--profile-out FILE]]
        [--only fanout|rooms|write] [--readers N] [--members N] [--synapse-members N] [--sends N]
        [--baseline DIR [--abba]]
@@ -451,7 +453,7 @@ async def bench(args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:
                         return stop
 
                     res.update(await run_writes(server, args.members or (1000 if args.quick else 10_000),
-                                                args.synapse_members, args.sends or (50 if args.quick else 100), spy))
+                                                args.synapse_members, args.sends or (50 if args.quick else 300), spy))
             finally:
                 server.stop()
             results.append((name, res))
@@ -494,7 +496,8 @@ def main() -> None:
     ap.add_argument("--synapse-members", type=int, default=1000,
                     help="the size measured on both servers on the way (default 1,000)")
     ap.add_argument("--sends", type=int,
-                    help="sequential sends measured at each room size (default 100, 50 with --quick; more for a profile)")
+                    help="sequential sends measured at each room size, ten times as many concurrent ones"
+                         " (default 300, 50 with --quick; more for a profile)")
     args = ap.parse_args()
     results = asyncio.run(bench(args))
     readers, seconds = _fanout_size(args)
