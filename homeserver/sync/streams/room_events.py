@@ -95,6 +95,11 @@ def _state_section(req: SyncRequest) -> str:
     return "state_after" if req.use_state_after else "state"
 
 
+# New events a kept initial section is never extended with (`_extended`): a redaction
+# changes how an earlier event is shown, a history visibility change who may see what.
+_NOT_EXTENDED = frozenset({"m.room.redaction", "m.room.history_visibility"})
+
+
 class RoomEventsStream(StreamProvider):
     key = "events"
 
@@ -748,15 +753,18 @@ class RoomEventsStream(StreamProvider):
 
     async def _extended(self, room: RoomRecord, old: InitialSection, key: SectionKey) -> InitialSection | None:
         """`old` extended to `key`: its timeline with the room's new events appended and the
-        oldest dropped beyond the limit, its state and summary as they are; None unless:
+        oldest dropped beyond the limit; None unless:
 
-        * the head snapshot and limit are the kept key's, and the room's generation moved
-          by exactly the events in (kept last, last] (nothing backfilled, purged or
-          placed otherwise);
-        * each new event is an accepted message (no state key) at the head snapshot, so
-          under the same (open) history visibility the kept section was judged at;
-          none is a redaction or carries a relation (either changes how an earlier
-          event is shown), and no relation targets one;
+        * the limit is the kept key's, and the room's generation moved by exactly the
+          events in (kept last, last] (nothing backfilled, purged or placed otherwise);
+        * the new events continue the kept head's state one after the other up to the
+          new head (each one's state before is the state after the one before it, the
+          first's the kept head, the last's after the new head: no fork, no resolved
+          head), and are accepted; none changes the history visibility (so all lie under
+          the same open visibility the kept section was judged at), is a redaction or
+          carries a relation (either changes how an earlier event is shown), and no
+          relation targets one. A new state event (a join, a topic) is fine: it is shown
+          in the timeline as any event, and the summary is the new head's.
         When only messages drop from the front and the new first event has the state
         before it that the kept first event had, the state section (the state at the
         timeline's start) is the kept one; otherwise (a young room's creation events or a
@@ -769,7 +777,7 @@ class RoomEventsStream(StreamProvider):
         old_last, old_generation, old_snapshot, old_limit = old.key
         count = generation - old_generation
         if (
-            recent is None or not old.timeline or snapshot is None or snapshot != old_snapshot
+            recent is None or not old.timeline or snapshot is None or old_snapshot is None
             or limit != old_limit or last <= old_last or count <= 0
         ):
             return None
@@ -777,14 +785,17 @@ class RoomEventsStream(StreamProvider):
         new = await recent.between(room.room_nid, old_last, last)
         if not new or len(new) != count:
             return None
+        at: int | None = old_snapshot
         for e in new:
             content = e.event.get("content")
             if (
-                e.state_key is not None or e.rejected is not None or e.redacted_by is not None
-                or e.state_before != snapshot or e.type == "m.room.redaction"
-                or not isinstance(content, dict) or "m.relates_to" in content
+                e.rejected is not None or e.redacted_by is not None or e.state_before != at
+                or e.type in _NOT_EXTENDED or not isinstance(content, dict) or "m.relates_to" in content
             ):
                 return None
+            at = e.state_after
+        if at != snapshot:
+            return None
         if self.bundler is not None and await self.bundler.related_among(new):
             return None
         room_id = room.room_id
@@ -806,7 +817,8 @@ class RoomEventsStream(StreamProvider):
         return InitialSection(
             key=key, timeline=timeline, limited=old.limited or drop > 0,
             prev_batch=room_token((timeline[0].stream_ordering or 1) - 1), state=state,
-            summary=old.summary, size=section_size(timeline) + state_size,
+            summary=old.summary if snapshot == old_snapshot else await self._summary_parts(room),
+            size=section_size(timeline) + state_size,
         )
 
     async def _shifted_state(

@@ -430,6 +430,38 @@ async def test_a_state_event_with_relations_drops_into_the_state_as_any_state_ev
     assert "m.relations" not in shown[0]["unsigned"]
 
 
+async def test_new_state_events_extend_the_section_with_the_new_heads_summary(api: Api) -> None:
+    """Joins, a topic and a name among the new events (the room's state moved on, one
+    event after the other from the kept head): the section is extended, the state events
+    shown in the timeline, the summary the new head's (counts, heroes, then none once
+    named), and later messages push them into the state section; each answer what a
+    fresh computation gives."""
+    alice, bob, room = await _public_room(api, 12)
+    sections = _sections(api)
+    carol, dave = await user(api, "carol"), await user(api, "dave")
+    changes = [
+        lambda: join(api, room, carol),
+        lambda: put_state(api, room, alice, "m.room.topic", {"topic": "new"}),
+        lambda: join(api, room, dave),
+        lambda: put_state(api, room, alice, "m.room.name", {"name": "named now"}),
+    ]
+    for change in changes:
+        await _kept(api, [alice, bob], room)
+        derived = sections.derived
+        await change()
+        await send(api, room, alice, "after the change")
+        entry = await _initial(api, bob, room)
+        assert sections.derived == derived + 1
+        await _same_as_fresh(api, [alice, bob, carol], room)
+    assert entry["summary"]["m.joined_member_count"] == 4 and "m.heroes" not in entry["summary"]
+    for i in range(10):
+        await send(api, room, alice, f"push {i}")
+        await _same_as_fresh(api, [alice, bob, carol, dave], room)
+    entry = await _initial(api, dave, room)
+    state = {(e["type"], e["state_key"]) for e in entry["state"]["events"]}
+    assert {("m.room.member", uid("dave")), ("m.room.topic", ""), ("m.room.name", "")} <= state
+
+
 async def test_what_changes_earlier_events_or_the_state_is_computed_afresh(api: Api) -> None:
     alice, bob, room = await _public_room(api, 12)
     target = await send(api, room, alice, "the target")
@@ -438,7 +470,7 @@ async def test_what_changes_earlier_events_or_the_state_is_computed_afresh(api: 
         lambda: edit(api, room, alice, target, "edited"),
         lambda: react(api, room, bob, target, "+1"),
         lambda: redact(api, room, alice, target),
-        lambda: put_state(api, room, alice, "m.room.topic", {"topic": "new"}),
+        lambda: set_visibility(api, room, alice, "world_readable"),
     ]
     for change in changes:
         await _kept(api, [alice, bob], room)
