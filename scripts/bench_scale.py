@@ -373,6 +373,21 @@ async def run_writes(
     return out
 
 
+def cheap_servers(baseline: str | None, with_synapse: bool, abba: bool) -> list[tuple[str, Any]]:
+    """(name, start(directory)) of each server to measure, in order: Accord, the
+    `baseline` checkout (the code before a change) when given, Synapse when installed
+    and wanted. Accounts are set-up, not what is measured: cheap password hashes on all."""
+    accords: list[tuple[str, Any]] = [("accord", lambda d: start_accord(d, free_ports(2), _cheap_scrypt))]
+    if baseline:
+        base = Path(baseline).resolve()
+        accords.append(("baseline", lambda d: start_accord(d, free_ports(2), _cheap_scrypt, repo=base, name="baseline")))
+    others: list[tuple[str, Any]] = []
+    synapse = _synapse_python() if with_synapse else None
+    if synapse:
+        others.append(("synapse", lambda d: start_synapse(d, free_ports(1), synapse, _cheap_bcrypt)))
+    return in_abba_order(accords, others, abba)
+
+
 def _cheap_scrypt(config: dict[str, Any]) -> None:
     config["auth"]["scrypt_n"] = 2
 
@@ -421,16 +436,7 @@ async def bench(args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:
     results = []
     tmp = Path(tempfile.mkdtemp(prefix="accord-bench-scale-"))
     try:
-        # Accounts are set-up, not what is measured: cheap password hashes on both.
-        accords: list[tuple[str, Any]] = [("accord", lambda d: start_accord(d, free_ports(2), _cheap_scrypt))]
-        if args.baseline:  # another checkout (the code before a change), measured in the same run
-            base = Path(args.baseline).resolve()
-            accords.append(("baseline", lambda d: start_accord(d, free_ports(2), _cheap_scrypt, repo=base, name="baseline")))
-        others: list[tuple[str, Any]] = []
-        synapse = _synapse_python() if not args.no_synapse else None
-        if synapse:
-            others.append(("synapse", lambda d: start_synapse(d, free_ports(1), synapse, _cheap_bcrypt)))
-        for i, (name, start) in enumerate(in_abba_order(accords, others, args.abba)):
+        for i, (name, start) in enumerate(cheap_servers(args.baseline, not args.no_synapse, args.abba)):
             server = await start(tmp / str(i))  # a fresh directory each round
             res: dict[str, float] = {}
             try:
