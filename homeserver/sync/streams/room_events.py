@@ -100,6 +100,19 @@ def _state_section(req: SyncRequest) -> str:
 _NOT_EXTENDED = frozenset({"m.room.redaction", "m.room.history_visibility"})
 
 
+def _completed_from(
+    at_start: dict[tuple[str, str], int], at_end: dict[tuple[str, str], int], timeline_ids: AbstractSet[int]
+) -> dict[tuple[str, str], int]:
+    """The state at a timeline's start with each key whose value at its end the timeline
+    does not carry taking that value (`RoomEventsStream._completed` says why), in the
+    start's key order."""
+    completed = dict(at_start)
+    for key, nid in at_end.items():
+        if nid not in timeline_ids:
+            completed[key] = nid
+    return completed
+
+
 class RoomEventsStream(StreamProvider):
     key = "events"
 
@@ -643,12 +656,7 @@ class RoomEventsStream(StreamProvider):
             b.state_before is not None and b.state_before == a.state_after for a, b in pairwise(timeline)
         ):
             return at_start
-        at_end = await self.room_service.state_ids_at_snapshot(end)
-        completed = dict(at_start)
-        for key, nid in at_end.items():
-            if nid not in timeline_ids:
-                completed[key] = nid
-        return completed
+        return _completed_from(at_start, await self.room_service.state_ids_at_snapshot(end), timeline_ids)
 
     async def _summary(self, req: SyncRequest, room: RoomRecord) -> dict[str, Any]:
         return (await self._summary_parts(room)).for_user(req.user_id)
@@ -836,13 +844,10 @@ class RoomEventsStream(StreamProvider):
         if first is None:
             return None
         rs = self.room_service
-        at_start = await rs.state_ids_at_snapshot(first)
-        at_end = await rs.state_ids_at_snapshot(head)
         in_timeline = {se.nid for se in timeline}
-        completed = dict(at_start)
-        for k, nid in at_end.items():
-            if nid not in in_timeline:
-                completed[k] = nid
+        completed = _completed_from(
+            await rs.state_ids_at_snapshot(first), await rs.state_ids_at_snapshot(head), in_timeline
+        )
         wanted = [nid for nid in completed.values() if nid not in in_timeline]
         known = {se.nid: se for se in old.state}
         # What drops off the timeline into the state is shown there as any state event:
